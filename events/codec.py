@@ -1,0 +1,40 @@
+"""The one codec: msgspec JSON for events and commands."""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from events.commands import AnyCommand, Command
+from events.run import AnyRunEvent, RunEvent
+
+_encoder = msgspec.json.Encoder()
+_event_decoder = msgspec.json.Decoder(AnyRunEvent)
+_command_decoder = msgspec.json.Decoder(AnyCommand)
+
+DecodeError = msgspec.DecodeError
+
+
+def encode(message: msgspec.Struct) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_event(data: bytes) -> RunEvent:
+    return _event_decoder.decode(data)
+
+
+def decode_command(name: str, data: bytes) -> Command:
+    """Decode a command body; the subject names the type, so the body needs no tag."""
+    body = msgspec.json.decode(data) if data else {}
+    if not isinstance(body, dict):
+        raise msgspec.ValidationError("the command body must be a JSON object")
+    body["type"] = name
+    return msgspec.convert(body, AnyCommand)
+
+
+def to_builtins(message: msgspec.Struct) -> dict[str, Any]:
+    return msgspec.to_builtins(message)
+
+
+def event_name(event: RunEvent) -> str:
+    return type(event).__name__

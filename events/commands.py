@@ -1,0 +1,59 @@
+"""Commands: requests on `pb.cmd.<Command>` with a JSON body and a JSON `Reply`.
+
+Anyone (CLI, HTTP API, MCP, an external system with `nats req`) drives runs by
+sending these. Each names its actor: every control action records who did it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    actor: str = "anonymous"
+
+
+class StartRun(Command):
+    """Start a run of a playbook given as YAML text (the service validates it)."""
+
+    playbook: str
+    source: str = "<playbook>"
+    parameters: dict[str, Any] = {}
+    environment: str | None = None
+    run_id: str | None = None
+    dry_run: bool = False
+    allow_unsafe_shell: bool = False
+
+
+class PauseRun(Command):
+    run_id: str
+    reason: str = ""
+
+
+class ResumeRun(Command):
+    run_id: str
+
+
+class CancelRun(Command):
+    run_id: str
+    reason: str = ""
+
+
+AnyCommand = StartRun | PauseRun | ResumeRun | CancelRun
+COMMAND_TYPES: tuple[type[Command], ...] = AnyCommand.__args__  # type: ignore[attr-defined]
+
+
+class Rejection(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    message: str
+    details: list[dict[str, Any]] = []
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The answer to every command: accepted with the events it produced, or rejected."""
+
+    accepted: bool
+    run_id: str | None = None
+    events: list[dict[str, Any]] = []
+    error: Rejection | None = None

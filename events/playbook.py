@@ -1,0 +1,108 @@
+"""The playbook language as data: what an operator writes in YAML, after parsing.
+
+These Structs are the public contract for playbooks. Parsing, locations and checks
+that need more than types live in `services/playbook/`.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+ParameterType = Literal["string", "integer", "number", "boolean", "list", "object"]
+FailurePolicy = Literal["stop", "rollback", "continue"]
+JitterMode = Literal["full", "equal", "none"]
+
+
+class _Spec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+    """Base of every playbook Struct: unknown keys are errors, defaults stay implicit."""
+
+
+class Parameter(_Spec):
+    name: str
+    required: bool = False
+    default: Any = None
+    description: str = ""
+    type: ParameterType | None = None
+    choices: list[Any] | None = None
+
+
+class Condition(_Spec):
+    """A typed comparison, used by `when` and `validations`."""
+
+    type: str
+    left: Any = None
+    right: Any = None
+    message: str = ""
+
+
+class OutputSpec(_Spec):
+    """Export one value of a step's outputs as `${steps.<id>.<name>}`."""
+
+    name: str
+    from_: str = msgspec.field(name="from")
+
+
+class RetryPolicy(_Spec):
+    max_attempts: int = 1
+    base_delay: float = 1.0
+    max_delay: float = 60.0
+    exponential_backoff: bool = True
+    jitter: JitterMode = "full"
+    retry_on_errors: list[str] | None = None
+    retry_on_status: list[int] | None = None
+
+
+class ApprovalGate(_Spec):
+    message: str = ""
+    required_approvers: list[str] = []
+    min_approvals: int | None = None
+    timeout_seconds: float | None = None
+    auto_approve_after_timeout: bool = False
+    allow_self_approval: bool = False
+
+
+class RollbackAction(_Spec):
+    action: str
+    args: dict[str, Any] = {}
+    description: str = ""
+    timeout_seconds: float | None = None
+
+
+class Step(_Spec):
+    id: str
+    action: str
+    name: str = ""
+    args: dict[str, Any] = {}
+    depends_on: list[str] | None = None
+    parallel_group: str | None = None
+    when: Condition | str | bool | None = None
+    timeout_seconds: float | None = None
+    continue_on_failure: bool = False
+    outputs: list[OutputSpec] = []
+    validators: list[dict[str, Any]] = []
+    validations: list[Condition] = []
+    retry: RetryPolicy | None = None
+    approval_gate: ApprovalGate | None = None
+    rollback: list[RollbackAction] = []
+
+
+class Playbook(_Spec):
+    name: str
+    steps: list[Step]
+    description: str = ""
+    version: str | int | float = "1"
+    parameters: list[Parameter] = []
+    environments: dict[str, dict[str, Any]] = {}
+    variables: dict[str, Any] = {}
+    on_failure: FailurePolicy = "stop"
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    """The order a playbook runs in, derived once at validation and pinned on the run.
+
+    `needs[step]` are the steps that must be finished (succeeded, skipped, or failed with
+    `continue_on_failure`) before `step` may be scheduled.
+    """
+
+    needs: dict[str, list[str]]

@@ -1,0 +1,118 @@
+"""Run events: the append-only history of one run, stored on `pb.run.<run_id>.<Type>`.
+
+The class name is the msgspec tag, the last token of the subject and the name shown in
+every interface. Events are past tense and never change meaning once published.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from events.playbook import Plan, Playbook
+
+# Why a step attempt failed, as the resilience service classifies it. `cancelled` and
+# `interrupted` are the engine's own: the run was cancelled, or the executor running the
+# attempt died.
+ErrorCategory = Literal[
+    "network", "timeout", "authentication", "authorization", "validation", "resource",
+    "dependency", "configuration", "temporary", "permanent", "unknown",
+    "cancelled", "interrupted",
+]
+
+
+class RunEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    run_id: str
+    at: datetime
+
+
+class RunStarted(RunEvent):
+    """A run began; it pins the exact playbook, its plan and resolved parameters."""
+
+    actor: str
+    playbook: Playbook
+    plan: Plan
+    parameters: dict[str, Any] = {}
+    environment: str | None = None
+    source: str = ""
+    dry_run: bool = False
+    allow_unsafe_shell: bool = False
+
+
+class StepScheduled(RunEvent):
+    """The step is ready and waits for an executor; executors consume these."""
+
+    step_id: str
+    attempt: int
+    reason: str = ""
+
+
+class StepStarted(RunEvent):
+    """An executor took the attempt. Written before any side effect of the step."""
+
+    step_id: str
+    attempt: int
+    executor: str
+
+
+class StepSucceeded(RunEvent):
+    step_id: str
+    attempt: int
+    outputs: dict[str, Any] = {}
+    duration_ms: float = 0.0
+
+
+class StepFailed(RunEvent):
+    step_id: str
+    attempt: int
+    error: str
+    category: ErrorCategory = "unknown"
+    outputs: dict[str, Any] = {}
+    duration_ms: float = 0.0
+
+
+class StepSkipped(RunEvent):
+    """The step's `when` was false (or it was not reached); skipped is never failed."""
+
+    step_id: str
+    reason: str
+
+
+class RunPaused(RunEvent):
+    actor: str
+    reason: str = ""
+
+
+class RunResumed(RunEvent):
+    actor: str
+
+
+class RunCancelRequested(RunEvent):
+    """Cancel was asked for; executors kill the run's in-flight work on seeing it."""
+
+    actor: str
+    reason: str = ""
+
+
+class RunCancelled(RunEvent):
+    pass
+
+
+class RunCompleted(RunEvent):
+    duration_ms: float = 0.0
+
+
+class RunFailed(RunEvent):
+    reason: str
+    failed_steps: list[str] = []
+    duration_ms: float = 0.0
+
+
+AnyRunEvent = (
+    RunStarted | StepScheduled | StepStarted | StepSucceeded | StepFailed | StepSkipped
+    | RunPaused | RunResumed | RunCancelRequested | RunCancelled | RunCompleted | RunFailed
+)
+
+RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__  # type: ignore[attr-defined]
+TERMINAL_EVENTS: tuple[type[RunEvent], ...] = (RunCompleted, RunFailed, RunCancelled)

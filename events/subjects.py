@@ -1,0 +1,30 @@
+"""Subject and stream names: the one place they are spelled."""
+from __future__ import annotations
+
+PREFIX = "pb"
+RUNS_STREAM = "PB_RUNS"
+RUN_SUBJECTS = f"{PREFIX}.run.>"
+TIMER_SUBJECTS = f"{PREFIX}.timer.>"
+COMMAND_SUBJECTS = f"{PREFIX}.cmd.>"
+
+
+def run_event(run_id: str, event_type: str) -> str:
+    return f"{PREFIX}.run.{run_id}.{event_type}"
+
+
+def run_all(run_id: str) -> str:
+    """Every subject of one run: the aggregate boundary for optimistic concurrency."""
+    return f"{PREFIX}.run.{run_id}.>"
+
+
+def events_of_type(event_type: str) -> str:
+    return f"{PREFIX}.run.*.{event_type}"
+
+
+def command(name: str) -> str:
+    return f"{PREFIX}.cmd.{name}"
+
+
+def run_id_of(subject: str) -> str:
+    """`pb.run.<id>.<Type>` -> `<id>`."""
+    return subject.split(".", 3)[2]

@@ -1,0 +1,1 @@
+"""Pure folds from events to the views people and agents read."""

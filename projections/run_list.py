@@ -1,0 +1,58 @@
+"""The run list: one summary line per run, folded from the run-level events."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from events.run import (
+    RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused,
+    RunResumed, RunStarted,
+)
+
+# The events this view needs; readers subscribe to just these.
+LIST_EVENTS: tuple[type[RunEvent], ...] = (
+    RunStarted, RunPaused, RunResumed, RunCancelRequested, RunCompleted, RunFailed, RunCancelled,
+)
+ACTIVE = frozenset({"running", "paused", "cancelling"})
+
+
+class RunSummary(msgspec.Struct, kw_only=True):
+    run_id: str
+    playbook: str
+    status: str
+    actor: str
+    started_at: datetime
+    environment: str | None = None
+    finished_at: datetime | None = None
+    steps: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.status in ACTIVE
+
+
+def apply(runs: dict[str, RunSummary], event: RunEvent) -> None:
+    if isinstance(event, RunStarted):
+        runs[event.run_id] = RunSummary(
+            run_id=event.run_id, playbook=event.playbook.name, status="running", actor=event.actor,
+            started_at=event.at, environment=event.environment, steps=len(event.playbook.steps))
+        return
+    summary = runs.get(event.run_id)
+    if summary is None:
+        return
+    match event:
+        case RunPaused():
+            summary.status = "paused"
+        case RunResumed():
+            summary.status = "running"
+        case RunCancelRequested():
+            summary.status = "cancelling"
+        case RunCompleted() | RunFailed() | RunCancelled():
+            summary.status = {RunCompleted: "completed", RunFailed: "failed", RunCancelled: "cancelled"}[type(event)]
+            summary.finished_at = event.at
+
+
+def as_dict(summary: RunSummary) -> dict[str, Any]:
+    return msgspec.to_builtins(summary)

@@ -1,0 +1,1 @@
+"""Back-end services, each reacting to events on JetStream."""

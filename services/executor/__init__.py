@@ -1,0 +1,1 @@
+"""The executor: runs scheduled steps (actions, validators, validations)."""

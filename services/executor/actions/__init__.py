@@ -1,0 +1,69 @@
+"""Step actions: the side effects the executor runs once `StepStarted` is recorded.
+
+Args arrive interpolated. `run_action` turns every step-level failure into a failed
+`ActionResult`; only cancellation propagates, after the action has cleaned up.
+"""
+from __future__ import annotations
+
+import asyncio
+import difflib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from .base import Action, ActionArgsError, ActionResult
+from .basic import NOOP, WAIT
+from .http import HTTP_REQUEST, close_http_session
+from .shell import SHELL
+
+__all__ = ["ACTIONS", "Action", "ActionArgsError", "ActionResult", "close_http_session",
+           "run_action", "validate_args"]
+
+log = logging.getLogger(__name__)
+
+ACTIONS: dict[str, Action] = {
+    "noop": NOOP,
+    "wait": WAIT,
+    "shell": SHELL,
+    "http_request": HTTP_REQUEST,
+}
+
+
+def validate_args(action: str, args: dict[str, Any]) -> list[str]:
+    """Problems with the args' names and combinations, each naming the arg; values may still be `${...}`."""
+    spec = ACTIONS.get(action)
+    if spec is None:
+        return [f"unknown action {action!r}{_did_you_mean(action, ACTIONS)}"]
+    if not isinstance(args, dict):
+        return [f"{action}: args must be a mapping, got {type(args).__name__}"]
+    problems = [f"unknown arg {name!r}{_did_you_mean(name, spec.args)}" for name in args if name not in spec.args]
+    problems += [f"{name!r} is required" for name, (required, _) in spec.args.items()
+                 if required and args.get(name) is None]
+    problems += spec.rules(args)
+    return [f"{action}: {problem}" for problem in problems]
+
+
+async def run_action(action: str, args: dict[str, Any], *, timeout: float | None = None) -> ActionResult:
+    """Run one step attempt, bounded by `timeout` seconds (the step's), or the action's default."""
+    if problems := validate_args(action, args):
+        return ActionResult(ok=False, error="; ".join(problems), category="configuration")
+    spec = ACTIONS[action]
+    seconds = timeout if timeout is not None else spec.default_timeout
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await spec.run(args)
+    except ActionArgsError as err:
+        return ActionResult(ok=False, error=f"{action}: {err}", category="configuration")
+    except TimeoutError as err:
+        error = f"timed out after {seconds:g}s" if deadline.expired() else f"{action} timed out: {err}"
+        return ActionResult(ok=False, error=error, category="timeout")
+    except Exception as err:
+        log.exception("action %s failed unexpectedly", action)
+        return ActionResult(ok=False, error=f"{action} failed unexpectedly: {type(err).__name__}: {err}",
+                            category="unknown")
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

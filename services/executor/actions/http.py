@@ -1,0 +1,215 @@
+"""http_request: one HTTP call through a shared session, its outcome sorted into error categories."""
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from events.run import ErrorCategory
+
+from .base import Action, ActionArgsError, ActionResult, arg, at_least_zero, text_map
+
+DEFAULT_TIMEOUT = 30.0
+MAX_BODY_BYTES = 1 << 20
+
+_sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
+
+
+def _session() -> aiohttp.ClientSession:
+    """The running loop's session: pooled connections, and no cookies carried from one step to another."""
+    loop = asyncio.get_running_loop()
+    session = _sessions.get(loop)
+    if session is None or session.closed:
+        for stale in [other for other in _sessions if other.is_closed()]:
+            del _sessions[stale]
+        # No aiohttp timeouts: run_action bounds the whole call with the step's timeout.
+        session = _sessions[loop] = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout())
+    return session
+
+
+async def close_http_session() -> None:
+    """Close the running loop's shared session; call it when the executor shuts down."""
+    session = _sessions.pop(asyncio.get_running_loop(), None)
+    if session is not None:
+        await session.close()
+
+
+async def run_http_request(args: dict[str, Any]) -> ActionResult:
+    """Send the request and judge its status; connection trouble becomes a failed result."""
+    url = _url(args)
+    method = arg(args, "method", (str,), "a string", "GET").upper()
+    if not method.isalpha():
+        raise ActionArgsError(f"'method' must be an HTTP method such as GET or POST, got {method!r}")
+    expected = _expected_statuses(args)
+    limit = at_least_zero(args, "max_body_bytes", MAX_BODY_BYTES)
+    request = {
+        "headers": _headers(args),
+        "params": text_map(args, "params"),
+        "data": _body(args),
+        "allow_redirects": arg(args, "follow_redirects", (bool,), "true or false", True),
+        "ssl": arg(args, "verify_tls", (bool,), "true or false", True),
+    }
+    # Error text names only the origin: paths and queries can carry tokens (webhooks).
+    target = f"{method} {url.origin()}"
+    started = time.perf_counter()
+    try:
+        async with _session().request(method, url, **request) as response:
+            head, truncated = await _read_head(response, limit)
+    except aiohttp.ClientConnectorCertificateError:
+        return _failed(f"{target}: the server's TLS certificate failed verification", "configuration")
+    except aiohttp.ClientConnectorError as err:
+        return _failed(f"{target}: cannot connect: {err.os_error.strerror or err.os_error}", "network")
+    except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as err:
+        return _failed(f"{target}: the connection failed: {err}", "network")
+    except aiohttp.TooManyRedirects:
+        return _failed(f"{target}: too many redirects", "permanent")
+    except aiohttp.InvalidURL:
+        return _failed(f"{target}: redirected to an invalid URL", "permanent")
+    except aiohttp.ClientResponseError as err:
+        return _failed(f"{target}: the server sent an invalid response: {err.message}", "dependency")
+    outputs = _outputs(response, head, truncated, limit, started)
+    if (response.status in expected) if expected else response.status < 400:
+        return ActionResult(ok=True, outputs=outputs)
+    wanted = " or ".join(map(str, sorted(expected))) if expected else "a status below 400"
+    return ActionResult(
+        ok=False, outputs=outputs, category=_status_category(response.status),
+        error=f"{target} returned HTTP {response.status} {response.reason or ''}".rstrip() + f", expected {wanted}",
+    )
+
+
+def _failed(error: str, category: ErrorCategory) -> ActionResult:
+    return ActionResult(ok=False, error=error, category=category)
+
+
+def _reason(error: OSError) -> str:
+    """'Connection refused' rather than asyncio's 'Connect call failed (host, port)'."""
+    if error.errno and error.errno > 0:
+        return os.strerror(error.errno)
+    return error.strerror or str(error)  # resolver errors have negative numbers of their own
+
+
+def _url(args: dict[str, Any]) -> URL:
+    raw = arg(args, "url", (str,), "a string")
+    try:
+        url = URL(raw)
+    except (ValueError, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ActionArgsError("'url' must be an absolute http:// or https:// URL")
+    return url
+
+
+def _headers(args: dict[str, Any]) -> dict[str, str] | None:
+    headers = text_map(args, "headers")
+    for name, value in (headers or {}).items():
+        if any(c in name + value for c in "\r\n"):
+            raise ActionArgsError(f"'headers': {name!r} contains a line break")
+    return headers
+
+
+def _body(args: dict[str, Any]) -> aiohttp.BytesPayload | str | None:
+    if (document := args.get("json")) is not None:
+        try:
+            return aiohttp.BytesPayload(msgspec.json.encode(document), content_type="application/json")
+        except (TypeError, msgspec.EncodeError) as err:
+            raise ActionArgsError(f"'json' cannot be encoded as JSON: {err}") from None
+    return arg(args, "data", (str,), "a string")
+
+
+def _expected_statuses(args: dict[str, Any]) -> frozenset[int]:
+    statuses = arg(args, "expect_status", (int, list), "a status code or a list of them")
+    statuses = [statuses] if isinstance(statuses, int) else statuses or []
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 100 <= s <= 599 for s in statuses):
+        raise ActionArgsError("'expect_status' must be status codes between 100 and 599")
+    return frozenset(statuses)
+
+
+async def _read_head(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body, and whether there was more."""
+    try:
+        head = await response.content.readexactly(limit + 1)
+    except asyncio.IncompleteReadError as short:
+        return short.partial, False
+    return head[:limit], True
+
+
+def _outputs(response: aiohttp.ClientResponse, head: bytes, truncated: bool, limit: int,
+             started: float) -> dict[str, Any]:
+    headers: dict[str, str] = {}
+    for name, value in response.headers.items():
+        name = name.lower()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    try:
+        body = head.decode(response.charset or "utf-8", errors="replace")
+    except LookupError:
+        body = head.decode(errors="replace")
+    outputs: dict[str, Any] = {"status_code": response.status, "headers": headers, "body": body}
+    if truncated:
+        outputs["body"] = f"{body}\n[... truncated after {limit} bytes]"
+    elif head:
+        try:
+            outputs["json"] = msgspec.json.decode(head)
+        except msgspec.DecodeError:
+            pass
+    if (retry_after := _retry_after(headers.get("retry-after", ""))) is not None:
+        outputs["retry_after"] = retry_after
+    outputs["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    return outputs
+
+
+def _retry_after(value: str) -> float | None:
+    """Seconds to wait, from either form of Retry-After: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _status_category(status: int) -> ErrorCategory:
+    if status == 401:
+        return "authentication"
+    if status == 403:
+        return "authorization"
+    if status in (429, 503):
+        return "temporary"
+    if status >= 500:
+        return "dependency"
+    return "permanent"
+
+
+def _json_or_data(args: dict[str, Any]) -> list[str]:
+    if args.get("json") is not None and args.get("data") is not None:
+        return ["'json' and 'data' exclude each other; give one"]
+    return []
+
+
+HTTP_REQUEST = Action(run=run_http_request, rules=_json_or_data, default_timeout=DEFAULT_TIMEOUT, args={
+    "url": (True, "http:// or https:// URL"),
+    "method": (False, "HTTP method (default GET)"),
+    "headers": (False, "request headers; never echoed in outputs or errors"),
+    "json": (False, "value sent as a JSON body"),
+    "data": (False, "text sent as the body"),
+    "params": (False, "query parameters"),
+    "expect_status": (False, "status code(s) that count as success (default: any below 400)"),
+    "max_body_bytes": (False, f"bytes kept of the response body (head; default {MAX_BODY_BYTES})"),
+    "verify_tls": (False, "verify the server's certificate (default true)"),
+    "follow_redirects": (False, "follow redirects (default true)"),
+})

@@ -1,0 +1,175 @@
+"""shell: run a command in its own process group, keep the head of its output, kill the group on stop."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from subprocess import DEVNULL, PIPE
+from typing import Any
+
+from events.run import ErrorCategory
+
+from .base import Action, ActionArgsError, ActionResult, arg, at_least_zero, text_list, text_map
+
+MAX_OUTPUT_BYTES = 65536
+GRACE_SECONDS = 0.5  # between SIGTERM and SIGKILL when stopping a command
+_ERROR_LINE_CHARS = 200
+
+
+class _Capture(asyncio.SubprocessProtocol):
+    """Keeps at most `limit` bytes of stdout and stderr as they arrive, so big output never piles up."""
+
+    def __init__(self, limit: int, finished: asyncio.Future[None]) -> None:
+        self.limit = limit
+        self.finished = finished
+        self.kept = {1: bytearray(), 2: bytearray()}
+        self.dropped = {1: 0, 2: 0}
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        kept = self.kept[fd]
+        room = self.limit - len(kept)
+        if room >= len(data):
+            kept += data
+        else:
+            kept += data[:room]
+            self.dropped[fd] += len(data) - room
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Called once the process has exited and every pipe is closed.
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def text(self, fd: int) -> str:
+        text = self.kept[fd].decode(errors="replace")
+        if self.dropped[fd]:
+            return f"{text}\n[... truncated {self.dropped[fd]} bytes]"
+        return text.removesuffix("\n")
+
+
+async def run_shell(args: dict[str, Any]) -> ActionResult:
+    """Run the command to its end; if we are cancelled, stop its whole process group first."""
+    program = _program(args)
+    stdin = arg(args, "stdin", (str,), "a string")
+    env = text_map(args, "env")
+    limit = at_least_zero(args, "max_output_bytes", MAX_OUTPUT_BYTES)
+    ok_returncodes = _ok_returncodes(args)
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    try:
+        transport, capture = await loop.subprocess_exec(
+            lambda: _Capture(limit, finished), *program,
+            stdin=DEVNULL if stdin is None else PIPE, stdout=PIPE, stderr=PIPE,
+            cwd=arg(args, "cwd", (str,), "a string"),
+            env=None if env is None else {**os.environ, **env},
+            start_new_session=True,
+        )
+    except OSError as err:
+        return ActionResult(ok=False, error=f"could not start command: {err.strerror}: {err.filename!r}",
+                            category="configuration")
+    try:
+        if stdin is not None:
+            pipe = transport.get_pipe_transport(0)
+            pipe.write(stdin.encode())
+            pipe.write_eof()
+        await asyncio.shield(finished)
+    except BaseException:
+        await _stop(transport, finished)
+        raise
+    finally:
+        transport.close()
+    return _result(transport.get_returncode(), capture, ok_returncodes)
+
+
+async def _stop(transport: asyncio.SubprocessTransport, finished: asyncio.Future[None]) -> None:
+    """SIGTERM the process group, SIGKILL what is left after the grace, then reap the leader."""
+    group = transport.get_pid()  # start_new_session: the group id is the leader's pid
+    try:
+        _signal_group(group, signal.SIGTERM)
+        await asyncio.wait((finished,), timeout=GRACE_SECONDS)
+    finally:
+        _signal_group(group, signal.SIGKILL)
+        transport.close()
+    await finished
+
+
+def _signal_group(group: int, signum: signal.Signals) -> None:
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _program(args: dict[str, Any]) -> list[str]:
+    command = arg(args, "command", (str,), "a string")
+    if command is not None:
+        if not command.strip():
+            raise ActionArgsError("'command' must not be empty")
+        return ["/bin/sh", "-c", command]
+    argv = text_list(args, "argv")
+    if not argv:
+        raise ActionArgsError("'argv' must not be empty")
+    return argv
+
+
+def _ok_returncodes(args: dict[str, Any]) -> frozenset[int]:
+    codes = arg(args, "ok_returncodes", (int, list), "an integer or a list of integers", [0])
+    codes = [codes] if isinstance(codes, int) else codes
+    if not all(isinstance(code, int) and not isinstance(code, bool) for code in codes):
+        raise ActionArgsError("'ok_returncodes' must be a list of integers")
+    return frozenset(codes)
+
+
+def _result(returncode: int, capture: _Capture, ok_returncodes: frozenset[int]) -> ActionResult:
+    outputs = {"returncode": returncode, "stdout": capture.text(1), "stderr": capture.text(2)}
+    if returncode in ok_returncodes:
+        return ActionResult(ok=True, outputs=outputs)
+    error, category = _failure(returncode)
+    detail = _last_line(capture.kept[2])
+    return ActionResult(ok=False, outputs=outputs, error=f"{error}: {detail}" if detail else error,
+                        category=category)
+
+
+def _failure(returncode: int) -> tuple[str, ErrorCategory]:
+    """What a return code most likely means, and its error category."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        if -returncode == signal.SIGKILL:
+            return "command was killed by SIGKILL (often: out of memory)", "resource"
+        return f"command was killed by {name}", "unknown"
+    if returncode == 128 + signal.SIGKILL:  # how a shell reports a child killed by SIGKILL
+        return "command exited with code 137 (killed by SIGKILL, often: out of memory)", "resource"
+    if returncode == 126:
+        return "command exited with code 126 (not executable)", "configuration"
+    if returncode == 127:
+        return "command exited with code 127 (not found)", "configuration"
+    return f"command exited with code {returncode}", "unknown"
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    if not lines:
+        return ""
+    line = lines[-1].strip()
+    return line if len(line) <= _ERROR_LINE_CHARS else line[:_ERROR_LINE_CHARS] + "…"
+
+
+def _exactly_one_program(args: dict[str, Any]) -> list[str]:
+    if args.get("command") is None and args.get("argv") is None:
+        return ["'command' or 'argv' is required"]
+    if args.get("command") is not None and args.get("argv") is not None:
+        return ["'command' and 'argv' exclude each other; give one"]
+    return []
+
+
+SHELL = Action(run=run_shell, rules=_exactly_one_program, args={
+    "command": (False, "command line run by /bin/sh -c"),
+    "argv": (False, "program and its arguments, run without a shell"),
+    "cwd": (False, "working directory"),
+    "env": (False, "variables added to the environment"),
+    "stdin": (False, "text written to the command's standard input"),
+    "max_output_bytes": (False, f"bytes kept of stdout and of stderr (head; default {MAX_OUTPUT_BYTES})"),
+    "ok_returncodes": (False, "return codes that count as success (default [0])"),
+})

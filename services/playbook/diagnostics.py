@@ -1,0 +1,127 @@
+"""What validation reports: coded findings that name the file, line, step and field."""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Literal, NamedTuple
+
+import msgspec
+
+from services.errors import PlaybookError
+
+Severity = Literal["error", "warning", "info"]
+Path = tuple[str | int, ...]
+
+CODES: dict[str, str] = {
+    "PB000": "internal error in the validator",
+    "PB001": "YAML syntax error",
+    "PB002": "document is not a mapping",
+    "PB003": "duplicate key",
+    "PB101": "unknown key",
+    "PB102": "missing required key",
+    "PB103": "wrong type",
+    "PB104": "value not allowed",
+    "PB105": "no steps",
+    "PB201": "duplicate step id",
+    "PB202": "invalid step id",
+    "PB203": "unknown step in depends_on",
+    "PB204": "dependency cycle",
+    "PB205": "parallel group split by another step",
+    "PB206": "unknown action",
+    "PB207": "unknown name in ${...}",
+    "PB208": "unknown step in ${steps...}",
+    "PB209": "step output used before that step is sure to have run",
+    "PB210": "malformed ${...} reference",
+    "PB301": "missing required parameter",
+    "PB302": "parameter value has the wrong type",
+    "PB303": "parameter value not among its choices",
+    "PB304": "unknown environment",
+    "PB305": "unknown parameter given",
+    "PB306": "parameter declared twice",
+    "PB501": "step has no name",
+    "PB502": "shell step without timeout_seconds",
+    "PB503": "environment sets an undeclared name",
+}
+_INFOS = {"PB501"}
+
+
+def severity_of(code: str) -> Severity:
+    """PB5xx are advice (warnings, a few infos); every other code is an error."""
+    if not code.startswith("PB5"):
+        return "error"
+    return "info" if code in _INFOS else "warning"
+
+
+class Diagnostic(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    severity: Severity
+    message: str
+    file: str
+    line: int | None = None
+    column: int | None = None
+    step_id: str | None = None
+    field: str | None = None
+
+    def format(self) -> str:
+        place = self.file
+        if self.line is not None:
+            place += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
+        step = f" [step {self.step_id}]" if self.step_id else ""
+        return f"{place}: {self.severity} {self.code}{step} {self.message}"
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+class PlaybookInvalid(PlaybookError):
+    """The playbook (or the values given for it) cannot run; `diagnostics` say why and where."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        errors = [d for d in diagnostics if d.severity == "error"] or diagnostics
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"{errors[0]}{more}" if errors else "invalid playbook")
+
+
+class Issue(NamedTuple):
+    """A finding before it has a place in the file: checkers speak in data paths."""
+
+    code: str
+    message: str
+    path: Path = ()
+    on_key: bool = False
+    step_id: str | None = None
+    in_file: bool = True  # False when the problem is in the caller's values, not in the text
+
+
+def format_path(path: Path) -> str:
+    """`("steps", 2, "depends_on")` -> `steps[2].depends_on`, the way a user would point at it."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif isinstance(part, str) and part.isidentifier():
+            text += f".{part}" if text else part
+        else:
+            text += f"[{str(part)!r}]"
+    return text
+
+
+def diagnostic(issue: Issue, file: str, line: int | None = None, column: int | None = None,
+               step_id: str | None = None) -> Diagnostic:
+    return Diagnostic(code=issue.code, severity=severity_of(issue.code), message=issue.message, file=file,
+                      line=line, column=column, step_id=issue.step_id or step_id,
+                      field=format_path(issue.path) or None)
+
+
+def raise_if_errors(issues: Iterable[Issue], file: str = "<playbook>") -> None:
+    """For callers without the YAML text: errors become `PlaybookInvalid` without line numbers."""
+    diagnostics = [diagnostic(issue, file) for issue in issues]
+    if any(d.severity == "error" for d in diagnostics):
+        raise PlaybookInvalid(diagnostics)
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """` — did you mean 'x'?` when a candidate is close, else nothing."""
+    close = difflib.get_close_matches(word, [c for c in candidates if isinstance(c, str)], n=1, cutoff=0.6)
+    return f" — did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,141 @@
+"""`${...}` interpolation: parameters, variables, step outputs, environment, secrets.
+
+A value that is exactly one reference keeps its type (`${replicas}` stays an int);
+references inside longer text are rendered as text. In shell commands every inserted
+value is shell-quoted, so a parameter can never become shell syntax; `${raw:name}` is
+the visible opt-out. `$${` is a literal `${`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.errors import UnresolvedReference
+
+_REF = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
+_MISSING = object()
+
+
+@dataclass
+class Context:
+    """What references can see. `local` holds the step's own outputs (for validations)."""
+
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    steps: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    local: Mapping[str, Any] = field(default_factory=dict)
+    env: Mapping[str, str] | None = None
+    secrets: Callable[[str], str | None] | None = None
+    used_secrets: set[str] = field(default_factory=set)
+    _resolving: set[str] = field(default_factory=set)
+
+
+def resolve(value: Any, ctx: Context) -> Any:
+    """Resolve every reference inside a value (str, list or dict, recursively)."""
+    if isinstance(value, str):
+        return _resolve_text(value, ctx, quote=None)
+    if isinstance(value, list):
+        return [resolve(item, ctx) for item in value]
+    if isinstance(value, dict):
+        return {key: resolve(item, ctx) for key, item in value.items()}
+    return value
+
+
+def resolve_shell(command: str, ctx: Context) -> str:
+    """Resolve a shell command, inserting every value as one quoted shell word."""
+    return _resolve_text(command, ctx, quote=shlex.quote)
+
+
+def lookup(expr: str, ctx: Context) -> Any:
+    """The value of one reference expression (the text between `${` and `}`)."""
+    expr = expr.strip()
+    if expr.startswith("raw:"):
+        expr = expr[4:].strip()
+    if expr.startswith("secret:"):
+        return _secret(expr[7:].strip(), ctx)
+    head, _, rest = expr.partition(".")
+    if head == "env" and rest:
+        if ctx.env is None or rest not in ctx.env:
+            raise UnresolvedReference(f"${{{expr}}}: environment variable {rest!r} is not available to playbooks")
+        return ctx.env[rest]
+    if head == "steps" and rest:
+        step_id, _, path = rest.partition(".")
+        if step_id not in ctx.steps:
+            raise UnresolvedReference(f"${{{expr}}}: step {step_id!r} has no outputs (it has not succeeded)")
+        return _walk(ctx.steps[step_id], path, expr)
+    for scope in (ctx.local, ctx.parameters):
+        if head in scope:
+            return _walk(scope[head], rest, expr)
+    if head in ctx.variables:
+        return _walk(_variable(head, ctx), rest, expr)
+    raise UnresolvedReference(f"${{{expr}}}: no parameter, variable or output named {head!r}")
+
+
+def _resolve_text(text: str, ctx: Context, quote: Callable[[str], str] | None) -> Any:
+    if "$" not in text:
+        return text
+    whole = _REF.fullmatch(text)
+    if whole and whole.group(1) is not None and quote is None:
+        return lookup(whole.group(1), ctx)
+
+    def render(match: re.Match[str]) -> str:
+        if match.group(1) is None:
+            return "${"
+        value = _as_text(lookup(match.group(1), ctx))
+        raw = match.group(1).strip().startswith("raw:")
+        return value if quote is None or raw else quote(value)
+
+    return _REF.sub(render, text)
+
+
+def _variable(name: str, ctx: Context) -> Any:
+    if name in ctx._resolving:
+        raise UnresolvedReference(f"${{{name}}}: variable refers to itself")
+    ctx._resolving.add(name)
+    try:
+        return resolve(ctx.variables[name], ctx)
+    finally:
+        ctx._resolving.discard(name)
+
+
+def _secret(name: str, ctx: Context) -> str:
+    value = ctx.secrets(name) if ctx.secrets else None
+    if value is None:
+        raise UnresolvedReference(f"${{secret:{name}}}: no secret named {name!r} in the engine's secret source")
+    ctx.used_secrets.add(value)
+    return value
+
+
+def _walk(value: Any, path: str, expr: str) -> Any:
+    for key in path.split(".") if path else ():
+        if isinstance(value, Mapping) and key in value:
+            value = value[key]
+        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+            value = value[int(key)]
+        else:
+            raise UnresolvedReference(f"${{{expr}}}: no {key!r} in the value")
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def redact(text: str, secrets: set[str]) -> str:
+    """Replace every secret value in text with `***`."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return text

@@ -1,0 +1,162 @@
+"""A run's parameter values: defaults, then the chosen environment, then the caller, typed and checked."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from events.playbook import Parameter, Playbook
+from services.playbook.diagnostics import Issue, Path, did_you_mean, raise_if_errors
+
+_TRUE = {"true", "yes", "1"}
+_FALSE = {"false", "no", "0"}
+_WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+          "list": "a list", "object": "a mapping"}
+
+
+def resolve_parameters(playbook: Playbook, *, environment: str | None = None,
+                       given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The values a run starts with; raises `PlaybookInvalid` when any is missing, unknown or ill-typed."""
+    values, issues = check_parameters(playbook, environment=environment, given=given or {})
+    raise_if_errors(issues)
+    return values
+
+
+def check_parameters(playbook: Playbook, *, environment: str | None = None,
+                     given: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[Issue]]:
+    """Resolved values and the problems found; `given=None` means no caller yet, so nothing required is missing."""
+    declared, issues = _declared(playbook)
+    issues += _environment_issues(playbook, declared, skip=environment)
+    values: dict[str, Any] = {}
+
+    def put(name: str, value: Any, path: Path, source: str) -> None:
+        typed, problem = _typed(declared[name][1], value)
+        if problem:
+            issues.append(Issue(problem[0], f"parameter '{name}' {problem[1]} (from {source})", path))
+        else:
+            values[name] = typed
+
+    for name, (i, parameter) in declared.items():
+        if parameter.default is not None:
+            put(name, parameter.default, ("parameters", i, "default"), "its default")
+    chosen: dict[str, Any] = {}
+    if environment is not None:
+        if environment not in playbook.environments:
+            known = ", ".join(playbook.environments) or "none are declared"
+            issues.append(Issue("PB304", f"unknown environment '{environment}'"
+                                         f"{did_you_mean(environment, playbook.environments)} (known: {known})",
+                                ("environments",), on_key=True))
+        chosen = playbook.environments.get(environment, {})
+    for name, value in chosen.items():
+        if name in declared:
+            put(name, value, ("environments", environment or "", name), f"environment '{environment}'")
+    if environment in playbook.environments and "environment" in declared \
+            and "environment" not in chosen.keys() | set(given or {}):
+        put("environment", environment, ("parameters", declared["environment"][0]), "the chosen environment")
+    for name, value in (given or {}).items():
+        if name not in declared:
+            known = ", ".join(declared) or "it declares none"
+            issues.append(Issue("PB305", f"parameter '{name}' was given but the playbook does not declare it"
+                                         f"{did_you_mean(name, declared)} (declared: {known})", in_file=False))
+        elif value is not None:
+            put(name, value, ("parameters", declared[name][0]), "the caller")
+    if given is not None:
+        issues += [Issue("PB301", f"parameter '{name}' is required and has no value; pass it with -p {name}=<value>",
+                         ("parameters", i))
+                   for name, (i, parameter) in declared.items() if parameter.required and name not in values]
+    return values, issues
+
+
+def _declared(playbook: Playbook) -> tuple[dict[str, tuple[int, Parameter]], list[Issue]]:
+    declared: dict[str, tuple[int, Parameter]] = {}
+    issues: list[Issue] = []
+    for i, parameter in enumerate(playbook.parameters):
+        if parameter.name in declared:
+            issues.append(Issue("PB306", f"parameter '{parameter.name}' is declared twice (first at parameters"
+                                         f"[{declared[parameter.name][0]}]); remove one", ("parameters", i, "name")))
+        else:
+            declared[parameter.name] = (i, parameter)
+    return declared, issues
+
+
+def _environment_issues(playbook: Playbook, declared: dict[str, tuple[int, Parameter]],
+                        skip: str | None) -> list[Issue]:
+    """Every environment, chosen or not, may set only declared names, with values of the right type."""
+    issues: list[Issue] = []
+    for env_name, env_values in playbook.environments.items():
+        for name, value in env_values.items():
+            if name not in declared and name not in playbook.variables:
+                issues.append(Issue("PB503", f"environment '{env_name}' sets '{name}', which is neither a declared "
+                                             f"parameter nor a variable{did_you_mean(name, declared)}",
+                                    ("environments", env_name, name), on_key=True))
+            elif name in declared and env_name != skip and (problem := _typed(declared[name][1], value)[1]):
+                issues.append(Issue(problem[0], f"parameter '{name}' {problem[1]} (from environment '{env_name}')",
+                                    ("environments", env_name, name)))
+    return issues
+
+
+def _typed(parameter: Parameter, value: Any) -> tuple[Any, tuple[str, str] | None]:
+    """The value in the declared type, or the code and words of what is wrong with it."""
+    typed = _coerce(parameter.type, value)
+    if typed is _WRONG:
+        return None, ("PB302", f"must be {_WORDS[parameter.type or 'string']}, got {value!r}")
+    if parameter.choices is not None and typed not in parameter.choices:
+        options = ", ".join(repr(choice) for choice in parameter.choices)
+        hint = did_you_mean(typed, [str(c) for c in parameter.choices]) if isinstance(typed, str) else ""
+        return None, ("PB303", f"is {typed!r}, not one of its choices ({options}){hint}")
+    return typed, None
+
+
+_WRONG = object()
+
+
+def _coerce(kind: str | None, value: Any) -> Any:
+    """Strings (from `-p key=value`) become the declared type; other values must already have it."""
+    match kind, value:
+        case None, _:
+            return value
+        case "string", str():
+            return value
+        case "integer", bool():
+            return _WRONG
+        case "integer", int():
+            return value
+        case "integer", str() if value.strip().lstrip("+-").isdigit():
+            return int(value)
+        case "number", bool():
+            return _WRONG
+        case "number", int() | float():
+            return value if math.isfinite(value) else _WRONG
+        case "number", str():
+            return _number(value)
+        case "boolean", bool():
+            return value
+        case "boolean", str() if value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        case "list", list():
+            return value
+        case "object", dict():
+            return value
+        case "list" | "object", str():
+            parsed = _flow(value)
+            return parsed if isinstance(parsed, list if kind == "list" else dict) else _WRONG
+    return _WRONG
+
+
+def _number(text: str) -> Any:
+    try:
+        number = float(text)
+    except ValueError:
+        return _WRONG
+    if not math.isfinite(number):
+        return _WRONG
+    return int(number) if number.is_integer() and text.strip().lstrip("+-").isdigit() else number
+
+
+def _flow(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return _WRONG

@@ -1,0 +1,147 @@
+"""The order steps run in: sequence, parallel groups and explicit depends_on as one graph.
+
+Steps run in the order written. Consecutive steps sharing a `parallel_group` form one
+unit: each member needs the unit before the group, the step after the group needs every
+member. A step with `depends_on` (even `[]`) needs exactly those steps instead.
+"""
+from __future__ import annotations
+
+import heapq
+from collections.abc import Sequence
+
+from events.playbook import Plan, Step
+from services.playbook.diagnostics import Issue, did_you_mean, raise_if_errors
+
+
+def derive_plan(steps: Sequence[Step]) -> Plan:
+    """The plan of well-formed steps; raises `PlaybookInvalid` on duplicate ids, unknown needs, splits or cycles."""
+    plan, issues = plan_issues(steps)
+    raise_if_errors(issues)
+    return plan
+
+
+def plan_issues(steps: Sequence[Step]) -> tuple[Plan, list[Issue]]:
+    """The plan and every problem found while deriving it (paths point into `steps`)."""
+    issues: list[Issue] = []
+    position: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        if step.id in position:
+            issues.append(Issue("PB201", f"step id '{step.id}' is already used by step {position[step.id] + 1}; "
+                                         "give every step its own id", ("steps", i, "id"), step_id=step.id))
+        else:
+            position[step.id] = i
+    needs: dict[str, list[str]] = {}
+    before: list[str] = []  # the unit the current unit follows
+    unit: list[str] = []  # the current unit: one step, or the members of one parallel group
+    group: str | None = None
+    closed: dict[str, str] = {}  # parallel group -> its last member, to spot a group resumed later
+    for i, step in enumerate(steps):
+        if position[step.id] != i:
+            continue
+        if step.parallel_group is None or step.parallel_group != group:
+            if group is not None:
+                closed[group] = unit[-1]
+            if step.parallel_group in closed:
+                issues.append(Issue(
+                    "PB205", f"parallel group '{step.parallel_group}' is split: step '{unit[-1]}' comes between "
+                             f"'{closed[step.parallel_group]}' and '{step.id}'; members of a group must be consecutive",
+                    ("steps", i, "parallel_group"), step_id=step.id))
+            before, unit, group = unit or before, [], step.parallel_group
+        unit.append(step.id)
+        needs[step.id] = list(before) if step.depends_on is None else _explicit(step, i, position, issues)
+    for cycle in _cycles(needs):
+        issues.append(_cycle_issue(cycle, steps, position))
+    return Plan(needs=needs), issues
+
+
+def upstream(plan: Plan) -> dict[str, set[str]]:
+    """For each step, every step sure to have finished before it starts (its needs, transitively)."""
+    result: dict[str, set[str]] = {}
+    for step in plan.needs:
+        seen: set[str] = set()
+        todo = list(plan.needs[step])
+        while todo:
+            other = todo.pop()
+            if other not in seen and other in plan.needs:
+                seen.add(other)
+                todo.extend(plan.needs[other])
+        result[step] = seen
+    return result
+
+
+def topological_order(plan: Plan) -> list[str]:
+    """Steps in an order that respects every need; ties keep the written order."""
+    order = {step: i for i, step in enumerate(plan.needs)}
+    waiting = {step: {n for n in needs if n in order} for step, needs in plan.needs.items()}
+    dependents: dict[str, list[str]] = {step: [] for step in plan.needs}
+    for step, needs in waiting.items():
+        for need in needs:
+            dependents[need].append(step)
+    ready = [order[step] for step, needs in waiting.items() if not needs]
+    heapq.heapify(ready)
+    steps = list(plan.needs)
+    result: list[str] = []
+    while ready:
+        step = steps[heapq.heappop(ready)]
+        result.append(step)
+        for dependent in dependents[step]:
+            waiting[dependent].discard(step)
+            if not waiting[dependent]:
+                heapq.heappush(ready, order[dependent])
+    if len(result) < len(steps):
+        cycle = _cycles(plan.needs)[0]
+        raise_if_errors([Issue("PB204", f"dependency cycle: {' -> '.join(cycle)}", step_id=cycle[0])])
+    return result
+
+
+def _explicit(step: Step, i: int, position: dict[str, int], issues: list[Issue]) -> list[str]:
+    needs: list[str] = []
+    for j, need in enumerate(step.depends_on or []):
+        if need not in position:
+            issues.append(Issue("PB203", f"depends_on names '{need}', which is not a step in this playbook"
+                                         f"{did_you_mean(need, position)}", ("steps", i, "depends_on", j),
+                                step_id=step.id))
+        elif need not in needs:
+            needs.append(need)
+    return needs
+
+
+def _cycles(needs: dict[str, list[str]]) -> list[list[str]]:
+    """One named cycle per set of steps caught in one, e.g. `["a", "b", "a"]` (a needs b needs a)."""
+    found: dict[frozenset[str], list[str]] = {}
+    state: dict[str, int] = {}  # 1: on the current path, 2: fully explored
+    for root in needs:
+        if root in state:
+            continue
+        path, stack = [root], [iter(needs[root])]
+        state[root] = 1
+        while stack:
+            need = next(stack[-1], None)
+            if need is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(need) == 1:
+                cycle = path[path.index(need):] + [need]
+                found.setdefault(frozenset(cycle), cycle)
+            elif need not in state and need in needs:
+                state[need] = 1
+                path.append(need)
+                stack.append(iter(needs[need]))
+    return list(found.values())
+
+
+def _cycle_issue(cycle: list[str], steps: Sequence[Step], position: dict[str, int]) -> Issue:
+    """Name the cycle starting at a step whose own depends_on closes it, and point there."""
+    members = cycle[:-1]
+    for k, step_id in enumerate(members):
+        step = steps[position[step_id]]
+        following = members[(k + 1) % len(members)]
+        if step.depends_on and following in step.depends_on:
+            members = members[k:] + members[:k]
+            path = ("steps", position[step_id], "depends_on", step.depends_on.index(following))
+            break
+    else:
+        path = ("steps", position[members[0]])
+    named = " -> ".join(members + [members[0]])
+    return Issue("PB204", f"dependency cycle: {named} (each step waits for the next); "
+                          "remove one of these depends_on entries", path, step_id=members[0])

@@ -1,0 +1,221 @@
+"""The run decider: pure. decide(run, command) -> events; `evolve` folds them back.
+
+No clock, no I/O, no randomness: what a decision needs arrives on the command, and
+the time arrives beside it (`at`, the moment the service received the command). A
+command that already took effect returns []; one that contradicts the state raises
+`CommandRejected` with a sentence the user can act on. Every decision is followed by
+`advance`, which schedules what became ready and ends the run when nothing is left.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from events.commands import CancelRun, PauseRun, ResumeRun
+from events.run import (
+    RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused,
+    RunResumed, RunStarted, StepFailed, StepScheduled, StepSkipped, StepStarted,
+    StepSucceeded,
+)
+from services.errors import CommandRejected, PlaybookError, UnknownRun
+from services.playbook.conditions import evaluate
+from services.playbook.interpolate import Context
+from services.run.state import Run, StepState, evolve
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """Schedule whatever is ready (after a start, a resume, or a crash between appends)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BeginStep:
+    """An executor received `StepScheduled` (stream sequence `scheduled_seq`) and wants to run it."""
+
+    step_id: str
+    attempt: int
+    scheduled_seq: int
+    executor: str
+    redelivered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FinishStep:
+    """An executor finished an attempt: `error` empty means it succeeded."""
+
+    step_id: str
+    attempt: int
+    outputs: dict[str, Any]
+    duration_ms: float
+    error: str = ""
+    category: str = "unknown"
+
+
+RunCommand = PauseRun | ResumeRun | CancelRun | Advance | BeginStep | FinishStep
+
+
+def decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
+    if not run.exists:
+        raise UnknownRun(run.id)
+    events = _decide(run, cmd, at)
+    ahead = run.clone()
+    for event in events:
+        evolve(ahead, event)
+    return events + advance(ahead, at)
+
+
+def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
+    match cmd:
+        case PauseRun() if run.status == "paused":
+            return []
+        case PauseRun() if run.status != "running":
+            raise CommandRejected(f"run {run.id} is {run.status}; only a running run can be paused", "illegal_transition")
+        case PauseRun(actor=actor, reason=reason):
+            return [RunPaused(run_id=run.id, at=at, actor=actor, reason=reason)]
+
+        case ResumeRun() if run.status == "running":
+            raise CommandRejected(f"run {run.id} is running, not paused; there is nothing to resume", "illegal_transition")
+        case ResumeRun() if run.status != "paused":
+            raise CommandRejected(f"run {run.id} is {run.status}; only a paused run can be resumed", "illegal_transition")
+        case ResumeRun(actor=actor):
+            # Steps scheduled before the pause were not started; schedule them afresh.
+            again = [StepScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.attempt, reason="resumed")
+                     for s in run.steps.values() if s.status == "scheduled"]
+            return [RunResumed(run_id=run.id, at=at, actor=actor), *again]
+
+        case CancelRun() if run.status in ("cancelling", "cancelled"):
+            return []
+        case CancelRun() if run.finished:
+            raise CommandRejected(f"run {run.id} is already {run.status}; there is nothing to cancel", "illegal_transition")
+        case CancelRun(actor=actor, reason=reason):
+            return [RunCancelRequested(run_id=run.id, at=at, actor=actor, reason=reason)]
+
+        case Advance():
+            return []
+        case BeginStep():
+            return _begin(run, cmd, at)
+        case FinishStep():
+            return _finish(run, cmd, at)
+    raise TypeError(f"not a run command: {cmd!r}")
+
+
+def _begin(run: Run, cmd: BeginStep, at: datetime) -> list[RunEvent]:
+    step = run.steps.get(cmd.step_id)
+    if step is None or step.attempt != cmd.attempt or step.scheduled_seq != cmd.scheduled_seq:
+        return []  # a stale schedule: a newer one exists, or the step moved on
+    if step.status == "scheduled" and run.status == "running":
+        return [StepStarted(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt, executor=cmd.executor)]
+    if step.status == "running" and cmd.redelivered:
+        # The executor that started this attempt died before finishing it.
+        return [StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt,
+                           error=f"executor {step.executor} stopped while running the step",
+                           category="interrupted")]
+    return []
+
+
+def _finish(run: Run, cmd: FinishStep, at: datetime) -> list[RunEvent]:
+    step = run.steps.get(cmd.step_id)
+    if step is None or step.attempt != cmd.attempt or step.status != "running":
+        return []  # already recorded (a retried append) or superseded
+    common = dict(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt,
+                  outputs=cmd.outputs, duration_ms=cmd.duration_ms)
+    if not cmd.error:
+        return [StepSucceeded(**common)]
+    return [StepFailed(**common, error=cmd.error, category=cmd.category)]
+
+
+def advance(run: Run, at: datetime) -> list[RunEvent]:
+    """Schedule or skip every step whose needs are met, then end the run if nothing is left.
+
+    Works on `run` in place: callers pass a copy when they must keep the original.
+    """
+    events: list[RunEvent] = []
+
+    def emit(event: RunEvent) -> None:
+        events.append(event)
+        evolve(run, event)
+
+    if run.status == "running" and not _stopped_by_failure(run):
+        progressed = True
+        while progressed:  # a skip can make further steps ready
+            progressed = False
+            for step in _ready(run):
+                decision = _schedule_or_skip(run, step, at)
+                emit(decision)
+                progressed = progressed or isinstance(decision, (StepSkipped, StepFailed))
+            if _stopped_by_failure(run):
+                break
+
+    in_flight = any(s.status == "running" for s in run.steps.values())
+    if in_flight or run.finished or run.status == "paused":
+        return events
+    if run.status == "cancelling":
+        emit(RunCancelled(run_id=run.id, at=at))
+    elif run.status == "running":
+        duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
+        failed = [s.id for s in run.steps.values() if s.status == "failed" and not _tolerated(run, s)]
+        if failed and (_stopped_by_failure(run) or _all_settled(run)):
+            emit(RunFailed(run_id=run.id, at=at, reason=_failure_reason(run, failed),
+                           failed_steps=failed, duration_ms=duration))
+        elif _all_settled(run):
+            emit(RunCompleted(run_id=run.id, at=at, duration_ms=duration))
+    return events
+
+
+def _ready(run: Run) -> list[StepState]:
+    needs = run.started.plan.needs  # type: ignore[union-attr]
+    steps = run.steps
+    return [s for s in steps.values()
+            if s.status == "pending" and all(_settled(run, steps[n]) for n in needs.get(s.id, ()))]
+
+
+def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
+    spec = run.specs[step.id]
+    attempt = step.attempt + 1
+    if spec.when is not None:
+        try:
+            go = evaluate(spec.when, context_of(run))
+        except PlaybookError as err:
+            return StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=attempt,
+                              error=f"cannot evaluate `when`: {err}", category="configuration")
+        if not go:
+            return StepSkipped(run_id=run.id, at=at, step_id=step.id, reason="`when` condition is false")
+    reason = "previous attempt interrupted" if step.category == "interrupted" else ""
+    return StepScheduled(run_id=run.id, at=at, step_id=step.id, attempt=attempt, reason=reason)
+
+
+def context_of(run: Run) -> Context:
+    """What `${...}` can see in this run: parameters, variables, outputs of finished steps."""
+    started = run.started
+    assert started is not None
+    outputs = {s.id: s.outputs for s in run.steps.values() if s.status == "succeeded"}
+    return Context(parameters=started.parameters, variables=started.playbook.variables, steps=outputs)
+
+
+def _settled(run: Run, step: StepState) -> bool:
+    """Finished in a way that lets its dependents go on."""
+    return step.status in ("succeeded", "skipped") or (step.status == "failed" and _tolerated_or_continue(run, step))
+
+
+def _tolerated(run: Run, step: StepState) -> bool:
+    return run.specs[step.id].continue_on_failure
+
+
+def _tolerated_or_continue(run: Run, step: StepState) -> bool:
+    return _tolerated(run, step) or run.playbook.on_failure == "continue"
+
+
+def _stopped_by_failure(run: Run) -> bool:
+    return any(s.status == "failed" and not _tolerated_or_continue(run, s) for s in run.steps.values())
+
+
+def _all_settled(run: Run) -> bool:
+    return all(_settled(run, s) for s in run.steps.values())
+
+
+def _failure_reason(run: Run, failed: list[str]) -> str:
+    first = run.steps[failed[0]]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"step {first.id} failed: {first.error}{more}"
+

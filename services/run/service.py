@@ -1,0 +1,123 @@
+"""The run service: answers commands on `pb.cmd.<Command>` and advances runs.
+
+Commands arrive as NATS requests from the CLI, the HTTP API, MCP or any system with
+`nats req`; each is answered accepted (with the events it produced) or rejected with a
+reason. The advancer consumes `RunStarted` and `RunResumed` as a safety net: if a
+process died between appending those and scheduling the first steps, the run still
+goes on.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from events import subjects
+from events.codec import decode_command, encode, to_builtins
+from events.commands import CancelRun, Command, PauseRun, Rejection, Reply, ResumeRun, StartRun
+from events.run import RunEvent, RunStarted
+from services.errors import CommandRejected, ConcurrencyConflict
+from services.playbook import PlaybookInvalid, load_playbook
+from services.run.decider import Advance, decide
+from services.run.repository import RunRepository
+from services.runtime import Consumer
+
+log = logging.getLogger(__name__)
+
+COMMAND_QUEUE = "run-commands"
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class RunService:
+    def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
+        self.nc, self.runs = nc, runs
+        self.advancer = Consumer(nc, runs.store.stream, "advancer",
+                                 [subjects.events_of_type("RunStarted"), subjects.events_of_type("RunResumed")],
+                                 self._advance, ack_wait=ack_wait)
+        self._sub = None
+
+    async def start(self) -> None:
+        self._sub = await self.nc.subscribe(subjects.command("*"), queue=COMMAND_QUEUE, cb=self._on_request)
+        await self.advancer.start()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+        await self.advancer.stop(grace)
+
+    async def _on_request(self, msg: Msg) -> None:
+        name = msg.subject.rsplit(".", 1)[-1]
+        try:
+            command = decode_command(name, msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as err:
+            log.warning("bad command on %s: %s", msg.subject, err)
+            reply = _rejected("bad_request", f"cannot read {name} command: {err}")
+        else:
+            reply = await self.handle(command)
+        if msg.reply:
+            await self.nc.publish(msg.reply, encode(reply))
+
+    async def handle(self, command: Command) -> Reply:
+        """Carry out one command; the only entry point for every interface."""
+        try:
+            run_id, events = await self._dispatch(command)
+        except PlaybookInvalid as err:
+            return _rejected("invalid_playbook", str(err), [to_builtins(d) for d in err.diagnostics])
+        except CommandRejected as err:
+            return _rejected(err.code, str(err))
+        except Exception as err:  # noqa: BLE001 - a command never takes the service down
+            log.exception("command %s failed", type(command).__name__)
+            return _rejected("internal_error", f"the engine could not carry out the command: {err}")
+        log.info("%s by %s on run %s: %s", type(command).__name__, command.actor, run_id,
+                 ", ".join(type(e).__name__ for e in events) or "nothing to do")
+        return Reply(accepted=True, run_id=run_id, events=[to_builtins(e) for e in events])
+
+    async def _dispatch(self, command: Command) -> tuple[str, list[RunEvent]]:
+        match command:
+            case StartRun():
+                return await self._start(command)
+            case PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id):
+                at = now()
+                _, events = await self.runs.change(run_id, lambda run: decide(run, command, at))
+                return run_id, events
+        raise CommandRejected(f"unknown command {type(command).__name__}", "bad_request")
+
+    async def _start(self, cmd: StartRun) -> tuple[str, list[RunEvent]]:
+        loaded = load_playbook(cmd.playbook, cmd.source, parameters=cmd.parameters, environment=cmd.environment)
+        run_id = cmd.run_id or new_run_id()
+        if not _valid_run_id(run_id):
+            raise CommandRejected(f"run id {run_id!r} may hold only letters, digits, '-' and '_'", "bad_request")
+        started = RunStarted(
+            run_id=run_id, at=now(), actor=cmd.actor, playbook=loaded.playbook, plan=loaded.plan,
+            parameters=loaded.parameters, environment=loaded.environment, source=cmd.source,
+            dry_run=cmd.dry_run, allow_unsafe_shell=cmd.allow_unsafe_shell,
+        )
+        try:
+            await self.runs.create(started)
+        except ConcurrencyConflict:
+            raise CommandRejected(f"a run with id {run_id!r} already exists", "run_exists") from None
+        _, scheduled = await self.runs.change(run_id, lambda run: decide(run, Advance(), started.at))
+        return run_id, [started, *scheduled]
+
+    async def _advance(self, msg: Msg, event: RunEvent, seq: int) -> None:
+        at = now()
+        await self.runs.change(event.run_id, lambda run: decide(run, Advance(), at), min_version=seq)
+
+
+def _valid_run_id(run_id: str) -> bool:
+    return bool(run_id) and len(run_id) <= 64 and all(c.isalnum() or c in "-_" for c in run_id)
+
+
+def _rejected(code: str, message: str, details: list | None = None) -> Reply:
+    return Reply(accepted=False, error=Rejection(code=code, message=message, details=details or []))

@@ -1,0 +1,114 @@
+"""The consumer loop every service shares: decode, handle, acknowledge by outcome.
+
+Each service binds a durable push consumer through a queue group, so any number of
+replicas share its messages and a killed replica's unacked work is redelivered after
+`ack_wait`. Outcomes: undecodable -> term and log; CommandRejected -> ack and log;
+any other error -> nak with backoff; success -> ack. Long handlers keep their
+messages with in-progress heartbeats.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from events.codec import decode_event
+from events.run import RunEvent
+from services.errors import CommandRejected
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Msg, RunEvent, int], Awaitable[None]]
+
+
+class Consumer:
+    def __init__(
+        self, nc: NATS, stream: str, name: str, filters: Sequence[str], handle: Handler, *,
+        ack_wait: float = 30.0, max_ack_pending: int = 1000,
+    ) -> None:
+        self.nc, self.stream, self.name = nc, stream, name
+        self.filters, self.handle = list(filters), handle
+        self.ack_wait, self.max_ack_pending = ack_wait, max_ack_pending
+        self._in_flight: dict[asyncio.Task[None], tuple[Msg, float]] = {}
+        self._sub = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        self.stopping = False
+
+    async def start(self) -> None:
+        deliver = f"_pb.deliver.{self.stream}.{self.name}"
+        config = ConsumerConfig(
+            durable_name=self.name, deliver_subject=deliver, deliver_group=self.name,
+            ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait, deliver_policy=DeliverPolicy.ALL,
+            max_ack_pending=self.max_ack_pending, filter_subjects=self.filters,
+        )
+        await self.nc.jetstream().add_consumer(self.stream, config)
+        self._sub = await self.nc.subscribe(deliver, queue=self.name, cb=self._on_message,
+                                            pending_msgs_limit=-1, pending_bytes_limit=-1)
+        self._heartbeat = asyncio.create_task(self._keep_alive())
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Take no new messages, let handlers finish for `grace` seconds, hand back the rest."""
+        self.stopping = True
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+        if self._in_flight:
+            await asyncio.wait(list(self._in_flight), timeout=grace)
+        for task, (msg, _) in list(self._in_flight.items()):
+            task.cancel()
+            await _quietly(msg.nak())
+        if self._heartbeat:
+            self._heartbeat.cancel()
+
+    async def _on_message(self, msg: Msg) -> None:
+        if self.stopping:
+            return  # not acknowledged: redelivered to another replica
+        task = asyncio.create_task(self._process(msg))
+        self._in_flight[task] = (msg, time.monotonic())
+        task.add_done_callback(self._in_flight.pop)  # type: ignore[arg-type]
+
+    async def _process(self, msg: Msg) -> None:
+        try:
+            event = decode_event(msg.data)
+        except msgspec.DecodeError as err:
+            log.error("%s: dropping undecodable message on %s: %s", self.name, msg.subject, err)
+            await _quietly(msg.term())
+            return
+        meta = msg.metadata
+        try:
+            await self.handle(msg, event, meta.sequence.stream)
+        except CommandRejected as err:
+            log.info("%s: %s on %s refused: %s", self.name, type(event).__name__, event.run_id, err)
+        except asyncio.CancelledError:
+            await _quietly(msg.nak())
+            raise
+        except Exception:
+            delay = min(2.0 ** meta.num_delivered, 60.0)
+            log.exception("%s: handling %s failed (delivery %d); retrying in %.0fs",
+                          self.name, msg.subject, meta.num_delivered, delay)
+            await _quietly(msg.nak(delay=delay))
+            return
+        await _quietly(msg.ack())
+
+    async def _keep_alive(self) -> None:
+        """Tell the server we still work on long-running messages, so it keeps them ours."""
+        interval = max(self.ack_wait / 3, 0.2)
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for msg, since in list(self._in_flight.values()):
+                if now - since >= interval:
+                    await _quietly(msg.in_progress())
+
+
+async def _quietly(op: Awaitable[object]) -> None:
+    """Acks are best effort: if the connection is gone, redelivery does the rest."""
+    try:
+        await op
+    except Exception as err:  # noqa: BLE001
+        log.debug("acknowledgement failed: %s", err)

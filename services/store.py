@@ -1,0 +1,155 @@
+"""The JetStream event store: the only module that knows NATS headers and error codes.
+
+A run's subjects `pb.run.<id>.>` are its aggregate. Appends carry the sequence of the
+last event the writer saw (optimistic concurrency over every subject of the run) and
+a `Nats-Msg-Id`, so a publish retried after a lost ack is recognised as ours.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Sequence
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.js.errors import BadRequestError
+
+from events import subjects
+from events.codec import decode_event, encode, event_name
+from events.run import RunEvent
+from services.errors import ConcurrencyConflict
+
+log = logging.getLogger(__name__)
+
+WRONG_LAST_SEQUENCE = 10071   # someone appended to the run since we loaded it
+STREAM_NAME_IN_USE = 10058    # the stream exists with another configuration
+LOAD_BATCH = 1000             # events per direct-get request when loading a run
+PUBLISH_TIMEOUT = 5.0
+PUBLISH_TRIES = 3
+
+Envelope = tuple[int, RunEvent]   # (stream sequence, event)
+
+
+class EventStore:
+    def __init__(self, nc: NATS, stream: str = subjects.RUNS_STREAM) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=PUBLISH_TIMEOUT)
+        self.stream = stream
+        self._direct_get = f"$JS.API.DIRECT.GET.{stream}"
+
+    async def ensure_stream(self, replicas: int = 1) -> None:
+        """Create `PB_RUNS`, or bring its configuration up to date. Idempotent."""
+        config = {
+            "name": self.stream,
+            "subjects": [subjects.RUN_SUBJECTS, subjects.TIMER_SUBJECTS],
+            "storage": "file",
+            "retention": "limits",
+            "num_replicas": replicas,
+            "allow_direct": True,
+            "allow_msg_schedules": True,
+            "allow_atomic": True,
+            "duplicate_window": 120_000_000_000,
+        }
+        body = json.dumps(config).encode()
+        reply = await self._api(f"$JS.API.STREAM.CREATE.{self.stream}", body)
+        error = reply.get("error")
+        if error and error.get("err_code") == STREAM_NAME_IN_USE:
+            reply = await self._api(f"$JS.API.STREAM.UPDATE.{self.stream}", body)
+            error = reply.get("error")
+        if error:
+            raise RuntimeError(f"cannot set up stream {self.stream}: {error.get('description')}")
+
+    async def _api(self, subject: str, body: bytes) -> dict:
+        msg = await self.nc.request(subject, body, timeout=PUBLISH_TIMEOUT)
+        return json.loads(msg.data)
+
+    async def load(self, run_id: str, after: int = 0) -> tuple[list[Envelope], int]:
+        """Every event of the run after stream sequence `after`, and the last sequence seen.
+
+        Batched direct gets: one request returns up to LOAD_BATCH events, so a run of
+        thousands of events loads in a few round trips. An undecodable message is
+        logged and skipped, but its sequence still counts (appends must expect it).
+        """
+        events: list[Envelope] = []
+        last = after
+        subject = subjects.run_all(run_id)
+        while True:
+            pending, last = await self._load_batch(subject, last + 1, events, last)
+            if not pending:
+                return events, last
+
+    async def _load_batch(self, subject: str, start: int, into: list[Envelope], last: int) -> tuple[int, int]:
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox)
+        try:
+            request = json.dumps({"seq": start, "next_by_subj": subject, "batch": LOAD_BATCH}).encode()
+            await self.nc.publish(self._direct_get, request, reply=inbox)
+            while True:
+                msg = await sub.next_msg(timeout=PUBLISH_TIMEOUT)
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status == "404":          # nothing (more) on this subject
+                    return 0, last
+                if status == "204":          # end of this batch
+                    return int(headers.get("Nats-Num-Pending", "0")), last
+                if status:
+                    raise RuntimeError(f"direct get failed: {status} {headers.get('Description', '')}")
+                last = int(headers["Nats-Sequence"])
+                try:
+                    into.append((last, decode_event(msg.data)))
+                except msgspec.DecodeError as err:
+                    log.warning("skipping undecodable event %s seq %d: %s", headers.get("Nats-Subject"), last, err)
+        finally:
+            await sub.unsubscribe()
+
+    async def last_message_id(self, run_id: str) -> tuple[int, str | None]:
+        """Sequence and Nats-Msg-Id of the run's last event (0, None when there is none)."""
+        request = json.dumps({"last_by_subj": subjects.run_all(run_id)}).encode()
+        msg = await self.nc.request(self._direct_get, request, timeout=PUBLISH_TIMEOUT)
+        headers = msg.headers or {}
+        if headers.get("Status"):
+            return 0, None
+        return int(headers["Nats-Sequence"]), headers.get("Nats-Msg-Id")
+
+    async def append(self, run_id: str, events: Sequence[RunEvent], expected: int) -> list[int]:
+        """Append events in order after sequence `expected`; returns their sequences.
+
+        Raises ConcurrencyConflict if the run moved on since `expected`. Events before
+        the conflicting one stay appended: the caller reloads and decides again, and
+        the decider's idempotence produces only what is still missing.
+        """
+        sequences = []
+        for event in events:
+            expected = await self._append_one(run_id, event, expected)
+            sequences.append(expected)
+        return sequences
+
+    async def _append_one(self, run_id: str, event: RunEvent, expected: int) -> int:
+        msg_id = os.urandom(12).hex()
+        headers = {
+            "Nats-Msg-Id": msg_id,
+            "Nats-Expected-Last-Subject-Sequence": str(expected),
+            "Nats-Expected-Last-Subject-Sequence-Subject": subjects.run_all(run_id),
+        }
+        subject = subjects.run_event(run_id, event_name(event))
+        payload = encode(event)
+        for attempt in range(1, PUBLISH_TRIES + 1):
+            try:
+                ack = await self.js.publish(subject, payload, headers=headers)
+                return ack.seq
+            except BadRequestError as err:
+                if err.err_code != WRONG_LAST_SEQUENCE:
+                    raise
+                if attempt > 1:
+                    # Lost ack: our earlier try may have been stored. The stream says whose it is.
+                    seq, last_id = await self.last_message_id(run_id)
+                    if last_id == msg_id:
+                        return seq
+                raise ConcurrencyConflict(run_id) from err
+            except (asyncio.TimeoutError, TimeoutError):
+                if attempt == PUBLISH_TRIES:
+                    raise
+                log.warning("no ack for %s (try %d); publishing again with the same Nats-Msg-Id", subject, attempt)
+        raise AssertionError("unreachable")

@@ -1,0 +1,138 @@
+"""The event store against a real nats-server: OCC, lost acks, fast loads."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from events import subjects
+from events.commands import PauseRun
+from events.run import RunPaused, StepScheduled
+from services.errors import ConcurrencyConflict
+from services.run.decider import decide
+from services.run.repository import RunRepository
+from services.store import EventStore
+from tests.helpers import at, noop, started
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def store(nc) -> EventStore:
+    store = EventStore(nc)
+    await store.ensure_stream()
+    return store
+
+
+async def test_ensure_stream_is_idempotent_and_enables_timers(store: EventStore, nc) -> None:
+    await store.ensure_stream()
+    info = await nc.jetstream().stream_info(subjects.RUNS_STREAM)
+    assert info.config.allow_direct
+    assert info.config.allow_msg_schedules
+
+
+async def test_append_then_load_gives_back_the_same_events(store: EventStore) -> None:
+    opening = started("r1", [noop("a"), noop("b")])
+    first = StepScheduled(run_id="r1", at=at(1), step_id="a", attempt=1)
+    seqs = await store.append("r1", [opening, first], expected=0)
+    envelopes, last = await store.load("r1")
+    assert [e for _, e in envelopes] == [opening, first]
+    assert [s for s, _ in envelopes] == seqs
+    assert last == seqs[-1]
+
+
+async def test_an_append_on_a_stale_version_is_a_conflict(store: EventStore) -> None:
+    (seq,) = await store.append("r1", [started("r1", [noop("a")])], expected=0)
+    await store.append("r1", [RunPaused(run_id="r1", at=at(1), actor="bob")], expected=seq)
+    with pytest.raises(ConcurrencyConflict):
+        await store.append("r1", [RunPaused(run_id="r1", at=at(2), actor="carol")], expected=seq)
+    with pytest.raises(ConcurrencyConflict):
+        await store.append("r1", [started("r1", [noop("a")])], expected=0)
+
+
+async def test_the_check_covers_every_subject_of_the_run_and_no_other_run(store: EventStore) -> None:
+    (a,) = await store.append("ra", [started("ra", [noop("x")])], expected=0)
+    await store.append("rb", [started("rb", [noop("x")])], expected=0)
+    # Another run's append does not make ours stale:
+    await store.append("ra", [RunPaused(run_id="ra", at=at(1), actor="bob")], expected=a)
+
+
+async def test_concurrent_deciders_resolve_by_reloading_and_deciding_again(store: EventStore) -> None:
+    await store.append("r1", [started("r1", [noop("a")])], expected=0)
+    one, two = RunRepository(store), RunRepository(store)
+    await one.get("r1"), await two.get("r1")   # both hold version 1
+    pause_by = lambda who: (lambda run: decide(run, PauseRun(run_id="r1", actor=who), at(1)))  # noqa: E731
+    _, first = await one.change("r1", pause_by("bob"))
+    _, second = await two.change("r1", pause_by("carol"))   # conflicts, reloads: already paused
+    assert [type(e) for e in first] == [RunPaused]
+    assert second == []
+    envelopes, _ = await store.load("r1")
+    assert [type(e).__name__ for _, e in envelopes] == ["RunStarted", "RunPaused"]
+
+
+async def test_a_lost_ack_is_recognised_as_our_own_append(store: EventStore, monkeypatch) -> None:
+    (seq,) = await store.append("r1", [started("r1", [noop("a")])], expected=0)
+    real_publish = store.js.publish
+    dropped = []
+
+    async def publish_but_lose_the_ack(*args, **kwargs):
+        ack = await real_publish(*args, **kwargs)
+        if not dropped:
+            dropped.append(ack.seq)
+            raise asyncio.TimeoutError   # stored, but the ack never reached us
+        return ack
+
+    monkeypatch.setattr(store.js, "publish", publish_but_lose_the_ack)
+    (appended,) = await store.append("r1", [RunPaused(run_id="r1", at=at(1), actor="bob")], expected=seq)
+    assert appended == dropped[0]
+    envelopes, _ = await store.load("r1")
+    assert [type(e).__name__ for _, e in envelopes] == ["RunStarted", "RunPaused"]   # stored once
+
+
+async def test_a_lost_ack_after_someone_else_appended_is_still_a_conflict(store: EventStore, monkeypatch) -> None:
+    (seq,) = await store.append("r1", [started("r1", [noop("a")])], expected=0)
+    real_publish = store.js.publish
+    calls = []
+
+    async def lose_our_publish_while_another_lands(subject, payload, headers=None, **kwargs):
+        calls.append(subject)
+        if len(calls) == 1:   # our publish never arrives; someone else's does
+            await real_publish(subjects.run_event("r1", "RunPaused"),
+                               b'{"type":"RunPaused","run_id":"r1","at":"2026-01-01T12:00:01Z","actor":"carol"}',
+                               headers={"Nats-Expected-Last-Subject-Sequence": str(seq),
+                                        "Nats-Expected-Last-Subject-Sequence-Subject": subjects.run_all("r1")})
+            raise asyncio.TimeoutError
+        return await real_publish(subject, payload, headers=headers, **kwargs)
+
+    monkeypatch.setattr(store.js, "publish", lose_our_publish_while_another_lands)
+    with pytest.raises(ConcurrencyConflict):
+        await store.append("r1", [RunPaused(run_id="r1", at=at(1), actor="bob")], expected=seq)
+
+
+async def test_a_run_of_a_thousand_events_loads_whole_and_in_order(store: EventStore) -> None:
+    steps = [noop(f"s{i}") for i in range(10)]
+    (version,) = await store.append("big", [started("big", steps)], expected=0)
+    await store.append("other", [started("other", steps)], expected=0)
+    expected_attempts = []
+    for i in range(1, 1000):
+        # Interleave another run's events: loading must pick only this run's.
+        if i % 10 == 0:
+            await store.js.publish(subjects.run_event("other", "Noise"), b"{}")
+        event = StepScheduled(run_id="big", at=at(i), step_id=f"s{i % 10}", attempt=i)
+        (version,) = await store.append("big", [event], expected=version)
+        expected_attempts.append(i)
+    envelopes, last = await store.load("big")
+    assert len(envelopes) == 1000
+    assert [e.attempt for _, e in envelopes[1:]] == expected_attempts
+    assert last == version
+    seqs = [s for s, _ in envelopes]
+    assert seqs == sorted(seqs)
+
+
+async def test_an_undecodable_message_is_skipped_but_counted(store: EventStore) -> None:
+    (seq,) = await store.append("r1", [started("r1", [noop("a")])], expected=0)
+    ack = await store.js.publish(subjects.run_event("r1", "Garbage"), b"not json")
+    envelopes, last = await store.load("r1")
+    assert len(envelopes) == 1
+    assert last == ack.seq   # appends must expect the garbage's sequence, or they would always conflict
+    await store.append("r1", [RunPaused(run_id="r1", at=at(1), actor="bob")], expected=last)

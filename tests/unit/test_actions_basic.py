@@ -1,0 +1,80 @@
+"""noop, wait, and what run_action promises for every action: arg problems and timeouts."""
+import asyncio
+
+import pytest
+
+from services.executor.actions import ACTIONS, ActionResult, run_action, validate_args
+
+
+async def test_noop_returns_the_given_outputs():
+    result = await run_action("noop", {"outputs": {"version": "1.2.3", "replicas": 3}})
+    assert result == ActionResult(ok=True, outputs={"version": "1.2.3", "replicas": 3})
+
+
+async def test_noop_echoes_its_message():
+    result = await run_action("noop", {"message": "nothing to do"})
+    assert result.outputs == {"message": "nothing to do"}
+
+
+async def test_wait_reports_how_long_it_waited():
+    result = await run_action("wait", {"seconds": 0.01})
+    assert result == ActionResult(ok=True, outputs={"waited_seconds": 0.01})
+
+
+@pytest.mark.parametrize("seconds", [-1, float("nan"), "soon", True])
+async def test_a_bad_wait_is_a_configuration_failure_naming_the_arg(seconds):
+    result = await run_action("wait", {"seconds": seconds})
+    assert not result.ok and result.category == "configuration"
+    assert result.error.startswith("wait: 'seconds' must be")
+
+
+async def test_timeouts_are_measured():
+    result = await asyncio.wait_for(run_action("wait", {"seconds": 60}, timeout=0.1), 10)
+    assert result == ActionResult(ok=False, error="timed out after 0.1s", category="timeout")
+
+
+async def test_a_cancelled_action_propagates_the_cancellation():
+    task = asyncio.create_task(run_action("wait", {"seconds": 60}))
+    await asyncio.sleep(0)  # let the task start waiting
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+
+
+async def test_an_unknown_action_fails_as_configuration():
+    result = await run_action("shel", {"command": "true"})
+    assert result == ActionResult(ok=False, category="configuration",
+                                  error="unknown action 'shel' (did you mean 'shell'?)")
+
+
+def test_validate_args_names_unknown_args_with_a_suggestion():
+    assert validate_args("shell", {"comand": "ls"}) == [
+        "shell: unknown arg 'comand' (did you mean 'command'?)",
+        "shell: 'command' or 'argv' is required",
+    ]
+
+
+def test_validate_args_names_missing_required_args():
+    assert validate_args("wait", {}) == ["wait: 'seconds' is required"]
+    assert validate_args("http_request", {"method": "GET"}) == ["http_request: 'url' is required"]
+
+
+def test_validate_args_refuses_exclusive_args_together():
+    assert validate_args("shell", {"command": "ls", "argv": ["ls"]}) == [
+        "shell: 'command' and 'argv' exclude each other; give one"]
+    assert validate_args("http_request", {"url": "http://x", "json": {}, "data": "x"}) == [
+        "http_request: 'json' and 'data' exclude each other; give one"]
+
+
+def test_validate_args_accepts_references_that_interpolation_will_fill():
+    assert validate_args("wait", {"seconds": "${params.delay}"}) == []
+
+
+def test_validate_args_refuses_args_that_are_not_a_mapping():
+    assert validate_args("noop", ["outputs"]) == ["noop: args must be a mapping, got list"]
+
+
+def test_every_action_describes_its_args():
+    for name, action in ACTIONS.items():
+        assert action.args, name
+        assert all(description for _, description in action.args.values()), name

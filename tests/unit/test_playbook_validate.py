@@ -1,0 +1,491 @@
+"""Validation as a user meets it: a broken playbook in, a diagnostic naming line, column and step out."""
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from services.playbook import CODES, Diagnostic, LoadedPlaybook, PlaybookInvalid, load_playbook, validate_playbook
+from services.playbook.diagnostics import severity_of
+
+
+def yaml_text(text: str) -> str:
+    return textwrap.dedent(text).lstrip("\n")
+
+
+GOOD = yaml_text("""
+    name: deploy-web
+    parameters:
+      - name: region
+        type: string
+        choices: [eu, us]
+        default: eu
+      - name: replicas
+        type: integer
+        required: true
+      - name: environment
+    variables:
+      image: "web:${region}"
+    environments:
+      prod: {region: us, replicas: 3}
+    steps:
+      - id: build
+        name: Build
+        action: shell
+        timeout_seconds: 60
+        args: {command: "make IMAGE=${image} REGION=$${REGION}"}
+      - id: push
+        name: Push
+        action: http_request
+        args: {url: "https://registry/${steps.build.digest}", token: "${secret:REGISTRY}", home: "${env.HOME}"}
+        validations:
+          - {type: equals, left: "${status_code}", right: 201}
+      - id: deploy
+        name: Deploy
+        action: noop
+        depends_on: [push]
+        args: {count: "${replicas}", digest: "${steps.build.digest}"}
+        rollback:
+          - action: noop
+            args: {undo: "${steps.deploy.release}"}
+""")
+
+
+def test_a_good_playbook_has_no_diagnostics():
+    assert validate_playbook(GOOD, "web.yaml", parameters={"replicas": "2"}) == []
+
+
+def test_loading_a_good_playbook_gives_its_plan_and_typed_parameters():
+    loaded = load_playbook(GOOD, "web.yaml", parameters={"replicas": "2"}, environment="prod")
+    assert isinstance(loaded, LoadedPlaybook)
+    assert loaded.plan.needs == {"build": [], "push": ["build"], "deploy": ["push"]}
+    assert loaded.parameters == {"region": "us", "replicas": 2, "environment": "prod"}
+    assert loaded.environment == "prod" and loaded.warnings == []
+
+
+# (case, playbook text, keyword arguments, code, line, column, step id)
+BROKEN = [
+    ("malformed YAML", """
+        name: x
+          steps: []
+        """, {}, "PB001", 2, 8, None),
+    ("unclosed flow list", """
+        name: x
+        steps: [a, b
+        """, {}, "PB001", 3, 1, None),
+    ("python tag", """
+        name: !!python/object/apply:os.system ["ls"]
+        steps: []
+        """, {}, "PB001", 1, 7, None),
+    ("custom tag on a mapping", """
+        name: x
+        steps: !steps {}
+        """, {}, "PB001", 2, 8, None),
+    ("document is a list", """
+        - id: a
+          action: noop
+        """, {}, "PB002", 1, 1, None),
+    ("empty document", "", {}, "PB002", 1, 1, None),
+    ("duplicate key in a step", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            action: shell
+        """, {}, "PB003", 5, 5, "a"),
+    ("unknown key with suggestion", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+          - id: b
+            action: noop
+            dependson: [a]
+        """, {}, "PB101", 7, 5, "b"),
+    ("unknown top-level key", """
+        name: x
+        descripton: typo
+        steps: [{id: a, action: noop}]
+        """, {}, "PB101", 2, 1, None),
+    ("unknown key in retry", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            retry: {max_attemps: 3}
+        """, {}, "PB101", 5, 13, "a"),
+    ("missing action", """
+        name: x
+        steps:
+          - id: a
+            name: first
+        """, {}, "PB102", 3, 5, "a"),
+    ("missing playbook name", """
+        steps:
+          - id: a
+            action: noop
+        """, {}, "PB102", 1, 1, None),
+    ("timeout_seconds not a number", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            timeout_seconds: ten
+        """, {}, "PB103", 5, 22, "a"),
+    ("steps not a list", """
+        name: x
+        steps:
+          a: {action: noop}
+        """, {}, "PB103", 3, 3, None),
+    ("a step that is a string", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+          - deploy
+        """, {}, "PB103", 5, 5, None),
+    ("depends_on as a string", """
+        name: x
+        steps:
+          - {id: a, action: noop}
+          - {id: b, action: noop, depends_on: a}
+        """, {}, "PB103", 4, 39, "b"),
+    ("on_failure bad value", """
+        name: x
+        on_failure: abort
+        steps: [{id: a, action: noop}]
+        """, {}, "PB104", 2, 13, None),
+    ("retry jitter bad value", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            retry: {jitter: half}
+        """, {}, "PB104", 5, 21, "a"),
+    ("empty steps", """
+        name: x
+        steps: []
+        """, {}, "PB105", 2, 8, None),
+    ("duplicate step id", """
+        name: x
+        steps:
+          - {id: a, action: noop}
+          - {id: a, action: noop}
+        """, {}, "PB201", 4, 10, "a"),
+    ("bad characters in id", """
+        name: x
+        steps:
+          - id: web.deploy
+            action: noop
+        """, {}, "PB202", 3, 9, "web.deploy"),
+    ("unknown depends_on", """
+        name: x
+        steps:
+          - {id: build, action: noop}
+          - {id: deploy, action: noop, depends_on: [biuld]}
+        """, {}, "PB203", 4, 45, "deploy"),
+    ("depends_on cycle", """
+        name: x
+        steps:
+          - {id: a, action: noop, depends_on: [c]}
+          - {id: b, action: noop}
+          - {id: c, action: noop}
+        """, {}, "PB204", 3, 40, "a"),
+    ("split parallel group", """
+        name: x
+        steps:
+          - {id: a, action: noop, parallel_group: web}
+          - {id: b, action: noop}
+          - {id: c, action: noop, parallel_group: web}
+        """, {}, "PB205", 5, 43, "c"),
+    ("unknown action", """
+        name: x
+        steps:
+          - id: a
+            action: shel
+        """, {}, "PB206", 4, 13, "a"),
+    ("unknown rollback action", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            rollback:
+              - action: undo
+        """, {}, "PB206", 6, 17, "a"),
+    ("unresolved name", """
+        name: x
+        parameters: [{name: region}]
+        steps:
+          - id: a
+            action: noop
+            args: {where: "${regon}"}
+        """, {}, "PB207", 6, 19, "a"),
+    ("unknown step in reference", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            args: {v: "${steps.nope.out}"}
+        """, {}, "PB208", 5, 15, "a"),
+    ("output of a later step", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            args: {v: "${steps.b.out}"}
+          - id: b
+            action: noop
+        """, {}, "PB209", 5, 15, "a"),
+    ("output of a parallel sibling", """
+        name: x
+        steps:
+          - {id: a, action: noop, parallel_group: g}
+          - {id: b, action: noop, parallel_group: g, when: "${steps.a.ok}"}
+        """, {}, "PB209", 4, 52, "b"),
+    ("own output in args", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            args: {v: "${steps.a.out}"}
+        """, {}, "PB209", 5, 15, "a"),
+    ("unclosed reference", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            approval_gate: {message: "deploy ${version"}
+        """, {}, "PB210", 5, 30, "a"),
+    ("missing required parameter", """
+        name: x
+        parameters:
+          - {name: version, required: true}
+        steps: [{id: a, action: noop}]
+        """, {"parameters": {}}, "PB301", 3, 5, None),
+    ("wrong parameter type", """
+        name: x
+        parameters:
+          - {name: replicas, type: integer}
+        steps: [{id: a, action: noop}]
+        """, {"parameters": {"replicas": "three"}}, "PB302", 3, 5, None),
+    ("default of the wrong type", """
+        name: x
+        parameters:
+          - name: replicas
+            type: integer
+            default: many
+        steps: [{id: a, action: noop}]
+        """, {}, "PB302", 5, 14, None),
+    ("bad choice", """
+        name: x
+        parameters:
+          - {name: region, choices: [eu, us]}
+        steps: [{id: a, action: noop}]
+        """, {"parameters": {"region": "asia"}}, "PB303", 3, 5, None),
+    ("unknown environment", """
+        name: x
+        environments:
+          staging: {}
+        steps: [{id: a, action: noop}]
+        """, {"environment": "prod"}, "PB304", 2, 1, None),
+    ("unknown parameter given", """
+        name: x
+        parameters: [{name: region}]
+        steps: [{id: a, action: noop}]
+        """, {"parameters": {"regoin": "eu"}}, "PB305", None, None, None),
+    ("parameter declared twice", """
+        name: x
+        parameters:
+          - {name: region}
+          - {name: region}
+        steps: [{id: a, action: noop}]
+        """, {}, "PB306", 4, 12, None),
+    ("shell without timeout", """
+        name: x
+        steps:
+          - {id: a, name: A, action: shell, args: {command: ls}}
+        """, {}, "PB502", 3, 5, "a"),
+    ("environment sets an undeclared name", """
+        name: x
+        parameters: [{name: region}]
+        environments:
+          prod: {regoin: eu}
+        steps: [{id: a, action: noop}]
+        """, {}, "PB503", 4, 10, None),
+]
+
+
+@pytest.mark.parametrize(("text", "kwargs", "code", "line", "column", "step_id"),
+                         [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
+def test_a_broken_playbook_is_reported_where_it_is_broken(text, kwargs, code, line, column, step_id):
+    diagnostics = validate_playbook(yaml_text(text), "broken.yaml", **kwargs)
+    found = [d for d in diagnostics if d.code == code]
+    assert found, f"expected {code}, got:\n" + "\n".join(map(str, diagnostics))
+    assert (found[0].line, found[0].column, found[0].step_id) == (line, column, step_id), str(found[0])
+    assert found[0].file == "broken.yaml" and found[0].severity == severity_of(code)
+    assert "PB000" not in {d.code for d in diagnostics}
+
+
+def test_the_table_covers_enough_distinct_codes():
+    assert len(BROKEN) >= 25 and len({case[3] for case in BROKEN}) >= 25
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("name: x\nsteps:\n  - {id: a, action: noop, dependson: []}\n", "did you mean 'depends_on'?"),
+    ("name: x\nsteps:\n  - {id: a, action: shel}\n", "did you mean 'shell'?"),
+    ("name: x\nsteps:\n  - {id: a, action: noop, depends_on: [a]}\n", "dependency cycle: a -> a"),
+    ("name: x\non_failure: rolback\nsteps:\n  - {id: a, action: noop}\n", "did you mean 'rollback'?"),
+    ("name: x\nsteps:\n  - {id: a, action: noop, args: {c: '${HOME}'}}\n", "$${HOME}"),
+])
+def test_messages_say_how_to_fix_it(text, expected):
+    messages = [d.message for d in validate_playbook(text)]
+    assert any(expected in message for message in messages), messages
+
+
+def test_a_cycle_is_named_in_the_order_steps_wait_for_each_other():
+    text = yaml_text("""
+        name: x
+        steps:
+          - {id: a, action: noop, depends_on: [c]}
+          - {id: b, action: noop}
+          - {id: c, action: noop}
+        """)
+    [cycle] = [d for d in validate_playbook(text) if d.code == "PB204"]
+    assert "a -> c -> b -> a" in cycle.message
+
+
+def test_every_bad_step_is_reported_in_one_pass():
+    text = yaml_text("""
+        name: x
+        steps:
+          - {id: a, action: noop, timeout_seconds: soon, colour: red}
+          - {id: b}
+          - {id: c, action: noop, retry: {jitter: some}}
+        """)
+    found = {(d.code, d.step_id) for d in validate_playbook(text)}
+    assert {("PB103", "a"), ("PB101", "a"), ("PB102", "b"), ("PB104", "c")} <= found
+
+
+def test_a_key_that_failed_the_schema_raises_no_second_complaint():
+    text = "name: x\nsteps:\n  - {id: 'bad id', action: shell, timeout_seconds: [1]}\n  - {action: noop}\n"
+    codes = sorted(d.code for d in validate_playbook(text))
+    assert codes == ["PB102", "PB103", "PB202", "PB501", "PB501"]
+
+
+def test_a_diagnostic_reads_like_a_compiler_message():
+    [diagnostic] = validate_playbook("name: x\nsteps:\n  - {id: deploy, name: D, action: shel}\n", "web.yaml")
+    assert str(diagnostic) == "web.yaml:3:35: error PB206 [step deploy] unknown action 'shel' — did you mean 'shell'?"
+    assert diagnostic.field == "steps[0].action"
+
+
+def test_diagnostics_are_sorted_by_line():
+    text = "name: x\nsteps:\n  - {id: a, action: nope}\n  - {id: a, action: noop}\n"
+    lines = [d.line for d in validate_playbook(text)]
+    assert lines == sorted(lines)
+
+
+def test_references_that_are_fine():
+    text = yaml_text("""
+        name: x
+        variables: {base: /srv}
+        steps:
+          - id: a
+            name: A
+            action: noop
+            args: {path: "${base}/x", literal: "$${not_a_ref}", env: "${env.USER}", key: "${secret:API_KEY}"}
+            validations:
+              - {type: equals, left: "${status_code}", right: 200, message: "${steps.a.body}"}
+            rollback:
+              - {action: noop, args: {undo: "${steps.a.id}"}}
+          - id: b
+            name: B
+            action: noop
+            when: "${steps.a.ok}"
+            args: {cmd: "${raw:base}"}
+        """)
+    assert validate_playbook(text) == []
+
+
+def test_known_actions_can_be_given():
+    text = "name: x\nsteps:\n  - {id: a, name: A, action: kubectl_apply}\n"
+    assert validate_playbook(text, known_actions={"kubectl_apply"}) == []
+    assert [d.code for d in validate_playbook(text)] == ["PB206"]
+
+
+def test_required_parameters_are_only_checked_when_values_are_given():
+    text = "name: x\nparameters: [{name: v, required: true}]\nsteps: [{id: a, name: A, action: noop}]\n"
+    assert validate_playbook(text) == []
+    assert [d.code for d in validate_playbook(text, parameters={})] == ["PB301"]
+
+
+def test_load_raises_with_every_diagnostic():
+    with pytest.raises(PlaybookInvalid) as raised:
+        load_playbook("name: x\nsteps:\n  - {id: a, action: shel}\n  - {id: b}\n", "x.yaml")
+    assert {d.code for d in raised.value.diagnostics} >= {"PB206", "PB102"}
+    assert str(raised.value).startswith("x.yaml:3:")
+
+
+def test_warnings_travel_with_the_loaded_playbook():
+    loaded = load_playbook("name: x\nsteps:\n  - {id: a, action: shell}\n")
+    assert [d.code for d in loaded.warnings] == ["PB501", "PB502"]
+
+
+def test_a_validator_bug_becomes_a_diagnostic(monkeypatch):
+    import services.playbook.validate as validate
+
+    def explode(text):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(validate, "load_yaml", explode)
+    [diagnostic] = validate_playbook("name: x", "x.yaml")
+    assert (diagnostic.code, diagnostic.file) == ("PB000", "x.yaml") and "boom" in diagnostic.message
+    with pytest.raises(PlaybookInvalid):
+        load_playbook("name: x")
+
+
+def test_every_code_used_is_in_the_table():
+    source = Path(__file__).parents[2] / "services" / "playbook"
+    used = {code for path in source.glob("*.py") for code in re.findall(r'"(PB\d{3})"', path.read_text())}
+    assert used <= set(CODES)
+    assert all(code in CODES for code in {case[3] for case in BROKEN})
+
+
+# Random input must never make the validator raise.
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+given, settings = hypothesis.given, hypothesis.settings
+
+_keys = st.sampled_from(["id", "action", "name", "args", "depends_on", "parallel_group", "when", "timeout_seconds",
+                         "retry", "rollback", "outputs", "validations", "approval_gate", "max_attempts", "jitter",
+                         "type", "left", "from", "required", "choices", "default", "steps", "parameters", "x"])
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12),
+                     st.sampled_from(["a", "b", "noop", "shell", "${a}", "${steps.a.x}", "${", "g", "$${x}"]))
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5),
+                       max_leaves=20)
+_steps = st.lists(st.dictionaries(_keys, _values, max_size=6) | _values, max_size=6)
+_playbooks = st.fixed_dictionaries({"name": _values, "steps": _steps},
+                                   optional={"parameters": st.lists(st.dictionaries(_keys, _values, max_size=4)),
+                                             "environments": st.dictionaries(st.text(max_size=5), _values, max_size=3),
+                                             "variables": st.dictionaries(st.text(max_size=5), _values, max_size=3),
+                                             "on_failure": _values, "version": _values})
+
+
+def _only_diagnostics(result):
+    assert isinstance(result, list) and all(isinstance(d, Diagnostic) for d in result)
+    assert "PB000" not in {d.code for d in result}, [str(d) for d in result]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_random_text_never_raises(text):
+    _only_diagnostics(validate_playbook(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_playbooks, st.none() | st.dictionaries(_keys, _values, max_size=3), st.none() | st.sampled_from(["prod", "x"]))
+def test_random_playbook_shapes_never_raise(data, parameters, environment):
+    import yaml
+
+    _only_diagnostics(validate_playbook(yaml.safe_dump(data), parameters=parameters, environment=environment))

@@ -1,0 +1,274 @@
+"""The run decider as scenarios: given these events, when this command, then these events."""
+from __future__ import annotations
+
+import pytest
+
+from events.commands import CancelRun, PauseRun, ResumeRun
+from events.run import RunCompleted, RunEvent, RunFailed
+from services.errors import CommandRejected, UnknownRun
+from services.run.decider import Advance, BeginStep, FinishStep, decide
+from services.run.state import Run, evolve
+from tests.helpers import at, noop, started
+
+R = "run1"
+
+
+class Scenario:
+    """A run built from events, with the sequence numbers the store would give them."""
+
+    def __init__(self, *events: RunEvent) -> None:
+        self.run = Run(id=R)
+        self.seq = 0
+        self.given(*events)
+
+    def given(self, *events: RunEvent) -> Scenario:
+        for event in events:
+            self.seq += 1
+            evolve(self.run, event, self.seq)
+        return self
+
+    def when(self, command, t: float = 10) -> list[RunEvent]:
+        events = decide(self.run, command, at(t))
+        self.given(*events)
+        return events
+
+    def start(self) -> list[RunEvent]:
+        return self.when(Advance())
+
+    def begin(self, step_id: str, redelivered: bool = False) -> list[RunEvent]:
+        step = self.run.steps[step_id]
+        return self.when(BeginStep(step_id=step_id, attempt=step.attempt, scheduled_seq=step.scheduled_seq,
+                                   executor="ex1", redelivered=redelivered))
+
+    def succeed(self, step_id: str, **outputs) -> list[RunEvent]:
+        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt,
+                                    outputs=outputs, duration_ms=1.0))
+
+    def fail(self, step_id: str, error: str = "boom", category: str = "unknown") -> list[RunEvent]:
+        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt,
+                                    outputs={}, duration_ms=1.0, error=error, category=category))
+
+    def run_step(self, step_id: str, **outputs) -> list[RunEvent]:
+        self.begin(step_id)
+        return self.succeed(step_id, **outputs)
+
+
+def kinds(events: list[RunEvent]) -> list[str]:
+    return [f"{type(e).__name__}:{getattr(e, 'step_id', '')}".rstrip(":") for e in events]
+
+
+def test_sequential_steps_are_scheduled_one_after_the_other() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b"), noop("c")]))
+    assert kinds(s.start()) == ["StepScheduled:a"]
+    assert kinds(s.begin("a")) == ["StepStarted:a"]
+    assert kinds(s.succeed("a")) == ["StepSucceeded:a", "StepScheduled:b"]
+    s.run_step("b")
+    assert kinds(s.run_step("c")) == ["StepSucceeded:c", "RunCompleted"]
+    assert s.run.status == "completed"
+
+
+def test_a_parallel_group_runs_together_and_the_next_step_waits_for_all() -> None:
+    s = Scenario(started(R, [noop("prep"), noop("x", parallel_group="g"), noop("y", parallel_group="g"),
+                             noop("z", parallel_group="g"), noop("after")]))
+    s.start()
+    assert kinds(s.run_step("prep")) == ["StepSucceeded:prep", "StepScheduled:x", "StepScheduled:y", "StepScheduled:z"]
+    s.begin("x"), s.begin("y"), s.begin("z")
+    assert kinds(s.succeed("y")) == ["StepSucceeded:y"]
+    assert kinds(s.succeed("x")) == ["StepSucceeded:x"]
+    assert kinds(s.succeed("z")) == ["StepSucceeded:z", "StepScheduled:after"]
+
+
+def test_depends_on_makes_a_dag() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b", depends_on=[]), noop("c", depends_on=["a", "b"])]))
+    assert kinds(s.start()) == ["StepScheduled:a", "StepScheduled:b"]
+    s.begin("a"), s.begin("b")
+    assert kinds(s.succeed("b")) == ["StepSucceeded:b"]
+    assert kinds(s.succeed("a")) == ["StepSucceeded:a", "StepScheduled:c"]
+
+
+def test_a_false_when_skips_the_step_and_never_fails_it() -> None:
+    production_only = {"type": "equals", "left": "${target}", "right": "production"}
+    s = Scenario(started(R, [noop("a"), noop("prod_only", when=production_only), noop("c")],
+                         parameters=[{"name": "target"}], values={"target": "staging"}))
+    s.start()
+    events = s.run_step("a")
+    assert kinds(events) == ["StepSucceeded:a", "StepSkipped:prod_only", "StepScheduled:c"]
+    assert "false" in events[1].reason
+    assert kinds(s.run_step("c")) == ["StepSucceeded:c", "RunCompleted"]
+
+
+def test_when_can_read_outputs_of_earlier_steps() -> None:
+    s = Scenario(started(R, [noop("probe"), noop("fix", when={"type": "equals", "left": "${steps.probe.healthy}", "right": False})]))
+    s.start()
+    assert kinds(s.run_step("probe", healthy=True)) == ["StepSucceeded:probe", "StepSkipped:fix", "RunCompleted"]
+
+
+def test_a_when_that_cannot_be_evaluated_fails_the_step_as_configuration() -> None:
+    s = Scenario(started(R, [noop("probe"), noop("fix", when="${steps.probe.missing}")]))
+    s.start()
+    events = s.run_step("probe")
+    assert kinds(events) == ["StepSucceeded:probe", "StepFailed:fix", "RunFailed"]
+    assert events[1].category == "configuration"
+
+
+def test_a_failed_step_fails_the_run_and_nothing_after_it_starts() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")]))
+    s.start(), s.begin("a")
+    events = s.fail("a", "exit 3")
+    assert kinds(events) == ["StepFailed:a", "RunFailed"]
+    assert events[-1].failed_steps == ["a"]
+    assert "exit 3" in events[-1].reason
+
+
+def test_a_failure_waits_for_steps_still_running_before_failing_the_run() -> None:
+    s = Scenario(started(R, [noop("x", parallel_group="g"), noop("y", parallel_group="g"), noop("after")]))
+    s.start(), s.begin("x"), s.begin("y")
+    assert kinds(s.fail("x")) == ["StepFailed:x"]
+    assert kinds(s.succeed("y")) == ["StepSucceeded:y", "RunFailed"]
+
+
+def test_continue_on_failure_lets_the_run_go_on_and_complete() -> None:
+    s = Scenario(started(R, [noop("a", continue_on_failure=True), noop("b")]))
+    s.start(), s.begin("a")
+    assert kinds(s.fail("a")) == ["StepFailed:a", "StepScheduled:b"]
+    assert kinds(s.run_step("b")) == ["StepSucceeded:b", "RunCompleted"]
+
+
+def test_on_failure_continue_runs_everything_then_fails_the_run() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")], on_failure="continue"))
+    s.start(), s.begin("a")
+    assert kinds(s.fail("a")) == ["StepFailed:a", "StepScheduled:b"]
+    assert kinds(s.run_step("b")) == ["StepSucceeded:b", "RunFailed"]
+
+
+def test_outputs_are_recorded_for_later_steps() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")]))
+    s.start()
+    s.run_step("a", version="2.4.1")
+    assert s.run.steps["a"].outputs == {"version": "2.4.1"}
+
+
+def test_an_attempt_starts_once_and_a_second_begin_does_nothing() -> None:
+    s = Scenario(started(R, [noop("a")]))
+    s.start()
+    assert kinds(s.begin("a")) == ["StepStarted:a"]
+    assert s.begin("a") == []
+
+
+def test_a_stale_schedule_is_ignored() -> None:
+    s = Scenario(started(R, [noop("a")]))
+    s.start()
+    stale = BeginStep(step_id="a", attempt=1, scheduled_seq=s.run.steps["a"].scheduled_seq - 1, executor="ex", redelivered=False)
+    assert s.when(stale) == []
+
+
+def test_a_redelivered_running_attempt_was_interrupted_and_runs_again() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")]))
+    s.start(), s.begin("a")
+    events = s.begin("a", redelivered=True)
+    assert kinds(events) == ["StepFailed:a", "StepScheduled:a"]
+    assert events[0].category == "interrupted"
+    assert (events[1].attempt, events[1].reason) == (2, "previous attempt interrupted")
+    assert kinds(s.begin("a")) == ["StepStarted:a"]
+    assert kinds(s.succeed("a")) == ["StepSucceeded:a", "StepScheduled:b"]
+
+
+def test_a_finish_recorded_twice_is_recorded_once() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")]))
+    s.start(), s.begin("a")
+    finish = FinishStep(step_id="a", attempt=1, outputs={}, duration_ms=1.0)
+    assert kinds(s.when(finish)) == ["StepSucceeded:a", "StepScheduled:b"]
+    assert s.when(finish) == []
+
+
+def test_pause_stops_new_steps_and_resume_schedules_them_again() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b"), noop("c")]))
+    s.start(), s.begin("a")
+    assert kinds(s.when(PauseRun(run_id=R, actor="bob"))) == ["RunPaused"]
+    assert kinds(s.succeed("a")) == ["StepSucceeded:a"]           # in flight finishes, b not scheduled
+    assert s.run.status == "paused"
+    events = s.when(ResumeRun(run_id=R, actor="bob"))
+    assert kinds(events) == ["RunResumed", "StepScheduled:b"]
+    assert events[0].actor == "bob"
+
+
+def test_a_step_scheduled_before_the_pause_does_not_start_and_is_scheduled_again_on_resume() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")]))
+    s.start()
+    s.when(PauseRun(run_id=R, actor="bob"))
+    assert s.begin("a") == []
+    events = s.when(ResumeRun(run_id=R, actor="bob"))
+    assert kinds(events) == ["RunResumed", "StepScheduled:a"]
+    assert events[1].reason == "resumed"
+    assert kinds(s.begin("a")) == ["StepStarted:a"]
+
+
+@pytest.mark.parametrize("status_events, command, message", [
+    ([RunCompleted(run_id=R, at=at(5))], PauseRun(run_id=R, actor="bob"), "is completed; only a running run can be paused"),
+    ([], ResumeRun(run_id=R, actor="bob"), "is running, not paused"),
+    ([RunFailed(run_id=R, at=at(5), reason="x")], CancelRun(run_id=R, actor="bob"), "already failed"),
+])
+def test_illegal_transitions_are_rejected_with_a_reason(status_events, command, message) -> None:
+    s = Scenario(started(R, [noop("a")]), *status_events)
+    with pytest.raises(CommandRejected, match=message):
+        s.when(command)
+
+
+def test_commands_that_already_took_effect_produce_nothing() -> None:
+    s = Scenario(started(R, [noop("a")]))
+    s.start(), s.begin("a")
+    assert kinds(s.when(PauseRun(run_id=R, actor="bob"))) == ["RunPaused"]
+    assert s.when(PauseRun(run_id=R, actor="bob")) == []
+    s.when(ResumeRun(run_id=R, actor="bob"))
+    assert kinds(s.when(CancelRun(run_id=R, actor="bob"))) == ["RunCancelRequested"]
+    assert s.when(CancelRun(run_id=R, actor="carol")) == []
+
+
+def test_an_unknown_run_is_rejected() -> None:
+    with pytest.raises(UnknownRun, match="no run with id 'nope'"):
+        decide(Run(id="nope"), PauseRun(run_id="nope", actor="bob"), at(1))
+
+
+def test_cancel_with_nothing_running_cancels_at_once() -> None:
+    s = Scenario(started(R, [noop("a")]))
+    s.start()
+    events = s.when(CancelRun(run_id=R, actor="bob", reason="wrong target"))
+    assert kinds(events) == ["RunCancelRequested", "RunCancelled"]
+    assert (events[0].actor, events[0].reason) == ("bob", "wrong target")
+    assert s.begin("a") == []
+
+
+def test_cancel_waits_for_the_running_step_to_be_killed() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")]))
+    s.start(), s.begin("a")
+    assert kinds(s.when(CancelRun(run_id=R, actor="bob"))) == ["RunCancelRequested"]
+    assert kinds(s.fail("a", "killed", "cancelled")) == ["StepFailed:a", "RunCancelled"]
+    assert s.run.status == "cancelled"
+
+
+def test_a_paused_run_can_be_cancelled() -> None:
+    s = Scenario(started(R, [noop("a")]))
+    s.start()
+    s.when(PauseRun(run_id=R, actor="bob"))
+    assert kinds(s.when(CancelRun(run_id=R, actor="bob"))) == ["RunCancelRequested", "RunCancelled"]
+
+
+def test_advance_is_idempotent() -> None:
+    s = Scenario(started(R, [noop("a")]))
+    assert kinds(s.start()) == ["StepScheduled:a"]
+    assert s.start() == []
+
+
+def test_a_playbook_of_only_skipped_steps_completes() -> None:
+    s = Scenario(started(R, [noop("a", when=False), noop("b", when=False)]))
+    assert kinds(s.start()) == ["StepSkipped:a", "StepSkipped:b", "RunCompleted"]
+
+
+def test_every_event_names_the_run_and_who_caused_it() -> None:
+    s = Scenario(started(R, [noop("a")], actor="alice"))
+    s.start()
+    events = s.when(PauseRun(run_id=R, actor="bob")) + s.when(ResumeRun(run_id=R, actor="carol"))
+    assert all(e.run_id == R for e in events)
+    assert [(type(e).__name__, getattr(e, "actor", None)) for e in events] == [
+        ("RunPaused", "bob"), ("RunResumed", "carol"), ("StepScheduled", None)]
+    assert s.run.started.actor == "alice"

@@ -1,0 +1,281 @@
+"""`playbook`: run playbooks, watch and steer runs, read their events."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import nats
+
+from events.commands import CancelRun, PauseRun, Reply, ResumeRun, StartRun
+from events.schema import json_schema
+from services.embedded import nats_url
+from services.errors import PlaybookError
+from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
+from ui.cli.render import EXIT_INVALID, Follower, describe, event_json, status_table
+from ui.client import EngineClient
+
+
+def actor(args: argparse.Namespace) -> str:
+    return getattr(args, "as_user", None) or os.environ.get("PLAYBOOK_USER") or getpass.getuser()
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PlaybookError(f"-p {pair!r}: write parameters as key=value")
+        params[key.strip()] = value
+    return params
+
+
+async def with_client(work: Callable[[EngineClient], Awaitable[int]]) -> int:
+    nc = await nats.connect(nats_url(), connect_timeout=3, max_reconnect_attempts=2, allow_reconnect=True)
+    try:
+        return await work(EngineClient(nc))
+    finally:
+        await nc.close()
+
+
+def print_reply(reply: Reply, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps({"accepted": reply.accepted, "run_id": reply.run_id, "events": reply.events,
+                          "error": reply.error and {"code": reply.error.code, "message": reply.error.message}}))
+    elif reply.accepted:
+        print(f"run {reply.run_id}: " + (", ".join(e["type"] for e in reply.events) or "nothing to do (already so)"))
+    else:
+        print(f"rejected ({reply.error.code}): {reply.error.message}", file=sys.stderr)
+    return 0 if reply.accepted else 1
+
+
+# -- commands ---------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        print(f"{path}: cannot read: {err.strerror}", file=sys.stderr)
+        return EXIT_INVALID
+    params = parse_params(args.param)
+    try:
+        loaded = load_playbook(text, str(path), parameters=params, environment=args.env)
+    except PlaybookInvalid as err:
+        for diagnostic in err.diagnostics:
+            print(diagnostic.format(), file=sys.stderr)
+        print(f"{path}: not started: {len(err.diagnostics)} problem(s)", file=sys.stderr)
+        return EXIT_INVALID
+    for warning in loaded.warnings:
+        if warning.severity == "warning":
+            print(warning.format(), file=sys.stderr)
+
+    async def work(client: EngineClient) -> int:
+        reply = await client.send(StartRun(actor=actor(args), playbook=text, source=str(path), parameters=params,
+                                           environment=args.env, run_id=args.run_id))
+        if not reply.accepted:
+            print_reply(reply, args.json)
+            return EXIT_INVALID
+        if args.detach:
+            print(reply.run_id)
+            return 0
+        if not args.json:
+            print(f"run {reply.run_id}  (playbook events {reply.run_id} --follow, playbook cancel {reply.run_id})")
+        follower = Follower(reply.run_id, as_json=args.json)
+        async for seq, event in client.follow(reply.run_id):
+            follower.show(seq, event)
+        return follower.exit_code()
+
+    return asyncio.run(with_client(work))
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    kinds = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun}
+    extra = {"reason": args.reason} if args.command in ("pause", "cancel") and args.reason else {}
+    command = kinds[args.command](actor=actor(args), run_id=args.run_id, **extra)
+
+    async def work(client: EngineClient) -> int:
+        return print_reply(await client.send(command), args.json)
+
+    return asyncio.run(with_client(work))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from projections.run_view import run_view
+
+    async def work(client: EngineClient) -> int:
+        run = await client.run(args.run_id)
+        if not run.exists:
+            print(f"no run with id {args.run_id!r}", file=sys.stderr)
+            return 1
+        print(json.dumps(run_view(run), default=str) if args.json else status_table(run))
+        return 0
+
+    return asyncio.run(with_client(work))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from projections.run_list import as_dict
+
+    async def work(client: EngineClient) -> int:
+        runs = [r for r in await client.list_runs() if r.active or not args.active]
+        if args.json:
+            print(json.dumps([as_dict(r) for r in runs], default=str))
+            return 0
+        for r in runs:
+            print(f"{r.run_id:<18} {r.status:<11} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.playbook}  by {r.actor}")
+        if not runs:
+            print("no active runs" if args.active else "no runs yet")
+        return 0
+
+    return asyncio.run(with_client(work))
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    async def work(client: EngineClient) -> int:
+        source = client.follow(args.run_id) if args.follow else _aiter(await client.events(args.run_id))
+        count = 0
+        async for seq, event in source:
+            count += 1
+            print(event_json(seq, event) if args.json else f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {describe(event)}",
+                  flush=True)
+        if not count:
+            print(f"no run with id {args.run_id!r}", file=sys.stderr)
+            return 1
+        return 0
+
+    return asyncio.run(with_client(work))
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    async def work(client: EngineClient) -> int:
+        envelopes = await client.events(args.run_id)
+        if not envelopes:
+            print(f"no run with id {args.run_id!r}", file=sys.stderr)
+            return 1
+        follower = Follower(args.run_id, as_json=args.json)
+        for seq, event in envelopes:
+            follower.show(seq, event)
+        if not args.json:
+            print()
+            print(status_table(follower.run))
+        return 0
+
+    return asyncio.run(with_client(work))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        print(f"{path}: cannot read: {err.strerror}", file=sys.stderr)
+        return EXIT_INVALID
+    params = parse_params(args.param) if args.param else None
+    diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
+    if args.json:
+        import msgspec
+        print(msgspec.json.encode(diagnostics).decode())
+    else:
+        for diagnostic in diagnostics:
+            print(diagnostic.format())
+    errors = sum(1 for d in diagnostics if d.severity == "error")
+    if not args.json:
+        print(f"{path}: {errors} error(s), {len(diagnostics) - errors} other finding(s)")
+    return EXIT_INVALID if errors else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from ui.cli.up import up
+    return up(demo=args.demo, http_port=args.http_port)
+
+
+async def _aiter(items):  # type: ignore[no-untyped-def]
+    for item in items:
+        yield item
+
+
+# -- parser -----------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="playbook", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help, description=help)
+        cmd.set_defaults(handler=handler)
+        return cmd
+
+    up = add("up", cmd_up, "start the engine: embedded NATS (unless NATS_URL is set) and every service")
+    up.add_argument("--demo", action="store_true", help="run an example playbook once ready")
+    up.add_argument("--http-port", type=int, default=int(os.environ.get("PLAYBOOK_HTTP_PORT", "8080")))
+
+    run = add("run", cmd_run, "start a run of a playbook and follow it live")
+    run.add_argument("file")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    run.add_argument("--env", help="the playbook environment whose parameter values apply")
+    run.add_argument("--detach", action="store_true", help="print the run id and return at once")
+    run.add_argument("--run-id", help="choose the run id (letters, digits, - and _)")
+    run.add_argument("--as", dest="as_user", help="who starts the run (default: $PLAYBOOK_USER or login)")
+    run.add_argument("--json", action="store_true", help="print events as JSON lines")
+
+    for name, help in (("pause", "pause a run: no new steps start; running ones finish"),
+                       ("resume", "resume a paused run"),
+                       ("cancel", "cancel a run: running steps are killed")):
+        control = add(name, cmd_control, help)
+        control.add_argument("run_id")
+        control.add_argument("--as", dest="as_user")
+        control.add_argument("--reason", default="")
+        control.add_argument("--json", action="store_true")
+
+    status = add("status", cmd_status, "show a run's state and steps")
+    status.add_argument("run_id")
+    status.add_argument("--json", action="store_true")
+
+    listing = add("list", cmd_list, "list runs")
+    listing.add_argument("--active", action="store_true", help="only running, paused or cancelling runs")
+    listing.add_argument("--json", action="store_true")
+
+    events = add("events", cmd_events, "print a run's raw event stream")
+    events.add_argument("run_id")
+    events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    replay = add("replay", cmd_replay, "rebuild a run's state from its events alone and print the timeline")
+    replay.add_argument("run_id")
+    replay.add_argument("--json", action="store_true")
+
+    validate = add("validate", cmd_validate, "check a playbook without running it")
+    validate.add_argument("file")
+    validate.add_argument("--env")
+    validate.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
+    validate.add_argument("--json", action="store_true")
+
+    add("schema", cmd_schema, "print the JSON Schema of every event and command")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        code = args.handler(args)
+    except PlaybookError as err:
+        print(f"playbook: {err}", file=sys.stderr)
+        code = EXIT_INVALID
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""How runs look in a terminal: a line per step transition, progress, durations."""
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import TextIO
+
+import msgspec
+
+from events.run import (
+    RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused,
+    RunResumed, RunStarted, StepFailed, StepScheduled, StepSkipped, StepStarted,
+    StepSucceeded,
+)
+from services.run.state import Run, evolve
+
+EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 0, 1, 2, 3
+
+
+def describe(event: RunEvent) -> str:
+    """One line that says what happened, in the words of the domain."""
+    match event:
+        case RunStarted():
+            env = f" in {event.environment}" if event.environment else ""
+            return f"run of {event.playbook.name!r}{env} started by {event.actor} ({len(event.playbook.steps)} steps)"
+        case StepScheduled():
+            why = f" ({event.reason})" if event.reason else ""
+            return f"{event.step_id}: scheduled, attempt {event.attempt}{why}"
+        case StepStarted():
+            return f"{event.step_id}: started on {event.executor}"
+        case StepSucceeded():
+            return f"{event.step_id}: succeeded in {_ms(event.duration_ms)}"
+        case StepFailed():
+            return f"{event.step_id}: failed ({event.category}) after {_ms(event.duration_ms)}: {event.error}"
+        case StepSkipped():
+            return f"{event.step_id}: skipped, {event.reason}"
+        case RunPaused():
+            return f"paused by {event.actor}" + (f": {event.reason}" if event.reason else "")
+        case RunResumed():
+            return f"resumed by {event.actor}"
+        case RunCancelRequested():
+            return f"cancel requested by {event.actor}" + (f": {event.reason}" if event.reason else "")
+        case RunCancelled():
+            return "run cancelled"
+        case RunCompleted():
+            return f"run completed in {_ms(event.duration_ms)}"
+        case RunFailed():
+            return f"run failed after {_ms(event.duration_ms)}: {event.reason}"
+    return type(event).__name__
+
+
+def _ms(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+class Follower:
+    """Prints a live run: the same fold as the services, shown as it changes."""
+
+    SHOWN = (RunStarted, StepStarted, StepSucceeded, StepFailed, StepSkipped, RunPaused, RunResumed,
+             RunCancelRequested, RunCancelled, RunCompleted, RunFailed)
+
+    def __init__(self, run_id: str, out: TextIO = sys.stdout, as_json: bool = False) -> None:
+        self.run = Run(id=run_id)
+        self.out, self.as_json = out, as_json
+        self.t0: datetime | None = None
+
+    def show(self, seq: int, event: RunEvent) -> None:
+        evolve(self.run, event, seq)
+        if self.as_json:
+            self.out.write(event_json(seq, event) + "\n")
+        elif isinstance(event, self.SHOWN):
+            self.t0 = self.t0 or event.at
+            offset = (event.at - self.t0).total_seconds()
+            self.out.write(f"{offset:8.3f}s {self.progress()} {describe(event)}\n")
+        self.out.flush()
+
+    def progress(self) -> str:
+        steps = self.run.steps.values()
+        done = sum(1 for s in steps if s.status in ("succeeded", "failed", "skipped"))
+        total = len(self.run.steps) or 1
+        width = 20
+        filled = width * done // total
+        return f"[{'#' * filled}{'.' * (width - filled)}] {done:>3}/{len(self.run.steps):<3}"
+
+    def exit_code(self) -> int:
+        return {"completed": EXIT_COMPLETED, "cancelled": EXIT_CANCELLED}.get(self.run.status, EXIT_FAILED)
+
+
+def event_json(seq: int, event: RunEvent) -> str:
+    body = msgspec.to_builtins(event)
+    return msgspec.json.encode({"seq": seq, **body}).decode()
+
+
+def status_table(run: Run) -> str:
+    started = run.started
+    lines = [f"run {run.id}: {run.status}"]
+    if started:
+        lines.append(f"playbook {started.playbook.name!r} started by {started.actor} at {started.at:%Y-%m-%d %H:%M:%S}Z"
+                     + (f", environment {started.environment}" if started.environment else ""))
+    if run.failure:
+        lines.append(f"failure: {run.failure}")
+    for s in run.steps.values():
+        extra = s.error or s.reason
+        lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt:<2} {_ms(s.duration_ms):>9}  {extra}")
+    return "\n".join(lines)

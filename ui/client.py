@@ -1,0 +1,102 @@
+"""A thin client of the engine over NATS: send commands, read and follow events.
+
+Every interface (CLI, web, MCP) talks to the engine through this, never around it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from events import subjects
+from events.codec import decode_event, encode
+from events.commands import Command, Reply
+from events.run import TERMINAL_EVENTS, RunEvent
+from projections import run_list
+from services.errors import PlaybookError
+from services.run.state import Run, evolve
+from services.store import EventStore
+
+_reply_decoder = msgspec.json.Decoder(Reply)
+
+
+class EngineUnavailable(PlaybookError):
+    """Nobody answered a command: the engine's services are not running."""
+
+
+class EngineClient:
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.store = EventStore(nc)
+
+    async def send(self, command: Command, timeout: float = 30.0) -> Reply:
+        body = msgspec.json.decode(encode(command))
+        body.pop("type", None)
+        try:
+            msg = await self.nc.request(subjects.command(type(command).__name__),
+                                        json.dumps(body).encode(), timeout=timeout)
+        except Exception as err:
+            if "no responders" in str(err).lower() or isinstance(err, (TimeoutError, asyncio.TimeoutError)):
+                raise EngineUnavailable("the engine did not answer: is `playbook up` running?") from err
+            raise
+        return _reply_decoder.decode(msg.data)
+
+    async def events(self, run_id: str) -> list[tuple[int, RunEvent]]:
+        envelopes, _ = await self.store.load(run_id)
+        return envelopes
+
+    async def run(self, run_id: str) -> Run:
+        run = Run(id=run_id)
+        for seq, event in await self.events(run_id):
+            evolve(run, event, seq)
+        return run
+
+    async def follow(self, run_id: str) -> AsyncIterator[tuple[int, RunEvent]]:
+        """Every event of the run from the first, then live ones until the run ends."""
+        js = self.nc.jetstream()
+        sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True,
+                                 deliver_policy=DeliverPolicy.ALL)
+        try:
+            while True:
+                msg = await sub.next_msg(timeout=None)
+                try:
+                    event = decode_event(msg.data)
+                except msgspec.DecodeError:
+                    continue
+                yield msg.metadata.sequence.stream, event
+                if isinstance(event, TERMINAL_EVENTS):
+                    return
+        finally:
+            await sub.unsubscribe()
+
+    async def list_runs(self) -> list[run_list.RunSummary]:
+        runs: dict[str, run_list.RunSummary] = {}
+        filters = [subjects.events_of_type(t.__name__) for t in run_list.LIST_EVENTS]
+        async for event in self._read_all(filters):
+            run_list.apply(runs, event)
+        return sorted(runs.values(), key=lambda r: r.started_at)
+
+    async def _read_all(self, filters: list[str]) -> AsyncIterator[RunEvent]:
+        """Every stored event on these subjects, once, through an ephemeral consumer."""
+        inbox = self.nc.new_inbox()
+        sub = await self.nc.subscribe(inbox, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        js = self.nc.jetstream()
+        try:
+            info = await js.add_consumer(self.store.stream, ConsumerConfig(
+                deliver_subject=inbox, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,
+                filter_subjects=filters, mem_storage=True, inactive_threshold=10.0))
+            remaining = info.num_pending or 0
+            while remaining > 0:
+                msg = await sub.next_msg(timeout=10)
+                remaining = msg.metadata.num_pending
+                try:
+                    yield decode_event(msg.data)
+                except msgspec.DecodeError:
+                    continue
+            await js.delete_consumer(self.store.stream, info.name)
+        finally:
+            await sub.unsubscribe()
+
