@@ -93,7 +93,8 @@ class EmbeddedNats:
 
     async def start(self, timeout: float = 15.0) -> str:
         self.home.mkdir(parents=True, exist_ok=True)
-        port = self.port or (DEFAULT_PORT if _port_free(DEFAULT_PORT) else free_port())
+        wanted = self.port or int(os.environ.get("PLAYBOOK_NATS_PORT", DEFAULT_PORT))
+        port = wanted if _port_free(wanted) else free_port()
         self.url = f"nats://127.0.0.1:{port}"
         log_file = open(self.home / "nats-server.log", "ab")
         self.process = subprocess.Popen(

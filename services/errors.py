@@ -30,3 +30,7 @@ class ConcurrencyConflict(PlaybookError):
 
 class UnresolvedReference(PlaybookError):
     """A `${...}` reference could not be resolved at run time (category `configuration`)."""
+
+
+class EngineUnavailable(PlaybookError):
+    """NATS or the engine's stream or services are not there to answer."""

@@ -19,7 +19,7 @@ from nats.js.errors import BadRequestError
 from events import subjects
 from events.codec import decode_event, encode, event_name
 from events.run import RunEvent
-from services.errors import ConcurrencyConflict
+from services.errors import ConcurrencyConflict, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,8 @@ class EventStore:
                     return 0, last
                 if status == "204":          # end of this batch
                     return int(headers.get("Nats-Num-Pending", "0")), last
+                if status == "503":          # no stream to answer: the engine never ran here
+                    raise EngineUnavailable(f"no stream {self.stream} on this NATS server: start the engine with `playbook up`")
                 if status:
                     raise RuntimeError(f"direct get failed: {status} {headers.get('Description', '')}")
                 last = int(headers["Nats-Sequence"])

@@ -1,6 +1,7 @@
 """Shared fixtures: a real nats-server per test, on a free port, with its own store."""
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import time
@@ -10,7 +11,9 @@ from pathlib import Path
 import nats
 import pytest
 
+from services.app import serve
 from services.embedded import free_port, greets, server_binary
+from ui.client import EngineClient
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -69,3 +72,30 @@ def engine_env(nats_server: NatsServer, tmp_path: Path) -> dict[str, str]:
     env.update(NATS_URL=nats_server.url, PLAYBOOK_HOME=str(tmp_path / "home"), PLAYBOOK_ACK_WAIT="2",
                PLAYBOOK_USER="tester", PYTHONUNBUFFERED="1")
     return env
+
+
+@pytest.fixture
+async def engine(nats_server: NatsServer, monkeypatch) -> AsyncIterator[EngineClient]:
+    """Every service running in this process, and a client to drive them."""
+    monkeypatch.setenv("PLAYBOOK_ACK_WAIT", "2")
+    stop, ready = asyncio.Event(), asyncio.Event()
+
+    async def on_ready(_nc) -> None:
+        ready.set()
+
+    task = asyncio.create_task(serve(nats_server.url, {"run", "executor"}, ready=on_ready, stop=stop))
+    await asyncio.wait_for(ready.wait(), 10)
+    client_nc = await nats.connect(nats_server.url)
+    try:
+        yield EngineClient(client_nc)
+    finally:
+        await client_nc.close()
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def wait_for_end(client: EngineClient, run_id: str, timeout: float = 30.0) -> list:
+    """Follow the run until its terminal event; returns every event, in order."""
+    async def collect() -> list:
+        return [event async for _, event in client.follow(run_id)]
+    return await asyncio.wait_for(collect(), timeout)

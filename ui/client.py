@@ -10,21 +10,18 @@ from collections.abc import AsyncIterator
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from events import subjects
 from events.codec import decode_event, encode
 from events.commands import Command, Reply
 from events.run import TERMINAL_EVENTS, RunEvent
 from projections import run_list
-from services.errors import PlaybookError
+from services.errors import EngineUnavailable
 from services.run.state import Run, evolve
 from services.store import EventStore
 
 _reply_decoder = msgspec.json.Decoder(Reply)
-
-
-class EngineUnavailable(PlaybookError):
-    """Nobody answered a command: the engine's services are not running."""
 
 
 class EngineClient:
@@ -85,9 +82,12 @@ class EngineClient:
         sub = await self.nc.subscribe(inbox, pending_msgs_limit=-1, pending_bytes_limit=-1)
         js = self.nc.jetstream()
         try:
-            info = await js.add_consumer(self.store.stream, ConsumerConfig(
-                deliver_subject=inbox, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,
-                filter_subjects=filters, mem_storage=True, inactive_threshold=10.0))
+            try:
+                info = await js.add_consumer(self.store.stream, ConsumerConfig(
+                    deliver_subject=inbox, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,
+                    filter_subjects=filters, mem_storage=True, inactive_threshold=10.0))
+            except NotFoundError:
+                return   # no stream yet: no runs yet
             remaining = info.num_pending or 0
             while remaining > 0:
                 msg = await sub.next_msg(timeout=10)

@@ -46,6 +46,7 @@ class Executor:
         self.consumer = Consumer(nc, runs.store.stream, "executor", [subjects.events_of_type("StepScheduled")],
                                  self._on_scheduled, ack_wait=ack_wait, max_ack_pending=concurrency)
         self._running: dict[str, set[asyncio.Task[object]]] = {}
+        self._attempts: set[tuple[str, str]] = set()   # (run, step) executing in this process
         self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
         self._cancel_sub = None
 
@@ -66,13 +67,20 @@ class Executor:
     async def _on_scheduled(self, msg: Msg, event: RunEvent, seq: int) -> None:
         if not isinstance(event, StepScheduled):
             return
+        # The scheduled message is acked only when its step ends, so if it reaches us
+        # while the attempt runs elsewhere, its holder is gone. (The delivery count is
+        # no proof: a nats-server killed mid-run may forget it.)
         begin = BeginStep(step_id=event.step_id, attempt=event.attempt, scheduled_seq=seq,
-                          executor=self.name, redelivered=msg.metadata.num_delivered > 1)
+                          executor=self.name, redelivered=(event.run_id, event.step_id) not in self._attempts)
         run, events = await self.runs.change(event.run_id, lambda r: decide(r, begin, now()), min_version=seq)
         if not any(isinstance(e, StepStarted) for e in events):
             return
-        outcome = await self._execute(run, event.step_id, event.attempt)
-        await self.runs.change(event.run_id, lambda r: decide(r, outcome, now()))
+        self._attempts.add((event.run_id, event.step_id))
+        try:
+            outcome = await self._execute(run, event.step_id, event.attempt)
+            await self.runs.change(event.run_id, lambda r: decide(r, outcome, now()))
+        finally:
+            self._attempts.discard((event.run_id, event.step_id))
 
     async def _execute(self, run: Run, step_id: str, attempt: int) -> FinishStep:
         spec = run.specs[step_id]

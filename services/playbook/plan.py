@@ -57,12 +57,13 @@ def plan_issues(steps: Sequence[Step]) -> tuple[Plan, list[Issue]]:
 def upstream(plan: Plan) -> dict[str, set[str]]:
     """For each step, every step sure to have finished before it starts (its needs, transitively)."""
     result: dict[str, set[str]] = {}
-    for step in plan.needs:
+    for step in _kahn(plan):
+        result[step] = set().union(*({need} | result[need] for need in plan.needs[step] if need in plan.needs))
+    for step in plan.needs.keys() - result.keys():  # caught in or behind a cycle: search the graph
         seen: set[str] = set()
         todo = list(plan.needs[step])
         while todo:
-            other = todo.pop()
-            if other not in seen and other in plan.needs:
+            if (other := todo.pop()) not in seen and other in plan.needs:
                 seen.add(other)
                 todo.extend(plan.needs[other])
         result[step] = seen
@@ -71,15 +72,24 @@ def upstream(plan: Plan) -> dict[str, set[str]]:
 
 def topological_order(plan: Plan) -> list[str]:
     """Steps in an order that respects every need; ties keep the written order."""
-    order = {step: i for i, step in enumerate(plan.needs)}
-    waiting = {step: {n for n in needs if n in order} for step, needs in plan.needs.items()}
-    dependents: dict[str, list[str]] = {step: [] for step in plan.needs}
+    order = _kahn(plan)
+    if len(order) < len(plan.needs):
+        cycle = _cycles(plan.needs)[0]
+        raise_if_errors([Issue("PB204", f"dependency cycle: {' -> '.join(cycle)}", step_id=cycle[0])])
+    return order
+
+
+def _kahn(plan: Plan) -> list[str]:
+    """Kahn's algorithm, earliest written step first; steps in or behind a cycle are left out."""
+    steps = list(plan.needs)
+    index = {step: i for i, step in enumerate(steps)}
+    waiting = {step: {need for need in needs if need in index} for step, needs in plan.needs.items()}
+    dependents: dict[str, list[str]] = {step: [] for step in steps}
     for step, needs in waiting.items():
         for need in needs:
             dependents[need].append(step)
-    ready = [order[step] for step, needs in waiting.items() if not needs]
+    ready = [index[step] for step, needs in waiting.items() if not needs]
     heapq.heapify(ready)
-    steps = list(plan.needs)
     result: list[str] = []
     while ready:
         step = steps[heapq.heappop(ready)]
@@ -87,10 +97,7 @@ def topological_order(plan: Plan) -> list[str]:
         for dependent in dependents[step]:
             waiting[dependent].discard(step)
             if not waiting[dependent]:
-                heapq.heappush(ready, order[dependent])
-    if len(result) < len(steps):
-        cycle = _cycles(plan.needs)[0]
-        raise_if_errors([Issue("PB204", f"dependency cycle: {' -> '.join(cycle)}", step_id=cycle[0])])
+                heapq.heappush(ready, index[dependent])
     return result
 
 

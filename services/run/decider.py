@@ -31,7 +31,11 @@ class Advance:
 
 @dataclass(frozen=True, slots=True)
 class BeginStep:
-    """An executor received `StepScheduled` (stream sequence `scheduled_seq`) and wants to run it."""
+    """An executor received `StepScheduled` (stream sequence `scheduled_seq`) and wants to run it.
+
+    `redelivered`: the message came back while no one in this process runs the attempt,
+    so whoever started it has died.
+    """
 
     step_id: str
     attempt: int

@@ -15,9 +15,9 @@ import nats
 from events.commands import CancelRun, PauseRun, Reply, ResumeRun, StartRun
 from events.schema import json_schema
 from services.embedded import nats_url
-from services.errors import PlaybookError
+from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
-from ui.cli.render import EXIT_INVALID, Follower, describe, event_json, status_table
+from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, event_json, status_table
 from ui.client import EngineClient
 
 
@@ -36,7 +36,15 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
 
 
 async def with_client(work: Callable[[EngineClient], Awaitable[int]]) -> int:
-    nc = await nats.connect(nats_url(), connect_timeout=3, max_reconnect_attempts=2, allow_reconnect=True)
+    url = nats_url()
+
+    async def quiet(_err: Exception) -> None:
+        pass
+
+    try:
+        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet)
+    except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
+        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): is `playbook up` running?") from None
     try:
         return await work(EngineClient(nc))
     finally:
@@ -269,6 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         code = args.handler(args)
+    except EngineUnavailable as err:
+        print(f"playbook: {err}", file=sys.stderr)
+        code = EXIT_UNAVAILABLE
     except PlaybookError as err:
         print(f"playbook: {err}", file=sys.stderr)
         code = EXIT_INVALID

@@ -14,7 +14,7 @@ from events.run import (
 )
 from services.run.state import Run, evolve
 
-EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED = 0, 1, 2, 3
+EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
 
 def describe(event: RunEvent) -> str:

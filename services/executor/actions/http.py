@@ -67,7 +67,7 @@ async def run_http_request(args: dict[str, Any]) -> ActionResult:
     except aiohttp.ClientConnectorCertificateError:
         return _failed(f"{target}: the server's TLS certificate failed verification", "configuration")
     except aiohttp.ClientConnectorError as err:
-        return _failed(f"{target}: cannot connect: {err.os_error.strerror or err.os_error}", "network")
+        return _failed(f"{target}: cannot connect: {_reason(err.os_error)}", "network")
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as err:
         return _failed(f"{target}: the connection failed: {err}", "network")
     except aiohttp.TooManyRedirects:
@@ -77,7 +77,7 @@ async def run_http_request(args: dict[str, Any]) -> ActionResult:
     except aiohttp.ClientResponseError as err:
         return _failed(f"{target}: the server sent an invalid response: {err.message}", "dependency")
     outputs = _outputs(response, head, truncated, limit, started)
-    if (response.status in expected) if expected else response.status < 400:
+    if response.status in expected if expected else response.status < 400:
         return ActionResult(ok=True, outputs=outputs)
     wanted = " or ".join(map(str, sorted(expected))) if expected else "a status below 400"
     return ActionResult(

@@ -53,19 +53,24 @@ async def run_shell(args: dict[str, Any]) -> ActionResult:
     env = text_map(args, "env")
     limit = at_least_zero(args, "max_output_bytes", MAX_OUTPUT_BYTES)
     ok_returncodes = _ok_returncodes(args)
+    cwd = arg(args, "cwd", (str,), "a string")
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[None] = loop.create_future()
+    starting = asyncio.ensure_future(loop.subprocess_exec(
+        lambda: _Capture(limit, finished), *program,
+        stdin=DEVNULL if stdin is None else PIPE, stdout=PIPE, stderr=PIPE,
+        cwd=cwd,
+        env=None if env is None else {**os.environ, **env},
+        start_new_session=True,
+    ))
     try:
-        transport, capture = await loop.subprocess_exec(
-            lambda: _Capture(limit, finished), *program,
-            stdin=DEVNULL if stdin is None else PIPE, stdout=PIPE, stderr=PIPE,
-            cwd=arg(args, "cwd", (str,), "a string"),
-            env=None if env is None else {**os.environ, **env},
-            start_new_session=True,
-        )
-    except OSError as err:
-        return ActionResult(ok=False, error=f"could not start command: {err.strerror}: {err.filename!r}",
-                            category="configuration")
+        transport, capture = await asyncio.shield(starting)
+    except (OSError, ValueError) as err:  # not found, not executable, no such cwd, a NUL in an arg
+        reason = f"{err.strerror}: {err.filename!r}" if isinstance(err, OSError) else str(err)
+        return ActionResult(ok=False, error=f"could not start command: {reason}", category="configuration")
+    except asyncio.CancelledError:
+        await _stop_starting(starting, finished)
+        raise
     try:
         if stdin is not None:
             pipe = transport.get_pipe_transport(0)
@@ -90,6 +95,18 @@ async def _stop(transport: asyncio.SubprocessTransport, finished: asyncio.Future
         _signal_group(group, signal.SIGKILL)
         transport.close()
     await finished
+
+
+async def _stop_starting(starting: asyncio.Future, finished: asyncio.Future[None]) -> None:
+    """Let the start complete, then stop the group.
+
+    asyncio's own clean-up for a start cancelled midway kills only the leader, then waits
+    for every pipe to close, which the leader's children can hold open for ever.
+    """
+    await asyncio.wait((starting,))
+    if not starting.cancelled() and starting.exception() is None:
+        transport, _ = starting.result()
+        await _stop(transport, finished)
 
 
 def _signal_group(group: int, signum: signal.Signals) -> None:

@@ -1,0 +1,120 @@
+"""The `playbook` CLI as a user runs it, against an engine in separate processes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ROOT, Processes, playbook_cli
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def engine_process(engine_env: dict[str, str], processes: Processes) -> dict[str, str]:
+    """`playbook up` on the test's nats-server; returns the environment for CLI calls."""
+    processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], engine_env)
+    deadline = time.monotonic() + 20
+    while "engine ready" not in next(processes.logs.glob("up-*.log")).read_text():
+        assert time.monotonic() < deadline, "engine did not start"
+        time.sleep(0.05)
+    return engine_env
+
+
+BROKEN = {
+    "malformed.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n   args: {}\n", ":5:", None),
+    "unknown-action.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n  - id: b\n    action: shel\n",
+                            ":6:", "[step b]"),
+    "cycle.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n    depends_on: [b]\n"
+                   "  - id: b\n    action: noop\n    depends_on: [a]\n", ":", "a -> b -> a"),
+    "missing-param.yaml": ("name: x\nparameters:\n  - name: target\n    required: true\n"
+                           "steps:\n  - id: a\n    action: noop\n", ":3:", "target"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_bad_input_is_refused_with_file_line_and_step_and_nothing_starts(name: str, tmp_path: Path,
+                                                                        engine_env: dict[str, str]) -> None:
+    text, location, detail = BROKEN[name]
+    path = tmp_path / name
+    path.write_text(text)
+    result = playbook_cli("run", str(path), env=engine_env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{path}{location}" in result.stderr
+    if detail:
+        assert detail in result.stderr
+    listing = playbook_cli("list", "--json", env=engine_env)
+    assert json.loads(listing.stdout or "[]") == [] or "stream not found" in listing.stderr
+
+
+def test_a_missing_file_is_exit_code_2(tmp_path: Path, engine_env: dict[str, str]) -> None:
+    result = playbook_cli("run", str(tmp_path / "nope.yaml"), env=engine_env)
+    assert result.returncode == 2
+    assert "nope.yaml: cannot read" in result.stderr
+
+
+def test_run_follows_live_and_exits_0_then_status_replay_events_and_list_agree(engine_process: dict[str, str]) -> None:
+    result = playbook_cli("run", "examples/hello.yaml", "-p", "who=operator", env=engine_process)
+    assert result.returncode == 0, result.stderr
+    assert "greet: succeeded" in result.stdout
+    assert "run completed" in result.stdout
+    assert "4/4" in result.stdout
+    run_id = result.stdout.split()[1]
+
+    status = json.loads(playbook_cli("status", run_id, "--json", env=engine_process).stdout)
+    assert status["status"] == "completed"
+    assert status["steps"][0]["outputs"]["stdout"] == "hello operator"
+
+    events = [json.loads(line) for line in playbook_cli("events", run_id, "--json", env=engine_process).stdout.splitlines()]
+    assert events[0]["type"] == "RunStarted" and events[-1]["type"] == "RunCompleted"
+    assert all(e["run_id"] == run_id for e in events)
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+
+    replay = playbook_cli("replay", run_id, env=engine_process)
+    assert f"run {run_id}: completed" in replay.stdout
+
+    listing = json.loads(playbook_cli("list", "--json", env=engine_process).stdout)
+    assert [(r["run_id"], r["status"]) for r in listing] == [(run_id, "completed")]
+    assert playbook_cli("list", "--active", env=engine_process).stdout.strip() == "no active runs"
+
+
+def test_a_failing_run_exits_1_and_a_cancelled_run_exits_3(engine_process: dict[str, str], tmp_path: Path) -> None:
+    failing = tmp_path / "failing.yaml"
+    failing.write_text("name: failing\nsteps:\n  - id: boom\n    action: shell\n    args: {command: 'exit 3'}\n"
+                       "    timeout_seconds: 5\n")
+    result = playbook_cli("run", str(failing), env=engine_process)
+    assert result.returncode == 1
+    assert "boom: failed" in result.stdout and "exited with code 3" in result.stdout
+
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("name: slow\nsteps:\n  - id: wait\n    action: shell\n    args: {command: 'sleep 30'}\n"
+                    "    timeout_seconds: 60\n")
+    run_id = playbook_cli("run", str(slow), "--detach", env=engine_process).stdout.strip()
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "ui.cli.main", "events", run_id, "--follow"],
+        env=engine_process, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    for line in follow.stdout:
+        if "StepStarted" in line:
+            break
+    cancel = playbook_cli("cancel", run_id, "--reason", "test", "--as", "bob", env=engine_process)
+    assert cancel.returncode == 0, cancel.stderr
+    assert "RunCancelRequested" in cancel.stdout
+    rest = follow.stdout.read()
+    assert follow.wait(timeout=10) == 0
+    assert "cancel requested by bob: test" in rest and "RunCancelled" in rest
+    assert playbook_cli("status", run_id, env=engine_process).stdout.startswith(f"run {run_id}: cancelled")
+
+
+def test_schema_lists_every_event_and_command() -> None:
+    result = playbook_cli("schema", env={**os.environ})
+    schema = json.loads(result.stdout)
+    assert {"RunStarted", "StepScheduled", "StepStarted", "StepSucceeded", "StepFailed", "StepSkipped", "RunPaused",
+            "RunResumed", "RunCancelRequested", "RunCancelled", "RunCompleted", "RunFailed"} <= set(schema["events"])
+    assert {"StartRun", "PauseRun", "ResumeRun", "CancelRun"} <= set(schema["commands"])
+    assert "actor" in schema["$defs"]["PauseRun"]["properties"]

@@ -1,0 +1,115 @@
+"""Crash safety and scale-out, with real processes killed for real."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import time
+from pathlib import Path
+
+import nats
+import pytest
+
+from events.commands import StartRun
+from events.run import RunCompleted, StepFailed, StepStarted
+from services.embedded import free_port, greets
+from tests.conftest import wait_for_end
+from tests.e2e.conftest import Processes
+from tests.helpers import playbook_yaml
+from ui.client import EngineClient, EngineUnavailable
+
+pytestmark = pytest.mark.e2e
+
+
+async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll something outside the event stream (a port, a file) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(condition):
+        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
+        await asyncio.sleep(0.05)
+
+
+async def send_when_ready(client: EngineClient, command: StartRun, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await client.send(command, timeout=2)
+        except EngineUnavailable:
+            assert time.monotonic() < deadline, "the engine never answered"
+            await asyncio.sleep(0.1)
+
+
+async def test_sigkill_of_the_whole_engine_mid_run_then_restart_finishes_the_run(tmp_path: Path, processes: Processes) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env.update(PLAYBOOK_HOME=str(tmp_path / "home"), PLAYBOOK_NATS_PORT=str(port), PLAYBOOK_ACK_WAIT="2",
+               PYTHONUNBUFFERED="1")
+    marker, gate = tmp_path / "marker", tmp_path / "gate"
+    text = playbook_yaml([
+        {"id": "first", "action": "shell", "args": {"command": f"echo first >> {marker}"}, "timeout_seconds": 10},
+        {"id": "second", "action": "shell", "timeout_seconds": 60,
+         "args": {"command": f"echo second >> {marker}; while [ ! -e {gate} ]; do sleep 0.05; done"}},
+        {"id": "third", "action": "shell", "args": {"command": f"echo third >> {marker}"}, "timeout_seconds": 10},
+    ])
+    up = processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], env)
+    await until(lambda: greets(port), what="embedded nats-server up")
+    nc = await nats.connect(f"nats://127.0.0.1:{port}", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    client = EngineClient(nc)
+    try:
+        reply = await send_when_ready(client, StartRun(actor="alice", playbook=text))
+        run_id = reply.run_id
+        async for _, event in client.follow(run_id):
+            if isinstance(event, StepStarted) and event.step_id == "second":
+                break
+        await until(lambda: marker.exists() and "second" in marker.read_text(), what="second step running")
+
+        processes.kill_group(up)          # the engine and its nats-server, mid-step, no goodbye
+        gate.touch()                      # the re-run of `second` may finish
+        processes.start("up-again", ["-m", "ui.cli.main", "up", "--http-port", "0"], env)
+        await until(lambda: greets(port), what="embedded nats-server back")
+
+        events = await wait_for_end(client, run_id, timeout=60)
+    finally:
+        await nc.close()
+    assert isinstance(events[-1], RunCompleted)
+    assert marker.read_text().split() == ["first", "second", "second", "third"]
+    started = collections.Counter(e.step_id for e in events if isinstance(e, StepStarted))
+    assert started == {"first": 1, "second": 2, "third": 1}   # nothing that succeeded ran again
+    interrupted = [e for e in events if isinstance(e, StepFailed)]
+    assert [(e.step_id, e.category) for e in interrupted] == [("second", "interrupted")]
+
+
+async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_started_once(
+        nats_server, engine_env: dict[str, str], processes: Processes) -> None:
+    logs = processes.logs
+    processes.start("run", ["-m", "services.run"], engine_env)
+    for _ in range(2):
+        processes.start("executor", ["-m", "services.executor"], engine_env)
+
+    def both_executors_ready() -> bool:
+        return sum("executor" in p.name and "ready" in p.read_text() for p in logs.iterdir()) == 2
+
+    await until(both_executors_ready, what="two executors ready")
+    text = playbook_yaml([
+        {"id": "check_a", "parallel_group": "checks", "action": "shell", "args": {"command": "sleep 0.05"}, "timeout_seconds": 10},
+        {"id": "check_b", "parallel_group": "checks", "action": "shell", "args": {"command": "sleep 0.05"}, "timeout_seconds": 10},
+        {"id": "apply", "action": "shell", "args": {"command": "true"}, "timeout_seconds": 10},
+        {"id": "report", "action": "noop"},
+    ])
+    nc = await nats.connect(nats_server.url)
+    client = EngineClient(nc)
+    try:
+        first = await send_when_ready(client, StartRun(actor="alice", playbook=text))
+        others = await asyncio.gather(*(client.send(StartRun(actor="alice", playbook=text)) for _ in range(49)))
+        run_ids = [first.run_id] + [r.run_id for r in others]
+        histories = await asyncio.gather(*(wait_for_end(client, run_id, timeout=90) for run_id in run_ids))
+    finally:
+        await nc.close()
+    assert all(isinstance(h[-1], RunCompleted) for h in histories)
+    executors = set()
+    for history in histories:
+        starts = collections.Counter((e.step_id, e.attempt) for e in history if isinstance(e, StepStarted))
+        assert set(starts.values()) == {1}
+        assert len(starts) == 4
+        executors |= {e.executor for e in history if isinstance(e, StepStarted)}
+    assert len(executors) == 2, f"work was not shared: {executors}"

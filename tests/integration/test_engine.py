@@ -1,0 +1,162 @@
+"""The services together against a real nats-server: runs, control, bad messages."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from events import subjects
+from events.commands import CancelRun, PauseRun, ResumeRun, StartRun
+from events.run import RunCancelled, RunCompleted, StepStarted
+from tests.conftest import wait_for_end
+from tests.helpers import playbook_yaml
+
+pytestmark = pytest.mark.integration
+
+
+def names(events) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+async def start(client, steps, **kwargs) -> str:
+    reply = await client.send(StartRun(actor="alice", playbook=playbook_yaml(steps), **kwargs))
+    assert reply.accepted, reply.error
+    return reply.run_id
+
+
+async def test_a_playbook_runs_to_completion_with_outputs_flowing_between_steps(engine) -> None:
+    run_id = await start(engine, [
+        {"id": "make", "action": "shell", "args": {"command": "echo 41"}, "timeout_seconds": 5},
+        {"id": "use", "action": "shell", "args": {"command": "expr ${steps.make.stdout} + 1"}, "timeout_seconds": 5},
+    ])
+    events = await wait_for_end(engine, run_id)
+    assert names(events)[-1] == "RunCompleted"
+    run = await engine.run(run_id)
+    assert run.steps["use"].outputs["stdout"] == "42"
+
+
+async def test_a_hostile_parameter_reaches_the_command_as_one_literal_argument(engine) -> None:
+    yaml_text = playbook_yaml([{"id": "echo", "action": "shell", "args": {"command": "printf '%s|' ${target}"},
+                                "timeout_seconds": 5}], parameters=[{"name": "target"}])
+    reply = await engine.send(StartRun(actor="alice", playbook=yaml_text, parameters={"target": "'; rm -rf / #"}))
+    await wait_for_end(engine, reply.run_id)
+    run = await engine.run(reply.run_id)
+    assert run.steps["echo"].outputs["stdout"] == "'; rm -rf / #|"
+
+
+async def test_pause_holds_the_next_step_until_resume(engine, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    run_id = await start(engine, [
+        {"id": "first", "action": "shell", "args": {"command": f"while [ ! -e {gate} ]; do sleep 0.05; done"},
+         "timeout_seconds": 20},
+        {"id": "second", "action": "noop"},
+    ])
+    follow = engine.follow(run_id)
+    async for _, event in follow:
+        if isinstance(event, StepStarted):
+            break
+    paused = await engine.send(PauseRun(run_id=run_id, actor="bob", reason="look first"))
+    assert names_of(paused) == ["RunPaused"]
+    gate.touch()   # the running step finishes; the next must not start
+    async for _, event in follow:
+        if type(event).__name__ == "StepSucceeded":
+            break
+    run = await engine.run(run_id)
+    assert (run.status, run.steps["second"].status) == ("paused", "pending")
+    resumed = await engine.send(ResumeRun(run_id=run_id, actor="carol"))
+    assert names_of(resumed)[:2] == ["RunResumed", "StepScheduled"]
+    rest = await wait_for_end(engine, run_id)
+    assert isinstance(rest[-1], RunCompleted)
+    assert [(type(e).__name__, getattr(e, "actor", None)) for e in rest if type(e).__name__ in ("RunPaused", "RunResumed")] == [
+        ("RunPaused", "bob"), ("RunResumed", "carol")]
+
+
+def names_of(reply) -> list[str]:
+    assert reply.accepted, reply.error
+    return [e["type"] for e in reply.events]
+
+
+async def test_cancel_kills_a_running_command_and_its_children_within_a_second(engine, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    command = f"sleep 60 & echo $! >> {pids}; sleep 60 & echo $! >> {pids}; echo $$ >> {pids}; wait"
+    run_id = await start(engine, [{"id": "long", "action": "shell", "args": {"command": command}, "timeout_seconds": 120}])
+    async for _, event in engine.follow(run_id):
+        if isinstance(event, StepStarted):
+            break
+    await _until(lambda: pids.exists() and len(pids.read_text().split()) == 3)
+    began = time.monotonic()
+    reply = await engine.send(CancelRun(run_id=run_id, actor="bob", reason="wrong box"))
+    assert names_of(reply) == ["RunCancelRequested"]
+    events = await wait_for_end(engine, run_id, timeout=10)
+    elapsed = time.monotonic() - began
+    assert isinstance(events[-1], RunCancelled)
+    assert elapsed < 1.0, f"cancel took {elapsed:.2f}s"
+    failed = [e for e in events if type(e).__name__ == "StepFailed"]
+    assert [f.category for f in failed] == ["cancelled"]
+    assert [pid for pid in map(int, pids.read_text().split()) if alive(pid)] == []
+
+
+def alive(pid: int) -> bool:
+    """Running or sleeping; a zombie waiting for init to reap it is dead."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+async def test_commands_on_unknown_or_finished_runs_are_rejected_clearly(engine) -> None:
+    unknown = await engine.send(PauseRun(run_id="nope", actor="bob"))
+    assert (unknown.accepted, unknown.error.code) == (False, "unknown_run")
+    assert "no run with id 'nope'" in unknown.error.message
+    run_id = await start(engine, [{"id": "a", "action": "noop"}])
+    await wait_for_end(engine, run_id)
+    late = await engine.send(PauseRun(run_id=run_id, actor="bob"))
+    assert (late.accepted, late.error.code) == (False, "illegal_transition")
+    assert "completed" in late.error.message
+    running = await engine.send(ResumeRun(run_id=run_id, actor="bob"))
+    assert not running.accepted
+
+
+async def test_an_invalid_playbook_is_rejected_with_its_diagnostics_and_nothing_starts(engine) -> None:
+    reply = await engine.send(StartRun(actor="alice", playbook="name: x\nsteps:\n  - id: a\n    action: shel\n",
+                                       source="broken.yaml"))
+    assert (reply.accepted, reply.error.code) == (False, "invalid_playbook")
+    errors = [d for d in reply.error.details if d["severity"] == "error"]
+    assert [(d["line"], d["step_id"]) for d in errors] == [(4, "a")]
+    assert "shell" in reply.error.message
+    assert await engine.list_runs() == []
+
+
+async def test_undecodable_messages_are_dropped_and_the_services_keep_running(engine) -> None:
+    nc = engine.nc
+    await nc.jetstream().publish(subjects.run_event("junk", "StepScheduled"), b"\xff not json")
+    await nc.jetstream().publish(subjects.run_event("junk", "RunStarted"), b'{"type": "RunStarted"}')
+    bad = await nc.request(subjects.command("StartRun"), b"{{{", timeout=5)
+    assert b'"bad_request"' in bad.data
+    wrong_shape = await nc.request(subjects.command("PauseRun"), b'{"run_id": 5}', timeout=5)
+    assert b'"bad_request"' in wrong_shape.data
+    unknown = await nc.request(subjects.command("LaunchMissiles"), b"{}", timeout=5)
+    assert b'"bad_request"' in unknown.data
+    run_id = await start(engine, [{"id": "a", "action": "noop"}])
+    events = await wait_for_end(engine, run_id)
+    assert isinstance(events[-1], RunCompleted)
+
+
+async def test_a_run_id_may_be_chosen_and_only_used_once(engine) -> None:
+    first = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="deploy-42"))
+    assert first.run_id == "deploy-42"
+    again = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="deploy-42"))
+    assert (again.accepted, again.error.code) == (False, "run_exists")
+    odd = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="a.b>"))
+    assert (odd.accepted, odd.error.code) == (False, "bad_request")
+
+
+async def _until(condition, timeout: float = 10.0) -> None:
+    """Poll a file-system condition the engine cannot tell us about by event."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

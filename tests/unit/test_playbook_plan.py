@@ -1,0 +1,90 @@
+"""The plan as scenarios: what each step waits for, given how the playbook is written."""
+from __future__ import annotations
+
+import pytest
+
+from events.playbook import Plan, Step
+from services.playbook import PlaybookInvalid, derive_plan, topological_order
+from services.playbook.plan import plan_issues, upstream
+
+
+def step(id: str, group: str | None = None, depends_on: list[str] | None = None) -> Step:
+    return Step(id=id, action="noop", parallel_group=group, depends_on=depends_on)
+
+
+def test_steps_without_hints_run_one_after_another():
+    plan = derive_plan([step("a"), step("b"), step("c")])
+    assert plan.needs == {"a": [], "b": ["a"], "c": ["b"]}
+
+
+def test_a_parallel_group_follows_one_unit_and_is_followed_by_all_its_members():
+    plan = derive_plan([step("build"), step("web1", "web"), step("web2", "web"), step("web3", "web"), step("check")])
+    assert plan.needs == {"build": [], "web1": ["build"], "web2": ["build"], "web3": ["build"],
+                          "check": ["web1", "web2", "web3"]}
+
+
+def test_two_groups_in_a_row_wait_for_each_other_as_wholes():
+    plan = derive_plan([step("a1", "a"), step("a2", "a"), step("b1", "b"), step("b2", "b")])
+    assert plan.needs == {"a1": [], "a2": [], "b1": ["a1", "a2"], "b2": ["a1", "a2"]}
+
+
+def test_explicit_depends_on_replaces_the_implicit_order():
+    plan = derive_plan([step("a"), step("b"), step("c", depends_on=["a"]), step("d", depends_on=[])])
+    assert plan.needs == {"a": [], "b": ["a"], "c": ["a"], "d": []}
+
+
+def test_a_group_member_with_depends_on_still_counts_for_the_step_after_the_group():
+    plan = derive_plan([step("a"), step("g1", "g"), step("g2", "g", depends_on=[]), step("z")])
+    assert plan.needs["g2"] == [] and plan.needs["z"] == ["g1", "g2"]
+
+
+def test_depends_on_may_point_forward_when_that_makes_no_cycle():
+    plan = derive_plan([step("a", depends_on=["b"]), step("b", depends_on=[])])
+    assert topological_order(plan) == ["b", "a"]
+
+
+def test_a_repeated_dependency_is_needed_once():
+    assert derive_plan([step("a"), step("b", depends_on=["a", "a"])]).needs["b"] == ["a"]
+
+
+def test_a_cycle_is_named_from_the_depends_on_that_closes_it():
+    _, issues = plan_issues([step("a"), step("b"), step("c"), step("d", depends_on=["c"]), step("e")])
+    assert issues == []
+    _, issues = plan_issues([step("a", depends_on=["c"]), step("b"), step("c")])
+    [cycle] = issues
+    assert cycle.code == "PB204" and "a -> c -> b -> a" in cycle.message
+    assert cycle.path == ("steps", 0, "depends_on", 0)
+
+
+def test_a_step_that_waits_for_itself_is_a_cycle():
+    with pytest.raises(PlaybookInvalid, match="a -> a"):
+        derive_plan([step("a", depends_on=["a"])])
+
+
+def test_a_split_parallel_group_names_the_step_in_between():
+    _, issues = plan_issues([step("a", "g"), step("x"), step("b", "g")])
+    [split] = issues
+    assert split.code == "PB205" and split.path == ("steps", 2, "parallel_group")
+    assert "'x' comes between 'a' and 'b'" in split.message
+
+
+def test_unknown_and_duplicate_ids_are_reported_with_their_place():
+    _, issues = plan_issues([step("build"), step("build"), step("deploy", depends_on=["build", "biuld"])])
+    assert [(i.code, i.path) for i in issues] == [("PB201", ("steps", 1, "id")),
+                                                  ("PB203", ("steps", 2, "depends_on", 1))]
+    assert issues[1].message.endswith("did you mean 'build'?")
+
+
+def test_topological_order_keeps_the_written_order_when_free():
+    plan = derive_plan([step("a"), step("g1", "g"), step("g2", "g"), step("z")])
+    assert topological_order(plan) == ["a", "g1", "g2", "z"]
+
+
+def test_topological_order_refuses_a_cyclic_plan():
+    with pytest.raises(PlaybookInvalid, match="cycle"):
+        topological_order(Plan(needs={"a": ["b"], "b": ["a"]}))
+
+
+def test_upstream_is_every_step_sure_to_have_finished_before():
+    plan = derive_plan([step("a"), step("g1", "g"), step("g2", "g"), step("z")])
+    assert upstream(plan) == {"a": set(), "g1": {"a"}, "g2": {"a"}, "z": {"a", "g1", "g2"}}
