@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Msg, RunEvent, int], Awaitable[None]]
 
 
+class LeaveUnacknowledged(Exception):
+    """Raised by a handler: this delivery is a duplicate of one still being worked on here."""
+
+
 class Consumer:
     def __init__(
         self, nc: NATS, stream: str, name: str, filters: Sequence[str], handle: Handler, *,
@@ -82,6 +86,8 @@ class Consumer:
         meta = msg.metadata
         try:
             await self.handle(msg, event, meta.sequence.stream)
+        except LeaveUnacknowledged:
+            return
         except CommandRejected as err:
             log.info("%s: %s on %s refused: %s", self.name, type(event).__name__, event.run_id, err)
         except asyncio.CancelledError:

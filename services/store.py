@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import msgspec
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.errors import BadRequestError
 
 from events import subjects
@@ -32,12 +34,24 @@ PUBLISH_TRIES = 3
 Envelope = tuple[int, RunEvent]   # (stream sequence, event)
 
 
+class _Batch:
+    """Where one direct-get batch collects its events until the server says it is done."""
+
+    def __init__(self, into: list[Envelope], last: int) -> None:
+        self.into, self.last = into, last
+        self.done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+
+
 class EventStore:
     def __init__(self, nc: NATS, stream: str = subjects.RUNS_STREAM) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=PUBLISH_TIMEOUT)
         self.stream = stream
         self._direct_get = f"$JS.API.DIRECT.GET.{stream}"
+        # Direct-get replies come to one long-lived subscription, a token per load.
+        self._reply_prefix = nc.new_inbox()
+        self._replies: Subscription | None = None
+        self._batches: dict[str, _Batch] = {}
 
     async def ensure_stream(self, replicas: int = 1) -> None:
         """Create `PB_RUNS`, or bring its configuration up to date. Idempotent."""
@@ -81,30 +95,40 @@ class EventStore:
                 return events, last
 
     async def _load_batch(self, subject: str, start: int, into: list[Envelope], last: int) -> tuple[int, int]:
-        inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox)
+        """One direct-get batch into `into`; returns (events still pending, last sequence)."""
+        batch = _Batch(into, last)
+        token = os.urandom(8).hex()
+        self._batches[token] = batch
         try:
+            if self._replies is None:
+                self._replies = await self.nc.subscribe(f"{self._reply_prefix}.*", cb=self._on_reply)
             request = json.dumps({"seq": start, "next_by_subj": subject, "batch": LOAD_BATCH}).encode()
-            await self.nc.publish(self._direct_get, request, reply=inbox)
-            while True:
-                msg = await sub.next_msg(timeout=PUBLISH_TIMEOUT)
-                headers = msg.headers or {}
-                status = headers.get("Status")
-                if status == "404":          # nothing (more) on this subject
-                    return 0, last
-                if status == "204":          # end of this batch
-                    return int(headers.get("Nats-Num-Pending", "0")), last
-                if status == "503":          # no stream to answer: the engine never ran here
-                    raise EngineUnavailable(f"no stream {self.stream} on this NATS server: start the engine with `playbook up`")
-                if status:
-                    raise RuntimeError(f"direct get failed: {status} {headers.get('Description', '')}")
-                last = int(headers["Nats-Sequence"])
-                try:
-                    into.append((last, decode_event(msg.data)))
-                except msgspec.DecodeError as err:
-                    log.warning("skipping undecodable event %s seq %d: %s", headers.get("Nats-Subject"), last, err)
+            await self.nc.publish(self._direct_get, request, reply=f"{self._reply_prefix}.{token}")
+            return await asyncio.wait_for(batch.done, PUBLISH_TIMEOUT)
         finally:
-            await sub.unsubscribe()
+            del self._batches[token]
+
+    async def _on_reply(self, msg: Msg) -> None:
+        batch = self._batches.get(msg.subject.rsplit(".", 1)[1])
+        if batch is None or batch.done.done():
+            return   # a late reply to a load that gave up
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status == "404":          # nothing (more) on this subject
+            batch.done.set_result((0, batch.last))
+        elif status == "204":        # end of this batch
+            batch.done.set_result((int(headers.get("Nats-Num-Pending", "0")), batch.last))
+        elif status == "503":        # no stream to answer: the engine never ran here
+            batch.done.set_exception(EngineUnavailable(
+                f"no stream {self.stream} on this NATS server: start the engine with `playbook up`"))
+        elif status:
+            batch.done.set_exception(RuntimeError(f"direct get failed: {status} {headers.get('Description', '')}"))
+        else:
+            batch.last = int(headers["Nats-Sequence"])
+            try:
+                batch.into.append((batch.last, decode_event(msg.data)))
+            except msgspec.DecodeError as err:
+                log.warning("skipping undecodable event %s seq %d: %s", headers.get("Nats-Subject"), batch.last, err)
 
     async def last_message_id(self, run_id: str) -> tuple[int, str | None]:
         """Sequence and Nats-Msg-Id of the run's last event (0, None when there is none)."""

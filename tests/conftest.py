@@ -75,9 +75,13 @@ def engine_env(nats_server: NatsServer, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-async def engine(nats_server: NatsServer, monkeypatch) -> AsyncIterator[EngineClient]:
-    """Every service running in this process, and a client to drive them."""
-    monkeypatch.setenv("PLAYBOOK_ACK_WAIT", "2")
+async def engine(nats_server: NatsServer, monkeypatch, request) -> AsyncIterator[EngineClient]:
+    """Every service running in this process, and a client to drive them.
+
+    `@pytest.mark.ack_wait(seconds)` sets how soon unacknowledged work is redelivered.
+    """
+    marker = request.node.get_closest_marker("ack_wait")
+    monkeypatch.setenv("PLAYBOOK_ACK_WAIT", str(marker.args[0] if marker else 2))
     stop, ready = asyncio.Event(), asyncio.Event()
 
     async def on_ready(_nc) -> None:

@@ -29,7 +29,7 @@ from services.playbook.interpolate import Context, redact
 from services.run.decider import BeginStep, FinishStep, context_of, decide
 from services.run.repository import RunRepository
 from services.run.state import Run
-from services.runtime import Consumer
+from services.runtime import Consumer, LeaveUnacknowledged
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,13 @@ class Executor:
     async def _on_scheduled(self, msg: Msg, event: RunEvent, seq: int) -> None:
         if not isinstance(event, StepScheduled):
             return
+        if (event.run_id, event.step_id) in self._attempts:
+            raise LeaveUnacknowledged   # our own work came back (a missed heartbeat): it is still ours
         # The scheduled message is acked only when its step ends, so if it reaches us
         # while the attempt runs elsewhere, its holder is gone. (The delivery count is
         # no proof: a nats-server killed mid-run may forget it.)
         begin = BeginStep(step_id=event.step_id, attempt=event.attempt, scheduled_seq=seq,
-                          executor=self.name, redelivered=(event.run_id, event.step_id) not in self._attempts)
+                          executor=self.name, redelivered=True)
         run, events = await self.runs.change(event.run_id, lambda r: decide(r, begin, now()), min_version=seq)
         if not any(isinstance(e, StepStarted) for e in events):
             return

@@ -8,16 +8,14 @@ the visible opt-out. `$${` is a literal `${`.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.errors import UnresolvedReference
+from services.playbook.references import Reference, find_references
 
-_REF = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
-_MISSING = object()
 
 
 @dataclass
@@ -50,46 +48,47 @@ def resolve_shell(command: str, ctx: Context) -> str:
     return _resolve_text(command, ctx, quote=shlex.quote)
 
 
-def lookup(expr: str, ctx: Context) -> Any:
-    """The value of one reference expression (the text between `${` and `}`)."""
-    expr = expr.strip()
-    if expr.startswith("raw:"):
-        expr = expr[4:].strip()
-    if expr.startswith("secret:"):
-        return _secret(expr[7:].strip(), ctx)
-    head, _, rest = expr.partition(".")
-    if head == "env" and rest:
-        if ctx.env is None or rest not in ctx.env:
-            raise UnresolvedReference(f"${{{expr}}}: environment variable {rest!r} is not available to playbooks")
-        return ctx.env[rest]
-    if head == "steps" and rest:
-        step_id, _, path = rest.partition(".")
-        if step_id not in ctx.steps:
-            raise UnresolvedReference(f"${{{expr}}}: step {step_id!r} has no outputs (it has not succeeded)")
-        return _walk(ctx.steps[step_id], path, expr)
+def value_of(ref: Reference, ctx: Context) -> Any:
+    """The value one reference stands for."""
+    match ref.kind:
+        case "secret":
+            return _secret(ref.name, ctx)
+        case "env":
+            if ctx.env is None or ref.name not in ctx.env:
+                raise UnresolvedReference(f"{ref.raw}: environment variable {ref.name!r} is not available to playbooks")
+            return ctx.env[ref.name]
+        case "step":
+            if ref.step_id not in ctx.steps:
+                raise UnresolvedReference(f"{ref.raw}: step {ref.step_id!r} has no outputs (it has not succeeded)")
+            return _walk(ctx.steps[ref.step_id], ref.name, ref.raw)
+    head, _, rest = ref.name.partition(".")
     for scope in (ctx.local, ctx.parameters):
         if head in scope:
-            return _walk(scope[head], rest, expr)
+            return _walk(scope[head], rest, ref.raw)
     if head in ctx.variables:
-        return _walk(_variable(head, ctx), rest, expr)
-    raise UnresolvedReference(f"${{{expr}}}: no parameter, variable or output named {head!r}")
+        return _walk(_variable(head, ctx), rest, ref.raw)
+    raise UnresolvedReference(f"{ref.raw}: no parameter, variable or output named {head!r}")
 
 
 def _resolve_text(text: str, ctx: Context, quote: Callable[[str], str] | None) -> Any:
-    if "$" not in text:
+    if "${" not in text:
         return text
-    whole = _REF.fullmatch(text)
-    if whole and whole.group(1) is not None and quote is None:
-        return lookup(whole.group(1), ctx)
+    refs = find_references(text)
+    if quote is None and len(refs) == 1 and refs[0].start == 0 and refs[0].end == len(text):
+        return value_of(refs[0], ctx)   # a whole-value reference keeps its type
+    pieces, position = [], 0
+    for ref in refs:
+        pieces.append(_literal(text[position:ref.start]))
+        value = _as_text(value_of(ref, ctx))
+        raw = ref.raw[2:].lstrip().startswith("raw:")
+        pieces.append(value if quote is None or raw else quote(value))
+        position = ref.end
+    pieces.append(_literal(text[position:]))
+    return "".join(pieces)
 
-    def render(match: re.Match[str]) -> str:
-        if match.group(1) is None:
-            return "${"
-        value = _as_text(lookup(match.group(1), ctx))
-        raw = match.group(1).strip().startswith("raw:")
-        return value if quote is None or raw else quote(value)
 
-    return _REF.sub(render, text)
+def _literal(text: str) -> str:
+    return text.replace("$${", "${")
 
 
 def _variable(name: str, ctx: Context) -> Any:
@@ -114,7 +113,7 @@ def _walk(value: Any, path: str, expr: str) -> Any:
     for key in path.split(".") if path else ():
         if isinstance(value, Mapping) and key in value:
             value = value[key]
-        elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+        elif isinstance(value, list) and key.isdecimal() and int(key) < len(value):
             value = value[int(key)]
         else:
             raise UnresolvedReference(f"${{{expr}}}: no {key!r} in the value")

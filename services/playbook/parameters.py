@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from events.playbook import Parameter, Playbook
 from services.playbook.diagnostics import Issue, Path, did_you_mean, raise_if_errors
+from services.playbook.yaml_source import YamlSyntaxError, load_yaml
 
+_WRONG = object()  # what _coerce returns for a value that does not fit; None is a value
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
 _WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
@@ -30,11 +32,13 @@ def check_parameters(playbook: Playbook, *, environment: str | None = None,
     declared, issues = _declared(playbook)
     issues += _environment_issues(playbook, declared, skip=environment)
     values: dict[str, Any] = {}
+    rejected: set[str] = set()
 
     def put(name: str, value: Any, path: Path, source: str) -> None:
         typed, problem = _typed(declared[name][1], value)
         if problem:
             issues.append(Issue(problem[0], f"parameter '{name}' {problem[1]} (from {source})", path))
+            rejected.add(name)
         else:
             values[name] = typed
 
@@ -65,7 +69,8 @@ def check_parameters(playbook: Playbook, *, environment: str | None = None,
     if given is not None:
         issues += [Issue("PB301", f"parameter '{name}' is required and has no value; pass it with -p {name}=<value>",
                          ("parameters", i))
-                   for name, (i, parameter) in declared.items() if parameter.required and name not in values]
+                   for name, (i, parameter) in declared.items()
+                   if parameter.required and name not in values and name not in rejected]
     return values, issues
 
 
@@ -101,15 +106,13 @@ def _typed(parameter: Parameter, value: Any) -> tuple[Any, tuple[str, str] | Non
     """The value in the declared type, or the code and words of what is wrong with it."""
     typed = _coerce(parameter.type, value)
     if typed is _WRONG:
-        return None, ("PB302", f"must be {_WORDS[parameter.type or 'string']}, got {value!r}")
+        return None, ("PB302", f"must be {_WORDS[parameter.type or 'string']}, got {_short(value)}")
     if parameter.choices is not None and typed not in parameter.choices:
         options = ", ".join(repr(choice) for choice in parameter.choices)
         hint = did_you_mean(typed, [str(c) for c in parameter.choices]) if isinstance(typed, str) else ""
-        return None, ("PB303", f"is {typed!r}, not one of its choices ({options}){hint}")
+        return None, ("PB303", f"is {_short(typed)}, not one of its choices ({options}){hint}")
     return typed, None
 
-
-_WRONG = object()
 
 
 def _coerce(kind: str | None, value: Any) -> Any:
@@ -123,7 +126,7 @@ def _coerce(kind: str | None, value: Any) -> Any:
             return _WRONG
         case "integer", int():
             return value
-        case "integer", str() if value.strip().lstrip("+-").isdigit():
+        case "integer", str() if _INTEGER.fullmatch(value):
             return int(value)
         case "number", bool():
             return _WRONG
@@ -152,11 +155,17 @@ def _number(text: str) -> Any:
         return _WRONG
     if not math.isfinite(number):
         return _WRONG
-    return int(number) if number.is_integer() and text.strip().lstrip("+-").isdigit() else number
+    return int(text) if _INTEGER.fullmatch(text) else number
 
 
 def _flow(text: str) -> Any:
+    """A caller's `[a, b]` or `{"k": 1}`, through the same guarded loader as playbooks."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return load_yaml(text).data
+    except YamlSyntaxError:
         return _WRONG
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

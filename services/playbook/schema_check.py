@@ -14,7 +14,7 @@ from services.playbook.diagnostics import Issue, Path, did_you_mean, format_path
 
 class SchemaResult(NamedTuple):
     playbook: Playbook | None  # with bad keys dropped and missing ones filled, so later checks can still run
-    positions: list[int]  # the written index of each converted step
+    positions: dict[str, list[int]]  # "steps"/"parameters": the written index of each converted item
     issues: list[Issue]
     broken: set[Path]  # keys that failed; later checks stay quiet about them
 
@@ -43,18 +43,18 @@ class _Checker:
         self.issues: list[Issue] = []
         self.broken: set[Path] = set()
 
-    def run(self) -> tuple[Playbook | None, list[int]]:
+    def run(self) -> tuple[Playbook | None, dict[str, list[int]]]:
         """Convert steps and parameters one by one, then the rest, so every bad item is reported."""
         top = dict(self.data)
         steps = self._items(top, "steps", Step)
         parameters = self._items(top, "parameters", Parameter)
         playbook = self._convert(top, Playbook, ())
         if playbook is None:
-            return None, []
+            return None, {}
         playbook = msgspec.structs.replace(
             playbook, steps=[step for _, step in steps] if steps is not None else playbook.steps,
             parameters=[p for _, p in parameters] if parameters is not None else playbook.parameters)
-        return playbook, [i for i, _ in steps or []]
+        return playbook, {"steps": [i for i, _ in steps or []], "parameters": [i for i, _ in parameters or []]}
 
     def _items(self, top: dict[Any, Any], key: str, kind: type[Any]) -> list[tuple[int, Any]] | None:
         """The convertible items of a list, with their written index; the list leaves `top` to be checked alone."""

@@ -105,12 +105,12 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
     plan, found = plan_issues(playbook.steps)
     later += [_moved(issue, positions) for issue in found]
     names, before = _names(data), upstream(plan)
-    for step, i in zip(playbook.steps, positions):
+    for step, i in zip(playbook.steps, positions["steps"]):
         later += _step_issues(step, i, actions)
         later += [issue for path, text, scope in _texts(data["steps"][i], ("steps", i))
                   for issue in _check_text(text, path, scope, step.id, names, plan.needs, before[step.id])]
     values, found = check_parameters(playbook, environment=environment, given=given)
-    later += found
+    later += [_moved(issue, positions) for issue in found]
     return _Checked(issues + [issue for issue in later if not any(issue.path[:len(b)] == b for b in broken)],
                     plan, values)
 
@@ -122,10 +122,11 @@ def _names(data: dict[Any, Any]) -> set[str]:
     return {n for n in declared + list(variables if isinstance(variables, dict) else ()) if isinstance(n, str)}
 
 
-def _moved(issue: Issue, positions: list[int]) -> Issue:
-    """Issues about the i-th converted step point at its place among the written steps."""
-    if len(issue.path) > 1 and issue.path[0] == "steps" and isinstance(issue.path[1], int):
-        return issue._replace(path=("steps", positions[issue.path[1]]) + issue.path[2:])
+def _moved(issue: Issue, positions: dict[str, list[int]]) -> Issue:
+    """An issue about the i-th converted step or parameter points at its place in the text."""
+    match issue.path:
+        case ("steps" | "parameters" as key, int(i), *rest) if key in positions:
+            return issue._replace(path=(key, positions[key][i], *rest))
     return issue
 
 

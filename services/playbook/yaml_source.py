@@ -10,6 +10,7 @@ from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode
 from yaml.reader import ReaderError
 
+from services.errors import PlaybookError
 from services.playbook.diagnostics import Path
 
 _MAP = "tag:yaml.org,2002:map"
@@ -25,7 +26,7 @@ class Location(NamedTuple):
     column: int
 
 
-class YamlSyntaxError(Exception):
+class YamlSyntaxError(PlaybookError):
     """The text is not YAML we accept; `location` is 1-based when the parser knows it."""
 
     def __init__(self, message: str, location: Location | None) -> None:

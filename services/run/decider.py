@@ -33,8 +33,8 @@ class Advance:
 class BeginStep:
     """An executor received `StepScheduled` (stream sequence `scheduled_seq`) and wants to run it.
 
-    `redelivered`: the message came back while no one in this process runs the attempt,
-    so whoever started it has died.
+    `redelivered`: the message reached this executor although another may have started
+    the attempt; as executors ack only when a step ends, that one has died.
     """
 
     step_id: str

@@ -47,6 +47,9 @@ class Run:
     failure: str = ""
     event_count: int = 0
     specs: dict[str, Step] = field(default_factory=dict)
+    # In a clone, the steps it has copied; the rest are shared with the original and
+    # copied on first write. None: this run owns all its steps.
+    owned: set[str] | None = None
 
     @property
     def exists(self) -> bool:
@@ -62,8 +65,16 @@ class Run:
         return self.status in FINISHED_RUN
 
     def clone(self) -> Run:
-        """A copy the decider can fold ahead on without touching this one."""
-        return replace(self, steps={k: replace(v) for k, v in self.steps.items()})
+        """A copy the decider can fold ahead on without touching this one (copy on write)."""
+        return replace(self, steps=dict(self.steps), owned=set())
+
+    def step(self, step_id: str) -> StepState:
+        """The step's state, for changing it."""
+        step = self.steps[step_id]
+        if self.owned is not None and step_id not in self.owned:
+            step = self.steps[step_id] = replace(step)
+            self.owned.add(step_id)
+        return step
 
 
 def fold(run_id: str, events: list[tuple[int, RunEvent]]) -> Run:
@@ -80,25 +91,25 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
     run.event_count += 1
     match event:
         case StepScheduled(step_id=step_id, attempt=attempt, reason=reason):
-            step = run.steps[step_id]
+            step = run.step(step_id)
             step.status, step.attempt, step.scheduled_seq, step.reason = "scheduled", attempt, seq, reason
         case StepStarted(step_id=step_id, executor=executor, at=at):
-            step = run.steps[step_id]
+            step = run.step(step_id)
             step.status, step.executor, step.started_at = "running", executor, at
         case StepSucceeded(step_id=step_id, outputs=outputs, duration_ms=duration, at=at):
-            step = run.steps[step_id]
+            step = run.step(step_id)
             step.status, step.outputs, step.duration_ms, step.finished_at = "succeeded", outputs, duration, at
             step.error = step.category = ""
         case StepFailed(step_id=step_id, error=error, category=category, outputs=outputs,
                         duration_ms=duration, at=at):
-            step = run.steps[step_id]
+            step = run.step(step_id)
             # An interrupted attempt (its executor died) is not the step's failure:
             # the step goes back to pending and runs again as the next attempt.
             step.status = "pending" if category == "interrupted" else "failed"
             step.error, step.category, step.outputs = error, category, outputs
             step.duration_ms, step.finished_at = duration, at
         case StepSkipped(step_id=step_id, reason=reason, at=at):
-            step = run.steps[step_id]
+            step = run.step(step_id)
             step.status, step.reason, step.finished_at = "skipped", reason, at
         case RunStarted(at=at):
             run.started, run.status, run.started_at = event, "running", at

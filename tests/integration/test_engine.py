@@ -107,6 +107,16 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.ack_wait(1)
+async def test_a_step_longer_than_ack_wait_keeps_its_message_with_heartbeats(engine) -> None:
+    run_id = await start(engine, [{"id": "slow", "action": "shell", "args": {"command": "sleep 3.5"}, "timeout_seconds": 10}])
+    events = await wait_for_end(engine, run_id)
+    assert isinstance(events[-1], RunCompleted)
+    assert names(events).count("StepStarted") == 1
+    info = await engine.nc.jetstream().consumer_info(subjects.RUNS_STREAM, "executor")
+    assert info.delivered.consumer_seq == 1   # delivered once: never handed out again
+
+
 async def test_commands_on_unknown_or_finished_runs_are_rejected_clearly(engine) -> None:
     unknown = await engine.send(PauseRun(run_id="nope", actor="bob"))
     assert (unknown.accepted, unknown.error.code) == (False, "unknown_run")

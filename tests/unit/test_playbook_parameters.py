@@ -45,11 +45,15 @@ def test_values_are_coerced_to_the_declared_type(kind, given, value):
     assert resolve_parameters(playbook(Parameter(name="p", type=kind)), given={"p": given}) == {"p": value}
 
 
+BOMB = "[&a0 [" + ", ".join(["x"] * 10) + "], " + ", ".join(
+    f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 7)) + "]"
+
+
 @pytest.mark.parametrize(("kind", "given"), [
-    ("integer", "4.5"), ("integer", "many"), ("integer", True), ("integer", 1.5),
+    ("integer", "4.5"), ("integer", "many"), ("integer", "+-1"), ("integer", "²"), ("integer", True), ("integer", 1.5),
     ("number", "ten"), ("number", "nan"), ("number", False),
     ("boolean", "maybe"), ("boolean", 1),
-    ("list", "{a: 1}"), ("list", "[unclosed"), ("object", "[1]"), ("object", 3),
+    ("list", "{a: 1}"), ("list", "[unclosed"), ("list", BOMB), ("object", "[1]"), ("object", 3),
     ("string", 5),
 ])
 def test_a_value_of_the_wrong_type_is_an_error_naming_the_parameter(kind, given):

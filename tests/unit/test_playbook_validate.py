@@ -375,6 +375,25 @@ def test_a_key_that_failed_the_schema_raises_no_second_complaint():
     assert codes == ["PB102", "PB103", "PB202", "PB501", "PB501"]
 
 
+def test_items_after_a_bad_one_keep_their_place():
+    text = yaml_text("""
+        name: x
+        parameters:
+          - 42
+          - {name: version, required: true}
+        steps:
+          - [not, a, step]
+          - {id: a, name: A, action: noop, depends_on: [nope]}
+        """)
+    found = {(d.code, d.field) for d in validate_playbook(text, parameters={})}
+    assert {("PB301", "parameters[1]"), ("PB203", "steps[1].depends_on[0]")} <= found
+
+
+def test_a_value_of_the_wrong_type_is_not_also_missing():
+    text = "name: x\nparameters: [{name: n, type: integer, required: true}]\nsteps: [{id: a, name: A, action: noop}]\n"
+    assert [d.code for d in validate_playbook(text, parameters={"n": "x"})] == ["PB302"]
+
+
 def test_a_diagnostic_reads_like_a_compiler_message():
     [diagnostic] = validate_playbook("name: x\nsteps:\n  - {id: deploy, name: D, action: shel}\n", "web.yaml")
     assert str(diagnostic) == "web.yaml:3:35: error PB206 [step deploy] unknown action 'shel' — did you mean 'shell'?"

@@ -1,0 +1,46 @@
+"""Conditions for `when` and `validations`: typed comparisons, clear errors."""
+from __future__ import annotations
+
+import pytest
+
+from events.playbook import Condition
+from services.playbook.conditions import BadCondition, evaluate
+from services.playbook.interpolate import Context
+
+CTX = Context(parameters={"env": "production", "count": 3, "ok": "false", "status": 200, "body": "all healthy"})
+
+
+@pytest.mark.parametrize("kind, left, right, expected", [
+    ("equals", "${env}", "production", True),
+    ("equals", "${count}", "3", True),              # numbers compare as numbers
+    ("equals", "${count}", 3.0, True),
+    ("not_equals", "${env}", "staging", True),
+    ("contains", "${body}", "healthy", True),
+    ("contains", ["a", "b"], "b", True),
+    ("http_status", "${status}", 200, True),
+    ("http_status", "${status}", "503", False),
+    ("truthy", "${ok}", None, False),                # the string "false" is false
+    ("falsy", "", None, True),
+    ("greater_than", "${count}", "2.5", True),
+    ("less_than", "10", "9", False),                 # not string order
+    ("matches", "${body}", r"^all\s+heal", True),
+    ("in", "${env}", ["staging", "production"], True),
+    ("in", 3, ["1", "2"], False),
+])
+def test_typed_comparisons(kind, left, right, expected) -> None:
+    assert evaluate(Condition(type=kind, left=left, right=right), CTX) is expected
+
+
+def test_plain_values_and_strings() -> None:
+    assert evaluate(None, CTX) and evaluate(True, CTX) and not evaluate(False, CTX)
+    assert evaluate("${env}", CTX) and not evaluate("${ok}", CTX)
+
+
+@pytest.mark.parametrize("condition, problem", [
+    (Condition(type="equalz", left=1, right=1), "unknown condition type 'equalz'"),
+    (Condition(type="matches", left="x", right="("), "bad regular expression"),
+    (Condition(type="greater_than", left="abc", right=3), "cannot order"),
+])
+def test_conditions_that_cannot_be_evaluated_say_why(condition, problem) -> None:
+    with pytest.raises(BadCondition, match=problem):
+        evaluate(condition, CTX)

@@ -1,0 +1,73 @@
+"""`${...}` resolution: types kept, shell values quoted, unresolvable references refused."""
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from services.errors import PlaybookError, UnresolvedReference
+from services.playbook.interpolate import Context, redact, resolve, resolve_shell
+
+
+def ctx(**kwargs) -> Context:
+    base = dict(parameters={"service": "checkout", "replicas": 3, "flag": True, "tags": ["a", "b"]},
+                variables={"url": "https://${service}.internal", "loop": "${loop}"},
+                steps={"backup": {"stdout": "/var/backups/x.tar", "json": {"items": [{"id": 7}]}}})
+    base.update(kwargs)
+    return Context(**base)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("${replicas}", 3),                                   # a whole reference keeps its type
+    ("${flag}", True),
+    ("${tags}", ["a", "b"]),
+    ("n=${replicas}", "n=3"),                             # inside text it is rendered
+    ("${url}/health", "https://checkout.internal/health"),  # variables resolve their own references
+    ("${steps.backup.stdout}", "/var/backups/x.tar"),
+    ("${steps.backup.json.items.0.id}", 7),
+    ("cost $${HOME}", "cost ${HOME}"),                    # $${ is a literal ${
+    ("${tags} and ${flag}", '["a","b"] and true'),
+    ({"a": ["${service}", 1]}, {"a": ["checkout", 1]}),
+    ("no references", "no references"),
+])
+def test_references_resolve(value, expected) -> None:
+    assert resolve(value, ctx()) == expected
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("${nope}", "no parameter, variable or output named 'nope'"),
+    ("${steps.later.stdout}", "step 'later' has no outputs"),
+    ("${steps.backup.missing}", "no 'missing'"),
+    ("${loop}", "refers to itself"),
+    ("${env.HOME}", "not available"),
+    ("${secret:db}", "no secret named 'db'"),
+])
+def test_an_unresolvable_reference_is_an_error_never_literal_text(value, problem) -> None:
+    with pytest.raises(UnresolvedReference, match=problem):
+        resolve(value, ctx())
+
+
+def test_an_unclosed_reference_is_an_error() -> None:
+    with pytest.raises(PlaybookError, match="never closed"):
+        resolve("echo ${service", ctx())
+
+
+def test_shell_values_are_quoted_as_one_word_each() -> None:
+    hostile = "'; rm -rf / #"
+    command = resolve_shell("echo ${target} ${service}", ctx(parameters={"target": hostile, "service": "a b"}))
+    assert shlex.split(command) == ["echo", hostile, "a b"]
+
+
+def test_raw_insertion_is_a_visible_opt_in() -> None:
+    assert resolve_shell("ls ${raw:opts}", ctx(parameters={"opts": "-l -a"})) == "ls -l -a"
+
+
+def test_secrets_resolve_from_the_source_and_are_remembered_for_redaction() -> None:
+    c = ctx(secrets={"db": "hunter2"}.get)
+    assert resolve_shell("psql --password ${secret:db}", c) == "psql --password hunter2"
+    assert c.used_secrets == {"hunter2"}
+    assert redact("login failed for hunter2", c.used_secrets) == "login failed for ***"
+
+
+def test_environment_variables_resolve_only_when_allowed() -> None:
+    assert resolve("${env.REGION}", ctx(env={"REGION": "eu-west-1"})) == "eu-west-1"
