@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -113,3 +114,17 @@ async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_
         assert len(starts) == 4
         executors |= {e.executor for e in history if isinstance(e, StepStarted)}
     assert len(executors) == 2, f"work was not shared: {executors}"
+
+
+async def test_ctrl_c_stops_playbook_up_cleanly_with_its_nats_server(tmp_path: Path, processes: Processes) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env.update(PLAYBOOK_HOME=str(tmp_path / "home"), PLAYBOOK_NATS_PORT=str(port), PYTHONUNBUFFERED="1")
+    up = processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], env)
+    log = next(processes.logs.glob("up-*.log"))
+    await until(lambda: "engine ready" in log.read_text(), what="engine ready")
+    up.send_signal(signal.SIGINT)
+    assert await asyncio.to_thread(up.wait, 15) == 0
+    assert not greets(port), "the embedded nats-server outlived `playbook up`"
+    assert "stopping" in log.read_text()
+    assert not (tmp_path / "home" / "nats.url").exists()
