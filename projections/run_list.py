@@ -27,6 +27,7 @@ class RunSummary(msgspec.Struct, kw_only=True):
     environment: str | None = None
     finished_at: datetime | None = None
     steps: int = 0
+    dry_run: bool = False
 
     @property
     def active(self) -> bool:
@@ -37,7 +38,8 @@ def apply(runs: dict[str, RunSummary], event: RunEvent) -> None:
     if isinstance(event, RunStarted):
         runs[event.run_id] = RunSummary(
             run_id=event.run_id, playbook=event.playbook.name, status="running", actor=event.actor,
-            started_at=event.at, environment=event.environment, steps=len(event.playbook.steps))
+            started_at=event.at, environment=event.environment, steps=len(event.playbook.steps),
+            dry_run=event.dry_run)
         return
     summary = runs.get(event.run_id)
     if summary is None:

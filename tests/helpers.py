@@ -22,12 +22,12 @@ def playbook_yaml(steps: list[dict[str, Any]], **top: Any) -> str:
 
 
 def started(run_id: str, steps: list[dict[str, Any]], *, values: dict | None = None,
-            environment: str | None = None, actor: str = "alice", **top: Any) -> RunStarted:
+            environment: str | None = None, actor: str = "alice", dry_run: bool = False, **top: Any) -> RunStarted:
     """`RunStarted` of a playbook with these steps; `values` are the parameter values given."""
     loaded = load_playbook(playbook_yaml(steps, **top), "test.yaml", parameters=values or {},
                            environment=environment)
     return RunStarted(run_id=run_id, at=T0, actor=actor, playbook=loaded.playbook, plan=loaded.plan,
-                      parameters=loaded.parameters, environment=loaded.environment)
+                      parameters=loaded.parameters, environment=loaded.environment, dry_run=dry_run)
 
 
 def noop(step_id: str, **extra: Any) -> dict[str, Any]:

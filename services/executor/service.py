@@ -23,13 +23,14 @@ from events import subjects
 from events.codec import decode_event
 from events.run import RunEvent, StepScheduled, StepStarted
 from services.errors import PlaybookError
-from services.executor.actions import run_action
+from services.executor.actions import close_http_session, run_action
 from services.executor.step import export_outputs, failed_validation, resolve_args
 from services.playbook.interpolate import Context, redact
 from services.run.decider import BeginStep, FinishStep, context_of, decide
 from services.run.repository import RunRepository
 from services.run.state import Run
 from services.runtime import Consumer, LeaveUnacknowledged
+from services.secrets import SecretSource, allowed_environment
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Executor:
         self._attempts: set[tuple[str, str]] = set()   # (run, step) executing in this process
         self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
         self._cancel_sub = None
+        self.secrets = SecretSource()
 
     async def start(self) -> None:
         js = self.nc.jetstream()
@@ -63,6 +65,7 @@ class Executor:
         if self._cancel_sub is not None:
             await self._cancel_sub.unsubscribe()
         await self.consumer.stop(grace)
+        await close_http_session()
 
     async def _on_scheduled(self, msg: Msg, event: RunEvent, seq: int) -> None:
         if not isinstance(event, StepScheduled):
@@ -87,14 +90,11 @@ class Executor:
     async def _execute(self, run: Run, step_id: str, attempt: int) -> FinishStep:
         spec = run.specs[step_id]
         ctx = context_of(run)
-        ctx.secrets = None  # the engine's secret source arrives with the language work
+        ctx.secrets, ctx.env = self.secrets.get, allowed_environment()
         began = time.perf_counter()
 
         def finish(outputs: dict, error: str = "", category: str = "unknown") -> FinishStep:
-            secrets = ctx.used_secrets
-            if secrets:
-                outputs = {k: redact(v, secrets) if isinstance(v, str) else v for k, v in outputs.items()}
-                error = redact(error, secrets)
+            outputs, error = redact(outputs, ctx.used_secrets), redact(error, ctx.used_secrets)
             return FinishStep(step_id=step_id, attempt=attempt, outputs=outputs,
                               duration_ms=(time.perf_counter() - began) * 1000, error=error, category=category)
 

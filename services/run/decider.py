@@ -21,6 +21,7 @@ from events.run import (
 from services.errors import CommandRejected, PlaybookError, UnknownRun
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
+from services.run.dry_run import dry_run_events
 from services.run.state import Run, StepState, evolve
 
 
@@ -134,6 +135,8 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
 
     Works on `run` in place: callers pass a copy when they must keep the original.
     """
+    if run.started.dry_run:  # type: ignore[union-attr]
+        return [] if run.finished else dry_run_events(run, at)
     events: list[RunEvent] = []
 
     def emit(event: RunEvent) -> None:

@@ -118,3 +118,30 @@ def test_schema_lists_every_event_and_command() -> None:
             "RunResumed", "RunCancelRequested", "RunCancelled", "RunCompleted", "RunFailed"} <= set(schema["events"])
     assert {"StartRun", "PauseRun", "ResumeRun", "CancelRun"} <= set(schema["commands"])
     assert "actor" in schema["$defs"]["PauseRun"]["properties"]
+
+
+def test_dry_run_prints_the_plan_and_runs_nothing(engine_process: dict[str, str], tmp_path: Path) -> None:
+    marker = tmp_path / "touched"
+    book = tmp_path / "book.yaml"
+    book.write_text(f"""name: book
+parameters:
+  - {{name: environment, default: staging}}
+environments:
+  production: {{}}
+steps:
+  - {{id: a, name: A, action: shell, args: {{command: "touch {marker}"}}, timeout_seconds: 5, parallel_group: g}}
+  - {{id: b, name: B, action: noop, parallel_group: g}}
+  - id: prod
+    name: Production only
+    action: noop
+    when: {{type: equals, left: "${{environment}}", right: production}}
+""")
+    result = playbook_cli("run", str(book), "--dry-run", env=engine_process)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "nothing was executed" in lines[0]
+    assert any(line.split()[:4] == ["1", "a", "shell", "run"] and "parallel group g" in line for line in lines)
+    assert any(line.split()[:4] == ["2", "prod", "noop", "skip"] for line in lines)
+    assert not marker.exists()
+    listing = json.loads(playbook_cli("list", "--json", env=engine_process).stdout)
+    assert [(r["status"], r["dry_run"]) for r in listing] == [("completed", True)]

@@ -272,3 +272,18 @@ def test_every_event_names_the_run_and_who_caused_it() -> None:
     assert [(type(e).__name__, getattr(e, "actor", None)) for e in events] == [
         ("RunPaused", "bob"), ("RunResumed", "carol"), ("StepScheduled", None)]
     assert s.run.started.actor == "alice"
+
+
+def test_a_dry_run_executes_nothing_and_records_the_plan() -> None:
+    production_only = {"type": "equals", "left": "${target}", "right": "production"}
+    s = Scenario(started(R, [noop("check_a", parallel_group="g"), noop("check_b", parallel_group="g"),
+                             noop("prod", when=production_only), noop("fix", when="${steps.check_a.broken}")],
+                         parameters=[{"name": "target"}], values={"target": "staging"}, dry_run=True))
+    events = s.start()
+    assert kinds(events) == ["StepSkipped:check_a", "StepSkipped:check_b", "StepSkipped:prod", "StepSkipped:fix",
+                             "RunCompleted"]
+    reasons = {e.step_id: e.reason for e in events[:-1]}
+    assert reasons["check_a"] == "dry run: would run; parallel group g"
+    assert reasons["prod"] == "dry run: would skip; `when` is false"
+    assert reasons["fix"].startswith("dry run: decided at run time")
+    assert s.start() == []

@@ -17,7 +17,7 @@ from events.schema import json_schema
 from services.embedded import nats_url
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
-from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, event_json, status_table
+from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, event_json, plan_table, status_table
 from ui.client import EngineClient
 
 
@@ -85,10 +85,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def work(client: EngineClient) -> int:
         reply = await client.send(StartRun(actor=actor(args), playbook=text, source=str(path), parameters=params,
-                                           environment=args.env, run_id=args.run_id))
+                                           environment=args.env, run_id=args.run_id, dry_run=args.dry_run))
         if not reply.accepted:
             print_reply(reply, args.json)
             return EXIT_INVALID
+        if args.dry_run:
+            print(plan_table(await client.run(reply.run_id)))
+            return 0
         if args.detach:
             print(reply.run_id)
             return 0
@@ -136,7 +139,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(json.dumps([as_dict(r) for r in runs], default=str))
             return 0
         for r in runs:
-            print(f"{r.run_id:<18} {r.status:<11} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.playbook}  by {r.actor}")
+            dry = " (dry run)" if r.dry_run else ""
+            print(f"{r.run_id:<18} {r.status:<11} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.playbook}{dry}  by {r.actor}")
         if not runs:
             print("no active runs" if args.active else "no runs yet")
         return 0
@@ -236,6 +240,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="choose the run id (letters, digits, - and _)")
     run.add_argument("--as", dest="as_user", help="who starts the run (default: $PLAYBOOK_USER or login)")
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
+    run.add_argument("--dry-run", action="store_true",
+                     help="resolve and evaluate what can be, print the plan, run no action (recorded as a dry run)")
 
     for name, help in (("pause", "pause a run: no new steps start; running ones finish"),
                        ("resume", "resume a paused run"),

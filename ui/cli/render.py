@@ -103,3 +103,15 @@ def status_table(run: Run) -> str:
         extra = s.error or s.reason
         lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt:<2} {_ms(s.duration_ms):>9}  {extra}")
     return "\n".join(lines)
+
+
+def plan_table(run: Run) -> str:
+    """A dry run's plan: the order steps would take, what each would do and why."""
+    from services.run.dry_run import plan
+
+    lines = [f"dry run {run.id} of {run.playbook.name!r}: nothing was executed", "",
+             f"{'wave':<5} {'step':<24} {'action':<13} would"]
+    for p in plan(run):
+        detail = "; ".join(x for x in (p.why, p.group and f"parallel group {p.group}", p.gate) if x)
+        lines.append(f"{p.wave:<5} {p.step_id:<24} {p.action:<13} {p.would}" + (f"  ({detail})" if detail else ""))
+    return "\n".join(lines)

@@ -1,0 +1,61 @@
+"""The example playbooks a new user runs first: valid, and they run against local endpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from events.commands import StartRun
+from services.playbook import validate_playbook
+from tests.conftest import wait_for_end
+from ui.web.app import start_web
+
+pytestmark = pytest.mark.integration
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_validates_without_findings(path: Path) -> None:
+    assert [d.format() for d in validate_playbook(path.read_text(), str(path))] == []
+
+
+@pytest.fixture
+async def demo_site():
+    runner, port = await start_web("127.0.0.1", 0)
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def test_the_deploy_demo_in_staging_skips_production_steps_and_completes(engine, demo_site) -> None:
+    text = (EXAMPLES / "deploy-demo.yaml").read_text()
+    reply = await engine.send(StartRun(actor="alice", playbook=text, source="deploy-demo.yaml",
+                                       parameters={"base_url": demo_site}, environment="staging"))
+    assert reply.accepted, reply.error
+    events = await wait_for_end(engine, reply.run_id)
+    assert type(events[-1]).__name__ == "RunCompleted"
+    run = await engine.run(reply.run_id)
+    status = {s.id: s.status for s in run.steps.values()}
+    assert status.pop("notify_production") == status.pop("production_traffic") == "skipped"
+    assert set(status.values()) == {"succeeded"}
+    assert run.steps["check_version"].outputs["current_version"] == "1.0.0"
+    assert run.steps["backup"].outputs["backup_file"] == "backup-checkout-1.0.0.tar.gz"
+    assert run.steps["health_check"].outputs["status_code"] == 200
+
+
+async def test_a_failed_validation_fails_the_step_with_category_validation(engine, demo_site) -> None:
+    text = f"""
+name: check
+steps:
+  - id: health
+    action: http_request
+    args: {{url: "{demo_site}/demo/services/x"}}
+    timeout_seconds: 5
+    validations:
+      - {{type: contains, left: "${{body}}", right: "on fire"}}
+"""
+    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    events = await wait_for_end(engine, reply.run_id)
+    failed = [e for e in events if type(e).__name__ == "StepFailed"]
+    assert [(f.step_id, f.category) for f in failed] == [("health", "validation")]
+    assert "contains" in failed[0].error and "on fire" in failed[0].error
+    assert failed[0].outputs["status_code"] == 200      # what the step saw is kept for the operator

@@ -1,0 +1,87 @@
+"""A `${secret:...}` value is used by the step and recorded nowhere: events, logs, views."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+from aiohttp import web
+
+from events import subjects
+from events.commands import StartRun
+from projections.run_view import run_view
+from tests.conftest import wait_for_end
+from tests.helpers import playbook_yaml
+
+pytestmark = pytest.mark.integration
+
+SECRET = "s3cr3t-Value-9f2c"
+
+
+@pytest.fixture
+async def echo_server():
+    """Answers with the Authorization header it received, so we know the secret was sent."""
+    seen: list[str] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.json_response({"you_sent": request.headers.get("Authorization", "")})
+
+    app = web.Application()
+    app.router.add_get("/echo", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}/echo", seen
+    await runner.cleanup()
+
+
+async def test_a_secret_reaches_the_step_and_no_record(engine, echo_server, monkeypatch, caplog, tmp_path) -> None:
+    url, seen = echo_server
+    monkeypatch.setenv("PLAYBOOK_SECRET_API_TOKEN", SECRET)
+    caplog.set_level(logging.DEBUG)
+    marker = tmp_path / "got"
+    text = playbook_yaml([
+        {"id": "shell_use", "action": "shell", "timeout_seconds": 5,
+         "args": {"command": f"echo ${{secret:api_token}} > {marker} && echo ${{secret:api_token}}"}},
+        {"id": "http_use", "action": "http_request", "timeout_seconds": 5,
+         "args": {"url": url, "headers": {"Authorization": "Bearer ${secret:api_token}"}}},
+        {"id": "leaky_failure", "action": "shell", "timeout_seconds": 5,
+         "args": {"command": "echo token ${secret:api_token} rejected >&2; exit 1"}},
+    ])
+    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    events = await wait_for_end(engine, reply.run_id)
+
+    assert marker.read_text().strip() == SECRET                 # the step really had it
+    assert seen == [f"Bearer {SECRET}"]                          # and so did the HTTP call
+    assert type(events[-1]).__name__ == "RunFailed"
+
+    raw = await _every_stored_message(engine)
+    assert raw and [p for p in raw if SECRET.encode() in p] == []
+    assert b"***" in b"".join(raw)                               # redacted, not silently dropped
+    view = json.dumps(run_view(await engine.run(reply.run_id)), default=str)
+    assert SECRET not in view and "***" in view
+    assert SECRET not in caplog.text
+
+
+async def test_a_missing_secret_fails_the_step_as_configuration(engine) -> None:
+    text = playbook_yaml([{"id": "a", "action": "shell", "timeout_seconds": 5,
+                           "args": {"command": "echo ${secret:nope}"}}])
+    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    events = await wait_for_end(engine, reply.run_id)
+    failed = [e for e in events if type(e).__name__ == "StepFailed"]
+    assert [(f.category, "no secret named 'nope'" in f.error) for f in failed] == [("configuration", True)]
+
+
+async def _every_stored_message(client) -> list[bytes]:
+    js = client.nc.jetstream()
+    sub = await js.subscribe(subjects.RUN_SUBJECTS, ordered_consumer=True)
+    info = await js.stream_info(subjects.RUNS_STREAM)
+    payloads = []
+    for _ in range(info.state.messages):
+        msg = await sub.next_msg(timeout=5)
+        payloads.append(msg.data + json.dumps(msg.headers or {}).encode())
+    await sub.unsubscribe()
+    return payloads
