@@ -40,7 +40,26 @@ class CancelRun(Command):
     reason: str = ""
 
 
-AnyCommand = StartRun | PauseRun | ResumeRun | CancelRun
+class RollbackRun(Command):
+    """Undo a failed, cancelled or completed run by hand."""
+
+    run_id: str
+    reason: str = ""
+
+
+class ApproveStep(Command):
+    run_id: str
+    step_id: str
+    comment: str = ""
+
+
+class RejectStep(Command):
+    run_id: str
+    step_id: str
+    comment: str = ""
+
+
+AnyCommand = StartRun | PauseRun | ResumeRun | CancelRun | RollbackRun | ApproveStep | RejectStep
 COMMAND_TYPES: tuple[type[Command], ...] = AnyCommand.__args__  # type: ignore[attr-defined]
 
 

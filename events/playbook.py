@@ -12,6 +12,7 @@ import msgspec
 ParameterType = Literal["string", "integer", "number", "boolean", "list", "object"]
 FailurePolicy = Literal["stop", "rollback", "continue"]
 JitterMode = Literal["full", "equal", "none"]
+FileKind = Literal["file", "directory", "any"]
 
 
 class _Spec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -69,6 +70,55 @@ class RollbackAction(_Spec):
     timeout_seconds: float | None = None
 
 
+class _Validator(_Spec, tag_field="type"):
+    """A check that must hold before the step's action runs; `message` is added when it fails."""
+
+    message: str = ""
+
+
+class HttpStatus(_Validator, kw_only=True, tag="http_status"):
+    url: str
+    expected_status: int | list[int] = 200
+    method: str = "GET"
+    headers: dict[str, str] = {}
+    timeout_seconds: float = 10.0
+
+
+class PortOpen(_Validator, kw_only=True, tag="port_open"):
+    host: str = "127.0.0.1"
+    port: int
+    timeout_seconds: float = 5.0
+
+
+class FileExists(_Validator, kw_only=True, tag="file_exists"):
+    path: str
+    kind: FileKind = "any"
+
+
+class DiskSpace(_Validator, kw_only=True, tag="disk_space"):
+    """At least one of the thresholds is required."""
+
+    path: str = "/"
+    min_free_gb: float | None = None
+    min_free_percent: float | None = None
+
+
+class MemoryUsage(_Validator, kw_only=True, tag="memory_usage"):
+    max_used_percent: float
+
+
+class CommandSucceeds(_Validator, kw_only=True, tag="command_succeeds"):
+    """Exactly one of `command` (run by /bin/sh) and `argv` is required."""
+
+    command: str | None = None
+    argv: list[str] | None = None
+    timeout_seconds: float = 30.0
+    expected_returncode: int = 0
+
+
+Validator = HttpStatus | PortOpen | FileExists | DiskSpace | MemoryUsage | CommandSucceeds
+
+
 class Step(_Spec):
     id: str
     action: str
@@ -80,7 +130,7 @@ class Step(_Spec):
     timeout_seconds: float | None = None
     continue_on_failure: bool = False
     outputs: list[OutputSpec] = []
-    validators: list[dict[str, Any]] = []
+    validators: list[Validator] = []
     validations: list[Condition] = []
     retry: RetryPolicy | None = None
     approval_gate: ApprovalGate | None = None

@@ -109,10 +109,118 @@ class RunFailed(RunEvent):
     duration_ms: float = 0.0
 
 
+# -- approval gates -----------------------------------------------------------------------
+
+class ApprovalRequested(RunEvent):
+    """A gated step is ready and waits for people; nothing runs until the gate opens."""
+
+    step_id: str
+    message: str
+    required_approvers: list[str]
+    min_approvals: int            # how many entries must be satisfied, each by a distinct person
+    deadline: datetime | None = None
+    auto_approve_after_timeout: bool = False
+
+
+class ApprovalGiven(RunEvent):
+    """One person approved; the gate opens once enough distinct people have."""
+
+    step_id: str
+    actor: str
+    groups: list[str] = []        # the approver's groups at the time, from the directory
+    comment: str = ""
+
+
+class ApprovalGranted(RunEvent):
+    """The gate opened: by quorum (approvers), or by the system after the timeout."""
+
+    step_id: str
+    approvers: list[str] = []
+    actor: str = "system"
+    by_timeout: bool = False
+
+
+class ApprovalRejected(RunEvent):
+    step_id: str
+    actor: str
+    comment: str = ""
+
+
+class ApprovalDeadlinePassed(RunEvent):
+    """Stored by the JetStream timer at the gate's deadline (a message schedule)."""
+
+    step_id: str
+
+
+class ApprovalTimedOut(RunEvent):
+    step_id: str
+
+
+class ApprovalAttemptRefused(RunEvent):
+    """Someone tried to approve or reject and was refused: auditors ask about these too."""
+
+    step_id: str
+    actor: str
+    decision: str                 # "approve" or "reject"
+    reason: str
+
+
+# -- rollback ----------------------------------------------------------------------------------
+
+class RollbackStarted(RunEvent):
+    """Undo what the run did: `waves` of steps, each wave rolled back together, in order."""
+
+    waves: list[list[str]]
+    reason: str
+    actor: str = "system"
+
+
+class StepRollbackScheduled(RunEvent):
+    step_id: str
+    attempt: int = 1
+
+
+class StepRollbackStarted(RunEvent):
+    step_id: str
+    attempt: int
+    executor: str
+
+
+class StepRolledBack(RunEvent):
+    step_id: str
+    attempt: int
+    outputs: list[dict[str, Any]] = []
+    duration_ms: float = 0.0
+
+
+class StepRollbackFailed(RunEvent):
+    step_id: str
+    attempt: int
+    error: str
+    category: ErrorCategory = "unknown"
+    outputs: list[dict[str, Any]] = []
+    duration_ms: float = 0.0
+
+
+class RollbackCompleted(RunEvent):
+    duration_ms: float = 0.0
+
+
+class RollbackFailed(RunEvent):
+    reason: str
+    failed_steps: list[str] = []
+
+
 AnyRunEvent = (
     RunStarted | StepScheduled | StepStarted | StepSucceeded | StepFailed | StepSkipped
     | RunPaused | RunResumed | RunCancelRequested | RunCancelled | RunCompleted | RunFailed
+    | ApprovalRequested | ApprovalGiven | ApprovalGranted | ApprovalRejected | ApprovalDeadlinePassed
+    | ApprovalTimedOut | ApprovalAttemptRefused
+    | RollbackStarted | StepRollbackScheduled | StepRollbackStarted | StepRolledBack | StepRollbackFailed
+    | RollbackCompleted | RollbackFailed
 )
 
 RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__  # type: ignore[attr-defined]
-TERMINAL_EVENTS: tuple[type[RunEvent], ...] = (RunCompleted, RunFailed, RunCancelled)
+# After these, nothing more happens in the run unless someone starts a rollback.
+TERMINAL_EVENTS: tuple[type[RunEvent], ...] = (
+    RunCompleted, RunFailed, RunCancelled, RollbackCompleted, RollbackFailed)

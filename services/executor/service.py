@@ -13,7 +13,10 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -21,10 +24,11 @@ from nats.js.api import DeliverPolicy
 
 from events import subjects
 from events.codec import decode_event
-from events.run import RunEvent, StepScheduled, StepStarted
+from events.run import RunEvent, StepRollbackScheduled, StepRollbackStarted, StepScheduled, StepStarted
 from services.errors import PlaybookError
 from services.executor.actions import close_http_session, run_action
 from services.executor.step import export_outputs, failed_validation, resolve_args
+from services.executor.validators import run_validators
 from services.playbook.interpolate import Context, redact
 from services.run.decider import BeginStep, FinishStep, context_of, decide
 from services.run.repository import RunRepository
@@ -39,12 +43,28 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an attempt produced, before it is recorded."""
+
+    outputs: Any
+    error: str = ""
+    category: str = "unknown"
+
+    def redacted(self, ctx: Context) -> Outcome:
+        """The outcome with every secret the attempt used replaced by `***`."""
+        if not ctx.used_secrets:
+            return self
+        return Outcome(redact(self.outputs, ctx.used_secrets), redact(self.error, ctx.used_secrets), self.category)
+
+
 class Executor:
     def __init__(self, nc: NATS, runs: RunRepository, *, name: str | None = None,
                  ack_wait: float = 30.0, concurrency: int = 1000) -> None:
         self.nc, self.runs = nc, runs
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.consumer = Consumer(nc, runs.store.stream, "executor", [subjects.events_of_type("StepScheduled")],
+        work = [subjects.events_of_type("StepScheduled"), subjects.events_of_type("StepRollbackScheduled")]
+        self.consumer = Consumer(nc, runs.store.stream, "executor", work,
                                  self._on_scheduled, ack_wait=ack_wait, max_ack_pending=concurrency)
         self._running: dict[str, set[asyncio.Task[object]]] = {}
         self._attempts: set[tuple[str, str]] = set()   # (run, step) executing in this process
@@ -68,66 +88,94 @@ class Executor:
         await close_http_session()
 
     async def _on_scheduled(self, msg: Msg, event: RunEvent, seq: int) -> None:
-        if not isinstance(event, StepScheduled):
+        if not isinstance(event, (StepScheduled, StepRollbackScheduled)):
             return
-        if (event.run_id, event.step_id) in self._attempts:
+        rollback = isinstance(event, StepRollbackScheduled)
+        key = (event.run_id, event.step_id)
+        if key in self._attempts:
             raise LeaveUnacknowledged   # our own work came back (a missed heartbeat): it is still ours
         # The scheduled message is acked only when its step ends, so if it reaches us
         # while the attempt runs elsewhere, its holder is gone. (The delivery count is
         # no proof: a nats-server killed mid-run may forget it.)
         begin = BeginStep(step_id=event.step_id, attempt=event.attempt, scheduled_seq=seq,
-                          executor=self.name, redelivered=True)
+                          executor=self.name, redelivered=True, rollback=rollback)
         run, events = await self.runs.change(event.run_id, lambda r: decide(r, begin, now()), min_version=seq)
-        if not any(isinstance(e, StepStarted) for e in events):
+        if not any(isinstance(e, (StepStarted, StepRollbackStarted)) for e in events):
             return
-        self._attempts.add((event.run_id, event.step_id))
+        self._attempts.add(key)
         try:
-            outcome = await self._execute(run, event.step_id, event.attempt)
-            await self.runs.change(event.run_id, lambda r: decide(r, outcome, now()))
+            began = time.perf_counter()
+            work = self._undo(run, event.step_id) if rollback else self._do(run, event.step_id)
+            outcome = await self._tracked(run.id, work)
+            finish = FinishStep(step_id=event.step_id, attempt=event.attempt, outputs=outcome.outputs,
+                                duration_ms=(time.perf_counter() - began) * 1000, error=outcome.error,
+                                category=outcome.category, rollback=rollback)
+            await self.runs.change(event.run_id, lambda r: decide(r, finish, now()))
         finally:
-            self._attempts.discard((event.run_id, event.step_id))
+            self._attempts.discard(key)
 
-    async def _execute(self, run: Run, step_id: str, attempt: int) -> FinishStep:
-        spec = run.specs[step_id]
-        ctx = context_of(run)
-        ctx.secrets, ctx.env = self.secrets.get, allowed_environment()
-        began = time.perf_counter()
-
-        def finish(outputs: dict, error: str = "", category: str = "unknown") -> FinishStep:
-            outputs, error = redact(outputs, ctx.used_secrets), redact(error, ctx.used_secrets)
-            return FinishStep(step_id=step_id, attempt=attempt, outputs=outputs,
-                              duration_ms=(time.perf_counter() - began) * 1000, error=error, category=category)
-
-        try:
-            args = resolve_args(spec, ctx)
-        except PlaybookError as err:
-            return finish({}, str(err), "configuration")
-        task = asyncio.ensure_future(run_action(spec.action, args, timeout=spec.timeout_seconds))
-        tasks = self._running.setdefault(run.id, set())
+    async def _tracked(self, run_id: str, work: Coroutine[Any, Any, Outcome]) -> Outcome:
+        """Run the work where a cancel of its run can reach it."""
+        task = asyncio.ensure_future(work)
+        tasks = self._running.setdefault(run_id, set())
         tasks.add(task)
-        if run.id in self._cancelled:
+        if run_id in self._cancelled:
             task.cancel()
         try:
-            result = await asyncio.shield(task)
+            return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.cancelled():   # we are shutting down: the action dies, nothing is recorded
+            if not task.cancelled():   # we are shutting down: the work dies, nothing is recorded
                 task.cancel()
                 raise
-            return finish({}, "cancelled while running", "cancelled")
+            return Outcome({}, "cancelled while running", "cancelled")
         finally:
             tasks.discard(task)
             if not tasks:
-                self._running.pop(run.id, None)
+                self._running.pop(run_id, None)
+
+    def _context(self, run: Run) -> Context:
+        ctx = context_of(run)
+        ctx.secrets, ctx.env = self.secrets.get, allowed_environment()
+        return ctx
+
+    async def _do(self, run: Run, step_id: str) -> Outcome:
+        """A step's attempt: validators, the action, exported outputs, validations."""
+        spec = run.specs[step_id]
+        ctx = self._context(run)
+        try:
+            args = resolve_args(spec.action, spec.args, ctx)
+            if problem := await run_validators(spec.validators, ctx):
+                return Outcome({}, problem, "validation").redacted(ctx)
+        except PlaybookError as err:
+            return Outcome({}, str(err), "configuration").redacted(ctx)
+        result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
         if not result.ok:
-            return finish(result.outputs, result.error, result.category or "unknown")
+            return Outcome(result.outputs, result.error, result.category or "unknown").redacted(ctx)
         try:
             outputs = export_outputs(spec.outputs, result.outputs)
         except PlaybookError as err:
-            return finish(result.outputs, str(err), "configuration")
+            return Outcome(result.outputs, str(err), "configuration").redacted(ctx)
         ctx.local = outputs
         if problem := failed_validation(spec.validations, ctx):
-            return finish(outputs, problem, "validation")
-        return finish(outputs)
+            return Outcome(outputs, problem, "validation").redacted(ctx)
+        return Outcome(outputs).redacted(ctx)
+
+    async def _undo(self, run: Run, step_id: str) -> Outcome:
+        """A step's rollback actions, in order, with the step's own outputs in reach."""
+        ctx = self._context(run)
+        ctx.local = run.steps[step_id].outputs
+        done: list[dict[str, Any]] = []
+        for number, action in enumerate(run.specs[step_id].rollback, start=1):
+            try:
+                args = resolve_args(action.action, action.args, ctx)
+            except PlaybookError as err:
+                return Outcome(done, f"rollback action {number} ({action.action}): {err}", "configuration").redacted(ctx)
+            result = await run_action(action.action, args, timeout=action.timeout_seconds)
+            done.append(result.outputs)
+            if not result.ok:
+                return Outcome(done, f"rollback action {number} ({action.action}) failed: {result.error}",
+                               result.category or "unknown").redacted(ctx)
+        return Outcome(done).redacted(ctx)
 
     async def _on_cancel_requested(self, msg: Msg) -> None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from events.playbook import Condition, OutputSpec, Step
+from events.playbook import Condition, OutputSpec
 from services.errors import PlaybookError, UnresolvedReference
 from services.playbook.conditions import describe, evaluate
 from services.playbook.interpolate import Context, resolve, resolve_shell
@@ -12,13 +12,12 @@ from services.playbook.interpolate import Context, resolve, resolve_shell
 _PATH_TOKEN = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
 
 
-def resolve_args(step: Step, ctx: Context) -> dict[str, Any]:
-    """The step's args with every reference resolved; shell commands get quoted values."""
-    args = {key: value for key, value in step.args.items() if key != "command"}
-    args = resolve(args, ctx)
-    if "command" in step.args:
-        command = step.args["command"]
-        args["command"] = resolve_shell(command, ctx) if step.action == "shell" and isinstance(command, str) else resolve(command, ctx)
+def resolve_args(action: str, raw: dict[str, Any], ctx: Context) -> dict[str, Any]:
+    """An action's args with every reference resolved; shell commands get quoted values."""
+    args = resolve({key: value for key, value in raw.items() if key != "command"}, ctx)
+    if "command" in raw:
+        command = raw["command"]
+        args["command"] = resolve_shell(command, ctx) if action == "shell" and isinstance(command, str) else resolve(command, ctx)
     return args
 
 

@@ -92,7 +92,7 @@ class _Checker:
 class _Failure(NamedTuple):
     """One msgspec.ValidationError, taken apart."""
 
-    kind: str  # unknown | missing | type | enum | other
+    kind: str  # unknown | missing | type | enum | tag | other
     name: str | None  # the key (unknown, missing) or the rejected value (enum)
     expected: str | None
     path: Path  # where msgspec stopped, relative to the converted object
@@ -117,6 +117,7 @@ _MESSAGES = [
     ("missing", re.compile(r"Object missing required field `(?P<name>.*?)`" + _AT)),
     ("type", re.compile(r"Expected `(?P<expected>[^`]*)`(?:, got `[^`]*`)?" + _AT)),
     ("enum", re.compile(r"Invalid enum value (?P<name>.*?)" + _AT)),
+    ("tag", re.compile(r"Invalid value (?P<name>.*?)" + _AT)),  # a tagged union's tag names no member
 ]
 _TOKEN = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
 _TYPE_WORDS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
@@ -141,11 +142,13 @@ def _schema_issue(failure: _Failure, prefix: Path, data: Any) -> Issue:
     label = format_path((path[:-1] if failure.key_in else path)[len(prefix) if in_step else 0:])
     place = f"'{label}'" if label else ("the step" if in_step else "the playbook")
     if failure.kind == "unknown" and failure.name is not None:
-        allowed = _keys_at(path)
+        allowed = _keys_at(path, _value_at(data, path))
         hint = did_you_mean(failure.name, allowed) or f"; allowed keys: {', '.join(allowed)}"
         return Issue("PB101", f"unknown key '{failure.name}' in {place}{hint}", path + (failure.name,), on_key=True)
     if failure.kind == "missing":
-        return Issue("PB102", f"{place} is missing the required key '{failure.name}'", path)
+        tag_field, tags = _tags_at(path)
+        hint = f"; use one of: {', '.join(tags)}" if tags and failure.name == tag_field else ""
+        return Issue("PB102", f"{place} is missing the required key '{failure.name}'{hint}", path)
     if failure.kind == "type" and failure.key_in:
         return Issue("PB103", f"key {path[-1]!r} in {place} must be a string (quote it)", path, on_key=True)
     if failure.kind == "type" and failure.expected is not None:
@@ -161,6 +164,10 @@ def _schema_issue(failure: _Failure, prefix: Path, data: Any) -> Issue:
         value = failure.name or ""
         hint = did_you_mean(value.strip("'\""), allowed)
         return Issue("PB104", f"{place} is {value}, which is not allowed; use one of: {', '.join(allowed)}{hint}", path)
+    if failure.kind == "tag" and (tags := _tags_at(path[:-1])[1]):
+        value = (failure.name or "").strip("'\"")
+        noun = next((part.removesuffix("s") for part in reversed(path[:-1]) if isinstance(part, str)), "item")
+        return Issue("PB104", f"unknown {noun} type '{value}'{_tag_hint(value, tags)}", path)
     return Issue("PB103", f"{place}: {failure.text}", path)
 
 
@@ -194,8 +201,32 @@ def _flatten(options: list[mi.Type]) -> list[mi.Type]:
     return [t for option in options for t in (option.types if isinstance(option, mi.UnionType) else (option,))]
 
 
-def _keys_at(path: Path) -> list[str]:
-    return [field.encode_name for t in _type_at(path) if isinstance(t, mi.StructType) for field in t.fields]
+def _keys_at(path: Path, value: Any) -> list[str]:
+    """The keys of the Struct at a path; in a tagged union, of the member the value's tag picks."""
+    keys: list[str] = []
+    for t in _type_at(path):
+        if not isinstance(t, mi.StructType):
+            continue
+        if t.tag is not None:
+            if not isinstance(value, dict) or value.get(t.tag_field) != t.tag:
+                continue
+            keys.append(t.tag_field)
+        keys += [field.encode_name for field in t.fields]
+    return keys
+
+
+def _tags_at(path: Path) -> tuple[str | None, list[str]]:
+    """The tag key of a tagged union at a path and the tags it accepts, e.g. `type` and the validator types."""
+    members = [t for t in _type_at(path) if isinstance(t, mi.StructType) and t.tag is not None]
+    return (members[0].tag_field if members else None), [str(t.tag) for t in members]
+
+
+def _tag_hint(value: str, tags: list[str]) -> str:
+    """A close tag, or the only one the value begins (`disk` -> `disk_space`), else every tag."""
+    if hint := did_you_mean(value, tags):
+        return hint
+    starting = [tag for tag in tags if value and tag.startswith(value)]
+    return f" — did you mean '{starting[0]}'?" if len(starting) == 1 else f"; use one of: {', '.join(tags)}"
 
 
 def _literals_at(path: Path) -> list[str]:

@@ -155,6 +155,7 @@ def _texts(raw: dict[str, Any], at: Path) -> Iterator[tuple[Path, str, str]]:
     """Every string of a step that may hold references, with its path and when it is evaluated."""
     yield from _strings(raw.get("args"), at + ("args",), "before")
     yield from _strings(raw.get("when"), at + ("when",), "before")
+    yield from _strings(raw.get("validators"), at + ("validators",), "before")
     yield from _strings(raw.get("validations"), at + ("validations",), "validations")
     gate = raw.get("approval_gate")
     if isinstance(gate, dict):

@@ -1,4 +1,4 @@
-"""The run decider: pure. decide(run, command) -> events; `evolve` folds them back.
+"""The run decider: pure. decide(run, command, at) -> events; `evolve` folds them back.
 
 No clock, no I/O, no randomness: what a decision needs arrives on the command, and
 the time arrives beside it (`at`, the moment the service received the command). A
@@ -12,15 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from events.commands import CancelRun, PauseRun, ResumeRun
+from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import (
-    RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused,
-    RunResumed, RunStarted, StepFailed, StepScheduled, StepSkipped, StepStarted,
+    RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed,
+    RunPaused, RunResumed, StepFailed, StepRollbackFailed, StepRollbackScheduled,
+    StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped, StepStarted,
     StepSucceeded,
 )
+from services.approval import gates
 from services.errors import CommandRejected, PlaybookError, UnknownRun
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
+from services.run import rollback
 from services.run.dry_run import dry_run_events
 from services.run.state import Run, StepState, evolve
 
@@ -32,7 +35,8 @@ class Advance:
 
 @dataclass(frozen=True, slots=True)
 class BeginStep:
-    """An executor received `StepScheduled` (stream sequence `scheduled_seq`) and wants to run it.
+    """An executor received `StepScheduled` (or `StepRollbackScheduled` when `rollback`),
+    stored at stream sequence `scheduled_seq`, and wants to run it.
 
     `redelivered`: the message reached this executor although another may have started
     the attempt; as executors ack only when a step ends, that one has died.
@@ -43,6 +47,7 @@ class BeginStep:
     scheduled_seq: int
     executor: str
     redelivered: bool
+    rollback: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +56,15 @@ class FinishStep:
 
     step_id: str
     attempt: int
-    outputs: dict[str, Any]
+    outputs: Any
     duration_ms: float
     error: str = ""
     category: str = "unknown"
+    rollback: bool = False
 
 
-RunCommand = PauseRun | ResumeRun | CancelRun | Advance | BeginStep | FinishStep
+RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | FinishStep
+              | gates.Decide | gates.DeadlinePassed)
 
 
 def decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
@@ -74,20 +81,17 @@ def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
     match cmd:
         case PauseRun() if run.status == "paused":
             return []
-        case PauseRun() if run.status != "running":
+        case PauseRun() if run.status not in ("running", "rolling_back"):
             raise CommandRejected(f"run {run.id} is {run.status}; only a running run can be paused", "illegal_transition")
         case PauseRun(actor=actor, reason=reason):
             return [RunPaused(run_id=run.id, at=at, actor=actor, reason=reason)]
 
-        case ResumeRun() if run.status == "running":
-            raise CommandRejected(f"run {run.id} is running, not paused; there is nothing to resume", "illegal_transition")
+        case ResumeRun() if run.status in ("running", "rolling_back"):
+            raise CommandRejected(f"run {run.id} is {run.status}, not paused; there is nothing to resume", "illegal_transition")
         case ResumeRun() if run.status != "paused":
             raise CommandRejected(f"run {run.id} is {run.status}; only a paused run can be resumed", "illegal_transition")
         case ResumeRun(actor=actor):
-            # Steps scheduled before the pause were not started; schedule them afresh.
-            again = [StepScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.attempt, reason="resumed")
-                     for s in run.steps.values() if s.status == "scheduled"]
-            return [RunResumed(run_id=run.id, at=at, actor=actor), *again]
+            return [RunResumed(run_id=run.id, at=at, actor=actor), *_schedule_again(run, at)]
 
         case CancelRun() if run.status in ("cancelling", "cancelled"):
             return []
@@ -96,6 +100,18 @@ def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
         case CancelRun(actor=actor, reason=reason):
             return [RunCancelRequested(run_id=run.id, at=at, actor=actor, reason=reason)]
 
+        case RollbackRun() if run.status == "rolled_back":
+            raise CommandRejected(f"run {run.id} is already rolled back", "illegal_transition")
+        case RollbackRun() if not run.finished:
+            raise CommandRejected(f"run {run.id} is {run.status}; cancel it or let it finish before rolling back",
+                                  "illegal_transition")
+        case RollbackRun(actor=actor, reason=reason):
+            return [_rollback_started(run, at, reason or f"rollback requested by {actor}", actor)]
+
+        case gates.Decide():
+            return gates.decide(run, cmd, at)
+        case gates.DeadlinePassed():
+            return gates.deadline_passed(run, cmd, at)
         case Advance():
             return []
         case BeginStep():
@@ -105,29 +121,46 @@ def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
     raise TypeError(f"not a run command: {cmd!r}")
 
 
+def _schedule_again(run: Run, at: datetime) -> list[RunEvent]:
+    """Work scheduled before a pause was not started: schedule it afresh on resume."""
+    again: list[RunEvent] = [StepScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.attempt, reason="resumed")
+                             for s in run.steps.values() if s.status == "scheduled"]
+    again += [StepRollbackScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.rollback_attempt)
+              for s in run.steps.values() if s.rollback == "scheduled"]
+    return again
+
+
 def _begin(run: Run, cmd: BeginStep, at: datetime) -> list[RunEvent]:
     step = run.steps.get(cmd.step_id)
-    if step is None or step.attempt != cmd.attempt or step.scheduled_seq != cmd.scheduled_seq:
+    if step is None:
+        return []
+    attempt, seq, state = ((step.rollback_attempt, step.rollback_seq, step.rollback) if cmd.rollback
+                           else (step.attempt, step.scheduled_seq, step.status))
+    if attempt != cmd.attempt or seq != cmd.scheduled_seq:
         return []  # a stale schedule: a newer one exists, or the step moved on
-    if step.status == "scheduled" and run.status == "running":
-        return [StepStarted(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt, executor=cmd.executor)]
-    if step.status == "running" and cmd.redelivered:
-        # The executor that started this attempt died before finishing it.
-        return [StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt,
-                           error=f"executor {step.executor} stopped while running the step",
-                           category="interrupted")]
+    common = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt)
+    if state == "scheduled" and run.status == ("rolling_back" if cmd.rollback else "running"):
+        started = StepRollbackStarted if cmd.rollback else StepStarted
+        return [started(**common, executor=cmd.executor)]
+    if state == "running" and cmd.redelivered:
+        failed = StepRollbackFailed if cmd.rollback else StepFailed
+        return [failed(**common, error=f"executor {step.executor} stopped while running the step",
+                       category="interrupted")]
     return []
 
 
 def _finish(run: Run, cmd: FinishStep, at: datetime) -> list[RunEvent]:
     step = run.steps.get(cmd.step_id)
-    if step is None or step.attempt != cmd.attempt or step.status != "running":
+    attempt, state = (step.rollback_attempt, step.rollback) if step and cmd.rollback else (
+        (step.attempt, step.status) if step else (0, ""))
+    if step is None or attempt != cmd.attempt or state != "running":
         return []  # already recorded (a retried append) or superseded
-    common = dict(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt,
-                  outputs=cmd.outputs, duration_ms=cmd.duration_ms)
+    common = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt, outputs=cmd.outputs,
+                  duration_ms=cmd.duration_ms)
+    succeeded, failed = (StepRolledBack, StepRollbackFailed) if cmd.rollback else (StepSucceeded, StepFailed)
     if not cmd.error:
-        return [StepSucceeded(**common)]
-    return [StepFailed(**common, error=cmd.error, category=cmd.category)]
+        return [succeeded(**common)]
+    return [failed(**common, error=cmd.error, category=cmd.category)]
 
 
 def advance(run: Run, at: datetime) -> list[RunEvent]:
@@ -137,6 +170,8 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
     """
     if run.started.dry_run:  # type: ignore[union-attr]
         return [] if run.finished else dry_run_events(run, at)
+    if run.phase == "rollback":
+        return _advance_rollback(run, at)
     events: list[RunEvent] = []
 
     def emit(event: RunEvent) -> None:
@@ -163,18 +198,43 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
         duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
         failed = [s.id for s in run.steps.values() if s.status == "failed" and not _tolerated(run, s)]
         if failed and (_stopped_by_failure(run) or _all_settled(run)):
-            emit(RunFailed(run_id=run.id, at=at, reason=_failure_reason(run, failed),
-                           failed_steps=failed, duration_ms=duration))
+            reason = _failure_reason(run, failed)
+            if run.playbook.on_failure == "rollback" and rollback.waves(run):
+                emit(_rollback_started(run, at, reason, "system"))
+                events += _advance_rollback(run, at)
+            else:
+                emit(RunFailed(run_id=run.id, at=at, reason=reason, failed_steps=failed, duration_ms=duration))
         elif _all_settled(run):
             emit(RunCompleted(run_id=run.id, at=at, duration_ms=duration))
     return events
+
+
+def _advance_rollback(run: Run, at: datetime) -> list[RunEvent]:
+    if run.finished or run.status == "paused":
+        return []
+    if run.status == "cancelling":
+        busy = any(s.rollback == "running" for s in run.steps.values())
+        return [] if busy else [RunCancelled(run_id=run.id, at=at)]
+    events = rollback.advance(run, at)
+    for event in events:
+        evolve(run, event)
+    return events
+
+
+def _rollback_started(run: Run, at: datetime, reason: str, actor: str) -> RollbackStarted:
+    waves = rollback.waves(run)
+    if run.status == "rollback_failed":   # roll back again what is not rolled back yet
+        waves = [[s for s in wave if run.steps[s].rollback != "rolled_back"] for wave in waves]
+        waves = [wave for wave in waves if wave]
+    return RollbackStarted(run_id=run.id, at=at, waves=waves, reason=reason, actor=actor)
 
 
 def _ready(run: Run) -> list[StepState]:
     needs = run.started.plan.needs  # type: ignore[union-attr]
     steps = run.steps
     return [s for s in steps.values()
-            if s.status == "pending" and all(_settled(run, steps[n]) for n in needs.get(s.id, ()))]
+            if s.status == "pending" and s.gate != "requested"
+            and all(_settled(run, steps[n]) for n in needs.get(s.id, ()))]
 
 
 def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
@@ -188,6 +248,8 @@ def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
                               error=f"cannot evaluate `when`: {err}", category="configuration")
         if not go:
             return StepSkipped(run_id=run.id, at=at, step_id=step.id, reason="`when` condition is false")
+    if spec.approval_gate is not None and step.gate != "granted":
+        return gates.request(run, step, context_of(run), at)
     reason = "previous attempt interrupted" if step.category == "interrupted" else ""
     return StepScheduled(run_id=run.id, at=at, step_id=step.id, attempt=attempt, reason=reason)
 
@@ -225,4 +287,3 @@ def _failure_reason(run: Run, failed: list[str]) -> str:
     first = run.steps[failed[0]]
     more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
     return f"step {first.id} failed: {first.error}{more}"
-

@@ -7,14 +7,19 @@ from typing import Any, Literal
 
 from events.playbook import Playbook, Step
 from events.run import (
-    RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused,
-    RunResumed, RunStarted, StepFailed, StepScheduled, StepSkipped, StepStarted,
-    StepSucceeded,
+    ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut,
+    RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
+    RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
+    StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack,
+    StepScheduled, StepSkipped, StepStarted, StepSucceeded,
 )
 
-RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled"]
+RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled",
+                    "rolling_back", "rolled_back", "rollback_failed"]
 StepStatus = Literal["pending", "scheduled", "running", "succeeded", "failed", "skipped"]
-FINISHED_RUN: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+GateStatus = Literal["", "requested", "granted", "rejected", "timed_out"]
+RollbackStatus = Literal["", "pending", "scheduled", "running", "rolled_back", "failed"]
+FINISHED_RUN: frozenset[str] = frozenset({"completed", "failed", "cancelled", "rolled_back", "rollback_failed"})
 
 
 @dataclass(slots=True)
@@ -31,6 +36,17 @@ class StepState:
     error: str = ""
     category: str = ""
     reason: str = ""               # why it was skipped, or rescheduled
+    ran: bool = False              # some attempt started: there may be something to roll back
+    finished_order: int = 0        # when it finished, among the run's steps (rollback goes in reverse)
+    gate: GateStatus = ""
+    deadline: datetime | None = None
+    approvals: list[ApprovalGiven] = field(default_factory=list)
+    gate_decided_by: list[str] = field(default_factory=list)
+    rollback: RollbackStatus = ""
+    rollback_attempt: int = 0
+    rollback_seq: int = 0
+    rollback_error: str = ""
+    rollback_outputs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -46,6 +62,9 @@ class Run:
     cancel_requested_by: str | None = None
     failure: str = ""
     event_count: int = 0
+    phase: Literal["forward", "rollback"] = "forward"
+    waves: list[list[str]] = field(default_factory=list)
+    finished_steps: int = 0
     specs: dict[str, Step] = field(default_factory=dict)
     # In a clone, the steps it has copied; the rest are shared with the original and
     # copied on first write. None: this run owns all its steps.
@@ -63,6 +82,15 @@ class Run:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_RUN
+
+    @property
+    def display_status(self) -> str:
+        """The status as people read it: a running run held only by gates is waiting_approval."""
+        if self.status == "running":
+            steps = self.steps.values()
+            if any(s.gate == "requested" for s in steps) and not any(s.status in ("scheduled", "running") for s in steps):
+                return "waiting_approval"
+        return self.status
 
     def clone(self) -> Run:
         """A copy the decider can fold ahead on without touching this one (copy on write)."""
@@ -95,22 +123,21 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             step.status, step.attempt, step.scheduled_seq, step.reason = "scheduled", attempt, seq, reason
         case StepStarted(step_id=step_id, executor=executor, at=at):
             step = run.step(step_id)
-            step.status, step.executor, step.started_at = "running", executor, at
+            step.status, step.executor, step.started_at, step.ran = "running", executor, at, True
         case StepSucceeded(step_id=step_id, outputs=outputs, duration_ms=duration, at=at):
-            step = run.step(step_id)
-            step.status, step.outputs, step.duration_ms, step.finished_at = "succeeded", outputs, duration, at
+            step = _finish(run, step_id, at)
+            step.status, step.outputs, step.duration_ms = "succeeded", outputs, duration
             step.error = step.category = ""
         case StepFailed(step_id=step_id, error=error, category=category, outputs=outputs,
                         duration_ms=duration, at=at):
-            step = run.step(step_id)
+            step = _finish(run, step_id, at)
             # An interrupted attempt (its executor died) is not the step's failure:
             # the step goes back to pending and runs again as the next attempt.
             step.status = "pending" if category == "interrupted" else "failed"
-            step.error, step.category, step.outputs = error, category, outputs
-            step.duration_ms, step.finished_at = duration, at
+            step.error, step.category, step.outputs, step.duration_ms = error, category, outputs, duration
         case StepSkipped(step_id=step_id, reason=reason, at=at):
-            step = run.step(step_id)
-            step.status, step.reason, step.finished_at = "skipped", reason, at
+            step = _finish(run, step_id, at)
+            step.status, step.reason = "skipped", reason
         case RunStarted(at=at):
             run.started, run.status, run.started_at = event, "running", at
             run.steps = {step.id: StepState(id=step.id) for step in event.playbook.steps}
@@ -118,7 +145,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case RunPaused(actor=actor):
             run.status, run.paused_by = "paused", actor
         case RunResumed():
-            run.status, run.paused_by = "running", None
+            run.status, run.paused_by = ("rolling_back" if run.phase == "rollback" else "running"), None
         case RunCancelRequested(actor=actor):
             run.status, run.cancel_requested_by = "cancelling", actor
         case RunCancelled(at=at):
@@ -127,4 +154,47 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             run.status, run.finished_at = "completed", at
         case RunFailed(reason=reason, at=at):
             run.status, run.finished_at, run.failure = "failed", at, reason
+        case ApprovalRequested(step_id=step_id, deadline=deadline):
+            step = run.step(step_id)
+            step.gate, step.deadline, step.approvals = "requested", deadline, []
+        case ApprovalGiven(step_id=step_id):
+            step = run.step(step_id)
+            step.approvals = [*step.approvals, event]
+        case ApprovalGranted(step_id=step_id, approvers=approvers, actor=actor):
+            step = run.step(step_id)
+            step.gate, step.gate_decided_by = "granted", approvers or [actor]
+        case ApprovalRejected(step_id=step_id, actor=actor):
+            step = run.step(step_id)
+            step.gate, step.gate_decided_by = "rejected", [actor]
+        case ApprovalTimedOut(step_id=step_id):
+            run.step(step_id).gate = "timed_out"
+        case RollbackStarted(waves=waves, reason=reason, at=at):
+            run.phase, run.waves, run.failure, run.finished_at = "rollback", waves, reason, None
+            run.status = "rolling_back" if run.status not in ("paused", "cancelling") else run.status
+            for step_id in (s for wave in waves for s in wave):
+                run.step(step_id).rollback = "pending"
+        case StepRollbackScheduled(step_id=step_id, attempt=attempt):
+            step = run.step(step_id)
+            step.rollback, step.rollback_attempt, step.rollback_seq = "scheduled", attempt, seq
+        case StepRollbackStarted(step_id=step_id):
+            run.step(step_id).rollback = "running"
+        case StepRolledBack(step_id=step_id, outputs=outputs):
+            step = run.step(step_id)
+            step.rollback, step.rollback_outputs = "rolled_back", outputs
+        case StepRollbackFailed(step_id=step_id, error=error, category=category, outputs=outputs):
+            step = run.step(step_id)
+            # As with steps, an interrupted rollback attempt is tried again.
+            step.rollback = "pending" if category == "interrupted" else "failed"
+            step.rollback_error, step.rollback_outputs = error, outputs
+        case RollbackCompleted(at=at):
+            run.status, run.finished_at = "rolled_back", at
+        case RollbackFailed(reason=reason, at=at):
+            run.status, run.finished_at, run.failure = "rollback_failed", at, reason
     return run
+
+
+def _finish(run: Run, step_id: str, at: datetime) -> StepState:
+    step = run.step(step_id)
+    run.finished_steps += 1
+    step.finished_at, step.finished_order = at, run.finished_steps
+    return step

@@ -315,6 +315,55 @@ BROKEN = [
           prod: {regoin: eu}
         steps: [{id: a, action: noop}]
         """, {}, "PB503", 4, 10, None),
+    ("unknown validator type", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            validators:
+              - {type: disk, path: /}
+        """, {}, "PB104", 6, 16, "a"),
+    ("unknown key in a validator", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            validators:
+              - type: disk_space
+                min_free: 10
+        """, {}, "PB101", 7, 9, "a"),
+    ("validator without a type", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            validators:
+              - {path: /tmp}
+        """, {}, "PB102", 6, 9, "a"),
+    ("validator missing its required key", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            validators:
+              - {type: port_open, host: db}
+        """, {}, "PB102", 6, 9, "a"),
+    ("validator value of the wrong type", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            validators:
+              - {type: port_open, port: eighty}
+        """, {}, "PB103", 6, 33, "a"),
+    ("validator value not allowed", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            validators:
+              - {type: file_exists, path: /srv, kind: folder}
+        """, {}, "PB104", 6, 47, "a"),
 ]
 
 
@@ -515,3 +564,42 @@ else:
            st.none() | st.sampled_from(["prod", "x"]))
     def test_random_playbook_shapes_never_raise(data, parameters, environment):
         _only_diagnostics(validate_playbook(yaml.safe_dump(data), parameters=parameters, environment=environment))
+
+
+@pytest.mark.parametrize(("validator", "expected"), [
+    ("{type: disk, path: /}", "unknown validator type 'disk' — did you mean 'disk_space'?"),
+    ("{type: http_stats, url: 'http://x'}", "unknown validator type 'http_stats' — did you mean 'http_status'?"),
+    ("{type: ping}", "unknown validator type 'ping'; use one of: http_status, port_open, file_exists, disk_space, "
+                     "memory_usage, command_succeeds"),
+    ("{path: /}", "'validators[0]' is missing the required key 'type'; use one of: http_status, port_open"),
+    ("{type: disk_space, min_free: 3}", "unknown key 'min_free' in 'validators[0]' — did you mean 'min_free_gb'?"),
+    ("{type: memory_usage, max_used_percent: 90, colour: red}",
+     "unknown key 'colour' in 'validators[0]'; allowed keys: type, message, max_used_percent"),
+])
+def test_a_bad_validator_is_named_with_a_way_to_fix_it(validator, expected):
+    text = f"name: x\nsteps:\n  - {{id: a, name: A, action: noop, validators: [{validator}]}}\n"
+    messages = [d.message for d in validate_playbook(text)]
+    assert any(expected in message for message in messages), messages
+
+
+def test_every_validator_type_loads_with_its_defaults():
+    text = yaml_text("""
+        name: x
+        steps:
+          - id: a
+            name: A
+            action: noop
+            validators:
+              - {type: http_status, url: "http://127.0.0.1/health", expected_status: [200, 204]}
+              - {type: port_open, port: 5432}
+              - {type: file_exists, path: /etc, kind: directory}
+              - {type: disk_space, min_free_percent: 5}
+              - {type: memory_usage, max_used_percent: 95}
+              - {type: command_succeeds, argv: [test, -d, /tmp], message: "tmp must exist"}
+        """)
+    [http, port, file, disk, memory, command] = load_playbook(text).playbook.steps[0].validators
+    assert (http.method, http.timeout_seconds, http.expected_status) == ("GET", 10, [200, 204])
+    assert (port.host, port.port, port.timeout_seconds) == ("127.0.0.1", 5432, 5)
+    assert (file.kind, disk.path, disk.min_free_gb, memory.max_used_percent) == ("directory", "/", None, 95)
+    assert (command.command, command.timeout_seconds, command.expected_returncode) == (None, 30, 0)
+    assert command.message == "tmp must exist"

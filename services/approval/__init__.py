@@ -1,0 +1,1 @@
+"""Approval gates: who may approve, when a gate opens, the deadline timers."""

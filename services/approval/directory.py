@@ -1,0 +1,47 @@
+"""Who belongs to which group: a YAML file `users: {name: [groups]}` configured for the engine.
+
+`$PLAYBOOK_DIRECTORY`, else `$PLAYBOOK_HOME/directory.yaml`. Read again when it changes.
+Authentication (later) decides who a caller is; this only says what groups they are in.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from services.errors import PlaybookError
+
+
+class Directory:
+    def __init__(self, path: Path | None = None) -> None:
+        self._path = path
+        self._cache: tuple[float, dict[str, list[str]]] | None = None
+
+    @property
+    def path(self) -> Path:
+        if self._path is not None:
+            return self._path
+        if configured := os.environ.get("PLAYBOOK_DIRECTORY"):
+            return Path(configured)
+        return Path(os.environ.get("PLAYBOOK_HOME", ".playbook")) / "directory.yaml"
+
+    def groups_of(self, user: str) -> list[str]:
+        return list(self._users().get(user, []))
+
+    def _users(self) -> dict[str, list[str]]:
+        path = self.path
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return {}
+        if self._cache and self._cache[0] == mtime:
+            return self._cache[1]
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise PlaybookError(f"{path}: the directory is not valid YAML: {err}") from err
+        users = data.get("users", {}) if isinstance(data, dict) else {}
+        parsed = {str(name): [str(g) for g in (groups or [])] for name, groups in users.items()}
+        self._cache = (mtime, parsed)
+        return parsed

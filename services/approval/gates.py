@@ -1,0 +1,112 @@
+"""Gate decisions, pure: request approval, record an approval or a rejection, the deadline.
+
+A refused attempt raises `Refused`, which carries the `ApprovalAttemptRefused` event
+the command service records for the audit before answering no.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from events.playbook import ApprovalGate
+from events.run import (
+    ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested,
+    ApprovalTimedOut, RunEvent, StepFailed,
+)
+from services.approval.quorum import eligible_entries, quorum
+from services.errors import CommandRejected, PlaybookError
+from services.playbook.interpolate import Context, resolve
+from services.run.state import Run, StepState
+
+
+class Refused(CommandRejected):
+    """An approval or rejection that may not count; `record` goes into the audit trail."""
+
+    def __init__(self, message: str, record: ApprovalAttemptRefused) -> None:
+        super().__init__(message, "approval_refused")
+        self.record = record
+
+
+@dataclass(frozen=True, slots=True)
+class Decide:
+    """A person's decision on a gate; `groups` come from the directory, at the edge."""
+
+    step_id: str
+    actor: str
+    groups: tuple[str, ...]
+    approve: bool
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlinePassed:
+    step_id: str
+
+
+def needed(gate: ApprovalGate) -> int:
+    entries = len(gate.required_approvers)
+    return min(gate.min_approvals, entries) if gate.min_approvals else max(entries, 1)
+
+
+def request(run: Run, step: StepState, ctx: Context, at: datetime) -> RunEvent:
+    """The event that opens the gate for people: the request, or a failure if it cannot be asked."""
+    gate = run.specs[step.id].approval_gate
+    assert gate is not None
+    try:
+        message = str(resolve(gate.message, ctx)) if gate.message else f"Approve step {step.id}?"
+    except PlaybookError as err:
+        return StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt + 1,
+                          error=f"cannot write the approval message: {err}", category="configuration")
+    deadline = at + timedelta(seconds=gate.timeout_seconds) if gate.timeout_seconds else None
+    return ApprovalRequested(run_id=run.id, at=at, step_id=step.id, message=message,
+                             required_approvers=list(gate.required_approvers), min_approvals=needed(gate),
+                             deadline=deadline, auto_approve_after_timeout=gate.auto_approve_after_timeout)
+
+
+def decide(run: Run, cmd: Decide, at: datetime) -> list[RunEvent]:
+    verb = "approve" if cmd.approve else "reject"
+
+    def refuse(reason: str) -> Refused:
+        record = ApprovalAttemptRefused(run_id=run.id, at=at, step_id=cmd.step_id, actor=cmd.actor,
+                                        decision=verb, reason=reason)
+        return Refused(reason, record)
+
+    step = run.steps.get(cmd.step_id)
+    if step is None:
+        raise refuse(f"run {run.id} has no step {cmd.step_id!r}")
+    if step.gate != "requested" or run.finished or run.status == "cancelling":
+        state = f"its gate is {step.gate}" if step.gate else "it has no open approval gate"
+        raise refuse(f"step {step.id} is not waiting for approval ({state})")
+    gate = run.specs[step.id].approval_gate
+    assert gate is not None
+    entries = gate.required_approvers
+    if entries and not eligible_entries(entries, cmd.actor, cmd.groups):
+        raise refuse(f"{cmd.actor} is not a required approver of step {step.id}: it needs {', '.join(entries)}")
+    if not cmd.approve:
+        return [ApprovalRejected(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, comment=cmd.comment),
+                StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt + 1, category="authorization",
+                           error=f"approval rejected by {cmd.actor}" + (f": {cmd.comment}" if cmd.comment else ""))]
+    if cmd.actor == run.started.actor and not gate.allow_self_approval:  # type: ignore[union-attr]
+        raise refuse(f"{cmd.actor} started this run and cannot approve it (the gate does not allow self-approval)")
+    if any(given.actor == cmd.actor for given in step.approvals):
+        raise refuse(f"{cmd.actor} has already approved step {step.id}")
+    given = ApprovalGiven(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, groups=list(cmd.groups),
+                          comment=cmd.comment)
+    approvers = [(g.actor, g.groups) for g in (*step.approvals, given)]
+    opened_by = quorum(entries, approvers, needed(gate)) if entries else [cmd.actor]
+    if opened_by is None:
+        return [given]
+    return [given, ApprovalGranted(run_id=run.id, at=at, step_id=step.id, approvers=opened_by, actor=cmd.actor)]
+
+
+def deadline_passed(run: Run, cmd: DeadlinePassed, at: datetime) -> list[RunEvent]:
+    step = run.steps.get(cmd.step_id)
+    if step is None or step.gate != "requested" or run.finished:
+        return []   # decided before the deadline: the timer came too late to matter
+    gate = run.specs[step.id].approval_gate
+    assert gate is not None
+    if gate.auto_approve_after_timeout:
+        return [ApprovalGranted(run_id=run.id, at=at, step_id=step.id, actor="system", by_timeout=True)]
+    return [ApprovalTimedOut(run_id=run.id, at=at, step_id=step.id),
+            StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt + 1, category="timeout",
+                       error=f"approval timed out after {gate.timeout_seconds:g}s")]

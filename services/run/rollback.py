@@ -1,0 +1,51 @@
+"""Rollback, pure: which steps to undo, in which order, and what to schedule next.
+
+Steps that succeeded or partly ran, and that say how to undo themselves, are rolled
+back in reverse order of completion; the members of a parallel group are rolled back
+together, as a wave. A failed rollback action is recorded and the rollback goes on
+(or stops, with `on_rollback_failure: stop`); the run ends rolled_back or
+rollback_failed, never completed.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from events.run import RollbackCompleted, RollbackFailed, RunEvent, StepRollbackScheduled
+from services.run.state import Run
+
+
+def waves(run: Run) -> list[list[str]]:
+    undoable = [s for s in run.steps.values()
+                if run.specs[s.id].rollback and (s.status == "succeeded" or (s.status == "failed" and s.ran))]
+    undoable.sort(key=lambda s: s.finished_order, reverse=True)
+    result: list[list[str]] = []
+    groups: dict[str, list[str]] = {}
+    for step in undoable:
+        group = run.specs[step.id].parallel_group
+        if group and group in groups:
+            groups[group].append(step.id)
+            continue
+        wave = [step.id]
+        result.append(wave)
+        if group:
+            groups[group] = wave
+    return result
+
+
+def advance(run: Run, at: datetime) -> list[RunEvent]:
+    """The next rollback events: schedule the current wave, or end the rollback."""
+    stop_on_failure = getattr(run.playbook, "on_rollback_failure", "continue") == "stop"
+    failed = [s for wave in run.waves for s in wave if run.steps[s].rollback == "failed"]
+    for wave in run.waves:
+        states = [run.steps[s] for s in wave]
+        if any(s.rollback in ("scheduled", "running") for s in states):
+            return []
+        pending = [s for s in states if s.rollback == "pending"]
+        if pending and not (failed and stop_on_failure):
+            return [StepRollbackScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.rollback_attempt + 1)
+                    for s in pending]
+    if failed:
+        return [RollbackFailed(run_id=run.id, at=at, failed_steps=failed,
+                               reason=f"rollback of {', '.join(failed)} failed: {run.steps[failed[0]].rollback_error}")]
+    duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
+    return [RollbackCompleted(run_id=run.id, at=at, duration_ms=duration)]
