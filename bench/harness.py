@@ -22,11 +22,10 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
-from services.app import serve
+from services.app import ALL_SERVICES, serve
 from services.embedded import free_port, greets, server_binary
 
 RESULTS_DIR = Path(__file__).parent / "results"
-ALL_SERVICES = frozenset({"run", "executor"})
 
 
 def machine() -> dict[str, Any]:

@@ -28,3 +28,8 @@ def command(name: str) -> str:
 def run_id_of(subject: str) -> str:
     """`pb.run.<id>.<Type>` -> `<id>`."""
     return subject.split(".", 3)[2]
+
+
+def approval_timer(run_id: str, step_id: str) -> str:
+    """The message schedule that fires a gate's deadline."""
+    return f"{PREFIX}.timer.{run_id}.approval.{step_id}"

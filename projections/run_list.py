@@ -7,15 +7,20 @@ from typing import Any
 import msgspec
 
 from events.run import (
-    RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused,
-    RunResumed, RunStarted,
+    ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut, RollbackCompleted,
+    RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent,
+    RunFailed, RunPaused, RunResumed, RunStarted,
 )
 
 # The events this view needs; readers subscribe to just these.
 LIST_EVENTS: tuple[type[RunEvent], ...] = (
     RunStarted, RunPaused, RunResumed, RunCancelRequested, RunCompleted, RunFailed, RunCancelled,
+    ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut,
+    RollbackStarted, RollbackCompleted, RollbackFailed,
 )
-ACTIVE = frozenset({"running", "paused", "cancelling"})
+ACTIVE = frozenset({"running", "paused", "cancelling", "waiting_approval", "rolling_back"})
+_ENDS = {RunCompleted: "completed", RunFailed: "failed", RunCancelled: "cancelled",
+         RollbackCompleted: "rolled_back", RollbackFailed: "rollback_failed"}
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -28,6 +33,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
     finished_at: datetime | None = None
     steps: int = 0
     dry_run: bool = False
+    gates_waiting: int = 0
+    phase: str = "forward"
 
     @property
     def active(self) -> bool:
@@ -48,12 +55,19 @@ def apply(runs: dict[str, RunSummary], event: RunEvent) -> None:
         case RunPaused():
             summary.status = "paused"
         case RunResumed():
-            summary.status = "running"
+            summary.status = "rolling_back" if summary.phase == "rollback" else "running"
         case RunCancelRequested():
             summary.status = "cancelling"
-        case RunCompleted() | RunFailed() | RunCancelled():
-            summary.status = {RunCompleted: "completed", RunFailed: "failed", RunCancelled: "cancelled"}[type(event)]
-            summary.finished_at = event.at
+        case ApprovalRequested():
+            summary.gates_waiting += 1
+        case ApprovalGranted() | ApprovalRejected() | ApprovalTimedOut():
+            summary.gates_waiting = max(0, summary.gates_waiting - 1)
+        case RollbackStarted():
+            summary.phase, summary.status, summary.finished_at = "rollback", "rolling_back", None
+        case RunCompleted() | RunFailed() | RunCancelled() | RollbackCompleted() | RollbackFailed():
+            summary.status, summary.finished_at = _ENDS[type(event)], event.at
+    if summary.status in ("running", "waiting_approval"):
+        summary.status = "waiting_approval" if summary.gates_waiting else "running"
 
 
 def as_dict(summary: RunSummary) -> dict[str, Any]:

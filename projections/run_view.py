@@ -10,7 +10,7 @@ def run_view(run: Run) -> dict[str, Any]:
     started = run.started
     return {
         "run_id": run.id,
-        "status": run.status,
+        "status": run.display_status,
         "playbook": started.playbook.name if started else None,
         "environment": started.environment if started else None,
         "actor": started.actor if started else None,
@@ -32,6 +32,12 @@ def run_view(run: Run) -> dict[str, Any]:
                 "category": s.category or None,
                 "reason": s.reason or None,
                 "outputs": s.outputs,
+                "gate": s.gate or None,
+                "approvals": [{"actor": g.actor, "groups": g.groups, "comment": g.comment, "at": g.at.isoformat()}
+                              for g in s.approvals],
+                "gate_decided_by": s.gate_decided_by,
+                "rollback": s.rollback or None,
+                "rollback_error": s.rollback_error or None,
             }
             for s in run.steps.values()
         ],

@@ -11,6 +11,7 @@ from typing import Protocol
 import nats
 from nats.aio.client import Client as NATS
 
+from services.approval.service import ApprovalService
 from services.executor.service import Executor
 from services.run.repository import RunRepository
 from services.run.service import RunService
@@ -37,6 +38,9 @@ async def connect(url: str, name: str) -> NATS:
                               error_cb=on_error)
 
 
+ALL_SERVICES = frozenset({"run", "executor", "approval"})
+
+
 def build(nc: NATS, store: EventStore, which: set[str]) -> list[Service]:
     runs = RunRepository(store)
     services: list[Service] = []
@@ -44,6 +48,8 @@ def build(nc: NATS, store: EventStore, which: set[str]) -> list[Service]:
         services.append(RunService(nc, runs, ack_wait=ack_wait()))
     if "executor" in which:
         services.append(Executor(nc, runs, ack_wait=ack_wait()))
+    if "approval" in which:
+        services.append(ApprovalService(nc, runs, ack_wait=ack_wait()))
     return services
 
 

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from datetime import datetime, timezone
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -20,7 +21,7 @@ from nats.js.errors import BadRequestError
 
 from events import subjects
 from events.codec import decode_event, encode, event_name
-from events.run import RunEvent
+from events.run import ApprovalGranted, ApprovalRejected, RunEvent
 from services.errors import ConcurrencyConflict, EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,13 @@ PUBLISH_TIMEOUT = 5.0
 PUBLISH_TRIES = 3
 
 Envelope = tuple[int, RunEvent]   # (stream sequence, event)
+
+
+def _obsoleted_timer(event: RunEvent) -> str | None:
+    """The timer this event makes pointless: a decided gate needs no deadline."""
+    if isinstance(event, (ApprovalGranted, ApprovalRejected)):
+        return subjects.approval_timer(event.run_id, event.step_id)
+    return None
 
 
 class _Batch:
@@ -152,6 +160,20 @@ class EventStore:
             sequences.append(expected)
         return sequences
 
+    async def schedule(self, timer: str, event: RunEvent, at: datetime, msg_id: str) -> None:
+        """Store `event` on its run's subject at time `at`, even if every service is down then.
+
+        A JetStream message schedule on subject `timer`: the server fires it, so it
+        survives restarts of every process, NATS included. Publishing the same timer
+        again (same `msg_id`) is harmless.
+        """
+        headers = {
+            "Nats-Schedule": "@at " + at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "Nats-Schedule-Target": subjects.run_event(event.run_id, event_name(event)),
+            "Nats-Msg-Id": msg_id,
+        }
+        await self.js.publish(timer, encode(event), headers=headers)
+
     async def _append_one(self, run_id: str, event: RunEvent, expected: int) -> int:
         msg_id = os.urandom(12).hex()
         headers = {
@@ -159,6 +181,10 @@ class EventStore:
             "Nats-Expected-Last-Subject-Sequence": str(expected),
             "Nats-Expected-Last-Subject-Sequence-Subject": subjects.run_all(run_id),
         }
+        if timer := _obsoleted_timer(event):
+            # Cancel the timer in the same write; if it fired first, the OCC check fails.
+            headers["Nats-Schedule-Next"] = "purge"
+            headers["Nats-Scheduler"] = timer
         subject = subjects.run_event(run_id, event_name(event))
         payload = encode(event)
         for attempt in range(1, PUBLISH_TRIES + 1):

@@ -11,7 +11,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from services.app import serve
+from services.app import ALL_SERVICES, serve
 from services.embedded import free_port, greets, server_binary
 from ui.client import EngineClient
 
@@ -87,7 +87,7 @@ async def engine(nats_server: NatsServer, monkeypatch, request) -> AsyncIterator
     async def on_ready(_nc) -> None:
         ready.set()
 
-    task = asyncio.create_task(serve(nats_server.url, {"run", "executor"}, ready=on_ready, stop=stop))
+    task = asyncio.create_task(serve(nats_server.url, set(ALL_SERVICES), ready=on_ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 10)
     client_nc = await nats.connect(nats_server.url)
     try:

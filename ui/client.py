@@ -15,7 +15,7 @@ from nats.js.errors import NotFoundError
 from events import subjects
 from events.codec import decode_event, encode
 from events.commands import Command, Reply
-from events.run import TERMINAL_EVENTS, RunEvent
+from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
 from projections import run_list
 from services.errors import EngineUnavailable
 from services.run.state import Run, evolve
@@ -51,11 +51,16 @@ class EngineClient:
             evolve(run, event, seq)
         return run
 
-    async def follow(self, run_id: str) -> AsyncIterator[tuple[int, RunEvent]]:
-        """Every event of the run from the first, then live ones until the run ends."""
+    async def follow(self, run_id: str, *, after_rollback_start: bool = False) -> AsyncIterator[tuple[int, RunEvent]]:
+        """Every event of the run from the first, then live ones until the run ends.
+
+        With `after_rollback_start`, the end is the end of the latest rollback (the run
+        ended once before it was rolled back).
+        """
         js = self.nc.jetstream()
         sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True,
                                  deliver_policy=DeliverPolicy.ALL)
+        waiting_for_rollback = after_rollback_start
         try:
             while True:
                 msg = await sub.next_msg(timeout=None)
@@ -64,7 +69,9 @@ class EngineClient:
                 except msgspec.DecodeError:
                     continue
                 yield msg.metadata.sequence.stream, event
-                if isinstance(event, TERMINAL_EVENTS):
+                if isinstance(event, RollbackStarted):
+                    waiting_for_rollback = False
+                elif isinstance(event, TERMINAL_EVENTS) and not waiting_for_rollback:
                     return
         finally:
             await sub.unsubscribe()

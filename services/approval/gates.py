@@ -77,6 +77,8 @@ def decide(run: Run, cmd: Decide, at: datetime) -> list[RunEvent]:
     if step.gate != "requested" or run.finished or run.status == "cancelling":
         state = f"its gate is {step.gate}" if step.gate else "it has no open approval gate"
         raise refuse(f"step {step.id} is not waiting for approval ({state})")
+    if step.deadline_passed:
+        raise refuse(f"the approval window of step {step.id} closed at {step.deadline:%Y-%m-%d %H:%M:%S}Z")
     gate = run.specs[step.id].approval_gate
     assert gate is not None
     entries = gate.required_approvers
@@ -90,13 +92,25 @@ def decide(run: Run, cmd: Decide, at: datetime) -> list[RunEvent]:
         raise refuse(f"{cmd.actor} started this run and cannot approve it (the gate does not allow self-approval)")
     if any(given.actor == cmd.actor for given in step.approvals):
         raise refuse(f"{cmd.actor} has already approved step {step.id}")
-    given = ApprovalGiven(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, groups=list(cmd.groups),
-                          comment=cmd.comment)
-    approvers = [(g.actor, g.groups) for g in (*step.approvals, given)]
-    opened_by = quorum(entries, approvers, needed(gate)) if entries else [cmd.actor]
-    if opened_by is None:
-        return [given]
-    return [given, ApprovalGranted(run_id=run.id, at=at, step_id=step.id, approvers=opened_by, actor=cmd.actor)]
+    return [ApprovalGiven(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, groups=list(cmd.groups),
+                          comment=cmd.comment)]
+
+
+def open_gates(run: Run, at: datetime) -> list[RunEvent]:
+    """Grant every gate whose approvals now make a quorum (also while the run is paused)."""
+    granted: list[RunEvent] = []
+    for step in run.steps.values():
+        if step.gate != "requested" or not step.approvals:
+            continue
+        gate = run.specs[step.id].approval_gate
+        assert gate is not None
+        approvers = [(given.actor, given.groups) for given in step.approvals]
+        entries = gate.required_approvers
+        opened_by = quorum(entries, approvers, needed(gate)) if entries else [approvers[0][0]]
+        if opened_by is not None:
+            granted.append(ApprovalGranted(run_id=run.id, at=at, step_id=step.id, approvers=opened_by,
+                                           actor=step.approvals[-1].actor))
+    return granted
 
 
 def deadline_passed(run: Run, cmd: DeadlinePassed, at: datetime) -> list[RunEvent]:

@@ -178,6 +178,9 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
         events.append(event)
         evolve(run, event)
 
+    if run.status in ("running", "paused"):
+        for event in gates.open_gates(run, at):
+            emit(event)
     if run.status == "running" and not _stopped_by_failure(run):
         progressed = True
         while progressed:  # a skip can make further steps ready

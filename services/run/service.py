@@ -2,9 +2,9 @@
 
 Commands arrive as NATS requests from the CLI, the HTTP API, MCP or any system with
 `nats req`; each is answered accepted (with the events it produced) or rejected with a
-reason. The advancer consumes `RunStarted` and `RunResumed` as a safety net: if a
-process died between appending those and scheduling the first steps, the run still
-goes on.
+reason. The advancer consumes the events that commands open their decisions with, as a
+safety net: if a process died between appending one and what follows it (the first
+steps, the gate's grant), the run still goes on.
 """
 from __future__ import annotations
 
@@ -18,17 +18,25 @@ from nats.aio.msg import Msg
 
 from events import subjects
 from events.codec import decode_command, encode, to_builtins
-from events.commands import CancelRun, Command, PauseRun, Rejection, Reply, ResumeRun, StartRun
+from events.commands import (
+    ApproveStep, CancelRun, Command, PauseRun, RejectStep, Rejection, Reply, ResumeRun, RollbackRun, StartRun,
+)
 from events.run import RunEvent, RunStarted
 from services.errors import CommandRejected, ConcurrencyConflict
 from services.playbook import PlaybookInvalid, load_playbook
-from services.run.decider import Advance, decide
+from services.approval.directory import Directory
+from services.approval.gates import Decide, Refused
+from services.run.decider import Advance, RunCommand, decide
 from services.run.repository import RunRepository
 from services.runtime import Consumer
 
 log = logging.getLogger(__name__)
 
 COMMAND_QUEUE = "run-commands"
+# Events written by commands and followed by more in the same decision: if the process
+# died in between, the advancer finishes the decision.
+ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
+                 "RollbackStarted")
 
 
 def now() -> datetime:
@@ -42,8 +50,9 @@ def new_run_id() -> str:
 class RunService:
     def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
         self.nc, self.runs = nc, runs
+        self.directory = Directory()
         self.advancer = Consumer(nc, runs.store.stream, "advancer",
-                                 [subjects.events_of_type("RunStarted"), subjects.events_of_type("RunResumed")],
+                                 [subjects.events_of_type(name) for name in ADVANCE_AFTER],
                                  self._advance, ack_wait=ack_wait)
         self._sub = None
 
@@ -72,6 +81,9 @@ class RunService:
         """Carry out one command; the only entry point for every interface."""
         try:
             run_id, events = await self._dispatch(command)
+        except Refused as err:
+            await self._record_refusal(err)
+            return _rejected(err.code, str(err))
         except PlaybookInvalid as err:
             return _rejected("invalid_playbook", str(err), [to_builtins(d) for d in err.diagnostics])
         except CommandRejected as err:
@@ -87,11 +99,27 @@ class RunService:
         match command:
             case StartRun():
                 return await self._start(command)
-            case PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id):
-                at = now()
-                _, events = await self.runs.change(run_id, lambda run: decide(run, command, at))
-                return run_id, events
+            case PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id) | RollbackRun(run_id=run_id):
+                return run_id, await self._decide(run_id, command)
+            case ApproveStep(run_id=run_id) | RejectStep(run_id=run_id):
+                decision = Decide(step_id=command.step_id, actor=command.actor,
+                                  groups=tuple(self.directory.groups_of(command.actor)),
+                                  approve=isinstance(command, ApproveStep), comment=command.comment)
+                return run_id, await self._decide(run_id, decision)
         raise CommandRejected(f"unknown command {type(command).__name__}", "bad_request")
+
+    async def _decide(self, run_id: str, command: RunCommand) -> list[RunEvent]:
+        at = now()
+        _, events = await self.runs.change(run_id, lambda run: decide(run, command, at))
+        return events
+
+    async def _record_refusal(self, refused: Refused) -> None:
+        """Auditors ask about refused approvals too: the attempt goes into the run's stream."""
+        record = refused.record
+        try:
+            await self.runs.change(record.run_id, lambda run: [record])
+        except Exception:  # noqa: BLE001 - the refusal stands even if its record could not be written
+            log.exception("could not record %s", record)
 
     async def _start(self, cmd: StartRun) -> tuple[str, list[RunEvent]]:
         loaded = load_playbook(cmd.playbook, cmd.source, parameters=cmd.parameters, environment=cmd.environment)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from events.playbook import Playbook, Step
 from events.run import (
-    ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut,
+    ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut,
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
     RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack,
@@ -40,6 +40,7 @@ class StepState:
     finished_order: int = 0        # when it finished, among the run's steps (rollback goes in reverse)
     gate: GateStatus = ""
     deadline: datetime | None = None
+    deadline_passed: bool = False
     approvals: list[ApprovalGiven] = field(default_factory=list)
     gate_decided_by: list[str] = field(default_factory=list)
     rollback: RollbackStatus = ""
@@ -156,7 +157,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             run.status, run.finished_at, run.failure = "failed", at, reason
         case ApprovalRequested(step_id=step_id, deadline=deadline):
             step = run.step(step_id)
-            step.gate, step.deadline, step.approvals = "requested", deadline, []
+            step.gate, step.deadline, step.approvals, step.deadline_passed = "requested", deadline, [], False
         case ApprovalGiven(step_id=step_id):
             step = run.step(step_id)
             step.approvals = [*step.approvals, event]
@@ -166,6 +167,8 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case ApprovalRejected(step_id=step_id, actor=actor):
             step = run.step(step_id)
             step.gate, step.gate_decided_by = "rejected", [actor]
+        case ApprovalDeadlinePassed(step_id=step_id):
+            run.step(step_id).deadline_passed = True
         case ApprovalTimedOut(step_id=step_id):
             run.step(step_id).gate = "timed_out"
         case RollbackStarted(waves=waves, reason=reason, at=at):

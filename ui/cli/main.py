@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nats
 
-from events.commands import CancelRun, PauseRun, Reply, ResumeRun, StartRun
+from events.commands import ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResumeRun, RollbackRun, StartRun
 from events.schema import json_schema
 from services.embedded import nats_url
 from services.errors import EngineUnavailable, PlaybookError
@@ -106,9 +106,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    kinds = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun}
-    extra = {"reason": args.reason} if args.command in ("pause", "cancel") and args.reason else {}
+    kinds = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollback": RollbackRun}
+    extra = {"reason": args.reason} if args.command != "resume" and args.reason else {}
     command = kinds[args.command](actor=actor(args), run_id=args.run_id, **extra)
+
+    async def work(client: EngineClient) -> int:
+        reply = await client.send(command)
+        if args.command != "rollback" or not reply.accepted or args.json or not args.follow:
+            return print_reply(reply, args.json)
+        follower = Follower(args.run_id)
+        async for seq, event in client.follow(args.run_id, after_rollback_start=True):
+            follower.show(seq, event)
+        return 0 if follower.run.status == "rolled_back" else 1
+
+    return asyncio.run(with_client(work))
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    kind = ApproveStep if args.command == "approve" else RejectStep
+    command = kind(actor=actor(args), run_id=args.run_id, step_id=args.step_id, comment=args.comment)
 
     async def work(client: EngineClient) -> int:
         return print_reply(await client.send(command), args.json)
@@ -245,12 +261,24 @@ def parser() -> argparse.ArgumentParser:
 
     for name, help in (("pause", "pause a run: no new steps start; running ones finish"),
                        ("resume", "resume a paused run"),
-                       ("cancel", "cancel a run: running steps are killed")):
+                       ("cancel", "cancel a run: running steps are killed"),
+                       ("rollback", "roll back a failed, cancelled or completed run")):
         control = add(name, cmd_control, help)
         control.add_argument("run_id")
         control.add_argument("--as", dest="as_user")
         control.add_argument("--reason", default="")
         control.add_argument("--json", action="store_true")
+        if name == "rollback":
+            control.add_argument("--follow", action="store_true", help="follow the rollback until it ends")
+
+    for name, help in (("approve", "approve a step waiting at its approval gate"),
+                       ("reject", "reject a step waiting at its approval gate: the step fails")):
+        gate = add(name, cmd_gate, help)
+        gate.add_argument("run_id")
+        gate.add_argument("step_id")
+        gate.add_argument("--as", dest="as_user", help="who decides (default: $PLAYBOOK_USER or login)")
+        gate.add_argument("--comment", default="")
+        gate.add_argument("--json", action="store_true")
 
     status = add("status", cmd_status, "show a run's state and steps")
     status.add_argument("run_id")

@@ -8,9 +8,11 @@ from typing import TextIO
 import msgspec
 
 from events.run import (
-    RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused,
-    RunResumed, RunStarted, StepFailed, StepScheduled, StepSkipped, StepStarted,
-    StepSucceeded,
+    ApprovalAttemptRefused, ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected,
+    ApprovalRequested, ApprovalTimedOut, RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled,
+    RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
+    StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled,
+    StepSkipped, StepStarted, StepSucceeded,
 )
 from services.run.state import Run, evolve
 
@@ -46,6 +48,40 @@ def describe(event: RunEvent) -> str:
             return f"run completed in {_ms(event.duration_ms)}"
         case RunFailed():
             return f"run failed after {_ms(event.duration_ms)}: {event.reason}"
+        case ApprovalRequested():
+            who = ", ".join(event.required_approvers) or "anyone"
+            until = f" by {event.deadline:%H:%M:%S}Z" if event.deadline else ""
+            return (f"{event.step_id}: waiting for approval ({event.min_approvals} of {who}){until}: {event.message}"
+                    f" — playbook approve {event.run_id} {event.step_id}")
+        case ApprovalGiven():
+            return f"{event.step_id}: approved by {event.actor}" + (f": {event.comment}" if event.comment else "")
+        case ApprovalGranted(by_timeout=True):
+            return f"{event.step_id}: approved by the system after the timeout"
+        case ApprovalGranted():
+            return f"{event.step_id}: gate open, approved by {', '.join(event.approvers)}"
+        case ApprovalRejected():
+            return f"{event.step_id}: rejected by {event.actor}" + (f": {event.comment}" if event.comment else "")
+        case ApprovalDeadlinePassed():
+            return f"{event.step_id}: approval deadline passed"
+        case ApprovalTimedOut():
+            return f"{event.step_id}: approval timed out"
+        case ApprovalAttemptRefused():
+            return f"{event.step_id}: {event.actor} tried to {event.decision}, refused: {event.reason}"
+        case RollbackStarted():
+            order = " then ".join("+".join(wave) for wave in event.waves) or "nothing"
+            return f"rollback started by {event.actor} ({event.reason}): {order}"
+        case StepRollbackScheduled():
+            return f"{event.step_id}: rollback scheduled"
+        case StepRollbackStarted():
+            return f"{event.step_id}: rolling back on {event.executor}"
+        case StepRolledBack():
+            return f"{event.step_id}: rolled back in {_ms(event.duration_ms)}"
+        case StepRollbackFailed():
+            return f"{event.step_id}: rollback failed ({event.category}): {event.error}"
+        case RollbackCompleted():
+            return "rollback completed: run rolled back"
+        case RollbackFailed():
+            return f"rollback failed: {event.reason}"
     return type(event).__name__
 
 
@@ -56,8 +92,7 @@ def _ms(ms: float) -> str:
 class Follower:
     """Prints a live run: the same fold as the services, shown as it changes."""
 
-    SHOWN = (RunStarted, StepStarted, StepSucceeded, StepFailed, StepSkipped, RunPaused, RunResumed,
-             RunCancelRequested, RunCancelled, RunCompleted, RunFailed)
+    HIDDEN = (StepScheduled, StepRollbackScheduled, ApprovalDeadlinePassed)
 
     def __init__(self, run_id: str, out: TextIO = sys.stdout, as_json: bool = False) -> None:
         self.run = Run(id=run_id)
@@ -68,7 +103,7 @@ class Follower:
         evolve(self.run, event, seq)
         if self.as_json:
             self.out.write(event_json(seq, event) + "\n")
-        elif isinstance(event, self.SHOWN):
+        elif not isinstance(event, self.HIDDEN):
             self.t0 = self.t0 or event.at
             offset = (event.at - self.t0).total_seconds()
             self.out.write(f"{offset:8.3f}s {self.progress()} {describe(event)}\n")
@@ -93,7 +128,7 @@ def event_json(seq: int, event: RunEvent) -> str:
 
 def status_table(run: Run) -> str:
     started = run.started
-    lines = [f"run {run.id}: {run.status}"]
+    lines = [f"run {run.id}: {run.display_status}"]
     if started:
         lines.append(f"playbook {started.playbook.name!r} started by {started.actor} at {started.at:%Y-%m-%d %H:%M:%S}Z"
                      + (f", environment {started.environment}" if started.environment else ""))
@@ -101,6 +136,11 @@ def status_table(run: Run) -> str:
         lines.append(f"failure: {run.failure}")
     for s in run.steps.values():
         extra = s.error or s.reason
+        if s.gate:
+            who = ", ".join(g.actor for g in s.approvals) or "nobody yet"
+            extra = f"gate {s.gate} (approved by {who}) {extra}".rstrip()
+        if s.rollback:
+            extra = f"{extra}; rollback {s.rollback} {s.rollback_error}".strip("; ").rstrip()
         lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt:<2} {_ms(s.duration_ms):>9}  {extra}")
     return "\n".join(lines)
 

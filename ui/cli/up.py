@@ -9,7 +9,7 @@ from pathlib import Path
 from nats.aio.client import Client as NATS
 
 from events.commands import StartRun
-from services.app import serve
+from services.app import ALL_SERVICES, serve
 from services.embedded import EmbeddedNats, playbook_home
 from ui.cli.render import Follower
 from ui.client import EngineClient
@@ -43,7 +43,7 @@ async def _up(*, demo: bool, http_port: int) -> int:
                 asyncio.create_task(_run_demo(nc, port))
 
         try:
-            await serve(url, {"run", "executor"}, ready=ready)
+            await serve(url, set(ALL_SERVICES), ready=ready)
         finally:
             await web.cleanup()
     finally:

@@ -1,0 +1,49 @@
+"""The approval service: arms each gate's deadline timer and acts when it fires.
+
+Timers are JetStream message schedules, so a deadline that falls while every process
+(NATS included) is down takes effect as soon as they are back. Waiting costs nothing
+here: a gate is a timer in the stream, not a coroutine.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from events import subjects
+from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent
+from services.approval.gates import DeadlinePassed
+from services.run.decider import decide
+from services.run.repository import RunRepository
+from services.runtime import Consumer
+
+log = logging.getLogger(__name__)
+
+
+class ApprovalService:
+    def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
+        self.runs = runs
+        self.consumer = Consumer(
+            nc, runs.store.stream, "approval",
+            [subjects.events_of_type("ApprovalRequested"), subjects.events_of_type("ApprovalDeadlinePassed")],
+            self._handle, ack_wait=ack_wait)
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await self.consumer.stop(grace)
+
+    async def _handle(self, msg: Msg, event: RunEvent, seq: int) -> None:
+        match event:
+            case ApprovalRequested(deadline=None):
+                return
+            case ApprovalRequested(run_id=run_id, step_id=step_id, deadline=deadline):
+                fires = ApprovalDeadlinePassed(run_id=run_id, at=deadline, step_id=step_id)
+                await self.runs.store.schedule(subjects.approval_timer(run_id, step_id), fires, deadline,
+                                               msg_id=f"approval-timer.{run_id}.{step_id}.{seq}")
+            case ApprovalDeadlinePassed(run_id=run_id, step_id=step_id):
+                at = datetime.now(timezone.utc)
+                await self.runs.change(run_id, lambda run: decide(run, DeadlinePassed(step_id), at), min_version=seq)

@@ -1,0 +1,141 @@
+"""Credentials written into a playbook (PB420-PB423): anyone who can read the file, or its history, has them.
+
+A value that is or holds a `${...}` reference, a shell variable (`$PW`, `$(cat ...)`), or a
+structural placeholder (`<password>`, `{{ token }}`, `***`, `xxxx`, `...`) is not a
+credential. Word-like defaults (`changeme`, `admin`, `password`) are: they ship as the real
+password too often. Messages show at most the first four characters of what they found.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from services.playbook.diagnostics import Issue, Path
+from services.playbook.references import ReferenceSyntaxError, find_references
+
+_MARK = "\ue000"  # stands for a ${...} reference once references are blanked out
+_KNOWN = [
+    ("an AWS access key id", re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])")),
+    ("a private key", re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----")),
+    ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})")),
+    ("a Slack token", re.compile(r"\bxox[baprs]-[A-Za-z0-9-]{10,}")),
+]
+_NAME = (r"(?:[A-Za-z0-9]+[_.-])*(?:password|passwd|passphrase|pwd|token|secret|api[_-]?key|apikey|access[_-]?key"
+         r"|secret[_-]?key|private[_-]?key|client[_-]?secret|credentials?)")
+_SECRET_KEY = re.compile(_NAME, re.IGNORECASE)
+_ASSIGNED = [re.compile(pattern, re.IGNORECASE) for pattern in (
+    rf"(?<![\w.-])(?:--)?(?P<name>{_NAME})\s*=\s*[\"']?(?P<value>[^\s\"'&;,)]+)",  # password=x, ?token=x, --pwd=x
+    rf"[\"']?(?P<name>{_NAME})[\"']?\s*:\s*[\"'](?P<value>[^\"']+)[\"']",  # "password": "x", token: 'x'
+    r"(?<![\w-])--(?P<name>(?:[a-z]+-)*(?:password|passwd|token|secret|api-key))\s+(?P<value>[^\s\-;&|][^\s;&|]*)",
+    r"(?P<name>authorization)\s*:\s*(?:bearer|basic|token|digest)\s+(?P<value>[^\s\"']+)",
+    r"(?P<name>bearer)\s+(?P<value>[A-Za-z0-9._~+/-]{16,}=*)",
+)]
+_SCHEME = re.compile(r"(?:bearer|basic|token|digest)\s+", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"<[^>]*>|\{\{.*\}\}|[*xX.?_-]+|%(?:\(\w+\))?s|\$.*")
+_URL = re.compile(r"(?i)\b(?P<scheme>https?)://(?:(?P<user>[^\s/?#@:]*)(?::(?P<password>[^\s/?#@]*))?@)?"
+                  r"(?P<host>\[[^\]\s]*\]|[^\s/?#:]*)")
+_LOOPBACK = re.compile(r"localhost|127(?:\.\d+){3}|\[::1\]", re.IGNORECASE)
+_RUN = re.compile(r"[A-Za-z0-9+/_=-]{20,}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+_DIGEST_LENGTHS = {32, 40, 56, 64, 96, 128}  # md5, sha1 (and git commits), sha224, sha256, sha384, sha512
+_STORE = "move it to the engine's secret store and write ${secret:NAME} instead"
+
+
+def credential_issues(data: Any, path: Path = ()) -> Iterator[Issue]:
+    """Hardcoded credentials in every text value of the playbook, at most one finding per value."""
+    for at, key, value in _values(data, path, None):
+        text = _blank_references(value)
+        finding = next(_findings(key, value, text), None)
+        if finding:
+            yield Issue(finding[0], finding[1], at)
+
+
+def transport_issues(args: dict[Any, Any], at: Path) -> Iterator[Issue]:
+    """An http_request that sends credentials over plain http to another host."""
+    url = args.get("url")
+    m = _URL.match(url) if isinstance(url, str) else None
+    if not m or m["scheme"].lower() != "http" or _LOOPBACK.fullmatch(m["host"]) or m["password"] is not None:
+        return
+    headers = args.get("headers")
+    names = {str(name).lower() for name in headers} if isinstance(headers, dict) else set()
+    if names & {"authorization", "proxy-authorization", "x-api-key", "cookie"} or "${secret:" in repr(args):
+        yield Issue("PB423", f"this request sends credentials over plain http to {m['host']}, where anyone on the "
+                             "network path can read them; use https://", at + ("url",))
+
+
+def _values(data: Any, path: Path, key: str | None) -> Iterator[tuple[Path, str | None, str]]:
+    """Every scalar text with its path and the name it is assigned to (a mapping key, or a sibling `name`)."""
+    if isinstance(data, dict):
+        named = data.get("name") if isinstance(data.get("name"), str) else None
+        for k, item in data.items():
+            yield from _values(item, path + (k,), named if k in ("default", "value") and named else str(k))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            yield from _values(item, path + (index,), key)
+    elif isinstance(data, (str, int)) and not isinstance(data, bool):
+        yield path, key, str(data)
+
+
+def _blank_references(text: str) -> str:
+    try:
+        refs = find_references(text)
+    except ReferenceSyntaxError:
+        return re.sub(r"\$\{[^}]*\}", _MARK, text)
+    for ref in reversed(refs):
+        text = text[:ref.start] + _MARK + text[ref.end:]
+    return text
+
+
+def _findings(key: str | None, value: str, text: str) -> Iterator[tuple[str, str]]:
+    for what, pattern in _KNOWN:
+        if m := pattern.search(text):
+            shown = m[0] if what == "a private key" else _hint(m[0])
+            yield "PB420", f"hardcoded credential: {what} ('{shown}') is written in the playbook; {_STORE}"
+    if key and _SECRET_KEY.fullmatch(key) and _literal(text):
+        yield "PB420", f"hardcoded credential: '{key}' is set to the literal '{_hint(value)}'; {_STORE}"
+    if key and key.lower() in ("authorization", "proxy-authorization") and _literal(_SCHEME.sub("", text, 1)):
+        yield "PB420", f"hardcoded credential: the {key} header is the literal '{_hint(value)}'; {_STORE}"
+    for pattern in _ASSIGNED:
+        for m in pattern.finditer(text):
+            if _literal(m["value"]):
+                yield "PB420", (f"hardcoded credential: {m['name']} is given the literal '{_hint(m['value'])}'; "
+                                f"{_STORE}")
+    for m in _URL.finditer(text):
+        if m["password"] and m["scheme"].lower() == "http":
+            yield "PB422", (f"the URL for {m['host']} carries a user name and password over plain http, where "
+                            "anyone on the network path can read them; use https:// and ${secret:NAME}")
+        elif m["password"] and _literal(m["password"]):
+            yield "PB420", (f"hardcoded credential: the URL for {m['host']} holds the password "
+                            f"'{_hint(m['password'])}'; {_STORE}")
+    for run in _RUN.findall(text):
+        if _random(run.rstrip("=")):
+            yield "PB421", (f"'{_hint(run)}' ({len(run)} characters) looks like a random key or token; if it is a "
+                            f"credential, {_STORE}")
+
+
+def _literal(value: str) -> bool:
+    """True for a value written out in the playbook; false for references, variables and placeholders."""
+    value = value.strip().strip("\"'")
+    return bool(value) and _MARK not in value and not _PLACEHOLDER.fullmatch(value)
+
+
+def _hint(secret: str) -> str:
+    return secret[:min(4, len(secret) // 2)] + "***"
+
+
+def _random(run: str) -> bool:
+    """Shannon entropy and mixing of character classes, tuned so words, paths and digests pass."""
+    if _UUID.fullmatch(run):
+        return False
+    if re.fullmatch(r"[0-9a-fA-F]+", run):
+        return len(run) not in _DIGEST_LENGTHS and _entropy(run) >= 3.0 and not run.isdigit() and not run.isalpha()
+    classes = [c.isupper() * 1 + c.islower() * 2 + c.isdigit() * 3 for c in run]
+    switches = sum(a != b for a, b in zip(classes, classes[1:]))
+    return {1, 2, 3} <= set(classes) and switches >= 0.3 * len(run) and _entropy(run) >= 3.5
+
+
+def _entropy(text: str) -> float:
+    counts = [text.count(c) for c in set(text)]
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts)
