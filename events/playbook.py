@@ -146,6 +146,7 @@ class Playbook(_Spec):
     environments: dict[str, dict[str, Any]] = {}
     variables: dict[str, Any] = {}
     on_failure: FailurePolicy = "stop"
+    on_rollback_failure: Literal["continue", "stop"] = "continue"
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):

@@ -34,7 +34,7 @@ def waves(run: Run) -> list[list[str]]:
 
 def advance(run: Run, at: datetime) -> list[RunEvent]:
     """The next rollback events: schedule the current wave, or end the rollback."""
-    stop_on_failure = getattr(run.playbook, "on_rollback_failure", "continue") == "stop"
+    stop_on_failure = run.playbook.on_rollback_failure == "stop"
     failed = [s for wave in run.waves for s in wave if run.steps[s].rollback == "failed"]
     for wave in run.waves:
         states = [run.steps[s] for s in wave]

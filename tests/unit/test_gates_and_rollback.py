@@ -1,0 +1,248 @@
+"""Approval gates and rollback in the decider, as scenarios."""
+from __future__ import annotations
+
+import pytest
+
+from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
+from events.run import ApprovalDeadlinePassed
+from services.approval.gates import Decide, DeadlinePassed, Refused
+from services.errors import CommandRejected
+from tests.helpers import at, noop, started
+from tests.unit.test_run_decider import R, Scenario, kinds
+
+GROUPS = {"alice": ("ops-team",), "bob": ("ops-team", "tech-lead"), "carol": ("tech-lead",), "dave": ()}
+
+
+def gated(step_id: str = "deploy", **gate) -> dict:
+    return noop(step_id, approval_gate={"message": "Deploy it?", "required_approvers": ["ops-team", "tech-lead"], **gate})
+
+
+def approve(who: str, step: str = "deploy", comment: str = "") -> Decide:
+    return Decide(step_id=step, actor=who, groups=GROUPS[who], approve=True, comment=comment)
+
+
+def reject(who: str, step: str = "deploy") -> Decide:
+    return Decide(step_id=step, actor=who, groups=GROUPS[who], approve=False, comment="not today")
+
+
+def gate_scenario(**gate) -> Scenario:
+    s = Scenario(started(R, [noop("build"), gated(**gate), noop("verify")], actor="starter",
+                         parameters=[{"name": "service", "default": "checkout"}]))
+    s.start()
+    s.run_step("build")
+    return s
+
+
+def test_a_gated_step_waits_for_approval_with_the_message_interpolated() -> None:
+    s = Scenario(started(R, [noop("build"), gated(timeout_seconds=60, message="Deploy ${service}?")], actor="starter",
+                         parameters=[{"name": "service", "default": "checkout"}]))
+    s.start()
+    events = s.run_step("build")
+    assert kinds(events) == ["StepSucceeded:build", "ApprovalRequested:deploy"]
+    request = events[-1]
+    assert request.message == "Deploy checkout?"
+    assert (request.required_approvers, request.min_approvals) == (["ops-team", "tech-lead"], 2)
+    assert request.deadline == at(10 + 60)
+    assert s.run.display_status == "waiting_approval"
+
+
+def test_two_groups_need_two_distinct_people_then_the_step_is_scheduled() -> None:
+    s = gate_scenario()
+    assert kinds(s.when(approve("bob"))) == ["ApprovalGiven:deploy"]          # bob is in both groups: counts once
+    events = s.when(approve("alice"))
+    assert kinds(events) == ["ApprovalGiven:deploy", "ApprovalGranted:deploy", "StepScheduled:deploy"]
+    assert events[1].approvers == ["alice", "bob"]
+
+
+def test_the_starter_cannot_approve_their_own_run_and_the_refusal_is_recorded() -> None:
+    s = Scenario(started(R, [gated(required_approvers=["ops-team"])], actor="alice"))
+    s.start()
+    with pytest.raises(Refused, match="alice started this run") as refused:
+        s.when(approve("alice"))
+    assert (refused.value.record.actor, refused.value.record.decision) == ("alice", "approve")
+
+
+def test_self_approval_when_the_gate_allows_it() -> None:
+    s = Scenario(started(R, [gated(required_approvers=["ops-team"], allow_self_approval=True)], actor="alice"))
+    s.start()
+    assert kinds(s.when(approve("alice"))) == ["ApprovalGiven:deploy", "ApprovalGranted:deploy", "StepScheduled:deploy"]
+
+
+@pytest.mark.parametrize("first, second, problem", [
+    ("bob", "bob", "already approved"),
+    ("bob", "dave", "not a required approver"),
+])
+def test_refused_approvals(first, second, problem) -> None:
+    s = gate_scenario()
+    s.when(approve(first))
+    with pytest.raises(Refused, match=problem):
+        s.when(approve(second))
+
+
+def test_approving_a_gate_that_is_not_waiting_is_refused() -> None:
+    s = gate_scenario()
+    s.when(approve("alice")), s.when(approve("carol"))
+    with pytest.raises(Refused, match="not waiting for approval"):
+        s.when(approve("bob"))
+    with pytest.raises(Refused, match="has no step 'nope'"):
+        s.when(approve("bob", step="nope"))
+
+
+def test_min_approvals_means_any_n_of_the_entries() -> None:
+    s = gate_scenario(required_approvers=["ops-team", "tech-lead", "dave"], min_approvals=1)
+    assert kinds(s.when(approve("dave"))) == ["ApprovalGiven:deploy", "ApprovalGranted:deploy", "StepScheduled:deploy"]
+
+
+def test_a_reject_by_a_required_approver_fails_the_step_and_the_run() -> None:
+    s = gate_scenario()
+    events = s.when(reject("carol"))
+    assert kinds(events) == ["ApprovalRejected:deploy", "StepFailed:deploy", "RunFailed"]
+    assert events[1].category == "authorization" and "carol" in events[1].error
+
+
+def test_the_deadline_times_the_gate_out_and_a_late_approval_is_refused() -> None:
+    s = gate_scenario(timeout_seconds=5)
+    s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))
+    with pytest.raises(Refused, match="approval window .* closed"):
+        s.when(approve("alice"))
+    events = s.when(DeadlinePassed("deploy"))
+    assert kinds(events) == ["ApprovalTimedOut:deploy", "StepFailed:deploy", "RunFailed"]
+    assert events[1].category == "timeout"
+    assert s.when(DeadlinePassed("deploy")) == []
+
+
+def test_auto_approve_after_timeout_opens_the_gate_as_the_system() -> None:
+    s = gate_scenario(timeout_seconds=5, auto_approve_after_timeout=True)
+    s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))
+    events = s.when(DeadlinePassed("deploy"))
+    assert kinds(events) == ["ApprovalGranted:deploy", "StepScheduled:deploy"]
+    assert (events[0].actor, events[0].by_timeout) == ("system", True)
+
+
+def test_a_deadline_after_the_gate_was_decided_does_nothing() -> None:
+    s = gate_scenario(timeout_seconds=5)
+    s.when(approve("alice")), s.when(approve("carol"))
+    assert s.when(DeadlinePassed("deploy")) == []
+
+
+def test_a_paused_runs_gate_can_be_approved_and_the_step_starts_on_resume() -> None:
+    s = gate_scenario()
+    s.when(PauseRun(run_id=R, actor="ops"))
+    s.when(approve("alice"))
+    assert kinds(s.when(approve("carol"))) == ["ApprovalGiven:deploy", "ApprovalGranted:deploy"]
+    assert kinds(s.when(ResumeRun(run_id=R, actor="ops"))) == ["RunResumed", "StepScheduled:deploy"]
+
+
+def test_cancelling_a_run_that_waits_for_approval_ends_it_at_once() -> None:
+    s = gate_scenario()
+    assert kinds(s.when(CancelRun(run_id=R, actor="ops"))) == ["RunCancelRequested", "RunCancelled"]
+
+
+# -- rollback -------------------------------------------------------------------------------
+
+def undo(step_id: str, **extra) -> dict:
+    return noop(step_id, rollback=[{"action": "shell", "args": {"command": f"undo {step_id}"}}], **extra)
+
+
+def test_on_failure_rollback_undoes_succeeded_steps_in_reverse_order() -> None:
+    s = Scenario(started(R, [undo("backup"), noop("no_undo"), undo("deploy"), noop("health")], on_failure="rollback"))
+    s.start()
+    s.run_step("backup"), s.run_step("no_undo"), s.run_step("deploy")
+    s.begin("health")
+    events = s.fail("health", "503")
+    assert kinds(events) == ["StepFailed:health", "RollbackStarted", "StepRollbackScheduled:deploy"]
+    assert events[1].waves == [["deploy"], ["backup"]]
+    assert "step health failed: 503" in events[1].reason
+    assert s.run.status == "rolling_back"
+    s.when(_begin_rollback(s, "deploy"))
+    assert kinds(s.when(_finish_rollback(s, "deploy"))) == ["StepRolledBack:deploy", "StepRollbackScheduled:backup"]
+    s.when(_begin_rollback(s, "backup"))
+    assert kinds(s.when(_finish_rollback(s, "backup"))) == ["StepRolledBack:backup", "RollbackCompleted"]
+    assert s.run.status == "rolled_back"
+
+
+def test_a_parallel_group_rolls_back_together_as_one_wave() -> None:
+    s = Scenario(started(R, [undo("a", parallel_group="g"), undo("b", parallel_group="g"), undo("c")]))
+    s.start()
+    s.begin("a"), s.begin("b")
+    s.succeed("b"), s.succeed("a")
+    s.run_step("c")
+    events = s.when(RollbackRun(run_id=R, actor="ops"))
+    assert events[0].waves == [["c"], ["a", "b"]]
+    assert events[0].actor == "ops"
+
+
+def test_a_failed_rollback_action_is_recorded_and_the_rollback_goes_on_to_end_failed() -> None:
+    s = Scenario(started(R, [undo("a"), undo("b"), noop("c")], on_failure="rollback"))
+    s.start()
+    s.run_step("a"), s.run_step("b"), s.begin("c")
+    s.fail("c")
+    s.when(_begin_rollback(s, "b"))
+    assert kinds(s.when(_finish_rollback(s, "b", error="undo b: exit 1"))) == [
+        "StepRollbackFailed:b", "StepRollbackScheduled:a"]
+    s.when(_begin_rollback(s, "a"))
+    events = s.when(_finish_rollback(s, "a"))
+    assert kinds(events) == ["StepRolledBack:a", "RollbackFailed"]
+    assert events[-1].failed_steps == ["b"]
+    assert s.run.status == "rollback_failed"
+
+
+def test_rollback_failure_policy_stop_ends_at_the_first_failure() -> None:
+    s = Scenario(started(R, [undo("a"), undo("b"), noop("c")], on_failure="rollback", on_rollback_failure="stop"))
+    s.start()
+    s.run_step("a"), s.run_step("b"), s.begin("c")
+    s.fail("c")
+    s.when(_begin_rollback(s, "b"))
+    assert kinds(s.when(_finish_rollback(s, "b", error="boom"))) == ["StepRollbackFailed:b", "RollbackFailed"]
+    assert s.run.steps["a"].rollback == "pending"
+
+
+def test_a_step_that_partly_ran_is_rolled_back_too() -> None:
+    s = Scenario(started(R, [undo("a"), undo("b")], on_failure="rollback"))
+    s.start()
+    s.run_step("a"), s.begin("b")
+    assert s.fail("b")[1].waves == [["b"], ["a"]]
+
+
+def test_without_anything_to_undo_the_run_just_fails() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")], on_failure="rollback"))
+    s.start()
+    s.run_step("a"), s.begin("b")
+    assert kinds(s.fail("b")) == ["StepFailed:b", "RunFailed"]
+
+
+def test_rollback_by_hand_only_when_the_run_has_ended() -> None:
+    s = Scenario(started(R, [undo("a"), noop("b")]))
+    s.start()
+    s.run_step("a")
+    with pytest.raises(CommandRejected, match="cancel it or let it finish"):
+        s.when(RollbackRun(run_id=R, actor="ops"))
+    s.run_step("b")
+    assert kinds(s.when(RollbackRun(run_id=R, actor="ops"))) == ["RollbackStarted", "StepRollbackScheduled:a"]
+
+
+def test_rollback_can_be_paused_resumed_and_cancelled() -> None:
+    s = Scenario(started(R, [undo("a"), undo("b"), noop("c")], on_failure="rollback"))
+    s.start()
+    s.run_step("a"), s.run_step("b"), s.begin("c")
+    s.fail("c")
+    assert kinds(s.when(PauseRun(run_id=R, actor="ops"))) == ["RunPaused"]
+    assert kinds(s.when(_begin_rollback(s, "b"))) == []                 # paused: not started
+    assert kinds(s.when(ResumeRun(run_id=R, actor="ops"))) == ["RunResumed", "StepRollbackScheduled:b"]
+    s.when(_begin_rollback(s, "b"))
+    assert kinds(s.when(CancelRun(run_id=R, actor="ops"))) == ["RunCancelRequested"]
+    events = s.when(_finish_rollback(s, "b", error="killed", category="cancelled"))
+    assert kinds(events) == ["StepRollbackFailed:b", "RunCancelled"]
+
+
+def _begin_rollback(s: Scenario, step_id: str):
+    from services.run.decider import BeginStep
+    step = s.run.steps[step_id]
+    return BeginStep(step_id=step_id, attempt=step.rollback_attempt, scheduled_seq=step.rollback_seq,
+                     executor="ex1", redelivered=False, rollback=True)
+
+
+def _finish_rollback(s: Scenario, step_id: str, error: str = "", category: str = "unknown"):
+    from services.run.decider import FinishStep
+    return FinishStep(step_id=step_id, attempt=s.run.steps[step_id].rollback_attempt, outputs=[{}],
+                      duration_ms=1.0, error=error, category=category, rollback=True)
