@@ -22,13 +22,14 @@ _KNOWN = [
     ("a GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})")),
     ("a Slack token", re.compile(r"\bxox[baprs]-[A-Za-z0-9-]{10,}")),
 ]
-_NAME = (r"(?:[A-Za-z0-9]+[_.-])*(?:password|passwd|passphrase|pwd|token|secret|api[_-]?key|apikey|access[_-]?key"
+_NAME = (r"[A-Za-z0-9_.-]*?(?:password|passwd|passphrase|pwd|token|secret|api[_-]?key|apikey|access[_-]?key"
          r"|secret[_-]?key|private[_-]?key|client[_-]?secret|credentials?)")
 _SECRET_KEY = re.compile(_NAME, re.IGNORECASE)
 _ASSIGNED = [re.compile(pattern, re.IGNORECASE) for pattern in (
-    rf"(?<![\w.-])(?:--)?(?P<name>{_NAME})\s*=\s*[\"']?(?P<value>[^\s\"'&;,)]+)",  # password=x, ?token=x, --pwd=x
-    rf"[\"']?(?P<name>{_NAME})[\"']?\s*:\s*[\"'](?P<value>[^\"']+)[\"']",  # "password": "x", token: 'x'
+    rf"(?<![\w.-])(?:--)?(?P<name>{_NAME})=[\"']?(?P<value>[^\s\"'&;,)]+)",  # password=x, ?token=x, --pwd=x
+    rf"(?<![\w.-])[\"']?(?P<name>{_NAME})[\"']?\s*:\s*[\"'](?P<value>[^\"']+)[\"']",  # "password": "x", token: 'x'
     r"(?<![\w-])--(?P<name>(?:[a-z]+-)*(?:password|passwd|token|secret|api-key))\s+(?P<value>[^\s\-;&|][^\s;&|]*)",
+    r"(?<![\w-])(?P<name>-u|--user)\s+[\"']?[^\s:\"']+:(?P<value>[^\s\"'@]+)",  # curl -u user:password
     r"(?P<name>authorization)\s*:\s*(?:bearer|basic|token|digest)\s+(?P<value>[^\s\"']+)",
     r"(?P<name>bearer)\s+(?P<value>[A-Za-z0-9._~+/-]{16,}=*)",
 )]
@@ -133,7 +134,7 @@ def _random(run: str) -> bool:
         return len(run) not in _DIGEST_LENGTHS and _entropy(run) >= 3.0 and not run.isdigit() and not run.isalpha()
     classes = [c.isupper() * 1 + c.islower() * 2 + c.isdigit() * 3 for c in run]
     switches = sum(a != b for a, b in zip(classes, classes[1:]))
-    return {1, 2, 3} <= set(classes) and switches >= 0.3 * len(run) and _entropy(run) >= 3.5
+    return {1, 2, 3} <= set(classes) and switches >= 0.4 * len(run) and _entropy(run) >= 3.5
 
 
 def _entropy(text: str) -> float:

@@ -38,15 +38,33 @@ CODES: dict[str, str] = {
     "PB304": "unknown environment",
     "PB305": "unknown parameter given",
     "PB306": "parameter declared twice",
+    "PB401": "rm -r on the root, a system or home directory, or with --no-preserve-root",
+    "PB402": "rm -r on a path that starts with a value that may be empty",
+    "PB403": "rm -r on a path that starts with a parameter a caller can set to anything",
+    "PB404": "command that overwrites a disk (mkfs, dd of=/dev/..., partitioning, wipefs, shred)",
+    "PB405": "output written onto a device",
+    "PB406": "chmod/chown of the root or a system directory",
+    "PB407": "chmod to a world-writable mode",
+    "PB409": "fork bomb",
+    "PB410": "downloaded code run without checking it",
+    "PB411": "${raw:...} in a shell command",
+    "PB412": "eval or sh -c of a ${...} value",
+    "PB420": "hardcoded credential",
+    "PB421": "string that looks like a random key or token",
+    "PB422": "credentials in a plain http URL",
+    "PB423": "credentials sent over plain http",
     "PB501": "step has no name",
     "PB502": "shell step without timeout_seconds",
     "PB503": "environment sets an undeclared name",
 }
 _INFOS = {"PB501"}
+_RISKY = {"PB403", "PB407", "PB411", "PB412", "PB421", "PB423"}  # security findings that warn, not stop
 
 
 def severity_of(code: str) -> Severity:
-    """PB5xx are advice (warnings, a few infos); every other code is an error."""
+    """PB5xx are advice (warnings, a few infos), risky PB4xx warn; every other code is an error."""
+    if code in _RISKY:
+        return "warning"
     if not code.startswith("PB5"):
         return "error"
     return "info" if code in _INFOS else "warning"

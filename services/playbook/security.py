@@ -15,14 +15,15 @@ from services.playbook.credentials import credential_issues, transport_issues
 from services.playbook.diagnostics import Diagnostic, Issue, Path
 from services.playbook.references import find_references, ReferenceSyntaxError
 from services.playbook.shell_analysis import (
-    Command, Hole, Script, basename, literal, mark_references, options, parse_argv, parse_shell,
+    Command, Hole, Script, literal, mark_references, options, parse_argv, parse_shell,
 )
 
 Risk = Literal["empty", "set", "safe"]
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "fish"}
 _INTERPRETERS = {"perl", "ruby", "node", "nodejs", "php", "pwsh", "lua"}
 _FETCHERS = {"curl", "wget", "fetch", "http", "https", "aria2c"}
-_SAFE_DEVICES = re.compile(r"/dev/(null|zero|full|u?random|std(in|out|err)|tty\d*|console|kmsg|log|(fd|pts)/\d+|shm/.*)")
+_SAFE_DEVICES = re.compile(r"/dev/(null|zero|full|u?random|std(in|out|err)|tty\d*|console|kmsg|log|(fd|pts)/\d+"
+                           r"|shm/.*)")
 _SYSTEM_PARENTS = {"usr", "bin", "sbin", "boot", "lib", "lib32", "lib64", "libx32", "home"}
 _MKFS = re.compile(r"mkfs(\..+)?|mke2fs|mkswap|mkdosfs|mkntfs")
 _PARTITIONERS = {"fdisk": {"l", "list", "s", "getsz"}, "sfdisk": {"l", "list", "d", "dump", "J", "json", "s", "V",
@@ -32,9 +33,10 @@ _PARTED_WRITES = {"mklabel", "mktable", "mkpart", "mkpartfs", "rm", "resize", "r
                   "set", "toggle", "name", "disk_set"}
 _OCTAL = re.compile(r"[0-7]{3,4}")
 _SYMBOLIC = re.compile(r"([ugoa]*)([-+=])([rwxXst]*)")
-_FORK_BOMBS = [re.compile(rf"{head}\s*\{{[^}}]*?(?<![\w-])(?P=f)\s*(\|\s*&?|&)\s*(?P=f)\s*&(?!&)")
-               for head in (r"(?P<f>[^\s(){}|&;<>'\"]+)\s*\(\s*\)", r"function\s+(?P<f>[^\s(){}|&;<>'\"]+)(\s*\(\s*\))?")]
-_FIX_PATH = ("anchor the path under a fixed directory (e.g. /tmp/work/${dir}), give the parameter `choices`, "
+_FORK_BOMBS = [re.compile(rf"{head}\s*\{{[^}}]{{0,200}}?(?<![\w-])(?P=f)\s*(\|\s*&?|&)\s*(?P=f)\s*&(?!&)")
+               for head in (r"(?<![^\s;&|(){}])(?P<f>[^\s(){}|&;<>'\"]{1,64})\s*\(\s*\)",
+                            r"\bfunction\s+(?P<f>[^\s(){}|&;<>'\"]{1,64})(\s*\(\s*\))?")]
+_FIX_PATH = ("anchor the path under a fixed directory (e.g. /tmp/work/${dir}), "
              "or for a shell variable write \"${DIR:?}\" so an empty value stops the command")
 
 
@@ -64,16 +66,15 @@ def security_issues(data: dict[Any, Any]) -> list[Issue]:
 
 
 def _known_values(data: dict[Any, Any]) -> tuple[dict[str, str], dict[str, Risk]]:
-    """Variables with a literal value are inlined; every other name gets how risky its value is."""
+    """Text variables are inlined into commands; every other name gets how risky its value is."""
     known: dict[str, str] = {}
     risks: dict[str, Risk] = {}
     variables = data.get("variables")
     for name, value in (variables if isinstance(variables, dict) else {}).items():
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and "${" not in str(value):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             known[str(name)] = str(value)
         else:
-            risks[str(name)] = "set" if isinstance(value, str) and re.sub(r"\$\{[^}]*\}", "", value).strip() \
-                else "empty"
+            risks[str(name)] = "empty" if value is None else "set"
     parameters = data.get("parameters")
     for parameter in parameters if isinstance(parameters, list) else []:
         if isinstance(parameter, dict) and isinstance(parameter.get("name"), str):
@@ -86,7 +87,7 @@ def _shell_step(args: dict[Any, Any], at: Path, known: dict[str, str], risks: di
     command, argv = args.get("command"), args.get("argv")
     if isinstance(command, str):
         text, refs = mark_references(command, known)
-        found = [(code, message) for code, message in _raw_references(command)]
+        found = list(_raw_references(command))
         found += _fork_bomb(command)
         found += _script_issues(parse_shell(text, refs), risks)
         path = at + ("command",)
@@ -140,7 +141,7 @@ def _command_issues(command: Command, script: Script, risks: dict[str, Risk]) ->
     if program == "rm":
         yield from _rm(command, script, risks, shown)
     elif program in ("chmod", "chown", "chgrp"):
-        yield from _permissions(command, script, shown)
+        yield from _permissions(command, shown)
     elif program == "dd" or _MKFS.fullmatch(program) or program in _PARTITIONERS or program in (
             "parted", "wipefs", "shred", "tee"):
         yield from _disk(command, script, shown)
@@ -160,9 +161,10 @@ def _rm(command: Command, script: Script, risks: dict[str, Risk], shown: str) ->
         first = holes[0] if holes and holes[0].start == 0 else None
         risk = _risk(first, risks) if first and not _special(first) else None
         if risk == "empty":
-            empty = _fill(word, script, risks, empty=True) or "(nothing)"
+            empty = _fill(word, script, risks, empty=True)
+            when_empty = f" (when it is empty, this deletes {empty})" if empty else ""
             yield "PB402", (f"'{shown}' deletes a path that starts with {script.show(word[:first.end])}, a value that "
-                            f"may be empty or anything; if empty it deletes {empty}; {_FIX_PATH}")
+                            f"may be empty or anything{when_empty}; {_FIX_PATH}")
         elif risk == "set":
             yield "PB403", (f"'{shown}' deletes a path that starts with {script.show(word[:first.end])}, which a "
                             f"caller can set to anything (including /); {_FIX_PATH}")
@@ -215,7 +217,9 @@ def _system(path: str) -> str | None:
     glob = [any(c in p for c in "*?[") for p in parts]
     if glob[0] or len(parts) == 1:
         return f"the top-level directory /{parts[0]}" if not glob[0] else f"everything under / ({path})"
-    if len(parts) == 2 and (parts[0] in _SYSTEM_PARENTS or glob[1]):
+    if len(parts) == 2 and glob[1]:
+        return f"everything in /{parts[0]}"
+    if len(parts) == 2 and parts[0] in _SYSTEM_PARENTS:
         return f"the system directory /{'/'.join(parts)}"
     return None
 
@@ -225,7 +229,7 @@ def _device(word: str) -> bool:
     return path.startswith("/dev/") and not _SAFE_DEVICES.fullmatch(path)
 
 
-def _permissions(command: Command, script: Script, shown: str) -> Iterator[tuple[str, str]]:
+def _permissions(command: Command, shown: str) -> Iterator[tuple[str, str]]:
     args = [literal(word) for word in command.args]
     recursive = any(a == "--recursive" or (a.startswith("-") and not a.startswith("--") and "R" in a) for a in args)
     if command.program == "chmod":
@@ -233,7 +237,7 @@ def _permissions(command: Command, script: Script, shown: str) -> Iterator[tuple
         mode = modes[0] if modes and "--reference" not in " ".join(args) else ""
         targets = [a for a in args if a != mode and not a.startswith("-")]
     else:
-        mode, targets = "", [a for a in options(command.args).operands[1:]]
+        mode, targets = "", [literal(word) for word in options(command.args).operands[1:]]
     worst = next((what for target in targets if (what := _system(target)) and "working" not in what), None)
     if command.program == "chmod" and _world_writable(mode):
         if worst:

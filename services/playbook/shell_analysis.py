@@ -10,7 +10,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -106,24 +106,34 @@ def basename(word: str) -> str:
     return posixpath.basename(literal(word))
 
 
-def mark_references(text: str, known: Mapping[str, str]) -> tuple[str, list[Reference]]:
-    """References become placeholders (names with a known literal value are inlined, quoted as the engine does)."""
+def mark_references(text: str, variables: Mapping[str, str]) -> tuple[str, list[Reference]]:
+    """References become placeholders; variables are inlined, quoted as the engine quotes their values."""
+    refs: list[Reference] = []
+    return "".join(_mark(text, variables, refs, quote=False, depth=0)), refs
+
+
+def _mark(text: str, variables: Mapping[str, str], refs: list[Reference], *, quote: bool,
+          depth: int) -> Iterator[str]:
     try:
-        refs = find_references(text)
+        found = find_references(text)
     except ReferenceSyntaxError:
-        return text, []
-    pieces, kept, position = [], [], 0
-    for ref in refs:
-        pieces.append(text[position:ref.start].replace("$${", "${"))
+        found = []
+    position = 0
+    for ref in found:
+        yield _plain(text[position:ref.start], quote)
         raw = ref.raw[2:].lstrip().startswith("raw:")
-        if ref.kind == "name" and ref.name in known:
-            pieces.append(known[ref.name] if raw else shlex.quote(known[ref.name]))
+        if ref.kind == "name" and ref.name in variables and depth < _MAX_DEPTH:
+            yield from _mark(variables[ref.name], variables, refs, quote=quote or not raw, depth=depth + 1)
         else:
-            pieces.append(f"{REF_OPEN}{len(kept)}{REF_CLOSE}")
-            kept.append(ref)
+            yield f"{REF_OPEN}{len(refs)}{REF_CLOSE}"
+            refs.append(ref)
         position = ref.end
-    pieces.append(text[position:].replace("$${", "${"))
-    return "".join(pieces), kept
+    yield _plain(text[position:], quote)
+
+
+def _plain(text: str, quote: bool) -> str:
+    text = text.replace("$${", "${")
+    return shlex.quote(text) if quote and text else text
 
 
 def parse_shell(text: str, refs: list[Reference], depth: int = 0) -> Script:
@@ -138,15 +148,12 @@ def parse_shell(text: str, refs: list[Reference], depth: int = 0) -> Script:
     return script
 
 
-def parse_argv(argv: list[str], known: Mapping[str, str]) -> Script:
+def parse_argv(argv: list[str], variables: Mapping[str, str]) -> Script:
     """Parse a program and its arguments run without a shell: every item is exactly one word."""
     refs: list[Reference] = []
     words = []
     for item in argv:
-        marked, found = mark_references(item, known)
-        shift = len(refs)
-        refs += found
-        marked = re.sub(rf"{REF_OPEN}(\d+){REF_CLOSE}", lambda m: f"{REF_OPEN}{int(m[1]) + shift}{REF_CLOSE}", marked)
+        marked = "".join(_mark(item, variables, refs, quote=False, depth=0))
         words.append("".join(_PROTECTED.get(c, c) for c in marked))
     command = _unwrap(words, [], 0, 0)
     return Script([command] if command else [], refs)

@@ -13,6 +13,7 @@ from services.playbook.parameters import check_parameters
 from services.playbook.plan import plan_issues, upstream
 from services.playbook.references import ReferenceSyntaxError, find_references
 from services.playbook.schema_check import check_schema, describe_value, step_id_at
+from services.playbook.security import security_errors, security_issues
 from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, load_yaml
 
 DEFAULT_ACTIONS = frozenset({"noop", "wait", "shell", "http_request"})
@@ -38,13 +39,18 @@ def validate_playbook(text: str, source: str = "<playbook>", *, parameters: Mapp
 
 
 def load_playbook(text: str, source: str = "<playbook>", *, parameters: Mapping[str, Any] | None = None,
-                  environment: str | None = None, known_actions: Collection[str] | None = None) -> LoadedPlaybook:
-    """The playbook ready to run; raises `PlaybookInvalid` with every diagnostic if any is an error."""
+                  environment: str | None = None, known_actions: Collection[str] | None = None,
+                  allow_unsafe_shell: bool = False) -> LoadedPlaybook:
+    """The playbook ready to run; raises `PlaybookInvalid` with every diagnostic if any is an error.
+
+    With `allow_unsafe_shell`, security errors (PB4xx) do not block; they stay in `warnings`.
+    """
     try:
         diagnostics, loaded = _check(text, source, parameters, environment, known_actions)
     except Exception as err:
         raise PlaybookInvalid([_internal(err, source)]) from err
-    if loaded is None or any(d.severity == "error" for d in diagnostics):
+    waived = security_errors(diagnostics) if allow_unsafe_shell else []
+    if loaded is None or any(d.severity == "error" and d not in waived for d in diagnostics):
         raise PlaybookInvalid(diagnostics)
     return loaded
 
@@ -74,7 +80,9 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
         issues.append(Issue("PB002", f"a playbook must be a mapping with 'name' and 'steps'; {got}"))
     diagnostics = sorted((_place(issue, doc, source) for issue in issues),
                          key=lambda d: (d.line is None, d.line or 0, d.column or 0))
-    if checked is None or any(d.severity == "error" for d in diagnostics):
+    # Security errors alone still give a playbook: `allow_unsafe_shell` may waive them.
+    waivable = security_errors(diagnostics)
+    if checked is None or any(d.severity == "error" and d not in waivable for d in diagnostics):
         return diagnostics, None
     loaded = LoadedPlaybook(playbook=msgspec.convert(doc.data, Playbook), plan=checked.plan,
                             parameters=checked.values, environment=environment, warnings=diagnostics)
@@ -109,6 +117,7 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
         later += _step_issues(step, i, actions)
         later += [issue for path, text, scope in _texts(data["steps"][i], ("steps", i))
                   for issue in _check_text(text, path, scope, step.id, names, plan.needs, before[step.id])]
+    later += security_issues(data)
     values, found = check_parameters(playbook, environment=environment, given=given)
     later += [_moved(issue, positions) for issue in found]
     return _Checked(issues + [issue for issue in later if not any(issue.path[:len(b)] == b for b in broken)],
@@ -186,7 +195,7 @@ def _check_text(text: str, path: Path, scope: str, step_id: str, names: set[str]
         return [Issue("PB210", str(err), path)]
     issues: list[Issue] = []
     for ref in references:
-        if ref.kind == "name" and scope != "validations" and (root := ref.name.split(".")[0]) not in names:
+        if ref.kind == "name" and scope == "before" and (root := ref.name.split(".")[0]) not in names:
             hint = did_you_mean(root, names)
             if not hint and root.isupper():
                 hint = f"; for a shell variable write $${{{root}}}, for the engine's environment ${{env.{root}}}"

@@ -170,3 +170,18 @@ async def _until(condition, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+async def test_a_playbook_with_security_errors_starts_only_with_allow_unsafe_shell(engine) -> None:
+    text = playbook_yaml([{"id": "wipe", "action": "shell", "args": {"command": "echo rm -rf / >/dev/null"},
+                           "timeout_seconds": 5},
+                          {"id": "danger", "action": "shell", "args": {"command": "rm -rf /$NOTHING_HERE"},
+                           "timeout_seconds": 5, "when": False}])
+    refused = await engine.send(StartRun(actor="alice", playbook=text))
+    assert (refused.accepted, refused.error.code) == (False, "invalid_playbook")
+    assert [(d["code"], d["step_id"]) for d in refused.error.details if d["severity"] == "error"] == [("PB401", "danger")]
+    allowed = await engine.send(StartRun(actor="alice", playbook=text, allow_unsafe_shell=True))
+    assert allowed.accepted, allowed.error
+    events = await wait_for_end(engine, allowed.run_id)
+    assert events[0].allow_unsafe_shell is True
+    assert type(events[-1]).__name__ == "RunCompleted"

@@ -73,19 +73,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     params = parse_params(args.param)
     try:
-        loaded = load_playbook(text, str(path), parameters=params, environment=args.env)
+        loaded = load_playbook(text, str(path), parameters=params, environment=args.env,
+                               allow_unsafe_shell=args.allow_unsafe_shell)
     except PlaybookInvalid as err:
         for diagnostic in err.diagnostics:
             print(diagnostic.format(), file=sys.stderr)
         print(f"{path}: not started: {len(err.diagnostics)} problem(s)", file=sys.stderr)
         return EXIT_INVALID
     for warning in loaded.warnings:
-        if warning.severity == "warning":
+        if warning.severity in ("warning", "error"):
             print(warning.format(), file=sys.stderr)
 
     async def work(client: EngineClient) -> int:
         reply = await client.send(StartRun(actor=actor(args), playbook=text, source=str(path), parameters=params,
-                                           environment=args.env, run_id=args.run_id, dry_run=args.dry_run))
+                                           environment=args.env, run_id=args.run_id, dry_run=args.dry_run,
+                                           allow_unsafe_shell=args.allow_unsafe_shell))
         if not reply.accepted:
             print_reply(reply, args.json)
             return EXIT_INVALID
@@ -256,6 +258,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="choose the run id (letters, digits, - and _)")
     run.add_argument("--as", dest="as_user", help="who starts the run (default: $PLAYBOOK_USER or login)")
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
+    run.add_argument("--allow-unsafe-shell", action="store_true",
+                     help="start even with security errors (PB4xx); recorded on the run")
     run.add_argument("--dry-run", action="store_true",
                      help="resolve and evaluate what can be, print the plan, run no action (recorded as a dry run)")
 

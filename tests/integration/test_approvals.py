@@ -1,0 +1,173 @@
+"""Approval gates against a real nats-server: quorum, refusals, timeouts on JetStream timers."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nats
+
+import pytest
+
+from events import subjects
+from events.commands import ApproveStep, RejectStep, StartRun
+from events.run import ApprovalAttemptRefused, ApprovalRequested
+from services.app import ALL_SERVICES, serve
+from tests.conftest import wait_for_end
+from tests.helpers import playbook_yaml
+from ui.client import EngineClient
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def directory(tmp_path: Path, monkeypatch) -> Path:
+    path = tmp_path / "directory.yaml"
+    path.write_text("users:\n  alice: [ops-team]\n  bob: [ops-team, tech-lead]\n  carol: [tech-lead]\n  dave: []\n")
+    monkeypatch.setenv("PLAYBOOK_DIRECTORY", str(path))
+    return path
+
+
+def gated_playbook(**gate) -> str:
+    gate = {"message": "Ship ${version}?", "required_approvers": ["ops-team", "tech-lead"], **gate}
+    return playbook_yaml([
+        {"id": "build", "action": "noop"},
+        {"id": "deploy", "action": "noop", "approval_gate": gate},
+    ], parameters=[{"name": "version", "default": "2.0"}])
+
+
+async def start_and_wait_for_gate(engine, text: str, actor: str = "starter") -> str:
+    reply = await engine.send(StartRun(actor=actor, playbook=text))
+    assert reply.accepted, reply.error
+    async for _, event in engine.follow(reply.run_id):
+        if isinstance(event, ApprovalRequested):
+            assert event.message == "Ship 2.0?"
+            return reply.run_id
+    raise AssertionError("the run ended without asking for approval")
+
+
+def names(events) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+async def test_a_quorum_of_two_groups_needs_two_distinct_people(engine) -> None:
+    run_id = await start_and_wait_for_gate(engine, gated_playbook())
+    first = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="bob", comment="lgtm"))
+    assert [e["type"] for e in first.events] == ["ApprovalGiven"]
+    assert (await engine.run(run_id)).display_status == "waiting_approval"
+    second = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="alice"))
+    assert [e["type"] for e in second.events][:3] == ["ApprovalGiven", "ApprovalGranted", "StepScheduled"]
+    events = await wait_for_end(engine, run_id)
+    assert names(events)[-1] == "RunCompleted"
+    granted = next(e for e in events if type(e).__name__ == "ApprovalGranted")
+    assert granted.approvers == ["alice", "bob"]
+    given = [(e.actor, e.groups, e.comment) for e in events if type(e).__name__ == "ApprovalGiven"]
+    assert given == [("bob", ["ops-team", "tech-lead"], "lgtm"), ("alice", ["ops-team"], "")]
+
+
+async def test_refused_attempts_are_answered_no_and_recorded(engine) -> None:
+    run_id = await start_and_wait_for_gate(engine, gated_playbook(), actor="alice")
+    own = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="alice"))
+    assert (own.accepted, own.error.code) == (False, "approval_refused")
+    assert "alice started this run" in own.error.message
+    stranger = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="dave"))
+    assert "not a required approver" in stranger.error.message
+    await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="bob"))
+    twice = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="bob"))
+    assert "already approved" in twice.error.message
+    refused = [(e.actor, e.decision) for _, e in await engine.events(run_id) if isinstance(e, ApprovalAttemptRefused)]
+    assert refused == [("alice", "approve"), ("dave", "approve"), ("bob", "approve")]
+
+
+async def test_a_reject_fails_the_step_and_the_run(engine) -> None:
+    run_id = await start_and_wait_for_gate(engine, gated_playbook())
+    reply = await engine.send(RejectStep(run_id=run_id, step_id="deploy", actor="carol", comment="freeze week"))
+    assert reply.accepted
+    events = await wait_for_end(engine, run_id)
+    assert names(events)[-3:] == ["ApprovalRejected", "StepFailed", "RunFailed"]
+    assert events[-2].category == "authorization" and "freeze week" in events[-2].error
+
+
+async def test_auto_approve_after_timeout(engine) -> None:
+    run_id = await start_and_wait_for_gate(engine, gated_playbook(timeout_seconds=0.5, auto_approve_after_timeout=True))
+    events = await wait_for_end(engine, run_id, timeout=15)
+    assert names(events)[-1] == "RunCompleted"
+    granted = next(e for e in events if type(e).__name__ == "ApprovalGranted")
+    assert (granted.actor, granted.by_timeout) == ("system", True)
+    assert "ApprovalDeadlinePassed" in names(events)
+
+
+async def test_a_timeout_fails_the_step_and_triggers_the_rollback(engine, tmp_path: Path) -> None:
+    undone = tmp_path / "undone"
+    text = playbook_yaml([
+        {"id": "prepare", "action": "shell", "args": {"command": "echo prepared"}, "timeout_seconds": 5,
+         "rollback": [{"action": "shell", "args": {"command": f"echo undo ${{steps.prepare.stdout}} > {undone}"},
+                       "timeout_seconds": 5}]},
+        {"id": "deploy", "action": "noop", "approval_gate": {"required_approvers": ["ops-team"], "timeout_seconds": 0.5}},
+    ], on_failure="rollback")
+    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    events = await wait_for_end(engine, reply.run_id, timeout=15)
+    assert names(events)[-1] == "RollbackCompleted"
+    assert "ApprovalTimedOut" in names(events)
+    failed = next(e for e in events if type(e).__name__ == "StepFailed")
+    assert (failed.step_id, failed.category) == ("deploy", "timeout")
+    assert undone.read_text().strip() == "undo prepared"
+    assert (await engine.run(reply.run_id)).status == "rolled_back"
+
+
+async def test_an_approval_racing_the_deadline_has_exactly_one_outcome_every_time(engine) -> None:
+    text = gated_playbook(required_approvers=["ops-team"], timeout_seconds=0.3)
+    for _ in range(50):
+        run_id = await start_and_wait_for_gate(engine, text)
+        request = next(e for _, e in await engine.events(run_id) if isinstance(e, ApprovalRequested))
+        delay = (request.deadline - request.at).total_seconds()
+        await asyncio.sleep(delay - 0.003)   # aim the approval at the instant the timer fires
+        await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="alice"))
+        events = await wait_for_end(engine, run_id, timeout=15)
+        decided = [n for n in names(events) if n in ("ApprovalGranted", "ApprovalTimedOut")]
+        assert len(decided) == 1, names(events)
+
+
+async def test_a_deadline_that_falls_while_everything_is_down_takes_effect_on_restart(nats_server, monkeypatch) -> None:
+    monkeypatch.setenv("PLAYBOOK_ACK_WAIT", "2")
+    text = gated_playbook(required_approvers=["ops-team"], timeout_seconds=3)
+    async with running_engine(nats_server.url) as engine:
+        run_id = await start_and_wait_for_gate(engine, text)
+        await until_timer_armed(engine)
+        request = next(e for _, e in await engine.events(run_id) if isinstance(e, ApprovalRequested))
+    nats_server.stop()                                       # every process down, NATS included
+    await asyncio.sleep(max(0.0, (request.deadline - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+    nats_server.start()
+    restarted = datetime.now(timezone.utc)
+    async with running_engine(nats_server.url) as engine:
+        events = await wait_for_end(engine, run_id, timeout=15)
+    assert names(events)[-3:] == ["ApprovalTimedOut", "StepFailed", "RunFailed"]
+    timed_out = next(e for e in events if type(e).__name__ == "ApprovalTimedOut")
+    assert (timed_out.at - restarted).total_seconds() < 2.0   # at once, not after another wait
+
+
+@contextlib.asynccontextmanager
+async def running_engine(url: str):
+    stop, ready = asyncio.Event(), asyncio.Event()
+
+    async def on_ready(_nc) -> None:
+        ready.set()
+
+    task = asyncio.create_task(serve(url, set(ALL_SERVICES), ready=on_ready, stop=stop))
+    await asyncio.wait_for(ready.wait(), 10)
+    nc = await nats.connect(url)
+    try:
+        yield EngineClient(nc)
+    finally:
+        await nc.close()
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def until_timer_armed(engine, timeout: float = 10.0) -> None:
+    """Until the approval service has stored the gate's deadline timer in the stream."""
+    js = engine.nc.jetstream()
+    async with asyncio.timeout(timeout):
+        while not (await js.stream_info(subjects.RUNS_STREAM, subjects_filter=subjects.TIMER_SUBJECTS)).state.subjects:
+            await asyncio.sleep(0.02)

@@ -1,0 +1,122 @@
+"""A deploy whose health check fails is rolled back, in reverse, with the forward run's outputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from events.commands import ApproveStep, RollbackRun, StartRun
+from events.run import ApprovalRequested
+from tests.conftest import wait_for_end
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def sick_service():
+    """A service that answers its health check with 503."""
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "degraded"}, status=503)
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    await runner.cleanup()
+
+
+def deploy_playbook(base_url: str, journal: Path) -> str:
+    return f"""
+name: deploy
+on_failure: rollback
+parameters:
+  - {{name: version, default: "2.4.1"}}
+steps:
+  - id: backup
+    action: shell
+    args: {{command: "echo /backups/release-1.9.tar"}}
+    outputs: [{{name: backup_file, from: stdout}}]
+    timeout_seconds: 5
+    rollback:
+      - action: shell
+        args: {{command: "echo remove-backup ${{steps.backup.backup_file}} >> {journal}"}}
+        timeout_seconds: 5
+  - id: deploy
+    action: shell
+    args: {{command: "echo deployed ${{version}}"}}
+    timeout_seconds: 5
+    approval_gate:
+      message: Deploy ${{version}}?
+      required_approvers: [ops-team, tech-lead]
+    rollback:
+      - action: shell
+        args: {{command: "echo restore ${{steps.backup.backup_file}} over ${{stdout}} >> {journal}"}}
+        timeout_seconds: 5
+  - id: health_check
+    action: http_request
+    args: {{url: "{base_url}/health"}}
+    timeout_seconds: 5
+    validations:
+      - {{type: http_status, left: "${{status_code}}", right: 200}}
+"""
+
+
+async def test_a_failed_health_check_rolls_back_deploy_then_backup(engine, sick_service, tmp_path, monkeypatch) -> None:
+    directory = tmp_path / "directory.yaml"
+    directory.write_text("users:\n  alice: [ops-team]\n  carol: [tech-lead]\n")
+    monkeypatch.setenv("PLAYBOOK_DIRECTORY", str(directory))
+    journal = tmp_path / "journal"
+    reply = await engine.send(StartRun(actor="dev", playbook=deploy_playbook(sick_service, journal)))
+    async for _, event in engine.follow(reply.run_id):
+        if isinstance(event, ApprovalRequested):
+            break
+    for who in ("alice", "carol"):
+        answer = await engine.send(ApproveStep(run_id=reply.run_id, step_id="deploy", actor=who, comment=f"ok from {who}"))
+        assert answer.accepted, answer.error
+    events = await wait_for_end(engine, reply.run_id)
+
+    assert journal.read_text().splitlines() == [
+        "restore /backups/release-1.9.tar over deployed 2.4.1",    # deploy first: the reverse order
+        "remove-backup /backups/release-1.9.tar",
+    ]
+    names = [type(e).__name__ for e in events]
+    assert names[-1] == "RollbackCompleted"
+    rolled = [e.step_id for e in events if type(e).__name__ == "StepRolledBack"]
+    assert rolled == ["deploy", "backup"]
+    started = next(e for e in events if type(e).__name__ == "RollbackStarted")
+    assert started.waves == [["deploy"], ["backup"]] and "health_check" in started.reason
+    who_approved = [(e.actor, e.comment) for e in events if type(e).__name__ == "ApprovalGiven"]
+    assert who_approved == [("alice", "ok from alice"), ("carol", "ok from carol")]
+    assert all(e.at is not None for e in events)
+    run = await engine.run(reply.run_id)
+    assert run.status == "rolled_back"
+
+    again = await engine.send(RollbackRun(run_id=reply.run_id, actor="ops"))
+    assert (again.accepted, again.error.code) == (False, "illegal_transition")
+
+
+async def test_a_completed_run_can_be_rolled_back_by_hand(engine, tmp_path) -> None:
+    journal = tmp_path / "journal"
+    text = f"""
+name: small
+steps:
+  - id: change
+    action: shell
+    args: {{command: "echo changed"}}
+    timeout_seconds: 5
+    rollback:
+      - {{action: shell, args: {{command: "echo undo ${{stdout}} >> {journal}"}}, timeout_seconds: 5}}
+"""
+    reply = await engine.send(StartRun(actor="dev", playbook=text))
+    await wait_for_end(engine, reply.run_id)
+    rollback = await engine.send(RollbackRun(run_id=reply.run_id, actor="ops", reason="bad change"))
+    assert [e["type"] for e in rollback.events][:2] == ["RollbackStarted", "StepRollbackScheduled"]
+    events = [e async for _, e in engine.follow(reply.run_id, after_rollback_start=True)]
+    assert type(events[-1]).__name__ == "RollbackCompleted"
+    assert journal.read_text().strip() == "undo changed"
+    started = next(e for e in events if type(e).__name__ == "RollbackStarted")
+    assert (started.actor, started.reason) == ("ops", "bad change")
