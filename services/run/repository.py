@@ -3,8 +3,8 @@
 Every service changes a run the same way: `change(run_id, decide)`. The decision is
 made on the freshest state this process has; if another process appended meanwhile,
 the store says so (optimistic concurrency), we catch up and decide again. A lock per
-run keeps this process's own decisions in order. Finished runs leave the cache, so a
-run that waits (paused, parked on a gate) holds nothing here once evicted.
+run keeps this process's own decisions in order. Finished and parked runs (paused, or
+waiting at a gate, with nothing in flight) leave the cache: waiting costs nothing here.
 """
 from __future__ import annotations
 
@@ -90,11 +90,11 @@ class RunRepository:
                 evolve(run, event, seq)
                 appended += 1
         finally:
-            if run.finished and appended:
+            if appended and (run.finished or _parked(run)):
                 self.forget(run.id)
 
     def _remember(self, run: Run) -> None:
-        if run.finished or not run.exists:
+        if run.finished or not run.exists or _parked(run):
             return
         self._runs[run.id] = run
         while len(self._runs) > self.capacity:
@@ -106,3 +106,9 @@ class RunRepository:
         if lock is None:
             lock = self._locks[run_id] = asyncio.Lock()
         return lock
+
+
+def _parked(run: Run) -> bool:
+    """Waiting on people (a gate, a pause) with nothing in flight: hold nothing for it."""
+    return run.display_status == "waiting_approval" or (
+        run.status == "paused" and not any(s.status == "running" or s.rollback == "running" for s in run.steps.values()))
