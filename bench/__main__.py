@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import harness, steps
+from bench import harness, steps, waiting
 
-BENCHMARKS = {module.NAME: module for module in (steps,)}
+BENCHMARKS = {module.NAME: module for module in (steps, waiting)}
 
 
 def main(argv: list[str] | None = None) -> int:

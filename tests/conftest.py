@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from aiohttp import web
 
 from services.app import ALL_SERVICES, serve
 from services.embedded import free_port, greets, server_binary
@@ -103,3 +105,18 @@ async def wait_for_end(client: EngineClient, run_id: str, timeout: float = 30.0)
     async def collect() -> list:
         return [event async for _, event in client.follow(run_id)]
     return await asyncio.wait_for(collect(), timeout)
+
+
+@contextlib.asynccontextmanager
+async def local_http(routes: list[web.RouteDef]) -> AsyncIterator[str]:
+    """An aiohttp server on a free loopback port serving `routes`; yields its base URL."""
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    finally:
+        await runner.cleanup()

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from events.commands import ApproveStep, RollbackRun, StartRun
 from events.run import ApprovalRequested
-from tests.conftest import wait_for_end
+from tests.conftest import local_http, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -19,14 +19,8 @@ async def sick_service():
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "degraded"}, status=503)
 
-    app = web.Application()
-    app.router.add_get("/health", health)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-    await runner.cleanup()
+    async with local_http([web.get("/health", health)]) as url:
+        yield url
 
 
 def deploy_playbook(base_url: str, journal: Path) -> str:

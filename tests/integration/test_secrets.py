@@ -10,7 +10,7 @@ from aiohttp import web
 from events import subjects
 from events.commands import StartRun
 from projections.run_view import run_view
-from tests.conftest import wait_for_end
+from tests.conftest import local_http, wait_for_end
 from tests.helpers import playbook_yaml
 
 pytestmark = pytest.mark.integration
@@ -27,15 +27,8 @@ async def echo_server():
         seen.append(request.headers.get("Authorization", ""))
         return web.json_response({"you_sent": request.headers.get("Authorization", "")})
 
-    app = web.Application()
-    app.router.add_get("/echo", echo)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}/echo", seen
-    await runner.cleanup()
+    async with local_http([web.get("/echo", echo)]) as url:
+        yield f"{url}/echo", seen
 
 
 async def test_a_secret_reaches_the_step_and_no_record(engine, echo_server, monkeypatch, caplog, tmp_path) -> None:

@@ -64,13 +64,16 @@ def print_reply(reply: Reply, as_json: bool) -> int:
 
 # -- commands ---------------------------------------------------------------------------
 
-def cmd_run(args: argparse.Namespace) -> int:
-    path = Path(args.file)
+def read_playbook(name: str) -> tuple[Path, str]:
+    path = Path(name)
     try:
-        text = path.read_text()
+        return path, path.read_text()
     except OSError as err:
-        print(f"{path}: cannot read: {err.strerror}", file=sys.stderr)
-        return EXIT_INVALID
+        raise PlaybookError(f"{path}: cannot read: {err.strerror}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    path, text = read_playbook(args.file)
     params = parse_params(args.param)
     try:
         loaded = load_playbook(text, str(path), parameters=params, environment=args.env,
@@ -200,12 +203,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        print(f"{path}: cannot read: {err.strerror}", file=sys.stderr)
-        return EXIT_INVALID
+    path, text = read_playbook(args.file)
     params = parse_params(args.param) if args.param else None
     diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
     if args.json:
