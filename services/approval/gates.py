@@ -99,6 +99,8 @@ def decide(run: Run, cmd: Decide, at: datetime) -> list[RunEvent]:
 def open_gates(run: Run, at: datetime) -> list[RunEvent]:
     """Grant every gate whose approvals now make a quorum (also while the run is paused)."""
     granted: list[RunEvent] = []
+    if not run.gates_waiting:
+        return granted
     for step in run.steps.values():
         if step.gate != "requested" or not step.approvals:
             continue

@@ -110,5 +110,7 @@ class RunRepository:
 
 def _parked(run: Run) -> bool:
     """Waiting on people (a gate, a pause) with nothing in flight: hold nothing for it."""
-    return run.display_status == "waiting_approval" or (
-        run.status == "paused" and not any(s.status == "running" or s.rollback == "running" for s in run.steps.values()))
+    if run.status == "running":
+        return run.display_status == "waiting_approval"
+    return run.status == "paused" and not any(
+        s.status == "running" or s.rollback == "running" for s in run.steps.values())

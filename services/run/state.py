@@ -64,6 +64,7 @@ class Run:
     failure: str = ""
     event_count: int = 0
     phase: Literal["forward", "rollback"] = "forward"
+    gates_waiting: int = 0          # gates asked and not yet decided
     waves: list[list[str]] = field(default_factory=list)
     finished_steps: int = 0
     specs: dict[str, Step] = field(default_factory=dict)
@@ -87,7 +88,7 @@ class Run:
     @property
     def display_status(self) -> str:
         """The status as people read it: a running run held only by gates is waiting_approval."""
-        if self.status == "running":
+        if self.status == "running" and self.gates_waiting:
             steps = self.steps.values()
             if any(s.gate == "requested" for s in steps) and not any(s.status in ("scheduled", "running") for s in steps):
                 return "waiting_approval"
@@ -158,19 +159,23 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case ApprovalRequested(step_id=step_id, deadline=deadline):
             step = run.step(step_id)
             step.gate, step.deadline, step.approvals, step.deadline_passed = "requested", deadline, [], False
+            run.gates_waiting += 1
         case ApprovalGiven(step_id=step_id):
             step = run.step(step_id)
             step.approvals = [*step.approvals, event]
         case ApprovalGranted(step_id=step_id, approvers=approvers, actor=actor):
             step = run.step(step_id)
             step.gate, step.gate_decided_by = "granted", approvers or [actor]
+            run.gates_waiting -= 1
         case ApprovalRejected(step_id=step_id, actor=actor):
             step = run.step(step_id)
             step.gate, step.gate_decided_by = "rejected", [actor]
+            run.gates_waiting -= 1
         case ApprovalDeadlinePassed(step_id=step_id):
             run.step(step_id).deadline_passed = True
         case ApprovalTimedOut(step_id=step_id):
             run.step(step_id).gate = "timed_out"
+            run.gates_waiting -= 1
         case RollbackStarted(waves=waves, reason=reason, at=at):
             run.phase, run.waves, run.failure, run.finished_at = "rollback", waves, reason, None
             run.status = "rolling_back" if run.status not in ("paused", "cancelling") else run.status
