@@ -84,14 +84,21 @@ async def engine(nats_server: NatsServer, monkeypatch, request) -> AsyncIterator
     """
     marker = request.node.get_closest_marker("ack_wait")
     monkeypatch.setenv("PLAYBOOK_ACK_WAIT", str(marker.args[0] if marker else 2))
+    async with running_engine(nats_server.url) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def running_engine(url: str) -> AsyncIterator[EngineClient]:
+    """Every service running in this process until the block ends, and a client to drive them."""
     stop, ready = asyncio.Event(), asyncio.Event()
 
     async def on_ready(_nc) -> None:
         ready.set()
 
-    task = asyncio.create_task(serve(nats_server.url, set(ALL_SERVICES), ready=on_ready, stop=stop))
+    task = asyncio.create_task(serve(url, set(ALL_SERVICES), ready=on_ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 10)
-    client_nc = await nats.connect(nats_server.url)
+    client_nc = await nats.connect(url)
     try:
         yield EngineClient(client_nc)
     finally:

@@ -2,21 +2,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime, timezone
 from pathlib import Path
 
-import nats
 
 import pytest
 
 from events import subjects
 from events.commands import ApproveStep, RejectStep, StartRun
 from events.run import ApprovalAttemptRefused, ApprovalRequested
-from services.app import ALL_SERVICES, serve
-from tests.conftest import wait_for_end
+from tests.conftest import running_engine, wait_for_end
 from tests.helpers import playbook_yaml
-from ui.client import EngineClient
 
 pytestmark = pytest.mark.integration
 
@@ -145,24 +141,6 @@ async def test_a_deadline_that_falls_while_everything_is_down_takes_effect_on_re
     assert names(events)[-3:] == ["ApprovalTimedOut", "StepFailed", "RunFailed"]
     timed_out = next(e for e in events if type(e).__name__ == "ApprovalTimedOut")
     assert (timed_out.at - restarted).total_seconds() < 2.0   # at once, not after another wait
-
-
-@contextlib.asynccontextmanager
-async def running_engine(url: str):
-    stop, ready = asyncio.Event(), asyncio.Event()
-
-    async def on_ready(_nc) -> None:
-        ready.set()
-
-    task = asyncio.create_task(serve(url, set(ALL_SERVICES), ready=on_ready, stop=stop))
-    await asyncio.wait_for(ready.wait(), 10)
-    nc = await nats.connect(url)
-    try:
-        yield EngineClient(nc)
-    finally:
-        await nc.close()
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 async def until_timer_armed(engine, timeout: float = 10.0) -> None:
