@@ -109,6 +109,31 @@ class RunFailed(RunEvent):
     duration_ms: float = 0.0
 
 
+# -- retries (decided by the resilience service) -------------------------------------------
+
+class StepRetryScheduled(RunEvent):
+    """The failed attempt will be tried again: `attempt` starts at `due` (a durable timer)."""
+
+    step_id: str
+    attempt: int
+    delay_seconds: float
+    due: datetime
+    category: ErrorCategory
+    reason: str
+    pattern: str | None = None
+
+
+class StepNotRetried(RunEvent):
+    """The failure stands: not retryable, or attempts exhausted. The failure policy applies."""
+
+    step_id: str
+    attempt: int
+    category: ErrorCategory
+    reason: str
+    exhausted: bool = False
+    pattern: str | None = None
+
+
 # -- approval gates -----------------------------------------------------------------------
 
 class ApprovalRequested(RunEvent):
@@ -217,7 +242,7 @@ AnyRunEvent = (
     | ApprovalRequested | ApprovalGiven | ApprovalGranted | ApprovalRejected | ApprovalDeadlinePassed
     | ApprovalTimedOut | ApprovalAttemptRefused
     | RollbackStarted | StepRollbackScheduled | StepRollbackStarted | StepRolledBack | StepRollbackFailed
-    | RollbackCompleted | RollbackFailed
+    | RollbackCompleted | RollbackFailed | StepRetryScheduled | StepNotRetried
 )
 
 RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__  # type: ignore[attr-defined]

@@ -33,3 +33,8 @@ def run_id_of(subject: str) -> str:
 def approval_timer(run_id: str, step_id: str) -> str:
     """The message schedule that fires a gate's deadline."""
     return f"{PREFIX}.timer.{run_id}.approval.{step_id}"
+
+
+def retry_timer(run_id: str, step_id: str) -> str:
+    """The message schedule that re-schedules a failed step after its backoff."""
+    return f"{PREFIX}.timer.{run_id}.retry.{step_id}"

@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 
 from services.approval.service import ApprovalService
 from services.executor.service import Executor
+from services.resilience.service import ResilienceService
 from services.run.repository import RunRepository
 from services.run.service import RunService
 from services.store import EventStore
@@ -38,7 +39,7 @@ async def connect(url: str, name: str) -> NATS:
                               error_cb=on_error)
 
 
-ALL_SERVICES = frozenset({"run", "executor", "approval"})
+ALL_SERVICES = frozenset({"run", "executor", "approval", "resilience"})
 
 
 def build(nc: NATS, store: EventStore, which: set[str]) -> list[Service]:
@@ -50,6 +51,8 @@ def build(nc: NATS, store: EventStore, which: set[str]) -> list[Service]:
         services.append(Executor(nc, runs, ack_wait=ack_wait()))
     if "approval" in which:
         services.append(ApprovalService(nc, runs, ack_wait=ack_wait()))
+    if "resilience" in which:
+        services.append(ResilienceService(nc, runs, ack_wait=ack_wait()))
     return services
 
 

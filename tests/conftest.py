@@ -13,6 +13,7 @@ import nats
 import pytest
 from aiohttp import web
 
+from events import subjects
 from services.app import ALL_SERVICES, serve
 from services.embedded import free_port, greets, server_binary
 from ui.client import EngineClient
@@ -127,3 +128,11 @@ async def local_http(routes: list[web.RouteDef]) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
     finally:
         await runner.cleanup()
+
+
+async def until_timer_armed(engine: EngineClient, timeout: float = 10.0) -> None:
+    """Until some service has stored a durable timer (a message schedule) in the stream."""
+    js = engine.nc.jetstream()
+    async with asyncio.timeout(timeout):
+        while not (await js.stream_info(subjects.RUNS_STREAM, subjects_filter=subjects.TIMER_SUBJECTS)).state.subjects:
+            await asyncio.sleep(0.02)

@@ -9,15 +9,15 @@ command that already took effect returns []; one that contradicts the state rais
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import (
     RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed,
     RunPaused, RunResumed, StepFailed, StepRollbackFailed, StepRollbackScheduled,
-    StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped, StepStarted,
-    StepSucceeded,
+    StepNotRetried, StepRetryScheduled, StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped,
+    StepStarted, StepSucceeded,
 )
 from services.approval import gates
 from services.errors import CommandRejected, PlaybookError, UnknownRun
@@ -63,8 +63,22 @@ class FinishStep:
     rollback: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class DecideRetry:
+    """The resilience service's verdict on a failed attempt (its randomness already drawn)."""
+
+    step_id: str
+    attempt: int
+    retry: bool
+    category: str
+    reason: str
+    pattern: str | None = None
+    delay_seconds: float = 0.0
+    exhausted: bool = False
+
+
 RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | FinishStep
-              | gates.Decide | gates.DeadlinePassed)
+              | gates.Decide | gates.DeadlinePassed | DecideRetry)
 
 
 def decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
@@ -112,6 +126,8 @@ def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
             return gates.decide(run, cmd, at)
         case gates.DeadlinePassed():
             return gates.deadline_passed(run, cmd, at)
+        case DecideRetry():
+            return _retry(run, cmd, at)
         case Advance():
             return []
         case BeginStep():
@@ -163,6 +179,17 @@ def _finish(run: Run, cmd: FinishStep, at: datetime) -> list[RunEvent]:
     return [failed(**common, error=cmd.error, category=cmd.category)]
 
 
+def _retry(run: Run, cmd: DecideRetry, at: datetime) -> list[RunEvent]:
+    step = run.steps.get(cmd.step_id)
+    if step is None or step.retry != "deciding" or step.attempt != cmd.attempt:
+        return []   # decided already (a redelivered StepFailed)
+    common = dict(run_id=run.id, at=at, step_id=step.id, category=cmd.category, reason=cmd.reason, pattern=cmd.pattern)
+    if cmd.retry and run.status == "running":
+        return [StepRetryScheduled(**common, attempt=step.attempt + 1, delay_seconds=cmd.delay_seconds,
+                                   due=at + timedelta(seconds=cmd.delay_seconds))]
+    return [StepNotRetried(**common, attempt=step.attempt, exhausted=cmd.exhausted)]
+
+
 def advance(run: Run, at: datetime) -> list[RunEvent]:
     """Schedule or skip every step whose needs are met, then end the run if nothing is left.
 
@@ -195,11 +222,13 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
     in_flight = any(s.status == "running" for s in run.steps.values())
     if in_flight or run.finished or run.status == "paused":
         return events
+    if run.status == "running" and any(s.retry for s in run.steps.values()):
+        return events   # a failure still waits for its retry decision or its retry
     if run.status == "cancelling":
         emit(RunCancelled(run_id=run.id, at=at))
     elif run.status == "running":
         duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
-        failed = [s.id for s in run.steps.values() if s.status == "failed" and not _tolerated(run, s)]
+        failed = [s.id for s in run.steps.values() if s.status == "failed" and not s.retry and not _tolerated(run, s)]
         if failed and (_stopped_by_failure(run) or _all_settled(run)):
             reason = _failure_reason(run, failed)
             if run.playbook.on_failure == "rollback" and rollback.waves(run):
@@ -267,7 +296,8 @@ def context_of(run: Run) -> Context:
 
 def _settled(run: Run, step: StepState) -> bool:
     """Finished in a way that lets its dependents go on."""
-    return step.status in ("succeeded", "skipped") or (step.status == "failed" and _tolerated_or_continue(run, step))
+    return step.status in ("succeeded", "skipped") or (
+        step.status == "failed" and not step.retry and _tolerated_or_continue(run, step))
 
 
 def _tolerated(run: Run, step: StepState) -> bool:
@@ -279,7 +309,7 @@ def _tolerated_or_continue(run: Run, step: StepState) -> bool:
 
 
 def _stopped_by_failure(run: Run) -> bool:
-    return any(s.status == "failed" and not _tolerated_or_continue(run, s) for s in run.steps.values())
+    return any(s.status == "failed" and not s.retry and not _tolerated_or_continue(run, s) for s in run.steps.values())
 
 
 def _all_settled(run: Run) -> bool:

@@ -11,7 +11,7 @@ from events.run import (
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
     RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack,
-    StepScheduled, StepSkipped, StepStarted, StepSucceeded,
+    StepNotRetried, StepRetryScheduled, StepScheduled, StepSkipped, StepStarted, StepSucceeded,
 )
 
 RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled",
@@ -36,6 +36,8 @@ class StepState:
     error: str = ""
     category: str = ""
     reason: str = ""               # why it was skipped, or rescheduled
+    retry: Literal["", "deciding", "waiting"] = ""   # a failed attempt the resilience service may retry
+    retry_due: datetime | None = None
     ran: bool = False              # some attempt started: there may be something to roll back
     finished_order: int = 0        # when it finished, among the run's steps (rollback goes in reverse)
     gate: GateStatus = ""
@@ -122,7 +124,10 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
     match event:
         case StepScheduled(step_id=step_id, attempt=attempt, reason=reason):
             step = run.step(step_id)
+            if step.status in ("running", "succeeded", "skipped") or attempt < step.attempt:
+                return run   # a late timer for an attempt that has moved on
             step.status, step.attempt, step.scheduled_seq, step.reason = "scheduled", attempt, seq, reason
+            step.retry = ""
         case StepStarted(step_id=step_id, executor=executor, at=at):
             step = run.step(step_id)
             step.status, step.executor, step.started_at, step.ran = "running", executor, at, True
@@ -137,6 +142,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             # the step goes back to pending and runs again as the next attempt.
             step.status = "pending" if category == "interrupted" else "failed"
             step.error, step.category, step.outputs, step.duration_ms = error, category, outputs, duration
+            step.retry = "deciding" if step.status == "failed" and _may_retry(run, step) else ""
         case StepSkipped(step_id=step_id, reason=reason, at=at):
             step = _finish(run, step_id, at)
             step.status, step.reason = "skipped", reason
@@ -156,6 +162,12 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             run.status, run.finished_at = "completed", at
         case RunFailed(reason=reason, at=at):
             run.status, run.finished_at, run.failure = "failed", at, reason
+        case StepRetryScheduled(step_id=step_id, due=due):
+            step = run.step(step_id)
+            step.retry, step.retry_due = "waiting", due
+        case StepNotRetried(step_id=step_id, reason=reason):
+            step = run.step(step_id)
+            step.retry, step.reason = "", reason
         case ApprovalRequested(step_id=step_id, deadline=deadline):
             step = run.step(step_id)
             step.gate, step.deadline, step.approvals, step.deadline_passed = "requested", deadline, [], False
@@ -199,6 +211,13 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case RollbackFailed(reason=reason, at=at):
             run.status, run.finished_at, run.failure = "rollback_failed", at, reason
     return run
+
+
+def _may_retry(run: Run, step: StepState) -> bool:
+    """Whether the resilience service gets to decide on this failure (cancel never retries)."""
+    policy = run.specs[step.id].retry
+    return (policy is not None
+            and step.category not in ("cancelled", "interrupted") and run.status == "running")
 
 
 def _finish(run: Run, step_id: str, at: datetime) -> StepState:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from events import subjects
 from events.commands import ApproveStep, RejectStep, StartRun
 from events.run import ApprovalAttemptRefused, ApprovalRequested
-from tests.conftest import running_engine, wait_for_end
+from tests.conftest import running_engine, until_timer_armed, wait_for_end
 from tests.helpers import playbook_yaml
 
 pytestmark = pytest.mark.integration
@@ -142,10 +141,3 @@ async def test_a_deadline_that_falls_while_everything_is_down_takes_effect_on_re
     timed_out = next(e for e in events if type(e).__name__ == "ApprovalTimedOut")
     assert (timed_out.at - restarted).total_seconds() < 2.0   # at once, not after another wait
 
-
-async def until_timer_armed(engine, timeout: float = 10.0) -> None:
-    """Until the approval service has stored the gate's deadline timer in the stream."""
-    js = engine.nc.jetstream()
-    async with asyncio.timeout(timeout):
-        while not (await js.stream_info(subjects.RUNS_STREAM, subjects_filter=subjects.TIMER_SUBJECTS)).state.subjects:
-            await asyncio.sleep(0.02)

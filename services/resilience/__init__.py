@@ -1,0 +1,1 @@
+"""Resilience: what a failure means, so the engine knows whether trying again can help."""

@@ -1,0 +1,100 @@
+"""Retries against a flaky local server: classified, backed off on durable timers, explained."""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+from aiohttp import web
+
+from events.commands import StartRun
+from tests.conftest import local_http, running_engine, until_timer_armed, wait_for_end
+from tests.helpers import playbook_yaml
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def flaky():
+    """Answers 503 (with Retry-After: 0) twice, then 200; counts the calls."""
+    calls: list[int] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(1)
+        if len(calls) <= 2:
+            return web.json_response({"error": "warming up"}, status=503)
+        return web.json_response({"status": "ok"})
+
+    async with local_http([web.get("/flaky", handler)]) as url:
+        yield f"{url}/flaky", calls
+
+
+def flaky_step(url: str, **retry) -> list[dict]:
+    return [{"id": "call", "action": "http_request", "args": {"url": url}, "timeout_seconds": 5,
+             "retry": {"max_attempts": 4, "base_delay": 0.2, "jitter": "none", **retry}}]
+
+
+async def test_a_flaky_call_is_retried_with_the_configured_backoff(engine, flaky) -> None:
+    url, calls = flaky
+    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(flaky_step(url))))
+    events = await wait_for_end(engine, reply.run_id)
+    assert type(events[-1]).__name__ == "RunCompleted"
+    assert len(calls) == 3
+    retries = [e for e in events if type(e).__name__ == "StepRetryScheduled"]
+    assert [(r.attempt, r.delay_seconds, r.category) for r in retries] == [(2, 0.2, "temporary"), (3, 0.4, "temporary")]
+    assert "http status 503" in retries[0].reason
+    starts = [e.at for e in events if type(e).__name__ == "StepStarted"]
+    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
+    assert gaps[0] >= 0.2 and gaps[1] >= 0.4          # the timers held the retries back
+
+
+async def test_jitter_draws_a_delay_below_the_backoff(engine, flaky) -> None:
+    url, _ = flaky
+    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(flaky_step(url, jitter="full", base_delay=0.5))))
+    events = await wait_for_end(engine, reply.run_id)
+    delays = [e.delay_seconds for e in events if type(e).__name__ == "StepRetryScheduled"]
+    assert len(delays) == 2 and all(0 <= d <= cap for d, cap in zip(delays, (0.5, 1.0)))
+
+
+async def test_retry_on_errors_without_temporary_does_not_retry_a_503(engine, flaky) -> None:
+    url, calls = flaky
+    steps = flaky_step(url, retry_on_errors=["network", "timeout"])
+    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(steps)))
+    events = await wait_for_end(engine, reply.run_id)
+    names = [type(e).__name__ for e in events]
+    assert names[-3:] == ["StepFailed", "StepNotRetried", "RunFailed"]
+    assert len(calls) == 1
+    assert "temporary is not in retry_on_errors" in events[-2].reason
+
+
+async def test_attempts_run_out(engine, flaky) -> None:
+    url, calls = flaky
+    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(flaky_step(url, max_attempts=2))))
+    events = await wait_for_end(engine, reply.run_id)
+    not_retried = [e for e in events if type(e).__name__ == "StepNotRetried"]
+    assert [(e.attempt, e.exhausted) for e in not_retried] == [(2, True)]
+    assert type(events[-1]).__name__ == "RunFailed" and len(calls) == 2
+
+
+async def test_a_backoff_that_ends_while_everything_is_down_retries_once_on_restart(nats_server, flaky, monkeypatch) -> None:
+    monkeypatch.setenv("PLAYBOOK_ACK_WAIT", "2")
+    url, calls = flaky
+    steps = [{"id": "call", "action": "http_request", "args": {"url": url}, "timeout_seconds": 5,
+              "retry": {"max_attempts": 5, "base_delay": 2, "jitter": "none"}}]
+    async with running_engine(nats_server.url) as engine:
+        reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(steps)))
+        async for _, event in engine.follow(reply.run_id):
+            if type(event).__name__ == "StepRetryScheduled":
+                due = event.due
+                break
+        await until_timer_armed(engine)
+    nats_server.stop()                                   # every process down during the backoff
+    await asyncio.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()) + 0.5)
+    nats_server.start()
+    async with running_engine(nats_server.url) as engine:
+        events = await wait_for_end(engine, reply.run_id, timeout=20)
+    assert type(events[-1]).__name__ == "RunCompleted"
+    attempts = [e.attempt for e in events if type(e).__name__ == "StepStarted"]
+    assert attempts == [1, 2, 3]                         # each retry once: not zero times, not twice
+    assert len(calls) == 3
+
