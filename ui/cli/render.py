@@ -11,7 +11,7 @@ from events.run import (
     ApprovalAttemptRefused, ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected,
     ApprovalRequested, ApprovalTimedOut, RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled,
     RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
-    StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled,
+    StepNotRetried, StepRetryScheduled, StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled,
     StepSkipped, StepStarted, StepSucceeded,
 )
 from services.run.state import Run, evolve
@@ -48,6 +48,10 @@ def describe(event: RunEvent) -> str:
             return f"run completed in {_ms(event.duration_ms)}"
         case RunFailed():
             return f"run failed after {_ms(event.duration_ms)}: {event.reason}"
+        case StepRetryScheduled():
+            return f"{event.step_id}: retry as attempt {event.attempt} in {event.delay_seconds:g}s: {event.reason}"
+        case StepNotRetried():
+            return f"{event.step_id}: not retried: {event.reason}"
         case ApprovalRequested():
             who = ", ".join(event.required_approvers) or "anyone"
             until = f" by {event.deadline:%H:%M:%S}Z" if event.deadline else ""
