@@ -184,7 +184,7 @@ def _retry(run: Run, cmd: DecideRetry, at: datetime) -> list[RunEvent]:
     if step is None or step.retry != "deciding" or step.attempt != cmd.attempt:
         return []   # decided already (a redelivered StepFailed)
     common = dict(run_id=run.id, at=at, step_id=step.id, category=cmd.category, reason=cmd.reason, pattern=cmd.pattern)
-    if cmd.retry and run.status == "running":
+    if cmd.retry and run.status in ("running", "paused"):
         return [StepRetryScheduled(**common, attempt=step.attempt + 1, delay_seconds=cmd.delay_seconds,
                                    due=at + timedelta(seconds=cmd.delay_seconds))]
     return [StepNotRetried(**common, attempt=step.attempt, exhausted=cmd.exhausted)]

@@ -217,7 +217,7 @@ def _may_retry(run: Run, step: StepState) -> bool:
     """Whether the resilience service gets to decide on this failure (cancel never retries)."""
     policy = run.specs[step.id].retry
     return (policy is not None
-            and step.category not in ("cancelled", "interrupted") and run.status == "running")
+            and step.category not in ("cancelled", "interrupted") and run.status in ("running", "paused"))
 
 
 def _finish(run: Run, step_id: str, at: datetime) -> StepState:
