@@ -59,7 +59,13 @@ class RejectStep(Command):
     comment: str = ""
 
 
-AnyCommand = StartRun | PauseRun | ResumeRun | CancelRun | RollbackRun | ApproveStep | RejectStep
+class ResetCircuit(Command):
+    """Close a circuit breaker by hand (recorded with the actor)."""
+
+    key: str
+
+
+AnyCommand = StartRun | PauseRun | ResumeRun | CancelRun | RollbackRun | ApproveStep | RejectStep | ResetCircuit
 COMMAND_TYPES: tuple[type[Command], ...] = AnyCommand.__args__  # type: ignore[attr-defined]
 
 

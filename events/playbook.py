@@ -54,6 +54,16 @@ class RetryPolicy(_Spec):
     retry_on_status: list[int] | None = None
 
 
+class CircuitSpec(_Spec):
+    """Protect a shared target: after `failure_threshold` failures in a row, calls fail
+    fast for `open_seconds`; then `half_open_trials` calls may test it again."""
+
+    key: str | None = None          # default: scheme://host:port for http, playbook:step otherwise
+    failure_threshold: int = 5
+    open_seconds: float = 30.0
+    half_open_trials: int = 1
+
+
 class ApprovalGate(_Spec):
     message: str = ""
     required_approvers: list[str] = []
@@ -133,6 +143,7 @@ class Step(_Spec):
     validators: list[Validator] = []
     validations: list[Condition] = []
     retry: RetryPolicy | None = None
+    circuit: CircuitSpec | None = None
     approval_gate: ApprovalGate | None = None
     rollback: list[RollbackAction] = []
 

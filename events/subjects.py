@@ -6,15 +6,21 @@ RUNS_STREAM = "PB_RUNS"
 RUN_SUBJECTS = f"{PREFIX}.run.>"
 TIMER_SUBJECTS = f"{PREFIX}.timer.>"
 COMMAND_SUBJECTS = f"{PREFIX}.cmd.>"
+CIRCUIT_SUBJECTS = f"{PREFIX}.circuit.>"
 
 
 def run_event(run_id: str, event_type: str) -> str:
     return f"{PREFIX}.run.{run_id}.{event_type}"
 
 
+def run(run_id: str) -> str:
+    """One run's aggregate prefix."""
+    return f"{PREFIX}.run.{run_id}"
+
+
 def run_all(run_id: str) -> str:
     """Every subject of one run: the aggregate boundary for optimistic concurrency."""
-    return f"{PREFIX}.run.{run_id}.>"
+    return f"{run(run_id)}.>"
 
 
 def events_of_type(event_type: str) -> str:
@@ -38,3 +44,8 @@ def approval_timer(run_id: str, step_id: str) -> str:
 def retry_timer(run_id: str, step_id: str) -> str:
     """The message schedule that re-schedules a failed step after its backoff."""
     return f"{PREFIX}.timer.{run_id}.retry.{step_id}"
+
+
+def circuit(token: str) -> str:
+    """A circuit breaker's aggregate prefix; `token` is a hash of its key (keys hold dots)."""
+    return f"{PREFIX}.circuit.{token}"

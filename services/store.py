@@ -10,8 +10,9 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -35,7 +36,7 @@ PUBLISH_TRIES = 3
 Envelope = tuple[int, RunEvent]   # (stream sequence, event)
 
 
-def _obsoleted_timer(event: RunEvent) -> str | None:
+def _obsoleted_timer(event: msgspec.Struct) -> str | None:
     """The timer this event makes pointless: a decided gate needs no deadline."""
     if isinstance(event, (ApprovalGranted, ApprovalRejected)):
         return subjects.approval_timer(event.run_id, event.step_id)
@@ -45,8 +46,8 @@ def _obsoleted_timer(event: RunEvent) -> str | None:
 class _Batch:
     """Where one direct-get batch collects its events until the server says it is done."""
 
-    def __init__(self, into: list[Envelope], last: int) -> None:
-        self.into, self.last = into, last
+    def __init__(self, into: list[Envelope], last: int, decode: Callable[[bytes], Any]) -> None:
+        self.into, self.last, self.decode = into, last, decode
         self.done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
 
 
@@ -65,7 +66,7 @@ class EventStore:
         """Create `PB_RUNS`, or bring its configuration up to date. Idempotent."""
         config = {
             "name": self.stream,
-            "subjects": [subjects.RUN_SUBJECTS, subjects.TIMER_SUBJECTS],
+            "subjects": [subjects.RUN_SUBJECTS, subjects.TIMER_SUBJECTS, subjects.CIRCUIT_SUBJECTS],
             "storage": "file",
             "retention": "limits",
             "num_replicas": replicas,
@@ -94,17 +95,21 @@ class EventStore:
         thousands of events loads in a few round trips. An undecodable message is
         logged and skipped, but its sequence still counts (appends must expect it).
         """
+        return await self.load_aggregate(subjects.run_all(run_id), decode_event, after)
+
+    async def load_aggregate(self, subject: str, decode: Callable[[bytes], Any], after: int = 0) -> tuple[list[Envelope], int]:
+        """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded."""
         events: list[Envelope] = []
         last = after
-        subject = subjects.run_all(run_id)
         while True:
-            pending, last = await self._load_batch(subject, last + 1, events, last)
+            pending, last = await self._load_batch(subject, last + 1, events, last, decode)
             if not pending:
                 return events, last
 
-    async def _load_batch(self, subject: str, start: int, into: list[Envelope], last: int) -> tuple[int, int]:
+    async def _load_batch(self, subject: str, start: int, into: list[Envelope], last: int,
+                          decode: Callable[[bytes], Any]) -> tuple[int, int]:
         """One direct-get batch into `into`; returns (events still pending, last sequence)."""
-        batch = _Batch(into, last)
+        batch = _Batch(into, last, decode)
         token = os.urandom(8).hex()
         self._batches[token] = batch
         try:
@@ -134,13 +139,13 @@ class EventStore:
         else:
             batch.last = int(headers["Nats-Sequence"])
             try:
-                batch.into.append((batch.last, decode_event(msg.data)))
+                batch.into.append((batch.last, batch.decode(msg.data)))
             except msgspec.DecodeError as err:
                 log.warning("skipping undecodable event %s seq %d: %s", headers.get("Nats-Subject"), batch.last, err)
 
-    async def last_message_id(self, run_id: str) -> tuple[int, str | None]:
-        """Sequence and Nats-Msg-Id of the run's last event (0, None when there is none)."""
-        request = json.dumps({"last_by_subj": subjects.run_all(run_id)}).encode()
+    async def last_message_id(self, aggregate: str) -> tuple[int, str | None]:
+        """Sequence and Nats-Msg-Id of the aggregate's last event (0, None when there is none)."""
+        request = json.dumps({"last_by_subj": f"{aggregate}.>"}).encode()
         msg = await self.nc.request(self._direct_get, request, timeout=PUBLISH_TIMEOUT)
         headers = msg.headers or {}
         if headers.get("Status"):
@@ -154,9 +159,13 @@ class EventStore:
         the conflicting one stay appended: the caller reloads and decides again, and
         the decider's idempotence produces only what is still missing.
         """
+        return await self.append_aggregate(subjects.run(run_id), events, expected)
+
+    async def append_aggregate(self, aggregate: str, events: Sequence[msgspec.Struct], expected: int) -> list[int]:
+        """Append to any aggregate: `aggregate` is its subject prefix (`pb.run.<id>`, ...)."""
         sequences = []
         for event in events:
-            expected = await self._append_one(run_id, event, expected)
+            expected = await self._append_one(aggregate, event, expected)
             sequences.append(expected)
         return sequences
 
@@ -174,18 +183,18 @@ class EventStore:
         }
         await self.js.publish(timer, encode(event), headers=headers)
 
-    async def _append_one(self, run_id: str, event: RunEvent, expected: int) -> int:
+    async def _append_one(self, aggregate: str, event: msgspec.Struct, expected: int) -> int:
         msg_id = os.urandom(12).hex()
         headers = {
             "Nats-Msg-Id": msg_id,
             "Nats-Expected-Last-Subject-Sequence": str(expected),
-            "Nats-Expected-Last-Subject-Sequence-Subject": subjects.run_all(run_id),
+            "Nats-Expected-Last-Subject-Sequence-Subject": f"{aggregate}.>",
         }
         if timer := _obsoleted_timer(event):
             # Cancel the timer in the same write; if it fired first, the OCC check fails.
             headers["Nats-Schedule-Next"] = "purge"
             headers["Nats-Scheduler"] = timer
-        subject = subjects.run_event(run_id, event_name(event))
+        subject = f"{aggregate}.{type(event).__name__}"
         payload = encode(event)
         for attempt in range(1, PUBLISH_TRIES + 1):
             try:
@@ -196,10 +205,10 @@ class EventStore:
                     raise
                 if attempt > 1:
                     # Lost ack: our earlier try may have been stored. The stream says whose it is.
-                    seq, last_id = await self.last_message_id(run_id)
+                    seq, last_id = await self.last_message_id(aggregate)
                     if last_id == msg_id:
                         return seq
-                raise ConcurrencyConflict(run_id) from err
+                raise ConcurrencyConflict(aggregate) from err
             except (asyncio.TimeoutError, TimeoutError):
                 if attempt == PUBLISH_TRIES:
                     raise

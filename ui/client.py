@@ -18,6 +18,8 @@ from events.commands import Command, Reply
 from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
 from projections import run_list
 from services.errors import EngineUnavailable
+from services.resilience.breakers import Breakers
+from services.resilience.circuit import Breaker
 from services.run.state import Run, evolve
 from services.store import EventStore
 
@@ -75,6 +77,9 @@ class EngineClient:
                     return
         finally:
             await sub.unsubscribe()
+
+    async def circuits(self) -> list[Breaker]:
+        return await Breakers(self.store).all()
 
     async def list_runs(self) -> list[run_list.RunSummary]:
         runs: dict[str, run_list.RunSummary] = {}

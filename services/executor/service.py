@@ -26,10 +26,12 @@ from events import subjects
 from events.codec import decode_event
 from events.run import RunEvent, StepRollbackScheduled, StepRollbackStarted, StepScheduled, StepStarted
 from services.errors import PlaybookError
-from services.executor.actions import close_http_session, run_action
+from services.executor.actions import ActionResult, close_http_session, run_action
 from services.executor.step import export_outputs, failed_validation, resolve_args
 from services.executor.validators import run_validators
 from services.playbook.interpolate import Context, redact
+from services.resilience.breakers import Breakers, circuit_key
+from services.resilience.circuit import after_call, before_call
 from services.run.decider import BeginStep, FinishStep, context_of, decide
 from services.run.repository import RunRepository
 from services.run.state import Run
@@ -71,6 +73,7 @@ class Executor:
         self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
         self._cancel_sub = None
         self.secrets = SecretSource()
+        self.breakers = Breakers(runs.store)
 
     async def start(self) -> None:
         js = self.nc.jetstream()
@@ -148,7 +151,7 @@ class Executor:
                 return Outcome({}, problem, "validation").redacted(ctx)
         except PlaybookError as err:
             return Outcome({}, str(err), "configuration").redacted(ctx)
-        result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
+        result = await self._call(run, step_id, args)
         if not result.ok:
             return Outcome(result.outputs, result.error, result.category or "unknown").redacted(ctx)
         try:
@@ -159,6 +162,22 @@ class Executor:
         if problem := failed_validation(spec.validations, ctx):
             return Outcome(outputs, problem, "validation").redacted(ctx)
         return Outcome(outputs).redacted(ctx)
+
+    async def _call(self, run: Run, step_id: str, args: dict[str, Any]) -> ActionResult:
+        """The action, behind the step's circuit breaker when it has one."""
+        spec = run.specs[step_id]
+        circuit = spec.circuit
+        if circuit is None:
+            return await run_action(spec.action, args, timeout=spec.timeout_seconds)
+        key = circuit_key(run.playbook.name, spec, args)
+        denial = await self.breakers.change(key, lambda b: before_call(b, circuit, run.id, step_id, now()))
+        if denial:
+            return ActionResult(ok=False, error=denial, category="dependency")
+        result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
+        failure = None if result.ok else (result.category or "unknown")
+        await self.breakers.change(
+            key, lambda b: (after_call(b, circuit, run.id, step_id, now(), failure, result.error), None))
+        return result
 
     async def _undo(self, run: Run, step_id: str) -> Outcome:
         """A step's rollback actions, in order, with the step's own outputs in reach."""

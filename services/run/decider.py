@@ -150,17 +150,18 @@ def _begin(run: Run, cmd: BeginStep, at: datetime) -> list[RunEvent]:
     step = run.steps.get(cmd.step_id)
     if step is None:
         return []
-    attempt, seq, state = ((step.rollback_attempt, step.rollback_seq, step.rollback) if cmd.rollback
-                           else (step.attempt, step.scheduled_seq, step.status))
+    attempt, seq, state, holder = (
+        (step.rollback_attempt, step.rollback_seq, step.rollback, step.rollback_executor) if cmd.rollback
+        else (step.attempt, step.scheduled_seq, step.status, step.executor))
     if attempt != cmd.attempt or seq != cmd.scheduled_seq:
         return []  # a stale schedule: a newer one exists, or the step moved on
     common = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt)
     if state == "scheduled" and run.status == ("rolling_back" if cmd.rollback else "running"):
         started = StepRollbackStarted if cmd.rollback else StepStarted
         return [started(**common, executor=cmd.executor)]
-    if state == "running" and cmd.redelivered:
+    if state == "running" and cmd.redelivered and holder != cmd.executor:  # not our own start, decided again
         failed = StepRollbackFailed if cmd.rollback else StepFailed
-        return [failed(**common, error=f"executor {step.executor} stopped while running the step",
+        return [failed(**common, error=f"executor {holder} stopped while running the step",
                        category="interrupted")]
     return []
 

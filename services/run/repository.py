@@ -38,16 +38,20 @@ class RunRepository:
     async def change(
         self, run_id: str, decide: Callable[[Run], list[RunEvent]], min_version: int = 0,
     ) -> tuple[Run, list[RunEvent]]:
-        """Decide on the run and append what was decided; returns the run and the new events."""
+        """Decide on the run and append what was decided; returns the run and the new events.
+
+        A conflict part-way through a decision keeps what was already appended (it is in
+        the stream) and decides again on the caught-up run for the rest; every event this
+        call appended is returned.
+        """
         async with self._lock(run_id):
             run = await self._current(run_id, min_version)
+            appended: list[RunEvent] = []
             for _ in range(MAX_CONFLICT_RETRIES):
                 events = decide(run)
-                if not events:
-                    return run, []
                 try:
-                    await self._append(run, events)
-                    return run, events
+                    await self._append(run, events, appended)
+                    return run, appended
                 except ConcurrencyConflict:
                     await self._catch_up(run)
             raise ConcurrencyConflict(run_id)
@@ -82,13 +86,13 @@ class RunRepository:
             evolve(run, event, seq)
         run.version = last
 
-    async def _append(self, run: Run, events: list[RunEvent]) -> None:
-        appended = 0
+    async def _append(self, run: Run, events: list[RunEvent], appended: list[RunEvent] | None = None) -> None:
+        appended = [] if appended is None else appended
         try:
             for event in events:
                 (seq,) = await self.store.append(run.id, [event], expected=run.version)
                 evolve(run, event, seq)
-                appended += 1
+                appended.append(event)
         finally:
             if appended and (run.finished or _parked(run)):
                 self.forget(run.id)

@@ -19,13 +19,16 @@ from nats.aio.msg import Msg
 from events import subjects
 from events.codec import decode_command, encode, to_builtins
 from events.commands import (
-    ApproveStep, CancelRun, Command, PauseRun, RejectStep, Rejection, Reply, ResumeRun, RollbackRun, StartRun,
+    ApproveStep, CancelRun, Command, PauseRun, RejectStep, Rejection, Reply, ResetCircuit, ResumeRun, RollbackRun,
+    StartRun,
 )
+from events.circuit import CircuitReset
 from events.run import RunEvent, RunStarted
 from services.errors import CommandRejected, ConcurrencyConflict
 from services.playbook import PlaybookInvalid, load_playbook
 from services.approval.directory import Directory
 from services.approval.gates import Decide, Refused
+from services.resilience.breakers import Breakers
 from services.run.decider import Advance, RunCommand, decide
 from services.run.repository import RunRepository
 from services.runtime import Consumer
@@ -51,6 +54,7 @@ class RunService:
     def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
         self.nc, self.runs = nc, runs
         self.directory = Directory()
+        self.breakers = Breakers(runs.store)
         self.advancer = Consumer(nc, runs.store.stream, "advancer",
                                  [subjects.events_of_type(name) for name in ADVANCE_AFTER],
                                  self._advance, ack_wait=ack_wait)
@@ -95,12 +99,16 @@ class RunService:
                  ", ".join(type(e).__name__ for e in events) or "nothing to do")
         return Reply(accepted=True, run_id=run_id, events=[to_builtins(e) for e in events])
 
-    async def _dispatch(self, command: Command) -> tuple[str, list[RunEvent]]:
+    async def _dispatch(self, command: Command) -> tuple[str | None, list[msgspec.Struct]]:
         match command:
             case StartRun():
                 return await self._start(command)
             case PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id) | RollbackRun(run_id=run_id):
                 return run_id, await self._decide(run_id, command)
+            case ResetCircuit(key=key, actor=actor):
+                reset = CircuitReset(key=key, at=now(), actor=actor)
+                await self.breakers.change(key, lambda _breaker: ([reset], None))
+                return None, [reset]
             case ApproveStep(run_id=run_id) | RejectStep(run_id=run_id):
                 decision = Decide(step_id=command.step_id, actor=command.actor,
                                   groups=tuple(self.directory.groups_of(command.actor)),

@@ -48,6 +48,7 @@ class StepState:
     rollback: RollbackStatus = ""
     rollback_attempt: int = 0
     rollback_seq: int = 0
+    rollback_executor: str | None = None
     rollback_error: str = ""
     rollback_outputs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -196,8 +197,9 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case StepRollbackScheduled(step_id=step_id, attempt=attempt):
             step = run.step(step_id)
             step.rollback, step.rollback_attempt, step.rollback_seq = "scheduled", attempt, seq
-        case StepRollbackStarted(step_id=step_id):
-            run.step(step_id).rollback = "running"
+        case StepRollbackStarted(step_id=step_id, executor=executor):
+            step = run.step(step_id)
+            step.rollback, step.rollback_executor = "running", executor
         case StepRolledBack(step_id=step_id, outputs=outputs):
             step = run.step(step_id)
             step.rollback, step.rollback_outputs = "rolled_back", outputs

@@ -111,7 +111,7 @@ async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_
     for history in histories:
         starts = collections.Counter((e.step_id, e.attempt) for e in history if isinstance(e, StepStarted))
         assert set(starts.values()) == {1}
-        assert len(starts) == 4
+        assert len(starts) == 4, [(type(e).__name__, getattr(e, "step_id", ""), getattr(e, "error", "")) for e in history]
         executors |= {e.executor for e in history if isinstance(e, StepStarted)}
     assert len(executors) == 2, f"work was not shared: {executors}"
 

@@ -35,10 +35,10 @@ class Scenario:
     def start(self) -> list[RunEvent]:
         return self.when(Advance())
 
-    def begin(self, step_id: str, redelivered: bool = False) -> list[RunEvent]:
+    def begin(self, step_id: str, redelivered: bool = False, executor: str = "ex1") -> list[RunEvent]:
         step = self.run.steps[step_id]
         return self.when(BeginStep(step_id=step_id, attempt=step.attempt, scheduled_seq=step.scheduled_seq,
-                                   executor="ex1", redelivered=redelivered))
+                                   executor=executor, redelivered=redelivered))
 
     def succeed(self, step_id: str, **outputs) -> list[RunEvent]:
         return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt,
@@ -165,9 +165,9 @@ def test_a_stale_schedule_is_ignored() -> None:
 def test_a_redelivered_running_attempt_was_interrupted_and_runs_again() -> None:
     s = Scenario(started(R, [noop("a"), noop("b")]))
     s.start(), s.begin("a")
-    events = s.begin("a", redelivered=True)
+    events = s.begin("a", redelivered=True, executor="ex2")
     assert kinds(events) == ["StepFailed:a", "StepScheduled:a"]
-    assert events[0].category == "interrupted"
+    assert events[0].category == "interrupted" and "ex1" in events[0].error
     assert (events[1].attempt, events[1].reason) == (2, "previous attempt interrupted")
     assert kinds(s.begin("a")) == ["StepStarted:a"]
     assert kinds(s.succeed("a")) == ["StepSucceeded:a", "StepScheduled:b"]
@@ -287,3 +287,12 @@ def test_a_dry_run_executes_nothing_and_records_the_plan() -> None:
     assert reasons["prod"] == "dry run: would skip; `when` is false"
     assert reasons["fix"].startswith("dry run: decided at run time")
     assert s.start() == []
+
+
+def test_an_executor_deciding_again_after_its_own_start_does_not_call_it_interrupted() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")]))
+    s.start()
+    step = s.run.steps["a"]
+    begin = BeginStep(step_id="a", attempt=1, scheduled_seq=step.scheduled_seq, executor="ex1", redelivered=True)
+    assert kinds(s.when(begin)) == ["StepStarted:a"]
+    assert s.when(begin) == []    # the same executor, after a conflict part-way through its decision

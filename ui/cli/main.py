@@ -12,7 +12,9 @@ from pathlib import Path
 
 import nats
 
-from events.commands import ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResumeRun, RollbackRun, StartRun
+from events.commands import (
+    ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResetCircuit, ResumeRun, RollbackRun, StartRun,
+)
 from events.schema import json_schema
 from services.embedded import nats_url
 from services.errors import EngineUnavailable, PlaybookError
@@ -55,6 +57,8 @@ def print_reply(reply: Reply, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"accepted": reply.accepted, "run_id": reply.run_id, "events": reply.events,
                           "error": reply.error and {"code": reply.error.code, "message": reply.error.message}}))
+    elif reply.accepted and reply.run_id is None:
+        print(", ".join(e["type"] for e in reply.events) or "nothing to do")
     elif reply.accepted:
         print(f"run {reply.run_id}: " + (", ".join(e["type"] for e in reply.events) or "nothing to do (already so)"))
     else:
@@ -218,6 +222,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if errors else 0
 
 
+def cmd_circuits(args: argparse.Namespace) -> int:
+    async def work(client: EngineClient) -> int:
+        if args.reset:
+            return print_reply(await client.send(ResetCircuit(actor=actor(args), key=args.reset)), args.json)
+        breakers = await client.circuits()
+        if args.json:
+            print(json.dumps([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
+                               "open_until": b.until and b.until.isoformat()} for b in breakers]))
+            return 0
+        for b in breakers:
+            until = f" until {b.until:%H:%M:%S}Z" if b.state == "open" and b.until else ""
+            print(f"{b.state:<10} {b.failures:>3} failures in a row  {b.key}{until}")
+        if not breakers:
+            print("no circuit breakers yet")
+        return 0
+
+    return asyncio.run(with_client(work))
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2))
     return 0
@@ -304,6 +327,11 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("--env")
     validate.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     validate.add_argument("--json", action="store_true")
+
+    circuits = add("circuits", cmd_circuits, "list circuit breakers and their state, or reset one")
+    circuits.add_argument("--reset", metavar="KEY", help="close this breaker by hand (recorded with --as)")
+    circuits.add_argument("--as", dest="as_user")
+    circuits.add_argument("--json", action="store_true")
 
     add("schema", cmd_schema, "print the JSON Schema of every event and command")
     return p

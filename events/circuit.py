@@ -1,0 +1,51 @@
+"""Circuit breaker events, on `pb.circuit.<token>.<Type>`: one breaker per target, shared
+by every run and every replica."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+
+class CircuitEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    key: str
+    at: datetime
+
+
+class CircuitCallFailed(CircuitEvent):
+    run_id: str
+    step_id: str
+    error: str
+
+
+class CircuitCallSucceeded(CircuitEvent):
+    run_id: str
+    step_id: str
+
+
+class CircuitOpened(CircuitEvent):
+    reason: str
+    until: datetime
+
+
+class CircuitHalfOpened(CircuitEvent):
+    """The open time passed: a limited number of trial calls may go through."""
+
+
+class CircuitTrialStarted(CircuitEvent):
+    run_id: str
+    step_id: str
+
+
+class CircuitClosed(CircuitEvent):
+    reason: str
+
+
+class CircuitReset(CircuitEvent):
+    actor: str
+
+
+AnyCircuitEvent = (CircuitCallFailed | CircuitCallSucceeded | CircuitOpened | CircuitHalfOpened | CircuitTrialStarted
+                   | CircuitClosed | CircuitReset)
+CIRCUIT_EVENT_TYPES: tuple[type[CircuitEvent], ...] = AnyCircuitEvent.__args__  # type: ignore[attr-defined]
+decode_circuit_event = msgspec.json.Decoder(AnyCircuitEvent).decode

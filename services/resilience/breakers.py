@@ -1,0 +1,68 @@
+"""Circuit breakers shared by every run and replica: state from the stream, OCC on change."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from events import subjects
+from events.circuit import CircuitEvent, decode_circuit_event
+from events.playbook import Step
+from services.errors import ConcurrencyConflict
+from services.resilience.circuit import Breaker, evolve
+from services.store import EventStore
+
+
+def circuit_key(playbook: str, step: Step, args: dict[str, Any]) -> str:
+    """The target a step calls: its circuit's `key`, an http origin, or the playbook step."""
+    spec = step.circuit
+    if spec is not None and spec.key:
+        return spec.key
+    if step.action == "http_request" and isinstance(args.get("url"), str):
+        url = urlsplit(args["url"])
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return f"{url.scheme}://{url.hostname}:{port}"
+    return f"{playbook}:{step.id}"
+
+
+def token(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+class Breakers:
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def load(self, key: str) -> Breaker:
+        breaker = Breaker(key=key)
+        envelopes, last = await self.store.load_aggregate(f"{subjects.circuit(token(key))}.>", decode_circuit_event)
+        for seq, event in envelopes:
+            evolve(breaker, event, seq)
+        breaker.version = last
+        return breaker
+
+    async def change(self, key: str, decide: Callable[[Breaker], tuple[list[CircuitEvent], Any]]) -> Any:
+        """Decide on the breaker's latest state and record it; returns what `decide` returned beside the events."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            for _ in range(20):
+                breaker = await self.load(key)
+                events, answer = decide(breaker)
+                try:
+                    await self.store.append_aggregate(subjects.circuit(token(key)), events, breaker.version)
+                    return answer
+                except ConcurrencyConflict:
+                    continue
+            raise ConcurrencyConflict(key)
+
+    async def all(self) -> list[Breaker]:
+        """Every breaker the engine has seen, for `playbook circuits`."""
+        envelopes, _ = await self.store.load_aggregate(subjects.CIRCUIT_SUBJECTS, decode_circuit_event)
+        breakers: dict[str, Breaker] = {}
+        for seq, event in envelopes:
+            evolve(breakers.setdefault(event.key, Breaker(key=event.key)), event, seq)
+        return sorted(breakers.values(), key=lambda b: b.key)
+

@@ -1,0 +1,89 @@
+"""Circuit breakers, pure: a breaker's state from its events, and what a call may do.
+
+closed: calls go through; `failure_threshold` target failures in a row open it.
+open: calls fail fast (category `dependency`) until `open_seconds` have passed.
+half-open: `half_open_trials` calls test the target; a success closes it, a failure
+opens it again. Only failures that speak of the target count (network, timeout,
+temporary, dependency): a bad argument says nothing about the service behind it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from events.circuit import (
+    CircuitCallFailed, CircuitCallSucceeded, CircuitClosed, CircuitEvent, CircuitHalfOpened, CircuitOpened,
+    CircuitReset, CircuitTrialStarted,
+)
+from events.playbook import CircuitSpec
+
+TARGET_FAILURES = frozenset({"network", "timeout", "temporary", "dependency"})
+
+
+@dataclass(slots=True)
+class Breaker:
+    key: str
+    version: int = 0
+    state: Literal["closed", "open", "half_open"] = "closed"
+    failures: int = 0                 # target failures in a row
+    until: datetime | None = None
+    trials: int = 0
+    last_change: datetime | None = None
+
+
+def evolve(breaker: Breaker, event: CircuitEvent, seq: int = 0) -> Breaker:
+    if seq:
+        breaker.version = seq
+    match event:
+        case CircuitCallFailed():
+            breaker.failures += 1
+        case CircuitCallSucceeded():
+            breaker.failures = 0
+        case CircuitOpened(until=until, at=at):
+            breaker.state, breaker.until, breaker.trials, breaker.last_change = "open", until, 0, at
+        case CircuitHalfOpened(at=at):
+            breaker.state, breaker.trials, breaker.last_change = "half_open", 0, at
+        case CircuitTrialStarted():
+            breaker.trials += 1
+        case CircuitClosed(at=at) | CircuitReset(at=at):
+            breaker.state, breaker.failures, breaker.until, breaker.last_change = "closed", 0, None, at
+    return breaker
+
+
+def before_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str,
+                at: datetime) -> tuple[list[CircuitEvent], str | None]:
+    """Events to record before calling, and the reason to fail fast instead (None: call)."""
+    key = breaker.key
+    if breaker.state == "closed":
+        return [], None
+    if breaker.state == "open" and breaker.until is not None and at < breaker.until:
+        return [], (f"circuit {key} is open until {breaker.until:%H:%M:%S}Z after {breaker.failures} failures "
+                    "in a row; the target was not called")
+    trial = CircuitTrialStarted(key=key, at=at, run_id=run_id, step_id=step_id)
+    if breaker.state == "open":
+        return [CircuitHalfOpened(key=key, at=at), trial], None
+    if breaker.trials < spec.half_open_trials:
+        return [trial], None
+    return [], f"circuit {key} is half-open and its {spec.half_open_trials} trial call(s) are under way; not calling"
+
+
+def after_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str, at: datetime,
+               category: str | None, error: str = "") -> list[CircuitEvent]:
+    """What the call's outcome does to the breaker; `category` None means it succeeded."""
+    key = breaker.key
+    if category is None:
+        if breaker.state == "half_open":
+            return [CircuitCallSucceeded(key=key, at=at, run_id=run_id, step_id=step_id),
+                    CircuitClosed(key=key, at=at, reason=f"trial call by {run_id}/{step_id} succeeded")]
+        return [CircuitCallSucceeded(key=key, at=at, run_id=run_id, step_id=step_id)] if breaker.failures else []
+    if category not in TARGET_FAILURES:
+        return []
+    failed = CircuitCallFailed(key=key, at=at, run_id=run_id, step_id=step_id, error=error[:300])
+    until = at + timedelta(seconds=spec.open_seconds)
+    if breaker.state == "half_open":
+        return [failed, CircuitOpened(key=key, at=at, until=until, reason=f"trial call failed: {error[:200]}")]
+    if breaker.state == "closed" and breaker.failures + 1 >= spec.failure_threshold:
+        return [failed, CircuitOpened(key=key, at=at, until=until,
+                                      reason=f"{breaker.failures + 1} failures in a row, last: {error[:200]}")]
+    return [failed]

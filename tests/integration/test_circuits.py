@@ -1,0 +1,90 @@
+"""A circuit breaker shared by concurrent runs: opens, fails fast, half-opens, closes."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from events.commands import ResetCircuit, StartRun
+from services.resilience.breakers import Breakers
+from tests.conftest import wait_for_end
+from tests.helpers import playbook_yaml
+
+pytestmark = pytest.mark.integration
+
+
+class CountingTarget:
+    """A TCP endpoint that counts connections: dead (closes at once) or healthy (HTTP 200)."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.healthy = False
+        self.server: asyncio.base_events.Server | None = None
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.healthy:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/"
+
+
+@pytest.fixture
+async def target():
+    t = CountingTarget()
+    t.server = await asyncio.start_server(t.handle, "127.0.0.1", 0)
+    yield t
+    t.server.close()
+
+
+def calling(url: str) -> str:
+    return playbook_yaml([{"id": "call", "action": "http_request", "args": {"url": url}, "timeout_seconds": 5,
+                           "circuit": {"failure_threshold": 3, "open_seconds": 1.5, "half_open_trials": 1}}])
+
+
+async def run_all(engine, text: str, count: int) -> list[list]:
+    replies = await asyncio.gather(*(engine.send(StartRun(actor="alice", playbook=text)) for _ in range(count)))
+    return await asyncio.gather(*(wait_for_end(engine, r.run_id) for r in replies))
+
+
+def failures(histories: list[list]) -> list:
+    return [e for h in histories for e in h if type(e).__name__ == "StepFailed"]
+
+
+async def test_the_breaker_opens_fails_fast_then_one_trial_closes_it(engine, target) -> None:
+    text = calling(target.url)
+    first = await run_all(engine, text, 20)                   # 20 concurrent runs on a dead target
+    assert all(type(h[-1]).__name__ == "RunFailed" for h in first)
+    breakers = Breakers(engine.store)
+    (breaker,) = await breakers.all()
+    assert breaker.state == "open" and breaker.failures >= 3
+    seen = target.connections
+    assert 3 <= seen <= 20
+
+    later = await run_all(engine, text, 10)                   # while open: no connection at all
+    assert target.connections == seen
+    fast = failures(later)
+    assert len(fast) == 10 and all(f.category == "dependency" and "circuit" in f.error for f in fast)
+
+    target.healthy = True
+    await asyncio.sleep(1.6)                                   # let the open duration pass
+    trial = await run_all(engine, text, 1)
+    assert type(trial[0][-1]).__name__ == "RunCompleted"
+    assert target.connections == seen + 1                      # exactly one trial call went through
+    (breaker,) = await breakers.all()
+    assert breaker.state == "closed"
+
+
+async def test_a_breaker_can_be_reset_by_hand_and_the_reset_names_who(engine, target) -> None:
+    await run_all(engine, calling(target.url), 3)
+    (breaker,) = await engine.circuits()
+    assert breaker.state == "open"
+    reply = await engine.send(ResetCircuit(key=breaker.key, actor="oncall"))
+    assert reply.accepted and reply.events[0]["actor"] == "oncall"
+    (breaker,) = await engine.circuits()
+    assert breaker.state == "closed"
