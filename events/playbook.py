@@ -62,6 +62,9 @@ class CircuitSpec(_Spec):
     failure_threshold: int = 5
     open_seconds: float = 30.0
     half_open_trials: int = 1
+    # `wait`: while open, the attempt fails with `retry_after` set to when the breaker
+    # half-opens, so the step's retry policy waits for it instead of failing fast.
+    on_open: Literal["fail", "wait"] = "fail"
 
 
 class ApprovalGate(_Spec):

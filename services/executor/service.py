@@ -172,7 +172,10 @@ class Executor:
         key = circuit_key(run.playbook.name, spec, args)
         denial = await self.breakers.change(key, lambda b: before_call(b, circuit, run.id, step_id, now()))
         if denial:
-            return ActionResult(ok=False, error=denial, category="dependency")
+            outputs = {}
+            if circuit.on_open == "wait" and (breaker := await self.breakers.load(key)).until is not None:
+                outputs["retry_after"] = max(0.0, (breaker.until - now()).total_seconds())
+            return ActionResult(ok=False, error=denial, category="dependency", outputs=outputs)
         result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
         failure = None if result.ok else (result.category or "unknown")
         await self.breakers.change(

@@ -88,3 +88,17 @@ async def test_a_breaker_can_be_reset_by_hand_and_the_reset_names_who(engine, ta
     assert reply.accepted and reply.events[0]["actor"] == "oncall"
     (breaker,) = await engine.circuits()
     assert breaker.state == "closed"
+
+
+async def test_on_open_wait_retries_when_the_breaker_half_opens(engine, target) -> None:
+    await run_all(engine, calling(target.url), 3)                # open it
+    target.healthy = True
+    seen = target.connections
+    waiting = playbook_yaml([{"id": "call", "action": "http_request", "args": {"url": target.url}, "timeout_seconds": 5,
+                              "retry": {"max_attempts": 3, "base_delay": 0.01, "max_delay": 5, "jitter": "none"},
+                              "circuit": {"failure_threshold": 3, "open_seconds": 1.5, "on_open": "wait"}}])
+    (history,) = await run_all(engine, waiting, 1)
+    assert type(history[-1]).__name__ == "RunCompleted"
+    retry = next(e for e in history if type(e).__name__ == "StepRetryScheduled")
+    assert retry.delay_seconds > 0.5                              # waited for the half-open, not 0.01 s
+    assert target.connections == seen + 1
