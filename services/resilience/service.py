@@ -8,15 +8,22 @@ same timer (same message id) rather than adding another.
 from __future__ import annotations
 
 import logging
+import os
 import random
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from pathlib import Path
+
+import msgspec
+import yaml
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from events import subjects
 from events.run import RunEvent, StepFailed, StepScheduled
-from services.resilience.classify import classify
+from services.errors import PlaybookError
+from services.resilience.classify import Pattern, classify
 from services.resilience.policy import decide_retry
 from services.run.decider import decide
 from services.run.repository import RunRepository
@@ -26,9 +33,22 @@ from services.runtime import Consumer
 log = logging.getLogger(__name__)
 
 
+def configured_patterns(environ: Mapping[str, str] | None = None) -> list[Pattern]:
+    """Error patterns from the engine's configuration: `$PLAYBOOK_ERROR_PATTERNS`, a YAML list
+    of `{regex, category}`, tried before the built-in table. A bad file stops the service at start."""
+    path = (os.environ if environ is None else environ).get("PLAYBOOK_ERROR_PATTERNS")
+    if not path:
+        return []
+    try:
+        return msgspec.convert(yaml.safe_load(Path(path).read_text()) or [], list[Pattern])
+    except (OSError, yaml.YAMLError, msgspec.ValidationError) as err:
+        raise PlaybookError(f"{path}: cannot read the error patterns: {err}") from err
+
+
 class ResilienceService:
     def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
         self.runs = runs
+        self.patterns = configured_patterns()
         self.consumer = Consumer(nc, runs.store.stream, "resilience", [subjects.events_of_type("StepFailed")],
                                  self._on_failed, ack_wait=ack_wait)
 
@@ -48,7 +68,7 @@ class ResilienceService:
         if step.retry == "deciding":
             policy = run.specs[step.id].retry
             assert policy is not None
-            found = classify(event.error, event.outputs, event.category)
+            found = classify(event.error, event.outputs, event.category, self.patterns)
             verdict = decide_retry(step.id, step.attempt, policy, found, event.outputs, random.random())
             at = datetime.now(timezone.utc)
             run, _ = await self.runs.change(run.id, lambda r: decide(r, verdict, at))
