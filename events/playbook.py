@@ -83,6 +83,16 @@ class RollbackAction(_Spec):
     timeout_seconds: float | None = None
 
 
+class ErrorHandler(_Spec):
+    """On a failure of this category (or whose text matches `pattern`), run `run` first,
+    then retry at once (`then: retry`) or let the failure stand (`then: fail`)."""
+
+    run: RollbackAction
+    category: str | None = None
+    pattern: str | None = None
+    then: Literal["retry", "fail"] = "retry"
+
+
 class _Validator(_Spec, tag_field="type"):
     """A check that must hold before the step's action runs; `message` is added when it fails."""
 
@@ -161,6 +171,7 @@ class Playbook(_Spec):
     variables: dict[str, Any] = {}
     on_failure: FailurePolicy = "stop"
     on_rollback_failure: Literal["continue", "stop"] = "continue"
+    error_handlers: list[ErrorHandler] = []
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):

@@ -134,6 +134,29 @@ class StepNotRetried(RunEvent):
     pattern: str | None = None
 
 
+class StepRemediationStarted(RunEvent):
+    """An error handler's remediation runs before the failed step is retried (written first)."""
+
+    step_id: str
+    attempt: int
+    handler: int
+    reason: str
+
+
+class StepRemediated(RunEvent):
+    step_id: str
+    attempt: int
+    handler: int
+    outputs: dict[str, Any] = {}
+
+
+class StepRemediationFailed(RunEvent):
+    step_id: str
+    attempt: int
+    handler: int
+    error: str
+
+
 # -- approval gates -----------------------------------------------------------------------
 
 class ApprovalRequested(RunEvent):
@@ -243,6 +266,7 @@ AnyRunEvent = (
     | ApprovalTimedOut | ApprovalAttemptRefused
     | RollbackStarted | StepRollbackScheduled | StepRollbackStarted | StepRolledBack | StepRollbackFailed
     | RollbackCompleted | RollbackFailed | StepRetryScheduled | StepNotRetried
+    | StepRemediationStarted | StepRemediated | StepRemediationFailed
 )
 
 RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from events.run import (
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
     RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack,
-    StepNotRetried, StepRetryScheduled, StepScheduled, StepSkipped, StepStarted, StepSucceeded,
+    StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled, StepScheduled, StepSkipped, StepStarted, StepSucceeded,
 )
 
 RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled",
@@ -38,6 +38,7 @@ class StepState:
     reason: str = ""               # why it was skipped, or rescheduled
     retry: Literal["", "deciding", "waiting"] = ""   # a failed attempt the resilience service may retry
     retry_due: datetime | None = None
+    remediation: Literal["", "running", "done", "failed"] = ""   # for the latest failed attempt
     ran: bool = False              # some attempt started: there may be something to roll back
     finished_order: int = 0        # when it finished, among the run's steps (rollback goes in reverse)
     gate: GateStatus = ""
@@ -144,6 +145,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             step.status = "pending" if category == "interrupted" else "failed"
             step.error, step.category, step.outputs, step.duration_ms = error, category, outputs, duration
             step.retry = "deciding" if step.status == "failed" and _may_retry(run, step) else ""
+            step.remediation = ""
         case StepSkipped(step_id=step_id, reason=reason, at=at):
             step = _finish(run, step_id, at)
             step.status, step.reason = "skipped", reason
@@ -166,6 +168,12 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case StepRetryScheduled(step_id=step_id, due=due):
             step = run.step(step_id)
             step.retry, step.retry_due = "waiting", due
+        case StepRemediationStarted(step_id=step_id):
+            run.step(step_id).remediation = "running"
+        case StepRemediated(step_id=step_id):
+            run.step(step_id).remediation = "done"
+        case StepRemediationFailed(step_id=step_id):
+            run.step(step_id).remediation = "failed"
         case StepNotRetried(step_id=step_id, reason=reason):
             step = run.step(step_id)
             step.retry, step.reason = "", reason
@@ -218,7 +226,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
 def _may_retry(run: Run, step: StepState) -> bool:
     """Whether the resilience service gets to decide on this failure (cancel never retries)."""
     policy = run.specs[step.id].retry
-    return (policy is not None
+    return ((policy is not None or bool(run.playbook.error_handlers))
             and step.category not in ("cancelled", "interrupted") and run.status in ("running", "paused"))
 
 

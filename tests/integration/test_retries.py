@@ -98,3 +98,36 @@ async def test_a_backoff_that_ends_while_everything_is_down_retries_once_on_rest
     assert attempts == [1, 2, 3]                         # each retry once: not zero times, not twice
     assert len(calls) == 3
 
+
+
+async def test_an_error_handler_remediates_then_the_step_is_retried_at_once(engine, tmp_path) -> None:
+    token = tmp_path / "token"
+
+    async def guarded(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True}) if token.exists() else web.json_response({}, status=401)
+
+    async with local_http([web.get("/api", guarded)]) as url:
+        text = playbook_yaml(
+            [{"id": "call", "action": "http_request", "args": {"url": f"{url}/api"}, "timeout_seconds": 5}],
+            error_handlers=[{"category": "authentication", "then": "retry",
+                             "run": {"action": "shell", "args": {"command": f"touch {token}"}, "timeout_seconds": 5}}])
+        reply = await engine.send(StartRun(actor="alice", playbook=text))
+        events = await wait_for_end(engine, reply.run_id)
+    names = [type(e).__name__ for e in events]
+    assert names[-1] == "RunCompleted"
+    i = names.index("StepFailed")
+    assert names[i:i + 4] == ["StepFailed", "StepRemediationStarted", "StepRemediated", "StepRetryScheduled"]
+    assert events[i].category == "authentication"
+    assert events[i + 3].delay_seconds == 0 and "error handler 1" in events[i + 3].reason
+
+
+async def test_a_failed_remediation_lets_the_failure_stand(engine) -> None:
+    text = playbook_yaml(
+        [{"id": "call", "action": "shell", "args": {"command": "echo permission denied >&2; exit 1"}, "timeout_seconds": 5}],
+        error_handlers=[{"pattern": "permission denied",
+                         "run": {"action": "shell", "args": {"command": "exit 2"}, "timeout_seconds": 5}}])
+    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    events = await wait_for_end(engine, reply.run_id)
+    names = [type(e).__name__ for e in events]
+    assert names[-4:] == ["StepRemediationStarted", "StepRemediationFailed", "StepNotRetried", "RunFailed"]
+    assert "remediation failed" in events[-2].reason

@@ -11,7 +11,8 @@ from events.run import (
     ApprovalAttemptRefused, ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected,
     ApprovalRequested, ApprovalTimedOut, RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled,
     RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
-    StepNotRetried, StepRetryScheduled, StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled,
+    StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled,
+    StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled,
     StepSkipped, StepStarted, StepSucceeded,
 )
 from services.run.state import Run, evolve
@@ -50,6 +51,12 @@ def describe(event: RunEvent) -> str:
             return f"run failed after {_ms(event.duration_ms)}: {event.reason}"
         case StepRetryScheduled():
             return f"{event.step_id}: retry as attempt {event.attempt} in {event.delay_seconds:g}s: {event.reason}"
+        case StepRemediationStarted():
+            return f"{event.step_id}: remediating: {event.reason}"
+        case StepRemediated():
+            return f"{event.step_id}: remediated by error handler {event.handler + 1}"
+        case StepRemediationFailed():
+            return f"{event.step_id}: remediation by error handler {event.handler + 1} failed: {event.error}"
         case StepNotRetried():
             return f"{event.step_id}: not retried: {event.reason}"
         case ApprovalRequested():
