@@ -49,20 +49,29 @@ def security_issues(data: dict[Any, Any]) -> list[Issue]:
     """Every PB4xx issue of a playbook's raw data: shell steps, http steps, and every text value."""
     known, risks = _known_values(data)
     issues = list(credential_issues(data))
+    for at, action in _actions(data):
+        args = action.get("args") if isinstance(action, dict) else None
+        if isinstance(args, dict) and action.get("action") == "shell":
+            issues += _shell_step(args, at + ("args",), known, risks)
+        elif isinstance(args, dict) and action.get("action") == "http_request":
+            issues += transport_issues(args, at + ("args",))
+    return issues
+
+
+def _actions(data: dict[Any, Any]) -> Iterator[tuple[tuple[Any, ...], Any]]:
+    """Every action the playbook may run: steps, their rollbacks, error handlers' remediations."""
     steps = data.get("steps")
     for i, step in enumerate(steps if isinstance(steps, list) else []):
         if not isinstance(step, dict):
             continue
+        yield ("steps", i), step
         rollback = step.get("rollback")
-        actions = [(("steps", i), step)] + [(("steps", i, "rollback", k), undo) for k, undo in
-                                             enumerate(rollback if isinstance(rollback, list) else [])]
-        for at, action in actions:
-            args = action.get("args") if isinstance(action, dict) else None
-            if isinstance(args, dict) and action.get("action") == "shell":
-                issues += _shell_step(args, at + ("args",), known, risks)
-            elif isinstance(args, dict) and action.get("action") == "http_request":
-                issues += transport_issues(args, at + ("args",))
-    return issues
+        for k, undo in enumerate(rollback if isinstance(rollback, list) else []):
+            yield ("steps", i, "rollback", k), undo
+    handlers = data.get("error_handlers")
+    for k, handler in enumerate(handlers if isinstance(handlers, list) else []):
+        if isinstance(handler, dict):
+            yield ("error_handlers", k, "run"), handler.get("run")
 
 
 def _known_values(data: dict[Any, Any]) -> tuple[dict[str, str], dict[str, Risk]]:

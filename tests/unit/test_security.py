@@ -294,3 +294,15 @@ def test_every_security_code_is_documented():
                                      "`", "echo $((", ":(){", "sudo", "env", "rm -rf"])
 def test_broken_shell_never_breaks_validation(command):
     assert "PB000" not in {d.code for d in validate_playbook(playbook(shell(command)), "sec.yaml")}
+
+
+def test_error_handler_remediations_are_analysed_too() -> None:
+    text = """name: x
+error_handlers:
+  - category: authentication
+    run: {action: shell, args: {command: "rm -rf /"}, timeout_seconds: 5}
+steps:
+  - {id: a, name: A, action: noop}
+"""
+    codes = [(d.code, d.line) for d in validate_playbook(text, "x.yaml") if d.code.startswith("PB4")]
+    assert codes == [("PB401", 4)]
