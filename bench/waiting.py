@@ -24,6 +24,7 @@ import nats
 from bench.harness import machine, nats_server, print_machine, print_table, write_result
 from events import subjects
 from events.commands import StartRun
+from services.embedded import stop_process
 from ui.client import EngineClient
 
 NAME = "waiting"
@@ -116,13 +117,7 @@ class Services:
             raise RuntimeError(f"the services did not start (exit {self.process.poll()})")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, grace=20)
 
 
 async def start_gated(client: EngineClient, count: int, prefix: str) -> None:

@@ -76,6 +76,18 @@ def greets(port: int) -> bool:
         return False
 
 
+def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not stopped within `grace` seconds."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _die_with_parent() -> None:
     """In the child: ask Linux to stop the server when the engine process dies."""
     try:
@@ -118,13 +130,8 @@ class EmbeddedNats:
             await asyncio.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process)
         url_file = self.home / "nats.url"
         if url_file.exists() and url_file.read_text().strip() == self.url:
             url_file.unlink()

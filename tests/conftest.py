@@ -15,7 +15,7 @@ from aiohttp import web
 
 from events import subjects
 from services.app import ALL_SERVICES, serve
-from services.embedded import free_port, greets, server_binary
+from services.embedded import free_port, greets, server_binary, stop_process
 from ui.client import EngineClient
 
 
@@ -44,9 +44,8 @@ class NatsServer:
         wait_for_port(self.port)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        if self.process:
+            stop_process(self.process)
 
 
 @pytest.fixture
