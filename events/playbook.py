@@ -5,7 +5,7 @@ that need more than types live in `services/playbook/`.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -13,6 +13,7 @@ ParameterType = Literal["string", "integer", "number", "boolean", "list", "objec
 FailurePolicy = Literal["stop", "rollback", "continue"]
 JitterMode = Literal["full", "equal", "none"]
 FileKind = Literal["file", "directory", "any"]
+MAX_CIRCUIT_WINDOW = 100   # calls a breaker remembers for its failure rate
 
 
 class _Spec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -55,13 +56,18 @@ class RetryPolicy(_Spec):
 
 
 class CircuitSpec(_Spec):
-    """Protect a shared target: after `failure_threshold` failures in a row, calls fail
-    fast for `open_seconds`; then `half_open_trials` calls may test it again."""
+    """Protect a shared target. The breaker opens after `failure_threshold` target failures
+    in a row or, with `failure_rate`, when that share of the last `window` calls failed
+    (once `minimum_calls` were made); it fails calls fast for `open_seconds`, then lets
+    `half_open_trials` calls test the target."""
 
     key: str | None = None          # default: scheme://host:port for http, playbook:step otherwise
-    failure_threshold: int = 5
-    open_seconds: float = 30.0
-    half_open_trials: int = 1
+    failure_threshold: Annotated[int, msgspec.Meta(ge=1)] = 5
+    failure_rate: Annotated[float, msgspec.Meta(gt=0, le=1)] | None = None
+    window: Annotated[int, msgspec.Meta(ge=1, le=MAX_CIRCUIT_WINDOW)] = 20
+    minimum_calls: Annotated[int, msgspec.Meta(ge=1)] = 10
+    open_seconds: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    half_open_trials: Annotated[int, msgspec.Meta(ge=1)] = 1
     # `wait`: while open, the attempt fails with `retry_after` set to when the breaker
     # half-opens, so the step's retry policy waits for it instead of failing fast.
     on_open: Literal["fail", "wait"] = "fail"
@@ -156,9 +162,20 @@ class Step(_Spec):
     validators: list[Validator] = []
     validations: list[Condition] = []
     retry: RetryPolicy | None = None
-    circuit: CircuitSpec | None = None
+    # http_request steps have a breaker on their origin unless `circuit: false`;
+    # any other step has one only if it says `circuit:` (true: the defaults).
+    circuit: CircuitSpec | bool | None = None
     approval_gate: ApprovalGate | None = None
     rollback: list[RollbackAction] = []
+
+
+def circuit_of(step: Step) -> CircuitSpec | None:
+    """The breaker a step calls through, if any."""
+    if isinstance(step.circuit, CircuitSpec):
+        return step.circuit
+    if step.circuit is True or (step.circuit is None and step.action == "http_request"):
+        return CircuitSpec()
+    return None
 
 
 class Playbook(_Spec):

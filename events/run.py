@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from events.playbook import Plan, Playbook
+from events.playbook import ErrorHandler, Plan, Playbook
 
 # Why a step attempt failed, as the resilience service classifies it. `cancelled` and
 # `interrupted` are the engine's own: the run was cancelled, or the executor running the
@@ -38,6 +38,8 @@ class RunStarted(RunEvent):
     source: str = ""
     dry_run: bool = False
     allow_unsafe_shell: bool = False
+    # The engine configuration's error handlers when the run began, after the playbook's own.
+    engine_error_handlers: list[ErrorHandler] = []
 
 
 class StepScheduled(RunEvent):

@@ -24,6 +24,7 @@ from nats.js.api import DeliverPolicy
 
 from events import subjects
 from events.codec import decode_event
+from events.playbook import circuit_of
 from events.run import RunEvent, StepRollbackScheduled, StepRollbackStarted, StepScheduled, StepStarted
 from services.errors import PlaybookError
 from services.executor.actions import ActionResult, close_http_session, run_action
@@ -32,6 +33,8 @@ from services.executor.validators import run_validators
 from services.playbook.interpolate import Context, redact
 from services.resilience.breakers import Breakers, circuit_key
 from services.resilience.circuit import after_call, before_call
+from services.resilience.classify import classify
+from services.resilience.config import configured_patterns
 from services.run.decider import BeginStep, FinishStep, context_of, decide
 from services.run.repository import RunRepository
 from services.run.state import Run
@@ -74,6 +77,7 @@ class Executor:
         self._cancel_sub = None
         self.secrets = SecretSource()
         self.breakers = Breakers(runs.store)
+        self.patterns = configured_patterns()
 
     async def start(self) -> None:
         js = self.nc.jetstream()
@@ -166,7 +170,7 @@ class Executor:
     async def _call(self, run: Run, step_id: str, args: dict[str, Any]) -> ActionResult:
         """The action, behind the step's circuit breaker when it has one."""
         spec = run.specs[step_id]
-        circuit = spec.circuit
+        circuit = circuit_of(spec)
         if circuit is None:
             return await run_action(spec.action, args, timeout=spec.timeout_seconds)
         key = circuit_key(run.playbook.name, spec, args)
@@ -177,7 +181,7 @@ class Executor:
                 outputs["retry_after"] = max(0.0, (breaker.until - now()).total_seconds())
             return ActionResult(ok=False, error=denial, category="dependency", outputs=outputs)
         result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
-        failure = None if result.ok else (result.category or "unknown")
+        failure = None if result.ok else classify(result.error, result.outputs, result.category, self.patterns).category
         await self.breakers.change(
             key, lambda b: (after_call(b, circuit, run.id, step_id, now(), failure, result.error), None))
         return result

@@ -92,7 +92,7 @@ class _Checker:
 class _Failure(NamedTuple):
     """One msgspec.ValidationError, taken apart."""
 
-    kind: str  # unknown | missing | type | enum | tag | other
+    kind: str  # unknown | missing | type | range | enum | tag | other
     name: str | None  # the key (unknown, missing) or the rejected value (enum)
     expected: str | None
     path: Path  # where msgspec stopped, relative to the converted object
@@ -115,6 +115,7 @@ _AT = r"(?: - at (?P<key>`key` in )?`(?P<path>[^`]*)`)?"
 _MESSAGES = [
     ("unknown", re.compile(r"Object contains unknown field `(?P<name>.*?)`" + _AT)),
     ("missing", re.compile(r"Object missing required field `(?P<name>.*?)`" + _AT)),
+    ("range", re.compile(r"Expected `(?P<expected>[^`]*)` (?P<name>[<>]=? \S+)" + _AT)),
     ("type", re.compile(r"Expected `(?P<expected>[^`]*)`(?:, got `[^`]*`)?" + _AT)),
     ("enum", re.compile(r"Invalid enum value (?P<name>.*?)" + _AT)),
     ("tag", re.compile(r"Invalid value (?P<name>.*?)" + _AT)),  # a tagged union's tag names no member
@@ -159,6 +160,8 @@ def _schema_issue(failure: _Failure, prefix: Path, data: Any) -> Issue:
         wanted = [_TYPE_WORDS.get(part, part) for part in failure.expected.split(" | ") if part != "null"]
         expected = ", ".join(wanted[:-1]) + " or " + wanted[-1] if len(wanted) > 1 else "".join(wanted)
         return Issue("PB103", f"{place} must be {expected}, got {describe_value(_value_at(data, path))}", path)
+    if failure.kind == "range":
+        return Issue("PB104", f"{place} must be {failure.name}, got {describe_value(_value_at(data, path))}", path)
     if failure.kind == "enum":
         allowed = _literals_at(path)
         value = failure.name or ""

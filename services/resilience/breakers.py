@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from events import subjects
 from events.circuit import CircuitEvent, decode_circuit_event
-from events.playbook import Step
+from events.playbook import Step, circuit_of
 from services.errors import ConcurrencyConflict
 from services.resilience.circuit import Breaker, evolve
 from services.store import EventStore
@@ -17,7 +17,7 @@ from services.store import EventStore
 
 def circuit_key(playbook: str, step: Step, args: dict[str, Any]) -> str:
     """The target a step calls: its circuit's `key`, an http origin, or the playbook step."""
-    spec = step.circuit
+    spec = circuit_of(step)
     if spec is not None and spec.key:
         return spec.key
     if step.action == "http_request" and isinstance(args.get("url"), str):
@@ -32,16 +32,22 @@ def token(key: str) -> str:
 
 
 class Breakers:
+    """Breakers are cached and brought up to date with only the events since, so a busy
+    target's check costs one small read however long its history."""
+
     def __init__(self, store: EventStore) -> None:
         self.store = store
         self._locks: dict[str, asyncio.Lock] = {}
+        self._cache: dict[str, Breaker] = {}
 
     async def load(self, key: str) -> Breaker:
-        breaker = Breaker(key=key)
-        envelopes, last = await self.store.load_aggregate(f"{subjects.circuit(token(key))}.>", decode_circuit_event)
+        """The breaker as recorded now; the object is shared: read it, do not change it."""
+        breaker = self._cache.setdefault(key, Breaker(key=key))
+        envelopes, last = await self.store.load_aggregate(
+            f"{subjects.circuit(token(key))}.>", decode_circuit_event, after=breaker.version)
         for seq, event in envelopes:
             evolve(breaker, event, seq)
-        breaker.version = last
+        breaker.version = max(breaker.version, last)
         return breaker
 
     async def change(self, key: str, decide: Callable[[Breaker], tuple[list[CircuitEvent], Any]]) -> Any:

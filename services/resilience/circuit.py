@@ -1,6 +1,7 @@
 """Circuit breakers, pure: a breaker's state from its events, and what a call may do.
 
-closed: calls go through; `failure_threshold` target failures in a row open it.
+closed: calls go through; `failure_threshold` target failures in a row open it, and so
+does a `failure_rate` over the last `window` calls (counted once `minimum_calls` were made).
 open: calls fail fast (category `dependency`) until `open_seconds` have passed.
 half-open: `half_open_trials` calls test the target; a success closes it, a failure
 opens it again. Only failures that speak of the target count (network, timeout,
@@ -8,7 +9,8 @@ temporary, dependency): a bad argument says nothing about the service behind it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -16,7 +18,7 @@ from events.circuit import (
     CircuitCallFailed, CircuitCallSucceeded, CircuitClosed, CircuitEvent, CircuitHalfOpened, CircuitOpened,
     CircuitReset, CircuitTrialStarted,
 )
-from events.playbook import CircuitSpec
+from events.playbook import MAX_CIRCUIT_WINDOW, CircuitSpec
 
 TARGET_FAILURES = frozenset({"network", "timeout", "temporary", "dependency"})
 
@@ -30,24 +32,34 @@ class Breaker:
     until: datetime | None = None
     trials: int = 0
     last_change: datetime | None = None
+    reason: str = ""                  # why it last opened
+    # Outcomes of the latest calls since the last change of state, True = failed.
+    recent: deque[bool] = field(default_factory=lambda: deque(maxlen=MAX_CIRCUIT_WINDOW))
 
 
 def evolve(breaker: Breaker, event: CircuitEvent, seq: int = 0) -> Breaker:
     if seq:
+        if seq <= breaker.version:    # already applied (two loads of a cached breaker crossed)
+            return breaker
         breaker.version = seq
     match event:
         case CircuitCallFailed():
             breaker.failures += 1
+            breaker.recent.append(True)
         case CircuitCallSucceeded():
             breaker.failures = 0
-        case CircuitOpened(until=until, at=at):
+            breaker.recent.append(False)
+        case CircuitOpened(until=until, at=at, reason=reason):
             breaker.state, breaker.until, breaker.trials, breaker.last_change = "open", until, 0, at
+            breaker.reason = reason
+            breaker.recent.clear()
         case CircuitHalfOpened(at=at):
             breaker.state, breaker.trials, breaker.last_change = "half_open", 0, at
         case CircuitTrialStarted():
             breaker.trials += 1
         case CircuitClosed(at=at) | CircuitReset(at=at):
             breaker.state, breaker.failures, breaker.until, breaker.last_change = "closed", 0, None, at
+            breaker.recent.clear()
     return breaker
 
 
@@ -58,8 +70,8 @@ def before_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str,
     if breaker.state == "closed":
         return [], None
     if breaker.state == "open" and breaker.until is not None and at < breaker.until:
-        return [], (f"circuit {key} is open until {breaker.until:%H:%M:%S}Z after {breaker.failures} failures "
-                    "in a row; the target was not called")
+        return [], (f"circuit {key} is open until {breaker.until:%H:%M:%S}Z ({breaker.reason}); "
+                    "the target was not called")
     trial = CircuitTrialStarted(key=key, at=at, run_id=run_id, step_id=step_id)
     if breaker.state == "open":
         return [CircuitHalfOpened(key=key, at=at), trial], None
@@ -72,18 +84,32 @@ def after_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str, a
                category: str | None, error: str = "") -> list[CircuitEvent]:
     """What the call's outcome does to the breaker; `category` None means it succeeded."""
     key = breaker.key
+    succeeded = CircuitCallSucceeded(key=key, at=at, run_id=run_id, step_id=step_id)
     if category is None:
         if breaker.state == "half_open":
-            return [CircuitCallSucceeded(key=key, at=at, run_id=run_id, step_id=step_id),
-                    CircuitClosed(key=key, at=at, reason=f"trial call by {run_id}/{step_id} succeeded")]
-        return [CircuitCallSucceeded(key=key, at=at, run_id=run_id, step_id=step_id)] if breaker.failures else []
+            return [succeeded, CircuitClosed(key=key, at=at, reason=f"trial call by {run_id}/{step_id} succeeded")]
+        # Successes matter only to end a run of failures, or to a failure rate.
+        return [succeeded] if breaker.failures or spec.failure_rate is not None else []
     if category not in TARGET_FAILURES:
         return []
     failed = CircuitCallFailed(key=key, at=at, run_id=run_id, step_id=step_id, error=error[:300])
     until = at + timedelta(seconds=spec.open_seconds)
     if breaker.state == "half_open":
         return [failed, CircuitOpened(key=key, at=at, until=until, reason=f"trial call failed: {error[:200]}")]
-    if breaker.state == "closed" and breaker.failures + 1 >= spec.failure_threshold:
-        return [failed, CircuitOpened(key=key, at=at, until=until,
-                                      reason=f"{breaker.failures + 1} failures in a row, last: {error[:200]}")]
+    if breaker.state == "closed" and (why := _tripped(breaker, spec)):
+        return [failed, CircuitOpened(key=key, at=at, until=until, reason=f"{why}, last: {error[:200]}")]
     return [failed]
+
+
+def _tripped(breaker: Breaker, spec: CircuitSpec) -> str:
+    """Why one more failure opens a closed breaker, or "" if it does not."""
+    in_a_row = breaker.failures + 1
+    if in_a_row >= spec.failure_threshold:
+        return f"{in_a_row} failures in a row"
+    if spec.failure_rate is None:
+        return ""
+    window = [*breaker.recent, True][-spec.window:]
+    failed = sum(window)
+    if len(window) >= min(spec.minimum_calls, spec.window) and failed / len(window) >= spec.failure_rate:
+        return f"{failed} of the last {len(window)} calls failed (rate {failed / len(window):.0%} >= {spec.failure_rate:.0%})"
+    return ""

@@ -8,15 +8,9 @@ same timer (same message id) rather than adding another.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-from collections.abc import Mapping
 from datetime import datetime, timezone
-from pathlib import Path
-
-import msgspec
-import yaml
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -28,7 +22,8 @@ from services.executor.actions import run_action
 from services.executor.step import resolve_args
 from services.playbook.interpolate import redact
 from services.errors import PlaybookError
-from services.resilience.classify import Classification, Pattern, classify
+from services.resilience.classify import Classification, classify
+from services.resilience.config import configured_patterns
 from services.resilience.policy import decide_retry
 from services.run.decider import DecideRetry, context_of, decide
 from services.run.repository import RunRepository
@@ -37,18 +32,6 @@ from services.runtime import Consumer
 from services.secrets import SecretSource, allowed_environment
 
 log = logging.getLogger(__name__)
-
-
-def configured_patterns(environ: Mapping[str, str] | None = None) -> list[Pattern]:
-    """Error patterns from the engine's configuration: `$PLAYBOOK_ERROR_PATTERNS`, a YAML list
-    of `{regex, category}`, tried before the built-in table. A bad file stops the service at start."""
-    path = (os.environ if environ is None else environ).get("PLAYBOOK_ERROR_PATTERNS")
-    if not path:
-        return []
-    try:
-        return msgspec.convert(yaml.safe_load(Path(path).read_text()) or [], list[Pattern])
-    except (OSError, yaml.YAMLError, msgspec.ValidationError) as err:
-        raise PlaybookError(f"{path}: cannot read the error patterns: {err}") from err
 
 
 def matching_handler(handlers: list[ErrorHandler], found: Classification, failed: StepFailed) -> int | None:
@@ -85,7 +68,7 @@ class ResilienceService:
         if step.retry == "deciding":
             policy = run.specs[step.id].retry
             found = classify(event.error, event.outputs, event.category, self.patterns)
-            handler = matching_handler(run.playbook.error_handlers, found, event)
+            handler = matching_handler(run.error_handlers, found, event)
             if handler is not None:
                 verdict = await self._remediate(run, event, handler, found)
             elif policy is None:
@@ -102,9 +85,11 @@ class ResilienceService:
 
     async def _remediate(self, run: Run, failed: StepFailed, index: int, found: Classification) -> DecideRetry:
         """Run the error handler's action (recorded before and after), then retry at once or not."""
-        handler = run.playbook.error_handlers[index]
+        handler = run.error_handlers[index]
         step_id, attempt = failed.step_id, failed.attempt
-        why = f"{found.category} error ({found.signal}) -> error handler {index + 1}"
+        own = len(run.playbook.error_handlers)
+        which = f"error handler {index + 1}" if index < own else f"engine error handler {index - own + 1}"
+        why = f"{found.category} error ({found.signal}) -> {which}"
         at = datetime.now(timezone.utc)
         started = StepRemediationStarted(run_id=run.id, at=at, step_id=step_id, attempt=attempt, handler=index, reason=why)
 

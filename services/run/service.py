@@ -29,6 +29,7 @@ from services.playbook import PlaybookInvalid, load_playbook
 from services.approval.directory import Directory
 from services.approval.gates import Decide, Refused
 from services.resilience.breakers import Breakers
+from services.resilience.config import configured_handlers
 from services.run.decider import Advance, RunCommand, decide
 from services.run.repository import RunRepository
 from services.runtime import Consumer
@@ -55,6 +56,7 @@ class RunService:
         self.nc, self.runs = nc, runs
         self.directory = Directory()
         self.breakers = Breakers(runs.store)
+        self.engine_error_handlers = configured_handlers()
         self.advancer = Consumer(nc, runs.store.stream, "advancer",
                                  [subjects.events_of_type(name) for name in ADVANCE_AFTER],
                                  self._advance, ack_wait=ack_wait)
@@ -139,6 +141,7 @@ class RunService:
             run_id=run_id, at=now(), actor=cmd.actor, playbook=loaded.playbook, plan=loaded.plan,
             parameters=loaded.parameters, environment=loaded.environment, source=cmd.source,
             dry_run=cmd.dry_run, allow_unsafe_shell=cmd.allow_unsafe_shell,
+            engine_error_handlers=self.engine_error_handlers,
         )
         try:
             await self.runs.create(started)

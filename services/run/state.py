@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from events.playbook import Playbook, Step
+from events.playbook import ErrorHandler, Playbook, Step
 from events.run import (
     ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut,
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
@@ -84,6 +84,12 @@ class Run:
     def playbook(self) -> Playbook:
         assert self.started is not None
         return self.started.playbook
+
+    @property
+    def error_handlers(self) -> list[ErrorHandler]:
+        """The playbook's error handlers, then the engine's (numbered on in that order)."""
+        assert self.started is not None
+        return self.started.playbook.error_handlers + self.started.engine_error_handlers
 
     @property
     def finished(self) -> bool:
@@ -226,7 +232,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
 def _may_retry(run: Run, step: StepState) -> bool:
     """Whether the resilience service gets to decide on this failure (cancel never retries)."""
     policy = run.specs[step.id].retry
-    return ((policy is not None or bool(run.playbook.error_handlers))
+    return ((policy is not None or bool(run.error_handlers))
             and step.category not in ("cancelled", "interrupted") and run.status in ("running", "paused"))
 
 

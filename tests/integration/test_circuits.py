@@ -2,15 +2,23 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 import pytest
 
 from events.commands import ResetCircuit, StartRun
+from events.playbook import CircuitSpec
 from services.resilience.breakers import Breakers
+from services.resilience.circuit import after_call
+from services.store import EventStore
 from tests.conftest import wait_for_end
 from tests.helpers import playbook_yaml
 
 pytestmark = pytest.mark.integration
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 class CountingTarget:
@@ -102,3 +110,21 @@ async def test_on_open_wait_retries_when_the_breaker_half_opens(engine, target) 
     retry = next(e for e in history if type(e).__name__ == "StepRetryScheduled")
     assert retry.delay_seconds > 0.5                              # waited for the half-open, not 0.01 s
     assert target.connections == seen + 1
+
+
+async def test_replicas_with_cached_breakers_see_each_others_changes_and_never_lose_one(nc) -> None:
+    """Two replicas' breakers on one key: each reads only what is new, OCC keeps every event."""
+    store = EventStore(nc)
+    await store.ensure_stream()
+    spec = CircuitSpec(failure_threshold=40, open_seconds=60)
+    replicas = [Breakers(store), Breakers(EventStore(nc))]
+
+    async def fail(breakers: Breakers, n: int) -> None:
+        await breakers.change("db", lambda b: (after_call(b, spec, f"r{n}", "s", now(), "network", "refused"), None))
+
+    await asyncio.gather(*(fail(replicas[n % 2], n) for n in range(39)))
+    assert [(await r.load("db")).failures for r in replicas] == [39, 39]
+    await fail(replicas[0], 39)                                  # the 40th, on either replica, opens it
+    assert [(await r.load("db")).state for r in replicas] == ["open", "open"]
+    fresh = await Breakers(store).load("db")                     # the cache agrees with a full read
+    assert (fresh.failures, fresh.version) == (40, (await replicas[1].load("db")).version)

@@ -131,3 +131,24 @@ async def test_a_failed_remediation_lets_the_failure_stand(engine) -> None:
     names = [type(e).__name__ for e in events]
     assert names[-4:] == ["StepRemediationStarted", "StepRemediationFailed", "StepNotRetried", "RunFailed"]
     assert "remediation failed" in events[-2].reason
+
+
+async def test_an_engine_error_handler_applies_to_every_playbook_and_is_pinned_on_the_run(
+        nats_server, monkeypatch, tmp_path) -> None:
+    lock = tmp_path / "deploy.lock"
+    lock.touch()
+    handlers = tmp_path / "handlers.yaml"
+    handlers.write_text(f"- pattern: 'deploy lock is held'\n"
+                        f"  run: {{action: shell, args: {{argv: [rm, '{lock}']}}, timeout_seconds: 5}}\n")
+    monkeypatch.setenv("PLAYBOOK_ERROR_HANDLERS", str(handlers))
+    text = playbook_yaml([{"id": "deploy", "action": "shell", "timeout_seconds": 5, "args": {
+        "command": f"if [ -e '{lock}' ]; then echo 'deploy lock is held' >&2; exit 1; fi"}}])
+    async with running_engine(nats_server.url) as engine:
+        reply = await engine.send(StartRun(actor="alice", playbook=text))
+        events = await wait_for_end(engine, reply.run_id)
+    names = [type(e).__name__ for e in events]
+    assert names[-1] == "RunCompleted" and not lock.exists()
+    assert events[0].engine_error_handlers[0].pattern == "deploy lock is held"   # the run says what applied
+    i = names.index("StepRemediationStarted")
+    assert names[i - 1:i + 3] == ["StepFailed", "StepRemediationStarted", "StepRemediated", "StepRetryScheduled"]
+    assert "engine error handler 1" in events[i + 2].reason

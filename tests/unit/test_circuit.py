@@ -1,7 +1,7 @@
 """The circuit breaker's rules, pure."""
 from __future__ import annotations
 
-from events.playbook import CircuitSpec
+from events.playbook import CircuitSpec, Step, circuit_of
 from services.resilience.circuit import Breaker, after_call, before_call, evolve
 from tests.helpers import at
 
@@ -53,3 +53,49 @@ def test_a_success_after_failures_resets_the_count() -> None:
     b = Breaker(key="k", failures=1)
     apply(b, after_call(b, SPEC, "r", "s", at(0), None))
     assert b.failures == 0
+
+
+RATE = CircuitSpec(failure_threshold=100, failure_rate=0.5, window=4, minimum_calls=4, open_seconds=10)
+
+
+def test_a_failure_rate_over_the_window_opens_it_when_enough_calls_were_made() -> None:
+    b = Breaker(key="k")
+    for outcome in ["network", None, "network"]:                       # 2 of 3 failed: too few calls yet
+        events = after_call(b, RATE, "r", "s", at(0), outcome, "refused")
+        assert "CircuitOpened" not in names(events)
+        apply(b, events)
+    opened = after_call(b, RATE, "r", "s", at(1), "timeout", "slow")   # 3 of 4 failed: 75% >= 50%
+    assert names(opened) == ["CircuitCallFailed", "CircuitOpened"]
+    assert opened[1].reason.startswith("3 of the last 4 calls failed (rate 75% >= 50%)")
+    apply(b, opened)
+    assert "3 of the last 4 calls failed" in before_call(b, RATE, "r", "s", at(2))[1]
+
+
+def test_with_a_failure_rate_every_success_is_recorded_and_old_calls_leave_the_window() -> None:
+    b = Breaker(key="k")
+    for outcome in ["network", "network", None, None, None]:           # window of 4: F S S S -> 25%
+        events = after_call(b, RATE, "r", "s", at(0), outcome, "refused")
+        assert names(events) == ["CircuitCallSucceeded" if outcome is None else "CircuitCallFailed"]
+        apply(b, events)
+    assert names(after_call(b, RATE, "r", "s", at(0), "network", "refused")) == ["CircuitCallFailed"]  # S S S F
+
+
+def test_a_change_of_state_starts_a_new_window() -> None:
+    b = apply(Breaker(key="k"), [*after_call(Breaker(key="k", failures=99), RATE, "r", "s", at(0), "network", "x")])
+    assert b.state == "open" and not b.recent
+
+
+def test_events_already_applied_to_a_cached_breaker_are_not_applied_twice() -> None:
+    b = Breaker(key="k")
+    failed = after_call(b, SPEC, "r", "s", at(0), "network", "refused")[0]
+    evolve(b, failed, seq=7)
+    evolve(b, failed, seq=7)
+    assert (b.failures, b.version) == (1, 7)
+
+
+def test_http_steps_have_a_breaker_by_default_and_may_turn_it_off() -> None:
+    assert circuit_of(Step(id="a", action="http_request")) == CircuitSpec()
+    assert circuit_of(Step(id="a", action="http_request", circuit=False)) is None
+    assert circuit_of(Step(id="a", action="shell")) is None
+    assert circuit_of(Step(id="a", action="shell", circuit=True)) == CircuitSpec()
+    assert circuit_of(Step(id="a", action="shell", circuit=SPEC)) is SPEC

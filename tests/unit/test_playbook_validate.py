@@ -323,6 +323,14 @@ BROKEN = [
             validators:
               - {type: disk, path: /}
         """, {}, "PB104", 6, 16, "a"),
+    ("circuit failure rate above 1", """
+        name: x
+        steps:
+          - id: a
+            action: http_request
+            args: {url: "http://db/"}
+            circuit: {failure_rate: 1.5}
+        """, {}, "PB104", 6, 29, "a"),
     ("unknown key in a validator", """
         name: x
         steps:
