@@ -14,6 +14,7 @@ from nats.js.errors import NotFoundError
 
 from events import subjects
 from events.codec import decode_event, encode
+from events.circuit import CircuitEvent
 from events.commands import Command, Reply
 from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
 from projections import run_list
@@ -80,6 +81,9 @@ class EngineClient:
 
     async def circuits(self) -> list[Breaker]:
         return await Breakers(self.store).all()
+
+    async def circuit_events(self, key: str) -> list[tuple[int, CircuitEvent]]:
+        return await Breakers(self.store).history(key)
 
     async def list_runs(self) -> list[run_list.RunSummary]:
         runs: dict[str, run_list.RunSummary] = {}

@@ -64,6 +64,11 @@ class Breakers:
                     continue
             raise ConcurrencyConflict(key)
 
+    async def history(self, key: str) -> list[tuple[int, CircuitEvent]]:
+        """Every event of one breaker, with its stream sequence, for `playbook events --circuit`."""
+        envelopes, _ = await self.store.load_aggregate(f"{subjects.circuit(token(key))}.>", decode_circuit_event)
+        return envelopes
+
     async def all(self) -> list[Breaker]:
         """Every breaker the engine has seen, for `playbook circuits`."""
         envelopes, _ = await self.store.load_aggregate(subjects.CIRCUIT_SUBJECTS, decode_circuit_event)

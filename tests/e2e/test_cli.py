@@ -145,3 +145,30 @@ steps:
     assert not marker.exists()
     listing = json.loads(playbook_cli("list", "--json", env=engine_process).stdout)
     assert [(r["status"], r["dry_run"]) for r in listing] == [("completed", True)]
+
+
+def test_a_breaker_and_every_transition_with_its_reason_are_shown_by_circuits_and_events(
+        engine_process: dict[str, str], tmp_path: Path) -> None:
+    from services.embedded import free_port
+    dead = f"http://127.0.0.1:{free_port()}"               # nothing listens: connection refused
+    calling = tmp_path / "calling.yaml"
+    calling.write_text(f"name: calling\nsteps:\n  - id: call\n    action: http_request\n    args: {{url: '{dead}/'}}\n"
+                       "    timeout_seconds: 5\n    circuit: {failure_threshold: 2, open_seconds: 300}\n")
+    outcomes = [playbook_cli("run", str(calling), env=engine_process) for _ in range(3)]
+    assert [r.returncode for r in outcomes] == [1, 1, 1]
+    assert "circuit" in outcomes[2].stdout and "not called" in outcomes[2].stdout  # the third failed fast
+
+    circuits = playbook_cli("circuits", env=engine_process).stdout
+    assert circuits.startswith("open") and dead in circuits and "2 failures in a row" in circuits
+    history = playbook_cli("events", "--circuit", dead, env=engine_process)
+    assert history.returncode == 0, history.stderr
+    lines = history.stdout.splitlines()
+    assert [line.split()[2] for line in lines] == ["CircuitCallFailed", "CircuitCallFailed", "CircuitOpened"]
+    assert "OPENED until" in lines[2] and "2 failures in a row, last:" in lines[2]
+
+    reset = playbook_cli("circuits", "--reset", dead, "--as", "oncall", env=engine_process)
+    assert reset.returncode == 0, reset.stderr
+    last = playbook_cli("events", "--circuit", dead, env=engine_process).stdout.splitlines()[-1]
+    assert "RESET by hand by oncall" in last
+    unknown = playbook_cli("events", "--circuit", "http://nowhere:1", env=engine_process)
+    assert unknown.returncode == 1 and "playbook circuits" in unknown.stderr

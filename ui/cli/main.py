@@ -19,7 +19,7 @@ from events.schema import json_schema
 from services.embedded import nats_url
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
-from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, event_json, plan_table, status_table
+from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, describe_circuit, event_json, plan_table, status_table
 from ui.client import EngineClient
 
 
@@ -174,6 +174,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_events(args: argparse.Namespace) -> int:
+    if args.circuit:
+        return _circuit_events(args)
+    if not args.run_id:
+        print("playbook events: give a run id, or --circuit KEY", file=sys.stderr)
+        return EXIT_INVALID
+
     async def work(client: EngineClient) -> int:
         source = client.follow(args.run_id) if args.follow else _aiter(await client.events(args.run_id))
         count = 0
@@ -183,6 +189,21 @@ def cmd_events(args: argparse.Namespace) -> int:
                   flush=True)
         if not count:
             print(f"no run with id {args.run_id!r}", file=sys.stderr)
+            return 1
+        return 0
+
+    return asyncio.run(with_client(work))
+
+
+def _circuit_events(args: argparse.Namespace) -> int:
+    """A breaker's history: every counted call and every transition, with its reason."""
+    async def work(client: EngineClient) -> int:
+        envelopes = await client.circuit_events(args.circuit)
+        for seq, event in envelopes:
+            print(event_json(seq, event) if args.json else
+                  f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {describe_circuit(event)}")
+        if not envelopes:
+            print(f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them", file=sys.stderr)
             return 1
         return 0
 
@@ -233,7 +254,8 @@ def cmd_circuits(args: argparse.Namespace) -> int:
             return 0
         for b in breakers:
             until = f" until {b.until:%H:%M:%S}Z" if b.state == "open" and b.until else ""
-            print(f"{b.state:<10} {b.failures:>3} failures in a row  {b.key}{until}")
+            why = f"  ({b.reason})" if b.state != "closed" and b.reason else ""
+            print(f"{b.state:<10} {b.failures:>3} failures in a row  {b.key}{until}{why}")
         if not breakers:
             print("no circuit breakers yet")
         return 0
@@ -313,8 +335,9 @@ def parser() -> argparse.ArgumentParser:
     listing.add_argument("--active", action="store_true", help="only running, paused or cancelling runs")
     listing.add_argument("--json", action="store_true")
 
-    events = add("events", cmd_events, "print a run's raw event stream")
-    events.add_argument("run_id")
+    events = add("events", cmd_events, "print a run's raw event stream, or a circuit breaker's")
+    events.add_argument("run_id", nargs="?")
+    events.add_argument("--circuit", metavar="KEY", help="a circuit breaker's history instead (keys: playbook circuits)")
     events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
 

@@ -15,6 +15,10 @@ from events.run import (
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled,
     StepSkipped, StepStarted, StepSucceeded,
 )
+from events.circuit import (
+    CircuitCallFailed, CircuitCallSucceeded, CircuitClosed, CircuitEvent, CircuitHalfOpened, CircuitOpened,
+    CircuitReset, CircuitTrialStarted,
+)
 from services.run.state import Run, evolve
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
@@ -96,6 +100,26 @@ def describe(event: RunEvent) -> str:
     return type(event).__name__
 
 
+def describe_circuit(event: CircuitEvent) -> str:
+    """One line for a breaker's event: which call, which transition and why."""
+    match event:
+        case CircuitCallFailed():
+            return f"call by {event.run_id}/{event.step_id} failed: {event.error}"
+        case CircuitCallSucceeded():
+            return f"call by {event.run_id}/{event.step_id} succeeded"
+        case CircuitOpened():
+            return f"OPENED until {event.until:%H:%M:%S}Z: {event.reason}"
+        case CircuitHalfOpened():
+            return "HALF-OPEN: the open time passed; trial calls may test the target"
+        case CircuitTrialStarted():
+            return f"trial call by {event.run_id}/{event.step_id}"
+        case CircuitClosed():
+            return f"CLOSED: {event.reason}"
+        case CircuitReset():
+            return f"RESET by hand by {event.actor}"
+    return type(event).__name__
+
+
 def _ms(ms: float) -> str:
     return f"{ms:.0f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
@@ -132,7 +156,7 @@ class Follower:
         return {"completed": EXIT_COMPLETED, "cancelled": EXIT_CANCELLED}.get(self.run.status, EXIT_FAILED)
 
 
-def event_json(seq: int, event: RunEvent) -> str:
+def event_json(seq: int, event: RunEvent | CircuitEvent) -> str:
     body = msgspec.to_builtins(event)
     return msgspec.json.encode({"seq": seq, **body}).decode()
 
