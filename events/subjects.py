@@ -49,3 +49,7 @@ def retry_timer(run_id: str, step_id: str) -> str:
 def circuit(token: str) -> str:
     """A circuit breaker's aggregate prefix; `token` is a hash of its key (keys hold dots)."""
     return f"{PREFIX}.circuit.{token}"
+
+
+# A request every web server answers by refolding its views from the first event.
+PROJECTIONS_REBUILD = f"{PREFIX}.projections.rebuild"

@@ -1,13 +1,29 @@
-"""One run's detail view, from the state fold the services use."""
+"""One run's detail view, from the state fold the services use, and its timeline of events."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from services.run.state import Run
+from events.playbook import Step
+from events.run import (
+    ApprovalAttemptRefused, ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected,
+    ApprovalRequested, ApprovalTimedOut, RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled,
+    RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
+    StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled,
+    StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled,
+    StepSkipped, StepStarted, StepSucceeded,
+)
+from services.approval.gates import needed
+from services.run.state import Run, StepState
 
 
 def run_view(run: Run) -> dict[str, Any]:
     started = run.started
+    needs = started.plan.needs if started else {}
+    waves = plan_waves(needs)
+    wave_of = {step_id: i for i, wave in enumerate(waves) for step_id in wave}
+    rollback_wave_of = {step_id: i for i, wave in enumerate(run.waves) for step_id in wave}
     return {
         "run_id": run.id,
         "status": run.display_status,
@@ -15,12 +31,18 @@ def run_view(run: Run) -> dict[str, Any]:
         "environment": started.environment if started else None,
         "actor": started.actor if started else None,
         "parameters": started.parameters if started else {},
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
         "paused_by": run.paused_by,
         "cancel_requested_by": run.cancel_requested_by,
         "failure": run.failure or None,
         "version": run.version,
+        "dry_run": started.dry_run if started else False,
+        "phase": run.phase,
+        "event_count": run.event_count,
+        "gates_waiting": run.gates_waiting,
+        "waves": waves,
+        "rollback_waves": run.waves,
         "steps": [
             {
                 "id": s.id,
@@ -33,12 +55,187 @@ def run_view(run: Run) -> dict[str, Any]:
                 "reason": s.reason or None,
                 "outputs": s.outputs,
                 "gate": s.gate or None,
-                "approvals": [{"actor": g.actor, "groups": g.groups, "comment": g.comment, "at": g.at.isoformat()}
-                              for g in s.approvals],
+                "approvals": _approvals(s),
                 "gate_decided_by": s.gate_decided_by,
                 "rollback": s.rollback or None,
                 "rollback_error": s.rollback_error or None,
+                **_plan_of(run.specs.get(s.id), needs.get(s.id, [])),
+                "wave": wave_of.get(s.id),
+                "rollback_wave": rollback_wave_of.get(s.id),
+                "started_at": _iso(s.started_at),
+                "finished_at": _iso(s.finished_at),
+                "retry": s.retry or None,
+                "retry_due": _iso(s.retry_due) if s.retry == "waiting" else None,
+                "remediation": s.remediation or None,
+                "approval_gate": _gate(run.specs.get(s.id), s),
             }
             for s in run.steps.values()
         ],
     }
+
+
+def plan_waves(needs: dict[str, list[str]]) -> list[list[str]]:
+    """Steps grouped by how deep they sit in the plan: a wave's steps may run at the same time.
+
+    Written order within a wave; steps caught in a dependency cycle (never in a valid plan) are left out.
+    """
+    wave_of: dict[str, int] = {}
+    waiting = list(needs)
+    while waiting:
+        ready = [s for s in waiting if all(n in wave_of or n not in needs for n in needs[s])]
+        if not ready:
+            break
+        for step_id in ready:
+            wave_of[step_id] = 1 + max((wave_of[n] for n in needs[step_id] if n in wave_of), default=-1)
+        waiting = [s for s in waiting if s not in wave_of]
+    waves: list[list[str]] = [[] for _ in range(1 + max(wave_of.values(), default=-1))]
+    for step_id in needs:
+        if step_id in wave_of:
+            waves[wave_of[step_id]].append(step_id)
+    return waves
+
+
+def _plan_of(spec: Step | None, needs: list[str]) -> dict[str, Any]:
+    return {
+        "name": (spec.name or None) if spec else None,
+        "action": spec.action if spec else None,
+        "depends_on": list(needs),
+        "parallel_group": spec.parallel_group if spec else None,
+    }
+
+
+def _gate(spec: Step | None, s: StepState) -> dict[str, Any] | None:
+    """The gate as written (with the approvals it really needs) and where its decision stands."""
+    gate = spec.approval_gate if spec else None
+    if gate is None:
+        return None
+    return {
+        "message": gate.message,
+        "required_approvers": list(gate.required_approvers),
+        "min_approvals": needed(gate),
+        "timeout_seconds": gate.timeout_seconds,
+        "auto_approve_after_timeout": gate.auto_approve_after_timeout,
+        "allow_self_approval": gate.allow_self_approval,
+        "status": s.gate or "not_requested",
+        "deadline": _iso(s.deadline),
+        "deadline_passed": s.deadline_passed,
+        "approvals": _approvals(s),
+        "decided_by": s.gate_decided_by,
+    }
+
+
+def _approvals(s: StepState) -> list[dict[str, Any]]:
+    return [{"actor": g.actor, "groups": g.groups, "comment": g.comment, "at": g.at.isoformat()}
+            for g in s.approvals]
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+# -- timeline -----------------------------------------------------------------------------
+
+def timeline(envelopes: Iterable[tuple[int, RunEvent]]) -> list[dict[str, Any]]:
+    """The run's events as the dashboard shows them: attempts, retries, waits, decisions.
+
+    One entry per event, `{seq, at, kind, step_id, attempt, detail, actor}`; the deadline
+    timer's own message is left out (what it caused is shown).
+    """
+    entries = []
+    for seq, event in envelopes:
+        detail = _detail(event)
+        if detail is None:
+            continue
+        entries.append({
+            "seq": seq,
+            "at": event.at.isoformat(),
+            "kind": type(event).__name__,
+            "step_id": getattr(event, "step_id", None),
+            "attempt": getattr(event, "attempt", None),
+            "detail": detail,
+            "actor": "system" if isinstance(event, ApprovalTimedOut) else getattr(event, "actor", None),
+        })
+    return entries
+
+
+def _detail(event: RunEvent) -> str | None:
+    """A short sentence saying what happened, or None for an event not worth a line."""
+    match event:
+        case RunStarted():
+            where = f" in {event.environment}" if event.environment else ""
+            dry = " (dry run)" if event.dry_run else ""
+            return f"started playbook {event.playbook.name}{where}{dry}"
+        case StepScheduled():
+            why = f" ({event.reason})" if event.reason else ""
+            return f"attempt {event.attempt} waiting for an executor{why}"
+        case StepStarted():
+            return f"attempt {event.attempt} started on {event.executor}"
+        case StepSucceeded():
+            return f"succeeded in {_duration(event.duration_ms)}"
+        case StepFailed(category="interrupted"):
+            return f"interrupted: {event.error}; it runs again"
+        case StepFailed():
+            return f"failed ({event.category}) after {_duration(event.duration_ms)}: {event.error}"
+        case StepSkipped():
+            return f"skipped: {event.reason}"
+        case StepRetryScheduled():
+            return f"retry {event.attempt} in {event.delay_seconds:.1f} s after {event.category} error"
+        case StepNotRetried():
+            return f"not retried after {event.category} error: {event.reason}"
+        case StepRemediationStarted():
+            return f"remediation by error handler {event.handler + 1}: {event.reason}"
+        case StepRemediated():
+            return f"remediated by error handler {event.handler + 1}"
+        case StepRemediationFailed():
+            return f"remediation by error handler {event.handler + 1} failed: {event.error}"
+        case ApprovalRequested():
+            who = ", ".join(event.required_approvers) or "anyone"
+            count = f" ({event.min_approvals} approvals)" if event.min_approvals > 1 else ""
+            until = f" until {event.deadline.isoformat()}" if event.deadline else ""
+            return f"waiting for approval by {who}{count}{until}"
+        case ApprovalGiven():
+            return f"approved by {event.actor}" + (f": {event.comment}" if event.comment else "")
+        case ApprovalGranted(by_timeout=True):
+            return "approved automatically when the approval window closed"
+        case ApprovalGranted():
+            return f"gate opened, approved by {', '.join(event.approvers) or event.actor}"
+        case ApprovalRejected():
+            return f"rejected by {event.actor}" + (f": {event.comment}" if event.comment else "")
+        case ApprovalTimedOut():
+            return "approval timed out"
+        case ApprovalAttemptRefused():
+            return f"{event.actor} tried to {event.decision}, refused: {event.reason}"
+        case ApprovalDeadlinePassed():
+            return None
+        case RunPaused():
+            return f"paused by {event.actor}" + (f": {event.reason}" if event.reason else "")
+        case RunResumed():
+            return f"resumed by {event.actor}"
+        case RunCancelRequested():
+            return f"cancel requested by {event.actor}" + (f": {event.reason}" if event.reason else "")
+        case RunCancelled():
+            return "cancelled"
+        case RunCompleted():
+            return f"completed in {_duration(event.duration_ms)}"
+        case RunFailed():
+            return f"failed after {_duration(event.duration_ms)}: {event.reason}"
+        case RollbackStarted():
+            order = " then ".join("+".join(wave) for wave in event.waves) or "nothing to undo"
+            return f"rollback by {event.actor}: {order} ({event.reason})"
+        case StepRollbackScheduled():
+            return f"rollback attempt {event.attempt} waiting for an executor"
+        case StepRollbackStarted():
+            return f"rollback attempt {event.attempt} started on {event.executor}"
+        case StepRolledBack():
+            return f"rolled back in {_duration(event.duration_ms)}"
+        case StepRollbackFailed():
+            return f"rollback failed ({event.category}): {event.error}"
+        case RollbackCompleted():
+            return "rollback completed"
+        case RollbackFailed():
+            return f"rollback failed: {event.reason}"
+    return type(event).__name__
+
+
+def _duration(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"

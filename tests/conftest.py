@@ -17,6 +17,7 @@ from events import subjects
 from services.app import ALL_SERVICES, serve
 from services.embedded import free_port, greets, server_binary, stop_process
 from ui.client import EngineClient
+from ui.web.app import WebServer, start_web
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -105,6 +106,16 @@ async def running_engine(url: str) -> AsyncIterator[EngineClient]:
         await client_nc.close()
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture
+async def web_server(nats_server: NatsServer, engine: EngineClient, tmp_path: Path) -> AsyncIterator[WebServer]:
+    """The web server (API, SSE, dashboard) beside the in-process engine."""
+    server = await start_web("127.0.0.1", 0, nats_server.url, tmp_path / "views.msgpack")
+    try:
+        yield server
+    finally:
+        await server.close()
 
 
 async def wait_for_end(client: EngineClient, run_id: str, timeout: float = 30.0) -> list:

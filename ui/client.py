@@ -85,6 +85,16 @@ class EngineClient:
     async def circuit_events(self, key: str) -> list[tuple[int, CircuitEvent]]:
         return await Breakers(self.store).history(key)
 
+    async def rebuild_projections(self, timeout: float = 300.0) -> dict:
+        """Ask the web server(s) to refold their views from the first event."""
+        try:
+            msg = await self.nc.request(subjects.PROJECTIONS_REBUILD, b"", timeout=timeout)
+        except Exception as err:
+            if "no responders" in str(err).lower():
+                raise EngineUnavailable("no web server answered: is `playbook up` running?") from err
+            raise
+        return json.loads(msg.data)
+
     async def list_runs(self) -> list[run_list.RunSummary]:
         runs: dict[str, run_list.RunSummary] = {}
         filters = [subjects.events_of_type(t.__name__) for t in run_list.LIST_EVENTS]

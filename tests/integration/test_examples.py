@@ -8,7 +8,6 @@ import pytest
 from events.commands import StartRun
 from services.playbook import validate_playbook
 from tests.conftest import wait_for_end
-from ui.web.app import start_web
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -19,14 +18,8 @@ def test_every_example_validates_without_findings(path: Path) -> None:
     assert [d.format() for d in validate_playbook(path.read_text(), str(path))] == []
 
 
-@pytest.fixture
-async def demo_site():
-    runner, port = await start_web("127.0.0.1", 0)
-    yield f"http://127.0.0.1:{port}"
-    await runner.cleanup()
-
-
-async def test_the_deploy_demo_in_staging_skips_production_steps_and_completes(engine, demo_site) -> None:
+async def test_the_deploy_demo_in_staging_skips_production_steps_and_completes(engine, web_server) -> None:
+    demo_site = web_server.url
     text = (EXAMPLES / "deploy-demo.yaml").read_text()
     reply = await engine.send(StartRun(actor="alice", playbook=text, source="deploy-demo.yaml",
                                        parameters={"base_url": demo_site}, environment="staging"))
@@ -42,7 +35,8 @@ async def test_the_deploy_demo_in_staging_skips_production_steps_and_completes(e
     assert run.steps["health_check"].outputs["status_code"] == 200
 
 
-async def test_a_failed_validation_fails_the_step_with_category_validation(engine, demo_site) -> None:
+async def test_a_failed_validation_fails_the_step_with_category_validation(engine, web_server) -> None:
+    demo_site = web_server.url
     text = f"""
 name: check
 steps:

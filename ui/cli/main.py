@@ -263,6 +263,22 @@ def cmd_circuits(args: argparse.Namespace) -> int:
     return asyncio.run(with_client(work))
 
 
+def cmd_projections(args: argparse.Namespace) -> int:
+    """`projections rebuild`: every web server refolds its views from the first event."""
+    async def work(client: EngineClient) -> int:
+        result = await client.rebuild_projections(timeout=args.timeout)
+        if args.json:
+            print(json.dumps(result))
+        elif result.get("ok"):
+            print(f"rebuilt from the first event: {result['events']} events, {result['runs']} runs, "
+                  f"position {result['position']}, in {result['seconds']} s")
+        else:
+            print(f"rebuild failed: {result.get('error')}", file=sys.stderr)
+        return 0 if result.get("ok") else 1
+
+    return asyncio.run(with_client(work))
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2))
     return 0
@@ -355,6 +371,11 @@ def parser() -> argparse.ArgumentParser:
     circuits.add_argument("--reset", metavar="KEY", help="close this breaker by hand (recorded with --as)")
     circuits.add_argument("--as", dest="as_user")
     circuits.add_argument("--json", action="store_true")
+
+    projections = add("projections", cmd_projections, "rebuild the web's views (run list, audit, metrics) from zero")
+    projections.add_argument("action", choices=["rebuild"])
+    projections.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the rebuild")
+    projections.add_argument("--json", action="store_true")
 
     add("schema", cmd_schema, "print the JSON Schema of every event and command")
     return p

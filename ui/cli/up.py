@@ -13,7 +13,7 @@ from services.app import ALL_SERVICES, serve
 from services.embedded import EmbeddedNats, playbook_home
 from ui.cli.render import Follower
 from ui.client import EngineClient
-from ui.web.app import start_web
+from ui.web.app import WebServer, start_web
 
 log = logging.getLogger("playbook")
 
@@ -27,28 +27,31 @@ def up(*, demo: bool, http_port: int) -> int:
 
 
 async def _up(*, demo: bool, http_port: int) -> int:
-    server = None
+    embedded = None
     url = os.environ.get("NATS_URL")
     if not url:
-        server = EmbeddedNats(playbook_home())
-        url = await server.start()
-        log.info("embedded nats-server on %s, data in %s", url, server.home / "jetstream")
+        embedded = EmbeddedNats(playbook_home())
+        url = await embedded.start()
+        log.info("embedded nats-server on %s, data in %s", url, embedded.home / "jetstream")
     try:
-        web, port = await start_web("127.0.0.1", _free_or_any(http_port))
-        log.info("web on http://127.0.0.1:%d", port)
+        web: list[WebServer] = []
 
         async def ready(nc: NATS) -> None:
+            site = await start_web("127.0.0.1", _free_or_any(http_port), url)
+            web.append(site)
+            log.info("dashboard on http://127.0.0.1:%d", site.port)
             log.info("engine ready; stop with Ctrl-C")
             if demo:
-                asyncio.create_task(_run_demo(nc, port))
+                asyncio.create_task(_run_demo(nc, site.port))
 
         try:
             await serve(url, set(ALL_SERVICES), ready=ready)
         finally:
-            await web.cleanup()
+            for site in web:
+                await site.close()
     finally:
-        if server:
-            server.stop()
+        if embedded:
+            embedded.stop()
     return 0
 
 

@@ -1,15 +1,57 @@
-"""The engine's web server. For now: health, and the local endpoints the examples call."""
+"""The engine's web server: JSON API, SSE streams, metrics, health and the dashboard.
+
+It is a client of the engine like the CLI: its own NATS connection sends commands and
+reads events, and its projector keeps the run list, audit trail and metrics current.
+Any number of them can run beside one engine.
+"""
 from __future__ import annotations
 
+import json
+import logging
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
-STARTED = time.time()
+from events import subjects
+from projections.projector import Projector
+from services.app import connect
+from services.embedded import playbook_home
+from services.store import EventStore
+from ui.client import EngineClient
+from ui.web import api, streams
+from ui.web.context import CONTEXT, WebContext
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parents[1] / "static"
+READY_LAG = 1000     # events a projector may be behind and still call itself ready
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok", "uptime_seconds": round(time.time() - STARTED, 1)})
+    """The process is up (nothing else is checked: that is /readyz)."""
+    return web.json_response({"status": "ok", "uptime_seconds": round(time.time() - request.app[CONTEXT].started, 1)})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: NATS connected, the stream there, the projector caught up."""
+    context = request.app[CONTEXT]
+    checks = {"nats_connected": context.nc.is_connected, "stream": False,
+              "projections_caught_up": context.projector.caught_up, "projection_lag": None}
+    if context.nc.is_connected:
+        try:
+            info = await context.nc.jetstream().stream_info(subjects.RUNS_STREAM)
+            checks["stream"] = True
+            lag = max(0, info.state.last_seq - context.projector.position)
+            checks["projection_lag"] = lag
+            checks["projections_caught_up"] = checks["projections_caught_up"] and lag <= READY_LAG
+        except Exception as err:  # noqa: BLE001 - any failure here means "not ready", said in the body
+            checks["stream_error"] = str(err)
+    ready = all(checks[k] for k in ("nats_connected", "stream", "projections_caught_up"))
+    return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
 
 
 async def demo_service(request: web.Request) -> web.Response:
@@ -18,18 +60,66 @@ async def demo_service(request: web.Request) -> web.Response:
     return web.json_response({"service": name, "status": "healthy", "version": request.query.get("version", "1.0.0")})
 
 
-def make_app() -> web.Application:
-    app = web.Application()
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+def make_app(context: WebContext) -> web.Application:
+    app = web.Application(middlewares=[api.json_errors])
+    app[CONTEXT] = context
+    streams.add_routes(app)      # first: /api/runs/stream must win over /api/runs/{run_id}
+    api.add_routes(app)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/demo/services/{name}", demo_service)
+    app.router.add_get("/", dashboard)
+    if STATIC.is_dir():
+        app.router.add_static("/static/", STATIC)
     return app
 
 
-async def start_web(host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start the server; port 0 picks a free one. Returns the runner and the bound port."""
-    runner = web.AppRunner(make_app(), access_log=None)
+@dataclass(slots=True)
+class WebServer:
+    runner: web.AppRunner
+    context: WebContext
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+        await self.context.projector.stop()
+        await self.context.nc.drain()
+
+
+async def start_web(host: str, port: int, nats_url: str, snapshot: Path | None = None) -> WebServer:
+    """Connect, start the projector, serve; port 0 picks a free one."""
+    nc = await connect(nats_url, "playbook-web")
+    await EventStore(nc).ensure_stream()
+    projector = Projector(nc, snapshot if snapshot is not None else playbook_home() / "projections" / "views.msgpack")
+    await projector.start()
+    await _answer_rebuilds(nc, projector)
+    context = WebContext(nc=nc, client=EngineClient(nc), projector=projector)
+    # Handler cancellation: a browser that goes away ends its SSE stream at once.
+    runner = web.AppRunner(make_app(context), access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, bound
+    return WebServer(runner, context, bound)
+
+
+async def _answer_rebuilds(nc: NATS, projector: Projector) -> None:
+    """`playbook projections rebuild` asks every web server over NATS."""
+    async def on_request(msg: Msg) -> None:
+        try:
+            result = {"ok": True, **await projector.rebuild()}
+        except Exception as err:  # noqa: BLE001 - the asker gets the reason, the server stays up
+            log.exception("projection rebuild failed")
+            result = {"ok": False, "error": str(err)}
+        if msg.reply:
+            await nc.publish(msg.reply, json.dumps(result).encode())
+
+    await nc.subscribe(subjects.PROJECTIONS_REBUILD, cb=on_request)

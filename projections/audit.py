@@ -1,0 +1,114 @@
+"""The audit trail: who did what to which run or breaker, and when.
+
+People's actions, plus what the system did in their place when a gate's time ran out.
+Refused approval attempts are here too: auditors ask about those as well.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from events.circuit import CircuitEvent, CircuitReset
+from events.run import (
+    ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalTimedOut,
+    RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunStarted,
+)
+
+SYSTEM = "system"
+
+
+class AuditEntry(msgspec.Struct, kw_only=True):
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    run_id: str | None = None
+    step_id: str | None = None
+    circuit: str | None = None
+    detail: str = ""
+
+
+def audit_entry(seq: int, event: RunEvent | CircuitEvent) -> AuditEntry | None:
+    """The audit entry of this event, or None when nobody acted."""
+    if isinstance(event, CircuitReset):
+        return AuditEntry(seq=seq, at=event.at, actor=event.actor, action="circuit_reset", circuit=event.key,
+                          detail=f"reset breaker {event.key} by hand")
+    if not isinstance(event, RunEvent):
+        return None
+    found = _run_action(event)
+    if found is None:
+        return None
+    actor, action, detail = found
+    return AuditEntry(seq=seq, at=event.at, actor=actor, action=action, run_id=event.run_id,
+                      step_id=getattr(event, "step_id", None), detail=detail)
+
+
+def _run_action(event: RunEvent) -> tuple[str, str, str] | None:
+    """(actor, action, detail) of a run event someone caused."""
+    match event:
+        case RunStarted():
+            return event.actor, "start", _start_detail(event)
+        case RunPaused():
+            return event.actor, "pause", event.reason
+        case RunResumed():
+            return event.actor, "resume", ""
+        case RunCancelRequested():
+            return event.actor, "cancel", event.reason
+        case ApprovalGiven():
+            groups = f"as {', '.join(event.groups)}" if event.groups else ""
+            return event.actor, "approve", _join(groups, event.comment)
+        case ApprovalRejected():
+            return event.actor, "reject", event.comment
+        case ApprovalAttemptRefused():
+            return event.actor, "approval_refused", f"tried to {event.decision}; refused: {event.reason}"
+        case ApprovalGranted(by_timeout=True):
+            return event.actor or SYSTEM, "auto_approve", "approved automatically when the approval window closed"
+        case ApprovalTimedOut():
+            return SYSTEM, "timeout", "approval window closed without enough approvals; the step failed"
+        case RollbackStarted():
+            order = " then ".join("+".join(wave) for wave in event.waves) or "nothing to undo"
+            return event.actor or SYSTEM, "rollback", _join(event.reason, f"waves: {order}")
+    return None
+
+
+def _start_detail(event: RunStarted) -> str:
+    parts = [f"playbook {event.playbook.name}"]
+    if event.environment:
+        parts.append(f"environment {event.environment}")
+    if event.dry_run:
+        parts.append("dry run")
+    if event.allow_unsafe_shell:
+        parts.append("allow_unsafe_shell")
+    return "; ".join(parts)
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(part for part in parts if part)
+
+
+class AuditTrail(msgspec.Struct):
+    """Every audit entry seen, in stream order (the order `apply` is called in); snapshots with msgpack."""
+
+    entries: list[AuditEntry] = []
+
+    def apply(self, seq: int, event: RunEvent | CircuitEvent) -> AuditEntry | None:
+        if self.entries and 0 < seq <= self.entries[-1].seq:
+            return None   # seen already: redelivered, or replayed over a snapshot
+        entry = audit_entry(seq, event)
+        if entry is not None:
+            self.entries.append(entry)
+        return entry
+
+    def select(self, actor: str | None = None, run_id: str | None = None, action: str | None = None,
+               since: datetime | None = None, until: datetime | None = None, limit: int = 500) -> list[AuditEntry]:
+        """Matching entries newest first (by stream sequence); `since` is inclusive, `until` exclusive."""
+        found: list[AuditEntry] = []
+        for e in reversed(self.entries):   # applied in stream order: run and breaker events share one stream
+            if len(found) >= limit:
+                break
+            if ((actor is None or e.actor == actor) and (run_id is None or e.run_id == run_id)
+                    and (action is None or e.action == action)
+                    and (since is None or e.at >= since) and (until is None or e.at < until)):
+                found.append(e)
+        return found

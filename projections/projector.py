@@ -1,0 +1,244 @@
+"""The projector: keeps the engine-wide views current from JetStream.
+
+One ordered consumer reads every run and circuit event from the stream position the
+views have reached. The views are snapshotted to disk with that position, so a restart
+reads only what is new instead of the whole history; `rebuild()` starts again from the
+first event for an audit. Listeners hear of each change as it is applied: the SSE
+streams push them to browsers, numbered by stream sequence so a reconnect resumes.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from events import subjects
+from events.circuit import CircuitEvent, decode_circuit_event
+from events.codec import decode_event
+from events.run import RunEvent
+from projections import run_list
+from projections.audit import AuditTrail
+from projections.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_EVERY_SECONDS = 5.0
+RECENT_CHANGES = 10_000       # run-list changes kept for SSE clients that reconnect
+
+
+class Views(msgspec.Struct, kw_only=True):
+    """Everything the projector folds, and how far into the stream it is."""
+
+    position: int = 0
+    stream_created: str = ""   # a recreated stream invalidates the snapshot
+    runs: dict[str, run_list.RunSummary] = {}
+    audit: AuditTrail = msgspec.field(default_factory=AuditTrail)
+    metrics: Metrics = msgspec.field(default_factory=Metrics)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One applied event, as listeners see it: what changed in which view."""
+
+    seq: int
+    event: RunEvent | CircuitEvent
+    run: dict[str, Any] | None        # the run's summary after the event, if it changed
+    audit: dict[str, Any] | None      # the audit entry the event made, if any
+    metrics_changed: bool
+
+
+Listener = Callable[[Change], None]
+
+
+class Projector:
+    def __init__(self, nc: NATS, snapshot: Path | None = None, stream: str = subjects.RUNS_STREAM) -> None:
+        self.nc, self.stream, self.snapshot = nc, stream, snapshot
+        self.views = Views()
+        self.applied = 0                  # events applied since this process started (or rebuilt)
+        self.pending = 0                  # events stored but not yet applied, as last reported
+        self.recent: deque[tuple[int, dict[str, Any]]] = deque(maxlen=RECENT_CHANGES)
+        self._listeners: set[Listener] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._caught_up = asyncio.Event()
+        self._saved_at = self._saved_position = 0
+        self._complete_after = 0          # every run-list change after this position is in `recent`
+
+    # -- reading -------------------------------------------------------------------
+
+    @property
+    def position(self) -> int:
+        return self.views.position
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up.is_set()
+
+    async def wait_caught_up(self, timeout: float) -> None:
+        await asyncio.wait_for(self._caught_up.wait(), timeout)
+
+    def listen(self, listener: Listener) -> Callable[[], None]:
+        """Hear of every change from now on; returns the call that stops it.
+
+        Taking a snapshot of the views and calling this with no `await` between
+        gives a listener every change after the snapshot, none twice.
+        """
+        self._listeners.add(listener)
+        return lambda: self._listeners.discard(listener)
+
+    def run_changes_after(self, seq: int) -> list[tuple[int, dict[str, Any]]] | None:
+        """Run-list changes after position `seq`, or None if they are not all kept any more
+        (or `seq` is from another stream): the caller then sends a fresh snapshot."""
+        if seq < self._complete_after or seq > self.position:
+            return None
+        return [(s, summary) for s, summary in self.recent if s > seq]
+
+    def _remember(self, seq: int, summary: dict[str, Any]) -> None:
+        if len(self.recent) == self.recent.maxlen:
+            self._complete_after = self.recent[0][0]
+        self.recent.append((seq, summary))
+
+    # -- running ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.views = await self._restore()
+        self._complete_after = self.views.position
+        self._task = asyncio.create_task(self._follow(), name="projector")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._save()
+
+    async def rebuild(self) -> dict[str, Any]:
+        """Forget the views and fold the whole stream again; returns what it took."""
+        began = time.perf_counter()
+        await self.stop()
+        self.views, self.applied, self._caught_up = Views(), 0, asyncio.Event()
+        self.recent.clear()
+        self._complete_after = 0
+        if self.snapshot is not None:
+            self.snapshot.unlink(missing_ok=True)
+        self._task = asyncio.create_task(self._follow(), name="projector")
+        await self._caught_up.wait()
+        await self._save()
+        return {"events": self.applied, "position": self.position, "runs": len(self.views.runs),
+                "seconds": round(time.perf_counter() - began, 3)}
+
+    async def _follow(self) -> None:
+        js = self.nc.jetstream()
+        created = await self._stream_created()
+        if self.views.stream_created != created:
+            if self.views.position:
+                log.info("projector: the stream was recreated since the snapshot; rebuilding")
+            self.views = Views(stream_created=created)
+        start = self.views.position + 1
+        sub = await js.subscribe(f"{subjects.PREFIX}.>", stream=self.stream, ordered_consumer=True,
+                                 config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                                                       opt_start_seq=start))
+        try:
+            await self._mark_caught_up_if_idle()
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=SNAPSHOT_EVERY_SECONDS)
+                except NatsTimeout:
+                    await self._save_if_due()
+                    continue
+                meta = msg.metadata
+                self._apply(meta.sequence.stream, msg.subject, msg.data)
+                self.pending = meta.num_pending
+                if not self.pending:
+                    self._caught_up.set()
+                await self._save_if_due()
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _mark_caught_up_if_idle(self) -> None:
+        """Nothing to read at start: the views are current already."""
+        info = await self.nc.jetstream().stream_info(self.stream)
+        if info.state.last_seq <= self.views.position:
+            self._caught_up.set()
+
+    def _apply(self, seq: int, subject: str, data: bytes) -> None:
+        views = self.views
+        views.position = seq
+        if subject.startswith(f"{subjects.PREFIX}.timer."):
+            return      # a timer holds an event that is stored on its run when it fires
+        try:
+            event: RunEvent | CircuitEvent = (decode_circuit_event(data) if subject.startswith(
+                f"{subjects.PREFIX}.circuit.") else decode_event(data))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("projector: skipping undecodable message %d on %s", seq, subject)
+            return
+        self.applied += 1
+        summary = None
+        if isinstance(event, RunEvent) and isinstance(event, run_list.LIST_EVENTS):
+            run_list.apply(views.runs, event)
+            if (found := views.runs.get(event.run_id)) is not None:
+                summary = run_list.as_dict(found)
+                self._remember(seq, summary)
+        entry = views.audit.apply(seq, event)
+        change = Change(seq, event, summary, entry and msgspec.to_builtins(entry), views.metrics.apply(seq, event))
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:  # noqa: BLE001 - one broken listener must not stop the views
+                log.exception("projector listener failed")
+
+    # -- snapshots -------------------------------------------------------------------
+
+    async def _stream_created(self) -> str:
+        try:
+            info = await self.nc.jetstream().stream_info(self.stream)
+        except NotFoundError:
+            return ""
+        created = getattr(info, "created", None)
+        return created.isoformat() if isinstance(created, datetime) else str(created or "")
+
+    async def _restore(self) -> Views:
+        if self.snapshot is None or not self.snapshot.exists():
+            return Views()
+        try:
+            views = msgspec.msgpack.decode(await asyncio.to_thread(self.snapshot.read_bytes), type=Views)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as err:
+            log.warning("projector: snapshot %s unreadable (%s); rebuilding from the first event", self.snapshot, err)
+            return Views()
+        self._saved_position = views.position
+        log.info("projector: resuming from position %d (%d runs)", views.position, len(views.runs))
+        return views
+
+    async def _save_if_due(self) -> None:
+        if time.monotonic() - self._saved_at >= SNAPSHOT_EVERY_SECONDS:
+            await self._save()
+
+    async def _save(self) -> None:
+        self._saved_at = time.monotonic()
+        if self.snapshot is None or self.views.position == self._saved_position:
+            return
+        data = msgspec.msgpack.encode(self.views)
+        self._saved_position = self.views.position
+        await asyncio.to_thread(_write_atomically, self.snapshot, data)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)

@@ -1,0 +1,292 @@
+"""The JSON API: everything the CLI can do, over HTTP.
+
+Reads come from the projector's views (the run list, audit, metrics) or from a run's
+own events (one run, its logs). Every change is a command sent to the run service
+with the caller as actor, exactly as the CLI sends it; its reply becomes the response.
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from events.commands import (
+    ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RollbackRun, StartRun,
+)
+from projections import run_list
+from projections.run_view import run_view, timeline
+from projections.step_logs import logs_of
+from services.errors import EngineUnavailable
+from services.playbook.library import find_playbook, stored_playbooks
+from services.playbook.validate import validate_playbook
+from services.run.state import Run, evolve
+from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, StartBody, ValidateBody
+from ui.web.context import CONTEXT, WebContext
+from ui.web.identity import BadIdentity, actor_of
+
+B = TypeVar("B", bound=msgspec.Struct)
+
+# The run service's rejection codes, as HTTP statuses.
+STATUS_OF_CODE = {
+    "bad_request": 400, "invalid_playbook": 422, "unknown_run": 404, "unknown_playbook": 404,
+    "illegal_transition": 409, "run_exists": 409, "approval_refused": 403, "internal_error": 502,
+}
+MAX_LIMIT = 1000
+# Run ids are subject tokens: anything else (".", "*", ">") never reaches NATS.
+RUN_PATH = "/api/runs/{run_id:[A-Za-z0-9_-]{1,64}}"
+
+
+class ApiError(Exception):
+    """An answer that is an error: a status, a stable code and a message that says what to do."""
+
+    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details or []
+
+
+def error_response(status: int, code: str, message: str, details: list[Any] | None = None) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, "details": details or []}}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    """Every error of the API is JSON with a stable code, never an HTML page or a bare 500."""
+    try:
+        return await handler(request)
+    except ApiError as err:
+        return error_response(err.status, err.code, err.message, err.details)
+    except BadIdentity as err:
+        return error_response(400, "bad_identity", str(err))
+    except EngineUnavailable as err:
+        return error_response(503, "engine_unavailable", str(err))
+    except web.HTTPException as err:
+        if not request.path.startswith("/api/") or err.status < 400:
+            raise
+        return error_response(err.status, err.reason.lower().replace(" ", "_"),
+                              f"{request.method} {request.path}: {err.reason}")
+
+
+def ctx(request: web.Request) -> WebContext:
+    return request.app[CONTEXT]
+
+
+async def read_body(request: web.Request, kind: type[B]) -> B:
+    """The body as `kind`; an empty body means every default (if `kind` has them)."""
+    raw = await request.read()
+    try:
+        return msgspec.json.decode(raw or b"{}", type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+        raise ApiError(400, "bad_request", f"{request.method} {request.path}: bad JSON body: {err}") from None
+
+
+async def send(request: web.Request, command: Command, created: bool = False) -> web.Response:
+    reply = await ctx(request).client.send(command)
+    if not reply.accepted:
+        assert reply.error is not None
+        raise ApiError(STATUS_OF_CODE.get(reply.error.code, 400), reply.error.code, reply.error.message,
+                       reply.error.details)
+    body = {"accepted": True, "run_id": reply.run_id, "events": reply.events}
+    return web.json_response(body, status=201 if created else 200)
+
+
+# -- runs ------------------------------------------------------------------------------
+
+async def list_runs(request: web.Request) -> web.Response:
+    q = request.query
+    statuses = set(filter(None, q.get("status", "").split(",")))
+    since, until = _time(q, "since"), _time(q, "until")
+    active = _flag(q, "active")
+    limit = _int(q, "limit", 200, 1, MAX_LIMIT)
+    views = ctx(request).projector.views
+    runs = [r for r in views.runs.values()
+            if (not statuses or r.status in statuses)
+            and (not q.get("playbook") or r.playbook == q["playbook"])
+            and (not q.get("environment") or r.environment == q["environment"])
+            and (since is None or r.started_at >= since) and (until is None or r.started_at <= until)
+            and (active is None or r.active == active)]
+    runs.sort(key=lambda r: r.started_at, reverse=True)
+    return web.json_response({"position": views.position, "total": len(runs),
+                              "runs": [run_list.as_dict(r) for r in runs[:limit]]})
+
+
+async def start_run(request: web.Request) -> web.Response:
+    body = await read_body(request, StartBody)
+    if (body.playbook is None) == (body.playbook_id is None):
+        raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id'")
+    text, source = body.playbook, "<api>"
+    if body.playbook_id is not None:
+        stored = find_playbook(body.playbook_id)
+        if stored is None:
+            raise ApiError(404, "unknown_playbook", f"no stored playbook {body.playbook_id!r}; GET /api/playbooks lists them")
+        text, source = stored.path.read_text(), str(stored.path)
+    assert text is not None
+    return await send(request, StartRun(
+        actor=actor_of(request), playbook=text, source=source, parameters=body.parameters,
+        environment=body.environment, run_id=body.run_id, dry_run=body.dry_run,
+        allow_unsafe_shell=body.allow_unsafe_shell), created=True)
+
+
+async def get_run(request: web.Request) -> web.Response:
+    envelopes = await _events(request)
+    run = Run(id=request.match_info["run_id"])
+    for seq, event in envelopes:
+        evolve(run, event, seq)
+    return web.json_response({**run_view(run), "timeline": timeline(envelopes)}, dumps=_dumps)
+
+
+async def run_events(request: web.Request) -> web.Response:
+    after = _int(request.query, "after", 0, 0, None)
+    envelopes = await _events(request)
+    return web.json_response([{"seq": seq, "type": type(e).__name__, **msgspec.to_builtins(e)}
+                              for seq, e in envelopes if seq > after], dumps=_dumps)
+
+
+async def run_logs(request: web.Request) -> web.Response:
+    q = request.query
+    attempt = _int(q, "attempt", None, 1, None)
+    entries = logs_of(await _events(request), step_id=q.get("step") or None, attempt=attempt)
+    return web.json_response(msgspec.to_builtins(entries), dumps=_dumps)
+
+
+def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        body = await read_body(request, ControlBody)
+        fields: dict[str, Any] = {"actor": actor_of(request), "run_id": request.match_info["run_id"]}
+        if kind is not ResumeRun:
+            fields["reason"] = body.reason
+        return await send(request, kind(**fields))
+    return handler
+
+
+def decision(kind: type[ApproveStep | RejectStep]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        body = await read_body(request, DecisionBody)
+        return await send(request, kind(actor=actor_of(request), run_id=request.match_info["run_id"],
+                                        step_id=request.match_info["step_id"], comment=body.comment))
+    return handler
+
+
+# -- playbooks, views, circuits ------------------------------------------------------------
+
+async def validate(request: web.Request) -> web.Response:
+    body = await read_body(request, ValidateBody)
+    diagnostics = validate_playbook(body.playbook, "<api>", parameters=body.parameters, environment=body.environment)
+    errors = sum(1 for d in diagnostics if d.severity == "error")
+    return web.json_response({"valid": not errors, "errors": errors, "diagnostics": msgspec.to_builtins(diagnostics)})
+
+
+async def list_playbooks(request: web.Request) -> web.Response:
+    return web.json_response([{"id": p.id, "name": p.name, "description": p.description} for p in stored_playbooks()])
+
+
+async def get_playbook(request: web.Request) -> web.Response:
+    stored = find_playbook(request.match_info["playbook_id"])
+    if stored is None:
+        raise ApiError(404, "unknown_playbook", f"no stored playbook {request.match_info['playbook_id']!r}")
+    return web.json_response({"id": stored.id, "name": stored.name, "description": stored.description,
+                              "yaml": stored.path.read_text()})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.json_response(ctx(request).projector.views.metrics.as_json(), dumps=_dumps)
+
+
+async def audit(request: web.Request) -> web.Response:
+    q = request.query
+    entries = ctx(request).projector.views.audit.select(
+        actor=q.get("actor") or None, run_id=q.get("run_id") or None, action=q.get("action") or None,
+        since=_time(q, "since"), until=_time(q, "until"), limit=_int(q, "limit", 500, 1, MAX_LIMIT))
+    return web.json_response(msgspec.to_builtins(entries), dumps=_dumps)
+
+
+async def circuits(request: web.Request) -> web.Response:
+    breakers = await ctx(request).client.circuits()
+    return web.json_response([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
+                               "open_until": b.until and b.until.isoformat(), "reason": b.reason or None,
+                               "last_change": b.last_change and b.last_change.isoformat()} for b in breakers])
+
+
+async def reset_circuit(request: web.Request) -> web.Response:
+    body = await read_body(request, ResetCircuitBody)
+    return await send(request, ResetCircuit(actor=actor_of(request), key=body.key))
+
+
+async def rebuild_projections(request: web.Request) -> web.Response:
+    return web.json_response(await ctx(request).projector.rebuild())
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+async def _events(request: web.Request) -> list:
+    run_id = request.match_info["run_id"]
+    envelopes = await ctx(request).client.events(run_id)
+    if not envelopes:
+        raise ApiError(404, "unknown_run", f"no run with id {run_id!r}")
+    return envelopes
+
+
+def _dumps(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _time(query: Any, name: str) -> datetime | None:
+    text = query.get(name)
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "bad_request", f"query parameter {name!r} must be an ISO 8601 time, got {text!r}") from None
+    if value.tzinfo is None:
+        raise ApiError(400, "bad_request", f"query parameter {name!r} needs a time zone (say ...Z), got {text!r}")
+    return value
+
+
+def _int(query: Any, name: str, default: Any, low: int, high: int | None) -> Any:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"query parameter {name!r} must be an integer, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ApiError(400, "bad_request", f"query parameter {name!r} must be {bounds}, got {value}")
+    return value
+
+
+def _flag(query: Any, name: str) -> bool | None:
+    text = query.get(name)
+    if text is None or text == "":
+        return None
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise ApiError(400, "bad_request", f"query parameter {name!r} must be true or false, got {text!r}")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/runs", list_runs)
+    r.add_post("/api/runs", start_run)
+    r.add_get(RUN_PATH, get_run)
+    r.add_get(RUN_PATH + "/events", run_events)
+    r.add_get(RUN_PATH + "/logs", run_logs)
+    for name, kind in (("pause", PauseRun), ("resume", ResumeRun), ("cancel", CancelRun), ("rollback", RollbackRun)):
+        r.add_post(f"{RUN_PATH}/{name}", control(kind))
+    r.add_post(RUN_PATH + "/steps/{step_id}/approve", decision(ApproveStep))
+    r.add_post(RUN_PATH + "/steps/{step_id}/reject", decision(RejectStep))
+    r.add_post("/api/validate", validate)
+    r.add_get("/api/playbooks", list_playbooks)
+    r.add_get("/api/playbooks/{playbook_id}", get_playbook)
+    r.add_get("/api/metrics", metrics)
+    r.add_get("/api/audit", audit)
+    r.add_get("/api/circuits", circuits)
+    r.add_post("/api/circuits/reset", reset_circuit)
+    r.add_post("/api/projections/rebuild", rebuild_projections)

@@ -1,0 +1,48 @@
+"""Request bodies of the JSON API: decoded strictly, so a bad body is a 400 that says what
+is wrong. The OpenAPI document takes its schemas from these same Structs."""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class StartBody(_Body):
+    """Start a run: `playbook` is YAML text, or `playbook_id` names a stored playbook."""
+
+    playbook: str | None = None
+    playbook_id: str | None = None
+    parameters: dict[str, Any] = {}
+    environment: str | None = None
+    dry_run: bool = False
+    allow_unsafe_shell: bool = False
+    run_id: str | None = None
+
+
+class ValidateBody(_Body):
+    playbook: str
+    parameters: dict[str, Any] | None = None
+    environment: str | None = None
+
+
+class ControlBody(_Body):
+    """Pause, resume, cancel or roll back; the reason is recorded with the actor."""
+
+    reason: str = ""
+
+
+class DecisionBody(_Body):
+    """Approve or reject a gate, with an optional comment."""
+
+    comment: str = ""
+
+
+class ResetCircuitBody(_Body):
+    key: str
+
+
+BODIES: tuple[type[_Body], ...] = (StartBody, ValidateBody, ControlBody, DecisionBody, ResetCircuitBody)

@@ -1,0 +1,22 @@
+"""What every web handler reaches: the NATS-backed client and the projector's views."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from nats.aio.client import Client as NATS
+
+from projections.projector import Projector
+from ui.client import EngineClient
+
+
+@dataclass(slots=True)
+class WebContext:
+    nc: NATS
+    client: EngineClient
+    projector: Projector
+    started: float = field(default_factory=time.time)
+
+
+CONTEXT = web.AppKey("context", WebContext)
