@@ -53,3 +53,12 @@ def circuit(token: str) -> str:
 
 # A request every web server answers by refolding its views from the first event.
 PROJECTIONS_REBUILD = f"{PREFIX}.projections.rebuild"
+
+
+def live_output(run_id: str, step_id: str, attempt: int) -> str:
+    """A running attempt's output lines, on core NATS only (the attempt's event stores it)."""
+    return f"{PREFIX}.output.{run_id}.{step_id}.{attempt}"
+
+
+def live_output_of_run(run_id: str) -> str:
+    return f"{PREFIX}.output.{run_id}.>"

@@ -28,6 +28,8 @@ from events.playbook import circuit_of
 from events.run import RunEvent, StepRollbackScheduled, StepRollbackStarted, StepScheduled, StepStarted
 from services.errors import PlaybookError
 from services.executor.actions import ActionResult, close_http_session, run_action
+from services.executor.actions.base import live_output
+from services.executor.live_output import LiveOutput
 from services.executor.step import export_outputs, failed_validation, resolve_args
 from services.executor.validators import run_validators
 from services.playbook.interpolate import Context, redact
@@ -155,7 +157,13 @@ class Executor:
                 return Outcome({}, problem, "validation").redacted(ctx)
         except PlaybookError as err:
             return Outcome({}, str(err), "configuration").redacted(ctx)
-        result = await self._call(run, step_id, args)
+        live = LiveOutput(self.nc, run.id, step_id, run.steps[step_id].attempt, ctx.used_secrets)
+        watching = live_output.set(live)
+        try:
+            result = await self._call(run, step_id, args)
+        finally:
+            live_output.reset(watching)
+            await live.close()
         if not result.ok:
             return Outcome(result.outputs, result.error, result.category or "unknown").redacted(ctx)
         try:

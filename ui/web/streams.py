@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
+from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from events import subjects
@@ -119,14 +121,37 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
 
 
 async def logs_stream(request: web.Request) -> web.StreamResponse:
-    """One run's step logs as they are recorded; `?step=` narrows to one step."""
+    """One run's step logs: `log` as each attempt's output is recorded (id = its event's
+    sequence), and `live` lines of attempts still running; `?step=` narrows to one step."""
     run_id, last = await _known_run(request), last_event_id(request) or 0
     step = request.query.get("step") or None
-    async with open_stream(request) as sse:
-        async for seq, event, _ in _follow(request, run_id, after=last):
-            entries = [e for e in log_entries(seq, event) if step is None or e.step_id == step]
-            if entries:
-                await sse.send(_dumps(entries), id=str(seq), event="log")
+    lines: asyncio.Queue[bytes] = asyncio.Queue(maxsize=MAX_BACKLOG)
+
+    async def on_line(msg: Msg) -> None:
+        if step is None or json.loads(msg.data).get("step_id") == step:
+            with contextlib.suppress(asyncio.QueueFull):    # a slow client misses live lines, not logs
+                lines.put_nowait(msg.data)
+
+    nc = ctx(request).nc
+    live = await nc.subscribe(subjects.live_output_of_run(run_id), cb=on_line)
+    await nc.flush()      # subscribed before the client sees the response start
+    try:
+        async with open_stream(request) as sse:
+            async def forward_live() -> None:
+                while True:
+                    await sse.send((await lines.get()).decode(), event="live")
+
+            forwarding = asyncio.create_task(forward_live())
+            try:
+                async for seq, event, _ in _follow(request, run_id, after=last):
+                    entries = [e for e in log_entries(seq, event) if step is None or e.step_id == step]
+                    if entries:
+                        await sse.send(_dumps(entries), id=str(seq), event="log")
+            finally:
+                forwarding.cancel()
+    finally:
+        with contextlib.suppress(Exception):
+            await live.unsubscribe()
     return sse
 
 

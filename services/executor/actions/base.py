@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +18,10 @@ class ActionResult(msgspec.Struct, frozen=True, kw_only=True):
     outputs: dict[str, Any] = {}
     error: str = ""
     category: ErrorCategory | Literal[""] = ""
+
+
+# Where an action sends its output while it runs (fd 1 or 2, raw bytes), if anyone listens.
+live_output: ContextVar[Callable[[int, bytes], None] | None] = ContextVar("live_output", default=None)
 
 
 class ActionArgsError(ValueError):

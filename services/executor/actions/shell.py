@@ -9,7 +9,7 @@ from typing import Any
 
 from events.run import ErrorCategory
 
-from .base import Action, ActionArgsError, ActionResult, arg, at_least_zero, text_list, text_map
+from .base import Action, ActionArgsError, ActionResult, arg, at_least_zero, live_output, text_list, text_map
 
 MAX_OUTPUT_BYTES = 65536
 GRACE_SECONDS = 0.5  # between SIGTERM and SIGKILL when stopping a command
@@ -24,8 +24,11 @@ class _Capture(asyncio.SubprocessProtocol):
         self.finished = finished
         self.kept = {1: bytearray(), 2: bytearray()}
         self.dropped = {1: 0, 2: 0}
+        self.live = live_output.get()
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if self.live is not None:
+            self.live(fd, data)
         kept = self.kept[fd]
         room = self.limit - len(kept)
         if room >= len(data):

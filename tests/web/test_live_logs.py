@@ -1,0 +1,49 @@
+"""A running step's output reaches the logs stream while it runs, redacted; the recorded
+output follows when the attempt ends."""
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from events.commands import StartRun
+from tests.helpers import playbook_yaml
+from tests.sse import messages
+
+pytestmark = pytest.mark.integration
+
+SECRET = "s3cr3t-live-Zq81"
+
+
+async def test_live_lines_arrive_while_the_step_runs_and_secrets_never_do(engine, web_server, monkeypatch,
+                                                                           tmp_path) -> None:
+    monkeypatch.setenv("PLAYBOOK_SECRET_DEPLOY_KEY", SECRET)
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    text = playbook_yaml([{"id": "deploy", "action": "shell", "timeout_seconds": 20, "args": {"command":
+        f"while [ ! -e {ready} ]; do sleep 0.02; done; echo rolling out with ${{secret:deploy_key}}; echo warming >&2; "
+        f"while [ ! -e {go} ]; do sleep 0.02; done; echo finished"}}])
+    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    seen = []
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{web_server.url}/api/runs/{reply.run_id}/logs/stream") as response:
+            ready.touch()                          # the output starts once we are listening
+            async def until(predicate) -> None:
+                async for message in messages(response):
+                    seen.append(message)
+                    if predicate(message):
+                        return
+            await asyncio.wait_for(until(lambda m: m.event == "live" and "warming" in m.data["text"]), 20)
+            if not any(m.event == "live" and "rolling out" in m.data["text"] for m in seen):
+                await asyncio.wait_for(until(lambda m: m.event == "live" and "rolling out" in m.data["text"]), 20)
+            run = await engine.run(reply.run_id)
+            assert run.steps["deploy"].status == "running"            # live: the step has not ended
+            go.touch()
+            await asyncio.wait_for(until(lambda m: m.event == "log"), 20)
+    live = [m.data for m in seen if m.event == "live"]
+    assert {(line["step_id"], line["attempt"]) for line in live} == {("deploy", 1)}
+    assert {line["stream"] for line in live} == {"stdout", "stderr"}
+    assert any(line["text"] == "rolling out with ***" for line in live)
+    recorded = {entry["stream"]: entry["text"] for entry in seen[-1].data}
+    assert recorded["stdout"] == "rolling out with ***\nfinished"
+    assert SECRET not in repr([m.data for m in seen])
