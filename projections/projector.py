@@ -37,6 +37,7 @@ from projections.metrics import Metrics
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY_SECONDS = 5.0
+RETRY_SECONDS = 1.0
 RECENT_CHANGES = 10_000       # run-list changes kept for SSE clients that reconnect
 
 
@@ -116,7 +117,7 @@ class Projector:
     async def start(self) -> None:
         self.views = await self._restore()
         self._complete_after = self.views.position
-        self._task = asyncio.create_task(self._follow(), name="projector")
+        self._task = asyncio.create_task(self._keep_following(), name="projector")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -135,11 +136,24 @@ class Projector:
         self._complete_after = 0
         if self.snapshot is not None:
             self.snapshot.unlink(missing_ok=True)
-        self._task = asyncio.create_task(self._follow(), name="projector")
+        self._task = asyncio.create_task(self._keep_following(), name="projector")
         await self._caught_up.wait()
         await self._save()
         return {"events": self.applied, "position": self.position, "runs": len(self.views.runs),
                 "seconds": round(time.perf_counter() - began, 3)}
+
+    async def _keep_following(self) -> None:
+        """Follow the stream; if that fails (stream gone, NATS away too long), start again
+        from the views' position after a pause: the web stays up, /readyz says why."""
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the views must not die with one bad moment
+                log.exception("projector stopped following the stream; again in %.0f s", RETRY_SECONDS)
+                self._caught_up.clear()
+                await asyncio.sleep(RETRY_SECONDS)
 
     async def _follow(self) -> None:
         js = self.nc.jetstream()
