@@ -6,14 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from events.playbook import Step
-from events.run import (
-    ApprovalAttemptRefused, ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected,
-    ApprovalRequested, ApprovalTimedOut, RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled,
-    RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
-    StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled,
-    StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled,
-    StepSkipped, StepStarted, StepSucceeded,
-)
+from events.run import ApprovalTimedOut, RunEvent
+from projections.describe import describe
 from services.approval.gates import needed
 from services.run.state import Run, StepState
 
@@ -143,7 +137,7 @@ def timeline(envelopes: Iterable[tuple[int, RunEvent]]) -> list[dict[str, Any]]:
     """
     entries = []
     for seq, event in envelopes:
-        detail = _detail(event)
+        detail = describe(event)
         if detail is None:
             continue
         entries.append({
@@ -156,86 +150,3 @@ def timeline(envelopes: Iterable[tuple[int, RunEvent]]) -> list[dict[str, Any]]:
             "actor": "system" if isinstance(event, ApprovalTimedOut) else getattr(event, "actor", None),
         })
     return entries
-
-
-def _detail(event: RunEvent) -> str | None:
-    """A short sentence saying what happened, or None for an event not worth a line."""
-    match event:
-        case RunStarted():
-            where = f" in {event.environment}" if event.environment else ""
-            dry = " (dry run)" if event.dry_run else ""
-            return f"started playbook {event.playbook.name}{where}{dry}"
-        case StepScheduled():
-            why = f" ({event.reason})" if event.reason else ""
-            return f"attempt {event.attempt} waiting for an executor{why}"
-        case StepStarted():
-            return f"attempt {event.attempt} started on {event.executor}"
-        case StepSucceeded():
-            return f"succeeded in {_duration(event.duration_ms)}"
-        case StepFailed(category="interrupted"):
-            return f"interrupted: {event.error}; it runs again"
-        case StepFailed():
-            return f"failed ({event.category}) after {_duration(event.duration_ms)}: {event.error}"
-        case StepSkipped():
-            return f"skipped: {event.reason}"
-        case StepRetryScheduled():
-            return f"retry {event.attempt} in {event.delay_seconds:.1f} s after {event.category} error"
-        case StepNotRetried():
-            return f"not retried after {event.category} error: {event.reason}"
-        case StepRemediationStarted():
-            return f"remediation by error handler {event.handler + 1}: {event.reason}"
-        case StepRemediated():
-            return f"remediated by error handler {event.handler + 1}"
-        case StepRemediationFailed():
-            return f"remediation by error handler {event.handler + 1} failed: {event.error}"
-        case ApprovalRequested():
-            who = ", ".join(event.required_approvers) or "anyone"
-            count = f" ({event.min_approvals} approvals)" if event.min_approvals > 1 else ""
-            until = f" until {event.deadline.isoformat()}" if event.deadline else ""
-            return f"waiting for approval by {who}{count}{until}"
-        case ApprovalGiven():
-            return f"approved by {event.actor}" + (f": {event.comment}" if event.comment else "")
-        case ApprovalGranted(by_timeout=True):
-            return "approved automatically when the approval window closed"
-        case ApprovalGranted():
-            return f"gate opened, approved by {', '.join(event.approvers) or event.actor}"
-        case ApprovalRejected():
-            return f"rejected by {event.actor}" + (f": {event.comment}" if event.comment else "")
-        case ApprovalTimedOut():
-            return "approval timed out"
-        case ApprovalAttemptRefused():
-            return f"{event.actor} tried to {event.decision}, refused: {event.reason}"
-        case ApprovalDeadlinePassed():
-            return None
-        case RunPaused():
-            return f"paused by {event.actor}" + (f": {event.reason}" if event.reason else "")
-        case RunResumed():
-            return f"resumed by {event.actor}"
-        case RunCancelRequested():
-            return f"cancel requested by {event.actor}" + (f": {event.reason}" if event.reason else "")
-        case RunCancelled():
-            return "cancelled"
-        case RunCompleted():
-            return f"completed in {_duration(event.duration_ms)}"
-        case RunFailed():
-            return f"failed after {_duration(event.duration_ms)}: {event.reason}"
-        case RollbackStarted():
-            order = " then ".join("+".join(wave) for wave in event.waves) or "nothing to undo"
-            return f"rollback by {event.actor}: {order} ({event.reason})"
-        case StepRollbackScheduled():
-            return f"rollback attempt {event.attempt} waiting for an executor"
-        case StepRollbackStarted():
-            return f"rollback attempt {event.attempt} started on {event.executor}"
-        case StepRolledBack():
-            return f"rolled back in {_duration(event.duration_ms)}"
-        case StepRollbackFailed():
-            return f"rollback failed ({event.category}): {event.error}"
-        case RollbackCompleted():
-            return "rollback completed"
-        case RollbackFailed():
-            return f"rollback failed: {event.reason}"
-    return type(event).__name__
-
-
-def _duration(ms: float) -> str:
-    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"

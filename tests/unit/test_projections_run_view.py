@@ -166,7 +166,7 @@ def test_the_timeline_of_a_gate_that_times_out() -> None:
         ("ApprovalRequested", f"waiting for approval by ops-team, tech-lead (2 approvals) until {until}", None),
         ("ApprovalTimedOut", "approval timed out", "system"),
         ("StepFailed", "failed (timeout) after 0 ms: approval timed out after 30s", None),
-        ("RunFailed", "failed after 40.0 s: step deploy failed: approval timed out after 30s", None)]
+        ("RunFailed", "run failed after 40.0 s: step deploy failed: approval timed out after 30s", None)]
 
 
 def test_the_timeline_of_retries_given_up_and_rollbacks() -> None:

@@ -16,10 +16,11 @@ from events.commands import (
     ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
 from events.schema import json_schema
+from projections.describe import describe_circuit
 from services.embedded import nats_url
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
-from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, describe_circuit, event_json, plan_table, status_table
+from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, event_json, plan_table, status_table
 from ui.client import EngineClient
 
 

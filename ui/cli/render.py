@@ -7,117 +7,21 @@ from typing import TextIO
 
 import msgspec
 
-from events.run import (
-    ApprovalAttemptRefused, ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected,
-    ApprovalRequested, ApprovalTimedOut, RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled,
-    RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
-    StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled,
-    StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled,
-    StepSkipped, StepStarted, StepSucceeded,
-)
-from events.circuit import (
-    CircuitCallFailed, CircuitCallSucceeded, CircuitClosed, CircuitEvent, CircuitHalfOpened, CircuitOpened,
-    CircuitReset, CircuitTrialStarted,
-)
+from events.circuit import CircuitEvent
+from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepRollbackScheduled, StepScheduled
+from projections.describe import describe as describe_event
 from services.run.state import Run, evolve
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
 
 def describe(event: RunEvent) -> str:
-    """One line that says what happened, in the words of the domain."""
-    match event:
-        case RunStarted():
-            env = f" in {event.environment}" if event.environment else ""
-            return f"run of {event.playbook.name!r}{env} started by {event.actor} ({len(event.playbook.steps)} steps)"
-        case StepScheduled():
-            why = f" ({event.reason})" if event.reason else ""
-            return f"{event.step_id}: scheduled, attempt {event.attempt}{why}"
-        case StepStarted():
-            return f"{event.step_id}: started on {event.executor}"
-        case StepSucceeded():
-            return f"{event.step_id}: succeeded in {_ms(event.duration_ms)}"
-        case StepFailed():
-            return f"{event.step_id}: failed ({event.category}) after {_ms(event.duration_ms)}: {event.error}"
-        case StepSkipped():
-            return f"{event.step_id}: skipped, {event.reason}"
-        case RunPaused():
-            return f"paused by {event.actor}" + (f": {event.reason}" if event.reason else "")
-        case RunResumed():
-            return f"resumed by {event.actor}"
-        case RunCancelRequested():
-            return f"cancel requested by {event.actor}" + (f": {event.reason}" if event.reason else "")
-        case RunCancelled():
-            return "run cancelled"
-        case RunCompleted():
-            return f"run completed in {_ms(event.duration_ms)}"
-        case RunFailed():
-            return f"run failed after {_ms(event.duration_ms)}: {event.reason}"
-        case StepRetryScheduled():
-            return f"{event.step_id}: retry as attempt {event.attempt} in {event.delay_seconds:g}s: {event.reason}"
-        case StepRemediationStarted():
-            return f"{event.step_id}: remediating: {event.reason}"
-        case StepRemediated():
-            return f"{event.step_id}: remediated by error handler {event.handler + 1}"
-        case StepRemediationFailed():
-            return f"{event.step_id}: remediation by error handler {event.handler + 1} failed: {event.error}"
-        case StepNotRetried():
-            return f"{event.step_id}: not retried: {event.reason}"
-        case ApprovalRequested():
-            who = ", ".join(event.required_approvers) or "anyone"
-            until = f" by {event.deadline:%H:%M:%S}Z" if event.deadline else ""
-            return (f"{event.step_id}: waiting for approval ({event.min_approvals} of {who}){until}: {event.message}"
-                    f" — playbook approve {event.run_id} {event.step_id}")
-        case ApprovalGiven():
-            return f"{event.step_id}: approved by {event.actor}" + (f": {event.comment}" if event.comment else "")
-        case ApprovalGranted(by_timeout=True):
-            return f"{event.step_id}: approved by the system after the timeout"
-        case ApprovalGranted():
-            return f"{event.step_id}: gate open, approved by {', '.join(event.approvers)}"
-        case ApprovalRejected():
-            return f"{event.step_id}: rejected by {event.actor}" + (f": {event.comment}" if event.comment else "")
-        case ApprovalDeadlinePassed():
-            return f"{event.step_id}: approval deadline passed"
-        case ApprovalTimedOut():
-            return f"{event.step_id}: approval timed out"
-        case ApprovalAttemptRefused():
-            return f"{event.step_id}: {event.actor} tried to {event.decision}, refused: {event.reason}"
-        case RollbackStarted():
-            order = " then ".join("+".join(wave) for wave in event.waves) or "nothing"
-            return f"rollback started by {event.actor} ({event.reason}): {order}"
-        case StepRollbackScheduled():
-            return f"{event.step_id}: rollback scheduled"
-        case StepRollbackStarted():
-            return f"{event.step_id}: rolling back on {event.executor}"
-        case StepRolledBack():
-            return f"{event.step_id}: rolled back in {_ms(event.duration_ms)}"
-        case StepRollbackFailed():
-            return f"{event.step_id}: rollback failed ({event.category}): {event.error}"
-        case RollbackCompleted():
-            return "rollback completed: run rolled back"
-        case RollbackFailed():
-            return f"rollback failed: {event.reason}"
-    return type(event).__name__
-
-
-def describe_circuit(event: CircuitEvent) -> str:
-    """One line for a breaker's event: which call, which transition and why."""
-    match event:
-        case CircuitCallFailed():
-            return f"call by {event.run_id}/{event.step_id} failed: {event.error}"
-        case CircuitCallSucceeded():
-            return f"call by {event.run_id}/{event.step_id} succeeded"
-        case CircuitOpened():
-            return f"OPENED until {event.until:%H:%M:%S}Z: {event.reason}"
-        case CircuitHalfOpened():
-            return "HALF-OPEN: the open time passed; trial calls may test the target"
-        case CircuitTrialStarted():
-            return f"trial call by {event.run_id}/{event.step_id}"
-        case CircuitClosed():
-            return f"CLOSED: {event.reason}"
-        case CircuitReset():
-            return f"RESET by hand by {event.actor}"
-    return type(event).__name__
+    """One line for the terminal: the step it concerns, then what happened."""
+    text = describe_event(event) or type(event).__name__
+    if isinstance(event, ApprovalRequested):
+        text += f": {event.message} — playbook approve {event.run_id} {event.step_id}"
+    step_id = getattr(event, "step_id", None)
+    return f"{step_id}: {text}" if step_id else text
 
 
 def _ms(ms: float) -> str:
