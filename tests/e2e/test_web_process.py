@@ -29,8 +29,9 @@ def test_a_separate_web_process_serves_runs_made_through_the_engine(engine_env, 
     while "web on" not in next(processes.logs.glob("web-*.log")).read_text():
         assert web.poll() is None and time.monotonic() < deadline, "the web process did not start"
         time.sleep(0.05)
-    status, ready = get(f"http://127.0.0.1:{port}/readyz")
-    assert status == 200 and ready["ready"], ready
+    while (ready := get(f"http://127.0.0.1:{port}/readyz"))[0] != 200:    # 503 until its views caught up
+        assert time.monotonic() < deadline and not ready[1]["ready"], ready
+        time.sleep(0.05)
 
     run_id = playbook_cli("run", "examples/hello.yaml", "-p", "who=web", "--detach", env=engine_env).stdout.strip()
     assert playbook_cli("events", run_id, "--follow", env=engine_env).returncode == 0     # until it ends
