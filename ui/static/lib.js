@@ -1,0 +1,161 @@
+// Small helpers every view uses: building elements, talking to the API, formatting.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const USER_KEY = "playbook.user";
+export const USER_PATTERN = /^[\w.@+-]{1,64}$/;
+
+function build(el, attrs, children) {
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value == null || value === false) continue;
+    if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "value" || key === "checked" || key === "selected") el[key] = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+/** An HTML element; children are nodes or text (never parsed as HTML). */
+export function h(tag, attrs, ...children) {
+  return build(document.createElement(tag), attrs, children);
+}
+
+/** An SVG element. */
+export function s(tag, attrs, ...children) {
+  return build(document.createElementNS(SVG_NS, tag), attrs, children);
+}
+
+export function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child == null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/** Replace an element's children. */
+export function fill(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
+// -- who is asking ------------------------------------------------------------------------
+
+export function getUser() {
+  return (localStorage.getItem(USER_KEY) || "").trim();
+}
+
+export function setUser(name) {
+  localStorage.setItem(USER_KEY, name.trim());
+}
+
+// -- the API ------------------------------------------------------------------------------
+
+/** JSON from the API: {ok, status, data} or {ok: false, status, error: {code, message, details}}. */
+export async function api(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const user = getUser();
+  if (user && method !== "GET") headers["X-Playbook-User"] = user;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (err) {
+    return { ok: false, status: 0, error: { code: "network", message: `cannot reach the server (${err.message})`, details: [] } };
+  }
+  let data = null;
+  const text = await response.text();
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (response.ok) return { ok: true, status: response.status, data };
+  const error = (data && data.error) || { code: `http_${response.status}`, message: text.slice(0, 300) || response.statusText };
+  return { ok: false, status: response.status, error: { details: [], ...error } };
+}
+
+let reporter = () => {};
+
+/** Where command outcomes are shown (set once by app.js). */
+export function setReporter(fn) {
+  reporter = fn;
+}
+
+export function report(kind, text) {
+  reporter(kind, text);
+}
+
+/** POST a command as the current user; the outcome or the refusal goes to the status area. */
+export async function command(label, path, body = {}) {
+  const result = await api(path, { method: "POST", body });
+  if (result.ok) {
+    const events = (result.data && result.data.events) || [];
+    const what = events.length ? events.map((e) => e.type).join(", ") : "nothing to change";
+    report("ok", `${label}: accepted (${what})`);
+  } else {
+    report("error", `${label} refused: ${result.error.message} [${result.status || "no answer"} ${result.error.code}]`);
+  }
+  return result;
+}
+
+/**
+ * An EventSource with JSON handlers per event name; `onState` hears "live", "reconnecting"
+ * or "closed". Returns a function that closes it.
+ */
+export function live(url, handlers, onState = () => {}) {
+  const source = new EventSource(url);
+  for (const [name, handle] of Object.entries(handlers)) {
+    source.addEventListener(name, (message) => handle(JSON.parse(message.data), message));
+  }
+  source.onopen = () => onState("live");
+  source.onerror = () => onState(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+  return () => source.close();
+}
+
+/** A small "live / reconnecting" indicator for a stream. */
+export function liveBadge() {
+  const el = h("span", { class: "live", "data-state": "connecting", "data-testid": "live-state" }, "connecting…");
+  el.set = (state) => {
+    el.dataset.state = state;
+    el.textContent = { live: "live", reconnecting: "reconnecting…", closed: "disconnected", connecting: "connecting…" }[state] || state;
+  };
+  return el;
+}
+
+// -- formatting ---------------------------------------------------------------------------
+
+export function formatDuration(ms) {
+  if (ms == null || !Number.isFinite(ms)) return "–";
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const seconds = ms / 1000;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return `${minutes} m ${String(Math.floor(seconds % 60)).padStart(2, "0")} s`;
+  return `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} m`;
+}
+
+/** From `start` to `end` (or now), in ms. */
+export function elapsed(start, end) {
+  if (!start) return null;
+  return Math.max(0, (end ? Date.parse(end) : Date.now()) - Date.parse(start));
+}
+
+/** A <time> showing the local clock time (with the date if not today). */
+export function timeEl(iso, { ms = false } = {}) {
+  if (!iso) return h("span", { class: "muted" }, "–");
+  const at = new Date(iso);
+  const today = at.toDateString() === new Date().toDateString();
+  const clock = at.toLocaleTimeString([], { hour12: false, hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    + (ms ? `.${String(at.getMilliseconds()).padStart(3, "0")}` : "");
+  const text = today ? clock : `${at.toLocaleDateString()} ${clock}`;
+  return h("time", { datetime: iso, title: at.toLocaleString() }, text);
+}
+
+export function badge(status, attrs = {}) {
+  return h("span", { class: `badge s-${status}`, ...attrs }, String(status).replaceAll("_", " "));
+}
+
+export const FINISHED = new Set(["completed", "failed", "cancelled", "rolled_back", "rollback_failed"]);
+export const STATUSES = ["running", "waiting_approval", "paused", "cancelling", "rolling_back",
+  "completed", "failed", "cancelled", "rolled_back", "rollback_failed"];
