@@ -8,6 +8,8 @@ steps, the gate's grant), the run still goes on.
 """
 from __future__ import annotations
 
+import asyncio
+
 import logging
 import uuid
 from datetime import datetime, timezone
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 COMMAND_QUEUE = "run-commands"
 # Events written by commands and followed by more in the same decision: if the process
 # died in between, the advancer finishes the decision.
+COMMANDS_AT_ONCE = 64
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
                  "RollbackStarted")
 
@@ -61,6 +64,10 @@ class RunService:
                                  [subjects.events_of_type(name) for name in ADVANCE_AFTER],
                                  self._advance, ack_wait=ack_wait)
         self._sub = None
+        # nats-py hands a subscription's messages over one at a time: commands are answered
+        # in tasks of their own, so one slow StartRun does not queue every other caller.
+        self._answering: set[asyncio.Task[None]] = set()
+        self._room = asyncio.Semaphore(COMMANDS_AT_ONCE)
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(subjects.command("*"), queue=COMMAND_QUEUE, cb=self._on_request)
@@ -69,9 +76,18 @@ class RunService:
     async def stop(self, grace: float = 10.0) -> None:
         if self._sub is not None:
             await self._sub.unsubscribe()
+        if self._answering:
+            await asyncio.wait(self._answering, timeout=grace)
         await self.advancer.stop(grace)
 
     async def _on_request(self, msg: Msg) -> None:
+        await self._room.acquire()     # at most COMMANDS_AT_ONCE; beyond that NATS holds the rest
+        task = asyncio.create_task(self._answer(msg))
+        self._answering.add(task)
+        task.add_done_callback(self._answering.discard)
+        task.add_done_callback(lambda _: self._room.release())
+
+    async def _answer(self, msg: Msg) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
         try:
             command = decode_command(name, msg.data)

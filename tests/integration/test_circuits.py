@@ -72,7 +72,9 @@ async def test_the_breaker_opens_fails_fast_then_one_trial_closes_it(engine, tar
     (breaker,) = await breakers.all()
     assert breaker.state == "open" and breaker.failures >= 3
     seen = target.connections
-    assert 3 <= seen <= 20
+    # Calls already past a closed breaker go on; the client retries once a connection the
+    # target closed without answering, so at most two connections per run.
+    assert 3 <= seen <= 40
 
     later = await run_all(engine, text, 10)                   # while open: no connection at all
     assert target.connections == seen
