@@ -114,6 +114,8 @@ class Metrics(msgspec.Struct, kw_only=True):
         return tracked
 
     def _status(self, tracked: TrackedRun, event: RunEvent) -> bool:
+        if not isinstance(event, run_list.LIST_EVENTS):
+            return False          # only these move a run's status
         summary = tracked.summary
         before = (summary.status, summary.gates_waiting, summary.phase)
         run_list.apply({summary.run_id: summary}, event)

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
-from nats.errors import TimeoutError as NatsTimeout
+from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -75,7 +75,7 @@ class Projector:
         self._listeners: set[Listener] = set()
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
-        self._saved_at = self._saved_position = 0
+        self._saved_position = 0
         self._complete_after = 0          # every run-list change after this position is in `recent`
 
     # -- reading -------------------------------------------------------------------
@@ -121,9 +121,9 @@ class Projector:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            while not self._task.done():      # cancel again if a wait inside swallowed it
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=1)
             self._task = None
         await self._save()
 
@@ -163,23 +163,24 @@ class Projector:
                 log.info("projector: the stream was recreated since the snapshot; rebuilding")
             self.views = Views(stream_created=created)
         start = self.views.position + 1
-        sub = await js.subscribe(f"{subjects.PREFIX}.>", stream=self.stream, ordered_consumer=True,
+
+        # A callback, not next_msg(): nats-py's next_msg costs two tasks and a wait_for per
+        # message, which made a replay and the live views lag under load (bench/replay, sse).
+        async def on_message(msg: Msg) -> None:
+            meta = msg.metadata
+            self._apply(meta.sequence.stream, msg.subject, msg.data)
+            self.pending = meta.num_pending
+            if not self.pending:
+                self._caught_up.set()
+
+        sub = await js.subscribe(f"{subjects.PREFIX}.>", stream=self.stream, ordered_consumer=True, cb=on_message,
                                  config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                                                        opt_start_seq=start))
         try:
             await self._mark_caught_up_if_idle()
             while True:
-                try:
-                    msg = await sub.next_msg(timeout=SNAPSHOT_EVERY_SECONDS)
-                except NatsTimeout:
-                    await self._save_if_due()
-                    continue
-                meta = msg.metadata
-                self._apply(meta.sequence.stream, msg.subject, msg.data)
-                self.pending = meta.num_pending
-                if not self.pending:
-                    self._caught_up.set()
-                await self._save_if_due()
+                await asyncio.sleep(SNAPSHOT_EVERY_SECONDS)    # the pace of snapshots
+                await self._save()
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -238,12 +239,7 @@ class Projector:
         log.info("projector: resuming from position %d (%d runs)", views.position, len(views.runs))
         return views
 
-    async def _save_if_due(self) -> None:
-        if time.monotonic() - self._saved_at >= SNAPSHOT_EVERY_SECONDS:
-            await self._save()
-
     async def _save(self) -> None:
-        self._saved_at = time.monotonic()
         if self.snapshot is None or self.views.position == self._saved_position:
             return
         data = msgspec.msgpack.encode(self.views)
