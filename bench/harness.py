@@ -157,3 +157,137 @@ def run_async(main: Awaitable[int]) -> int:
     logging.basicConfig(level=os.environ.get("PLAYBOOK_LOG", "WARNING"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(main)  # type: ignore[arg-type]
+
+
+# -- the engine as processes of its own: for RSS, crashes and whole-process timings ------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The chosen services (comma-separated in PB_BENCH_SERVICES), alone in a process;
+# prints "ready" once they consume.
+SERVICES_SCRIPT = """\
+import asyncio, logging, os, sys
+from services.app import serve
+logging.basicConfig(level=os.environ.get("PLAYBOOK_LOG", "WARNING"), stream=sys.stderr)
+async def ready(_nc):
+    print("ready", flush=True)
+asyncio.run(serve(os.environ["NATS_URL"], set(os.environ["PB_BENCH_SERVICES"].split(",")), ready=ready))
+"""
+
+
+def python_env(**extra: str) -> dict[str, str]:
+    """This environment, with the repository importable, plus `extra`."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+class ServicesProcess:
+    """Some of the engine's services in a child process, as `python -m services.<name>` runs them."""
+
+    def __init__(self, url: str, which: Sequence[str], home: str | Path, **env: str) -> None:
+        self.which = tuple(which)
+        environment = python_env(NATS_URL=url, PLAYBOOK_HOME=str(home), PB_BENCH_SERVICES=",".join(self.which), **env)
+        self.process = subprocess.Popen([sys.executable, "-c", SERVICES_SCRIPT], cwd=ROOT, env=environment,
+                                        stdout=subprocess.PIPE, text=True)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def ready(self, timeout: float = 30.0) -> None:
+        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout)  # type: ignore[union-attr]
+        if line.strip() != "ready":
+            raise RuntimeError(f"services {self.which} did not start (exit {self.process.poll()})")
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no goodbye."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        from services.embedded import stop_process
+        stop_process(self.process, grace=20)
+
+
+def proc_status_bytes(pid: int, field: str) -> int:
+    """A size from /proc/<pid>/status (`VmRSS`, `VmHWM`: the peak RSS), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+class RssSampler:
+    """The summed VmRSS of some processes, read every `interval` seconds while it runs; keeps the peak."""
+
+    def __init__(self, pids: Sequence[int], interval: float = 0.05) -> None:
+        self.pids, self.interval = list(pids), interval
+        self.peak, self.samples = 0, 0
+        self._task: asyncio.Task[None] | None = None
+
+    def read(self) -> int:
+        return sum(proc_status_bytes(pid, "VmRSS") for pid in self.pids)
+
+    async def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.read())
+            self.samples += 1
+            await asyncio.sleep(self.interval)
+
+    async def __aenter__(self) -> RssSampler:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self.peak = max(self.peak, self.read())
+
+
+class RunEnds:
+    """When and how each run ended, from a core subscription to the terminal subjects of every run.
+
+    One message per run, whatever its length, so watching costs the runs nothing.
+    """
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.ended: dict[str, tuple[str, float]] = {}   # run id -> (terminal event, perf_counter)
+        self._changed = asyncio.Event()
+        self._subs: list[Any] = []
+
+    async def start(self) -> RunEnds:
+        from events import subjects
+        from events.run import TERMINAL_EVENTS
+        for kind in TERMINAL_EVENTS:
+            self._subs.append(await self.nc.subscribe(subjects.events_of_type(kind.__name__), cb=self._on_end))
+        await self.nc.flush()
+        return self
+
+    async def _on_end(self, msg: Any) -> None:
+        _, _, run_id, kind = msg.subject.split(".", 3)
+        self.ended.setdefault(run_id, (kind, time.perf_counter()))
+        self._changed.set()
+
+    async def wait(self, run_ids: Sequence[str], timeout: float) -> None:
+        """Until every run has ended; TimeoutError names how many have not."""
+        pending = {r for r in run_ids if r not in self.ended}
+        try:
+            async with asyncio.timeout(timeout):
+                while pending:
+                    self._changed.clear()
+                    pending = {r for r in pending if r not in self.ended}
+                    if pending:
+                        await self._changed.wait()
+        except TimeoutError:
+            raise TimeoutError(f"{len(pending)} of {len(run_ids)} runs did not end within {timeout:.0f}s") from None
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.unsubscribe()
+
+
+def mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:.1f} MiB"

@@ -1,4 +1,4 @@
-"""The benchmarks still run: `python -m bench steps` and `waiting` at a tiny size, as a user would start it.
+"""The benchmarks still run: each `python -m bench <name>` at a tiny size, as a user would start it.
 
 No timing is asserted here; speed is what the benchmark prints, against its floor.
 """
@@ -51,3 +51,105 @@ def test_the_waiting_benchmark_runs_and_writes_its_result(tmp_path: Path) -> Non
         assert {"rss_before_bytes", "rss_after_bytes", "growth_bytes", "bytes_per_waiting_run"} <= result[process].keys()
     assert result["waiting_in_list_runs"] == 5 + result["warmup_runs"]
     assert result["ratios"].keys() == {"bytes_per_waiting_run"}
+
+
+def test_the_sse_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    target = tmp_path / "sse.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "sse", "--runs", "3", "--clients", "2", "--seconds", "0.5", "--warmup", "0.2",
+         "--probe-rate", "20", "--json", str(target)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ratios: run list p99" in done.stdout
+
+    result = json.loads(target.read_text())
+    assert result["benchmark"] == "sse" and (result["runs"], result["clients"]) == (3, 2)
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    assert result["probe_events"] > 0 and result["missing"] == 0 and result["errors"] == []
+    streams = result["streams"]
+    assert streams.keys() == {"run_list", "one_run", "raw_nats", "engine_run"}
+    assert streams["run_list"]["from_ack"]["count"] == 2 * result["probe_events"]   # every client got every one
+    assert streams["raw_nats"]["from_ack"]["count"] == result["probe_events"]
+    for stats in (streams["run_list"]["from_ack"], streams["one_run"]["from_ack"], streams["raw_nats"]["from_send"]):
+        assert {"p50_ms", "p99_ms", "max_ms"} <= stats.keys() and stats["p50_ms"] <= stats["p99_ms"]
+    assert {"run_list_p99_vs_target", "one_run_p99_vs_target", "run_list_p99_vs_raw_nats"} <= result["ratios"].keys()
+
+
+def test_the_replay_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    target = tmp_path / "replay.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "replay", "--events", "1000", "--steps", "3", "--profile", "--json", str(target)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ratios: rebuild" in done.stdout
+
+    result = json.loads(target.read_text())
+    assert result["benchmark"] == "replay" and result["events"] == 1000
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    assert result["recorded"]["events"] == 1000 and result["views"]["applied"] == 1000
+    assert result["rebuild_report"]["events"] == 1000 and result["views"]["runs"] > 0
+    assert {"raw", "transport", "decode", "rebuild"} <= result["events_per_s"].keys()
+    assert result["ratios"]["rebuild_vs_raw"] > 0
+    assert result["profile"]["top_tottime"] and (tmp_path / "replay.prof").exists()
+
+
+def run_benchmark(name: str, *args: str, target: Path, timeout: float = 120) -> tuple[str, dict]:
+    """`python -m bench <name> ... --json target` as a user starts it; its output and its result."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "bench", name, *args, "--json", str(target)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout, json.loads(target.read_text())
+
+
+def test_the_concurrency_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("concurrency", "--runs", "5", "--steps", "2", target=tmp_path / "concurrency.json")
+    assert "ratios: events/s" in out
+    assert result["benchmark"] == "concurrency" and (result["runs"], result["steps"]) == (5, 2)
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    for phase in ("flowing", "held"):
+        assert result[phase]["completed"] == 5 and 1 <= result[phase]["peak_active_runs"] <= 5
+        assert result[phase]["rss_peak_bytes"] > 0
+    assert result["held"]["peak_active_runs"] == 5   # the held runs were all active at once
+    assert result["events_per_step"] >= 3 and result["floor"]["events"] == result["flowing"]["events"]
+    assert result["services_peak_rss_bytes"] > 0
+    assert result["ratios"].keys() == {"events_per_second_vs_floor", "wall_vs_floor", "peak_rss_vs_target"}
+
+
+def test_the_parallel_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("parallel", "--steps", "3", "--seconds", "0.1", "--repetitions", "1",
+                                target=tmp_path / "parallel.json")
+    assert "ratios: wall" in out
+    assert result["benchmark"] == "parallel" and (result["steps"], result["seconds"]) == (3, 0.1)
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    assert result["median_wall_s"] >= 0.1 and result["median_floor_s"] >= 0.1
+    assert result["spread_of_median_run"]["events"] >= 3 * 3
+    assert result["ratios"].keys() == {"wall_vs_one_wait"}
+
+
+def test_the_recovery_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("recovery", "--runs", "4", "--steps", "3", "--step-seconds", "0.2", "--ack-wait", "1",
+                                target=tmp_path / "recovery.json")
+    assert "ratios: recovery" in out
+    assert result["benchmark"] == "recovery" and (result["runs"], result["steps"]) == (4, 3)
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    assert result["ack_wait_seconds"] == 1
+    assert result["runs_completed"] + result["runs_lost"] == 4
+    assert result["attempts_started"] >= 4 * 3 and result["interrupted_attempts"] >= 0
+    assert result["recovery_seconds"] > 0 and result["floor_seconds"] >= 0
+    assert result["ratios"].keys() == {"recovery_vs_floor", "runs_lost", "attempts_started_twice"}
+
+
+def test_the_vs_ansible_benchmark_runs_our_side_without_installing_ansible(tmp_path: Path) -> None:
+    out, result = run_benchmark("vs-ansible", "--steps", "3", "--repetitions", "1", "--skip-ansible",
+                                target=tmp_path / "vs-ansible.json")
+    assert "ratios: ansible skipped" in out
+    assert result["benchmark"] == "vs-ansible" and result["steps"] == 3 and result["ansible_skipped"]
+    assert result["ansible_s"] == [] and result["machine"]["ansible"] is None
+    ours = result["ours"]
+    assert 0 < ours["up_ready_s"] < ours["whole_process_s"] and ours["warm_s"] > 0 and ours["warm_cli_s"] > 0
+    assert result["ratios"] == {"whole_process": None, "warm": None, "warm_cli": None}
