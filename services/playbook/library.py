@@ -6,10 +6,12 @@ folder holding an id wins.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -25,6 +27,12 @@ class StoredPlaybook:
     path: Path
     name: str
     description: str
+    parameters: list[dict[str, Any]]      # as written, for forms; validation happens at start
+    environments: list[str]
+
+    def text(self) -> str:
+        """The YAML; bytes that are not UTF-8 become U+FFFD, which validation then points at."""
+        return self.path.read_text(errors="replace")
 
 
 def library_folders() -> list[Path]:
@@ -57,8 +65,17 @@ def _describe(path: Path) -> StoredPlaybook:
     """Name and description for listings; a broken file is still listed, by its id."""
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
         data = None
     data = data if isinstance(data, dict) else {}
+    parameters = data.get("parameters")
+    environments = data.get("environments")
     return StoredPlaybook(id=path.stem, path=path, name=str(data.get("name") or path.stem),
-                          description=str(data.get("description") or ""))
+                          description=str(data.get("description") or ""),
+                          parameters=[_plain(p) for p in parameters if isinstance(p, dict)] if isinstance(parameters, list) else [],
+                          environments=[str(e) for e in environments] if isinstance(environments, dict) else [])
+
+
+def _plain(value: dict[Any, Any]) -> dict[str, Any]:
+    """JSON-safe: YAML may hold dates and non-string keys."""
+    return json.loads(json.dumps(value, default=str, skipkeys=True))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 import logging
+import re
 import uuid
 from datetime import datetime, timezone
 
@@ -42,6 +43,7 @@ COMMAND_QUEUE = "run-commands"
 # Events written by commands and followed by more in the same decision: if the process
 # died in between, the advancer finishes the decision.
 COMMANDS_AT_ONCE = 64
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
                  "RollbackStarted")
 
@@ -172,7 +174,8 @@ class RunService:
 
 
 def _valid_run_id(run_id: str) -> bool:
-    return bool(run_id) and len(run_id) <= 64 and all(c.isalnum() or c in "-_" for c in run_id)
+    """Run ids are NATS subject tokens and URL path parts: ASCII letters, digits, - and _."""
+    return bool(_RUN_ID.fullmatch(run_id))
 
 
 def _rejected(code: str, message: str, details: list | None = None) -> Reply:

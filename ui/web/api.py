@@ -6,11 +6,13 @@ with the caller as actor, exactly as the CLI sends it; its reply becomes the res
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 import msgspec
+import nats.errors
 from aiohttp import web
 
 from events.commands import (
@@ -26,6 +28,8 @@ from services.run.state import Run, evolve
 from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, StartBody, ValidateBody
 from ui.web.context import CONTEXT, WebContext
 from ui.web.identity import BadIdentity, actor_of
+
+log = logging.getLogger(__name__)
 
 B = TypeVar("B", bound=msgspec.Struct)
 
@@ -63,11 +67,25 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         return error_response(400, "bad_identity", str(err))
     except EngineUnavailable as err:
         return error_response(503, "engine_unavailable", str(err))
+    except nats.errors.MaxPayloadError:
+        # The command, encoded for NATS (non-ASCII text grows), is larger than the server takes.
+        return error_response(413, "request_entity_too_large",
+                              f"{request.method} {request.path}: the command is larger than NATS accepts "
+                              f"({ctx(request).nc.max_payload} bytes); send a smaller playbook")
+    except nats.errors.Error as err:
+        return error_response(503, "engine_unavailable", f"NATS did not answer: {type(err).__name__}: {err}")
     except web.HTTPException as err:
         if not request.path.startswith("/api/") or err.status < 400:
             raise
         return error_response(err.status, err.reason.lower().replace(" ", "_"),
                               f"{request.method} {request.path}: {err.reason}")
+    except Exception:
+        # A stream that has started can only end; anything else still answers in JSON.
+        if not request.path.startswith("/api/") or request.path.endswith("/stream"):
+            raise
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "server_error", f"{request.method} {request.path} failed inside the web "
+                                                   "server; its log has the details")
 
 
 def ctx(request: web.Request) -> WebContext:
@@ -79,7 +97,7 @@ async def read_body(request: web.Request, kind: type[B]) -> B:
     raw = await request.read()
     try:
         return msgspec.json.decode(raw or b"{}", type=kind)
-    except (msgspec.DecodeError, msgspec.ValidationError) as err:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as err:   # RecursionError: nested too deep
         raise ApiError(400, "bad_request", f"{request.method} {request.path}: bad JSON body: {err}") from None
 
 
@@ -122,7 +140,7 @@ async def start_run(request: web.Request) -> web.Response:
         stored = find_playbook(body.playbook_id)
         if stored is None:
             raise ApiError(404, "unknown_playbook", f"no stored playbook {body.playbook_id!r}; GET /api/playbooks lists them")
-        text, source = stored.path.read_text(), str(stored.path)
+        text, source = stored.text(), str(stored.path)
     assert text is not None
     return await send(request, StartRun(
         actor=actor_of(request), playbook=text, source=source, parameters=body.parameters,
@@ -188,7 +206,8 @@ async def get_playbook(request: web.Request) -> web.Response:
     if stored is None:
         raise ApiError(404, "unknown_playbook", f"no stored playbook {request.match_info['playbook_id']!r}")
     return web.json_response({"id": stored.id, "name": stored.name, "description": stored.description,
-                              "yaml": stored.path.read_text()})
+                              "parameters": stored.parameters, "environments": stored.environments,
+                              "yaml": stored.text()})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -238,7 +257,7 @@ def _time(query: Any, name: str) -> datetime | None:
     if not text:
         return None
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))   # RFC 3339 allows "t" and "z"
     except ValueError:
         raise ApiError(400, "bad_request", f"query parameter {name!r} must be an ISO 8601 time, got {text!r}") from None
     if value.tzinfo is None:

@@ -2,9 +2,12 @@
 is wrong. The OpenAPI document takes its schemas from these same Structs."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+# Run ids become NATS subject tokens and URL path segments: the pattern of RUN_PATH in api.py.
+RunId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -20,7 +23,7 @@ class StartBody(_Body):
     environment: str | None = None
     dry_run: bool = False
     allow_unsafe_shell: bool = False
-    run_id: str | None = None
+    run_id: RunId | None = None
 
 
 class ValidateBody(_Body):

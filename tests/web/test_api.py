@@ -1,0 +1,471 @@
+"""The JSON API against a real engine: every refusal is JSON with a stable code and a message
+that names the problem; every action is recorded with the caller as actor."""
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from events import subjects
+from tests.conftest import wait_for_end
+from tests.helpers import noop, playbook_yaml
+
+pytestmark = pytest.mark.integration
+
+QUICK = playbook_yaml([noop("build", name="Build"),
+                       {"id": "say", "name": "Say", "action": "shell", "timeout_seconds": 10,
+                        "args": {"command": "echo hello; echo oops >&2"}}], name="api-quick")
+GATED = playbook_yaml([noop("prepare", name="Prepare"),
+                       noop("deploy", name="Deploy", approval_gate={"required_approvers": ["bob"]})], name="api-gated")
+SLOW = playbook_yaml([{"id": "nap", "name": "Nap", "action": "wait", "args": {"seconds": 60}}], name="api-slow")
+WITH_ENVIRONMENTS = """\
+name: api-env
+parameters:
+  - name: replicas
+    type: integer
+    default: 1
+environments:
+  staging: {replicas: 1}
+  production: {replicas: 3}
+steps:
+  - id: scale
+    name: Scale
+    action: noop
+    args: {outputs: {replicas: "${replicas}"}}
+"""
+BROKEN = "name: broken\nsteps:\n  - id: a\n    name: A\n    action: nope\n"
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    content_type: str
+
+    @property
+    def error(self) -> dict[str, Any]:
+        assert isinstance(self.body, dict) and "error" in self.body, self.body
+        return self.body["error"]
+
+
+class Api:
+    """The API as a client sees it: method, path, body, and who is asking."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
+        self.http, self.base = http, base
+
+    async def call(self, method: str, path: str, body: Any = None, *, user: str | None = None,
+                   raw: bytes | None = None) -> Answer:
+        headers = {"X-Playbook-User": user} if user is not None else {}
+        async with self.http.request(method, self.base + path, json=body if raw is None else None, data=raw,
+                                     headers=headers) as response:
+            parsed = await response.json() if response.content_type == "application/json" else await response.text()
+            return Answer(response.status, parsed, response.content_type)
+
+    async def get(self, path: str, **kw: Any) -> Answer:
+        return await self.call("GET", path, **kw)
+
+    async def post(self, path: str, body: Any = None, **kw: Any) -> Answer:
+        return await self.call("POST", path, body, **kw)
+
+    async def start(self, playbook: str = QUICK, user: str = "alice", **fields: Any) -> str:
+        answer = await self.post("/api/runs", {"playbook": playbook, **fields}, user=user)
+        assert answer.status == 201, answer.body
+        return answer.body["run_id"]
+
+
+@pytest.fixture
+async def api(web_server) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as http:
+        yield Api(http, web_server.url)
+
+
+async def projected(web_server, seq: int) -> None:
+    """Until the web server's views have applied the stream up to `seq`."""
+    projector = web_server.context.projector
+    reached = asyncio.Event()
+    stop = projector.listen(lambda change: reached.set() if change.seq >= seq else None)
+    try:
+        if projector.position < seq:
+            await asyncio.wait_for(reached.wait(), 10)
+    finally:
+        stop()
+
+
+async def runs_projected(web_server, engine, *run_ids: str) -> None:
+    """Until the web server's views hold every event these runs have stored so far."""
+    last = [(await engine.events(run_id))[-1][0] for run_id in run_ids]
+    await projected(web_server, max(last))
+
+
+async def until_event(engine, run_id: str, kind: str) -> None:
+    """Until the run has stored an event of this kind."""
+    async def follow() -> None:
+        async for _, event in engine.follow(run_id):
+            if type(event).__name__ == kind:
+                return
+        raise AssertionError(f"run {run_id} ended without {kind}")
+    await asyncio.wait_for(follow(), 10)
+
+
+# -- refusals ------------------------------------------------------------------------------
+
+REFUSALS = [
+    # (what, method, path, body, raw body, user, status, code, words the message must hold)
+    ("body not JSON", "POST", "/api/runs", None, b"{playbook: nope", None, 400, "bad_request", "malformed"),
+    ("playbook of the wrong type", "POST", "/api/runs", {"playbook": 5}, None, None, 400, "bad_request",
+     "$.playbook"),
+    ("unknown field", "POST", "/api/runs", {"playbook": QUICK, "colour": "red"}, None, None, 400, "bad_request",
+     "colour"),
+    ("neither playbook nor playbook_id", "POST", "/api/runs", {}, None, None, 400, "bad_request",
+     "exactly one of 'playbook'"),
+    ("both playbook and playbook_id", "POST", "/api/runs", {"playbook": QUICK, "playbook_id": "hello"}, None, None,
+     400, "bad_request", "exactly one of 'playbook'"),
+    ("run id that is no subject token", "POST", "/api/runs", {"playbook": QUICK, "run_id": "a.b"}, None, None, 400,
+     "bad_request", "$.run_id"),
+    ("dry_run of the wrong type", "POST", "/api/runs", {"playbook": QUICK, "dry_run": "yes"}, None, None, 400,
+     "bad_request", "$.dry_run"),
+    ("body nested past all reason", "POST", "/api/validate", None,
+     b'{"playbook": "x", "parameters": ' + b'{"a":' * 5000 + b"1" + b"}" * 5001, None, 400, "bad_request",
+     "recursion"),
+    ("validate without playbook", "POST", "/api/validate", {}, None, None, 400, "bad_request", "playbook"),
+    ("reset without key", "POST", "/api/circuits/reset", {}, None, None, 400, "bad_request", "key"),
+    ("unknown field in a control body", "POST", "/api/runs/r1/pause", {"why": "x"}, None, None, 400, "bad_request",
+     "why"),
+    ("limit 0", "GET", "/api/runs?limit=0", None, None, None, 400, "bad_request", "'limit' must be between 1 and 1000"),
+    ("limit 1001", "GET", "/api/runs?limit=1001", None, None, None, 400, "bad_request", "'limit'"),
+    ("limit not a number", "GET", "/api/audit?limit=many", None, None, None, 400, "bad_request", "'limit'"),
+    ("since not a time", "GET", "/api/runs?since=notatime", None, None, None, 400, "bad_request",
+     "'since' must be an ISO 8601 time"),
+    ("until without a zone", "GET", "/api/audit?until=2026-01-01T00:00:00", None, None, None, 400, "bad_request",
+     "time zone"),
+    ("active neither true nor false", "GET", "/api/runs?active=maybe", None, None, None, 400, "bad_request",
+     "'active' must be true or false"),
+    ("events after a negative sequence", "GET", "/api/runs/r1/events?after=-1", None, None, None, 400,
+     "bad_request", "'after'"),
+    ("logs of attempt 0", "GET", "/api/runs/r1/logs?attempt=0", None, None, None, 400, "bad_request", "'attempt'"),
+    ("a user name with a space", "POST", "/api/runs", {"playbook": QUICK}, None, "eve smith", 400, "bad_identity",
+     "X-Playbook-User"),
+    ("a user name on a control", "POST", "/api/runs/r1/cancel", None, None, "<script>", 400, "bad_identity",
+     "X-Playbook-User"),
+    ("unknown run", "GET", "/api/runs/nosuchrun", None, None, None, 404, "unknown_run", "nosuchrun"),
+    ("events of an unknown run", "GET", "/api/runs/nosuchrun/events", None, None, None, 404, "unknown_run",
+     "nosuchrun"),
+    ("logs of an unknown run", "GET", "/api/runs/nosuchrun/logs", None, None, None, 404, "unknown_run", "nosuchrun"),
+    *[(f"{verb} an unknown run", "POST", f"/api/runs/nosuchrun/{verb}", {}, None, None, 404, "unknown_run",
+       "nosuchrun") for verb in ("pause", "resume", "cancel", "rollback", "steps/deploy/approve",
+                                 "steps/deploy/reject")],
+    ("unknown stored playbook", "GET", "/api/playbooks/nosuch", None, None, None, 404, "unknown_playbook", "nosuch"),
+    ("start an unknown stored playbook", "POST", "/api/runs", {"playbook_id": "nosuch"}, None, None, 404,
+     "unknown_playbook", "nosuch"),
+    ("invalid playbook", "POST", "/api/runs", {"playbook": BROKEN}, None, None, 422, "invalid_playbook",
+     "unknown action 'nope'"),
+    ("unknown /api path", "GET", "/api/nowhere", None, None, None, 404, "not_found", "/api/nowhere"),
+    ("run id outside the pattern", "GET", "/api/runs/a.b", None, None, None, 404, "not_found", "/api/runs/a.b"),
+    ("wrong method", "DELETE", "/api/runs", None, None, None, 405, "method_not_allowed", "DELETE /api/runs"),
+    ("GET of a POST-only path", "GET", "/api/validate", None, None, None, 405, "method_not_allowed",
+     "GET /api/validate"),
+]
+
+
+@pytest.mark.parametrize("what, method, path, body, raw, user, status, code, words", REFUSALS,
+                         ids=[case[0] for case in REFUSALS])
+async def test_a_refusal_is_json_naming_the_problem(api: Api, what, method, path, body, raw, user, status, code,
+                                                    words) -> None:
+    answer = await api.call(method, path, body, raw=raw, user=user)
+    assert (answer.status, answer.content_type) == (status, "application/json"), answer.body
+    assert answer.error["code"] == code
+    assert words in answer.error["message"]
+    assert isinstance(answer.error["details"], list)
+
+
+async def test_an_invalid_playbook_says_where_each_problem_is(api: Api) -> None:
+    answer = await api.post("/api/runs", {"playbook": BROKEN})
+    (problem,) = [d for d in answer.error["details"] if d["severity"] == "error"]
+    assert (problem["line"], problem["column"], problem["step_id"]) == (5, 13, "a")
+
+
+async def test_a_command_too_large_for_nats_is_413_not_a_crash(api: Api, web_server) -> None:
+    """Non-ASCII text grows when the command is encoded for NATS: under the web's body limit, over NATS's."""
+    text = QUICK + "# " + "é" * (web_server.context.nc.max_payload // 3) + "\n"
+    answer = await api.post("/api/runs", raw=json.dumps({"playbook": text}, ensure_ascii=False).encode())
+    assert answer.status == 413 and answer.error["code"] == "request_entity_too_large"
+    assert "NATS" in answer.error["message"]
+
+
+# -- starting runs -------------------------------------------------------------------------
+
+async def test_start_by_yaml_and_by_stored_id(api: Api, engine, tmp_path, monkeypatch) -> None:
+    library = tmp_path / "library"
+    library.mkdir()
+    (library / "quick.yaml").write_text(QUICK)
+    monkeypatch.setenv("PLAYBOOK_LIBRARY", str(library))
+
+    assert (await api.get("/api/playbooks")).body == [{"id": "quick", "name": "api-quick", "description": ""}]
+    assert (await api.get("/api/playbooks/quick")).body["yaml"] == QUICK
+    by_id = await api.post("/api/runs", {"playbook_id": "quick"}, user="alice")
+    by_yaml = await api.post("/api/runs", {"playbook": QUICK, "run_id": "api-run-1", "dry_run": True}, user="bob")
+    assert (by_id.status, by_yaml.status) == (201, 201)
+    assert by_yaml.body["run_id"] == "api-run-1" and by_yaml.body["events"][0]["type"] == "RunStarted"
+    again = await api.post("/api/runs", {"playbook": QUICK, "run_id": "api-run-1"})
+    assert (again.status, again.error["code"]) == (409, "run_exists") and "api-run-1" in again.error["message"]
+
+    for run_id in (by_id.body["run_id"], "api-run-1"):
+        await wait_for_end(engine, run_id)
+    view = (await api.get(f"/api/runs/{by_id.body['run_id']}")).body
+    assert (view["status"], view["actor"], view["playbook"]) == ("completed", "alice", "api-quick")
+    assert [s["id"] for s in view["steps"]] == ["build", "say"]
+    assert [line["kind"] for line in view["timeline"]][0] == "RunStarted"
+    dry = (await api.get("/api/runs/api-run-1")).body
+    assert dry["dry_run"] is True and dry["actor"] == "bob"
+
+
+async def test_the_bundled_examples_start_by_id_and_their_logs_read_by_step(api: Api, engine, monkeypatch) -> None:
+    monkeypatch.delenv("PLAYBOOK_LIBRARY", raising=False)
+    assert "hello" in {p["id"] for p in (await api.get("/api/playbooks")).body}
+    run_id = (await api.post("/api/runs", {"playbook_id": "hello", "parameters": {"who": "api"}})).body["run_id"]
+    assert (await wait_for_end(engine, run_id))[-1].__class__.__name__ == "RunCompleted"
+    greet = (await api.get(f"/api/runs/{run_id}/logs?step=greet")).body
+    assert [(e["step_id"], e["stream"], e["text"].strip()) for e in greet] == [("greet", "stdout", "hello api")]
+    count = (await api.get(f"/api/runs/{run_id}/logs?step=count&attempt=1")).body
+    assert count[0]["text"].split() == ["1", "2", "3"]
+    assert (await api.get(f"/api/runs/{run_id}/logs?step=count&attempt=2")).body == []
+
+
+async def test_events_after_a_sequence_and_logs_by_step(api: Api, engine) -> None:
+    run_id = await api.start()
+    await wait_for_end(engine, run_id)
+    events = (await api.get(f"/api/runs/{run_id}/events")).body
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs) and events[0]["type"] == "RunStarted" and events[-1]["type"] == "RunCompleted"
+    later = (await api.get(f"/api/runs/{run_id}/events?after={seqs[2]}")).body
+    assert [e["seq"] for e in later] == seqs[3:]
+    say = (await api.get(f"/api/runs/{run_id}/logs?step=say")).body
+    assert {(e["stream"], e["text"].strip()) for e in say} == {("stdout", "hello"), ("stderr", "oops")}
+    assert (await api.get(f"/api/runs/{run_id}/logs?step=build")).body == []
+
+
+async def test_the_run_list_filters(api: Api, engine, web_server) -> None:
+    staging = await api.start(WITH_ENVIRONMENTS, environment="staging")
+    await wait_for_end(engine, staging)
+    production = await api.start(WITH_ENVIRONMENTS, environment="production")
+    await wait_for_end(engine, production)
+    gated = await api.start(GATED)
+    await until_event(engine, gated, "ApprovalRequested")
+    await runs_projected(web_server, engine, staging, production, gated)
+
+    async def listed(query: str = "") -> list[str]:
+        answer = await api.get(f"/api/runs{query}")
+        assert answer.status == 200, answer.body
+        return [r["run_id"] for r in answer.body["runs"]]
+
+    assert await listed() == [gated, production, staging]                       # newest first
+    assert await listed("?status=completed") == [production, staging]
+    assert await listed("?status=waiting_approval,paused") == [gated]
+    assert await listed("?playbook=api-env") == [production, staging]
+    assert await listed("?environment=production") == [production]
+    assert await listed("?active=true") == [gated]
+    assert await listed("?active=false") == [production, staging]
+    started = {r["run_id"]: r["started_at"] for r in (await api.get("/api/runs")).body["runs"]}
+    assert await listed(f"?since={started[production]}") == [gated, production]
+    assert await listed(f"?until={started[production]}") == [production, staging]
+    limited = (await api.get("/api/runs?limit=1")).body
+    assert [r["run_id"] for r in limited["runs"]] == [gated] and limited["total"] == 3
+
+
+async def test_validate_answers_valid_or_every_problem_with_line_and_column(api: Api) -> None:
+    valid = (await api.post("/api/validate", {"playbook": WITH_ENVIRONMENTS, "environment": "production"})).body
+    assert (valid["valid"], valid["errors"]) == (True, 0)
+    invalid = (await api.post("/api/validate", {"playbook": BROKEN})).body
+    assert (invalid["valid"], invalid["errors"]) == (False, 1)
+    (problem,) = invalid["diagnostics"]
+    assert (problem["line"], problem["column"], problem["step_id"], problem["code"]) == (5, 13, "a", "PB206")
+    unknown_env = (await api.post("/api/validate", {"playbook": WITH_ENVIRONMENTS, "environment": "moon"})).body
+    assert unknown_env["valid"] is False and "moon" in unknown_env["diagnostics"][0]["message"]
+
+
+# -- changing runs -------------------------------------------------------------------------
+
+async def test_pause_resume_cancel_are_recorded_with_the_actor(api: Api, engine, web_server) -> None:
+    run_id = await api.start(SLOW, user="alice")
+    await until_event(engine, run_id, "StepStarted")
+
+    resume_running = await api.post(f"/api/runs/{run_id}/resume", user="bob")
+    assert (resume_running.status, resume_running.error["code"]) == (409, "illegal_transition")
+    assert "not paused" in resume_running.error["message"]
+
+    paused = await api.post(f"/api/runs/{run_id}/pause", {"reason": "lunch"}, user="alice")
+    assert paused.status == 200 and [e["type"] for e in paused.body["events"]] == ["RunPaused"]
+    assert (await api.post(f"/api/runs/{run_id}/pause", user="alice")).body["events"] == []   # paused already
+    assert (await api.get(f"/api/runs/{run_id}")).body["paused_by"] == "alice"
+    resumed = await api.post(f"/api/runs/{run_id}/resume", user="bob")
+    assert resumed.status == 200 and resumed.body["events"][0]["type"] == "RunResumed"
+    cancelled = await api.post(f"/api/runs/{run_id}/cancel", {"reason": "enough"}, user="carol")
+    assert cancelled.body["events"][0]["type"] == "RunCancelRequested"
+    twice = await api.post(f"/api/runs/{run_id}/cancel", user="carol")    # accepted: it took effect already
+    assert (twice.status, twice.body["events"]) == (200, [])
+    await wait_for_end(engine, run_id)
+
+    pause_cancelled = await api.post(f"/api/runs/{run_id}/pause", user="alice")
+    assert (pause_cancelled.status, pause_cancelled.error["code"]) == (409, "illegal_transition")
+    assert "cancelled" in pause_cancelled.error["message"]
+
+    await runs_projected(web_server, engine, run_id)
+    trail = (await api.get(f"/api/audit?run_id={run_id}")).body
+    assert [(e["action"], e["actor"]) for e in trail] == [
+        ("cancel", "carol"), ("resume", "bob"), ("pause", "alice"), ("start", "alice")]
+    assert trail[0]["detail"] == "enough" and trail[2]["detail"] == "lunch"
+    assert [e["run_id"] for e in (await api.get("/api/audit?actor=bob&action=resume")).body] == [run_id]
+    assert (await api.get(f"/api/audit?run_id={run_id}&limit=1")).body[0]["action"] == "cancel"
+
+
+async def test_commands_that_contradict_the_run_are_409(api: Api, engine) -> None:
+    done = await api.start()
+    await wait_for_end(engine, done)
+    running = await api.start(SLOW)
+    await until_event(engine, running, "StepStarted")
+    refusals = [
+        (f"/api/runs/{done}/pause", "only a running run can be paused"),
+        (f"/api/runs/{done}/resume", "only a paused run can be resumed"),
+        (f"/api/runs/{done}/cancel", "nothing to cancel"),
+        (f"/api/runs/{running}/rollback", "cancel it or let it finish"),
+    ]
+    for path, words in refusals:
+        answer = await api.post(path)
+        assert (answer.status, answer.error["code"]) == (409, "illegal_transition"), path
+        assert words in answer.error["message"]
+    await api.post(f"/api/runs/{running}/cancel")
+    await wait_for_end(engine, running)
+
+
+async def test_only_a_required_approver_opens_a_gate(api: Api, engine, web_server) -> None:
+    run_id = await api.start(GATED, user="alice")
+    await until_event(engine, run_id, "ApprovalRequested")
+
+    refused = await api.post(f"/api/runs/{run_id}/steps/deploy/approve", {"comment": "lgtm"}, user="mallory")
+    assert (refused.status, refused.error["code"]) == (403, "approval_refused")
+    assert "mallory is not a required approver" in refused.error["message"]
+    no_step = await api.post(f"/api/runs/{run_id}/steps/nope/reject", user="bob")
+    assert no_step.status == 403 and "no step 'nope'" in no_step.error["message"]
+
+    approved = await api.post(f"/api/runs/{run_id}/steps/deploy/approve", {"comment": "ship it"}, user="bob")
+    assert approved.status == 200 and approved.body["events"][0]["type"] == "ApprovalGiven"
+    await wait_for_end(engine, run_id)
+    late = await api.post(f"/api/runs/{run_id}/steps/deploy/approve", user="bob")
+    assert late.status == 403 and "not waiting for approval" in late.error["message"]
+
+    await runs_projected(web_server, engine, run_id)
+    trail = (await api.get(f"/api/audit?run_id={run_id}")).body
+    assert ("approval_refused", "mallory") in [(e["action"], e["actor"]) for e in trail]
+    assert [e["detail"] for e in trail if e["action"] == "approve"] == ["ship it"]
+
+
+# -- views, circuits, health ---------------------------------------------------------------
+
+async def finished_and_waiting(api: Api, engine, web_server) -> tuple[list[str], str]:
+    """Two completed runs of api-quick and one api-gated run waiting for bob, all in the views."""
+    done = [await api.start() for _ in range(2)]
+    for run_id in done:
+        await wait_for_end(engine, run_id)
+    gated = await api.start(GATED)
+    await until_event(engine, gated, "ApprovalRequested")
+    await runs_projected(web_server, engine, *done, gated)
+    return done, gated
+
+
+async def reset_circuit(api: Api, web_server, key: str) -> None:
+    answer = await api.post("/api/circuits/reset", {"key": key}, user="alice")
+    assert answer.status == 200 and answer.body["events"][0]["type"] == "CircuitReset"
+    info = await web_server.context.nc.jetstream().stream_info(subjects.RUNS_STREAM)
+    await projected(web_server, info.state.last_seq)
+
+
+async def test_metrics_circuits_rebuild_and_readiness(api: Api, engine, web_server) -> None:
+    done, _ = await finished_and_waiting(api, engine, web_server)
+    metrics = (await api.get("/api/metrics")).body
+    assert metrics["runs"]["api-quick"] == {"completed": 2} and metrics["runs"]["api-gated"] == {"waiting_approval": 1}
+    assert metrics["approvals_waiting"] == 1
+    build = next(s for s in metrics["steps"] if (s["playbook"], s["step"]) == ("api-quick", "build"))
+    assert (build["count"], build["succeeded"], build["buckets"][-1]["count"]) == (2, 2, 2)
+
+    await reset_circuit(api, web_server, "payments:443")
+    circuits = (await api.get("/api/circuits")).body
+    assert [(c["key"], c["state"], c["failures_in_a_row"]) for c in circuits] == [("payments:443", "closed", 0)]
+    (reset,) = (await api.get("/api/audit?action=circuit_reset")).body
+    assert (reset["actor"], reset["circuit"]) == ("alice", "payments:443")
+
+    position = web_server.context.projector.position
+    rebuilt = await api.post("/api/projections/rebuild")
+    assert rebuilt.status == 200 and (rebuilt.body["runs"], rebuilt.body["position"]) == (3, position)
+    assert rebuilt.body["events"] > 0
+    assert (await api.get("/api/metrics")).body["runs"]["api-quick"] == {"completed": 2}   # the same, refolded
+
+    ready = await api.get("/readyz")
+    assert ready.status == 200 and ready.body["ready"] is True and ready.body["projection_lag"] == 0
+    assert (await api.get("/healthz")).body["status"] == "ok"
+
+
+async def test_prometheus_metrics_match_the_runs(api: Api, engine, web_server) -> None:
+    await finished_and_waiting(api, engine, web_server)
+    await reset_circuit(api, web_server, "payments:443")
+    answer = await api.get("/metrics")
+    assert answer.status == 200 and answer.content_type == "text/plain"
+    families = {f.name: f for f in text_string_to_metric_families(answer.body)}
+
+    def value(family: str, sample: str | None = None, **labels: str) -> float:
+        (found,) = [s.value for s in families[family].samples
+                    if s.name == (sample or family) and all(s.labels.get(k) == v for k, v in labels.items())]
+        return found
+
+    assert value("playbook_runs", playbook="api-quick", status="completed") == 2
+    assert value("playbook_runs", playbook="api-gated", status="waiting_approval") == 1
+    assert value("playbook_runs", playbook="api-gated", status="running") == 0
+    assert value("playbook_runs_started", "playbook_runs_started_total", playbook="api-quick", dry_run="false") == 2
+    assert value("playbook_run_outcomes", "playbook_run_outcomes_total", playbook="api-quick", outcome="completed") == 2
+    assert value("playbook_run_success_ratio", playbook="api-quick") == 1
+    assert value("playbook_completed_run_duration_seconds", "playbook_completed_run_duration_seconds_count",
+                 playbook="api-quick") == 2
+    step = {"playbook": "api-quick", "step": "say"}
+    assert value("playbook_step_duration_seconds", "playbook_step_duration_seconds_count", **step) == 2
+    assert value("playbook_step_duration_seconds", "playbook_step_duration_seconds_bucket", le="+Inf", **step) == 2
+    assert value("playbook_step_duration_seconds", "playbook_step_duration_seconds_bucket", le="300.0", **step) == 2
+    assert value("playbook_step_attempts", "playbook_step_attempts_total", outcome="succeeded", **step) == 2
+    assert value("playbook_step_retries", "playbook_step_retries_total", **step) == 0
+    assert value("playbook_approvals_waiting") == 1
+    assert value("playbook_circuit_state", key="payments:443", state="closed") == 1
+    assert value("playbook_circuit_state", key="payments:443", state="open") == 0
+    assert value("playbook_projector_lag_events") == 0
+    assert value("playbook_projector_position") == web_server.context.projector.position
+    assert value("playbook_projector_events_applied", "playbook_projector_events_applied_total") > 0
+    assert value("playbook_projector_caught_up") == 1
+    assert "process_cpu_seconds" in families
+
+    async with api.http.get(f"{api.base}/metrics", headers={"Accept": "application/openmetrics-text"}) as scrape:
+        assert scrape.content_type == "application/openmetrics-text"
+        assert (await scrape.text()).endswith("# EOF\n")
+
+
+async def test_a_stored_playbook_says_its_parameters_and_environments_and_odd_files_do_not_break_it(
+        web_server, tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "library"
+    folder.mkdir()
+    (folder / "deploy.yaml").write_text(
+        "name: deploy\nparameters:\n  - {name: version, required: true}\n  - {name: since, default: 2026-01-01}\n"
+        "environments:\n  staging: {}\n  production: {}\nsteps:\n  - {id: a, action: noop}\n")
+    (folder / "latin1.yaml").write_bytes("name: caf\xe9\nsteps: []\n".encode("latin-1"))
+    monkeypatch.setenv("PLAYBOOK_LIBRARY", str(folder))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{web_server.url}/api/playbooks/deploy") as response:
+            stored = await response.json()
+        assert stored["parameters"] == [{"name": "version", "required": True}, {"name": "since", "default": "2026-01-01"}]
+        assert stored["environments"] == ["staging", "production"]
+        async with http.get(f"{web_server.url}/api/playbooks") as response:
+            assert {p["id"] for p in await response.json()} == {"deploy", "latin1"}
+        async with http.post(f"{web_server.url}/api/runs", json={"playbook_id": "latin1"}) as response:
+            assert response.status == 422 and (await response.json())["error"]["code"] == "invalid_playbook"

@@ -1,0 +1,340 @@
+"""The OpenAPI 3.1 document of the JSON API, served at `GET /api/openapi.json`.
+
+Request bodies, and the run-list, log, audit and diagnostic items, are the msgspec
+Structs the handlers decode and the views fold: their schemas are generated, so they
+cannot drift. The paths, parameters and the errors each operation can answer are
+written out here, next to each other, as the handlers in api.py and streams.py do them.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import msgspec.inspect
+from aiohttp import web
+
+from projections.audit import AuditEntry
+from projections.run_list import RunSummary
+from projections.step_logs import LogEntry
+from services.playbook.diagnostics import Diagnostic
+from ui.web.api import MAX_LIMIT, RUN_PATH, STATUS_OF_CODE
+from ui.web.bodies import BODIES
+from ui.web.identity import USER_HEADER
+
+JSON = "application/json"
+REF = "#/components/schemas/{name}"
+# The run id's pattern, as the route itself constrains it (RUN_PATH ends "{run_id:<pattern>}").
+RUN_ID_PATTERN = RUN_PATH.split("{run_id:", 1)[1].removesuffix("}")
+# Every error code and its status: the run service's, plus those the web edge adds.
+STATUS = {**STATUS_OF_CODE, "bad_identity": 400, "engine_unavailable": 503, "not_found": 404,
+          "request_entity_too_large": 413}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(name=name)}
+
+
+STRUCTS = (*BODIES, RunSummary, LogEntry, AuditEntry, Diagnostic)
+
+
+def _components() -> dict[str, Any]:
+    _, schemas = msgspec.json.schema_components(STRUCTS, ref_template=REF)
+    for struct in STRUCTS:
+        _mark_date_times(struct, schemas[struct.__name__])
+    return {**schemas, **HAND_WRITTEN}
+
+
+def _mark_date_times(struct: type, schema: dict[str, Any]) -> None:
+    """msgspec gives datetime fields as plain strings: say which strings they are."""
+    for field in msgspec.inspect.type_info(struct).fields:  # type: ignore[union-attr]
+        kinds = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        if any(isinstance(kind, msgspec.inspect.DateTimeType) for kind in kinds):
+            prop = schema["properties"][field.encode_name]
+            for option in prop.get("anyOf", [prop]):
+                if option.get("type") == "string":
+                    option["format"] = "date-time"
+
+
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+# Response shapes built from dicts in the handlers (no Struct to generate them from).
+HAND_WRITTEN: dict[str, Any] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {"error": {
+            "type": "object", "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string", "description": "stable, e.g. unknown_run; an unknown path or method "
+                                                          "under /api is not_found / method_not_allowed, and a "
+                                                          "bug in the web server server_error (500)"},
+                "message": {"type": "string", "description": "what is wrong, in words a user can act on"},
+                "details": {"type": "array", "description": "for invalid_playbook: the diagnostics"},
+            },
+        }},
+    },
+    "RunList": {
+        "type": "object", "required": ["position", "total", "runs"],
+        "properties": {"position": {"type": "integer", "description": "the projector's stream position"},
+                       "total": {"type": "integer", "description": "runs matching, before the limit"},
+                       "runs": {"type": "array", "items": ref("RunSummary"), "description": "newest first"}},
+    },
+    "Accepted": {
+        "type": "object", "required": ["accepted", "events"],
+        "properties": {"accepted": {"const": True}, "run_id": {"type": ["string", "null"]},
+                       "events": {"type": "array", "items": {"type": "object"},
+                                  "description": "the events the command recorded; [] if it had taken effect already"}},
+    },
+    "RunView": {
+        "type": "object", "required": ["run_id", "status", "steps", "timeline"],
+        "description": "projections/run_view.py run_view(), plus the timeline of its events",
+        "properties": {
+            "run_id": {"type": "string"}, "status": {"type": "string"}, "playbook": {"type": ["string", "null"]},
+            "steps": {"type": "array", "items": {"type": "object"}},
+            "timeline": {"type": "array", "items": {
+                "type": "object", "required": ["seq", "at", "kind"],
+                "properties": {"seq": {"type": "integer"}, "at": {"type": "string"}, "kind": {"type": "string"},
+                               "step_id": {"type": ["string", "null"]}, "attempt": {"type": ["integer", "null"]},
+                               "detail": {"type": ["string", "null"]}, "actor": {"type": ["string", "null"]}}}},
+        },
+    },
+    "StoredEvent": {
+        "type": "object", "required": ["seq", "type", "run_id", "at"],
+        "properties": {"seq": {"type": "integer", "description": "stream sequence"},
+                       "type": {"type": "string", "description": "the event's class, e.g. StepSucceeded"},
+                       "run_id": {"type": "string"}, "at": {"type": "string", "format": "date-time"}},
+    },
+    "Validation": {
+        "type": "object", "required": ["valid", "errors", "diagnostics"],
+        "properties": {"valid": {"type": "boolean"}, "errors": {"type": "integer"},
+                       "diagnostics": {"type": "array", "items": ref("Diagnostic")}},
+    },
+    "PlaybookInfo": {
+        "type": "object", "required": ["id", "name", "description"],
+        "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"}},
+    },
+    "StoredPlaybook": {
+        "type": "object", "required": ["id", "name", "description", "parameters", "environments", "yaml"],
+        "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
+                       "parameters": {"type": "array", "items": {"type": "object"},
+                                      "description": "the playbook's parameters as written (name, type, default, ...)"},
+                       "environments": {"type": "array", "items": {"type": "string"}},
+                       "yaml": {"type": "string"}},
+    },
+    "Metrics": {
+        "type": "object", "description": "projections/metrics.py Metrics.as_json()",
+        "required": ["runs", "runs_by_status", "steps", "retries", "errors_over_time", "approvals_waiting",
+                     "circuits", "circuit_openings", "playbooks"],
+        "properties": {
+            "runs": {"type": "object", "additionalProperties": {"type": "object"}},
+            "runs_by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "steps": {"type": "array", "items": {"type": "object"}},
+            "retries": {"type": "object"},
+            "errors_over_time": {"type": "array", "items": {"type": "object"}},
+            "approvals_waiting": {"type": "integer"},
+            "circuits": {"type": "object", "additionalProperties": {"enum": ["closed", "open", "half_open"]}},
+            "circuit_openings": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "playbooks": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "Circuit": {
+        "type": "object", "required": ["key", "state", "failures_in_a_row"],
+        "properties": {"key": {"type": "string"}, "state": {"enum": ["closed", "open", "half_open"]},
+                       "failures_in_a_row": {"type": "integer"}, "open_until": _NULLABLE_TIME,
+                       "reason": {"type": ["string", "null"]}, "last_change": _NULLABLE_TIME},
+    },
+    "Rebuilt": {
+        "type": "object", "required": ["events", "position", "runs", "seconds"],
+        "properties": {"events": {"type": "integer"}, "position": {"type": "integer"}, "runs": {"type": "integer"},
+                       "seconds": {"type": "number"}},
+    },
+}
+
+
+# -- parameters ----------------------------------------------------------------------------
+
+def path_param(name: str, description: str, pattern: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if pattern:
+        schema["pattern"] = f"^{pattern}$"
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+RUN_ID = path_param("run_id", "a run id outside the pattern matches no route: 404 not_found", RUN_ID_PATTERN)
+STEP_ID = path_param("step_id", "the gated step")
+USER = {"name": USER_HEADER, "in": "header", "required": False, "description": "who acts (default anonymous)",
+        "schema": {"type": "string", "pattern": r"^[\w.@+-]{1,64}$"}}   # as ui/web/identity.py checks it
+TIME = {"type": "string", "format": "date-time"}
+
+
+def limit(default: int) -> dict[str, Any]:
+    return query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": default},
+                 "at most this many, newest first")
+
+
+LIST_RUNS_QUERY = [
+    query("status", {"type": "string"}, "comma-separated statuses, e.g. running,paused"),
+    query("playbook", {"type": "string"}, "playbook name"),
+    query("environment", {"type": "string"}, "environment the run was started in"),
+    query("since", TIME, "started at or after (ISO 8601 with a time zone)"),
+    query("until", TIME, "started at or before (ISO 8601 with a time zone)"),
+    query("active", {"type": "boolean"}, "only runs still going (true) or finished (false)"),
+    limit(200),
+]
+AUDIT_QUERY = [
+    query("actor", {"type": "string"}, "who acted"),
+    query("run_id", {"type": "string"}, "which run"),
+    query("action", {"type": "string"}, "start, pause, resume, cancel, approve, reject, approval_refused, "
+                                        "auto_approve, timeout, rollback or circuit_reset"),
+    query("since", TIME, "at or after (ISO 8601 with a time zone)"),
+    query("until", TIME, "before (ISO 8601 with a time zone)"),
+    limit(500),
+]
+RESUME_FROM = [
+    query("last_event_id", {"type": "string", "pattern": "^[0-9]+$"},
+          "resume after this stream sequence (as the Last-Event-ID header a browser sends on reconnect)"),
+    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+]
+
+
+# -- responses -----------------------------------------------------------------------------
+
+def answer(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def errors(*codes: str) -> dict[str, Any]:
+    """The error responses answering with these codes, grouped by status."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(STATUS[code], []).append(code)
+    return {str(status): {
+        "description": " or ".join(found),
+        "content": {JSON: {"schema": {"allOf": [ref("Error"), {"properties": {"error": {"properties": {
+            "code": {"enum": found}}}}}]}}},
+    } for status, found in sorted(by_status.items())}
+
+
+def body(name: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {JSON: {"schema": ref(name)}}}
+
+
+def operation(summary: str, responses: dict[str, Any], *, params: Sequence[dict[str, Any]] = (),
+              request: dict[str, Any] | None = None, tag: str = "runs") -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    if params:
+        op["parameters"] = list(params)
+    if request is not None:
+        op["requestBody"] = request
+    return op
+
+
+def sse(summary: str, events: str, params: Sequence[dict[str, Any]], *error_codes: str) -> dict[str, Any]:
+    stream = {"description": f"an event stream: {events}",
+              "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+    return {"get": operation(summary, {"200": stream, **errors(*error_codes)}, params=params, tag="streams")}
+
+
+COMMAND = ("bad_request", "bad_identity", "request_entity_too_large", "internal_error", "engine_unavailable")
+UNKNOWN_RUN = ("unknown_run", "not_found")
+
+
+def control(summary: str) -> dict[str, Any]:
+    return {"post": operation(summary, {"200": answer(ref("Accepted")),
+                                        **errors(*COMMAND, *UNKNOWN_RUN, "illegal_transition")},
+                              params=[RUN_ID, USER], request=body("ControlBody", required=False))}
+
+
+def decision(summary: str) -> dict[str, Any]:
+    return {"post": operation(summary, {"200": answer(ref("Accepted")),
+                                        **errors(*COMMAND, *UNKNOWN_RUN, "approval_refused")},
+                              params=[RUN_ID, STEP_ID, USER], request=body("DecisionBody", required=False))}
+
+
+def array(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": item}
+
+
+RUN = "/api/runs/{run_id}"
+
+
+@functools.cache
+def document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/api/runs": {
+            "get": operation("List runs, newest first", {"200": answer(ref("RunList")), **errors("bad_request")},
+                             params=LIST_RUNS_QUERY),
+            "post": operation("Start a run from YAML text or a stored playbook", {
+                "201": answer(ref("Accepted"), "started"),
+                **errors(*COMMAND, "unknown_playbook", "invalid_playbook", "run_exists")},
+                params=[USER], request=body("StartBody")),
+        },
+        RUN: {"get": operation("One run: its view and timeline", {
+            "200": answer(ref("RunView")), **errors(*UNKNOWN_RUN, "engine_unavailable")}, params=[RUN_ID])},
+        RUN + "/events": {"get": operation("A run's stored events", {
+            "200": answer(array(ref("StoredEvent"))), **errors("bad_request", *UNKNOWN_RUN, "engine_unavailable")},
+            params=[RUN_ID, query("after", {"type": "integer", "minimum": 0}, "only events after this sequence")])},
+        RUN + "/logs": {"get": operation("A run's step logs", {
+            "200": answer(array(ref("LogEntry"))), **errors("bad_request", *UNKNOWN_RUN, "engine_unavailable")},
+            params=[RUN_ID, query("step", {"type": "string"}, "one step's logs"),
+                    query("attempt", {"type": "integer", "minimum": 1}, "one attempt's logs")])},
+        RUN + "/pause": control("Pause a running run"),
+        RUN + "/resume": control("Resume a paused run"),
+        RUN + "/cancel": control("Cancel a run (again: accepted, nothing new recorded)"),
+        RUN + "/rollback": control("Roll back a finished run by hand"),
+        RUN + "/steps/{step_id}/approve": decision("Approve a step's gate"),
+        RUN + "/steps/{step_id}/reject": decision("Reject a step's gate (the step fails)"),
+        "/api/validate": {"post": operation("Validate playbook text; every problem with line and column", {
+            "200": answer(ref("Validation")), **errors("bad_request", "request_entity_too_large")},
+            request=body("ValidateBody"), tag="playbooks")},
+        "/api/playbooks": {"get": operation("Stored playbooks", {"200": answer(array(ref("PlaybookInfo")))},
+                                            tag="playbooks")},
+        "/api/playbooks/{playbook_id}": {"get": operation("One stored playbook with its YAML", {
+            "200": answer(ref("StoredPlaybook")), **errors("unknown_playbook")},
+            params=[path_param("playbook_id", "its file name without .yaml")], tag="playbooks")},
+        "/api/metrics": {"get": operation("Engine metrics (the dashboard's)", {"200": answer(ref("Metrics"))},
+                                          tag="views")},
+        "/api/audit": {"get": operation("Who did what, newest first", {
+            "200": answer(array(ref("AuditEntry"))), **errors("bad_request")}, params=AUDIT_QUERY, tag="views")},
+        "/api/circuits": {"get": operation("Circuit breakers", {
+            "200": answer(array(ref("Circuit"))), **errors("engine_unavailable")}, tag="circuits")},
+        "/api/circuits/reset": {"post": operation("Close a breaker by hand", {
+            "200": answer(ref("Accepted")), **errors(*COMMAND)}, params=[USER], request=body("ResetCircuitBody"),
+            tag="circuits")},
+        "/api/projections/rebuild": {"post": operation("Fold the views again from the first event", {
+            "200": answer(ref("Rebuilt"))}, tag="views")},
+        "/api/runs/stream": sse("The run list, live", "`snapshot` {position, total, runs}, then `run` (a RunSummary) "
+                                "per change", RESUME_FROM, "bad_request"),
+        RUN + "/stream": sse("One run, live", "`event` {seq, type, event, timeline} per event, `view` when caught up",
+                             [RUN_ID, *RESUME_FROM], "bad_request", *UNKNOWN_RUN, "engine_unavailable"),
+        RUN + "/logs/stream": sse("One run's logs, live", "`log` [LogEntry...] per event that carries log text",
+                                  [RUN_ID, query("step", {"type": "string"}, "one step's logs"), *RESUME_FROM],
+                                  "bad_request", *UNKNOWN_RUN, "engine_unavailable"),
+        "/api/metrics/stream": sse("The metrics, live", "`metrics` (as /api/metrics) at most once a second", []),
+        "/healthz": {"get": operation("The process is up", {"200": answer({"type": "object"})}, tag="health")},
+        "/readyz": {"get": operation("NATS, stream and projector ready", {
+            "200": answer({"type": "object"}), "503": answer({"type": "object"}, "not ready; the body says why")},
+            tag="health")},
+        "/metrics": {"get": operation("Prometheus metrics", {"200": {
+            "description": "Prometheus text format (OpenMetrics if the Accept header asks for it)",
+            "content": {"text/plain": {"schema": {"type": "string"}},
+                        "application/openmetrics-text": {"schema": {"type": "string"}}}}},
+            tag="health")},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Playbook Engine API", "version": "1",
+                 "description": f"Every command is recorded with the actor named in the {USER_HEADER} header. "
+                                "Errors are JSON: {\"error\": {\"code\", \"message\", \"details\"}}."},
+        "paths": paths,
+        "components": {"schemas": _components()},
+    }
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document())

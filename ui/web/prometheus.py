@@ -1,0 +1,155 @@
+"""`GET /metrics`: the projector's views in Prometheus text format, read at scrape time.
+
+A custom collector turns the Metrics fold and the projector's progress into metric
+families on each scrape, so nothing is counted twice and nothing lives in the global
+registry: every app has its own registry (tests run several apps in one process).
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+from aiohttp import web
+from nats.aio.client import Client as NATS
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric, SummaryMetricFamily,
+)
+from prometheus_client.utils import floatToGoString
+
+from events import subjects
+from projections import run_list
+from projections.metrics import DURATION_BUCKETS_MS, KEY_SEP, Metrics
+from projections.projector import Projector
+from ui.web.context import CONTEXT
+
+CIRCUIT_STATES = ("closed", "open", "half_open")
+RUN_STATUSES = run_list.ACTIVE | {"completed", "failed", "cancelled", "rolled_back", "rollback_failed"}
+STREAM_INFO_TIMEOUT = 2.0
+BUCKET_BOUNDS = [floatToGoString(ms / 1000) for ms in DURATION_BUCKETS_MS]   # seconds, as Prometheus prefers
+
+
+class ViewsCollector:
+    """The projector's views as metric families, computed when the registry is collected."""
+
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+        # The stream's last sequence, fetched (async) by the handler just before it collects.
+        self.stream_last_seq: int | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        metrics = self.projector.views.metrics
+        yield from runs(metrics)
+        yield from steps(metrics)
+        yield from gates_and_circuits(metrics)
+        yield from self._projector()
+
+    def _projector(self) -> Iterator[Metric]:
+        projector = self.projector
+        yield CounterMetricFamily("playbook_projector_events_applied", "Events the projector applied since it "
+                                  "started or was rebuilt", value=projector.applied)
+        yield GaugeMetricFamily("playbook_projector_position", "Stream sequence the views have reached",
+                                value=projector.position)
+        yield GaugeMetricFamily("playbook_projector_caught_up", "1 once the projector has read the stored backlog",
+                                value=int(projector.caught_up))
+        if self.stream_last_seq is not None:
+            yield GaugeMetricFamily("playbook_stream_last_sequence", "Last sequence stored in the runs stream",
+                                    value=self.stream_last_seq)
+            yield GaugeMetricFamily("playbook_projector_lag_events", "Events stored but not yet in the views",
+                                    value=max(0, self.stream_last_seq - projector.position))
+
+
+def runs(metrics: Metrics) -> Iterator[Metric]:
+    now = GaugeMetricFamily("playbook_runs", "Runs now in each status (finished runs stay in their last one)",
+                            labels=["playbook", "status"])
+    started = CounterMetricFamily("playbook_runs_started", "Runs started", labels=["playbook", "dry_run"])
+    outcomes = CounterMetricFamily("playbook_run_outcomes", "How real (not dry) runs first ended",
+                                   labels=["playbook", "outcome"])
+    success = GaugeMetricFamily("playbook_run_success_ratio", "Completed / (completed + failed) over the "
+                                "latest finished real runs", labels=["playbook"])
+    duration = SummaryMetricFamily("playbook_completed_run_duration_seconds", "Duration of completed real runs",
+                                   labels=["playbook"])
+    rates = {item["playbook"]: item["success_rate"] for item in metrics.as_json()["playbooks"]}
+    for name, stats in sorted(metrics.playbooks.items()):
+        for status in sorted(RUN_STATUSES | set(stats.by_status)):   # 0, not a vanished series, when none are
+            now.add_metric([name, status], stats.by_status.get(status, 0))
+        started.add_metric([name, "false"], stats.runs - stats.dry_runs)
+        started.add_metric([name, "true"], stats.dry_runs)
+        for outcome, n in sorted(stats.outcomes.items()):
+            outcomes.add_metric([name, outcome], n)
+        if rates[name] is not None:
+            success.add_metric([name], rates[name])
+        duration.add_metric([name], stats.completed_count, stats.completed_sum_ms / 1000)
+    yield from (now, started, outcomes, success, duration)
+
+
+def steps(metrics: Metrics) -> Iterator[Metric]:
+    durations = HistogramMetricFamily("playbook_step_duration_seconds", "Duration of timed step attempts",
+                                      labels=["playbook", "step"])
+    attempts = CounterMetricFamily("playbook_step_attempts", "Step attempts by outcome (failures the engine "
+                                   "caused, by cancelling or losing an executor, left out)",
+                                   labels=["playbook", "step", "outcome"])
+    retries = CounterMetricFamily("playbook_step_retries", "Retries scheduled", labels=["playbook", "step"])
+    for key, stats in sorted(metrics.steps.items()):
+        labels = list(key.split(KEY_SEP, 1))
+        cumulative, buckets = 0, []
+        for bound, n in zip(BUCKET_BOUNDS, stats.buckets):
+            cumulative += n
+            buckets.append((bound, cumulative))
+        durations.add_metric(labels, [*buckets, ("+Inf", stats.count)], stats.sum_ms / 1000)
+        attempts.add_metric([*labels, "succeeded"], stats.succeeded)
+        attempts.add_metric([*labels, "failed"], stats.failed)
+        retries.add_metric(labels, stats.retries)
+    by_category = CounterMetricFamily("playbook_retries", "Retries scheduled, by error category",
+                                      labels=["category"])
+    for category, n in sorted(metrics.retries_by_category.items()):
+        by_category.add_metric([category], n)
+    yield from (durations, attempts, retries, by_category)
+
+
+def gates_and_circuits(metrics: Metrics) -> Iterator[Metric]:
+    yield GaugeMetricFamily("playbook_approvals_waiting", "Gates asked and not yet decided, in active runs",
+                            value=metrics.approvals_waiting)
+    states = GaugeMetricFamily("playbook_circuit_state", "1 for the state each breaker is in, 0 for the others",
+                               labels=["key", "state"])
+    openings = CounterMetricFamily("playbook_circuit_openings", "Times each breaker opened", labels=["key"])
+    for key, state in sorted(metrics.circuits.items()):
+        for candidate in CIRCUIT_STATES:
+            states.add_metric([key, candidate], int(candidate == state))
+        openings.add_metric([key], metrics.circuit_openings.get(key, 0))
+    yield from (states, openings)
+
+
+# -- serving ---------------------------------------------------------------------------------
+
+SCRAPE = web.AppKey("prometheus", tuple)   # (CollectorRegistry, ViewsCollector)
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    registry, collector = request.app[SCRAPE]
+    context = request.app[CONTEXT]
+    collector.stream_last_seq = await _stream_last_seq(context.nc)
+    # No await from here on: this scrape's sequence is the one collected.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return web.Response(body=encode(registry), headers={"Content-Type": content_type})
+
+
+async def _stream_last_seq(nc: NATS) -> int | None:
+    """None if the stream cannot be asked now: the lag is then left out, not guessed."""
+    if not nc.is_connected:
+        return None
+    try:
+        info = await asyncio.wait_for(nc.jetstream().stream_info(subjects.RUNS_STREAM), STREAM_INFO_TIMEOUT)
+    except Exception:  # noqa: BLE001 - a scrape reports what it can; /readyz says why the stream is not there
+        return None
+    return info.state.last_seq
+
+
+def add_routes(app: web.Application) -> None:
+    registry = CollectorRegistry(auto_describe=False)
+    collector = ViewsCollector(app[CONTEXT].projector)
+    registry.register(collector)
+    ProcessCollector(registry=registry)
+    app[SCRAPE] = (registry, collector)
+    app.router.add_get("/metrics", metrics_text)
