@@ -38,6 +38,7 @@ from events.codec import encode
 from events.commands import StartRun
 from events.run import RunPaused
 from services.app import ALL_SERVICES
+from ui.sse_reader import sse_messages
 
 NAME = "sse"
 HELP = "latency from append to arrival at SSE clients (run list, one run), 200 runs going, 20 clients"
@@ -101,26 +102,6 @@ def load_playbook_text(steps: int, seconds: float, seed: int) -> str:
 
 
 # -- the clients' side: runs in a process of its own (or, for comparison, in the server's) ------
-
-async def sse_messages(response: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, str | None, str]]:
-    """(event, id, data) of each SSE message as it completes; comments (pings) skipped."""
-    event, ident, data = "message", None, []
-    async for raw in response.content:
-        line = raw.decode().rstrip("\r\n")
-        if not line:
-            if data:
-                yield event, ident, "\n".join(data)
-            event, ident, data = "message", None, []
-        elif not line.startswith(":"):
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                event = value
-            elif name == "id":
-                ident = value
-            elif name == "data":
-                data.append(value)
-
 
 class Client:
     """One browser: the run list, one probe run and one engine run, each an SSE stream."""

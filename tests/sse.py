@@ -1,4 +1,4 @@
-"""A small Server-Sent Events reader for tests: the messages as the browser would see them."""
+"""SSE messages for tests, their data decoded as JSON."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+
+from ui.sse_reader import sse_messages
 
 
 @dataclass(frozen=True)
@@ -17,22 +19,5 @@ class Message:
 
 
 async def messages(response: aiohttp.ClientResponse) -> AsyncIterator[Message]:
-    """Messages of an open SSE response, data decoded as JSON; pings (comments) skipped."""
-    event, ident, data = "message", None, []
-    async for raw in response.content:
-        line = raw.decode().rstrip("\r\n")
-        if not line:
-            if data:
-                yield Message(event, ident, json.loads("\n".join(data)))
-            event, ident, data = "message", None, []
-        elif line.startswith(":"):
-            continue
-        else:
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "event":
-                event = value
-            elif name == "id":
-                ident = value
-            elif name == "data":
-                data.append(value)
+    async for event, ident, data in sse_messages(response):
+        yield Message(event, ident, json.loads(data))
