@@ -105,7 +105,7 @@ def _tripped(breaker: Breaker, spec: CircuitSpec) -> str:
     """Why one more failure opens a closed breaker, or "" if it does not."""
     in_a_row = breaker.failures + 1
     if in_a_row >= spec.failure_threshold:
-        return f"{in_a_row} failures in a row"
+        return f"{in_a_row} failure{'s' if in_a_row > 1 else ''} in a row"
     if spec.failure_rate is None:
         return ""
     window = [*breaker.recent, True][-spec.window:]
