@@ -265,9 +265,8 @@ def _rollback_started(run: Run, at: datetime, reason: str, actor: str) -> Rollba
 def _ready(run: Run) -> list[StepState]:
     needs = run.started.plan.needs  # type: ignore[union-attr]
     steps = run.steps
-    return [s for s in steps.values()
-            if s.status == "pending" and s.gate != "requested"
-            and all(_settled(run, steps[n]) for n in needs.get(s.id, ()))]
+    return [s for s in (steps[i] for i in sorted(run.pending, key=run.order.__getitem__))
+            if s.gate != "requested" and all(_settled(run, steps[n]) for n in needs.get(s.id, ()))]
 
 
 def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
@@ -310,6 +309,8 @@ def _tolerated_or_continue(run: Run, step: StepState) -> bool:
 
 
 def _stopped_by_failure(run: Run) -> bool:
+    if not run.failures:
+        return False     # no step ever failed: nothing to scan for
     return any(s.status == "failed" and not s.retry and not _tolerated_or_continue(run, s) for s in run.steps.values())
 
 

@@ -72,6 +72,10 @@ class Run:
     waves: list[list[str]] = field(default_factory=list)
     finished_steps: int = 0
     specs: dict[str, Step] = field(default_factory=dict)
+    # Indexes the decider reads on every decision, so it does not scan every step.
+    pending: set[str] = field(default_factory=set)     # steps with status "pending"
+    order: dict[str, int] = field(default_factory=dict)  # playbook order, shared by clones
+    failures: int = 0                                  # step failures ever (not interruptions)
     # In a clone, the steps it has copied; the rest are shared with the original and
     # copied on first write. None: this run owns all its steps.
     owned: set[str] | None = None
@@ -106,7 +110,7 @@ class Run:
 
     def clone(self) -> Run:
         """A copy the decider can fold ahead on without touching this one (copy on write)."""
-        return replace(self, steps=dict(self.steps), owned=set())
+        return replace(self, steps=dict(self.steps), owned=set(), pending=set(self.pending))
 
     def step(self, step_id: str) -> StepState:
         """The step's state, for changing it."""
@@ -136,6 +140,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
                 return run   # a late timer for an attempt that has moved on
             step.status, step.attempt, step.scheduled_seq, step.reason = "scheduled", attempt, seq, reason
             step.retry = ""
+            run.pending.discard(step_id)
         case StepStarted(step_id=step_id, executor=executor, at=at):
             step = run.step(step_id)
             step.status, step.executor, step.started_at, step.ran = "running", executor, at, True
@@ -149,15 +154,22 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             # An interrupted attempt (its executor died) is not the step's failure:
             # the step goes back to pending and runs again as the next attempt.
             step.status = "pending" if category == "interrupted" else "failed"
+            if category == "interrupted":
+                run.pending.add(step_id)
+            else:
+                run.pending.discard(step_id)
+                run.failures += 1
             step.error, step.category, step.outputs, step.duration_ms = error, category, outputs, duration
             step.retry = "deciding" if step.status == "failed" and _may_retry(run, step) else ""
             step.remediation = ""
         case StepSkipped(step_id=step_id, reason=reason, at=at):
             step = _finish(run, step_id, at)
             step.status, step.reason = "skipped", reason
+            run.pending.discard(step_id)
         case RunStarted(at=at):
             run.started, run.status, run.started_at = event, "running", at
             run.steps = {step.id: StepState(id=step.id) for step in event.playbook.steps}
+            run.pending, run.order = set(run.steps), {step_id: i for i, step_id in enumerate(run.steps)}
             run.specs = {step.id: step for step in event.playbook.steps}
         case RunPaused(actor=actor):
             run.status, run.paused_by = "paused", actor

@@ -10,6 +10,19 @@ from services.run.decider import Advance, BeginStep, FinishStep, decide
 from services.run.state import Run, evolve
 from tests.helpers import at, noop, started
 
+
+@pytest.fixture(autouse=True)
+def pending_index_matches_the_steps(monkeypatch):
+    """Every test here also checks the decider's index of pending steps against the steps."""
+    from services.run import decider, state
+
+    def checked(run: Run, event: RunEvent, seq: int = 0) -> Run:
+        state.evolve(run, event, seq)
+        if run.exists:
+            assert run.pending == {s.id for s in run.steps.values() if s.status == "pending"}, type(event).__name__
+        return run
+    monkeypatch.setattr(decider, "evolve", checked)
+
 R = "run1"
 
 
