@@ -29,7 +29,10 @@ def run_view(run: Run) -> dict[str, Any]:
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
         "paused_by": run.paused_by,
+        "pause_reason": run.pause_reason or None,
+        "resumed_by": run.resumed_by,
         "cancel_requested_by": run.cancel_requested_by,
+        "cancel_reason": run.cancel_reason or None,
         "failure": run.failure or None,
         "version": run.version,
         "dry_run": started.dry_run if started else False,
@@ -113,7 +116,7 @@ def _gate(spec: Step | None, s: StepState) -> dict[str, Any] | None:
     if gate is None:
         return None
     return {
-        "message": gate.message,
+        "message": s.gate_message or gate.message,   # as asked once requested, else as written
         "required_approvers": list(gate.required_approvers),
         "min_approvals": needed(gate),
         "timeout_seconds": gate.timeout_seconds,

@@ -42,6 +42,7 @@ class StepState:
     ran: bool = False              # some attempt started: there may be something to roll back
     finished_order: int = 0        # when it finished, among the run's steps (rollback goes in reverse)
     gate: GateStatus = ""
+    gate_message: str = ""            # as asked, with its ${...} resolved
     deadline: datetime | None = None
     deadline_passed: bool = False
     approvals: list[ApprovalGiven] = field(default_factory=list)
@@ -64,7 +65,10 @@ class Run:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     paused_by: str | None = None
+    pause_reason: str = ""
+    resumed_by: str | None = None         # who resumed it last
     cancel_requested_by: str | None = None
+    cancel_reason: str = ""
     failure: str = ""
     event_count: int = 0
     phase: Literal["forward", "rollback"] = "forward"
@@ -171,12 +175,13 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             run.steps = {step.id: StepState(id=step.id) for step in event.playbook.steps}
             run.pending, run.order = set(run.steps), {step_id: i for i, step_id in enumerate(run.steps)}
             run.specs = {step.id: step for step in event.playbook.steps}
-        case RunPaused(actor=actor):
-            run.status, run.paused_by = "paused", actor
-        case RunResumed():
+        case RunPaused(actor=actor, reason=reason):
+            run.status, run.paused_by, run.pause_reason = "paused", actor, reason
+        case RunResumed(actor=actor):
             run.status, run.paused_by = ("rolling_back" if run.phase == "rollback" else "running"), None
-        case RunCancelRequested(actor=actor):
-            run.status, run.cancel_requested_by = "cancelling", actor
+            run.pause_reason, run.resumed_by = "", actor
+        case RunCancelRequested(actor=actor, reason=reason):
+            run.status, run.cancel_requested_by, run.cancel_reason = "cancelling", actor, reason
         case RunCancelled(at=at):
             run.status, run.finished_at = "cancelled", at
         case RunCompleted(at=at):
@@ -195,9 +200,10 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case StepNotRetried(step_id=step_id, reason=reason):
             step = run.step(step_id)
             step.retry, step.reason = "", reason
-        case ApprovalRequested(step_id=step_id, deadline=deadline):
+        case ApprovalRequested(step_id=step_id, deadline=deadline, message=message):
             step = run.step(step_id)
             step.gate, step.deadline, step.approvals, step.deadline_passed = "requested", deadline, [], False
+            step.gate_message = message
             run.gates_waiting += 1
         case ApprovalGiven(step_id=step_id):
             step = run.step(step_id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from events.commands import PauseRun, ResumeRun, RollbackRun
+from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import (
     ApprovalDeadlinePassed, RunEvent, StepFailed, StepNotRetried, StepRetryScheduled, StepScheduled,
 )
@@ -189,3 +189,29 @@ def test_the_timeline_of_retries_given_up_and_rollbacks() -> None:
     s.fail("b", "503")
     details = [e["detail"] for e in timeline(s.envelopes)][-2:]
     assert details == ["rollback by system: a (step b failed: 503)", "rollback attempt 1 waiting for an executor"]
+
+
+def test_the_view_says_who_paused_resumed_and_cancelled_and_why() -> None:
+    s = Recorded(started(R, [noop("a"), noop("b")]))
+    s.start()
+    s.when(PauseRun(run_id=R, actor="ops", reason="change freeze"))
+    view = run_view(s.run)
+    assert (view["paused_by"], view["pause_reason"], view["resumed_by"]) == ("ops", "change freeze", None)
+    s.when(ResumeRun(run_id=R, actor="lead"))
+    view = run_view(s.run)
+    assert (view["paused_by"], view["pause_reason"], view["resumed_by"]) == (None, None, "lead")
+    s.when(CancelRun(run_id=R, actor="lead", reason="wrong build"))
+    view = run_view(s.run)
+    assert (view["cancel_requested_by"], view["cancel_reason"]) == ("lead", "wrong build")
+
+
+def test_a_requested_gate_shows_its_message_as_asked() -> None:
+    s = Recorded(started(R, [noop("build"), noop("deploy", approval_gate={
+        "message": "Deploy ${version}?", "required_approvers": ["bob"]})],
+        parameters=[{"name": "version", "default": "2.1"}]))
+    gate = steps_by_id(run_view(s.run))["deploy"]["approval_gate"]
+    assert gate["message"] == "Deploy ${version}?"          # not asked yet: as written
+    s.start()
+    s.run_step("build")
+    gate = steps_by_id(run_view(s.run))["deploy"]["approval_gate"]
+    assert gate["message"] == "Deploy 2.1?"
