@@ -47,3 +47,25 @@ async def test_live_lines_arrive_while_the_step_runs_and_secrets_never_do(engine
     recorded = {entry["stream"]: entry["text"] for entry in seen[-1].data}
     assert recorded["stdout"] == "rolling out with ***\nfinished"
     assert SECRET not in repr([m.data for m in seen])
+
+
+async def test_the_run_stream_with_logs_carries_live_lines_and_records_too(engine, web_server, tmp_path) -> None:
+    go = tmp_path / "go"
+    text = playbook_yaml([{"id": "build", "action": "shell", "timeout_seconds": 20, "args": {
+        "command": f"while [ ! -e {go} ]; do echo compiling; sleep 0.05; done; echo built"}}])
+    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    seen = []
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{web_server.url}/api/runs/{reply.run_id}/stream?logs=1") as response:
+            async def until(predicate) -> None:
+                async for message in messages(response):
+                    seen.append(message)
+                    if predicate(message):
+                        return
+            await asyncio.wait_for(until(lambda m: m.event == "live" and m.data["text"].startswith("compiling")), 20)
+            go.touch()
+            await asyncio.wait_for(until(lambda m: m.event == "log"), 20)
+            await asyncio.wait_for(until(lambda m: m.event == "view" and m.data["status"] == "completed"), 20)
+    recorded = next(m for m in seen if m.event == "log").data
+    assert recorded[0]["step_id"] == "build" and recorded[0]["text"].endswith("built")
+    assert [m.data["type"] for m in seen if m.event == "event"][0] == "RunStarted"

@@ -193,41 +193,43 @@ export function runDetail(root, runId) {
 
   // -- logs -------------------------------------------------------------------------------
 
-  let closeLogs = () => {};
+  // The logs come on the run's own stream (`?logs=1`): one connection per run page.
+  // Lines of a running attempt arrive as `live`; its recorded output (`log`) replaces them.
+  const recorded = [];            // every log entry so far, in order
+  const running = new Map();      // "step/attempt/stream" -> {line, text} of attempts still running
+  const shown = (stepId) => !logStep.value || stepId === logStep.value;
+  const renderLogs = () => {
+    const stick = atBottom(logs);
+    const blocks = recorded.filter((entry) => shown(entry.step_id)).map(logEntry);
+    for (const { line, text } of running.values()) {
+      if (!shown(line.step_id)) continue;
+      const block = logEntry({ ...line, phase: "step", text });
+      block.classList.add("running");
+      block.dataset.testid = "live-log";
+      blocks.push(block);
+    }
+    fill(logs, ...(blocks.length ? blocks : [h("p", { class: "muted" }, "No output yet.")]));
+    if (stick) logs.scrollTop = logs.scrollHeight;
+  };
+  const onLog = (entries) => {
+    for (const entry of entries) {
+      for (const key of [...running.keys()]) {
+        if (key.startsWith(`${entry.step_id}/${entry.attempt}/`)) running.delete(key);
+      }
+      recorded.push(entry);
+    }
+    renderLogs();
+  };
+  const onLive = (line) => {
+    const key = `${line.step_id}/${line.attempt}/${line.stream}`;
+    const block = running.get(key) || { line, text: "" };
+    block.text += `${line.text}\n`;
+    running.set(key, block);
+    renderLogs();
+  };
   const selectLogs = (stepId, reveal) => {
     logStep.value = stepId;
-    closeLogs();
-    fill(logs, h("p", { class: "muted" }, "No output yet."));
-    const query = stepId ? `?step=${encodeURIComponent(stepId)}` : "";
-    // Lines of a running attempt arrive as `live`; its recorded output (`log`) replaces them.
-    const running = new Map();   // "step/attempt/stream" -> the live block's <pre>
-    closeLogs = live(`${base}/logs/stream${query}`, {
-      log(entries) {
-        const stick = atBottom(logs);
-        logs.querySelector("p.muted")?.remove();
-        for (const entry of entries) {
-          for (const [key, pre] of running) {
-            if (key.startsWith(`${entry.step_id}/${entry.attempt}/`)) { pre.closest("article").remove(); running.delete(key); }
-          }
-          logs.append(logEntry(entry));
-        }
-        if (stick) logs.scrollTop = logs.scrollHeight;
-      },
-      live(line) {
-        const stick = atBottom(logs);
-        logs.querySelector("p.muted")?.remove();
-        const key = `${line.step_id}/${line.attempt}/${line.stream}`;
-        if (!running.has(key)) {
-          const entry = logEntry({ ...line, phase: "step", text: "" });
-          entry.classList.add("running");
-          entry.dataset.testid = "live-log";
-          logs.append(entry);
-          running.set(key, entry.querySelector("pre"));
-        }
-        running.get(key).append(`${line.text}\n`);
-        if (stick) logs.scrollTop = logs.scrollHeight;
-      },
-    });
+    renderLogs();
     if (reveal) logsSection.scrollIntoView({ block: "nearest", behavior: "smooth" });
   };
   const syncLogOptions = () => {
@@ -252,13 +254,12 @@ export function runDetail(root, runId) {
     });
   };
 
-  const closeRun = live(`${base}/stream`, { event: onEvent, view: onView }, async (streamState) => {
+  const closeRun = live(`${base}/stream?logs=1`, { event: onEvent, view: onView, log: onLog, live: onLive }, async (streamState) => {
     state.set(streamState);
     if (streamState !== "live" && !heard) {          // never got in: say why (usually no such run)
       const result = await api(base);
       if (!result.ok) {
         closeRun();
-        closeLogs();
         state.set("closed");
         status.textContent = "unknown";
         report("error", `Run ${runId}: ${result.error.message}`);
@@ -278,7 +279,6 @@ export function runDetail(root, runId) {
 
   return () => {
     closeRun();
-    closeLogs();
     clearInterval(ticker);
     disarm();
     graph.dispose();

@@ -310,9 +310,13 @@ def document() -> dict[str, Any]:
             "200": answer(ref("Rebuilt"))}, tag="views")},
         "/api/runs/stream": sse("The run list, live", "`snapshot` {position, total, runs}, then `run` (a RunSummary) "
                                 "per change", RESUME_FROM, "bad_request"),
-        RUN + "/stream": sse("One run, live", "`event` {seq, type, event, timeline} per event, `view` when caught up",
-                             [RUN_ID, *RESUME_FROM], "bad_request", *UNKNOWN_RUN, "engine_unavailable"),
-        RUN + "/logs/stream": sse("One run's logs, live", "`log` [LogEntry...] per event that carries log text",
+        RUN + "/stream": sse("One run, live", "`event` {seq, type, event, timeline} per event, `view` when caught up; "
+                             "with logs=1 also `log` [LogEntry...] and `live` output lines of running steps",
+                             [RUN_ID, query("logs", {"type": "string", "enum": ["0", "1", "true", "false"]},
+                                            "1: carry the run's logs too (one connection per page)"), *RESUME_FROM],
+                             "bad_request", *UNKNOWN_RUN, "engine_unavailable"),
+        RUN + "/logs/stream": sse("One run's logs, live", "`log` [LogEntry...] per event that carries log text, "
+                                  "`live` output lines of running steps",
                                   [RUN_ID, query("step", {"type": "string"}, "one step's logs"), *RESUME_FROM],
                                   "bad_request", *UNKNOWN_RUN, "engine_unavailable"),
         "/api/metrics/stream": sse("The metrics, live", "`metrics` (as /api/metrics) at most once a second", []),

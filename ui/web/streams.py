@@ -106,17 +106,25 @@ def _snapshot(runs: dict[str, run_list.RunSummary], position: int) -> dict[str, 
 
 
 async def run_stream(request: web.Request) -> web.StreamResponse:
-    """One run: each event (id = its sequence) with its timeline lines, then the run's view."""
+    """One run: each event (id = its sequence) with its timeline lines, then the run's view.
+    With `?logs=1` also its logs, as on the logs stream, so a page needs one connection."""
     run_id, last = await _known_run(request), last_event_id(request) or 0
+    with_logs = request.query.get("logs") in ("1", "true")
     run = Run(id=run_id)
-    async with open_stream(request) as sse:
-        async for seq, event, pending in _follow(request, run_id):
-            evolve(run, event, seq)
-            if seq > last:
-                await sse.send(_dumps({"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
-                                       "timeline": timeline([(seq, event)])}), id=str(seq), event="event")
-            if not pending:
-                await sse.send(_dumps(run_view(run)), event="view")
+    async with _live_output(request, run_id, None, enabled=with_logs) as lines, open_stream(request) as sse:
+        forwarding = asyncio.create_task(_forward_live(sse, lines))
+        try:
+            async for seq, event, pending in _follow(request, run_id):
+                evolve(run, event, seq)
+                if seq > last:
+                    await sse.send(_dumps({"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
+                                           "timeline": timeline([(seq, event)])}), id=str(seq), event="event")
+                    if with_logs and (entries := log_entries(seq, event)):
+                        await sse.send(_dumps(entries), event="log")
+                if not pending:
+                    await sse.send(_dumps(run_view(run)), event="view")
+        finally:
+            forwarding.cancel()
     return sse
 
 
@@ -125,34 +133,47 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
     sequence), and `live` lines of attempts still running; `?step=` narrows to one step."""
     run_id, last = await _known_run(request), last_event_id(request) or 0
     step = request.query.get("step") or None
+    async with _live_output(request, run_id, step) as lines, open_stream(request) as sse:
+        forwarding = asyncio.create_task(_forward_live(sse, lines))
+        try:
+            async for seq, event, _ in _follow(request, run_id, after=last):
+                entries = [e for e in log_entries(seq, event) if step is None or e.step_id == step]
+                if entries:
+                    await sse.send(_dumps(entries), id=str(seq), event="log")
+        finally:
+            forwarding.cancel()
+    return sse
+
+
+@contextlib.asynccontextmanager
+async def _live_output(request: web.Request, run_id: str, step: str | None, enabled: bool = True
+                       ) -> AsyncIterator[asyncio.Queue[bytes]]:
+    """Live output lines of the run's running attempts, subscribed before the response
+    starts, so no line after the client sees it is missed. A slow client misses live
+    lines, never recorded logs."""
     lines: asyncio.Queue[bytes] = asyncio.Queue(maxsize=MAX_BACKLOG)
+    if not enabled:
+        yield lines
+        return
 
     async def on_line(msg: Msg) -> None:
         if step is None or json.loads(msg.data).get("step_id") == step:
-            with contextlib.suppress(asyncio.QueueFull):    # a slow client misses live lines, not logs
+            with contextlib.suppress(asyncio.QueueFull):
                 lines.put_nowait(msg.data)
 
     nc = ctx(request).nc
-    live = await nc.subscribe(subjects.live_output_of_run(run_id), cb=on_line)
-    await nc.flush()      # subscribed before the client sees the response start
+    subscription = await nc.subscribe(subjects.live_output_of_run(run_id), cb=on_line)
+    await nc.flush()
     try:
-        async with open_stream(request) as sse:
-            async def forward_live() -> None:
-                while True:
-                    await sse.send((await lines.get()).decode(), event="live")
-
-            forwarding = asyncio.create_task(forward_live())
-            try:
-                async for seq, event, _ in _follow(request, run_id, after=last):
-                    entries = [e for e in log_entries(seq, event) if step is None or e.step_id == step]
-                    if entries:
-                        await sse.send(_dumps(entries), id=str(seq), event="log")
-            finally:
-                forwarding.cancel()
+        yield lines
     finally:
         with contextlib.suppress(Exception):
-            await live.unsubscribe()
-    return sse
+            await subscription.unsubscribe()
+
+
+async def _forward_live(sse: EventSourceResponse, lines: asyncio.Queue[bytes]) -> None:
+    while True:
+        await sse.send((await lines.get()).decode(), event="live")
 
 
 async def metrics_stream(request: web.Request) -> web.StreamResponse:
