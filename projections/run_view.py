@@ -9,8 +9,8 @@ from typing import Any
 from events.playbook import Step
 from events.run import ApprovalTimedOut, RunEvent
 from projections.describe import describe
-from services.approval.gates import needed
-from services.run.state import Run, StepState
+from services.domain.run.gates import needed
+from services.domain.run.state import Run, StepState
 
 
 def run_view(run: Run) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import nats
 from nats.aio.client import Client as NATS
 
 from services.approval.service import ApprovalService
+from services.executor.actions import run_action
 from services.executor.service import Executor
 from services.resilience.service import ResilienceService
 from services.run.repository import RunRepository
@@ -52,7 +53,7 @@ def build(nc: NATS, store: EventStore, which: set[str]) -> list[Service]:
     if "approval" in which:
         services.append(ApprovalService(nc, runs, ack_wait=ack_wait()))
     if "resilience" in which:
-        services.append(ResilienceService(nc, runs, ack_wait=ack_wait()))
+        services.append(ResilienceService(nc, runs, run_action, ack_wait=ack_wait()))
     return services
 
 

@@ -20,8 +20,8 @@ from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
 from projections import run_list
 from services.errors import EngineUnavailable
 from services.resilience.breakers import Breakers
-from services.resilience.circuit import Breaker
-from services.run.state import Run, evolve
+from services.domain.breaker import Breaker
+from services.domain.run.state import Run, evolve
 from services.store import EventStore
 
 _reply_decoder = msgspec.json.Decoder(Reply)

@@ -14,8 +14,8 @@ from nats.aio.msg import Msg
 
 from events import subjects
 from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent
-from services.approval.gates import DeadlinePassed
-from services.run.decider import decide
+from services.domain.run.commands import DeadlinePassed
+from services.domain.run.decider import decide
 from services.run.repository import RunRepository
 from services.runtime import Consumer
 

@@ -30,16 +30,18 @@ from services.errors import PlaybookError
 from services.executor.actions import ActionResult, close_http_session, run_action
 from services.executor.actions.base import live_output
 from services.executor.live_output import LiveOutput
-from services.executor.step import export_outputs, failed_validation, resolve_args
+from services.playbook.arguments import export_outputs, failed_validation, resolve_args
 from services.executor.validators import run_validators
 from services.playbook.interpolate import Context, redact
-from services.resilience.breakers import Breakers, circuit_key
-from services.resilience.circuit import after_call, before_call
-from services.resilience.classify import classify
+from services.domain.breaker import circuit_key
+from services.resilience.breakers import Breakers
+from services.domain.breaker import after_call, before_call
+from services.domain.classify import classify
 from services.resilience.config import configured_patterns
-from services.run.decider import BeginStep, FinishStep, context_of, decide
+from services.domain.run.commands import BeginStep, FinishStep
+from services.domain.run.decider import context_of, decide
 from services.run.repository import RunRepository
-from services.run.state import Run
+from services.domain.run.state import Run
 from services.runtime import Consumer, LeaveUnacknowledged
 from services.secrets import SecretSource, allowed_environment
 

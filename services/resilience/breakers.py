@@ -2,33 +2,14 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from events import subjects
 from events.circuit import CircuitEvent, decode_circuit_event
-from events.playbook import Step, circuit_of
 from services.errors import ConcurrencyConflict
-from services.resilience.circuit import Breaker, evolve
+from services.domain.breaker import Breaker, evolve, token
 from services.store import EventStore
-
-
-def circuit_key(playbook: str, step: Step, args: dict[str, Any]) -> str:
-    """The target a step calls: its circuit's `key`, an http origin, or the playbook step."""
-    spec = circuit_of(step)
-    if spec is not None and spec.key:
-        return spec.key
-    if step.action == "http_request" and isinstance(args.get("url"), str):
-        url = urlsplit(args["url"])
-        port = url.port or (443 if url.scheme == "https" else 80)
-        return f"{url.scheme}://{url.hostname}:{port}"
-    return f"{playbook}:{step.id}"
-
-
-def token(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 class Breakers:

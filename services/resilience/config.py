@@ -17,7 +17,7 @@ import yaml
 
 from events.playbook import ErrorHandler
 from services.errors import PlaybookError
-from services.resilience.classify import Pattern
+from services.domain.classify import Pattern
 
 
 def _read(variable: str, what: str, kind: Any, environ: Mapping[str, str] | None) -> Any:

@@ -9,45 +9,46 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from datetime import datetime, timezone
+from typing import Any, Protocol
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from events import subjects
-from events.playbook import ErrorHandler
 from events.run import RunEvent, StepFailed, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepScheduled
-from services.executor.actions import run_action
-from services.executor.step import resolve_args
-from services.playbook.interpolate import redact
+from services.domain.classify import Classification, classify
+from services.domain.retry import after_remediation, handler_name, matching_handler, decide_retry, without_policy
+from services.domain.run.commands import DecideRetry
+from services.domain.run.decider import context_of, decide
+from services.domain.run.state import Run
 from services.errors import PlaybookError
-from services.resilience.classify import Classification, classify
+from services.playbook.arguments import resolve_args
+from services.playbook.interpolate import redact
 from services.resilience.config import configured_patterns
-from services.resilience.policy import decide_retry
-from services.run.decider import DecideRetry, context_of, decide
 from services.run.repository import RunRepository
-from services.run.state import Run
 from services.runtime import Consumer
 from services.secrets import SecretSource, allowed_environment
 
 log = logging.getLogger(__name__)
 
 
-def matching_handler(handlers: list[ErrorHandler], found: Classification, failed: StepFailed) -> int | None:
-    """The first error handler for this failure's category or text, by index."""
-    text = " ".join(str(part) for part in (failed.error, failed.outputs.get("stderr", ""), failed.outputs.get("stdout", "")))
-    for index, handler in enumerate(handlers):
-        if handler.category and handler.category == found.category:
-            return index
-        if handler.pattern and re.search(handler.pattern, text, re.IGNORECASE):
-            return index
-    return None
+
+class ActionOutcome(Protocol):
+    ok: bool
+    outputs: dict[str, Any]
+    error: str
+
+
+class Perform(Protocol):
+    """Runs one action (an error handler's remediation): the executor's `run_action`, given by the root."""
+
+    async def __call__(self, action: str, args: dict[str, Any], *, timeout: float | None = None) -> ActionOutcome: ...
 
 
 class ResilienceService:
-    def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
-        self.runs = runs
+    def __init__(self, nc: NATS, runs: RunRepository, perform: Perform, *, ack_wait: float = 30.0) -> None:
+        self.runs, self.perform = runs, perform
         self.patterns = configured_patterns()
         self.consumer = Consumer(nc, runs.store.stream, "resilience", [subjects.events_of_type("StepFailed")],
                                  self._on_failed, ack_wait=ack_wait)
@@ -72,9 +73,7 @@ class ResilienceService:
             if handler is not None:
                 verdict = await self._remediate(run, event, handler, found)
             elif policy is None:
-                verdict = DecideRetry(step_id=step.id, attempt=step.attempt, retry=False, category=found.category,
-                                      pattern=found.pattern, reason=f"{found.category} error ({found.signal}); "
-                                      "no retry policy and no error handler for it")
+                verdict = without_policy(step.id, step.attempt, found)
             else:
                 verdict = decide_retry(step.id, step.attempt, policy, found, event.outputs, random.random())
             at = datetime.now(timezone.utc)
@@ -87,9 +86,7 @@ class ResilienceService:
         """Run the error handler's action (recorded before and after), then retry at once or not."""
         handler = run.error_handlers[index]
         step_id, attempt = failed.step_id, failed.attempt
-        own = len(run.playbook.error_handlers)
-        which = f"error handler {index + 1}" if index < own else f"engine error handler {index - own + 1}"
-        why = f"{found.category} error ({found.signal}) -> {which}"
+        why = f"{found.category} error ({found.signal}) -> {handler_name(index, len(run.playbook.error_handlers))}"
         at = datetime.now(timezone.utc)
         started = StepRemediationStarted(run_id=run.id, at=at, step_id=step_id, attempt=attempt, handler=index, reason=why)
 
@@ -102,7 +99,7 @@ class ResilienceService:
             ctx = context_of(run)
             ctx.secrets, ctx.env = SecretSource().get, allowed_environment()
             try:
-                result = await run_action(handler.run.action, resolve_args(handler.run.action, handler.run.args, ctx),
+                result = await self.perform(handler.run.action, resolve_args(handler.run.action, handler.run.args, ctx),
                                           timeout=handler.run.timeout_seconds)
                 ok, outputs, error = result.ok, redact(result.outputs, ctx.used_secrets), redact(result.error, ctx.used_secrets)
             except PlaybookError as err:
@@ -114,17 +111,8 @@ class ResilienceService:
                                                        handler=index, error=error))
             run, _ = await self.runs.change(
                 run.id, lambda r: [outcome] if r.steps[step_id].remediation == "running" else [])
-        step = run.steps[step_id]
-        policy = run.specs[step_id].retry
-        limit = policy.max_attempts if policy else 2
-        common = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
-        if step.remediation != "done":
-            return DecideRetry(**common, retry=False, reason=f"{why}: the remediation failed")
-        if handler.then == "fail":
-            return DecideRetry(**common, retry=False, reason=f"{why}: remediated; the handler lets the failure stand")
-        if attempt >= limit:
-            return DecideRetry(**common, retry=False, exhausted=True, reason=f"{why}: remediated, but all {limit} attempts used")
-        return DecideRetry(**common, retry=True, delay_seconds=0.0, reason=f"{why}: remediated; retrying at once")
+        remediated = run.steps[step_id].remediation == "done"
+        return after_remediation(step_id, attempt, run.specs[step_id].retry, handler, found, why, remediated)
 
     async def _arm(self, run: Run, step_id: str) -> None:
         step = run.steps[step_id]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from events.run import RunEvent, RunStarted
 from services.errors import ConcurrencyConflict
-from services.run.state import Run, evolve
+from services.domain.run.state import Run, evolve
 from services.store import EventStore
 
 log = logging.getLogger(__name__)

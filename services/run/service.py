@@ -30,10 +30,11 @@ from events.run import RunEvent, RunStarted
 from services.errors import CommandRejected, ConcurrencyConflict
 from services.playbook import PlaybookInvalid, load_playbook
 from services.approval.directory import Directory
-from services.approval.gates import Decide, Refused
+from services.domain.run.gates import Refused
 from services.resilience.breakers import Breakers
 from services.resilience.config import configured_handlers
-from services.run.decider import Advance, RunCommand, decide
+from services.domain.run.commands import Advance, Decide, RunCommand
+from services.domain.run.decider import decide
 from services.run.repository import RunRepository
 from services.runtime import Consumer
 

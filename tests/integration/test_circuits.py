@@ -9,7 +9,7 @@ import pytest
 from events.commands import ResetCircuit, StartRun
 from events.playbook import CircuitSpec
 from services.resilience.breakers import Breakers
-from services.resilience.circuit import after_call
+from services.domain.breaker import after_call
 from services.store import EventStore
 from tests.conftest import wait_for_end
 from tests.helpers import playbook_yaml

@@ -9,7 +9,7 @@ from events import subjects
 from events.commands import PauseRun
 from events.run import RunPaused, StepScheduled
 from services.errors import ConcurrencyConflict
-from services.run.decider import decide
+from services.domain.run.decider import decide
 from services.run.repository import RunRepository
 from services.store import EventStore
 from tests.helpers import at, noop, started

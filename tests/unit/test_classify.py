@@ -2,7 +2,7 @@
 import msgspec
 import pytest
 
-from services.resilience.classify import BUILTIN, Classification, Pattern, classify
+from services.domain.classify import BUILTIN, Classification, Pattern, classify
 
 REAL_WORLD = [
     # curl

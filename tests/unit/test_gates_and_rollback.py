@@ -5,7 +5,8 @@ import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import ApprovalDeadlinePassed
-from services.approval.gates import Decide, DeadlinePassed, Refused
+from services.domain.run.commands import DeadlinePassed, Decide
+from services.domain.run.gates import Refused
 from services.errors import CommandRejected
 from tests.helpers import at, noop, started
 from tests.unit.test_run_decider import R, Scenario, kinds
@@ -236,13 +237,13 @@ def test_rollback_can_be_paused_resumed_and_cancelled() -> None:
 
 
 def _begin_rollback(s: Scenario, step_id: str):
-    from services.run.decider import BeginStep
+    from services.domain.run.commands import BeginStep
     step = s.run.steps[step_id]
     return BeginStep(step_id=step_id, attempt=step.rollback_attempt, scheduled_seq=step.rollback_seq,
                      executor="ex1", redelivered=False, rollback=True)
 
 
 def _finish_rollback(s: Scenario, step_id: str, error: str = "", category: str = "unknown"):
-    from services.run.decider import FinishStep
+    from services.domain.run.commands import FinishStep
     return FinishStep(step_id=step_id, attempt=s.run.steps[step_id].rollback_attempt, outputs=[{}],
                       duration_ms=1.0, error=error, category=category, rollback=True)

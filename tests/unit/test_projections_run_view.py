@@ -8,9 +8,9 @@ from events.run import (
     ApprovalDeadlinePassed, RunEvent, StepFailed, StepNotRetried, StepRetryScheduled, StepScheduled,
 )
 from projections.run_view import plan_waves, run_view, timeline
-from services.approval.gates import Decide, DeadlinePassed
-from services.run.decider import DecideRetry
-from services.run.state import Run
+from services.domain.run.commands import DeadlinePassed, Decide
+from services.domain.run.commands import DecideRetry
+from services.domain.run.state import Run
 from tests.helpers import at, noop, started
 from tests.unit.test_run_decider import R, Scenario
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from services.errors import PlaybookError
-from services.resilience.classify import classify
+from services.domain.classify import classify
 from services.resilience.config import configured_handlers, configured_patterns
 
 

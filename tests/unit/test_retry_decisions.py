@@ -6,9 +6,9 @@ import pytest
 from events.commands import PauseRun
 from events.playbook import RetryPolicy
 from events.run import StepScheduled
-from services.resilience.classify import Classification
-from services.resilience.policy import backoff, decide_retry
-from services.run.decider import DecideRetry
+from services.domain.classify import Classification
+from services.domain.retry import backoff, decide_retry
+from services.domain.run.commands import DecideRetry
 from tests.helpers import at, noop, started
 from tests.unit.test_run_decider import R, Scenario, kinds
 

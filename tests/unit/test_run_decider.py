@@ -6,15 +6,16 @@ import pytest
 from events.commands import CancelRun, PauseRun, ResumeRun
 from events.run import RunCompleted, RunEvent, RunFailed
 from services.errors import CommandRejected, UnknownRun
-from services.run.decider import Advance, BeginStep, FinishStep, decide
-from services.run.state import Run, evolve
+from services.domain.run.commands import Advance, BeginStep, FinishStep
+from services.domain.run.decider import decide
+from services.domain.run.state import Run, evolve
 from tests.helpers import at, noop, started
 
 
 @pytest.fixture(autouse=True)
 def pending_index_matches_the_steps(monkeypatch):
     """Every test here also checks the decider's index of pending steps against the steps."""
-    from services.run import decider, state
+    from services.domain.run import decider, state
 
     def checked(run: Run, event: RunEvent, seq: int = 0) -> Run:
         state.evolve(run, event, seq)

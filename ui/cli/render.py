@@ -10,7 +10,7 @@ import msgspec
 from events.circuit import CircuitEvent
 from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepRollbackScheduled, StepScheduled
 from projections.describe import describe as describe_event
-from services.run.state import Run, evolve
+from services.domain.run.state import Run, evolve
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
@@ -86,7 +86,7 @@ def status_table(run: Run) -> str:
 
 def plan_table(run: Run) -> str:
     """A dry run's plan: the order steps would take, what each would do and why."""
-    from services.run.dry_run import plan
+    from services.domain.run.dry_run import plan
 
     lines = [f"dry run {run.id} of {run.playbook.name!r}: nothing was executed", "",
              f"{'wave':<5} {'step':<24} {'action':<13} would"]

@@ -22,9 +22,9 @@ from projections import run_list
 from projections.run_view import run_view, timeline
 from projections.step_logs import logs_of
 from services.errors import EngineUnavailable
-from services.playbook.library import find_playbook, stored_playbooks
+from services.library import find_playbook, stored_playbooks
 from services.playbook.validate import validate_playbook
-from services.run.state import Run, evolve
+from services.domain.run.state import Run, evolve
 from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, StartBody, ValidateBody
 from ui.web.context import CONTEXT, WebContext
 from ui.web.identity import BadIdentity, actor_of

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from events.run import RollbackCompleted, RollbackFailed, RunEvent, StepRollbackScheduled
-from services.run.state import Run
+from services.domain.run.state import Run
 
 
 def waves(run: Run) -> list[list[str]]:

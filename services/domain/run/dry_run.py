@@ -15,7 +15,7 @@ from services.errors import PlaybookError
 from services.playbook import topological_order
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
-from services.run.state import Run
+from services.domain.run.state import Run
 
 
 @dataclass(frozen=True, slots=True)

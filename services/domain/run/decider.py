@@ -8,9 +8,7 @@ command that already took effect returns []; one that contradicts the state rais
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import (
@@ -19,66 +17,15 @@ from events.run import (
     StepNotRetried, StepRetryScheduled, StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped,
     StepStarted, StepSucceeded,
 )
-from services.approval import gates
+from services.domain.run import gates, rollback
+from services.domain.run.commands import (
+    Advance, BeginStep, Decide, DeadlinePassed, DecideRetry, FinishStep, RunCommand,
+)
+from services.domain.run.dry_run import dry_run_events
+from services.domain.run.state import Run, StepState, evolve
 from services.errors import CommandRejected, PlaybookError, UnknownRun
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
-from services.run import rollback
-from services.run.dry_run import dry_run_events
-from services.run.state import Run, StepState, evolve
-
-
-@dataclass(frozen=True, slots=True)
-class Advance:
-    """Schedule whatever is ready (after a start, a resume, or a crash between appends)."""
-
-
-@dataclass(frozen=True, slots=True)
-class BeginStep:
-    """An executor received `StepScheduled` (or `StepRollbackScheduled` when `rollback`),
-    stored at stream sequence `scheduled_seq`, and wants to run it.
-
-    `redelivered`: the message reached this executor although another may have started
-    the attempt; as executors ack only when a step ends, that one has died.
-    """
-
-    step_id: str
-    attempt: int
-    scheduled_seq: int
-    executor: str
-    redelivered: bool
-    rollback: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class FinishStep:
-    """An executor finished an attempt: `error` empty means it succeeded."""
-
-    step_id: str
-    attempt: int
-    outputs: Any
-    duration_ms: float
-    error: str = ""
-    category: str = "unknown"
-    rollback: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class DecideRetry:
-    """The resilience service's verdict on a failed attempt (its randomness already drawn)."""
-
-    step_id: str
-    attempt: int
-    retry: bool
-    category: str
-    reason: str
-    pattern: str | None = None
-    delay_seconds: float = 0.0
-    exhausted: bool = False
-
-
-RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | FinishStep
-              | gates.Decide | gates.DeadlinePassed | DecideRetry)
 
 
 def decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
@@ -122,9 +69,9 @@ def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
         case RollbackRun(actor=actor, reason=reason):
             return [_rollback_started(run, at, reason or f"rollback requested by {actor}", actor)]
 
-        case gates.Decide():
+        case Decide():
             return gates.decide(run, cmd, at)
-        case gates.DeadlinePassed():
+        case DeadlinePassed():
             return gates.deadline_passed(run, cmd, at)
         case DecideRetry():
             return _retry(run, cmd, at)

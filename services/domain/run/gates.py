@@ -5,7 +5,6 @@ the command service records for the audit before answering no.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from events.playbook import ApprovalGate
@@ -13,10 +12,11 @@ from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested,
     ApprovalTimedOut, RunEvent, StepFailed,
 )
-from services.approval.quorum import eligible_entries, quorum
+from services.domain.run.commands import DeadlinePassed, Decide
+from services.domain.run.quorum import eligible_entries, quorum
+from services.domain.run.state import Run, StepState
 from services.errors import CommandRejected, PlaybookError
 from services.playbook.interpolate import Context, resolve
-from services.run.state import Run, StepState
 
 
 class Refused(CommandRejected):
@@ -25,22 +25,6 @@ class Refused(CommandRejected):
     def __init__(self, message: str, record: ApprovalAttemptRefused) -> None:
         super().__init__(message, "approval_refused")
         self.record = record
-
-
-@dataclass(frozen=True, slots=True)
-class Decide:
-    """A person's decision on a gate; `groups` come from the directory, at the edge."""
-
-    step_id: str
-    actor: str
-    groups: tuple[str, ...]
-    approve: bool
-    comment: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadlinePassed:
-    step_id: str
 
 
 def needed(gate: ApprovalGate) -> int:
