@@ -15,7 +15,7 @@ from services.approval.service import ApprovalService
 from services.executor.actions import run_action
 from services.executor.service import Executor
 from services.resilience.service import ResilienceService
-from services.run.repository import RunRepository
+from services.aggregates import breaker_repository, run_repository
 from services.run.service import RunService
 from services.store import EventStore
 
@@ -44,12 +44,12 @@ ALL_SERVICES = frozenset({"run", "executor", "approval", "resilience"})
 
 
 def build(nc: NATS, store: EventStore, which: set[str]) -> list[Service]:
-    runs = RunRepository(store)
+    runs, breakers = run_repository(store), breaker_repository(store)
     services: list[Service] = []
     if "run" in which:
-        services.append(RunService(nc, runs, ack_wait=ack_wait()))
+        services.append(RunService(nc, runs, breakers, ack_wait=ack_wait()))
     if "executor" in which:
-        services.append(Executor(nc, runs, ack_wait=ack_wait()))
+        services.append(Executor(nc, runs, breakers, ack_wait=ack_wait()))
     if "approval" in which:
         services.append(ApprovalService(nc, runs, ack_wait=ack_wait()))
     if "resilience" in which:

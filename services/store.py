@@ -22,7 +22,7 @@ from nats.js.errors import BadRequestError
 
 from events import subjects
 from events.codec import decode_event, encode, event_name
-from events.run import ApprovalGranted, ApprovalRejected, RunEvent
+from events.run import RunEvent
 from services.errors import ConcurrencyConflict, EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -34,13 +34,6 @@ PUBLISH_TIMEOUT = 5.0
 PUBLISH_TRIES = 3
 
 Envelope = tuple[int, RunEvent]   # (stream sequence, event)
-
-
-def _obsoleted_timer(event: msgspec.Struct) -> str | None:
-    """The timer this event makes pointless: a decided gate needs no deadline."""
-    if isinstance(event, (ApprovalGranted, ApprovalRejected)):
-        return subjects.approval_timer(event.run_id, event.step_id)
-    return None
 
 
 class _Batch:
@@ -161,11 +154,17 @@ class EventStore:
         """
         return await self.append_aggregate(subjects.run(run_id), events, expected)
 
-    async def append_aggregate(self, aggregate: str, events: Sequence[msgspec.Struct], expected: int) -> list[int]:
-        """Append to any aggregate: `aggregate` is its subject prefix (`pb.run.<id>`, ...)."""
+    async def append_aggregate(self, aggregate: str, events: Sequence[msgspec.Struct], expected: int,
+                               cancel_timer: str | None = None) -> list[int]:
+        """Append to any aggregate: `aggregate` is its subject prefix (`pb.run.<id>`, ...).
+
+        `cancel_timer`: a timer the first event makes pointless, purged in the same write;
+        if the timer fired first, its event moved the aggregate on and the write conflicts.
+        """
         sequences = []
         for event in events:
-            expected = await self._append_one(aggregate, event, expected)
+            expected = await self._append_one(aggregate, event, expected, cancel_timer)
+            cancel_timer = None
             sequences.append(expected)
         return sequences
 
@@ -183,17 +182,16 @@ class EventStore:
         }
         await self.js.publish(timer, encode(event), headers=headers)
 
-    async def _append_one(self, aggregate: str, event: msgspec.Struct, expected: int) -> int:
+    async def _append_one(self, aggregate: str, event: msgspec.Struct, expected: int, cancel_timer: str | None) -> int:
         msg_id = os.urandom(12).hex()
         headers = {
             "Nats-Msg-Id": msg_id,
             "Nats-Expected-Last-Subject-Sequence": str(expected),
             "Nats-Expected-Last-Subject-Sequence-Subject": f"{aggregate}.>",
         }
-        if timer := _obsoleted_timer(event):
-            # Cancel the timer in the same write; if it fired first, the OCC check fails.
+        if cancel_timer:
             headers["Nats-Schedule-Next"] = "purge"
-            headers["Nats-Scheduler"] = timer
+            headers["Nats-Scheduler"] = cancel_timer
         subject = f"{aggregate}.{type(event).__name__}"
         payload = encode(event)
         for attempt in range(1, PUBLISH_TRIES + 1):

@@ -19,9 +19,9 @@ from events.commands import Command, Reply
 from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
 from projections import run_list
 from services.errors import EngineUnavailable
-from services.resilience.breakers import Breakers
 from services.domain.breaker import Breaker
-from services.domain.run.state import Run, evolve
+from services.read import all_breakers, breaker_history
+from services.domain.run.state import Run, fold
 from services.store import EventStore
 
 _reply_decoder = msgspec.json.Decoder(Reply)
@@ -49,10 +49,7 @@ class EngineClient:
         return envelopes
 
     async def run(self, run_id: str) -> Run:
-        run = Run(id=run_id)
-        for seq, event in await self.events(run_id):
-            evolve(run, event, seq)
-        return run
+        return fold(run_id, await self.events(run_id))
 
     async def follow(self, run_id: str, *, after_rollback_start: bool = False) -> AsyncIterator[tuple[int, RunEvent]]:
         """Every event of the run from the first, then live ones until the run ends.
@@ -80,10 +77,10 @@ class EngineClient:
             await sub.unsubscribe()
 
     async def circuits(self) -> list[Breaker]:
-        return await Breakers(self.store).all()
+        return await all_breakers(self.store)
 
     async def circuit_events(self, key: str) -> list[tuple[int, CircuitEvent]]:
-        return await Breakers(self.store).history(key)
+        return await breaker_history(self.store, key)
 
     async def rebuild_projections(self, timeout: float = 300.0) -> dict:
         """Ask the web server(s) to refold their views from the first event."""

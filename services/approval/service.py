@@ -16,7 +16,7 @@ from events import subjects
 from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent
 from services.domain.run.commands import DeadlinePassed
 from services.domain.run.decider import decide
-from services.run.repository import RunRepository
+from services.aggregates import RunRepository
 from services.runtime import Consumer
 
 log = logging.getLogger(__name__)

@@ -34,13 +34,12 @@ from services.playbook.arguments import export_outputs, failed_validation, resol
 from services.executor.validators import run_validators
 from services.playbook.interpolate import Context, redact
 from services.domain.breaker import circuit_key
-from services.resilience.breakers import Breakers
 from services.domain.breaker import after_call, before_call
 from services.domain.classify import classify
 from services.resilience.config import configured_patterns
 from services.domain.run.commands import BeginStep, FinishStep
 from services.domain.run.decider import context_of, decide
-from services.run.repository import RunRepository
+from services.aggregates import BreakerRepository, RunRepository
 from services.domain.run.state import Run
 from services.runtime import Consumer, LeaveUnacknowledged
 from services.secrets import SecretSource, allowed_environment
@@ -68,7 +67,7 @@ class Outcome:
 
 
 class Executor:
-    def __init__(self, nc: NATS, runs: RunRepository, *, name: str | None = None,
+    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, *, name: str | None = None,
                  ack_wait: float = 30.0, concurrency: int = 1000) -> None:
         self.nc, self.runs = nc, runs
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -80,7 +79,7 @@ class Executor:
         self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
         self._cancel_sub = None
         self.secrets = SecretSource()
-        self.breakers = Breakers(runs.store)
+        self.breakers = breakers
         self.patterns = configured_patterns()
 
     async def start(self) -> None:
@@ -184,16 +183,16 @@ class Executor:
         if circuit is None:
             return await run_action(spec.action, args, timeout=spec.timeout_seconds)
         key = circuit_key(run.playbook.name, spec, args)
-        denial = await self.breakers.change(key, lambda b: before_call(b, circuit, run.id, step_id, now()))
+        denial = await self.breakers.change_answering(key, lambda b: before_call(b, circuit, run.id, step_id, now()))
         if denial:
             outputs = {}
-            if circuit.on_open == "wait" and (breaker := await self.breakers.load(key)).until is not None:
+            if circuit.on_open == "wait" and (breaker := await self.breakers.get(key)).until is not None:
                 outputs["retry_after"] = max(0.0, (breaker.until - now()).total_seconds())
             return ActionResult(ok=False, error=denial, category="dependency", outputs=outputs)
         result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
         failure = None if result.ok else classify(result.error, result.outputs, result.category, self.patterns).category
         await self.breakers.change(
-            key, lambda b: (after_call(b, circuit, run.id, step_id, now(), failure, result.error), None))
+            key, lambda b: after_call(b, circuit, run.id, step_id, now(), failure, result.error))
         return result
 
     async def _undo(self, run: Run, step_id: str) -> Outcome:

@@ -26,7 +26,7 @@ from services.errors import PlaybookError
 from services.playbook.arguments import resolve_args
 from services.playbook.interpolate import redact
 from services.resilience.config import configured_patterns
-from services.run.repository import RunRepository
+from services.aggregates import RunRepository
 from services.runtime import Consumer
 from services.secrets import SecretSource, allowed_environment
 

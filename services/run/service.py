@@ -29,13 +29,12 @@ from events.circuit import CircuitReset
 from events.run import RunEvent, RunStarted
 from services.errors import CommandRejected, ConcurrencyConflict
 from services.playbook import PlaybookInvalid, load_playbook
-from services.approval.directory import Directory
+from services.directory import Directory
 from services.domain.run.gates import Refused
-from services.resilience.breakers import Breakers
 from services.resilience.config import configured_handlers
 from services.domain.run.commands import Advance, Decide, RunCommand
 from services.domain.run.decider import decide
-from services.run.repository import RunRepository
+from services.aggregates import BreakerRepository, RunRepository
 from services.runtime import Consumer
 
 log = logging.getLogger(__name__)
@@ -58,10 +57,9 @@ def new_run_id() -> str:
 
 
 class RunService:
-    def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
-        self.nc, self.runs = nc, runs
+    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, *, ack_wait: float = 30.0) -> None:
+        self.nc, self.runs, self.breakers = nc, runs, breakers
         self.directory = Directory()
-        self.breakers = Breakers(runs.store)
         self.engine_error_handlers = configured_handlers()
         self.advancer = Consumer(nc, runs.store.stream, "advancer",
                                  [subjects.events_of_type(name) for name in ADVANCE_AFTER],
@@ -128,7 +126,7 @@ class RunService:
                 return run_id, await self._decide(run_id, command)
             case ResetCircuit(key=key, actor=actor):
                 reset = CircuitReset(key=key, at=now(), actor=actor)
-                await self.breakers.change(key, lambda _breaker: ([reset], None))
+                await self.breakers.change(key, lambda _breaker: [reset])
                 return None, [reset]
             case ApproveStep(run_id=run_id) | RejectStep(run_id=run_id):
                 decision = Decide(step_id=command.step_id, actor=command.actor,
@@ -163,7 +161,7 @@ class RunService:
             engine_error_handlers=self.engine_error_handlers,
         )
         try:
-            await self.runs.create(started)
+            await self.runs.create(run_id, started)
         except ConcurrencyConflict:
             raise CommandRejected(f"a run with id {run_id!r} already exists", "run_exists") from None
         _, scheduled = await self.runs.change(run_id, lambda run: decide(run, Advance(), started.at))

@@ -24,7 +24,7 @@ from projections.step_logs import logs_of
 from services.errors import EngineUnavailable
 from services.library import find_playbook, stored_playbooks
 from services.playbook.validate import validate_playbook
-from services.domain.run.state import Run, evolve
+from services.domain.run.state import fold
 from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, StartBody, ValidateBody
 from ui.web.context import CONTEXT, WebContext
 from ui.web.identity import BadIdentity, actor_of
@@ -150,9 +150,7 @@ async def start_run(request: web.Request) -> web.Response:
 
 async def get_run(request: web.Request) -> web.Response:
     envelopes = await _events(request)
-    run = Run(id=request.match_info["run_id"])
-    for seq, event in envelopes:
-        evolve(run, event, seq)
+    run = fold(request.match_info["run_id"], envelopes)
     return web.json_response({**run_view(run), "timeline": timeline(envelopes)}, dumps=_dumps)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from events import subjects
 from events.playbook import ApprovalGate
 from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested,
@@ -110,3 +111,10 @@ def deadline_passed(run: Run, cmd: DeadlinePassed, at: datetime) -> list[RunEven
     return [ApprovalTimedOut(run_id=run.id, at=at, step_id=step.id),
             StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt + 1, category="timeout",
                        error=f"approval timed out after {gate.timeout_seconds:g}s")]
+
+
+def obsoleted_timer(event: RunEvent) -> str | None:
+    """The deadline timer a decided gate no longer needs: cancelled in the same write as the decision."""
+    if isinstance(event, (ApprovalGranted, ApprovalRejected)):
+        return subjects.approval_timer(event.run_id, event.step_id)
+    return None

@@ -112,6 +112,14 @@ class Run:
                 return "waiting_approval"
         return self.status
 
+    @property
+    def parked(self) -> bool:
+        """Waiting on people (a gate, a pause) with nothing in flight: nothing to hold in memory for it."""
+        if self.status == "running":
+            return self.display_status == "waiting_approval"
+        return self.status == "paused" and not any(
+            s.status == "running" or s.rollback == "running" for s in self.steps.values())
+
     def clone(self) -> Run:
         """A copy the decider can fold ahead on without touching this one (copy on write)."""
         return replace(self, steps=dict(self.steps), owned=set(), pending=set(self.pending))
