@@ -25,7 +25,7 @@ from bench.waiting import nats_server_pid
 from events import subjects
 from events.codec import encode
 from events.commands import StartRun
-from services.app import ALL_SERVICES
+from app.root import ALL_SERVICES
 from ui.client import EngineClient
 
 NAME = "concurrency"

@@ -31,13 +31,14 @@ import aiohttp
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from app.root import ALL_SERVICES
 from bench.harness import (ServicesProcess, engine, machine, nats_server, percentile, print_machine, print_table,
                            python_env, write_result)
 from events import subjects
 from events.codec import encode
 from events.commands import StartRun
 from events.run import RunPaused
-from services.app import ALL_SERVICES
+
 from ui.sse_reader import sse_messages
 
 NAME = "sse"
@@ -337,6 +338,7 @@ async def lines_of(process: asyncio.subprocess.Process) -> AsyncIterator[str]:
 
 async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     from ui.client import EngineClient
+    from services.settings import Settings
     from ui.web.app import start_web
 
     tag = uuid.uuid4().hex[:6]
@@ -349,7 +351,7 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pb-bench-sse-") as home:
         client_nc = await nats.connect(url, name="bench-sse-starter")
         # The web server outlives the engine: it closes once no more events arrive (see close_web).
-        web = await start_web("127.0.0.1", 0, url, snapshot=Path(home) / "views.msgpack")
+        web = await start_web(Settings(nats_url=url, home=Path(home), web_port=0))
         try:
             async with services(url, args.engine_apart, home) as engine_pid:
                 config["web_url"] = web.url

@@ -49,11 +49,12 @@ steps:
 # The services, alone in a process; prints "ready" once they consume.
 SERVICES = """\
 import asyncio, logging, os, sys
-from services.app import serve
+from app.root import serve
+from services.settings import Settings
 logging.basicConfig(level=os.environ.get("PLAYBOOK_LOG", "WARNING"), stream=sys.stderr)
-async def ready(_nc):
+async def ready(_running):
     print("ready", flush=True)
-asyncio.run(serve(os.environ["NATS_URL"], {"run", "executor", "approval"}, ready=ready))
+asyncio.run(serve(Settings.from_environ(os.environ), {"run", "executor", "approval"}, ready=ready))
 """
 
 

@@ -9,8 +9,7 @@ from typing import Any
 from events.playbook import Step
 from events.run import ApprovalTimedOut, RunEvent
 from projections.describe import describe
-from services.domain.run.gates import needed
-from services.domain.run.state import Run, StepState
+from services.read import Run, StepState, approvals_needed
 
 
 def run_view(run: Run) -> dict[str, Any]:
@@ -118,7 +117,7 @@ def _gate(spec: Step | None, s: StepState) -> dict[str, Any] | None:
     return {
         "message": s.gate_message or gate.message,   # as asked once requested, else as written
         "required_approvers": list(gate.required_approvers),
-        "min_approvals": needed(gate),
+        "min_approvals": approvals_needed(gate),
         "timeout_seconds": gate.timeout_seconds,
         "auto_approve_after_timeout": gate.auto_approve_after_timeout,
         "allow_self_approval": gate.allow_self_approval,

@@ -1,15 +1,27 @@
 """What interfaces and projections may read of the engine, in one place.
 
-The CLI, the web server and the projections depend on this module, never on the
-services' insides: the run fold and its states, breakers, the plan's waves, a dry run's
-plan, stored playbooks, and reading runs and breakers from the stream.
+The CLI, the web server and the projections depend on this module (and on the
+language, `services.playbook`, to check playbooks), never on the services' insides:
+the run fold and its states, breakers, a dry run's plan, stored playbooks, and
+reading runs and breakers from the stream.
 """
 from __future__ import annotations
 
 from events import subjects
 from events.circuit import CircuitEvent, decode_circuit_event
-from services.domain.breaker import Breaker, evolve as evolve_breaker, token
+from services.domain.breaker import Breaker, token
+from services.domain.breaker import evolve as evolve_breaker
+from services.domain.run.dry_run import PlannedStep
+from services.domain.run.dry_run import plan as dry_run_plan
+from services.domain.run.gates import needed as approvals_needed
+from services.domain.run.state import FINISHED_RUN, Run, StepState, evolve, fold
+from services.library import StoredPlaybook, find_playbook, stored_playbooks
 from services.store import EventStore
+
+__all__ = [
+    "FINISHED_RUN", "Breaker", "EventStore", "PlannedStep", "Run", "StepState", "StoredPlaybook", "all_breakers",
+    "approvals_needed", "breaker_history", "dry_run_plan", "evolve", "find_playbook", "fold", "stored_playbooks",
+]
 
 
 async def all_breakers(store: EventStore) -> list[Breaker]:

@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import nats
@@ -14,8 +15,9 @@ import pytest
 from aiohttp import web
 
 from events import subjects
-from services.app import ALL_SERVICES, serve
+from app.root import ALL_SERVICES, serve
 from services.embedded import free_port, greets, server_binary, stop_process
+from services.settings import Settings
 from ui.client import EngineClient
 from ui.web.app import WebServer, start_web
 
@@ -78,28 +80,45 @@ def engine_env(nats_server: NatsServer, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-async def engine(nats_server: NatsServer, monkeypatch, request) -> AsyncIterator[EngineClient]:
-    """Every service running in this process, and a client to drive them.
+def settings(nats_server: NatsServer, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The in-process engine's settings: this test's server, home and directory file.
 
-    `@pytest.mark.ack_wait(seconds)` sets how soon unacknowledged work is redelivered.
+    `@pytest.mark.ack_wait(seconds)` sets how soon unacknowledged work is redelivered; a
+    test that uses the `library` fixture gets that folder as its only stored playbooks.
     """
     marker = request.node.get_closest_marker("ack_wait")
-    monkeypatch.setenv("PLAYBOOK_ACK_WAIT", str(marker.args[0] if marker else 2))
-    async with running_engine(nats_server.url) as client:
+    return replace(Settings.from_environ(os.environ), nats_url=nats_server.url, home=tmp_path / "home",
+                   ack_wait=float(marker.args[0] if marker else 2), directory=tmp_path / "directory.yaml",
+                   library=(tmp_path / "library",) if "library" in request.fixturenames else (),
+                   web_host="127.0.0.1", web_port=0)
+
+
+@pytest.fixture
+def library(tmp_path: Path) -> Path:
+    """The folder of stored playbooks (and the only one) the web server offers."""
+    folder = tmp_path / "library"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+async def engine(settings: Settings) -> AsyncIterator[EngineClient]:
+    """Every service running in this process, and a client to drive them."""
+    async with running_engine(settings) as client:
         yield client
 
 
 @contextlib.asynccontextmanager
-async def running_engine(url: str) -> AsyncIterator[EngineClient]:
+async def running_engine(settings: Settings) -> AsyncIterator[EngineClient]:
     """Every service running in this process until the block ends, and a client to drive them."""
     stop, ready = asyncio.Event(), asyncio.Event()
 
-    async def on_ready(_nc) -> None:
+    async def on_ready(_running) -> None:
         ready.set()
 
-    task = asyncio.create_task(serve(url, set(ALL_SERVICES), ready=on_ready, stop=stop))
+    task = asyncio.create_task(serve(settings, ALL_SERVICES, ready=on_ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 10)
-    client_nc = await nats.connect(url)
+    client_nc = await nats.connect(settings.engine_url())
     try:
         yield EngineClient(client_nc)
     finally:
@@ -109,9 +128,9 @@ async def running_engine(url: str) -> AsyncIterator[EngineClient]:
 
 
 @pytest.fixture
-async def web_server(nats_server: NatsServer, engine: EngineClient, tmp_path: Path) -> AsyncIterator[WebServer]:
+async def web_server(settings: Settings, engine: EngineClient) -> AsyncIterator[WebServer]:
     """The web server (API, SSE, dashboard) beside the in-process engine."""
-    server = await start_web("127.0.0.1", 0, nats_server.url, tmp_path / "views.msgpack")
+    server = await start_web(settings)
     try:
         yield server
     finally:

@@ -19,10 +19,7 @@ from events.commands import Command, Reply
 from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
 from projections import run_list
 from services.errors import EngineUnavailable
-from services.domain.breaker import Breaker
-from services.read import all_breakers, breaker_history
-from services.domain.run.state import Run, fold
-from services.store import EventStore
+from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold
 
 _reply_decoder = msgspec.json.Decoder(Reply)
 

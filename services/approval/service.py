@@ -18,17 +18,18 @@ from services.domain.run.commands import DeadlinePassed
 from services.domain.run.decider import decide
 from services.aggregates import RunRepository
 from services.runtime import Consumer
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 class ApprovalService:
-    def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
+    def __init__(self, nc: NATS, runs: RunRepository, settings: Settings) -> None:
         self.runs = runs
         self.consumer = Consumer(
             nc, runs.store.stream, "approval",
             [subjects.events_of_type("ApprovalRequested"), subjects.events_of_type("ApprovalDeadlinePassed")],
-            self._handle, ack_wait=ack_wait)
+            self._handle, ack_wait=settings.ack_wait)
 
     async def start(self) -> None:
         await self.consumer.start()

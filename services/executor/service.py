@@ -36,13 +36,12 @@ from services.playbook.interpolate import Context, redact
 from services.domain.breaker import circuit_key
 from services.domain.breaker import after_call, before_call
 from services.domain.classify import classify
-from services.resilience.config import configured_patterns
 from services.domain.run.commands import BeginStep, FinishStep
 from services.domain.run.decider import context_of, decide
 from services.aggregates import BreakerRepository, RunRepository
 from services.domain.run.state import Run
 from services.runtime import Consumer, LeaveUnacknowledged
-from services.secrets import SecretSource, allowed_environment
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +66,19 @@ class Outcome:
 
 
 class Executor:
-    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, *, name: str | None = None,
-                 ack_wait: float = 30.0, concurrency: int = 1000) -> None:
-        self.nc, self.runs = nc, runs
+    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, settings: Settings, *,
+                 name: str | None = None, concurrency: int = 1000) -> None:
+        self.nc, self.runs, self.settings = nc, runs, settings
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         work = [subjects.events_of_type("StepScheduled"), subjects.events_of_type("StepRollbackScheduled")]
         self.consumer = Consumer(nc, runs.store.stream, "executor", work,
-                                 self._on_scheduled, ack_wait=ack_wait, max_ack_pending=concurrency)
+                                 self._on_scheduled, ack_wait=settings.ack_wait, max_ack_pending=concurrency)
         self._running: dict[str, set[asyncio.Task[object]]] = {}
         self._attempts: set[tuple[str, str]] = set()   # (run, step) executing in this process
         self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
         self._cancel_sub = None
-        self.secrets = SecretSource()
         self.breakers = breakers
-        self.patterns = configured_patterns()
+        self.patterns = settings.error_patterns
 
     async def start(self) -> None:
         js = self.nc.jetstream()
@@ -145,7 +143,7 @@ class Executor:
 
     def _context(self, run: Run) -> Context:
         ctx = context_of(run)
-        ctx.secrets, ctx.env = self.secrets.get, allowed_environment()
+        ctx.secrets, ctx.env = self.settings.secrets.get, self.settings.playbook_env
         return ctx
 
     async def _do(self, run: Run, step_id: str) -> Outcome:

@@ -25,10 +25,9 @@ from services.domain.run.state import Run
 from services.errors import PlaybookError
 from services.playbook.arguments import resolve_args
 from services.playbook.interpolate import redact
-from services.resilience.config import configured_patterns
 from services.aggregates import RunRepository
 from services.runtime import Consumer
-from services.secrets import SecretSource, allowed_environment
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +46,11 @@ class Perform(Protocol):
 
 
 class ResilienceService:
-    def __init__(self, nc: NATS, runs: RunRepository, perform: Perform, *, ack_wait: float = 30.0) -> None:
-        self.runs, self.perform = runs, perform
-        self.patterns = configured_patterns()
+    def __init__(self, nc: NATS, runs: RunRepository, settings: Settings, perform: Perform) -> None:
+        self.runs, self.settings, self.perform = runs, settings, perform
+        self.patterns = settings.error_patterns
         self.consumer = Consumer(nc, runs.store.stream, "resilience", [subjects.events_of_type("StepFailed")],
-                                 self._on_failed, ack_wait=ack_wait)
+                                 self._on_failed, ack_wait=settings.ack_wait)
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -97,7 +96,7 @@ class ResilienceService:
         run, _ = await self.runs.change(run.id, begin)
         if run.steps[step_id].remediation in ("", "running"):   # ours to run (again, after a crash)
             ctx = context_of(run)
-            ctx.secrets, ctx.env = SecretSource().get, allowed_environment()
+            ctx.secrets, ctx.env = self.settings.secrets.get, self.settings.playbook_env
             try:
                 result = await self.perform(handler.run.action, resolve_args(handler.run.action, handler.run.args, ctx),
                                           timeout=handler.run.timeout_seconds)

@@ -31,11 +31,11 @@ from services.errors import CommandRejected, ConcurrencyConflict
 from services.playbook import PlaybookInvalid, load_playbook
 from services.directory import Directory
 from services.domain.run.gates import Refused
-from services.resilience.config import configured_handlers
 from services.domain.run.commands import Advance, Decide, RunCommand
 from services.domain.run.decider import decide
 from services.aggregates import BreakerRepository, RunRepository
 from services.runtime import Consumer
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,13 @@ def new_run_id() -> str:
 
 
 class RunService:
-    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, *, ack_wait: float = 30.0) -> None:
+    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, settings: Settings) -> None:
         self.nc, self.runs, self.breakers = nc, runs, breakers
-        self.directory = Directory()
-        self.engine_error_handlers = configured_handlers()
+        self.directory = Directory(settings.directory_path)
+        self.engine_error_handlers = settings.error_handlers
         self.advancer = Consumer(nc, runs.store.stream, "advancer",
                                  [subjects.events_of_type(name) for name in ADVANCE_AFTER],
-                                 self._advance, ack_wait=ack_wait)
+                                 self._advance, ack_wait=settings.ack_wait)
         self._sub = None
         # nats-py hands a subscription's messages over one at a time: commands are answered
         # in tasks of their own, so one slow StartRun does not queue every other caller.

@@ -17,10 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def directory(tmp_path: Path, monkeypatch) -> Path:
-    path = tmp_path / "directory.yaml"
+def directory(settings) -> Path:
+    path = settings.directory_path
     path.write_text("users:\n  alice: [ops-team]\n  bob: [ops-team, tech-lead]\n  carol: [tech-lead]\n  dave: []\n")
-    monkeypatch.setenv("PLAYBOOK_DIRECTORY", str(path))
     return path
 
 
@@ -124,10 +123,9 @@ async def test_an_approval_racing_the_deadline_has_exactly_one_outcome_every_tim
         assert len(decided) == 1, names(events)
 
 
-async def test_a_deadline_that_falls_while_everything_is_down_takes_effect_on_restart(nats_server, monkeypatch) -> None:
-    monkeypatch.setenv("PLAYBOOK_ACK_WAIT", "2")
+async def test_a_deadline_that_falls_while_everything_is_down_takes_effect_on_restart(nats_server, settings) -> None:
     text = gated_playbook(required_approvers=["ops-team"], timeout_seconds=3)
-    async with running_engine(nats_server.url) as engine:
+    async with running_engine(settings) as engine:
         run_id = await start_and_wait_for_gate(engine, text)
         await until_timer_armed(engine)
         request = next(e for _, e in await engine.events(run_id) if isinstance(e, ApprovalRequested))
@@ -135,7 +133,7 @@ async def test_a_deadline_that_falls_while_everything_is_down_takes_effect_on_re
     await asyncio.sleep(max(0.0, (request.deadline - datetime.now(timezone.utc)).total_seconds()) + 0.5)
     nats_server.start()
     restarted = datetime.now(timezone.utc)
-    async with running_engine(nats_server.url) as engine:
+    async with running_engine(settings) as engine:
         events = await wait_for_end(engine, run_id, timeout=15)
     assert names(events)[-3:] == ["ApprovalTimedOut", "StepFailed", "RunFailed"]
     timed_out = next(e for e in events if type(e).__name__ == "ApprovalTimedOut")

@@ -59,10 +59,8 @@ steps:
 """
 
 
-async def test_a_failed_health_check_rolls_back_deploy_then_backup(engine, sick_service, tmp_path, monkeypatch) -> None:
-    directory = tmp_path / "directory.yaml"
-    directory.write_text("users:\n  alice: [ops-team]\n  carol: [tech-lead]\n")
-    monkeypatch.setenv("PLAYBOOK_DIRECTORY", str(directory))
+async def test_a_failed_health_check_rolls_back_deploy_then_backup(engine, settings, sick_service, tmp_path) -> None:
+    settings.directory_path.write_text("users:\n  alice: [ops-team]\n  carol: [tech-lead]\n")
     journal = tmp_path / "journal"
     reply = await engine.send(StartRun(actor="dev", playbook=deploy_playbook(sick_service, journal)))
     async for _, event in engine.follow(reply.run_id):

@@ -201,11 +201,8 @@ async def test_a_command_too_large_for_nats_is_413_not_a_crash(api: Api, web_ser
 
 # -- starting runs -------------------------------------------------------------------------
 
-async def test_start_by_yaml_and_by_stored_id(api: Api, engine, tmp_path, monkeypatch) -> None:
-    library = tmp_path / "library"
-    library.mkdir()
+async def test_start_by_yaml_and_by_stored_id(api: Api, engine, library) -> None:
     (library / "quick.yaml").write_text(QUICK)
-    monkeypatch.setenv("PLAYBOOK_LIBRARY", str(library))
 
     assert (await api.get("/api/playbooks")).body == [{"id": "quick", "name": "api-quick", "description": ""}]
     assert (await api.get("/api/playbooks/quick")).body["yaml"] == QUICK
@@ -226,8 +223,7 @@ async def test_start_by_yaml_and_by_stored_id(api: Api, engine, tmp_path, monkey
     assert dry["dry_run"] is True and dry["actor"] == "bob"
 
 
-async def test_the_bundled_examples_start_by_id_and_their_logs_read_by_step(api: Api, engine, monkeypatch) -> None:
-    monkeypatch.delenv("PLAYBOOK_LIBRARY", raising=False)
+async def test_the_bundled_examples_start_by_id_and_their_logs_read_by_step(api: Api, engine) -> None:
     assert "hello" in {p["id"] for p in (await api.get("/api/playbooks")).body}
     run_id = (await api.post("/api/runs", {"playbook_id": "hello", "parameters": {"who": "api"}})).body["run_id"]
     assert (await wait_for_end(engine, run_id))[-1].__class__.__name__ == "RunCompleted"
@@ -452,14 +448,12 @@ async def test_prometheus_metrics_match_the_runs(api: Api, engine, web_server) -
 
 
 async def test_a_stored_playbook_says_its_parameters_and_environments_and_odd_files_do_not_break_it(
-        web_server, tmp_path, monkeypatch) -> None:
-    folder = tmp_path / "library"
-    folder.mkdir()
+        web_server, library) -> None:
+    folder = library
     (folder / "deploy.yaml").write_text(
         "name: deploy\nparameters:\n  - {name: version, required: true}\n  - {name: since, default: 2026-01-01}\n"
         "environments:\n  staging: {}\n  production: {}\nsteps:\n  - {id: a, action: noop}\n")
     (folder / "latin1.yaml").write_bytes("name: caf\xe9\nsteps: []\n".encode("latin-1"))
-    monkeypatch.setenv("PLAYBOOK_LIBRARY", str(folder))
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{web_server.url}/api/playbooks/deploy") as response:
             stored = await response.json()

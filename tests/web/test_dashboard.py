@@ -37,13 +37,10 @@ NOT_YET_DONE = re.compile(r"^(pending|scheduled|running)$")
 
 
 @pytest.fixture
-def library(tmp_path, monkeypatch):
+def library(library):
     """Stored playbooks the dashboard offers: just the gated one."""
-    folder = tmp_path / "library"
-    folder.mkdir()
-    (folder / "gated-deploy.yaml").write_text(GATED)
-    monkeypatch.setenv("PLAYBOOK_LIBRARY", str(folder))
-    return folder
+    (library / "gated-deploy.yaml").write_text(GATED)
+    return library
 
 
 async def test_a_gated_run_started_from_the_page_goes_live_and_completes_once_approved(dashboard, engine, library):

@@ -17,15 +17,15 @@ from events.commands import (
 )
 from events.schema import json_schema
 from projections.describe import describe_circuit
-from services.embedded import nats_url
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
+from services.settings import Settings
 from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, event_json, plan_table, status_table
 from ui.client import EngineClient
 
 
-def actor(args: argparse.Namespace) -> str:
-    return getattr(args, "as_user", None) or os.environ.get("PLAYBOOK_USER") or getpass.getuser()
+def actor(args: argparse.Namespace, settings: Settings) -> str:
+    return getattr(args, "as_user", None) or settings.user or getpass.getuser()
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -38,8 +38,8 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-async def with_client(work: Callable[[EngineClient], Awaitable[int]]) -> int:
-    url = nats_url()
+async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitable[int]]) -> int:
+    url = settings.engine_url()
 
     async def quiet(_err: Exception) -> None:
         pass
@@ -77,7 +77,7 @@ def read_playbook(name: str) -> tuple[Path, str]:
         raise PlaybookError(f"{path}: cannot read: {err.strerror}") from None
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     path, text = read_playbook(args.file)
     params = parse_params(args.param)
     try:
@@ -93,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(warning.format(), file=sys.stderr)
 
     async def work(client: EngineClient) -> int:
-        reply = await client.send(StartRun(actor=actor(args), playbook=text, source=str(path), parameters=params,
+        reply = await client.send(StartRun(actor=actor(args, settings), playbook=text, source=str(path), parameters=params,
                                            environment=args.env, run_id=args.run_id, dry_run=args.dry_run,
                                            allow_unsafe_shell=args.allow_unsafe_shell))
         if not reply.accepted:
@@ -112,13 +112,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             follower.show(seq, event)
         return follower.exit_code()
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_control(args: argparse.Namespace) -> int:
+def cmd_control(args: argparse.Namespace, settings: Settings) -> int:
     kinds = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollback": RollbackRun}
     extra = {"reason": args.reason} if args.command != "resume" and args.reason else {}
-    command = kinds[args.command](actor=actor(args), run_id=args.run_id, **extra)
+    command = kinds[args.command](actor=actor(args, settings), run_id=args.run_id, **extra)
 
     async def work(client: EngineClient) -> int:
         reply = await client.send(command)
@@ -129,20 +129,20 @@ def cmd_control(args: argparse.Namespace) -> int:
             follower.show(seq, event)
         return 0 if follower.run.status == "rolled_back" else 1
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_gate(args: argparse.Namespace) -> int:
+def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
     kind = ApproveStep if args.command == "approve" else RejectStep
-    command = kind(actor=actor(args), run_id=args.run_id, step_id=args.step_id, comment=args.comment)
+    command = kind(actor=actor(args, settings), run_id=args.run_id, step_id=args.step_id, comment=args.comment)
 
     async def work(client: EngineClient) -> int:
         return print_reply(await client.send(command), args.json)
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from projections.run_view import run_view
 
     async def work(client: EngineClient) -> int:
@@ -153,10 +153,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(run_view(run), default=str) if args.json else status_table(run))
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from projections.run_list import as_dict
 
     async def work(client: EngineClient) -> int:
@@ -171,12 +171,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             print("no active runs" if args.active else "no runs yet")
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_events(args: argparse.Namespace) -> int:
+def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
     if args.circuit:
-        return _circuit_events(args)
+        return _circuit_events(args, settings)
     if not args.run_id:
         print("playbook events: give a run id, or --circuit KEY", file=sys.stderr)
         return EXIT_INVALID
@@ -193,10 +193,10 @@ def cmd_events(args: argparse.Namespace) -> int:
             return 1
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def _circuit_events(args: argparse.Namespace) -> int:
+def _circuit_events(args: argparse.Namespace, settings: Settings) -> int:
     """A breaker's history: every counted call and every transition, with its reason."""
     async def work(client: EngineClient) -> int:
         envelopes = await client.circuit_events(args.circuit)
@@ -208,10 +208,10 @@ def _circuit_events(args: argparse.Namespace) -> int:
             return 1
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         envelopes = await client.events(args.run_id)
         if not envelopes:
@@ -225,10 +225,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(status_table(follower.run))
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     path, text = read_playbook(args.file)
     params = parse_params(args.param) if args.param else None
     diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
@@ -244,10 +244,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if errors else 0
 
 
-def cmd_circuits(args: argparse.Namespace) -> int:
+def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         if args.reset:
-            return print_reply(await client.send(ResetCircuit(actor=actor(args), key=args.reset)), args.json)
+            return print_reply(await client.send(ResetCircuit(actor=actor(args, settings), key=args.reset)), args.json)
         breakers = await client.circuits()
         if args.json:
             print(json.dumps([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
@@ -261,10 +261,10 @@ def cmd_circuits(args: argparse.Namespace) -> int:
             print("no circuit breakers yet")
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_projections(args: argparse.Namespace) -> int:
+def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     """`projections rebuild`: every web server refolds its views from the first event."""
     async def work(client: EngineClient) -> int:
         result = await client.rebuild_projections(timeout=args.timeout)
@@ -277,17 +277,17 @@ def cmd_projections(args: argparse.Namespace) -> int:
             print(f"rebuild failed: {result.get('error')}", file=sys.stderr)
         return 0 if result.get("ok") else 1
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     print(json.dumps(json_schema(), indent=2))
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from ui.cli.up import up
-    return up(demo=args.demo, http_port=args.http_port)
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from app.up import up
+    return up(settings, demo=args.demo, http_port=args.http_port)
 
 
 async def _aiter(items):  # type: ignore[no-untyped-def]
@@ -297,18 +297,18 @@ async def _aiter(items):  # type: ignore[no-untyped-def]
 
 # -- parser -----------------------------------------------------------------------------
 
-def parser() -> argparse.ArgumentParser:
+def parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="playbook", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def add(name: str, handler: Callable[[argparse.Namespace, Settings], int], help: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help, description=help)
         cmd.set_defaults(handler=handler)
         return cmd
 
     up = add("up", cmd_up, "start the engine: embedded NATS (unless NATS_URL is set) and every service")
     up.add_argument("--demo", action="store_true", help="run an example playbook once ready")
-    up.add_argument("--http-port", type=int, default=int(os.environ.get("PLAYBOOK_HTTP_PORT", "8080")))
+    up.add_argument("--http-port", type=int, default=settings.http_port)
 
     run = add("run", cmd_run, "start a run of a playbook and follow it live")
     run.add_argument("file")
@@ -383,9 +383,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    """The CLI's process edge: the settings are read from the environment here, once."""
     try:
-        code = args.handler(args)
+        settings = Settings.from_environ(os.environ)
+    except PlaybookError as err:
+        print(f"playbook: {err}", file=sys.stderr)
+        sys.exit(EXIT_INVALID)
+    args = parser(settings).parse_args(argv)
+    try:
+        code = args.handler(args, settings)
     except EngineUnavailable as err:
         print(f"playbook: {err}", file=sys.stderr)
         code = EXIT_UNAVAILABLE

@@ -10,7 +10,7 @@ import msgspec
 from events.circuit import CircuitEvent
 from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepRollbackScheduled, StepScheduled
 from projections.describe import describe as describe_event
-from services.domain.run.state import Run, evolve
+from services.read import Run, dry_run_plan, evolve
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
@@ -86,11 +86,9 @@ def status_table(run: Run) -> str:
 
 def plan_table(run: Run) -> str:
     """A dry run's plan: the order steps would take, what each would do and why."""
-    from services.domain.run.dry_run import plan
-
     lines = [f"dry run {run.id} of {run.playbook.name!r}: nothing was executed", "",
              f"{'wave':<5} {'step':<24} {'action':<13} would"]
-    for p in plan(run):
+    for p in dry_run_plan(run):
         detail = "; ".join(x for x in (p.why, p.group and f"parallel group {p.group}", p.gate) if x)
         lines.append(f"{p.wave:<5} {p.step_id:<24} {p.action:<13} {p.would}" + (f"  ({detail})" if detail else ""))
     return "\n".join(lines)

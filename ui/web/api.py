@@ -22,9 +22,8 @@ from projections import run_list
 from projections.run_view import run_view, timeline
 from projections.step_logs import logs_of
 from services.errors import EngineUnavailable
-from services.library import find_playbook, stored_playbooks
-from services.playbook.validate import validate_playbook
-from services.domain.run.state import fold
+from services.playbook import validate_playbook
+from services.read import find_playbook, fold, stored_playbooks
 from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, StartBody, ValidateBody
 from ui.web.context import CONTEXT, WebContext
 from ui.web.identity import BadIdentity, actor_of
@@ -137,7 +136,7 @@ async def start_run(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id'")
     text, source = body.playbook, "<api>"
     if body.playbook_id is not None:
-        stored = find_playbook(body.playbook_id)
+        stored = find_playbook(ctx(request).settings.library_folders, body.playbook_id)
         if stored is None:
             raise ApiError(404, "unknown_playbook", f"no stored playbook {body.playbook_id!r}; GET /api/playbooks lists them")
         text, source = stored.text(), str(stored.path)
@@ -196,11 +195,12 @@ async def validate(request: web.Request) -> web.Response:
 
 
 async def list_playbooks(request: web.Request) -> web.Response:
-    return web.json_response([{"id": p.id, "name": p.name, "description": p.description} for p in stored_playbooks()])
+    return web.json_response([{"id": p.id, "name": p.name, "description": p.description} 
+                              for p in stored_playbooks(ctx(request).settings.library_folders)])
 
 
 async def get_playbook(request: web.Request) -> web.Response:
-    stored = find_playbook(request.match_info["playbook_id"])
+    stored = find_playbook(ctx(request).settings.library_folders, request.match_info["playbook_id"])
     if stored is None:
         raise ApiError(404, "unknown_playbook", f"no stored playbook {request.match_info['playbook_id']!r}")
     return web.json_response({"id": stored.id, "name": stored.name, "description": stored.description,

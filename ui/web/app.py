@@ -18,9 +18,8 @@ from nats.aio.msg import Msg
 
 from events import subjects
 from projections.projector import Projector
-from services.app import connect
-from services.embedded import playbook_home
-from services.store import EventStore
+from services.read import EventStore
+from services.settings import Settings
 from ui.client import EngineClient
 from ui.web import api, openapi, prometheus, streams
 from ui.web.context import CONTEXT, WebContext
@@ -84,11 +83,12 @@ def make_app(context: WebContext) -> web.Application:
 class WebServer:
     runner: web.AppRunner
     context: WebContext
+    host: str
     port: int
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     async def close(self) -> None:
         await self.runner.cleanup()
@@ -96,21 +96,21 @@ class WebServer:
         await self.context.nc.drain()
 
 
-async def start_web(host: str, port: int, nats_url: str, snapshot: Path | None = None) -> WebServer:
-    """Connect, start the projector, serve; port 0 picks a free one."""
-    nc = await connect(nats_url, "playbook-web")
+async def start_web(settings: Settings) -> WebServer:
+    """Connect, start the projector, serve on the settings' web host and port (0 picks a free one)."""
+    nc = await settings.connect("playbook-web")
     await EventStore(nc).ensure_stream()
-    projector = Projector(nc, snapshot if snapshot is not None else playbook_home() / "projections" / "views.msgpack")
+    projector = Projector(nc, settings.home / "projections" / "views.msgpack")
     await projector.start()
     await _answer_rebuilds(nc, projector)
-    context = WebContext(nc=nc, client=EngineClient(nc), projector=projector)
+    context = WebContext(nc=nc, client=EngineClient(nc), projector=projector, settings=settings)
     # Handler cancellation: a browser that goes away ends its SSE stream at once.
     runner = web.AppRunner(make_app(context), access_log=None, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, settings.web_host, settings.web_port)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return WebServer(runner, context, bound)
+    return WebServer(runner, context, settings.web_host, bound)
 
 
 async def _answer_rebuilds(nc: NATS, projector: Projector) -> None:

@@ -8,6 +8,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from projections.projector import Projector
+from services.settings import Settings
 from ui.client import EngineClient
 
 
@@ -16,6 +17,7 @@ class WebContext:
     nc: NATS
     client: EngineClient
     projector: Projector
+    settings: Settings
     started: float = field(default_factory=time.time)
 
 

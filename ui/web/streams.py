@@ -26,7 +26,7 @@ from projections import run_list
 from projections.projector import Change
 from projections.run_view import run_view, timeline
 from projections.step_logs import log_entries
-from services.domain.run.state import Run, evolve
+from services.read import Run, evolve
 from ui.web.api import RUN_PATH, ApiError, ctx
 
 SNAPSHOT_RUNS = 500          # newest runs in a list snapshot (active ones always)
