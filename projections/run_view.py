@@ -1,7 +1,6 @@
 """One run's detail view, from the state fold the services use, and its timeline of events."""
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -9,13 +8,13 @@ from typing import Any
 from events.playbook import Step
 from events.run import ApprovalTimedOut, RunEvent
 from projections.describe import describe
-from services.read import Run, StepState, approvals_needed
+from services.read import Run, StepState, approvals_needed, plan_waves
 
 
 def run_view(run: Run) -> dict[str, Any]:
     started = run.started
     needs = started.plan.needs if started else {}
-    waves = plan_waves(needs)
+    waves = plan_waves(started.plan) if started else []
     wave_of = {step_id: i for i, wave in enumerate(waves) for step_id in wave}
     rollback_wave_of = {step_id: i for i, wave in enumerate(run.waves) for step_id in wave}
     return {
@@ -69,35 +68,6 @@ def run_view(run: Run) -> dict[str, Any]:
             for s in run.steps.values()
         ],
     }
-
-
-def plan_waves(needs: dict[str, list[str]]) -> list[list[str]]:
-    """Steps grouped by how deep they sit in the plan: a wave's steps may run at the same time.
-
-    Written order within a wave; steps caught in a dependency cycle (never in a valid plan) are left out.
-    """
-    # Kahn's order, so a view of a long plan costs steps + edges, not steps squared.
-    unmet = {s: sum(1 for n in deps if n in needs) for s, deps in needs.items()}
-    after: dict[str, list[str]] = {s: [] for s in needs}
-    for step_id, deps in needs.items():
-        for n in deps:
-            if n in needs:
-                after[n].append(step_id)
-    wave_of = {s: 0 for s, count in unmet.items() if count == 0}
-    ready = deque(wave_of)
-    while ready:
-        step_id = ready.popleft()
-        for later in after[step_id]:
-            wave_of[later] = max(wave_of.get(later, 0), wave_of[step_id] + 1)
-            unmet[later] -= 1
-            if unmet[later] == 0:
-                ready.append(later)
-    wave_of = {s: w for s, w in wave_of.items() if unmet[s] == 0}
-    waves: list[list[str]] = [[] for _ in range(1 + max(wave_of.values(), default=-1))]
-    for step_id in needs:
-        if step_id in wave_of:
-            waves[wave_of[step_id]].append(step_id)
-    return waves
 
 
 def _plan_of(spec: Step | None, needs: list[str]) -> dict[str, Any]:

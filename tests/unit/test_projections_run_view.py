@@ -7,7 +7,7 @@ from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import (
     ApprovalDeadlinePassed, RunEvent, StepFailed, StepNotRetried, StepRetryScheduled, StepScheduled,
 )
-from projections.run_view import plan_waves, run_view, timeline
+from projections.run_view import run_view, timeline
 from services.domain.run.commands import DeadlinePassed, Decide
 from services.domain.run.commands import DecideRetry
 from services.domain.run.state import Run
@@ -74,11 +74,6 @@ def test_steps_show_their_place_in_the_plan() -> None:
     assert (steps["prep"]["name"], steps["prep"]["action"], steps["x"]["name"]) == ("Prepare hosts", "noop", None)
     assert (view["phase"], view["dry_run"], view["event_count"], view["rollback_waves"]) == ("forward", False, 3, [])
     assert steps["prep"]["approval_gate"] is None and steps["prep"]["rollback_wave"] is None
-
-
-def test_plan_waves_leave_out_a_cycle_instead_of_looping() -> None:
-    assert plan_waves({"a": [], "b": ["c"], "c": ["b"], "d": ["a"]}) == [["a"], ["d"]]
-    assert plan_waves({}) == []
 
 
 def test_a_gated_step_shows_its_gate_deadline_and_approvals() -> None:
