@@ -156,7 +156,7 @@ class Executor:
                 return Outcome({}, problem, "validation").redacted(ctx)
         except PlaybookError as err:
             return Outcome({}, str(err), "configuration").redacted(ctx)
-        live = LiveOutput(self.nc, run.id, step_id, run.steps[step_id].attempt, ctx.used_secrets)
+        live = LiveOutput(self.nc, run.id, step_id, run.steps[step_id].attempt.number, ctx.used_secrets)
         watching = live_output.set(live)
         try:
             result = await self._call(run, step_id, args)
@@ -196,7 +196,7 @@ class Executor:
     async def _undo(self, run: Run, step_id: str) -> Outcome:
         """A step's rollback actions, in order, with the step's own outputs in reach."""
         ctx = self._context(run)
-        ctx.local = run.steps[step_id].outputs
+        ctx.local = run.steps[step_id].attempt.outputs
         done: list[dict[str, Any]] = []
         for number, action in enumerate(run.specs[step_id].rollback, start=1):
             try:

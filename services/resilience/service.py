@@ -63,22 +63,22 @@ class ResilienceService:
             return
         run = await self.runs.get(event.run_id, min_version=seq)
         step = run.steps.get(event.step_id)
-        if step is None or step.attempt != event.attempt or not step.retry:
+        if step is None or step.attempt.number != event.attempt or not step.retry.status:
             return
-        if step.retry == "deciding":
+        if step.retry.status == "deciding":
             policy = run.specs[step.id].retry
             found = classify(event.error, event.outputs, event.category, self.patterns)
             handler = matching_handler(run.error_handlers, found, event)
             if handler is not None:
                 verdict = await self._remediate(run, event, handler, found)
             elif policy is None:
-                verdict = without_policy(step.id, step.attempt, found)
+                verdict = without_policy(step.id, step.attempt.number, found)
             else:
-                verdict = decide_retry(step.id, step.attempt, policy, found, event.outputs, random.random())
+                verdict = decide_retry(step.id, step.attempt.number, policy, found, event.outputs, random.random())
             at = datetime.now(timezone.utc)
             run, _ = await self.runs.change(run.id, lambda r: decide(r, verdict, at))
             step = run.steps[event.step_id]
-        if step.retry == "waiting":
+        if step.retry.status == "waiting":
             await self._arm(run, step.id)
 
     async def _remediate(self, run: Run, failed: StepFailed, index: int, found: Classification) -> DecideRetry:
@@ -91,10 +91,11 @@ class ResilienceService:
 
         def begin(r: Run) -> list[RunEvent]:
             s = r.steps[step_id]
-            return [started] if s.retry == "deciding" and s.attempt == attempt and not s.remediation else []
+            fresh = s.retry.status == "deciding" and s.attempt.number == attempt and not s.retry.remediation
+            return [started] if fresh else []
 
         run, _ = await self.runs.change(run.id, begin)
-        if run.steps[step_id].remediation in ("", "running"):   # ours to run (again, after a crash)
+        if run.steps[step_id].retry.remediation in ("", "running"):   # ours to run (again, after a crash)
             ctx = context_of(run)
             ctx.secrets, ctx.env = self.settings.secrets.get, self.settings.playbook_env
             try:
@@ -109,14 +110,15 @@ class ResilienceService:
                                  StepRemediationFailed(run_id=run.id, at=end, step_id=step_id, attempt=attempt,
                                                        handler=index, error=error))
             run, _ = await self.runs.change(
-                run.id, lambda r: [outcome] if r.steps[step_id].remediation == "running" else [])
-        remediated = run.steps[step_id].remediation == "done"
+                run.id, lambda r: [outcome] if r.steps[step_id].retry.remediation == "running" else [])
+        remediated = run.steps[step_id].retry.remediation == "done"
         return after_remediation(step_id, attempt, run.specs[step_id].retry, handler, found, why, remediated)
 
     async def _arm(self, run: Run, step_id: str) -> None:
         step = run.steps[step_id]
-        assert step.retry_due is not None
-        due = StepScheduled(run_id=run.id, at=step.retry_due, step_id=step_id, attempt=step.attempt + 1,
-                            reason=f"retry after {step.category}")
-        await self.runs.store.schedule(subjects.retry_timer(run.id, step_id), due, step.retry_due,
-                                       msg_id=f"retry-timer.{run.id}.{step_id}.{step.attempt + 1}")
+        assert step.retry.due is not None
+        attempt = step.attempt.number + 1
+        due = StepScheduled(run_id=run.id, at=step.retry.due, step_id=step_id, attempt=attempt,
+                            reason=f"retry after {step.attempt.category}")
+        await self.runs.store.schedule(subjects.retry_timer(run.id, step_id), due, step.retry.due,
+                                       msg_id=f"retry-timer.{run.id}.{step_id}.{attempt}")

@@ -34,7 +34,7 @@ async def test_a_playbook_runs_to_completion_with_outputs_flowing_between_steps(
     events = await wait_for_end(engine, run_id)
     assert names(events)[-1] == "RunCompleted"
     run = await engine.run(run_id)
-    assert run.steps["use"].outputs["stdout"] == "42"
+    assert run.steps["use"].attempt.outputs["stdout"] == "42"
 
 
 async def test_a_hostile_parameter_reaches_the_command_as_one_literal_argument(engine) -> None:
@@ -43,7 +43,7 @@ async def test_a_hostile_parameter_reaches_the_command_as_one_literal_argument(e
     reply = await engine.send(StartRun(actor="alice", playbook=yaml_text, parameters={"target": "'; rm -rf / #"}))
     await wait_for_end(engine, reply.run_id)
     run = await engine.run(reply.run_id)
-    assert run.steps["echo"].outputs["stdout"] == "'; rm -rf / #|"
+    assert run.steps["echo"].attempt.outputs["stdout"] == "'; rm -rf / #|"
 
 
 async def test_pause_holds_the_next_step_until_resume(engine, tmp_path: Path) -> None:

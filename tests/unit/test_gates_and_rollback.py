@@ -195,7 +195,7 @@ def test_rollback_failure_policy_stop_ends_at_the_first_failure() -> None:
     s.fail("c")
     s.when(_begin_rollback(s, "b"))
     assert kinds(s.when(_finish_rollback(s, "b", error="boom"))) == ["StepRollbackFailed:b", "RollbackFailed"]
-    assert s.run.steps["a"].rollback == "pending"
+    assert s.run.steps["a"].rollback.status == "pending"
 
 
 def test_a_step_that_partly_ran_is_rolled_back_too() -> None:
@@ -239,11 +239,11 @@ def test_rollback_can_be_paused_resumed_and_cancelled() -> None:
 def _begin_rollback(s: Scenario, step_id: str):
     from services.domain.run.commands import BeginStep
     step = s.run.steps[step_id]
-    return BeginStep(step_id=step_id, attempt=step.rollback_attempt, scheduled_seq=step.rollback_seq,
+    return BeginStep(step_id=step_id, attempt=step.rollback.attempt, scheduled_seq=step.rollback.scheduled_seq,
                      executor="ex1", redelivered=False, rollback=True)
 
 
 def _finish_rollback(s: Scenario, step_id: str, error: str = "", category: str = "unknown"):
     from services.domain.run.commands import FinishStep
-    return FinishStep(step_id=step_id, attempt=s.run.steps[step_id].rollback_attempt, outputs=[{}],
+    return FinishStep(step_id=step_id, attempt=s.run.steps[step_id].rollback.attempt, outputs=[{}],
                       duration_ms=1.0, error=error, category=category, rollback=True)

@@ -24,7 +24,7 @@ def failing_once() -> Scenario:
 def test_a_failure_with_a_retry_policy_waits_for_the_decision_instead_of_failing_the_run() -> None:
     s = failing_once()
     assert kinds(s.fail("call", "503", "temporary")) == ["StepFailed:call"]
-    assert s.run.steps["call"].retry == "deciding"
+    assert s.run.steps["call"].retry.status == "deciding"
 
 
 def test_a_retry_is_scheduled_then_the_timer_schedules_the_next_attempt() -> None:
@@ -62,7 +62,7 @@ def test_a_paused_run_still_gets_its_retry_and_a_cancelled_failure_never_retries
                                     delay_seconds=1))) == ["StepRetryScheduled:call"]
     s2 = failing_once()
     s2.fail("call", "killed", "cancelled")
-    assert s2.run.steps["call"].retry == ""
+    assert s2.run.steps["call"].retry.status == ""
 
 
 @pytest.mark.parametrize("jitter, draw, expected", [("none", 0.5, 4.0), ("full", 0.5, 2.0), ("equal", 0.5, 3.0)])

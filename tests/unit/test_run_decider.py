@@ -51,15 +51,15 @@ class Scenario:
 
     def begin(self, step_id: str, redelivered: bool = False, executor: str = "ex1") -> list[RunEvent]:
         step = self.run.steps[step_id]
-        return self.when(BeginStep(step_id=step_id, attempt=step.attempt, scheduled_seq=step.scheduled_seq,
+        return self.when(BeginStep(step_id=step_id, attempt=step.attempt.number, scheduled_seq=step.attempt.scheduled_seq,
                                    executor=executor, redelivered=redelivered))
 
     def succeed(self, step_id: str, **outputs) -> list[RunEvent]:
-        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt,
+        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt.number,
                                     outputs=outputs, duration_ms=1.0))
 
     def fail(self, step_id: str, error: str = "boom", category: str = "unknown") -> list[RunEvent]:
-        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt,
+        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt.number,
                                     outputs={}, duration_ms=1.0, error=error, category=category))
 
     def run_step(self, step_id: str, **outputs) -> list[RunEvent]:
@@ -159,7 +159,7 @@ def test_outputs_are_recorded_for_later_steps() -> None:
     s = Scenario(started(R, [noop("a"), noop("b")]))
     s.start()
     s.run_step("a", version="2.4.1")
-    assert s.run.steps["a"].outputs == {"version": "2.4.1"}
+    assert s.run.steps["a"].attempt.outputs == {"version": "2.4.1"}
 
 
 def test_an_attempt_starts_once_and_a_second_begin_does_nothing() -> None:
@@ -172,7 +172,7 @@ def test_an_attempt_starts_once_and_a_second_begin_does_nothing() -> None:
 def test_a_stale_schedule_is_ignored() -> None:
     s = Scenario(started(R, [noop("a")]))
     s.start()
-    stale = BeginStep(step_id="a", attempt=1, scheduled_seq=s.run.steps["a"].scheduled_seq - 1, executor="ex", redelivered=False)
+    stale = BeginStep(step_id="a", attempt=1, scheduled_seq=s.run.steps["a"].attempt.scheduled_seq - 1, executor="ex", redelivered=False)
     assert s.when(stale) == []
 
 
@@ -307,6 +307,6 @@ def test_an_executor_deciding_again_after_its_own_start_does_not_call_it_interru
     s = Scenario(started(R, [noop("a"), noop("b")]))
     s.start()
     step = s.run.steps["a"]
-    begin = BeginStep(step_id="a", attempt=1, scheduled_seq=step.scheduled_seq, executor="ex1", redelivered=True)
+    begin = BeginStep(step_id="a", attempt=1, scheduled_seq=step.attempt.scheduled_seq, executor="ex1", redelivered=True)
     assert kinds(s.when(begin)) == ["StepStarted:a"]
     assert s.when(begin) == []    # the same executor, after a conflict part-way through its decision

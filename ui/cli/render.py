@@ -74,13 +74,13 @@ def status_table(run: Run) -> str:
     if run.failure:
         lines.append(f"failure: {run.failure}")
     for s in run.steps.values():
-        extra = s.error or s.reason
-        if s.gate:
-            who = ", ".join(g.actor for g in s.approvals) or "nobody yet"
-            extra = f"gate {s.gate} (approved by {who}) {extra}".rstrip()
-        if s.rollback:
-            extra = f"{extra}; rollback {s.rollback} {s.rollback_error}".strip("; ").rstrip()
-        lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt:<2} {_ms(s.duration_ms):>9}  {extra}")
+        extra = s.attempt.error or s.reason
+        if s.gate.status:
+            who = ", ".join(g.actor for g in s.gate.approvals) or "nobody yet"
+            extra = f"gate {s.gate.status} (approved by {who}) {extra}".rstrip()
+        if s.rollback.status:
+            extra = f"{extra}; rollback {s.rollback.status} {s.rollback.error}".strip("; ").rstrip()
+        lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt.number:<2} {_ms(s.attempt.duration_ms):>9}  {extra}")
     return "\n".join(lines)
 
 

@@ -35,17 +35,17 @@ def waves(run: Run) -> list[list[str]]:
 def advance(run: Run, at: datetime) -> list[RunEvent]:
     """The next rollback events: schedule the current wave, or end the rollback."""
     stop_on_failure = run.playbook.on_rollback_failure == "stop"
-    failed = [s for wave in run.waves for s in wave if run.steps[s].rollback == "failed"]
-    for wave in run.waves:
+    failed = [s for wave in run.rollback_waves for s in wave if run.steps[s].rollback.status == "failed"]
+    for wave in run.rollback_waves:
         states = [run.steps[s] for s in wave]
-        if any(s.rollback in ("scheduled", "running") for s in states):
+        if any(s.rollback.status in ("scheduled", "running") for s in states):
             return []
-        pending = [s for s in states if s.rollback == "pending"]
+        pending = [s for s in states if s.rollback.status == "pending"]
         if pending and not (failed and stop_on_failure):
-            return [StepRollbackScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.rollback_attempt + 1)
+            return [StepRollbackScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.rollback.attempt + 1)
                     for s in pending]
     if failed:
         return [RollbackFailed(run_id=run.id, at=at, failed_steps=failed,
-                               reason=f"rollback of {', '.join(failed)} failed: {run.steps[failed[0]].rollback_error}")]
+                               reason=f"rollback of {', '.join(failed)} failed: {run.steps[failed[0]].rollback.error}")]
     duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
     return [RollbackCompleted(run_id=run.id, at=at, duration_ms=duration)]
