@@ -355,7 +355,7 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         try:
             async with services(url, args.engine_apart, home) as engine_pid:
                 config["web_url"] = web.url
-                projector = web.context.projector
+                projector = web.backend.projector
                 client = EngineClient(client_nc)
                 waiting = asyncio.create_task(parked(client_nc, probe_runs, 60))
                 await asyncio.sleep(0)
@@ -382,7 +382,7 @@ async def close_web(web) -> int:
     closing = asyncio.create_task(web.close())
     repeats = 0
     while not (await asyncio.wait({closing}, timeout=2.0))[0]:
-        task = web.context.projector._task   # private, but the benchmark must end even so
+        task = web.backend.projector._task   # private, but the benchmark must end even so
         if repeats >= 10:
             raise TimeoutError("the web server did not close: its projector ignores cancellation")
         if task is not None and not task.done():

@@ -7,7 +7,7 @@ from typing import Any
 
 from events.playbook import Step
 from events.run import ApprovalTimedOut, RunEvent
-from projections.describe import describe
+from projections.sentences import sentence
 from services.read import Run, StepState, approvals_needed, plan_waves
 
 
@@ -118,7 +118,7 @@ def timeline(envelopes: Iterable[tuple[int, RunEvent]]) -> list[dict[str, Any]]:
     """
     entries = []
     for seq, event in envelopes:
-        detail = describe(event)
+        detail = sentence(event)
         if detail is None:
             continue
         entries.append({

@@ -37,7 +37,7 @@ def stored_playbooks(folders: Sequence[Path]) -> list[StoredPlaybook]:
     for folder in folders:
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
             if path.stem not in found and _ID.fullmatch(path.stem):
-                found[path.stem] = _describe(path)
+                found[path.stem] = _stored(path)
     return sorted(found.values(), key=lambda p: p.id)
 
 
@@ -48,11 +48,11 @@ def find_playbook(folders: Sequence[Path], playbook_id: str) -> StoredPlaybook |
     for folder in folders:
         path = folder / f"{playbook_id}.yaml"
         if path.is_file():
-            return _describe(path)
+            return _stored(path)
     return None
 
 
-def _describe(path: Path) -> StoredPlaybook:
+def _stored(path: Path) -> StoredPlaybook:
     """Name and description for listings; a broken file is still listed, by its id."""
     try:
         data = yaml.safe_load(path.read_text())

@@ -13,7 +13,7 @@ from services.domain.breaker import Breaker, token
 from services.domain.breaker import evolve as evolve_breaker
 from services.domain.run.dry_run import PlannedStep
 from services.domain.run.dry_run import plan as dry_run_plan
-from services.domain.run.gates import needed as approvals_needed
+from services.domain.run.gates import approvals_needed
 from services.domain.run.state import FINISHED_RUN, Run, StepState, evolve, fold
 from services.library import StoredPlaybook, find_playbook, stored_playbooks
 from services.playbook.plan import plan_waves

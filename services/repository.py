@@ -1,7 +1,7 @@
 """Aggregates in memory, kept current from the store: load, decide, append, retry on conflict.
 
 Every service changes an aggregate (a run, a circuit breaker) the same way:
-`change(key, decide)`. The decision is made on the freshest state this process has; if
+`change(key, decision)`. The decision is made on the freshest state this process has; if
 another process appended meanwhile, the store says so (optimistic concurrency), we
 catch up and decide again. A lock per key keeps this process's own decisions in order.
 The cache is bounded (least recently used goes first) and holds only what its kind says
@@ -55,20 +55,20 @@ class Repository(Generic[S, E]):
         async with self._locked(key):
             return await self._current(key, min_version)
 
-    async def change(self, key: str, decide: Callable[[S], list[E]], min_version: int = 0) -> tuple[S, list[E]]:
+    async def change(self, key: str, decision: Callable[[S], list[E]], min_version: int = 0) -> tuple[S, list[E]]:
         """Decide on the state and append what was decided; returns the state and the new events.
 
         A conflict part-way through a decision keeps what was already appended (it is in
         the stream) and decides again on the caught-up state for the rest; every event
         this call appended is returned.
         """
-        state, appended, _ = await self._change(key, lambda s: (decide(s), None), min_version)
+        state, appended, _ = await self._change(key, lambda s: (decision(s), None), min_version)
         return state, appended
 
-    async def change_answering(self, key: str, decide: Callable[[S], tuple[list[E], A]]) -> A:
+    async def change_answering(self, key: str, decision: Callable[[S], tuple[list[E], A]]) -> A:
         """As `change`, for a decision that also answers (a breaker's refusal): the answer of the
         decision whose events were recorded."""
-        _, _, answer = await self._change(key, decide, 0)
+        _, _, answer = await self._change(key, decision, 0)
         return answer
 
     async def create(self, key: str, first: E) -> S:
@@ -82,13 +82,13 @@ class Repository(Generic[S, E]):
     def forget(self, key: str) -> None:
         self._cache.pop(key, None)
 
-    async def _change(self, key: str, decide: Callable[[S], tuple[list[E], A]],
+    async def _change(self, key: str, decision: Callable[[S], tuple[list[E], A]],
                       min_version: int) -> tuple[S, list[E], A]:
         async with self._locked(key):
             state = await self._current(key, min_version)
             appended: list[E] = []
             for _ in range(MAX_CONFLICT_RETRIES):
-                events, answer = decide(state)
+                events, answer = decision(state)
                 try:
                     await self._append(key, state, events, appended)
                     return state, appended, answer

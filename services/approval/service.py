@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 
 from events import subjects
 from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent
-from services.domain.run.commands import DeadlinePassed
+from services.domain.run.commands import ExpireGate
 from services.domain.run.decider import decide
 from services.aggregates import RunRepository
 from services.runtime import Consumer
@@ -47,4 +47,4 @@ class ApprovalService:
                                                msg_id=f"approval-timer.{run_id}.{step_id}.{seq}")
             case ApprovalDeadlinePassed(run_id=run_id, step_id=step_id):
                 at = datetime.now(timezone.utc)
-                await self.runs.change(run_id, lambda run: decide(run, DeadlinePassed(step_id), at), min_version=seq)
+                await self.runs.change(run_id, lambda run: decide(run, ExpireGate(step_id), at), min_version=seq)

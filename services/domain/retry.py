@@ -14,7 +14,7 @@ from typing import Any
 from events.playbook import ErrorHandler, RetryPolicy
 from events.run import StepFailed
 from services.domain.classify import Classification
-from services.domain.run.commands import DecideRetry
+from services.domain.run.commands import RecordRetryVerdict
 
 DEFAULT_RETRY_ON = ("network", "timeout", "temporary", "dependency")
 
@@ -31,13 +31,13 @@ def backoff(policy: RetryPolicy, attempt: int, draw: float, retry_after: float |
     return round(delay, 3)
 
 
-def decide_retry(step_id: str, attempt: int, policy: RetryPolicy, found: Classification,
-                 outputs: Mapping[str, Any], draw: float) -> DecideRetry:
+def retry_verdict(step_id: str, attempt: int, policy: RetryPolicy, found: Classification,
+                 outputs: Mapping[str, Any], draw: float) -> RecordRetryVerdict:
     status = outputs.get("status_code") if isinstance(outputs, Mapping) else None
     why = f"{found.category} error ({found.signal})"
     common = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
     if attempt >= policy.max_attempts:
-        return DecideRetry(**common, retry=False, exhausted=True,
+        return RecordRetryVerdict(**common, retry=False, exhausted=True,
                            reason=f"{why}; all {policy.max_attempts} attempts used")
     if policy.retry_on_status is not None and isinstance(status, int):
         retryable = status in policy.retry_on_status
@@ -47,10 +47,10 @@ def decide_retry(step_id: str, attempt: int, policy: RetryPolicy, found: Classif
         retryable = found.category in allowed
         rule = f"{found.category} {'is' if retryable else 'is not'} in retry_on_errors ({', '.join(allowed)})"
     if not retryable:
-        return DecideRetry(**common, retry=False, reason=f"{why}; not retried: {rule}")
+        return RecordRetryVerdict(**common, retry=False, reason=f"{why}; not retried: {rule}")
     retry_after = outputs.get("retry_after") if isinstance(outputs, Mapping) else None
     delay = backoff(policy, attempt, draw, retry_after if isinstance(retry_after, (int, float)) else None)
-    return DecideRetry(**common, retry=True, delay_seconds=delay,
+    return RecordRetryVerdict(**common, retry=True, delay_seconds=delay,
                        reason=f"{why}; attempt {attempt + 1} of {policy.max_attempts} in {delay:g}s ({rule})")
 
 
@@ -71,22 +71,22 @@ def handler_name(index: int, own: int) -> str:
     return f"error handler {index + 1}" if index < own else f"engine error handler {index - own + 1}"
 
 
-def without_policy(step_id: str, attempt: int, found: Classification) -> DecideRetry:
+def without_policy(step_id: str, attempt: int, found: Classification) -> RecordRetryVerdict:
     """A failure with neither a retry policy nor an error handler for it stands."""
-    return DecideRetry(step_id=step_id, attempt=attempt, retry=False, category=found.category, pattern=found.pattern,
+    return RecordRetryVerdict(step_id=step_id, attempt=attempt, retry=False, category=found.category, pattern=found.pattern,
                        reason=f"{found.category} error ({found.signal}); no retry policy and no error handler for it")
 
 
 def after_remediation(step_id: str, attempt: int, policy: RetryPolicy | None, handler: ErrorHandler,
-                      found: Classification, why: str, remediated: bool) -> DecideRetry:
+                      found: Classification, why: str, remediated: bool) -> RecordRetryVerdict:
     """Retry at once after a successful remediation, unless the handler or the attempts say no."""
     limit = policy.max_attempts if policy else 2
     common = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
     if not remediated:
-        return DecideRetry(**common, retry=False, reason=f"{why}: the remediation failed")
+        return RecordRetryVerdict(**common, retry=False, reason=f"{why}: the remediation failed")
     if handler.then == "fail":
-        return DecideRetry(**common, retry=False, reason=f"{why}: remediated; the handler lets the failure stand")
+        return RecordRetryVerdict(**common, retry=False, reason=f"{why}: remediated; the handler lets the failure stand")
     if attempt >= limit:
-        return DecideRetry(**common, retry=False, exhausted=True,
+        return RecordRetryVerdict(**common, retry=False, exhausted=True,
                            reason=f"{why}: remediated, but all {limit} attempts used")
-    return DecideRetry(**common, retry=True, delay_seconds=0.0, reason=f"{why}: remediated; retrying at once")
+    return RecordRetryVerdict(**common, retry=True, delay_seconds=0.0, reason=f"{why}: remediated; retrying at once")

@@ -6,7 +6,7 @@ from typing import Any
 
 from events.playbook import Condition, OutputSpec
 from services.errors import PlaybookError, UnresolvedReference
-from services.playbook.conditions import describe, evaluate
+from services.playbook.conditions import condition_text, evaluate
 from services.playbook.interpolate import Context, resolve, resolve_shell
 
 _PATH_TOKEN = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
@@ -50,7 +50,7 @@ def failed_validation(validations: list[Condition], ctx: Context) -> str | None:
     for condition in validations:
         try:
             if not evaluate(condition, ctx):
-                return condition.message or f"validation failed: {describe(condition, ctx)}"
+                return condition.message or f"validation failed: {condition_text(condition, ctx)}"
         except PlaybookError as err:
             return f"validation could not be evaluated: {err}"
     return None

@@ -30,7 +30,7 @@ def evaluate(condition: Condition | str | bool | None, ctx: Context) -> bool:
     return test(left, right)
 
 
-def describe(condition: Condition | str | bool | None, ctx: Context) -> str:
+def condition_text(condition: Condition | str | bool | None, ctx: Context) -> str:
     """A short human sentence for logs: what was compared with what."""
     if not isinstance(condition, Condition):
         return f"{condition!r}"

@@ -18,8 +18,8 @@ from nats.aio.msg import Msg
 from events import subjects
 from events.run import RunEvent, StepFailed, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepScheduled
 from services.domain.classify import Classification, classify
-from services.domain.retry import after_remediation, handler_name, matching_handler, decide_retry, without_policy
-from services.domain.run.commands import DecideRetry
+from services.domain.retry import after_remediation, handler_name, matching_handler, retry_verdict, without_policy
+from services.domain.run.commands import RecordRetryVerdict
 from services.domain.run.decider import context_of, decide
 from services.domain.run.state import Run
 from services.errors import PlaybookError
@@ -74,14 +74,14 @@ class ResilienceService:
             elif policy is None:
                 verdict = without_policy(step.id, step.attempt.number, found)
             else:
-                verdict = decide_retry(step.id, step.attempt.number, policy, found, event.outputs, random.random())
+                verdict = retry_verdict(step.id, step.attempt.number, policy, found, event.outputs, random.random())
             at = datetime.now(timezone.utc)
             run, _ = await self.runs.change(run.id, lambda r: decide(r, verdict, at))
             step = run.steps[event.step_id]
         if step.retry.status == "waiting":
             await self._arm(run, step.id)
 
-    async def _remediate(self, run: Run, failed: StepFailed, index: int, found: Classification) -> DecideRetry:
+    async def _remediate(self, run: Run, failed: StepFailed, index: int, found: Classification) -> RecordRetryVerdict:
         """Run the error handler's action (recorded before and after), then retry at once or not."""
         handler = run.error_handlers[index]
         step_id, attempt = failed.step_id, failed.attempt

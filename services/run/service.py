@@ -31,7 +31,7 @@ from services.errors import CommandRejected, ConcurrencyConflict
 from services.playbook import PlaybookInvalid, load_playbook
 from services.directory import Directory
 from services.domain.run.gates import Refused
-from services.domain.run.commands import Advance, Decide, RunCommand
+from services.domain.run.commands import Advance, AnswerGate, RunCommand
 from services.domain.run.decider import decide
 from services.aggregates import BreakerRepository, RunRepository
 from services.runtime import Consumer
@@ -129,7 +129,7 @@ class RunService:
                 await self.breakers.change(key, lambda _breaker: [reset])
                 return None, [reset]
             case ApproveStep(run_id=run_id) | RejectStep(run_id=run_id):
-                decision = Decide(step_id=command.step_id, actor=command.actor,
+                decision = AnswerGate(step_id=command.step_id, actor=command.actor,
                                   groups=tuple(self.directory.groups_of(command.actor)),
                                   approve=isinstance(command, ApproveStep), comment=command.comment)
                 return run_id, await self._decide(run_id, decision)

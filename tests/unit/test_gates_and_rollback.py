@@ -5,7 +5,7 @@ import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import ApprovalDeadlinePassed
-from services.domain.run.commands import DeadlinePassed, Decide
+from services.domain.run.commands import ExpireGate, AnswerGate
 from services.domain.run.gates import Refused
 from services.errors import CommandRejected
 from tests.helpers import at, noop, started
@@ -18,12 +18,12 @@ def gated(step_id: str = "deploy", **gate) -> dict:
     return noop(step_id, approval_gate={"message": "Deploy it?", "required_approvers": ["ops-team", "tech-lead"], **gate})
 
 
-def approve(who: str, step: str = "deploy", comment: str = "") -> Decide:
-    return Decide(step_id=step, actor=who, groups=GROUPS[who], approve=True, comment=comment)
+def approve(who: str, step: str = "deploy", comment: str = "") -> AnswerGate:
+    return AnswerGate(step_id=step, actor=who, groups=GROUPS[who], approve=True, comment=comment)
 
 
-def reject(who: str, step: str = "deploy") -> Decide:
-    return Decide(step_id=step, actor=who, groups=GROUPS[who], approve=False, comment="not today")
+def reject(who: str, step: str = "deploy") -> AnswerGate:
+    return AnswerGate(step_id=step, actor=who, groups=GROUPS[who], approve=False, comment="not today")
 
 
 def gate_scenario(**gate) -> Scenario:
@@ -106,16 +106,16 @@ def test_the_deadline_times_the_gate_out_and_a_late_approval_is_refused() -> Non
     s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))
     with pytest.raises(Refused, match="approval window .* closed"):
         s.when(approve("alice"))
-    events = s.when(DeadlinePassed("deploy"))
+    events = s.when(ExpireGate("deploy"))
     assert kinds(events) == ["ApprovalTimedOut:deploy", "StepFailed:deploy", "RunFailed"]
     assert events[1].category == "timeout"
-    assert s.when(DeadlinePassed("deploy")) == []
+    assert s.when(ExpireGate("deploy")) == []
 
 
 def test_auto_approve_after_timeout_opens_the_gate_as_the_system() -> None:
     s = gate_scenario(timeout_seconds=5, auto_approve_after_timeout=True)
     s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))
-    events = s.when(DeadlinePassed("deploy"))
+    events = s.when(ExpireGate("deploy"))
     assert kinds(events) == ["ApprovalGranted:deploy", "StepScheduled:deploy"]
     assert (events[0].actor, events[0].by_timeout) == ("system", True)
 
@@ -123,7 +123,7 @@ def test_auto_approve_after_timeout_opens_the_gate_as_the_system() -> None:
 def test_a_deadline_after_the_gate_was_decided_does_nothing() -> None:
     s = gate_scenario(timeout_seconds=5)
     s.when(approve("alice")), s.when(approve("carol"))
-    assert s.when(DeadlinePassed("deploy")) == []
+    assert s.when(ExpireGate("deploy")) == []
 
 
 def test_a_paused_runs_gate_can_be_approved_and_the_step_starts_on_resume() -> None:

@@ -7,8 +7,8 @@ from events.commands import PauseRun
 from events.playbook import RetryPolicy
 from events.run import StepScheduled
 from services.domain.classify import Classification
-from services.domain.retry import backoff, decide_retry
-from services.domain.run.commands import DecideRetry
+from services.domain.retry import backoff, retry_verdict
+from services.domain.run.commands import RecordRetryVerdict
 from tests.helpers import at, noop, started
 from tests.unit.test_run_decider import R, Scenario, kinds
 
@@ -30,7 +30,7 @@ def test_a_failure_with_a_retry_policy_waits_for_the_decision_instead_of_failing
 def test_a_retry_is_scheduled_then_the_timer_schedules_the_next_attempt() -> None:
     s = failing_once()
     s.fail("call", "503", "temporary")
-    events = s.when(DecideRetry(step_id="call", attempt=1, retry=True, category="temporary", reason="r",
+    events = s.when(RecordRetryVerdict(step_id="call", attempt=1, retry=True, category="temporary", reason="r",
                                 delay_seconds=2.0))
     assert kinds(events) == ["StepRetryScheduled:call"]
     assert (events[0].attempt, events[0].due) == (2, at(12))
@@ -42,14 +42,14 @@ def test_a_retry_is_scheduled_then_the_timer_schedules_the_next_attempt() -> Non
 def test_not_retried_lets_the_failure_policy_apply() -> None:
     s = failing_once()
     s.fail("call", "403", "authorization")
-    events = s.when(DecideRetry(step_id="call", attempt=1, retry=False, category="authorization", reason="no"))
+    events = s.when(RecordRetryVerdict(step_id="call", attempt=1, retry=False, category="authorization", reason="no"))
     assert kinds(events) == ["StepNotRetried:call", "RunFailed"]
 
 
 def test_a_decision_made_twice_is_recorded_once() -> None:
     s = failing_once()
     s.fail("call")
-    decision = DecideRetry(step_id="call", attempt=1, retry=True, category="network", reason="r", delay_seconds=1)
+    decision = RecordRetryVerdict(step_id="call", attempt=1, retry=True, category="network", reason="r", delay_seconds=1)
     assert kinds(s.when(decision)) == ["StepRetryScheduled:call"]
     assert s.when(decision) == []
 
@@ -58,7 +58,7 @@ def test_a_paused_run_still_gets_its_retry_and_a_cancelled_failure_never_retries
     s = failing_once()
     s.when(PauseRun(run_id=R, actor="ops"))
     s.fail("call")
-    assert kinds(s.when(DecideRetry(step_id="call", attempt=1, retry=True, category="network", reason="r",
+    assert kinds(s.when(RecordRetryVerdict(step_id="call", attempt=1, retry=True, category="network", reason="r",
                                     delay_seconds=1))) == ["StepRetryScheduled:call"]
     s2 = failing_once()
     s2.fail("call", "killed", "cancelled")
@@ -81,8 +81,8 @@ def test_backoff_is_capped_and_retry_after_is_respected_within_the_cap() -> None
 def test_the_policy_explains_itself() -> None:
     policy = RetryPolicy(max_attempts=3, retry_on_errors=["network"])
     found = Classification(category="temporary", signal="http status 503")
-    verdict = decide_retry("call", 1, policy, found, {"status_code": 503}, 0.5)
+    verdict = retry_verdict("call", 1, policy, found, {"status_code": 503}, 0.5)
     assert not verdict.retry and "temporary is not in retry_on_errors (network)" in verdict.reason
     by_status = RetryPolicy(max_attempts=3, retry_on_status=[503])
-    assert decide_retry("call", 1, by_status, found, {"status_code": 503}, 0.5).retry
-    assert decide_retry("call", 3, by_status, found, {"status_code": 503}, 0.5).exhausted
+    assert retry_verdict("call", 1, by_status, found, {"status_code": 503}, 0.5).retry
+    assert retry_verdict("call", 3, by_status, found, {"status_code": 503}, 0.5).exhausted

@@ -88,7 +88,7 @@ async def api(web_server) -> AsyncIterator[Api]:
 
 async def projected(web_server, seq: int) -> None:
     """Until the web server's views have applied the stream up to `seq`."""
-    projector = web_server.context.projector
+    projector = web_server.backend.projector
     reached = asyncio.Event()
     stop = projector.listen(lambda change: reached.set() if change.seq >= seq else None)
     try:
@@ -193,7 +193,7 @@ async def test_an_invalid_playbook_says_where_each_problem_is(api: Api) -> None:
 
 async def test_a_command_too_large_for_nats_is_413_not_a_crash(api: Api, web_server) -> None:
     """Non-ASCII text grows when the command is encoded for NATS: under the web's body limit, over NATS's."""
-    text = QUICK + "# " + "é" * (web_server.context.nc.max_payload // 3) + "\n"
+    text = QUICK + "# " + "é" * (web_server.backend.nc.max_payload // 3) + "\n"
     answer = await api.post("/api/runs", raw=json.dumps({"playbook": text}, ensure_ascii=False).encode())
     assert answer.status == 413 and answer.error["code"] == "request_entity_too_large"
     assert "NATS" in answer.error["message"]
@@ -378,7 +378,7 @@ async def finished_and_waiting(api: Api, engine, web_server) -> tuple[list[str],
 async def reset_circuit(api: Api, web_server, key: str) -> None:
     answer = await api.post("/api/circuits/reset", {"key": key}, user="alice")
     assert answer.status == 200 and answer.body["events"][0]["type"] == "CircuitReset"
-    info = await web_server.context.nc.jetstream().stream_info(subjects.RUNS_STREAM)
+    info = await web_server.backend.nc.jetstream().stream_info(subjects.RUNS_STREAM)
     await projected(web_server, info.state.last_seq)
 
 
@@ -396,7 +396,7 @@ async def test_metrics_circuits_rebuild_and_readiness(api: Api, engine, web_serv
     (reset,) = (await api.get("/api/audit?action=circuit_reset")).body
     assert (reset["actor"], reset["circuit"]) == ("alice", "payments:443")
 
-    position = web_server.context.projector.position
+    position = web_server.backend.projector.position
     rebuilt = await api.post("/api/projections/rebuild")
     assert rebuilt.status == 200 and (rebuilt.body["runs"], rebuilt.body["position"]) == (3, position)
     assert rebuilt.body["events"] > 0
@@ -437,7 +437,7 @@ async def test_prometheus_metrics_match_the_runs(api: Api, engine, web_server) -
     assert value("playbook_circuit_state", key="payments:443", state="closed") == 1
     assert value("playbook_circuit_state", key="payments:443", state="open") == 0
     assert value("playbook_projector_lag_events") == 0
-    assert value("playbook_projector_position") == web_server.context.projector.position
+    assert value("playbook_projector_position") == web_server.backend.projector.position
     assert value("playbook_projector_events_applied", "playbook_projector_events_applied_total") > 0
     assert value("playbook_projector_caught_up") == 1
     assert "process_cpu_seconds" in families

@@ -65,7 +65,7 @@ async def test_reconnecting_with_last_event_id_resumes_exactly(engine, web_serve
 
 async def test_the_run_list_stream_is_a_snapshot_then_every_later_change(engine, web_server) -> None:
     early = [await engine.send(StartRun(actor="alice", playbook=GATED)) for _ in range(3)]
-    await web_server.context.projector.wait_caught_up(10)
+    await web_server.backend.projector.wait_caught_up(10)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{web_server.url}/api/runs/stream") as response:
             snapshot = (await read_until(response, lambda m, _: True))[0]

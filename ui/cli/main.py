@@ -16,11 +16,13 @@ from events.commands import (
     ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
 from events.schema import json_schema
-from projections.describe import describe_circuit
+from projections.sentences import circuit_sentence
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
 from services.settings import Settings
-from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, event_json, plan_table, status_table
+from ui.cli.render import (
+    EXIT_INVALID, EXIT_UNAVAILABLE, Follower, event_json, plan_table, status_table, terminal_line,
+)
 from ui.client import EngineClient
 
 
@@ -186,7 +188,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
         count = 0
         async for seq, event in source:
             count += 1
-            print(event_json(seq, event) if args.json else f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {describe(event)}",
+            print(event_json(seq, event) if args.json else f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {terminal_line(event)}",
                   flush=True)
         if not count:
             print(f"no run with id {args.run_id!r}", file=sys.stderr)
@@ -202,7 +204,7 @@ def _circuit_events(args: argparse.Namespace, settings: Settings) -> int:
         envelopes = await client.circuit_events(args.circuit)
         for seq, event in envelopes:
             print(event_json(seq, event) if args.json else
-                  f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {describe_circuit(event)}")
+                  f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {circuit_sentence(event)}")
         if not envelopes:
             print(f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them", file=sys.stderr)
             return 1

@@ -9,15 +9,15 @@ import msgspec
 
 from events.circuit import CircuitEvent
 from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepRollbackScheduled, StepScheduled
-from projections.describe import describe as describe_event
+from projections.sentences import sentence
 from services.read import Run, dry_run_plan, evolve
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
 
-def describe(event: RunEvent) -> str:
+def terminal_line(event: RunEvent) -> str:
     """One line for the terminal: the step it concerns, then what happened."""
-    text = describe_event(event) or type(event).__name__
+    text = sentence(event) or type(event).__name__
     if isinstance(event, ApprovalRequested):
         text += f": {event.message} — playbook approve {event.run_id} {event.step_id}"
     step_id = getattr(event, "step_id", None)
@@ -45,7 +45,7 @@ class Follower:
         elif not isinstance(event, self.HIDDEN):
             self.t0 = self.t0 or event.at
             offset = (event.at - self.t0).total_seconds()
-            self.out.write(f"{offset:8.3f}s {self.progress()} {describe(event)}\n")
+            self.out.write(f"{offset:8.3f}s {self.progress()} {terminal_line(event)}\n")
         self.out.flush()
 
     def progress(self) -> str:

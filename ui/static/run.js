@@ -295,13 +295,13 @@ function gateCard(stepId, base, runId) {
   const given = h("ul", { class: "given", "data-testid": `approvals-${stepId}` });
   const el = h("article", { class: "gate", "data-testid": `gate-${stepId}` }, heading, message, details, given,
     h("div", { class: "decide" }, h("label", { for: `comment-${stepId}` }, "Comment"), comment, approve, reject));
-  const decide = async (verb, label) => {
+  const answer = async (verb, label) => {
     const result = await command(`${label} ${stepId} in run ${runId}`, `${base}/steps/${encodeURIComponent(stepId)}/${verb}`,
       { comment: comment.value });
     if (result.ok) comment.value = "";
   };
-  approve.addEventListener("click", () => decide("approve", "Approve"));
-  reject.addEventListener("click", () => decide("reject", "Reject"));
+  approve.addEventListener("click", () => answer("approve", "Approve"));
+  reject.addEventListener("click", () => answer("reject", "Reject"));
 
   const update = (step, asked, runFinished) => {
     const gate = step.approval_gate;

@@ -22,7 +22,7 @@ from events import subjects
 from projections import run_list
 from projections.metrics import DURATION_BUCKETS_MS, KEY_SEP, Metrics
 from projections.projector import Projector
-from ui.web.context import CONTEXT
+from ui.web.backend import BACKEND
 
 CIRCUIT_STATES = ("closed", "open", "half_open")
 RUN_STATUSES = run_list.ACTIVE | {"completed", "failed", "cancelled", "rolled_back", "rollback_failed"}
@@ -128,8 +128,8 @@ SCRAPE = web.AppKey("prometheus", tuple)   # (CollectorRegistry, ViewsCollector)
 
 async def metrics_text(request: web.Request) -> web.Response:
     registry, collector = request.app[SCRAPE]
-    context = request.app[CONTEXT]
-    collector.stream_last_seq = await _stream_last_seq(context.nc)
+    backend = request.app[BACKEND]
+    collector.stream_last_seq = await _stream_last_seq(backend.nc)
     # No await from here on: this scrape's sequence is the one collected.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return web.Response(body=encode(registry), headers={"Content-Type": content_type})
@@ -148,7 +148,7 @@ async def _stream_last_seq(nc: NATS) -> int | None:
 
 def add_routes(app: web.Application) -> None:
     registry = CollectorRegistry(auto_describe=False)
-    collector = ViewsCollector(app[CONTEXT].projector)
+    collector = ViewsCollector(app[BACKEND].projector)
     registry.register(collector)
     ProcessCollector(registry=registry)
     app[SCRAPE] = (registry, collector)

@@ -47,8 +47,11 @@ class FinishStep:
 
 
 @dataclass(frozen=True, slots=True)
-class DecideRetry:
-    """The resilience service's verdict on a failed attempt (its randomness already drawn)."""
+class RecordRetryVerdict:
+    """The resilience service's verdict on a failed attempt: retry (after `delay_seconds`) or not.
+
+    Its randomness (jitter) was drawn before, so recording it stays pure.
+    """
 
     step_id: str
     attempt: int
@@ -61,8 +64,8 @@ class DecideRetry:
 
 
 @dataclass(frozen=True, slots=True)
-class Decide:
-    """A person's decision on a gate; `groups` come from the directory, at the edge."""
+class AnswerGate:
+    """A person approves (`approve`) or rejects a gate; `groups` come from the directory, at the edge."""
 
     step_id: str
     actor: str
@@ -72,9 +75,11 @@ class Decide:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadlinePassed:
+class ExpireGate:
+    """The gate's deadline timer fired."""
+
     step_id: str
 
 
 RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | FinishStep
-              | Decide | DeadlinePassed | DecideRetry)
+              | AnswerGate | ExpireGate | RecordRetryVerdict)

@@ -19,7 +19,7 @@ from events.run import (
 )
 from services.domain.run import gates, rollback
 from services.domain.run.commands import (
-    Advance, BeginStep, Decide, DeadlinePassed, DecideRetry, FinishStep, RunCommand,
+    Advance, AnswerGate, BeginStep, ExpireGate, FinishStep, RecordRetryVerdict, RunCommand,
 )
 from services.domain.run.dry_run import dry_run_events
 from services.domain.run.state import Run, StepState, evolve
@@ -31,14 +31,14 @@ from services.playbook.interpolate import Context
 def decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
     if not run.exists:
         raise UnknownRun(run.id)
-    events = _decide(run, cmd, at)
+    events = _events_for(run, cmd, at)
     ahead = run.clone()
     for event in events:
         evolve(ahead, event)
     return events + advance(ahead, at)
 
 
-def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
+def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
     match cmd:
         case PauseRun() if run.status == "paused":
             return []
@@ -69,12 +69,12 @@ def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
         case RollbackRun(actor=actor, reason=reason):
             return [_rollback_started(run, at, reason or f"rollback requested by {actor}", actor)]
 
-        case Decide():
-            return gates.decide(run, cmd, at)
-        case DeadlinePassed():
-            return gates.deadline_passed(run, cmd, at)
-        case DecideRetry():
-            return _retry(run, cmd, at)
+        case AnswerGate():
+            return gates.answer(run, cmd, at)
+        case ExpireGate():
+            return gates.expire(run, cmd, at)
+        case RecordRetryVerdict():
+            return _record_retry_verdict(run, cmd, at)
         case Advance():
             return []
         case BeginStep():
@@ -127,7 +127,7 @@ def _finish(run: Run, cmd: FinishStep, at: datetime) -> list[RunEvent]:
     return [failed(**common, error=cmd.error, category=cmd.category)]
 
 
-def _retry(run: Run, cmd: DecideRetry, at: datetime) -> list[RunEvent]:
+def _record_retry_verdict(run: Run, cmd: RecordRetryVerdict, at: datetime) -> list[RunEvent]:
     step = run.steps.get(cmd.step_id)
     if step is None or step.retry.status != "deciding" or step.attempt.number != cmd.attempt:
         return []   # decided already (a redelivered StepFailed)
@@ -179,7 +179,7 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
         failed = [s.id for s in run.steps.values() if s.status == "failed" and not s.retry.status and not _tolerated(run, s)]
         if failed and (_stopped_by_failure(run) or _all_settled(run)):
             reason = _failure_reason(run, failed)
-            if run.playbook.on_failure == "rollback" and rollback.waves(run):
+            if run.playbook.on_failure == "rollback" and rollback.rollback_waves(run):
                 emit(_rollback_started(run, at, reason, "system"))
                 events += _advance_rollback(run, at)
             else:
@@ -195,14 +195,14 @@ def _advance_rollback(run: Run, at: datetime) -> list[RunEvent]:
     if run.status == "cancelling":
         busy = any(s.rollback.status == "running" for s in run.steps.values())
         return [] if busy else [RunCancelled(run_id=run.id, at=at)]
-    events = rollback.advance(run, at)
+    events = rollback.next_rollback_events(run, at)
     for event in events:
         evolve(run, event)
     return events
 
 
 def _rollback_started(run: Run, at: datetime, reason: str, actor: str) -> RollbackStarted:
-    waves = rollback.waves(run)
+    waves = rollback.rollback_waves(run)
     if run.status == "rollback_failed":   # roll back again what is not rolled back yet
         waves = [[s for s in wave if run.steps[s].rollback.status != "rolled_back"] for wave in waves]
         waves = [wave for wave in waves if wave]

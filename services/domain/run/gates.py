@@ -13,7 +13,7 @@ from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested,
     ApprovalTimedOut, RunEvent, StepFailed,
 )
-from services.domain.run.commands import DeadlinePassed, Decide
+from services.domain.run.commands import AnswerGate, ExpireGate
 from services.domain.run.quorum import eligible_entries, quorum
 from services.domain.run.state import Run, StepState
 from services.errors import CommandRejected, PlaybookError
@@ -28,7 +28,8 @@ class Refused(CommandRejected):
         self.record = record
 
 
-def needed(gate: ApprovalGate) -> int:
+def approvals_needed(gate: ApprovalGate) -> int:
+    """How many entries must each be satisfied by a distinct person."""
     entries = len(gate.required_approvers)
     return min(gate.min_approvals, entries) if gate.min_approvals else max(entries, 1)
 
@@ -44,11 +45,12 @@ def request(run: Run, step: StepState, ctx: Context, at: datetime) -> RunEvent:
                           error=f"cannot write the approval message: {err}", category="configuration")
     deadline = at + timedelta(seconds=gate.timeout_seconds) if gate.timeout_seconds else None
     return ApprovalRequested(run_id=run.id, at=at, step_id=step.id, message=message,
-                             required_approvers=list(gate.required_approvers), min_approvals=needed(gate),
+                             required_approvers=list(gate.required_approvers), min_approvals=approvals_needed(gate),
                              deadline=deadline, auto_approve_after_timeout=gate.auto_approve_after_timeout)
 
 
-def decide(run: Run, cmd: Decide, at: datetime) -> list[RunEvent]:
+def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
+    """A person's approval or rejection: recorded, or refused with the reason (and the refusal recorded)."""
     verb = "approve" if cmd.approve else "reject"
 
     def refuse(reason: str) -> Refused:
@@ -93,14 +95,15 @@ def open_gates(run: Run, at: datetime) -> list[RunEvent]:
         assert gate is not None
         approvers = [(given.actor, given.groups) for given in step.gate.approvals]
         entries = gate.required_approvers
-        opened_by = quorum(entries, approvers, needed(gate)) if entries else [approvers[0][0]]
+        opened_by = quorum(entries, approvers, approvals_needed(gate)) if entries else [approvers[0][0]]
         if opened_by is not None:
             granted.append(ApprovalGranted(run_id=run.id, at=at, step_id=step.id, approvers=opened_by,
                                            actor=step.gate.approvals[-1].actor))
     return granted
 
 
-def deadline_passed(run: Run, cmd: DeadlinePassed, at: datetime) -> list[RunEvent]:
+def expire(run: Run, cmd: ExpireGate, at: datetime) -> list[RunEvent]:
+    """The gate's deadline fired: approve by timeout, or time it out and fail the step."""
     step = run.steps.get(cmd.step_id)
     if step is None or step.gate.status != "requested" or run.finished:
         return []   # decided before the deadline: the timer came too late to matter

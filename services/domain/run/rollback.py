@@ -14,7 +14,8 @@ from events.run import RollbackCompleted, RollbackFailed, RunEvent, StepRollback
 from services.domain.run.state import Run
 
 
-def waves(run: Run) -> list[list[str]]:
+def rollback_waves(run: Run) -> list[list[str]]:
+    """The steps to undo, in waves: latest finished first, a parallel group's members together."""
     undoable = [s for s in run.steps.values()
                 if run.specs[s.id].rollback and (s.status == "succeeded" or (s.status == "failed" and s.ran))]
     undoable.sort(key=lambda s: s.finished_order, reverse=True)
@@ -32,7 +33,7 @@ def waves(run: Run) -> list[list[str]]:
     return result
 
 
-def advance(run: Run, at: datetime) -> list[RunEvent]:
+def next_rollback_events(run: Run, at: datetime) -> list[RunEvent]:
     """The next rollback events: schedule the current wave, or end the rollback."""
     stop_on_failure = run.playbook.on_rollback_failure == "stop"
     failed = [s for wave in run.rollback_waves for s in wave if run.steps[s].rollback.status == "failed"]

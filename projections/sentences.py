@@ -16,7 +16,7 @@ from events.run import (
 )
 
 
-def describe(event: RunEvent) -> str | None:
+def sentence(event: RunEvent) -> str | None:
     """A short sentence saying what happened, or None for an event not worth a line."""
     match event:
         case RunStarted():
@@ -95,7 +95,7 @@ def describe(event: RunEvent) -> str | None:
     return type(event).__name__
 
 
-def describe_circuit(event: CircuitEvent) -> str:
+def circuit_sentence(event: CircuitEvent) -> str:
     """One line for a breaker's event: which call, which transition and why."""
     match event:
         case CircuitCallFailed():

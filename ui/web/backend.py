@@ -13,7 +13,7 @@ from ui.client import EngineClient
 
 
 @dataclass(slots=True)
-class WebContext:
+class Backend:
     nc: NATS
     client: EngineClient
     projector: Projector
@@ -21,4 +21,4 @@ class WebContext:
     started: float = field(default_factory=time.time)
 
 
-CONTEXT = web.AppKey("context", WebContext)
+BACKEND = web.AppKey("backend", Backend)
