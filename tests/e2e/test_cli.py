@@ -11,18 +11,17 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ROOT, Processes, playbook_cli
+from tests.helpers import until
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def engine_process(engine_env: dict[str, str], processes: Processes) -> dict[str, str]:
+async def engine_process(engine_env: dict[str, str], processes: Processes) -> dict[str, str]:
     """`playbook up` on the test's nats-server; returns the environment for CLI calls."""
     processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], engine_env)
-    deadline = time.monotonic() + 20
-    while "engine ready" not in next(processes.logs.glob("up-*.log")).read_text():
-        assert time.monotonic() < deadline, "engine did not start"
-        time.sleep(0.05)
+    log = next(processes.logs.glob("up-*.log"))
+    await until(lambda: "engine ready" in log.read_text(), timeout=20, what="playbook up ready")
     return engine_env
 
 

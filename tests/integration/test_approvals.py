@@ -10,8 +10,7 @@ import pytest
 
 from events.commands import ApproveStep, RejectStep, StartRun
 from events.run import ApprovalAttemptRefused, ApprovalRequested
-from tests.conftest import running_engine, until_timer_armed, wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, running_engine, until_timer_armed, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +130,7 @@ async def test_a_deadline_that_falls_while_everything_is_down_takes_effect_on_re
         request = next(e for _, e in await engine.events(run_id) if isinstance(e, ApprovalRequested))
     nats_server.stop()                                       # every process down, NATS included
     await asyncio.sleep(max(0.0, (request.deadline - datetime.now(timezone.utc)).total_seconds()) + 0.5)
-    nats_server.start()
+    await nats_server.start()
     restarted = datetime.now(timezone.utc)
     async with running_engine(settings) as engine:
         events = await wait_for_end(engine, run_id, timeout=15)

@@ -11,8 +11,7 @@ from events.playbook import CircuitSpec
 from services.aggregates import BreakerRepository, breaker_repository
 from services.domain.breaker import after_call
 from services.store import EventStore
-from tests.conftest import wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,7 @@ import pytest
 from events import subjects
 from events.commands import CancelRun, PauseRun, ResumeRun, StartRun
 from events.run import RunCancelled, RunCompleted, StepStarted
-from tests.conftest import wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +84,7 @@ async def test_cancel_kills_a_running_command_and_its_children_within_a_second(e
     async for _, event in engine.follow(run_id):
         if isinstance(event, StepStarted):
             break
-    await _until(lambda: pids.exists() and len(pids.read_text().split()) == 3)
+    await until(lambda: pids.exists() and len(pids.read_text().split()) == 3, what="three processes started")
     began = time.monotonic()
     reply = await engine.send(CancelRun(run_id=run_id, actor="bob", reason="wrong box"))
     assert names_of(reply) == ["RunCancelRequested"]
@@ -162,14 +161,6 @@ async def test_a_run_id_may_be_chosen_and_only_used_once(engine) -> None:
     assert (again.accepted, again.error.code) == (False, "run_exists")
     odd = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="a.b>"))
     assert (odd.accepted, odd.error.code) == (False, "bad_request")
-
-
-async def _until(condition, timeout: float = 10.0) -> None:
-    """Poll a file-system condition the engine cannot tell us about by event."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_playbook_with_security_errors_starts_only_with_allow_unsafe_shell(engine) -> None:

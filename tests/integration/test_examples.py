@@ -7,7 +7,7 @@ import pytest
 
 from events.commands import StartRun
 from services.playbook import validate_playbook
-from tests.conftest import wait_for_end
+from tests.helpers import wait_for_end
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

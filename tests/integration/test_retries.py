@@ -9,8 +9,7 @@ import pytest
 from aiohttp import web
 
 from events.commands import StartRun
-from tests.conftest import local_http, running_engine, until_timer_armed, wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import local_http, playbook_yaml, running_engine, until_timer_armed, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +89,7 @@ async def test_a_backoff_that_ends_while_everything_is_down_retries_once_on_rest
         await until_timer_armed(engine)
     nats_server.stop()                                   # every process down during the backoff
     await asyncio.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()) + 0.5)
-    nats_server.start()
+    await nats_server.start()
     async with running_engine(settings) as engine:
         events = await wait_for_end(engine, reply.run_id, timeout=20)
     assert type(events[-1]).__name__ == "RunCompleted"

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from events.commands import ApproveStep, RollbackRun, StartRun
 from events.run import ApprovalRequested
-from tests.conftest import local_http, wait_for_end
+from tests.helpers import local_http, wait_for_end
 
 pytestmark = pytest.mark.integration
 

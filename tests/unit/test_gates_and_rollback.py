@@ -8,8 +8,7 @@ from events.run import ApprovalDeadlinePassed
 from services.domain.run.commands import ExpireGate, AnswerGate
 from services.domain.run.gates import Refused
 from services.errors import CommandRejected
-from tests.helpers import at, noop, started
-from tests.unit.test_run_decider import R, Scenario, kinds
+from tests.helpers import R, Scenario, at, kinds, noop, started
 
 GROUPS = {"alice": ("ops-team",), "bob": ("ops-team", "tech-lead"), "carol": ("tech-lead",), "dave": ()}
 

@@ -11,8 +11,7 @@ from projections.run_view import run_view, timeline
 from services.domain.run.commands import ExpireGate, AnswerGate
 from services.domain.run.commands import RecordRetryVerdict
 from services.domain.run.state import Run
-from tests.helpers import at, noop, started
-from tests.unit.test_run_decider import R, Scenario
+from tests.helpers import R, Scenario, at, noop, started
 
 ORIGINAL_KEYS = {"run_id", "status", "playbook", "environment", "actor", "parameters", "started_at", "finished_at",
                  "paused_by", "cancel_requested_by", "failure", "version", "steps"}

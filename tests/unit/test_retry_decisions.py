@@ -9,8 +9,7 @@ from events.run import StepScheduled
 from services.domain.classify import Classification
 from services.domain.retry import backoff, retry_verdict
 from services.domain.run.commands import RecordRetryVerdict
-from tests.helpers import at, noop, started
-from tests.unit.test_run_decider import R, Scenario, kinds
+from tests.helpers import R, Scenario, at, kinds, noop, started
 
 RETRY = {"max_attempts": 3, "base_delay": 1, "jitter": "none"}
 

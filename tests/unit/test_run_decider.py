@@ -9,66 +9,7 @@ from services.errors import CommandRejected, UnknownRun
 from services.domain.run.commands import Advance, BeginStep, FinishStep
 from services.domain.run.decider import decide
 from services.domain.run.state import Run, evolve
-from tests.helpers import at, noop, started
-
-
-@pytest.fixture(autouse=True)
-def pending_index_matches_the_steps(monkeypatch):
-    """Every test here also checks the decider's index of pending steps against the steps."""
-    from services.domain.run import decider, state
-
-    def checked(run: Run, event: RunEvent, seq: int = 0) -> Run:
-        state.evolve(run, event, seq)
-        if run.exists:
-            assert run.pending == {s.id for s in run.steps.values() if s.status == "pending"}, type(event).__name__
-        return run
-    monkeypatch.setattr(decider, "evolve", checked)
-
-R = "run1"
-
-
-class Scenario:
-    """A run built from events, with the sequence numbers the store would give them."""
-
-    def __init__(self, *events: RunEvent) -> None:
-        self.run = Run(id=R)
-        self.seq = 0
-        self.given(*events)
-
-    def given(self, *events: RunEvent) -> Scenario:
-        for event in events:
-            self.seq += 1
-            evolve(self.run, event, self.seq)
-        return self
-
-    def when(self, command, t: float = 10) -> list[RunEvent]:
-        events = decide(self.run, command, at(t))
-        self.given(*events)
-        return events
-
-    def start(self) -> list[RunEvent]:
-        return self.when(Advance())
-
-    def begin(self, step_id: str, redelivered: bool = False, executor: str = "ex1") -> list[RunEvent]:
-        step = self.run.steps[step_id]
-        return self.when(BeginStep(step_id=step_id, attempt=step.attempt.number, scheduled_seq=step.attempt.scheduled_seq,
-                                   executor=executor, redelivered=redelivered))
-
-    def succeed(self, step_id: str, **outputs) -> list[RunEvent]:
-        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt.number,
-                                    outputs=outputs, duration_ms=1.0))
-
-    def fail(self, step_id: str, error: str = "boom", category: str = "unknown") -> list[RunEvent]:
-        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt.number,
-                                    outputs={}, duration_ms=1.0, error=error, category=category))
-
-    def run_step(self, step_id: str, **outputs) -> list[RunEvent]:
-        self.begin(step_id)
-        return self.succeed(step_id, **outputs)
-
-
-def kinds(events: list[RunEvent]) -> list[str]:
-    return [f"{type(e).__name__}:{getattr(e, 'step_id', '')}".rstrip(":") for e in events]
+from tests.helpers import R, Scenario, at, kinds, noop, started
 
 
 def test_sequential_steps_are_scheduled_one_after_the_other() -> None:

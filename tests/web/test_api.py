@@ -13,8 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from events import subjects
-from tests.conftest import wait_for_end
-from tests.helpers import noop, playbook_yaml
+from tests.helpers import noop, playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,9 @@ from playwright.async_api import expect
 from events.commands import StartRun
 from events.run import ApprovalGiven, RunPaused, RunResumed, RunStarted
 from services.embedded import free_port
-from tests.conftest import wait_for_end
-from tests.helpers import noop, playbook_yaml
+from tests.helpers import noop, playbook_yaml, wait_for_end
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 GATED = playbook_yaml([
     {"id": "prepare", "name": "Prepare the release", "action": "shell", "timeout_seconds": 10,

@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from events.commands import StartRun
-from tests.conftest import wait_for_end
-from tests.helpers import noop, playbook_yaml
+from tests.helpers import noop, playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 

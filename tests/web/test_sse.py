@@ -8,25 +8,11 @@ import aiohttp
 import pytest
 
 from events.commands import ApproveStep, StartRun
-from tests.conftest import wait_for_end
-from tests.helpers import noop, playbook_yaml
-from tests.sse import Message, messages
+from tests.helpers import Message, noop, playbook_yaml, read_until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
 GATED = playbook_yaml([noop("prepare"), noop("deploy", approval_gate={"required_approvers": ["bob"]}), noop("verify")])
-
-
-async def read_until(response: aiohttp.ClientResponse, done, timeout: float = 20) -> list[Message]:
-    seen: list[Message] = []
-
-    async def collect() -> None:
-        async for message in messages(response):
-            seen.append(message)
-            if done(message, seen):
-                return
-    await asyncio.wait_for(collect(), timeout)
-    return seen
 
 
 def ids(seen: list[Message], kind: str = "event") -> list[int]:
