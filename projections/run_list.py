@@ -11,6 +11,7 @@ from events.run import (
     RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent,
     RunFailed, RunPaused, RunResumed, RunStarted,
 )
+from services.read import ACTIVE_RUN
 
 # The events this view needs; readers subscribe to just these.
 LIST_EVENTS: tuple[type[RunEvent], ...] = (
@@ -18,7 +19,7 @@ LIST_EVENTS: tuple[type[RunEvent], ...] = (
     ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut,
     RollbackStarted, RollbackCompleted, RollbackFailed,
 )
-ACTIVE = frozenset({"running", "paused", "cancelling", "waiting_approval", "rolling_back"})
+ACTIVE = ACTIVE_RUN
 _ENDS = {RunCompleted: "completed", RunFailed: "failed", RunCancelled: "cancelled",
          RollbackCompleted: "rolled_back", RollbackFailed: "rollback_failed"}
 

@@ -16,6 +16,16 @@ from events.run import (
 )
 
 
+# How a timeline colours each kind of event: bad news, a wait, good news, or what a person did.
+TONES: dict[str, tuple[type[RunEvent], ...]] = {
+    "bad": (StepFailed, RunFailed, StepRollbackFailed, RollbackFailed, ApprovalRejected, ApprovalAttemptRefused,
+            ApprovalTimedOut, StepRemediationFailed, RunCancelled),
+    "wait": (StepRetryScheduled, StepNotRetried, ApprovalRequested, StepRemediationStarted),
+    "good": (StepSucceeded, RunCompleted, ApprovalGranted, StepRolledBack, RollbackCompleted, StepRemediated),
+    "person": (RunPaused, RunResumed, RunCancelRequested, ApprovalGiven, RollbackStarted),
+}
+
+
 def sentence(event: RunEvent) -> str | None:
     """A short sentence saying what happened, or None for an event not worth a line."""
     match event:

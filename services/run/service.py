@@ -43,7 +43,7 @@ COMMAND_QUEUE = "run-commands"
 # Events written by commands and followed by more in the same decision: if the process
 # died in between, the advancer finishes the decision.
 COMMANDS_AT_ONCE = 64
-_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_RUN_ID = re.compile(subjects.RUN_ID_PATTERN)
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
                  "RollbackStarted")
 

@@ -15,6 +15,7 @@ import msgspec
 import nats.errors
 from aiohttp import web
 
+from events import subjects
 from events.commands import (
     ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
@@ -39,7 +40,7 @@ STATUS_OF_CODE = {
 }
 MAX_LIMIT = 1000
 # Run ids are subject tokens: anything else (".", "*", ">") never reaches NATS.
-RUN_PATH = "/api/runs/{run_id:[A-Za-z0-9_-]{1,64}}"
+RUN_PATH = f"/api/runs/{{run_id:{subjects.RUN_ID_PATTERN}}}"
 
 
 class ApiError(Exception):

@@ -15,18 +15,17 @@ import msgspec
 import msgspec.inspect
 from aiohttp import web
 
+from events import subjects
 from projections.audit import AuditEntry
 from projections.run_list import RunSummary
 from projections.step_logs import LogEntry
 from services.playbook.diagnostics import Diagnostic
-from ui.web.api import MAX_LIMIT, RUN_PATH, STATUS_OF_CODE
+from ui.web.api import MAX_LIMIT, STATUS_OF_CODE
 from ui.web.bodies import BODIES
 from ui.web.identity import USER_HEADER
 
 JSON = "application/json"
 REF = "#/components/schemas/{name}"
-# The run id's pattern, as the route itself constrains it (RUN_PATH ends "{run_id:<pattern>}").
-RUN_ID_PATTERN = RUN_PATH.split("{run_id:", 1)[1].removesuffix("}")
 # Every error code and its status: the run service's, plus those the web edge adds.
 STATUS = {**STATUS_OF_CODE, "bad_identity": 400, "engine_unavailable": 503, "not_found": 404,
           "request_entity_too_large": 413}
@@ -165,7 +164,7 @@ def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-RUN_ID = path_param("run_id", "a run id outside the pattern matches no route: 404 not_found", RUN_ID_PATTERN)
+RUN_ID = path_param("run_id", "a run id outside the pattern matches no route: 404 not_found", subjects.RUN_ID_PATTERN)
 STEP_ID = path_param("step_id", "the gated step")
 USER = {"name": USER_HEADER, "in": "header", "required": False, "description": "who acts (default anonymous)",
         "schema": {"type": "string", "pattern": r"^[\w.@+-]{1,64}$"}}   # as ui/web/identity.py checks it

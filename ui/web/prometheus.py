@@ -19,13 +19,12 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from events import subjects
-from projections import run_list
 from projections.metrics import DURATION_BUCKETS_MS, KEY_SEP, Metrics
 from projections.projector import Projector
+from services.read import RUN_STATUSES
 from ui.web.backend import BACKEND
 
 CIRCUIT_STATES = ("closed", "open", "half_open")
-RUN_STATUSES = run_list.ACTIVE | {"completed", "failed", "cancelled", "rolled_back", "rollback_failed"}
 STREAM_INFO_TIMEOUT = 2.0
 BUCKET_BOUNDS = [floatToGoString(ms / 1000) for ms in DURATION_BUCKETS_MS]   # seconds, as Prometheus prefers
 
@@ -72,7 +71,7 @@ def runs(metrics: Metrics) -> Iterator[Metric]:
                                    labels=["playbook"])
     rates = {item["playbook"]: item["success_rate"] for item in metrics.as_json()["playbooks"]}
     for name, stats in sorted(metrics.playbooks.items()):
-        for status in sorted(RUN_STATUSES | set(stats.by_status)):   # 0, not a vanished series, when none are
+        for status in sorted(set(RUN_STATUSES) | set(stats.by_status)):   # 0, not a vanished series, when none are
             now.add_metric([name, status], stats.by_status.get(status, 0))
         started.add_metric([name, "false"], stats.runs - stats.dry_runs)
         started.add_metric([name, "true"], stats.dry_runs)

@@ -21,7 +21,11 @@ GateStatus = Literal["", "requested", "granted", "rejected", "timed_out"]
 RetryStatus = Literal["", "deciding", "waiting"]
 RemediationStatus = Literal["", "running", "done", "failed"]
 RollbackStatus = Literal["", "pending", "scheduled", "running", "rolled_back", "failed"]
+# Every status a run shows (`display_status`), the active ones first; the dashboard's list is generated from it.
+RUN_STATUSES: tuple[str, ...] = ("running", "waiting_approval", "paused", "cancelling", "rolling_back",
+                                 "completed", "failed", "cancelled", "rolled_back", "rollback_failed")
 FINISHED_RUN: frozenset[str] = frozenset({"completed", "failed", "cancelled", "rolled_back", "rollback_failed"})
+ACTIVE_RUN: frozenset[str] = frozenset(RUN_STATUSES) - FINISHED_RUN
 
 
 @dataclass(slots=True)
