@@ -36,7 +36,8 @@ class Service(Protocol):
 
 
 class Door(Protocol):
-    url: str
+    @property
+    def url(self) -> str: ...
 
     async def close(self) -> None: ...
 

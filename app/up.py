@@ -51,7 +51,7 @@ async def _run_demo(nc: NATS, web_url: str) -> None:
     client = EngineClient(nc)
     reply = await client.send(StartRun(actor="demo", playbook=DEMO_PLAYBOOK.read_text(), source=str(DEMO_PLAYBOOK),
                                        parameters={"base_url": web_url}, environment="staging"))
-    if not reply.accepted:
+    if not reply.accepted or reply.run_id is None:
         log.error("demo not started: %s", reply.error and reply.error.message)
         return
     print(f"demo run {reply.run_id}: follow it with `playbook events {reply.run_id} --follow`", flush=True)

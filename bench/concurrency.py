@@ -164,8 +164,8 @@ async def measure(url: str, runs: int, steps: int) -> dict[str, Any]:
                 # Held: a first `wait` step outlasts the starting of every run, so all are active at once.
                 hold = round(1.0 + flowing["start_seconds"], 1)
                 await asyncio.sleep(1.0)
-                held = await phase(client, ends, playbook(steps, hold=hold), [f"held{tag}-{i:05d}" for i in range(runs)],
-                                   services.pid, timeout + hold)
+                held_ids = [f"held{tag}-{i:05d}" for i in range(runs)]
+                held = await phase(client, ends, playbook(steps, hold=hold), held_ids, services.pid, timeout + hold)
                 held["hold_seconds"] = hold
                 # Once the holds end, every run's steps are ready at once (the wait step counted too).
                 held["steps_per_second_all_active"] = runs * (steps + 1) / (held["wall_seconds"] - hold)

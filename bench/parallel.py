@@ -112,8 +112,9 @@ def report(result: dict[str, Any]) -> None:
           f"{spread['last_step_succeeded_s']:.3f} s after RunStarted ({spread['events']} events)")
     print()
     print_table(["workload", "wall s", "floor s", "overhead s", "overhead/step ms", "ratio"],
-                [(f"{result['steps']} x wait {result['seconds']:g} s", result["median_wall_s"], result["median_floor_s"],
-                  result["overhead_s"], result["overhead_per_step_ms"], f"{result['ratios']['wall_vs_one_wait']:.2f}x")])
+                [(f"{result['steps']} x wait {result['seconds']:g} s", result["median_wall_s"],
+                  result["median_floor_s"], result["overhead_s"], result["overhead_per_step_ms"],
+                  f"{result['ratios']['wall_vs_one_wait']:.2f}x")])
     print()
     print(f"ratios: wall {result['ratios']['wall_vs_one_wait']:.2f}x one step's wait "
           f"(target < {result['target_ratio']:g}x)")

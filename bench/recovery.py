@@ -188,7 +188,8 @@ def report(result: dict[str, Any]) -> None:
     print(f"{result['runs']} runs x {result['steps']} `wait` steps of {result['step_seconds']:g} s; engine "
           f"({'+'.join(result['processes']['engine'])}) and 2 executors in processes of their own, "
           f"PLAYBOOK_ACK_WAIT={result['ack_wait_seconds']:g} s; SIGKILL of the executor holding the most attempts "
-          f"{result['killed_after_seconds']:.2f} s after the first StartRun (held: {result['held_attempts_by_executor']}), "
+          f"{result['killed_after_seconds']:.2f} s after the first StartRun "
+          f"(held: {result['held_attempts_by_executor']}), "
           f"{result['runs_unfinished_at_kill']} runs unfinished then")
     print()
     print_table(["measure", "value"], [

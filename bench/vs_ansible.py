@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=100, help="steps (tasks) in the playbook (default 100)")
     parser.add_argument("--repetitions", type=int, default=3, help="measured runs of each; the median counts")
     parser.add_argument("--skip-ansible", action="store_true", help="time only ours (no ansible, nothing installed)")
-    parser.add_argument("--json", metavar="PATH", help="where to write the result (default bench/results/vs-ansible.json)")
+    parser.add_argument("--json", metavar="PATH",
+                        help="where to write the result (default bench/results/vs-ansible.json)")
 
 
 # -- ansible -----------------------------------------------------------------------------

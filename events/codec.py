@@ -29,11 +29,13 @@ def decode_command(name: str, data: bytes) -> Command:
     if not isinstance(body, dict):
         raise msgspec.ValidationError("the command body must be a JSON object")
     body["type"] = name
-    return msgspec.convert(body, AnyCommand)
+    command: Command = msgspec.convert(body, AnyCommand)
+    return command
 
 
 def to_builtins(message: msgspec.Struct) -> dict[str, Any]:
-    return msgspec.to_builtins(message)
+    builtins: dict[str, Any] = msgspec.to_builtins(message)
+    return builtins
 
 
 def event_name(event: RunEvent) -> str:

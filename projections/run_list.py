@@ -72,4 +72,5 @@ def apply(runs: dict[str, RunSummary], event: RunEvent) -> None:
 
 
 def as_dict(summary: RunSummary) -> dict[str, Any]:
-    return msgspec.to_builtins(summary)
+    plain: dict[str, Any] = msgspec.to_builtins(summary)
+    return plain

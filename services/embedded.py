@@ -38,7 +38,8 @@ def server_binary(configured: str | None = None) -> str:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _port_free(port: int) -> bool:
@@ -60,7 +61,7 @@ def greets(port: int) -> bool:
         return False
 
 
-def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
+def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if it has not stopped within `grace` seconds."""
     if process.poll() is not None:
         return
@@ -90,8 +91,9 @@ class EmbeddedNats:
         self.home.mkdir(parents=True, exist_ok=True)
         port = self.port if _port_free(self.port) else free_port()
         self.url = f"nats://127.0.0.1:{port}"
-        log_file = open(self.home / "nats-server.log", "ab")
-        self.process = subprocess.Popen(
+        # Opening the log and starting the process return at once; the server is awaited below.
+        log_file = open(self.home / "nats-server.log", "ab")  # noqa: ASYNC230
+        self.process = subprocess.Popen(  # noqa: ASYNC220
             [server_binary(self.binary), "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
              "-p", str(port), "-n", "playbook-embedded"],
             stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
@@ -106,7 +108,8 @@ class EmbeddedNats:
         deadline = time.monotonic() + timeout
         while not await asyncio.to_thread(greets, port):
             if self.process is not None and self.process.poll() is not None:
-                raise PlaybookError(f"nats-server exited with {self.process.returncode}; see {self.home / 'nats-server.log'}")
+                raise PlaybookError(f"nats-server exited with {self.process.returncode}; "
+                                    f"see {self.home / 'nats-server.log'}")
             if time.monotonic() > deadline:
                 raise PlaybookError(f"nats-server did not start within {timeout}s; see {self.home / 'nats-server.log'}")
             await asyncio.sleep(0.05)

@@ -60,13 +60,14 @@ def _stored(path: Path) -> StoredPlaybook:
         data = None
     data = data if isinstance(data, dict) else {}
     parameters = data.get("parameters")
+    parameters = [_plain(p) for p in parameters if isinstance(p, dict)] if isinstance(parameters, list) else []
     environments = data.get("environments")
     return StoredPlaybook(id=path.stem, path=path, name=str(data.get("name") or path.stem),
-                          description=str(data.get("description") or ""),
-                          parameters=[_plain(p) for p in parameters if isinstance(p, dict)] if isinstance(parameters, list) else [],
+                          description=str(data.get("description") or ""), parameters=parameters,
                           environments=[str(e) for e in environments] if isinstance(environments, dict) else [])
 
 
 def _plain(value: dict[Any, Any]) -> dict[str, Any]:
     """JSON-safe: YAML may hold dates and non-string keys."""
-    return json.loads(json.dumps(value, default=str, skipkeys=True))
+    plain: dict[str, Any] = json.loads(json.dumps(value, default=str, skipkeys=True))
+    return plain

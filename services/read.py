@@ -7,6 +7,8 @@ reading runs and breakers from the stream.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from events import subjects
 from events.circuit import CircuitEvent, decode_circuit_event
 from services.domain.breaker import Breaker, token
@@ -20,8 +22,9 @@ from services.playbook.plan import plan_waves
 from services.store import EventStore
 
 __all__ = [
-    "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "EventStore", "PlannedStep", "Run", "StepState", "StoredPlaybook", "all_breakers",
-    "approvals_needed", "breaker_history", "dry_run_plan", "evolve", "find_playbook", "fold", "plan_waves", "stored_playbooks",
+    "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "EventStore", "PlannedStep", "Run", "StepState",
+    "StoredPlaybook", "all_breakers", "approvals_needed", "breaker_history", "dry_run_plan", "evolve", "find_playbook",
+    "fold", "plan_waves", "stored_playbooks",
 ]
 
 
@@ -34,7 +37,7 @@ async def all_breakers(store: EventStore) -> list[Breaker]:
     return sorted(breakers.values(), key=lambda b: b.key)
 
 
-async def breaker_history(store: EventStore, key: str) -> list[tuple[int, CircuitEvent]]:
+async def breaker_history(store: EventStore, key: str) -> Sequence[tuple[int, CircuitEvent]]:
     """Every event of one breaker, with its stream sequence, for `playbook events --circuit`."""
     envelopes, _ = await store.load_aggregate(f"{subjects.circuit(token(key))}.>", decode_circuit_event)
     return envelopes

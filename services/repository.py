@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+import msgspec
+
 from services.errors import ConcurrencyConflict
 from services.store import EventStore
 
@@ -27,7 +29,7 @@ class Versioned(Protocol):
 
 
 S = TypeVar("S", bound=Versioned)
-E = TypeVar("E")
+E = TypeVar("E", bound=msgspec.Struct)
 A = TypeVar("A")
 
 

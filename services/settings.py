@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -31,6 +31,7 @@ from services.secrets import SecretSource, allowed_environment
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"   # the bundled playbooks
 DEFAULT_NATS_PORT = 4222
+T = TypeVar("T")
 
 log = logging.getLogger("playbook")
 
@@ -125,11 +126,12 @@ class Settings:
                                   reconnect_time_wait=0.5, error_cb=on_error)
 
 
-def _read_list(path: Path | None, variable: str, what: str, kind: Any) -> Any:
+def _read_list(path: Path | None, variable: str, what: str, kind: type[list[T]]) -> list[T]:
     if path is None:
         return []
     try:
-        return msgspec.convert(yaml.safe_load(path.read_text()) or [], kind)
+        items: list[T] = msgspec.convert(yaml.safe_load(path.read_text()) or [], kind)
+        return items
     except (OSError, yaml.YAMLError, msgspec.ValidationError) as err:
         raise PlaybookError(f"{path} (${variable}): cannot read the {what}: {err}") from err
 

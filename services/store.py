@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -34,12 +34,13 @@ PUBLISH_TIMEOUT = 5.0
 PUBLISH_TRIES = 3
 
 Envelope = tuple[int, RunEvent]   # (stream sequence, event)
+E = TypeVar("E")
 
 
 class _Batch:
     """Where one direct-get batch collects its events until the server says it is done."""
 
-    def __init__(self, into: list[Envelope], last: int, decode: Callable[[bytes], Any]) -> None:
+    def __init__(self, into: list[tuple[int, Any]], last: int, decode: Callable[[bytes], Any]) -> None:
         self.into, self.last, self.decode = into, last, decode
         self.done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
 
@@ -77,9 +78,10 @@ class EventStore:
         if error:
             raise RuntimeError(f"cannot set up stream {self.stream}: {error.get('description')}")
 
-    async def _api(self, subject: str, body: bytes) -> dict:
+    async def _api(self, subject: str, body: bytes) -> dict[str, Any]:
         msg = await self.nc.request(subject, body, timeout=PUBLISH_TIMEOUT)
-        return json.loads(msg.data)
+        reply: dict[str, Any] = json.loads(msg.data)
+        return reply
 
     async def load(self, run_id: str, after: int = 0) -> tuple[list[Envelope], int]:
         """Every event of the run after stream sequence `after`, and the last sequence seen.
@@ -90,16 +92,17 @@ class EventStore:
         """
         return await self.load_aggregate(subjects.run_all(run_id), decode_event, after)
 
-    async def load_aggregate(self, subject: str, decode: Callable[[bytes], Any], after: int = 0) -> tuple[list[Envelope], int]:
+    async def load_aggregate(self, subject: str, decode: Callable[[bytes], E],
+                             after: int = 0) -> tuple[list[tuple[int, E]], int]:
         """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded."""
-        events: list[Envelope] = []
+        events: list[tuple[int, E]] = []
         last = after
         while True:
             pending, last = await self._load_batch(subject, last + 1, events, last, decode)
             if not pending:
                 return events, last
 
-    async def _load_batch(self, subject: str, start: int, into: list[Envelope], last: int,
+    async def _load_batch(self, subject: str, start: int, into: list[tuple[int, Any]], last: int,
                           decode: Callable[[bytes], Any]) -> tuple[int, int]:
         """One direct-get batch into `into`; returns (events still pending, last sequence)."""
         batch = _Batch(into, last, decode)
@@ -207,7 +210,7 @@ class EventStore:
                     if last_id == msg_id:
                         return seq
                 raise ConcurrencyConflict(aggregate) from err
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 if attempt == PUBLISH_TRIES:
                     raise
                 log.warning("no ack for %s (try %d); publishing again with the same Nats-Msg-Id", subject, attempt)

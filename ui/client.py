@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -76,10 +78,10 @@ class EngineClient:
     async def circuits(self) -> list[Breaker]:
         return await all_breakers(self.store)
 
-    async def circuit_events(self, key: str) -> list[tuple[int, CircuitEvent]]:
+    async def circuit_events(self, key: str) -> Sequence[tuple[int, CircuitEvent]]:
         return await breaker_history(self.store, key)
 
-    async def rebuild_projections(self, timeout: float = 300.0) -> dict:
+    async def rebuild_projections(self, timeout: float = 300.0) -> dict[str, Any]:
         """Ask the web server(s) to refold their views from the first event."""
         try:
             msg = await self.nc.request(subjects.PROJECTIONS_REBUILD, b"", timeout=timeout)
@@ -87,7 +89,8 @@ class EngineClient:
             if "no responders" in str(err).lower():
                 raise EngineUnavailable("no web server answered: is `playbook up` running?") from err
             raise
-        return json.loads(msg.data)
+        result: dict[str, Any] = json.loads(msg.data)
+        return result
 
     async def list_runs(self) -> list[run_list.RunSummary]:
         runs: dict[str, run_list.RunSummary] = {}

@@ -39,9 +39,7 @@ class ApprovalService:
 
     async def _handle(self, msg: Msg, event: RunEvent, seq: int) -> None:
         match event:
-            case ApprovalRequested(deadline=None):
-                return
-            case ApprovalRequested(run_id=run_id, step_id=step_id, deadline=deadline):
+            case ApprovalRequested(run_id=run_id, step_id=step_id, deadline=deadline) if deadline is not None:
                 fires = ApprovalDeadlinePassed(run_id=run_id, at=deadline, step_id=step_id)
                 await self.runs.store.schedule(subjects.approval_timer(run_id, step_id), fires, deadline,
                                                msg_id=f"approval-timer.{run_id}.{step_id}.{seq}")

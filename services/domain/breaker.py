@@ -129,5 +129,6 @@ def _tripped(breaker: Breaker, spec: CircuitSpec) -> str:
     window = [*breaker.recent, True][-spec.window:]
     failed = sum(window)
     if len(window) >= min(spec.minimum_calls, spec.window) and failed / len(window) >= spec.failure_rate:
-        return f"{failed} of the last {len(window)} calls failed (rate {failed / len(window):.0%} >= {spec.failure_rate:.0%})"
+        rate = failed / len(window)
+        return f"{failed} of the last {len(window)} calls failed (rate {rate:.0%} >= {spec.failure_rate:.0%})"
     return ""

@@ -32,13 +32,13 @@ def backoff(policy: RetryPolicy, attempt: int, draw: float, retry_after: float |
 
 
 def retry_verdict(step_id: str, attempt: int, policy: RetryPolicy, found: Classification,
-                 outputs: Mapping[str, Any], draw: float) -> RecordRetryVerdict:
+                  outputs: Mapping[str, Any], draw: float) -> RecordRetryVerdict:
     status = outputs.get("status_code") if isinstance(outputs, Mapping) else None
     why = f"{found.category} error ({found.signal})"
-    common = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
+    common: dict[str, Any] = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
     if attempt >= policy.max_attempts:
         return RecordRetryVerdict(**common, retry=False, exhausted=True,
-                           reason=f"{why}; all {policy.max_attempts} attempts used")
+                                  reason=f"{why}; all {policy.max_attempts} attempts used")
     if policy.retry_on_status is not None and isinstance(status, int):
         retryable = status in policy.retry_on_status
         rule = f"status {status} {'is' if retryable else 'is not'} in retry_on_status"
@@ -51,7 +51,7 @@ def retry_verdict(step_id: str, attempt: int, policy: RetryPolicy, found: Classi
     retry_after = outputs.get("retry_after") if isinstance(outputs, Mapping) else None
     delay = backoff(policy, attempt, draw, retry_after if isinstance(retry_after, (int, float)) else None)
     return RecordRetryVerdict(**common, retry=True, delay_seconds=delay,
-                       reason=f"{why}; attempt {attempt + 1} of {policy.max_attempts} in {delay:g}s ({rule})")
+                              reason=f"{why}; attempt {attempt + 1} of {policy.max_attempts} in {delay:g}s ({rule})")
 
 
 def matching_handler(handlers: list[ErrorHandler], found: Classification, failed: StepFailed) -> int | None:
@@ -73,20 +73,22 @@ def handler_name(index: int, own: int) -> str:
 
 def without_policy(step_id: str, attempt: int, found: Classification) -> RecordRetryVerdict:
     """A failure with neither a retry policy nor an error handler for it stands."""
-    return RecordRetryVerdict(step_id=step_id, attempt=attempt, retry=False, category=found.category, pattern=found.pattern,
-                       reason=f"{found.category} error ({found.signal}); no retry policy and no error handler for it")
+    why = f"{found.category} error ({found.signal}); no retry policy and no error handler for it"
+    return RecordRetryVerdict(step_id=step_id, attempt=attempt, retry=False, category=found.category,
+                              pattern=found.pattern, reason=why)
 
 
 def after_remediation(step_id: str, attempt: int, policy: RetryPolicy | None, handler: ErrorHandler,
                       found: Classification, why: str, remediated: bool) -> RecordRetryVerdict:
     """Retry at once after a successful remediation, unless the handler or the attempts say no."""
     limit = policy.max_attempts if policy else 2
-    common = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
+    common: dict[str, Any] = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
     if not remediated:
         return RecordRetryVerdict(**common, retry=False, reason=f"{why}: the remediation failed")
     if handler.then == "fail":
-        return RecordRetryVerdict(**common, retry=False, reason=f"{why}: remediated; the handler lets the failure stand")
+        return RecordRetryVerdict(**common, retry=False,
+                                  reason=f"{why}: remediated; the handler lets the failure stand")
     if attempt >= limit:
         return RecordRetryVerdict(**common, retry=False, exhausted=True,
-                           reason=f"{why}: remediated, but all {limit} attempts used")
+                                  reason=f"{why}: remediated, but all {limit} attempts used")
     return RecordRetryVerdict(**common, retry=True, delay_seconds=0.0, reason=f"{why}: remediated; retrying at once")

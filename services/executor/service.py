@@ -25,7 +25,7 @@ from nats.js.api import DeliverPolicy
 from events import subjects
 from events.codec import decode_event
 from events.playbook import circuit_of
-from events.run import RunEvent, StepRollbackScheduled, StepRollbackStarted, StepScheduled, StepStarted
+from events.run import ErrorCategory, RunEvent, StepRollbackScheduled, StepRollbackStarted, StepScheduled, StepStarted
 from services.errors import PlaybookError
 from services.executor.actions import ActionResult, close_http_session, run_action
 from services.executor.actions.base import live_output
@@ -56,7 +56,7 @@ class Outcome:
 
     outputs: Any
     error: str = ""
-    category: str = "unknown"
+    category: ErrorCategory = "unknown"
 
     def redacted(self, ctx: Context) -> Outcome:
         """The outcome with every secret the attempt used replaced by `***`."""
@@ -76,7 +76,7 @@ class Executor:
         self._running: dict[str, set[asyncio.Task[object]]] = {}
         self._attempts: set[tuple[str, str]] = set()   # (run, step) executing in this process
         self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
-        self._cancel_sub = None
+        self._cancel_sub: Any = None   # the push subscription to cancel requests, once started
         self.breakers = breakers
         self.patterns = settings.error_patterns
 
@@ -202,7 +202,8 @@ class Executor:
             try:
                 args = resolve_args(action.action, action.args, ctx)
             except PlaybookError as err:
-                return Outcome(done, f"rollback action {number} ({action.action}): {err}", "configuration").redacted(ctx)
+                return Outcome(done, f"rollback action {number} ({action.action}): {err}",
+                               "configuration").redacted(ctx)
             result = await run_action(action.action, args, timeout=action.timeout_seconds)
             done.append(result.outputs)
             if not result.ok:

@@ -14,10 +14,11 @@ _PATH_TOKEN = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
 
 def resolve_args(action: str, raw: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """An action's args with every reference resolved; shell commands get quoted values."""
-    args = resolve({key: value for key, value in raw.items() if key != "command"}, ctx)
+    args: dict[str, Any] = resolve({key: value for key, value in raw.items() if key != "command"}, ctx)
     if "command" in raw:
         command = raw["command"]
-        args["command"] = resolve_shell(command, ctx) if action == "shell" and isinstance(command, str) else resolve(command, ctx)
+        shell = action == "shell" and isinstance(command, str)
+        args["command"] = resolve_shell(command, ctx) if shell else resolve(command, ctx)
     return args
 
 

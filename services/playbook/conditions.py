@@ -65,7 +65,7 @@ def _equal(left: Any, right: Any) -> bool:
         return truthy(left) == truthy(right)
     if isinstance(left, str) or isinstance(right, str):
         return str(left) == str(right)
-    return left == right
+    return bool(left == right)
 
 
 def _order(left: Any, right: Any) -> tuple[Any, Any]:

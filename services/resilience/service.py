@@ -16,7 +16,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from events import subjects
-from events.run import RunEvent, StepFailed, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepScheduled
+from events.run import (
+    RunEvent, StepFailed, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepScheduled,
+)
 from services.domain.classify import Classification, classify
 from services.domain.retry import after_remediation, handler_name, matching_handler, retry_verdict, without_policy
 from services.domain.run.commands import RecordRetryVerdict
@@ -34,9 +36,12 @@ log = logging.getLogger(__name__)
 
 
 class ActionOutcome(Protocol):
-    ok: bool
-    outputs: dict[str, Any]
-    error: str
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def outputs(self) -> dict[str, Any]: ...
+    @property
+    def error(self) -> str: ...
 
 
 class Perform(Protocol):
@@ -87,7 +92,8 @@ class ResilienceService:
         step_id, attempt = failed.step_id, failed.attempt
         why = f"{found.category} error ({found.signal}) -> {handler_name(index, len(run.playbook.error_handlers))}"
         at = datetime.now(timezone.utc)
-        started = StepRemediationStarted(run_id=run.id, at=at, step_id=step_id, attempt=attempt, handler=index, reason=why)
+        started = StepRemediationStarted(run_id=run.id, at=at, step_id=step_id, attempt=attempt, handler=index,
+                                         reason=why)
 
         def begin(r: Run) -> list[RunEvent]:
             s = r.steps[step_id]
@@ -100,13 +106,14 @@ class ResilienceService:
             ctx.secrets, ctx.env = self.settings.secrets.get, self.settings.playbook_env
             try:
                 result = await self.perform(handler.run.action, resolve_args(handler.run.action, handler.run.args, ctx),
-                                          timeout=handler.run.timeout_seconds)
-                ok, outputs, error = result.ok, redact(result.outputs, ctx.used_secrets), redact(result.error, ctx.used_secrets)
+                                            timeout=handler.run.timeout_seconds)
+                used = ctx.used_secrets
+                ok, outputs, error = result.ok, redact(result.outputs, used), redact(result.error, used)
             except PlaybookError as err:
                 ok, outputs, error = False, {}, str(err)
             end = datetime.now(timezone.utc)
             outcome: RunEvent = (StepRemediated(run_id=run.id, at=end, step_id=step_id, attempt=attempt, handler=index,
-                                               outputs=outputs) if ok else
+                                                outputs=outputs) if ok else
                                  StepRemediationFailed(run_id=run.id, at=end, step_id=step_id, attempt=attempt,
                                                        handler=index, error=error))
             run, _ = await self.runs.change(

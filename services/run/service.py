@@ -13,11 +13,14 @@ import asyncio
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from events import subjects
 from events.codec import decode_command, encode, to_builtins
@@ -64,7 +67,7 @@ class RunService:
         self.advancer = Consumer(nc, runs.store.stream, "advancer",
                                  [subjects.events_of_type(name) for name in ADVANCE_AFTER],
                                  self._advance, ack_wait=settings.ack_wait)
-        self._sub = None
+        self._sub: Subscription | None = None
         # nats-py hands a subscription's messages over one at a time: commands are answered
         # in tasks of their own, so one slow StartRun does not queue every other caller.
         self._answering: set[asyncio.Task[None]] = set()
@@ -111,18 +114,19 @@ class RunService:
             return _rejected("invalid_playbook", str(err), [to_builtins(d) for d in err.diagnostics])
         except CommandRejected as err:
             return _rejected(err.code, str(err))
-        except Exception as err:  # noqa: BLE001 - a command never takes the service down
+        except Exception as err:
             log.exception("command %s failed", type(command).__name__)
             return _rejected("internal_error", f"the engine could not carry out the command: {err}")
         log.info("%s by %s on run %s: %s", type(command).__name__, command.actor, run_id,
                  ", ".join(type(e).__name__ for e in events) or "nothing to do")
         return Reply(accepted=True, run_id=run_id, events=[to_builtins(e) for e in events])
 
-    async def _dispatch(self, command: Command) -> tuple[str | None, list[msgspec.Struct]]:
+    async def _dispatch(self, command: Command) -> tuple[str | None, Sequence[msgspec.Struct]]:
         match command:
             case StartRun():
                 return await self._start(command)
-            case PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id) | RollbackRun(run_id=run_id):
+            case (PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id)
+                  | RollbackRun(run_id=run_id)):
                 return run_id, await self._decide(run_id, command)
             case ResetCircuit(key=key, actor=actor):
                 reset = CircuitReset(key=key, at=now(), actor=actor)
@@ -130,8 +134,8 @@ class RunService:
                 return None, [reset]
             case ApproveStep(run_id=run_id) | RejectStep(run_id=run_id):
                 decision = AnswerGate(step_id=command.step_id, actor=command.actor,
-                                  groups=tuple(self.directory.groups_of(command.actor)),
-                                  approve=isinstance(command, ApproveStep), comment=command.comment)
+                                      groups=tuple(self.directory.groups_of(command.actor)),
+                                      approve=isinstance(command, ApproveStep), comment=command.comment)
                 return run_id, await self._decide(run_id, decision)
         raise CommandRejected(f"unknown command {type(command).__name__}", "bad_request")
 
@@ -145,7 +149,7 @@ class RunService:
         record = refused.record
         try:
             await self.runs.change(record.run_id, lambda run: [record])
-        except Exception:  # noqa: BLE001 - the refusal stands even if its record could not be written
+        except Exception:
             log.exception("could not record %s", record)
 
     async def _start(self, cmd: StartRun) -> tuple[str, list[RunEvent]]:
@@ -177,5 +181,5 @@ def _valid_run_id(run_id: str) -> bool:
     return bool(_RUN_ID.fullmatch(run_id))
 
 
-def _rejected(code: str, message: str, details: list | None = None) -> Reply:
+def _rejected(code: str, message: str, details: list[dict[str, Any]] | None = None) -> Reply:
     return Reply(accepted=False, error=Rejection(code=code, message=message, details=details or []))

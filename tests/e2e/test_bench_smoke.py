@@ -52,7 +52,8 @@ def test_the_waiting_benchmark_runs_and_writes_its_result(tmp_path: Path) -> Non
     assert result["benchmark"] == "waiting" and result["runs"] == 5
     assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
     for process in ("services", "nats_server"):
-        assert {"rss_before_bytes", "rss_after_bytes", "growth_bytes", "bytes_per_waiting_run"} <= result[process].keys()
+        assert {"rss_before_bytes", "rss_after_bytes", "growth_bytes",
+                "bytes_per_waiting_run"} <= result[process].keys()
     assert result["waiting_in_list_runs"] == 5 + result["warmup_runs"]
     assert result["ratios"].keys() == {"bytes_per_waiting_run"}
 
@@ -85,7 +86,8 @@ def test_the_replay_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None
     target = tmp_path / "replay.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "replay", "--events", "1000", "--steps", "3", "--profile", "--json", str(target)],
+        [sys.executable, "-m", "bench", "replay", "--events", "1000", "--steps", "3", "--profile", "--json",
+         str(target)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -70,7 +69,8 @@ def test_run_follows_live_and_exits_0_then_status_replay_events_and_list_agree(e
     assert status["status"] == "completed"
     assert status["steps"][0]["outputs"]["stdout"] == "hello operator"
 
-    events = [json.loads(line) for line in playbook_cli("events", run_id, "--json", env=engine_process).stdout.splitlines()]
+    events = [json.loads(line) for line in playbook_cli("events", run_id, "--json",
+                                                        env=engine_process).stdout.splitlines()]
     assert events[0]["type"] == "RunStarted" and events[-1]["type"] == "RunCompleted"
     assert all(e["run_id"] == run_id for e in events)
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)

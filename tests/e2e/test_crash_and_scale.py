@@ -5,7 +5,6 @@ import asyncio
 import collections
 import os
 import signal
-import time
 from pathlib import Path
 
 import nats
@@ -31,7 +30,8 @@ async def send_when_ready(client: EngineClient, command: StartRun, timeout: floa
     return await until(answered, timeout=timeout, what="the engine answering", every=0.1)
 
 
-async def test_sigkill_of_the_whole_engine_mid_run_then_restart_finishes_the_run(tmp_path: Path, processes: Processes) -> None:
+async def test_sigkill_of_the_whole_engine_mid_run_then_restart_finishes_the_run(tmp_path: Path,
+                                                                                 processes: Processes) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
     env.update(PLAYBOOK_HOME=str(tmp_path / "home"), PLAYBOOK_NATS_PORT=str(port), PLAYBOOK_ACK_WAIT="2",
@@ -83,8 +83,10 @@ async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_
 
     await until(both_executors_ready, timeout=20, what="two executors ready")
     text = playbook_yaml([
-        {"id": "check_a", "parallel_group": "checks", "action": "shell", "args": {"command": "sleep 0.05"}, "timeout_seconds": 10},
-        {"id": "check_b", "parallel_group": "checks", "action": "shell", "args": {"command": "sleep 0.05"}, "timeout_seconds": 10},
+        {"id": "check_a", "parallel_group": "checks", "action": "shell", "args": {"command": "sleep 0.05"},
+         "timeout_seconds": 10},
+        {"id": "check_b", "parallel_group": "checks", "action": "shell", "args": {"command": "sleep 0.05"},
+         "timeout_seconds": 10},
         {"id": "apply", "action": "shell", "args": {"command": "true"}, "timeout_seconds": 10},
         {"id": "report", "action": "noop"},
     ])
@@ -102,7 +104,8 @@ async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_
     for history in histories:
         starts = collections.Counter((e.step_id, e.attempt) for e in history if isinstance(e, StepStarted))
         assert set(starts.values()) == {1}
-        assert len(starts) == 4, [(type(e).__name__, getattr(e, "step_id", ""), getattr(e, "error", "")) for e in history]
+        assert len(starts) == 4, [(type(e).__name__, getattr(e, "step_id", ""), getattr(e, "error",
+                                                                                        "")) for e in history]
         executors |= {e.executor for e in history if isinstance(e, StepStarted)}
     assert len(executors) == 2, f"work was not shared: {executors}"
 

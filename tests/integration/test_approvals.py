@@ -97,7 +97,8 @@ async def test_a_timeout_fails_the_step_and_triggers_the_rollback(engine, tmp_pa
         {"id": "prepare", "action": "shell", "args": {"command": "echo prepared"}, "timeout_seconds": 5,
          "rollback": [{"action": "shell", "args": {"command": f"echo undo ${{steps.prepare.stdout}} > {undone}"},
                        "timeout_seconds": 5}]},
-        {"id": "deploy", "action": "noop", "approval_gate": {"required_approvers": ["ops-team"], "timeout_seconds": 0.5}},
+        {"id": "deploy", "action": "noop", "approval_gate": {"required_approvers": ["ops-team"],
+                                                             "timeout_seconds": 0.5}},
     ], on_failure="rollback")
     reply = await engine.send(StartRun(actor="alice", playbook=text))
     events = await wait_for_end(engine, reply.run_id, timeout=15)

@@ -1,7 +1,6 @@
 """The services together against a real nats-server: runs, control, bad messages."""
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -68,8 +67,9 @@ async def test_pause_holds_the_next_step_until_resume(engine, tmp_path: Path) ->
     assert names_of(resumed)[:2] == ["RunResumed", "StepScheduled"]
     rest = await wait_for_end(engine, run_id)
     assert isinstance(rest[-1], RunCompleted)
-    assert [(type(e).__name__, getattr(e, "actor", None)) for e in rest if type(e).__name__ in ("RunPaused", "RunResumed")] == [
-        ("RunPaused", "bob"), ("RunResumed", "carol")]
+    steering = [(type(e).__name__, getattr(e, "actor", None)) for e in rest
+                if type(e).__name__ in ("RunPaused", "RunResumed")]
+    assert steering == [("RunPaused", "bob"), ("RunResumed", "carol")]
 
 
 def names_of(reply) -> list[str]:
@@ -80,7 +80,8 @@ def names_of(reply) -> list[str]:
 async def test_cancel_kills_a_running_command_and_its_children_within_a_second(engine, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     command = f"sleep 60 & echo $! >> {pids}; sleep 60 & echo $! >> {pids}; echo $$ >> {pids}; wait"
-    run_id = await start(engine, [{"id": "long", "action": "shell", "args": {"command": command}, "timeout_seconds": 120}])
+    run_id = await start(engine, [{"id": "long", "action": "shell", "args": {"command": command},
+                                   "timeout_seconds": 120}])
     async for _, event in engine.follow(run_id):
         if isinstance(event, StepStarted):
             break
@@ -108,7 +109,8 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.ack_wait(1)
 async def test_a_step_longer_than_ack_wait_keeps_its_message_with_heartbeats(engine) -> None:
-    run_id = await start(engine, [{"id": "slow", "action": "shell", "args": {"command": "sleep 3.5"}, "timeout_seconds": 10}])
+    run_id = await start(engine, [{"id": "slow", "action": "shell", "args": {"command": "sleep 3.5"},
+                                   "timeout_seconds": 10}])
     events = await wait_for_end(engine, run_id)
     assert isinstance(events[-1], RunCompleted)
     assert names(events).count("StepStarted") == 1
@@ -155,9 +157,11 @@ async def test_undecodable_messages_are_dropped_and_the_services_keep_running(en
 
 
 async def test_a_run_id_may_be_chosen_and_only_used_once(engine) -> None:
-    first = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="deploy-42"))
+    first = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]),
+                                       run_id="deploy-42"))
     assert first.run_id == "deploy-42"
-    again = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="deploy-42"))
+    again = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]),
+                                       run_id="deploy-42"))
     assert (again.accepted, again.error.code) == (False, "run_exists")
     odd = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="a.b>"))
     assert (odd.accepted, odd.error.code) == (False, "bad_request")
@@ -170,7 +174,8 @@ async def test_a_playbook_with_security_errors_starts_only_with_allow_unsafe_she
                            "timeout_seconds": 5, "when": False}])
     refused = await engine.send(StartRun(actor="alice", playbook=text))
     assert (refused.accepted, refused.error.code) == (False, "invalid_playbook")
-    assert [(d["code"], d["step_id"]) for d in refused.error.details if d["severity"] == "error"] == [("PB401", "danger")]
+    assert [(d["code"], d["step_id"]) for d in refused.error.details if d["severity"] == "error"] == [("PB401",
+                                                                                                       "danger")]
     allowed = await engine.send(StartRun(actor="alice", playbook=text, allow_unsafe_shell=True))
     assert allowed.accepted, allowed.error
     events = await wait_for_end(engine, allowed.run_id)

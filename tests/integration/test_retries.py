@@ -50,7 +50,8 @@ async def test_a_flaky_call_is_retried_with_the_configured_backoff(engine, flaky
 
 async def test_jitter_draws_a_delay_below_the_backoff(engine, flaky) -> None:
     url, _ = flaky
-    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(flaky_step(url, jitter="full", base_delay=0.5))))
+    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(flaky_step(url, jitter="full",
+                                                                                        base_delay=0.5))))
     events = await wait_for_end(engine, reply.run_id)
     delays = [e.delay_seconds for e in events if type(e).__name__ == "StepRetryScheduled"]
     assert len(delays) == 2 and all(0 <= d <= cap for d, cap in zip(delays, (0.5, 1.0)))
@@ -76,7 +77,8 @@ async def test_attempts_run_out(engine, flaky) -> None:
     assert type(events[-1]).__name__ == "RunFailed" and len(calls) == 2
 
 
-async def test_a_backoff_that_ends_while_everything_is_down_retries_once_on_restart(nats_server, flaky, settings) -> None:
+async def test_a_backoff_that_ends_while_everything_is_down_retries_once_on_restart(nats_server, flaky,
+                                                                                    settings) -> None:
     url, calls = flaky
     steps = [{"id": "call", "action": "http_request", "args": {"url": url}, "timeout_seconds": 5,
               "retry": {"max_attempts": 5, "base_delay": 2, "jitter": "none"}}]
@@ -122,7 +124,8 @@ async def test_an_error_handler_remediates_then_the_step_is_retried_at_once(engi
 
 async def test_a_failed_remediation_lets_the_failure_stand(engine) -> None:
     text = playbook_yaml(
-        [{"id": "call", "action": "shell", "args": {"command": "echo permission denied >&2; exit 1"}, "timeout_seconds": 5}],
+        [{"id": "call", "action": "shell", "args": {"command": "echo permission denied >&2; exit 1"},
+          "timeout_seconds": 5}],
         error_handlers=[{"pattern": "permission denied",
                          "run": {"action": "shell", "args": {"command": "exit 2"}, "timeout_seconds": 5}}])
     reply = await engine.send(StartRun(actor="alice", playbook=text))

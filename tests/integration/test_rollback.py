@@ -67,7 +67,8 @@ async def test_a_failed_health_check_rolls_back_deploy_then_backup(engine, setti
         if isinstance(event, ApprovalRequested):
             break
     for who in ("alice", "carol"):
-        answer = await engine.send(ApproveStep(run_id=reply.run_id, step_id="deploy", actor=who, comment=f"ok from {who}"))
+        answer = await engine.send(ApproveStep(run_id=reply.run_id, step_id="deploy", actor=who,
+                                               comment=f"ok from {who}"))
         assert answer.accepted, answer.error
     events = await wait_for_end(engine, reply.run_id)
 

@@ -79,7 +79,7 @@ async def test_a_lost_ack_is_recognised_as_our_own_append(store: EventStore, mon
         ack = await real_publish(*args, **kwargs)
         if not dropped:
             dropped.append(ack.seq)
-            raise asyncio.TimeoutError   # stored, but the ack never reached us
+            raise TimeoutError   # stored, but the ack never reached us
         return ack
 
     monkeypatch.setattr(store.js, "publish", publish_but_lose_the_ack)
@@ -101,7 +101,7 @@ async def test_a_lost_ack_after_someone_else_appended_is_still_a_conflict(store:
                                b'{"type":"RunPaused","run_id":"r1","at":"2026-01-01T12:00:01Z","actor":"carol"}',
                                headers={"Nats-Expected-Last-Subject-Sequence": str(seq),
                                         "Nats-Expected-Last-Subject-Sequence-Subject": subjects.run_all("r1")})
-            raise asyncio.TimeoutError
+            raise TimeoutError
         return await real_publish(subject, payload, headers=headers, **kwargs)
 
     monkeypatch.setattr(store.js, "publish", lose_our_publish_while_another_lands)

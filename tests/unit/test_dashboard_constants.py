@@ -9,7 +9,7 @@ STATIC = TARGET.parent
 
 
 def test_the_served_constants_module_is_what_the_contract_generates() -> None:
-    assert TARGET.read_text() == javascript(), "run `python -m ui.web.dashboard_constants` and commit ui/static/constants.js"
+    assert TARGET.read_text() == javascript(), "run `python -m ui.web.dashboard_constants`, commit the file"
 
 
 def test_every_status_tone_and_id_the_dashboard_knows_comes_from_the_contract() -> None:

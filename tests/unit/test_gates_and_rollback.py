@@ -14,7 +14,8 @@ GROUPS = {"alice": ("ops-team",), "bob": ("ops-team", "tech-lead"), "carol": ("t
 
 
 def gated(step_id: str = "deploy", **gate) -> dict:
-    return noop(step_id, approval_gate={"message": "Deploy it?", "required_approvers": ["ops-team", "tech-lead"], **gate})
+    return noop(step_id, approval_gate={"message": "Deploy it?", "required_approvers": ["ops-team", "tech-lead"],
+                                        **gate})
 
 
 def approve(who: str, step: str = "deploy", comment: str = "") -> AnswerGate:

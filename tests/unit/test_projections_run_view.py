@@ -34,7 +34,8 @@ class Recorded(Scenario):
 
 
 def gated(step_id: str = "deploy", **gate) -> dict:
-    return noop(step_id, approval_gate={"message": "Deploy it?", "required_approvers": ["ops-team", "tech-lead"], **gate})
+    return noop(step_id, approval_gate={"message": "Deploy it?", "required_approvers": ["ops-team", "tech-lead"],
+                                        **gate})
 
 
 def undo(step_id: str, **extra) -> dict:

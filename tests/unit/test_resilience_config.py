@@ -19,7 +19,7 @@ def test_configured_patterns_are_read_and_win_over_the_built_in_table(tmp_path) 
 def test_no_configuration_means_no_patterns_and_a_bad_file_says_which() -> None:
     assert Settings.from_environ({}).error_patterns == []
     with pytest.raises(PlaybookError, match=r"nope.yaml \(\$PLAYBOOK_ERROR_PATTERNS\): cannot read the error patterns"):
-        Settings.from_environ({"PLAYBOOK_ERROR_PATTERNS": "/nope.yaml"}).error_patterns
+        Settings.from_environ({"PLAYBOOK_ERROR_PATTERNS": "/nope.yaml"}).error_patterns  # noqa: B018 - reading it reads the file
 
 
 def test_configured_handlers_are_read_as_in_a_playbook(tmp_path) -> None:
@@ -35,4 +35,4 @@ def test_a_handler_with_an_unknown_key_stops_the_service_naming_file_and_key(tmp
     path = tmp_path / "handlers.yaml"
     path.write_text("- category: authentication\n  rnu: {action: noop}\n")
     with pytest.raises(PlaybookError, match=r"handlers.yaml \(\$PLAYBOOK_ERROR_HANDLERS\).*rnu"):
-        Settings.from_environ({"PLAYBOOK_ERROR_HANDLERS": str(path)}).error_handlers
+        Settings.from_environ({"PLAYBOOK_ERROR_HANDLERS": str(path)}).error_handlers  # noqa: B018 - reading it reads the file

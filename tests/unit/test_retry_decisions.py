@@ -48,7 +48,8 @@ def test_not_retried_lets_the_failure_policy_apply() -> None:
 def test_a_decision_made_twice_is_recorded_once() -> None:
     s = failing_once()
     s.fail("call")
-    decision = RecordRetryVerdict(step_id="call", attempt=1, retry=True, category="network", reason="r", delay_seconds=1)
+    decision = RecordRetryVerdict(step_id="call", attempt=1, retry=True, category="network", reason="r",
+                                  delay_seconds=1)
     assert kinds(s.when(decision)) == ["StepRetryScheduled:call"]
     assert s.when(decision) == []
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun
-from events.run import RunCompleted, RunEvent, RunFailed
+from events.run import RunCompleted, RunFailed
 from services.errors import CommandRejected, UnknownRun
-from services.domain.run.commands import Advance, BeginStep, FinishStep
+from services.domain.run.commands import BeginStep, FinishStep
 from services.domain.run.decider import decide
-from services.domain.run.state import Run, evolve
+from services.domain.run.state import Run
 from tests.helpers import R, Scenario, at, kinds, noop, started
 
 
@@ -53,7 +53,8 @@ def test_a_false_when_skips_the_step_and_never_fails_it() -> None:
 
 
 def test_when_can_read_outputs_of_earlier_steps() -> None:
-    s = Scenario(started(R, [noop("probe"), noop("fix", when={"type": "equals", "left": "${steps.probe.healthy}", "right": False})]))
+    s = Scenario(started(R, [noop("probe"), noop("fix", when={"type": "equals", "left": "${steps.probe.healthy}",
+                                                              "right": False})]))
     s.start()
     assert kinds(s.run_step("probe", healthy=True)) == ["StepSucceeded:probe", "StepSkipped:fix", "RunCompleted"]
 
@@ -113,7 +114,8 @@ def test_an_attempt_starts_once_and_a_second_begin_does_nothing() -> None:
 def test_a_stale_schedule_is_ignored() -> None:
     s = Scenario(started(R, [noop("a")]))
     s.start()
-    stale = BeginStep(step_id="a", attempt=1, scheduled_seq=s.run.steps["a"].attempt.scheduled_seq - 1, executor="ex", redelivered=False)
+    stale = BeginStep(step_id="a", attempt=1, scheduled_seq=s.run.steps["a"].attempt.scheduled_seq - 1, executor="ex",
+                      redelivered=False)
     assert s.when(stale) == []
 
 
@@ -159,7 +161,8 @@ def test_a_step_scheduled_before_the_pause_does_not_start_and_is_scheduled_again
 
 
 @pytest.mark.parametrize("status_events, command, message", [
-    ([RunCompleted(run_id=R, at=at(5))], PauseRun(run_id=R, actor="bob"), "is completed; only a running run can be paused"),
+    ([RunCompleted(run_id=R, at=at(5))], PauseRun(run_id=R, actor="bob"),
+     "is completed; only a running run can be paused"),
     ([], ResumeRun(run_id=R, actor="bob"), "is running, not paused"),
     ([RunFailed(run_id=R, at=at(5), reason="x")], CancelRun(run_id=R, actor="bob"), "already failed"),
 ])
@@ -248,6 +251,7 @@ def test_an_executor_deciding_again_after_its_own_start_does_not_call_it_interru
     s = Scenario(started(R, [noop("a"), noop("b")]))
     s.start()
     step = s.run.steps["a"]
-    begin = BeginStep(step_id="a", attempt=1, scheduled_seq=step.attempt.scheduled_seq, executor="ex1", redelivered=True)
+    begin = BeginStep(step_id="a", attempt=1, scheduled_seq=step.attempt.scheduled_seq, executor="ex1",
+                      redelivered=True)
     assert kinds(s.when(begin)) == ["StepStarted:a"]
     assert s.when(begin) == []    # the same executor, after a conflict part-way through its decision

@@ -456,7 +456,8 @@ async def test_a_stored_playbook_says_its_parameters_and_environments_and_odd_fi
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{web_server.url}/api/playbooks/deploy") as response:
             stored = await response.json()
-        assert stored["parameters"] == [{"name": "version", "required": True}, {"name": "since", "default": "2026-01-01"}]
+        assert stored["parameters"] == [{"name": "version", "required": True}, {"name": "since",
+                                                                                "default": "2026-01-01"}]
         assert stored["environments"] == ["staging", "production"]
         async with http.get(f"{web_server.url}/api/playbooks") as response:
             assert {p["id"] for p in await response.json()} == {"deploy", "latin1"}

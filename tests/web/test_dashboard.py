@@ -217,5 +217,6 @@ async def test_a_running_steps_output_shows_live_then_its_record_replaces_it(das
     await dashboard.shot("1-live-output")
     go.touch()
     await expect(dashboard.step("migrate")).to_have_attribute("data-status", "succeeded")
-    await expect(page.get_by_test_id("logs").get_by_test_id("log-entry")).to_contain_text("migrating table users\nmigrated")
+    recorded = page.get_by_test_id("logs").get_by_test_id("log-entry")
+    await expect(recorded).to_contain_text("migrating table users\nmigrated")
     await expect(live_block).to_have_count(0)

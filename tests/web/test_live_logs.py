@@ -49,7 +49,8 @@ async def test_the_run_stream_with_logs_carries_live_lines_and_records_too(engin
     seen = []
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{web_server.url}/api/runs/{reply.run_id}/stream?logs=1") as response:
-            seen += await read_until(response, lambda m, _: m.event == "live" and m.data["text"].startswith("compiling"))
+            seen += await read_until(response, lambda m,
+                                     _: m.event == "live" and m.data["text"].startswith("compiling"))
             go.touch()
             seen += await read_until(response, lambda m, _: m.event == "log")
             seen += await read_until(response, lambda m, _: m.event == "view" and m.data["status"] == "completed")

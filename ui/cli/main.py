@@ -7,7 +7,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import nats
@@ -15,6 +15,7 @@ import nats
 from events.commands import (
     ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
+from events.run import RunEvent
 from events.schema import json_schema
 from projections.sentences import circuit_sentence
 from services.errors import EngineUnavailable, PlaybookError
@@ -49,7 +50,8 @@ async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitab
     try:
         nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet)
     except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
-        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): is `playbook up` running?") from None
+        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
+                                "is `playbook up` running?") from None
     try:
         return await work(EngineClient(nc))
     finally:
@@ -64,7 +66,7 @@ def print_reply(reply: Reply, as_json: bool) -> int:
         print(", ".join(e["type"] for e in reply.events) or "nothing to do")
     elif reply.accepted:
         print(f"run {reply.run_id}: " + (", ".join(e["type"] for e in reply.events) or "nothing to do (already so)"))
-    else:
+    elif reply.error is not None:
         print(f"rejected ({reply.error.code}): {reply.error.message}", file=sys.stderr)
     return 0 if reply.accepted else 1
 
@@ -95,10 +97,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             print(warning.format(), file=sys.stderr)
 
     async def work(client: EngineClient) -> int:
-        reply = await client.send(StartRun(actor=actor(args, settings), playbook=text, source=str(path), parameters=params,
+        reply = await client.send(StartRun(actor=actor(args, settings), playbook=text, source=str(path),
+                                           parameters=params,
                                            environment=args.env, run_id=args.run_id, dry_run=args.dry_run,
                                            allow_unsafe_shell=args.allow_unsafe_shell))
-        if not reply.accepted:
+        if not reply.accepted or reply.run_id is None:
             print_reply(reply, args.json)
             return EXIT_INVALID
         if args.dry_run:
@@ -188,8 +191,8 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
         count = 0
         async for seq, event in source:
             count += 1
-            print(event_json(seq, event) if args.json else f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {terminal_line(event)}",
-                  flush=True)
+            line = f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {terminal_line(event)}"
+            print(event_json(seq, event) if args.json else line, flush=True)
         if not count:
             print(f"no run with id {args.run_id!r}", file=sys.stderr)
             return 1
@@ -292,7 +295,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     return up(settings, demo=args.demo, http_port=args.http_port)
 
 
-async def _aiter(items):  # type: ignore[no-untyped-def]
+async def _aiter(items: list[tuple[int, RunEvent]]) -> AsyncIterator[tuple[int, RunEvent]]:
     for item in items:
         yield item
 
@@ -356,7 +359,8 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
 
     events = add("events", cmd_events, "print a run's raw event stream, or a circuit breaker's")
     events.add_argument("run_id", nargs="?")
-    events.add_argument("--circuit", metavar="KEY", help="a circuit breaker's history instead (keys: playbook circuits)")
+    events.add_argument("--circuit", metavar="KEY",
+                        help="a circuit breaker's history instead (keys: playbook circuits)")
     events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
 

@@ -80,7 +80,8 @@ def status_table(run: Run) -> str:
             extra = f"gate {s.gate.status} (approved by {who}) {extra}".rstrip()
         if s.rollback.status:
             extra = f"{extra}; rollback {s.rollback.status} {s.rollback.error}".strip("; ").rstrip()
-        lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt.number:<2} {_ms(s.attempt.duration_ms):>9}  {extra}")
+        took = _ms(s.attempt.duration_ms)
+        lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt.number:<2} {took:>9}  {extra}")
     return "\n".join(lines)
 
 

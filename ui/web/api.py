@@ -16,6 +16,7 @@ import nats.errors
 from aiohttp import web
 
 from events import subjects
+from events.run import RunEvent
 from events.commands import (
     ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
@@ -139,7 +140,8 @@ async def start_run(request: web.Request) -> web.Response:
     if body.playbook_id is not None:
         stored = find_playbook(backend(request).settings.library_folders, body.playbook_id)
         if stored is None:
-            raise ApiError(404, "unknown_playbook", f"no stored playbook {body.playbook_id!r}; GET /api/playbooks lists them")
+            raise ApiError(404, "unknown_playbook",
+                           f"no stored playbook {body.playbook_id!r}; GET /api/playbooks lists them")
         text, source = stored.text(), str(stored.path)
     assert text is not None
     return await send(request, StartRun(
@@ -168,7 +170,8 @@ async def run_logs(request: web.Request) -> web.Response:
     return web.json_response(msgspec.to_builtins(entries), dumps=_dumps)
 
 
-def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Callable[[web.Request], Awaitable[web.Response]]:
+def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Callable[[web.Request],
+                                                                                    Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         body = await read_body(request, ControlBody)
         fields: dict[str, Any] = {"actor": actor_of(request), "run_id": request.match_info["run_id"]}
@@ -196,7 +199,7 @@ async def validate(request: web.Request) -> web.Response:
 
 
 async def list_playbooks(request: web.Request) -> web.Response:
-    return web.json_response([{"id": p.id, "name": p.name, "description": p.description} 
+    return web.json_response([{"id": p.id, "name": p.name, "description": p.description}
                               for p in stored_playbooks(backend(request).settings.library_folders)])
 
 
@@ -239,7 +242,7 @@ async def rebuild_projections(request: web.Request) -> web.Response:
 
 # -- helpers ------------------------------------------------------------------------------
 
-async def _events(request: web.Request) -> list:
+async def _events(request: web.Request) -> list[tuple[int, RunEvent]]:
     run_id = request.match_info["run_id"]
     envelopes = await backend(request).client.events(run_id)
     if not envelopes:

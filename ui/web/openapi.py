@@ -35,7 +35,7 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": REF.format(name=name)}
 
 
-STRUCTS = (*BODIES, RunSummary, LogEntry, AuditEntry, Diagnostic)
+STRUCTS: tuple[type[msgspec.Struct], ...] = (*BODIES, RunSummary, LogEntry, AuditEntry, Diagnostic)
 
 
 def _components() -> dict[str, Any]:
@@ -47,7 +47,9 @@ def _components() -> dict[str, Any]:
 
 def _mark_date_times(struct: type, schema: dict[str, Any]) -> None:
     """msgspec gives datetime fields as plain strings: say which strings they are."""
-    for field in msgspec.inspect.type_info(struct).fields:  # type: ignore[union-attr]
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
         kinds = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
         if any(isinstance(kind, msgspec.inspect.DateTimeType) for kind in kinds):
             prop = schema["properties"][field.encode_name]

@@ -26,7 +26,7 @@ from ui.web.backend import BACKEND
 
 CIRCUIT_STATES = ("closed", "open", "half_open")
 STREAM_INFO_TIMEOUT = 2.0
-BUCKET_BOUNDS = [floatToGoString(ms / 1000) for ms in DURATION_BUCKETS_MS]   # seconds, as Prometheus prefers
+BUCKET_BOUNDS = [floatToGoString(ms / 1000) for ms in DURATION_BUCKETS_MS]  # type: ignore[no-untyped-call]  # seconds
 
 
 class ViewsCollector:

@@ -35,7 +35,7 @@ METRICS_EVERY_SECONDS = 1.0
 
 
 # Open streams, so that shutting the server down ends them instead of waiting for them.
-STREAMS = web.AppKey("streams", set)
+STREAMS = web.AppKey("streams", set[asyncio.Task[Any]])
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +53,8 @@ async def open_stream(request: web.Request) -> AsyncIterator[EventSourceResponse
 
 
 async def end_streams(app: web.Application) -> None:
-    for task in list(app[STREAMS]):
+    open_tasks: set[asyncio.Task[Any]] = app[STREAMS]
+    for task in list(open_tasks):
         task.cancel()
 
 
@@ -117,8 +118,9 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
             async for seq, event, pending in _follow(request, run_id):
                 evolve(run, event, seq)
                 if seq > last:
-                    await sse.send(_dumps({"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
-                                           "timeline": timeline([(seq, event)])}), id=str(seq), event="event")
+                    message = {"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
+                               "timeline": timeline([(seq, event)])}
+                    await sse.send(_dumps(message), id=str(seq), event="event")
                     if with_logs and (entries := log_entries(seq, event)):
                         await sse.send(_dumps(entries), event="log")
                 if not pending:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
+from events.run import ErrorCategory
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ class FinishStep:
     outputs: Any
     duration_ms: float
     error: str = ""
-    category: str = "unknown"
+    category: ErrorCategory = "unknown"
     rollback: bool = False
 
 
@@ -56,7 +57,7 @@ class RecordRetryVerdict:
     step_id: str
     attempt: int
     retry: bool
-    category: str
+    category: ErrorCategory
     reason: str
     pattern: str | None = None
     delay_seconds: float = 0.0

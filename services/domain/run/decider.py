@@ -9,6 +9,7 @@ command that already took effect returns []; one that contradicts the state rais
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import (
@@ -43,21 +44,25 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
         case PauseRun() if run.status == "paused":
             return []
         case PauseRun() if run.status not in ("running", "rolling_back"):
-            raise CommandRejected(f"run {run.id} is {run.status}; only a running run can be paused", "illegal_transition")
+            raise CommandRejected(f"run {run.id} is {run.status}; only a running run can be paused",
+                                  "illegal_transition")
         case PauseRun(actor=actor, reason=reason):
             return [RunPaused(run_id=run.id, at=at, actor=actor, reason=reason)]
 
         case ResumeRun() if run.status in ("running", "rolling_back"):
-            raise CommandRejected(f"run {run.id} is {run.status}, not paused; there is nothing to resume", "illegal_transition")
+            raise CommandRejected(f"run {run.id} is {run.status}, not paused; there is nothing to resume",
+                                  "illegal_transition")
         case ResumeRun() if run.status != "paused":
-            raise CommandRejected(f"run {run.id} is {run.status}; only a paused run can be resumed", "illegal_transition")
+            raise CommandRejected(f"run {run.id} is {run.status}; only a paused run can be resumed",
+                                  "illegal_transition")
         case ResumeRun(actor=actor):
             return [RunResumed(run_id=run.id, at=at, actor=actor), *_schedule_again(run, at)]
 
         case CancelRun() if run.status in ("cancelling", "cancelled"):
             return []
         case CancelRun() if run.finished:
-            raise CommandRejected(f"run {run.id} is already {run.status}; there is nothing to cancel", "illegal_transition")
+            raise CommandRejected(f"run {run.id} is already {run.status}; there is nothing to cancel",
+                                  "illegal_transition")
         case CancelRun(actor=actor, reason=reason):
             return [RunCancelRequested(run_id=run.id, at=at, actor=actor, reason=reason)]
 
@@ -86,8 +91,9 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
 
 def _schedule_again(run: Run, at: datetime) -> list[RunEvent]:
     """Work scheduled before a pause was not started: schedule it afresh on resume."""
-    again: list[RunEvent] = [StepScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.attempt.number, reason="resumed")
-                             for s in run.steps.values() if s.status == "scheduled"]
+    again: list[RunEvent] = [
+        StepScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.attempt.number, reason="resumed")
+        for s in run.steps.values() if s.status == "scheduled"]
     again += [StepRollbackScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.rollback.attempt)
               for s in run.steps.values() if s.rollback.status == "scheduled"]
     return again
@@ -102,7 +108,7 @@ def _begin(run: Run, cmd: BeginStep, at: datetime) -> list[RunEvent]:
         if cmd.rollback else (step.attempt.number, step.attempt.scheduled_seq, step.status, step.attempt.executor))
     if attempt != cmd.attempt or seq != cmd.scheduled_seq:
         return []  # a stale schedule: a newer one exists, or the step moved on
-    common = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt)
+    common: dict[str, Any] = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt)
     if state == "scheduled" and run.status == ("rolling_back" if cmd.rollback else "running"):
         started = StepRollbackStarted if cmd.rollback else StepStarted
         return [started(**common, executor=cmd.executor)]
@@ -119,8 +125,8 @@ def _finish(run: Run, cmd: FinishStep, at: datetime) -> list[RunEvent]:
         (step.attempt.number, step.status) if step else (0, ""))
     if step is None or attempt != cmd.attempt or state != "running":
         return []  # already recorded (a retried append) or superseded
-    common = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt, outputs=cmd.outputs,
-                  duration_ms=cmd.duration_ms)
+    common: dict[str, Any] = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt, outputs=cmd.outputs,
+                                  duration_ms=cmd.duration_ms)
     succeeded, failed = (StepRolledBack, StepRollbackFailed) if cmd.rollback else (StepSucceeded, StepFailed)
     if not cmd.error:
         return [succeeded(**common)]
@@ -131,7 +137,8 @@ def _record_retry_verdict(run: Run, cmd: RecordRetryVerdict, at: datetime) -> li
     step = run.steps.get(cmd.step_id)
     if step is None or step.retry.status != "deciding" or step.attempt.number != cmd.attempt:
         return []   # decided already (a redelivered StepFailed)
-    common = dict(run_id=run.id, at=at, step_id=step.id, category=cmd.category, reason=cmd.reason, pattern=cmd.pattern)
+    common: dict[str, Any] = dict(run_id=run.id, at=at, step_id=step.id, category=cmd.category, reason=cmd.reason,
+                                  pattern=cmd.pattern)
     if cmd.retry and run.status in ("running", "paused"):
         return [StepRetryScheduled(**common, attempt=step.attempt.number + 1, delay_seconds=cmd.delay_seconds,
                                    due=at + timedelta(seconds=cmd.delay_seconds))]
@@ -176,7 +183,8 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
         emit(RunCancelled(run_id=run.id, at=at))
     elif run.status == "running":
         duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
-        failed = [s.id for s in run.steps.values() if s.status == "failed" and not s.retry.status and not _tolerated(run, s)]
+        failed = [s.id for s in run.steps.values()
+                  if s.status == "failed" and not s.retry.status and not _tolerated(run, s)]
         if failed and (_stopped_by_failure(run) or _all_settled(run)):
             reason = _failure_reason(run, failed)
             if run.playbook.on_failure == "rollback" and rollback.rollback_waves(run):

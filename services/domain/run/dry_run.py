@@ -54,8 +54,9 @@ def plan(run: Run) -> list[PlannedStep]:
         gate = ""
         if spec.approval_gate is not None:
             gate = "approval gate: " + (", ".join(spec.approval_gate.required_approvers) or "any approver")
-        planned.append(PlannedStep(step_id=step_id, action=spec.action, wave=wave_of[step_id], group=spec.parallel_group,
-                                   needs=list(needs.get(step_id, ())), would=would, why=why, gate=gate))
+        planned.append(PlannedStep(step_id=step_id, action=spec.action, wave=wave_of[step_id],
+                                   group=spec.parallel_group, needs=list(needs.get(step_id, ())), would=would, why=why,
+                                   gate=gate))
     return planned
 
 

@@ -73,7 +73,8 @@ def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
         raise refuse(f"{cmd.actor} is not a required approver of step {step.id}: it needs {', '.join(entries)}")
     if not cmd.approve:
         return [ApprovalRejected(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, comment=cmd.comment),
-                StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1, category="authorization",
+                StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1,
+                           category="authorization",
                            error=f"approval rejected by {cmd.actor}" + (f": {cmd.comment}" if cmd.comment else ""))]
     if cmd.actor == run.started.actor and not gate.allow_self_approval:  # type: ignore[union-attr]
         raise refuse(f"{cmd.actor} started this run and cannot approve it (the gate does not allow self-approval)")

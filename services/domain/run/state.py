@@ -11,7 +11,8 @@ from events.run import (
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
     RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack,
-    StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled, StepScheduled, StepSkipped, StepStarted, StepSucceeded,
+    StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled, StepScheduled,
+    StepSkipped, StepStarted, StepSucceeded,
 )
 
 RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled",
