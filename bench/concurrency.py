@@ -19,8 +19,10 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
-from bench.harness import (RssSampler, RunEnds, ServicesProcess, machine, median, mib, nats_server, print_machine,
-                           print_table, proc_status_bytes, write_result)
+from bench.harness import (
+    RssSampler, RunEnds, ServicesProcess, finish, machine, median, mib, nats_server, print_machine, print_table,
+    proc_status_bytes,
+)
 from bench.waiting import nats_server_pid
 from events import subjects
 from events.codec import encode
@@ -252,6 +254,4 @@ async def run(args: argparse.Namespace) -> int:
         raise SystemExit("--runs and --steps must be at least 1")
     with nats_server() as url:
         result = await measure(url, args.runs, args.steps)
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0
+    return finish(NAME, result, args.json, report)

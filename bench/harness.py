@@ -153,6 +153,22 @@ def write_result(name: str, result: dict[str, Any], path: str | Path | None = No
     return target
 
 
+def wait_playbook(name: str, steps: int, seconds: float, **each: str) -> str:
+    """YAML of `steps` wait steps of `seconds`; `each` adds the same keys to every step."""
+    lines = [f"name: {name}", "steps:"]
+    for i in range(steps):
+        lines += [f"  - id: s{i:04d}", "    action: wait", *(f"    {key}: {value}" for key, value in each.items()),
+                  "    args:", f"      seconds: {seconds}"]
+    return "\n".join(lines) + "\n"
+
+
+def finish(name: str, result: dict[str, Any], path: str | None, report: Callable[[dict[str, Any]], None]) -> int:
+    """Print the figures and where they were written; the benchmark's exit code."""
+    report(result)
+    print(f"result: {write_result(name, result, path)}")
+    return 0
+
+
 def run_async(main: Awaitable[int]) -> int:
     """Run a benchmark's coroutine; keeps the services' INFO chatter out of the figures."""
     import logging

@@ -13,7 +13,9 @@ from typing import Any
 
 import nats
 
-from bench.harness import RunEnds, engine, machine, median, nats_server, print_machine, print_table, write_result
+from bench.harness import (
+    RunEnds, engine, finish, machine, median, nats_server, print_machine, print_table, wait_playbook,
+)
 from events.commands import StartRun
 from events.run import StepStarted, StepSucceeded
 from ui.client import EngineClient
@@ -31,11 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def playbook(steps: int, seconds: float) -> str:
-    lines = ["name: bench-parallel", "steps:"]
-    for i in range(steps):
-        lines += [f"  - id: w{i:04d}", "    action: wait", "    parallel_group: waits", "    args:",
-                  f"      seconds: {seconds}"]
-    return "\n".join(lines) + "\n"
+    return wait_playbook("bench-parallel", steps, seconds, parallel_group="waits")
 
 
 async def measure_run(client: EngineClient, ends: RunEnds, text: str, timeout: float) -> tuple[float, dict[str, float]]:
@@ -125,6 +123,4 @@ async def run(args: argparse.Namespace) -> int:
         raise SystemExit("--steps and --repetitions must be at least 1, --seconds above 0")
     with nats_server() as url:
         result = await measure(url, args.steps, args.seconds, args.repetitions)
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0
+    return finish(NAME, result, args.json, report)

@@ -26,7 +26,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from bench.harness import RESULTS_DIR, machine, median, nats_server, print_machine, print_table, write_result
+from bench.harness import RESULTS_DIR, finish, machine, median, nats_server, print_machine, print_table
 from events import subjects
 from events.codec import decode_event, encode
 from events.run import (
@@ -374,6 +374,4 @@ async def run(args: argparse.Namespace) -> int:
         where = Path(args.json).with_suffix(".prof") if args.json else RESULTS_DIR / f"{NAME}.prof"
         profile = where if args.profile else None
         result = await measure(url, args.events, args.steps, args.repetitions, profile, Path(home))
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0
+    return finish(NAME, result, args.json, report)

@@ -32,8 +32,9 @@ import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from app.root import ALL_SERVICES
-from bench.harness import (ServicesProcess, engine, machine, nats_server, percentile, print_machine, print_table,
-                           python_env, write_result)
+from bench.harness import (
+    ServicesProcess, engine, finish, machine, nats_server, percentile, print_machine, print_table, python_env,
+)
 from events import subjects
 from events.codec import encode
 from events.commands import StartRun
@@ -580,6 +581,4 @@ async def run(args: argparse.Namespace) -> int:
                          "and positive --seconds, --probe-rate, --step-seconds")
     with nats_server() as url:
         result = await measure(url, args)
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0 if not result["errors"] and not result["missing"] else 1
+    return finish(NAME, result, args.json, report) if not result["errors"] and not result["missing"] else 1

@@ -113,6 +113,18 @@ class Consumer:
                     await _quietly(msg.in_progress())
 
 
+class OneConsumer:
+    """A service that is one consumer: starting and stopping it starts and stops that consumer."""
+
+    consumer: Consumer
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await self.consumer.stop(grace)
+
+
 async def _quietly(op: Awaitable[object]) -> None:
     """Acks are best effort: if the connection is gone, redelivery does the rest."""
     try:

@@ -17,25 +17,19 @@ from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent
 from services.domain.run.commands import ExpireGate
 from services.domain.run.decider import decide
 from services.aggregates import RunRepository
-from services.runtime import Consumer
+from services.runtime import Consumer, OneConsumer
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class ApprovalService:
+class ApprovalService(OneConsumer):
     def __init__(self, nc: NATS, runs: RunRepository, settings: Settings) -> None:
         self.runs = runs
         self.consumer = Consumer(
             nc, runs.store.stream, "approval",
             [subjects.events_of_type("ApprovalRequested"), subjects.events_of_type("ApprovalDeadlinePassed")],
             self._handle, ack_wait=settings.ack_wait)
-
-    async def start(self) -> None:
-        await self.consumer.start()
-
-    async def stop(self, grace: float = 10.0) -> None:
-        await self.consumer.stop(grace)
 
     async def _handle(self, msg: Msg, event: RunEvent, seq: int) -> None:
         match event:

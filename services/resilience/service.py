@@ -28,7 +28,7 @@ from services.errors import PlaybookError
 from services.playbook.arguments import resolve_args
 from services.playbook.interpolate import redact
 from services.aggregates import RunRepository
-from services.runtime import Consumer
+from services.runtime import Consumer, OneConsumer
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,18 +50,12 @@ class Perform(Protocol):
     async def __call__(self, action: str, args: dict[str, Any], *, timeout: float | None = None) -> ActionOutcome: ...
 
 
-class ResilienceService:
+class ResilienceService(OneConsumer):
     def __init__(self, nc: NATS, runs: RunRepository, settings: Settings, perform: Perform) -> None:
         self.runs, self.settings, self.perform = runs, settings, perform
         self.patterns = settings.error_patterns
         self.consumer = Consumer(nc, runs.store.stream, "resilience", [subjects.events_of_type("StepFailed")],
                                  self._on_failed, ack_wait=settings.ack_wait)
-
-    async def start(self) -> None:
-        await self.consumer.start()
-
-    async def stop(self, grace: float = 10.0) -> None:
-        await self.consumer.stop(grace)
 
     async def _on_failed(self, msg: Msg, event: RunEvent, seq: int) -> None:
         if not isinstance(event, StepFailed):

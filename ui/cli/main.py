@@ -15,6 +15,7 @@ import nats
 from events.commands import (
     ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
+from events.circuit import CircuitEvent
 from events.run import RunEvent
 from events.schema import json_schema
 from projections.sentences import circuit_sentence
@@ -191,8 +192,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
         count = 0
         async for seq, event in source:
             count += 1
-            line = f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {terminal_line(event)}"
-            print(event_json(seq, event) if args.json else line, flush=True)
+            print(_event_line(seq, event, terminal_line(event), args.json), flush=True)
         if not count:
             print(f"no run with id {args.run_id!r}", file=sys.stderr)
             return 1
@@ -206,14 +206,20 @@ def _circuit_events(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         envelopes = await client.circuit_events(args.circuit)
         for seq, event in envelopes:
-            print(event_json(seq, event) if args.json else
-                  f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {circuit_sentence(event)}")
+            print(_event_line(seq, event, circuit_sentence(event), args.json))
         if not envelopes:
             print(f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them", file=sys.stderr)
             return 1
         return 0
 
     return asyncio.run(with_client(settings, work))
+
+
+def _event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json: bool) -> str:
+    """One stored event: as JSON, or its sequence, time and type, then the sentence that tells it."""
+    if as_json:
+        return event_json(seq, event)
+    return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {sentence}"
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
