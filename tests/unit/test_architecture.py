@@ -157,3 +157,10 @@ def test_the_check_sees_an_upward_import_and_a_relative_one(tmp_path: Path) -> N
     assert [line.split(": ", 1)[1] for line in found] == [
         "rules imports services (services.run)", "rules imports services (services.run.service)",
         "rules imports services (services.store)", "rules imports services (services.store.EventStore)"]
+
+
+def test_the_language_knows_exactly_the_actions_the_executor_runs() -> None:
+    """The language cannot import the executor, so it names the actions itself: the two lists agree."""
+    from services.executor.actions import ACTIONS
+    from services.playbook.validate import DEFAULT_ACTIONS
+    assert set(DEFAULT_ACTIONS) == set(ACTIONS)
