@@ -37,7 +37,7 @@ class Part(NamedTuple):
     text: str  # text: the characters after quote removal; param: the name; ref: the reference's index
     quoted: bool  # inside quotes or escaped: no globbing, no splitting
     start: int
-    modifier: str = ""  # param: what follows the name in ${NAME...}; text: "$'" for ANSI-C quoting
+    modifier: str = ""  # param: what follows the name in ${NAME...}; text: "$'" for ANSI-C quoting, '"' opens "..."
     body: Sequence | None = None  # command, process: the commands inside; None when nested too deep
     inner: tuple[Part, ...] = ()  # substitutions inside a ${...} modifier or a $((...))
 
@@ -534,7 +534,7 @@ class _Parser:
                 parts.append(Part("text", s[i + 1:close], True, self.base + i))
                 i = close + 1
             elif c == '"':
-                parts.append(Part("text", "", True, self.base + i))
+                parts.append(Part("text", "", True, self.base + i, modifier="\""))
                 i = self.double_quoted(i + 1, parts, closer=True, end=end)
             elif c == "\\":
                 if s.startswith("\n", i + 1):
@@ -616,7 +616,7 @@ class _Parser:
             parts.append(Part("text", text, True, at, modifier="$'"))
             return after
         if following == '"' and not quoted:
-            parts.append(Part("text", "", True, at))
+            parts.append(Part("text", "", True, at, modifier="\""))
             return self.double_quoted(i + 2, parts, closer=True, end=end)
         if m := _NAME.match(s, i + 1, end):
             parts.append(Part("param", m[0], quoted, at))
