@@ -27,7 +27,7 @@ _WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
     "sudo": (_VALUE("-u -g -C -D -h -p -r -t -U -T --user --group --chdir --host --prompt --role --type "
                     "--other-user --close-from --command-timeout".split()), 0),
     "doas": (_VALUE({"-u", "-C"}), 0), "pkexec": (_VALUE({"--user"}), 0),
-    "env": (_VALUE({"-u", "-C", "--unset", "--chdir"}), 0),
+    "env": (_VALUE({"-u", "-C", "--unset", "--chdir", "-S", "--split-string"}), 0),
     "nohup": (_VALUE(), 0), "exec": (_VALUE({"-a"}), 0), "builtin": (_VALUE(), 0), "command": (_VALUE(), 0),
     "time": (_VALUE({"-f", "-o", "--format", "--output"}), 0), "setsid": (_VALUE(), 0),
     "nice": (_VALUE({"-n", "--adjustment"}), 0), "ionice": (_VALUE({"-c", "-n", "-p", "--class", "--classdata"}), 0),
@@ -177,6 +177,16 @@ class Call:
 def literal(word: Word) -> str | None:
     """The word's value when it is written out in full, else None."""
     return word.value if word.static else None
+
+
+def leading_hole(word: Word) -> Part | None:
+    """The value a word starts with, when run time decides it (`${dir}/x`, `"$HOME"/x`)."""
+    for part in word.parts:
+        if part.kind != "text":
+            return part
+        if part.text:
+            return None
+    return None
 
 
 def basename(word: Word) -> str:

@@ -85,7 +85,7 @@ def dynamic(call: Call) -> str:
             return "the output of a command substitution"
         if part.modifier == "$'":
             return "spelled with $'...' escapes"
-        if not part.quoted and re.search(r"[*?\[]", part.text):
+        if not part.quoted and re.search(r"[*?]|\[.*\]", part.text):
             return "a file-name pattern (glob)"
         if not part.quoted and re.search(r"\{[^{}]*(,|\.\.)[^{}]*\}", part.text):
             return "a brace expansion"

@@ -10,10 +10,13 @@ import re
 from collections.abc import Iterator
 
 from services.playbook.references import Reference
-from services.playbook.shell_analysis import Call, Report, Risk, Word, literal, options, text_word, unwrap
+from services.playbook.shell_analysis import (
+    Call, Report, Risk, Word, leading_hole, literal, options, text_word, unwrap,
+)
 from services.playbook.shell_syntax import Part
 
-_SYSTEM_PARENTS = {"usr", "bin", "sbin", "boot", "lib", "lib32", "lib64", "libx32", "home"}
+_SYSTEM_PARENTS = {"usr", "bin", "sbin", "boot", "lib", "lib32", "lib64", "libx32", "home", "etc"}
+_SYSTEM_DIRECTORIES = {"/var/lib", "/var/spool", "/var/backups", "/var/mail"}
 _DELETERS = {"rm", "unlink", "shred", "rmdir", "srm", "wipe"}
 PROGRAMS = frozenset({"rm", "srm", "find", "rsync", "git", "xargs"})  # what these checks look at
 _FIND_VALUES = frozenset({"-D", "-O"})
@@ -91,11 +94,15 @@ def check_target(word: Word, call: Call, report: Report, shown: str, verb: str) 
     elif risk == "set":
         report.add("PB403", call.at, f"'{shown}' {verb} a path that starts with {_show_hole(first, call)}, which a "
                                      f"caller can set to anything (including /); {FIX_PATH}")
-    elif risk is None and (what := system_path(_at(call, _fill(word, report, refs, empty=False)))):
-        report.add("PB401", call.at, f"'{shown}' recursively {verb} {what}; name the specific directory you mean")
-    elif risk is None and (what := system_path(_at(call, _fill(word, report, refs, empty=True)))):
-        report.add("PB402", call.at, f"'{shown}' recursively {verb} {what} when a value in "
-                                     f"{call.code.show(word)} is empty; {FIX_PATH}")
+    elif risk is None:
+        full, emptied = (_at(call, _fill(word, report, refs, empty=e)) for e in (False, True))
+        if full == emptied and (what := system_path(full)):
+            report.add("PB401", call.at, f"'{shown}' recursively {verb} {what}; name the specific directory you mean")
+        elif what := system_path(emptied):
+            report.add("PB402", call.at, f"'{shown}' recursively {verb} {what} when a value in "
+                                         f"{call.code.show(word)} is empty; {FIX_PATH}")
+        elif what := system_path(full):
+            report.add("PB401", call.at, f"'{shown}' recursively {verb} {what}; name the specific directory you mean")
 
 
 def _at(call: Call, path: str) -> str:
@@ -103,15 +110,6 @@ def _at(call: Call, path: str) -> str:
     if call.cwd and path and not path.startswith(("/", "~")):
         return posixpath.join(call.cwd, path)
     return path
-
-
-def leading_hole(word: Word) -> Part | None:
-    for part in word.parts:
-        if part.kind != "text":
-            return part
-        if part.text:
-            return None
-    return None
 
 
 def _show_hole(part: Part, call: Call) -> str:
@@ -166,8 +164,10 @@ def system_path(path: str) -> str | None:
         return f"the top-level directory /{parts[0]}" if not glob[0] else f"everything under / ({path})"
     if len(parts) == 2 and glob[1]:
         return f"everything in /{parts[0]}"
-    if len(parts) == 2 and parts[0] in _SYSTEM_PARENTS:
+    if len(parts) == 2 and (parts[0] in _SYSTEM_PARENTS or "/" + "/".join(parts) in _SYSTEM_DIRECTORIES):
         return f"the system directory /{'/'.join(parts)}"
+    if glob[-1] and not any(glob[:-1]) and system_path("/" + "/".join(parts[:-1])):
+        return f"everything in /{'/'.join(parts[:-1])}"
     return None
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from services.playbook.shell_analysis import Call, Report, Word, literal, options
+from services.playbook.shell_analysis import Call, Report, Word, leading_hole, literal, options
 
 _SAFE_DEVICES = re.compile(r"/dev/(null|zero|full|u?random|std(in|out|err)|tty\d*|console|kmsg|log|(fd|pts)/\d+"
                            r"|shm/.*)")
@@ -44,7 +44,7 @@ def redirects(call: Call, report: Report) -> None:
 def disks(call: Call, report: Report) -> None:
     program, opts = call.name, options(call.args)
     devices = [w for w in opts.operands if device(w)]
-    unseen = any(w.parts and w.parts[0].kind != "text" for w in opts.operands)
+    unseen = any(leading_hole(w) is not None for w in opts.operands)
     flags = opts.short | opts.long
     why = f"'{call.shown()}' {_WHY}; "
     if program in ("dd", "dcfldd") and any(_of(w) for w in call.args):
