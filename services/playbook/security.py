@@ -25,10 +25,11 @@ def security_issues(data: dict[Any, Any]) -> list[Issue]:
     """Every PB4xx issue of a playbook's raw data: shell steps, http steps, and every text value."""
     known, risks = _known_values(data)
     issues = list(credential_issues(data))
+    seen: dict[str, list[ShellFinding]] = {}  # generated playbooks repeat commands: each is analysed once
     for at, action in _actions(data):
         args = action.get("args") if isinstance(action, dict) else None
         if isinstance(args, dict) and action.get("action") == "shell":
-            issues += _shell_step(args, at + ("args",), known, risks)
+            issues += _shell_step(args, at + ("args",), known, risks, seen)
         elif isinstance(args, dict) and action.get("action") == "http_request":
             issues += transport_issues(args, at + ("args",))
     return issues
@@ -68,10 +69,13 @@ def _known_values(data: dict[Any, Any]) -> tuple[dict[str, str], dict[str, Risk]
     return known, risks
 
 
-def _shell_step(args: dict[Any, Any], at: Path, known: dict[str, str], risks: dict[str, Risk]) -> list[Issue]:
+def _shell_step(args: dict[Any, Any], at: Path, known: dict[str, str], risks: dict[str, Risk],
+                seen: dict[str, list[ShellFinding]]) -> list[Issue]:
     command, argv = args.get("command"), args.get("argv")
     if isinstance(command, str):
-        return [_issue(finding, at + ("command",), command) for finding in check_command(command, known, risks)]
+        if command not in seen:
+            seen[command] = check_command(command, known, risks)
+        return [_issue(finding, at + ("command",), command) for finding in seen[command]]
     if isinstance(argv, list) and argv and all(isinstance(item, str) for item in argv):
         return [_issue(finding, at + ("argv",), "") for finding in check_argv(argv, known, risks)]
     return []

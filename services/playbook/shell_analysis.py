@@ -215,7 +215,8 @@ def calls(sequence: Sequence, code: Code, cwd: str | None = None) -> Iterator[Ca
         for command in pipeline.commands:
             if isinstance(command, Simple):
                 for word in command.assigns + command.words:
-                    yield from _substituted(word.parts, code, cwd)
+                    if not word.static:
+                        yield from _substituted(word.parts, code, cwd)
                 yield from _redirect_substitutions(command.redirects, code, cwd)
                 call = make_call(command, code, cwd, producers)
                 if call is not None:
@@ -229,7 +230,8 @@ def calls(sequence: Sequence, code: Code, cwd: str | None = None) -> Iterator[Ca
 
 def _compound(command: Compound, code: Code, cwd: str | None) -> Iterator[Call]:
     for word in command.words:
-        yield from _substituted(word.parts, code, cwd)
+        if not word.static:
+            yield from _substituted(word.parts, code, cwd)
     yield from _redirect_substitutions(command.redirects, code, cwd)
     if command.redirects:
         yield Call("", None, [], command.redirects, code, cwd=cwd)

@@ -6,11 +6,12 @@ A string run by a shell (`sh -c`, `eval`, `ssh host`, a here-document into `sh`,
 """
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 
 from services.playbook.shell_analysis import (
-    MAX_DEPTH, Call, Code, Heredoc, Report, Word, calls, literal, options, text_word,
+    MAX_DEPTH, Call, Code, Heredoc, Report, Word, calls, literal, options, synthetic, text_word,
 )
 from services.playbook.shell_syntax import Compound, Part, Pipeline, Sequence, Simple
 
@@ -46,6 +47,8 @@ _DECODES = re.compile(r"\b(?:b64decode|base64|decode|unpack|fromCharCode|zlib|ma
                       r"|decompress)\b")
 _EVALS = re.compile(r"\b(?:exec|eval|compile|Function)\s*\(|\beval\b")
 PROGRAMS = frozenset(SHELLS | set(_LANGUAGES) | set(_ALIASES) | {"eval", "source", "at", "batch", "pypy"})
+_GLOB = re.compile(r"[*?]|\[.*\]")
+_BRACE = re.compile(r"\{[^{}]*(,|\.\.)[^{}]*\}")
 _SETUP = {"ssh-agent", "minikube", "pyenv", "rbenv", "nodenv", "direnv", "conda", "brew", "dircolors", "opam",
           "keychain", "gpg-agent", "docker-machine", "aws-vault", "fnm", "zoxide", "starship", "mise", "rtx"}
 _SETUP_COMMANDS = {("kubectl", "completion"), ("gh", "completion"), ("helm", "completion")}
@@ -85,9 +88,9 @@ def dynamic(call: Call) -> str:
             return "the output of a command substitution"
         if part.modifier == "$'":
             return "spelled with $'...' escapes"
-        if not part.quoted and re.search(r"[*?]|\[.*\]", part.text):
+        if not part.quoted and _GLOB.search(part.text):
             return "a file-name pattern (glob)"
-        if not part.quoted and re.search(r"\{[^{}]*(,|\.\.)[^{}]*\}", part.text):
+        if not part.quoted and _BRACE.search(part.text):
             return "a brace expansion"
     if _disguised(word.parts, call.code.text):
         return "spelled with quotes or escapes inside its name"
@@ -110,6 +113,7 @@ def _disguised(parts: list[Part], text: str) -> bool:
     return len(runs) > 2 or (len(runs) == 2 and not escaped)
 
 
+@functools.lru_cache(maxsize=1024)
 def _language(name: str) -> str:
     if re.fullmatch(r"python[\d.]*|pypy[\d.]*", name):
         return "python"
@@ -137,7 +141,7 @@ def _eval(call: Call, report: Report) -> None:
         return
     if _environment_setup(call.args):
         return
-    run_string(call, call.args[0] if len(call.args) == 1 else _joined(call.args), report)
+    run_string(call, call.args[0] if len(call.args) == 1 else synthetic(call.args), report)
 
 
 def _source(call: Call, report: Report) -> None:
@@ -223,7 +227,7 @@ def _stdin(call: Call, report: Report, language: str) -> None:
     if isinstance(producer, Call) and producer.name in ("echo", "printf") and producer.args:
         words = [w for w in producer.args if not (literal(w) or "").startswith("-")]
         if words:
-            return run_string(call, words[0] if len(words) == 1 else _joined(words), report, language=language)
+            return run_string(call, words[0] if len(words) == 1 else synthetic(words), report, language=language)
     if isinstance(producer, Call) and producer.name in ("cat", "tee") and not options(producer.args).operands:
         return _stdin(Call(call.name, call.word, call.args, [], call.code, producer.feeds), report, language)
     source = producer.shown() if isinstance(producer, Call) else "a compound command"
@@ -295,15 +299,6 @@ def _environment_setup(args: list[Word]) -> bool:
     names = [literal(w) for w in words[:2]]
     return bool(words) and all(w.static for w in words) and (
         names[0] in _SETUP or tuple(names) in _SETUP_COMMANDS)
-
-
-def _joined(words: list[Word]) -> Word:
-    parts: list[Part] = []
-    for k, word in enumerate(words):
-        if k:
-            parts.append(Part("text", " ", True, word.start))
-        parts += word.parts
-    return Word(words[0].start, words[-1].end, parts)
 
 
 def _all_parts(parts: list[Part] | tuple[Part, ...]) -> Iterator[Part]:

@@ -21,7 +21,7 @@ _ERASE_FLAGS = {"hdparm": {"security-erase", "security-erase-enhanced", "trim-se
                 "badblocks": {"w"}, "mdadm": {"zero-superblock"}}
 _ERASE_WORDS = {"nvme": {"format", "sanitize", "write-zeroes"}, "cryptsetup": {"luksFormat", "erase", "luksErase"},
                 "zpool": {"labelclear", "create", "destroy"}}
-PROGRAMS = frozenset({"dd", "dcfldd", "mkfs", "mke2fs", "mkswap", "mkdosfs", "mkntfs", "wipefs", "shred", "parted"}
+PROGRAMS = frozenset({"dd", "dcfldd", "mkfs", "mke2fs", "mkswap", "mkdosfs", "mkntfs", "wipefs", "shred", "parted", "tee"}
                      | set(_PARTITIONERS) | _ERASERS)  # with /dev/ in the text, every copier too
 _TRUNCATE_VALUES = frozenset({"-s", "--size", "-r", "--reference"})
 _WHY = "overwrites a disk or partition, destroying its data and filesystem"
@@ -42,7 +42,10 @@ def redirects(call: Call, report: Report) -> None:
 
 
 def disks(call: Call, report: Report) -> None:
-    program, opts = call.name, options(call.args)
+    program = call.name
+    if program not in PROGRAMS and program not in _COPIERS and not _MKFS.fullmatch(program):
+        return
+    opts = options(call.args)
     devices = [w for w in opts.operands if device(w)]
     unseen = any(leading_hole(w) is not None for w in opts.operands)
     flags = opts.short | opts.long

@@ -17,13 +17,18 @@ REF_OPEN, REF_CLOSE = "\ue000", "\ue001"  # `\ue000<n>\ue001` stands for the eng
 MAX_NEST = 40
 PartKind = Literal["text", "param", "command", "process", "arith", "ref"]
 _PLAIN = re.compile(r"[^\s'\"\\$`;&|()<>\ue000]+")
+_TOKEN = re.compile(  # blanks, then a comment, a newline, a plain word, an operator (with its fd), or the end
+    r"(?:[ \t\r\f\v]|\\\n)*(?:(?P<comment>#[^\n]*)|(?P<nl>\n)"
+    r"|(?P<word>(?![0-9]+[<>]|\{[A-Za-z_][A-Za-z0-9_]*\}[<>])[^\s'\"\\$`;&|()<>\ue000#]"
+    r"[^\s'\"\\$`;&|()<>\ue000]*(?=[\s;&|()<>]|\Z))"
+    r"|(?P<fd>[0-9]{1,9}(?=[<>])|\{[A-Za-z_][A-Za-z0-9_]*\}(?=[<>]))?(?P<op>(?![<>]\()(?:&&|\|\||;;&|;;|;&|\|&"
+    r"|&>>|&>|<<<|<<-|<<|<>|>>|>\||>&|<&|[;&|()<>]))|(?P<eof>\Z))?")
 _DQ_PLAIN = re.compile(r"[^\"\\$`\ue000]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SPECIAL = "0123456789@*#?$!-"
 _REF = re.compile("\ue000(\\d+)\ue001")
-_OP = re.compile(r"&&|\|\||;;&|;;|;&|\|&|&>>|&>|<<<|<<-|<<|<>|>>|>\||>&|<&|[;&|()<>]")
-_FD = re.compile(r"\d{1,9}(?=[<>])|\{[A-Za-z_][A-Za-z0-9_]*\}(?=[<>])")
 _BLANK = re.compile(r"(?:[ \t\r\f\v]|\\\n)+")
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
 REDIRECTS = frozenset({"<", ">", ">>", ">|", "<>", "<<", "<<-", "<<<", ">&", "<&", "&>", "&>>"})
 _CLOSERS = frozenset({"}", "then", "do", "done", "fi", "else", "elif", "esac"})
 _ANSI = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "v": "\v",
@@ -42,27 +47,34 @@ class Part(NamedTuple):
     inner: tuple[Part, ...] = ()  # substitutions inside a ${...} modifier or a $((...))
 
 
-@dataclass(slots=True)
 class Word:
-    start: int
-    end: int
-    parts: list[Part]
+    """A shell word: its offsets and parts; `static` when its value is written out (no expansion, reference or
+    substitution in it), `value` after quote removal with expansions as written (`$x`, `$(...)`)."""
 
-    @property
-    def static(self) -> bool:
-        """True when the value is written out: no expansion, reference or substitution in it."""
-        return all(p.kind == "text" for p in self.parts)
+    __slots__ = ("start", "end", "parts", "static", "value")
 
-    @property
-    def value(self) -> str:
-        """The text after quote removal; expansions stay as written (`$x`, `$(...)`), references as marks."""
-        return "".join(_shown(p) for p in self.parts)
+    def __init__(self, start: int, end: int, parts: list[Part]) -> None:
+        self.start, self.end, self.parts = start, end, parts
+        if len(parts) == 1 and parts[0].kind == "text":  # most words: one literal, built in one step
+            self.static, self.value = True, parts[0].text
+            return
+        static, pieces = True, []
+        for part in parts:
+            if part.kind == "text":
+                pieces.append(part.text)
+            else:
+                static = False
+                pieces.append(_shown(part))
+        self.static, self.value = static, "".join(pieces)
 
     @property
     def keyword(self) -> str:
         """The word when it could be a reserved word (one unquoted literal), else ""."""
         parts = self.parts
         return parts[0].text if len(parts) == 1 and parts[0].kind == "text" and not parts[0].quoted else ""
+
+    def __repr__(self) -> str:
+        return f"Word({self.start}, {self.end}, {self.value!r})"
 
 
 def _shown(part: Part) -> str:
@@ -437,10 +449,8 @@ class _Parser:
         return self.buffer[k]
 
     def take(self) -> _Token:
-        token = self.peek()
-        if token.kind != "eof":
-            self.buffer.pop(0)
-            self.taken += 1
+        token = self.buffer.pop(0) if self.buffer else self.lex()
+        self.taken += 1
         return token
 
     # --- lexer ---
@@ -448,31 +458,30 @@ class _Parser:
     def lex(self) -> _Token:
         s, end = self.s, self.end
         i = self.i
-        while True:
-            if m := _BLANK.match(s, i, end):
-                i = m.end()
-            if i < end and s[i] == "#":
-                newline = s.find("\n", i, end)
-                i = end if newline == -1 else newline
-                continue
-            break
-        if i >= end:
+        while True:  # one regex per token in the common cases; quotes and expansions go to `word`
+            m = _TOKEN.match(s, i, end)
+            kind = m.lastgroup  # type: ignore[union-attr]
+            i = m.end()  # type: ignore[union-attr]
+            if kind != "comment":
+                break
+        if kind == "word":
+            self.i = i
+            start = m.start("word")  # type: ignore[union-attr]
+            at = self.base + start
+            return _Token("word", start, i, m[kind], Word(at, self.base + i, [Part("text", m[kind], False, at)]))
+        if kind == "op":
+            op, fd, start = m["op"], m["fd"] or "", m.start("fd") if m["fd"] else m.start("op")  # type: ignore
+            self.i = i
+            if op in ("<<", "<<-"):
+                return self.heredoc_operator(start, op, fd)
+            return _Token("op", start, i, op, fd=fd)
+        if kind == "nl":
+            self.i = i
+            self.heredoc_bodies()
+            return _Token("nl", i - 1, i, "\n")
+        if kind == "eof" or i >= end:
             self.i = end
             return _Token("eof", end, end, "")
-        if s[i] == "\n":
-            self.i = i + 1
-            self.heredoc_bodies()
-            return _Token("nl", i, i + 1, "\n")
-        fd = ""
-        if (m := _FD.match(s, i, end)) is not None:
-            fd = m[0]
-        at = i + len(fd)
-        if not s.startswith(("<(", ">("), at) and (m := _OP.match(s, at, end)) is not None:
-            op = m[0]
-            self.i = m.end()
-            if op in ("<<", "<<-"):
-                return self.heredoc_operator(i, op, fd)
-            return _Token("op", i, self.i, op, fd=fd)
         word, after = self.word(i)
         if after == i:  # cannot happen for well-formed input; keeps the lexer moving whatever it gets
             after = i + 1
@@ -671,8 +680,7 @@ class _Parser:
 
 def _assignment(word: Word) -> bool:
     first = word.parts[0] if word.parts else None
-    return bool(first and first.kind == "text" and not first.quoted
-                and re.match(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=", first.text))
+    return bool(first and first.kind == "text" and not first.quoted and _ASSIGNMENT.match(first.text))
 
 
 def _closing_parens(s: str, i: int, end: int) -> int:
