@@ -299,7 +299,7 @@ def unwrap(call: Call) -> Call:
             call.via.append(name)
             if name == "env":
                 if (split := _split_string(words[start:i])) is not None:
-                    return _as_shell(call, split, "env -S")
+                    return _as_shell(call, words[start - 1], split)
                 while i < len(words) and "=" in (literal(words[i]) or "") and not literal(words[i]).startswith("="):
                     i += 1
             if name == "xargs":
@@ -369,23 +369,23 @@ def _split_string(options: list[Word]) -> Word | None:
     return None
 
 
-def _as_shell(call: Call, code: Word, wrapper: str) -> Call:
-    """A wrapper that hands a string to a shell is analysed as `sh -c STRING`."""
-    call.via.append(wrapper)
-    call.name, call.word, call.args = "sh", code, [text_word("-c", code.start), code]
+def _as_shell(call: Call, wrapper: Word, code: Word) -> Call:
+    """A wrapper that hands a string to a shell is analysed as `sh -c STRING`, shown as written."""
+    call.via.append(basename(wrapper))
+    call.name, call.word, call.args = "sh", wrapper, [text_word("-c", code.start), code]
     return call
 
 
 def _ssh(call: Call, words: list[Word], i: int) -> Call | None:
     start = skip_options(words, i + 1, _SSH_VALUES)
     rest = words[start + 1:]
-    return _as_shell(call, synthetic(rest), "ssh") if rest else None
+    return _as_shell(call, words[i], synthetic(rest)) if rest else None
 
 
 def _su(call: Call, words: list[Word], i: int) -> Call | None:
     for k in range(i + 1, len(words) - 1):
         if _value(words, k) in ("-c", "--command"):
-            return _as_shell(call, words[k + 1], basename(words[i]))
+            return _as_shell(call, words[i], words[k + 1])
     return None
 
 
@@ -393,13 +393,13 @@ def _watch(call: Call, words: list[Word], i: int) -> Call | None:
     start = skip_options(words, i + 1, _WATCH_VALUES)
     if any(_value(words, k) in ("-x", "--exec") for k in range(i + 1, start)) or start >= len(words):
         return _rest(call, words, start, "watch")
-    return _as_shell(call, synthetic(words[start:]), "watch")
+    return _as_shell(call, words[i], synthetic(words[start:]))
 
 
 def _flock(call: Call, words: list[Word], i: int) -> Call | None:
     for k in range(i + 1, len(words) - 1):
         if _value(words, k) in ("-c", "--command"):
-            return _as_shell(call, words[k + 1], "flock")
+            return _as_shell(call, words[i], words[k + 1])
     start = skip_options(words, i + 1, _FLOCK_VALUES)
     return _rest(call, words, start + 1, "flock")
 
@@ -407,7 +407,7 @@ def _flock(call: Call, words: list[Word], i: int) -> Call | None:
 def _script(call: Call, words: list[Word], i: int) -> Call | None:
     for k in range(i + 1, len(words) - 1):
         if _value(words, k) in ("-c", "--command"):
-            return _as_shell(call, words[k + 1], "script")
+            return _as_shell(call, words[i], words[k + 1])
     return None
 
 

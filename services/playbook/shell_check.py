@@ -23,7 +23,8 @@ from services.playbook.shell_syntax import REF_OPEN, parse
 _NAMES = sorted(CODE_PROGRAMS | DELETE_PROGRAMS | DISK_PROGRAMS | PERMISSION_PROGRAMS | {"function", "while",
                                                                                         "until", "for"})
 # Run-time values, globs, substitutions, devices, braces, quotes inside a word, or a program a check looks at.
-_SCREEN = re.compile(r"[$`*?\[(\\" + REF_OPEN + r"]|/dev/|\{[^{}\s]*(?:,|\.\.)|\w['\"]|['\"]{2}\w"
+_SCREEN = re.compile(r"[$`*?\[(\\" + REF_OPEN + r"]|/dev/|\{[^{}\s]*(?:,|\.\.)"
+                     r"|[^ \t\n\r\f\v;&|()<>]['\"]|['\"]{2}[^ \t\n]"
                      r"|(?<![\w.+-])(?:" + "|".join(map(re.escape, _NAMES)) + r")[\d.]*(?![\w+-])")
 
 

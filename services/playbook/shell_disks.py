@@ -21,8 +21,8 @@ _ERASE_FLAGS = {"hdparm": {"security-erase", "security-erase-enhanced", "trim-se
                 "badblocks": {"w"}, "mdadm": {"zero-superblock"}}
 _ERASE_WORDS = {"nvme": {"format", "sanitize", "write-zeroes"}, "cryptsetup": {"luksFormat", "erase", "luksErase"},
                 "zpool": {"labelclear", "create", "destroy"}}
-PROGRAMS = frozenset({"dd", "dcfldd", "mkfs", "mke2fs", "mkswap", "mkdosfs", "mkntfs", "wipefs", "shred", "parted", "tee"}
-                     | set(_PARTITIONERS) | _ERASERS)  # with /dev/ in the text, every copier too
+PROGRAMS = frozenset({"dd", "dcfldd", "mkfs", "mke2fs", "mkswap", "mkdosfs", "mkntfs", "wipefs", "shred", "parted",
+                      "tee"} | set(_PARTITIONERS) | _ERASERS)  # with /dev/ in the text, every copier too
 _TRUNCATE_VALUES = frozenset({"-s", "--size", "-r", "--reference"})
 _WHY = "overwrites a disk or partition, destroying its data and filesystem"
 

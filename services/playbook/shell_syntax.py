@@ -16,11 +16,11 @@ from typing import Literal, NamedTuple, Union
 REF_OPEN, REF_CLOSE = "\ue000", "\ue001"  # `\ue000<n>\ue001` stands for the engine's n-th `${...}` reference
 MAX_NEST = 40
 PartKind = Literal["text", "param", "command", "process", "arith", "ref"]
-_PLAIN = re.compile(r"[^\s'\"\\$`;&|()<>\ue000]+")
+_PLAIN = re.compile(r"[^ \t\n\r\f\v'\"\\$`;&|()<>\ue000]+")  # the shell's blanks only: \xa0 is a letter to sh
 _TOKEN = re.compile(  # blanks, then a comment, a newline, a plain word, an operator (with its fd), or the end
     r"(?:[ \t\r\f\v]|\\\n)*(?:(?P<comment>#[^\n]*)|(?P<nl>\n)"
-    r"|(?P<word>(?![0-9]+[<>]|\{[A-Za-z_][A-Za-z0-9_]*\}[<>])[^\s'\"\\$`;&|()<>\ue000#]"
-    r"[^\s'\"\\$`;&|()<>\ue000]*(?=[\s;&|()<>]|\Z))"
+    r"|(?P<word>(?![0-9]+[<>]|\{[A-Za-z_][A-Za-z0-9_]*\}[<>])[^ \t\n\r\f\v'\"\\$`;&|()<>\ue000#]"
+    r"[^ \t\n\r\f\v'\"\\$`;&|()<>\ue000]*(?=[ \t\n\r\f\v;&|()<>]|\Z))"
     r"|(?P<fd>[0-9]{1,9}(?=[<>])|\{[A-Za-z_][A-Za-z0-9_]*\}(?=[<>]))?(?P<op>(?![<>]\()(?:&&|\|\||;;&|;;|;&|\|&"
     r"|&>>|&>|<<<|<<-|<<|<>|>>|>\||>&|<&|[;&|()<>]))|(?P<eof>\Z))?")
 _DQ_PLAIN = re.compile(r"[^\"\\$`\ue000]+")
