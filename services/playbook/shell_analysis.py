@@ -279,7 +279,8 @@ def _feeds(redirects: list[Redirect], producers: list[Call | None]) -> list[Call
         if redirect.op == "<<<" and redirect.target is not None:
             return [redirect.target]
         if redirect.op == "<" and redirect.fd in ("", "0"):
-            return []
+            process = redirect.target is not None and any(p.kind == "process" for p in redirect.target.parts)
+            return [redirect.target] if process and redirect.target else []
     return list(reversed(producers))
 
 
@@ -424,6 +425,12 @@ def _container(call: Call, words: list[Word], i: int) -> Call | None:
         if dashes is not None:
             return _rest(call, words, dashes + 1, tool)
     start = skip_options(words, k + 1, _CONTAINER_VALUES)
+    entrypoint = next((words[j + 1] for j in range(k + 1, min(start, len(words) - 1))
+                       if _value(words, j) == "--entrypoint"), None)
+    if entrypoint is not None:  # `docker run --entrypoint sh IMAGE -c CODE` runs `sh -c CODE`
+        call.via.append(tool)
+        call.word, call.args = entrypoint, words[start + 1:]
+        return unwrap(call)
     return _rest(call, words, start + 1, tool)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from services.playbook.shell_analysis import (
     MAX_DEPTH, Call, Code, Heredoc, Report, Word, calls, literal, options, synthetic, text_word,
 )
-from services.playbook.shell_syntax import Compound, Part, Pipeline, Sequence, Simple
+from services.playbook.shell_syntax import Compound, Part, Pipeline, Sequence, Simple, decode_escapes
 
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "fish", "csh", "tcsh", "yash", "posh", "rbash", "ksh93"}
 FETCHERS = {"curl", "wget", "fetch", "http", "https", "aria2c", "lwp-request", "GET", "xh", "curlie"}
@@ -47,6 +47,7 @@ _DECODES = re.compile(r"\b(?:b64decode|base64|decode|unpack|fromCharCode|zlib|ma
                       r"|decompress)\b")
 _EVALS = re.compile(r"\b(?:exec|eval|compile|Function)\s*\(|\beval\b")
 PROGRAMS = frozenset(SHELLS | set(_LANGUAGES) | set(_ALIASES) | {"eval", "source", "at", "batch", "pypy"})
+_FORMAT = re.compile(r"%[-+ #0-9.]*[sbdiouxXc]")
 _GLOB = re.compile(r"[*?]|\[.*\]")
 _BRACE = re.compile(r"\{[^{}]*(,|\.\.)[^{}]*\}")
 _SETUP = {"ssh-agent", "minikube", "pyenv", "rbenv", "nodenv", "direnv", "conda", "brew", "dircolors", "opam",
@@ -66,6 +67,10 @@ def code_checks(call: Call, report: Report) -> None:
         _eval(call, report)
     elif name in ("source", "."):
         _source(call, report)
+    elif name == "alias":
+        for word in call.args:
+            if word.static and "=" in word.value:  # a later line may run the alias: its text is code
+                _code(call, text_word(word.value.partition("=")[2], word.start), report, "shell")
     elif name in ("at", "batch") and not {"f", "l", "d", "r", "c"} & options(call.args).short:
         _stdin(call, report, "shell")
     elif language:
@@ -226,6 +231,10 @@ def _stdin(call: Call, report: Report, language: str) -> None:
         return
     if isinstance(producer, Call) and producer.name in ("echo", "printf") and producer.args:
         words = [w for w in producer.args if not (literal(w) or "").startswith("-")]
+        escapes = producer.name == "printf" or any(literal(w) in ("-e", "-en", "-ne") for w in producer.args)
+        if words and escapes and all(w.static for w in words):
+            return _code(call, text_word(_printed(producer.name, [w.value for w in words]), words[0].start), report,
+                         language)
         if words:
             return run_string(call, words[0] if len(words) == 1 else synthetic(words), report, language=language)
     if isinstance(producer, Call) and producer.name in ("cat", "tee") and not options(producer.args).operands:
@@ -234,6 +243,14 @@ def _stdin(call: Call, report: Report, language: str) -> None:
     report.add("PB414", call.at, f"'{call.shown()}' runs as {_named(language)} code what '{source}' writes at run "
                                  "time, which no check can read; write the commands in the step, or run a reviewed "
                                  "script file")
+
+
+def _printed(program: str, values: list[str]) -> str:
+    """What `printf FORMAT ARGS` or `echo -e WORDS` write: arguments in the format, escapes decoded."""
+    if program != "printf":
+        return decode_escapes(" ".join(values))
+    rest = iter(values[1:])
+    return decode_escapes(_FORMAT.sub(lambda m: next(rest, ""), values[0]))
 
 
 def _interpreter(call: Call, report: Report, language: str) -> None:

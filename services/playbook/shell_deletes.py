@@ -26,6 +26,7 @@ _RSYNC_VALUES = frozenset("-e --rsh -f --filter --exclude --include --exclude-fr
                           "--partial-dir --max-size --min-size --port --out-format --usermap --groupmap".split())
 _RSYNC_DELETES = {"delete", "delete-before", "delete-during", "delete-after", "delete-delay", "delete-excluded", "del"}
 _GIT_VALUES = frozenset({"-C", "-c", "--git-dir", "--work-tree", "--namespace"})
+_DEFAULT = re.compile(r":?[-=](.*)", re.DOTALL)
 FIX_PATH = ("anchor the path under a fixed directory (e.g. /tmp/work/${dir}), "
             "or for a shell variable write \"${DIR:?}\" so an empty value stops the command")
 
@@ -94,7 +95,7 @@ def check_target(word: Word, call: Call, report: Report, shown: str, verb: str) 
     elif risk == "set":
         report.add("PB403", call.at, f"'{shown}' {verb} a path that starts with {_show_hole(first, call)}, which a "
                                      f"caller can set to anything (including /); {FIX_PATH}")
-    elif risk is None:
+    else:  # nothing unknown leads the path, or a guarded value (`${DIR:?}`, `${DIR:-/srv}`) does
         full, emptied = (_at(call, _fill(word, report, refs, empty=e)) for e in (False, True))
         if full == emptied and (what := system_path(full)):
             report.add("PB401", call.at, f"'{shown}' recursively {verb} {what}; name the specific directory you mean")
@@ -143,6 +144,8 @@ def _fill(word: Word, report: Report, refs: list[Reference], *, empty: bool) -> 
             pieces.append(part.text)
         elif _special(part):
             pieces.append("~" if part.text == "HOME" else ".")
+        elif empty and part.kind == "param" and (default := _DEFAULT.match(part.modifier)):
+            pieces.append(default[1])  # `${DIR:-/}`: what an unset value becomes
         else:
             pieces.append("" if empty and _risk(part, report, refs) == "empty" else "value")
     return "".join(pieces)

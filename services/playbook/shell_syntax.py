@@ -31,6 +31,7 @@ _BLANK = re.compile(r"(?:[ \t\r\f\v]|\\\n)+")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=")
 REDIRECTS = frozenset({"<", ">", ">>", ">|", "<>", "<<", "<<-", "<<<", ">&", "<&", "&>", "&>>"})
 _CLOSERS = frozenset({"}", "then", "do", "done", "fi", "else", "elif", "esac"})
+_ESCAPE = re.compile(r"x([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{1,4})|U([0-9A-Fa-f]{1,8})|0?([0-7]{1,3})")
 _ANSI = {"n": "\n", "t": "\t", "r": "\r", "a": "\a", "b": "\b", "e": "\x1b", "E": "\x1b", "f": "\f", "v": "\v",
          "\\": "\\", "'": "'", '"': '"', "?": "?"}
 
@@ -729,17 +730,26 @@ def _closing_brace(s: str, i: int, end: int) -> int:
 
 def _ansi_c(s: str, i: int, end: int) -> tuple[str, int]:
     """`$'...'` from its content at `i`: the decoded text and the index after the closing quote."""
+    return _decode(s, i, end, quoted=True)
+
+
+def decode_escapes(text: str) -> str:
+    """What `printf` or `echo -e` print for `\\x72\\x6d`: the escapes decoded (so `rm` is seen as rm)."""
+    return _decode(text, 0, len(text), quoted=False)[0]
+
+
+def _decode(s: str, i: int, end: int, *, quoted: bool) -> tuple[str, int]:
     out: list[str] = []
     while i < end:
         c = s[i]
-        if c == "'":
+        if c == "'" and quoted:
             return "".join(out), i + 1
         if c != "\\":
             out.append(c)
             i += 1
             continue
         following = s[i + 1:i + 2]
-        if m := re.match(r"x([0-9A-Fa-f]{1,2})|u([0-9A-Fa-f]{1,4})|U([0-9A-Fa-f]{1,8})|([0-7]{1,3})", s[i + 1:i + 10]):
+        if m := _ESCAPE.match(s, i + 1, min(end, i + 10)):
             code = int(m[1] or m[2] or m[3] or m[4], 8 if m[4] else 16)
             out.append(chr(code) if code < 0x110000 else "?")
             i += 1 + len(m[0])
