@@ -12,7 +12,7 @@ from typing import Any
 
 from services.playbook.credentials import credential_issues, transport_issues
 from services.playbook.diagnostics import Diagnostic, Issue, Path
-from services.playbook.shell_analysis import Risk
+from services.playbook.shell_model import Risk
 from services.playbook.shell_check import ShellFinding, check_argv, check_command
 
 

@@ -10,8 +10,9 @@ import functools
 import re
 from collections.abc import Iterator
 
-from services.playbook.shell_analysis import (
-    MAX_DEPTH, Call, Code, Heredoc, Report, Word, calls, literal, options, synthetic, text_word,
+from services.playbook.shell_analysis import calls
+from services.playbook.shell_model import (
+    MAX_DEPTH, Call, Code, Heredoc, Report, Word, literal, options, synthetic, text_word,
 )
 from services.playbook.shell_syntax import Compound, Part, Pipeline, Sequence, Simple, decode_escapes
 

@@ -10,9 +10,8 @@ import re
 from collections.abc import Iterator
 
 from services.playbook.references import Reference
-from services.playbook.shell_analysis import (
-    Call, Report, Risk, Word, leading_hole, literal, options, text_word, unwrap,
-)
+from services.playbook.shell_model import Call, Report, Risk, Word, leading_hole, literal, options, text_word
+from services.playbook.shell_wrappers import unwrap
 from services.playbook.shell_syntax import Part
 
 _SYSTEM_PARENTS = {"usr", "bin", "sbin", "boot", "lib", "lib32", "lib64", "libx32", "home", "etc"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from services.playbook.shell_analysis import Call, Report, literal, options
+from services.playbook.shell_model import Call, Report, literal, options
 from services.playbook.shell_deletes import system_path
 
 PROGRAMS = frozenset({"chmod", "chown", "chgrp"})
