@@ -6,7 +6,6 @@ A string run by a shell (`sh -c`, `eval`, `ssh host`, a here-document into `sh`,
 """
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterator
 
@@ -14,40 +13,13 @@ from services.playbook.shell_analysis import calls
 from services.playbook.shell_model import (
     MAX_DEPTH, Call, Code, Heredoc, Report, Word, literal, options, synthetic, text_word,
 )
-from services.playbook.shell_syntax import Compound, Part, Pipeline, Sequence, Simple, decode_escapes
+from services.playbook.shell_languages import LANGUAGE_NAMES, LANGUAGES, inline, language_of, named
+from services.playbook.shell_syntax import Part, Sequence, Simple, decode_escapes
 
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "fish", "csh", "tcsh", "yash", "posh", "rbash", "ksh93"}
 FETCHERS = {"curl", "wget", "fetch", "http", "https", "aria2c", "lwp-request", "GET", "xh", "curlie"}
 _SHELL_VALUES = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
-# interpreter -> (options whose value is code, options that take another value)
-_LANGUAGES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "python": (frozenset({"-c"}), frozenset({"-m", "-W", "-X", "-Q"})),
-    "perl": (frozenset({"-e", "-E"}), frozenset({"-I", "-M", "-m", "-x", "-i", "-l", "-0"})),
-    "ruby": (frozenset({"-e"}), frozenset({"-I", "-r", "-C", "-E", "-x"})),
-    "node": (frozenset({"-e", "--eval", "-p", "--print"}), frozenset({"-r", "--require", "--import", "--loader"})),
-    "php": (frozenset({"-r", "-B", "-R", "-E"}), frozenset({"-c", "-d", "-z", "-t", "-f"})),
-    "lua": (frozenset({"-e"}), frozenset({"-l"})),
-    "pwsh": (frozenset({"-c", "-command", "-Command", "-e", "-EncodedCommand", "-encodedcommand"}),
-             frozenset({"-File", "-f"})),
-    "Rscript": (frozenset({"-e"}), frozenset()),
-    "expect": (frozenset({"-c"}), frozenset()),
-    "awk": (frozenset(), frozenset({"-F", "-v", "-f", "--field-separator", "--assign", "--file"})),
-}
-_ALIASES = {"nodejs": "node", "luajit": "lua", "powershell": "pwsh", "irb": "ruby", "jruby": "ruby",
-            "gawk": "awk", "mawk": "awk", "nawk": "awk", "busybox-awk": "awk", "pypy": "python", "pypy3": "python",
-            "perl5": "perl", "deno": "node", "bun": "node", "php-cli": "php"}
-_RUNS = re.compile(r"\b(?:os\.(?:system|popen|exec\w*|spawn\w*)|subprocess|commands\.getoutput|pty\.spawn"
-                   r"|system\s*\(|exec\s*\(|shell_exec|passthru|proc_open|popen|child_process|execSync|spawnSync"
-                   r"|IO\.popen|Open3|Kernel\.(?:system|exec|spawn)|os\.execute|io\.popen|qx\s*[{(/]|%x\s*[{(]"
-                   r"|Runtime\.getRuntime|Start-Process|Invoke-Expression|iex\b)|`[^`]+`|\bsystem\s+[\"']")
-_DELETES = re.compile(r"\b(?:rmtree|rm_rf|rm_r|remove_tree|rimraf|rmSync|rmdirSync|deltree|Remove-Item\b[^;\n]*"
-                      r"-Recurse)")
-_FORKS = re.compile(r"\bfork\b|\bos\.fork\b|\bPcntl_fork\b|\bpcntl_fork\b", re.IGNORECASE)
-_LOOPS = re.compile(r"\b(?:while|for|loop|until|repeat)\b")
-_DECODES = re.compile(r"\b(?:b64decode|base64|decode|unpack|fromCharCode|zlib|marshal|codecs|FromBase64String"
-                      r"|decompress)\b")
-_EVALS = re.compile(r"\b(?:exec|eval|compile|Function)\s*\(|\beval\b")
-PROGRAMS = frozenset(SHELLS | set(_LANGUAGES) | set(_ALIASES) | {"eval", "source", "at", "batch", "pypy"})
+PROGRAMS = frozenset(SHELLS | LANGUAGE_NAMES | {"eval", "source", "at", "batch"})
 _FORMAT = re.compile(r"%[-+ #0-9.]*[sbdiouxXc]")
 _GLOB = re.compile(r"[*?]|\[.*\]")
 _BRACE = re.compile(r"\{[^{}]*(,|\.\.)[^{}]*\}")
@@ -61,7 +33,7 @@ def code_checks(call: Call, report: Report) -> None:
         report.add("PB413", call.at, f"the program run by '{call.shown()}' is {reason}, so no check can see what "
                                      "runs (it could be rm or a shell); write the program's name out plainly")
     name = call.name
-    language = _language(name)
+    language = language_of(name)
     if name in SHELLS:
         _shell(call, report)
     elif name == "eval":
@@ -117,16 +89,6 @@ def _disguised(parts: list[Part], text: str) -> bool:
     first = written[0] if written else None
     escaped = first is not None and first.quoted and len(first.text) == 1 and text[first.start:first.start + 1] == "\\"
     return len(runs) > 2 or (len(runs) == 2 and not escaped)
-
-
-@functools.lru_cache(maxsize=1024)
-def _language(name: str) -> str:
-    if re.fullmatch(r"python[\d.]*|pypy[\d.]*", name):
-        return "python"
-    if re.fullmatch(r"(perl|ruby|php|lua|node)[\d.]*", name):
-        return re.sub(r"[\d.]+$", "", name)
-    name = _ALIASES.get(name, name)
-    return name if name in _LANGUAGES else ""
 
 
 def _shell(call: Call, report: Report) -> None:
@@ -188,7 +150,7 @@ def run_string(call: Call, word: Word, report: Report, *, language: str = "shell
     if not word.static:
         if language == "shell" and _only_variables(word):
             return _code(call, word, report, language)
-        report.add("PB414", call.at, f"'{shown}' runs as {_named(language)} code a string only known at run time "
+        report.add("PB414", call.at, f"'{shown}' runs as {named(language)} code a string only known at run time "
                                      f"({call.code.show(word)}), which no check can read; write the code out in the "
                                      "step, or run a reviewed script file")
         return
@@ -204,7 +166,7 @@ def _only_variables(word: Word) -> bool:
 def _code(call: Call, word: Word, report: Report, language: str) -> None:
     text = "".join(p.text if p.kind == "text" else f"${{{p.text}{p.modifier}}}" for p in word.parts)
     if language != "shell":
-        return _inline(call, text, report, language)
+        return inline(call, text, report, language)
     if call.code.depth >= MAX_DEPTH:
         report.add("PB414", call.at, f"'{call.shown()}' nests code in code more than {MAX_DEPTH} levels deep, past "
                                      "what the checks read; flatten the command")
@@ -220,7 +182,7 @@ def _stdin(call: Call, report: Report, language: str) -> None:
                 report.run_code(Code(feed.body, call.code.refs, lambda at, s=feed.start: call.code.place(s + at),
                                      call.code.depth + 1))
             else:
-                _inline(call, feed.body, report, language)
+                inline(call, feed.body, report, language)
             return
         if isinstance(feed, Word):
             return run_string(call, feed, report, language=language)
@@ -241,7 +203,7 @@ def _stdin(call: Call, report: Report, language: str) -> None:
     if isinstance(producer, Call) and producer.name in ("cat", "tee") and not options(producer.args).operands:
         return _stdin(Call(call.name, call.word, call.args, [], call.code, producer.feeds), report, language)
     source = producer.shown() if isinstance(producer, Call) else "a compound command"
-    report.add("PB414", call.at, f"'{call.shown()}' runs as {_named(language)} code what '{source}' writes at run "
+    report.add("PB414", call.at, f"'{call.shown()}' runs as {named(language)} code what '{source}' writes at run "
                                  "time, which no check can read; write the commands in the step, or run a reviewed "
                                  "script file")
 
@@ -255,7 +217,7 @@ def _printed(program: str, values: list[str]) -> str:
 
 
 def _interpreter(call: Call, report: Report, language: str) -> None:
-    code_options, value_options = _LANGUAGES[language]
+    code_options, value_options = LANGUAGES[language]
     args = call.args
     i = 0
     while i < len(args):
@@ -281,26 +243,6 @@ def _interpreter(call: Call, report: Report, language: str) -> None:
         _stdin(call, report, language)
     else:
         _script_file(call, args[i], report)
-
-
-def _inline(call: Call, code: str, report: Report, language: str) -> None:
-    """Code in another language, written out: what it may do that the shell checks would have flagged."""
-    name = _named(language)
-    shown = call.shown()
-    forks = _FORKS.search(code)
-    if forks and _LOOPS.search(code):
-        report.add("PB409", call.at, f"fork bomb: '{shown}' runs {name} code that forks in a loop, multiplying "
-                                     "processes until the host stops responding; remove it")
-    elif _DECODES.search(code) and _EVALS.search(code):
-        report.add("PB414", call.at, f"'{shown}' decodes data and runs it as {name} code, which no check can read; "
-                                     "write the code out in a reviewed script file")
-    elif _DELETES.search(code):
-        report.add("PB415", call.at, f"'{shown}' runs {name} code that deletes directory trees, which the shell "
-                                     "checks cannot follow; delete with rm in the step, naming the directory")
-    elif forks or _RUNS.search(code) or (language == "awk" and re.search(r"\|\s*getline|print[^;]*\|\s*\"", code)):
-        report.add("PB415", call.at, f"'{shown}' runs {name} code that starts other programs or processes, which the "
-                                     "shell checks cannot follow; run those programs as shell steps, or from a "
-                                     "reviewed script file")
 
 
 def _environment_setup(args: list[Word]) -> bool:
@@ -329,79 +271,6 @@ def fetches(body: Sequence, code: Code) -> bool:
     return any(call.name in FETCHERS for call in calls(body, code))
 
 
-def _named(language: str) -> str:
-    return {"shell": "shell", "python": "Python", "perl": "Perl", "ruby": "Ruby", "node": "JavaScript",
-            "php": "PHP", "lua": "Lua", "pwsh": "PowerShell", "awk": "awk"}.get(language, language)
-
-
 def _download(shown: str) -> str:
     return (f"'{shown}' runs code downloaded at run time without checking it, so whoever controls the URL (or the "
             "network) controls the host; download to a file, verify its checksum or signature, then run it")
-
-
-def fork_bombs(sequence: Sequence, code: Code, report: Report) -> None:
-    """Functions that start two copies of themselves, loops that never end and start processes in the background."""
-    for compound in _compounds(sequence):
-        if compound.kind == "function" and compound.name and _multiplies(compound.bodies[0], compound.name):
-            report.add("PB409", code.place(compound.start),
-                       f"fork bomb: function '{compound.name}' starts copies of itself in the background or in a "
-                       "pipeline, which multiplies processes until the host stops responding; remove it")
-        elif _endless(compound) and _spawns(compound.bodies[-1]):
-            report.add("PB409", code.place(compound.start),
-                       "fork bomb: a loop that never ends starts a background process on every turn without waiting "
-                       "for it, which multiplies processes until the host stops responding; add 'wait', or bound "
-                       "the loop")
-
-
-def _compounds(sequence: Sequence) -> Iterator[Compound]:
-    for pipeline in sequence.pipelines:
-        for command in pipeline.commands:
-            if isinstance(command, Compound):
-                yield command
-                for body in command.bodies:
-                    yield from _compounds(body)
-
-
-def _simples(sequence: Sequence) -> Iterator[tuple[Pipeline, Simple]]:
-    for pipeline in sequence.pipelines:
-        for command in pipeline.commands:
-            if isinstance(command, Simple):
-                yield pipeline, command
-            else:
-                for body in command.bodies:
-                    yield from _simples(body)
-
-
-def _multiplies(body: Sequence, name: str) -> bool:
-    """The function starts itself in the background, or twice in one pipeline (`f | f`)."""
-    per_pipeline: dict[int, int] = {}
-    for pipeline, simple in _simples(body):
-        if simple.words and literal(simple.words[0]) == name:
-            if pipeline.background:
-                return True
-            per_pipeline[id(pipeline)] = per_pipeline.get(id(pipeline), 0) + 1
-    return any(count >= 2 for count in per_pipeline.values())
-
-
-def _endless(compound: Compound) -> bool:
-    if compound.kind == "for((":
-        clauses = compound.name.split(";")
-        return len(clauses) == 3 and not clauses[1].strip()
-    if compound.kind not in ("while", "until") or not compound.bodies:
-        return False
-    condition = compound.bodies[0].pipelines
-    if len(condition) != 1 or len(condition[0].commands) != 1:
-        return False
-    command = condition[0].commands[0]
-    if isinstance(command, Compound):
-        return command.kind == "arith" and command.name.strip() not in ("", "0") and compound.kind == "while" and (
-            command.name.strip().isdigit())
-    words = [literal(w) for w in command.words]
-    forever = {"while": [["true"], [":"], ["[", "1", "]"], ["test", "1"]], "until": [["false"]]}
-    return words in forever[compound.kind] and not condition[0].negated
-
-
-def _spawns(body: Sequence) -> bool:
-    background = any(pipeline.background for pipeline, _ in _simples(body))
-    waits = any(simple.words and literal(simple.words[0]) in ("wait", "sleep") for _, simple in _simples(body))
-    return background and not waits

@@ -43,7 +43,6 @@ _CONTAINER_VALUES = _VALUE(
     "--dns --device --cap-add --cap-drop --security-opt --ulimit --pid --ipc --platform --pull --tmpfs --gpus "
     "--shm-size --stop-signal --label-file --group-add -c --container -n --namespace --pod-running-timeout "
     "--cpu-shares --userns --uts --cgroupns --runtime --expose --link --volumes-from -a --attach".split())
-_SU_VALUES = _VALUE({"-c", "--command", "-s", "--shell", "-g", "--group", "-G", "--supp-group", "-w"})
 _WATCH_VALUES = _VALUE({"-n", "--interval", "-q", "--equexit"})
 _FLOCK_VALUES = _VALUE({"-w", "--timeout", "-E", "--conflict-exit-code"})
 
