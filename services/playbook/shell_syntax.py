@@ -23,6 +23,7 @@ _TOKEN = re.compile(  # blanks, then a comment, a newline, a plain word, an oper
     r"[^ \t\n\r\f\v'\"\\$`;&|()<>\ue000]*(?=[ \t\n\r\f\v;&|()<>]|\Z))"
     r"|(?P<fd>[0-9]{1,9}(?=[<>])|\{[A-Za-z_][A-Za-z0-9_]*\}(?=[<>]))?(?P<op>(?![<>]\()(?:&&|\|\||;;&|;;|;&|\|&"
     r"|&>>|&>|<<<|<<-|<<|<>|>>|>\||>&|<&|[;&|()<>]))|(?P<eof>\Z))?")
+_EXPANSIONS = frozenset("$`" + REF_OPEN)
 _DQ_PLAIN = re.compile(r"[^\"\\$`\ue000]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SPECIAL = "0123456789@*#?$!-"
@@ -552,12 +553,8 @@ class _Parser:
                     continue
                 parts.append(Part("text", s[i + 1:i + 2], True, self.base + i))
                 i += 2
-            elif c == "$":
-                i = self.dollar(i, parts, quoted=False)
-            elif c == "`":
-                i = self.backtick(i, parts, quoted=False)
-            elif c == REF_OPEN:
-                i = self.reference(i, parts, quoted=False)
+            elif c in _EXPANSIONS:
+                i = self.expansion(c, i, parts, quoted=False)
             else:
                 m = _PLAIN.match(s, i, end)
                 stop = m.end() if m else i + 1
@@ -583,18 +580,22 @@ class _Parser:
                 else:
                     parts.append(Part("text", "\\", True, self.base + i))
                     i += 1
-            elif c == "$":
-                i = self.dollar(i, parts, quoted=True)
-            elif c == "`":
-                i = self.backtick(i, parts, quoted=True)
-            elif c == REF_OPEN:
-                i = self.reference(i, parts, quoted=True)
+            elif c in _EXPANSIONS:
+                i = self.expansion(c, i, parts, quoted=True)
             else:
                 m = _DQ_PLAIN.match(s, i, end)
                 stop = m.end() if m else i + 1
                 parts.append(Part("text", s[i:stop], True, self.base + i))
                 i = stop
         return end
+
+    def expansion(self, c: str, i: int, parts: list[Part], *, quoted: bool) -> int:
+        """`$...`, a backtick substitution or an engine reference at `i`; the index after it."""
+        if c == "$":
+            return self.dollar(i, parts, quoted=quoted)
+        if c == "`":
+            return self.backtick(i, parts, quoted=quoted)
+        return self.reference(i, parts, quoted=quoted)
 
     def dollar(self, i: int, parts: list[Part], *, quoted: bool) -> int:
         s, end = self.s, self.end
@@ -686,29 +687,18 @@ def _assignment(word: Word) -> bool:
 
 def _closing_parens(s: str, i: int, end: int) -> int:
     """Index after the `)` matching the `(` at `i` (and any opened after it), skipping quotes."""
-    depth, quote = 0, ""
-    while i < end:
-        c = s[i]
-        if c == "\\" and quote != "'":
-            i += 2
-            continue
-        if quote:
-            quote = "" if c == quote else quote
-        elif c in "'\"":
-            quote = c
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth <= 0:
-                return i + 1
-        i += 1
-    return end
+    return min(_closing(s, i, end, "()", 0) + 1, end)
 
 
 def _closing_brace(s: str, i: int, end: int) -> int:
     """Index of the `}` closing a `${` whose content starts at `i`."""
-    depth, quote = 1, ""
+    return _closing(s, i, end, "{}", 1)
+
+
+def _closing(s: str, i: int, end: int, pair: str, depth: int) -> int:
+    """Index of the closing character of `pair` that brings `depth` to zero, or `end`."""
+    quote = ""
+    opening, closing = pair
     while i < end:
         c = s[i]
         if c == "\\" and quote != "'":
@@ -718,11 +708,11 @@ def _closing_brace(s: str, i: int, end: int) -> int:
             quote = "" if c == quote else quote
         elif c in "'\"":
             quote = c
-        elif c == "{":
+        elif c == opening:
             depth += 1
-        elif c == "}":
+        elif c == closing:
             depth -= 1
-            if depth == 0:
+            if depth <= 0:
                 return i
         i += 1
     return end

@@ -130,7 +130,8 @@ def _ssh(call: Call, words: list[Word], i: int) -> Call | None:
     return _as_shell(call, words[i], synthetic(rest)) if rest else None
 
 
-def _su(call: Call, words: list[Word], i: int) -> Call | None:
+def _dash_c(call: Call, words: list[Word], i: int) -> Call | None:
+    """`su -c CODE`, `runuser -c`, `script -c`, `flock FILE -c`: the option's value is shell code."""
     for k in range(i + 1, len(words) - 1):
         if _value(words, k) in ("-c", "--command"):
             return _as_shell(call, words[i], words[k + 1])
@@ -145,18 +146,8 @@ def _watch(call: Call, words: list[Word], i: int) -> Call | None:
 
 
 def _flock(call: Call, words: list[Word], i: int) -> Call | None:
-    for k in range(i + 1, len(words) - 1):
-        if _value(words, k) in ("-c", "--command"):
-            return _as_shell(call, words[i], words[k + 1])
     start = skip_options(words, i + 1, _FLOCK_VALUES)
-    return _rest(call, words, start + 1, "flock")
-
-
-def _script(call: Call, words: list[Word], i: int) -> Call | None:
-    for k in range(i + 1, len(words) - 1):
-        if _value(words, k) in ("-c", "--command"):
-            return _as_shell(call, words[i], words[k + 1])
-    return None
+    return _dash_c(call, words, i) or _rest(call, words, start + 1, "flock")
 
 
 def _container(call: Call, words: list[Word], i: int) -> Call | None:
@@ -190,7 +181,7 @@ def _rest(call: Call, words: list[Word], start: int, wrapper: str) -> Call | Non
 
 
 _SPECIAL_WRAPPERS: dict[str, Callable[[Call, list[Word], int], Call | None]] = {
-    "ssh": _ssh, "su": _su, "runuser": _su, "watch": _watch, "flock": _flock, "script": _script,
+    "ssh": _ssh, "su": _dash_c, "runuser": _dash_c, "watch": _watch, "flock": _flock, "script": _dash_c,
     "docker": _container, "podman": _container, "nerdctl": _container, "docker-compose": _container,
     "kubectl": _container, "oc": _container,
 }
