@@ -23,6 +23,7 @@ _TOKEN = re.compile(  # blanks, then a comment, a newline, a plain word, an oper
     r"[^ \t\n\r\f\v'\"\\$`;&|()<>\ue000]*(?=[ \t\n\r\f\v;&|()<>]|\Z))"
     r"|(?P<fd>[0-9]{1,9}(?=[<>])|\{[A-Za-z_][A-Za-z0-9_]*\}(?=[<>]))?(?P<op>(?![<>]\()(?:&&|\|\||;;&|;;|;&|\|&"
     r"|&>>|&>|<<<|<<-|<<|<>|>>|>\||>&|<&|[;&|()<>]))|(?P<eof>\Z))?")
+_PARENS = re.compile(r"[ \t]*\(")  # `name (` may start a function definition
 _EXPANSIONS = frozenset("$`" + REF_OPEN)
 _DQ_PLAIN = re.compile(r"[^\"\\$`\ue000]+")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -245,7 +246,7 @@ class _Parser:
             compound = getattr(self, "_" + {"[[": "cond"}.get(keyword, keyword))(self.take())
             self.nest[0] -= 1
             return self.redirected(compound)
-        if keyword and "=" not in keyword:
+        if keyword and "=" not in keyword and _PARENS.match(self.s, token.end, self.end):
             following, closing = self.peek(1), self.peek(2)
             if following.text == "(" and closing.text == ")" and following.kind == closing.kind == "op":
                 if self.deeper():
@@ -260,8 +261,9 @@ class _Parser:
         assigns: list[Word] = []
         words: list[Word] = []
         redirects: list[Redirect] = []
+        buffer = self.buffer
         while True:
-            token = self.peek()
+            token = buffer[0] if buffer else self.peek()
             if token.kind == "word" and token.word is not None:
                 self.take()
                 if not words and _assignment(token.word):
