@@ -14,7 +14,7 @@ from services.playbook.shell_model import (
     MAX_DEPTH, Call, Code, Heredoc, Report, Word, literal, options, synthetic, text_word,
 )
 from services.playbook.shell_languages import LANGUAGE_NAMES, LANGUAGES, inline, language_of, named
-from services.playbook.shell_syntax import Part, Sequence, Simple, decode_escapes
+from services.playbook.shell_syntax import REF_CLOSE, REF_OPEN, Part, Sequence, Simple, decode_escapes
 
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "fish", "csh", "tcsh", "yash", "posh", "rbash", "ksh93"}
 FETCHERS = {"curl", "wget", "fetch", "http", "https", "aria2c", "lwp-request", "GET", "xh", "curlie"}
@@ -136,25 +136,22 @@ def _script_file(call: Call, script: Word, report: Report) -> None:
 
 
 def run_string(call: Call, word: Word, report: Report, *, language: str = "shell") -> None:
-    """A word run as code: read it when it is written out, else say why it cannot be read."""
+    """A word run as code: read what is written out, and say why the rest cannot be read."""
     shown = call.shown()
     if any(p.kind == "ref" for p in word.parts):
         report.add("PB412", call.at, f"'{shown}' evaluates a string holding a ${{...}} value a second time, so "
                                      "quoting no longer protects it and a value with quotes or ';' runs as code; pass "
                                      "the value as an argument (sh -c '... \"$1\"' sh ${value}) or as an environment "
                                      "variable")
-        return
-    if any(p.body is not None and fetches(p.body, call.code) for p in _all_parts(word.parts)):
+    elif any(p.body is not None and fetches(p.body, call.code) for p in _all_parts(word.parts)):
         report.add("PB410", call.at, _download(shown))
         return
-    if not word.static:
-        if language == "shell" and _only_variables(word):
-            return _code(call, word, report, language)
+    elif not word.static and not (language == "shell" and _only_variables(word)):
         report.add("PB414", call.at, f"'{shown}' runs as {named(language)} code a string only known at run time "
                                      f"({call.code.show(word)}), which no check can read; write the code out in the "
                                      "step, or run a reviewed script file")
-        return
-    _code(call, word, report, language)
+    if word.static or (language == "shell" and any(p.kind == "text" and p.text.strip() for p in word.parts)):
+        _code(call, word, report, language)  # what is written out is still checked
 
 
 def _only_variables(word: Word) -> bool:
@@ -164,7 +161,7 @@ def _only_variables(word: Word) -> bool:
 
 
 def _code(call: Call, word: Word, report: Report, language: str) -> None:
-    text = "".join(p.text if p.kind == "text" else f"${{{p.text}{p.modifier}}}" for p in word.parts)
+    text = "".join(_as_code(p) for p in word.parts)
     if language != "shell":
         return inline(call, text, report, language)
     if call.code.depth >= MAX_DEPTH:
@@ -172,6 +169,17 @@ def _code(call: Call, word: Word, report: Report, language: str) -> None:
                                      "what the checks read; flatten the command")
         return
     report.run_code(call.code.inner(word, text))
+
+
+def _as_code(part: Part) -> str:
+    """A part of a string run as code, as the inner shell will read it (a value it cannot see stays a value)."""
+    if part.kind == "text":
+        return part.text
+    if part.kind == "ref":
+        return f"{REF_OPEN}{part.text}{REF_CLOSE}"
+    if part.kind == "param":
+        return f"${{{part.text}{part.modifier}}}"
+    return "${UNSEEN}"
 
 
 def _stdin(call: Call, report: Report, language: str) -> None:

@@ -85,3 +85,12 @@ def test_the_corpus_file_is_valid_yaml_with_known_shapes():
     assert all(set(entry) == {"code", "command"} for entry in DESTRUCTIVE)
     assert all(isinstance(command, str) for command in HARMLESS)
     assert yaml.safe_dump(HARMLESS)
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ('sh -c "rm -rf /; echo ${who}"', {"PB412", "PB401"}),
+    ('sh -c "rm -rf /etc $(date)"', {"PB414", "PB401"}),
+    ('bash -c "$SCRIPT; rm -rf /boot"', {"PB413", "PB401"}),
+])
+def test_what_is_written_in_a_string_run_as_code_is_read_even_when_part_of_it_cannot_be(command, expected):
+    assert expected <= set(codes(command))
