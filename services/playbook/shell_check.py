@@ -24,7 +24,8 @@ _NAMES = sorted(CODE_PROGRAMS | DELETE_PROGRAMS | DISK_PROGRAMS | PERMISSION_PRO
                                                                                         "until", "for"})
 # Run-time values, globs, substitutions, devices, braces, quotes inside a word, or a program a check looks at.
 _SCREEN = re.compile(r"[$`*?\[(\\" + REF_OPEN + r"]|/dev/|\{[^{}\s]*(?:,|\.\.)"
-                     r"|[^ \t\n\r\f\v;&|()<>]['\"]|['\"]{2}[^ \t\n]"
+                     r"|[^ \t\n\r\f\v;&|()<>]['\"]|['\"]{2}[^ \t\n]|'[^']*'[^ \t\n\r\f\v;&|()<>]"
+                     r"|\"[^\"]*\"[^ \t\n\r\f\v;&|()<>]"
                      r"|(?<![\w.+-])(?:" + "|".join(map(re.escape, _NAMES)) + r")[\d.]*(?![\w+-])")
 
 
