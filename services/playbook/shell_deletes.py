@@ -96,13 +96,14 @@ def check_target(word: Word, call: Call, report: Report, shown: str, verb: str) 
                                      f"caller can set to anything (including /); {FIX_PATH}")
     else:  # nothing unknown leads the path, or a guarded value (`${DIR:?}`, `${DIR:-/srv}`) does
         full, emptied = (_at(call, _fill(word, report, refs, empty=e)) for e in (False, True))
-        if full == emptied and (what := system_path(full)):
+        what, what_empty = system_path(full), system_path(emptied)
+        when_empty = f" when a value in {call.code.show(word)} is empty; {FIX_PATH}"
+        if what and full == emptied:
             report.add("PB401", call.at, f"'{shown}' recursively {verb} {what}; name the specific directory you mean")
-        elif what := system_path(emptied):
-            report.add("PB402", call.at, f"'{shown}' recursively {verb} {what} when a value in "
-                                         f"{call.code.show(word)} is empty; {FIX_PATH}")
-        elif what := system_path(full):
-            report.add("PB401", call.at, f"'{shown}' recursively {verb} {what}; name the specific directory you mean")
+        elif what:
+            report.add("PB401", call.at, f"'{shown}' recursively {verb} {what_empty or what}{when_empty}")
+        elif what_empty:
+            report.add("PB402", call.at, f"'{shown}' recursively {verb} {what_empty}{when_empty}")
 
 
 def _at(call: Call, path: str) -> str:
