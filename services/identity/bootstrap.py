@@ -57,7 +57,7 @@ def _still_valid(registry: TokenRegistry, text: str | None, now: datetime) -> st
 
 async def ensure_local_admin(home: Path, store: IdentityStore, registry: TokenRegistry, *, name: str,
                              now: datetime) -> LocalAdmin:
-    """The local admin's credential: the stored one while valid, else a new one, stored. The registry must be current."""
+    """The local admin's credential: the stored one while valid, else a new one (the registry must be current)."""
     registry.require_current()
     stored = read_secret(home, TOKEN_FILE)
     if owner := _still_valid(registry, stored, now):

@@ -129,7 +129,8 @@ class IdentityService:
         record = self.registry.get(token_id)
         assert record is not None
         log.info("token %s (%s) for %s created by %s", token_id, cmd.name, record.owner, acting.actor)
-        return IdentityReply(accepted=True, token=record.info(now), sealed_secret=seal(cmd.seal, credential(token_id, secret)))
+        return IdentityReply(accepted=True, token=record.info(now),
+                             sealed_secret=seal(cmd.seal, credential(token_id, secret)))
 
     async def _revoke(self, acting: Acting, cmd: RevokeToken, door: Door, source: str) -> IdentityReply:
         record = self.registry.get(cmd.token_id)

@@ -46,7 +46,8 @@ class TokenVerifier:
             raise Unauthenticated("the token is not valid")
         now = self.clock()
         if record.revoked_at is not None:
-            raise Unauthenticated(f"token {token_id} was revoked by {record.revoked_by} at {record.revoked_at:%Y-%m-%d %H:%M}Z")
+            raise Unauthenticated(f"token {token_id} was revoked by {record.revoked_by} "
+                                  f"at {record.revoked_at:%Y-%m-%d %H:%M}Z")
         if record.expires_at is not None and now >= record.expires_at:
             raise Unauthenticated(f"token {token_id} expired at {record.expires_at:%Y-%m-%d %H:%M}Z; ask for a new one")
         self.registry.note_use(token_id, now)

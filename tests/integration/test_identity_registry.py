@@ -95,7 +95,8 @@ async def test_wrong_secrets_unknown_ids_and_expired_tokens_are_refused(nats_ser
             await verifier.verify(credential(new_token_id(), new_secret()))
         _, daily = await issue(store, registry, "bob", expires_in_seconds=24 * 3600)
         await verifier.verify(daily)
-        two_days_later = TokenVerifier(registry, groups_of, clock=lambda: datetime.now(timezone.utc) + timedelta(days=2))
+        two_days_later = TokenVerifier(registry, groups_of,
+                                       clock=lambda: datetime.now(timezone.utc) + timedelta(days=2))
         with pytest.raises(Unauthenticated, match="expired at .*; ask for a new one"):
             await two_days_later.verify(daily)
         with pytest.raises(Unauthenticated, match="no kind this engine accepts"):

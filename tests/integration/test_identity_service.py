@@ -80,7 +80,8 @@ async def engine(nats_server, tmp_path: Path) -> AsyncIterator[Engine]:
 async def test_the_local_admin_issues_a_scoped_token_that_works_at_once_and_is_shown_only_once(engine: Engine) -> None:
     info, alice = await engine.client(engine.admin).create("alice's laptop", "Alice", [OPERATOR_ON_DEPLOYS],
                                                             expires_in_seconds=3600)
-    assert (info.owner, info.status, info.created_by, info.grants) == ("alice", "active", "root", (OPERATOR_ON_DEPLOYS,))
+    assert (info.owner, info.status, info.created_by) == ("alice", "active", "root")
+    assert info.grants == (OPERATOR_ON_DEPLOYS,)
     assert alice.startswith(f"pbt_{info.id}_")
     [mine] = await engine.client(alice).list()
     assert mine.id == info.id and mine.expires_at is not None
@@ -134,7 +135,7 @@ async def test_admins_cannot_pass_on_unsafe_shell_they_do_not_hold(engine: Engin
     assert info.grants == (Grant(role="unsafe_shell"),)
 
 
-async def test_anyone_revokes_their_own_token_only_admins_revoke_others_and_the_token_stops_working(engine: Engine) -> None:
+async def test_anyone_revokes_their_own_token_only_admins_revoke_others_and_it_stops_working(engine: Engine) -> None:
     alice_info, alice = await engine.client(engine.admin).create("alice", "alice", [Grant(role="viewer")])
     bob_info, bob = await engine.client(engine.admin).create("bob", "bob", [Grant(role="viewer")])
     with pytest.raises(CommandRejected, match="bob may not revoke tokens of alice"):
@@ -168,7 +169,8 @@ async def test_no_token_a_forged_body_or_nonsense_is_refused_with_a_reason(engin
     assert (await ask("ListTokens", b"[1,2]", caller_headers(engine.admin)))["error"]["code"] == "bad_request"
     assert (await ask("ListTokens", b"\xff", caller_headers(engine.admin)))["error"]["code"] == "bad_request"
     assert (await ask("Frobnicate", b"{}", caller_headers(engine.admin)))["error"]["code"] == "bad_request"
-    unsealed = await ask("CreateToken", json.dumps({"name": "x", "owner": "bob"}).encode(), caller_headers(engine.admin))
+    unsealed = await ask("CreateToken", json.dumps({"name": "x", "owner": "bob"}).encode(),
+                         caller_headers(engine.admin))
     assert unsealed["error"]["code"] == "bad_request" and "seal" in unsealed["error"]["message"]
 
 

@@ -42,8 +42,10 @@ TABLE = [
      "otto may not reset circuit breakers (that needs admin on every playbook and environment): "
      "otto holds operator everywhere"),
     # scoped operator: deploy-* in staging only
-    (STAGING_DEPLOYER, "start", DEPLOY_STAGING, "sam may start deploy-web in staging as operator on deploy-* in staging"),
-    (STAGING_DEPLOYER, "pause", DEPLOY_STAGING, "sam may pause deploy-web in staging as operator on deploy-* in staging"),
+    (STAGING_DEPLOYER, "start", DEPLOY_STAGING,
+     "sam may start deploy-web in staging as operator on deploy-* in staging"),
+    (STAGING_DEPLOYER, "pause", DEPLOY_STAGING,
+     "sam may pause deploy-web in staging as operator on deploy-* in staging"),
     (STAGING_DEPLOYER, "start", DEPLOY_PRODUCTION,
      "sam may not start deploy-web in production: sam holds operator on deploy-* in staging"),
     (STAGING_DEPLOYER, "start", MIGRATE_STAGING,
@@ -82,7 +84,8 @@ TABLE = [
     (NOBODY, "list_tokens", Resource(owner="newbie"), "newbie may list their own tokens"),
     (NOBODY, "revoke_token", Resource(owner="newbie"), "newbie may revoke their own tokens"),
     (NOBODY, "revoke_token", Resource(owner="root"),
-     "newbie may not revoke tokens of root (that needs admin on every playbook and environment): newbie holds no grants"),
+     "newbie may not revoke tokens of root (that needs admin on every playbook and environment): "
+     "newbie holds no grants"),
     (OPERATOR, "list_tokens", Resource(),
      "otto may not list tokens of everyone (that needs admin on every playbook and environment): "
      "otto holds operator everywhere"),
