@@ -50,7 +50,7 @@ class TokenRegistry:
         return self._tokens.get(token_id)
 
     def tokens(self) -> list[TokenRecord]:
-        return sorted(self._tokens.values(), key=lambda r: (r.created_at, r.id))
+        return sorted(self._tokens.values(), key=lambda r: (r.created.at, r.id))
 
     @property
     def current(self) -> bool:

@@ -6,7 +6,6 @@ sealed with the key the caller sent, and is stored only as a hash.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -16,12 +15,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from events import subjects
-from events.codec import encode
+from events.codec import decode_command, encode
 from events.commands import Rejection
 from events.identity import (
     ON_BEHALF_OF, AnyIdentityCommand, CreateToken, Door, IdentityCommand, IdentityReply, ListTokens, RevokeToken,
     bearer,
 )
+from services.answering import Answering
 from services.errors import AccessDenied, CommandRejected, EngineUnavailable
 from services.identity.authority import Resource, may_grant
 from services.identity.guard import Guard
@@ -39,15 +39,6 @@ QUEUE = "identity-commands"
 AT_ONCE = 32
 
 
-def decode_identity_command(name: str, data: bytes) -> IdentityCommand:
-    """The subject names the type; the body is the command's fields."""
-    body = msgspec.json.decode(data) if data else {}
-    if not isinstance(body, dict):
-        raise msgspec.ValidationError("the command body must be a JSON object")
-    body["type"] = name
-    return msgspec.convert(body, AnyIdentityCommand)
-
-
 def rejected(code: str, message: str) -> IdentityReply:
     return IdentityReply(accepted=False, error=Rejection(code=code, message=message))
 
@@ -56,30 +47,18 @@ class IdentityService:
     def __init__(self, nc: NATS, store: IdentityStore, registry: TokenRegistry, guard: Guard, *,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.nc, self.store, self.registry, self.guard, self.clock = nc, store, registry, guard, clock
-        self._sub = None
-        self._answering: set[asyncio.Task[None]] = set()
-        self._room = asyncio.Semaphore(AT_ONCE)
+        self.requests = Answering(nc, subjects.IDENTITY_COMMAND_SUBJECTS, QUEUE, self._answer, at_once=AT_ONCE)
 
     async def start(self) -> None:
-        self._sub = await self.nc.subscribe(subjects.IDENTITY_COMMAND_SUBJECTS, queue=QUEUE, cb=self._on_request)
+        await self.requests.start()
 
     async def stop(self, grace: float = 10.0) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-        if self._answering:
-            await asyncio.wait(self._answering, timeout=grace)
-
-    async def _on_request(self, msg: Msg) -> None:
-        await self._room.acquire()
-        task = asyncio.create_task(self._answer(msg))
-        self._answering.add(task)
-        task.add_done_callback(self._answering.discard)
-        task.add_done_callback(lambda _: self._room.release())
+        await self.requests.stop(grace)
 
     async def _answer(self, msg: Msg) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
         try:
-            command = decode_identity_command(name, msg.data)
+            command = decode_command(name, msg.data, AnyIdentityCommand)
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
             reply = rejected("bad_request", f"cannot read {name} command: {err}")
         else:

@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from events.identity import CreateToken, Grant, PrincipalKind, RevokeToken, TokenCreated, TokenEvent, TokenInfo
+from events.identity import CreateToken, RevokeToken, TokenCreated, TokenEvent, TokenInfo
 from events.identity import TokenRevoked, TokenStatus, TokenUsed
 from services.errors import CommandRejected, Unauthenticated
 from services.identity.names import InvalidName, normalise_name
@@ -56,31 +56,30 @@ def secret_matches(secret: str, stored_hash: str) -> bool:
 class TokenRecord:
     """A token as its events left it; `version` is the stream sequence of its last event."""
 
-    id: str
-    name: str
-    owner: str
-    kind: PrincipalKind
-    grants: tuple[Grant, ...]
-    secret_hash: str
-    created_at: datetime
-    created_by: str
-    expires_at: datetime | None = None
-    revoked_at: datetime | None = None
-    revoked_by: str | None = None
+    created: TokenCreated
+    revoked: TokenRevoked | None = None
     last_used_at: datetime | None = None
     version: int = 0
 
+    id = property(lambda self: self.created.token_id)
+    owner = property(lambda self: self.created.owner)
+    grants = property(lambda self: self.created.grants)
+    secret_hash = property(lambda self: self.created.secret_hash)
+    expires_at = property(lambda self: self.created.expires_at)
+
     def status(self, now: datetime) -> TokenStatus:
-        if self.revoked_at is not None:
+        if self.revoked is not None:
             return "revoked"
         if self.expires_at is not None and now >= self.expires_at:
             return "expired"
         return "active"
 
     def info(self, now: datetime) -> TokenInfo:
-        return TokenInfo(id=self.id, name=self.name, owner=self.owner, kind=self.kind, grants=self.grants,
-                         status=self.status(now), created_at=self.created_at, created_by=self.created_by,
-                         expires_at=self.expires_at, revoked_at=self.revoked_at, revoked_by=self.revoked_by,
+        created, revoked = self.created, self.revoked
+        return TokenInfo(id=created.token_id, name=created.name, owner=created.owner, kind=created.kind,
+                         grants=created.grants, status=self.status(now), created_at=created.at,
+                         created_by=created.actor, expires_at=created.expires_at,
+                         revoked_at=revoked.at if revoked else None, revoked_by=revoked.actor if revoked else None,
                          last_used_at=self.last_used_at)
 
 
@@ -88,11 +87,9 @@ def evolve(record: TokenRecord | None, event: TokenEvent, seq: int) -> TokenReco
     """Apply one event; a revocation or use of a token never created leaves nothing."""
     match event:
         case TokenCreated():
-            return TokenRecord(id=event.token_id, name=event.name, owner=event.owner, kind=event.kind,
-                               grants=event.grants, secret_hash=event.secret_hash, created_at=event.at,
-                               created_by=event.actor, expires_at=event.expires_at, version=seq)
+            return TokenRecord(created=event, version=seq)
         case TokenRevoked() if record is not None:
-            record.revoked_at, record.revoked_by, record.version = event.at, event.actor, seq
+            record.revoked, record.version = event, seq
         case TokenUsed() if record is not None:
             record.last_used_at, record.version = max(event.at, record.last_used_at or event.at), seq
     return record
@@ -122,6 +119,6 @@ def revoke(record: TokenRecord | None, cmd: RevokeToken, *, by: Acting, at: date
     """Revoke a token for good; revoking it again changes nothing."""
     if record is None:
         raise CommandRejected(f"no token with id {cmd.token_id!r}; `playbook token list` shows them", "unknown_token")
-    if record.revoked_at is not None:
+    if record.revoked is not None:
         return []
     return [TokenRevoked(at=at, token_id=record.id, actor=by.actor, reason=cmd.reason, on_behalf_of=by.on_behalf_of)]

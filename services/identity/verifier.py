@@ -45,13 +45,13 @@ class TokenVerifier:
         if record is None or not secret_matches(secret, record.secret_hash):
             raise Unauthenticated("the token is not valid")
         now = self.clock()
-        if record.revoked_at is not None:
-            raise Unauthenticated(f"token {token_id} was revoked by {record.revoked_by} "
-                                  f"at {record.revoked_at:%Y-%m-%d %H:%M}Z")
-        if record.expires_at is not None and now >= record.expires_at:
-            raise Unauthenticated(f"token {token_id} expired at {record.expires_at:%Y-%m-%d %H:%M}Z; ask for a new one")
+        if (revoked := record.revoked) is not None:
+            raise Unauthenticated(f"token {token_id} was revoked by {revoked.actor} at {revoked.at:%Y-%m-%d %H:%M}Z")
+        if (expires := record.expires_at) is not None and now >= expires:
+            raise Unauthenticated(f"token {token_id} expired at {expires:%Y-%m-%d %H:%M}Z; ask for a new one")
         self.registry.note_use(token_id, now)
-        return Principal(name=record.owner, kind=record.kind, groups=tuple(self.groups_of(record.owner)),
+        owner = record.owner
+        return Principal(name=owner, kind=record.created.kind, groups=tuple(self.groups_of(owner)),
                          grants=record.grants, credential_id=token_id)
 
 
