@@ -18,12 +18,11 @@ from events.identity import Grant, TokenCreated, caller_headers, decode_token_ev
 from services.errors import CommandRejected
 from services.identity.bootstrap import ensure_local_admin
 from services.identity.credentials import credentials_dir
-from services.identity.guard import Guard
 from services.identity.registry import TokenRegistry
 from services.identity.service import IdentityService
+from services.identity.setup import Identity
 from services.identity.store import IdentityStore
 from services.identity.tokens import hash_secret, parse_credential
-from services.identity.verifier import TokenVerifier
 from ui.identity_client import IdentityClient
 
 pytestmark = pytest.mark.integration
@@ -47,21 +46,17 @@ class Engine:
 async def identity_engine(url: str, home: Path) -> AsyncIterator[Engine]:
     """The identity service as the engine runs it, and the local admin bootstrapped in `home`."""
     nc = await nats.connect(url)
-    store = IdentityStore(nc)
-    await store.ensure_streams()
-    registry = TokenRegistry(store)
-    await registry.start()
-    groups = {"alice": ["ops-team"]}.get
-    guard = Guard(TokenVerifier(registry, lambda name: groups(name, [])), store.record_refusal,
-                  lambda name: groups(name, []))
-    service = IdentityService(nc, store, registry, guard)
+    groups = {"alice": ["ops-team"]}
+    identity = await Identity.start(nc, lambda name: groups.get(name, []))
+    service = IdentityService(nc, identity.store, identity.registry, identity.guard)
     await service.start()
-    admin = await ensure_local_admin(home, store, registry, name="root", now=datetime.now(timezone.utc))
+    admin = await ensure_local_admin(home, identity.store, identity.registry, name="root",
+                                     now=datetime.now(timezone.utc))
     try:
-        yield Engine(nc, store, registry, admin.credential, home)
+        yield Engine(nc, identity.store, identity.registry, admin.credential, home)
     finally:
         await service.stop()
-        await registry.stop()
+        await identity.stop()
         await nc.close()
 
 
