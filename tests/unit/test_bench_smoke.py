@@ -155,6 +155,23 @@ def test_the_vs_ansible_benchmark_runs_our_side_without_installing_ansible(tmp_p
     assert result["ratios"] == {"whole_process": None, "warm": None, "warm_cli": None}
 
 
+def test_the_shell_analysis_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    target = tmp_path / "shell.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "shell-analysis", "--steps", "40", "--repetitions", "1", "--json", str(target)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ratios: harmless" in done.stdout
+
+    result = json.loads(target.read_text())
+    assert result["benchmark"] == "shell-analysis" and result["steps"] == 40
+    for kind in ("harmless", "destructive", "mixed"):
+        assert {"floor_us", "full_us", "screened_us", "playbook_us_per_step", "ratio", "linearity"} <= (
+            result["workloads"][kind].keys())
+
+
 def test_the_identity_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
     out, result = run_benchmark("identity", "--tokens", "5", "--calls", "200", "--requests", "20", "--repetitions", "1",
                                 target=tmp_path / "identity.json")
