@@ -82,8 +82,10 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedNats:
-    def __init__(self, home: Path, port: int = DEFAULT_PORT, binary: str | None = None) -> None:
+    def __init__(self, home: Path, port: int = DEFAULT_PORT, binary: str | None = None,
+                 config: Path | None = None) -> None:
         self.home, self.port, self.binary = home, port, binary
+        self.config = config      # a configuration file (users and permissions); flags below override it
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -93,8 +95,9 @@ class EmbeddedNats:
         self.url = f"nats://127.0.0.1:{port}"
         # Opening the log and starting the process return at once; the server is awaited below.
         log_file = open(self.home / "nats-server.log", "ab")  # noqa: ASYNC230
+        config = ["-c", str(self.config)] if self.config else []
         self.process = subprocess.Popen(  # noqa: ASYNC220
-            [server_binary(self.binary), "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
+            [server_binary(self.binary), *config, "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
              "-p", str(port), "-n", "playbook-embedded"],
             stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
         )

@@ -54,6 +54,7 @@ class Settings:
     web_host: str = "127.0.0.1"                    # $PLAYBOOK_WEB_HOST: `python -m ui.web`
     web_port: int = 8080                           # $PLAYBOOK_WEB_PORT: `python -m ui.web`
     user: str | None = None                        # $PLAYBOOK_USER: who the CLI acts as
+    token: str | None = None                       # $PLAYBOOK_TOKEN: the CLI's API token
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -85,6 +86,7 @@ class Settings:
             web_host=environ.get("PLAYBOOK_WEB_HOST") or "127.0.0.1",
             web_port=number("PLAYBOOK_WEB_PORT", 8080, int),
             user=environ.get("PLAYBOOK_USER") or None,
+            token=(environ.get("PLAYBOOK_TOKEN") or "").strip() or None,
         )
 
     @property

@@ -8,7 +8,6 @@ steps, the gate's grant), the run still goes on.
 """
 from __future__ import annotations
 
-import asyncio
 
 import logging
 import re
@@ -20,7 +19,6 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from events import subjects
 from events.codec import decode_command, encode, to_builtins
@@ -37,6 +35,7 @@ from services.domain.run.gates import Refused
 from services.domain.run.commands import Advance, AnswerGate, RunCommand
 from services.domain.run.decider import decide
 from services.aggregates import BreakerRepository, RunRepository
+from services.answering import Answering
 from services.runtime import Consumer
 from services.settings import Settings
 
@@ -67,29 +66,16 @@ class RunService:
         self.advancer = Consumer(nc, runs.store.stream, "advancer",
                                  [subjects.events_of_type(name) for name in ADVANCE_AFTER],
                                  self._advance, ack_wait=settings.ack_wait)
-        self._sub: Subscription | None = None
-        # nats-py hands a subscription's messages over one at a time: commands are answered
-        # in tasks of their own, so one slow StartRun does not queue every other caller.
-        self._answering: set[asyncio.Task[None]] = set()
-        self._room = asyncio.Semaphore(COMMANDS_AT_ONCE)
+        # One slow StartRun must not queue every other caller: commands are answered in tasks.
+        self.requests = Answering(nc, subjects.command("*"), COMMAND_QUEUE, self._answer, at_once=COMMANDS_AT_ONCE)
 
     async def start(self) -> None:
-        self._sub = await self.nc.subscribe(subjects.command("*"), queue=COMMAND_QUEUE, cb=self._on_request)
+        await self.requests.start()
         await self.advancer.start()
 
     async def stop(self, grace: float = 10.0) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-        if self._answering:
-            await asyncio.wait(self._answering, timeout=grace)
+        await self.requests.stop(grace)
         await self.advancer.stop(grace)
-
-    async def _on_request(self, msg: Msg) -> None:
-        await self._room.acquire()     # at most COMMANDS_AT_ONCE; beyond that NATS holds the rest
-        task = asyncio.create_task(self._answer(msg))
-        self._answering.add(task)
-        task.add_done_callback(self._answering.discard)
-        task.add_done_callback(lambda _: self._room.release())
 
     async def _answer(self, msg: Msg) -> None:
         name = msg.subject.rsplit(".", 1)[-1]

@@ -25,9 +25,12 @@ LAYERS: dict[str, int] = {
     "app": 6, "bench": 6,                               # the composition root, and tools on top
 }
 NAMES = ["contract", "language", "rules", "services", "views", "doors", "root"]
-SERVICE_PACKAGES = ("services.run", "services.executor", "services.approval", "services.resilience")
-# Views and doors know the engine only through these.
-PUBLIC = ("services.read", "services.playbook", "services.errors", "services.settings")
+SERVICE_PACKAGES = ("services.run", "services.executor", "services.approval", "services.resilience",
+                    "services.identity")
+# Views and doors know the engine only through these (and what an identity client needs: grant syntax,
+# sealed replies, the local credential files).
+PUBLIC = ("services.read", "services.playbook", "services.errors", "services.settings",
+          "services.identity.authority", "services.identity.sealing", "services.identity.credentials")
 PURE_LAYERS = 2                                         # contract, language and rules do no I/O
 IO_MODULES = ("nats", "aiohttp", "aiohttp_sse", "prometheus_client", "asyncio", "subprocess", "socket", "os",
               "random", "time", "pathlib", "services.store")
