@@ -62,3 +62,9 @@ def live_output(run_id: str, step_id: str, attempt: int) -> str:
 
 def live_output_of_run(run_id: str) -> str:
     return f"{PREFIX}.output.{run_id}.>"
+
+
+# The learning service answers these requests (see events/insights.py).
+LEARNING_INSIGHTS = f"{PREFIX}.learning.insights"
+LEARNING_REBUILD = f"{PREFIX}.learning.rebuild"
+LEARNING_STATUS = f"{PREFIX}.learning.status"
