@@ -168,7 +168,7 @@ async def measure(url: str, args: argparse.Namespace, home: Path) -> dict[str, A
         began = time.perf_counter()
         await again.start()
         try:
-            insights = await LearningClient(reader).insights(after=last, timeout=120)
+            insights = await LearningClient(reader).insights(after=last, wait=30)
             reopen = time.perf_counter() - began
         finally:
             await again.stop()

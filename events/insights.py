@@ -144,6 +144,7 @@ class Rebuilt(_Answer):
 class InsightsRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     playbook: str | None = None          # one playbook, or all
     after: int = 0                       # answer once the service has learned up to this stream sequence
+    wait: float = 10.0                   # ... waiting at most this many seconds (at most 30) for it
 
 
 class LearningReply(_Answer):

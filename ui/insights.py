@@ -23,9 +23,11 @@ class LearningClient:
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
 
-    async def insights(self, playbook: str | None = None, *, after: int = 0, timeout: float = 15.0) -> Insights:
-        """Everything learned, or one playbook's; with `after`, once learned up to that stream sequence."""
-        reply = await self._ask(subjects.LEARNING_INSIGHTS, InsightsRequest(playbook=playbook, after=after), timeout)
+    async def insights(self, playbook: str | None = None, *, after: int = 0, wait: float = 10.0) -> Insights:
+        """Everything learned, or one playbook's; with `after`, once learned up to that stream sequence
+        (waiting up to `wait` seconds for it)."""
+        request = InsightsRequest(playbook=playbook, after=after, wait=wait)
+        reply = await self._ask(subjects.LEARNING_INSIGHTS, request, wait + 15.0)
         assert reply.insights is not None
         return reply.insights
 

@@ -72,7 +72,8 @@ def do_not_retry(stats: StepStats) -> list[Recommendation]:
     for category, tally in sorted(stats.after.items()):
         if tally.tries < MIN_TRIES or tally.worked:
             continue
-        statuses = sorted(stats.statuses, key=lambda s: -stats.statuses[s]) if category == "permanent" else []
+        seen = stats.statuses.get(category, {})
+        statuses = sorted(seen, key=lambda status: (-seen[status], status))
         what = f"{category} (HTTP {', '.join(map(str, statuses[:3]))})" if statuses else category
         found.append(Recommendation(
             kind="do_not_retry", playbook=stats.playbook, step=stats.step,

@@ -10,6 +10,7 @@ from the tracked position after a pause: nothing lost, nothing counted twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_PENDING = 5000           # messages read and not yet written; beyond, reading waits
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
-AFTER_WAIT_SECONDS = 10.0    # how long an insights request may wait for the position it asks for
+MAX_WAIT_SECONDS = 30.0      # the longest an insights request may wait for the position it asks for
 TIMERS = f"{subjects.PREFIX}.timer."
 CIRCUITS = f"{subjects.PREFIX}.circuit."
 
@@ -89,11 +90,14 @@ class LearningService:
         self._task = asyncio.create_task(self._keep_learning(), name="learning")
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Write what was read (within `grace` seconds), then close the store."""
+        """Write what was read (within `grace` seconds), then close the store. Again: nothing to do."""
+        if self._stopping:
+            return
         self._stopping = True
         self._wake.set()
         for sub in self._subs:
-            await sub.unsubscribe()
+            with contextlib.suppress(Exception):   # the connection may be closing already
+                await sub.unsubscribe()
         if self._task is not None:
             done, _ = await asyncio.wait({self._task}, timeout=grace)
             if not done:
@@ -331,7 +335,7 @@ class LearningService:
             if self._building:
                 raise LearningRefused("rebuilding", "the knowledge is being rebuilt; ask again when it is done")
             try:
-                await self.wait_for(request.after, AFTER_WAIT_SECONDS)
+                await self.wait_for(request.after, min(max(request.wait, 0.0), MAX_WAIT_SECONDS))
             except TimeoutError:
                 raise LearningRefused("behind", f"learned up to {self.position}, not yet {request.after}; "
                                                 "ask again") from None

@@ -46,7 +46,7 @@ class StepStats(msgspec.Struct, kw_only=True):
     gave_up: int = 0                 # runs in which it failed for good
     durations: Histogram = msgspec.field(default_factory=Histogram)     # attempts that passed
     failures: dict[str, int] = {}                # by category
-    statuses: dict[int, int] = {}                # HTTP statuses of failed attempts
+    statuses: dict[str, dict[int, int]] = {}     # category -> HTTP statuses of failed attempts
     after: dict[str, Tally] = {}                 # retries after a failure of this category, and those that passed
     delays: dict[int, Tally] = {}                # retries by the bucket of their backoff, and those that passed
     recovered_at: dict[int, int] = {}            # the attempt that passed after failures
@@ -129,7 +129,7 @@ def fold_step(stats: StepStats, fact: Fact) -> None:
             stats.failed_attempts += 1
             _count(stats.failures, fact.category)
             if fact.status is not None:
-                _count(stats.statuses, fact.status)
+                _count(stats.statuses.setdefault(fact.category, {}), fact.status)
             _retried(stats, fact.after, fact.delay_ms, worked=False)
             if fact.gave_up:
                 stats.gave_up += 1
