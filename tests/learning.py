@@ -166,3 +166,11 @@ def learning_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     else:
         url = request.getfixturevalue("postgres_url")
         yield LearningConfig(directory=tmp_path / "learning", postgres=postgres_settings(url))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def learning_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """What a learning service process needs in its environment for SQLite (nothing) or PostgreSQL."""
+    if request.param == "sqlite":
+        return {}
+    return {"PLAYBOOK_LEARNING_POSTGRES": request.getfixturevalue("postgres_url")}
