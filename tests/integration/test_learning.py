@@ -2,10 +2,12 @@
 what it recommends (by value), and that a rebuild, a restart or a second writer change no count."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
+from events import subjects
 from events.insights import Insights, Recommendation
 from services.learning.config import LearningConfig
 from services.learning.service import LearningRefused, LearningService
@@ -143,3 +145,62 @@ async def test_a_second_service_on_the_same_store_counts_nothing_twice(nc, learn
     deploy_before, = (p for p in before.playbooks if p.playbook == "deploy")
     assert after.playbooks[0].runs == deploy_before.runs + 3
 
+
+
+async def test_nonsense_in_the_stream_is_skipped_and_learning_goes_on(nc, tmp_path) -> None:
+    store = EventStore(nc)
+    await store.ensure_stream()
+    await nc.jetstream().publish("pb.run.junk.StepSucceeded", b"{not json")
+    await nc.jetstream().publish("pb.run.junk.StepSucceeded", b'{"type": "StepSucceeded", "run_id": 7}')
+    last = await record(store, [deploy(0)])
+    service = LearningService(nc, store, LearningConfig(directory=tmp_path / "learning"))
+    await service.start()
+    try:
+        insights = await LearningClient(nc).insights(after=last, wait=30)
+        assert (await LearningClient(nc).status()).lag == 0
+    finally:
+        await service.stop()
+    assert [(p.playbook, p.runs) for p in insights.playbooks] == [("deploy", 1)]
+
+
+async def test_a_store_that_cannot_be_opened_is_reported_and_retried_not_fatal(nc, tmp_path) -> None:
+    await EventStore(nc).ensure_stream()
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    service = LearningService(nc, EventStore(nc), LearningConfig(directory=blocker / "learning"))
+    await service.start()
+    try:
+        client = LearningClient(nc)
+        async with asyncio.timeout(10):
+            while not (status := await client.status()).error:
+                await asyncio.sleep(0.05)
+        assert "not-a-directory" in status.error
+        with pytest.raises(LearningRefused) as refused:
+            await client.insights()
+        assert refused.value.code == "not_ready"
+    finally:
+        await service.stop()
+
+
+async def test_knowledge_of_a_stream_since_recreated_is_learned_again(nc, tmp_path) -> None:
+    config = LearningConfig(directory=tmp_path / "learning")
+    store = EventStore(nc)
+    await store.ensure_stream()
+    first = await record(store, [deploy(i) for i in range(3)])
+    service = LearningService(nc, store, config)
+    await service.start()
+    await LearningClient(nc).insights(after=first, wait=30)
+    await service.stop()
+    await nc.jetstream().delete_stream(subjects.RUNS_STREAM)      # the NATS data was wiped
+    await store.ensure_stream()
+    last = await record(store, [deploy(7)])
+    again = LearningService(nc, store, config)
+    await again.start()
+    try:
+        async with asyncio.timeout(30):
+            while (status := await LearningClient(nc).status()).generation != "g2" or status.lag:
+                await asyncio.sleep(0.02)
+        insights = await LearningClient(nc).insights(after=last)
+    finally:
+        await again.stop()
+    assert [(p.playbook, p.runs) for p in insights.playbooks] == [("deploy", 1)]
