@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import msgspec
+from eventsourcing.persistence import IntegrityError
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -31,7 +32,7 @@ from services.errors import PlaybookError
 from services.learning.config import LearningConfig
 from services.learning.facts import Fact
 from services.learning.interpret import Interpreter
-from services.learning.knowledge import Batch, Knowledge
+from services.learning.knowledge import Batch, Knowledge, PositionConflict
 from services.learning.report import insights_of
 from services.learning.storage import Storage
 from services.store import EventStore
@@ -135,11 +136,15 @@ class LearningService:
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # noqa: BLE001 - every failure is retried from the tracked position
+                pause = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 self.error = f"{type(err).__name__}: {err}"
-                log.exception("learning stopped; again from the tracked position in %.0f s",
-                              RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                if isinstance(err, (IntegrityError, PositionConflict)):
+                    log.warning("learning: another writer recorded these events first (%s); "
+                                "again from the tracked position in %.0f s", err, pause)
+                else:
+                    log.exception("learning stopped; again from the tracked position in %.0f s", pause)
                 await self._call(self._close)
-                await asyncio.sleep(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)])
+                await asyncio.sleep(pause)
                 failures += 1
 
     async def _follow(self) -> None:
