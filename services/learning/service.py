@@ -34,7 +34,7 @@ from services.learning.facts import Fact
 from services.learning.interpret import Interpreter
 from services.learning.knowledge import Batch, Knowledge, PositionConflict
 from services.learning.report import insights_of
-from services.learning.storage import Storage
+from services.learning.stores import Stores
 from services.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -59,13 +59,9 @@ class LearningService:
     def __init__(self, nc: NATS, store: EventStore, config: LearningConfig) -> None:
         self.nc, self.store, self.config = nc, store, config
         self.position = 0            # the last stream sequence recorded in the knowledge being written
-        self.generation = ""         # the store answering requests
         self.error = ""              # why the service is not learning, while it retries
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learning")
-        self._storage: Storage | None = None
-        self._serving: Knowledge | None = None
-        self._learning: Knowledge | None = None     # the serving one, or a rebuild's
-        self._building = ""
+        self._stores = Stores(config)   # touched on the worker thread only
         self._rebuild: asyncio.Future[Rebuilt] | None = None
         self._rebuild_asked = False
         self._rebuild_until = 0
@@ -106,7 +102,7 @@ class LearningService:
                 await asyncio.wait({self._task})
         for task in list(self._requests):
             task.cancel()
-        await self._call(self._close)
+        await self._call(self._stores.close)
         self._worker.shutdown(wait=True)
 
     async def wait_for(self, position: int, timeout: float) -> None:
@@ -143,24 +139,25 @@ class LearningService:
                                 "again from the tracked position in %.0f s", err, pause)
                 else:
                     log.exception("learning stopped; again from the tracked position in %.0f s", pause)
-                await self._call(self._close)
+                await self._call(self._stores.close)
                 await asyncio.sleep(pause)
                 failures += 1
 
     async def _follow(self) -> None:
         """Read from the tracked position and write batches until told to start over."""
         stream = await self._stream_identity()
-        await self._call(self._open)
-        learning = self._learning
+        await self._call(self._stores.open)
+        learning = self._stores.learning
         assert learning is not None
         cursor = await self._call(learning.cursor)
         if self._rebuild_asked or (cursor.stream and cursor.stream != stream):
             if not self._rebuild_asked:
                 log.warning("learning: the stream was recreated since the knowledge was written; learning it again")
+                self._rebuild_began = time.perf_counter()
             self._rebuild_asked = False
             self._rebuild_until = await self._stream_last_seq()
-            await self._call(self._begin_rebuild)
-            learning = self._learning
+            await self._call(self._stores.begin_rebuild)
+            learning = self._stores.learning
             assert learning is not None
         self._advance(await self._call(learning.position))
         self._read = self.position
@@ -239,7 +236,7 @@ class LearningService:
         self._advanced = asyncio.Event()
 
     async def _finish_rebuild_if_caught_up(self) -> None:
-        if self._building and self.position >= self._rebuild_until:
+        if self._stores.building and self.position >= self._rebuild_until:
             rebuilt = await self._call(self._switch_to_rebuilt)
             log.info("learning: rebuilt from the first event into %s (%d events, %.1f s)",
                      rebuilt.generation, rebuilt.events, rebuilt.seconds)
@@ -248,61 +245,15 @@ class LearningService:
 
     # -- on the worker thread: the store -------------------------------------------------
 
-    def _open(self) -> None:
-        if self._storage is None:
-            self._storage = Storage(self.config)
-        index = self._storage.index
-        generations = index.generations()
-        if not generations.current:
-            index.switch(index.make())
-            generations = index.generations()
-        for left in [g for g in generations.kept if g not in (generations.current, self._building)]:
-            self._storage.drop(left)            # a rebuild that a crash interrupted
-        if self._serving is None:
-            self.generation = generations.current
-            self._serving = self._knowledge(generations.current)
-        if self._learning is None:
-            self._learning = self._knowledge(self._building) if self._building else self._serving
-
-    def _begin_rebuild(self) -> None:
-        assert self._storage is not None
-        if self._building:
-            self._learning.close()               # type: ignore[union-attr] - a rebuild of a stream recreated since
-            self._storage.drop(self._building)
-        self._building = self._storage.index.make()
-        self._learning = self._knowledge(self._building)
-        if self._rebuild is None or self._rebuild.done():
-            self._rebuild_began = time.perf_counter()
-
     def _switch_to_rebuilt(self) -> Rebuilt:
-        assert self._storage is not None and self._serving is not None and self._learning is not None
-        old, new = self.generation, self._building
-        self._storage.index.switch(new)
-        self._serving.close()
-        self._serving, self.generation, self._building = self._learning, new, ""
-        self._storage.drop(old)
-        cursor = self._learning.cursor()
-        return Rebuilt(events=cursor.messages, position=cursor.position, generation=new,
+        cursor = self._stores.switch_to_rebuilt()
+        return Rebuilt(events=cursor.messages, position=cursor.position, generation=self._stores.generation,
                        seconds=round(time.perf_counter() - self._rebuild_began, 3))
 
-    def _knowledge(self, generation: str) -> Knowledge:
-        assert self._storage is not None
-        name = self._storage.generation_name(generation)
-        return Knowledge(name, self._storage.settings(name))
-
-    def _close(self) -> None:
-        """Forget every cached profile (a failed batch may have changed them) and close the stores."""
-        for knowledge in {id(k): k for k in (self._learning, self._serving) if k is not None}.values():
-            knowledge.close()
-        self._learning = self._serving = None
-        if self._storage is not None:
-            self._storage.close()
-            self._storage = None
-
     def _insights(self, playbook: str | None) -> Insights:
-        if self._serving is None:
+        if self._stores.serving is None:
             raise LearningRefused("not_ready", f"the knowledge store is not open ({self.error or 'starting'})")
-        return insights_of(self._serving, playbook)
+        return insights_of(self._stores.serving, playbook)
 
     async def _call(self, work: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, work, *args)
@@ -337,7 +288,7 @@ class LearningService:
     async def _insights_request(self, data: bytes) -> LearningReply:
         request = msgspec.json.decode(data or b"{}", type=InsightsRequest)
         if request.after > self.position:
-            if self._building:
+            if self._stores.building:
                 raise LearningRefused("rebuilding", "the knowledge is being rebuilt; ask again when it is done")
             try:
                 await self.wait_for(request.after, min(max(request.wait, 0.0), MAX_WAIT_SECONDS))
@@ -353,8 +304,8 @@ class LearningService:
         last = await self._stream_last_seq()
         return LearningReply(status=LearningStatus(
             position=self.position, stream_last_seq=last, lag=max(0, last - self.position),
-            generation=self.generation, backend=self.config.backend,
-            rebuilding=bool(self._building or self._rebuild_asked), error=self.error))
+            generation=self._stores.generation, backend=self.config.backend,
+            rebuilding=bool(self._stores.building or self._rebuild_asked), error=self.error))
 
     # -- the stream ------------------------------------------------------------------------
 
