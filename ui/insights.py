@@ -14,7 +14,7 @@ from nats.errors import NoRespondersError
 from events import subjects
 from events.insights import Insights, InsightsRequest, LearningReply, LearningStatus, Rebuilt, Recommendation
 from services.errors import EngineUnavailable
-from services.learning.service import LearningRefused
+from services.learning.errors import LearningRefused
 
 _reply = msgspec.json.Decoder(LearningReply)
 

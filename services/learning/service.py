@@ -28,8 +28,8 @@ from events.circuit import decode_circuit_event
 from events.codec import decode_event
 from events.commands import Rejection
 from events.insights import Insights, InsightsRequest, LearningReply, LearningStatus, Rebuilt
-from services.errors import PlaybookError
 from services.learning.config import LearningConfig
+from services.learning.errors import LearningRefused
 from services.learning.facts import Fact
 from services.learning.interpret import Interpreter
 from services.learning.knowledge import Batch, Knowledge, PositionConflict
@@ -45,14 +45,6 @@ RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 MAX_WAIT_SECONDS = 30.0      # the longest an insights request may wait for the position it asks for
 TIMERS = f"{subjects.PREFIX}.timer."
 CIRCUITS = f"{subjects.PREFIX}.circuit."
-
-
-class LearningRefused(PlaybookError):
-    """A request the learning service cannot answer now; the code says why."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class LearningService:

@@ -10,7 +10,8 @@ import pytest
 from events import subjects
 from events.insights import Insights, Recommendation
 from services.learning.config import LearningConfig
-from services.learning.service import LearningRefused, LearningService
+from services.learning.errors import LearningRefused
+from services.learning.service import LearningService
 from services.store import EventStore
 from tests.learning import DEPLOY_RUNS, deploy, learning_config, record, record_history  # noqa: F401 - fixture
 from tests.postgres import postgres_cluster, postgres_url  # noqa: F401 - fixtures

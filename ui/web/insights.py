@@ -4,7 +4,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
-from services.learning.service import LearningRefused
+from services.learning.errors import LearningRefused
 from ui.insights import LearningClient
 from ui.web.api import ApiError, ctx
 
