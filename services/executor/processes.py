@@ -6,6 +6,10 @@ its own session and process group, a private directory as HOME, TMPDIR and defau
 directory (removed when the process ends), an unprivileged user when the engine runs as root,
 and, when the engine or the playbook asks for it, a bubblewrap sandbox. docs/security.md says
 what that leaves a step.
+
+no_new_privs is set on the engine's own process before its first step process (it is
+inherited, and costs no wrapper per step), together with making the engine undumpable, so
+that a step running as the engine's user cannot read the engine's environment from /proc.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ DEFAULT_STEP_USER = "nobody"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_DUMPABLE = 4
+_PR_GET_NO_NEW_PRIVS = 39
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -80,11 +85,11 @@ class ProcessRules:
         return {**env, **(extra or {})}
 
     def argv(self, program: list[str], home: str, cwd: str) -> list[str]:
-        """The program behind the wrappers that apply the rules (setpriv, bwrap)."""
+        """The program behind the wrappers that apply the rules (setpriv to switch user, bwrap)."""
         argv = list(program)
-        if self.setpriv:
-            ids = [f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--clear-groups"] if self.user else []
-            argv = [self.setpriv, "--no-new-privs", *ids, "--", *argv]
+        if self.user and self.setpriv:
+            argv = [self.setpriv, f"--reuid={self.user.uid}", f"--regid={self.user.gid}", "--clear-groups",
+                    "--no-new-privs", "--", *argv]
         if self.sandbox == "bubblewrap":
             if not self.bwrap:
                 raise StepProcessError("the step is to run in a bubblewrap sandbox, but bwrap is not installed on "
@@ -93,18 +98,16 @@ class ProcessRules:
         return argv
 
     def preexec(self) -> Callable[[], None] | None:
-        """Only without setpriv: the same rules applied in the child (slower: Python must fork, not vfork)."""
-        if self.setpriv:
+        """Only to switch user without setpriv: done in the child (slower: Python must fork, not vfork)."""
+        if self.setpriv or not self.user:
             return None
         user = self.user
 
-        def restrict() -> None:
-            if user:
-                os.setgroups([])
-                os.setgid(user.gid)
-                os.setuid(user.uid)
-            _prctl(_PR_SET_NO_NEW_PRIVS, 1)
-        return restrict
+        def switch_user() -> None:
+            os.setgroups([])
+            os.setgid(user.gid)
+            os.setuid(user.uid)
+        return switch_user
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +130,7 @@ class Launch:
 def step_process(rules: ProcessRules, program: list[str], env: Mapping[str, str] | None,
                  cwd: str | None) -> Iterator[Launch]:
     """A process to start under the rules, with a private directory that lasts until the block ends."""
+    _protect_engine()
     home = tempfile.mkdtemp(prefix="playbook-step-")
     try:
         if rules.user:
@@ -134,13 +138,27 @@ def step_process(rules: ProcessRules, program: list[str], env: Mapping[str, str]
         workdir = cwd or home
         yield Launch(rules.argv(program, home, workdir), rules.environment(home, env), workdir, rules.preexec())
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        _remove(home)
 
 
-def protect_engine() -> None:
-    """Make the engine's process undumpable: a step running as the engine's own user cannot read its
-    environment (and the secrets in it) through /proc/<pid>/environ, nor attach to it."""
+def _remove(path: str) -> None:
+    """Remove a private directory: at once if the process left it empty, else in a thread (it may be big)."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, path, True)
+
+
+@functools.cache
+def _protect_engine() -> None:
+    """no_new_privs for the engine and all it starts; undumpable, so a step running as the engine's own user
+    can neither read its environment (and the secrets in it) through /proc/<pid>/environ nor attach to it."""
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     _prctl(_PR_SET_DUMPABLE, 0)
+
+
+def has_no_new_privs() -> bool:
+    return _LIBC.prctl(_PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1
 
 
 @functools.lru_cache(maxsize=16)

@@ -30,7 +30,7 @@ from services.errors import PlaybookError
 from services.executor.actions import ActionResult, close_http_session, run_action
 from services.executor.actions.base import live_output
 from services.executor.live_output import LiveOutput
-from services.executor.processes import ProcessRules, protect_engine
+from services.executor.processes import ProcessRules
 from services.executor.scope import enter_attempt
 from services.executor.step import export_outputs, failed_validation, resolve_args
 from services.executor.validators import run_validators
@@ -85,7 +85,6 @@ class Executor:
         self.patterns = configured_patterns()
 
     async def start(self) -> None:
-        protect_engine()
         js = self.nc.jetstream()
         self._cancel_sub = await js.subscribe(
             subjects.events_of_type("RunCancelRequested"), ordered_consumer=True,
