@@ -39,13 +39,13 @@ class Redactor:
     def __init__(self, secrets: Iterable[str]) -> None:
         forms: dict[str, _Form] = {}
         for secret in secrets:
-            if secret:
-                for form in _forms(secret):
+            for form in _forms(secret) if _flat(secret) else ():
+                if form.units:
                     forms.setdefault(form.pattern.pattern, form)
         self.forms = list(forms.values())
         self._starts: dict[str, list[_Form]] = {}
         for form in self.forms:
-            for first in {alt[0] for alt in form.units[0]}:
+            for first in {alt[0] for alt in form.units[0] if alt}:
                 self._starts.setdefault(first, []).append(form)
         longest = max((sum(max(map(len, unit)) for unit in form.units) for form in self.forms), default=0)
         self._window = 4 * longest + 8   # room for the line breaks of folded output
@@ -69,6 +69,35 @@ class Redactor:
         """`text[start:]` with every secret replaced by `***`, counting those that begin before `start`
         (text already sent, kept as context so that a secret split across two sends is still caught)."""
         flat = _flat(text)
+        spans = self._spans(flat)
+        if not spans:
+            return text[start:] if start else text
+        return _masked(text, flat, spans, start)
+
+    def safe_end(self, text: str, shortest: int = 1) -> int:
+        """Where to cut `text` so that it does not end with the first `shortest` or more characters of a secret,
+        in any of its forms (cutting one such ending can leave another: the cut repeats until none is left)."""
+        end = len(text)
+        while self.forms and end:
+            cut = self._partial_start(text[:end], shortest)
+            if cut == end:
+                break
+            end = cut
+        return end
+
+    def _partial_start(self, text: str, shortest: int) -> int:
+        offset = max(0, len(text) - self._window)
+        tail = text[offset:]
+        flat = _flat(tail)
+        whole = _merged(self._spans(flat))
+        masked_from = whole[-1][0] if whole and whole[-1][1] == len(flat) else len(flat)   # to be redacted anyway
+        for i, char in enumerate(flat[:min(masked_from, len(flat) - shortest + 1)]):
+            if any(_runs_to_end(form.units, flat, i) for form in self._starts.get(char, ())):
+                return offset + _position_in(tail, i)
+        return len(text)
+
+    def _spans(self, flat: str) -> list[tuple[int, int]]:
+        """Where whole forms of the secrets are, in text without line breaks."""
         lowered = None
         spans: list[tuple[int, int]] = []
         for form in self.forms:
@@ -77,22 +106,7 @@ class Redactor:
             if form.core and form.core not in (lowered if form.folded else flat):
                 continue
             spans += [m.span() for m in form.pattern.finditer(flat)]
-        if not spans:
-            return text[start:] if start else text
-        return _masked(text, flat, spans, start)
-
-    def safe_end(self, text: str, shortest: int = 1) -> int:
-        """Where to cut `text` so that it does not end with the first `shortest` or more characters of a secret,
-        in any of its forms."""
-        if not self.forms or not text:
-            return len(text)
-        offset = max(0, len(text) - self._window)
-        tail = text[offset:]
-        flat = _flat(tail)
-        for i, char in enumerate(flat[:len(flat) - shortest + 1]):
-            if any(_runs_to_end(form.units, flat, i) for form in self._starts.get(char, ())):
-                return offset + _position_in(tail, i)
-        return len(text)
+        return spans
 
     @property
     def reach(self) -> int:
@@ -125,10 +139,8 @@ def _flat(text: str) -> str:
 def _forms(secret: str) -> list[_Form]:
     flat = _flat(secret)
     raw = secret.encode()
-    forms = [_form([_char_forms(c) for c in flat]), _form([(c,) for c in reversed(flat)]),
+    forms = [_form([_char_forms(c) for c in secret.strip("\r\n")]), _form([(c,) for c in reversed(flat)]),
              _form([(d, d.upper()) if d.isalpha() else (d,) for d in raw.hex()], folded=True)]
-    if flat != secret:   # a multi-line secret written out JSON-escaped: "line1\nline2"
-        forms.append(_form([_char_forms(c) for c in json.dumps(secret)[1:-1]]))
     for offset in range(3):
         stable = _stable_base64(raw, offset)
         forms.append(_form([{"+": ("+", "-"), "/": ("/", "_")}.get(c, (c,)) for c in stable]))
@@ -136,19 +148,21 @@ def _forms(secret: str) -> list[_Form]:
 
 
 def _char_forms(c: str) -> Unit:
-    """How one character of a secret may appear once its text has been encoded or escaped."""
+    """How one character of a secret may appear once its text has been encoded or escaped (a line break also
+    as nothing: matching ignores line breaks)."""
     if c in _UNRESERVED:
         return (c,)
     data = c.encode()
-    forms = [c, "".join(f"%{b:02X}" for b in data), "".join(f"%{b:02x}" for b in data)]
+    forms = ["" if c in "\r\n" else c, "".join(f"%{b:02X}" for b in data), "".join(f"%{b:02x}" for b in data)]
     if c == " ":
         forms.append("+")
     if c in "\"\\/":
         forms.append("\\" + c)
     if c == "'":
         forms += ["\\'", "'\"'\"'", "'\\''"]
-    if (ord(c) < 32 or ord(c) > 126) and ord(c) <= 0xFFFF:
-        forms += [f"\\u{ord(c):04x}", f"\\u{ord(c):04X}"]
+    if ord(c) < 32 or ord(c) > 126:   # JSON's escapes: \n, \u00e9, a surrogate pair; hex in either case
+        escaped = json.dumps(c)[1:-1]
+        forms += [escaped, re.sub(r"[0-9a-f]{4}", lambda m: m[0].upper(), escaped)]
     return tuple(dict.fromkeys(sorted(forms, key=len, reverse=True)))
 
 
