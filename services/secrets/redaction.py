@@ -9,7 +9,6 @@ and wrapped base64 or hex are caught too. What this cannot see is listed in docs
 from __future__ import annotations
 
 import base64
-import bisect
 import functools
 import json
 import re
@@ -29,8 +28,10 @@ Unit = tuple[str, ...]   # the texts one character of a form may be printed as
 class _Form:
     units: tuple[Unit, ...]
     pattern: re.Pattern[str]
-    core: str        # a literal every match contains: a cheap test before the pattern runs
+    core: str        # a literal every match contains: the pattern only runs around where it is
     folded: bool     # `core` is looked for in the lower-cased text
+    before: int      # at most this many characters of a match come before its core
+    after: int       # and after it
 
 
 class Redactor:
@@ -47,8 +48,8 @@ class Redactor:
         for form in self.forms:
             for first in {alt[0] for alt in form.units[0] if alt}:
                 self._starts.setdefault(first, []).append(form)
-        longest = max((sum(max(map(len, unit)) for unit in form.units) for form in self.forms), default=0)
-        self._window = 4 * longest + 8   # room for the line breaks of folded output
+        self._longest = max((form.before + len(form.core) + form.after for form in self.forms), default=0)
+        self._window = 4 * self._longest + 8   # room for the line breaks of folded output
 
     def __bool__(self) -> bool:
         return bool(self.forms)
@@ -91,21 +92,26 @@ class Redactor:
         flat = _flat(tail)
         whole = _merged(self._spans(flat))
         masked_from = whole[-1][0] if whole and whole[-1][1] == len(flat) else len(flat)   # to be redacted anyway
-        for i, char in enumerate(flat[:min(masked_from, len(flat) - shortest + 1)]):
-            if any(_runs_to_end(form.units, flat, i) for form in self._starts.get(char, ())):
-                return offset + _position_in(tail, i)
+        first = max(0, len(flat) - self._longest)
+        for i in range(first, min(masked_from, len(flat) - shortest + 1)):
+            if any(_runs_to_end(form.units, flat, i) for form in self._starts.get(flat[i], ())):
+                return offset + (_Positions(tail).index(i) if flat is not tail else i)
         return len(text)
 
     def _spans(self, flat: str) -> list[tuple[int, int]]:
         """Where whole forms of the secrets are, in text without line breaks."""
-        lowered = None
+        lowered = flat.lower() if flat.isascii() else None   # lower() keeps positions only for ASCII
         spans: list[tuple[int, int]] = []
         for form in self.forms:
-            if form.folded:
-                lowered = flat.lower() if lowered is None else lowered
-            if form.core and form.core not in (lowered if form.folded else flat):
+            if not form.core or (form.folded and lowered is None):
+                spans += [m.span() for m in form.pattern.finditer(flat)]
                 continue
-            spans += [m.span() for m in form.pattern.finditer(flat)]
+            haystack = lowered if form.folded else flat
+            found = haystack.find(form.core)
+            while found != -1:
+                window = (max(0, found - form.before), min(len(flat), found + len(form.core) + form.after))
+                spans += [m.span() for m in form.pattern.finditer(flat, *window)]
+                found = haystack.find(form.core, found + 1)
         return spans
 
     @property
@@ -177,20 +183,25 @@ def _stable_base64(data: bytes, offset: int) -> str:
 def _form(units: list[Unit], folded: bool = False) -> _Form:
     pattern = "".join(re.escape(unit[0]) if len(unit) == 1 else "(?:" + "|".join(map(re.escape, unit)) + ")"
                       for unit in units)
-    core = max(_literal_runs(units, folded), key=len, default="")
-    return _Form(tuple(units), re.compile(pattern), core if len(core) >= 4 else "", folded)
+    start, core = max(_literal_runs(units, folded), key=lambda run: len(run[1]), default=(0, ""))
+    if len(core) < 4:
+        start, core = len(units), ""
+    widest = [max(map(len, unit)) for unit in units]
+    return _Form(tuple(units), re.compile(pattern), core, folded, sum(widest[:start]),
+                 sum(widest[start + len(core):]))
 
 
-def _literal_runs(units: list[Unit], folded: bool) -> list[str]:
-    """Stretches of the form printed the same way in every match (up to case, if `folded`)."""
-    runs, current = [], ""
-    for unit in units:
+def _literal_runs(units: list[Unit], folded: bool) -> list[tuple[int, str]]:
+    """Stretches of the form printed the same way in every match (up to case, if `folded`), with where they
+    start (in units)."""
+    runs, start, current = [], 0, ""
+    for index, unit in enumerate(units):
         if len(unit) == 1 or (folded and len({alt.lower() for alt in unit}) == 1):
             current += unit[0].lower() if folded else unit[0]
         else:
-            runs.append(current)
-            current = ""
-    return [*runs, current]
+            runs.append((start, current))
+            start, current = index + 1, ""
+    return [*runs, (start, current)]
 
 
 def _runs_to_end(units: tuple[Unit, ...], text: str, start: int) -> bool:
@@ -212,30 +223,34 @@ def _runs_to_end(units: tuple[Unit, ...], text: str, start: int) -> bool:
     return False
 
 
-def _position_in(text: str, flat_index: int) -> int:
-    """The index in `text` of the character at `flat_index` once line breaks are removed."""
-    seen = -1
-    for index, char in enumerate(text):
-        if char not in "\r\n":
-            seen += 1
-            if seen == flat_index:
-                return index
-    return len(text)
-
-
 def _masked(text: str, flat: str, spans: list[tuple[int, int]], start: int) -> str:
     """`text[start:]` with the spans (found in `flat`, the text without line breaks) replaced by the mask."""
-    shifts = [m.start() - k for k, m in enumerate(_BREAKS.finditer(text))] if flat is not text else []
+    where = _Positions(text) if flat is not text else None
     pieces, position = [], start
     for first, end in _merged(spans):
-        first += bisect.bisect_right(shifts, first)
-        end = end - 1 + bisect.bisect_right(shifts, end - 1) + 1
+        if where is not None:
+            first, end = where.index(first), where.index(end - 1) + 1
         if end <= start:
             continue
         pieces += [text[position:max(first, start)], MASK]
         position = end
     pieces.append(text[position:])
     return "".join(pieces)
+
+
+class _Positions:
+    """Where each character of the text without line breaks is in the text; asked in increasing order."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.scanned, self.breaks = text, 0, 0
+
+    def index(self, flat_index: int) -> int:
+        at = flat_index + self.breaks
+        while more := self.text.count("\n", self.scanned, at + 1) + self.text.count("\r", self.scanned, at + 1):
+            self.scanned, self.breaks = at + 1, self.breaks + more
+            at = flat_index + self.breaks
+        self.scanned = at + 1
+        return at
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

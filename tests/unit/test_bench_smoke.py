@@ -153,3 +153,11 @@ def test_the_vs_ansible_benchmark_runs_our_side_without_installing_ansible(tmp_p
     ours = result["ours"]
     assert 0 < ours["up_ready_s"] < ours["whole_process_s"] and ours["warm_s"] > 0 and ours["warm_cli_s"] > 0
     assert result["ratios"] == {"whole_process": None, "warm": None, "warm_cli": None}
+
+
+def test_the_redaction_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("redaction", "--kib", "4", "--secrets", "2", "--repetitions", "2",
+                                target=tmp_path / "redaction.json")
+    assert "ratios: clean" in out
+    assert result["benchmark"] == "redaction" and (result["kib"], result["secrets"]) == (4, 2)
+    assert result["forms"] >= 2 * 5 and result["ratios"].keys() == {"clean", "with secrets"}
