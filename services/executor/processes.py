@@ -168,7 +168,8 @@ def _rules(settings: tuple[tuple[str, str | None], ...], euid: int) -> ProcessRu
     if sandbox not in SANDBOXES:
         raise StepProcessError(f"PLAYBOOK_STEP_SANDBOX is {sandbox!r}; use one of {', '.join(SANDBOXES)}")
     locale = tuple((key, config[key] or "") for key in ("LANG", "LC_ALL", "TZ") if config[key])
-    hidden = tuple(str(Path(p).resolve()) for p in (config["PLAYBOOK_SECRETS_FILE"], config["PLAYBOOK_HOME"]) if p)
+    hidden = tuple(str(Path(p).resolve()) for p in (config["PLAYBOOK_SECRETS_FILE"],
+                                                    config["PLAYBOOK_HOME"] or ".playbook") if p)
     bwrap = shutil.which("bwrap")
     if sandbox == "bubblewrap" and not bwrap:
         raise StepProcessError("PLAYBOOK_STEP_SANDBOX is bubblewrap, but bwrap is not installed "
@@ -200,14 +201,19 @@ def _own_name() -> str:
 
 
 def _sandbox_options(home: str, cwd: str, hidden: tuple[str, ...]) -> list[str]:
-    """A read-only view of the machine, a private /tmp, /dev and /proc, its own directory writable,
-    the engine's processes and files (secrets file, PLAYBOOK_HOME) out of sight; the network is shared."""
+    """A read-only view of the machine with a private /tmp, /dev and /proc; writable only its own directory and
+    the `cwd:` the step names; the engine's processes and files (secrets file, PLAYBOOK_HOME) out of sight.
+    The network is shared: steps deploy things."""
     options = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     for path in hidden:
-        options += ["--tmpfs", path] if os.path.isdir(path) else ["--ro-bind", "/dev/null", path] \
-            if os.path.exists(path) else []
-    return [*options, "--bind", home, home, "--chdir", cwd]
+        if os.path.isdir(path):
+            options += ["--tmpfs", path]
+        elif os.path.exists(path):
+            options += ["--ro-bind", "/dev/null", path]
+    for writable in dict.fromkeys((home, cwd)):
+        options += ["--bind", writable, writable]
+    return [*options, "--chdir", cwd]
 
 
 def _prctl(option: int, value: int) -> None:

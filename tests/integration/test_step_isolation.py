@@ -92,3 +92,12 @@ async def test_a_playbook_can_ask_for_a_bubblewrap_sandbox(nats_server, tmp_path
     assert int(processes) < 10                               # its own process namespace: the machine's are unseen
     assert rest[:2] == ["read-only", "home-writable"] and rest[2].split() == ["NoNewPrivs:", "1"]
     assert "engine-visible" not in outputs["stdout"] and "not-for-steps" not in outputs["stdout"]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed here; "
+                                                           "Debian: apt-get install bubblewrap")
+async def test_a_sandboxed_step_may_write_in_the_directory_it_names(engine, tmp_path) -> None:
+    workdir = tmp_path / "build"
+    workdir.mkdir()
+    outputs = await outputs_of(engine, [shell("pwd; echo built > artefact", cwd=str(workdir))], sandbox="bubblewrap")
+    assert outputs["stdout"] == str(workdir) and (workdir / "artefact").read_text() == "built\n"
