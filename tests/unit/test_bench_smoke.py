@@ -155,6 +155,18 @@ def test_the_vs_ansible_benchmark_runs_our_side_without_installing_ansible(tmp_p
     assert result["ratios"] == {"whole_process": None, "warm": None, "warm_cli": None}
 
 
+def test_the_identity_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("identity", "--tokens", "5", "--calls", "200", "--requests", "20", "--repetitions", "1",
+                                target=tmp_path / "identity.json")
+    assert "ratios: admit p50" in out
+    assert result["benchmark"] == "identity" and (result["tokens"], result["calls"]) == (5, 200)
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    assert result["p50_ms"].keys() == {"floor", "verify", "admit", "plain", "verified"}
+    assert all(r["count"] == 200 for r in result["rounds"]["admit"]) and result["rounds"]["plain"][0]["count"] == 20
+    assert 0 < result["p50_ms"]["floor"] <= result["p50_ms"]["verify"] <= result["p99_ms"]["verify"]
+    assert result["ratios"].keys() == {"admit_p50_vs_target", "admit_vs_hash_floor", "verified_request_vs_plain"}
+
+
 def test_the_redaction_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
     out, result = run_benchmark("redaction", "--kib", "4", "--secrets", "2", "--repetitions", "2",
                                 target=tmp_path / "redaction.json")
