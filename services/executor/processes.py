@@ -3,7 +3,7 @@
 A clean environment (PATH, HOME, TMPDIR, LANG, LC_ALL and TZ if the engine has them, USER,
 LOGNAME, then the step's own `env:`), no new privileges (setuid binaries do not elevate it),
 its own session and process group, a private directory as HOME, TMPDIR and default working
-directory (removed when the process ends), an unprivileged user when the engine runs as root,
+directory (emptied when the process ends: `private_dirs`), an unprivileged user when the engine runs as root,
 and, when the engine or the playbook asks for it, a bubblewrap sandbox. docs/security.md says
 what that leaves a step.
 
@@ -21,7 +21,6 @@ import functools
 import os
 import pwd
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any, get_args
 
 from events.playbook import Sandbox
 from services.errors import PlaybookError
+from services.executor.private_dirs import PrivateDirs
 
 SANDBOXES: tuple[str, ...] = get_args(Sandbox)
 DEFAULT_STEP_USER = "nobody"
@@ -38,6 +38,7 @@ _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_DUMPABLE = 4
 _PR_GET_NO_NEW_PRIVS = 39
 _LIBC = ctypes.CDLL(None, use_errno=True)
+_DIRS = PrivateDirs()
 
 
 class StepProcessError(PlaybookError):
@@ -131,22 +132,13 @@ def step_process(rules: ProcessRules, program: list[str], env: Mapping[str, str]
                  cwd: str | None) -> Iterator[Launch]:
     """A process to start under the rules, with a private directory that lasts until the block ends."""
     _protect_engine()
-    home = tempfile.mkdtemp(prefix="playbook-step-")
+    owner = (rules.user.uid, rules.user.gid) if rules.user else None
+    home = _DIRS.take(owner)
     try:
-        if rules.user:
-            os.chown(home, rules.user.uid, rules.user.gid)
         workdir = cwd or home
         yield Launch(rules.argv(program, home, workdir), rules.environment(home, env), workdir, rules.preexec())
     finally:
-        _remove(home)
-
-
-def _remove(path: str) -> None:
-    """Remove a private directory: at once if the process left it empty, else in a thread (it may be big)."""
-    try:
-        os.rmdir(path)
-    except OSError:
-        asyncio.get_running_loop().run_in_executor(None, shutil.rmtree, path, True)
+        _DIRS.give_back(home, owner)
 
 
 @functools.cache

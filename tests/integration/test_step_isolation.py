@@ -74,7 +74,17 @@ async def test_a_root_engine_runs_steps_as_the_unprivileged_user(nats_server, mo
     assert (int(uid), int(gid)) == (nobody.pw_uid, nobody.pw_gid)
     assert home == cwd and writable == "writable"
     assert refused[-1] == "unreadable" and "not-for-steps" not in outputs["stdout"]
-    assert not os.path.exists(home)                          # the private directory went with the process
+    assert os.stat(home).st_mode & 0o777 == 0o700 and os.stat(home).st_uid == nobody.pw_uid
+
+
+async def test_what_a_step_leaves_in_its_home_is_gone_before_the_next_starts(engine) -> None:
+    steps = [shell('mkdir -p $HOME/.docker && echo "{auths: x}" > $HOME/.docker/config.json && echo $HOME'),
+             {**shell("ls -A $HOME | wc -l; echo $HOME"), "id": "next"}]
+    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(steps)))
+    events = await wait_for_end(engine, reply.run_id)
+    first, second = [e.outputs["stdout"] for e in events if type(e).__name__ == "StepSucceeded"]
+    count, home = second.splitlines()
+    assert count == "0" and home != first                    # a directory left with anything is never reused
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed here; "
