@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import dataclasses
 import functools
+import logging
 import os
 import pwd
 import shutil
@@ -36,7 +37,7 @@ DEFAULT_STEP_USER = "nobody"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_SET_DUMPABLE = 4
-_PR_GET_NO_NEW_PRIVS = 39
+log = logging.getLogger(__name__)
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _DIRS = PrivateDirs()
 
@@ -145,12 +146,11 @@ def step_process(rules: ProcessRules, program: list[str], env: Mapping[str, str]
 def _protect_engine() -> None:
     """no_new_privs for the engine and all it starts; undumpable, so a step running as the engine's own user
     can neither read its environment (and the secrets in it) through /proc/<pid>/environ nor attach to it."""
+    if not hasattr(_LIBC, "prctl"):
+        log.warning("steps run without no_new_privs: this system has no prctl (it is Linux-only)")
+        return
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     _prctl(_PR_SET_DUMPABLE, 0)
-
-
-def has_no_new_privs() -> bool:
-    return _LIBC.prctl(_PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1
 
 
 @functools.lru_cache(maxsize=16)
