@@ -10,6 +10,7 @@ import re
 from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
 
 import msgspec
 
@@ -29,7 +30,7 @@ class StepScope:
 
 
 _current: ContextVar[StepScope | None] = ContextVar("step_scope", default=None)
-_names: OrderedDict[str, frozenset[str]] = OrderedDict()
+_names: OrderedDict[tuple[str, datetime], frozenset[str]] = OrderedDict()
 
 
 def current_scope() -> StepScope | None:
@@ -63,10 +64,11 @@ def enter_attempt(ctx: Context, started: RunStarted, source: SecretSource, rules
 
 def secret_names(started: RunStarted) -> frozenset[str]:
     """Every `${secret:NAME}` in the run's playbook and the engine's error handlers pinned on it."""
-    if (names := _names.get(started.run_id)) is None:
+    key = (started.run_id, started.at)
+    if (names := _names.get(key)) is None:
         text = msgspec.json.encode([started.playbook, started.engine_error_handlers])
         names = frozenset(name.decode() for name in _SECRET_NAME.findall(text))
-        _names[started.run_id] = names
+        _names[key] = names
         if len(_names) > _NAMES_KEPT:
             _names.popitem(last=False)
     return names
