@@ -182,3 +182,11 @@ def test_the_identity_benchmark_runs_and_writes_its_result(tmp_path: Path) -> No
     assert all(r["count"] == 200 for r in result["rounds"]["admit"]) and result["rounds"]["plain"][0]["count"] == 20
     assert 0 < result["p50_ms"]["floor"] <= result["p50_ms"]["verify"] <= result["p99_ms"]["verify"]
     assert result["ratios"].keys() == {"admit_p50_vs_target", "admit_vs_hash_floor", "verified_request_vs_plain"}
+
+
+def test_the_redaction_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("redaction", "--kib", "4", "--secrets", "2", "--repetitions", "2",
+                                target=tmp_path / "redaction.json")
+    assert "ratios: clean" in out
+    assert result["benchmark"] == "redaction" and (result["kib"], result["secrets"]) == (4, 2)
+    assert result["forms"] >= 2 * 5 and result["ratios"].keys() == {"clean", "with secrets"}
