@@ -4,10 +4,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import concurrency, harness, learning, parallel, recovery, replay, sse, steps, vs_ansible, waiting
+from bench import (
+    concurrency, harness, identity, learning, parallel, recovery, redaction, replay, shell_analysis, sse, steps,
+    vs_ansible, waiting,
+)
 
 BENCHMARKS = {module.NAME: module for module in (steps, waiting, replay, sse, concurrency, parallel, recovery,
-                                                   vs_ansible, learning)}
+                                                   vs_ansible, identity, shell_analysis, redaction, learning)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from typing import Any
 
 import msgspec
 
-from events.commands import AnyCommand, Command
+from events.commands import AnyCommand
 from events.run import AnyRunEvent, RunEvent
 
 _encoder = msgspec.json.Encoder()
@@ -23,13 +23,13 @@ def decode_event(data: bytes) -> RunEvent:
     return _event_decoder.decode(data)
 
 
-def decode_command(name: str, data: bytes) -> Command:
-    """Decode a command body; the subject names the type, so the body needs no tag."""
+def decode_command(name: str, data: bytes, kinds: Any = AnyCommand) -> Any:
+    """Decode a command body into one of `kinds`; the subject names the type, so the body needs no tag."""
     body = msgspec.json.decode(data) if data else {}
     if not isinstance(body, dict):
         raise msgspec.ValidationError("the command body must be a JSON object")
     body["type"] = name
-    return msgspec.convert(body, AnyCommand)
+    return msgspec.convert(body, kinds)
 
 
 def to_builtins(message: msgspec.Struct) -> dict[str, Any]:

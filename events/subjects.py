@@ -64,6 +64,35 @@ def live_output_of_run(run_id: str) -> str:
     return f"{PREFIX}.output.{run_id}.>"
 
 
+# -- identity: tokens (stream PB_IDENTITY) and refused access (stream PB_ACCESS) ----------------
+
+IDENTITY_STREAM = "PB_IDENTITY"
+ACCESS_STREAM = "PB_ACCESS"
+IDENTITY_SUBJECTS = f"{PREFIX}.identity.>"
+TOKEN_SUBJECTS = f"{PREFIX}.identity.token.>"
+REFUSAL_SUBJECTS = f"{PREFIX}.identity.refused.>"
+IDENTITY_COMMAND_SUBJECTS = f"{PREFIX}.cmd.identity.*"
+
+
+def token(token_id: str) -> str:
+    """One token's aggregate prefix: `pb.identity.token.<id>`."""
+    return f"{PREFIX}.identity.token.{token_id}"
+
+
+def token_id_of(subject: str) -> str:
+    """`pb.identity.token.<id>.<Type>` -> `<id>`."""
+    return subject.split(".", 4)[3]
+
+
+def access_refused(door: str) -> str:
+    return f"{PREFIX}.identity.refused.{door}.AccessRefused"
+
+
+def identity_command(name: str) -> str:
+    """Identity commands sit one token deeper than `pb.cmd.*`, which the run service answers."""
+    return f"{PREFIX}.cmd.identity.{name}"
+
+
 # The learning service answers these requests (see events/insights.py).
 LEARNING_INSIGHTS = f"{PREFIX}.learning.insights"
 LEARNING_REBUILD = f"{PREFIX}.learning.rebuild"

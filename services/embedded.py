@@ -97,9 +97,10 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedNats:
-    def __init__(self, home: Path, port: int | None = None) -> None:
+    def __init__(self, home: Path, port: int | None = None, config: Path | None = None) -> None:
         self.home = home
         self.port = port
+        self.config = config      # a configuration file (users and permissions); flags below override it
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
@@ -109,8 +110,9 @@ class EmbeddedNats:
         port = wanted if _port_free(wanted) else free_port()
         self.url = f"nats://127.0.0.1:{port}"
         log_file = open(self.home / "nats-server.log", "ab")
+        config = ["-c", str(self.config)] if self.config else []
         self.process = subprocess.Popen(
-            [server_binary(), "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
+            [server_binary(), *config, "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
              "-p", str(port), "-n", "playbook-embedded"],
             stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
         )

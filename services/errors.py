@@ -34,3 +34,38 @@ class UnresolvedReference(PlaybookError):
 
 class EngineUnavailable(PlaybookError):
     """NATS or the engine's stream or services are not there to answer."""
+
+
+class AccessDenied(CommandRejected):
+    """The caller may not do this; every door answers it the same way and records it."""
+
+    http_status = 403
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message, code)
+
+
+class Unauthenticated(AccessDenied):
+    """No credential, or one that is malformed, unknown, wrong, expired or revoked."""
+
+    http_status = 401
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "unauthenticated")
+
+
+class Forbidden(AccessDenied):
+    """A verified principal whose grants do not allow the action."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "forbidden")
+
+
+class TooManyFailures(AccessDenied):
+    """This source failed to authenticate too often; it may try again after `retry_after` seconds."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, "too_many_failures")
+        self.retry_after = retry_after

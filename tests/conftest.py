@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -47,6 +48,13 @@ class NatsServer:
     def stop(self) -> None:
         if self.process:
             stop_process(self.process)
+
+
+@pytest.fixture(autouse=True)
+def steps_run_as_the_tester(monkeypatch) -> None:
+    """Steps run as the user running the tests, so they can use its temporary directories; a root engine would
+    otherwise run them as nobody (tests/integration/test_step_isolation.py checks that default)."""
+    monkeypatch.setenv("PLAYBOOK_STEP_USER", pwd.getpwuid(os.geteuid()).pw_name)
 
 
 @pytest.fixture

@@ -30,9 +30,11 @@ from services.errors import PlaybookError
 from services.executor.actions import ActionResult, close_http_session, run_action
 from services.executor.actions.base import live_output
 from services.executor.live_output import LiveOutput
+from services.executor.processes import ProcessRules
+from services.executor.scope import enter_attempt
 from services.executor.step import export_outputs, failed_validation, resolve_args
 from services.executor.validators import run_validators
-from services.playbook.interpolate import Context, redact
+from services.playbook.interpolate import Context
 from services.resilience.breakers import Breakers, circuit_key
 from services.resilience.circuit import after_call, before_call
 from services.resilience.classify import classify
@@ -41,7 +43,7 @@ from services.run.decider import BeginStep, FinishStep, context_of, decide
 from services.run.repository import RunRepository
 from services.run.state import Run
 from services.runtime import Consumer, LeaveUnacknowledged
-from services.secrets import SecretSource, allowed_environment
+from services.secrets import SecretSource, redact
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,7 @@ class Executor:
         self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
         self._cancel_sub = None
         self.secrets = SecretSource()
+        self.processes = ProcessRules.from_environ()
         self.breakers = Breakers(runs.store)
         self.patterns = configured_patterns()
 
@@ -143,8 +146,9 @@ class Executor:
                 self._running.pop(run_id, None)
 
     def _context(self, run: Run) -> Context:
+        """Call it inside the attempt's own task: the scope it opens (secrets, process rules) lasts as long."""
         ctx = context_of(run)
-        ctx.secrets, ctx.env = self.secrets.get, allowed_environment()
+        enter_attempt(ctx, run.started, self.secrets, self.processes)  # type: ignore[arg-type]
         return ctx
 
     async def _do(self, run: Run, step_id: str) -> Outcome:

@@ -32,23 +32,30 @@ CODES: dict[str, str] = {
     "PB208": "unknown step in ${steps...}",
     "PB209": "step output used before that step is sure to have run",
     "PB210": "malformed ${...} reference",
+    "PB211": "parameter in a URL's scheme or authority (not typed host or url)",
     "PB301": "missing required parameter",
     "PB302": "parameter value has the wrong type",
     "PB303": "parameter value not among its choices",
     "PB304": "unknown environment",
     "PB305": "unknown parameter given",
     "PB306": "parameter declared twice",
-    "PB401": "rm -r on the root, a system or home directory, or with --no-preserve-root",
-    "PB402": "rm -r on a path that starts with a value that may be empty",
-    "PB403": "rm -r on a path that starts with a parameter a caller can set to anything",
-    "PB404": "command that overwrites a disk (mkfs, dd of=/dev/..., partitioning, wipefs, shred)",
+    "PB307": "parameter value not allowed by its pattern or allowed_hosts",
+    "PB401": "recursive delete (rm -r, find -delete, rsync --delete, git clean, ...) of the root, a system or home "
+             "directory, or rm --no-preserve-root",
+    "PB402": "recursive delete of a path that starts with a value that may be empty",
+    "PB403": "recursive delete of a path that starts with a parameter a caller can set to anything",
+    "PB404": "command that overwrites a disk (mkfs, dd of=/dev/..., cp to a device, partitioning, wipefs, blkdiscard)",
     "PB405": "output written onto a device",
     "PB406": "chmod/chown of the root or a system directory",
     "PB407": "chmod to a world-writable mode",
-    "PB409": "fork bomb",
+    "PB409": "fork bomb (a function starting copies of itself, an endless loop spawning processes)",
     "PB410": "downloaded code run without checking it",
     "PB411": "${raw:...} in a shell command",
     "PB412": "eval or sh -c of a ${...} value",
+    "PB413": "program name decided at run time or disguised (variable, substitution, glob, quotes inside it)",
+    "PB414": "code no check can read run by a shell or interpreter (decoded, generated or piped in)",
+    "PB415": "interpreter code (python -c, perl -e, ...) that starts programs or deletes directory trees",
+    "PB416": "recursive delete of paths read at run time (xargs rm -r)",
     "PB420": "hardcoded credential",
     "PB421": "string that looks like a random key or token",
     "PB422": "credentials in a plain http URL",
@@ -58,7 +65,7 @@ CODES: dict[str, str] = {
     "PB503": "environment sets an undeclared name",
 }
 _INFOS = {"PB501"}
-_RISKY = {"PB403", "PB407", "PB411", "PB412", "PB421", "PB423"}  # security findings that warn, not stop
+_RISKY = {"PB403", "PB407", "PB411", "PB412", "PB415", "PB421", "PB423"}  # security findings that warn, not stop
 
 
 def severity_of(code: str) -> Severity:

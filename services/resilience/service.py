@@ -20,7 +20,6 @@ from events.playbook import ErrorHandler
 from events.run import RunEvent, StepFailed, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepScheduled
 from services.executor.actions import run_action
 from services.executor.step import resolve_args
-from services.playbook.interpolate import redact
 from services.errors import PlaybookError
 from services.resilience.classify import Classification, classify
 from services.resilience.config import configured_patterns
@@ -29,7 +28,9 @@ from services.run.decider import DecideRetry, context_of, decide
 from services.run.repository import RunRepository
 from services.run.state import Run
 from services.runtime import Consumer
-from services.secrets import SecretSource, allowed_environment
+from services.executor.processes import ProcessRules
+from services.executor.scope import enter_attempt
+from services.secrets import SecretSource, redact
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class ResilienceService:
     def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
         self.runs = runs
         self.patterns = configured_patterns()
+        self.secrets, self.processes = SecretSource(), ProcessRules.from_environ()
         self.consumer = Consumer(nc, runs.store.stream, "resilience", [subjects.events_of_type("StepFailed")],
                                  self._on_failed, ack_wait=ack_wait)
 
@@ -100,7 +102,7 @@ class ResilienceService:
         run, _ = await self.runs.change(run.id, begin)
         if run.steps[step_id].remediation in ("", "running"):   # ours to run (again, after a crash)
             ctx = context_of(run)
-            ctx.secrets, ctx.env = SecretSource().get, allowed_environment()
+            enter_attempt(ctx, run.started, self.secrets, self.processes)  # type: ignore[arg-type]
             try:
                 result = await run_action(handler.run.action, resolve_args(handler.run.action, handler.run.args, ctx),
                                           timeout=handler.run.timeout_seconds)

@@ -155,6 +155,43 @@ def test_the_vs_ansible_benchmark_runs_our_side_without_installing_ansible(tmp_p
     assert result["ratios"] == {"whole_process": None, "warm": None, "warm_cli": None}
 
 
+def test_the_shell_analysis_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    target = tmp_path / "shell.json"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "shell-analysis", "--steps", "40", "--repetitions", "1", "--json", str(target)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ratios: harmless" in done.stdout
+
+    result = json.loads(target.read_text())
+    assert result["benchmark"] == "shell-analysis" and result["steps"] == 40
+    for kind in ("harmless", "destructive", "mixed"):
+        assert {"floor_us", "full_us", "screened_us", "playbook_us_per_step", "ratio", "linearity"} <= (
+            result["workloads"][kind].keys())
+
+
+def test_the_identity_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("identity", "--tokens", "5", "--calls", "200", "--requests", "20", "--repetitions", "1",
+                                target=tmp_path / "identity.json")
+    assert "ratios: admit p50" in out
+    assert result["benchmark"] == "identity" and (result["tokens"], result["calls"]) == (5, 200)
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    assert result["p50_ms"].keys() == {"floor", "verify", "admit", "plain", "verified"}
+    assert all(r["count"] == 200 for r in result["rounds"]["admit"]) and result["rounds"]["plain"][0]["count"] == 20
+    assert 0 < result["p50_ms"]["floor"] <= result["p50_ms"]["verify"] <= result["p99_ms"]["verify"]
+    assert result["ratios"].keys() == {"admit_p50_vs_target", "admit_vs_hash_floor", "verified_request_vs_plain"}
+
+
+def test_the_redaction_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("redaction", "--kib", "4", "--secrets", "2", "--repetitions", "2",
+                                target=tmp_path / "redaction.json")
+    assert "ratios: clean" in out
+    assert result["benchmark"] == "redaction" and (result["kib"], result["secrets"]) == (4, 2)
+    assert result["forms"] >= 2 * 5 and result["ratios"].keys() == {"clean", "with secrets"}
+
+
 def test_the_learning_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
     out, result = run_benchmark("learning", "--events", "300", "--live", "100", "--rate", "500", "--steps", "3",
                                 "--repetitions", "1", target=tmp_path / "learning.json")

@@ -1,0 +1,170 @@
+"""Identity events and commands: API tokens and refused access.
+
+Token events live on `pb.identity.token.<id>.<Type>` in stream PB_IDENTITY; refusals on
+`pb.identity.refused.<door>.AccessRefused` in stream PB_ACCESS. Identity commands are
+requests on `pb.cmd.identity.<Command>`, answered with an `IdentityReply`.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from events.commands import Rejection
+
+Role = Literal["viewer", "operator", "approver", "admin", "unsafe_shell"]
+PrincipalKind = Literal["person", "agent"]
+Door = Literal["http", "nats", "cli", "dashboard", "mcp"]
+TokenStatus = Literal["active", "expired", "revoked"]
+
+Pattern = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Reason = Annotated[str, msgspec.Meta(max_length=500)]
+DEFAULT_TOKEN_SECONDS = 90 * 24 * 3600
+
+
+class Grant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A role on the playbooks and environments whose names match these glob patterns."""
+
+    role: Role
+    playbooks: Annotated[tuple[Pattern, ...], msgspec.Meta(min_length=1, max_length=16)] = ("*",)
+    environments: Annotated[tuple[Pattern, ...], msgspec.Meta(min_length=1, max_length=16)] = ("*",)
+
+
+Grants = Annotated[tuple[Grant, ...], msgspec.Meta(max_length=32)]
+
+
+class IdentityEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    at: datetime
+
+
+class TokenEvent(IdentityEvent):
+    token_id: str
+
+
+class TokenCreated(TokenEvent):
+    """A token was issued; only the hash of its secret is ever stored."""
+
+    name: str
+    owner: str
+    secret_hash: str
+    actor: str
+    kind: PrincipalKind = "person"
+    grants: tuple[Grant, ...] = ()
+    expires_at: datetime | None = None
+    on_behalf_of: str | None = None
+
+
+class TokenRevoked(TokenEvent):
+    actor: str
+    reason: str = ""
+    on_behalf_of: str | None = None
+
+
+class TokenUsed(TokenEvent):
+    """The token was last used at `at`: written at most once a minute per token, the stream keeps the latest."""
+
+
+AnyTokenEvent = TokenCreated | TokenRevoked | TokenUsed
+TOKEN_EVENT_TYPES: tuple[type[TokenEvent], ...] = AnyTokenEvent.__args__  # type: ignore[attr-defined]
+decode_token_event = msgspec.json.Decoder(AnyTokenEvent).decode
+
+
+class AccessRefused(IdentityEvent):
+    """Someone was turned away at a door: not signed in, not allowed, or too many failures."""
+
+    principal: str                # the verified name, or "anonymous"
+    door: Door
+    action: str
+    code: str                     # unauthenticated, forbidden, too_many_failures
+    reason: str
+    target: str = ""
+    source: str = ""              # the caller's address, where the door knows it
+    on_behalf_of: str | None = None
+
+
+decode_access_refused = msgspec.json.Decoder(AccessRefused).decode
+IDENTITY_EVENT_TYPES: tuple[type[IdentityEvent], ...] = (*TOKEN_EVENT_TYPES, AccessRefused)
+
+
+# -- commands, on pb.cmd.identity.<Command>; the caller is the token in the Authorization header --
+
+class IdentityCommand(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True,
+                      forbid_unknown_fields=True):
+    pass
+
+
+class CreateToken(IdentityCommand):
+    """Issue a token. `seal` (64 hex digits, random per request) encrypts the secret in the reply:
+    requests reach only the engine, replies travel on inboxes other clients may read."""
+
+    name: Name
+    owner: Name
+    kind: PrincipalKind = "person"
+    grants: Grants = ()
+    expires_in_seconds: Annotated[float, msgspec.Meta(gt=0)] | None = DEFAULT_TOKEN_SECONDS
+    seal: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
+
+
+class RevokeToken(IdentityCommand):
+    token_id: Annotated[str, msgspec.Meta(max_length=64)]
+    reason: Reason = ""
+
+
+class ListTokens(IdentityCommand):
+    """Tokens of one owner (default: the caller; anyone may list their own), or of `everyone` (admin)."""
+
+    owner: Name | None = None
+    everyone: bool = False
+    include_inactive: bool = False
+
+
+AnyIdentityCommand = CreateToken | RevokeToken | ListTokens
+IDENTITY_COMMAND_TYPES: tuple[type[IdentityCommand], ...] = AnyIdentityCommand.__args__  # type: ignore[attr-defined]
+
+
+class TokenInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What anyone may see of a token: never its secret, nor its hash."""
+
+    id: str
+    name: str
+    owner: str
+    kind: PrincipalKind
+    grants: tuple[Grant, ...]
+    status: TokenStatus
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+    last_used_at: datetime | None = None
+
+
+class IdentityReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    accepted: bool
+    token: TokenInfo | None = None
+    tokens: list[TokenInfo] = []
+    sealed_secret: str | None = None     # the new token, sealed with the request's `seal`
+    error: Rejection | None = None
+
+
+# -- how a request says who sends it (NATS headers, as at HTTP) --------------------------------
+
+AUTHORIZATION = "Authorization"
+ON_BEHALF_OF = "Playbook-On-Behalf-Of"
+
+
+def caller_headers(credential: str, on_behalf_of: str | None = None) -> dict[str, str]:
+    headers = {AUTHORIZATION: f"Bearer {credential}"}
+    if on_behalf_of:
+        headers[ON_BEHALF_OF] = on_behalf_of
+    return headers
+
+
+def bearer(headers: dict[str, str] | None) -> str | None:
+    """The credential of `Authorization: Bearer <credential>`, or None."""
+    scheme, _, value = (headers or {}).get(AUTHORIZATION, "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None

@@ -1,0 +1,60 @@
+"""Secrets on disk: `$PLAYBOOK_HOME/credentials/`, a directory only its owner can enter.
+
+    credentials/              0700
+      token                   0600  the local admin's API token (pbt_...): the CLI's default credential
+      nats-server.conf        0600  the embedded server's users and permissions
+      nats-<role>.json        0600  {"user", "password"} of one NATS user: engine, client, agent
+
+Files are written whole (a temporary file, then a rename), never readable by others, and a
+file someone opened up to others is refused on reading, as ssh refuses a private key.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from services.errors import PlaybookError
+
+TOKEN_FILE = "token"
+
+
+def credentials_dir(home: Path) -> Path:
+    return home / "credentials"
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def write_secret(home: Path, name: str, text: str) -> Path:
+    """Write `credentials/<name>` with mode 0600, atomically; returns its path."""
+    directory = _private_dir(credentials_dir(home))
+    target = directory / name
+    partial = directory / f".{name}.{os.getpid()}.tmp"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_secret(home: Path, name: str) -> str | None:
+    """The file's text, None if absent; PlaybookError if group or others may read it."""
+    path = credentials_dir(home) / name
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PlaybookError(f"{path} is open to other users (mode {stat.S_IMODE(mode):04o}); "
+                            f"run `chmod 600 {path}` or delete it")
+    return path.read_text().strip()

@@ -1,0 +1,139 @@
+"""NATS users: only the engine writes events; clients send commands and read; agents only read.
+
+NATS has no notion of people, so per-person authority stays in the engine (tokens,
+grants). These users keep the event streams writable by the engine alone:
+
+- engine: publishes events (`pb.run.>`, `pb.circuit.>`, `pb.identity.>`, timers, output),
+  uses the whole JetStream API and answers commands.
+- client: sends commands (`pb.cmd.>`) and reads PB_RUNS through consumers it names.
+- agent: reads PB_RUNS through consumers it names, nothing else.
+
+Readers create consumers only in the named form (`CONSUMER.CREATE.PB_RUNS.<name>`): the
+unnamed form takes the name from the request body, and with it anyone could rewrite an
+engine consumer (say, point the executor's deliveries at their own inbox). The engine's
+durable consumers are denied by name on every subject that reaches them. Passwords are
+256 random bits in `credentials/` (0600); the server listens on loopback only, so they
+never leave the machine. For a NATS server elsewhere, see `reference_config` and
+docs/security.md (nkeys or bcrypt hashes and TLS there).
+"""
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from events import subjects
+from services.identity.credentials import credentials_dir, read_secret, write_secret
+
+NatsRole = Literal["engine", "client", "agent"]
+ROLES: tuple[NatsRole, ...] = ("engine", "client", "agent")
+# The durable consumers the engine's services create on PB_RUNS; no reader may touch them.
+ENGINE_CONSUMERS = ("advancer", "executor", "approval", "resilience")
+SERVER_CONFIG = "nats-server.conf"
+API = "$JS.API"
+
+
+@dataclass(frozen=True, slots=True)
+class NatsLogin:
+    user: str
+    password: str
+
+    def connect_options(self) -> dict[str, str]:
+        """Keyword arguments for `nats.connect`."""
+        return {"user": self.user, "password": self.password}
+
+
+def user_name(role: NatsRole) -> str:
+    return f"pb-{role}"
+
+
+def _reader_publish(stream: str) -> tuple[list[str], list[str]]:
+    """What reading a stream through one's own consumers needs, and the engine's consumers denied."""
+    allow = [f"{API}.INFO", f"{API}.STREAM.NAMES", f"{API}.STREAM.INFO.{stream}",
+             f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>",
+             f"{API}.CONSUMER.CREATE.{stream}.*", f"{API}.CONSUMER.CREATE.{stream}.*.>",
+             f"{API}.CONSUMER.INFO.{stream}.*", f"{API}.CONSUMER.MSG.NEXT.{stream}.*",
+             f"{API}.CONSUMER.DELETE.{stream}.*", f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>"]
+    deny = [subject for name in ENGINE_CONSUMERS for subject in (
+        f"{API}.CONSUMER.*.{stream}.{name}", f"{API}.CONSUMER.CREATE.{stream}.{name}.>",
+        f"{API}.CONSUMER.MSG.NEXT.{stream}.{name}", f"$JS.ACK.{stream}.{name}.>")]
+    # Spelled out although never allowed: events, timers and identity are the engine's alone,
+    # and no one else may answer on an inbox (a forged reply).
+    deny += [subjects.RUN_SUBJECTS, subjects.CIRCUIT_SUBJECTS, subjects.TIMER_SUBJECTS, subjects.IDENTITY_SUBJECTS,
+             "_INBOX.>"]
+    return allow, deny
+
+
+def permissions(role: NatsRole) -> dict:
+    """The role's publish and subscribe permissions, as nats-server reads them."""
+    if role == "engine":
+        return {"publish": {"allow": [f"{subjects.PREFIX}.>", "$JS.>", "_INBOX.>"]},
+                "subscribe": {"allow": [f"{subjects.PREFIX}.>", "_pb.>", "_INBOX.>"]}}
+    allow, deny = _reader_publish(subjects.RUNS_STREAM)
+    if role == "client":
+        return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, *allow], "deny": deny},
+                "subscribe": {"allow": ["_INBOX.>", f"{subjects.PREFIX}.output.>"]}}
+    return {"publish": {"allow": allow, "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}
+
+
+def _render(value: object, indent: str) -> str:
+    """NATS configuration syntax, one entry per line: readable, and diffable in config/."""
+    inner = indent + "  "
+    if isinstance(value, dict):
+        return "{\n" + "".join(f"{inner}{key}: {_render(item, inner)}\n" for key, item in value.items()) + indent + "}"
+    if isinstance(value, list):
+        return "[\n" + "".join(f"{inner}{_render(item, inner)}\n" for item in value) + indent + "]"
+    text = str(value)
+    return text if text.startswith("$PB_") else json.dumps(text)   # an environment placeholder stays bare
+
+
+def _users_block(passwords: dict[NatsRole, str]) -> str:
+    users = [{"user": user_name(role), "password": passwords[role], "permissions": permissions(role)}
+             for role in ROLES]
+    return "authorization " + _render({"users": users}, "") + "\n"
+
+
+def server_config(logins: dict[NatsRole, NatsLogin]) -> str:
+    """The embedded server's users; the command line gives it the port and JetStream."""
+    header = "# Generated by `playbook up` from services/identity/nats_users.py; rewritten on every start.\n"
+    return header + _users_block({role: login.password for role, login in logins.items()})
+
+
+def reference_config() -> str:
+    """A server configuration for an external NATS: the same users, passwords from the environment."""
+    placeholders: dict[NatsRole, str] = {role: f"$PB_{role.upper()}_PASSWORD" for role in ROLES}
+    return (
+        "# Playbook Engine: reference nats-server configuration for an external NATS (docs/security.md).\n"
+        "# Generated from services/identity/nats_users.py (tests keep it equal): change that, not this.\n"
+        "# Passwords come from the environment: PB_ENGINE_PASSWORD, PB_CLIENT_PASSWORD, PB_AGENT_PASSWORD\n"
+        "# (for the server, bcrypt hashes from `nats server passwd` are better; the engine needs the clear text).\n"
+        "listen: 0.0.0.0:4222\n"
+        "jetstream { store_dir: /data }\n"
+        "# tls { cert_file: /certs/server.pem, key_file: /certs/server-key.pem }   # anything beyond one host\n"
+        + _users_block(placeholders)
+    )
+
+
+def ensure_nats_users(home: Path) -> Path:
+    """Each role's login (made once, then kept) and the server configuration; returns the configuration's path."""
+    logins = {}
+    for role in ROLES:
+        logins[role] = nats_login(role, home) or NatsLogin(user_name(role), secrets.token_urlsafe(32))
+        write_secret(home, f"nats-{role}.json", json.dumps({"user": logins[role].user,
+                                                            "password": logins[role].password}))
+    return write_secret(home, SERVER_CONFIG, server_config(logins))
+
+
+def nats_login(role: NatsRole, home: Path) -> NatsLogin | None:
+    """The login a process of this role uses, from `credentials/nats-<role>.json`; None without one."""
+    text = read_secret(home, f"nats-{role}.json")
+    if text is None:
+        return None
+    data = json.loads(text)
+    return NatsLogin(str(data["user"]), str(data["password"]))
+
+
+def server_config_path(home: Path) -> Path:
+    return credentials_dir(home) / SERVER_CONFIG

@@ -1,0 +1,101 @@
+"""One step's shell command checked: parse it, check every program it runs, say where each finding is.
+
+Most commands name no program a check looks at and hold nothing decided at run time; a
+screen over the text skips parsing them (it never skips a command a check could flag:
+tests compare it with the full analysis).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+from services.playbook.references import ReferenceSyntaxError, find_references
+from services.playbook.shell_analysis import argv_call, calls, mark_references, top_code, written_offset
+from services.playbook.shell_code import PROGRAMS as CODE_PROGRAMS, code_checks
+from services.playbook.shell_deletes import PROGRAMS as DELETE_PROGRAMS, deletes
+from services.playbook.shell_disks import PROGRAMS as DISK_PROGRAMS, disks, redirects
+from services.playbook.shell_forks import fork_bombs
+from services.playbook.shell_model import Call, Code, Report, Risk
+from services.playbook.shell_permissions import PROGRAMS as PERMISSION_PROGRAMS, permissions
+from services.playbook.shell_syntax import REF_OPEN, parse
+
+_NAMES = sorted(CODE_PROGRAMS | DELETE_PROGRAMS | DISK_PROGRAMS | PERMISSION_PROGRAMS | {"function", "while",
+                                                                                        "until", "for"})
+# Run-time values, globs, substitutions, devices, braces, quotes inside a word, or a program a check looks at.
+_SCREEN = re.compile(r"[$`*?\[(\\" + REF_OPEN + r"]|/dev/|\{[^{}\s]*(?:,|\.\.)"
+                     r"|[^ \t\n\r\f\v;&|()<>]['\"]|['\"]{2}[^ \t\n]|'[^']*'[^ \t\n\r\f\v;&|()<>]"
+                     r"|\"[^\"]*\"[^ \t\n\r\f\v;&|()<>]"
+                     r"|(?<![\w.+-])(?:" + "|".join(map(re.escape, _NAMES)) + r")[\d.]*(?![\w+-])")
+
+
+class ShellFinding(NamedTuple):
+    code: str
+    line: int  # 1-based, in the command as written
+    column: int
+    message: str
+
+
+def check_command(command: str, variables: Mapping[str, str], risks: Mapping[str, Risk], *,
+                  screen: bool = True) -> list[ShellFinding]:
+    """Findings for a command run by `/bin/sh -c`, in the order they appear."""
+    found = list(_raw_references(command))
+    marked, refs, reach = mark_references(command, variables)
+    if screen and not _SCREEN.search(marked):
+        return found
+    report = _report(risks)
+    report.run_code(top_code(marked, refs))
+    for (code, message), at in sorted(report.found.items(), key=lambda item: item[1]):
+        line, column = _line_column(command, written_offset(reach, at))
+        found.append(ShellFinding(code, line, column, message))
+    return sorted(found, key=lambda f: (f.line, f.column))
+
+
+def check_argv(argv: list[str], variables: Mapping[str, str], risks: Mapping[str, Risk]) -> list[ShellFinding]:
+    """Findings for a program and its arguments run without a shell."""
+    call, _ = argv_call(argv, variables)
+    if call is None:
+        return []
+    report = _report(risks)
+    report.run_call(call)
+    return [ShellFinding(code, 1, 1, message) for (code, message) in report.found]
+
+
+def _report(risks: Mapping[str, Risk]) -> Report:
+    report = Report(risks, lambda code: _code(code, report), lambda call: _call(call, report))
+    return report
+
+
+def _code(code: Code, report: Report) -> None:
+    tree = parse(code.text)
+    fork_bombs(tree, code, report)
+    for call in calls(tree, code):
+        _call(call, report)
+
+
+def _call(call: Call, report: Report) -> None:
+    redirects(call, report)
+    deletes(call, report)
+    disks(call, report)
+    permissions(call, report)
+    code_checks(call, report)
+
+
+def _raw_references(command: str) -> Iterable[ShellFinding]:
+    try:
+        refs = find_references(command)
+    except ReferenceSyntaxError:
+        return
+    for ref in refs:
+        if ref.raw[2:].lstrip().startswith("raw:"):
+            line, column = _line_column(command, ref.start)
+            yield ShellFinding("PB411", line, column,
+                               f"{ref.raw} inserts its value into the shell command unquoted, so spaces, quotes or "
+                               f"';' in it become shell syntax; use ${{{ref.name}}} (quoted) unless the value must "
+                               "be shell code, and then make sure it comes from a trusted source")
+
+
+def _line_column(text: str, offset: int) -> tuple[int, int]:
+    offset = max(0, min(offset, len(text)))
+    line = text.count("\n", 0, offset)
+    return line + 1, offset - (text.rfind("\n", 0, offset) + 1) + 1

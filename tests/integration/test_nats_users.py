@@ -1,0 +1,240 @@
+"""NATS users on a real nats-server started with the generated configuration: only the engine writes events.
+
+The engine runs under its own user; a client may send commands and read; a read-only
+agent may follow a run through a consumer and do nothing else. Every refused publish is
+reported by the server (a permissions violation on the client's error callback) and
+leaves the streams as they were.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from events import subjects
+from events.codec import decode_event
+from events.commands import ApproveStep, StartRun
+from events.run import ApprovalRequested, RunCompleted
+from services.app import ALL_SERVICES, serve
+from services.embedded import EmbeddedNats, free_port, server_binary
+from services.identity.nats_users import (
+    ENGINE_CONSUMERS, NatsLogin, NatsRole, ensure_nats_users, nats_login, reference_config,
+)
+from tests.helpers import playbook_yaml
+from ui.client import EngineClient
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+GATED = playbook_yaml([{"id": "build", "action": "noop"},
+                       {"id": "deploy", "action": "noop", "depends_on": ["build"],
+                        "approval_gate": {"required_approvers": ["carol"]}}], name="gated")
+
+
+@dataclass
+class Connection:
+    """A NATS connection as one role, with what the server told it went wrong."""
+
+    nc: nats.NATS
+    errors: list[str] = field(default_factory=list)
+
+    async def violation(self, subject: str, timeout: float = 5.0) -> str:
+        """The server's permissions violation for `subject`, awaited with a deadline."""
+        async with asyncio.timeout(timeout):
+            while True:
+                found = [e for e in self.errors
+                         if "permissions violation" in e.lower() and subject.lower() in e.lower()]
+                if found:
+                    return found[0]
+                await asyncio.sleep(0.01)
+
+
+@dataclass
+class Secured:
+    url: str
+    home: Path
+    logins: dict[NatsRole, NatsLogin]
+
+    def url_as(self, role: NatsRole) -> str:
+        login = self.logins[role]
+        return self.url.replace("nats://", f"nats://{login.user}:{login.password}@")
+
+    @contextlib.asynccontextmanager
+    async def connect(self, role: NatsRole) -> AsyncIterator[Connection]:
+        connection = Connection(nc=None)  # type: ignore[arg-type]
+
+        async def on_error(err: Exception) -> None:
+            connection.errors.append(str(err))
+
+        connection.nc = await nats.connect(self.url, error_cb=on_error, **self.logins[role].connect_options())
+        try:
+            yield connection
+        finally:
+            await connection.nc.close()
+
+
+@pytest.fixture
+async def secured(tmp_path: Path) -> AsyncIterator[Secured]:
+    """The embedded nats-server with the generated users, as `playbook up` will start it."""
+    home = tmp_path / "home"
+    config = ensure_nats_users(home)
+    server = EmbeddedNats(home, port=free_port(), config=config)
+    url = await server.start()
+    try:
+        yield Secured(url, home, {role: nats_login(role, home) for role in ("engine", "client", "agent")})
+    finally:
+        server.stop()
+
+
+@contextlib.asynccontextmanager
+async def engine_as_its_user(secured: Secured) -> AsyncIterator[None]:
+    stop, ready = asyncio.Event(), asyncio.Event()
+
+    async def on_ready(_nc: nats.NATS) -> None:
+        ready.set()
+
+    task = asyncio.create_task(serve(secured.url_as("engine"), set(ALL_SERVICES), ready=on_ready, stop=stop))
+    await asyncio.wait_for(ready.wait(), 15)
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def follow_with_named_consumer(nc: nats.NATS, run_id: str, until: type, timeout: float = 15.0) -> list:
+    """Every event of the run through a pull consumer this reader names: created, fetched, acknowledged."""
+    sub = await nc.jetstream().pull_subscribe(subjects.run_all(run_id), stream=subjects.RUNS_STREAM,
+                                              config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT))
+    events: list = []
+    async with asyncio.timeout(timeout):
+        while not events or not isinstance(events[-1], until):
+            try:
+                batch = await sub.fetch(10, timeout=1)
+            except nats.errors.TimeoutError:
+                continue
+            for msg in batch:
+                events.append(decode_event(msg.data))
+                await msg.ack()
+    await sub.unsubscribe()
+    return events
+
+
+async def stream_messages(secured: Secured) -> int:
+    async with secured.connect("engine") as engine:
+        return (await engine.nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.messages
+
+
+async def test_the_generated_and_the_reference_configurations_are_valid_and_the_reference_is_current(
+        tmp_path: Path) -> None:
+    config = ensure_nats_users(tmp_path)
+    checked = subprocess.run([server_binary(), "-t", "-c", str(config)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    assert (ROOT / "config" / "nats-server.conf").read_text() == reference_config()
+    env = {**os.environ, "PB_ENGINE_PASSWORD": "e", "PB_CLIENT_PASSWORD": "c", "PB_AGENT_PASSWORD": "a"}
+    checked = subprocess.run([server_binary(), "-t", "-c", str(ROOT / "config" / "nats-server.conf")], env=env,
+                             capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+
+
+async def test_logins_are_made_once_and_kept_across_restarts(tmp_path: Path) -> None:
+    ensure_nats_users(tmp_path)
+    first = {role: nats_login(role, tmp_path) for role in ("engine", "client", "agent")}
+    ensure_nats_users(tmp_path)
+    assert {role: nats_login(role, tmp_path) for role in first} == first
+    assert len({login.password for login in first.values()}) == 3
+
+
+async def test_no_one_connects_without_a_login(secured: Secured) -> None:
+    with pytest.raises(Exception, match="(?i)authorization"):
+        await nats.connect(secured.url, max_reconnect_attempts=0, allow_reconnect=False)
+
+
+async def test_the_engine_runs_under_its_user_and_a_client_drives_a_run_through_its_gate(secured: Secured) -> None:
+    async with engine_as_its_user(secured), secured.connect("client") as client:
+        engine = EngineClient(client.nc)
+        reply = await engine.send(StartRun(actor="alice", playbook=GATED))
+        assert reply.accepted, reply.error
+        await follow_with_named_consumer(client.nc, reply.run_id, ApprovalRequested)
+        approved = await engine.send(ApproveStep(actor="carol", run_id=reply.run_id, step_id="deploy"))
+        assert approved.accepted, approved.error
+        events = await follow_with_named_consumer(client.nc, reply.run_id, RunCompleted)
+        assert isinstance(events[-1], RunCompleted)
+        assert (await engine.run(reply.run_id)).status == "completed"      # direct get, as `playbook status`
+        assert client.errors == []
+
+
+async def test_a_client_cannot_publish_any_event_and_the_stream_is_unchanged(secured: Secured) -> None:
+    async with engine_as_its_user(secured), secured.connect("client") as client:
+        reply = await EngineClient(client.nc).send(StartRun(actor="alice", playbook=GATED))
+        await follow_with_named_consumer(client.nc, reply.run_id, ApprovalRequested)   # the run rests at its gate
+        before = await stream_messages(secured)
+        forged = {"run_id": reply.run_id, "at": "2026-01-01T00:00:00Z", "step_id": "deploy", "actor": "carol"}
+        for subject in (subjects.run_event(reply.run_id, "ApprovalGiven"), subjects.run_event("r2", "RunStarted"),
+                        f"{subjects.circuit('x')}.CircuitReset", f"{subjects.token('0123456789abcdef')}.TokenCreated",
+                        subjects.approval_timer(reply.run_id, "deploy")):
+            await client.nc.publish(subject, json.dumps(forged).encode())
+            assert "permissions violation" in (await client.violation(subject)).lower()
+        with pytest.raises(nats.errors.TimeoutError):
+            await client.nc.jetstream().publish(subjects.run_event(reply.run_id, "StepSucceeded"), b"{}", timeout=1)
+        assert await stream_messages(secured) == before
+        run = await EngineClient(client.nc).run(reply.run_id)
+        assert run.steps["deploy"].gate == "requested" and not run.steps["deploy"].approvals
+
+
+async def test_a_client_sends_commands_but_cannot_touch_streams_engine_consumers_or_identity(secured: Secured) -> None:
+    async with engine_as_its_user(secured), secured.connect("client") as client:
+        reply = await EngineClient(client.nc).send(StartRun(actor="alice", playbook=GATED))
+        assert reply.accepted
+        stream_api = [f"$JS.API.STREAM.{verb}.{subjects.RUNS_STREAM}"
+                      for verb in ("CREATE", "UPDATE", "DELETE", "PURGE")]
+        hijack = {"stream_name": subjects.RUNS_STREAM,
+                  "config": {"name": "executor", "deliver_subject": "_INBOX.mine", "deliver_group": "executor",
+                             "ack_policy": "explicit"}}
+        for subject in (*stream_api, f"$JS.API.STREAM.CREATE.{subjects.IDENTITY_STREAM}",
+                        f"$JS.API.CONSUMER.CREATE.{subjects.RUNS_STREAM}",              # the unnamed form takes the
+                        f"$JS.API.CONSUMER.CREATE.{subjects.RUNS_STREAM}.executor",     # name from the body
+                        f"$JS.API.CONSUMER.DELETE.{subjects.RUNS_STREAM}.advancer",
+                        f"$JS.API.DIRECT.GET.{subjects.IDENTITY_STREAM}",
+                        f"$JS.API.CONSUMER.CREATE.{subjects.IDENTITY_STREAM}.mine"):
+            with pytest.raises(nats.errors.TimeoutError):
+                await client.nc.request(subject, json.dumps(hijack).encode(), timeout=0.5)
+            assert "permissions violation" in (await client.violation(subject)).lower()
+        async with secured.connect("engine") as engine:
+            info = await engine.nc.jetstream().consumer_info(subjects.RUNS_STREAM, "executor")
+            assert info.config.deliver_subject == f"_pb.deliver.{subjects.RUNS_STREAM}.executor"
+            assert (await engine.nc.jetstream().stream_info(subjects.RUNS_STREAM)).config.subjects
+
+
+async def test_a_read_only_agent_follows_every_event_of_a_run_and_can_send_no_command(secured: Secured) -> None:
+    async with engine_as_its_user(secured), secured.connect("client") as client, secured.connect("agent") as agent:
+        reply = await EngineClient(client.nc).send(StartRun(actor="alice", playbook=GATED))
+        with pytest.raises(nats.errors.TimeoutError):
+            await agent.nc.request(subjects.command("ApproveStep"),
+                                   json.dumps({"run_id": reply.run_id, "step_id": "deploy", "actor": "carol"}).encode(),
+                                   timeout=1)
+        assert "permissions violation" in (await agent.violation(subjects.command("ApproveStep"))).lower()
+        await agent.nc.publish(subjects.run_event(reply.run_id, "RunCancelled"), b"{}")
+        assert "permissions violation" in (await agent.violation(reply.run_id)).lower()
+
+        await follow_with_named_consumer(agent.nc, reply.run_id, ApprovalRequested)
+        approved = await EngineClient(client.nc).send(ApproveStep(actor="carol", run_id=reply.run_id, step_id="deploy"))
+        assert approved.accepted, approved.error
+        seen = await follow_with_named_consumer(agent.nc, reply.run_id, RunCompleted)
+        recorded = [event for _, event in await EngineClient(client.nc).events(reply.run_id)]
+        assert seen == recorded and [type(e).__name__ for e in seen][:2] == ["RunStarted", "StepScheduled"]
+
+
+async def test_the_engine_creates_exactly_the_durable_consumers_denied_to_readers(secured: Secured) -> None:
+    async with engine_as_its_user(secured), secured.connect("engine") as engine:
+        consumers = await engine.nc.jetstream().consumers_info(subjects.RUNS_STREAM)
+    assert {info.name for info in consumers if info.config.durable_name} == set(ENGINE_CONSUMERS)

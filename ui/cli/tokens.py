@@ -1,0 +1,145 @@
+"""`playbook token create|list|revoke`: API tokens, managed through the identity service.
+
+The caller is `$PLAYBOOK_TOKEN`, else the local admin's token that `playbook up` wrote to
+`$PLAYBOOK_HOME/credentials/token`. A new credential is printed once, alone on stdout
+(details go to stderr), so `TOKEN=$(playbook token create ...)` keeps it.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sys
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from events.identity import TokenInfo
+from services.embedded import playbook_home
+from services.errors import CommandRejected, PlaybookError
+from services.identity.authority import format_grant, parse_grant
+from services.identity.credentials import TOKEN_FILE, read_secret
+from ui.cli.render import EXIT_FAILED
+from ui.identity_client import IdentityClient
+
+_DURATION = re.compile(r"(\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add `token` and its actions to the CLI's subcommands."""
+    token = sub.add_parser("token", help="create, list and revoke API tokens", description=__doc__)
+    actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+
+    create = actions.add_parser("create", help="issue a token (admin); the credential is shown once")
+    create.add_argument("name", help="what the token is for, e.g. 'ci deploys'")
+    create.add_argument("--owner", required=True, help="the person or agent who will use it")
+    create.add_argument("--grant", action="append", default=[], metavar="ROLE[:PLAYBOOKS][@ENVIRONMENTS]",
+                        help="e.g. operator:deploy-*@staging; roles: viewer, operator, approver, admin, unsafe_shell")
+    create.add_argument("--agent", action="store_true", help="the owner is an agent, not a person")
+    create.add_argument("--expires", default="90d", help="30d, 12h, 45m, 600s or never (default 90d)")
+    create.set_defaults(handler=cmd_token_create)
+
+    listing = actions.add_parser("list", help="your tokens, someone's (--owner) or everyone's (--all)")
+    listing.add_argument("--owner")
+    listing.add_argument("--all", action="store_true", help="every owner's tokens (admin)")
+    listing.add_argument("--inactive", action="store_true", help="include revoked and expired tokens")
+    listing.set_defaults(handler=cmd_token_list)
+
+    revoke = actions.add_parser("revoke", help="revoke a token for good (yours, or anyone's as admin)")
+    revoke.add_argument("token_id")
+    revoke.add_argument("--reason", default="")
+    revoke.set_defaults(handler=cmd_token_revoke)
+
+    for action in (create, listing, revoke):
+        action.add_argument("--as", dest="on_behalf_of", help="act on behalf of this person (admin; both recorded)")
+        action.add_argument("--json", action="store_true")
+
+
+def parse_expiry(text: str) -> float | None:
+    """Seconds until a token expires, None for `never`."""
+    if text == "never":
+        return None
+    found = _DURATION.fullmatch(text.strip())
+    if found is None or int(found[1]) == 0:
+        raise PlaybookError(f"--expires {text!r}: write a duration like 30d, 12h, 45m, 600s, or never")
+    return int(found[1]) * _UNIT_SECONDS[found[2]]
+
+
+def caller_credential() -> str:
+    if credential := os.environ.get("PLAYBOOK_TOKEN"):
+        return credential.strip()
+    if credential := read_secret(playbook_home(), TOKEN_FILE):
+        return credential
+    raise PlaybookError("no API token: set PLAYBOOK_TOKEN, or start the engine here with `playbook up` "
+                        f"(it writes {playbook_home() / 'credentials' / TOKEN_FILE})")
+
+
+def _run(args: argparse.Namespace, work: Callable[[IdentityClient], Awaitable[int]]) -> int:
+    from ui.cli.main import with_client
+    credential = caller_credential()
+
+    async def with_identity(engine) -> int:  # type: ignore[no-untyped-def]
+        try:
+            return await work(IdentityClient(engine.nc, credential, on_behalf_of=args.on_behalf_of))
+        except CommandRejected as err:
+            print(f"rejected ({err.code}): {err}", file=sys.stderr)
+            return EXIT_FAILED
+
+    return asyncio.run(with_client(with_identity))
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    grants = [parse_grant(text) for text in args.grant]
+    expires_in = parse_expiry(args.expires)
+
+    async def work(client: IdentityClient) -> int:
+        info, credential = await client.create(args.name, args.owner, grants, kind="agent" if args.agent else "person",
+                                               expires_in_seconds=expires_in)
+        if args.json:
+            print(json.dumps({"token": msgspec.to_builtins(info), "credential": credential}))
+            return 0
+        print(f"token {info.id} for {info.owner}: {_grants(info)}, {_expiry(info)}", file=sys.stderr)
+        print(credential)
+        print("Keep it now: it is shown only this once (the engine stores only its hash).", file=sys.stderr)
+        return 0
+
+    return _run(args, work)
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    async def work(client: IdentityClient) -> int:
+        tokens = await client.list(args.owner, everyone=args.all, include_inactive=args.inactive)
+        if args.json:
+            print(json.dumps(msgspec.to_builtins(tokens)))
+            return 0
+        for t in tokens:
+            used = f"{t.last_used_at:%Y-%m-%d %H:%M}Z" if t.last_used_at else "never used"
+            print(f"{t.id}  {t.status:<8} {t.owner:<16} {t.name:<24} {_grants(t):<32} {_expiry(t):<24} {used}")
+        if not tokens:
+            print("no tokens")
+        return 0
+
+    return _run(args, work)
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    async def work(client: IdentityClient) -> int:
+        info = await client.revoke(args.token_id, args.reason)
+        if args.json:
+            print(json.dumps(msgspec.to_builtins(info)))
+        elif info is not None:
+            print(f"token {info.id} of {info.owner} revoked by {info.revoked_by} at {info.revoked_at:%Y-%m-%d %H:%M}Z")
+        return 0
+
+    return _run(args, work)
+
+
+def _grants(info: TokenInfo) -> str:
+    return ", ".join(format_grant(g) for g in info.grants) or "no grants"
+
+
+def _expiry(info: TokenInfo) -> str:
+    return f"expires {info.expires_at:%Y-%m-%d %H:%M}Z" if info.expires_at else "never expires"
