@@ -20,7 +20,8 @@ FLAKY = {"id": "call", "action": "http_request", "args": {"url": "http://${host}
 
 def retried_then_passed(run_id: str = "r1") -> list:
     return [
-        started(run_id, [FLAKY], values={"host": "api.internal"}, parameters=[{"name": "host"}]),
+        started(run_id, [FLAKY], values={"host": "api.internal"},
+                parameters=[{"name": "host", "type": "host", "allowed_hosts": ["api.internal"]}]),
         StepFailed(run_id=run_id, at=at(1), step_id="call", attempt=1, error="HTTP 503", category="temporary",
                    outputs={"status_code": 503}, duration_ms=12),
         StepRetryScheduled(run_id=run_id, at=at(1), step_id="call", attempt=2, delay_seconds=0.5, due=at(1.5),
