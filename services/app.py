@@ -13,6 +13,8 @@ from nats.aio.client import Client as NATS
 
 from services.approval.service import ApprovalService
 from services.executor.service import Executor
+from services.learning.config import LearningConfig
+from services.learning.service import LearningService
 from services.resilience.service import ResilienceService
 from services.run.repository import RunRepository
 from services.run.service import RunService
@@ -39,7 +41,7 @@ async def connect(url: str, name: str) -> NATS:
                               error_cb=on_error)
 
 
-ALL_SERVICES = frozenset({"run", "executor", "approval", "resilience"})
+ALL_SERVICES = frozenset({"run", "executor", "approval", "resilience", "learning"})
 
 
 def build(nc: NATS, store: EventStore, which: set[str]) -> list[Service]:
@@ -53,6 +55,8 @@ def build(nc: NATS, store: EventStore, which: set[str]) -> list[Service]:
         services.append(ApprovalService(nc, runs, ack_wait=ack_wait()))
     if "resilience" in which:
         services.append(ResilienceService(nc, runs, ack_wait=ack_wait()))
+    if "learning" in which:
+        services.append(LearningService(nc, store, LearningConfig.from_env()))
     return services
 
 

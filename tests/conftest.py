@@ -86,13 +86,14 @@ def engine_env(nats_server: NatsServer, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-async def engine(nats_server: NatsServer, monkeypatch, request) -> AsyncIterator[EngineClient]:
+async def engine(nats_server: NatsServer, monkeypatch, request, tmp_path: Path) -> AsyncIterator[EngineClient]:
     """Every service running in this process, and a client to drive them.
 
     `@pytest.mark.ack_wait(seconds)` sets how soon unacknowledged work is redelivered.
     """
     marker = request.node.get_closest_marker("ack_wait")
     monkeypatch.setenv("PLAYBOOK_ACK_WAIT", str(marker.args[0] if marker else 2))
+    monkeypatch.setenv("PLAYBOOK_HOME", str(tmp_path / "home"))    # where the learning service keeps its store
     async with running_engine(nats_server.url) as client:
         yield client
 

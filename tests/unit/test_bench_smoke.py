@@ -190,3 +190,15 @@ def test_the_redaction_benchmark_runs_and_writes_its_result(tmp_path: Path) -> N
     assert "ratios: clean" in out
     assert result["benchmark"] == "redaction" and (result["kib"], result["secrets"]) == (4, 2)
     assert result["forms"] >= 2 * 5 and result["ratios"].keys() == {"clean", "with secrets"}
+
+
+def test_the_learning_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("learning", "--events", "300", "--live", "100", "--rate", "500", "--steps", "3",
+                                "--repetitions", "1", target=tmp_path / "learning.json")
+    assert "ratios: catch-up" in out
+    assert result["benchmark"] == "learning" and (result["events"], result["live_events"]) == (300, 100)
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    assert result["learned"]["position"] == 400 and result["learned"]["playbooks"] > 0
+    assert {"raw", "catch_up", "live_published"} <= result["events_per_s"].keys()
+    assert result["live_lag"]["samples"] > 0
+    assert result["ratios"].keys() == {"catch_up_vs_raw", "catch_up_vs_target"}

@@ -20,6 +20,7 @@ from projections.describe import describe_circuit
 from services.embedded import nats_url
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
+from ui.cli import insights as insights_command
 from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, event_json, plan_table, status_table
 from ui.client import EngineClient
 
@@ -379,6 +380,7 @@ def parser() -> argparse.ArgumentParser:
     projections.add_argument("--json", action="store_true")
 
     add("schema", cmd_schema, "print the JSON Schema of every event and command")
+    insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP))
     return p
 
 

@@ -22,7 +22,7 @@ from services.app import connect
 from services.embedded import playbook_home
 from services.store import EventStore
 from ui.client import EngineClient
-from ui.web import api, openapi, prometheus, streams
+from ui.web import api, insights, openapi, prometheus, streams
 from ui.web.context import CONTEXT, WebContext
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ def make_app(context: WebContext) -> web.Application:
     app[CONTEXT] = context
     streams.add_routes(app)      # first: /api/runs/stream must win over /api/runs/{run_id}
     api.add_routes(app)
+    insights.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi.openapi_json)
     prometheus.add_routes(app)
     app.router.add_get("/healthz", healthz)
