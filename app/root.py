@@ -19,8 +19,11 @@ from nats.aio.client import Client as NATS
 
 from services.aggregates import BreakerRepository, RunRepository, breaker_repository, run_repository
 from services.approval.service import ApprovalService
-from services.executor.actions import run_action
+from services.executor.processes import ProcessRules
+from services.executor.remediation import Remediation
 from services.executor.service import Executor
+from services.learning.config import LearningConfig
+from services.learning.service import LearningService
 from services.resilience.service import ResilienceService
 from services.run.service import RunService
 from services.settings import Settings
@@ -57,7 +60,9 @@ SERVICES: dict[str, Callable[[Parts], Service]] = {
     "run": lambda p: RunService(p.nc, p.runs, p.breakers, p.settings),
     "executor": lambda p: Executor(p.nc, p.runs, p.breakers, p.settings),
     "approval": lambda p: ApprovalService(p.nc, p.runs, p.settings),
-    "resilience": lambda p: ResilienceService(p.nc, p.runs, p.settings, run_action),
+    "resilience": lambda p: ResilienceService(p.nc, p.runs, p.settings, Remediation(
+        p.settings.secrets, ProcessRules.from_environ(p.settings.environ))),
+    "learning": lambda p: LearningService(p.nc, p.store, LearningConfig.from_env(p.settings.environ, p.settings.home)),
 }
 DOORS: dict[str, Callable[[Settings], Awaitable[Door]]] = {
     "web": start_web,

@@ -5,11 +5,12 @@ import argparse
 import sys
 
 from bench import (
-    concurrency, harness, identity, parallel, recovery, replay, shell_analysis, sse, steps, vs_ansible, waiting,
+    concurrency, harness, identity, learning, parallel, recovery, redaction, replay, shell_analysis, sse, steps,
+    vs_ansible, waiting,
 )
 
 BENCHMARKS = {module.NAME: module for module in (steps, waiting, replay, sse, concurrency, parallel, recovery,
-                                                   vs_ansible, identity, shell_analysis)}
+                                                   vs_ansible, identity, shell_analysis, redaction, learning)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,11 +120,12 @@ def run_events(n: int, steps: int, templates: list[RunStarted]) -> list[RunEvent
     return events
 
 
-def history(total: int, steps: int) -> Iterator[tuple[str, bytes, dict[str, str]]]:
+def history(total: int, steps: int, templates: list[RunStarted] | None = None
+            ) -> Iterator[tuple[str, bytes, dict[str, str]]]:
     """(subject, payload, headers) of `total` events, whole runs but the last, with the
     headers the store sends. The stream is fresh and only we write, so each append's
     sequence is known in advance and the OCC headers can be right while pipelining."""
-    templates = _templates(steps)
+    templates = templates or _templates(steps)
     seq, n = 0, 0
     while seq < total:
         aggregate = subjects.run(f"replay{n:07d}")
@@ -142,7 +143,7 @@ def history(total: int, steps: int) -> Iterator[tuple[str, bytes, dict[str, str]
         n += 1
 
 
-async def record(nc: NATS, total: int, steps: int) -> dict[str, Any]:
+async def record(nc: NATS, total: int, steps: int, templates: list[RunStarted] | None = None) -> dict[str, Any]:
     """Publish the history pipelined: up to WINDOW appends in flight, acks counted on one inbox."""
     inbox = nc.new_inbox()
     slots = asyncio.Semaphore(WINDOW)
@@ -161,7 +162,7 @@ async def record(nc: NATS, total: int, steps: int) -> dict[str, Any]:
     sub = await nc.subscribe(inbox, cb=on_ack)
     began = time.perf_counter()
     try:
-        for subject, payload, headers in history(total, steps):
+        for subject, payload, headers in history(total, steps, templates):
             await slots.acquire()
             size += len(payload)
             await nc.publish(subject, payload, reply=inbox, headers=headers)

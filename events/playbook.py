@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-ParameterType = Literal["string", "integer", "number", "boolean", "list", "object"]
+ParameterType = Literal["string", "integer", "number", "boolean", "list", "object", "host", "url"]
+Sandbox = Literal["none", "bubblewrap"]
 FailurePolicy = Literal["stop", "rollback", "continue"]
 JitterMode = Literal["full", "equal", "none"]
 FileKind = Literal["file", "directory", "any"]
@@ -27,6 +28,9 @@ class Parameter(_Spec):
     description: str = ""
     type: ParameterType | None = None
     choices: list[Any] | None = None
+    # For text, host and url values: a regex the whole value must match, and (host, url) the hosts it may name.
+    pattern: str | None = None
+    allowed_hosts: list[str] | None = None
 
 
 class Condition(_Spec):
@@ -189,6 +193,8 @@ class Playbook(_Spec):
     on_failure: FailurePolicy = "stop"
     on_rollback_failure: Literal["continue", "stop"] = "continue"
     error_handlers: list[ErrorHandler] = []
+    # Run every process of this playbook's steps in a bubblewrap sandbox (the engine may impose it on all).
+    sandbox: Sandbox | None = None
 
 
 class Plan(msgspec.Struct, frozen=True, kw_only=True):

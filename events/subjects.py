@@ -93,3 +93,9 @@ def access_refused(door: str) -> str:
 def identity_command(name: str) -> str:
     """Identity commands sit one token deeper than `pb.cmd.*`, which the run service answers."""
     return f"{PREFIX}.cmd.identity.{name}"
+
+
+# The learning service answers these requests (see events/insights.py).
+LEARNING_INSIGHTS = f"{PREFIX}.learning.insights"
+LEARNING_REBUILD = f"{PREFIX}.learning.rebuild"
+LEARNING_STATUS = f"{PREFIX}.learning.status"

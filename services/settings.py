@@ -27,7 +27,7 @@ from nats.aio.client import Client as NATS
 from events.playbook import ErrorHandler
 from services.domain.classify import Pattern
 from services.errors import PlaybookError
-from services.secrets import SecretSource, allowed_environment
+from services.secrets import SecretSource
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"   # the bundled playbooks
 DEFAULT_NATS_PORT = 4222
@@ -47,7 +47,9 @@ class Settings:
     error_patterns_file: Path | None = None        # $PLAYBOOK_ERROR_PATTERNS
     error_handlers_file: Path | None = None        # $PLAYBOOK_ERROR_HANDLERS
     secrets: SecretSource = field(default_factory=SecretSource)
-    playbook_env: Mapping[str, str] = field(default_factory=dict)   # what ${env.NAME} may read ($PLAYBOOK_ENV_ALLOW)
+    # The edge's environment, for what hands variables on to step processes (the process rules)
+    # or reads its own (the learning store's location); nothing else reads it.
+    environ: Mapping[str, str] = field(default_factory=dict)
     nats_port: int = DEFAULT_NATS_PORT             # $PLAYBOOK_NATS_PORT, for the embedded server
     nats_server_bin: str | None = None             # $NATS_SERVER_BIN
     http_port: int = 8080                          # $PLAYBOOK_HTTP_PORT: the dashboard of `playbook up`
@@ -78,8 +80,8 @@ class Settings:
             library=tuple(Path(part) for part in library.split(os.pathsep) if part),
             error_patterns_file=path("PLAYBOOK_ERROR_PATTERNS"),
             error_handlers_file=path("PLAYBOOK_ERROR_HANDLERS"),
-            secrets=SecretSource(environ),   # type: ignore[arg-type]   # reads PLAYBOOK_SECRET_* when asked
-            playbook_env=allowed_environment(dict(environ)),
+            secrets=SecretSource(environ),   # reads PLAYBOOK_SECRET_* when asked
+            environ=environ,
             nats_port=number("PLAYBOOK_NATS_PORT", DEFAULT_NATS_PORT, int),
             nats_server_bin=environ.get("NATS_SERVER_BIN") or None,
             http_port=number("PLAYBOOK_HTTP_PORT", 8080, int),

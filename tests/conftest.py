@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -47,6 +48,13 @@ class NatsServer:
             stop_process(self.process)
 
 
+@pytest.fixture(autouse=True)
+def steps_run_as_the_tester(monkeypatch) -> None:
+    """Steps run as the user running the tests, so they can use its temporary directories; a root engine would
+    otherwise run them as nobody (tests/integration/test_step_isolation.py checks that default)."""
+    monkeypatch.setenv("PLAYBOOK_STEP_USER", pwd.getpwuid(os.geteuid()).pw_name)
+
+
 @pytest.fixture
 async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
     server = NatsServer(tmp_path / "jetstream")
@@ -77,7 +85,8 @@ def engine_env(nats_server: NatsServer, tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def settings(nats_server: NatsServer, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    """The in-process engine's settings: this test's server, home and directory file.
+    """The in-process engine's settings: this test's server, home (the learning service's store too) and
+    directory file.
 
     `@pytest.mark.ack_wait(seconds)` sets how soon unacknowledged work is redelivered; a
     test that uses the `library` fixture gets that folder as its only stored playbooks.

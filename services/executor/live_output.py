@@ -1,56 +1,82 @@
 """A running step's output, line by line, on core NATS for whoever watches it live.
 
 Not stored: the attempt's event keeps its output for good; this is only the view from
-the side while it runs. Lines are redacted like the event (with the secrets the attempt
-resolved, and each line of a multi-line secret) and capped per attempt.
+the side while it runs. Lines are redacted like the event, of every secret the attempt
+holds, in all its forms. A secret cut by a chunk boundary or folded over lines is caught
+whole: lines that end with the first HELD_AT or more characters of one are held back until
+what follows shows whether it is one (or the output ends), and each send is redacted with
+the end of what was sent before as context, so the rest of a secret whose first one or two
+characters went out is masked. Capped per attempt.
 """
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
+from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from nats.aio.client import Client as NATS
 
 from events import subjects
-from services.playbook.interpolate import redact
+from services.secrets import redactor_for
 
 MAX_LIVE_BYTES = 1 << 20      # per attempt; the event keeps the head of the output anyway
 MAX_PARTIAL_LINE = 4096       # a line longer than this is sent in pieces
+HELD_AT = 3                   # shorter endings look like the start of a secret too often to hold lines back for
 STREAMS = {1: "stdout", 2: "stderr"}
 
 
 class LiveOutput:
-    def __init__(self, nc: NATS, run_id: str, step_id: str, attempt: int, secrets: set[str]) -> None:
+    def __init__(self, nc: NATS, run_id: str, step_id: str, attempt: int, secrets: Iterable[str]) -> None:
         self.nc, self.subject = nc, subjects.live_output(run_id, step_id, attempt)
         self.step_id, self.attempt = step_id, attempt
-        self.secrets = secrets | {line for s in secrets for line in s.splitlines() if len(line) >= 4}
-        self.partial = {1: b"", 2: b""}
+        self.redactor = redactor_for(secrets)
+        self.pending: dict[int, str] = {}
+        self.context: dict[int, str] = {}   # the end of what each stream sent, raw
+        self.decoders: dict[int, codecs.IncrementalDecoder] = {}
         self.sent = 0
         self._pending: set[asyncio.Future[None]] = set()
 
     def __call__(self, fd: int, data: bytes) -> None:
-        buffered = self.partial.get(fd, b"") + data
-        *lines, rest = buffered.split(b"\n")
-        if len(rest) > MAX_PARTIAL_LINE:
-            lines, rest = [*lines, rest], b""
-        self.partial[fd] = rest
-        if lines:
-            self._send(fd, b"\n".join(lines))
+        decoder = self.decoders.get(fd) or self.decoders.setdefault(
+            fd, codecs.getincrementaldecoder("utf-8")("replace"))
+        pending = self.pending.get(fd, "") + decoder.decode(data)
+        end = pending.rfind("\n") + 1                      # whole lines go out
+        if end == 0 and len(pending) > MAX_PARTIAL_LINE:   # and a very long line in pieces
+            end = len(pending)
+        if end and self.redactor:
+            end = self._before_secret(pending, end)
+        self.pending[fd] = pending[end:]
+        if end:
+            self._send(fd, pending[:end])
 
     async def close(self) -> None:
         """Send what is left of unfinished lines, and let the sends finish."""
-        for fd, rest in self.partial.items():
-            if rest:
+        for fd, decoder in self.decoders.items():
+            if rest := self.pending.pop(fd, "") + decoder.decode(b"", final=True):
                 self._send(fd, rest)
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
 
-    def _send(self, fd: int, data: bytes) -> None:
+    def _before_secret(self, pending: str, end: int) -> int:
+        """Where to stop sending so as not to send the beginning of a secret: at the start of its line if that
+        line can wait, else (a very long line) just before it."""
+        keep = self.redactor.safe_end(pending[:end], HELD_AT)
+        if keep == end:
+            return end
+        line_start = pending.rfind("\n", 0, keep) + 1
+        return line_start if line_start or len(pending) <= MAX_PARTIAL_LINE else keep
+
+    def _send(self, fd: int, text: str) -> None:
         if self.sent >= MAX_LIVE_BYTES:
             return
-        self.sent += len(data)
-        text = redact(data.decode(errors="replace"), self.secrets)
+        self.sent += len(text)
+        if self.redactor:
+            before = self.context.get(fd, "")
+            self.context[fd] = (before + text)[-self.redactor.reach:]
+            text = self.redactor.text(before + text, len(before))
+        text = text.removesuffix("\n")
         if self.sent >= MAX_LIVE_BYTES:
             text += "\n[live output stops here; the step's event keeps the head of its output]"
         body = json.dumps({"step_id": self.step_id, "attempt": self.attempt, "stream": STREAMS.get(fd, str(fd)),

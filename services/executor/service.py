@@ -30,17 +30,19 @@ from services.errors import PlaybookError
 from services.executor.actions import ActionResult, close_http_session, run_action
 from services.executor.actions.base import live_output
 from services.executor.live_output import LiveOutput
-from services.playbook.arguments import export_outputs, failed_validation, resolve_args
-from services.executor.validators import run_validators
-from services.playbook.interpolate import Context, redact
-from services.domain.breaker import circuit_key
-from services.domain.breaker import after_call, before_call
+from services.aggregates import BreakerRepository, RunRepository
+from services.domain.breaker import after_call, before_call, circuit_key
 from services.domain.classify import classify
 from services.domain.run.commands import BeginStep, FinishStep
 from services.domain.run.decider import context_of, decide
-from services.aggregates import BreakerRepository, RunRepository
 from services.domain.run.state import Run
+from services.executor.processes import ProcessRules
+from services.executor.scope import enter_attempt
+from services.executor.validators import run_validators
+from services.playbook.arguments import export_outputs, failed_validation, resolve_args
+from services.playbook.interpolate import Context
 from services.runtime import Consumer, LeaveUnacknowledged
+from services.secrets import redact
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ class Executor:
         self._attempts: set[tuple[str, str]] = set()   # (run, step) executing in this process
         self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
         self._cancel_sub: Any = None   # the push subscription to cancel requests, once started
+        self.processes = ProcessRules.from_environ(settings.environ)
         self.breakers = breakers
         self.patterns = settings.error_patterns
 
@@ -142,8 +145,10 @@ class Executor:
                 self._running.pop(run_id, None)
 
     def _context(self, run: Run) -> Context:
+        """Call it inside the attempt's own task: the scope it opens (secrets, process rules) lasts as long."""
         ctx = context_of(run)
-        ctx.secrets, ctx.env = self.settings.secrets.get, self.settings.playbook_env
+        assert run.started is not None
+        enter_attempt(ctx, run.started, self.settings.secrets, self.processes)
         return ctx
 
     async def _do(self, run: Run, step_id: str) -> Outcome:

@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import stat
+import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from events.playbook import (CommandSucceeds, DiskSpace, FileExists, HttpStatus,
                              Validator)
 from services.errors import PlaybookError, UnresolvedReference
 from services.executor.actions import run_action
+from services.executor.scope import redacted
 from services.playbook.interpolate import Context, resolve, resolve_shell
 
 log = logging.getLogger(__name__)
@@ -33,8 +35,8 @@ async def run_validators(validators: list[Validator], ctx: Context) -> str | Non
             problem = await _CHECKS[type(check)](check)
         except OSError as err:
             problem = f"{err.strerror or err}: {err.filename}" if err.filename else (err.strerror or str(err))
-        except Exception as err:  # a bug here must fail the step, not the executor's message loop
-            log.exception("validator %s failed unexpectedly", name)
+        except Exception as err:  # noqa: BLE001 - a bug here must fail the step, not the executor's message loop
+            log.error("validator %s failed unexpectedly\n%s", name, redacted(traceback.format_exc()))
             problem = f"failed unexpectedly: {type(err).__name__}: {err}"
         if problem:
             return f"validator {number} ({name}): {problem}" + (f" — {check.message}" if check.message else "")

@@ -5,8 +5,9 @@ grants). These users keep the event streams writable by the engine alone:
 
 - engine: publishes events (`pb.run.>`, `pb.circuit.>`, `pb.identity.>`, timers, output),
   uses the whole JetStream API and answers commands.
-- client: sends commands (`pb.cmd.>`) and reads PB_RUNS through consumers it names.
-- agent: reads PB_RUNS through consumers it names, nothing else.
+- client: sends commands (`pb.cmd.>`) and reads PB_RUNS through consumers it names; asks the
+  learning service what it learned, and to learn again.
+- agent: reads PB_RUNS through consumers it names, and asks what was learned; nothing else.
 
 Readers create consumers only in the named form (`CONSUMER.CREATE.PB_RUNS.<name>`): the
 unnamed form takes the name from the request body, and with it anyone could rewrite an
@@ -72,10 +73,12 @@ def permissions(role: NatsRole) -> dict:
         return {"publish": {"allow": [f"{subjects.PREFIX}.>", "$JS.>", "_INBOX.>"]},
                 "subscribe": {"allow": [f"{subjects.PREFIX}.>", "_pb.>", "_INBOX.>"]}}
     allow, deny = _reader_publish(subjects.RUNS_STREAM)
+    learned = [subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS]   # what past runs taught: read-only answers
     if role == "client":
-        return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, *allow], "deny": deny},
+        return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, *learned,
+                                      subjects.LEARNING_REBUILD, *allow], "deny": deny},
                 "subscribe": {"allow": ["_INBOX.>", f"{subjects.PREFIX}.output.>"]}}
-    return {"publish": {"allow": allow, "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}
+    return {"publish": {"allow": [*learned, *allow], "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}
 
 
 def _render(value: object, indent: str) -> str:

@@ -131,18 +131,3 @@ def _as_text(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"))
     return str(value)
 
-
-def redact(value: Any, secrets: set[str]) -> Any:
-    """Replace every secret value inside text (or inside lists and dicts of it) with `***`."""
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in sorted(secrets, key=len, reverse=True):
-            if secret:
-                value = value.replace(secret, "***")
-        return value
-    if isinstance(value, list):
-        return [redact(item, secrets) for item in value]
-    if isinstance(value, dict):
-        return {redact(key, secrets): redact(item, secrets) for key, item in value.items()}
-    return value

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from events.playbook import Parameter, Playbook
+from services.playbook.destinations import allowance_problem, typed_value
 from services.playbook.diagnostics import Issue, Path, did_you_mean, raise_if_errors
 from services.playbook.yaml_source import YamlSyntaxError, load_yaml
 
@@ -15,7 +16,8 @@ _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 _TRUE = {"true", "yes", "1"}
 _FALSE = {"false", "no", "0"}
 _WORDS = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
-          "list": "a list", "object": "a mapping"}
+          "list": "a list", "object": "a mapping", "host": "a host name or IP address (no scheme, port or path)",
+          "url": "an absolute http:// or https:// URL"}
 
 
 def resolve_parameters(playbook: Playbook, *, environment: str | None = None,
@@ -111,6 +113,8 @@ def _typed(parameter: Parameter, value: Any) -> tuple[Any, tuple[str, str] | Non
         options = ", ".join(repr(choice) for choice in parameter.choices)
         hint = did_you_mean(typed, [str(c) for c in parameter.choices]) if isinstance(typed, str) else ""
         return None, ("PB303", f"is {_short(typed)}, not one of its choices ({options}){hint}")
+    if problem := allowance_problem(parameter.type, typed, parameter.pattern, parameter.allowed_hosts):
+        return None, ("PB307", f"is {_short(typed)}, which {problem}")
     return typed, None
 
 
@@ -145,6 +149,9 @@ def _coerce(kind: str | None, value: Any) -> Any:
         case "list" | "object", str():
             parsed = _flow(value)
             return parsed if isinstance(parsed, list if kind == "list" else dict) else _WRONG
+        case "host" | "url", _:
+            typed = typed_value(kind, value)
+            return _WRONG if typed is None else typed
     return _WRONG
 
 

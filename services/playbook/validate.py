@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from events.playbook import Plan, Playbook, Step
+from services.playbook.destinations import destination_issues
 from services.playbook.diagnostics import Diagnostic, Issue, Path, PlaybookInvalid, did_you_mean, diagnostic
 from services.playbook.parameters import check_parameters
 from services.playbook.plan import plan_issues, upstream
@@ -118,6 +119,7 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
         later += [issue for path, text, scope in _texts(data["steps"][i], ("steps", i))
                   for issue in _check_text(text, path, scope, step.id, names, plan.needs, before[step.id])]
     later += security_issues(data)
+    later += destination_issues(data)
     values, found = check_parameters(playbook, environment=environment, given=given)
     later += [_moved(issue, positions) for issue in found]
     return _Checked(issues + [issue for issue in later if not any(issue.path[:len(b)] == b for b in broken)],

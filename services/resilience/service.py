@@ -16,18 +16,16 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from events import subjects
+from events.playbook import RollbackAction
 from events.run import (
     RunEvent, StepFailed, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepScheduled,
 )
+from services.aggregates import RunRepository
 from services.domain.classify import Classification, classify
 from services.domain.retry import after_remediation, handler_name, matching_handler, retry_verdict, without_policy
 from services.domain.run.commands import RecordRetryVerdict
-from services.domain.run.decider import context_of, decide
+from services.domain.run.decider import decide
 from services.domain.run.state import Run
-from services.errors import PlaybookError
-from services.playbook.arguments import resolve_args
-from services.playbook.interpolate import redact
-from services.aggregates import RunRepository
 from services.runtime import Consumer, OneConsumer
 from services.settings import Settings
 
@@ -35,24 +33,16 @@ log = logging.getLogger(__name__)
 
 
 
-class ActionOutcome(Protocol):
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def outputs(self) -> dict[str, Any]: ...
-    @property
-    def error(self) -> str: ...
-
-
 class Perform(Protocol):
-    """Runs one action (an error handler's remediation): the executor's `run_action`, given by the root."""
+    """Runs an error handler's remediation as an attempt would: (succeeded, outputs, error), redacted.
+    The executor's `Remediation`, given by the root."""
 
-    async def __call__(self, action: str, args: dict[str, Any], *, timeout: float | None = None) -> ActionOutcome: ...
+    async def __call__(self, run: Run, action: RollbackAction) -> tuple[bool, Any, str]: ...
 
 
 class ResilienceService(OneConsumer):
     def __init__(self, nc: NATS, runs: RunRepository, settings: Settings, perform: Perform) -> None:
-        self.runs, self.settings, self.perform = runs, settings, perform
+        self.runs, self.perform = runs, perform
         self.patterns = settings.error_patterns
         self.consumer = Consumer(nc, runs.store.stream, "resilience", [subjects.events_of_type("StepFailed")],
                                  self._on_failed, ack_wait=settings.ack_wait)
@@ -96,15 +86,7 @@ class ResilienceService(OneConsumer):
 
         run, _ = await self.runs.change(run.id, begin)
         if run.steps[step_id].retry.remediation in ("", "running"):   # ours to run (again, after a crash)
-            ctx = context_of(run)
-            ctx.secrets, ctx.env = self.settings.secrets.get, self.settings.playbook_env
-            try:
-                result = await self.perform(handler.run.action, resolve_args(handler.run.action, handler.run.args, ctx),
-                                            timeout=handler.run.timeout_seconds)
-                used = ctx.used_secrets
-                ok, outputs, error = result.ok, redact(result.outputs, used), redact(result.error, used)
-            except PlaybookError as err:
-                ok, outputs, error = False, {}, str(err)
+            ok, outputs, error = await self.perform(run, handler.run)
             end = datetime.now(timezone.utc)
             outcome: RunEvent = (StepRemediated(run_id=run.id, at=end, step_id=step_id, attempt=attempt, handler=index,
                                                 outputs=outputs) if ok else

@@ -188,3 +188,23 @@ def test_the_identity_benchmark_runs_and_writes_its_result(tmp_path: Path) -> No
     assert all(r["count"] == 200 for r in result["rounds"]["admit"]) and result["rounds"]["plain"][0]["count"] == 20
     assert 0 < result["p50_ms"]["floor"] <= result["p50_ms"]["verify"] <= result["p99_ms"]["verify"]
     assert result["ratios"].keys() == {"admit_p50_vs_target", "admit_vs_hash_floor", "verified_request_vs_plain"}
+
+
+def test_the_redaction_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("redaction", "--kib", "4", "--secrets", "2", "--repetitions", "2",
+                                target=tmp_path / "redaction.json")
+    assert "ratios: clean" in out
+    assert result["benchmark"] == "redaction" and (result["kib"], result["secrets"]) == (4, 2)
+    assert result["forms"] >= 2 * 5 and result["ratios"].keys() == {"clean", "with secrets"}
+
+
+def test_the_learning_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("learning", "--events", "300", "--live", "100", "--rate", "500", "--steps", "3",
+                                "--repetitions", "1", target=tmp_path / "learning.json")
+    assert "ratios: catch-up" in out
+    assert result["benchmark"] == "learning" and (result["events"], result["live_events"]) == (300, 100)
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    assert result["learned"]["position"] == 400 and result["learned"]["playbooks"] > 0
+    assert {"raw", "catch_up", "live_published"} <= result["events_per_s"].keys()
+    assert result["live_lag"]["samples"] > 0
+    assert result["ratios"].keys() == {"catch_up_vs_raw", "catch_up_vs_target"}

@@ -77,3 +77,14 @@ async def _every_stored_message(client) -> list[bytes]:
         payloads.append(msg.data + json.dumps(msg.headers or {}).encode())
     await sub.unsubscribe()
     return payloads
+
+
+async def test_a_secret_too_short_to_redact_fails_the_step_as_configuration(engine, monkeypatch) -> None:
+    monkeypatch.setenv("PLAYBOOK_SECRET_PIN", "4711")
+    text = playbook_yaml([{"id": "a", "action": "shell", "timeout_seconds": 5,
+                           "args": {"command": "echo ${secret:pin}"}}])
+    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    events = await wait_for_end(engine, reply.run_id)
+    [failed] = [e for e in events if type(e).__name__ == "StepFailed"]
+    assert failed.category == "configuration"
+    assert "secret 'pin' is shorter than 8 characters" in failed.error and "4711" not in repr(events)

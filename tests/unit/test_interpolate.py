@@ -6,7 +6,8 @@ import shlex
 import pytest
 
 from services.errors import PlaybookError, UnresolvedReference
-from services.playbook.interpolate import Context, redact, resolve, resolve_shell
+from services.playbook.interpolate import Context, resolve, resolve_shell
+from services.secrets import redact
 
 
 def ctx(**kwargs) -> Context:

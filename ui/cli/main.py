@@ -22,6 +22,7 @@ from projections.sentences import circuit_sentence
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
 from services.settings import Settings
+from ui.cli import insights as insights_command
 from ui.cli.render import (
     EXIT_INVALID, EXIT_UNAVAILABLE, Follower, event_json, plan_table, status_table, terminal_line,
 )
@@ -391,6 +392,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     projections.add_argument("--json", action="store_true")
 
     add("schema", cmd_schema, "print the JSON Schema of every event and command")
+    insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP))
     return p
 
 

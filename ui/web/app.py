@@ -22,7 +22,7 @@ from projections.projector import Projector
 from services.read import EventStore
 from services.settings import Settings
 from ui.client import EngineClient
-from ui.web import api, openapi, prometheus, streams
+from ui.web import api, insights, openapi, prometheus, streams
 from ui.web.backend import BACKEND, Backend
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ def make_app(backend: Backend) -> web.Application:
     app[BACKEND] = backend
     streams.add_routes(app)      # first: /api/runs/stream must win over /api/runs/{run_id}
     api.add_routes(app)
+    insights.add_routes(app)
     app.router.add_get("/api/openapi.json", openapi.openapi_json)
     prometheus.add_routes(app)
     app.router.add_get("/healthz", healthz)

@@ -16,6 +16,7 @@ import msgspec.inspect
 from aiohttp import web
 
 from events import subjects
+from events.insights import Correlation, Evidence, Insights, PlaybookInsights, StepInsights, TargetInsights
 from projections.audit import AuditEntry
 from projections.run_list import RunSummary
 from projections.step_logs import LogEntry
@@ -35,7 +36,9 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": REF.format(name=name)}
 
 
-STRUCTS: tuple[type[msgspec.Struct], ...] = (*BODIES, RunSummary, LogEntry, AuditEntry, Diagnostic)
+STRUCTS: tuple[type[msgspec.Struct], ...] = (*BODIES, RunSummary, LogEntry, AuditEntry, Diagnostic,
+                                              Insights, PlaybookInsights, StepInsights, TargetInsights, Correlation,
+                                              Evidence)
 
 
 def _components() -> dict[str, Any]:
@@ -307,6 +310,10 @@ def document() -> dict[str, Any]:
         "/api/circuits/reset": {"post": operation("Close a breaker by hand", {
             "200": answer(ref("Accepted")), **errors(*COMMAND)}, params=[USER], request=body("ResetCircuitBody"),
             tag="circuits")},
+        "/api/insights": {"get": operation("What past runs taught, and what to change: per playbook, step and target", {
+            "200": answer(ref("Insights")), **errors("engine_unavailable")},
+            params=[query("playbook", {"type": "string"}, "one playbook and the targets its steps call")],
+            tag="views")},
         "/api/projections/rebuild": {"post": operation("Fold the views again from the first event", {
             "200": answer(ref("Rebuilt"))}, tag="views")},
         "/api/runs/stream": sse("The run list, live", "`snapshot` {position, total, runs}, then `run` (a RunSummary) "

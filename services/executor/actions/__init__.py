@@ -1,15 +1,20 @@
 """Step actions: the side effects the executor runs once `StepStarted` is recorded.
 
 Args arrive interpolated. `run_action` turns every step-level failure into a failed
-`ActionResult`; only cancellation propagates, after the action has cleaned up.
+`ActionResult`; only cancellation propagates, after the action has cleaned up. What it
+returns (and logs) is redacted of the secrets the current attempt holds.
 """
 from __future__ import annotations
 
 import asyncio
 import difflib
 import logging
+import traceback
 from collections.abc import Iterable
 from typing import Any
+
+from services.errors import PlaybookError
+from services.executor.scope import current_scope, redacted
 
 from .base import Action, ActionArgsError, ActionResult
 from .basic import NOOP, WAIT
@@ -45,6 +50,15 @@ def validate_args(action: str, args: dict[str, Any]) -> list[str]:
 
 async def run_action(action: str, args: dict[str, Any], *, timeout: float | None = None) -> ActionResult:
     """Run one step attempt, bounded by `timeout` seconds (the step's), or the action's default."""
+    result = await _run(action, args, timeout)
+    scope = current_scope()
+    if scope is None or not (redactor := scope.secrets.redactor):
+        return result
+    return ActionResult(ok=result.ok, outputs=redactor(result.outputs), error=redactor.text(result.error),
+                        category=result.category)
+
+
+async def _run(action: str, args: dict[str, Any], timeout: float | None) -> ActionResult:
     if problems := validate_args(action, args):
         return ActionResult(ok=False, error="; ".join(problems), category="configuration")
     spec = ACTIONS[action]
@@ -53,13 +67,13 @@ async def run_action(action: str, args: dict[str, Any], *, timeout: float | None
     try:
         async with deadline:
             return await spec.run(args)
-    except ActionArgsError as err:
+    except (ActionArgsError, PlaybookError) as err:
         return ActionResult(ok=False, error=f"{action}: {err}", category="configuration")
     except TimeoutError as err:
         error = f"timed out after {seconds:g}s" if deadline.expired() else f"{action} timed out: {err}"
         return ActionResult(ok=False, error=error, category="timeout")
-    except Exception as err:
-        log.exception("action %s failed unexpectedly", action)
+    except Exception as err:  # noqa: BLE001 - logged, redacted, and the step fails
+        log.error("action %s failed unexpectedly\n%s", action, redacted(traceback.format_exc()))
         return ActionResult(ok=False, error=f"{action} failed unexpectedly: {type(err).__name__}: {err}",
                             category="unknown")
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import msgspec
 
 from events.run import ErrorCategory
+from services.secrets import Redactor
 
 
 class ActionResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,3 +85,9 @@ def text_list(args: dict[str, Any], name: str) -> list[str] | None:
     """A list arg (argv) with its items as text."""
     items = arg(args, name, (list,), "a list")
     return None if items is None else [text(name, item) for item in items]
+
+
+def cut_before_secret(text: str, redactor: Redactor | None, limit: int | None = None) -> str:
+    """The head of `text` (at most `limit` characters) that does not end inside a secret, in any of its forms."""
+    head = text if limit is None else text[:limit]
+    return head[:redactor.safe_end(head)] if redactor else head

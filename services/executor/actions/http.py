@@ -1,4 +1,9 @@
-"""http_request: one HTTP call through a shared session, its outcome sorted into error categories."""
+"""http_request: one HTTP call through a shared session, its outcome sorted into error categories.
+
+A request that would carry a secret to a host outside the secret's `allowed_hosts` (at the
+first hop or after a redirect) is refused before it connects. A cut body never ends inside
+a secret the attempt holds.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +19,11 @@ import msgspec
 from yarl import URL
 
 from events.run import ErrorCategory
+from services.executor.scope import current_scope
+from services.secrets import AttemptSecrets, Redactor, SecretRefused
+from services.secrets.attempt import refusal
 
-from .base import Action, ActionArgsError, ActionResult, arg, at_least_zero, text_map
+from .base import Action, ActionArgsError, ActionResult, arg, at_least_zero, cut_before_secret, text_map
 
 DEFAULT_TIMEOUT = 30.0
 MAX_BODY_BYTES = 1 << 20
@@ -60,10 +68,14 @@ async def run_http_request(args: dict[str, Any]) -> ActionResult:
     }
     # Error text names only the origin: paths and queries can carry tokens (webhooks).
     target = f"{method} {url.origin()}"
+    scope = current_scope()
+    guard = _secret_guard(scope.secrets, args) if scope else None
     started = time.perf_counter()
     try:
-        async with _session().request(method, url, **request) as response:
+        async with _session().request(method, url, **request, middlewares=guard) as response:
             head, truncated = await _read_head(response, limit)
+    except SecretRefused as refused:
+        return _failed(f"{target}: {refused}", "configuration")
     except aiohttp.ClientConnectorCertificateError:
         return _failed(f"{target}: the server's TLS certificate failed verification", "configuration")
     except aiohttp.ClientConnectorError as err:
@@ -76,7 +88,7 @@ async def run_http_request(args: dict[str, Any]) -> ActionResult:
         return _failed(f"{target}: redirected to an invalid URL", "permanent")
     except aiohttp.ClientResponseError as err:
         return _failed(f"{target}: the server sent an invalid response: {err.message}", "dependency")
-    outputs = _outputs(response, head, truncated, limit, started)
+    outputs = _outputs(response, head, truncated, limit, started, scope.secrets.redactor if scope else None)
     if response.status in expected if expected else response.status < 400:
         return ActionResult(ok=True, outputs=outputs)
     wanted = " or ".join(map(str, sorted(expected))) if expected else "a status below 400"
@@ -84,6 +96,28 @@ async def run_http_request(args: dict[str, Any]) -> ActionResult:
         ok=False, outputs=outputs, category=_status_category(response.status),
         error=f"{target} returned HTTP {response.status} {response.reason or ''}".rstrip() + f", expected {wanted}",
     )
+
+
+def _secret_guard(secrets: AttemptSecrets, args: dict[str, Any]) -> tuple[Any, ...] | None:
+    """A middleware that checks every hop's host against the secrets the request carries; None if it carries none."""
+    carried = secrets.restricted_in(text for name in ("url", "headers", "params", "json", "data")
+                                    for text in _texts(args.get(name)))
+    if not carried:
+        return None
+
+    async def keep_secrets_home(request: aiohttp.ClientRequest, handler: Any) -> aiohttp.ClientResponse:
+        if problem := refusal(request.url.host or "", carried):
+            raise SecretRefused(problem)
+        return await handler(request)
+    return (keep_secrets_home,)
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [text for key, item in value.items() for text in (str(key), *_texts(item))]
+    if isinstance(value, list):
+        return [text for item in value for text in _texts(item)]
+    return [] if value is None else [str(value)]
 
 
 def _failed(error: str, category: ErrorCategory) -> ActionResult:
@@ -143,7 +177,7 @@ async def _read_head(response: aiohttp.ClientResponse, limit: int) -> tuple[byte
 
 
 def _outputs(response: aiohttp.ClientResponse, head: bytes, truncated: bool, limit: int,
-             started: float) -> dict[str, Any]:
+             started: float, redactor: Redactor | None) -> dict[str, Any]:
     headers: dict[str, str] = {}
     for name, value in response.headers.items():
         name = name.lower()
@@ -154,7 +188,7 @@ def _outputs(response: aiohttp.ClientResponse, head: bytes, truncated: bool, lim
         body = head.decode(errors="replace")
     outputs: dict[str, Any] = {"status_code": response.status, "headers": headers, "body": body}
     if truncated:
-        outputs["body"] = f"{body}\n[... truncated after {limit} bytes]"
+        outputs["body"] = f"{cut_before_secret(body, redactor)}\n[... truncated after {limit} bytes]"
     elif head:
         try:
             outputs["json"] = msgspec.json.decode(head)

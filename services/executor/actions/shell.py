@@ -1,15 +1,24 @@
-"""shell: run a command in its own process group, keep the head of its output, kill the group on stop."""
+"""shell: run a command in its own process group, keep the head of its output, kill the group on stop.
+
+The process starts under the engine's rules for step processes (`processes`): a clean
+environment, no new privileges, a private directory, an unprivileged user when the engine
+is root. A cut output never ends inside a secret the attempt holds.
+"""
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
-from subprocess import DEVNULL, PIPE
 from typing import Any
 
 from events.run import ErrorCategory
+from services.executor.processes import step_process
+from services.executor.scope import current_processes, current_scope
+from services.secrets import Redactor
 
-from .base import Action, ActionArgsError, ActionResult, arg, at_least_zero, live_output, text_list, text_map
+from .base import (Action, ActionArgsError, ActionResult, arg, at_least_zero, cut_before_secret, live_output,
+                   text_list, text_map)
 
 MAX_OUTPUT_BYTES = 65536
 GRACE_SECONDS = 0.5  # between SIGTERM and SIGKILL when stopping a command
@@ -25,6 +34,8 @@ class _Capture(asyncio.SubprocessProtocol):
         self.kept = {1: bytearray(), 2: bytearray()}
         self.dropped = {1: 0, 2: 0}
         self.live = live_output.get()
+        scope = current_scope()
+        self.redactor = scope.secrets.redactor if scope else None
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if self.live is not None:
@@ -45,7 +56,9 @@ class _Capture(asyncio.SubprocessProtocol):
     def text(self, fd: int) -> str:
         text = self.kept[fd].decode(errors="replace")
         if self.dropped[fd]:
-            return f"{text}\n[... truncated {self.dropped[fd]} bytes]"
+            kept = cut_before_secret(text, self.redactor)
+            dropped = self.dropped[fd] + len(text[len(kept):].encode())
+            return f"{kept}\n[... truncated {dropped} bytes]"
         return text.removesuffix("\n")
 
 
@@ -57,35 +70,39 @@ async def run_shell(args: dict[str, Any]) -> ActionResult:
     limit = at_least_zero(args, "max_output_bytes", MAX_OUTPUT_BYTES)
     ok_returncodes = _ok_returncodes(args)
     cwd = arg(args, "cwd", (str,), "a string")
-    loop = asyncio.get_running_loop()
-    finished: asyncio.Future[None] = loop.create_future()
-    starting = asyncio.ensure_future(loop.subprocess_exec(
-        lambda: _Capture(limit, finished), *program,
-        stdin=DEVNULL if stdin is None else PIPE, stdout=PIPE, stderr=PIPE,
-        cwd=cwd,
-        env=None if env is None else {**os.environ, **env},
-        start_new_session=True,
-    ))
-    try:
-        transport, capture = await asyncio.shield(starting)
-    except (OSError, ValueError) as err:  # not found, not executable, no such cwd, a NUL in an arg
-        reason = f"{err.strerror}: {err.filename!r}" if isinstance(err, OSError) else str(err)
-        return ActionResult(ok=False, error=f"could not start command: {reason}", category="configuration")
-    except asyncio.CancelledError:
-        await _stop_starting(starting, finished)
-        raise
-    try:
-        if stdin is not None:
-            pipe = transport.get_pipe_transport(0)
-            pipe.write(stdin.encode())
-            pipe.write_eof()
-        await asyncio.shield(finished)
-    except BaseException:
-        await _stop(transport, finished)
-        raise
-    finally:
-        transport.close()
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    with step_process(current_processes(), program, env, cwd) as launch:
+        if problem := _missing_program(program[0], launch.env["PATH"], cwd):
+            return ActionResult(ok=False, error=f"could not start command: {problem}", category="configuration")
+        starting = asyncio.ensure_future(launch.start(lambda: _Capture(limit, finished), stdin=stdin is not None))
+        try:
+            transport, capture = await asyncio.shield(starting)
+        except (OSError, ValueError) as err:  # not executable, no such cwd, a NUL in an arg
+            reason = f"{err.strerror}: {err.filename!r}" if isinstance(err, OSError) else str(err)
+            return ActionResult(ok=False, error=f"could not start command: {reason}", category="configuration")
+        except asyncio.CancelledError:
+            await _stop_starting(starting, finished)
+            raise
+        try:
+            if stdin is not None:
+                pipe = transport.get_pipe_transport(0)
+                pipe.write(stdin.encode())
+                pipe.write_eof()
+            await asyncio.shield(finished)
+        except BaseException:
+            await _stop(transport, finished)
+            raise
+        finally:
+            transport.close()
     return _result(transport.get_returncode(), capture, ok_returncodes)
+
+
+def _missing_program(program: str, path: str, cwd: str | None) -> str | None:
+    """Said before starting, since behind the wrappers a missing program would only be exit code 127."""
+    if "/" in program:
+        found = os.path.join(cwd, program) if cwd and not os.path.isabs(program) else program
+        return None if os.path.exists(found) else f"No such file or directory: {program!r}"
+    return None if shutil.which(program, path=path) else f"No such file or directory: {program!r} (PATH={path})"
 
 
 async def _stop(transport: asyncio.SubprocessTransport, finished: asyncio.Future[None]) -> None:
@@ -144,7 +161,7 @@ def _result(returncode: int, capture: _Capture, ok_returncodes: frozenset[int]) 
     if returncode in ok_returncodes:
         return ActionResult(ok=True, outputs=outputs)
     error, category = _failure(returncode)
-    detail = _last_line(capture.kept[2])
+    detail = _last_line(capture.kept[2], capture.redactor)
     return ActionResult(ok=False, outputs=outputs, error=f"{error}: {detail}" if detail else error,
                         category=category)
 
@@ -168,12 +185,12 @@ def _failure(returncode: int) -> tuple[str, ErrorCategory]:
     return f"command exited with code {returncode}", "unknown"
 
 
-def _last_line(stderr: bytes) -> str:
+def _last_line(stderr: bytes, redactor: Redactor | None) -> str:
     lines = stderr.decode(errors="replace").strip().splitlines()
     if not lines:
         return ""
     line = lines[-1].strip()
-    return line if len(line) <= _ERROR_LINE_CHARS else line[:_ERROR_LINE_CHARS] + "…"
+    return line if len(line) <= _ERROR_LINE_CHARS else cut_before_secret(line, redactor, _ERROR_LINE_CHARS) + "…"
 
 
 def _exactly_one_program(args: dict[str, Any]) -> list[str]:
@@ -188,7 +205,7 @@ SHELL = Action(run=run_shell, rules=_exactly_one_program, args={
     "command": (False, "command line run by /bin/sh -c"),
     "argv": (False, "program and its arguments, run without a shell"),
     "cwd": (False, "working directory"),
-    "env": (False, "variables added to the environment"),
+    "env": (False, "the command's environment, beyond PATH, HOME, TMPDIR, LANG, USER (never the engine's)"),
     "stdin": (False, "text written to the command's standard input"),
     "max_output_bytes": (False, f"bytes kept of stdout and of stderr (head; default {MAX_OUTPUT_BYTES})"),
     "ok_returncodes": (False, "return codes that count as success (default [0])"),

@@ -1,0 +1,109 @@
+"""Facts: what one run event teaches, once the run's context is known. The knowledge folds these.
+
+A fact carries everything its fold needs (the playbook, the step's target, the backoff
+waited before the attempt), so the fold never looks anything up and replays the same.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+
+class _Fact(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+    at: datetime
+
+
+class RetryShape(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    max_attempts: int
+    base_delay: float
+    retry_on_errors: list[str] | None = None
+
+
+class Check(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A step that only looks (an HTTP GET, say): the validator it could be instead."""
+
+    validator: dict[str, object]
+
+
+class StepShape(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How a step is written in the playbook now, as far as recommendations care."""
+
+    action: str
+    timeout_seconds: float | None = None    # as written
+    default_timeout: float | None = None    # the action's, when none is written (None: no limit)
+    retry: RetryShape | None = None
+    breaker_threshold: int | None = None    # None: calls go through no breaker
+    target: str | None = None
+    check: Check | None = None
+    handled: list[str] = []                 # categories the run's error handlers cover
+
+
+class StepConfigured(_Fact):
+    playbook: str
+    step: str
+    shape: StepShape
+
+
+class RunBegan(_Fact):
+    playbook: str
+    steps: list[str]
+
+
+class AttemptPassed(_Fact):
+    playbook: str
+    step: str
+    attempt: int
+    duration_ms: float
+    target: str | None = None
+    after: str = ""                         # category of the failure this attempt retried
+    delay_ms: float = 0.0                   # the backoff just before it
+    waited_ms: float = 0.0                  # every backoff of the step in this run
+
+
+class AttemptFailed(_Fact):
+    """A failed attempt, with its category as the resilience service classified it."""
+
+    playbook: str
+    step: str
+    attempt: int
+    category: str
+    duration_ms: float
+    target: str | None = None
+    status: int | None = None               # the HTTP status, when there was one
+    after: str = ""
+    delay_ms: float = 0.0
+    retried: bool = False                   # another attempt was scheduled
+    gave_up: bool = False                   # the step failed for good in this run
+    exhausted: bool = False                 # ... because every attempt was used
+
+
+class RemediationEnded(_Fact):
+    playbook: str
+    step: str
+    handler: str                            # "authentication", or the handler's pattern
+    succeeded: bool
+
+
+class ApprovalDecided(_Fact):
+    playbook: str
+    step: str
+    waited_ms: float
+    outcome: str                            # granted, rejected, timed_out, auto_approved
+
+
+class RunEnded(_Fact):
+    playbook: str
+    outcome: str                            # completed, failed, cancelled
+    duration_ms: float
+
+
+class BreakerOpened(_Fact):
+    target: str
+
+
+Fact = (StepConfigured | RunBegan | AttemptPassed | AttemptFailed | RemediationEnded | ApprovalDecided | RunEnded
+        | BreakerOpened)
+
+encode_facts = msgspec.json.Encoder().encode
+decode_facts = msgspec.json.Decoder(list[Fact]).decode

@@ -1,0 +1,260 @@
+"""From run events to facts: each run's context (its playbook, the backoff waited so far), folded
+as events arrive, turns one event into what it teaches.
+
+A pure fold of the run's own events: after a restart, a run met mid-way is brought up to
+date from its earlier events in the stream (`replay`), and teaches the same as it would
+have without the restart. Contexts are kept for the runs still going, a bounded number.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import msgspec
+
+from events.circuit import CircuitCallFailed, CircuitCallSucceeded, CircuitEvent, CircuitOpened
+from events.playbook import ErrorHandler, Step, circuit_of
+from events.run import (
+    ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut, RunCancelled, RunCompleted, RunEvent,
+    RunFailed, RunStarted, StepFailed, StepNotRetried, StepRemediated, StepRemediationFailed, StepRetryScheduled,
+    StepSucceeded,
+)
+from services.errors import PlaybookError
+from services.executor.actions import ACTIONS
+from services.learning.facts import (
+    ApprovalDecided, AttemptFailed, AttemptPassed, BreakerOpened, Check, Fact, RemediationEnded, RetryShape, RunBegan,
+    RunEnded, StepConfigured, StepShape,
+)
+from services.playbook.interpolate import Context, resolve
+from services.domain.breaker import circuit_key
+
+RUNS_KEPT = 10_000           # contexts of runs still going; an evicted one is replayed from the stream if needed
+SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook teaches its shape once
+PLAYBOOKS_KEPT = 100         # playbooks (with their parameters) whose step shapes are at hand
+# Events whose meaning depends on the run's earlier events.
+CONTEXTUAL = (StepSucceeded, StepFailed, StepRetryScheduled, StepNotRetried, StepRemediated, StepRemediationFailed,
+              ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, RunCompleted, RunFailed,
+              RunCancelled)
+ENDINGS = {RunCompleted: "completed", RunFailed: "failed", RunCancelled: "cancelled"}
+ENGINE_STOPS = frozenset({"cancelled", "interrupted"})   # the engine stopped the attempt; the step did not fail
+
+
+@dataclass(slots=True)
+class StepContext:
+    shape: StepShape
+    target: str | None                   # the breaker's key seen at run time, if the args could not tell
+    after: str = ""                      # category of the failure the next attempt retries
+    delay_ms: float = 0.0
+    waited_ms: float = 0.0
+    failed: StepFailed | None = None     # the failure whose classification is still to come
+    approval_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class RunContext:
+    playbook: str
+    started: datetime
+    steps: dict[str, StepContext]
+    handlers: list[str] = field(default_factory=list)
+
+
+class Interpreter:
+    def __init__(self) -> None:
+        self.runs: OrderedDict[str, RunContext] = OrderedDict()
+        self.finished: OrderedDict[str, None] = OrderedDict()   # ended or dry runs: nothing more to learn
+        self.shapes: OrderedDict[tuple[str, str], StepShape] = OrderedDict()
+        self.playbooks: OrderedDict[bytes, dict[str, StepShape]] = OrderedDict()
+
+    def needs_history(self, event: RunEvent | CircuitEvent) -> bool:
+        """True when the event's meaning depends on earlier events of a run not in memory."""
+        return (isinstance(event, CONTEXTUAL) and event.run_id not in self.runs
+                and event.run_id not in self.finished)
+
+    def replay(self, run_id: str, earlier: list[RunEvent]) -> None:
+        """Bring a run met mid-way up to date from its earlier events, learning nothing from them."""
+        self.finished.pop(run_id, None)
+        for event in earlier:
+            self.facts(event, learn=False)
+        if run_id not in self.runs:
+            _remember(self.finished, run_id, None)
+
+    def facts(self, event: RunEvent | CircuitEvent, learn: bool = True) -> list[Fact]:
+        if isinstance(event, CircuitEvent):
+            return self._circuit(event)
+        if isinstance(event, RunStarted):
+            return self._started(event, learn)
+        run = self.runs.get(event.run_id)
+        if run is None:
+            return []
+        self.runs.move_to_end(event.run_id)
+        if type(event) in ENDINGS:
+            return self._ended(run, event)
+        step = run.steps.get(getattr(event, "step_id", ""))
+        if step is None:
+            return []
+        return _step_facts(run, step, event)
+
+    def _started(self, event: RunStarted, learn: bool) -> list[Fact]:
+        if event.dry_run:
+            _remember(self.finished, event.run_id, None)
+            return []
+        playbook = event.playbook
+        handlers = [*playbook.error_handlers, *event.engine_error_handlers]
+        steps = {step_id: StepContext(shape=shape, target=None) for step_id, shape in self._shapes_of(event).items()}
+        run = RunContext(playbook.name, event.at, steps, [_label(h) for h in handlers])
+        _remember(self.runs, event.run_id, run, RUNS_KEPT)
+        if not learn:
+            return []
+        facts: list[Fact] = [RunBegan(at=event.at, playbook=playbook.name, steps=list(steps))]
+        for step_id, step in steps.items():
+            if self.shapes.get((playbook.name, step_id)) != step.shape:
+                _remember(self.shapes, (playbook.name, step_id), step.shape, SHAPES_KEPT)
+                facts.append(StepConfigured(at=event.at, playbook=playbook.name, step=step_id, shape=step.shape))
+        return facts
+
+    def _shapes_of(self, event: RunStarted) -> dict[str, StepShape]:
+        """Each step's shape; runs of one playbook with the same parameters share them."""
+        key = msgspec.json.encode((event.playbook, event.parameters, event.engine_error_handlers))
+        shapes = self.playbooks.get(key)
+        if shapes is None:
+            shapes = _shapes(event)
+            _remember(self.playbooks, key, shapes, PLAYBOOKS_KEPT)
+        return shapes
+
+    def _ended(self, run: RunContext, event: RunEvent) -> list[Fact]:
+        # A failure never classified (no retry policy, no handler) stood until the run ended.
+        facts: list[Fact] = [_failure(run, step, step.failed.category, gave_up=step.failed.category not in ENGINE_STOPS)
+                             for step in run.steps.values() if step.failed]
+        facts.append(RunEnded(at=event.at, playbook=run.playbook, outcome=ENDINGS[type(event)],
+                              duration_ms=_ms(event.at, run.started)))
+        del self.runs[event.run_id]
+        _remember(self.finished, event.run_id, None)
+        return facts
+
+    def _circuit(self, event: CircuitEvent) -> list[Fact]:
+        if isinstance(event, CircuitOpened):
+            return [BreakerOpened(at=event.at, target=event.key)]
+        if isinstance(event, (CircuitCallFailed, CircuitCallSucceeded)):
+            run = self.runs.get(event.run_id)
+            if run is not None and (step := run.steps.get(event.step_id)) is not None:
+                step.target = event.key
+        return []
+
+
+def _step_facts(run: RunContext, step: StepContext, event: RunEvent) -> list[Fact]:
+    """What one step event teaches; a failure waits for its classification (retried or not)."""
+    facts: list[Fact] = []
+    if isinstance(event, (StepSucceeded, StepFailed)) and step.failed is not None:
+        facts.append(_failure(run, step, step.failed.category))   # never classified (the executor died, say)
+    match event:
+        case StepSucceeded():
+            facts.append(AttemptPassed(at=event.at, playbook=run.playbook, step=event.step_id, attempt=event.attempt,
+                                       duration_ms=event.duration_ms, target=step.shape.target or step.target,
+                                       after=step.after, delay_ms=step.delay_ms, waited_ms=step.waited_ms))
+            step.after, step.delay_ms = "", 0.0
+        case StepFailed():
+            step.failed = event
+        case StepRetryScheduled() if step.failed is not None:
+            facts.append(_failure(run, step, event.category, retried=True))
+            step.after, step.delay_ms = event.category, event.delay_seconds * 1000
+            step.waited_ms += step.delay_ms
+        case StepNotRetried() if step.failed is not None:
+            facts.append(_failure(run, step, event.category, gave_up=True, exhausted=event.exhausted))
+        case StepRemediated() | StepRemediationFailed() if 0 <= event.handler < len(run.handlers):
+            facts.append(RemediationEnded(at=event.at, playbook=run.playbook, step=event.step_id,
+                                          handler=run.handlers[event.handler],
+                                          succeeded=isinstance(event, StepRemediated)))
+        case ApprovalRequested():
+            step.approval_at = event.at
+        case ApprovalGranted() | ApprovalRejected() | ApprovalTimedOut() if step.approval_at is not None:
+            facts.append(ApprovalDecided(at=event.at, playbook=run.playbook, step=event.step_id,
+                                         waited_ms=_ms(event.at, step.approval_at), outcome=_approval(event)))
+            step.approval_at = None
+    return facts
+
+
+def _failure(run: RunContext, step: StepContext, category: str, *, retried: bool = False, gave_up: bool = False,
+             exhausted: bool = False) -> AttemptFailed:
+    failed = step.failed
+    assert failed is not None
+    step.failed = None
+    status = failed.outputs.get("status_code")
+    fact = AttemptFailed(at=failed.at, playbook=run.playbook, step=failed.step_id, attempt=failed.attempt,
+                         category=category, duration_ms=failed.duration_ms, target=step.shape.target or step.target,
+                         status=status if isinstance(status, int) and not isinstance(status, bool) else None,
+                         after=step.after, delay_ms=step.delay_ms, retried=retried, gave_up=gave_up,
+                         exhausted=exhausted)
+    step.after, step.delay_ms = "", 0.0
+    return fact
+
+
+def _approval(event: RunEvent) -> str:
+    if isinstance(event, ApprovalGranted):
+        return "auto_approved" if event.by_timeout else "granted"
+    return "rejected" if isinstance(event, ApprovalRejected) else "timed_out"
+
+
+def _shapes(event: RunStarted) -> dict[str, StepShape]:
+    playbook = event.playbook
+    handlers = [*playbook.error_handlers, *event.engine_error_handlers]
+    handled = sorted({h.category for h in handlers if h.category})
+    context = Context(parameters=event.parameters, variables=playbook.variables)
+    # Steps whose outputs another step reads: those are more than checks.
+    read = set(re.findall(rb"steps\.([A-Za-z0-9_-]+)\.", msgspec.json.encode(playbook.steps)))
+    return {step.id: _shape(playbook.name, step, context, handled, step.id.encode() in read) for step in playbook.steps}
+
+
+def _shape(playbook: str, step: Step, context: Context, handled: list[str], outputs_read: bool) -> StepShape:
+    spec = circuit_of(step)
+    retry = step.retry
+    action = ACTIONS.get(step.action)
+    return StepShape(
+        action=step.action, timeout_seconds=step.timeout_seconds,
+        default_timeout=action.default_timeout if action else None,
+        retry=RetryShape(max_attempts=retry.max_attempts, base_delay=retry.base_delay,
+                         retry_on_errors=retry.retry_on_errors) if retry else None,
+        breaker_threshold=spec.failure_threshold if spec else None,
+        target=_target(playbook, step, context), check=None if outputs_read else _check(step), handled=handled)
+
+
+def _target(playbook: str, step: Step, context: Context) -> str | None:
+    """The HTTP origin a step calls, or its breaker's key; None when only run time can tell."""
+    spec = circuit_of(step)
+    if step.action != "http_request":
+        return circuit_key(playbook, step, step.args) if spec else None
+    try:
+        url = resolve(step.args.get("url"), context)
+    except PlaybookError:
+        return None         # the URL needs a step's output or a secret: the breaker's events will say
+    return circuit_key(playbook, step, {"url": url}) if isinstance(url, str) else None
+
+
+def _check(step: Step) -> Check | None:
+    """An HTTP GET that exports nothing and undoes nothing: a validator could do it."""
+    args = step.args
+    method = str(args.get("method", "GET")).upper()
+    if step.action != "http_request" or method not in ("GET", "HEAD") or step.outputs or step.rollback:
+        return None
+    if args.get("json") is not None or args.get("data") is not None or not isinstance(args.get("url"), str):
+        return None
+    validator: dict[str, object] = {"type": "http_status", "url": args["url"]}
+    if args.get("expect_status") is not None:
+        validator["expected_status"] = args["expect_status"]
+    return Check(validator=validator)
+
+
+def _label(handler: ErrorHandler) -> str:
+    return handler.category or f"pattern {handler.pattern}"
+
+
+def _ms(end: datetime, start: datetime) -> float:
+    return max(0.0, (end - start).total_seconds() * 1000)
+
+
+def _remember(kept: OrderedDict, key, value, limit: int = RUNS_KEPT) -> None:  # type: ignore[no-untyped-def]
+    kept[key] = value
+    kept.move_to_end(key)
+    while len(kept) > limit:
+        kept.popitem(last=False)

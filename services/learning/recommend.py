@@ -1,0 +1,204 @@
+"""What to change, from what was learned: pure functions from stats to recommendations with their evidence.
+
+Each rule waits for enough observations before it speaks, says what it saw in a sentence,
+and gives the playbook keys to write. Confidence grows with the count: n / (n + 10).
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+from events.insights import Evidence, Recommendation
+from services.learning.histogram import upper_edge
+from services.learning.stats import MIN_BURST, BURST_GAP_SECONDS, StepStats, TargetStats
+from services.domain.retry import DEFAULT_RETRY_ON
+
+MIN_RUNS = 20            # runs before a timeout or a validator is suggested
+MIN_TRIES = 10           # retries after one category before "never recovers" is said
+MIN_RECOVERED = 5        # recoveries before retry settings are suggested
+MIN_FAILURES = 5         # failures of one kind before a retry or an error handler is suggested
+MIN_BURSTS = 2
+HEADROOM = 2.0           # a timeout leaves this much room above the p99
+TIGHT = 1.5              # a timeout below p99 x TIGHT cuts off runs that would pass
+LOOSE = 10.0             # a timeout above the suggestion x LOOSE lets a hung attempt wait too long
+REMEDIES = {"authentication": "refreshes the credential", "authorization": "obtains the access",
+            "resource": "frees the resource (disk, memory)"}
+
+
+def for_step(stats: StepStats) -> list[Recommendation]:
+    found = [timeout(stats), *do_not_retry(stats), retry(stats), *error_handlers(stats), validator(stats)]
+    return [r for r in found if r is not None]
+
+
+def evidence(count: int, since: datetime | None, until: datetime | None, window: float | None = None,
+             **figures: object) -> Evidence:
+    return Evidence(count=count, confidence=round(count / (count + 10), 2), since=since, until=until,
+                    window_seconds=window, figures={k: v for k, v in figures.items() if v is not None})
+
+
+def timeout(stats: StepStats) -> Recommendation | None:
+    """A `timeout_seconds` at the p99 of passing attempts with headroom, when there is none or it is poor."""
+    shape, durations = stats.shape, stats.durations
+    if shape is None or durations.count < MIN_RUNS:
+        return None
+    p99_ms = durations.percentile(0.99) or 0.0
+    suggested = max(1, math.ceil(p99_ms * HEADROOM / 1000))
+    configured = shape.timeout_seconds
+    timeouts = stats.failures.get("timeout", 0)
+    name = f"step `{stats.step}`"
+    seen = f"its passing attempts take up to {p99_ms / 1000:g} s (p99 of {durations.count})"
+    if configured is None:
+        default = ("no limit at all" if shape.default_timeout is None
+                   else f"the action's default of {shape.default_timeout:g} s")
+        message = f"{name} has no timeout_seconds ({default}); {seen}: set {suggested}"
+    elif timeouts >= MIN_FAILURES or configured < p99_ms / 1000 * TIGHT:
+        suggested = max(suggested, math.ceil(configured * HEADROOM)) if timeouts >= MIN_FAILURES else suggested
+        message = f"{name} times out at {configured:g} s ({timeouts} timeouts); {seen}: raise it to {suggested}"
+    elif configured > suggested * LOOSE and configured - suggested >= 60:
+        message = f"{name} waits up to {configured:g} s; {seen}: a hung attempt would fail sooner at {suggested}"
+    else:
+        return None
+    return Recommendation(kind="timeout", message=message, playbook=stats.playbook, step=stats.step,
+                          suggestion={"timeout_seconds": suggested},
+                          evidence=evidence(durations.count, stats.since, stats.until, p50_ms=durations.percentile(0.5),
+                                            p95_ms=durations.percentile(0.95), p99_ms=p99_ms, timeouts=timeouts,
+                                            configured=configured))
+
+
+def do_not_retry(stats: StepStats) -> list[Recommendation]:
+    """Categories whose retries never once passed: retrying them only delays the failure."""
+    found = []
+    allowed = _retried_categories(stats)
+    for category, tally in sorted(stats.after.items()):
+        if tally.tries < MIN_TRIES or tally.worked:
+            continue
+        seen = stats.statuses.get(category, {})
+        statuses = sorted(seen, key=lambda status: (-seen[status], status))
+        what = f"{category} (HTTP {', '.join(map(str, statuses[:3]))})" if statuses else category
+        found.append(Recommendation(
+            kind="do_not_retry", playbook=stats.playbook, step=stats.step,
+            message=f"step `{stats.step}`: {what} never recovered in {tally.tries} tries: do not retry `{category}`",
+            suggestion={"retry": {"retry_on_errors": [c for c in allowed if c != category]}},
+            evidence=evidence(tally.tries, stats.since, stats.until, tries=tally.tries, recovered=0,
+                              statuses=statuses[:3] or None)))
+    return found
+
+
+def retry(stats: StepStats) -> Recommendation | None:
+    """Retry settings that would have covered every recovered failure; or a retry where transient failures stood."""
+    shape = stats.shape
+    if shape is None:
+        return None
+    recovered = sum(stats.recovered_at.values())
+    if recovered >= MIN_RECOVERED:
+        recovering = sorted(c for c, tally in stats.after.items() if tally.worked)
+        ran_out = sum(stats.exhausted.get(c, 0) for c in recovering)
+        needed = max(stats.recovered_at)
+        attempts = needed + 1 if ran_out else needed
+        delay = _delay_that_works(stats)
+        suggestion = {"max_attempts": attempts, "retry_on_errors": recovering}
+        if delay is not None:
+            suggestion["base_delay"] = delay
+        current = shape.retry
+        if current is not None and current.max_attempts == attempts and (
+                delay is None or current.base_delay == delay) and set(recovering) <= set(_retried_categories(stats)):
+            return None
+        after = f"; retries after {delay:g} s or more passed" if delay is not None else ""
+        ran = f" and ran out of attempts {ran_out} times" if ran_out else ""
+        message = (f"step `{stats.step}` recovered {recovered} times, at attempt {needed} at the latest{ran}{after}: "
+                   f"retry {', '.join(recovering)} with max_attempts {attempts}")
+        return Recommendation(kind="retry", message=message, playbook=stats.playbook, step=stats.step,
+                              suggestion={"retry": suggestion},
+                              evidence=evidence(recovered, stats.since, stats.until, recovered_at=stats.recovered_at,
+                                                exhausted=ran_out or None, base_delay=delay))
+    transient = {c: n for c, n in stats.not_retried.items() if c in DEFAULT_RETRY_ON}
+    if shape.retry is None and sum(transient.values()) >= MIN_FAILURES:
+        count = sum(transient.values())
+        kinds = sorted(transient)
+        return Recommendation(
+            kind="retry", playbook=stats.playbook, step=stats.step,
+            message=f"step `{stats.step}` failed {count} times with {', '.join(kinds)} errors and no retry policy: "
+                    "try again before failing the run",
+            suggestion={"retry": {"max_attempts": 3, "base_delay": 1.0, "retry_on_errors": kinds}},
+            evidence=evidence(count, stats.since, stats.until, not_retried=transient))
+    return None
+
+
+def error_handlers(stats: StepStats) -> list[Recommendation]:
+    """Recurring failures a remediation could fix and no handler covers; and handlers that rarely work."""
+    found = []
+    handled = set(stats.shape.handled) if stats.shape else set()
+    for category, remedy in REMEDIES.items():
+        count = stats.not_retried.get(category, 0) + stats.exhausted.get(category, 0)
+        if count >= MIN_FAILURES and category not in handled:
+            found.append(Recommendation(
+                kind="error_handler", playbook=stats.playbook, step=stats.step,
+                message=f"step `{stats.step}` failed for good {count} times with `{category}`; no error handler "
+                        f"covers it: add one that {remedy}, then retries",
+                suggestion={"error_handlers": [{"category": category, "then": "retry",
+                                                "run": {"action": "shell", "args": {"command": "..."}}}]},
+                evidence=evidence(count, stats.since, stats.until, failures=count)))
+    for handler, tally in sorted(stats.remediations.items()):
+        if tally.tries >= MIN_FAILURES and tally.worked * 2 < tally.tries:
+            found.append(Recommendation(
+                kind="fix_error_handler", playbook=stats.playbook, step=stats.step,
+                message=f"step `{stats.step}`: the error handler for {handler} remediated only {tally.worked} "
+                        f"of {tally.tries} times: fix its action",
+                evidence=evidence(tally.tries, stats.since, stats.until, tries=tally.tries, worked=tally.worked)))
+    return found
+
+
+def validator(stats: StepStats) -> Recommendation | None:
+    """A step that only checks and always passed at once: a validator on the step after it does the same."""
+    shape = stats.shape
+    if shape is None or shape.check is None or stats.passed < MIN_RUNS:
+        return None
+    if stats.failed_attempts or stats.first_try != stats.passed:
+        return None
+    return Recommendation(
+        kind="validator", playbook=stats.playbook, step=stats.step,
+        message=f"step `{stats.step}` passed all {stats.passed} runs at the first attempt and only checks: "
+                "it could be a validator of the step that needs it",
+        suggestion={"validators": [shape.check.validator]},
+        evidence=evidence(stats.passed, stats.since, stats.until, passed=stats.passed))
+
+
+def circuit_breaker(stats: TargetStats) -> Recommendation | None:
+    """A target whose failures come in bursts deserves a breaker, or a breaker that trips within a burst."""
+    if stats.bursts < MIN_BURSTS or not stats.callers:
+        return None
+    unguarded = sorted(ref for ref, threshold in stats.callers.items() if not threshold)
+    mean = stats.burst_failures / stats.bursts
+    seen = (f"{stats.target} failed in {stats.bursts} bursts (up to {stats.largest_burst} failures in a row, "
+            f"each within {BURST_GAP_SECONDS:g} s)")
+    if unguarded:
+        message = f"{seen}; {', '.join(unguarded)} call it without a circuit breaker: add one so calls fail fast"
+        threshold = MIN_BURST
+    else:
+        lowest = min(stats.callers.values())
+        if stats.openings or stats.largest_burst >= lowest:
+            return None
+        threshold = max(2, math.floor(mean))
+        message = f"{seen}, never reaching its breaker's failure_threshold of {lowest}: lower it to {threshold}"
+    return Recommendation(kind="circuit_breaker", message=message, target=stats.target,
+                          suggestion={"circuit": {"key": stats.target, "failure_threshold": threshold}},
+                          evidence=evidence(stats.bursts, stats.since, stats.until, BURST_GAP_SECONDS,
+                                            bursts=stats.bursts, largest_burst=stats.largest_burst,
+                                            mean_burst=round(mean, 1), openings=stats.openings,
+                                            steps=unguarded or None))
+
+
+def _retried_categories(stats: StepStats) -> list[str]:
+    retry_policy = stats.shape.retry if stats.shape else None
+    if retry_policy is not None and retry_policy.retry_on_errors is not None:
+        return list(retry_policy.retry_on_errors)
+    return list(DEFAULT_RETRY_ON)
+
+
+def _delay_that_works(stats: StepStats) -> float | None:
+    """The shortest backoff after which at least half the retries passed (seconds, 2 significant digits)."""
+    for index in sorted(stats.delays):
+        tally = stats.delays[index]
+        if tally.tries >= MIN_FAILURES and tally.worked * 2 >= tally.tries:
+            return float(f"{upper_edge(index) / 1000:.2g}")
+    return None

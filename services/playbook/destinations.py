@@ -1,0 +1,167 @@
+"""Where a playbook's requests may go: whoever starts a run must not choose a URL's scheme or host (PB211).
+
+`url: http://${service}.internal/health` started with `-p 'service=10.0.0.9:8000/steal?x='`
+sends the step's headers, and the secrets in them, to another server. A parameter may stand
+in a URL's scheme or authority (user, host, port) only when it is typed for it, `type: host`
+or `type: url`; its value is then checked when the run starts, against the parameter's
+`pattern` (a regex the whole value must match) and `allowed_hosts`. Variables are followed
+to the parameters they hold. Secrets, `${env.X}` and step outputs are the engine's and the
+playbook's own, not the caller's, and are not flagged.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+from services.hosts import host_allowed, is_host, pattern_problem
+from services.playbook.diagnostics import Issue, Path
+from services.playbook.references import Reference, ReferenceSyntaxError, find_references
+
+NETWORK_TYPES = ("host", "url")
+_HOLE = "\0"                       # stands for a value in a URL's shape
+_AUTHORITY_END = re.compile(r"[/?#]")
+_MAX_DEPTH = 20                    # variables within variables; deeper is a cycle, reported elsewhere
+
+
+def destination_issues(data: dict[Any, Any]) -> list[Issue]:
+    """PB211 for every http URL whose scheme or authority a caller's untyped parameter can set, and PB104 for
+    a malformed `pattern` or `allowed_hosts` on a parameter."""
+    parameters = data.get("parameters")
+    declared = {p["name"]: p for p in parameters if isinstance(p, dict) and isinstance(p.get("name"), str)} \
+        if isinstance(parameters, list) else {}
+    variables = data.get("variables") if isinstance(data.get("variables"), dict) else {}
+    issues = list(_declaration_issues(parameters if isinstance(parameters, list) else []))
+    for at, url in _urls(data):
+        issues += _url_issues(url, at, declared, variables)
+    return issues
+
+
+def typed_value(kind: str, value: Any) -> str | None:
+    """A `host` or `url` parameter's value, or None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if kind == "host":
+        return text if is_host(text) else None
+    try:
+        parts = urlsplit(text)
+        port_ok = parts.port is None or 0 < parts.port < 65536
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok or any(c.isspace() for c in text):
+        return None
+    return text
+
+
+def allowance_problem(kind: str | None, value: Any, pattern: str | None, allowed_hosts: list[str] | None) -> str | None:
+    """Why a typed value is not allowed by its parameter's `pattern` or `allowed_hosts`, or None."""
+    try:
+        if pattern is not None and isinstance(value, str) and not re.fullmatch(pattern, value):
+            return f"does not match its pattern {pattern!r}"
+    except re.error:
+        return None                  # the declaration's own PB104 says so
+    if allowed_hosts is not None and kind in NETWORK_TYPES:
+        host = value if kind == "host" else urlsplit(value).hostname or ""
+        if not host_allowed(host, allowed_hosts):
+            return f"names host {host!r}, which is not among its allowed_hosts ({', '.join(allowed_hosts)})"
+    return None
+
+
+def _declaration_issues(parameters: list[Any]) -> Iterator[Issue]:
+    for i, parameter in enumerate(parameters):
+        if not isinstance(parameter, dict):
+            continue
+        pattern, hosts = parameter.get("pattern"), parameter.get("allowed_hosts")
+        if isinstance(pattern, str):
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                yield Issue("PB104", f"pattern {pattern!r} is not a regular expression: {err}",
+                            ("parameters", i, "pattern"))
+        if isinstance(hosts, list):
+            if parameter.get("type") not in NETWORK_TYPES:
+                yield Issue("PB104", "allowed_hosts applies to parameters of type host or url; add one of them",
+                            ("parameters", i, "allowed_hosts"))
+            for k, host in enumerate(hosts):
+                if problem := pattern_problem(host):
+                    yield Issue("PB104", f"allowed_hosts: {problem}", ("parameters", i, "allowed_hosts", k))
+
+
+def _urls(data: dict[Any, Any]) -> Iterator[tuple[Path, str]]:
+    """Every URL a request of the playbook goes to: http_request steps, rollbacks, remediations, validators."""
+    steps = data.get("steps")
+    actions: list[tuple[Path, Any]] = []
+    for i, step in enumerate(steps if isinstance(steps, list) else []):
+        if not isinstance(step, dict):
+            continue
+        actions.append((("steps", i), step))
+        rollback = step.get("rollback")
+        actions += [(("steps", i, "rollback", k), undo) for k, undo in enumerate(rollback)] \
+            if isinstance(rollback, list) else []
+        validators = step.get("validators")
+        for k, check in enumerate(validators if isinstance(validators, list) else []):
+            if isinstance(check, dict) and check.get("type") == "http_status" and isinstance(check.get("url"), str):
+                yield ("steps", i, "validators", k, "url"), check["url"]
+    handlers = data.get("error_handlers")
+    actions += [(("error_handlers", k, "run"), h.get("run")) for k, h in enumerate(handlers)
+                if isinstance(h, dict)] if isinstance(handlers, list) else []
+    for at, action in actions:
+        args = action.get("args") if isinstance(action, dict) and action.get("action") == "http_request" else None
+        if isinstance(args, dict) and isinstance(args.get("url"), str):
+            yield at + ("args", "url"), args["url"]
+
+
+def _url_issues(url: str, at: Path, declared: dict[str, Any], variables: dict[Any, Any]) -> list[Issue]:
+    pieces = _expanded(url, variables, (), 0)
+    if pieces is None:
+        return []
+    shape = "".join(_HOLE if isinstance(piece, tuple) else piece for piece in pieces)
+    scheme_end = shape.find("://")
+    if scheme_end == -1 and not shape.startswith(_HOLE):
+        return []                    # not an absolute URL: the action refuses it when it runs
+    start = scheme_end + 3 if scheme_end != -1 else 0
+    found = _AUTHORITY_END.search(shape, start)
+    authority_end = found.start() if found else len(shape)
+    issues, position = [], 0
+    for piece in pieces:
+        if isinstance(piece, tuple):
+            ref, through = piece
+            name = ref.name.split(".")[0]
+            parameter = declared.get(name)
+            if position < authority_end and ref.kind == "name" and parameter is not None \
+                    and parameter.get("type") not in NETWORK_TYPES:
+                part = "scheme and host" if scheme_end == -1 else "scheme" if position < scheme_end \
+                    else "host, port or user"
+                via = f" (through variable {' -> '.join(repr(v) for v in through)})" if through else ""
+                issues.append(Issue("PB211", (
+                    f"parameter '{name}' sets this URL's {part}{via}, so whoever starts the run chooses which server "
+                    "the request, its headers and the secrets in them go to; declare it with type: host (or type: "
+                    "url) and allowed_hosts or pattern, or write the host out"), at))
+            position += 1
+        else:
+            position += len(piece)
+    return issues
+
+
+def _expanded(text: str, variables: dict[Any, Any], through: tuple[str, ...],
+              depth: int) -> list[str | tuple[Reference, tuple[str, ...]]] | None:
+    """The text as literal pieces and (reference, variables it came through), text variables inlined."""
+    try:
+        refs = find_references(text)
+    except ReferenceSyntaxError:
+        return None                  # PB210 says so
+    pieces: list[str | tuple[Reference, tuple[str, ...]]] = []
+    position = 0
+    for ref in refs:
+        pieces.append(text[position:ref.start].replace("$${", "${"))
+        value = variables.get(ref.name) if ref.kind == "name" else None
+        if isinstance(value, str) and depth < _MAX_DEPTH and (inner := _expanded(
+                value, variables, (*through, ref.name), depth + 1)) is not None:
+            pieces += inner
+        else:
+            pieces.append((ref, through))
+        position = ref.end
+    pieces.append(text[position:].replace("$${", "${"))
+    return pieces

@@ -1,0 +1,60 @@
+"""The knowledge store: a batch and its stream position are recorded together, once; profiles load from snapshots."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+import pytest
+from eventsourcing.persistence import IntegrityError
+
+from services.learning.config import LearningConfig
+from services.learning.facts import AttemptPassed, RunBegan
+from services.learning.knowledge import SNAPSHOT_EVERY, Batch, Knowledge, PositionConflict, StepProfile
+from services.learning.storage import Storage
+from tests.helpers import at
+
+
+def open_knowledge(directory: Path) -> Knowledge:
+    storage = Storage(LearningConfig(directory=directory))
+    name = storage.generation_name("g1")
+    return Knowledge(name, storage.settings(name))
+
+
+def batch(after: int, last: int) -> Batch:
+    facts = [RunBegan(at=at(after), playbook="deploy", steps=["s"]),
+             AttemptPassed(at=at(after), playbook="deploy", step="s", attempt=1, duration_ms=after)]
+    return Batch(after=after, last=last, stream="created-1", messages=last - after, facts=facts)
+
+
+def passes(knowledge: Knowledge) -> int:
+    return knowledge.read(StepProfile, "deploy", "s").passed
+
+
+def test_a_position_recorded_already_is_refused_and_counts_nothing(tmp_path: Path) -> None:
+    knowledge = open_knowledge(tmp_path)
+    knowledge.learn(batch(0, 10))
+    with pytest.raises(IntegrityError):
+        knowledge.learn(batch(10, 10))              # the last message again, as a redelivery would bring it
+    knowledge.close()
+    knowledge = open_knowledge(tmp_path)            # whatever the failed write left in memory is gone
+    assert (knowledge.position(), passes(knowledge)) == (10, 1)
+    with pytest.raises(PositionConflict):
+        knowledge.learn(batch(0, 20))               # a writer that did not see the first batch
+    knowledge.close()
+    knowledge = open_knowledge(tmp_path)
+    assert (knowledge.position(), passes(knowledge), knowledge.cursor().messages) == (10, 1, 10)
+    knowledge.close()
+
+
+def test_profiles_are_snapshotted_and_load_from_the_snapshot_as_they_were(tmp_path: Path) -> None:
+    knowledge = open_knowledge(tmp_path)
+    for n in range(SNAPSHOT_EVERY * 2 + 3):
+        knowledge.learn(batch(n * 10, n * 10 + 10))
+    learned = msgspec.json.encode(knowledge.read(StepProfile, "deploy", "s"))
+    profile_id = StepProfile.create_id("deploy", "s")
+    snapshots = list(knowledge.snapshots.get(profile_id, desc=True, limit=1))
+    knowledge.close()
+    assert snapshots and snapshots[0].originator_version >= SNAPSHOT_EVERY * 2
+    again = open_knowledge(tmp_path)
+    assert msgspec.json.encode(again.read(StepProfile, "deploy", "s")) == learned
+    again.close()

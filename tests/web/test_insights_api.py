@@ -1,0 +1,43 @@
+"""`GET /api/insights`: what the learning service learned, over HTTP, for all playbooks or one."""
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from events import subjects
+from events.commands import StartRun
+from tests.helpers import noop, playbook_yaml, wait_for_end
+from ui.insights import LearningClient
+from ui.web.app import start_web
+
+pytestmark = pytest.mark.integration
+
+
+async def test_insights_for_every_playbook_and_for_one(web_server, engine) -> None:
+    for name in ("build", "ship"):
+        reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("a"), noop("b")], name=name)))
+        await wait_for_end(engine, reply.run_id)
+    last = (await engine.nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.last_seq
+    await LearningClient(engine.nc).insights(after=last, wait=30)      # learned; the API does not wait
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{web_server.url}/api/insights") as response:
+            assert response.status == 200 and response.content_type == "application/json"
+            everything = await response.json()
+        async with http.get(f"{web_server.url}/api/insights", params={"playbook": "ship"}) as response:
+            one = await response.json()
+    assert [p["playbook"] for p in everything["playbooks"]] == ["build", "ship"]
+    assert everything["position"] == last
+    ship, = one["playbooks"]
+    assert (ship["runs"], ship["outcomes"], [s["step"] for s in ship["steps"]]) == (1, {"completed": 1}, ["a", "b"])
+
+
+async def test_without_a_learning_service_the_answer_says_so(settings) -> None:
+    server = await start_web(settings)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.url}/api/insights") as response:
+                body = await response.json()
+    finally:
+        await server.close()
+    assert response.status == 503 and body["error"]["code"] == "engine_unavailable"
+    assert "learning service did not answer" in body["error"]["message"]

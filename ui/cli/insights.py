@@ -1,0 +1,118 @@
+"""`playbook insights [PLAYBOOK] [--json]` and `playbook insights rebuild`: what past runs taught, what to change."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import msgspec
+import yaml
+
+from events.insights import Distribution, Insights, Recommendation
+from services.settings import Settings
+from ui.cli.render import _ms as duration
+from ui.insights import LearningClient
+
+HELP = "what the engine learned from past runs and what it recommends; `insights rebuild` learns again from zero"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("playbook", nargs="?", help="one playbook's insights (default: all), or `rebuild`")
+    parser.add_argument("--json", action="store_true", help="the insights as JSON (events/insights.py)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a rebuild")
+
+
+def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
+    from ui.cli.main import with_client   # main registers this command: imported when run, not before
+
+    async def work(client) -> int:  # type: ignore[no-untyped-def]
+        learning = LearningClient(client.nc)
+        if args.playbook == "rebuild":
+            rebuilt = await learning.rebuild(timeout=args.timeout)
+            print(msgspec.json.encode(rebuilt).decode() if args.json else
+                  f"learned again from the first event: {rebuilt.events} events up to position {rebuilt.position}, "
+                  f"in {rebuilt.seconds} s (store {rebuilt.generation})")
+            return 0
+        insights = await learning.insights(args.playbook)
+        if args.json:
+            print(msgspec.json.encode(insights).decode())
+        elif args.playbook and not insights.playbooks:
+            print(f"nothing learned about playbook {args.playbook!r} yet: its runs teach the engine as they happen",
+                  file=sys.stderr)
+            return 1
+        else:
+            print(render(insights))
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def render(insights: Insights) -> str:
+    """The insights for a terminal: per playbook its steps and recommendations, then targets and correlations."""
+    if not insights.playbooks and not insights.targets:
+        return "nothing learned yet: runs teach the engine as they happen"
+    lines: list[str] = []
+    for playbook in insights.playbooks:
+        outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(playbook.outcomes.items()))
+        lines.append(f"{playbook.playbook}: {playbook.runs} runs ({outcomes or 'none ended yet'})"
+                     f"{_rate(playbook.success_rate)}{_durations(playbook.durations, ' runs take')}")
+        rows = [("step", "attempts", "passed", "success", "p50", "p99", "failures")]
+        rows += [(s.step, str(s.attempts), str(s.passed), _percent(s.success_rate), *_p50_p99(s.durations),
+                  ", ".join(f"{c} {n}" for c, n in sorted(s.failures_by_category.items())) or "-")
+                 for s in playbook.steps]
+        lines += ["  " + line for line in _table(rows)]
+        lines += _recommendations(playbook.recommendations)
+        lines.append("")
+    for target in insights.targets:
+        lines.append(f"target {target.target}: {target.calls} calls, {target.failures} failed, {target.bursts} bursts "
+                     f"(largest {target.largest_burst}), breaker opened {target.breaker_openings} times; "
+                     f"called by {', '.join(target.steps) or 'no known step'}")
+        lines += _recommendations(target.recommendations)
+    if insights.correlations:
+        lines.append("steps that fail together:")
+        lines += [f"  {' + '.join(c.steps)}: {c.together} times within {c.window_seconds:g} s"
+                  + (f" ({', '.join(c.targets)})" if c.targets else "") for c in insights.correlations]
+    lines.append(f"(learned up to stream position {insights.position})")
+    return "\n".join(lines).rstrip()
+
+
+def _recommendations(recommendations: list[Recommendation]) -> list[str]:
+    lines = []
+    for r in recommendations:
+        e = r.evidence
+        window = f", {e.since:%Y-%m-%d} to {e.until:%Y-%m-%d}" if e.since and e.until else ""
+        lines.append(f"  -> {r.kind}: {r.message} ({e.count} observations, confidence {e.confidence:.2f}{window})")
+        if r.suggestion:
+            text = yaml.safe_dump(r.suggestion, default_flow_style=None, sort_keys=False).rstrip()
+            lines += ["       " + line for line in text.splitlines()]
+    return lines
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+def _p50_p99(durations: Distribution | None) -> tuple[str, str]:
+    if durations is None:
+        return "-", "-"
+    return _ms(durations.p50_ms), _ms(durations.p99_ms)
+
+
+def _durations(durations: Distribution | None, label: str) -> str:
+    if durations is None:
+        return ""
+    return f";{label} p50 {_ms(durations.p50_ms)}, p99 {_ms(durations.p99_ms)}"
+
+
+def _ms(ms: float | None) -> str:
+    return "-" if ms is None else duration(ms)
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.0%}"
+
+
+def _rate(rate: float | None) -> str:
+    return "" if rate is None else f", {rate:.0%} completed"
