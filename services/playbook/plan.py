@@ -7,10 +7,11 @@ member. A step with `depends_on` (even `[]`) needs exactly those steps instead.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from events.playbook import Plan, Step
 from services.playbook.diagnostics import Issue, did_you_mean, raise_if_errors
+from services.playbook.reachability import reachable_pairs
 
 
 def derive_plan(steps: Sequence[Step]) -> Plan:
@@ -54,20 +55,38 @@ def plan_issues(steps: Sequence[Step]) -> tuple[Plan, list[Issue]]:
     return Plan(needs=needs), issues
 
 
-def upstream(plan: Plan) -> dict[str, set[str]]:
-    """For each step, every step sure to have finished before it starts (its needs, transitively)."""
-    result: dict[str, set[str]] = {}
-    for step in _kahn(plan):
-        result[step] = set().union(*({need} | result[need] for need in plan.needs[step] if need in plan.needs))
-    for step in plan.needs.keys() - result.keys():  # caught in or behind a cycle: search the graph
+def upstream(plan: Plan) -> Mapping[str, frozenset[str]]:
+    """For each step, every step sure to have finished before it starts (its needs, transitively).
+
+    Searched per step when asked: a table of every step's upstream would grow with the
+    square of the steps. To ask about many pairs at once, use `finished_before`.
+    """
+    return _Upstream(plan.needs)
+
+
+def finished_before(plan: Plan, asked: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The asked `(step, other)` pairs in which `other` is sure to have finished before `step` starts."""
+    return reachable_pairs(plan.needs, asked)
+
+
+class _Upstream(Mapping[str, frozenset[str]]):
+    def __init__(self, needs: dict[str, list[str]]) -> None:
+        self._needs = needs
+
+    def __getitem__(self, step: str) -> frozenset[str]:
         seen: set[str] = set()
-        todo = list(plan.needs[step])
+        todo = list(self._needs[step])
         while todo:
-            if (other := todo.pop()) not in seen and other in plan.needs:
+            if (other := todo.pop()) not in seen and other in self._needs:
                 seen.add(other)
-                todo.extend(plan.needs[other])
-        result[step] = seen
-    return result
+                todo.extend(self._needs[other])
+        return frozenset(seen)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._needs)
+
+    def __len__(self) -> int:
+        return len(self._needs)
 
 
 def topological_order(plan: Plan) -> list[str]:
