@@ -17,6 +17,7 @@ CODES: dict[str, str] = {
     "PB001": "YAML syntax error",
     "PB002": "document is not a mapping",
     "PB003": "duplicate key",
+    "PB004": "playbook larger than the engine takes (bytes, steps or values)",
     "PB101": "unknown key",
     "PB102": "missing required key",
     "PB103": "wrong type",

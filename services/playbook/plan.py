@@ -50,8 +50,10 @@ def plan_issues(steps: Sequence[Step]) -> tuple[Plan, list[Issue]]:
             before, unit, group = unit or before, [], step.parallel_group
         unit.append(step.id)
         needs[step.id] = list(before) if step.depends_on is None else _explicit(step, i, position, issues)
-    for cycle in _cycles(needs):
-        issues.append(_cycle_issue(cycle, steps, position))
+    if any(position[need] >= position[step] for step, wanted in needs.items() if steps[position[step]].depends_on
+           for need in wanted):  # only a depends_on that points forward can close a cycle
+        for cycle in _cycles(needs):
+            issues.append(_cycle_issue(cycle, steps, position))
     return Plan(needs=needs), issues
 
 

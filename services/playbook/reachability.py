@@ -28,75 +28,64 @@ def reachable_pairs(edges: Mapping[str, Sequence[str]], asked: Iterable[tuple[st
     Edges to nodes that are not keys of `edges` are ignored.
     """
     index = {node: i for i, node in enumerate(edges)}
-    questions: dict[int, list[tuple[str, str]]] = {}
-    targets: set[str] = set()
+    component, needs, cyclic = _condensed([[index[n] for n in nexts if n in index] for nexts in edges.values()])
+    questions: dict[int, list[tuple[str, str, int]]] = {}  # component -> (a, b, b's component)
     for a, b in set(asked):
         if a in index and b in index:
-            questions.setdefault(index[a], []).append((a, b))
-            targets.add(b)
+            questions.setdefault(component[index[a]], []).append((a, b, component[index[b]]))
     if not questions:
         return set()
-    following = [[index[n] for n in edges[node] if n in index] for node in edges]
-    order, component = _components(following)
-    needs = [list({component[n] for m in members for n in following[m]} - {c}) for c, members in enumerate(order)]
-    cyclic = [len(members) > 1 or members[0] in following[members[0]] for members in order]
-    rank = {index[target]: r for r, target in enumerate(sorted(targets, key=lambda t: component[index[t]]))}
-    by_component: dict[int, list[tuple[str, str]]] = {}
-    for a, asked_of in questions.items():
-        by_component.setdefault(component[a], []).extend(asked_of)
-    rank_of = {b: rank[index[b]] for b in targets}
-    readers = [0] * len(order)
+    rank = {target: r for r, target in enumerate(sorted({t for asked_of in questions.values() for *_, t in asked_of}))}
+    readers = [0] * len(needs)
     for wanted in needs:
         for d in wanted:
             readers[d] += 1
     width = len(rank)
-    alive, live_bits = _peak_alive(needs, readers, order, rank)
+    alive, live_bits = _peak_alive(needs, readers, rank)
     if live_bits > BUDGET_BITS:
         width = max(_WORD, BUDGET_BITS // alive)
     found: set[tuple[str, str]] = set()
     for low in range(0, len(rank), width):
-        found |= _sweep(order, needs, readers, cyclic, by_component, rank, rank_of, low, low + width)
+        found.update(_sweep(needs, readers, cyclic, questions, rank, low, low + width))
     return found
 
 
-def _sweep(order: list[list[int]], needs: list[list[int]], readers: list[int], cyclic: list[bool],
-           questions: dict[int, list[tuple[str, str]]], rank: dict[int, int], rank_of: dict[str, int], low: int,
-           high: int) -> set[tuple[str, str]]:
+def _sweep(needs: list[list[int]], readers: list[int], cyclic: list[bool],
+           questions: dict[int, list[tuple[str, str, int]]], rank: dict[int, int], low: int,
+           high: int) -> list[tuple[str, str]]:
     """One pass for the targets ranked in [low, high): bit `r - low` stands for the target of rank r."""
-    found: set[tuple[str, str]] = set()
+    found: list[tuple[str, str]] = []
     bits: dict[int, int] = {}  # node -> targets upstream of its dependents through it, while one still needs it
     remaining = list(readers)
-    for c, members in enumerate(order):
-        own = 0
-        for m in members:
-            if m in rank and low <= rank[m] < high:
-                own |= 1 << (rank[m] - low)
+    for c, needed in enumerate(needs):
         upstream = 0
-        for d in needs[c]:
+        for d in needed:
             upstream |= bits[d]
             remaining[d] -= 1
             if not remaining[d]:
                 del bits[d]
+        r = rank.get(c)
+        own = 1 << (r - low) if r is not None and low <= r < high else 0
         if cyclic[c]:
             upstream |= own
-        for a, b in questions.get(c, ()):
-            if low <= rank_of[b] < high and upstream >> (rank_of[b] - low) & 1:
-                found.add((a, b))
+        for a, b, target in questions.get(c, ()):
+            r = rank[target] - low
+            if 0 <= r < high - low and upstream >> r & 1:
+                found.append((a, b))
         if remaining[c]:
             bits[c] = upstream | own
     return found
 
 
-def _peak_alive(needs: list[list[int]], readers: list[int], order: list[list[int]],
-                rank: dict[int, int]) -> tuple[int, int]:
+def _peak_alive(needs: list[list[int]], readers: list[int], rank: dict[int, int]) -> tuple[int, int]:
     """The most nodes holding bits at once, and the most bits they could hold together (a bound)."""
     remaining = list(readers)
-    before = [0] * len(order)  # targets swept before each node: the most bits its int can have
+    before = [0] * len(needs)  # targets swept before each node: the most bits its int can have
     seen = alive = most_alive = live_bits = most_bits = 0
-    for c, members in enumerate(order):
-        seen += sum(1 for m in members if m in rank)
+    for c, needed in enumerate(needs):
+        seen += c in rank
         before[c] = seen
-        for d in needs[c]:
+        for d in needed:
             remaining[d] -= 1
             if not remaining[d]:
                 alive, live_bits = alive - 1, live_bits - before[d]
@@ -106,14 +95,23 @@ def _peak_alive(needs: list[list[int]], readers: list[int], order: list[list[int
     return most_alive, most_bits
 
 
-def _components(following: list[list[int]]) -> tuple[list[list[int]], list[int]]:
-    """Strongly connected components (Tarjan, without recursion), each after every one it reaches.
+def _condensed(following: list[list[int]]) -> tuple[list[int], list[list[int]], list[bool]]:
+    """The graph with each cycle folded into one node, nodes in needs-first order.
 
-    Nodes whose edges all point to earlier nodes (a plan written in order) are their own
-    components already, in that order: no search is needed.
+    Returns each node's component, each component's edges to others, and whether it is a
+    cycle. A graph whose edges all point to earlier nodes (a plan written in order) is
+    that already; others go through Tarjan's algorithm, without recursion.
     """
+    count = len(following)
     if all(n < node for node, nexts in enumerate(following) for n in nexts):
-        return [[node] for node in range(len(following))], list(range(len(following)))
+        return list(range(count)), following, [False] * count
+    order, component = _components(following)
+    needs = [list({component[n] for m in members for n in following[m]} - {c}) for c, members in enumerate(order)]
+    return component, needs, [len(members) > 1 or members[0] in following[members[0]] for members in order]
+
+
+def _components(following: list[list[int]]) -> tuple[list[list[int]], list[int]]:
+    """Strongly connected components, each after every one it reaches."""
     count = len(following)
     index = [-1] * count
     low = [0] * count

@@ -14,7 +14,8 @@ from services.playbook.plan import finished_before, plan_issues
 from services.playbook.references import ReferenceSyntaxError, find_references
 from services.playbook.schema_check import check_schema, describe_value, step_id_at
 from services.playbook.security import security_errors, security_issues
-from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, load_yaml
+from services.playbook.limits import MAX_BYTES, MAX_STEPS
+from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
 DEFAULT_ACTIONS = frozenset({"noop", "wait", "shell", "http_request"})
 _STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -62,8 +63,18 @@ def _internal(err: Exception, source: str) -> Diagnostic:
 
 def _check(text: str, source: str, given: Mapping[str, Any] | None, environment: str | None,
            known_actions: Collection[str] | None) -> tuple[list[Diagnostic], LoadedPlaybook | None]:
+    if (size := _utf8_size(text)) > MAX_BYTES:
+        return [Diagnostic(code="PB004", severity="error", file=source,
+                           message=f"the playbook is {_mib(size)}, more than the {_mib(MAX_BYTES)} one playbook may "
+                                   "be; split it into smaller playbooks")], None
     try:
         doc = load_yaml(text)
+    except YamlTooLarge as err:
+        line, column = err.location or (None, None)
+        message = (f"the playbook has more than {MAX_STEPS} steps, the most one playbook may have; split it into "
+                   "smaller playbooks" if err.path == ("steps",) else f"{err.message}; split it into smaller playbooks")
+        return [Diagnostic(code="PB004", severity="error", message=message, file=source, line=line,
+                           column=column)], None
     except YamlSyntaxError as err:
         line, column = err.location or (None, None)
         return [Diagnostic(code="PB001", severity="error", message=f"YAML syntax error: {err.message}",
@@ -83,9 +94,20 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
     waivable = security_errors(diagnostics)
     if checked is None or any(d.severity == "error" and d not in waivable for d in diagnostics):
         return diagnostics, None
-    loaded = LoadedPlaybook(playbook=msgspec.convert(doc.data, Playbook), plan=checked.plan,
+    loaded = LoadedPlaybook(playbook=checked.playbook, plan=checked.plan,
                             parameters=checked.values, environment=environment, warnings=diagnostics)
     return diagnostics, loaded
+
+
+def _utf8_size(text: str) -> int:
+    """Bytes of the text as UTF-8, without encoding it when it is plain ASCII or surely too large."""
+    if text.isascii() or len(text) > MAX_BYTES:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
 
 
 def _place(issues: list[Issue], doc: YamlDocument, source: str) -> list[Diagnostic]:
@@ -99,6 +121,7 @@ class _Checked(NamedTuple):
     issues: list[Issue]
     plan: Plan
     values: dict[str, Any]
+    playbook: Playbook | None  # as converted by the schema pass: the playbook itself when nothing is wrong
 
 
 def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, environment: str | None,
@@ -106,7 +129,7 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
     """Schema first, then structure, references and parameters on what survived the schema."""
     playbook, positions, issues, broken = check_schema(data)
     if playbook is None:
-        return _Checked(issues, Plan(needs={}), {})
+        return _Checked(issues, Plan(needs={}), {}, None)
     later: list[Issue] = []
     if isinstance(data.get("steps"), list) and not data["steps"]:
         later.append(Issue("PB105", "the playbook has no steps; add at least one under 'steps'", ("steps",)))
@@ -125,7 +148,7 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
     values, found = check_parameters(playbook, environment=environment, given=given)
     later += [_moved(issue, positions) for issue in found]
     return _Checked(issues + [issue for issue in later if not any(issue.path[:len(b)] == b for b in broken)],
-                    plan, values)
+                    plan, values, playbook)
 
 
 def _names(data: dict[Any, Any]) -> set[str]:

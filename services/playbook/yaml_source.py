@@ -21,7 +21,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import ReaderError
 
 from services.errors import PlaybookError
-from services.playbook.diagnostics import Path
+from services.playbook.diagnostics import Path, format_path
+from services.playbook.limits import MAX_STEPS
 
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
@@ -33,6 +34,7 @@ _RESOLVED = frozenset(_Loader.yaml_implicit_resolvers)  # first characters that 
 MAX_DEPTH = 100  # keeps every later recursive walk far from Python's recursion limit, whoever the caller is
 MAX_VALUES = 4_000_000  # values in one document, aliases expanded; far beyond the largest playbook the engine takes
 ALIASED_VALUES = 100_000  # values aliases may repeat beyond as many as the text writes; more is a YAML bomb
+MAX_ITEMS = MAX_STEPS  # items in one list: no list of a playbook may be longer than its steps
 
 
 class Location(NamedTuple):
@@ -50,7 +52,14 @@ class YamlSyntaxError(PlaybookError):
 
 
 class YamlTooLarge(YamlSyntaxError):
-    """Valid YAML, but more of it than the engine reads."""
+    """Valid YAML, but more of it than the engine reads: raised where reading stopped, not at the end.
+
+    `path` names the list that held too many items, when that was the reason.
+    """
+
+    def __init__(self, message: str, location: Location | None, path: Path | None = None) -> None:
+        super().__init__(message, location)
+        self.path = path
 
 
 class DuplicateKey(NamedTuple):
@@ -242,6 +251,8 @@ class _Builder:
                         frame.value[frame.key] = value
                         frame.key = _NO_KEY
                     else:
+                        if len(frame.value) >= MAX_ITEMS:
+                            self._too_many(stack, event.start_mark)
                         frame.value.append(value)
                     self.written += 1
                     if self.written + self.aliased > MAX_VALUES:
@@ -413,7 +424,12 @@ class _Builder:
         else:
             self.written += values
         if self.written + self.aliased > MAX_VALUES:
-            self._hold(YamlTooLarge(f"the YAML holds more than {MAX_VALUES} values", None))
+            raise YamlTooLarge(f"the YAML holds more than {MAX_VALUES} values", None)
+
+    def _too_many(self, stack: list[_Frame], mark: Any) -> None:
+        path = self._path(stack)[:-1]
+        raise YamlTooLarge(f"the list at {format_path(path) or 'the top'} holds more than {MAX_ITEMS} items",
+                           _location(mark), path)
 
     def _deliver(self, stack: list[_Frame], built: _Built) -> None:
         """A complete value goes into the collection that holds it (or is the document)."""
@@ -438,6 +454,8 @@ class _Builder:
                 if self.recorder is not None:
                     frame.value_marks[frame.key] = built.mark
             else:
+                if len(frame.value) >= MAX_ITEMS:
+                    self._too_many(stack, built.mark)
                 frame.value.append(built.value)
             if frame.keep:
                 node = built.node or _stand_in(built)
