@@ -8,7 +8,8 @@ from typing import Any, NamedTuple
 import msgspec
 
 from events.playbook import Plan, Playbook, Step
-from services.playbook.diagnostics import Diagnostic, Issue, Path, PlaybookInvalid, did_you_mean, diagnostic
+from services.playbook.diagnostics import (Diagnostic, Issue, Names, Path, PlaybookInvalid, diagnostic,
+                                           did_you_mean)
 from services.playbook.parameters import check_parameters
 from services.playbook.plan import finished_before, plan_issues
 from services.playbook.references import ReferenceSyntaxError, find_references
@@ -135,12 +136,12 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
         later.append(Issue("PB105", "the playbook has no steps; add at least one under 'steps'", ("steps",)))
     plan, found = plan_issues(playbook.steps)
     later += [_moved(issue, positions) for issue in found]
-    names = _names(data)
+    names, ids = Names(_names(data)), Names(plan.needs)
     found_in_texts: list[Issue | _Unsure] = []
     for step, i in zip(playbook.steps, positions["steps"]):
         found_in_texts += _step_issues(step, i, actions)
         found_in_texts += [issue for path, text, scope in _texts(data["steps"][i], ("steps", i))
-                           for issue in _check_text(text, path, scope, step.id, names, plan.needs)]
+                           for issue in _check_text(text, path, scope, step.id, names, ids)]
     sure = finished_before(plan, [(item.step_id, item.other) for item in found_in_texts if isinstance(item, _Unsure)])
     later += [item.issue() if isinstance(item, _Unsure) else item for item in found_in_texts
               if not isinstance(item, _Unsure) or (item.step_id, item.other) not in sure]
@@ -230,8 +231,7 @@ class _Unsure(NamedTuple):
                               f"before this step starts; add '{self.other}' to depends_on", self.path)
 
 
-def _check_text(text: str, path: Path, scope: str, step_id: str, names: set[str],
-                ids: Collection[str]) -> list[Issue | _Unsure]:
+def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, ids: Names) -> list[Issue | _Unsure]:
     """References in one string: names must exist, step outputs must come from steps sure to have run.
 
     Whether a step is sure to have run is asked of the whole plan at once, later (`_Unsure`).
@@ -243,15 +243,14 @@ def _check_text(text: str, path: Path, scope: str, step_id: str, names: set[str]
     issues: list[Issue | _Unsure] = []
     for ref in references:
         if ref.kind == "name" and scope == "before" and (root := ref.name.split(".")[0]) not in names:
-            hint = did_you_mean(root, names)
+            hint = names.hint(root)
             if not hint and root.isupper():
                 hint = f"; for a shell variable write $${{{root}}}, for the engine's environment ${{env.{root}}}"
-            known = ", ".join(sorted(names)) or "none"
             issues.append(Issue("PB207", f"{ref.raw} names '{root}', which is neither a parameter nor a variable"
-                                         f"{hint} (known: {known})", path))
+                                         f"{hint} (known: {names.listing() or 'none'})", path))
         elif ref.kind == "step" and ref.step_id not in ids:
             issues.append(Issue("PB208", f"{ref.raw} refers to step '{ref.step_id}', which does not exist"
-                                         f"{did_you_mean(ref.step_id or '', ids)}", path))
+                                         f"{ids.hint(ref.step_id or '')}", path))
         elif ref.kind == "step" and ref.step_id == step_id and scope == "before":
             issues.append(Issue("PB209", f"{ref.raw} uses this step's own output before it exists; "
                                          "use it in validations or rollback instead", path))
