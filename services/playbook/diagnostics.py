@@ -171,30 +171,30 @@ class Names(Collection[str]):
     """
 
     def __init__(self, names: Collection[str]) -> None:
-        self._names = names
+        self.names = names
         self._left = _HINTED
         self._listed: str | None = None
 
     def __contains__(self, word: object) -> bool:
-        return word in self._names
+        return word in self.names
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
+        return iter(self.names)
 
     def __len__(self) -> int:
-        return len(self._names)
+        return len(self.names)
 
     def hint(self, word: str) -> str:
         """`did_you_mean` while hints are left."""
         if self._left <= 0:
             return ""
         self._left -= 1
-        return did_you_mean(word, self._names)
+        return did_you_mean(word, self.names)
 
     def listing(self) -> str:
         """The names, sorted and shortened (see `listing`), worked out once."""
         if self._listed is None:
-            self._listed = listing(sorted(self._names))
+            self._listed = listing(sorted(self.names))
         return self._listed
 
 

@@ -191,18 +191,20 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> Iterator[Issue
 def _texts(raw: dict[str, Any], at: Path) -> list[tuple[Path, str, str]]:
     """Every string of a step that may hold references, with its path and when it is evaluated."""
     found: list[tuple[Path, str, str]] = []
-    _strings(raw.get("args"), at + ("args",), "before", found)
-    _strings(raw.get("when"), at + ("when",), "before", found)
-    _strings(raw.get("validators"), at + ("validators",), "before", found)
-    _strings(raw.get("validations"), at + ("validations",), "validations", found)
+    for key, scope in _SCOPES:
+        if (value := raw.get(key)) is not None:
+            _strings(value, at + (key,), scope, found)
     gate = raw.get("approval_gate")
-    if isinstance(gate, dict):
-        _strings(gate.get("message"), at + ("approval_gate", "message"), "before", found)
+    if isinstance(gate, dict) and (message := gate.get("message")) is not None:
+        _strings(message, at + ("approval_gate", "message"), "before", found)
     rollback = raw.get("rollback")
     for k, undo in enumerate(rollback if isinstance(rollback, list) else []):
-        if isinstance(undo, dict):
-            _strings(undo.get("args"), at + ("rollback", k, "args"), "rollback", found)
+        if isinstance(undo, dict) and (args := undo.get("args")) is not None:
+            _strings(args, at + ("rollback", k, "args"), "rollback", found)
     return found
+
+
+_SCOPES = (("args", "before"), ("when", "before"), ("validators", "before"), ("validations", "validations"))
 
 
 def _strings(value: Any, path: Path, scope: str, found: list[tuple[Path, str, str]]) -> None:
@@ -210,12 +212,14 @@ def _strings(value: Any, path: Path, scope: str, found: list[tuple[Path, str, st
     if isinstance(value, str):
         if "${" in value:
             found.append((path, value, scope))
-    elif isinstance(value, dict):
-        for key, item in value.items():
+        return
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(item, str):
+            if "${" in item:
+                found.append((path + (key,), item, scope))
+        elif isinstance(item, (dict, list)):
             _strings(item, path + (key,), scope, found)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _strings(item, path + (index,), scope, found)
 
 
 class _Unsure(NamedTuple):
@@ -242,13 +246,13 @@ def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, i
         return [Issue("PB210", str(err), path)]
     issues: list[Issue | _Unsure] = []
     for ref in references:
-        if ref.kind == "name" and scope == "before" and (root := ref.name.split(".")[0]) not in names:
+        if ref.kind == "name" and scope == "before" and (root := ref.name.split(".")[0]) not in names.names:
             hint = names.hint(root)
             if not hint and root.isupper():
                 hint = f"; for a shell variable write $${{{root}}}, for the engine's environment ${{env.{root}}}"
             issues.append(Issue("PB207", f"{ref.raw} names '{root}', which is neither a parameter nor a variable"
                                          f"{hint} (known: {names.listing() or 'none'})", path))
-        elif ref.kind == "step" and ref.step_id not in ids:
+        elif ref.kind == "step" and ref.step_id not in ids.names:
             issues.append(Issue("PB208", f"{ref.raw} refers to step '{ref.step_id}', which does not exist"
                                          f"{ids.hint(ref.step_id or '')}", path))
         elif ref.kind == "step" and ref.step_id == step_id and scope == "before":

@@ -155,14 +155,14 @@ _CONSTRUCTED = "constructed"  # a cached plain scalar that is already its value
 class _Frame:
     """A collection being read: its value so far and what its next event means."""
 
-    __slots__ = ("value", "is_map", "mark", "anchor", "start", "height", "key", "key_node", "merging", "source",
+    __slots__ = ("value", "is_map", "mark", "anchor", "start", "saved", "key", "key_node", "merging", "source",
                  "keep", "plain", "written", "value_marks", "merges", "nodes")
 
-    def __init__(self, is_map: bool, mark: Any, anchor: str | None, start: int, *, keep: bool = False,
+    def __init__(self, is_map: bool, mark: Any, anchor: str | None = None, start: int = 0, *, keep: bool = False,
                  source: bool = False) -> None:
         self.value: Any = {} if is_map else []
         self.is_map, self.mark, self.anchor, self.start = is_map, mark, anchor, start
-        self.height = 1
+        self.saved: int | None = None  # when its height is measured: the deepest level seen before it opened
         self.key: Any = _NO_KEY
         self.key_node: Node | None = None
         self.merging = False  # the value being read belongs to a merge key `<<`
@@ -170,9 +170,9 @@ class _Frame:
         self.keep = keep or source or anchor is not None  # a merge key may read it: its entries are kept as nodes
         self.plain = not self.keep  # nothing merges it and it merges nothing now: scalars may go straight in
         self.written: dict[Any, Any] = {}  # key -> mark of its last explicit entry, for duplicates
-        self.value_marks: dict[Any, Any] = {}  # key -> mark of its value, only while locating
-        self.merges: list[tuple[Node, Node]] = []  # its `<<` entries, for flatten_mapping
-        self.nodes: list[Any] = []  # its entries (key node, value node) or items as nodes, when kept
+        self.value_marks: dict[Any, Any] | None = None  # key -> mark of its value, only while locating
+        self.merges: list[tuple[Node, Node]] | None = None  # its `<<` entries, for flatten_mapping
+        self.nodes: list[Any] | None = [] if self.keep else None  # its entries or items as nodes, when kept
 
 
 class _Builder:
@@ -192,6 +192,7 @@ class _Builder:
         self.anchor_marks: dict[str, Any] = {}
         self.written = 0  # values the text writes
         self.aliased = 0  # values repeated by aliases
+        self.deepest = 0  # the most collections open at once so far: heights of anchored values come from it
         self.held: Exception | None = None
 
     def run(self) -> None:
@@ -258,7 +259,27 @@ class _Builder:
                     if self.written + self.aliased > MAX_VALUES:
                         self._count(0, aliased=False)
             elif kind is MappingEndEvent or kind is SequenceEndEvent:
-                self._deliver(stack, self._close(stack.pop(), stack))
+                frame = stack.pop()
+                if frame.plain and frame.merges is None and stack and stack[-1].plain and not locating:
+                    parent = stack[-1]  # a plain collection ends inside a plain one
+                    if parent.is_map:
+                        parent.value[parent.key] = frame.value
+                        parent.key = _NO_KEY
+                    else:
+                        if len(parent.value) >= MAX_ITEMS:
+                            self._too_many(stack, frame.mark)
+                        parent.value.append(frame.value)
+                else:
+                    self._deliver(stack, self._close(frame, stack))
+            elif (event.anchor is None and event.tag is None and stack and stack[-1].plain and not locating
+                  and (kind is MappingStartEvent or kind is SequenceStartEvent) and len(stack) < MAX_DEPTH
+                  and not (stack[-1].is_map and stack[-1].key is _NO_KEY)):
+                stack.append(_Frame(kind is MappingStartEvent, event.start_mark))  # in a plain one, it starts
+                if len(stack) > self.deepest:
+                    self.deepest = len(stack)
+                self.written += 1
+                if self.written + self.aliased > MAX_VALUES:
+                    self._count(0, aliased=False)
             else:
                 self._register(event)
                 if stack and stack[-1].is_map and stack[-1].key is _NO_KEY:
@@ -325,7 +346,7 @@ class _Builder:
         is_map = type(event) is MappingStartEvent
         parent = stack[-1] if stack else None
         if parent is not None and (parent.merging or parent.source and not parent.is_map):
-            stack.append(_Frame(is_map, event.start_mark, event.anchor, self._size(), source=True))
+            self._push(stack, _Frame(is_map, event.start_mark, event.anchor, self._size(), source=True), True)
             return
         if self.recorder is not None:
             self.recorder.value(self._path(stack), event.start_mark)
@@ -338,8 +359,17 @@ class _Builder:
             self._hold(ConstructorError(None, None, f"the tag {shown!r} is not allowed; write plain mappings and lists",
                                         event.start_mark))
         keep = parent is not None and parent.keep and not parent.is_map  # an item of a list a merge key may read
-        stack.append(_Frame(is_map, event.start_mark, event.anchor, self._size(), keep=keep))
+        frame = _Frame(is_map, event.start_mark, event.anchor, self._size(), keep=keep)
+        self._push(stack, frame, frame.keep or (parent is not None and parent.keep))
         self._count(1, aliased=False)
+
+    def _push(self, stack: list[_Frame], frame: _Frame, measured: bool) -> None:
+        """A collection opens; the height of one a merge key or an alias may copy is measured."""
+        stack.append(frame)
+        if measured:
+            frame.saved, self.deepest = self.deepest, len(stack)
+        elif len(stack) > self.deepest:
+            self.deepest = len(stack)
 
     def _key(self, frame: _Frame, event: Any, stack: list[_Frame]) -> None:
         """The event a mapping reads when it waits for a key."""
@@ -409,6 +439,7 @@ class _Builder:
             where = anchor.mark if depth > MAX_DEPTH else event.start_mark
             self._hold(YamlSyntaxError(f"the YAML is nested more than {MAX_DEPTH} levels deep", _location(where)))
         self._count(anchor.size, aliased=True)
+        self.deepest = max(self.deepest, len(stack) + anchor.height)
         return anchor
 
     def _size(self) -> int:
@@ -441,17 +472,20 @@ class _Builder:
             self.done, self.root = True, built.value
             return
         frame = stack[-1]
-        frame.height = max(frame.height, built.height + 1)
         if frame.merging:
+            if frame.merges is None:
+                frame.merges = []
             frame.merges.append((frame.key_node, built.node or _stand_in(built)))
         elif frame.source and not frame.is_map:  # a list given to a merge key: its items, only as nodes
-            frame.nodes.append(built.node or _stand_in(built))
+            frame.nodes.append(built.node or _stand_in(built))  # type: ignore[union-attr]
         else:
             if self.recorder is not None:
                 self.recorder.value(self._path(stack), built.mark)
             if frame.is_map:
                 frame.value[frame.key] = built.value
                 if self.recorder is not None:
+                    if frame.value_marks is None:
+                        frame.value_marks = {}
                     frame.value_marks[frame.key] = built.mark
             else:
                 if len(frame.value) >= MAX_ITEMS:
@@ -459,7 +493,7 @@ class _Builder:
                 frame.value.append(built.value)
             if frame.keep:
                 node = built.node or _stand_in(built)
-                frame.nodes.append((frame.key_node, node) if frame.is_map else node)
+                frame.nodes.append((frame.key_node, node) if frame.is_map else node)  # type: ignore[union-attr]
         if frame.is_map:
             frame.key, frame.merging = _NO_KEY, False
             frame.plain = not frame.keep
@@ -467,7 +501,7 @@ class _Builder:
     def _close(self, frame: _Frame, stack: list[_Frame]) -> _Built:
         """A collection ends; a mapping with merge keys takes their entries first, explicit ones winning."""
         value = frame.value
-        nodes = frame.nodes
+        nodes = frame.nodes or []
         if frame.merges:
             node = MappingNode(_MAP, frame.merges, frame.mark)
             try:
@@ -478,16 +512,20 @@ class _Builder:
             value = {}
             for key_node, value_node in node.value:
                 value[key_node.built] = value_node.built
-                frame.height = max(frame.height, value_node.height + 1)
+                self.deepest = max(self.deepest, len(stack) + 1 + value_node.height)
             value.update(frame.value)
             nodes = node.value + nodes
             if self.recorder is not None:
                 self._record_merged(frame, node.value, self._path(stack + [frame])[:-1])
-        built = _Built(value, frame.mark, self._size() - frame.start, frame.height, None)
+        height = 0
+        if frame.saved is not None:
+            height = self.deepest - len(stack)
+            self.deepest = max(frame.saved, self.deepest)
+        built = _Built(value, frame.mark, self._size() - frame.start, height, None)
         if frame.keep:
             stand_in = (MappingNode(_MAP, nodes, frame.mark) if frame.is_map
                         else SequenceNode(_SEQ, nodes, frame.mark))
-            stand_in.built, stand_in.height = value, frame.height
+            stand_in.built, stand_in.height = value, height
             built = built._replace(node=stand_in)
         if frame.anchor is not None:
             self.anchors[frame.anchor] = built
@@ -501,7 +539,7 @@ class _Builder:
             self.recorder.value(path + (key_node.built,), value_node.start_mark)
         for key, mark in frame.written.items():
             self.recorder.key(path + (key,), mark)
-            self.recorder.value(path + (key,), frame.value_marks[key])
+            self.recorder.value(path + (key,), frame.value_marks[key])  # type: ignore[index]
 
 
 def _scalar_node(tag: str, event: Any, value: Any) -> Node:
