@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import concurrency, harness, parallel, recovery, replay, sse, steps, vs_ansible, waiting
+from bench import big, concurrency, harness, parallel, recovery, replay, sse, steps, vs_ansible, waiting
 
 BENCHMARKS = {module.NAME: module for module in (steps, waiting, replay, sse, concurrency, parallel, recovery,
-                                                   vs_ansible)}
+                                                   vs_ansible, big)}
 
 
 def main(argv: list[str] | None = None) -> int:

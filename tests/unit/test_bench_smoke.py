@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -153,3 +154,17 @@ def test_the_vs_ansible_benchmark_runs_our_side_without_installing_ansible(tmp_p
     ours = result["ours"]
     assert 0 < ours["up_ready_s"] < ours["whole_process_s"] and ours["warm_s"] > 0 and ours["warm_cli_s"] > 0
     assert result["ratios"] == {"whole_process": None, "warm": None, "warm_cli": None}
+
+
+def test_the_big_playbook_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("big", "--steps", "20,60", "--repetitions", "1", "--profile",
+                                target=tmp_path / "big.json")
+    assert "ratios: 20 steps" in out and "shell share" in out
+    assert result["benchmark"] == "big" and [size["steps"] for size in result["sizes"]] == [20, 60]
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    for size in result["sizes"]:
+        assert size["validate_s"] > 0 and size["floor_s"] > 0 and size["peak_rss_bytes"] > 0
+        assert size["validate_cpu_s"] > 0 and size["security_cpu_s"] > 0
+    small, large = result["sizes"]
+    assert large["text_bytes"] > 2 * small["text_bytes"]
+    assert result["ratios"].keys() == {"20", "60"} and result["profile"]
