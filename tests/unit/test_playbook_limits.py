@@ -7,7 +7,7 @@ import pytest
 
 from bench.big import playbook_text
 from services.playbook import MAX_BYTES, MAX_STEPS, PlaybookInvalid, load_playbook, validate_playbook
-from services.playbook import yaml_source
+from services.playbook import yaml_events
 
 
 def only(diagnostics):
@@ -44,7 +44,7 @@ def test_any_other_list_is_held_to_the_same_length():
 
 
 def test_more_values_than_the_yaml_limit_is_refused_as_too_large(monkeypatch):
-    monkeypatch.setattr(yaml_source, "MAX_VALUES", 50)
+    monkeypatch.setattr(yaml_events, "MAX_VALUES", 50)
     found = only(validate_playbook("name: x\nsteps: []\nvariables: {a: [" + "1, " * 60 + "]}\n"))
     assert found.code == "PB004" and "more than 50 values" in found.message
 
