@@ -124,15 +124,15 @@ def _kahn(plan: Plan) -> list[str]:
 
 
 def _explicit(step: Step, i: int, known: Names, issues: list[Issue]) -> list[str]:
-    needs: list[str] = []
+    needs: dict[str, None] = {}  # in the order written, each once
     for j, need in enumerate(step.depends_on or []):
         if need not in known:
             issues.append(Issue("PB203", f"depends_on names '{need}', which is not a step in this playbook"
                                          f"{known.hint(need)}", ("steps", i, "depends_on", j),
                                 step_id=step.id))
-        elif need not in needs:
-            needs.append(need)
-    return needs
+        else:
+            needs[need] = None
+    return list(needs)
 
 
 def _cycles(needs: dict[str, list[str]]) -> list[list[str]]:

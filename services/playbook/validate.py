@@ -148,7 +148,8 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
     later += security_issues(data)
     values, found = check_parameters(playbook, environment=environment, given=given)
     later += [_moved(issue, positions) for issue in found]
-    return _Checked(issues + [issue for issue in later if not any(issue.path[:len(b)] == b for b in broken)],
+    return _Checked(issues + [issue for issue in later
+                              if not any(issue.path[:end] in broken for end in range(len(issue.path) + 1))],
                     plan, values, playbook)
 
 
