@@ -150,8 +150,8 @@ class RunService:
             log.exception("could not record %s", record)
 
     async def _start(self, cmd: StartRun) -> tuple[str, list[RunEvent]]:
-        loaded = load_playbook(cmd.playbook, cmd.source, parameters=cmd.parameters, environment=cmd.environment,
-                               allow_unsafe_shell=cmd.allow_unsafe_shell)
+        loaded = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source, parameters=cmd.parameters,
+                                         environment=cmd.environment, allow_unsafe_shell=cmd.allow_unsafe_shell)
         run_id = cmd.run_id or new_run_id()
         if not _valid_run_id(run_id):
             raise CommandRejected(f"run id {run_id!r} may hold only letters, digits, '-' and '_'", "bad_request")
