@@ -46,7 +46,7 @@ def playbook_text(steps: int, seed: int = 0, *, shell: bool = True) -> str:
         "name: bench-big",
         "description: a generated playbook of many steps",
         "parameters:",
-        "  - {name: base_url, default: 'http://127.0.0.1:8080'}",
+        "  - {name: base_url, type: url, allowed_hosts: [127.0.0.1], default: 'http://127.0.0.1:8080'}",
         "  - {name: service, default: checkout}",
         "  - {name: replicas, type: integer, default: 2}",
         "variables:",
