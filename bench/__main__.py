@@ -5,12 +5,12 @@ import argparse
 import sys
 
 from bench import (
-    concurrency, harness, identity, learning, parallel, recovery, redaction, replay, shell_analysis, sse, steps,
+    big, concurrency, harness, identity, learning, parallel, recovery, redaction, replay, shell_analysis, sse, steps,
     vs_ansible, waiting,
 )
 
 BENCHMARKS = {module.NAME: module for module in (steps, waiting, replay, sse, concurrency, parallel, recovery,
-                                                   vs_ansible, identity, shell_analysis, redaction, learning)}
+                                                   vs_ansible, identity, shell_analysis, redaction, learning, big)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ FileKind = Literal["file", "directory", "any"]
 MAX_CIRCUIT_WINDOW = 100   # calls a breaker remembers for its failure rate
 
 
-class _Spec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+class _Spec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """Base of every playbook Struct: unknown keys are errors, defaults stay implicit."""
 
 

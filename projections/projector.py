@@ -150,7 +150,7 @@ class Projector:
                 await self._follow()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception:  # the views must not die with one bad moment
                 log.exception("projector stopped following the stream; again in %.0f s", RETRY_SECONDS)
                 self._caught_up.clear()
                 await asyncio.sleep(RETRY_SECONDS)
@@ -215,7 +215,7 @@ class Projector:
         for listener in list(self._listeners):
             try:
                 listener(change)
-            except Exception:
+            except Exception:  # one broken listener must not stop the views
                 log.exception("projector listener failed")
 
     # -- snapshots -------------------------------------------------------------------

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import string
+from collections.abc import Collection, Iterable, Iterator, Mapping, Set
 from typing import Literal, NamedTuple
 
 import msgspec
@@ -17,6 +18,7 @@ CODES: dict[str, str] = {
     "PB001": "YAML syntax error",
     "PB002": "document is not a mapping",
     "PB003": "duplicate key",
+    "PB004": "playbook larger than the engine takes (bytes, steps or values)",
     "PB101": "unknown key",
     "PB102": "missing required key",
     "PB103": "wrong type",
@@ -147,6 +149,75 @@ def raise_if_errors(issues: Iterable[Issue], file: str = "<playbook>") -> None:
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """` — did you mean 'x'?` when a candidate is close, else nothing."""
-    close = difflib.get_close_matches(word, [c for c in candidates if isinstance(c, str)], n=1, cutoff=0.6)
+    """` — did you mean 'x'?` when a candidate is close, else nothing.
+
+    Up to `_COMPARED` candidates are each compared with the word; from a larger set (the
+    step ids of a big playbook, asked once per unknown name) only names one edit away are
+    looked up, so a hint costs the same whatever the size of the playbook.
+    """
+    if isinstance(candidates, (Set, Mapping)) and len(candidates) > _COMPARED:
+        close = sorted(_one_edit_away(word, candidates),
+                       key=lambda name: -difflib.SequenceMatcher(None, word, name).ratio())[:1]
+    else:
+        close = difflib.get_close_matches(word, [c for c in candidates if isinstance(c, str)], n=1, cutoff=0.6)
     return f" — did you mean '{close[0]}'?" if close else ""
+
+
+def listing(names: Iterable[str], most: int = 20) -> str:
+    """`a, b, c` — or the first `most` of them and how many more, so a message stays short."""
+    names = list(names)
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown} and {len(names) - most} more"
+
+
+class Names(Collection[str]):
+    """Names a playbook's words are checked against, with "did you mean" hints for the first `_HINTED` misses.
+
+    A playbook may misspell a name in each of its 100,000 steps; past the first hundred a
+    hint helps nobody, and each costs a look through the names.
+    """
+
+    def __init__(self, names: Collection[str]) -> None:
+        self.names = names
+        self._left = _HINTED
+        self._listed: str | None = None
+
+    def __contains__(self, word: object) -> bool:
+        return word in self.names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def hint(self, word: str) -> str:
+        """`did_you_mean` while hints are left."""
+        if self._left <= 0:
+            return ""
+        self._left -= 1
+        return did_you_mean(word, self.names)
+
+    def listing(self) -> str:
+        """The names, sorted and shortened (see `listing`), worked out once."""
+        if self._listed is None:
+            self._listed = listing(sorted(self.names))
+        return self._listed
+
+
+_COMPARED = 100
+_HINTED = 100
+_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "_-.")
+
+
+def _one_edit_away(word: str, names: Set[str] | Mapping[str, object]) -> list[str]:
+    """The names one deletion, insertion, replacement or swap of neighbours away from `word`, in a stable order."""
+    if len(word) > 64:
+        return []
+    alphabet = sorted(_NAME_CHARS | set(word))
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    variants = [a + b[1:] for a, b in splits if b]
+    variants += [a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1]
+    variants += [a + c + b[1:] for a, b in splits if b for c in alphabet if c != b[0]]
+    variants += [a + c + b for a, b in splits for c in alphabet]
+    return [name for name in dict.fromkeys(variants) if name != word and name in names]

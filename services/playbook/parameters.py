@@ -8,7 +8,7 @@ from typing import Any
 
 from events.playbook import Parameter, Playbook
 from services.playbook.destinations import allowance_problem, typed_value
-from services.playbook.diagnostics import Issue, Path, did_you_mean, raise_if_errors
+from services.playbook.diagnostics import Issue, Path, did_you_mean, listing, raise_if_errors
 from services.playbook.yaml_source import YamlSyntaxError, load_yaml
 
 _WRONG = object()  # what _coerce returns for a value that does not fit; None is a value
@@ -50,7 +50,7 @@ def check_parameters(playbook: Playbook, *, environment: str | None = None,
     chosen: dict[str, Any] = {}
     if environment is not None:
         if environment not in playbook.environments:
-            known = ", ".join(playbook.environments) or "none are declared"
+            known = listing(playbook.environments) or "none are declared"
             issues.append(Issue("PB304", f"unknown environment '{environment}'"
                                          f"{did_you_mean(environment, playbook.environments)} (known: {known})",
                                 ("environments",), on_key=True))
@@ -63,7 +63,7 @@ def check_parameters(playbook: Playbook, *, environment: str | None = None,
         put("environment", environment, ("parameters", declared["environment"][0]), "the chosen environment")
     for name, value in (given or {}).items():
         if name not in declared:
-            known = ", ".join(declared) or "it declares none"
+            known = listing(declared) or "it declares none"
             issues.append(Issue("PB305", f"parameter '{name}' was given but the playbook does not declare it"
                                          f"{did_you_mean(name, declared)} (declared: {known})", in_file=False))
         elif value is not None:

@@ -7,10 +7,11 @@ member. A step with `depends_on` (even `[]`) needs exactly those steps instead.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from events.playbook import Plan, Step
-from services.playbook.diagnostics import Issue, did_you_mean, raise_if_errors
+from services.playbook.diagnostics import Issue, Names, raise_if_errors
+from services.playbook.reachability import reachable_pairs
 
 
 def derive_plan(steps: Sequence[Step]) -> Plan:
@@ -30,6 +31,7 @@ def plan_issues(steps: Sequence[Step]) -> tuple[Plan, list[Issue]]:
                                          "give every step its own id", ("steps", i, "id"), step_id=step.id))
         else:
             position[step.id] = i
+    known = Names(position)
     needs: dict[str, list[str]] = {}
     before: list[str] = []  # the unit the current unit follows
     unit: list[str] = []  # the current unit: one step, or the members of one parallel group
@@ -48,26 +50,46 @@ def plan_issues(steps: Sequence[Step]) -> tuple[Plan, list[Issue]]:
                     ("steps", i, "parallel_group"), step_id=step.id))
             before, unit, group = unit or before, [], step.parallel_group
         unit.append(step.id)
-        needs[step.id] = list(before) if step.depends_on is None else _explicit(step, i, position, issues)
-    for cycle in _cycles(needs):
-        issues.append(_cycle_issue(cycle, steps, position))
+        needs[step.id] = list(before) if step.depends_on is None else _explicit(step, i, known, issues)
+    if any(position[need] >= position[step] for step, wanted in needs.items() if steps[position[step]].depends_on
+           for need in wanted):  # only a depends_on that points forward can close a cycle
+        for cycle in _cycles(needs):
+            issues.append(_cycle_issue(cycle, steps, position))
     return Plan(needs=needs), issues
 
 
-def upstream(plan: Plan) -> dict[str, set[str]]:
-    """For each step, every step sure to have finished before it starts (its needs, transitively)."""
-    result: dict[str, set[str]] = {}
-    for step in _kahn(plan):
-        result[step] = set().union(*({need} | result[need] for need in plan.needs[step] if need in plan.needs))
-    for step in plan.needs.keys() - result.keys():  # caught in or behind a cycle: search the graph
+def upstream(plan: Plan) -> Mapping[str, frozenset[str]]:
+    """For each step, every step sure to have finished before it starts (its needs, transitively).
+
+    Searched per step when asked: a table of every step's upstream would grow with the
+    square of the steps. To ask about many pairs at once, use `finished_before`.
+    """
+    return _Upstream(plan.needs)
+
+
+def finished_before(plan: Plan, asked: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The asked `(step, other)` pairs in which `other` is sure to have finished before `step` starts."""
+    return reachable_pairs(plan.needs, asked)
+
+
+class _Upstream(Mapping[str, frozenset[str]]):
+    def __init__(self, needs: dict[str, list[str]]) -> None:
+        self._needs = needs
+
+    def __getitem__(self, step: str) -> frozenset[str]:
         seen: set[str] = set()
-        todo = list(plan.needs[step])
+        todo = list(self._needs[step])
         while todo:
-            if (other := todo.pop()) not in seen and other in plan.needs:
+            if (other := todo.pop()) not in seen and other in self._needs:
                 seen.add(other)
-                todo.extend(plan.needs[other])
-        result[step] = seen
-    return result
+                todo.extend(self._needs[other])
+        return frozenset(seen)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._needs)
+
+    def __len__(self) -> int:
+        return len(self._needs)
 
 
 def topological_order(plan: Plan) -> list[str]:
@@ -101,40 +123,47 @@ def _kahn(plan: Plan) -> list[str]:
     return result
 
 
-def _explicit(step: Step, i: int, position: dict[str, int], issues: list[Issue]) -> list[str]:
-    needs: list[str] = []
+def _explicit(step: Step, i: int, known: Names, issues: list[Issue]) -> list[str]:
+    needs: dict[str, None] = {}  # in the order written, each once
     for j, need in enumerate(step.depends_on or []):
-        if need not in position:
+        if need not in known:
             issues.append(Issue("PB203", f"depends_on names '{need}', which is not a step in this playbook"
-                                         f"{did_you_mean(need, position)}", ("steps", i, "depends_on", j),
+                                         f"{known.hint(need)}", ("steps", i, "depends_on", j),
                                 step_id=step.id))
-        elif need not in needs:
-            needs.append(need)
-    return needs
+        else:
+            needs[need] = None
+    return list(needs)
 
 
 def _cycles(needs: dict[str, list[str]]) -> list[list[str]]:
-    """One named cycle per set of steps caught in one, e.g. `["a", "b", "a"]` (a needs b needs a)."""
+    """One named cycle per set of steps caught in one, e.g. `["a", "b", "a"]` (a needs b needs a).
+
+    At most `_NAMED_CYCLES`: each is an error to fix, and a playbook could close one per step.
+    """
     found: dict[frozenset[str], list[str]] = {}
     state: dict[str, int] = {}  # 1: on the current path, 2: fully explored
+    at: dict[str, int] = {}  # where each step of the current path stands on it
     for root in needs:
         if root in state:
             continue
         path, stack = [root], [iter(needs[root])]
-        state[root] = 1
-        while stack:
+        state[root], at[root] = 1, 0
+        while stack and len(found) < _NAMED_CYCLES:
             need = next(stack[-1], None)
             if need is None:
                 state[path.pop()] = 2
                 stack.pop()
             elif state.get(need) == 1:
-                cycle = path[path.index(need):] + [need]
+                cycle = path[at[need]:] + [need]
                 found.setdefault(frozenset(cycle), cycle)
             elif need not in state and need in needs:
-                state[need] = 1
+                state[need], at[need] = 1, len(path)
                 path.append(need)
                 stack.append(iter(needs[need]))
     return list(found.values())
+
+
+_NAMED_CYCLES = 100
 
 
 def _cycle_issue(cycle: list[str], steps: Sequence[Step], position: dict[str, int]) -> Issue:
@@ -149,7 +178,8 @@ def _cycle_issue(cycle: list[str], steps: Sequence[Step], position: dict[str, in
             break
     else:
         path = ("steps", position[members[0]])
-    named = " -> ".join(members + [members[0]])
+    shown = members if len(members) <= 50 else members[:25] + [f"... {len(members) - 50} more ..."] + members[-25:]
+    named = " -> ".join(shown + [members[0]])
     return Issue("PB204", f"dependency cycle: {named} (each step waits for the next); "
                           "remove one of these depends_on entries", path, step_id=members[0])
 

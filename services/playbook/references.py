@@ -44,6 +44,8 @@ class ReferenceSyntaxError(PlaybookError):
 
 def find_references(text: str) -> list[Reference]:
     """Every reference in `text`, in order; raises `ReferenceSyntaxError` at the first malformed one."""
+    if "${" not in text:
+        return []
     found: list[Reference] = []
     position = 0
     while opening := _OPEN.search(text, position):
@@ -64,7 +66,9 @@ def _parse(raw: str, start: int) -> Reference:
     body = raw[2:-1].strip()
     if body.startswith("raw:"):
         body = body[4:].strip()
-    _, kind, pattern = next(form for form in _FORMS if body.startswith(form[0]))
+    for prefix, kind, pattern in _FORMS:  # noqa: B007 - the form found is used after the loop
+        if body.startswith(prefix):
+            break
     if match := pattern.fullmatch(body):
         step = match.groupdict().get("step")
         return Reference(kind, match["name"], step, match["name"] if step else None, raw, start, start + len(raw))

@@ -9,13 +9,15 @@ import msgspec
 
 from events.playbook import Plan, Playbook, Step
 from services.playbook.destinations import destination_issues
-from services.playbook.diagnostics import Diagnostic, Issue, Path, PlaybookInvalid, did_you_mean, diagnostic
+from services.playbook.diagnostics import (Diagnostic, Issue, Names, Path, PlaybookInvalid, diagnostic,
+                                           did_you_mean)
 from services.playbook.parameters import check_parameters
-from services.playbook.plan import plan_issues, upstream
+from services.playbook.plan import finished_before, plan_issues
 from services.playbook.references import ReferenceSyntaxError, find_references
 from services.playbook.schema_check import check_schema, describe_value, step_id_at
 from services.playbook.security import security_errors, security_issues
-from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, load_yaml
+from services.playbook.limits import MAX_BYTES, MAX_STEPS
+from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
 DEFAULT_ACTIONS = frozenset({"noop", "wait", "shell", "http_request"})
 _STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -63,8 +65,18 @@ def _internal(err: Exception, source: str) -> Diagnostic:
 
 def _check(text: str, source: str, given: Mapping[str, Any] | None, environment: str | None,
            known_actions: Collection[str] | None) -> tuple[list[Diagnostic], LoadedPlaybook | None]:
+    if (size := _utf8_size(text)) > MAX_BYTES:
+        return [Diagnostic(code="PB004", severity="error", file=source,
+                           message=f"the playbook is {_mib(size)}, more than the {_mib(MAX_BYTES)} one playbook may "
+                                   "be; split it into smaller playbooks")], None
     try:
         doc = load_yaml(text)
+    except YamlTooLarge as err:
+        line, column = err.location or (None, None)
+        message = (f"the playbook has more than {MAX_STEPS} steps, the most one playbook may have; split it into "
+                   "smaller playbooks" if err.path == ("steps",) else f"{err.message}; split it into smaller playbooks")
+        return [Diagnostic(code="PB004", severity="error", message=message, file=source, line=line,
+                           column=column)], None
     except YamlSyntaxError as err:
         line, column = err.location or (None, None)
         return [Diagnostic(code="PB001", severity="error", message=f"YAML syntax error: {err.message}",
@@ -79,27 +91,39 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
     else:
         got = "the file is empty" if doc.data is None else f"the file holds {describe_value(doc.data)}"
         issues.append(Issue("PB002", f"a playbook must be a mapping with 'name' and 'steps'; {got}"))
-    diagnostics = sorted((_place(issue, doc, source) for issue in issues),
-                         key=lambda d: (d.line is None, d.line or 0, d.column or 0))
+    diagnostics = sorted(_place(issues, doc, source), key=lambda d: (d.line is None, d.line or 0, d.column or 0))
     # Security errors alone still give a playbook: `allow_unsafe_shell` may waive them.
     waivable = security_errors(diagnostics)
     if checked is None or any(d.severity == "error" and d not in waivable for d in diagnostics):
         return diagnostics, None
-    loaded = LoadedPlaybook(playbook=msgspec.convert(doc.data, Playbook), plan=checked.plan,
+    loaded = LoadedPlaybook(playbook=checked.playbook, plan=checked.plan,
                             parameters=checked.values, environment=environment, warnings=diagnostics)
     return diagnostics, loaded
 
 
-def _place(issue: Issue, doc: YamlDocument, source: str) -> Diagnostic:
-    """Give an issue its line, column and step from the document it was found in."""
-    line, column = doc.locate(issue.path, key=issue.on_key) if issue.in_file else (None, None)
-    return diagnostic(issue, source, line, column, step_id_at(doc.data, issue.path))
+def _utf8_size(text: str) -> int:
+    """Bytes of the text as UTF-8, without encoding it when it is plain ASCII or surely too large."""
+    if text.isascii() or len(text) > MAX_BYTES:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
+def _place(issues: list[Issue], doc: YamlDocument, source: str) -> list[Diagnostic]:
+    """Give each issue its line, column and step from the document it was found in (one more read of the text)."""
+    located = iter(doc.locate_all([(issue.path, issue.on_key) for issue in issues if issue.in_file]))
+    return [diagnostic(issue, source, *(next(located) if issue.in_file else (None, None)),
+                       step_id_at(doc.data, issue.path)) for issue in issues]
 
 
 class _Checked(NamedTuple):
     issues: list[Issue]
     plan: Plan
     values: dict[str, Any]
+    playbook: Playbook | None  # as converted by the schema pass: the playbook itself when nothing is wrong
 
 
 def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, environment: str | None,
@@ -107,23 +131,28 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
     """Schema first, then structure, references and parameters on what survived the schema."""
     playbook, positions, issues, broken = check_schema(data)
     if playbook is None:
-        return _Checked(issues, Plan(needs={}), {})
+        return _Checked(issues, Plan(needs={}), {}, None)
     later: list[Issue] = []
     if isinstance(data.get("steps"), list) and not data["steps"]:
         later.append(Issue("PB105", "the playbook has no steps; add at least one under 'steps'", ("steps",)))
     plan, found = plan_issues(playbook.steps)
     later += [_moved(issue, positions) for issue in found]
-    names, before = _names(data), upstream(plan)
+    names, ids = Names(_names(data)), Names(plan.needs)
+    found_in_texts: list[Issue | _Unsure] = []
     for step, i in zip(playbook.steps, positions["steps"]):
-        later += _step_issues(step, i, actions)
-        later += [issue for path, text, scope in _texts(data["steps"][i], ("steps", i))
-                  for issue in _check_text(text, path, scope, step.id, names, plan.needs, before[step.id])]
+        found_in_texts += _step_issues(step, i, actions)
+        found_in_texts += [issue for path, text, scope in _texts(data["steps"][i], ("steps", i))
+                           for issue in _check_text(text, path, scope, step.id, names, ids)]
+    sure = finished_before(plan, [(item.step_id, item.other) for item in found_in_texts if isinstance(item, _Unsure)])
+    later += [item.issue() if isinstance(item, _Unsure) else item for item in found_in_texts
+              if not isinstance(item, _Unsure) or (item.step_id, item.other) not in sure]
     later += security_issues(data)
     later += destination_issues(data)
     values, found = check_parameters(playbook, environment=environment, given=given)
     later += [_moved(issue, positions) for issue in found]
-    return _Checked(issues + [issue for issue in later if not any(issue.path[:len(b)] == b for b in broken)],
-                    plan, values)
+    return _Checked(issues + [issue for issue in later
+                              if not any(issue.path[:end] in broken for end in range(len(issue.path) + 1))],
+                    plan, values, playbook)
 
 
 def _names(data: dict[Any, Any]) -> set[str]:
@@ -162,55 +191,76 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> Iterator[Issue
                     ("steps", i, "timeout_seconds"))
 
 
-def _texts(raw: dict[str, Any], at: Path) -> Iterator[tuple[Path, str, str]]:
+def _texts(raw: dict[str, Any], at: Path) -> list[tuple[Path, str, str]]:
     """Every string of a step that may hold references, with its path and when it is evaluated."""
-    yield from _strings(raw.get("args"), at + ("args",), "before")
-    yield from _strings(raw.get("when"), at + ("when",), "before")
-    yield from _strings(raw.get("validators"), at + ("validators",), "before")
-    yield from _strings(raw.get("validations"), at + ("validations",), "validations")
+    found: list[tuple[Path, str, str]] = []
+    for key, scope in _SCOPES:
+        if (value := raw.get(key)) is not None:
+            _strings(value, at + (key,), scope, found)
     gate = raw.get("approval_gate")
-    if isinstance(gate, dict):
-        yield from _strings(gate.get("message"), at + ("approval_gate", "message"), "before")
+    if isinstance(gate, dict) and (message := gate.get("message")) is not None:
+        _strings(message, at + ("approval_gate", "message"), "before", found)
     rollback = raw.get("rollback")
     for k, undo in enumerate(rollback if isinstance(rollback, list) else []):
-        if isinstance(undo, dict):
-            yield from _strings(undo.get("args"), at + ("rollback", k, "args"), "rollback")
+        if isinstance(undo, dict) and (args := undo.get("args")) is not None:
+            _strings(args, at + ("rollback", k, "args"), "rollback", found)
+    return found
 
 
-def _strings(value: Any, path: Path, scope: str) -> Iterator[tuple[Path, str, str]]:
+_SCOPES = (("args", "before"), ("when", "before"), ("validators", "before"), ("validations", "validations"))
+
+
+def _strings(value: Any, path: Path, scope: str, found: list[tuple[Path, str, str]]) -> None:
+    """The strings inside a value that hold `${` (the others cannot hold a reference)."""
     if isinstance(value, str):
-        yield path, value, scope
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, path + (key,), scope)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, path + (index,), scope)
+        if "${" in value:
+            found.append((path, value, scope))
+        return
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(item, str):
+            if "${" in item:
+                found.append((path + (key,), item, scope))
+        elif isinstance(item, (dict, list)):
+            _strings(item, path + (key,), scope, found)
 
 
-def _check_text(text: str, path: Path, scope: str, step_id: str, names: set[str], ids: Collection[str],
-                before: set[str]) -> list[Issue]:
-    """References in one string: names must exist, step outputs must come from steps sure to have run."""
+class _Unsure(NamedTuple):
+    """A reference to another step's output, an issue unless that step is sure to have finished before."""
+
+    step_id: str
+    other: str
+    raw: str
+    path: Path
+
+    def issue(self) -> Issue:
+        return Issue("PB209", f"{self.raw} uses step '{self.other}', which is not sure to have finished "
+                              f"before this step starts; add '{self.other}' to depends_on", self.path)
+
+
+def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, ids: Names) -> list[Issue | _Unsure]:
+    """References in one string: names must exist, step outputs must come from steps sure to have run.
+
+    Whether a step is sure to have run is asked of the whole plan at once, later (`_Unsure`).
+    """
     try:
         references = find_references(text)
     except ReferenceSyntaxError as err:
         return [Issue("PB210", str(err), path)]
-    issues: list[Issue] = []
+    issues: list[Issue | _Unsure] = []
     for ref in references:
-        if ref.kind == "name" and scope == "before" and (root := ref.name.split(".")[0]) not in names:
-            hint = did_you_mean(root, names)
+        if ref.kind == "name" and scope == "before" and (root := ref.name.split(".")[0]) not in names.names:
+            hint = names.hint(root)
             if not hint and root.isupper():
                 hint = f"; for a shell variable write $${{{root}}}, for the engine's environment ${{env.{root}}}"
-            known = ", ".join(sorted(names)) or "none"
             issues.append(Issue("PB207", f"{ref.raw} names '{root}', which is neither a parameter nor a variable"
-                                         f"{hint} (known: {known})", path))
-        elif ref.kind == "step" and ref.step_id not in ids:
+                                         f"{hint} (known: {names.listing() or 'none'})", path))
+        elif ref.kind == "step" and ref.step_id not in ids.names:
             issues.append(Issue("PB208", f"{ref.raw} refers to step '{ref.step_id}', which does not exist"
-                                         f"{did_you_mean(ref.step_id or '', ids)}", path))
+                                         f"{ids.hint(ref.step_id or '')}", path))
         elif ref.kind == "step" and ref.step_id == step_id and scope == "before":
             issues.append(Issue("PB209", f"{ref.raw} uses this step's own output before it exists; "
                                          "use it in validations or rollback instead", path))
-        elif ref.kind == "step" and ref.step_id != step_id and ref.step_id not in before:
-            issues.append(Issue("PB209", f"{ref.raw} uses step '{ref.step_id}', which is not sure to have finished "
-                                         f"before this step starts; add '{ref.step_id}' to depends_on", path))
+        elif ref.kind == "step" and ref.step_id != step_id:
+            issues.append(_Unsure(step_id, ref.step_id or "", ref.raw, path))
     return issues

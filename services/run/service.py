@@ -9,6 +9,7 @@ steps, the gate's grant), the run still goes on.
 from __future__ import annotations
 
 
+import asyncio
 import logging
 import re
 import uuid
@@ -100,7 +101,7 @@ class RunService:
             return _rejected("invalid_playbook", str(err), [to_builtins(d) for d in err.diagnostics])
         except CommandRejected as err:
             return _rejected(err.code, str(err))
-        except Exception as err:
+        except Exception as err:  # a command never takes the service down
             log.exception("command %s failed", type(command).__name__)
             return _rejected("internal_error", f"the engine could not carry out the command: {err}")
         log.info("%s by %s on run %s: %s", type(command).__name__, command.actor, run_id,
@@ -135,12 +136,12 @@ class RunService:
         record = refused.record
         try:
             await self.runs.change(record.run_id, lambda run: [record])
-        except Exception:
+        except Exception:  # the refusal stands even if its record could not be written
             log.exception("could not record %s", record)
 
     async def _start(self, cmd: StartRun) -> tuple[str, list[RunEvent]]:
-        loaded = load_playbook(cmd.playbook, cmd.source, parameters=cmd.parameters, environment=cmd.environment,
-                               allow_unsafe_shell=cmd.allow_unsafe_shell)
+        loaded = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source, parameters=cmd.parameters,
+                                         environment=cmd.environment, allow_unsafe_shell=cmd.allow_unsafe_shell)
         run_id = cmd.run_id or new_run_id()
         if not _valid_run_id(run_id):
             raise CommandRejected(f"run id {run_id!r} may hold only letters, digits, '-' and '_'", "bad_request")

@@ -208,3 +208,17 @@ def test_the_learning_benchmark_runs_and_writes_its_result(tmp_path: Path) -> No
     assert {"raw", "catch_up", "live_published"} <= result["events_per_s"].keys()
     assert result["live_lag"]["samples"] > 0
     assert result["ratios"].keys() == {"catch_up_vs_raw", "catch_up_vs_target"}
+
+
+def test_the_big_playbook_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("big", "--steps", "20,60", "--repetitions", "1", "--profile",
+                                target=tmp_path / "big.json")
+    assert "ratios: 20 steps" in out and "shell share" in out
+    assert result["benchmark"] == "big" and [size["steps"] for size in result["sizes"]] == [20, 60]
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    for size in result["sizes"]:
+        assert size["validate_s"] > 0 and size["floor_s"] > 0 and size["peak_rss_bytes"] > 0
+        assert size["validate_cpu_s"] > 0 and size["security_cpu_s"] > 0
+    small, large = result["sizes"]
+    assert large["text_bytes"] > 2 * small["text_bytes"]
+    assert result["ratios"].keys() == {"20", "60"} and result["profile"]

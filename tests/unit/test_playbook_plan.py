@@ -1,11 +1,14 @@
 """The plan as scenarios: what each step waits for, given how the playbook is written."""
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from events.playbook import Plan, Step
 from services.playbook import PlaybookInvalid, derive_plan, topological_order
-from services.playbook.plan import plan_issues, plan_waves, upstream
+from services.playbook import reachability
+from services.playbook.plan import finished_before, plan_issues, plan_waves, upstream
 
 
 def step(id: str, group: str | None = None, depends_on: list[str] | None = None) -> Step:
@@ -94,3 +97,31 @@ def test_plan_waves_group_steps_by_depth_and_leave_out_a_cycle_instead_of_loopin
     assert plan_waves(Plan(needs={"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]})) == [["a"], ["b", "c"], ["d"]]
     assert plan_waves(Plan(needs={"a": [], "b": ["c"], "c": ["b"], "d": ["a"]})) == [["a"], ["d"]]
     assert plan_waves(Plan(needs={})) == []
+
+
+def test_finished_before_answers_only_the_pairs_asked():
+    plan = derive_plan([step("a"), step("g1", "g"), step("g2", "g"), step("z"), step("late", depends_on=["a"])])
+    asked = [("z", "a"), ("z", "g2"), ("g2", "g1"), ("late", "z"), ("late", "a"), ("a", "a"), ("ghost", "a")]
+    assert finished_before(plan, asked) == {("z", "a"), ("z", "g2"), ("late", "a")}
+
+
+def test_finished_before_sees_steps_caught_in_and_behind_a_cycle():
+    plan = Plan(needs={"a": ["c"], "b": ["a"], "c": ["b"], "d": ["c"], "e": []})
+    asked = [("a", "b"), ("b", "a"), ("a", "a"), ("d", "a"), ("d", "e"), ("e", "d")]
+    assert finished_before(plan, asked) == {("a", "b"), ("b", "a"), ("a", "a"), ("d", "a")}
+
+
+@pytest.mark.parametrize("budget", [1 << 28, 1])
+def test_finished_before_agrees_with_upstream_on_random_plans_in_one_pass_or_many(budget, monkeypatch):
+    monkeypatch.setattr(reachability, "BUDGET_BITS", budget)
+    monkeypatch.setattr(reachability, "_WORD", 3)   # many passes when the budget is tight
+    rng = random.Random(budget)
+    for _ in range(200):
+        ids = [f"s{i}" for i in range(rng.randint(1, 25))]
+        steps = [step(i, rng.choice([None, None, "g"]),
+                      depends_on=rng.sample(ids, rng.randint(0, min(3, len(ids)))) if rng.random() < 0.3 else None)
+                 for i in ids]
+        plan, _ = plan_issues(steps)
+        asked = [(rng.choice(ids), rng.choice(ids)) for _ in range(30)]
+        truth = upstream(plan)
+        assert finished_before(plan, asked) == {(a, b) for a, b in asked if b in truth[a]}

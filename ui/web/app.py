@@ -120,7 +120,7 @@ async def _answer_rebuilds(nc: NATS, projector: Projector) -> None:
     async def on_request(msg: Msg) -> None:
         try:
             result = {"ok": True, **await projector.rebuild()}
-        except Exception as err:
+        except Exception as err:  # the asker gets the reason, the server stays up
             log.exception("projection rebuild failed")
             result = {"ok": False, "error": str(err)}
         if msg.reply:
