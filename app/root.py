@@ -8,6 +8,7 @@ use) one line in DOORS. Process edges call `main` with the ones they run:
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -28,7 +29,6 @@ from services.resilience.service import ResilienceService
 from services.run.service import RunService
 from services.settings import Settings
 from services.store import EventStore
-from ui.web.app import start_web
 
 log = logging.getLogger("playbook")
 
@@ -64,8 +64,9 @@ SERVICES: dict[str, Callable[[Parts], Service]] = {
         p.settings.secrets, ProcessRules.from_environ(p.settings.environ))),
     "learning": lambda p: LearningService(p.nc, p.store, LearningConfig.from_env(p.settings.environ, p.settings.home)),
 }
-DOORS: dict[str, Callable[[Settings], Awaitable[Door]]] = {
-    "web": start_web,
+# Where each door's opener lives, loaded only by the processes that open it.
+DOORS: dict[str, str] = {
+    "web": "ui.web.app:start_web",
 }
 ALL_SERVICES = frozenset(SERVICES)
 
@@ -96,7 +97,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
         for service in started:
             await service.start()
         for name in doors:
-            running.doors[name] = door = await DOORS[name](settings)
+            running.doors[name] = door = await _opener(name)(settings)
             log.info("%s on %s", name, door.url)
         if ready is not None:
             await ready(running)
@@ -108,6 +109,12 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
         for service in reversed(started):
             await service.stop()
         await nc.drain()
+
+
+def _opener(door: str) -> Callable[[Settings], Awaitable[Door]]:
+    module, _, function = DOORS[door].partition(":")
+    opener: Callable[[Settings], Awaitable[Door]] = getattr(importlib.import_module(module), function)
+    return opener
 
 
 def configure_logging(settings: Settings) -> None:
