@@ -6,6 +6,7 @@ COPY events events
 COPY services services
 COPY projections projections
 COPY ui ui
+COPY app app
 COPY bench bench
 COPY examples examples
 RUN pip install --no-cache-dir .

@@ -103,8 +103,10 @@ def _earlier(rng: random.Random, ids: list[str], start: int) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", default="1000,10000,100000", help="comma-separated sizes (default 1000,10000,100000)")
-    parser.add_argument("--repetitions", type=int, default=3, help="processes per size and per floor; the median counts")
+    parser.add_argument("--steps", default="1000,10000,100000",
+                        help="comma-separated sizes (default 1000,10000,100000)")
+    parser.add_argument("--repetitions", type=int, default=3,
+                        help="processes per size and per floor; the median counts")
     parser.add_argument("--profile", action="store_true", help="cProfile one in-process validation of the largest "
                         "size up to 10,000 steps and print where the time goes")
     parser.add_argument("--json", metavar="PATH", help=f"where to write the result (default bench/results/{NAME}.json)")

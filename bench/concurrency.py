@@ -19,13 +19,15 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
-from bench.harness import (RssSampler, RunEnds, ServicesProcess, machine, median, mib, nats_server, print_machine,
-                           print_table, proc_status_bytes, write_result)
+from bench.harness import (
+    RssSampler, RunEnds, ServicesProcess, finish, machine, median, mib, nats_server, print_machine, print_table,
+    proc_status_bytes,
+)
 from bench.waiting import nats_server_pid
 from events import subjects
 from events.codec import encode
 from events.commands import StartRun
-from services.app import ALL_SERVICES
+from app.root import ALL_SERVICES
 from ui.client import EngineClient
 
 NAME = "concurrency"
@@ -164,8 +166,8 @@ async def measure(url: str, runs: int, steps: int) -> dict[str, Any]:
                 # Held: a first `wait` step outlasts the starting of every run, so all are active at once.
                 hold = round(1.0 + flowing["start_seconds"], 1)
                 await asyncio.sleep(1.0)
-                held = await phase(client, ends, playbook(steps, hold=hold), [f"held{tag}-{i:05d}" for i in range(runs)],
-                                   services.pid, timeout + hold)
+                held_ids = [f"held{tag}-{i:05d}" for i in range(runs)]
+                held = await phase(client, ends, playbook(steps, hold=hold), held_ids, services.pid, timeout + hold)
                 held["hold_seconds"] = hold
                 # Once the holds end, every run's steps are ready at once (the wait step counted too).
                 held["steps_per_second_all_active"] = runs * (steps + 1) / (held["wall_seconds"] - hold)
@@ -252,6 +254,4 @@ async def run(args: argparse.Namespace) -> int:
         raise SystemExit("--runs and --steps must be at least 1")
     with nats_server() as url:
         result = await measure(url, args.runs, args.steps)
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0
+    return finish(NAME, result, args.json, report)

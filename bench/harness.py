@@ -22,8 +22,9 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
-from services.app import ALL_SERVICES, serve
+from app.root import ALL_SERVICES, Running, serve
 from services.embedded import free_port, greets, server_binary
+from services.settings import Settings
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -87,10 +88,11 @@ async def engine(url: str, which: frozenset[str] = ALL_SERVICES, timeout: float 
     stop = asyncio.Event()
     ready: asyncio.Future[NATS] = asyncio.get_running_loop().create_future()
 
-    async def on_ready(nc: NATS) -> None:
-        ready.set_result(nc)
+    async def on_ready(running: Running) -> None:
+        ready.set_result(running.nc)
 
-    task = asyncio.create_task(serve(url, set(which), ready=on_ready, stop=stop))
+    settings = Settings.from_environ({**os.environ, "NATS_URL": url})
+    task = asyncio.create_task(serve(settings, which, ready=on_ready, stop=stop))
     try:
         done, _ = await asyncio.wait({task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if ready not in done:
@@ -151,6 +153,22 @@ def write_result(name: str, result: dict[str, Any], path: str | Path | None = No
     return target
 
 
+def wait_playbook(name: str, steps: int, seconds: float, **each: str) -> str:
+    """YAML of `steps` wait steps of `seconds`; `each` adds the same keys to every step."""
+    lines = [f"name: {name}", "steps:"]
+    for i in range(steps):
+        lines += [f"  - id: s{i:04d}", "    action: wait", *(f"    {key}: {value}" for key, value in each.items()),
+                  "    args:", f"      seconds: {seconds}"]
+    return "\n".join(lines) + "\n"
+
+
+def finish(name: str, result: dict[str, Any], path: str | None, report: Callable[[dict[str, Any]], None]) -> int:
+    """Print the figures and where they were written; the benchmark's exit code."""
+    report(result)
+    print(f"result: {write_result(name, result, path)}")
+    return 0
+
+
 def run_async(main: Awaitable[int]) -> int:
     """Run a benchmark's coroutine; keeps the services' INFO chatter out of the figures."""
     import logging
@@ -167,11 +185,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # prints "ready" once they consume.
 SERVICES_SCRIPT = """\
 import asyncio, logging, os, sys
-from services.app import serve
+from app.root import serve
+from services.settings import Settings
 logging.basicConfig(level=os.environ.get("PLAYBOOK_LOG", "WARNING"), stream=sys.stderr)
-async def ready(_nc):
+async def ready(_running):
     print("ready", flush=True)
-asyncio.run(serve(os.environ["NATS_URL"], set(os.environ["PB_BENCH_SERVICES"].split(",")), ready=ready))
+asyncio.run(serve(Settings.from_environ(os.environ), os.environ["PB_BENCH_SERVICES"].split(","), ready=ready))
 """
 
 

@@ -24,7 +24,7 @@ from nats.aio.msg import Msg
 
 from bench.harness import machine, median, nats_server, percentile, print_machine, print_table, write_result
 from events.identity import CreateToken, Grant, bearer, caller_headers
-from services.approval.directory import Directory
+from services.directory import Directory
 from services.identity.authority import Resource
 from services.identity.bootstrap import SYSTEM
 from services.identity.guard import Guard

@@ -13,7 +13,9 @@ from typing import Any
 
 import nats
 
-from bench.harness import RunEnds, engine, machine, median, nats_server, print_machine, print_table, write_result
+from bench.harness import (
+    RunEnds, engine, finish, machine, median, nats_server, print_machine, print_table, wait_playbook,
+)
 from events.commands import StartRun
 from events.run import StepStarted, StepSucceeded
 from ui.client import EngineClient
@@ -31,11 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def playbook(steps: int, seconds: float) -> str:
-    lines = ["name: bench-parallel", "steps:"]
-    for i in range(steps):
-        lines += [f"  - id: w{i:04d}", "    action: wait", "    parallel_group: waits", "    args:",
-                  f"      seconds: {seconds}"]
-    return "\n".join(lines) + "\n"
+    return wait_playbook("bench-parallel", steps, seconds, parallel_group="waits")
 
 
 async def measure_run(client: EngineClient, ends: RunEnds, text: str, timeout: float) -> tuple[float, dict[str, float]]:
@@ -112,8 +110,9 @@ def report(result: dict[str, Any]) -> None:
           f"{spread['last_step_succeeded_s']:.3f} s after RunStarted ({spread['events']} events)")
     print()
     print_table(["workload", "wall s", "floor s", "overhead s", "overhead/step ms", "ratio"],
-                [(f"{result['steps']} x wait {result['seconds']:g} s", result["median_wall_s"], result["median_floor_s"],
-                  result["overhead_s"], result["overhead_per_step_ms"], f"{result['ratios']['wall_vs_one_wait']:.2f}x")])
+                [(f"{result['steps']} x wait {result['seconds']:g} s", result["median_wall_s"],
+                  result["median_floor_s"], result["overhead_s"], result["overhead_per_step_ms"],
+                  f"{result['ratios']['wall_vs_one_wait']:.2f}x")])
     print()
     print(f"ratios: wall {result['ratios']['wall_vs_one_wait']:.2f}x one step's wait "
           f"(target < {result['target_ratio']:g}x)")
@@ -124,6 +123,4 @@ async def run(args: argparse.Namespace) -> int:
         raise SystemExit("--steps and --repetitions must be at least 1, --seconds above 0")
     with nats_server() as url:
         result = await measure(url, args.steps, args.seconds, args.repetitions)
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0
+    return finish(NAME, result, args.json, report)

@@ -20,7 +20,9 @@ from typing import Any
 
 import nats
 
-from bench.harness import RunEnds, ServicesProcess, machine, nats_server, print_machine, print_table, write_result
+from bench.harness import (
+    RunEnds, ServicesProcess, finish, machine, nats_server, print_machine, print_table, wait_playbook,
+)
 from events import subjects
 from events.codec import decode_event
 from events.commands import StartRun
@@ -43,11 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def playbook(steps: int, seconds: float) -> str:
-    lines = ["name: bench-recovery", "steps:"]
-    for i in range(steps):
-        lines += [f"  - id: s{i:02d}", "    action: wait", "    timeout_seconds: 60", "    args:",
-                  f"      seconds: {seconds}"]
-    return "\n".join(lines) + "\n"
+    return wait_playbook("bench-recovery", steps, seconds, timeout_seconds="60")
 
 
 class Progress:
@@ -188,7 +186,8 @@ def report(result: dict[str, Any]) -> None:
     print(f"{result['runs']} runs x {result['steps']} `wait` steps of {result['step_seconds']:g} s; engine "
           f"({'+'.join(result['processes']['engine'])}) and 2 executors in processes of their own, "
           f"PLAYBOOK_ACK_WAIT={result['ack_wait_seconds']:g} s; SIGKILL of the executor holding the most attempts "
-          f"{result['killed_after_seconds']:.2f} s after the first StartRun (held: {result['held_attempts_by_executor']}), "
+          f"{result['killed_after_seconds']:.2f} s after the first StartRun "
+          f"(held: {result['held_attempts_by_executor']}), "
           f"{result['runs_unfinished_at_kill']} runs unfinished then")
     print()
     print_table(["measure", "value"], [
@@ -214,6 +213,4 @@ async def run(args: argparse.Namespace) -> int:
         raise SystemExit("--runs and --steps must be at least 1, --step-seconds and --ack-wait above 0")
     with nats_server() as url:
         result = await measure(url, args.runs, args.steps, args.step_seconds, args.ack_wait)
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0
+    return finish(NAME, result, args.json, report)

@@ -26,7 +26,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from bench.harness import RESULTS_DIR, machine, median, nats_server, print_machine, print_table, write_result
+from bench.harness import RESULTS_DIR, finish, machine, median, nats_server, print_machine, print_table
 from events import subjects
 from events.codec import decode_event, encode
 from events.run import (
@@ -267,7 +267,8 @@ def _short(path: str) -> str:
 
 # -- the benchmark ----------------------------------------------------------------------------
 
-async def measure(url: str, total: int, steps: int, repetitions: int, profile: Path | None, home: Path) -> dict[str, Any]:
+async def measure(url: str, total: int, steps: int, repetitions: int, profile: Path | None, home: Path) -> dict[str,
+                                                                                                                Any]:
     writer = await nats.connect(url, name="bench-replay-writer")
     reader = await nats.connect(url, name="bench-replay-reader")
     try:
@@ -359,7 +360,8 @@ def report(result: dict[str, Any]) -> None:
                     [(r["function"], r["calls"], r["tottime_s"], r["cumtime_s"]) for r in prof["top_tottime"][:15]])
         print()
         print_table(["projections/ (by cumulative time)", "calls", "tottime s", "cumtime s"],
-                    [(r["function"], r["calls"], r["tottime_s"], r["cumtime_s"]) for r in prof["projections_cumtime"][:12]])
+                    [(r["function"], r["calls"], r["tottime_s"], r["cumtime_s"])
+                     for r in prof["projections_cumtime"][:12]])
     print()
     ratio = result["ratios"]["rebuild_vs_raw"]
     print(f"ratios: rebuild {ratio:.2f}x raw read rate ({rates['rebuild']:.0f} vs {raw:.0f} events/s; "
@@ -370,8 +372,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.events < 1 or args.steps < 1 or args.repetitions < 1:
         raise SystemExit("--events, --steps and --repetitions must be at least 1")
     with nats_server() as url, tempfile.TemporaryDirectory(prefix="pb-bench-replay-") as home:
-        profile = (Path(args.json).with_suffix(".prof") if args.json else RESULTS_DIR / f"{NAME}.prof") if args.profile else None
+        where = Path(args.json).with_suffix(".prof") if args.json else RESULTS_DIR / f"{NAME}.prof"
+        profile = where if args.profile else None
         result = await measure(url, args.events, args.steps, args.repetitions, profile, Path(home))
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0
+    return finish(NAME, result, args.json, report)

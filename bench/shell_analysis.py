@@ -76,8 +76,8 @@ async def run(args: argparse.Namespace) -> int:
         floor = per_item_us(split, texts, args.repetitions)
         full = per_item_us(lambda c: check_command(c, VARIABLES, RISKS, screen=False), texts, args.repetitions)
         screened = per_item_us(lambda c: check_command(c, VARIABLES, RISKS), texts, args.repetitions)
-        small = per_item_us(lambda c: check_command(c, VARIABLES, RISKS, screen=False), texts[:max(1, args.steps // 10)],
-                            args.repetitions)
+        few = texts[:max(1, args.steps // 10)]
+        small = per_item_us(lambda c: check_command(c, VARIABLES, RISKS, screen=False), few, args.repetitions)
         whole = per_item_us(lambda data: security_issues(data), [playbook(texts)], max(1, args.repetitions // 2))
         workloads[kind] = {"floor_us": floor, "full_us": full, "screened_us": screened,
                            "playbook_us_per_step": whole / len(texts), "ratio": full / floor,

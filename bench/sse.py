@@ -31,13 +31,15 @@ import aiohttp
 import nats
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from bench.harness import (ServicesProcess, engine, machine, nats_server, percentile, print_machine, print_table,
-                           python_env, write_result)
+from app.root import ALL_SERVICES
+from bench.harness import (
+    ServicesProcess, engine, finish, machine, nats_server, percentile, print_machine, print_table, python_env,
+)
 from events import subjects
 from events.codec import encode
 from events.commands import StartRun
 from events.run import RunPaused
-from services.app import ALL_SERVICES
+
 from ui.sse_reader import sse_messages
 
 NAME = "sse"
@@ -62,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=200, help="runs going during the window (default 200)")
     parser.add_argument("--clients", type=int, default=20, help="SSE clients, three streams each (default 20)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window (default 10)")
-    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load and probes before the window (default 2)")
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds of load and probes before the window (default 2)")
     parser.add_argument("--step-seconds", type=float, default=0.5,
                         help="each load step is a `wait` of this long (default 0.5)")
     parser.add_argument("--probe-rate", type=float, default=50.0, help="probe events appended per second (default 50)")
@@ -133,7 +136,8 @@ class Client:
                         self.list_arrivals[int(ident)] = arrived
                     elif kind == "run" and event == "event" and ident:
                         self.run_arrivals[int(ident)] = arrived
-                    elif kind == "engine" and event == "event" and self.window["start"] <= arrived <= self.window["end"]:
+                    elif (kind == "engine" and event == "event"
+                          and self.window["start"] <= arrived <= self.window["end"]):
                         at = datetime.fromisoformat(json.loads(data)["event"]["at"]).timestamp()
                         self.engine_ms.append((time.time() - at) * 1000)
             raise RuntimeError(f"{path}: the server ended the stream")
@@ -337,6 +341,7 @@ async def lines_of(process: asyncio.subprocess.Process) -> AsyncIterator[str]:
 
 async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     from ui.client import EngineClient
+    from services.settings import Settings
     from ui.web.app import start_web
 
     tag = uuid.uuid4().hex[:6]
@@ -349,11 +354,11 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pb-bench-sse-") as home:
         client_nc = await nats.connect(url, name="bench-sse-starter")
         # The web server outlives the engine: it closes once no more events arrive (see close_web).
-        web = await start_web("127.0.0.1", 0, url, snapshot=Path(home) / "views.msgpack")
+        web = await start_web(Settings(nats_url=url, home=Path(home), web_port=0))
         try:
             async with services(url, args.engine_apart, home) as engine_pid:
                 config["web_url"] = web.url
-                projector = web.context.projector
+                projector = web.backend.projector
                 client = EngineClient(client_nc)
                 waiting = asyncio.create_task(parked(client_nc, probe_runs, 60))
                 await asyncio.sleep(0)
@@ -380,7 +385,7 @@ async def close_web(web) -> int:
     closing = asyncio.create_task(web.close())
     repeats = 0
     while not (await asyncio.wait({closing}, timeout=2.0))[0]:
-        task = web.context.projector._task   # private, but the benchmark must end even so
+        task = web.backend.projector._task   # private, but the benchmark must end even so
         if repeats >= 10:
             raise TimeoutError("the web server did not close: its projector ignores cancellation")
         if task is not None and not task.done():
@@ -390,7 +395,8 @@ async def close_web(web) -> int:
     return repeats
 
 
-async def _with_clients(config: dict[str, Any], in_process: bool, nc, projector, engine_pid: int | None) -> dict[str, Any]:
+async def _with_clients(config: dict[str, Any], in_process: bool, nc, projector, engine_pid: int | None) -> dict[str,
+                                                                                                                 Any]:
     """Run the clients; while they measure, note the stream's growth and the projector's lag."""
     js = nc.jetstream()
     server: dict[str, Any] = {"lag_samples": [], "loop_lag_ms": []}
@@ -437,8 +443,8 @@ async def _with_clients(config: dict[str, Any], in_process: bool, nc, projector,
             outcome = task.result()
         else:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", CLIENTS_SCRIPT, json.dumps(config), cwd=Path(__file__).resolve().parents[1], env=python_env(),
-                stdout=asyncio.subprocess.PIPE, limit=2**28)
+                sys.executable, "-c", CLIENTS_SCRIPT, json.dumps(config), cwd=Path(__file__).resolve().parents[1],
+                env=python_env(), stdout=asyncio.subprocess.PIPE, limit=2**28)
             outcome = None
             try:
                 async for line in lines_of(process):
@@ -484,7 +490,8 @@ def _result(args: argparse.Namespace, steps: int, start_s: float, outcome: dict[
         p99 = streams[name]["from_ack"]["p99_ms"]
         ratios[f"{name}_p99_vs_target"] = p99 / TARGET_P99_MS
         ratios[f"{name}_p99_vs_raw_nats"] = p99 / floor_p99 if floor_p99 > 0 else math.nan
-        ratios[f"{name}_p50_vs_raw_nats"] = streams[name]["from_ack"]["p50_ms"] / floor_p50 if floor_p50 > 0 else math.nan
+        p50 = streams[name]["from_ack"]["p50_ms"]
+        ratios[f"{name}_p50_vs_raw_nats"] = p50 / floor_p50 if floor_p50 > 0 else math.nan
     lag = server["lag_samples"]
     (busy0, steal0, total0), (busy1, steal1, total1) = server["machine_before"], server["machine_after"]
     cpus = os.cpu_count() or 1
@@ -537,12 +544,14 @@ def report(result: dict[str, Any]) -> None:
         engine_where += f" at {load['engine_process_cpu'] * 100:.0f}% of a cpu"
     print(f"{result['runs']} runs of `wait {result['step_seconds']:g}s` steps going (engine {engine_where}; "
           f"{load['events_per_s']:.0f} events/s "
-          f"appended in the window, web server's process at {load['server_process_cpu'] * 100:.0f}% of a cpu, projector lag "
+          f"appended in the window, web server's process at {load['server_process_cpu'] * 100:.0f}% of a cpu, "
+          f"projector lag "
           f"p50 {load['projector_lag_p50']} max {load['projector_lag_max']} events); {result['clients']} clients "
           f"{where}, 3 streams each; {result['probe_events']} probe events in a {result['seconds']:g} s window "
           f"(publish ack p50 {result['probe_publish_ack']['p50_ms']:.2f} ms); missing {result['missing']}")
     print(f"machine busy {load['machine_busy_cpus']:.2f} of {result['machine']['cpu_count']} cpus in the window "
-          f"(steal {load['machine_steal_cpus']:.2f}); clients' process at {load['clients_process_cpu'] * 100:.0f}% of a cpu; "
+          f"(steal {load['machine_steal_cpus']:.2f}); "
+          f"clients' process at {load['clients_process_cpu'] * 100:.0f}% of a cpu; "
           f"event loop lag p99: server {load['server_loop_lag']['p99_ms']:.1f} ms "
           f"(max {load['server_loop_lag']['max_ms']:.1f}), clients {load['clients_loop_lag']['p99_ms']:.1f} ms "
           f"(max {load['clients_loop_lag']['max_ms']:.1f})")
@@ -560,15 +569,16 @@ def report(result: dict[str, Any]) -> None:
     streams, r = result["streams"], result["ratios"]
     print(f"ratios: run list p99 {streams['run_list']['from_ack']['p99_ms']:.1f} ms = "
           f"{r['run_list_p99_vs_target']:.2f}x target (< {result['target_p99_ms']:g} ms), "
-          f"{r['run_list_p99_vs_raw_nats']:.1f}x raw NATS p99; one run p99 {streams['one_run']['from_ack']['p99_ms']:.1f} ms = "
+          f"{r['run_list_p99_vs_raw_nats']:.1f}x raw NATS p99; "
+          f"one run p99 {streams['one_run']['from_ack']['p99_ms']:.1f} ms = "
           f"{r['one_run_p99_vs_target']:.2f}x target, {r['one_run_p99_vs_raw_nats']:.1f}x raw NATS p99")
 
 
 async def run(args: argparse.Namespace) -> int:
-    if args.runs < args.clients or args.clients < 1 or args.seconds <= 0 or args.probe_rate <= 0 or args.step_seconds <= 0:
-        raise SystemExit("need --clients >= 1, --runs >= --clients, and positive --seconds, --probe-rate, --step-seconds")
+    if (args.runs < args.clients or args.clients < 1 or args.seconds <= 0 or args.probe_rate <= 0
+            or args.step_seconds <= 0):
+        raise SystemExit("need --clients >= 1, --runs >= --clients, "
+                         "and positive --seconds, --probe-rate, --step-seconds")
     with nats_server() as url:
         result = await measure(url, args)
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0 if not result["errors"] and not result["missing"] else 1
+    return finish(NAME, result, args.json, report) if not result["errors"] and not result["missing"] else 1

@@ -16,8 +16,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NATS
 
-from bench.harness import (engine, machine, median, nats_server, percentile, print_machine, print_table,
-                           write_result)
+from bench.harness import engine, finish, machine, median, nats_server, percentile, print_machine, print_table
 from events import subjects
 from events.codec import encode
 from events.commands import StartRun
@@ -198,6 +197,4 @@ async def run(args: argparse.Namespace) -> int:
         raise SystemExit("--steps and --repetitions must be at least 1")
     with nats_server() as url:
         result = await measure(url, args.steps, args.repetitions)
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0
+    return finish(NAME, result, args.json, report)

@@ -26,8 +26,7 @@ from typing import Any
 import nats
 
 from bench import steps as steps_bench
-from bench.harness import (RESULTS_DIR, ROOT, RunEnds, machine, median, print_machine, print_table, python_env,
-                           write_result)
+from bench.harness import RESULTS_DIR, ROOT, RunEnds, finish, machine, median, print_machine, print_table, python_env
 from events.commands import StartRun
 from services.embedded import free_port
 from ui.client import EngineClient
@@ -43,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=100, help="steps (tasks) in the playbook (default 100)")
     parser.add_argument("--repetitions", type=int, default=3, help="measured runs of each; the median counts")
     parser.add_argument("--skip-ansible", action="store_true", help="time only ours (no ansible, nothing installed)")
-    parser.add_argument("--json", metavar="PATH", help="where to write the result (default bench/results/vs-ansible.json)")
+    parser.add_argument("--json", metavar="PATH",
+                        help="where to write the result (default bench/results/vs-ansible.json)")
 
 
 # -- ansible -----------------------------------------------------------------------------
@@ -279,6 +279,4 @@ async def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.repetitions < 1:
         raise SystemExit("--steps and --repetitions must be at least 1")
     result = await measure(args.steps, args.repetitions, args.skip_ansible)
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0
+    return finish(NAME, result, args.json, report)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -21,10 +19,9 @@ from typing import Any
 
 import nats
 
-from bench.harness import machine, nats_server, print_machine, print_table, write_result
+from bench.harness import ServicesProcess, finish, machine, nats_server, print_machine, print_table
 from events import subjects
 from events.commands import StartRun
-from services.embedded import stop_process
 from ui.client import EngineClient
 
 NAME = "waiting"
@@ -32,7 +29,6 @@ HELP = "services' memory per run parked on an approval gate (services in their o
 TARGET_BYTES = 2048        # per waiting run
 WARMUP_RUNS = 50
 BATCH = 200                # StartRun requests in flight at once
-ROOT = Path(__file__).resolve().parents[1]
 
 PLAYBOOK = """\
 name: bench-waiting
@@ -45,17 +41,6 @@ steps:
       required_approvers: [ops-team]
       timeout_seconds: 86400
 """
-
-# The services, alone in a process; prints "ready" once they consume.
-SERVICES = """\
-import asyncio, logging, os, sys
-from services.app import serve
-logging.basicConfig(level=os.environ.get("PLAYBOOK_LOG", "WARNING"), stream=sys.stderr)
-async def ready(_nc):
-    print("ready", flush=True)
-asyncio.run(serve(os.environ["NATS_URL"], {"run", "executor", "approval"}, ready=ready))
-"""
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=5000, help="gated runs left waiting (default 5000)")
@@ -96,28 +81,11 @@ async def settled_rss(pid: int, reads: int = 3) -> int:
     return value
 
 
-class Services:
-    """The engine's services in a child process."""
-
-    def __init__(self, url: str, home: str) -> None:
-        directory = Path(home) / "directory.yaml"
-        directory.write_text("users:\n  alice: [ops-team]\n")
-        env = {**os.environ, "NATS_URL": url, "PLAYBOOK_HOME": home, "PLAYBOOK_DIRECTORY": str(directory),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen([sys.executable, "-c", SERVICES], cwd=ROOT, env=env,
-                                        stdout=subprocess.PIPE, text=True)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    async def ready(self, timeout: float = 30.0) -> None:
-        line = await asyncio.wait_for(asyncio.to_thread(self.process.stdout.readline), timeout)
-        if line.strip() != "ready":
-            raise RuntimeError(f"the services did not start (exit {self.process.poll()})")
-
-    def stop(self) -> None:
-        stop_process(self.process, grace=20)
+def start_services(url: str, home: str) -> ServicesProcess:
+    """Run, executor and approval in a child process, with a directory that makes alice an approver."""
+    directory = Path(home) / "directory.yaml"
+    directory.write_text("users:\n  alice: [ops-team]\n")
+    return ServicesProcess(url, ["run", "executor", "approval"], home, PLAYBOOK_DIRECTORY=str(directory))
 
 
 async def start_gated(client: EngineClient, count: int, prefix: str) -> None:
@@ -140,7 +108,7 @@ async def until_waiting(requested: set[str], prefix: str, count: int, timeout: f
 async def measure(url: str, runs: int) -> dict[str, Any]:
     server_pid = nats_server_pid(url)
     with tempfile.TemporaryDirectory(prefix="pb-bench-waiting-") as home:
-        services = Services(url, home)
+        services = start_services(url, home)
         try:
             await services.ready()
             nc = await nats.connect(url, name="bench-client")
@@ -231,6 +199,4 @@ async def run(args: argparse.Namespace) -> int:
         raise SystemExit("--runs must be at least 1")
     with nats_server() as url:
         result = await measure(url, args.runs)
-    report(result)
-    print(f"result: {write_result(NAME, result, args.json)}")
-    return 0
+    return finish(NAME, result, args.json, report)

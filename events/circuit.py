@@ -12,40 +12,40 @@ class CircuitEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_def
     at: datetime
 
 
-class CircuitCallFailed(CircuitEvent):
+class CircuitCallFailed(CircuitEvent, frozen=True):
     run_id: str
     step_id: str
     error: str
 
 
-class CircuitCallSucceeded(CircuitEvent):
+class CircuitCallSucceeded(CircuitEvent, frozen=True):
     run_id: str
     step_id: str
 
 
-class CircuitOpened(CircuitEvent):
+class CircuitOpened(CircuitEvent, frozen=True):
     reason: str
     until: datetime
 
 
-class CircuitHalfOpened(CircuitEvent):
+class CircuitHalfOpened(CircuitEvent, frozen=True):
     """The open time passed: a limited number of trial calls may go through."""
 
 
-class CircuitTrialStarted(CircuitEvent):
+class CircuitTrialStarted(CircuitEvent, frozen=True):
     run_id: str
     step_id: str
 
 
-class CircuitClosed(CircuitEvent):
+class CircuitClosed(CircuitEvent, frozen=True):
     reason: str
 
 
-class CircuitReset(CircuitEvent):
+class CircuitReset(CircuitEvent, frozen=True):
     actor: str
 
 
 AnyCircuitEvent = (CircuitCallFailed | CircuitCallSucceeded | CircuitOpened | CircuitHalfOpened | CircuitTrialStarted
                    | CircuitClosed | CircuitReset)
-CIRCUIT_EVENT_TYPES: tuple[type[CircuitEvent], ...] = AnyCircuitEvent.__args__  # type: ignore[attr-defined]
+CIRCUIT_EVENT_TYPES: tuple[type[CircuitEvent], ...] = AnyCircuitEvent.__args__
 decode_circuit_event = msgspec.json.Decoder(AnyCircuitEvent).decode

@@ -33,7 +33,8 @@ def decode_command(name: str, data: bytes, kinds: Any = AnyCommand) -> Any:
 
 
 def to_builtins(message: msgspec.Struct) -> dict[str, Any]:
-    return msgspec.to_builtins(message)
+    builtins: dict[str, Any] = msgspec.to_builtins(message)
+    return builtins
 
 
 def event_name(event: RunEvent) -> str:

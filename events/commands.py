@@ -14,7 +14,7 @@ class Command(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults
     actor: str = "anonymous"
 
 
-class StartRun(Command):
+class StartRun(Command, frozen=True):
     """Start a run of a playbook given as YAML text (the service validates it)."""
 
     playbook: str
@@ -26,47 +26,47 @@ class StartRun(Command):
     allow_unsafe_shell: bool = False
 
 
-class PauseRun(Command):
+class PauseRun(Command, frozen=True):
     run_id: str
     reason: str = ""
 
 
-class ResumeRun(Command):
+class ResumeRun(Command, frozen=True):
     run_id: str
 
 
-class CancelRun(Command):
+class CancelRun(Command, frozen=True):
     run_id: str
     reason: str = ""
 
 
-class RollbackRun(Command):
+class RollbackRun(Command, frozen=True):
     """Undo a failed, cancelled or completed run by hand."""
 
     run_id: str
     reason: str = ""
 
 
-class ApproveStep(Command):
+class ApproveStep(Command, frozen=True):
     run_id: str
     step_id: str
     comment: str = ""
 
 
-class RejectStep(Command):
+class RejectStep(Command, frozen=True):
     run_id: str
     step_id: str
     comment: str = ""
 
 
-class ResetCircuit(Command):
+class ResetCircuit(Command, frozen=True):
     """Close a circuit breaker by hand (recorded with the actor)."""
 
     key: str
 
 
 AnyCommand = StartRun | PauseRun | ResumeRun | CancelRun | RollbackRun | ApproveStep | RejectStep | ResetCircuit
-COMMAND_TYPES: tuple[type[Command], ...] = AnyCommand.__args__  # type: ignore[attr-defined]
+COMMAND_TYPES: tuple[type[Command], ...] = AnyCommand.__args__
 
 
 class Rejection(msgspec.Struct, frozen=True, kw_only=True):

@@ -39,11 +39,11 @@ class IdentityEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_de
     at: datetime
 
 
-class TokenEvent(IdentityEvent):
+class TokenEvent(IdentityEvent, frozen=True):
     token_id: str
 
 
-class TokenCreated(TokenEvent):
+class TokenCreated(TokenEvent, frozen=True):
     """A token was issued; only the hash of its secret is ever stored."""
 
     name: str
@@ -56,22 +56,22 @@ class TokenCreated(TokenEvent):
     on_behalf_of: str | None = None
 
 
-class TokenRevoked(TokenEvent):
+class TokenRevoked(TokenEvent, frozen=True):
     actor: str
     reason: str = ""
     on_behalf_of: str | None = None
 
 
-class TokenUsed(TokenEvent):
+class TokenUsed(TokenEvent, frozen=True):
     """The token was last used at `at`: written at most once a minute per token, the stream keeps the latest."""
 
 
 AnyTokenEvent = TokenCreated | TokenRevoked | TokenUsed
-TOKEN_EVENT_TYPES: tuple[type[TokenEvent], ...] = AnyTokenEvent.__args__  # type: ignore[attr-defined]
+TOKEN_EVENT_TYPES: tuple[type[TokenEvent], ...] = AnyTokenEvent.__args__
 decode_token_event = msgspec.json.Decoder(AnyTokenEvent).decode
 
 
-class AccessRefused(IdentityEvent):
+class AccessRefused(IdentityEvent, frozen=True):
     """Someone was turned away at a door: not signed in, not allowed, or too many failures."""
 
     principal: str                # the verified name, or "anonymous"
@@ -95,7 +95,7 @@ class IdentityCommand(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_
     pass
 
 
-class CreateToken(IdentityCommand):
+class CreateToken(IdentityCommand, frozen=True):
     """Issue a token. `seal` (64 hex digits, random per request) encrypts the secret in the reply:
     requests reach only the engine, replies travel on inboxes other clients may read."""
 
@@ -107,12 +107,12 @@ class CreateToken(IdentityCommand):
     seal: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")] | None = None
 
 
-class RevokeToken(IdentityCommand):
+class RevokeToken(IdentityCommand, frozen=True):
     token_id: Annotated[str, msgspec.Meta(max_length=64)]
     reason: Reason = ""
 
 
-class ListTokens(IdentityCommand):
+class ListTokens(IdentityCommand, frozen=True):
     """Tokens of one owner (default: the caller; anyone may list their own), or of `everyone` (admin)."""
 
     owner: Name | None = None
@@ -121,7 +121,7 @@ class ListTokens(IdentityCommand):
 
 
 AnyIdentityCommand = CreateToken | RevokeToken | ListTokens
-IDENTITY_COMMAND_TYPES: tuple[type[IdentityCommand], ...] = AnyIdentityCommand.__args__  # type: ignore[attr-defined]
+IDENTITY_COMMAND_TYPES: tuple[type[IdentityCommand], ...] = AnyIdentityCommand.__args__
 
 
 class TokenInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -21,7 +21,7 @@ class _Answer(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Base of every answer: encoded without the defaults, so the JSON stays short."""
 
 
-class Evidence(_Answer):
+class Evidence(_Answer, frozen=True):
     """What a recommendation rests on: how many observations, over which time, how sure."""
 
     count: int
@@ -32,7 +32,7 @@ class Evidence(_Answer):
     figures: dict[str, Any] = {}         # the numbers behind the sentence (p99_ms, tries, recovered, ...)
 
 
-class Recommendation(_Answer):
+class Recommendation(_Answer, frozen=True):
     kind: RecommendationKind
     message: str                         # a sentence a user can act on
     evidence: Evidence
@@ -42,7 +42,7 @@ class Recommendation(_Answer):
     suggestion: dict[str, Any] = {}      # what to write in the playbook, as YAML keys of the step
 
 
-class Distribution(_Answer):
+class Distribution(_Answer, frozen=True):
     """Percentiles from a bounded log histogram (within 10% of the true value), max exact."""
 
     count: int
@@ -52,14 +52,14 @@ class Distribution(_Answer):
     max_ms: float | None = None
 
 
-class Outcome(_Answer):
+class Outcome(_Answer, frozen=True):
     """Tries of something (a retry after a category, a remediation) and how many of them worked."""
 
     tries: int
     worked: int
 
 
-class StepInsights(_Answer):
+class StepInsights(_Answer, frozen=True):
     step: str
     action: str = ""
     target: str | None = None
@@ -79,7 +79,7 @@ class StepInsights(_Answer):
     until: datetime | None = None
 
 
-class PlaybookInsights(_Answer):
+class PlaybookInsights(_Answer, frozen=True):
     playbook: str
     runs: int = 0
     outcomes: dict[str, int] = {}        # completed, failed, cancelled
@@ -91,7 +91,7 @@ class PlaybookInsights(_Answer):
     until: datetime | None = None
 
 
-class TargetInsights(_Answer):
+class TargetInsights(_Answer, frozen=True):
     """An HTTP origin (or a breaker's key) that steps call, as every run saw it."""
 
     target: str
@@ -107,7 +107,7 @@ class TargetInsights(_Answer):
     until: datetime | None = None
 
 
-class Correlation(_Answer):
+class Correlation(_Answer, frozen=True):
     """Steps that failed together within a window: likely one piece of infrastructure behind both."""
 
     steps: list[str]                     # "playbook/step", two of them
@@ -117,14 +117,14 @@ class Correlation(_Answer):
     last: datetime | None = None
 
 
-class Insights(_Answer):
+class Insights(_Answer, frozen=True):
     position: int                        # the last stream sequence learned
     playbooks: list[PlaybookInsights] = []
     targets: list[TargetInsights] = []
     correlations: list[Correlation] = []
 
 
-class LearningStatus(_Answer):
+class LearningStatus(_Answer, frozen=True):
     position: int                        # the last stream sequence read
     stream_last_seq: int
     lag: int                             # events stored but not learned yet
@@ -134,7 +134,7 @@ class LearningStatus(_Answer):
     error: str = ""                      # why the service is not learning, while it retries
 
 
-class Rebuilt(_Answer):
+class Rebuilt(_Answer, frozen=True):
     events: int                          # events learned from the first one
     position: int
     generation: str
@@ -147,7 +147,7 @@ class InsightsRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     wait: float = 10.0                   # ... waiting at most this many seconds (at most 30) for it
 
 
-class LearningReply(_Answer):
+class LearningReply(_Answer, frozen=True):
     """The one reply of the learning service: one of the answers, or an error."""
 
     insights: Insights | None = None

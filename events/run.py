@@ -27,7 +27,7 @@ class RunEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_default
     at: datetime
 
 
-class RunStarted(RunEvent):
+class RunStarted(RunEvent, frozen=True):
     """A run began; it pins the exact playbook, its plan and resolved parameters."""
 
     actor: str
@@ -42,7 +42,7 @@ class RunStarted(RunEvent):
     engine_error_handlers: list[ErrorHandler] = []
 
 
-class StepScheduled(RunEvent):
+class StepScheduled(RunEvent, frozen=True):
     """The step is ready and waits for an executor; executors consume these."""
 
     step_id: str
@@ -50,7 +50,7 @@ class StepScheduled(RunEvent):
     reason: str = ""
 
 
-class StepStarted(RunEvent):
+class StepStarted(RunEvent, frozen=True):
     """An executor took the attempt. Written before any side effect of the step."""
 
     step_id: str
@@ -58,14 +58,14 @@ class StepStarted(RunEvent):
     executor: str
 
 
-class StepSucceeded(RunEvent):
+class StepSucceeded(RunEvent, frozen=True):
     step_id: str
     attempt: int
     outputs: dict[str, Any] = {}
     duration_ms: float = 0.0
 
 
-class StepFailed(RunEvent):
+class StepFailed(RunEvent, frozen=True):
     step_id: str
     attempt: int
     error: str
@@ -74,38 +74,38 @@ class StepFailed(RunEvent):
     duration_ms: float = 0.0
 
 
-class StepSkipped(RunEvent):
+class StepSkipped(RunEvent, frozen=True):
     """The step's `when` was false (or it was not reached); skipped is never failed."""
 
     step_id: str
     reason: str
 
 
-class RunPaused(RunEvent):
+class RunPaused(RunEvent, frozen=True):
     actor: str
     reason: str = ""
 
 
-class RunResumed(RunEvent):
+class RunResumed(RunEvent, frozen=True):
     actor: str
 
 
-class RunCancelRequested(RunEvent):
+class RunCancelRequested(RunEvent, frozen=True):
     """Cancel was asked for; executors kill the run's in-flight work on seeing it."""
 
     actor: str
     reason: str = ""
 
 
-class RunCancelled(RunEvent):
+class RunCancelled(RunEvent, frozen=True):
     pass
 
 
-class RunCompleted(RunEvent):
+class RunCompleted(RunEvent, frozen=True):
     duration_ms: float = 0.0
 
 
-class RunFailed(RunEvent):
+class RunFailed(RunEvent, frozen=True):
     reason: str
     failed_steps: list[str] = []
     duration_ms: float = 0.0
@@ -113,7 +113,7 @@ class RunFailed(RunEvent):
 
 # -- retries (decided by the resilience service) -------------------------------------------
 
-class StepRetryScheduled(RunEvent):
+class StepRetryScheduled(RunEvent, frozen=True):
     """The failed attempt will be tried again: `attempt` starts at `due` (a durable timer)."""
 
     step_id: str
@@ -125,7 +125,7 @@ class StepRetryScheduled(RunEvent):
     pattern: str | None = None
 
 
-class StepNotRetried(RunEvent):
+class StepNotRetried(RunEvent, frozen=True):
     """The failure stands: not retryable, or attempts exhausted. The failure policy applies."""
 
     step_id: str
@@ -136,7 +136,7 @@ class StepNotRetried(RunEvent):
     pattern: str | None = None
 
 
-class StepRemediationStarted(RunEvent):
+class StepRemediationStarted(RunEvent, frozen=True):
     """An error handler's remediation runs before the failed step is retried (written first)."""
 
     step_id: str
@@ -145,14 +145,14 @@ class StepRemediationStarted(RunEvent):
     reason: str
 
 
-class StepRemediated(RunEvent):
+class StepRemediated(RunEvent, frozen=True):
     step_id: str
     attempt: int
     handler: int
     outputs: dict[str, Any] = {}
 
 
-class StepRemediationFailed(RunEvent):
+class StepRemediationFailed(RunEvent, frozen=True):
     step_id: str
     attempt: int
     handler: int
@@ -161,7 +161,7 @@ class StepRemediationFailed(RunEvent):
 
 # -- approval gates -----------------------------------------------------------------------
 
-class ApprovalRequested(RunEvent):
+class ApprovalRequested(RunEvent, frozen=True):
     """A gated step is ready and waits for people; nothing runs until the gate opens."""
 
     step_id: str
@@ -172,7 +172,7 @@ class ApprovalRequested(RunEvent):
     auto_approve_after_timeout: bool = False
 
 
-class ApprovalGiven(RunEvent):
+class ApprovalGiven(RunEvent, frozen=True):
     """One person approved; the gate opens once enough distinct people have."""
 
     step_id: str
@@ -181,7 +181,7 @@ class ApprovalGiven(RunEvent):
     comment: str = ""
 
 
-class ApprovalGranted(RunEvent):
+class ApprovalGranted(RunEvent, frozen=True):
     """The gate opened: by quorum (approvers), or by the system after the timeout."""
 
     step_id: str
@@ -190,23 +190,23 @@ class ApprovalGranted(RunEvent):
     by_timeout: bool = False
 
 
-class ApprovalRejected(RunEvent):
+class ApprovalRejected(RunEvent, frozen=True):
     step_id: str
     actor: str
     comment: str = ""
 
 
-class ApprovalDeadlinePassed(RunEvent):
+class ApprovalDeadlinePassed(RunEvent, frozen=True):
     """Stored by the JetStream timer at the gate's deadline (a message schedule)."""
 
     step_id: str
 
 
-class ApprovalTimedOut(RunEvent):
+class ApprovalTimedOut(RunEvent, frozen=True):
     step_id: str
 
 
-class ApprovalAttemptRefused(RunEvent):
+class ApprovalAttemptRefused(RunEvent, frozen=True):
     """Someone tried to approve or reject and was refused: auditors ask about these too."""
 
     step_id: str
@@ -217,7 +217,7 @@ class ApprovalAttemptRefused(RunEvent):
 
 # -- rollback ----------------------------------------------------------------------------------
 
-class RollbackStarted(RunEvent):
+class RollbackStarted(RunEvent, frozen=True):
     """Undo what the run did: `waves` of steps, each wave rolled back together, in order."""
 
     waves: list[list[str]]
@@ -225,25 +225,25 @@ class RollbackStarted(RunEvent):
     actor: str = "system"
 
 
-class StepRollbackScheduled(RunEvent):
+class StepRollbackScheduled(RunEvent, frozen=True):
     step_id: str
     attempt: int = 1
 
 
-class StepRollbackStarted(RunEvent):
+class StepRollbackStarted(RunEvent, frozen=True):
     step_id: str
     attempt: int
     executor: str
 
 
-class StepRolledBack(RunEvent):
+class StepRolledBack(RunEvent, frozen=True):
     step_id: str
     attempt: int
     outputs: list[dict[str, Any]] = []
     duration_ms: float = 0.0
 
 
-class StepRollbackFailed(RunEvent):
+class StepRollbackFailed(RunEvent, frozen=True):
     step_id: str
     attempt: int
     error: str
@@ -252,11 +252,11 @@ class StepRollbackFailed(RunEvent):
     duration_ms: float = 0.0
 
 
-class RollbackCompleted(RunEvent):
+class RollbackCompleted(RunEvent, frozen=True):
     duration_ms: float = 0.0
 
 
-class RollbackFailed(RunEvent):
+class RollbackFailed(RunEvent, frozen=True):
     reason: str
     failed_steps: list[str] = []
 
@@ -271,7 +271,7 @@ AnyRunEvent = (
     | StepRemediationStarted | StepRemediated | StepRemediationFailed
 )
 
-RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__  # type: ignore[attr-defined]
+RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__
 # After these, nothing more happens in the run unless someone starts a rollback.
 TERMINAL_EVENTS: tuple[type[RunEvent], ...] = (
     RunCompleted, RunFailed, RunCancelled, RollbackCompleted, RollbackFailed)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 PREFIX = "pb"
+# A run id is a subject token and a URL path part: ASCII letters, digits, - and _ (the one spelling).
+RUN_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 RUNS_STREAM = "PB_RUNS"
 RUN_SUBJECTS = f"{PREFIX}.run.>"
 TIMER_SUBJECTS = f"{PREFIX}.timer.>"

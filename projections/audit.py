@@ -16,6 +16,9 @@ from events.run import (
 )
 
 SYSTEM = "system"
+# Every action an audit entry can name, in the order the dashboard offers them as a filter.
+AUDIT_ACTIONS = ("start", "pause", "resume", "cancel", "approve", "reject", "approval_refused", "auto_approve",
+                 "timeout", "rollback", "circuit_reset")
 
 
 class AuditEntry(msgspec.Struct, kw_only=True):

@@ -274,7 +274,7 @@ class Metrics(msgspec.Struct, kw_only=True):
 
 def _step_json(key: str, stats: StepStats) -> dict[str, Any]:
     playbook, _, step = key.partition(KEY_SEP)
-    cumulative, buckets = 0, []
+    cumulative, buckets = 0, list[dict[str, int | None]]()
     for le, n in zip(DURATION_BUCKETS_MS, stats.buckets):
         cumulative += n
         buckets.append({"le_ms": le, "count": cumulative})

@@ -150,7 +150,7 @@ class Projector:
                 await self._follow()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the views must not die with one bad moment
+            except Exception:  # the views must not die with one bad moment
                 log.exception("projector stopped following the stream; again in %.0f s", RETRY_SECONDS)
                 self._caught_up.clear()
                 await asyncio.sleep(RETRY_SECONDS)
@@ -210,11 +210,12 @@ class Projector:
                 summary = run_list.as_dict(found)
                 self._remember(seq, summary)
         entry = views.audit.apply(seq, event)
-        change = Change(seq, event, summary, entry and msgspec.to_builtins(entry), views.metrics.apply(seq, event))
+        audited = msgspec.to_builtins(entry) if entry is not None else None
+        change = Change(seq, event, summary, audited, views.metrics.apply(seq, event))
         for listener in list(self._listeners):
             try:
                 listener(change)
-            except Exception:  # noqa: BLE001 - one broken listener must not stop the views
+            except Exception:  # one broken listener must not stop the views
                 log.exception("projector listener failed")
 
     # -- snapshots -------------------------------------------------------------------

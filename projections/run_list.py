@@ -11,6 +11,7 @@ from events.run import (
     RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent,
     RunFailed, RunPaused, RunResumed, RunStarted,
 )
+from services.read import ACTIVE_RUN
 
 # The events this view needs; readers subscribe to just these.
 LIST_EVENTS: tuple[type[RunEvent], ...] = (
@@ -18,7 +19,7 @@ LIST_EVENTS: tuple[type[RunEvent], ...] = (
     ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut,
     RollbackStarted, RollbackCompleted, RollbackFailed,
 )
-ACTIVE = frozenset({"running", "paused", "cancelling", "waiting_approval", "rolling_back"})
+ACTIVE = ACTIVE_RUN
 _ENDS = {RunCompleted: "completed", RunFailed: "failed", RunCancelled: "cancelled",
          RollbackCompleted: "rolled_back", RollbackFailed: "rollback_failed"}
 
@@ -71,4 +72,5 @@ def apply(runs: dict[str, RunSummary], event: RunEvent) -> None:
 
 
 def as_dict(summary: RunSummary) -> dict[str, Any]:
-    return msgspec.to_builtins(summary)
+    plain: dict[str, Any] = msgspec.to_builtins(summary)
+    return plain

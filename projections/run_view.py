@@ -1,24 +1,22 @@
 """One run's detail view, from the state fold the services use, and its timeline of events."""
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from events.playbook import Step
 from events.run import ApprovalTimedOut, RunEvent
-from projections.describe import describe
-from services.approval.gates import needed
-from services.run.state import Run, StepState
+from projections.sentences import sentence
+from services.read import Run, StepState, approvals_needed, plan_waves
 
 
 def run_view(run: Run) -> dict[str, Any]:
     started = run.started
     needs = started.plan.needs if started else {}
-    waves = plan_waves(needs)
+    waves = plan_waves(started.plan) if started else []
     wave_of = {step_id: i for i, wave in enumerate(waves) for step_id in wave}
-    rollback_wave_of = {step_id: i for i, wave in enumerate(run.waves) for step_id in wave}
+    rollback_wave_of = {step_id: i for i, wave in enumerate(run.rollback_waves) for step_id in wave}
     return {
         "run_id": run.id,
         "status": run.display_status,
@@ -28,11 +26,11 @@ def run_view(run: Run) -> dict[str, Any]:
         "parameters": started.parameters if started else {},
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
-        "paused_by": run.paused_by,
-        "pause_reason": run.pause_reason or None,
-        "resumed_by": run.resumed_by,
-        "cancel_requested_by": run.cancel_requested_by,
-        "cancel_reason": run.cancel_reason or None,
+        "paused_by": run.steering.paused_by,
+        "pause_reason": run.steering.pause_reason or None,
+        "resumed_by": run.steering.resumed_by,
+        "cancel_requested_by": run.steering.cancel_requested_by,
+        "cancel_reason": run.steering.cancel_reason or None,
         "failure": run.failure or None,
         "version": run.version,
         "dry_run": started.dry_run if started else False,
@@ -40,65 +38,36 @@ def run_view(run: Run) -> dict[str, Any]:
         "event_count": run.event_count,
         "gates_waiting": run.gates_waiting,
         "waves": waves,
-        "rollback_waves": run.waves,
+        "rollback_waves": run.rollback_waves,
         "steps": [
             {
                 "id": s.id,
                 "status": s.status,
-                "attempt": s.attempt,
-                "executor": s.executor,
-                "duration_ms": round(s.duration_ms, 3),
-                "error": s.error or None,
-                "category": s.category or None,
+                "attempt": s.attempt.number,
+                "executor": s.attempt.executor,
+                "duration_ms": round(s.attempt.duration_ms, 3),
+                "error": s.attempt.error or None,
+                "category": s.attempt.category or None,
                 "reason": s.reason or None,
-                "outputs": s.outputs,
-                "gate": s.gate or None,
+                "outputs": s.attempt.outputs,
+                "gate": s.gate.status or None,
                 "approvals": _approvals(s),
-                "gate_decided_by": s.gate_decided_by,
-                "rollback": s.rollback or None,
-                "rollback_error": s.rollback_error or None,
+                "gate_decided_by": s.gate.decided_by,
+                "rollback": s.rollback.status or None,
+                "rollback_error": s.rollback.error or None,
                 **_plan_of(run.specs.get(s.id), needs.get(s.id, [])),
                 "wave": wave_of.get(s.id),
                 "rollback_wave": rollback_wave_of.get(s.id),
                 "started_at": _iso(s.started_at),
                 "finished_at": _iso(s.finished_at),
-                "retry": s.retry or None,
-                "retry_due": _iso(s.retry_due) if s.retry == "waiting" else None,
-                "remediation": s.remediation or None,
+                "retry": s.retry.status or None,
+                "retry_due": _iso(s.retry.due) if s.retry.status == "waiting" else None,
+                "remediation": s.retry.remediation or None,
                 "approval_gate": _gate(run.specs.get(s.id), s),
             }
             for s in run.steps.values()
         ],
     }
-
-
-def plan_waves(needs: dict[str, list[str]]) -> list[list[str]]:
-    """Steps grouped by how deep they sit in the plan: a wave's steps may run at the same time.
-
-    Written order within a wave; steps caught in a dependency cycle (never in a valid plan) are left out.
-    """
-    # Kahn's order, so a view of a long plan costs steps + edges, not steps squared.
-    unmet = {s: sum(1 for n in deps if n in needs) for s, deps in needs.items()}
-    after: dict[str, list[str]] = {s: [] for s in needs}
-    for step_id, deps in needs.items():
-        for n in deps:
-            if n in needs:
-                after[n].append(step_id)
-    wave_of = {s: 0 for s, count in unmet.items() if count == 0}
-    ready = deque(wave_of)
-    while ready:
-        step_id = ready.popleft()
-        for later in after[step_id]:
-            wave_of[later] = max(wave_of.get(later, 0), wave_of[step_id] + 1)
-            unmet[later] -= 1
-            if unmet[later] == 0:
-                ready.append(later)
-    wave_of = {s: w for s, w in wave_of.items() if unmet[s] == 0}
-    waves: list[list[str]] = [[] for _ in range(1 + max(wave_of.values(), default=-1))]
-    for step_id in needs:
-        if step_id in wave_of:
-            waves[wave_of[step_id]].append(step_id)
-    return waves
 
 
 def _plan_of(spec: Step | None, needs: list[str]) -> dict[str, Any]:
@@ -116,23 +85,23 @@ def _gate(spec: Step | None, s: StepState) -> dict[str, Any] | None:
     if gate is None:
         return None
     return {
-        "message": s.gate_message or gate.message,   # as asked once requested, else as written
+        "message": s.gate.message or gate.message,   # as asked once requested, else as written
         "required_approvers": list(gate.required_approvers),
-        "min_approvals": needed(gate),
+        "min_approvals": approvals_needed(gate),
         "timeout_seconds": gate.timeout_seconds,
         "auto_approve_after_timeout": gate.auto_approve_after_timeout,
         "allow_self_approval": gate.allow_self_approval,
-        "status": s.gate or "not_requested",
-        "deadline": _iso(s.deadline),
-        "deadline_passed": s.deadline_passed,
+        "status": s.gate.status or "not_requested",
+        "deadline": _iso(s.gate.deadline),
+        "deadline_passed": s.gate.deadline_passed,
         "approvals": _approvals(s),
-        "decided_by": s.gate_decided_by,
+        "decided_by": s.gate.decided_by,
     }
 
 
 def _approvals(s: StepState) -> list[dict[str, Any]]:
     return [{"actor": g.actor, "groups": g.groups, "comment": g.comment, "at": g.at.isoformat()}
-            for g in s.approvals]
+            for g in s.gate.approvals]
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -149,7 +118,7 @@ def timeline(envelopes: Iterable[tuple[int, RunEvent]]) -> list[dict[str, Any]]:
     """
     entries = []
     for seq, event in envelopes:
-        detail = describe(event)
+        detail = sentence(event)
         if detail is None:
             continue
         entries.append({

@@ -35,6 +35,7 @@ class LogEntry(msgspec.Struct, kw_only=True):
 
 def log_entries(seq: int, event: RunEvent) -> list[LogEntry]:
     """The log text one event carries, stdout then stderr then the error; [] for any other event."""
+    phase: Phase
     match event:
         case StepSucceeded():
             phase, outputs, error = "step", [event.outputs], ""

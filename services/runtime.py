@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events.codec import decode_event
@@ -40,7 +41,7 @@ class Consumer:
         self.filters, self.handle = list(filters), handle
         self.ack_wait, self.max_ack_pending = ack_wait, max_ack_pending
         self._in_flight: dict[asyncio.Task[None], tuple[Msg, float]] = {}
-        self._sub = None
+        self._sub: Subscription | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.stopping = False
 
@@ -74,7 +75,7 @@ class Consumer:
             return  # not acknowledged: redelivered to another replica
         task = asyncio.create_task(self._process(msg))
         self._in_flight[task] = (msg, time.monotonic())
-        task.add_done_callback(self._in_flight.pop)  # type: ignore[arg-type]
+        task.add_done_callback(self._in_flight.pop)
 
     async def _process(self, msg: Msg) -> None:
         try:
@@ -110,6 +111,18 @@ class Consumer:
             for msg, since in list(self._in_flight.values()):
                 if now - since >= interval:
                     await _quietly(msg.in_progress())
+
+
+class OneConsumer:
+    """A service that is one consumer: starting and stopping it starts and stops that consumer."""
+
+    consumer: Consumer
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        await self.consumer.stop(grace)
 
 
 async def _quietly(op: Awaitable[object]) -> None:

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -22,7 +22,7 @@ from nats.js.errors import BadRequestError
 
 from events import subjects
 from events.codec import decode_event, encode, event_name
-from events.run import ApprovalGranted, ApprovalRejected, RunEvent
+from events.run import RunEvent
 from services.errors import ConcurrencyConflict, EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -34,19 +34,13 @@ PUBLISH_TIMEOUT = 5.0
 PUBLISH_TRIES = 3
 
 Envelope = tuple[int, RunEvent]   # (stream sequence, event)
-
-
-def _obsoleted_timer(event: msgspec.Struct) -> str | None:
-    """The timer this event makes pointless: a decided gate needs no deadline."""
-    if isinstance(event, (ApprovalGranted, ApprovalRejected)):
-        return subjects.approval_timer(event.run_id, event.step_id)
-    return None
+E = TypeVar("E")
 
 
 class _Batch:
     """Where one direct-get batch collects its events until the server says it is done."""
 
-    def __init__(self, into: list[Envelope], last: int, decode: Callable[[bytes], Any]) -> None:
+    def __init__(self, into: list[tuple[int, Any]], last: int, decode: Callable[[bytes], Any]) -> None:
         self.into, self.last, self.decode = into, last, decode
         self.done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
 
@@ -84,9 +78,10 @@ class EventStore:
         if error:
             raise RuntimeError(f"cannot set up stream {self.stream}: {error.get('description')}")
 
-    async def _api(self, subject: str, body: bytes) -> dict:
+    async def _api(self, subject: str, body: bytes) -> dict[str, Any]:
         msg = await self.nc.request(subject, body, timeout=PUBLISH_TIMEOUT)
-        return json.loads(msg.data)
+        reply: dict[str, Any] = json.loads(msg.data)
+        return reply
 
     async def load(self, run_id: str, after: int = 0) -> tuple[list[Envelope], int]:
         """Every event of the run after stream sequence `after`, and the last sequence seen.
@@ -97,16 +92,17 @@ class EventStore:
         """
         return await self.load_aggregate(subjects.run_all(run_id), decode_event, after)
 
-    async def load_aggregate(self, subject: str, decode: Callable[[bytes], Any], after: int = 0) -> tuple[list[Envelope], int]:
+    async def load_aggregate(self, subject: str, decode: Callable[[bytes], E],
+                             after: int = 0) -> tuple[list[tuple[int, E]], int]:
         """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded."""
-        events: list[Envelope] = []
+        events: list[tuple[int, E]] = []
         last = after
         while True:
             pending, last = await self._load_batch(subject, last + 1, events, last, decode)
             if not pending:
                 return events, last
 
-    async def _load_batch(self, subject: str, start: int, into: list[Envelope], last: int,
+    async def _load_batch(self, subject: str, start: int, into: list[tuple[int, Any]], last: int,
                           decode: Callable[[bytes], Any]) -> tuple[int, int]:
         """One direct-get batch into `into`; returns (events still pending, last sequence)."""
         batch = _Batch(into, last, decode)
@@ -161,11 +157,17 @@ class EventStore:
         """
         return await self.append_aggregate(subjects.run(run_id), events, expected)
 
-    async def append_aggregate(self, aggregate: str, events: Sequence[msgspec.Struct], expected: int) -> list[int]:
-        """Append to any aggregate: `aggregate` is its subject prefix (`pb.run.<id>`, ...)."""
+    async def append_aggregate(self, aggregate: str, events: Sequence[msgspec.Struct], expected: int,
+                               cancel_timer: str | None = None) -> list[int]:
+        """Append to any aggregate: `aggregate` is its subject prefix (`pb.run.<id>`, ...).
+
+        `cancel_timer`: a timer the first event makes pointless, purged in the same write;
+        if the timer fired first, its event moved the aggregate on and the write conflicts.
+        """
         sequences = []
         for event in events:
-            expected = await self._append_one(aggregate, event, expected)
+            expected = await self._append_one(aggregate, event, expected, cancel_timer)
+            cancel_timer = None
             sequences.append(expected)
         return sequences
 
@@ -183,17 +185,16 @@ class EventStore:
         }
         await self.js.publish(timer, encode(event), headers=headers)
 
-    async def _append_one(self, aggregate: str, event: msgspec.Struct, expected: int) -> int:
+    async def _append_one(self, aggregate: str, event: msgspec.Struct, expected: int, cancel_timer: str | None) -> int:
         msg_id = os.urandom(12).hex()
         headers = {
             "Nats-Msg-Id": msg_id,
             "Nats-Expected-Last-Subject-Sequence": str(expected),
             "Nats-Expected-Last-Subject-Sequence-Subject": f"{aggregate}.>",
         }
-        if timer := _obsoleted_timer(event):
-            # Cancel the timer in the same write; if it fired first, the OCC check fails.
+        if cancel_timer:
             headers["Nats-Schedule-Next"] = "purge"
-            headers["Nats-Scheduler"] = timer
+            headers["Nats-Scheduler"] = cancel_timer
         subject = f"{aggregate}.{type(event).__name__}"
         payload = encode(event)
         for attempt in range(1, PUBLISH_TRIES + 1):
@@ -209,7 +210,7 @@ class EventStore:
                     if last_id == msg_id:
                         return seq
                 raise ConcurrencyConflict(aggregate) from err
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 if attempt == PUBLISH_TRIES:
                     raise
                 log.warning("no ack for %s (try %d); publishing again with the same Nats-Msg-Id", subject, attempt)

@@ -1,13 +1,39 @@
-"""Small builders shared by tests: times, playbooks, started events."""
+"""What tests share: times, playbook builders, decider scenarios, the engine in-process, and waiting.
+
+Waiting is done two ways only: for the engine's own events (`wait_for_end`, `read_until`
+on an SSE stream), and with `until` for what no event tells (a port, a file, a timer).
+"""
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 
+import aiohttp
 import msgspec
+import nats
+import yaml
+from aiohttp import web
 
-from events.run import RunStarted
+from app.root import ALL_SERVICES, serve
+from events import subjects
+from events.run import RunEvent, RunStarted
+from services.domain.run import decider, state
+from services.domain.run.commands import Advance, BeginStep, FinishStep
+from services.domain.run.decider import decide
+from services.domain.run.state import Run
 from services.playbook import load_playbook
+from services.settings import Settings
+from ui.client import EngineClient
+from ui.sse_reader import sse_messages
+
+# -- times and builders ------------------------------------------------------------------------
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -17,7 +43,6 @@ def at(seconds: float = 0) -> datetime:
 
 
 def playbook_yaml(steps: list[dict[str, Any]], **top: Any) -> str:
-    import yaml
     return yaml.safe_dump({"name": top.pop("name", "test"), **top, "steps": steps}, sort_keys=False)
 
 
@@ -36,3 +61,173 @@ def noop(step_id: str, **extra: Any) -> dict[str, Any]:
 
 def as_dict(event: msgspec.Struct) -> dict[str, Any]:
     return msgspec.to_builtins(event)
+
+
+def kinds(events: list[RunEvent]) -> list[str]:
+    """`Type:step` of each event, as scenarios compare them."""
+    return [f"{type(e).__name__}:{getattr(e, 'step_id', '')}".rstrip(":") for e in events]
+
+
+# -- decider scenarios -------------------------------------------------------------------------
+
+R = "run1"
+
+
+def check_invariants(run: Run, after: str = "") -> None:
+    """What must hold after every event, in every decider test: the decider's indexes match the steps."""
+    if not run.exists:
+        return
+    assert run.pending == {s.id for s in run.steps.values() if s.status == "pending"}, after
+    assert run.gates_waiting == sum(s.gate.status == "requested" for s in run.steps.values()), after
+
+
+def _checked_evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
+    state.evolve(run, event, seq)
+    check_invariants(run, f"after {type(event).__name__}")
+    return run
+
+
+class Scenario:
+    """A run built from events, with the sequence numbers the store would give them.
+
+    Given events, when a command, then the events decided; the invariants are checked
+    after every event, those the decider folds ahead inside a decision included.
+    """
+
+    def __init__(self, *events: RunEvent) -> None:
+        self.run = Run(id=R)
+        self.seq = 0
+        self.given(*events)
+
+    def given(self, *events: RunEvent) -> Scenario:
+        for event in events:
+            self.seq += 1
+            _checked_evolve(self.run, event, self.seq)
+        return self
+
+    def when(self, command: Any, t: float = 10) -> list[RunEvent]:
+        with mock.patch.object(decider, "evolve", _checked_evolve):
+            events = decide(self.run, command, at(t))
+        self.given(*events)
+        return events
+
+    def start(self) -> list[RunEvent]:
+        return self.when(Advance())
+
+    def begin(self, step_id: str, redelivered: bool = False, executor: str = "ex1") -> list[RunEvent]:
+        attempt = self.run.steps[step_id].attempt
+        return self.when(BeginStep(step_id=step_id, attempt=attempt.number, scheduled_seq=attempt.scheduled_seq,
+                                   executor=executor, redelivered=redelivered))
+
+    def succeed(self, step_id: str, **outputs: Any) -> list[RunEvent]:
+        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt.number,
+                                    outputs=outputs, duration_ms=1.0))
+
+    def fail(self, step_id: str, error: str = "boom", category: str = "unknown") -> list[RunEvent]:
+        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt.number,
+                                    outputs={}, duration_ms=1.0, error=error, category=category))
+
+    def run_step(self, step_id: str, **outputs: Any) -> list[RunEvent]:
+        self.begin(step_id)
+        return self.succeed(step_id, **outputs)
+
+
+# -- the engine, in this process ---------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def running_engine(settings: Settings) -> AsyncIterator[EngineClient]:
+    """Every service running in this process until the block ends, and a client to drive them."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+
+    async def on_ready(_running: Any) -> None:
+        ready.set()
+
+    task = asyncio.create_task(serve(settings, ALL_SERVICES, ready=on_ready, stop=stop))
+    await asyncio.wait_for(ready.wait(), 10)
+    client_nc = await nats.connect(settings.engine_url())
+    try:
+        yield EngineClient(client_nc)
+    finally:
+        await client_nc.close()
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def wait_for_end(client: EngineClient, run_id: str, timeout: float = 30.0) -> list[RunEvent]:
+    """Follow the run until its terminal event; returns every event, in order."""
+    async def collect() -> list[RunEvent]:
+        return [event async for _, event in client.follow(run_id)]
+    return await asyncio.wait_for(collect(), timeout)
+
+
+async def until_timer_armed(engine: EngineClient, timeout: float = 10.0) -> None:
+    """Until some service has stored a durable timer (a message schedule) in the stream."""
+    js = engine.nc.jetstream()
+
+    async def armed() -> bool:
+        info = await js.stream_info(subjects.RUNS_STREAM, subjects_filter=subjects.TIMER_SUBJECTS)
+        return bool(info.state.subjects)
+    await until(armed, timeout=timeout, what="a durable timer armed")
+
+
+@contextlib.asynccontextmanager
+async def local_http(routes: list[web.RouteDef]) -> AsyncIterator[str]:
+    """An aiohttp server on a free loopback port serving `routes`; yields its base URL."""
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+# -- waiting -------------------------------------------------------------------------------------
+
+async def until(condition: Callable[[], Any | Awaitable[Any]], *, timeout: float = 10.0,
+                what: str = "the condition", every: float = 0.02) -> Any:
+    """Poll what no event tells us (a port, a file, the stream's timers) until it holds; its value.
+
+    `condition` may be async; a blocking check goes through `asyncio.to_thread` inside it.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:g}s"
+        await asyncio.sleep(every)
+
+
+@dataclass(frozen=True)
+class Message:
+    """One SSE message, its data decoded as JSON."""
+
+    event: str
+    id: str | None
+    data: Any
+
+
+async def messages(response: aiohttp.ClientResponse) -> AsyncIterator[Message]:
+    async for event, ident, data in sse_messages(response):
+        yield Message(event, ident, json.loads(data))
+
+
+async def read_until(response: aiohttp.ClientResponse, done: Callable[[Message, list[Message]], bool],
+                     timeout: float = 20) -> list[Message]:
+    """The stream's messages up to the one `done(message, seen so far)` accepts."""
+    seen: list[Message] = []
+
+    async def collect() -> None:
+        async for message in messages(response):
+            seen.append(message)
+            if done(message, seen):
+                return
+        raise AssertionError(f"the stream ended before the awaited message; it sent {seen}")
+    await asyncio.wait_for(collect(), timeout)
+    return seen

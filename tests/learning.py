@@ -142,7 +142,8 @@ async def record(store: EventStore, runs: list[Run], together: int = 1) -> int:
     """Append every run as the engine would, `together` runs at a time; returns the stream's last sequence."""
     last = 0
     for first in range(0, len(runs), together):
-        appended = await asyncio.gather(*(store.append(run.run_id, run.events, 0) for run in runs[first:first + together]))
+        batch = runs[first:first + together]
+        appended = await asyncio.gather(*(store.append(run.run_id, run.events, 0) for run in batch))
         last = max(last, *(sequences[-1] for sequences in appended))
     return last
 

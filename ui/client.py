@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -19,10 +21,7 @@ from events.commands import Command, Reply
 from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
 from projections import run_list
 from services.errors import EngineUnavailable
-from services.resilience.breakers import Breakers
-from services.resilience.circuit import Breaker
-from services.run.state import Run, evolve
-from services.store import EventStore
+from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold
 
 _reply_decoder = msgspec.json.Decoder(Reply)
 
@@ -49,10 +48,7 @@ class EngineClient:
         return envelopes
 
     async def run(self, run_id: str) -> Run:
-        run = Run(id=run_id)
-        for seq, event in await self.events(run_id):
-            evolve(run, event, seq)
-        return run
+        return fold(run_id, await self.events(run_id))
 
     async def follow(self, run_id: str, *, after_rollback_start: bool = False) -> AsyncIterator[tuple[int, RunEvent]]:
         """Every event of the run from the first, then live ones until the run ends.
@@ -80,12 +76,12 @@ class EngineClient:
             await sub.unsubscribe()
 
     async def circuits(self) -> list[Breaker]:
-        return await Breakers(self.store).all()
+        return await all_breakers(self.store)
 
-    async def circuit_events(self, key: str) -> list[tuple[int, CircuitEvent]]:
-        return await Breakers(self.store).history(key)
+    async def circuit_events(self, key: str) -> Sequence[tuple[int, CircuitEvent]]:
+        return await breaker_history(self.store, key)
 
-    async def rebuild_projections(self, timeout: float = 300.0) -> dict:
+    async def rebuild_projections(self, timeout: float = 300.0) -> dict[str, Any]:
         """Ask the web server(s) to refold their views from the first event."""
         try:
             msg = await self.nc.request(subjects.PROJECTIONS_REBUILD, b"", timeout=timeout)
@@ -93,7 +89,8 @@ class EngineClient:
             if "no responders" in str(err).lower():
                 raise EngineUnavailable("no web server answered: is `playbook up` running?") from err
             raise
-        return json.loads(msg.data)
+        result: dict[str, Any] = json.loads(msg.data)
+        return result
 
     async def list_runs(self) -> list[run_list.RunSummary]:
         runs: dict[str, run_list.RunSummary] = {}

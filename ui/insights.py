@@ -5,7 +5,6 @@ through this, so they all read the same answers and the same errors.
 """
 from __future__ import annotations
 
-import asyncio
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -48,7 +47,7 @@ class LearningClient:
     async def _ask(self, subject: str, body: msgspec.Struct | None, timeout: float) -> LearningReply:
         try:
             msg = await self.nc.request(subject, msgspec.json.encode(body) if body else b"", timeout=timeout)
-        except (NoRespondersError, asyncio.TimeoutError, TimeoutError) as err:
+        except (NoRespondersError, TimeoutError) as err:
             raise EngineUnavailable("the learning service did not answer: is `playbook up` (or "
                                     "`python -m services.learning`) running?") from err
         reply = _reply.decode(msg.data)

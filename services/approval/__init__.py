@@ -1,1 +1,1 @@
-"""Approval gates: who may approve, when a gate opens, the deadline timers."""
+"""The approval service: gate deadline timers and the directory of who is in which group."""

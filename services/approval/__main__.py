@@ -1,4 +1,4 @@
 """`python -m services.approval`: gate deadlines; run as many as you like."""
-from services.app import main
+from app.root import main
 
-main({"approval"})
+main(services=("approval",))

@@ -14,36 +14,29 @@ from nats.aio.msg import Msg
 
 from events import subjects
 from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent
-from services.approval.gates import DeadlinePassed
-from services.run.decider import decide
-from services.run.repository import RunRepository
-from services.runtime import Consumer
+from services.domain.run.commands import ExpireGate
+from services.domain.run.decider import decide
+from services.aggregates import RunRepository
+from services.runtime import Consumer, OneConsumer
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class ApprovalService:
-    def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
+class ApprovalService(OneConsumer):
+    def __init__(self, nc: NATS, runs: RunRepository, settings: Settings) -> None:
         self.runs = runs
         self.consumer = Consumer(
             nc, runs.store.stream, "approval",
             [subjects.events_of_type("ApprovalRequested"), subjects.events_of_type("ApprovalDeadlinePassed")],
-            self._handle, ack_wait=ack_wait)
-
-    async def start(self) -> None:
-        await self.consumer.start()
-
-    async def stop(self, grace: float = 10.0) -> None:
-        await self.consumer.stop(grace)
+            self._handle, ack_wait=settings.ack_wait)
 
     async def _handle(self, msg: Msg, event: RunEvent, seq: int) -> None:
         match event:
-            case ApprovalRequested(deadline=None):
-                return
-            case ApprovalRequested(run_id=run_id, step_id=step_id, deadline=deadline):
+            case ApprovalRequested(run_id=run_id, step_id=step_id, deadline=deadline) if deadline is not None:
                 fires = ApprovalDeadlinePassed(run_id=run_id, at=deadline, step_id=step_id)
                 await self.runs.store.schedule(subjects.approval_timer(run_id, step_id), fires, deadline,
                                                msg_id=f"approval-timer.{run_id}.{step_id}.{seq}")
             case ApprovalDeadlinePassed(run_id=run_id, step_id=step_id):
                 at = datetime.now(timezone.utc)
-                await self.runs.change(run_id, lambda run: decide(run, DeadlinePassed(step_id), at), min_version=seq)
+                await self.runs.change(run_id, lambda run: decide(run, ExpireGate(step_id), at), min_version=seq)

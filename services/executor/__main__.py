@@ -1,4 +1,4 @@
-"""`python -m services.executor`: one executor process; run as many as you like."""
-from services.app import main
+"""`python -m services.executor`: runs scheduled steps; run as many as you like."""
+from app.root import main
 
-main({"executor"})
+main(services=("executor",))

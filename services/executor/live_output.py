@@ -39,7 +39,8 @@ class LiveOutput:
         self._pending: set[asyncio.Future[None]] = set()
 
     def __call__(self, fd: int, data: bytes) -> None:
-        decoder = self.decoders.get(fd) or self.decoders.setdefault(fd, codecs.getincrementaldecoder("utf-8")("replace"))
+        decoder = self.decoders.get(fd) or self.decoders.setdefault(
+            fd, codecs.getincrementaldecoder("utf-8")("replace"))
         pending = self.pending.get(fd, "") + decoder.decode(data)
         end = pending.rfind("\n") + 1                      # whole lines go out
         if end == 0 and len(pending) > MAX_PARTIAL_LINE:   # and a very long line in pieces

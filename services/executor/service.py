@@ -25,25 +25,25 @@ from nats.js.api import DeliverPolicy
 from events import subjects
 from events.codec import decode_event
 from events.playbook import circuit_of
-from events.run import RunEvent, StepRollbackScheduled, StepRollbackStarted, StepScheduled, StepStarted
+from events.run import ErrorCategory, RunEvent, StepRollbackScheduled, StepRollbackStarted, StepScheduled, StepStarted
 from services.errors import PlaybookError
 from services.executor.actions import ActionResult, close_http_session, run_action
 from services.executor.actions.base import live_output
 from services.executor.live_output import LiveOutput
+from services.aggregates import BreakerRepository, RunRepository
+from services.domain.breaker import after_call, before_call, circuit_key
+from services.domain.classify import classify
+from services.domain.run.commands import BeginStep, FinishStep
+from services.domain.run.decider import context_of, decide
+from services.domain.run.state import Run
 from services.executor.processes import ProcessRules
 from services.executor.scope import enter_attempt
-from services.executor.step import export_outputs, failed_validation, resolve_args
 from services.executor.validators import run_validators
+from services.playbook.arguments import export_outputs, failed_validation, resolve_args
 from services.playbook.interpolate import Context
-from services.resilience.breakers import Breakers, circuit_key
-from services.resilience.circuit import after_call, before_call
-from services.resilience.classify import classify
-from services.resilience.config import configured_patterns
-from services.run.decider import BeginStep, FinishStep, context_of, decide
-from services.run.repository import RunRepository
-from services.run.state import Run
 from services.runtime import Consumer, LeaveUnacknowledged
-from services.secrets import SecretSource, redact
+from services.secrets import redact
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Outcome:
 
     outputs: Any
     error: str = ""
-    category: str = "unknown"
+    category: ErrorCategory = "unknown"
 
     def redacted(self, ctx: Context) -> Outcome:
         """The outcome with every secret the attempt used replaced by `***`."""
@@ -68,21 +68,20 @@ class Outcome:
 
 
 class Executor:
-    def __init__(self, nc: NATS, runs: RunRepository, *, name: str | None = None,
-                 ack_wait: float = 30.0, concurrency: int = 1000) -> None:
-        self.nc, self.runs = nc, runs
+    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, settings: Settings, *,
+                 name: str | None = None, concurrency: int = 1000) -> None:
+        self.nc, self.runs, self.settings = nc, runs, settings
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         work = [subjects.events_of_type("StepScheduled"), subjects.events_of_type("StepRollbackScheduled")]
         self.consumer = Consumer(nc, runs.store.stream, "executor", work,
-                                 self._on_scheduled, ack_wait=ack_wait, max_ack_pending=concurrency)
+                                 self._on_scheduled, ack_wait=settings.ack_wait, max_ack_pending=concurrency)
         self._running: dict[str, set[asyncio.Task[object]]] = {}
         self._attempts: set[tuple[str, str]] = set()   # (run, step) executing in this process
         self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
-        self._cancel_sub = None
-        self.secrets = SecretSource()
-        self.processes = ProcessRules.from_environ()
-        self.breakers = Breakers(runs.store)
-        self.patterns = configured_patterns()
+        self._cancel_sub: Any = None   # the push subscription to cancel requests, once started
+        self.processes = ProcessRules.from_environ(settings.environ)
+        self.breakers = breakers
+        self.patterns = settings.error_patterns
 
     async def start(self) -> None:
         js = self.nc.jetstream()
@@ -148,7 +147,8 @@ class Executor:
     def _context(self, run: Run) -> Context:
         """Call it inside the attempt's own task: the scope it opens (secrets, process rules) lasts as long."""
         ctx = context_of(run)
-        enter_attempt(ctx, run.started, self.secrets, self.processes)  # type: ignore[arg-type]
+        assert run.started is not None
+        enter_attempt(ctx, run.started, self.settings.secrets, self.processes)
         return ctx
 
     async def _do(self, run: Run, step_id: str) -> Outcome:
@@ -161,7 +161,7 @@ class Executor:
                 return Outcome({}, problem, "validation").redacted(ctx)
         except PlaybookError as err:
             return Outcome({}, str(err), "configuration").redacted(ctx)
-        live = LiveOutput(self.nc, run.id, step_id, run.steps[step_id].attempt, ctx.used_secrets)
+        live = LiveOutput(self.nc, run.id, step_id, run.steps[step_id].attempt.number, ctx.used_secrets)
         watching = live_output.set(live)
         try:
             result = await self._call(run, step_id, args)
@@ -186,28 +186,29 @@ class Executor:
         if circuit is None:
             return await run_action(spec.action, args, timeout=spec.timeout_seconds)
         key = circuit_key(run.playbook.name, spec, args)
-        denial = await self.breakers.change(key, lambda b: before_call(b, circuit, run.id, step_id, now()))
+        denial = await self.breakers.change_answering(key, lambda b: before_call(b, circuit, run.id, step_id, now()))
         if denial:
             outputs = {}
-            if circuit.on_open == "wait" and (breaker := await self.breakers.load(key)).until is not None:
+            if circuit.on_open == "wait" and (breaker := await self.breakers.get(key)).until is not None:
                 outputs["retry_after"] = max(0.0, (breaker.until - now()).total_seconds())
             return ActionResult(ok=False, error=denial, category="dependency", outputs=outputs)
         result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
         failure = None if result.ok else classify(result.error, result.outputs, result.category, self.patterns).category
         await self.breakers.change(
-            key, lambda b: (after_call(b, circuit, run.id, step_id, now(), failure, result.error), None))
+            key, lambda b: after_call(b, circuit, run.id, step_id, now(), failure, result.error))
         return result
 
     async def _undo(self, run: Run, step_id: str) -> Outcome:
         """A step's rollback actions, in order, with the step's own outputs in reach."""
         ctx = self._context(run)
-        ctx.local = run.steps[step_id].outputs
+        ctx.local = run.steps[step_id].attempt.outputs
         done: list[dict[str, Any]] = []
         for number, action in enumerate(run.specs[step_id].rollback, start=1):
             try:
                 args = resolve_args(action.action, action.args, ctx)
             except PlaybookError as err:
-                return Outcome(done, f"rollback action {number} ({action.action}): {err}", "configuration").redacted(ctx)
+                return Outcome(done, f"rollback action {number} ({action.action}): {err}",
+                               "configuration").redacted(ctx)
             result = await run_action(action.action, args, timeout=action.timeout_seconds)
             done.append(result.outputs)
             if not result.ok:

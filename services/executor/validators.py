@@ -35,7 +35,7 @@ async def run_validators(validators: list[Validator], ctx: Context) -> str | Non
             problem = await _CHECKS[type(check)](check)
         except OSError as err:
             problem = f"{err.strerror or err}: {err.filename}" if err.filename else (err.strerror or str(err))
-        except Exception as err:  # a bug here must fail the step, not the executor's message loop
+        except Exception as err:  # noqa: BLE001 - a bug here must fail the step, not the executor's message loop
             log.error("validator %s failed unexpectedly\n%s", name, redacted(traceback.format_exc()))
             problem = f"failed unexpectedly: {type(err).__name__}: {err}"
         if problem:
@@ -111,7 +111,7 @@ async def _disk_space(check: DiskSpace) -> str | None:
 
 
 async def _memory_usage(check: MemoryUsage) -> str | None:
-    kib = _meminfo(MEMINFO.read_text())  # procfs is served from kernel memory: the read never blocks
+    kib = _meminfo(MEMINFO.read_text())  # noqa: ASYNC240 - procfs is served from kernel memory: never blocks
     if "MemTotal" not in kib or "MemAvailable" not in kib:
         return f"{MEMINFO} has no MemTotal and MemAvailable (Linux 3.14 or later is needed)"
     used = 100 * (1 - kib["MemAvailable"] / kib["MemTotal"])

@@ -15,7 +15,7 @@ from typing import Literal
 import msgspec
 
 from events.identity import Grant, Role
-from services.approval.quorum import eligible_entries
+from services.domain.run.quorum import eligible_entries
 from services.errors import PlaybookError
 from services.identity.principal import Principal
 

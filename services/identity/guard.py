@@ -65,7 +65,8 @@ class Guard:
         try:
             other = normalise_name(on_behalf_of)
         except InvalidName as err:
-            raise await refuse(Forbidden(f"cannot act on behalf of {on_behalf_of[:80]!r}: {err}"), principal.name)
+            raise await refuse(Forbidden(f"cannot act on behalf of {on_behalf_of[:80]!r}: {err}"),
+                               principal.name) from None
         if other == principal.name:
             return Acting(principal)
         decision = authorize(principal, "act_on_behalf", Resource())

@@ -86,7 +86,7 @@ class IdentityService:
             return rejected(err.code, str(err))
         except CommandRejected as err:
             return rejected(err.code, str(err))
-        except Exception as err:  # noqa: BLE001 - a command never takes the service down
+        except Exception as err:
             log.exception("identity command %s failed", type(command).__name__)
             return rejected("internal_error", f"the engine could not carry out the command: {err}")
         return rejected("bad_request", f"unknown command {type(command).__name__}")

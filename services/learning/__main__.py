@@ -1,4 +1,4 @@
 """`python -m services.learning`: the learning service alone (one per knowledge store)."""
-from services.app import main
+from app.root import main
 
-main({"learning"})
+main(services=("learning",))

@@ -7,13 +7,11 @@ stops the service at start with a sentence saying what is wrong.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from services.embedded import playbook_home
 from services.errors import PlaybookError
 
 
@@ -40,10 +38,9 @@ class LearningConfig:
         return "postgres" if self.postgres else "sqlite"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> LearningConfig:
-        env = os.environ if environ is None else environ
-        directory = Path(env["PLAYBOOK_LEARNING_DIR"]) if env.get("PLAYBOOK_LEARNING_DIR") else (
-            Path(env["PLAYBOOK_HOME"]) / "learning" if env.get("PLAYBOOK_HOME") else playbook_home() / "learning")
+    def from_env(cls, env: Mapping[str, str], home: Path) -> LearningConfig:
+        """From the environment the edge read, with `home` the engine's ($PLAYBOOK_HOME)."""
+        directory = Path(env["PLAYBOOK_LEARNING_DIR"]) if env.get("PLAYBOOK_LEARNING_DIR") else home / "learning"
         url = env.get("PLAYBOOK_LEARNING_POSTGRES")
         return cls(directory=directory.resolve(), postgres=postgres_settings(url) if url else None)
 

@@ -28,7 +28,7 @@ from services.learning.facts import (
     RunEnded, StepConfigured, StepShape,
 )
 from services.playbook.interpolate import Context, resolve
-from services.resilience.breakers import circuit_key
+from services.domain.breaker import circuit_key
 
 RUNS_KEPT = 10_000           # contexts of runs still going; an evicted one is replayed from the stream if needed
 SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook teaches its shape once

@@ -32,7 +32,7 @@ from services.learning.stats import (
     CorrelationStats, PlaybookStats, StepStats, TargetStats, fold_correlations, fold_playbook, fold_step, fold_target,
 )
 from services.learning.storage import NAMESPACE, ExplicitEnv
-from services.resilience.circuit import TARGET_FAILURES
+from services.domain.breaker import TARGET_FAILURES
 
 log = logging.getLogger(__name__)
 

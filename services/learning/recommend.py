@@ -11,7 +11,7 @@ from datetime import datetime
 from events.insights import Evidence, Recommendation
 from services.learning.histogram import upper_edge
 from services.learning.stats import MIN_BURST, BURST_GAP_SECONDS, StepStats, TargetStats
-from services.resilience.policy import DEFAULT_RETRY_ON
+from services.domain.retry import DEFAULT_RETRY_ON
 
 MIN_RUNS = 20            # runs before a timeout or a validator is suggested
 MIN_TRIES = 10           # retries after one category before "never recovers" is said
@@ -184,7 +184,8 @@ def circuit_breaker(stats: TargetStats) -> Recommendation | None:
                           suggestion={"circuit": {"key": stats.target, "failure_threshold": threshold}},
                           evidence=evidence(stats.bursts, stats.since, stats.until, BURST_GAP_SECONDS,
                                             bursts=stats.bursts, largest_burst=stats.largest_burst,
-                                            mean_burst=round(mean, 1), openings=stats.openings, steps=unguarded or None))
+                                            mean_burst=round(mean, 1), openings=stats.openings,
+                                            steps=unguarded or None))
 
 
 def _retried_categories(stats: StepStats) -> list[str]:

@@ -123,7 +123,7 @@ class LearningService:
                 failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception as err:  # noqa: BLE001 - every failure is retried from the tracked position
+            except Exception as err:  # every failure is retried from the tracked position
                 pause = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
                 self.error = f"{type(err).__name__}: {err}"
                 if isinstance(err, (IntegrityError, PositionConflict)):
@@ -209,7 +209,7 @@ class LearningService:
             interpreter.replay(event.run_id, [e for s, e in envelopes if s < seq])   # type: ignore[union-attr]
         try:
             return interpreter.facts(event)
-        except Exception:  # noqa: BLE001 - one nonsensical event must not stop the learning
+        except Exception:  # one nonsensical event must not stop the learning
             log.exception("learning: cannot learn from message %d on %s; skipped", seq, subject)
             return []
 
@@ -266,7 +266,7 @@ class LearningService:
             reply = LearningReply(error=Rejection(code=err.code, message=str(err)))
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
             reply = LearningReply(error=Rejection(code="bad_request", message=f"bad request body: {err}"))
-        except Exception as err:  # noqa: BLE001 - the asker gets the reason, the service stays up
+        except Exception as err:  # the asker gets the reason, the service stays up
             log.exception("learning: answering %s failed", msg.subject)
             reply = LearningReply(error=Rejection(code="internal_error", message=f"{type(err).__name__}: {err}"))
         data = msgspec.json.encode(reply)

@@ -16,7 +16,7 @@ from services.learning.facts import (
     StepConfigured, StepShape,
 )
 from services.learning.histogram import Histogram, bucket
-from services.resilience.circuit import TARGET_FAILURES
+from services.domain.breaker import TARGET_FAILURES
 
 MIN_BURST = 3                        # target failures in a row, each within the gap, that make a burst
 BURST_GAP_SECONDS = 60.0

@@ -30,7 +30,7 @@ def evaluate(condition: Condition | str | bool | None, ctx: Context) -> bool:
     return test(left, right)
 
 
-def describe(condition: Condition | str | bool | None, ctx: Context) -> str:
+def condition_text(condition: Condition | str | bool | None, ctx: Context) -> str:
     """A short human sentence for logs: what was compared with what."""
     if not isinstance(condition, Condition):
         return f"{condition!r}"
@@ -65,7 +65,7 @@ def _equal(left: Any, right: Any) -> bool:
         return truthy(left) == truthy(right)
     if isinstance(left, str) or isinstance(right, str):
         return str(left) == str(right)
-    return left == right
+    return bool(left == right)
 
 
 def _order(left: Any, right: Any) -> tuple[Any, Any]:

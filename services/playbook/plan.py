@@ -182,3 +182,18 @@ def _cycle_issue(cycle: list[str], steps: Sequence[Step], position: dict[str, in
     named = " -> ".join(shown + [members[0]])
     return Issue("PB204", f"dependency cycle: {named} (each step waits for the next); "
                           "remove one of these depends_on entries", path, step_id=members[0])
+
+
+def plan_waves(plan: Plan) -> list[list[str]]:
+    """Steps grouped by how deep they sit in the plan: a wave's steps may run at the same time.
+
+    Written order within a wave; steps in or behind a dependency cycle (never in a valid plan) are left out.
+    """
+    depth: dict[str, int] = {}
+    for step in _kahn(plan):   # every need comes before the step that needs it
+        depth[step] = 1 + max((depth[need] for need in plan.needs[step] if need in depth), default=-1)
+    waves: list[list[str]] = [[] for _ in range(1 + max(depth.values(), default=-1))]
+    for step in plan.needs:
+        if step in depth:
+            waves[depth[step]].append(step)
+    return waves

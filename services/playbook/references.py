@@ -66,7 +66,7 @@ def _parse(raw: str, start: int) -> Reference:
     body = raw[2:-1].strip()
     if body.startswith("raw:"):
         body = body[4:].strip()
-    for prefix, kind, pattern in _FORMS:
+    for prefix, kind, pattern in _FORMS:  # noqa: B007 - the form found is used after the loop
         if body.startswith(prefix):
             break
     if match := pattern.fullmatch(body):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, Union
+from typing import Literal, NamedTuple
 
 REF_OPEN, REF_CLOSE = "\ue000", "\ue001"  # `\ue000<n>\ue001` stands for the engine's n-th `${...}` reference
 MAX_NEST = 40
@@ -129,7 +129,7 @@ class Compound:
     name: str = ""  # function name; `for`: the variable; `(( ))`: the expression
 
 
-Command = Union[Simple, Compound]
+Command = Simple | Compound
 
 
 @dataclass(slots=True)

@@ -349,7 +349,8 @@ class Builder:
                 self.recorder.key(self._path(stack), node.start_mark)
 
     def _duplicate(self, frame: _Frame, mark: Any, stack: list[_Frame]) -> None:
-        self.duplicates.append(DuplicateKey(self._path(stack), location_of(frame.written[frame.key]), location_of(mark)))
+        first = location_of(frame.written[frame.key])
+        self.duplicates.append(DuplicateKey(self._path(stack), first, location_of(mark)))
 
     def _tag(self, event: Any) -> str:
         """The resolver's tag, asked only when the first character may make the scalar more than a string."""
@@ -367,7 +368,7 @@ class Builder:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as err:
             self._hold(err)
-        except Exception:  # PyYAML's constructors fail raw when an explicit tag does not fit, e.g. `!!int x`
+        except Exception:  # noqa: BLE001 - PyYAML's constructors fail raw when an explicit tag does not fit (`!!int x`)
             shown = tag.replace("tag:yaml.org,2002:", "!!")
             self._hold(ConstructorError(None, None, f"{event.value!r} is not a valid {shown}", event.start_mark))
         finally:

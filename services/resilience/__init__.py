@@ -1,1 +1,1 @@
-"""Resilience: what a failure means, so the engine knows whether trying again can help."""
+"""The resilience service: classifies failures, runs remediations, arms retry timers (rules: `services.domain`)."""

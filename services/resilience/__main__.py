@@ -1,4 +1,4 @@
 """`python -m services.resilience`: retry decisions; run as many as you like."""
-from services.app import main
+from app.root import main
 
-main({"resilience"})
+main(services=("resilience",))

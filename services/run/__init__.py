@@ -1,1 +1,1 @@
-"""Runs: the pure decider, the state fold, the repository and the command service."""
+"""The run service: answers commands on `pb.cmd.<Command>` and advances runs (rules: `services.domain.run`)."""

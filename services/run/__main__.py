@@ -1,4 +1,4 @@
 """`python -m services.run`: the command handlers and the run advancer."""
-from services.app import main
+from app.root import main
 
-main({"run"})
+main(services=("run",))

@@ -8,12 +8,14 @@ steps, the gate's grant), the run still goes on.
 """
 from __future__ import annotations
 
-import asyncio
 
+import asyncio
 import logging
 import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -29,13 +31,14 @@ from events.circuit import CircuitReset
 from events.run import RunEvent, RunStarted
 from services.errors import CommandRejected, ConcurrencyConflict
 from services.playbook import PlaybookInvalid, load_playbook
-from services.approval.directory import Directory
-from services.approval.gates import Decide, Refused
-from services.resilience.breakers import Breakers
-from services.resilience.config import configured_handlers
-from services.run.decider import Advance, RunCommand, decide
-from services.run.repository import RunRepository
+from services.directory import Directory
+from services.domain.run.gates import Refused
+from services.domain.run.commands import Advance, AnswerGate, RunCommand
+from services.domain.run.decider import decide
+from services.aggregates import BreakerRepository, RunRepository
+from services.answering import Answering
 from services.runtime import Consumer
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ COMMAND_QUEUE = "run-commands"
 # Events written by commands and followed by more in the same decision: if the process
 # died in between, the advancer finishes the decision.
 COMMANDS_AT_ONCE = 64
-_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_RUN_ID = re.compile(subjects.RUN_ID_PATTERN)
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
                  "RollbackStarted")
 
@@ -57,37 +60,23 @@ def new_run_id() -> str:
 
 
 class RunService:
-    def __init__(self, nc: NATS, runs: RunRepository, *, ack_wait: float = 30.0) -> None:
-        self.nc, self.runs = nc, runs
-        self.directory = Directory()
-        self.breakers = Breakers(runs.store)
-        self.engine_error_handlers = configured_handlers()
+    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, settings: Settings) -> None:
+        self.nc, self.runs, self.breakers = nc, runs, breakers
+        self.directory = Directory(settings.directory_path)
+        self.engine_error_handlers = settings.error_handlers
         self.advancer = Consumer(nc, runs.store.stream, "advancer",
                                  [subjects.events_of_type(name) for name in ADVANCE_AFTER],
-                                 self._advance, ack_wait=ack_wait)
-        self._sub = None
-        # nats-py hands a subscription's messages over one at a time: commands are answered
-        # in tasks of their own, so one slow StartRun does not queue every other caller.
-        self._answering: set[asyncio.Task[None]] = set()
-        self._room = asyncio.Semaphore(COMMANDS_AT_ONCE)
+                                 self._advance, ack_wait=settings.ack_wait)
+        # One slow StartRun must not queue every other caller: commands are answered in tasks.
+        self.requests = Answering(nc, subjects.command("*"), COMMAND_QUEUE, self._answer, at_once=COMMANDS_AT_ONCE)
 
     async def start(self) -> None:
-        self._sub = await self.nc.subscribe(subjects.command("*"), queue=COMMAND_QUEUE, cb=self._on_request)
+        await self.requests.start()
         await self.advancer.start()
 
     async def stop(self, grace: float = 10.0) -> None:
-        if self._sub is not None:
-            await self._sub.unsubscribe()
-        if self._answering:
-            await asyncio.wait(self._answering, timeout=grace)
+        await self.requests.stop(grace)
         await self.advancer.stop(grace)
-
-    async def _on_request(self, msg: Msg) -> None:
-        await self._room.acquire()     # at most COMMANDS_AT_ONCE; beyond that NATS holds the rest
-        task = asyncio.create_task(self._answer(msg))
-        self._answering.add(task)
-        task.add_done_callback(self._answering.discard)
-        task.add_done_callback(lambda _: self._room.release())
 
     async def _answer(self, msg: Msg) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
@@ -112,27 +101,28 @@ class RunService:
             return _rejected("invalid_playbook", str(err), [to_builtins(d) for d in err.diagnostics])
         except CommandRejected as err:
             return _rejected(err.code, str(err))
-        except Exception as err:  # noqa: BLE001 - a command never takes the service down
+        except Exception as err:  # a command never takes the service down
             log.exception("command %s failed", type(command).__name__)
             return _rejected("internal_error", f"the engine could not carry out the command: {err}")
         log.info("%s by %s on run %s: %s", type(command).__name__, command.actor, run_id,
                  ", ".join(type(e).__name__ for e in events) or "nothing to do")
         return Reply(accepted=True, run_id=run_id, events=[to_builtins(e) for e in events])
 
-    async def _dispatch(self, command: Command) -> tuple[str | None, list[msgspec.Struct]]:
+    async def _dispatch(self, command: Command) -> tuple[str | None, Sequence[msgspec.Struct]]:
         match command:
             case StartRun():
                 return await self._start(command)
-            case PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id) | RollbackRun(run_id=run_id):
+            case (PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id)
+                  | RollbackRun(run_id=run_id)):
                 return run_id, await self._decide(run_id, command)
             case ResetCircuit(key=key, actor=actor):
                 reset = CircuitReset(key=key, at=now(), actor=actor)
-                await self.breakers.change(key, lambda _breaker: ([reset], None))
+                await self.breakers.change(key, lambda _breaker: [reset])
                 return None, [reset]
             case ApproveStep(run_id=run_id) | RejectStep(run_id=run_id):
-                decision = Decide(step_id=command.step_id, actor=command.actor,
-                                  groups=tuple(self.directory.groups_of(command.actor)),
-                                  approve=isinstance(command, ApproveStep), comment=command.comment)
+                decision = AnswerGate(step_id=command.step_id, actor=command.actor,
+                                      groups=tuple(self.directory.groups_of(command.actor)),
+                                      approve=isinstance(command, ApproveStep), comment=command.comment)
                 return run_id, await self._decide(run_id, decision)
         raise CommandRejected(f"unknown command {type(command).__name__}", "bad_request")
 
@@ -146,7 +136,7 @@ class RunService:
         record = refused.record
         try:
             await self.runs.change(record.run_id, lambda run: [record])
-        except Exception:  # noqa: BLE001 - the refusal stands even if its record could not be written
+        except Exception:  # the refusal stands even if its record could not be written
             log.exception("could not record %s", record)
 
     async def _start(self, cmd: StartRun) -> tuple[str, list[RunEvent]]:
@@ -162,7 +152,7 @@ class RunService:
             engine_error_handlers=self.engine_error_handlers,
         )
         try:
-            await self.runs.create(started)
+            await self.runs.create(run_id, started)
         except ConcurrencyConflict:
             raise CommandRejected(f"a run with id {run_id!r} already exists", "run_exists") from None
         _, scheduled = await self.runs.change(run_id, lambda run: decide(run, Advance(), started.at))
@@ -178,5 +168,5 @@ def _valid_run_id(run_id: str) -> bool:
     return bool(_RUN_ID.fullmatch(run_id))
 
 
-def _rejected(code: str, message: str, details: list | None = None) -> Reply:
+def _rejected(code: str, message: str, details: list[dict[str, Any]] | None = None) -> Reply:
     return Reply(accepted=False, error=Rejection(code=code, message=message, details=details or []))

@@ -5,24 +5,22 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import ROOT, Processes, playbook_cli
+from tests.helpers import until
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def engine_process(engine_env: dict[str, str], processes: Processes) -> dict[str, str]:
+async def engine_process(engine_env: dict[str, str], processes: Processes) -> dict[str, str]:
     """`playbook up` on the test's nats-server; returns the environment for CLI calls."""
     processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], engine_env)
-    deadline = time.monotonic() + 20
-    while "engine ready" not in next(processes.logs.glob("up-*.log")).read_text():
-        assert time.monotonic() < deadline, "engine did not start"
-        time.sleep(0.05)
+    log = next(processes.logs.glob("up-*.log"))
+    await until(lambda: "engine ready" in log.read_text(), timeout=20, what="playbook up ready")
     return engine_env
 
 
@@ -71,7 +69,8 @@ def test_run_follows_live_and_exits_0_then_status_replay_events_and_list_agree(e
     assert status["status"] == "completed"
     assert status["steps"][0]["outputs"]["stdout"] == "hello operator"
 
-    events = [json.loads(line) for line in playbook_cli("events", run_id, "--json", env=engine_process).stdout.splitlines()]
+    events = [json.loads(line) for line in playbook_cli("events", run_id, "--json",
+                                                        env=engine_process).stdout.splitlines()]
     assert events[0]["type"] == "RunStarted" and events[-1]["type"] == "RunCompleted"
     assert all(e["run_id"] == run_id for e in events)
     assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)

@@ -5,7 +5,6 @@ import asyncio
 import collections
 import os
 import signal
-import time
 from pathlib import Path
 
 import nats
@@ -14,33 +13,25 @@ import pytest
 from events.commands import StartRun
 from events.run import RunCompleted, StepFailed, StepStarted
 from services.embedded import free_port, greets
-from tests.conftest import wait_for_end
 from tests.e2e.conftest import Processes
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, until, wait_for_end
 from ui.client import EngineClient, EngineUnavailable
 
 pytestmark = pytest.mark.e2e
 
 
-async def until(condition, timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll something outside the event stream (a port, a file) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(condition):
-        assert time.monotonic() < deadline, f"{what} not met within {timeout}s"
-        await asyncio.sleep(0.05)
-
-
 async def send_when_ready(client: EngineClient, command: StartRun, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
+    """The command's reply, once the engine answers at all (it may still be starting)."""
+    async def answered():
         try:
             return await client.send(command, timeout=2)
         except EngineUnavailable:
-            assert time.monotonic() < deadline, "the engine never answered"
-            await asyncio.sleep(0.1)
+            return None
+    return await until(answered, timeout=timeout, what="the engine answering", every=0.1)
 
 
-async def test_sigkill_of_the_whole_engine_mid_run_then_restart_finishes_the_run(tmp_path: Path, processes: Processes) -> None:
+async def test_sigkill_of_the_whole_engine_mid_run_then_restart_finishes_the_run(tmp_path: Path,
+                                                                                 processes: Processes) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
     env.update(PLAYBOOK_HOME=str(tmp_path / "home"), PLAYBOOK_NATS_PORT=str(port), PLAYBOOK_ACK_WAIT="2",
@@ -53,7 +44,7 @@ async def test_sigkill_of_the_whole_engine_mid_run_then_restart_finishes_the_run
         {"id": "third", "action": "shell", "args": {"command": f"echo third >> {marker}"}, "timeout_seconds": 10},
     ])
     up = processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], env)
-    await until(lambda: greets(port), what="embedded nats-server up")
+    await until(lambda: asyncio.to_thread(greets, port), timeout=20, what="embedded nats-server up")
     nc = await nats.connect(f"nats://127.0.0.1:{port}", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     client = EngineClient(nc)
     try:
@@ -62,12 +53,12 @@ async def test_sigkill_of_the_whole_engine_mid_run_then_restart_finishes_the_run
         async for _, event in client.follow(run_id):
             if isinstance(event, StepStarted) and event.step_id == "second":
                 break
-        await until(lambda: marker.exists() and "second" in marker.read_text(), what="second step running")
+        await until(lambda: marker.exists() and "second" in marker.read_text(), timeout=20, what="second step running")
 
         processes.kill_group(up)          # the engine and its nats-server, mid-step, no goodbye
         gate.touch()                      # the re-run of `second` may finish
         processes.start("up-again", ["-m", "ui.cli.main", "up", "--http-port", "0"], env)
-        await until(lambda: greets(port), what="embedded nats-server back")
+        await until(lambda: asyncio.to_thread(greets, port), timeout=20, what="embedded nats-server back")
 
         events = await wait_for_end(client, run_id, timeout=60)
     finally:
@@ -90,10 +81,12 @@ async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_
     def both_executors_ready() -> bool:
         return sum("executor" in p.name and "ready" in p.read_text() for p in logs.iterdir()) == 2
 
-    await until(both_executors_ready, what="two executors ready")
+    await until(both_executors_ready, timeout=20, what="two executors ready")
     text = playbook_yaml([
-        {"id": "check_a", "parallel_group": "checks", "action": "shell", "args": {"command": "sleep 0.05"}, "timeout_seconds": 10},
-        {"id": "check_b", "parallel_group": "checks", "action": "shell", "args": {"command": "sleep 0.05"}, "timeout_seconds": 10},
+        {"id": "check_a", "parallel_group": "checks", "action": "shell", "args": {"command": "sleep 0.05"},
+         "timeout_seconds": 10},
+        {"id": "check_b", "parallel_group": "checks", "action": "shell", "args": {"command": "sleep 0.05"},
+         "timeout_seconds": 10},
         {"id": "apply", "action": "shell", "args": {"command": "true"}, "timeout_seconds": 10},
         {"id": "report", "action": "noop"},
     ])
@@ -111,7 +104,8 @@ async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_
     for history in histories:
         starts = collections.Counter((e.step_id, e.attempt) for e in history if isinstance(e, StepStarted))
         assert set(starts.values()) == {1}
-        assert len(starts) == 4, [(type(e).__name__, getattr(e, "step_id", ""), getattr(e, "error", "")) for e in history]
+        assert len(starts) == 4, [(type(e).__name__, getattr(e, "step_id", ""), getattr(e, "error",
+                                                                                        "")) for e in history]
         executors |= {e.executor for e in history if isinstance(e, StepStarted)}
     assert len(executors) == 2, f"work was not shared: {executors}"
 
@@ -122,7 +116,7 @@ async def test_ctrl_c_stops_playbook_up_cleanly_with_its_nats_server(tmp_path: P
     env.update(PLAYBOOK_HOME=str(tmp_path / "home"), PLAYBOOK_NATS_PORT=str(port), PYTHONUNBUFFERED="1")
     up = processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], env)
     log = next(processes.logs.glob("up-*.log"))
-    await until(lambda: "engine ready" in log.read_text(), what="engine ready")
+    await until(lambda: "engine ready" in log.read_text(), timeout=20, what="engine ready")
     up.send_signal(signal.SIGINT)
     assert await asyncio.to_thread(up.wait, 15) == 0
     assert not greets(port), "the embedded nats-server outlived `playbook up`"

@@ -10,17 +10,15 @@ import pytest
 
 from events.commands import ApproveStep, RejectStep, StartRun
 from events.run import ApprovalAttemptRefused, ApprovalRequested
-from tests.conftest import running_engine, until_timer_armed, wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, running_engine, until_timer_armed, wait_for_end
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(autouse=True)
-def directory(tmp_path: Path, monkeypatch) -> Path:
-    path = tmp_path / "directory.yaml"
+def directory(settings) -> Path:
+    path = settings.directory_path
     path.write_text("users:\n  alice: [ops-team]\n  bob: [ops-team, tech-lead]\n  carol: [tech-lead]\n  dave: []\n")
-    monkeypatch.setenv("PLAYBOOK_DIRECTORY", str(path))
     return path
 
 
@@ -99,7 +97,8 @@ async def test_a_timeout_fails_the_step_and_triggers_the_rollback(engine, tmp_pa
         {"id": "prepare", "action": "shell", "args": {"command": "echo prepared"}, "timeout_seconds": 5,
          "rollback": [{"action": "shell", "args": {"command": f"echo undo ${{steps.prepare.stdout}} > {undone}"},
                        "timeout_seconds": 5}]},
-        {"id": "deploy", "action": "noop", "approval_gate": {"required_approvers": ["ops-team"], "timeout_seconds": 0.5}},
+        {"id": "deploy", "action": "noop", "approval_gate": {"required_approvers": ["ops-team"],
+                                                             "timeout_seconds": 0.5}},
     ], on_failure="rollback")
     reply = await engine.send(StartRun(actor="alice", playbook=text))
     events = await wait_for_end(engine, reply.run_id, timeout=15)
@@ -124,18 +123,17 @@ async def test_an_approval_racing_the_deadline_has_exactly_one_outcome_every_tim
         assert len(decided) == 1, names(events)
 
 
-async def test_a_deadline_that_falls_while_everything_is_down_takes_effect_on_restart(nats_server, monkeypatch) -> None:
-    monkeypatch.setenv("PLAYBOOK_ACK_WAIT", "2")
+async def test_a_deadline_that_falls_while_everything_is_down_takes_effect_on_restart(nats_server, settings) -> None:
     text = gated_playbook(required_approvers=["ops-team"], timeout_seconds=3)
-    async with running_engine(nats_server.url) as engine:
+    async with running_engine(settings) as engine:
         run_id = await start_and_wait_for_gate(engine, text)
         await until_timer_armed(engine)
         request = next(e for _, e in await engine.events(run_id) if isinstance(e, ApprovalRequested))
     nats_server.stop()                                       # every process down, NATS included
     await asyncio.sleep(max(0.0, (request.deadline - datetime.now(timezone.utc)).total_seconds()) + 0.5)
-    nats_server.start()
+    await nats_server.start()
     restarted = datetime.now(timezone.utc)
-    async with running_engine(nats_server.url) as engine:
+    async with running_engine(settings) as engine:
         events = await wait_for_end(engine, run_id, timeout=15)
     assert names(events)[-3:] == ["ApprovalTimedOut", "StepFailed", "RunFailed"]
     timed_out = next(e for e in events if type(e).__name__ == "ApprovalTimedOut")

@@ -8,11 +8,10 @@ import pytest
 
 from events.commands import ResetCircuit, StartRun
 from events.playbook import CircuitSpec
-from services.resilience.breakers import Breakers
-from services.resilience.circuit import after_call
+from services.aggregates import BreakerRepository, breaker_repository
+from services.domain.breaker import after_call
 from services.store import EventStore
-from tests.conftest import wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -68,8 +67,7 @@ async def test_the_breaker_opens_fails_fast_then_one_trial_closes_it(engine, tar
     text = calling(target.url)
     first = await run_all(engine, text, 20)                   # 20 concurrent runs on a dead target
     assert all(type(h[-1]).__name__ == "RunFailed" for h in first)
-    breakers = Breakers(engine.store)
-    (breaker,) = await breakers.all()
+    (breaker,) = await engine.circuits()
     assert breaker.state == "open" and breaker.failures >= 3
     seen = target.connections
     # Calls already past a closed breaker go on; the client retries once a connection the
@@ -86,7 +84,7 @@ async def test_the_breaker_opens_fails_fast_then_one_trial_closes_it(engine, tar
     trial = await run_all(engine, text, 1)
     assert type(trial[0][-1]).__name__ == "RunCompleted"
     assert target.connections == seen + 1                      # exactly one trial call went through
-    (breaker,) = await breakers.all()
+    (breaker,) = await engine.circuits()
     assert breaker.state == "closed"
 
 
@@ -119,14 +117,14 @@ async def test_replicas_with_cached_breakers_see_each_others_changes_and_never_l
     store = EventStore(nc)
     await store.ensure_stream()
     spec = CircuitSpec(failure_threshold=40, open_seconds=60)
-    replicas = [Breakers(store), Breakers(EventStore(nc))]
+    replicas = [breaker_repository(store), breaker_repository(EventStore(nc))]
 
-    async def fail(breakers: Breakers, n: int) -> None:
-        await breakers.change("db", lambda b: (after_call(b, spec, f"r{n}", "s", now(), "network", "refused"), None))
+    async def fail(breakers: BreakerRepository, n: int) -> None:
+        await breakers.change("db", lambda b: after_call(b, spec, f"r{n}", "s", now(), "network", "refused"))
 
     await asyncio.gather(*(fail(replicas[n % 2], n) for n in range(39)))
-    assert [(await r.load("db")).failures for r in replicas] == [39, 39]
+    assert [(await r.get("db")).failures for r in replicas] == [39, 39]
     await fail(replicas[0], 39)                                  # the 40th, on either replica, opens it
-    assert [(await r.load("db")).state for r in replicas] == ["open", "open"]
-    fresh = await Breakers(store).load("db")                     # the cache agrees with a full read
-    assert (fresh.failures, fresh.version) == (40, (await replicas[1].load("db")).version)
+    assert [(await r.get("db")).state for r in replicas] == ["open", "open"]
+    fresh = await breaker_repository(store).get("db")                     # the cache agrees with a full read
+    assert (fresh.failures, fresh.version) == (40, (await replicas[1].get("db")).version)

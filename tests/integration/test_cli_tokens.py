@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from services.errors import PlaybookError
+from services.settings import Settings
 from tests.integration.test_identity_service import Engine, identity_engine
 from ui.cli.tokens import parse_expiry, register
 
@@ -29,7 +31,7 @@ async def playbook_token(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="playbook")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["token", *argv])
-    return await asyncio.to_thread(args.handler, args)
+    return await asyncio.to_thread(args.handler, args, Settings.from_environ(os.environ))
 
 
 async def test_the_local_admin_creates_a_token_printed_once_alone_on_stdout(engine: Engine, capsys) -> None:

@@ -1,7 +1,6 @@
 """The services together against a real nats-server: runs, control, bad messages."""
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -10,8 +9,7 @@ import pytest
 from events import subjects
 from events.commands import CancelRun, PauseRun, ResumeRun, StartRun
 from events.run import RunCancelled, RunCompleted, StepStarted
-from tests.conftest import wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +32,7 @@ async def test_a_playbook_runs_to_completion_with_outputs_flowing_between_steps(
     events = await wait_for_end(engine, run_id)
     assert names(events)[-1] == "RunCompleted"
     run = await engine.run(run_id)
-    assert run.steps["use"].outputs["stdout"] == "42"
+    assert run.steps["use"].attempt.outputs["stdout"] == "42"
 
 
 async def test_a_hostile_parameter_reaches_the_command_as_one_literal_argument(engine) -> None:
@@ -43,7 +41,7 @@ async def test_a_hostile_parameter_reaches_the_command_as_one_literal_argument(e
     reply = await engine.send(StartRun(actor="alice", playbook=yaml_text, parameters={"target": "'; rm -rf / #"}))
     await wait_for_end(engine, reply.run_id)
     run = await engine.run(reply.run_id)
-    assert run.steps["echo"].outputs["stdout"] == "'; rm -rf / #|"
+    assert run.steps["echo"].attempt.outputs["stdout"] == "'; rm -rf / #|"
 
 
 async def test_pause_holds_the_next_step_until_resume(engine, tmp_path: Path) -> None:
@@ -69,8 +67,9 @@ async def test_pause_holds_the_next_step_until_resume(engine, tmp_path: Path) ->
     assert names_of(resumed)[:2] == ["RunResumed", "StepScheduled"]
     rest = await wait_for_end(engine, run_id)
     assert isinstance(rest[-1], RunCompleted)
-    assert [(type(e).__name__, getattr(e, "actor", None)) for e in rest if type(e).__name__ in ("RunPaused", "RunResumed")] == [
-        ("RunPaused", "bob"), ("RunResumed", "carol")]
+    steering = [(type(e).__name__, getattr(e, "actor", None)) for e in rest
+                if type(e).__name__ in ("RunPaused", "RunResumed")]
+    assert steering == [("RunPaused", "bob"), ("RunResumed", "carol")]
 
 
 def names_of(reply) -> list[str]:
@@ -81,11 +80,12 @@ def names_of(reply) -> list[str]:
 async def test_cancel_kills_a_running_command_and_its_children_within_a_second(engine, tmp_path: Path) -> None:
     pids = tmp_path / "pids"
     command = f"sleep 60 & echo $! >> {pids}; sleep 60 & echo $! >> {pids}; echo $$ >> {pids}; wait"
-    run_id = await start(engine, [{"id": "long", "action": "shell", "args": {"command": command}, "timeout_seconds": 120}])
+    run_id = await start(engine, [{"id": "long", "action": "shell", "args": {"command": command},
+                                   "timeout_seconds": 120}])
     async for _, event in engine.follow(run_id):
         if isinstance(event, StepStarted):
             break
-    await _until(lambda: pids.exists() and len(pids.read_text().split()) == 3)
+    await until(lambda: pids.exists() and len(pids.read_text().split()) == 3, what="three processes started")
     began = time.monotonic()
     reply = await engine.send(CancelRun(run_id=run_id, actor="bob", reason="wrong box"))
     assert names_of(reply) == ["RunCancelRequested"]
@@ -109,7 +109,8 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.ack_wait(1)
 async def test_a_step_longer_than_ack_wait_keeps_its_message_with_heartbeats(engine) -> None:
-    run_id = await start(engine, [{"id": "slow", "action": "shell", "args": {"command": "sleep 3.5"}, "timeout_seconds": 10}])
+    run_id = await start(engine, [{"id": "slow", "action": "shell", "args": {"command": "sleep 3.5"},
+                                   "timeout_seconds": 10}])
     events = await wait_for_end(engine, run_id)
     assert isinstance(events[-1], RunCompleted)
     assert names(events).count("StepStarted") == 1
@@ -156,20 +157,14 @@ async def test_undecodable_messages_are_dropped_and_the_services_keep_running(en
 
 
 async def test_a_run_id_may_be_chosen_and_only_used_once(engine) -> None:
-    first = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="deploy-42"))
+    first = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]),
+                                       run_id="deploy-42"))
     assert first.run_id == "deploy-42"
-    again = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="deploy-42"))
+    again = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]),
+                                       run_id="deploy-42"))
     assert (again.accepted, again.error.code) == (False, "run_exists")
     odd = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="a.b>"))
     assert (odd.accepted, odd.error.code) == (False, "bad_request")
-
-
-async def _until(condition, timeout: float = 10.0) -> None:
-    """Poll a file-system condition the engine cannot tell us about by event."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_playbook_with_security_errors_starts_only_with_allow_unsafe_shell(engine) -> None:
@@ -179,7 +174,8 @@ async def test_a_playbook_with_security_errors_starts_only_with_allow_unsafe_she
                            "timeout_seconds": 5, "when": False}])
     refused = await engine.send(StartRun(actor="alice", playbook=text))
     assert (refused.accepted, refused.error.code) == (False, "invalid_playbook")
-    assert [(d["code"], d["step_id"]) for d in refused.error.details if d["severity"] == "error"] == [("PB401", "danger")]
+    assert [(d["code"], d["step_id"]) for d in refused.error.details if d["severity"] == "error"] == [("PB401",
+                                                                                                       "danger")]
     allowed = await engine.send(StartRun(actor="alice", playbook=text, allow_unsafe_shell=True))
     assert allowed.accepted, allowed.error
     events = await wait_for_end(engine, allowed.run_id)

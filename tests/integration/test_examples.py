@@ -7,7 +7,7 @@ import pytest
 
 from events.commands import StartRun
 from services.playbook import validate_playbook
-from tests.conftest import wait_for_end
+from tests.helpers import wait_for_end
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -30,9 +30,9 @@ async def test_the_deploy_demo_in_staging_skips_production_steps_and_completes(e
     status = {s.id: s.status for s in run.steps.values()}
     assert status.pop("notify_production") == status.pop("production_traffic") == "skipped"
     assert set(status.values()) == {"succeeded"}
-    assert run.steps["check_version"].outputs["current_version"] == "1.0.0"
-    assert run.steps["backup"].outputs["backup_file"] == "backup-checkout-1.0.0.tar.gz"
-    assert run.steps["health_check"].outputs["status_code"] == 200
+    assert run.steps["check_version"].attempt.outputs["current_version"] == "1.0.0"
+    assert run.steps["backup"].attempt.outputs["backup_file"] == "backup-checkout-1.0.0.tar.gz"
+    assert run.steps["health_check"].attempt.outputs["status_code"] == 200
 
 
 async def test_a_failed_validation_fails_the_step_with_category_validation(engine, web_server) -> None:

@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from events.commands import StartRun
-from tests.conftest import wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 

@@ -131,7 +131,7 @@ async def test_a_replica_cut_off_from_nats_refuses_every_token_until_it_has_caug
         nats_server.stop()
         refusal = await outcome_within(2.0, verifier, text, EngineUnavailable)   # max_staleness 1 s + one check
         assert "every token is refused until it is" in str(refusal)
-        nats_server.start()
+        await nats_server.start()
         async with replica(nats_server.url) as (writer, writers_registry, _):
             await writer.change(token_id, lambda r: revoke(r, RevokeToken(token_id=token_id), by=SYSTEM,
                                                            at=datetime.now(timezone.utc)))

@@ -2,18 +2,18 @@
 what it recommends (by value), and that a rebuild, a restart or a second writer change no count."""
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from events import subjects
-from events.insights import Insights, Recommendation
+from events.insights import Insights, LearningStatus, Recommendation
 from services.learning.config import LearningConfig
 from services.learning.errors import LearningRefused
 from services.learning.service import LearningService
 from services.store import EventStore
 from tests.learning import DEPLOY_RUNS, deploy, learning_config, record, record_history  # noqa: F401 - fixture
+from tests.helpers import until
 from tests.postgres import postgres_cluster, postgres_url  # noqa: F401 - fixtures
 from ui.insights import LearningClient, recommendations_for
 
@@ -97,7 +97,8 @@ async def test_targets_that_fail_in_bursts_get_a_breaker_and_steps_that_fail_tog
         "retry": {"max_attempts": 3, "base_delay": 1.0, "retry_on_errors": ["network"]}}
 
 
-async def test_a_rebuild_and_a_restart_give_exactly_what_was_learned_incrementally(nc, learned, learning_config) -> None:
+async def test_a_rebuild_and_a_restart_give_exactly_what_was_learned_incrementally(nc, learned,
+                                                                                   learning_config) -> None:
     service, incremental = learned
     client = LearningClient(nc)
     rebuilt = await client.rebuild()
@@ -172,9 +173,7 @@ async def test_a_store_that_cannot_be_opened_is_reported_and_retried_not_fatal(n
     await service.start()
     try:
         client = LearningClient(nc)
-        async with asyncio.timeout(10):
-            while not (status := await client.status()).error:
-                await asyncio.sleep(0.05)
+        status = await until(lambda: _errored(client), what="the learning service reporting its error")
         assert "not-a-directory" in status.error
         with pytest.raises(LearningRefused) as refused:
             await client.insights()
@@ -198,10 +197,18 @@ async def test_knowledge_of_a_stream_since_recreated_is_learned_again(nc, tmp_pa
     again = LearningService(nc, store, config)
     await again.start()
     try:
-        async with asyncio.timeout(30):
-            while (status := await LearningClient(nc).status()).generation != "g2" or status.lag:
-                await asyncio.sleep(0.02)
+        await until(lambda: _learned_again(LearningClient(nc)), timeout=30, what="the second generation caught up")
         insights = await LearningClient(nc).insights(after=last)
     finally:
         await again.stop()
     assert [(p.playbook, p.runs) for p in insights.playbooks] == [("deploy", 1)]
+
+
+async def _errored(client: LearningClient) -> LearningStatus | None:
+    status = await client.status()
+    return status if status.error else None
+
+
+async def _learned_again(client: LearningClient) -> bool:
+    status = await client.status()
+    return status.generation == "g2" and not status.lag

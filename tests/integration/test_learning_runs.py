@@ -7,8 +7,7 @@ from aiohttp import web
 
 from events import subjects
 from events.commands import StartRun
-from tests.conftest import local_http, wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import local_http, playbook_yaml, wait_for_end
 from ui.insights import LearningClient
 
 pytestmark = pytest.mark.integration

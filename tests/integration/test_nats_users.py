@@ -24,8 +24,9 @@ from events import subjects
 from events.codec import decode_event
 from events.commands import ApproveStep, StartRun
 from events.run import ApprovalRequested, RunCompleted
-from services.app import ALL_SERVICES, serve
+from app.root import ALL_SERVICES, serve
 from services.embedded import EmbeddedNats, free_port, server_binary
+from services.settings import Settings
 from services.identity.nats_users import (
     ENGINE_CONSUMERS, NatsLogin, NatsRole, ensure_nats_users, nats_login, reference_config,
 )
@@ -102,7 +103,8 @@ async def engine_as_its_user(secured: Secured) -> AsyncIterator[None]:
     async def on_ready(_nc: nats.NATS) -> None:
         ready.set()
 
-    task = asyncio.create_task(serve(secured.url_as("engine"), set(ALL_SERVICES), ready=on_ready, stop=stop))
+    settings = Settings(nats_url=secured.url_as("engine"), home=secured.home)
+    task = asyncio.create_task(serve(settings, ALL_SERVICES, ready=on_ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 15)
     try:
         yield
@@ -188,7 +190,7 @@ async def test_a_client_cannot_publish_any_event_and_the_stream_is_unchanged(sec
             await client.nc.jetstream().publish(subjects.run_event(reply.run_id, "StepSucceeded"), b"{}", timeout=1)
         assert await stream_messages(secured) == before
         run = await EngineClient(client.nc).run(reply.run_id)
-        assert run.steps["deploy"].gate == "requested" and not run.steps["deploy"].approvals
+        assert run.steps["deploy"].gate.status == "requested" and not run.steps["deploy"].gate.approvals
 
 
 async def test_a_client_sends_commands_but_cannot_touch_streams_engine_consumers_or_identity(secured: Secured) -> None:

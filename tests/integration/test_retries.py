@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
 from aiohttp import web
 
 from events.commands import StartRun
-from tests.conftest import local_http, running_engine, until_timer_armed, wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import local_http, playbook_yaml, running_engine, until_timer_armed, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,8 @@ async def test_a_flaky_call_is_retried_with_the_configured_backoff(engine, flaky
 
 async def test_jitter_draws_a_delay_below_the_backoff(engine, flaky) -> None:
     url, _ = flaky
-    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(flaky_step(url, jitter="full", base_delay=0.5))))
+    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(flaky_step(url, jitter="full",
+                                                                                        base_delay=0.5))))
     events = await wait_for_end(engine, reply.run_id)
     delays = [e.delay_seconds for e in events if type(e).__name__ == "StepRetryScheduled"]
     assert len(delays) == 2 and all(0 <= d <= cap for d, cap in zip(delays, (0.5, 1.0)))
@@ -76,12 +77,12 @@ async def test_attempts_run_out(engine, flaky) -> None:
     assert type(events[-1]).__name__ == "RunFailed" and len(calls) == 2
 
 
-async def test_a_backoff_that_ends_while_everything_is_down_retries_once_on_restart(nats_server, flaky, monkeypatch) -> None:
-    monkeypatch.setenv("PLAYBOOK_ACK_WAIT", "2")
+async def test_a_backoff_that_ends_while_everything_is_down_retries_once_on_restart(nats_server, flaky,
+                                                                                    settings) -> None:
     url, calls = flaky
     steps = [{"id": "call", "action": "http_request", "args": {"url": url}, "timeout_seconds": 5,
               "retry": {"max_attempts": 5, "base_delay": 2, "jitter": "none"}}]
-    async with running_engine(nats_server.url) as engine:
+    async with running_engine(settings) as engine:
         reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(steps)))
         async for _, event in engine.follow(reply.run_id):
             if type(event).__name__ == "StepRetryScheduled":
@@ -90,8 +91,8 @@ async def test_a_backoff_that_ends_while_everything_is_down_retries_once_on_rest
         await until_timer_armed(engine)
     nats_server.stop()                                   # every process down during the backoff
     await asyncio.sleep(max(0.0, (due - datetime.now(timezone.utc)).total_seconds()) + 0.5)
-    nats_server.start()
-    async with running_engine(nats_server.url) as engine:
+    await nats_server.start()
+    async with running_engine(settings) as engine:
         events = await wait_for_end(engine, reply.run_id, timeout=20)
     assert type(events[-1]).__name__ == "RunCompleted"
     attempts = [e.attempt for e in events if type(e).__name__ == "StepStarted"]
@@ -123,7 +124,8 @@ async def test_an_error_handler_remediates_then_the_step_is_retried_at_once(engi
 
 async def test_a_failed_remediation_lets_the_failure_stand(engine) -> None:
     text = playbook_yaml(
-        [{"id": "call", "action": "shell", "args": {"command": "echo permission denied >&2; exit 1"}, "timeout_seconds": 5}],
+        [{"id": "call", "action": "shell", "args": {"command": "echo permission denied >&2; exit 1"},
+          "timeout_seconds": 5}],
         error_handlers=[{"pattern": "permission denied",
                          "run": {"action": "shell", "args": {"command": "exit 2"}, "timeout_seconds": 5}}])
     reply = await engine.send(StartRun(actor="alice", playbook=text))
@@ -134,16 +136,15 @@ async def test_a_failed_remediation_lets_the_failure_stand(engine) -> None:
 
 
 async def test_an_engine_error_handler_applies_to_every_playbook_and_is_pinned_on_the_run(
-        nats_server, monkeypatch, tmp_path) -> None:
+        settings, tmp_path) -> None:
     lock = tmp_path / "deploy.lock"
     lock.touch()
     handlers = tmp_path / "handlers.yaml"
     handlers.write_text(f"- pattern: 'deploy lock is held'\n"
                         f"  run: {{action: shell, args: {{argv: [rm, '{lock}']}}, timeout_seconds: 5}}\n")
-    monkeypatch.setenv("PLAYBOOK_ERROR_HANDLERS", str(handlers))
     text = playbook_yaml([{"id": "deploy", "action": "shell", "timeout_seconds": 5, "args": {
         "command": f"if [ -e '{lock}' ]; then echo 'deploy lock is held' >&2; exit 1; fi"}}])
-    async with running_engine(nats_server.url) as engine:
+    async with running_engine(replace(settings, error_handlers_file=handlers)) as engine:
         reply = await engine.send(StartRun(actor="alice", playbook=text))
         events = await wait_for_end(engine, reply.run_id)
     names = [type(e).__name__ for e in events]

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from events.commands import ApproveStep, RollbackRun, StartRun
 from events.run import ApprovalRequested
-from tests.conftest import local_http, wait_for_end
+from tests.helpers import local_http, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -59,17 +59,16 @@ steps:
 """
 
 
-async def test_a_failed_health_check_rolls_back_deploy_then_backup(engine, sick_service, tmp_path, monkeypatch) -> None:
-    directory = tmp_path / "directory.yaml"
-    directory.write_text("users:\n  alice: [ops-team]\n  carol: [tech-lead]\n")
-    monkeypatch.setenv("PLAYBOOK_DIRECTORY", str(directory))
+async def test_a_failed_health_check_rolls_back_deploy_then_backup(engine, settings, sick_service, tmp_path) -> None:
+    settings.directory_path.write_text("users:\n  alice: [ops-team]\n  carol: [tech-lead]\n")
     journal = tmp_path / "journal"
     reply = await engine.send(StartRun(actor="dev", playbook=deploy_playbook(sick_service, journal)))
     async for _, event in engine.follow(reply.run_id):
         if isinstance(event, ApprovalRequested):
             break
     for who in ("alice", "carol"):
-        answer = await engine.send(ApproveStep(run_id=reply.run_id, step_id="deploy", actor=who, comment=f"ok from {who}"))
+        answer = await engine.send(ApproveStep(run_id=reply.run_id, step_id="deploy", actor=who,
+                                               comment=f"ok from {who}"))
         assert answer.accepted, answer.error
     events = await wait_for_end(engine, reply.run_id)
 

@@ -10,8 +10,7 @@ from aiohttp import web
 from events import subjects
 from events.commands import StartRun
 from projections.run_view import run_view
-from tests.conftest import local_http, wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import local_http, playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 

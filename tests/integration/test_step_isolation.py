@@ -10,8 +10,7 @@ import pytest
 
 from events.commands import StartRun
 from services.executor.processes import DEFAULT_STEP_USER
-from tests.conftest import running_engine, wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, running_engine, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -60,13 +59,13 @@ async def test_a_step_cannot_gain_privileges_and_leads_its_own_session(engine) -
 
 
 @AS_ROOT
-async def test_a_root_engine_runs_steps_as_the_unprivileged_user(nats_server, monkeypatch, tmp_path) -> None:
+async def test_a_root_engine_runs_steps_as_the_unprivileged_user(settings, monkeypatch, tmp_path) -> None:
     monkeypatch.delenv("PLAYBOOK_STEP_USER")                # the engine's default
     secrets_file = tmp_path / "secrets.yaml"
     secrets_file.write_text("db: not-for-steps-0001\n")
     secrets_file.chmod(0o600)
     nobody = pwd.getpwnam(DEFAULT_STEP_USER)
-    async with running_engine(nats_server.url) as engine:
+    async with running_engine(settings) as engine:
         outputs = await outputs_of(engine, [shell(
             f"id -u; id -g; echo $HOME; pwd; touch $HOME/mine && rm $HOME/mine && echo writable; "
             f"cat {secrets_file} 2>&1 || echo unreadable")])
@@ -89,11 +88,11 @@ async def test_what_a_step_leaves_in_its_home_is_gone_before_the_next_starts(eng
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed here; "
                                                            "Debian: apt-get install bubblewrap")
-async def test_a_playbook_can_ask_for_a_bubblewrap_sandbox(nats_server, tmp_path, monkeypatch) -> None:
+async def test_a_playbook_can_ask_for_a_bubblewrap_sandbox(settings, tmp_path, monkeypatch) -> None:
     hidden = tmp_path / "secrets.yaml"
     hidden.write_text("db: not-for-steps-0002\n")
     monkeypatch.setenv("PLAYBOOK_SECRETS_FILE", str(hidden))
-    async with running_engine(nats_server.url) as engine:
+    async with running_engine(settings) as engine:
         outputs = await outputs_of(engine, [shell(
             f"ls /proc | grep -c '^[0-9]'; kill -0 {os.getpid()} 2>/dev/null && echo engine-visible; "
             f"cat {hidden} 2>/dev/null; touch /usr/bin/planted 2>/dev/null || echo read-only; "

@@ -9,8 +9,8 @@ from events import subjects
 from events.commands import PauseRun
 from events.run import RunPaused, StepScheduled
 from services.errors import ConcurrencyConflict
-from services.run.decider import decide
-from services.run.repository import RunRepository
+from services.domain.run.decider import decide
+from services.aggregates import run_repository
 from services.store import EventStore
 from tests.helpers import at, noop, started
 
@@ -59,7 +59,7 @@ async def test_the_check_covers_every_subject_of_the_run_and_no_other_run(store:
 
 async def test_concurrent_deciders_resolve_by_reloading_and_deciding_again(store: EventStore) -> None:
     await store.append("r1", [started("r1", [noop("a")])], expected=0)
-    one, two = RunRepository(store), RunRepository(store)
+    one, two = run_repository(store), run_repository(store)
     await one.get("r1"), await two.get("r1")   # both hold version 1
     pause_by = lambda who: (lambda run: decide(run, PauseRun(run_id="r1", actor=who), at(1)))  # noqa: E731
     _, first = await one.change("r1", pause_by("bob"))
@@ -79,7 +79,7 @@ async def test_a_lost_ack_is_recognised_as_our_own_append(store: EventStore, mon
         ack = await real_publish(*args, **kwargs)
         if not dropped:
             dropped.append(ack.seq)
-            raise asyncio.TimeoutError   # stored, but the ack never reached us
+            raise TimeoutError   # stored, but the ack never reached us
         return ack
 
     monkeypatch.setattr(store.js, "publish", publish_but_lose_the_ack)
@@ -101,7 +101,7 @@ async def test_a_lost_ack_after_someone_else_appended_is_still_a_conflict(store:
                                b'{"type":"RunPaused","run_id":"r1","at":"2026-01-01T12:00:01Z","actor":"carol"}',
                                headers={"Nats-Expected-Last-Subject-Sequence": str(seq),
                                         "Nats-Expected-Last-Subject-Sequence-Subject": subjects.run_all("r1")})
-            raise asyncio.TimeoutError
+            raise TimeoutError
         return await real_publish(subject, payload, headers=headers, **kwargs)
 
     monkeypatch.setattr(store.js, "publish", lose_our_publish_while_another_lands)
@@ -136,3 +136,14 @@ async def test_an_undecodable_message_is_skipped_but_counted(store: EventStore) 
     assert len(envelopes) == 1
     assert last == ack.seq   # appends must expect the garbage's sequence, or they would always conflict
     await store.append("r1", [RunPaused(run_id="r1", at=at(1), actor="bob")], expected=last)
+
+
+async def test_a_repository_keeps_at_most_its_capacity_and_no_lock_nobody_holds(store: EventStore) -> None:
+    runs = run_repository(store, capacity=2)
+    for run_id in ("r1", "r2", "r3"):
+        await runs.create(run_id, started(run_id, [noop("a")]))
+    pause = lambda run: decide(run, PauseRun(run_id=run.id, actor="bob"), at(1))  # noqa: E731
+    results = await asyncio.gather(*(runs.change(run_id, pause) for run_id in ("r1", "r1", "r2", "r3")))
+    assert sorted(len(events) for _, events in results) == [0, 1, 1, 1]   # r1 paused once, by one of the two
+    assert len(runs._cache) <= 2 and not runs._locks
+    assert (await runs.get("r1")).status == "paused"                    # an evicted run is loaded again

@@ -7,8 +7,7 @@ import pytest
 
 from events.commands import StartRun
 from events.run import RunCompleted, RunFailed, StepFailed
-from tests.conftest import wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from events.playbook import CircuitSpec, Step, circuit_of
-from services.resilience.circuit import Breaker, after_call, before_call, evolve
+from services.domain.breaker import Breaker, after_call, before_call, evolve
 from tests.helpers import at
 
 SPEC = CircuitSpec(failure_threshold=2, open_seconds=10, half_open_trials=1)

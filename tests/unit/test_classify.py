@@ -2,7 +2,7 @@
 import msgspec
 import pytest
 
-from services.resilience.classify import BUILTIN, Classification, Pattern, classify
+from services.domain.classify import BUILTIN, Classification, Pattern, classify
 
 REAL_WORLD = [
     # curl
@@ -20,21 +20,25 @@ REAL_WORLD = [
     ("Unable to connect to the server: dial tcp 10.0.0.1:6443: i/o timeout", "network"),
     ("The connection to the server localhost:8080 was refused - did you specify the right host or port?", "network"),
     ("Unable to connect to the server: net/http: TLS handshake timeout", "timeout"),
-    ('Error from server (Forbidden): pods is forbidden: User "ci" cannot list resource "pods" in API group ""', "authorization"),
+    ('Error from server (Forbidden): pods is forbidden: User "ci" cannot list resource "pods" in API group ""',
+     "authorization"),
     ("error: You must be logged in to the server (Unauthorized)", "authentication"),
     ('Error from server (NotFound): deployments.apps "web" not found', "permanent"),
     ("Error from server (ServiceUnavailable): the server is currently unable to handle the request", "temporary"),
     ("error: unknown flag: --replica", "configuration"),
-    ("Error from server (InternalError): Internal error occurred: failed calling webhook: 500 Internal Server Error", "dependency"),
+    ("Error from server (InternalError): Internal error occurred: failed calling webhook: 500 Internal Server Error",
+     "dependency"),
     # psql
     ('psql: error: connection to server at "db" (10.0.0.5), port 5432 failed: Connection refused', "network"),
     ('psql: could not connect to server: No such file or directory\n\tIs the server running locally and accepting '
      'connections on Unix domain socket "/var/run/postgresql/.s.PGSQL.5432"?', "network"),
-    ('psql: error: connection to server at "db" (10.0.0.5), port 5432 failed: FATAL:  password authentication failed for user "app"', "authentication"),
+    ('psql: error: connection to server at "db" (10.0.0.5), port 5432 failed: '
+     'FATAL:  password authentication failed for user "app"', "authentication"),
     ("psql: error: FATAL:  sorry, too many clients already", "temporary"),
     ("FATAL:  remaining connection slots are reserved; too many connections for role \"app\"", "temporary"),
     ("psql: error: FATAL:  the database system is starting up", "temporary"),
-    ('psql: error: connection to server on socket "/tmp/.s.PGSQL.5432" failed: FATAL:  database "shop" does not exist', "configuration"),
+    ('psql: error: connection to server on socket "/tmp/.s.PGSQL.5432" failed: FATAL:  database "shop" does not exist',
+     "configuration"),
     ("ERROR:  deadlock detected\nDETAIL:  Process 123 waits for ShareLock on transaction 456", "temporary"),
     ("ERROR:  could not serialize access due to concurrent update", "temporary"),
     # ssh
@@ -48,10 +52,12 @@ REAL_WORLD = [
     ("ssh: Could not resolve hostname web-1: Name or service not known", "network"),
     ("kex_exchange_identification: read: Connection reset by peer", "network"),
     # python requests
-    ("requests.exceptions.ConnectionError: HTTPSConnectionPool(host='api', port=443): Max retries exceeded with url: / "
-     "(Caused by NewConnectionError('<urllib3.connection.HTTPSConnection object>: Failed to establish a new connection: "
+    ("requests.exceptions.ConnectionError: HTTPSConnectionPool(host='api', port=443): "
+     "Max retries exceeded with url: / (Caused by NewConnectionError("
+     "'<urllib3.connection.HTTPSConnection object>: Failed to establish a new connection: "
      "[Errno 111] Connection refused'))", "network"),
-    ("requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api', port=443): Read timed out. (read timeout=10)", "timeout"),
+    ("requests.exceptions.ReadTimeout: HTTPSConnectionPool(host='api', port=443): Read timed out. (read timeout=10)",
+     "timeout"),
     ("requests.exceptions.HTTPError: 503 Server Error: Service Unavailable for url: https://api/x", "temporary"),
     ("requests.exceptions.HTTPError: 500 Server Error: Internal Server Error for url: https://api/x", "dependency"),
     ("requests.exceptions.HTTPError: 401 Client Error: Unauthorized for url: https://api/x", "authentication"),
@@ -89,8 +95,10 @@ REAL_WORLD = [
     # apt
     ("E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 1234 (apt)", "temporary"),
     ("E: Unable to locate package nginxx", "configuration"),
-    ("Err:1 http://archive.ubuntu.com/ubuntu jammy InRelease\n  Temporary failure resolving 'archive.ubuntu.com'", "network"),
-    ("E: Failed to fetch http://archive.ubuntu.com/ubuntu/pool/main/n/nginx.deb  404  Not Found [IP: 1.2.3.4 80]", "permanent"),
+    ("Err:1 http://archive.ubuntu.com/ubuntu jammy InRelease\n  Temporary failure resolving 'archive.ubuntu.com'",
+     "network"),
+    ("E: Failed to fetch http://archive.ubuntu.com/ubuntu/pool/main/n/nginx.deb  404  Not Found [IP: 1.2.3.4 80]",
+     "permanent"),
     ("E: You don't have enough free space in /var/cache/apt/archives/.", "resource"),
     ("E: Could not open lock file /var/lib/dpkg/lock-frontend - open (13: Permission denied)", "authorization"),
     # everything else
@@ -140,7 +148,8 @@ def test_nothing_matches_gives_unknown():
 
 @pytest.mark.parametrize(("status", "category"), [
     (401, "authentication"), (403, "authorization"),
-    (408, "temporary"), (425, "temporary"), (429, "temporary"), (502, "temporary"), (503, "temporary"), (504, "temporary"),
+    (408, "temporary"), (425, "temporary"), (429, "temporary"), (502, "temporary"), (503, "temporary"), (504,
+                                                                                                         "temporary"),
     (500, "dependency"), (501, "dependency"), (599, "dependency"),
     (400, "permanent"), (404, "permanent"), (409, "permanent"), (422, "permanent"), (410, "permanent"),
 ])
@@ -161,7 +170,8 @@ def test_an_exit_code_that_tells_decides(code, category):
 
 
 def test_an_ordinary_exit_code_leaves_it_to_the_text():
-    assert classify("command exited with code 1", {"returncode": 1, "stderr": "No space left on device"}).category == "resource"
+    assert classify("command exited with code 1", {"returncode": 1,
+                                                   "stderr": "No space left on device"}).category == "resource"
 
 
 @pytest.mark.parametrize("hint", ["timeout", "configuration", "cancelled", "interrupted", "validation"])

@@ -5,24 +5,25 @@ import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import ApprovalDeadlinePassed
-from services.approval.gates import Decide, DeadlinePassed, Refused
+from services.domain.run.commands import ExpireGate, AnswerGate
+from services.domain.run.gates import Refused
 from services.errors import CommandRejected
-from tests.helpers import at, noop, started
-from tests.unit.test_run_decider import R, Scenario, kinds
+from tests.helpers import R, Scenario, at, kinds, noop, started
 
 GROUPS = {"alice": ("ops-team",), "bob": ("ops-team", "tech-lead"), "carol": ("tech-lead",), "dave": ()}
 
 
 def gated(step_id: str = "deploy", **gate) -> dict:
-    return noop(step_id, approval_gate={"message": "Deploy it?", "required_approvers": ["ops-team", "tech-lead"], **gate})
+    return noop(step_id, approval_gate={"message": "Deploy it?", "required_approvers": ["ops-team", "tech-lead"],
+                                        **gate})
 
 
-def approve(who: str, step: str = "deploy", comment: str = "") -> Decide:
-    return Decide(step_id=step, actor=who, groups=GROUPS[who], approve=True, comment=comment)
+def approve(who: str, step: str = "deploy", comment: str = "") -> AnswerGate:
+    return AnswerGate(step_id=step, actor=who, groups=GROUPS[who], approve=True, comment=comment)
 
 
-def reject(who: str, step: str = "deploy") -> Decide:
-    return Decide(step_id=step, actor=who, groups=GROUPS[who], approve=False, comment="not today")
+def reject(who: str, step: str = "deploy") -> AnswerGate:
+    return AnswerGate(step_id=step, actor=who, groups=GROUPS[who], approve=False, comment="not today")
 
 
 def gate_scenario(**gate) -> Scenario:
@@ -105,16 +106,16 @@ def test_the_deadline_times_the_gate_out_and_a_late_approval_is_refused() -> Non
     s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))
     with pytest.raises(Refused, match="approval window .* closed"):
         s.when(approve("alice"))
-    events = s.when(DeadlinePassed("deploy"))
+    events = s.when(ExpireGate("deploy"))
     assert kinds(events) == ["ApprovalTimedOut:deploy", "StepFailed:deploy", "RunFailed"]
     assert events[1].category == "timeout"
-    assert s.when(DeadlinePassed("deploy")) == []
+    assert s.when(ExpireGate("deploy")) == []
 
 
 def test_auto_approve_after_timeout_opens_the_gate_as_the_system() -> None:
     s = gate_scenario(timeout_seconds=5, auto_approve_after_timeout=True)
     s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))
-    events = s.when(DeadlinePassed("deploy"))
+    events = s.when(ExpireGate("deploy"))
     assert kinds(events) == ["ApprovalGranted:deploy", "StepScheduled:deploy"]
     assert (events[0].actor, events[0].by_timeout) == ("system", True)
 
@@ -122,7 +123,7 @@ def test_auto_approve_after_timeout_opens_the_gate_as_the_system() -> None:
 def test_a_deadline_after_the_gate_was_decided_does_nothing() -> None:
     s = gate_scenario(timeout_seconds=5)
     s.when(approve("alice")), s.when(approve("carol"))
-    assert s.when(DeadlinePassed("deploy")) == []
+    assert s.when(ExpireGate("deploy")) == []
 
 
 def test_a_paused_runs_gate_can_be_approved_and_the_step_starts_on_resume() -> None:
@@ -194,7 +195,7 @@ def test_rollback_failure_policy_stop_ends_at_the_first_failure() -> None:
     s.fail("c")
     s.when(_begin_rollback(s, "b"))
     assert kinds(s.when(_finish_rollback(s, "b", error="boom"))) == ["StepRollbackFailed:b", "RollbackFailed"]
-    assert s.run.steps["a"].rollback == "pending"
+    assert s.run.steps["a"].rollback.status == "pending"
 
 
 def test_a_step_that_partly_ran_is_rolled_back_too() -> None:
@@ -236,13 +237,13 @@ def test_rollback_can_be_paused_resumed_and_cancelled() -> None:
 
 
 def _begin_rollback(s: Scenario, step_id: str):
-    from services.run.decider import BeginStep
+    from services.domain.run.commands import BeginStep
     step = s.run.steps[step_id]
-    return BeginStep(step_id=step_id, attempt=step.rollback_attempt, scheduled_seq=step.rollback_seq,
+    return BeginStep(step_id=step_id, attempt=step.rollback.attempt, scheduled_seq=step.rollback.scheduled_seq,
                      executor="ex1", redelivered=False, rollback=True)
 
 
 def _finish_rollback(s: Scenario, step_id: str, error: str = "", category: str = "unknown"):
-    from services.run.decider import FinishStep
-    return FinishStep(step_id=step_id, attempt=s.run.steps[step_id].rollback_attempt, outputs=[{}],
+    from services.domain.run.commands import FinishStep
+    return FinishStep(step_id=step_id, attempt=s.run.steps[step_id].rollback.attempt, outputs=[{}],
                       duration_ms=1.0, error=error, category=category, rollback=True)

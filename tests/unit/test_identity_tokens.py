@@ -1,7 +1,6 @@
 """API tokens: the credential, its stored hash, a token's life, and the decisions that change it."""
 from __future__ import annotations
 
-from datetime import timedelta
 
 import pytest
 

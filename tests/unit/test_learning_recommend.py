@@ -69,7 +69,8 @@ def test_retry_settings_that_cover_every_recovery_and_the_backoff_that_worked() 
 def test_transient_failures_of_a_step_without_retries_suggest_one() -> None:
     stats = step(not_retried={"network": 4, "timeout": 2, "permanent": 9})
     found = recommend.retry(stats)
-    assert found.suggestion == {"retry": {"max_attempts": 3, "base_delay": 1.0, "retry_on_errors": ["network", "timeout"]}}
+    assert found.suggestion == {"retry": {"max_attempts": 3, "base_delay": 1.0,
+                                          "retry_on_errors": ["network", "timeout"]}}
     assert recommend.retry(step(not_retried={"network": 4})) is None
 
 
@@ -78,7 +79,8 @@ def test_recurring_failures_a_handler_could_fix_and_a_handler_that_rarely_works(
                  remediations={"pattern disk full": Tally(6, 2)})
     handler, broken = recommend.error_handlers(stats)
     assert handler.suggestion["error_handlers"][0]["category"] == "authentication" and handler.evidence.count == 5
-    assert broken.message == "step `s`: the error handler for pattern disk full remediated only 2 of 6 times: fix its action"
+    assert broken.message == ("step `s`: the error handler for pattern disk full remediated only 2 of 6 times: "
+                              "fix its action")
     handled = step(StepShape(action="shell", handled=["authentication"]), not_retried={"authentication": 9})
     assert recommend.error_handlers(handled) == []
 
@@ -87,7 +89,8 @@ def test_a_check_that_always_passed_at_once_could_be_a_validator() -> None:
     check = StepShape(action="http_request", check=Check(validator={"type": "http_status", "url": "http://a/health"}))
     always = with_durations(step(check), *[20] * 20)
     assert recommend.validator(always).suggestion == {"validators": [{"type": "http_status", "url": "http://a/health"}]}
-    fold_step(always, AttemptFailed(at=at(2), playbook="deploy", step="s", attempt=1, category="network", duration_ms=1))
+    fold_step(always, AttemptFailed(at=at(2), playbook="deploy", step="s", attempt=1, category="network",
+                                    duration_ms=1))
     assert recommend.validator(always) is None
     assert recommend.validator(with_durations(step(), *[20] * 20)) is None      # it does more than check
 

@@ -77,7 +77,8 @@ def test_a_required_parameter_without_value_is_missing_only_when_values_are_give
 
 
 def test_an_unknown_environment_lists_the_known_ones():
-    with pytest.raises(PlaybookInvalid, match=r"unknown environment 'prd' — did you mean 'prod'\? \(known: prod, dev\)"):
+    with pytest.raises(PlaybookInvalid,
+                       match=r"unknown environment 'prd' — did you mean 'prod'\? \(known: prod, dev\)"):
         resolve_parameters(WEB, environment="prd")
 
 

@@ -8,7 +8,7 @@ import pytest
 from events.playbook import Plan, Step
 from services.playbook import PlaybookInvalid, derive_plan, topological_order
 from services.playbook import reachability
-from services.playbook.plan import finished_before, plan_issues, upstream
+from services.playbook.plan import finished_before, plan_issues, plan_waves, upstream
 
 
 def step(id: str, group: str | None = None, depends_on: list[str] | None = None) -> Step:
@@ -91,6 +91,12 @@ def test_topological_order_refuses_a_cyclic_plan():
 def test_upstream_is_every_step_sure_to_have_finished_before():
     plan = derive_plan([step("a"), step("g1", "g"), step("g2", "g"), step("z")])
     assert upstream(plan) == {"a": set(), "g1": {"a"}, "g2": {"a"}, "z": {"a", "g1", "g2"}}
+
+
+def test_plan_waves_group_steps_by_depth_and_leave_out_a_cycle_instead_of_looping() -> None:
+    assert plan_waves(Plan(needs={"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]})) == [["a"], ["b", "c"], ["d"]]
+    assert plan_waves(Plan(needs={"a": [], "b": ["c"], "c": ["b"], "d": ["a"]})) == [["a"], ["d"]]
+    assert plan_waves(Plan(needs={})) == []
 
 
 def test_finished_before_answers_only_the_pairs_asked():

@@ -552,7 +552,8 @@ else:
                              "type", "left", "from", "required", "choices", "default", "steps", "parameters", "x"])
     _scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=12),
                          st.sampled_from(["a", "b", "noop", "shell", "${a}", "${steps.a.x}", "${", "g", "$${x}"]))
-    _values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5),
+    _values = st.recursive(_scalars,
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_keys, inner, max_size=5),
                            max_leaves=20)
     _steps = st.lists(st.dictionaries(_keys, _values, max_size=6) | _values, max_size=6)
     _playbooks = st.fixed_dictionaries(

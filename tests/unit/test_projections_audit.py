@@ -70,7 +70,8 @@ def test_a_rejection_is_the_rejecters_and_a_timeout_is_the_systems() -> None:
     rejected = audit_entry(3, ApprovalRejected(run_id=R, at=at(5), step_id="deploy", actor="bob", comment="not today"))
     timed_out = audit_entry(4, ApprovalTimedOut(run_id=R, at=at(6), step_id="deploy"))
     auto = audit_entry(5, ApprovalGranted(run_id=R, at=at(7), step_id="deploy", actor="system", by_timeout=True))
-    assert (rejected.actor, rejected.action, rejected.step_id, rejected.detail) == ("bob", "reject", "deploy", "not today")
+    assert (rejected.actor, rejected.action, rejected.step_id, rejected.detail) == ("bob", "reject", "deploy",
+                                                                                    "not today")
     assert (timed_out.actor, timed_out.action, timed_out.step_id) == ("system", "timeout", "deploy")
     assert (auto.actor, auto.action) == ("system", "auto_approve")
 

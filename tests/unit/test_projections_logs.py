@@ -51,7 +51,8 @@ def test_rollback_outputs_give_one_entry_per_action_and_stream() -> None:
 def test_a_remediation_logs_its_output_or_its_error() -> None:
     done = StepRemediated(run_id=R, at=at(4), step_id="deploy", attempt=1, handler=0,
                           outputs={"stdout": "restarted the agent\n"})
-    failed = StepRemediationFailed(run_id=R, at=at(4), step_id="deploy", attempt=1, handler=1, error="restart: timed out")
+    failed = StepRemediationFailed(run_id=R, at=at(4), step_id="deploy", attempt=1, handler=1,
+                                   error="restart: timed out")
     assert lines(log_entries(1, done)) == [("deploy", "remediation", 1, "stdout", "restarted the agent\n")]
     assert lines(log_entries(2, failed)) == [("deploy", "remediation", 1, "error", "restart: timed out")]
 

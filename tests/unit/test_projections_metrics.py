@@ -46,7 +46,8 @@ def begin(run_id: str, playbook: str = "deploy", t: float = 0, dry_run: bool = F
     return msgspec.structs.replace(_started(playbook, dry_run), run_id=run_id, at=at(t))
 
 
-def ran(run_id: str, step_id: str, ms: float, t: float = 1, attempt: int = 1, error: str = "", category: str = "unknown"):
+def ran(run_id: str, step_id: str, ms: float, t: float = 1, attempt: int = 1, error: str = "",
+        category: str = "unknown"):
     """An attempt an executor took and finished."""
     start = StepStarted(run_id=run_id, at=at(t), step_id=step_id, attempt=attempt, executor="ex1")
     if error:
@@ -70,7 +71,8 @@ def test_runs_by_status_follow_the_run_list_through_pause_gates_and_the_end() ->
     feed(RunPaused(run_id="r1", at=at(1), actor="bob"))
     assert feed.json["runs"]["deploy"] == {"paused": 1}
     feed(RunResumed(run_id="r1", at=at(2), actor="bob"),
-         ApprovalRequested(run_id="r1", at=at(3), step_id="ship", message="?", required_approvers=["ops"], min_approvals=1))
+         ApprovalRequested(run_id="r1", at=at(3), step_id="ship", message="?", required_approvers=["ops"],
+                           min_approvals=1))
     assert feed.json["runs"]["deploy"] == {"waiting_approval": 1}
     assert feed.json["approvals_waiting"] == 1
     feed(ApprovalGranted(run_id="r1", at=at(4), step_id="ship", approvers=["carol"], actor="carol"))
@@ -103,7 +105,8 @@ def test_step_durations_outcomes_and_cumulative_buckets() -> None:
 def test_a_failure_no_executor_ran_counts_but_is_not_timed() -> None:
     feed = Feed()
     feed(begin("r1"),
-         ApprovalRequested(run_id="r1", at=at(1), step_id="ship", message="?", required_approvers=["ops"], min_approvals=1),
+         ApprovalRequested(run_id="r1", at=at(1), step_id="ship", message="?", required_approvers=["ops"],
+                           min_approvals=1),
          ApprovalRejected(run_id="r1", at=at(2), step_id="ship", actor="bob"),
          StepFailed(run_id="r1", at=at(2), step_id="ship", attempt=1, error="approval rejected by bob",
                     category="authorization"))
@@ -151,7 +154,8 @@ def test_playbook_success_rate_and_mean_duration_of_completed_runs() -> None:
 def test_the_success_rate_looks_at_the_latest_runs_only() -> None:
     feed = Feed()
     for i in range(RECENT_RUNS + 50):
-        end = RunFailed(run_id=f"r{i}", at=at(1), reason="x") if i < RECENT_RUNS else RunCompleted(run_id=f"r{i}", at=at(1))
+        end = RunFailed(run_id=f"r{i}", at=at(1), reason="x") if i < RECENT_RUNS else RunCompleted(run_id=f"r{i}",
+                                                                                                   at=at(1))
         feed(begin(f"r{i}"), end)
     deploy = playbook_json(feed, "deploy")
     assert (deploy["completed"], deploy["failed"], deploy["success_rate"]) == (50, RECENT_RUNS, 0.5)
@@ -239,13 +243,15 @@ def test_apply_says_whether_anything_changed() -> None:
     assert feed(RunCompleted(run_id="nobody", at=at(1))) == [False]               # a run never seen
     assert feed.metrics.apply(1, RunPaused(run_id="r1", at=at(2), actor="bob")) is False   # seen already
     assert feed.json["runs"]["deploy"] == {"running": 1}
-    assert feed(RunPaused(run_id="r1", at=at(2), actor="bob"), RunPaused(run_id="r1", at=at(2), actor="bob")) == [True, False]
+    assert feed(RunPaused(run_id="r1", at=at(2), actor="bob"), RunPaused(run_id="r1", at=at(2), actor="bob")) == [True,
+                                                                                                                  False]
 
 
 def test_metrics_round_trip_through_msgpack_mid_run_and_go_on_the_same() -> None:
     def history(part: int) -> list:
         first = [begin("r1"), *ran("r1", "build", 75), begin("r2", playbook="backup"),
-                 ApprovalRequested(run_id="r2", at=at(2), step_id="ship", message="?", required_approvers=[], min_approvals=1),
+                 ApprovalRequested(run_id="r2", at=at(2), step_id="ship", message="?", required_approvers=[],
+                                   min_approvals=1),
                  StepFailed(run_id="r1", at=at(3), step_id="ship", attempt=1, error="boom", category="network"),
                  CircuitOpened(key="db", at=at(3), reason="x", until=at(30))]
         rest = [StepRetryScheduled(run_id="r1", at=at(4), step_id="ship", attempt=2, delay_seconds=1, due=at(5),

@@ -7,12 +7,11 @@ from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import (
     ApprovalDeadlinePassed, RunEvent, StepFailed, StepNotRetried, StepRetryScheduled, StepScheduled,
 )
-from projections.run_view import plan_waves, run_view, timeline
-from services.approval.gates import Decide, DeadlinePassed
-from services.run.decider import DecideRetry
-from services.run.state import Run
-from tests.helpers import at, noop, started
-from tests.unit.test_run_decider import R, Scenario
+from projections.run_view import run_view, timeline
+from services.domain.run.commands import ExpireGate, AnswerGate
+from services.domain.run.commands import RecordRetryVerdict
+from services.domain.run.state import Run
+from tests.helpers import R, Scenario, at, noop, started
 
 ORIGINAL_KEYS = {"run_id", "status", "playbook", "environment", "actor", "parameters", "started_at", "finished_at",
                  "paused_by", "cancel_requested_by", "failure", "version", "steps"}
@@ -35,7 +34,8 @@ class Recorded(Scenario):
 
 
 def gated(step_id: str = "deploy", **gate) -> dict:
-    return noop(step_id, approval_gate={"message": "Deploy it?", "required_approvers": ["ops-team", "tech-lead"], **gate})
+    return noop(step_id, approval_gate={"message": "Deploy it?", "required_approvers": ["ops-team", "tech-lead"],
+                                        **gate})
 
 
 def undo(step_id: str, **extra) -> dict:
@@ -76,16 +76,11 @@ def test_steps_show_their_place_in_the_plan() -> None:
     assert steps["prep"]["approval_gate"] is None and steps["prep"]["rollback_wave"] is None
 
 
-def test_plan_waves_leave_out_a_cycle_instead_of_looping() -> None:
-    assert plan_waves({"a": [], "b": ["c"], "c": ["b"], "d": ["a"]}) == [["a"], ["d"]]
-    assert plan_waves({}) == []
-
-
 def test_a_gated_step_shows_its_gate_deadline_and_approvals() -> None:
     s = Recorded(started(R, [noop("build"), gated(timeout_seconds=60)], actor="starter"))
     s.start()
     s.run_step("build")
-    s.when(Decide(step_id="deploy", actor="bob", groups=("ops-team",), approve=True, comment="looks fine"), t=20)
+    s.when(AnswerGate(step_id="deploy", actor="bob", groups=("ops-team",), approve=True, comment="looks fine"), t=20)
     view = run_view(s.run)
     gate = steps_by_id(view)["deploy"]["approval_gate"]
     assert gate == {
@@ -95,7 +90,7 @@ def test_a_gated_step_shows_its_gate_deadline_and_approvals() -> None:
         "approvals": [{"actor": "bob", "groups": ["ops-team"], "comment": "looks fine", "at": at(20).isoformat()}],
         "decided_by": []}
     assert view["status"] == "waiting_approval" and view["gates_waiting"] == 1
-    s.when(Decide(step_id="deploy", actor="carol", groups=("tech-lead",), approve=True), t=30)
+    s.when(AnswerGate(step_id="deploy", actor="carol", groups=("tech-lead",), approve=True), t=30)
     gate = steps_by_id(run_view(s.run))["deploy"]["approval_gate"]
     assert (gate["status"], gate["decided_by"]) == ("granted", ["bob", "carol"])
 
@@ -126,7 +121,7 @@ def test_the_timeline_tells_attempts_retries_and_waits_in_order() -> None:
     s.start()
     s.begin("fetch")
     s.fail("fetch", "connection refused", category="network")
-    s.when(DecideRetry(step_id="fetch", attempt=1, retry=True, category="network", reason="network error",
+    s.when(RecordRetryVerdict(step_id="fetch", attempt=1, retry=True, category="network", reason="network error",
                        delay_seconds=4), t=11)
     fetch = steps_by_id(run_view(s.run))["fetch"]
     assert (fetch["status"], fetch["retry"], fetch["retry_due"]) == ("failed", "waiting", at(15).isoformat())
@@ -157,7 +152,7 @@ def test_the_timeline_of_a_gate_that_times_out() -> None:
     s = Recorded(started(R, [gated(timeout_seconds=30, min_approvals=2)]))
     s.start()
     s.given(ApprovalDeadlinePassed(run_id=R, at=at(40), step_id="deploy"))
-    s.when(DeadlinePassed(step_id="deploy"), t=40)
+    s.when(ExpireGate(step_id="deploy"), t=40)
     entries = timeline(s.envelopes)
     # The timer's own message is left out: what it caused shows.
     assert "ApprovalDeadlinePassed" not in [e["kind"] for e in entries]

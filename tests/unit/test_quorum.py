@@ -1,7 +1,7 @@
 """Quorum: every required entry satisfied by a distinct person."""
 from __future__ import annotations
 
-from services.approval.quorum import eligible_entries, quorum
+from services.domain.run.quorum import eligible_entries, quorum
 
 DIRECTORY = {"alice": ["ops-team"], "bob": ["ops-team", "tech-lead"], "carol": ["tech-lead"], "dave": []}
 

@@ -36,8 +36,8 @@ FORMS = {
     "shell-quoted": lambda s: shlex.quote(s),
     "folded one character a line": lambda s: "\n".join(s),
     "folded, CRLF": lambda s: "\r\n".join(s[i:i + 5] for i in range(0, len(s), 5)),
-    **{f"base64 at offset {k}": (lambda k: lambda s: b64_inside(s, k))(k) for k in range(3)},
-    **{f"base64url at offset {k}": (lambda k: lambda s: b64_inside(s, k, url=True))(k) for k in range(3)},
+    **{f"base64 at offset {k}": (lambda s, k=k: b64_inside(s, k)) for k in range(3)},
+    **{f"base64url at offset {k}": (lambda s, k=k: b64_inside(s, k, url=True)) for k in range(3)},
     "base64, wrapped at 76": lambda s: base64.encodebytes(b"x" * 40 + s.encode() * 3).decode(),
     "hex, wrapped like xxd -p": lambda s: "\n".join((b"\x01" * 20 + s.encode()).hex()[i:i + 60]
                                                     for i in range(0, 2 * (20 + len(s.encode())), 60)),

@@ -1,32 +1,32 @@
-"""Error patterns and error handlers from the engine's configuration."""
+"""Error patterns and error handlers from the engine's settings."""
 from __future__ import annotations
 
 import pytest
 
 from services.errors import PlaybookError
-from services.resilience.classify import classify
-from services.resilience.config import configured_handlers, configured_patterns
+from services.domain.classify import classify
+from services.settings import Settings
 
 
 def test_configured_patterns_are_read_and_win_over_the_built_in_table(tmp_path) -> None:
     path = tmp_path / "patterns.yaml"
     path.write_text("- {regex: 'connection refused by legacy-db', category: temporary}\n")
-    patterns = configured_patterns({"PLAYBOOK_ERROR_PATTERNS": str(path)})
+    patterns = Settings.from_environ({"PLAYBOOK_ERROR_PATTERNS": str(path)}).error_patterns
     found = classify("psql: connection refused by legacy-db", {}, "", patterns)
     assert (found.category, found.pattern) == ("temporary", "connection refused by legacy-db")
 
 
 def test_no_configuration_means_no_patterns_and_a_bad_file_says_which() -> None:
-    assert configured_patterns({}) == []
+    assert Settings.from_environ({}).error_patterns == []
     with pytest.raises(PlaybookError, match=r"nope.yaml \(\$PLAYBOOK_ERROR_PATTERNS\): cannot read the error patterns"):
-        configured_patterns({"PLAYBOOK_ERROR_PATTERNS": "/nope.yaml"})
+        Settings.from_environ({"PLAYBOOK_ERROR_PATTERNS": "/nope.yaml"}).error_patterns  # noqa: B018 - reading it reads the file
 
 
 def test_configured_handlers_are_read_as_in_a_playbook(tmp_path) -> None:
     path = tmp_path / "handlers.yaml"
     path.write_text("- category: authentication\n  run: {action: shell, args: {argv: [refresh-token]}}\n"
                     "- pattern: 'lock held'\n  then: fail\n  run: {action: noop}\n")
-    first, second = configured_handlers({"PLAYBOOK_ERROR_HANDLERS": str(path)})
+    first, second = Settings.from_environ({"PLAYBOOK_ERROR_HANDLERS": str(path)}).error_handlers
     assert (first.category, first.run.action, first.then) == ("authentication", "shell", "retry")
     assert (second.pattern, second.then) == ("lock held", "fail")
 
@@ -35,4 +35,4 @@ def test_a_handler_with_an_unknown_key_stops_the_service_naming_file_and_key(tmp
     path = tmp_path / "handlers.yaml"
     path.write_text("- category: authentication\n  rnu: {action: noop}\n")
     with pytest.raises(PlaybookError, match=r"handlers.yaml \(\$PLAYBOOK_ERROR_HANDLERS\).*rnu"):
-        configured_handlers({"PLAYBOOK_ERROR_HANDLERS": str(path)})
+        Settings.from_environ({"PLAYBOOK_ERROR_HANDLERS": str(path)}).error_handlers  # noqa: B018 - reading it reads the file

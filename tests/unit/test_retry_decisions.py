@@ -6,11 +6,10 @@ import pytest
 from events.commands import PauseRun
 from events.playbook import RetryPolicy
 from events.run import StepScheduled
-from services.resilience.classify import Classification
-from services.resilience.policy import backoff, decide_retry
-from services.run.decider import DecideRetry
-from tests.helpers import at, noop, started
-from tests.unit.test_run_decider import R, Scenario, kinds
+from services.domain.classify import Classification
+from services.domain.retry import backoff, retry_verdict
+from services.domain.run.commands import RecordRetryVerdict
+from tests.helpers import R, Scenario, at, kinds, noop, started
 
 RETRY = {"max_attempts": 3, "base_delay": 1, "jitter": "none"}
 
@@ -24,13 +23,13 @@ def failing_once() -> Scenario:
 def test_a_failure_with_a_retry_policy_waits_for_the_decision_instead_of_failing_the_run() -> None:
     s = failing_once()
     assert kinds(s.fail("call", "503", "temporary")) == ["StepFailed:call"]
-    assert s.run.steps["call"].retry == "deciding"
+    assert s.run.steps["call"].retry.status == "deciding"
 
 
 def test_a_retry_is_scheduled_then_the_timer_schedules_the_next_attempt() -> None:
     s = failing_once()
     s.fail("call", "503", "temporary")
-    events = s.when(DecideRetry(step_id="call", attempt=1, retry=True, category="temporary", reason="r",
+    events = s.when(RecordRetryVerdict(step_id="call", attempt=1, retry=True, category="temporary", reason="r",
                                 delay_seconds=2.0))
     assert kinds(events) == ["StepRetryScheduled:call"]
     assert (events[0].attempt, events[0].due) == (2, at(12))
@@ -42,14 +41,15 @@ def test_a_retry_is_scheduled_then_the_timer_schedules_the_next_attempt() -> Non
 def test_not_retried_lets_the_failure_policy_apply() -> None:
     s = failing_once()
     s.fail("call", "403", "authorization")
-    events = s.when(DecideRetry(step_id="call", attempt=1, retry=False, category="authorization", reason="no"))
+    events = s.when(RecordRetryVerdict(step_id="call", attempt=1, retry=False, category="authorization", reason="no"))
     assert kinds(events) == ["StepNotRetried:call", "RunFailed"]
 
 
 def test_a_decision_made_twice_is_recorded_once() -> None:
     s = failing_once()
     s.fail("call")
-    decision = DecideRetry(step_id="call", attempt=1, retry=True, category="network", reason="r", delay_seconds=1)
+    decision = RecordRetryVerdict(step_id="call", attempt=1, retry=True, category="network", reason="r",
+                                  delay_seconds=1)
     assert kinds(s.when(decision)) == ["StepRetryScheduled:call"]
     assert s.when(decision) == []
 
@@ -58,11 +58,11 @@ def test_a_paused_run_still_gets_its_retry_and_a_cancelled_failure_never_retries
     s = failing_once()
     s.when(PauseRun(run_id=R, actor="ops"))
     s.fail("call")
-    assert kinds(s.when(DecideRetry(step_id="call", attempt=1, retry=True, category="network", reason="r",
+    assert kinds(s.when(RecordRetryVerdict(step_id="call", attempt=1, retry=True, category="network", reason="r",
                                     delay_seconds=1))) == ["StepRetryScheduled:call"]
     s2 = failing_once()
     s2.fail("call", "killed", "cancelled")
-    assert s2.run.steps["call"].retry == ""
+    assert s2.run.steps["call"].retry.status == ""
 
 
 @pytest.mark.parametrize("jitter, draw, expected", [("none", 0.5, 4.0), ("full", 0.5, 2.0), ("equal", 0.5, 3.0)])
@@ -81,8 +81,8 @@ def test_backoff_is_capped_and_retry_after_is_respected_within_the_cap() -> None
 def test_the_policy_explains_itself() -> None:
     policy = RetryPolicy(max_attempts=3, retry_on_errors=["network"])
     found = Classification(category="temporary", signal="http status 503")
-    verdict = decide_retry("call", 1, policy, found, {"status_code": 503}, 0.5)
+    verdict = retry_verdict("call", 1, policy, found, {"status_code": 503}, 0.5)
     assert not verdict.retry and "temporary is not in retry_on_errors (network)" in verdict.reason
     by_status = RetryPolicy(max_attempts=3, retry_on_status=[503])
-    assert decide_retry("call", 1, by_status, found, {"status_code": 503}, 0.5).retry
-    assert decide_retry("call", 3, by_status, found, {"status_code": 503}, 0.5).exhausted
+    assert retry_verdict("call", 1, by_status, found, {"status_code": 503}, 0.5).retry
+    assert retry_verdict("call", 3, by_status, found, {"status_code": 503}, 0.5).exhausted

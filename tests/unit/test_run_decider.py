@@ -4,70 +4,12 @@ from __future__ import annotations
 import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun
-from events.run import RunCompleted, RunEvent, RunFailed
+from events.run import RunCompleted, RunFailed
 from services.errors import CommandRejected, UnknownRun
-from services.run.decider import Advance, BeginStep, FinishStep, decide
-from services.run.state import Run, evolve
-from tests.helpers import at, noop, started
-
-
-@pytest.fixture(autouse=True)
-def pending_index_matches_the_steps(monkeypatch):
-    """Every test here also checks the decider's index of pending steps against the steps."""
-    from services.run import decider, state
-
-    def checked(run: Run, event: RunEvent, seq: int = 0) -> Run:
-        state.evolve(run, event, seq)
-        if run.exists:
-            assert run.pending == {s.id for s in run.steps.values() if s.status == "pending"}, type(event).__name__
-        return run
-    monkeypatch.setattr(decider, "evolve", checked)
-
-R = "run1"
-
-
-class Scenario:
-    """A run built from events, with the sequence numbers the store would give them."""
-
-    def __init__(self, *events: RunEvent) -> None:
-        self.run = Run(id=R)
-        self.seq = 0
-        self.given(*events)
-
-    def given(self, *events: RunEvent) -> Scenario:
-        for event in events:
-            self.seq += 1
-            evolve(self.run, event, self.seq)
-        return self
-
-    def when(self, command, t: float = 10) -> list[RunEvent]:
-        events = decide(self.run, command, at(t))
-        self.given(*events)
-        return events
-
-    def start(self) -> list[RunEvent]:
-        return self.when(Advance())
-
-    def begin(self, step_id: str, redelivered: bool = False, executor: str = "ex1") -> list[RunEvent]:
-        step = self.run.steps[step_id]
-        return self.when(BeginStep(step_id=step_id, attempt=step.attempt, scheduled_seq=step.scheduled_seq,
-                                   executor=executor, redelivered=redelivered))
-
-    def succeed(self, step_id: str, **outputs) -> list[RunEvent]:
-        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt,
-                                    outputs=outputs, duration_ms=1.0))
-
-    def fail(self, step_id: str, error: str = "boom", category: str = "unknown") -> list[RunEvent]:
-        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt,
-                                    outputs={}, duration_ms=1.0, error=error, category=category))
-
-    def run_step(self, step_id: str, **outputs) -> list[RunEvent]:
-        self.begin(step_id)
-        return self.succeed(step_id, **outputs)
-
-
-def kinds(events: list[RunEvent]) -> list[str]:
-    return [f"{type(e).__name__}:{getattr(e, 'step_id', '')}".rstrip(":") for e in events]
+from services.domain.run.commands import BeginStep, FinishStep
+from services.domain.run.decider import decide
+from services.domain.run.state import Run
+from tests.helpers import R, Scenario, at, kinds, noop, started
 
 
 def test_sequential_steps_are_scheduled_one_after_the_other() -> None:
@@ -111,7 +53,8 @@ def test_a_false_when_skips_the_step_and_never_fails_it() -> None:
 
 
 def test_when_can_read_outputs_of_earlier_steps() -> None:
-    s = Scenario(started(R, [noop("probe"), noop("fix", when={"type": "equals", "left": "${steps.probe.healthy}", "right": False})]))
+    s = Scenario(started(R, [noop("probe"), noop("fix", when={"type": "equals", "left": "${steps.probe.healthy}",
+                                                              "right": False})]))
     s.start()
     assert kinds(s.run_step("probe", healthy=True)) == ["StepSucceeded:probe", "StepSkipped:fix", "RunCompleted"]
 
@@ -158,7 +101,7 @@ def test_outputs_are_recorded_for_later_steps() -> None:
     s = Scenario(started(R, [noop("a"), noop("b")]))
     s.start()
     s.run_step("a", version="2.4.1")
-    assert s.run.steps["a"].outputs == {"version": "2.4.1"}
+    assert s.run.steps["a"].attempt.outputs == {"version": "2.4.1"}
 
 
 def test_an_attempt_starts_once_and_a_second_begin_does_nothing() -> None:
@@ -171,7 +114,8 @@ def test_an_attempt_starts_once_and_a_second_begin_does_nothing() -> None:
 def test_a_stale_schedule_is_ignored() -> None:
     s = Scenario(started(R, [noop("a")]))
     s.start()
-    stale = BeginStep(step_id="a", attempt=1, scheduled_seq=s.run.steps["a"].scheduled_seq - 1, executor="ex", redelivered=False)
+    stale = BeginStep(step_id="a", attempt=1, scheduled_seq=s.run.steps["a"].attempt.scheduled_seq - 1, executor="ex",
+                      redelivered=False)
     assert s.when(stale) == []
 
 
@@ -217,7 +161,8 @@ def test_a_step_scheduled_before_the_pause_does_not_start_and_is_scheduled_again
 
 
 @pytest.mark.parametrize("status_events, command, message", [
-    ([RunCompleted(run_id=R, at=at(5))], PauseRun(run_id=R, actor="bob"), "is completed; only a running run can be paused"),
+    ([RunCompleted(run_id=R, at=at(5))], PauseRun(run_id=R, actor="bob"),
+     "is completed; only a running run can be paused"),
     ([], ResumeRun(run_id=R, actor="bob"), "is running, not paused"),
     ([RunFailed(run_id=R, at=at(5), reason="x")], CancelRun(run_id=R, actor="bob"), "already failed"),
 ])
@@ -306,6 +251,7 @@ def test_an_executor_deciding_again_after_its_own_start_does_not_call_it_interru
     s = Scenario(started(R, [noop("a"), noop("b")]))
     s.start()
     step = s.run.steps["a"]
-    begin = BeginStep(step_id="a", attempt=1, scheduled_seq=step.scheduled_seq, executor="ex1", redelivered=True)
+    begin = BeginStep(step_id="a", attempt=1, scheduled_seq=step.attempt.scheduled_seq, executor="ex1",
+                      redelivered=True)
     assert kinds(s.when(begin)) == ["StepStarted:a"]
     assert s.when(begin) == []    # the same executor, after a conflict part-way through its decision

@@ -13,8 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from events import subjects
-from tests.conftest import wait_for_end
-from tests.helpers import noop, playbook_yaml
+from tests.helpers import noop, playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +87,7 @@ async def api(web_server) -> AsyncIterator[Api]:
 
 async def projected(web_server, seq: int) -> None:
     """Until the web server's views have applied the stream up to `seq`."""
-    projector = web_server.context.projector
+    projector = web_server.backend.projector
     reached = asyncio.Event()
     stop = projector.listen(lambda change: reached.set() if change.seq >= seq else None)
     try:
@@ -193,7 +192,7 @@ async def test_an_invalid_playbook_says_where_each_problem_is(api: Api) -> None:
 
 async def test_a_command_too_large_for_nats_is_413_not_a_crash(api: Api, web_server) -> None:
     """Non-ASCII text grows when the command is encoded for NATS: under the web's body limit, over NATS's."""
-    text = QUICK + "# " + "é" * (web_server.context.nc.max_payload // 3) + "\n"
+    text = QUICK + "# " + "é" * (web_server.backend.nc.max_payload // 3) + "\n"
     answer = await api.post("/api/runs", raw=json.dumps({"playbook": text}, ensure_ascii=False).encode())
     assert answer.status == 413 and answer.error["code"] == "request_entity_too_large"
     assert "NATS" in answer.error["message"]
@@ -201,11 +200,8 @@ async def test_a_command_too_large_for_nats_is_413_not_a_crash(api: Api, web_ser
 
 # -- starting runs -------------------------------------------------------------------------
 
-async def test_start_by_yaml_and_by_stored_id(api: Api, engine, tmp_path, monkeypatch) -> None:
-    library = tmp_path / "library"
-    library.mkdir()
+async def test_start_by_yaml_and_by_stored_id(api: Api, engine, library) -> None:
     (library / "quick.yaml").write_text(QUICK)
-    monkeypatch.setenv("PLAYBOOK_LIBRARY", str(library))
 
     assert (await api.get("/api/playbooks")).body == [{"id": "quick", "name": "api-quick", "description": ""}]
     assert (await api.get("/api/playbooks/quick")).body["yaml"] == QUICK
@@ -226,8 +222,7 @@ async def test_start_by_yaml_and_by_stored_id(api: Api, engine, tmp_path, monkey
     assert dry["dry_run"] is True and dry["actor"] == "bob"
 
 
-async def test_the_bundled_examples_start_by_id_and_their_logs_read_by_step(api: Api, engine, monkeypatch) -> None:
-    monkeypatch.delenv("PLAYBOOK_LIBRARY", raising=False)
+async def test_the_bundled_examples_start_by_id_and_their_logs_read_by_step(api: Api, engine) -> None:
     assert "hello" in {p["id"] for p in (await api.get("/api/playbooks")).body}
     run_id = (await api.post("/api/runs", {"playbook_id": "hello", "parameters": {"who": "api"}})).body["run_id"]
     assert (await wait_for_end(engine, run_id))[-1].__class__.__name__ == "RunCompleted"
@@ -382,7 +377,7 @@ async def finished_and_waiting(api: Api, engine, web_server) -> tuple[list[str],
 async def reset_circuit(api: Api, web_server, key: str) -> None:
     answer = await api.post("/api/circuits/reset", {"key": key}, user="alice")
     assert answer.status == 200 and answer.body["events"][0]["type"] == "CircuitReset"
-    info = await web_server.context.nc.jetstream().stream_info(subjects.RUNS_STREAM)
+    info = await web_server.backend.nc.jetstream().stream_info(subjects.RUNS_STREAM)
     await projected(web_server, info.state.last_seq)
 
 
@@ -400,7 +395,7 @@ async def test_metrics_circuits_rebuild_and_readiness(api: Api, engine, web_serv
     (reset,) = (await api.get("/api/audit?action=circuit_reset")).body
     assert (reset["actor"], reset["circuit"]) == ("alice", "payments:443")
 
-    position = web_server.context.projector.position
+    position = web_server.backend.projector.position
     rebuilt = await api.post("/api/projections/rebuild")
     assert rebuilt.status == 200 and (rebuilt.body["runs"], rebuilt.body["position"]) == (3, position)
     assert rebuilt.body["events"] > 0
@@ -441,7 +436,7 @@ async def test_prometheus_metrics_match_the_runs(api: Api, engine, web_server) -
     assert value("playbook_circuit_state", key="payments:443", state="closed") == 1
     assert value("playbook_circuit_state", key="payments:443", state="open") == 0
     assert value("playbook_projector_lag_events") == 0
-    assert value("playbook_projector_position") == web_server.context.projector.position
+    assert value("playbook_projector_position") == web_server.backend.projector.position
     assert value("playbook_projector_events_applied", "playbook_projector_events_applied_total") > 0
     assert value("playbook_projector_caught_up") == 1
     assert "process_cpu_seconds" in families
@@ -452,18 +447,17 @@ async def test_prometheus_metrics_match_the_runs(api: Api, engine, web_server) -
 
 
 async def test_a_stored_playbook_says_its_parameters_and_environments_and_odd_files_do_not_break_it(
-        web_server, tmp_path, monkeypatch) -> None:
-    folder = tmp_path / "library"
-    folder.mkdir()
+        web_server, library) -> None:
+    folder = library
     (folder / "deploy.yaml").write_text(
         "name: deploy\nparameters:\n  - {name: version, required: true}\n  - {name: since, default: 2026-01-01}\n"
         "environments:\n  staging: {}\n  production: {}\nsteps:\n  - {id: a, action: noop}\n")
     (folder / "latin1.yaml").write_bytes("name: caf\xe9\nsteps: []\n".encode("latin-1"))
-    monkeypatch.setenv("PLAYBOOK_LIBRARY", str(folder))
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{web_server.url}/api/playbooks/deploy") as response:
             stored = await response.json()
-        assert stored["parameters"] == [{"name": "version", "required": True}, {"name": "since", "default": "2026-01-01"}]
+        assert stored["parameters"] == [{"name": "version", "required": True}, {"name": "since",
+                                                                                "default": "2026-01-01"}]
         assert stored["environments"] == ["staging", "production"]
         async with http.get(f"{web_server.url}/api/playbooks") as response:
             assert {p["id"] for p in await response.json()} == {"deploy", "latin1"}

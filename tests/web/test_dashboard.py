@@ -10,10 +10,9 @@ from playwright.async_api import expect
 from events.commands import StartRun
 from events.run import ApprovalGiven, RunPaused, RunResumed, RunStarted
 from services.embedded import free_port
-from tests.conftest import wait_for_end
-from tests.helpers import noop, playbook_yaml
+from tests.helpers import noop, playbook_yaml, wait_for_end
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 GATED = playbook_yaml([
     {"id": "prepare", "name": "Prepare the release", "action": "shell", "timeout_seconds": 10,
@@ -37,13 +36,10 @@ NOT_YET_DONE = re.compile(r"^(pending|scheduled|running)$")
 
 
 @pytest.fixture
-def library(tmp_path, monkeypatch):
+def library(library):
     """Stored playbooks the dashboard offers: just the gated one."""
-    folder = tmp_path / "library"
-    folder.mkdir()
-    (folder / "gated-deploy.yaml").write_text(GATED)
-    monkeypatch.setenv("PLAYBOOK_LIBRARY", str(folder))
-    return folder
+    (library / "gated-deploy.yaml").write_text(GATED)
+    return library
 
 
 async def test_a_gated_run_started_from_the_page_goes_live_and_completes_once_approved(dashboard, engine, library):
@@ -221,5 +217,6 @@ async def test_a_running_steps_output_shows_live_then_its_record_replaces_it(das
     await dashboard.shot("1-live-output")
     go.touch()
     await expect(dashboard.step("migrate")).to_have_attribute("data-status", "succeeded")
-    await expect(page.get_by_test_id("logs").get_by_test_id("log-entry")).to_contain_text("migrating table users\nmigrated")
+    recorded = page.get_by_test_id("logs").get_by_test_id("log-entry")
+    await expect(recorded).to_contain_text("migrating table users\nmigrated")
     await expect(live_block).to_have_count(0)

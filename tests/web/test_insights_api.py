@@ -6,8 +6,7 @@ import pytest
 
 from events import subjects
 from events.commands import StartRun
-from tests.conftest import wait_for_end
-from tests.helpers import noop, playbook_yaml
+from tests.helpers import noop, playbook_yaml, wait_for_end
 from ui.insights import LearningClient
 from ui.web.app import start_web
 
@@ -32,8 +31,8 @@ async def test_insights_for_every_playbook_and_for_one(web_server, engine) -> No
     assert (ship["runs"], ship["outcomes"], [s["step"] for s in ship["steps"]]) == (1, {"completed": 1}, ["a", "b"])
 
 
-async def test_without_a_learning_service_the_answer_says_so(nats_server, tmp_path) -> None:
-    server = await start_web("127.0.0.1", 0, nats_server.url, tmp_path / "views.msgpack")
+async def test_without_a_learning_service_the_answer_says_so(settings) -> None:
+    server = await start_web(settings)
     try:
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{server.url}/api/insights") as response:

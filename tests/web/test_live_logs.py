@@ -2,14 +2,11 @@
 output follows when the attempt ends."""
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import pytest
 
 from events.commands import StartRun
-from tests.helpers import playbook_yaml
-from tests.sse import messages
+from tests.helpers import playbook_yaml, read_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +25,13 @@ async def test_live_lines_arrive_while_the_step_runs_and_secrets_never_do(engine
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{web_server.url}/api/runs/{reply.run_id}/logs/stream") as response:
             ready.touch()                          # the output starts once we are listening
-            async def until(predicate) -> None:
-                async for message in messages(response):
-                    seen.append(message)
-                    if predicate(message):
-                        return
-            await asyncio.wait_for(until(lambda m: m.event == "live" and "warming" in m.data["text"]), 20)
+            seen += await read_until(response, lambda m, _: m.event == "live" and "warming" in m.data["text"])
             if not any(m.event == "live" and "rolling out" in m.data["text"] for m in seen):
-                await asyncio.wait_for(until(lambda m: m.event == "live" and "rolling out" in m.data["text"]), 20)
+                seen += await read_until(response, lambda m, _: m.event == "live" and "rolling out" in m.data["text"])
             run = await engine.run(reply.run_id)
             assert run.steps["deploy"].status == "running"            # live: the step has not ended
             go.touch()
-            await asyncio.wait_for(until(lambda m: m.event == "log"), 20)
+            seen += await read_until(response, lambda m, _: m.event == "log")
     live = [m.data for m in seen if m.event == "live"]
     assert {(line["step_id"], line["attempt"]) for line in live} == {("deploy", 1)}
     assert {line["stream"] for line in live} == {"stdout", "stderr"}
@@ -57,15 +49,11 @@ async def test_the_run_stream_with_logs_carries_live_lines_and_records_too(engin
     seen = []
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{web_server.url}/api/runs/{reply.run_id}/stream?logs=1") as response:
-            async def until(predicate) -> None:
-                async for message in messages(response):
-                    seen.append(message)
-                    if predicate(message):
-                        return
-            await asyncio.wait_for(until(lambda m: m.event == "live" and m.data["text"].startswith("compiling")), 20)
+            seen += await read_until(response, lambda m,
+                                     _: m.event == "live" and m.data["text"].startswith("compiling"))
             go.touch()
-            await asyncio.wait_for(until(lambda m: m.event == "log"), 20)
-            await asyncio.wait_for(until(lambda m: m.event == "view" and m.data["status"] == "completed"), 20)
+            seen += await read_until(response, lambda m, _: m.event == "log")
+            seen += await read_until(response, lambda m, _: m.event == "view" and m.data["status"] == "completed")
     recorded = next(m for m in seen if m.event == "log").data
     assert recorded[0]["step_id"] == "build" and recorded[0]["text"].endswith("built")
     assert [m.data["type"] for m in seen if m.event == "event"][0] == "RunStarted"

@@ -15,8 +15,7 @@ from schemathesis.checks import (
 from schemathesis.generation import GenerationMode
 
 from events.commands import StartRun
-from tests.conftest import wait_for_end
-from tests.helpers import noop, playbook_yaml
+from tests.helpers import noop, playbook_yaml, wait_for_end
 from ui.web.bodies import BODIES
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,7 @@ import sys
 import pytest
 
 from events.commands import StartRun
-from tests.conftest import wait_for_end
-from tests.helpers import noop, playbook_yaml
+from tests.helpers import noop, playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -17,8 +16,8 @@ pytestmark = pytest.mark.integration
 async def test_the_cli_rebuilds_the_views_of_a_running_web_server(engine, web_server, nats_server) -> None:
     reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("a"), noop("b")])))
     events = await wait_for_end(engine, reply.run_id)
-    await web_server.context.projector.wait_caught_up(10)
-    before = web_server.context.projector.views.runs[reply.run_id]
+    await web_server.backend.projector.wait_caught_up(10)
+    before = web_server.backend.projector.views.runs[reply.run_id]
 
     cli = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ui.cli.main", "projections", "rebuild", env={"NATS_URL": nats_server.url, "PATH": ""},
@@ -26,7 +25,7 @@ async def test_the_cli_rebuilds_the_views_of_a_running_web_server(engine, web_se
     out, err = await asyncio.wait_for(cli.communicate(), 30)
     assert cli.returncode == 0, err.decode()
     assert f"{len(events)} events, 1 runs" in out.decode()
-    projector = web_server.context.projector
+    projector = web_server.backend.projector
     assert projector.applied == len(events) and projector.views.runs[reply.run_id] == before
 
 

@@ -4,7 +4,6 @@ rollback print it too, leave no trace of it in any of those forms: not in any st
 included), any log line, any web view, the live output, or the projector's snapshot."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
@@ -17,8 +16,7 @@ import pytest
 
 from events import subjects
 from events.commands import StartRun
-from tests.conftest import wait_for_end
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +98,7 @@ async def test_a_secret_printed_in_every_form_leaves_no_trace(engine, web_server
 
     stored = await _every_stored_message(engine)
     views = await _web_views(web_server, run_id, {"every_form", "cut_short", "fails_loudly"})
-    snapshot = await _projector_snapshot(web_server, tmp_path / "views.msgpack")
+    snapshot = await _projector_snapshot(web_server)
     found = [leak for i, message in enumerate(stored) for leak in leaks(message, f"stored message {i}")]
     found += [leak for i, line in enumerate(live) for leak in leaks(line, f"live line {i}")]
     found += [leak for record in caplog.records for leak in leaks(_logged(record), f"log line {record.name}")]
@@ -134,15 +132,16 @@ async def _every_stored_message(client) -> list[bytes]:
 
 async def _web_views(server, run_id: str, steps: set[str]) -> dict[str, str]:
     async with aiohttp.ClientSession(server.url) as http:
-        async with asyncio.timeout(15):
-            while (await (await http.get(f"/api/runs/{run_id}")).json()).get("status") not in ("failed", "rolled_back"):
-                await asyncio.sleep(0.05)   # the web server folds events on its own; poll within a deadline
+        async def ended() -> bool:     # the web server folds events on its own
+            return (await (await http.get(f"/api/runs/{run_id}")).json()).get("status") in ("failed", "rolled_back")
+        await until(ended, timeout=15, what="the run ended in the web's view")
         paths = [f"/api/runs/{run_id}", f"/api/runs/{run_id}/events", f"/api/runs/{run_id}/logs", "/api/runs",
                  "/api/audit", "/api/metrics", "/metrics", "/api/circuits"]
         paths += [f"/api/runs/{run_id}/logs?step={step}" for step in steps]
         return {path: await (await http.get(path)).text() for path in paths}
 
 
-async def _projector_snapshot(server, path) -> bytes:
-    await server.context.projector.stop()                   # it saves the views on the way out
-    return path.read_bytes()
+async def _projector_snapshot(server) -> bytes:
+    projector = server.backend.projector
+    await projector.stop()                                  # it saves the views on the way out
+    return projector.snapshot.read_bytes()

@@ -2,31 +2,16 @@
 reconnect with Last-Event-ID resumes exactly where it stopped."""
 from __future__ import annotations
 
-import asyncio
 
 import aiohttp
 import pytest
 
 from events.commands import ApproveStep, StartRun
-from tests.conftest import wait_for_end
-from tests.helpers import noop, playbook_yaml
-from tests.sse import Message, messages
+from tests.helpers import Message, noop, playbook_yaml, read_until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
 GATED = playbook_yaml([noop("prepare"), noop("deploy", approval_gate={"required_approvers": ["bob"]}), noop("verify")])
-
-
-async def read_until(response: aiohttp.ClientResponse, done, timeout: float = 20) -> list[Message]:
-    seen: list[Message] = []
-
-    async def collect() -> None:
-        async for message in messages(response):
-            seen.append(message)
-            if done(message, seen):
-                return
-    await asyncio.wait_for(collect(), timeout)
-    return seen
 
 
 def ids(seen: list[Message], kind: str = "event") -> list[int]:
@@ -38,7 +23,8 @@ async def test_a_client_joining_mid_run_gets_every_event_once_in_order(engine, w
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{web_server.url}/api/runs/{reply.run_id}/stream") as response:
             assert response.headers["Content-Type"].startswith("text/event-stream")
-            waiting = await read_until(response, lambda m, _: m.event == "view" and m.data["status"] == "waiting_approval")
+            waiting = await read_until(response, lambda m,
+                                       _: m.event == "view" and m.data["status"] == "waiting_approval")
             await engine.send(ApproveStep(actor="bob", run_id=reply.run_id, step_id="deploy"))
             rest = await read_until(response, lambda m, _: m.event == "event" and m.data["type"] == "RunCompleted")
     stored = [seq for seq, _ in await engine.events(reply.run_id)]
@@ -52,7 +38,8 @@ async def test_reconnecting_with_last_event_id_resumes_exactly(engine, web_serve
     url = f"{web_server.url}/api/runs/{reply.run_id}/stream"
     async with aiohttp.ClientSession() as http:
         async with http.get(url) as response:
-            first = await read_until(response, lambda m, _: m.event == "event" and m.data["type"] == "ApprovalRequested")
+            first = await read_until(response, lambda m,
+                                     _: m.event == "event" and m.data["type"] == "ApprovalRequested")
         cut = ids(first)[-1]
         await engine.send(ApproveStep(actor="bob", run_id=reply.run_id, step_id="deploy"))   # happens while away
         await wait_for_end(engine, reply.run_id)
@@ -65,7 +52,7 @@ async def test_reconnecting_with_last_event_id_resumes_exactly(engine, web_serve
 
 async def test_the_run_list_stream_is_a_snapshot_then_every_later_change(engine, web_server) -> None:
     early = [await engine.send(StartRun(actor="alice", playbook=GATED)) for _ in range(3)]
-    await web_server.context.projector.wait_caught_up(10)
+    await web_server.backend.projector.wait_caught_up(10)
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{web_server.url}/api/runs/stream") as response:
             snapshot = (await read_until(response, lambda m, _: True))[0]
@@ -88,7 +75,8 @@ async def test_the_run_list_stream_is_a_snapshot_then_every_later_change(engine,
 
     resume_from = numbers[len(numbers) // 2]
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{web_server.url}/api/runs/stream", headers={"Last-Event-ID": str(resume_from)}) as response:
+        async with http.get(f"{web_server.url}/api/runs/stream",
+                            headers={"Last-Event-ID": str(resume_from)}) as response:
             later = await read_until(response, lambda m, seen: int(m.id) >= numbers[-1])
     assert [int(m.id) for m in later] == [n for n in numbers if n > resume_from]
     assert all(m.event == "run" for m in later)

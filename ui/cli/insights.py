@@ -1,14 +1,16 @@
-"""`playbook insights [PLAYBOOK] [--json]` and `playbook insights rebuild`: what past runs taught, and what to change."""
+"""`playbook insights [PLAYBOOK] [--json]` and `playbook insights rebuild`: what past runs taught, what to change."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
 
 import msgspec
 import yaml
 
 from events.insights import Distribution, Insights, Recommendation
+from services.settings import Settings
 from ui.cli.render import _ms as duration
 from ui.insights import LearningClient
 
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a rebuild")
 
 
-def cmd_insights(args: argparse.Namespace) -> int:
+def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
     from ui.cli.main import with_client   # main registers this command: imported when run, not before
 
     async def work(client) -> int:  # type: ignore[no-untyped-def]
@@ -43,7 +45,7 @@ def cmd_insights(args: argparse.Namespace) -> int:
             print(render(insights))
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
 def render(insights: Insights) -> str:
@@ -53,8 +55,8 @@ def render(insights: Insights) -> str:
     lines: list[str] = []
     for playbook in insights.playbooks:
         outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(playbook.outcomes.items()))
-        lines.append(f"{playbook.playbook}: {playbook.runs} runs ({outcomes or 'none ended yet'}){_rate(playbook.success_rate)}"
-                     f"{_durations(playbook.durations, ' runs take')}")
+        lines.append(f"{playbook.playbook}: {playbook.runs} runs ({outcomes or 'none ended yet'})"
+                     f"{_rate(playbook.success_rate)}{_durations(playbook.durations, ' runs take')}")
         rows = [("step", "attempts", "passed", "success", "p50", "p99", "failures")]
         rows += [(s.step, str(s.attempts), str(s.passed), _percent(s.success_rate), *_p50_p99(s.durations),
                   ", ".join(f"{c} {n}" for c, n in sorted(s.failures_by_category.items())) or "-")
@@ -87,7 +89,7 @@ def _recommendations(recommendations: list[Recommendation]) -> list[str]:
     return lines
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 

@@ -7,7 +7,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import nats
@@ -15,18 +15,22 @@ import nats
 from events.commands import (
     ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
+from events.circuit import CircuitEvent
+from events.run import RunEvent
 from events.schema import json_schema
-from projections.describe import describe_circuit
-from services.embedded import nats_url
+from projections.sentences import circuit_sentence
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
+from services.settings import Settings
 from ui.cli import insights as insights_command
-from ui.cli.render import EXIT_INVALID, EXIT_UNAVAILABLE, Follower, describe, event_json, plan_table, status_table
+from ui.cli.render import (
+    EXIT_INVALID, EXIT_UNAVAILABLE, Follower, event_json, plan_table, status_table, terminal_line,
+)
 from ui.client import EngineClient
 
 
-def actor(args: argparse.Namespace) -> str:
-    return getattr(args, "as_user", None) or os.environ.get("PLAYBOOK_USER") or getpass.getuser()
+def actor(args: argparse.Namespace, settings: Settings) -> str:
+    return getattr(args, "as_user", None) or settings.user or getpass.getuser()
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -39,8 +43,8 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-async def with_client(work: Callable[[EngineClient], Awaitable[int]]) -> int:
-    url = nats_url()
+async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitable[int]]) -> int:
+    url = settings.engine_url()
 
     async def quiet(_err: Exception) -> None:
         pass
@@ -48,7 +52,8 @@ async def with_client(work: Callable[[EngineClient], Awaitable[int]]) -> int:
     try:
         nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet)
     except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
-        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): is `playbook up` running?") from None
+        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
+                                "is `playbook up` running?") from None
     try:
         return await work(EngineClient(nc))
     finally:
@@ -63,7 +68,7 @@ def print_reply(reply: Reply, as_json: bool) -> int:
         print(", ".join(e["type"] for e in reply.events) or "nothing to do")
     elif reply.accepted:
         print(f"run {reply.run_id}: " + (", ".join(e["type"] for e in reply.events) or "nothing to do (already so)"))
-    else:
+    elif reply.error is not None:
         print(f"rejected ({reply.error.code}): {reply.error.message}", file=sys.stderr)
     return 0 if reply.accepted else 1
 
@@ -78,7 +83,7 @@ def read_playbook(name: str) -> tuple[Path, str]:
         raise PlaybookError(f"{path}: cannot read: {err.strerror}") from None
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     path, text = read_playbook(args.file)
     params = parse_params(args.param)
     try:
@@ -94,10 +99,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(warning.format(), file=sys.stderr)
 
     async def work(client: EngineClient) -> int:
-        reply = await client.send(StartRun(actor=actor(args), playbook=text, source=str(path), parameters=params,
+        reply = await client.send(StartRun(actor=actor(args, settings), playbook=text, source=str(path),
+                                           parameters=params,
                                            environment=args.env, run_id=args.run_id, dry_run=args.dry_run,
                                            allow_unsafe_shell=args.allow_unsafe_shell))
-        if not reply.accepted:
+        if not reply.accepted or reply.run_id is None:
             print_reply(reply, args.json)
             return EXIT_INVALID
         if args.dry_run:
@@ -113,13 +119,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             follower.show(seq, event)
         return follower.exit_code()
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_control(args: argparse.Namespace) -> int:
+def cmd_control(args: argparse.Namespace, settings: Settings) -> int:
     kinds = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollback": RollbackRun}
     extra = {"reason": args.reason} if args.command != "resume" and args.reason else {}
-    command = kinds[args.command](actor=actor(args), run_id=args.run_id, **extra)
+    command = kinds[args.command](actor=actor(args, settings), run_id=args.run_id, **extra)
 
     async def work(client: EngineClient) -> int:
         reply = await client.send(command)
@@ -130,20 +136,20 @@ def cmd_control(args: argparse.Namespace) -> int:
             follower.show(seq, event)
         return 0 if follower.run.status == "rolled_back" else 1
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_gate(args: argparse.Namespace) -> int:
+def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
     kind = ApproveStep if args.command == "approve" else RejectStep
-    command = kind(actor=actor(args), run_id=args.run_id, step_id=args.step_id, comment=args.comment)
+    command = kind(actor=actor(args, settings), run_id=args.run_id, step_id=args.step_id, comment=args.comment)
 
     async def work(client: EngineClient) -> int:
         return print_reply(await client.send(command), args.json)
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from projections.run_view import run_view
 
     async def work(client: EngineClient) -> int:
@@ -154,10 +160,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(run_view(run), default=str) if args.json else status_table(run))
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     from projections.run_list import as_dict
 
     async def work(client: EngineClient) -> int:
@@ -172,12 +178,12 @@ def cmd_list(args: argparse.Namespace) -> int:
             print("no active runs" if args.active else "no runs yet")
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_events(args: argparse.Namespace) -> int:
+def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
     if args.circuit:
-        return _circuit_events(args)
+        return _circuit_events(args, settings)
     if not args.run_id:
         print("playbook events: give a run id, or --circuit KEY", file=sys.stderr)
         return EXIT_INVALID
@@ -187,32 +193,37 @@ def cmd_events(args: argparse.Namespace) -> int:
         count = 0
         async for seq, event in source:
             count += 1
-            print(event_json(seq, event) if args.json else f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {describe(event)}",
-                  flush=True)
+            print(_event_line(seq, event, terminal_line(event), args.json), flush=True)
         if not count:
             print(f"no run with id {args.run_id!r}", file=sys.stderr)
             return 1
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def _circuit_events(args: argparse.Namespace) -> int:
+def _circuit_events(args: argparse.Namespace, settings: Settings) -> int:
     """A breaker's history: every counted call and every transition, with its reason."""
     async def work(client: EngineClient) -> int:
         envelopes = await client.circuit_events(args.circuit)
         for seq, event in envelopes:
-            print(event_json(seq, event) if args.json else
-                  f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {describe_circuit(event)}")
+            print(_event_line(seq, event, circuit_sentence(event), args.json))
         if not envelopes:
             print(f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them", file=sys.stderr)
             return 1
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def _event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json: bool) -> str:
+    """One stored event: as JSON, or its sequence, time and type, then the sentence that tells it."""
+    if as_json:
+        return event_json(seq, event)
+    return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {sentence}"
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         envelopes = await client.events(args.run_id)
         if not envelopes:
@@ -226,10 +237,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(status_table(follower.run))
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     path, text = read_playbook(args.file)
     params = parse_params(args.param) if args.param else None
     diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
@@ -245,10 +256,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_INVALID if errors else 0
 
 
-def cmd_circuits(args: argparse.Namespace) -> int:
+def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         if args.reset:
-            return print_reply(await client.send(ResetCircuit(actor=actor(args), key=args.reset)), args.json)
+            return print_reply(await client.send(ResetCircuit(actor=actor(args, settings), key=args.reset)), args.json)
         breakers = await client.circuits()
         if args.json:
             print(json.dumps([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
@@ -262,10 +273,10 @@ def cmd_circuits(args: argparse.Namespace) -> int:
             print("no circuit breakers yet")
         return 0
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_projections(args: argparse.Namespace) -> int:
+def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     """`projections rebuild`: every web server refolds its views from the first event."""
     async def work(client: EngineClient) -> int:
         result = await client.rebuild_projections(timeout=args.timeout)
@@ -278,38 +289,38 @@ def cmd_projections(args: argparse.Namespace) -> int:
             print(f"rebuild failed: {result.get('error')}", file=sys.stderr)
         return 0 if result.get("ok") else 1
 
-    return asyncio.run(with_client(work))
+    return asyncio.run(with_client(settings, work))
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     print(json.dumps(json_schema(), indent=2))
     return 0
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from ui.cli.up import up
-    return up(demo=args.demo, http_port=args.http_port)
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from app.up import up
+    return up(settings, demo=args.demo, http_port=args.http_port)
 
 
-async def _aiter(items):  # type: ignore[no-untyped-def]
+async def _aiter(items: list[tuple[int, RunEvent]]) -> AsyncIterator[tuple[int, RunEvent]]:
     for item in items:
         yield item
 
 
 # -- parser -----------------------------------------------------------------------------
 
-def parser() -> argparse.ArgumentParser:
+def parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="playbook", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def add(name: str, handler: Callable[[argparse.Namespace, Settings], int], help: str) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help, description=help)
         cmd.set_defaults(handler=handler)
         return cmd
 
     up = add("up", cmd_up, "start the engine: embedded NATS (unless NATS_URL is set) and every service")
     up.add_argument("--demo", action="store_true", help="run an example playbook once ready")
-    up.add_argument("--http-port", type=int, default=int(os.environ.get("PLAYBOOK_HTTP_PORT", "8080")))
+    up.add_argument("--http-port", type=int, default=settings.http_port)
 
     run = add("run", cmd_run, "start a run of a playbook and follow it live")
     run.add_argument("file")
@@ -355,7 +366,8 @@ def parser() -> argparse.ArgumentParser:
 
     events = add("events", cmd_events, "print a run's raw event stream, or a circuit breaker's")
     events.add_argument("run_id", nargs="?")
-    events.add_argument("--circuit", metavar="KEY", help="a circuit breaker's history instead (keys: playbook circuits)")
+    events.add_argument("--circuit", metavar="KEY",
+                        help="a circuit breaker's history instead (keys: playbook circuits)")
     events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
 
@@ -385,9 +397,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    """The CLI's process edge: the settings are read from the environment here, once."""
     try:
-        code = args.handler(args)
+        settings = Settings.from_environ(os.environ)
+    except PlaybookError as err:
+        print(f"playbook: {err}", file=sys.stderr)
+        sys.exit(EXIT_INVALID)
+    args = parser(settings).parse_args(argv)
+    try:
+        code = args.handler(args, settings)
     except EngineUnavailable as err:
         print(f"playbook: {err}", file=sys.stderr)
         code = EXIT_UNAVAILABLE

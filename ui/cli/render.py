@@ -9,15 +9,15 @@ import msgspec
 
 from events.circuit import CircuitEvent
 from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepRollbackScheduled, StepScheduled
-from projections.describe import describe as describe_event
-from services.run.state import Run, evolve
+from projections.sentences import sentence
+from services.read import Run, dry_run_plan, evolve
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
 
-def describe(event: RunEvent) -> str:
+def terminal_line(event: RunEvent) -> str:
     """One line for the terminal: the step it concerns, then what happened."""
-    text = describe_event(event) or type(event).__name__
+    text = sentence(event) or type(event).__name__
     if isinstance(event, ApprovalRequested):
         text += f": {event.message} — playbook approve {event.run_id} {event.step_id}"
     step_id = getattr(event, "step_id", None)
@@ -45,7 +45,7 @@ class Follower:
         elif not isinstance(event, self.HIDDEN):
             self.t0 = self.t0 or event.at
             offset = (event.at - self.t0).total_seconds()
-            self.out.write(f"{offset:8.3f}s {self.progress()} {describe(event)}\n")
+            self.out.write(f"{offset:8.3f}s {self.progress()} {terminal_line(event)}\n")
         self.out.flush()
 
     def progress(self) -> str:
@@ -74,23 +74,22 @@ def status_table(run: Run) -> str:
     if run.failure:
         lines.append(f"failure: {run.failure}")
     for s in run.steps.values():
-        extra = s.error or s.reason
-        if s.gate:
-            who = ", ".join(g.actor for g in s.approvals) or "nobody yet"
-            extra = f"gate {s.gate} (approved by {who}) {extra}".rstrip()
-        if s.rollback:
-            extra = f"{extra}; rollback {s.rollback} {s.rollback_error}".strip("; ").rstrip()
-        lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt:<2} {_ms(s.duration_ms):>9}  {extra}")
+        extra = s.attempt.error or s.reason
+        if s.gate.status:
+            who = ", ".join(g.actor for g in s.gate.approvals) or "nobody yet"
+            extra = f"gate {s.gate.status} (approved by {who}) {extra}".rstrip()
+        if s.rollback.status:
+            extra = f"{extra}; rollback {s.rollback.status} {s.rollback.error}".strip("; ").rstrip()
+        took = _ms(s.attempt.duration_ms)
+        lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt.number:<2} {took:>9}  {extra}")
     return "\n".join(lines)
 
 
 def plan_table(run: Run) -> str:
     """A dry run's plan: the order steps would take, what each would do and why."""
-    from services.run.dry_run import plan
-
     lines = [f"dry run {run.id} of {run.playbook.name!r}: nothing was executed", "",
              f"{'wave':<5} {'step':<24} {'action':<13} would"]
-    for p in plan(run):
+    for p in dry_run_plan(run):
         detail = "; ".join(x for x in (p.why, p.group and f"parallel group {p.group}", p.gate) if x)
         lines.append(f"{p.wave:<5} {p.step_id:<24} {p.action:<13} {p.would}" + (f"  ({detail})" if detail else ""))
     return "\n".join(lines)

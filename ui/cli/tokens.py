@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
@@ -17,10 +16,10 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from events.identity import TokenInfo
-from services.embedded import playbook_home
 from services.errors import CommandRejected, PlaybookError
 from services.identity.authority import format_grant, parse_grant
 from services.identity.credentials import TOKEN_FILE, read_secret
+from services.settings import Settings
 from ui.cli.render import EXIT_FAILED
 from ui.identity_client import IdentityClient
 
@@ -28,7 +27,7 @@ _DURATION = re.compile(r"(\d+)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `token` and its actions to the CLI's subcommands."""
     token = sub.add_parser("token", help="create, list and revoke API tokens", description=__doc__)
     actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -68,18 +67,18 @@ def parse_expiry(text: str) -> float | None:
     return int(found[1]) * _UNIT_SECONDS[found[2]]
 
 
-def caller_credential() -> str:
-    if credential := os.environ.get("PLAYBOOK_TOKEN"):
-        return credential.strip()
-    if credential := read_secret(playbook_home(), TOKEN_FILE):
+def caller_credential(settings: Settings) -> str:
+    if settings.token:
+        return settings.token
+    if credential := read_secret(settings.home, TOKEN_FILE):
         return credential
     raise PlaybookError("no API token: set PLAYBOOK_TOKEN, or start the engine here with `playbook up` "
-                        f"(it writes {playbook_home() / 'credentials' / TOKEN_FILE})")
+                        f"(it writes {settings.home / 'credentials' / TOKEN_FILE})")
 
 
-def _run(args: argparse.Namespace, work: Callable[[IdentityClient], Awaitable[int]]) -> int:
+def _run(args: argparse.Namespace, settings: Settings, work: Callable[[IdentityClient], Awaitable[int]]) -> int:
     from ui.cli.main import with_client
-    credential = caller_credential()
+    credential = caller_credential(settings)
 
     async def with_identity(engine) -> int:  # type: ignore[no-untyped-def]
         try:
@@ -88,10 +87,10 @@ def _run(args: argparse.Namespace, work: Callable[[IdentityClient], Awaitable[in
             print(f"rejected ({err.code}): {err}", file=sys.stderr)
             return EXIT_FAILED
 
-    return asyncio.run(with_client(with_identity))
+    return asyncio.run(with_client(settings, with_identity))
 
 
-def cmd_token_create(args: argparse.Namespace) -> int:
+def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     grants = [parse_grant(text) for text in args.grant]
     expires_in = parse_expiry(args.expires)
 
@@ -106,10 +105,10 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         print("Keep it now: it is shown only this once (the engine stores only its hash).", file=sys.stderr)
         return 0
 
-    return _run(args, work)
+    return _run(args, settings, work)
 
 
-def cmd_token_list(args: argparse.Namespace) -> int:
+def cmd_token_list(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: IdentityClient) -> int:
         tokens = await client.list(args.owner, everyone=args.all, include_inactive=args.inactive)
         if args.json:
@@ -122,10 +121,10 @@ def cmd_token_list(args: argparse.Namespace) -> int:
             print("no tokens")
         return 0
 
-    return _run(args, work)
+    return _run(args, settings, work)
 
 
-def cmd_token_revoke(args: argparse.Namespace) -> int:
+def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: IdentityClient) -> int:
         info = await client.revoke(args.token_id, args.reason)
         if args.json:
@@ -134,7 +133,7 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
             print(f"token {info.id} of {info.owner} revoked by {info.revoked_by} at {info.revoked_at:%Y-%m-%d %H:%M}Z")
         return 0
 
-    return _run(args, work)
+    return _run(args, settings, work)
 
 
 def _grants(info: TokenInfo) -> str:

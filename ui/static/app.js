@@ -1,12 +1,15 @@
 // The dashboard shell: who you are, the status area, and hash routing between the views.
 
+import { RUN_ID_PATTERN } from "./constants.js";
 import { getUser, setUser, setReporter, USER_PATTERN, h, fill } from "./lib.js";
-import { runList, startForm } from "./runs.js";
+import { runList } from "./run-list.js";
+import { startForm } from "./start-form.js";
 import { runDetail } from "./run.js";
-import { metricsView, auditView } from "./metrics.js";
+import { metricsView } from "./metrics.js";
+import { auditView } from "./audit.js";
 
 const ROUTES = [
-  { pattern: /^#\/runs\/([A-Za-z0-9_-]{1,64})$/, view: runDetail, nav: "runs", title: (id) => `Run ${id}` },
+  { pattern: new RegExp(`^#/runs/(${RUN_ID_PATTERN})$`), view: runDetail, nav: "runs", title: (id) => `Run ${id}` },
   { pattern: /^#\/runs$/, view: runList, nav: "runs", title: () => "Runs" },
   { pattern: /^#\/start$/, view: startForm, nav: "start", title: () => "Start a run" },
   { pattern: /^#\/metrics$/, view: metricsView, nav: "metrics", title: () => "Metrics" },

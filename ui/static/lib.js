@@ -1,5 +1,7 @@
 // Small helpers every view uses: building elements, talking to the API, formatting.
 
+import { FINISHED_STATUSES, RUN_STATUSES } from "./constants.js";
+
 const SVG_NS = "http://www.w3.org/2000/svg";
 const USER_KEY = "playbook.user";
 export const USER_PATTERN = /^[\w.@+-]{1,64}$/;
@@ -156,6 +158,10 @@ export function badge(status, attrs = {}) {
   return h("span", { class: `badge s-${status}`, ...attrs }, String(status).replaceAll("_", " "));
 }
 
-export const FINISHED = new Set(["completed", "failed", "cancelled", "rolled_back", "rollback_failed"]);
-export const STATUSES = ["running", "waiting_approval", "paused", "cancelling", "rolling_back",
-  "completed", "failed", "cancelled", "rolled_back", "rollback_failed"];
+export const FINISHED = new Set(FINISHED_STATUSES);
+export const STATUSES = RUN_STATUSES;
+
+/** Whether a scroll box shows its end, so that what is appended should scroll into view. */
+export function atBottom(el) {
+  return el.scrollHeight - el.scrollTop - el.clientHeight < 24;
+}

@@ -15,6 +15,8 @@ import msgspec
 import nats.errors
 from aiohttp import web
 
+from events import subjects
+from events.run import RunEvent
 from events.commands import (
     ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
@@ -22,11 +24,10 @@ from projections import run_list
 from projections.run_view import run_view, timeline
 from projections.step_logs import logs_of
 from services.errors import EngineUnavailable
-from services.playbook.library import find_playbook, stored_playbooks
-from services.playbook.validate import validate_playbook
-from services.run.state import Run, evolve
+from services.playbook import validate_playbook
+from services.read import find_playbook, fold, stored_playbooks
 from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, StartBody, ValidateBody
-from ui.web.context import CONTEXT, WebContext
+from ui.web.backend import BACKEND, Backend
 from ui.web.identity import BadIdentity, actor_of
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ STATUS_OF_CODE = {
 }
 MAX_LIMIT = 1000
 # Run ids are subject tokens: anything else (".", "*", ">") never reaches NATS.
-RUN_PATH = "/api/runs/{run_id:[A-Za-z0-9_-]{1,64}}"
+RUN_PATH = f"/api/runs/{{run_id:{subjects.RUN_ID_PATTERN}}}"
 
 
 class ApiError(Exception):
@@ -71,7 +72,7 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         # The command, encoded for NATS (non-ASCII text grows), is larger than the server takes.
         return error_response(413, "request_entity_too_large",
                               f"{request.method} {request.path}: the command is larger than NATS accepts "
-                              f"({ctx(request).nc.max_payload} bytes); send a smaller playbook")
+                              f"({backend(request).nc.max_payload} bytes); send a smaller playbook")
     except nats.errors.Error as err:
         return error_response(503, "engine_unavailable", f"NATS did not answer: {type(err).__name__}: {err}")
     except web.HTTPException as err:
@@ -88,8 +89,8 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
                                                    "server; its log has the details")
 
 
-def ctx(request: web.Request) -> WebContext:
-    return request.app[CONTEXT]
+def backend(request: web.Request) -> Backend:
+    return request.app[BACKEND]
 
 
 async def read_body(request: web.Request, kind: type[B]) -> B:
@@ -102,7 +103,7 @@ async def read_body(request: web.Request, kind: type[B]) -> B:
 
 
 async def send(request: web.Request, command: Command, created: bool = False) -> web.Response:
-    reply = await ctx(request).client.send(command)
+    reply = await backend(request).client.send(command)
     if not reply.accepted:
         assert reply.error is not None
         raise ApiError(STATUS_OF_CODE.get(reply.error.code, 400), reply.error.code, reply.error.message,
@@ -119,7 +120,7 @@ async def list_runs(request: web.Request) -> web.Response:
     since, until = _time(q, "since"), _time(q, "until")
     active = _flag(q, "active")
     limit = _int(q, "limit", 200, 1, MAX_LIMIT)
-    views = ctx(request).projector.views
+    views = backend(request).projector.views
     runs = [r for r in views.runs.values()
             if (not statuses or r.status in statuses)
             and (not q.get("playbook") or r.playbook == q["playbook"])
@@ -137,9 +138,10 @@ async def start_run(request: web.Request) -> web.Response:
         raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id'")
     text, source = body.playbook, "<api>"
     if body.playbook_id is not None:
-        stored = find_playbook(body.playbook_id)
+        stored = find_playbook(backend(request).settings.library_folders, body.playbook_id)
         if stored is None:
-            raise ApiError(404, "unknown_playbook", f"no stored playbook {body.playbook_id!r}; GET /api/playbooks lists them")
+            raise ApiError(404, "unknown_playbook",
+                           f"no stored playbook {body.playbook_id!r}; GET /api/playbooks lists them")
         text, source = stored.text(), str(stored.path)
     assert text is not None
     return await send(request, StartRun(
@@ -150,9 +152,7 @@ async def start_run(request: web.Request) -> web.Response:
 
 async def get_run(request: web.Request) -> web.Response:
     envelopes = await _events(request)
-    run = Run(id=request.match_info["run_id"])
-    for seq, event in envelopes:
-        evolve(run, event, seq)
+    run = fold(request.match_info["run_id"], envelopes)
     return web.json_response({**run_view(run), "timeline": timeline(envelopes)}, dumps=_dumps)
 
 
@@ -170,7 +170,8 @@ async def run_logs(request: web.Request) -> web.Response:
     return web.json_response(msgspec.to_builtins(entries), dumps=_dumps)
 
 
-def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Callable[[web.Request], Awaitable[web.Response]]:
+def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Callable[[web.Request],
+                                                                                    Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         body = await read_body(request, ControlBody)
         fields: dict[str, Any] = {"actor": actor_of(request), "run_id": request.match_info["run_id"]}
@@ -198,11 +199,12 @@ async def validate(request: web.Request) -> web.Response:
 
 
 async def list_playbooks(request: web.Request) -> web.Response:
-    return web.json_response([{"id": p.id, "name": p.name, "description": p.description} for p in stored_playbooks()])
+    return web.json_response([{"id": p.id, "name": p.name, "description": p.description}
+                              for p in stored_playbooks(backend(request).settings.library_folders)])
 
 
 async def get_playbook(request: web.Request) -> web.Response:
-    stored = find_playbook(request.match_info["playbook_id"])
+    stored = find_playbook(backend(request).settings.library_folders, request.match_info["playbook_id"])
     if stored is None:
         raise ApiError(404, "unknown_playbook", f"no stored playbook {request.match_info['playbook_id']!r}")
     return web.json_response({"id": stored.id, "name": stored.name, "description": stored.description,
@@ -211,19 +213,19 @@ async def get_playbook(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.json_response(ctx(request).projector.views.metrics.as_json(), dumps=_dumps)
+    return web.json_response(backend(request).projector.views.metrics.as_json(), dumps=_dumps)
 
 
 async def audit(request: web.Request) -> web.Response:
     q = request.query
-    entries = ctx(request).projector.views.audit.select(
+    entries = backend(request).projector.views.audit.select(
         actor=q.get("actor") or None, run_id=q.get("run_id") or None, action=q.get("action") or None,
         since=_time(q, "since"), until=_time(q, "until"), limit=_int(q, "limit", 500, 1, MAX_LIMIT))
     return web.json_response(msgspec.to_builtins(entries), dumps=_dumps)
 
 
 async def circuits(request: web.Request) -> web.Response:
-    breakers = await ctx(request).client.circuits()
+    breakers = await backend(request).client.circuits()
     return web.json_response([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
                                "open_until": b.until and b.until.isoformat(), "reason": b.reason or None,
                                "last_change": b.last_change and b.last_change.isoformat()} for b in breakers])
@@ -235,14 +237,14 @@ async def reset_circuit(request: web.Request) -> web.Response:
 
 
 async def rebuild_projections(request: web.Request) -> web.Response:
-    return web.json_response(await ctx(request).projector.rebuild())
+    return web.json_response(await backend(request).projector.rebuild())
 
 
 # -- helpers ------------------------------------------------------------------------------
 
-async def _events(request: web.Request) -> list:
+async def _events(request: web.Request) -> list[tuple[int, RunEvent]]:
     run_id = request.match_info["run_id"]
-    envelopes = await ctx(request).client.events(run_id)
+    envelopes = await backend(request).client.events(run_id)
     if not envelopes:
         raise ApiError(404, "unknown_run", f"no run with id {run_id!r}")
     return envelopes

@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from nats.aio.client import Client as NATS
@@ -18,12 +19,11 @@ from nats.aio.msg import Msg
 
 from events import subjects
 from projections.projector import Projector
-from services.app import connect
-from services.embedded import playbook_home
-from services.store import EventStore
+from services.read import EventStore
+from services.settings import Settings
 from ui.client import EngineClient
 from ui.web import api, insights, openapi, prometheus, streams
-from ui.web.context import CONTEXT, WebContext
+from ui.web.backend import BACKEND, Backend
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +33,19 @@ READY_LAG = 1000     # events a projector may be behind and still call itself re
 
 async def healthz(request: web.Request) -> web.Response:
     """The process is up (nothing else is checked: that is /readyz)."""
-    return web.json_response({"status": "ok", "uptime_seconds": round(time.time() - request.app[CONTEXT].started, 1)})
+    return web.json_response({"status": "ok", "uptime_seconds": round(time.time() - request.app[BACKEND].started, 1)})
 
 
 async def readyz(request: web.Request) -> web.Response:
     """Ready to serve: NATS connected, the stream there, the projector caught up."""
-    context = request.app[CONTEXT]
-    checks = {"nats_connected": context.nc.is_connected, "stream": False,
-              "projections_caught_up": context.projector.caught_up, "projection_lag": None}
-    if context.nc.is_connected:
+    backend = request.app[BACKEND]
+    checks: dict[str, Any] = {"nats_connected": backend.nc.is_connected, "stream": False,
+              "projections_caught_up": backend.projector.caught_up, "projection_lag": None}
+    if backend.nc.is_connected:
         try:
-            info = await context.nc.jetstream().stream_info(subjects.RUNS_STREAM)
+            info = await backend.nc.jetstream().stream_info(subjects.RUNS_STREAM)
             checks["stream"] = True
-            lag = max(0, info.state.last_seq - context.projector.position)
+            lag = max(0, info.state.last_seq - backend.projector.position)
             checks["projection_lag"] = lag
             checks["projections_caught_up"] = checks["projections_caught_up"] and lag <= READY_LAG
         except Exception as err:  # noqa: BLE001 - any failure here means "not ready", said in the body
@@ -64,9 +64,9 @@ async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
-def make_app(context: WebContext) -> web.Application:
+def make_app(backend: Backend) -> web.Application:
     app = web.Application(middlewares=[api.json_errors])
-    app[CONTEXT] = context
+    app[BACKEND] = backend
     streams.add_routes(app)      # first: /api/runs/stream must win over /api/runs/{run_id}
     api.add_routes(app)
     insights.add_routes(app)
@@ -84,34 +84,35 @@ def make_app(context: WebContext) -> web.Application:
 @dataclass(slots=True)
 class WebServer:
     runner: web.AppRunner
-    context: WebContext
+    backend: Backend
+    host: str
     port: int
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     async def close(self) -> None:
         await self.runner.cleanup()
-        await self.context.projector.stop()
-        await self.context.nc.drain()
+        await self.backend.projector.stop()
+        await self.backend.nc.drain()
 
 
-async def start_web(host: str, port: int, nats_url: str, snapshot: Path | None = None) -> WebServer:
-    """Connect, start the projector, serve; port 0 picks a free one."""
-    nc = await connect(nats_url, "playbook-web")
+async def start_web(settings: Settings) -> WebServer:
+    """Connect, start the projector, serve on the settings' web host and port (0 picks a free one)."""
+    nc = await settings.connect("playbook-web")
     await EventStore(nc).ensure_stream()
-    projector = Projector(nc, snapshot if snapshot is not None else playbook_home() / "projections" / "views.msgpack")
+    projector = Projector(nc, settings.home / "projections" / "views.msgpack")
     await projector.start()
     await _answer_rebuilds(nc, projector)
-    context = WebContext(nc=nc, client=EngineClient(nc), projector=projector)
+    backend = Backend(nc=nc, client=EngineClient(nc), projector=projector, settings=settings)
     # Handler cancellation: a browser that goes away ends its SSE stream at once.
-    runner = web.AppRunner(make_app(context), access_log=None, handler_cancellation=True)
+    runner = web.AppRunner(make_app(backend), access_log=None, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, settings.web_host, settings.web_port)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return WebServer(runner, context, bound)
+    return WebServer(runner, backend, settings.web_host, bound)
 
 
 async def _answer_rebuilds(nc: NATS, projector: Projector) -> None:
@@ -119,7 +120,7 @@ async def _answer_rebuilds(nc: NATS, projector: Projector) -> None:
     async def on_request(msg: Msg) -> None:
         try:
             result = {"ok": True, **await projector.rebuild()}
-        except Exception as err:  # noqa: BLE001 - the asker gets the reason, the server stays up
+        except Exception as err:  # the asker gets the reason, the server stays up
             log.exception("projection rebuild failed")
             result = {"ok": False, "error": str(err)}
         if msg.reply:

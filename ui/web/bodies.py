@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-# Run ids become NATS subject tokens and URL path segments: the pattern of RUN_PATH in api.py.
-RunId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+from events import subjects
+
+RunId = Annotated[str, msgspec.Meta(pattern=f"^{subjects.RUN_ID_PATTERN}$")]
 
 
 class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

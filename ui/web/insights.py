@@ -6,13 +6,13 @@ from aiohttp import web
 
 from services.learning.errors import LearningRefused
 from ui.insights import LearningClient
-from ui.web.api import ApiError, ctx
+from ui.web.api import ApiError, backend
 
 
 async def get_insights(request: web.Request) -> web.Response:
     playbook = request.query.get("playbook") or None
     try:
-        insights = await LearningClient(ctx(request).nc).insights(playbook, wait=0)
+        insights = await LearningClient(backend(request).nc).insights(playbook, wait=0)
     except LearningRefused as err:
         raise ApiError(503, "engine_unavailable", f"the learning service cannot answer now: {err}") from None
     return web.Response(body=msgspec.json.encode(insights), content_type="application/json")

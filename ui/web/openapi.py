@@ -15,19 +15,18 @@ import msgspec
 import msgspec.inspect
 from aiohttp import web
 
+from events import subjects
 from events.insights import Correlation, Evidence, Insights, PlaybookInsights, StepInsights, TargetInsights
 from projections.audit import AuditEntry
 from projections.run_list import RunSummary
 from projections.step_logs import LogEntry
 from services.playbook.diagnostics import Diagnostic
-from ui.web.api import MAX_LIMIT, RUN_PATH, STATUS_OF_CODE
+from ui.web.api import MAX_LIMIT, STATUS_OF_CODE
 from ui.web.bodies import BODIES
 from ui.web.identity import USER_HEADER
 
 JSON = "application/json"
 REF = "#/components/schemas/{name}"
-# The run id's pattern, as the route itself constrains it (RUN_PATH ends "{run_id:<pattern>}").
-RUN_ID_PATTERN = RUN_PATH.split("{run_id:", 1)[1].removesuffix("}")
 # Every error code and its status: the run service's, plus those the web edge adds.
 STATUS = {**STATUS_OF_CODE, "bad_identity": 400, "engine_unavailable": 503, "not_found": 404,
           "request_entity_too_large": 413}
@@ -37,8 +36,9 @@ def ref(name: str) -> dict[str, str]:
     return {"$ref": REF.format(name=name)}
 
 
-STRUCTS = (*BODIES, RunSummary, LogEntry, AuditEntry, Diagnostic,
-           Insights, PlaybookInsights, StepInsights, TargetInsights, Correlation, Evidence)
+STRUCTS: tuple[type[msgspec.Struct], ...] = (*BODIES, RunSummary, LogEntry, AuditEntry, Diagnostic,
+                                              Insights, PlaybookInsights, StepInsights, TargetInsights, Correlation,
+                                              Evidence)
 
 
 def _components() -> dict[str, Any]:
@@ -50,7 +50,9 @@ def _components() -> dict[str, Any]:
 
 def _mark_date_times(struct: type, schema: dict[str, Any]) -> None:
     """msgspec gives datetime fields as plain strings: say which strings they are."""
-    for field in msgspec.inspect.type_info(struct).fields:  # type: ignore[union-attr]
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    for field in info.fields:
         kinds = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
         if any(isinstance(kind, msgspec.inspect.DateTimeType) for kind in kinds):
             prop = schema["properties"][field.encode_name]
@@ -167,7 +169,7 @@ def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-RUN_ID = path_param("run_id", "a run id outside the pattern matches no route: 404 not_found", RUN_ID_PATTERN)
+RUN_ID = path_param("run_id", "a run id outside the pattern matches no route: 404 not_found", subjects.RUN_ID_PATTERN)
 STEP_ID = path_param("step_id", "the gated step")
 USER = {"name": USER_HEADER, "in": "header", "required": False, "description": "who acts (default anonymous)",
         "schema": {"type": "string", "pattern": r"^[\w.@+-]{1,64}$"}}   # as ui/web/identity.py checks it

@@ -19,15 +19,14 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from events import subjects
-from projections import run_list
 from projections.metrics import DURATION_BUCKETS_MS, KEY_SEP, Metrics
 from projections.projector import Projector
-from ui.web.context import CONTEXT
+from services.read import RUN_STATUSES
+from ui.web.backend import BACKEND
 
 CIRCUIT_STATES = ("closed", "open", "half_open")
-RUN_STATUSES = run_list.ACTIVE | {"completed", "failed", "cancelled", "rolled_back", "rollback_failed"}
 STREAM_INFO_TIMEOUT = 2.0
-BUCKET_BOUNDS = [floatToGoString(ms / 1000) for ms in DURATION_BUCKETS_MS]   # seconds, as Prometheus prefers
+BUCKET_BOUNDS = [floatToGoString(ms / 1000) for ms in DURATION_BUCKETS_MS]  # type: ignore[no-untyped-call]  # seconds
 
 
 class ViewsCollector:
@@ -72,7 +71,7 @@ def runs(metrics: Metrics) -> Iterator[Metric]:
                                    labels=["playbook"])
     rates = {item["playbook"]: item["success_rate"] for item in metrics.as_json()["playbooks"]}
     for name, stats in sorted(metrics.playbooks.items()):
-        for status in sorted(RUN_STATUSES | set(stats.by_status)):   # 0, not a vanished series, when none are
+        for status in sorted(set(RUN_STATUSES) | set(stats.by_status)):   # 0, not a vanished series, when none are
             now.add_metric([name, status], stats.by_status.get(status, 0))
         started.add_metric([name, "false"], stats.runs - stats.dry_runs)
         started.add_metric([name, "true"], stats.dry_runs)
@@ -128,8 +127,8 @@ SCRAPE = web.AppKey("prometheus", tuple)   # (CollectorRegistry, ViewsCollector)
 
 async def metrics_text(request: web.Request) -> web.Response:
     registry, collector = request.app[SCRAPE]
-    context = request.app[CONTEXT]
-    collector.stream_last_seq = await _stream_last_seq(context.nc)
+    backend = request.app[BACKEND]
+    collector.stream_last_seq = await _stream_last_seq(backend.nc)
     # No await from here on: this scrape's sequence is the one collected.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return web.Response(body=encode(registry), headers={"Content-Type": content_type})
@@ -148,7 +147,7 @@ async def _stream_last_seq(nc: NATS) -> int | None:
 
 def add_routes(app: web.Application) -> None:
     registry = CollectorRegistry(auto_describe=False)
-    collector = ViewsCollector(app[CONTEXT].projector)
+    collector = ViewsCollector(app[BACKEND].projector)
     registry.register(collector)
     ProcessCollector(registry=registry)
     app[SCRAPE] = (registry, collector)

@@ -26,8 +26,8 @@ from projections import run_list
 from projections.projector import Change
 from projections.run_view import run_view, timeline
 from projections.step_logs import log_entries
-from services.run.state import Run, evolve
-from ui.web.api import RUN_PATH, ApiError, ctx
+from services.read import Run, evolve
+from ui.web.api import RUN_PATH, ApiError, backend
 
 SNAPSHOT_RUNS = 500          # newest runs in a list snapshot (active ones always)
 MAX_BACKLOG = 10_000         # changes queued for a slow client before it is cut off to reconnect
@@ -35,7 +35,7 @@ METRICS_EVERY_SECONDS = 1.0
 
 
 # Open streams, so that shutting the server down ends them instead of waiting for them.
-STREAMS = web.AppKey("streams", set)
+STREAMS = web.AppKey("streams", set[asyncio.Task[Any]])
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +53,8 @@ async def open_stream(request: web.Request) -> AsyncIterator[EventSourceResponse
 
 
 async def end_streams(app: web.Application) -> None:
-    for task in list(app[STREAMS]):
+    open_tasks: set[asyncio.Task[Any]] = app[STREAMS]
+    for task in list(open_tasks):
         task.cancel()
 
 
@@ -73,7 +74,7 @@ def last_event_id(request: web.Request) -> int | None:
 
 
 async def runs_stream(request: web.Request) -> web.StreamResponse:
-    projector = ctx(request).projector
+    projector = backend(request).projector
     last = last_event_id(request)
     queue: asyncio.Queue[tuple[int, dict[str, Any]] | None] = asyncio.Queue()
 
@@ -117,8 +118,9 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
             async for seq, event, pending in _follow(request, run_id):
                 evolve(run, event, seq)
                 if seq > last:
-                    await sse.send(_dumps({"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
-                                           "timeline": timeline([(seq, event)])}), id=str(seq), event="event")
+                    message = {"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
+                               "timeline": timeline([(seq, event)])}
+                    await sse.send(_dumps(message), id=str(seq), event="event")
                     if with_logs and (entries := log_entries(seq, event)):
                         await sse.send(_dumps(entries), event="log")
                 if not pending:
@@ -161,7 +163,7 @@ async def _live_output(request: web.Request, run_id: str, step: str | None, enab
             with contextlib.suppress(asyncio.QueueFull):
                 lines.put_nowait(msg.data)
 
-    nc = ctx(request).nc
+    nc = backend(request).nc
     subscription = await nc.subscribe(subjects.live_output_of_run(run_id), cb=on_line)
     await nc.flush()
     try:
@@ -178,7 +180,7 @@ async def _forward_live(sse: EventSourceResponse, lines: asyncio.Queue[bytes]) -
 
 async def metrics_stream(request: web.Request) -> web.StreamResponse:
     """The metrics view, at most once a second while events change it."""
-    projector = ctx(request).projector
+    projector = backend(request).projector
     changed = asyncio.Event()
     changed.set()
 
@@ -201,7 +203,7 @@ async def metrics_stream(request: web.Request) -> web.StreamResponse:
 
 async def _known_run(request: web.Request) -> str:
     run_id = request.match_info["run_id"]
-    last, _ = await ctx(request).client.store.last_message_id(subjects.run(run_id))
+    last, _ = await backend(request).client.store.last_message_id(subjects.run(run_id))
     if not last:
         raise ApiError(404, "unknown_run", f"no run with id {run_id!r}")
     return run_id
@@ -210,7 +212,7 @@ async def _known_run(request: web.Request) -> str:
 async def _follow(request: web.Request, run_id: str, after: int = 0) -> AsyncIterator[tuple[int, RunEvent, int]]:
     """The run's stored events from the first (or after `after`), then live ones, with how
     many more are already stored; an ordered consumer, so none is skipped or repeated."""
-    js = ctx(request).nc.jetstream()
+    js = backend(request).nc.jetstream()
     sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
     try:
         while True:

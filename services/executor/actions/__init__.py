@@ -72,7 +72,7 @@ async def _run(action: str, args: dict[str, Any], timeout: float | None) -> Acti
     except TimeoutError as err:
         error = f"timed out after {seconds:g}s" if deadline.expired() else f"{action} timed out: {err}"
         return ActionResult(ok=False, error=error, category="timeout")
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - logged, redacted, and the step fails
         log.error("action %s failed unexpectedly\n%s", action, redacted(traceback.format_exc()))
         return ActionResult(ok=False, error=f"{action} failed unexpectedly: {type(err).__name__}: {err}",
                             category="unknown")

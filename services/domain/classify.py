@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any, get_args
+from typing import Any, TypeGuard, get_args
 
 import msgspec
 
@@ -61,21 +61,27 @@ def _status(codes: str) -> str:
 BUILTIN: list[tuple[ErrorCategory, str, str]] = [
     # Tool-specific sentences that would otherwise be caught by a general word inside them.
     ("authentication", r"password authentication failed", "psql password authentication failed"),
-    ("temporary", r"the database system is (?:starting up|shutting down|in recovery mode)", "psql database starting up"),
+    ("temporary", r"the database system is (?:starting up|shutting down|in recovery mode)",
+     "psql database starting up"),
     ("temporary", r"too many (?:connections|clients)", "too many connections"),
     ("temporary", r"could not get lock|unable to acquire the dpkg frontend lock", "apt lock held"),
     ("network", r"temporary failure (?:in name resolution|resolving)", "temporary failure in name resolution"),
     ("timeout", r"connection timed out during banner exchange", "ssh banner exchange timeout"),
     # The server we reached does not match what known_hosts says: fix known_hosts (or investigate);
     # no credential of ours is wrong, and trying again cannot help.
-    ("configuration", r"host key verification failed|remote host identification has changed", "ssh host key verification failed"),
-    ("authentication", r"permission denied \((?:publickey|password|keyboard-interactive)[^)]*\)", "ssh permission denied (publickey)"),
-    ("configuration", r"certificate verify failed|ssl certificate problem|x509: certificate|ClientConnectorCertificateError|curl: \(60\)", "tls certificate invalid"),
+    ("configuration", r"host key verification failed|remote host identification has changed",
+     "ssh host key verification failed"),
+    ("authentication", r"permission denied \((?:publickey|password|keyboard-interactive)[^)]*\)",
+     "ssh permission denied (publickey)"),
+    ("configuration", r"certificate verify failed|ssl certificate problem|x509: certificate"
+                      r"|ClientConnectorCertificateError|curl: \(60\)", "tls certificate invalid"),
     ("timeout", r"tls handshake timeout|ssl handshake timed out", "tls handshake timeout"),
     ("configuration", r'(?:database|role) "[^"]*" does not exist', "psql database or role does not exist"),
     ("network", r"cannot connect to the docker daemon", "docker daemon unreachable"),
-    ("network", r"unable to connect to the server|the connection to the server \S+ was refused", "kubectl unable to connect to the server"),
-    ("network", r"could not connect to server|connection to server (?:at|on) .* failed", "psql could not connect to server"),
+    ("network", r"unable to connect to the server|the connection to the server \S+ was refused",
+     "kubectl unable to connect to the server"),
+    ("network", r"could not connect to server|connection to server (?:at|on) .* failed",
+     "psql could not connect to server"),
     ("temporary", r"the server is currently unable", "the server is currently unable"),
     # curl reports by exit number; (22) carries an HTTP status, matched further down.
     ("network", r"curl: \((?:6|7|35|52|56)\)", "curl connection failure"),
@@ -92,17 +98,22 @@ BUILTIN: list[tuple[ErrorCategory, str, str]] = [
     ("timeout", r"\b(?:ReadTimeout|ServerTimeoutError|TimeoutError)\b|read timed out|timed out|deadline exceeded"
                 r"|i/o timeout", "timed out"),
     # HTTP statuses in text; the structured status_code, when present, was already decided.
-    ("temporary", r"too many requests|rate.?limit|throttl|toomanyrequests|" + _status("429|408|425"), "too many requests"),
-    ("temporary", r"service unavailable|bad gateway|gateway time-?out|" + _status("502|503|504"), "service unavailable"),
+    ("temporary", r"too many requests|rate.?limit|throttl|toomanyrequests|" + _status("429|408|425"),
+     "too many requests"),
+    ("temporary", r"service unavailable|bad gateway|gateway time-?out|" + _status("502|503|504"),
+     "service unavailable"),
     ("dependency", r"internal server error|\b5\d\d server error|" + _status(r"5\d\d"), "server error"),
     ("authentication", r"unauthori[sz]ed|expired token|token (?:has |is )?expired|invalid credentials"
                        r"|authentication failed|authentication required|bad credentials|invalid api key|"
                        + _status("401"), "unauthorized"),
-    ("authorization", r"forbidden|access denied|access is denied|not authorized|permission denied|operation not permitted"
-                      r"|insufficient privileges|requested access to the resource is denied|" + _status("403"), "forbidden"),
+    ("authorization", r"forbidden|access denied|access is denied|not authorized|permission denied"
+                      r"|operation not permitted|insufficient privileges|requested access to the resource is denied|"
+                      + _status("403"), "forbidden"),
     # Resources
-    ("resource", r"no space left on device|disk (?:is )?full|(?:not|n't have) enough (?:free )?space|enospc|quota exceeded", "no space left on device"),
-    ("resource", r"out of memory|oom[- ]?kill|cannot allocate memory|memoryerror|enomem|killed by sigkill", "out of memory"),
+    ("resource", r"no space left on device|disk (?:is )?full|(?:not|n't have) enough (?:free )?space|enospc"
+                 r"|quota exceeded", "no space left on device"),
+    ("resource", r"out of memory|oom[- ]?kill|cannot allocate memory|memoryerror|enomem|killed by sigkill",
+     "out of memory"),
     ("resource", r"too many open files|emfile", "too many open files"),
     # Configuration and validation
     ("configuration", r"invalid configuration|unknown (?:flag|option|command)|unrecognized (?:option|arguments?)"
@@ -112,7 +123,8 @@ BUILTIN: list[tuple[ErrorCategory, str, str]] = [
     # Transient by their own account
     ("temporary", r"temporary failure|temporarily unavailable|try again|deadlock detected|could not serialize"
                   r"|eagain|lock wait timeout", "temporary failure"),
-    ("permanent", r"not found|no such|does not exist|manifest unknown|" + _status("400|404|405|409|410|422"), "not found"),
+    ("permanent", r"not found|no such|does not exist|manifest unknown|" + _status("400|404|405|409|410|422"),
+     "not found"),
 ]
 _BUILTIN = [(category, _compiled(regex), regex, name) for category, regex, name in BUILTIN]
 
@@ -129,7 +141,8 @@ def classify(error: str, outputs: Mapping[str, Any], hint: str = "",
     code = outputs.get("returncode")
     if _is_int(code) and code in _EXIT_CODES:
         return Classification(_EXIT_CODES[code], f"exit code {code}")
-    text = "\n".join(part for part in (error, outputs.get("stderr"), outputs.get("stdout")) if isinstance(part, str) and part)
+    parts = (error, outputs.get("stderr"), outputs.get("stdout"))
+    text = "\n".join(part for part in parts if isinstance(part, str) and part)
     for configured in extra_patterns:
         if _compiled(configured.regex).search(text):
             return Classification(configured.category, f"configured pattern {configured.regex!r}", configured.regex)
@@ -141,5 +154,5 @@ def classify(error: str, outputs: Mapping[str, Any], hint: str = "",
     return Classification("unknown", "no match")
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)

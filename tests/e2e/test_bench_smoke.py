@@ -10,20 +10,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_steps_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
-    target = tmp_path / "steps.json"
+def run_benchmark(name: str, *args: str, target: Path, timeout: float = 120) -> tuple[str, dict]:
+    """`python -m bench <name> ... --json target` as a user starts it; its output and its result."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "steps", "--steps", "3", "--repetitions", "1", "--json", str(target)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
+    done = subprocess.run([sys.executable, "-m", "bench", name, *args, "--json", str(target)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "ratios: noop" in done.stdout
+    return done.stdout, json.loads(target.read_text())
 
-    result = json.loads(target.read_text())
+
+def test_the_steps_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("steps", "--steps", "3", "--repetitions", "1", target=tmp_path / "steps.json")
+    assert "ratios: noop" in out
     assert result["benchmark"] == "steps" and result["steps"] == 3
     assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
     assert {"append_ms", "subprocess_ms"} <= result["floors"].keys()
@@ -35,36 +40,21 @@ def test_the_steps_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
 
 
 def test_the_waiting_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
-    target = tmp_path / "waiting.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "waiting", "--runs", "5", "--json", str(target)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "ratios: " in done.stdout and "bytes per waiting run" in done.stdout
-
-    result = json.loads(target.read_text())
+    out, result = run_benchmark("waiting", "--runs", "5", target=tmp_path / "waiting.json")
+    assert "ratios: " in out and "bytes per waiting run" in out
     assert result["benchmark"] == "waiting" and result["runs"] == 5
     assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
     for process in ("services", "nats_server"):
-        assert {"rss_before_bytes", "rss_after_bytes", "growth_bytes", "bytes_per_waiting_run"} <= result[process].keys()
+        assert {"rss_before_bytes", "rss_after_bytes", "growth_bytes",
+                "bytes_per_waiting_run"} <= result[process].keys()
     assert result["waiting_in_list_runs"] == 5 + result["warmup_runs"]
     assert result["ratios"].keys() == {"bytes_per_waiting_run"}
 
 
 def test_the_sse_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
-    target = tmp_path / "sse.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "sse", "--runs", "3", "--clients", "2", "--seconds", "0.5", "--warmup", "0.2",
-         "--probe-rate", "20", "--json", str(target)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "ratios: run list p99" in done.stdout
-
-    result = json.loads(target.read_text())
+    out, result = run_benchmark("sse", "--runs", "3", "--clients", "2", "--seconds", "0.5", "--warmup", "0.2",
+                                "--probe-rate", "20", target=tmp_path / "sse.json")
+    assert "ratios: run list p99" in out
     assert result["benchmark"] == "sse" and (result["runs"], result["clients"]) == (3, 2)
     assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
     assert result["probe_events"] > 0 and result["missing"] == 0 and result["errors"] == []
@@ -78,16 +68,9 @@ def test_the_sse_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
 
 
 def test_the_replay_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
-    target = tmp_path / "replay.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "replay", "--events", "1000", "--steps", "3", "--profile", "--json", str(target)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "ratios: rebuild" in done.stdout
-
-    result = json.loads(target.read_text())
+    out, result = run_benchmark("replay", "--events", "1000",
+                                "--steps", "3", "--profile", target=tmp_path / "replay.json")
+    assert "ratios: rebuild" in out
     assert result["benchmark"] == "replay" and result["events"] == 1000
     assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
     assert result["recorded"]["events"] == 1000 and result["views"]["applied"] == 1000
@@ -95,15 +78,6 @@ def test_the_replay_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None
     assert {"raw", "transport", "decode", "rebuild"} <= result["events_per_s"].keys()
     assert result["ratios"]["rebuild_vs_raw"] > 0
     assert result["profile"]["top_tottime"] and (tmp_path / "replay.prof").exists()
-
-
-def run_benchmark(name: str, *args: str, target: Path, timeout: float = 120) -> tuple[str, dict]:
-    """`python -m bench <name> ... --json target` as a user starts it; its output and its result."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "bench", name, *args, "--json", str(target)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout, json.loads(target.read_text())
 
 
 def test_the_concurrency_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
@@ -156,16 +130,8 @@ def test_the_vs_ansible_benchmark_runs_our_side_without_installing_ansible(tmp_p
 
 
 def test_the_shell_analysis_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
-    target = tmp_path / "shell.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench", "shell-analysis", "--steps", "40", "--repetitions", "1", "--json", str(target)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "ratios: harmless" in done.stdout
-
-    result = json.loads(target.read_text())
+    out, result = run_benchmark("shell-analysis", "--steps", "40", "--repetitions", "1", target=tmp_path / "shell.json")
+    assert "ratios: harmless" in out
     assert result["benchmark"] == "shell-analysis" and result["steps"] == 40
     for kind in ("harmless", "destructive", "mixed"):
         assert {"floor_us", "full_us", "screened_us", "playbook_us_per_step", "ratio", "linearity"} <= (

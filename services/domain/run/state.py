@@ -11,48 +11,114 @@ from events.run import (
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
     RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack,
-    StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled, StepScheduled, StepSkipped, StepStarted, StepSucceeded,
+    StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled, StepScheduled,
+    StepSkipped, StepStarted, StepSucceeded,
 )
 
 RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled",
                     "rolling_back", "rolled_back", "rollback_failed"]
 StepStatus = Literal["pending", "scheduled", "running", "succeeded", "failed", "skipped"]
 GateStatus = Literal["", "requested", "granted", "rejected", "timed_out"]
+RetryStatus = Literal["", "deciding", "waiting"]
+RemediationStatus = Literal["", "running", "done", "failed"]
 RollbackStatus = Literal["", "pending", "scheduled", "running", "rolled_back", "failed"]
+# Every status a run shows (`display_status`), the active ones first; the dashboard's list is generated from it.
+RUN_STATUSES: tuple[str, ...] = ("running", "waiting_approval", "paused", "cancelling", "rolling_back",
+                                 "completed", "failed", "cancelled", "rolled_back", "rollback_failed")
 FINISHED_RUN: frozenset[str] = frozenset({"completed", "failed", "cancelled", "rolled_back", "rollback_failed"})
+ACTIVE_RUN: frozenset[str] = frozenset(RUN_STATUSES) - FINISHED_RUN
+
+
+@dataclass(slots=True)
+class AttemptState:
+    """The latest attempt of the step's own action."""
+
+    number: int = 0                # the latest attempt scheduled (1-based); 0: none yet
+    scheduled_seq: int = 0         # stream sequence of its StepScheduled
+    executor: str | None = None
+    duration_ms: float = 0.0
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    category: str = ""
+
+    def copy(self) -> AttemptState:
+        return AttemptState(self.number, self.scheduled_seq, self.executor, self.duration_ms, self.outputs,
+                            self.error, self.category)
+
+
+@dataclass(slots=True)
+class RetryState:
+    """Where a failed attempt stands with the resilience service (the step's `retry` policy applies)."""
+
+    status: RetryStatus = ""
+    due: datetime | None = None    # when the next attempt is scheduled, while `waiting`
+    remediation: RemediationStatus = ""   # an error handler's, for the latest failed attempt
+
+    def copy(self) -> RetryState:
+        return RetryState(self.status, self.due, self.remediation)
+
+
+@dataclass(slots=True)
+class GateState:
+    """The step's approval gate (its `approval_gate`), once reached."""
+
+    status: GateStatus = ""
+    message: str = ""              # as asked, with its ${...} resolved
+    deadline: datetime | None = None
+    deadline_passed: bool = False
+    approvals: list[ApprovalGiven] = field(default_factory=list)
+    decided_by: list[str] = field(default_factory=list)
+
+    def copy(self) -> GateState:
+        return GateState(self.status, self.message, self.deadline, self.deadline_passed, self.approvals,
+                         self.decided_by)
+
+
+@dataclass(slots=True)
+class RollbackState:
+    """Undoing the step (its `rollback` actions), once a rollback includes it."""
+
+    status: RollbackStatus = ""
+    attempt: int = 0
+    scheduled_seq: int = 0
+    executor: str | None = None
+    error: str = ""
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+
+    def copy(self) -> RollbackState:
+        return RollbackState(self.status, self.attempt, self.scheduled_seq, self.executor, self.error, self.outputs)
 
 
 @dataclass(slots=True)
 class StepState:
     id: str
     status: StepStatus = "pending"
-    attempt: int = 0               # the latest attempt scheduled (1-based)
-    scheduled_seq: int = 0         # stream sequence of the latest StepScheduled
-    executor: str | None = None
+    reason: str = ""               # why it was skipped, or rescheduled
+    ran: bool = False              # some attempt started: there may be something to roll back
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    duration_ms: float = 0.0
-    outputs: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-    category: str = ""
-    reason: str = ""               # why it was skipped, or rescheduled
-    retry: Literal["", "deciding", "waiting"] = ""   # a failed attempt the resilience service may retry
-    retry_due: datetime | None = None
-    remediation: Literal["", "running", "done", "failed"] = ""   # for the latest failed attempt
-    ran: bool = False              # some attempt started: there may be something to roll back
     finished_order: int = 0        # when it finished, among the run's steps (rollback goes in reverse)
-    gate: GateStatus = ""
-    gate_message: str = ""            # as asked, with its ${...} resolved
-    deadline: datetime | None = None
-    deadline_passed: bool = False
-    approvals: list[ApprovalGiven] = field(default_factory=list)
-    gate_decided_by: list[str] = field(default_factory=list)
-    rollback: RollbackStatus = ""
-    rollback_attempt: int = 0
-    rollback_seq: int = 0
-    rollback_executor: str | None = None
-    rollback_error: str = ""
-    rollback_outputs: list[dict[str, Any]] = field(default_factory=list)
+    attempt: AttemptState = field(default_factory=AttemptState)
+    retry: RetryState = field(default_factory=RetryState)
+    gate: GateState = field(default_factory=GateState)
+    rollback: RollbackState = field(default_factory=RollbackState)
+
+    def copy(self) -> StepState:
+        """A copy that shares nothing it could change (lists are replaced, never changed in place)."""
+        return StepState(self.id, self.status, self.reason, self.ran, self.started_at, self.finished_at,
+                         self.finished_order, self.attempt.copy(), self.retry.copy(), self.gate.copy(),
+                         self.rollback.copy())
+
+
+@dataclass(frozen=True, slots=True)
+class Steering:
+    """Who paused, resumed or cancelled the run last, and why; replaced whole on change."""
+
+    paused_by: str | None = None
+    pause_reason: str = ""
+    resumed_by: str | None = None
+    cancel_requested_by: str | None = None
+    cancel_reason: str = ""
 
 
 @dataclass(slots=True)
@@ -64,16 +130,12 @@ class Run:
     steps: dict[str, StepState] = field(default_factory=dict)
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    paused_by: str | None = None
-    pause_reason: str = ""
-    resumed_by: str | None = None         # who resumed it last
-    cancel_requested_by: str | None = None
-    cancel_reason: str = ""
+    steering: Steering = Steering()
     failure: str = ""
     event_count: int = 0
     phase: Literal["forward", "rollback"] = "forward"
     gates_waiting: int = 0          # gates asked and not yet decided
-    waves: list[list[str]] = field(default_factory=list)
+    rollback_waves: list[list[str]] = field(default_factory=list)   # RollbackStarted's, undone in order
     finished_steps: int = 0
     specs: dict[str, Step] = field(default_factory=dict)
     # Indexes the decider reads on every decision, so it does not scan every step.
@@ -108,9 +170,18 @@ class Run:
         """The status as people read it: a running run held only by gates is waiting_approval."""
         if self.status == "running" and self.gates_waiting:
             steps = self.steps.values()
-            if any(s.gate == "requested" for s in steps) and not any(s.status in ("scheduled", "running") for s in steps):
+            if (any(s.gate.status == "requested" for s in steps)
+                    and not any(s.status in ("scheduled", "running") for s in steps)):
                 return "waiting_approval"
         return self.status
+
+    @property
+    def parked(self) -> bool:
+        """Waiting on people (a gate, a pause) with nothing in flight: nothing to hold in memory for it."""
+        if self.status == "running":
+            return self.display_status == "waiting_approval"
+        return self.status == "paused" and not any(
+            s.status == "running" or s.rollback.status == "running" for s in self.steps.values())
 
     def clone(self) -> Run:
         """A copy the decider can fold ahead on without touching this one (copy on write)."""
@@ -120,7 +191,7 @@ class Run:
         """The step's state, for changing it."""
         step = self.steps[step_id]
         if self.owned is not None and step_id not in self.owned:
-            step = self.steps[step_id] = replace(step)
+            step = self.steps[step_id] = step.copy()
             self.owned.add(step_id)
         return step
 
@@ -140,18 +211,19 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
     match event:
         case StepScheduled(step_id=step_id, attempt=attempt, reason=reason):
             step = run.step(step_id)
-            if step.status in ("running", "succeeded", "skipped") or attempt < step.attempt:
+            if step.status in ("running", "succeeded", "skipped") or attempt < step.attempt.number:
                 return run   # a late timer for an attempt that has moved on
-            step.status, step.attempt, step.scheduled_seq, step.reason = "scheduled", attempt, seq, reason
-            step.retry = ""
+            step.status, step.reason = "scheduled", reason
+            step.attempt.number, step.attempt.scheduled_seq = attempt, seq
+            step.retry.status = ""
             run.pending.discard(step_id)
         case StepStarted(step_id=step_id, executor=executor, at=at):
             step = run.step(step_id)
-            step.status, step.executor, step.started_at, step.ran = "running", executor, at, True
+            step.status, step.attempt.executor, step.started_at, step.ran = "running", executor, at, True
         case StepSucceeded(step_id=step_id, outputs=outputs, duration_ms=duration, at=at):
             step = _finish(run, step_id, at)
-            step.status, step.outputs, step.duration_ms = "succeeded", outputs, duration
-            step.error = step.category = ""
+            step.status, step.attempt.outputs, step.attempt.duration_ms = "succeeded", outputs, duration
+            step.attempt.error = step.attempt.category = ""
         case StepFailed(step_id=step_id, error=error, category=category, outputs=outputs,
                         duration_ms=duration, at=at):
             step = _finish(run, step_id, at)
@@ -163,9 +235,11 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             else:
                 run.pending.discard(step_id)
                 run.failures += 1
-            step.error, step.category, step.outputs, step.duration_ms = error, category, outputs, duration
-            step.retry = "deciding" if step.status == "failed" and _may_retry(run, step) else ""
-            step.remediation = ""
+            attempt_state = step.attempt
+            attempt_state.error, attempt_state.category = error, category
+            attempt_state.outputs, attempt_state.duration_ms = outputs, duration
+            step.retry.status = "deciding" if step.status == "failed" and _may_retry(run, step) else ""
+            step.retry.remediation = ""
         case StepSkipped(step_id=step_id, reason=reason, at=at):
             step = _finish(run, step_id, at)
             step.status, step.reason = "skipped", reason
@@ -176,12 +250,13 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             run.pending, run.order = set(run.steps), {step_id: i for i, step_id in enumerate(run.steps)}
             run.specs = {step.id: step for step in event.playbook.steps}
         case RunPaused(actor=actor, reason=reason):
-            run.status, run.paused_by, run.pause_reason = "paused", actor, reason
+            run.status, run.steering = "paused", replace(run.steering, paused_by=actor, pause_reason=reason)
         case RunResumed(actor=actor):
-            run.status, run.paused_by = ("rolling_back" if run.phase == "rollback" else "running"), None
-            run.pause_reason, run.resumed_by = "", actor
+            run.status = "rolling_back" if run.phase == "rollback" else "running"
+            run.steering = replace(run.steering, paused_by=None, pause_reason="", resumed_by=actor)
         case RunCancelRequested(actor=actor, reason=reason):
-            run.status, run.cancel_requested_by, run.cancel_reason = "cancelling", actor, reason
+            run.status = "cancelling"
+            run.steering = replace(run.steering, cancel_requested_by=actor, cancel_reason=reason)
         case RunCancelled(at=at):
             run.status, run.finished_at = "cancelled", at
         case RunCompleted(at=at):
@@ -189,57 +264,57 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case RunFailed(reason=reason, at=at):
             run.status, run.finished_at, run.failure = "failed", at, reason
         case StepRetryScheduled(step_id=step_id, due=due):
-            step = run.step(step_id)
-            step.retry, step.retry_due = "waiting", due
+            retry = run.step(step_id).retry
+            retry.status, retry.due = "waiting", due
         case StepRemediationStarted(step_id=step_id):
-            run.step(step_id).remediation = "running"
+            run.step(step_id).retry.remediation = "running"
         case StepRemediated(step_id=step_id):
-            run.step(step_id).remediation = "done"
+            run.step(step_id).retry.remediation = "done"
         case StepRemediationFailed(step_id=step_id):
-            run.step(step_id).remediation = "failed"
+            run.step(step_id).retry.remediation = "failed"
         case StepNotRetried(step_id=step_id, reason=reason):
             step = run.step(step_id)
-            step.retry, step.reason = "", reason
+            step.retry.status, step.reason = "", reason
         case ApprovalRequested(step_id=step_id, deadline=deadline, message=message):
-            step = run.step(step_id)
-            step.gate, step.deadline, step.approvals, step.deadline_passed = "requested", deadline, [], False
-            step.gate_message = message
+            gate = run.step(step_id).gate
+            gate.status, gate.deadline, gate.approvals, gate.deadline_passed = "requested", deadline, [], False
+            gate.message = message
             run.gates_waiting += 1
         case ApprovalGiven(step_id=step_id):
-            step = run.step(step_id)
-            step.approvals = [*step.approvals, event]
+            gate = run.step(step_id).gate
+            gate.approvals = [*gate.approvals, event]
         case ApprovalGranted(step_id=step_id, approvers=approvers, actor=actor):
-            step = run.step(step_id)
-            step.gate, step.gate_decided_by = "granted", approvers or [actor]
+            gate = run.step(step_id).gate
+            gate.status, gate.decided_by = "granted", approvers or [actor]
             run.gates_waiting -= 1
         case ApprovalRejected(step_id=step_id, actor=actor):
-            step = run.step(step_id)
-            step.gate, step.gate_decided_by = "rejected", [actor]
+            gate = run.step(step_id).gate
+            gate.status, gate.decided_by = "rejected", [actor]
             run.gates_waiting -= 1
         case ApprovalDeadlinePassed(step_id=step_id):
-            run.step(step_id).deadline_passed = True
+            run.step(step_id).gate.deadline_passed = True
         case ApprovalTimedOut(step_id=step_id):
-            run.step(step_id).gate = "timed_out"
+            run.step(step_id).gate.status = "timed_out"
             run.gates_waiting -= 1
         case RollbackStarted(waves=waves, reason=reason, at=at):
-            run.phase, run.waves, run.failure, run.finished_at = "rollback", waves, reason, None
+            run.phase, run.rollback_waves, run.failure, run.finished_at = "rollback", waves, reason, None
             run.status = "rolling_back" if run.status not in ("paused", "cancelling") else run.status
             for step_id in (s for wave in waves for s in wave):
-                run.step(step_id).rollback = "pending"
+                run.step(step_id).rollback.status = "pending"
         case StepRollbackScheduled(step_id=step_id, attempt=attempt):
-            step = run.step(step_id)
-            step.rollback, step.rollback_attempt, step.rollback_seq = "scheduled", attempt, seq
+            rollback = run.step(step_id).rollback
+            rollback.status, rollback.attempt, rollback.scheduled_seq = "scheduled", attempt, seq
         case StepRollbackStarted(step_id=step_id, executor=executor):
-            step = run.step(step_id)
-            step.rollback, step.rollback_executor = "running", executor
+            rollback = run.step(step_id).rollback
+            rollback.status, rollback.executor = "running", executor
         case StepRolledBack(step_id=step_id, outputs=outputs):
-            step = run.step(step_id)
-            step.rollback, step.rollback_outputs = "rolled_back", outputs
+            rollback = run.step(step_id).rollback
+            rollback.status, rollback.outputs = "rolled_back", outputs
         case StepRollbackFailed(step_id=step_id, error=error, category=category, outputs=outputs):
-            step = run.step(step_id)
+            rollback = run.step(step_id).rollback
             # As with steps, an interrupted rollback attempt is tried again.
-            step.rollback = "pending" if category == "interrupted" else "failed"
-            step.rollback_error, step.rollback_outputs = error, outputs
+            rollback.status = "pending" if category == "interrupted" else "failed"
+            rollback.error, rollback.outputs = error, outputs
         case RollbackCompleted(at=at):
             run.status, run.finished_at = "rolled_back", at
         case RollbackFailed(reason=reason, at=at):
@@ -251,7 +326,7 @@ def _may_retry(run: Run, step: StepState) -> bool:
     """Whether the resilience service gets to decide on this failure (cancel never retries)."""
     policy = run.specs[step.id].retry
     return ((policy is not None or bool(run.error_handlers))
-            and step.category not in ("cancelled", "interrupted") and run.status in ("running", "paused"))
+            and step.attempt.category not in ("cancelled", "interrupted") and run.status in ("running", "paused"))
 
 
 def _finish(run: Run, step_id: str, at: datetime) -> StepState:

@@ -1,11 +1,10 @@
 """Who belongs to which group: a YAML file `users: {name: [groups]}` configured for the engine.
 
-`$PLAYBOOK_DIRECTORY`, else `$PLAYBOOK_HOME/directory.yaml`. Read again when it changes.
-Authentication (later) decides who a caller is; this only says what groups they are in.
+The settings' `directory_path` (`$PLAYBOOK_DIRECTORY`, else `$PLAYBOOK_HOME/directory.yaml`),
+read again when it changes. Authentication (later) decides who a caller is; this only says what groups they are in.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
@@ -14,17 +13,9 @@ from services.errors import PlaybookError
 
 
 class Directory:
-    def __init__(self, path: Path | None = None) -> None:
-        self._path = path
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._cache: tuple[float, dict[str, list[str]]] | None = None
-
-    @property
-    def path(self) -> Path:
-        if self._path is not None:
-            return self._path
-        if configured := os.environ.get("PLAYBOOK_DIRECTORY"):
-            return Path(configured)
-        return Path(os.environ.get("PLAYBOOK_HOME", ".playbook")) / "directory.yaml"
 
     def groups_of(self, user: str) -> list[str]:
         return list(self._users().get(user, []))

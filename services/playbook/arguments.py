@@ -6,7 +6,7 @@ from typing import Any
 
 from events.playbook import Condition, OutputSpec
 from services.errors import PlaybookError, UnresolvedReference
-from services.playbook.conditions import describe, evaluate
+from services.playbook.conditions import condition_text, evaluate
 from services.playbook.interpolate import Context, resolve, resolve_shell
 
 _PATH_TOKEN = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
@@ -14,10 +14,11 @@ _PATH_TOKEN = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
 
 def resolve_args(action: str, raw: dict[str, Any], ctx: Context) -> dict[str, Any]:
     """An action's args with every reference resolved; shell commands get quoted values."""
-    args = resolve({key: value for key, value in raw.items() if key != "command"}, ctx)
+    args: dict[str, Any] = resolve({key: value for key, value in raw.items() if key != "command"}, ctx)
     if "command" in raw:
         command = raw["command"]
-        args["command"] = resolve_shell(command, ctx) if action == "shell" and isinstance(command, str) else resolve(command, ctx)
+        shell = action == "shell" and isinstance(command, str)
+        args["command"] = resolve_shell(command, ctx) if shell else resolve(command, ctx)
     return args
 
 
@@ -50,7 +51,7 @@ def failed_validation(validations: list[Condition], ctx: Context) -> str | None:
     for condition in validations:
         try:
             if not evaluate(condition, ctx):
-                return condition.message or f"validation failed: {describe(condition, ctx)}"
+                return condition.message or f"validation failed: {condition_text(condition, ctx)}"
         except PlaybookError as err:
             return f"validation could not be evaluated: {err}"
     return None

@@ -5,18 +5,19 @@ the command service records for the audit before answering no.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from events import subjects
 from events.playbook import ApprovalGate
 from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested,
     ApprovalTimedOut, RunEvent, StepFailed,
 )
-from services.approval.quorum import eligible_entries, quorum
+from services.domain.run.commands import AnswerGate, ExpireGate
+from services.domain.run.quorum import eligible_entries, quorum
+from services.domain.run.state import Run, StepState
 from services.errors import CommandRejected, PlaybookError
 from services.playbook.interpolate import Context, resolve
-from services.run.state import Run, StepState
 
 
 class Refused(CommandRejected):
@@ -27,23 +28,8 @@ class Refused(CommandRejected):
         self.record = record
 
 
-@dataclass(frozen=True, slots=True)
-class Decide:
-    """A person's decision on a gate; `groups` come from the directory, at the edge."""
-
-    step_id: str
-    actor: str
-    groups: tuple[str, ...]
-    approve: bool
-    comment: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadlinePassed:
-    step_id: str
-
-
-def needed(gate: ApprovalGate) -> int:
+def approvals_needed(gate: ApprovalGate) -> int:
+    """How many entries must each be satisfied by a distinct person."""
     entries = len(gate.required_approvers)
     return min(gate.min_approvals, entries) if gate.min_approvals else max(entries, 1)
 
@@ -55,15 +41,16 @@ def request(run: Run, step: StepState, ctx: Context, at: datetime) -> RunEvent:
     try:
         message = str(resolve(gate.message, ctx)) if gate.message else f"Approve step {step.id}?"
     except PlaybookError as err:
-        return StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt + 1,
+        return StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1,
                           error=f"cannot write the approval message: {err}", category="configuration")
     deadline = at + timedelta(seconds=gate.timeout_seconds) if gate.timeout_seconds else None
     return ApprovalRequested(run_id=run.id, at=at, step_id=step.id, message=message,
-                             required_approvers=list(gate.required_approvers), min_approvals=needed(gate),
+                             required_approvers=list(gate.required_approvers), min_approvals=approvals_needed(gate),
                              deadline=deadline, auto_approve_after_timeout=gate.auto_approve_after_timeout)
 
 
-def decide(run: Run, cmd: Decide, at: datetime) -> list[RunEvent]:
+def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
+    """A person's approval or rejection: recorded, or refused with the reason (and the refusal recorded)."""
     verb = "approve" if cmd.approve else "reject"
 
     def refuse(reason: str) -> Refused:
@@ -74,11 +61,11 @@ def decide(run: Run, cmd: Decide, at: datetime) -> list[RunEvent]:
     step = run.steps.get(cmd.step_id)
     if step is None:
         raise refuse(f"run {run.id} has no step {cmd.step_id!r}")
-    if step.gate != "requested" or run.finished or run.status == "cancelling":
-        state = f"its gate is {step.gate}" if step.gate else "it has no open approval gate"
+    if step.gate.status != "requested" or run.finished or run.status == "cancelling":
+        state = f"its gate is {step.gate.status}" if step.gate.status else "it has no open approval gate"
         raise refuse(f"step {step.id} is not waiting for approval ({state})")
-    if step.deadline_passed:
-        raise refuse(f"the approval window of step {step.id} closed at {step.deadline:%Y-%m-%d %H:%M:%S}Z")
+    if step.gate.deadline_passed:
+        raise refuse(f"the approval window of step {step.id} closed at {step.gate.deadline:%Y-%m-%d %H:%M:%S}Z")
     gate = run.specs[step.id].approval_gate
     assert gate is not None
     entries = gate.required_approvers
@@ -86,11 +73,12 @@ def decide(run: Run, cmd: Decide, at: datetime) -> list[RunEvent]:
         raise refuse(f"{cmd.actor} is not a required approver of step {step.id}: it needs {', '.join(entries)}")
     if not cmd.approve:
         return [ApprovalRejected(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, comment=cmd.comment),
-                StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt + 1, category="authorization",
+                StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1,
+                           category="authorization",
                            error=f"approval rejected by {cmd.actor}" + (f": {cmd.comment}" if cmd.comment else ""))]
     if cmd.actor == run.started.actor and not gate.allow_self_approval:  # type: ignore[union-attr]
         raise refuse(f"{cmd.actor} started this run and cannot approve it (the gate does not allow self-approval)")
-    if any(given.actor == cmd.actor for given in step.approvals):
+    if any(given.actor == cmd.actor for given in step.gate.approvals):
         raise refuse(f"{cmd.actor} has already approved step {step.id}")
     return [ApprovalGiven(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, groups=list(cmd.groups),
                           comment=cmd.comment)]
@@ -102,27 +90,35 @@ def open_gates(run: Run, at: datetime) -> list[RunEvent]:
     if not run.gates_waiting:
         return granted
     for step in run.steps.values():
-        if step.gate != "requested" or not step.approvals:
+        if step.gate.status != "requested" or not step.gate.approvals:
             continue
         gate = run.specs[step.id].approval_gate
         assert gate is not None
-        approvers = [(given.actor, given.groups) for given in step.approvals]
+        approvers = [(given.actor, given.groups) for given in step.gate.approvals]
         entries = gate.required_approvers
-        opened_by = quorum(entries, approvers, needed(gate)) if entries else [approvers[0][0]]
+        opened_by = quorum(entries, approvers, approvals_needed(gate)) if entries else [approvers[0][0]]
         if opened_by is not None:
             granted.append(ApprovalGranted(run_id=run.id, at=at, step_id=step.id, approvers=opened_by,
-                                           actor=step.approvals[-1].actor))
+                                           actor=step.gate.approvals[-1].actor))
     return granted
 
 
-def deadline_passed(run: Run, cmd: DeadlinePassed, at: datetime) -> list[RunEvent]:
+def expire(run: Run, cmd: ExpireGate, at: datetime) -> list[RunEvent]:
+    """The gate's deadline fired: approve by timeout, or time it out and fail the step."""
     step = run.steps.get(cmd.step_id)
-    if step is None or step.gate != "requested" or run.finished:
+    if step is None or step.gate.status != "requested" or run.finished:
         return []   # decided before the deadline: the timer came too late to matter
     gate = run.specs[step.id].approval_gate
     assert gate is not None
     if gate.auto_approve_after_timeout:
         return [ApprovalGranted(run_id=run.id, at=at, step_id=step.id, actor="system", by_timeout=True)]
     return [ApprovalTimedOut(run_id=run.id, at=at, step_id=step.id),
-            StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt + 1, category="timeout",
+            StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1, category="timeout",
                        error=f"approval timed out after {gate.timeout_seconds:g}s")]
+
+
+def obsoleted_timer(event: RunEvent) -> str | None:
+    """The deadline timer a decided gate no longer needs: cancelled in the same write as the decision."""
+    if isinstance(event, (ApprovalGranted, ApprovalRejected)):
+        return subjects.approval_timer(event.run_id, event.step_id)
+    return None

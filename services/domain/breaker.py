@@ -9,18 +9,36 @@ temporary, dependency): a bad argument says nothing about the service behind it.
 """
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from events.circuit import (
     CircuitCallFailed, CircuitCallSucceeded, CircuitClosed, CircuitEvent, CircuitHalfOpened, CircuitOpened,
     CircuitReset, CircuitTrialStarted,
 )
-from events.playbook import MAX_CIRCUIT_WINDOW, CircuitSpec
+from events.playbook import MAX_CIRCUIT_WINDOW, CircuitSpec, Step, circuit_of
 
 TARGET_FAILURES = frozenset({"network", "timeout", "temporary", "dependency"})
+
+
+def circuit_key(playbook: str, step: Step, args: dict[str, Any]) -> str:
+    """The target a step calls: its circuit's `key`, an http origin, or the playbook step."""
+    spec = circuit_of(step)
+    if spec is not None and spec.key:
+        return spec.key
+    if step.action == "http_request" and isinstance(args.get("url"), str):
+        url = urlsplit(args["url"])
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return f"{url.scheme}://{url.hostname}:{port}"
+    return f"{playbook}:{step.id}"
+
+
+def token(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
 @dataclass(slots=True)
@@ -111,5 +129,6 @@ def _tripped(breaker: Breaker, spec: CircuitSpec) -> str:
     window = [*breaker.recent, True][-spec.window:]
     failed = sum(window)
     if len(window) >= min(spec.minimum_calls, spec.window) and failed / len(window) >= spec.failure_rate:
-        return f"{failed} of the last {len(window)} calls failed (rate {failed / len(window):.0%} >= {spec.failure_rate:.0%})"
+        rate = failed / len(window)
+        return f"{failed} of the last {len(window)} calls failed (rate {rate:.0%} >= {spec.failure_rate:.0%})"
     return ""

@@ -8,7 +8,6 @@ command that already took effect returns []; one that contradicts the state rais
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,98 +18,51 @@ from events.run import (
     StepNotRetried, StepRetryScheduled, StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped,
     StepStarted, StepSucceeded,
 )
-from services.approval import gates
+from services.domain.run import gates, rollback
+from services.domain.run.commands import (
+    Advance, AnswerGate, BeginStep, ExpireGate, FinishStep, RecordRetryVerdict, RunCommand,
+)
+from services.domain.run.dry_run import dry_run_events
+from services.domain.run.state import Run, StepState, evolve
 from services.errors import CommandRejected, PlaybookError, UnknownRun
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
-from services.run import rollback
-from services.run.dry_run import dry_run_events
-from services.run.state import Run, StepState, evolve
-
-
-@dataclass(frozen=True, slots=True)
-class Advance:
-    """Schedule whatever is ready (after a start, a resume, or a crash between appends)."""
-
-
-@dataclass(frozen=True, slots=True)
-class BeginStep:
-    """An executor received `StepScheduled` (or `StepRollbackScheduled` when `rollback`),
-    stored at stream sequence `scheduled_seq`, and wants to run it.
-
-    `redelivered`: the message reached this executor although another may have started
-    the attempt; as executors ack only when a step ends, that one has died.
-    """
-
-    step_id: str
-    attempt: int
-    scheduled_seq: int
-    executor: str
-    redelivered: bool
-    rollback: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class FinishStep:
-    """An executor finished an attempt: `error` empty means it succeeded."""
-
-    step_id: str
-    attempt: int
-    outputs: Any
-    duration_ms: float
-    error: str = ""
-    category: str = "unknown"
-    rollback: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class DecideRetry:
-    """The resilience service's verdict on a failed attempt (its randomness already drawn)."""
-
-    step_id: str
-    attempt: int
-    retry: bool
-    category: str
-    reason: str
-    pattern: str | None = None
-    delay_seconds: float = 0.0
-    exhausted: bool = False
-
-
-RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | FinishStep
-              | gates.Decide | gates.DeadlinePassed | DecideRetry)
 
 
 def decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
     if not run.exists:
         raise UnknownRun(run.id)
-    events = _decide(run, cmd, at)
+    events = _events_for(run, cmd, at)
     ahead = run.clone()
     for event in events:
         evolve(ahead, event)
     return events + advance(ahead, at)
 
 
-def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
+def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
     match cmd:
         case PauseRun() if run.status == "paused":
             return []
         case PauseRun() if run.status not in ("running", "rolling_back"):
-            raise CommandRejected(f"run {run.id} is {run.status}; only a running run can be paused", "illegal_transition")
+            raise CommandRejected(f"run {run.id} is {run.status}; only a running run can be paused",
+                                  "illegal_transition")
         case PauseRun(actor=actor, reason=reason):
             return [RunPaused(run_id=run.id, at=at, actor=actor, reason=reason)]
 
         case ResumeRun() if run.status in ("running", "rolling_back"):
-            raise CommandRejected(f"run {run.id} is {run.status}, not paused; there is nothing to resume", "illegal_transition")
+            raise CommandRejected(f"run {run.id} is {run.status}, not paused; there is nothing to resume",
+                                  "illegal_transition")
         case ResumeRun() if run.status != "paused":
-            raise CommandRejected(f"run {run.id} is {run.status}; only a paused run can be resumed", "illegal_transition")
+            raise CommandRejected(f"run {run.id} is {run.status}; only a paused run can be resumed",
+                                  "illegal_transition")
         case ResumeRun(actor=actor):
             return [RunResumed(run_id=run.id, at=at, actor=actor), *_schedule_again(run, at)]
 
         case CancelRun() if run.status in ("cancelling", "cancelled"):
             return []
         case CancelRun() if run.finished:
-            raise CommandRejected(f"run {run.id} is already {run.status}; there is nothing to cancel", "illegal_transition")
+            raise CommandRejected(f"run {run.id} is already {run.status}; there is nothing to cancel",
+                                  "illegal_transition")
         case CancelRun(actor=actor, reason=reason):
             return [RunCancelRequested(run_id=run.id, at=at, actor=actor, reason=reason)]
 
@@ -122,12 +74,12 @@ def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
         case RollbackRun(actor=actor, reason=reason):
             return [_rollback_started(run, at, reason or f"rollback requested by {actor}", actor)]
 
-        case gates.Decide():
-            return gates.decide(run, cmd, at)
-        case gates.DeadlinePassed():
-            return gates.deadline_passed(run, cmd, at)
-        case DecideRetry():
-            return _retry(run, cmd, at)
+        case AnswerGate():
+            return gates.answer(run, cmd, at)
+        case ExpireGate():
+            return gates.expire(run, cmd, at)
+        case RecordRetryVerdict():
+            return _record_retry_verdict(run, cmd, at)
         case Advance():
             return []
         case BeginStep():
@@ -139,10 +91,11 @@ def _decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
 
 def _schedule_again(run: Run, at: datetime) -> list[RunEvent]:
     """Work scheduled before a pause was not started: schedule it afresh on resume."""
-    again: list[RunEvent] = [StepScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.attempt, reason="resumed")
-                             for s in run.steps.values() if s.status == "scheduled"]
-    again += [StepRollbackScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.rollback_attempt)
-              for s in run.steps.values() if s.rollback == "scheduled"]
+    again: list[RunEvent] = [
+        StepScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.attempt.number, reason="resumed")
+        for s in run.steps.values() if s.status == "scheduled"]
+    again += [StepRollbackScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.rollback.attempt)
+              for s in run.steps.values() if s.rollback.status == "scheduled"]
     return again
 
 
@@ -151,11 +104,11 @@ def _begin(run: Run, cmd: BeginStep, at: datetime) -> list[RunEvent]:
     if step is None:
         return []
     attempt, seq, state, holder = (
-        (step.rollback_attempt, step.rollback_seq, step.rollback, step.rollback_executor) if cmd.rollback
-        else (step.attempt, step.scheduled_seq, step.status, step.executor))
+        (step.rollback.attempt, step.rollback.scheduled_seq, step.rollback.status, step.rollback.executor)
+        if cmd.rollback else (step.attempt.number, step.attempt.scheduled_seq, step.status, step.attempt.executor))
     if attempt != cmd.attempt or seq != cmd.scheduled_seq:
         return []  # a stale schedule: a newer one exists, or the step moved on
-    common = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt)
+    common: dict[str, Any] = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt)
     if state == "scheduled" and run.status == ("rolling_back" if cmd.rollback else "running"):
         started = StepRollbackStarted if cmd.rollback else StepStarted
         return [started(**common, executor=cmd.executor)]
@@ -168,27 +121,28 @@ def _begin(run: Run, cmd: BeginStep, at: datetime) -> list[RunEvent]:
 
 def _finish(run: Run, cmd: FinishStep, at: datetime) -> list[RunEvent]:
     step = run.steps.get(cmd.step_id)
-    attempt, state = (step.rollback_attempt, step.rollback) if step and cmd.rollback else (
-        (step.attempt, step.status) if step else (0, ""))
+    attempt, state = (step.rollback.attempt, step.rollback.status) if step and cmd.rollback else (
+        (step.attempt.number, step.status) if step else (0, ""))
     if step is None or attempt != cmd.attempt or state != "running":
         return []  # already recorded (a retried append) or superseded
-    common = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt, outputs=cmd.outputs,
-                  duration_ms=cmd.duration_ms)
+    common: dict[str, Any] = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt, outputs=cmd.outputs,
+                                  duration_ms=cmd.duration_ms)
     succeeded, failed = (StepRolledBack, StepRollbackFailed) if cmd.rollback else (StepSucceeded, StepFailed)
     if not cmd.error:
         return [succeeded(**common)]
     return [failed(**common, error=cmd.error, category=cmd.category)]
 
 
-def _retry(run: Run, cmd: DecideRetry, at: datetime) -> list[RunEvent]:
+def _record_retry_verdict(run: Run, cmd: RecordRetryVerdict, at: datetime) -> list[RunEvent]:
     step = run.steps.get(cmd.step_id)
-    if step is None or step.retry != "deciding" or step.attempt != cmd.attempt:
+    if step is None or step.retry.status != "deciding" or step.attempt.number != cmd.attempt:
         return []   # decided already (a redelivered StepFailed)
-    common = dict(run_id=run.id, at=at, step_id=step.id, category=cmd.category, reason=cmd.reason, pattern=cmd.pattern)
+    common: dict[str, Any] = dict(run_id=run.id, at=at, step_id=step.id, category=cmd.category, reason=cmd.reason,
+                                  pattern=cmd.pattern)
     if cmd.retry and run.status in ("running", "paused"):
-        return [StepRetryScheduled(**common, attempt=step.attempt + 1, delay_seconds=cmd.delay_seconds,
+        return [StepRetryScheduled(**common, attempt=step.attempt.number + 1, delay_seconds=cmd.delay_seconds,
                                    due=at + timedelta(seconds=cmd.delay_seconds))]
-    return [StepNotRetried(**common, attempt=step.attempt, exhausted=cmd.exhausted)]
+    return [StepNotRetried(**common, attempt=step.attempt.number, exhausted=cmd.exhausted)]
 
 
 def advance(run: Run, at: datetime) -> list[RunEvent]:
@@ -223,16 +177,17 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
     in_flight = any(s.status == "running" for s in run.steps.values())
     if in_flight or run.finished or run.status == "paused":
         return events
-    if run.status == "running" and any(s.retry for s in run.steps.values()):
+    if run.status == "running" and any(s.retry.status for s in run.steps.values()):
         return events   # a failure still waits for its retry decision or its retry
     if run.status == "cancelling":
         emit(RunCancelled(run_id=run.id, at=at))
     elif run.status == "running":
         duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
-        failed = [s.id for s in run.steps.values() if s.status == "failed" and not s.retry and not _tolerated(run, s)]
+        failed = [s.id for s in run.steps.values()
+                  if s.status == "failed" and not s.retry.status and not _tolerated(run, s)]
         if failed and (_stopped_by_failure(run) or _all_settled(run)):
             reason = _failure_reason(run, failed)
-            if run.playbook.on_failure == "rollback" and rollback.waves(run):
+            if run.playbook.on_failure == "rollback" and rollback.rollback_waves(run):
                 emit(_rollback_started(run, at, reason, "system"))
                 events += _advance_rollback(run, at)
             else:
@@ -246,18 +201,18 @@ def _advance_rollback(run: Run, at: datetime) -> list[RunEvent]:
     if run.finished or run.status == "paused":
         return []
     if run.status == "cancelling":
-        busy = any(s.rollback == "running" for s in run.steps.values())
+        busy = any(s.rollback.status == "running" for s in run.steps.values())
         return [] if busy else [RunCancelled(run_id=run.id, at=at)]
-    events = rollback.advance(run, at)
+    events = rollback.next_rollback_events(run, at)
     for event in events:
         evolve(run, event)
     return events
 
 
 def _rollback_started(run: Run, at: datetime, reason: str, actor: str) -> RollbackStarted:
-    waves = rollback.waves(run)
+    waves = rollback.rollback_waves(run)
     if run.status == "rollback_failed":   # roll back again what is not rolled back yet
-        waves = [[s for s in wave if run.steps[s].rollback != "rolled_back"] for wave in waves]
+        waves = [[s for s in wave if run.steps[s].rollback.status != "rolled_back"] for wave in waves]
         waves = [wave for wave in waves if wave]
     return RollbackStarted(run_id=run.id, at=at, waves=waves, reason=reason, actor=actor)
 
@@ -266,12 +221,12 @@ def _ready(run: Run) -> list[StepState]:
     needs = run.started.plan.needs  # type: ignore[union-attr]
     steps = run.steps
     return [s for s in (steps[i] for i in sorted(run.pending, key=run.order.__getitem__))
-            if s.gate != "requested" and all(_settled(run, steps[n]) for n in needs.get(s.id, ()))]
+            if s.gate.status != "requested" and all(_settled(run, steps[n]) for n in needs.get(s.id, ()))]
 
 
 def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
     spec = run.specs[step.id]
-    attempt = step.attempt + 1
+    attempt = step.attempt.number + 1
     if spec.when is not None:
         try:
             go = evaluate(spec.when, context_of(run))
@@ -280,9 +235,9 @@ def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
                               error=f"cannot evaluate `when`: {err}", category="configuration")
         if not go:
             return StepSkipped(run_id=run.id, at=at, step_id=step.id, reason="`when` condition is false")
-    if spec.approval_gate is not None and step.gate != "granted":
+    if spec.approval_gate is not None and step.gate.status != "granted":
         return gates.request(run, step, context_of(run), at)
-    reason = "previous attempt interrupted" if step.category == "interrupted" else ""
+    reason = "previous attempt interrupted" if step.attempt.category == "interrupted" else ""
     return StepScheduled(run_id=run.id, at=at, step_id=step.id, attempt=attempt, reason=reason)
 
 
@@ -290,14 +245,14 @@ def context_of(run: Run) -> Context:
     """What `${...}` can see in this run: parameters, variables, outputs of finished steps."""
     started = run.started
     assert started is not None
-    outputs = {s.id: s.outputs for s in run.steps.values() if s.status == "succeeded"}
+    outputs = {s.id: s.attempt.outputs for s in run.steps.values() if s.status == "succeeded"}
     return Context(parameters=started.parameters, variables=started.playbook.variables, steps=outputs)
 
 
 def _settled(run: Run, step: StepState) -> bool:
     """Finished in a way that lets its dependents go on."""
     return step.status in ("succeeded", "skipped") or (
-        step.status == "failed" and not step.retry and _tolerated_or_continue(run, step))
+        step.status == "failed" and not step.retry.status and _tolerated_or_continue(run, step))
 
 
 def _tolerated(run: Run, step: StepState) -> bool:
@@ -311,7 +266,8 @@ def _tolerated_or_continue(run: Run, step: StepState) -> bool:
 def _stopped_by_failure(run: Run) -> bool:
     if not run.failures:
         return False     # no step ever failed: nothing to scan for
-    return any(s.status == "failed" and not s.retry and not _tolerated_or_continue(run, s) for s in run.steps.values())
+    return any(s.status == "failed" and not s.retry.status and not _tolerated_or_continue(run, s)
+               for s in run.steps.values())
 
 
 def _all_settled(run: Run) -> bool:
@@ -321,4 +277,4 @@ def _all_settled(run: Run) -> bool:
 def _failure_reason(run: Run, failed: list[str]) -> str:
     first = run.steps[failed[0]]
     more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-    return f"step {first.id} failed: {first.error}{more}"
+    return f"step {first.id} failed: {first.attempt.error}{more}"

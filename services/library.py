@@ -1,23 +1,20 @@
 """Stored playbooks: YAML files in known folders, started by id instead of pasted text.
 
-The folders are `$PLAYBOOK_LIBRARY` (separated like PATH), else `$PLAYBOOK_HOME/playbooks`
-and the bundled `examples/`. A playbook's id is its file name without `.yaml`; the first
-folder holding an id wins.
+The folders are the settings' `library_folders`: `$PLAYBOOK_LIBRARY` (separated like
+PATH), else `$PLAYBOOK_HOME/playbooks` and the bundled `examples/`. A playbook's id is
+its file name without `.yaml`; the first folder holding an id wins.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from services.embedded import playbook_home
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
@@ -35,33 +32,27 @@ class StoredPlaybook:
         return self.path.read_text(errors="replace")
 
 
-def library_folders() -> list[Path]:
-    if configured := os.environ.get("PLAYBOOK_LIBRARY"):
-        return [Path(part) for part in configured.split(os.pathsep) if part]
-    return [playbook_home() / "playbooks", EXAMPLES]
-
-
-def stored_playbooks() -> list[StoredPlaybook]:
+def stored_playbooks(folders: Sequence[Path]) -> list[StoredPlaybook]:
     found: dict[str, StoredPlaybook] = {}
-    for folder in library_folders():
+    for folder in folders:
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
             if path.stem not in found and _ID.fullmatch(path.stem):
-                found[path.stem] = _describe(path)
+                found[path.stem] = _stored(path)
     return sorted(found.values(), key=lambda p: p.id)
 
 
-def find_playbook(playbook_id: str) -> StoredPlaybook | None:
+def find_playbook(folders: Sequence[Path], playbook_id: str) -> StoredPlaybook | None:
     """The stored playbook with this id; ids never reach outside the folders."""
     if not _ID.fullmatch(playbook_id) or ".." in playbook_id:
         return None
-    for folder in library_folders():
+    for folder in folders:
         path = folder / f"{playbook_id}.yaml"
         if path.is_file():
-            return _describe(path)
+            return _stored(path)
     return None
 
 
-def _describe(path: Path) -> StoredPlaybook:
+def _stored(path: Path) -> StoredPlaybook:
     """Name and description for listings; a broken file is still listed, by its id."""
     try:
         data = yaml.safe_load(path.read_text())
@@ -69,13 +60,14 @@ def _describe(path: Path) -> StoredPlaybook:
         data = None
     data = data if isinstance(data, dict) else {}
     parameters = data.get("parameters")
+    parameters = [_plain(p) for p in parameters if isinstance(p, dict)] if isinstance(parameters, list) else []
     environments = data.get("environments")
     return StoredPlaybook(id=path.stem, path=path, name=str(data.get("name") or path.stem),
-                          description=str(data.get("description") or ""),
-                          parameters=[_plain(p) for p in parameters if isinstance(p, dict)] if isinstance(parameters, list) else [],
+                          description=str(data.get("description") or ""), parameters=parameters,
                           environments=[str(e) for e in environments] if isinstance(environments, dict) else [])
 
 
 def _plain(value: dict[Any, Any]) -> dict[str, Any]:
     """JSON-safe: YAML may hold dates and non-string keys."""
-    return json.loads(json.dumps(value, default=str, skipkeys=True))
+    plain: dict[str, Any] = json.loads(json.dumps(value, default=str, skipkeys=True))
+    return plain

@@ -8,15 +8,17 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from projections.projector import Projector
+from services.settings import Settings
 from ui.client import EngineClient
 
 
 @dataclass(slots=True)
-class WebContext:
+class Backend:
     nc: NATS
     client: EngineClient
     projector: Projector
+    settings: Settings
     started: float = field(default_factory=time.time)
 
 
-CONTEXT = web.AppKey("context", WebContext)
+BACKEND = web.AppKey("backend", Backend)

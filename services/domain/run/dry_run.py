@@ -13,9 +13,10 @@ from typing import Any
 from events.run import RunCompleted, RunEvent, StepSkipped
 from services.errors import PlaybookError
 from services.playbook import topological_order
+from services.playbook.plan import plan_waves
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
-from services.run.state import Run
+from services.domain.run.state import Run
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +45,18 @@ def plan(run: Run) -> list[PlannedStep]:
     started = run.started
     assert started is not None
     needs = started.plan.needs
-    waves: dict[str, int] = {}
+    wave_of = {step_id: i + 1 for i, wave in enumerate(plan_waves(started.plan)) for step_id in wave}
     ctx = Context(parameters=started.parameters, variables=started.playbook.variables)
     planned = []
     for step_id in topological_order(started.plan):
         spec = run.specs[step_id]
-        waves[step_id] = 1 + max((waves[n] for n in needs.get(step_id, ())), default=0)
         would, why = _would(spec.when, ctx)
         gate = ""
         if spec.approval_gate is not None:
             gate = "approval gate: " + (", ".join(spec.approval_gate.required_approvers) or "any approver")
-        planned.append(PlannedStep(step_id=step_id, action=spec.action, wave=waves[step_id], group=spec.parallel_group,
-                                   needs=list(needs.get(step_id, ())), would=would, why=why, gate=gate))
+        planned.append(PlannedStep(step_id=step_id, action=spec.action, wave=wave_of[step_id],
+                                   group=spec.parallel_group, needs=list(needs.get(step_id, ())), would=would, why=why,
+                                   gate=gate))
     return planned
 
 

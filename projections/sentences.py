@@ -16,7 +16,17 @@ from events.run import (
 )
 
 
-def describe(event: RunEvent) -> str | None:
+# How a timeline colours each kind of event: bad news, a wait, good news, or what a person did.
+TONES: dict[str, tuple[type[RunEvent], ...]] = {
+    "bad": (StepFailed, RunFailed, StepRollbackFailed, RollbackFailed, ApprovalRejected, ApprovalAttemptRefused,
+            ApprovalTimedOut, StepRemediationFailed, RunCancelled),
+    "wait": (StepRetryScheduled, StepNotRetried, ApprovalRequested, StepRemediationStarted),
+    "good": (StepSucceeded, RunCompleted, ApprovalGranted, StepRolledBack, RollbackCompleted, StepRemediated),
+    "person": (RunPaused, RunResumed, RunCancelRequested, ApprovalGiven, RollbackStarted),
+}
+
+
+def sentence(event: RunEvent) -> str | None:
     """A short sentence saying what happened, or None for an event not worth a line."""
     match event:
         case RunStarted():
@@ -95,7 +105,7 @@ def describe(event: RunEvent) -> str | None:
     return type(event).__name__
 
 
-def describe_circuit(event: CircuitEvent) -> str:
+def circuit_sentence(event: CircuitEvent) -> str:
     """One line for a breaker's event: which call, which transition and why."""
     match event:
         case CircuitCallFailed():

@@ -11,10 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from events.run import RollbackCompleted, RollbackFailed, RunEvent, StepRollbackScheduled
-from services.run.state import Run
+from services.domain.run.state import Run
 
 
-def waves(run: Run) -> list[list[str]]:
+def rollback_waves(run: Run) -> list[list[str]]:
+    """The steps to undo, in waves: latest finished first, a parallel group's members together."""
     undoable = [s for s in run.steps.values()
                 if run.specs[s.id].rollback and (s.status == "succeeded" or (s.status == "failed" and s.ran))]
     undoable.sort(key=lambda s: s.finished_order, reverse=True)
@@ -32,20 +33,20 @@ def waves(run: Run) -> list[list[str]]:
     return result
 
 
-def advance(run: Run, at: datetime) -> list[RunEvent]:
+def next_rollback_events(run: Run, at: datetime) -> list[RunEvent]:
     """The next rollback events: schedule the current wave, or end the rollback."""
     stop_on_failure = run.playbook.on_rollback_failure == "stop"
-    failed = [s for wave in run.waves for s in wave if run.steps[s].rollback == "failed"]
-    for wave in run.waves:
+    failed = [s for wave in run.rollback_waves for s in wave if run.steps[s].rollback.status == "failed"]
+    for wave in run.rollback_waves:
         states = [run.steps[s] for s in wave]
-        if any(s.rollback in ("scheduled", "running") for s in states):
+        if any(s.rollback.status in ("scheduled", "running") for s in states):
             return []
-        pending = [s for s in states if s.rollback == "pending"]
+        pending = [s for s in states if s.rollback.status == "pending"]
         if pending and not (failed and stop_on_failure):
-            return [StepRollbackScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.rollback_attempt + 1)
+            return [StepRollbackScheduled(run_id=run.id, at=at, step_id=s.id, attempt=s.rollback.attempt + 1)
                     for s in pending]
     if failed:
         return [RollbackFailed(run_id=run.id, at=at, failed_steps=failed,
-                               reason=f"rollback of {', '.join(failed)} failed: {run.steps[failed[0]].rollback_error}")]
+                               reason=f"rollback of {', '.join(failed)} failed: {run.steps[failed[0]].rollback.error}")]
     duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
     return [RollbackCompleted(run_id=run.id, at=at, duration_ms=duration)]

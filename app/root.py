@@ -1,0 +1,128 @@
+"""The composition root: which services and doors exist, and how each is built from the settings.
+
+Adding a service is one line in SERVICES, adding a door (an interface people or agents
+use) one line in DOORS. Process edges call `main` with the ones they run:
+`python -m services.run` the run service, `python -m ui.web` the web door, and
+`playbook up` everything (app/up.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from nats.aio.client import Client as NATS
+
+from services.aggregates import BreakerRepository, RunRepository, breaker_repository, run_repository
+from services.approval.service import ApprovalService
+from services.executor.processes import ProcessRules
+from services.executor.remediation import Remediation
+from services.executor.service import Executor
+from services.learning.config import LearningConfig
+from services.learning.service import LearningService
+from services.resilience.service import ResilienceService
+from services.run.service import RunService
+from services.settings import Settings
+from services.store import EventStore
+
+log = logging.getLogger("playbook")
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self, grace: float = 10.0) -> None: ...
+
+
+class Door(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What services are built from: one connection, one store, one repository per aggregate."""
+
+    nc: NATS
+    store: EventStore
+    runs: RunRepository
+    breakers: BreakerRepository
+    settings: Settings
+
+
+SERVICES: dict[str, Callable[[Parts], Service]] = {
+    "run": lambda p: RunService(p.nc, p.runs, p.breakers, p.settings),
+    "executor": lambda p: Executor(p.nc, p.runs, p.breakers, p.settings),
+    "approval": lambda p: ApprovalService(p.nc, p.runs, p.settings),
+    "resilience": lambda p: ResilienceService(p.nc, p.runs, p.settings, Remediation(
+        p.settings.secrets, ProcessRules.from_environ(p.settings.environ))),
+    "learning": lambda p: LearningService(p.nc, p.store, LearningConfig.from_env(p.settings.environ, p.settings.home)),
+}
+# Where each door's opener lives, loaded only by the processes that open it.
+DOORS: dict[str, str] = {
+    "web": "ui.web.app:start_web",
+}
+ALL_SERVICES = frozenset(SERVICES)
+
+
+@dataclass(slots=True)
+class Running:
+    """What is up once `serve` is ready: the services' connection and the open doors."""
+
+    nc: NATS
+    doors: dict[str, Door] = field(default_factory=dict)
+
+
+async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, doors: Iterable[str] = (), *,
+                ready: Callable[[Running], Awaitable[None]] | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run services and doors until SIGINT/SIGTERM (or `stop` is set), then close, drain and stop."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    which = sorted(services)
+    nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
+    store = EventStore(nc)
+    await store.ensure_stream()
+    parts = Parts(nc, store, run_repository(store), breaker_repository(store), settings)
+    started = [SERVICES[name](parts) for name in which]
+    running = Running(nc)
+    try:
+        for service in started:
+            await service.start()
+        for name in doors:
+            running.doors[name] = door = await _opener(name)(settings)
+            log.info("%s on %s", name, door.url)
+        if ready is not None:
+            await ready(running)
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        for door in reversed(running.doors.values()):
+            await door.close()
+        for service in reversed(started):
+            await service.stop()
+        await nc.drain()
+
+
+def _opener(door: str) -> Callable[[Settings], Awaitable[Door]]:
+    module, _, function = DOORS[door].partition(":")
+    opener: Callable[[Settings], Awaitable[Door]] = getattr(importlib.import_module(module), function)
+    return opener
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(services: Iterable[str] = ALL_SERVICES, doors: Iterable[str] = ()) -> None:
+    """A process edge: the settings from this process's environment, then serve."""
+    settings = Settings.from_environ(os.environ)
+    configure_logging(settings)
+    asyncio.run(serve(settings, services, doors))

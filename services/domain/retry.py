@@ -1,0 +1,94 @@
+"""Whether and when a failed attempt runs again: the step's `retry` policy and error handlers, pure.
+
+Backoff is `base_delay * 2^(attempt-1)` (or flat), capped at `max_delay`, with jitter
+(`full` by default, as in the well-known AWS analysis; `equal`; `none`). A Retry-After
+from a 429/503 is respected within `max_delay`. The random draw arrives as `draw` in
+[0, 1), so the decision itself stays pure and testable.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from events.playbook import ErrorHandler, RetryPolicy
+from events.run import StepFailed
+from services.domain.classify import Classification
+from services.domain.run.commands import RecordRetryVerdict
+
+DEFAULT_RETRY_ON = ("network", "timeout", "temporary", "dependency")
+
+
+def backoff(policy: RetryPolicy, attempt: int, draw: float, retry_after: float | None = None) -> float:
+    delay = policy.base_delay * (2 ** (attempt - 1) if policy.exponential_backoff else 1)
+    delay = min(delay, policy.max_delay)
+    if policy.jitter == "full":
+        delay *= draw
+    elif policy.jitter == "equal":
+        delay = delay / 2 + delay / 2 * draw
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, policy.max_delay))
+    return round(delay, 3)
+
+
+def retry_verdict(step_id: str, attempt: int, policy: RetryPolicy, found: Classification,
+                  outputs: Mapping[str, Any], draw: float) -> RecordRetryVerdict:
+    status = outputs.get("status_code") if isinstance(outputs, Mapping) else None
+    why = f"{found.category} error ({found.signal})"
+    common: dict[str, Any] = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
+    if attempt >= policy.max_attempts:
+        return RecordRetryVerdict(**common, retry=False, exhausted=True,
+                                  reason=f"{why}; all {policy.max_attempts} attempts used")
+    if policy.retry_on_status is not None and isinstance(status, int):
+        retryable = status in policy.retry_on_status
+        rule = f"status {status} {'is' if retryable else 'is not'} in retry_on_status"
+    else:
+        allowed = policy.retry_on_errors if policy.retry_on_errors is not None else DEFAULT_RETRY_ON
+        retryable = found.category in allowed
+        rule = f"{found.category} {'is' if retryable else 'is not'} in retry_on_errors ({', '.join(allowed)})"
+    if not retryable:
+        return RecordRetryVerdict(**common, retry=False, reason=f"{why}; not retried: {rule}")
+    retry_after = outputs.get("retry_after") if isinstance(outputs, Mapping) else None
+    delay = backoff(policy, attempt, draw, retry_after if isinstance(retry_after, (int, float)) else None)
+    return RecordRetryVerdict(**common, retry=True, delay_seconds=delay,
+                              reason=f"{why}; attempt {attempt + 1} of {policy.max_attempts} in {delay:g}s ({rule})")
+
+
+def matching_handler(handlers: list[ErrorHandler], found: Classification, failed: StepFailed) -> int | None:
+    """The first error handler for this failure's category or text, by index."""
+    text = " ".join(str(part) for part in (failed.error, failed.outputs.get("stderr", ""),
+                                           failed.outputs.get("stdout", "")))
+    for index, handler in enumerate(handlers):
+        if handler.category and handler.category == found.category:
+            return index
+        if handler.pattern and re.search(handler.pattern, text, re.IGNORECASE):
+            return index
+    return None
+
+
+def handler_name(index: int, own: int) -> str:
+    """How a handler is named in reasons: the playbook's own come first, then the engine's."""
+    return f"error handler {index + 1}" if index < own else f"engine error handler {index - own + 1}"
+
+
+def without_policy(step_id: str, attempt: int, found: Classification) -> RecordRetryVerdict:
+    """A failure with neither a retry policy nor an error handler for it stands."""
+    why = f"{found.category} error ({found.signal}); no retry policy and no error handler for it"
+    return RecordRetryVerdict(step_id=step_id, attempt=attempt, retry=False, category=found.category,
+                              pattern=found.pattern, reason=why)
+
+
+def after_remediation(step_id: str, attempt: int, policy: RetryPolicy | None, handler: ErrorHandler,
+                      found: Classification, why: str, remediated: bool) -> RecordRetryVerdict:
+    """Retry at once after a successful remediation, unless the handler or the attempts say no."""
+    limit = policy.max_attempts if policy else 2
+    common: dict[str, Any] = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
+    if not remediated:
+        return RecordRetryVerdict(**common, retry=False, reason=f"{why}: the remediation failed")
+    if handler.then == "fail":
+        return RecordRetryVerdict(**common, retry=False,
+                                  reason=f"{why}: remediated; the handler lets the failure stand")
+    if attempt >= limit:
+        return RecordRetryVerdict(**common, retry=False, exhausted=True,
+                                  reason=f"{why}: remediated, but all {limit} attempts used")
+    return RecordRetryVerdict(**common, retry=True, delay_seconds=0.0, reason=f"{why}: remediated; retrying at once")

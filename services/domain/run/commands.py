@@ -1,0 +1,86 @@
+"""What the services ask of the run decider, beside the public commands of `events.commands`.
+
+These never travel: each service builds one from what it received (an event, a result,
+a verdict) and hands it to `decide` with the time it received it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
+from events.run import ErrorCategory
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """Schedule whatever is ready (after a start, a resume, or a crash between appends)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BeginStep:
+    """An executor received `StepScheduled` (or `StepRollbackScheduled` when `rollback`),
+    stored at stream sequence `scheduled_seq`, and wants to run it.
+
+    `redelivered`: the message reached this executor although another may have started
+    the attempt; as executors ack only when a step ends, that one has died.
+    """
+
+    step_id: str
+    attempt: int
+    scheduled_seq: int
+    executor: str
+    redelivered: bool
+    rollback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FinishStep:
+    """An executor finished an attempt: `error` empty means it succeeded."""
+
+    step_id: str
+    attempt: int
+    outputs: Any
+    duration_ms: float
+    error: str = ""
+    category: ErrorCategory = "unknown"
+    rollback: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRetryVerdict:
+    """The resilience service's verdict on a failed attempt: retry (after `delay_seconds`) or not.
+
+    Its randomness (jitter) was drawn before, so recording it stays pure.
+    """
+
+    step_id: str
+    attempt: int
+    retry: bool
+    category: ErrorCategory
+    reason: str
+    pattern: str | None = None
+    delay_seconds: float = 0.0
+    exhausted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerGate:
+    """A person approves (`approve`) or rejects a gate; `groups` come from the directory, at the edge."""
+
+    step_id: str
+    actor: str
+    groups: tuple[str, ...]
+    approve: bool
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExpireGate:
+    """The gate's deadline timer fired."""
+
+    step_id: str
+
+
+RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | FinishStep
+              | AnswerGate | ExpireGate | RecordRetryVerdict)

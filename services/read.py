@@ -1,0 +1,43 @@
+"""What interfaces and projections may read of the engine, in one place.
+
+The CLI, the web server and the projections depend on this module (and on the
+language, `services.playbook`, to check playbooks), never on the services' insides:
+the run fold and its states, breakers, a dry run's plan, stored playbooks, and
+reading runs and breakers from the stream.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from events import subjects
+from events.circuit import CircuitEvent, decode_circuit_event
+from services.domain.breaker import Breaker, token
+from services.domain.breaker import evolve as evolve_breaker
+from services.domain.run.dry_run import PlannedStep
+from services.domain.run.dry_run import plan as dry_run_plan
+from services.domain.run.gates import approvals_needed
+from services.domain.run.state import ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Run, StepState, evolve, fold
+from services.library import StoredPlaybook, find_playbook, stored_playbooks
+from services.playbook.plan import plan_waves
+from services.store import EventStore
+
+__all__ = [
+    "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "EventStore", "PlannedStep", "Run", "StepState",
+    "StoredPlaybook", "all_breakers", "approvals_needed", "breaker_history", "dry_run_plan", "evolve", "find_playbook",
+    "fold", "plan_waves", "stored_playbooks",
+]
+
+
+async def all_breakers(store: EventStore) -> list[Breaker]:
+    """Every breaker the engine has seen, for `playbook circuits`."""
+    envelopes, _ = await store.load_aggregate(subjects.CIRCUIT_SUBJECTS, decode_circuit_event)
+    breakers: dict[str, Breaker] = {}
+    for seq, event in envelopes:
+        evolve_breaker(breakers.setdefault(event.key, Breaker(key=event.key)), event, seq)
+    return sorted(breakers.values(), key=lambda b: b.key)
+
+
+async def breaker_history(store: EventStore, key: str) -> Sequence[tuple[int, CircuitEvent]]:
+    """Every event of one breaker, with its stream sequence, for `playbook events --circuit`."""
+    envelopes, _ = await store.load_aggregate(f"{subjects.circuit(token(key))}.>", decode_circuit_event)
+    return envelopes

@@ -1,0 +1,149 @@
+"""Aggregates in memory, kept current from the store: load, decide, append, retry on conflict.
+
+Every service changes an aggregate (a run, a circuit breaker) the same way:
+`change(key, decision)`. The decision is made on the freshest state this process has; if
+another process appended meanwhile, the store says so (optimistic concurrency), we
+catch up and decide again. A lock per key keeps this process's own decisions in order.
+The cache is bounded (least recently used goes first) and holds only what its kind says
+is worth keeping; a lock lives only while someone holds or waits for it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+import msgspec
+
+from services.errors import ConcurrencyConflict
+from services.store import EventStore
+
+MAX_CONFLICT_RETRIES = 20
+
+
+class Versioned(Protocol):
+    version: int       # stream sequence of the last event applied; 0 = nothing yet
+
+
+S = TypeVar("S", bound=Versioned)
+E = TypeVar("E", bound=msgspec.Struct)
+A = TypeVar("A")
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate(Generic[S, E]):
+    """How one kind of aggregate lives in the stream and folds into its state."""
+
+    prefix: Callable[[str], str]                # key -> subject prefix, e.g. `pb.run.<id>`
+    decode: Callable[[bytes], E]
+    new: Callable[[str], S]                     # the state of a key with no events
+    evolve: Callable[[S, E, int], object]       # apply one event, stored at that sequence, in place
+    keep: Callable[[S], bool] = lambda state: True          # worth caching (else loaded when asked)
+    always_catch_up: bool = False               # read what others appended before every decision
+    obsoleted_timer: Callable[[E], str | None] = lambda event: None   # the timer an event cancels
+
+
+class Repository(Generic[S, E]):
+    def __init__(self, store: EventStore, kind: Aggregate[S, E], capacity: int = 2000) -> None:
+        self.store, self.kind, self.capacity = store, kind, capacity
+        self._cache: OrderedDict[str, S] = OrderedDict()
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}   # key -> (lock, [holders and waiters])
+
+    async def get(self, key: str, min_version: int = 0) -> S:
+        """The state, at least as new as `min_version` (the sequence of an event we hold)."""
+        async with self._locked(key):
+            return await self._current(key, min_version)
+
+    async def change(self, key: str, decision: Callable[[S], list[E]], min_version: int = 0) -> tuple[S, list[E]]:
+        """Decide on the state and append what was decided; returns the state and the new events.
+
+        A conflict part-way through a decision keeps what was already appended (it is in
+        the stream) and decides again on the caught-up state for the rest; every event
+        this call appended is returned.
+        """
+        state, appended, _ = await self._change(key, lambda s: (decision(s), None), min_version)
+        return state, appended
+
+    async def change_answering(self, key: str, decision: Callable[[S], tuple[list[E], A]]) -> A:
+        """As `change`, for a decision that also answers (a breaker's refusal): the answer of the
+        decision whose events were recorded."""
+        _, _, answer = await self._change(key, decision, 0)
+        return answer
+
+    async def create(self, key: str, first: E) -> S:
+        """Append the event that opens a new aggregate; ConcurrencyConflict if it exists."""
+        async with self._locked(key):
+            state = self.kind.new(key)
+            await self._append(key, state, [first], [])
+            self._remember(key, state)
+            return state
+
+    def forget(self, key: str) -> None:
+        self._cache.pop(key, None)
+
+    async def _change(self, key: str, decision: Callable[[S], tuple[list[E], A]],
+                      min_version: int) -> tuple[S, list[E], A]:
+        async with self._locked(key):
+            state = await self._current(key, min_version)
+            appended: list[E] = []
+            for _ in range(MAX_CONFLICT_RETRIES):
+                events, answer = decision(state)
+                try:
+                    await self._append(key, state, events, appended)
+                    return state, appended, answer
+                except ConcurrencyConflict:
+                    await self._catch_up(key, state)
+            raise ConcurrencyConflict(key)
+
+    async def _current(self, key: str, min_version: int) -> S:
+        state = self._cache.get(key)
+        if state is None:
+            state = self.kind.new(key)
+            await self._catch_up(key, state)
+            self._remember(key, state)
+            return state
+        if self.kind.always_catch_up or state.version < min_version:
+            await self._catch_up(key, state)
+        self._cache.move_to_end(key)
+        return state
+
+    async def _catch_up(self, key: str, state: S) -> None:
+        envelopes, last = await self.store.load_aggregate(f"{self.kind.prefix(key)}.>", self.kind.decode,
+                                                          after=state.version)
+        for seq, event in envelopes:
+            self.kind.evolve(state, event, seq)
+        state.version = max(state.version, last)
+
+    async def _append(self, key: str, state: S, events: list[E], appended: list[E]) -> None:
+        try:
+            for event in events:
+                (seq,) = await self.store.append_aggregate(self.kind.prefix(key), [event], state.version,
+                                                           cancel_timer=self.kind.obsoleted_timer(event))
+                self.kind.evolve(state, event, seq)
+                appended.append(event)
+        finally:
+            if appended and not self.kind.keep(state):
+                self.forget(key)
+
+    def _remember(self, key: str, state: S) -> None:
+        if not self.kind.keep(state):
+            return
+        self._cache[key] = state
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
+
