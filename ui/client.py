@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Callable, AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from events.json_limits import stored_decoder
 from events import subjects
 from events.codec import decode_event, encode
 from events.circuit import CircuitEvent
@@ -23,7 +24,7 @@ from projections import run_list
 from services.errors import EngineUnavailable
 from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold
 
-_reply_decoder = msgspec.json.Decoder(Reply)
+_reply_decoder: Callable[[bytes], Reply] = stored_decoder(Reply)   # an answer of the engine
 
 
 class EngineClient:
@@ -41,7 +42,7 @@ class EngineClient:
             if "no responders" in str(err).lower() or isinstance(err, (TimeoutError, asyncio.TimeoutError)):
                 raise EngineUnavailable("the engine did not answer: is `playbook up` running?") from err
             raise
-        return _reply_decoder.decode(msg.data)
+        return _reply_decoder(msg.data)
 
     async def events(self, run_id: str) -> list[tuple[int, RunEvent]]:
         envelopes, _ = await self.store.load(run_id)

@@ -28,6 +28,7 @@ from events.circuit import decode_circuit_event
 from events.codec import decode_event
 from events.commands import Rejection
 from events.insights import Insights, InsightsRequest, LearningReply, LearningStatus, Rebuilt
+from events.json_limits import decode_json
 from services.learning.config import LearningConfig
 from services.learning.errors import LearningRefused
 from services.learning.facts import Fact
@@ -278,7 +279,7 @@ class LearningService:
             await msg.respond(data)
 
     async def _insights_request(self, data: bytes) -> LearningReply:
-        request = msgspec.json.decode(data or b"{}", type=InsightsRequest)
+        request = decode_json(data or b"{}", InsightsRequest)
         if request.after > self.position:
             if self._stores.building:
                 raise LearningRefused("rebuilding", "the knowledge is being rebuilt; ask again when it is done")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -29,7 +28,7 @@ from events.commands import (
 )
 from events.circuit import CircuitReset
 from events.run import RunEvent, RunStarted
-from services.errors import CommandRejected, ConcurrencyConflict
+from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, TooLarge
 from services.playbook import PlaybookInvalid, load_playbook
 from services.directory import Directory
 from services.domain.run.gates import Refused
@@ -43,10 +42,9 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 COMMAND_QUEUE = "run-commands"
+COMMANDS_AT_ONCE = 64
 # Events written by commands and followed by more in the same decision: if the process
 # died in between, the advancer finishes the decision.
-COMMANDS_AT_ONCE = 64
-_RUN_ID = re.compile(subjects.RUN_ID_PATTERN)
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
                  "RollbackStarted")
 
@@ -88,12 +86,22 @@ class RunService:
         else:
             reply = await self.handle(command)
         if msg.reply:
-            await self.nc.publish(msg.reply, encode(reply))
+            await self.nc.publish(msg.reply, self._fitting(reply))
+
+    def _fitting(self, reply: Reply) -> bytes:
+        """The reply, without its events if they would not fit in one NATS message (they are in the stream)."""
+        data = encode(reply)
+        if len(data) > self.nc.max_payload:
+            data = encode(Reply(accepted=reply.accepted, run_id=reply.run_id, error=reply.error, events=[
+                {"type": event["type"]} for event in reply.events]))
+        return data
 
     async def handle(self, command: Command) -> Reply:
         """Carry out one command; the only entry point for every interface."""
         try:
             run_id, events = await self._dispatch(command)
+        except (EngineUnavailable, TooLarge) as err:
+            return _rejected(err.code, str(err))
         except Refused as err:
             await self._record_refusal(err)
             return _rejected(err.code, str(err))
@@ -109,6 +117,9 @@ class RunService:
         return Reply(accepted=True, run_id=run_id, events=[to_builtins(e) for e in events])
 
     async def _dispatch(self, command: Command) -> tuple[str | None, Sequence[msgspec.Struct]]:
+        named = getattr(command, "run_id", None)
+        if named is not None and not subjects.valid_run_id(named):   # decoded commands are checked already
+            raise CommandRejected(f"run id {named!r} may hold only letters, digits, '-' and '_'", "bad_request")
         match command:
             case StartRun():
                 return await self._start(command)
@@ -143,8 +154,6 @@ class RunService:
         loaded = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source, parameters=cmd.parameters,
                                          environment=cmd.environment, allow_unsafe_shell=cmd.allow_unsafe_shell)
         run_id = cmd.run_id or new_run_id()
-        if not _valid_run_id(run_id):
-            raise CommandRejected(f"run id {run_id!r} may hold only letters, digits, '-' and '_'", "bad_request")
         started = RunStarted(
             run_id=run_id, at=now(), actor=cmd.actor, playbook=loaded.playbook, plan=loaded.plan,
             parameters=loaded.parameters, environment=loaded.environment, source=cmd.source,
@@ -161,11 +170,6 @@ class RunService:
     async def _advance(self, msg: Msg, event: RunEvent, seq: int) -> None:
         at = now()
         await self.runs.change(event.run_id, lambda run: decide(run, Advance(), at), min_version=seq)
-
-
-def _valid_run_id(run_id: str) -> bool:
-    """Run ids are NATS subject tokens and URL path parts: ASCII letters, digits, - and _."""
-    return bool(_RUN_ID.fullmatch(run_id))
 
 
 def _rejected(code: str, message: str, details: list[dict[str, Any]] | None = None) -> Reply:

@@ -16,6 +16,7 @@ import nats.errors
 from aiohttp import web
 
 from events import subjects
+from events.json_limits import decode_json
 from events.run import RunEvent
 from events.commands import (
     ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RollbackRun, StartRun,
@@ -97,8 +98,9 @@ async def read_body(request: web.Request, kind: type[B]) -> B:
     """The body as `kind`; an empty body means every default (if `kind` has them)."""
     raw = await request.read()
     try:
-        return msgspec.json.decode(raw or b"{}", type=kind)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as err:   # RecursionError: nested too deep
+        body: B = decode_json(raw or b"{}", kind)
+        return body
+    except msgspec.DecodeError as err:   # ValidationError, and JSON nested too deep, included
         raise ApiError(400, "bad_request", f"{request.method} {request.path}: bad JSON body: {err}") from None
 
 
