@@ -6,6 +6,7 @@ Any number of them can run beside one engine.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -19,7 +20,7 @@ from nats.aio.msg import Msg
 
 from events import subjects
 from projections.projector import Projector
-from services.read import EventStore
+from services.read import EventStore, StoreReadiness
 from services.settings import Settings
 from ui.client import EngineClient
 from ui.web import api, insights, openapi, prometheus, streams
@@ -37,10 +38,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready to serve: NATS connected, the stream there, the projector caught up."""
+    """Ready to serve: NATS connected, the stream there and taking writes, the projector caught up.
+
+    When not, `reasons` says why in sentences an operator can act on (the store full, NATS
+    down, the stream missing or without a leader, the views behind).
+    """
     backend = request.app[BACKEND]
+    problem = await backend.readiness.problem()
     checks: dict[str, Any] = {"nats_connected": backend.nc.is_connected, "stream": False,
-              "projections_caught_up": backend.projector.caught_up, "projection_lag": None}
+                              "store_writable": problem is None,
+                              "projections_caught_up": backend.projector.caught_up, "projection_lag": None}
+    reasons = [problem] if problem else []
     if backend.nc.is_connected:
         try:
             info = await backend.nc.jetstream().stream_info(subjects.RUNS_STREAM)
@@ -50,8 +58,10 @@ async def readyz(request: web.Request) -> web.Response:
             checks["projections_caught_up"] = checks["projections_caught_up"] and lag <= READY_LAG
         except Exception as err:  # noqa: BLE001 - any failure here means "not ready", said in the body
             checks["stream_error"] = str(err)
-    ready = all(checks[k] for k in ("nats_connected", "stream", "projections_caught_up"))
-    return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+    if not checks["projections_caught_up"]:
+        reasons.append(f"the views are behind the stream (lag {checks['projection_lag']})")
+    ready = not reasons and all(checks[k] for k in ("nats_connected", "stream"))
+    return web.json_response({"ready": ready, "reasons": reasons, **checks}, status=200 if ready else 503)
 
 
 async def demo_service(request: web.Request) -> web.Response:
@@ -101,11 +111,12 @@ class WebServer:
 async def start_web(settings: Settings) -> WebServer:
     """Connect, start the projector, serve on the settings' web host and port (0 picks a free one)."""
     nc = await settings.connect("playbook-web")
-    await EventStore(nc).ensure_stream()
+    await EventStore(nc).ensure_stream(settings.stream_replicas)
     projector = Projector(nc, settings.home / "projections" / "views.msgpack")
     await projector.start()
     await _answer_rebuilds(nc, projector)
-    backend = Backend(nc=nc, client=EngineClient(nc), projector=projector, settings=settings)
+    backend = Backend(nc=nc, client=EngineClient(nc), projector=projector, settings=settings,
+                      readiness=StoreReadiness(nc))
     # Handler cancellation: a browser that goes away ends its SSE stream at once.
     runner = web.AppRunner(make_app(backend), access_log=None, handler_cancellation=True)
     await runner.setup()
@@ -116,8 +127,15 @@ async def start_web(settings: Settings) -> WebServer:
 
 
 async def _answer_rebuilds(nc: NATS, projector: Projector) -> None:
-    """`playbook projections rebuild` asks every web server over NATS."""
+    """`playbook projections rebuild` asks every web server over NATS; askers at once join one rebuild."""
+    answering: set[asyncio.Task[None]] = set()
+
     async def on_request(msg: Msg) -> None:
+        task = asyncio.create_task(answer(msg))     # each in its own task, so that a second asker joins
+        answering.add(task)
+        task.add_done_callback(answering.discard)
+
+    async def answer(msg: Msg) -> None:
         try:
             result = {"ok": True, **await projector.rebuild()}
         except Exception as err:  # the asker gets the reason, the server stays up

@@ -28,8 +28,7 @@ from ui.web.identity import USER_HEADER
 JSON = "application/json"
 REF = "#/components/schemas/{name}"
 # Every error code and its status: the run service's, plus those the web edge adds.
-STATUS = {**STATUS_OF_CODE, "bad_identity": 400, "engine_unavailable": 503, "not_found": 404,
-          "request_entity_too_large": 413}
+STATUS = {**STATUS_OF_CODE, "bad_identity": 400, "not_found": 404}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -149,9 +148,10 @@ HAND_WRITTEN: dict[str, Any] = {
                        "reason": {"type": ["string", "null"]}, "last_change": _NULLABLE_TIME},
     },
     "Rebuilt": {
-        "type": "object", "required": ["events", "position", "runs", "seconds"],
-        "properties": {"events": {"type": "integer"}, "position": {"type": "integer"}, "runs": {"type": "integer"},
-                       "seconds": {"type": "number"}},
+        "type": "object", "required": ["rebuild", "events", "position", "runs", "seconds"],
+        "description": "Rebuilds run one at a time: askers while one runs join it and share its answer (`rebuild`).",
+        "properties": {"rebuild": {"type": "integer"}, "events": {"type": "integer"},
+                       "position": {"type": "integer"}, "runs": {"type": "integer"}, "seconds": {"type": "number"}},
     },
 }
 
