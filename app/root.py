@@ -89,7 +89,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     which = sorted(services)
     nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
     store = EventStore(nc)
-    await store.ensure_stream()
+    await store.ensure_stream(settings.stream_replicas)
     parts = Parts(nc, store, run_repository(store), breaker_repository(store), settings)
     started = [SERVICES[name](parts) for name in which]
     running = Running(nc)

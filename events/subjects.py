@@ -80,6 +80,10 @@ def circuit(token: str) -> str:
     return f"{PREFIX}.circuit.{token}"
 
 
+# Where readiness checks that JetStream takes a write: a stream of one tiny message, replicated as PB_RUNS.
+PROBE_STREAM = "PB_PROBE"
+PROBE_SUBJECT = f"{PREFIX}.probe"
+
 # A request every web server answers by refolding its views from the first event.
 PROJECTIONS_REBUILD = f"{PREFIX}.projections.rebuild"
 

@@ -66,9 +66,8 @@ class EventStore:
         self._batches: dict[str, _Batch] = {}
 
     async def ensure_stream(self, replicas: int = 1) -> None:
-        """Create `PB_RUNS`, or bring its configuration up to date. Idempotent."""
-        config = {
-            "name": self.stream,
+        """Create `PB_RUNS` (and the readiness probe's stream), or bring their configuration up to date. Idempotent."""
+        await self._ensure(self.stream, {
             "subjects": [subjects.RUN_SUBJECTS, subjects.TIMER_SUBJECTS, subjects.CIRCUIT_SUBJECTS],
             "storage": "file",
             "retention": "limits",
@@ -77,15 +76,21 @@ class EventStore:
             "allow_msg_schedules": True,
             "allow_atomic": True,
             "duplicate_window": 120_000_000_000,
-        }
-        body = json.dumps(config).encode()
-        reply = await self._api(f"$JS.API.STREAM.CREATE.{self.stream}", body)
+        })
+        await self._ensure(subjects.PROBE_STREAM, {
+            "subjects": [subjects.PROBE_SUBJECT], "storage": "file", "num_replicas": replicas, "max_msgs": 1,
+            "discard": "old", "duplicate_window": 1_000_000_000,
+        })
+
+    async def _ensure(self, name: str, config: dict[str, Any]) -> None:
+        body = json.dumps({"name": name, **config}).encode()
+        reply = await self._api(f"$JS.API.STREAM.CREATE.{name}", body)
         error = reply.get("error")
         if error and error.get("err_code") == STREAM_NAME_IN_USE:
-            reply = await self._api(f"$JS.API.STREAM.UPDATE.{self.stream}", body)
+            reply = await self._api(f"$JS.API.STREAM.UPDATE.{name}", body)
             error = reply.get("error")
         if error:
-            raise PlaybookError(f"cannot set up stream {self.stream}: {error.get('description')}")
+            raise PlaybookError(f"cannot set up stream {name}: {error.get('description')}")
 
     async def _api(self, subject: str, body: bytes) -> dict[str, Any]:
         async def ask() -> dict[str, Any]:

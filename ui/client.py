@@ -21,7 +21,7 @@ from events.circuit import CircuitEvent
 from events.commands import Command, Reply
 from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
 from projections import run_list
-from services.errors import EngineUnavailable
+from services.errors import EngineUnavailable, TooLarge
 from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold
 
 _reply_decoder: Callable[[bytes], Reply] = stored_decoder(Reply)   # an answer of the engine
@@ -35,9 +35,13 @@ class EngineClient:
     async def send(self, command: Command, timeout: float = 30.0) -> Reply:
         body = msgspec.json.decode(encode(command))
         body.pop("type", None)
+        data = json.dumps(body).encode()
+        name = type(command).__name__
+        if len(data) > self.nc.max_payload:
+            raise TooLarge(f"the {name} command is {len(data):,} bytes; NATS carries at most {self.nc.max_payload:,} "
+                           "(the server's max_payload): send a smaller playbook")
         try:
-            msg = await self.nc.request(subjects.command(type(command).__name__),
-                                        json.dumps(body).encode(), timeout=timeout)
+            msg = await self.nc.request(subjects.command(name), data, timeout=timeout)
         except Exception as err:
             if "no responders" in str(err).lower() or isinstance(err, (TimeoutError, asyncio.TimeoutError)):
                 raise EngineUnavailable("the engine did not answer: is `playbook up` running?") from err

@@ -132,7 +132,7 @@ REFUSALS = [
      "bad_request", "$.dry_run"),
     ("body nested past all reason", "POST", "/api/validate", None,
      b'{"playbook": "x", "parameters": ' + b'{"a":' * 5000 + b"1" + b"}" * 5001, None, 400, "bad_request",
-     "recursion"),
+     "nested deeper than 64 levels"),
     ("validate without playbook", "POST", "/api/validate", {}, None, None, 400, "bad_request", "playbook"),
     ("reset without key", "POST", "/api/circuits/reset", {}, None, None, 400, "bad_request", "key"),
     ("unknown field in a control body", "POST", "/api/runs/r1/pause", {"why": "x"}, None, None, 400, "bad_request",

@@ -19,9 +19,9 @@ from events.circuit import CircuitEvent
 from events.run import RunEvent
 from events.schema import json_schema
 from projections.sentences import circuit_sentence
-from services.errors import EngineUnavailable, PlaybookError
+from services.errors import EngineUnavailable, PlaybookError, TooLarge
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
-from services.settings import Settings
+from services.settings import Settings, connect_options
 from ui.cli import insights as insights_command
 from ui.cli.render import (
     EXIT_INVALID, EXIT_UNAVAILABLE, Follower, event_json, plan_table, status_table, terminal_line,
@@ -50,7 +50,7 @@ async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitab
         pass
 
     try:
-        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet)
+        nc = await nats.connect(**connect_options(url), connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet)
     except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
         raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
                                 "is `playbook up` running?") from None
@@ -70,7 +70,13 @@ def print_reply(reply: Reply, as_json: bool) -> int:
         print(f"run {reply.run_id}: " + (", ".join(e["type"] for e in reply.events) or "nothing to do (already so)"))
     elif reply.error is not None:
         print(f"rejected ({reply.error.code}): {reply.error.message}", file=sys.stderr)
-    return 0 if reply.accepted else 1
+    return 0 if reply.accepted else exit_code(reply, 1)
+
+
+def exit_code(reply: Reply, rejected: int) -> int:
+    """A refusal's exit code: 4 when the engine cannot take it now (retry later), 2 when it is too large."""
+    code = reply.error.code if reply.error else ""
+    return {EngineUnavailable.code: EXIT_UNAVAILABLE, TooLarge.code: EXIT_INVALID}.get(code, rejected)
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -105,7 +111,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                                            allow_unsafe_shell=args.allow_unsafe_shell))
         if not reply.accepted or reply.run_id is None:
             print_reply(reply, args.json)
-            return EXIT_INVALID
+            return exit_code(reply, EXIT_INVALID)
         if args.dry_run:
             print(plan_table(await client.run(reply.run_id)))
             return 0

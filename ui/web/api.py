@@ -24,7 +24,7 @@ from events.commands import (
 from projections import run_list
 from projections.run_view import run_view, timeline
 from projections.step_logs import logs_of
-from services.errors import EngineUnavailable
+from services.errors import EngineUnavailable, TooLarge
 from services.playbook import validate_playbook
 from services.read import find_playbook, fold, stored_playbooks
 from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, StartBody, ValidateBody
@@ -39,7 +39,10 @@ B = TypeVar("B", bound=msgspec.Struct)
 STATUS_OF_CODE = {
     "bad_request": 400, "invalid_playbook": 422, "unknown_run": 404, "unknown_playbook": 404,
     "illegal_transition": 409, "run_exists": 409, "approval_refused": 403, "internal_error": 502,
+    "engine_unavailable": 503, "request_entity_too_large": 413,
 }
+# The engine's codes for the two things HTTP has its own words for.
+HTTP_CODE = {EngineUnavailable.code: "engine_unavailable", TooLarge.code: "request_entity_too_large"}
 MAX_LIMIT = 1000
 # Run ids are subject tokens: anything else (".", "*", ">") never reaches NATS.
 RUN_PATH = f"/api/runs/{{run_id:{subjects.RUN_ID_PATTERN}}}"
@@ -69,6 +72,8 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         return error_response(400, "bad_identity", str(err))
     except EngineUnavailable as err:
         return error_response(503, "engine_unavailable", str(err))
+    except TooLarge as err:
+        return error_response(413, "request_entity_too_large", f"{request.method} {request.path}: {err}")
     except nats.errors.MaxPayloadError:
         # The command, encoded for NATS (non-ASCII text grows), is larger than the server takes.
         return error_response(413, "request_entity_too_large",
@@ -96,7 +101,11 @@ def backend(request: web.Request) -> Backend:
 
 async def read_body(request: web.Request, kind: type[B]) -> B:
     """The body as `kind`; an empty body means every default (if `kind` has them)."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as err:
+        raise ApiError(413, "request_entity_too_large", f"{request.method} {request.path}: the body is larger than "
+                                                        f"this server takes ({err.text})") from None
     try:
         body: B = decode_json(raw or b"{}", kind)
         return body
@@ -108,8 +117,8 @@ async def send(request: web.Request, command: Command, created: bool = False) ->
     reply = await backend(request).client.send(command)
     if not reply.accepted:
         assert reply.error is not None
-        raise ApiError(STATUS_OF_CODE.get(reply.error.code, 400), reply.error.code, reply.error.message,
-                       reply.error.details)
+        code = HTTP_CODE.get(reply.error.code, reply.error.code)
+        raise ApiError(STATUS_OF_CODE.get(code, 400), code, reply.error.message, reply.error.details)
     body = {"accepted": True, "run_id": reply.run_id, "events": reply.events}
     return web.json_response(body, status=201 if created else 200)
 
