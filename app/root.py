@@ -25,6 +25,7 @@ from services.executor.remediation import Remediation
 from services.executor.service import Executor
 from services.learning.config import LearningConfig
 from services.learning.service import LearningService
+from services.log_text import EscapedLines
 from services.resilience.service import ResilienceService
 from services.run.service import RunService
 from services.settings import Settings
@@ -118,7 +119,11 @@ def _opener(door: str) -> Callable[[Settings], Awaitable[Door]]:
 
 
 def configure_logging(settings: Settings) -> None:
+    """One line per record, user text in it escaped (services/log_text.py): no one forges a line."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, EscapedLines) for f in handler.filters):
+            handler.addFilter(EscapedLines())
 
 
 def main(services: Iterable[str] = ALL_SERVICES, doors: Iterable[str] = ()) -> None:

@@ -15,6 +15,7 @@ import msgspec
 
 from events.commands import Rejection
 from events.json_limits import stored_decoder
+from events.subjects import TokenId
 
 Role = Literal["viewer", "operator", "approver", "admin", "unsafe_shell"]
 PrincipalKind = Literal["person", "agent"]
@@ -111,7 +112,7 @@ class CreateToken(IdentityCommand, frozen=True):
 
 
 class RevokeToken(IdentityCommand, frozen=True):
-    token_id: Annotated[str, msgspec.Meta(max_length=64)]
+    token_id: TokenId
     reason: Reason = ""
 
 

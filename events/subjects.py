@@ -11,11 +11,14 @@ PREFIX = "pb"
 RUN_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
 # A step id reaches subjects too (timers, live output): a letter or _, then letters, digits, - and _.
 STEP_ID_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
+# A token id is the id part of `pbt_<id>_<secret>`, and a subject token of PB_IDENTITY.
+TOKEN_ID_PATTERN = r"[0-9a-f]{16}"
 _RUN_ID, _STEP_ID = re.compile(RUN_ID_PATTERN), re.compile(STEP_ID_PATTERN)
 
 # What every door decodes run and step ids as: a wildcard (`*`, `>`) or a dot never reaches a subject.
 RunId = Annotated[str, msgspec.Meta(pattern=f"^{RUN_ID_PATTERN}$")]
 StepId = Annotated[str, msgspec.Meta(pattern=f"^{STEP_ID_PATTERN}$")]
+TokenId = Annotated[str, msgspec.Meta(pattern=f"^{TOKEN_ID_PATTERN}$")]
 
 
 def valid_run_id(text: str) -> bool:

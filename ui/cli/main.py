@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nats
 
+from events import subjects
 from events.commands import (
     ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
@@ -31,6 +32,21 @@ from ui.client import EngineClient
 
 def actor(args: argparse.Namespace, settings: Settings) -> str:
     return getattr(args, "as_user", None) or settings.user or getpass.getuser()
+
+
+def run_id(text: str) -> str:
+    """An argument that names a run: refused before anything is sent unless it is one (no `*`, `>` or `.`)."""
+    try:
+        return subjects.check_run_id(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def step_id(text: str) -> str:
+    if not subjects.valid_step_id(text):
+        raise argparse.ArgumentTypeError(f"step id {text!r} must start with a letter or '_' and hold only letters, "
+                                         "digits, '-' and '_'")
+    return text
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -333,7 +349,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--env", help="the playbook environment whose parameter values apply")
     run.add_argument("--detach", action="store_true", help="print the run id and return at once")
-    run.add_argument("--run-id", help="choose the run id (letters, digits, - and _)")
+    run.add_argument("--run-id", type=run_id, help="choose the run id (letters, digits, - and _)")
     run.add_argument("--as", dest="as_user", help="who starts the run (default: $PLAYBOOK_USER or login)")
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
     run.add_argument("--allow-unsafe-shell", action="store_true",
@@ -346,7 +362,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
                        ("cancel", "cancel a run: running steps are killed"),
                        ("rollback", "roll back a failed, cancelled or completed run")):
         control = add(name, cmd_control, help)
-        control.add_argument("run_id")
+        control.add_argument("run_id", type=run_id)
         control.add_argument("--as", dest="as_user")
         control.add_argument("--reason", default="")
         control.add_argument("--json", action="store_true")
@@ -356,14 +372,14 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     for name, help in (("approve", "approve a step waiting at its approval gate"),
                        ("reject", "reject a step waiting at its approval gate: the step fails")):
         gate = add(name, cmd_gate, help)
-        gate.add_argument("run_id")
-        gate.add_argument("step_id")
+        gate.add_argument("run_id", type=run_id)
+        gate.add_argument("step_id", type=step_id)
         gate.add_argument("--as", dest="as_user", help="who decides (default: $PLAYBOOK_USER or login)")
         gate.add_argument("--comment", default="")
         gate.add_argument("--json", action="store_true")
 
     status = add("status", cmd_status, "show a run's state and steps")
-    status.add_argument("run_id")
+    status.add_argument("run_id", type=run_id)
     status.add_argument("--json", action="store_true")
 
     listing = add("list", cmd_list, "list runs")
@@ -371,14 +387,14 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
 
     events = add("events", cmd_events, "print a run's raw event stream, or a circuit breaker's")
-    events.add_argument("run_id", nargs="?")
+    events.add_argument("run_id", nargs="?", type=run_id)
     events.add_argument("--circuit", metavar="KEY",
                         help="a circuit breaker's history instead (keys: playbook circuits)")
     events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
 
     replay = add("replay", cmd_replay, "rebuild a run's state from its events alone and print the timeline")
-    replay.add_argument("run_id")
+    replay.add_argument("run_id", type=run_id)
     replay.add_argument("--json", action="store_true")
 
     validate = add("validate", cmd_validate, "check a playbook without running it")
