@@ -28,17 +28,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 class NatsServer:
-    """A nats-server process with JetStream; can be stopped and started again on its data."""
+    """A nats-server process with JetStream; can be stopped and started again on its data.
 
-    def __init__(self, store_dir: Path) -> None:
+    `max_file_store` (bytes) gives JetStream that much storage and no more: a store that fills up.
+    """
+
+    def __init__(self, store_dir: Path, max_file_store: int | None = None) -> None:
         self.store_dir = store_dir
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.max_file_store = max_file_store
 
     async def start(self) -> None:
+        config = []
+        if self.max_file_store is not None:
+            path = self.store_dir.parent / f"nats-{self.port}.conf"
+            path.write_text(f"jetstream {{ max_file_store: {self.max_file_store} }}\n")
+            config = ["-c", str(path)]
         self.process = subprocess.Popen(
-            [server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port)],
+            [server_binary(), *config, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         await until(lambda: asyncio.to_thread(greets, self.port), what=f"nats-server on port {self.port}")
