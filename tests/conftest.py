@@ -12,7 +12,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from services.embedded import free_port, greets, server_binary, stop_process
+from app.cluster import engine_url, local_cluster
+from services.embedded import EmbeddedCluster, free_port, greets, server_binary, stop_process
 from services.settings import Settings
 from tests.helpers import running_engine, until
 from ui.client import EngineClient
@@ -25,6 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "nats_server" in getattr(item, "fixturenames", ()) and not (
                 item.get_closest_marker("integration") or item.get_closest_marker("e2e")):
             raise pytest.UsageError(f"{item.nodeid} starts a nats-server: mark it integration (or e2e)")
+        if "nats_cluster" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("e2e"):
+            raise pytest.UsageError(f"{item.nodeid} starts a cluster of nats-servers and kills them: mark it e2e")
 
 
 class NatsServer:
@@ -72,6 +75,26 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def nats_cluster(tmp_path: Path) -> AsyncIterator[EmbeddedCluster]:
+    """Three nats-servers on this machine forming one JetStream cluster, with the engine's NATS users."""
+    cluster = local_cluster(tmp_path / "cluster-home", 3)
+    await cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_settings(nats_cluster: EmbeddedCluster, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The in-process engine's settings on the cluster: logged in as the engine, streams at 3 replicas."""
+    marker = request.node.get_closest_marker("ack_wait")
+    return replace(Settings.from_environ(os.environ), nats_url=engine_url(nats_cluster), home=tmp_path / "home",
+                   ack_wait=float(marker.args[0] if marker else 5), stream_replicas=3,
+                   directory=tmp_path / "directory.yaml", web_host="127.0.0.1", web_port=0)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -61,13 +60,12 @@ async def readiness(web_server) -> tuple[int, dict]:
         return response.status, await response.json()
 
 
-def cli(env: dict[str, str], *args: str) -> "asyncio.Future[tuple[int, str]]":
-    async def run() -> tuple[int, str]:
-        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "ui.cli.main", *args, env=env,
-                                                       stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        _, err = await asyncio.wait_for(process.communicate(), 60)
-        return process.returncode or 0, err.decode()
-    return asyncio.ensure_future(run())
+async def cli(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """The CLI's exit code and what it said on stderr."""
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "ui.cli.main", *args, env=env,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode or 0, err.decode()
 
 
 async def test_a_full_store_answers_unavailable_and_once_space_returns_every_run_ends_or_is_cancelled(
@@ -132,4 +130,3 @@ async def test_a_full_store_answers_unavailable_and_once_space_returns_every_run
         assert len(succeeded) == 1 or isinstance(history[-1], RunCancelled)
     lines = effects.read_text().splitlines()
     assert len(lines) == len(set(lines)) == RUNS, lines          # each run's work done once
-    json.dumps(endings)
