@@ -1,4 +1,4 @@
-"""`playbook up`: the whole engine on one machine, ready in seconds."""
+"""`playbook up`: the whole engine on one machine, ready in seconds; `--cluster 3` on a 3-server JetStream cluster."""
 from __future__ import annotations
 
 import asyncio
@@ -9,7 +9,9 @@ from nats.aio.client import Client as NATS
 
 from app.root import ALL_SERVICES, DOORS, Running, configure_logging, serve
 from events.commands import StartRun
-from services.embedded import EmbeddedNats
+from app.cluster import engine_url, local_cluster
+from services.embedded import EmbeddedCluster, EmbeddedNats
+from services.errors import PlaybookError
 from services.settings import EXAMPLES, Settings
 from ui.cli.render import Follower
 from ui.client import EngineClient
@@ -19,14 +21,22 @@ log = logging.getLogger("playbook")
 DEMO_PLAYBOOK = EXAMPLES / "deploy-demo.yaml"
 
 
-def up(settings: Settings, *, demo: bool, http_port: int) -> int:
+def up(settings: Settings, *, demo: bool, http_port: int, cluster: int = 0) -> int:
     configure_logging(settings)
-    return asyncio.run(_up(settings, demo=demo, http_port=http_port))
+    if cluster and settings.nats_url:
+        raise PlaybookError("--cluster starts its own NATS servers: unset NATS_URL, or drop --cluster to use that one")
+    return asyncio.run(_up(settings, demo=demo, http_port=http_port, cluster=cluster))
 
 
-async def _up(settings: Settings, *, demo: bool, http_port: int) -> int:
-    embedded = None
-    if not settings.nats_url:
+async def _up(settings: Settings, *, demo: bool, http_port: int, cluster: int) -> int:
+    embedded: EmbeddedNats | EmbeddedCluster | None = None
+    if cluster:
+        embedded = local_cluster(settings.home, cluster, settings.nats_port, settings.nats_server_bin)
+        plain = await embedded.start()
+        settings = replace(settings, nats_url=engine_url(embedded), stream_replicas=max(settings.stream_replicas, 3))
+        log.info("embedded JetStream cluster of %d servers on %s, stores in %s; streams at %d replicas", cluster,
+                 plain, settings.home / "cluster", settings.stream_replicas)
+    elif not settings.nats_url:
         embedded = EmbeddedNats(settings.home, settings.nats_port, settings.nats_server_bin)
         settings = replace(settings, nats_url=await embedded.start())
         log.info("embedded nats-server on %s, data in %s", settings.nats_url, embedded.home / "jetstream")

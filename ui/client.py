@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Callable, AsyncIterator, Sequence
 from typing import Any
 
@@ -62,8 +63,9 @@ class EngineClient:
         ended once before it was rolled back).
         """
         js = self.nc.jetstream()
-        sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True,
-                                 deliver_policy=DeliverPolicy.ALL)
+        # Named: a reader's login may create consumers only by name (docs/security.md).
+        sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL,
+                                 config=ConsumerConfig(name=_consumer_name("follow")))
         waiting_for_rollback = after_rollback_start
         try:
             while True:
@@ -112,8 +114,9 @@ class EngineClient:
         try:
             try:
                 info = await js.add_consumer(self.store.stream, ConsumerConfig(
-                    deliver_subject=inbox, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,
-                    filter_subjects=filters, mem_storage=True, inactive_threshold=10.0))
+                    name=_consumer_name("read"), deliver_subject=inbox, ack_policy=AckPolicy.NONE,
+                    deliver_policy=DeliverPolicy.ALL, filter_subjects=filters, mem_storage=True,
+                    inactive_threshold=10.0))
             except NotFoundError:
                 return   # no stream yet: no runs yet
             remaining = info.num_pending or 0
@@ -128,3 +131,7 @@ class EngineClient:
         finally:
             await sub.unsubscribe()
 
+
+
+def _consumer_name(purpose: str) -> str:
+    return f"{purpose}-{os.urandom(8).hex()}"

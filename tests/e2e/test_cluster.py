@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,9 @@ import pytest
 from events import subjects
 from events.commands import StartRun
 from events.run import RunCompleted, StepStarted
-from services.embedded import EmbeddedCluster
+from services.embedded import EmbeddedCluster, free_port
 from services.settings import Settings
+from tests.e2e.conftest import Processes, playbook_cli
 from tests.helpers import playbook_yaml, running_engine, until, wait_for_end
 from ui.client import EngineClient
 
@@ -113,3 +116,20 @@ async def test_a_leader_stepping_down_mid_run_costs_a_retry_and_nothing_else(
         assert await stream_leader(client) != leader
     asked_again = [r.getMessage() for r in caplog.records if "asking again" in r.getMessage()]
     assert any("appending" in message for message in asked_again), asked_again
+
+
+async def test_playbook_up_cluster_3_runs_the_engine_on_three_servers_and_the_cli_uses_it(
+        tmp_path: Path, processes: Processes) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env.update(PLAYBOOK_HOME=str(tmp_path / "home"), PLAYBOOK_NATS_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+    processes.start("up", ["-m", "ui.cli.main", "up", "--cluster", "3", "--http-port", "0"], env)
+    log = next(processes.logs.glob("up-*.log"))
+    await until(lambda: "engine ready" in log.read_text(), timeout=60, what="playbook up --cluster 3 ready")
+    assert "cluster of 3 servers" in log.read_text() and "streams at 3 replicas" in log.read_text()
+
+    run = await asyncio.to_thread(playbook_cli, "run", "examples/hello.yaml", "-p", "who=cluster", env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    listing = await asyncio.to_thread(playbook_cli, "list", "--json", env=env)
+    assert [r["status"] for r in json.loads(listing.stdout)] == ["completed"], listing.stderr
+    servers = sorted(p.name for p in (tmp_path / "home" / "cluster").iterdir())
+    assert servers == ["n1", "n2", "n3"]

@@ -21,6 +21,7 @@ from events.run import RunEvent
 from events.schema import json_schema
 from projections.sentences import circuit_sentence
 from services.errors import EngineUnavailable, PlaybookError, TooLarge
+from services.identity.credentials import read_secret
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
 from services.settings import Settings, connect_options
 from ui.cli import insights as insights_command
@@ -65,8 +66,11 @@ async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitab
     async def quiet(_err: Exception) -> None:
         pass
 
+    options = connect_options(url)
+    if "user" not in options and (login := client_login(settings)) is not None:
+        options.update(login)
     try:
-        nc = await nats.connect(**connect_options(url), connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet)
+        nc = await nats.connect(**options, connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet)
     except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
         raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
                                 "is `playbook up` running?") from None
@@ -74,6 +78,15 @@ async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitab
         return await work(EngineClient(nc))
     finally:
         await nc.close()
+
+
+def client_login(settings: Settings) -> dict[str, str] | None:
+    """The CLI's NATS login (`credentials/nats-client.json`), where the engine made one for its servers."""
+    text = read_secret(settings.home, "nats-client.json")
+    if text is None:
+        return None
+    login = json.loads(text)
+    return {"user": str(login["user"]), "password": str(login["password"])}
 
 
 def print_reply(reply: Reply, as_json: bool) -> int:
@@ -321,7 +334,7 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from app.up import up
-    return up(settings, demo=args.demo, http_port=args.http_port)
+    return up(settings, demo=args.demo, http_port=args.http_port, cluster=args.cluster)
 
 
 async def _aiter(items: list[tuple[int, RunEvent]]) -> AsyncIterator[tuple[int, RunEvent]]:
@@ -343,6 +356,9 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     up = add("up", cmd_up, "start the engine: embedded NATS (unless NATS_URL is set) and every service")
     up.add_argument("--demo", action="store_true", help="run an example playbook once ready")
     up.add_argument("--http-port", type=int, default=settings.http_port)
+    up.add_argument("--cluster", type=int, default=0, metavar="N",
+                    help="a JetStream cluster of N servers (3 or more) on this machine instead of one, streams at 3 "
+                         "replicas; the servers' data in $PLAYBOOK_HOME/cluster")
 
     run = add("run", cmd_run, "start a run of a playbook and follow it live")
     run.add_argument("file")
