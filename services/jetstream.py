@@ -32,6 +32,8 @@ STORE_FULL = {10023: "JetStream has no storage left (insufficient resources)",
 RETRY_WITHIN = 20.0                  # seconds: a killed leader is replaced in about 5 to 7
 TRY_TIMEOUT = 2.0                    # one try; a slow answer is asked again, harmlessly
 FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0
+WARN_EVERY = 1.0                     # seconds: an election makes every writer wait; one line tells it
+_last_warning = 0.0
 
 
 class Unanswered(Exception):
@@ -88,10 +90,20 @@ async def persist(call: Callable[[], Awaitable[T]], what: str, *, within: float 
             if time.monotonic() + pause > deadline:
                 raise EngineUnavailable(f"{what}: JetStream did not answer within {within:g}s ({_said(err)}); "
                                         "is NATS up, and does the stream have a leader?") from err
-            if tries == 1 or tries % 10 == 0:
-                log.warning("%s: %s; asking again (try %d)", what, _said(err), tries + 1)
+            _tell(f"{what}: {_said(err)}; asking again (try {tries + 1})")
         await asyncio.sleep(pause)
         pause = min(pause * 2, LONGEST_PAUSE)
+
+
+def _tell(message: str) -> None:
+    """A warning at most every WARN_EVERY seconds (the rest at debug level): hundreds of writers wait at once."""
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning >= WARN_EVERY:
+        _last_warning = now
+        log.warning("%s", message)
+    else:
+        log.debug("%s", message)
 
 
 def _said(err: Exception) -> str:
