@@ -23,7 +23,7 @@ from events.commands import Command, Reply
 from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
 from projections import run_list
 from services.errors import EngineUnavailable, TooLarge
-from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold
+from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold, persist
 
 _reply_decoder: Callable[[bytes], Reply] = stored_decoder(Reply)   # an answer of the engine
 
@@ -63,9 +63,12 @@ class EngineClient:
         ended once before it was rolled back).
         """
         js = self.nc.jetstream()
-        # Named: a reader's login may create consumers only by name (docs/security.md).
-        sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL,
-                                 config=ConsumerConfig(name=_consumer_name("follow")))
+        # Named: a reader's login may create consumers only by name (docs/security.md). Asked again
+        # through an election (a cluster's consumers are placed by its meta leader).
+        sub = await persist(lambda: js.subscribe(
+            subjects.run_all(run_id), stream=self.store.stream, ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL, config=ConsumerConfig(name=_consumer_name("follow"))),
+            f"following run {run_id}")
         waiting_for_rollback = after_rollback_start
         try:
             while True:
