@@ -58,7 +58,7 @@ async def start_runs(client: EngineClient, text: str, run_ids: list[str]) -> dic
     accepted: dict[str, float] = {}
 
     async def one(run_id: str) -> None:
-        reply = await client.send(StartRun(playbook=text, run_id=run_id, actor="bench"), timeout=300)
+        reply = await client.send(StartRun(playbook=text, run_id=run_id), timeout=300)
         if not reply.accepted:
             raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
         accepted[run_id] = time.perf_counter()

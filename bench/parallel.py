@@ -40,7 +40,7 @@ async def measure_run(client: EngineClient, ends: RunEnds, text: str, timeout: f
     """Wall seconds from StartRun to the run's end, and how the steps' starts and ends spread."""
     run_id = f"bench-par-{uuid.uuid4().hex[:12]}"
     began = time.perf_counter()
-    reply = await client.send(StartRun(playbook=text, run_id=run_id, actor="bench"), timeout=60)
+    reply = await client.send(StartRun(playbook=text, run_id=run_id), timeout=60)
     if not reply.accepted:
         raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
     await ends.wait([run_id], timeout)

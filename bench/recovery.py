@@ -113,7 +113,7 @@ async def measure(url: str, runs: int, steps: int, step_seconds: float, ack_wait
                 ids = [f"rec{tag}-{i:04d}" for i in range(runs)]
 
                 began = time.perf_counter()
-                replies = await asyncio.gather(*(client.send(StartRun(playbook=text, run_id=r, actor="bench"),
+                replies = await asyncio.gather(*(client.send(StartRun(playbook=text, run_id=r),
                                                              timeout=120) for r in ids))
                 if rejected := [r for r in replies if not r.accepted]:
                     raise RuntimeError(f"{len(rejected)} StartRun rejected: {rejected[0].error}")

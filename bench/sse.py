@@ -308,7 +308,7 @@ async def start_runs(client, run_ids: list[str], text: Callable[[int], str]) -> 
     """Start the runs, BATCH requests in flight at once; run i gets playbook `text(i)`."""
     async def one(i: int) -> None:
         run_id = run_ids[i]
-        reply = await client.send(StartRun(playbook=text(i), run_id=run_id, actor="bench"), timeout=120)
+        reply = await client.send(StartRun(playbook=text(i), run_id=run_id), timeout=120)
         if not reply.accepted:
             raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
 

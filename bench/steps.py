@@ -65,7 +65,7 @@ async def measure_run(client: EngineClient, kind: str, text: str, steps: int) ->
     try:
         began = time.perf_counter()
         async with asyncio.timeout(30 + steps * RUN_TIMEOUT_PER_STEP):
-            reply = await client.send(StartRun(playbook=text, run_id=run_id, actor="bench"), timeout=60)
+            reply = await client.send(StartRun(playbook=text, run_id=run_id), timeout=60)
             if not reply.accepted:
                 raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
             last = await ended

@@ -158,7 +158,7 @@ async def in_process_run(url: str, text: str, steps: int) -> float:
         for _ in range(2):   # the first warms this connection and the engine's caches for the playbook
             run_id = f"vs-ansible-{uuid.uuid4().hex[:12]}"
             began = time.perf_counter()
-            reply = await client.send(StartRun(playbook=text, run_id=run_id, actor="bench"), timeout=60)
+            reply = await client.send(StartRun(playbook=text, run_id=run_id), timeout=60)
             if not reply.accepted:
                 raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
             await ends.wait([run_id], 60 + steps)

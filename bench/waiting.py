@@ -91,7 +91,7 @@ def start_services(url: str, home: str) -> ServicesProcess:
 async def start_gated(client: EngineClient, count: int, prefix: str) -> None:
     """Start `count` gated runs, BATCH StartRun requests in flight at once."""
     async def one(i: int) -> None:
-        reply = await client.send(StartRun(playbook=PLAYBOOK, run_id=f"{prefix}-{i:06d}", actor="bench"), timeout=120)
+        reply = await client.send(StartRun(playbook=PLAYBOOK, run_id=f"{prefix}-{i:06d}"), timeout=120)
         if not reply.accepted:
             raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
 

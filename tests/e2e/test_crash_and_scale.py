@@ -48,7 +48,7 @@ async def test_sigkill_of_the_whole_engine_mid_run_then_restart_finishes_the_run
     nc = await nats.connect(f"nats://127.0.0.1:{port}", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
     client = EngineClient(nc)
     try:
-        reply = await send_when_ready(client, StartRun(actor="alice", playbook=text))
+        reply = await send_when_ready(client, StartRun(playbook=text))
         run_id = reply.run_id
         async for _, event in client.follow(run_id):
             if isinstance(event, StepStarted) and event.step_id == "second":
@@ -93,8 +93,8 @@ async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_
     nc = await nats.connect(nats_server.url)
     client = EngineClient(nc)
     try:
-        first = await send_when_ready(client, StartRun(actor="alice", playbook=text))
-        others = await asyncio.gather(*(client.send(StartRun(actor="alice", playbook=text)) for _ in range(49)))
+        first = await send_when_ready(client, StartRun(playbook=text))
+        others = await asyncio.gather(*(client.send(StartRun(playbook=text)) for _ in range(49)))
         run_ids = [first.run_id] + [r.run_id for r in others]
         histories = await asyncio.gather(*(wait_for_end(client, run_id, timeout=90) for run_id in run_ids))
     finally:

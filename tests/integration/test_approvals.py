@@ -31,7 +31,7 @@ def gated_playbook(**gate) -> str:
 
 
 async def start_and_wait_for_gate(engine, text: str, actor: str = "starter") -> str:
-    reply = await engine.send(StartRun(actor=actor, playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     assert reply.accepted, reply.error
     async for _, event in engine.follow(reply.run_id):
         if isinstance(event, ApprovalRequested):
@@ -46,10 +46,10 @@ def names(events) -> list[str]:
 
 async def test_a_quorum_of_two_groups_needs_two_distinct_people(engine) -> None:
     run_id = await start_and_wait_for_gate(engine, gated_playbook())
-    first = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="bob", comment="lgtm"))
+    first = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", comment="lgtm"))
     assert [e["type"] for e in first.events] == ["ApprovalGiven"]
     assert (await engine.run(run_id)).display_status == "waiting_approval"
-    second = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="alice"))
+    second = await engine.send(ApproveStep(run_id=run_id, step_id="deploy"))
     assert [e["type"] for e in second.events][:3] == ["ApprovalGiven", "ApprovalGranted", "StepScheduled"]
     events = await wait_for_end(engine, run_id)
     assert names(events)[-1] == "RunCompleted"
@@ -61,13 +61,13 @@ async def test_a_quorum_of_two_groups_needs_two_distinct_people(engine) -> None:
 
 async def test_refused_attempts_are_answered_no_and_recorded(engine) -> None:
     run_id = await start_and_wait_for_gate(engine, gated_playbook(), actor="alice")
-    own = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="alice"))
+    own = await engine.send(ApproveStep(run_id=run_id, step_id="deploy"))
     assert (own.accepted, own.error.code) == (False, "approval_refused")
     assert "alice started this run" in own.error.message
-    stranger = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="dave"))
+    stranger = await engine.send(ApproveStep(run_id=run_id, step_id="deploy"))
     assert "not a required approver" in stranger.error.message
-    await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="bob"))
-    twice = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="bob"))
+    await engine.send(ApproveStep(run_id=run_id, step_id="deploy"))
+    twice = await engine.send(ApproveStep(run_id=run_id, step_id="deploy"))
     assert "already approved" in twice.error.message
     refused = [(e.actor, e.decision) for _, e in await engine.events(run_id) if isinstance(e, ApprovalAttemptRefused)]
     assert refused == [("alice", "approve"), ("dave", "approve"), ("bob", "approve")]
@@ -75,7 +75,7 @@ async def test_refused_attempts_are_answered_no_and_recorded(engine) -> None:
 
 async def test_a_reject_fails_the_step_and_the_run(engine) -> None:
     run_id = await start_and_wait_for_gate(engine, gated_playbook())
-    reply = await engine.send(RejectStep(run_id=run_id, step_id="deploy", actor="carol", comment="freeze week"))
+    reply = await engine.send(RejectStep(run_id=run_id, step_id="deploy", comment="freeze week"))
     assert reply.accepted
     events = await wait_for_end(engine, run_id)
     assert names(events)[-3:] == ["ApprovalRejected", "StepFailed", "RunFailed"]
@@ -100,7 +100,7 @@ async def test_a_timeout_fails_the_step_and_triggers_the_rollback(engine, tmp_pa
         {"id": "deploy", "action": "noop", "approval_gate": {"required_approvers": ["ops-team"],
                                                              "timeout_seconds": 0.5}},
     ], on_failure="rollback")
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id, timeout=15)
     assert names(events)[-1] == "RollbackCompleted"
     assert "ApprovalTimedOut" in names(events)
@@ -117,7 +117,7 @@ async def test_an_approval_racing_the_deadline_has_exactly_one_outcome_every_tim
         request = next(e for _, e in await engine.events(run_id) if isinstance(e, ApprovalRequested))
         delay = (request.deadline - request.at).total_seconds()
         await asyncio.sleep(delay - 0.003)   # aim the approval at the instant the timer fires
-        await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="alice"))
+        await engine.send(ApproveStep(run_id=run_id, step_id="deploy"))
         events = await wait_for_end(engine, run_id, timeout=15)
         decided = [n for n in names(events) if n in ("ApprovalGranted", "ApprovalTimedOut")]
         assert len(decided) == 1, names(events)

@@ -21,7 +21,7 @@ async def test_a_client_asks_and_rebuilds_an_agent_only_asks(secured: Secured, m
     monkeypatch.setenv("PLAYBOOK_HOME", str(tmp_path / "engine-home"))
     async with engine_as_its_user(secured), secured.connect("client") as client, secured.connect("agent") as agent:
         engine = EngineClient(client.nc)
-        reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("a")], name="tiny")))
+        reply = await engine.send(StartRun(playbook=playbook_yaml([noop("a")], name="tiny")))
         await follow_with_named_consumer(client.nc, reply.run_id, RunCompleted)
         last = (await client.nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.last_seq
         asked = await LearningClient(client.nc).insights(after=last, wait=30)

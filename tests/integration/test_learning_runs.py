@@ -36,7 +36,7 @@ async def endpoints():
 
 
 async def run_to_end(engine, text: str) -> str:
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id)
     return type(events[-1]).__name__
 

@@ -164,10 +164,10 @@ async def test_no_one_connects_without_a_login(secured: Secured) -> None:
 async def test_the_engine_runs_under_its_user_and_a_client_drives_a_run_through_its_gate(secured: Secured) -> None:
     async with engine_as_its_user(secured), secured.connect("client") as client:
         engine = EngineClient(client.nc)
-        reply = await engine.send(StartRun(actor="alice", playbook=GATED))
+        reply = await engine.send(StartRun(playbook=GATED))
         assert reply.accepted, reply.error
         await follow_with_named_consumer(client.nc, reply.run_id, ApprovalRequested)
-        approved = await engine.send(ApproveStep(actor="carol", run_id=reply.run_id, step_id="deploy"))
+        approved = await engine.send(ApproveStep(run_id=reply.run_id, step_id="deploy"))
         assert approved.accepted, approved.error
         events = await follow_with_named_consumer(client.nc, reply.run_id, RunCompleted)
         assert isinstance(events[-1], RunCompleted)
@@ -177,7 +177,7 @@ async def test_the_engine_runs_under_its_user_and_a_client_drives_a_run_through_
 
 async def test_a_client_cannot_publish_any_event_and_the_stream_is_unchanged(secured: Secured) -> None:
     async with engine_as_its_user(secured), secured.connect("client") as client:
-        reply = await EngineClient(client.nc).send(StartRun(actor="alice", playbook=GATED))
+        reply = await EngineClient(client.nc).send(StartRun(playbook=GATED))
         await follow_with_named_consumer(client.nc, reply.run_id, ApprovalRequested)   # the run rests at its gate
         before = await stream_messages(secured)
         forged = {"run_id": reply.run_id, "at": "2026-01-01T00:00:00Z", "step_id": "deploy", "actor": "carol"}
@@ -195,7 +195,7 @@ async def test_a_client_cannot_publish_any_event_and_the_stream_is_unchanged(sec
 
 async def test_a_client_sends_commands_but_cannot_touch_streams_engine_consumers_or_identity(secured: Secured) -> None:
     async with engine_as_its_user(secured), secured.connect("client") as client:
-        reply = await EngineClient(client.nc).send(StartRun(actor="alice", playbook=GATED))
+        reply = await EngineClient(client.nc).send(StartRun(playbook=GATED))
         assert reply.accepted
         stream_api = [f"$JS.API.STREAM.{verb}.{subjects.RUNS_STREAM}"
                       for verb in ("CREATE", "UPDATE", "DELETE", "PURGE")]
@@ -219,7 +219,7 @@ async def test_a_client_sends_commands_but_cannot_touch_streams_engine_consumers
 
 async def test_a_read_only_agent_follows_every_event_of_a_run_and_can_send_no_command(secured: Secured) -> None:
     async with engine_as_its_user(secured), secured.connect("client") as client, secured.connect("agent") as agent:
-        reply = await EngineClient(client.nc).send(StartRun(actor="alice", playbook=GATED))
+        reply = await EngineClient(client.nc).send(StartRun(playbook=GATED))
         with pytest.raises(nats.errors.TimeoutError):
             await agent.nc.request(subjects.command("ApproveStep"),
                                    json.dumps({"run_id": reply.run_id, "step_id": "deploy", "actor": "carol"}).encode(),
@@ -229,7 +229,7 @@ async def test_a_read_only_agent_follows_every_event_of_a_run_and_can_send_no_co
         assert "permissions violation" in (await agent.violation(reply.run_id)).lower()
 
         await follow_with_named_consumer(agent.nc, reply.run_id, ApprovalRequested)
-        approved = await EngineClient(client.nc).send(ApproveStep(actor="carol", run_id=reply.run_id, step_id="deploy"))
+        approved = await EngineClient(client.nc).send(ApproveStep(run_id=reply.run_id, step_id="deploy"))
         assert approved.accepted, approved.error
         seen = await follow_with_named_consumer(agent.nc, reply.run_id, RunCompleted)
         recorded = [event for _, event in await EngineClient(client.nc).events(reply.run_id)]

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 async def test_insights_for_every_playbook_and_for_one(web_server, engine) -> None:
     for name in ("build", "ship"):
-        reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("a"), noop("b")], name=name)))
+        reply = await engine.send(StartRun(playbook=playbook_yaml([noop("a"), noop("b")], name=name)))
         await wait_for_end(engine, reply.run_id)
     last = (await engine.nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.last_seq
     await LearningClient(engine.nc).insights(after=last, wait=30)      # learned; the API does not wait

@@ -71,8 +71,8 @@ async def test_nothing_a_client_sends_makes_the_server_fail(web_server, engine) 
     """Schemathesis, positive and negative data, every operation except the endless streams;
     the run operations also on a run waiting at a gate and on one that failed, not only on
     run ids nobody started."""
-    waiting = await engine.send(StartRun(actor="alice", playbook=GATED))
-    failed = await engine.send(StartRun(actor="alice", playbook=FAILING))
+    waiting = await engine.send(StartRun(playbook=GATED))
+    failed = await engine.send(StartRun(playbook=FAILING))
     await wait_for_end(engine, failed.run_id)
     schema = schemathesis.openapi.from_dict(await fetch_document(web_server.url))
     operations = [result.ok() for result in schema.get_all_operations()]

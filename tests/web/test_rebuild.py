@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_the_cli_rebuilds_the_views_of_a_running_web_server(engine, web_server, nats_server) -> None:
-    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("a"), noop("b")])))
+    reply = await engine.send(StartRun(playbook=playbook_yaml([noop("a"), noop("b")])))
     events = await wait_for_end(engine, reply.run_id)
     await web_server.backend.projector.wait_caught_up(10)
     before = web_server.backend.projector.views.runs[reply.run_id]

@@ -84,7 +84,7 @@ async def test_a_secret_printed_in_every_form_leaves_no_trace(engine, web_server
         live.append(msg.data)
 
     sub = await engine.nc.subscribe(subjects.live_output_of_run(run_id), cb=keep)
-    reply = await engine.send(StartRun(actor="alice", playbook=text, run_id=run_id))
+    reply = await engine.send(StartRun(playbook=text, run_id=run_id))
     assert reply.accepted, reply
     events = await wait_for_end(engine, run_id)
     await engine.nc.flush()
