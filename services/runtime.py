@@ -49,6 +49,7 @@ class Consumer:
         self._sub: Subscription | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.stopping = False
+        self.ignored = 0          # deliveries that were not this consumer's (see the module's docstring)
 
     async def start(self) -> None:
         deliver = f"_pb.deliver.{self.stream}.{self.name}"
@@ -79,6 +80,7 @@ class Consumer:
         if self.stopping:
             return  # not acknowledged: redelivered to another replica
         if not self._ours(msg):
+            self.ignored += 1
             log.warning("%s: ignoring a delivery on %s that is not this consumer's (reply %r)", self.name,
                         msg.subject, msg.reply[:120])
             return

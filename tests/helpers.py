@@ -23,10 +23,11 @@ from aiohttp import web
 
 from app.root import ALL_SERVICES, serve
 from events import subjects
-from events.identity import Grant
+from events.identity import AccessRefused, Grant, decode_access_refused
 from events.run import RunEvent, RunStarted
 from services.directory import Directory
 from services.identity.authority import parse_grant
+from services.identity.bootstrap import ensure_local_admin
 from services.identity.credentials import TOKEN_FILE, read_secret
 from services.identity.setup import Identity
 from services.domain.run import decider, state
@@ -169,6 +170,37 @@ async def person(engine: EngineClient, name: str, *grants: str, agent: bool = Fa
     _, credential = await IdentityClient(engine.nc, engine.caller.credential).create(
         f"{name}'s token", name, chosen, kind="agent" if agent else "person")
     return EngineClient(engine.nc, credential)
+
+
+async def local_admin(settings: Settings) -> str:
+    """The local admin's token, made as the identity service makes it (for tests that run no engine)."""
+    nc = await settings.connect("test-local-admin")
+    identity = await Identity.start(nc, lambda _name: [])
+    try:
+        admin = await ensure_local_admin(settings.home, identity.store, identity.registry, name="admin",
+                                         now=datetime.now(timezone.utc))
+        return admin.credential
+    finally:
+        await identity.stop()
+        await nc.close()
+
+
+async def refusals(nc: nats.NATS) -> list[AccessRefused]:
+    """Every refusal recorded so far in PB_ACCESS, oldest first (the recording is awaited before a refusal is
+    answered, so a test may read it as soon as it has the answer)."""
+    js = nc.jetstream()
+    if not (await js.stream_info(subjects.ACCESS_STREAM)).state.messages:
+        return []
+    sub = await js.subscribe(subjects.REFUSAL_SUBJECTS, stream=subjects.ACCESS_STREAM, ordered_consumer=True)
+    found = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=5)
+            found.append(decode_access_refused(msg.data))
+            if not msg.metadata.num_pending:
+                return found
+    finally:
+        await sub.unsubscribe()
 
 
 @contextlib.asynccontextmanager

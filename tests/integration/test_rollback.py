@@ -8,7 +8,7 @@ from aiohttp import web
 
 from events.commands import ApproveStep, RollbackRun, StartRun
 from events.run import ApprovalRequested
-from tests.helpers import local_http, wait_for_end
+from tests.helpers import local_http, person, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,8 @@ async def test_a_failed_health_check_rolls_back_deploy_then_backup(engine, setti
         if isinstance(event, ApprovalRequested):
             break
     for who in ("alice", "carol"):
-        answer = await engine.send(ApproveStep(run_id=reply.run_id, step_id="deploy", comment=f"ok from {who}"))
+        approver = await person(engine, who, "approver")
+        answer = await approver.send(ApproveStep(run_id=reply.run_id, step_id="deploy", comment=f"ok from {who}"))
         assert answer.accepted, answer.error
     events = await wait_for_end(engine, reply.run_id)
 
@@ -111,4 +112,4 @@ steps:
     assert type(events[-1]).__name__ == "RollbackCompleted"
     assert journal.read_text().strip() == "undo changed"
     started = next(e for e in events if type(e).__name__ == "RollbackStarted")
-    assert (started.actor, started.reason) == ("ops", "bad change")
+    assert (started.actor, started.reason) == ("admin", "bad change")

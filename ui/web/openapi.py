@@ -247,7 +247,7 @@ def operation(summary: str, responses: dict[str, Any], *, params: Sequence[dict[
               request: dict[str, Any] | None = None, tag: str = "runs", open_to_all: bool = False) -> dict[str, Any]:
     """An operation; unless `open_to_all`, it needs a credential (and, with a body, a JSON one from this origin)."""
     if not open_to_all:
-        responses = {**responses, **errors(*(CHANGE if request is not None else SIGNED_IN), *_codes(responses))}
+        responses = {**responses, **errors(*SIGNED_IN, *_codes(responses))}
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
     if open_to_all:
         op["security"] = []
@@ -356,7 +356,8 @@ def document() -> dict[str, Any]:
                 request=body("SignInBody"), tag="session", open_to_all=True),
             "get": operation("Who is signed in", {"200": answer(ref("SignedIn"))}, tag="session"),
             "delete": operation("Sign out: the session is revoked on every replica", {
-                "200": answer({"type": "object"})}, request=body("SignOutBody", required=False), tag="session"),
+                "200": answer({"type": "object"}), **errors("bad_request")},
+                request=body("SignOutBody", required=False), tag="session"),
         },
         "/healthz": {"get": operation("The process is up", {"200": answer({"type": "object"})}, tag="health",
                                       open_to_all=True)},
@@ -369,6 +370,10 @@ def document() -> dict[str, Any]:
                         "application/openmetrics-text": {"schema": {"type": "string"}}}}},
             tag="health")},
     }
+    for operations in paths.values():
+        for method, op in operations.items():
+            if method != "get" and op.get("security") != []:    # a change: JSON, from this origin
+                op["responses"] = {**op["responses"], **errors(*CHANGE, *_codes(op["responses"]))}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Playbook Engine API", "version": "1",
