@@ -106,7 +106,7 @@ def test_a_failing_run_exits_1_and_a_cancelled_run_exits_3(engine_process: dict[
     assert "RunCancelRequested" in cancel.stdout
     rest = follow.stdout.read()
     assert follow.wait(timeout=10) == 0
-    assert "cancel requested by bob: test" in rest and "RunCancelled" in rest
+    assert "cancel requested by tester for bob: test" in rest and "RunCancelled" in rest   # the local admin, for bob
     assert playbook_cli("status", run_id, env=engine_process).stdout.startswith(f"run {run_id}: cancelled")
 
 
@@ -168,6 +168,6 @@ def test_a_breaker_and_every_transition_with_its_reason_are_shown_by_circuits_an
     reset = playbook_cli("circuits", "--reset", dead, "--as", "oncall", env=engine_process)
     assert reset.returncode == 0, reset.stderr
     last = playbook_cli("events", "--circuit", dead, env=engine_process).stdout.splitlines()[-1]
-    assert "RESET by hand by oncall" in last
+    assert "RESET by hand by tester for oncall" in last
     unknown = playbook_cli("events", "--circuit", "http://nowhere:1", env=engine_process)
     assert unknown.returncode == 1 and "playbook circuits" in unknown.stderr
