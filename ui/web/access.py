@@ -32,7 +32,7 @@ from services.settings import Settings
 SESSION_COOKIE = "pb_session"
 LEGACY_USER_HEADER = "X-Playbook-User"     # how callers named themselves before tokens: now only checked
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+SAFE_METHODS = ("GET", "HEAD")        # OPTIONS too is checked: only another origin's preflight sends it
 OPEN_PATHS = ("/healthz", "/readyz")                          # also for probes that know no host name
 PUBLIC_PATHS = ("/", "/api/openapi.json")                      # the page and the API's document
 SIGN_IN = ("POST", "/api/session")
@@ -91,10 +91,8 @@ def check_host(request: web.Request, access: Access) -> None:
 
 
 def check_same_origin(request: web.Request, access: Access, *, with_cookie: bool) -> None:
-    """Changes must be JSON and come from this origin; without an Origin, only with a bearer token."""
-    if request.content_type != "application/json":
-        raise RequestRefused(f"{request.method} {request.path} takes a JSON body (Content-Type: application/json), "
-                             f"not {request.content_type}", "unsupported_media_type", 415)
+    """Changes (and preflights) must come from this origin, and changes must be JSON; without an Origin, only with
+    a bearer token."""
     origin = request.headers.get("Origin")
     if request.headers.get("Sec-Fetch-Site") == "cross-site" or origin == "null":
         raise RequestRefused("a page of another site may not change anything here", "cross_origin", 403)
@@ -102,11 +100,12 @@ def check_same_origin(request: web.Request, access: Access, *, with_cookie: bool
         if with_cookie:
             raise RequestRefused("a change made with the dashboard's session must say its Origin", "cross_origin",
                                  403)
-        return
-    own = f"{request.scheme}://{request.host}".lower()
-    if origin.lower() not in (own, *access.settings.web_origins):
+    elif origin.lower() not in (f"{request.scheme}://{request.host}".lower(), *access.settings.web_origins):
         raise RequestRefused(f"a page of {origin[:100]} may not change anything here (add it to "
                              "PLAYBOOK_WEB_ORIGINS if it is yours)", "cross_origin", 403)
+    if request.content_type != "application/json" and request.method != "OPTIONS":
+        raise RequestRefused(f"{request.method} {request.path} takes a JSON body (Content-Type: application/json), "
+                             f"not {request.content_type}", "unsupported_media_type", 415)
 
 
 def _is_public(request: web.Request, access: Access) -> bool:
@@ -126,7 +125,7 @@ async def guard_requests(request: web.Request,
     try:
         check_host(request, access)
         if request.method not in SAFE_METHODS:
-            check_same_origin(request, access, with_cookie=door == "dashboard")
+            check_same_origin(request, access, with_cookie=door == "dashboard" and credential is not None)
     except RequestRefused as refused:
         await access.guard.refuse_request(refused, door=door, action=f"{request.method} {request.path}",
                                           source=source(request))
