@@ -52,6 +52,8 @@ class LearningClient:
             raise EngineUnavailable("the learning service did not answer: is `playbook up` (or "
                                     "`python -m services.learning`) running?") from err
         reply = _reply.decode(msg.data)
+        if reply.error is not None and reply.error.code == "unavailable":     # tokens cannot be checked just now
+            raise EngineUnavailable(reply.error.message)
         if reply.error is not None:
             raise LearningRefused(reply.error.code, reply.error.message)
         return reply

@@ -39,8 +39,8 @@ class TokenVerifier:
         return credential.startswith(CREDENTIAL_PREFIX)
 
     async def verify(self, credential: str) -> Principal:
-        self.registry.require_current()
         token_id, secret = parse_credential(credential)
+        await self.registry.confirm_current()
         record = self.registry.get(token_id)
         if record is None or not secret_matches(secret, record.secret_hash):
             raise Unauthenticated("the token is not valid")

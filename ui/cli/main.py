@@ -55,9 +55,10 @@ def print_reply(reply: Reply, as_json: bool) -> int:
 
 
 def exit_code(reply: Reply) -> int:
+    code = reply.error.code if reply.error is not None else None
     if reply.accepted:
         return 0
-    return EXIT_DENIED if reply.error is not None and reply.error.code in DENIED_CODES else EXIT_FAILED
+    return EXIT_DENIED if code in DENIED_CODES else EXIT_UNAVAILABLE if code == "unavailable" else EXIT_FAILED
 
 
 # -- commands ---------------------------------------------------------------------------
