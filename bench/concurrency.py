@@ -20,8 +20,8 @@ import nats
 from nats.aio.client import Client as NATS
 
 from bench.harness import (
-    RssSampler, RunEnds, ServicesProcess, finish, machine, median, mib, nats_server, print_machine, print_table,
-    proc_status_bytes,
+    RssSampler, RunEnds, ServicesProcess, admin_token, finish, machine, median, mib, nats_server, print_machine,
+    print_table, proc_status_bytes,
 )
 from bench.waiting import nats_server_pid
 from events import subjects
@@ -142,7 +142,7 @@ async def measure(url: str, runs: int, steps: int) -> dict[str, Any]:
             await services.ready()
             nc = await nats.connect(url, name="bench-client")
             try:
-                client = EngineClient(nc)
+                client = EngineClient(nc, admin_token(home))
                 ends = await RunEnds(nc).start()
                 tag = uuid.uuid4().hex[:8]
 

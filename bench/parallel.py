@@ -68,8 +68,8 @@ async def measure(url: str, steps: int, seconds: float, repetitions: int) -> dic
     timeout = 60 + seconds * 3 + steps * 0.1
     client_nc = await nats.connect(url, name="bench-client")
     try:
-        async with engine(url):
-            client = EngineClient(client_nc)
+        async with engine(url) as running:
+            client = EngineClient(client_nc, running.credential)
             ends = await RunEnds(client_nc).start()
             await measure_run(client, ends, playbook(steps, 0), timeout)   # warm-up: the same group, no wait
             walls, floors, spreads = [], [], []

@@ -117,8 +117,9 @@ async def measure(url: str, steps: int, repetitions: int) -> dict[str, Any]:
     texts = {kind: playbook(kind, steps) for kind in ("noop", "shell")}
     client_nc = await nats.connect(url, name="bench-client")
     try:
-        async with engine(url) as services_nc:
-            client = EngineClient(client_nc)
+        async with engine(url) as running:
+            services_nc = running.nc
+            client = EngineClient(client_nc, running.credential)
             # Warm-up: caches, consumers, code paths, the server's subject tree.
             _, _, size = await measure_run(client, "noop", texts["noop"], steps)
             await measure_run(client, "shell", texts["shell"], steps)

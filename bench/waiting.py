@@ -19,7 +19,7 @@ from typing import Any
 
 import nats
 
-from bench.harness import ServicesProcess, finish, machine, nats_server, print_machine, print_table
+from bench.harness import ServicesProcess, admin_token, finish, machine, nats_server, print_machine, print_table
 from events import subjects
 from events.commands import StartRun
 from ui.client import EngineClient
@@ -113,7 +113,7 @@ async def measure(url: str, runs: int) -> dict[str, Any]:
             await services.ready()
             nc = await nats.connect(url, name="bench-client")
             try:
-                client = EngineClient(nc)
+                client = EngineClient(nc, admin_token(home))
                 requested: set[str] = set()
 
                 async def on_request(msg) -> None:
