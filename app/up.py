@@ -19,6 +19,7 @@ from services.identity.nats_users import ensure_nats_users
 from services.settings import EXAMPLES, Settings
 from ui.cli.render import Follower
 from ui.client import EngineClient
+from ui.web.app import WebServer
 
 log = logging.getLogger("playbook")
 
@@ -41,6 +42,7 @@ async def _up(settings: Settings, *, demo: bool, http_port: int) -> int:
 
     async def ready(running: Running) -> None:
         web = running.doors["web"]
+        assert isinstance(web, WebServer)
         admin = read_secret(settings.home, TOKEN_FILE)
         log.info("dashboard on %s", web.url)
         if admin:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -29,7 +30,7 @@ class Refusals:
     def __init__(self, nc: NATS, keep: int = KEEP) -> None:
         self.nc = nc
         self.entries: deque[AuditEntry] = deque(maxlen=keep)
-        self._sub = None
+        self._sub: Any = None
 
     async def start(self) -> None:
         js = self.nc.jetstream()

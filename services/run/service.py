@@ -126,10 +126,12 @@ class RunService:
 
     async def _refuse_forgery(self, command: Command, acting: Acting, caller: Caller) -> None:
         """A command that names someone other than its caller is refused and recorded: the name is never used."""
-        claims = {"actor": (command.actor, {acting.actor, acting.effective}),
-                  "on_behalf_of": (command.on_behalf_of, {acting.on_behalf_of})}
+        claims: dict[str, tuple[str | None, set[str | None]]] = {
+            "actor": (command.actor, {acting.actor, acting.effective}),
+            "on_behalf_of": (command.on_behalf_of, {acting.on_behalf_of})}
         for field, (claimed, allowed) in claims.items():
-            if claimed is not None and _canonical(claimed) not in allowed:
+            canonical = _canonical(claimed) if claimed is not None else None
+            if claimed is not None and (canonical is None or canonical not in allowed):
                 verified = acting.actor + (f" on behalf of {acting.on_behalf_of}" if acting.on_behalf_of else "")
                 raise await self.guard.forbid(
                     acting, f"the command names {field} {claimed[:80]!r}, but its credential is {verified}'s: "

@@ -57,7 +57,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(with_client(settings, work))
 
 
-def line(entry: dict) -> str:
+def line(entry: dict[str, str]) -> str:
     who = entry["actor"] + (f" for {entry['on_behalf_of']}" if entry.get("on_behalf_of") else "")
     where = entry.get("run_id") or entry.get("circuit") or ""
     step = f"/{entry['step_id']}" if entry.get("step_id") else ""

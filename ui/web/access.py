@@ -157,7 +157,7 @@ async def _refuse_forged_name(request: web.Request, access: Access, acting: Acti
 
 
 def acting(request: web.Request) -> Acting:
-    found = request.get(ACTING)
+    found: Acting | None = request.get(ACTING)
     if found is None:
         raise Unauthenticated("sign in first: send `Authorization: Bearer <token>`")
     return found
