@@ -10,7 +10,8 @@ import pytest
 
 from services.errors import EngineUnavailable
 from services.store import EventStore
-from tests.e2e.conftest import Processes, playbook_cli
+from events.identity import caller_headers
+from tests.e2e.conftest import Processes, playbook_cli, the_local_admin
 from tests.learning import record_history
 from ui.insights import LearningClient
 
@@ -38,7 +39,8 @@ async def test_insights_rebuild_and_the_answer_without_a_learning_service(
         absent = await asyncio.to_thread(playbook_cli, "insights", env=engine_env)
         assert absent.returncode == 4 and "learning service did not answer" in absent.stderr
         processes.start("learning", ["-m", "services.learning"], engine_env)
-        await learned_up_to(LearningClient(nc), last)
+        processes.start("identity", ["-m", "services.identity"], engine_env)
+        await learned_up_to(LearningClient(nc, caller_headers(await the_local_admin(engine_env))), last)
     finally:
         await nc.close()
 

@@ -11,6 +11,7 @@ import yaml
 
 from events.insights import Distribution, Insights, Recommendation
 from services.settings import Settings
+from ui.cli.connect import steer, with_client
 from ui.cli.render import _ms as duration
 from ui.insights import LearningClient
 
@@ -24,10 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
-    from ui.cli.main import with_client   # main registers this command: imported when run, not before
-
     async def work(client) -> int:  # type: ignore[no-untyped-def]
-        learning = LearningClient(client.nc)
+        learning = LearningClient(client.nc, client.headers())
         if args.playbook == "rebuild":
             rebuilt = await learning.rebuild(timeout=args.timeout)
             print(msgspec.json.encode(rebuilt).decode() if args.json else
@@ -45,7 +44,7 @@ def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
             print(render(insights))
         return 0
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work) if args.playbook == "rebuild" else asyncio.run(with_client(settings, work))
 
 
 def render(insights: Insights) -> str:

@@ -22,6 +22,8 @@ from events import subjects
 from projections.metrics import DURATION_BUCKETS_MS, KEY_SEP, Metrics
 from projections.projector import Projector
 from services.read import RUN_STATUSES
+from services.identity.authority import Resource
+from ui.web.access import permit
 from ui.web.backend import BACKEND
 
 CIRCUIT_STATES = ("closed", "open", "half_open")
@@ -126,6 +128,8 @@ SCRAPE = web.AppKey("prometheus", tuple)   # (CollectorRegistry, ViewsCollector)
 
 
 async def metrics_text(request: web.Request) -> web.Response:
+    if request.app[BACKEND].settings.metrics_access != "open":
+        await permit(request, "read", Resource())     # a viewer of every playbook (PLAYBOOK_METRICS=open: anyone)
     registry, collector = request.app[SCRAPE]
     backend = request.app[BACKEND]
     collector.stream_last_seq = await _stream_last_seq(backend.nc)
