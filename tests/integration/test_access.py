@@ -164,7 +164,7 @@ async def test_the_http_door(engine, settings, web_server) -> None:
 
         await run_the_table(engine, settings, "http", send)
         readers = {role for role in ROLES if role != "revoked operator"}
-        for role, (owner, credential) in (await tokens(engine)).items():        # reading a run is every role's
+        for role, (_owner, credential) in (await tokens(engine)).items():        # reading a run is every role's
             async with http.get(f"{web_server.url}/api/runs", headers=caller_headers(credential)) as response:
                 assert (response.status == 200) == (role in readers), role
 
