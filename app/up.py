@@ -1,20 +1,29 @@
-"""`playbook up`: the whole engine on one machine, ready in seconds; `--cluster 3` on a 3-server JetStream cluster."""
+"""`playbook up`: the whole engine on one machine, ready in seconds, secured by default.
+
+The embedded nats-server starts with generated users (the engine's, the CLI's, a read-only
+agent's; passwords in `$PLAYBOOK_HOME/credentials`), the identity service makes sure the
+local admin has a token there (the CLI's credential), and a one-time sign-in link opens
+the dashboard signed in. Nothing to configure: still two commands from a clone. With
+`--cluster 3`, three servers on this machine form one JetStream cluster with the same users,
+the streams at three replicas.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import replace
 
-from nats.aio.client import Client as NATS
-
+from app.cluster import local_cluster
 from app.root import ALL_SERVICES, DOORS, Running, configure_logging, serve
 from events.commands import StartRun
-from app.cluster import engine_url, local_cluster
 from services.embedded import EmbeddedCluster, EmbeddedNats
 from services.errors import PlaybookError
+from services.identity.credentials import TOKEN_FILE, read_secret
+from services.identity.nats_users import ensure_nats_users
 from services.settings import EXAMPLES, Settings
 from ui.cli.render import Follower
 from ui.client import EngineClient
+from ui.web.app import WebServer
 
 log = logging.getLogger("playbook")
 
@@ -32,22 +41,28 @@ async def _up(settings: Settings, *, demo: bool, http_port: int, cluster: int) -
     embedded: EmbeddedNats | EmbeddedCluster | None = None
     if cluster:
         embedded = local_cluster(settings.home, cluster, settings.nats_port, settings.nats_server_bin)
-        plain = await embedded.start()
-        settings = replace(settings, nats_url=engine_url(embedded), stream_replicas=max(settings.stream_replicas, 3))
+        # Plain URLs: each connection logs in as its role from `credentials/`, as on one server.
+        settings = replace(settings, nats_url=await embedded.start(), stream_replicas=max(settings.stream_replicas, 3))
         log.info("embedded JetStream cluster of %d servers on %s, stores in %s; streams at %d replicas", cluster,
-                 plain, settings.home / "cluster", settings.stream_replicas)
+                 settings.nats_url, settings.home / "cluster", settings.stream_replicas)
     elif not settings.nats_url:
-        embedded = EmbeddedNats(settings.home, settings.nats_port, settings.nats_server_bin)
+        embedded = EmbeddedNats(settings.home, settings.nats_port, settings.nats_server_bin,
+                                config=ensure_nats_users(settings.home))
         settings = replace(settings, nats_url=await embedded.start())
         log.info("embedded nats-server on %s, data in %s", settings.nats_url, embedded.home / "jetstream")
     settings = replace(settings, web_host="127.0.0.1", web_port=_free_or_any(http_port))
 
     async def ready(running: Running) -> None:
         web = running.doors["web"]
+        assert isinstance(web, WebServer)
+        admin = read_secret(settings.home, TOKEN_FILE)
         log.info("dashboard on %s", web.url)
+        if admin:
+            print(f"sign in to the dashboard (link good for two minutes, once): {web.sign_in_link(admin)}",
+                  flush=True)
         log.info("engine ready; stop with Ctrl-C")
-        if demo:
-            asyncio.create_task(_run_demo(running.nc, web.url))
+        if demo and admin:
+            asyncio.create_task(_run_demo(EngineClient(running.nc, admin), web.url))
 
     try:
         await serve(settings, ALL_SERVICES, DOORS, ready=ready)
@@ -57,9 +72,8 @@ async def _up(settings: Settings, *, demo: bool, http_port: int, cluster: int) -
     return 0
 
 
-async def _run_demo(nc: NATS, web_url: str) -> None:
-    client = EngineClient(nc)
-    reply = await client.send(StartRun(actor="demo", playbook=DEMO_PLAYBOOK.read_text(), source=str(DEMO_PLAYBOOK),
+async def _run_demo(client: EngineClient, web_url: str) -> None:
+    reply = await client.send(StartRun(playbook=DEMO_PLAYBOOK.read_text(), source=str(DEMO_PLAYBOOK),
                                        parameters={"base_url": web_url}, environment="staging"))
     if not reply.accepted or reply.run_id is None:
         log.error("demo not started: %s", reply.error and reply.error.message)

@@ -14,30 +14,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import json
-import os
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
 
 from app.cluster import engine_url, local_cluster
-from app.root import ALL_SERVICES, Running, serve
-from bench.harness import RunEnds, finish, machine, print_machine, print_table, wait_playbook
+from bench.harness import InProcess, RunEnds, engine, finish, machine, print_machine, print_table, wait_playbook
 from events import subjects
 from events.commands import StartRun
 from events.run import TERMINAL_EVENTS, StepFailed, StepStarted
 from services.embedded import EmbeddedCluster
 from services.jetstream import Unanswered, persist
-from services.settings import Settings, connect_options
 from services.store import EventStore
 from ui.client import EngineClient
 
@@ -55,35 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help=f"where to write the result (default bench/results/{NAME}.json)")
 
 
-@contextlib.asynccontextmanager
-async def engine(settings: Settings) -> AsyncIterator[NATS]:
-    """Every service in this process on the cluster; yields a client connection of its own."""
-    stop, ready = asyncio.Event(), asyncio.Event()
-
-    async def on_ready(_running: Running) -> None:
-        ready.set()
-
-    task = asyncio.create_task(serve(settings, ALL_SERVICES, ready=on_ready, stop=stop))
-    await asyncio.wait_for(ready.wait(), 60)
-    async def quiet(_err: Exception) -> None:
-        pass     # the servers this client loses are the point of the benchmark
-
-    nc = await nats.connect(**connect_options(settings.engine_url()), name="bench-client",
-                            max_reconnect_attempts=-1, reconnect_time_wait=0.2, error_cb=quiet)
-    try:
-        yield nc
-    finally:
-        await nc.close()
-        stop.set()
-        await asyncio.wait_for(task, 60)
-
-
-async def events_per_second(nc: NATS, replicas: int, runs: int, steps: int) -> dict[str, Any]:
+async def events_per_second(running: InProcess, replicas: int, runs: int, steps: int) -> dict[str, Any]:
     """The stream scaled to `replicas`, then `runs` runs of `steps` noop steps at once, start to last end."""
+    nc = running.nc
     store = EventStore(nc)
     await store.ensure_stream(replicas)
     await _until_replicated(nc, replicas)
-    client = EngineClient(nc)
+    client = EngineClient(nc, running.credential)
     text = "name: bench-cluster-throughput\nsteps:\n" + "".join(
         f"  - id: s{i:04d}\n    action: noop\n" for i in range(steps))
     ends = await RunEnds(nc).start()
@@ -91,7 +62,7 @@ async def events_per_second(nc: NATS, replicas: int, runs: int, steps: int) -> d
     tag = uuid.uuid4().hex[:8]
     ids = [f"tp{replicas}{tag}-{i:04d}" for i in range(runs)]
     began = time.perf_counter()
-    replies = await asyncio.gather(*(client.send(StartRun(actor="bench", playbook=text, run_id=r), timeout=120)
+    replies = await asyncio.gather(*(client.send(StartRun(playbook=text, run_id=r), timeout=120)
                                      for r in ids))
     if rejected := [r for r in replies if not r.accepted]:
         raise RuntimeError(f"{len(rejected)} StartRun rejected: {rejected[0].error}")
@@ -147,9 +118,11 @@ async def leader(nc: NATS) -> str:
     return await persist(ask, "asking for the stream leader")
 
 
-async def failover(nc: NATS, cluster: EmbeddedCluster, runs: int, steps: int, step_seconds: float) -> dict[str, Any]:
+async def failover(running: InProcess, cluster: EmbeddedCluster, runs: int, steps: int,
+                   step_seconds: float) -> dict[str, Any]:
     """Runs in flight; at a sixth of their steps the leader steps down, at a third it is SIGKILLed."""
-    client = EngineClient(nc)
+    nc = running.nc
+    client = EngineClient(nc, running.credential)
     ends = await RunEnds(nc).start()
     succeeded = 0
     progress = {share: asyncio.Event() for share in (STEP_DOWN_AT, KILL_AT)}
@@ -165,7 +138,7 @@ async def failover(nc: NATS, cluster: EmbeddedCluster, runs: int, steps: int, st
     tag = uuid.uuid4().hex[:8]
     ids = [f"fo{tag}-{i:04d}" for i in range(runs)]
     began = time.perf_counter()
-    replies = await asyncio.gather(*(client.send(StartRun(actor="bench", playbook=text, run_id=r), timeout=120)
+    replies = await asyncio.gather(*(client.send(StartRun(playbook=text, run_id=r), timeout=120)
                                      for r in ids))
     if rejected := [r for r in replies if not r.accepted]:
         raise RuntimeError(f"{len(rejected)} StartRun rejected: {rejected[0].error}")
@@ -215,12 +188,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         cluster = local_cluster(Path(home), 3)
         await cluster.start()
         try:
-            settings = replace(Settings.from_environ({**os.environ, "NATS_URL": engine_url(cluster)}),
-                               home=Path(home) / "engine", stream_replicas=1, ack_wait=30.0)
-            async with engine(settings) as nc:
-                r1 = await events_per_second(nc, 1, args.throughput_runs, args.throughput_steps)
-                r3 = await events_per_second(nc, 3, args.throughput_runs, args.throughput_steps)
-                killed = await failover(nc, cluster, args.runs, args.steps, args.step_seconds)
+            # Identity's streams at 3 replicas from the start, PB_RUNS scaled to each count measured.
+            async with engine(engine_url(cluster), environ={"PLAYBOOK_STREAM_REPLICAS": "3"}) as running:
+                r1 = await events_per_second(running, 1, args.throughput_runs, args.throughput_steps)
+                r3 = await events_per_second(running, 3, args.throughput_runs, args.throughput_steps)
+                killed = await failover(running, cluster, args.runs, args.steps, args.step_seconds)
         finally:
             cluster.stop()
     return {

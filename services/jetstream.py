@@ -9,12 +9,14 @@ so: past it, the engine is unavailable and says so. A full store is unavailable 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats.errors
+from nats.aio.client import Client as NATS
 from nats.js.errors import APIError, NoStreamResponseError
 
 from services.errors import EngineUnavailable, TooLarge
@@ -93,6 +95,16 @@ async def persist(call: Callable[[], Awaitable[T]], what: str, *, within: float 
             _tell(f"{what}: {_said(err)}; asking again (try {tries + 1})")
         await asyncio.sleep(pause)
         pause = min(pause * 2, LONGEST_PAUSE)
+
+
+async def api_request(nc: NATS, subject: str, body: bytes) -> dict[str, Any]:
+    """A JetStream API request's JSON answer, asked again while a cluster elects its leaders (503)."""
+    async def ask() -> dict[str, Any]:
+        reply: dict[str, Any] = json.loads((await nc.request(subject, body, timeout=TRY_TIMEOUT)).data)
+        if (reply.get("error") or {}).get("code") == 503:
+            raise Unanswered(reply["error"].get("description", ""))
+        return reply
+    return await persist(ask, subject)
 
 
 def _tell(message: str) -> None:

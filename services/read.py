@@ -10,25 +10,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
 from events import subjects
 from events.circuit import CircuitEvent, decode_circuit_event
+from events.run import RunStarted
 from services.domain.breaker import Breaker, token
 from services.domain.breaker import evolve as evolve_breaker
 from services.domain.run.dry_run import PlannedStep
 from services.domain.run.dry_run import plan as dry_run_plan
 from services.domain.run.gates import approvals_needed
 from services.domain.run.state import ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Run, StepState, evolve, fold
+from services.jetstream import persist
 from services.library import StoredPlaybook, find_playbook, stored_playbooks
 from services.playbook.plan import plan_waves
-from services.jetstream import persist
 from services.readiness import StoreReadiness
 from services.store import EventStore
 
 __all__ = [
     "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "EventStore", "PlannedStep", "Run", "StepState",
     "StoreReadiness", "StoredPlaybook", "all_breakers", "approvals_needed", "breaker_history", "dry_run_plan",
-    "evolve", "find_playbook", "fold", "persist", "plan_waves", "stored_playbooks",
+    "evolve", "find_playbook", "fold", "persist", "plan_waves", "run_started", "stored_playbooks",
 ]
+
+
+async def run_started(store: EventStore, run_id: str) -> RunStarted | None:
+    """The run's first event (what it runs, where, started by whom), without reading the rest."""
+    data = await store.last_on(subjects.run_event(run_id, "RunStarted"))
+    return None if data is None else msgspec.json.decode(data, type=RunStarted)
 
 
 async def all_breakers(store: EventStore) -> list[Breaker]:

@@ -27,7 +27,7 @@ from events.codec import decode_event, encode, event_name
 from events.json_limits import MAX_EVENT_DEPTH, check_depth
 from events.run import RunEvent
 from services.errors import ConcurrencyConflict, EngineUnavailable, PlaybookError, TooLarge
-from services.jetstream import TRY_TIMEOUT, Unanswered, conflict_last, is_conflict, persist
+from services.jetstream import TRY_TIMEOUT, Unanswered, api_request, conflict_last, is_conflict, persist
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,7 @@ class EventStore:
             raise PlaybookError(f"cannot set up stream {name}: {error.get('description')}")
 
     async def _api(self, subject: str, body: bytes) -> dict[str, Any]:
-        async def ask() -> dict[str, Any]:
-            reply: dict[str, Any] = json.loads((await self.nc.request(subject, body, timeout=TRY_TIMEOUT)).data)
-            if (reply.get("error") or {}).get("code") == 503:   # a cluster still electing its leaders
-                raise Unanswered(reply["error"].get("description", ""))
-            return reply
-        return await persist(ask, subject)
+        return await api_request(self.nc, subject, body)
 
     async def load(self, run_id: str, after: int = 0) -> tuple[list[Envelope], int]:
         """Every event of the run after stream sequence `after`, and the last sequence seen.
@@ -168,6 +163,13 @@ class EventStore:
                 cursor.into.append((seq, cursor.decode(msg.data)))
             except (msgspec.DecodeError, RecursionError) as err:
                 log.warning("skipping undecodable event %s seq %d: %s", headers.get("Nats-Subject"), seq, err)
+
+    async def last_on(self, subject: str) -> bytes | None:
+        """The data of the last message on one subject, None when there is none."""
+        request = json.dumps({"last_by_subj": subject}).encode()
+        msg = await persist(lambda: self.nc.request(self._direct_get, request, timeout=TRY_TIMEOUT),
+                            f"reading the last event on {subject}")
+        return None if (msg.headers or {}).get("Status") else msg.data
 
     async def last_message_id(self, aggregate: str) -> tuple[int, str | None]:
         """Sequence and Nats-Msg-Id of the aggregate's last event (0, None when there is none)."""

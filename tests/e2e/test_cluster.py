@@ -14,6 +14,7 @@ import logging
 import os
 from pathlib import Path
 
+import nats
 import pytest
 
 from events import subjects
@@ -47,8 +48,14 @@ async def stream_leader(client: EngineClient) -> str:
     return str(info.cluster.leader)
 
 
+async def every_stream_replicated(client: EngineClient) -> None:
+    """The runs, the tokens and the refusals: losing a server must cost none of them."""
+    for stream in (subjects.RUNS_STREAM, subjects.IDENTITY_STREAM, subjects.ACCESS_STREAM):
+        assert (await client.nc.jetstream().stream_info(stream)).config.num_replicas == 3, stream
+
+
 async def start_runs(client: EngineClient, text: str, count: int) -> list[str]:
-    replies = await asyncio.gather(*(client.send(StartRun(actor="alice", playbook=text, parameters={"tag": f"r{i}"}))
+    replies = await asyncio.gather(*(client.send(StartRun(playbook=text, parameters={"tag": f"r{i}"}))
                                      for i in range(count)))
     assert all(reply.accepted for reply in replies), [reply.error for reply in replies if reply.error][:1]
     return [reply.run_id for reply in replies if reply.run_id]
@@ -80,6 +87,7 @@ async def test_sigkill_of_the_stream_leader_during_running_runs_loses_nothing_an
     effects, gate = tmp_path / "effects", tmp_path / "gate"
     caplog.set_level(logging.DEBUG, logger="services.jetstream")
     async with running_engine(cluster_settings) as client:
+        await every_stream_replicated(client)
         leader = await stream_leader(client)
         run_ids = await start_runs(client, playbook(effects, gate), RUNS)
         await every_run_applying(client, run_ids)
@@ -129,3 +137,7 @@ async def test_playbook_up_cluster_3_runs_the_engine_on_three_servers_and_the_cl
     assert [r["status"] for r in json.loads(listing.stdout)] == ["completed"], listing.stderr
     servers = sorted(p.name for p in (tmp_path / "home" / "cluster").iterdir())
     assert servers == ["n1", "n2", "n3"]
+    url = (tmp_path / "home" / "nats.url").read_text().strip()
+    for server in url.split(","):                            # every server takes only the engine's users
+        with pytest.raises(Exception, match="(?i)authorization"):
+            await nats.connect(server, allow_reconnect=False, max_reconnect_attempts=0)

@@ -19,20 +19,23 @@ import pytest
 from nats.js.errors import APIError
 
 from events.commands import CancelRun, StartRun
+from events.identity import caller_headers
 from events.run import RunCancelled, RunCompleted, StepStarted, StepSucceeded
+from services.identity.store import REFUSALS_MAX_BYTES
 from tests.conftest import NatsServer
 from tests.helpers import playbook_yaml, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
 RUNS = 24
-STORE_BYTES = 6 * 2**20
+STORE_BYTES = REFUSALS_MAX_BYTES + 6 * 2**20    # the refusal record's reservation, and a few MB for the runs
 FILLER = "FILLER"
 
 
 @pytest.fixture
 async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
-    """This module's server has a JetStream store of a few megabytes: enough for the runs, not for the filler."""
+    """This module's server has a JetStream store a few megabytes over what the engine reserves: enough for the
+    runs, not for the filler."""
     server = NatsServer(tmp_path / "jetstream", max_file_store=STORE_BYTES)
     await server.start()
     try:
@@ -45,7 +48,7 @@ async def fill_the_store(engine) -> None:
     """Another stream takes every byte left, as a busy neighbour on the same server would."""
     js = engine.nc.jetstream()
     await js.add_stream(name=FILLER, subjects=["filler.>"])
-    block = b"x" * 64 * 1024
+    block = b"x" * 1000 * 1024
     for _ in range(2 * STORE_BYTES // len(block)):
         try:
             await js.publish("filler.block", block)
@@ -76,7 +79,7 @@ async def test_a_full_store_answers_unavailable_and_once_space_returns_every_run
             f"while [ ! -e {gate} ]; do sleep 0.05; done; echo ${{tag}} work >> {effects}")}},
         {"id": "report", "action": "noop", "depends_on": ["work"]},
     ], name="full-store", parameters=[{"name": "tag", "pattern": "^r[0-9]+$"}])
-    replies = await asyncio.gather(*(engine.send(StartRun(actor="alice", playbook=text, parameters={"tag": f"r{i}"}))
+    replies = await asyncio.gather(*(engine.send(StartRun(playbook=text, parameters={"tag": f"r{i}"}))
                                      for i in range(RUNS)))
     run_ids = [reply.run_id for reply in replies]
     assert all(reply.accepted for reply in replies), [r.error for r in replies if r.error][:1]
@@ -87,15 +90,16 @@ async def test_a_full_store_answers_unavailable_and_once_space_returns_every_run
 
     await fill_the_store(engine)
 
-    refused = await engine.send(StartRun(actor="alice", playbook=text, parameters={"tag": "r999"}))
+    refused = await engine.send(StartRun(playbook=text, parameters={"tag": "r999"}))
     assert not refused.accepted and refused.error.code == "unavailable", refused
     assert "full" in refused.error.message
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=caller_headers(engine.caller.credential)) as http:
         async with http.post(f"{web_server.url}/api/runs", json={"playbook": text, "parameters": {"tag": "r999"}}) \
                 as response:
             assert response.status == 503
             assert (await response.json())["error"]["code"] == "engine_unavailable"
-    env = {**os.environ, "NATS_URL": nats_server.url, "PLAYBOOK_HOME": str(tmp_path / "cli")}
+    env = {**os.environ, "NATS_URL": nats_server.url, "PLAYBOOK_HOME": str(tmp_path / "cli"),
+           "PLAYBOOK_TOKEN": engine.caller.credential}
     path = tmp_path / "p.yaml"
     path.write_text(text)
     code, err = await cli(env, "run", str(path), "-p", "tag=r999")
@@ -107,7 +111,7 @@ async def test_a_full_store_answers_unavailable_and_once_space_returns_every_run
     await until(lambda: effects.exists() and len(effects.read_text().splitlines()) == RUNS, timeout=30,
                 what="every step done")
     cancelled = run_ids[: RUNS // 2]
-    answers = await asyncio.gather(*(engine.send(CancelRun(actor="bob", run_id=run_id)) for run_id in cancelled))
+    answers = await asyncio.gather(*(engine.send(CancelRun(run_id=run_id)) for run_id in cancelled))
     assert {answer.error.code for answer in answers if answer.error} <= {"unavailable"}
 
     await engine.nc.jetstream().delete_stream(FILLER)    # space returns
@@ -116,7 +120,7 @@ async def test_a_full_store_answers_unavailable_and_once_space_returns_every_run
         return (await readiness(web_server))[0] == 200
     await until(ready_again, timeout=15, what="/readyz ready again")
     for run_id in cancelled:          # asked again now that it can be recorded: already ended, or cancelled
-        answer = await engine.send(CancelRun(actor="bob", run_id=run_id))
+        answer = await engine.send(CancelRun(run_id=run_id))
         assert answer.accepted or answer.error.code == "illegal_transition", answer
     histories = await asyncio.gather(*(wait_for_end(engine, run_id, timeout=60) for run_id in run_ids))
 

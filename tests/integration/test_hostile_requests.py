@@ -19,6 +19,7 @@ from events.identity import AnyIdentityCommand
 from events.json_limits import MAX_REQUEST_DEPTH
 from services.aggregates import breaker_repository, run_repository
 from services.errors import TooLarge
+from services.identity.setup import Identity
 from services.run.service import RunService
 from services.store import EventStore
 from tests.helpers import noop, playbook_yaml
@@ -45,9 +46,12 @@ async def test_a_run_id_that_is_no_subject_token_is_refused_by_the_run_service(e
 
 async def test_an_in_process_caller_cannot_slip_a_wildcard_past_the_run_service(engine, settings) -> None:
     """Decoded commands are checked by their type; one built in code is checked again where it is carried out."""
-    store = EventStore(engine.nc)
-    service = RunService(engine.nc, run_repository(store), breaker_repository(store), settings)
-    reply = await service.handle(PauseRun(actor="alice", run_id="*"))
+    store, identity = EventStore(engine.nc), await Identity.start(engine.nc, lambda _name: [])
+    try:
+        service = RunService(engine.nc, run_repository(store), breaker_repository(store), settings, identity.guard)
+        reply = await service.handle(PauseRun(run_id="*"), engine.caller)
+    finally:
+        await identity.stop()
     assert reply.error.code == "bad_request" and "'*'" in reply.error.message
 
 
@@ -55,7 +59,7 @@ async def test_a_command_nested_a_hundred_thousand_deep_gets_an_answer_that_says
     reply = await ask(engine, subjects.command("PauseRun"), DEEP)
     assert reply.error.code == "bad_request"
     assert f"nested deeper than {MAX_REQUEST_DEPTH} levels" in reply.error.message
-    started = await engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("a")])))
+    started = await engine.send(StartRun(playbook=playbook_yaml([noop("a")])))
     assert started.accepted                      # and the service answers the next caller as before
 
 
@@ -76,8 +80,8 @@ def test_an_identity_command_nested_too_deep_is_refused_by_the_one_decoder() -> 
 async def test_a_playbook_larger_than_nats_carries_is_refused_before_sending_naming_the_limit(engine) -> None:
     text = playbook_yaml([noop("a")]) + "#" * (engine.nc.max_payload + 1) + "\n"
     with pytest.raises(TooLarge, match=f"at most {engine.nc.max_payload:,}"):
-        await engine.send(StartRun(actor="alice", playbook=text))
-    assert (await asyncio.wait_for(engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("a")]))),
+        await engine.send(StartRun(playbook=text))
+    assert (await asyncio.wait_for(engine.send(StartRun(playbook=playbook_yaml([noop("a")]))),
                                    10)).accepted
 
 
@@ -85,7 +89,7 @@ async def test_a_run_whose_first_event_would_not_fit_is_refused_as_too_large_not
     """The command fits; the playbook as stored (text, parsed steps and plan) does not."""
     text = playbook_yaml([noop(f"s{i}") for i in range(25_000)])
     assert len(text) < engine.nc.max_payload
-    reply = await engine.send(StartRun(actor="alice", playbook=text, run_id="too-big"))
+    reply = await engine.send(StartRun(playbook=text, run_id="too-big"))
     assert not reply.accepted and reply.error.code == "too_large", reply.error
     assert "RunStarted" in reply.error.message and f"{engine.nc.max_payload - 1024:,}" in reply.error.message
     assert await engine.events("too-big") == []

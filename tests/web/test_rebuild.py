@@ -9,19 +9,24 @@ import aiohttp
 import pytest
 
 from events.commands import StartRun
-from tests.helpers import noop, playbook_yaml, wait_for_end
+from events.identity import caller_headers
+from tests.helpers import noop, person, playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 
 
+def cli_env(nats_server, engine) -> dict[str, str]:
+    return {"NATS_URL": nats_server.url, "PATH": "", "PLAYBOOK_TOKEN": engine.caller.credential}
+
+
 async def test_the_cli_rebuilds_the_views_of_a_running_web_server(engine, web_server, nats_server) -> None:
-    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("a"), noop("b")])))
+    reply = await engine.send(StartRun(playbook=playbook_yaml([noop("a"), noop("b")])))
     events = await wait_for_end(engine, reply.run_id)
     await web_server.backend.projector.wait_caught_up(10)
     before = web_server.backend.projector.views.runs[reply.run_id]
 
     cli = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ui.cli.main", "projections", "rebuild", env={"NATS_URL": nats_server.url, "PATH": ""},
+        sys.executable, "-m", "ui.cli.main", "projections", "rebuild", env=cli_env(nats_server, engine),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = await asyncio.wait_for(cli.communicate(), 30)
     assert cli.returncode == 0, err.decode()
@@ -32,7 +37,7 @@ async def test_the_cli_rebuilds_the_views_of_a_running_web_server(engine, web_se
 
 async def test_without_a_web_server_the_cli_says_so(engine, nats_server) -> None:
     cli = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ui.cli.main", "projections", "rebuild", env={"NATS_URL": nats_server.url, "PATH": ""},
+        sys.executable, "-m", "ui.cli.main", "projections", "rebuild", env=cli_env(nats_server, engine),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = await asyncio.wait_for(cli.communicate(), 30)
     assert cli.returncode == 4 and "no web server answered" in err.decode()
@@ -41,13 +46,13 @@ async def test_without_a_web_server_the_cli_says_so(engine, nats_server) -> None
 async def test_rebuilds_asked_at_once_over_http_and_nats_join_one_and_other_requests_are_answered(
         engine, web_server) -> None:
     for _ in range(3):
-        reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("a")])))
+        reply = await engine.send(StartRun(playbook=playbook_yaml([noop("a")])))
         await wait_for_end(engine, reply.run_id)
     await web_server.backend.projector.wait_caught_up(10)
 
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=caller_headers(engine.caller.credential)) as http:
         async def over_http() -> tuple[int, dict]:
-            async with http.post(f"{web_server.url}/api/projections/rebuild") as response:
+            async with http.post(f"{web_server.url}/api/projections/rebuild", json={}) as response:
                 return response.status, await response.json()
 
         async def listing() -> int:
@@ -65,3 +70,13 @@ async def test_rebuilds_asked_at_once_over_http_and_nats_join_one_and_other_requ
     assert {answer["runs"] for _, answer in answers} == {3}
     assert all(answer["ok"] for answer in by_nats) and {a["rebuild"] for a in by_nats} <= {1, 2}
     assert web_server.backend.projector.rebuilds <= 2 and len(web_server.backend.projector.views.runs) == 3
+
+
+async def test_a_rebuild_is_an_admins(engine, web_server, nats_server) -> None:
+    viewer = await person(engine, "vera", "viewer")
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ui.cli.main", "projections", "rebuild",
+        env={**cli_env(nats_server, engine), "PLAYBOOK_TOKEN": viewer.caller.credential},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = await asyncio.wait_for(cli.communicate(), 30)
+    assert cli.returncode == 5 and "vera may not rebuild projections" in err.decode()
