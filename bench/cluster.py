@@ -59,19 +59,24 @@ async def events_per_second(running: InProcess, replicas: int, runs: int, steps:
         f"  - id: s{i:04d}\n    action: noop\n" for i in range(steps))
     ends = await RunEnds(nc).start()
     first = (await nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.last_seq
-    tag = uuid.uuid4().hex[:8]
-    ids = [f"tp{replicas}{tag}-{i:04d}" for i in range(runs)]
     began = time.perf_counter()
-    replies = await asyncio.gather(*(client.send(StartRun(playbook=text, run_id=r), timeout=120)
-                                     for r in ids))
-    if rejected := [r for r in replies if not r.accepted]:
-        raise RuntimeError(f"{len(rejected)} StartRun rejected: {rejected[0].error}")
+    ids = await start_runs(client, text, f"tp{replicas}", runs)
     await ends.wait(ids, 300)
     seconds = max(ends.ended[r][1] for r in ids) - began
     await ends.stop()
     events = (await nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.last_seq - first
     return {"replicas": replicas, "runs": runs, "events": events, "seconds": seconds, "events_per_second":
             events / seconds}
+
+
+async def start_runs(client: EngineClient, text: str, prefix: str, runs: int) -> list[str]:
+    """`runs` runs of the playbook started at once, their ids `<prefix><tag>-NNNN`."""
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"{prefix}{tag}-{i:04d}" for i in range(runs)]
+    replies = await asyncio.gather(*(client.send(StartRun(playbook=text, run_id=r), timeout=120) for r in ids))
+    if rejected := [r for r in replies if not r.accepted]:
+        raise RuntimeError(f"{len(rejected)} StartRun rejected: {rejected[0].error}")
+    return ids
 
 
 async def _until_replicated(nc: NATS, replicas: int) -> None:
@@ -135,13 +140,8 @@ async def failover(running: InProcess, cluster: EmbeddedCluster, runs: int, step
                 reached.set()
     sub = await nc.subscribe(subjects.events_of_type("StepSucceeded"), cb=on_succeeded)
     text = wait_playbook("bench-cluster-failover", steps, step_seconds, timeout_seconds="60")
-    tag = uuid.uuid4().hex[:8]
-    ids = [f"fo{tag}-{i:04d}" for i in range(runs)]
     began = time.perf_counter()
-    replies = await asyncio.gather(*(client.send(StartRun(playbook=text, run_id=r), timeout=120)
-                                     for r in ids))
-    if rejected := [r for r in replies if not r.accepted]:
-        raise RuntimeError(f"{len(rejected)} StartRun rejected: {rejected[0].error}")
+    ids = await start_runs(client, text, "fo", runs)
 
     await asyncio.wait_for(progress[STEP_DOWN_AT].wait(), 120)
     stepped_from, stepped_at = await leader(nc), time.time()
