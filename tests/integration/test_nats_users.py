@@ -214,7 +214,8 @@ async def test_a_client_login_without_a_valid_token_changes_nothing_and_is_recor
         await follow_with_named_consumer(client.nc, reply.run_id, ApprovalRequested)
         before = await stream_messages(secured)
         approve = {"run_id": reply.run_id, "step_id": "deploy", "actor": "carol"}
-        for headers in (None, caller_headers("pbt_0123456789abcdef_" + "x" * 43), caller_headers(admin[:-1] + "A")):
+        tampered = admin[:-1] + ("B" if admin.endswith("A") else "A")      # never the admin's own token
+        for headers in (None, caller_headers("pbt_0123456789abcdef_" + "x" * 43), caller_headers(tampered)):
             answer = await client.nc.request(subjects.command("ApproveStep"), json.dumps(approve).encode(),
                                              timeout=5, headers=headers)
             assert json.loads(answer.data)["error"]["code"] == "unauthenticated"
