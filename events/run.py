@@ -111,6 +111,26 @@ class RunFailed(RunEvent, frozen=True):
     duration_ms: float = 0.0
 
 
+class RunRetried(RunEvent, frozen=True):
+    """A failed or cancelled run goes on in place: `steps` run again as new attempts; every
+    other step keeps its outcome and outputs. The run ends again with one new terminal event.
+
+    `parameters` are the run's values from now on when they changed (`corrected` names the
+    ones the caller gave); `playbook` and `plan` replace the pinned ones when a replacement
+    was given (`source` says where it came from), checked against the steps that ran.
+    """
+
+    actor: str
+    steps: list[str]
+    from_step: str | None = None
+    reason: str = ""
+    corrected: list[str] = []
+    parameters: dict[str, Any] | None = None
+    playbook: Playbook | None = None
+    plan: Plan | None = None
+    source: str = ""
+
+
 # -- retries (decided by the resilience service) -------------------------------------------
 
 class StepRetryScheduled(RunEvent, frozen=True):
@@ -263,7 +283,7 @@ class RollbackFailed(RunEvent, frozen=True):
 
 AnyRunEvent = (
     RunStarted | StepScheduled | StepStarted | StepSucceeded | StepFailed | StepSkipped
-    | RunPaused | RunResumed | RunCancelRequested | RunCancelled | RunCompleted | RunFailed
+    | RunPaused | RunResumed | RunCancelRequested | RunCancelled | RunCompleted | RunFailed | RunRetried
     | ApprovalRequested | ApprovalGiven | ApprovalGranted | ApprovalRejected | ApprovalDeadlinePassed
     | ApprovalTimedOut | ApprovalAttemptRefused
     | RollbackStarted | StepRollbackScheduled | StepRollbackStarted | StepRolledBack | StepRollbackFailed
@@ -272,6 +292,6 @@ AnyRunEvent = (
 )
 
 RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__
-# After these, nothing more happens in the run unless someone starts a rollback.
+# After these, nothing more happens in the run unless someone starts a rollback or retries it.
 TERMINAL_EVENTS: tuple[type[RunEvent], ...] = (
     RunCompleted, RunFailed, RunCancelled, RollbackCompleted, RollbackFailed)

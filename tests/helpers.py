@@ -97,10 +97,12 @@ class Scenario:
     def __init__(self, *events: RunEvent) -> None:
         self.run = Run(id=R)
         self.seq = 0
+        self.events: list[RunEvent] = []   # every event so far, as the stream would hold them
         self.given(*events)
 
     def given(self, *events: RunEvent) -> Scenario:
         for event in events:
+            self.events.append(event)
             self.seq += 1
             _checked_evolve(self.run, event, self.seq)
         return self

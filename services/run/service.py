@@ -24,16 +24,16 @@ from nats.aio.msg import Msg
 from events import subjects
 from events.codec import decode_command, encode, to_builtins
 from events.commands import (
-    ApproveStep, CancelRun, Command, PauseRun, RejectStep, Rejection, Reply, ResetCircuit, ResumeRun, RollbackRun,
-    StartRun,
+    ApproveStep, CancelRun, Command, PauseRun, RejectStep, Rejection, Reply, ResetCircuit, ResumeRun, RetryRun,
+    RollbackRun, StartRun,
 )
-from events.circuit import CircuitReset
 from events.run import RunEvent, RunStarted
-from services.errors import CommandRejected, ConcurrencyConflict
+from services.errors import CommandRejected, ConcurrencyConflict, UnknownRun
 from services.playbook import PlaybookInvalid, load_playbook
 from services.directory import Directory
+from services.domain import breaker as breaker_rules
 from services.domain.run.gates import Refused
-from services.domain.run.commands import Advance, AnswerGate, RunCommand
+from services.domain.run.commands import Advance, AnswerGate, Retry, RunCommand
 from services.domain.run.decider import decide
 from services.aggregates import BreakerRepository, RunRepository
 from services.answering import Answering
@@ -48,7 +48,7 @@ COMMAND_QUEUE = "run-commands"
 COMMANDS_AT_ONCE = 64
 _RUN_ID = re.compile(subjects.RUN_ID_PATTERN)
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
-                 "RollbackStarted")
+                 "RollbackStarted", "RunRetried")
 
 
 def now() -> datetime:
@@ -115,10 +115,12 @@ class RunService:
             case (PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id)
                   | RollbackRun(run_id=run_id)):
                 return run_id, await self._decide(run_id, command)
+            case RetryRun(run_id=run_id):
+                return run_id, await self._retry(command)
             case ResetCircuit(key=key, actor=actor):
-                reset = CircuitReset(key=key, at=now(), actor=actor)
-                await self.breakers.change(key, lambda _breaker: [reset])
-                return None, [reset]
+                at = now()
+                _, reset = await self.breakers.change(key, lambda breaker: breaker_rules.reset(breaker, actor, at))
+                return None, reset
             case ApproveStep(run_id=run_id) | RejectStep(run_id=run_id):
                 decision = AnswerGate(step_id=command.step_id, actor=command.actor,
                                       groups=tuple(self.directory.groups_of(command.actor)),
@@ -130,6 +132,18 @@ class RunService:
         at = now()
         _, events = await self.runs.change(run_id, lambda run: decide(run, command, at))
         return events
+
+    async def _retry(self, cmd: RetryRun) -> list[RunEvent]:
+        """A replacement playbook is validated as a start would be (in a worker thread), then the decider decides."""
+        replacement = None
+        if cmd.playbook is not None:
+            started = (await self.runs.get(cmd.run_id)).started
+            if started is None:
+                raise UnknownRun(cmd.run_id)
+            loaded = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source, environment=started.environment,
+                                             allow_unsafe_shell=started.allow_unsafe_shell)
+            replacement = (loaded.playbook, loaded.plan)
+        return await self._decide(cmd.run_id, Retry(cmd, replacement))
 
     async def _record_refusal(self, refused: Refused) -> None:
         """Auditors ask about refused approvals too: the attempt goes into the run's stream."""

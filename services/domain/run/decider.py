@@ -18,9 +18,9 @@ from events.run import (
     StepNotRetried, StepRetryScheduled, StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped,
     StepStarted, StepSucceeded,
 )
-from services.domain.run import gates, rollback
+from services.domain.run import gates, retry_run, rollback
 from services.domain.run.commands import (
-    Advance, AnswerGate, BeginStep, ExpireGate, FinishStep, RecordRetryVerdict, RunCommand,
+    Advance, AnswerGate, BeginStep, ExpireGate, FinishStep, RecordRetryVerdict, Retry, RunCommand,
 )
 from services.domain.run.dry_run import dry_run_events
 from services.domain.run.state import Run, StepState, evolve
@@ -74,6 +74,8 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
         case RollbackRun(actor=actor, reason=reason):
             return [_rollback_started(run, at, reason or f"rollback requested by {actor}", actor)]
 
+        case Retry():
+            return retry_run.retry(run, cmd, at)
         case AnswerGate():
             return gates.answer(run, cmd, at)
         case ExpireGate():
