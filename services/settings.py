@@ -26,7 +26,7 @@ from nats.aio.client import Client as NATS
 
 from events.playbook import ErrorHandler
 from services.domain.classify import Pattern
-from services.errors import PlaybookError
+from services.errors import EngineUnavailable, PlaybookError
 from services.secrets import SecretSource
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"   # the bundled playbooks
@@ -118,8 +118,8 @@ class Settings:
         url_file = self.home / "nats.url"
         if url_file.exists():
             return url_file.read_text().strip()
-        raise PlaybookError(f"no NATS server: set NATS_URL, or start the engine with `playbook up` "
-                            f"(looked for {url_file})")
+        raise EngineUnavailable(f"no NATS server: set NATS_URL, or start the engine with `playbook up` "
+                                f"(looked for {url_file})")
 
     async def connect(self, name: str) -> NATS:
         """A connection to the engine's NATS that reconnects for as long as the process lives."""

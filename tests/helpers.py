@@ -155,10 +155,11 @@ async def running_engine(settings: Settings) -> AsyncIterator[EngineClient]:
         await asyncio.wait_for(task, 15)
 
 
-async def wait_for_end(client: EngineClient, run_id: str, timeout: float = 30.0) -> list[RunEvent]:
-    """Follow the run until its terminal event; returns every event, in order."""
+async def wait_for_end(client: EngineClient, run_id: str, timeout: float = 30.0, **since: bool) -> list[RunEvent]:
+    """Follow the run until its terminal event; returns every event, in order. `since`: as `follow`
+    takes it (`after_retry=True`: from the latest retry to the end that follows it)."""
     async def collect() -> list[RunEvent]:
-        return [event async for _, event in client.follow(run_id)]
+        return [event async for _, event in client.follow(run_id, **since)]
     return await asyncio.wait_for(collect(), timeout)
 
 

@@ -18,7 +18,7 @@ from events import subjects
 from events.codec import decode_event, encode
 from events.circuit import CircuitEvent
 from events.commands import Command, Reply
-from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
+from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent, RunRetried
 from projections import run_list
 from services.errors import EngineUnavailable
 from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold
@@ -50,15 +50,22 @@ class EngineClient:
     async def run(self, run_id: str) -> Run:
         return fold(run_id, await self.events(run_id))
 
-    async def follow(self, run_id: str, *, after_rollback_start: bool = False) -> AsyncIterator[tuple[int, RunEvent]]:
-        """Every event of the run from the first, then live ones until the run ends.
+    async def follow(self, run_id: str, *, after_rollback_start: bool = False, after_retry: bool = False,
+                     after: int = 0) -> AsyncIterator[tuple[int, RunEvent]]:
+        """Every event of the run from the first (or those stored after sequence `after`), then
+        live ones until the run ends.
 
         With `after_rollback_start`, the end is the end of the latest rollback (the run
-        ended once before it was rolled back).
+        ended once before it was rolled back). With `after_retry`, the events from the run's
+        latest `RunRetried` on, to the end that follows it.
         """
+        if after_retry:
+            after = max((seq for seq, event in await self.events(run_id) if isinstance(event, RunRetried)),
+                        default=1) - 1
         js = self.nc.jetstream()
-        sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True,
-                                 deliver_policy=DeliverPolicy.ALL)
+        start = (dict(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, config=ConsumerConfig(opt_start_seq=after + 1))
+                 if after else dict(deliver_policy=DeliverPolicy.ALL))
+        sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True, **start)
         waiting_for_rollback = after_rollback_start
         try:
             while True:

@@ -36,6 +36,13 @@ ROLE_ACTIONS: dict[Role, frozenset[str]] = {
     "admin": OPERATE | DECIDE | ADMINISTER,
     "unsafe_shell": frozenset(),
 }
+# The action each command of the run service asks for (`events/commands.py`). A retry is authorised like a
+# start: it runs steps again, maybe with corrected values or a replacement playbook.
+COMMAND_ACTIONS: dict[str, Action] = {
+    "StartRun": "start", "PauseRun": "pause", "ResumeRun": "resume", "CancelRun": "cancel",
+    "RollbackRun": "rollback", "RetryRun": "retry", "ApproveStep": "approve", "RejectStep": "reject",
+    "ResetCircuit": "reset_circuit",
+}
 # The engine as a whole, not one playbook's runs: only a grant on every playbook and environment covers them.
 GLOBAL_ACTIONS = ADMINISTER
 OWN_TOKEN_ACTIONS = frozenset({"list_tokens", "revoke_token"})   # anyone may see and revoke their own
@@ -131,10 +138,10 @@ def authorize(principal: Principal, action: Action, resource: Resource) -> Decis
     if grant is None:
         scope = " (that needs admin on every playbook and environment)" if action in GLOBAL_ACTIONS else ""
         return Decision(False, f"{principal.name} may not {doing}{scope}: {_holdings(principal)}")
-    if action == "start" and resource.unsafe_shell:
+    if action in ("start", "retry") and resource.unsafe_shell:
         shell = next((g for g in principal.grants if g.role == "unsafe_shell" and covers(g, resource)), None)
         if shell is None:
-            return Decision(False, f"{principal.name} may not start {resource.describe()} with allow_unsafe_shell: "
+            return Decision(False, f"{principal.name} may not {action} {resource.describe()} with allow_unsafe_shell: "
                                    f"that needs an unsafe_shell grant on it, and {_holdings(principal)}")
     if action in ("approve", "reject") and resource.approvers:
         if not eligible_entries(resource.approvers, principal.name, principal.groups):

@@ -11,7 +11,9 @@ import yaml
 
 from events.insights import Distribution, Insights, Recommendation
 from services.settings import Settings
+from ui.cli.common import with_client
 from ui.cli.render import _ms as duration
+from ui.client import EngineClient
 from ui.insights import LearningClient
 
 HELP = "what the engine learned from past runs and what it recommends; `insights rebuild` learns again from zero"
@@ -24,9 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
-    from ui.cli.main import with_client   # main registers this command: imported when run, not before
-
-    async def work(client) -> int:  # type: ignore[no-untyped-def]
+    async def work(client: EngineClient) -> int:
         learning = LearningClient(client.nc)
         if args.playbook == "rebuild":
             rebuilt = await learning.rebuild(timeout=args.timeout)

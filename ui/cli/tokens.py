@@ -77,7 +77,7 @@ def caller_credential(settings: Settings) -> str:
 
 
 def _run(args: argparse.Namespace, settings: Settings, work: Callable[[IdentityClient], Awaitable[int]]) -> int:
-    from ui.cli.main import with_client
+    from ui.cli.common import with_client
     credential = caller_credential(settings)
 
     async def with_identity(engine) -> int:  # type: ignore[no-untyped-def]

@@ -1,0 +1,92 @@
+"""What every `playbook` command shares: who acts, -p values, the engine connection, replies, JSON."""
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from events.commands import Reply
+from services.errors import EngineUnavailable, PlaybookError
+from services.settings import Settings
+from ui.cli.render import EXIT_FAILED, EXIT_INVALID
+from ui.client import EngineClient
+
+# Rejections that mean the input was wrong and nothing was done: exit code 2, not 1.
+INVALID_INPUT = frozenset({"invalid_playbook", "bad_request", "unknown_step"})
+
+
+def actor(args: argparse.Namespace, settings: Settings) -> str:
+    return getattr(args, "as_user", None) or settings.user or getpass.getuser()
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PlaybookError(f"-p {pair!r}: write parameters as key=value")
+        params[key.strip()] = value
+    return params
+
+
+def read_playbook(name: str) -> tuple[Path, str]:
+    path = Path(name)
+    try:
+        return path, path.read_text()
+    except OSError as err:
+        raise PlaybookError(f"{path}: cannot read: {err.strerror}") from None
+
+
+async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitable[int]]) -> int:
+    url = settings.engine_url()
+
+    async def quiet(_err: Exception) -> None:
+        pass
+
+    try:
+        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet)
+    except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
+        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
+                                "is `playbook up` running?") from None
+    try:
+        return await work(EngineClient(nc))
+    finally:
+        await nc.close()
+
+
+def print_json(document: Any) -> None:
+    """One JSON document (or one line of a stream of them) on stdout."""
+    print(json.dumps(document, default=str), flush=True)
+
+
+def reply_document(reply: Reply) -> dict[str, Any]:
+    return {"accepted": reply.accepted, "run_id": reply.run_id, "events": reply.events,
+            "error": reply.error and {"code": reply.error.code, "message": reply.error.message,
+                                      "details": reply.error.details}}
+
+
+def reply_exit_code(reply: Reply) -> int:
+    if reply.accepted:
+        return 0
+    return EXIT_INVALID if reply.error is not None and reply.error.code in INVALID_INPUT else EXIT_FAILED
+
+
+def print_reply(reply: Reply, as_json: bool) -> int:
+    if as_json:
+        print_json(reply_document(reply))
+    elif reply.accepted and reply.run_id is None:
+        print(", ".join(e["type"] for e in reply.events) or "nothing to do")
+    elif reply.accepted:
+        print(f"run {reply.run_id}: " + (", ".join(e["type"] for e in reply.events) or "nothing to do (already so)"))
+    elif reply.error is not None:
+        print(f"rejected ({reply.error.code}): {reply.error.message}", file=sys.stderr)
+        for detail in reply.error.details:
+            if isinstance(detail, dict) and detail.get("message"):
+                print(f"  {detail.get('code', '')} {detail['message']}".rstrip(), file=sys.stderr)
+    return reply_exit_code(reply)
