@@ -6,6 +6,8 @@ import asyncio
 import sys
 from dataclasses import asdict
 
+import msgspec
+
 from events.commands import Reply, RetryRun, StartRun
 from events.run import RunRetried
 from services.playbook import PlaybookInvalid, load_playbook
@@ -28,7 +30,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             print_json({"accepted": False, "run_id": None, "events": [], "error": {
                 "code": "invalid_playbook", "message": str(err),
-                "details": [{"code": d.code, "severity": d.severity, "message": d.format()} for d in err.diagnostics]}})
+                "details": msgspec.to_builtins(err.diagnostics)}})
             return EXIT_INVALID
         for diagnostic in err.diagnostics:
             print(diagnostic.format(), file=sys.stderr)

@@ -136,7 +136,7 @@ async def list_runs(request: web.Request) -> web.Response:
 def playbook_text(request: web.Request, text: str | None, playbook_id: str | None) -> tuple[str | None, str]:
     """The playbook a body gives as YAML text or as a stored playbook's id (not both), and where it came from."""
     if text is not None and playbook_id is not None:
-        raise ApiError(400, "bad_request", "give one of 'playbook' (YAML text) and 'playbook_id', not both")
+        raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id', not both")
     if playbook_id is None:
         return text, "<api>"
     stored = find_playbook(backend(request).settings.library_folders, playbook_id)
