@@ -35,6 +35,8 @@ class RunStarted(RunEvent, frozen=True):
     plan: Plan
     parameters: dict[str, Any] = {}
     environment: str | None = None
+    # What the environment gives to variables: its own, and the playbook's it sets otherwise.
+    variables: dict[str, Any] = {}
     source: str = ""
     dry_run: bool = False
     allow_unsafe_shell: bool = False
@@ -116,8 +118,9 @@ class RunRetried(RunEvent, frozen=True):
     other step keeps its outcome and outputs. The run ends again with one new terminal event.
 
     `parameters` are the run's values from now on when they changed (`corrected` names the
-    ones the caller gave); `playbook` and `plan` replace the pinned ones when a replacement
-    was given (`source` says where it came from), checked against the steps that ran.
+    ones the caller gave); `playbook`, `plan` and the environment's `variables` replace the
+    pinned ones when a replacement was given (`source` says where it came from), checked
+    against the steps that ran.
     """
 
     actor: str
@@ -128,6 +131,7 @@ class RunRetried(RunEvent, frozen=True):
     parameters: dict[str, Any] | None = None
     playbook: Playbook | None = None
     plan: Plan | None = None
+    variables: dict[str, Any] | None = None
     source: str = ""
 
 

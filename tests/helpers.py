@@ -52,7 +52,8 @@ def started(run_id: str, steps: list[dict[str, Any]], *, values: dict | None = N
     loaded = load_playbook(playbook_yaml(steps, **top), "test.yaml", parameters=values or {},
                            environment=environment)
     return RunStarted(run_id=run_id, at=T0, actor=actor, playbook=loaded.playbook, plan=loaded.plan,
-                      parameters=loaded.parameters, environment=loaded.environment, dry_run=dry_run)
+                      parameters=loaded.parameters, environment=loaded.environment, variables=loaded.variables,
+                      dry_run=dry_run)
 
 
 def noop(step_id: str, **extra: Any) -> dict[str, Any]:

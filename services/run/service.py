@@ -142,7 +142,7 @@ class RunService:
                 raise UnknownRun(cmd.run_id)
             loaded = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source, environment=started.environment,
                                              allow_unsafe_shell=started.allow_unsafe_shell)
-            replacement = (loaded.playbook, loaded.plan)
+            replacement = loaded
         return await self._decide(cmd.run_id, Retry(cmd, replacement))
 
     async def _record_refusal(self, refused: Refused) -> None:
@@ -161,7 +161,8 @@ class RunService:
             raise CommandRejected(f"run id {run_id!r} may hold only letters, digits, '-' and '_'", "bad_request")
         started = RunStarted(
             run_id=run_id, at=now(), actor=cmd.actor, playbook=loaded.playbook, plan=loaded.plan,
-            parameters=loaded.parameters, environment=loaded.environment, source=cmd.source,
+            parameters=loaded.parameters, environment=loaded.environment, variables=loaded.variables,
+            source=cmd.source,
             dry_run=cmd.dry_run, allow_unsafe_shell=cmd.allow_unsafe_shell,
             engine_error_handlers=self.engine_error_handlers,
         )

@@ -25,7 +25,7 @@ async def engine_process(engine_env: dict[str, str], processes: Processes) -> di
 
 
 BROKEN = {
-    "malformed.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n   args: {}\n", ":5:", None),
+    "malformed.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n   args: {}\n", ":5:", "[step a]"),
     "unknown-action.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n  - id: b\n    action: shel\n",
                             ":6:", "[step b]"),
     "cycle.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n    depends_on: [b]\n"

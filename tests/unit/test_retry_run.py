@@ -20,9 +20,8 @@ def retry(**asked: Any) -> Retry:
     return Retry(RetryRun(run_id=R, actor=asked.pop("actor", "olga"), **asked))
 
 
-def replacement(steps: list[dict[str, Any]], **top: Any) -> Retry:
-    loaded = load_playbook(playbook_yaml(steps, **top))
-    return Retry(RetryRun(run_id=R, actor="olga", source="fixed.yaml"), replacement=(loaded.playbook, loaded.plan))
+def replacement(steps: list[dict[str, Any]]) -> Retry:
+    return Retry(RetryRun(run_id=R, actor="olga", source="fixed.yaml"), replacement=load_playbook(playbook_yaml(steps)))
 
 
 def failed_at_c(steps: list[dict[str, Any]] = FIVE, **top: Any) -> Scenario:

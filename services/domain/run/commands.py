@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RetryRun, RollbackRun
-from events.playbook import Plan, Playbook
 from events.run import ErrorCategory
+from services.playbook import LoadedPlaybook
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +89,7 @@ class Retry:
     validated like a start (by the service, in a worker thread; `source` says where it came from)."""
 
     asked: RetryRun
-    replacement: tuple[Playbook, Plan] | None = None
+    replacement: LoadedPlaybook | None = None
 
 
 RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | FinishStep

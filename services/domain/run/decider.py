@@ -23,7 +23,7 @@ from services.domain.run.commands import (
     Advance, AnswerGate, BeginStep, ExpireGate, FinishStep, RecordRetryVerdict, Retry, RunCommand,
 )
 from services.domain.run.dry_run import dry_run_events
-from services.domain.run.state import Run, StepState, evolve
+from services.domain.run.state import Run, StepState, evolve, variables_of
 from services.errors import CommandRejected, PlaybookError, UnknownRun
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
@@ -248,7 +248,7 @@ def context_of(run: Run) -> Context:
     started = run.started
     assert started is not None
     outputs = {s.id: s.attempt.outputs for s in run.steps.values() if s.status == "succeeded"}
-    return Context(parameters=started.parameters, variables=started.playbook.variables, steps=outputs)
+    return Context(parameters=started.parameters, variables=variables_of(started), steps=outputs)
 
 
 def _settled(run: Run, step: StepState) -> bool:

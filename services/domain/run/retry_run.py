@@ -26,7 +26,8 @@ def retry(run: Run, cmd: Retry, at: datetime) -> list[RunEvent]:
     started = run.started
     assert started is not None
     _check_retryable(run)
-    playbook, plan = cmd.replacement or (started.playbook, started.plan)
+    playbook, plan = (cmd.replacement.playbook, cmd.replacement.plan) if cmd.replacement else (
+        started.playbook, started.plan)
     specs = {step.id: step for step in playbook.steps}
     if asked.from_step is not None and asked.from_step not in specs:
         raise CommandRejected(f"run {run.id} has no step {asked.from_step!r} to retry from"
@@ -49,6 +50,7 @@ def retry(run: Run, cmd: Retry, at: datetime) -> list[RunEvent]:
     return [RunRetried(run_id=run.id, at=at, actor=asked.actor, steps=reset, from_step=asked.from_step,
                        reason=asked.reason, corrected=list(asked.parameters), parameters=parameters,
                        playbook=playbook if cmd.replacement else None, plan=plan if cmd.replacement else None,
+                       variables=cmd.replacement.variables if cmd.replacement else None,
                        source=asked.source if cmd.replacement else "")]
 
 

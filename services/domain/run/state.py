@@ -327,6 +327,11 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
     return run
 
 
+def variables_of(started: RunStarted) -> dict[str, Any]:
+    """The run's variables: the playbook's, with what its environment gives them."""
+    return {**started.playbook.variables, **started.variables} if started.variables else started.playbook.variables
+
+
 def _retried(run: Run, event: RunRetried) -> None:
     """The run goes on: its pins replaced where the retry changed them, the steps that run again reset."""
     started = run.started
@@ -336,6 +341,7 @@ def _retried(run: Run, event: RunRetried) -> None:
         changes["parameters"] = event.parameters
     if event.playbook is not None and event.plan is not None:
         changes["playbook"], changes["plan"] = event.playbook, event.plan
+        changes["variables"] = event.variables or {}
         steps = run.steps
         run.steps = {step.id: steps.get(step.id) or StepState(id=step.id) for step in event.playbook.steps}
         run.specs = {step.id: step for step in event.playbook.steps}
