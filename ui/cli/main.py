@@ -115,7 +115,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     retry = add("retry", cmd_retry, "continue a failed or cancelled run in place: its failed step and everything "
                 "after it run again, finished steps keep their outputs; follow it live",
                 "events as JSON lines (with --detach: one JSON document)")
-    retry.add_argument("run_id", metavar="RUN")
+    retry.add_argument("run_id", metavar="RUN", help="the run's id")
     retry.add_argument("--from", dest="from_step", metavar="STEP",
                        help="run this step and everything downstream of it again (default: the failed steps)")
     retry.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
@@ -134,7 +134,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
         control = add(name, cmd_control, help,
                       "events as JSON lines with --follow, else one JSON document" if name == "rollback" else
                       "print the answer as one JSON document")
-        control.add_argument("run_id", metavar="RUN")
+        control.add_argument("run_id", metavar="RUN", help="the run's id")
         acting(control)
         control.add_argument("--reason", default="", help="why (recorded)")
         if name == "rollback":
@@ -143,27 +143,27 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     for name, help in (("approve", "approve a step waiting at its approval gate"),
                        ("reject", "reject a step waiting at its approval gate: the step fails")):
         gate = add(name, cmd_gate, help)
-        gate.add_argument("run_id", metavar="RUN")
-        gate.add_argument("step_id", metavar="STEP")
+        gate.add_argument("run_id", metavar="RUN", help="the run's id")
+        gate.add_argument("step_id", metavar="STEP", help="the gated step")
         acting(gate, "who decides")
         gate.add_argument("--comment", default="", help="recorded with the decision")
 
     status = add("status", cmd_status, "show a run's state, its steps and the last lines they printed")
-    status.add_argument("run_id", metavar="RUN")
+    status.add_argument("run_id", metavar="RUN", help="the run's id")
     showing_output(status)
 
     listing = add("list", cmd_list, "list runs")
     listing.add_argument("--active", action="store_true", help="only running, paused or cancelling runs")
 
     events = add("events", cmd_events, "print a run's raw event stream, or a circuit breaker's", "JSON lines")
-    events.add_argument("run_id", nargs="?", metavar="RUN")
+    events.add_argument("run_id", nargs="?", metavar="RUN", help="the run's id")
     events.add_argument("--circuit", metavar="KEY",
                         help="a circuit breaker's history instead (keys: playbook circuits)")
     events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
 
     replay = add("replay", cmd_replay, "rebuild a run's state from its events alone and print the timeline",
                  "JSON lines")
-    replay.add_argument("run_id", metavar="RUN")
+    replay.add_argument("run_id", metavar="RUN", help="the run's id")
     showing_output(replay)
 
     validate = add("validate", cmd_validate, "check a playbook without running it",
