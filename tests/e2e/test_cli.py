@@ -9,19 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, Processes, playbook_cli
-from tests.helpers import until
+from tests.e2e.conftest import ROOT, playbook_cli
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def engine_process(engine_env: dict[str, str], processes: Processes) -> dict[str, str]:
-    """`playbook up` on the test's nats-server; returns the environment for CLI calls."""
-    processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], engine_env)
-    log = next(processes.logs.glob("up-*.log"))
-    await until(lambda: "engine ready" in log.read_text(), timeout=20, what="playbook up ready")
-    return engine_env
 
 
 BROKEN = {

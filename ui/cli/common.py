@@ -65,6 +65,15 @@ def print_json(document: Any) -> None:
     print(json.dumps(document, default=str), flush=True)
 
 
+def failed(args: argparse.Namespace, code: str, message: str, exit_code: int = EXIT_FAILED, prefix: str = "") -> int:
+    """Say what failed, as `{"error": {"code", "message"}}` with --json, else on stderr; the exit code."""
+    if getattr(args, "json", False):
+        print_json({"error": {"code": code, "message": message}})
+    else:
+        print(prefix + message, file=sys.stderr)
+    return exit_code
+
+
 def reply_document(reply: Reply) -> dict[str, Any]:
     return {"accepted": reply.accepted, "run_id": reply.run_id, "events": reply.events,
             "error": reply.error and {"code": reply.error.code, "message": reply.error.message,

@@ -15,7 +15,7 @@ from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import validate_playbook
 from services.settings import Settings
 from ui.cli import insights as insights_command
-from ui.cli.common import parse_params, print_json, read_playbook, with_client
+from ui.cli.common import failed, parse_params, print_json, read_playbook, with_client
 from ui.cli.completion import SHELLS, script
 from ui.cli.reading import cmd_circuits, cmd_events, cmd_list, cmd_replay, cmd_status
 from ui.cli.render import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE
@@ -218,17 +218,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         print("playbook: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except EngineUnavailable as err:
-        return _failed(args, "engine_unavailable", err, EXIT_UNAVAILABLE)
+        return failed(args, "engine_unavailable", str(err), EXIT_UNAVAILABLE, prefix="playbook: ")
     except PlaybookError as err:
-        return _failed(args, "invalid_input", err, EXIT_INVALID)
-
-
-def _failed(args: argparse.Namespace, code: str, err: Exception, exit_code: int) -> int:
-    if getattr(args, "json", False):
-        print_json({"error": {"code": code, "message": str(err)}})
-    else:
-        print(f"playbook: {err}", file=sys.stderr)
-    return exit_code
+        return failed(args, "invalid_input", str(err), EXIT_INVALID, prefix="playbook: ")
 
 
 if __name__ == "__main__":

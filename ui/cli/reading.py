@@ -13,18 +13,13 @@ from projections.run_list import as_dict
 from projections.run_view import run_view
 from projections.sentences import circuit_sentence
 from services.settings import Settings
-from ui.cli.common import actor, print_json, print_reply, with_client
-from ui.cli.render import EXIT_FAILED, EXIT_INVALID, Follower, event_json, status_table, terminal_line
+from ui.cli.common import actor, failed, print_json, print_reply, with_client
+from ui.cli.render import EXIT_INVALID, Follower, event_json, status_table, terminal_line
 from ui.client import EngineClient
 
 
 def no_run(args: argparse.Namespace) -> int:
-    message = f"no run with id {args.run_id!r}"
-    if args.json:
-        print_json({"error": {"code": "unknown_run", "message": message}})
-    else:
-        print(message, file=sys.stderr)
-    return EXIT_FAILED
+    return failed(args, "unknown_run", f"no run with id {args.run_id!r}")
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -82,12 +77,8 @@ def _circuit_events(args: argparse.Namespace, settings: Settings) -> int:
         for seq, event in envelopes:
             print(_event_line(seq, event, circuit_sentence(event), args.json))
         if not envelopes:
-            message = f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them"
-            if args.json:
-                print_json({"error": {"code": "unknown_circuit", "message": message}})
-            else:
-                print(message, file=sys.stderr)
-            return EXIT_FAILED
+            return failed(args, "unknown_circuit",
+                          f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them")
         return 0
 
     return asyncio.run(with_client(settings, work))
