@@ -120,6 +120,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
                        help="run this step and everything downstream of it again (default: the failed steps)")
     retry.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                        help="correct a parameter's value (recorded on the run)")
+    # A catalogued playbook's version would arrive here the same way: resolved at the door to its text and source.
     retry.add_argument("--playbook", metavar="FILE",
                        help="replace the pinned playbook with this one; steps that ran must stay as they ran")
     retry.add_argument("--reason", default="", help="why (recorded)")
