@@ -82,11 +82,11 @@ def evolve(breaker: Breaker, event: CircuitEvent, seq: int = 0) -> Breaker:
     return breaker
 
 
-def reset(breaker: Breaker, actor: str, at: datetime) -> list[CircuitEvent]:
+def reset(breaker: Breaker, actor: str, on_behalf_of: str | None, at: datetime) -> list[CircuitEvent]:
     """Close a breaker by hand; one that has recorded nothing does not exist, and is not made by a reset."""
     if not breaker.version:
         raise CommandRejected(f"no circuit breaker {breaker.key!r}; `playbook circuits` lists them", "unknown_circuit")
-    return [CircuitReset(key=breaker.key, at=at, actor=actor)]
+    return [CircuitReset(key=breaker.key, at=at, actor=actor, on_behalf_of=on_behalf_of)]
 
 
 def before_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str,

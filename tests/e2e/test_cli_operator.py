@@ -88,9 +88,14 @@ def test_retry_after_the_missing_file_is_created_reruns_steps_3_to_5_then_rollba
     run_id = failed.stdout.split()[1]
 
     (tmp_path / "release.tar").write_text("the release")
+    issued = playbook_cli("token", "create", "vic's laptop", "--owner", "vic", "--grant", "viewer", env=engine_process)
+    vic = {**engine_process, "PLAYBOOK_TOKEN": issued.stdout.strip()}
+    looking = playbook_cli("retry", run_id, env=vic)
+    assert looking.returncode == 5 and f"vic may not retry run {run_id} of five" in looking.stderr
+    assert ran(tmp_path) == ["fetch", "unpack", "install"]                   # a viewer's retry ran nothing
     retried = playbook_cli("retry", run_id, "--reason", "release restored", "--as", "olga", env=engine_process)
     assert retried.returncode == 0, retried.stdout + retried.stderr
-    assert "retried by olga: install, migrate, announce run again; release restored" in retried.stdout
+    assert "retried by tester for olga: install, migrate, announce run again; release restored" in retried.stdout
     assert "run completed" in retried.stdout and "fetch: succeeded" not in retried.stdout
     assert ran(tmp_path) == ["fetch", "unpack", "install", "install", "migrate", "announce"]
 

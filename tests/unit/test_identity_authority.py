@@ -5,7 +5,6 @@ import pytest
 
 from events.identity import Grant
 from services.errors import PlaybookError
-from events.commands import COMMAND_TYPES
 from services.identity.authority import (
     COMMAND_ACTIONS, ROLE_ACTIONS, Resource, authorize, format_grant, may_grant, parse_grant,
 )
@@ -124,9 +123,9 @@ def test_the_authorization_table(principal: Principal, action: str, resource: Re
     assert decision.allowed == (" may not " not in sentence)
 
 
-def test_every_command_of_the_run_service_names_the_action_it_is_authorised_as() -> None:
-    assert set(COMMAND_ACTIONS) == {kind.__name__ for kind in COMMAND_TYPES}
-    assert COMMAND_ACTIONS["RetryRun"] == "retry" and "retry" in ROLE_ACTIONS["operator"]
+def test_a_retry_is_an_operators_action_a_viewer_and_an_approver_may_not_take() -> None:
+    assert COMMAND_ACTIONS["RetryRun"] == "retry"
+    assert [role for role, actions in ROLE_ACTIONS.items() if "retry" in actions] == ["operator", "admin"]
 
 
 def test_every_action_is_refused_to_a_principal_without_grants() -> None:
@@ -156,3 +155,18 @@ def test_admins_pass_on_any_role_but_unsafe_shell_needs_holding_it_everywhere() 
     assert may_grant(person("root", "admin", "unsafe_shell"), parse_grant("unsafe_shell:maint-*")).allowed
     refused = may_grant(OPERATOR, parse_grant("viewer"))
     assert not refused.allowed and refused.reason == "otto may not issue tokens: otto holds operator everywhere"
+
+
+def test_every_command_of_the_contract_and_every_request_has_its_action_in_the_table() -> None:
+    from typing import get_args
+
+    from events import subjects
+    from events.commands import COMMAND_TYPES
+    from events.identity import IDENTITY_COMMAND_TYPES
+    from services.identity.authority import COMMAND_ACTIONS, Action
+    requests = (subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS, subjects.LEARNING_REBUILD,
+                subjects.PROJECTIONS_REBUILD, subjects.AUDIT)
+    names = {kind.__name__ for kind in (*COMMAND_TYPES, *IDENTITY_COMMAND_TYPES)}
+    names |= {subject.removeprefix(f"{subjects.PREFIX}.") for subject in requests}
+    assert names == set(COMMAND_ACTIONS)
+    assert set(COMMAND_ACTIONS.values()) <= set(get_args(Action))

@@ -1,28 +1,18 @@
-"""What every `playbook` command shares: who acts, -p values, the engine connection, replies, JSON."""
+"""What every `playbook` command shares: -p values, playbook files, replies and their exit codes, JSON."""
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import nats
-
 from events.commands import Reply
-from services.errors import EngineUnavailable, PlaybookError
-from services.settings import Settings
-from ui.cli.render import EXIT_FAILED, EXIT_INVALID
-from ui.client import EngineClient
+from services.errors import PlaybookError
+from ui.cli.render import DENIED_CODES, EXIT_DENIED, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE
 
 # Rejections that mean the input was wrong and nothing was done: exit code 2, not 1.
 INVALID_INPUT = frozenset({"invalid_playbook", "bad_request", "unknown_step"})
-
-
-def actor(args: argparse.Namespace, settings: Settings) -> str:
-    return getattr(args, "as_user", None) or settings.user or getpass.getuser()
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -41,23 +31,6 @@ def read_playbook(name: str) -> tuple[Path, str]:
         return path, path.read_text()
     except OSError as err:
         raise PlaybookError(f"{path}: cannot read: {err.strerror}") from None
-
-
-async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitable[int]]) -> int:
-    url = settings.engine_url()
-
-    async def quiet(_err: Exception) -> None:
-        pass
-
-    try:
-        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet)
-    except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
-        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
-                                "is `playbook up` running?") from None
-    try:
-        return await work(EngineClient(nc))
-    finally:
-        await nc.close()
 
 
 def print_json(document: Any) -> None:
@@ -81,9 +54,12 @@ def reply_document(reply: Reply) -> dict[str, Any]:
 
 
 def reply_exit_code(reply: Reply) -> int:
+    code = reply.error.code if reply.error is not None else None
     if reply.accepted:
         return 0
-    return EXIT_INVALID if reply.error is not None and reply.error.code in INVALID_INPUT else EXIT_FAILED
+    if code in DENIED_CODES:
+        return EXIT_DENIED
+    return EXIT_INVALID if code in INVALID_INPUT else EXIT_UNAVAILABLE if code == "unavailable" else EXIT_FAILED
 
 
 def print_reply(reply: Reply, as_json: bool) -> int:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -11,14 +10,19 @@ from collections.abc import Callable
 import msgspec
 
 from events.schema import json_schema
-from services.errors import EngineUnavailable, PlaybookError
+from services.errors import CommandRejected, EngineUnavailable, PlaybookError
 from services.playbook import validate_playbook
 from services.settings import Settings
+from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
-from ui.cli.common import failed, parse_params, print_json, read_playbook, with_client
+from ui.cli import tokens as token_commands
+from ui.cli.common import failed, parse_params, print_json, read_playbook
 from ui.cli.completion import SHELLS, script
+from ui.cli.connect import steer
 from ui.cli.reading import cmd_circuits, cmd_events, cmd_list, cmd_replay, cmd_status
-from ui.cli.render import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE
+from ui.cli.render import (
+    DENIED_CODES, EXIT_BROKEN_PIPE, EXIT_DENIED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE,
+)
 from ui.cli.runs import cmd_retry, cmd_run
 from ui.cli.steering import cmd_control, cmd_gate
 from ui.client import EngineClient
@@ -30,6 +34,8 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     path, text = read_playbook(args.file)
     params = parse_params(args.param) if args.param else None
     diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
+    if args.insights:
+        diagnostics += insights_command.validation_advice(text, str(path), settings)
     if args.json:
         print(msgspec.json.encode(diagnostics).decode())
     else:
@@ -52,9 +58,9 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
                   f"position {result['position']}, in {result['seconds']} s")
         else:
             print(f"rebuild failed: {result.get('error')}", file=sys.stderr)
-        return 0 if result.get("ok") else 1
+        return 0 if result.get("ok") else EXIT_DENIED if result.get("code") in DENIED_CODES else EXIT_FAILED
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work)
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
@@ -74,6 +80,9 @@ def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
 
 # -- parser -----------------------------------------------------------------------------
 
+AS_HELP = "act on behalf of this person (admins only; both are recorded, and a gate counts the person)"
+
+
 def parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="playbook", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -86,8 +95,8 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
             cmd.add_argument("--json", action="store_true", help=json_help)
         return cmd
 
-    def acting(cmd: argparse.ArgumentParser, who: str = "who acts") -> None:
-        cmd.add_argument("--as", dest="as_user", metavar="USER", help=f"{who} (default: $PLAYBOOK_USER or login)")
+    def acting(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
 
     def showing_output(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--output", action="store_true", help="every line steps printed, not only the last ones")
@@ -105,7 +114,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     run.add_argument("--env", metavar="NAME", help="the playbook environment whose values apply")
     run.add_argument("--detach", action="store_true", help="print the run id and return at once")
     run.add_argument("--run-id", metavar="ID", help="choose the run id (letters, digits, - and _)")
-    acting(run, "who starts the run")
+    acting(run)
     showing_output(run)
     run.add_argument("--allow-unsafe-shell", action="store_true",
                      help="start even with security errors (PB4xx); recorded on the run")
@@ -146,7 +155,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
         gate = add(name, cmd_gate, help)
         gate.add_argument("run_id", metavar="RUN", help="the run's id")
         gate.add_argument("step_id", metavar="STEP", help="the gated step")
-        acting(gate, "who decides")
+        acting(gate)
         gate.add_argument("--comment", default="", help="recorded with the decision")
 
     status = add("status", cmd_status, "show a run's state, its steps and the last lines they printed")
@@ -173,9 +182,11 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     validate.add_argument("--env", metavar="NAME", help="check with this environment's values")
     validate.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                           help="check with this parameter value")
+    validate.add_argument("--insights", action="store_true",
+                          help="also show what past runs of this playbook recommend (asks the running engine)")
 
     circuits = add("circuits", cmd_circuits, "list circuit breakers and their state, or reset one")
-    circuits.add_argument("--reset", metavar="KEY", help="close this breaker by hand (recorded with --as)")
+    circuits.add_argument("--reset", metavar="KEY", help="close this breaker by hand (admin; recorded)")
     acting(circuits)
 
     projections = add("projections", cmd_projections, "rebuild the web's views (run list, audit, metrics) from zero")
@@ -186,6 +197,8 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     add("schema", cmd_schema, "print the JSON Schema of every event and command",
         "on one line (it is always JSON)")
     insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP, None))
+    audit_command.add_arguments(add("audit", audit_command.cmd_audit, audit_command.HELP, None))
+    token_commands.register(sub)
     completion = add("completion", cmd_completion, "print a shell completion script: "
                      "source <(playbook completion bash)", None)
     completion.add_argument("shell", choices=SHELLS, help="the shell")
@@ -220,6 +233,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_INTERRUPTED
     except EngineUnavailable as err:
         return failed(args, "engine_unavailable", str(err), EXIT_UNAVAILABLE, prefix="playbook: ")
+    except CommandRejected as err:
+        return failed(args, err.code, str(err), EXIT_DENIED if err.code in DENIED_CODES else EXIT_FAILED,
+                      prefix=f"playbook: rejected ({err.code}): ")
     except PlaybookError as err:
         return failed(args, "invalid_input", str(err), EXIT_INVALID, prefix="playbook: ")
 

@@ -13,7 +13,8 @@ from projections.run_list import as_dict
 from projections.run_view import run_view
 from projections.sentences import circuit_sentence
 from services.settings import Settings
-from ui.cli.common import actor, failed, print_json, print_reply, with_client
+from ui.cli.common import failed, print_json, print_reply
+from ui.cli.connect import steer, with_client
 from ui.cli.render import EXIT_INVALID, Follower, event_json, status_table, terminal_line
 from ui.client import EngineClient
 
@@ -110,7 +111,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         if args.reset:
-            return print_reply(await client.send(ResetCircuit(actor=actor(args, settings), key=args.reset)), args.json)
+            return print_reply(await client.send(ResetCircuit(key=args.reset)), args.json)
         breakers = await client.circuits()
         if args.json:
             print_json([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
@@ -124,7 +125,7 @@ def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
             print("no circuit breakers yet")
         return 0
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work) if args.reset else asyncio.run(with_client(settings, work))
 
 
 async def _aiter(items: list[tuple[int, RunEvent]]) -> AsyncIterator[tuple[int, RunEvent]]:

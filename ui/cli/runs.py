@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from dataclasses import asdict
 
@@ -13,10 +12,9 @@ from events.run import RunRetried
 from services.playbook import PlaybookInvalid, load_playbook
 from services.read import dry_run_plan
 from services.settings import Settings
-from ui.cli.common import (
-    actor, parse_params, print_json, print_reply, read_playbook, reply_document, with_client,
-)
-from ui.cli.render import EXIT_INVALID, Follower, plan_table
+from ui.cli.common import parse_params, print_json, print_reply, read_playbook, reply_document
+from ui.cli.connect import steer
+from ui.cli.render import EXIT_DENIED, EXIT_INVALID, Follower, plan_table
 from ui.client import EngineClient
 
 
@@ -41,12 +39,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             print(warning.format(), file=sys.stderr)
 
     async def work(client: EngineClient) -> int:
-        reply = await client.send(StartRun(actor=actor(args, settings), playbook=text, source=str(path),
+        reply = await client.send(StartRun(playbook=text, source=str(path),
                                            parameters=params, environment=args.env, run_id=args.run_id,
                                            dry_run=args.dry_run, allow_unsafe_shell=args.allow_unsafe_shell))
         if not reply.accepted or reply.run_id is None:
-            print_reply(reply, args.json)
-            return EXIT_INVALID    # nothing was started
+            code = print_reply(reply, args.json)
+            return code if code == EXIT_DENIED else EXIT_INVALID    # nothing was started
         if args.dry_run:
             run = await client.run(reply.run_id)
             if args.json:
@@ -64,7 +62,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"run {reply.run_id}  (playbook events {reply.run_id} --follow, playbook cancel {reply.run_id})")
         return await follow(client, reply.run_id, args)
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work)
 
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
@@ -72,7 +70,7 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     if args.playbook:
         path, text = read_playbook(args.playbook)
         source = str(path)
-    command = RetryRun(actor=actor(args, settings), run_id=args.run_id, from_step=args.from_step,
+    command = RetryRun(run_id=args.run_id, from_step=args.from_step,
                        parameters=parse_params(args.param), reason=args.reason, playbook=text, source=source)
 
     async def work(client: EngineClient) -> int:
@@ -81,7 +79,7 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
             return _answered(reply, args)
         return await follow(client, args.run_id, args, retried=True)
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work)
 
 
 def _answered(reply: Reply, args: argparse.Namespace) -> int:

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from events.commands import ApproveStep, CancelRun, PauseRun, RejectStep, ResumeRun, RollbackRun
 from services.settings import Settings
-from ui.cli.common import actor, print_reply, with_client
+from ui.cli.common import print_reply
+from ui.cli.connect import steer
 from ui.cli.render import EXIT_FAILED, Follower
 from ui.client import EngineClient
 
@@ -15,7 +15,7 @@ CONTROLS = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollba
 
 def cmd_control(args: argparse.Namespace, settings: Settings) -> int:
     extra = {"reason": args.reason} if args.command != "resume" and args.reason else {}
-    command = CONTROLS[args.command](actor=actor(args, settings), run_id=args.run_id, **extra)
+    command = CONTROLS[args.command](run_id=args.run_id, **extra)
 
     async def work(client: EngineClient) -> int:
         reply = await client.send(command)
@@ -26,14 +26,14 @@ def cmd_control(args: argparse.Namespace, settings: Settings) -> int:
             follower.show(seq, event)
         return 0 if follower.run.status == "rolled_back" else EXIT_FAILED
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work)
 
 
 def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
     kind = ApproveStep if args.command == "approve" else RejectStep
-    command = kind(actor=actor(args, settings), run_id=args.run_id, step_id=args.step_id, comment=args.comment)
+    command = kind(run_id=args.run_id, step_id=args.step_id, comment=args.comment)
 
     async def work(client: EngineClient) -> int:
         return print_reply(await client.send(command), args.json)
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work)

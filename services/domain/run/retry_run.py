@@ -47,8 +47,9 @@ def retry(run: Run, cmd: Retry, at: datetime) -> list[RunEvent]:
         raise CommandRejected(f"run {run.id} has nothing left to run: every step finished; retry from a step "
                               "to run it again", "illegal_transition")
     parameters = _parameters(run, playbook, asked.parameters, changed_playbook=cmd.replacement is not None)
-    return [RunRetried(run_id=run.id, at=at, actor=asked.actor, steps=reset, from_step=asked.from_step,
-                       reason=asked.reason, corrected=list(asked.parameters), parameters=parameters,
+    return [RunRetried(run_id=run.id, at=at, actor=asked.actor or "anonymous", on_behalf_of=asked.on_behalf_of,
+                       steps=reset, from_step=asked.from_step, reason=asked.reason, corrected=list(asked.parameters),
+                       parameters=parameters,
                        playbook=playbook if cmd.replacement else None, plan=plan if cmd.replacement else None,
                        variables=cmd.replacement.variables if cmd.replacement else None,
                        source=asked.source if cmd.replacement else "")]
