@@ -4,7 +4,8 @@ Roles are the names users know from AWX, Argo CD and Kubernetes: `viewer` reads,
 `operator` steers runs, `approver` decides at gates that name them, `admin` manages the
 engine. A grant scopes a role to playbooks and environments by glob pattern; a run without
 an environment, and an action on no playbook at all, are covered only by `*`. Starting a
-run with `allow_unsafe_shell` needs an `unsafe_shell` grant as well, which no role implies.
+run with `allow_unsafe_shell`, or retrying one, needs an `unsafe_shell` grant as well,
+which no role implies.
 """
 from __future__ import annotations
 

@@ -181,8 +181,8 @@ class RunService:
         return events
 
     async def _retry(self, cmd: RetryRun, acting: Acting, caller: Caller) -> list[RunEvent]:
-        """Authorised like a start, on the run's playbook and on a replacement's, which is validated as a start
-        would be (in a worker thread); then the decider decides."""
+        """Authorised like a start, on the run's playbook; a replacement is validated as a start would be (in a
+        worker thread); then the decider decides."""
         run = await self._existing(cmd.run_id)
         started = run.started
         assert started is not None
@@ -192,10 +192,6 @@ class RunService:
             replacement = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source,
                                                   environment=started.environment,
                                                   allow_unsafe_shell=started.allow_unsafe_shell)
-            if replacement.playbook.name != started.playbook.name:
-                await self._permit(acting, cmd, Resource(playbook=replacement.playbook.name,
-                                                         environment=started.environment, run_id=run.id,
-                                                         unsafe_shell=started.allow_unsafe_shell), caller)
         return await self._decide(cmd.run_id, Retry(cmd, replacement))
 
     async def _record_refusal(self, refused: Refused) -> None:

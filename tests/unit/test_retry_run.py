@@ -20,8 +20,9 @@ def retry(**asked: Any) -> Retry:
     return Retry(RetryRun(run_id=R, actor=asked.pop("actor", "olga"), **asked))
 
 
-def replacement(steps: list[dict[str, Any]]) -> Retry:
-    return Retry(RetryRun(run_id=R, actor="olga", source="fixed.yaml"), replacement=load_playbook(playbook_yaml(steps)))
+def replacement(steps: list[dict[str, Any]], **top: Any) -> Retry:
+    return Retry(RetryRun(run_id=R, actor="olga", source="fixed.yaml"),
+                 replacement=load_playbook(playbook_yaml(steps, **top)))
 
 
 def failed_at_c(steps: list[dict[str, Any]] = FIVE, **top: Any) -> Scenario:
@@ -185,11 +186,13 @@ def test_a_replacement_playbook_may_change_what_runs_again_and_add_steps() -> No
     ([noop("a", args={"x": 1}), *FIVE[1:]], "step a succeeded as pinned, and the replacement playbook changes it; "
                                              "retry from a to run it as changed"),
     ([noop("first"), *FIVE], "step a already succeeded, but in the replacement playbook it waits for first"),
+    ({"name": "other"}, "run run1 runs playbook 'test'; the replacement is 'other': give a version of the same"),
 ])
-def test_a_replacement_that_contradicts_what_ran_is_refused(steps: list[dict[str, Any]], refusal: str) -> None:
+def test_a_replacement_that_contradicts_what_ran_is_refused(steps: list[dict[str, Any]] | dict[str, str],
+                                                            refusal: str) -> None:
     s = failed_at_c()
     with pytest.raises(CommandRejected, match=refusal) as refused:
-        s.when(replacement(steps))
+        s.when(replacement(FIVE, **steps) if isinstance(steps, dict) else replacement(steps))
     assert refused.value.code == "incompatible_playbook"
 
 

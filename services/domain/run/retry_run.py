@@ -88,7 +88,12 @@ def _check_retryable(run: Run) -> None:
 
 
 def _check_replacement(run: Run, playbook: Playbook, plan: Plan, again: set[str]) -> None:
-    """A replacement keeps every step that ran, and the steps that keep their outcome exactly as they ran."""
+    """A replacement is the same playbook (grants are per playbook), keeps every step that ran, and keeps the
+    steps that keep their outcome exactly as they ran."""
+    if playbook.name != run.playbook.name:
+        raise CommandRejected(f"run {run.id} runs playbook {run.playbook.name!r}; the replacement is "
+                              f"{playbook.name!r}: give a version of the same playbook, or start the other one",
+                              "incompatible_playbook")
     specs = {step.id: step for step in playbook.steps}
     kept = {s.id for s in run.steps.values() if s.id not in again and s.status in ("succeeded", "skipped")}
     for step in run.steps.values():
