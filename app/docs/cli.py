@@ -15,19 +15,22 @@ def render() -> str:
     lines = [
         "# The `playbook` command", "", GENERATED, "",
         "`playbook COMMAND [arguments]` drives the engine: it finds NATS from `NATS_URL`, else from the URL file "
-        "the embedded server leaves in `$PLAYBOOK_HOME` (see [configuration.md](configuration.md)). The actor "
-        "recorded on every command is `--as`, else `$PLAYBOOK_USER`, else the login name.", "",
+        "the embedded server leaves in `$PLAYBOOK_HOME` (see [configuration.md](configuration.md)), and acts as the "
+        "holder of `$PLAYBOOK_TOKEN`, else of the local admin's token `playbook up` wrote to "
+        "`$PLAYBOOK_HOME/credentials/token`. The actor recorded on every command is that token's owner; `--as "
+        "PERSON` lets an admin act on someone's behalf, recorded as both (see [security.md](security.md)).", "",
         "Commands: " + ", ".join(f"[{name}](#playbook-{name})" for name in commands) + ".", "",
         "## Output", "",
         "Without `--json`, output is for people: `run`, `retry`, `replay` and `status` show under each step the "
         f"last {TAIL_LINES} lines it printed (`| ` stdout, `! ` stderr; an http_request step its body), and "
         "`--output` shows all of them.", "",
         "With `--json`, every command prints JSON on stdout: one JSON document for a command that answers once "
-        "(`status`, `list`, `circuits`, `validate`, a command's reply, `run --detach`, `run --dry-run`), or JSON "
-        "lines, one event per line, for what follows a run (`run`, `retry`, `events`, `replay`, "
-        "`rollback --follow`; `up` logs as JSON lines on stderr). A refusal is the reply document "
-        "`{\"accepted\": false, \"error\": {\"code\", \"message\", \"details\"}}`; a failure of the CLI itself "
-        "(no engine, bad input) is `{\"error\": {\"code\", \"message\"}}`.", "",
+        "(`status`, `list`, `circuits`, `validate`, `insights`, `token`, a command's reply, `run --detach`, "
+        "`run --dry-run`), or JSON lines: one event per line for what follows a run (`run`, `retry`, `events`, "
+        "`replay`, `rollback --follow`), one entry per line for `audit`; `up` logs as JSON lines on stderr and "
+        "prints its sign-in link as `{\"sign_in\": URL}` on stdout. `schema` is always JSON. A refusal is the "
+        "reply document `{\"accepted\": false, \"error\": {\"code\", \"message\", \"details\"}}`; a failure of "
+        "the CLI itself (no engine, bad input) is `{\"error\": {\"code\", \"message\"}}`.", "",
         "## Exit codes", "",
     ]
     lines += table(("code", "means"), [(f"`{code}`", meaning) for code, meaning in EXIT_CODES.items()])
@@ -39,6 +42,8 @@ def render() -> str:
               "in a directory of `$fpath`.", ""]
     for name, command in commands.items():
         lines += _command(name, command)
+        for sub, helper in _subcommands(command).items():
+            lines += _command(f"{name} {sub}", helper, level="###")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -49,9 +54,9 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return {}
 
 
-def _command(name: str, command: argparse.ArgumentParser) -> list[str]:
+def _command(name: str, command: argparse.ArgumentParser, level: str = "##") -> list[str]:
     usage = " ".join(command.format_usage().removeprefix("usage: ").split())
-    lines = [f"## playbook {name}", "", command.description or "", "", "```", usage, "```", ""]
+    lines = [f"{level} playbook {name}", "", command.description or "", "", "```", usage, "```", ""]
     rows = []
     for action in command._actions:
         if isinstance(action, argparse._HelpAction):

@@ -74,10 +74,13 @@ def test_every_event_and_command_is_in_the_event_contract_with_its_fields() -> N
 
 def test_every_command_and_option_of_the_cli_is_in_its_reference() -> None:
     reference = read("cli.md")
-    for command in commands_of(parser(Settings())):
-        described = section(reference, f"playbook {command.name}")
+    every = [(f"playbook {c.name}", c) for c in commands_of(parser(Settings()))]
+    every += [(f"{name} {sub.name}", sub) for name, c in every for sub in c.subcommands]
+    assert any(name == "playbook token create" for name, _ in every)
+    for name, command in every:
+        described = section(reference, name)
         for option in command.options:
-            assert all(f"`{flag}`" in described for flag in option.flags), (command.name, option.flags)
+            assert all(f"`{flag}`" in described for flag in option.flags), (name, option.flags)
 
 
 def test_the_exit_codes_are_those_the_readme_and_the_cli_reference_give() -> None:
