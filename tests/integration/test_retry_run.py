@@ -109,6 +109,19 @@ async def test_a_retry_is_authorised_like_a_start_and_a_refused_one_is_recorded(
     assert (await olga.send(RetryRun(run_id=reply.run_id, from_step="fetch"))).accepted   # the operator may
 
 
+async def test_a_run_started_with_allow_unsafe_shell_is_retried_only_with_the_unsafe_shell_grant(engine,
+                                                                                                  tmp_path) -> None:
+    uma = await person(engine, "uma", "operator", "unsafe_shell")
+    reply = await uma.send(StartRun(playbook=five_steps(tmp_path), allow_unsafe_shell=True))
+    assert reply.accepted, reply.error
+    await wait_for_end(uma, reply.run_id)
+    otto = await person(engine, "otto", "operator")
+    refused = await otto.send(RetryRun(run_id=reply.run_id))
+    assert (refused.accepted, refused.error.code) == (False, "forbidden")
+    assert "otto may not retry" in refused.error.message and "with allow_unsafe_shell" in refused.error.message
+    assert (await uma.send(RetryRun(run_id=reply.run_id))).accepted
+
+
 async def test_a_cancelled_run_is_retried_with_a_corrected_parameter(engine, tmp_path) -> None:
     olga = await person(engine, "olga", "operator")
     (tmp_path / "other.tar").write_text("the other release")
