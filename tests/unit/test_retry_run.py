@@ -7,6 +7,8 @@ import pytest
 
 from events.commands import CancelRun, RetryRun, RollbackRun
 from events.run import RunRetried, StepScheduled
+from projections.audit import audit_entry
+from projections.sentences import sentence
 from services.domain.run.commands import FinishStep, RecordRetryVerdict, Retry
 from services.domain.run.state import fold
 from services.errors import CommandRejected
@@ -46,6 +48,16 @@ def test_a_run_failed_at_its_third_step_goes_on_from_there_and_ends_once_more() 
     assert kinds(s.run_step("e")) == ["StepSucceeded:e", "RunCompleted"]
     assert s.run.status == "completed"
     assert s.run.steps["a"].attempt.number == 1 and s.run.steps["a"].attempt.outputs == {"out": "from a"}
+
+
+def test_an_admins_retry_for_someone_names_both_in_the_event_the_timeline_the_audit_and_the_steps() -> None:
+    s = failed_at_c()
+    (retried, _) = s.when(retry(actor="ada", on_behalf_of="olga", reason="restored"))
+    assert (retried.actor, retried.on_behalf_of) == ("ada", "olga")
+    assert sentence(retried) == "retried by ada for olga: c, d, e run again; restored"
+    entry = audit_entry(9, retried)
+    assert entry is not None and (entry.actor, entry.on_behalf_of, entry.action) == ("ada", "olga", "retry")
+    assert s.run.steps["d"].reason == "runs again: retried by ada for olga"
 
 
 def test_a_rollback_after_a_retried_run_undoes_every_step_once_in_reverse_order_of_completion() -> None:

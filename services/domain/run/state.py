@@ -352,7 +352,8 @@ def _retried(run: Run, event: RunRetried) -> None:
         step = run.step(step_id)
         # A retry timer still armed would start the next attempt: that number is spent, the next is the run's.
         number = step.attempt.number + (1 if step.retry.status == "waiting" else 0)
-        step.status, step.reason = "pending", f"runs again: retried by {event.actor}"
+        behalf = f" for {event.on_behalf_of}" if event.on_behalf_of else ""
+        step.status, step.reason = "pending", f"runs again: retried by {event.actor}{behalf}"
         step.attempt, step.retry = AttemptState(number=number), RetryState()
         step.gate, step.rollback = GateState(), RollbackState()
         step.started_at = step.finished_at = None   # finished_order stays: an attempt that ran is undone in its place
