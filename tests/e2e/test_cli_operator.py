@@ -90,8 +90,10 @@ def test_retry_after_the_missing_file_is_created_reruns_steps_3_to_5_then_rollba
     (tmp_path / "release.tar").write_text("the release")
     issued = playbook_cli("token", "create", "vic's laptop", "--owner", "vic", "--grant", "viewer", env=engine_process)
     vic = {**engine_process, "PLAYBOOK_TOKEN": issued.stdout.strip()}
-    looking = playbook_cli("retry", run_id, env=vic)
-    assert looking.returncode == 5 and f"vic may not retry run {run_id} of five" in looking.stderr
+    looking = playbook_cli("retry", run_id, "--json", env=vic)
+    refusal = json.loads(looking.stdout)["error"]
+    assert looking.returncode == 5 and refusal["code"] == "forbidden"
+    assert f"vic may not retry run {run_id} of five" in refusal["message"]
     assert ran(tmp_path) == ["fetch", "unpack", "install"]                   # a viewer's retry ran nothing
     retried = playbook_cli("retry", run_id, "--reason", "release restored", "--as", "olga", env=engine_process)
     assert retried.returncode == 0, retried.stdout + retried.stderr
@@ -103,7 +105,8 @@ def test_retry_after_the_missing_file_is_created_reruns_steps_3_to_5_then_rollba
               .splitlines()]
     kinds = [e["type"] for e in events]
     assert kinds.count("RunRetried") == 1 and kinds[kinds.index("RunRetried"):].count("RunCompleted") == 1
-    assert playbook_cli("retry", run_id, env=engine_process).returncode == 1     # completed: nothing to retry
+    nothing = playbook_cli("retry", run_id, "--json", env=engine_process)          # completed: nothing to retry
+    assert nothing.returncode == 1 and json.loads(nothing.stdout)["error"]["code"] == "illegal_transition"
 
     undone = playbook_cli("rollback", run_id, "--follow", "--reason", "wrong release", env=engine_process)
     assert undone.returncode == 0, undone.stdout + undone.stderr
