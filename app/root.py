@@ -20,11 +20,13 @@ from nats.aio.client import Client as NATS
 
 from services.aggregates import BreakerRepository, RunRepository, breaker_repository, run_repository
 from services.approval.service import ApprovalService
+from services.catalog import Catalog
 from services.executor.processes import ProcessRules
 from services.executor.remediation import Remediation
 from services.executor.service import Executor
 from services.learning.config import LearningConfig
 from services.learning.service import LearningService
+from services.playbook_store import PlaybookStore
 from services.resilience.service import ResilienceService
 from services.run.service import RunService
 from services.settings import Settings
@@ -47,22 +49,25 @@ class Door(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """What services are built from: one connection, one store, one repository per aggregate."""
+    """What services are built from: one connection, one store, one repository per aggregate, the catalog
+    (and the playbooks it and every run pin, resolved through one cache)."""
 
     nc: NATS
     store: EventStore
     runs: RunRepository
     breakers: BreakerRepository
+    catalog: Catalog
     settings: Settings
 
 
 SERVICES: dict[str, Callable[[Parts], Service]] = {
-    "run": lambda p: RunService(p.nc, p.runs, p.breakers, p.settings),
+    "run": lambda p: RunService(p.nc, p.runs, p.breakers, p.catalog, p.settings),
     "executor": lambda p: Executor(p.nc, p.runs, p.breakers, p.settings),
     "approval": lambda p: ApprovalService(p.nc, p.runs, p.settings),
     "resilience": lambda p: ResilienceService(p.nc, p.runs, p.settings, Remediation(
         p.settings.secrets, ProcessRules.from_environ(p.settings.environ))),
-    "learning": lambda p: LearningService(p.nc, p.store, LearningConfig.from_env(p.settings.environ, p.settings.home)),
+    "learning": lambda p: LearningService(p.nc, p.store, LearningConfig.from_env(p.settings.environ, p.settings.home),
+                                          p.catalog.playbooks),
 }
 # Where each door's opener lives, loaded only by the processes that open it.
 DOORS: dict[str, str] = {
@@ -90,7 +95,10 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
     store = EventStore(nc)
     await store.ensure_stream()
-    parts = Parts(nc, store, run_repository(store), breaker_repository(store), settings)
+    playbooks = PlaybookStore(nc)
+    catalog = Catalog(nc, playbooks)
+    await catalog.ensure()
+    parts = Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), catalog, settings)
     started = [SERVICES[name](parts) for name in which]
     running = Running(nc)
     try:

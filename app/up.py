@@ -10,13 +10,13 @@ from nats.aio.client import Client as NATS
 from app.root import ALL_SERVICES, DOORS, Running, configure_logging, serve
 from events.commands import StartRun
 from services.embedded import EmbeddedNats
-from services.settings import EXAMPLES, Settings
+from services.settings import Settings
 from ui.cli.render import Follower
 from ui.client import EngineClient
 
 log = logging.getLogger("playbook")
 
-DEMO_PLAYBOOK = EXAMPLES / "deploy-demo.yaml"
+DEMO_PLAYBOOK = "deploy-demo"     # examples/deploy-demo.yaml, in the catalog since the run service started
 
 
 def up(settings: Settings, *, demo: bool, http_port: int) -> int:
@@ -49,14 +49,14 @@ async def _up(settings: Settings, *, demo: bool, http_port: int) -> int:
 
 async def _run_demo(nc: NATS, web_url: str) -> None:
     client = EngineClient(nc)
-    reply = await client.send(StartRun(actor="demo", playbook=DEMO_PLAYBOOK.read_text(), source=str(DEMO_PLAYBOOK),
-                                       parameters={"base_url": web_url}, environment="staging"))
+    reply = await client.send(StartRun(actor="demo", playbook_id=DEMO_PLAYBOOK, parameters={"base_url": web_url},
+                                       environment="staging"))
     if not reply.accepted or reply.run_id is None:
         log.error("demo not started: %s", reply.error and reply.error.message)
         return
     print(f"demo run {reply.run_id}: follow it with `playbook events {reply.run_id} --follow`", flush=True)
     follower = Follower(reply.run_id)
-    async for seq, event in client.follow(reply.run_id):
+    async for seq, event in client.follow(reply.run_id, resolved=True):
         follower.show(seq, event)
     print(f"demo run {reply.run_id} {follower.run.status}; replay it with `playbook replay {reply.run_id}`", flush=True)
 

@@ -28,6 +28,7 @@ from events.run import RunStarted
 from services.learning.config import LearningConfig, postgres_settings
 from services.learning.service import LearningService
 from services.playbook import load_playbook
+from services.playbook_store import PlaybookStore
 from services.store import EventStore
 from ui.insights import LearningClient
 
@@ -144,7 +145,7 @@ async def measure(url: str, args: argparse.Namespace, home: Path) -> dict[str, A
         recorded = await record(writer, args.events, args.steps, shapes)
         raw = [await raw_read(reader, args.events) for _ in range(args.repetitions)]
 
-        service = LearningService(reader, EventStore(reader), config)
+        service = LearningService(reader, EventStore(reader), config, PlaybookStore(reader))
         began = time.perf_counter()
         await service.start()
         try:
@@ -163,7 +164,7 @@ async def measure(url: str, args: argparse.Namespace, home: Path) -> dict[str, A
         finally:
             await service.stop()
 
-        again = LearningService(reader, EventStore(reader), config)
+        again = LearningService(reader, EventStore(reader), config, PlaybookStore(reader))
         began = time.perf_counter()
         await again.start()
         try:

@@ -53,6 +53,29 @@ def circuit(token: str) -> str:
     return f"{PREFIX}.circuit.{token}"
 
 
+# -- the playbook catalog: versions on PB_CATALOG, texts and parsed forms in object store buckets ----------
+
+CATALOG_STREAM = "PB_CATALOG"
+CATALOG_SUBJECTS = f"{PREFIX}.catalog.>"
+PLAYBOOKS_BUCKET = "PB_PLAYBOOKS"   # texts and parsed playbooks by digest; only the engine writes
+UPLOADS_BUCKET = "PB_UPLOADS"       # texts too large for one message, staged by clients for a command
+
+
+def catalog_entry(name: str) -> str:
+    """One playbook name's aggregate prefix: `pb.catalog.<name>`."""
+    return f"{PREFIX}.catalog.{name}"
+
+
+def object_stream(bucket: str) -> str:
+    """The stream behind a JetStream object store bucket."""
+    return f"OBJ_{bucket}"
+
+
+def object_subjects(bucket: str) -> str:
+    """Every subject of a bucket: `$O.<bucket>.>` (chunks under C, descriptions under M)."""
+    return f"$O.{bucket}.>"
+
+
 # A request every web server answers by refolding its views from the first event.
 PROJECTIONS_REBUILD = f"{PREFIX}.projections.rebuild"
 

@@ -92,18 +92,19 @@ class EventStore:
         """
         return await self.load_aggregate(subjects.run_all(run_id), decode_event, after)
 
-    async def load_aggregate(self, subject: str, decode: Callable[[bytes], E],
-                             after: int = 0) -> tuple[list[tuple[int, E]], int]:
-        """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded."""
+    async def load_aggregate(self, subject: str, decode: Callable[[bytes], E], after: int = 0,
+                             batch: int = LOAD_BATCH) -> tuple[list[tuple[int, E]], int]:
+        """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded,
+        `batch` messages per round trip."""
         events: list[tuple[int, E]] = []
         last = after
         while True:
-            pending, last = await self._load_batch(subject, last + 1, events, last, decode)
+            pending, last = await self._load_batch(subject, last + 1, events, last, decode, batch)
             if not pending:
                 return events, last
 
     async def _load_batch(self, subject: str, start: int, into: list[tuple[int, Any]], last: int,
-                          decode: Callable[[bytes], Any]) -> tuple[int, int]:
+                          decode: Callable[[bytes], Any], size: int) -> tuple[int, int]:
         """One direct-get batch into `into`; returns (events still pending, last sequence)."""
         batch = _Batch(into, last, decode)
         token = os.urandom(8).hex()
@@ -111,7 +112,7 @@ class EventStore:
         try:
             if self._replies is None:
                 self._replies = await self.nc.subscribe(f"{self._reply_prefix}.*", cb=self._on_reply)
-            request = json.dumps({"seq": start, "next_by_subj": subject, "batch": LOAD_BATCH}).encode()
+            request = json.dumps({"seq": start, "next_by_subj": subject, "batch": size}).encode()
             await self.nc.publish(self._direct_get, request, reply=f"{self._reply_prefix}.{token}")
             return await asyncio.wait_for(batch.done, PUBLISH_TIMEOUT)
         finally:

@@ -28,6 +28,8 @@ from events.circuit import decode_circuit_event
 from events.codec import decode_event
 from events.commands import Rejection
 from events.insights import Insights, InsightsRequest, LearningReply, LearningStatus, Rebuilt
+from events.run import RunStarted
+from services.errors import UnknownPlaybook
 from services.learning.config import LearningConfig
 from services.learning.errors import LearningRefused
 from services.learning.facts import Fact
@@ -35,6 +37,7 @@ from services.learning.interpret import Interpreter
 from services.learning.knowledge import Batch, Knowledge, PositionConflict
 from services.learning.report import insights_of
 from services.learning.stores import Stores
+from services.playbook_store import PlaybookStore
 from services.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -48,8 +51,8 @@ CIRCUITS = f"{subjects.PREFIX}.circuit."
 
 
 class LearningService:
-    def __init__(self, nc: NATS, store: EventStore, config: LearningConfig) -> None:
-        self.nc, self.store, self.config = nc, store, config
+    def __init__(self, nc: NATS, store: EventStore, config: LearningConfig, playbooks: PlaybookStore) -> None:
+        self.nc, self.store, self.config, self.playbooks = nc, store, config, playbooks
         self.position = 0            # the last stream sequence recorded in the knowledge being written
         self.error = ""              # why the service is not learning, while it retries
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learning")
@@ -204,9 +207,16 @@ class LearningService:
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
             log.warning("learning: skipping undecodable message %d on %s: %s", seq, subject, err)
             return []
-        if interpreter.needs_history(event):
-            envelopes, _ = await self.store.load(event.run_id)   # type: ignore[union-attr]
-            interpreter.replay(event.run_id, [e for s, e in envelopes if s < seq])   # type: ignore[union-attr]
+        try:
+            if isinstance(event, RunStarted):
+                event = await self.playbooks.resolve(event)
+            if interpreter.needs_history(event):
+                envelopes, _ = await self.store.load(event.run_id)   # type: ignore[union-attr]
+                history = await self.playbooks.resolved([(s, e) for s, e in envelopes if s < seq])
+                interpreter.replay(event.run_id, [e for _, e in history])   # type: ignore[union-attr]
+        except UnknownPlaybook as err:   # its playbook is gone: nothing to learn from this run
+            log.warning("learning: skipping message %d on %s: %s", seq, subject, err)
+            return []
         try:
             return interpreter.facts(event)
         except Exception:  # one nonsensical event must not stop the learning

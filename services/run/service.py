@@ -23,14 +23,18 @@ from nats.aio.msg import Msg
 
 from events import subjects
 from events.codec import decode_command, encode, to_builtins
+from events.catalog import PlaybookPin
 from events.commands import (
-    ApproveStep, CancelRun, Command, PauseRun, RejectStep, Rejection, Reply, ResetCircuit, ResumeRun, RollbackRun,
-    StartRun,
+    ApproveStep, CancelRun, Command, PauseRun, PublishPlaybook, RejectStep, Rejection, Reply, ResetCircuit, ResumeRun,
+    RollbackRun, StartRun,
 )
 from events.circuit import CircuitReset
 from events.run import RunEvent, RunStarted
-from services.errors import CommandRejected, ConcurrencyConflict
-from services.playbook import PlaybookInvalid, load_playbook
+from services.catalog import Catalog
+from services.domain.catalog import is_digest
+from services.errors import CommandRejected, ConcurrencyConflict, TooLarge
+from services.playbook import LoadedPlaybook, PlaybookInvalid, load_playbook
+from services.playbook_store import digest_of
 from services.directory import Directory
 from services.domain.run.gates import Refused
 from services.domain.run.commands import Advance, AnswerGate, RunCommand
@@ -60,8 +64,11 @@ def new_run_id() -> str:
 
 
 class RunService:
-    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, settings: Settings) -> None:
-        self.nc, self.runs, self.breakers = nc, runs, breakers
+    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, catalog: Catalog,
+                 settings: Settings) -> None:
+        self.nc, self.runs, self.breakers, self.catalog = nc, runs, breakers, catalog
+        self.playbooks = catalog.playbooks
+        self.library = settings.library_folders
         self.directory = Directory(settings.directory_path)
         self.engine_error_handlers = settings.error_handlers
         self.advancer = Consumer(nc, runs.store.stream, "advancer",
@@ -71,6 +78,10 @@ class RunService:
         self.requests = Answering(nc, subjects.command("*"), COMMAND_QUEUE, self._answer, at_once=COMMANDS_AT_ONCE)
 
     async def start(self) -> None:
+        """The library folders go into the catalog first (what is there already is skipped), so a run of an
+        example starts by name as soon as commands are answered."""
+        for published in await self.catalog.publish_library(self.library, now()):
+            log.info("library: published %s@%s (%s)", published.name, published.version, published.source)
         await self.requests.start()
         await self.advancer.start()
 
@@ -88,7 +99,7 @@ class RunService:
         else:
             reply = await self.handle(command)
         if msg.reply:
-            await self.nc.publish(msg.reply, encode(reply))
+            await self.nc.publish(msg.reply, _fitted(reply, self.nc.max_payload))
 
     async def handle(self, command: Command) -> Reply:
         """Carry out one command; the only entry point for every interface."""
@@ -99,6 +110,8 @@ class RunService:
             return _rejected(err.code, str(err))
         except PlaybookInvalid as err:
             return _rejected("invalid_playbook", str(err), [to_builtins(d) for d in err.diagnostics])
+        except TooLarge as err:
+            return _rejected(err.code, str(err))
         except CommandRejected as err:
             return _rejected(err.code, str(err))
         except Exception as err:  # a command never takes the service down
@@ -115,6 +128,12 @@ class RunService:
             case (PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id)
                   | RollbackRun(run_id=run_id)):
                 return run_id, await self._decide(run_id, command)
+            case PublishPlaybook():
+                text = command.text or (await self.playbooks.take_upload(command.upload) if command.upload else "")
+                if not text:
+                    raise CommandRejected("give the playbook's YAML as text, or an upload", "bad_request")
+                return None, await self.catalog.publish(text, actor=command.actor, at=now(), version=command.version,
+                                                        source=command.source)
             case ResetCircuit(key=key, actor=actor):
                 reset = CircuitReset(key=key, at=now(), actor=actor)
                 await self.breakers.change(key, lambda _breaker: [reset])
@@ -140,14 +159,16 @@ class RunService:
             log.exception("could not record %s", record)
 
     async def _start(self, cmd: StartRun) -> tuple[str, list[RunEvent]]:
-        loaded = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source, parameters=cmd.parameters,
-                                         environment=cmd.environment, allow_unsafe_shell=cmd.allow_unsafe_shell)
         run_id = cmd.run_id or new_run_id()
         if not _valid_run_id(run_id):
             raise CommandRejected(f"run id {run_id!r} may hold only letters, digits, '-' and '_'", "bad_request")
+        text, source, version = await self._text_of(cmd)
+        loaded = await asyncio.to_thread(load_playbook, text, source, parameters=cmd.parameters,
+                                         environment=cmd.environment, allow_unsafe_shell=cmd.allow_unsafe_shell)
+        pin = await self._pin(text, loaded, version)
         started = RunStarted(
-            run_id=run_id, at=now(), actor=cmd.actor, playbook=loaded.playbook, plan=loaded.plan,
-            parameters=loaded.parameters, environment=loaded.environment, source=cmd.source,
+            run_id=run_id, at=now(), actor=cmd.actor, playbook=loaded.playbook, plan=loaded.plan, pin=pin,
+            parameters=loaded.parameters, environment=loaded.environment, source=source,
             dry_run=cmd.dry_run, allow_unsafe_shell=cmd.allow_unsafe_shell,
             engine_error_handlers=self.engine_error_handlers,
         )
@@ -158,6 +179,26 @@ class RunService:
         _, scheduled = await self.runs.change(run_id, lambda run: decide(run, Advance(), started.at))
         return run_id, [started, *scheduled]
 
+    async def _text_of(self, cmd: StartRun) -> tuple[str, str, str | None]:
+        """The playbook's text, where it came from, and its catalog version (None: not started from the catalog)."""
+        if sum(map(bool, (cmd.playbook, cmd.upload, cmd.playbook_id))) != 1:
+            raise CommandRejected("give exactly one of playbook (YAML text), upload and playbook_id", "bad_request")
+        if cmd.playbook:
+            return cmd.playbook, cmd.source, None
+        if cmd.upload:
+            return await self.playbooks.take_upload(cmd.upload), cmd.source, None
+        if is_digest(cmd.playbook_id):
+            return await self.playbooks.text(cmd.playbook_id), cmd.playbook_id, None
+        found = await self.catalog.find(cmd.playbook_id)
+        return await self.playbooks.text(found.digest), f"{found.name}@{found.version}", found.version
+
+    async def _pin(self, text: str, loaded: LoadedPlaybook, version: str | None) -> PlaybookPin:
+        """Store the text and the parsed playbook by digest (once each) and say where they are."""
+        digest = digest_of(text.encode()) if version is not None else await self.playbooks.store_text(text)
+        parsed = await self.playbooks.store_parsed(loaded.playbook, loaded.plan)
+        return PlaybookPin(name=loaded.playbook.name, version=version or str(loaded.playbook.version), digest=digest,
+                           parsed=parsed, steps=len(loaded.playbook.steps), published=version is not None)
+
     async def _advance(self, msg: Msg, event: RunEvent, seq: int) -> None:
         at = now()
         await self.runs.change(event.run_id, lambda run: decide(run, Advance(), at), min_version=seq)
@@ -166,6 +207,20 @@ class RunService:
 def _valid_run_id(run_id: str) -> bool:
     """Run ids are NATS subject tokens and URL path parts: ASCII letters, digits, - and _."""
     return bool(_RUN_ID.fullmatch(run_id))
+
+
+def _fitted(reply: Reply, max_payload: int) -> bytes:
+    """The reply encoded within one NATS message: a rejection's details are cut to what fits, with a note."""
+    data = encode(reply)
+    if len(data) <= max_payload or reply.error is None:
+        return data
+    details = reply.error.details
+    while details and len(data) > max_payload:
+        details = details[:len(details) // 2]
+        note = {"message": f"{len(reply.error.details) - len(details)} more not shown: the reply must fit in one "
+                           f"NATS message ({max_payload} bytes)"}
+        data = encode(_rejected(reply.error.code, reply.error.message[:max_payload // 2], [*details, note]))
+    return data if len(data) <= max_payload else encode(_rejected(reply.error.code, reply.error.message[:1000]))
 
 
 def _rejected(code: str, message: str, details: list[dict[str, Any]] | None = None) -> Reply:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
 
 import msgspec
 import yaml
@@ -12,6 +11,7 @@ import yaml
 from events.insights import Distribution, Insights, Recommendation
 from services.settings import Settings
 from ui.cli.render import _ms as duration
+from ui.cli.render import table
 from ui.insights import LearningClient
 
 HELP = "what the engine learned from past runs and what it recommends; `insights rebuild` learns again from zero"
@@ -61,7 +61,7 @@ def render(insights: Insights) -> str:
         rows += [(s.step, str(s.attempts), str(s.passed), _percent(s.success_rate), *_p50_p99(s.durations),
                   ", ".join(f"{c} {n}" for c, n in sorted(s.failures_by_category.items())) or "-")
                  for s in playbook.steps]
-        lines += ["  " + line for line in _table(rows)]
+        lines += ["  " + line for line in table(rows)]
         lines += _recommendations(playbook.recommendations)
         lines.append("")
     for target in insights.targets:
@@ -87,11 +87,6 @@ def _recommendations(recommendations: list[Recommendation]) -> list[str]:
             text = yaml.safe_dump(r.suggestion, default_flow_style=None, sort_keys=False).rstrip()
             lines += ["       " + line for line in text.splitlines()]
     return lines
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
 def _p50_p99(durations: Distribution | None) -> tuple[str, str]:

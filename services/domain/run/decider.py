@@ -218,7 +218,7 @@ def _rollback_started(run: Run, at: datetime, reason: str, actor: str) -> Rollba
 
 
 def _ready(run: Run) -> list[StepState]:
-    needs = run.started.plan.needs  # type: ignore[union-attr]
+    needs = run.plan.needs
     steps = run.steps
     return [s for s in (steps[i] for i in sorted(run.pending, key=run.order.__getitem__))
             if s.gate.status != "requested" and all(_settled(run, steps[n]) for n in needs.get(s.id, ()))]
@@ -246,7 +246,7 @@ def context_of(run: Run) -> Context:
     started = run.started
     assert started is not None
     outputs = {s.id: s.attempt.outputs for s in run.steps.values() if s.status == "succeeded"}
-    return Context(parameters=started.parameters, variables=started.playbook.variables, steps=outputs)
+    return Context(parameters=started.parameters, variables=run.playbook.variables, steps=outputs)
 
 
 def _settled(run: Run, step: StepState) -> bool:

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from events.playbook import ErrorHandler, Playbook, Step
+from events.playbook import ErrorHandler, Plan, Playbook, Step
 from events.run import (
     ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut,
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
@@ -14,6 +14,7 @@ from events.run import (
     StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled, StepScheduled,
     StepSkipped, StepStarted, StepSucceeded,
 )
+from services.errors import UnknownPlaybook
 
 RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled",
                     "rolling_back", "rolled_back", "rollback_failed"]
@@ -153,13 +154,18 @@ class Run:
     @property
     def playbook(self) -> Playbook:
         assert self.started is not None
-        return self.started.playbook
+        return playbook_of(self.started)[0]
+
+    @property
+    def plan(self) -> Plan:
+        assert self.started is not None
+        return playbook_of(self.started)[1]
 
     @property
     def error_handlers(self) -> list[ErrorHandler]:
         """The playbook's error handlers, then the engine's (numbered on in that order)."""
         assert self.started is not None
-        return self.started.playbook.error_handlers + self.started.engine_error_handlers
+        return self.playbook.error_handlers + self.started.engine_error_handlers
 
     @property
     def finished(self) -> bool:
@@ -194,6 +200,14 @@ class Run:
             step = self.steps[step_id] = step.copy()
             self.owned.add(step_id)
         return step
+
+
+def playbook_of(started: RunStarted) -> tuple[Playbook, Plan]:
+    """The run's playbook and plan: embedded (older runs), or resolved by the reader before folding."""
+    if started.playbook is None or started.plan is None:
+        pin = started.pin.digest if started.pin is not None else "none"
+        raise UnknownPlaybook(f"run {started.run_id}: its playbook (pinned {pin}) was not resolved before folding")
+    return started.playbook, started.plan
 
 
 def fold(run_id: str, events: list[tuple[int, RunEvent]]) -> Run:
@@ -245,10 +259,11 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             step.status, step.reason = "skipped", reason
             run.pending.discard(step_id)
         case RunStarted(at=at):
+            playbook, _ = playbook_of(event)
             run.started, run.status, run.started_at = event, "running", at
-            run.steps = {step.id: StepState(id=step.id) for step in event.playbook.steps}
+            run.steps = {step.id: StepState(id=step.id) for step in playbook.steps}
             run.pending, run.order = set(run.steps), {step_id: i for i, step_id in enumerate(run.steps)}
-            run.specs = {step.id: step for step in event.playbook.steps}
+            run.specs = {step.id: step for step in playbook.steps}
         case RunPaused(actor=actor, reason=reason):
             run.status, run.steering = "paused", replace(run.steering, paused_by=actor, pause_reason=reason)
         case RunResumed(actor=actor):
