@@ -22,6 +22,7 @@ from projections.sentences import circuit_sentence
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
 from services.settings import Settings
+from ui.cli import catalog as catalog_command
 from ui.cli import insights as insights_command
 from ui.cli.render import (
     EXIT_INVALID, EXIT_UNAVAILABLE, Follower, event_json, plan_table, status_table, terminal_line,
@@ -84,8 +85,12 @@ def read_playbook(name: str) -> tuple[Path, str]:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    path, text = read_playbook(args.file)
     params = parse_params(args.param)
+    if not Path(args.file).exists() and os.sep not in args.file and not args.file.endswith((".yaml", ".yml")):
+        return _run(args, settings, StartRun(actor=actor(args, settings), playbook_id=args.file, parameters=params,
+                                             environment=args.env, run_id=args.run_id, dry_run=args.dry_run,
+                                             allow_unsafe_shell=args.allow_unsafe_shell))
+    path, text = read_playbook(args.file)
     try:
         loaded = load_playbook(text, str(path), parameters=params, environment=args.env,
                                allow_unsafe_shell=args.allow_unsafe_shell)
@@ -97,15 +102,18 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     for warning in loaded.warnings:
         if warning.severity in ("warning", "error"):
             print(warning.format(), file=sys.stderr)
+    return _run(args, settings, StartRun(actor=actor(args, settings), playbook=text, source=str(path),
+                                         parameters=params, environment=args.env, run_id=args.run_id,
+                                         dry_run=args.dry_run, allow_unsafe_shell=args.allow_unsafe_shell))
 
+
+def _run(args: argparse.Namespace, settings: Settings, start: StartRun) -> int:
+    """Start the run (a large playbook goes by upload) and follow it, as `playbook run` asks."""
     async def work(client: EngineClient) -> int:
-        reply = await client.send(StartRun(actor=actor(args, settings), playbook=text, source=str(path),
-                                           parameters=params,
-                                           environment=args.env, run_id=args.run_id, dry_run=args.dry_run,
-                                           allow_unsafe_shell=args.allow_unsafe_shell))
+        reply = await client.send(start, timeout=120.0)
         if not reply.accepted or reply.run_id is None:
             print_reply(reply, args.json)
-            return EXIT_INVALID
+            return EXIT_UNAVAILABLE if reply.error and reply.error.code == "unavailable" else EXIT_INVALID
         if args.dry_run:
             print(plan_table(await client.run(reply.run_id)))
             return 0
@@ -115,7 +123,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if not args.json:
             print(f"run {reply.run_id}  (playbook events {reply.run_id} --follow, playbook cancel {reply.run_id})")
         follower = Follower(reply.run_id, as_json=args.json)
-        async for seq, event in client.follow(reply.run_id):
+        async for seq, event in client.follow(reply.run_id, resolved=True):
             follower.show(seq, event)
         return follower.exit_code()
 
@@ -132,7 +140,7 @@ def cmd_control(args: argparse.Namespace, settings: Settings) -> int:
         if args.command != "rollback" or not reply.accepted or args.json or not args.follow:
             return print_reply(reply, args.json)
         follower = Follower(args.run_id)
-        async for seq, event in client.follow(args.run_id, after_rollback_start=True):
+        async for seq, event in client.follow(args.run_id, after_rollback_start=True, resolved=True):
             follower.show(seq, event)
         return 0 if follower.run.status == "rolled_back" else 1
 
@@ -225,7 +233,7 @@ def _event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
-        envelopes = await client.events(args.run_id)
+        envelopes = await client.events(args.run_id, resolved=True)
         if not envelopes:
             print(f"no run with id {args.run_id!r}", file=sys.stderr)
             return 1
@@ -322,8 +330,9 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     up.add_argument("--demo", action="store_true", help="run an example playbook once ready")
     up.add_argument("--http-port", type=int, default=settings.http_port)
 
-    run = add("run", cmd_run, "start a run of a playbook and follow it live")
-    run.add_argument("file")
+    run = add("run", cmd_run, "start a run of a playbook (a file, or from the catalog) and follow it live")
+    run.add_argument("file", metavar="FILE|NAME[@VERSION]",
+                     help="a YAML file, or a catalog playbook: its latest version, or the one named")
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     run.add_argument("--env", help="the playbook environment whose parameter values apply")
     run.add_argument("--detach", action="store_true", help="print the run id and return at once")
@@ -391,6 +400,9 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     projections.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the rebuild")
     projections.add_argument("--json", action="store_true")
 
+    catalog_command.add_publish_arguments(add("publish", catalog_command.cmd_publish, catalog_command.PUBLISH_HELP))
+    catalog_command.add_playbooks_arguments(add("playbooks", catalog_command.cmd_playbooks,
+                                                catalog_command.PLAYBOOKS_HELP))
     add("schema", cmd_schema, "print the JSON Schema of every event and command")
     insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP))
     return p

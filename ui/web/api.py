@@ -23,10 +23,11 @@ from events.commands import (
 from projections import run_list
 from projections.run_view import run_view, timeline
 from projections.step_logs import logs_of
-from services.errors import EngineUnavailable
-from services.playbook import validate_playbook
-from services.read import find_playbook, fold, stored_playbooks
-from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, StartBody, ValidateBody
+from services.errors import CommandRejected, EngineUnavailable
+from services.playbook import MAX_BYTES, validate_playbook
+from services.read import fold
+from ui.catalog_client import Published, version_json
+from ui.web.bodies import ControlBody, DecisionBody, PublishBody, ResetCircuitBody, StartBody, ValidateBody
 from ui.web.backend import BACKEND, Backend
 from ui.web.identity import BadIdentity, actor_of
 
@@ -38,8 +39,10 @@ B = TypeVar("B", bound=msgspec.Struct)
 STATUS_OF_CODE = {
     "bad_request": 400, "invalid_playbook": 422, "unknown_run": 404, "unknown_playbook": 404,
     "illegal_transition": 409, "run_exists": 409, "approval_refused": 403, "internal_error": 502,
+    "version_exists": 409, "too_large": 413, "unavailable": 503,
 }
 MAX_LIMIT = 1000
+MAX_BODY_BYTES = 2 * MAX_BYTES     # a playbook at the size limit, JSON-escaped; beyond, 413 before reading it
 # Run ids are subject tokens: anything else (".", "*", ">") never reaches NATS.
 RUN_PATH = f"/api/runs/{{run_id:{subjects.RUN_ID_PATTERN}}}"
 
@@ -66,6 +69,8 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         return error_response(err.status, err.code, err.message, err.details)
     except BadIdentity as err:
         return error_response(400, "bad_identity", str(err))
+    except CommandRejected as err:    # raised at this edge (the catalog's reads, an upload), not sent back by a service
+        return error_response(STATUS_OF_CODE.get(err.code, 400), err.code, str(err))
     except EngineUnavailable as err:
         return error_response(503, "engine_unavailable", str(err))
     except nats.errors.MaxPayloadError:
@@ -136,23 +141,16 @@ async def start_run(request: web.Request) -> web.Response:
     body = await read_body(request, StartBody)
     if (body.playbook is None) == (body.playbook_id is None):
         raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id'")
-    text, source = body.playbook, "<api>"
-    if body.playbook_id is not None:
-        stored = find_playbook(backend(request).settings.library_folders, body.playbook_id)
-        if stored is None:
-            raise ApiError(404, "unknown_playbook",
-                           f"no stored playbook {body.playbook_id!r}; GET /api/playbooks lists them")
-        text, source = stored.text(), str(stored.path)
-    assert text is not None
     return await send(request, StartRun(
-        actor=actor_of(request), playbook=text, source=source, parameters=body.parameters,
+        actor=actor_of(request), playbook=body.playbook or "", playbook_id=body.playbook_id or "", source="<api>",
+        parameters=body.parameters,
         environment=body.environment, run_id=body.run_id, dry_run=body.dry_run,
         allow_unsafe_shell=body.allow_unsafe_shell), created=True)
 
 
 async def get_run(request: web.Request) -> web.Response:
     envelopes = await _events(request)
-    run = fold(request.match_info["run_id"], envelopes)
+    run = fold(request.match_info["run_id"], await backend(request).client.playbooks.resolved(envelopes))
     return web.json_response({**run_view(run), "timeline": timeline(envelopes)}, dumps=_dumps)
 
 
@@ -199,17 +197,47 @@ async def validate(request: web.Request) -> web.Response:
 
 
 async def list_playbooks(request: web.Request) -> web.Response:
-    return web.json_response([{"id": p.id, "name": p.name, "description": p.description}
-                              for p in stored_playbooks(backend(request).settings.library_folders)])
+    """Each name in the catalog with its latest version, and every version it has (newest first)."""
+    return web.json_response([{**version_json(latest), "versions": versions}
+                              for latest, versions in await backend(request).catalog.latest()])
+
+
+async def publish_playbook(request: web.Request) -> web.Response:
+    body = await read_body(request, PublishBody)
+    answer = await backend(request).catalog.publish(body.playbook, actor=actor_of(request), version=body.version,
+                                                    source="<api>")
+    if not isinstance(answer, Published):
+        assert answer.error is not None
+        raise ApiError(STATUS_OF_CODE.get(answer.error.code, 400), answer.error.code, answer.error.message,
+                       answer.error.details)
+    return web.json_response({**version_json(answer.version), "new": answer.new}, status=201 if answer.new else 200)
 
 
 async def get_playbook(request: web.Request) -> web.Response:
-    stored = find_playbook(backend(request).settings.library_folders, request.match_info["playbook_id"])
-    if stored is None:
-        raise ApiError(404, "unknown_playbook", f"no stored playbook {request.match_info['playbook_id']!r}")
-    return web.json_response({"id": stored.id, "name": stored.name, "description": stored.description,
-                              "parameters": stored.parameters, "environments": stored.environments,
-                              "yaml": stored.text()})
+    """One version (`name` is its latest), with its YAML and what a start form needs."""
+    catalog = backend(request).catalog
+    version = await catalog.resolve(request.match_info["reference"])
+    parsed = (await catalog.parsed(version)).playbook
+    return web.json_response({**version_json(version), "yaml": await catalog.text(version.digest),
+                              "parameters": msgspec.to_builtins(parsed.parameters),
+                              "environments": list(parsed.environments)})
+
+
+async def playbook_versions(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    versions = await backend(request).catalog.versions(name)
+    if not versions:
+        raise ApiError(404, "unknown_playbook", f"no playbook {name!r} in the catalog; GET /api/playbooks lists them")
+    return web.json_response([version_json(v) for v in reversed(versions)])
+
+
+async def playbook_diff(request: web.Request) -> web.Response:
+    """A unified diff of two versions' texts: ?from=V1&to=V2."""
+    name, q = request.match_info["name"], request.query
+    if not q.get("from") or not q.get("to"):
+        raise ApiError(400, "bad_request", "give the two versions to compare: ?from=V1&to=V2")
+    diff = await backend(request).catalog.diff(name, q["from"], q["to"])
+    return web.json_response({"name": name, "from": q["from"], "to": q["to"], "diff": diff})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -305,7 +333,10 @@ def add_routes(app: web.Application) -> None:
     r.add_post(RUN_PATH + "/steps/{step_id}/reject", decision(RejectStep))
     r.add_post("/api/validate", validate)
     r.add_get("/api/playbooks", list_playbooks)
-    r.add_get("/api/playbooks/{playbook_id}", get_playbook)
+    r.add_post("/api/playbooks", publish_playbook)
+    r.add_get("/api/playbooks/{reference}", get_playbook)
+    r.add_get("/api/playbooks/{name}/versions", playbook_versions)
+    r.add_get("/api/playbooks/{name}/diff", playbook_diff)
     r.add_get("/api/metrics", metrics)
     r.add_get("/api/audit", audit)
     r.add_get("/api/circuits", circuits)

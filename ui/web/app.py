@@ -21,6 +21,7 @@ from events import subjects
 from projections.projector import Projector
 from services.read import EventStore
 from services.settings import Settings
+from ui.catalog_client import CatalogClient
 from ui.client import EngineClient
 from ui.web import api, insights, openapi, prometheus, streams
 from ui.web.backend import BACKEND, Backend
@@ -65,7 +66,7 @@ async def dashboard(request: web.Request) -> web.FileResponse:
 
 
 def make_app(backend: Backend) -> web.Application:
-    app = web.Application(middlewares=[api.json_errors])
+    app = web.Application(middlewares=[api.json_errors], client_max_size=api.MAX_BODY_BYTES)
     app[BACKEND] = backend
     streams.add_routes(app)      # first: /api/runs/stream must win over /api/runs/{run_id}
     api.add_routes(app)
@@ -105,7 +106,8 @@ async def start_web(settings: Settings) -> WebServer:
     projector = Projector(nc, settings.home / "projections" / "views.msgpack")
     await projector.start()
     await _answer_rebuilds(nc, projector)
-    backend = Backend(nc=nc, client=EngineClient(nc), projector=projector, settings=settings)
+    client = EngineClient(nc)
+    backend = Backend(nc=nc, client=client, catalog=CatalogClient(client), projector=projector, settings=settings)
     # Handler cancellation: a browser that goes away ends its SSE stream at once.
     runner = web.AppRunner(make_app(backend), access_log=None, handler_cancellation=True)
     await runner.setup()

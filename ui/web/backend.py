@@ -9,6 +9,7 @@ from nats.aio.client import Client as NATS
 
 from projections.projector import Projector
 from services.settings import Settings
+from ui.catalog_client import CatalogClient
 from ui.client import EngineClient
 
 
@@ -16,6 +17,7 @@ from ui.client import EngineClient
 class Backend:
     nc: NATS
     client: EngineClient
+    catalog: CatalogClient
     projector: Projector
     settings: Settings
     started: float = field(default_factory=time.time)
