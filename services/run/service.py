@@ -177,7 +177,7 @@ class RunService:
         except ConcurrencyConflict:
             raise CommandRejected(f"a run with id {run_id!r} already exists", "run_exists") from None
         _, scheduled = await self.runs.change(run_id, lambda run: decide(run, Advance(), started.at))
-        return run_id, [started, *scheduled]
+        return run_id, [started.as_stored(), *scheduled]
 
     async def _text_of(self, cmd: StartRun) -> tuple[str, str, str | None]:
         """The playbook's text, where it came from, and its catalog version (None: not started from the catalog)."""
@@ -210,9 +210,16 @@ def _valid_run_id(run_id: str) -> bool:
 
 
 def _fitted(reply: Reply, max_payload: int) -> bytes:
-    """The reply encoded within one NATS message: a rejection's details are cut to what fits, with a note."""
+    """The reply encoded within one NATS message: the events or a rejection's details cut to what fits
+    (the stream has every event; a rejection's details end with a note of how many were left out)."""
     data = encode(reply)
-    if len(data) <= max_payload or reply.error is None:
+    if len(data) <= max_payload:
+        return data
+    if reply.error is None:
+        events = reply.events
+        while events and len(data) > max_payload:
+            events = events[:len(events) // 2]
+            data = encode(Reply(accepted=True, run_id=reply.run_id, events=events))
         return data
     details = reply.error.details
     while details and len(data) > max_payload:
