@@ -53,6 +53,12 @@ class PlaybookPublished(CatalogEvent, frozen=True):
     description: str = ""
     source: str = ""            # the file it was published from, as the publisher named it
     validation: Validation = Validation()
+    on_behalf_of: str | None = None   # the person an admin published for; `actor` is the admin
+
+    @property
+    def author(self) -> str:
+        """Whom the version is credited to: the person an admin published for, else the publisher."""
+        return self.on_behalf_of or self.actor
 
 
 AnyCatalogEvent = PlaybookPublished

@@ -83,8 +83,8 @@ class Catalog:
 
     # -- publishing ------------------------------------------------------------------------
 
-    async def publish(self, text: str, *, actor: str, at: datetime, version: str = "",
-                      source: str = "") -> list[PlaybookPublished]:
+    async def publish(self, text: str, *, actor: str, at: datetime, version: str = "", source: str = "",
+                      on_behalf_of: str | None = None) -> list[PlaybookPublished]:
         """Validate and record a version; [] if this text is that version already. Raises what a user can act on:
         PlaybookInvalid (errors other than security ones), TooLarge, CommandRejected (bad name or version, a
         version already published with other text)."""
@@ -95,8 +95,8 @@ class Catalog:
         name = check_name(loaded.playbook.name)
         event = PlaybookPublished(
             name=name, at=at, version=version_to_publish(loaded.playbook.version, version), digest=digest_of(data),
-            parsed=digest_of(encode_parsed(loaded.playbook, loaded.plan)), actor=actor, bytes=len(data),
-            steps=len(loaded.playbook.steps),
+            parsed=digest_of(encode_parsed(loaded.playbook, loaded.plan)), actor=actor, on_behalf_of=on_behalf_of,
+            bytes=len(data), steps=len(loaded.playbook.steps),
             description=loaded.playbook.description[:DESCRIPTION_KEPT], source=source,
             validation=validation_of(loaded.warnings))
         if not publish(await self.entries.get(name), event):

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
 from events import subjects
 from events.circuit import CircuitEvent, decode_circuit_event
+from events.run import RunStarted
 from services.catalog import Catalog
 from services.domain.breaker import Breaker, token
 from services.domain.breaker import evolve as evolve_breaker
@@ -26,8 +29,14 @@ from services.store import EventStore
 __all__ = [
     "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "Catalog", "EventStore", "ParsedPlaybook",
     "PlannedStep", "PlaybookStore", "Run", "StepState", "all_breakers", "approvals_needed", "breaker_history",
-    "digest_of", "dry_run_plan", "evolve", "fold", "is_digest", "parse_reference", "plan_waves",
+    "digest_of", "dry_run_plan", "evolve", "fold", "is_digest", "parse_reference", "plan_waves", "run_started",
 ]
+
+
+async def run_started(store: EventStore, run_id: str) -> RunStarted | None:
+    """The run's first event (what it runs, where, started by whom), without reading the rest."""
+    data = await store.last_on(subjects.run_event(run_id, "RunStarted"))
+    return None if data is None else msgspec.json.decode(data, type=RunStarted)
 
 
 async def all_breakers(store: EventStore) -> list[Breaker]:

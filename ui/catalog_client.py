@@ -13,6 +13,7 @@ import msgspec
 
 from events.catalog import PlaybookPublished
 from events.commands import PublishPlaybook, Reply
+from events.identity import Caller
 from services.errors import UnknownPlaybook
 from services.read import Catalog, ParsedPlaybook, digest_of, is_digest
 from ui.client import EngineClient
@@ -31,10 +32,12 @@ class CatalogClient:
         self.engine = engine
         self.catalog = Catalog(engine.nc, engine.playbooks)
 
-    async def publish(self, text: str, *, actor: str, version: str = "", source: str = "") -> Published | Reply:
-        """Publish a version; the refusal's Reply when the engine refuses (invalid, version taken, ...)."""
-        reply = await self.engine.send(PublishPlaybook(actor=actor, text=text, version=version, source=source),
-                                       timeout=120.0)
+    async def publish(self, text: str, *, version: str = "", source: str = "",
+                      caller: Caller | None = None) -> Published | Reply:
+        """Publish a version as the client's caller (or `caller`); the refusal's Reply when the engine refuses
+        (not allowed, invalid, version taken, ...)."""
+        reply = await self.engine.send(PublishPlaybook(text=text, version=version, source=source),
+                                       timeout=120.0, caller=caller)
         if not reply.accepted:
             return reply
         if reply.events:
@@ -90,6 +93,6 @@ def _published(event: dict[str, Any]) -> PlaybookPublished:
 def version_json(version: PlaybookPublished) -> dict[str, Any]:
     """One version as the API and `--json` show it."""
     return {"id": f"{version.name}@{version.version}", "name": version.name, "version": version.version,
-            "digest": version.digest, "author": version.actor, "published_at": version.at.isoformat(),
+            "digest": version.digest, "author": version.author, "published_at": version.at.isoformat(),
             "bytes": version.bytes, "steps": version.steps, "description": version.description,
             "source": version.source, "validation": msgspec.to_builtins(version.validation)}

@@ -8,7 +8,7 @@ grants). These users keep the event streams writable by the engine alone:
 - client: sends commands (`pb.cmd.>`) and reads PB_RUNS through consumers it names; reads the
   catalog and the playbooks runs pin (direct gets); stages large playbooks in PB_UPLOADS (write
   only: uploads have unguessable names no one else can read); asks the learning service what it
-  learned, and to learn again.
+  learned, and to learn again; asks a web server for the audit.
 - agent: reads PB_RUNS through consumers it names, reads the catalog and the pinned playbooks,
   and asks what was learned; nothing else.
 
@@ -86,7 +86,7 @@ def permissions(role: NatsRole) -> dict:
     allow, deny = _reader_publish(subjects.RUNS_STREAM)
     learned = [subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS]   # what past runs taught: read-only answers
     if role == "client":
-        return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, *learned,
+        return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, subjects.AUDIT, *learned,
                                       subjects.LEARNING_REBUILD, subjects.object_subjects(subjects.UPLOADS_BUCKET),
                                       *allow], "deny": deny},
                 "subscribe": {"allow": ["_INBOX.>", f"{subjects.PREFIX}.output.>"]}}

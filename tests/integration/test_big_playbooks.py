@@ -30,9 +30,9 @@ async def test_other_commands_are_answered_while_a_big_playbook_is_validated(eng
         return reply
 
     try:
-        starting = asyncio.create_task(send("start", StartRun(actor="alice", playbook=text)))
+        starting = asyncio.create_task(send("start", StartRun(playbook=text)))
         await asyncio.wait_for(arrived.wait(), 30)  # the run service has it too: now ask something else
-        paused = await send("pause", PauseRun(run_id="no-such-run", actor="bob"))
+        paused = await send("pause", PauseRun(run_id="no-such-run"))
         started = await starting
     finally:
         await watch.unsubscribe()
@@ -44,7 +44,7 @@ async def test_other_commands_are_answered_while_a_big_playbook_is_validated(eng
 
 async def test_a_refusal_with_more_problems_than_a_message_holds_is_answered_with_the_first_of_them(engine) -> None:
     text = "name: big\nsteps:\n" + "".join(f"  - {{id: s{i:05d}, name: n, action: shel}}\n" for i in range(10_000))
-    reply = await engine.send(StartRun(actor="alice", playbook=text), timeout=120)
+    reply = await engine.send(StartRun(playbook=text), timeout=120)
     assert (reply.accepted, reply.error.code) == (False, "invalid_playbook")
     shown, note = reply.error.details[:-1], reply.error.details[-1]
     assert shown and all(d["code"] == "PB206" for d in shown) and shown[0]["step_id"] == "s00000"

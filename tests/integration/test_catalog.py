@@ -16,7 +16,7 @@ from events.commands import PublishPlaybook, StartRun
 from events.run import RunCompleted, RunStarted
 from services.errors import UnknownPlaybook
 from services.read import Catalog, EventStore, PlaybookStore, digest_of
-from tests.helpers import noop, playbook_yaml, wait_for_end
+from tests.helpers import noop, person, playbook_yaml, refusals, wait_for_end
 from tests.unit.test_pinned_runs import RECORDED
 from ui.catalog_client import CatalogClient, Published
 from ui.client import EngineClient
@@ -30,13 +30,13 @@ V1_CHANGED = V1.replace("ship", "deliver")
 
 
 async def published(catalog: CatalogClient, text: str, **fields) -> Published:
-    answer = await catalog.publish(text, actor=fields.pop("actor", "pat"), **fields)
+    answer = await catalog.publish(text, **fields)
     assert isinstance(answer, Published), answer
     return answer
 
 
 async def started(engine: EngineClient, **fields) -> RunStarted:
-    reply = await engine.send(StartRun(actor="alice", **fields))
+    reply = await engine.send(StartRun(**fields))
     assert reply.accepted, reply.error
     assert isinstance((await wait_for_end(engine, reply.run_id))[-1], RunCompleted)
     (_, first), *_ = await engine.events(reply.run_id)
@@ -45,8 +45,9 @@ async def started(engine: EngineClient, **fields) -> RunStarted:
 
 
 async def test_two_versions_run_each_pinning_its_own_text_and_a_changed_text_cannot_reuse_a_version(engine, library):
-    catalog = CatalogClient(engine)
-    one, two = await published(catalog, V1), await published(catalog, V2, actor="quinn")
+    catalog = CatalogClient(await person(engine, "pat", "admin"))
+    quinn = CatalogClient(await person(engine, "quinn", "admin"))
+    one, two = await published(catalog, V1), await published(quinn, V2)
     assert (one.new, one.version.version, one.version.actor, one.version.steps) == (True, "1.0", "pat", 2)
     assert (two.version.version, two.version.actor, two.version.description) == ("2.0", "quinn",
                                                                                   "Build, test and ship.")
@@ -60,10 +61,10 @@ async def test_two_versions_run_each_pinning_its_own_text_and_a_changed_text_can
     assert first.playbook is None and first.source == "release@1.0"          # stored by reference only
     assert [s for s in (await engine.run(first.run_id)).steps] == ["build", "ship"]
 
-    refused = await catalog.publish(V1_CHANGED, actor="pat")
+    refused = await catalog.publish(V1_CHANGED)
     assert not isinstance(refused, Published) and refused.error.code == "version_exists"
     assert "release@1.0 is already published with other content" in refused.error.message
-    again = await published(catalog, V1, actor="someone-else")
+    again = await published(quinn, V1)
     assert (again.new, again.version.actor) == (False, "pat")                 # the same text: nothing new
     assert [v.version for v in await catalog.versions("release")] == ["1.0", "2.0"]
     assert await catalog.text("release@1.0") == V1
@@ -73,7 +74,8 @@ async def test_two_versions_run_each_pinning_its_own_text_and_a_changed_text_can
 
 async def test_publishing_is_an_event_with_its_actor_and_validation_and_the_stream_keeps_it_for_good(engine, library):
     risky = playbook_yaml([{"id": "wipe", "action": "shell", "args": {"command": "rm -rf /tmp/x/*"}}], name="wipe")
-    reply = await engine.send(PublishPlaybook(actor="pat", text=risky, version="7", source="wipe.yaml"))
+    pat = await person(engine, "pat", "admin")
+    reply = await pat.send(PublishPlaybook(text=risky, version="7", source="wipe.yaml"))
     (event,) = reply.events
     assert (event["type"], event["actor"], event["version"], event["source"]) == ("PlaybookPublished", "pat", "7",
                                                                                  "wipe.yaml")
@@ -89,14 +91,14 @@ async def test_publishing_is_an_event_with_its_actor_and_validation_and_the_stre
 
 async def test_an_invalid_playbook_and_an_unnamed_reference_are_refused_saying_why(engine, library):
     catalog = CatalogClient(engine)
-    invalid = await catalog.publish(playbook_yaml([{"id": "a", "action": "nope"}], name="bad"), actor="pat")
+    invalid = await catalog.publish(playbook_yaml([{"id": "a", "action": "nope"}], name="bad"))
     assert invalid.error.code == "invalid_playbook" and "PB206" in {d["code"] for d in invalid.error.details}
-    dotted = await catalog.publish(playbook_yaml([noop("a")], name="deploy.web"), actor="pat")
+    dotted = await catalog.publish(playbook_yaml([noop("a")], name="deploy.web"))
     assert dotted.error.code == "bad_request" and "cannot be published" in dotted.error.message
     await published(catalog, V1)
     for reference, words in (("release@9.9", "release has versions 1.0"), ("nothing", "`playbook playbooks` lists"),
                              ("pb.>", "write NAME or NAME@VERSION"), ("sha256:" + "0" * 64, "no playbook text")):
-        reply = await engine.send(StartRun(actor="alice", playbook_id=reference))
+        reply = await engine.send(StartRun(playbook_id=reference))
         assert (reply.accepted, reply.error.code) == (False, "unknown_playbook"), reference
         assert words in reply.error.message
     assert await engine.list_runs() == []
@@ -123,7 +125,7 @@ async def test_a_run_started_by_digest_or_by_upload_pins_the_same_text(engine, l
     upload = await engine.playbooks.upload(text)
     by_upload = await started(engine, upload=upload)
     assert by_text.pin == by_digest.pin == by_upload.pin
-    again = await engine.send(StartRun(actor="alice", upload=upload))          # an upload is read once
+    again = await engine.send(StartRun(upload=upload))          # an upload is read once
     assert (again.accepted, again.error.code) == (False, "unknown_playbook") and "send the playbook again" in (
         again.error.message)
 
@@ -166,3 +168,19 @@ async def test_a_run_recorded_before_pins_is_carried_on_by_todays_engine_and_rep
     assert (run.status, run.playbook.name, run.steps["dump"].attempt.outputs) == (
         "completed", "nightly-backup", {"file": "/backups/db1.sql"})
 
+
+
+async def test_publishing_needs_admin_on_everything_and_a_refusal_is_recorded_with_nothing_published(engine, library):
+    """Only an admin of every playbook and environment publishes; operators run what is published."""
+    admin = CatalogClient(await person(engine, "ada", "admin"))
+    assert (await published(admin, V1)).version.actor == "ada"
+    otto = await person(engine, "otto", "operator")
+    scoped = await person(engine, "sam", "admin:release")
+    for client, holds in ((otto, "otto holds operator everywhere"), (scoped, "sam holds admin on release in *")):
+        refused = await CatalogClient(client).publish(V2)
+        assert not isinstance(refused, Published) and refused.error.code == "forbidden"
+        assert "may not publish playbooks" in refused.error.message and holds in refused.error.message
+    assert [v.version for v in await CatalogClient(otto).versions("release")] == ["1.0"]   # reading is for everyone
+    assert (await started(otto, playbook_id="release")).pin.version == "1.0"               # and operators run it
+    recorded = [(r.principal, r.action) for r in await refusals(engine.nc)]
+    assert ("otto", "publish_playbook") in recorded and ("sam", "publish_playbook") in recorded

@@ -1,5 +1,5 @@
 """The JSON API against a real engine: every refusal is JSON with a stable code and a message
-that names the problem; every action is recorded with the caller as actor."""
+that names the problem; every action is recorded with the verified caller as actor."""
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from events import subjects
 from services.playbook import MAX_BYTES
 from services.read import digest_of
-from tests.helpers import noop, playbook_yaml, wait_for_end
+from tests.helpers import noop, person, playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -56,16 +56,28 @@ class Answer:
 
 
 class Api:
-    """The API as a client sees it: method, path, body, and who is asking."""
+    """The API as a client sees it: method, path, body, and who is asking (each person with a token of their own:
+    operator and approver everywhere; `admin` is the local admin)."""
 
-    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
-        self.http, self.base = http, base
+    def __init__(self, http: aiohttp.ClientSession, base: str, engine) -> None:
+        self.http, self.base, self.engine = http, base, engine
+        self.tokens: dict[str, str] = {"admin": engine.caller.credential}
 
-    async def call(self, method: str, path: str, body: Any = None, *, user: str | None = None,
-                   raw: bytes | None = None) -> Answer:
-        headers = {"X-Playbook-User": user} if user is not None else {}
+    async def token(self, user: str) -> str:
+        if user not in self.tokens:
+            self.tokens[user] = (await person(self.engine, user)).caller.credential
+        return self.tokens[user]
+
+    async def call(self, method: str, path: str, body: Any = None, *, user: str | None = "admin",
+                   raw: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
+        sent = {"Authorization": f"Bearer {await self.token(user)}"} if user is not None else {}
+        if raw is not None:
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
+        if body is None and raw is None and method != "GET":
+            body = {}                   # a change is always JSON, even an empty one
         async with self.http.request(method, self.base + path, json=body if raw is None else None, data=raw,
-                                     headers=headers) as response:
+                                     headers=sent) as response:
             parsed = await response.json() if response.content_type == "application/json" else await response.text()
             return Answer(response.status, parsed, response.content_type)
 
@@ -82,9 +94,9 @@ class Api:
 
 
 @pytest.fixture
-async def api(web_server) -> AsyncIterator[Api]:
+async def api(web_server, engine) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as http:
-        yield Api(http, web_server.url)
+        yield Api(http, web_server.url, engine)
 
 
 async def projected(web_server, seq: int) -> None:
@@ -117,8 +129,9 @@ async def until_event(engine, run_id: str, kind: str) -> None:
 
 # -- refusals ------------------------------------------------------------------------------
 
+FORGED = {"X-Playbook-User": "eve"}
 REFUSALS = [
-    # (what, method, path, body, raw body, user, status, code, words the message must hold)
+    # (what, method, path, body, raw body, headers, status, code, words the message must hold)
     ("body not JSON", "POST", "/api/runs", None, b"{playbook: nope", None, 400, "bad_request", "malformed"),
     ("playbook of the wrong type", "POST", "/api/runs", {"playbook": 5}, None, None, 400, "bad_request",
      "$.playbook"),
@@ -151,10 +164,19 @@ REFUSALS = [
     ("events after a negative sequence", "GET", "/api/runs/r1/events?after=-1", None, None, None, 400,
      "bad_request", "'after'"),
     ("logs of attempt 0", "GET", "/api/runs/r1/logs?attempt=0", None, None, None, 400, "bad_request", "'attempt'"),
-    ("a user name with a space", "POST", "/api/runs", {"playbook": QUICK}, None, "eve smith", 400, "bad_identity",
-     "X-Playbook-User"),
-    ("a user name on a control", "POST", "/api/runs/r1/cancel", None, None, "<script>", 400, "bad_identity",
-     "X-Playbook-User"),
+    ("a name in X-Playbook-User that is not the caller", "POST", "/api/runs", {"playbook": QUICK}, None, FORGED, 403,
+     "forged_actor", "names 'eve', but the credential is admin's"),
+    ("a forged name on a control", "POST", "/api/runs/r1/cancel", None, None, {"X-Playbook-User": "<script>"}, 403,
+     "forged_actor", "who acts is always the caller"),
+    ("a change sent as text/plain", "POST", "/api/runs", None, b'{"playbook": "x"}',
+     {"Content-Type": "text/plain"}, 415, "unsupported_media_type", "takes a JSON body"),
+    ("a change from another origin", "POST", "/api/runs", {"playbook": QUICK}, None,
+     {"Origin": "https://evil.example"}, 403, "cross_origin", "https://evil.example may not change anything"),
+    ("a host this server does not answer to", "GET", "/api/runs", None, None, {"Host": "rebound.example"}, 421,
+     "unknown_host", "PLAYBOOK_WEB_HOSTS"),
+    ("no credential", "GET", "/api/runs", None, None, {"Authorization": ""}, 401, "unauthenticated", "sign in first"),
+    ("a token that is no token", "GET", "/api/audit", None, None, {"Authorization": "Bearer pbt_nope"}, 401,
+     "unauthenticated", "not a Playbook token"),
     ("unknown run", "GET", "/api/runs/nosuchrun", None, None, None, 404, "unknown_run", "nosuchrun"),
     ("events of an unknown run", "GET", "/api/runs/nosuchrun/events", None, None, None, 404, "unknown_run",
      "nosuchrun"),
@@ -175,11 +197,11 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize("what, method, path, body, raw, user, status, code, words", REFUSALS,
+@pytest.mark.parametrize("what, method, path, body, raw, headers, status, code, words", REFUSALS,
                          ids=[case[0] for case in REFUSALS])
-async def test_a_refusal_is_json_naming_the_problem(api: Api, what, method, path, body, raw, user, status, code,
+async def test_a_refusal_is_json_naming_the_problem(api: Api, what, method, path, body, raw, headers, status, code,
                                                     words) -> None:
-    answer = await api.call(method, path, body, raw=raw, user=user)
+    answer = await api.call(method, path, body, raw=raw, headers=headers)
     assert (answer.status, answer.content_type) == (status, "application/json"), answer.body
     assert answer.error["code"] == code
     assert words in answer.error["message"]
@@ -214,8 +236,10 @@ async def test_a_playbook_larger_than_a_nats_message_runs_by_reference_and_one_p
 # -- starting runs -------------------------------------------------------------------------
 
 async def test_start_by_yaml_and_by_stored_id(api: Api, engine, library) -> None:
-    published = await api.post("/api/playbooks", {"playbook": QUICK, "version": "1.0"}, user="carol")
-    assert (published.status, published.body["id"], published.body["author"]) == (201, "api-quick@1.0", "carol")
+    refused = await api.post("/api/playbooks", {"playbook": QUICK, "version": "1.0"}, user="carol")
+    assert (refused.status, refused.error["code"]) == (403, "forbidden")     # an operator runs, an admin publishes
+    published = await api.post("/api/playbooks", {"playbook": QUICK, "version": "1.0"}, user="admin")
+    assert (published.status, published.body["id"], published.body["author"]) == (201, "api-quick@1.0", "admin")
 
     (listed,) = (await api.get("/api/playbooks")).body
     assert (listed["id"], listed["versions"], listed["description"]) == ("api-quick@1.0", ["1.0"], "")
@@ -359,8 +383,8 @@ async def test_only_a_required_approver_opens_a_gate(api: Api, engine, web_serve
     await until_event(engine, run_id, "ApprovalRequested")
 
     refused = await api.post(f"/api/runs/{run_id}/steps/deploy/approve", {"comment": "lgtm"}, user="mallory")
-    assert (refused.status, refused.error["code"]) == (403, "approval_refused")
-    assert "mallory is not a required approver" in refused.error["message"]
+    assert (refused.status, refused.error["code"]) == (403, "forbidden")
+    assert "mallory may not approve this gate: it names bob" in refused.error["message"]
     no_step = await api.post(f"/api/runs/{run_id}/steps/nope/reject", user="bob")
     assert no_step.status == 403 and "no step 'nope'" in no_step.error["message"]
 
@@ -372,8 +396,10 @@ async def test_only_a_required_approver_opens_a_gate(api: Api, engine, web_serve
 
     await runs_projected(web_server, engine, run_id)
     trail = (await api.get(f"/api/audit?run_id={run_id}")).body
-    assert ("approval_refused", "mallory") in [(e["action"], e["actor"]) for e in trail]
     assert [e["detail"] for e in trail if e["action"] == "approve"] == ["ship it"]
+    (mallory,) = (await api.get("/api/audit?action=refused&actor=mallory")).body     # the admin reads refusals
+    assert mallory["door"] == "http" and f"approve run {run_id} of api-gated" in mallory["detail"]
+    assert (await api.get("/api/audit?action=refused", user="mallory")).body == []   # a person does not
 
 
 # -- views, circuits, health ---------------------------------------------------------------
@@ -390,7 +416,7 @@ async def finished_and_waiting(api: Api, engine, web_server) -> tuple[list[str],
 
 
 async def reset_circuit(api: Api, web_server, key: str) -> None:
-    answer = await api.post("/api/circuits/reset", {"key": key}, user="alice")
+    answer = await api.post("/api/circuits/reset", {"key": key})
     assert answer.status == 200 and answer.body["events"][0]["type"] == "CircuitReset"
     info = await web_server.backend.nc.jetstream().stream_info(subjects.RUNS_STREAM)
     await projected(web_server, info.state.last_seq)
@@ -408,7 +434,7 @@ async def test_metrics_circuits_rebuild_and_readiness(api: Api, engine, web_serv
     circuits = (await api.get("/api/circuits")).body
     assert [(c["key"], c["state"], c["failures_in_a_row"]) for c in circuits] == [("payments:443", "closed", 0)]
     (reset,) = (await api.get("/api/audit?action=circuit_reset")).body
-    assert (reset["actor"], reset["circuit"]) == ("alice", "payments:443")
+    assert (reset["actor"], reset["circuit"]) == ("admin", "payments:443")
 
     position = web_server.backend.projector.position
     rebuilt = await api.post("/api/projections/rebuild")
@@ -456,9 +482,9 @@ async def test_prometheus_metrics_match_the_runs(api: Api, engine, web_server) -
     assert value("playbook_projector_caught_up") == 1
     assert "process_cpu_seconds" in families
 
-    async with api.http.get(f"{api.base}/metrics", headers={"Accept": "application/openmetrics-text"}) as scrape:
-        assert scrape.content_type == "application/openmetrics-text"
-        assert (await scrape.text()).endswith("# EOF\n")
+    scrape = await api.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    assert scrape.content_type == "application/openmetrics-text" and scrape.body.endswith("# EOF\n")
+    assert (await api.get("/metrics", user=None)).status == 401       # a viewer's, unless PLAYBOOK_METRICS=open
 
 
 @pytest.fixture
@@ -472,8 +498,9 @@ def odd_library(library):
     return library
 
 
-async def test_the_library_is_published_at_start_and_odd_files_do_not_break_it(odd_library, web_server) -> None:
-    async with aiohttp.ClientSession() as http:
+async def test_the_library_is_published_at_start_and_odd_files_do_not_break_it(odd_library, web_server,
+                                                                                   engine) -> None:
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/playbooks/deploy") as response:
             stored = await response.json()
         assert stored["parameters"] == [{"name": "version", "required": True}, {"name": "since",

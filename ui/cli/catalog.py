@@ -12,6 +12,7 @@ from events.commands import Reply
 from services.settings import Settings
 from ui.catalog_client import CatalogClient, Published, version_json
 from ui.cli.render import EXIT_INVALID, table
+from ui.cli.connect import steer, with_client
 from ui.client import EngineClient
 
 PUBLISH_HELP = ("store a version of each playbook in the catalog (its `version:`, or --version); "
@@ -25,7 +26,8 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE")
     parser.add_argument("--version", default="", help="the version to publish as (one file only); "
                                                       "default: the playbook's `version:`, else 1")
-    parser.add_argument("--as", dest="as_user", help="who publishes (default: $PLAYBOOK_USER or login)")
+    parser.add_argument("--as", dest="as_user", metavar="PERSON",
+                        help="publish on behalf of this person (admins only; both are recorded)")
     parser.add_argument("--json", action="store_true", help="one JSON object per published version")
 
 
@@ -35,7 +37,7 @@ def add_playbooks_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from ui.cli.main import actor, read_playbook, with_client   # main registers these commands: imported when run
+    from ui.cli.main import read_playbook   # main registers these commands: imported when run
 
     if args.version and len(args.files) > 1:
         print("playbook publish: --version names the version of one file; publish files one by one", file=sys.stderr)
@@ -45,7 +47,7 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         catalog, worst = CatalogClient(client), 0
         for path, text in texts:
-            answer = await catalog.publish(text, actor=actor(args, settings), version=args.version, source=str(path))
+            answer = await catalog.publish(text, version=args.version, source=str(path))
             if isinstance(answer, Published):
                 _show_published(answer, args.json)
             else:
@@ -53,12 +55,10 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
                 worst = max(worst, EXIT_OF_CODE.get(answer.error.code if answer.error else "", EXIT_INVALID))
         return worst
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work)
 
 
 def cmd_playbooks(args: argparse.Namespace, settings: Settings) -> int:
-    from ui.cli.main import with_client
-
     words = args.words
     if len(words) > 1 and not ((words[0] == "show" and len(words) == 2) or (words[0] == "diff" and len(words) == 4)):
         print("playbook playbooks: give NAME, `show NAME[@VERSION]` or `diff NAME V1 V2`", file=sys.stderr)
@@ -107,7 +107,7 @@ def _show_catalog(latest: list[tuple[PlaybookPublished, list[str]]], as_json: bo
         print("the catalog is empty: `playbook publish FILE` adds a playbook")
         return 0
     rows = [("NAME", "LATEST", "VERSIONS", "STEPS", "PUBLISHED", "BY", "DESCRIPTION")]
-    rows += [(v.name, v.version, str(len(versions)), str(v.steps), f"{v.at:%Y-%m-%d %H:%M}", v.actor,
+    rows += [(v.name, v.version, str(len(versions)), str(v.steps), f"{v.at:%Y-%m-%d %H:%M}", v.author,
               v.description.splitlines()[0][:60] if v.description else "") for v, versions in latest]
     print("\n".join(table(rows)))
     return 0
@@ -121,7 +121,7 @@ def _show_versions(name: str, versions: list[PlaybookPublished], as_json: bool) 
         print(f"no playbook {name!r} in the catalog; `playbook playbooks` lists them", file=sys.stderr)
         return 1
     rows = [("VERSION", "DIGEST", "STEPS", "PUBLISHED", "BY", "VALIDATION")]
-    rows += [(v.version, v.digest[:19], str(v.steps), f"{v.at:%Y-%m-%d %H:%M:%S}", v.actor, _validation(v))
+    rows += [(v.version, v.digest[:19], str(v.steps), f"{v.at:%Y-%m-%d %H:%M:%S}", v.author, _validation(v))
              for v in reversed(versions)]
     print("\n".join(table(rows)))
     return 0
