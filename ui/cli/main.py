@@ -17,7 +17,7 @@ from events.circuit import CircuitEvent
 from events.run import RunEvent
 from events.schema import json_schema
 from projections.sentences import circuit_sentence
-from services.errors import CommandRejected, EngineUnavailable, PlaybookError
+from services.errors import CommandRejected, EngineUnavailable, PlaybookError, TooLarge
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
 from services.settings import Settings
 from ui.cli import catalog as catalog_command
@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
         code = EXIT_UNAVAILABLE
     except CommandRejected as err:
         print(f"playbook: rejected ({err.code}): {err}", file=sys.stderr)
-        code = EXIT_DENIED if err.code in DENIED_CODES else EXIT_FAILED
+        code = EXIT_DENIED if err.code in DENIED_CODES else EXIT_INVALID if isinstance(err, TooLarge) else EXIT_FAILED
     except PlaybookError as err:
         print(f"playbook: {err}", file=sys.stderr)
         code = EXIT_INVALID
