@@ -39,6 +39,9 @@ def test_publish_list_diff_and_run_by_name_each_run_pinning_its_version(engine_p
     first = playbook_cli("publish", str(book), "--as", "pat", env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("published deploy-web@1.0 sha256:") and "(2 steps" in first.stdout
+    otto = playbook_cli("token", "create", "otto's", "--owner", "otto", "--grant", "operator", env=env).stdout.strip()
+    refused = playbook_cli("publish", str(book), env={**env, "PLAYBOOK_TOKEN": otto})
+    assert refused.returncode == 5 and "otto may not publish playbooks" in refused.stderr, refused.stderr
     again = playbook_cli("publish", str(book), env=env)
     assert (again.returncode, again.stdout.split()[:3]) == (0, ["already", "published:", "deploy-web@1.0"])
 

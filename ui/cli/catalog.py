@@ -11,7 +11,7 @@ from events.catalog import PlaybookPublished
 from events.commands import Reply
 from services.settings import Settings
 from ui.catalog_client import CatalogClient, Published, version_json
-from ui.cli.render import EXIT_INVALID, table
+from ui.cli.render import DENIED_CODES, EXIT_DENIED, EXIT_INVALID, table
 from ui.cli.connect import steer, with_client
 from ui.client import EngineClient
 
@@ -19,7 +19,7 @@ PUBLISH_HELP = ("store a version of each playbook in the catalog (its `version:`
                 "the same text again is nothing new, other text under a published version is refused")
 PLAYBOOKS_HELP = ("the catalog: every playbook's latest version; NAME: its versions; `show NAME[@VERSION]`: its YAML; "
                   "`diff NAME V1 V2`: what changed")
-EXIT_OF_CODE = {"version_exists": 1, "unavailable": 4}     # other refusals of a publish: invalid input, 2
+EXIT_OF_CODE = {"version_exists": 1, "unavailable": 4, **dict.fromkeys(DENIED_CODES, EXIT_DENIED)}  # else invalid, 2
 
 
 def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
