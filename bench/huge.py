@@ -126,12 +126,14 @@ async def measure(url: str, steps: int, timeout: float) -> dict[str, Any]:
             if kind != "RunCompleted":
                 raise RuntimeError(f"run {run_id} ended with {kind}")
             run_seconds = ended - started_at[run_id]
+            probed = {phase: _figures(samples) for phase, samples in probe.samples.items()}
             return {
-                "machine": machine(), "steps": steps, "playbook_bytes": len(text.encode()),
+                "benchmark": NAME, "machine": machine(), "steps": steps, "playbook_bytes": len(text.encode()),
                 "max_payload": nc.max_payload, "cli_start_seconds": cli_seconds, "run_seconds": run_seconds,
                 "steps_per_second": steps / run_seconds, "engine_peak_rss_bytes": rss.peak,
-                "probe": {phase: _figures(samples) for phase, samples in probe.samples.items()},
-                "targets": TARGETS,
+                "probe": probed, "targets": TARGETS,
+                "ratios": {f"{phase}_p99_vs_idle": fig["p99_ms"] / probed["idle"]["p99_ms"]
+                           for phase, fig in probed.items() if phase != "idle"},
             }
         finally:
             await nc.close()

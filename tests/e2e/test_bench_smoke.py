@@ -182,3 +182,11 @@ def test_the_big_playbook_benchmark_runs_and_writes_its_result(tmp_path: Path) -
     small, large = result["sizes"]
     assert large["text_bytes"] > 2 * small["text_bytes"]
     assert result["ratios"].keys() == {"20", "60"} and result["profile"]
+
+
+def test_the_huge_benchmark_starts_a_playbook_from_the_cli_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("huge", "--steps", "40", target=tmp_path / "huge.json")
+    assert "steps/s" in out and "p99 / idle p99" in out
+    assert result["benchmark"] == "huge" and result["steps"] == 40 and result["steps_per_second"] > 0
+    assert {"idle", "starting"} <= result["probe"].keys() and result["probe"]["idle"]["n"] > 0
+    assert "starting_p99_vs_idle" in result["ratios"] and result["engine_peak_rss_bytes"] > 0
