@@ -12,6 +12,7 @@ from events.commands import Reply
 from services.settings import Settings
 from ui.catalog_client import CatalogClient, Published, version_json
 from ui.cli.render import DENIED_CODES, EXIT_DENIED, EXIT_INVALID, table
+from ui.cli.common import read_playbook
 from ui.cli.connect import steer, with_client
 from ui.client import EngineClient
 
@@ -37,7 +38,6 @@ def add_playbooks_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from ui.cli.main import read_playbook   # main registers these commands: imported when run
 
     if args.version and len(args.files) > 1:
         print("playbook publish: --version names the version of one file; publish files one by one", file=sys.stderr)

@@ -19,7 +19,7 @@ from aiohttp import web
 from events import subjects
 from events.run import RunEvent
 from events.commands import (
-    ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RollbackRun, StartRun,
+    ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RetryRun, RollbackRun, StartRun,
 )
 from projections import run_list
 from projections.audit import AuditEntry
@@ -32,7 +32,7 @@ from services.playbook import MAX_BYTES, validate_playbook
 from services.read import fold, run_started
 from ui.catalog_client import Published, version_json
 from ui.web.access import CALLER, may, may_read, permit
-from ui.web.bodies import ControlBody, DecisionBody, PublishBody, ResetCircuitBody, StartBody, ValidateBody
+from ui.web.bodies import ControlBody, DecisionBody, PublishBody, ResetCircuitBody, RetryBody, StartBody, ValidateBody
 from ui.web.backend import BACKEND, Backend
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ B = TypeVar("B", bound=msgspec.Struct)
 STATUS_OF_CODE = {
     "bad_request": 400, "invalid_playbook": 422, "unknown_run": 404, "unknown_playbook": 404,
     "illegal_transition": 409, "run_exists": 409, "approval_refused": 403, "internal_error": 502,
+    "unknown_step": 404, "incompatible_playbook": 409, "unknown_circuit": 404,
     "unauthenticated": 401, "forbidden": 403, "forged_actor": 403, "too_many_failures": 429, "unavailable": 503,
     "version_exists": 409, "too_large": 413,
 }
@@ -146,6 +147,15 @@ async def list_runs(request: web.Request) -> web.Response:
                               "runs": [run_list.as_dict(r) for r in runs[:limit]]})
 
 
+async def playbook_text(request: web.Request, text: str | None, playbook_id: str | None) -> tuple[str | None, str]:
+    """The playbook a body gives as YAML text or as a catalog `name[@version]` (not both), and where it came from."""
+    if text is not None and playbook_id is not None:
+        raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id', not both")
+    if playbook_id is None:
+        return text, "<api>"
+    return await backend(request).catalog.text(playbook_id), playbook_id
+
+
 async def start_run(request: web.Request) -> web.Response:
     body = await read_body(request, StartBody)
     if (body.playbook is None) == (body.playbook_id is None):
@@ -185,6 +195,14 @@ def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Calla
             fields["reason"] = body.reason
         return await send(request, kind(**fields))
     return handler
+
+
+async def retry_run(request: web.Request) -> web.Response:
+    body = await read_body(request, RetryBody)
+    text, source = await playbook_text(request, body.playbook, body.playbook_id)
+    return await send(request, RetryRun(run_id=request.match_info["run_id"],
+                                        from_step=body.from_step, parameters=body.parameters, reason=body.reason,
+                                        playbook=text, source=source))
 
 
 def decision(kind: type[ApproveStep | RejectStep]) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -372,6 +390,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(RUN_PATH + "/logs", run_logs)
     for name, kind in (("pause", PauseRun), ("resume", ResumeRun), ("cancel", CancelRun), ("rollback", RollbackRun)):
         r.add_post(f"{RUN_PATH}/{name}", control(kind))
+    r.add_post(RUN_PATH + "/retry", retry_run)
     r.add_post(RUN_PATH + "/steps/{step_id}/approve", decision(ApproveStep))
     r.add_post(RUN_PATH + "/steps/{step_id}/reject", decision(RejectStep))
     r.add_post("/api/validate", validate)

@@ -50,6 +50,18 @@ def begin(run: Run, needs: Mapping[str, Sequence[str]]) -> None:
     run.unsettled = len(run.steps)
 
 
+def recount(run: Run, needs: Mapping[str, Sequence[str]]) -> None:
+    """Every index counted again from the steps, after many changed at once (a retry of the run)."""
+    begin(run, needs)
+    steps = run.steps
+    unsettled = {step_id for step_id, step in steps.items() if not settled(run, step)}
+    run.waiting = {step_id: sum(need in unsettled for need in needs.get(step_id, ())) for step_id in steps}
+    run.ready = {step_id for step_id, step in steps.items() if step.status == "pending" and not run.waiting[step_id]}
+    run.unsettled = len(unsettled)
+    run.running = sum(step.status == "running" for step in steps.values())
+    run.retrying = sum(bool(step.retry.status) for step in steps.values())
+
+
 def pend(run: Run, step: StepState) -> None:
     """The step is pending again (its attempt was interrupted)."""
     if not run.waiting[step.id]:
