@@ -106,7 +106,7 @@ async def follow(client: EngineClient, run_id: str, args: argparse.Namespace, re
     follower = Follower(run_id, as_json=args.json, full_output=getattr(args, "output", False))
     shown = client.follow(run_id, after_retry=retried, resolved=True)
     if retried:
-        known = await client.events(run_id)
+        known = await client.events(run_id, resolved=True)
         since = max((seq for seq, event in known if isinstance(event, RunRetried)), default=1)
         for seq, event in known:
             if seq < since:
