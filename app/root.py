@@ -24,6 +24,7 @@ from nats.aio.client import Client as NATS
 
 from services.aggregates import BreakerRepository, RunRepository, breaker_repository, run_repository
 from services.approval.service import ApprovalService
+from services.catalog import Catalog
 from services.directory import Directory
 from services.executor.processes import ProcessRules
 from services.executor.remediation import Remediation
@@ -33,6 +34,7 @@ from services.identity.setup import Identity
 from services.learning.config import LearningConfig
 from services.learning.service import LearningService
 from services.log_text import EscapedLines
+from services.playbook_store import PlaybookStore
 from services.resilience.service import ResilienceService
 from services.run.service import RunService
 from services.settings import Settings
@@ -55,24 +57,26 @@ class Door(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """What services are built from: one connection, one store, one repository per aggregate, one identity."""
+    """What services are built from: one connection, one store, one repository per aggregate, the catalog
+    (and the playbooks it and every run pin, resolved through one cache), one identity."""
 
     nc: NATS
     store: EventStore
     runs: RunRepository
     breakers: BreakerRepository
+    catalog: Catalog
     settings: Settings
     identity: Identity
 
 
 SERVICES: dict[str, Callable[[Parts], Service]] = {
-    "run": lambda p: RunService(p.nc, p.runs, p.breakers, p.settings, p.identity.guard),
+    "run": lambda p: RunService(p.nc, p.runs, p.breakers, p.catalog, p.settings, p.identity.guard),
     "executor": lambda p: Executor(p.nc, p.runs, p.breakers, p.settings),
     "approval": lambda p: ApprovalService(p.nc, p.runs, p.settings),
     "resilience": lambda p: ResilienceService(p.nc, p.runs, p.settings, Remediation(
         p.settings.secrets, ProcessRules.from_environ(p.settings.environ))),
     "learning": lambda p: LearningService(p.nc, p.store, LearningConfig.from_env(p.settings.environ, p.settings.home),
-                                          p.identity.guard),
+                                          p.catalog.playbooks, p.identity.guard),
     "identity": lambda p: IdentityService(p.nc, p.identity.store, p.identity.registry, p.identity.guard,
                                           home=p.settings.home, admin_name=p.settings.user),
 }
@@ -105,8 +109,11 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
     store = EventStore(nc)
     await store.ensure_stream(settings.stream_replicas)
+    playbooks = PlaybookStore(nc)
+    catalog = Catalog(nc, playbooks)
+    await catalog.ensure(settings.stream_replicas)
     identity = await Identity.start(nc, directory.groups_of, replicas=settings.stream_replicas)
-    parts = Parts(nc, store, run_repository(store), breaker_repository(store), settings, identity)
+    parts = Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), catalog, settings, identity)
     started = [SERVICES[name](parts) for name in which]
     running = Running(nc, identity)
     try:

@@ -21,14 +21,14 @@ from services.embedded import EmbeddedCluster, EmbeddedNats
 from services.errors import PlaybookError
 from services.identity.credentials import TOKEN_FILE, read_secret
 from services.identity.nats_users import ensure_nats_users
-from services.settings import EXAMPLES, Settings
+from services.settings import Settings
 from ui.cli.render import Follower
 from ui.client import EngineClient
 from ui.web.app import WebServer
 
 log = logging.getLogger("playbook")
 
-DEMO_PLAYBOOK = EXAMPLES / "deploy-demo.yaml"
+DEMO_PLAYBOOK = "deploy-demo"     # examples/deploy-demo.yaml, in the catalog since the run service started
 
 
 def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False, cluster: int = 0) -> int:
@@ -75,14 +75,14 @@ async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, 
 
 
 async def _run_demo(client: EngineClient, web_url: str, as_json: bool) -> None:
-    reply = await client.send(StartRun(playbook=DEMO_PLAYBOOK.read_text(), source=str(DEMO_PLAYBOOK),
-                                       parameters={"base_url": web_url}, environment="staging"))
+    reply = await client.send(StartRun(playbook_id=DEMO_PLAYBOOK, parameters={"base_url": web_url},
+                                       environment="staging"))
     if not reply.accepted or reply.run_id is None:
         log.error("demo not started: %s", reply.error and reply.error.message)
         return
     log.info("demo run %s: follow it with `playbook events %s --follow`", reply.run_id, reply.run_id)
     follower = Follower(reply.run_id, as_json=as_json)
-    async for seq, event in client.follow(reply.run_id):
+    async for seq, event in client.follow(reply.run_id, resolved=True):
         follower.show(seq, event)
     log.info("demo run %s %s; replay it with `playbook replay %s`", reply.run_id, follower.run.status, reply.run_id)
 

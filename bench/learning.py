@@ -29,6 +29,7 @@ from events.run import RunStarted
 from services.learning.config import LearningConfig, postgres_settings
 from services.learning.service import LearningService
 from services.playbook import load_playbook
+from services.playbook_store import PlaybookStore
 from services.store import EventStore
 from events.identity import caller_headers
 from services.identity.bootstrap import ensure_local_admin
@@ -151,7 +152,7 @@ async def measure(url: str, args: argparse.Namespace, home: Path) -> dict[str, A
         identity = await Identity.start(reader, lambda _name: [])     # what the root hands the service
         admin = (await ensure_local_admin(home, identity.store, identity.registry, name="bench",
                                           now=datetime.now(timezone.utc))).credential
-        service = LearningService(reader, EventStore(reader), config, identity.guard)
+        service = LearningService(reader, EventStore(reader), config, PlaybookStore(reader), identity.guard)
         began = time.perf_counter()
         await service.start()
         try:
@@ -170,7 +171,7 @@ async def measure(url: str, args: argparse.Namespace, home: Path) -> dict[str, A
         finally:
             await service.stop()
 
-        again = LearningService(reader, EventStore(reader), config, identity.guard)
+        again = LearningService(reader, EventStore(reader), config, PlaybookStore(reader), identity.guard)
         began = time.perf_counter()
         await again.start()
         try:

@@ -26,9 +26,13 @@ class Command(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults
 
 
 class StartRun(Command, frozen=True):
-    """Start a run of a playbook given as YAML text (the service validates it)."""
+    """Start a run of exactly one of: YAML text (`playbook`); a text uploaded to PB_UPLOADS first
+    (`upload`, for texts larger than one NATS message); or `playbook_id`, a catalog `name` (its latest
+    version), `name@version`, or the `sha256:<hex>` digest of a text already stored. The service validates it."""
 
-    playbook: str
+    playbook: str = ""
+    upload: str = ""
+    playbook_id: str = ""
     source: str = "<playbook>"
     parameters: dict[str, Any] = {}
     environment: str | None = None
@@ -87,6 +91,19 @@ class RejectStep(Command, frozen=True):
     comment: str = ""
 
 
+class PublishPlaybook(Command, frozen=True):
+    """Store a version of a playbook in the catalog: its YAML `text`, or an `upload` to PB_UPLOADS.
+
+    The version is `version` if given, else the playbook's own `version:` key (default "1").
+    Publishing the same text again is nothing new; a different text under a published version is refused.
+    """
+
+    text: str = ""
+    upload: str = ""
+    version: str = ""
+    source: str = ""
+
+
 class ResetCircuit(Command, frozen=True):
     """Close a circuit breaker by hand (recorded with the actor)."""
 
@@ -94,7 +111,7 @@ class ResetCircuit(Command, frozen=True):
 
 
 AnyCommand = (StartRun | PauseRun | ResumeRun | CancelRun | RollbackRun | RetryRun | ApproveStep | RejectStep
-              | ResetCircuit)
+              | ResetCircuit | PublishPlaybook)
 COMMAND_TYPES: tuple[type[Command], ...] = AnyCommand.__args__
 
 

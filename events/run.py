@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from events.catalog import PlaybookPin
 from events.playbook import ErrorHandler, Plan, Playbook
 
 # Why a step attempt failed, as the resilience service classifies it. `cancelled` and
@@ -30,11 +31,17 @@ class RunEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_default
 
 
 class RunStarted(RunEvent, frozen=True):
-    """A run began; it pins the exact playbook, its plan and resolved parameters."""
+    """A run began; it pins the exact playbook (by digest), its plan and resolved parameters.
+
+    Stored, it carries the `pin` and no `playbook` or `plan`: readers resolve them by the pin's
+    digests before folding. Runs recorded before playbooks were stored by reference carry
+    `playbook` and `plan` themselves and no pin.
+    """
 
     actor: str
-    playbook: Playbook
-    plan: Plan
+    playbook: Playbook | None = None
+    plan: Plan | None = None
+    pin: PlaybookPin | None = None
     on_behalf_of: str | None = None   # the person an admin acted for; `actor` is the admin
     parameters: dict[str, Any] = {}
     environment: str | None = None
@@ -45,6 +52,30 @@ class RunStarted(RunEvent, frozen=True):
     allow_unsafe_shell: bool = False
     # The engine configuration's error handlers when the run began, after the playbook's own.
     engine_error_handlers: list[ErrorHandler] = []
+
+    @property
+    def playbook_name(self) -> str:
+        """The playbook's name, whether the playbook is resolved or only pinned."""
+        if self.pin is not None:
+            return self.pin.name
+        return self.playbook.name if self.playbook is not None else ""
+
+    @property
+    def step_count(self) -> int:
+        if self.pin is not None:
+            return self.pin.steps
+        return len(self.playbook.steps) if self.playbook is not None else 0
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the playbook and plan are here to fold (stored embedded, or resolved by a reader)."""
+        return self.playbook is not None and self.plan is not None
+
+    def as_stored(self) -> RunStarted:
+        """What goes into the stream: a pinned run without its (resolved) playbook and plan."""
+        if self.pin is None or self.playbook is None:
+            return self
+        return msgspec.structs.replace(self, playbook=None, plan=None)
 
 
 class StepScheduled(RunEvent, frozen=True):

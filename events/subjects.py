@@ -87,6 +87,30 @@ def circuit(token: str) -> str:
 PROBE_STREAM = "PB_PROBE"
 PROBE_SUBJECT = f"{PREFIX}.probe"
 
+
+# -- the playbook catalog: versions on PB_CATALOG, texts and parsed forms in object store buckets ----------
+
+CATALOG_STREAM = "PB_CATALOG"
+CATALOG_SUBJECTS = f"{PREFIX}.catalog.>"
+PLAYBOOKS_BUCKET = "PB_PLAYBOOKS"   # texts and parsed playbooks by digest; only the engine writes
+UPLOADS_BUCKET = "PB_UPLOADS"       # texts too large for one message, staged by clients for a command
+
+
+def catalog_entry(name: str) -> str:
+    """One playbook name's aggregate prefix: `pb.catalog.<name>`."""
+    return f"{PREFIX}.catalog.{name}"
+
+
+def object_stream(bucket: str) -> str:
+    """The stream behind a JetStream object store bucket."""
+    return f"OBJ_{bucket}"
+
+
+def object_subjects(bucket: str) -> str:
+    """Every subject of a bucket: `$O.<bucket>.>` (chunks under C, descriptions under M)."""
+    return f"$O.{bucket}.>"
+
+
 # A request every web server answers by refolding its views from the first event.
 PROJECTIONS_REBUILD = f"{PREFIX}.projections.rebuild"
 # A request one web server answers from its audit view (what `playbook audit` asks).

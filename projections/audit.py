@@ -94,7 +94,9 @@ def _run_action(event: RunEvent) -> tuple[str, str, str] | None:
 
 
 def _start_detail(event: RunStarted) -> str:
-    parts = [f"playbook {event.playbook.name}"]
+    parts = [f"playbook {event.playbook_name}"]
+    if event.pin is not None:
+        parts.append(f"version {event.pin.version} ({event.pin.digest})")
     if event.environment:
         parts.append(f"environment {event.environment}")
     if event.dry_run:

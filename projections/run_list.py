@@ -45,8 +45,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
 def apply(runs: dict[str, RunSummary], event: RunEvent) -> None:
     if isinstance(event, RunStarted):
         runs[event.run_id] = RunSummary(
-            run_id=event.run_id, playbook=event.playbook.name, status="running", actor=event.actor,
-            started_at=event.at, environment=event.environment, steps=len(event.playbook.steps),
+            run_id=event.run_id, playbook=event.playbook_name, status="running", actor=event.actor,
+            started_at=event.at, environment=event.environment, steps=event.step_count,
             dry_run=event.dry_run)
         return
     summary = runs.get(event.run_id)

@@ -13,14 +13,17 @@ from services.read import Run, StepState, approvals_needed, plan_waves
 
 def run_view(run: Run) -> dict[str, Any]:
     started = run.started
-    needs = started.plan.needs if started else {}
-    waves = plan_waves(started.plan) if started else []
+    needs = run.plan.needs if started else {}
+    waves = plan_waves(run.plan) if started else []
+    pin = started.pin if started else None
     wave_of = {step_id: i for i, wave in enumerate(waves) for step_id in wave}
     rollback_wave_of = {step_id: i for i, wave in enumerate(run.rollback_waves) for step_id in wave}
     return {
         "run_id": run.id,
         "status": run.display_status,
-        "playbook": started.playbook.name if started else None,
+        "playbook": started.playbook_name if started else None,
+        "playbook_version": pin.version if pin else None,
+        "playbook_digest": pin.digest if pin else None,
         "environment": started.environment if started else None,
         "actor": started.actor if started else None,
         "parameters": started.parameters if started else {},

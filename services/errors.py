@@ -20,6 +20,21 @@ class UnknownRun(CommandRejected):
         self.run_id = run_id
 
 
+class UnknownPlaybook(CommandRejected):
+    """No catalog version, stored text or upload answers to this reference (or its content is not what it says)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="unknown_playbook")
+
+
+class TooLarge(CommandRejected):
+    """Beyond a documented limit (playbook bytes or steps, a NATS message; the message names the size and the
+    limit); exit 2 on the CLI, 413 over HTTP."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="too_large")
+
+
 class ConcurrencyConflict(PlaybookError):
     """Someone appended to the run since we loaded it: reload, decide again."""
 
@@ -37,12 +52,6 @@ class EngineUnavailable(PlaybookError):
     """NATS or the engine's stream or services are not there to answer, or the store is full: try again later."""
 
     code = "unavailable"
-
-
-class TooLarge(PlaybookError):
-    """A message is larger than NATS carries; the message names the size and the limit."""
-
-    code = "too_large"
 
 
 class AccessDenied(CommandRejected):

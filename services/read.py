@@ -2,9 +2,9 @@
 
 The CLI, the web server and the projections depend on this module (and on the
 language, `services.playbook`, to check playbooks), never on the services' insides:
-the run fold and its states, breakers, a dry run's plan, stored playbooks, and
-reading runs and breakers from the stream (asked again through elections), and whether the
-store takes writes.
+the run fold and its states, breakers, a dry run's plan, the playbook catalog and the
+playbooks runs pin (read, resolved, uploaded), reading runs and breakers from the stream (asked
+again through elections), and whether the store takes writes.
 """
 from __future__ import annotations
 
@@ -15,22 +15,25 @@ import msgspec
 from events import subjects
 from events.circuit import CircuitEvent, decode_circuit_event
 from events.run import RunStarted
+from services.catalog import Catalog
 from services.domain.breaker import Breaker, token
 from services.domain.breaker import evolve as evolve_breaker
 from services.domain.run.dry_run import PlannedStep
 from services.domain.run.dry_run import plan as dry_run_plan
 from services.domain.run.gates import approvals_needed
+from services.domain.catalog import is_digest, parse_reference
 from services.domain.run.state import ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Run, StepState, evolve, fold
 from services.jetstream import persist
-from services.library import StoredPlaybook, find_playbook, stored_playbooks
 from services.playbook.plan import plan_waves
+from services.playbook_store import ParsedPlaybook, PlaybookStore, digest_of
 from services.readiness import StoreReadiness
 from services.store import EventStore
 
 __all__ = [
-    "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "EventStore", "PlannedStep", "Run", "StepState",
-    "StoreReadiness", "StoredPlaybook", "all_breakers", "approvals_needed", "breaker_history", "dry_run_plan",
-    "evolve", "find_playbook", "fold", "persist", "plan_waves", "run_started", "stored_playbooks",
+    "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "Catalog", "EventStore", "ParsedPlaybook",
+    "PlannedStep", "PlaybookStore", "Run", "StepState", "StoreReadiness", "all_breakers", "approvals_needed",
+    "breaker_history", "digest_of", "dry_run_plan", "evolve", "fold", "is_digest", "parse_reference", "persist",
+    "plan_waves", "run_started",
 ]
 
 

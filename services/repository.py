@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -31,6 +31,7 @@ class Versioned(Protocol):
 S = TypeVar("S", bound=Versioned)
 E = TypeVar("E", bound=msgspec.Struct)
 A = TypeVar("A")
+Envelopes = list[tuple[int, E]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +45,15 @@ class Aggregate(Generic[S, E]):
     keep: Callable[[S], bool] = lambda state: True          # worth caching (else loaded when asked)
     always_catch_up: bool = False               # read what others appended before every decision
     obsoleted_timer: Callable[[E], str | None] = lambda event: None   # the timer an event cancels
+    stored: Callable[[E], E] = lambda event: event   # what goes into the stream of an event folded as it is
 
 
 class Repository(Generic[S, E]):
-    def __init__(self, store: EventStore, kind: Aggregate[S, E], capacity: int = 2000) -> None:
-        self.store, self.kind, self.capacity = store, kind, capacity
+    """`prepare`: what loaded events need before they fold (runs: their pinned playbook resolved)."""
+
+    def __init__(self, store: EventStore, kind: Aggregate[S, E], capacity: int = 2000,
+                 prepare: Callable[[Envelopes[E]], Awaitable[Envelopes[E]]] | None = None) -> None:
+        self.store, self.kind, self.capacity, self.prepare = store, kind, capacity, prepare
         self._cache: OrderedDict[str, S] = OrderedDict()
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}   # key -> (lock, [holders and waiters])
 
@@ -114,6 +119,8 @@ class Repository(Generic[S, E]):
         """Read what was appended since the state's version; `at_least` that far (a lagging replica is asked again)."""
         envelopes, last = await self.store.load_aggregate(f"{self.kind.prefix(key)}.>", self.kind.decode,
                                                           after=state.version, at_least=at_least)
+        if self.prepare is not None:
+            envelopes = await self.prepare(envelopes)
         for seq, event in envelopes:
             self.kind.evolve(state, event, seq)
         state.version = max(state.version, last)
@@ -121,8 +128,8 @@ class Repository(Generic[S, E]):
     async def _append(self, key: str, state: S, events: list[E], appended: list[E]) -> None:
         try:
             for event in events:
-                (seq,) = await self.store.append_aggregate(self.kind.prefix(key), [event], state.version,
-                                                           cancel_timer=self.kind.obsoleted_timer(event))
+                (seq,) = await self.store.append_aggregate(self.kind.prefix(key), [self.kind.stored(event)],
+                                                           state.version, cancel_timer=self.kind.obsoleted_timer(event))
                 self.kind.evolve(state, event, seq)
                 appended.append(event)
         finally:

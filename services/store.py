@@ -105,8 +105,9 @@ class EventStore:
         return await self.load_aggregate(subjects.run_all(run_id), decode_event, after)
 
     async def load_aggregate(self, subject: str, decode: Callable[[bytes], E], after: int = 0,
-                             at_least: int = 0) -> tuple[list[tuple[int, E]], int]:
-        """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded.
+                             at_least: int = 0, batch: int = LOAD_BATCH) -> tuple[list[tuple[int, E]], int]:
+        """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded, `batch`
+        messages per round trip.
 
         `at_least`: a sequence of this aggregate the caller knows is stored; a replica that
         has not applied it yet is asked again (through `persist`) until one has.
@@ -114,7 +115,7 @@ class EventStore:
         cursor = _Cursor([], after, decode)
 
         async def read() -> None:
-            while await self._load_batch(subject, cursor):
+            while await self._load_batch(subject, cursor, batch):
                 pass
             if cursor.last < at_least:
                 raise Unanswered(f"a replica of {self.stream} answered from before sequence {at_least}")
@@ -122,7 +123,7 @@ class EventStore:
         await persist(read, f"reading {subject}")
         return cursor.into, cursor.last
 
-    async def _load_batch(self, subject: str, cursor: _Cursor[Any]) -> int:
+    async def _load_batch(self, subject: str, cursor: _Cursor[Any], size: int) -> int:
         """One direct-get batch into the cursor; returns how many events are still pending after it."""
         batch = _Batch(cursor)
         token = os.urandom(8).hex()
@@ -130,7 +131,7 @@ class EventStore:
         try:
             if self._replies is None:
                 self._replies = await self.nc.subscribe(f"{self._reply_prefix}.*", cb=self._on_reply)
-            request = json.dumps({"seq": cursor.last + 1, "next_by_subj": subject, "batch": LOAD_BATCH}).encode()
+            request = json.dumps({"seq": cursor.last + 1, "next_by_subj": subject, "batch": size}).encode()
             await self.nc.publish(self._direct_get, request, reply=f"{self._reply_prefix}.{token}")
             return await asyncio.wait_for(batch.done, TRY_TIMEOUT)
         finally:

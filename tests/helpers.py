@@ -33,6 +33,7 @@ from services.identity.setup import Identity
 from services.domain.run import decider, state
 from services.domain.run.commands import Advance, BeginStep, FinishStep
 from services.domain.run.decider import decide
+from services.domain.run.readiness import settled
 from services.domain.run.state import Run
 from services.playbook import load_playbook
 from services.settings import Settings, connect_options
@@ -86,8 +87,13 @@ def check_invariants(run: Run, after: str = "") -> None:
     """What must hold after every event, in every decider test: the decider's indexes match the steps."""
     if not run.exists:
         return
-    assert run.pending == {s.id for s in run.steps.values() if s.status == "pending"}, after
     assert run.gates_waiting == sum(s.gate.status == "requested" for s in run.steps.values()), after
+    needs = run.plan.needs
+    assert run.waiting == {s: sum(not settled(run, run.steps[n]) for n in needs.get(s, ())) for s in run.steps}, after
+    assert run.ready == {s.id for s in run.steps.values() if s.status == "pending" and not run.waiting[s.id]}, after
+    assert run.unsettled == sum(not settled(run, s) for s in run.steps.values()), after
+    assert run.running == sum(s.status == "running" for s in run.steps.values()), after
+    assert run.retrying == sum(bool(s.retry.status) for s in run.steps.values()), after
 
 
 def _checked_evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:

@@ -23,15 +23,16 @@ from nats.js.errors import NotFoundError
 from events import subjects
 from events.codec import decode_event, encode
 from events.circuit import CircuitEvent
-from events.commands import Command, Reply
+from events.commands import Command, PublishPlaybook, Reply, StartRun
 from events.identity import Caller, caller_headers
 from events.json_limits import stored_decoder
 from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent, RunRetried
 from projections import run_list
 from services.errors import EngineUnavailable, TooLarge
-from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold, persist
+from services.read import Breaker, EventStore, PlaybookStore, Run, all_breakers, breaker_history, fold, persist
 
 _reply_decoder: Callable[[bytes], Reply] = stored_decoder(Reply)   # an answer of the engine
+HEADROOM = 4096               # bytes of a message left for headers (a credential, say)
 READ_BATCH = 256              # stored messages fetched at once while there is a backlog
 IDLE_WAIT = 5.0               # how long one fetch waits for a live message
 INACTIVE_SECONDS = 60.0       # the server removes a reader's consumer this long after its last fetch
@@ -42,6 +43,7 @@ class EngineClient:
                  door: str | None = None) -> None:
         self.nc = nc
         self.store = EventStore(nc)
+        self.playbooks = PlaybookStore(nc)
         self.caller = Caller(credential=credential, on_behalf_of=on_behalf_of, door=door or "nats")  # type: ignore[arg-type]
 
     def headers(self, caller: Caller | None = None) -> dict[str, str]:
@@ -52,15 +54,27 @@ class EngineClient:
         return caller_headers(caller.credential, caller.on_behalf_of, None if caller.door == "nats" else caller.door)
 
     async def send(self, command: Command, timeout: float = 30.0, *, caller: Caller | None = None) -> Reply:
-        """Send a command for this client's caller (or `caller`: the web forwards each request's own)."""
-        body = msgspec.json.decode(encode(command))
-        body.pop("type", None)
-        data, name = json.dumps(body).encode(), type(command).__name__
-        if len(data) > self.nc.max_payload:
-            raise TooLarge(f"the {name} command is {len(data):,} bytes; NATS carries at most {self.nc.max_payload:,} "
-                           "(the server's max_payload): send a smaller playbook")
-        msg = await self.request(subjects.command(name), data, timeout, caller=caller)
+        """Send a command for this client's caller (or `caller`: the web forwards each request's own).
+
+        A playbook too large for one NATS message is uploaded first and the command names the upload;
+        TooLarge past the limits, EngineUnavailable without an engine.
+        """
+        data = _body(command)
+        if len(data) > self.nc.max_payload - HEADROOM and isinstance(command, (StartRun, PublishPlaybook)):
+            data = _body(await self._by_upload(command))
+        if len(data) > self.nc.max_payload - HEADROOM:
+            raise TooLarge(f"the {type(command).__name__} command is {len(data)} bytes, more than one NATS message "
+                           f"takes ({self.nc.max_payload} bytes with {HEADROOM} for headers)")
+        try:
+            msg = await self.request(subjects.command(type(command).__name__), data, timeout, caller=caller)
+        except nats.errors.MaxPayloadError as err:
+            raise TooLarge(f"the {type(command).__name__} command is larger than NATS takes: {err}") from None
         return _reply_decoder(msg.data)
+
+    async def _by_upload(self, command: StartRun | PublishPlaybook) -> Command:
+        if isinstance(command, StartRun):
+            return msgspec.structs.replace(command, playbook="", upload=await self.playbooks.upload(command.playbook))
+        return msgspec.structs.replace(command, text="", upload=await self.playbooks.upload(command.text))
 
     async def request(self, subject: str, data: bytes, timeout: float, *, caller: Caller | None = None,
                       what: str = "the engine did not answer: is `playbook up` running?") -> Msg:
@@ -69,21 +83,22 @@ class EngineClient:
         except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError) as err:
             raise EngineUnavailable(what) from err
 
-    async def events(self, run_id: str) -> list[tuple[int, RunEvent]]:
+    async def events(self, run_id: str, *, resolved: bool = False) -> list[tuple[int, RunEvent]]:
+        """The run's events as stored; `resolved`: ready to fold (a pinned RunStarted with its playbook)."""
         envelopes, _ = await self.store.load(run_id)
-        return envelopes
+        return await self.playbooks.resolved(envelopes) if resolved else envelopes
 
     async def run(self, run_id: str) -> Run:
-        return fold(run_id, await self.events(run_id))
+        return fold(run_id, await self.events(run_id, resolved=True))
 
     async def follow(self, run_id: str, *, after_rollback_start: bool = False, after_retry: bool = False,
-                     after: int = 0) -> AsyncIterator[tuple[int, RunEvent]]:
+                     after: int = 0, resolved: bool = False) -> AsyncIterator[tuple[int, RunEvent]]:
         """Every event of the run from the first (or those stored after sequence `after`), then
         live ones until the run ends.
 
         With `after_rollback_start`, the end is the end of the latest rollback (the run
         ended once before it was rolled back). With `after_retry`, the events from the run's
-        latest `RunRetried` on, to the end that follows it.
+        latest `RunRetried` on, to the end that follows it. With `resolved`, events come ready to fold.
         """
         if after_retry:
             after = max((seq for seq, event in await self.events(run_id) if isinstance(event, RunRetried)),
@@ -94,6 +109,8 @@ class EngineClient:
                 event = decode_event(msg.data)
             except msgspec.DecodeError:
                 continue
+            if resolved:
+                event = await self.playbooks.resolve(event)
             yield msg.metadata.sequence.stream, event
             if isinstance(event, RollbackStarted):
                 waiting_for_rollback = False
@@ -173,3 +190,8 @@ class EngineClient:
                     await sub.unsubscribe()
                     if name:
                         await js.delete_consumer(self.store.stream, name)
+def _body(command: Command) -> bytes:
+    """The command as a request body: the subject names its type."""
+    body = msgspec.json.decode(encode(command))
+    body.pop("type", None)
+    return json.dumps(body).encode()

@@ -15,6 +15,7 @@ from datetime import datetime
 import msgspec
 
 from events.run import RunStarted
+from services.domain.run.state import playbook_of
 from services.executor.processes import ProcessRules
 from services.playbook.interpolate import Context
 from services.secrets import AttemptSecrets, SecretSource, allowed_environment
@@ -57,7 +58,7 @@ def enter_attempt(ctx: Context, started: RunStarted, source: SecretSource, rules
     secrets = AttemptSecrets(source, ctx.used_secrets)
     secrets.include(secret_names(started))
     ctx.secrets, ctx.env = secrets.get, allowed_environment()
-    scope = StepScope(secrets, rules.for_playbook(started.playbook.sandbox))
+    scope = StepScope(secrets, rules.for_playbook(playbook_of(started)[0].sandbox))
     _current.set(scope)
     return scope
 
@@ -66,7 +67,7 @@ def secret_names(started: RunStarted) -> frozenset[str]:
     """Every `${secret:NAME}` in the run's playbook and the engine's error handlers pinned on it."""
     key = (started.run_id, started.at)
     if (names := _names.get(key)) is None:
-        text = msgspec.json.encode([started.playbook, started.engine_error_handlers])
+        text = msgspec.json.encode([playbook_of(started)[0], started.engine_error_handlers])
         names = frozenset(name.decode() for name in _SECRET_NAME.findall(text))
         _names[key] = names
         if len(_names) > _NAMES_KEPT:

@@ -43,7 +43,7 @@ ROLE_ACTIONS: dict[Role, frozenset[str]] = {
 COMMAND_ACTIONS: dict[str, Action] = {
     "StartRun": "start", "PauseRun": "pause", "ResumeRun": "resume", "CancelRun": "cancel",
     "RollbackRun": "rollback", "RetryRun": "retry", "ApproveStep": "approve", "RejectStep": "reject",
-    "ResetCircuit": "reset_circuit",
+    "ResetCircuit": "reset_circuit", "PublishPlaybook": "publish_playbook",
     "CreateToken": "create_token", "ListTokens": "list_tokens", "RevokeToken": "revoke_token",
     "learning.insights": "read", "learning.status": "read", "learning.rebuild": "rebuild_projections",
     "projections.rebuild": "rebuild_projections", "audit": "read",

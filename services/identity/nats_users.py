@@ -3,11 +3,14 @@
 NATS has no notion of people, so per-person authority stays in the engine (tokens,
 grants). These users keep the event streams writable by the engine alone:
 
-- engine: publishes events (`pb.run.>`, `pb.circuit.>`, `pb.identity.>`, timers, output),
-  uses the whole JetStream API and answers commands.
-- client: sends commands (`pb.cmd.>`) and reads PB_RUNS through consumers it names; asks the
-  learning service what it learned, and to learn again; asks a web server for the audit.
-- agent: reads PB_RUNS through consumers it names, and asks what was learned; nothing else.
+- engine: publishes events (`pb.run.>`, `pb.circuit.>`, `pb.identity.>`, `pb.catalog.>`, timers,
+  output), writes the playbook buckets, uses the whole JetStream API and answers commands.
+- client: sends commands (`pb.cmd.>`) and reads PB_RUNS through consumers it names; reads the
+  catalog and the playbooks runs pin (direct gets); stages large playbooks in PB_UPLOADS (write
+  only: uploads have unguessable names no one else can read); asks the learning service what it
+  learned, and to learn again; asks a web server for the audit.
+- agent: reads PB_RUNS through consumers it names, reads the catalog and the pinned playbooks,
+  and asks what was learned; nothing else.
 
 Readers create consumers only in the named form (`CONSUMER.CREATE.PB_RUNS.<name>`): the
 unnamed form takes the name from the request body, and with it anyone could rewrite an
@@ -53,6 +56,11 @@ def user_name(role: NatsRole) -> str:
     return f"pb-{role}"
 
 
+def _direct_reads(*streams: str) -> list[str]:
+    """Reading these streams by direct get only (the catalog, the playbooks bucket): no consumer needed."""
+    return [subject for stream in streams for subject in (f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>")]
+
+
 def _reader_publish(stream: str) -> tuple[list[str], list[str]]:
     """What reading a stream through one's own consumers needs, and the engine's consumers denied."""
     allow = [f"{API}.INFO", f"{API}.STREAM.NAMES", f"{API}.STREAM.INFO.{stream}",
@@ -66,20 +74,24 @@ def _reader_publish(stream: str) -> tuple[list[str], list[str]]:
     # Spelled out although never allowed: events, timers and identity are the engine's alone,
     # and no one else may answer on an inbox (a forged reply).
     deny += [subjects.RUN_SUBJECTS, subjects.CIRCUIT_SUBJECTS, subjects.TIMER_SUBJECTS, subjects.IDENTITY_SUBJECTS,
-             "_INBOX.>"]
+             subjects.CATALOG_SUBJECTS, subjects.object_subjects(subjects.PLAYBOOKS_BUCKET), "_INBOX.>"]
+    allow += _direct_reads(subjects.CATALOG_STREAM, subjects.object_stream(subjects.PLAYBOOKS_BUCKET))
     return allow, deny
 
 
 def permissions(role: NatsRole) -> dict:
     """The role's publish and subscribe permissions, as nats-server reads them."""
     if role == "engine":
-        return {"publish": {"allow": [f"{subjects.PREFIX}.>", "$JS.>", "_INBOX.>"]},
+        return {"publish": {"allow": [f"{subjects.PREFIX}.>", "$JS.>", "_INBOX.>",
+                                      subjects.object_subjects(subjects.PLAYBOOKS_BUCKET),
+                                      subjects.object_subjects(subjects.UPLOADS_BUCKET)]},
                 "subscribe": {"allow": [f"{subjects.PREFIX}.>", "_pb.>", "_INBOX.>"]}}
     allow, deny = _reader_publish(subjects.RUNS_STREAM)
     learned = [subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS]   # what past runs taught: read-only answers
     if role == "client":
         return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, subjects.AUDIT, *learned,
-                                      subjects.LEARNING_REBUILD, *allow], "deny": deny},
+                                      subjects.LEARNING_REBUILD, subjects.object_subjects(subjects.UPLOADS_BUCKET),
+                                      *allow], "deny": deny},
                 "subscribe": {"allow": ["_INBOX.>", f"{subjects.PREFIX}.output.>"]}}
     return {"publish": {"allow": [*learned, *allow], "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}
 

@@ -29,7 +29,7 @@ from services.learning.facts import (
 )
 from services.playbook.interpolate import Context, resolve
 from services.domain.breaker import circuit_key
-from services.domain.run.state import variables_of
+from services.domain.run.state import playbook_of, variables_of
 
 RUNS_KEPT = 10_000           # contexts of runs still going; an evicted one is replayed from the stream if needed
 SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook teaches its shape once
@@ -101,7 +101,7 @@ class Interpreter:
         if event.dry_run:
             _remember(self.finished, event.run_id, None)
             return []
-        playbook = event.playbook
+        playbook, _ = playbook_of(event)
         handlers = [*playbook.error_handlers, *event.engine_error_handlers]
         steps = {step_id: StepContext(shape=shape, target=None) for step_id, shape in self._shapes_of(event).items()}
         run = RunContext(playbook.name, event.at, steps, [_label(h) for h in handlers])
@@ -117,7 +117,8 @@ class Interpreter:
 
     def _shapes_of(self, event: RunStarted) -> dict[str, StepShape]:
         """Each step's shape; runs of one playbook with the same parameters share them."""
-        key = msgspec.json.encode((event.playbook, event.parameters, event.variables, event.engine_error_handlers))
+        pinned = event.pin.parsed if event.pin is not None else event.playbook
+        key = msgspec.json.encode((pinned, event.parameters, event.variables, event.engine_error_handlers))
         shapes = self.playbooks.get(key)
         if shapes is None:
             shapes = _shapes(event)
@@ -198,7 +199,7 @@ def _approval(event: RunEvent) -> str:
 
 
 def _shapes(event: RunStarted) -> dict[str, StepShape]:
-    playbook = event.playbook
+    playbook, _ = playbook_of(event)
     handlers = [*playbook.error_handlers, *event.engine_error_handlers]
     handled = sorted({h.category for h in handlers if h.category})
     context = Context(parameters=event.parameters, variables=variables_of(event))

@@ -30,7 +30,8 @@ from events.commands import Rejection
 from events.identity import Caller
 from events.insights import Insights, InsightsRequest, LearningReply, LearningStatus, Rebuilt
 from events.json_limits import decode_json
-from services.errors import AccessDenied, EngineUnavailable
+from events.run import RunStarted
+from services.errors import AccessDenied, EngineUnavailable, UnknownPlaybook
 from services.identity.authority import COMMAND_ACTIONS, Resource
 from services.identity.guard import Guard
 from services.learning.config import LearningConfig
@@ -40,6 +41,7 @@ from services.learning.interpret import Interpreter
 from services.learning.knowledge import Batch, Knowledge, PositionConflict
 from services.learning.report import insights_of
 from services.learning.stores import Stores
+from services.playbook_store import PlaybookStore
 from services.store import EventStore
 
 log = logging.getLogger(__name__)
@@ -53,8 +55,9 @@ CIRCUITS = f"{subjects.PREFIX}.circuit."
 
 
 class LearningService:
-    def __init__(self, nc: NATS, store: EventStore, config: LearningConfig, guard: Guard) -> None:
-        self.nc, self.store, self.config, self.guard = nc, store, config, guard
+    def __init__(self, nc: NATS, store: EventStore, config: LearningConfig, playbooks: PlaybookStore,
+                 guard: Guard) -> None:
+        self.nc, self.store, self.config, self.playbooks, self.guard = nc, store, config, playbooks, guard
         self.position = 0            # the last stream sequence recorded in the knowledge being written
         self.error = ""              # why the service is not learning, while it retries
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learning")
@@ -209,9 +212,16 @@ class LearningService:
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
             log.warning("learning: skipping undecodable message %d on %s: %s", seq, subject, err)
             return []
-        if interpreter.needs_history(event):
-            envelopes, _ = await self.store.load(event.run_id)   # type: ignore[union-attr]
-            interpreter.replay(event.run_id, [e for s, e in envelopes if s < seq])   # type: ignore[union-attr]
+        try:
+            if isinstance(event, RunStarted):
+                event = await self.playbooks.resolve(event)
+            if interpreter.needs_history(event):
+                envelopes, _ = await self.store.load(event.run_id)   # type: ignore[union-attr]
+                history = await self.playbooks.resolved([(s, e) for s, e in envelopes if s < seq])
+                interpreter.replay(event.run_id, [e for _, e in history])   # type: ignore[union-attr]
+        except UnknownPlaybook as err:   # its playbook is gone: nothing to learn from this run
+            log.warning("learning: skipping message %d on %s: %s", seq, subject, err)
+            return []
         try:
             return interpreter.facts(event)
         except Exception:  # one nonsensical event must not stop the learning

@@ -6,3 +6,13 @@ started run's playbook whole. Ten thousand steps of the usual kind take about 2 
 """
 MAX_BYTES = 32 * 2**20  # playbook text, as UTF-8: room for the steps below at ~300 bytes each
 MAX_STEPS = 100_000  # steps in one playbook
+
+
+def too_large(size: int) -> str:
+    """What to tell someone whose playbook text is `size` bytes, more than MAX_BYTES."""
+    return (f"the playbook is {_mib(size)}, more than the {_mib(MAX_BYTES)} one playbook may be; "
+            "split it into smaller playbooks")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"

@@ -20,7 +20,7 @@ from services.playbook.references import ReferenceSyntaxError, find_references
 from services.playbook.schema_check import check_schema, describe_value, step_id_at
 from services.playbook.security import security_errors, security_issues
 from services.playbook.spellings import read_as_ours
-from services.playbook.limits import MAX_BYTES, MAX_STEPS
+from services.playbook.limits import MAX_BYTES, MAX_STEPS, too_large
 from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
 DEFAULT_ACTIONS = frozenset({"noop", "wait", "shell", "http_request"})
@@ -72,8 +72,7 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
            known_actions: Collection[str] | None) -> tuple[list[Diagnostic], LoadedPlaybook | None]:
     if (size := _utf8_size(text)) > MAX_BYTES:
         return [Diagnostic(code="PB004", severity="error", file=source,
-                           message=f"the playbook is {_mib(size)}, more than the {_mib(MAX_BYTES)} one playbook may "
-                                   "be; split it into smaller playbooks")], None
+                           message=too_large(size))], None
     try:
         doc = load_yaml(text)
     except YamlTooLarge as err:
@@ -114,10 +113,6 @@ def _utf8_size(text: str) -> int:
     if text.isascii() or len(text) > MAX_BYTES:
         return len(text)
     return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _mib(size: int) -> str:
-    return f"{size / 2**20:.1f} MiB"
 
 
 def _place(issues: list[Issue], doc: YamlDocument, source: str, written: dict[Path, Path]) -> list[Diagnostic]:

@@ -27,14 +27,19 @@ from nats.aio.msg import Msg
 
 from events import subjects
 from events.codec import decode_command, encode, to_builtins
+from events.catalog import PlaybookPin
 from events.commands import (
-    ApproveStep, CancelRun, Command, PauseRun, RejectStep, Rejection, Reply, ResetCircuit, ResumeRun, RetryRun,
+    ApproveStep, CancelRun, Command, PauseRun, PublishPlaybook, RejectStep, Rejection, Reply, ResetCircuit, ResumeRun,
+    RetryRun,
     RollbackRun, StartRun,
 )
 from events.identity import Caller
 from events.run import RunEvent, RunStarted
-from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, TooLarge, UnknownRun
+from services.catalog import Catalog
+from services.domain.catalog import is_digest
+from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, UnknownRun
 from services.playbook import LoadedPlaybook, PlaybookInvalid, load_playbook
+from services.playbook_store import digest_of
 from services.domain import breaker as breaker_rules
 from services.domain.run.gates import Refused
 from services.domain.run.commands import Advance, AnswerGate, Retry, RunCommand
@@ -68,9 +73,11 @@ def new_run_id() -> str:
 
 
 class RunService:
-    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, settings: Settings,
-                 guard: Guard) -> None:
-        self.nc, self.runs, self.breakers, self.guard = nc, runs, breakers, guard
+    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, catalog: Catalog,
+                 settings: Settings, guard: Guard) -> None:
+        self.nc, self.runs, self.breakers, self.catalog, self.guard = nc, runs, breakers, catalog, guard
+        self.playbooks = catalog.playbooks
+        self.library = settings.library_folders
         self.engine_error_handlers = settings.error_handlers
         self.advancer = Consumer(nc, runs.store.stream, "advancer",
                                  [subjects.events_of_type(name) for name in ADVANCE_AFTER],
@@ -79,6 +86,10 @@ class RunService:
         self.requests = Answering(nc, subjects.command("*"), COMMAND_QUEUE, self._answer, at_once=COMMANDS_AT_ONCE)
 
     async def start(self) -> None:
+        """The library folders go into the catalog first (what is there already is skipped), so a run of an
+        example starts by name as soon as commands are answered."""
+        for published in await self.catalog.publish_library(self.library, now()):
+            log.info("library: published %s@%s (%s)", published.name, published.version, published.source)
         await self.requests.start()
         await self.advancer.start()
 
@@ -96,15 +107,7 @@ class RunService:
         else:
             reply = await self.handle(command, Caller.of(msg.headers))
         if msg.reply:
-            await self.nc.publish(msg.reply, self._fitting(reply))
-
-    def _fitting(self, reply: Reply) -> bytes:
-        """The reply, without its events if they would not fit in one NATS message (they are in the stream)."""
-        data = encode(reply)
-        if len(data) > self.nc.max_payload:
-            data = encode(Reply(accepted=reply.accepted, run_id=reply.run_id, error=reply.error, events=[
-                {"type": event["type"]} for event in reply.events]))
-        return data
+            await self.nc.publish(msg.reply, _fitted(reply, self.nc.max_payload))
 
     async def handle(self, command: Command, caller: Caller) -> Reply:
         """Carry out one command for its caller; the only entry point for every interface."""
@@ -120,7 +123,7 @@ class RunService:
             return _rejected(err.code, str(err))
         except PlaybookInvalid as err:
             return _rejected("invalid_playbook", str(err), [to_builtins(d) for d in err.diagnostics])
-        except (EngineUnavailable, TooLarge) as err:
+        except EngineUnavailable as err:
             return _rejected(err.code, str(err))
         except CommandRejected as err:      # AccessDenied among them: recorded by the guard already
             return _rejected(err.code, str(err))
@@ -161,6 +164,13 @@ class RunService:
                   | RollbackRun(run_id=run_id)):
                 await self._permit(acting, command, _of_run(await self._existing(run_id)), caller)
                 return run_id, await self._decide(run_id, command)
+            case PublishPlaybook():
+                await self._permit(acting, command, Resource(), caller)
+                text = command.text or (await self.playbooks.take_upload(command.upload) if command.upload else "")
+                if not text:
+                    raise CommandRejected("give the playbook's YAML as text, or an upload", "bad_request")
+                return None, await self.catalog.publish(text, actor=acting.actor, on_behalf_of=acting.on_behalf_of,
+                                                        at=now(), version=command.version, source=command.source)
             case RetryRun(run_id=run_id):
                 return run_id, await self._retry(command, acting, caller)
             case ResetCircuit(key=key):
@@ -212,16 +222,18 @@ class RunService:
             log.exception("could not record %s", record)
 
     async def _start(self, cmd: StartRun, acting: Acting, caller: Caller) -> tuple[str, list[RunEvent]]:
+        run_id = cmd.run_id or new_run_id()
+        text, source, version = await self._text_of(cmd)
         loaded: LoadedPlaybook = await asyncio.to_thread(
-            load_playbook, cmd.playbook, cmd.source, parameters=cmd.parameters, environment=cmd.environment,
+            load_playbook, text, source, parameters=cmd.parameters, environment=cmd.environment,
             allow_unsafe_shell=cmd.allow_unsafe_shell)
         await self._permit(acting, cmd, Resource(playbook=loaded.playbook.name, environment=loaded.environment,
                                                  unsafe_shell=cmd.allow_unsafe_shell), caller)
-        run_id = cmd.run_id or new_run_id()
+        pin = await self._pin(text, loaded, version)
         started = RunStarted(
             run_id=run_id, at=now(), actor=acting.actor, on_behalf_of=acting.on_behalf_of, playbook=loaded.playbook,
-            plan=loaded.plan, parameters=loaded.parameters, environment=loaded.environment, variables=loaded.variables,
-            source=cmd.source,
+            plan=loaded.plan, pin=pin, parameters=loaded.parameters, environment=loaded.environment,
+            variables=loaded.variables, source=source,
             dry_run=cmd.dry_run, allow_unsafe_shell=cmd.allow_unsafe_shell,
             engine_error_handlers=self.engine_error_handlers,
         )
@@ -230,7 +242,27 @@ class RunService:
         except ConcurrencyConflict:
             raise CommandRejected(f"a run with id {run_id!r} already exists", "run_exists") from None
         _, scheduled = await self.runs.change(run_id, lambda run: decide(run, Advance(), started.at))
-        return run_id, [started, *scheduled]
+        return run_id, [started.as_stored(), *scheduled]
+
+    async def _text_of(self, cmd: StartRun) -> tuple[str, str, str | None]:
+        """The playbook's text, where it came from, and its catalog version (None: not started from the catalog)."""
+        if sum(map(bool, (cmd.playbook, cmd.upload, cmd.playbook_id))) != 1:
+            raise CommandRejected("give exactly one of playbook (YAML text), upload and playbook_id", "bad_request")
+        if cmd.playbook:
+            return cmd.playbook, cmd.source, None
+        if cmd.upload:
+            return await self.playbooks.take_upload(cmd.upload), cmd.source, None
+        if is_digest(cmd.playbook_id):
+            return await self.playbooks.text(cmd.playbook_id), cmd.playbook_id, None
+        found = await self.catalog.find(cmd.playbook_id)
+        return await self.playbooks.text(found.digest), f"{found.name}@{found.version}", found.version
+
+    async def _pin(self, text: str, loaded: LoadedPlaybook, version: str | None) -> PlaybookPin:
+        """Store the text and the parsed playbook by digest (once each) and say where they are."""
+        digest = digest_of(text.encode()) if version is not None else await self.playbooks.store_text(text)
+        parsed = await self.playbooks.store_parsed(loaded.playbook, loaded.plan)
+        return PlaybookPin(name=loaded.playbook.name, version=version or str(loaded.playbook.version), digest=digest,
+                           parsed=parsed, steps=len(loaded.playbook.steps), published=version is not None)
 
     async def _advance(self, msg: Msg, event: RunEvent, seq: int) -> None:
         at = now()
@@ -242,7 +274,7 @@ def _of_run(run: Run, step_id: str | None = None) -> Resource:
     assert run.started is not None
     spec = run.specs.get(step_id) if step_id else None
     gate = spec.approval_gate if spec is not None else None
-    return Resource(playbook=run.started.playbook.name, environment=run.started.environment, run_id=run.id,
+    return Resource(playbook=run.started.playbook_name, environment=run.started.environment, run_id=run.id,
                     approvers=tuple(gate.required_approvers) if gate else ())
 
 
@@ -257,6 +289,27 @@ def _canonical(name: str) -> str | None:
         return normalise_name(name)
     except InvalidName:
         return None
+
+
+def _fitted(reply: Reply, max_payload: int) -> bytes:
+    """The reply encoded within one NATS message: the events or a rejection's details cut to what fits
+    (the stream has every event; a rejection's details end with a note of how many were left out)."""
+    data = encode(reply)
+    if len(data) <= max_payload:
+        return data
+    if reply.error is None:
+        events = reply.events
+        while events and len(data) > max_payload:
+            events = events[:len(events) // 2]
+            data = encode(Reply(accepted=True, run_id=reply.run_id, events=events))
+        return data
+    details = reply.error.details
+    while details and len(data) > max_payload:
+        details = details[:len(details) // 2]
+        note = {"message": f"{len(reply.error.details) - len(details)} more not shown: the reply must fit in one "
+                           f"NATS message ({max_payload} bytes)"}
+        data = encode(_rejected(reply.error.code, reply.error.message[:max_payload // 2], [*details, note]))
+    return data if len(data) <= max_payload else encode(_rejected(reply.error.code, reply.error.message[:1000]))
 
 
 def _rejected(code: str, message: str, details: list[dict[str, Any]] | None = None) -> Reply:

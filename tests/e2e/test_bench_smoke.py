@@ -194,3 +194,11 @@ def test_the_cluster_benchmark_runs_and_writes_its_result(tmp_path: Path) -> Non
     failover = result["failover"]
     assert failover["killed_leader"] != failover["new_leader"] and failover["kill_to_first_commit_seconds"] > 0
     assert (result["ratios"]["runs_lost"], result["ratios"]["attempts_started_twice"]) == (0, 0)
+
+
+def test_the_huge_benchmark_starts_a_playbook_from_the_cli_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("huge", "--steps", "40", target=tmp_path / "huge.json")
+    assert "steps/s" in out and "p99 / idle p99" in out
+    assert result["benchmark"] == "huge" and result["steps"] == 40 and result["steps_per_second"] > 0
+    assert {"idle", "starting"} <= result["probe"].keys() and result["probe"]["idle"]["n"] > 0
+    assert "starting_p99_vs_idle" in result["ratios"] and result["engine_peak_rss_bytes"] > 0

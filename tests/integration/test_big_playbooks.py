@@ -40,3 +40,13 @@ async def test_other_commands_are_answered_while_a_big_playbook_is_validated(eng
     assert not paused.accepted
     assert (started.accepted, started.error.code) == (False, "invalid_playbook")
     assert [d["step_id"] for d in started.error.details if d["code"] == "PB206"] == ["last"]
+
+
+async def test_a_refusal_with_more_problems_than_a_message_holds_is_answered_with_the_first_of_them(engine) -> None:
+    text = "name: big\nsteps:\n" + "".join(f"  - {{id: s{i:05d}, name: n, action: shel}}\n" for i in range(10_000))
+    reply = await engine.send(StartRun(playbook=text), timeout=120)
+    assert (reply.accepted, reply.error.code) == (False, "invalid_playbook")
+    shown, note = reply.error.details[:-1], reply.error.details[-1]
+    assert shown and all(d["code"] == "PB206" for d in shown) and shown[0]["step_id"] == "s00000"
+    assert note["message"] == (f"{10_000 - len(shown)} more not shown: the reply must fit in one NATS message "
+                               f"({engine.nc.max_payload} bytes)")

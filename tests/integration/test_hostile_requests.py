@@ -6,7 +6,6 @@ and a command NATS cannot carry is refused before it is sent, naming the limit.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 
 import msgspec
@@ -18,8 +17,9 @@ from events.commands import PauseRun, Reply, StartRun
 from events.identity import AnyIdentityCommand
 from events.json_limits import MAX_REQUEST_DEPTH
 from services.aggregates import breaker_repository, run_repository
-from services.errors import TooLarge
+from services.catalog import Catalog
 from services.identity.setup import Identity
+from services.playbook_store import PlaybookStore
 from services.run.service import RunService
 from services.store import EventStore
 from tests.helpers import noop, playbook_yaml
@@ -48,7 +48,9 @@ async def test_an_in_process_caller_cannot_slip_a_wildcard_past_the_run_service(
     """Decoded commands are checked by their type; one built in code is checked again where it is carried out."""
     store, identity = EventStore(engine.nc), await Identity.start(engine.nc, lambda _name: [])
     try:
-        service = RunService(engine.nc, run_repository(store), breaker_repository(store), settings, identity.guard)
+        playbooks = PlaybookStore(engine.nc)
+        service = RunService(engine.nc, run_repository(store, playbooks), breaker_repository(store),
+                             Catalog(engine.nc, playbooks), settings, identity.guard)
         reply = await service.handle(PauseRun(run_id="*"), engine.caller)
     finally:
         await identity.stop()
@@ -75,21 +77,3 @@ def test_an_identity_command_nested_too_deep_is_refused_by_the_one_decoder() -> 
         decode_command("RevokeToken", b'{"token_id": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", AnyIdentityCommand)
     with pytest.raises(msgspec.ValidationError, match="token_id"):
         decode_command("RevokeToken", b'{"token_id": "*"}', AnyIdentityCommand)
-
-
-async def test_a_playbook_larger_than_nats_carries_is_refused_before_sending_naming_the_limit(engine) -> None:
-    text = playbook_yaml([noop("a")]) + "#" * (engine.nc.max_payload + 1) + "\n"
-    with pytest.raises(TooLarge, match=f"at most {engine.nc.max_payload:,}"):
-        await engine.send(StartRun(playbook=text))
-    assert (await asyncio.wait_for(engine.send(StartRun(playbook=playbook_yaml([noop("a")]))),
-                                   10)).accepted
-
-
-async def test_a_run_whose_first_event_would_not_fit_is_refused_as_too_large_not_left_half_started(engine) -> None:
-    """The command fits; the playbook as stored (text, parsed steps and plan) does not."""
-    text = playbook_yaml([noop(f"s{i}") for i in range(25_000)])
-    assert len(text) < engine.nc.max_payload
-    reply = await engine.send(StartRun(playbook=text, run_id="too-big"))
-    assert not reply.accepted and reply.error.code == "too_large", reply.error
-    assert "RunStarted" in reply.error.message and f"{engine.nc.max_payload - 1024:,}" in reply.error.message
-    assert await engine.events("too-big") == []

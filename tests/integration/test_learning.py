@@ -11,6 +11,7 @@ from events.insights import Insights, LearningStatus, Recommendation
 from services.learning.config import LearningConfig
 from services.learning.errors import LearningRefused
 from services.learning.service import LearningService
+from services.playbook_store import PlaybookStore
 from services.store import EventStore
 from tests.learning import (  # noqa: F401 - fixtures
     DEPLOY_RUNS, admin_headers, deploy, identity, learning_config, record, record_history,
@@ -29,7 +30,7 @@ async def learned(nc, learning_config: LearningConfig, identity,
     store = EventStore(nc)
     await store.ensure_stream()
     last = await record_history(store)
-    service = LearningService(nc, store, learning_config, identity.guard)
+    service = LearningService(nc, store, learning_config, PlaybookStore(nc), identity.guard)
     await service.start()
     try:
         yield service, await LearningClient(nc, admin_headers).insights(after=last, wait=30)
@@ -108,7 +109,7 @@ async def test_a_rebuild_and_a_restart_give_exactly_what_was_learned_incremental
     assert rebuilt.position == incremental.position and rebuilt.generation == "g2"
     assert await client.insights() == incremental
     await service.stop()
-    again = LearningService(nc, EventStore(nc), learning_config, identity.guard)
+    again = LearningService(nc, EventStore(nc), learning_config, PlaybookStore(nc), identity.guard)
     await again.start()
     try:
         assert await client.insights(after=incremental.position) == incremental
@@ -137,7 +138,7 @@ async def test_a_bad_request_is_answered_with_a_reason(nc, learned, admin_header
 async def test_a_second_service_on_the_same_store_counts_nothing_twice(nc, learned, learning_config, identity,
                                                                        admin_headers) -> None:
     service, before = learned
-    second = LearningService(nc, EventStore(nc), learning_config, identity.guard)
+    second = LearningService(nc, EventStore(nc), learning_config, PlaybookStore(nc), identity.guard)
     await second.start()
     try:
         store = EventStore(nc)
@@ -159,7 +160,8 @@ async def test_nonsense_in_the_stream_is_skipped_and_learning_goes_on(nc, tmp_pa
     await nc.jetstream().publish("pb.run.junk.StepSucceeded", b"{not json")
     await nc.jetstream().publish("pb.run.junk.StepSucceeded", b'{"type": "StepSucceeded", "run_id": 7}')
     last = await record(store, [deploy(0)])
-    service = LearningService(nc, store, LearningConfig(directory=tmp_path / "learning"), identity.guard)
+    service = LearningService(nc, store, LearningConfig(directory=tmp_path / "learning"), PlaybookStore(nc),
+                              identity.guard)
     await service.start()
     try:
         insights = await LearningClient(nc, admin_headers).insights(after=last, wait=30)
@@ -174,7 +176,8 @@ async def test_a_store_that_cannot_be_opened_is_reported_and_retried_not_fatal(n
     await EventStore(nc).ensure_stream()
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    service = LearningService(nc, EventStore(nc), LearningConfig(directory=blocker / "learning"), identity.guard)
+    service = LearningService(nc, EventStore(nc), LearningConfig(directory=blocker / "learning"), PlaybookStore(nc),
+                              identity.guard)
     await service.start()
     try:
         client = LearningClient(nc, admin_headers)
@@ -192,14 +195,14 @@ async def test_knowledge_of_a_stream_since_recreated_is_learned_again(nc, tmp_pa
     store = EventStore(nc)
     await store.ensure_stream()
     first = await record(store, [deploy(i) for i in range(3)])
-    service = LearningService(nc, store, config, identity.guard)
+    service = LearningService(nc, store, config, PlaybookStore(nc), identity.guard)
     await service.start()
     await LearningClient(nc, admin_headers).insights(after=first, wait=30)
     await service.stop()
     await nc.jetstream().delete_stream(subjects.RUNS_STREAM)      # the NATS data was wiped
     await store.ensure_stream()
     last = await record(store, [deploy(7)])
-    again = LearningService(nc, store, config, identity.guard)
+    again = LearningService(nc, store, config, PlaybookStore(nc), identity.guard)
     await again.start()
     try:
         await until(lambda: _learned_again(LearningClient(nc, admin_headers)), timeout=30,

@@ -28,6 +28,7 @@ from events.identity import caller_headers
 from events.run import ApprovalRequested, RunCompleted
 from app.root import ALL_SERVICES, serve
 from services.embedded import EmbeddedNats, free_port, server_binary
+from services.errors import EngineUnavailable
 from services.identity.credentials import TOKEN_FILE, read_secret
 from services.runtime import Consumer
 from services.settings import Settings, connect_options
@@ -37,6 +38,7 @@ from services.identity.nats_users import (
     reference_config,
 )
 from tests.helpers import person, playbook_yaml, refusals, started, until
+from ui.catalog_client import CatalogClient, Published
 from ui.client import EngineClient
 
 pytestmark = pytest.mark.integration
@@ -297,6 +299,36 @@ async def test_the_engine_creates_exactly_the_durable_consumers_denied_to_reader
     assert {info.name for info in consumers if info.config.durable_name} == set(ENGINE_CONSUMERS)
 
 
+async def test_a_client_publishes_and_starts_a_playbook_too_large_for_a_message_but_cannot_write_the_catalog(
+        secured: Secured) -> None:
+    """Large texts travel through PB_UPLOADS, which a client may only write to; the catalog, the playbooks
+    runs pin and their events stay the engine's to write, and anyone may read them."""
+    big = playbook_yaml([{"id": "build", "action": "noop"}], name="big", description="x" * 2 * 2**20)
+    async with (engine_as_its_user(secured) as admin, secured.connect("client") as client,
+                secured.connect("agent") as agent):
+        catalog = CatalogClient(EngineClient(client.nc, admin))
+        published = await catalog.publish(big)
+        assert isinstance(published, Published), published
+        reply = await EngineClient(client.nc, admin).send(StartRun(playbook_id="big"))
+        assert reply.accepted, reply.error
+        await follow_with_named_consumer(client.nc, reply.run_id, RunCompleted)
+        assert client.errors == []
+
+        reader = CatalogClient(EngineClient(agent.nc))                 # an agent reads the catalog and the pins
+        assert await reader.text("big@1") == big
+        assert (await EngineClient(agent.nc).run(reply.run_id)).playbook.description == "x" * 2 * 2**20
+        with pytest.raises(EngineUnavailable):
+            await EngineClient(agent.nc).playbooks.upload(big)       # but stages nothing
+        assert "permissions violation" in (await agent.violation(f"$O.{subjects.UPLOADS_BUCKET}")).lower()
+
+        forged = {"name": "big", "at": "2026-01-01T00:00:00Z", "version": "1", "digest": "sha256:" + "0" * 64,
+                  "parsed": "sha256:" + "0" * 64, "actor": "mallory", "bytes": 1, "steps": 1}
+        for subject in (f"{subjects.catalog_entry('big')}.PlaybookPublished",
+                        f"$O.{subjects.PLAYBOOKS_BUCKET}.M.c2hhMjU2",
+                        f"$JS.API.DIRECT.GET.{subjects.object_stream(subjects.UPLOADS_BUCKET)}"):
+            await client.nc.publish(subject, json.dumps(forged).encode())
+            assert "permissions violation" in (await client.violation(subject)).lower()
+        assert [v.actor for v in await catalog.versions("big")] == ["admin"]
 async def test_deliveries_a_reader_points_at_an_engine_consumer_are_not_its_work(secured: Secured) -> None:
     """NATS lets a reader name any deliver subject for its own push consumer: copies of stored events then reach
     the engine's. The engine's consumer takes only deliveries acknowledged to itself."""

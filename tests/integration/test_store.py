@@ -11,6 +11,7 @@ from events.run import RunPaused, StepScheduled
 from services.errors import ConcurrencyConflict
 from services.domain.run.decider import decide
 from services.aggregates import run_repository
+from services.playbook_store import PlaybookStore
 from services.store import EventStore
 from tests.helpers import at, noop, started
 
@@ -59,7 +60,7 @@ async def test_the_check_covers_every_subject_of_the_run_and_no_other_run(store:
 
 async def test_concurrent_deciders_resolve_by_reloading_and_deciding_again(store: EventStore) -> None:
     await store.append("r1", [started("r1", [noop("a")])], expected=0)
-    one, two = run_repository(store), run_repository(store)
+    one, two = run_repository(store, PlaybookStore(store.nc)), run_repository(store, PlaybookStore(store.nc))
     await one.get("r1"), await two.get("r1")   # both hold version 1
     pause_by = lambda who: (lambda run: decide(run, PauseRun(run_id="r1", actor=who), at(1)))  # noqa: E731
     _, first = await one.change("r1", pause_by("bob"))
@@ -139,7 +140,7 @@ async def test_an_undecodable_message_is_skipped_but_counted(store: EventStore) 
 
 
 async def test_a_repository_keeps_at_most_its_capacity_and_no_lock_nobody_holds(store: EventStore) -> None:
-    runs = run_repository(store, capacity=2)
+    runs = run_repository(store, PlaybookStore(store.nc), capacity=2)
     for run_id in ("r1", "r2", "r3"):
         await runs.create(run_id, started(run_id, [noop("a")]))
     pause = lambda run: decide(run, PauseRun(run_id=run.id, actor="bob"), at(1))  # noqa: E731

@@ -68,6 +68,9 @@ TABLE = [
     (ADMIN, "rebuild_projections", ENGINE, "root may rebuild projections as admin everywhere"),
     (ADMIN, "manage_directory", ENGINE, "root may change the directory as admin everywhere"),
     (ADMIN, "publish_playbook", ENGINE, "root may publish playbooks as admin everywhere"),
+    (OPERATOR, "publish_playbook", ENGINE,
+     "otto may not publish playbooks (that needs admin on every playbook and environment): "
+     "otto holds operator everywhere"),
     (ADMIN, "create_token", Resource(owner="bob"), "root may create tokens for bob as admin everywhere"),
     (ADMIN, "act_on_behalf", ENGINE, "root may act on behalf of others as admin everywhere"),
     (ADMIN, "start", DEPLOY_PRODUCTION, "root may start deploy-web in production as admin everywhere"),
@@ -109,6 +112,9 @@ TABLE = [
     # admin scoped to some playbooks runs them, but is not an admin of the engine
     (person("pat", "admin:deploy-*"), "reset_circuit", ENGINE,
      "pat may not reset circuit breakers (that needs admin on every playbook and environment): "
+     "pat holds admin on deploy-* in *"),
+    (person("pat", "admin:deploy-*"), "publish_playbook", Resource(playbook="deploy-web"),
+     "pat may not publish playbooks (that needs admin on every playbook and environment): "
      "pat holds admin on deploy-* in *"),
     (person("pat", "admin:deploy-*"), "cancel", DEPLOY_PRODUCTION,
      "pat may cancel deploy-web in production as admin on deploy-* in *"),

@@ -226,4 +226,5 @@ def test_a_retried_run_replays_from_its_events_to_the_same_state() -> None:
     replayed = fold(R, list(enumerate(s.events, 1)))
     assert {i: (st.status, st.attempt.number, st.finished_order) for i, st in replayed.steps.items()} == {
         i: (st.status, st.attempt.number, st.finished_order) for i, st in s.run.steps.items()}
-    assert replayed.status == "running" and replayed.pending == {"e"}
+    assert replayed.status == "running" and {i for i, st in replayed.steps.items() if st.status == "pending"} == {"e"}
+    assert replayed.ready == s.run.ready and replayed.waiting == s.run.waiting

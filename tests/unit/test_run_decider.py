@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun
-from events.run import RunCompleted, RunFailed
+from events.run import RunCompleted, RunFailed, StepFailed, StepScheduled, StepStarted
 from services.errors import CommandRejected, UnknownRun
 from services.domain.run.commands import BeginStep, FinishStep
 from services.domain.run.decider import decide
@@ -215,6 +215,28 @@ def test_advance_is_idempotent() -> None:
     s = Scenario(started(R, [noop("a")]))
     assert kinds(s.start()) == ["StepScheduled:a"]
     assert s.start() == []
+
+
+def test_deciding_looks_ahead_on_a_copy_and_leaves_the_run_as_it_was() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b", parallel_group="g"), noop("c", parallel_group="g"), noop("d")]))
+    s.start()
+    s.begin("a")
+    before = (dict(s.run.waiting), set(s.run.ready), s.run.unsettled, s.run.running, s.run.retrying)
+    finish = FinishStep(step_id="a", attempt=1, outputs={}, duration_ms=1.0)
+    assert [type(e).__name__ for e in decide(s.run, finish, at(5))] == ["StepSucceeded", "StepScheduled",
+                                                                        "StepScheduled"]
+    assert (s.run.waiting, s.run.ready, s.run.unsettled, s.run.running, s.run.retrying) == before
+    assert s.run.steps["a"].status == "running" and s.run.waiting["d"] == 2
+
+
+def test_a_tolerated_failure_scheduled_again_holds_its_dependents_back_again() -> None:
+    s = Scenario(started(R, [noop("a", continue_on_failure=True), noop("b")]),
+                 StepScheduled(run_id=R, at=at(1), step_id="a", attempt=1),
+                 StepStarted(run_id=R, at=at(2), step_id="a", attempt=1, executor="ex1"),
+                 StepFailed(run_id=R, at=at(3), step_id="a", attempt=1, error="flaky"))
+    assert s.run.ready == {"b"} and s.run.unsettled == 1
+    s.given(StepScheduled(run_id=R, at=at(4), step_id="a", attempt=2))
+    assert s.run.ready == set() and s.run.waiting["b"] == 1 and s.run.unsettled == 2
 
 
 def test_a_playbook_of_only_skipped_steps_completes() -> None:

@@ -14,6 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from events import subjects
+from services.playbook import MAX_BYTES
+from services.read import digest_of
 from events.circuit import CircuitCallFailed
 from services.aggregates import breaker_repository
 from services.store import EventStore
@@ -196,8 +198,6 @@ REFUSALS = [
     ("a wildcard for a run id", "POST", "/api/runs/*/pause", {}, None, None, 404, "not_found", "/api/runs/*/pause"),
     ("a step id that is no subject token", "POST", "/api/runs/r1/steps/a.b/approve", {}, None, None, 400,
      "bad_request", "$.step_id"),
-    ("a body of 5 MB", "POST", "/api/runs", None, b'{"playbook": "' + b"#" * 5_000_000 + b'"}', None, 413,
-     "request_entity_too_large", "1048576"),
     ("wrong method", "DELETE", "/api/runs", None, None, None, 405, "method_not_allowed", "DELETE /api/runs"),
     ("GET of a POST-only path", "GET", "/api/validate", None, None, None, 405, "method_not_allowed",
      "GET /api/validate"),
@@ -221,22 +221,37 @@ async def test_an_invalid_playbook_says_where_each_problem_is(api: Api) -> None:
     assert (problem["line"], problem["column"], problem["step_id"]) == (5, 13, "a")
 
 
-async def test_a_command_too_large_for_nats_is_413_not_a_crash(api: Api, web_server) -> None:
-    """Non-ASCII text grows when the command is encoded for NATS: under the web's body limit, over NATS's."""
-    text = QUICK + "# " + "é" * (web_server.backend.nc.max_payload // 3) + "\n"
+async def test_a_playbook_larger_than_a_nats_message_runs_by_reference_and_one_past_the_limit_is_413(
+        api: Api, engine, web_server) -> None:
+    """5 MB of playbook (non-ASCII text grows further when the command is encoded for NATS): uploaded and
+    run by reference; past the 32 MiB a playbook may be, a 413 that says so, and nothing started."""
+    text = QUICK + "# " + "é" * (5 * 2**20 // 2) + "\n"
+    assert len(text.encode()) > 5 * web_server.backend.nc.max_payload
     answer = await api.post("/api/runs", raw=json.dumps({"playbook": text}, ensure_ascii=False).encode())
-    assert answer.status == 413 and answer.error["code"] == "request_entity_too_large"
-    assert "NATS" in answer.error["message"]
+    assert answer.status == 201, answer.body
+    run_id = answer.body["run_id"]
+    assert type((await wait_for_end(engine, run_id))[-1]).__name__ == "RunCompleted"
+    (_, started), *_ = await engine.events(run_id)
+    assert started.playbook is None and started.pin.digest == digest_of(text.encode())
+
+    too_large = QUICK + "# " + "x" * (MAX_BYTES + 1) + "\n"
+    answer = await api.post("/api/runs", {"playbook": too_large})
+    assert (answer.status, answer.error["code"]) == (413, "request_entity_too_large")
+    assert "32.0 MiB" in answer.error["message"]
 
 
 # -- starting runs -------------------------------------------------------------------------
 
 async def test_start_by_yaml_and_by_stored_id(api: Api, engine, library) -> None:
-    (library / "quick.yaml").write_text(QUICK)
+    refused = await api.post("/api/playbooks", {"playbook": QUICK, "version": "1.0"}, user="carol")
+    assert (refused.status, refused.error["code"]) == (403, "forbidden")     # an operator runs, an admin publishes
+    published = await api.post("/api/playbooks", {"playbook": QUICK, "version": "1.0"}, user="admin")
+    assert (published.status, published.body["id"], published.body["author"]) == (201, "api-quick@1.0", "admin")
 
-    assert (await api.get("/api/playbooks")).body == [{"id": "quick", "name": "api-quick", "description": ""}]
-    assert (await api.get("/api/playbooks/quick")).body["yaml"] == QUICK
-    by_id = await api.post("/api/runs", {"playbook_id": "quick"}, user="alice")
+    (listed,) = (await api.get("/api/playbooks")).body
+    assert (listed["id"], listed["versions"], listed["description"]) == ("api-quick@1.0", ["1.0"], "")
+    assert (await api.get("/api/playbooks/api-quick")).body["yaml"] == QUICK
+    by_id = await api.post("/api/runs", {"playbook_id": "api-quick"}, user="alice")
     by_yaml = await api.post("/api/runs", {"playbook": QUICK, "run_id": "api-run-1", "dry_run": True}, user="bob")
     assert (by_id.status, by_yaml.status) == (201, 201)
     assert by_yaml.body["run_id"] == "api-run-1" and by_yaml.body["events"][0]["type"] == "RunStarted"
@@ -254,7 +269,7 @@ async def test_start_by_yaml_and_by_stored_id(api: Api, engine, library) -> None
 
 
 async def test_the_bundled_examples_start_by_id_and_their_logs_read_by_step(api: Api, engine) -> None:
-    assert "hello" in {p["id"] for p in (await api.get("/api/playbooks")).body}
+    assert "hello" in {p["name"] for p in (await api.get("/api/playbooks")).body}
     run_id = (await api.post("/api/runs", {"playbook_id": "hello", "parameters": {"who": "api"}})).body["run_id"]
     assert (await wait_for_end(engine, run_id))[-1].__class__.__name__ == "RunCompleted"
     greet = (await api.get(f"/api/runs/{run_id}/logs?step=greet")).body
@@ -519,20 +534,28 @@ async def test_prometheus_metrics_match_the_runs(api: Api, engine, web_server) -
     assert (await api.get("/metrics", user=None)).status == 401       # a viewer's, unless PLAYBOOK_METRICS=open
 
 
-async def test_a_stored_playbook_says_its_parameters_and_environments_and_odd_files_do_not_break_it(
-        web_server, engine, library) -> None:
-    folder = library
-    (folder / "deploy.yaml").write_text(
+@pytest.fixture
+def odd_library(library):
+    """A library folder as an operator leaves it, in place before the engine starts."""
+    (library / "deploy.yaml").write_text(
         "name: deploy\nparameters:\n  - {name: version, required: true}\n  - {name: since, default: 2026-01-01}\n"
         "environments:\n  staging: {}\n  production: {}\nsteps:\n  - {id: a, action: noop}\n")
-    (folder / "latin1.yaml").write_bytes("name: caf\xe9\nsteps: []\n".encode("latin-1"))
+    (library / "latin1.yaml").write_bytes("name: caf\xe9\nsteps: []\n".encode("latin-1"))
+    (library / "broken.yaml").write_text(BROKEN)
+    return library
+
+
+async def test_the_library_is_published_at_start_and_odd_files_do_not_break_it(odd_library, web_server,
+                                                                                   engine) -> None:
     async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/playbooks/deploy") as response:
             stored = await response.json()
         assert stored["parameters"] == [{"name": "version", "required": True}, {"name": "since",
                                                                                 "default": "2026-01-01"}]
         assert stored["environments"] == ["staging", "production"]
+        assert (stored["id"], stored["author"]) == ("deploy@1", "system")
+        assert stored["source"] == str(odd_library / "deploy.yaml")
         async with http.get(f"{web_server.url}/api/playbooks") as response:
-            assert {p["id"] for p in await response.json()} == {"deploy", "latin1"}
+            assert [p["id"] for p in await response.json()] == ["deploy@1"]
         async with http.post(f"{web_server.url}/api/runs", json={"playbook_id": "latin1"}) as response:
-            assert response.status == 422 and (await response.json())["error"]["code"] == "invalid_playbook"
+            assert response.status == 404 and (await response.json())["error"]["code"] == "unknown_playbook"

@@ -11,6 +11,7 @@ from events.commands import StartRun
 from events.run import ApprovalGiven, RunPaused, RunResumed, RunStarted
 from services.embedded import free_port
 from tests.helpers import noop, person, playbook_yaml, wait_for_end
+from ui.catalog_client import CatalogClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -36,20 +37,28 @@ NOT_YET_DONE = re.compile(r"^(pending|scheduled|running)$")
 
 
 @pytest.fixture
-def library(library):
-    """Stored playbooks the dashboard offers: just the gated one."""
-    (library / "gated-deploy.yaml").write_text(GATED)
-    return library
+async def gated_in_catalog(engine, library) -> None:
+    """The catalog the start form offers: the gated playbook, in two versions; the second waits less."""
+    catalog = CatalogClient(engine)
+    second = GATED.replace("sleep 1.5", "sleep 0.5").replace("Waits,", "Waits less,")
+    for version, text in (("1", GATED), ("2", second)):
+        assert (await catalog.publish(text, version=version)).new
 
 
-async def test_a_gated_run_started_from_the_page_goes_live_and_completes_once_approved(dashboard, engine, library):
+async def test_a_gated_run_started_from_the_page_goes_live_and_completes_once_approved(gated_in_catalog, dashboard,
+                                                                                      engine):
     page = dashboard.page
     await dashboard.open("#/start")
     await dashboard.be("alice")
     await page.evaluate("window.sameDocument = 'still here'")   # gone if anything reloads the page
 
     await page.get_by_test_id("playbook-select").select_option("gated-deploy")
-    await expect(page.get_by_test_id("playbook-description")).to_have_text("Waits, then asks bob before deploying.")
+    description = page.get_by_test_id("playbook-description")
+    await expect(page.get_by_test_id("playbook-version")).to_have_value("2")      # the latest first
+    await expect(description).to_have_text("Waits less, then asks bob before deploying.")
+    await page.get_by_test_id("playbook-version").select_option("1")
+    await expect(description).to_have_text("Waits, then asks bob before deploying.")
+    await dashboard.shot("0-start-form")
     await page.get_by_test_id("start").click()
 
     await expect(page).to_have_url(re.compile(r"#/runs/[A-Za-z0-9_-]+$"))
@@ -82,6 +91,8 @@ async def test_a_gated_run_started_from_the_page_goes_live_and_completes_once_ap
     assert await page.evaluate("window.sameDocument") == "still here"
     events = [event for _, event in await engine.events(run_id)]
     assert [e.actor for e in events if isinstance(e, RunStarted)] == ["alice"]        # the signed-in person
+    (pin,) = [e.pin for e in events if isinstance(e, RunStarted)]
+    assert (pin.name, pin.version, pin.published) == ("gated-deploy", "1", True)     # the version chosen, pinned
     assert [(e.actor, e.comment) for e in events if isinstance(e, ApprovalGiven)] == [("bob", "looks good")]
 
 

@@ -118,11 +118,11 @@ def _logged(record: logging.LogRecord) -> str:
 
 
 async def _every_stored_message(client) -> list[bytes]:
-    """Every message of every stream, with its headers."""
+    """Every message of every stream (the playbook buckets' too), with its headers."""
     js = client.nc.jetstream()
     payloads = []
     for stream in await js.streams_info():
-        sub = await js.subscribe(f"{subjects.PREFIX}.>", stream=stream.config.name, ordered_consumer=True)
+        sub = await js.subscribe(">", stream=stream.config.name, ordered_consumer=True)
         for _ in range(stream.state.messages):
             msg = await sub.next_msg(timeout=5)
             payloads.append(msg.data + json.dumps(msg.headers or {}).encode())

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
 
 import msgspec
 import yaml
@@ -16,6 +15,7 @@ from services.playbook.diagnostics import Diagnostic
 from services.settings import Settings
 from ui.cli.connect import steer, with_client
 from ui.cli.render import _ms as duration
+from ui.cli.render import table
 from ui.client import EngineClient
 from ui.insights import LearningClient, recommendations_for
 
@@ -85,7 +85,7 @@ def render(insights: Insights) -> str:
         rows += [(s.step, str(s.attempts), str(s.passed), _percent(s.success_rate), *_p50_p99(s.durations),
                   ", ".join(f"{c} {n}" for c, n in sorted(s.failures_by_category.items())) or "-")
                  for s in playbook.steps]
-        lines += ["  " + line for line in _table(rows)]
+        lines += ["  " + line for line in table(rows)]
         lines += _recommendations(playbook.recommendations)
         lines.append("")
     for target in insights.targets:
@@ -111,11 +111,6 @@ def _recommendations(recommendations: list[Recommendation]) -> list[str]:
             text = yaml.safe_dump(r.suggestion, default_flow_style=None, sort_keys=False).rstrip()
             lines += ["       " + line for line in text.splitlines()]
     return lines
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
 def _p50_p99(durations: Distribution | None) -> tuple[str, str]:

@@ -10,9 +10,10 @@ from collections.abc import Callable
 import msgspec
 
 from events.schema import json_schema
-from services.errors import CommandRejected, EngineUnavailable, PlaybookError
+from services.errors import CommandRejected, EngineUnavailable, PlaybookError, TooLarge
 from services.playbook import validate_playbook
 from services.settings import Settings
+from ui.cli import catalog as catalog_command
 from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
 from ui.cli import tokens as token_commands
@@ -110,9 +111,10 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
                     help="a JetStream cluster of N servers (3 or more) on this machine instead of one, streams at 3 "
                          "replicas; the servers' data in $PLAYBOOK_HOME/cluster")
 
-    run = add("run", cmd_run, "start a run of a playbook and follow it live",
+    run = add("run", cmd_run, "start a run of a playbook (a file, or from the catalog) and follow it live",
               "events as JSON lines (with --detach or --dry-run: one JSON document)")
-    run.add_argument("file", help="the playbook's YAML file")
+    run.add_argument("file", metavar="FILE|NAME[@VERSION]",
+                     help="a YAML file, or a catalog playbook: its latest version, or the one named")
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter's value")
     run.add_argument("--env", metavar="NAME", help="the playbook environment whose values apply")
     run.add_argument("--detach", action="store_true", help="print the run id and return at once")
@@ -197,6 +199,10 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     projections.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                              help="seconds to wait for the rebuild")
 
+    catalog_command.add_publish_arguments(add("publish", catalog_command.cmd_publish, catalog_command.PUBLISH_HELP,
+                                              None))
+    catalog_command.add_playbooks_arguments(add("playbooks", catalog_command.cmd_playbooks,
+                                                catalog_command.PLAYBOOKS_HELP, None))
     add("schema", cmd_schema, "print the JSON Schema of every event and command",
         "on one line (it is always JSON)")
     insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP, None))
@@ -237,7 +243,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     except EngineUnavailable as err:
         return failed(args, "engine_unavailable", str(err), EXIT_UNAVAILABLE, prefix="playbook: ")
     except CommandRejected as err:
-        return failed(args, err.code, str(err), EXIT_DENIED if err.code in DENIED_CODES else EXIT_FAILED,
+        code = EXIT_DENIED if err.code in DENIED_CODES else EXIT_INVALID if isinstance(err, TooLarge) else EXIT_FAILED
+        return failed(args, err.code, str(err), code,
                       prefix=f"playbook: rejected ({err.code}): ")
     except PlaybookError as err:
         return failed(args, "invalid_input", str(err), EXIT_INVALID, prefix="playbook: ")

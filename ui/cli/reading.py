@@ -94,7 +94,7 @@ def _event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
-        envelopes = await client.events(args.run_id)
+        envelopes = await client.events(args.run_id, resolved=True)
         if not envelopes:
             return no_run(args)
         follower = Follower(args.run_id, as_json=args.json, full_output=args.output)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -117,8 +118,10 @@ def status_table(run: Run, full_output: bool = False) -> str:
     started = run.started
     lines = [f"run {run.id}: {run.display_status}"]
     if started:
-        lines.append(f"playbook {started.playbook.name!r} started by {started.actor} at {started.at:%Y-%m-%d %H:%M:%S}Z"
+        lines.append(f"playbook {started.playbook_name!r} started by {started.actor} at {started.at:%Y-%m-%d %H:%M:%S}Z"
                      + (f", environment {started.environment}" if started.environment else ""))
+        if started.pin is not None:
+            lines.append(f"version {started.pin.version}, {started.pin.digest}")
     if run.failure:
         lines.append(f"failure: {run.failure}")
     for s in run.steps.values():
@@ -142,3 +145,9 @@ def plan_table(run: Run) -> str:
         detail = "; ".join(x for x in (p.why, p.group and f"parallel group {p.group}", p.gate) if x)
         lines.append(f"{p.wave:<5} {p.step_id:<24} {p.action:<13} {p.would}" + (f"  ({detail})" if detail else ""))
     return "\n".join(lines)
+
+
+def table(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    """Rows as aligned columns, the first row the heading."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]

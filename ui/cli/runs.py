@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 import msgspec
 
@@ -19,8 +21,12 @@ from ui.client import EngineClient
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    path, text = read_playbook(args.file)
     params = parse_params(args.param)
+    if not Path(args.file).exists() and os.sep not in args.file and not args.file.endswith((".yaml", ".yml")):
+        return _start(args, settings, StartRun(playbook_id=args.file, parameters=params, environment=args.env,
+                                               run_id=args.run_id, dry_run=args.dry_run,
+                                               allow_unsafe_shell=args.allow_unsafe_shell))
+    path, text = read_playbook(args.file)
     try:
         loaded = load_playbook(text, str(path), parameters=params, environment=args.env,
                                allow_unsafe_shell=args.allow_unsafe_shell)
@@ -38,10 +44,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if warning.severity in ("warning", "error"):
             print(warning.format(), file=sys.stderr)
 
+    return _start(args, settings, StartRun(playbook=text, source=str(path), parameters=params, environment=args.env,
+                                           run_id=args.run_id, dry_run=args.dry_run,
+                                           allow_unsafe_shell=args.allow_unsafe_shell))
+
+
+def _start(args: argparse.Namespace, settings: Settings, start: StartRun) -> int:
+    """Start the run (a playbook larger than a NATS message goes by upload) and follow it, as `playbook run` asks."""
     async def work(client: EngineClient) -> int:
-        reply = await client.send(StartRun(playbook=text, source=str(path),
-                                           parameters=params, environment=args.env, run_id=args.run_id,
-                                           dry_run=args.dry_run, allow_unsafe_shell=args.allow_unsafe_shell))
+        reply = await client.send(start, timeout=120.0)
         if not reply.accepted or reply.run_id is None:
             code = print_reply(reply, args.json)
             return code if code in (EXIT_DENIED, EXIT_UNAVAILABLE) else EXIT_INVALID    # nothing was started
@@ -93,9 +104,9 @@ async def follow(client: EngineClient, run_id: str, args: argparse.Namespace, re
     """Print the run live until it ends; its exit code. A `retried` run is shown from its latest
     retry on (what happened before is folded, not printed): it ended once before."""
     follower = Follower(run_id, as_json=args.json, full_output=getattr(args, "output", False))
-    shown = client.follow(run_id, after_retry=retried)
+    shown = client.follow(run_id, after_retry=retried, resolved=True)
     if retried:
-        known = await client.events(run_id)
+        known = await client.events(run_id, resolved=True)
         since = max((seq for seq, event in known if isinstance(event, RunRetried)), default=1)
         for seq, event in known:
             if seq < since:

@@ -1,4 +1,4 @@
-// The form that starts a run: a stored playbook or pasted YAML, parameters, environment, a check first.
+// The form that starts a run: a catalog playbook (a version of it) or pasted YAML, parameters, environment, a check first.
 
 import { api, fill, h, report } from "./lib.js";
 
@@ -120,10 +120,11 @@ async function check(payload) {
   return result.data;
 }
 
-/** Where the playbook comes from: one of the stored ones (with its YAML to read), or pasted YAML. */
+/** Where the playbook comes from: a version of one in the catalog (with its YAML to read), or pasted YAML. */
 function playbookSource() {
   let playbooks = [];
   const select = h("select", { id: "pb-select", "data-testid": "playbook-select" });
+  const version = h("select", { id: "pb-version", "data-testid": "playbook-version" });
   const description = h("p", { class: "muted", "data-testid": "playbook-description" });
   const preview = h("pre", { class: "yaml" });
   const copyButton = h("button", { type: "button", class: "button" }, "Edit a copy as YAML");
@@ -132,7 +133,8 @@ function playbookSource() {
   const storedRadio = h("input", { type: "radio", name: "source", value: "stored", id: "src-stored", "data-testid": "source-stored", checked: true });
   const yamlRadio = h("input", { type: "radio", name: "source", value: "yaml", id: "src-yaml", "data-testid": "source-yaml" });
   const storedPart = h("div", { class: "source-part" },
-    h("label", { for: "pb-select" }, "Stored playbook"), select, description,
+    h("label", { for: "pb-select" }, "Stored playbook"), select,
+    h("label", { for: "pb-version" }, "Version"), version, description,
     h("details", {}, h("summary", {}, "Show its YAML"), preview, copyButton));
   const yamlPart = h("div", { class: "source-part", hidden: true },
     h("label", { for: "pb-yaml" }, "Playbook YAML"), yaml);
@@ -150,15 +152,27 @@ function playbookSource() {
   storedRadio.addEventListener("change", showSource);
   yamlRadio.addEventListener("change", showSource);
 
+  /** `name@version` of the chosen version, or "" when none is chosen. */
+  const chosenId = () => (select.value && version.value ? `${select.value}@${version.value}` : "");
   const loadPreview = async () => {
-    const chosen = playbooks.find((p) => p.id === select.value);
-    description.textContent = chosen ? chosen.description || "" : "";
     preview.textContent = "";
-    if (!chosen) return;
-    const result = await api(`/api/playbooks/${encodeURIComponent(chosen.id)}`);
+    const id = chosenId();
+    if (!id) {
+      description.textContent = "";
+      return;
+    }
+    const result = await api(`/api/playbooks/${encodeURIComponent(id)}`);
+    if (id !== chosenId()) return;      // another choice was made meanwhile
+    description.textContent = result.ok ? result.data.description || "" : "";
     preview.textContent = result.ok ? result.data.yaml : `cannot load it: ${result.error.message}`;
   };
-  select.addEventListener("change", loadPreview);
+  const loadVersions = () => {
+    const chosen = playbooks.find((p) => p.name === select.value);
+    fill(version, (chosen ? chosen.versions : []).map((v) => h("option", { value: v }, v === chosen.version ? `${v} (latest)` : v)));
+    loadPreview();
+  };
+  select.addEventListener("change", loadVersions);
+  version.addEventListener("change", loadPreview);
   copyButton.addEventListener("click", () => {
     yaml.value = preview.textContent;
     yamlRadio.checked = true;
@@ -173,13 +187,13 @@ function playbookSource() {
       return;
     }
     playbooks = result.data;
-    fill(select, playbooks.map((p) => h("option", { value: p.id }, p.name === p.id ? p.id : `${p.id} — ${p.name}`)));
+    fill(select, playbooks.map((p) => h("option", { value: p.name }, p.name)));
     if (!playbooks.length) {
-      fill(select, h("option", { value: "" }, "(no stored playbooks)"));
+      fill(select, h("option", { value: "" }, "(no stored playbooks: `playbook publish FILE` adds one)"));
       yamlRadio.checked = true;
       showSource();
     }
-    loadPreview();
+    loadVersions();
   });
 
   return {
@@ -196,11 +210,11 @@ function playbookSource() {
         }
         return { ...out, playbook: yaml.value };
       }
-      if (!select.value) {
+      if (!chosenId()) {
         report("error", "Choose a stored playbook, or paste YAML");
         return null;
       }
-      return { ...out, playbook_id: select.value };
+      return { ...out, playbook_id: chosenId() };
     },
   };
 }

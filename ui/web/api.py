@@ -27,12 +27,13 @@ from projections.audit import AuditEntry
 from projections.projector import Projector
 from projections.run_view import run_view, timeline
 from projections.step_logs import logs_of
-from services.errors import AccessDenied, EngineUnavailable, TooLarge, TooManyFailures
+from services.errors import AccessDenied, CommandRejected, EngineUnavailable, TooLarge, TooManyFailures
 from services.identity.authority import Action, Resource
-from services.playbook import validate_playbook
-from services.read import find_playbook, fold, run_started, stored_playbooks
+from services.playbook import MAX_BYTES, validate_playbook
+from services.read import fold, run_started
+from ui.catalog_client import Published, version_json
 from ui.web.access import CALLER, may, may_read, permit
-from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, RetryBody, StartBody, ValidateBody
+from ui.web.bodies import ControlBody, DecisionBody, PublishBody, ResetCircuitBody, RetryBody, StartBody, ValidateBody
 from ui.web.backend import BACKEND, Backend
 
 log = logging.getLogger(__name__)
@@ -46,10 +47,12 @@ STATUS_OF_CODE = {
     "unknown_step": 404, "incompatible_playbook": 409, "unknown_circuit": 404,
     "unauthenticated": 401, "forbidden": 403, "forged_actor": 403, "too_many_failures": 429, "unavailable": 503,
     "engine_unavailable": 503, "request_entity_too_large": 413,
+    "version_exists": 409, "too_large": 413,
 }
 # The engine's codes for the two things HTTP has its own words for.
-HTTP_CODE = {EngineUnavailable.code: "engine_unavailable", TooLarge.code: "request_entity_too_large"}
+HTTP_CODE = {EngineUnavailable.code: "engine_unavailable", "too_large": "request_entity_too_large"}
 MAX_LIMIT = 1000
+MAX_BODY_BYTES = 2 * MAX_BYTES     # a playbook at the size limit, JSON-escaped; beyond, 413 before reading it
 # Run ids are subject tokens: anything else (".", "*", ">") never reaches NATS.
 RUN_PATH = f"/api/runs/{{run_id:{subjects.RUN_ID_PATTERN}}}"
 
@@ -79,10 +82,12 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         if isinstance(err, TooManyFailures):
             response.headers["Retry-After"] = str(max(1, round(err.retry_after)))
         return response
-    except EngineUnavailable as err:
-        return error_response(503, "engine_unavailable", str(err))
     except TooLarge as err:
         return error_response(413, "request_entity_too_large", f"{request.method} {request.path}: {err}")
+    except CommandRejected as err:    # raised at this edge (the catalog's reads, an upload), not sent back by a service
+        return error_response(STATUS_OF_CODE.get(err.code, 400), err.code, str(err))
+    except EngineUnavailable as err:
+        return error_response(503, "engine_unavailable", str(err))
     except nats.errors.MaxPayloadError:
         # The command, encoded for NATS (non-ASCII text grows), is larger than the server takes.
         return error_response(413, "request_entity_too_large",
@@ -153,32 +158,28 @@ async def list_runs(request: web.Request) -> web.Response:
                               "runs": [run_list.as_dict(r) for r in runs[:limit]]})
 
 
-def playbook_text(request: web.Request, text: str | None, playbook_id: str | None) -> tuple[str | None, str]:
-    """The playbook a body gives as YAML text or as a stored playbook's id (not both), and where it came from."""
+async def playbook_text(request: web.Request, text: str | None, playbook_id: str | None) -> tuple[str | None, str]:
+    """The playbook a body gives as YAML text or as a catalog `name[@version]` (not both), and where it came from."""
     if text is not None and playbook_id is not None:
         raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id', not both")
     if playbook_id is None:
         return text, "<api>"
-    stored = find_playbook(backend(request).settings.library_folders, playbook_id)
-    if stored is None:
-        raise ApiError(404, "unknown_playbook", f"no stored playbook {playbook_id!r}; GET /api/playbooks lists them")
-    return stored.text(), str(stored.path)
+    return await backend(request).catalog.text(playbook_id), playbook_id
 
 
 async def start_run(request: web.Request) -> web.Response:
     body = await read_body(request, StartBody)
-    text, source = playbook_text(request, body.playbook, body.playbook_id)
-    if text is None:
+    if (body.playbook is None) == (body.playbook_id is None):
         raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id'")
     return await send(request, StartRun(
-        playbook=text, source=source, parameters=body.parameters,
+        playbook=body.playbook or "", playbook_id=body.playbook_id or "", source="<api>", parameters=body.parameters,
         environment=body.environment, run_id=body.run_id, dry_run=body.dry_run,
         allow_unsafe_shell=body.allow_unsafe_shell), created=True)
 
 
 async def get_run(request: web.Request) -> web.Response:
     envelopes = await _events(request)
-    run = fold(request.match_info["run_id"], envelopes)
+    run = fold(request.match_info["run_id"], await backend(request).client.playbooks.resolved(envelopes))
     return web.json_response({**run_view(run), "timeline": timeline(envelopes)}, dumps=_dumps)
 
 
@@ -209,7 +210,7 @@ def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Calla
 
 async def retry_run(request: web.Request) -> web.Response:
     body = await read_body(request, RetryBody)
-    text, source = playbook_text(request, body.playbook, body.playbook_id)
+    text, source = await playbook_text(request, body.playbook, body.playbook_id)
     return await send(request, RetryRun(run_id=request.match_info["run_id"],
                                         from_step=body.from_step, parameters=body.parameters, reason=body.reason,
                                         playbook=text, source=source))
@@ -233,17 +234,47 @@ async def validate(request: web.Request) -> web.Response:
 
 
 async def list_playbooks(request: web.Request) -> web.Response:
-    return web.json_response([{"id": p.id, "name": p.name, "description": p.description}
-                              for p in stored_playbooks(backend(request).settings.library_folders)])
+    """Each name in the catalog with its latest version, and every version it has (newest first)."""
+    return web.json_response([{**version_json(latest), "versions": versions}
+                              for latest, versions in await backend(request).catalog.latest()])
+
+
+async def publish_playbook(request: web.Request) -> web.Response:
+    body = await read_body(request, PublishBody)
+    answer = await backend(request).catalog.publish(body.playbook, version=body.version, source="<api>",
+                                                    caller=request[CALLER])
+    if not isinstance(answer, Published):
+        assert answer.error is not None
+        raise ApiError(STATUS_OF_CODE.get(answer.error.code, 400), answer.error.code, answer.error.message,
+                       answer.error.details)
+    return web.json_response({**version_json(answer.version), "new": answer.new}, status=201 if answer.new else 200)
 
 
 async def get_playbook(request: web.Request) -> web.Response:
-    stored = find_playbook(backend(request).settings.library_folders, request.match_info["playbook_id"])
-    if stored is None:
-        raise ApiError(404, "unknown_playbook", f"no stored playbook {request.match_info['playbook_id']!r}")
-    return web.json_response({"id": stored.id, "name": stored.name, "description": stored.description,
-                              "parameters": stored.parameters, "environments": stored.environments,
-                              "yaml": stored.text()})
+    """One version (`name` is its latest), with its YAML and what a start form needs."""
+    catalog = backend(request).catalog
+    version = await catalog.resolve(request.match_info["reference"])
+    parsed = (await catalog.parsed(version)).playbook
+    return web.json_response({**version_json(version), "yaml": await catalog.text(version.digest),
+                              "parameters": msgspec.to_builtins(parsed.parameters),
+                              "environments": list(parsed.environments)})
+
+
+async def playbook_versions(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    versions = await backend(request).catalog.versions(name)
+    if not versions:
+        raise ApiError(404, "unknown_playbook", f"no playbook {name!r} in the catalog; GET /api/playbooks lists them")
+    return web.json_response([version_json(v) for v in reversed(versions)])
+
+
+async def playbook_diff(request: web.Request) -> web.Response:
+    """A unified diff of two versions' texts: ?from=V1&to=V2."""
+    name, q = request.match_info["name"], request.query
+    if not q.get("from") or not q.get("to"):
+        raise ApiError(400, "bad_request", "give the two versions to compare: ?from=V1&to=V2")
+    diff = await backend(request).catalog.diff(name, q["from"], q["to"])
+    return web.json_response({"name": name, "from": q["from"], "to": q["to"], "diff": diff})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -315,7 +346,7 @@ async def permit_run_read(request: web.Request, run_id: str) -> None:
         started = await run_started(backend(request).client.store, run_id)
         if started is None:
             raise ApiError(404, "unknown_run", f"no run with id {run_id!r}")
-        playbook, environment = started.playbook.name, started.environment
+        playbook, environment = started.playbook_name, started.environment
     await permit(request, "read", Resource(playbook=playbook, environment=environment, run_id=run_id))
 
 
@@ -375,7 +406,10 @@ def add_routes(app: web.Application) -> None:
     r.add_post(RUN_PATH + "/steps/{step_id}/reject", decision(RejectStep))
     r.add_post("/api/validate", validate)
     r.add_get("/api/playbooks", list_playbooks)
-    r.add_get("/api/playbooks/{playbook_id}", get_playbook)
+    r.add_post("/api/playbooks", publish_playbook)
+    r.add_get("/api/playbooks/{reference}", get_playbook)
+    r.add_get("/api/playbooks/{name}/versions", playbook_versions)
+    r.add_get("/api/playbooks/{name}/diff", playbook_diff)
     r.add_get("/api/metrics", metrics)
     r.add_get("/api/audit", audit)
     r.add_get("/api/circuits", circuits)

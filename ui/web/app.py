@@ -35,6 +35,7 @@ from services.identity.setup import Identity
 from services.identity.signin import SignInCodes, sign_in_link
 from services.read import EventStore, StoreReadiness
 from services.settings import Settings
+from ui.catalog_client import CatalogClient
 from ui.client import EngineClient
 from ui.web import api, insights, openapi, prometheus, session, streams
 from ui.web.access import ACCESS, Access, guard_requests
@@ -89,7 +90,7 @@ async def dashboard(request: web.Request) -> web.FileResponse:
 
 
 def make_app(backend: Backend, identity: Identity, codes: SignInCodes) -> web.Application:
-    app = web.Application(middlewares=[api.json_errors, guard_requests])
+    app = web.Application(middlewares=[api.json_errors, guard_requests], client_max_size=api.MAX_BODY_BYTES)
     app[BACKEND] = backend
     app[ACCESS] = Access(identity.guard, backend.settings)
     session.add_routes(app, identity.sessions, codes)
@@ -136,7 +137,8 @@ async def start_web(settings: Settings, identity: Identity) -> WebServer:
     projector = Projector(nc, settings.home / "projections" / "views.msgpack")
     await projector.start()
     await _answer_requests(nc, projector, identity.guard)
-    backend = Backend(nc=nc, client=EngineClient(nc), projector=projector, settings=settings,
+    client = EngineClient(nc)
+    backend = Backend(nc=nc, client=client, catalog=CatalogClient(client), projector=projector, settings=settings,
                       readiness=StoreReadiness(nc))
     codes = SignInCodes()
     # Handler cancellation: a browser that goes away ends its SSE stream at once.

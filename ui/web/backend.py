@@ -10,6 +10,7 @@ from nats.aio.client import Client as NATS
 from projections.projector import Projector
 from services.read import StoreReadiness
 from services.settings import Settings
+from ui.catalog_client import CatalogClient
 from ui.client import EngineClient
 
 
@@ -17,6 +18,7 @@ from ui.client import EngineClient
 class Backend:
     nc: NATS
     client: EngineClient
+    catalog: CatalogClient
     projector: Projector
     settings: Settings
     readiness: StoreReadiness

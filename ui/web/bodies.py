@@ -16,7 +16,8 @@ class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class StartBody(_Body):
-    """Start a run: `playbook` is YAML text, or `playbook_id` names a stored playbook."""
+    """Start a run: `playbook` is YAML text, or `playbook_id` names a catalog version (`name`, its latest;
+    `name@version`) or a stored text's `sha256:` digest."""
 
     playbook: str | None = None
     playbook_id: str | None = None
@@ -31,6 +32,13 @@ class ValidateBody(_Body):
     playbook: str
     parameters: dict[str, Any] | None = None
     environment: str | None = None
+
+
+class PublishBody(_Body):
+    """Publish a version: `playbook` is YAML text; `version` overrides the playbook's own `version:`."""
+
+    playbook: str
+    version: str = ""
 
 
 class ControlBody(_Body):
@@ -74,5 +82,6 @@ class SignOutBody(_Body):
     """Signing out takes nothing; the body is JSON like every change's."""
 
 
-BODIES: tuple[type[_Body], ...] = (StartBody, ValidateBody, ControlBody, RetryBody, DecisionBody, ResetCircuitBody,
+BODIES: tuple[type[_Body], ...] = (StartBody, ValidateBody, PublishBody, ControlBody, RetryBody, DecisionBody,
+                                   ResetCircuitBody,
                                    SignInBody, SignOutBody)

@@ -116,17 +116,35 @@ HAND_WRITTEN: dict[str, Any] = {
         "properties": {"valid": {"type": "boolean"}, "errors": {"type": "integer"},
                        "diagnostics": {"type": "array", "items": ref("Diagnostic")}},
     },
-    "PlaybookInfo": {
-        "type": "object", "required": ["id", "name", "description"],
-        "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"}},
+    "PlaybookVersion": {
+        "type": "object", "description": "one published version (ui/catalog_client.py version_json)",
+        "required": ["id", "name", "version", "digest", "author", "published_at", "bytes", "steps", "description",
+                     "source", "validation"],
+        "properties": {"id": {"type": "string", "description": "name@version: what POST /api/runs takes"},
+                       "name": {"type": "string"}, "version": {"type": "string"},
+                       "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$",
+                                  "description": "of the YAML text; runs of this version pin it"},
+                       "author": {"type": "string"}, "published_at": {"type": "string", "format": "date-time"},
+                       "bytes": {"type": "integer"}, "steps": {"type": "integer"}, "description": {"type": "string"},
+                       "source": {"type": "string"},
+                       "validation": {"type": "object", "description": "counts by severity and the codes found"}},
     },
-    "StoredPlaybook": {
-        "type": "object", "required": ["id", "name", "description", "parameters", "environments", "yaml"],
-        "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "description": {"type": "string"},
+    "PlaybookSummary": {"allOf": [ref("PlaybookVersion"), {
+        "type": "object", "required": ["versions"], "description": "a name's latest version",
+        "properties": {"versions": {"type": "array", "items": {"type": "string"}, "description": "newest first"}}}]},
+    "PlaybookDetail": {"allOf": [ref("PlaybookVersion"), {
+        "type": "object", "required": ["yaml", "parameters", "environments"],
+        "properties": {"yaml": {"type": "string"},
                        "parameters": {"type": "array", "items": {"type": "object"},
-                                      "description": "the playbook's parameters as written (name, type, default, ...)"},
-                       "environments": {"type": "array", "items": {"type": "string"}},
-                       "yaml": {"type": "string"}},
+                                      "description": "the playbook's parameters (name, type, default, ...)"},
+                       "environments": {"type": "array", "items": {"type": "string"}}}}]},
+    "Published": {"allOf": [ref("PlaybookVersion"), {
+        "type": "object", "required": ["new"],
+        "properties": {"new": {"type": "boolean", "description": "false: this text was that version already"}}}]},
+    "PlaybookDiff": {
+        "type": "object", "required": ["name", "from", "to", "diff"],
+        "properties": {"name": {"type": "string"}, "from": {"type": "string"}, "to": {"type": "string"},
+                       "diff": {"type": "string", "description": "unified diff of the texts; empty if the same"}},
     },
     "Metrics": {
         "type": "object", "description": "projections/metrics.py Metrics.as_json()",
@@ -294,7 +312,7 @@ def document() -> dict[str, Any]:
                              params=LIST_RUNS_QUERY),
             "post": operation("Start a run from YAML text or a stored playbook", {
                 "201": answer(ref("Accepted"), "started"),
-                **errors(*COMMAND, "unknown_playbook", "invalid_playbook", "run_exists")},
+                **errors(*COMMAND, "unknown_playbook", "invalid_playbook", "run_exists", "too_large", "unavailable")},
                 request=body("StartBody")),
         },
         RUN: {"get": operation("One run: its view and timeline", {
@@ -321,11 +339,25 @@ def document() -> dict[str, Any]:
         "/api/validate": {"post": operation("Validate playbook text; every problem with line and column", {
             "200": answer(ref("Validation")), **errors("bad_request", "request_entity_too_large")},
             request=body("ValidateBody"), tag="playbooks")},
-        "/api/playbooks": {"get": operation("Stored playbooks", {"200": answer(array(ref("PlaybookInfo")))},
-                                            tag="playbooks")},
-        "/api/playbooks/{playbook_id}": {"get": operation("One stored playbook with its YAML", {
-            "200": answer(ref("StoredPlaybook")), **errors("unknown_playbook")},
-            params=[path_param("playbook_id", "its file name without .yaml")], tag="playbooks")},
+        "/api/playbooks": {
+            "get": operation("The catalog: each playbook's latest version", {
+                "200": answer(array(ref("PlaybookSummary"))), **errors("engine_unavailable")}, tag="playbooks"),
+            "post": operation("Publish a version (the playbook's `version:`, or `version`)", {
+                "201": answer(ref("Published"), "published"), "200": answer(ref("Published"), "already that version"),
+                **errors(*COMMAND, "invalid_playbook", "version_exists", "too_large", "unavailable")},
+                request=body("PublishBody"), tag="playbooks"),
+        },
+        "/api/playbooks/{reference}": {"get": operation("One version with its YAML", {
+            "200": answer(ref("PlaybookDetail")), **errors("unknown_playbook", "engine_unavailable")},
+            params=[path_param("reference", "name (its latest version) or name@version")], tag="playbooks")},
+        "/api/playbooks/{name}/versions": {"get": operation("A playbook's versions, newest first", {
+            "200": answer(array(ref("PlaybookVersion"))), **errors("unknown_playbook", "engine_unavailable")},
+            params=[path_param("name", "the playbook's name")], tag="playbooks")},
+        "/api/playbooks/{name}/diff": {"get": operation("What changed between two versions", {
+            "200": answer(ref("PlaybookDiff")), **errors("bad_request", "unknown_playbook", "engine_unavailable")},
+            params=[path_param("name", "the playbook's name"),
+                    query("from", {"type": "string"}, "the older version"),
+                    query("to", {"type": "string"}, "the newer version")], tag="playbooks")},
         "/api/metrics": {"get": operation("Engine metrics (the dashboard's)", {"200": answer(ref("Metrics"))},
                                           tag="views")},
         "/api/audit": {"get": operation("Who did what, newest first", {

@@ -120,12 +120,12 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
     With `?logs=1` also its logs, as on the logs stream, so a page needs one connection."""
     run_id, last = await _known_run(request), last_event_id(request) or 0
     with_logs = request.query.get("logs") in ("1", "true")
-    run = Run(id=run_id)
+    run, playbooks = Run(id=run_id), backend(request).client.playbooks
     async with _live_output(request, run_id, None, enabled=with_logs) as lines, open_stream(request) as sse:
         forwarding = asyncio.create_task(_forward_live(sse, lines))
         try:
             async for seq, event, pending in _follow(request, run_id):
-                evolve(run, event, seq)
+                evolve(run, await playbooks.resolve(event), seq)    # the event goes out as stored: with its pin
                 if seq > last:
                     message = {"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
                                "timeline": timeline([(seq, event)])}

@@ -23,6 +23,7 @@ from services.domain.run.commands import (
     Advance, AnswerGate, BeginStep, ExpireGate, FinishStep, RecordRetryVerdict, Retry, RunCommand,
 )
 from services.domain.run.dry_run import dry_run_events
+from services.domain.run.readiness import tolerated, tolerated_or_continue
 from services.domain.run.state import Run, StepState, evolve, variables_of
 from services.errors import CommandRejected, PlaybookError, UnknownRun
 from services.playbook.conditions import evaluate
@@ -184,17 +185,16 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
             if _stopped_by_failure(run):
                 break
 
-    in_flight = any(s.status == "running" for s in run.steps.values())
-    if in_flight or run.finished or run.status == "paused":
+    if run.running or run.finished or run.status == "paused":
         return events
-    if run.status == "running" and any(s.retry.status for s in run.steps.values()):
+    if run.status == "running" and run.retrying:
         return events   # a failure still waits for its retry decision or its retry
     if run.status == "cancelling":
         emit(RunCancelled(run_id=run.id, at=at))
     elif run.status == "running":
         duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
-        failed = [s.id for s in run.steps.values()
-                  if s.status == "failed" and not s.retry.status and not _tolerated(run, s)]
+        failed = [s.id for s in run.steps.values() if s.status == "failed" and not s.retry.status
+                  and not tolerated(run, s.id)] if run.failures else []    # no step ever failed: nothing to scan
         if failed and (_stopped_by_failure(run) or _all_settled(run)):
             reason = _failure_reason(run, failed)
             if run.playbook.on_failure == "rollback" and rollback.rollback_waves(run):
@@ -229,10 +229,9 @@ def _rollback_started(run: Run, at: datetime, reason: str, actor: str,
 
 
 def _ready(run: Run) -> list[StepState]:
-    needs = run.started.plan.needs  # type: ignore[union-attr]
+    """Pending steps whose needs are settled, in playbook order, but for those waiting at their gate."""
     steps = run.steps
-    return [s for s in (steps[i] for i in sorted(run.pending, key=run.order.__getitem__))
-            if s.gate.status != "requested" and all(_settled(run, steps[n]) for n in needs.get(s.id, ()))]
+    return [s for s in (steps[i] for i in sorted(run.ready, key=run.order.__getitem__)) if s.gate.status != "requested"]
 
 
 def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
@@ -260,29 +259,15 @@ def context_of(run: Run) -> Context:
     return Context(parameters=started.parameters, variables=variables_of(started), steps=outputs)
 
 
-def _settled(run: Run, step: StepState) -> bool:
-    """Finished in a way that lets its dependents go on."""
-    return step.status in ("succeeded", "skipped") or (
-        step.status == "failed" and not step.retry.status and _tolerated_or_continue(run, step))
-
-
-def _tolerated(run: Run, step: StepState) -> bool:
-    return run.specs[step.id].continue_on_failure
-
-
-def _tolerated_or_continue(run: Run, step: StepState) -> bool:
-    return _tolerated(run, step) or run.playbook.on_failure == "continue"
-
-
 def _stopped_by_failure(run: Run) -> bool:
     if not run.failures:
         return False     # no step ever failed: nothing to scan for
-    return any(s.status == "failed" and not s.retry.status and not _tolerated_or_continue(run, s)
+    return any(s.status == "failed" and not s.retry.status and not tolerated_or_continue(run, s.id)
                for s in run.steps.values())
 
 
 def _all_settled(run: Run) -> bool:
-    return all(_settled(run, s) for s in run.steps.values())
+    return not run.unsettled
 
 
 def _failure_reason(run: Run, failed: list[str]) -> str:

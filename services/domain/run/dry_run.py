@@ -44,11 +44,11 @@ class PlannedStep:
 def plan(run: Run) -> list[PlannedStep]:
     started = run.started
     assert started is not None
-    needs = started.plan.needs
-    wave_of = {step_id: i + 1 for i, wave in enumerate(plan_waves(started.plan)) for step_id in wave}
+    needs = run.plan.needs
+    wave_of = {step_id: i + 1 for i, wave in enumerate(plan_waves(run.plan)) for step_id in wave}
     ctx = Context(parameters=started.parameters, variables=variables_of(started))
     planned = []
-    for step_id in topological_order(started.plan):
+    for step_id in topological_order(run.plan):
         spec = run.specs[step_id]
         would, why = _would(spec.when, ctx)
         gate = ""

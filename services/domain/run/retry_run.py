@@ -26,8 +26,7 @@ def retry(run: Run, cmd: Retry, at: datetime) -> list[RunEvent]:
     started = run.started
     assert started is not None
     _check_retryable(run)
-    playbook, plan = (cmd.replacement.playbook, cmd.replacement.plan) if cmd.replacement else (
-        started.playbook, started.plan)
+    playbook, plan = (cmd.replacement.playbook, cmd.replacement.plan) if cmd.replacement else (run.playbook, run.plan)
     specs = {step.id: step for step in playbook.steps}
     if asked.from_step is not None and asked.from_step not in specs:
         raise CommandRejected(f"run {run.id} has no step {asked.from_step!r} to retry from"

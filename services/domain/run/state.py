@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from events.playbook import ErrorHandler, Playbook, Step
+from events.playbook import ErrorHandler, Plan, Playbook, Step
 from events.run import (
     ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut,
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
@@ -16,6 +16,8 @@ from events.run import (
     StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled, StepScheduled,
     StepSkipped, StepStarted, StepSucceeded,
 )
+from services.domain.run import readiness
+from services.errors import UnknownPlaybook
 
 RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled",
                     "rolling_back", "rolled_back", "rollback_failed"]
@@ -141,9 +143,17 @@ class Run:
     finished_steps: int = 0
     specs: dict[str, Step] = field(default_factory=dict)
     # Indexes the decider reads on every decision, so it does not scan every step.
-    pending: set[str] = field(default_factory=set)     # steps with status "pending"
     order: dict[str, int] = field(default_factory=dict)  # playbook order, shared by clones
     failures: int = 0                                  # step failures ever (not interruptions)
+    # What may start next and what is going on (readiness.py): each step's needs not settled yet,
+    # the pending steps with none, counts of steps not settled, running, waiting on a retry;
+    # who needs each step (shared by clones).
+    waiting: dict[str, int] = field(default_factory=dict)
+    ready: set[str] = field(default_factory=set)
+    unsettled: int = 0
+    running: int = 0
+    retrying: int = 0
+    dependents: dict[str, list[str]] = field(default_factory=dict)
     # In a clone, the steps it has copied; the rest are shared with the original and
     # copied on first write. None: this run owns all its steps.
     owned: set[str] | None = None
@@ -155,13 +165,18 @@ class Run:
     @property
     def playbook(self) -> Playbook:
         assert self.started is not None
-        return self.started.playbook
+        return playbook_of(self.started)[0]
+
+    @property
+    def plan(self) -> Plan:
+        assert self.started is not None
+        return playbook_of(self.started)[1]
 
     @property
     def error_handlers(self) -> list[ErrorHandler]:
         """The playbook's error handlers, then the engine's (numbered on in that order)."""
         assert self.started is not None
-        return self.started.playbook.error_handlers + self.started.engine_error_handlers
+        return self.playbook.error_handlers + self.started.engine_error_handlers
 
     @property
     def finished(self) -> bool:
@@ -187,7 +202,7 @@ class Run:
 
     def clone(self) -> Run:
         """A copy the decider can fold ahead on without touching this one (copy on write)."""
-        return replace(self, steps=dict(self.steps), owned=set(), pending=set(self.pending))
+        return replace(self, steps=dict(self.steps), owned=set(), ready=set(self.ready), waiting=dict(self.waiting))
 
     def step(self, step_id: str) -> StepState:
         """The step's state, for changing it."""
@@ -196,6 +211,14 @@ class Run:
             step = self.steps[step_id] = step.copy()
             self.owned.add(step_id)
         return step
+
+
+def playbook_of(started: RunStarted) -> tuple[Playbook, Plan]:
+    """The run's playbook and plan: embedded (older runs), or resolved by the reader before folding."""
+    if started.playbook is None or started.plan is None:
+        pin = started.pin.digest if started.pin is not None else "none"
+        raise UnknownPlaybook(f"run {started.run_id}: its playbook (pinned {pin}) was not resolved before folding")
+    return started.playbook, started.plan
 
 
 def fold(run_id: str, events: list[tuple[int, RunEvent]]) -> Run:
@@ -216,42 +239,54 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             if step.status in ("running", "succeeded", "skipped") or attempt < step.attempt.number or (
                     attempt == step.attempt.number and step.status != "scheduled"):
                 return run   # a late timer for an attempt that has moved on (only a resume schedules one again)
+            was = readiness.mark(run, step)
             step.status, step.reason = "scheduled", reason
             step.attempt.number, step.attempt.scheduled_seq = attempt, seq
             step.retry.status = ""
-            run.pending.discard(step_id)
+            readiness.unpend(run, step_id)
+            readiness.changed(run, step, was)
         case StepStarted(step_id=step_id, executor=executor, at=at):
             step = run.step(step_id)
+            was = readiness.mark(run, step)
             step.status, step.attempt.executor, step.started_at, step.ran = "running", executor, at, True
+            readiness.changed(run, step, was)
         case StepSucceeded(step_id=step_id, outputs=outputs, duration_ms=duration, at=at):
             step = _finish(run, step_id, at)
+            was = readiness.mark(run, step)
             step.status, step.attempt.outputs, step.attempt.duration_ms = "succeeded", outputs, duration
             step.attempt.error = step.attempt.category = ""
+            readiness.changed(run, step, was)
         case StepFailed(step_id=step_id, error=error, category=category, outputs=outputs,
                         duration_ms=duration, at=at):
             step = _finish(run, step_id, at)
+            was = readiness.mark(run, step)
             # An interrupted attempt (its executor died) is not the step's failure:
             # the step goes back to pending and runs again as the next attempt.
             step.status = "pending" if category == "interrupted" else "failed"
             if category == "interrupted":
-                run.pending.add(step_id)
+                readiness.pend(run, step)
             else:
-                run.pending.discard(step_id)
+                readiness.unpend(run, step_id)
                 run.failures += 1
             attempt_state = step.attempt
             attempt_state.error, attempt_state.category = error, category
             attempt_state.outputs, attempt_state.duration_ms = outputs, duration
             step.retry.status = "deciding" if step.status == "failed" and _may_retry(run, step) else ""
             step.retry.remediation = ""
+            readiness.changed(run, step, was)
         case StepSkipped(step_id=step_id, reason=reason, at=at):
             step = _finish(run, step_id, at)
+            was = readiness.mark(run, step)
             step.status, step.reason = "skipped", reason
-            run.pending.discard(step_id)
+            readiness.unpend(run, step_id)
+            readiness.changed(run, step, was)
         case RunStarted(at=at):
+            playbook, plan = playbook_of(event)
             run.started, run.status, run.started_at = event, "running", at
-            run.steps = {step.id: StepState(id=step.id) for step in event.playbook.steps}
-            run.pending, run.order = set(run.steps), {step_id: i for i, step_id in enumerate(run.steps)}
-            run.specs = {step.id: step for step in event.playbook.steps}
+            run.steps = {step.id: StepState(id=step.id) for step in playbook.steps}
+            run.order = {step_id: i for i, step_id in enumerate(run.steps)}
+            run.specs = {step.id: step for step in playbook.steps}
+            readiness.begin(run, plan.needs)
         case RunPaused(actor=actor, reason=reason):
             run.status, run.steering = "paused", replace(run.steering, paused_by=actor, pause_reason=reason)
         case RunResumed(actor=actor):
@@ -269,8 +304,10 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case RunRetried():
             _retried(run, event)
         case StepRetryScheduled(step_id=step_id, due=due):
-            retry = run.step(step_id).retry
-            retry.status, retry.due = "waiting", due
+            step = run.step(step_id)
+            was = readiness.mark(run, step)
+            step.retry.status, step.retry.due = "waiting", due
+            readiness.changed(run, step, was)
         case StepRemediationStarted(step_id=step_id):
             run.step(step_id).retry.remediation = "running"
         case StepRemediated(step_id=step_id):
@@ -279,7 +316,9 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             run.step(step_id).retry.remediation = "failed"
         case StepNotRetried(step_id=step_id, reason=reason):
             step = run.step(step_id)
+            was = readiness.mark(run, step)
             step.retry.status, step.reason = "", reason
+            readiness.changed(run, step, was)
         case ApprovalRequested(step_id=step_id, deadline=deadline, message=message):
             gate = run.step(step_id).gate
             gate.status, gate.deadline, gate.approvals, gate.deadline_passed = "requested", deadline, [], False
@@ -329,7 +368,8 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
 
 def variables_of(started: RunStarted) -> dict[str, Any]:
     """The run's variables: the playbook's, with what its environment gives them."""
-    return {**started.playbook.variables, **started.variables} if started.variables else started.playbook.variables
+    own = playbook_of(started)[0].variables
+    return {**own, **started.variables} if started.variables else own
 
 
 def _retried(run: Run, event: RunRetried) -> None:
@@ -359,7 +399,7 @@ def _retried(run: Run, event: RunRetried) -> None:
         step.started_at = step.finished_at = None   # finished_order stays: an attempt that ran is undone in its place
     run.status, run.phase, run.finished_at, run.failure, run.steering = "running", "forward", None, "", Steering()
     run.rollback_waves = []
-    run.pending = {step_id for step_id, step in run.steps.items() if step.status == "pending"}
+    readiness.recount(run, run.plan.needs)
     run.gates_waiting = sum(step.gate.status == "requested" for step in run.steps.values())
 
 

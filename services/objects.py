@@ -1,0 +1,117 @@
+"""JetStream object store buckets: written chunk by chunk, read back with batched direct gets.
+
+The layout is the object store's own (chunks on `$O.<bucket>.C.<nuid>`, the description on
+`$O.<bucket>.M.<base64 name>`), so `nats object` tools read what the engine writes. Reading
+goes through direct gets instead of nats-py's ordered consumer: a reader then needs no
+consumer of its own (docs/security.md), and a 2 MB playbook arrives in one round trip.
+Objects are written once under a new name and never replaced.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from datetime import datetime, timezone
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.errors import APIError, BadRequestError
+
+from events import subjects
+from services.errors import EngineUnavailable, TooLarge, UnknownPlaybook
+from services.store import EventStore
+
+CHUNK_TIMEOUT = 5.0     # seconds for one chunk's publish or read
+
+CHUNK_BYTES = 128 * 1024          # the object store's usual chunk: far below any NATS max payload
+CHUNKS_PER_READ = 64              # chunks per direct-get round trip: 8 MiB
+STREAM_NAME_IN_USE = 10058
+
+
+class ObjectBucket:
+    def __init__(self, nc: NATS, bucket: str) -> None:
+        self.nc, self.bucket = nc, bucket
+        self.stream = subjects.object_stream(bucket)
+        self.js = nc.jetstream(timeout=CHUNK_TIMEOUT)
+        self._chunks = EventStore(nc, self.stream)     # its batched direct gets read chunks too
+
+    async def ensure(self, *, max_age: float = 0, max_bytes: int = -1, replicas: int = 1) -> None:
+        """Create the bucket's stream, or bring its limits up to date (the engine does, at start)."""
+        config = StreamConfig(name=self.stream, subjects=[f"$O.{self.bucket}.C.>", f"$O.{self.bucket}.M.>"],
+                              storage=StorageType.FILE, num_replicas=replicas, max_age=max_age, max_bytes=max_bytes,
+                              discard=DiscardPolicy.NEW, allow_rollup_hdrs=True, allow_direct=True)
+        try:
+            await self.js.add_stream(config)
+        except BadRequestError as err:
+            if err.err_code != STREAM_NAME_IN_USE:
+                raise
+            await self.js.update_stream(config)
+
+    async def put(self, name: str, data: bytes) -> None:
+        """Store `data` under a name not used before; EngineUnavailable when the bucket cannot take it."""
+        nuid = os.urandom(12).hex()
+        chunks = f"$O.{self.bucket}.C.{nuid}"
+        try:
+            for offset in range(0, len(data), CHUNK_BYTES):
+                await self.js.publish(chunks, data[offset:offset + CHUNK_BYTES])
+            description = {
+                "name": name, "bucket": self.bucket, "nuid": nuid, "size": len(data),
+                "chunks": -(-len(data) // CHUNK_BYTES), "mtime": datetime.now(timezone.utc).isoformat(),
+                "digest": "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode(),
+                "options": {"max_chunk_size": CHUNK_BYTES},
+            }
+            await self.js.publish(self._meta(name), json.dumps(description).encode(), headers={"Nats-Rollup": "sub"})
+        except APIError as err:
+            raise EngineUnavailable(f"the object store {self.bucket} did not take {name} ({len(data)} bytes): "
+                                    f"{err.description or err}") from None
+        except (TimeoutError, nats.errors.NoRespondersError) as err:
+            raise EngineUnavailable(f"the object store {self.bucket} did not answer ({type(err).__name__}): "
+                                    "is the engine up?") from None
+        except nats.errors.MaxPayloadError as err:
+            raise TooLarge(f"a chunk of {name} is larger than NATS accepts: {err}") from None
+
+    async def get(self, name: str) -> bytes | None:
+        """The object's bytes, checked against the digest it was stored with; None if there is none."""
+        description = await self._description(name)
+        if description is None:
+            return None
+        envelopes, _ = await self._chunks.load_aggregate(f"$O.{self.bucket}.C.{description['nuid']}", bytes,
+                                                         batch=CHUNKS_PER_READ)
+        data = b"".join(chunk for _, chunk in envelopes)
+        digest = "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
+        if len(data) != description.get("size") or digest != description.get("digest"):
+            raise UnknownPlaybook(f"{name} in the object store {self.bucket} is incomplete or damaged "
+                                  f"({len(data)} of {description.get('size')} bytes read)")
+        return data
+
+    async def has(self, name: str) -> bool:
+        return await self._description(name) is not None
+
+    async def delete(self, name: str) -> None:
+        """Remove the object's chunks and description (the engine's cleanup of uploads it has read)."""
+        description = await self._description(name)
+        if description is not None:
+            await self.js.purge_stream(self.stream, subject=f"$O.{self.bucket}.C.{description['nuid']}")
+        await self.js.purge_stream(self.stream, subject=self._meta(name))
+
+    def _meta(self, name: str) -> str:
+        return f"$O.{self.bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+
+    async def _description(self, name: str) -> dict[str, Any] | None:
+        request = json.dumps({"last_by_subj": self._meta(name)}).encode()
+        try:
+            msg = await self.nc.request(f"$JS.API.DIRECT.GET.{self.stream}", request, timeout=CHUNK_TIMEOUT)
+        except (TimeoutError, nats.errors.NoRespondersError) as err:
+            raise EngineUnavailable(f"the object store {self.bucket} did not answer ({type(err).__name__}): "
+                                    "is the engine up?") from None
+        status = (msg.headers or {}).get("Status")
+        if status == "404":
+            return None
+        if status:
+            raise EngineUnavailable(f"the object store {self.bucket} cannot be read: {status} "
+                                    f"{(msg.headers or {}).get('Description', '')}".rstrip())
+        description: dict[str, Any] = json.loads(msg.data)
+        return None if description.get("deleted") else description
