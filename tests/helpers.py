@@ -23,7 +23,7 @@ from aiohttp import web
 
 from app.root import ALL_SERVICES, serve
 from events import subjects
-from events.run import RunEvent, RunStarted
+from events.run import ENDINGS, REOPENING_EVENTS, TERMINAL_EVENTS, RunEvent, RunStarted
 from services.domain.run import decider, state
 from services.domain.run.commands import Advance, BeginStep, FinishStep
 from services.domain.run.decider import decide
@@ -81,9 +81,22 @@ def check_invariants(run: Run, after: str = "") -> None:
     assert run.gates_waiting == sum(s.gate.status == "requested" for s in run.steps.values()), after
 
 
+def check_ending(run: Run, event: RunEvent, was_finished: bool) -> None:
+    """The terminal-event contract, after every event: each ending writes exactly one terminal event, which
+    leaves the run in the status it names; only a reopening event makes a finished run go on."""
+    name = type(event).__name__
+    if isinstance(event, TERMINAL_EVENTS):
+        assert not was_finished, f"{name} ended run {run.id} that had already ended ({run.status})"
+        assert run.status == ENDINGS[type(event)] and run.finished, f"{name} left the run {run.status}"
+    elif was_finished:
+        assert run.finished == (not isinstance(event, REOPENING_EVENTS)), f"{name} after the end: {run.status}"
+
+
 def _checked_evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
+    was_finished = run.finished
     state.evolve(run, event, seq)
     check_invariants(run, f"after {type(event).__name__}")
+    check_ending(run, event, was_finished)
     return run
 
 
@@ -97,12 +110,14 @@ class Scenario:
     def __init__(self, *events: RunEvent) -> None:
         self.run = Run(id=R)
         self.seq = 0
+        self.history: list[RunEvent] = []
         self.given(*events)
 
     def given(self, *events: RunEvent) -> Scenario:
         for event in events:
             self.seq += 1
             _checked_evolve(self.run, event, self.seq)
+            self.history.append(event)
         return self
 
     def when(self, command: Any, t: float = 10) -> list[RunEvent]:
@@ -130,6 +145,15 @@ class Scenario:
     def run_step(self, step_id: str, **outputs: Any) -> list[RunEvent]:
         self.begin(step_id)
         return self.succeed(step_id, **outputs)
+
+    def begin_rollback(self, step_id: str) -> list[RunEvent]:
+        rollback = self.run.steps[step_id].rollback
+        return self.when(BeginStep(step_id=step_id, attempt=rollback.attempt, scheduled_seq=rollback.scheduled_seq,
+                                   executor="ex1", redelivered=False, rollback=True))
+
+    def finish_rollback(self, step_id: str, error: str = "", category: str = "unknown") -> list[RunEvent]:
+        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].rollback.attempt, outputs=[{}],
+                                    duration_ms=1.0, error=error, category=category, rollback=True))
 
 
 # -- the engine, in this process ---------------------------------------------------------------

@@ -5,6 +5,7 @@ Every interface (CLI, web, MCP) talks to the engine through this, never around i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -18,10 +19,10 @@ from events import subjects
 from events.codec import decode_event, encode
 from events.circuit import CircuitEvent
 from events.commands import Command, Reply
-from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
+from events.run import RunEvent, ended_after
 from projections import run_list
 from services.errors import EngineUnavailable
-from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold
+from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold, run_events
 
 _reply_decoder = msgspec.json.Decoder(Reply)
 
@@ -50,30 +51,21 @@ class EngineClient:
     async def run(self, run_id: str) -> Run:
         return fold(run_id, await self.events(run_id))
 
-    async def follow(self, run_id: str, *, after_rollback_start: bool = False) -> AsyncIterator[tuple[int, RunEvent]]:
-        """Every event of the run from the first, then live ones until the run ends.
+    async def follow(self, run_id: str) -> AsyncIterator[tuple[int, RunEvent]]:
+        """Every event of the run from the first, then live ones until the run has ended.
 
-        With `after_rollback_start`, the end is the end of the latest rollback (the run
-        ended once before it was rolled back).
+        The end is the contract's (`ended_after`): a terminal event not undone by a later
+        reopening one, with nothing stored after what was read. A run ended and rolled back
+        by hand is followed to the end of its rollback.
         """
-        js = self.nc.jetstream()
-        sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True,
-                                 deliver_policy=DeliverPolicy.ALL)
-        waiting_for_rollback = after_rollback_start
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=None)
-                try:
-                    event = decode_event(msg.data)
-                except msgspec.DecodeError:
-                    continue
-                yield msg.metadata.sequence.stream, event
-                if isinstance(event, RollbackStarted):
-                    waiting_for_rollback = False
-                elif isinstance(event, TERMINAL_EVENTS) and not waiting_for_rollback:
+        ended = False
+        events = run_events(self.nc, run_id)
+        async with contextlib.aclosing(events):
+            async for seq, event, stored_after in events:
+                yield seq, event
+                ended = ended_after(ended, event)
+                if ended and not stored_after:
                     return
-        finally:
-            await sub.unsubscribe()
 
     async def circuits(self) -> list[Breaker]:
         return await all_breakers(self.store)

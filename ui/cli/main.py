@@ -132,7 +132,7 @@ def cmd_control(args: argparse.Namespace, settings: Settings) -> int:
         if args.command != "rollback" or not reply.accepted or args.json or not args.follow:
             return print_reply(reply, args.json)
         follower = Follower(args.run_id)
-        async for seq, event in client.follow(args.run_id, after_rollback_start=True):
+        async for seq, event in client.follow(args.run_id):
             follower.show(seq, event)
         return 0 if follower.run.status == "rolled_back" else 1
 

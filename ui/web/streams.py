@@ -17,16 +17,14 @@ import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
 
 from events import subjects
-from events.codec import decode_event
 from events.run import RunEvent
 from projections import run_list
 from projections.projector import Change
 from projections.run_view import run_view, timeline
 from projections.step_logs import log_entries
-from services.read import Run, evolve
+from services.read import Run, evolve, run_events
 from ui.web.api import RUN_PATH, ApiError, backend
 
 SNAPSHOT_RUNS = 500          # newest runs in a list snapshot (active ones always)
@@ -211,23 +209,11 @@ async def _known_run(request: web.Request) -> str:
 
 async def _follow(request: web.Request, run_id: str, after: int = 0) -> AsyncIterator[tuple[int, RunEvent, int]]:
     """The run's stored events from the first (or after `after`), then live ones, with how
-    many more are already stored; an ordered consumer, so none is skipped or repeated."""
-    js = backend(request).nc.jetstream()
-    sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=None)
-            seq = msg.metadata.sequence.stream
-            if seq <= after:
-                continue
-            try:
-                event = decode_event(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
-            yield seq, event, msg.metadata.num_pending
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+    many more are already stored; in order, none skipped or repeated."""
+    events = run_events(backend(request).nc, run_id, after)
+    async with contextlib.aclosing(events):
+        async for item in events:
+            yield item
 
 
 def add_routes(app: web.Application) -> None:
