@@ -9,6 +9,12 @@ RUN_SUBJECTS = f"{PREFIX}.run.>"
 TIMER_SUBJECTS = f"{PREFIX}.timer.>"
 COMMAND_SUBJECTS = f"{PREFIX}.cmd.>"
 CIRCUIT_SUBJECTS = f"{PREFIX}.circuit.>"
+# The feed: the server republishes every event stored on a run's subjects (those a message
+# schedule stores included, timers not) on core NATS, in stream order, as `pb.feed.run.<id>.<Type>`
+# with the headers Nats-Stream, Nats-Subject, Nats-Sequence, Nats-Time-Stamp, Nats-Last-Sequence.
+# Only the server publishes there.
+FEED_SUBJECTS = f"{PREFIX}.feed.>"
+RUN_FEED_SUBJECTS = f"{PREFIX}.feed.run.>"
 
 
 def run_event(run_id: str, event_type: str) -> str:
@@ -23,6 +29,11 @@ def run(run_id: str) -> str:
 def run_all(run_id: str) -> str:
     """Every subject of one run: the aggregate boundary for optimistic concurrency."""
     return f"{run(run_id)}.>"
+
+
+def run_feed(run_id: str) -> str:
+    """One run's events on the feed (plain NATS, at most once)."""
+    return f"{PREFIX}.feed.run.{run_id}.>"
 
 
 def events_of_type(event_type: str) -> str:

@@ -68,6 +68,8 @@ class EventStore:
             "allow_msg_schedules": True,
             "allow_atomic": True,
             "duplicate_window": 120_000_000_000,
+            # Plain subscribers see every run event as stored, those fired by a schedule too.
+            "republish": {"src": subjects.RUN_SUBJECTS, "dest": subjects.RUN_FEED_SUBJECTS},
         }
         body = json.dumps(config).encode()
         reply = await self._api(f"$JS.API.STREAM.CREATE.{self.stream}", body)

@@ -5,9 +5,10 @@ grants). These users keep the event streams writable by the engine alone:
 
 - engine: publishes events (`pb.run.>`, `pb.circuit.>`, `pb.identity.>`, timers, output),
   uses the whole JetStream API and answers commands.
-- client: sends commands (`pb.cmd.>`) and reads PB_RUNS through consumers it names; asks the
-  learning service what it learned, and to learn again.
-- agent: reads PB_RUNS through consumers it names, and asks what was learned; nothing else.
+- client: sends commands (`pb.cmd.>`), reads PB_RUNS through consumers it names and the feed
+  (`pb.feed.>`, which only the server publishes); asks the learning service what it learned, and
+  to learn again.
+- agent: reads PB_RUNS through consumers it names and the feed, and asks what was learned; nothing else.
 
 Readers create consumers only in the named form (`CONSUMER.CREATE.PB_RUNS.<name>`): the
 unnamed form takes the name from the request body, and with it anyone could rewrite an
@@ -63,22 +64,24 @@ def _reader_publish(stream: str) -> tuple[list[str], list[str]]:
     # Spelled out although never allowed: events, timers and identity are the engine's alone,
     # and no one else may answer on an inbox (a forged reply).
     deny += [subjects.RUN_SUBJECTS, subjects.CIRCUIT_SUBJECTS, subjects.TIMER_SUBJECTS, subjects.IDENTITY_SUBJECTS,
-             "_INBOX.>"]
+             subjects.FEED_SUBJECTS, "_INBOX.>"]
     return allow, deny
 
 
 def permissions(role: NatsRole) -> dict:
     """The role's publish and subscribe permissions, as nats-server reads them."""
     if role == "engine":
-        return {"publish": {"allow": [f"{subjects.PREFIX}.>", "$JS.>", "_INBOX.>"]},
+        # The feed is the server's own republishing of stored events: not even the engine writes there.
+        return {"publish": {"allow": [f"{subjects.PREFIX}.>", "$JS.>", "_INBOX.>"], "deny": [subjects.FEED_SUBJECTS]},
                 "subscribe": {"allow": [f"{subjects.PREFIX}.>", "_pb.>", "_INBOX.>"]}}
     allow, deny = _reader_publish(subjects.RUNS_STREAM)
     learned = [subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS]   # what past runs taught: read-only answers
     if role == "client":
         return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, *learned,
                                       subjects.LEARNING_REBUILD, *allow], "deny": deny},
-                "subscribe": {"allow": ["_INBOX.>", f"{subjects.PREFIX}.output.>"]}}
-    return {"publish": {"allow": [*learned, *allow], "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}
+                "subscribe": {"allow": ["_INBOX.>", subjects.FEED_SUBJECTS, f"{subjects.PREFIX}.output.>"]}}
+    return {"publish": {"allow": [*learned, *allow], "deny": deny},
+            "subscribe": {"allow": ["_INBOX.>", subjects.FEED_SUBJECTS]}}
 
 
 def _render(value: object, indent: str) -> str:

@@ -240,3 +240,32 @@ async def test_the_engine_creates_exactly_the_durable_consumers_denied_to_reader
     async with engine_as_its_user(secured), secured.connect("engine") as engine:
         consumers = await engine.nc.jetstream().consumers_info(subjects.RUNS_STREAM)
     assert {info.name for info in consumers if info.config.durable_name} == set(ENGINE_CONSUMERS)
+
+
+async def test_readers_watch_the_feed_and_follow_by_named_consumers_and_only_the_server_publishes_there(
+        secured: Secured) -> None:
+    async with (engine_as_its_user(secured), secured.connect("engine") as engine, secured.connect("client") as client,
+                secured.connect("agent") as agent):
+        watching = {"client": await client.nc.subscribe(subjects.RUN_FEED_SUBJECTS),
+                    "agent": await agent.nc.subscribe(subjects.RUN_FEED_SUBJECTS)}
+        await client.nc.flush(), await agent.nc.flush()
+        forged = subjects.RUN_FEED_SUBJECTS.replace(">", "r1.RunCompleted")
+        for role in (engine, client, agent):
+            await role.nc.publish(forged, b'{"type": "RunCompleted", "run_id": "r1"}')
+            assert "permissions violation" in (await role.violation(forged)).lower()
+
+        reply = await EngineClient(client.nc).send(StartRun(actor="alice", playbook=GATED))
+        as_agent = EngineClient(agent.nc)
+        async for _, event in as_agent.follow(reply.run_id):                  # consumers the agent names
+            if isinstance(event, ApprovalRequested):
+                break
+        assert (await EngineClient(client.nc).send(ApproveStep(actor="carol", run_id=reply.run_id,
+                                                               step_id="deploy"))).accepted
+        followed = [(seq, event) async for seq, event in as_agent.follow(reply.run_id)]
+        assert isinstance(followed[-1][1], RunCompleted)
+        for sub in watching.values():
+            fed = [await sub.next_msg(timeout=5) for _ in followed]           # the forged one came first, if at all
+            assert [(int(m.headers["Nats-Sequence"]), m.headers["Nats-Stream"], m.subject) for m in fed] == [
+                (seq, subjects.RUNS_STREAM, subjects.RUN_FEED_SUBJECTS.replace(">", f"{reply.run_id}.")
+                 + type(event).__name__) for seq, event in followed]
+        assert [e for e in client.errors + agent.errors if forged.lower() not in e.lower()] == []
