@@ -21,6 +21,7 @@ from events.schema import json_schema
 from projections.sentences import circuit_sentence
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
+from services.read import fold
 from services.settings import Settings
 from ui.cli import insights as insights_command
 from ui.cli.render import (
@@ -224,17 +225,22 @@ def _event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """The timeline and the state rebuilt from the events alone; with --json the state, shaped as `status --json`."""
+    from projections.run_view import run_view
+
     async def work(client: EngineClient) -> int:
         envelopes = await client.events(args.run_id)
         if not envelopes:
             print(f"no run with id {args.run_id!r}", file=sys.stderr)
             return 1
-        follower = Follower(args.run_id, as_json=args.json)
+        if args.json:
+            print(json.dumps(run_view(fold(args.run_id, envelopes)), default=str))
+            return 0
+        follower = Follower(args.run_id)
         for seq, event in envelopes:
             follower.show(seq, event)
-        if not args.json:
-            print()
-            print(status_table(follower.run))
+        print()
+        print(status_table(follower.run))
         return 0
 
     return asyncio.run(with_client(settings, work))
@@ -373,7 +379,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
 
     replay = add("replay", cmd_replay, "rebuild a run's state from its events alone and print the timeline")
     replay.add_argument("run_id")
-    replay.add_argument("--json", action="store_true")
+    replay.add_argument("--json", action="store_true", help="print the rebuilt state, as status --json does")
 
     validate = add("validate", cmd_validate, "check a playbook without running it")
     validate.add_argument("file")
