@@ -25,6 +25,7 @@ from services.executor.remediation import Remediation
 from services.executor.service import Executor
 from services.learning.config import LearningConfig
 from services.learning.service import LearningService
+from services.logs import ensure_logs_stream
 from services.resilience.service import ResilienceService
 from services.run.service import RunService
 from services.settings import Settings
@@ -90,6 +91,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
     store = EventStore(nc)
     await store.ensure_stream()
+    await ensure_logs_stream(nc)
     parts = Parts(nc, store, run_repository(store), breaker_repository(store), settings)
     started = [SERVICES[name](parts) for name in which]
     running = Running(nc)

@@ -4,6 +4,8 @@ from __future__ import annotations
 PREFIX = "pb"
 # A run id is a subject token and a URL path part: ASCII letters, digits, - and _ (the one spelling).
 RUN_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+# A step id is a subject token too (output lines): a letter or _, then letters, digits, _ and -.
+STEP_ID_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
 RUNS_STREAM = "PB_RUNS"
 RUN_SUBJECTS = f"{PREFIX}.run.>"
 TIMER_SUBJECTS = f"{PREFIX}.timer.>"
@@ -68,13 +70,21 @@ def circuit(token: str) -> str:
 PROJECTIONS_REBUILD = f"{PREFIX}.projections.rebuild"
 
 
+# Output lines of running attempts (events/output.py), kept for a while in their own stream.
+LOGS_STREAM = "PB_LOGS"
+OUTPUT_SUBJECTS = f"{PREFIX}.output.>"
+
+
 def live_output(run_id: str, step_id: str, attempt: int) -> str:
-    """A running attempt's output lines, on core NATS only (the attempt's event stores it)."""
+    """A running attempt's output lines, then its OutputEnded."""
     return f"{PREFIX}.output.{run_id}.{step_id}.{attempt}"
 
 
-def live_output_of_run(run_id: str) -> str:
-    return f"{PREFIX}.output.{run_id}.>"
+def live_output_of_run(run_id: str, step_id: str | None = None, attempt: int | None = None) -> str:
+    """The output of a run, of one of its steps (every attempt), or of one attempt."""
+    if step_id is None:
+        return f"{PREFIX}.output.{run_id}.>"
+    return f"{PREFIX}.output.{run_id}.{step_id}.{'*' if attempt is None else attempt}"
 
 
 # -- identity: tokens (stream PB_IDENTITY) and refused access (stream PB_ACCESS) ----------------

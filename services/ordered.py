@@ -14,9 +14,14 @@ import os
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
+import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from events import subjects
+from events.codec import decode_event
+from events.run import RunEvent
 
 HEARTBEAT = 5.0               # seconds; three missed in a row and the reader starts again
 FORGOTTEN_AFTER = 60.0        # the server drops a consumer its reader left this long ago
@@ -79,3 +84,16 @@ async def _deliveries(nc: NATS, sub: Subscription, heartbeat: float) -> AsyncGen
             return
         delivered += 1
         yield Stored(meta.sequence.stream, meta.num_pending, msg.subject, msg.data)
+
+
+async def run_events(nc: NATS, run_id: str, after: int = 0) -> AsyncGenerator[tuple[int, RunEvent, int]]:
+    """The run's events stored after sequence `after`, then live ones, endless: each with its
+    sequence and how many more of the run's events were stored when it was read."""
+    reader = in_order(nc, subjects.RUNS_STREAM, [subjects.run_all(run_id)], after, prefix="run")
+    async with contextlib.aclosing(reader):
+        async for stored in reader:
+            try:
+                event = decode_event(stored.data)
+            except msgspec.DecodeError:
+                continue      # not an event of ours; its sequence is skipped like any other
+            yield stored.seq, event, stored.pending

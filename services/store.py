@@ -71,19 +71,7 @@ class EventStore:
             # Plain subscribers see every run event as stored, those fired by a schedule too.
             "republish": {"src": subjects.RUN_SUBJECTS, "dest": subjects.RUN_FEED_SUBJECTS},
         }
-        body = json.dumps(config).encode()
-        reply = await self._api(f"$JS.API.STREAM.CREATE.{self.stream}", body)
-        error = reply.get("error")
-        if error and error.get("err_code") == STREAM_NAME_IN_USE:
-            reply = await self._api(f"$JS.API.STREAM.UPDATE.{self.stream}", body)
-            error = reply.get("error")
-        if error:
-            raise RuntimeError(f"cannot set up stream {self.stream}: {error.get('description')}")
-
-    async def _api(self, subject: str, body: bytes) -> dict[str, Any]:
-        msg = await self.nc.request(subject, body, timeout=PUBLISH_TIMEOUT)
-        reply: dict[str, Any] = json.loads(msg.data)
-        return reply
+        await ensure_stream(self.nc, config)
 
     async def load(self, run_id: str, after: int = 0) -> tuple[list[Envelope], int]:
         """Every event of the run after stream sequence `after`, and the last sequence seen.
@@ -143,7 +131,11 @@ class EventStore:
 
     async def last_message_id(self, aggregate: str) -> tuple[int, str | None]:
         """Sequence and Nats-Msg-Id of the aggregate's last event (0, None when there is none)."""
-        request = json.dumps({"last_by_subj": f"{aggregate}.>"}).encode()
+        return await self.last_on(f"{aggregate}.>")
+
+    async def last_on(self, subject: str) -> tuple[int, str | None]:
+        """Sequence and Nats-Msg-Id of the last message on `subject` (wildcards allowed); (0, None) for none."""
+        request = json.dumps({"last_by_subj": subject}).encode()
         msg = await self.nc.request(self._direct_get, request, timeout=PUBLISH_TIMEOUT)
         headers = msg.headers or {}
         if headers.get("Status"):
@@ -217,3 +209,21 @@ class EventStore:
                     raise
                 log.warning("no ack for %s (try %d); publishing again with the same Nats-Msg-Id", subject, attempt)
         raise AssertionError("unreachable")
+
+
+async def ensure_stream(nc: NATS, config: dict[str, Any]) -> None:
+    """Create a stream, or bring its configuration up to date. Idempotent."""
+    body = json.dumps(config).encode()
+    reply = await _api(nc, f"$JS.API.STREAM.CREATE.{config['name']}", body)
+    error = reply.get("error")
+    if error and error.get("err_code") == STREAM_NAME_IN_USE:
+        reply = await _api(nc, f"$JS.API.STREAM.UPDATE.{config['name']}", body)
+        error = reply.get("error")
+    if error:
+        raise RuntimeError(f"cannot set up stream {config['name']}: {error.get('description')}")
+
+
+async def _api(nc: NATS, subject: str, body: bytes) -> dict[str, Any]:
+    msg = await nc.request(subject, body, timeout=PUBLISH_TIMEOUT)
+    reply: dict[str, Any] = json.loads(msg.data)
+    return reply

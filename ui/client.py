@@ -19,10 +19,13 @@ from events import subjects
 from events.codec import decode_event, encode
 from events.circuit import CircuitEvent
 from events.commands import Command, Reply
+from events.output import OutputEnded, OutputLine
 from events.run import RunEvent, ended_after
 from projections import run_list
 from services.errors import EngineUnavailable
-from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold, run_events
+from services.read import (
+    Breaker, EventStore, Run, all_breakers, breaker_history, evolve, fold, run_events, run_with_output, stored_output,
+)
 
 _reply_decoder = msgspec.json.Decoder(Reply)
 
@@ -65,6 +68,35 @@ class EngineClient:
                 yield seq, event
                 ended = ended_after(ended, event)
                 if ended and not stored_after:
+                    return
+
+    async def exists(self, run_id: str) -> bool:
+        last, _ = await self.store.last_message_id(subjects.run(run_id))
+        return last > 0
+
+    async def logs(self, run_id: str, step_id: str | None = None, attempt: int | None = None, *,
+                   follow: bool = False) -> AsyncIterator[tuple[int, OutputLine | OutputEnded]]:
+        """The output lines of the run's attempts (of one step, of one attempt), from the first, each with its
+        sequence in PB_LOGS: those stored now, or with `follow` then live ones until the end of what was asked
+        (the attempt, the step once it has settled, the run once it has ended)."""
+        if not follow:
+            stored = stored_output(self.nc, run_id, step_id, attempt)
+            async with contextlib.aclosing(stored):
+                async for item in stored:
+                    yield item
+            return
+        run, ended = Run(id=run_id), False
+        watched = run_with_output(self.nc, run_id, step_id, attempt)
+        async with contextlib.aclosing(watched):
+            async for seen in watched:
+                if isinstance(seen.item, RunEvent):
+                    evolve(run, seen.item, seen.seq)
+                    ended = ended_after(ended, seen.item)
+                    if (ended and not seen.stored_after) or _output_over(run, step_id, attempt):
+                        return
+                    continue
+                yield seen.seq, seen.item
+                if isinstance(seen.item, OutputEnded) and (seen.item.step_id, seen.item.attempt) == (step_id, attempt):
                     return
 
     async def circuits(self) -> list[Breaker]:
@@ -115,3 +147,15 @@ class EngineClient:
         finally:
             await sub.unsubscribe()
 
+
+def _output_over(run: Run, step_id: str | None, attempt: int | None) -> bool:
+    """Whether the step (or its attempt) will print no more: it settled, or the attempt is over."""
+    if step_id is None:
+        return False
+    step = run.steps.get(step_id)
+    if step is None:
+        return run.exists          # no such step in this run
+    if attempt is not None and (step.attempt.number > attempt or (
+            step.attempt.number == attempt and step.status not in ("scheduled", "running"))):
+        return True
+    return step.status in ("succeeded", "skipped") or (step.status == "failed" and not step.retry.status)

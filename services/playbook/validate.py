@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from events.playbook import Plan, Playbook, Step
+from events.subjects import STEP_ID_PATTERN
 from services.playbook.destinations import destination_issues
 from services.playbook.diagnostics import (Diagnostic, Issue, Names, Path, PlaybookInvalid, diagnostic,
                                            did_you_mean)
@@ -20,7 +21,7 @@ from services.playbook.limits import MAX_BYTES, MAX_STEPS
 from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
 DEFAULT_ACTIONS = frozenset({"noop", "wait", "shell", "http_request"})
-_STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_STEP_ID = re.compile(STEP_ID_PATTERN)
 
 
 class LoadedPlaybook(msgspec.Struct, frozen=True, kw_only=True):

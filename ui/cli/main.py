@@ -6,18 +6,22 @@ import asyncio
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import nats
 
 from events.commands import (
     ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
 from events.circuit import CircuitEvent
+from events.output import OutputLine
 from events.run import RunEvent
 from events.schema import json_schema
+from events.subjects import RUN_ID_PATTERN, STEP_ID_PATTERN
 from projections.sentences import circuit_sentence
 from services.errors import EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
@@ -224,6 +228,37 @@ def _event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json
     return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {sentence}"
 
 
+def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
+    """Output lines of a run's attempts from the first; with --follow, then live ones until the end."""
+    problem = _logs_problem(args)
+    if problem:
+        print(f"playbook logs: {problem}", file=sys.stderr)
+        return EXIT_INVALID
+
+    async def work(client: EngineClient) -> int:
+        if not await client.exists(args.run_id):
+            print(f"no run with id {args.run_id!r}", file=sys.stderr)
+            return 1
+        async for seq, item in client.logs(args.run_id, args.step_id, args.attempt, follow=args.follow):
+            if args.json:
+                print(json.dumps({"seq": seq, **msgspec.to_builtins(item)}), flush=True)
+            elif isinstance(item, OutputLine):
+                print(item.text if args.step_id else f"{item.step_id}#{item.attempt} {item.text}", flush=True)
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def _logs_problem(args: argparse.Namespace) -> str:
+    if not re.fullmatch(RUN_ID_PATTERN, args.run_id):
+        return f"{args.run_id!r} is not a run id"
+    if args.step_id is not None and not re.fullmatch(STEP_ID_PATTERN, args.step_id):
+        return f"{args.step_id!r} is not a step id"
+    if args.attempt is not None and (args.step_id is None or args.attempt < 1):
+        return "--attempt N needs a STEP, and N is 1 or more"
+    return ""
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """The timeline and the state rebuilt from the events alone; with --json the state, shaped as `status --json`."""
     from projections.run_view import run_view
@@ -251,7 +286,6 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     params = parse_params(args.param) if args.param else None
     diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
     if args.json:
-        import msgspec
         print(msgspec.json.encode(diagnostics).decode())
     else:
         for diagnostic in diagnostics:
@@ -376,6 +410,14 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
                         help="a circuit breaker's history instead (keys: playbook circuits)")
     events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    logs = add("logs", cmd_logs, "print the output lines of a run's steps from the first; --follow: then live ones")
+    logs.add_argument("run_id")
+    logs.add_argument("step_id", nargs="?", help="only this step's output")
+    logs.add_argument("--attempt", type=int, help="only this attempt of the step (1 is the first)")
+    logs.add_argument("--follow", action="store_true",
+                      help="then live lines until the attempt, the step or the run has ended")
+    logs.add_argument("--json", action="store_true", help="one JSON object per line, the attempts' ends too")
 
     replay = add("replay", cmd_replay, "rebuild a run's state from its events alone and print the timeline")
     replay.add_argument("run_id")
