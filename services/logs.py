@@ -73,7 +73,7 @@ async def stored_output(nc: NATS, run_id: str, step_id: str | None = None, attem
                         after: int = 0) -> AsyncGenerator[tuple[int, Output]]:
     """The output lines stored now (of a step, of an attempt), from the first; then it returns."""
     scope = subjects.live_output_of_run(run_id, step_id, attempt)
-    last, _ = await EventStore(nc, subjects.LOGS_STREAM).last_on(scope)
+    last, _ = await EventStore(nc, subjects.LOGS_STREAM).last_position(scope)
     if last <= after:
         return
     lines = _output(nc, scope, after)
@@ -113,7 +113,7 @@ async def run_with_output(nc: NATS, run_id: str, step_id: str | None = None, att
                 seq, event, stored_after = next_event.result()
                 next_event = asyncio.create_task(events.get())
                 if isinstance(event, FINISHING):
-                    stored, _ = await logs.last_on(scope)
+                    stored, _ = await logs.last_position(scope)
                     while last_line < stored:
                         last_line, line, after = await next_line
                         next_line = asyncio.create_task(lines.get())

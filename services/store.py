@@ -129,11 +129,17 @@ class EventStore:
             except msgspec.DecodeError as err:
                 log.warning("skipping undecodable event %s seq %d: %s", headers.get("Nats-Subject"), batch.last, err)
 
+    async def last_on(self, subject: str) -> bytes | None:
+        """The data of the last message on one subject, None when there is none."""
+        request = json.dumps({"last_by_subj": subject}).encode()
+        msg = await self.nc.request(self._direct_get, request, timeout=PUBLISH_TIMEOUT)
+        return None if (msg.headers or {}).get("Status") else msg.data
+
     async def last_message_id(self, aggregate: str) -> tuple[int, str | None]:
         """Sequence and Nats-Msg-Id of the aggregate's last event (0, None when there is none)."""
-        return await self.last_on(f"{aggregate}.>")
+        return await self.last_position(f"{aggregate}.>")
 
-    async def last_on(self, subject: str) -> tuple[int, str | None]:
+    async def last_position(self, subject: str) -> tuple[int, str | None]:
         """Sequence and Nats-Msg-Id of the last message on `subject` (wildcards allowed); (0, None) for none."""
         request = json.dumps({"last_by_subj": subject}).encode()
         msg = await self.nc.request(self._direct_get, request, timeout=PUBLISH_TIMEOUT)

@@ -5,10 +5,11 @@ grants). These users keep the event streams writable by the engine alone:
 
 - engine: publishes events (`pb.run.>`, `pb.circuit.>`, `pb.identity.>`, timers, output),
   uses the whole JetStream API and answers commands.
-- client: sends commands (`pb.cmd.>`), reads PB_RUNS through consumers it names and the feed
-  (`pb.feed.>`, which only the server publishes); asks the learning service what it learned, and
-  to learn again.
-- agent: reads PB_RUNS through consumers it names and the feed, and asks what was learned; nothing else.
+- client: sends commands (`pb.cmd.>`), reads PB_RUNS and PB_LOGS through consumers it names, the
+  feed (`pb.feed.>`, which only the server publishes) and live output; asks the learning service
+  what it learned, and to learn again; asks a web server for the audit.
+- agent: reads PB_RUNS and PB_LOGS through consumers it names, the feed and live output, and asks
+  what was learned; nothing else.
 
 Readers create consumers only in the named form (`CONSUMER.CREATE.PB_RUNS.<name>`): the
 unnamed form takes the name from the request body, and with it anyone could rewrite an
@@ -51,20 +52,22 @@ def user_name(role: NatsRole) -> str:
     return f"pb-{role}"
 
 
-def _reader_publish(stream: str) -> tuple[list[str], list[str]]:
-    """What reading a stream through one's own consumers needs, and the engine's consumers denied."""
-    allow = [f"{API}.INFO", f"{API}.STREAM.NAMES", f"{API}.STREAM.INFO.{stream}",
-             f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>",
-             f"{API}.CONSUMER.CREATE.{stream}.*", f"{API}.CONSUMER.CREATE.{stream}.*.>",
-             f"{API}.CONSUMER.INFO.{stream}.*", f"{API}.CONSUMER.MSG.NEXT.{stream}.*",
-             f"{API}.CONSUMER.DELETE.{stream}.*", f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>"]
+def _reader_publish() -> tuple[list[str], list[str]]:
+    """What reading PB_RUNS and PB_LOGS through one's own consumers needs, and the engine's consumers denied."""
+    allow = [f"{API}.INFO", f"{API}.STREAM.NAMES"]
+    for stream in (subjects.RUNS_STREAM, subjects.LOGS_STREAM):
+        allow += [f"{API}.STREAM.INFO.{stream}", f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>",
+                  f"{API}.CONSUMER.CREATE.{stream}.*", f"{API}.CONSUMER.CREATE.{stream}.*.>",
+                  f"{API}.CONSUMER.INFO.{stream}.*", f"{API}.CONSUMER.MSG.NEXT.{stream}.*",
+                  f"{API}.CONSUMER.DELETE.{stream}.*", f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>"]
+    stream = subjects.RUNS_STREAM
     deny = [subject for name in ENGINE_CONSUMERS for subject in (
         f"{API}.CONSUMER.*.{stream}.{name}", f"{API}.CONSUMER.CREATE.{stream}.{name}.>",
         f"{API}.CONSUMER.MSG.NEXT.{stream}.{name}", f"$JS.ACK.{stream}.{name}.>")]
-    # Spelled out although never allowed: events, timers and identity are the engine's alone,
+    # Spelled out although never allowed: events, timers, identity and output lines are the engine's alone,
     # and no one else may answer on an inbox (a forged reply).
     deny += [subjects.RUN_SUBJECTS, subjects.CIRCUIT_SUBJECTS, subjects.TIMER_SUBJECTS, subjects.IDENTITY_SUBJECTS,
-             subjects.FEED_SUBJECTS, "_INBOX.>"]
+             subjects.FEED_SUBJECTS, subjects.OUTPUT_SUBJECTS, "_INBOX.>"]
     return allow, deny
 
 
@@ -74,14 +77,14 @@ def permissions(role: NatsRole) -> dict:
         # The feed is the server's own republishing of stored events: not even the engine writes there.
         return {"publish": {"allow": [f"{subjects.PREFIX}.>", "$JS.>", "_INBOX.>"], "deny": [subjects.FEED_SUBJECTS]},
                 "subscribe": {"allow": [f"{subjects.PREFIX}.>", "_pb.>", "_INBOX.>"]}}
-    allow, deny = _reader_publish(subjects.RUNS_STREAM)
+    allow, deny = _reader_publish()
     learned = [subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS]   # what past runs taught: read-only answers
+    watching = ["_INBOX.>", subjects.FEED_SUBJECTS, subjects.OUTPUT_SUBJECTS]   # the feed and live output lines
     if role == "client":
-        return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, *learned,
+        return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, subjects.AUDIT, *learned,
                                       subjects.LEARNING_REBUILD, *allow], "deny": deny},
-                "subscribe": {"allow": ["_INBOX.>", subjects.FEED_SUBJECTS, f"{subjects.PREFIX}.output.>"]}}
-    return {"publish": {"allow": [*learned, *allow], "deny": deny},
-            "subscribe": {"allow": ["_INBOX.>", subjects.FEED_SUBJECTS]}}
+                "subscribe": {"allow": watching}}
+    return {"publish": {"allow": [*learned, *allow], "deny": deny}, "subscribe": {"allow": watching}}
 
 
 def _render(value: object, indent: str) -> str:

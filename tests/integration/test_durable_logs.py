@@ -60,7 +60,7 @@ async def test_clients_joining_at_line_4_of_a_6_line_step_get_lines_1_to_6_then_
     gates.mkdir()
     pacer = Pacer(gates)
     watching = await engine.nc.subscribe(subjects.live_output_of_run("paced"), cb=pacer.on_line)
-    reply = await engine.send(StartRun(actor="alice", run_id="paced", playbook=six_lines_at_the_tests_pace(gates)))
+    reply = await engine.send(StartRun(run_id="paced", playbook=six_lines_at_the_tests_pace(gates)))
     assert reply.accepted, reply.error
     await pacer.printed("line 1")
     for n in (1, 2, 3):
@@ -70,7 +70,7 @@ async def test_clients_joining_at_line_4_of_a_6_line_step_get_lines_1_to_6_then_
     cli = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ui.cli.main", "logs", "paced", "emit", "--follow", env=engine_env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/runs/paced/logs/stream?step=emit") as response:
             client = engine.logs("paced", "emit", 1, follow=True)
             try:
@@ -117,7 +117,7 @@ async def test_the_logs_stream_is_limited_by_age_size_and_lines_per_attempt(engi
 
 
 async def test_a_step_that_prints_nothing_still_ends_and_an_unknown_run_is_refused(engine, engine_env) -> None:
-    reply = await engine.send(StartRun(actor="alice", run_id="quiet", playbook=playbook_yaml(
+    reply = await engine.send(StartRun(run_id="quiet", playbook=playbook_yaml(
         [{"id": "silent", "action": "shell", "args": {"command": "true"}, "timeout_seconds": 5}])))
     await wait_for_end(engine, reply.run_id)
     followed = [item async for _, item in engine.logs("quiet", follow=True)]

@@ -63,15 +63,15 @@ def changed_then_rolled_back_by_hand(journal: Path) -> str:
 async def test_a_plain_subscriber_and_a_late_consumer_see_every_event_of_runs_with_retries_deadlines_and_rollbacks(
         engine, warming_up, tmp_path, engine_env) -> None:
     feed = await feed_agent.watch(engine.nc)                     # subscribed before anything starts
-    first = await engine.send(StartRun(actor="alice", run_id="retried-gated",
+    first = await engine.send(StartRun(run_id="retried-gated",
                                        playbook=retried_then_timed_out_at_its_gate_and_rolled_back(
                                            warming_up, tmp_path / "journal")))
-    second = await engine.send(StartRun(actor="alice", run_id="by-hand",
+    second = await engine.send(StartRun(run_id="by-hand",
                                         playbook=changed_then_rolled_back_by_hand(tmp_path / "journal2")))
     assert first.accepted and second.accepted
     await wait_for_end(engine, "retried-gated")
     await wait_for_end(engine, "by-hand")
-    assert (await engine.send(RollbackRun(run_id="by-hand", actor="ops"))).accepted
+    assert (await engine.send(RollbackRun(run_id="by-hand"))).accepted
     await wait_for_end(engine, "by-hand")
 
     stored = {run: await engine.events(run) for run in ("retried-gated", "by-hand")}
@@ -99,7 +99,7 @@ async def test_the_example_agent_watches_a_run_live_and_processes_it_afterwards(
     assert agent.stdout is not None
     try:
         assert json.loads(await asyncio.wait_for(agent.stdout.readline(), 20)) == {"watching": "retried"}
-        reply = await engine.send(StartRun(actor="alice", run_id="retried", playbook=(
+        reply = await engine.send(StartRun(run_id="retried", playbook=(
             retried_then_timed_out_at_its_gate_and_rolled_back(warming_up, tmp_path / "journal"))))
         assert reply.accepted
         out, _ = await asyncio.wait_for(agent.communicate(), 30)
