@@ -21,7 +21,7 @@ from events.commands import StartRun
 from events.output import OutputEnded
 from services.logs import MAX_AGE_SECONDS, MAX_BYTES, MAX_LINES_PER_ATTEMPT
 from tests.e2e.conftest import ROOT, playbook_cli
-from tests.helpers import playbook_yaml, read_until, wait_for_end
+from tests.helpers import person, playbook_yaml, read_until, refusals, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +127,24 @@ async def test_a_step_that_prints_nothing_still_ends_and_an_unknown_run_is_refus
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "no run with id 'nope'")
     bad = playbook_cli("logs", "quiet", "a.b", env=engine_env)
     assert bad.returncode == 2 and "not a step id" in bad.stderr
+
+
+async def test_a_viewer_of_the_playbook_reads_its_runs_logs_and_a_viewer_of_another_is_refused(
+        engine, web_server) -> None:
+    reply = await engine.send(StartRun(playbook=playbook_yaml(
+        [{"id": "say", "action": "shell", "args": {"command": "echo one; echo two"}, "timeout_seconds": 5}],
+        name="printing")))
+    await wait_for_end(engine, reply.run_id)
+    vic = await person(engine, "vic", "viewer:printing")
+    eve = await person(engine, "eve", "viewer:billing-*")
+    url = f"{web_server.url}/api/runs/{reply.run_id}/logs/stream"
+    async with aiohttp.ClientSession(headers=vic.headers()) as http, http.get(url) as response:
+        seen = await read_until(response, lambda m, _: m.event == "log")
+    assert [(m.event, m.data.get("text") if m.event == "live" else None) for m in seen[:3]] == [
+        ("live", "one"), ("live", "two"), ("end", None)]
+    async with aiohttp.ClientSession(headers=eve.headers()) as http, http.get(url) as response:
+        assert response.status == 403
+    assert [(r.principal, r.action) for r in await refusals(engine.nc)][-1:] == [("eve", "read")]
 
 
 async def _cli_line(cli: asyncio.subprocess.Process) -> str:

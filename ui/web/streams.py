@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
@@ -25,7 +25,7 @@ from projections.projector import Change
 from projections.run_view import run_view, timeline
 from projections.step_logs import log_entries
 from services.identity.authority import Resource
-from services.read import Run, evolve, run_events, run_with_output
+from services.read import Run, Watched, evolve, run_events, run_with_output
 from ui.web.access import may_read, permit
 from ui.web.api import RUN_PATH, ApiError, backend, permit_run_read
 
@@ -130,21 +130,16 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
                 if not pending:
                     await sse.send(_dumps(run_view(run)), event="view")
             return sse
-        watched = run_with_output(nc, run_id, after_line=last_line)
-        async with contextlib.aclosing(watched):
-            position = [0, last_line]
-            async for seen in watched:
-                if not isinstance(seen.item, RunEvent):
-                    position[1] = seen.seq
-                    await _send_output(sse, seen.item, position)
-                    continue
-                position[0] = seen.seq
-                evolve(run, seen.item, seen.seq)
-                if seen.seq > last:
-                    await sse.send(_dumps(_event_message(seen.seq, seen.item)), id=_id(position), event="event")
-                    if entries := log_entries(seen.seq, seen.item):
+        position = [0, last_line]
+        events = _sending_output(sse, run_with_output(nc, run_id, after_line=last_line), position)
+        async with contextlib.aclosing(events):
+            async for seq, event, pending in events:
+                evolve(run, event, seq)
+                if seq > last:
+                    await sse.send(_dumps(_event_message(seq, event)), id=_id(position), event="event")
+                    if entries := log_entries(seq, event):
                         await sse.send(_dumps(entries), event="log")
-                if not seen.stored_after:
+                if not pending:
                     await sse.send(_dumps(run_view(run)), event="view")
     return sse
 
@@ -164,19 +159,28 @@ async def logs_stream(request: web.Request) -> web.StreamResponse:
     if step is not None and not re.fullmatch(subjects.STEP_ID_PATTERN, step):
         raise ApiError(400, "bad_request", f"{step[:40]!r} is not a step id")
     async with open_stream(request) as sse:
+        position = [last, last_line]
         watched = run_with_output(backend(request).nc, run_id, step, after_event=last, after_line=last_line)
-        async with contextlib.aclosing(watched):
-            position = [last, last_line]
-            async for seen in watched:
-                if not isinstance(seen.item, RunEvent):
-                    position[1] = seen.seq
-                    await _send_output(sse, seen.item, position)
-                    continue
-                position[0] = seen.seq
-                entries = [e for e in log_entries(seen.seq, seen.item) if step is None or e.step_id == step]
+        events = _sending_output(sse, watched, position)
+        async with contextlib.aclosing(events):
+            async for seq, event, _ in events:
+                entries = [e for e in log_entries(seq, event) if step is None or e.step_id == step]
                 if entries:
                     await sse.send(_dumps(entries), id=_id(position), event="log")
     return sse
+
+
+async def _sending_output(sse: EventSourceResponse, watched: AsyncGenerator[Watched], position: list[int]
+                          ) -> AsyncGenerator[tuple[int, RunEvent, int]]:
+    """The run's events, its output lines sent on the way (`live`, `end`); `position` kept as both advance."""
+    async with contextlib.aclosing(watched):
+        async for seen in watched:
+            if isinstance(seen.item, RunEvent):
+                position[0] = seen.seq
+                yield seen.seq, seen.item, seen.stored_after
+            else:
+                position[1] = seen.seq
+                await _send_output(sse, seen.item, position)
 
 
 def positions(request: web.Request) -> tuple[int, int]:
