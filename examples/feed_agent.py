@@ -4,6 +4,8 @@
     python examples/feed_agent.py watch [RUN]          live on the feed (plain NATS): at most once
     python examples/feed_agent.py process NAME [RUN]   a durable JetStream consumer NAME: every event
                                                        once, in order, from the first or where NAME stopped
+    python examples/feed_agent.py logs RUN STEP [N]    attempt N's (1's) output lines, from the first,
+                                                       then live ones, until its end (stream PB_LOGS)
 
 Each event is printed as one JSON line, {"seq": ..., "event": {...}}. With RUN, `watch` stops at
 the run's terminal event and `process` once the run has ended and nothing more is stored.
@@ -73,13 +75,41 @@ async def process(nc: nats.NATS, name: str, run: str = "*") -> AsyncIterator[tup
             yield msg.metadata.sequence.stream, json.loads(msg.data), msg.metadata.num_pending, msg
 
 
+async def output(nc: nats.NATS, run: str, step: str, attempt: int = 1) -> AsyncIterator[dict]:
+    """An attempt's output lines from the first, then live ones, then its OutputEnded; once each, in order.
+
+    PB_LOGS keeps every line a while, so joining half-way loses nothing. The consumer is this
+    reader's own (a fresh name), acknowledges nothing, and is deleted when the reading stops.
+    """
+    sub = await nc.jetstream().pull_subscribe(
+        f"pb.output.{run}.{step}.{attempt}", stream="PB_LOGS",
+        config=ConsumerConfig(ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=60))
+    try:
+        while True:
+            try:
+                batch = await sub.fetch(100, timeout=5)
+            except nats.errors.TimeoutError:
+                continue          # the step prints nothing right now
+            for msg in batch:
+                line = json.loads(msg.data)
+                yield line
+                if line["type"] == "OutputEnded":
+                    return
+    finally:
+        await sub.unsubscribe()
+
+
 async def main(argv: list[str]) -> int:
-    if len(argv) < 1 or argv[0] not in ("watch", "process") or (argv[0] == "process" and len(argv) < 2):
+    if len(argv) < 1 or argv[0] not in ("watch", "process", "logs") or (argv[0] == "process" and len(argv) < 2) or (
+            argv[0] == "logs" and len(argv) < 3):
         print(__doc__, file=sys.stderr)
         return 2
     nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     try:
-        if argv[0] == "watch":
+        if argv[0] == "logs":
+            async for line in output(nc, argv[1], argv[2], int(argv[3]) if len(argv) > 3 else 1):
+                print(json.dumps(line), flush=True)
+        elif argv[0] == "watch":
             run = argv[1] if len(argv) > 1 else None
             print(json.dumps({"watching": run or "*"}), flush=True)
             async for seq, event in await watch(nc, run or "*"):

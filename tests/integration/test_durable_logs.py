@@ -1,5 +1,5 @@
 """Durable live logs: a running step's lines are kept in PB_LOGS, so whoever joins late — the CLI,
-the dashboard's logs stream, the client — reads from the first line, then live ones, each once and in
+the dashboard's logs stream, the client, the example agent — reads from the first line, then live ones, each once and in
 order, then the end.
 
 The step prints a line and waits for a file the test creates before it prints the next, so the test
@@ -70,11 +70,15 @@ async def test_clients_joining_at_line_4_of_a_6_line_step_get_lines_1_to_6_then_
     cli = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ui.cli.main", "logs", "paced", "emit", "--follow", env=engine_env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "examples" / "feed_agent.py"), "logs", "paced", "emit", env=engine_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/runs/paced/logs/stream?step=emit") as response:
             client = engine.logs("paced", "emit", 1, follow=True)
             try:
                 joined = {"cli": [await _cli_line(cli) for _ in range(4)],
+                          "agent": [json.loads(await _cli_line(agent))["text"] for _ in range(4)],
                           "sse": [m.data["text"] for m in await read_until(response, lambda _, seen: len(seen) == 4)],
                           "client": [(await anext(client))[1].text for _ in range(4)]}
                 assert all(seen == LINES[:4] for seen in joined.values()), joined   # from the first, though late
@@ -92,11 +96,16 @@ async def test_clients_joining_at_line_4_of_a_6_line_step_get_lines_1_to_6_then_
                 out, err = await asyncio.wait_for(cli.communicate(), 30)
                 joined["cli"] += out.decode().splitlines()
                 assert cli.returncode == 0, err.decode()
+                out, err = await asyncio.wait_for(agent.communicate(), 30)
+                printed = [json.loads(line) for line in out.decode().splitlines()]
+                joined["agent"] += [line["text"] for line in printed[:-1]]
+                assert (agent.returncode, printed[-1]["type"], printed[-1]["lines"]) == (0, "OutputEnded", 6), err
             finally:
                 await client.aclose()
-                with contextlib.suppress(ProcessLookupError):
-                    cli.kill()
-    assert joined == {"cli": LINES, "sse": LINES, "client": LINES}
+                for process in (cli, agent):
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
+    assert joined == {"cli": LINES, "agent": LINES, "sse": LINES, "client": LINES}
     await watching.unsubscribe()
 
     events = await wait_for_end(engine, "paced")
