@@ -158,7 +158,7 @@ async def test_a_viewer_of_the_playbook_reads_its_runs_logs_and_a_viewer_of_anot
     async with aiohttp.ClientSession(headers={**vic.headers(), "Last-Event-ID": str(seen[0].id)}) as http:
         async with http.get(url) as response:                     # a reconnect after line one: the rest, once each
             again = await read_until(response, lambda m, _: m.event == "log")
-        assert [(m.event, m.id) for m in again] == [(m.event, m.id) for m in seen[1:]]
+        assert [(m.event, m.data) for m in again] == [(m.event, m.data) for m in seen[1:]]
         async with http.get(url, headers={"Last-Event-ID": "one.two"}) as response:
             assert response.status == 400
 
