@@ -107,7 +107,7 @@ class Metrics(msgspec.Struct, kw_only=True):
         return True
 
     def _reopen(self, run_id: str) -> TrackedRun | None:
-        """A finished run reopened (rolled back by hand) is active again."""
+        """A finished run reopened (rolled back or retried by hand) is active again (its first ending stays counted)."""
         tracked = self.ended.pop(run_id, None)
         if tracked is not None:
             self.active[run_id] = tracked

@@ -8,7 +8,7 @@ import msgspec
 
 from events.run import (
     ENDINGS, REOPENING_EVENTS, TERMINAL_EVENTS, ApprovalGranted, ApprovalRejected, ApprovalRequested,
-    ApprovalTimedOut, RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunStarted,
+    ApprovalTimedOut, RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunRetried, RunStarted,
 )
 from services.read import ACTIVE_RUN
 
@@ -62,6 +62,10 @@ def apply(runs: dict[str, RunSummary], event: RunEvent) -> None:
             summary.gates_waiting = max(0, summary.gates_waiting - 1)
         case RollbackStarted():
             summary.phase, summary.status, summary.finished_at = "rollback", "rolling_back", None
+        case RunRetried():
+            summary.phase, summary.status, summary.finished_at = "forward", "running", None
+            summary.steps = len(event.playbook.steps) if event.playbook else summary.steps
+            summary.gates_waiting = 0      # a retry asks the gates of the steps it runs again afresh
         case _ if type(event) in ENDINGS:
             summary.status, summary.finished_at = ENDINGS[type(event)], event.at
     if summary.status in ("running", "waiting_approval"):

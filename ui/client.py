@@ -25,7 +25,7 @@ from events.circuit import CircuitEvent
 from events.commands import Command, Reply
 from events.identity import Caller, caller_headers
 from events.output import OutputEnded, OutputLine
-from events.run import RunEvent, ended_after
+from events.run import RollbackStarted, RunEvent, RunRetried, ended_after
 from projections import run_list
 from services.errors import EngineUnavailable
 from services.read import (
@@ -74,20 +74,27 @@ class EngineClient:
     async def run(self, run_id: str) -> Run:
         return fold(run_id, await self.events(run_id))
 
-    async def follow(self, run_id: str) -> AsyncIterator[tuple[int, RunEvent]]:
-        """Every event of the run from the first, then live ones until the run has ended.
+    async def follow(self, run_id: str, *, after_rollback_start: bool = False, after_retry: bool = False,
+                     after: int = 0) -> AsyncIterator[tuple[int, RunEvent]]:
+        """Every event of the run from the first (or those stored after sequence `after`), then
+        live ones until the run has ended.
 
         The end is the contract's (`ended_after`): a terminal event not undone by a later
-        reopening one, with nothing stored after what was read. A run ended and rolled back
-        by hand is followed to the end of its rollback.
+        reopening one (a rollback, a retry), with nothing stored after what was read. With
+        `after_rollback_start`, an end counts only once a RollbackStarted was read (the caller
+        just asked for one). With `after_retry`, the events from the run's latest `RunRetried` on.
         """
-        ended = False
-        events = run_events(self.nc, run_id)
+        if after_retry:
+            after = max((seq for seq, event in await self.events(run_id) if isinstance(event, RunRetried)),
+                        default=1) - 1
+        ended, waiting_for_rollback = False, after_rollback_start
+        events = run_events(self.nc, run_id, after)
         async with contextlib.aclosing(events):
             async for seq, event, stored_after in events:
                 yield seq, event
+                waiting_for_rollback = waiting_for_rollback and not isinstance(event, RollbackStarted)
                 ended = ended_after(ended, event)
-                if ended and not stored_after:
+                if ended and not waiting_for_rollback and not stored_after:
                     return
 
     async def exists(self, run_id: str) -> bool:
@@ -155,10 +162,11 @@ class EngineClient:
             except msgspec.DecodeError:
                 continue
 
-    async def _reading(self, filters: list[str], *, follow: bool) -> AsyncIterator[Msg]:
-        """Stored messages on these subjects from the first, then (`follow`) live ones, through a pull consumer this
-        client names. If the server loses it (a restart), it is made again after the last message read."""
-        js, last = self.nc.jetstream(), 0
+    async def _reading(self, filters: list[str], *, follow: bool, after: int = 0) -> AsyncIterator[Msg]:
+        """Stored messages on these subjects from the first (after stream sequence `after`), then (`follow`) live
+        ones, through a pull consumer this client names. If the server loses it (a restart), it is made again after
+        the last message read."""
+        js, last = self.nc.jetstream(), after
         while True:
             config = ConsumerConfig(ack_policy=AckPolicy.NONE, filter_subjects=filters, mem_storage=True,
                                     inactive_threshold=INACTIVE_SECONDS, deliver_policy=DeliverPolicy.ALL)

@@ -187,7 +187,7 @@ PATHS: list[tuple[Callable[[], Scenario], list[str]]] = [
 @pytest.mark.parametrize(("path", "endings"), PATHS, ids=[path.__name__ for path, _ in PATHS])
 def test_each_ending_writes_exactly_one_terminal_event(path: Callable[[], Scenario], endings: list[str]) -> None:
     s = path()
-    history = s.history
+    history = s.events
     assert [type(e).__name__ for e in history if isinstance(e, TERMINAL_EVENTS)] == endings
     reopened = [e for i, e in enumerate(history)
                 if isinstance(e, REOPENING_EVENTS) and any(isinstance(p, TERMINAL_EVENTS) for p in history[:i])]
@@ -199,15 +199,15 @@ def test_each_ending_writes_exactly_one_terminal_event(path: Callable[[], Scenar
 
 def test_a_reopened_run_has_not_ended_until_its_new_terminal_event() -> None:
     s = completed_then_rolled_back_by_hand()
-    reopening = next(i for i, e in enumerate(s.history) if isinstance(e, RollbackStarted))
-    assert _ended(s.history[:reopening]) and not _ended(s.history[:reopening + 1])
-    assert not _ended(s.history[:-1]) and _ended(s.history)
+    reopening = next(i for i, e in enumerate(s.events) if isinstance(e, RollbackStarted))
+    assert _ended(s.events[:reopening]) and not _ended(s.events[:reopening + 1])
+    assert not _ended(s.events[:-1]) and _ended(s.events)
 
 
 def test_records_after_an_end_do_not_reopen_it() -> None:
     s = cancelled_at_a_gate_then_its_deadline_fires()
-    assert type(s.history[-1]).__name__ == "ApprovalDeadlinePassed"
-    assert _ended(s.history) and s.run.status == "cancelled"
+    assert type(s.events[-1]).__name__ == "ApprovalDeadlinePassed"
+    assert _ended(s.events) and s.run.status == "cancelled"
 
 
 def test_the_endings_name_the_statuses_a_finished_run_has() -> None:

@@ -1,0 +1,170 @@
+"""`status`, `list`, `events`, `logs`, `replay`, `circuits`: what the engine holds, read and shown."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from events.circuit import CircuitEvent
+from events.commands import ResetCircuit
+from events.output import OutputLine
+from events.run import RunEvent
+from events.subjects import RUN_ID_PATTERN, STEP_ID_PATTERN
+from projections.run_list import as_dict
+from projections.run_view import run_view
+from projections.sentences import circuit_sentence
+from services.read import fold
+from services.settings import Settings
+from ui.cli.common import failed, print_json, print_reply
+from ui.cli.connect import steer, with_client
+from ui.cli.render import EXIT_INVALID, Follower, event_json, status_table, terminal_line
+from ui.client import EngineClient
+
+
+def no_run(args: argparse.Namespace) -> int:
+    return failed(args, "unknown_run", f"no run with id {args.run_id!r}")
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(client: EngineClient) -> int:
+        run = await client.run(args.run_id)
+        if not run.exists:
+            return no_run(args)
+        if args.json:
+            print_json(run_view(run))
+        else:
+            print(status_table(run, full_output=args.output))
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(client: EngineClient) -> int:
+        runs = [r for r in await client.list_runs() if r.active or not args.active]
+        if args.json:
+            print_json([as_dict(r) for r in runs])
+            return 0
+        for r in runs:
+            dry = " (dry run)" if r.dry_run else ""
+            print(f"{r.run_id:<18} {r.status:<11} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.playbook}{dry}  by {r.actor}")
+        if not runs:
+            print("no active runs" if args.active else "no runs yet")
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
+    if args.circuit:
+        return _circuit_events(args, settings)
+    if not args.run_id:
+        print("playbook events: give a run id, or --circuit KEY", file=sys.stderr)
+        return EXIT_INVALID
+
+    async def work(client: EngineClient) -> int:
+        source = client.follow(args.run_id) if args.follow else _aiter(await client.events(args.run_id))
+        count = 0
+        async for seq, event in source:
+            count += 1
+            print(_event_line(seq, event, terminal_line(event), args.json), flush=True)
+        return 0 if count else no_run(args)
+
+    return asyncio.run(with_client(settings, work))
+
+
+def _circuit_events(args: argparse.Namespace, settings: Settings) -> int:
+    """A breaker's history: every counted call and every transition, with its reason."""
+    async def work(client: EngineClient) -> int:
+        envelopes = await client.circuit_events(args.circuit)
+        for seq, event in envelopes:
+            print(_event_line(seq, event, circuit_sentence(event), args.json))
+        if not envelopes:
+            return failed(args, "unknown_circuit",
+                          f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them")
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def _event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json: bool) -> str:
+    """One stored event: as JSON, or its sequence, time and type, then the sentence that tells it."""
+    if as_json:
+        return event_json(seq, event)
+    return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {sentence}"
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(client: EngineClient) -> int:
+        envelopes = await client.events(args.run_id)
+        if not envelopes:
+            return no_run(args)
+        if args.json:                      # the rebuilt state, shaped as `status --json`
+            print_json(run_view(fold(args.run_id, envelopes)))
+            return 0
+        follower = Follower(args.run_id, full_output=args.output)
+        for seq, event in envelopes:
+            follower.show(seq, event)
+        print()
+        print(status_table(follower.run))
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
+    """Output lines of a run's attempts from the first; with --follow, then live ones until the end."""
+    if problem := _logs_problem(args):
+        return failed(args, "bad_request", f"playbook logs: {problem}", EXIT_INVALID)
+
+    async def work(client: EngineClient) -> int:
+        if not await client.exists(args.run_id):
+            return no_run(args)
+        async for seq, item in client.logs(args.run_id, args.step_id, args.attempt, follow=args.follow):
+            if args.json:
+                print(json.dumps({"seq": seq, **msgspec.to_builtins(item)}), flush=True)
+            elif isinstance(item, OutputLine):
+                print(item.text if args.step_id else f"{item.step_id}#{item.attempt} {item.text}", flush=True)
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def _logs_problem(args: argparse.Namespace) -> str:
+    if not re.fullmatch(RUN_ID_PATTERN, args.run_id):
+        return f"{args.run_id!r} is not a run id"
+    if args.step_id is not None and not re.fullmatch(STEP_ID_PATTERN, args.step_id):
+        return f"{args.step_id!r} is not a step id"
+    if args.attempt is not None and (args.step_id is None or args.attempt < 1):
+        return "--attempt N needs a STEP, and N is 1 or more"
+    return ""
+
+
+def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(client: EngineClient) -> int:
+        if args.reset:
+            return print_reply(await client.send(ResetCircuit(key=args.reset)), args.json)
+        breakers = await client.circuits()
+        if args.json:
+            print_json([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
+                         "open_until": b.until and b.until.isoformat()} for b in breakers])
+            return 0
+        for b in breakers:
+            until = f" until {b.until:%H:%M:%S}Z" if b.state == "open" and b.until else ""
+            why = f"  ({b.reason})" if b.state != "closed" and b.reason else ""
+            print(f"{b.state:<10} {b.failures:>3} failures in a row  {b.key}{until}{why}")
+        if not breakers:
+            print("no circuit breakers yet")
+        return 0
+
+    return steer(args, settings, work) if args.reset else asyncio.run(with_client(settings, work))
+
+
+async def _aiter(items: list[tuple[int, RunEvent]]) -> AsyncIterator[tuple[int, RunEvent]]:
+    for item in items:
+        yield item
