@@ -86,7 +86,7 @@ async def test_clients_joining_at_line_4_of_a_6_line_step_get_lines_1_to_6_then_
                 await pacer.printed("line 5")
                 pacer.allow(5)
                 await pacer.printed("line 6")
-                rest = [item async for item in client]
+                rest = await asyncio.wait_for(_all(client), 30)
                 joined["client"] += [item.text for _, item in rest[:-1]]
                 assert isinstance(rest[-1][1], OutputEnded) and rest[-1][1].lines == 6      # then the end
                 after = await read_until(response, lambda m, _: m.event == "log")
@@ -161,6 +161,10 @@ async def test_a_viewer_of_the_playbook_reads_its_runs_logs_and_a_viewer_of_anot
         assert [(m.event, m.data) for m in again] == [(m.event, m.data) for m in seen[1:]]
         async with http.get(url, headers={"Last-Event-ID": "one.two"}) as response:
             assert response.status == 400
+
+
+async def _all(items):
+    return [item async for item in items]
 
 
 async def _cli_line(cli: asyncio.subprocess.Process) -> str:
