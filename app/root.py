@@ -34,6 +34,7 @@ from services.identity.setup import Identity
 from services.learning.config import LearningConfig
 from services.learning.service import LearningService
 from services.log_text import EscapedLines
+from services.logs import ensure_logs_stream
 from services.playbook_store import PlaybookStore
 from services.resilience.service import ResilienceService
 from services.run.service import RunService
@@ -109,6 +110,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
     store = EventStore(nc)
     await store.ensure_stream(settings.stream_replicas)
+    await ensure_logs_stream(nc, settings.stream_replicas)
     playbooks = PlaybookStore(nc)
     catalog = Catalog(nc, playbooks)
     await catalog.ensure(settings.stream_replicas)

@@ -338,6 +338,29 @@ AnyRunEvent = (
 )
 
 RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__
-# After these, nothing more happens in the run unless someone starts a rollback or retries it.
-TERMINAL_EVENTS: tuple[type[RunEvent], ...] = (
-    RunCompleted, RunFailed, RunCancelled, RollbackCompleted, RollbackFailed)
+
+# How a run ends. Each ending writes exactly one of these, and nothing ends a run but these: a run
+# rolled back (by `on_failure: rollback` or by hand) ends with RollbackCompleted or RollbackFailed,
+# a rollback cancelled half-way with RunCancelled. The value is the status the run ends in.
+ENDINGS: dict[type[RunEvent], str] = {
+    RunCompleted: "completed", RunFailed: "failed", RunCancelled: "cancelled",
+    RollbackCompleted: "rolled_back", RollbackFailed: "rollback_failed",
+}
+TERMINAL_EVENTS: tuple[type[RunEvent], ...] = tuple(ENDINGS)
+# Written after an ending, these open the run again (a rollback asked for by hand, a retry from the
+# failed step); it then ends again with one new terminal event. Any other event after an ending (a
+# late timer, a refused approval) is a record, not a reopening.
+REOPENING_EVENTS: tuple[type[RunEvent], ...] = (RollbackStarted, RunRetried)
+
+
+def ended_after(ended: bool, event: RunEvent) -> bool:
+    """Whether the run has ended once `event` is applied, given whether it had before.
+
+    The one definition every reader that waits for "the end" folds: a follower stops at an
+    event after which the run has ended and nothing more is stored.
+    """
+    if isinstance(event, TERMINAL_EVENTS):
+        return True
+    if isinstance(event, REOPENING_EVENTS):
+        return False
+    return ended

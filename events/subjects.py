@@ -9,7 +9,7 @@ import msgspec
 PREFIX = "pb"
 # A run id is a subject token and a URL path part: ASCII letters, digits, - and _ (the one spelling).
 RUN_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
-# A step id reaches subjects too (timers, live output): a letter or _, then letters, digits, - and _.
+# A step id reaches subjects too (timers, output lines): a letter or _, then letters, digits, - and _.
 STEP_ID_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
 # A token id is the id part of `pbt_<id>_<secret>`, and a subject token of PB_IDENTITY.
 TOKEN_ID_PATTERN = r"[0-9a-f]{16}"
@@ -39,6 +39,12 @@ RUN_SUBJECTS = f"{PREFIX}.run.>"
 TIMER_SUBJECTS = f"{PREFIX}.timer.>"
 COMMAND_SUBJECTS = f"{PREFIX}.cmd.>"
 CIRCUIT_SUBJECTS = f"{PREFIX}.circuit.>"
+# The feed: the server republishes every event stored on a run's subjects (those a message
+# schedule stores included, timers not) on core NATS, in stream order, as `pb.feed.run.<id>.<Type>`
+# with the headers Nats-Stream, Nats-Subject, Nats-Sequence, Nats-Time-Stamp, Nats-Last-Sequence.
+# Only the server publishes there.
+FEED_SUBJECTS = f"{PREFIX}.feed.>"
+RUN_FEED_SUBJECTS = f"{PREFIX}.feed.run.>"
 
 
 def run_event(run_id: str, event_type: str) -> str:
@@ -53,6 +59,11 @@ def run(run_id: str) -> str:
 def run_all(run_id: str) -> str:
     """Every subject of one run: the aggregate boundary for optimistic concurrency."""
     return f"{run(run_id)}.>"
+
+
+def run_feed(run_id: str) -> str:
+    """One run's events on the feed (plain NATS, at most once)."""
+    return f"{PREFIX}.feed.run.{run_id}.>"
 
 
 def events_of_type(event_type: str) -> str:
@@ -117,13 +128,21 @@ PROJECTIONS_REBUILD = f"{PREFIX}.projections.rebuild"
 AUDIT = f"{PREFIX}.audit"
 
 
+# Output lines of running attempts (events/output.py), kept for a while in their own stream.
+LOGS_STREAM = "PB_LOGS"
+OUTPUT_SUBJECTS = f"{PREFIX}.output.>"
+
+
 def live_output(run_id: str, step_id: str, attempt: int) -> str:
-    """A running attempt's output lines, on core NATS only (the attempt's event stores it)."""
+    """A running attempt's output lines, then its OutputEnded."""
     return f"{PREFIX}.output.{run_id}.{step_id}.{attempt}"
 
 
-def live_output_of_run(run_id: str) -> str:
-    return f"{PREFIX}.output.{run_id}.>"
+def live_output_of_run(run_id: str, step_id: str | None = None, attempt: int | None = None) -> str:
+    """The output of a run, of one of its steps (every attempt), or of one attempt."""
+    if step_id is None:
+        return f"{PREFIX}.output.{run_id}.>"
+    return f"{PREFIX}.output.{run_id}.{step_id}.{'*' if attempt is None else attempt}"
 
 
 # -- identity: tokens (stream PB_IDENTITY) and refused access (stream PB_ACCESS) ----------------

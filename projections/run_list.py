@@ -7,21 +7,18 @@ from typing import Any
 import msgspec
 
 from events.run import (
-    ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut, RollbackCompleted,
-    RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent,
-    RunFailed, RunPaused, RunResumed, RunRetried, RunStarted,
+    ENDINGS, REOPENING_EVENTS, TERMINAL_EVENTS, ApprovalGranted, ApprovalRejected, ApprovalRequested,
+    ApprovalTimedOut, RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunRetried, RunStarted,
 )
 from services.read import ACTIVE_RUN
 
 # The events this view needs; readers subscribe to just these.
-LIST_EVENTS: tuple[type[RunEvent], ...] = (
-    RunStarted, RunPaused, RunResumed, RunCancelRequested, RunCompleted, RunFailed, RunCancelled,
+LIST_EVENTS: tuple[type[RunEvent], ...] = tuple(dict.fromkeys((
+    RunStarted, RunPaused, RunResumed, RunCancelRequested,
     ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut,
-    RollbackStarted, RollbackCompleted, RollbackFailed, RunRetried,
-)
+    RollbackStarted, *TERMINAL_EVENTS, *REOPENING_EVENTS,
+)))
 ACTIVE = ACTIVE_RUN
-_ENDS = {RunCompleted: "completed", RunFailed: "failed", RunCancelled: "cancelled",
-         RollbackCompleted: "rolled_back", RollbackFailed: "rollback_failed"}
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -69,8 +66,8 @@ def apply(runs: dict[str, RunSummary], event: RunEvent) -> None:
             summary.phase, summary.status, summary.finished_at = "forward", "running", None
             summary.steps = len(event.playbook.steps) if event.playbook else summary.steps
             summary.gates_waiting = 0      # a retry asks the gates of the steps it runs again afresh
-        case RunCompleted() | RunFailed() | RunCancelled() | RollbackCompleted() | RollbackFailed():
-            summary.status, summary.finished_at = _ENDS[type(event)], event.at
+        case _ if type(event) in ENDINGS:
+            summary.status, summary.finished_at = ENDINGS[type(event)], event.at
     if summary.status in ("running", "waiting_approval"):
         summary.status = "waiting_approval" if summary.gates_waiting else "running"
 

@@ -24,6 +24,8 @@ from services.domain.run.gates import approvals_needed
 from services.domain.catalog import is_digest, parse_reference
 from services.domain.run.state import ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Run, StepState, evolve, fold
 from services.jetstream import persist
+from services.logs import Watched, run_with_output, stored_output
+from services.ordered import run_events
 from services.playbook.plan import plan_waves
 from services.playbook_store import ParsedPlaybook, PlaybookStore, digest_of
 from services.readiness import StoreReadiness
@@ -31,9 +33,9 @@ from services.store import EventStore
 
 __all__ = [
     "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "Catalog", "EventStore", "ParsedPlaybook",
-    "PlannedStep", "PlaybookStore", "Run", "StepState", "StoreReadiness", "all_breakers", "approvals_needed",
-    "breaker_history", "digest_of", "dry_run_plan", "evolve", "fold", "is_digest", "parse_reference", "persist",
-    "plan_waves", "run_started",
+    "PlannedStep", "PlaybookStore", "Run", "StepState", "StoreReadiness", "Watched", "all_breakers",
+    "approvals_needed", "breaker_history", "digest_of", "dry_run_plan", "evolve", "fold", "is_digest",
+    "parse_reference", "persist", "plan_waves", "run_events", "run_started", "run_with_output", "stored_output",
 ]
 
 
@@ -56,3 +58,4 @@ async def breaker_history(store: EventStore, key: str) -> Sequence[tuple[int, Ci
     """Every event of one breaker, with its stream sequence, for `playbook events --circuit`."""
     envelopes, _ = await store.load_aggregate(f"{subjects.circuit(token(key))}.>", decode_circuit_event)
     return envelopes
+

@@ -76,6 +76,8 @@ class EventStore:
             "allow_msg_schedules": True,
             "allow_atomic": True,
             "duplicate_window": 120_000_000_000,
+            # Plain subscribers see every run event as stored, those fired by a schedule too.
+            "republish": {"src": subjects.RUN_SUBJECTS, "dest": subjects.RUN_FEED_SUBJECTS},
         })
         await self._ensure(subjects.PROBE_STREAM, {
             "subjects": [subjects.PROBE_SUBJECT], "storage": "file", "num_replicas": replicas, "max_msgs": 1,
@@ -83,17 +85,7 @@ class EventStore:
         })
 
     async def _ensure(self, name: str, config: dict[str, Any]) -> None:
-        body = json.dumps({"name": name, **config}).encode()
-        reply = await self._api(f"$JS.API.STREAM.CREATE.{name}", body)
-        error = reply.get("error")
-        if error and error.get("err_code") == STREAM_NAME_IN_USE:
-            reply = await self._api(f"$JS.API.STREAM.UPDATE.{name}", body)
-            error = reply.get("error")
-        if error:
-            raise PlaybookError(f"cannot set up stream {name}: {error.get('description')}")
-
-    async def _api(self, subject: str, body: bytes) -> dict[str, Any]:
-        return await api_request(self.nc, subject, body)
+        await ensure_stream(self.nc, {"name": name, **config})
 
     async def load(self, run_id: str, after: int = 0) -> tuple[list[Envelope], int]:
         """Every event of the run after stream sequence `after`, and the last sequence seen.
@@ -174,9 +166,13 @@ class EventStore:
 
     async def last_message_id(self, aggregate: str) -> tuple[int, str | None]:
         """Sequence and Nats-Msg-Id of the aggregate's last event (0, None when there is none)."""
-        request = json.dumps({"last_by_subj": f"{aggregate}.>"}).encode()
+        return await self.last_position(f"{aggregate}.>")
+
+    async def last_position(self, subject: str) -> tuple[int, str | None]:
+        """Sequence and Nats-Msg-Id of the last message on `subject` (wildcards allowed); (0, None) for none."""
+        request = json.dumps({"last_by_subj": subject}).encode()
         msg = await persist(lambda: self.nc.request(self._direct_get, request, timeout=TRY_TIMEOUT),
-                            f"reading the last event of {aggregate}")
+                            f"reading the last message on {subject}")
         headers = msg.headers or {}
         if headers.get("Status"):
             return 0, None
@@ -262,3 +258,15 @@ class EventStore:
         except msgspec.DecodeError as err:
             raise TooLarge(f"{what}: {err}") from None
         return payload
+
+
+async def ensure_stream(nc: NATS, config: dict[str, Any]) -> None:
+    """Create a stream, or bring its configuration up to date; asked again through elections. Idempotent."""
+    body = json.dumps(config).encode()
+    reply = await api_request(nc, f"$JS.API.STREAM.CREATE.{config['name']}", body)
+    error = reply.get("error")
+    if error and error.get("err_code") == STREAM_NAME_IN_USE:
+        reply = await api_request(nc, f"$JS.API.STREAM.UPDATE.{config['name']}", body)
+        error = reply.get("error")
+    if error:
+        raise PlaybookError(f"cannot set up stream {config['name']}: {error.get('description')}")

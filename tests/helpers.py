@@ -24,7 +24,7 @@ from aiohttp import web
 from app.root import ALL_SERVICES, serve
 from events import subjects
 from events.identity import AccessRefused, Grant, decode_access_refused
-from events.run import RunEvent, RunStarted
+from events.run import ENDINGS, REOPENING_EVENTS, TERMINAL_EVENTS, RunEvent, RunStarted
 from services.directory import Directory
 from services.identity.authority import parse_grant
 from services.identity.bootstrap import ensure_local_admin
@@ -96,9 +96,22 @@ def check_invariants(run: Run, after: str = "") -> None:
     assert run.retrying == sum(bool(s.retry.status) for s in run.steps.values()), after
 
 
+def check_ending(run: Run, event: RunEvent, was_finished: bool) -> None:
+    """The terminal-event contract, after every event: each ending writes exactly one terminal event, which
+    leaves the run in the status it names; only a reopening event makes a finished run go on."""
+    name = type(event).__name__
+    if isinstance(event, TERMINAL_EVENTS):
+        assert not was_finished, f"{name} ended run {run.id} that had already ended ({run.status})"
+        assert run.status == ENDINGS[type(event)] and run.finished, f"{name} left the run {run.status}"
+    elif was_finished:
+        assert run.finished == (not isinstance(event, REOPENING_EVENTS)), f"{name} after the end: {run.status}"
+
+
 def _checked_evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
+    was_finished = run.finished
     state.evolve(run, event, seq)
     check_invariants(run, f"after {type(event).__name__}")
+    check_ending(run, event, was_finished)
     return run
 
 
@@ -147,6 +160,15 @@ class Scenario:
     def run_step(self, step_id: str, **outputs: Any) -> list[RunEvent]:
         self.begin(step_id)
         return self.succeed(step_id, **outputs)
+
+    def begin_rollback(self, step_id: str) -> list[RunEvent]:
+        rollback = self.run.steps[step_id].rollback
+        return self.when(BeginStep(step_id=step_id, attempt=rollback.attempt, scheduled_seq=rollback.scheduled_seq,
+                                   executor="ex1", redelivered=False, rollback=True))
+
+    def finish_rollback(self, step_id: str, error: str = "", category: str = "unknown") -> list[RunEvent]:
+        return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].rollback.attempt, outputs=[{}],
+                                    duration_ms=1.0, error=error, category=category, rollback=True))
 
 
 # -- the engine, in this process ---------------------------------------------------------------

@@ -26,10 +26,14 @@ from events.circuit import CircuitEvent
 from events.commands import Command, PublishPlaybook, Reply, StartRun
 from events.identity import Caller, caller_headers
 from events.json_limits import stored_decoder
-from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent, RunRetried
+from events.output import OutputEnded, OutputLine
+from events.run import RollbackStarted, RunEvent, RunRetried, RunStarted, ended_after
 from projections import run_list
 from services.errors import EngineUnavailable, TooLarge
-from services.read import Breaker, EventStore, PlaybookStore, Run, all_breakers, breaker_history, fold, persist
+from services.read import (
+    Breaker, EventStore, PlaybookStore, Run, all_breakers, breaker_history, evolve, fold, persist, run_events,
+    run_with_output, stored_output,
+)
 
 _reply_decoder: Callable[[bytes], Reply] = stored_decoder(Reply)   # an answer of the engine
 HEADROOM = 4096               # bytes of a message left for headers (a credential, say)
@@ -94,28 +98,56 @@ class EngineClient:
     async def follow(self, run_id: str, *, after_rollback_start: bool = False, after_retry: bool = False,
                      after: int = 0, resolved: bool = False) -> AsyncIterator[tuple[int, RunEvent]]:
         """Every event of the run from the first (or those stored after sequence `after`), then
-        live ones until the run ends.
+        live ones until the run has ended.
 
-        With `after_rollback_start`, the end is the end of the latest rollback (the run
-        ended once before it was rolled back). With `after_retry`, the events from the run's
-        latest `RunRetried` on, to the end that follows it. With `resolved`, events come ready to fold.
+        The end is the contract's (`ended_after`): a terminal event not undone by a later
+        reopening one (a rollback, a retry), with nothing stored after what was read. With
+        `after_rollback_start`, an end counts only once a RollbackStarted was read (the caller
+        just asked for one). With `after_retry`, the events from the run's latest `RunRetried` on.
+        With `resolved`, events come ready to fold.
         """
         if after_retry:
             after = max((seq for seq, event in await self.events(run_id) if isinstance(event, RunRetried)),
                         default=1) - 1
-        waiting_for_rollback = after_rollback_start
-        async for msg in self._reading([subjects.run_all(run_id)], follow=True, after=after):
-            try:
-                event = decode_event(msg.data)
-            except msgspec.DecodeError:
-                continue
-            if resolved:
-                event = await self.playbooks.resolve(event)
-            yield msg.metadata.sequence.stream, event
-            if isinstance(event, RollbackStarted):
-                waiting_for_rollback = False
-            elif isinstance(event, TERMINAL_EVENTS) and not waiting_for_rollback:
-                return
+        ended, waiting_for_rollback = False, after_rollback_start
+        events = run_events(self.nc, run_id, after)
+        async with contextlib.aclosing(events):
+            async for seq, event, stored_after in events:
+                yield seq, (await self.playbooks.resolve(event) if resolved else event)
+                waiting_for_rollback = waiting_for_rollback and not isinstance(event, RollbackStarted)
+                ended = ended_after(ended, event)
+                if ended and not waiting_for_rollback and not stored_after:
+                    return
+
+    async def exists(self, run_id: str) -> bool:
+        last, _ = await self.store.last_message_id(subjects.run(run_id))
+        return last > 0
+
+    async def logs(self, run_id: str, step_id: str | None = None, attempt: int | None = None, *,
+                   follow: bool = False) -> AsyncIterator[tuple[int, OutputLine | OutputEnded]]:
+        """The output lines of the run's attempts (of one step, of one attempt), from the first, each with its
+        sequence in PB_LOGS: those stored now, or with `follow` then live ones until the end of what was asked
+        (the attempt, the step once it has settled, the run once it has ended)."""
+        if not follow:
+            stored = stored_output(self.nc, run_id, step_id, attempt)
+            async with contextlib.aclosing(stored):
+                async for item in stored:
+                    yield item
+            return
+        run, ended = Run(id=run_id), False
+        watched = run_with_output(self.nc, run_id, step_id, attempt)
+        async with contextlib.aclosing(watched):
+            async for seen in watched:
+                if isinstance(seen.item, RunEvent):
+                    evolve(run, await self.playbooks.resolve(seen.item) if isinstance(seen.item, RunStarted)
+                           else seen.item, seen.seq)
+                    ended = ended_after(ended, seen.item)
+                    if (ended and not seen.stored_after) or _output_over(run, step_id, attempt):
+                        return
+                    continue
+                yield seen.seq, seen.item
+                if isinstance(seen.item, OutputEnded) and (seen.item.step_id, seen.item.attempt) == (step_id, attempt):
+                    return
 
     async def circuits(self) -> list[Breaker]:
         return await all_breakers(self.store)
@@ -195,3 +227,16 @@ def _body(command: Command) -> bytes:
     body = msgspec.json.decode(encode(command))
     body.pop("type", None)
     return json.dumps(body).encode()
+
+
+def _output_over(run: Run, step_id: str | None, attempt: int | None) -> bool:
+    """Whether the step (or its attempt) will print no more: it settled, or the attempt is over."""
+    if step_id is None:
+        return False
+    step = run.steps.get(step_id)
+    if step is None:
+        return run.exists          # no such step in this run
+    if attempt is not None and (step.attempt.number > attempt or (
+            step.attempt.number == attempt and step.status not in ("scheduled", "running"))):
+        return True
+    return step.status in ("succeeded", "skipped") or (step.status == "failed" and not step.retry.status)

@@ -1,41 +1,53 @@
-"""A running step's output, line by line, on core NATS for whoever watches it live.
+"""A running step's output, line by line, into PB_LOGS for whoever watches it, now or later.
 
-Not stored: the attempt's event keeps its output for good; this is only the view from
-the side while it runs. Lines are redacted like the event, of every secret the attempt
-holds, in all its forms. A secret cut by a chunk boundary or folded over lines is caught
-whole: lines that end with the first HELD_AT or more characters of one are held back until
-what follows shows whether it is one (or the output ends), and each send is redacted with
-the end of what was sent before as context, so the rest of a secret whose first one or two
-characters went out is masked. Capped per attempt.
+Not the record: the attempt's event keeps its output for good; this is the view from the side
+while it runs, kept a while (services/logs.py says how long) so that a late joiner reads from
+the first line. Lines are redacted like the event, of every secret the attempt holds, in all its
+forms. A secret cut by a chunk boundary or folded over lines is caught whole: lines that end
+with the first HELD_AT or more characters of one are held back until what follows shows whether
+it is one (or the output ends), and each send is redacted with the end of what was sent before as
+context, so the rest of a secret whose first one or two characters went out is masked. Capped per
+attempt. The attempt's OutputEnded is published last and acknowledged by the stream, so every
+line is stored before the event that finishes the attempt is written.
 """
 from __future__ import annotations
 
 import asyncio
 import codecs
-import json
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timezone
+from typing import Literal
 
 from nats.aio.client import Client as NATS
 
 from events import subjects
+from events.codec import encode
+from events.output import OutputEnded, OutputLine
+from services.logs import MAX_LINES_PER_ATTEMPT
 from services.secrets import redactor_for
 
+log = logging.getLogger(__name__)
+
 MAX_LIVE_BYTES = 1 << 20      # per attempt; the event keeps the head of the output anyway
+END_TIMEOUT = 5.0             # seconds for the stream to acknowledge the attempt's OutputEnded
+STOPS_HERE = "[live output stops here; the step's event keeps the head of its output]"
 MAX_PARTIAL_LINE = 4096       # a line longer than this is sent in pieces
 HELD_AT = 3                   # shorter endings look like the start of a secret too often to hold lines back for
-STREAMS = {1: "stdout", 2: "stderr"}
+STREAMS: dict[int, Literal["stdout", "stderr"]] = {1: "stdout", 2: "stderr"}
 
 
 class LiveOutput:
     def __init__(self, nc: NATS, run_id: str, step_id: str, attempt: int, secrets: Iterable[str]) -> None:
         self.nc, self.subject = nc, subjects.live_output(run_id, step_id, attempt)
-        self.step_id, self.attempt = step_id, attempt
+        self.run_id, self.step_id, self.attempt = run_id, step_id, attempt
         self.redactor = redactor_for(secrets)
         self.pending: dict[int, str] = {}
         self.context: dict[int, str] = {}   # the end of what each stream sent, raw
         self.decoders: dict[int, codecs.IncrementalDecoder] = {}
         self.sent = 0
+        self.lines = 0
+        self.truncated = False
         self._pending: set[asyncio.Future[None]] = set()
 
     def __call__(self, fd: int, data: bytes) -> None:
@@ -52,12 +64,18 @@ class LiveOutput:
             self._send(fd, pending[:end])
 
     async def close(self) -> None:
-        """Send what is left of unfinished lines, and let the sends finish."""
+        """Send what is left of unfinished lines, then the end, once the stream has stored them all."""
         for fd, decoder in self.decoders.items():
             if rest := self.pending.pop(fd, "") + decoder.decode(b"", final=True):
                 self._send(fd, rest)
         if self._pending:
             await asyncio.gather(*self._pending, return_exceptions=True)
+        end = OutputEnded(run_id=self.run_id, step_id=self.step_id, attempt=self.attempt, lines=self.lines,
+                          truncated=self.truncated, at=datetime.now(timezone.utc))
+        try:
+            await self.nc.jetstream().publish(self.subject, encode(end), timeout=END_TIMEOUT)
+        except Exception as err:  # noqa: BLE001 - the step's outcome never depends on its live view
+            log.warning("the end of %s's live output (attempt %d) was not stored: %s", self.step_id, self.attempt, err)
 
     def _before_secret(self, pending: str, end: int) -> int:
         """Where to stop sending so as not to send the beginning of a secret: at the start of its line if that
@@ -69,18 +87,25 @@ class LiveOutput:
         return line_start if line_start or len(pending) <= MAX_PARTIAL_LINE else keep
 
     def _send(self, fd: int, text: str) -> None:
-        if self.sent >= MAX_LIVE_BYTES:
+        if self.truncated:
             return
         self.sent += len(text)
         if self.redactor:
             before = self.context.get(fd, "")
             self.context[fd] = (before + text)[-self.redactor.reach:]
             text = self.redactor.text(before + text, len(before))
-        text = text.removesuffix("\n")
-        if self.sent >= MAX_LIVE_BYTES:
-            text += "\n[live output stops here; the step's event keeps the head of its output]"
-        body = json.dumps({"step_id": self.step_id, "attempt": self.attempt, "stream": STREAMS.get(fd, str(fd)),
-                           "text": text, "at": datetime.now(timezone.utc).isoformat()})
-        sending = asyncio.ensure_future(self.nc.publish(self.subject, body.encode()))
+        stream = STREAMS.get(fd, "stdout")
+        for line in text.removesuffix("\n").split("\n"):
+            self._publish(line, stream)
+            if self.sent >= MAX_LIVE_BYTES or self.lines >= MAX_LINES_PER_ATTEMPT:
+                self.truncated = True
+                self._publish(STOPS_HERE, stream)
+                return
+
+    def _publish(self, text: str, stream: Literal["stdout", "stderr"]) -> None:
+        self.lines += 1
+        line = OutputLine(run_id=self.run_id, step_id=self.step_id, attempt=self.attempt, stream=stream, text=text,
+                          at=datetime.now(timezone.utc))
+        sending = asyncio.ensure_future(self.nc.publish(self.subject, encode(line)))
         self._pending.add(sending)
         sending.add_done_callback(self._pending.discard)

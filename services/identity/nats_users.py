@@ -5,12 +5,13 @@ grants). These users keep the event streams writable by the engine alone:
 
 - engine: publishes events (`pb.run.>`, `pb.circuit.>`, `pb.identity.>`, `pb.catalog.>`, timers,
   output), writes the playbook buckets, uses the whole JetStream API and answers commands.
-- client: sends commands (`pb.cmd.>`) and reads PB_RUNS through consumers it names; reads the
-  catalog and the playbooks runs pin (direct gets); stages large playbooks in PB_UPLOADS (write
-  only: uploads have unguessable names no one else can read); asks the learning service what it
-  learned, and to learn again; asks a web server for the audit.
-- agent: reads PB_RUNS through consumers it names, reads the catalog and the pinned playbooks,
-  and asks what was learned; nothing else.
+- client: sends commands (`pb.cmd.>`), reads PB_RUNS and PB_LOGS through consumers it names, the
+  feed (`pb.feed.>`, which only the server publishes) and live output; reads the catalog and the
+  playbooks runs pin (direct gets); stages large playbooks in PB_UPLOADS (write only: uploads have
+  unguessable names no one else can read); asks the learning service what it learned, and to
+  learn again; asks a web server for the audit.
+- agent: reads PB_RUNS and PB_LOGS through consumers it names, the feed and live output, the
+  catalog and the pinned playbooks, and asks what was learned; nothing else.
 
 Readers create consumers only in the named form (`CONSUMER.CREATE.PB_RUNS.<name>`): the
 unnamed form takes the name from the request body, and with it anyone could rewrite an
@@ -61,20 +62,23 @@ def _direct_reads(*streams: str) -> list[str]:
     return [subject for stream in streams for subject in (f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>")]
 
 
-def _reader_publish(stream: str) -> tuple[list[str], list[str]]:
-    """What reading a stream through one's own consumers needs, and the engine's consumers denied."""
-    allow = [f"{API}.INFO", f"{API}.STREAM.NAMES", f"{API}.STREAM.INFO.{stream}",
-             f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>",
-             f"{API}.CONSUMER.CREATE.{stream}.*", f"{API}.CONSUMER.CREATE.{stream}.*.>",
-             f"{API}.CONSUMER.INFO.{stream}.*", f"{API}.CONSUMER.MSG.NEXT.{stream}.*",
-             f"{API}.CONSUMER.DELETE.{stream}.*", f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>"]
+def _reader_publish() -> tuple[list[str], list[str]]:
+    """What reading PB_RUNS and PB_LOGS through one's own consumers needs, and the engine's consumers denied."""
+    allow = [f"{API}.INFO", f"{API}.STREAM.NAMES"]
+    for stream in (subjects.RUNS_STREAM, subjects.LOGS_STREAM):
+        allow += [f"{API}.STREAM.INFO.{stream}", f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>",
+                  f"{API}.CONSUMER.CREATE.{stream}.*", f"{API}.CONSUMER.CREATE.{stream}.*.>",
+                  f"{API}.CONSUMER.INFO.{stream}.*", f"{API}.CONSUMER.MSG.NEXT.{stream}.*",
+                  f"{API}.CONSUMER.DELETE.{stream}.*", f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>"]
+    stream = subjects.RUNS_STREAM
     deny = [subject for name in ENGINE_CONSUMERS for subject in (
         f"{API}.CONSUMER.*.{stream}.{name}", f"{API}.CONSUMER.CREATE.{stream}.{name}.>",
         f"{API}.CONSUMER.MSG.NEXT.{stream}.{name}", f"$JS.ACK.{stream}.{name}.>")]
-    # Spelled out although never allowed: events, timers and identity are the engine's alone,
+    # Spelled out although never allowed: events, timers, identity and output lines are the engine's alone,
     # and no one else may answer on an inbox (a forged reply).
     deny += [subjects.RUN_SUBJECTS, subjects.CIRCUIT_SUBJECTS, subjects.TIMER_SUBJECTS, subjects.IDENTITY_SUBJECTS,
-             subjects.CATALOG_SUBJECTS, subjects.object_subjects(subjects.PLAYBOOKS_BUCKET), "_INBOX.>"]
+             subjects.CATALOG_SUBJECTS, subjects.object_subjects(subjects.PLAYBOOKS_BUCKET),
+             subjects.FEED_SUBJECTS, subjects.OUTPUT_SUBJECTS, "_INBOX.>"]
     allow += _direct_reads(subjects.CATALOG_STREAM, subjects.object_stream(subjects.PLAYBOOKS_BUCKET))
     return allow, deny
 
@@ -82,18 +86,21 @@ def _reader_publish(stream: str) -> tuple[list[str], list[str]]:
 def permissions(role: NatsRole) -> dict:
     """The role's publish and subscribe permissions, as nats-server reads them."""
     if role == "engine":
+        # The feed is the server's own republishing of stored events: not even the engine writes there.
         return {"publish": {"allow": [f"{subjects.PREFIX}.>", "$JS.>", "_INBOX.>",
                                       subjects.object_subjects(subjects.PLAYBOOKS_BUCKET),
-                                      subjects.object_subjects(subjects.UPLOADS_BUCKET)]},
+                                      subjects.object_subjects(subjects.UPLOADS_BUCKET)],
+                            "deny": [subjects.FEED_SUBJECTS]},
                 "subscribe": {"allow": [f"{subjects.PREFIX}.>", "_pb.>", "_INBOX.>"]}}
-    allow, deny = _reader_publish(subjects.RUNS_STREAM)
+    allow, deny = _reader_publish()
     learned = [subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS]   # what past runs taught: read-only answers
+    watching = ["_INBOX.>", subjects.FEED_SUBJECTS, subjects.OUTPUT_SUBJECTS]   # the feed and live output lines
     if role == "client":
         return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, subjects.AUDIT, *learned,
                                       subjects.LEARNING_REBUILD, subjects.object_subjects(subjects.UPLOADS_BUCKET),
                                       *allow], "deny": deny},
-                "subscribe": {"allow": ["_INBOX.>", f"{subjects.PREFIX}.output.>"]}}
-    return {"publish": {"allow": [*learned, *allow], "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}
+                "subscribe": {"allow": watching}}
+    return {"publish": {"allow": [*learned, *allow], "deny": deny}, "subscribe": {"allow": watching}}
 
 
 def _render(value: object, indent: str) -> str:

@@ -94,7 +94,7 @@ class ApprovalDecided(_Fact):
 
 class RunEnded(_Fact):
     playbook: str
-    outcome: str                            # completed, failed, cancelled
+    outcome: str                            # how the run ended: a status of ENDINGS (events/run.py)
     duration_ms: float
 
 

@@ -17,9 +17,8 @@ import msgspec
 from events.circuit import CircuitCallFailed, CircuitCallSucceeded, CircuitEvent, CircuitOpened
 from events.playbook import ErrorHandler, Step, circuit_of
 from events.run import (
-    ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut, RunCancelled, RunCompleted, RunEvent,
-    RunFailed, RunStarted, StepFailed, StepNotRetried, StepRemediated, StepRemediationFailed, StepRetryScheduled,
-    StepSucceeded,
+    ENDINGS, TERMINAL_EVENTS, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut, RunEvent,
+    RunStarted, StepFailed, StepNotRetried, StepRemediated, StepRemediationFailed, StepRetryScheduled, StepSucceeded,
 )
 from services.errors import PlaybookError
 from services.executor.actions import ACTIONS
@@ -36,9 +35,7 @@ SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook
 PLAYBOOKS_KEPT = 100         # playbooks (with their parameters) whose step shapes are at hand
 # Events whose meaning depends on the run's earlier events.
 CONTEXTUAL = (StepSucceeded, StepFailed, StepRetryScheduled, StepNotRetried, StepRemediated, StepRemediationFailed,
-              ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, RunCompleted, RunFailed,
-              RunCancelled)
-ENDINGS = {RunCompleted: "completed", RunFailed: "failed", RunCancelled: "cancelled"}
+              ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, *TERMINAL_EVENTS)
 ENGINE_STOPS = frozenset({"cancelled", "interrupted"})   # the engine stopped the attempt; the step did not fail
 
 

@@ -67,6 +67,8 @@ def test_run_follows_live_and_exits_0_then_status_replay_events_and_list_agree(e
 
     replay = playbook_cli("replay", run_id, env=engine_process)
     assert f"run {run_id}: completed" in replay.stdout
+    rebuilt = json.loads(playbook_cli("replay", run_id, "--json", env=engine_process).stdout)
+    assert rebuilt == status                                   # the state, not the events `events --json` prints
 
     listing = json.loads(playbook_cli("list", "--json", env=engine_process).stdout)
     assert [(r["run_id"], r["status"]) for r in listing] == [(run_id, "completed")]

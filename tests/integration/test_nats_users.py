@@ -329,6 +329,37 @@ async def test_a_client_publishes_and_starts_a_playbook_too_large_for_a_message_
             await client.nc.publish(subject, json.dumps(forged).encode())
             assert "permissions violation" in (await client.violation(subject)).lower()
         assert [v.actor for v in await catalog.versions("big")] == ["admin"]
+
+
+async def test_readers_watch_the_feed_and_follow_by_named_consumers_and_only_the_server_publishes_there(
+        secured: Secured) -> None:
+    async with (engine_as_its_user(secured) as admin, secured.connect("engine") as engine,
+                secured.connect("client") as client, secured.connect("agent") as agent):
+        watching = {"client": await client.nc.subscribe(subjects.RUN_FEED_SUBJECTS),
+                    "agent": await agent.nc.subscribe(subjects.RUN_FEED_SUBJECTS)}
+        await client.nc.flush(), await agent.nc.flush()
+        forged = subjects.RUN_FEED_SUBJECTS.replace(">", "r1.RunCompleted")
+        for role in (engine, client, agent):
+            await role.nc.publish(forged, b'{"type": "RunCompleted", "run_id": "r1"}')
+            assert "permissions violation" in (await role.violation(forged)).lower()
+
+        reply = await EngineClient(client.nc, admin).send(StartRun(playbook=GATED))
+        as_agent = EngineClient(agent.nc)
+        async for _, event in as_agent.follow(reply.run_id):                  # consumers the agent names
+            if isinstance(event, ApprovalRequested):
+                break
+        carol = await person(EngineClient(client.nc, admin), "carol", "approver")
+        assert (await carol.send(ApproveStep(run_id=reply.run_id, step_id="deploy"))).accepted
+        followed = [(seq, event) async for seq, event in as_agent.follow(reply.run_id)]
+        assert isinstance(followed[-1][1], RunCompleted)
+        for sub in watching.values():
+            fed = [await sub.next_msg(timeout=5) for _ in followed]           # the forged one came first, if at all
+            assert [(int(m.headers["Nats-Sequence"]), m.headers["Nats-Stream"], m.subject) for m in fed] == [
+                (seq, subjects.RUNS_STREAM, subjects.RUN_FEED_SUBJECTS.replace(">", f"{reply.run_id}.")
+                 + type(event).__name__) for seq, event in followed]
+        assert [e for e in client.errors + agent.errors if forged.lower() not in e.lower()] == []
+
+
 async def test_deliveries_a_reader_points_at_an_engine_consumer_are_not_its_work(secured: Secured) -> None:
     """NATS lets a reader name any deliver subject for its own push consumer: copies of stored events then reach
     the engine's. The engine's consumer takes only deliveries acknowledged to itself."""
@@ -354,3 +385,20 @@ async def test_deliveries_a_reader_points_at_an_engine_consumer_are_not_its_work
             assert (handled, info.num_ack_pending, info.ack_floor.consumer_seq) == ([1], 1, 0)   # not done, not acked
         finally:
             await worker.stop()
+
+
+async def test_readers_read_output_lines_from_the_first_and_only_the_engine_writes_them(secured: Secured) -> None:
+    async with (engine_as_its_user(secured) as admin, secured.connect("client") as client,
+                secured.connect("agent") as agent):
+        printing = playbook_yaml([{"id": "say", "action": "shell", "args": {"command": "echo one; echo two"},
+                                   "timeout_seconds": 5}], name="printing")
+        reply = await EngineClient(client.nc, admin).send(StartRun(playbook=printing))
+        for reader in (client, agent):
+            lines = [item async for _, item in EngineClient(reader.nc).logs(reply.run_id, "say", follow=True)]
+            assert [getattr(line, "text", type(line).__name__) for line in lines] == ["one", "two", "OutputEnded"]
+        forged = subjects.live_output(reply.run_id, "say", 1)
+        for reader in (client, agent):
+            await reader.nc.publish(forged, b'{"type": "OutputLine", "text": "rm -rf /"}')
+            assert "permissions violation" in (await reader.violation(forged)).lower()
+        stored = [item async for _, item in EngineClient(agent.nc).logs(reply.run_id)]
+        assert [getattr(line, "text", None) for line in stored] == ["one", "two", None]

@@ -108,7 +108,7 @@ steps:
     await wait_for_end(engine, reply.run_id)
     rollback = await engine.send(RollbackRun(run_id=reply.run_id, reason="bad change"))
     assert [e["type"] for e in rollback.events][:2] == ["RollbackStarted", "StepRollbackScheduled"]
-    events = [e async for _, e in engine.follow(reply.run_id, after_rollback_start=True)]
+    events = [e async for _, e in engine.follow(reply.run_id)]
     assert type(events[-1]).__name__ == "RollbackCompleted"
     assert journal.read_text().strip() == "undo changed"
     started = next(e for e in events if type(e).__name__ == "RollbackStarted")

@@ -155,10 +155,10 @@ def test_on_failure_rollback_undoes_succeeded_steps_in_reverse_order() -> None:
     assert events[1].waves == [["deploy"], ["backup"]]
     assert "step health failed: 503" in events[1].reason
     assert s.run.status == "rolling_back"
-    s.when(_begin_rollback(s, "deploy"))
-    assert kinds(s.when(_finish_rollback(s, "deploy"))) == ["StepRolledBack:deploy", "StepRollbackScheduled:backup"]
-    s.when(_begin_rollback(s, "backup"))
-    assert kinds(s.when(_finish_rollback(s, "backup"))) == ["StepRolledBack:backup", "RollbackCompleted"]
+    s.begin_rollback("deploy")
+    assert kinds(s.finish_rollback("deploy")) == ["StepRolledBack:deploy", "StepRollbackScheduled:backup"]
+    s.begin_rollback("backup")
+    assert kinds(s.finish_rollback("backup")) == ["StepRolledBack:backup", "RollbackCompleted"]
     assert s.run.status == "rolled_back"
 
 
@@ -178,11 +178,11 @@ def test_a_failed_rollback_action_is_recorded_and_the_rollback_goes_on_to_end_fa
     s.start()
     s.run_step("a"), s.run_step("b"), s.begin("c")
     s.fail("c")
-    s.when(_begin_rollback(s, "b"))
-    assert kinds(s.when(_finish_rollback(s, "b", error="undo b: exit 1"))) == [
+    s.begin_rollback("b")
+    assert kinds(s.finish_rollback("b", error="undo b: exit 1")) == [
         "StepRollbackFailed:b", "StepRollbackScheduled:a"]
-    s.when(_begin_rollback(s, "a"))
-    events = s.when(_finish_rollback(s, "a"))
+    s.begin_rollback("a")
+    events = s.finish_rollback("a")
     assert kinds(events) == ["StepRolledBack:a", "RollbackFailed"]
     assert events[-1].failed_steps == ["b"]
     assert s.run.status == "rollback_failed"
@@ -193,8 +193,8 @@ def test_rollback_failure_policy_stop_ends_at_the_first_failure() -> None:
     s.start()
     s.run_step("a"), s.run_step("b"), s.begin("c")
     s.fail("c")
-    s.when(_begin_rollback(s, "b"))
-    assert kinds(s.when(_finish_rollback(s, "b", error="boom"))) == ["StepRollbackFailed:b", "RollbackFailed"]
+    s.begin_rollback("b")
+    assert kinds(s.finish_rollback("b", error="boom")) == ["StepRollbackFailed:b", "RollbackFailed"]
     assert s.run.steps["a"].rollback.status == "pending"
 
 
@@ -228,22 +228,10 @@ def test_rollback_can_be_paused_resumed_and_cancelled() -> None:
     s.run_step("a"), s.run_step("b"), s.begin("c")
     s.fail("c")
     assert kinds(s.when(PauseRun(run_id=R, actor="ops"))) == ["RunPaused"]
-    assert kinds(s.when(_begin_rollback(s, "b"))) == []                 # paused: not started
+    assert kinds(s.begin_rollback("b")) == []                 # paused: not started
     assert kinds(s.when(ResumeRun(run_id=R, actor="ops"))) == ["RunResumed", "StepRollbackScheduled:b"]
-    s.when(_begin_rollback(s, "b"))
+    s.begin_rollback("b")
     assert kinds(s.when(CancelRun(run_id=R, actor="ops"))) == ["RunCancelRequested"]
-    events = s.when(_finish_rollback(s, "b", error="killed", category="cancelled"))
+    events = s.finish_rollback("b", error="killed", category="cancelled")
     assert kinds(events) == ["StepRollbackFailed:b", "RunCancelled"]
 
-
-def _begin_rollback(s: Scenario, step_id: str):
-    from services.domain.run.commands import BeginStep
-    step = s.run.steps[step_id]
-    return BeginStep(step_id=step_id, attempt=step.rollback.attempt, scheduled_seq=step.rollback.scheduled_seq,
-                     executor="ex1", redelivered=False, rollback=True)
-
-
-def _finish_rollback(s: Scenario, step_id: str, error: str = "", category: str = "unknown"):
-    from services.domain.run.commands import FinishStep
-    return FinishStep(step_id=step_id, attempt=s.run.steps[step_id].rollback.attempt, outputs=[{}],
-                      duration_ms=1.0, error=error, category=category, rollback=True)

@@ -5,7 +5,8 @@ from datetime import timedelta
 
 from events.circuit import CircuitCallFailed
 from events.run import (
-    ApprovalGranted, ApprovalRequested, RunCancelled, RunCompleted, RunFailed, StepFailed, StepNotRetried,
+    ApprovalGranted, ApprovalRequested, RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled,
+    RunCompleted, RunFailed, StepFailed, StepNotRetried,
     StepRemediated, StepRemediationStarted, StepRetryScheduled, StepSucceeded,
 )
 from services.learning.facts import (
@@ -74,6 +75,20 @@ def test_a_failure_nobody_classified_stood_when_the_run_ended_unless_the_engine_
                                                   category="cancelled"), RunCancelled(run_id="r2", at=at(2))]
     stood = [f for f in learn(failing) + learn(cancelled) if isinstance(f, AttemptFailed)]
     assert [(f.category, f.gave_up) for f in stood] == [("unknown", True), ("cancelled", False)]
+
+
+def test_a_run_rolled_back_on_failure_ends_rolled_back_and_a_later_rollback_by_hand_teaches_nothing() -> None:
+    steps = [{"id": "a", "action": "shell", "args": {"command": "false"}}]
+    rolled = [started("r1", steps), StepFailed(run_id="r1", at=at(1), step_id="a", attempt=1, error="exit 1"),
+              RollbackStarted(run_id="r1", at=at(1), waves=[["a"]], reason="a failed"),
+              RollbackCompleted(run_id="r1", at=at(4))]
+    ended = [f for f in learn(rolled) if isinstance(f, RunEnded)]
+    assert ended == [RunEnded(at=at(4), playbook="test", outcome="rolled_back", duration_ms=4000)]
+    interpreter = Interpreter()
+    learn(retried_then_passed(), interpreter)
+    again = [RollbackStarted(run_id="r1", at=at(5), waves=[], reason="by hand", actor="ops"),
+             RollbackFailed(run_id="r1", at=at(6), reason="undo failed")]
+    assert learn(again, interpreter) == []
 
 
 def test_an_exhausted_retry_an_approval_wait_and_a_remediation() -> None:

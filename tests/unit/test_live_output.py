@@ -7,19 +7,26 @@ import json
 
 import pytest
 
+from services.executor import live_output
 from services.executor.live_output import MAX_PARTIAL_LINE, LiveOutput
 
 SECRET = "s3cr3t-Value/9f+2c"
 
 
 class Subscriber:
-    """Stands where NATS would: keeps what was published."""
+    """Stands where NATS and its JetStream would: keeps the lines published, and the end."""
 
     def __init__(self) -> None:
         self.lines: list[dict] = []
+        self.ends: list[dict] = []
 
-    async def publish(self, subject: str, body: bytes) -> None:
-        self.lines.append(json.loads(body))
+    def jetstream(self) -> Subscriber:
+        return self
+
+    async def publish(self, subject: str, body: bytes, **_options) -> None:
+        message = json.loads(body)
+        assert subject == "pb.output.run1.step1.1"
+        (self.lines if message["type"] == "OutputLine" else self.ends).append(message)
 
     @property
     def text(self) -> str:
@@ -58,7 +65,19 @@ async def test_lines_that_cannot_hold_a_secret_go_out_at_once() -> None:
     live = LiveOutput(subscriber, "run1", "step1", 1, {SECRET})  # type: ignore[arg-type]
     live(1, b"step 1 of 3 done\nstep 2 of 3 done\n")
     await live.close()
-    assert [line["text"] for line in subscriber.lines] == ["step 1 of 3 done\nstep 2 of 3 done"]
+    assert [line["text"] for line in subscriber.lines] == ["step 1 of 3 done", "step 2 of 3 done"]
+    assert [(end["lines"], end.get("truncated", False)) for end in subscriber.ends] == [(2, False)]
+
+
+async def test_an_attempt_that_prints_too_many_lines_stops_with_a_note_and_its_end_says_so(monkeypatch) -> None:
+    monkeypatch.setattr(live_output, "MAX_LINES_PER_ATTEMPT", 3)
+    subscriber = Subscriber()
+    live = LiveOutput(subscriber, "run1", "step1", 1, set())  # type: ignore[arg-type]
+    live(1, b"".join(b"line %d\n" % n for n in range(1, 6)))
+    live(2, b"more\n")
+    await live.close()
+    assert [line["text"] for line in subscriber.lines] == ["line 1", "line 2", "line 3", live_output.STOPS_HERE]
+    assert [(end["lines"], end["truncated"]) for end in subscriber.ends] == [(4, True)]
 
 
 async def test_a_line_ending_with_a_secrets_beginning_waits_for_what_follows() -> None:

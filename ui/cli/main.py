@@ -20,7 +20,7 @@ from ui.cli import tokens as token_commands
 from ui.cli.common import failed, parse_params, print_json, read_playbook, run_id, step_id
 from ui.cli.completion import SHELLS, script
 from ui.cli.connect import steer
-from ui.cli.reading import cmd_circuits, cmd_events, cmd_list, cmd_replay, cmd_status
+from ui.cli.reading import cmd_circuits, cmd_events, cmd_list, cmd_logs, cmd_replay, cmd_status
 from ui.cli.render import (
     DENIED_CODES, EXIT_BROKEN_PIPE, EXIT_DENIED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE,
 )
@@ -176,8 +176,16 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
                         help="a circuit breaker's history instead (keys: playbook circuits)")
     events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
 
+    logs = add("logs", cmd_logs, "print the output lines of a run's steps from the first; --follow: then live ones",
+               "JSON lines: each line and each attempt's end, with its sequence in PB_LOGS")
+    logs.add_argument("run_id", metavar="RUN", help="the run's id")
+    logs.add_argument("step_id", nargs="?", metavar="STEP", help="only this step's output")
+    logs.add_argument("--attempt", type=int, metavar="N", help="only this attempt of the step (1 is the first)")
+    logs.add_argument("--follow", action="store_true",
+                      help="then live lines until the attempt, the step or the run has ended")
+
     replay = add("replay", cmd_replay, "rebuild a run's state from its events alone and print the timeline",
-                 "JSON lines")
+                 "the rebuilt state as one JSON document, shaped as status --json")
     replay.add_argument("run_id", type=run_id, metavar="RUN", help="the run's id")
     showing_output(replay)
 

@@ -1,17 +1,24 @@
-"""`status`, `list`, `events`, `replay`, `circuits`: what the engine holds, read and shown."""
+"""`status`, `list`, `events`, `logs`, `replay`, `circuits`: what the engine holds, read and shown."""
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import re
 import sys
 from collections.abc import AsyncIterator
 
+import msgspec
+
 from events.circuit import CircuitEvent
 from events.commands import ResetCircuit
+from events.output import OutputLine
 from events.run import RunEvent
+from events.subjects import RUN_ID_PATTERN, STEP_ID_PATTERN
 from projections.run_list import as_dict
 from projections.run_view import run_view
 from projections.sentences import circuit_sentence
+from services.read import fold
 from services.settings import Settings
 from ui.cli.common import failed, print_json, print_reply
 from ui.cli.connect import steer, with_client
@@ -97,15 +104,45 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         envelopes = await client.events(args.run_id, resolved=True)
         if not envelopes:
             return no_run(args)
-        follower = Follower(args.run_id, as_json=args.json, full_output=args.output)
+        if args.json:                      # the rebuilt state, shaped as `status --json`
+            print_json(run_view(fold(args.run_id, envelopes)))
+            return 0
+        follower = Follower(args.run_id, full_output=args.output)
         for seq, event in envelopes:
             follower.show(seq, event)
-        if not args.json:
-            print()
-            print(status_table(follower.run))
+        print()
+        print(status_table(follower.run))
         return 0
 
     return asyncio.run(with_client(settings, work))
+
+
+def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
+    """Output lines of a run's attempts from the first; with --follow, then live ones until the end."""
+    if problem := _logs_problem(args):
+        return failed(args, "bad_request", f"playbook logs: {problem}", EXIT_INVALID)
+
+    async def work(client: EngineClient) -> int:
+        if not await client.exists(args.run_id):
+            return no_run(args)
+        async for seq, item in client.logs(args.run_id, args.step_id, args.attempt, follow=args.follow):
+            if args.json:
+                print(json.dumps({"seq": seq, **msgspec.to_builtins(item)}), flush=True)
+            elif isinstance(item, OutputLine):
+                print(item.text if args.step_id else f"{item.step_id}#{item.attempt} {item.text}", flush=True)
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def _logs_problem(args: argparse.Namespace) -> str:
+    if not re.fullmatch(RUN_ID_PATTERN, args.run_id):
+        return f"{args.run_id!r} is not a run id"
+    if args.step_id is not None and not re.fullmatch(STEP_ID_PATTERN, args.step_id):
+        return f"{args.step_id!r} is not a step id"
+    if args.attempt is not None and (args.step_id is None or args.attempt < 1):
+        return "--attempt N needs a STEP, and N is 1 or more"
+    return ""
 
 
 def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:

@@ -230,6 +230,13 @@ RESUME_FROM = [
           "resume after this stream sequence (as the Last-Event-ID header a browser sends on reconnect)"),
     {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
 ]
+# Streams that carry output lines too resume both positions: `<event sequence>.<line sequence in PB_LOGS>`.
+RESUME_BOTH = [
+    query("last_event_id", {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+          "resume after these positions, `<event sequence>.<line sequence>` (as the Last-Event-ID header)"),
+    {"name": "Last-Event-ID", "in": "header", "required": False,
+     "schema": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}},
+]
 
 
 # -- responses -----------------------------------------------------------------------------
@@ -376,13 +383,16 @@ def document() -> dict[str, Any]:
         "/api/runs/stream": sse("The run list, live", "`snapshot` {position, total, runs}, then `run` (a RunSummary) "
                                 "per change", RESUME_FROM, "bad_request"),
         RUN + "/stream": sse("One run, live", "`event` {seq, type, event, timeline} per event, `view` when caught up; "
-                             "with logs=1 also `log` [LogEntry...] and `live` output lines of running steps",
+                             "with logs=1 also `log` [LogEntry...], `live` output lines (OutputLine) of running "
+                             "steps from their first line and `end` (OutputEnded) per attempt; ids then "
+                             "`<event sequence>.<line sequence>`",
                              [RUN_ID, query("logs", {"type": "string", "enum": ["0", "1", "true", "false"]},
-                                            "1: carry the run's logs too (one connection per page)"), *RESUME_FROM],
+                                            "1: carry the run's logs too (one connection per page)"), *RESUME_BOTH],
                              "bad_request", *UNKNOWN_RUN, "engine_unavailable"),
         RUN + "/logs/stream": sse("One run's logs, live", "`log` [LogEntry...] per event that carries log text, "
-                                  "`live` output lines of running steps",
-                                  [RUN_ID, query("step", {"type": "string"}, "one step's logs"), *RESUME_FROM],
+                                  "`live` output lines (OutputLine) of running steps from their first line, `end` "
+                                  "(OutputEnded) per attempt; ids `<event sequence>.<line sequence>`",
+                                  [RUN_ID, query("step", {"type": "string"}, "one step's logs"), *RESUME_BOTH],
                                   "bad_request", *UNKNOWN_RUN, "engine_unavailable"),
         "/api/metrics/stream": sse("The metrics, live", "`metrics` (as /api/metrics) at most once a second", []),
         "/api/session": {

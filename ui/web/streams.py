@@ -9,25 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
-from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
 
 from events import subjects
-from events.codec import decode_event
+from events.output import OutputEnded, OutputLine
 from events.run import RunEvent
 from projections import run_list
 from projections.projector import Change
 from projections.run_view import run_view, timeline
 from projections.step_logs import log_entries
 from services.identity.authority import Resource
-from services.read import Run, evolve
+from services.read import Run, Watched, evolve, run_events, run_with_output
 from ui.web.access import may_read, permit
 from ui.web.api import RUN_PATH, ApiError, backend, permit_run_read
 
@@ -118,73 +116,88 @@ def _snapshot(runs: dict[str, run_list.RunSummary], position: int) -> dict[str, 
 async def run_stream(request: web.Request) -> web.StreamResponse:
     """One run: each event (id = its sequence) with its timeline lines, then the run's view.
     With `?logs=1` also its logs, as on the logs stream, so a page needs one connection."""
-    run_id, last = await _known_run(request), last_event_id(request) or 0
+    run_id = await _known_run(request)
     with_logs = request.query.get("logs") in ("1", "true")
+    last, last_line = positions(request) if with_logs else (last_event_id(request) or 0, 0)
     run, playbooks = Run(id=run_id), backend(request).client.playbooks
-    async with _live_output(request, run_id, None, enabled=with_logs) as lines, open_stream(request) as sse:
-        forwarding = asyncio.create_task(_forward_live(sse, lines))
-        try:
+    nc = backend(request).nc
+    async with open_stream(request) as sse:
+        if not with_logs:
             async for seq, event, pending in _follow(request, run_id):
                 evolve(run, await playbooks.resolve(event), seq)    # the event goes out as stored: with its pin
                 if seq > last:
-                    message = {"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
-                               "timeline": timeline([(seq, event)])}
-                    await sse.send(_dumps(message), id=str(seq), event="event")
-                    if with_logs and (entries := log_entries(seq, event)):
+                    await sse.send(_dumps(_event_message(seq, event)), id=str(seq), event="event")
+                if not pending:
+                    await sse.send(_dumps(run_view(run)), event="view")
+            return sse
+        position = [0, last_line]
+        events = _sending_output(sse, run_with_output(nc, run_id, after_line=last_line), position)
+        async with contextlib.aclosing(events):
+            async for seq, event, pending in events:
+                evolve(run, await playbooks.resolve(event), seq)    # the event goes out as stored: with its pin
+                if seq > last:
+                    await sse.send(_dumps(_event_message(seq, event)), id=_id(position), event="event")
+                    if entries := log_entries(seq, event):
                         await sse.send(_dumps(entries), event="log")
                 if not pending:
                     await sse.send(_dumps(run_view(run)), event="view")
-        finally:
-            forwarding.cancel()
     return sse
+
+
+def _event_message(seq: int, event: RunEvent) -> dict[str, Any]:
+    return {"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
+            "timeline": timeline([(seq, event)])}
 
 
 async def logs_stream(request: web.Request) -> web.StreamResponse:
-    """One run's step logs: `log` as each attempt's output is recorded (id = its event's
-    sequence), and `live` lines of attempts still running; `?step=` narrows to one step."""
-    run_id, last = await _known_run(request), last_event_id(request) or 0
+    """One run's step logs, each from the first: `live` lines as running attempts print them (kept in PB_LOGS,
+    so a late joiner gets them all), `end` when an attempt's output is over, and `log` as each attempt's output
+    is recorded in its event. `?step=` narrows to one step. Ids are `<event sequence>.<line sequence>`:
+    a reconnect with Last-Event-ID resumes both exactly."""
+    run_id, (last, last_line) = await _known_run(request), positions(request)
     step = request.query.get("step") or None
-    async with _live_output(request, run_id, step) as lines, open_stream(request) as sse:
-        forwarding = asyncio.create_task(_forward_live(sse, lines))
-        try:
-            async for seq, event, _ in _follow(request, run_id, after=last):
+    if step is not None and not re.fullmatch(subjects.STEP_ID_PATTERN, step):
+        raise ApiError(400, "bad_request", f"{step[:40]!r} is not a step id")
+    async with open_stream(request) as sse:
+        position = [last, last_line]
+        watched = run_with_output(backend(request).nc, run_id, step, after_event=last, after_line=last_line)
+        events = _sending_output(sse, watched, position)
+        async with contextlib.aclosing(events):
+            async for seq, event, _ in events:
                 entries = [e for e in log_entries(seq, event) if step is None or e.step_id == step]
                 if entries:
-                    await sse.send(_dumps(entries), id=str(seq), event="log")
-        finally:
-            forwarding.cancel()
+                    await sse.send(_dumps(entries), id=_id(position), event="log")
     return sse
 
 
-@contextlib.asynccontextmanager
-async def _live_output(request: web.Request, run_id: str, step: str | None, enabled: bool = True
-                       ) -> AsyncIterator[asyncio.Queue[bytes]]:
-    """Live output lines of the run's running attempts, subscribed before the response
-    starts, so no line after the client sees it is missed. A slow client misses live
-    lines, never recorded logs."""
-    lines: asyncio.Queue[bytes] = asyncio.Queue(maxsize=MAX_BACKLOG)
-    if not enabled:
-        yield lines
-        return
-
-    async def on_line(msg: Msg) -> None:
-        if step is None or json.loads(msg.data).get("step_id") == step:
-            with contextlib.suppress(asyncio.QueueFull):
-                lines.put_nowait(msg.data)
-
-    nc = backend(request).nc
-    subscription = await nc.subscribe(subjects.live_output_of_run(run_id), cb=on_line)
-    await nc.flush()
-    try:
-        yield lines
-    finally:
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
+async def _sending_output(sse: EventSourceResponse, watched: AsyncGenerator[Watched], position: list[int]
+                          ) -> AsyncGenerator[tuple[int, RunEvent, int]]:
+    """The run's events, its output lines sent on the way (`live`, `end`); `position` kept as both advance."""
+    async with contextlib.aclosing(watched):
+        async for seen in watched:
+            if isinstance(seen.item, RunEvent):
+                position[0] = seen.seq
+                yield seen.seq, seen.item, seen.stored_after
+            else:
+                position[1] = seen.seq
+                await _send_output(sse, seen.item, position)
 
 
-async def _forward_live(sse: EventSourceResponse, lines: asyncio.Queue[bytes]) -> None:
-    while True:
-        await sse.send((await lines.get()).decode(), event="live")
+def positions(request: web.Request) -> tuple[int, int]:
+    """Where a client of a stream with logs stopped: `<event sequence>.<line sequence>` (or an event sequence)."""
+    text = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0.0"
+    event, _, line = text.partition(".")
+    if not event.isdigit() or not (line or "0").isdigit():
+        raise ApiError(400, "bad_request", f"Last-Event-ID must be <event sequence>.<line sequence>, got {text[:40]!r}")
+    return int(event), int(line or 0)
+
+
+def _id(position: list[int]) -> str:
+    return f"{position[0]}.{position[1]}"
+
+
+async def _send_output(sse: EventSourceResponse, item: OutputLine | OutputEnded, position: list[int]) -> None:
+    await sse.send(_dumps(item), id=_id(position), event="live" if isinstance(item, OutputLine) else "end")
 
 
 async def metrics_stream(request: web.Request) -> web.StreamResponse:
@@ -219,23 +232,11 @@ async def _known_run(request: web.Request) -> str:
 
 async def _follow(request: web.Request, run_id: str, after: int = 0) -> AsyncIterator[tuple[int, RunEvent, int]]:
     """The run's stored events from the first (or after `after`), then live ones, with how
-    many more are already stored; an ordered consumer, so none is skipped or repeated."""
-    js = backend(request).nc.jetstream()
-    sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=None)
-            seq = msg.metadata.sequence.stream
-            if seq <= after:
-                continue
-            try:
-                event = decode_event(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
-            yield seq, event, msg.metadata.num_pending
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+    many more are already stored; in order, none skipped or repeated."""
+    events = run_events(backend(request).nc, run_id, after)
+    async with contextlib.aclosing(events):
+        async for item in events:
+            yield item
 
 
 def add_routes(app: web.Application) -> None:
