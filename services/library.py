@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -54,6 +53,7 @@ def find_playbook(folders: Sequence[Path], playbook_id: str) -> StoredPlaybook |
 
 def _stored(path: Path) -> StoredPlaybook:
     """Name and description for listings; a broken file is still listed, by its id."""
+    import yaml   # here, not at the top: the CLI's `status` loads this module and reads no playbook
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError):

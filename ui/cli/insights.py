@@ -2,18 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import msgspec
-import yaml
+from ui.cli.connect import read, steer
 
-from events.insights import Distribution, Insights, Recommendation
-from services.settings import Settings
-from ui.cli.connect import steer, with_client
-from ui.cli.render import _ms as duration
-from ui.insights import LearningClient
+if TYPE_CHECKING:   # loaded when the command runs, not when the CLI's arguments are read
+    from events.insights import Distribution, Insights, Recommendation
+    from services.settings import Settings
 
 HELP = "what the engine learned from past runs and what it recommends; `insights rebuild` learns again from zero"
 
@@ -25,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
+    import msgspec
+
+    from ui.insights import LearningClient
+
     async def work(client) -> int:  # type: ignore[no-untyped-def]
         learning = LearningClient(client.nc, client.headers())
         if args.playbook == "rebuild":
@@ -44,7 +45,7 @@ def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
             print(render(insights))
         return 0
 
-    return steer(args, settings, work) if args.playbook == "rebuild" else asyncio.run(with_client(settings, work))
+    return steer(args, settings, work) if args.playbook == "rebuild" else read(settings, work)
 
 
 def render(insights: Insights) -> str:
@@ -77,6 +78,7 @@ def render(insights: Insights) -> str:
 
 
 def _recommendations(recommendations: list[Recommendation]) -> list[str]:
+    import yaml
     lines = []
     for r in recommendations:
         e = r.evidence
@@ -106,6 +108,7 @@ def _durations(durations: Distribution | None, label: str) -> str:
 
 
 def _ms(ms: float | None) -> str:
+    from ui.cli.render import _ms as duration
     return "-" if ms is None else duration(ms)
 
 

@@ -1,0 +1,57 @@
+"""The commands that steer a run: pause, resume, cancel, roll back, answer a gate; rebuild the web's views."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from events.commands import ApproveStep, CancelRun, PauseRun, RejectStep, ResumeRun, RollbackRun
+from services.settings import Settings
+from ui.cli.common import print_reply
+from ui.cli.connect import steer
+from ui.cli.exits import DENIED_CODES, EXIT_DENIED, EXIT_FAILED
+from ui.cli.render import Follower
+from ui.client import EngineClient
+
+
+def cmd_control(args: argparse.Namespace, settings: Settings) -> int:
+    kinds = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollback": RollbackRun}
+    extra = {"reason": args.reason} if args.command != "resume" and args.reason else {}
+    command = kinds[args.command](run_id=args.run_id, **extra)
+
+    async def work(client: EngineClient) -> int:
+        reply = await client.send(command)
+        if args.command != "rollback" or not reply.accepted or args.json or not args.follow:
+            return print_reply(reply, args.json)
+        follower = Follower(args.run_id)
+        async for seq, event in client.follow(args.run_id, after_rollback_start=True):
+            follower.show(seq, event)
+        return 0 if follower.run.status == "rolled_back" else 1
+
+    return steer(args, settings, work)
+
+
+def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
+    kind = ApproveStep if args.command == "approve" else RejectStep
+    command = kind(run_id=args.run_id, step_id=args.step_id, comment=args.comment)
+
+    async def work(client: EngineClient) -> int:
+        return print_reply(await client.send(command), args.json)
+
+    return steer(args, settings, work)
+
+
+def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
+    """`projections rebuild`: every web server refolds its views from the first event."""
+    async def work(client: EngineClient) -> int:
+        result = await client.rebuild_projections(timeout=args.timeout)
+        if args.json:
+            print(json.dumps(result))
+        elif result.get("ok"):
+            print(f"rebuilt from the first event: {result['events']} events, {result['runs']} runs, "
+                  f"position {result['position']}, in {result['seconds']} s")
+        else:
+            print(f"rebuild failed: {result.get('error')}", file=sys.stderr)
+        return 0 if result.get("ok") else EXIT_DENIED if result.get("code") in DENIED_CODES else EXIT_FAILED
+
+    return steer(args, settings, work)
