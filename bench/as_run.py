@@ -63,7 +63,9 @@ class Up:
     """`playbook up` in a child process with a home of its own; its stdout is read on a thread."""
 
     def __init__(self, home: Path) -> None:
-        env = {k: v for k, v in python_env().items() if not k.startswith(("NATS_", "PLAYBOOK_"))}
+        # Users' Python keeps compiled modules: PYTHONDONTWRITEBYTECODE would time the compiler, not the CLI.
+        env = {k: v for k, v in python_env().items()
+               if not k.startswith(("NATS_", "PLAYBOOK_")) and k != "PYTHONDONTWRITEBYTECODE"}
         env.update(PYTHONUNBUFFERED="1", PLAYBOOK_HOME=str(home), PLAYBOOK_NATS_PORT=str(free_port()),
                    PLAYBOOK_LOG="WARNING", PLAYBOOK_STEP_USER=os.environ.get("PLAYBOOK_STEP_USER", ""))
         self.env = env

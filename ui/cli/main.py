@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -120,6 +121,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """The CLI's process edge: the settings are read from the environment here, once, after the arguments."""
+    if not hasattr(argparse._, "cache_info"):  # type: ignore[attr-defined]
+        # argparse asks gettext for every heading of every command, and gettext looks for catalogues on disk each
+        # time: most of building the parser. A translation cannot change within a process, so each is looked up once.
+        argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
     args = parser().parse_args(argv)
     from services.settings import Settings
     try:
