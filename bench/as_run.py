@@ -32,9 +32,9 @@ import aiohttp
 import nats
 
 from bench import big
-from bench.harness import ROOT, finish, free_port, machine, median, print_machine, print_table, python_env
+from bench.harness import ROOT, finish, machine, median, print_machine, print_table, python_env
 from bench.steps import append_floor, playbook, subprocess_floor
-from services.embedded import stop_process
+from services.embedded import free_port, stop_process
 from services.identity.credentials import TOKEN_FILE, read_secret
 from services.settings import Settings
 from ui.client import EngineClient
@@ -71,12 +71,12 @@ class Up:
         self.env = env
         self.lines: list[str] = []
         self.process = subprocess.Popen([sys.executable, "-m", "ui.cli.main", "up", "--http-port", str(free_port())],
-                                        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         for line in self.process.stdout:  # type: ignore[union-attr]
-            self.lines.append(line)
+            self.lines.append(line.decode(errors="replace"))
 
     async def web_url(self, timeout: float = 60.0) -> str:
         """The dashboard's URL, once `up` says it is ready (its sign-in link)."""
@@ -102,26 +102,27 @@ class Cli:
         self.argv = [str(script)] if script.exists() else [sys.executable, "-m", "ui.cli.main"]
         self.env = env
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([*self.argv, *args], cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+    def command(self, *args: str) -> list[str]:
+        return [*self.argv, *args]
 
     async def timed(self, *args: str) -> float:
         """Seconds of one whole `playbook ARGS` process; it must succeed."""
-        return (await timed_processes([self.start(*args)]))[0]
+        seconds, failures = await timed_processes([self.command(*args)], self.env)
+        if failures:
+            raise RuntimeError(failures[0])
+        return seconds
 
 
-async def timed_processes(processes: Sequence[subprocess.Popen[bytes]]) -> list[float]:
-    """Seconds from now until each process ended; every one must exit 0."""
+async def timed_processes(commands: Sequence[list[str]], env: dict[str, str] | None = None) -> tuple[float, list[str]]:
+    """Seconds until the last of these processes, all started at once, ended; what each failed one said."""
     began = time.perf_counter()
-
-    def wait(process: subprocess.Popen[bytes]) -> float:
-        _, err = process.communicate()
-        if process.returncode != 0:
-            raise RuntimeError(f"{process.args} exited {process.returncode}: {err.decode()[-2000:]}")
-        return time.perf_counter() - began
-
-    return list(await asyncio.gather(*(asyncio.to_thread(wait, p) for p in processes)))
+    processes = [await asyncio.create_subprocess_exec(*argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                                      stderr=subprocess.PIPE) for argv in commands]
+    outcomes = await asyncio.gather(*(p.communicate() for p in processes))
+    seconds = time.perf_counter() - began
+    failures = [f"{argv[1:]} exited {p.returncode}: {err.decode().strip()[-500:]}"
+                for argv, p, (_, err) in zip(commands, processes, outcomes) if p.returncode != 0]
+    return seconds, failures
 
 
 async def medians(times: int, *runs: Any) -> list[float]:
@@ -187,7 +188,18 @@ async def measure_engine(args: argparse.Namespace, cli: Cli, books: Path, settin
     await cli.timed("run", str(books / f"shell-{n}.yaml"))
 
     async def interpreter() -> float:
-        return (await timed_processes([subprocess.Popen([sys.executable, "-c", "pass"], stderr=subprocess.PIPE)]))[0]
+        return (await timed_processes([[sys.executable, "-c", "pass"]]))[0]
+
+    failures: list[str] = []
+
+    async def callers() -> float:
+        seconds, failed = await timed_processes([cli.command("run", str(books / "callers.yaml"))] * args.callers,
+                                                cli.env)
+        failures.extend(failed)
+        return seconds
+
+    async def callers_floor() -> float:
+        return (await timed_processes([[sys.executable, "-c", FLOOR_SPAWNS, str(args.caller_steps)]] * args.callers))[0]
 
     floor, help_s, status_s, run_one_s = await medians(
         reps, interpreter, lambda: cli.timed("--help"), lambda: cli.timed("status", "asrun-status"),
@@ -198,11 +210,7 @@ async def measure_engine(args: argparse.Namespace, cli: Cli, books: Path, settin
     appends, events_per_step = await step_floors(settings, n)
     spawns = median(await subprocess_floor(n))
 
-    callers, callers_floor = await medians(
-        reps,
-        lambda: _all_at_once([cli.start("run", str(books / "callers.yaml")) for _ in range(args.callers)]),
-        lambda: _all_at_once([subprocess.Popen([sys.executable, "-c", FLOOR_SPAWNS, str(args.caller_steps)],
-                                               stderr=subprocess.PIPE) for _ in range(args.callers)]))
+    callers_s, callers_floor_s = await medians(reps, callers, callers_floor)
     steps = max(1, n - 1)
     figures = {
         "help_ms": (help_s * 1000, floor * 1000),
@@ -210,7 +218,7 @@ async def measure_engine(args: argparse.Namespace, cli: Cli, books: Path, settin
         "run_one_ms": (run_one_s * 1000, floor * 1000),
         "noop_step_ms": ((noop_n - noop_1) / steps * 1000, events_per_step * appends * 1000),
         "shell_step_ms": ((shell_n - shell_1) / steps * 1000, (events_per_step * appends + spawns) * 1000),
-        "concurrent_s": (callers, callers_floor),
+        "concurrent_s": (callers_s, callers_floor_s),
     }
     sizes = [int(s) for s in args.validate_steps.split(",") if s.strip()]
     validated = [big.measure_size(size, max(1, reps // 2), books) for size in sizes]
@@ -220,16 +228,13 @@ async def measure_engine(args: argparse.Namespace, cli: Cli, books: Path, settin
         "benchmark": NAME, "steps": n, "repetitions": reps, "callers": args.callers, "caller_steps": args.caller_steps,
         "machine": machine(),
         "floors": {"interpreter_ms": floor * 1000, "append_ms": appends * 1000, "subprocess_ms": spawns * 1000,
-                   "events_per_step": events_per_step, "callers_s": callers_floor},
+                   "events_per_step": events_per_step, "callers_s": callers_floor_s},
+        "caller_failures": failures,
         "figures": {name: {"value": value, "floor": low, "ratio": value / low if low > 0 else None,
                            "target": TARGETS.get(name)} for name, (value, low) in figures.items()},
         "validate": validated,
         "ratios": {name: value / low if low > 0 else None for name, (value, low) in figures.items()},
     }
-
-
-async def _all_at_once(processes: list[subprocess.Popen[bytes]]) -> float:
-    return max(await timed_processes(processes))
 
 
 async def step_floors(settings: Settings, steps: int) -> tuple[float, float]:
@@ -262,6 +267,8 @@ def report(result: dict[str, Any]) -> None:
         rows.append((name, f"{f['value']:.3f}", f"{f['floor']:.3f}", f"{f['ratio']:.1f}x" if f["ratio"] else "-",
                      "-" if f["target"] is None else f"{f['target']:g}", met))
     print_table(["figure", "value", "floor", "ratio", "target", ""], rows)
+    for failure in result["caller_failures"]:
+        print(f"a caller failed: {failure}")
     print()
     print("ratios: " + ", ".join(f"{name} {f['ratio']:.1f}x floor" for name, f in result["figures"].items()
                                  if f["ratio"]))
