@@ -6,11 +6,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ui.cli.connect import read, steer
+from services.errors import PlaybookError
+from ui.cli.connect import read, run, steer, with_client
 
 if TYPE_CHECKING:   # loaded when the command runs, not when the CLI's arguments are read
     from events.insights import Distribution, Insights, Recommendation
+    from services.playbook.diagnostics import Diagnostic
     from services.settings import Settings
+    from ui.client import EngineClient
 
 HELP = "what the engine learned from past runs and what it recommends; `insights rebuild` learns again from zero"
 
@@ -26,7 +29,7 @@ def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
 
     from ui.insights import LearningClient
 
-    async def work(client) -> int:  # type: ignore[no-untyped-def]
+    async def work(client: EngineClient) -> int:
         learning = LearningClient(client.nc, client.headers())
         if args.playbook == "rebuild":
             rebuilt = await learning.rebuild(timeout=args.timeout)
@@ -46,6 +49,29 @@ def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return steer(args, settings, work) if args.playbook == "rebuild" else read(settings, work)
+
+
+def validation_advice(text: str, source: str, settings: Settings) -> list[Diagnostic]:
+    """`validate --insights`: what the playbook's past runs recommend, as infos at its steps' lines.
+
+    Advice is optional: when the engine cannot be asked, validation goes on with a note on stderr."""
+    from services.playbook.advice import advice, playbook_name
+    from ui.insights import LearningClient, recommendations_for
+    name = playbook_name(text)
+    if name is None:
+        return []
+
+    async def work(client) -> int:  # type: ignore[no-untyped-def]
+        found.extend(recommendations_for(await LearningClient(client.nc, client.headers()).insights(name, wait=0),
+                                         name))
+        return 0
+
+    found: list[Recommendation] = []
+    try:
+        run(with_client(settings, work))
+    except PlaybookError as err:
+        print(f"no insights: {err}", file=sys.stderr)
+    return advice(text, source, found)
 
 
 def render(insights: Insights) -> str:

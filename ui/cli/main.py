@@ -5,22 +5,40 @@ import argparse
 import functools
 import os
 import sys
-
 from typing import TYPE_CHECKING
 
 from services.errors import CommandRejected, EngineUnavailable, PlaybookError
 from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
 from ui.cli import tokens as token_commands
+from ui.cli.common import failed
+from ui.cli.completion import SHELLS, script
+from ui.cli.exits import (
+    DENIED_CODES, EXIT_BROKEN_PIPE, EXIT_DENIED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE,
+)
 from ui.cli.lazy import Handler, Lazy
-from ui.cli.exits import DENIED_CODES, EXIT_DENIED, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE
 
 if TYPE_CHECKING:
     from services.settings import Settings
 
+# Each command's handler is imported when it runs, so `playbook --help` loads no NATS, YAML or rules.
+cmd_run, cmd_retry, cmd_validate = (Lazy("runs", name) for name in ("cmd_run", "cmd_retry", "cmd_validate"))
+cmd_control, cmd_gate, cmd_projections = (Lazy("steering", name) for name in ("cmd_control", "cmd_gate",
+                                                                               "cmd_projections"))
+cmd_status, cmd_list, cmd_events, cmd_replay, cmd_circuits, cmd_schema = (
+    Lazy("reading", name) for name in ("cmd_status", "cmd_list", "cmd_events", "cmd_replay", "cmd_circuits",
+                                       "cmd_schema"))
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from app.up import up
-    return up(settings, demo=args.demo, http_port=settings.http_port if args.http_port is None else args.http_port)
+    port = settings.http_port if args.http_port is None else args.http_port
+    return up(settings, demo=args.demo, http_port=port, as_json=args.json)
+
+
+def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
+    print(script(parser(settings), args.shell), end="")
+    return 0
 
 
 # -- parser -----------------------------------------------------------------------------
@@ -28,96 +46,130 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 AS_HELP = "act on behalf of this person (admins only; both are recorded, and a gate counts the person)"
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The CLI's arguments; without `settings` (the CLI itself, which reads them after), defaults come later."""
     p = argparse.ArgumentParser(prog="playbook", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+    def add(name: str, handler: Handler, help: str, json_help: str | None = "print the answer as one JSON document"
+            ) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help, description=help)
         cmd.set_defaults(handler=handler)
+        if json_help:
+            cmd.add_argument("--json", action="store_true", help=json_help)
         return cmd
 
-    up = add("up", cmd_up, "start the engine: embedded NATS (unless NATS_URL is set) and every service")
-    up.add_argument("--demo", action="store_true", help="run an example playbook once ready")
-    up.add_argument("--http-port", type=int, help="the dashboard's port (default $PLAYBOOK_HTTP_PORT, else 8080)")
+    def acting(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
 
-    run = add("run", Lazy("runs", "cmd_run"), "start a run of a playbook and follow it live")
-    run.add_argument("file")
-    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
-    run.add_argument("--env", help="the playbook environment whose parameter values apply")
+    def showing_output(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument("--output", action="store_true", help="every line steps printed, not only the last ones")
+
+    up = add("up", cmd_up, "start the engine: embedded NATS (unless NATS_URL is set) and every service",
+             "log as JSON lines")
+    up.add_argument("--demo", action="store_true", help="run an example playbook once ready")
+    up.add_argument("--http-port", type=int, default=settings and settings.http_port, metavar="PORT",
+                    help="the dashboard's port (default: $PLAYBOOK_HTTP_PORT or 8080)")
+
+    run = add("run", cmd_run, "start a run of a playbook and follow it live",
+              "events as JSON lines (with --detach or --dry-run: one JSON document)")
+    run.add_argument("file", help="the playbook's YAML file")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter's value")
+    run.add_argument("--env", metavar="NAME", help="the playbook environment whose values apply")
     run.add_argument("--detach", action="store_true", help="print the run id and return at once")
-    run.add_argument("--run-id", help="choose the run id (letters, digits, - and _)")
-    run.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
-    run.add_argument("--json", action="store_true", help="print events as JSON lines")
+    run.add_argument("--run-id", metavar="ID", help="choose the run id (letters, digits, - and _)")
+    acting(run)
+    showing_output(run)
     run.add_argument("--allow-unsafe-shell", action="store_true",
                      help="start even with security errors (PB4xx); recorded on the run")
     run.add_argument("--dry-run", action="store_true",
                      help="resolve and evaluate what can be, print the plan, run no action (recorded as a dry run)")
 
+    retry = add("retry", cmd_retry, "continue a failed or cancelled run in place: its failed step and everything "
+                "after it run again, finished steps keep their outputs; follow it live",
+                "events as JSON lines (with --detach: one JSON document)")
+    retry.add_argument("run_id", metavar="RUN", help="the run's id")
+    retry.add_argument("--from", dest="from_step", metavar="STEP",
+                       help="run this step and everything downstream of it again (default: the failed steps)")
+    retry.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="correct a parameter's value (recorded on the run)")
+    # A catalogued playbook's version would arrive here the same way: resolved at the door to its text and source.
+    retry.add_argument("--playbook", metavar="FILE",
+                       help="replace the pinned playbook with this one; steps that ran must stay as they ran")
+    retry.add_argument("--reason", default="", help="why (recorded)")
+    retry.add_argument("--detach", action="store_true", help="print the answer and return at once")
+    acting(retry)
+    showing_output(retry)
+
     for name, help in (("pause", "pause a run: no new steps start; running ones finish"),
                        ("resume", "resume a paused run"),
                        ("cancel", "cancel a run: running steps are killed"),
                        ("rollback", "roll back a failed, cancelled or completed run")):
-        control = add(name, Lazy("steering", "cmd_control"), help)
-        control.add_argument("run_id")
-        control.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
-        control.add_argument("--reason", default="")
-        control.add_argument("--json", action="store_true")
+        control = add(name, cmd_control, help,
+                      "events as JSON lines with --follow, else one JSON document" if name == "rollback" else
+                      "print the answer as one JSON document")
+        control.add_argument("run_id", metavar="RUN", help="the run's id")
+        acting(control)
+        control.add_argument("--reason", default="", help="why (recorded)")
         if name == "rollback":
             control.add_argument("--follow", action="store_true", help="follow the rollback until it ends")
 
     for name, help in (("approve", "approve a step waiting at its approval gate"),
                        ("reject", "reject a step waiting at its approval gate: the step fails")):
-        gate = add(name, Lazy("steering", "cmd_gate"), help)
-        gate.add_argument("run_id")
-        gate.add_argument("step_id")
-        gate.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
-        gate.add_argument("--comment", default="")
-        gate.add_argument("--json", action="store_true")
+        gate = add(name, cmd_gate, help)
+        gate.add_argument("run_id", metavar="RUN", help="the run's id")
+        gate.add_argument("step_id", metavar="STEP", help="the gated step")
+        acting(gate)
+        gate.add_argument("--comment", default="", help="recorded with the decision")
 
-    status = add("status", Lazy("reading", "cmd_status"), "show a run's state and steps")
-    status.add_argument("run_id")
-    status.add_argument("--json", action="store_true")
+    status = add("status", cmd_status, "show a run's state, its steps and the last lines they printed")
+    status.add_argument("run_id", metavar="RUN", help="the run's id")
+    showing_output(status)
 
-    listing = add("list", Lazy("reading", "cmd_list"), "list runs")
+    listing = add("list", cmd_list, "list runs")
     listing.add_argument("--active", action="store_true", help="only running, paused or cancelling runs")
-    listing.add_argument("--json", action="store_true")
 
-    events = add("events", Lazy("reading", "cmd_events"), "print a run's raw event stream, or a circuit breaker's")
-    events.add_argument("run_id", nargs="?")
+    events = add("events", cmd_events, "print a run's raw event stream, or a circuit breaker's", "JSON lines")
+    events.add_argument("run_id", nargs="?", metavar="RUN", help="the run's id")
     events.add_argument("--circuit", metavar="KEY",
                         help="a circuit breaker's history instead (keys: playbook circuits)")
     events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
-    events.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    replay = add("replay", Lazy("reading", "cmd_replay"),
-                 "rebuild a run's state from its events alone and print the timeline")
-    replay.add_argument("run_id")
-    replay.add_argument("--json", action="store_true")
+    replay = add("replay", cmd_replay, "rebuild a run's state from its events alone and print the timeline",
+                 "JSON lines")
+    replay.add_argument("run_id", metavar="RUN", help="the run's id")
+    showing_output(replay)
 
-    validate = add("validate", Lazy("runs", "cmd_validate"), "check a playbook without running it")
-    validate.add_argument("file")
-    validate.add_argument("--env")
-    validate.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
-    validate.add_argument("--json", action="store_true")
+    validate = add("validate", cmd_validate, "check a playbook without running it",
+                   "the findings as one JSON document (a list)")
+    validate.add_argument("file", help="the playbook's YAML file")
+    validate.add_argument("--env", metavar="NAME", help="check with this environment's values")
+    validate.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
+                          help="check with this parameter value")
+    validate.add_argument("--insights", action="store_true",
+                          help="also show what past runs of this playbook recommend (asks the running engine)")
 
-    circuits = add("circuits", Lazy("reading", "cmd_circuits"), "list circuit breakers and their state, or reset one")
+    circuits = add("circuits", cmd_circuits, "list circuit breakers and their state, or reset one")
     circuits.add_argument("--reset", metavar="KEY", help="close this breaker by hand (admin; recorded)")
-    circuits.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
-    circuits.add_argument("--json", action="store_true")
+    acting(circuits)
 
-    projections = add("projections", Lazy("steering", "cmd_projections"),
-                      "rebuild the web's views (run list, audit, metrics) from zero")
-    projections.add_argument("action", choices=["rebuild"])
-    projections.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the rebuild")
-    projections.add_argument("--json", action="store_true")
+    projections = add("projections", cmd_projections, "rebuild the web's views (run list, audit, metrics) from zero")
+    projections.add_argument("action", choices=["rebuild"], help="what to do")
+    projections.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                             help="seconds to wait for the rebuild")
 
-    add("schema", Lazy("reading", "cmd_schema"), "print the JSON Schema of every event and command")
-    insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP))
-    audit_command.add_arguments(add("audit", audit_command.cmd_audit, audit_command.HELP))
+    add("schema", cmd_schema, "print the JSON Schema of every event and command",
+        "on one line (it is always JSON)")
+    insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP, None))
+    audit_command.add_arguments(add("audit", audit_command.cmd_audit, audit_command.HELP, None))
     token_commands.register(sub)
+    completion = add("completion", cmd_completion, "print a shell completion script: "
+                     "source <(playbook completion bash)", None)
+    completion.add_argument("shell", choices=SHELLS, help="the shell")
     return p
 
+
+# -- the process edge ----------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
     """The CLI's process edge: the settings are read from the environment here, once, after the arguments."""
@@ -132,20 +184,29 @@ def main(argv: list[str] | None = None) -> None:
     except PlaybookError as err:
         print(f"playbook: {err}", file=sys.stderr)
         sys.exit(EXIT_INVALID)
+    sys.exit(run_command(args, settings))
+
+
+def run_command(args: argparse.Namespace, settings: Settings) -> int:
+    """The command's exit code; the CLI's own failures said once, in JSON with --json, never as a traceback."""
     try:
-        code = args.handler(args, settings)
-    except EngineUnavailable as err:
-        print(f"playbook: {err}", file=sys.stderr)
-        code = EXIT_UNAVAILABLE
-    except CommandRejected as err:
-        print(f"playbook: rejected ({err.code}): {err}", file=sys.stderr)
-        code = EXIT_DENIED if err.code in DENIED_CODES else EXIT_FAILED
-    except PlaybookError as err:
-        print(f"playbook: {err}", file=sys.stderr)
-        code = EXIT_INVALID
+        code: int = args.handler(args, settings)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`playbook events RUN --json | head`): nothing more to say, to anyone.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
-        code = 130
-    sys.exit(code)
+        print("playbook: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except EngineUnavailable as err:
+        return failed(args, "engine_unavailable", str(err), EXIT_UNAVAILABLE, prefix="playbook: ")
+    except CommandRejected as err:
+        return failed(args, err.code, str(err), EXIT_DENIED if err.code in DENIED_CODES else EXIT_FAILED,
+                      prefix=f"playbook: rejected ({err.code}): ")
+    except PlaybookError as err:
+        return failed(args, "invalid_input", str(err), EXIT_INVALID, prefix="playbook: ")
 
 
 if __name__ == "__main__":

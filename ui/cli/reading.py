@@ -1,7 +1,8 @@
-"""The commands that read: a run's status and events, the run list, a replay, circuit breakers, the schema."""
+"""`status`, `list`, `events`, `replay`, `circuits`: what the engine holds, read and shown."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -10,36 +11,40 @@ from events.circuit import CircuitEvent
 from events.commands import ResetCircuit
 from events.run import RunEvent
 from events.schema import json_schema
+from projections.run_list import as_dict
+from projections.run_view import run_view
 from projections.sentences import circuit_sentence
 from services.settings import Settings
-from ui.cli.common import print_reply
-from ui.cli.connect import read, steer
+from ui.cli.common import failed, print_json, print_reply
+from ui.cli.connect import steer, with_client
 from ui.cli.exits import EXIT_INVALID
 from ui.cli.render import Follower, event_json, status_table, terminal_line
 from ui.client import EngineClient
 
 
-def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from projections.run_view import run_view
+def no_run(args: argparse.Namespace) -> int:
+    return failed(args, "unknown_run", f"no run with id {args.run_id!r}")
 
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         run = await client.run(args.run_id)
         if not run.exists:
-            print(f"no run with id {args.run_id!r}", file=sys.stderr)
-            return 1
-        print(json.dumps(run_view(run), default=str) if args.json else status_table(run))
+            return no_run(args)
+        if args.json:
+            print_json(run_view(run))
+        else:
+            print(status_table(run, full_output=args.output))
         return 0
 
-    return read(settings, work)
+    return asyncio.run(with_client(settings, work))
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from projections.run_list import as_dict
-
     async def work(client: EngineClient) -> int:
         runs = [r for r in await client.list_runs() if r.active or not args.active]
         if args.json:
-            print(json.dumps([as_dict(r) for r in runs], default=str))
+            print_json([as_dict(r) for r in runs])
             return 0
         for r in runs:
             dry = " (dry run)" if r.dry_run else ""
@@ -48,7 +53,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             print("no active runs" if args.active else "no runs yet")
         return 0
 
-    return read(settings, work)
+    return asyncio.run(with_client(settings, work))
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
@@ -64,12 +69,9 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
         async for seq, event in source:
             count += 1
             print(_event_line(seq, event, terminal_line(event), args.json), flush=True)
-        if not count:
-            print(f"no run with id {args.run_id!r}", file=sys.stderr)
-            return 1
-        return 0
+        return 0 if count else no_run(args)
 
-    return read(settings, work)
+    return asyncio.run(with_client(settings, work))
 
 
 def _circuit_events(args: argparse.Namespace, settings: Settings) -> int:
@@ -79,11 +81,11 @@ def _circuit_events(args: argparse.Namespace, settings: Settings) -> int:
         for seq, event in envelopes:
             print(_event_line(seq, event, circuit_sentence(event), args.json))
         if not envelopes:
-            print(f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them", file=sys.stderr)
-            return 1
+            return failed(args, "unknown_circuit",
+                          f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them")
         return 0
 
-    return read(settings, work)
+    return asyncio.run(with_client(settings, work))
 
 
 def _event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json: bool) -> str:
@@ -97,9 +99,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         envelopes = await client.events(args.run_id)
         if not envelopes:
-            print(f"no run with id {args.run_id!r}", file=sys.stderr)
-            return 1
-        follower = Follower(args.run_id, as_json=args.json)
+            return no_run(args)
+        follower = Follower(args.run_id, as_json=args.json, full_output=args.output)
         for seq, event in envelopes:
             follower.show(seq, event)
         if not args.json:
@@ -107,7 +108,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             print(status_table(follower.run))
         return 0
 
-    return read(settings, work)
+    return asyncio.run(with_client(settings, work))
 
 
 def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
@@ -116,8 +117,8 @@ def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
             return print_reply(await client.send(ResetCircuit(key=args.reset)), args.json)
         breakers = await client.circuits()
         if args.json:
-            print(json.dumps([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
-                               "open_until": b.until and b.until.isoformat()} for b in breakers]))
+            print_json([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
+                         "open_until": b.until and b.until.isoformat()} for b in breakers])
             return 0
         for b in breakers:
             until = f" until {b.until:%H:%M:%S}Z" if b.state == "open" and b.until else ""
@@ -127,14 +128,14 @@ def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
             print("no circuit breakers yet")
         return 0
 
-    return steer(args, settings, work) if args.reset else read(settings, work)
-
-
-def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(json_schema(), indent=2))
-    return 0
+    return steer(args, settings, work) if args.reset else asyncio.run(with_client(settings, work))
 
 
 async def _aiter(items: list[tuple[int, RunEvent]]) -> AsyncIterator[tuple[int, RunEvent]]:
     for item in items:
         yield item
+
+
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(json_schema(), indent=None if args.json else 2))
+    return 0

@@ -1,32 +1,32 @@
-"""The commands that steer a run: pause, resume, cancel, roll back, answer a gate; rebuild the web's views."""
+"""`pause`, `resume`, `cancel`, `rollback`, `approve`, `reject`: steer a run; the reply says what happened."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from events.commands import ApproveStep, CancelRun, PauseRun, RejectStep, ResumeRun, RollbackRun
 from services.settings import Settings
-from ui.cli.common import print_reply
+from ui.cli.common import print_json, print_reply
 from ui.cli.connect import steer
 from ui.cli.exits import DENIED_CODES, EXIT_DENIED, EXIT_FAILED
 from ui.cli.render import Follower
 from ui.client import EngineClient
 
+CONTROLS = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollback": RollbackRun}
+
 
 def cmd_control(args: argparse.Namespace, settings: Settings) -> int:
-    kinds = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollback": RollbackRun}
     extra = {"reason": args.reason} if args.command != "resume" and args.reason else {}
-    command = kinds[args.command](run_id=args.run_id, **extra)
+    command = CONTROLS[args.command](run_id=args.run_id, **extra)
 
     async def work(client: EngineClient) -> int:
         reply = await client.send(command)
-        if args.command != "rollback" or not reply.accepted or args.json or not args.follow:
+        if args.command != "rollback" or not reply.accepted or not args.follow:
             return print_reply(reply, args.json)
-        follower = Follower(args.run_id)
+        follower = Follower(args.run_id, as_json=args.json)
         async for seq, event in client.follow(args.run_id, after_rollback_start=True):
             follower.show(seq, event)
-        return 0 if follower.run.status == "rolled_back" else 1
+        return 0 if follower.run.status == "rolled_back" else EXIT_FAILED
 
     return steer(args, settings, work)
 
@@ -46,7 +46,7 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         result = await client.rebuild_projections(timeout=args.timeout)
         if args.json:
-            print(json.dumps(result))
+            print_json(result)
         elif result.get("ok"):
             print(f"rebuilt from the first event: {result['events']} events, {result['runs']} runs, "
                   f"position {result['position']}, in {result['seconds']} s")
