@@ -5,13 +5,14 @@ import argparse
 import sys
 
 from bench import (
-    as_run, big, concurrency, harness, identity, learning, parallel, recovery, redaction, replay, shell_analysis, sse,
+    as_run, big, cluster, concurrency, harness, identity, learning, parallel, recovery, redaction, replay,
+    shell_analysis, sse,
     steps, vs_ansible, waiting,
 )
 
 BENCHMARKS = {module.NAME: module for module in (steps, waiting, replay, sse, concurrency, parallel, recovery,
                                                    vs_ansible, identity, shell_analysis, redaction, learning, big,
-                                                   as_run)}
+                                                   as_run, cluster)}
 
 
 def main(argv: list[str] | None = None) -> int:
