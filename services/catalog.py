@@ -22,7 +22,7 @@ from events.catalog import PlaybookPublished, decode_catalog_event
 from services.aggregates import CatalogRepository, catalog_repository
 from services.domain.catalog import check_name, parse_reference, publish, validation_of, version_to_publish
 from services.errors import PlaybookError, TooLarge, UnknownPlaybook
-from services.playbook import MAX_BYTES, PlaybookInvalid, load_playbook, too_large
+from services.playbook import MAX_BYTES, PlaybookInvalid, too_large
 from services.playbook_store import PlaybookStore, digest_of, encode_parsed
 from services.store import EventStore
 
@@ -91,6 +91,7 @@ class Catalog:
         data = text.encode()
         if len(data) > MAX_BYTES:
             raise TooLarge(too_large(len(data)))
+        from services.playbook import load_playbook   # the language's checks, loaded by those who publish only
         loaded = await asyncio.to_thread(load_playbook, text, source or "<publish>", allow_unsafe_shell=True)
         name = check_name(loaded.playbook.name)
         event = PlaybookPublished(

@@ -17,19 +17,18 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-import msgspec
-import nats
-import yaml
-from nats.aio.client import Client as NATS
-
-from events.playbook import ErrorHandler
-from services.domain.classify import Pattern
 from services.errors import EngineUnavailable, PlaybookError
 from services.identity.nats_users import NatsRole, nats_login
-from services.secrets import SecretSource
+from services.secrets.source import SecretSource
+
+if TYPE_CHECKING:   # the CLI reads its settings before it knows whether it needs NATS, YAML or the rules
+    from nats.aio.client import Client as NATS
+
+    from events.playbook import ErrorHandler
+    from services.domain.classify import Pattern
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"   # the bundled playbooks
 DEFAULT_NATS_PORT = 4222
@@ -184,11 +183,13 @@ class Settings:
     @functools.cached_property
     def error_patterns(self) -> list[Pattern]:
         """Engine patterns, tried before the built-in classification table."""
+        from services.domain.classify import Pattern
         return _read_list(self.error_patterns_file, "PLAYBOOK_ERROR_PATTERNS", "error patterns", list[Pattern])
 
     @functools.cached_property
     def error_handlers(self) -> list[ErrorHandler]:
         """Engine error handlers, written as in a playbook and tried after the playbook's own."""
+        from events.playbook import ErrorHandler
         return _read_list(self.error_handlers_file, "PLAYBOOK_ERROR_HANDLERS", "error handlers", list[ErrorHandler])
 
     def engine_url(self) -> str:
@@ -214,6 +215,7 @@ class Settings:
         async def on_error(err: Exception) -> None:
             log.warning("NATS: %s", err)
 
+        import nats
         return await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=-1,
                                   reconnect_time_wait=0.5, error_cb=on_error, **self.nats_login(role))
 
@@ -245,6 +247,8 @@ def connect_options(url: str) -> dict[str, Any]:
 def _read_list(path: Path | None, variable: str, what: str, kind: type[list[T]]) -> list[T]:
     if path is None:
         return []
+    import msgspec
+    import yaml
     try:
         items: list[T] = msgspec.convert(yaml.safe_load(path.read_text()) or [], kind)
         return items

@@ -7,6 +7,7 @@ password too often. Messages show at most the first four characters of what they
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator
@@ -42,11 +43,18 @@ _RUN = re.compile(r"[A-Za-z0-9+/_=-]{20,}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 _DIGEST_LENGTHS = {32, 40, 56, 64, 96, 128}  # md5, sha1 (and git commits), sha224, sha256, sha384, sha512
 _STORE = "move it to the engine's secret store and write ${secret:NAME} instead"
+# What any finding below needs in the text, lower-cased: a known prefix, a credential's name, a scheme, a user's
+# password in a URL (`@`); or a long run. Most values (names, commands, URLs) have none and are not searched.
+_MARKS = ("akia", "asia", "-----begin", "gh", "xox", "passw", "passphrase", "pwd", "token", "secret", "api", "access",
+          "private", "credential", "-u", "authorization", "bearer", "@")
+_LONG_RUN = re.compile(r"[A-Za-z0-9+/_=-]{20}")
 
 
 def credential_issues(data: Any, path: Path = ()) -> Iterator[Issue]:
     """Hardcoded credentials in every text value of the playbook, at most one finding per value."""
     for at, key, value in _values(data, path, None):
+        if not _suspect(value) and not (key and _secret_key(key)):
+            continue
         text = _blank_references(value)
         finding = next(_findings(key, value, text), None)
         if finding:
@@ -114,6 +122,17 @@ def _findings(key: str | None, value: str, text: str) -> Iterator[tuple[str, str
         if _random(run.rstrip("=")):
             yield "PB421", (f"'{_hint(run)}' ({len(run)} characters) looks like a random key or token; if it is a "
                             f"credential, {_STORE}")
+
+
+def _suspect(value: str) -> bool:
+    low = value.lower()
+    return any(mark in low for mark in _MARKS) or _LONG_RUN.search(value) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    """A key whose value a finding reads whatever it holds: a credential's name or an Authorization header."""
+    return bool(_SECRET_KEY.fullmatch(key)) or key.lower() in ("authorization", "proxy-authorization")
 
 
 def _literal(value: str) -> bool:

@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
-
 from services.errors import PlaybookError
 from services.hosts import pattern_problem
 
@@ -72,6 +70,7 @@ class SecretSource:
             return {}
         if self._file_cache and self._file_cache[0] == path and self._file_cache[1] == mtime:
             return self._file_cache[2]
+        import yaml   # only when a secrets file is asked: the CLI builds a SecretSource on every start
         data = yaml.safe_load(path.read_text()) or {}
         secrets = data if isinstance(data, dict) else {}
         self._file_cache = (path, mtime, secrets)

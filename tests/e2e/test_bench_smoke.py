@@ -184,6 +184,20 @@ def test_the_big_playbook_benchmark_runs_and_writes_its_result(tmp_path: Path) -
     assert result["ratios"].keys() == {"20", "60"} and result["profile"]
 
 
+def test_the_as_run_benchmark_drives_playbook_up_with_the_cli_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("as-run", "--steps", "2", "--repetitions", "1", "--callers", "2", "--caller-steps", "2",
+                                "--validate-steps", "20", target=tmp_path / "as-run.json", timeout=300)
+    assert "ratios: help_ms" in out
+    assert result["benchmark"] == "as-run" and (result["callers"], result["caller_steps"]) == (2, 2)
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    assert {"interpreter_ms", "append_ms", "subprocess_ms", "events_per_step", "callers_s"} <= result["floors"].keys()
+    assert result["figures"].keys() == {"help_ms", "status_ms", "run_one_ms", "noop_step_ms", "shell_step_ms",
+                                        "concurrent_s", "validate_20_s"}
+    assert all(f["floor"] > 0 for f in result["figures"].values())
+    assert result["floors"]["events_per_step"] >= 3    # scheduled, started, succeeded per step
+    assert result["sse_messages"] > 0                  # the dashboard's client saw the runs
+
+
 def test_the_cluster_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
     out, result = run_benchmark("cluster", "--runs", "6", "--steps", "8", "--step-seconds", "0.5",
                                 "--throughput-runs", "3", "--throughput-steps", "3", target=tmp_path / "cluster.json")

@@ -197,6 +197,6 @@ async def test_the_cli_door(engine, settings) -> None:
 
 async def playbook(argv: list[str], settings: Settings) -> int:
     """`playbook ARGV` as the CLI runs it (its own event loop and NATS connection, in a thread), its exit code."""
-    args: argparse.Namespace = parser(settings).parse_args(argv)
+    args: argparse.Namespace = parser().parse_args(argv)
     with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
         return await asyncio.to_thread(args.handler, args, settings)

@@ -6,8 +6,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.playbook import validate_playbook
+from services.playbook.credentials import _blank_references, _findings, credential_issues
 from services.playbook.diagnostics import CODES
 from services.playbook.security import security_errors
 
@@ -306,3 +309,17 @@ steps:
 """
     codes = [(d.code, d.line) for d in validate_playbook(text, "x.yaml") if d.code.startswith("PB4")]
     assert codes == [("PB401", 4)]
+
+
+CREDENTIAL_PARTS = ["password=", "hunter2-x", "token: 'abc'", "${secret:db}", "${who}", "http://u:p@h/", "https://",
+                    "AKIA" + "A" * 16, "ghp_" + "a1B2" * 9, "xoxb-0123456789", "-u admin:pw", "--api-key k3y",
+                    "Bearer q8Zr7Wm2Kx9Lp4Tn6", "q8Zr7Wm2Kx9Lp4Tn6Vb3", "echo", " ", "&&", "Authorization: Basic x"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(CREDENTIAL_PARTS), max_size=8).map("".join),
+       st.sampled_from(["command", "password", "Authorization", "name", "url"]))
+def test_the_quick_look_at_a_value_never_hides_a_credential_the_full_search_finds(text, key):
+    full = next(_findings(key, text, _blank_references(text)), None)
+    found = [(issue.code, issue.message) for issue in credential_issues({key: text})]
+    assert found == ([full] if full else [])

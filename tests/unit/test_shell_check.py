@@ -67,6 +67,18 @@ def test_the_screen_never_skips_a_command_a_check_would_flag(command):
     assert screened == check_command(command, VARIABLES, RISKS, screen=False)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("command", [
+    "echo deploy ${who} part 1 && sleep 0", 'echo "${who}"', "echo x${who}${dir}", ". ${who}", "sudo ${who}",
+    "ssh host ${who}", "echo > ${who}", "X=1 ${who}", "if ${who}; then :; fi", "echo a; ${who}", "{ ${who}; }",
+    "! ${who}", "echo a | ${who}", "time ${who}", "/usr/bin/${who} a", 'echo "a ${who}" b', "kubectl exec p -- ${who}",
+    "watch ${who}", "env ${who}", "echo ${who} | sh", "echo a\n${who}", "echo a &${who}", "then ${who}",
+    "echo ${who}>/dev/sda", "cp a ${who}", "echo ${raw:who}", "${who}=1 echo", "echo a=${dir} b", "busybox ${who}",
+])
+def test_a_reference_is_screened_as_a_word_only_where_no_check_reads_it(command):
+    screened = check_command(command, VARIABLES, RISKS, screen=True)  # type: ignore[arg-type]
+    assert screened == check_command(command, VARIABLES, RISKS, screen=False)  # type: ignore[arg-type]
+
+
 WORDS = st.sampled_from(["rm", "-rf", "/", "/etc", "ls", "sudo", "x", "$x", "'a'", '"b"', "r''m", "|", "&&", ";",
                          "&", "sh", "-c", "find", "-delete", "xargs", "chmod", "777", "dd", "of=/dev/sda", ">",
                          "/dev/sdb", "curl", "python3", "-e", "{a,b}", "*", "$(", ")", "`", "<<EOF\n", "\nEOF\n",

@@ -6,16 +6,18 @@ their runs' acts, and refused access to admins.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from services.errors import PlaybookError
-from services.settings import Settings
-from ui.cli.connect import with_client
-from ui.cli.render import DENIED_CODES, EXIT_DENIED, EXIT_FAILED
-from ui.client import EngineClient
+from ui.cli.connect import read
+from ui.cli.exits import DENIED_CODES, EXIT_DENIED, EXIT_FAILED
+
+if TYPE_CHECKING:
+    from services.settings import Settings
+    from ui.client import EngineClient
 
 HELP = "who did what, newest first, and who was refused access (admins); a web server answers"
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
@@ -54,7 +56,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
             print("no entries match")
         return 0
 
-    return asyncio.run(with_client(settings, work))
+    return read(settings, work)
 
 
 def line(entry: dict[str, str]) -> str:

@@ -1,4 +1,6 @@
-"""`playbook publish FILE...` and `playbook playbooks [NAME | show REF | diff NAME V1 V2]`: the playbook catalog."""
+"""`playbook publish FILE...` and `playbook playbooks [NAME | show REF | diff NAME V1 V2]`: the playbook catalog.
+
+Imported when one of them runs (ui/cli/main.py defines their arguments)."""
 from __future__ import annotations
 
 import argparse
@@ -11,34 +13,16 @@ from events.catalog import PlaybookPublished
 from events.commands import Reply
 from services.settings import Settings
 from ui.catalog_client import CatalogClient, Published, version_json
-from ui.cli.render import DENIED_CODES, EXIT_DENIED, EXIT_INVALID, table
 from ui.cli.common import read_playbook
 from ui.cli.connect import steer, with_client
+from ui.cli.exits import DENIED_CODES, EXIT_DENIED, EXIT_INVALID
+from ui.cli.render import table
 from ui.client import EngineClient
 
-PUBLISH_HELP = ("store a version of each playbook in the catalog (its `version:`, or --version); "
-                "the same text again is nothing new, other text under a published version is refused")
-PLAYBOOKS_HELP = ("the catalog: every playbook's latest version; NAME: its versions; `show NAME[@VERSION]`: its YAML; "
-                  "`diff NAME V1 V2`: what changed")
 EXIT_OF_CODE = {"version_exists": 1, "unavailable": 4, **dict.fromkeys(DENIED_CODES, EXIT_DENIED)}  # else invalid, 2
 
 
-def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE")
-    parser.add_argument("--version", default="", help="the version to publish as (one file only); "
-                                                      "default: the playbook's `version:`, else 1")
-    parser.add_argument("--as", dest="as_user", metavar="PERSON",
-                        help="publish on behalf of this person (admins only; both are recorded)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per published version")
-
-
-def add_playbooks_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("words", nargs="*", metavar="NAME", help="NAME | show NAME[@VERSION] | diff NAME V1 V2")
-    parser.add_argument("--json", action="store_true")
-
-
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
-
     if args.version and len(args.files) > 1:
         print("playbook publish: --version names the version of one file; publish files one by one", file=sys.stderr)
         return EXIT_INVALID

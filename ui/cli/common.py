@@ -5,12 +5,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from events import subjects
-from events.commands import Reply
 from services.errors import PlaybookError
-from ui.cli.render import DENIED_CODES, EXIT_DENIED, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE
+from ui.cli.exits import DENIED_CODES, EXIT_DENIED, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE
+
+if TYPE_CHECKING:
+    from events.commands import Reply
 
 # Rejections that mean the input was wrong and nothing was done: exit code 2, not 1.
 INVALID_INPUT = frozenset({"invalid_playbook", "bad_request", "unknown_step", "too_large"})
@@ -18,6 +19,7 @@ INVALID_INPUT = frozenset({"invalid_playbook", "bad_request", "unknown_step", "t
 
 def run_id(text: str) -> str:
     """An argument that names a run: refused before anything is sent unless it is one (no `*`, `>` or `.`)."""
+    from events import subjects   # here: `playbook --help` loads no msgspec
     try:
         return subjects.check_run_id(text)
     except ValueError as err:
@@ -25,6 +27,7 @@ def run_id(text: str) -> str:
 
 
 def step_id(text: str) -> str:
+    from events import subjects
     if not subjects.valid_step_id(text):
         raise argparse.ArgumentTypeError(f"step id {text!r} must start with a letter or '_' and hold only letters, "
                                          "digits, '-' and '_'")

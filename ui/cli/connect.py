@@ -8,15 +8,15 @@ may name several servers, separated by commas (a cluster's).
 from __future__ import annotations
 
 import argparse
-import asyncio
-from collections.abc import Awaitable, Callable
-
-import nats
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from services.errors import AccessDenied, EngineUnavailable
 from services.identity.credentials import TOKEN_FILE, read_secret
-from services.settings import Settings, connect_options
-from ui.client import EngineClient
+
+if TYPE_CHECKING:   # NATS and the client load only when a command talks to the engine
+    from services.settings import Settings
+    from ui.client import EngineClient
 
 
 def caller_credential(settings: Settings) -> str | None:
@@ -28,6 +28,10 @@ async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitab
                       on_behalf_of: str | None = None) -> int:
     """`work` with a client of the engine: NATS as the client login, commands with the caller's token."""
     url = settings.engine_url()
+    import nats
+
+    from services.settings import connect_options
+    from ui.client import EngineClient
 
     async def quiet(_err: Exception) -> None:
         pass
@@ -49,4 +53,15 @@ def steer(args: argparse.Namespace, settings: Settings, work: Callable[[EngineCl
     if caller_credential(settings) is None:
         raise AccessDenied(f"no API token: set PLAYBOOK_TOKEN, or start the engine here with `playbook up` "
                            f"(it writes {settings.home / 'credentials' / TOKEN_FILE})", "unauthenticated")
-    return asyncio.run(with_client(settings, work, getattr(args, "as_user", None)))
+    return run(with_client(settings, work, getattr(args, "as_user", None)))
+
+
+def read(settings: Settings, work: Callable[[EngineClient], Awaitable[int]]) -> int:
+    """`work` that reads: `with_client` on the command's one event loop."""
+    return run(with_client(settings, work))
+
+
+def run(work: Coroutine[Any, Any, int]) -> int:
+    """The command's one event loop (asyncio loads only for commands that talk to the engine)."""
+    import asyncio
+    return asyncio.run(work)

@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+from typing import TYPE_CHECKING
 
-import msgspec
-import yaml
-
-from events.insights import Distribution, Insights, Recommendation
 from services.errors import PlaybookError
-from services.playbook.advice import advice, playbook_name
-from services.playbook.diagnostics import Diagnostic
-from services.settings import Settings
-from ui.cli.connect import steer, with_client
-from ui.cli.render import _ms as duration
-from ui.cli.render import table
-from ui.client import EngineClient
-from ui.insights import LearningClient, recommendations_for
+from ui.cli.connect import read, run, steer, with_client
+
+if TYPE_CHECKING:   # loaded when the command runs, not when the CLI's arguments are read
+    from events.insights import Distribution, Insights, Recommendation
+    from services.playbook.diagnostics import Diagnostic
+    from services.settings import Settings
+    from ui.client import EngineClient
 
 HELP = "what the engine learned from past runs and what it recommends; `insights rebuild` learns again from zero"
 
@@ -29,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
+    import msgspec
+
+    from ui.insights import LearningClient
+
     async def work(client: EngineClient) -> int:
         learning = LearningClient(client.nc, client.headers())
         if args.playbook == "rebuild":
@@ -48,13 +47,15 @@ def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
             print(render(insights))
         return 0
 
-    return steer(args, settings, work) if args.playbook == "rebuild" else asyncio.run(with_client(settings, work))
+    return steer(args, settings, work) if args.playbook == "rebuild" else read(settings, work)
 
 
 def validation_advice(text: str, source: str, settings: Settings) -> list[Diagnostic]:
     """`validate --insights`: what the playbook's past runs recommend, as infos at its steps' lines.
 
     Advice is optional: when the engine cannot be asked, validation goes on with a note on stderr."""
+    from services.playbook.advice import advice, playbook_name
+    from ui.insights import LearningClient, recommendations_for
     name = playbook_name(text)
     if name is None:
         return []
@@ -66,7 +67,7 @@ def validation_advice(text: str, source: str, settings: Settings) -> list[Diagno
 
     found: list[Recommendation] = []
     try:
-        asyncio.run(with_client(settings, work))
+        run(with_client(settings, work))
     except PlaybookError as err:
         print(f"no insights: {err}", file=sys.stderr)
     return advice(text, source, found)
@@ -74,6 +75,7 @@ def validation_advice(text: str, source: str, settings: Settings) -> list[Diagno
 
 def render(insights: Insights) -> str:
     """The insights for a terminal: per playbook its steps and recommendations, then targets and correlations."""
+    from ui.cli.render import table
     if not insights.playbooks and not insights.targets:
         return "nothing learned yet: runs teach the engine as they happen"
     lines: list[str] = []
@@ -102,6 +104,7 @@ def render(insights: Insights) -> str:
 
 
 def _recommendations(recommendations: list[Recommendation]) -> list[str]:
+    import yaml
     lines = []
     for r in recommendations:
         e = r.evidence
@@ -126,6 +129,7 @@ def _durations(durations: Distribution | None, label: str) -> str:
 
 
 def _ms(ms: float | None) -> str:
+    from ui.cli.render import _ms as duration
     return "-" if ms is None else duration(ms)
 
 

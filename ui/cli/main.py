@@ -2,76 +2,39 @@
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import os
 import sys
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import msgspec
-
-from events.schema import json_schema
 from services.errors import CommandRejected, EngineUnavailable, PlaybookError, TooLarge
-from services.playbook import validate_playbook
-from services.settings import Settings
-from ui.cli import catalog as catalog_command
 from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
 from ui.cli import tokens as token_commands
-from ui.cli.common import failed, parse_params, print_json, read_playbook, run_id, step_id
+from ui.cli.common import failed, run_id, step_id
 from ui.cli.completion import SHELLS, script
-from ui.cli.connect import steer
-from ui.cli.reading import cmd_circuits, cmd_events, cmd_list, cmd_logs, cmd_replay, cmd_status
-from ui.cli.render import (
+from ui.cli.exits import (
     DENIED_CODES, EXIT_BROKEN_PIPE, EXIT_DENIED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE,
 )
-from ui.cli.runs import cmd_retry, cmd_run
-from ui.cli.steering import cmd_control, cmd_gate
-from ui.client import EngineClient
+from ui.cli.lazy import Handler, Lazy
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+if TYPE_CHECKING:
+    from services.settings import Settings
 
-
-def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    path, text = read_playbook(args.file)
-    params = parse_params(args.param) if args.param else None
-    diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
-    if args.insights:
-        diagnostics += insights_command.validation_advice(text, str(path), settings)
-    if args.json:
-        print(msgspec.json.encode(diagnostics).decode())
-    else:
-        for diagnostic in diagnostics:
-            print(diagnostic.format())
-    errors = sum(1 for d in diagnostics if d.severity == "error")
-    if not args.json:
-        print(f"{path}: {errors} error(s), {len(diagnostics) - errors} other finding(s)")
-    return EXIT_INVALID if errors else 0
-
-
-def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
-    """`projections rebuild`: every web server refolds its views from the first event."""
-    async def work(client: EngineClient) -> int:
-        result = await client.rebuild_projections(timeout=args.timeout)
-        if args.json:
-            print_json(result)
-        elif result.get("ok"):
-            print(f"rebuilt from the first event: {result['events']} events, {result['runs']} runs, "
-                  f"position {result['position']}, in {result['seconds']} s")
-        else:
-            print(f"rebuild failed: {result.get('error')}", file=sys.stderr)
-        return 0 if result.get("ok") else EXIT_DENIED if result.get("code") in DENIED_CODES else EXIT_FAILED
-
-    return steer(args, settings, work)
-
-
-def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(json_schema(), indent=None if args.json else 2))
-    return 0
+# Each command's handler is imported when it runs, so `playbook --help` loads no NATS, YAML or rules.
+cmd_run, cmd_retry, cmd_validate = (Lazy("runs", name) for name in ("cmd_run", "cmd_retry", "cmd_validate"))
+cmd_control, cmd_gate, cmd_projections = (Lazy("steering", name) for name in ("cmd_control", "cmd_gate",
+                                                                               "cmd_projections"))
+cmd_status, cmd_list, cmd_events, cmd_logs, cmd_replay, cmd_circuits, cmd_schema = (
+    Lazy("reading", name) for name in ("cmd_status", "cmd_list", "cmd_events", "cmd_logs", "cmd_replay",
+                                       "cmd_circuits", "cmd_schema"))
+cmd_publish, cmd_playbooks = (Lazy("catalog", name) for name in ("cmd_publish", "cmd_playbooks"))
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from app.up import up
-    return up(settings, demo=args.demo, http_port=args.http_port, as_json=args.json, cluster=args.cluster)
+    port = settings.http_port if args.http_port is None else args.http_port
+    return up(settings, demo=args.demo, http_port=port, as_json=args.json, cluster=args.cluster)
 
 
 def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
@@ -84,7 +47,8 @@ def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
 AS_HELP = "act on behalf of this person (admins only; both are recorded, and a gate counts the person)"
 
 
-def parser(settings: Settings) -> argparse.ArgumentParser:
+def parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The CLI's arguments; without `settings` (the CLI itself, which reads them after), defaults come later."""
     p = argparse.ArgumentParser(prog="playbook", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -105,7 +69,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     up = add("up", cmd_up, "start the engine: embedded NATS (unless NATS_URL is set) and every service",
              "log as JSON lines")
     up.add_argument("--demo", action="store_true", help="run an example playbook once ready")
-    up.add_argument("--http-port", type=int, default=settings.http_port, metavar="PORT",
+    up.add_argument("--http-port", type=int, default=settings and settings.http_port, metavar="PORT",
                     help="the dashboard's port (default: $PLAYBOOK_HTTP_PORT or 8080)")
     up.add_argument("--cluster", type=int, default=0, metavar="N",
                     help="a JetStream cluster of N servers (3 or more) on this machine instead of one, streams at 3 "
@@ -178,8 +142,8 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
 
     logs = add("logs", cmd_logs, "print the output lines of a run's steps from the first; --follow: then live ones",
                "JSON lines: each line and each attempt's end, with its sequence in PB_LOGS")
-    logs.add_argument("run_id", metavar="RUN", help="the run's id")
-    logs.add_argument("step_id", nargs="?", metavar="STEP", help="only this step's output")
+    logs.add_argument("run_id", type=run_id, metavar="RUN", help="the run's id")
+    logs.add_argument("step_id", nargs="?", type=step_id, metavar="STEP", help="only this step's output")
     logs.add_argument("--attempt", type=int, metavar="N", help="only this attempt of the step (1 is the first)")
     logs.add_argument("--follow", action="store_true",
                       help="then live lines until the attempt, the step or the run has ended")
@@ -207,15 +171,21 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     projections.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
                              help="seconds to wait for the rebuild")
 
-    catalog_command.add_publish_arguments(add("publish", catalog_command.cmd_publish, catalog_command.PUBLISH_HELP,
-                                              None))
-    catalog_command.add_playbooks_arguments(add("playbooks", catalog_command.cmd_playbooks,
-                                                catalog_command.PLAYBOOKS_HELP, None))
     add("schema", cmd_schema, "print the JSON Schema of every event and command",
         "on one line (it is always JSON)")
     insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP, None))
     audit_command.add_arguments(add("audit", audit_command.cmd_audit, audit_command.HELP, None))
     token_commands.register(sub)
+    publish = add("publish", cmd_publish, "store a version of each playbook in the catalog (its `version:`, or "
+                  "--version); the same text again is nothing new, other text under a published version is refused",
+                  "one JSON object per published version")
+    publish.add_argument("files", nargs="+", metavar="FILE")
+    publish.add_argument("--version", default="", help="the version to publish as (one file only); "
+                                                       "default: the playbook's `version:`, else 1")
+    acting(publish)
+    playbooks = add("playbooks", cmd_playbooks, "the catalog: every playbook's latest version; NAME: its versions; "
+                    "`show NAME[@VERSION]`: its YAML; `diff NAME V1 V2`: what changed")
+    playbooks.add_argument("words", nargs="*", metavar="NAME", help="NAME | show NAME[@VERSION] | diff NAME V1 V2")
     completion = add("completion", cmd_completion, "print a shell completion script: "
                      "source <(playbook completion bash)", None)
     completion.add_argument("shell", choices=SHELLS, help="the shell")
@@ -225,13 +195,18 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
 # -- the process edge ----------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> None:
-    """The CLI's process edge: the settings are read from the environment here, once."""
+    """The CLI's process edge: the settings are read from the environment here, once, after the arguments."""
+    if not hasattr(argparse._, "cache_info"):  # type: ignore[attr-defined]
+        # argparse asks gettext for every heading of every command, and gettext looks for catalogues on disk each
+        # time: most of building the parser. A translation cannot change within a process, so each is looked up once.
+        argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
+    args = parser().parse_args(argv)
+    from services.settings import Settings
     try:
         settings = Settings.from_environ(os.environ)
     except PlaybookError as err:
         print(f"playbook: {err}", file=sys.stderr)
         sys.exit(EXIT_INVALID)
-    args = parser(settings).parse_args(argv)
     sys.exit(run_command(args, settings))
 
 

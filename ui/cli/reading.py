@@ -14,6 +14,7 @@ from events.circuit import CircuitEvent
 from events.commands import ResetCircuit
 from events.output import OutputLine
 from events.run import RunEvent
+from events.schema import json_schema
 from events.subjects import RUN_ID_PATTERN, STEP_ID_PATTERN
 from projections.run_list import as_dict
 from projections.run_view import run_view
@@ -22,7 +23,8 @@ from services.read import fold
 from services.settings import Settings
 from ui.cli.common import failed, print_json, print_reply
 from ui.cli.connect import steer, with_client
-from ui.cli.render import EXIT_INVALID, Follower, event_json, status_table, terminal_line
+from ui.cli.exits import EXIT_INVALID
+from ui.cli.render import Follower, event_json, status_table, terminal_line
 from ui.client import EngineClient
 
 
@@ -168,3 +170,8 @@ def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
 async def _aiter(items: list[tuple[int, RunEvent]]) -> AsyncIterator[tuple[int, RunEvent]]:
     for item in items:
         yield item
+
+
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(json_schema(), indent=None if args.json else 2))
+    return 0

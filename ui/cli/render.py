@@ -16,21 +16,19 @@ from events.run import (
 from projections.sentences import sentence
 from services.read import Run, dry_run_plan, evolve
 
-# The CLI's exit codes, as the README and docs/cli.md give them (a test holds them to it).
-EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
-EXIT_DENIED = 5     # no valid token, or the token's grants do not allow it (the refusal is recorded)
-EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141     # Ctrl-C; the reader of stdout went away (128 + the signal)
-EXIT_CODES = {
-    EXIT_COMPLETED: "completed (or done)",
-    EXIT_FAILED: "run failed or command rejected",
-    EXIT_INVALID: "invalid input (nothing was started)",
-    EXIT_CANCELLED: "cancelled",
-    EXIT_UNAVAILABLE: "engine or NATS unreachable",
-    EXIT_DENIED: "refused access: no valid token, or its grants do not allow it",
-    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
-    EXIT_BROKEN_PIPE: "the reader of the output went away (a closed pipe)",
-}
-DENIED_CODES = ("unauthenticated", "forbidden", "forged_actor", "too_many_failures")
+from ui.cli.exits import (  # the exit codes are read from here too (kept in exits.py: the CLI starts without this)
+    DENIED_CODES as DENIED_CODES,
+    EXIT_BROKEN_PIPE as EXIT_BROKEN_PIPE,
+    EXIT_CANCELLED as EXIT_CANCELLED,
+    EXIT_CODES as EXIT_CODES,
+    EXIT_COMPLETED as EXIT_COMPLETED,
+    EXIT_DENIED as EXIT_DENIED,
+    EXIT_FAILED as EXIT_FAILED,
+    EXIT_INTERRUPTED as EXIT_INTERRUPTED,
+    EXIT_INVALID as EXIT_INVALID,
+    EXIT_UNAVAILABLE as EXIT_UNAVAILABLE,
+)
+
 TAIL_LINES = 5          # lines of a step's output shown under it unless --output asks for all
 INDENT = " " * 10
 

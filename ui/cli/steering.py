@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from events.commands import ApproveStep, CancelRun, PauseRun, RejectStep, ResumeRun, RollbackRun
 from services.settings import Settings
-from ui.cli.common import print_reply
+from ui.cli.common import print_json, print_reply
 from ui.cli.connect import steer
-from ui.cli.render import EXIT_FAILED, Follower
+from ui.cli.exits import DENIED_CODES, EXIT_DENIED, EXIT_FAILED
+from ui.cli.render import Follower
 from ui.client import EngineClient
 
 CONTROLS = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollback": RollbackRun}
@@ -35,5 +37,21 @@ def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
 
     async def work(client: EngineClient) -> int:
         return print_reply(await client.send(command), args.json)
+
+    return steer(args, settings, work)
+
+
+def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
+    """`projections rebuild`: every web server refolds its views from the first event."""
+    async def work(client: EngineClient) -> int:
+        result = await client.rebuild_projections(timeout=args.timeout)
+        if args.json:
+            print_json(result)
+        elif result.get("ok"):
+            print(f"rebuilt from the first event: {result['events']} events, {result['runs']} runs, "
+                  f"position {result['position']}, in {result['seconds']} s")
+        else:
+            print(f"rebuild failed: {result.get('error')}", file=sys.stderr)
+        return 0 if result.get("ok") else EXIT_DENIED if result.get("code") in DENIED_CODES else EXIT_FAILED
 
     return steer(args, settings, work)

@@ -6,11 +6,13 @@ a verdict) and hands it to `decide` with the time it received it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RetryRun, RollbackRun
 from events.run import ErrorCategory
-from services.playbook import LoadedPlaybook
+
+if TYPE_CHECKING:   # a type only: readers of runs (the CLI's `status`) do not load the checks behind it
+    from services.playbook import LoadedPlaybook
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 Most commands name no program a check looks at and hold nothing decided at run time; a
 screen over the text skips parsing them (it never skips a command a check could flag:
-tests compare it with the full analysis).
+tests compare it with the full analysis). A `${...}` counts as decided at run time only
+where a check reads it: as (part of) a program's name, a redirection's target, or after a
+wrapper (`sudo`, `ssh`, ...) that may make it one; elsewhere it is an argument like any word.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from services.playbook.shell.disks import PROGRAMS as DISK_PROGRAMS, disks, redi
 from services.playbook.shell.forks import fork_bombs
 from services.playbook.shell.model import Call, Code, Report, Risk
 from services.playbook.shell.permissions import PROGRAMS as PERMISSION_PROGRAMS, permissions
-from services.playbook.shell.syntax import REF_OPEN, parse
+from services.playbook.shell.syntax import REF_CLOSE, REF_OPEN, parse
+from services.playbook.shell.wrappers import WRAPPER_NAMES
 
 _NAMES = sorted(CODE_PROGRAMS | DELETE_PROGRAMS | DISK_PROGRAMS | PERMISSION_PROGRAMS | {"function", "while",
                                                                                         "until", "for"})
@@ -27,6 +30,13 @@ _SCREEN = re.compile(r"[$`*?\[(\\" + REF_OPEN + r"]|/dev/|\{[^{}\s]*(?:,|\.\.)"
                      r"|[^ \t\n\r\f\v;&|()<>]['\"]|['\"]{2}[^ \t\n]|'[^']*'[^ \t\n\r\f\v;&|()<>]"
                      r"|\"[^\"]*\"[^ \t\n\r\f\v;&|()<>]"
                      r"|(?<![\w.+-])(?:" + "|".join(map(re.escape, _NAMES)) + r")[\d.]*(?![\w+-])")
+
+_REF = re.compile(f'"?{REF_OPEN}\\d+{REF_CLOSE}"?')
+_NOT_WORD = r"\s;&|()<>"
+# A reference in a command's first word (after separators, keywords and assignments) or in a redirection's target.
+_REF_READ = re.compile(rf"(?:^|[;&|(){{}}\n!`<>]|\b(?:if|then|do|else|elif|time)\b)\s*"
+                       rf"(?:[A-Za-z_]\w*=[^{_NOT_WORD}]*\s+)*[^{_NOT_WORD}]*{REF_OPEN}")
+_WRAPPER = re.compile(r"(?<![\w.+-])(?:" + "|".join(map(re.escape, sorted(WRAPPER_NAMES))) + r")(?![\w+-])")
 
 
 class ShellFinding(NamedTuple):
@@ -41,7 +51,7 @@ def check_command(command: str, variables: Mapping[str, str], risks: Mapping[str
     """Findings for a command run by `/bin/sh -c`, in the order they appear."""
     found = list(_raw_references(command))
     marked, refs, reach = mark_references(command, variables)
-    if screen and not _SCREEN.search(marked):
+    if screen and not _needs_parsing(marked):
         return found
     report = _report(risks)
     report.run_code(top_code(marked, refs))
@@ -49,6 +59,21 @@ def check_command(command: str, variables: Mapping[str, str], risks: Mapping[str
         line, column = _line_column(command, written_offset(reach, at))
         found.append(ShellFinding(code, line, column, message))
     return sorted(found, key=lambda f: (f.line, f.column))
+
+
+def _needs_parsing(marked: str) -> bool:
+    """False for a command no check could flag: the screen, with references where no check reads them as words."""
+    if REF_OPEN in marked:
+        if _REF_READ.search(marked) or _WRAPPER.search(marked):
+            return True
+        marked = _REF.sub(_as_word, marked)
+    return _SCREEN.search(marked) is not None
+
+
+def _as_word(ref: re.Match[str]) -> str:
+    """A reference as a plain word, keeping a quote it shares with other text (`"${x} and more"`)."""
+    opened, closed = ref[0].startswith('"'), ref[0].endswith('"') and len(ref[0]) > 1
+    return "x" if opened and closed else '"' * opened + "x" + '"' * closed
 
 
 def check_argv(argv: list[str], variables: Mapping[str, str], risks: Mapping[str, Risk]) -> list[ShellFinding]:

@@ -185,3 +185,4 @@ _SPECIAL_WRAPPERS: dict[str, Callable[[Call, list[Word], int], Call | None]] = {
     "docker": _container, "podman": _container, "nerdctl": _container, "docker-compose": _container,
     "kubectl": _container, "oc": _container,
 }
+WRAPPER_NAMES = frozenset(_WRAPPERS) | frozenset(_SPECIAL_WRAPPERS)  # programs that run another program

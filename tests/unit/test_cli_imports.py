@@ -1,0 +1,56 @@
+"""The CLI starts fast because it loads only what the command needs: seen in what a fresh process imported."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Runs the CLI in a fresh interpreter, then prints which of the heavy modules it had loaded.
+PROBE = """
+import json, sys
+from ui.cli.main import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    code = exit.code
+heavy = ("nats", "aiohttp", "mcp", "yaml", "msgspec", "asyncio", "services.playbook.validate", "services.read")
+print(json.dumps({"code": code, "loaded": [name for name in heavy if name in sys.modules]}))
+"""
+
+
+def cli_imports(*argv: str, env: dict[str, str] | None = None) -> tuple[int, set[str]]:
+    done = subprocess.run([sys.executable, "-c", PROBE, *argv], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    return outcome["code"], set(outcome["loaded"])
+
+
+def a_closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_help_loads_no_nats_no_web_server_no_yaml() -> None:
+    code, loaded = cli_imports("--help")
+    assert code == 0
+    assert loaded == set()
+
+
+def test_a_command_help_loads_nothing_heavy_either() -> None:
+    code, loaded = cli_imports("run", "--help")
+    assert code == 0
+    assert loaded == set()
+
+
+def test_reading_a_run_loads_nats_but_not_aiohttp_nor_the_playbook_language(tmp_path: Path) -> None:
+    code, loaded = cli_imports("status", "some-run", env={"NATS_URL": f"nats://127.0.0.1:{a_closed_port()}",
+                                                          "PLAYBOOK_HOME": str(tmp_path)})
+    assert code == 4        # the engine is unreachable: it did try to connect
+    assert "nats" in loaded
+    assert not {"aiohttp", "mcp", "yaml", "services.playbook.validate"} & loaded
