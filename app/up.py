@@ -53,7 +53,7 @@ async def _up(settings: Settings, *, demo: bool, http_port: int) -> int:
             asyncio.create_task(_run_demo(EngineClient(running.nc, admin), web.url))
 
     try:
-        await serve(settings, ALL_SERVICES, DOORS, ready=ready)
+        await serve(settings, ALL_SERVICES, [d for d in DOORS if d != "mcp" or settings.mcp_port], ready=ready)
     finally:
         if embedded:
             embedded.stop()

@@ -62,6 +62,7 @@ class Settings:
     web_hosts: tuple[str, ...] = ()
     web_origins: tuple[str, ...] = ()              # $PLAYBOOK_WEB_ORIGINS: other origins that may send changes
     metrics_access: str = "viewer"                 # $PLAYBOOK_METRICS: "viewer" (a token) or "open" for /metrics
+    mcp_port: int | None = None                    # $PLAYBOOK_MCP_PORT: `playbook up` serves MCP over HTTP here
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -97,6 +98,7 @@ class Settings:
             web_hosts=_names(environ.get("PLAYBOOK_WEB_HOSTS", "")),
             web_origins=_names(environ.get("PLAYBOOK_WEB_ORIGINS", "")),
             metrics_access=_choice(environ, "PLAYBOOK_METRICS", ("viewer", "open")),
+            mcp_port=number("PLAYBOOK_MCP_PORT", 0, int) or None,
         )
 
     @property

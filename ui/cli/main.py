@@ -22,6 +22,7 @@ from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
 from services.settings import Settings
 from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
+from ui.cli import mcp as mcp_command
 from ui.cli import tokens as token_commands
 from ui.cli.connect import steer, with_client
 from ui.cli.render import (
@@ -384,6 +385,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     add("schema", cmd_schema, "print the JSON Schema of every event and command")
     insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP))
     audit_command.add_arguments(add("audit", audit_command.cmd_audit, audit_command.HELP))
+    mcp_command.add_arguments(add("mcp", mcp_command.cmd_mcp, mcp_command.HELP))
     token_commands.register(sub)
     return p
 

@@ -1,0 +1,104 @@
+"""The tools that change runs: start one (and watch it), steer it, decide at its gates."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+
+from events.commands import ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResumeRun, RollbackRun
+from events.identity import Caller
+from events.run import ApprovalRequested
+from services.read import Run, evolve
+from ui.cli.render import terminal_line
+from ui.client import EngineClient
+from ui.mcp.access import Access, Refused, answered
+from ui.mcp.models import CommandResult, Execution, Gate
+from ui.mcp.playbooks import playbook_text, start_command
+
+CHANGES = ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=True)
+CONTROLS: dict[str, type[Command]] = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun,
+                                      "rollback": RollbackRun}
+WAIT_LIMIT = 3600.0
+
+
+def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
+    @server.tool(annotations=CHANGES)
+    @answered(ToolError)
+    async def execute_playbook_advanced(
+            ctx: Context, playbook_yaml: str | None = None, playbook_file: str | None = None,
+            playbook: str | None = None, parameters: dict[str, Any] | None = None, environment: str | None = None,
+            dry_run: bool = False, allow_unsafe_shell: bool = False, run_id: str | None = None,
+            wait: bool = False, wait_seconds: float = 600.0) -> Execution:
+        """Start a run of a playbook: YAML text, a file (stdio only) or a catalog `name@version` (`playbook`).
+
+        With `wait`, progress notifications follow the run until it ends or reaches an approval gate
+        (at most `wait_seconds`); the result says where it stopped.
+        """
+        options: dict[str, Any] = {"parameters": parameters or {}, "environment": environment, "run_id": run_id,
+                                   "dry_run": dry_run, "allow_unsafe_shell": allow_unsafe_shell}
+        if playbook is None:
+            command = start_command(playbook_text(playbook_yaml, playbook_file, files_allowed=files_allowed), None,
+                                    **options)
+        elif playbook_yaml is None and playbook_file is None:
+            command = start_command(None, playbook, **options)
+        else:
+            raise Refused("give one of playbook (a catalog name@version), playbook_yaml and playbook_file", "bad_request")
+        caller = access.caller(ctx.headers)
+        reply = await access.send(caller, command)
+        assert reply.run_id is not None
+        started = Execution(run_id=reply.run_id, status="running", events=[e["type"] for e in reply.events])
+        if not wait or dry_run:
+            run = await access.client.run(reply.run_id)
+            return started.model_copy(update=_where(run))
+        return await _watch(access.client, ctx, reply.run_id, min(max(wait_seconds, 0.0), WAIT_LIMIT))
+
+    @server.tool(annotations=CHANGES)
+    @answered(ToolError)
+    async def control_execution(ctx: Context, run_id: str, action: Literal["pause", "resume", "cancel", "rollback"],
+                                reason: str = "") -> CommandResult:
+        """Pause, resume, cancel or roll back a run, with a reason that is recorded."""
+        extra = {"reason": reason} if action != "resume" and reason else {}
+        return await _command(access, access.caller(ctx.headers), CONTROLS[action](run_id=run_id, **extra), run_id)
+
+    @server.tool(annotations=CHANGES)
+    @answered(ToolError)
+    async def approve_execution_step(ctx: Context, run_id: str, step_id: str,
+                                     decision: Literal["approve", "reject"] = "approve",
+                                     comment: str = "") -> CommandResult:
+        """Approve or reject a step waiting at its approval gate (a rejected step fails)."""
+        kind = ApproveStep if decision == "approve" else RejectStep
+        return await _command(access, access.caller(ctx.headers), kind(run_id=run_id, step_id=step_id,
+                                                                      comment=comment), run_id)
+
+
+async def _command(access: Access, caller: Caller, command: Command, run_id: str) -> CommandResult:
+    reply = await access.send(caller, command)
+    return CommandResult(run_id=reply.run_id or run_id, accepted=True, events=[e["type"] for e in reply.events])
+
+
+async def _watch(client: EngineClient, ctx: Context, run_id: str, seconds: float) -> Execution:
+    """Progress notifications for each event, until the run ends, a gate asks, or time is up."""
+    run, seen = Run(id=run_id), []
+    try:
+        async with asyncio.timeout(seconds):
+            async for seq, event in client.follow(run_id):
+                evolve(run, event, seq)
+                seen.append(type(event).__name__)
+                done = sum(1 for s in run.steps.values() if s.status in ("succeeded", "failed", "skipped"))
+                await ctx.report_progress(done, len(run.steps) or None, terminal_line(event))
+                if isinstance(event, ApprovalRequested):
+                    break
+    except TimeoutError:
+        pass
+    return Execution(run_id=run_id, events=seen, **_where(run))
+
+
+def _where(run: Run) -> dict[str, Any]:
+    gates = [Gate(step_id=s.id, message=s.gate.message, approvals=[a.actor for a in s.gate.approvals],
+                  deadline=s.gate.deadline.isoformat() if s.gate.deadline else None)
+             for s in run.steps.values() if s.gate.status == "requested"]
+    return {"status": run.display_status, "finished": run.finished_at is not None, "waiting_gates": gates,
+            "failure": run.failure or None}
