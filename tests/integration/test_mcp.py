@@ -202,3 +202,24 @@ async def test_a_runs_events_and_view_are_resources_for_who_may_read_them(engine
     async with agent(cast["otto"]) as otto:
         with pytest.raises(Exception, match="otto may not read"):
             await otto.read_resource(f"playbook://runs/{run_id}/view")
+
+
+async def test_over_http_each_request_acts_as_its_own_bearer_token(engine, cast, settings) -> None:
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    from ui.mcp.door import HttpDoor, client_connection
+
+    door = await HttpDoor(await client_connection(settings), "127.0.0.1", 0).open()
+    try:
+        def session_with(headers: dict[str, str]) -> Client:
+            return Client(streamable_http_client(door.url, http_client=create_mcp_http_client(headers=headers)))
+
+        async with session_with({}) as nobody:
+            assert "(unauthenticated)" in await refused(nobody, "list_active_executions")
+        async with session_with({"Authorization": f"Bearer {cast['vera'].caller.credential}"}) as vera:
+            assert (await call(vera, "list_active_executions"))["runs"] == []
+            assert "vera may not start" in await refused(vera, "execute_playbook_advanced", playbook_yaml=GATED)
+            assert "only over stdio" in await refused(vera, "validate_playbook_advanced", playbook_file="/etc/passwd")
+    finally:
+        await door.close()

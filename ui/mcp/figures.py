@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from events.run import RunEvent, RunStarted
 from projections.metrics import Metrics
@@ -23,7 +24,7 @@ def _figures(playbook: str, runs: Iterable[Sequence[tuple[int, RunEvent]]]) -> E
     for seq, event in sorted((e for envelopes in runs for e in envelopes), key=lambda e: e[0]):
         metrics.apply(seq, event)
     figures = metrics.as_json()
-    totals = next((p for p in figures["playbooks"] if p["playbook"] == playbook), {})
+    totals: dict[str, Any] = next((p for p in figures["playbooks"] if p["playbook"] == playbook), {})
     steps = [StepMetrics(**{k: s[k] for k in StepMetrics.model_fields})
              for s in figures["steps"] if s["playbook"] == playbook]
     return ExecutionMetrics(

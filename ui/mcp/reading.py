@@ -18,7 +18,7 @@ from ui.mcp.models import (
 )
 from ui.mcp.playbooks import playbook_text, validation
 
-READS = ToolAnnotations(readOnlyHint=True, destructiveHint=False, openWorldHint=False)
+READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 MAX_LOG_CHARS = 256 * 1024      # what one answer carries at most; older lines are left out first
 DEFAULT_TAIL = 200
 

@@ -18,9 +18,9 @@ from ui.mcp.access import Access, Refused, answered
 from ui.mcp.models import CommandResult, Execution, Gate
 from ui.mcp.playbooks import playbook_text, start_command
 
-CHANGES = ToolAnnotations(readOnlyHint=False, destructiveHint=True, openWorldHint=True)
-CONTROLS: dict[str, type[Command]] = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun,
-                                      "rollback": RollbackRun}
+CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
+CONTROLS: dict[str, type[PauseRun | ResumeRun | CancelRun | RollbackRun]] = {
+    "pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollback": RollbackRun}
 WAIT_LIMIT = 3600.0
 
 
@@ -45,7 +45,8 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         elif playbook_yaml is None and playbook_file is None:
             command = start_command(None, playbook, **options)
         else:
-            raise Refused("give one of playbook (a catalog name@version), playbook_yaml and playbook_file", "bad_request")
+            raise Refused("give one of playbook (a catalog name@version), playbook_yaml and playbook_file",
+                          "bad_request")
         caller = access.caller(ctx.headers)
         reply = await access.send(caller, command)
         assert reply.run_id is not None
