@@ -49,6 +49,7 @@ async def test_an_agent_host_runs_a_gated_playbook_through_playbook_mcp(engine, 
                                                                          "step_id": "deploy", "comment": "go"})
             assert not approved.is_error, approved.content
         ends = await wait_for_end(engine, run["run_id"])
+        assert ends[0].actor == "alice"          # the run was started by the token's principal
         assert [e.actor for e in ends if type(e).__name__ == "ApprovalGiven"] == ["bob"]
 
         logs = await session.call_tool("get_execution_logs", {"run_id": run["run_id"]})

@@ -5,13 +5,17 @@ talks to it (in-process dispatch), each server holding one person's or agent's t
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
+from app.root import Running, serve
 from events.commands import StartRun
 from events.run import ApprovalRequested, StepStarted
 from tests.helpers import person, playbook_yaml, wait_for_end
@@ -205,15 +209,18 @@ async def test_a_runs_events_and_view_are_resources_for_who_may_read_them(engine
 
 
 async def test_over_http_each_request_acts_as_its_own_bearer_token(engine, cast, settings) -> None:
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
+    """The door `playbook up` opens with PLAYBOOK_MCP_PORT (the `mcp` line of DOORS), as `playbook mcp --http`."""
+    stop, opened = asyncio.Event(), asyncio.Future[str]()
 
-    from ui.mcp.door import HttpDoor, client_connection
+    async def ready(running: Running) -> None:
+        opened.set_result(running.doors["mcp"].url)
 
-    door = await HttpDoor(await client_connection(settings), "127.0.0.1", 0).open()
+    serving = asyncio.create_task(serve(settings, (), ["mcp"], ready=ready, stop=stop))
     try:
+        url = await asyncio.wait_for(opened, 15)
+
         def session_with(headers: dict[str, str]) -> Client:
-            return Client(streamable_http_client(door.url, http_client=create_mcp_http_client(headers=headers)))
+            return Client(streamable_http_client(url, http_client=create_mcp_http_client(headers=headers)))
 
         async with session_with({}) as nobody:
             assert "(unauthenticated)" in await refused(nobody, "list_active_executions")
@@ -222,4 +229,5 @@ async def test_over_http_each_request_acts_as_its_own_bearer_token(engine, cast,
             assert "vera may not start" in await refused(vera, "execute_playbook_advanced", playbook_yaml=GATED)
             assert "only over stdio" in await refused(vera, "validate_playbook_advanced", playbook_file="/etc/passwd")
     finally:
-        await door.close()
+        stop.set()
+        await asyncio.wait_for(serving, 15)

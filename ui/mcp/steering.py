@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -22,6 +23,7 @@ CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_worl
 CONTROLS: dict[str, type[PauseRun | ResumeRun | CancelRun | RollbackRun]] = {
     "pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollback": RollbackRun}
 WAIT_LIMIT = 3600.0
+MAX_EVENTS_TOLD = 200        # event names a watched start answers with, the latest
 
 
 def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
@@ -84,8 +86,8 @@ async def _watch(client: EngineClient, ctx: Context, run_id: str, seconds: float
     """Progress notifications for each event, until the run ends, a gate asks, or time is up."""
     run, seen = Run(id=run_id), []
     try:
-        async with asyncio.timeout(seconds):
-            async for seq, event in client.follow(run_id):
+        async with asyncio.timeout(seconds), contextlib.aclosing(client.follow(run_id)) as events:
+            async for seq, event in events:
                 evolve(run, event, seq)
                 seen.append(type(event).__name__)
                 done = sum(1 for s in run.steps.values() if s.status in ("succeeded", "failed", "skipped"))
@@ -94,7 +96,7 @@ async def _watch(client: EngineClient, ctx: Context, run_id: str, seconds: float
                     break
     except TimeoutError:
         pass
-    return Execution(run_id=run_id, events=seen, **_where(run))
+    return Execution(run_id=run_id, events=seen[-MAX_EVENTS_TOLD:], **_where(run))
 
 
 def _where(run: Run) -> dict[str, Any]:
