@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, Literal
+from collections.abc import AsyncGenerator
+from typing import Any, Literal, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -11,7 +12,7 @@ from mcp_types import ToolAnnotations
 
 from events.commands import ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResumeRun, RollbackRun
 from events.identity import Caller
-from events.run import ApprovalRequested
+from events.run import ApprovalRequested, RunEvent
 from services.read import Run, evolve
 from ui.cli.render import terminal_line
 from ui.client import EngineClient
@@ -86,7 +87,8 @@ async def _watch(client: EngineClient, ctx: Context, run_id: str, seconds: float
     """Progress notifications for each event, until the run ends, a gate asks, or time is up."""
     run, seen = Run(id=run_id), []
     try:
-        async with asyncio.timeout(seconds), contextlib.aclosing(client.follow(run_id)) as events:
+        following = cast(AsyncGenerator[tuple[int, RunEvent], None], client.follow(run_id))
+        async with asyncio.timeout(seconds), contextlib.aclosing(following) as events:
             async for seq, event in events:
                 evolve(run, event, seq)
                 seen.append(type(event).__name__)
