@@ -31,6 +31,19 @@ async def test_insights_for_every_playbook_and_for_one(web_server, engine) -> No
     assert (ship["runs"], ship["outcomes"], [s["step"] for s in ship["steps"]]) == (1, {"completed": 1}, ["a", "b"])
 
 
+async def test_metrics_show_how_far_behind_the_learning_is(web_server, engine) -> None:
+    reply = await engine.send(StartRun(playbook=playbook_yaml([noop("a")])))
+    await wait_for_end(engine, reply.run_id)
+    last = (await engine.nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.last_seq
+    await LearningClient(engine.nc, engine.headers()).insights(after=last, wait=30)
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
+        async with http.get(f"{web_server.url}/metrics") as response:
+            text = await response.text()
+    figures = dict(line.split(" ", 1) for line in text.splitlines() if line.startswith("playbook_learning_"))
+    assert float(figures["playbook_learning_position"]) >= last
+    assert float(figures["playbook_learning_lag_events"]) >= 0 and figures["playbook_learning_rebuilding"] == "0.0"
+
+
 async def test_without_a_learning_service_the_answer_says_so(settings, nats_server) -> None:
     admin = await local_admin(settings)
     async with web_replica(settings) as server:

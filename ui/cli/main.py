@@ -232,6 +232,8 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     path, text = read_playbook(args.file)
     params = parse_params(args.param) if args.param else None
     diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
+    if args.insights:
+        diagnostics += insights_command.validation_advice(text, str(path), settings)
     if args.json:
         import msgspec
         print(msgspec.json.encode(diagnostics).decode())
@@ -371,6 +373,8 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     validate.add_argument("--env")
     validate.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     validate.add_argument("--json", action="store_true")
+    validate.add_argument("--insights", action="store_true",
+                          help="also show what past runs of this playbook recommend (asks the running engine)")
 
     circuits = add("circuits", cmd_circuits, "list circuit breakers and their state, or reset one")
     circuits.add_argument("--reset", metavar="KEY", help="close this breaker by hand (admin; recorded)")
