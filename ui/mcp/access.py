@@ -68,7 +68,7 @@ class Access:
         return authorize(principal, "read", Resource(playbook=playbook, environment=environment)).allowed
 
     async def readable_run(self, caller: Caller, run_id: str) -> Run:
-        """The run, if it exists and the caller may read it; the same refusal either way for one they may not."""
+        """The run, if it exists and the caller may read it (as the web: unknown, or refused with the reason)."""
         run = await self.client.run(run_id)
         if not run.exists or run.started is None:
             await self.principal(caller)

@@ -33,11 +33,14 @@ def playbook_text(yaml: str | None, file: str | None, *, files_allowed: bool) ->
         raise Refused(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}", "bad_request") from None
 
 
-def start_command(source: tuple[str, str] | None, reference: str | None, **options: Any) -> StartRun:
-    """A StartRun of the text, or of a catalog reference when this engine's StartRun knows `playbook_id`."""
+def start_command(yaml: str | None, file: str | None, reference: str | None, *, files_allowed: bool,
+                  **options: Any) -> StartRun:
+    """A StartRun of the text or file, or of a catalog reference when this engine's StartRun knows `playbook_id`."""
     if reference is None:
-        assert source is not None
-        return StartRun(playbook=source[0], source=source[1], **options)
+        text, source = playbook_text(yaml, file, files_allowed=files_allowed)
+        return StartRun(playbook=text, source=source, **options)
+    if yaml is not None or file is not None:
+        raise Refused("give one of playbook (a catalog name@version), playbook_yaml and playbook_file", "bad_request")
     if "playbook_id" not in StartRun.__struct_fields__:
         raise Refused(f"cannot start {reference!r}: this engine has no playbook catalog yet; give the YAML as "
                       "playbook_yaml (or playbook_file over stdio)", "unknown_playbook")

@@ -12,13 +12,13 @@ from mcp_types import ToolAnnotations
 
 from events.commands import ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResumeRun, RollbackRun
 from events.identity import Caller
-from events.run import ApprovalRequested, RunEvent
-from services.read import Run, evolve
+from events.run import ApprovalRequested, RunEvent, StepFailed, StepSkipped, StepSucceeded
+from services.read import Run
 from ui.cli.render import terminal_line
 from ui.client import EngineClient
-from ui.mcp.access import Access, Refused, answered
+from ui.mcp.access import Access, answered
 from ui.mcp.models import CommandResult, Execution, Gate
-from ui.mcp.playbooks import playbook_text, start_command
+from ui.mcp.playbooks import start_command
 
 CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
 CONTROLS: dict[str, type[PauseRun | ResumeRun | CancelRun | RollbackRun]] = {
@@ -40,16 +40,9 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         With `wait`, progress notifications follow the run until it ends or reaches an approval gate
         (at most `wait_seconds`); the result says where it stopped.
         """
-        options: dict[str, Any] = {"parameters": parameters or {}, "environment": environment, "run_id": run_id,
-                                   "dry_run": dry_run, "allow_unsafe_shell": allow_unsafe_shell}
-        if playbook is None:
-            command = start_command(playbook_text(playbook_yaml, playbook_file, files_allowed=files_allowed), None,
-                                    **options)
-        elif playbook_yaml is None and playbook_file is None:
-            command = start_command(None, playbook, **options)
-        else:
-            raise Refused("give one of playbook (a catalog name@version), playbook_yaml and playbook_file",
-                          "bad_request")
+        command = start_command(playbook_yaml, playbook_file, playbook, files_allowed=files_allowed,
+                                parameters=parameters or {}, environment=environment, run_id=run_id, dry_run=dry_run,
+                                allow_unsafe_shell=allow_unsafe_shell)
         caller = access.caller(ctx.headers)
         reply = await access.send(caller, command)
         assert reply.run_id is not None
@@ -84,21 +77,24 @@ async def _command(access: Access, caller: Caller, command: Command, run_id: str
 
 
 async def _watch(client: EngineClient, ctx: Context, run_id: str, seconds: float) -> Execution:
-    """Progress notifications for each event, until the run ends, a gate asks, or time is up."""
-    run, seen = Run(id=run_id), []
+    """Progress notifications for each event, until the run ends, a gate asks, or time is up.
+
+    The run is read whole before and after (the client resolves what the events only point to); in between, the
+    progress is steps finished of the run's steps."""
+    total, finished, seen = len((await client.run(run_id)).steps) or None, set[str](), list[str]()
     try:
         following = cast(AsyncGenerator[tuple[int, RunEvent], None], client.follow(run_id))
         async with asyncio.timeout(seconds), contextlib.aclosing(following) as events:
-            async for seq, event in events:
-                evolve(run, event, seq)
+            async for _, event in events:
                 seen.append(type(event).__name__)
-                done = sum(1 for s in run.steps.values() if s.status in ("succeeded", "failed", "skipped"))
-                await ctx.report_progress(done, len(run.steps) or None, terminal_line(event))
+                if isinstance(event, (StepSucceeded, StepFailed, StepSkipped)):
+                    finished.add(event.step_id)
+                await ctx.report_progress(len(finished), total, terminal_line(event))
                 if isinstance(event, ApprovalRequested):
                     break
     except TimeoutError:
         pass
-    return Execution(run_id=run_id, events=seen[-MAX_EVENTS_TOLD:], **_where(run))
+    return Execution(run_id=run_id, events=seen[-MAX_EVENTS_TOLD:], **_where(await client.run(run_id)))
 
 
 def _where(run: Run) -> dict[str, Any]:
