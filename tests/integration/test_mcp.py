@@ -187,10 +187,10 @@ async def test_validation_finds_what_the_cli_finds_with_lines_and_columns(engine
         assert "(unauthenticated)" in await refused(revoked, "validate_playbook_advanced", playbook_yaml=GATED)
 
 
-async def test_a_catalog_reference_is_a_clear_error_until_the_engine_has_a_catalog(engine, cast) -> None:
+async def test_a_playbook_the_catalog_does_not_hold_is_a_clear_error(engine, cast) -> None:
     async with agent(cast["alice"]) as alice:
         text = await refused(alice, "execute_playbook_advanced", playbook="deploy@3")
-        assert "no playbook catalog" in text
+        assert "(unknown_playbook)" in text and "deploy@3" in text
         assert "give one of" in await refused(alice, "execute_playbook_advanced", playbook="deploy@3",
                                              playbook_yaml=GATED)
 

@@ -73,7 +73,7 @@ class Access:
         if not run.exists or run.started is None:
             await self.principal(caller)
             raise Refused(f"no run with id {run_id!r}", "unknown_run")
-        await self.permit_read(caller, run.started.playbook.name, run.started.environment, run_id)
+        await self.permit_read(caller, playbook_of(run), run.started.environment, run_id)
         return run
 
     async def send(self, caller: Caller, command: Command) -> Reply:
@@ -85,6 +85,12 @@ class Access:
             message = (error.message if error else "refused") + (f" ({details})" if details else "")
             raise Refused(message, error.code if error else "rejected")
         return reply
+
+
+def playbook_of(run: Run) -> str:
+    """The name of a started run's playbook (the client resolves a playbook its first event only pins)."""
+    assert run.started is not None and run.started.playbook is not None
+    return run.started.playbook.name
 
 
 def _authorization(headers: Mapping[str, str] | None) -> dict[str, str]:

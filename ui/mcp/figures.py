@@ -4,14 +4,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from events.run import RunEvent, RunStarted
+from events.run import RunEvent
 from projections.metrics import Metrics
 from ui.mcp.models import ExecutionMetrics, StepMetrics
 
 
-def run_metrics(run_id: str, envelopes: Sequence[tuple[int, RunEvent]]) -> ExecutionMetrics:
-    name = next((e.playbook.name for _, e in envelopes if isinstance(e, RunStarted)), "")
-    return _figures(name, [envelopes]).model_copy(update={"run_id": run_id})
+def run_metrics(run_id: str, playbook: str, envelopes: Sequence[tuple[int, RunEvent]]) -> ExecutionMetrics:
+    return _figures(playbook, [envelopes]).model_copy(update={"run_id": run_id})
 
 
 def playbook_metrics(playbook: str, runs: Iterable[Sequence[tuple[int, RunEvent]]]) -> ExecutionMetrics:

@@ -10,7 +10,7 @@ from mcp_types import ToolAnnotations
 from projections.run_list import as_dict
 from projections.run_view import run_view
 from projections.step_logs import logs_of
-from ui.mcp.access import Access, Refused, answered
+from ui.mcp.access import Access, Refused, answered, playbook_of
 from ui.mcp.figures import playbook_metrics, run_metrics
 from ui.mcp.models import (
     ExecutionLogs, ExecutionMetrics, Executions, ExecutionStatus, ExecutionSummary, Gate, LogLine, StepStatus,
@@ -74,8 +74,8 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         if (run_id is None) == (playbook is None):
             raise Refused("give exactly one of run_id and playbook", "bad_request")
         if run_id is not None:
-            await access.readable_run(caller, run_id)
-            return run_metrics(run_id, await access.client.events(run_id))
+            run = await access.readable_run(caller, run_id)
+            return run_metrics(run_id, playbook_of(run), await access.client.events(run_id))
         assert playbook is not None
         principal = await access.principal(caller)
         runs = [r for r in await access.client.list_runs()
