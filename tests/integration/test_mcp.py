@@ -6,6 +6,7 @@ talks to it (in-process dispatch), each server holding one person's or agent's t
 from __future__ import annotations
 
 import asyncio
+import json
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -231,3 +232,14 @@ async def test_over_http_each_request_acts_as_its_own_bearer_token(engine, cast,
     finally:
         stop.set()
         await asyncio.wait_for(serving, 15)
+
+
+async def test_an_agent_starts_a_catalogued_version_and_reads_its_versions(engine, cast) -> None:
+    """Only where the engine has the playbook catalog (ui/catalog_client.py)."""
+    catalog = pytest.importorskip("ui.catalog_client")
+    await catalog.CatalogClient(engine).publish(GATED, version="1.0")
+    async with agent(cast["alice"]) as alice:
+        run = await call(alice, "execute_playbook_advanced", playbook="ship@1.0", wait=True)
+        versions = await alice.read_resource("playbook://catalog/ship")
+    assert run["status"] == "waiting_approval"
+    assert [v["id"] for v in json.loads(versions.contents[0].text)] == ["ship@1.0"]
