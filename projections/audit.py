@@ -15,13 +15,14 @@ from events.circuit import CircuitEvent, CircuitReset
 from events.identity import AccessRefused
 from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalTimedOut,
-    RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunStarted,
+    RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunRetried, RunStarted,
 )
+from projections.sentences import retry_detail
 
 SYSTEM = "system"
 # Every action an audit entry can name, in the order the dashboard offers them as a filter.
-AUDIT_ACTIONS = ("start", "pause", "resume", "cancel", "approve", "reject", "approval_refused", "auto_approve",
-                 "timeout", "rollback", "circuit_reset", "refused")
+AUDIT_ACTIONS = ("start", "pause", "resume", "cancel", "retry", "approve", "reject", "approval_refused",
+                 "auto_approve", "timeout", "rollback", "circuit_reset", "refused")
 
 
 class AuditEntry(msgspec.Struct, kw_only=True):
@@ -73,6 +74,8 @@ def _run_action(event: RunEvent) -> tuple[str, str, str] | None:
             return event.actor, "resume", ""
         case RunCancelRequested():
             return event.actor, "cancel", event.reason
+        case RunRetried():
+            return event.actor, "retry", retry_detail(event)
         case ApprovalGiven():
             groups = f"as {', '.join(event.groups)}" if event.groups else ""
             return event.actor, "approve", _join(groups, event.comment)

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -46,6 +46,7 @@ from services.secrets import redact
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
+CANCELS_KEPT = 1000   # cancel requests remembered for attempts that start just after one
 
 
 def now() -> datetime:
@@ -77,7 +78,9 @@ class Executor:
                                  self._on_scheduled, ack_wait=settings.ack_wait, max_ack_pending=concurrency)
         self._running: dict[str, set[asyncio.Task[object]]] = {}
         self._attempts: set[tuple[str, str]] = set()   # (run, step) executing in this process
-        self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
+        # Runs cancelled lately, with the stream sequence of the request, for late starters: a request
+        # older than the attempt's start (a retried run's) does not stop it.
+        self._cancelled: OrderedDict[str, int] = OrderedDict()
         self._cancel_sub: Any = None   # the push subscription to cancel requests, once started
         self.processes = ProcessRules.from_environ(settings.environ)
         self.breakers = breakers
@@ -117,7 +120,7 @@ class Executor:
         try:
             began = time.perf_counter()
             work = self._undo(run, event.step_id) if rollback else self._do(run, event.step_id)
-            outcome = await self._tracked(run.id, work)
+            outcome = await self._tracked(run, work)
             finish = FinishStep(step_id=event.step_id, attempt=event.attempt, outputs=outcome.outputs,
                                 duration_ms=(time.perf_counter() - began) * 1000, error=outcome.error,
                                 category=outcome.category, rollback=rollback)
@@ -125,12 +128,13 @@ class Executor:
         finally:
             self._attempts.discard(key)
 
-    async def _tracked(self, run_id: str, work: Coroutine[Any, Any, Outcome]) -> Outcome:
+    async def _tracked(self, run: Run, work: Coroutine[Any, Any, Outcome]) -> Outcome:
         """Run the work where a cancel of its run can reach it."""
+        run_id = run.id
         task = asyncio.ensure_future(work)
         tasks = self._running.setdefault(run_id, set())
         tasks.add(task)
-        if run_id in self._cancelled:
+        if self._cancelled.get(run_id, 0) > run.version:
             task.cancel()
         try:
             return await asyncio.shield(task)
@@ -188,7 +192,7 @@ class Executor:
         key = circuit_key(run.playbook.name, spec, args)
         denial = await self.breakers.change_answering(key, lambda b: before_call(b, circuit, run.id, step_id, now()))
         if denial:
-            outputs = {}
+            outputs: dict[str, Any] = {"circuit_open": key}   # the breaker that refused the call: a dependency failure
             if circuit.on_open == "wait" and (breaker := await self.breakers.get(key)).until is not None:
                 outputs["retry_after"] = max(0.0, (breaker.until - now()).total_seconds())
             return ActionResult(ok=False, error=denial, category="dependency", outputs=outputs)
@@ -222,6 +226,9 @@ class Executor:
         except Exception:  # noqa: BLE001 - a bad message must not stop the watcher
             log.error("dropping undecodable message on %s", msg.subject)
             return
-        self._cancelled.append(run_id)
+        self._cancelled[run_id] = msg.metadata.sequence.stream
+        self._cancelled.move_to_end(run_id)
+        while len(self._cancelled) > CANCELS_KEPT:
+            self._cancelled.popitem(last=False)
         for task in list(self._running.get(run_id, ())):
             task.cancel()
