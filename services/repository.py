@@ -94,25 +94,26 @@ class Repository(Generic[S, E]):
                 try:
                     await self._append(key, state, events, appended)
                     return state, appended, answer
-                except ConcurrencyConflict:
-                    await self._catch_up(key, state)
+                except ConcurrencyConflict as conflict:
+                    await self._catch_up(key, state, at_least=conflict.last)
             raise ConcurrencyConflict(key)
 
     async def _current(self, key: str, min_version: int) -> S:
         state = self._cache.get(key)
         if state is None:
             state = self.kind.new(key)
-            await self._catch_up(key, state)
+            await self._catch_up(key, state, at_least=min_version)
             self._remember(key, state)
             return state
         if self.kind.always_catch_up or state.version < min_version:
-            await self._catch_up(key, state)
+            await self._catch_up(key, state, at_least=min_version)
         self._cache.move_to_end(key)
         return state
 
-    async def _catch_up(self, key: str, state: S) -> None:
+    async def _catch_up(self, key: str, state: S, at_least: int = 0) -> None:
+        """Read what was appended since the state's version; `at_least` that far (a lagging replica is asked again)."""
         envelopes, last = await self.store.load_aggregate(f"{self.kind.prefix(key)}.>", self.kind.decode,
-                                                          after=state.version)
+                                                          after=state.version, at_least=at_least)
         for seq, event in envelopes:
             self.kind.evolve(state, event, seq)
         state.version = max(state.version, last)

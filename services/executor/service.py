@@ -41,7 +41,7 @@ from services.executor.scope import enter_attempt
 from services.executor.validators import run_validators
 from services.playbook.arguments import export_outputs, failed_validation, resolve_args
 from services.playbook.interpolate import Context
-from services.runtime import Consumer, LeaveUnacknowledged
+from services.runtime import Consumer, LeaveUnacknowledged, until_recorded
 from services.secrets import redact
 from services.settings import Settings
 
@@ -124,7 +124,10 @@ class Executor:
             finish = FinishStep(step_id=event.step_id, attempt=event.attempt, outputs=outcome.outputs,
                                 duration_ms=(time.perf_counter() - began) * 1000, error=outcome.error,
                                 category=outcome.category, rollback=rollback)
-            await self.runs.change(event.run_id, lambda r: decide(r, finish, now()))
+            # The outcome exists only here: kept and offered again while the store cannot take it.
+            await until_recorded(lambda: self.runs.change(event.run_id, lambda r: decide(r, finish, now())),
+                                 f"recording the outcome of {event.run_id}/{event.step_id}",
+                                 lambda: self.consumer.stopping)
         finally:
             self._attempts.discard(key)
 
