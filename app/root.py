@@ -84,6 +84,7 @@ SERVICES: dict[str, Callable[[Parts], Service]] = {
 # Where each door's opener lives, loaded only by the processes that open it.
 DOORS: dict[str, str] = {
     "web": "ui.web.app:start_web",
+    "mcp": "ui.mcp.door:start_mcp",
 }
 ALL_SERVICES = frozenset(SERVICES)
 

@@ -67,7 +67,7 @@ async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, 
             asyncio.create_task(_run_demo(EngineClient(running.nc, admin), web.url, as_json))
 
     try:
-        await serve(settings, ALL_SERVICES, DOORS, ready=ready)
+        await serve(settings, ALL_SERVICES, [d for d in DOORS if d != "mcp" or settings.mcp_port], ready=ready)
     finally:
         if embedded:
             embedded.stop()

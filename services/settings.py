@@ -99,10 +99,12 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "(comma-separated)", "the web server"),
     Variable("PLAYBOOK_METRICS", "viewer", "`viewer`: /metrics needs a viewer's token; `open`: anyone may read it",
              "the web server"),
+    Variable("PLAYBOOK_MCP_PORT", "none (no MCP door)", "`playbook up` also serves MCP over streamable HTTP on this "
+             "loopback port (each request with its own bearer token; docs/mcp.md)", "`playbook up`"),
     Variable("PLAYBOOK_USER", "the login name", "the name of the local admin `playbook up` makes",
              "the identity service"),
-    Variable("PLAYBOOK_TOKEN", "$PLAYBOOK_HOME/credentials/token, the local admin's", "the token the CLI acts with",
-             "the CLI"),
+    Variable("PLAYBOOK_TOKEN", "$PLAYBOOK_HOME/credentials/token, the local admin's",
+             "the token the CLI (and `playbook mcp` over stdio) acts with", "the CLI"),
 )
 
 
@@ -132,6 +134,7 @@ class Settings:
     web_hosts: tuple[str, ...] = ()
     web_origins: tuple[str, ...] = ()              # $PLAYBOOK_WEB_ORIGINS: other origins that may send changes
     metrics_access: str = "viewer"                 # $PLAYBOOK_METRICS: "viewer" (a token) or "open" for /metrics
+    mcp_port: int | None = None                    # $PLAYBOOK_MCP_PORT: `playbook up` serves MCP over HTTP here
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -168,6 +171,7 @@ class Settings:
             web_hosts=_names(environ.get("PLAYBOOK_WEB_HOSTS", "")),
             web_origins=_names(environ.get("PLAYBOOK_WEB_ORIGINS", "")),
             metrics_access=_choice(environ, "PLAYBOOK_METRICS", ("viewer", "open")),
+            mcp_port=number("PLAYBOOK_MCP_PORT", 0, int) or None,
         )
 
     @property

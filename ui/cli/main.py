@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from services.errors import CommandRejected, EngineUnavailable, PlaybookError, TooLarge
 from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
+from ui.cli import mcp as mcp_command
 from ui.cli import tokens as token_commands
 from ui.cli.common import failed, run_id, step_id
 from ui.cli.completion import SHELLS, script
@@ -175,6 +176,7 @@ def parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         "on one line (it is always JSON)")
     insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP, None))
     audit_command.add_arguments(add("audit", audit_command.cmd_audit, audit_command.HELP, None))
+    mcp_command.add_arguments(add("mcp", mcp_command.cmd_mcp, mcp_command.HELP, None))
     token_commands.register(sub)
     publish = add("publish", cmd_publish, "store a version of each playbook in the catalog (its `version:`, or "
                   "--version); the same text again is nothing new, other text under a published version is refused",

@@ -1,0 +1,60 @@
+"""An agent host spawns `playbook mcp` over stdio: a gated run, its progress, another principal's approval, its logs."""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.e2e.conftest import ROOT
+from tests.helpers import person, playbook_yaml, wait_for_end
+from ui.client import EngineClient
+from ui.mcp.server import build_server
+
+pytestmark = pytest.mark.e2e
+
+GATED = playbook_yaml([
+    {"id": "build", "action": "shell", "args": {"command": "echo built"}, "timeout_seconds": 10},
+    {"id": "deploy", "action": "shell", "args": {"command": "echo deployed"}, "depends_on": ["build"],
+     "timeout_seconds": 10, "approval_gate": {"message": "Ship it?", "required_approvers": ["bob"]}},
+], name="ship")
+
+
+async def test_an_agent_host_runs_a_gated_playbook_through_playbook_mcp(engine, engine_env) -> None:
+    alice = await person(engine, "alice", "operator", agent=True)
+    bob = await person(engine, "bob", "approver")
+    assert alice.caller.credential is not None
+    host = StdioServerParameters(command=sys.executable, args=["-m", "ui.cli.main", "mcp"], cwd=ROOT,
+                                 env={**engine_env, "PLAYBOOK_TOKEN": alice.caller.credential})
+    progress: list[Any] = []
+
+    async def heard(done: float, total: float | None, message: str | None) -> None:
+        progress.append(message)
+
+    async with Client(host, read_timeout_seconds=60) as session:
+        started = await session.call_tool("execute_playbook_advanced", {"playbook_yaml": GATED, "wait": True},
+                                          progress_callback=heard)
+        assert not started.is_error, started.content
+        run = started.structured_content
+        assert run is not None and run["status"] == "waiting_approval"
+        assert any(m.startswith("build: ") for m in progress)
+        assert progress[-1].startswith("deploy: ")
+
+        refused = await session.call_tool("approve_execution_step", {"run_id": run["run_id"], "step_id": "deploy"})
+        assert refused.is_error and "alice may not approve" in refused.content[0].text
+
+        async with Client(build_server(EngineClient(bob.nc, bob.caller.credential, door="mcp"))) as as_bob:
+            approved = await as_bob.call_tool("approve_execution_step", {"run_id": run["run_id"],
+                                                                         "step_id": "deploy", "comment": "go"})
+            assert not approved.is_error, approved.content
+        ends = await wait_for_end(engine, run["run_id"])
+        assert ends[0].actor == "alice"          # the run was started by the token's principal
+        assert [e.actor for e in ends if type(e).__name__ == "ApprovalGiven"] == ["bob"]
+
+        logs = await session.call_tool("get_execution_logs", {"run_id": run["run_id"]})
+        assert not logs.is_error and logs.structured_content is not None
+        assert [(x["step_id"], x["line"]) for x in logs.structured_content["lines"]] == [
+            ("build", "built"), ("deploy", "deployed")]
+        status = await session.call_tool("get_execution_status", {"run_id": run["run_id"]})
+        assert status.structured_content is not None and status.structured_content["status"] == "completed"

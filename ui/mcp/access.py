@@ -1,0 +1,115 @@
+"""Who a tool call acts as, and what it may read: the principal of a Playbook API token.
+
+Over stdio the door acts as the process's token (`$PLAYBOOK_TOKEN`, else the local
+admin's). Over HTTP each request brings its own `Authorization: Bearer`, so a port that
+others can reach never lends them the token of whoever started the server. Commands carry
+the credential and the engine decides; reads are checked here with the same `authorize`
+the web uses, on the grants the identity service reports for that very token.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from events.commands import Command, Reply
+from events.identity import AUTHORIZATION, Caller, bearer
+from services.errors import CommandRejected, PlaybookError
+from services.identity.authority import Resource, authorize
+from services.identity.principal import Principal
+from services.read import Run
+from ui.client import EngineClient
+from ui.identity_client import IdentityClient
+
+Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+
+
+class Refused(CommandRejected):
+    """The engine (or the read check) said no; its sentence is what the agent reads."""
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    client: EngineClient
+    per_request: bool = False      # HTTP: every request's own bearer token; stdio: the process's
+
+    def caller(self, headers: Mapping[str, str] | None) -> Caller:
+        """The credential this call acts with."""
+        if not self.per_request:
+            return Caller(credential=self.client.caller.credential, door="mcp")
+        return Caller(credential=bearer(_authorization(headers)), door="mcp")
+
+    async def principal(self, caller: Caller) -> Principal:
+        """Who the credential belongs to and what it grants, as the identity service knows it now (revoked: no one)."""
+        if not caller.credential:
+            raise Refused("no API token: the MCP server needs one (PLAYBOOK_TOKEN for stdio, an "
+                          "`Authorization: Bearer pbt_...` header over HTTP)", "unauthenticated")
+        try:
+            tokens = await IdentityClient(self.client.nc, caller.credential).list()
+        except CommandRejected as err:
+            raise Refused(str(err), err.code) from None
+        token_id = caller.credential.split("_")[1] if caller.credential.count("_") >= 2 else ""
+        token = next((t for t in tokens if t.id == token_id), None)
+        if token is None:
+            raise Refused("this token is not active", "unauthenticated")
+        return Principal(name=token.owner, kind=token.kind, grants=token.grants, credential_id=token.id)
+
+    async def permit_read(self, caller: Caller, playbook: str | None, environment: str | None,
+                          run_id: str | None = None) -> Principal:
+        principal = await self.principal(caller)
+        decision = authorize(principal, "read", Resource(playbook=playbook, environment=environment, run_id=run_id))
+        if not decision.allowed:
+            raise Refused(decision.reason, "forbidden")
+        return principal
+
+    @staticmethod
+    def may_read(principal: Principal, playbook: str | None, environment: str | None) -> bool:
+        return authorize(principal, "read", Resource(playbook=playbook, environment=environment)).allowed
+
+    async def readable_run(self, caller: Caller, run_id: str) -> Run:
+        """The run, if it exists and the caller may read it (as the web: unknown, or refused with the reason)."""
+        run = await self.client.run(run_id)
+        if not run.exists or run.started is None:
+            await self.principal(caller)
+            raise Refused(f"no run with id {run_id!r}", "unknown_run")
+        await self.permit_read(caller, playbook_of(run), run.started.environment, run_id)
+        return run
+
+    async def send(self, caller: Caller, command: Command) -> Reply:
+        """Send a command as the caller; a refusal becomes `Refused` with the engine's sentence."""
+        reply = await self.client.send(command, caller=caller)
+        if not reply.accepted:
+            error = reply.error
+            details = "; ".join(str(d.get("message", d)) for d in (error.details if error else [])[:20])
+            message = (error.message if error else "refused") + (f" ({details})" if details else "")
+            raise Refused(message, error.code if error else "rejected")
+        return reply
+
+
+def playbook_of(run: Run) -> str:
+    """The name of a started run's playbook (the client resolves a playbook its first event only pins)."""
+    assert run.started is not None and run.started.playbook is not None
+    return run.started.playbook.name
+
+
+def _authorization(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Only the `Authorization` header, spelled as `bearer` reads it (HTTP servers hand headers lower-cased)."""
+    value = next((v for k, v in (headers or {}).items() if k.lower() == "authorization"), None)
+    return {AUTHORIZATION: value} if value else {}
+
+
+def answered(error: type[Exception]) -> Callable[[Handler], Handler]:
+    """Our errors become the SDK's `error` (a tool or resource error the agent reads, the engine's sentence in
+    it); anything else stays a crash, which the SDK reports without its text."""
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def answering(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await handler(*args, **kwargs)
+            except CommandRejected as err:
+                raise error(f"refused ({err.code}): {err}") from None
+            except PlaybookError as err:
+                raise error(str(err)) from None
+        return cast(Handler, answering)
+    return wrap

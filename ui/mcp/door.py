@@ -1,0 +1,91 @@
+"""Serving the MCP server: stdio for a local agent host, streamable HTTP for agents that connect.
+
+Both use the client login to NATS, as the CLI does. `playbook mcp` is the stdio edge and
+`playbook mcp --http PORT` the HTTP one; `playbook up` opens the HTTP door too when
+`PLAYBOOK_MCP_PORT` is set (the `mcp` line of DOORS in app/root.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import nats
+import uvicorn
+from nats.aio.client import Client as NATS
+
+from services.errors import EngineUnavailable
+from services.identity.setup import Identity
+from services.settings import Settings
+from ui.client import EngineClient
+from ui.mcp.server import build_server
+
+MCP_PATH = "/mcp"
+
+
+class HttpDoor:
+    """The MCP server on streamable HTTP, each request acting as its own bearer token."""
+
+    def __init__(self, nc: NATS, host: str, port: int) -> None:
+        app = build_server(EngineClient(nc, door="mcp"), per_request=True).streamable_http_app(
+            streamable_http_path=MCP_PATH, host=host)
+        self.nc = nc
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self.task: asyncio.Task[None] | None = None
+
+    async def open(self) -> HttpDoor:
+        self.task = asyncio.create_task(self.server.serve())
+        while not self.server.started:          # uvicorn says it is listening by this flag only
+            if self.task.done():
+                self.task.result()
+                raise EngineUnavailable("the MCP server stopped while starting")
+            await asyncio.sleep(0.02)
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}{MCP_PATH}"
+
+    async def serve_until_stopped(self) -> None:
+        assert self.task is not None
+        await self.task
+
+    async def close(self) -> None:
+        self.server.should_exit = True
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.nc.close()
+
+
+async def client_connection(settings: Settings) -> NATS:
+    """NATS as the client login (the CLI's): commands and reads, never the engine's events."""
+    url = settings.engine_url()
+    try:
+        return await nats.connect(url, name="playbook-mcp", connect_timeout=3, max_reconnect_attempts=-1,
+                                  **settings.nats_login("client"))
+    except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
+        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
+                                "is `playbook up` running?") from None
+
+
+async def start_mcp(settings: Settings, identity: Identity) -> HttpDoor:
+    """The door `playbook up` opens on PLAYBOOK_MCP_PORT (loopback): HTTP, every request with its own token."""
+    return await HttpDoor(await client_connection(settings), "127.0.0.1", settings.mcp_port or 0).open()
+
+
+async def serve_http(settings: Settings, host: str, port: int) -> None:
+    door = await HttpDoor(await client_connection(settings), host, port).open()
+    print(f"MCP over streamable HTTP on {door.url} (each request: Authorization: Bearer <token>)", flush=True)
+    try:
+        await door.serve_until_stopped()
+    finally:
+        await door.close()
+
+
+async def serve_stdio(settings: Settings, credential: str) -> None:
+    nc = await client_connection(settings)
+    try:
+        await build_server(EngineClient(nc, credential, door="mcp")).run_stdio_async()
+    finally:
+        await nc.close()

@@ -1,0 +1,55 @@
+"""Which playbook a call means: YAML text, a file (stdio only), or a catalog `name@version`; and checking one."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from events.commands import StartRun
+from services.playbook import validate_playbook
+from ui.mcp.access import Refused
+from ui.mcp.models import Finding, Validation
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+def playbook_text(yaml: str | None, file: str | None, *, files_allowed: bool) -> tuple[str, str]:
+    """The YAML and where it came from, given exactly one of text and file."""
+    if (yaml is None) == (file is None):
+        raise Refused("give exactly one of playbook_yaml (the YAML text) and playbook_file", "bad_request")
+    if yaml is not None:
+        return yaml, "<mcp>"
+    assert file is not None
+    if not files_allowed:
+        # Over HTTP the reader would be this server's user, not the caller: a path could name its credentials.
+        raise Refused("playbook_file is read only over stdio; over HTTP send the YAML as playbook_yaml", "bad_request")
+    path = Path(file).expanduser()
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise Refused(f"{path}: larger than {MAX_FILE_BYTES} bytes", "bad_request")
+        return path.read_text(), str(path)
+    except (OSError, UnicodeDecodeError) as err:
+        raise Refused(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}", "bad_request") from None
+
+
+def start_command(yaml: str | None, file: str | None, reference: str | None, *, files_allowed: bool,
+                  **options: Any) -> StartRun:
+    """A StartRun of the text or file, or of a catalog reference when this engine's StartRun knows `playbook_id`."""
+    if reference is None:
+        text, source = playbook_text(yaml, file, files_allowed=files_allowed)
+        return StartRun(playbook=text, source=source, **options)
+    if yaml is not None or file is not None:
+        raise Refused("give one of playbook (a catalog name@version), playbook_yaml and playbook_file", "bad_request")
+    if "playbook_id" not in StartRun.__struct_fields__:
+        raise Refused(f"cannot start {reference!r}: this engine has no playbook catalog yet; give the YAML as "
+                      "playbook_yaml (or playbook_file over stdio)", "unknown_playbook")
+    return msgspec.convert({"playbook_id": reference, "source": reference, **options}, StartRun)
+
+
+def validation(text: str, source: str, parameters: dict[str, Any] | None, environment: str | None) -> Validation:
+    """The diagnostics `playbook validate` prints, as data."""
+    found = validate_playbook(text, source, parameters=parameters, environment=environment)
+    findings = [Finding(**msgspec.to_builtins(d)) for d in found]
+    errors = sum(1 for d in found if d.severity == "error")
+    return Validation(valid=not errors, errors=errors, diagnostics=findings)

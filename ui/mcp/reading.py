@@ -1,0 +1,96 @@
+"""The tools that only read: a run's state, the active runs, a run's logs and figures, a playbook's findings."""
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
+
+from projections.run_list import as_dict
+from projections.run_view import run_view
+from projections.step_logs import logs_of
+from ui.mcp.access import Access, Refused, answered, playbook_of
+from ui.mcp.figures import playbook_metrics, run_metrics
+from ui.mcp.models import (
+    ExecutionLogs, ExecutionMetrics, Executions, ExecutionStatus, ExecutionSummary, Gate, LogLine, StepStatus,
+    Validation, fields,
+)
+from ui.mcp.playbooks import playbook_text, validation
+
+READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
+MAX_LOG_CHARS = 256 * 1024      # what one answer carries at most; older lines are left out first
+DEFAULT_TAIL = 200
+
+
+def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
+    @server.tool(annotations=READS)
+    @answered(ToolError)
+    async def get_execution_status(ctx: Context, run_id: str) -> ExecutionStatus:
+        """A run's status, its steps (attempt, duration, error, gate, rollback, retry) and the gates waiting."""
+        run = await access.readable_run(access.caller(ctx.headers), run_id)
+        view = run_view(run)
+        gates = [Gate(step_id=s["id"], message=(s["approval_gate"] or {}).get("message", ""),
+                      approvals=[a["actor"] for a in s["approvals"]])
+                 for s in view["steps"] if s["gate"] == "requested"]
+        return ExecutionStatus(**fields(view, ExecutionStatus) | {"waiting_gates": gates,
+                               "steps": [StepStatus(**fields(s, StepStatus)) for s in view["steps"]]})
+
+    @server.tool(annotations=READS)
+    @answered(ToolError)
+    async def list_active_executions(ctx: Context, include_finished: bool = False,
+                                     limit: int = 100) -> Executions:
+        """Runs that are running, paused or cancelling (with `include_finished`, every run), newest first."""
+        caller = access.caller(ctx.headers)
+        principal = await access.principal(caller)
+        runs = [r for r in await access.client.list_runs() if include_finished or r.active]
+        readable = [r for r in runs if access.may_read(principal, r.playbook, r.environment)]
+        readable.sort(key=lambda r: r.started_at, reverse=True)
+        return Executions(runs=[ExecutionSummary(**fields(as_dict(r), ExecutionSummary))
+                                for r in readable[:max(limit, 0)]])
+
+    @server.tool(annotations=READS)
+    @answered(ToolError)
+    async def get_execution_logs(ctx: Context, run_id: str, step_id: str | None = None, attempt: int | None = None,
+                                 tail: int = DEFAULT_TAIL) -> ExecutionLogs:
+        """What the run's steps printed (stdout, stderr, errors; rollbacks and remediations too), line by line,
+        of one step and attempt if given; the last `tail` lines."""
+        await access.readable_run(access.caller(ctx.headers), run_id)
+        entries = logs_of(await access.client.events(run_id), step_id, attempt)
+        lines = [LogLine(seq=e.seq, at=e.at.isoformat(), step_id=e.step_id, attempt=e.attempt, phase=e.phase,
+                         stream=e.stream, line=line) for e in entries for line in e.text.splitlines()]
+        kept = lines[-tail:] if tail > 0 else []
+        while kept and sum(len(x.line) for x in kept) > MAX_LOG_CHARS:
+            kept = kept[len(kept) // 8 + 1:]
+        return ExecutionLogs(run_id=run_id, lines=kept, truncated=len(kept) < len(lines))
+
+    @server.tool(annotations=READS)
+    @answered(ToolError)
+    async def get_execution_metrics(ctx: Context, run_id: str | None = None, playbook: str | None = None,
+                                    last_runs: int = 50) -> ExecutionMetrics:
+        """Figures of one run (`run_id`), or of a playbook over its latest `last_runs` runs you may read:
+        outcomes, success rate, mean duration, retries by category, and per step counts and times."""
+        caller = access.caller(ctx.headers)
+        if (run_id is None) == (playbook is None):
+            raise Refused("give exactly one of run_id and playbook", "bad_request")
+        if run_id is not None:
+            run = await access.readable_run(caller, run_id)
+            return run_metrics(run_id, playbook_of(run), await access.client.events(run_id))
+        assert playbook is not None
+        principal = await access.principal(caller)
+        runs = [r for r in await access.client.list_runs()
+                if r.playbook == playbook and access.may_read(principal, r.playbook, r.environment)]
+        recent = sorted(runs, key=lambda r: r.started_at)[-max(min(last_runs, 500), 1):]
+        return playbook_metrics(playbook, [await access.client.events(r.run_id) for r in recent])
+
+    @server.tool(annotations=READS)
+    @answered(ToolError)
+    async def validate_playbook_advanced(ctx: Context, playbook_yaml: str | None = None,
+                                         playbook_file: str | None = None, parameters: dict[str, Any] | None = None,
+                                         environment: str | None = None) -> Validation:
+        """Check a playbook without running it: the findings `playbook validate` prints, with codes, lines and
+        columns (PB1xx shape, PB2xx references, PB3xx parameters, PB4xx security)."""
+        await access.principal(access.caller(ctx.headers))
+        text, source = playbook_text(playbook_yaml, playbook_file, files_allowed=files_allowed)
+        return validation(text, source, parameters, environment)
+
