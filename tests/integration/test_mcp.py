@@ -19,9 +19,10 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from app.root import Running, serve
 from events.commands import StartRun
 from events.run import ApprovalRequested, StepStarted
-from tests.helpers import person, playbook_yaml, wait_for_end
+from tests.helpers import person, playbook_yaml, until, wait_for_end
 from ui.client import EngineClient
 from ui.identity_client import IdentityClient
+from ui.insights import LearningClient
 from ui.mcp.server import build_server
 
 pytestmark = pytest.mark.integration
@@ -71,7 +72,7 @@ async def test_the_tools_keep_their_names_and_say_which_only_read(engine, cast) 
         tools = {t.name: t for t in (await session.list_tools()).tools}
     assert set(tools) == {"execute_playbook_advanced", "control_execution", "get_execution_status",
                           "list_active_executions", "approve_execution_step", "get_execution_logs",
-                          "get_execution_metrics", "validate_playbook_advanced"}
+                          "get_execution_metrics", "validate_playbook_advanced", "get_playbook_insights"}
     changing = {"execute_playbook_advanced", "control_execution", "approve_execution_step"}
     for name, tool in tools.items():
         assert tool.annotations is not None and tool.output_schema is not None
@@ -152,6 +153,39 @@ async def test_logs_by_step_and_attempt_with_a_tail(engine, cast) -> None:
     assert {(x["step_id"], x["attempt"], x["stream"]) for x in every["lines"]} == {("build", 1, "stdout")}
     assert [line["line"] for line in tail["lines"]] == ["two", "three"] and tail["truncated"]
     assert none["lines"] == []
+
+
+async def test_logs_of_a_step_still_running_are_every_line_printed_so_far(engine, cast, tmp_path) -> None:
+    go = tmp_path / "go"
+    printing = playbook_yaml([{"id": "migrate", "action": "shell", "timeout_seconds": 60, "args": {
+        "command": f"echo first; echo second; while [ ! -e {go} ]; do sleep 0.05; done; echo third"}}], name="live")
+    async with agent(cast["alice"]) as alice:
+        run_id = (await call(alice, "execute_playbook_advanced", playbook_yaml=printing))["run_id"]
+
+        async def printed() -> list[tuple[str, str]]:
+            answer = await call(alice, "get_execution_logs", run_id=run_id, step_id="migrate")
+            return [(line["line"], line["phase"]) for line in answer["lines"]]
+
+        async def two_lines() -> list[tuple[str, str]] | None:
+            lines = await printed()
+            return lines if len(lines) == 2 else None
+        assert await until(two_lines, what="two lines while running") == [("first", "running"), ("second", "running")]
+        go.touch()
+        await wait_for_end(engine, run_id)
+        assert await printed() == [("first", "step"), ("second", "step"), ("third", "step")]
+
+
+async def test_insights_of_what_past_runs_taught_and_a_viewer_of_other_playbooks_refused(engine, cast) -> None:
+    quick = playbook_yaml([{"id": "a", "action": "noop"}], name="taught")
+    async with agent(cast["alice"]) as alice:
+        run_id = (await call(alice, "execute_playbook_advanced", playbook_yaml=quick, wait=True))["run_id"]
+        last = max(seq for seq, _ in await engine.events(run_id))
+        await LearningClient(engine.nc, engine.headers()).insights(after=last, wait=30)
+        taught = await call(alice, "get_playbook_insights", playbook="taught")
+    assert [(p["playbook"], p["runs"], [s["step"] for s in p["steps"]]) for p in taught["playbooks"]] == [
+        ("taught", 1, ["a"])]
+    async with agent(cast["otto"]) as otto:
+        assert "otto may not read taught" in await refused(otto, "get_playbook_insights", playbook="taught")
 
 
 async def test_metrics_of_a_run_and_of_a_playbook(engine, cast) -> None:

@@ -137,3 +137,12 @@ class Validation(BaseModel):
 def fields(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
     """The keys of `data` that the model declares."""
     return {k: v for k, v in data.items() if k in model.model_fields}
+
+
+class PlaybookInsights(BaseModel):
+    """What the learning service learned (events/insights.py, as JSON): per playbook and step, per target,
+    steps failing together, and recommendations with their evidence."""
+    position: int             # the last stream sequence learned
+    playbooks: list[dict[str, Any]] = []
+    targets: list[dict[str, Any]] = []
+    correlations: list[dict[str, Any]] = []

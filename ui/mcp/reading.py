@@ -3,19 +3,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
 from projections.run_list import as_dict
 from projections.run_view import run_view
+from events.output import OutputLine
 from projections.step_logs import logs_of
 from ui.mcp.access import Access, Refused, answered, playbook_of
 from ui.mcp.figures import playbook_metrics, run_metrics
 from ui.mcp.models import (
-    ExecutionLogs, ExecutionMetrics, Executions, ExecutionStatus, ExecutionSummary, Gate, LogLine, StepStatus,
-    Validation, fields,
+    ExecutionLogs, ExecutionMetrics, Executions, ExecutionStatus, ExecutionSummary, Gate, LogLine, PlaybookInsights,
+    StepStatus, Validation, fields,
 )
+from ui.insights import LearningClient
 from ui.mcp.playbooks import playbook_text, validation
 
 READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
@@ -54,15 +57,30 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
     async def get_execution_logs(ctx: Context, run_id: str, step_id: str | None = None, attempt: int | None = None,
                                  tail: int = DEFAULT_TAIL) -> ExecutionLogs:
         """What the run's steps printed (stdout, stderr, errors; rollbacks and remediations too), line by line,
-        of one step and attempt if given; the last `tail` lines."""
+        of one step and attempt if given; the last `tail` lines. Attempts still running come last (phase
+        `running`, their sequence in the logs stream) with every line printed so far."""
         await access.readable_run(access.caller(ctx.headers), run_id)
         entries = logs_of(await access.client.events(run_id), step_id, attempt)
         lines = [LogLine(seq=e.seq, at=e.at.isoformat(), step_id=e.step_id, attempt=e.attempt, phase=e.phase,
                          stream=e.stream, line=line) for e in entries for line in e.text.splitlines()]
+        recorded = {(e.step_id, e.attempt) for e in entries if e.phase == "step"}
+        async for seq, item in access.client.logs(run_id, step_id, attempt):   # attempts still running
+            if isinstance(item, OutputLine) and (item.step_id, item.attempt) not in recorded:
+                lines.append(LogLine(seq=seq, at=item.at.isoformat(), step_id=item.step_id, attempt=item.attempt,
+                                     phase="running", stream=item.stream, line=item.text))
         kept = lines[-tail:] if tail > 0 else []
         while kept and sum(len(x.line) for x in kept) > MAX_LOG_CHARS:
             kept = kept[len(kept) // 8 + 1:]
         return ExecutionLogs(run_id=run_id, lines=kept, truncated=len(kept) < len(lines))
+
+    @server.tool(annotations=READS)
+    @answered(ToolError)
+    async def get_playbook_insights(ctx: Context, playbook: str | None = None) -> PlaybookInsights:
+        """What past runs taught (durations, success, failures by category, retries that worked, targets failing
+        in bursts or together) and what to change, each recommendation with its evidence; one playbook's if named."""
+        headers = access.client.headers(access.caller(ctx.headers))
+        insights = await LearningClient(access.client.nc, headers).insights(playbook, wait=0)
+        return PlaybookInsights(**msgspec.to_builtins(insights))
 
     @server.tool(annotations=READS)
     @answered(ToolError)
