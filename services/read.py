@@ -16,13 +16,16 @@ from services.domain.breaker import evolve as evolve_breaker
 from services.domain.run.dry_run import PlannedStep
 from services.domain.run.dry_run import plan as dry_run_plan
 from services.domain.run.gates import approvals_needed
-from services.domain.run.state import ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Run, StepState, evolve, fold
+from services.domain.run.state import (
+    ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Quarantined, Run, StepState, evolve, fold,
+)
 from services.library import StoredPlaybook, find_playbook, stored_playbooks
 from services.playbook.plan import plan_waves
 from services.store import EventStore
 
 __all__ = [
-    "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "EventStore", "PlannedStep", "Run", "StepState",
+    "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "EventStore", "PlannedStep", "Quarantined", "Run",
+    "StepState",
     "StoredPlaybook", "all_breakers", "approvals_needed", "breaker_history", "dry_run_plan", "evolve", "find_playbook",
     "fold", "plan_waves", "stored_playbooks",
 ]

@@ -82,6 +82,8 @@ def status_table(run: Run) -> str:
             extra = f"{extra}; rollback {s.rollback.status} {s.rollback.error}".strip("; ").rstrip()
         took = _ms(s.attempt.duration_ms)
         lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt.number:<2} {took:>9}  {extra}")
+    for q in run.quarantined:
+        lines.append(f"quarantined event {q.seq} ({q.event}), not applied: {q.reason}")
     return "\n".join(lines)
 
 

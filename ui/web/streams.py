@@ -119,7 +119,7 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
                 evolve(run, event, seq)
                 if seq > last:
                     message = {"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
-                               "timeline": timeline([(seq, event)])}
+                               "timeline": timeline([(seq, event)], run.quarantined[-1:])}
                     await sse.send(_dumps(message), id=str(seq), event="event")
                     if with_logs and (entries := log_entries(seq, event)):
                         await sse.send(_dumps(entries), event="log")

@@ -14,6 +14,7 @@ from events.run import (
     StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled, StepScheduled,
     StepSkipped, StepStarted, StepSucceeded,
 )
+from services.domain.run.fit import misfit
 
 RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled",
                     "rolling_back", "rolled_back", "rollback_failed"]
@@ -111,6 +112,16 @@ class StepState:
 
 
 @dataclass(frozen=True, slots=True)
+class Quarantined:
+    """An event that does not fit the run's state where it stands: kept aside, with why."""
+
+    seq: int
+    event: str                     # its type
+    reason: str
+    step_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Steering:
     """Who paused, resumed or cancelled the run last, and why; replaced whole on change."""
 
@@ -142,6 +153,7 @@ class Run:
     pending: set[str] = field(default_factory=set)     # steps with status "pending"
     order: dict[str, int] = field(default_factory=dict)  # playbook order, shared by clones
     failures: int = 0                                  # step failures ever (not interruptions)
+    quarantined: list[Quarantined] = field(default_factory=list)   # replaced whole on change
     # In a clone, the steps it has copied; the rest are shared with the original and
     # copied on first write. None: this run owns all its steps.
     owned: set[str] | None = None
@@ -208,6 +220,10 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
     if seq:
         run.version = seq
     run.event_count += 1
+    if (reason := misfit(run, event)) is not None:
+        run.quarantined = [*run.quarantined, Quarantined(seq, type(event).__name__, reason,
+                                                         getattr(event, "step_id", None))]
+        return run
     match event:
         case StepScheduled(step_id=step_id, attempt=attempt, reason=reason):
             step = run.step(step_id)
