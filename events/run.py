@@ -261,6 +261,18 @@ class RollbackFailed(RunEvent, frozen=True):
     failed_steps: list[str] = []
 
 
+# -- what the engine could not do ----------------------------------------------------------------
+
+class MessageAbandoned(RunEvent, frozen=True):
+    """A service gave up on one of the run's messages: it could not be read, or handling it failed every time."""
+
+    consumer: str                 # the service's consumer: advancer, executor, approval, resilience
+    seq: int                      # the message's stream sequence
+    subject: str
+    deliveries: int
+    error: str
+
+
 AnyRunEvent = (
     RunStarted | StepScheduled | StepStarted | StepSucceeded | StepFailed | StepSkipped
     | RunPaused | RunResumed | RunCancelRequested | RunCancelled | RunCompleted | RunFailed
@@ -268,7 +280,7 @@ AnyRunEvent = (
     | ApprovalTimedOut | ApprovalAttemptRefused
     | RollbackStarted | StepRollbackScheduled | StepRollbackStarted | StepRolledBack | StepRollbackFailed
     | RollbackCompleted | RollbackFailed | StepRetryScheduled | StepNotRetried
-    | StepRemediationStarted | StepRemediated | StepRemediationFailed
+    | StepRemediationStarted | StepRemediated | StepRemediationFailed | MessageAbandoned
 )
 
 RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__

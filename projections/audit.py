@@ -1,7 +1,8 @@
 """The audit trail: who did what to which run or breaker, and when.
 
 People's actions, plus what the system did in their place when a gate's time ran out.
-Refused approval attempts are here too: auditors ask about those as well.
+Refused approval attempts are here too: auditors ask about those as well, and so do they
+about a message the engine gave up on.
 """
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from datetime import datetime
 import msgspec
 
 from events.circuit import CircuitEvent, CircuitReset
+from projections.sentences import abandoned_sentence
 from events.run import (
-    ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalTimedOut,
+    ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, MessageAbandoned,
     RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunStarted,
 )
 
 SYSTEM = "system"
 # Every action an audit entry can name, in the order the dashboard offers them as a filter.
 AUDIT_ACTIONS = ("start", "pause", "resume", "cancel", "approve", "reject", "approval_refused", "auto_approve",
-                 "timeout", "rollback", "circuit_reset")
+                 "timeout", "rollback", "circuit_reset", "abandoned")
 
 
 class AuditEntry(msgspec.Struct, kw_only=True):
@@ -72,6 +74,8 @@ def _run_action(event: RunEvent) -> tuple[str, str, str] | None:
         case RollbackStarted():
             order = " then ".join("+".join(wave) for wave in event.waves) or "nothing to undo"
             return event.actor or SYSTEM, "rollback", _join(event.reason, f"waves: {order}")
+        case MessageAbandoned():
+            return SYSTEM, "abandoned", abandoned_sentence(event)
     return None
 
 

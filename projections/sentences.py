@@ -8,7 +8,8 @@ from events.circuit import (
 )
 from events.run import (
     ApprovalAttemptRefused, ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected,
-    ApprovalRequested, ApprovalTimedOut, RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled,
+    ApprovalRequested, ApprovalTimedOut, MessageAbandoned, RollbackCompleted, RollbackFailed, RollbackStarted,
+    RunCancelled,
     RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
     StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped,
@@ -19,7 +20,7 @@ from events.run import (
 # How a timeline colours each kind of event: bad news, a wait, good news, or what a person did.
 TONES: dict[str, tuple[type[RunEvent], ...]] = {
     "bad": (StepFailed, RunFailed, StepRollbackFailed, RollbackFailed, ApprovalRejected, ApprovalAttemptRefused,
-            ApprovalTimedOut, StepRemediationFailed, RunCancelled),
+            ApprovalTimedOut, StepRemediationFailed, RunCancelled, MessageAbandoned),
     "wait": (StepRetryScheduled, StepNotRetried, ApprovalRequested, StepRemediationStarted),
     "good": (StepSucceeded, RunCompleted, ApprovalGranted, StepRolledBack, RollbackCompleted, StepRemediated),
     "person": (RunPaused, RunResumed, RunCancelRequested, ApprovalGiven, RollbackStarted),
@@ -102,7 +103,15 @@ def sentence(event: RunEvent) -> str | None:
             return "rollback completed"
         case RollbackFailed():
             return f"rollback failed: {event.reason}"
+        case MessageAbandoned():
+            return abandoned_sentence(event)
     return type(event).__name__
+
+
+def abandoned_sentence(event: MessageAbandoned) -> str:
+    what = event.subject.rsplit(".", 1)[-1]
+    return (f"{event.consumer} gave up on message {event.seq} ({what}) after {event.deliveries} "
+            f"deliver{'y' if event.deliveries == 1 else 'ies'}: {event.error}")
 
 
 def circuit_sentence(event: CircuitEvent) -> str:

@@ -41,6 +41,7 @@ class Settings:
     home: Path = Path(".playbook")                 # $PLAYBOOK_HOME: the embedded server's data, snapshots
     nats_url: str | None = None                    # $NATS_URL; None: the URL file the embedded server leaves
     ack_wait: float = 30.0                         # $PLAYBOOK_ACK_WAIT: silence before work goes to another replica
+    max_deliver: int = 10                          # $PLAYBOOK_MAX_DELIVER: tries of a message before it is abandoned
     log_level: str = "INFO"                        # $PLAYBOOK_LOG
     directory: Path | None = None                  # $PLAYBOOK_DIRECTORY, else home/directory.yaml
     library: tuple[Path, ...] = ()                 # $PLAYBOOK_LIBRARY, else home/playbooks and the examples
@@ -75,6 +76,7 @@ class Settings:
             home=Path(environ.get("PLAYBOOK_HOME") or ".playbook").resolve(),
             nats_url=environ.get("NATS_URL") or None,
             ack_wait=number("PLAYBOOK_ACK_WAIT", 30.0, float),
+            max_deliver=number("PLAYBOOK_MAX_DELIVER", 10, int),
             log_level=environ.get("PLAYBOOK_LOG") or "INFO",
             directory=path("PLAYBOOK_DIRECTORY"),
             library=tuple(Path(part) for part in library.split(os.pathsep) if part),

@@ -41,7 +41,7 @@ from services.executor.scope import enter_attempt
 from services.executor.validators import run_validators
 from services.playbook.arguments import export_outputs, failed_validation, resolve_args
 from services.playbook.interpolate import Context
-from services.runtime import Consumer, LeaveUnacknowledged
+from services.runtime import LeaveUnacknowledged, run_consumer
 from services.secrets import redact
 from services.settings import Settings
 
@@ -73,8 +73,8 @@ class Executor:
         self.nc, self.runs, self.settings = nc, runs, settings
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         work = [subjects.events_of_type("StepScheduled"), subjects.events_of_type("StepRollbackScheduled")]
-        self.consumer = Consumer(nc, runs.store.stream, "executor", work,
-                                 self._on_scheduled, ack_wait=settings.ack_wait, max_ack_pending=concurrency)
+        self.consumer = run_consumer(runs, settings, "executor", work, self._on_scheduled,
+                                     max_ack_pending=concurrency)
         self._running: dict[str, set[asyncio.Task[object]]] = {}
         self._attempts: set[tuple[str, str]] = set()   # (run, step) executing in this process
         self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters

@@ -26,7 +26,7 @@ from services.domain.retry import after_remediation, handler_name, matching_hand
 from services.domain.run.commands import RecordRetryVerdict
 from services.domain.run.decider import decide
 from services.domain.run.state import Run
-from services.runtime import Consumer, OneConsumer
+from services.runtime import OneConsumer, run_consumer
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ class ResilienceService(OneConsumer):
     def __init__(self, nc: NATS, runs: RunRepository, settings: Settings, perform: Perform) -> None:
         self.runs, self.perform = runs, perform
         self.patterns = settings.error_patterns
-        self.consumer = Consumer(nc, runs.store.stream, "resilience", [subjects.events_of_type("StepFailed")],
-                                 self._on_failed, ack_wait=settings.ack_wait)
+        self.consumer = run_consumer(runs, settings, "resilience", [subjects.events_of_type("StepFailed")],
+                                     self._on_failed)
 
     async def _on_failed(self, msg: Msg, event: RunEvent, seq: int) -> None:
         if not isinstance(event, StepFailed):

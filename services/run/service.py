@@ -37,7 +37,7 @@ from services.domain.run.commands import Advance, AnswerGate, RunCommand
 from services.domain.run.decider import decide
 from services.aggregates import BreakerRepository, RunRepository
 from services.answering import Answering
-from services.runtime import Consumer
+from services.runtime import run_consumer
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,8 @@ class RunService:
         self.nc, self.runs, self.breakers = nc, runs, breakers
         self.directory = Directory(settings.directory_path)
         self.engine_error_handlers = settings.error_handlers
-        self.advancer = Consumer(nc, runs.store.stream, "advancer",
-                                 [subjects.events_of_type(name) for name in ADVANCE_AFTER],
-                                 self._advance, ack_wait=settings.ack_wait)
+        self.advancer = run_consumer(runs, settings, "advancer",
+                                     [subjects.events_of_type(name) for name in ADVANCE_AFTER], self._advance)
         # One slow StartRun must not queue every other caller: commands are answered in tasks.
         self.requests = Answering(nc, subjects.command("*"), COMMAND_QUEUE, self._answer, at_once=COMMANDS_AT_ONCE)
 
