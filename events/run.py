@@ -63,6 +63,7 @@ class StepSucceeded(RunEvent, frozen=True):
     attempt: int
     outputs: dict[str, Any] = {}
     duration_ms: float = 0.0
+    note: str = ""                # what was cut from the outcome so it could be stored
 
 
 class StepFailed(RunEvent, frozen=True):
@@ -72,6 +73,7 @@ class StepFailed(RunEvent, frozen=True):
     category: ErrorCategory = "unknown"
     outputs: dict[str, Any] = {}
     duration_ms: float = 0.0
+    note: str = ""
 
 
 class StepSkipped(RunEvent, frozen=True):
@@ -150,6 +152,7 @@ class StepRemediated(RunEvent, frozen=True):
     attempt: int
     handler: int
     outputs: dict[str, Any] = {}
+    note: str = ""
 
 
 class StepRemediationFailed(RunEvent, frozen=True):
@@ -241,6 +244,7 @@ class StepRolledBack(RunEvent, frozen=True):
     attempt: int
     outputs: list[dict[str, Any]] = []
     duration_ms: float = 0.0
+    note: str = ""
 
 
 class StepRollbackFailed(RunEvent, frozen=True):
@@ -250,6 +254,7 @@ class StepRollbackFailed(RunEvent, frozen=True):
     category: ErrorCategory = "unknown"
     outputs: list[dict[str, Any]] = []
     duration_ms: float = 0.0
+    note: str = ""
 
 
 class RollbackCompleted(RunEvent, frozen=True):

@@ -52,6 +52,7 @@ def run_view(run: Run) -> dict[str, Any]:
                 "category": s.attempt.category or None,
                 "reason": s.reason or None,
                 "outputs": s.attempt.outputs,
+                "note": s.attempt.note or None,
                 "gate": s.gate.status or None,
                 "approvals": _approvals(s),
                 "gate_decided_by": s.gate.decided_by,

@@ -40,11 +40,11 @@ def sentence(event: RunEvent) -> str | None:
         case StepStarted():
             return f"attempt {event.attempt} started on {event.executor}"
         case StepSucceeded():
-            return f"succeeded in {_duration(event.duration_ms)}"
+            return f"succeeded in {_duration(event.duration_ms)}" + _noted(event.note)
         case StepFailed(category="interrupted"):
             return f"interrupted: {event.error}; it runs again"
         case StepFailed():
-            return f"failed ({event.category}) after {_duration(event.duration_ms)}: {event.error}"
+            return f"failed ({event.category}) after {_duration(event.duration_ms)}: {event.error}" + _noted(event.note)
         case StepSkipped():
             return f"skipped: {event.reason}"
         case StepRetryScheduled():
@@ -54,7 +54,7 @@ def sentence(event: RunEvent) -> str | None:
         case StepRemediationStarted():
             return f"remediation by error handler {event.handler + 1}: {event.reason}"
         case StepRemediated():
-            return f"remediated by error handler {event.handler + 1}"
+            return f"remediated by error handler {event.handler + 1}" + _noted(event.note)
         case StepRemediationFailed():
             return f"remediation by error handler {event.handler + 1} failed: {event.error}"
         case ApprovalRequested():
@@ -96,9 +96,9 @@ def sentence(event: RunEvent) -> str | None:
         case StepRollbackStarted():
             return f"rollback attempt {event.attempt} started on {event.executor}"
         case StepRolledBack():
-            return f"rolled back in {_duration(event.duration_ms)}"
+            return f"rolled back in {_duration(event.duration_ms)}" + _noted(event.note)
         case StepRollbackFailed():
-            return f"rollback failed ({event.category}): {event.error}"
+            return f"rollback failed ({event.category}): {event.error}" + _noted(event.note)
         case RollbackCompleted():
             return "rollback completed"
         case RollbackFailed():
@@ -132,6 +132,10 @@ def circuit_sentence(event: CircuitEvent) -> str:
         case CircuitReset():
             return f"RESET by hand by {event.actor}"
     return type(event).__name__
+
+
+def _noted(note: str) -> str:
+    return f" ({note})" if note else ""
 
 
 def _duration(ms: float) -> str:

@@ -32,6 +32,10 @@ class UnresolvedReference(PlaybookError):
     """A `${...}` reference could not be resolved at run time (category `configuration`)."""
 
 
+class EventTooLarge(PlaybookError):
+    """An event bigger than the event store takes (one NATS message); nothing was appended."""
+
+
 class EngineUnavailable(PlaybookError):
     """NATS or the engine's stream or services are not there to answer."""
 

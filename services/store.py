@@ -23,7 +23,7 @@ from nats.js.errors import BadRequestError
 from events import subjects
 from events.codec import decode_event, encode, event_name
 from events.run import RunEvent
-from services.errors import ConcurrencyConflict, EngineUnavailable
+from services.errors import ConcurrencyConflict, EngineUnavailable, EventTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ STREAM_NAME_IN_USE = 10058    # the stream exists with another configuration
 LOAD_BATCH = 1000             # events per direct-get request when loading a run
 PUBLISH_TIMEOUT = 5.0
 PUBLISH_TRIES = 3
+HEADER_ROOM = 1024            # of a message's max payload, kept for its headers
 
 Envelope = tuple[int, RunEvent]   # (stream sequence, event)
 E = TypeVar("E")
@@ -55,6 +56,11 @@ class EventStore:
         self._reply_prefix = nc.new_inbox()
         self._replies: Subscription | None = None
         self._batches: dict[str, _Batch] = {}
+
+    @property
+    def max_event_bytes(self) -> int:
+        """The largest event an append takes: one message, as big as the server allows, less its headers."""
+        return self.nc.max_payload - HEADER_ROOM
 
     async def ensure_stream(self, replicas: int = 1) -> None:
         """Create `PB_RUNS`, or bring its configuration up to date. Idempotent."""
@@ -197,6 +203,9 @@ class EventStore:
             headers["Nats-Scheduler"] = cancel_timer
         subject = f"{aggregate}.{type(event).__name__}"
         payload = encode(event)
+        if len(payload) > self.max_event_bytes:   # the server would close the connection on it
+            raise EventTooLarge(f"{subject} is {len(payload)} bytes; the event store takes at most "
+                                f"{self.max_event_bytes}")
         for attempt in range(1, PUBLISH_TRIES + 1):
             try:
                 ack = await self.js.publish(subject, payload, headers=headers)

@@ -8,6 +8,7 @@ steps through a live subscription and kill their processes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -26,12 +27,13 @@ from events import subjects
 from events.codec import decode_event
 from events.playbook import circuit_of
 from events.run import ErrorCategory, RunEvent, StepRollbackScheduled, StepRollbackStarted, StepScheduled, StepStarted
-from services.errors import PlaybookError
+from services.errors import EventTooLarge, PlaybookError
 from services.executor.actions import ActionResult, close_http_session, run_action
 from services.executor.actions.base import live_output
 from services.executor.live_output import LiveOutput
 from services.aggregates import BreakerRepository, RunRepository
 from services.domain.breaker import after_call, before_call, circuit_key
+from services.domain.capping import capped
 from services.domain.classify import classify
 from services.domain.run.commands import BeginStep, FinishStep
 from services.domain.run.decider import context_of, decide
@@ -118,12 +120,24 @@ class Executor:
             began = time.perf_counter()
             work = self._undo(run, event.step_id) if rollback else self._do(run, event.step_id)
             outcome = await self._tracked(run.id, work)
-            finish = FinishStep(step_id=event.step_id, attempt=event.attempt, outputs=outcome.outputs,
-                                duration_ms=(time.perf_counter() - began) * 1000, error=outcome.error,
-                                category=outcome.category, rollback=rollback)
-            await self.runs.change(event.run_id, lambda r: decide(r, finish, now()))
+            await self._record(run.id, FinishStep(
+                step_id=event.step_id, attempt=event.attempt, outputs=outcome.outputs,
+                duration_ms=(time.perf_counter() - began) * 1000, error=outcome.error, category=outcome.category,
+                rollback=rollback))
         finally:
             self._attempts.discard(key)
+
+    async def _record(self, run_id: str, finish: FinishStep) -> None:
+        """The outcome, capped to fit the event store; if it still cannot be stored, a `resource` failure."""
+        outputs, error, note = capped(finish.outputs, finish.error, self.runs.store.max_event_bytes)
+        fitted = dataclasses.replace(finish, outputs=outputs, error=error, note=note)
+        try:
+            await self.runs.change(run_id, lambda r: decide(r, fitted, now()))
+        except EventTooLarge as err:
+            log.error("step %s of run %s: its outcome cannot be recorded: %s", finish.step_id, run_id, err)
+            failed = dataclasses.replace(finish, outputs=[] if finish.rollback else {}, category="resource",
+                                         error=f"the step's outcome could not be recorded: {err}", note="")
+            await self.runs.change(run_id, lambda r: decide(r, failed, now()))
 
     async def _tracked(self, run_id: str, work: Coroutine[Any, Any, Outcome]) -> Outcome:
         """Run the work where a cancel of its run can reach it."""

@@ -21,6 +21,7 @@ from events.run import (
     RunEvent, StepFailed, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepScheduled,
 )
 from services.aggregates import RunRepository
+from services.domain.capping import capped
 from services.domain.classify import Classification, classify
 from services.domain.retry import after_remediation, handler_name, matching_handler, retry_verdict, without_policy
 from services.domain.run.commands import RecordRetryVerdict
@@ -87,9 +88,10 @@ class ResilienceService(OneConsumer):
         run, _ = await self.runs.change(run.id, begin)
         if run.steps[step_id].retry.remediation in ("", "running"):   # ours to run (again, after a crash)
             ok, outputs, error = await self.perform(run, handler.run)
+            outputs, error, note = capped(outputs, error, self.runs.store.max_event_bytes)
             end = datetime.now(timezone.utc)
             outcome: RunEvent = (StepRemediated(run_id=run.id, at=end, step_id=step_id, attempt=attempt, handler=index,
-                                                outputs=outputs) if ok else
+                                                outputs=outputs, note=note) if ok else
                                  StepRemediationFailed(run_id=run.id, at=end, step_id=step_id, attempt=attempt,
                                                        handler=index, error=error))
             run, _ = await self.runs.change(

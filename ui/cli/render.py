@@ -74,7 +74,7 @@ def status_table(run: Run) -> str:
     if run.failure:
         lines.append(f"failure: {run.failure}")
     for s in run.steps.values():
-        extra = s.attempt.error or s.reason
+        extra = "; ".join(x for x in (s.attempt.error or s.reason, s.attempt.note) if x)
         if s.gate.status:
             who = ", ".join(g.actor for g in s.gate.approvals) or "nobody yet"
             extra = f"gate {s.gate.status} (approved by {who}) {extra}".rstrip()

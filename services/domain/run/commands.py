@@ -45,6 +45,7 @@ class FinishStep:
     error: str = ""
     category: ErrorCategory = "unknown"
     rollback: bool = False
+    note: str = ""              # what was cut from the outcome to fit the event store
 
 
 @dataclass(frozen=True, slots=True)

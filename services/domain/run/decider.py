@@ -126,7 +126,7 @@ def _finish(run: Run, cmd: FinishStep, at: datetime) -> list[RunEvent]:
     if step is None or attempt != cmd.attempt or state != "running":
         return []  # already recorded (a retried append) or superseded
     common: dict[str, Any] = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt, outputs=cmd.outputs,
-                                  duration_ms=cmd.duration_ms)
+                                  duration_ms=cmd.duration_ms, note=cmd.note)
     succeeded, failed = (StepRolledBack, StepRollbackFailed) if cmd.rollback else (StepSucceeded, StepFailed)
     if not cmd.error:
         return [succeeded(**common)]

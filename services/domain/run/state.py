@@ -41,10 +41,11 @@ class AttemptState:
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     category: str = ""
+    note: str = ""                 # what was cut from its outcome to store it
 
     def copy(self) -> AttemptState:
         return AttemptState(self.number, self.scheduled_seq, self.executor, self.duration_ms, self.outputs,
-                            self.error, self.category)
+                            self.error, self.category, self.note)
 
 
 @dataclass(slots=True)
@@ -236,10 +237,11 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case StepStarted(step_id=step_id, executor=executor, at=at):
             step = run.step(step_id)
             step.status, step.attempt.executor, step.started_at, step.ran = "running", executor, at, True
-        case StepSucceeded(step_id=step_id, outputs=outputs, duration_ms=duration, at=at):
+        case StepSucceeded(step_id=step_id, outputs=outputs, duration_ms=duration, at=at, note=note):
             step = _finish(run, step_id, at)
             step.status, step.attempt.outputs, step.attempt.duration_ms = "succeeded", outputs, duration
             step.attempt.error = step.attempt.category = ""
+            step.attempt.note = note
         case StepFailed(step_id=step_id, error=error, category=category, outputs=outputs,
                         duration_ms=duration, at=at):
             step = _finish(run, step_id, at)
@@ -253,7 +255,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
                 run.failures += 1
             attempt_state = step.attempt
             attempt_state.error, attempt_state.category = error, category
-            attempt_state.outputs, attempt_state.duration_ms = outputs, duration
+            attempt_state.outputs, attempt_state.duration_ms, attempt_state.note = outputs, duration, event.note
             step.retry.status = "deciding" if step.status == "failed" and _may_retry(run, step) else ""
             step.retry.remediation = ""
         case StepSkipped(step_id=step_id, reason=reason, at=at):
