@@ -14,7 +14,7 @@ from events.playbook import ErrorHandler, Plan, Playbook
 
 # Why a step attempt failed, as the resilience service classifies it. `cancelled` and
 # `interrupted` are the engine's own: the run was cancelled, or the executor running the
-# attempt died.
+# attempt died, stopped or lost its lease (the step runs again as the next attempt).
 ErrorCategory = Literal[
     "network", "timeout", "authentication", "authorization", "validation", "resource",
     "dependency", "configuration", "temporary", "permanent", "unknown",
@@ -51,11 +51,19 @@ class StepScheduled(RunEvent, frozen=True):
 
 
 class StepStarted(RunEvent, frozen=True):
-    """An executor took the attempt. Written before any side effect of the step."""
+    """An executor took the attempt. Written before any side effect of the step, once the executor holds
+    the attempt's lease (`lease`: its sequence in PB_LEASES, the attempt's fencing token; 0 before leases).
+    Where the executor runs (host, boot, pid and the pid's start time) lets a successor on that machine
+    find what the attempt left running."""
 
     step_id: str
     attempt: int
     executor: str
+    lease: int = 0
+    host: str = ""
+    boot_id: str = ""
+    pid: int = 0
+    pid_started: int = 0          # clock ticks after boot (/proc/<pid>/stat, field 22)
 
 
 class StepSucceeded(RunEvent, frozen=True):
@@ -234,9 +242,16 @@ class StepRollbackScheduled(RunEvent, frozen=True):
 
 
 class StepRollbackStarted(RunEvent, frozen=True):
+    """As StepStarted, for an attempt of the step's rollback actions."""
+
     step_id: str
     attempt: int
     executor: str
+    lease: int = 0
+    host: str = ""
+    boot_id: str = ""
+    pid: int = 0
+    pid_started: int = 0
 
 
 class StepRolledBack(RunEvent, frozen=True):

@@ -42,6 +42,7 @@ class Settings:
     nats_url: str | None = None                    # $NATS_URL; None: the URL file the embedded server leaves
     ack_wait: float = 30.0                         # $PLAYBOOK_ACK_WAIT: silence before work goes to another replica
     max_deliver: int = 10                          # $PLAYBOOK_MAX_DELIVER: tries of a message before it is abandoned
+    lease_seconds: float = 5.0                     # $PLAYBOOK_LEASE_SECONDS: an executor's silence before takeover
     log_level: str = "INFO"                        # $PLAYBOOK_LOG
     directory: Path | None = None                  # $PLAYBOOK_DIRECTORY, else home/directory.yaml
     library: tuple[Path, ...] = ()                 # $PLAYBOOK_LIBRARY, else home/playbooks and the examples
@@ -77,6 +78,7 @@ class Settings:
             nats_url=environ.get("NATS_URL") or None,
             ack_wait=number("PLAYBOOK_ACK_WAIT", 30.0, float),
             max_deliver=number("PLAYBOOK_MAX_DELIVER", 10, int),
+            lease_seconds=number("PLAYBOOK_LEASE_SECONDS", 5.0, float),
             log_level=environ.get("PLAYBOOK_LOG") or "INFO",
             directory=path("PLAYBOOK_DIRECTORY"),
             library=tuple(Path(part) for part in library.split(os.pathsep) if part),

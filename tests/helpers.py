@@ -114,10 +114,10 @@ class Scenario:
     def start(self) -> list[RunEvent]:
         return self.when(Advance())
 
-    def begin(self, step_id: str, redelivered: bool = False, executor: str = "ex1") -> list[RunEvent]:
+    def begin(self, step_id: str, executor: str = "ex1") -> list[RunEvent]:
         attempt = self.run.steps[step_id].attempt
         return self.when(BeginStep(step_id=step_id, attempt=attempt.number, scheduled_seq=attempt.scheduled_seq,
-                                   executor=executor, redelivered=redelivered))
+                                   executor=executor))
 
     def succeed(self, step_id: str, **outputs: Any) -> list[RunEvent]:
         return self.when(FinishStep(step_id=step_id, attempt=self.run.steps[step_id].attempt.number,

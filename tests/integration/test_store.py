@@ -158,8 +158,7 @@ async def test_a_replica_whose_cache_is_behind_accepts_the_approval_another_repl
     await command_service.change("r1", lambda run: decide(run, Advance(), at(1)))   # cached: build scheduled
     # Another process runs `build`, which opens the gate; the command service hears nothing of it.
     build = (await executor.get("r1")).steps["build"].attempt
-    begin = BeginStep(step_id="build", attempt=1, scheduled_seq=build.scheduled_seq, executor="ex1",
-                      redelivered=False)
+    begin = BeginStep(step_id="build", attempt=1, scheduled_seq=build.scheduled_seq, executor="ex1")
     await executor.change("r1", lambda run: decide(run, begin, at(2)))
     finish = FinishStep(step_id="build", attempt=1, outputs={}, duration_ms=1.0)
     _, opened = await executor.change("r1", lambda run: decide(run, finish, at(3)))

@@ -240,7 +240,7 @@ def _begin_rollback(s: Scenario, step_id: str):
     from services.domain.run.commands import BeginStep
     step = s.run.steps[step_id]
     return BeginStep(step_id=step_id, attempt=step.rollback.attempt, scheduled_seq=step.rollback.scheduled_seq,
-                     executor="ex1", redelivered=False, rollback=True)
+                     executor="ex1", rollback=True)
 
 
 def _finish_rollback(s: Scenario, step_id: str, error: str = "", category: str = "unknown"):

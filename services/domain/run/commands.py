@@ -20,17 +20,32 @@ class Advance:
 @dataclass(frozen=True, slots=True)
 class BeginStep:
     """An executor received `StepScheduled` (or `StepRollbackScheduled` when `rollback`),
-    stored at stream sequence `scheduled_seq`, and wants to run it.
+    stored at stream sequence `scheduled_seq`, holds its lease, and wants to run it.
 
-    `redelivered`: the message reached this executor although another may have started
-    the attempt; as executors ack only when a step ends, that one has died.
+    The rest says where it runs, for StepStarted: its lease's sequence, host, boot, pid and
+    the pid's start time.
     """
 
     step_id: str
     attempt: int
     scheduled_seq: int
     executor: str
-    redelivered: bool
+    rollback: bool = False
+    lease: int = 0
+    host: str = ""
+    boot_id: str = ""
+    pid: int = 0
+    pid_started: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptStep:
+    """The attempt's executor is gone or gave it up: its lease lapsed and was taken over, or it stopped.
+    The attempt is recorded interrupted (`reason` says how) and the step runs again."""
+
+    step_id: str
+    attempt: int
+    reason: str
     rollback: bool = False
 
 
@@ -83,5 +98,5 @@ class ExpireGate:
     step_id: str
 
 
-RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | FinishStep
+RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | InterruptStep | FinishStep
               | AnswerGate | ExpireGate | RecordRetryVerdict)

@@ -37,6 +37,7 @@ class AttemptState:
     number: int = 0                # the latest attempt scheduled (1-based); 0: none yet
     scheduled_seq: int = 0         # stream sequence of its StepScheduled
     executor: str | None = None
+    lease: int = 0                 # its lease's sequence in PB_LEASES (0: started before leases)
     duration_ms: float = 0.0
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str = ""
@@ -44,8 +45,8 @@ class AttemptState:
     note: str = ""                 # what was cut from its outcome to store it
 
     def copy(self) -> AttemptState:
-        return AttemptState(self.number, self.scheduled_seq, self.executor, self.duration_ms, self.outputs,
-                            self.error, self.category, self.note)
+        return AttemptState(self.number, self.scheduled_seq, self.executor, self.lease, self.duration_ms,
+                            self.outputs, self.error, self.category, self.note)
 
 
 @dataclass(slots=True)
@@ -84,11 +85,13 @@ class RollbackState:
     attempt: int = 0
     scheduled_seq: int = 0
     executor: str | None = None
+    lease: int = 0
     error: str = ""
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
     def copy(self) -> RollbackState:
-        return RollbackState(self.status, self.attempt, self.scheduled_seq, self.executor, self.error, self.outputs)
+        return RollbackState(self.status, self.attempt, self.scheduled_seq, self.executor, self.lease, self.error,
+                             self.outputs)
 
 
 @dataclass(slots=True)
@@ -237,6 +240,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case StepStarted(step_id=step_id, executor=executor, at=at):
             step = run.step(step_id)
             step.status, step.attempt.executor, step.started_at, step.ran = "running", executor, at, True
+            step.attempt.lease = event.lease
         case StepSucceeded(step_id=step_id, outputs=outputs, duration_ms=duration, at=at, note=note):
             step = _finish(run, step_id, at)
             step.status, step.attempt.outputs, step.attempt.duration_ms = "succeeded", outputs, duration
@@ -324,7 +328,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             rollback.status, rollback.attempt, rollback.scheduled_seq = "scheduled", attempt, seq
         case StepRollbackStarted(step_id=step_id, executor=executor):
             rollback = run.step(step_id).rollback
-            rollback.status, rollback.executor = "running", executor
+            rollback.status, rollback.executor, rollback.lease = "running", executor, event.lease
         case StepRolledBack(step_id=step_id, outputs=outputs):
             rollback = run.step(step_id).rollback
             rollback.status, rollback.outputs = "rolled_back", outputs
