@@ -58,7 +58,7 @@ def sweep(me: Instance, attempt: str | None = None) -> list[int]:
     """Kill step processes of engine processes on this machine that are gone (or, given `attempt`, that
     attempt's, whoever started them); returns the pids killed."""
     killed = []
-    for pid, owner, key in _step_processes():
+    for pid, owner, key in step_processes():
         boot_id, pidns, owner_pid, owner_started = owner
         if not me.same_machine(boot_id, pidns):
             continue
@@ -70,7 +70,7 @@ def sweep(me: Instance, attempt: str | None = None) -> list[int]:
     return killed
 
 
-def _step_processes() -> Iterator[tuple[int, tuple[str, str, int, int], str | None]]:
+def step_processes() -> Iterator[tuple[int, tuple[str, str, int, int], str | None]]:
     """(pid, its owner's (boot, pidns, pid, start), its attempt key) of every process a step started."""
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
