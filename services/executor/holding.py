@@ -1,12 +1,12 @@
 """What an executor holds: the leases on its attempts, renewed before they lapse, and let go when done.
 
 A lease lasts `seconds`. It is renewed every quarter of that. Its holder counts from the
-moment it sent its last renewal that the store confirmed, and stops the attempt at three
-quarters of a lease after it, if no later renewal was confirmed: the lease was taken, or
-the store cannot be reached, or this process was too busy to renew. A taker waits a whole
-lease after the last renewal it saw, which left the holder no earlier, so the attempt is
-stopped a quarter lease before anyone may take it over. The guardian kills the attempt's
-processes at that deadline too, even if this process's event loop cannot.
+moment it sent its last renewal that the store confirmed, and stops the attempt seven
+eighths of a lease after it, if no later renewal was confirmed: the lease was taken, or the
+store cannot be reached, or this process was too busy to renew. A taker waits a whole lease
+after the last renewal it saw, which left the holder no earlier, so the attempt is stopped
+an eighth of a lease before anyone may take it over. The guardian kills the attempt's
+processes at that deadline, to the millisecond, even if this process's event loop cannot.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from services.leases import AttemptId, Lease, LeaseStore
 log = logging.getLogger(__name__)
 
 RENEWALS = 4              # per lease
-KEPT = 3 / 4              # of a lease after its last confirmed renewal, before the holder stops
+KEPT = 7 / 8              # of a lease after its last confirmed renewal, before the holder stops
 
 
 @dataclass(eq=False)

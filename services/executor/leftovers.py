@@ -9,18 +9,13 @@ left its session is out of reach; docs/execution.md says so.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import signal
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-OWNER_VARIABLE = "PLAYBOOK_STEP_OWNER"     # the engine process that started the step process
-ATTEMPT_VARIABLE = "PLAYBOOK_IDEMPOTENCY_KEY"
-PROC = Path("/proc")
+from services.executor.guardian import PROC, kill_process, marked_processes, started_at
+
 log = logging.getLogger(__name__)
 
 
@@ -42,75 +37,40 @@ class Instance:
     def same_machine(self, boot_id: str, pidns: str) -> bool:
         return (boot_id, pidns) == (self.boot_id, self.pidns) and bool(boot_id)
 
+    @classmethod
+    def parse(cls, marker: str) -> tuple[str, str, int, int] | None:
+        """(boot, pidns, pid, start) of an engine process's marker; None if it is not one."""
+        parts = marker.split("/")
+        if len(parts) != 4 or not parts[2].isdigit() or not parts[3].isdigit():
+            return None
+        return parts[0], parts[1], int(parts[2]), int(parts[3])
+
 
 def this_process() -> Instance:
     pid = os.getpid()
-    return Instance(socket.gethostname(), _read(PROC / "sys/kernel/random/boot_id").strip(), _pidns(), pid,
-                    _started(pid) or 0)
+    return Instance(socket.gethostname(), (PROC / "sys/kernel/random/boot_id").read_text().strip(), _pidns(), pid,
+                    started_at(pid) or 0)
 
 
 def alive(pid: int, started: int) -> bool:
     """Whether that very process still runs (not another that got its pid)."""
-    return _started(pid) == started
+    return started_at(pid) == started
 
 
 def sweep(me: Instance, attempt: str | None = None) -> list[int]:
     """Kill step processes of engine processes on this machine that are gone (or, given `attempt`, that
     attempt's, whoever started them); returns the pids killed."""
     killed = []
-    for pid, owner, key in step_processes():
-        boot_id, pidns, owner_pid, owner_started = owner
-        if not me.same_machine(boot_id, pidns):
+    for pid, marker, key in marked_processes():
+        owner = Instance.parse(marker)
+        if owner is None or not me.same_machine(owner[0], owner[1]):
             continue
-        if (key == attempt) if attempt is not None else not alive(owner_pid, owner_started):
-            if _kill(pid):
+        if (key == attempt) if attempt is not None else not alive(owner[2], owner[3]):
+            if kill_process(pid):
                 killed.append(pid)
     if killed:
         log.warning("killed %d leftover step processes of engine processes gone: %s", len(killed), killed)
     return killed
-
-
-def step_processes() -> Iterator[tuple[int, tuple[str, str, int, int], str | None]]:
-    """(pid, its owner's (boot, pidns, pid, start), its attempt key) of every process a step started."""
-    for entry in PROC.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        found = dict(item.decode(errors="replace").split("=", 1) for item in environ
-                     if item.startswith((OWNER_VARIABLE.encode() + b"=", ATTEMPT_VARIABLE.encode() + b"=")))
-        owner = found.get(OWNER_VARIABLE, "").split("/")
-        if len(owner) == 4 and owner[2].isdigit() and owner[3].isdigit():
-            yield int(entry.name), (owner[0], owner[1], int(owner[2]), int(owner[3])), found.get(ATTEMPT_VARIABLE)
-
-
-def _kill(pid: int) -> bool:
-    """SIGKILL the process and its group, sure through a pidfd that it is the process we looked at."""
-    started = _started(pid)
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return False
-    try:
-        if started is None or _started(pid) != started:
-            return False     # gone, or the pid was reused between our look and the pidfd
-        with contextlib.suppress(OSError):
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
-        with contextlib.suppress(OSError):
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        return True
-    finally:
-        os.close(fd)
-
-
-def _started(pid: int) -> int | None:
-    try:
-        stat = _read(PROC / str(pid) / "stat")
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])   # field 22; the name before ")" may hold spaces
 
 
 def _pidns() -> str:
@@ -118,7 +78,3 @@ def _pidns() -> str:
         return os.readlink(PROC / "self/ns/pid")
     except OSError:
         return ""
-
-
-def _read(path: Path) -> str:
-    return path.read_text()

@@ -33,8 +33,8 @@ from typing import Any, get_args
 
 from events.playbook import Sandbox
 from services.errors import PlaybookError
-from services.executor.guardian import Guardian
-from services.executor.leftovers import ATTEMPT_VARIABLE, OWNER_VARIABLE, this_process
+from services.executor.guardian import ATTEMPT_VARIABLE, OWNER_VARIABLE, Guardian
+from services.executor.leftovers import this_process
 from services.executor.private_dirs import PrivateDirs
 from services.leases import AttemptId
 
@@ -46,7 +46,7 @@ _PR_SET_DUMPABLE = 4
 log = logging.getLogger(__name__)
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _DIRS = PrivateDirs()
-GUARDIAN = Guardian()      # this process's: it holds every process group a step starts here
+GUARDIAN = Guardian(lambda: this_process().marker)   # this process's: it holds every process group a step starts here
 
 
 class StepProcessError(PlaybookError):

@@ -10,14 +10,17 @@ import subprocess
 
 import pytest
 
-from services.executor.leftovers import step_processes
+from services.executor.guardian import marked_processes
+from services.executor.leftovers import Instance
 from tests.e2e.conftest import Processes
 from tests.helpers import until
 
 pytestmark = pytest.mark.e2e
 
-# A step as a shell script writes it: children, a subshell, background jobs, a main process that waits.
-STEP = "sleep 300 & sleep 300 & (sleep 300; echo never) & nohup sleep 300 >/dev/null 2>&1 & sleep 300"
+# A step as a shell script writes it: children, a subshell, background jobs, one in a session of its own, a main
+# process that waits.
+STEP = ("sleep 300 & sleep 300 & (sleep 300; echo never) & nohup sleep 300 >/dev/null 2>&1 & setsid sleep 300 & "
+        "sleep 300")
 DRIVER = f"""
 import asyncio
 from services.executor.actions import run_action
@@ -32,7 +35,8 @@ MODES = {
 
 def started_by(pid: int) -> list[int]:
     """The step processes the engine process `pid` started, still running."""
-    return [p for p, (_, _, owner, _), _ in step_processes() if owner == pid and _running(p)]
+    return [p for p, marker, _ in marked_processes()
+            if (owner := Instance.parse(marker)) and owner[2] == pid and _running(p)]
 
 
 def _running(pid: int) -> bool:
@@ -68,7 +72,7 @@ async def test_a_killed_engine_process_takes_every_process_of_its_step_with_it(m
         pytest.skip("only a root engine runs steps as another user")
     env = {**os.environ, **MODES[mode]}
     engine = engine_process(processes, env)
-    step = await until(lambda: len(started_by(engine.pid)) >= 5 and started_by(engine.pid), timeout=20,
+    step = await until(lambda: len(started_by(engine.pid)) >= 6 and started_by(engine.pid), timeout=20,
                        what="the step and its background processes")
     engine.send_signal(signal.SIGKILL)          # no goodbye: only the guardian is left to act
     engine.wait()
@@ -78,7 +82,7 @@ async def test_a_killed_engine_process_takes_every_process_of_its_step_with_it(m
 async def test_what_a_dead_engine_left_is_killed_by_the_next_executor_on_the_machine(
         processes: Processes, engine_env: dict[str, str]) -> None:
     engine = engine_process(processes, dict(os.environ))
-    step = await until(lambda: len(started_by(engine.pid)) >= 5 and started_by(engine.pid), timeout=20,
+    step = await until(lambda: len(started_by(engine.pid)) >= 6 and started_by(engine.pid), timeout=20,
                        what="the step and its background processes")
     guardian = guardian_of(engine.pid)
     os.kill(guardian, signal.SIGKILL)           # the guardian dies first, then the engine: nobody left to act
