@@ -24,13 +24,14 @@ from services.domain.run.commands import InterruptStep
 from services.domain.run.decider import decide
 from services.errors import PlaybookError
 from services.executor.holding import Keeper
-from services.executor.leftovers import Instance, sweep
+from services.executor.leftovers import Instance, alive, sweep
 from services.leases import AttemptId, Lease, LeaseRecord, LeaseStore, Purpose
 
 log = logging.getLogger(__name__)
 
 CHECKS = 8                 # per lease: how often leases are checked for silence
 AGAIN = 1 / 4              # of a lease: how soon a takeover that could not be done is tried again
+SWEPT_KEPT = 64            # dead holders remembered as swept
 
 
 class Takeover:
@@ -42,6 +43,7 @@ class Takeover:
         self._sub: Subscription | None = None
         self._checker: asyncio.Task[None] | None = None
         self._taking: set[asyncio.Task[None]] = set()
+        self._swept: OrderedDict[tuple[int, int], asyncio.Future[list[int]]] = OrderedDict()   # dead holders
 
     async def start(self) -> None:
         self._sub = await self.leases.watch(self._on_record, heartbeat=min(5.0, self.seconds))
@@ -99,13 +101,26 @@ class Takeover:
             log.exception("taking over the lease %s failed; trying again", subject)
             self._see(subject, seq, time.monotonic() - self.seconds * (1 - AGAIN))
 
+    async def _sweep(self, holder: LeaseRecord) -> None:
+        """Kill what the attempt left on this machine: if its holder is dead, all it left (once per holder:
+        its guardian will have, this is in case it could not); if it lost its lease alive, the attempt's."""
+        if alive(holder.pid, holder.pid_started):
+            await asyncio.to_thread(sweep, self.me, holder.attempt_id.key)
+            return
+        dead = (holder.pid, holder.pid_started)
+        if dead not in self._swept:
+            self._swept[dead] = asyncio.ensure_future(asyncio.to_thread(sweep, self.me))
+            while len(self._swept) > SWEPT_KEPT:
+                self._swept.popitem(last=False)
+        await self._swept[dead]
+
     async def _interrupt(self, lapsed: Lease, taken: Lease, sent: float) -> None:
         record = lapsed.record
         attempt = record.attempt_id
         holding = self.keeper.hold(attempt, taken, sent)
         try:
             if self.me.same_machine(record.boot_id, record.pidns):
-                await asyncio.to_thread(sweep, self.me, attempt.key)
+                await self._sweep(record)
             by = "it" if record.holder == self.name else self.name
             what = "rollback attempt" if attempt.rollback else "attempt"
             reason = (f"executor {record.holder} stopped renewing its lease on {what} {attempt.number} "

@@ -130,11 +130,20 @@ def test_an_interrupted_attempt_runs_again_as_the_next_attempt() -> None:
     assert kinds(s.succeed("a")) == ["StepSucceeded:a", "StepScheduled:b"]
 
 
-def test_only_a_running_attempt_can_be_interrupted() -> None:
+def test_an_attempt_claimed_but_never_started_is_scheduled_again() -> None:
     s = Scenario(started(R, [noop("a")]))
     s.start()
-    assert s.when(InterruptStep(step_id="a", attempt=1, reason="its holder died before it started")) == []
-    s.begin("a")
+    first = s.run.steps["a"].attempt.scheduled_seq
+    [again] = s.when(InterruptStep(step_id="a", attempt=1, reason="its holder died before it started"))
+    assert kinds([again]) == ["StepScheduled:a"] and again.attempt == 1
+    assert again.reason == "its executor stopped before starting it"
+    assert s.run.steps["a"].attempt.scheduled_seq > first
+    assert kinds(s.begin("a")) == ["StepStarted:a"]
+
+
+def test_only_the_current_attempt_of_a_known_step_can_be_interrupted() -> None:
+    s = Scenario(started(R, [noop("a")]))
+    s.start(), s.begin("a")
     assert s.when(InterruptStep(step_id="a", attempt=2, reason="another attempt")) == []
     assert s.when(InterruptStep(step_id="ghost", attempt=1, reason="no such step")) == []
 

@@ -41,7 +41,8 @@ class BeginStep:
 @dataclass(frozen=True, slots=True)
 class InterruptStep:
     """The attempt's executor is gone or gave it up: its lease lapsed and was taken over, or it stopped.
-    The attempt is recorded interrupted (`reason` says how) and the step runs again."""
+    A running attempt is recorded interrupted (`reason` says how) and the step runs again; one its
+    executor claimed but had not started is scheduled again."""
 
     step_id: str
     attempt: int

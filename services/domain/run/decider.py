@@ -122,7 +122,15 @@ def _interrupt(run: Run, cmd: InterruptStep, at: datetime) -> list[RunEvent]:
         return []
     attempt, state = ((step.rollback.attempt, step.rollback.status) if cmd.rollback
                       else (step.attempt.number, step.status))
-    if attempt != cmd.attempt or state != "running":
+    if attempt != cmd.attempt:
+        return []  # the step moved on
+    if state == "scheduled" and run.status == ("rolling_back" if cmd.rollback else "running"):
+        # Its holder went between claiming it and starting it: schedule it again, for whoever is there.
+        if cmd.rollback:
+            return [StepRollbackScheduled(run_id=run.id, at=at, step_id=step.id, attempt=attempt)]
+        return [StepScheduled(run_id=run.id, at=at, step_id=step.id, attempt=attempt,
+                              reason="its executor stopped before starting it")]
+    if state != "running":
         return []  # it ended (or was interrupted) already
     failed = StepRollbackFailed if cmd.rollback else StepFailed
     return [failed(run_id=run.id, at=at, step_id=step.id, attempt=attempt, error=cmd.reason, category="interrupted")]
