@@ -5,12 +5,13 @@ import argparse
 import sys
 
 from bench import (
-    big, concurrency, harness, identity, learning, parallel, recovery, redaction, replay, shell_analysis, sse, steps,
-    vs_ansible, waiting,
+    big, concurrency, guardian, harness, identity, learning, parallel, recovery, redaction, replay, shell_analysis, sse,
+    steps, vs_ansible, waiting,
 )
 
 BENCHMARKS = {module.NAME: module for module in (steps, waiting, replay, sse, concurrency, parallel, recovery,
-                                                   vs_ansible, identity, shell_analysis, redaction, learning, big)}
+                                                   guardian, vs_ansible, identity, shell_analysis, redaction, learning,
+                                                   big)}
 
 
 def main(argv: list[str] | None = None) -> int:
