@@ -3,7 +3,9 @@
 Adding a service is one line in SERVICES, adding a door (an interface people or agents
 use) one line in DOORS. Process edges call `main` with the ones they run:
 `python -m services.run` the run service, `python -m ui.web` the web door, and
-`playbook up` everything (app/up.py).
+`playbook up` everything (app/up.py). Each process builds its identity once (the token
+registry following PB_IDENTITY, the directory, the guard) and hands the guard to every
+service and door that answers callers.
 """
 from __future__ import annotations
 
@@ -20,9 +22,12 @@ from nats.aio.client import Client as NATS
 
 from services.aggregates import BreakerRepository, RunRepository, breaker_repository, run_repository
 from services.approval.service import ApprovalService
+from services.directory import Directory
 from services.executor.processes import ProcessRules
 from services.executor.remediation import Remediation
 from services.executor.service import Executor
+from services.identity.service import IdentityService
+from services.identity.setup import Identity
 from services.learning.config import LearningConfig
 from services.learning.service import LearningService
 from services.resilience.service import ResilienceService
@@ -47,22 +52,26 @@ class Door(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """What services are built from: one connection, one store, one repository per aggregate."""
+    """What services are built from: one connection, one store, one repository per aggregate, one identity."""
 
     nc: NATS
     store: EventStore
     runs: RunRepository
     breakers: BreakerRepository
     settings: Settings
+    identity: Identity
 
 
 SERVICES: dict[str, Callable[[Parts], Service]] = {
-    "run": lambda p: RunService(p.nc, p.runs, p.breakers, p.settings),
+    "run": lambda p: RunService(p.nc, p.runs, p.breakers, p.settings, p.identity.guard),
     "executor": lambda p: Executor(p.nc, p.runs, p.breakers, p.settings),
     "approval": lambda p: ApprovalService(p.nc, p.runs, p.settings),
     "resilience": lambda p: ResilienceService(p.nc, p.runs, p.settings, Remediation(
         p.settings.secrets, ProcessRules.from_environ(p.settings.environ))),
-    "learning": lambda p: LearningService(p.nc, p.store, LearningConfig.from_env(p.settings.environ, p.settings.home)),
+    "learning": lambda p: LearningService(p.nc, p.store, LearningConfig.from_env(p.settings.environ, p.settings.home),
+                                          p.identity.guard),
+    "identity": lambda p: IdentityService(p.nc, p.identity.store, p.identity.registry, p.identity.guard,
+                                          home=p.settings.home, admin_name=p.settings.user),
 }
 # Where each door's opener lives, loaded only by the processes that open it.
 DOORS: dict[str, str] = {
@@ -73,9 +82,10 @@ ALL_SERVICES = frozenset(SERVICES)
 
 @dataclass(slots=True)
 class Running:
-    """What is up once `serve` is ready: the services' connection and the open doors."""
+    """What is up once `serve` is ready: the services' connection, its identity and the open doors."""
 
     nc: NATS
+    identity: Identity
     doors: dict[str, Door] = field(default_factory=dict)
 
 
@@ -87,17 +97,20 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     which = sorted(services)
+    directory = Directory(settings.directory_path)
+    directory.check()
     nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
     store = EventStore(nc)
     await store.ensure_stream()
-    parts = Parts(nc, store, run_repository(store), breaker_repository(store), settings)
+    identity = await Identity.start(nc, directory.groups_of)
+    parts = Parts(nc, store, run_repository(store), breaker_repository(store), settings, identity)
     started = [SERVICES[name](parts) for name in which]
-    running = Running(nc)
+    running = Running(nc, identity)
     try:
         for service in started:
             await service.start()
         for name in doors:
-            running.doors[name] = door = await _opener(name)(settings)
+            running.doors[name] = door = await _opener(name)(settings, identity)
             log.info("%s on %s", name, door.url)
         log.info("ready: %s", ", ".join([*which, *running.doors]))
         if ready is not None:
@@ -109,12 +122,13 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
             await door.close()
         for service in reversed(started):
             await service.stop()
+        await identity.stop()
         await nc.drain()
 
 
-def _opener(door: str) -> Callable[[Settings], Awaitable[Door]]:
+def _opener(door: str) -> Callable[[Settings, Identity], Awaitable[Door]]:
     module, _, function = DOORS[door].partition(":")
-    opener: Callable[[Settings], Awaitable[Door]] = getattr(importlib.import_module(module), function)
+    opener: Callable[[Settings, Identity], Awaitable[Door]] = getattr(importlib.import_module(module), function)
     return opener
 
 

@@ -1,18 +1,25 @@
-"""`playbook up`: the whole engine on one machine, ready in seconds."""
+"""`playbook up`: the whole engine on one machine, ready in seconds, secured by default.
+
+The embedded nats-server starts with generated users (the engine's, the CLI's, a read-only
+agent's; passwords in `$PLAYBOOK_HOME/credentials`), the identity service makes sure the
+local admin has a token there (the CLI's credential), and a one-time sign-in link opens
+the dashboard signed in. Nothing to configure: still two commands from a clone.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import replace
 
-from nats.aio.client import Client as NATS
-
 from app.root import ALL_SERVICES, DOORS, Running, configure_logging, serve
 from events.commands import StartRun
 from services.embedded import EmbeddedNats
+from services.identity.credentials import TOKEN_FILE, read_secret
+from services.identity.nats_users import ensure_nats_users
 from services.settings import EXAMPLES, Settings
 from ui.cli.render import Follower
 from ui.client import EngineClient
+from ui.web.app import WebServer
 
 log = logging.getLogger("playbook")
 
@@ -27,17 +34,23 @@ def up(settings: Settings, *, demo: bool, http_port: int) -> int:
 async def _up(settings: Settings, *, demo: bool, http_port: int) -> int:
     embedded = None
     if not settings.nats_url:
-        embedded = EmbeddedNats(settings.home, settings.nats_port, settings.nats_server_bin)
+        embedded = EmbeddedNats(settings.home, settings.nats_port, settings.nats_server_bin,
+                                config=ensure_nats_users(settings.home))
         settings = replace(settings, nats_url=await embedded.start())
         log.info("embedded nats-server on %s, data in %s", settings.nats_url, embedded.home / "jetstream")
     settings = replace(settings, web_host="127.0.0.1", web_port=_free_or_any(http_port))
 
     async def ready(running: Running) -> None:
         web = running.doors["web"]
+        assert isinstance(web, WebServer)
+        admin = read_secret(settings.home, TOKEN_FILE)
         log.info("dashboard on %s", web.url)
+        if admin:
+            print(f"sign in to the dashboard (link good for two minutes, once): {web.sign_in_link(admin)}",
+                  flush=True)
         log.info("engine ready; stop with Ctrl-C")
-        if demo:
-            asyncio.create_task(_run_demo(running.nc, web.url))
+        if demo and admin:
+            asyncio.create_task(_run_demo(EngineClient(running.nc, admin), web.url))
 
     try:
         await serve(settings, ALL_SERVICES, DOORS, ready=ready)
@@ -47,9 +60,8 @@ async def _up(settings: Settings, *, demo: bool, http_port: int) -> int:
     return 0
 
 
-async def _run_demo(nc: NATS, web_url: str) -> None:
-    client = EngineClient(nc)
-    reply = await client.send(StartRun(actor="demo", playbook=DEMO_PLAYBOOK.read_text(), source=str(DEMO_PLAYBOOK),
+async def _run_demo(client: EngineClient, web_url: str) -> None:
+    reply = await client.send(StartRun(playbook=DEMO_PLAYBOOK.read_text(), source=str(DEMO_PLAYBOOK),
                                        parameters={"base_url": web_url}, environment="staging"))
     if not reply.accepted or reply.run_id is None:
         log.error("demo not started: %s", reply.error and reply.error.message)

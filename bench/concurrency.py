@@ -20,8 +20,8 @@ import nats
 from nats.aio.client import Client as NATS
 
 from bench.harness import (
-    RssSampler, RunEnds, ServicesProcess, finish, machine, median, mib, nats_server, print_machine, print_table,
-    proc_status_bytes,
+    RssSampler, RunEnds, ServicesProcess, admin_token, finish, machine, median, mib, nats_server, print_machine,
+    print_table, proc_status_bytes,
 )
 from bench.waiting import nats_server_pid
 from events import subjects
@@ -58,7 +58,7 @@ async def start_runs(client: EngineClient, text: str, run_ids: list[str]) -> dic
     accepted: dict[str, float] = {}
 
     async def one(run_id: str) -> None:
-        reply = await client.send(StartRun(playbook=text, run_id=run_id, actor="bench"), timeout=300)
+        reply = await client.send(StartRun(playbook=text, run_id=run_id), timeout=300)
         if not reply.accepted:
             raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
         accepted[run_id] = time.perf_counter()
@@ -142,7 +142,7 @@ async def measure(url: str, runs: int, steps: int) -> dict[str, Any]:
             await services.ready()
             nc = await nats.connect(url, name="bench-client")
             try:
-                client = EngineClient(nc)
+                client = EngineClient(nc, admin_token(home))
                 ends = await RunEnds(nc).start()
                 tag = uuid.uuid4().hex[:8]
 

@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from nats.aio.client import Client as NATS
 
 from app.root import ALL_SERVICES, Running, serve
 from services.embedded import free_port, greets, server_binary
+from services.identity.bootstrap import ensure_local_admin
+from services.identity.credentials import TOKEN_FILE, read_secret
 from services.settings import Settings
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -82,27 +86,50 @@ def nats_server() -> Iterator[str]:
                 process.wait()
 
 
+@dataclass(frozen=True)
+class InProcess:
+    """The engine's services in this process: their connection, and the local admin's token to send commands."""
+
+    nc: NATS
+    credential: str
+
+
+async def ensure_admin(running: Running, home: Path) -> str:
+    """The local admin's token in `home` (made if none), as the identity service makes it."""
+    made = await ensure_local_admin(home, running.identity.store, running.identity.registry, name="bench",
+                                    now=datetime.now(timezone.utc))
+    return made.credential
+
+
+def admin_token(home: str | Path) -> str:
+    """The local admin's token that a ServicesProcess (or `playbook up`) wrote to `home`."""
+    token = read_secret(Path(home), TOKEN_FILE)
+    if not token:
+        raise RuntimeError(f"no local admin token in {home}")
+    return token
+
+
 @contextlib.asynccontextmanager
-async def engine(url: str, which: frozenset[str] = ALL_SERVICES, timeout: float = 30.0) -> AsyncIterator[NATS]:
-    """The engine's services running in this process and event loop; yields their connection."""
+async def engine(url: str, which: frozenset[str] = ALL_SERVICES, timeout: float = 30.0) -> AsyncIterator[InProcess]:
+    """The engine's services running in this process and event loop, with a home of their own."""
     stop = asyncio.Event()
-    ready: asyncio.Future[NATS] = asyncio.get_running_loop().create_future()
+    ready: asyncio.Future[InProcess] = asyncio.get_running_loop().create_future()
+    with tempfile.TemporaryDirectory(prefix="pb-bench-home-") as home:
+        async def on_ready(running: Running) -> None:
+            ready.set_result(InProcess(running.nc, await ensure_admin(running, Path(home))))
 
-    async def on_ready(running: Running) -> None:
-        ready.set_result(running.nc)
-
-    settings = Settings.from_environ({**os.environ, "NATS_URL": url})
-    task = asyncio.create_task(serve(settings, which, ready=on_ready, stop=stop))
-    try:
-        done, _ = await asyncio.wait({task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if ready not in done:
-            if task.done():
-                task.result()  # raises why the services did not start
-            raise TimeoutError(f"engine services did not start within {timeout}s")
-        yield ready.result()
-    finally:
-        stop.set()
-        await task
+        settings = Settings.from_environ({**os.environ, "NATS_URL": url, "PLAYBOOK_HOME": home})
+        task = asyncio.create_task(serve(settings, which, ready=on_ready, stop=stop))
+        try:
+            done, _ = await asyncio.wait({task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if ready not in done:
+                if task.done():
+                    task.result()  # raises why the services did not start
+                raise TimeoutError(f"engine services did not start within {timeout}s")
+            yield ready.result()
+        finally:
+            stop.set()
+            await task
 
 
 async def timed(op: Callable[[], Awaitable[Any]]) -> tuple[float, Any]:
@@ -185,10 +212,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # prints "ready" once they consume.
 SERVICES_SCRIPT = """\
 import asyncio, logging, os, sys
+from pathlib import Path
 from app.root import serve
+from bench.harness import ensure_admin
 from services.settings import Settings
 logging.basicConfig(level=os.environ.get("PLAYBOOK_LOG", "WARNING"), stream=sys.stderr)
-async def ready(_running):
+async def ready(running):
+    await ensure_admin(running, Path(os.environ["PLAYBOOK_HOME"]))
     print("ready", flush=True)
 asyncio.run(serve(Settings.from_environ(os.environ), os.environ["PB_BENCH_SERVICES"].split(","), ready=ready))
 """

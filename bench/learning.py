@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ from services.learning.config import LearningConfig, postgres_settings
 from services.learning.service import LearningService
 from services.playbook import load_playbook
 from services.store import EventStore
+from events.identity import caller_headers
+from services.identity.bootstrap import ensure_local_admin
+from services.identity.setup import Identity
 from ui.insights import LearningClient
 
 NAME = "learning"
@@ -144,7 +148,10 @@ async def measure(url: str, args: argparse.Namespace, home: Path) -> dict[str, A
         recorded = await record(writer, args.events, args.steps, shapes)
         raw = [await raw_read(reader, args.events) for _ in range(args.repetitions)]
 
-        service = LearningService(reader, EventStore(reader), config)
+        identity = await Identity.start(reader, lambda _name: [])     # what the root hands the service
+        admin = (await ensure_local_admin(home, identity.store, identity.registry, name="bench",
+                                          now=datetime.now(timezone.utc))).credential
+        service = LearningService(reader, EventStore(reader), config, identity.guard)
         began = time.perf_counter()
         await service.start()
         try:
@@ -163,14 +170,15 @@ async def measure(url: str, args: argparse.Namespace, home: Path) -> dict[str, A
         finally:
             await service.stop()
 
-        again = LearningService(reader, EventStore(reader), config)
+        again = LearningService(reader, EventStore(reader), config, identity.guard)
         began = time.perf_counter()
         await again.start()
         try:
-            insights = await LearningClient(reader).insights(after=last, wait=30)
+            insights = await LearningClient(reader, caller_headers(admin)).insights(after=last, wait=30)
             reopen = time.perf_counter() - began
         finally:
             await again.stop()
+            await identity.stop()
     finally:
         await reader.close()
         await writer.close()

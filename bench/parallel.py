@@ -40,7 +40,7 @@ async def measure_run(client: EngineClient, ends: RunEnds, text: str, timeout: f
     """Wall seconds from StartRun to the run's end, and how the steps' starts and ends spread."""
     run_id = f"bench-par-{uuid.uuid4().hex[:12]}"
     began = time.perf_counter()
-    reply = await client.send(StartRun(playbook=text, run_id=run_id, actor="bench"), timeout=60)
+    reply = await client.send(StartRun(playbook=text, run_id=run_id), timeout=60)
     if not reply.accepted:
         raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
     await ends.wait([run_id], timeout)
@@ -68,8 +68,8 @@ async def measure(url: str, steps: int, seconds: float, repetitions: int) -> dic
     timeout = 60 + seconds * 3 + steps * 0.1
     client_nc = await nats.connect(url, name="bench-client")
     try:
-        async with engine(url):
-            client = EngineClient(client_nc)
+        async with engine(url) as running:
+            client = EngineClient(client_nc, running.credential)
             ends = await RunEnds(client_nc).start()
             await measure_run(client, ends, playbook(steps, 0), timeout)   # warm-up: the same group, no wait
             walls, floors, spreads = [], [], []

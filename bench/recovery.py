@@ -25,7 +25,9 @@ from typing import Any
 
 import nats
 
-from bench.harness import RunEnds, ServicesProcess, finish, machine, nats_server, print_machine, print_table
+from bench.harness import (
+    RunEnds, ServicesProcess, admin_token, finish, machine, nats_server, print_machine, print_table,
+)
 from events import subjects
 from events.codec import decode_event
 from events.commands import StartRun
@@ -148,7 +150,7 @@ async def measure(url: str, runs: int, steps: int, step_seconds: float, lease: f
             await asyncio.gather(*(p.ready() for p in processes))
             nc = await nats.connect(url, name="bench-client")
             try:
-                client = EngineClient(nc)
+                client = EngineClient(nc, admin_token(home))
                 ends = await RunEnds(nc).start()
                 progress = Progress(runs * steps)
                 subs = [await nc.subscribe(subjects.events_of_type("StepStarted"), cb=progress.on_started),
@@ -158,7 +160,7 @@ async def measure(url: str, runs: int, steps: int, step_seconds: float, lease: f
                 ids = [f"rec{tag}-{i:04d}" for i in range(runs)]
 
                 began = time.perf_counter()
-                replies = await asyncio.gather(*(client.send(StartRun(playbook=text, run_id=r, actor="bench"),
+                replies = await asyncio.gather(*(client.send(StartRun(playbook=text, run_id=r),
                                                              timeout=120) for r in ids))
                 if rejected := [r for r in replies if not r.accepted]:
                     raise RuntimeError(f"{len(rejected)} StartRun rejected: {rejected[0].error}")

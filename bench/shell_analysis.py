@@ -21,7 +21,7 @@ import yaml
 
 from bench.harness import machine, print_machine, print_table, write_result
 from services.playbook.security import security_issues
-from services.playbook.shell_check import check_command
+from services.playbook.shell.check import check_command
 
 NAME = "shell-analysis"
 HELP = "microseconds per shell command of the PB4xx analysis, against shlex.split of the same commands"

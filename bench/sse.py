@@ -33,12 +33,15 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from app.root import ALL_SERVICES
 from bench.harness import (
-    ServicesProcess, engine, finish, machine, nats_server, percentile, print_machine, print_table, python_env,
+    ServicesProcess, admin_token, engine, finish, machine, nats_server, percentile, print_machine, print_table,
+    python_env,
 )
 from events import subjects
 from events.codec import encode
 from events.commands import StartRun
 from events.run import RunPaused
+from services.identity.credentials import TOKEN_FILE, write_secret
+from services.identity.setup import Identity
 
 from ui.sse_reader import sse_messages
 
@@ -163,7 +166,8 @@ async def clients(config: dict[str, Any], say: Callable[[str], None]) -> dict[st
 
     raw = await js.subscribe(subjects.events_of_type("RunPaused"), cb=on_floor, ordered_consumer=True,
                              config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW))
-    sessions = [aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=None))
+    sessions = [aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=None),
+                                      headers={"Authorization": f"Bearer {config['token']}"})
                 for _ in fleet]
     readers = [asyncio.create_task(client.run(http)) for client, http in zip(fleet, sessions)]
     probes: dict[int, tuple[float, float, int]] = {}   # seq -> (sent, acked, probe run index)
@@ -287,7 +291,8 @@ async def services(url: str, apart: bool, home: str) -> AsyncIterator[int | None
     """The engine's services: in this process and event loop (yields None), or in a child
     process (yields its pid)."""
     if not apart:
-        async with engine(url):
+        async with engine(url) as running:
+            write_secret(Path(home), TOKEN_FILE, running.credential)   # where the apart engine leaves it too
             yield None
         return
     process = ServicesProcess(url, sorted(ALL_SERVICES), home)
@@ -308,7 +313,7 @@ async def start_runs(client, run_ids: list[str], text: Callable[[int], str]) -> 
     """Start the runs, BATCH requests in flight at once; run i gets playbook `text(i)`."""
     async def one(i: int) -> None:
         run_id = run_ids[i]
-        reply = await client.send(StartRun(playbook=text(i), run_id=run_id, actor="bench"), timeout=120)
+        reply = await client.send(StartRun(playbook=text(i), run_id=run_id), timeout=120)
         if not reply.accepted:
             raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
 
@@ -354,12 +359,14 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pb-bench-sse-") as home:
         client_nc = await nats.connect(url, name="bench-sse-starter")
         # The web server outlives the engine: it closes once no more events arrive (see close_web).
-        web = await start_web(Settings(nats_url=url, home=Path(home), web_port=0))
+        identity = await Identity.start(client_nc, lambda _name: [])
+        web = await start_web(Settings(nats_url=url, home=Path(home), web_port=0), identity)
         try:
             async with services(url, args.engine_apart, home) as engine_pid:
                 config["web_url"] = web.url
+                config["token"] = admin_token(home)
                 projector = web.backend.projector
-                client = EngineClient(client_nc)
+                client = EngineClient(client_nc, config["token"])
                 waiting = asyncio.create_task(parked(client_nc, probe_runs, 60))
                 await asyncio.sleep(0)
                 await start_runs(client, probe_runs, lambda _: PROBE_PLAYBOOK)
@@ -371,6 +378,7 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 outcome = await _with_clients(config, args.clients_in_process, client_nc, projector, engine_pid)
         finally:
             repeats = await close_web(web)
+            await identity.stop()
             await client_nc.close()
     outcome["projector_cancel_repeats"] = repeats
     return _result(args, steps, start_s, outcome)

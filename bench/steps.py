@@ -65,7 +65,7 @@ async def measure_run(client: EngineClient, kind: str, text: str, steps: int) ->
     try:
         began = time.perf_counter()
         async with asyncio.timeout(30 + steps * RUN_TIMEOUT_PER_STEP):
-            reply = await client.send(StartRun(playbook=text, run_id=run_id, actor="bench"), timeout=60)
+            reply = await client.send(StartRun(playbook=text, run_id=run_id), timeout=60)
             if not reply.accepted:
                 raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
             last = await ended
@@ -117,8 +117,9 @@ async def measure(url: str, steps: int, repetitions: int) -> dict[str, Any]:
     texts = {kind: playbook(kind, steps) for kind in ("noop", "shell")}
     client_nc = await nats.connect(url, name="bench-client")
     try:
-        async with engine(url) as services_nc:
-            client = EngineClient(client_nc)
+        async with engine(url) as running:
+            services_nc = running.nc
+            client = EngineClient(client_nc, running.credential)
             # Warm-up: caches, consumers, code paths, the server's subject tree.
             _, _, size = await measure_run(client, "noop", texts["noop"], steps)
             await measure_run(client, "shell", texts["shell"], steps)

@@ -26,9 +26,12 @@ from typing import Any
 import nats
 
 from bench import steps as steps_bench
-from bench.harness import RESULTS_DIR, ROOT, RunEnds, finish, machine, median, print_machine, print_table, python_env
+from bench.harness import (
+    RESULTS_DIR, ROOT, RunEnds, admin_token, finish, machine, median, print_machine, print_table, python_env,
+)
 from events.commands import StartRun
 from services.embedded import free_port
+from services.identity.nats_users import nats_login
 from ui.client import EngineClient
 
 NAME = "vs-ansible"
@@ -148,17 +151,19 @@ def playbook_run(env: dict[str, str], playbook: Path) -> float:
     return wall
 
 
-async def in_process_run(url: str, text: str, steps: int) -> float:
-    """StartRun to RunCompleted from this process against the running engine, as `steps` measures."""
-    nc = await nats.connect(url, name="bench-client")
+async def in_process_run(url: str, home: Path, text: str, steps: int) -> float:
+    """StartRun to RunCompleted from this process against the running engine, as `steps` measures: with the local
+    admin's token `up` made, and the engine's login (run ends are heard as plain subscriptions)."""
+    login = nats_login("engine", home)
+    nc = await nats.connect(url, name="bench-client", **(login.connect_options() if login else {}))
     try:
-        client = EngineClient(nc)
+        client = EngineClient(nc, admin_token(home))
         ends = await RunEnds(nc).start()
         walls = []
         for _ in range(2):   # the first warms this connection and the engine's caches for the playbook
             run_id = f"vs-ansible-{uuid.uuid4().hex[:12]}"
             began = time.perf_counter()
-            reply = await client.send(StartRun(playbook=text, run_id=run_id, actor="bench"), timeout=60)
+            reply = await client.send(StartRun(playbook=text, run_id=run_id), timeout=60)
             if not reply.accepted:
                 raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
             await ends.wait([run_id], 60 + steps)
@@ -183,7 +188,7 @@ async def ours(workdir: Path, playbook: Path, steps: int, cycle: int) -> dict[st
         run_s = playbook_run(up.env, playbook)
         whole = time.perf_counter() - began
         warm_cli = playbook_run(up.env, playbook)
-        warm = await in_process_run(up.url, playbook.read_text(), steps)
+        warm = await in_process_run(up.url, up.home, playbook.read_text(), steps)
     finally:
         if up is not None:
             up.stop()

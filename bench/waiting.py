@@ -19,7 +19,7 @@ from typing import Any
 
 import nats
 
-from bench.harness import ServicesProcess, finish, machine, nats_server, print_machine, print_table
+from bench.harness import ServicesProcess, admin_token, finish, machine, nats_server, print_machine, print_table
 from events import subjects
 from events.commands import StartRun
 from ui.client import EngineClient
@@ -91,7 +91,7 @@ def start_services(url: str, home: str) -> ServicesProcess:
 async def start_gated(client: EngineClient, count: int, prefix: str) -> None:
     """Start `count` gated runs, BATCH StartRun requests in flight at once."""
     async def one(i: int) -> None:
-        reply = await client.send(StartRun(playbook=PLAYBOOK, run_id=f"{prefix}-{i:06d}", actor="bench"), timeout=120)
+        reply = await client.send(StartRun(playbook=PLAYBOOK, run_id=f"{prefix}-{i:06d}"), timeout=120)
         if not reply.accepted:
             raise RuntimeError(f"StartRun rejected: {reply.error.message if reply.error else reply}")
 
@@ -113,7 +113,7 @@ async def measure(url: str, runs: int) -> dict[str, Any]:
             await services.ready()
             nc = await nats.connect(url, name="bench-client")
             try:
-                client = EngineClient(nc)
+                client = EngineClient(nc, admin_token(home))
                 requested: set[str] = set()
 
                 async def on_request(msg) -> None:

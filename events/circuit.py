@@ -43,6 +43,7 @@ class CircuitClosed(CircuitEvent, frozen=True):
 
 class CircuitReset(CircuitEvent, frozen=True):
     actor: str
+    on_behalf_of: str | None = None
 
 
 AnyCircuitEvent = (CircuitCallFailed | CircuitCallSucceeded | CircuitOpened | CircuitHalfOpened | CircuitTrialStarted

@@ -1,7 +1,9 @@
 """Commands: requests on `pb.cmd.<Command>` with a JSON body and a JSON `Reply`.
 
-Anyone (CLI, HTTP API, MCP, an external system with `nats req`) drives runs by
-sending these. Each names its actor: every control action records who did it.
+Anyone (CLI, HTTP API, MCP, an external system with `nats req`) drives runs by sending
+these, with a credential: the `Authorization: Bearer <token>` header (and, for an admin
+acting for someone, `Playbook-On-Behalf-Of`). Who acts is that credential, never a name
+in the body: every event records the verified principal.
 """
 from __future__ import annotations
 
@@ -11,7 +13,14 @@ import msgspec
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
-    actor: str = "anonymous"
+    """`actor` and `on_behalf_of` are set by the engine from the verified credential before it decides.
+
+    A sender may leave them out (the CLI and the web do). One that fills them in must name
+    its caller: any other name is refused as `forged_actor` and recorded.
+    """
+
+    actor: str | None = None
+    on_behalf_of: str | None = None
 
 
 class StartRun(Command, frozen=True):

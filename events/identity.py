@@ -44,7 +44,8 @@ class TokenEvent(IdentityEvent, frozen=True):
 
 
 class TokenCreated(TokenEvent, frozen=True):
-    """A token was issued; only the hash of its secret is ever stored."""
+    """A token was issued; only the hash of its secret is ever stored. A dashboard session is a short-lived
+    token whose `parent` is the token it was opened with: it ends when that one is revoked or expires."""
 
     name: str
     owner: str
@@ -54,6 +55,7 @@ class TokenCreated(TokenEvent, frozen=True):
     grants: tuple[Grant, ...] = ()
     expires_at: datetime | None = None
     on_behalf_of: str | None = None
+    parent: str | None = None
 
 
 class TokenRevoked(TokenEvent, frozen=True):
@@ -139,6 +141,7 @@ class TokenInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     revoked_at: datetime | None = None
     revoked_by: str | None = None
     last_used_at: datetime | None = None
+    parent: str | None = None
 
 
 class IdentityReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -153,13 +156,32 @@ class IdentityReply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
 
 AUTHORIZATION = "Authorization"
 ON_BEHALF_OF = "Playbook-On-Behalf-Of"
+DOOR = "Playbook-Door"      # the door a command came in by (a label for the refusal records, never a proof)
+FORWARDING_DOORS: tuple[Door, ...] = ("http", "cli", "dashboard", "mcp")
 
 
-def caller_headers(credential: str, on_behalf_of: str | None = None) -> dict[str, str]:
+def caller_headers(credential: str, on_behalf_of: str | None = None, door: Door | None = None) -> dict[str, str]:
     headers = {AUTHORIZATION: f"Bearer {credential}"}
     if on_behalf_of:
         headers[ON_BEHALF_OF] = on_behalf_of
+    if door:
+        headers[DOOR] = door
     return headers
+
+
+class Caller(msgspec.Struct, frozen=True, kw_only=True):
+    """Who a request says sends it: the credential, the person an admin acts for, the door it came by."""
+
+    credential: str | None = None
+    on_behalf_of: str | None = None
+    door: Door = "nats"
+
+    @classmethod
+    def of(cls, headers: dict[str, str] | None) -> Caller:
+        headers = headers or {}
+        door = headers.get(DOOR, "")
+        return cls(credential=bearer(headers), on_behalf_of=headers.get(ON_BEHALF_OF) or None,
+                   door=next((d for d in FORWARDING_DOORS if d == door), "nats"))
 
 
 def bearer(headers: dict[str, str] | None) -> str | None:

@@ -1,7 +1,9 @@
 """Run events: the append-only history of one run, stored on `pb.run.<run_id>.<Type>`.
 
 The class name is the msgspec tag, the last token of the subject and the name shown in
-every interface. Events are past tense and never change meaning once published.
+every interface. Events are past tense and never change meaning once published. An
+event someone caused names the verified principal as `actor`, and `on_behalf_of` the
+person an admin acted for (gates count that person).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class RunStarted(RunEvent, frozen=True):
     actor: str
     playbook: Playbook
     plan: Plan
+    on_behalf_of: str | None = None   # the person an admin acted for; `actor` is the admin
     parameters: dict[str, Any] = {}
     environment: str | None = None
     source: str = ""
@@ -93,17 +96,20 @@ class StepSkipped(RunEvent, frozen=True):
 
 class RunPaused(RunEvent, frozen=True):
     actor: str
+    on_behalf_of: str | None = None
     reason: str = ""
 
 
 class RunResumed(RunEvent, frozen=True):
     actor: str
+    on_behalf_of: str | None = None
 
 
 class RunCancelRequested(RunEvent, frozen=True):
     """Cancel was asked for; executors kill the run's in-flight work on seeing it."""
 
     actor: str
+    on_behalf_of: str | None = None
     reason: str = ""
 
 
@@ -188,7 +194,8 @@ class ApprovalGiven(RunEvent, frozen=True):
 
     step_id: str
     actor: str
-    groups: list[str] = []        # the approver's groups at the time, from the directory
+    on_behalf_of: str | None = None
+    groups: list[str] = []        # the groups of the person counted (on_behalf_of or actor), from the directory
     comment: str = ""
 
 
@@ -204,6 +211,7 @@ class ApprovalGranted(RunEvent, frozen=True):
 class ApprovalRejected(RunEvent, frozen=True):
     step_id: str
     actor: str
+    on_behalf_of: str | None = None
     comment: str = ""
 
 
@@ -224,6 +232,7 @@ class ApprovalAttemptRefused(RunEvent, frozen=True):
     actor: str
     decision: str                 # "approve" or "reject"
     reason: str
+    on_behalf_of: str | None = None
 
 
 # -- rollback ----------------------------------------------------------------------------------
@@ -234,6 +243,7 @@ class RollbackStarted(RunEvent, frozen=True):
     waves: list[list[str]]
     reason: str
     actor: str = "system"
+    on_behalf_of: str | None = None
 
 
 class StepRollbackScheduled(RunEvent, frozen=True):

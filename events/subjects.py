@@ -55,6 +55,8 @@ def circuit(token: str) -> str:
 
 # A request every web server answers by refolding its views from the first event.
 PROJECTIONS_REBUILD = f"{PREFIX}.projections.rebuild"
+# A request one web server answers from its audit view (what `playbook audit` asks).
+AUDIT = f"{PREFIX}.audit"
 
 
 def live_output(run_id: str, step_id: str, attempt: int) -> str:

@@ -1,16 +1,19 @@
 """The audit trail: who did what to which run or breaker, and when.
 
 People's actions, plus what the system did in their place when a gate's time ran out.
-Refused approval attempts are here too: auditors ask about those as well, and so do they
-about a message the engine gave up on.
+Refused approval attempts are here too, and access refused at any door (PB_ACCESS):
+auditors ask about those as well, and so do they about a message the engine gave up on.
+An admin's act for someone names both.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import msgspec
 
 from events.circuit import CircuitEvent, CircuitReset
+from events.identity import AccessRefused
 from projections.sentences import abandoned_sentence
 from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, MessageAbandoned,
@@ -20,11 +23,11 @@ from events.run import (
 SYSTEM = "system"
 # Every action an audit entry can name, in the order the dashboard offers them as a filter.
 AUDIT_ACTIONS = ("start", "pause", "resume", "cancel", "approve", "reject", "approval_refused", "auto_approve",
-                 "timeout", "rollback", "circuit_reset", "abandoned")
+                 "timeout", "rollback", "circuit_reset", "refused", "abandoned")
 
 
 class AuditEntry(msgspec.Struct, kw_only=True):
-    seq: int
+    seq: int                            # the event's sequence in its stream (PB_RUNS; PB_ACCESS for refusals)
     at: datetime
     actor: str
     action: str
@@ -32,13 +35,15 @@ class AuditEntry(msgspec.Struct, kw_only=True):
     step_id: str | None = None
     circuit: str | None = None
     detail: str = ""
+    on_behalf_of: str | None = None
+    door: str | None = None             # where access was refused
 
 
 def audit_entry(seq: int, event: RunEvent | CircuitEvent) -> AuditEntry | None:
     """The audit entry of this event, or None when nobody acted."""
     if isinstance(event, CircuitReset):
         return AuditEntry(seq=seq, at=event.at, actor=event.actor, action="circuit_reset", circuit=event.key,
-                          detail=f"reset breaker {event.key} by hand")
+                          detail=f"reset breaker {event.key} by hand", on_behalf_of=event.on_behalf_of)
     if not isinstance(event, RunEvent):
         return None
     found = _run_action(event)
@@ -46,7 +51,17 @@ def audit_entry(seq: int, event: RunEvent | CircuitEvent) -> AuditEntry | None:
         return None
     actor, action, detail = found
     return AuditEntry(seq=seq, at=event.at, actor=actor, action=action, run_id=event.run_id,
-                      step_id=getattr(event, "step_id", None), detail=detail)
+                      step_id=getattr(event, "step_id", None), detail=detail,
+                      on_behalf_of=getattr(event, "on_behalf_of", None))
+
+
+def refusal_entry(seq: int, refused: AccessRefused) -> AuditEntry:
+    """A refused attempt at a door: who, what, on what, and why."""
+    target = f" {refused.target}" if refused.target else ""
+    source = f" from {refused.source}" if refused.source else ""
+    return AuditEntry(seq=seq, at=refused.at, actor=refused.principal, action="refused", door=refused.door,
+                      on_behalf_of=refused.on_behalf_of,
+                      detail=f"{refused.action}{target} at {refused.door}{source} ({refused.code}): {refused.reason}")
 
 
 def _run_action(event: RunEvent) -> tuple[str, str, str] | None:
@@ -108,14 +123,25 @@ class AuditTrail(msgspec.Struct):
         return entry
 
     def select(self, actor: str | None = None, run_id: str | None = None, action: str | None = None,
-               since: datetime | None = None, until: datetime | None = None, limit: int = 500) -> list[AuditEntry]:
-        """Matching entries newest first (by stream sequence); `since` is inclusive, `until` exclusive."""
-        found: list[AuditEntry] = []
-        for e in reversed(self.entries):   # applied in stream order: run and breaker events share one stream
-            if len(found) >= limit:
-                break
-            if ((actor is None or e.actor == actor) and (run_id is None or e.run_id == run_id)
-                    and (action is None or e.action == action)
-                    and (since is None or e.at >= since) and (until is None or e.at < until)):
-                found.append(e)
-        return found
+               since: datetime | None = None, until: datetime | None = None, limit: int = 500,
+               keep: Callable[[AuditEntry], bool] | None = None) -> list[AuditEntry]:
+        """Matching entries newest first (by stream sequence); `since` is inclusive, `until` exclusive; `keep`
+        says which the reader may see."""
+        return select(reversed(self.entries), actor=actor, run_id=run_id, action=action, since=since, until=until,
+                      limit=limit, keep=keep)
+
+
+def select(entries: Iterable[AuditEntry], *, actor: str | None = None, run_id: str | None = None,
+           action: str | None = None, since: datetime | None = None, until: datetime | None = None, limit: int = 500,
+           keep: Callable[[AuditEntry], bool] | None = None) -> list[AuditEntry]:
+    """The first `limit` entries that match, in the order given."""
+    found: list[AuditEntry] = []
+    for e in entries:
+        if len(found) >= limit:
+            break
+        if ((actor is None or e.actor == actor or e.on_behalf_of == actor) and (run_id is None or e.run_id == run_id)
+                and (action is None or e.action == action)
+                and (since is None or e.at >= since) and (until is None or e.at < until)
+                and (keep is None or keep(e))):
+            found.append(e)
+    return found

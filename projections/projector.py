@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import os
 import time
@@ -31,8 +32,9 @@ from events.circuit import CircuitEvent, decode_circuit_event
 from events.codec import decode_event
 from events.run import RunEvent
 from projections import run_list
-from projections.audit import AuditTrail
+from projections.audit import AuditEntry, AuditTrail, select
 from projections.metrics import Metrics
+from projections.refusals import Refusals
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class Projector:
         self.pending = 0                  # events stored but not yet applied, as last reported
         self.recent: deque[tuple[int, dict[str, Any]]] = deque(maxlen=RECENT_CHANGES)
         self._listeners: set[Listener] = set()
+        self.refusals = Refusals(nc)
         self._task: asyncio.Task[None] | None = None
         self._caught_up = asyncio.Event()
         self._saved_position = 0
@@ -100,6 +103,12 @@ class Projector:
         self._listeners.add(listener)
         return lambda: self._listeners.discard(listener)
 
+    def audit_entries(self, keep: Callable[[AuditEntry], bool], *, limit: int, **where: Any) -> list[AuditEntry]:
+        """Audit entries `keep` accepts, newest first: people's acts on runs and breakers, and refused access."""
+        acts = self.views.audit.select(limit=limit, keep=keep, **where)
+        refused = select(reversed(self.refusals.entries), limit=limit, keep=keep, **where)
+        return heapq.nlargest(limit, [*acts, *refused], key=lambda e: e.at)
+
     def run_changes_after(self, seq: int) -> list[tuple[int, dict[str, Any]]] | None:
         """Run-list changes after position `seq`, or None if they are not all kept any more
         (or `seq` is from another stream): the caller then sends a fresh snapshot."""
@@ -115,11 +124,16 @@ class Projector:
     # -- running ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.refusals.start()
         self.views = await self._restore()
         self._complete_after = self.views.position
         self._task = asyncio.create_task(self._keep_following(), name="projector")
 
     async def stop(self) -> None:
+        await self.refusals.stop()
+        await self._halt()
+
+    async def _halt(self) -> None:
         if self._task is not None:
             while not self._task.done():      # cancel again if a wait inside swallowed it
                 self._task.cancel()
@@ -130,7 +144,7 @@ class Projector:
     async def rebuild(self) -> dict[str, Any]:
         """Forget the views and fold the whole stream again; returns what it took."""
         began = time.perf_counter()
-        await self.stop()
+        await self._halt()
         self.views, self.applied, self._caught_up = Views(), 0, asyncio.Event()
         self.recent.clear()
         self._complete_after = 0

@@ -63,25 +63,25 @@ def sentence(event: RunEvent) -> str | None:
             until = f" until {event.deadline.isoformat()}" if event.deadline else ""
             return f"waiting for approval by {who}{count}{until}"
         case ApprovalGiven():
-            return f"approved by {event.actor}" + (f": {event.comment}" if event.comment else "")
+            return f"approved by {by(event)}" + (f": {event.comment}" if event.comment else "")
         case ApprovalGranted(by_timeout=True):
             return "approved automatically when the approval window closed"
         case ApprovalGranted():
             return f"gate opened, approved by {', '.join(event.approvers) or event.actor}"
         case ApprovalRejected():
-            return f"rejected by {event.actor}" + (f": {event.comment}" if event.comment else "")
+            return f"rejected by {by(event)}" + (f": {event.comment}" if event.comment else "")
         case ApprovalTimedOut():
             return "approval timed out"
         case ApprovalAttemptRefused():
-            return f"{event.actor} tried to {event.decision}, refused: {event.reason}"
+            return f"{by(event)} tried to {event.decision}, refused: {event.reason}"
         case ApprovalDeadlinePassed():
             return None
         case RunPaused():
-            return f"paused by {event.actor}" + (f": {event.reason}" if event.reason else "")
+            return f"paused by {by(event)}" + (f": {event.reason}" if event.reason else "")
         case RunResumed():
-            return f"resumed by {event.actor}"
+            return f"resumed by {by(event)}"
         case RunCancelRequested():
-            return f"cancel requested by {event.actor}" + (f": {event.reason}" if event.reason else "")
+            return f"cancel requested by {by(event)}" + (f": {event.reason}" if event.reason else "")
         case RunCancelled():
             return "run cancelled"
         case RunCompleted():
@@ -90,7 +90,7 @@ def sentence(event: RunEvent) -> str | None:
             return f"run failed after {_duration(event.duration_ms)}: {event.reason}"
         case RollbackStarted():
             order = " then ".join("+".join(wave) for wave in event.waves) or "nothing to undo"
-            return f"rollback by {event.actor}: {order} ({event.reason})"
+            return f"rollback by {by(event)}: {order} ({event.reason})"
         case StepRollbackScheduled():
             return f"rollback attempt {event.attempt} waiting for an executor"
         case StepRollbackStarted():
@@ -130,12 +130,19 @@ def circuit_sentence(event: CircuitEvent) -> str:
         case CircuitClosed():
             return f"CLOSED: {event.reason}"
         case CircuitReset():
-            return f"RESET by hand by {event.actor}"
+            return f"RESET by hand by {by(event)}"
     return type(event).__name__
 
 
 def _noted(note: str) -> str:
     return f" ({note})" if note else ""
+
+
+def by(event: RunEvent | CircuitEvent) -> str:
+    """Who acted: the verified actor, and the person an admin acted for."""
+    actor: str = getattr(event, "actor", "system")
+    behalf = getattr(event, "on_behalf_of", None)
+    return f"{actor} for {behalf}" if behalf else actor
 
 
 def _duration(ms: float) -> str:

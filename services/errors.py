@@ -59,10 +59,10 @@ class Unauthenticated(AccessDenied):
 
 
 class Forbidden(AccessDenied):
-    """A verified principal whose grants do not allow the action."""
+    """A verified principal whose grants do not allow the action (`forged_actor`: who names someone else)."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, "forbidden")
+    def __init__(self, message: str, code: str = "forbidden") -> None:
+        super().__init__(message, code)
 
 
 class TooManyFailures(AccessDenied):

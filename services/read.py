@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import msgspec
+
 from events import subjects
 from events.circuit import CircuitEvent, decode_circuit_event
+from events.run import RunStarted
 from services.domain.breaker import Breaker, token
 from services.domain.breaker import evolve as evolve_breaker
 from services.domain.run.dry_run import PlannedStep
@@ -27,8 +30,14 @@ __all__ = [
     "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "EventStore", "PlannedStep", "Quarantined", "Run",
     "StepState",
     "StoredPlaybook", "all_breakers", "approvals_needed", "breaker_history", "dry_run_plan", "evolve", "find_playbook",
-    "fold", "plan_waves", "stored_playbooks",
+    "fold", "plan_waves", "run_started", "stored_playbooks",
 ]
+
+
+async def run_started(store: EventStore, run_id: str) -> RunStarted | None:
+    """The run's first event (what it runs, where, started by whom), without reading the rest."""
+    data = await store.last_on(subjects.run_event(run_id, "RunStarted"))
+    return None if data is None else msgspec.json.decode(data, type=RunStarted)
 
 
 async def all_breakers(store: EventStore) -> list[Breaker]:

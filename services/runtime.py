@@ -6,6 +6,11 @@ replicas share its messages and a killed replica's unacked work is redelivered a
 any other error -> nak with backoff, until the `max_deliver`th delivery: then term, log
 and record (`MessageAbandoned` in the run's stream, which the audit shows); success -> ack.
 Long handlers keep their messages with in-progress heartbeats.
+
+A delivery counts only when its acknowledgement subject names this stream and consumer
+(`$JS.ACK.<stream>.<name>...`): NATS does not check who a push consumer delivers to, so a
+reader could have copies of stored events delivered to the deliver subject; those are
+not this consumer's work and are ignored.
 """
 from __future__ import annotations
 
@@ -55,6 +60,7 @@ class Consumer:
         self._sub: Subscription | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.stopping = False
+        self.ignored = 0          # deliveries that were not this consumer's (see the module's docstring)
 
     async def start(self) -> None:
         deliver = f"_pb.deliver.{self.stream}.{self.name}"
@@ -84,9 +90,22 @@ class Consumer:
     async def _on_message(self, msg: Msg) -> None:
         if self.stopping:
             return  # not acknowledged: redelivered to another replica
+        if not self._ours(msg):
+            self.ignored += 1
+            log.warning("%s: ignoring a delivery on %s that is not this consumer's (reply %r)", self.name,
+                        msg.subject, msg.reply[:120])
+            return
         task = asyncio.create_task(self._process(msg))
         self._in_flight[task] = (msg, time.monotonic())
         task.add_done_callback(self._in_flight.pop)
+
+    def _ours(self, msg: Msg) -> bool:
+        """Its acknowledgement subject names this stream and consumer (both forms of `$JS.ACK`)."""
+        try:
+            meta = msg.metadata
+        except Exception:  # noqa: BLE001 - no JetStream acknowledgement subject at all
+            return False
+        return meta.stream == self.stream and meta.consumer == self.name
 
     async def _process(self, msg: Msg) -> None:
         meta = msg.metadata

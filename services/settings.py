@@ -27,6 +27,7 @@ from nats.aio.client import Client as NATS
 from events.playbook import ErrorHandler
 from services.domain.classify import Pattern
 from services.errors import PlaybookError
+from services.identity.nats_users import NatsRole, nats_login
 from services.secrets import SecretSource
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"   # the bundled playbooks
@@ -57,8 +58,12 @@ class Settings:
     http_port: int = 8080                          # $PLAYBOOK_HTTP_PORT: the dashboard of `playbook up`
     web_host: str = "127.0.0.1"                    # $PLAYBOOK_WEB_HOST: `python -m ui.web`
     web_port: int = 8080                           # $PLAYBOOK_WEB_PORT: `python -m ui.web`
-    user: str | None = None                        # $PLAYBOOK_USER: who the CLI acts as
-    token: str | None = None                       # $PLAYBOOK_TOKEN: the CLI's API token
+    user: str | None = None                        # $PLAYBOOK_USER: the local admin `playbook up` makes (else login)
+    token: str | None = None                       # $PLAYBOOK_TOKEN: the CLI's API token (else the local admin's)
+    # $PLAYBOOK_WEB_HOSTS: the names the web answers to (the Host header), beside loopback; `*` for any.
+    web_hosts: tuple[str, ...] = ()
+    web_origins: tuple[str, ...] = ()              # $PLAYBOOK_WEB_ORIGINS: other origins that may send changes
+    metrics_access: str = "viewer"                 # $PLAYBOOK_METRICS: "viewer" (a token) or "open" for /metrics
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -93,6 +98,9 @@ class Settings:
             web_port=number("PLAYBOOK_WEB_PORT", 8080, int),
             user=environ.get("PLAYBOOK_USER") or None,
             token=(environ.get("PLAYBOOK_TOKEN") or "").strip() or None,
+            web_hosts=_names(environ.get("PLAYBOOK_WEB_HOSTS", "")),
+            web_origins=_names(environ.get("PLAYBOOK_WEB_ORIGINS", "")),
+            metrics_access=_choice(environ, "PLAYBOOK_METRICS", ("viewer", "open")),
         )
 
     @property
@@ -125,13 +133,32 @@ class Settings:
         raise PlaybookError(f"no NATS server: set NATS_URL, or start the engine with `playbook up` "
                             f"(looked for {url_file})")
 
-    async def connect(self, name: str) -> NATS:
-        """A connection to the engine's NATS that reconnects for as long as the process lives."""
+    def nats_login(self, role: NatsRole) -> dict[str, str]:
+        """The user and password of `role` from `$PLAYBOOK_HOME/credentials`, unless the URL carries its own."""
+        url = self.engine_url()
+        if "@" in url.partition("://")[2]:
+            return {}
+        login = nats_login(role, self.home)
+        return login.connect_options() if login else {}
+
+    async def connect(self, name: str, role: NatsRole = "engine") -> NATS:
+        """A connection to the engine's NATS, as `role`, that reconnects for as long as the process lives."""
         async def on_error(err: Exception) -> None:
             log.warning("NATS: %s", err)
 
         return await nats.connect(self.engine_url(), name=name, max_reconnect_attempts=-1,
-                                  reconnect_time_wait=0.5, error_cb=on_error)
+                                  reconnect_time_wait=0.5, error_cb=on_error, **self.nats_login(role))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip().lower() for part in text.split(",") if part.strip())
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = (environ.get(name) or choices[0]).strip().lower()
+    if value not in choices:
+        raise PlaybookError(f"${name} must be one of {', '.join(choices)}, got {value[:40]!r}")
+    return value
 
 
 def _read_list(path: Path | None, variable: str, what: str, kind: type[list[T]]) -> list[T]:

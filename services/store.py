@@ -145,6 +145,12 @@ class EventStore:
             except msgspec.DecodeError as err:
                 log.warning("skipping undecodable event %s seq %d: %s", headers.get("Nats-Subject"), batch.last, err)
 
+    async def last_on(self, subject: str) -> bytes | None:
+        """The data of the last message on one subject, None when there is none."""
+        request = json.dumps({"last_by_subj": subject}).encode()
+        msg = await self.nc.request(self._direct_get, request, timeout=PUBLISH_TIMEOUT)
+        return None if (msg.headers or {}).get("Status") else msg.data
+
     async def last_message_id(self, aggregate: str) -> tuple[int, str | None]:
         """Sequence and Nats-Msg-Id of the aggregate's last event (0, None when there is none)."""
         request = json.dumps({"last_by_subj": f"{aggregate}.>"}).encode()

@@ -14,9 +14,9 @@ import pytest
 
 from services.embedded import free_port, greets, server_binary, stop_process
 from services.settings import Settings
-from tests.helpers import running_engine, until
+from tests.helpers import running_engine, until, web_replica
 from ui.client import EngineClient
-from ui.web.app import WebServer, start_web
+from ui.web.app import WebServer
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -95,7 +95,7 @@ def settings(nats_server: NatsServer, tmp_path: Path, request: pytest.FixtureReq
     return replace(Settings.from_environ(os.environ), nats_url=nats_server.url, home=tmp_path / "home",
                    ack_wait=float(marker.args[0] if marker else 2), directory=tmp_path / "directory.yaml",
                    library=(tmp_path / "library",) if "library" in request.fixturenames else (),
-                   web_host="127.0.0.1", web_port=0)
+                   web_host="127.0.0.1", web_port=0, user="admin")
 
 
 @pytest.fixture
@@ -116,8 +116,5 @@ async def engine(settings: Settings) -> AsyncIterator[EngineClient]:
 @pytest.fixture
 async def web_server(settings: Settings, engine: EngineClient) -> AsyncIterator[WebServer]:
     """The web server (API, SSE, dashboard) beside the in-process engine."""
-    server = await start_web(settings)
-    try:
+    async with web_replica(settings) as server:
         yield server
-    finally:
-        await server.close()

@@ -23,7 +23,13 @@ from aiohttp import web
 
 from app.root import ALL_SERVICES, serve
 from events import subjects
+from events.identity import AccessRefused, Grant, decode_access_refused
 from events.run import RunEvent, RunStarted
+from services.directory import Directory
+from services.identity.authority import parse_grant
+from services.identity.bootstrap import ensure_local_admin
+from services.identity.credentials import TOKEN_FILE, read_secret
+from services.identity.setup import Identity
 from services.domain.run import decider, state
 from services.domain.run.commands import Advance, BeginStep, FinishStep
 from services.domain.run.decider import decide
@@ -31,7 +37,9 @@ from services.domain.run.state import Run
 from services.playbook import load_playbook
 from services.settings import Settings
 from ui.client import EngineClient
+from ui.identity_client import IdentityClient
 from ui.sse_reader import sse_messages
+from ui.web.app import WebServer, start_web
 
 # -- times and builders ------------------------------------------------------------------------
 
@@ -136,7 +144,8 @@ class Scenario:
 
 @contextlib.asynccontextmanager
 async def running_engine(settings: Settings) -> AsyncIterator[EngineClient]:
-    """Every service running in this process until the block ends, and a client to drive them."""
+    """Every service running in this process until the block ends, and a client to drive them as the local admin
+    (the token the identity service wrote to the home, as `playbook up` does)."""
     stop, ready = asyncio.Event(), asyncio.Event()
 
     async def on_ready(_running: Any) -> None:
@@ -146,11 +155,66 @@ async def running_engine(settings: Settings) -> AsyncIterator[EngineClient]:
     await asyncio.wait_for(ready.wait(), 10)
     client_nc = await nats.connect(settings.engine_url())
     try:
-        yield EngineClient(client_nc)
+        yield EngineClient(client_nc, read_secret(settings.home, TOKEN_FILE))
     finally:
         await client_nc.close()
         stop.set()
         await asyncio.wait_for(task, 15)
+
+
+async def person(engine: EngineClient, name: str, *grants: str, agent: bool = False) -> EngineClient:
+    """A client that acts as `name`, with a token the admin issued it: these grants (`operator`,
+    `approver:deploy-*@staging`, ...), by default operator and approver everywhere."""
+    chosen = [parse_grant(g) for g in grants] or [Grant(role="operator"), Grant(role="approver")]
+    assert engine.caller.credential is not None
+    _, credential = await IdentityClient(engine.nc, engine.caller.credential).create(
+        f"{name}'s token", name, chosen, kind="agent" if agent else "person")
+    return EngineClient(engine.nc, credential)
+
+
+async def local_admin(settings: Settings) -> str:
+    """The local admin's token, made as the identity service makes it (for tests that run no engine)."""
+    nc = await settings.connect("test-local-admin")
+    identity = await Identity.start(nc, lambda _name: [])
+    try:
+        admin = await ensure_local_admin(settings.home, identity.store, identity.registry, name="admin",
+                                         now=datetime.now(timezone.utc))
+        return admin.credential
+    finally:
+        await identity.stop()
+        await nc.close()
+
+
+async def refusals(nc: nats.NATS) -> list[AccessRefused]:
+    """Every refusal recorded so far in PB_ACCESS, oldest first (the recording is awaited before a refusal is
+    answered, so a test may read it as soon as it has the answer)."""
+    js = nc.jetstream()
+    if not (await js.stream_info(subjects.ACCESS_STREAM)).state.messages:
+        return []
+    sub = await js.subscribe(subjects.REFUSAL_SUBJECTS, stream=subjects.ACCESS_STREAM, ordered_consumer=True)
+    found = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=5)
+            found.append(decode_access_refused(msg.data))
+            if not msg.metadata.num_pending:
+                return found
+    finally:
+        await sub.unsubscribe()
+
+
+@contextlib.asynccontextmanager
+async def web_replica(settings: Settings) -> AsyncIterator[WebServer]:
+    """A web server as `python -m ui.web` runs one: its own connections, its own token registry."""
+    nc = await settings.connect("test-web-identity")
+    identity = await Identity.start(nc, Directory(settings.directory_path).groups_of)
+    server = await start_web(settings, identity)
+    try:
+        yield server
+    finally:
+        await server.close()
+        await identity.stop()
+        await nc.close()
 
 
 async def wait_for_end(client: EngineClient, run_id: str, timeout: float = 30.0) -> list[RunEvent]:

@@ -14,8 +14,8 @@ exact:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from datetime import datetime, timedelta
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ from events.run import (
     RunCompleted, RunEvent, RunFailed, RunStarted, StepFailed, StepNotRetried, StepRetryScheduled, StepScheduled,
     StepStarted, StepSucceeded,
 )
+from events.identity import caller_headers
+from services.identity.bootstrap import ensure_local_admin
+from services.identity.setup import Identity
 from services.learning.config import LearningConfig, postgres_settings
 from services.store import EventStore
 from tests.helpers import T0, started
@@ -175,3 +178,21 @@ def learning_env(request: pytest.FixtureRequest) -> dict[str, str]:
     if request.param == "sqlite":
         return {}
     return {"PLAYBOOK_LEARNING_POSTGRES": request.getfixturevalue("postgres_url")}
+
+
+@pytest.fixture
+async def identity(nc) -> AsyncIterator[Identity]:
+    """The guard a learning service asks before it answers, as the root builds it."""
+    built = await Identity.start(nc, lambda _name: [])
+    try:
+        yield built
+    finally:
+        await built.stop()
+
+
+@pytest.fixture
+async def admin_headers(identity: Identity, tmp_path: Path) -> dict[str, str]:
+    """The local admin's `Authorization` header: it may ask for insights and rebuilds."""
+    admin = await ensure_local_admin(tmp_path / "home", identity.store, identity.registry, name="admin",
+                                     now=datetime.now(timezone.utc))
+    return caller_headers(admin.credential)

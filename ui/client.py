@@ -1,16 +1,21 @@
 """A thin client of the engine over NATS: send commands, read and follow events.
 
-Every interface (CLI, web, MCP) talks to the engine through this, never around it.
+Every interface (CLI, web, MCP) talks to the engine through this, never around it. Every
+request carries its caller's credential (`Authorization: Bearer`), which the engine
+verifies; reads go through consumers this client names, the only kind a client or agent
+login may create.
 """
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -18,30 +23,46 @@ from events import subjects
 from events.codec import decode_event, encode
 from events.circuit import CircuitEvent
 from events.commands import Command, Reply
+from events.identity import Caller, caller_headers
 from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
 from projections import run_list
 from services.errors import EngineUnavailable
 from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold
 
 _reply_decoder = msgspec.json.Decoder(Reply)
+READ_BATCH = 256              # stored messages fetched at once while there is a backlog
+IDLE_WAIT = 5.0               # how long one fetch waits for a live message
+INACTIVE_SECONDS = 60.0       # the server removes a reader's consumer this long after its last fetch
 
 
 class EngineClient:
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: NATS, credential: str | None = None, *, on_behalf_of: str | None = None,
+                 door: str | None = None) -> None:
         self.nc = nc
         self.store = EventStore(nc)
+        self.caller = Caller(credential=credential, on_behalf_of=on_behalf_of, door=door or "nats")  # type: ignore[arg-type]
 
-    async def send(self, command: Command, timeout: float = 30.0) -> Reply:
+    def headers(self, caller: Caller | None = None) -> dict[str, str]:
+        """The request headers that say who asks: this client's caller, or the one given."""
+        caller = caller or self.caller
+        if not caller.credential:
+            return {}
+        return caller_headers(caller.credential, caller.on_behalf_of, None if caller.door == "nats" else caller.door)
+
+    async def send(self, command: Command, timeout: float = 30.0, *, caller: Caller | None = None) -> Reply:
+        """Send a command for this client's caller (or `caller`: the web forwards each request's own)."""
         body = msgspec.json.decode(encode(command))
         body.pop("type", None)
-        try:
-            msg = await self.nc.request(subjects.command(type(command).__name__),
-                                        json.dumps(body).encode(), timeout=timeout)
-        except Exception as err:
-            if "no responders" in str(err).lower() or isinstance(err, (TimeoutError, asyncio.TimeoutError)):
-                raise EngineUnavailable("the engine did not answer: is `playbook up` running?") from err
-            raise
+        msg = await self.request(subjects.command(type(command).__name__), json.dumps(body).encode(), timeout,
+                                 caller=caller)
         return _reply_decoder.decode(msg.data)
+
+    async def request(self, subject: str, data: bytes, timeout: float, *, caller: Caller | None = None,
+                      what: str = "the engine did not answer: is `playbook up` running?") -> Msg:
+        try:
+            return await self.nc.request(subject, data, timeout=timeout, headers=self.headers(caller) or None)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError) as err:
+            raise EngineUnavailable(what) from err
 
     async def events(self, run_id: str) -> list[tuple[int, RunEvent]]:
         envelopes, _ = await self.store.load(run_id)
@@ -56,24 +77,17 @@ class EngineClient:
         With `after_rollback_start`, the end is the end of the latest rollback (the run
         ended once before it was rolled back).
         """
-        js = self.nc.jetstream()
-        sub = await js.subscribe(subjects.run_all(run_id), ordered_consumer=True,
-                                 deliver_policy=DeliverPolicy.ALL)
         waiting_for_rollback = after_rollback_start
-        try:
-            while True:
-                msg = await sub.next_msg(timeout=None)
-                try:
-                    event = decode_event(msg.data)
-                except msgspec.DecodeError:
-                    continue
-                yield msg.metadata.sequence.stream, event
-                if isinstance(event, RollbackStarted):
-                    waiting_for_rollback = False
-                elif isinstance(event, TERMINAL_EVENTS) and not waiting_for_rollback:
-                    return
-        finally:
-            await sub.unsubscribe()
+        async for msg in self._reading([subjects.run_all(run_id)], follow=True):
+            try:
+                event = decode_event(msg.data)
+            except msgspec.DecodeError:
+                continue
+            yield msg.metadata.sequence.stream, event
+            if isinstance(event, RollbackStarted):
+                waiting_for_rollback = False
+            elif isinstance(event, TERMINAL_EVENTS) and not waiting_for_rollback:
+                return
 
     async def circuits(self) -> list[Breaker]:
         return await all_breakers(self.store)
@@ -82,13 +96,17 @@ class EngineClient:
         return await breaker_history(self.store, key)
 
     async def rebuild_projections(self, timeout: float = 300.0) -> dict[str, Any]:
-        """Ask the web server(s) to refold their views from the first event."""
-        try:
-            msg = await self.nc.request(subjects.PROJECTIONS_REBUILD, b"", timeout=timeout)
-        except Exception as err:
-            if "no responders" in str(err).lower():
-                raise EngineUnavailable("no web server answered: is `playbook up` running?") from err
-            raise
+        """Ask the web server(s) to refold their views from the first event (an admin's request)."""
+        msg = await self.request(subjects.PROJECTIONS_REBUILD, b"", timeout,
+                                 what="no web server answered: is `playbook up` running?")
+        result: dict[str, Any] = json.loads(msg.data)
+        return result
+
+    async def audit(self, query: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Who did what, and who was refused: a web server answers from its views, filtered by what the caller
+        may read."""
+        msg = await self.request(subjects.AUDIT, json.dumps(query).encode(), timeout,
+                                 what="no web server answered: is `playbook up` running?")
         result: dict[str, Any] = json.loads(msg.data)
         return result
 
@@ -100,26 +118,45 @@ class EngineClient:
         return sorted(runs.values(), key=lambda r: r.started_at)
 
     async def _read_all(self, filters: list[str]) -> AsyncIterator[RunEvent]:
-        """Every stored event on these subjects, once, through an ephemeral consumer."""
-        inbox = self.nc.new_inbox()
-        sub = await self.nc.subscribe(inbox, pending_msgs_limit=-1, pending_bytes_limit=-1)
-        js = self.nc.jetstream()
-        try:
+        """Every stored event on these subjects, once."""
+        async for msg in self._reading(filters, follow=False):
             try:
-                info = await js.add_consumer(self.store.stream, ConsumerConfig(
-                    deliver_subject=inbox, ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL,
-                    filter_subjects=filters, mem_storage=True, inactive_threshold=10.0))
+                yield decode_event(msg.data)
+            except msgspec.DecodeError:
+                continue
+
+    async def _reading(self, filters: list[str], *, follow: bool) -> AsyncIterator[Msg]:
+        """Stored messages on these subjects from the first, then (`follow`) live ones, through a pull consumer this
+        client names. If the server loses it (a restart), it is made again after the last message read."""
+        js, last = self.nc.jetstream(), 0
+        while True:
+            config = ConsumerConfig(ack_policy=AckPolicy.NONE, filter_subjects=filters, mem_storage=True,
+                                    inactive_threshold=INACTIVE_SECONDS, deliver_policy=DeliverPolicy.ALL)
+            if last:
+                config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, last + 1
+            try:
+                sub = await js.pull_subscribe(filters[0], stream=self.store.stream, config=config)
             except NotFoundError:
-                return   # no stream yet: no runs yet
-            remaining = info.num_pending or 0
-            while remaining > 0:
-                msg = await sub.next_msg(timeout=10)
-                remaining = msg.metadata.num_pending
-                try:
-                    yield decode_event(msg.data)
-                except msgspec.DecodeError:
-                    continue
-            await js.delete_consumer(self.store.stream, info.name)
-        finally:
-            await sub.unsubscribe()
+                return   # no stream yet: nothing stored yet
+            name = None
+            try:
+                info = await sub.consumer_info()
+                name, pending = info.name, info.num_pending
+                while follow or pending:
+                    try:
+                        batch = await sub.fetch(READ_BATCH if pending else 1, timeout=IDLE_WAIT)
+                    except nats.errors.TimeoutError:
+                        await sub.consumer_info()       # NotFoundError if the server lost it
+                        continue
+                    for msg in batch:
+                        last, pending = msg.metadata.sequence.stream, msg.metadata.num_pending
+                        yield msg
+                return
+            except NotFoundError:
+                continue
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+                    if name:
+                        await js.delete_consumer(self.store.stream, name)
 

@@ -19,8 +19,8 @@ _reply = msgspec.json.Decoder(LearningReply)
 
 
 class LearningClient:
-    def __init__(self, nc: NATS) -> None:
-        self.nc = nc
+    def __init__(self, nc: NATS, headers: dict[str, str] | None = None) -> None:
+        self.nc, self.headers = nc, headers or None     # who asks: the caller's `Authorization` header
 
     async def insights(self, playbook: str | None = None, *, after: int = 0, wait: float = 10.0) -> Insights:
         """Everything learned, or one playbook's; with `after`, once learned up to that stream sequence
@@ -46,11 +46,14 @@ class LearningClient:
 
     async def _ask(self, subject: str, body: msgspec.Struct | None, timeout: float) -> LearningReply:
         try:
-            msg = await self.nc.request(subject, msgspec.json.encode(body) if body else b"", timeout=timeout)
+            msg = await self.nc.request(subject, msgspec.json.encode(body) if body else b"", timeout=timeout,
+                                        headers=self.headers)
         except (NoRespondersError, TimeoutError) as err:
             raise EngineUnavailable("the learning service did not answer: is `playbook up` (or "
                                     "`python -m services.learning`) running?") from err
         reply = _reply.decode(msg.data)
+        if reply.error is not None and reply.error.code == "unavailable":     # tokens cannot be checked just now
+            raise EngineUnavailable(reply.error.message)
         if reply.error is not None:
             raise LearningRefused(reply.error.code, reply.error.message)
         return reply

@@ -22,19 +22,28 @@ from services.identity.principal import Principal
 Action = Literal[
     "read", "start", "pause", "resume", "cancel", "rollback", "retry", "approve", "reject",
     "create_token", "list_tokens", "revoke_token", "manage_directory", "reset_circuit", "rebuild_projections",
-    "publish_playbook", "act_on_behalf",
+    "publish_playbook", "act_on_behalf", "read_refusals",
 ]
 READ = frozenset({"read"})
 OPERATE = READ | {"start", "pause", "resume", "cancel", "rollback", "retry"}
 DECIDE = READ | {"approve", "reject"}
 ADMINISTER = frozenset({"create_token", "list_tokens", "revoke_token", "manage_directory", "reset_circuit",
-                        "rebuild_projections", "publish_playbook", "act_on_behalf"})
+                        "rebuild_projections", "publish_playbook", "act_on_behalf", "read_refusals"})
 ROLE_ACTIONS: dict[Role, frozenset[str]] = {
     "viewer": READ,
     "operator": OPERATE,
     "approver": DECIDE,
     "admin": OPERATE | DECIDE | ADMINISTER,
     "unsafe_shell": frozenset(),
+}
+# Every command (by name) and request (by subject after `pb.`) a door sends, and the action it needs. A new
+# command gets its line here (tests/unit/test_identity_authority.py checks every command of the contract has one).
+COMMAND_ACTIONS: dict[str, Action] = {
+    "StartRun": "start", "PauseRun": "pause", "ResumeRun": "resume", "CancelRun": "cancel",
+    "RollbackRun": "rollback", "ApproveStep": "approve", "RejectStep": "reject", "ResetCircuit": "reset_circuit",
+    "CreateToken": "create_token", "ListTokens": "list_tokens", "RevokeToken": "revoke_token",
+    "learning.insights": "read", "learning.status": "read", "learning.rebuild": "rebuild_projections",
+    "projections.rebuild": "rebuild_projections", "audit": "read",
 }
 # The engine as a whole, not one playbook's runs: only a grant on every playbook and environment covers them.
 GLOBAL_ACTIONS = ADMINISTER
@@ -65,7 +74,7 @@ ENGINE_ACTION_WORDS = {
     "create_token": "create tokens", "list_tokens": "list tokens", "revoke_token": "revoke tokens",
     "manage_directory": "change the directory", "reset_circuit": "reset circuit breakers",
     "rebuild_projections": "rebuild projections", "publish_playbook": "publish playbooks",
-    "act_on_behalf": "act on behalf of others",
+    "act_on_behalf": "act on behalf of others", "read_refusals": "read who was refused access",
 }
 
 

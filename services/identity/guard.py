@@ -75,24 +75,34 @@ class Guard:
                                principal.name)
         return Acting(principal, on_behalf_of=other)
 
+    def as_effective(self, acting: Acting) -> Principal:
+        """The principal whose name and groups an action is judged by: on someone's behalf, that person's (with
+        the acting admin's grants)."""
+        if acting.on_behalf_of is None:
+            return acting.principal
+        return replace(acting.principal, name=acting.effective, groups=tuple(self.groups_of(acting.effective)))
+
     async def permit(self, acting: Acting, action: Action, resource: Resource, *, door: Door,
                      source: str = "") -> None:
         """Forbidden (recorded) unless the actor may do this. On someone's behalf, gates see that person."""
-        subject: Principal = acting.principal
-        if acting.on_behalf_of is not None:
-            subject = replace(subject, name=acting.effective, groups=tuple(self.groups_of(acting.effective)))
-        decision = authorize(subject, action, resource)
+        decision = authorize(self.as_effective(acting), action, resource)
         if not decision.allowed:
             raise await self.forbid(acting, decision.reason, door=door, action=action, target=resource.describe(),
                                     source=source)
 
     async def forbid(self, acting: Acting, reason: str, *, door: Door, action: str, target: str,
-                     source: str = "") -> Forbidden:
+                     source: str = "", code: str = "forbidden") -> Forbidden:
         """Record a refusal decided beside the table (say, a grant one may not pass on); returns the error to raise."""
-        error = Forbidden(reason)
+        error = Forbidden(reason, code)
         await self._record(error, principal=acting.actor, door=door, action=action, target=target, source=source,
                            on_behalf_of=acting.on_behalf_of)
         return error
+
+    async def refuse_request(self, error: AccessDenied, *, door: Door, action: str, source: str = "",
+                             target: str = "") -> None:
+        """Record a request refused for its shape before anyone was verified (another site, an unknown host)."""
+        await self._record(error, principal=ANONYMOUS, door=door, action=action, target=target, source=source,
+                           on_behalf_of=None)
 
     async def _record(self, error: AccessDenied, *, principal: str, door: Door, action: str, target: str,
                       source: str, on_behalf_of: str | None) -> None:

@@ -6,7 +6,7 @@ grants). These users keep the event streams writable by the engine alone:
 - engine: publishes events (`pb.run.>`, `pb.circuit.>`, `pb.identity.>`, timers, output),
   uses the whole JetStream API and answers commands.
 - client: sends commands (`pb.cmd.>`) and reads PB_RUNS through consumers it names; asks the
-  learning service what it learned, and to learn again.
+  learning service what it learned, and to learn again; asks a web server for the audit.
 - agent: reads PB_RUNS through consumers it names, and asks what was learned; nothing else.
 
 Readers create consumers only in the named form (`CONSUMER.CREATE.PB_RUNS.<name>`): the
@@ -75,7 +75,7 @@ def permissions(role: NatsRole) -> dict:
     allow, deny = _reader_publish(subjects.RUNS_STREAM)
     learned = [subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS]   # what past runs taught: read-only answers
     if role == "client":
-        return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, *learned,
+        return {"publish": {"allow": [subjects.COMMAND_SUBJECTS, subjects.PROJECTIONS_REBUILD, subjects.AUDIT, *learned,
                                       subjects.LEARNING_REBUILD, *allow], "deny": deny},
                 "subscribe": {"allow": ["_INBOX.>", f"{subjects.PREFIX}.output.>"]}}
     return {"publish": {"allow": [*learned, *allow], "deny": deny}, "subscribe": {"allow": ["_INBOX.>"]}}

@@ -65,6 +65,15 @@ class TokenRegistry:
             raise EngineUnavailable("the token registry is not known to be current (NATS unreachable or the "
                                     "identity stream behind); every token is refused until it is")
 
+    async def confirm_current(self) -> None:
+        """At once while current; after a spell with no confirmation (the event loop was busy), the next check may
+        still confirm it: wait two check intervals for that, then refuse as `require_current` does."""
+        if self.current:
+            return
+        with contextlib.suppress(TimeoutError):
+            await self.until(lambda: self.current, 2 * self.check_interval)
+        self.require_current()
+
     async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Until `predicate()` holds after some change (a token applied, or the registry confirmed current)."""
         async with asyncio.timeout(timeout):

@@ -2,13 +2,16 @@
 
 The caller is the token in the request's `Authorization` header, never a name in the body;
 an admin may add `Playbook-On-Behalf-Of`. A new token's secret leaves the engine once,
-sealed with the key the caller sent, and is stored only as a hash.
+sealed with the key the caller sent, and is stored only as a hash. At start, the service
+makes sure its `$PLAYBOOK_HOME` holds a valid local admin token (the first admin of a new
+engine, and the credential of the CLI on that machine).
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -24,6 +27,7 @@ from events.identity import (
 from services.answering import Answering
 from services.errors import AccessDenied, CommandRejected, EngineUnavailable
 from services.identity.authority import Resource, may_grant
+from services.identity.bootstrap import LocalAdmin, ensure_local_admin, local_admin_name
 from services.identity.guard import Guard
 from services.identity.names import InvalidName, normalise_name
 from services.identity.principal import Acting
@@ -45,11 +49,20 @@ def rejected(code: str, message: str) -> IdentityReply:
 
 class IdentityService:
     def __init__(self, nc: NATS, store: IdentityStore, registry: TokenRegistry, guard: Guard, *,
+                 home: Path | None = None, admin_name: str | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.nc, self.store, self.registry, self.guard, self.clock = nc, store, registry, guard, clock
+        self.home, self.admin_name = home, admin_name
+        self.local_admin: LocalAdmin | None = None
         self.requests = Answering(nc, subjects.IDENTITY_COMMAND_SUBJECTS, QUEUE, self._answer, at_once=AT_ONCE)
 
     async def start(self) -> None:
+        if self.home is not None:
+            self.local_admin = await ensure_local_admin(self.home, self.store, self.registry,
+                                                        name=local_admin_name(self.admin_name), now=self.clock())
+            if self.local_admin.created:
+                log.info("local admin %s: token written to %s", self.local_admin.name,
+                         self.home / "credentials" / "token")
         await self.requests.start()
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -9,6 +9,7 @@ from nats.aio.client import Client as NATS
 from services.identity.guard import Guard
 from services.identity.limiter import FailureLimiter
 from services.identity.registry import TokenRegistry
+from services.identity.sessions import Sessions
 from services.identity.store import IdentityStore
 from services.identity.verifier import TokenVerifier, Verifier, Verifiers
 
@@ -19,6 +20,7 @@ class Identity:
     registry: TokenRegistry
     verifier: Verifier
     guard: Guard
+    sessions: Sessions
 
     @classmethod
     async def start(cls, nc: NATS, groups_of: Callable[[str], Sequence[str]], *, replicas: int = 1,
@@ -30,7 +32,8 @@ class Identity:
         registry = TokenRegistry(store)
         await registry.start()
         verifier = Verifiers(TokenVerifier(registry, groups_of), *extra_verifiers)
-        return cls(store, registry, verifier, Guard(verifier, store.record_refusal, groups_of, limiter=limiter))
+        return cls(store, registry, verifier, Guard(verifier, store.record_refusal, groups_of, limiter=limiter),
+                   Sessions(store, registry))
 
     async def stop(self) -> None:
         await self.registry.stop()

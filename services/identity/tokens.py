@@ -80,7 +80,7 @@ class TokenRecord:
                          grants=created.grants, status=self.status(now), created_at=created.at,
                          created_by=created.actor, expires_at=created.expires_at,
                          revoked_at=revoked.at if revoked else None, revoked_by=revoked.actor if revoked else None,
-                         last_used_at=self.last_used_at)
+                         last_used_at=self.last_used_at, parent=created.parent)
 
 
 def evolve(record: TokenRecord | None, event: TokenEvent, seq: int) -> TokenRecord | None:
@@ -98,8 +98,9 @@ def evolve(record: TokenRecord | None, event: TokenEvent, seq: int) -> TokenReco
 # -- decisions ------------------------------------------------------------------------------------
 
 def create(existing: TokenRecord | None, cmd: CreateToken, *, token_id: str, secret_hash: str, by: Acting,
-           at: datetime) -> list[TokenCreated]:
-    """Issue a token; the id and the secret's hash come from the edge (no randomness here)."""
+           at: datetime, parent: str | None = None) -> list[TokenCreated]:
+    """Issue a token (a session when `parent` names the token it is opened with); the id and the secret's hash
+    come from the edge (no randomness here)."""
     if existing is not None:
         raise CommandRejected(f"token id {token_id} is taken; create the token again", "conflict")
     if not cmd.name.isprintable():
@@ -112,7 +113,7 @@ def create(existing: TokenRecord | None, cmd: CreateToken, *, token_id: str, sec
     grants = tuple(dict.fromkeys(cmd.grants))
     return [TokenCreated(at=at, token_id=token_id, name=cmd.name, owner=owner, kind=cmd.kind, grants=grants,
                          secret_hash=secret_hash, expires_at=expires_at, actor=by.actor,
-                         on_behalf_of=by.on_behalf_of)]
+                         on_behalf_of=by.on_behalf_of, parent=parent)]
 
 
 def revoke(record: TokenRecord | None, cmd: RevokeToken, *, by: Acting, at: datetime) -> list[TokenRevoked]:

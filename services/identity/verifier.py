@@ -16,7 +16,7 @@ from typing import Protocol
 from services.errors import Unauthenticated
 from services.identity.principal import Principal
 from services.identity.registry import TokenRegistry
-from services.identity.tokens import CREDENTIAL_PREFIX, parse_credential, secret_matches
+from services.identity.tokens import CREDENTIAL_PREFIX, TokenRecord, parse_credential, secret_matches
 
 
 class Verifier(Protocol):
@@ -39,20 +39,30 @@ class TokenVerifier:
         return credential.startswith(CREDENTIAL_PREFIX)
 
     async def verify(self, credential: str) -> Principal:
-        self.registry.require_current()
         token_id, secret = parse_credential(credential)
+        await self.registry.confirm_current()
         record = self.registry.get(token_id)
         if record is None or not secret_matches(secret, record.secret_hash):
             raise Unauthenticated("the token is not valid")
         now = self.clock()
-        if (revoked := record.revoked) is not None:
-            raise Unauthenticated(f"token {token_id} was revoked by {revoked.actor} at {revoked.at:%Y-%m-%d %H:%M}Z")
-        if (expires := record.expires_at) is not None and now >= expires:
-            raise Unauthenticated(f"token {token_id} expired at {expires:%Y-%m-%d %H:%M}Z; ask for a new one")
+        _still_valid(record, now)
+        if record.created.parent is not None:
+            parent = self.registry.get(record.created.parent)
+            if parent is None:
+                raise Unauthenticated(f"session {token_id} was opened with a token this engine does not know")
+            _still_valid(parent, now, f"session {token_id} ended: its ")
         self.registry.note_use(token_id, now)
         owner = record.owner
         return Principal(name=owner, kind=record.created.kind, groups=tuple(self.groups_of(owner)),
                          grants=record.grants, credential_id=token_id)
+
+
+def _still_valid(record: TokenRecord, now: datetime, prefix: str = "") -> None:
+    if (revoked := record.revoked) is not None:
+        raise Unauthenticated(f"{prefix}token {record.id} was revoked by {revoked.actor} at "
+                              f"{revoked.at:%Y-%m-%d %H:%M}Z")
+    if (expires := record.expires_at) is not None and now >= expires:
+        raise Unauthenticated(f"{prefix}token {record.id} expired at {expires:%Y-%m-%d %H:%M}Z; ask for a new one")
 
 
 class Verifiers:

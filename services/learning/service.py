@@ -27,7 +27,11 @@ from events import subjects
 from events.circuit import decode_circuit_event
 from events.codec import decode_event
 from events.commands import Rejection
+from events.identity import Caller
 from events.insights import Insights, InsightsRequest, LearningReply, LearningStatus, Rebuilt
+from services.errors import AccessDenied, EngineUnavailable
+from services.identity.authority import COMMAND_ACTIONS, Resource
+from services.identity.guard import Guard
 from services.learning.config import LearningConfig
 from services.learning.errors import LearningRefused
 from services.learning.facts import Fact
@@ -48,8 +52,8 @@ CIRCUITS = f"{subjects.PREFIX}.circuit."
 
 
 class LearningService:
-    def __init__(self, nc: NATS, store: EventStore, config: LearningConfig) -> None:
-        self.nc, self.store, self.config = nc, store, config
+    def __init__(self, nc: NATS, store: EventStore, config: LearningConfig, guard: Guard) -> None:
+        self.nc, self.store, self.config, self.guard = nc, store, config, guard
         self.position = 0            # the last stream sequence recorded in the knowledge being written
         self.error = ""              # why the service is not learning, while it retries
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learning")
@@ -261,7 +265,12 @@ class LearningService:
 
     async def _answer(self, msg: Msg, work: Callable[[bytes], Awaitable[LearningReply]]) -> None:
         try:
+            await self._admit(msg)
             reply = await work(msg.data)
+        except AccessDenied as err:
+            reply = LearningReply(error=Rejection(code=err.code, message=str(err)))
+        except EngineUnavailable as err:
+            reply = LearningReply(error=Rejection(code="unavailable", message=str(err)))
         except LearningRefused as err:
             reply = LearningReply(error=Rejection(code=err.code, message=str(err)))
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
@@ -276,6 +285,15 @@ class LearningService:
                                           f"({self.nc.max_payload}); ask for one playbook")))
         if msg.reply:
             await msg.respond(data)
+
+    async def _admit(self, msg: Msg) -> None:
+        """Insights and status are read by viewers; a rebuild, like a projection rebuild, is an admin's."""
+        caller, request = Caller.of(msg.headers), msg.subject.removeprefix(f"{subjects.PREFIX}.")
+        playbook = None
+        if msg.subject == subjects.LEARNING_INSIGHTS:
+            playbook = msgspec.json.decode(msg.data or b"{}", type=InsightsRequest).playbook
+        await self.guard.admit(caller.credential, door=caller.door, action=COMMAND_ACTIONS[request],
+                               resource=Resource(playbook=playbook), on_behalf_of=caller.on_behalf_of)
 
     async def _insights_request(self, data: bytes) -> LearningReply:
         request = msgspec.json.decode(data or b"{}", type=InsightsRequest)

@@ -65,16 +65,17 @@ CODES: dict[str, str] = {
     "PB501": "step has no name",
     "PB502": "shell step without timeout_seconds",
     "PB503": "environment sets an undeclared name",
+    "PB601": "what past runs recommend (`validate --insights`)",
 }
-_INFOS = {"PB501"}
+_INFOS = {"PB501", "PB601"}
 _RISKY = {"PB403", "PB407", "PB411", "PB412", "PB415", "PB421", "PB423"}  # security findings that warn, not stop
 
 
 def severity_of(code: str) -> Severity:
-    """PB5xx are advice (warnings, a few infos), risky PB4xx warn; every other code is an error."""
+    """PB5xx are advice (warnings, a few infos), PB6xx what past runs taught, risky PB4xx warn; the rest are errors."""
     if code in _RISKY:
         return "warning"
-    if not code.startswith("PB5"):
+    if not code.startswith(("PB5", "PB6")):
         return "error"
     return "info" if code in _INFOS else "warning"
 

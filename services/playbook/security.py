@@ -1,7 +1,7 @@
 """Security analysis of a playbook (PB4xx): what its shell steps would really run, and what it leaks.
 
-Shell commands are parsed (`shell_syntax`) and every program they run is checked
-(`shell_check`), not searched for substrings. A `${...}` the analysis cannot see is a value
+Shell commands are parsed (`syntax`) and every program they run is checked
+(`shell.check`), not searched for substrings. A `${...}` the analysis cannot see is a value
 that may be anything, or empty: `rm -rf ${dir}/` with an empty `dir` is `rm -rf /`. Errors
 stop a run unless it is started with `allow_unsafe_shell`.
 """
@@ -12,8 +12,8 @@ from typing import Any
 
 from services.playbook.credentials import credential_issues, transport_issues
 from services.playbook.diagnostics import Diagnostic, Issue, Path
-from services.playbook.shell_model import Risk
-from services.playbook.shell_check import ShellFinding, check_argv, check_command
+from services.playbook.shell.model import Risk
+from services.playbook.shell.check import ShellFinding, check_argv, check_command
 
 
 def security_errors(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:

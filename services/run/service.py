@@ -2,9 +2,13 @@
 
 Commands arrive as NATS requests from the CLI, the HTTP API, MCP or any system with
 `nats req`; each is answered accepted (with the events it produced) or rejected with a
-reason. The advancer consumes the events that commands open their decisions with, as a
-safety net: if a process died between appending one and what follows it (the first
-steps, the gate's grant), the run still goes on.
+reason. Every command carries its caller's credential in its headers: the guard verifies
+it, the command's target is looked up (the playbook a start names, the run a control
+acts on, the gate an approval answers), and the guard decides; a refusal is answered
+and recorded. The actor on every event is the verified principal. The advancer consumes
+the events that commands open their decisions with, as a safety net: if a process died
+between appending one and what follows it (the first steps, the gate's grant), the run
+still goes on.
 """
 from __future__ import annotations
 
@@ -28,15 +32,20 @@ from events.commands import (
     StartRun,
 )
 from events.circuit import CircuitReset
+from events.identity import Caller
 from events.run import RunEvent, RunStarted
-from services.errors import CommandRejected, ConcurrencyConflict
-from services.playbook import PlaybookInvalid, load_playbook
-from services.directory import Directory
+from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, UnknownRun
+from services.playbook import LoadedPlaybook, PlaybookInvalid, load_playbook
 from services.domain.run.gates import Refused
 from services.domain.run.commands import Advance, AnswerGate, RunCommand
 from services.domain.run.decider import decide
+from services.domain.run.state import Run
 from services.aggregates import BreakerRepository, RunRepository
 from services.answering import Answering
+from services.identity.authority import COMMAND_ACTIONS, Resource
+from services.identity.guard import Guard
+from services.identity.names import InvalidName, normalise_name
+from services.identity.principal import Acting
 from services.runtime import run_consumer
 from services.settings import Settings
 
@@ -60,9 +69,9 @@ def new_run_id() -> str:
 
 
 class RunService:
-    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, settings: Settings) -> None:
-        self.nc, self.runs, self.breakers = nc, runs, breakers
-        self.directory = Directory(settings.directory_path)
+    def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, settings: Settings,
+                 guard: Guard) -> None:
+        self.nc, self.runs, self.breakers, self.guard = nc, runs, breakers, guard
         self.engine_error_handlers = settings.error_handlers
         self.advancer = run_consumer(runs, settings, "advancer",
                                      [subjects.events_of_type(name) for name in ADVANCE_AFTER], self._advance)
@@ -85,45 +94,81 @@ class RunService:
             log.warning("bad command on %s: %s", msg.subject, err)
             reply = _rejected("bad_request", f"cannot read {name} command: {err}")
         else:
-            reply = await self.handle(command)
+            reply = await self.handle(command, Caller.of(msg.headers))
         if msg.reply:
             await self.nc.publish(msg.reply, encode(reply))
 
-    async def handle(self, command: Command) -> Reply:
-        """Carry out one command; the only entry point for every interface."""
+    async def handle(self, command: Command, caller: Caller) -> Reply:
+        """Carry out one command for its caller; the only entry point for every interface."""
+        name = type(command).__name__
         try:
-            run_id, events = await self._dispatch(command)
+            acting = await self.guard.authenticate(caller.credential, door=caller.door, action=COMMAND_ACTIONS[name],
+                                                   target=_target(command), on_behalf_of=caller.on_behalf_of)
+            await self._refuse_forgery(command, acting, caller)
+            command = msgspec.structs.replace(command, actor=acting.actor, on_behalf_of=acting.on_behalf_of)
+            run_id, events = await self._dispatch(command, acting, caller)
         except Refused as err:
             await self._record_refusal(err)
             return _rejected(err.code, str(err))
         except PlaybookInvalid as err:
             return _rejected("invalid_playbook", str(err), [to_builtins(d) for d in err.diagnostics])
-        except CommandRejected as err:
+        except EngineUnavailable as err:
+            return _rejected("unavailable", str(err))
+        except CommandRejected as err:      # AccessDenied among them: recorded by the guard already
             return _rejected(err.code, str(err))
         except Exception as err:  # a command never takes the service down
-            log.exception("command %s failed", type(command).__name__)
+            log.exception("command %s failed", name)
             return _rejected("internal_error", f"the engine could not carry out the command: {err}")
-        log.info("%s by %s on run %s: %s", type(command).__name__, command.actor, run_id,
+        log.info("%s by %s on run %s: %s", name, acting.actor, run_id,
                  ", ".join(type(e).__name__ for e in events) or "nothing to do")
         return Reply(accepted=True, run_id=run_id, events=[to_builtins(e) for e in events])
 
-    async def _dispatch(self, command: Command) -> tuple[str | None, Sequence[msgspec.Struct]]:
+    async def _refuse_forgery(self, command: Command, acting: Acting, caller: Caller) -> None:
+        """A command that names someone other than its caller is refused and recorded: the name is never used."""
+        claims: dict[str, tuple[str | None, set[str | None]]] = {
+            "actor": (command.actor, {acting.actor, acting.effective}),
+            "on_behalf_of": (command.on_behalf_of, {acting.on_behalf_of})}
+        for field, (claimed, allowed) in claims.items():
+            canonical = _canonical(claimed) if claimed is not None else None
+            if claimed is not None and (canonical is None or canonical not in allowed):
+                verified = acting.actor + (f" on behalf of {acting.on_behalf_of}" if acting.on_behalf_of else "")
+                raise await self.guard.forbid(
+                    acting, f"the command names {field} {claimed[:80]!r}, but its credential is {verified}'s: "
+                            "who acts is always the caller (an admin acts for someone with Playbook-On-Behalf-Of)",
+                    door=caller.door, action=COMMAND_ACTIONS[type(command).__name__], target=_target(command),
+                    code="forged_actor")
+
+    async def _permit(self, acting: Acting, command: Command, resource: Resource, caller: Caller) -> None:
+        await self.guard.permit(acting, COMMAND_ACTIONS[type(command).__name__], resource, door=caller.door)
+
+    async def _dispatch(self, command: Command, acting: Acting,
+                        caller: Caller) -> tuple[str | None, Sequence[msgspec.Struct]]:
         match command:
             case StartRun():
-                return await self._start(command)
+                return await self._start(command, acting, caller)
             case (PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id)
                   | RollbackRun(run_id=run_id)):
+                await self._permit(acting, command, _of_run(await self._existing(run_id)), caller)
                 return run_id, await self._decide(run_id, command)
-            case ResetCircuit(key=key, actor=actor):
-                reset = CircuitReset(key=key, at=now(), actor=actor)
+            case ResetCircuit(key=key):
+                await self._permit(acting, command, Resource(), caller)
+                reset = CircuitReset(key=key, at=now(), actor=acting.actor, on_behalf_of=acting.on_behalf_of)
                 await self.breakers.change(key, lambda _breaker: [reset])
                 return None, [reset]
             case ApproveStep(run_id=run_id) | RejectStep(run_id=run_id):
-                decision = AnswerGate(step_id=command.step_id, actor=command.actor,
-                                      groups=tuple(self.directory.groups_of(command.actor)),
+                run = await self._existing(run_id)
+                await self._permit(acting, command, _of_run(run, command.step_id), caller)
+                decision = AnswerGate(step_id=command.step_id, actor=acting.actor, on_behalf_of=acting.on_behalf_of,
+                                      groups=tuple(self.guard.groups_of(acting.effective)),
                                       approve=isinstance(command, ApproveStep), comment=command.comment)
                 return run_id, await self._decide(run_id, decision)
         raise CommandRejected(f"unknown command {type(command).__name__}", "bad_request")
+
+    async def _existing(self, run_id: str) -> Run:
+        run = await self.runs.get(run_id)
+        if not run.exists:
+            raise UnknownRun(run_id)
+        return run
 
     async def _decide(self, run_id: str, command: RunCommand) -> list[RunEvent]:
         at = now()
@@ -138,14 +183,18 @@ class RunService:
         except Exception:  # the refusal stands even if its record could not be written
             log.exception("could not record %s", record)
 
-    async def _start(self, cmd: StartRun) -> tuple[str, list[RunEvent]]:
-        loaded = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source, parameters=cmd.parameters,
-                                         environment=cmd.environment, allow_unsafe_shell=cmd.allow_unsafe_shell)
+    async def _start(self, cmd: StartRun, acting: Acting, caller: Caller) -> tuple[str, list[RunEvent]]:
+        loaded: LoadedPlaybook = await asyncio.to_thread(
+            load_playbook, cmd.playbook, cmd.source, parameters=cmd.parameters, environment=cmd.environment,
+            allow_unsafe_shell=cmd.allow_unsafe_shell)
+        await self._permit(acting, cmd, Resource(playbook=loaded.playbook.name, environment=loaded.environment,
+                                                 unsafe_shell=cmd.allow_unsafe_shell), caller)
         run_id = cmd.run_id or new_run_id()
         if not _valid_run_id(run_id):
             raise CommandRejected(f"run id {run_id!r} may hold only letters, digits, '-' and '_'", "bad_request")
         started = RunStarted(
-            run_id=run_id, at=now(), actor=cmd.actor, playbook=loaded.playbook, plan=loaded.plan,
+            run_id=run_id, at=now(), actor=acting.actor, on_behalf_of=acting.on_behalf_of, playbook=loaded.playbook,
+            plan=loaded.plan,
             parameters=loaded.parameters, environment=loaded.environment, source=cmd.source,
             dry_run=cmd.dry_run, allow_unsafe_shell=cmd.allow_unsafe_shell,
             engine_error_handlers=self.engine_error_handlers,
@@ -160,6 +209,28 @@ class RunService:
     async def _advance(self, msg: Msg, event: RunEvent, seq: int) -> None:
         at = now()
         await self.runs.change(event.run_id, lambda run: decide(run, Advance(), at), min_version=seq)
+
+
+def _of_run(run: Run, step_id: str | None = None) -> Resource:
+    """What a control or a gate decision acts on: the run's playbook and environment, and the gate's approvers."""
+    assert run.started is not None
+    spec = run.specs.get(step_id) if step_id else None
+    gate = spec.approval_gate if spec is not None else None
+    return Resource(playbook=run.started.playbook.name, environment=run.started.environment, run_id=run.id,
+                    approvers=tuple(gate.required_approvers) if gate else ())
+
+
+def _target(command: Command) -> str:
+    """The command's target as a refusal before any lookup records it."""
+    run_id = getattr(command, "run_id", None)
+    return f"run {run_id}" if run_id else ""
+
+
+def _canonical(name: str) -> str | None:
+    try:
+        return normalise_name(name)
+    except InvalidName:
+        return None
 
 
 def _valid_run_id(run_id: str) -> bool:

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from services.identity.credentials import TOKEN_FILE, read_secret
+from tests.helpers import until
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+async def the_local_admin(env: dict[str, str]) -> str:
+    """The local admin's token, once the identity service (alone, or in `playbook up`) has written it."""
+    home = Path(env["PLAYBOOK_HOME"])
+    token: str = await until(lambda: read_secret(home, TOKEN_FILE), timeout=30, what="the local admin's token")
+    return token
 
 
 def playbook_cli(*args: str, env: dict[str, str], timeout: float = 60, **kwargs) -> subprocess.CompletedProcess[str]:

@@ -106,7 +106,7 @@ def test_a_failing_run_exits_1_and_a_cancelled_run_exits_3(engine_process: dict[
     assert "RunCancelRequested" in cancel.stdout
     rest = follow.stdout.read()
     assert follow.wait(timeout=10) == 0
-    assert "cancel requested by bob: test" in rest and "RunCancelled" in rest
+    assert "cancel requested by tester for bob: test" in rest and "RunCancelled" in rest   # the local admin, for bob
     assert playbook_cli("status", run_id, env=engine_process).stdout.startswith(f"run {run_id}: cancelled")
 
 
@@ -168,6 +168,27 @@ def test_a_breaker_and_every_transition_with_its_reason_are_shown_by_circuits_an
     reset = playbook_cli("circuits", "--reset", dead, "--as", "oncall", env=engine_process)
     assert reset.returncode == 0, reset.stderr
     last = playbook_cli("events", "--circuit", dead, env=engine_process).stdout.splitlines()[-1]
-    assert "RESET by hand by oncall" in last
+    assert "RESET by hand by tester for oncall" in last
     unknown = playbook_cli("events", "--circuit", "http://nowhere:1", env=engine_process)
     assert unknown.returncode == 1 and "playbook circuits" in unknown.stderr
+
+
+def test_a_token_without_the_grant_is_refused_with_exit_5_and_the_admin_reads_why_in_the_audit(
+        engine_process: dict[str, str], tmp_path: Path) -> None:
+    issued = playbook_cli("token", "create", "vera's laptop", "--owner", "vera", "--grant", "viewer",
+                          env=engine_process)
+    assert issued.returncode == 0, issued.stderr
+    vera = {**engine_process, "PLAYBOOK_TOKEN": issued.stdout.strip()}
+    refused = playbook_cli("run", "examples/hello.yaml", "-p", "who=vera", env=vera)
+    assert refused.returncode == 5 and "rejected (forbidden): vera may not start hello" in refused.stderr
+    on_behalf = playbook_cli("cancel", "some-run", "--as", "bob", env=vera)
+    assert on_behalf.returncode == 5 and "only an admin may act on behalf of someone else" in on_behalf.stderr
+    bad = playbook_cli("pause", "some-run", env={**engine_process, "PLAYBOOK_TOKEN": "pbt_nope"})
+    assert bad.returncode == 5 and "unauthenticated" in bad.stderr
+    assert playbook_cli("list", env=vera).returncode == 0                  # reading needs the NATS login only
+
+    audit = playbook_cli("audit", "--action", "refused", "--json", env=engine_process)
+    assert audit.returncode == 0, audit.stderr
+    seen = [(e["actor"], e["door"], e["detail"].split(" ", 1)[0]) for e in map(json.loads, audit.stdout.splitlines())]
+    assert seen == [("anonymous", "cli", "pause"), ("vera", "cli", "cancel"), ("vera", "cli", "start")]
+    assert playbook_cli("audit", "--action", "refused", env=vera).stdout.strip() == "no entries match"

@@ -13,7 +13,8 @@ import pytest
 from events.commands import StartRun
 from events.run import RunCompleted, StepFailed, StepStarted
 from services.embedded import free_port, greets
-from tests.e2e.conftest import Processes
+from services.identity.nats_users import nats_login
+from tests.e2e.conftest import Processes, the_local_admin
 from tests.helpers import playbook_yaml, until, wait_for_end
 from ui.client import EngineClient, EngineUnavailable
 
@@ -45,10 +46,13 @@ async def test_sigkill_of_the_whole_engine_mid_run_then_restart_finishes_the_run
     ])
     up = processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], env)
     await until(lambda: asyncio.to_thread(greets, port), timeout=20, what="embedded nats-server up")
-    nc = await nats.connect(f"nats://127.0.0.1:{port}", max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    client = EngineClient(nc)
+    login = nats_login("client", tmp_path / "home")          # the CLI's, which `up` made
+    assert login is not None
+    nc = await nats.connect(f"nats://127.0.0.1:{port}", max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+                            **login.connect_options())
+    client = EngineClient(nc, await the_local_admin(env))
     try:
-        reply = await send_when_ready(client, StartRun(actor="alice", playbook=text))
+        reply = await send_when_ready(client, StartRun(playbook=text))
         run_id = reply.run_id
         async for _, event in client.follow(run_id):
             if isinstance(event, StepStarted) and event.step_id == "second":
@@ -75,6 +79,7 @@ async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_
         nats_server, engine_env: dict[str, str], processes: Processes) -> None:
     logs = processes.logs
     processes.start("run", ["-m", "services.run"], engine_env)
+    processes.start("identity", ["-m", "services.identity"], engine_env)
     for _ in range(2):
         processes.start("executor", ["-m", "services.executor"], engine_env)
 
@@ -91,10 +96,10 @@ async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_
         {"id": "report", "action": "noop"},
     ])
     nc = await nats.connect(nats_server.url)
-    client = EngineClient(nc)
+    client = EngineClient(nc, await the_local_admin(engine_env))
     try:
-        first = await send_when_ready(client, StartRun(actor="alice", playbook=text))
-        others = await asyncio.gather(*(client.send(StartRun(actor="alice", playbook=text)) for _ in range(49)))
+        first = await send_when_ready(client, StartRun(playbook=text))
+        others = await asyncio.gather(*(client.send(StartRun(playbook=text)) for _ in range(49)))
         run_ids = [first.run_id] + [r.run_id for r in others]
         histories = await asyncio.gather(*(wait_for_end(client, run_id, timeout=90) for run_id in run_ids))
     finally:

@@ -14,7 +14,7 @@ import pytest
 
 from events.commands import CancelRun, StartRun
 from events.run import RunCancelled, RunCompleted, RunEvent, StepFailed, StepStarted
-from tests.e2e.conftest import Processes
+from tests.e2e.conftest import Processes, the_local_admin
 from tests.e2e.test_crash_and_scale import send_when_ready
 from tests.helpers import playbook_yaml, running_engine, until, wait_for_end
 from ui.client import EngineClient
@@ -40,6 +40,7 @@ def starts(history: list[RunEvent]) -> collections.Counter[tuple[str, int]]:
 
 async def services(processes: Processes, env: dict[str, str], executors: int = 2) -> list:
     processes.start("run", ["-m", "services.run"], env)
+    processes.start("identity", ["-m", "services.identity"], env)
     started = [processes.start("executor", ["-m", "services.executor"], env) for _ in range(executors)]
 
     def ready() -> bool:
@@ -68,17 +69,17 @@ async def test_a_sigkilled_executor_is_taken_over_when_its_lease_lapses_and_noth
     executors = await services(processes, env)
     log = tmp_path / "effects"
     nc = await nats.connect(nats_server.url)
-    client = EngineClient(nc)
+    client = EngineClient(nc, await the_local_admin(env))
     try:
-        first = await send_when_ready(client, StartRun(actor="alice", playbook=side_effects(log, 3, 1.0)))
-        others = [await client.send(StartRun(actor="alice", playbook=side_effects(log, 3, 1.0))) for _ in range(5)]
+        first = await send_when_ready(client, StartRun(playbook=side_effects(log, 3, 1.0)))
+        others = [await client.send(StartRun(playbook=side_effects(log, 3, 1.0))) for _ in range(5)]
         run_ids = [first.run_id, *(r.run_id for r in others)]
         running = await running_on(client, run_ids, 6)
         victim = next(p for p in executors if any(e.endswith(f"-{p.pid}") for e, _, _ in running.values()))
         cancelled = next(r for r, (e, _, _) in running.items() if e.endswith(f"-{victim.pid}"))
         killed_at = time.time()
         victim.send_signal(signal.SIGKILL)
-        assert (await client.send(CancelRun(run_id=cancelled, actor="alice"))).accepted
+        assert (await client.send(CancelRun(run_id=cancelled))).accepted
         histories = dict(zip(run_ids, await asyncio.gather(*(wait_for_end(client, r, 60) for r in run_ids))))
     finally:
         await nc.close()
@@ -105,16 +106,16 @@ async def test_a_stopped_executor_hands_its_attempts_over_at_once(
     executors = await services(processes, env)
     log = tmp_path / "effects"
     nc = await nats.connect(nats_server.url)
-    client = EngineClient(nc)
+    client = EngineClient(nc, await the_local_admin(env))
     try:
-        reply = await send_when_ready(client, StartRun(actor="alice", playbook=side_effects(log, 1, 60)))
+        reply = await send_when_ready(client, StartRun(playbook=side_effects(log, 1, 60)))
         [(holder, _, _)] = (await running_on(client, [reply.run_id], 1)).values()
         victim = next(p for p in executors if holder.endswith(f"-{p.pid}"))
         victim.send_signal(signal.SIGTERM)   # a stop; with its grace over, the attempt is handed over
         async for _, event in client.follow(reply.run_id):
             if isinstance(event, StepFailed):
                 break
-        await client.send(CancelRun(run_id=reply.run_id, actor="alice"))
+        await client.send(CancelRun(run_id=reply.run_id))
         await wait_for_end(client, reply.run_id, 30)
     finally:
         await nc.close()
@@ -128,10 +129,10 @@ async def test_a_nats_server_restarted_mid_step_interrupts_nothing_and_runs_noth
     await services(processes, env)
     log = tmp_path / "effects"
     nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
-    client = EngineClient(nc)
+    client = EngineClient(nc, await the_local_admin(env))
     try:
-        first = await send_when_ready(client, StartRun(actor="alice", playbook=side_effects(log, 2, 3.0)))
-        others = [await client.send(StartRun(actor="alice", playbook=side_effects(log, 2, 3.0))) for _ in range(3)]
+        first = await send_when_ready(client, StartRun(playbook=side_effects(log, 2, 3.0)))
+        others = [await client.send(StartRun(playbook=side_effects(log, 2, 3.0))) for _ in range(3)]
         run_ids = [first.run_id, *(r.run_id for r in others)]
         await running_on(client, run_ids, 4)
         nats_server.process.send_signal(signal.SIGKILL)
@@ -153,7 +154,7 @@ async def test_an_executor_cut_off_from_nats_stops_its_step_before_its_lease_can
     text = playbook_yaml([{"id": "long", "action": "shell", "timeout_seconds": 600, "args": {
         "command": f"[ -e {ran} ] && exit 0; touch {ran}; echo $$ > {pid_file}; exec sleep 600"}}])
     async with running_engine(replace(settings, lease_seconds=2)) as engine:
-        reply = await engine.send(StartRun(actor="alice", playbook=text))
+        reply = await engine.send(StartRun(playbook=text))
         pid = int(await until(lambda: pid_file.exists() and pid_file.read_text().strip(), what="the step running"))
         nats_server.process.send_signal(signal.SIGKILL)
         nats_server.process.wait()

@@ -7,11 +7,13 @@ import time
 
 import nats
 import pytest
+import yaml
 
 from services.errors import EngineUnavailable
 from services.store import EventStore
-from tests.e2e.conftest import Processes, playbook_cli
-from tests.learning import record_history
+from events.identity import caller_headers
+from tests.e2e.conftest import Processes, playbook_cli, the_local_admin
+from tests.learning import DEPLOY, record_history
 from ui.insights import LearningClient
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +31,7 @@ async def learned_up_to(client: LearningClient, position: int, timeout: float = 
 
 
 async def test_insights_rebuild_and_the_answer_without_a_learning_service(
-        nats_server, engine_env: dict[str, str], processes: Processes) -> None:
+        nats_server, engine_env: dict[str, str], processes: Processes, tmp_path) -> None:
     nc = await nats.connect(nats_server.url)
     try:
         store = EventStore(nc)
@@ -37,8 +39,13 @@ async def test_insights_rebuild_and_the_answer_without_a_learning_service(
         last = await record_history(store)
         absent = await asyncio.to_thread(playbook_cli, "insights", env=engine_env)
         assert absent.returncode == 4 and "learning service did not answer" in absent.stderr
+        playbook = tmp_path / "deploy.yaml"
+        playbook.write_text(yaml.safe_dump({"name": "deploy", "steps": DEPLOY}, sort_keys=False))
+        unadvised = await asyncio.to_thread(playbook_cli, "validate", str(playbook), "--insights", env=engine_env)
+        assert unadvised.returncode == 0 and "no insights: the learning service did not answer" in unadvised.stderr
         processes.start("learning", ["-m", "services.learning"], engine_env)
-        await learned_up_to(LearningClient(nc), last)
+        processes.start("identity", ["-m", "services.identity"], engine_env)
+        await learned_up_to(LearningClient(nc, caller_headers(await the_local_admin(engine_env))), last)
     finally:
         await nc.close()
 
@@ -51,6 +58,13 @@ async def test_insights_rebuild_and_the_answer_without_a_learning_service(
     assert "-> do_not_retry: step `fetch`: permanent (HTTP 404) never recovered in 300 tries" in out
     assert "target http://db.internal:80: 32 calls, 24 failed, 4 bursts (largest 6)" in out
     assert "nightly/backup + report/query: 4 times within 120 s (http://db.internal:80)" in out
+
+    advised = await asyncio.to_thread(playbook_cli, "validate", str(playbook), "--insights", env=engine_env)
+    assert advised.returncode == 0, advised.stderr
+    migrate_line = 1 + playbook.read_text().splitlines().index("- id: migrate")
+    assert (f"{playbook}:{migrate_line}:3: info PB601 [step migrate] step `migrate` has no timeout_seconds"
+            in advised.stdout)
+    assert "[step fetch] step `fetch`: permanent (HTTP 404) never recovered in 300 tries" in advised.stdout
 
     one = await asyncio.to_thread(playbook_cli, "insights", "report", "--json", env=engine_env)
     assert [p["playbook"] for p in json.loads(one.stdout)["playbooks"]] == ["report"]

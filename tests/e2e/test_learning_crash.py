@@ -11,7 +11,8 @@ import pytest
 
 from services.errors import EngineUnavailable
 from services.store import EventStore
-from tests.e2e.conftest import Processes
+from events.identity import caller_headers
+from tests.e2e.conftest import Processes, the_local_admin
 from tests.learning import DEPLOY_RUNS, deploy, learning_env, record, record_history  # noqa: F401 - fixture
 from tests.postgres import postgres_cluster, postgres_url  # noqa: F401 - fixtures
 from ui.insights import LearningClient
@@ -39,6 +40,8 @@ async def test_sigkill_mid_stream_then_restart_counts_every_event_once(
         nats_server, engine_env, processes: Processes, learning_env: dict[str, str]) -> None:
     env = {**engine_env, **learning_env}
     nc = await nats.connect(nats_server.url)
+    processes.start("identity", ["-m", "services.identity"], env)
+    client = LearningClient(nc, caller_headers(await the_local_admin(env)))
     try:
         store = EventStore(nc)
         await store.ensure_stream()
@@ -46,7 +49,6 @@ async def test_sigkill_mid_stream_then_restart_counts_every_event_once(
         more = [deploy(DEPLOY_RUNS + i) for i in range(MORE_RUNS)]
         appending = asyncio.create_task(record(store, more, together=5))   # the stream grows while it learns
         learner = processes.start("learning", ["-m", "services.learning"], env)
-        client = LearningClient(nc)
         killed = await status_when_learning(client)
         processes.kill_group(learner)
         assert learner.returncode == -signal.SIGKILL

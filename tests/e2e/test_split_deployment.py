@@ -16,11 +16,12 @@ import pytest
 import yaml
 
 from events.commands import ApproveStep, StartRun
+from events.identity import caller_headers
 from events.run import ApprovalRequested, RollbackCompleted, RunCompleted, StepRetryScheduled
 from services.embedded import free_port
-from tests.e2e.conftest import ROOT, Processes
+from tests.e2e.conftest import ROOT, Processes, the_local_admin
 from tests.e2e.test_crash_and_scale import send_when_ready
-from tests.helpers import noop, playbook_yaml, until, wait_for_end
+from tests.helpers import noop, person, playbook_yaml, until, wait_for_end
 from ui.client import EngineClient
 
 pytestmark = pytest.mark.e2e
@@ -35,11 +36,12 @@ def compose_services() -> dict[str, dict[str, Any]]:
 
 
 def started_as_compose_does(processes: Processes, nats_url: str, tmp_path: Path, directory: Path) -> int:
-    """Start every service; returns the web port."""
+    """Start every service; returns the web port. The identity service writes the first admin's token to its
+home, as it does to its volume."""
     web_port = free_port()
     for name, spec in compose_services().items():
-        env = {**spec["environment"], "NATS_URL": nats_url, "PLAYBOOK_HOME": str(tmp_path / name),
-               "PLAYBOOK_USER": "tester", "PYTHONUNBUFFERED": "1"}
+        env = {"PLAYBOOK_USER": "tester", **spec["environment"], "NATS_URL": nats_url,
+               "PLAYBOOK_HOME": str(tmp_path / name), "PYTHONUNBUFFERED": "1"}
         if "PLAYBOOK_DIRECTORY" in env:
             env["PLAYBOOK_DIRECTORY"] = str(directory)
         if name == "web":
@@ -66,16 +68,17 @@ async def test_approval_retry_and_rollback_pass_with_every_service_in_its_own_pr
     await until(lambda: sum("ready: " in log.read_text() for log in processes.logs.iterdir()) == expected,
                 timeout=60, what=f"{expected} processes ready")
     nc = await nats.connect(nats_server.url)
-    client = EngineClient(nc)
+    admin = await the_local_admin({"PLAYBOOK_HOME": str(tmp_path / "identity")})
+    client = EngineClient(nc, admin)
     flag = tmp_path / "failed-once"
     try:
-        gated = await send_when_ready(client, StartRun(actor="alice", playbook=playbook_yaml([
+        gated = await send_when_ready(client, StartRun(playbook=playbook_yaml([
             noop("prepare"), noop("deploy", approval_gate={"required_approvers": ["ops-team"]})])))
-        retried = await client.send(StartRun(actor="alice", playbook=playbook_yaml([
+        retried = await client.send(StartRun(playbook=playbook_yaml([
             {"id": "flaky", "action": "shell", "timeout_seconds": 10,
              "args": {"command": f"[ -e {flag} ] && exit 0; touch {flag}; echo not yet >&2; exit 1"},
              "retry": {"max_attempts": 3, "base_delay": 0.2, "jitter": "none", "retry_on_errors": ["unknown"]}}])))
-        undone = await client.send(StartRun(actor="alice", playbook=playbook_yaml([
+        undone = await client.send(StartRun(playbook=playbook_yaml([
             {"id": "change", "action": "noop", "rollback": [{"action": "noop"}]},
             {"id": "verify", "action": "shell", "timeout_seconds": 10, "args": {"command": "exit 2"}}],
             on_failure="rollback")))
@@ -83,12 +86,14 @@ async def test_approval_retry_and_rollback_pass_with_every_service_in_its_own_pr
         async for _, event in client.follow(gated.run_id):
             if isinstance(event, ApprovalRequested):
                 break
-        first_try = await client.send(ApproveStep(run_id=gated.run_id, step_id="deploy", actor="bob"))
+        bob = await person(client, "bob")
+        first_try = await bob.send(ApproveStep(run_id=gated.run_id, step_id="deploy"))
         assert first_try.accepted, first_try.error      # the first legitimate approval counts
 
         ends = await asyncio.gather(*(wait_for_end(client, r.run_id, 60) for r in (gated, retried, undone)))
         async with aiohttp.ClientSession() as http, \
-                http.get(f"http://127.0.0.1:{web_port}/api/runs/{undone.run_id}") as response:
+                http.get(f"http://127.0.0.1:{web_port}/api/runs/{undone.run_id}",
+                         headers=caller_headers(admin)) as response:
             view = await response.json()
     finally:
         await nc.close()

@@ -8,15 +8,16 @@ import urllib.request
 import pytest
 
 from services.embedded import free_port
-from tests.e2e.conftest import Processes, playbook_cli
+from tests.e2e.conftest import Processes, playbook_cli, the_local_admin
 from tests.helpers import until
 
 pytestmark = pytest.mark.e2e
 
 
-def get(url: str) -> tuple[int, dict]:
+def get(url: str, token: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
@@ -36,11 +37,12 @@ async def test_a_separate_web_process_serves_runs_made_through_the_engine(engine
         return status == 200
     await until(ready, timeout=20, what="the web process ready")
 
+    token = await the_local_admin(engine_env)
     run_id = playbook_cli("run", "examples/hello.yaml", "-p", "who=web", "--detach", env=engine_env).stdout.strip()
     assert playbook_cli("events", run_id, "--follow", env=engine_env).returncode == 0     # until it ends
 
     async def listed() -> dict | None:
-        _, view = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/api/runs?playbook=hello")
+        _, view = await asyncio.to_thread(get, f"http://127.0.0.1:{port}/api/runs?playbook=hello", token)
         return view if view["total"] >= 1 else None
     view = await until(listed, what="the run in the web's list")
     assert view["runs"][0]["run_id"] == run_id

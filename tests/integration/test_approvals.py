@@ -1,4 +1,7 @@
-"""Approval gates against a real nats-server: quorum, refusals, timeouts on JetStream timers."""
+"""Approval gates against a real nats-server: quorum, refusals, timeouts on JetStream timers.
+
+Everyone acts with a token of their own: a gate counts verified people, never a typed name.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +13,8 @@ import pytest
 
 from events.commands import ApproveStep, RejectStep, StartRun
 from events.run import ApprovalAttemptRefused, ApprovalRequested
-from tests.helpers import playbook_yaml, running_engine, until_timer_armed, wait_for_end
+from tests.helpers import person, playbook_yaml, refusals, running_engine, until_timer_armed, wait_for_end
+from ui.client import EngineClient
 
 pytestmark = pytest.mark.integration
 
@@ -22,6 +26,12 @@ def directory(settings) -> Path:
     return path
 
 
+@pytest.fixture
+async def people(engine) -> dict[str, EngineClient]:
+    """alice, bob, carol and dave, each with a token of their own (operator and approver everywhere)."""
+    return {name: await person(engine, name) for name in ("alice", "bob", "carol", "dave")}
+
+
 def gated_playbook(**gate) -> str:
     gate = {"message": "Ship ${version}?", "required_approvers": ["ops-team", "tech-lead"], **gate}
     return playbook_yaml([
@@ -30,8 +40,8 @@ def gated_playbook(**gate) -> str:
     ], parameters=[{"name": "version", "default": "2.0"}])
 
 
-async def start_and_wait_for_gate(engine, text: str, actor: str = "starter") -> str:
-    reply = await engine.send(StartRun(actor=actor, playbook=text))
+async def start_and_wait_for_gate(engine, text: str, starter: EngineClient | None = None) -> str:
+    reply = await (starter or engine).send(StartRun(playbook=text))
     assert reply.accepted, reply.error
     async for _, event in engine.follow(reply.run_id):
         if isinstance(event, ApprovalRequested):
@@ -44,12 +54,12 @@ def names(events) -> list[str]:
     return [type(e).__name__ for e in events]
 
 
-async def test_a_quorum_of_two_groups_needs_two_distinct_people(engine) -> None:
+async def test_a_quorum_of_two_groups_needs_two_distinct_people(engine, people) -> None:
     run_id = await start_and_wait_for_gate(engine, gated_playbook())
-    first = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="bob", comment="lgtm"))
+    first = await people["bob"].send(ApproveStep(run_id=run_id, step_id="deploy", comment="lgtm"))
     assert [e["type"] for e in first.events] == ["ApprovalGiven"]
     assert (await engine.run(run_id)).display_status == "waiting_approval"
-    second = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="alice"))
+    second = await people["alice"].send(ApproveStep(run_id=run_id, step_id="deploy"))
     assert [e["type"] for e in second.events][:3] == ["ApprovalGiven", "ApprovalGranted", "StepScheduled"]
     events = await wait_for_end(engine, run_id)
     assert names(events)[-1] == "RunCompleted"
@@ -59,23 +69,58 @@ async def test_a_quorum_of_two_groups_needs_two_distinct_people(engine) -> None:
     assert given == [("bob", ["ops-team", "tech-lead"], "lgtm"), ("alice", ["ops-team"], "")]
 
 
-async def test_refused_attempts_are_answered_no_and_recorded(engine) -> None:
-    run_id = await start_and_wait_for_gate(engine, gated_playbook(), actor="alice")
-    own = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="alice"))
+async def test_refused_attempts_are_answered_no_and_recorded(engine, people) -> None:
+    run_id = await start_and_wait_for_gate(engine, gated_playbook(), starter=people["alice"])
+    own = await people["alice"].send(ApproveStep(run_id=run_id, step_id="deploy"))
     assert (own.accepted, own.error.code) == (False, "approval_refused")
     assert "alice started this run" in own.error.message
-    stranger = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="dave"))
-    assert "not a required approver" in stranger.error.message
-    await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="bob"))
-    twice = await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="bob"))
+    stranger = await people["dave"].send(ApproveStep(run_id=run_id, step_id="deploy"))
+    assert stranger.error.code == "forbidden" and "dave may not approve this gate" in stranger.error.message
+    await people["bob"].send(ApproveStep(run_id=run_id, step_id="deploy"))
+    twice = await people["bob"].send(ApproveStep(run_id=run_id, step_id="deploy"))
     assert "already approved" in twice.error.message
     refused = [(e.actor, e.decision) for _, e in await engine.events(run_id) if isinstance(e, ApprovalAttemptRefused)]
-    assert refused == [("alice", "approve"), ("dave", "approve"), ("bob", "approve")]
+    assert refused == [("alice", "approve"), ("bob", "approve")]
+    (outside,) = [r for r in await refusals(engine.nc) if r.principal == "dave"]
+    assert (outside.action, outside.code, outside.door) == ("approve", "forbidden", "nats")
+    assert outside.target.startswith(f"run {run_id} of test")
 
 
-async def test_a_reject_fails_the_step_and_the_run(engine) -> None:
+async def test_a_name_in_the_command_is_never_who_approves(engine, people) -> None:
+    run_id = await start_and_wait_for_gate(engine, gated_playbook(required_approvers=["carol"]))
+    forged = await people["dave"].send(ApproveStep(run_id=run_id, step_id="deploy", actor="carol"))
+    assert (forged.accepted, forged.error.code) == (False, "forged_actor")
+    assert "names actor 'carol', but its credential is dave's" in forged.error.message
+    anonymous = await EngineClient(engine.nc).send(ApproveStep(run_id=run_id, step_id="deploy", actor="carol"))
+    assert (anonymous.accepted, anonymous.error.code) == (False, "unauthenticated")
+    run = await engine.run(run_id)
+    assert run.steps["deploy"].gate.status == "requested" and not run.steps["deploy"].gate.approvals
+    recorded = [(r.principal, r.code) for r in await refusals(engine.nc)]
+    assert ("dave", "forged_actor") in recorded and ("anonymous", "unauthenticated") in recorded
+    own = await people["carol"].send(ApproveStep(run_id=run_id, step_id="deploy", actor="Carol"))
+    assert own.accepted, own.error           # naming oneself (in any case) is no forgery
+
+
+async def test_an_admin_approves_on_someones_behalf_recorded_as_both_and_counted_once(engine, people) -> None:
+    run_id = await start_and_wait_for_gate(engine, gated_playbook(), starter=people["dave"])
+    admin_for_bob = EngineClient(engine.nc, engine.caller.credential, on_behalf_of="bob")
+    first = await admin_for_bob.send(ApproveStep(run_id=run_id, step_id="deploy"))
+    assert first.accepted, first.error
+    again = await people["bob"].send(ApproveStep(run_id=run_id, step_id="deploy"))
+    assert "bob has already approved" in again.error.message
+    not_admin = EngineClient(engine.nc, people["alice"].caller.credential, on_behalf_of="carol")
+    refused = await not_admin.send(ApproveStep(run_id=run_id, step_id="deploy"))
+    assert refused.error.code == "forbidden" and refused.error.message.startswith("only an admin may act")
+    await people["alice"].send(ApproveStep(run_id=run_id, step_id="deploy"))
+    events = await wait_for_end(engine, run_id)
+    given = [(e.actor, e.on_behalf_of, e.groups) for e in events if type(e).__name__ == "ApprovalGiven"]
+    assert given == [("admin", "bob", ["ops-team", "tech-lead"]), ("alice", None, ["ops-team"])]
+    assert next(e for e in events if type(e).__name__ == "ApprovalGranted").approvers == ["alice", "bob"]
+
+
+async def test_a_reject_fails_the_step_and_the_run(engine, people) -> None:
     run_id = await start_and_wait_for_gate(engine, gated_playbook())
-    reply = await engine.send(RejectStep(run_id=run_id, step_id="deploy", actor="carol", comment="freeze week"))
+    reply = await people["carol"].send(RejectStep(run_id=run_id, step_id="deploy", comment="freeze week"))
     assert reply.accepted
     events = await wait_for_end(engine, run_id)
     assert names(events)[-3:] == ["ApprovalRejected", "StepFailed", "RunFailed"]
@@ -100,7 +145,7 @@ async def test_a_timeout_fails_the_step_and_triggers_the_rollback(engine, tmp_pa
         {"id": "deploy", "action": "noop", "approval_gate": {"required_approvers": ["ops-team"],
                                                              "timeout_seconds": 0.5}},
     ], on_failure="rollback")
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id, timeout=15)
     assert names(events)[-1] == "RollbackCompleted"
     assert "ApprovalTimedOut" in names(events)
@@ -110,14 +155,14 @@ async def test_a_timeout_fails_the_step_and_triggers_the_rollback(engine, tmp_pa
     assert (await engine.run(reply.run_id)).status == "rolled_back"
 
 
-async def test_an_approval_racing_the_deadline_has_exactly_one_outcome_every_time(engine) -> None:
+async def test_an_approval_racing_the_deadline_has_exactly_one_outcome_every_time(engine, people) -> None:
     text = gated_playbook(required_approvers=["ops-team"], timeout_seconds=0.3)
     for _ in range(50):
         run_id = await start_and_wait_for_gate(engine, text)
         request = next(e for _, e in await engine.events(run_id) if isinstance(e, ApprovalRequested))
         delay = (request.deadline - request.at).total_seconds()
         await asyncio.sleep(delay - 0.003)   # aim the approval at the instant the timer fires
-        await engine.send(ApproveStep(run_id=run_id, step_id="deploy", actor="alice"))
+        await people["alice"].send(ApproveStep(run_id=run_id, step_id="deploy"))
         events = await wait_for_end(engine, run_id, timeout=15)
         decided = [n for n in names(events) if n in ("ApprovalGranted", "ApprovalTimedOut")]
         assert len(decided) == 1, names(events)

@@ -22,7 +22,7 @@ async def test_an_http_body_of_two_megabytes_is_stored_capped_with_a_note(engine
     async with local_http([web.get("/big", big)]) as base:
         text = playbook_yaml([{"id": "fetch", "action": "http_request", "timeout_seconds": 20,
                                "args": {"url": f"{base}/big", "max_body_bytes": 4 * TWO_MB}}, noop("after")])
-        run_id = (await engine.send(StartRun(actor="alice", playbook=text))).run_id
+        run_id = (await engine.send(StartRun(playbook=text))).run_id
         events = await wait_for_end(engine, run_id)
     assert isinstance(events[-1], RunCompleted)
     [fetched] = [e for e in events if isinstance(e, StepSucceeded) and e.step_id == "fetch"]
@@ -36,7 +36,7 @@ async def test_a_shell_step_keeping_megabytes_of_output_fails_recorded_not_for_e
     text = playbook_yaml([{"id": "loud", "action": "shell", "timeout_seconds": 20,
                            "args": {"command": "head -c 3000000 /dev/zero | tr '\\0' x; exit 3",
                                     "max_output_bytes": 5_000_000}}])
-    run_id = (await engine.send(StartRun(actor="alice", playbook=text))).run_id
+    run_id = (await engine.send(StartRun(playbook=text))).run_id
     events = await wait_for_end(engine, run_id)
     [failed] = [e for e in events if isinstance(e, StepFailed)]
     assert failed.error.startswith("command exited with code 3") and "cut by" in failed.note
@@ -48,12 +48,12 @@ async def test_cancel_ends_a_run_whose_running_step_holds_an_outcome_too_big_to_
     text = playbook_yaml([{"id": "loud", "action": "shell", "timeout_seconds": 60,
                            "args": {"command": f"head -c 3000000 /dev/zero | tr '\\0' x; touch {started_file}; "
                                                "sleep 60", "max_output_bytes": 5_000_000}}])
-    run_id = (await engine.send(StartRun(actor="alice", playbook=text))).run_id
+    run_id = (await engine.send(StartRun(playbook=text))).run_id
     async for _, event in engine.follow(run_id):
         if isinstance(event, StepStarted):
             break
     await until(started_file.exists, timeout=20, what="the step printed its three megabytes")
-    assert (await engine.send(CancelRun(run_id=run_id, actor="alice"))).accepted
+    assert (await engine.send(CancelRun(run_id=run_id))).accepted
     events = await wait_for_end(engine, run_id)
     assert isinstance(events[-1], RunCancelled)
     [failed] = [e for e in events if isinstance(e, StepFailed)]

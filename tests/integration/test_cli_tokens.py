@@ -54,7 +54,7 @@ async def test_a_person_sees_their_own_tokens_and_may_not_issue_any(engine: Engi
     monkeypatch.setenv("PLAYBOOK_TOKEN", created["credential"])
     assert await playbook_token("list", "--json") == 0
     assert [t["owner"] for t in json.loads(capsys.readouterr().out)] == ["alice"]
-    assert await playbook_token("create", "more", "--owner", "alice", "--grant", "admin") == 1
+    assert await playbook_token("create", "more", "--owner", "alice", "--grant", "admin") == 5   # denied
     assert "rejected (forbidden): alice may not create tokens for alice" in capsys.readouterr().err
 
 
@@ -64,7 +64,7 @@ async def test_a_revoked_token_is_refused_at_once(engine: Engine, capsys, monkey
     assert await playbook_token("revoke", created["token"]["id"], "--reason", "laptop lost") == 0
     assert f"token {created['token']['id']} of bob revoked by root" in capsys.readouterr().out
     monkeypatch.setenv("PLAYBOOK_TOKEN", created["credential"])
-    assert await playbook_token("list") == 1
+    assert await playbook_token("list") == 5
     assert "rejected (unauthenticated): token" in capsys.readouterr().err
 
 

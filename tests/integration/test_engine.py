@@ -9,7 +9,7 @@ import pytest
 from events import subjects
 from events.commands import CancelRun, PauseRun, ResumeRun, StartRun
 from events.run import RunCancelled, RunCompleted, StepStarted
-from tests.helpers import playbook_yaml, until, wait_for_end
+from tests.helpers import person, playbook_yaml, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ def names(events) -> list[str]:
 
 
 async def start(client, steps, **kwargs) -> str:
-    reply = await client.send(StartRun(actor="alice", playbook=playbook_yaml(steps), **kwargs))
+    reply = await client.send(StartRun(playbook=playbook_yaml(steps), **kwargs))
     assert reply.accepted, reply.error
     return reply.run_id
 
@@ -38,7 +38,7 @@ async def test_a_playbook_runs_to_completion_with_outputs_flowing_between_steps(
 async def test_a_hostile_parameter_reaches_the_command_as_one_literal_argument(engine) -> None:
     yaml_text = playbook_yaml([{"id": "echo", "action": "shell", "args": {"command": "printf '%s|' ${target}"},
                                 "timeout_seconds": 5}], parameters=[{"name": "target"}])
-    reply = await engine.send(StartRun(actor="alice", playbook=yaml_text, parameters={"target": "'; rm -rf / #"}))
+    reply = await engine.send(StartRun(playbook=yaml_text, parameters={"target": "'; rm -rf / #"}))
     await wait_for_end(engine, reply.run_id)
     run = await engine.run(reply.run_id)
     assert run.steps["echo"].attempt.outputs["stdout"] == "'; rm -rf / #|"
@@ -55,7 +55,8 @@ async def test_pause_holds_the_next_step_until_resume(engine, tmp_path: Path) ->
     async for _, event in follow:
         if isinstance(event, StepStarted):
             break
-    paused = await engine.send(PauseRun(run_id=run_id, actor="bob", reason="look first"))
+    bob, carol = await person(engine, "bob", "operator"), await person(engine, "carol", "operator")
+    paused = await bob.send(PauseRun(run_id=run_id, reason="look first"))
     assert names_of(paused) == ["RunPaused"]
     gate.touch()   # the running step finishes; the next must not start
     async for _, event in follow:
@@ -63,7 +64,7 @@ async def test_pause_holds_the_next_step_until_resume(engine, tmp_path: Path) ->
             break
     run = await engine.run(run_id)
     assert (run.status, run.steps["second"].status) == ("paused", "pending")
-    resumed = await engine.send(ResumeRun(run_id=run_id, actor="carol"))
+    resumed = await carol.send(ResumeRun(run_id=run_id))
     assert names_of(resumed)[:2] == ["RunResumed", "StepScheduled"]
     rest = await wait_for_end(engine, run_id)
     assert isinstance(rest[-1], RunCompleted)
@@ -87,7 +88,7 @@ async def test_cancel_kills_a_running_command_and_its_children_within_a_second(e
             break
     await until(lambda: pids.exists() and len(pids.read_text().split()) == 3, what="three processes started")
     began = time.monotonic()
-    reply = await engine.send(CancelRun(run_id=run_id, actor="bob", reason="wrong box"))
+    reply = await engine.send(CancelRun(run_id=run_id, reason="wrong box"))
     assert names_of(reply) == ["RunCancelRequested"]
     events = await wait_for_end(engine, run_id, timeout=10)
     elapsed = time.monotonic() - began
@@ -119,20 +120,20 @@ async def test_a_step_longer_than_ack_wait_keeps_its_message_with_heartbeats(eng
 
 
 async def test_commands_on_unknown_or_finished_runs_are_rejected_clearly(engine) -> None:
-    unknown = await engine.send(PauseRun(run_id="nope", actor="bob"))
+    unknown = await engine.send(PauseRun(run_id="nope"))
     assert (unknown.accepted, unknown.error.code) == (False, "unknown_run")
     assert "no run with id 'nope'" in unknown.error.message
     run_id = await start(engine, [{"id": "a", "action": "noop"}])
     await wait_for_end(engine, run_id)
-    late = await engine.send(PauseRun(run_id=run_id, actor="bob"))
+    late = await engine.send(PauseRun(run_id=run_id))
     assert (late.accepted, late.error.code) == (False, "illegal_transition")
     assert "completed" in late.error.message
-    running = await engine.send(ResumeRun(run_id=run_id, actor="bob"))
+    running = await engine.send(ResumeRun(run_id=run_id))
     assert not running.accepted
 
 
 async def test_an_invalid_playbook_is_rejected_with_its_diagnostics_and_nothing_starts(engine) -> None:
-    reply = await engine.send(StartRun(actor="alice", playbook="name: x\nsteps:\n  - id: a\n    action: shel\n",
+    reply = await engine.send(StartRun(playbook="name: x\nsteps:\n  - id: a\n    action: shel\n",
                                        source="broken.yaml"))
     assert (reply.accepted, reply.error.code) == (False, "invalid_playbook")
     errors = [d for d in reply.error.details if d["severity"] == "error"]
@@ -157,13 +158,13 @@ async def test_undecodable_messages_are_dropped_and_the_services_keep_running(en
 
 
 async def test_a_run_id_may_be_chosen_and_only_used_once(engine) -> None:
-    first = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]),
+    first = await engine.send(StartRun(playbook=playbook_yaml([{"id": "a", "action": "noop"}]),
                                        run_id="deploy-42"))
     assert first.run_id == "deploy-42"
-    again = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]),
+    again = await engine.send(StartRun(playbook=playbook_yaml([{"id": "a", "action": "noop"}]),
                                        run_id="deploy-42"))
     assert (again.accepted, again.error.code) == (False, "run_exists")
-    odd = await engine.send(StartRun(actor="a", playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="a.b>"))
+    odd = await engine.send(StartRun(playbook=playbook_yaml([{"id": "a", "action": "noop"}]), run_id="a.b>"))
     assert (odd.accepted, odd.error.code) == (False, "bad_request")
 
 
@@ -172,11 +173,11 @@ async def test_a_playbook_with_security_errors_starts_only_with_allow_unsafe_she
                            "timeout_seconds": 5},
                           {"id": "danger", "action": "shell", "args": {"command": "rm -rf /$NOTHING_HERE"},
                            "timeout_seconds": 5, "when": False}])
-    refused = await engine.send(StartRun(actor="alice", playbook=text))
+    refused = await engine.send(StartRun(playbook=text))
     assert (refused.accepted, refused.error.code) == (False, "invalid_playbook")
     assert [(d["code"], d["step_id"]) for d in refused.error.details if d["severity"] == "error"] == [("PB401",
                                                                                                        "danger")]
-    allowed = await engine.send(StartRun(actor="alice", playbook=text, allow_unsafe_shell=True))
+    allowed = await engine.send(StartRun(playbook=text, allow_unsafe_shell=True))
     assert allowed.accepted, allowed.error
     events = await wait_for_end(engine, allowed.run_id)
     assert events[0].allow_unsafe_shell is True

@@ -21,7 +21,7 @@ def test_every_example_validates_without_findings(path: Path) -> None:
 async def test_the_deploy_demo_in_staging_skips_production_steps_and_completes(engine, web_server) -> None:
     demo_site = web_server.url
     text = (EXAMPLES / "deploy-demo.yaml").read_text()
-    reply = await engine.send(StartRun(actor="alice", playbook=text, source="deploy-demo.yaml",
+    reply = await engine.send(StartRun(playbook=text, source="deploy-demo.yaml",
                                        parameters={"base_url": demo_site}, environment="staging"))
     assert reply.accepted, reply.error
     events = await wait_for_end(engine, reply.run_id)
@@ -47,7 +47,7 @@ steps:
     validations:
       - {{type: contains, left: "${{body}}", right: "on fire"}}
 """
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id)
     failed = [e for e in events if type(e).__name__ == "StepFailed"]
     assert [(f.step_id, f.category) for f in failed] == [("health", "validation")]

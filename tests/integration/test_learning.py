@@ -12,7 +12,9 @@ from services.learning.config import LearningConfig
 from services.learning.errors import LearningRefused
 from services.learning.service import LearningService
 from services.store import EventStore
-from tests.learning import DEPLOY_RUNS, deploy, learning_config, record, record_history  # noqa: F401 - fixture
+from tests.learning import (  # noqa: F401 - fixtures
+    DEPLOY_RUNS, admin_headers, deploy, identity, learning_config, record, record_history,
+)
 from tests.helpers import until
 from tests.postgres import postgres_cluster, postgres_url  # noqa: F401 - fixtures
 from ui.insights import LearningClient, recommendations_for
@@ -21,15 +23,16 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def learned(nc, learning_config: LearningConfig) -> AsyncIterator[tuple[LearningService, Insights]]:
+async def learned(nc, learning_config: LearningConfig, identity,
+                  admin_headers) -> AsyncIterator[tuple[LearningService, Insights]]:
     """The generated history recorded, a learning service that has learned all of it, and its insights."""
     store = EventStore(nc)
     await store.ensure_stream()
     last = await record_history(store)
-    service = LearningService(nc, store, learning_config)
+    service = LearningService(nc, store, learning_config, identity.guard)
     await service.start()
     try:
-        yield service, await LearningClient(nc).insights(after=last, wait=30)
+        yield service, await LearningClient(nc, admin_headers).insights(after=last, wait=30)
     finally:
         await service.stop()
 
@@ -97,15 +100,15 @@ async def test_targets_that_fail_in_bursts_get_a_breaker_and_steps_that_fail_tog
         "retry": {"max_attempts": 3, "base_delay": 1.0, "retry_on_errors": ["network"]}}
 
 
-async def test_a_rebuild_and_a_restart_give_exactly_what_was_learned_incrementally(nc, learned,
-                                                                                   learning_config) -> None:
+async def test_a_rebuild_and_a_restart_give_exactly_what_was_learned_incrementally(nc, learned, learning_config,
+                                                                                   identity, admin_headers) -> None:
     service, incremental = learned
-    client = LearningClient(nc)
+    client = LearningClient(nc, admin_headers)
     rebuilt = await client.rebuild()
     assert rebuilt.position == incremental.position and rebuilt.generation == "g2"
     assert await client.insights() == incremental
     await service.stop()
-    again = LearningService(nc, EventStore(nc), learning_config)
+    again = LearningService(nc, EventStore(nc), learning_config, identity.guard)
     await again.start()
     try:
         assert await client.insights(after=incremental.position) == incremental
@@ -114,26 +117,27 @@ async def test_a_rebuild_and_a_restart_give_exactly_what_was_learned_incremental
         await again.stop()
 
 
-async def test_one_playbook_and_the_targets_its_steps_call(nc, learned) -> None:
+async def test_one_playbook_and_the_targets_its_steps_call(nc, learned, admin_headers) -> None:
     _, everything = learned
-    report = await LearningClient(nc).insights("report")
+    report = await LearningClient(nc, admin_headers).insights("report")
     assert [p.playbook for p in report.playbooks] == ["report"]
     assert [t.target for t in report.targets] == ["http://db.internal:80"]
     assert [r.kind for r in recommendations_for(everything, "report")] == ["retry", "circuit_breaker"]
-    assert (await LearningClient(nc).insights("nobody-ran-this")).playbooks == []
+    assert (await LearningClient(nc, admin_headers).insights("nobody-ran-this")).playbooks == []
 
 
-async def test_a_bad_request_is_answered_with_a_reason(nc, learned) -> None:
-    msg = await nc.request("pb.learning.insights", b'{"playbook": 3}', timeout=5)
+async def test_a_bad_request_is_answered_with_a_reason(nc, learned, admin_headers) -> None:
+    msg = await nc.request("pb.learning.insights", b'{"playbook": 3}', timeout=5, headers=admin_headers)
     assert b'"code":"bad_request"' in msg.data
     with pytest.raises(LearningRefused, match="not yet") as refused:
-        await LearningClient(nc).insights(after=10**9, wait=0.2)
+        await LearningClient(nc, admin_headers).insights(after=10**9, wait=0.2)
     assert refused.value.code == "behind"
 
 
-async def test_a_second_service_on_the_same_store_counts_nothing_twice(nc, learned, learning_config) -> None:
+async def test_a_second_service_on_the_same_store_counts_nothing_twice(nc, learned, learning_config, identity,
+                                                                       admin_headers) -> None:
     service, before = learned
-    second = LearningService(nc, EventStore(nc), learning_config)
+    second = LearningService(nc, EventStore(nc), learning_config, identity.guard)
     await second.start()
     try:
         store = EventStore(nc)
@@ -141,7 +145,7 @@ async def test_a_second_service_on_the_same_store_counts_nothing_twice(nc, learn
         await service.wait_for(last, 30)
         await second.wait_for(last, 30)
         await service.stop()
-        after = await LearningClient(nc).insights("deploy", after=last)
+        after = await LearningClient(nc, admin_headers).insights("deploy", after=last)
     finally:
         await second.stop()
     deploy_before, = (p for p in before.playbooks if p.playbook == "deploy")
@@ -149,30 +153,31 @@ async def test_a_second_service_on_the_same_store_counts_nothing_twice(nc, learn
 
 
 
-async def test_nonsense_in_the_stream_is_skipped_and_learning_goes_on(nc, tmp_path) -> None:
+async def test_nonsense_in_the_stream_is_skipped_and_learning_goes_on(nc, tmp_path, identity, admin_headers) -> None:
     store = EventStore(nc)
     await store.ensure_stream()
     await nc.jetstream().publish("pb.run.junk.StepSucceeded", b"{not json")
     await nc.jetstream().publish("pb.run.junk.StepSucceeded", b'{"type": "StepSucceeded", "run_id": 7}')
     last = await record(store, [deploy(0)])
-    service = LearningService(nc, store, LearningConfig(directory=tmp_path / "learning"))
+    service = LearningService(nc, store, LearningConfig(directory=tmp_path / "learning"), identity.guard)
     await service.start()
     try:
-        insights = await LearningClient(nc).insights(after=last, wait=30)
-        assert (await LearningClient(nc).status()).lag == 0
+        insights = await LearningClient(nc, admin_headers).insights(after=last, wait=30)
+        assert (await LearningClient(nc, admin_headers).status()).lag == 0
     finally:
         await service.stop()
     assert [(p.playbook, p.runs) for p in insights.playbooks] == [("deploy", 1)]
 
 
-async def test_a_store_that_cannot_be_opened_is_reported_and_retried_not_fatal(nc, tmp_path) -> None:
+async def test_a_store_that_cannot_be_opened_is_reported_and_retried_not_fatal(nc, tmp_path, identity,
+                                                                              admin_headers) -> None:
     await EventStore(nc).ensure_stream()
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    service = LearningService(nc, EventStore(nc), LearningConfig(directory=blocker / "learning"))
+    service = LearningService(nc, EventStore(nc), LearningConfig(directory=blocker / "learning"), identity.guard)
     await service.start()
     try:
-        client = LearningClient(nc)
+        client = LearningClient(nc, admin_headers)
         status = await until(lambda: _errored(client), what="the learning service reporting its error")
         assert "not-a-directory" in status.error
         with pytest.raises(LearningRefused) as refused:
@@ -182,23 +187,24 @@ async def test_a_store_that_cannot_be_opened_is_reported_and_retried_not_fatal(n
         await service.stop()
 
 
-async def test_knowledge_of_a_stream_since_recreated_is_learned_again(nc, tmp_path) -> None:
+async def test_knowledge_of_a_stream_since_recreated_is_learned_again(nc, tmp_path, identity, admin_headers) -> None:
     config = LearningConfig(directory=tmp_path / "learning")
     store = EventStore(nc)
     await store.ensure_stream()
     first = await record(store, [deploy(i) for i in range(3)])
-    service = LearningService(nc, store, config)
+    service = LearningService(nc, store, config, identity.guard)
     await service.start()
-    await LearningClient(nc).insights(after=first, wait=30)
+    await LearningClient(nc, admin_headers).insights(after=first, wait=30)
     await service.stop()
     await nc.jetstream().delete_stream(subjects.RUNS_STREAM)      # the NATS data was wiped
     await store.ensure_stream()
     last = await record(store, [deploy(7)])
-    again = LearningService(nc, store, config)
+    again = LearningService(nc, store, config, identity.guard)
     await again.start()
     try:
-        await until(lambda: _learned_again(LearningClient(nc)), timeout=30, what="the second generation caught up")
-        insights = await LearningClient(nc).insights(after=last)
+        await until(lambda: _learned_again(LearningClient(nc, admin_headers)), timeout=30,
+                    what="the second generation caught up")
+        insights = await LearningClient(nc, admin_headers).insights(after=last)
     finally:
         await again.stop()
     assert [(p.playbook, p.runs) for p in insights.playbooks] == [("deploy", 1)]

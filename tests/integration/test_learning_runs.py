@@ -36,7 +36,7 @@ async def endpoints():
 
 
 async def run_to_end(engine, text: str) -> str:
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id)
     return type(events[-1]).__name__
 
@@ -56,7 +56,7 @@ async def test_runs_against_flaky_endpoints_teach_retry_settings_a_validator_and
     assert {await run_to_end(engine, cleanup) for _ in range(GONE_RUNS)} == {"RunFailed"}
     last = (await engine.nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.last_seq
 
-    insights = await LearningClient(engine.nc).insights(after=last, wait=30)
+    insights = await LearningClient(engine.nc, engine.headers()).insights(after=last, wait=30)
     learned = {p.playbook: p for p in insights.playbooks}
     fetch = next(s for s in learned["deploy"].steps if s.step == "fetch")
     assert (fetch.passed, fetch.recovered_at_attempt, fetch.failures_by_category) == (

@@ -1,9 +1,9 @@
 """NATS users on a real nats-server started with the generated configuration: only the engine writes events.
 
-The engine runs under its own user; a client may send commands and read; a read-only
-agent may follow a run through a consumer and do nothing else. Every refused publish is
-reported by the server (a permissions violation on the client's error callback) and
-leaves the streams as they were.
+The engine runs under its own user, wired as `playbook up` wires it; a client may send
+commands (which count only with a valid token) and read; a read-only agent may follow a run
+through a consumer and do nothing else. Every refused publish is reported by the server (a
+permissions violation on the client's error callback) and leaves the streams as they were.
 """
 from __future__ import annotations
 
@@ -23,14 +23,18 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from events import subjects
 from events.codec import decode_event
 from events.commands import ApproveStep, StartRun
+from events.identity import caller_headers
 from events.run import ApprovalRequested, RunCompleted
 from app.root import ALL_SERVICES, serve
 from services.embedded import EmbeddedNats, free_port, server_binary
+from services.runtime import Consumer
+from services.store import EventStore
 from services.settings import Settings
+from services.identity.credentials import TOKEN_FILE, read_secret
 from services.identity.nats_users import (
     ENGINE_CONSUMERS, NatsLogin, NatsRole, ensure_nats_users, nats_login, reference_config,
 )
-from tests.helpers import playbook_yaml
+from tests.helpers import person, playbook_yaml, refusals, started, until
 from ui.client import EngineClient
 
 pytestmark = pytest.mark.integration
@@ -97,17 +101,20 @@ async def secured(tmp_path: Path) -> AsyncIterator[Secured]:
 
 
 @contextlib.asynccontextmanager
-async def engine_as_its_user(secured: Secured) -> AsyncIterator[None]:
+async def engine_as_its_user(secured: Secured) -> AsyncIterator[str]:
+    """Every service under the engine's user; yields the local admin's token the identity service wrote."""
     stop, ready = asyncio.Event(), asyncio.Event()
 
-    async def on_ready(_nc: nats.NATS) -> None:
+    async def on_ready(_running: object) -> None:
         ready.set()
 
-    settings = Settings(nats_url=secured.url_as("engine"), home=secured.home)
+    settings = Settings(nats_url=secured.url, home=secured.home, user="admin")   # the login from credentials/
     task = asyncio.create_task(serve(settings, ALL_SERVICES, ready=on_ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 15)
     try:
-        yield
+        admin = read_secret(secured.home, TOKEN_FILE)
+        assert admin is not None
+        yield admin
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
@@ -162,22 +169,44 @@ async def test_no_one_connects_without_a_login(secured: Secured) -> None:
 
 
 async def test_the_engine_runs_under_its_user_and_a_client_drives_a_run_through_its_gate(secured: Secured) -> None:
-    async with engine_as_its_user(secured), secured.connect("client") as client:
-        engine = EngineClient(client.nc)
-        reply = await engine.send(StartRun(actor="alice", playbook=GATED))
+    async with engine_as_its_user(secured) as admin, secured.connect("client") as client:
+        engine = EngineClient(client.nc, admin)
+        reply = await engine.send(StartRun(playbook=GATED))
         assert reply.accepted, reply.error
         await follow_with_named_consumer(client.nc, reply.run_id, ApprovalRequested)
-        approved = await engine.send(ApproveStep(actor="carol", run_id=reply.run_id, step_id="deploy"))
+        carol = await person(engine, "carol", "approver")
+        approved = await carol.send(ApproveStep(run_id=reply.run_id, step_id="deploy"))
         assert approved.accepted, approved.error
         events = await follow_with_named_consumer(client.nc, reply.run_id, RunCompleted)
         assert isinstance(events[-1], RunCompleted)
         assert (await engine.run(reply.run_id)).status == "completed"      # direct get, as `playbook status`
+        followed = [event async for _, event in engine.follow(reply.run_id)]  # as `playbook run` follows
+        assert followed == events
         assert client.errors == []
 
 
+async def test_a_client_login_without_a_valid_token_changes_nothing_and_is_recorded(secured: Secured) -> None:
+    async with engine_as_its_user(secured) as admin, secured.connect("client") as client:
+        reply = await EngineClient(client.nc, admin).send(StartRun(playbook=GATED))
+        await follow_with_named_consumer(client.nc, reply.run_id, ApprovalRequested)
+        before = await stream_messages(secured)
+        approve = {"run_id": reply.run_id, "step_id": "deploy", "actor": "carol"}
+        for headers in (None, caller_headers("pbt_0123456789abcdef_" + "x" * 43), caller_headers(admin[:-1] + "A")):
+            answer = await client.nc.request(subjects.command("ApproveStep"), json.dumps(approve).encode(),
+                                             timeout=5, headers=headers)
+            assert json.loads(answer.data)["error"]["code"] == "unauthenticated"
+        started = await EngineClient(client.nc).send(StartRun(playbook=GATED))
+        assert (started.accepted, started.error.code) == (False, "unauthenticated")
+        assert await stream_messages(secured) == before
+        async with secured.connect("engine") as engine:
+            recorded = [(r.principal, r.action, r.code) for r in await refusals(engine.nc)]
+        assert recorded == [("anonymous", "approve", "unauthenticated")] * 3 + [
+            ("anonymous", "start", "unauthenticated")]
+
+
 async def test_a_client_cannot_publish_any_event_and_the_stream_is_unchanged(secured: Secured) -> None:
-    async with engine_as_its_user(secured), secured.connect("client") as client:
-        reply = await EngineClient(client.nc).send(StartRun(actor="alice", playbook=GATED))
+    async with engine_as_its_user(secured) as admin, secured.connect("client") as client:
+        reply = await EngineClient(client.nc, admin).send(StartRun(playbook=GATED))
         await follow_with_named_consumer(client.nc, reply.run_id, ApprovalRequested)   # the run rests at its gate
         before = await stream_messages(secured)
         forged = {"run_id": reply.run_id, "at": "2026-01-01T00:00:00Z", "step_id": "deploy", "actor": "carol"}
@@ -189,13 +218,13 @@ async def test_a_client_cannot_publish_any_event_and_the_stream_is_unchanged(sec
         with pytest.raises(nats.errors.TimeoutError):
             await client.nc.jetstream().publish(subjects.run_event(reply.run_id, "StepSucceeded"), b"{}", timeout=1)
         assert await stream_messages(secured) == before
-        run = await EngineClient(client.nc).run(reply.run_id)
+        run = await EngineClient(client.nc, admin).run(reply.run_id)
         assert run.steps["deploy"].gate.status == "requested" and not run.steps["deploy"].gate.approvals
 
 
 async def test_a_client_sends_commands_but_cannot_touch_streams_engine_consumers_or_identity(secured: Secured) -> None:
-    async with engine_as_its_user(secured), secured.connect("client") as client:
-        reply = await EngineClient(client.nc).send(StartRun(actor="alice", playbook=GATED))
+    async with engine_as_its_user(secured) as admin, secured.connect("client") as client:
+        reply = await EngineClient(client.nc, admin).send(StartRun(playbook=GATED))
         assert reply.accepted
         stream_api = [f"$JS.API.STREAM.{verb}.{subjects.RUNS_STREAM}"
                       for verb in ("CREATE", "UPDATE", "DELETE", "PURGE")]
@@ -218,8 +247,9 @@ async def test_a_client_sends_commands_but_cannot_touch_streams_engine_consumers
 
 
 async def test_a_read_only_agent_follows_every_event_of_a_run_and_can_send_no_command(secured: Secured) -> None:
-    async with engine_as_its_user(secured), secured.connect("client") as client, secured.connect("agent") as agent:
-        reply = await EngineClient(client.nc).send(StartRun(actor="alice", playbook=GATED))
+    async with engine_as_its_user(secured) as admin, secured.connect("client") as client, \
+            secured.connect("agent") as agent:
+        reply = await EngineClient(client.nc, admin).send(StartRun(playbook=GATED))
         with pytest.raises(nats.errors.TimeoutError):
             await agent.nc.request(subjects.command("ApproveStep"),
                                    json.dumps({"run_id": reply.run_id, "step_id": "deploy", "actor": "carol"}).encode(),
@@ -229,10 +259,11 @@ async def test_a_read_only_agent_follows_every_event_of_a_run_and_can_send_no_co
         assert "permissions violation" in (await agent.violation(reply.run_id)).lower()
 
         await follow_with_named_consumer(agent.nc, reply.run_id, ApprovalRequested)
-        approved = await EngineClient(client.nc).send(ApproveStep(actor="carol", run_id=reply.run_id, step_id="deploy"))
+        carol = await person(EngineClient(client.nc, admin), "carol", "approver")
+        approved = await carol.send(ApproveStep(run_id=reply.run_id, step_id="deploy"))
         assert approved.accepted, approved.error
         seen = await follow_with_named_consumer(agent.nc, reply.run_id, RunCompleted)
-        recorded = [event for _, event in await EngineClient(client.nc).events(reply.run_id)]
+        recorded = [event for _, event in await EngineClient(client.nc, admin).events(reply.run_id)]
         assert seen == recorded and [type(e).__name__ for e in seen][:2] == ["RunStarted", "StepScheduled"]
 
 
@@ -240,3 +271,30 @@ async def test_the_engine_creates_exactly_the_durable_consumers_denied_to_reader
     async with engine_as_its_user(secured), secured.connect("engine") as engine:
         consumers = await engine.nc.jetstream().consumers_info(subjects.RUNS_STREAM)
     assert {info.name for info in consumers if info.config.durable_name} == set(ENGINE_CONSUMERS)
+
+
+async def test_deliveries_a_reader_points_at_an_engine_consumer_are_not_its_work(secured: Secured) -> None:
+    """NATS lets a reader name any deliver subject for its own push consumer: copies of stored events then reach
+    the engine's. The engine's consumer takes only deliveries acknowledged to itself."""
+    handled: list[int] = []
+
+    async def handle(_msg, _event, seq: int) -> None:
+        handled.append(seq)
+
+    async with secured.connect("engine") as engine, secured.connect("client") as reader:
+        store = EventStore(engine.nc)
+        await store.ensure_stream()
+        await store.append("r1", [started("r1", [{"id": "a", "action": "noop"}])], expected=0)
+        worker = Consumer(engine.nc, subjects.RUNS_STREAM, "executor", [subjects.RUN_SUBJECTS], handle)
+        await worker.start()
+        try:
+            await until(lambda: handled == [1], what="the engine's own delivery")
+            injected = await reader.nc.jetstream().add_consumer(subjects.RUNS_STREAM, ConsumerConfig(
+                name="mine", deliver_subject=f"_pb.deliver.{subjects.RUNS_STREAM}.executor", deliver_group="executor",
+                ack_policy=AckPolicy.EXPLICIT, ack_wait=30))
+            assert injected.name == "mine"
+            await until(lambda: worker.ignored == 1, what="the injected copy reaching the engine's consumer")
+            info = await reader.nc.jetstream().consumer_info(subjects.RUNS_STREAM, "mine")
+            assert (handled, info.num_ack_pending, info.ack_floor.consumer_seq) == ([1], 1, 0)   # not done, not acked
+        finally:
+            await worker.stop()

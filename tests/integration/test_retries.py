@@ -36,7 +36,7 @@ def flaky_step(url: str, **retry) -> list[dict]:
 
 async def test_a_flaky_call_is_retried_with_the_configured_backoff(engine, flaky) -> None:
     url, calls = flaky
-    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(flaky_step(url))))
+    reply = await engine.send(StartRun(playbook=playbook_yaml(flaky_step(url))))
     events = await wait_for_end(engine, reply.run_id)
     assert type(events[-1]).__name__ == "RunCompleted"
     assert len(calls) == 3
@@ -50,7 +50,7 @@ async def test_a_flaky_call_is_retried_with_the_configured_backoff(engine, flaky
 
 async def test_jitter_draws_a_delay_below_the_backoff(engine, flaky) -> None:
     url, _ = flaky
-    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(flaky_step(url, jitter="full",
+    reply = await engine.send(StartRun(playbook=playbook_yaml(flaky_step(url, jitter="full",
                                                                                         base_delay=0.5))))
     events = await wait_for_end(engine, reply.run_id)
     delays = [e.delay_seconds for e in events if type(e).__name__ == "StepRetryScheduled"]
@@ -60,7 +60,7 @@ async def test_jitter_draws_a_delay_below_the_backoff(engine, flaky) -> None:
 async def test_retry_on_errors_without_temporary_does_not_retry_a_503(engine, flaky) -> None:
     url, calls = flaky
     steps = flaky_step(url, retry_on_errors=["network", "timeout"])
-    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(steps)))
+    reply = await engine.send(StartRun(playbook=playbook_yaml(steps)))
     events = await wait_for_end(engine, reply.run_id)
     names = [type(e).__name__ for e in events]
     assert names[-3:] == ["StepFailed", "StepNotRetried", "RunFailed"]
@@ -70,7 +70,7 @@ async def test_retry_on_errors_without_temporary_does_not_retry_a_503(engine, fl
 
 async def test_attempts_run_out(engine, flaky) -> None:
     url, calls = flaky
-    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(flaky_step(url, max_attempts=2))))
+    reply = await engine.send(StartRun(playbook=playbook_yaml(flaky_step(url, max_attempts=2))))
     events = await wait_for_end(engine, reply.run_id)
     not_retried = [e for e in events if type(e).__name__ == "StepNotRetried"]
     assert [(e.attempt, e.exhausted) for e in not_retried] == [(2, True)]
@@ -83,7 +83,7 @@ async def test_a_backoff_that_ends_while_everything_is_down_retries_once_on_rest
     steps = [{"id": "call", "action": "http_request", "args": {"url": url}, "timeout_seconds": 5,
               "retry": {"max_attempts": 5, "base_delay": 2, "jitter": "none"}}]
     async with running_engine(settings) as engine:
-        reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(steps)))
+        reply = await engine.send(StartRun(playbook=playbook_yaml(steps)))
         async for _, event in engine.follow(reply.run_id):
             if type(event).__name__ == "StepRetryScheduled":
                 due = event.due
@@ -112,7 +112,7 @@ async def test_an_error_handler_remediates_then_the_step_is_retried_at_once(engi
             [{"id": "call", "action": "http_request", "args": {"url": f"{url}/api"}, "timeout_seconds": 5}],
             error_handlers=[{"category": "authentication", "then": "retry",
                              "run": {"action": "shell", "args": {"command": f"touch {token}"}, "timeout_seconds": 5}}])
-        reply = await engine.send(StartRun(actor="alice", playbook=text))
+        reply = await engine.send(StartRun(playbook=text))
         events = await wait_for_end(engine, reply.run_id)
     names = [type(e).__name__ for e in events]
     assert names[-1] == "RunCompleted"
@@ -128,7 +128,7 @@ async def test_a_failed_remediation_lets_the_failure_stand(engine) -> None:
           "timeout_seconds": 5}],
         error_handlers=[{"pattern": "permission denied",
                          "run": {"action": "shell", "args": {"command": "exit 2"}, "timeout_seconds": 5}}])
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id)
     names = [type(e).__name__ for e in events]
     assert names[-4:] == ["StepRemediationStarted", "StepRemediationFailed", "StepNotRetried", "RunFailed"]
@@ -145,7 +145,7 @@ async def test_an_engine_error_handler_applies_to_every_playbook_and_is_pinned_o
     text = playbook_yaml([{"id": "deploy", "action": "shell", "timeout_seconds": 5, "args": {
         "command": f"if [ -e '{lock}' ]; then echo 'deploy lock is held' >&2; exit 1; fi"}}])
     async with running_engine(replace(settings, error_handlers_file=handlers)) as engine:
-        reply = await engine.send(StartRun(actor="alice", playbook=text))
+        reply = await engine.send(StartRun(playbook=text))
         events = await wait_for_end(engine, reply.run_id)
     names = [type(e).__name__ for e in events]
     assert names[-1] == "RunCompleted" and not lock.exists()

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from events.commands import ApproveStep, RollbackRun, StartRun
 from events.run import ApprovalRequested
-from tests.helpers import local_http, wait_for_end
+from tests.helpers import local_http, person, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -62,13 +62,13 @@ steps:
 async def test_a_failed_health_check_rolls_back_deploy_then_backup(engine, settings, sick_service, tmp_path) -> None:
     settings.directory_path.write_text("users:\n  alice: [ops-team]\n  carol: [tech-lead]\n")
     journal = tmp_path / "journal"
-    reply = await engine.send(StartRun(actor="dev", playbook=deploy_playbook(sick_service, journal)))
+    reply = await engine.send(StartRun(playbook=deploy_playbook(sick_service, journal)))
     async for _, event in engine.follow(reply.run_id):
         if isinstance(event, ApprovalRequested):
             break
     for who in ("alice", "carol"):
-        answer = await engine.send(ApproveStep(run_id=reply.run_id, step_id="deploy", actor=who,
-                                               comment=f"ok from {who}"))
+        approver = await person(engine, who, "approver")
+        answer = await approver.send(ApproveStep(run_id=reply.run_id, step_id="deploy", comment=f"ok from {who}"))
         assert answer.accepted, answer.error
     events = await wait_for_end(engine, reply.run_id)
 
@@ -88,7 +88,7 @@ async def test_a_failed_health_check_rolls_back_deploy_then_backup(engine, setti
     run = await engine.run(reply.run_id)
     assert run.status == "rolled_back"
 
-    again = await engine.send(RollbackRun(run_id=reply.run_id, actor="ops"))
+    again = await engine.send(RollbackRun(run_id=reply.run_id))
     assert (again.accepted, again.error.code) == (False, "illegal_transition")
 
 
@@ -104,12 +104,12 @@ steps:
     rollback:
       - {{action: shell, args: {{command: "echo undo ${{stdout}} >> {journal}"}}, timeout_seconds: 5}}
 """
-    reply = await engine.send(StartRun(actor="dev", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     await wait_for_end(engine, reply.run_id)
-    rollback = await engine.send(RollbackRun(run_id=reply.run_id, actor="ops", reason="bad change"))
+    rollback = await engine.send(RollbackRun(run_id=reply.run_id, reason="bad change"))
     assert [e["type"] for e in rollback.events][:2] == ["RollbackStarted", "StepRollbackScheduled"]
     events = [e async for _, e in engine.follow(reply.run_id, after_rollback_start=True)]
     assert type(events[-1]).__name__ == "RollbackCompleted"
     assert journal.read_text().strip() == "undo changed"
     started = next(e for e in events if type(e).__name__ == "RollbackStarted")
-    assert (started.actor, started.reason) == ("ops", "bad change")
+    assert (started.actor, started.reason) == ("admin", "bad change")

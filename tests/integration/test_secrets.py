@@ -43,7 +43,7 @@ async def test_a_secret_reaches_the_step_and_no_record(engine, echo_server, monk
         {"id": "leaky_failure", "action": "shell", "timeout_seconds": 5,
          "args": {"command": "echo token ${secret:api_token} rejected >&2; exit 1"}},
     ])
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id)
 
     assert marker.read_text().strip() == SECRET                 # the step really had it
@@ -61,7 +61,7 @@ async def test_a_secret_reaches_the_step_and_no_record(engine, echo_server, monk
 async def test_a_missing_secret_fails_the_step_as_configuration(engine) -> None:
     text = playbook_yaml([{"id": "a", "action": "shell", "timeout_seconds": 5,
                            "args": {"command": "echo ${secret:nope}"}}])
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id)
     failed = [e for e in events if type(e).__name__ == "StepFailed"]
     assert [(f.category, "no secret named 'nope'" in f.error) for f in failed] == [("configuration", True)]
@@ -83,7 +83,7 @@ async def test_a_secret_too_short_to_redact_fails_the_step_as_configuration(engi
     monkeypatch.setenv("PLAYBOOK_SECRET_PIN", "4711")
     text = playbook_yaml([{"id": "a", "action": "shell", "timeout_seconds": 5,
                            "args": {"command": "echo ${secret:pin}"}}])
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id)
     [failed] = [e for e in events if type(e).__name__ == "StepFailed"]
     assert failed.category == "configuration"

@@ -21,7 +21,7 @@ AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="only an engine running a
 
 
 async def outputs_of(engine, steps: list[dict], **top) -> dict:
-    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(steps, **top)))
+    reply = await engine.send(StartRun(playbook=playbook_yaml(steps, **top)))
     assert reply.accepted, reply
     events = await wait_for_end(engine, reply.run_id)
     ended = [e for e in events if type(e).__name__ in ("StepSucceeded", "StepFailed")]
@@ -82,7 +82,7 @@ async def test_a_root_engine_runs_steps_as_the_unprivileged_user(settings, monke
 async def test_what_a_step_leaves_in_its_home_is_gone_before_the_next_starts(engine) -> None:
     steps = [shell('mkdir -p $HOME/.docker && echo "{auths: x}" > $HOME/.docker/config.json && echo $HOME'),
              {**shell("ls -A $HOME | wc -l; echo $HOME"), "id": "next"}]
-    reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml(steps)))
+    reply = await engine.send(StartRun(playbook=playbook_yaml(steps)))
     events = await wait_for_end(engine, reply.run_id)
     first, second = [e.outputs["stdout"] for e in events if type(e).__name__ == "StepSucceeded"]
     count, home = second.splitlines()

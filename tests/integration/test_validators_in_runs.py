@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 async def start(client, steps: list[dict]) -> str:
-    reply = await client.send(StartRun(actor="alice", playbook=playbook_yaml(steps)))
+    reply = await client.send(StartRun(playbook=playbook_yaml(steps)))
     assert reply.accepted, reply.error
     return reply.run_id
 

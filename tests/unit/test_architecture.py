@@ -27,14 +27,19 @@ LAYERS: dict[str, int] = {
 }
 NAMES = ["contract", "language", "rules", "services", "views", "doors", "root"]
 # Read by other services too: the action catalogue (names, arguments, default timeouts), until it
-# leaves the executor's package.
-SHARED = ("services.executor.actions",)
+# leaves the executor's package; and identity's vocabulary and guard, which every service that answers
+# callers names (the guard itself is handed in by the root).
+SHARED = ("services.executor.actions", "services.identity.authority", "services.identity.principal",
+          "services.identity.names", "services.identity.guard")
 SERVICE_PACKAGES = ("services.run", "services.executor", "services.approval", "services.resilience",
                     "services.identity", "services.learning")
 # Views and doors know the engine only through these (and what an identity client needs: grant syntax,
-# sealed replies, the local credential files; the learning service's refusal).
+# sealed replies, the local credential files; what a door that checks callers is handed: the identity, its
+# guard, sessions and sign-in codes; the learning service's refusal).
 PUBLIC = ("services.read", "services.playbook", "services.errors", "services.settings",
           "services.identity.authority", "services.identity.sealing", "services.identity.credentials",
+          "services.identity.setup", "services.identity.guard", "services.identity.principal",
+          "services.identity.names", "services.identity.sessions", "services.identity.signin",
           "services.learning.errors")
 PURE_LAYERS = 2                                         # contract, language and rules do no I/O
 IO_MODULES = ("nats", "aiohttp", "aiohttp_sse", "prometheus_client", "asyncio", "subprocess", "socket", "os",

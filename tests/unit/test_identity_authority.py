@@ -136,3 +136,18 @@ def test_admins_pass_on_any_role_but_unsafe_shell_needs_holding_it_everywhere() 
     assert may_grant(person("root", "admin", "unsafe_shell"), parse_grant("unsafe_shell:maint-*")).allowed
     refused = may_grant(OPERATOR, parse_grant("viewer"))
     assert not refused.allowed and refused.reason == "otto may not issue tokens: otto holds operator everywhere"
+
+
+def test_every_command_of_the_contract_and_every_request_has_its_action_in_the_table() -> None:
+    from typing import get_args
+
+    from events import subjects
+    from events.commands import COMMAND_TYPES
+    from events.identity import IDENTITY_COMMAND_TYPES
+    from services.identity.authority import COMMAND_ACTIONS, Action
+    requests = (subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS, subjects.LEARNING_REBUILD,
+                subjects.PROJECTIONS_REBUILD, subjects.AUDIT)
+    names = {kind.__name__ for kind in (*COMMAND_TYPES, *IDENTITY_COMMAND_TYPES)}
+    names |= {subject.removeprefix(f"{subjects.PREFIX}.") for subject in requests}
+    assert names == set(COMMAND_ACTIONS)
+    assert set(COMMAND_ACTIONS.values()) <= set(get_args(Action))

@@ -5,7 +5,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from services.playbook.shell_check import check_argv, check_command
+from services.playbook.shell.check import check_argv, check_command
 from tests.unit.test_shell_corpus import DESTRUCTIVE, HARMLESS
 from tests.unit.test_shell_syntax import SHELLISH
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from services.playbook import shell_syntax
-from services.playbook.shell_syntax import Compound, Simple, parse
+from services.playbook.shell import syntax as shell_syntax
+from services.playbook.shell.syntax import Compound, Simple, parse
 
 SHELLISH = st.lists(st.sampled_from(
     list("ab1 $(){}[]'\"\\`|&;<>\n#=*?!-~:/\t\ue000\ue001")

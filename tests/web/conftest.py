@@ -6,6 +6,7 @@ tests are skipped on a developer's machine (saying how to install it) and fail w
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import AsyncIterator
@@ -14,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import person
+from ui.client import EngineClient
 from ui.web.app import WebServer
 
 CHROMIUM = Path(os.environ.get("PLAYBOOK_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -53,18 +56,37 @@ async def browser() -> AsyncIterator[Any]:
 class Dashboard:
     """The dashboard open in one browser tab, in the words the tests use."""
 
-    def __init__(self, page: Any, server: WebServer, name: str) -> None:
-        self.page, self.server, self.name = page, server, name
+    def __init__(self, page: Any, server: WebServer, engine: EngineClient, name: str) -> None:
+        self.page, self.server, self.engine, self.name = page, server, engine, name
+        self.signed_in_as: str | None = None
         self.errors: list[str] = []
         for old in SCREENSHOTS.glob(f"{name}-*.png"):     # the artifacts show this run only
             old.unlink()
 
     async def open(self, route: str = "#/runs") -> None:
+        """Open a page of the dashboard; a fresh browser signs in first, as the local admin."""
+        if self.signed_in_as is None:
+            await self.be_the_admin()
         await self.page.goto(f"{self.server.url}/{route}")
 
     async def be(self, user: str) -> None:
-        """Type a name into the "you are" field."""
-        await self.page.get_by_label("You are").fill(user)
+        """Sign in as `user` (a token of their own: operator and approver everywhere) with a one-time link, as
+        `playbook up` prints one, then come back to the page shown before."""
+        await self.sign_in((await person(self.engine, user)).caller.credential, user)
+
+    async def be_the_admin(self) -> None:
+        """Sign in as the local admin, whose token the identity service wrote."""
+        assert self.engine.caller.credential is not None
+        await self.sign_in(self.engine.caller.credential, "admin")
+
+    async def sign_in(self, credential: str, name: str) -> None:
+        from playwright.async_api import expect
+        back = await self.page.evaluate("location.hash")
+        await self.page.goto(self.server.sign_in_link(credential))
+        await expect(self.page.get_by_test_id("signed-in-as")).to_have_text(name)
+        self.signed_in_as = name
+        if back.startswith("#/"):
+            await self.page.evaluate(f"location.hash = {json.dumps(back)}")
 
     @property
     def outcome(self) -> Any:
@@ -81,14 +103,15 @@ class Dashboard:
 
 
 @pytest.fixture
-async def dashboard(browser: Any, web_server: WebServer, request: pytest.FixtureRequest) -> AsyncIterator[Dashboard]:
+async def dashboard(browser: Any, web_server: WebServer, engine: EngineClient,
+                    request: pytest.FixtureRequest) -> AsyncIterator[Dashboard]:
     """A fresh browser context (own localStorage) with the dashboard's server beside the engine."""
     from playwright.async_api import expect
     expect.set_options(timeout=WAIT_MS)
     context = await browser.new_context(viewport=LAPTOP)
     context.set_default_timeout(WAIT_MS)
     page = await context.new_page()
-    board = Dashboard(page, web_server, re.sub(r"[^\w.-]+", "_", request.node.name))
+    board = Dashboard(page, web_server, engine, re.sub(r"[^\w.-]+", "_", request.node.name))
     page.on("pageerror", lambda err: board.errors.append(str(err)))
     try:
         yield board

@@ -1,5 +1,5 @@
 """The JSON API against a real engine: every refusal is JSON with a stable code and a message
-that names the problem; every action is recorded with the caller as actor."""
+that names the problem; every action is recorded with the verified caller as actor."""
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from events import subjects
-from tests.helpers import noop, playbook_yaml, wait_for_end
+from tests.helpers import noop, person, playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -54,16 +54,28 @@ class Answer:
 
 
 class Api:
-    """The API as a client sees it: method, path, body, and who is asking."""
+    """The API as a client sees it: method, path, body, and who is asking (each person with a token of their own:
+    operator and approver everywhere; `admin` is the local admin)."""
 
-    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
-        self.http, self.base = http, base
+    def __init__(self, http: aiohttp.ClientSession, base: str, engine) -> None:
+        self.http, self.base, self.engine = http, base, engine
+        self.tokens: dict[str, str] = {"admin": engine.caller.credential}
 
-    async def call(self, method: str, path: str, body: Any = None, *, user: str | None = None,
-                   raw: bytes | None = None) -> Answer:
-        headers = {"X-Playbook-User": user} if user is not None else {}
+    async def token(self, user: str) -> str:
+        if user not in self.tokens:
+            self.tokens[user] = (await person(self.engine, user)).caller.credential
+        return self.tokens[user]
+
+    async def call(self, method: str, path: str, body: Any = None, *, user: str | None = "admin",
+                   raw: bytes | None = None, headers: dict[str, str] | None = None) -> Answer:
+        sent = {"Authorization": f"Bearer {await self.token(user)}"} if user is not None else {}
+        if raw is not None:
+            sent["Content-Type"] = "application/json"
+        sent.update(headers or {})
+        if body is None and raw is None and method != "GET":
+            body = {}                   # a change is always JSON, even an empty one
         async with self.http.request(method, self.base + path, json=body if raw is None else None, data=raw,
-                                     headers=headers) as response:
+                                     headers=sent) as response:
             parsed = await response.json() if response.content_type == "application/json" else await response.text()
             return Answer(response.status, parsed, response.content_type)
 
@@ -80,9 +92,9 @@ class Api:
 
 
 @pytest.fixture
-async def api(web_server) -> AsyncIterator[Api]:
+async def api(web_server, engine) -> AsyncIterator[Api]:
     async with aiohttp.ClientSession() as http:
-        yield Api(http, web_server.url)
+        yield Api(http, web_server.url, engine)
 
 
 async def projected(web_server, seq: int) -> None:
@@ -115,8 +127,9 @@ async def until_event(engine, run_id: str, kind: str) -> None:
 
 # -- refusals ------------------------------------------------------------------------------
 
+FORGED = {"X-Playbook-User": "eve"}
 REFUSALS = [
-    # (what, method, path, body, raw body, user, status, code, words the message must hold)
+    # (what, method, path, body, raw body, headers, status, code, words the message must hold)
     ("body not JSON", "POST", "/api/runs", None, b"{playbook: nope", None, 400, "bad_request", "malformed"),
     ("playbook of the wrong type", "POST", "/api/runs", {"playbook": 5}, None, None, 400, "bad_request",
      "$.playbook"),
@@ -149,10 +162,19 @@ REFUSALS = [
     ("events after a negative sequence", "GET", "/api/runs/r1/events?after=-1", None, None, None, 400,
      "bad_request", "'after'"),
     ("logs of attempt 0", "GET", "/api/runs/r1/logs?attempt=0", None, None, None, 400, "bad_request", "'attempt'"),
-    ("a user name with a space", "POST", "/api/runs", {"playbook": QUICK}, None, "eve smith", 400, "bad_identity",
-     "X-Playbook-User"),
-    ("a user name on a control", "POST", "/api/runs/r1/cancel", None, None, "<script>", 400, "bad_identity",
-     "X-Playbook-User"),
+    ("a name in X-Playbook-User that is not the caller", "POST", "/api/runs", {"playbook": QUICK}, None, FORGED, 403,
+     "forged_actor", "names 'eve', but the credential is admin's"),
+    ("a forged name on a control", "POST", "/api/runs/r1/cancel", None, None, {"X-Playbook-User": "<script>"}, 403,
+     "forged_actor", "who acts is always the caller"),
+    ("a change sent as text/plain", "POST", "/api/runs", None, b'{"playbook": "x"}',
+     {"Content-Type": "text/plain"}, 415, "unsupported_media_type", "takes a JSON body"),
+    ("a change from another origin", "POST", "/api/runs", {"playbook": QUICK}, None,
+     {"Origin": "https://evil.example"}, 403, "cross_origin", "https://evil.example may not change anything"),
+    ("a host this server does not answer to", "GET", "/api/runs", None, None, {"Host": "rebound.example"}, 421,
+     "unknown_host", "PLAYBOOK_WEB_HOSTS"),
+    ("no credential", "GET", "/api/runs", None, None, {"Authorization": ""}, 401, "unauthenticated", "sign in first"),
+    ("a token that is no token", "GET", "/api/audit", None, None, {"Authorization": "Bearer pbt_nope"}, 401,
+     "unauthenticated", "not a Playbook token"),
     ("unknown run", "GET", "/api/runs/nosuchrun", None, None, None, 404, "unknown_run", "nosuchrun"),
     ("events of an unknown run", "GET", "/api/runs/nosuchrun/events", None, None, None, 404, "unknown_run",
      "nosuchrun"),
@@ -173,11 +195,11 @@ REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize("what, method, path, body, raw, user, status, code, words", REFUSALS,
+@pytest.mark.parametrize("what, method, path, body, raw, headers, status, code, words", REFUSALS,
                          ids=[case[0] for case in REFUSALS])
-async def test_a_refusal_is_json_naming_the_problem(api: Api, what, method, path, body, raw, user, status, code,
+async def test_a_refusal_is_json_naming_the_problem(api: Api, what, method, path, body, raw, headers, status, code,
                                                     words) -> None:
-    answer = await api.call(method, path, body, raw=raw, user=user)
+    answer = await api.call(method, path, body, raw=raw, headers=headers)
     assert (answer.status, answer.content_type) == (status, "application/json"), answer.body
     assert answer.error["code"] == code
     assert words in answer.error["message"]
@@ -344,8 +366,8 @@ async def test_only_a_required_approver_opens_a_gate(api: Api, engine, web_serve
     await until_event(engine, run_id, "ApprovalRequested")
 
     refused = await api.post(f"/api/runs/{run_id}/steps/deploy/approve", {"comment": "lgtm"}, user="mallory")
-    assert (refused.status, refused.error["code"]) == (403, "approval_refused")
-    assert "mallory is not a required approver" in refused.error["message"]
+    assert (refused.status, refused.error["code"]) == (403, "forbidden")
+    assert "mallory may not approve this gate: it names bob" in refused.error["message"]
     no_step = await api.post(f"/api/runs/{run_id}/steps/nope/reject", user="bob")
     assert no_step.status == 403 and "no step 'nope'" in no_step.error["message"]
 
@@ -357,8 +379,10 @@ async def test_only_a_required_approver_opens_a_gate(api: Api, engine, web_serve
 
     await runs_projected(web_server, engine, run_id)
     trail = (await api.get(f"/api/audit?run_id={run_id}")).body
-    assert ("approval_refused", "mallory") in [(e["action"], e["actor"]) for e in trail]
     assert [e["detail"] for e in trail if e["action"] == "approve"] == ["ship it"]
+    (mallory,) = (await api.get("/api/audit?action=refused&actor=mallory")).body     # the admin reads refusals
+    assert mallory["door"] == "http" and f"approve run {run_id} of api-gated" in mallory["detail"]
+    assert (await api.get("/api/audit?action=refused", user="mallory")).body == []   # a person does not
 
 
 # -- views, circuits, health ---------------------------------------------------------------
@@ -375,7 +399,7 @@ async def finished_and_waiting(api: Api, engine, web_server) -> tuple[list[str],
 
 
 async def reset_circuit(api: Api, web_server, key: str) -> None:
-    answer = await api.post("/api/circuits/reset", {"key": key}, user="alice")
+    answer = await api.post("/api/circuits/reset", {"key": key})
     assert answer.status == 200 and answer.body["events"][0]["type"] == "CircuitReset"
     info = await web_server.backend.nc.jetstream().stream_info(subjects.RUNS_STREAM)
     await projected(web_server, info.state.last_seq)
@@ -393,7 +417,7 @@ async def test_metrics_circuits_rebuild_and_readiness(api: Api, engine, web_serv
     circuits = (await api.get("/api/circuits")).body
     assert [(c["key"], c["state"], c["failures_in_a_row"]) for c in circuits] == [("payments:443", "closed", 0)]
     (reset,) = (await api.get("/api/audit?action=circuit_reset")).body
-    assert (reset["actor"], reset["circuit"]) == ("alice", "payments:443")
+    assert (reset["actor"], reset["circuit"]) == ("admin", "payments:443")
 
     position = web_server.backend.projector.position
     rebuilt = await api.post("/api/projections/rebuild")
@@ -441,19 +465,19 @@ async def test_prometheus_metrics_match_the_runs(api: Api, engine, web_server) -
     assert value("playbook_projector_caught_up") == 1
     assert "process_cpu_seconds" in families
 
-    async with api.http.get(f"{api.base}/metrics", headers={"Accept": "application/openmetrics-text"}) as scrape:
-        assert scrape.content_type == "application/openmetrics-text"
-        assert (await scrape.text()).endswith("# EOF\n")
+    scrape = await api.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    assert scrape.content_type == "application/openmetrics-text" and scrape.body.endswith("# EOF\n")
+    assert (await api.get("/metrics", user=None)).status == 401       # a viewer's, unless PLAYBOOK_METRICS=open
 
 
 async def test_a_stored_playbook_says_its_parameters_and_environments_and_odd_files_do_not_break_it(
-        web_server, library) -> None:
+        web_server, engine, library) -> None:
     folder = library
     (folder / "deploy.yaml").write_text(
         "name: deploy\nparameters:\n  - {name: version, required: true}\n  - {name: since, default: 2026-01-01}\n"
         "environments:\n  staging: {}\n  production: {}\nsteps:\n  - {id: a, action: noop}\n")
     (folder / "latin1.yaml").write_bytes("name: caf\xe9\nsteps: []\n".encode("latin-1"))
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/playbooks/deploy") as response:
             stored = await response.json()
         assert stored["parameters"] == [{"name": "version", "required": True}, {"name": "since",

@@ -6,20 +6,20 @@ import pytest
 
 from events import subjects
 from events.commands import StartRun
-from tests.helpers import noop, playbook_yaml, wait_for_end
+from events.identity import caller_headers
+from tests.helpers import local_admin, noop, playbook_yaml, wait_for_end, web_replica
 from ui.insights import LearningClient
-from ui.web.app import start_web
 
 pytestmark = pytest.mark.integration
 
 
 async def test_insights_for_every_playbook_and_for_one(web_server, engine) -> None:
     for name in ("build", "ship"):
-        reply = await engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("a"), noop("b")], name=name)))
+        reply = await engine.send(StartRun(playbook=playbook_yaml([noop("a"), noop("b")], name=name)))
         await wait_for_end(engine, reply.run_id)
     last = (await engine.nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.last_seq
-    await LearningClient(engine.nc).insights(after=last, wait=30)      # learned; the API does not wait
-    async with aiohttp.ClientSession() as http:
+    await LearningClient(engine.nc, engine.headers()).insights(after=last, wait=30)   # learned; the API does not wait
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/insights") as response:
             assert response.status == 200 and response.content_type == "application/json"
             everything = await response.json()
@@ -31,13 +31,24 @@ async def test_insights_for_every_playbook_and_for_one(web_server, engine) -> No
     assert (ship["runs"], ship["outcomes"], [s["step"] for s in ship["steps"]]) == (1, {"completed": 1}, ["a", "b"])
 
 
-async def test_without_a_learning_service_the_answer_says_so(settings) -> None:
-    server = await start_web(settings)
-    try:
-        async with aiohttp.ClientSession() as http:
+async def test_metrics_show_how_far_behind_the_learning_is(web_server, engine) -> None:
+    reply = await engine.send(StartRun(playbook=playbook_yaml([noop("a")])))
+    await wait_for_end(engine, reply.run_id)
+    last = (await engine.nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.last_seq
+    await LearningClient(engine.nc, engine.headers()).insights(after=last, wait=30)
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
+        async with http.get(f"{web_server.url}/metrics") as response:
+            text = await response.text()
+    figures = dict(line.split(" ", 1) for line in text.splitlines() if line.startswith("playbook_learning_"))
+    assert float(figures["playbook_learning_position"]) >= last
+    assert float(figures["playbook_learning_lag_events"]) >= 0 and figures["playbook_learning_rebuilding"] == "0.0"
+
+
+async def test_without_a_learning_service_the_answer_says_so(settings, nats_server) -> None:
+    admin = await local_admin(settings)
+    async with web_replica(settings) as server:
+        async with aiohttp.ClientSession(headers=caller_headers(admin)) as http:
             async with http.get(f"{server.url}/api/insights") as response:
                 body = await response.json()
-    finally:
-        await server.close()
     assert response.status == 503 and body["error"]["code"] == "engine_unavailable"
     assert "learning service did not answer" in body["error"]["message"]

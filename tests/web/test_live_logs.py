@@ -20,9 +20,9 @@ async def test_live_lines_arrive_while_the_step_runs_and_secrets_never_do(engine
     text = playbook_yaml([{"id": "deploy", "action": "shell", "timeout_seconds": 20, "args": {"command":
         f"while [ ! -e {ready} ]; do sleep 0.02; done; echo rolling out with ${{secret:deploy_key}}; echo warming >&2; "
         f"while [ ! -e {go} ]; do sleep 0.02; done; echo finished"}}])
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     seen = []
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/runs/{reply.run_id}/logs/stream") as response:
             ready.touch()                          # the output starts once we are listening
             seen += await read_until(response, lambda m, _: m.event == "live" and "warming" in m.data["text"])
@@ -45,9 +45,9 @@ async def test_the_run_stream_with_logs_carries_live_lines_and_records_too(engin
     go = tmp_path / "go"
     text = playbook_yaml([{"id": "build", "action": "shell", "timeout_seconds": 20, "args": {
         "command": f"while [ ! -e {go} ]; do echo compiling; sleep 0.05; done; echo built"}}])
-    reply = await engine.send(StartRun(actor="alice", playbook=text))
+    reply = await engine.send(StartRun(playbook=text))
     seen = []
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/runs/{reply.run_id}/stream?logs=1") as response:
             seen += await read_until(response, lambda m,
                                      _: m.event == "live" and m.data["text"].startswith("compiling"))

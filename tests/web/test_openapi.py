@@ -31,7 +31,7 @@ FAILING = playbook_yaml([{"id": "boom", "action": "shell", "timeout_seconds": 10
 
 
 async def fetch_document(base_url: str) -> dict:
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession() as http:      # open to all: a client reads it before it has a token
         async with http.get(f"{base_url}/api/openapi.json") as response:
             assert response.status == 200 and response.content_type == "application/json"
             return await response.json()
@@ -71,8 +71,8 @@ async def test_nothing_a_client_sends_makes_the_server_fail(web_server, engine) 
     """Schemathesis, positive and negative data, every operation except the endless streams;
     the run operations also on a run waiting at a gate and on one that failed, not only on
     run ids nobody started."""
-    waiting = await engine.send(StartRun(actor="alice", playbook=GATED))
-    failed = await engine.send(StartRun(actor="alice", playbook=FAILING))
+    waiting = await engine.send(StartRun(playbook=GATED))
+    failed = await engine.send(StartRun(playbook=FAILING))
     await wait_for_end(engine, failed.run_id)
     schema = schemathesis.openapi.from_dict(await fetch_document(web_server.url))
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -80,18 +80,19 @@ async def test_nothing_a_client_sends_makes_the_server_fail(web_server, engine) 
     assert len(finite) < len(operations)
     # requests is blocking: it runs in a thread while this loop serves it.
     failures = await asyncio.wait_for(
-        asyncio.to_thread(fuzz, finite, web_server.url, [waiting.run_id, failed.run_id]), FUZZ_TIMEOUT)
+        asyncio.to_thread(fuzz, finite, web_server.url, [waiting.run_id, failed.run_id], engine.headers()),
+        FUZZ_TIMEOUT)
     assert failures == []
 
 
-def fuzz(operations: list, base_url: str, run_ids: list[str]) -> list[str]:
-    """Every operation in both modes (and on each given run); the failures, each described."""
+def fuzz(operations: list, base_url: str, run_ids: list[str], headers: dict[str, str]) -> list[str]:
+    """Every operation in both modes (and on each given run), as the local admin; the failures, each described."""
     failures: list[str] = []
     for operation in operations:
         for run_id in [None, *run_ids] if "{run_id}" in operation.path else [None]:
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 try:
-                    fuzz_one(operation, base_url, mode, run_id)
+                    fuzz_one(operation, base_url, mode, run_id, headers)
                 except Unsatisfiable:
                     continue   # nothing to send that breaks the schema: the operation takes no input
                 except Exception as err:  # noqa: BLE001 - gather every failure, not only the first
@@ -99,13 +100,13 @@ def fuzz(operations: list, base_url: str, run_ids: list[str]) -> list[str]:
     return failures
 
 
-def fuzz_one(operation, base_url: str, mode: GenerationMode, run_id: str | None) -> None:
+def fuzz_one(operation, base_url: str, mode: GenerationMode, run_id: str | None, headers: dict[str, str]) -> None:
     fixed = {"path_parameters": {"run_id": run_id}} if run_id else {}
 
     @given(case=operation.as_strategy(generation_mode=mode, **fixed))
     @settings(max_examples=EXAMPLES_PER_MODE, deadline=None, database=None, derandomize=True,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     def call(case) -> None:
-        case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=REQUEST_TIMEOUT)
+        case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=REQUEST_TIMEOUT, headers=headers)
 
     call()

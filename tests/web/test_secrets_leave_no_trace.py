@@ -84,7 +84,7 @@ async def test_a_secret_printed_in_every_form_leaves_no_trace(engine, web_server
         live.append(msg.data)
 
     sub = await engine.nc.subscribe(subjects.live_output_of_run(run_id), cb=keep)
-    reply = await engine.send(StartRun(actor="alice", playbook=text, run_id=run_id))
+    reply = await engine.send(StartRun(playbook=text, run_id=run_id))
     assert reply.accepted, reply
     events = await wait_for_end(engine, run_id)
     await engine.nc.flush()
@@ -97,7 +97,7 @@ async def test_a_secret_printed_in_every_form_leaves_no_trace(engine, web_server
     assert len(leaks(printed, "")) >= 12
 
     stored = await _every_stored_message(engine)
-    views = await _web_views(web_server, run_id, {"every_form", "cut_short", "fails_loudly"})
+    views = await _web_views(web_server, engine, run_id, {"every_form", "cut_short", "fails_loudly"})
     snapshot = await _projector_snapshot(web_server)
     found = [leak for i, message in enumerate(stored) for leak in leaks(message, f"stored message {i}")]
     found += [leak for i, line in enumerate(live) for leak in leaks(line, f"live line {i}")]
@@ -130,8 +130,8 @@ async def _every_stored_message(client) -> list[bytes]:
     return payloads
 
 
-async def _web_views(server, run_id: str, steps: set[str]) -> dict[str, str]:
-    async with aiohttp.ClientSession(server.url) as http:
+async def _web_views(server, engine, run_id: str, steps: set[str]) -> dict[str, str]:
+    async with aiohttp.ClientSession(server.url, headers=engine.headers()) as http:
         async def ended() -> bool:     # the web server folds events on its own
             return (await (await http.get(f"/api/runs/{run_id}")).json()).get("status") in ("failed", "rolled_back")
         await until(ended, timeout=15, what="the run ended in the web's view")

@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 
 from events.commands import ApproveStep, StartRun
-from tests.helpers import Message, noop, playbook_yaml, read_until, wait_for_end
+from tests.helpers import Message, noop, person, playbook_yaml, read_until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -19,13 +19,13 @@ def ids(seen: list[Message], kind: str = "event") -> list[int]:
 
 
 async def test_a_client_joining_mid_run_gets_every_event_once_in_order(engine, web_server) -> None:
-    reply = await engine.send(StartRun(actor="alice", playbook=GATED))
-    async with aiohttp.ClientSession() as http:
+    reply = await engine.send(StartRun(playbook=GATED))
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/runs/{reply.run_id}/stream") as response:
             assert response.headers["Content-Type"].startswith("text/event-stream")
             waiting = await read_until(response, lambda m,
                                        _: m.event == "view" and m.data["status"] == "waiting_approval")
-            await engine.send(ApproveStep(actor="bob", run_id=reply.run_id, step_id="deploy"))
+            await (await person(engine, "bob", "approver")).send(ApproveStep(run_id=reply.run_id, step_id="deploy"))
             rest = await read_until(response, lambda m, _: m.event == "event" and m.data["type"] == "RunCompleted")
     stored = [seq for seq, _ in await engine.events(reply.run_id)]
     assert ids(waiting + rest) == stored                       # no gap, no duplicate, in order
@@ -34,14 +34,15 @@ async def test_a_client_joining_mid_run_gets_every_event_once_in_order(engine, w
 
 
 async def test_reconnecting_with_last_event_id_resumes_exactly(engine, web_server) -> None:
-    reply = await engine.send(StartRun(actor="alice", playbook=GATED))
+    reply = await engine.send(StartRun(playbook=GATED))
     url = f"{web_server.url}/api/runs/{reply.run_id}/stream"
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(url) as response:
             first = await read_until(response, lambda m,
                                      _: m.event == "event" and m.data["type"] == "ApprovalRequested")
         cut = ids(first)[-1]
-        await engine.send(ApproveStep(actor="bob", run_id=reply.run_id, step_id="deploy"))   # happens while away
+        bob = await person(engine, "bob", "approver")
+        await bob.send(ApproveStep(run_id=reply.run_id, step_id="deploy"))   # happens while away
         await wait_for_end(engine, reply.run_id)
         async with http.get(url, headers={"Last-Event-ID": str(cut)}) as response:
             rest = await read_until(response, lambda m, _: m.event == "event" and m.data["type"] == "RunCompleted")
@@ -51,17 +52,18 @@ async def test_reconnecting_with_last_event_id_resumes_exactly(engine, web_serve
 
 
 async def test_the_run_list_stream_is_a_snapshot_then_every_later_change(engine, web_server) -> None:
-    early = [await engine.send(StartRun(actor="alice", playbook=GATED)) for _ in range(3)]
+    early = [await engine.send(StartRun(playbook=GATED)) for _ in range(3)]
     await web_server.backend.projector.wait_caught_up(10)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/runs/stream") as response:
             snapshot = (await read_until(response, lambda m, _: True))[0]
             assert snapshot.event == "snapshot"
             listed = {r["run_id"]: r for r in snapshot.data["runs"]}
             assert {r.run_id for r in early} <= set(listed)
             for r in early:                                      # approve: each run changes twice or more
-                await engine.send(ApproveStep(actor="bob", run_id=r.run_id, step_id="deploy"))
-            late = await engine.send(StartRun(actor="carol", playbook=playbook_yaml([noop("only")])))
+                await (await person(engine, "bob", "approver")).send(ApproveStep(run_id=r.run_id, step_id="deploy"))
+            carol = await person(engine, "carol", "operator")
+            late = await carol.send(StartRun(playbook=playbook_yaml([noop("only")])))
             wanted = {r.run_id for r in early} | {late.run_id}
 
             def all_done(m: Message, seen: list[Message]) -> bool:
@@ -74,7 +76,7 @@ async def test_the_run_list_stream_is_a_snapshot_then_every_later_change(engine,
     assert listed[late.run_id]["actor"] == "carol"
 
     resume_from = numbers[len(numbers) // 2]
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/runs/stream",
                             headers={"Last-Event-ID": str(resume_from)}) as response:
             later = await read_until(response, lambda m, seen: int(m.id) >= numbers[-1])
@@ -83,15 +85,15 @@ async def test_the_run_list_stream_is_a_snapshot_then_every_later_change(engine,
 
 
 async def test_a_resume_point_the_server_no_longer_holds_gets_a_fresh_snapshot(engine, web_server) -> None:
-    await engine.send(StartRun(actor="alice", playbook=playbook_yaml([noop("only")])))
-    async with aiohttp.ClientSession() as http:
+    await engine.send(StartRun(playbook=playbook_yaml([noop("only")])))
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/runs/stream", headers={"Last-Event-ID": "99999999"}) as response:
             (first,) = await read_until(response, lambda m, _: True)
     assert first.event == "snapshot"
 
 
-async def test_stream_errors_are_json(web_server) -> None:
-    async with aiohttp.ClientSession() as http:
+async def test_stream_errors_are_json(web_server, engine) -> None:
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
         async with http.get(f"{web_server.url}/api/runs/nope/stream") as response:
             assert response.status == 404 and (await response.json())["error"]["code"] == "unknown_run"
         async with http.get(f"{web_server.url}/api/runs/stream", headers={"Last-Event-ID": "x1"}) as response:

@@ -10,9 +10,13 @@ import msgspec
 import yaml
 
 from events.insights import Distribution, Insights, Recommendation
+from services.errors import PlaybookError
+from services.playbook.advice import advice, playbook_name
+from services.playbook.diagnostics import Diagnostic
 from services.settings import Settings
+from ui.cli.connect import steer, with_client
 from ui.cli.render import _ms as duration
-from ui.insights import LearningClient
+from ui.insights import LearningClient, recommendations_for
 
 HELP = "what the engine learned from past runs and what it recommends; `insights rebuild` learns again from zero"
 
@@ -24,10 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
-    from ui.cli.main import with_client   # main registers this command: imported when run, not before
-
     async def work(client) -> int:  # type: ignore[no-untyped-def]
-        learning = LearningClient(client.nc)
+        learning = LearningClient(client.nc, client.headers())
         if args.playbook == "rebuild":
             rebuilt = await learning.rebuild(timeout=args.timeout)
             print(msgspec.json.encode(rebuilt).decode() if args.json else
@@ -45,7 +47,28 @@ def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
             print(render(insights))
         return 0
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work) if args.playbook == "rebuild" else asyncio.run(with_client(settings, work))
+
+
+def validation_advice(text: str, source: str, settings: Settings) -> list[Diagnostic]:
+    """`validate --insights`: what the playbook's past runs recommend, as infos at its steps' lines.
+
+    Advice is optional: when the engine cannot be asked, validation goes on with a note on stderr."""
+    name = playbook_name(text)
+    if name is None:
+        return []
+
+    async def work(client) -> int:  # type: ignore[no-untyped-def]
+        found.extend(recommendations_for(await LearningClient(client.nc, client.headers()).insights(name, wait=0),
+                                         name))
+        return 0
+
+    found: list[Recommendation] = []
+    try:
+        asyncio.run(with_client(settings, work))
+    except PlaybookError as err:
+        print(f"no insights: {err}", file=sys.stderr)
+    return advice(text, source, found)
 
 
 def render(insights: Insights) -> str:

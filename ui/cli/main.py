@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-import nats
 
 from events.commands import (
     ApproveStep, CancelRun, PauseRun, RejectStep, Reply, ResetCircuit, ResumeRun, RollbackRun, StartRun,
@@ -19,18 +17,18 @@ from events.circuit import CircuitEvent
 from events.run import RunEvent
 from events.schema import json_schema
 from projections.sentences import circuit_sentence
-from services.errors import EngineUnavailable, PlaybookError
+from services.errors import CommandRejected, EngineUnavailable, PlaybookError
 from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
 from services.settings import Settings
+from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
+from ui.cli import tokens as token_commands
+from ui.cli.connect import steer, with_client
 from ui.cli.render import (
-    EXIT_INVALID, EXIT_UNAVAILABLE, Follower, event_json, plan_table, status_table, terminal_line,
+    DENIED_CODES, EXIT_DENIED, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, Follower, event_json, plan_table,
+    status_table, terminal_line,
 )
 from ui.client import EngineClient
-
-
-def actor(args: argparse.Namespace, settings: Settings) -> str:
-    return getattr(args, "as_user", None) or settings.user or getpass.getuser()
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -43,23 +41,6 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
-async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitable[int]]) -> int:
-    url = settings.engine_url()
-
-    async def quiet(_err: Exception) -> None:
-        pass
-
-    try:
-        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet)
-    except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
-        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
-                                "is `playbook up` running?") from None
-    try:
-        return await work(EngineClient(nc))
-    finally:
-        await nc.close()
-
-
 def print_reply(reply: Reply, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"accepted": reply.accepted, "run_id": reply.run_id, "events": reply.events,
@@ -70,7 +51,14 @@ def print_reply(reply: Reply, as_json: bool) -> int:
         print(f"run {reply.run_id}: " + (", ".join(e["type"] for e in reply.events) or "nothing to do (already so)"))
     elif reply.error is not None:
         print(f"rejected ({reply.error.code}): {reply.error.message}", file=sys.stderr)
-    return 0 if reply.accepted else 1
+    return exit_code(reply)
+
+
+def exit_code(reply: Reply) -> int:
+    code = reply.error.code if reply.error is not None else None
+    if reply.accepted:
+        return 0
+    return EXIT_DENIED if code in DENIED_CODES else EXIT_UNAVAILABLE if code == "unavailable" else EXIT_FAILED
 
 
 # -- commands ---------------------------------------------------------------------------
@@ -99,13 +87,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             print(warning.format(), file=sys.stderr)
 
     async def work(client: EngineClient) -> int:
-        reply = await client.send(StartRun(actor=actor(args, settings), playbook=text, source=str(path),
-                                           parameters=params,
-                                           environment=args.env, run_id=args.run_id, dry_run=args.dry_run,
+        reply = await client.send(StartRun(playbook=text, source=str(path), parameters=params, environment=args.env,
+                                           run_id=args.run_id, dry_run=args.dry_run,
                                            allow_unsafe_shell=args.allow_unsafe_shell))
         if not reply.accepted or reply.run_id is None:
-            print_reply(reply, args.json)
-            return EXIT_INVALID
+            code = print_reply(reply, args.json)
+            return code if code == EXIT_DENIED else EXIT_INVALID
         if args.dry_run:
             print(plan_table(await client.run(reply.run_id)))
             return 0
@@ -119,13 +106,13 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             follower.show(seq, event)
         return follower.exit_code()
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work)
 
 
 def cmd_control(args: argparse.Namespace, settings: Settings) -> int:
     kinds = {"pause": PauseRun, "resume": ResumeRun, "cancel": CancelRun, "rollback": RollbackRun}
     extra = {"reason": args.reason} if args.command != "resume" and args.reason else {}
-    command = kinds[args.command](actor=actor(args, settings), run_id=args.run_id, **extra)
+    command = kinds[args.command](run_id=args.run_id, **extra)
 
     async def work(client: EngineClient) -> int:
         reply = await client.send(command)
@@ -136,17 +123,17 @@ def cmd_control(args: argparse.Namespace, settings: Settings) -> int:
             follower.show(seq, event)
         return 0 if follower.run.status == "rolled_back" else 1
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work)
 
 
 def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
     kind = ApproveStep if args.command == "approve" else RejectStep
-    command = kind(actor=actor(args, settings), run_id=args.run_id, step_id=args.step_id, comment=args.comment)
+    command = kind(run_id=args.run_id, step_id=args.step_id, comment=args.comment)
 
     async def work(client: EngineClient) -> int:
         return print_reply(await client.send(command), args.json)
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work)
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -244,6 +231,8 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     path, text = read_playbook(args.file)
     params = parse_params(args.param) if args.param else None
     diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
+    if args.insights:
+        diagnostics += insights_command.validation_advice(text, str(path), settings)
     if args.json:
         import msgspec
         print(msgspec.json.encode(diagnostics).decode())
@@ -259,7 +248,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         if args.reset:
-            return print_reply(await client.send(ResetCircuit(actor=actor(args, settings), key=args.reset)), args.json)
+            return print_reply(await client.send(ResetCircuit(key=args.reset)), args.json)
         breakers = await client.circuits()
         if args.json:
             print(json.dumps([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
@@ -273,7 +262,7 @@ def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
             print("no circuit breakers yet")
         return 0
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work) if args.reset else asyncio.run(with_client(settings, work))
 
 
 def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
@@ -287,9 +276,9 @@ def cmd_projections(args: argparse.Namespace, settings: Settings) -> int:
                   f"position {result['position']}, in {result['seconds']} s")
         else:
             print(f"rebuild failed: {result.get('error')}", file=sys.stderr)
-        return 0 if result.get("ok") else 1
+        return 0 if result.get("ok") else EXIT_DENIED if result.get("code") in DENIED_CODES else EXIT_FAILED
 
-    return asyncio.run(with_client(settings, work))
+    return steer(args, settings, work)
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
@@ -308,6 +297,9 @@ async def _aiter(items: list[tuple[int, RunEvent]]) -> AsyncIterator[tuple[int, 
 
 
 # -- parser -----------------------------------------------------------------------------
+
+AS_HELP = "act on behalf of this person (admins only; both are recorded, and a gate counts the person)"
+
 
 def parser(settings: Settings) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="playbook", description=__doc__)
@@ -328,7 +320,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     run.add_argument("--env", help="the playbook environment whose parameter values apply")
     run.add_argument("--detach", action="store_true", help="print the run id and return at once")
     run.add_argument("--run-id", help="choose the run id (letters, digits, - and _)")
-    run.add_argument("--as", dest="as_user", help="who starts the run (default: $PLAYBOOK_USER or login)")
+    run.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
     run.add_argument("--json", action="store_true", help="print events as JSON lines")
     run.add_argument("--allow-unsafe-shell", action="store_true",
                      help="start even with security errors (PB4xx); recorded on the run")
@@ -341,7 +333,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
                        ("rollback", "roll back a failed, cancelled or completed run")):
         control = add(name, cmd_control, help)
         control.add_argument("run_id")
-        control.add_argument("--as", dest="as_user")
+        control.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
         control.add_argument("--reason", default="")
         control.add_argument("--json", action="store_true")
         if name == "rollback":
@@ -352,7 +344,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
         gate = add(name, cmd_gate, help)
         gate.add_argument("run_id")
         gate.add_argument("step_id")
-        gate.add_argument("--as", dest="as_user", help="who decides (default: $PLAYBOOK_USER or login)")
+        gate.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
         gate.add_argument("--comment", default="")
         gate.add_argument("--json", action="store_true")
 
@@ -380,10 +372,12 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     validate.add_argument("--env")
     validate.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE")
     validate.add_argument("--json", action="store_true")
+    validate.add_argument("--insights", action="store_true",
+                          help="also show what past runs of this playbook recommend (asks the running engine)")
 
     circuits = add("circuits", cmd_circuits, "list circuit breakers and their state, or reset one")
-    circuits.add_argument("--reset", metavar="KEY", help="close this breaker by hand (recorded with --as)")
-    circuits.add_argument("--as", dest="as_user")
+    circuits.add_argument("--reset", metavar="KEY", help="close this breaker by hand (admin; recorded)")
+    circuits.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
     circuits.add_argument("--json", action="store_true")
 
     projections = add("projections", cmd_projections, "rebuild the web's views (run list, audit, metrics) from zero")
@@ -393,6 +387,8 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
 
     add("schema", cmd_schema, "print the JSON Schema of every event and command")
     insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP))
+    audit_command.add_arguments(add("audit", audit_command.cmd_audit, audit_command.HELP))
+    token_commands.register(sub)
     return p
 
 
@@ -409,6 +405,9 @@ def main(argv: list[str] | None = None) -> None:
     except EngineUnavailable as err:
         print(f"playbook: {err}", file=sys.stderr)
         code = EXIT_UNAVAILABLE
+    except CommandRejected as err:
+        print(f"playbook: rejected ({err.code}): {err}", file=sys.stderr)
+        code = EXIT_DENIED if err.code in DENIED_CODES else EXIT_FAILED
     except PlaybookError as err:
         print(f"playbook: {err}", file=sys.stderr)
         code = EXIT_INVALID

@@ -13,6 +13,8 @@ from projections.sentences import sentence
 from services.read import Run, dry_run_plan, evolve
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
+EXIT_DENIED = 5     # no valid token, or the token's grants do not allow it (the refusal is recorded)
+DENIED_CODES = ("unauthenticated", "forbidden", "forged_actor", "too_many_failures")
 
 
 def terminal_line(event: RunEvent) -> str:

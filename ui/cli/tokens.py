@@ -1,13 +1,12 @@
 """`playbook token create|list|revoke`: API tokens, managed through the identity service.
 
 The caller is `$PLAYBOOK_TOKEN`, else the local admin's token that `playbook up` wrote to
-`$PLAYBOOK_HOME/credentials/token`. A new credential is printed once, alone on stdout
-(details go to stderr), so `TOKEN=$(playbook token create ...)` keeps it.
+`$PLAYBOOK_HOME/credentials/token` (ui/cli/connect.py). A new credential is printed once,
+alone on stdout (details go to stderr), so `TOKEN=$(playbook token create ...)` keeps it.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import sys
@@ -18,9 +17,10 @@ import msgspec
 from events.identity import TokenInfo
 from services.errors import CommandRejected, PlaybookError
 from services.identity.authority import format_grant, parse_grant
-from services.identity.credentials import TOKEN_FILE, read_secret
 from services.settings import Settings
-from ui.cli.render import EXIT_FAILED
+from ui.cli.connect import steer
+from ui.cli.render import DENIED_CODES, EXIT_DENIED, EXIT_FAILED
+from ui.client import EngineClient
 from ui.identity_client import IdentityClient
 
 _DURATION = re.compile(r"(\d+)([smhd])")
@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     revoke.set_defaults(handler=cmd_token_revoke)
 
     for action in (create, listing, revoke):
-        action.add_argument("--as", dest="on_behalf_of", help="act on behalf of this person (admin; both recorded)")
+        action.add_argument("--as", dest="on_behalf_of", metavar="PERSON",
+                            help="act on behalf of this person (admin; both recorded)")
         action.add_argument("--json", action="store_true")
 
 
@@ -67,27 +68,16 @@ def parse_expiry(text: str) -> float | None:
     return int(found[1]) * _UNIT_SECONDS[found[2]]
 
 
-def caller_credential(settings: Settings) -> str:
-    if settings.token:
-        return settings.token
-    if credential := read_secret(settings.home, TOKEN_FILE):
-        return credential
-    raise PlaybookError("no API token: set PLAYBOOK_TOKEN, or start the engine here with `playbook up` "
-                        f"(it writes {settings.home / 'credentials' / TOKEN_FILE})")
-
-
 def _run(args: argparse.Namespace, settings: Settings, work: Callable[[IdentityClient], Awaitable[int]]) -> int:
-    from ui.cli.main import with_client
-    credential = caller_credential(settings)
-
-    async def with_identity(engine) -> int:  # type: ignore[no-untyped-def]
+    async def with_identity(engine: EngineClient) -> int:
+        assert engine.caller.credential is not None
         try:
-            return await work(IdentityClient(engine.nc, credential, on_behalf_of=args.on_behalf_of))
+            return await work(IdentityClient(engine.nc, engine.caller.credential, on_behalf_of=args.on_behalf_of))
         except CommandRejected as err:
             print(f"rejected ({err.code}): {err}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_DENIED if err.code in DENIED_CODES else EXIT_FAILED
 
-    return asyncio.run(with_client(settings, with_identity))
+    return steer(args, settings, with_identity)
 
 
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:

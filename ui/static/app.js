@@ -1,7 +1,7 @@
-// The dashboard shell: who you are, the status area, and hash routing between the views.
+// The dashboard shell: who is signed in, the status area, and hash routing between the views.
 
 import { RUN_ID_PATTERN } from "./constants.js";
-import { getUser, setUser, setReporter, USER_PATTERN, h, fill } from "./lib.js";
+import { api, setReporter, setSignedOutHandler, h, fill } from "./lib.js";
 import { runList } from "./run-list.js";
 import { startForm } from "./start-form.js";
 import { runDetail } from "./run.js";
@@ -27,24 +27,84 @@ function showOutcome(kind, text) {
     h("span", { class: "outcome-text", "data-testid": "outcome-text" }, text), h("span", { class: "muted outcome-time" }, stamp));
 }
 
-function setupUser() {
-  const input = document.getElementById("user");
-  const hint = document.getElementById("user-hint");
-  const check = () => {
-    const name = input.value.trim();
-    const bad = name !== "" && !USER_PATTERN.test(name);
-    input.setAttribute("aria-invalid", bad ? "true" : "false");
-    hint.textContent = bad ? "1–64 letters, digits or . @ + - _" : name ? "" : "commands are sent as anonymous";
-  };
-  input.value = getUser();
-  input.addEventListener("input", () => {
-    setUser(input.value);
-    check();
+// -- signing in ----------------------------------------------------------------------------
+
+const who = document.getElementById("who");
+let signedIn = null;
+
+function showWho() {
+  if (!signedIn) {
+    fill(who);
+    return;
+  }
+  const signOut = h("button", { type: "button", class: "button secondary", "data-testid": "sign-out" }, "Sign out");
+  signOut.addEventListener("click", async () => {
+    await api("/api/session", { method: "DELETE" });
+    signedIn = null;
+    showWho();
+    showSignIn("Signed out.");
   });
-  check();
+  const grants = signedIn.grants.join(", ") || "no grants";
+  fill(who, h("span", { class: "muted" }, "Signed in as "),
+    h("strong", { "data-testid": "signed-in-as", title: grants }, signedIn.name), signOut);
+}
+
+function showSignIn(note = "") {
+  unmount();
+  unmount = () => {};
+  document.title = "Sign in · Playbook Engine";
+  const token = h("input", { id: "token", type: "password", autocomplete: "off", spellcheck: "false",
+    "data-testid": "token", required: true });
+  const form = h("form", { class: "sign-in", "data-testid": "sign-in-form" },
+    h("label", { for: "token" }, "API token"), token,
+    h("button", { type: "submit", class: "button", "data-testid": "sign-in" }, "Sign in"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    await signIn({ token: token.value.trim() });
+  });
+  fill(main, h("h1", {}, "Sign in"),
+    h("p", {}, "Paste an API token (", h("code", {}, "playbook token create"), "), or open the sign-in link ",
+      h("code", {}, "playbook up"), " printed."),
+    note ? h("p", { class: "muted", "data-testid": "sign-in-note" }, note) : null, form);
+}
+
+async function signIn(proof) {
+  const result = await api("/api/session", { method: "POST", body: proof });
+  if (!result.ok) {
+    showOutcome("error", `Sign-in refused: ${result.error.message} [${result.status} ${result.error.code}]`);
+    showSignIn();
+    return false;
+  }
+  signedIn = result.data;
+  showWho();
+  showOutcome("ok", `Signed in as ${signedIn.name}`);
+  route();
+  return true;
+}
+
+/** A one-time sign-in link (`#code=...`, never sent to the server by the browser): trade it for a session. */
+async function takeCode() {
+  if (!location.hash.startsWith("#code=")) return false;
+  const code = decodeURIComponent(location.hash.slice(6));
+  history.replaceState(null, "", "#/runs");      // the code is spent: it leaves the address bar at once
+  await signIn({ code });
+  return true;
+}
+
+async function start() {
+  if (await takeCode()) return;
+  const current = await api("/api/session");
+  if (current.ok) {
+    signedIn = current.data;
+    showWho();
+    route();
+  } else {
+    showSignIn();
+  }
 }
 
 function route() {
+  if (!signedIn) return;
   const hash = location.hash || "#/runs";
   if (hash === "#/" || hash === "#" || !location.hash) {
     location.replace("#/runs");
@@ -83,6 +143,13 @@ document.querySelector("a.skip").addEventListener("click", (event) => {
   main.focus();
 });
 setReporter(showOutcome);
-setupUser();
-window.addEventListener("hashchange", route);
-route();
+setSignedOutHandler(() => {
+  if (!signedIn) return;
+  signedIn = null;
+  showWho();
+  showSignIn("Your session ended; sign in again.");
+});
+window.addEventListener("hashchange", async () => {
+  if (!(await takeCode())) route();
+});
+start();

@@ -32,7 +32,7 @@ export function auditView(root) {
       return;
     }
     fill(tbody, result.data.map((e) => h("tr", { "data-testid": "audit-row", "data-action": e.action },
-      h("td", {}, timeEl(e.at)), h("td", {}, e.actor), h("td", {}, h("span", { class: `tag a-${e.action}` }, e.action.replaceAll("_", " "))),
+      h("td", {}, timeEl(e.at)), h("td", {}, e.on_behalf_of ? `${e.actor} for ${e.on_behalf_of}` : e.actor), h("td", {}, h("span", { class: `tag a-${e.action}` }, e.action.replaceAll("_", " "))),
       h("td", { class: "mono" }, e.run_id ? h("a", { href: `#/runs/${e.run_id}` }, e.run_id) : ""),
       h("td", { class: "mono" }, e.step_id || e.circuit || ""), h("td", {}, e.detail))));
     note.textContent = result.data.length ? `${result.data.length} entries${result.data.length === 500 ? " (the newest 500)" : ""}` : "No entries match.";

@@ -3,8 +3,6 @@
 import { FINISHED_STATUSES, RUN_STATUSES } from "./constants.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
-const USER_KEY = "playbook.user";
-export const USER_PATTERN = /^[\w.@+-]{1,64}$/;
 
 function build(el, attrs, children) {
   for (const [key, value] of Object.entries(attrs || {})) {
@@ -41,24 +39,25 @@ export function fill(el, ...children) {
   return append(el, children);
 }
 
-// -- who is asking ------------------------------------------------------------------------
-
-export function getUser() {
-  return (localStorage.getItem(USER_KEY) || "").trim();
-}
-
-export function setUser(name) {
-  localStorage.setItem(USER_KEY, name.trim());
-}
-
 // -- the API ------------------------------------------------------------------------------
 
-/** JSON from the API: {ok, status, data} or {ok: false, status, error: {code, message, details}}. */
+let onSignedOut = () => {};
+
+/** What to do when the server no longer knows who we are (the session ended or was revoked). */
+export function setSignedOutHandler(fn) {
+  onSignedOut = fn;
+}
+
+/**
+ * JSON from the API: {ok, status, data} or {ok: false, status, error: {code, message, details}}.
+ * Who asks is the session cookie (HttpOnly: this script never sees it); a change is always a JSON body.
+ */
 export async function api(path, { method = "GET", body } = {}) {
   const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  const user = getUser();
-  if (user && method !== "GET") headers["X-Playbook-User"] = user;
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    body = body === undefined ? {} : body;
+  }
   let response;
   try {
     response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
@@ -73,6 +72,7 @@ export async function api(path, { method = "GET", body } = {}) {
     data = null;
   }
   if (response.ok) return { ok: true, status: response.status, data };
+  if (response.status === 401 && path !== "/api/session") onSignedOut();
   const error = (data && data.error) || { code: `http_${response.status}`, message: text.slice(0, 300) || response.statusText };
   return { ok: false, status: response.status, error: { details: [], ...error } };
 }
@@ -88,7 +88,7 @@ export function report(kind, text) {
   reporter(kind, text);
 }
 
-/** POST a command as the current user; the outcome or the refusal goes to the status area. */
+/** POST a command as the signed-in person; the outcome or the refusal goes to the status area. */
 export async function command(label, path, body = {}) {
   const result = await api(path, { method: "POST", body });
   if (result.ok) {

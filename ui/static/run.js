@@ -5,6 +5,7 @@ import { stepGraph } from "./graph.js";
 import { runHead } from "./run-controls.js";
 import { gatePanel } from "./run-gates.js";
 import { runLogs } from "./run-logs.js";
+import { insightsPanel } from "./run-insights.js";
 import { runHistory } from "./run-timeline.js";
 
 export function runDetail(root, runId) {
@@ -20,10 +21,12 @@ export function runDetail(root, runId) {
   const logs = runLogs();
   const graph = stepGraph({ onSelect: (stepId) => logs.show(stepId, true) });
   const history = runHistory();
+  const insights = insightsPanel();
   const body = h("div", {},
     head.facts, head.controls, gates.el,
     h("section", { class: "panel", "aria-labelledby": "steps-h" }, h("h2", { id: "steps-h" }, "Steps"), graph.el),
     h("div", { class: "two-col" }, history.panel, logs.el),
+    insights.el,
     history.raw);
   root.append(
     h("p", { class: "crumbs" }, h("a", { href: "#/runs" }, "Runs"), " › ", h("span", { class: "mono" }, runId)),
@@ -49,6 +52,7 @@ export function runDetail(root, runId) {
     gates.update(data, asked, FINISHED.has(data.status));
     logs.steps(data);
     history.update(data);
+    insights.update(data);
   };
 
   // The logs come on the run's own stream (`?logs=1`): one connection per run page.

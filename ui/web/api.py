@@ -1,8 +1,9 @@
 """The JSON API: everything the CLI can do, over HTTP.
 
 Reads come from the projector's views (the run list, audit, metrics) or from a run's
-own events (one run, its logs). Every change is a command sent to the run service
-with the caller as actor, exactly as the CLI sends it; its reply becomes the response.
+own events (one run, its logs), and show only what the caller may read. Every change is
+a command sent to the run service with the caller's own credential, exactly as the CLI
+sends it (so the web cannot act as anyone else); its reply becomes the response.
 """
 from __future__ import annotations
 
@@ -21,14 +22,17 @@ from events.commands import (
     ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RollbackRun, StartRun,
 )
 from projections import run_list
+from projections.audit import AuditEntry
+from projections.projector import Projector
 from projections.run_view import run_view, timeline
 from projections.step_logs import logs_of
-from services.errors import EngineUnavailable
+from services.errors import AccessDenied, EngineUnavailable, TooManyFailures
+from services.identity.authority import Action, Resource
 from services.playbook import validate_playbook
-from services.read import find_playbook, fold, stored_playbooks
+from services.read import find_playbook, fold, run_started, stored_playbooks
+from ui.web.access import CALLER, may, may_read, permit
 from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, StartBody, ValidateBody
 from ui.web.backend import BACKEND, Backend
-from ui.web.identity import BadIdentity, actor_of
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ B = TypeVar("B", bound=msgspec.Struct)
 STATUS_OF_CODE = {
     "bad_request": 400, "invalid_playbook": 422, "unknown_run": 404, "unknown_playbook": 404,
     "illegal_transition": 409, "run_exists": 409, "approval_refused": 403, "internal_error": 502,
+    "unauthenticated": 401, "forbidden": 403, "forged_actor": 403, "too_many_failures": 429, "unavailable": 503,
 }
 MAX_LIMIT = 1000
 # Run ids are subject tokens: anything else (".", "*", ">") never reaches NATS.
@@ -64,8 +69,11 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         return await handler(request)
     except ApiError as err:
         return error_response(err.status, err.code, err.message, err.details)
-    except BadIdentity as err:
-        return error_response(400, "bad_identity", str(err))
+    except AccessDenied as err:
+        response = error_response(err.http_status, err.code, str(err))
+        if isinstance(err, TooManyFailures):
+            response.headers["Retry-After"] = str(max(1, round(err.retry_after)))
+        return response
     except EngineUnavailable as err:
         return error_response(503, "engine_unavailable", str(err))
     except nats.errors.MaxPayloadError:
@@ -103,7 +111,8 @@ async def read_body(request: web.Request, kind: type[B]) -> B:
 
 
 async def send(request: web.Request, command: Command, created: bool = False) -> web.Response:
-    reply = await backend(request).client.send(command)
+    """The command, sent with the caller's credential: the run service verifies it and decides."""
+    reply = await backend(request).client.send(command, caller=request[CALLER])
     if not reply.accepted:
         assert reply.error is not None
         raise ApiError(STATUS_OF_CODE.get(reply.error.code, 400), reply.error.code, reply.error.message,
@@ -126,7 +135,7 @@ async def list_runs(request: web.Request) -> web.Response:
             and (not q.get("playbook") or r.playbook == q["playbook"])
             and (not q.get("environment") or r.environment == q["environment"])
             and (since is None or r.started_at >= since) and (until is None or r.started_at <= until)
-            and (active is None or r.active == active)]
+            and (active is None or r.active == active) and may_read(request, r.playbook, r.environment)]
     runs.sort(key=lambda r: r.started_at, reverse=True)
     return web.json_response({"position": views.position, "total": len(runs),
                               "runs": [run_list.as_dict(r) for r in runs[:limit]]})
@@ -145,7 +154,7 @@ async def start_run(request: web.Request) -> web.Response:
         text, source = stored.text(), str(stored.path)
     assert text is not None
     return await send(request, StartRun(
-        actor=actor_of(request), playbook=text, source=source, parameters=body.parameters,
+        playbook=text, source=source, parameters=body.parameters,
         environment=body.environment, run_id=body.run_id, dry_run=body.dry_run,
         allow_unsafe_shell=body.allow_unsafe_shell), created=True)
 
@@ -174,7 +183,7 @@ def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Calla
                                                                                     Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         body = await read_body(request, ControlBody)
-        fields: dict[str, Any] = {"actor": actor_of(request), "run_id": request.match_info["run_id"]}
+        fields: dict[str, Any] = {"run_id": request.match_info["run_id"]}
         if kind is not ResumeRun:
             fields["reason"] = body.reason
         return await send(request, kind(**fields))
@@ -184,8 +193,8 @@ def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Calla
 def decision(kind: type[ApproveStep | RejectStep]) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         body = await read_body(request, DecisionBody)
-        return await send(request, kind(actor=actor_of(request), run_id=request.match_info["run_id"],
-                                        step_id=request.match_info["step_id"], comment=body.comment))
+        return await send(request, kind(run_id=request.match_info["run_id"], step_id=request.match_info["step_id"],
+                                        comment=body.comment))
     return handler
 
 
@@ -213,18 +222,41 @@ async def get_playbook(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    await permit(request, "read", Resource())      # counts of every playbook: a viewer of all of them
     return web.json_response(backend(request).projector.views.metrics.as_json(), dumps=_dumps)
 
 
 async def audit(request: web.Request) -> web.Response:
     q = request.query
-    entries = backend(request).projector.views.audit.select(
-        actor=q.get("actor") or None, run_id=q.get("run_id") or None, action=q.get("action") or None,
-        since=_time(q, "since"), until=_time(q, "until"), limit=_int(q, "limit", 500, 1, MAX_LIMIT))
+    entries = audit_entries(request, actor=q.get("actor") or None, run_id=q.get("run_id") or None,
+                            action=q.get("action") or None, since=_time(q, "since"), until=_time(q, "until"),
+                            limit=_int(q, "limit", 500, 1, MAX_LIMIT))
     return web.json_response(msgspec.to_builtins(entries), dumps=_dumps)
 
 
+def audit_entries(request: web.Request, *, limit: int, **where: Any) -> list[AuditEntry]:
+    projector = backend(request).projector
+    keep = readable_audit(projector, lambda action, resource: may(request, action, resource))
+    return projector.audit_entries(keep, limit=limit, **where)
+
+
+def readable_audit(projector: Projector, may_do: Callable[[Action, Resource], bool]) -> Callable[[AuditEntry], bool]:
+    """Which audit entries a caller may see: acts on runs they may read, breaker resets if they may read
+    everything, refused access if they may read refusals (admins)."""
+    everything, refusals = may_do("read", Resource()), may_do("read_refusals", Resource())
+
+    def readable(entry: AuditEntry) -> bool:
+        if entry.action == "refused":
+            return refusals
+        summary = projector.views.runs.get(entry.run_id) if entry.run_id else None
+        if summary is None:
+            return everything
+        return may_do("read", Resource(playbook=summary.playbook, environment=summary.environment))
+    return readable
+
+
 async def circuits(request: web.Request) -> web.Response:
+    await permit(request, "read", Resource())
     breakers = await backend(request).client.circuits()
     return web.json_response([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
                                "open_until": b.until and b.until.isoformat(), "reason": b.reason or None,
@@ -233,10 +265,11 @@ async def circuits(request: web.Request) -> web.Response:
 
 async def reset_circuit(request: web.Request) -> web.Response:
     body = await read_body(request, ResetCircuitBody)
-    return await send(request, ResetCircuit(actor=actor_of(request), key=body.key))
+    return await send(request, ResetCircuit(key=body.key))
 
 
 async def rebuild_projections(request: web.Request) -> web.Response:
+    await permit(request, "rebuild_projections", Resource())
     return web.json_response(await backend(request).projector.rebuild())
 
 
@@ -244,10 +277,21 @@ async def rebuild_projections(request: web.Request) -> web.Response:
 
 async def _events(request: web.Request) -> list[tuple[int, RunEvent]]:
     run_id = request.match_info["run_id"]
-    envelopes = await backend(request).client.events(run_id)
-    if not envelopes:
-        raise ApiError(404, "unknown_run", f"no run with id {run_id!r}")
-    return envelopes
+    await permit_run_read(request, run_id)
+    return await backend(request).client.events(run_id)
+
+
+async def permit_run_read(request: web.Request, run_id: str) -> None:
+    """404 for a run that does not exist, 403 (recorded) for one the caller may not read."""
+    summary = backend(request).projector.views.runs.get(run_id)
+    if summary is not None:
+        playbook, environment = summary.playbook, summary.environment
+    else:                       # started since the views last moved: its first event says
+        started = await run_started(backend(request).client.store, run_id)
+        if started is None:
+            raise ApiError(404, "unknown_run", f"no run with id {run_id!r}")
+        playbook, environment = started.playbook.name, started.environment
+    await permit(request, "read", Resource(playbook=playbook, environment=environment, run_id=run_id))
 
 
 def _dumps(value: Any) -> str:

@@ -2,6 +2,8 @@
 
 It is a client of the engine like the CLI: its own NATS connection sends commands and
 reads events, and its projector keeps the run list, audit trail and metrics current.
+Every request is checked (ui/web/access.py) with the identity the root hands it: its
+token registry follows PB_IDENTITY, so sessions and revocations reach every replica.
 Any number of them can run beside one engine.
 """
 from __future__ import annotations
@@ -9,20 +11,32 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from events import subjects
+from events.identity import Caller
+from projections.audit import AuditEntry
 from projections.projector import Projector
+from services.errors import AccessDenied, EngineUnavailable
+from services.identity.authority import COMMAND_ACTIONS, Resource, authorize
+from services.identity.guard import Guard
+from services.identity.principal import Acting
+from services.identity.setup import Identity
+from services.identity.signin import SignInCodes, sign_in_link
 from services.read import EventStore
 from services.settings import Settings
 from ui.client import EngineClient
-from ui.web import api, insights, openapi, prometheus, streams
+from ui.web import api, insights, openapi, prometheus, session, streams
+from ui.web.access import ACCESS, Access, guard_requests
 from ui.web.backend import BACKEND, Backend
 
 log = logging.getLogger(__name__)
@@ -64,9 +78,11 @@ async def dashboard(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
-def make_app(backend: Backend) -> web.Application:
-    app = web.Application(middlewares=[api.json_errors])
+def make_app(backend: Backend, identity: Identity, codes: SignInCodes) -> web.Application:
+    app = web.Application(middlewares=[api.json_errors, guard_requests])
     app[BACKEND] = backend
+    app[ACCESS] = Access(identity.guard, backend.settings)
+    session.add_routes(app, identity.sessions, codes)
     streams.add_routes(app)      # first: /api/runs/stream must win over /api/runs/{run_id}
     api.add_routes(app)
     insights.add_routes(app)
@@ -85,6 +101,7 @@ def make_app(backend: Backend) -> web.Application:
 class WebServer:
     runner: web.AppRunner
     backend: Backend
+    codes: SignInCodes
     host: str
     port: int
 
@@ -92,38 +109,71 @@ class WebServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def sign_in_link(self, credential: str) -> str:
+        """A one-time link (two minutes, one use) that signs the browser in as the credential's owner."""
+        return sign_in_link(self.url, self.codes.issue(credential, time.monotonic()))
+
     async def close(self) -> None:
         await self.runner.cleanup()
         await self.backend.projector.stop()
         await self.backend.nc.drain()
 
 
-async def start_web(settings: Settings) -> WebServer:
+async def start_web(settings: Settings, identity: Identity) -> WebServer:
     """Connect, start the projector, serve on the settings' web host and port (0 picks a free one)."""
     nc = await settings.connect("playbook-web")
     await EventStore(nc).ensure_stream()
     projector = Projector(nc, settings.home / "projections" / "views.msgpack")
     await projector.start()
-    await _answer_rebuilds(nc, projector)
+    await _answer_requests(nc, projector, identity.guard)
     backend = Backend(nc=nc, client=EngineClient(nc), projector=projector, settings=settings)
+    codes = SignInCodes()
     # Handler cancellation: a browser that goes away ends its SSE stream at once.
-    runner = web.AppRunner(make_app(backend), access_log=None, handler_cancellation=True)
+    runner = web.AppRunner(make_app(backend, identity, codes), access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, settings.web_host, settings.web_port)
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return WebServer(runner, backend, settings.web_host, bound)
+    return WebServer(runner, backend, codes, settings.web_host, bound)
 
 
-async def _answer_rebuilds(nc: NATS, projector: Projector) -> None:
-    """`playbook projections rebuild` asks every web server over NATS."""
-    async def on_request(msg: Msg) -> None:
+async def _answer_requests(nc: NATS, projector: Projector, guard: Guard) -> None:
+    """`playbook projections rebuild` asks every web server over NATS; `playbook audit` asks one."""
+    async def admitted(msg: Msg, resource: Resource | None, work: Callable[[Acting], Awaitable[Any]]) -> None:
+        """`work` for a verified caller allowed the request's action on `resource` (None: any caller; the work
+        shows only what they may read)."""
+        caller, action = Caller.of(msg.headers), COMMAND_ACTIONS[msg.subject.removeprefix(f"{subjects.PREFIX}.")]
         try:
-            result = {"ok": True, **await projector.rebuild()}
+            acting = await guard.authenticate(caller.credential, door=caller.door, action=action,
+                                              on_behalf_of=caller.on_behalf_of)
+            if resource is not None:
+                await guard.permit(acting, action, resource, door=caller.door)
+            result = {"ok": True, **await work(acting)}
+        except (AccessDenied, EngineUnavailable) as err:
+            result = {"ok": False, "code": getattr(err, "code", "unavailable"), "error": str(err)}
         except Exception as err:  # the asker gets the reason, the server stays up
-            log.exception("projection rebuild failed")
-            result = {"ok": False, "error": str(err)}
+            log.exception("answering %s failed", msg.subject)
+            result = {"ok": False, "code": "internal_error", "error": str(err)}
         if msg.reply:
-            await nc.publish(msg.reply, json.dumps(result).encode())
+            await nc.publish(msg.reply, msgspec.json.encode(result))
 
-    await nc.subscribe(subjects.PROJECTIONS_REBUILD, cb=on_request)
+    async def rebuild(msg: Msg) -> None:
+        await admitted(msg, Resource(), lambda _acting: projector.rebuild())
+
+    async def audit(msg: Msg) -> None:
+        async def entries(acting: Acting) -> dict[str, Any]:
+            return {"entries": audit_for(projector, guard, acting, json.loads(msg.data or b"{}"))}
+        await admitted(msg, None, entries)
+
+    await nc.subscribe(subjects.PROJECTIONS_REBUILD, cb=rebuild)
+    await nc.subscribe(subjects.AUDIT, queue="audit", cb=audit)
+
+
+def audit_for(projector: Projector, guard: Guard, acting: Acting, query: dict[str, Any]) -> list[AuditEntry]:
+    """What `playbook audit` shows the caller: the entries it may read, as on the dashboard's audit page."""
+    principal = guard.as_effective(acting)
+    since = query.get("since")
+    return projector.audit_entries(
+        api.readable_audit(projector, lambda action, resource: authorize(principal, action, resource).allowed),
+        limit=min(int(query.get("limit") or 200), api.MAX_LIMIT), actor=query.get("actor"),
+        run_id=query.get("run_id"), action=query.get("action"), since=datetime.fromisoformat(since) if since else None)

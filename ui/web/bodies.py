@@ -49,4 +49,16 @@ class ResetCircuitBody(_Body):
     key: str
 
 
-BODIES: tuple[type[_Body], ...] = (StartBody, ValidateBody, ControlBody, DecisionBody, ResetCircuitBody)
+class SignInBody(_Body):
+    """Sign in to the dashboard with an API token, or the code of a one-time sign-in link."""
+
+    token: str | None = None
+    code: str | None = None
+
+
+class SignOutBody(_Body):
+    """Signing out takes nothing; the body is JSON like every change's."""
+
+
+BODIES: tuple[type[_Body], ...] = (StartBody, ValidateBody, ControlBody, DecisionBody, ResetCircuitBody, SignInBody,
+                                   SignOutBody)

@@ -22,14 +22,17 @@ from projections.run_list import RunSummary
 from projections.step_logs import LogEntry
 from services.playbook.diagnostics import Diagnostic
 from ui.web.api import MAX_LIMIT, STATUS_OF_CODE
+from ui.web.access import SESSION_COOKIE
 from ui.web.bodies import BODIES
-from ui.web.identity import USER_HEADER
 
 JSON = "application/json"
 REF = "#/components/schemas/{name}"
 # Every error code and its status: the run service's, plus those the web edge adds.
-STATUS = {**STATUS_OF_CODE, "bad_identity": 400, "engine_unavailable": 503, "not_found": 404,
-          "request_entity_too_large": 413}
+STATUS = {**STATUS_OF_CODE, "engine_unavailable": 503, "not_found": 404, "request_entity_too_large": 413,
+          "unsupported_media_type": 415, "cross_origin": 403, "unknown_host": 421}
+# What any request that needs a credential may answer, and what any change may answer besides.
+SIGNED_IN = ("unauthenticated", "forbidden", "too_many_failures", "unknown_host")
+CHANGE = (*SIGNED_IN, "unsupported_media_type", "cross_origin", "forged_actor")
 
 
 def ref(name: str) -> dict[str, str]:
@@ -153,6 +156,14 @@ HAND_WRITTEN: dict[str, Any] = {
                        "failures_in_a_row": {"type": "integer"}, "open_until": _NULLABLE_TIME,
                        "reason": {"type": ["string", "null"]}, "last_change": _NULLABLE_TIME},
     },
+    "SignedIn": {
+        "type": "object", "required": ["name", "kind", "groups", "grants"],
+        "properties": {"name": {"type": "string"}, "kind": {"enum": ["person", "agent"]},
+                       "groups": {"type": "array", "items": {"type": "string"}},
+                       "grants": {"type": "array", "items": {"type": "string"},
+                                  "description": "ROLE[:PLAYBOOKS][@ENVIRONMENTS]"},
+                       "on_behalf_of": {"type": ["string", "null"]}},
+    },
     "Rebuilt": {
         "type": "object", "required": ["events", "position", "runs", "seconds"],
         "properties": {"events": {"type": "integer"}, "position": {"type": "integer"}, "runs": {"type": "integer"},
@@ -176,8 +187,6 @@ def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
 
 RUN_ID = path_param("run_id", "a run id outside the pattern matches no route: 404 not_found", subjects.RUN_ID_PATTERN)
 STEP_ID = path_param("step_id", "the gated step")
-USER = {"name": USER_HEADER, "in": "header", "required": False, "description": "who acts (default anonymous)",
-        "schema": {"type": "string", "pattern": r"^[\w.@+-]{1,64}$"}}   # as ui/web/identity.py checks it
 TIME = {"type": "string", "format": "date-time"}
 
 
@@ -217,10 +226,16 @@ def answer(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
+def _codes(responses: dict[str, Any]) -> list[str]:
+    """The error codes already in these responses."""
+    return [code for status, response in responses.items() if status >= "400"
+            for code in response["description"].split(" or ")]
+
+
 def errors(*codes: str) -> dict[str, Any]:
     """The error responses answering with these codes, grouped by status."""
     by_status: dict[int, list[str]] = {}
-    for code in codes:
+    for code in dict.fromkeys(codes):
         by_status.setdefault(STATUS[code], []).append(code)
     return {str(status): {
         "description": " or ".join(found),
@@ -234,8 +249,13 @@ def body(name: str, required: bool = True) -> dict[str, Any]:
 
 
 def operation(summary: str, responses: dict[str, Any], *, params: Sequence[dict[str, Any]] = (),
-              request: dict[str, Any] | None = None, tag: str = "runs") -> dict[str, Any]:
+              request: dict[str, Any] | None = None, tag: str = "runs", open_to_all: bool = False) -> dict[str, Any]:
+    """An operation; unless `open_to_all`, it needs a credential (and, with a body, a JSON one from this origin)."""
+    if not open_to_all:
+        responses = {**responses, **errors(*SIGNED_IN, *_codes(responses))}
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": responses}
+    if open_to_all:
+        op["security"] = []
     if params:
         op["parameters"] = list(params)
     if request is not None:
@@ -249,20 +269,20 @@ def sse(summary: str, events: str, params: Sequence[dict[str, Any]], *error_code
     return {"get": operation(summary, {"200": stream, **errors(*error_codes)}, params=params, tag="streams")}
 
 
-COMMAND = ("bad_request", "bad_identity", "request_entity_too_large", "internal_error", "engine_unavailable")
+COMMAND = ("bad_request", "request_entity_too_large", "internal_error", "engine_unavailable", "unavailable")
 UNKNOWN_RUN = ("unknown_run", "not_found")
 
 
 def control(summary: str) -> dict[str, Any]:
     return {"post": operation(summary, {"200": answer(ref("Accepted")),
                                         **errors(*COMMAND, *UNKNOWN_RUN, "illegal_transition")},
-                              params=[RUN_ID, USER], request=body("ControlBody", required=False))}
+                              params=[RUN_ID], request=body("ControlBody", required=False))}
 
 
 def decision(summary: str) -> dict[str, Any]:
     return {"post": operation(summary, {"200": answer(ref("Accepted")),
                                         **errors(*COMMAND, *UNKNOWN_RUN, "approval_refused")},
-                              params=[RUN_ID, STEP_ID, USER], request=body("DecisionBody", required=False))}
+                              params=[RUN_ID, STEP_ID], request=body("DecisionBody", required=False))}
 
 
 def array(item: dict[str, Any]) -> dict[str, Any]:
@@ -281,7 +301,7 @@ def document() -> dict[str, Any]:
             "post": operation("Start a run from YAML text or a stored playbook", {
                 "201": answer(ref("Accepted"), "started"),
                 **errors(*COMMAND, "unknown_playbook", "invalid_playbook", "run_exists")},
-                params=[USER], request=body("StartBody")),
+                request=body("StartBody")),
         },
         RUN: {"get": operation("One run: its view and timeline", {
             "200": answer(ref("RunView")), **errors(*UNKNOWN_RUN, "engine_unavailable")}, params=[RUN_ID])},
@@ -313,7 +333,7 @@ def document() -> dict[str, Any]:
         "/api/circuits": {"get": operation("Circuit breakers", {
             "200": answer(array(ref("Circuit"))), **errors("engine_unavailable")}, tag="circuits")},
         "/api/circuits/reset": {"post": operation("Close a breaker by hand", {
-            "200": answer(ref("Accepted")), **errors(*COMMAND)}, params=[USER], request=body("ResetCircuitBody"),
+            "200": answer(ref("Accepted")), **errors(*COMMAND)}, request=body("ResetCircuitBody"),
             tag="circuits")},
         "/api/insights": {"get": operation("What past runs taught, and what to change: per playbook, step and target", {
             "200": answer(ref("Insights")), **errors("engine_unavailable")},
@@ -333,23 +353,45 @@ def document() -> dict[str, Any]:
                                   [RUN_ID, query("step", {"type": "string"}, "one step's logs"), *RESUME_FROM],
                                   "bad_request", *UNKNOWN_RUN, "engine_unavailable"),
         "/api/metrics/stream": sse("The metrics, live", "`metrics` (as /api/metrics) at most once a second", []),
-        "/healthz": {"get": operation("The process is up", {"200": answer({"type": "object"})}, tag="health")},
+        "/api/session": {
+            "post": operation("Sign in with a token or a one-time code: sets the session cookie", {
+                "201": answer(ref("SignedIn"), "signed in"),
+                **errors("bad_request", "unauthenticated", "too_many_failures", "unsupported_media_type",
+                         "cross_origin", "unknown_host", "engine_unavailable", "unavailable")},
+                request=body("SignInBody"), tag="session", open_to_all=True),
+            "get": operation("Who is signed in", {"200": answer(ref("SignedIn"))}, tag="session"),
+            "delete": operation("Sign out: the session is revoked on every replica", {
+                "200": answer({"type": "object"}), **errors("bad_request")},
+                request=body("SignOutBody", required=False), tag="session"),
+        },
+        "/healthz": {"get": operation("The process is up", {"200": answer({"type": "object"})}, tag="health",
+                                      open_to_all=True)},
         "/readyz": {"get": operation("NATS, stream and projector ready", {
             "200": answer({"type": "object"}), "503": answer({"type": "object"}, "not ready; the body says why")},
-            tag="health")},
+            tag="health", open_to_all=True)},
         "/metrics": {"get": operation("Prometheus metrics", {"200": {
             "description": "Prometheus text format (OpenMetrics if the Accept header asks for it)",
             "content": {"text/plain": {"schema": {"type": "string"}},
                         "application/openmetrics-text": {"schema": {"type": "string"}}}}},
             tag="health")},
     }
+    for operations in paths.values():
+        for method, op in operations.items():
+            if method != "get" and op.get("security") != []:    # a change: JSON, from this origin
+                op["responses"] = {**op["responses"], **errors(*CHANGE, *_codes(op["responses"]))}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Playbook Engine API", "version": "1",
-                 "description": f"Every command is recorded with the actor named in the {USER_HEADER} header. "
+                 "description": "Send an API token as `Authorization: Bearer <token>` (the dashboard holds a session "
+                                "cookie instead). Every command is recorded with the verified caller as its actor. "
+                                "A change must be JSON and, with a cookie, come from this origin. "
                                 "Errors are JSON: {\"error\": {\"code\", \"message\", \"details\"}}."},
         "paths": paths,
-        "components": {"schemas": _components()},
+        "security": [{"token": []}, {"session": []}],
+        "components": {"schemas": _components(), "securitySchemes": {
+            "token": {"type": "http", "scheme": "bearer", "description": "an API token: `playbook token create`"},
+            "session": {"type": "apiKey", "in": "cookie", "name": SESSION_COOKIE,
+                        "description": "the dashboard's session, from POST /api/session"}}},
     }
 
 

@@ -19,10 +19,16 @@ from prometheus_client.metrics_core import (
 from prometheus_client.utils import floatToGoString
 
 from events import subjects
+from events.identity import Caller
+from events.insights import LearningStatus
 from projections.metrics import DURATION_BUCKETS_MS, KEY_SEP, Metrics
 from projections.projector import Projector
 from services.read import RUN_STATUSES
-from ui.web.backend import BACKEND
+from services.errors import PlaybookError
+from services.identity.authority import Resource
+from ui.insights import LearningClient
+from ui.web.access import CALLER, permit
+from ui.web.backend import BACKEND, Backend
 
 CIRCUIT_STATES = ("closed", "open", "half_open")
 STREAM_INFO_TIMEOUT = 2.0
@@ -34,8 +40,10 @@ class ViewsCollector:
 
     def __init__(self, projector: Projector) -> None:
         self.projector = projector
-        # The stream's last sequence, fetched (async) by the handler just before it collects.
+        # The stream's last sequence and the learning service's status, fetched (async) by the handler just
+        # before it collects.
         self.stream_last_seq: int | None = None
+        self.learning: LearningStatus | None = None
 
     def collect(self) -> Iterator[Metric]:
         metrics = self.projector.views.metrics
@@ -43,6 +51,7 @@ class ViewsCollector:
         yield from steps(metrics)
         yield from gates_and_circuits(metrics)
         yield from self._projector()
+        yield from self._learning()
 
     def _projector(self) -> Iterator[Metric]:
         projector = self.projector
@@ -57,6 +66,17 @@ class ViewsCollector:
                                     value=self.stream_last_seq)
             yield GaugeMetricFamily("playbook_projector_lag_events", "Events stored but not yet in the views",
                                     value=max(0, self.stream_last_seq - projector.position))
+
+
+    def _learning(self) -> Iterator[Metric]:
+        if (status := self.learning) is None:     # not running, or this scraper may not ask it: left out
+            return
+        yield GaugeMetricFamily("playbook_learning_position", "Stream sequence the learning service has learned up "
+                                "to", value=status.position)
+        yield GaugeMetricFamily("playbook_learning_lag_events", "Events stored but not yet learned",
+                                value=status.lag)
+        yield GaugeMetricFamily("playbook_learning_rebuilding", "1 while the learning service learns again from "
+                                "the first event", value=int(status.rebuilding))
 
 
 def runs(metrics: Metrics) -> Iterator[Metric]:
@@ -126,9 +146,12 @@ SCRAPE = web.AppKey("prometheus", tuple)   # (CollectorRegistry, ViewsCollector)
 
 
 async def metrics_text(request: web.Request) -> web.Response:
+    if request.app[BACKEND].settings.metrics_access != "open":
+        await permit(request, "read", Resource())     # a viewer of every playbook (PLAYBOOK_METRICS=open: anyone)
     registry, collector = request.app[SCRAPE]
     backend = request.app[BACKEND]
     collector.stream_last_seq = await _stream_last_seq(backend.nc)
+    collector.learning = await _learning_status(backend, request.get(CALLER))
     # No await from here on: this scrape's sequence is the one collected.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return web.Response(body=encode(registry), headers={"Content-Type": content_type})
@@ -143,6 +166,16 @@ async def _stream_last_seq(nc: NATS) -> int | None:
     except Exception:  # noqa: BLE001 - a scrape reports what it can; /readyz says why the stream is not there
         return None
     return info.state.last_seq
+
+
+async def _learning_status(backend: Backend, caller: Caller | None) -> LearningStatus | None:
+    """Asked as the scraper (a viewer may read it); None when the service is down or refuses."""
+    if caller is None or not backend.nc.is_connected:
+        return None
+    try:
+        return await LearningClient(backend.nc, backend.client.headers(caller)).status(timeout=STREAM_INFO_TIMEOUT)
+    except PlaybookError:
+        return None
 
 
 def add_routes(app: web.Application) -> None:

@@ -26,8 +26,10 @@ from projections import run_list
 from projections.projector import Change
 from projections.run_view import run_view, timeline
 from projections.step_logs import log_entries
+from services.identity.authority import Resource
 from services.read import Run, evolve
-from ui.web.api import RUN_PATH, ApiError, backend
+from ui.web.access import may_read, permit
+from ui.web.api import RUN_PATH, ApiError, backend, permit_run_read
 
 SNAPSHOT_RUNS = 500          # newest runs in a list snapshot (active ones always)
 MAX_BACKLOG = 10_000         # changes queued for a slow client before it is cut off to reconnect
@@ -78,15 +80,22 @@ async def runs_stream(request: web.Request) -> web.StreamResponse:
     last = last_event_id(request)
     queue: asyncio.Queue[tuple[int, dict[str, Any]] | None] = asyncio.Queue()
 
+    def readable(summary: dict[str, Any]) -> bool:
+        return may_read(request, summary["playbook"], summary.get("environment"))
+
     def on_change(change: Change) -> None:
-        if change.run is None:
+        if change.run is None or not readable(change.run):
             return
         queue.put_nowait((change.seq, change.run) if queue.qsize() < MAX_BACKLOG else None)
 
     async with open_stream(request) as sse:
         # From here to listen(): no await, so the snapshot and the changes meet exactly.
         backlog = projector.run_changes_after(last) if last is not None else None
-        snapshot = None if backlog is not None else _snapshot(projector.views.runs, projector.position)
+        if backlog is not None:
+            backlog = [(seq, summary) for seq, summary in backlog if readable(summary)]
+        snapshot = None if backlog is not None else _snapshot(
+            {run_id: r for run_id, r in projector.views.runs.items() if may_read(request, r.playbook, r.environment)},
+            projector.position)
         stop = projector.listen(on_change)
         try:
             if snapshot is not None:
@@ -180,6 +189,7 @@ async def _forward_live(sse: EventSourceResponse, lines: asyncio.Queue[bytes]) -
 
 async def metrics_stream(request: web.Request) -> web.StreamResponse:
     """The metrics view, at most once a second while events change it."""
+    await permit(request, "read", Resource())
     projector = backend(request).projector
     changed = asyncio.Event()
     changed.set()
@@ -203,9 +213,7 @@ async def metrics_stream(request: web.Request) -> web.StreamResponse:
 
 async def _known_run(request: web.Request) -> str:
     run_id = request.match_info["run_id"]
-    last, _ = await backend(request).client.store.last_message_id(subjects.run(run_id))
-    if not last:
-        raise ApiError(404, "unknown_run", f"no run with id {run_id!r}")
+    await permit_run_read(request, run_id)
     return run_id
 
 

@@ -83,13 +83,23 @@ class RecordRetryVerdict:
 
 @dataclass(frozen=True, slots=True)
 class AnswerGate:
-    """A person approves (`approve`) or rejects a gate; `groups` come from the directory, at the edge."""
+    """A person approves (`approve`) or rejects a gate.
+
+    `actor` is the verified principal; `on_behalf_of` the person an admin acts for, whom
+    the gate counts; `groups` are the counted person's, from the directory, at the edge.
+    """
 
     step_id: str
     actor: str
     groups: tuple[str, ...]
     approve: bool
     comment: str = ""
+    on_behalf_of: str | None = None
+
+    @property
+    def person(self) -> str:
+        """Who the gate counts."""
+        return self.on_behalf_of or self.actor
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,8 +46,8 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
         case PauseRun() if run.status not in ("running", "rolling_back"):
             raise CommandRejected(f"run {run.id} is {run.status}; only a running run can be paused",
                                   "illegal_transition")
-        case PauseRun(actor=actor, reason=reason):
-            return [RunPaused(run_id=run.id, at=at, actor=actor, reason=reason)]
+        case PauseRun(reason=reason):
+            return [RunPaused(run_id=run.id, at=at, actor=_actor(cmd), on_behalf_of=cmd.on_behalf_of, reason=reason)]
 
         case ResumeRun() if run.status in ("running", "rolling_back"):
             raise CommandRejected(f"run {run.id} is {run.status}, not paused; there is nothing to resume",
@@ -55,24 +55,27 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
         case ResumeRun() if run.status != "paused":
             raise CommandRejected(f"run {run.id} is {run.status}; only a paused run can be resumed",
                                   "illegal_transition")
-        case ResumeRun(actor=actor):
-            return [RunResumed(run_id=run.id, at=at, actor=actor), *_schedule_again(run, at)]
+        case ResumeRun():
+            return [RunResumed(run_id=run.id, at=at, actor=_actor(cmd), on_behalf_of=cmd.on_behalf_of),
+                    *_schedule_again(run, at)]
 
         case CancelRun() if run.status in ("cancelling", "cancelled"):
             return []
         case CancelRun() if run.finished:
             raise CommandRejected(f"run {run.id} is already {run.status}; there is nothing to cancel",
                                   "illegal_transition")
-        case CancelRun(actor=actor, reason=reason):
-            return [RunCancelRequested(run_id=run.id, at=at, actor=actor, reason=reason)]
+        case CancelRun(reason=reason):
+            return [RunCancelRequested(run_id=run.id, at=at, actor=_actor(cmd), on_behalf_of=cmd.on_behalf_of,
+                                       reason=reason)]
 
         case RollbackRun() if run.status == "rolled_back":
             raise CommandRejected(f"run {run.id} is already rolled back", "illegal_transition")
         case RollbackRun() if not run.finished:
             raise CommandRejected(f"run {run.id} is {run.status}; cancel it or let it finish before rolling back",
                                   "illegal_transition")
-        case RollbackRun(actor=actor, reason=reason):
-            return [_rollback_started(run, at, reason or f"rollback requested by {actor}", actor)]
+        case RollbackRun(reason=reason):
+            actor = _actor(cmd)
+            return [_rollback_started(run, at, reason or f"rollback requested by {actor}", actor, cmd.on_behalf_of)]
 
         case AnswerGate():
             return gates.answer(run, cmd, at)
@@ -89,6 +92,11 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
         case FinishStep():
             return _finish(run, cmd, at)
     raise TypeError(f"not a run command: {cmd!r}")
+
+
+def _actor(cmd: PauseRun | ResumeRun | CancelRun | RollbackRun) -> str:
+    """Who steers: the verified principal the run service put on the command."""
+    return cmd.actor or "anonymous"
 
 
 def _schedule_again(run: Run, at: datetime) -> list[RunEvent]:
@@ -226,12 +234,13 @@ def _advance_rollback(run: Run, at: datetime) -> list[RunEvent]:
     return events
 
 
-def _rollback_started(run: Run, at: datetime, reason: str, actor: str) -> RollbackStarted:
+def _rollback_started(run: Run, at: datetime, reason: str, actor: str,
+                      on_behalf_of: str | None = None) -> RollbackStarted:
     waves = rollback.rollback_waves(run)
     if run.status == "rollback_failed":   # roll back again what is not rolled back yet
         waves = [[s for s in wave if run.steps[s].rollback.status != "rolled_back"] for wave in waves]
         waves = [wave for wave in waves if wave]
-    return RollbackStarted(run_id=run.id, at=at, waves=waves, reason=reason, actor=actor)
+    return RollbackStarted(run_id=run.id, at=at, waves=waves, reason=reason, actor=actor, on_behalf_of=on_behalf_of)
 
 
 def _ready(run: Run) -> list[StepState]:

@@ -55,7 +55,7 @@ def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
 
     def refuse(reason: str) -> Refused:
         record = ApprovalAttemptRefused(run_id=run.id, at=at, step_id=cmd.step_id, actor=cmd.actor,
-                                        decision=verb, reason=reason)
+                                        on_behalf_of=cmd.on_behalf_of, decision=verb, reason=reason)
         return Refused(reason, record)
 
     step = run.steps.get(cmd.step_id)
@@ -68,20 +68,31 @@ def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
         raise refuse(f"the approval window of step {step.id} closed at {step.gate.deadline:%Y-%m-%d %H:%M:%S}Z")
     gate = run.specs[step.id].approval_gate
     assert gate is not None
-    entries = gate.required_approvers
-    if entries and not eligible_entries(entries, cmd.actor, cmd.groups):
-        raise refuse(f"{cmd.actor} is not a required approver of step {step.id}: it needs {', '.join(entries)}")
+    entries, person = gate.required_approvers, cmd.person
+    if entries and not eligible_entries(entries, person, cmd.groups):
+        raise refuse(f"{person} is not a required approver of step {step.id}: it needs {', '.join(entries)}")
     if not cmd.approve:
-        return [ApprovalRejected(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, comment=cmd.comment),
+        return [ApprovalRejected(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor,
+                                 on_behalf_of=cmd.on_behalf_of, comment=cmd.comment),
                 StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1,
                            category="authorization",
-                           error=f"approval rejected by {cmd.actor}" + (f": {cmd.comment}" if cmd.comment else ""))]
-    if cmd.actor == run.started.actor and not gate.allow_self_approval:  # type: ignore[union-attr]
-        raise refuse(f"{cmd.actor} started this run and cannot approve it (the gate does not allow self-approval)")
-    if any(given.actor == cmd.actor for given in step.gate.approvals):
-        raise refuse(f"{cmd.actor} has already approved step {step.id}")
-    return [ApprovalGiven(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, groups=list(cmd.groups),
-                          comment=cmd.comment)]
+                           error=f"approval rejected by {person}" + (f": {cmd.comment}" if cmd.comment else ""))]
+    assert run.started is not None
+    starters = {run.started.actor, run.started.on_behalf_of}
+    if starters & {cmd.actor, person} and not gate.allow_self_approval:
+        raise refuse(f"{person} started this run and cannot approve it (the gate does not allow self-approval)"
+                     if person in starters else
+                     f"{cmd.actor} started this run and cannot approve it, for anyone (the gate does not allow "
+                     "self-approval)")
+    if any(counted(given) == person for given in step.gate.approvals):
+        raise refuse(f"{person} has already approved step {step.id}")
+    return [ApprovalGiven(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, on_behalf_of=cmd.on_behalf_of,
+                          groups=list(cmd.groups), comment=cmd.comment)]
+
+
+def counted(given: ApprovalGiven) -> str:
+    """The person an approval counts for: the one an admin acted for, else the approver."""
+    return given.on_behalf_of or given.actor
 
 
 def open_gates(run: Run, at: datetime) -> list[RunEvent]:
@@ -94,7 +105,7 @@ def open_gates(run: Run, at: datetime) -> list[RunEvent]:
             continue
         gate = run.specs[step.id].approval_gate
         assert gate is not None
-        approvers = [(given.actor, given.groups) for given in step.gate.approvals]
+        approvers = [(counted(given), given.groups) for given in step.gate.approvals]
         entries = gate.required_approvers
         opened_by = quorum(entries, approvers, approvals_needed(gate)) if entries else [approvers[0][0]]
         if opened_by is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import re
 
-from services.playbook.shell_model import Call, Report
+from services.playbook.shell.model import Call, Report
 
 # interpreter -> (options whose value is code, options that take another value)
 LANGUAGES: dict[str, tuple[frozenset[str], frozenset[str]]] = {

@@ -10,9 +10,9 @@ import re
 from collections.abc import Iterator
 
 from services.playbook.references import Reference
-from services.playbook.shell_model import Call, Report, Risk, Word, leading_hole, literal, options, text_word
-from services.playbook.shell_wrappers import unwrap
-from services.playbook.shell_syntax import Part
+from services.playbook.shell.model import Call, Report, Risk, Word, leading_hole, literal, options, text_word
+from services.playbook.shell.wrappers import unwrap
+from services.playbook.shell.syntax import Part
 
 _SYSTEM_PARENTS = {"usr", "bin", "sbin", "boot", "lib", "lib32", "lib64", "libx32", "home", "etc"}
 _SYSTEM_DIRECTORIES = {"/var/lib", "/var/spool", "/var/backups", "/var/mail"}

@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from services.playbook.shell_analysis import calls
-from services.playbook.shell_model import (
+from services.playbook.shell.analysis import calls
+from services.playbook.shell.model import (
     MAX_DEPTH, Call, Code, Heredoc, Report, Word, literal, options, synthetic, text_word,
 )
-from services.playbook.shell_languages import LANGUAGE_NAMES, LANGUAGES, inline, language_of, named
-from services.playbook.shell_syntax import REF_CLOSE, REF_OPEN, Part, Sequence, Simple, decode_escapes
+from services.playbook.shell.languages import LANGUAGE_NAMES, LANGUAGES, inline, language_of, named
+from services.playbook.shell.syntax import REF_CLOSE, REF_OPEN, Part, Sequence, Simple, decode_escapes
 
 SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "fish", "csh", "tcsh", "yash", "posh", "rbash", "ksh93"}
 FETCHERS = {"curl", "wget", "fetch", "http", "https", "aria2c", "lwp-request", "GET", "xh", "curlie"}

@@ -11,14 +11,14 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from services.playbook.references import ReferenceSyntaxError, find_references
-from services.playbook.shell_analysis import argv_call, calls, mark_references, top_code, written_offset
-from services.playbook.shell_code import PROGRAMS as CODE_PROGRAMS, code_checks
-from services.playbook.shell_deletes import PROGRAMS as DELETE_PROGRAMS, deletes
-from services.playbook.shell_disks import PROGRAMS as DISK_PROGRAMS, disks, redirects
-from services.playbook.shell_forks import fork_bombs
-from services.playbook.shell_model import Call, Code, Report, Risk
-from services.playbook.shell_permissions import PROGRAMS as PERMISSION_PROGRAMS, permissions
-from services.playbook.shell_syntax import REF_OPEN, parse
+from services.playbook.shell.analysis import argv_call, calls, mark_references, top_code, written_offset
+from services.playbook.shell.code import PROGRAMS as CODE_PROGRAMS, code_checks
+from services.playbook.shell.deletes import PROGRAMS as DELETE_PROGRAMS, deletes
+from services.playbook.shell.disks import PROGRAMS as DISK_PROGRAMS, disks, redirects
+from services.playbook.shell.forks import fork_bombs
+from services.playbook.shell.model import Call, Code, Report, Risk
+from services.playbook.shell.permissions import PROGRAMS as PERMISSION_PROGRAMS, permissions
+from services.playbook.shell.syntax import REF_OPEN, parse
 
 _NAMES = sorted(CODE_PROGRAMS | DELETE_PROGRAMS | DISK_PROGRAMS | PERMISSION_PROGRAMS | {"function", "while",
                                                                                         "until", "for"})

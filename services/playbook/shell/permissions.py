@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from services.playbook.shell_model import Call, Report, literal, options
-from services.playbook.shell_deletes import system_path
+from services.playbook.shell.model import Call, Report, literal, options
+from services.playbook.shell.deletes import system_path
 
 PROGRAMS = frozenset({"chmod", "chown", "chgrp"})
 _OCTAL = re.compile(r"[0-7]{3,4}")

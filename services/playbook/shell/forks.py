@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from services.playbook.shell_model import Code, Report, literal
-from services.playbook.shell_syntax import Compound, Pipeline, Sequence, Simple
+from services.playbook.shell.model import Code, Report, literal
+from services.playbook.shell.syntax import Compound, Pipeline, Sequence, Simple
 
 
 def fork_bombs(sequence: Sequence, code: Code, report: Report) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Callable
 
-from services.playbook.shell_model import Call, Word, basename, literal, skip_options, synthetic, text_word
-from services.playbook.shell_syntax import Simple
+from services.playbook.shell.model import Call, Word, basename, literal, skip_options, synthetic, text_word
+from services.playbook.shell.syntax import Simple
 
 _VALUE = frozenset  # options of a wrapper that take a value
 # wrapper -> (its options that take a value, positional words before the wrapped command)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from services.playbook.references import Reference
-from services.playbook.shell_syntax import REF_CLOSE, REF_OPEN, Heredoc, Part, Redirect, Word
+from services.playbook.shell.syntax import REF_CLOSE, REF_OPEN, Heredoc, Part, Redirect, Word
 
 MAX_DEPTH = 8  # strings run as code (sh -c '...') analysed inside one another; deeper ones count as unseen
 

@@ -3,7 +3,7 @@
 The engine's `${...}` references become marks the parser keeps as opaque parts; text
 variables are inlined, quoted as the engine quotes them, and offsets map back to the text
 as written. Walking the syntax tree gives one `Call` per simple command, in substitutions
-and compound bodies too, with its wrappers taken off (`shell_wrappers`).
+and compound bodies too, with its wrappers taken off (`wrappers`).
 """
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 from services.playbook.references import Reference, ReferenceSyntaxError, find_references
-from services.playbook.shell_model import MAX_DEPTH, Call, Code, literal
-from services.playbook.shell_syntax import (
+from services.playbook.shell.model import MAX_DEPTH, Call, Code, literal
+from services.playbook.shell.syntax import (
     REF_CLOSE, REF_OPEN, Compound, Heredoc, Part, Redirect, Sequence, Simple, Word,
 )
-from services.playbook.shell_wrappers import unwrap
+from services.playbook.shell.wrappers import unwrap
 
 
 class Reach(NamedTuple):

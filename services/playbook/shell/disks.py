@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from services.playbook.shell_model import Call, Report, Word, leading_hole, literal, options
+from services.playbook.shell.model import Call, Report, Word, leading_hole, literal, options
 
 _SAFE_DEVICES = re.compile(r"/dev/(null|zero|full|u?random|std(in|out|err)|tty\d*|console|kmsg|log|(fd|pts)/\d+"
                            r"|shm/.*)")

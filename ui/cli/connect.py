@@ -1,0 +1,51 @@
+"""How the CLI reaches the engine: NATS as the client login, and the caller's API token on every command.
+
+The token is `$PLAYBOOK_TOKEN`, else the local admin's that `playbook up` (the identity
+service) wrote to `$PLAYBOOK_HOME/credentials/token`; the NATS login is the client's in
+`$PLAYBOOK_HOME/credentials/nats-client.json` (or the user and password in `$NATS_URL`).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import nats
+
+from services.errors import AccessDenied, EngineUnavailable
+from services.identity.credentials import TOKEN_FILE, read_secret
+from services.settings import Settings
+from ui.client import EngineClient
+
+
+def caller_credential(settings: Settings) -> str | None:
+    """Who the CLI acts as: `$PLAYBOOK_TOKEN`, else the local admin's token `playbook up` wrote here."""
+    return settings.token or read_secret(settings.home, TOKEN_FILE)
+
+
+async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitable[int]],
+                      on_behalf_of: str | None = None) -> int:
+    """`work` with a client of the engine: NATS as the client login, commands with the caller's token."""
+    url = settings.engine_url()
+
+    async def quiet(_err: Exception) -> None:
+        pass
+
+    try:
+        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet,
+                                **settings.nats_login("client"))
+    except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
+        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
+                                "is `playbook up` running?") from None
+    try:
+        return await work(EngineClient(nc, caller_credential(settings), on_behalf_of=on_behalf_of, door="cli"))
+    finally:
+        await nc.close()
+
+
+def steer(args: argparse.Namespace, settings: Settings, work: Callable[[EngineClient], Awaitable[int]]) -> int:
+    """`work` that sends commands: it needs a token; `--as` acts on someone's behalf (admins only)."""
+    if caller_credential(settings) is None:
+        raise AccessDenied(f"no API token: set PLAYBOOK_TOKEN, or start the engine here with `playbook up` "
+                           f"(it writes {settings.home / 'credentials' / TOKEN_FILE})", "unauthenticated")
+    return asyncio.run(with_client(settings, work, getattr(args, "as_user", None)))

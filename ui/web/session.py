@@ -1,0 +1,66 @@
+"""Signing in to the dashboard: a token (or `playbook up`'s one-time link) for a session cookie.
+
+`POST /api/session` with `{"token": ...}` or `{"code": ...}` verifies it and opens a session:
+a short-lived token of the same person, with the same grants, in the registry every web
+replica follows; its credential is the `pb_session` cookie (HttpOnly, SameSite=Strict), which
+scripts cannot read and no other site can make a browser send. `GET /api/session` says who
+is signed in; `DELETE /api/session` signs out (the session is revoked everywhere).
+"""
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from services.errors import Unauthenticated
+from services.identity.authority import format_grant
+from services.identity.principal import Acting
+from services.identity.sessions import Sessions
+from services.identity.signin import SignInCodes
+from ui.web.access import ACCESS, SESSION_COOKIE, acting, source
+from ui.web.api import read_body
+from ui.web.bodies import SignInBody, SignOutBody
+
+SESSIONS = web.AppKey("sessions", Sessions)
+CODES = web.AppKey("sign_in_codes", SignInCodes)
+
+
+def who(signed_in: Acting) -> dict[str, object]:
+    principal = signed_in.principal
+    return {"name": principal.name, "kind": principal.kind, "groups": list(principal.groups),
+            "grants": [format_grant(g) for g in principal.grants], "on_behalf_of": signed_in.on_behalf_of}
+
+
+async def sign_in(request: web.Request) -> web.Response:
+    body = await read_body(request, SignInBody)
+    if (body.token is None) == (body.code is None):
+        raise Unauthenticated("send exactly one of 'token' (an API token) and 'code' (from a sign-in link)")
+    credential = body.token
+    if body.code is not None:
+        credential = request.app[CODES].redeem(body.code, time.monotonic())
+    guard = request.app[ACCESS].guard
+    signed_in = await guard.authenticate(credential, door="dashboard", action="sign_in", source=source(request))
+    session = await request.app[SESSIONS].open(signed_in)
+    response = web.json_response(who(signed_in), status=201)
+    response.set_cookie(SESSION_COOKIE, session, max_age=int(request.app[SESSIONS].seconds), path="/",
+                        httponly=True, samesite="Strict", secure=request.secure)
+    return response
+
+
+async def signed_in(request: web.Request) -> web.Response:
+    return web.json_response(who(acting(request)))
+
+
+async def sign_out(request: web.Request) -> web.Response:
+    await read_body(request, SignOutBody)
+    await request.app[SESSIONS].close(acting(request))
+    response = web.json_response({"signed_out": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def add_routes(app: web.Application, sessions: Sessions, codes: SignInCodes) -> None:
+    app[SESSIONS], app[CODES] = sessions, codes
+    app.router.add_post("/api/session", sign_in)
+    app.router.add_get("/api/session", signed_in)
+    app.router.add_delete("/api/session", sign_out)
