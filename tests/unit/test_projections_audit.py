@@ -131,4 +131,5 @@ def test_entries_encode_as_json_for_the_api() -> None:
     entry = audit_entry(9, CircuitReset(key="db", at=at(1), actor="dave"))
     assert msgspec.json.decode(msgspec.json.encode(entry)) == {
         "seq": 9, "at": "2026-01-01T12:00:01Z", "actor": "dave", "action": "circuit_reset", "run_id": None,
-        "step_id": None, "circuit": "db", "detail": "reset breaker db by hand"}
+        "step_id": None, "circuit": "db", "detail": "reset breaker db by hand", "door": None,
+        "on_behalf_of": None}
