@@ -20,6 +20,7 @@ from tests.helpers import playbook_yaml, running_engine, until, wait_for_end
 from ui.client import EngineClient
 
 pytestmark = pytest.mark.e2e
+GUARDIAN_MOMENT = 0.25     # seconds: at most between an executor's death and its guardian's kill, on a loaded machine
 
 
 def side_effects(log: Path, steps: int, seconds: float) -> str:
@@ -75,7 +76,7 @@ async def test_a_sigkilled_executor_is_taken_over_when_its_lease_lapses_and_noth
         others = [await client.send(StartRun(playbook=side_effects(log, 3, 1.0))) for _ in range(5)]
         run_ids = [first.run_id, *(r.run_id for r in others)]
         running = await running_on(client, run_ids, 6)
-        victim = next(p for p in executors if any(e.endswith(f"-{p.pid}") for e, _, _ in running.values()))
+        victim = max(executors, key=lambda p: sum(e.endswith(f"-{p.pid}") for e, _, _ in running.values()))
         cancelled = next(r for r, (e, _, _) in running.items() if e.endswith(f"-{victim.pid}"))
         killed_at = time.time()
         victim.send_signal(signal.SIGKILL)
@@ -84,19 +85,21 @@ async def test_a_sigkilled_executor_is_taken_over_when_its_lease_lapses_and_noth
     finally:
         await nc.close()
 
-    assert isinstance(histories.pop(cancelled)[-1], RunCancelled)   # cancel ends it, its executor dead or not
+    ended = histories.pop(cancelled)
+    assert isinstance(ended[-1], RunCancelled)   # cancel ends it, its executor dead or not
     assert all(isinstance(h[-1], RunCompleted) for h in histories.values())
-    interrupted = [e for h in histories.values() for e in h if isinstance(e, StepFailed)]
+    interrupted = [e for h in [*histories.values(), ended] for e in h if isinstance(e, StepFailed)]
     assert interrupted and all(e.category == "interrupted" and "stopped renewing its lease" in e.error
                                for e in interrupted)
-    for history in histories.values():
+    for history in [*histories.values(), ended]:
         assert set(starts(history).values()) == {1}                  # no attempt started twice
     effects = lines(log)
     assert len({(key, what) for key, what, _ in effects}) == len(effects), "an attempt wrote twice"
     victim_name = next(e for e, _, _ in running.values() if e.endswith(f"-{victim.pid}"))
-    victims = {f"{e.run_id}/{e.step_id}/{e.attempt}" for h in histories.values() for e in h
+    victims = {f"{e.run_id}/{e.step_id}/{e.attempt}" for h in [*histories.values(), ended] for e in h
                if isinstance(e, StepStarted) and e.executor == victim_name}
-    after_kill = [(key, what) for key, what, at in effects if key in victims and at > killed_at]
+    # Its guardian acts at once (a loaded machine may delay it by moments), long before the lease (2 s) lapses.
+    after_kill = [(key, what) for key, what, at in effects if key in victims and at > killed_at + GUARDIAN_MOMENT]
     assert not after_kill, f"the killed executor's steps ran on: {after_kill}"
 
 
