@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Protocol
 
 from nats.aio.client import Client as NATS
@@ -132,8 +134,23 @@ def _opener(door: str) -> Callable[[Settings, Identity], Awaitable[Door]]:
     return opener
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, as_json: bool = False) -> None:
+    """Log lines to stderr at `$PLAYBOOK_LOG`; with `as_json`, one JSON object a line."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if as_json:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLines())
+
+
+class JsonLines(logging.Formatter):
+    """`{"at", "level", "logger", "message"}` per record, for log collectors and scripts."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"at": datetime.fromtimestamp(record.created, timezone.utc).isoformat(), "level": record.levelname,
+                "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line)
 
 
 def main(services: Iterable[str] = ALL_SERVICES, doors: Iterable[str] = ()) -> None:

@@ -8,6 +8,7 @@ the dashboard signed in. Nothing to configure: still two commands from a clone.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import replace
 
@@ -26,12 +27,12 @@ log = logging.getLogger("playbook")
 DEMO_PLAYBOOK = EXAMPLES / "deploy-demo.yaml"
 
 
-def up(settings: Settings, *, demo: bool, http_port: int) -> int:
-    configure_logging(settings)
-    return asyncio.run(_up(settings, demo=demo, http_port=http_port))
+def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False) -> int:
+    configure_logging(settings, as_json)
+    return asyncio.run(_up(settings, demo=demo, http_port=http_port, as_json=as_json))
 
 
-async def _up(settings: Settings, *, demo: bool, http_port: int) -> int:
+async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool) -> int:
     embedded = None
     if not settings.nats_url:
         embedded = EmbeddedNats(settings.home, settings.nats_port, settings.nats_server_bin,
@@ -46,11 +47,12 @@ async def _up(settings: Settings, *, demo: bool, http_port: int) -> int:
         admin = read_secret(settings.home, TOKEN_FILE)
         log.info("dashboard on %s", web.url)
         if admin:
-            print(f"sign in to the dashboard (link good for two minutes, once): {web.sign_in_link(admin)}",
-                  flush=True)
+            link = web.sign_in_link(admin)
+            print(json.dumps({"sign_in": link}) if as_json else
+                  f"sign in to the dashboard (link good for two minutes, once): {link}", flush=True)
         log.info("engine ready; stop with Ctrl-C")
         if demo and admin:
-            asyncio.create_task(_run_demo(EngineClient(running.nc, admin), web.url))
+            asyncio.create_task(_run_demo(EngineClient(running.nc, admin), web.url, as_json))
 
     try:
         await serve(settings, ALL_SERVICES, DOORS, ready=ready)
@@ -60,17 +62,17 @@ async def _up(settings: Settings, *, demo: bool, http_port: int) -> int:
     return 0
 
 
-async def _run_demo(client: EngineClient, web_url: str) -> None:
+async def _run_demo(client: EngineClient, web_url: str, as_json: bool) -> None:
     reply = await client.send(StartRun(playbook=DEMO_PLAYBOOK.read_text(), source=str(DEMO_PLAYBOOK),
                                        parameters={"base_url": web_url}, environment="staging"))
     if not reply.accepted or reply.run_id is None:
         log.error("demo not started: %s", reply.error and reply.error.message)
         return
-    print(f"demo run {reply.run_id}: follow it with `playbook events {reply.run_id} --follow`", flush=True)
-    follower = Follower(reply.run_id)
+    log.info("demo run %s: follow it with `playbook events %s --follow`", reply.run_id, reply.run_id)
+    follower = Follower(reply.run_id, as_json=as_json)
     async for seq, event in client.follow(reply.run_id):
         follower.show(seq, event)
-    print(f"demo run {reply.run_id} {follower.run.status}; replay it with `playbook replay {reply.run_id}`", flush=True)
+    log.info("demo run %s %s; replay it with `playbook replay %s`", reply.run_id, follower.run.status, reply.run_id)
 
 
 def _free_or_any(port: int) -> int:

@@ -56,6 +56,23 @@ class RollbackRun(Command, frozen=True):
     reason: str = ""
 
 
+class RetryRun(Command, frozen=True):
+    """Continue a failed or cancelled run in place, from its failed steps or from `from_step`.
+
+    Steps that succeeded keep their outputs; the failed step and everything downstream of it
+    (of `from_step`, when given) run again as new attempts. `parameters` correct the run's
+    values (recorded on `RunRetried`). `playbook` (YAML text, from `source`) replaces the
+    pinned playbook: it is validated like a start and must agree with the steps that ran.
+    """
+
+    run_id: str
+    from_step: str | None = None
+    parameters: dict[str, Any] = {}
+    reason: str = ""
+    playbook: str | None = None
+    source: str = "<playbook>"
+
+
 class ApproveStep(Command, frozen=True):
     run_id: str
     step_id: str
@@ -74,7 +91,8 @@ class ResetCircuit(Command, frozen=True):
     key: str
 
 
-AnyCommand = StartRun | PauseRun | ResumeRun | CancelRun | RollbackRun | ApproveStep | RejectStep | ResetCircuit
+AnyCommand = (StartRun | PauseRun | ResumeRun | CancelRun | RollbackRun | RetryRun | ApproveStep | RejectStep
+              | ResetCircuit)
 COMMAND_TYPES: tuple[type[Command], ...] = AnyCommand.__args__
 
 

@@ -34,12 +34,20 @@ class Parameter(_Spec):
 
 
 class Condition(_Spec):
-    """A typed comparison, used by `when` and `validations`."""
+    """A typed comparison (`type` of `left` and `right`), or conditions combined: `all` must hold,
+    `any` one must, `not` must not. Used by `when` and `validations`; exactly one of the four is given."""
 
-    type: str
+    type: str | None = None
     left: Any = None
     right: Any = None
     message: str = ""
+    all_: list[Condition | str | bool] | None = msgspec.field(default=None, name="all")
+    any_: list[Condition | str | bool] | None = msgspec.field(default=None, name="any")
+    not_: Condition | str | bool | None = msgspec.field(default=None, name="not")
+
+
+# `when`: a condition, a text that is true when not empty (after ${...}), a boolean, or a list that all hold.
+When = Condition | str | bool | list[Condition | str | bool]
 
 
 class OutputSpec(_Spec):
@@ -159,7 +167,7 @@ class Step(_Spec):
     args: dict[str, Any] = {}
     depends_on: list[str] | None = None
     parallel_group: str | None = None
-    when: Condition | str | bool | None = None
+    when: When | None = None
     timeout_seconds: float | None = None
     continue_on_failure: bool = False
     outputs: list[OutputSpec] = []

@@ -38,6 +38,8 @@ class RunStarted(RunEvent, frozen=True):
     on_behalf_of: str | None = None   # the person an admin acted for; `actor` is the admin
     parameters: dict[str, Any] = {}
     environment: str | None = None
+    # What the environment gives to variables: its own, and the playbook's it sets otherwise.
+    variables: dict[str, Any] = {}
     source: str = ""
     dry_run: bool = False
     allow_unsafe_shell: bool = False
@@ -125,6 +127,29 @@ class RunFailed(RunEvent, frozen=True):
     reason: str
     failed_steps: list[str] = []
     duration_ms: float = 0.0
+
+
+class RunRetried(RunEvent, frozen=True):
+    """A failed or cancelled run goes on in place: `steps` run again as new attempts; every
+    other step keeps its outcome and outputs. The run ends again with one new terminal event.
+
+    `parameters` are the run's values from now on when they changed (`corrected` names the
+    ones the caller gave); `playbook`, `plan` and the environment's `variables` replace the
+    pinned ones when a replacement was given (`source` says where it came from), checked
+    against the steps that ran.
+    """
+
+    actor: str
+    steps: list[str]
+    on_behalf_of: str | None = None   # the person an admin acted for; `actor` is the admin
+    from_step: str | None = None
+    reason: str = ""
+    corrected: list[str] = []
+    parameters: dict[str, Any] | None = None
+    playbook: Playbook | None = None
+    plan: Plan | None = None
+    variables: dict[str, Any] | None = None
+    source: str = ""
 
 
 # -- retries (decided by the resilience service) -------------------------------------------
@@ -305,7 +330,7 @@ class MessageAbandoned(RunEvent, frozen=True):
 
 AnyRunEvent = (
     RunStarted | StepScheduled | StepStarted | StepSucceeded | StepFailed | StepSkipped
-    | RunPaused | RunResumed | RunCancelRequested | RunCancelled | RunCompleted | RunFailed
+    | RunPaused | RunResumed | RunCancelRequested | RunCancelled | RunCompleted | RunFailed | RunRetried
     | ApprovalRequested | ApprovalGiven | ApprovalGranted | ApprovalRejected | ApprovalDeadlinePassed
     | ApprovalTimedOut | ApprovalAttemptRefused
     | RollbackStarted | StepRollbackScheduled | StepRollbackStarted | StepRolledBack | StepRollbackFailed
@@ -314,6 +339,6 @@ AnyRunEvent = (
 )
 
 RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__
-# After these, nothing more happens in the run unless someone starts a rollback.
+# After these, nothing more happens in the run unless someone starts a rollback or retries it.
 TERMINAL_EVENTS: tuple[type[RunEvent], ...] = (
     RunCompleted, RunFailed, RunCancelled, RollbackCompleted, RollbackFailed)

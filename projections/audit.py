@@ -14,16 +14,16 @@ import msgspec
 
 from events.circuit import CircuitEvent, CircuitReset
 from events.identity import AccessRefused
-from projections.sentences import abandoned_sentence
 from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, MessageAbandoned,
-    RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunStarted,
+    RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunRetried, RunStarted,
 )
+from projections.sentences import abandoned_sentence, retry_detail
 
 SYSTEM = "system"
 # Every action an audit entry can name, in the order the dashboard offers them as a filter.
-AUDIT_ACTIONS = ("start", "pause", "resume", "cancel", "approve", "reject", "approval_refused", "auto_approve",
-                 "timeout", "rollback", "circuit_reset", "refused", "abandoned")
+AUDIT_ACTIONS = ("start", "pause", "resume", "cancel", "retry", "approve", "reject", "approval_refused",
+                 "auto_approve", "timeout", "rollback", "circuit_reset", "refused", "abandoned")
 
 
 class AuditEntry(msgspec.Struct, kw_only=True):
@@ -75,6 +75,8 @@ def _run_action(event: RunEvent) -> tuple[str, str, str] | None:
             return event.actor, "resume", ""
         case RunCancelRequested():
             return event.actor, "cancel", event.reason
+        case RunRetried():
+            return event.actor, "retry", retry_detail(event)
         case ApprovalGiven():
             groups = f"as {', '.join(event.groups)}" if event.groups else ""
             return event.actor, "approve", _join(groups, event.comment)

@@ -15,7 +15,7 @@ import msgspec
 
 from events.circuit import CircuitClosed, CircuitEvent, CircuitHalfOpened, CircuitOpened, CircuitReset
 from events.run import (
-    RollbackStarted, RunEvent, RunStarted, StepFailed, StepRetryScheduled, StepStarted, StepSucceeded,
+    RollbackStarted, RunEvent, RunRetried, RunStarted, StepFailed, StepRetryScheduled, StepStarted, StepSucceeded,
     TERMINAL_EVENTS,
 )
 from projections import run_list
@@ -86,7 +86,7 @@ class Metrics(msgspec.Struct, kw_only=True):
         if isinstance(event, RunStarted):
             return self._started(event)
         tracked = self.active.get(event.run_id)
-        if tracked is None and isinstance(event, RollbackStarted):
+        if tracked is None and isinstance(event, (RollbackStarted, RunRetried)):
             tracked = self._reopen(event.run_id)
         if tracked is None:
             return changed
@@ -107,7 +107,7 @@ class Metrics(msgspec.Struct, kw_only=True):
         return True
 
     def _reopen(self, run_id: str) -> TrackedRun | None:
-        """A finished run being rolled back by hand is active again."""
+        """A finished run rolled back or retried by hand is active again (its first ending stays counted)."""
         tracked = self.ended.pop(run_id, None)
         if tracked is not None:
             self.active[run_id] = tracked

@@ -9,7 +9,7 @@ import msgspec
 from events.run import (
     ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut, RollbackCompleted,
     RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent,
-    RunFailed, RunPaused, RunResumed, RunStarted,
+    RunFailed, RunPaused, RunResumed, RunRetried, RunStarted,
 )
 from services.read import ACTIVE_RUN
 
@@ -17,7 +17,7 @@ from services.read import ACTIVE_RUN
 LIST_EVENTS: tuple[type[RunEvent], ...] = (
     RunStarted, RunPaused, RunResumed, RunCancelRequested, RunCompleted, RunFailed, RunCancelled,
     ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut,
-    RollbackStarted, RollbackCompleted, RollbackFailed,
+    RollbackStarted, RollbackCompleted, RollbackFailed, RunRetried,
 )
 ACTIVE = ACTIVE_RUN
 _ENDS = {RunCompleted: "completed", RunFailed: "failed", RunCancelled: "cancelled",
@@ -67,6 +67,10 @@ def apply(runs: dict[str, RunSummary], event: RunEvent) -> None:
             summary.gates_waiting = max(0, summary.gates_waiting - 1)
         case RollbackStarted():
             summary.phase, summary.status, summary.finished_at = "rollback", "rolling_back", None
+        case RunRetried():
+            summary.phase, summary.status, summary.finished_at = "forward", "running", None
+            summary.steps = len(event.playbook.steps) if event.playbook else summary.steps
+            summary.gates_waiting = 0      # a retry asks the gates of the steps it runs again afresh
         case RunCompleted() | RunFailed() | RunCancelled() | RollbackCompleted() | RollbackFailed():
             summary.status, summary.finished_at = _ENDS[type(event)], event.at
     if summary.status in ("running", "waiting_approval"):

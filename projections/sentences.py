@@ -9,8 +9,8 @@ from events.circuit import (
 from events.run import (
     ApprovalAttemptRefused, ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected,
     ApprovalRequested, ApprovalTimedOut, MessageAbandoned, RollbackCompleted, RollbackFailed, RollbackStarted,
-    RunCancelled,
-    RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
+    RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunRetried,
+    RunStarted, StepFailed,
     StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped,
     StepStarted, StepSucceeded,
@@ -23,7 +23,7 @@ TONES: dict[str, tuple[type[RunEvent], ...]] = {
             ApprovalTimedOut, StepRemediationFailed, RunCancelled, MessageAbandoned),
     "wait": (StepRetryScheduled, StepNotRetried, ApprovalRequested, StepRemediationStarted),
     "good": (StepSucceeded, RunCompleted, ApprovalGranted, StepRolledBack, RollbackCompleted, StepRemediated),
-    "person": (RunPaused, RunResumed, RunCancelRequested, ApprovalGiven, RollbackStarted),
+    "person": (RunPaused, RunResumed, RunCancelRequested, ApprovalGiven, RollbackStarted, RunRetried),
 }
 
 
@@ -88,6 +88,8 @@ def sentence(event: RunEvent) -> str | None:
             return f"run completed in {_duration(event.duration_ms)}"
         case RunFailed():
             return f"run failed after {_duration(event.duration_ms)}: {event.reason}"
+        case RunRetried():
+            return f"retried by {by(event)}: {retry_detail(event)}"
         case RollbackStarted():
             order = " then ".join("+".join(wave) for wave in event.waves) or "nothing to undo"
             return f"rollback by {by(event)}: {order} ({event.reason})"
@@ -112,6 +114,21 @@ def abandoned_sentence(event: MessageAbandoned) -> str:
     what = event.subject.rsplit(".", 1)[-1]
     return (f"{event.consumer} gave up on message {event.seq} ({what}) after {event.deliveries} "
             f"deliver{'y' if event.deliveries == 1 else 'ies'}: {event.error}")
+
+
+def retry_detail(event: RunRetried) -> str:
+    """What a retry runs again and what it changed: `c, d run again from c; corrected replicas=3; ...`."""
+    where = f" from {event.from_step}" if event.from_step else ""
+    parts = [(", ".join(event.steps) or "no step") + " run again" + where]
+    if event.corrected:
+        values = event.parameters or {}
+        parts.append("corrected " + ", ".join(f"{name}={values.get(name)!r}" if name in values else name
+                                              for name in event.corrected))
+    if event.playbook is not None:
+        parts.append(f"playbook replaced ({event.source or 'given'}, version {event.playbook.version})")
+    if event.reason:
+        parts.append(event.reason)
+    return "; ".join(parts)
 
 
 def circuit_sentence(event: CircuitEvent) -> str:

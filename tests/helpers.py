@@ -60,7 +60,8 @@ def started(run_id: str, steps: list[dict[str, Any]], *, values: dict | None = N
     loaded = load_playbook(playbook_yaml(steps, **top), "test.yaml", parameters=values or {},
                            environment=environment)
     return RunStarted(run_id=run_id, at=T0, actor=actor, playbook=loaded.playbook, plan=loaded.plan,
-                      parameters=loaded.parameters, environment=loaded.environment, dry_run=dry_run)
+                      parameters=loaded.parameters, environment=loaded.environment, variables=loaded.variables,
+                      dry_run=dry_run)
 
 
 def noop(step_id: str, **extra: Any) -> dict[str, Any]:
@@ -105,10 +106,12 @@ class Scenario:
     def __init__(self, *events: RunEvent) -> None:
         self.run = Run(id=R)
         self.seq = 0
+        self.events: list[RunEvent] = []   # every event so far, as the stream would hold them
         self.given(*events)
 
     def given(self, *events: RunEvent) -> Scenario:
         for event in events:
+            self.events.append(event)
             self.seq += 1
             _checked_evolve(self.run, event, self.seq)
         return self
@@ -217,10 +220,11 @@ async def web_replica(settings: Settings) -> AsyncIterator[WebServer]:
         await nc.close()
 
 
-async def wait_for_end(client: EngineClient, run_id: str, timeout: float = 30.0) -> list[RunEvent]:
-    """Follow the run until its terminal event; returns every event, in order."""
+async def wait_for_end(client: EngineClient, run_id: str, timeout: float = 30.0, **since: bool) -> list[RunEvent]:
+    """Follow the run until its terminal event; returns every event, in order. `since`: as `follow`
+    takes it (`after_retry=True`: from the latest retry to the end that follows it)."""
     async def collect() -> list[RunEvent]:
-        return [event async for _, event in client.follow(run_id)]
+        return [event async for _, event in client.follow(run_id, **since)]
     return await asyncio.wait_for(collect(), timeout)
 
 

@@ -24,7 +24,7 @@ from events.codec import decode_event, encode
 from events.circuit import CircuitEvent
 from events.commands import Command, Reply
 from events.identity import Caller, caller_headers
-from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent
+from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent, RunRetried
 from projections import run_list
 from services.errors import EngineUnavailable
 from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold
@@ -71,14 +71,20 @@ class EngineClient:
     async def run(self, run_id: str) -> Run:
         return fold(run_id, await self.events(run_id))
 
-    async def follow(self, run_id: str, *, after_rollback_start: bool = False) -> AsyncIterator[tuple[int, RunEvent]]:
-        """Every event of the run from the first, then live ones until the run ends.
+    async def follow(self, run_id: str, *, after_rollback_start: bool = False, after_retry: bool = False,
+                     after: int = 0) -> AsyncIterator[tuple[int, RunEvent]]:
+        """Every event of the run from the first (or those stored after sequence `after`), then
+        live ones until the run ends.
 
         With `after_rollback_start`, the end is the end of the latest rollback (the run
-        ended once before it was rolled back).
+        ended once before it was rolled back). With `after_retry`, the events from the run's
+        latest `RunRetried` on, to the end that follows it.
         """
+        if after_retry:
+            after = max((seq for seq, event in await self.events(run_id) if isinstance(event, RunRetried)),
+                        default=1) - 1
         waiting_for_rollback = after_rollback_start
-        async for msg in self._reading([subjects.run_all(run_id)], follow=True):
+        async for msg in self._reading([subjects.run_all(run_id)], follow=True, after=after):
             try:
                 event = decode_event(msg.data)
             except msgspec.DecodeError:
@@ -125,10 +131,11 @@ class EngineClient:
             except msgspec.DecodeError:
                 continue
 
-    async def _reading(self, filters: list[str], *, follow: bool) -> AsyncIterator[Msg]:
-        """Stored messages on these subjects from the first, then (`follow`) live ones, through a pull consumer this
-        client names. If the server loses it (a restart), it is made again after the last message read."""
-        js, last = self.nc.jetstream(), 0
+    async def _reading(self, filters: list[str], *, follow: bool, after: int = 0) -> AsyncIterator[Msg]:
+        """Stored messages on these subjects from the first (after stream sequence `after`), then (`follow`) live
+        ones, through a pull consumer this client names. If the server loses it (a restart), it is made again after
+        the last message read."""
+        js, last = self.nc.jetstream(), after
         while True:
             config = ConsumerConfig(ack_policy=AckPolicy.NONE, filter_subjects=filters, mem_storage=True,
                                     inactive_threshold=INACTIVE_SECONDS, deliver_policy=DeliverPolicy.ALL)

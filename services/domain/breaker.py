@@ -21,6 +21,7 @@ from events.circuit import (
     CircuitReset, CircuitTrialStarted,
 )
 from events.playbook import MAX_CIRCUIT_WINDOW, CircuitSpec, Step, circuit_of
+from services.errors import CommandRejected
 
 TARGET_FAILURES = frozenset({"network", "timeout", "temporary", "dependency"})
 
@@ -79,6 +80,13 @@ def evolve(breaker: Breaker, event: CircuitEvent, seq: int = 0) -> Breaker:
             breaker.state, breaker.failures, breaker.until, breaker.last_change = "closed", 0, None, at
             breaker.recent.clear()
     return breaker
+
+
+def reset(breaker: Breaker, actor: str, on_behalf_of: str | None, at: datetime) -> list[CircuitEvent]:
+    """Close a breaker by hand; one that has recorded nothing does not exist, and is not made by a reset."""
+    if not breaker.version:
+        raise CommandRejected(f"no circuit breaker {breaker.key!r}; `playbook circuits` lists them", "unknown_circuit")
+    return [CircuitReset(key=breaker.key, at=at, actor=actor, on_behalf_of=on_behalf_of)]
 
 
 def before_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str,

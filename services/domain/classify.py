@@ -134,6 +134,8 @@ def classify(error: str, outputs: Mapping[str, Any], hint: str = "",
     """The category of a failure, and which signal decided it."""
     if hint in _DECISIVE_HINTS:
         return Classification(hint, f"hint {hint}")  # type: ignore[arg-type]
+    if isinstance(breaker := outputs.get("circuit_open"), str):   # failed fast: the target was never called
+        return Classification("dependency", f"circuit {breaker} open")
     status = outputs.get("status_code")
     if _is_int(status) and status >= 400:
         category = _HTTP_STATUSES.get(status) or ("dependency" if status >= 500 else "permanent")

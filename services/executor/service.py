@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,7 @@ from services.settings import Settings
 
 log = logging.getLogger(__name__)
 RECORD_RETRY = 0.5        # seconds between tries to record an outcome, while the lease is held
+CANCELS_KEPT = 1000   # cancel requests remembered for attempts that start just after one
 
 
 @dataclass(eq=False)
@@ -80,7 +81,9 @@ class Executor:
         self.takeover = Takeover(self.leases, runs, self.keeper, self.me, self.name, self.seconds, self._lease_record)
         self._room = asyncio.Semaphore(concurrency)
         self._running: dict[str, Running] = {}            # by lease subject
-        self._cancelled: deque[str] = deque(maxlen=1000)  # runs cancelled lately, for late starters
+        # Runs cancelled lately, with the stream sequence of the request, for late starters: a request
+        # older than the attempt's start (a retried run's) does not stop it.
+        self._cancelled: OrderedDict[str, int] = OrderedDict()
         self._cancel_sub: Any = None
 
     async def start(self) -> None:
@@ -134,7 +137,7 @@ class Executor:
         run, running = claimed
         self._running[attempt.subject] = running
         running.task = asyncio.create_task(self._execute(run, running))   # it gives the room back
-        if run.id in self._cancelled:
+        if self._cancelled.get(run.id, 0) > run.version:
             running.stop("cancelled")
 
     async def _claim(self, attempt: AttemptId, seq: int) -> tuple[Run, Running] | None:
@@ -249,7 +252,10 @@ class Executor:
         except Exception:  # noqa: BLE001 - a bad message must not stop the watcher
             log.error("dropping undecodable message on %s", msg.subject)
             return
-        self._cancelled.append(run_id)
+        self._cancelled[run_id] = msg.metadata.sequence.stream
+        self._cancelled.move_to_end(run_id)
+        while len(self._cancelled) > CANCELS_KEPT:
+            self._cancelled.popitem(last=False)
         for running in list(self._running.values()):
             if running.attempt.run_id == run_id:
                 running.stop("cancelled")

@@ -103,7 +103,7 @@ class Work:
         key = circuit_key(run.playbook.name, spec, args)
         denial = await self.breakers.change_answering(key, lambda b: before_call(b, circuit, run.id, step_id, now()))
         if denial:
-            outputs = {}
+            outputs: dict[str, Any] = {"circuit_open": key}   # the breaker that refused the call: a dependency failure
             if circuit.on_open == "wait" and (breaker := await self.breakers.get(key)).until is not None:
                 outputs["retry_after"] = max(0.0, (breaker.until - now()).total_seconds())
             return ActionResult(ok=False, error=denial, category="dependency", outputs=outputs)

@@ -4,7 +4,8 @@ Roles are the names users know from AWX, Argo CD and Kubernetes: `viewer` reads,
 `operator` steers runs, `approver` decides at gates that name them, `admin` manages the
 engine. A grant scopes a role to playbooks and environments by glob pattern; a run without
 an environment, and an action on no playbook at all, are covered only by `*`. Starting a
-run with `allow_unsafe_shell` needs an `unsafe_shell` grant as well, which no role implies.
+run with `allow_unsafe_shell`, or retrying one, needs an `unsafe_shell` grant as well,
+which no role implies.
 """
 from __future__ import annotations
 
@@ -38,9 +39,11 @@ ROLE_ACTIONS: dict[Role, frozenset[str]] = {
 }
 # Every command (by name) and request (by subject after `pb.`) a door sends, and the action it needs. A new
 # command gets its line here (tests/unit/test_identity_authority.py checks every command of the contract has one).
+# A retry is authorised like a start: it runs steps again, maybe with corrected values or a replacement playbook.
 COMMAND_ACTIONS: dict[str, Action] = {
     "StartRun": "start", "PauseRun": "pause", "ResumeRun": "resume", "CancelRun": "cancel",
-    "RollbackRun": "rollback", "ApproveStep": "approve", "RejectStep": "reject", "ResetCircuit": "reset_circuit",
+    "RollbackRun": "rollback", "RetryRun": "retry", "ApproveStep": "approve", "RejectStep": "reject",
+    "ResetCircuit": "reset_circuit",
     "CreateToken": "create_token", "ListTokens": "list_tokens", "RevokeToken": "revoke_token",
     "learning.insights": "read", "learning.status": "read", "learning.rebuild": "rebuild_projections",
     "projections.rebuild": "rebuild_projections", "audit": "read",
@@ -140,10 +143,10 @@ def authorize(principal: Principal, action: Action, resource: Resource) -> Decis
     if grant is None:
         scope = " (that needs admin on every playbook and environment)" if action in GLOBAL_ACTIONS else ""
         return Decision(False, f"{principal.name} may not {doing}{scope}: {_holdings(principal)}")
-    if action == "start" and resource.unsafe_shell:
+    if action in ("start", "retry") and resource.unsafe_shell:
         shell = next((g for g in principal.grants if g.role == "unsafe_shell" and covers(g, resource)), None)
         if shell is None:
-            return Decision(False, f"{principal.name} may not start {resource.describe()} with allow_unsafe_shell: "
+            return Decision(False, f"{principal.name} may not {action} {resource.describe()} with allow_unsafe_shell: "
                                    f"that needs an unsafe_shell grant on it, and {_holdings(principal)}")
     if action in ("approve", "reject") and resource.approvers:
         if not eligible_entries(resource.approvers, principal.name, principal.groups):

@@ -29,6 +29,7 @@ from services.learning.facts import (
 )
 from services.playbook.interpolate import Context, resolve
 from services.domain.breaker import circuit_key
+from services.domain.run.state import variables_of
 
 RUNS_KEPT = 10_000           # contexts of runs still going; an evicted one is replayed from the stream if needed
 SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook teaches its shape once
@@ -116,7 +117,7 @@ class Interpreter:
 
     def _shapes_of(self, event: RunStarted) -> dict[str, StepShape]:
         """Each step's shape; runs of one playbook with the same parameters share them."""
-        key = msgspec.json.encode((event.playbook, event.parameters, event.engine_error_handlers))
+        key = msgspec.json.encode((event.playbook, event.parameters, event.variables, event.engine_error_handlers))
         shapes = self.playbooks.get(key)
         if shapes is None:
             shapes = _shapes(event)
@@ -200,7 +201,7 @@ def _shapes(event: RunStarted) -> dict[str, StepShape]:
     playbook = event.playbook
     handlers = [*playbook.error_handlers, *event.engine_error_handlers]
     handled = sorted({h.category for h in handlers if h.category})
-    context = Context(parameters=event.parameters, variables=playbook.variables)
+    context = Context(parameters=event.parameters, variables=variables_of(event))
     # Steps whose outputs another step reads: those are more than checks.
     read = set(re.findall(rb"steps\.([A-Za-z0-9_-]+)\.", msgspec.json.encode(playbook.steps)))
     return {step.id: _shape(playbook.name, step, context, handled, step.id.encode() in read) for step in playbook.steps}

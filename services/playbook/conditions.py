@@ -1,11 +1,14 @@
-"""`when` and `validations`: typed comparisons over resolved values."""
+"""`when` and `validations`: typed comparisons over resolved values, combined with all, any and not."""
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from events.playbook import Condition
+from collections.abc import Iterator
+
+from events.playbook import Condition, When
 from services.errors import PlaybookError
+from services.playbook.diagnostics import Issue, Path, did_you_mean, format_path
 from services.playbook.interpolate import Context, resolve
 
 _FALSE_WORDS = {"", "false", "no", "off", "0", "none", "null"}
@@ -15,27 +18,97 @@ class BadCondition(PlaybookError):
     """A condition that cannot be evaluated as written (unknown type, bad regex)."""
 
 
-def evaluate(condition: Condition | str | bool | None, ctx: Context) -> bool:
+def evaluate(condition: When | None, ctx: Context) -> bool:
+    """Whether the condition holds; a list holds when every item does, text when it is not empty or false."""
     if condition is None:
         return True
     if isinstance(condition, bool):
         return condition
     if isinstance(condition, str):
         return truthy(resolve(condition, ctx))
+    if isinstance(condition, list):
+        return all(evaluate(item, ctx) for item in condition)
+    if condition.all_ is not None:
+        return all(evaluate(item, ctx) for item in condition.all_)
+    if condition.any_ is not None:
+        return any(evaluate(item, ctx) for item in condition.any_)
+    if condition.not_ is not None:
+        return not evaluate(condition.not_, ctx)
     left = resolve(condition.left, ctx)
     right = resolve(condition.right, ctx)
-    test = _TESTS.get(condition.type)
+    test = _TESTS.get(condition.type or "")
     if test is None:
         raise BadCondition(f"unknown condition type {condition.type!r}; use one of {', '.join(sorted(_TESTS))}")
     return test(left, right)
 
 
-def condition_text(condition: Condition | str | bool | None, ctx: Context) -> str:
+def condition_text(condition: When | None, ctx: Context) -> str:
     """A short human sentence for logs: what was compared with what."""
+    if isinstance(condition, list):
+        return "all(" + ", ".join(condition_text(item, ctx) for item in condition) + ")"
     if not isinstance(condition, Condition):
         return f"{condition!r}"
+    for word, items in (("all", condition.all_), ("any", condition.any_)):
+        if items is not None:
+            return f"{word}(" + ", ".join(condition_text(item, ctx) for item in items) + ")"
+    if condition.not_ is not None:
+        return f"not({condition_text(condition.not_, ctx)})"
     left, right = resolve(condition.left, ctx), resolve(condition.right, ctx)
     return f"{condition.type}({_short(left)}, {_short(right)})"
+
+
+def condition_issues(condition: When | None, path: Path, shown_from: int = 2) -> Iterator[Issue]:
+    """What is wrong with a condition as written: each is one of type, all, any, not; types exist;
+    text that compares (an Ansible habit) would only be tested for being empty."""
+    label = f"'{format_path(path[shown_from:])}'"
+    if condition is None or isinstance(condition, bool):
+        return
+    if isinstance(condition, str):
+        if _COMPARES.search(_REFERENCE.sub("x", condition)):
+            yield Issue("PB106", f"{label} is text, which only says whether it is empty (or false, no, 0), so "
+                                 f"{condition!r} always holds; write a condition instead{_suggestion(condition)}", path)
+        return
+    if isinstance(condition, list):
+        for i, item in enumerate(condition):
+            yield from condition_issues(item, path + (i,), shown_from)
+        return
+    given = [word for word, value in (("type", condition.type), ("all", condition.all_), ("any", condition.any_),
+                                      ("not", condition.not_)) if value is not None]
+    if not given:
+        yield Issue("PB102", f"{label} is missing the required key 'type' (a comparison), or 'all', 'any' or 'not' "
+                             "to combine conditions", path)
+    elif len(given) > 1:
+        yield Issue("PB103", f"{label} gives both '{given[0]}' and '{given[1]}'; a condition is exactly one of type, "
+                             "all, any and not: list both under 'all'", path + (given[1],), on_key=True)
+    elif condition.type is not None:
+        if condition.type not in _TESTS:
+            known = sorted(_TESTS)
+            hint = did_you_mean(condition.type, known) or f"; use one of: {', '.join(known)}"
+            yield Issue("PB104", f"unknown condition type '{condition.type}'{hint}", path + ("type",))
+    elif condition.not_ is not None:
+        yield from condition_issues(condition.not_, path + ("not",), shown_from)
+    else:
+        word, items = ("all", condition.all_) if condition.all_ is not None else ("any", condition.any_)
+        if not items:
+            yield Issue("PB104", f"{label} has an empty '{word}'; give it at least one condition", path + (word,))
+        for i, item in enumerate(items or ()):
+            yield from condition_issues(item, path + (word, i), shown_from)
+
+
+_REFERENCE = re.compile(r"\$\{[^}]*\}")
+_COMPARES = re.compile(r"==|!=|<=|>=|\s[<>]\s|\s(?:and|or|is|in|not in)\s|^\s*not\s")
+_EQUALITY = re.compile(r"^\s*([^=!<>]+?)\s*(==|!=)\s*([^=!<>]+?)\s*$")
+
+
+def _suggestion(text: str) -> str:
+    """`env == 'production'` -> `: {type: equals, left: "${env}", right: production}`; and/or/not: the combinators."""
+    match = _EQUALITY.match(text)
+    if match is None or _COMPARES.search(match.group(1)) or _COMPARES.search(match.group(3)):
+        return " with type, left and right, combined by all, any and not"
+    left, right = match.group(1), match.group(3).strip("'\"")
+    left = left if "${" in left or not re.fullmatch(r"[A-Za-z_][\w.]*", left) else f"${{{left}}}"
+    kind = "equals" if match.group(2) == "==" else "not_equals"
+    return f': {{type: {kind}, left: "{left}", right: {right}}}'
 
 
 def truthy(value: Any) -> bool:

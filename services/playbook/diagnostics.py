@@ -24,6 +24,7 @@ CODES: dict[str, str] = {
     "PB103": "wrong type",
     "PB104": "value not allowed",
     "PB105": "no steps",
+    "PB106": "`when` text that compares (==, and, not ...): text is only tested for being empty",
     "PB201": "duplicate step id",
     "PB202": "invalid step id",
     "PB203": "unknown step in depends_on",
@@ -42,6 +43,7 @@ CODES: dict[str, str] = {
     "PB305": "unknown parameter given",
     "PB306": "parameter declared twice",
     "PB307": "parameter value not allowed by its pattern or allowed_hosts",
+    "PB308": "a variable only environments set is used, and the run's environment does not set it",
     "PB401": "recursive delete (rm -r, find -delete, rsync --delete, git clean, ...) of the root, a system or home "
              "directory, or rm --no-preserve-root",
     "PB402": "recursive delete of a path that starts with a value that may be empty",
@@ -64,10 +66,11 @@ CODES: dict[str, str] = {
     "PB423": "credentials sent over plain http",
     "PB501": "step has no name",
     "PB502": "shell step without timeout_seconds",
-    "PB503": "environment sets an undeclared name",
+    "PB503": "environment sets a name nothing uses",
+    "PB504": "another tool's spelling of a key, read as this language's",
     "PB601": "what past runs recommend (`validate --insights`)",
 }
-_INFOS = {"PB501", "PB601"}
+_INFOS = {"PB501", "PB504", "PB601"}
 _RISKY = {"PB403", "PB407", "PB411", "PB412", "PB415", "PB421", "PB423"}  # security findings that warn, not stop
 
 

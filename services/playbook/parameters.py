@@ -90,15 +90,12 @@ def _declared(playbook: Playbook) -> tuple[dict[str, tuple[int, Parameter]], lis
 
 def _environment_issues(playbook: Playbook, declared: dict[str, tuple[int, Parameter]],
                         skip: str | None) -> list[Issue]:
-    """Every environment, chosen or not, may set only declared names, with values of the right type."""
+    """Every environment, chosen or not, gives declared parameters values of their type (other names it
+    sets are its own variables: `environments.py`)."""
     issues: list[Issue] = []
     for env_name, env_values in playbook.environments.items():
         for name, value in env_values.items():
-            if name not in declared and name not in playbook.variables:
-                issues.append(Issue("PB503", f"environment '{env_name}' sets '{name}', which is neither a declared "
-                                             f"parameter nor a variable{did_you_mean(name, declared)}",
-                                    ("environments", env_name, name), on_key=True))
-            elif name in declared and env_name != skip and (problem := _typed(declared[name][1], value)[1]):
+            if name in declared and env_name != skip and (problem := _typed(declared[name][1], value)[1]):
                 issues.append(Issue(problem[0], f"parameter '{name}' {problem[1]} (from environment '{env_name}')",
                                     ("environments", env_name, name)))
     return issues

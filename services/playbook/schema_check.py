@@ -10,6 +10,7 @@ import msgspec.inspect as mi
 
 from events.playbook import Parameter, Playbook, Step
 from services.playbook.diagnostics import Issue, Path, did_you_mean, format_path
+from services.playbook.spellings import answer
 
 
 class SchemaResult(NamedTuple):
@@ -155,7 +156,10 @@ def _schema_issue(failure: _Failure, prefix: Path, data: Any) -> Issue:
     place = f"'{label}'" if label else ("the step" if in_step else "the playbook")
     if failure.kind == "unknown" and failure.name is not None:
         allowed = _keys_at(path, _value_at(data, path))
-        hint = did_you_mean(failure.name, allowed) or f"; allowed keys: {', '.join(allowed)}"
+        if instead := answer(path, failure.name):    # another tool's key: say what to write here
+            hint = f" — {instead}" if instead.startswith("did you mean") else f"; {instead}"
+        else:
+            hint = did_you_mean(failure.name, allowed) or f"; allowed keys: {', '.join(allowed)}"
         return Issue("PB101", f"unknown key '{failure.name}' in {place}{hint}", path + (failure.name,), on_key=True)
     if failure.kind == "missing":
         tag_field, tags = _tags_at(path)

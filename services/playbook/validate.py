@@ -8,7 +8,9 @@ from typing import Any, NamedTuple
 import msgspec
 
 from events.playbook import Plan, Playbook, Step
+from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
+from services.playbook.environments import environment_variables, variable_issues
 from services.playbook.diagnostics import (Diagnostic, Issue, Names, Path, PlaybookInvalid, diagnostic,
                                            did_you_mean)
 from services.playbook.parameters import check_parameters
@@ -16,6 +18,7 @@ from services.playbook.plan import finished_before, plan_issues
 from services.playbook.references import ReferenceSyntaxError, find_references
 from services.playbook.schema_check import check_schema, describe_value, step_id_at
 from services.playbook.security import security_errors, security_issues
+from services.playbook.spellings import read_as_ours
 from services.playbook.limits import MAX_BYTES, MAX_STEPS
 from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
@@ -28,6 +31,7 @@ class LoadedPlaybook(msgspec.Struct, frozen=True, kw_only=True):
     plan: Plan
     parameters: dict[str, Any]
     environment: str | None
+    variables: dict[str, Any] = {}    # what the chosen environment gives to variables (its own, or over the playbook's)
     warnings: list[Diagnostic]
 
 
@@ -79,8 +83,10 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
                            column=column)], None
     except YamlSyntaxError as err:
         line, column = err.location or (None, None)
-        return [Diagnostic(code="PB001", severity="error", message=f"YAML syntax error: {err.message}",
-                           file=source, line=line, column=column)], None
+        step = f" in step {err.step}" if err.step and err.step.startswith("steps[") else ""
+        return [Diagnostic(code="PB001", severity="error", message=f"YAML syntax error{step}: {err.message}",
+                           file=source, line=line, column=column,
+                           step_id=None if step else err.step)], None
     issues = [Issue("PB003", f"key '{dup.path[-1]}' is written twice (first at line {dup.first.line}); YAML would "
                              "silently keep only the last one", dup.path, on_key=True) for dup in doc.duplicates]
     checked = None
@@ -91,13 +97,14 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
     else:
         got = "the file is empty" if doc.data is None else f"the file holds {describe_value(doc.data)}"
         issues.append(Issue("PB002", f"a playbook must be a mapping with 'name' and 'steps'; {got}"))
-    diagnostics = sorted(_place(issues, doc, source), key=lambda d: (d.line is None, d.line or 0, d.column or 0))
+    placed = _place(issues, doc, source, checked.written if checked else {})
+    diagnostics = sorted(placed, key=lambda d: (d.line is None, d.line or 0, d.column or 0))
     # Security errors alone still give a playbook: `allow_unsafe_shell` may waive them.
     waivable = security_errors(diagnostics)
     if checked is None or any(d.severity == "error" and d not in waivable for d in diagnostics):
         return diagnostics, None
-    loaded = LoadedPlaybook(playbook=checked.playbook, plan=checked.plan,
-                            parameters=checked.values, environment=environment, warnings=diagnostics)
+    loaded = LoadedPlaybook(playbook=checked.playbook, plan=checked.plan, parameters=checked.values,
+                            variables=checked.variables, environment=environment, warnings=diagnostics)
     return diagnostics, loaded
 
 
@@ -112,8 +119,11 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
-def _place(issues: list[Issue], doc: YamlDocument, source: str) -> list[Diagnostic]:
-    """Give each issue its line, column and step from the document it was found in (one more read of the text)."""
+def _place(issues: list[Issue], doc: YamlDocument, source: str, written: dict[Path, Path]) -> list[Diagnostic]:
+    """Give each issue its line, column and step from the document it was found in (one more read of the text);
+    an issue under a key read in our spelling points where it is written in theirs."""
+    if written:
+        issues = [_as_written(issue, written) for issue in issues]
     located = iter(doc.locate_all([(issue.path, issue.on_key) for issue in issues if issue.in_file]))
     return [diagnostic(issue, source, *(next(located) if issue.in_file else (None, None)),
                        step_id_at(doc.data, issue.path)) for issue in issues]
@@ -123,26 +133,32 @@ class _Checked(NamedTuple):
     issues: list[Issue]
     plan: Plan
     values: dict[str, Any]
+    variables: dict[str, Any]  # what the chosen environment gives to variables
     playbook: Playbook | None  # as converted by the schema pass: the playbook itself when nothing is wrong
+    written: dict[Path, Path]  # keys read in our spelling -> where they are written in theirs
 
 
 def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, environment: str | None,
                    actions: Collection[str]) -> _Checked:
-    """Schema first, then structure, references and parameters on what survived the schema."""
+    """Other tools' spellings read as ours, the schema, then structure, references and parameters on what
+    survived the schema."""
+    spelled, written = read_as_ours(data)
     playbook, positions, issues, broken = check_schema(data)
+    issues = spelled + issues
     if playbook is None:
-        return _Checked(issues, Plan(needs={}), {}, None)
+        return _Checked(issues, Plan(needs={}), {}, {}, None, written)
     later: list[Issue] = []
     if isinstance(data.get("steps"), list) and not data["steps"]:
         later.append(Issue("PB105", "the playbook has no steps; add at least one under 'steps'", ("steps",)))
     plan, found = plan_issues(playbook.steps)
     later += [_moved(issue, positions) for issue in found]
     names, ids = Names(_names(data)), Names(plan.needs)
+    used: set[str] = _used_by_variables(playbook)
     found_in_texts: list[Issue | _Unsure] = []
     for step, i in zip(playbook.steps, positions["steps"]):
         found_in_texts += _step_issues(step, i, actions)
         found_in_texts += [issue for path, text, scope in _texts(data["steps"][i], ("steps", i))
-                           for issue in _check_text(text, path, scope, step.id, names, ids)]
+                           for issue in _check_text(text, path, scope, step.id, names, ids, used)]
     sure = finished_before(plan, [(item.step_id, item.other) for item in found_in_texts if isinstance(item, _Unsure)])
     later += [item.issue() if isinstance(item, _Unsure) else item for item in found_in_texts
               if not isinstance(item, _Unsure) or (item.step_id, item.other) not in sure]
@@ -150,16 +166,42 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
     later += destination_issues(data)
     values, found = check_parameters(playbook, environment=environment, given=given)
     later += [_moved(issue, positions) for issue in found]
+    declared = {parameter.name for parameter in playbook.parameters}
+    later += variable_issues(playbook, declared, used, environment=environment, running=given is not None)
     return _Checked(issues + [issue for issue in later
                               if not any(issue.path[:end] in broken for end in range(len(issue.path) + 1))],
-                    plan, values, playbook)
+                    plan, values, environment_variables(playbook, environment, declared), playbook, written)
+
+
+def _used_by_variables(playbook: Playbook) -> set[str]:
+    """Names the playbook's variables refer to (a variable's value may use others)."""
+    found: list[tuple[Path, str, str]] = []
+    _strings(playbook.variables, ("variables",), "before", found)
+    used: set[str] = set()
+    for _, text, _ in found:
+        try:
+            used.update(ref.name.split(".")[0] for ref in find_references(text) if ref.kind == "name")
+        except ReferenceSyntaxError:
+            continue
+    return used
 
 
 def _names(data: dict[Any, Any]) -> set[str]:
-    """Declared parameter and variable names, read from the text so a schema error elsewhere hides none."""
-    params, variables = data.get("parameters"), data.get("variables")
+    """Names `${...}` may use: parameters, variables and environments' own variables, read from the text so a
+    schema error elsewhere hides none."""
+    params, variables, environments = data.get("parameters"), data.get("variables"), data.get("environments")
     declared = [p.get("name") for p in params if isinstance(p, dict)] if isinstance(params, list) else []
-    return {n for n in declared + list(variables if isinstance(variables, dict) else ()) if isinstance(n, str)}
+    declared += list(variables if isinstance(variables, dict) else ())
+    if isinstance(environments, dict):
+        declared += [name for values in environments.values() if isinstance(values, dict) for name in values]
+    return {n for n in declared if isinstance(n, str)}
+
+
+def _as_written(issue: Issue, written: dict[Path, Path]) -> Issue:
+    for end in (1, 3):
+        if (head := issue.path[:end]) in written:
+            return issue._replace(path=written[head] + issue.path[end:])
+    return issue
 
 
 def _moved(issue: Issue, positions: dict[str, list[int]]) -> Issue:
@@ -184,6 +226,9 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> Iterator[Issue
         if action not in actions:
             hint = did_you_mean(action, known) or f"; known actions: {', '.join(known)}"
             yield Issue("PB206", f"unknown action '{action}'{hint}", path)
+    yield from condition_issues(step.when, ("steps", i, "when"))
+    for k, validation in enumerate(step.validations):
+        yield from condition_issues(validation, ("steps", i, "validations", k))
     if not step.name:
         yield Issue("PB501", "step has no name; add 'name:' so logs and the dashboard say what it does", ("steps", i))
     if step.action == "shell" and step.timeout_seconds is None:
@@ -238,8 +283,10 @@ class _Unsure(NamedTuple):
                               f"before this step starts; add '{self.other}' to depends_on", self.path)
 
 
-def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, ids: Names) -> list[Issue | _Unsure]:
+def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, ids: Names,
+                used: set[str]) -> list[Issue | _Unsure]:
     """References in one string: names must exist, step outputs must come from steps sure to have run.
+    The names it uses go into `used`.
 
     Whether a step is sure to have run is asked of the whole plan at once, later (`_Unsure`).
     """
@@ -249,6 +296,8 @@ def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, i
         return [Issue("PB210", str(err), path)]
     issues: list[Issue | _Unsure] = []
     for ref in references:
+        if ref.kind == "name":
+            used.add(ref.name.split(".")[0])
         if ref.kind == "name" and scope == "before" and (root := ref.name.split(".")[0]) not in names.names:
             hint = names.hint(root)
             if not hint and root.isupper():

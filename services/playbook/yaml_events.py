@@ -40,12 +40,14 @@ class Location(NamedTuple):
 
 
 class YamlSyntaxError(PlaybookError):
-    """The text is not YAML we accept; `location` is 1-based when the parser knows it."""
+    """The text is not YAML we accept; `location` is 1-based when the parser knows it, `step` is the
+    id (or, before its id was read, the place) of the step being read when reading stopped."""
 
-    def __init__(self, message: str, location: Location | None) -> None:
+    def __init__(self, message: str, location: Location | None, step: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.location = location
+        self.step = step
 
 
 class YamlTooLarge(YamlSyntaxError):
@@ -143,6 +145,7 @@ class Builder:
         self.deepest = 0  # the most collections open at once so far: heights of anchored values come from it
         self.held: Exception | None = None
         self.done, self.root = False, None  # the document's value, once complete
+        self.stack: list[_Frame] = []  # the collections open now: where reading stopped, if it stops
 
     def run(self) -> None:
         loader = self.loader
@@ -162,7 +165,7 @@ class Builder:
     def _document(self) -> Any:
         """The root value: events are read until it is complete, without recursion."""
         get = self.loader.get_event
-        stack: list[_Frame] = []
+        stack: list[_Frame] = self.stack
         locating = self.recorder is not None
         plain: dict[str, tuple[str, Any]] = {}  # short plain scalars seen before: their tag and value
         while True:
@@ -250,6 +253,22 @@ class Builder:
                 return None
             if not stack and self.done:
                 return self.root
+
+    def step_being_read(self) -> str | None:
+        """The step whose mapping is open, or (between steps) the one just read: its id if read already,
+        else its place (`steps[2]`)."""
+        stack = self.stack
+        if len(stack) < 2 or not stack[0].is_map or stack[0].key != "steps" or stack[1].is_map:
+            return None
+        steps = stack[1].value
+        if len(stack) > 2 and stack[2].is_map:
+            step, index = stack[2].value, len(steps)
+        elif steps and isinstance(steps[-1], dict):
+            step, index = steps[-1], len(steps) - 1    # a line that ended the step it belongs to
+        else:
+            return None
+        step_id = step.get("id")
+        return step_id if isinstance(step_id, str) else f"steps[{index}]"
 
     def _drain(self, depth: int) -> None:
         """Read the rest of the document for parse errors only: one is already held."""

@@ -58,6 +58,7 @@ def load_yaml(text: str) -> YamlDocument:
 
 
 def _parse(text: str, recorder: Recorder | None) -> Builder:
+    builder: Builder | None = None
     try:
         loader = Loader(text)
         try:
@@ -67,7 +68,8 @@ def _parse(text: str, recorder: Recorder | None) -> Builder:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as err:
-        raise YamlSyntaxError(_describe(err), location_of(err.problem_mark or err.context_mark)) from err
+        raise YamlSyntaxError(_describe(err), location_of(err.problem_mark or err.context_mark),
+                              builder.step_being_read() if builder else None) from err
     except ReaderError as err:
         line = text.count("\n", 0, err.position)
         column = err.position - (text.rfind("\n", 0, err.position) + 1)

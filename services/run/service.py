@@ -18,6 +18,7 @@ import logging
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,16 +29,16 @@ from nats.aio.msg import Msg
 from events import subjects
 from events.codec import decode_command, encode, to_builtins
 from events.commands import (
-    ApproveStep, CancelRun, Command, PauseRun, RejectStep, Rejection, Reply, ResetCircuit, ResumeRun, RollbackRun,
-    StartRun,
+    ApproveStep, CancelRun, Command, PauseRun, RejectStep, Rejection, Reply, ResetCircuit, ResumeRun, RetryRun,
+    RollbackRun, StartRun,
 )
-from events.circuit import CircuitReset
 from events.identity import Caller
 from events.run import RunEvent, RunStarted
 from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, UnknownRun
 from services.playbook import LoadedPlaybook, PlaybookInvalid, load_playbook
+from services.domain import breaker as breaker_rules
 from services.domain.run.gates import Refused
-from services.domain.run.commands import Advance, AnswerGate, RunCommand
+from services.domain.run.commands import Advance, AnswerGate, Retry, RunCommand
 from services.domain.run.decider import decide
 from services.domain.run.state import Run
 from services.aggregates import BreakerRepository, RunRepository
@@ -57,7 +58,7 @@ COMMAND_QUEUE = "run-commands"
 COMMANDS_AT_ONCE = 64
 _RUN_ID = re.compile(subjects.RUN_ID_PATTERN)
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
-                 "RollbackStarted")
+                 "RollbackStarted", "RunRetried")
 
 
 def now() -> datetime:
@@ -150,11 +151,14 @@ class RunService:
                   | RollbackRun(run_id=run_id)):
                 await self._permit(acting, command, _of_run(await self._existing(run_id)), caller)
                 return run_id, await self._decide(run_id, command)
+            case RetryRun(run_id=run_id):
+                return run_id, await self._retry(command, acting, caller)
             case ResetCircuit(key=key):
                 await self._permit(acting, command, Resource(), caller)
-                reset = CircuitReset(key=key, at=now(), actor=acting.actor, on_behalf_of=acting.on_behalf_of)
-                await self.breakers.change(key, lambda _breaker: [reset])
-                return None, [reset]
+                at = now()
+                _, reset = await self.breakers.change(
+                    key, lambda breaker: breaker_rules.reset(breaker, acting.actor, acting.on_behalf_of, at))
+                return None, reset
             case ApproveStep(run_id=run_id) | RejectStep(run_id=run_id):
                 run = await self._existing(run_id)
                 await self._permit(acting, command, _of_run(run, command.step_id), caller)
@@ -175,6 +179,20 @@ class RunService:
         _, events = await self.runs.change(run_id, lambda run: decide(run, command, at))
         return events
 
+    async def _retry(self, cmd: RetryRun, acting: Acting, caller: Caller) -> list[RunEvent]:
+        """Authorised like a start, on the run's playbook; a replacement is validated as a start would be (in a
+        worker thread); then the decider decides."""
+        run = await self._existing(cmd.run_id)
+        started = run.started
+        assert started is not None
+        await self._permit(acting, cmd, replace(_of_run(run), unsafe_shell=started.allow_unsafe_shell), caller)
+        replacement = None
+        if cmd.playbook is not None:
+            replacement = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source,
+                                                  environment=started.environment,
+                                                  allow_unsafe_shell=started.allow_unsafe_shell)
+        return await self._decide(cmd.run_id, Retry(cmd, replacement))
+
     async def _record_refusal(self, refused: Refused) -> None:
         """Auditors ask about refused approvals too: the attempt goes into the run's stream."""
         record = refused.record
@@ -194,8 +212,8 @@ class RunService:
             raise CommandRejected(f"run id {run_id!r} may hold only letters, digits, '-' and '_'", "bad_request")
         started = RunStarted(
             run_id=run_id, at=now(), actor=acting.actor, on_behalf_of=acting.on_behalf_of, playbook=loaded.playbook,
-            plan=loaded.plan,
-            parameters=loaded.parameters, environment=loaded.environment, source=cmd.source,
+            plan=loaded.plan, parameters=loaded.parameters, environment=loaded.environment, variables=loaded.variables,
+            source=cmd.source,
             dry_run=cmd.dry_run, allow_unsafe_shell=cmd.allow_unsafe_shell,
             engine_error_handlers=self.engine_error_handlers,
         )

@@ -67,3 +67,12 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
         yield procs
     finally:
         procs.stop_all()
+
+
+@pytest.fixture
+async def engine_process(engine_env: dict[str, str], processes: Processes) -> dict[str, str]:
+    """`playbook up` on the test's nats-server; returns the environment for CLI calls."""
+    processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], engine_env)
+    log = next(processes.logs.glob("up-*.log"))
+    await until(lambda: "engine ready" in log.read_text(), timeout=20, what="playbook up ready")
+    return engine_env

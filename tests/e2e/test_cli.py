@@ -9,23 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ROOT, Processes, playbook_cli
-from tests.helpers import until
+from tests.e2e.conftest import ROOT, playbook_cli
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-async def engine_process(engine_env: dict[str, str], processes: Processes) -> dict[str, str]:
-    """`playbook up` on the test's nats-server; returns the environment for CLI calls."""
-    processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], engine_env)
-    log = next(processes.logs.glob("up-*.log"))
-    await until(lambda: "engine ready" in log.read_text(), timeout=20, what="playbook up ready")
-    return engine_env
-
-
 BROKEN = {
-    "malformed.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n   args: {}\n", ":5:", None),
+    "malformed.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n   args: {}\n", ":5:", "[step a]"),
     "unknown-action.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n  - id: b\n    action: shel\n",
                             ":6:", "[step b]"),
     "cycle.yaml": ("name: x\nsteps:\n  - id: a\n    action: noop\n    depends_on: [b]\n"

@@ -19,7 +19,17 @@ from ui.insights import LearningClient
 
 pytestmark = pytest.mark.e2e
 
-MORE_RUNS = 400
+MORE_RUNS_AT_MOST = 4000
+
+
+async def keep_appending(store: EventStore, killed: asyncio.Event) -> tuple[int, int]:
+    """Deploy runs five at a time until the service was killed (so it is killed with more to read, however slowly
+    it started); the stream's last sequence and the runs added."""
+    last, added = 0, 0
+    while not killed.is_set() and added < MORE_RUNS_AT_MOST:
+        last = await record(store, [deploy(DEPLOY_RUNS + added + i) for i in range(5)], together=5)
+        added += 5
+    return last, added
 
 
 async def status_when_learning(client: LearningClient, timeout: float = 30.0):
@@ -46,13 +56,14 @@ async def test_sigkill_mid_stream_then_restart_counts_every_event_once(
         store = EventStore(nc)
         await store.ensure_stream()
         await record_history(store)
-        more = [deploy(DEPLOY_RUNS + i) for i in range(MORE_RUNS)]
-        appending = asyncio.create_task(record(store, more, together=5))   # the stream grows while it learns
+        stop = asyncio.Event()
+        appending = asyncio.create_task(keep_appending(store, stop))   # the stream grows while it learns
         learner = processes.start("learning", ["-m", "services.learning"], env)
         killed = await status_when_learning(client)
         processes.kill_group(learner)
         assert learner.returncode == -signal.SIGKILL
-        last = await appending
+        stop.set()
+        last, added = await appending
         assert 0 < killed.position < last
 
         processes.start("learning-again", ["-m", "services.learning"], env)
@@ -65,7 +76,7 @@ async def test_sigkill_mid_stream_then_restart_counts_every_event_once(
     assert rebuilt.position == last and rebuilt.events == last
     assert from_scratch == incremental
     deploy_runs, = (p.runs for p in incremental.playbooks if p.playbook == "deploy")
-    assert deploy_runs == DEPLOY_RUNS + MORE_RUNS
+    assert deploy_runs == DEPLOY_RUNS + added
 
 
 async def until_answering(client: LearningClient, timeout: float = 30.0) -> None:

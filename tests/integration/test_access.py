@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from events.commands import ApproveStep, PauseRun, ResetCircuit, StartRun
+from events.commands import ApproveStep, PauseRun, ResetCircuit, RetryRun, StartRun
 from events.identity import caller_headers
 from services.settings import Settings
 from tests.helpers import person, playbook_yaml, refusals
@@ -48,7 +48,8 @@ ROLES = {
     "revoked operator": ("rex", ["operator"]),              # the token is revoked before anything is asked
 }
 ACTIONS = ("start deploy-web in staging", "start deploy-web in production", "start billing-report in staging",
-           "start with allow_unsafe_shell", "approve the release gate", "pause the run", "reset a breaker")
+           "start with allow_unsafe_shell", "approve the release gate", "pause the run", "retry the run",
+           "reset a breaker")
 EVERYONE_WHO_OPERATES = {"operator", "admin", "operator with unsafe shell"}
 ALLOWED: dict[str, set[str]] = {
     "start deploy-web in staging": EVERYONE_WHO_OPERATES | {"scoped operator"},
@@ -57,9 +58,10 @@ ALLOWED: dict[str, set[str]] = {
     "start with allow_unsafe_shell": {"operator with unsafe shell"},          # no role implies it, admin neither
     "approve the release gate": {"approver"},                                 # an admin not named is refused too
     "pause the run": EVERYONE_WHO_OPERATES | {"scoped operator"},
+    "retry the run": EVERYONE_WHO_OPERATES | {"scoped operator"},          # allowed, then refused: it is running
     "reset a breaker": {"admin"},
 }
-ACTION_NAMES = {"start": "start", "approve": "approve", "pause": "pause", "reset": "reset_circuit"}
+ACTION_NAMES = {"start": "start", "approve": "approve", "pause": "pause", "retry": "retry", "reset": "reset_circuit"}
 
 
 @dataclass
@@ -126,7 +128,7 @@ async def run_the_table(engine: EngineClient, settings: Settings, door: str, sen
     assert not wrong, "\n".join(wrong)
 
 
-def command_for(case: Case, run_id: str) -> StartRun | ApproveStep | PauseRun | ResetCircuit:
+def command_for(case: Case, run_id: str) -> StartRun | ApproveStep | PauseRun | RetryRun | ResetCircuit:
     verb = case.action.split()[0]
     if verb == "start":
         return start_command(case.action)
@@ -134,6 +136,8 @@ def command_for(case: Case, run_id: str) -> StartRun | ApproveStep | PauseRun | 
         return ApproveStep(run_id=run_id, step_id="ship")
     if verb == "pause":
         return PauseRun(run_id=run_id)
+    if verb == "retry":
+        return RetryRun(run_id=run_id)
     return ResetCircuit(key="payments:443")
 
 
@@ -146,7 +150,7 @@ async def test_the_nats_door(engine, settings) -> None:
 
 async def test_the_http_door(engine, settings, web_server) -> None:
     paths = {"start": "/api/runs", "approve": "/api/runs/{run}/steps/ship/approve", "pause": "/api/runs/{run}/pause",
-             "reset": "/api/circuits/reset"}
+             "retry": "/api/runs/{run}/retry", "reset": "/api/circuits/reset"}
 
     async with aiohttp.ClientSession() as http:
         async def send(case: Case, run_id: str) -> str | None:
@@ -175,6 +179,7 @@ async def test_the_cli_door(engine, settings) -> None:
                                                                   if "unsafe" in case.action else [])],
              "approve": lambda case, run_id, book: ["approve", run_id, "ship"],
              "pause": lambda case, run_id, book: ["pause", run_id],
+             "retry": lambda case, run_id, book: ["retry", run_id],
              "reset": lambda case, run_id, book: ["circuits", "--reset", "payments:443"]}
     books = Path(settings.home) / "books"
     books.mkdir(parents=True, exist_ok=True)

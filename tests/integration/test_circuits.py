@@ -88,6 +88,18 @@ async def test_the_breaker_opens_fails_fast_then_one_trial_closes_it(engine, tar
     assert breaker.state == "closed"
 
 
+async def test_a_call_failed_fast_by_an_open_breaker_is_a_dependency_failure_and_stays_one(engine, target) -> None:
+    await run_all(engine, calling(target.url), 3)               # open it: connections refused
+    policy = {"max_attempts": 1}
+    (history,) = await run_all(engine, playbook_yaml([{"id": "call", "action": "http_request", "timeout_seconds": 5,
+                                                       "args": {"url": target.url}, "retry": policy,
+                                                       "circuit": {"failure_threshold": 3, "open_seconds": 60}}]), 1)
+    failed = next(e for e in history if type(e).__name__ == "StepFailed")
+    not_retried = next(e for e in history if type(e).__name__ == "StepNotRetried")
+    assert (failed.category, not_retried.category) == ("dependency", "dependency")
+    assert failed.outputs["circuit_open"] in not_retried.reason
+
+
 async def test_a_breaker_can_be_reset_by_hand_and_the_reset_names_who(engine, target) -> None:
     await run_all(engine, calling(target.url), 3)
     (breaker,) = await engine.circuits()
@@ -96,6 +108,13 @@ async def test_a_breaker_can_be_reset_by_hand_and_the_reset_names_who(engine, ta
     assert reply.accepted and reply.events[0]["actor"] == "admin"   # the verified principal: the local admin
     (breaker,) = await engine.circuits()
     assert breaker.state == "closed"
+
+
+async def test_resetting_a_breaker_that_does_not_exist_is_refused_and_makes_none(engine) -> None:
+    reply = await engine.send(ResetCircuit(key="http://nowhere:80"))
+    assert not reply.accepted and reply.error.code == "unknown_circuit"
+    assert "no circuit breaker 'http://nowhere:80'" in reply.error.message
+    assert await engine.circuits() == []
 
 
 async def test_on_open_wait_retries_when_the_breaker_half_opens(engine, target) -> None:

@@ -140,6 +140,12 @@ def test_a_pattern_match_names_the_regex_that_matched():
     assert result.pattern and "connection refused" in result.pattern
 
 
+def test_a_call_an_open_breaker_refused_is_a_dependency_failure_whatever_its_reason_says():
+    refused = "circuit http://db:80 is open until 12:00:30Z (3 failures in a row, last: connection refused); not called"
+    result = classify(refused, {"circuit_open": "http://db:80"}, "dependency")
+    assert result == Classification("dependency", "circuit http://db:80 open")
+
+
 def test_nothing_matches_gives_unknown():
     assert classify("it went wrong", {}) == Classification("unknown", "no match", None)
 

@@ -5,7 +5,9 @@ import pytest
 
 from events.identity import Grant
 from services.errors import PlaybookError
-from services.identity.authority import Resource, authorize, format_grant, may_grant, parse_grant
+from services.identity.authority import (
+    COMMAND_ACTIONS, ROLE_ACTIONS, Resource, authorize, format_grant, may_grant, parse_grant,
+)
 from services.identity.principal import Principal
 
 
@@ -80,6 +82,18 @@ TABLE = [
     (SHELL_OPERATOR, "start", Resource(playbook="deploy-web", environment="production", unsafe_shell=True),
      "shelly may not start deploy-web in production with allow_unsafe_shell: that needs an unsafe_shell grant on it, "
      "and shelly holds operator everywhere; unsafe_shell on maintenance-* in *"),
+    # a retry is authorised like a start: a run started with allow_unsafe_shell needs the unsafe_shell grant again
+    (STAGING_DEPLOYER, "retry", DEPLOY_STAGING,
+     "sam may retry deploy-web in staging as operator on deploy-* in staging"),
+    (STAGING_DEPLOYER, "retry", DEPLOY_PRODUCTION,
+     "sam may not retry deploy-web in production: sam holds operator on deploy-* in staging"),
+    (VIEWER, "retry", DEPLOY_STAGING, "vera may not retry deploy-web in staging: vera holds viewer everywhere"),
+    (APPROVER, "retry", DEPLOY_STAGING, "alice may not retry deploy-web in staging: alice holds approver everywhere"),
+    (SHELL_OPERATOR, "retry", Resource(playbook="maintenance-disk", environment="production", unsafe_shell=True),
+     "shelly may retry maintenance-disk in production as operator everywhere"),
+    (OPERATOR, "retry", Resource(playbook="maintenance-disk", environment="production", unsafe_shell=True),
+     "otto may not retry maintenance-disk in production with allow_unsafe_shell: that needs an unsafe_shell grant "
+     "on it, and otto holds operator everywhere"),
     # tokens: one's own, or an admin's
     (NOBODY, "list_tokens", Resource(owner="newbie"), "newbie may list their own tokens"),
     (NOBODY, "revoke_token", Resource(owner="newbie"), "newbie may revoke their own tokens"),
@@ -107,6 +121,11 @@ def test_the_authorization_table(principal: Principal, action: str, resource: Re
     decision = authorize(principal, action, resource)  # type: ignore[arg-type]
     assert decision.reason == sentence
     assert decision.allowed == (" may not " not in sentence)
+
+
+def test_a_retry_is_an_operators_action_a_viewer_and_an_approver_may_not_take() -> None:
+    assert COMMAND_ACTIONS["RetryRun"] == "retry"
+    assert [role for role, actions in ROLE_ACTIONS.items() if "retry" in actions] == ["operator", "admin"]
 
 
 def test_every_action_is_refused_to_a_principal_without_grants() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timezone
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from events import subjects
+from events.circuit import CircuitCallFailed
+from services.aggregates import breaker_repository
+from services.store import EventStore
 from tests.helpers import noop, person, playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
@@ -361,6 +365,40 @@ async def test_commands_that_contradict_the_run_are_409(api: Api, engine) -> Non
     await wait_for_end(engine, running)
 
 
+async def test_a_failed_run_is_retried_with_a_corrected_value_recorded_in_the_audit(api: Api, engine,
+                                                                                    web_server) -> None:
+    checking = playbook_yaml([noop("prepare"), {"id": "check", "action": "shell", "timeout_seconds": 10,
+                                                "args": {"command": "test ${replicas} -gt 2"}}], name="api-retry",
+                             parameters=[{"name": "replicas", "type": "integer", "default": 1}])
+    run_id = await api.start(checking)
+    await wait_for_end(engine, run_id)
+    api.tokens["vic"] = (await person(engine, "vic", "viewer")).caller.credential
+    looking = await api.post(f"/api/runs/{run_id}/retry", user="vic")
+    assert (looking.status, looking.error["code"]) == (403, "forbidden")
+    assert f"vic may not retry run {run_id} of api-retry" in looking.error["message"]
+    from_nowhere = await api.post(f"/api/runs/{run_id}/retry", {"from_step": "chek"}, user="olga")
+    assert (from_nowhere.status, from_nowhere.error["code"]) == (404, "unknown_step")
+    assert "did you mean 'check'" in from_nowhere.error["message"]
+    ill_typed = await api.post(f"/api/runs/{run_id}/retry", {"parameters": {"replicas": "many"}}, user="olga")
+    assert (ill_typed.status, ill_typed.error["code"]) == (422, "invalid_playbook")
+
+    retried = await api.post(f"/api/runs/{run_id}/retry", {"parameters": {"replicas": "3"}, "reason": "scale up"},
+                             user="olga")
+    assert retried.status == 200, retried.body
+    assert retried.body["events"][0]["parameters"] == {"replicas": 3}
+    await wait_for_end(engine, run_id, after_retry=True)
+    view = (await api.get(f"/api/runs/{run_id}")).body
+    assert view["status"] == "completed" and view["parameters"] == {"replicas": 3}
+    assert [s["attempt"] for s in view["steps"]] == [1, 2]
+    again = await api.post(f"/api/runs/{run_id}/retry", user="olga")
+    assert (again.status, again.error["code"]) == (409, "illegal_transition")
+
+    await runs_projected(web_server, engine, run_id)
+    (entry,) = (await api.get(f"/api/audit?run_id={run_id}&action=retry")).body
+    assert entry["actor"] == "olga" and entry["detail"] == "check run again; corrected replicas=3; scale up"
+    assert (await api.get("/api/runs?status=completed&playbook=api-retry")).body["total"] == 1
+
+
 async def test_only_a_required_approver_opens_a_gate(api: Api, engine, web_server) -> None:
     run_id = await api.start(GATED, user="alice")
     await until_event(engine, run_id, "ApprovalRequested")
@@ -399,6 +437,12 @@ async def finished_and_waiting(api: Api, engine, web_server) -> tuple[list[str],
 
 
 async def reset_circuit(api: Api, web_server, key: str) -> None:
+    """A breaker that saw a failed call is reset by hand; a breaker that saw nothing cannot be reset."""
+    nowhere = await api.post("/api/circuits/reset", {"key": key})
+    assert (nowhere.status, nowhere.error["code"]) == (404, "unknown_circuit")
+    breakers = breaker_repository(EventStore(web_server.backend.nc))
+    failed = CircuitCallFailed(key=key, at=datetime.now(timezone.utc), run_id="r", step_id="s", error="refused")
+    await breakers.change(key, lambda _breaker: [failed])
     answer = await api.post("/api/circuits/reset", {"key": key})
     assert answer.status == 200 and answer.body["events"][0]["type"] == "CircuitReset"
     info = await web_server.backend.nc.jetstream().stream_info(subjects.RUNS_STREAM)

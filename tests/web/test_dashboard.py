@@ -10,7 +10,7 @@ from playwright.async_api import expect
 from events.commands import StartRun
 from events.run import ApprovalGiven, RunPaused, RunResumed, RunStarted
 from services.embedded import free_port
-from tests.helpers import noop, playbook_yaml, wait_for_end
+from tests.helpers import noop, person, playbook_yaml, wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -220,3 +220,41 @@ async def test_a_running_steps_output_shows_live_then_its_record_replaces_it(das
     recorded = page.get_by_test_id("logs").get_by_test_id("log-entry")
     await expect(recorded).to_contain_text("migrating table users\nmigrated")
     await expect(live_block).to_have_count(0)
+
+
+async def test_a_failed_run_is_retried_from_the_page_and_its_finished_steps_keep_their_outcome(
+        dashboard, engine, tmp_path):
+    needed = tmp_path / "release.tar"
+    failing = playbook_yaml([
+        noop("fetch"),
+        {"id": "install", "action": "shell", "timeout_seconds": 10, "args": {"command": f"cat {needed}"}},
+        noop("announce"),
+    ], name="install-release")
+    reply = await engine.send(StartRun(playbook=failing))
+    await wait_for_end(engine, reply.run_id)
+    page = dashboard.page
+    await dashboard.open(f"#/runs/{reply.run_id}")
+    await dashboard.sign_in((await person(engine, "vic", "viewer")).caller.credential, "vic")
+    status = page.get_by_test_id("run-status")
+    await expect(status).to_have_attribute("data-status", "failed")
+    await expect(dashboard.step("install")).to_have_attribute("data-status", "failed")
+
+    needed.write_text("the release")
+    await page.get_by_test_id("retry").click()                     # a viewer may look, not retry
+    await expect(dashboard.outcome).to_have_attribute("data-kind", "error")
+    await expect(dashboard.outcome).to_contain_text("vic may not retry")
+    await expect(status).to_have_attribute("data-status", "failed")
+
+    await dashboard.be("olga")
+    await page.get_by_label("Reason").fill("release file restored")
+    await page.get_by_test_id("retry").click()
+    await expect(dashboard.outcome).to_contain_text("accepted (RunRetried")
+    await expect(status).to_have_attribute("data-status", "completed")
+    await expect(dashboard.step("install")).to_have_attribute("data-status", "succeeded")
+    await expect(page.get_by_test_id("retried-by")).to_contain_text("olga — “release file restored”")
+    await expect(page.get_by_test_id("retry")).to_be_disabled()
+    retried = page.get_by_test_id("timeline").locator('[data-kind="RunRetried"]')
+    await expect(retried).to_contain_text("install, announce run again")
+    await dashboard.shot("1-retried-and-completed")
+    run = await engine.run(reply.run_id)
+    assert (run.steps["fetch"].attempt.number, run.steps["install"].attempt.number) == (1, 2)

@@ -16,6 +16,7 @@ from services.playbook.diagnostics import Diagnostic
 from services.settings import Settings
 from ui.cli.connect import steer, with_client
 from ui.cli.render import _ms as duration
+from ui.client import EngineClient
 from ui.insights import LearningClient, recommendations_for
 
 HELP = "what the engine learned from past runs and what it recommends; `insights rebuild` learns again from zero"
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(client) -> int:  # type: ignore[no-untyped-def]
+    async def work(client: EngineClient) -> int:
         learning = LearningClient(client.nc, client.headers())
         if args.playbook == "rebuild":
             rebuilt = await learning.rebuild(timeout=args.timeout)

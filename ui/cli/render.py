@@ -1,20 +1,37 @@
-"""How runs look in a terminal: a line per step transition, progress, durations."""
+"""How runs look in a terminal: a line per step transition, progress, durations, what steps printed."""
 from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 import msgspec
 
 from events.circuit import CircuitEvent
-from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepRollbackScheduled, StepScheduled
+from events.run import (
+    ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepFailed, StepRollbackScheduled, StepScheduled,
+    StepSucceeded,
+)
 from projections.sentences import sentence
 from services.read import Run, dry_run_plan, evolve
 
+# The CLI's exit codes, as the README and docs/cli.md give them (a test holds them to it).
 EXIT_COMPLETED, EXIT_FAILED, EXIT_INVALID, EXIT_CANCELLED, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 EXIT_DENIED = 5     # no valid token, or the token's grants do not allow it (the refusal is recorded)
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141     # Ctrl-C; the reader of stdout went away (128 + the signal)
+EXIT_CODES = {
+    EXIT_COMPLETED: "completed (or done)",
+    EXIT_FAILED: "run failed or command rejected",
+    EXIT_INVALID: "invalid input (nothing was started)",
+    EXIT_CANCELLED: "cancelled",
+    EXIT_UNAVAILABLE: "engine or NATS unreachable",
+    EXIT_DENIED: "refused access: no valid token, or its grants do not allow it",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_BROKEN_PIPE: "the reader of the output went away (a closed pipe)",
+}
 DENIED_CODES = ("unauthenticated", "forbidden", "forged_actor", "too_many_failures")
+TAIL_LINES = 5          # lines of a step's output shown under it unless --output asks for all
+INDENT = " " * 10
 
 
 def terminal_line(event: RunEvent) -> str:
@@ -35,10 +52,15 @@ class Follower:
 
     HIDDEN = (StepScheduled, StepRollbackScheduled, ApprovalDeadlinePassed)
 
-    def __init__(self, run_id: str, out: TextIO = sys.stdout, as_json: bool = False) -> None:
+    def __init__(self, run_id: str, out: TextIO = sys.stdout, as_json: bool = False, full_output: bool = False) -> None:
         self.run = Run(id=run_id)
-        self.out, self.as_json = out, as_json
+        self.out, self.as_json, self.full_output = out, as_json, full_output
         self.t0: datetime | None = None
+
+    def know(self, seq: int, event: RunEvent) -> None:
+        """An event that happened before what is shown: folded, not printed."""
+        evolve(self.run, event, seq)
+        self.t0 = self.t0 or event.at
 
     def show(self, seq: int, event: RunEvent) -> None:
         evolve(self.run, event, seq)
@@ -48,6 +70,8 @@ class Follower:
             self.t0 = self.t0 or event.at
             offset = (event.at - self.t0).total_seconds()
             self.out.write(f"{offset:8.3f}s {self.progress()} {terminal_line(event)}\n")
+            if isinstance(event, (StepSucceeded, StepFailed)):
+                self.out.writelines(line + "\n" for line in output_lines(event.outputs, self.full_output))
         self.out.flush()
 
     def progress(self) -> str:
@@ -67,7 +91,29 @@ def event_json(seq: int, event: RunEvent | CircuitEvent) -> str:
     return msgspec.json.encode({"seq": seq, **body}).decode()
 
 
-def status_table(run: Run) -> str:
+def output_lines(outputs: Any, full: bool = False, indent: str = INDENT) -> list[str]:
+    """What a step printed, indented: the last TAIL_LINES of stdout and of stderr (`! `), or all of it.
+
+    An http_request step shows its body; nothing for a step that printed nothing.
+    """
+    if not isinstance(outputs, dict):
+        return []
+    streams = [(mark, outputs.get(name)) for mark, name in (("| ", "stdout"), ("! ", "stderr"))]
+    if not any(isinstance(text, str) and text.strip() for _, text in streams):
+        streams = [("| ", outputs.get("body"))]
+    lines: list[str] = []
+    for mark, text in streams:
+        if not isinstance(text, str) or not text.strip():
+            continue
+        written = text.rstrip("\n").splitlines()
+        hidden = 0 if full else max(0, len(written) - TAIL_LINES)
+        if hidden:
+            lines.append(f"{indent}{mark}... {hidden} earlier line(s); --output shows all")
+        lines += [f"{indent}{mark}{line}" for line in written[hidden:]]
+    return lines
+
+
+def status_table(run: Run, full_output: bool = False) -> str:
     started = run.started
     lines = [f"run {run.id}: {run.display_status}"]
     if started:
@@ -83,7 +129,8 @@ def status_table(run: Run) -> str:
         if s.rollback.status:
             extra = f"{extra}; rollback {s.rollback.status} {s.rollback.error}".strip("; ").rstrip()
         took = _ms(s.attempt.duration_ms)
-        lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt.number:<2} {took:>9}  {extra}")
+        lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt.number:<2} {took:>9}  {extra}".rstrip())
+        lines += output_lines(s.attempt.outputs, full_output, indent=" " * 4)
     for q in run.quarantined:
         lines.append(f"quarantined event {q.seq} ({q.event}), not applied: {q.reason}")
     return "\n".join(lines)

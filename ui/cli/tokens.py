@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = sub.add_parser("token", help="create, list and revoke API tokens", description=__doc__)
     actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
 
-    create = actions.add_parser("create", help="issue a token (admin); the credential is shown once")
+    create = actions.add_parser("create", help="issue a token (admin); the credential is shown once",
+                                description="issue a token (admin); the credential is printed once, alone on stdout")
     create.add_argument("name", help="what the token is for, e.g. 'ci deploys'")
     create.add_argument("--owner", required=True, help="the person or agent who will use it")
     create.add_argument("--grant", action="append", default=[], metavar="ROLE[:PLAYBOOKS][@ENVIRONMENTS]",
@@ -41,21 +42,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     create.add_argument("--expires", default="90d", help="30d, 12h, 45m, 600s or never (default 90d)")
     create.set_defaults(handler=cmd_token_create)
 
-    listing = actions.add_parser("list", help="your tokens, someone's (--owner) or everyone's (--all)")
-    listing.add_argument("--owner")
+    listing = actions.add_parser("list", help="your tokens, someone's (--owner) or everyone's (--all)",
+                                 description="your tokens, someone's (--owner) or everyone's (--all)")
+    listing.add_argument("--owner", help="this person's or agent's tokens (admin, unless it is you)")
     listing.add_argument("--all", action="store_true", help="every owner's tokens (admin)")
     listing.add_argument("--inactive", action="store_true", help="include revoked and expired tokens")
     listing.set_defaults(handler=cmd_token_list)
 
-    revoke = actions.add_parser("revoke", help="revoke a token for good (yours, or anyone's as admin)")
-    revoke.add_argument("token_id")
-    revoke.add_argument("--reason", default="")
+    revoke = actions.add_parser("revoke", help="revoke a token for good (yours, or anyone's as admin)",
+                                description="revoke a token for good (yours, or anyone's as admin): refused "
+                                            "everywhere within a second")
+    revoke.add_argument("token_id", help="the token's id (`playbook token list` shows them)")
+    revoke.add_argument("--reason", default="", help="why (recorded)")
     revoke.set_defaults(handler=cmd_token_revoke)
 
     for action in (create, listing, revoke):
         action.add_argument("--as", dest="on_behalf_of", metavar="PERSON",
                             help="act on behalf of this person (admin; both recorded)")
-        action.add_argument("--json", action="store_true")
+        action.add_argument("--json", action="store_true", help="the answer as one JSON document")
 
 
 def parse_expiry(text: str) -> float | None:

@@ -11,6 +11,9 @@ export function runHead(runId, base) {
     pause: h("button", { type: "button", class: "button", "data-testid": "pause", disabled: true }, "Pause"),
     resume: h("button", { type: "button", class: "button", "data-testid": "resume", disabled: true }, "Resume"),
     cancel: h("button", { type: "button", class: "button danger", "data-testid": "cancel", disabled: true }, "Cancel run"),
+    retry: h("button", { type: "button", class: "button", "data-testid": "retry", disabled: true,
+                         title: "run the failed step and everything after it again; finished steps keep their outputs" },
+             "Retry from failed step"),
     rollback: h("button", { type: "button", class: "button danger", "data-testid": "rollback", disabled: true }, "Roll back"),
   };
   const controls = h("section", { class: "controls", "aria-label": "Run controls" },
@@ -39,6 +42,7 @@ export function runHead(runId, base) {
     disarm();
     control("cancel", "Cancel", { reason: reason.value });
   });
+  buttons.retry.addEventListener("click", () => control("retry", "Retry", { reason: reason.value.trim() }));
   buttons.rollback.addEventListener("click", () => {
     if (!reason.value.trim()) {
       reason.focus();
@@ -60,6 +64,7 @@ export function runHead(runId, base) {
     buttons.resume.disabled = view.status !== "paused";
     buttons.cancel.disabled = finished || view.status === "cancelling";
     if (buttons.cancel.disabled) disarm();
+    buttons.retry.disabled = !["failed", "cancelled"].includes(view.status) || view.dry_run || view.phase === "rollback";
     buttons.rollback.disabled = !finished || view.status === "rolled_back";
   };
 
@@ -87,6 +92,7 @@ function renderFacts(facts, v, said) {
     v.status === "paused" && !said.paused && v.paused_by ? row("Paused by", v.paused_by, "paused-by") : null,
     v.status !== "paused" && said.resumed ? row("Resumed by", who(said.resumed), "resumed-by") : null,
     v.cancel_requested_by ? row("Cancelled by", said.cancel ? who(said.cancel) : v.cancel_requested_by, "cancelled-by") : null,
+    said.retry ? row("Retried", who(said.retry), "retried-by") : null,
     said.rollback ? row("Rollback", who(said.rollback), "rollback-by") : null,
     v.failure ? row("Failure", h("span", { class: "error-text" }, v.failure), "failure") : null);
 }

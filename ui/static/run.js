@@ -40,6 +40,7 @@ export function runDetail(root, runId) {
     if (data.type === "RunResumed") said.resumed = e;
     if (data.type === "RunCancelRequested") said.cancel = e;
     if (data.type === "RollbackStarted") said.rollback = e;
+    if (data.type === "RunRetried") { said.retry = e; delete said.cancel; }
     if (data.type === "ApprovalRequested") asked[e.step_id] = e.message;
     history.add(data);
   };

@@ -19,7 +19,7 @@ from aiohttp import web
 from events import subjects
 from events.run import RunEvent
 from events.commands import (
-    ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RollbackRun, StartRun,
+    ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RetryRun, RollbackRun, StartRun,
 )
 from projections import run_list
 from projections.audit import AuditEntry
@@ -31,7 +31,7 @@ from services.identity.authority import Action, Resource
 from services.playbook import validate_playbook
 from services.read import find_playbook, fold, run_started, stored_playbooks
 from ui.web.access import CALLER, may, may_read, permit
-from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, StartBody, ValidateBody
+from ui.web.bodies import ControlBody, DecisionBody, ResetCircuitBody, RetryBody, StartBody, ValidateBody
 from ui.web.backend import BACKEND, Backend
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ B = TypeVar("B", bound=msgspec.Struct)
 STATUS_OF_CODE = {
     "bad_request": 400, "invalid_playbook": 422, "unknown_run": 404, "unknown_playbook": 404,
     "illegal_transition": 409, "run_exists": 409, "approval_refused": 403, "internal_error": 502,
+    "unknown_step": 404, "incompatible_playbook": 409, "unknown_circuit": 404,
     "unauthenticated": 401, "forbidden": 403, "forged_actor": 403, "too_many_failures": 429, "unavailable": 503,
 }
 MAX_LIMIT = 1000
@@ -141,18 +142,23 @@ async def list_runs(request: web.Request) -> web.Response:
                               "runs": [run_list.as_dict(r) for r in runs[:limit]]})
 
 
+def playbook_text(request: web.Request, text: str | None, playbook_id: str | None) -> tuple[str | None, str]:
+    """The playbook a body gives as YAML text or as a stored playbook's id (not both), and where it came from."""
+    if text is not None and playbook_id is not None:
+        raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id', not both")
+    if playbook_id is None:
+        return text, "<api>"
+    stored = find_playbook(backend(request).settings.library_folders, playbook_id)
+    if stored is None:
+        raise ApiError(404, "unknown_playbook", f"no stored playbook {playbook_id!r}; GET /api/playbooks lists them")
+    return stored.text(), str(stored.path)
+
+
 async def start_run(request: web.Request) -> web.Response:
     body = await read_body(request, StartBody)
-    if (body.playbook is None) == (body.playbook_id is None):
+    text, source = playbook_text(request, body.playbook, body.playbook_id)
+    if text is None:
         raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id'")
-    text, source = body.playbook, "<api>"
-    if body.playbook_id is not None:
-        stored = find_playbook(backend(request).settings.library_folders, body.playbook_id)
-        if stored is None:
-            raise ApiError(404, "unknown_playbook",
-                           f"no stored playbook {body.playbook_id!r}; GET /api/playbooks lists them")
-        text, source = stored.text(), str(stored.path)
-    assert text is not None
     return await send(request, StartRun(
         playbook=text, source=source, parameters=body.parameters,
         environment=body.environment, run_id=body.run_id, dry_run=body.dry_run,
@@ -188,6 +194,14 @@ def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Calla
             fields["reason"] = body.reason
         return await send(request, kind(**fields))
     return handler
+
+
+async def retry_run(request: web.Request) -> web.Response:
+    body = await read_body(request, RetryBody)
+    text, source = playbook_text(request, body.playbook, body.playbook_id)
+    return await send(request, RetryRun(run_id=request.match_info["run_id"],
+                                        from_step=body.from_step, parameters=body.parameters, reason=body.reason,
+                                        playbook=text, source=source))
 
 
 def decision(kind: type[ApproveStep | RejectStep]) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -345,6 +359,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(RUN_PATH + "/logs", run_logs)
     for name, kind in (("pause", PauseRun), ("resume", ResumeRun), ("cancel", CancelRun), ("rollback", RollbackRun)):
         r.add_post(f"{RUN_PATH}/{name}", control(kind))
+    r.add_post(RUN_PATH + "/retry", retry_run)
     r.add_post(RUN_PATH + "/steps/{step_id}/approve", decision(ApproveStep))
     r.add_post(RUN_PATH + "/steps/{step_id}/reject", decision(RejectStep))
     r.add_post("/api/validate", validate)

@@ -39,6 +39,20 @@ class ControlBody(_Body):
     reason: str = ""
 
 
+class RetryBody(_Body):
+    """Retry a failed or cancelled run in place: from its failed steps, or from `from_step`.
+
+    `parameters` correct the run's values; `playbook` (YAML text) or `playbook_id` (a stored
+    playbook) replaces the pinned playbook, checked against the steps that ran.
+    """
+
+    from_step: str | None = None
+    parameters: dict[str, Any] = {}
+    reason: str = ""
+    playbook: str | None = None
+    playbook_id: str | None = None
+
+
 class DecisionBody(_Body):
     """Approve or reject a gate, with an optional comment."""
 
@@ -60,5 +74,5 @@ class SignOutBody(_Body):
     """Signing out takes nothing; the body is JSON like every change's."""
 
 
-BODIES: tuple[type[_Body], ...] = (StartBody, ValidateBody, ControlBody, DecisionBody, ResetCircuitBody, SignInBody,
-                                   SignOutBody)
+BODIES: tuple[type[_Body], ...] = (StartBody, ValidateBody, ControlBody, RetryBody, DecisionBody, ResetCircuitBody,
+                                   SignInBody, SignOutBody)

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from events import subjects
 from events.insights import Correlation, Evidence, Insights, PlaybookInsights, StepInsights, TargetInsights
-from projections.audit import AuditEntry
+from projections.audit import AUDIT_ACTIONS, AuditEntry
 from projections.run_list import RunSummary
 from projections.step_logs import LogEntry
 from services.playbook.diagnostics import Diagnostic
@@ -207,8 +207,7 @@ LIST_RUNS_QUERY = [
 AUDIT_QUERY = [
     query("actor", {"type": "string"}, "who acted"),
     query("run_id", {"type": "string"}, "which run"),
-    query("action", {"type": "string"}, "start, pause, resume, cancel, approve, reject, approval_refused, "
-                                        "auto_approve, timeout, rollback or circuit_reset"),
+    query("action", {"type": "string"}, "what was done: " + ", ".join(AUDIT_ACTIONS)),
     query("since", TIME, "at or after (ISO 8601 with a time zone)"),
     query("until", TIME, "before (ISO 8601 with a time zone)"),
     limit(500),
@@ -316,6 +315,12 @@ def document() -> dict[str, Any]:
         RUN + "/resume": control("Resume a paused run"),
         RUN + "/cancel": control("Cancel a run (again: accepted, nothing new recorded)"),
         RUN + "/rollback": control("Roll back a finished run by hand"),
+        RUN + "/retry": {"post": operation(
+            "Retry a failed or cancelled run in place: its failed steps (or from_step) and what follows run again", {
+                "200": answer(ref("Accepted")),
+                **errors(*COMMAND, *UNKNOWN_RUN, "illegal_transition", "unknown_step", "unknown_playbook",
+                         "invalid_playbook", "incompatible_playbook")},
+            params=[RUN_ID], request=body("RetryBody", required=False))},
         RUN + "/steps/{step_id}/approve": decision("Approve a step's gate"),
         RUN + "/steps/{step_id}/reject": decision("Reject a step's gate (the step fails)"),
         "/api/validate": {"post": operation("Validate playbook text; every problem with line and column", {
@@ -333,7 +338,7 @@ def document() -> dict[str, Any]:
         "/api/circuits": {"get": operation("Circuit breakers", {
             "200": answer(array(ref("Circuit"))), **errors("engine_unavailable")}, tag="circuits")},
         "/api/circuits/reset": {"post": operation("Close a breaker by hand", {
-            "200": answer(ref("Accepted")), **errors(*COMMAND)}, request=body("ResetCircuitBody"),
+            "200": answer(ref("Accepted")), **errors(*COMMAND, "unknown_circuit")}, request=body("ResetCircuitBody"),
             tag="circuits")},
         "/api/insights": {"get": operation("What past runs taught, and what to change: per playbook, step and target", {
             "200": answer(ref("Insights")), **errors("engine_unavailable")},

@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
+from events.commands import CancelRun, PauseRun, ResumeRun, RetryRun, RollbackRun
 from events.run import ErrorCategory
+from services.playbook import LoadedPlaybook
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,5 +110,14 @@ class ExpireGate:
     step_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """`RetryRun` as the decider takes it: its replacement playbook, if it gave one, already
+    validated like a start (by the service, in a worker thread; `source` says where it came from)."""
+
+    asked: RetryRun
+    replacement: LoadedPlaybook | None = None
+
+
 RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | InterruptStep | FinishStep
-              | AnswerGate | ExpireGate | RecordRetryVerdict)
+              | AnswerGate | ExpireGate | RecordRetryVerdict | Retry)

@@ -18,12 +18,12 @@ from events.run import (
     StepNotRetried, StepRetryScheduled, StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped,
     StepStarted, StepSucceeded,
 )
-from services.domain.run import gates, rollback
+from services.domain.run import gates, retry_run, rollback
 from services.domain.run.commands import (
-    Advance, AnswerGate, BeginStep, ExpireGate, FinishStep, InterruptStep, RecordRetryVerdict, RunCommand,
+    Advance, AnswerGate, BeginStep, ExpireGate, FinishStep, InterruptStep, RecordRetryVerdict, Retry, RunCommand,
 )
 from services.domain.run.dry_run import dry_run_events
-from services.domain.run.state import Run, StepState, evolve
+from services.domain.run.state import Run, StepState, evolve, variables_of
 from services.errors import CommandRejected, PlaybookError, UnknownRun
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
@@ -77,6 +77,8 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
             actor = _actor(cmd)
             return [_rollback_started(run, at, reason or f"rollback requested by {actor}", actor, cmd.on_behalf_of)]
 
+        case Retry():
+            return retry_run.retry(run, cmd, at)
         case AnswerGate():
             return gates.answer(run, cmd, at)
         case ExpireGate():
@@ -272,7 +274,7 @@ def context_of(run: Run) -> Context:
     started = run.started
     assert started is not None
     outputs = {s.id: s.attempt.outputs for s in run.steps.values() if s.status == "succeeded"}
-    return Context(parameters=started.parameters, variables=started.playbook.variables, steps=outputs)
+    return Context(parameters=started.parameters, variables=variables_of(started), steps=outputs)
 
 
 def _settled(run: Run, step: StepState) -> bool:

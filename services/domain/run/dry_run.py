@@ -16,7 +16,7 @@ from services.playbook import topological_order
 from services.playbook.plan import plan_waves
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
-from services.domain.run.state import Run
+from services.domain.run.state import Run, variables_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ def plan(run: Run) -> list[PlannedStep]:
     assert started is not None
     needs = started.plan.needs
     wave_of = {step_id: i + 1 for i, wave in enumerate(plan_waves(started.plan)) for step_id in wave}
-    ctx = Context(parameters=started.parameters, variables=started.playbook.variables)
+    ctx = Context(parameters=started.parameters, variables=variables_of(started))
     planned = []
     for step_id in topological_order(started.plan):
         spec = run.specs[step_id]

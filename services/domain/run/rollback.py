@@ -1,6 +1,6 @@
 """Rollback, pure: which steps to undo, in which order, and what to schedule next.
 
-Steps that succeeded or partly ran, and that say how to undo themselves, are rolled
+Steps that succeeded or ran at all, and that say how to undo themselves, are rolled
 back in reverse order of completion; the members of a parallel group are rolled back
 together, as a wave. A failed rollback action is recorded and the rollback goes on
 (or stops, with `on_rollback_failure: stop`); the run ends rolled_back or
@@ -16,8 +16,9 @@ from services.domain.run.state import Run
 
 def rollback_waves(run: Run) -> list[list[str]]:
     """The steps to undo, in waves: latest finished first, a parallel group's members together."""
-    undoable = [s for s in run.steps.values()
-                if run.specs[s.id].rollback and (s.status == "succeeded" or (s.status == "failed" and s.ran))]
+    # Any step whose action started may have left something; after a retry that includes an
+    # attempt before it, even if the step has not finished again since.
+    undoable = [s for s in run.steps.values() if run.specs[s.id].rollback and (s.status == "succeeded" or s.ran)]
     undoable.sort(key=lambda s: s.finished_order, reverse=True)
     result: list[list[str]] = []
     groups: dict[str, list[str]] = {}

@@ -5,11 +5,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+import msgspec
+
 from events.playbook import ErrorHandler, Playbook, Step
 from events.run import (
     ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut,
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
-    RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed,
+    RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunRetried, RunStarted, StepFailed,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack,
     StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled, StepScheduled,
     StepSkipped, StepStarted, StepSucceeded,
@@ -231,8 +233,9 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
     match event:
         case StepScheduled(step_id=step_id, attempt=attempt, reason=reason):
             step = run.step(step_id)
-            if step.status in ("running", "succeeded", "skipped") or attempt < step.attempt.number:
-                return run   # a late timer for an attempt that has moved on
+            if step.status in ("running", "succeeded", "skipped") or attempt < step.attempt.number or (
+                    attempt == step.attempt.number and step.status != "scheduled"):
+                return run   # a late timer for an attempt that has moved on (only a resume schedules one again)
             step.status, step.reason = "scheduled", reason
             step.attempt.number, step.attempt.scheduled_seq = attempt, seq
             step.retry.status = ""
@@ -285,6 +288,8 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             run.status, run.finished_at = "completed", at
         case RunFailed(reason=reason, at=at):
             run.status, run.finished_at, run.failure = "failed", at, reason
+        case RunRetried():
+            _retried(run, event)
         case StepRetryScheduled(step_id=step_id, due=due):
             retry = run.step(step_id).retry
             retry.status, retry.due = "waiting", due
@@ -342,6 +347,42 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case RollbackFailed(reason=reason, at=at):
             run.status, run.finished_at, run.failure = "rollback_failed", at, reason
     return run
+
+
+def variables_of(started: RunStarted) -> dict[str, Any]:
+    """The run's variables: the playbook's, with what its environment gives them."""
+    return {**started.playbook.variables, **started.variables} if started.variables else started.playbook.variables
+
+
+def _retried(run: Run, event: RunRetried) -> None:
+    """The run goes on: its pins replaced where the retry changed them, the steps that run again reset."""
+    started = run.started
+    assert started is not None
+    changes: dict[str, Any] = {}
+    if event.parameters is not None:
+        changes["parameters"] = event.parameters
+    if event.playbook is not None and event.plan is not None:
+        changes["playbook"], changes["plan"] = event.playbook, event.plan
+        changes["variables"] = event.variables or {}
+        steps = run.steps
+        run.steps = {step.id: steps.get(step.id) or StepState(id=step.id) for step in event.playbook.steps}
+        run.specs = {step.id: step for step in event.playbook.steps}
+        run.order = {step_id: i for i, step_id in enumerate(run.steps)}
+    if changes:
+        run.started = msgspec.structs.replace(started, **changes)
+    for step_id in event.steps:
+        step = run.step(step_id)
+        # A retry timer still armed would start the next attempt: that number is spent, the next is the run's.
+        number = step.attempt.number + (1 if step.retry.status == "waiting" else 0)
+        behalf = f" for {event.on_behalf_of}" if event.on_behalf_of else ""
+        step.status, step.reason = "pending", f"runs again: retried by {event.actor}{behalf}"
+        step.attempt, step.retry = AttemptState(number=number), RetryState()
+        step.gate, step.rollback = GateState(), RollbackState()
+        step.started_at = step.finished_at = None   # finished_order stays: an attempt that ran is undone in its place
+    run.status, run.phase, run.finished_at, run.failure, run.steering = "running", "forward", None, "", Steering()
+    run.rollback_waves = []
+    run.pending = {step_id for step_id, step in run.steps.items() if step.status == "pending"}
+    run.gates_waiting = sum(step.gate.status == "requested" for step in run.steps.values())
 
 
 def _may_retry(run: Run, step: StepState) -> bool:

@@ -66,8 +66,9 @@ async def run_http_request(args: dict[str, Any]) -> ActionResult:
         "allow_redirects": arg(args, "follow_redirects", (bool,), "true or false", True),
         "ssl": arg(args, "verify_tls", (bool,), "true or false", True),
     }
-    # Error text names only the origin: paths and queries can carry tokens (webhooks).
-    target = f"{method} {url.origin()}"
+    # Error text names the origin and path, not the query: queries carry tokens (?api_key=...); a
+    # ${secret:...} in the path is redacted from it like everywhere else.
+    target = f"{method} {url.origin()}{url.path}" + ("?..." if url.query_string else "")
     scope = current_scope()
     guard = _secret_guard(scope.secrets, args) if scope else None
     started = time.perf_counter()

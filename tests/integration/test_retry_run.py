@@ -1,0 +1,161 @@
+"""A run that failed at its third step because a file was missing: create it, retry, and it goes on from there."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from events.commands import CancelRun, RetryRun, RollbackRun, StartRun
+from events.run import TERMINAL_EVENTS, RunRetried, StepStarted
+from tests.helpers import person, refusals, wait_for_end
+
+pytestmark = pytest.mark.integration
+
+
+def five_steps(work: Path) -> str:
+    """Five shell steps that each note that they ran (and, undone, that they were undone); the third
+    copies a release file that is not there yet."""
+    def step(name: str, command: str) -> str:
+        return f"""
+  - id: {name}
+    action: shell
+    args: {{command: "echo {name} >> {work}/ran; {command}"}}
+    timeout_seconds: 10
+    outputs: [{{name: said, from: stdout}}]
+    rollback:
+      - {{action: shell, args: {{command: "echo {name} >> {work}/undone"}}, timeout_seconds: 10}}"""
+    return "name: five\nparameters:\n  - {name: release, default: release.tar}\nsteps:" + "".join([
+        step("fetch", "echo fetched"), step("unpack", "echo unpacked"),
+        step("install", f"cp {work}/${{release}} {work}/installed && echo installed"),
+        step("migrate", "echo migrated"), step("announce", "echo ${steps.fetch.said} and ${steps.install.said}"),
+    ])
+
+
+def ran(work: Path, name: str = "ran") -> list[str]:
+    path = work / name
+    return path.read_text().split() if path.exists() else []
+
+
+def terminal(events: list) -> list[str]:
+    return [type(e).__name__ for e in events if isinstance(e, TERMINAL_EVENTS)]
+
+
+async def test_after_the_missing_file_is_created_a_retry_runs_steps_3_to_5_only_and_ends_once(engine, tmp_path) -> None:
+    olga = await person(engine, "olga", "operator")
+    reply = await olga.send(StartRun(playbook=five_steps(tmp_path)))
+    first = await wait_for_end(olga, reply.run_id)
+    assert type(first[-1]).__name__ == "RunFailed" and "install" in first[-1].failed_steps
+    assert ran(tmp_path) == ["fetch", "unpack", "install"]
+
+    (tmp_path / "release.tar").write_text("the release")
+    retried = await olga.send(RetryRun(run_id=reply.run_id, reason="release file restored"))
+    assert retried.accepted, retried.error
+    assert [e["type"] for e in retried.events] == ["RunRetried", "StepScheduled"]
+    assert retried.events[0]["actor"] == "olga" and retried.events[0]["steps"] == ["install", "migrate", "announce"]
+    events = await wait_for_end(olga, reply.run_id, after_retry=True)
+
+    assert ran(tmp_path) == ["fetch", "unpack", "install", "install", "migrate", "announce"]
+    after = events[[type(e) for e in events].index(RunRetried) + 1:]
+    assert [e.step_id for e in after if isinstance(e, StepStarted)] == ["install", "migrate", "announce"]
+    assert terminal(after) == ["RunCompleted"]
+    assert terminal([e for _, e in await olga.events(reply.run_id)]) == ["RunFailed", "RunCompleted"]
+    run = await olga.run(reply.run_id)
+    assert run.status == "completed"
+    assert (run.steps["fetch"].attempt.number, run.steps["install"].attempt.number) == (1, 2)
+    assert run.steps["announce"].attempt.outputs["stdout"] == "fetched and installed"
+
+    undo = await olga.send(RollbackRun(run_id=reply.run_id, reason="wrong release"))
+    assert undo.accepted, undo.error
+    rolled_back = await wait_for_end(olga, reply.run_id, after_rollback_start=True)
+    assert type(rolled_back[-1]).__name__ == "RollbackCompleted"
+    assert ran(tmp_path, "undone") == ["announce", "migrate", "install", "unpack", "fetch"]   # each once
+
+
+async def test_a_retried_run_that_fails_further_on_rolls_back_what_ran_and_not_what_never_did(engine,
+                                                                                            tmp_path) -> None:
+    olga = await person(engine, "olga", "operator")
+    text = five_steps(tmp_path).replace("echo migrated", f"test -f {tmp_path}/schema.sql")
+    reply = await olga.send(StartRun(playbook=text))
+    await wait_for_end(olga, reply.run_id)
+    (tmp_path / "release.tar").write_text("the release")
+    assert (await olga.send(RetryRun(run_id=reply.run_id))).accepted
+    again = await wait_for_end(olga, reply.run_id, after_retry=True)
+    assert terminal(again) == ["RunFailed"] and again[-1].failed_steps == ["migrate"]
+    assert ran(tmp_path) == ["fetch", "unpack", "install", "install", "migrate"]
+
+    assert (await olga.send(RollbackRun(run_id=reply.run_id))).accepted
+    rolled_back = await wait_for_end(olga, reply.run_id, after_rollback_start=True)
+    assert type(rolled_back[-1]).__name__ == "RollbackCompleted"
+    # migrate ran (and may have left something); announce never did; install is undone once for its two attempts
+    assert ran(tmp_path, "undone") == ["migrate", "install", "unpack", "fetch"]
+
+
+async def test_a_retry_is_authorised_like_a_start_and_a_refused_one_is_recorded(engine, tmp_path) -> None:
+    olga = await person(engine, "olga", "operator")
+    reply = await olga.send(StartRun(playbook=five_steps(tmp_path)))
+    await wait_for_end(olga, reply.run_id)
+    before = len(await olga.events(reply.run_id))
+    for name, grant in (("vic", "viewer"), ("abe", "approver"), ("otto", "operator:other-*")):
+        who = await person(engine, name, grant)
+        answer = await who.send(RetryRun(run_id=reply.run_id))
+        assert (answer.accepted, answer.error.code) == (False, "forbidden"), name
+        assert f"{name} may not retry run {reply.run_id} of five" in answer.error.message
+    forged = await olga.send(RetryRun(run_id=reply.run_id, actor="admin"))
+    assert (forged.accepted, forged.error.code) == (False, "forged_actor")
+    assert len(await olga.events(reply.run_id)) == before                     # nothing happened to the run
+    refused = [(r.principal, r.action, r.code) for r in await refusals(engine.nc)]
+    assert refused == [("vic", "retry", "forbidden"), ("abe", "retry", "forbidden"), ("otto", "retry", "forbidden"),
+                       ("olga", "retry", "forged_actor")]
+    assert (await olga.send(RetryRun(run_id=reply.run_id, from_step="fetch"))).accepted   # the operator may
+
+
+async def test_a_run_started_with_allow_unsafe_shell_is_retried_only_with_the_unsafe_shell_grant(engine,
+                                                                                                  tmp_path) -> None:
+    uma = await person(engine, "uma", "operator", "unsafe_shell")
+    reply = await uma.send(StartRun(playbook=five_steps(tmp_path), allow_unsafe_shell=True))
+    assert reply.accepted, reply.error
+    await wait_for_end(uma, reply.run_id)
+    otto = await person(engine, "otto", "operator")
+    refused = await otto.send(RetryRun(run_id=reply.run_id))
+    assert (refused.accepted, refused.error.code) == (False, "forbidden")
+    assert "otto may not retry" in refused.error.message and "with allow_unsafe_shell" in refused.error.message
+    assert (await uma.send(RetryRun(run_id=reply.run_id))).accepted
+
+
+async def test_a_cancelled_run_is_retried_with_a_corrected_parameter(engine, tmp_path) -> None:
+    olga = await person(engine, "olga", "operator")
+    (tmp_path / "other.tar").write_text("the other release")
+    text = five_steps(tmp_path).replace("echo unpacked", "sleep 30")
+    reply = await olga.send(StartRun(playbook=text))
+    async for _, event in olga.follow(reply.run_id):
+        if isinstance(event, StepStarted) and event.step_id == "unpack":
+            break
+    await olga.send(CancelRun(run_id=reply.run_id, reason="wrong release"))
+    assert type((await wait_for_end(olga, reply.run_id))[-1]).__name__ == "RunCancelled"
+
+    text_fixed = text.replace("sleep 30", "echo unpacked")
+    retried = await olga.send(RetryRun(run_id=reply.run_id, parameters={"release": "other.tar"},
+                                       playbook=text_fixed, source="fixed.yaml"))
+    assert retried.accepted, retried.error
+    assert retried.events[0]["corrected"] == ["release"] and retried.events[0]["source"] == "fixed.yaml"
+    await wait_for_end(olga, reply.run_id, after_retry=True)
+    run = await olga.run(reply.run_id)
+    assert run.status == "completed", run.failure
+    assert run.started.parameters["release"] == "other.tar"
+    assert (tmp_path / "installed").read_text() == "the other release"
+
+
+async def test_a_retry_the_run_cannot_take_is_refused_with_a_reason(engine, tmp_path) -> None:
+    olga = await person(engine, "olga", "operator")
+    reply = await olga.send(StartRun(playbook=five_steps(tmp_path)))
+    await wait_for_end(olga, reply.run_id)
+    cases = [
+        (RetryRun(run_id="nosuchrun"), "unknown_run"),
+        (RetryRun(run_id=reply.run_id, from_step="migrate"), "illegal_transition"),
+        (RetryRun(run_id=reply.run_id, parameters={"relase": "x"}), "invalid_playbook"),
+        (RetryRun(run_id=reply.run_id, playbook="name: five\nsteps: []\n"), "invalid_playbook"),
+    ]
+    for command, code in cases:
+        answer = await olga.send(command)
+        assert (answer.accepted, answer.error.code) == (False, code), command
+    assert (await olga.run(reply.run_id)).status == "failed"

@@ -1,0 +1,52 @@
+"""What the CLI shows of a run: the last lines each step printed, all of them with --output."""
+from __future__ import annotations
+
+import io
+
+from events.run import StepFailed, StepSucceeded
+from services.domain.run.state import fold
+from tests.helpers import R, Scenario, at, noop, started
+from ui.cli.render import TAIL_LINES, Follower, output_lines, status_table
+
+LONG = "\n".join(f"line {n}" for n in range(1, 13)) + "\n"
+
+
+def test_a_step_line_is_followed_by_the_last_lines_it_printed_and_how_many_came_before() -> None:
+    out = io.StringIO()
+    follower = Follower(R, out=out)
+    follower.show(1, started(R, [noop("build")]))
+    follower.show(2, StepSucceeded(run_id=R, at=at(1), step_id="build", attempt=1,
+                                   outputs={"stdout": LONG, "stderr": "warning: cache cold\n", "returncode": 0}))
+    lines = out.getvalue().splitlines()
+    assert lines[1].endswith("build: succeeded in 0 ms")
+    assert [line.strip() for line in lines[2:]] == [
+        "| ... 7 earlier line(s); --output shows all", "| line 8", "| line 9", "| line 10", "| line 11", "| line 12",
+        "! warning: cache cold"]
+
+
+def test_with_output_every_line_is_shown() -> None:
+    assert [line.strip() for line in output_lines({"stdout": LONG}, full=True)] == [
+        f"| line {n}" for n in range(1, 13)]
+    assert len(output_lines({"stdout": LONG})) == TAIL_LINES + 1
+
+
+def test_a_failed_http_step_shows_its_body_and_a_silent_step_nothing() -> None:
+    out = io.StringIO()
+    follower = Follower(R, out=out)
+    follower.show(1, started(R, [noop("call"), noop("quiet")]))
+    follower.show(2, StepFailed(run_id=R, at=at(1), step_id="call", attempt=1, category="temporary",
+                                error="GET http://db:80/health returned HTTP 503", outputs={
+                                    "status_code": 503, "body": '{"status": "degraded"}'}))
+    follower.show(3, StepSucceeded(run_id=R, at=at(2), step_id="quiet", attempt=1, outputs={"stdout": ""}))
+    lines = out.getvalue().splitlines()
+    assert lines[2].strip() == '| {"status": "degraded"}'
+    assert len(lines) == 4
+
+
+def test_status_shows_each_steps_last_lines_under_it() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")]))
+    s.start()
+    s.run_step("a", stdout=LONG)
+    table = status_table(fold(R, list(enumerate(s.events, 1))))
+    assert "    | line 12" in table and "line 7\n" not in table
+    assert "    | line 1\n" in status_table(s.run, full_output=True)

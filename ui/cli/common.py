@@ -1,0 +1,77 @@
+"""What every `playbook` command shares: -p values, playbook files, replies and their exit codes, JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from events.commands import Reply
+from services.errors import PlaybookError
+from ui.cli.render import DENIED_CODES, EXIT_DENIED, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE
+
+# Rejections that mean the input was wrong and nothing was done: exit code 2, not 1.
+INVALID_INPUT = frozenset({"invalid_playbook", "bad_request", "unknown_step"})
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PlaybookError(f"-p {pair!r}: write parameters as key=value")
+        params[key.strip()] = value
+    return params
+
+
+def read_playbook(name: str) -> tuple[Path, str]:
+    path = Path(name)
+    try:
+        return path, path.read_text()
+    except OSError as err:
+        raise PlaybookError(f"{path}: cannot read: {err.strerror}") from None
+
+
+def print_json(document: Any) -> None:
+    """One JSON document (or one line of a stream of them) on stdout."""
+    print(json.dumps(document, default=str), flush=True)
+
+
+def failed(args: argparse.Namespace, code: str, message: str, exit_code: int = EXIT_FAILED, prefix: str = "") -> int:
+    """Say what failed, as `{"error": {"code", "message"}}` with --json, else on stderr; the exit code."""
+    if getattr(args, "json", False):
+        print_json({"error": {"code": code, "message": message}})
+    else:
+        print(prefix + message, file=sys.stderr)
+    return exit_code
+
+
+def reply_document(reply: Reply) -> dict[str, Any]:
+    return {"accepted": reply.accepted, "run_id": reply.run_id, "events": reply.events,
+            "error": reply.error and {"code": reply.error.code, "message": reply.error.message,
+                                      "details": reply.error.details}}
+
+
+def reply_exit_code(reply: Reply) -> int:
+    code = reply.error.code if reply.error is not None else None
+    if reply.accepted:
+        return 0
+    if code in DENIED_CODES:
+        return EXIT_DENIED
+    return EXIT_INVALID if code in INVALID_INPUT else EXIT_UNAVAILABLE if code == "unavailable" else EXIT_FAILED
+
+
+def print_reply(reply: Reply, as_json: bool) -> int:
+    if as_json:
+        print_json(reply_document(reply))
+    elif reply.accepted and reply.run_id is None:
+        print(", ".join(e["type"] for e in reply.events) or "nothing to do")
+    elif reply.accepted:
+        print(f"run {reply.run_id}: " + (", ".join(e["type"] for e in reply.events) or "nothing to do (already so)"))
+    elif reply.error is not None:
+        print(f"rejected ({reply.error.code}): {reply.error.message}", file=sys.stderr)
+        for detail in reply.error.details:
+            if isinstance(detail, dict) and detail.get("message"):
+                print(f"  {detail.get('code', '')} {detail['message']}".rstrip(), file=sys.stderr)
+    return reply_exit_code(reply)

@@ -1,0 +1,133 @@
+"""`status`, `list`, `events`, `replay`, `circuits`: what the engine holds, read and shown."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+
+from events.circuit import CircuitEvent
+from events.commands import ResetCircuit
+from events.run import RunEvent
+from projections.run_list import as_dict
+from projections.run_view import run_view
+from projections.sentences import circuit_sentence
+from services.settings import Settings
+from ui.cli.common import failed, print_json, print_reply
+from ui.cli.connect import steer, with_client
+from ui.cli.render import EXIT_INVALID, Follower, event_json, status_table, terminal_line
+from ui.client import EngineClient
+
+
+def no_run(args: argparse.Namespace) -> int:
+    return failed(args, "unknown_run", f"no run with id {args.run_id!r}")
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(client: EngineClient) -> int:
+        run = await client.run(args.run_id)
+        if not run.exists:
+            return no_run(args)
+        if args.json:
+            print_json(run_view(run))
+        else:
+            print(status_table(run, full_output=args.output))
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(client: EngineClient) -> int:
+        runs = [r for r in await client.list_runs() if r.active or not args.active]
+        if args.json:
+            print_json([as_dict(r) for r in runs])
+            return 0
+        for r in runs:
+            dry = " (dry run)" if r.dry_run else ""
+            print(f"{r.run_id:<18} {r.status:<11} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.playbook}{dry}  by {r.actor}")
+        if not runs:
+            print("no active runs" if args.active else "no runs yet")
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
+    if args.circuit:
+        return _circuit_events(args, settings)
+    if not args.run_id:
+        print("playbook events: give a run id, or --circuit KEY", file=sys.stderr)
+        return EXIT_INVALID
+
+    async def work(client: EngineClient) -> int:
+        source = client.follow(args.run_id) if args.follow else _aiter(await client.events(args.run_id))
+        count = 0
+        async for seq, event in source:
+            count += 1
+            print(_event_line(seq, event, terminal_line(event), args.json), flush=True)
+        return 0 if count else no_run(args)
+
+    return asyncio.run(with_client(settings, work))
+
+
+def _circuit_events(args: argparse.Namespace, settings: Settings) -> int:
+    """A breaker's history: every counted call and every transition, with its reason."""
+    async def work(client: EngineClient) -> int:
+        envelopes = await client.circuit_events(args.circuit)
+        for seq, event in envelopes:
+            print(_event_line(seq, event, circuit_sentence(event), args.json))
+        if not envelopes:
+            return failed(args, "unknown_circuit",
+                          f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them")
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def _event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json: bool) -> str:
+    """One stored event: as JSON, or its sequence, time and type, then the sentence that tells it."""
+    if as_json:
+        return event_json(seq, event)
+    return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {sentence}"
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(client: EngineClient) -> int:
+        envelopes = await client.events(args.run_id)
+        if not envelopes:
+            return no_run(args)
+        follower = Follower(args.run_id, as_json=args.json, full_output=args.output)
+        for seq, event in envelopes:
+            follower.show(seq, event)
+        if not args.json:
+            print()
+            print(status_table(follower.run))
+        return 0
+
+    return asyncio.run(with_client(settings, work))
+
+
+def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
+    async def work(client: EngineClient) -> int:
+        if args.reset:
+            return print_reply(await client.send(ResetCircuit(key=args.reset)), args.json)
+        breakers = await client.circuits()
+        if args.json:
+            print_json([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
+                         "open_until": b.until and b.until.isoformat()} for b in breakers])
+            return 0
+        for b in breakers:
+            until = f" until {b.until:%H:%M:%S}Z" if b.state == "open" and b.until else ""
+            why = f"  ({b.reason})" if b.state != "closed" and b.reason else ""
+            print(f"{b.state:<10} {b.failures:>3} failures in a row  {b.key}{until}{why}")
+        if not breakers:
+            print("no circuit breakers yet")
+        return 0
+
+    return steer(args, settings, work) if args.reset else asyncio.run(with_client(settings, work))
+
+
+async def _aiter(items: list[tuple[int, RunEvent]]) -> AsyncIterator[tuple[int, RunEvent]]:
+    for item in items:
+        yield item

@@ -1,0 +1,105 @@
+"""`playbook run` and `playbook retry`: start a run, or send a failed one on, and follow it to its end."""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+
+import msgspec
+
+from events.commands import Reply, RetryRun, StartRun
+from events.run import RunRetried
+from services.playbook import PlaybookInvalid, load_playbook
+from services.read import dry_run_plan
+from services.settings import Settings
+from ui.cli.common import parse_params, print_json, print_reply, read_playbook, reply_document
+from ui.cli.connect import steer
+from ui.cli.render import EXIT_DENIED, EXIT_INVALID, Follower, plan_table
+from ui.client import EngineClient
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    path, text = read_playbook(args.file)
+    params = parse_params(args.param)
+    try:
+        loaded = load_playbook(text, str(path), parameters=params, environment=args.env,
+                               allow_unsafe_shell=args.allow_unsafe_shell)
+    except PlaybookInvalid as err:
+        if args.json:
+            print_json({"accepted": False, "run_id": None, "events": [], "error": {
+                "code": "invalid_playbook", "message": str(err),
+                "details": msgspec.to_builtins(err.diagnostics)}})
+            return EXIT_INVALID
+        for diagnostic in err.diagnostics:
+            print(diagnostic.format(), file=sys.stderr)
+        print(f"{path}: not started: {len(err.diagnostics)} problem(s)", file=sys.stderr)
+        return EXIT_INVALID
+    for warning in loaded.warnings:
+        if warning.severity in ("warning", "error"):
+            print(warning.format(), file=sys.stderr)
+
+    async def work(client: EngineClient) -> int:
+        reply = await client.send(StartRun(playbook=text, source=str(path),
+                                           parameters=params, environment=args.env, run_id=args.run_id,
+                                           dry_run=args.dry_run, allow_unsafe_shell=args.allow_unsafe_shell))
+        if not reply.accepted or reply.run_id is None:
+            code = print_reply(reply, args.json)
+            return code if code == EXIT_DENIED else EXIT_INVALID    # nothing was started
+        if args.dry_run:
+            run = await client.run(reply.run_id)
+            if args.json:
+                print_json({**reply_document(reply), "plan": [asdict(p) for p in dry_run_plan(run)]})
+            else:
+                print(plan_table(run))
+            return 0
+        if args.detach:
+            if args.json:
+                print_json(reply_document(reply))
+            else:
+                print(reply.run_id)
+            return 0
+        if not args.json:
+            print(f"run {reply.run_id}  (playbook events {reply.run_id} --follow, playbook cancel {reply.run_id})")
+        return await follow(client, reply.run_id, args)
+
+    return steer(args, settings, work)
+
+
+def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
+    text, source = None, "<playbook>"
+    if args.playbook:
+        path, text = read_playbook(args.playbook)
+        source = str(path)
+    command = RetryRun(run_id=args.run_id, from_step=args.from_step,
+                       parameters=parse_params(args.param), reason=args.reason, playbook=text, source=source)
+
+    async def work(client: EngineClient) -> int:
+        reply = await client.send(command)
+        if not reply.accepted or args.detach:
+            return _answered(reply, args)
+        return await follow(client, args.run_id, args, retried=True)
+
+    return steer(args, settings, work)
+
+
+def _answered(reply: Reply, args: argparse.Namespace) -> int:
+    if reply.accepted and not args.json:
+        print(f"run {reply.run_id} retried: " + ", ".join(e["type"] for e in reply.events))
+        return 0
+    return print_reply(reply, args.json)
+
+
+async def follow(client: EngineClient, run_id: str, args: argparse.Namespace, retried: bool = False) -> int:
+    """Print the run live until it ends; its exit code. A `retried` run is shown from its latest
+    retry on (what happened before is folded, not printed): it ended once before."""
+    follower = Follower(run_id, as_json=args.json, full_output=getattr(args, "output", False))
+    shown = client.follow(run_id, after_retry=retried)
+    if retried:
+        known = await client.events(run_id)
+        since = max((seq for seq, event in known if isinstance(event, RunRetried)), default=1)
+        for seq, event in known:
+            if seq < since:
+                follower.know(seq, event)
+    async for seq, event in shown:
+        follower.show(seq, event)
+    return follower.exit_code()
