@@ -32,6 +32,7 @@ from services.identity.service import IdentityService
 from services.identity.setup import Identity
 from services.learning.config import LearningConfig
 from services.learning.service import LearningService
+from services.log_text import EscapedLines
 from services.resilience.service import ResilienceService
 from services.run.service import RunService
 from services.settings import Settings
@@ -103,8 +104,8 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     directory.check()
     nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
     store = EventStore(nc)
-    await store.ensure_stream()
-    identity = await Identity.start(nc, directory.groups_of)
+    await store.ensure_stream(settings.stream_replicas)
+    identity = await Identity.start(nc, directory.groups_of, replicas=settings.stream_replicas)
     parts = Parts(nc, store, run_repository(store), breaker_repository(store), settings, identity)
     started = [SERVICES[name](parts) for name in which]
     running = Running(nc, identity)
@@ -135,11 +136,14 @@ def _opener(door: str) -> Callable[[Settings, Identity], Awaitable[Door]]:
 
 
 def configure_logging(settings: Settings, as_json: bool = False) -> None:
-    """Log lines to stderr at `$PLAYBOOK_LOG`; with `as_json`, one JSON object a line."""
+    """Log lines to stderr at `$PLAYBOOK_LOG`; with `as_json`, one JSON object a line. User text in a line is
+    escaped (services/log_text.py): no one forges a line."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if as_json:
-        for handler in logging.getLogger().handlers:
+    for handler in logging.getLogger().handlers:
+        if as_json:
             handler.setFormatter(JsonLines())
+        if not any(isinstance(f, EscapedLines) for f in handler.filters):
+            handler.addFilter(EscapedLines())
 
 
 class JsonLines(logging.Formatter):

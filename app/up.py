@@ -3,7 +3,9 @@
 The embedded nats-server starts with generated users (the engine's, the CLI's, a read-only
 agent's; passwords in `$PLAYBOOK_HOME/credentials`), the identity service makes sure the
 local admin has a token there (the CLI's credential), and a one-time sign-in link opens
-the dashboard signed in. Nothing to configure: still two commands from a clone.
+the dashboard signed in. Nothing to configure: still two commands from a clone. With
+`--cluster 3`, three servers on this machine form one JetStream cluster with the same users,
+the streams at three replicas.
 """
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ import json
 import logging
 from dataclasses import replace
 
+from app.cluster import local_cluster
 from app.root import ALL_SERVICES, DOORS, Running, configure_logging, serve
 from events.commands import StartRun
-from services.embedded import EmbeddedNats
+from services.embedded import EmbeddedCluster, EmbeddedNats
+from services.errors import PlaybookError
 from services.identity.credentials import TOKEN_FILE, read_secret
 from services.identity.nats_users import ensure_nats_users
-from services.settings import EXAMPLES, Settings
+from services.settings import CLUSTER_LEASE_SECONDS, EXAMPLES, Settings
 from ui.cli.render import Follower
 from ui.client import EngineClient
 from ui.web.app import WebServer
@@ -27,14 +31,23 @@ log = logging.getLogger("playbook")
 DEMO_PLAYBOOK = EXAMPLES / "deploy-demo.yaml"
 
 
-def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False) -> int:
+def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False, cluster: int = 0) -> int:
     configure_logging(settings, as_json)
-    return asyncio.run(_up(settings, demo=demo, http_port=http_port, as_json=as_json))
+    if cluster and settings.nats_url:
+        raise PlaybookError("--cluster starts its own NATS servers: unset NATS_URL, or drop --cluster to use that one")
+    return asyncio.run(_up(settings, demo=demo, http_port=http_port, as_json=as_json, cluster=cluster))
 
 
-async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool) -> int:
-    embedded = None
-    if not settings.nats_url:
+async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, cluster: int) -> int:
+    embedded: EmbeddedNats | EmbeddedCluster | None = None
+    if cluster:
+        embedded = local_cluster(settings.home, cluster, settings.nats_port, settings.nats_server_bin)
+        # Plain URLs: each connection logs in as its role from `credentials/`, as on one server.
+        settings = replace(settings, nats_url=await embedded.start(), stream_replicas=max(settings.stream_replicas, 3),
+                           lease_seconds=max(settings.lease_seconds, CLUSTER_LEASE_SECONDS))
+        log.info("embedded JetStream cluster of %d servers on %s, stores in %s; streams at %d replicas", cluster,
+                 settings.nats_url, settings.home / "cluster", settings.stream_replicas)
+    elif not settings.nats_url:
         embedded = EmbeddedNats(settings.home, settings.nats_port, settings.nats_server_bin,
                                 config=ensure_nats_users(settings.home))
         settings = replace(settings, nats_url=await embedded.start())

@@ -5,13 +5,13 @@ import argparse
 import sys
 
 from bench import (
-    big, concurrency, guardian, harness, identity, learning, parallel, recovery, redaction, replay, shell_analysis, sse,
-    steps, vs_ansible, waiting,
+    big, cluster, concurrency, guardian, harness, identity, learning, parallel, recovery, redaction, replay,
+    shell_analysis, sse, steps, vs_ansible, waiting,
 )
 
 BENCHMARKS = {module.NAME: module for module in (steps, waiting, replay, sse, concurrency, parallel, recovery,
                                                    guardian, vs_ansible, identity, shell_analysis, redaction, learning,
-                                                   big)}
+                                                   big, cluster)}
 
 
 def main(argv: list[str] | None = None) -> int:

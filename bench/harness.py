@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -110,15 +110,17 @@ def admin_token(home: str | Path) -> str:
 
 
 @contextlib.asynccontextmanager
-async def engine(url: str, which: frozenset[str] = ALL_SERVICES, timeout: float = 30.0) -> AsyncIterator[InProcess]:
-    """The engine's services running in this process and event loop, with a home of their own."""
+async def engine(url: str, which: frozenset[str] = ALL_SERVICES, timeout: float = 30.0,
+                 environ: Mapping[str, str] | None = None) -> AsyncIterator[InProcess]:
+    """The engine's services running in this process and event loop, with a home of their own (and settings from
+    `environ` over the process's)."""
     stop = asyncio.Event()
     ready: asyncio.Future[InProcess] = asyncio.get_running_loop().create_future()
     with tempfile.TemporaryDirectory(prefix="pb-bench-home-") as home:
         async def on_ready(running: Running) -> None:
             ready.set_result(InProcess(running.nc, await ensure_admin(running, Path(home))))
 
-        settings = Settings.from_environ({**os.environ, "NATS_URL": url, "PLAYBOOK_HOME": home})
+        settings = Settings.from_environ({**os.environ, **(environ or {}), "NATS_URL": url, "PLAYBOOK_HOME": home})
         task = asyncio.create_task(serve(settings, which, ready=on_ready, stop=stop))
         try:
             done, _ = await asyncio.wait({task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

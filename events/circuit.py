@@ -2,9 +2,13 @@
 by every run and every replica."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from datetime import datetime
 
 import msgspec
+
+from events.json_limits import stored_decoder
 
 
 class CircuitEvent(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
@@ -49,4 +53,4 @@ class CircuitReset(CircuitEvent, frozen=True):
 AnyCircuitEvent = (CircuitCallFailed | CircuitCallSucceeded | CircuitOpened | CircuitHalfOpened | CircuitTrialStarted
                    | CircuitClosed | CircuitReset)
 CIRCUIT_EVENT_TYPES: tuple[type[CircuitEvent], ...] = AnyCircuitEvent.__args__
-decode_circuit_event = msgspec.json.Decoder(AnyCircuitEvent).decode
+decode_circuit_event: Callable[[bytes], CircuitEvent] = stored_decoder(AnyCircuitEvent)

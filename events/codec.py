@@ -1,16 +1,18 @@
-"""The one codec: msgspec JSON for events and commands."""
+"""The one codec: msgspec JSON for events and commands, nesting bounded (events/json_limits.py)."""
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from typing import Any
 
 import msgspec
 
 from events.commands import AnyCommand
+from events.json_limits import decode_json, stored_decoder
 from events.run import AnyRunEvent, RunEvent
 
 _encoder = msgspec.json.Encoder()
-_event_decoder = msgspec.json.Decoder(AnyRunEvent)
-_command_decoder = msgspec.json.Decoder(AnyCommand)
+decode_event: Callable[[bytes], RunEvent] = stored_decoder(AnyRunEvent)
 
 DecodeError = msgspec.DecodeError
 
@@ -19,13 +21,9 @@ def encode(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
 
 
-def decode_event(data: bytes) -> RunEvent:
-    return _event_decoder.decode(data)
-
-
 def decode_command(name: str, data: bytes, kinds: Any = AnyCommand) -> Any:
     """Decode a command body into one of `kinds`; the subject names the type, so the body needs no tag."""
-    body = msgspec.json.decode(data) if data else {}
+    body = decode_json(data) if data else {}
     if not isinstance(body, dict):
         raise msgspec.ValidationError("the command body must be a JSON object")
     body["type"] = name

@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from events.subjects import RunId, StepId
+
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     """`actor` and `on_behalf_of` are set by the engine from the verified credential before it decides.
@@ -30,29 +32,29 @@ class StartRun(Command, frozen=True):
     source: str = "<playbook>"
     parameters: dict[str, Any] = {}
     environment: str | None = None
-    run_id: str | None = None
+    run_id: RunId | None = None
     dry_run: bool = False
     allow_unsafe_shell: bool = False
 
 
 class PauseRun(Command, frozen=True):
-    run_id: str
+    run_id: RunId
     reason: str = ""
 
 
 class ResumeRun(Command, frozen=True):
-    run_id: str
+    run_id: RunId
 
 
 class CancelRun(Command, frozen=True):
-    run_id: str
+    run_id: RunId
     reason: str = ""
 
 
 class RollbackRun(Command, frozen=True):
     """Undo a failed, cancelled or completed run by hand."""
 
-    run_id: str
+    run_id: RunId
     reason: str = ""
 
 
@@ -74,14 +76,14 @@ class RetryRun(Command, frozen=True):
 
 
 class ApproveStep(Command, frozen=True):
-    run_id: str
-    step_id: str
+    run_id: RunId
+    step_id: StepId
     comment: str = ""
 
 
 class RejectStep(Command, frozen=True):
-    run_id: str
-    step_id: str
+    run_id: RunId
+    step_id: StepId
     comment: str = ""
 
 

@@ -6,12 +6,16 @@ requests on `pb.cmd.identity.<Command>`, answered with an `IdentityReply`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
 
 from events.commands import Rejection
+from events.json_limits import stored_decoder
+from events.subjects import TokenId
 
 Role = Literal["viewer", "operator", "approver", "admin", "unsafe_shell"]
 PrincipalKind = Literal["person", "agent"]
@@ -70,7 +74,7 @@ class TokenUsed(TokenEvent, frozen=True):
 
 AnyTokenEvent = TokenCreated | TokenRevoked | TokenUsed
 TOKEN_EVENT_TYPES: tuple[type[TokenEvent], ...] = AnyTokenEvent.__args__
-decode_token_event = msgspec.json.Decoder(AnyTokenEvent).decode
+decode_token_event: Callable[[bytes], TokenEvent] = stored_decoder(AnyTokenEvent)
 
 
 class AccessRefused(IdentityEvent, frozen=True):
@@ -86,7 +90,7 @@ class AccessRefused(IdentityEvent, frozen=True):
     on_behalf_of: str | None = None
 
 
-decode_access_refused = msgspec.json.Decoder(AccessRefused).decode
+decode_access_refused: Callable[[bytes], AccessRefused] = stored_decoder(AccessRefused)
 IDENTITY_EVENT_TYPES: tuple[type[IdentityEvent], ...] = (*TOKEN_EVENT_TYPES, AccessRefused)
 
 
@@ -110,7 +114,7 @@ class CreateToken(IdentityCommand, frozen=True):
 
 
 class RevokeToken(IdentityCommand, frozen=True):
-    token_id: Annotated[str, msgspec.Meta(max_length=64)]
+    token_id: TokenId
     reason: Reason = ""
 
 

@@ -1,9 +1,39 @@
 """Subject and stream names: the one place they are spelled."""
 from __future__ import annotations
 
+import re
+from typing import Annotated
+
+import msgspec
+
 PREFIX = "pb"
 # A run id is a subject token and a URL path part: ASCII letters, digits, - and _ (the one spelling).
 RUN_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+# A step id reaches subjects too (timers, live output): a letter or _, then letters, digits, - and _.
+STEP_ID_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
+# A token id is the id part of `pbt_<id>_<secret>`, and a subject token of PB_IDENTITY.
+TOKEN_ID_PATTERN = r"[0-9a-f]{16}"
+_RUN_ID, _STEP_ID = re.compile(RUN_ID_PATTERN), re.compile(STEP_ID_PATTERN)
+
+# What every door decodes run and step ids as: a wildcard (`*`, `>`) or a dot never reaches a subject.
+RunId = Annotated[str, msgspec.Meta(pattern=f"^{RUN_ID_PATTERN}$")]
+StepId = Annotated[str, msgspec.Meta(pattern=f"^{STEP_ID_PATTERN}$")]
+TokenId = Annotated[str, msgspec.Meta(pattern=f"^{TOKEN_ID_PATTERN}$")]
+
+
+def valid_run_id(text: str) -> bool:
+    return bool(_RUN_ID.fullmatch(text))
+
+
+def valid_step_id(text: str) -> bool:
+    return bool(_STEP_ID.fullmatch(text))
+
+
+def check_run_id(text: str) -> str:
+    """The run id, if it is one; else ValueError with the rule (argparse shows it as is)."""
+    if not valid_run_id(text):
+        raise ValueError(f"run id {text!r} may hold only letters, digits, '-' and '_' (at most 64)")
+    return text
 RUNS_STREAM = "PB_RUNS"
 RUN_SUBJECTS = f"{PREFIX}.run.>"
 TIMER_SUBJECTS = f"{PREFIX}.timer.>"
@@ -52,6 +82,10 @@ def circuit(token: str) -> str:
     """A circuit breaker's aggregate prefix; `token` is a hash of its key (keys hold dots)."""
     return f"{PREFIX}.circuit.{token}"
 
+
+# Where readiness checks that JetStream takes a write: a stream of one tiny message, replicated as PB_RUNS.
+PROBE_STREAM = "PB_PROBE"
+PROBE_SUBJECT = f"{PREFIX}.probe"
 
 # A request every web server answers by refolding its views from the first event.
 PROJECTIONS_REBUILD = f"{PREFIX}.projections.rebuild"

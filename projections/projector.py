@@ -77,6 +77,8 @@ class Projector:
         self._listeners: set[Listener] = set()
         self.refusals = Refusals(nc)
         self._task: asyncio.Task[None] | None = None
+        self._rebuilding: asyncio.Task[dict[str, Any]] | None = None
+        self.rebuilds = 0                 # rebuilds done since this process started: joined askers share one
         self._caught_up = asyncio.Event()
         self._saved_position = 0
         self._complete_after = 0          # every run-list change after this position is in `recent`
@@ -142,7 +144,16 @@ class Projector:
         await self._save()
 
     async def rebuild(self) -> dict[str, Any]:
-        """Forget the views and fold the whole stream again; returns what it took."""
+        """Forget the views and fold the whole stream again; returns what it took.
+
+        One at a time: a rebuild asked while one runs (from HTTP or NATS) joins it and gets
+        its result. The rebuild goes on if an asker goes away.
+        """
+        if self._rebuilding is None or self._rebuilding.done():
+            self._rebuilding = asyncio.create_task(self._rebuild(), name="projector-rebuild")
+        return await asyncio.shield(self._rebuilding)
+
+    async def _rebuild(self) -> dict[str, Any]:
         began = time.perf_counter()
         await self._halt()
         self.views, self.applied, self._caught_up = Views(), 0, asyncio.Event()
@@ -153,8 +164,9 @@ class Projector:
         self._task = asyncio.create_task(self._keep_following(), name="projector")
         await self._caught_up.wait()
         await self._save()
-        return {"events": self.applied, "position": self.position, "runs": len(self.views.runs),
-                "seconds": round(time.perf_counter() - began, 3)}
+        self.rebuilds += 1
+        return {"rebuild": self.rebuilds, "events": self.applied, "position": self.position,
+                "runs": len(self.views.runs), "seconds": round(time.perf_counter() - began, 3)}
 
     async def _keep_following(self) -> None:
         """Follow the stream; if that fails (stream gone, NATS away too long), start again

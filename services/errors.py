@@ -23,21 +23,26 @@ class UnknownRun(CommandRejected):
 class ConcurrencyConflict(PlaybookError):
     """Someone appended to the run since we loaded it: reload, decide again."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, last: int = 0) -> None:
         super().__init__(f"run {run_id} changed while we were deciding")
         self.run_id = run_id
+        self.last = last     # the run's last sequence, when the store said it: read at least that far
 
 
 class UnresolvedReference(PlaybookError):
     """A `${...}` reference could not be resolved at run time (category `configuration`)."""
 
 
-class EventTooLarge(PlaybookError):
-    """An event bigger than the event store takes (one NATS message); nothing was appended."""
-
-
 class EngineUnavailable(PlaybookError):
-    """NATS or the engine's stream or services are not there to answer."""
+    """NATS or the engine's stream or services are not there to answer, or the store is full: try again later."""
+
+    code = "unavailable"
+
+
+class TooLarge(PlaybookError):
+    """A message or event is larger than NATS carries; nothing was sent, and the message names the size and limit."""
+
+    code = "too_large"
 
 
 class AccessDenied(CommandRejected):

@@ -20,13 +20,14 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import DeliverPolicy
-from nats.js.errors import BadRequestError
+from nats.js.errors import APIError
 
 from events.subjects import PREFIX
+from services.errors import PlaybookError
+from services.jetstream import api_request, is_conflict
 
 LEASE_STREAM = "PB_LEASES"
 LEASE_SUBJECTS = f"{PREFIX}.lease.>"
-WRONG_LAST_SEQUENCE = 10071
 STREAM_NAME_IN_USE = 10058
 RELEASED_KEPT = "60s"          # a released record stays this long (watchers that missed it need none)
 STATE_HEADER, HOLDER_HEADER = "Pb-Lease", "Pb-Holder"
@@ -94,11 +95,11 @@ class LeaseStore:
             "max_msgs_per_subject": 1, "discard": "old", "num_replicas": replicas, "allow_direct": True,
             "allow_msg_ttl": True, "duplicate_window": 10_000_000_000,
         }).encode()
-        reply = json.loads((await self.nc.request(f"$JS.API.STREAM.CREATE.{LEASE_STREAM}", config, TIMEOUT)).data)
+        reply = await api_request(self.nc, f"$JS.API.STREAM.CREATE.{LEASE_STREAM}", config)
         if (reply.get("error") or {}).get("err_code") == STREAM_NAME_IN_USE:
-            reply = json.loads((await self.nc.request(f"$JS.API.STREAM.UPDATE.{LEASE_STREAM}", config, TIMEOUT)).data)
+            reply = await api_request(self.nc, f"$JS.API.STREAM.UPDATE.{LEASE_STREAM}", config)
         if reply.get("error"):
-            raise RuntimeError(f"cannot set up stream {LEASE_STREAM}: {reply['error'].get('description')}")
+            raise PlaybookError(f"cannot set up stream {LEASE_STREAM}: {reply['error'].get('description')}")
 
     async def claim(self, attempt: AttemptId, record: LeaseRecord) -> Lease | None:
         """The lease on a fresh attempt, or None if someone holds it."""
@@ -155,8 +156,8 @@ class LeaseStore:
         """Store the record if the subject's last sequence is `expected`; its sequence, or None if it is not."""
         try:
             ack = await self.js.publish(subject, msgspec.json.encode(record), headers=self._headers(record, expected))
-        except BadRequestError as err:
-            if err.err_code == WRONG_LAST_SEQUENCE:
+        except APIError as err:
+            if is_conflict(err):   # someone else wrote since `expected`
                 return None
             raise
         return ack.seq

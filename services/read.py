@@ -3,7 +3,8 @@
 The CLI, the web server and the projections depend on this module (and on the
 language, `services.playbook`, to check playbooks), never on the services' insides:
 the run fold and its states, breakers, a dry run's plan, stored playbooks, and
-reading runs and breakers from the stream.
+reading runs and breakers from the stream (asked again through elections), and whether the
+store takes writes.
 """
 from __future__ import annotations
 
@@ -22,15 +23,16 @@ from services.domain.run.gates import approvals_needed
 from services.domain.run.state import (
     ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Quarantined, Run, StepState, evolve, fold,
 )
+from services.jetstream import persist
 from services.library import StoredPlaybook, find_playbook, stored_playbooks
 from services.playbook.plan import plan_waves
+from services.readiness import StoreReadiness
 from services.store import EventStore
 
 __all__ = [
     "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "EventStore", "PlannedStep", "Quarantined", "Run",
-    "StepState",
-    "StoredPlaybook", "all_breakers", "approvals_needed", "breaker_history", "dry_run_plan", "evolve", "find_playbook",
-    "fold", "plan_waves", "run_started", "stored_playbooks",
+    "StepState", "StoreReadiness", "StoredPlaybook", "all_breakers", "approvals_needed", "breaker_history",
+    "dry_run_plan", "evolve", "find_playbook", "fold", "persist", "plan_waves", "run_started", "stored_playbooks",
 ]
 
 

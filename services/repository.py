@@ -104,27 +104,27 @@ class Repository(Generic[S, E]):
                 try:
                     await self._append(key, state, events, appended)
                     return state, appended, answer
-                except ConcurrencyConflict:
-                    await self._catch_up(key, state)
+                except ConcurrencyConflict as conflict:
+                    await self._catch_up(key, state, at_least=conflict.last)
             raise ConcurrencyConflict(key)
 
     async def _current(self, key: str, min_version: int, latest: bool = False) -> S:
         state = self._cache.get(key)
         if state is None:
             state = self.kind.new(key)
-            await self._catch_up(key, state)
+            await self._catch_up(key, state, at_least=min_version)
             self._remember(key, state)
             return state
         if latest or self.kind.always_catch_up or state.version < min_version:
-            await self._catch_up(key, state)
+            await self._catch_up(key, state, at_least=min_version)
         self._cache.move_to_end(key)
         return state
 
-    async def _catch_up(self, key: str, state: S) -> bool:
-        """Apply what others appended since the state's version; whether there was anything."""
+    async def _catch_up(self, key: str, state: S, at_least: int = 0) -> bool:
+        """Apply what was appended since the state's version, `at_least` that far; whether there was anything."""
         before = state.version
         envelopes, last = await self.store.load_aggregate(f"{self.kind.prefix(key)}.>", self.kind.decode,
-                                                          after=before)
+                                                          after=before, at_least=at_least)
         for seq, event in envelopes:
             self.kind.evolve(state, event, seq)
         state.version = max(state.version, last)

@@ -3,9 +3,11 @@
 Each service binds a durable push consumer through a queue group, so any number of
 replicas share its messages and a killed replica's unacked work is redelivered after
 `ack_wait`. Outcomes: undecodable -> term, log and record; CommandRejected -> ack and log;
-any other error -> nak with backoff, until the `max_deliver`th delivery: then term, log
-and record (`MessageAbandoned` in the run's stream, which the audit shows); success -> ack.
-Long handlers keep their messages with in-progress heartbeats.
+the engine unavailable (store full, no stream leader) -> kept and handled again here once
+it answers, so a long outage spends no redeliveries; any other error -> nak with backoff,
+until the `max_deliver`th delivery: then term, log and record (`MessageAbandoned` in the
+run's stream, which the audit shows); success -> ack. Long handlers keep their messages
+with in-progress heartbeats.
 
 A delivery counts only when its acknowledgement subject names this stream and consumer
 (`$JS.ACK.<stream>.<name>...`): NATS does not check who a push consumer delivers to, so a
@@ -19,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timezone
+from typing import TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
@@ -30,13 +33,16 @@ from events import subjects
 from events.codec import decode_event
 from events.run import MessageAbandoned, RunEvent
 from services.aggregates import RunRepository
-from services.errors import CommandRejected
+from services.errors import CommandRejected, EngineUnavailable
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
+FIRST_PAUSE, LONGEST_PAUSE = 0.2, 5.0     # between tries while the engine is unavailable
+
 Handler = Callable[[Msg, RunEvent, int], Awaitable[None]]
 Abandon = Callable[[MessageAbandoned], Awaitable[None]]
+T = TypeVar("T")
 DEFAULT_MAX_DELIVER = 10
 MAX_RETRY_DELAY = 60.0
 ERROR_CHARS = 1000          # of the error kept on a MessageAbandoned
@@ -116,7 +122,8 @@ class Consumer:
             await self._give_up(msg, f"cannot read it: {err}")
             return
         try:
-            await self.handle(msg, event, meta.sequence.stream)
+            await until_recorded(lambda: self.handle(msg, event, meta.sequence.stream), f"{self.name}: {msg.subject}",
+                                 lambda: self.stopping)
         except LeaveUnacknowledged:
             return
         except CommandRejected as err:
@@ -124,6 +131,9 @@ class Consumer:
         except asyncio.CancelledError:
             await _quietly(msg.nak())
             raise
+        except EngineUnavailable:   # still unavailable as this replica stops: another one handles it
+            await _quietly(msg.nak())
+            return
         except Exception as err:
             if meta.num_delivered >= self.max_deliver:
                 log.exception("%s: handling %s failed on delivery %d of %d; giving up",
@@ -144,8 +154,10 @@ class Consumer:
             record = MessageAbandoned(run_id=subjects.run_id_of(msg.subject), at=datetime.now(timezone.utc),
                                       consumer=self.name, seq=meta.sequence.stream, subject=msg.subject,
                                       deliveries=meta.num_delivered, error=error[:ERROR_CHARS])
+            abandon = self.abandon
             try:
-                await self.abandon(record)
+                await until_recorded(lambda: abandon(record), f"{self.name}: abandoning {msg.subject}",
+                                     lambda: self.stopping)
             except Exception:   # the log keeps it when the stream cannot
                 log.exception("%s: could not record that message %d was abandoned", self.name, record.seq)
         await _quietly(msg.term())
@@ -183,6 +195,26 @@ class OneConsumer:
 
     async def stop(self, grace: float = 10.0) -> None:
         await self.consumer.stop(grace)
+
+
+async def until_recorded(work: Callable[[], Awaitable[T]], what: str,
+                         stopping: Callable[[], bool] = lambda: False) -> T:
+    """`work()` until it stops failing for lack of the engine (a full store, NATS or a stream leader gone).
+
+    What would be lost by giving up (an attempt's outcome, a delivered event) is kept in
+    this process meanwhile; once `stopping()`, the last EngineUnavailable is raised.
+    """
+    pause = FIRST_PAUSE
+    while True:
+        try:
+            return await work()
+        except EngineUnavailable as err:
+            if stopping():
+                raise
+            log.log(logging.WARNING if pause == FIRST_PAUSE else logging.DEBUG, "%s: %s; trying again until it answers",
+                    what, err)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, LONGEST_PAUSE)
 
 
 async def _quietly(op: Awaitable[object]) -> None:

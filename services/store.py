@@ -1,8 +1,10 @@
-"""The JetStream event store: the only module that knows NATS headers and error codes.
+"""The JetStream event store: the only module that knows NATS headers (their failures: services/jetstream.py).
 
 A run's subjects `pb.run.<id>.>` are its aggregate. Appends carry the sequence of the
 last event the writer saw (optimistic concurrency over every subject of the run) and
-a `Nats-Msg-Id`, so a publish retried after a lost ack is recognised as ours.
+a `Nats-Msg-Id`, so a publish retried after a lost ack or through a leader election is
+recognised as ours. Reads may be answered by any replica, one that lags included: a
+reader that knows how far the aggregate reached asks again until it is shown that far.
 """
 from __future__ import annotations
 
@@ -12,44 +14,50 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.errors import BadRequestError
+from nats.js.errors import APIError
 
 from events import subjects
 from events.codec import decode_event, encode, event_name
+from events.json_limits import MAX_EVENT_DEPTH, check_depth
 from events.run import RunEvent
-from services.errors import ConcurrencyConflict, EngineUnavailable, EventTooLarge
+from services.errors import ConcurrencyConflict, EngineUnavailable, PlaybookError, TooLarge
+from services.jetstream import TRY_TIMEOUT, Unanswered, api_request, conflict_last, is_conflict, persist
 
 log = logging.getLogger(__name__)
 
-WRONG_LAST_SEQUENCE = 10071   # someone appended to the run since we loaded it
 STREAM_NAME_IN_USE = 10058    # the stream exists with another configuration
 LOAD_BATCH = 1000             # events per direct-get request when loading a run
-PUBLISH_TIMEOUT = 5.0
-PUBLISH_TRIES = 3
-HEADER_ROOM = 1024            # of a message's max payload, kept for its headers
+HEADROOM = 1024               # bytes of a message's room that subject and headers may take
 
 Envelope = tuple[int, RunEvent]   # (stream sequence, event)
 E = TypeVar("E")
 
 
-class _Batch:
-    """Where one direct-get batch collects its events until the server says it is done."""
+class _Cursor(Generic[E]):
+    """How far a load has read: what it collected, and the last sequence seen (tries resume after it)."""
 
-    def __init__(self, into: list[tuple[int, Any]], last: int, decode: Callable[[bytes], Any]) -> None:
+    def __init__(self, into: list[tuple[int, E]], last: int, decode: Callable[[bytes], E]) -> None:
         self.into, self.last, self.decode = into, last, decode
-        self.done: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+
+
+class _Batch:
+    """One direct-get request: its replies go to the cursor until the server says the batch is done."""
+
+    def __init__(self, cursor: _Cursor[Any]) -> None:
+        self.cursor = cursor
+        self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
 
 class EventStore:
     def __init__(self, nc: NATS, stream: str = subjects.RUNS_STREAM) -> None:
         self.nc = nc
-        self.js = nc.jetstream(timeout=PUBLISH_TIMEOUT)
+        self.js = nc.jetstream(timeout=TRY_TIMEOUT)
         self.stream = stream
         self._direct_get = f"$JS.API.DIRECT.GET.{stream}"
         # Direct-get replies come to one long-lived subscription, a token per load.
@@ -60,12 +68,11 @@ class EventStore:
     @property
     def max_event_bytes(self) -> int:
         """The largest event an append takes: one message, as big as the server allows, less its headers."""
-        return self.nc.max_payload - HEADER_ROOM
+        return self.nc.max_payload - HEADROOM
 
     async def ensure_stream(self, replicas: int = 1) -> None:
-        """Create `PB_RUNS`, or bring its configuration up to date. Idempotent."""
-        config = {
-            "name": self.stream,
+        """Create `PB_RUNS` (and the readiness probe's stream), or bring their configuration up to date. Idempotent."""
+        await self._ensure(self.stream, {
             "subjects": [subjects.RUN_SUBJECTS, subjects.TIMER_SUBJECTS, subjects.CIRCUIT_SUBJECTS],
             "storage": "file",
             "retention": "limits",
@@ -74,20 +81,24 @@ class EventStore:
             "allow_msg_schedules": True,
             "allow_atomic": True,
             "duplicate_window": 120_000_000_000,
-        }
-        body = json.dumps(config).encode()
-        reply = await self._api(f"$JS.API.STREAM.CREATE.{self.stream}", body)
+        })
+        await self._ensure(subjects.PROBE_STREAM, {
+            "subjects": [subjects.PROBE_SUBJECT], "storage": "file", "num_replicas": replicas, "max_msgs": 1,
+            "discard": "old", "duplicate_window": 1_000_000_000,
+        })
+
+    async def _ensure(self, name: str, config: dict[str, Any]) -> None:
+        body = json.dumps({"name": name, **config}).encode()
+        reply = await self._api(f"$JS.API.STREAM.CREATE.{name}", body)
         error = reply.get("error")
         if error and error.get("err_code") == STREAM_NAME_IN_USE:
-            reply = await self._api(f"$JS.API.STREAM.UPDATE.{self.stream}", body)
+            reply = await self._api(f"$JS.API.STREAM.UPDATE.{name}", body)
             error = reply.get("error")
         if error:
-            raise RuntimeError(f"cannot set up stream {self.stream}: {error.get('description')}")
+            raise PlaybookError(f"cannot set up stream {name}: {error.get('description')}")
 
     async def _api(self, subject: str, body: bytes) -> dict[str, Any]:
-        msg = await self.nc.request(subject, body, timeout=PUBLISH_TIMEOUT)
-        reply: dict[str, Any] = json.loads(msg.data)
-        return reply
+        return await api_request(self.nc, subject, body)
 
     async def load(self, run_id: str, after: int = 0) -> tuple[list[Envelope], int]:
         """Every event of the run after stream sequence `after`, and the last sequence seen.
@@ -98,28 +109,35 @@ class EventStore:
         """
         return await self.load_aggregate(subjects.run_all(run_id), decode_event, after)
 
-    async def load_aggregate(self, subject: str, decode: Callable[[bytes], E],
-                             after: int = 0) -> tuple[list[tuple[int, E]], int]:
-        """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded."""
-        events: list[tuple[int, E]] = []
-        last = after
-        while True:
-            pending, last = await self._load_batch(subject, last + 1, events, last, decode)
-            if not pending:
-                return events, last
+    async def load_aggregate(self, subject: str, decode: Callable[[bytes], E], after: int = 0,
+                             at_least: int = 0) -> tuple[list[tuple[int, E]], int]:
+        """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded.
 
-    async def _load_batch(self, subject: str, start: int, into: list[tuple[int, Any]], last: int,
-                          decode: Callable[[bytes], Any]) -> tuple[int, int]:
-        """One direct-get batch into `into`; returns (events still pending, last sequence)."""
-        batch = _Batch(into, last, decode)
+        `at_least`: a sequence of this aggregate the caller knows is stored; a replica that
+        has not applied it yet is asked again (through `persist`) until one has.
+        """
+        cursor = _Cursor([], after, decode)
+
+        async def read() -> None:
+            while await self._load_batch(subject, cursor):
+                pass
+            if cursor.last < at_least:
+                raise Unanswered(f"a replica of {self.stream} answered from before sequence {at_least}")
+
+        await persist(read, f"reading {subject}")
+        return cursor.into, cursor.last
+
+    async def _load_batch(self, subject: str, cursor: _Cursor[Any]) -> int:
+        """One direct-get batch into the cursor; returns how many events are still pending after it."""
+        batch = _Batch(cursor)
         token = os.urandom(8).hex()
         self._batches[token] = batch
         try:
             if self._replies is None:
                 self._replies = await self.nc.subscribe(f"{self._reply_prefix}.*", cb=self._on_reply)
-            request = json.dumps({"seq": start, "next_by_subj": subject, "batch": LOAD_BATCH}).encode()
+            request = json.dumps({"seq": cursor.last + 1, "next_by_subj": subject, "batch": LOAD_BATCH}).encode()
             await self.nc.publish(self._direct_get, request, reply=f"{self._reply_prefix}.{token}")
-            return await asyncio.wait_for(batch.done, PUBLISH_TIMEOUT)
+            return await asyncio.wait_for(batch.done, TRY_TIMEOUT)
         finally:
             del self._batches[token]
 
@@ -129,32 +147,40 @@ class EventStore:
             return   # a late reply to a load that gave up
         headers = msg.headers or {}
         status = headers.get("Status")
+        cursor = batch.cursor
         if status == "404":          # nothing (more) on this subject
-            batch.done.set_result((0, batch.last))
+            batch.done.set_result(0)
         elif status == "204":        # end of this batch
-            batch.done.set_result((int(headers.get("Nats-Num-Pending", "0")), batch.last))
-        elif status == "503":        # no stream to answer: the engine never ran here
+            batch.done.set_result(int(headers.get("Nats-Num-Pending", "0")))
+        elif status == "503":        # no replica of the stream to answer: the engine never ran here
             batch.done.set_exception(EngineUnavailable(
                 f"no stream {self.stream} on this NATS server: start the engine with `playbook up`"))
+        elif status == "408":        # the replica gave up on the request: ask again
+            batch.done.set_exception(Unanswered(f"direct get: {status} {headers.get('Description', '')}"))
         elif status:
             batch.done.set_exception(RuntimeError(f"direct get failed: {status} {headers.get('Description', '')}"))
         else:
-            batch.last = int(headers["Nats-Sequence"])
+            seq = int(headers["Nats-Sequence"])
+            if seq <= cursor.last:
+                return   # a late reply of an earlier try, already read
+            cursor.last = seq
             try:
-                batch.into.append((batch.last, batch.decode(msg.data)))
-            except msgspec.DecodeError as err:
-                log.warning("skipping undecodable event %s seq %d: %s", headers.get("Nats-Subject"), batch.last, err)
+                cursor.into.append((seq, cursor.decode(msg.data)))
+            except (msgspec.DecodeError, RecursionError) as err:
+                log.warning("skipping undecodable event %s seq %d: %s", headers.get("Nats-Subject"), seq, err)
 
     async def last_on(self, subject: str) -> bytes | None:
         """The data of the last message on one subject, None when there is none."""
         request = json.dumps({"last_by_subj": subject}).encode()
-        msg = await self.nc.request(self._direct_get, request, timeout=PUBLISH_TIMEOUT)
+        msg = await persist(lambda: self.nc.request(self._direct_get, request, timeout=TRY_TIMEOUT),
+                            f"reading the last event on {subject}")
         return None if (msg.headers or {}).get("Status") else msg.data
 
     async def last_message_id(self, aggregate: str) -> tuple[int, str | None]:
         """Sequence and Nats-Msg-Id of the aggregate's last event (0, None when there is none)."""
         request = json.dumps({"last_by_subj": f"{aggregate}.>"}).encode()
-        msg = await self.nc.request(self._direct_get, request, timeout=PUBLISH_TIMEOUT)
+        msg = await persist(lambda: self.nc.request(self._direct_get, request, timeout=TRY_TIMEOUT),
+                            f"reading the last event of {aggregate}")
         headers = msg.headers or {}
         if headers.get("Status"):
             return 0, None
@@ -195,10 +221,11 @@ class EventStore:
             "Nats-Schedule-Target": subjects.run_event(event.run_id, event_name(event)),
             "Nats-Msg-Id": msg_id,
         }
-        await self.js.publish(timer, encode(event), headers=headers)
+        payload = self._fitting(encode(event), f"the timer {timer}")
+        await persist(lambda: self.js.publish(timer, payload, headers=headers), f"arming {timer}")
 
     async def _append_one(self, aggregate: str, event: msgspec.Struct, expected: int, cancel_timer: str | None) -> int:
-        msg_id = os.urandom(12).hex()
+        msg_id = os.urandom(12).hex()     # the same for every try: a stored try is answered as a duplicate
         headers = {
             "Nats-Msg-Id": msg_id,
             "Nats-Expected-Last-Subject-Sequence": str(expected),
@@ -208,25 +235,34 @@ class EventStore:
             headers["Nats-Schedule-Next"] = "purge"
             headers["Nats-Scheduler"] = cancel_timer
         subject = f"{aggregate}.{type(event).__name__}"
-        payload = encode(event)
-        if len(payload) > self.max_event_bytes:   # the server would close the connection on it
-            raise EventTooLarge(f"{subject} is {len(payload)} bytes; the event store takes at most "
-                                f"{self.max_event_bytes}")
-        for attempt in range(1, PUBLISH_TRIES + 1):
+        payload = self._fitting(encode(event), f"{type(event).__name__} of {aggregate}")
+        tries = 0
+
+        async def publish() -> int:
+            nonlocal tries
+            tries += 1
             try:
-                ack = await self.js.publish(subject, payload, headers=headers)
-                return ack.seq
-            except BadRequestError as err:
-                if err.err_code != WRONG_LAST_SEQUENCE:
+                return (await self.js.publish(subject, payload, headers=headers)).seq
+            except APIError as err:
+                if not is_conflict(err):
                     raise
-                if attempt > 1:
-                    # Lost ack: our earlier try may have been stored. The stream says whose it is.
+                if tries > 1:
+                    # An earlier try may have been stored and its dedupe entry lost with a leader.
                     seq, last_id = await self.last_message_id(aggregate)
                     if last_id == msg_id:
                         return seq
-                raise ConcurrencyConflict(aggregate) from err
-            except TimeoutError:
-                if attempt == PUBLISH_TRIES:
-                    raise
-                log.warning("no ack for %s (try %d); publishing again with the same Nats-Msg-Id", subject, attempt)
-        raise AssertionError("unreachable")
+                raise ConcurrencyConflict(aggregate, conflict_last(err)) from err
+
+        return await persist(publish, f"appending {type(event).__name__} to {aggregate}")
+
+    def _fitting(self, payload: bytes, what: str) -> bytes:
+        """The payload, if NATS carries it and readers can follow its nesting; else TooLarge, saying which limit."""
+        limit = self.max_event_bytes
+        if len(payload) > limit:
+            raise TooLarge(f"{what} is {len(payload):,} bytes; NATS carries at most {limit:,} "
+                           f"(the server's max_payload, less {HEADROOM} for headers)")
+        try:
+            check_depth(payload, MAX_EVENT_DEPTH)
+        except msgspec.DecodeError as err:
+            raise TooLarge(f"{what}: {err}") from None
+        return payload

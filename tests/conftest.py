@@ -12,8 +12,9 @@ from pathlib import Path
 import nats
 import pytest
 
-from services.embedded import free_port, greets, server_binary, stop_process
-from services.settings import Settings
+from app.cluster import engine_url, local_cluster
+from services.embedded import EmbeddedCluster, free_port, greets, server_binary, stop_process
+from services.settings import CLUSTER_LEASE_SECONDS, Settings
 from tests.helpers import running_engine, until, web_replica
 from ui.client import EngineClient
 from ui.web.app import WebServer
@@ -25,20 +26,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "nats_server" in getattr(item, "fixturenames", ()) and not (
                 item.get_closest_marker("integration") or item.get_closest_marker("e2e")):
             raise pytest.UsageError(f"{item.nodeid} starts a nats-server: mark it integration (or e2e)")
+        if "nats_cluster" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("e2e"):
+            raise pytest.UsageError(f"{item.nodeid} starts a cluster of nats-servers and kills them: mark it e2e")
 
 
 class NatsServer:
-    """A nats-server process with JetStream; can be stopped and started again on its data."""
+    """A nats-server process with JetStream; can be stopped and started again on its data.
 
-    def __init__(self, store_dir: Path) -> None:
+    `max_file_store` (bytes) gives JetStream that much storage and no more: a store that fills up.
+    """
+
+    def __init__(self, store_dir: Path, max_file_store: int | None = None) -> None:
         self.store_dir = store_dir
         self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
+        self.max_file_store = max_file_store
 
     async def start(self) -> None:
+        config = []
+        if self.max_file_store is not None:
+            path = self.store_dir.parent / f"nats-{self.port}.conf"
+            path.write_text(f"jetstream {{ max_file_store: {self.max_file_store} }}\n")
+            config = ["-c", str(path)]
         self.process = subprocess.Popen(
-            [server_binary(), "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port)],
+            [server_binary(), *config, "-js", "-sd", str(self.store_dir), "-a", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         await until(lambda: asyncio.to_thread(greets, self.port), what=f"nats-server on port {self.port}")
@@ -63,6 +75,28 @@ async def nats_server(tmp_path: Path) -> AsyncIterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def nats_cluster(tmp_path: Path) -> AsyncIterator[EmbeddedCluster]:
+    """Three nats-servers on this machine forming one JetStream cluster, with the engine's NATS users."""
+    cluster = local_cluster(tmp_path / "cluster-home", 3)
+    await cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_settings(nats_cluster: EmbeddedCluster, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """The in-process engine's settings on the cluster: logged in as the engine, streams at 3 replicas, leases that
+    outlast an election."""
+    marker = request.node.get_closest_marker("ack_wait")
+    return replace(Settings.from_environ(os.environ), nats_url=engine_url(nats_cluster), home=tmp_path / "home",
+                   ack_wait=float(marker.args[0] if marker else 5), stream_replicas=3,
+                   lease_seconds=CLUSTER_LEASE_SECONDS,
+                   directory=tmp_path / "directory.yaml", web_host="127.0.0.1", web_port=0)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from services.domain.run.commands import Advance, BeginStep, FinishStep
 from services.domain.run.decider import decide
 from services.domain.run.state import Run
 from services.playbook import load_playbook
-from services.settings import Settings
+from services.settings import Settings, connect_options
 from ui.client import EngineClient
 from ui.identity_client import IdentityClient
 from ui.sse_reader import sse_messages
@@ -156,7 +156,8 @@ async def running_engine(settings: Settings) -> AsyncIterator[EngineClient]:
 
     task = asyncio.create_task(serve(settings, ALL_SERVICES, ready=on_ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 10)
-    client_nc = await nats.connect(settings.engine_url())
+    client_nc = await nats.connect(**connect_options(settings.engine_url()), max_reconnect_attempts=-1,
+                                   reconnect_time_wait=0.2)
     try:
         yield EngineClient(client_nc, read_secret(settings.home, TOKEN_FILE))
     finally:

@@ -8,8 +8,9 @@ login may create.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -24,12 +25,13 @@ from events.codec import decode_event, encode
 from events.circuit import CircuitEvent
 from events.commands import Command, Reply
 from events.identity import Caller, caller_headers
+from events.json_limits import stored_decoder
 from events.run import TERMINAL_EVENTS, RollbackStarted, RunEvent, RunRetried
 from projections import run_list
-from services.errors import EngineUnavailable
-from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold
+from services.errors import EngineUnavailable, TooLarge
+from services.read import Breaker, EventStore, Run, all_breakers, breaker_history, fold, persist
 
-_reply_decoder = msgspec.json.Decoder(Reply)
+_reply_decoder: Callable[[bytes], Reply] = stored_decoder(Reply)   # an answer of the engine
 READ_BATCH = 256              # stored messages fetched at once while there is a backlog
 IDLE_WAIT = 5.0               # how long one fetch waits for a live message
 INACTIVE_SECONDS = 60.0       # the server removes a reader's consumer this long after its last fetch
@@ -53,9 +55,12 @@ class EngineClient:
         """Send a command for this client's caller (or `caller`: the web forwards each request's own)."""
         body = msgspec.json.decode(encode(command))
         body.pop("type", None)
-        msg = await self.request(subjects.command(type(command).__name__), json.dumps(body).encode(), timeout,
-                                 caller=caller)
-        return _reply_decoder.decode(msg.data)
+        data, name = json.dumps(body).encode(), type(command).__name__
+        if len(data) > self.nc.max_payload:
+            raise TooLarge(f"the {name} command is {len(data):,} bytes; NATS carries at most {self.nc.max_payload:,} "
+                           "(the server's max_payload): send a smaller playbook")
+        msg = await self.request(subjects.command(name), data, timeout, caller=caller)
+        return _reply_decoder(msg.data)
 
     async def request(self, subject: str, data: bytes, timeout: float, *, caller: Caller | None = None,
                       what: str = "the engine did not answer: is `playbook up` running?") -> Msg:
@@ -142,18 +147,20 @@ class EngineClient:
             if last:
                 config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, last + 1
             try:
-                sub = await js.pull_subscribe(filters[0], stream=self.store.stream, config=config)
+                # Asked again through an election: a cluster's meta leader places the consumer.
+                sub = await persist(functools.partial(js.pull_subscribe, filters[0], stream=self.store.stream,
+                                                      config=config), f"reading {filters[0]}")
             except NotFoundError:
                 return   # no stream yet: nothing stored yet
             name = None
             try:
-                info = await sub.consumer_info()
+                info = await persist(sub.consumer_info, f"reading {filters[0]}")
                 name, pending = info.name, info.num_pending
                 while follow or pending:
                     try:
                         batch = await sub.fetch(READ_BATCH if pending else 1, timeout=IDLE_WAIT)
                     except nats.errors.TimeoutError:
-                        await sub.consumer_info()       # NotFoundError if the server lost it
+                        await persist(sub.consumer_info, f"reading {filters[0]}")   # NotFoundError if lost
                         continue
                     for msg in batch:
                         last, pending = msg.metadata.sequence.stream, msg.metadata.num_pending
@@ -166,4 +173,3 @@ class EngineClient:
                     await sub.unsubscribe()
                     if name:
                         await js.delete_consumer(self.store.stream, name)
-

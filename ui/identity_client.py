@@ -6,11 +6,12 @@ seal and opens the new secret with it, so the secret crosses NATS only sealed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 from nats.aio.client import Client as NATS
 
+from events.json_limits import stored_decoder
 from events import subjects
 from events.codec import encode
 from events.identity import (
@@ -20,7 +21,7 @@ from events.identity import (
 from services.errors import CommandRejected, EngineUnavailable
 from services.identity.sealing import new_seal, unseal
 
-_reply = msgspec.json.Decoder(IdentityReply)
+_reply: Callable[[bytes], IdentityReply] = stored_decoder(IdentityReply)   # an answer of the engine
 
 
 class IdentityClient:
@@ -37,7 +38,7 @@ class IdentityClient:
             if "no responders" in str(err).lower() or isinstance(err, (TimeoutError, asyncio.TimeoutError)):
                 raise EngineUnavailable("the identity service did not answer: is `playbook up` running?") from err
             raise
-        return _reply.decode(msg.data)
+        return _reply(msg.data)
 
     async def create(self, name: str, owner: str, grants: Sequence[Grant], *, kind: PrincipalKind = "person",
                      expires_in_seconds: float | None = DEFAULT_TOKEN_SECONDS) -> tuple[TokenInfo, str]:

@@ -5,17 +5,20 @@ through this, so they all read the same answers and the same errors.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 
+from events.json_limits import stored_decoder
 from events import subjects
 from events.insights import Insights, InsightsRequest, LearningReply, LearningStatus, Rebuilt, Recommendation
 from services.errors import EngineUnavailable
 from services.learning.errors import LearningRefused
 
-_reply = msgspec.json.Decoder(LearningReply)
+_reply: Callable[[bytes], LearningReply] = stored_decoder(LearningReply)   # an answer of the engine
 
 
 class LearningClient:
@@ -51,7 +54,7 @@ class LearningClient:
         except (NoRespondersError, TimeoutError) as err:
             raise EngineUnavailable("the learning service did not answer: is `playbook up` (or "
                                     "`python -m services.learning`) running?") from err
-        reply = _reply.decode(msg.data)
+        reply = _reply(msg.data)
         if reply.error is not None and reply.error.code == "unavailable":     # tokens cannot be checked just now
             raise EngineUnavailable(reply.error.message)
         if reply.error is not None:

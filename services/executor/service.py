@@ -33,7 +33,7 @@ from services.domain.capping import capped
 from services.domain.run.commands import BeginStep, FinishStep, InterruptStep, RunCommand
 from services.domain.run.decider import decide
 from services.domain.run.state import Run
-from services.errors import EventTooLarge
+from services.errors import EngineUnavailable, TooLarge
 from services.executor.actions import close_http_session
 from services.executor.holding import Holding, Keeper
 from services.executor.leftovers import sweep, this_process
@@ -70,7 +70,7 @@ class Executor:
         self.nc, self.runs = nc, runs
         self.me = this_process()
         self.name = name or f"{self.me.host}-{self.me.pid}"
-        self.seconds = settings.lease_seconds
+        self.seconds, self.replicas = settings.lease_seconds, settings.stream_replicas
         work = [subjects.events_of_type("StepScheduled"), subjects.events_of_type("StepRollbackScheduled")]
         # A delivery is ours until we have claimed and started it, which takes moments: a lease at most.
         self.consumer = run_consumer(runs, settings, "executor", work, self._on_scheduled,
@@ -87,7 +87,7 @@ class Executor:
         self._cancel_sub: Any = None
 
     async def start(self) -> None:
-        await self.leases.ensure_stream()
+        await self.leases.ensure_stream(self.replicas)
         await asyncio.to_thread(sweep, self.me)
         self.keeper.start()
         self._cancel_sub = await self.nc.jetstream().subscribe(
@@ -205,11 +205,12 @@ class Executor:
         """Record, trying again while the lease is ours; then let the lease go. An outcome that cannot be stored
         is recorded as a `resource` failure; one never recorded leaves the lease to lapse and be taken over."""
         attempt = running.attempt
+        unavailable = False
         while not running.holding.lost:
             try:
                 try:
                     await self._decide(attempt.run_id, command)
-                except EventTooLarge as err:
+                except TooLarge as err:
                     if not isinstance(command, FinishStep):
                         raise
                     log.error("%s: its outcome cannot be recorded: %s", attempt.key, err)
@@ -217,6 +218,12 @@ class Executor:
                                                   category="resource",
                                                   error=f"the step's outcome could not be recorded: {err}")
                     continue
+            except EngineUnavailable as err:   # a full store, a lost leader: the outcome is kept here meanwhile
+                log.log(logging.DEBUG if unavailable else logging.WARNING,
+                        "%s: could not record its outcome: %s; trying again while its lease holds", attempt.key, err)
+                unavailable = True
+                await asyncio.sleep(RECORD_RETRY)
+                continue
             except Exception:
                 log.exception("%s: could not record its outcome; trying again while its lease holds", attempt.key)
                 await asyncio.sleep(RECORD_RETRY)

@@ -21,11 +21,14 @@ from events.codec import encode
 from events.identity import AccessRefused, TokenEvent, TokenUsed, decode_token_event
 from services.errors import ConcurrencyConflict, PlaybookError
 from services.identity.tokens import TokenRecord, evolve
+from services.jetstream import api_request
 from services.store import EventStore
 
 log = logging.getLogger(__name__)
 
 STREAM_NAME_IN_USE = 10058
+NO_STORAGE_FOR_STREAM = 10047
+STREAM_NOT_FOUND = 10059
 API_TIMEOUT = 5.0
 CONFLICT_RETRIES = 10
 REFUSALS_MAX_AGE_NS = 90 * 24 * 3600 * 10**9
@@ -54,13 +57,16 @@ class IdentityStore:
         for config in stream_configs(replicas):
             body = json.dumps(config).encode()
             reply = await self._api(f"$JS.API.STREAM.CREATE.{config['name']}", body)
-            if (reply.get("error") or {}).get("err_code") == STREAM_NAME_IN_USE:
-                reply = await self._api(f"$JS.API.STREAM.UPDATE.{config['name']}", body)
+            # A server checks a create's storage reservation before the name: a second process would be refused.
+            if (reply.get("error") or {}).get("err_code") in (STREAM_NAME_IN_USE, NO_STORAGE_FOR_STREAM):
+                updated = await self._api(f"$JS.API.STREAM.UPDATE.{config['name']}", body)
+                if (updated.get("error") or {}).get("err_code") != STREAM_NOT_FOUND:
+                    reply = updated
             if error := reply.get("error"):
                 raise PlaybookError(f"cannot set up stream {config['name']}: {error.get('description')}")
 
     async def _api(self, subject: str, body: bytes) -> dict:
-        return json.loads((await self.nc.request(subject, body, timeout=API_TIMEOUT)).data)
+        return await api_request(self.nc, subject, body)
 
     async def load(self, token_id: str) -> tuple[TokenRecord | None, int]:
         """The token as recorded now, and the last sequence on its subjects (uses included)."""

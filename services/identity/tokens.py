@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from events import subjects
 from events.identity import CreateToken, RevokeToken, TokenCreated, TokenEvent, TokenInfo
 from events.identity import TokenRevoked, TokenStatus, TokenUsed
 from services.errors import CommandRejected, Unauthenticated
@@ -21,7 +22,7 @@ from services.identity.names import InvalidName, normalise_name
 from services.identity.principal import Acting
 
 CREDENTIAL_PREFIX = "pbt_"
-_CREDENTIAL = re.compile(r"pbt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+_CREDENTIAL = re.compile(rf"pbt_({subjects.TOKEN_ID_PATTERN})_([A-Za-z0-9_-]{{43}})")
 
 
 def new_token_id() -> str:

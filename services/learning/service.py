@@ -29,6 +29,7 @@ from events.codec import decode_event
 from events.commands import Rejection
 from events.identity import Caller
 from events.insights import Insights, InsightsRequest, LearningReply, LearningStatus, Rebuilt
+from events.json_limits import decode_json
 from services.errors import AccessDenied, EngineUnavailable
 from services.identity.authority import COMMAND_ACTIONS, Resource
 from services.identity.guard import Guard
@@ -291,12 +292,12 @@ class LearningService:
         caller, request = Caller.of(msg.headers), msg.subject.removeprefix(f"{subjects.PREFIX}.")
         playbook = None
         if msg.subject == subjects.LEARNING_INSIGHTS:
-            playbook = msgspec.json.decode(msg.data or b"{}", type=InsightsRequest).playbook
+            playbook = decode_json(msg.data or b"{}", InsightsRequest).playbook
         await self.guard.admit(caller.credential, door=caller.door, action=COMMAND_ACTIONS[request],
                                resource=Resource(playbook=playbook), on_behalf_of=caller.on_behalf_of)
 
     async def _insights_request(self, data: bytes) -> LearningReply:
-        request = msgspec.json.decode(data or b"{}", type=InsightsRequest)
+        request = decode_json(data or b"{}", InsightsRequest)
         if request.after > self.position:
             if self._stores.building:
                 raise LearningRefused("rebuilding", "the knowledge is being rebuilt; ask again when it is done")

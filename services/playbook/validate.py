@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from events import subjects
 from events.playbook import Plan, Playbook, Step
 from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
@@ -23,7 +24,7 @@ from services.playbook.limits import MAX_BYTES, MAX_STEPS
 from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
 DEFAULT_ACTIONS = frozenset({"noop", "wait", "shell", "http_request"})
-_STEP_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_STEP_ID = re.compile(subjects.STEP_ID_PATTERN)
 
 
 class LoadedPlaybook(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
@@ -34,7 +33,7 @@ from events.commands import (
 )
 from events.identity import Caller
 from events.run import RunEvent, RunStarted
-from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, UnknownRun
+from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, TooLarge, UnknownRun
 from services.playbook import LoadedPlaybook, PlaybookInvalid, load_playbook
 from services.domain import breaker as breaker_rules
 from services.domain.run.gates import Refused
@@ -53,10 +52,9 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 COMMAND_QUEUE = "run-commands"
+COMMANDS_AT_ONCE = 64
 # Events written by commands and followed by more in the same decision: if the process
 # died in between, the advancer finishes the decision.
-COMMANDS_AT_ONCE = 64
-_RUN_ID = re.compile(subjects.RUN_ID_PATTERN)
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
                  "RollbackStarted", "RunRetried")
 
@@ -97,7 +95,15 @@ class RunService:
         else:
             reply = await self.handle(command, Caller.of(msg.headers))
         if msg.reply:
-            await self.nc.publish(msg.reply, encode(reply))
+            await self.nc.publish(msg.reply, self._fitting(reply))
+
+    def _fitting(self, reply: Reply) -> bytes:
+        """The reply, without its events if they would not fit in one NATS message (they are in the stream)."""
+        data = encode(reply)
+        if len(data) > self.nc.max_payload:
+            data = encode(Reply(accepted=reply.accepted, run_id=reply.run_id, error=reply.error, events=[
+                {"type": event["type"]} for event in reply.events]))
+        return data
 
     async def handle(self, command: Command, caller: Caller) -> Reply:
         """Carry out one command for its caller; the only entry point for every interface."""
@@ -113,8 +119,8 @@ class RunService:
             return _rejected(err.code, str(err))
         except PlaybookInvalid as err:
             return _rejected("invalid_playbook", str(err), [to_builtins(d) for d in err.diagnostics])
-        except EngineUnavailable as err:
-            return _rejected("unavailable", str(err))
+        except (EngineUnavailable, TooLarge) as err:
+            return _rejected(err.code, str(err))
         except CommandRejected as err:      # AccessDenied among them: recorded by the guard already
             return _rejected(err.code, str(err))
         except Exception as err:  # a command never takes the service down
@@ -144,6 +150,9 @@ class RunService:
 
     async def _dispatch(self, command: Command, acting: Acting,
                         caller: Caller) -> tuple[str | None, Sequence[msgspec.Struct]]:
+        named = getattr(command, "run_id", None)
+        if named is not None and not subjects.valid_run_id(named):   # decoded commands are checked already
+            raise CommandRejected(f"run id {named!r} may hold only letters, digits, '-' and '_'", "bad_request")
         match command:
             case StartRun():
                 return await self._start(command, acting, caller)
@@ -208,8 +217,6 @@ class RunService:
         await self._permit(acting, cmd, Resource(playbook=loaded.playbook.name, environment=loaded.environment,
                                                  unsafe_shell=cmd.allow_unsafe_shell), caller)
         run_id = cmd.run_id or new_run_id()
-        if not _valid_run_id(run_id):
-            raise CommandRejected(f"run id {run_id!r} may hold only letters, digits, '-' and '_'", "bad_request")
         started = RunStarted(
             run_id=run_id, at=now(), actor=acting.actor, on_behalf_of=acting.on_behalf_of, playbook=loaded.playbook,
             plan=loaded.plan, parameters=loaded.parameters, environment=loaded.environment, variables=loaded.variables,
@@ -249,11 +256,6 @@ def _canonical(name: str) -> str | None:
         return normalise_name(name)
     except InvalidName:
         return None
-
-
-def _valid_run_id(run_id: str) -> bool:
-    """Run ids are NATS subject tokens and URL path parts: ASCII letters, digits, - and _."""
-    return bool(_RUN_ID.fullmatch(run_id))
 
 
 def _rejected(code: str, message: str, details: list[dict[str, Any]] | None = None) -> Reply:

@@ -194,3 +194,15 @@ def test_the_guardian_benchmark_runs_and_writes_its_result(tmp_path: Path) -> No
     assert result["per_process_ms"].keys() == {"guarded", "unguarded", "floor"}
     assert all(len(values) == 2 for values in result["samples_ms"].values())
     assert result["ratios"].keys() == {"guarded_vs_unguarded", "guarded_vs_floor"}
+
+
+def test_the_cluster_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("cluster", "--runs", "6", "--steps", "8", "--step-seconds", "0.5",
+                                "--throughput-runs", "3", "--throughput-steps", "3", target=tmp_path / "cluster.json")
+    assert "ratios: R3 events/s" in out
+    assert result["benchmark"] == "cluster" and result["servers"] == 3
+    assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
+    assert result["throughput"]["r1"]["events_per_second"] > 0 and result["throughput"]["r3"]["events"] > 0
+    failover = result["failover"]
+    assert failover["killed_leader"] != failover["new_leader"] and failover["kill_to_first_commit_seconds"] > 0
+    assert (result["ratios"]["runs_lost"], result["ratios"]["attempts_started_twice"]) == (0, 0)

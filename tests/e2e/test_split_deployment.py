@@ -1,7 +1,8 @@
 """The engine as compose.yaml runs it: every service in a process of its own (executors twice), one nats-server.
 
 Each service's command, replicas and environment come from compose.yaml itself; only what
-points into containers (the NATS host, volumes, the directory file) is pointed at this test's.
+points into containers (the NATS cluster, volumes, the directory file) is pointed at this
+test's: one nats-server, so streams of one replica.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def compose_services() -> dict[str, dict[str, Any]]:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     return {name: {"command": spec["command"], "replicas": spec.get("deploy", {}).get("replicas", 1),
                    "environment": dict(spec.get("environment") or {})}
-            for name, spec in compose["services"].items() if name != "nats"}
+            for name, spec in compose["services"].items() if not name.startswith("nats")}
 
 
 def started_as_compose_does(processes: Processes, nats_url: str, tmp_path: Path, directory: Path) -> int:
@@ -40,7 +41,7 @@ def started_as_compose_does(processes: Processes, nats_url: str, tmp_path: Path,
 home, as it does to its volume."""
     web_port = free_port()
     for name, spec in compose_services().items():
-        env = {"PLAYBOOK_USER": "tester", **spec["environment"], "NATS_URL": nats_url,
+        env = {"PLAYBOOK_USER": "tester", **spec["environment"], "NATS_URL": nats_url, "PLAYBOOK_STREAM_REPLICAS": "1",
                "PLAYBOOK_HOME": str(tmp_path / name), "PYTHONUNBUFFERED": "1"}
         if "PLAYBOOK_DIRECTORY" in env:
             env["PLAYBOOK_DIRECTORY"] = str(directory)

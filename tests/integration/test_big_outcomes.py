@@ -6,7 +6,7 @@ from aiohttp import web
 
 from events.commands import CancelRun, StartRun
 from events.run import RunCancelled, RunCompleted, StepFailed, StepStarted, StepSucceeded
-from services.errors import EventTooLarge
+from services.errors import TooLarge
 from services.store import EventStore
 from tests.helpers import local_http, noop, playbook_yaml, started, until, wait_for_end
 
@@ -66,6 +66,6 @@ async def test_the_store_refuses_an_event_too_big_for_one_message_and_stays_conn
     opening = started("r1", [noop("a")])
     too_big = opening.__class__(**{**{f: getattr(opening, f) for f in opening.__struct_fields__},
                                    "parameters": {"blob": "x" * TWO_MB}})
-    with pytest.raises(EventTooLarge, match="the event store takes at most"):
+    with pytest.raises(TooLarge, match="NATS carries at most"):
         await store.append("r1", [too_big], expected=0)
     assert await store.append("r1", [opening], expected=0)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nats
 import pytest
+import yaml
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from events import subjects
@@ -27,12 +28,13 @@ from events.identity import caller_headers
 from events.run import ApprovalRequested, RunCompleted
 from app.root import ALL_SERVICES, serve
 from services.embedded import EmbeddedNats, free_port, server_binary
-from services.runtime import Consumer
-from services.store import EventStore
-from services.settings import Settings
 from services.identity.credentials import TOKEN_FILE, read_secret
+from services.runtime import Consumer
+from services.settings import Settings, connect_options
+from services.store import EventStore
 from services.identity.nats_users import (
-    ENGINE_CONSUMERS, NatsLogin, NatsRole, ensure_nats_users, nats_login, reference_config,
+    ENGINE_CONSUMERS, REFERENCE_CLUSTER, NatsLogin, NatsRole, ensure_nats_users, nats_login, reference_cluster_config,
+    reference_config,
 )
 from tests.helpers import person, playbook_yaml, refusals, started, until
 from ui.client import EngineClient
@@ -155,6 +157,27 @@ async def test_the_generated_and_the_reference_configurations_are_valid_and_the_
     assert checked.returncode == 0, checked.stderr
 
 
+async def test_compose_runs_a_three_server_cluster_from_the_generated_configurations_which_are_current(
+        tmp_path: Path) -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    servers = {name: service for name, service in compose["services"].items() if name.startswith("nats-")}
+    assert sorted(servers) == [node.name for node in REFERENCE_CLUSTER]
+    env = {**os.environ, "PB_ENGINE_PASSWORD": "e", "PB_CLIENT_PASSWORD": "c", "PB_AGENT_PASSWORD": "a"}
+    for node in REFERENCE_CLUSTER:
+        config = ROOT / "config" / "nats-cluster" / f"{node.name}.conf"
+        assert config.read_text() == reference_cluster_config(node)
+        assert servers[node.name]["command"] == ["-c", f"/config/{node.name}.conf"]
+        checked = subprocess.run([server_binary(), "-t", "-c", str(config)], env=env, capture_output=True, text=True,
+                                 timeout=30)
+        assert checked.returncode == 0, checked.stderr
+    engine = compose["x-engine-login"]
+    assert engine["PLAYBOOK_STREAM_REPLICAS"] == "3"
+    assert [url.rsplit("@", 1)[1] for url in connect_options(engine["NATS_URL"])["servers"]] == [
+        f"{node.name}:4222" for node in REFERENCE_CLUSTER]
+    assert all(compose["services"][name]["environment"]["NATS_URL"] == engine["NATS_URL"]
+               for name in ("identity", "run", "executor", "approval", "resilience", "web"))
+
+
 async def test_logins_are_made_once_and_kept_across_restarts(tmp_path: Path) -> None:
     ensure_nats_users(tmp_path)
     first = {role: nats_login(role, tmp_path) for role in ("engine", "client", "agent")}
@@ -191,7 +214,8 @@ async def test_a_client_login_without_a_valid_token_changes_nothing_and_is_recor
         await follow_with_named_consumer(client.nc, reply.run_id, ApprovalRequested)
         before = await stream_messages(secured)
         approve = {"run_id": reply.run_id, "step_id": "deploy", "actor": "carol"}
-        for headers in (None, caller_headers("pbt_0123456789abcdef_" + "x" * 43), caller_headers(admin[:-1] + "A")):
+        tampered = admin[:-1] + ("B" if admin.endswith("A") else "A")      # never the admin's own token
+        for headers in (None, caller_headers("pbt_0123456789abcdef_" + "x" * 43), caller_headers(tampered)):
             answer = await client.nc.request(subjects.command("ApproveStep"), json.dumps(approve).encode(),
                                              timeout=5, headers=headers)
             assert json.loads(answer.data)["error"]["code"] == "unauthenticated"

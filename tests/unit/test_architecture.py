@@ -17,7 +17,8 @@ PACKAGES = ("events", "services", "projections", "ui", "app", "bench")
 # Lowest first; a module belongs to the layer of its longest matching prefix.
 LAYERS: dict[str, int] = {
     "events": 0,                                        # the contract
-    "services.errors": 1, "services.hosts": 1,          # the language: errors, host patterns,
+    "services.errors": 1, "services.hosts": 1,          # the language: errors, host patterns, log text,
+    "services.log_text": 1,
     "services.playbook": 1,                             # the playbook language itself
     "services.domain": 2,                               # the rules: folds and decisions
     "services": 3,                                      # I/O: store, repository, consumers, services
@@ -36,7 +37,7 @@ SERVICE_PACKAGES = ("services.run", "services.executor", "services.approval", "s
 # Views and doors know the engine only through these (and what an identity client needs: grant syntax,
 # sealed replies, the local credential files; what a door that checks callers is handed: the identity, its
 # guard, sessions and sign-in codes; the learning service's refusal).
-PUBLIC = ("services.read", "services.playbook", "services.errors", "services.settings",
+PUBLIC = ("services.read", "services.playbook", "services.errors", "services.log_text", "services.settings",
           "services.identity.authority", "services.identity.sealing", "services.identity.credentials",
           "services.identity.setup", "services.identity.guard", "services.identity.principal",
           "services.identity.names", "services.identity.sessions", "services.identity.signin",

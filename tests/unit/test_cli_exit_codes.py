@@ -15,7 +15,7 @@ from ui.cli.render import EXIT_CODES
 
 ANSWERS = [
     ("illegal_transition", 1), ("unknown_run", 1), ("approval_refused", 1), ("internal_error", 1),
-    ("invalid_playbook", 2), ("bad_request", 2), ("unknown_step", 2),
+    ("invalid_playbook", 2), ("bad_request", 2), ("unknown_step", 2), ("too_large", 2),
     ("unavailable", 4),
     ("unauthenticated", 5), ("forbidden", 5), ("forged_actor", 5), ("too_many_failures", 5),
 ]

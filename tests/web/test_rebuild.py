@@ -5,9 +5,11 @@ import asyncio
 import subprocess
 import sys
 
+import aiohttp
 import pytest
 
 from events.commands import StartRun
+from events.identity import caller_headers
 from tests.helpers import noop, person, playbook_yaml, wait_for_end
 
 pytestmark = pytest.mark.integration
@@ -39,6 +41,35 @@ async def test_without_a_web_server_the_cli_says_so(engine, nats_server) -> None
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = await asyncio.wait_for(cli.communicate(), 30)
     assert cli.returncode == 4 and "no web server answered" in err.decode()
+
+
+async def test_rebuilds_asked_at_once_over_http_and_nats_join_one_and_other_requests_are_answered(
+        engine, web_server) -> None:
+    for _ in range(3):
+        reply = await engine.send(StartRun(playbook=playbook_yaml([noop("a")])))
+        await wait_for_end(engine, reply.run_id)
+    await web_server.backend.projector.wait_caught_up(10)
+
+    async with aiohttp.ClientSession(headers=caller_headers(engine.caller.credential)) as http:
+        async def over_http() -> tuple[int, dict]:
+            async with http.post(f"{web_server.url}/api/projections/rebuild", json={}) as response:
+                return response.status, await response.json()
+
+        async def listing() -> int:
+            async with http.get(f"{web_server.url}/api/runs") as response:
+                return response.status
+
+        asked = [asyncio.create_task(over_http()) for _ in range(5)]
+        asked_by_nats = [asyncio.create_task(engine.rebuild_projections(timeout=30)) for _ in range(2)]
+        assert await asyncio.wait_for(listing(), 10) == 200          # not held up behind the rebuilds
+        answers = await asyncio.wait_for(asyncio.gather(*asked), 30)
+        by_nats = await asyncio.wait_for(asyncio.gather(*asked_by_nats), 30)
+
+    assert {status for status, _ in answers} == {200}
+    assert {answer["rebuild"] for _, answer in answers} == {1}          # one rebuild, five askers joined it
+    assert {answer["runs"] for _, answer in answers} == {3}
+    assert all(answer["ok"] for answer in by_nats) and {a["rebuild"] for a in by_nats} <= {1, 2}
+    assert web_server.backend.projector.rebuilds <= 2 and len(web_server.backend.projector.views.runs) == 3
 
 
 async def test_a_rebuild_is_an_admins(engine, web_server, nats_server) -> None:

@@ -7,12 +7,28 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from events import subjects
 from events.commands import Reply
 from services.errors import PlaybookError
 from ui.cli.render import DENIED_CODES, EXIT_DENIED, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE
 
 # Rejections that mean the input was wrong and nothing was done: exit code 2, not 1.
-INVALID_INPUT = frozenset({"invalid_playbook", "bad_request", "unknown_step"})
+INVALID_INPUT = frozenset({"invalid_playbook", "bad_request", "unknown_step", "too_large"})
+
+
+def run_id(text: str) -> str:
+    """An argument that names a run: refused before anything is sent unless it is one (no `*`, `>` or `.`)."""
+    try:
+        return subjects.check_run_id(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def step_id(text: str) -> str:
+    if not subjects.valid_step_id(text):
+        raise argparse.ArgumentTypeError(f"step id {text!r} must start with a letter or '_' and hold only letters, "
+                                         "digits, '-' and '_'")
+    return text
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:

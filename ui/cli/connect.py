@@ -2,7 +2,8 @@
 
 The token is `$PLAYBOOK_TOKEN`, else the local admin's that `playbook up` (the identity
 service) wrote to `$PLAYBOOK_HOME/credentials/token`; the NATS login is the client's in
-`$PLAYBOOK_HOME/credentials/nats-client.json` (or the user and password in `$NATS_URL`).
+`$PLAYBOOK_HOME/credentials/nats-client.json` (or the user and password in `$NATS_URL`). `$NATS_URL`
+may name several servers, separated by commas (a cluster's).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import nats
 
 from services.errors import AccessDenied, EngineUnavailable
 from services.identity.credentials import TOKEN_FILE, read_secret
-from services.settings import Settings
+from services.settings import Settings, connect_options
 from ui.client import EngineClient
 
 
@@ -32,7 +33,7 @@ async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitab
         pass
 
     try:
-        nc = await nats.connect(url, connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet,
+        nc = await nats.connect(**connect_options(url), connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet,
                                 **settings.nats_login("client"))
     except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
         raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "

@@ -16,7 +16,7 @@ from services.settings import Settings
 from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
 from ui.cli import tokens as token_commands
-from ui.cli.common import failed, parse_params, print_json, read_playbook
+from ui.cli.common import failed, parse_params, print_json, read_playbook, run_id, step_id
 from ui.cli.completion import SHELLS, script
 from ui.cli.connect import steer
 from ui.cli.reading import cmd_circuits, cmd_events, cmd_list, cmd_replay, cmd_status
@@ -70,7 +70,7 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from app.up import up
-    return up(settings, demo=args.demo, http_port=args.http_port, as_json=args.json)
+    return up(settings, demo=args.demo, http_port=args.http_port, as_json=args.json, cluster=args.cluster)
 
 
 def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
@@ -106,6 +106,9 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     up.add_argument("--demo", action="store_true", help="run an example playbook once ready")
     up.add_argument("--http-port", type=int, default=settings.http_port, metavar="PORT",
                     help="the dashboard's port (default: $PLAYBOOK_HTTP_PORT or 8080)")
+    up.add_argument("--cluster", type=int, default=0, metavar="N",
+                    help="a JetStream cluster of N servers (3 or more) on this machine instead of one, streams at 3 "
+                         "replicas; the servers' data in $PLAYBOOK_HOME/cluster")
 
     run = add("run", cmd_run, "start a run of a playbook and follow it live",
               "events as JSON lines (with --detach or --dry-run: one JSON document)")
@@ -113,7 +116,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     run.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a parameter's value")
     run.add_argument("--env", metavar="NAME", help="the playbook environment whose values apply")
     run.add_argument("--detach", action="store_true", help="print the run id and return at once")
-    run.add_argument("--run-id", metavar="ID", help="choose the run id (letters, digits, - and _)")
+    run.add_argument("--run-id", type=run_id, metavar="ID", help="choose the run id (letters, digits, - and _)")
     acting(run)
     showing_output(run)
     run.add_argument("--allow-unsafe-shell", action="store_true",
@@ -124,8 +127,8 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     retry = add("retry", cmd_retry, "continue a failed or cancelled run in place: its failed step and everything "
                 "after it run again, finished steps keep their outputs; follow it live",
                 "events as JSON lines (with --detach: one JSON document)")
-    retry.add_argument("run_id", metavar="RUN", help="the run's id")
-    retry.add_argument("--from", dest="from_step", metavar="STEP",
+    retry.add_argument("run_id", type=run_id, metavar="RUN", help="the run's id")
+    retry.add_argument("--from", dest="from_step", type=step_id, metavar="STEP",
                        help="run this step and everything downstream of it again (default: the failed steps)")
     retry.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
                        help="correct a parameter's value (recorded on the run)")
@@ -144,7 +147,7 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
         control = add(name, cmd_control, help,
                       "events as JSON lines with --follow, else one JSON document" if name == "rollback" else
                       "print the answer as one JSON document")
-        control.add_argument("run_id", metavar="RUN", help="the run's id")
+        control.add_argument("run_id", type=run_id, metavar="RUN", help="the run's id")
         acting(control)
         control.add_argument("--reason", default="", help="why (recorded)")
         if name == "rollback":
@@ -153,27 +156,27 @@ def parser(settings: Settings) -> argparse.ArgumentParser:
     for name, help in (("approve", "approve a step waiting at its approval gate"),
                        ("reject", "reject a step waiting at its approval gate: the step fails")):
         gate = add(name, cmd_gate, help)
-        gate.add_argument("run_id", metavar="RUN", help="the run's id")
-        gate.add_argument("step_id", metavar="STEP", help="the gated step")
+        gate.add_argument("run_id", type=run_id, metavar="RUN", help="the run's id")
+        gate.add_argument("step_id", type=step_id, metavar="STEP", help="the gated step")
         acting(gate)
         gate.add_argument("--comment", default="", help="recorded with the decision")
 
     status = add("status", cmd_status, "show a run's state, its steps and the last lines they printed")
-    status.add_argument("run_id", metavar="RUN", help="the run's id")
+    status.add_argument("run_id", type=run_id, metavar="RUN", help="the run's id")
     showing_output(status)
 
     listing = add("list", cmd_list, "list runs")
     listing.add_argument("--active", action="store_true", help="only running, paused or cancelling runs")
 
     events = add("events", cmd_events, "print a run's raw event stream, or a circuit breaker's", "JSON lines")
-    events.add_argument("run_id", nargs="?", metavar="RUN", help="the run's id")
+    events.add_argument("run_id", nargs="?", type=run_id, metavar="RUN", help="the run's id")
     events.add_argument("--circuit", metavar="KEY",
                         help="a circuit breaker's history instead (keys: playbook circuits)")
     events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
 
     replay = add("replay", cmd_replay, "rebuild a run's state from its events alone and print the timeline",
                  "JSON lines")
-    replay.add_argument("run_id", metavar="RUN", help="the run's id")
+    replay.add_argument("run_id", type=run_id, metavar="RUN", help="the run's id")
     showing_output(replay)
 
     validate = add("validate", cmd_validate, "check a playbook without running it",

@@ -14,7 +14,7 @@ from services.read import dry_run_plan
 from services.settings import Settings
 from ui.cli.common import parse_params, print_json, print_reply, read_playbook, reply_document
 from ui.cli.connect import steer
-from ui.cli.render import EXIT_DENIED, EXIT_INVALID, Follower, plan_table
+from ui.cli.render import EXIT_DENIED, EXIT_INVALID, EXIT_UNAVAILABLE, Follower, plan_table
 from ui.client import EngineClient
 
 
@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                                            dry_run=args.dry_run, allow_unsafe_shell=args.allow_unsafe_shell))
         if not reply.accepted or reply.run_id is None:
             code = print_reply(reply, args.json)
-            return code if code == EXIT_DENIED else EXIT_INVALID    # nothing was started
+            return code if code in (EXIT_DENIED, EXIT_UNAVAILABLE) else EXIT_INVALID    # nothing was started
         if args.dry_run:
             run = await client.run(reply.run_id)
             if args.json:

@@ -17,6 +17,7 @@ import nats.errors
 from aiohttp import web
 
 from events import subjects
+from events.json_limits import decode_json
 from events.run import RunEvent
 from events.commands import (
     ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RetryRun, RollbackRun, StartRun,
@@ -26,7 +27,7 @@ from projections.audit import AuditEntry
 from projections.projector import Projector
 from projections.run_view import run_view, timeline
 from projections.step_logs import logs_of
-from services.errors import AccessDenied, EngineUnavailable, TooManyFailures
+from services.errors import AccessDenied, EngineUnavailable, TooLarge, TooManyFailures
 from services.identity.authority import Action, Resource
 from services.playbook import validate_playbook
 from services.read import find_playbook, fold, run_started, stored_playbooks
@@ -44,7 +45,10 @@ STATUS_OF_CODE = {
     "illegal_transition": 409, "run_exists": 409, "approval_refused": 403, "internal_error": 502,
     "unknown_step": 404, "incompatible_playbook": 409, "unknown_circuit": 404,
     "unauthenticated": 401, "forbidden": 403, "forged_actor": 403, "too_many_failures": 429, "unavailable": 503,
+    "engine_unavailable": 503, "request_entity_too_large": 413,
 }
+# The engine's codes for the two things HTTP has its own words for.
+HTTP_CODE = {EngineUnavailable.code: "engine_unavailable", TooLarge.code: "request_entity_too_large"}
 MAX_LIMIT = 1000
 # Run ids are subject tokens: anything else (".", "*", ">") never reaches NATS.
 RUN_PATH = f"/api/runs/{{run_id:{subjects.RUN_ID_PATTERN}}}"
@@ -77,6 +81,8 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
         return response
     except EngineUnavailable as err:
         return error_response(503, "engine_unavailable", str(err))
+    except TooLarge as err:
+        return error_response(413, "request_entity_too_large", f"{request.method} {request.path}: {err}")
     except nats.errors.MaxPayloadError:
         # The command, encoded for NATS (non-ASCII text grows), is larger than the server takes.
         return error_response(413, "request_entity_too_large",
@@ -104,10 +110,15 @@ def backend(request: web.Request) -> Backend:
 
 async def read_body(request: web.Request, kind: type[B]) -> B:
     """The body as `kind`; an empty body means every default (if `kind` has them)."""
-    raw = await request.read()
     try:
-        return msgspec.json.decode(raw or b"{}", type=kind)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as err:   # RecursionError: nested too deep
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as err:
+        raise ApiError(413, "request_entity_too_large", f"{request.method} {request.path}: the body is larger than "
+                                                        f"this server takes ({err.text})") from None
+    try:
+        body: B = decode_json(raw or b"{}", kind)
+        return body
+    except msgspec.DecodeError as err:   # ValidationError, and JSON nested too deep, included
         raise ApiError(400, "bad_request", f"{request.method} {request.path}: bad JSON body: {err}") from None
 
 
@@ -116,8 +127,8 @@ async def send(request: web.Request, command: Command, created: bool = False) ->
     reply = await backend(request).client.send(command, caller=request[CALLER])
     if not reply.accepted:
         assert reply.error is not None
-        raise ApiError(STATUS_OF_CODE.get(reply.error.code, 400), reply.error.code, reply.error.message,
-                       reply.error.details)
+        code = HTTP_CODE.get(reply.error.code, reply.error.code)
+        raise ApiError(STATUS_OF_CODE.get(code, 400), code, reply.error.message, reply.error.details)
     body = {"accepted": True, "run_id": reply.run_id, "events": reply.events}
     return web.json_response(body, status=201 if created else 200)
 

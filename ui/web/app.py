@@ -8,10 +8,11 @@ Any number of them can run beside one engine.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ from services.identity.guard import Guard
 from services.identity.principal import Acting
 from services.identity.setup import Identity
 from services.identity.signin import SignInCodes, sign_in_link
-from services.read import EventStore
+from services.read import EventStore, StoreReadiness
 from services.settings import Settings
 from ui.client import EngineClient
 from ui.web import api, insights, openapi, prometheus, session, streams
@@ -51,10 +52,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready to serve: NATS connected, the stream there, the projector caught up."""
+    """Ready to serve: NATS connected, the stream there and taking writes, the projector caught up.
+
+    When not, `reasons` says why in sentences an operator can act on (the store full, NATS
+    down, the stream missing or without a leader, the views behind).
+    """
     backend = request.app[BACKEND]
+    problem = await backend.readiness.problem()
     checks: dict[str, Any] = {"nats_connected": backend.nc.is_connected, "stream": False,
-              "projections_caught_up": backend.projector.caught_up, "projection_lag": None}
+                              "store_writable": problem is None,
+                              "projections_caught_up": backend.projector.caught_up, "projection_lag": None}
+    reasons = [problem] if problem else []
     if backend.nc.is_connected:
         try:
             info = await backend.nc.jetstream().stream_info(subjects.RUNS_STREAM)
@@ -64,8 +72,10 @@ async def readyz(request: web.Request) -> web.Response:
             checks["projections_caught_up"] = checks["projections_caught_up"] and lag <= READY_LAG
         except Exception as err:  # noqa: BLE001 - any failure here means "not ready", said in the body
             checks["stream_error"] = str(err)
-    ready = all(checks[k] for k in ("nats_connected", "stream", "projections_caught_up"))
-    return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+    if not checks["projections_caught_up"]:
+        reasons.append(f"the views are behind the stream (lag {checks['projection_lag']})")
+    ready = not reasons and all(checks[k] for k in ("nats_connected", "stream"))
+    return web.json_response({"ready": ready, "reasons": reasons, **checks}, status=200 if ready else 503)
 
 
 async def demo_service(request: web.Request) -> web.Response:
@@ -122,11 +132,12 @@ class WebServer:
 async def start_web(settings: Settings, identity: Identity) -> WebServer:
     """Connect, start the projector, serve on the settings' web host and port (0 picks a free one)."""
     nc = await settings.connect("playbook-web")
-    await EventStore(nc).ensure_stream()
+    await EventStore(nc).ensure_stream(settings.stream_replicas)
     projector = Projector(nc, settings.home / "projections" / "views.msgpack")
     await projector.start()
     await _answer_requests(nc, projector, identity.guard)
-    backend = Backend(nc=nc, client=EngineClient(nc), projector=projector, settings=settings)
+    backend = Backend(nc=nc, client=EngineClient(nc), projector=projector, settings=settings,
+                      readiness=StoreReadiness(nc))
     codes = SignInCodes()
     # Handler cancellation: a browser that goes away ends its SSE stream at once.
     runner = web.AppRunner(make_app(backend, identity, codes), access_log=None, handler_cancellation=True)
@@ -138,7 +149,18 @@ async def start_web(settings: Settings, identity: Identity) -> WebServer:
 
 
 async def _answer_requests(nc: NATS, projector: Projector, guard: Guard) -> None:
-    """`playbook projections rebuild` asks every web server over NATS; `playbook audit` asks one."""
+    """`playbook projections rebuild` asks every web server over NATS (askers at once join one rebuild); `playbook
+    audit` asks one."""
+    answering: set[asyncio.Task[None]] = set()
+
+    def each_in_its_task(answer: Callable[[Msg], Coroutine[Any, Any, None]]) -> Callable[[Msg], Awaitable[None]]:
+        """A subscription calls back one message at a time: in tasks of their own, a second asker joins."""
+        async def on_request(msg: Msg) -> None:
+            task = asyncio.create_task(answer(msg))
+            answering.add(task)
+            task.add_done_callback(answering.discard)
+        return on_request
+
     async def admitted(msg: Msg, resource: Resource | None, work: Callable[[Acting], Awaitable[Any]]) -> None:
         """`work` for a verified caller allowed the request's action on `resource` (None: any caller; the work
         shows only what they may read)."""
@@ -165,8 +187,8 @@ async def _answer_requests(nc: NATS, projector: Projector, guard: Guard) -> None
             return {"entries": audit_for(projector, guard, acting, json.loads(msg.data or b"{}"))}
         await admitted(msg, None, entries)
 
-    await nc.subscribe(subjects.PROJECTIONS_REBUILD, cb=rebuild)
-    await nc.subscribe(subjects.AUDIT, queue="audit", cb=audit)
+    await nc.subscribe(subjects.PROJECTIONS_REBUILD, cb=each_in_its_task(rebuild))
+    await nc.subscribe(subjects.AUDIT, queue="audit", cb=each_in_its_task(audit))
 
 
 def audit_for(projector: Projector, guard: Guard, acting: Acting, query: dict[str, Any]) -> list[AuditEntry]:

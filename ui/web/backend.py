@@ -8,6 +8,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from projections.projector import Projector
+from services.read import StoreReadiness
 from services.settings import Settings
 from ui.client import EngineClient
 
@@ -18,6 +19,7 @@ class Backend:
     client: EngineClient
     projector: Projector
     settings: Settings
+    readiness: StoreReadiness
     started: float = field(default_factory=time.time)
 
 

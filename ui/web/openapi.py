@@ -28,8 +28,7 @@ from ui.web.bodies import BODIES
 JSON = "application/json"
 REF = "#/components/schemas/{name}"
 # Every error code and its status: the run service's, plus those the web edge adds.
-STATUS = {**STATUS_OF_CODE, "engine_unavailable": 503, "not_found": 404, "request_entity_too_large": 413,
-          "unsupported_media_type": 415, "cross_origin": 403, "unknown_host": 421}
+STATUS = {**STATUS_OF_CODE, "not_found": 404, "unsupported_media_type": 415, "cross_origin": 403, "unknown_host": 421}
 # What any request that needs a credential may answer, and what any change may answer besides.
 SIGNED_IN = ("unauthenticated", "forbidden", "too_many_failures", "unknown_host")
 CHANGE = (*SIGNED_IN, "unsupported_media_type", "cross_origin", "forged_actor")
@@ -165,9 +164,10 @@ HAND_WRITTEN: dict[str, Any] = {
                        "on_behalf_of": {"type": ["string", "null"]}},
     },
     "Rebuilt": {
-        "type": "object", "required": ["events", "position", "runs", "seconds"],
-        "properties": {"events": {"type": "integer"}, "position": {"type": "integer"}, "runs": {"type": "integer"},
-                       "seconds": {"type": "number"}},
+        "type": "object", "required": ["rebuild", "events", "position", "runs", "seconds"],
+        "description": "Rebuilds run one at a time: askers while one runs join it and share its answer (`rebuild`).",
+        "properties": {"rebuild": {"type": "integer"}, "events": {"type": "integer"},
+                       "position": {"type": "integer"}, "runs": {"type": "integer"}, "seconds": {"type": "number"}},
     },
 }
 

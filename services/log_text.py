@@ -1,0 +1,37 @@
+"""User text in logs stays on its line: control and line-breaking characters are shown escaped.
+
+An actor, a reason, a comment or a step id can hold a newline; written as is, it would
+start a line that looks like the engine's own (a forged entry). Every log record of an
+engine process passes through `EscapedLines` (installed by the composition root), so no
+call site has to remember; `escaped` is the one spelling of the rule.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+# C0 and C1 controls, DEL, line and paragraph separators, and the bidirectional overrides
+# and isolates that can make a line read differently from what it holds.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escaped(text: str) -> str:
+    """`text` on one line: `\\n`, `\\r`, `\\t`, and `\\xNN` or `\\uNNNN` for any other such character."""
+    return _UNSAFE.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+class EscapedLines(logging.Filter):
+    """A handler filter: each record's message, arguments filled in, is escaped (its traceback is not)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        safe = escaped(message)
+        if safe != message:
+            record.msg, record.args = safe, None
+        return True

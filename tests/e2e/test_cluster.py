@@ -1,0 +1,144 @@
+"""The engine on a 3-node JetStream cluster, its stream at 3 replicas, while servers die under it.
+
+The stream leader is SIGKILLed (a real process, killed for real) while runs are in
+flight: every publish that found no leader is asked again with the same Nats-Msg-Id
+until the new leader takes it, and afterwards no run is lost or stuck and no step ran
+twice. A leader that steps down politely costs at most a retry.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import os
+from pathlib import Path
+
+import nats
+import pytest
+
+from events import subjects
+from events.commands import StartRun
+from events.run import RunCompleted, StepStarted
+from services.embedded import EmbeddedCluster, free_port
+from services.leases import LEASE_STREAM
+from services.settings import Settings
+from tests.e2e.conftest import Processes, playbook_cli
+from tests.helpers import playbook_yaml, running_engine, until, wait_for_end
+from ui.client import EngineClient
+
+pytestmark = pytest.mark.e2e
+
+RUNS = 100
+STEPS = ("prepare", "apply", "verify")
+
+
+def playbook(effects: Path, gate: Path) -> str:
+    """Each step appends `<run> <step>` to the effects file once it has done its work; `apply` waits for the gate."""
+    wait = f"while [ ! -e {gate} ]; do sleep 0.05; done; "
+    return playbook_yaml([
+        {"id": step, "action": "shell", "timeout_seconds": 90, "depends_on": [STEPS[n - 1]] if n else [],
+         "args": {"command": f"{wait if step == 'apply' else ''}echo ${{tag}} {step} >> {effects}"}}
+        for n, step in enumerate(STEPS)
+    ], name="cluster", parameters=[{"name": "tag", "pattern": "^r[0-9]+$"}])
+
+
+async def stream_leader(client: EngineClient) -> str:
+    info = await client.nc.jetstream().stream_info(subjects.RUNS_STREAM)
+    assert info.config.num_replicas == 3 and info.cluster is not None
+    return str(info.cluster.leader)
+
+
+async def every_stream_replicated(client: EngineClient) -> None:
+    """The runs, the tokens, the refusals and the leases: losing a server must cost none of them."""
+    for stream in (subjects.RUNS_STREAM, subjects.IDENTITY_STREAM, subjects.ACCESS_STREAM, LEASE_STREAM):
+        assert (await client.nc.jetstream().stream_info(stream)).config.num_replicas == 3, stream
+
+
+async def start_runs(client: EngineClient, text: str, count: int) -> list[str]:
+    replies = await asyncio.gather(*(client.send(StartRun(playbook=text, parameters={"tag": f"r{i}"}))
+                                     for i in range(count)))
+    assert all(reply.accepted for reply in replies), [reply.error for reply in replies if reply.error][:1]
+    return [reply.run_id for reply in replies if reply.run_id]
+
+
+async def every_run_applying(client: EngineClient, run_ids: list[str]) -> None:
+    """Until every run has started its `apply` step (which waits at the gate)."""
+    async def applying(run_id: str) -> None:
+        async for _, event in client.follow(run_id):
+            if isinstance(event, StepStarted) and event.step_id == "apply":
+                return
+    await asyncio.wait_for(asyncio.gather(*(applying(run_id) for run_id in run_ids)), 60)
+
+
+async def check_nothing_lost_stuck_or_twice(client: EngineClient, run_ids: list[str], effects: Path) -> None:
+    histories = await asyncio.gather(*(wait_for_end(client, run_id, timeout=120) for run_id in run_ids))
+    assert [type(h[-1]).__name__ for h in histories] == ["RunCompleted"] * len(run_ids)
+    for history in histories:
+        starts = collections.Counter((e.step_id, e.attempt) for e in history if isinstance(e, StepStarted))
+        assert starts == {(step, 1): 1 for step in STEPS}, history      # each attempt started once, none again
+        assert isinstance(history[-1], RunCompleted)
+    lines = effects.read_text().splitlines()
+    assert len(lines) == len(set(lines)) == len(run_ids) * len(STEPS)   # every side effect once
+
+
+async def test_sigkill_of_the_stream_leader_during_running_runs_loses_nothing_and_runs_nothing_twice(
+        nats_cluster: EmbeddedCluster, cluster_settings: Settings, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    effects, gate = tmp_path / "effects", tmp_path / "gate"
+    caplog.set_level(logging.DEBUG, logger="services.jetstream")
+    async with running_engine(cluster_settings) as client:
+        await every_stream_replicated(client)
+        leader = await stream_leader(client)
+        run_ids = await start_runs(client, playbook(effects, gate), RUNS)
+        await every_run_applying(client, run_ids)
+
+        nats_cluster.kill(leader)                 # no goodbye: its replicas elect another leader
+        gate.touch()                              # every run records an outcome, with no leader to take it
+
+        async def new_leader() -> bool:
+            try:
+                return await stream_leader(client) not in ("", leader)
+            except Exception:  # noqa: BLE001 - no leader to answer yet
+                return False
+        await until(new_leader, timeout=30, what="a new stream leader", every=0.2)
+        await check_nothing_lost_stuck_or_twice(client, run_ids, effects)
+    asked_again = [r.getMessage() for r in caplog.records if "asking again" in r.getMessage()]
+    assert any("appending" in message for message in asked_again), asked_again   # publishes waited out the election
+
+
+async def test_a_leader_stepping_down_while_outcomes_are_recorded_loses_nothing_and_runs_nothing_twice(
+        nats_cluster: EmbeddedCluster, cluster_settings: Settings, tmp_path: Path) -> None:
+    effects, gate = tmp_path / "effects", tmp_path / "gate"
+    async with running_engine(cluster_settings) as client:
+        leader = await stream_leader(client)
+        run_ids = await start_runs(client, playbook(effects, gate), RUNS // 4)
+        await every_run_applying(client, run_ids)
+
+        gate.touch()
+        reply = await client.nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{subjects.RUNS_STREAM}", b"", timeout=10)
+        assert b'"success":true' in reply.data, reply.data
+
+        await check_nothing_lost_stuck_or_twice(client, run_ids, effects)
+        assert await stream_leader(client) != leader
+
+
+async def test_playbook_up_cluster_3_runs_the_engine_on_three_servers_and_the_cli_uses_it(
+        tmp_path: Path, processes: Processes) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env.update(PLAYBOOK_HOME=str(tmp_path / "home"), PLAYBOOK_NATS_PORT=str(free_port()), PYTHONUNBUFFERED="1")
+    processes.start("up", ["-m", "ui.cli.main", "up", "--cluster", "3", "--http-port", "0"], env)
+    log = next(processes.logs.glob("up-*.log"))
+    await until(lambda: "engine ready" in log.read_text(), timeout=60, what="playbook up --cluster 3 ready")
+    assert "cluster of 3 servers" in log.read_text() and "streams at 3 replicas" in log.read_text()
+
+    run = await asyncio.to_thread(playbook_cli, "run", "examples/hello.yaml", "-p", "who=cluster", env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    listing = await asyncio.to_thread(playbook_cli, "list", "--json", env=env)
+    assert [r["status"] for r in json.loads(listing.stdout)] == ["completed"], listing.stderr
+    servers = sorted(p.name for p in (tmp_path / "home" / "cluster").iterdir())
+    assert servers == ["n1", "n2", "n3"]
+    url = (tmp_path / "home" / "nats.url").read_text().strip()
+    for server in url.split(","):                            # every server takes only the engine's users
+        with pytest.raises(Exception, match="(?i)authorization"):
+            await nats.connect(server, allow_reconnect=False, max_reconnect_attempts=0)
