@@ -125,6 +125,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
         for name in doors:
             running.doors[name] = door = await _opener(name)(settings, identity)
             log.info("%s on %s", name, door.url)
+        log.info("ready: %s", ", ".join([*which, *running.doors]))
         if ready is not None:
             await ready(running)
         await stop.wait()

@@ -21,7 +21,7 @@ from services.embedded import EmbeddedCluster, EmbeddedNats
 from services.errors import PlaybookError
 from services.identity.credentials import TOKEN_FILE, read_secret
 from services.identity.nats_users import ensure_nats_users
-from services.settings import Settings
+from services.settings import CLUSTER_LEASE_SECONDS, Settings
 from ui.cli.render import Follower
 from ui.client import EngineClient
 from ui.web.app import WebServer
@@ -43,7 +43,8 @@ async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, 
     if cluster:
         embedded = local_cluster(settings.home, cluster, settings.nats_port, settings.nats_server_bin)
         # Plain URLs: each connection logs in as its role from `credentials/`, as on one server.
-        settings = replace(settings, nats_url=await embedded.start(), stream_replicas=max(settings.stream_replicas, 3))
+        settings = replace(settings, nats_url=await embedded.start(), stream_replicas=max(settings.stream_replicas, 3),
+                           lease_seconds=max(settings.lease_seconds, CLUSTER_LEASE_SECONDS))
         log.info("embedded JetStream cluster of %d servers on %s, stores in %s; streams at %d replicas", cluster,
                  settings.nats_url, settings.home / "cluster", settings.stream_replicas)
     elif not settings.nats_url:

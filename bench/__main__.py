@@ -5,13 +5,13 @@ import argparse
 import sys
 
 from bench import (
-    as_run, big, cluster, concurrency, harness, huge, identity, learning, parallel, recovery, redaction, replay,
-    shell_analysis, sse, steps, vs_ansible, waiting,
+    as_run, big, cluster, concurrency, guardian, harness, huge, identity, learning, parallel, recovery, redaction,
+    replay, shell_analysis, sse, steps, vs_ansible, waiting,
 )
 
 BENCHMARKS = {module.NAME: module for module in (steps, waiting, replay, sse, concurrency, parallel, recovery,
-                                                   vs_ansible, identity, shell_analysis, redaction, learning, big,
-                                                   as_run, cluster, huge)}
+                                                   guardian, vs_ansible, identity, shell_analysis, redaction, learning,
+                                                   big, as_run, cluster, huge)}
 
 
 def main(argv: list[str] | None = None) -> int:

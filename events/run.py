@@ -17,7 +17,7 @@ from events.playbook import ErrorHandler, Plan, Playbook
 
 # Why a step attempt failed, as the resilience service classifies it. `cancelled` and
 # `interrupted` are the engine's own: the run was cancelled, or the executor running the
-# attempt died.
+# attempt died, stopped or lost its lease (the step runs again as the next attempt).
 ErrorCategory = Literal[
     "network", "timeout", "authentication", "authorization", "validation", "resource",
     "dependency", "configuration", "temporary", "permanent", "unknown",
@@ -87,11 +87,19 @@ class StepScheduled(RunEvent, frozen=True):
 
 
 class StepStarted(RunEvent, frozen=True):
-    """An executor took the attempt. Written before any side effect of the step."""
+    """An executor took the attempt. Written before any side effect of the step, once the executor holds
+    the attempt's lease (`lease`: its sequence in PB_LEASES, the attempt's fencing token; 0 before leases).
+    Where the executor runs (host, boot, pid and the pid's start time) lets a successor on that machine
+    find what the attempt left running."""
 
     step_id: str
     attempt: int
     executor: str
+    lease: int = 0
+    host: str = ""
+    boot_id: str = ""
+    pid: int = 0
+    pid_started: int = 0          # clock ticks after boot (/proc/<pid>/stat, field 22)
 
 
 class StepSucceeded(RunEvent, frozen=True):
@@ -99,6 +107,7 @@ class StepSucceeded(RunEvent, frozen=True):
     attempt: int
     outputs: dict[str, Any] = {}
     duration_ms: float = 0.0
+    note: str = ""                # what was cut from the outcome so it could be stored
 
 
 class StepFailed(RunEvent, frozen=True):
@@ -108,6 +117,7 @@ class StepFailed(RunEvent, frozen=True):
     category: ErrorCategory = "unknown"
     outputs: dict[str, Any] = {}
     duration_ms: float = 0.0
+    note: str = ""
 
 
 class StepSkipped(RunEvent, frozen=True):
@@ -212,6 +222,7 @@ class StepRemediated(RunEvent, frozen=True):
     attempt: int
     handler: int
     outputs: dict[str, Any] = {}
+    note: str = ""
 
 
 class StepRemediationFailed(RunEvent, frozen=True):
@@ -297,9 +308,16 @@ class StepRollbackScheduled(RunEvent, frozen=True):
 
 
 class StepRollbackStarted(RunEvent, frozen=True):
+    """As StepStarted, for an attempt of the step's rollback actions."""
+
     step_id: str
     attempt: int
     executor: str
+    lease: int = 0
+    host: str = ""
+    boot_id: str = ""
+    pid: int = 0
+    pid_started: int = 0
 
 
 class StepRolledBack(RunEvent, frozen=True):
@@ -307,6 +325,7 @@ class StepRolledBack(RunEvent, frozen=True):
     attempt: int
     outputs: list[dict[str, Any]] = []
     duration_ms: float = 0.0
+    note: str = ""
 
 
 class StepRollbackFailed(RunEvent, frozen=True):
@@ -316,6 +335,7 @@ class StepRollbackFailed(RunEvent, frozen=True):
     category: ErrorCategory = "unknown"
     outputs: list[dict[str, Any]] = []
     duration_ms: float = 0.0
+    note: str = ""
 
 
 class RollbackCompleted(RunEvent, frozen=True):
@@ -327,6 +347,18 @@ class RollbackFailed(RunEvent, frozen=True):
     failed_steps: list[str] = []
 
 
+# -- what the engine could not do ----------------------------------------------------------------
+
+class MessageAbandoned(RunEvent, frozen=True):
+    """A service gave up on one of the run's messages: it could not be read, or handling it failed every time."""
+
+    consumer: str                 # the service's consumer: advancer, executor, approval, resilience
+    seq: int                      # the message's stream sequence
+    subject: str
+    deliveries: int
+    error: str
+
+
 AnyRunEvent = (
     RunStarted | StepScheduled | StepStarted | StepSucceeded | StepFailed | StepSkipped
     | RunPaused | RunResumed | RunCancelRequested | RunCancelled | RunCompleted | RunFailed | RunRetried
@@ -334,7 +366,7 @@ AnyRunEvent = (
     | ApprovalTimedOut | ApprovalAttemptRefused
     | RollbackStarted | StepRollbackScheduled | StepRollbackStarted | StepRolledBack | StepRollbackFailed
     | RollbackCompleted | RollbackFailed | StepRetryScheduled | StepNotRetried
-    | StepRemediationStarted | StepRemediated | StepRemediationFailed
+    | StepRemediationStarted | StepRemediated | StepRemediationFailed | MessageAbandoned
 )
 
 RUN_EVENT_TYPES: tuple[type[RunEvent], ...] = AnyRunEvent.__args__

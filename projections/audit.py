@@ -2,7 +2,8 @@
 
 People's actions, plus what the system did in their place when a gate's time ran out.
 Refused approval attempts are here too, and access refused at any door (PB_ACCESS):
-auditors ask about those as well. An admin's act for someone names both.
+auditors ask about those as well, and so do they about a message the engine gave up on.
+An admin's act for someone names both.
 """
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ import msgspec
 from events.circuit import CircuitEvent, CircuitReset
 from events.identity import AccessRefused
 from events.run import (
-    ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalTimedOut,
+    ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, MessageAbandoned,
     RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunRetried, RunStarted,
 )
-from projections.sentences import retry_detail
+from projections.sentences import abandoned_sentence, retry_detail
 
 SYSTEM = "system"
 # Every action an audit entry can name, in the order the dashboard offers them as a filter.
 AUDIT_ACTIONS = ("start", "pause", "resume", "cancel", "retry", "approve", "reject", "approval_refused",
-                 "auto_approve", "timeout", "rollback", "circuit_reset", "refused")
+                 "auto_approve", "timeout", "rollback", "circuit_reset", "refused", "abandoned")
 
 
 class AuditEntry(msgspec.Struct, kw_only=True):
@@ -90,6 +91,8 @@ def _run_action(event: RunEvent) -> tuple[str, str, str] | None:
         case RollbackStarted():
             order = " then ".join("+".join(wave) for wave in event.waves) or "nothing to undo"
             return event.actor or SYSTEM, "rollback", _join(event.reason, f"waves: {order}")
+        case MessageAbandoned():
+            return SYSTEM, "abandoned", abandoned_sentence(event)
     return None
 
 

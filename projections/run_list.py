@@ -41,6 +41,8 @@ class RunSummary(msgspec.Struct, kw_only=True):
 
 def apply(runs: dict[str, RunSummary], event: RunEvent) -> None:
     if isinstance(event, RunStarted):
+        if event.run_id in runs:
+            return   # a second start: the run's state quarantines it
         runs[event.run_id] = RunSummary(
             run_id=event.run_id, playbook=event.playbook_name, status="running", actor=event.actor,
             started_at=event.at, environment=event.environment, steps=event.step_count,

@@ -1,14 +1,14 @@
 """One run's detail view, from the state fold the services use, and its timeline of events."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 from events.playbook import Step
 from events.run import ApprovalTimedOut, RunEvent
 from projections.sentences import sentence
-from services.read import Run, StepState, approvals_needed, plan_waves
+from services.read import Quarantined, Run, StepState, approvals_needed, plan_waves
 
 
 def run_view(run: Run) -> dict[str, Any]:
@@ -40,6 +40,8 @@ def run_view(run: Run) -> dict[str, Any]:
         "phase": run.phase,
         "event_count": run.event_count,
         "gates_waiting": run.gates_waiting,
+        "quarantined": [{"seq": q.seq, "event": q.event, "step_id": q.step_id, "reason": q.reason}
+                        for q in run.quarantined],
         "waves": waves,
         "rollback_waves": run.rollback_waves,
         "steps": [
@@ -53,6 +55,7 @@ def run_view(run: Run) -> dict[str, Any]:
                 "category": s.attempt.category or None,
                 "reason": s.reason or None,
                 "outputs": s.attempt.outputs,
+                "note": s.attempt.note or None,
                 "gate": s.gate.status or None,
                 "approvals": _approvals(s),
                 "gate_decided_by": s.gate.decided_by,
@@ -113,15 +116,18 @@ def _iso(at: datetime | None) -> str | None:
 
 # -- timeline -----------------------------------------------------------------------------
 
-def timeline(envelopes: Iterable[tuple[int, RunEvent]]) -> list[dict[str, Any]]:
+def timeline(envelopes: Iterable[tuple[int, RunEvent]],
+             quarantined: Sequence[Quarantined] = ()) -> list[dict[str, Any]]:
     """The run's events as the dashboard shows them: attempts, retries, waits, decisions.
 
     One entry per event, `{seq, at, kind, step_id, attempt, detail, actor}`; the deadline
-    timer's own message is left out (what it caused is shown).
+    timer's own message is left out (what it caused is shown). An event the run's state
+    quarantined says so, and why, instead of what it would have meant.
     """
+    aside = {q.seq: q.reason for q in quarantined}
     entries = []
     for seq, event in envelopes:
-        detail = sentence(event)
+        detail = f"quarantined, not applied: {aside[seq]}" if seq in aside else sentence(event)
         if detail is None:
             continue
         entries.append({

@@ -8,8 +8,9 @@ from events.circuit import (
 )
 from events.run import (
     ApprovalAttemptRefused, ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected,
-    ApprovalRequested, ApprovalTimedOut, RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled,
-    RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunRetried, RunStarted, StepFailed,
+    ApprovalRequested, ApprovalTimedOut, MessageAbandoned, RollbackCompleted, RollbackFailed, RollbackStarted,
+    RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunRetried,
+    RunStarted, StepFailed,
     StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped,
     StepStarted, StepSucceeded,
@@ -19,7 +20,7 @@ from events.run import (
 # How a timeline colours each kind of event: bad news, a wait, good news, or what a person did.
 TONES: dict[str, tuple[type[RunEvent], ...]] = {
     "bad": (StepFailed, RunFailed, StepRollbackFailed, RollbackFailed, ApprovalRejected, ApprovalAttemptRefused,
-            ApprovalTimedOut, StepRemediationFailed, RunCancelled),
+            ApprovalTimedOut, StepRemediationFailed, RunCancelled, MessageAbandoned),
     "wait": (StepRetryScheduled, StepNotRetried, ApprovalRequested, StepRemediationStarted),
     "good": (StepSucceeded, RunCompleted, ApprovalGranted, StepRolledBack, RollbackCompleted, StepRemediated),
     "person": (RunPaused, RunResumed, RunCancelRequested, ApprovalGiven, RollbackStarted, RunRetried),
@@ -39,11 +40,11 @@ def sentence(event: RunEvent) -> str | None:
         case StepStarted():
             return f"attempt {event.attempt} started on {event.executor}"
         case StepSucceeded():
-            return f"succeeded in {_duration(event.duration_ms)}"
+            return f"succeeded in {_duration(event.duration_ms)}" + _noted(event.note)
         case StepFailed(category="interrupted"):
             return f"interrupted: {event.error}; it runs again"
         case StepFailed():
-            return f"failed ({event.category}) after {_duration(event.duration_ms)}: {event.error}"
+            return f"failed ({event.category}) after {_duration(event.duration_ms)}: {event.error}" + _noted(event.note)
         case StepSkipped():
             return f"skipped: {event.reason}"
         case StepRetryScheduled():
@@ -53,7 +54,7 @@ def sentence(event: RunEvent) -> str | None:
         case StepRemediationStarted():
             return f"remediation by error handler {event.handler + 1}: {event.reason}"
         case StepRemediated():
-            return f"remediated by error handler {event.handler + 1}"
+            return f"remediated by error handler {event.handler + 1}" + _noted(event.note)
         case StepRemediationFailed():
             return f"remediation by error handler {event.handler + 1} failed: {event.error}"
         case ApprovalRequested():
@@ -97,14 +98,22 @@ def sentence(event: RunEvent) -> str | None:
         case StepRollbackStarted():
             return f"rollback attempt {event.attempt} started on {event.executor}"
         case StepRolledBack():
-            return f"rolled back in {_duration(event.duration_ms)}"
+            return f"rolled back in {_duration(event.duration_ms)}" + _noted(event.note)
         case StepRollbackFailed():
-            return f"rollback failed ({event.category}): {event.error}"
+            return f"rollback failed ({event.category}): {event.error}" + _noted(event.note)
         case RollbackCompleted():
             return "rollback completed"
         case RollbackFailed():
             return f"rollback failed: {event.reason}"
+        case MessageAbandoned():
+            return abandoned_sentence(event)
     return type(event).__name__
+
+
+def abandoned_sentence(event: MessageAbandoned) -> str:
+    what = event.subject.rsplit(".", 1)[-1]
+    return (f"{event.consumer} gave up on message {event.seq} ({what}) after {event.deliveries} "
+            f"deliver{'y' if event.deliveries == 1 else 'ies'}: {event.error}")
 
 
 def retry_detail(event: RunRetried) -> str:
@@ -140,6 +149,10 @@ def circuit_sentence(event: CircuitEvent) -> str:
         case CircuitReset():
             return f"RESET by hand by {by(event)}"
     return type(event).__name__
+
+
+def _noted(note: str) -> str:
+    return f" ({note})" if note else ""
 
 
 def by(event: RunEvent | CircuitEvent) -> str:

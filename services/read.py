@@ -22,7 +22,9 @@ from services.domain.run.dry_run import PlannedStep
 from services.domain.run.dry_run import plan as dry_run_plan
 from services.domain.run.gates import approvals_needed
 from services.domain.catalog import is_digest, parse_reference
-from services.domain.run.state import ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Run, StepState, evolve, fold
+from services.domain.run.state import (
+    ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Quarantined, Run, StepState, evolve, fold,
+)
 from services.jetstream import persist
 from services.logs import Watched, run_with_output, stored_output
 from services.ordered import run_events
@@ -33,7 +35,7 @@ from services.store import EventStore
 
 __all__ = [
     "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "Catalog", "EventStore", "ParsedPlaybook",
-    "PlannedStep", "PlaybookStore", "Run", "StepState", "StoreReadiness", "Watched", "all_breakers",
+    "PlannedStep", "PlaybookStore", "Quarantined", "Run", "StepState", "StoreReadiness", "Watched", "all_breakers",
     "approvals_needed", "breaker_history", "digest_of", "dry_run_plan", "evolve", "fold", "is_digest",
     "parse_reference", "persist", "plan_waves", "run_events", "run_started", "run_with_output", "stored_output",
 ]

@@ -3,7 +3,9 @@
 Every service changes an aggregate (a run, a circuit breaker) the same way:
 `change(key, decision)`. The decision is made on the freshest state this process has; if
 another process appended meanwhile, the store says so (optimistic concurrency), we
-catch up and decide again. A lock per key keeps this process's own decisions in order.
+catch up and decide again. A decision that refuses appends nothing, so no conflict can
+tell us we were behind: before a refusal stands, we catch up, and decide again if that
+brought anything new. A lock per key keeps this process's own decisions in order.
 The cache is bounded (least recently used goes first) and holds only what its kind says
 is worth keeping; a lock lives only while someone holds or waits for it.
 """
@@ -18,7 +20,7 @@ from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
-from services.errors import ConcurrencyConflict
+from services.errors import CommandRejected, ConcurrencyConflict
 from services.store import EventStore
 
 MAX_CONFLICT_RETRIES = 20
@@ -57,25 +59,28 @@ class Repository(Generic[S, E]):
         self._cache: OrderedDict[str, S] = OrderedDict()
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}   # key -> (lock, [holders and waiters])
 
-    async def get(self, key: str, min_version: int = 0) -> S:
-        """The state, at least as new as `min_version` (the sequence of an event we hold)."""
+    async def get(self, key: str, min_version: int = 0, *, latest: bool = False) -> S:
+        """The state, at least as new as `min_version` (the sequence of an event we hold);
+        `latest`: with everything the store holds now."""
         async with self._locked(key):
-            return await self._current(key, min_version)
+            return await self._current(key, min_version, latest)
 
-    async def change(self, key: str, decision: Callable[[S], list[E]], min_version: int = 0) -> tuple[S, list[E]]:
+    async def change(self, key: str, decision: Callable[[S], list[E]], min_version: int = 0, *,
+                     latest: bool = False) -> tuple[S, list[E]]:
         """Decide on the state and append what was decided; returns the state and the new events.
 
         A conflict part-way through a decision keeps what was already appended (it is in
         the stream) and decides again on the caught-up state for the rest; every event
-        this call appended is returned.
+        this call appended is returned. `latest`: catch up before deciding (for a decision
+        whose "nothing to do" must not come from a stale state).
         """
-        state, appended, _ = await self._change(key, lambda s: (decision(s), None), min_version)
+        state, appended, _ = await self._change(key, lambda s: (decision(s), None), min_version, latest)
         return state, appended
 
     async def change_answering(self, key: str, decision: Callable[[S], tuple[list[E], A]]) -> A:
         """As `change`, for a decision that also answers (a breaker's refusal): the answer of the
         decision whose events were recorded."""
-        _, _, answer = await self._change(key, decision, 0)
+        _, _, answer = await self._change(key, decision, 0, False)
         return answer
 
     async def create(self, key: str, first: E) -> S:
@@ -90,12 +95,17 @@ class Repository(Generic[S, E]):
         self._cache.pop(key, None)
 
     async def _change(self, key: str, decision: Callable[[S], tuple[list[E], A]],
-                      min_version: int) -> tuple[S, list[E], A]:
+                      min_version: int, latest: bool) -> tuple[S, list[E], A]:
         async with self._locked(key):
-            state = await self._current(key, min_version)
+            state = await self._current(key, min_version, latest)
             appended: list[E] = []
             for _ in range(MAX_CONFLICT_RETRIES):
-                events, answer = decision(state)
+                try:
+                    events, answer = decision(state)
+                except CommandRejected:
+                    if not await self._catch_up(key, state):
+                        raise   # refused on everything the store holds: the refusal stands
+                    continue
                 try:
                     await self._append(key, state, events, appended)
                     return state, appended, answer
@@ -103,27 +113,29 @@ class Repository(Generic[S, E]):
                     await self._catch_up(key, state, at_least=conflict.last)
             raise ConcurrencyConflict(key)
 
-    async def _current(self, key: str, min_version: int) -> S:
+    async def _current(self, key: str, min_version: int, latest: bool = False) -> S:
         state = self._cache.get(key)
         if state is None:
             state = self.kind.new(key)
             await self._catch_up(key, state, at_least=min_version)
             self._remember(key, state)
             return state
-        if self.kind.always_catch_up or state.version < min_version:
+        if latest or self.kind.always_catch_up or state.version < min_version:
             await self._catch_up(key, state, at_least=min_version)
         self._cache.move_to_end(key)
         return state
 
-    async def _catch_up(self, key: str, state: S, at_least: int = 0) -> None:
-        """Read what was appended since the state's version; `at_least` that far (a lagging replica is asked again)."""
+    async def _catch_up(self, key: str, state: S, at_least: int = 0) -> bool:
+        """Apply what was appended since the state's version, `at_least` that far; whether there was anything."""
+        before = state.version
         envelopes, last = await self.store.load_aggregate(f"{self.kind.prefix(key)}.>", self.kind.decode,
-                                                          after=state.version, at_least=at_least)
+                                                          after=before, at_least=at_least)
         if self.prepare is not None:
             envelopes = await self.prepare(envelopes)
         for seq, event in envelopes:
             self.kind.evolve(state, event, seq)
         state.version = max(state.version, last)
+        return state.version > before
 
     async def _append(self, key: str, state: S, events: list[E], appended: list[E]) -> None:
         try:

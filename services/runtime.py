@@ -2,10 +2,12 @@
 
 Each service binds a durable push consumer through a queue group, so any number of
 replicas share its messages and a killed replica's unacked work is redelivered after
-`ack_wait`. Outcomes: undecodable -> term and log; CommandRejected -> ack and log;
+`ack_wait`. Outcomes: undecodable -> term, log and record; CommandRejected -> ack and log;
 the engine unavailable (store full, no stream leader) -> kept and handled again here once
-it answers, so a long outage spends no redeliveries; any other error -> nak with backoff;
-success -> ack. Long handlers keep their messages with in-progress heartbeats.
+it answers, so a long outage spends no redeliveries; any other error -> nak with backoff,
+until the `max_deliver`th delivery: then term, log and record (`MessageAbandoned` in the
+run's stream, which the audit shows); success -> ack. Long handlers keep their messages
+with in-progress heartbeats.
 
 A delivery counts only when its acknowledgement subject names this stream and consumer
 (`$JS.ACK.<stream>.<name>...`): NATS does not check who a push consumer delivers to, so a
@@ -18,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timezone
 from typing import TypeVar
 
 import msgspec
@@ -26,16 +29,23 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from events import subjects
 from events.codec import decode_event
-from events.run import RunEvent
+from events.run import MessageAbandoned, RunEvent
+from services.aggregates import RunRepository
 from services.errors import CommandRejected, EngineUnavailable
+from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 FIRST_PAUSE, LONGEST_PAUSE = 0.2, 5.0     # between tries while the engine is unavailable
 
 Handler = Callable[[Msg, RunEvent, int], Awaitable[None]]
+Abandon = Callable[[MessageAbandoned], Awaitable[None]]
 T = TypeVar("T")
+DEFAULT_MAX_DELIVER = 10
+MAX_RETRY_DELAY = 60.0
+ERROR_CHARS = 1000          # of the error kept on a MessageAbandoned
 
 
 class LeaveUnacknowledged(Exception):
@@ -45,11 +55,13 @@ class LeaveUnacknowledged(Exception):
 class Consumer:
     def __init__(
         self, nc: NATS, stream: str, name: str, filters: Sequence[str], handle: Handler, *,
-        ack_wait: float = 30.0, max_ack_pending: int = 1000,
+        ack_wait: float = 30.0, max_ack_pending: int = 1000, max_deliver: int = DEFAULT_MAX_DELIVER,
+        retry_delay: float = 2.0, abandon: Abandon | None = None,
     ) -> None:
         self.nc, self.stream, self.name = nc, stream, name
         self.filters, self.handle = list(filters), handle
         self.ack_wait, self.max_ack_pending = ack_wait, max_ack_pending
+        self.max_deliver, self.retry_delay, self.abandon = max_deliver, retry_delay, abandon
         self._in_flight: dict[asyncio.Task[None], tuple[Msg, float]] = {}
         self._sub: Subscription | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -61,7 +73,7 @@ class Consumer:
         config = ConsumerConfig(
             durable_name=self.name, deliver_subject=deliver, deliver_group=self.name,
             ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait, deliver_policy=DeliverPolicy.ALL,
-            max_ack_pending=self.max_ack_pending, filter_subjects=self.filters,
+            max_ack_pending=self.max_ack_pending, filter_subjects=self.filters, max_deliver=self.max_deliver,
         )
         await self.nc.jetstream().add_consumer(self.stream, config)
         self._sub = await self.nc.subscribe(deliver, queue=self.name, cb=self._on_message,
@@ -102,13 +114,13 @@ class Consumer:
         return meta.stream == self.stream and meta.consumer == self.name
 
     async def _process(self, msg: Msg) -> None:
+        meta = msg.metadata
         try:
             event = decode_event(msg.data)
         except msgspec.DecodeError as err:
             log.error("%s: dropping undecodable message on %s: %s", self.name, msg.subject, err)
-            await _quietly(msg.term())
+            await self._give_up(msg, f"cannot read it: {err}")
             return
-        meta = msg.metadata
         try:
             await until_recorded(lambda: self.handle(msg, event, meta.sequence.stream), f"{self.name}: {msg.subject}",
                                  lambda: self.stopping)
@@ -119,13 +131,36 @@ class Consumer:
         except asyncio.CancelledError:
             await _quietly(msg.nak())
             raise
-        except Exception:
-            delay = min(2.0 ** meta.num_delivered, 60.0)
-            log.exception("%s: handling %s failed (delivery %d); retrying in %.0fs",
-                          self.name, msg.subject, meta.num_delivered, delay)
+        except EngineUnavailable:   # still unavailable as this replica stops: another one handles it
+            await _quietly(msg.nak())
+            return
+        except Exception as err:
+            if meta.num_delivered >= self.max_deliver:
+                log.exception("%s: handling %s failed on delivery %d of %d; giving up",
+                              self.name, msg.subject, meta.num_delivered, self.max_deliver)
+                await self._give_up(msg, f"{type(err).__name__}: {err}")
+                return
+            delay = min(self.retry_delay * 2.0 ** (meta.num_delivered - 1), MAX_RETRY_DELAY)
+            log.exception("%s: handling %s failed (delivery %d of %d); retrying in %.1fs",
+                          self.name, msg.subject, meta.num_delivered, self.max_deliver, delay)
             await _quietly(msg.nak(delay=delay))
             return
         await _quietly(msg.ack())
+
+    async def _give_up(self, msg: Msg, error: str) -> None:
+        """Stop its redelivery, and record what was abandoned where an operator looks: the run's stream."""
+        meta = msg.metadata
+        if self.abandon is not None:
+            record = MessageAbandoned(run_id=subjects.run_id_of(msg.subject), at=datetime.now(timezone.utc),
+                                      consumer=self.name, seq=meta.sequence.stream, subject=msg.subject,
+                                      deliveries=meta.num_delivered, error=error[:ERROR_CHARS])
+            abandon = self.abandon
+            try:
+                await until_recorded(lambda: abandon(record), f"{self.name}: abandoning {msg.subject}",
+                                     lambda: self.stopping)
+            except Exception:   # the log keeps it when the stream cannot
+                log.exception("%s: could not record that message %d was abandoned", self.name, record.seq)
+        await _quietly(msg.term())
 
     async def _keep_alive(self) -> None:
         """Tell the server we still work on long-running messages, so it keeps them ours."""
@@ -136,6 +171,18 @@ class Consumer:
             for msg, since in list(self._in_flight.values()):
                 if now - since >= interval:
                     await _quietly(msg.in_progress())
+
+
+def run_consumer(runs: RunRepository, settings: Settings, name: str, filters: Sequence[str], handle: Handler, *,
+                 ack_wait: float | None = None, max_ack_pending: int = 1000, retry_delay: float = 2.0) -> Consumer:
+    """A service's consumer of run events, with the engine's redelivery settings; what it abandons is
+    recorded in the run's stream."""
+    async def record(abandoned: MessageAbandoned) -> None:
+        await runs.change(abandoned.run_id, lambda run: [abandoned] if run.exists else [])
+
+    return Consumer(runs.store.nc, runs.store.stream, name, filters, handle, abandon=record,
+                    ack_wait=settings.ack_wait if ack_wait is None else ack_wait, max_ack_pending=max_ack_pending,
+                    max_deliver=settings.max_deliver, retry_delay=retry_delay)
 
 
 class OneConsumer:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:   # the CLI reads its settings before it knows whether it need
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"   # the bundled playbooks
 DEFAULT_NATS_PORT = 4222
+LEASE_SECONDS, CLUSTER_LEASE_SECONDS = 5.0, 20.0   # a cluster's lease outlasts a leader's election (5 to 7 s)
 T = TypeVar("T")
 
 log = logging.getLogger("playbook")
@@ -64,6 +65,15 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "`playbook up`"),
     Variable("PLAYBOOK_ACK_WAIT", "30", "seconds of silence before a service's work (a step, a retry decision) "
              "goes to another replica", "every service"),
+    Variable("PLAYBOOK_MAX_DELIVER", "10", "deliveries of a message before a service gives up on it and records "
+             "`MessageAbandoned` in its run", "every service"),
+    Variable("PLAYBOOK_LEASE_SECONDS", "5; 20 with more than one stream replica", "an executor's silence on a "
+             "running attempt before another takes it over and records it interrupted (renewed every quarter; "
+             "docs/execution.md); on a cluster, longer than a stream leader's election", "the executor"),
+    Variable("PLAYBOOK_IDEMPOTENCY_KEY", "set by the executor", "given to every step process, not read: its "
+             "attempt's key, `<run>/<step>/<attempt>`, unique per attempt (docs/execution.md)", "a step's processes"),
+    Variable("PLAYBOOK_STEP_OWNER", "set by the executor", "given to every step process, not read by it: the engine "
+             "process that started it, so that its processes die with it", "the executor's guardian"),
     Variable("PLAYBOOK_LOG", "INFO", "the log level (DEBUG, INFO, WARNING, ERROR)", "every service"),
     Variable("PLAYBOOK_HTTP_PORT", "8080", "the dashboard's and HTTP API's port under `playbook up` (a taken port: "
              "a free one)", "`playbook up`"),
@@ -113,6 +123,8 @@ class Settings:
     home: Path = Path(".playbook")                 # $PLAYBOOK_HOME: the embedded server's data, snapshots
     nats_url: str | None = None                    # $NATS_URL; None: the URL file the embedded server leaves
     ack_wait: float = 30.0                         # $PLAYBOOK_ACK_WAIT: silence before work goes to another replica
+    max_deliver: int = 10                          # $PLAYBOOK_MAX_DELIVER: tries of a message before it is abandoned
+    lease_seconds: float = LEASE_SECONDS           # $PLAYBOOK_LEASE_SECONDS: an executor's silence before takeover
     stream_replicas: int = 1                       # $PLAYBOOK_STREAM_REPLICAS: copies of each stream (3 on a cluster)
     log_level: str = "INFO"                        # $PLAYBOOK_LOG
     directory: Path | None = None                  # $PLAYBOOK_DIRECTORY, else home/directory.yaml
@@ -149,11 +161,14 @@ class Settings:
                 raise PlaybookError(f"${name} must be a number, got {text!r}") from None
 
         library = environ.get("PLAYBOOK_LIBRARY", "")
+        replicas = number("PLAYBOOK_STREAM_REPLICAS", 1, int)
         return cls(
             home=Path(environ.get("PLAYBOOK_HOME") or ".playbook").resolve(),
             nats_url=environ.get("NATS_URL") or None,
             ack_wait=number("PLAYBOOK_ACK_WAIT", 30.0, float),
-            stream_replicas=number("PLAYBOOK_STREAM_REPLICAS", 1, int),
+            max_deliver=number("PLAYBOOK_MAX_DELIVER", 10, int),
+            lease_seconds=number("PLAYBOOK_LEASE_SECONDS", lease_for(replicas), float),
+            stream_replicas=replicas,
             log_level=environ.get("PLAYBOOK_LOG") or "INFO",
             directory=path("PLAYBOOK_DIRECTORY"),
             library=tuple(Path(part) for part in library.split(os.pathsep) if part),
@@ -222,6 +237,11 @@ class Settings:
         import nats
         return await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=-1,
                                   reconnect_time_wait=0.5, error_cb=on_error, **self.nats_login(role))
+
+
+def lease_for(replicas: int) -> float:
+    """The default lease: on replicated streams, long enough that renewals wait out a leader election."""
+    return LEASE_SECONDS if replicas <= 1 else CLUSTER_LEASE_SECONDS
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -65,6 +65,11 @@ class EventStore:
         self._replies: Subscription | None = None
         self._batches: dict[str, _Batch] = {}
 
+    @property
+    def max_event_bytes(self) -> int:
+        """The largest event an append takes: one message, as big as the server allows, less its headers."""
+        return self.nc.max_payload - HEADROOM
+
     async def ensure_stream(self, replicas: int = 1) -> None:
         """Create `PB_RUNS` (and the readiness probe's stream), or bring their configuration up to date. Idempotent."""
         await self._ensure(self.stream, {
@@ -249,7 +254,7 @@ class EventStore:
 
     def _fitting(self, payload: bytes, what: str) -> bytes:
         """The payload, if NATS carries it and readers can follow its nesting; else TooLarge, saying which limit."""
-        limit = self.nc.max_payload - HEADROOM
+        limit = self.max_event_bytes
         if len(payload) > limit:
             raise TooLarge(f"{what} is {len(payload):,} bytes; NATS carries at most {limit:,} "
                            f"(the server's max_payload, less {HEADROOM} for headers)")

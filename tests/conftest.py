@@ -14,7 +14,7 @@ import pytest
 
 from app.cluster import engine_url, local_cluster
 from services.embedded import EmbeddedCluster, free_port, greets, server_binary, stop_process
-from services.settings import Settings
+from services.settings import CLUSTER_LEASE_SECONDS, Settings
 from tests.helpers import running_engine, until, web_replica
 from ui.client import EngineClient
 from ui.web.app import WebServer
@@ -90,10 +90,12 @@ async def nats_cluster(tmp_path: Path) -> AsyncIterator[EmbeddedCluster]:
 
 @pytest.fixture
 def cluster_settings(nats_cluster: EmbeddedCluster, tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    """The in-process engine's settings on the cluster: logged in as the engine, streams at 3 replicas."""
+    """The in-process engine's settings on the cluster: logged in as the engine, streams at 3 replicas, leases that
+    outlast an election."""
     marker = request.node.get_closest_marker("ack_wait")
     return replace(Settings.from_environ(os.environ), nats_url=engine_url(nats_cluster), home=tmp_path / "home",
                    ack_wait=float(marker.args[0] if marker else 5), stream_replicas=3,
+                   lease_seconds=CLUSTER_LEASE_SECONDS,
                    directory=tmp_path / "directory.yaml", web_host="127.0.0.1", web_port=0)
 
 

@@ -17,7 +17,7 @@ from events.run import ApprovalDeadlinePassed, ApprovalRequested, RunEvent
 from services.domain.run.commands import ExpireGate
 from services.domain.run.decider import decide
 from services.aggregates import RunRepository
-from services.runtime import Consumer, OneConsumer
+from services.runtime import OneConsumer, run_consumer
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 class ApprovalService(OneConsumer):
     def __init__(self, nc: NATS, runs: RunRepository, settings: Settings) -> None:
         self.runs = runs
-        self.consumer = Consumer(
-            nc, runs.store.stream, "approval",
+        self.consumer = run_consumer(
+            runs, settings, "approval",
             [subjects.events_of_type("ApprovalRequested"), subjects.events_of_type("ApprovalDeadlinePassed")],
-            self._handle, ack_wait=settings.ack_wait)
+            self._handle)
 
     async def _handle(self, msg: Msg, event: RunEvent, seq: int) -> None:
         match event:

@@ -1,11 +1,14 @@
 """Every process a step starts, started one way, with only what it needs.
 
 A clean environment (PATH, HOME, TMPDIR, LANG, LC_ALL and TZ if the engine has them, USER,
-LOGNAME, then the step's own `env:`), no new privileges (setuid binaries do not elevate it),
-its own session and process group, a private directory as HOME, TMPDIR and default working
-directory (emptied when the process ends: `private_dirs`), an unprivileged user when the engine runs as root,
-and, when the engine or the playbook asks for it, a bubblewrap sandbox. docs/security.md says
-what that leaves a step.
+LOGNAME, then the step's own `env:`, then the attempt's identity: PLAYBOOK_RUN_ID,
+PLAYBOOK_STEP_ID, PLAYBOOK_ATTEMPT, PLAYBOOK_IDEMPOTENCY_KEY, and the engine process that
+started it), no new privileges (setuid binaries do not elevate it), its own session and
+process group, held by the guardian so that it dies with the engine process (`guardian`), a
+private directory as HOME, TMPDIR and default working directory (emptied when the process
+ends: `private_dirs`), an unprivileged user when the engine runs as root, and, when the
+engine or the playbook asks for it, a bubblewrap sandbox. docs/security.md says what that
+leaves a step.
 
 no_new_privs is set on the engine's own process before its first step process (it is
 inherited, and costs no wrapper per step), together with making the engine undumpable, so
@@ -30,7 +33,10 @@ from typing import Any, get_args
 
 from events.playbook import Sandbox
 from services.errors import PlaybookError
+from services.executor.guardian import ATTEMPT_VARIABLE, OWNER_VARIABLE, Guardian
+from services.executor.leftovers import this_process
 from services.executor.private_dirs import PrivateDirs
+from services.leases import AttemptId
 
 SANDBOXES: tuple[str, ...] = get_args(Sandbox)
 DEFAULT_STEP_USER = "nobody"
@@ -40,6 +46,7 @@ _PR_SET_DUMPABLE = 4
 log = logging.getLogger(__name__)
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _DIRS = PrivateDirs()
+GUARDIAN = Guardian(lambda: this_process().marker)   # this process's: it holds every process group a step starts here
 
 
 class StepProcessError(PlaybookError):
@@ -79,12 +86,18 @@ class ProcessRules:
             return dataclasses.replace(self, sandbox="bubblewrap")
         return self
 
-    def environment(self, home: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+    def environment(self, home: str, extra: Mapping[str, str] | None,
+                    attempt: AttemptId | None = None) -> dict[str, str]:
         user = self.user.name if self.user else _own_name()
         env = {"PATH": self.path, "HOME": home, "TMPDIR": home, **dict(self.locale)}
         if user:
             env.update(USER=user, LOGNAME=user)
-        return {**env, **(extra or {})}
+        env.update(extra or {})
+        if attempt is not None:
+            env.update(PLAYBOOK_RUN_ID=attempt.run_id, PLAYBOOK_STEP_ID=attempt.step_id,
+                       PLAYBOOK_ATTEMPT=str(attempt.number), **{ATTEMPT_VARIABLE: attempt.key})
+        env[OWNER_VARIABLE] = _owner()
+        return env
 
     def argv(self, program: list[str], home: str, cwd: str) -> list[str]:
         """The program behind the wrappers that apply the rules (setpriv to switch user, bwrap)."""
@@ -120,6 +133,16 @@ class Launch:
     env: dict[str, str]
     cwd: str
     preexec: Callable[[], None] | None
+    attempt: AttemptId | None = None
+
+    @contextlib.contextmanager
+    def held(self, group: int) -> Iterator[None]:
+        """The guardian holds the process's group (killing it if this engine process dies) until the block ends."""
+        GUARDIAN.hold(group, self.attempt.key if self.attempt else None)
+        try:
+            yield
+        finally:
+            GUARDIAN.forget(group)
 
     def start(self, protocol: Callable[[], asyncio.SubprocessProtocol], *, stdin: bool) -> Any:
         """The coroutine that starts it in its own session, its output piped to `protocol`."""
@@ -130,16 +153,23 @@ class Launch:
 
 @contextlib.contextmanager
 def step_process(rules: ProcessRules, program: list[str], env: Mapping[str, str] | None,
-                 cwd: str | None) -> Iterator[Launch]:
+                 cwd: str | None, attempt: AttemptId | None = None) -> Iterator[Launch]:
     """A process to start under the rules, with a private directory that lasts until the block ends."""
     _protect_engine()
     owner = (rules.user.uid, rules.user.gid) if rules.user else None
     home = _DIRS.take(owner)
     try:
         workdir = cwd or home
-        yield Launch(rules.argv(program, home, workdir), rules.environment(home, env), workdir, rules.preexec())
+        yield Launch(rules.argv(program, home, workdir), rules.environment(home, env, attempt), workdir,
+                     rules.preexec(), attempt)
     finally:
         _DIRS.give_back(home, owner)
+
+
+@functools.cache
+def _owner() -> str:
+    """This engine process, as its step processes name it (so a successor can find them: `leftovers`)."""
+    return this_process().marker
 
 
 @functools.cache

@@ -17,6 +17,7 @@ import msgspec
 from events.run import RunStarted
 from services.domain.run.state import playbook_of
 from services.executor.processes import ProcessRules
+from services.leases import AttemptId
 from services.playbook.interpolate import Context
 from services.secrets import AttemptSecrets, SecretSource, allowed_environment
 
@@ -28,6 +29,7 @@ _NAMES_KEPT = 1024
 class StepScope:
     secrets: AttemptSecrets
     processes: ProcessRules
+    attempt: AttemptId | None = None     # None: a remediation, which is no attempt of its own
 
 
 _current: ContextVar[StepScope | None] = ContextVar("step_scope", default=None)
@@ -43,13 +45,19 @@ def current_processes() -> ProcessRules:
     return scope.processes if scope else ProcessRules.from_environ()
 
 
+def current_attempt() -> AttemptId | None:
+    scope = _current.get()
+    return scope.attempt if scope else None
+
+
 def redacted(text: str) -> str:
     """The text without the current attempt's secrets (for what is logged rather than recorded)."""
     scope = _current.get()
     return scope.secrets.redactor.text(text) if scope else text
 
 
-def enter_attempt(ctx: Context, started: RunStarted, source: SecretSource, rules: ProcessRules) -> StepScope:
+def enter_attempt(ctx: Context, started: RunStarted, source: SecretSource, rules: ProcessRules,
+                  attempt: AttemptId | None = None) -> StepScope:
     """Give `ctx` the secrets and environment it may read, and make the scope current until this task ends.
 
     Every secret the run's playbook names is redacted from the attempt, used or not: a step
@@ -58,7 +66,7 @@ def enter_attempt(ctx: Context, started: RunStarted, source: SecretSource, rules
     secrets = AttemptSecrets(source, ctx.used_secrets)
     secrets.include(secret_names(started))
     ctx.secrets, ctx.env = secrets.get, allowed_environment()
-    scope = StepScope(secrets, rules.for_playbook(playbook_of(started)[0].sandbox))
+    scope = StepScope(secrets, rules.for_playbook(playbook_of(started)[0].sandbox), attempt)
     _current.set(scope)
     return scope
 

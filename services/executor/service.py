@@ -1,21 +1,24 @@
-"""The executor service: takes `StepScheduled` from a shared consumer and runs the step.
+"""The executor service: takes `StepScheduled` from a shared consumer and runs the attempt under a lease.
 
-`StepStarted` is appended (with optimistic concurrency) before any side effect, so an
-attempt starts once however many executors race for it. The outcome, and whatever it
-makes ready next, is appended in the same decision. Cancel requests reach in-flight
-steps through a live subscription and kill their processes.
+An attempt runs at most once at a time, anywhere: the executor first claims the attempt's
+lease (a conditional write in PB_LEASES), then appends `StepStarted` with optimistic
+concurrency, before any side effect, and acknowledges the message. It renews the lease
+while the attempt runs and stops the attempt if it cannot (`holding`); any executor that
+sees a lease lapse takes it over and records the attempt interrupted, so the step runs
+again (`takeover`). The outcome, and whatever it makes ready next, is appended in one
+decision, capped to fit the store. Every process a step starts dies with this process
+(`guardian`), and a starting executor kills what dead ones left on this machine
+(`leftovers`). Cancel requests reach in-flight attempts through a live subscription.
+docs/execution.md states the guarantee.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-import os
-import socket
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -24,204 +27,231 @@ from nats.js.api import DeliverPolicy
 
 from events import subjects
 from events.codec import decode_event
-from events.playbook import circuit_of
-from events.run import ErrorCategory, RunEvent, StepRollbackScheduled, StepRollbackStarted, StepScheduled, StepStarted
-from services.errors import PlaybookError
-from services.executor.actions import ActionResult, close_http_session, run_action
-from services.executor.actions.base import live_output
-from services.executor.live_output import LiveOutput
+from events.run import RunEvent, StepRollbackScheduled, StepScheduled
 from services.aggregates import BreakerRepository, RunRepository
-from services.domain.breaker import after_call, before_call, circuit_key
-from services.domain.classify import classify
-from services.domain.run.commands import BeginStep, FinishStep
-from services.domain.run.decider import context_of, decide
+from services.domain.capping import capped
+from services.domain.run.commands import BeginStep, FinishStep, InterruptStep, RunCommand
+from services.domain.run.decider import decide
 from services.domain.run.state import Run
-from services.executor.processes import ProcessRules
-from services.executor.scope import enter_attempt
-from services.executor.validators import run_validators
-from services.playbook.arguments import export_outputs, failed_validation, resolve_args
-from services.playbook.interpolate import Context
-from services.runtime import Consumer, LeaveUnacknowledged, until_recorded
-from services.secrets import redact
+from services.errors import EngineUnavailable, TooLarge
+from services.executor.actions import close_http_session
+from services.executor.holding import Holding, Keeper
+from services.executor.leftovers import sweep, this_process
+from services.executor.processes import GUARDIAN
+from services.executor.takeover import Takeover
+from services.executor.work import Outcome, Work, now
+from services.leases import AttemptId, LeaseRecord, LeaseStore, Purpose
+from services.runtime import run_consumer
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
+RECORD_RETRY = 0.5        # seconds between tries to record an outcome, while the lease is held
 CANCELS_KEPT = 1000   # cancel requests remembered for attempts that start just after one
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+@dataclass(eq=False)
+class Running:
+    """An attempt in flight here: its lease, its task, and why its work was stopped, if it was."""
 
+    attempt: AttemptId
+    holding: Holding
+    task: asyncio.Task[None] | None = None
+    stopped: str = ""       # "cancelled" (its run), "lost" (its lease), "stopping" (this executor)
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What an attempt produced, before it is recorded."""
-
-    outputs: Any
-    error: str = ""
-    category: ErrorCategory = "unknown"
-
-    def redacted(self, ctx: Context) -> Outcome:
-        """The outcome with every secret the attempt used replaced by `***`."""
-        if not ctx.used_secrets:
-            return self
-        return Outcome(redact(self.outputs, ctx.used_secrets), redact(self.error, ctx.used_secrets), self.category)
+    def stop(self, why: str) -> None:
+        if not self.stopped and self.task is not None:
+            self.stopped = why
+            self.task.cancel()
 
 
 class Executor:
     def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, settings: Settings, *,
                  name: str | None = None, concurrency: int = 1000) -> None:
-        self.nc, self.runs, self.settings = nc, runs, settings
-        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.nc, self.runs = nc, runs
+        self.me = this_process()
+        self.name = name or f"{self.me.host}-{self.me.pid}"
+        self.seconds, self.replicas = settings.lease_seconds, settings.stream_replicas
         work = [subjects.events_of_type("StepScheduled"), subjects.events_of_type("StepRollbackScheduled")]
-        self.consumer = Consumer(nc, runs.store.stream, "executor", work,
-                                 self._on_scheduled, ack_wait=settings.ack_wait, max_ack_pending=concurrency)
-        self._running: dict[str, set[asyncio.Task[object]]] = {}
-        self._attempts: set[tuple[str, str]] = set()   # (run, step) executing in this process
+        # A delivery is ours until we have claimed and started it, which takes moments: a lease at most.
+        self.consumer = run_consumer(runs, settings, "executor", work, self._on_scheduled,
+                                     ack_wait=min(settings.ack_wait, self.seconds), max_ack_pending=concurrency)
+        self.work = Work(nc, breakers, settings)
+        self.leases = LeaseStore(nc)
+        self.keeper = Keeper(self.leases, self.seconds, GUARDIAN)
+        self.takeover = Takeover(self.leases, runs, self.keeper, self.me, self.name, self.seconds, self._lease_record)
+        self._room = asyncio.Semaphore(concurrency)
+        self._running: dict[str, Running] = {}            # by lease subject
         # Runs cancelled lately, with the stream sequence of the request, for late starters: a request
         # older than the attempt's start (a retried run's) does not stop it.
         self._cancelled: OrderedDict[str, int] = OrderedDict()
-        self._cancel_sub: Any = None   # the push subscription to cancel requests, once started
-        self.processes = ProcessRules.from_environ(settings.environ)
-        self.breakers = breakers
-        self.patterns = settings.error_patterns
+        self._cancel_sub: Any = None
 
     async def start(self) -> None:
-        js = self.nc.jetstream()
-        self._cancel_sub = await js.subscribe(
+        await self.leases.ensure_stream(self.replicas)
+        await asyncio.to_thread(sweep, self.me)
+        self.keeper.start()
+        self._cancel_sub = await self.nc.jetstream().subscribe(
             subjects.events_of_type("RunCancelRequested"), ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW, cb=self._on_cancel_requested,
         )
+        await self.takeover.start()
         await self.consumer.start()
-        log.info("executor %s ready", self.name)
+        log.info("executor %s ready (lease %g s)", self.name, self.seconds)
 
     async def stop(self, grace: float = 10.0) -> None:
+        """Claim nothing more; let attempts finish for `grace` seconds, then stop them, recorded interrupted."""
         if self._cancel_sub is not None:
             await self._cancel_sub.unsubscribe()
         await self.consumer.stop(grace)
+        await self.takeover.stop()
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        for running in list(self._running.values()):
+            running.stop("stopping")
+        tasks = [r.task for r in self._running.values() if r.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        await self.keeper.stop()
         await close_http_session()
 
     async def _on_scheduled(self, msg: Msg, event: RunEvent, seq: int) -> None:
         if not isinstance(event, (StepScheduled, StepRollbackScheduled)):
             return
-        rollback = isinstance(event, StepRollbackScheduled)
-        key = (event.run_id, event.step_id)
-        if key in self._attempts:
-            raise LeaveUnacknowledged   # our own work came back (a missed heartbeat): it is still ours
-        # The scheduled message is acked only when its step ends, so if it reaches us
-        # while the attempt runs elsewhere, its holder is gone. (The delivery count is
-        # no proof: a nats-server killed mid-run may forget it.)
-        begin = BeginStep(step_id=event.step_id, attempt=event.attempt, scheduled_seq=seq,
-                          executor=self.name, redelivered=True, rollback=rollback)
-        run, events = await self.runs.change(event.run_id, lambda r: decide(r, begin, now()), min_version=seq)
-        if not any(isinstance(e, (StepStarted, StepRollbackStarted)) for e in events):
+        attempt = AttemptId(event.run_id, event.step_id, event.attempt, isinstance(event, StepRollbackScheduled))
+        if attempt.subject in self._running:
+            return   # ours already: the delivery came again before our acknowledgement landed
+        run = await self.runs.get(event.run_id, min_version=seq)
+        if not decide(run, self._begin(attempt, seq), now()):
+            await self._interrupt_unleased(run, attempt)
             return
-        self._attempts.add(key)
+        await self._room.acquire()
         try:
-            began = time.perf_counter()
-            work = self._undo(run, event.step_id) if rollback else self._do(run, event.step_id)
-            outcome = await self._tracked(run, work)
-            finish = FinishStep(step_id=event.step_id, attempt=event.attempt, outputs=outcome.outputs,
-                                duration_ms=(time.perf_counter() - began) * 1000, error=outcome.error,
-                                category=outcome.category, rollback=rollback)
-            # The outcome exists only here: kept and offered again while the store cannot take it.
-            await until_recorded(lambda: self.runs.change(event.run_id, lambda r: decide(r, finish, now())),
-                                 f"recording the outcome of {event.run_id}/{event.step_id}",
-                                 lambda: self.consumer.stopping)
-        finally:
-            self._attempts.discard(key)
+            claimed = await self._claim(attempt, seq)
+        except BaseException:
+            self._room.release()
+            raise
+        if claimed is None:
+            self._room.release()
+            return
+        run, running = claimed
+        self._running[attempt.subject] = running
+        running.task = asyncio.create_task(self._execute(run, running))   # it gives the room back
+        if self._cancelled.get(run.id, 0) > run.version:
+            running.stop("cancelled")
 
-    async def _tracked(self, run: Run, work: Coroutine[Any, Any, Outcome]) -> Outcome:
-        """Run the work where a cancel of its run can reach it."""
-        run_id = run.id
-        task = asyncio.ensure_future(work)
-        tasks = self._running.setdefault(run_id, set())
-        tasks.add(task)
-        if self._cancelled.get(run_id, 0) > run.version:
-            task.cancel()
+    async def _claim(self, attempt: AttemptId, seq: int) -> tuple[Run, Running] | None:
+        """The attempt's lease, then its StepStarted: the attempt is ours to run; None if it is not."""
+        sent = time.monotonic()
+        lease = await self.leases.claim(attempt, self._lease_record(attempt, "run"))
+        if lease is None:
+            return None   # someone holds it: theirs to run, or to hand over when it lapses
+        running = Running(attempt, self.keeper.hold(attempt, lease, sent, self._on_lost))
         try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.cancelled():   # we are shutting down: the work dies, nothing is recorded
-                task.cancel()
-                raise
-            return Outcome({}, "cancelled while running", "cancelled")
-        finally:
-            tasks.discard(task)
-            if not tasks:
-                self._running.pop(run_id, None)
+            begin = self._begin(attempt, seq, lease.seq)
+            run, events = await self.runs.change(attempt.run_id, lambda r: decide(r, begin, now()), min_version=seq)
+        except BaseException:
+            await self.keeper.release(running.holding)
+            raise
+        if not events:
+            await self.keeper.release(running.holding)
+            return None
+        return run, running
 
-    def _context(self, run: Run) -> Context:
-        """Call it inside the attempt's own task: the scope it opens (secrets, process rules) lasts as long."""
-        ctx = context_of(run)
-        assert run.started is not None
-        enter_attempt(ctx, run.started, self.settings.secrets, self.processes)
-        return ctx
+    def _begin(self, attempt: AttemptId, seq: int, lease: int = 0) -> BeginStep:
+        me = self.me
+        return BeginStep(step_id=attempt.step_id, attempt=attempt.number, scheduled_seq=seq, executor=self.name,
+                         rollback=attempt.rollback, lease=lease, host=me.host, boot_id=me.boot_id, pid=me.pid,
+                         pid_started=me.started)
 
-    async def _do(self, run: Run, step_id: str) -> Outcome:
-        """A step's attempt: validators, the action, exported outputs, validations."""
-        spec = run.specs[step_id]
-        ctx = self._context(run)
+    def _lease_record(self, attempt: AttemptId, purpose: Purpose) -> LeaseRecord:
+        me = self.me
+        return LeaseRecord(state="held", holder=self.name, purpose=purpose, run_id=attempt.run_id,
+                           step_id=attempt.step_id, attempt=attempt.number, rollback=attempt.rollback,
+                           seconds=self.seconds, host=me.host, boot_id=me.boot_id, pidns=me.pidns, pid=me.pid,
+                           pid_started=me.started)
+
+    async def _execute(self, run: Run, running: Running) -> None:
+        attempt = running.attempt
+        began = time.perf_counter()
         try:
-            args = resolve_args(spec.action, spec.args, ctx)
-            if problem := await run_validators(spec.validators, ctx):
-                return Outcome({}, problem, "validation").redacted(ctx)
-        except PlaybookError as err:
-            return Outcome({}, str(err), "configuration").redacted(ctx)
-        live = LiveOutput(self.nc, run.id, step_id, run.steps[step_id].attempt.number, ctx.used_secrets)
-        watching = live_output.set(live)
-        try:
-            result = await self._call(run, step_id, args)
-        finally:
-            live_output.reset(watching)
-            await live.close()
-        if not result.ok:
-            return Outcome(result.outputs, result.error, result.category or "unknown").redacted(ctx)
-        try:
-            outputs = export_outputs(spec.outputs, result.outputs)
-        except PlaybookError as err:
-            return Outcome(result.outputs, str(err), "configuration").redacted(ctx)
-        ctx.local = outputs
-        if problem := failed_validation(spec.validations, ctx):
-            return Outcome(outputs, problem, "validation").redacted(ctx)
-        return Outcome(outputs).redacted(ctx)
-
-    async def _call(self, run: Run, step_id: str, args: dict[str, Any]) -> ActionResult:
-        """The action, behind the step's circuit breaker when it has one."""
-        spec = run.specs[step_id]
-        circuit = circuit_of(spec)
-        if circuit is None:
-            return await run_action(spec.action, args, timeout=spec.timeout_seconds)
-        key = circuit_key(run.playbook.name, spec, args)
-        denial = await self.breakers.change_answering(key, lambda b: before_call(b, circuit, run.id, step_id, now()))
-        if denial:
-            outputs: dict[str, Any] = {"circuit_open": key}   # the breaker that refused the call: a dependency failure
-            if circuit.on_open == "wait" and (breaker := await self.breakers.get(key)).until is not None:
-                outputs["retry_after"] = max(0.0, (breaker.until - now()).total_seconds())
-            return ActionResult(ok=False, error=denial, category="dependency", outputs=outputs)
-        result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
-        failure = None if result.ok else classify(result.error, result.outputs, result.category, self.patterns).category
-        await self.breakers.change(
-            key, lambda b: after_call(b, circuit, run.id, step_id, now(), failure, result.error))
-        return result
-
-    async def _undo(self, run: Run, step_id: str) -> Outcome:
-        """A step's rollback actions, in order, with the step's own outputs in reach."""
-        ctx = self._context(run)
-        ctx.local = run.steps[step_id].attempt.outputs
-        done: list[dict[str, Any]] = []
-        for number, action in enumerate(run.specs[step_id].rollback, start=1):
             try:
-                args = resolve_args(action.action, action.args, ctx)
-            except PlaybookError as err:
-                return Outcome(done, f"rollback action {number} ({action.action}): {err}",
-                               "configuration").redacted(ctx)
-            result = await run_action(action.action, args, timeout=action.timeout_seconds)
-            done.append(result.outputs)
-            if not result.ok:
-                return Outcome(done, f"rollback action {number} ({action.action}) failed: {result.error}",
-                               result.category or "unknown").redacted(ctx)
-        return Outcome(done).redacted(ctx)
+                outcome: Outcome | None = await self.work(run, attempt)
+            except asyncio.CancelledError:
+                if not running.stopped:
+                    raise
+                outcome = None
+            duration = (time.perf_counter() - began) * 1000
+            if running.stopped == "lost":
+                return   # not ours to record any more: whoever takes the lease over records it interrupted
+            if running.stopped == "stopping" and outcome is None:
+                await self._recorded(running, InterruptStep(
+                    step_id=attempt.step_id, attempt=attempt.number, rollback=attempt.rollback,
+                    reason=f"executor {self.name} stopped while running it"))
+                return
+            outcome = outcome or Outcome([] if attempt.rollback else {}, "cancelled while running", "cancelled")
+            await self._recorded(running, self._fitted(FinishStep(
+                step_id=attempt.step_id, attempt=attempt.number, outputs=outcome.outputs, duration_ms=duration,
+                error=outcome.error, category=outcome.category, rollback=attempt.rollback)))
+        finally:
+            self._running.pop(attempt.subject, None)
+            self._room.release()
+
+    def _fitted(self, finish: FinishStep) -> FinishStep:
+        outputs, error, note = capped(finish.outputs, finish.error, self.runs.store.max_event_bytes)
+        return dataclasses.replace(finish, outputs=outputs, error=error, note=note)
+
+    async def _recorded(self, running: Running, command: RunCommand) -> None:
+        """Record, trying again while the lease is ours; then let the lease go. An outcome that cannot be stored
+        is recorded as a `resource` failure; one never recorded leaves the lease to lapse and be taken over."""
+        attempt = running.attempt
+        unavailable = False
+        while not running.holding.lost:
+            try:
+                try:
+                    await self._decide(attempt.run_id, command)
+                except TooLarge as err:
+                    if not isinstance(command, FinishStep):
+                        raise
+                    log.error("%s: its outcome cannot be recorded: %s", attempt.key, err)
+                    command = dataclasses.replace(command, outputs=[] if attempt.rollback else {}, note="",
+                                                  category="resource",
+                                                  error=f"the step's outcome could not be recorded: {err}")
+                    continue
+            except EngineUnavailable as err:   # a full store, a lost leader: the outcome is kept here meanwhile
+                log.log(logging.DEBUG if unavailable else logging.WARNING,
+                        "%s: could not record its outcome: %s; trying again while its lease holds", attempt.key, err)
+                unavailable = True
+                await asyncio.sleep(RECORD_RETRY)
+                continue
+            except Exception:
+                log.exception("%s: could not record its outcome; trying again while its lease holds", attempt.key)
+                await asyncio.sleep(RECORD_RETRY)
+                continue
+            await self.keeper.release(running.holding)
+            return
+
+    async def _decide(self, run_id: str, command: RunCommand) -> list[RunEvent]:
+        _, events = await self.runs.change(run_id, lambda run: decide(run, command, now()))
+        return events
+
+    async def _interrupt_unleased(self, run: Run, attempt: AttemptId) -> None:
+        """A start from before leases, delivered again: as then, its holder is gone."""
+        step = run.steps.get(attempt.step_id)
+        if step is None:
+            return
+        state, number, lease, holder = ((step.rollback.status, step.rollback.attempt, step.rollback.lease,
+                                         step.rollback.executor) if attempt.rollback else
+                                        (step.status, step.attempt.number, step.attempt.lease, step.attempt.executor))
+        if state == "running" and number == attempt.number and not lease and holder != self.name:
+            interrupt = InterruptStep(step_id=attempt.step_id, attempt=attempt.number, rollback=attempt.rollback,
+                                      reason=f"executor {holder} stopped while running the step")
+            await self._decide(run.id, interrupt)
+
+    def _on_lost(self, holding: Holding, why: str) -> None:
+        running = self._running.get(holding.lease.subject)
+        if running is not None:
+            running.stop("lost")
 
     async def _on_cancel_requested(self, msg: Msg) -> None:
         try:
@@ -233,5 +263,7 @@ class Executor:
         self._cancelled.move_to_end(run_id)
         while len(self._cancelled) > CANCELS_KEPT:
             self._cancelled.popitem(last=False)
-        for task in list(self._running.get(run_id, ())):
-            task.cancel()
+        for running in list(self._running.values()):
+            if running.attempt.run_id == run_id:
+                running.stop("cancelled")
+

@@ -21,12 +21,13 @@ from events.run import (
     RunEvent, StepFailed, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepScheduled,
 )
 from services.aggregates import RunRepository
+from services.domain.capping import capped
 from services.domain.classify import Classification, classify
 from services.domain.retry import after_remediation, handler_name, matching_handler, retry_verdict, without_policy
 from services.domain.run.commands import RecordRetryVerdict
 from services.domain.run.decider import decide
 from services.domain.run.state import Run
-from services.runtime import Consumer, OneConsumer
+from services.runtime import OneConsumer, run_consumer
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,8 @@ class ResilienceService(OneConsumer):
     def __init__(self, nc: NATS, runs: RunRepository, settings: Settings, perform: Perform) -> None:
         self.runs, self.perform = runs, perform
         self.patterns = settings.error_patterns
-        self.consumer = Consumer(nc, runs.store.stream, "resilience", [subjects.events_of_type("StepFailed")],
-                                 self._on_failed, ack_wait=settings.ack_wait)
+        self.consumer = run_consumer(runs, settings, "resilience", [subjects.events_of_type("StepFailed")],
+                                     self._on_failed)
 
     async def _on_failed(self, msg: Msg, event: RunEvent, seq: int) -> None:
         if not isinstance(event, StepFailed):
@@ -87,9 +88,10 @@ class ResilienceService(OneConsumer):
         run, _ = await self.runs.change(run.id, begin)
         if run.steps[step_id].retry.remediation in ("", "running"):   # ours to run (again, after a crash)
             ok, outputs, error = await self.perform(run, handler.run)
+            outputs, error, note = capped(outputs, error, self.runs.store.max_event_bytes)
             end = datetime.now(timezone.utc)
             outcome: RunEvent = (StepRemediated(run_id=run.id, at=end, step_id=step_id, attempt=attempt, handler=index,
-                                                outputs=outputs) if ok else
+                                                outputs=outputs, note=note) if ok else
                                  StepRemediationFailed(run_id=run.id, at=end, step_id=step_id, attempt=attempt,
                                                        handler=index, error=error))
             run, _ = await self.runs.change(

@@ -51,7 +51,7 @@ from services.identity.authority import COMMAND_ACTIONS, Resource
 from services.identity.guard import Guard
 from services.identity.names import InvalidName, normalise_name
 from services.identity.principal import Acting
-from services.runtime import Consumer
+from services.runtime import run_consumer
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,8 @@ class RunService:
         self.playbooks = catalog.playbooks
         self.library = settings.library_folders
         self.engine_error_handlers = settings.error_handlers
-        self.advancer = Consumer(nc, runs.store.stream, "advancer",
-                                 [subjects.events_of_type(name) for name in ADVANCE_AFTER],
-                                 self._advance, ack_wait=settings.ack_wait)
+        self.advancer = run_consumer(runs, settings, "advancer",
+                                     [subjects.events_of_type(name) for name in ADVANCE_AFTER], self._advance)
         # One slow StartRun must not queue every other caller: commands are answered in tasks.
         self.requests = Answering(nc, subjects.command("*"), COMMAND_QUEUE, self._answer, at_once=COMMANDS_AT_ONCE)
 

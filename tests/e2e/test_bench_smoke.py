@@ -106,16 +106,19 @@ def test_the_parallel_benchmark_runs_and_writes_its_result(tmp_path: Path) -> No
 
 
 def test_the_recovery_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
-    out, result = run_benchmark("recovery", "--runs", "4", "--steps", "3", "--step-seconds", "0.2", "--ack-wait", "1",
+    out, result = run_benchmark("recovery", "--runs", "4", "--steps", "3", "--step-seconds", "0.2", "--lease", "1",
                                 target=tmp_path / "recovery.json")
     assert "ratios: recovery" in out
     assert result["benchmark"] == "recovery" and (result["runs"], result["steps"]) == (4, 3)
     assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
-    assert result["ack_wait_seconds"] == 1
+    assert (result["lease_seconds"], result["ack_wait_seconds"]) == (1, 30)
     assert result["runs_completed"] + result["runs_lost"] == 4
     assert result["attempts_started"] >= 4 * 3 and result["interrupted_attempts"] >= 0
     assert result["recovery_seconds"] > 0 and result["floor_seconds"] >= 0
-    assert result["ratios"].keys() == {"recovery_vs_floor", "runs_lost", "attempts_started_twice"}
+    assert result["side_effects"]["lines"] >= 2 * 4 * 3
+    assert result["ratios"].keys() == {"recovery_vs_floor", "runs_lost", "attempts_started_twice",
+                                       "side_effects_twice", "overlapping_attempts",
+                                       "victim_effects_after_kill"}
 
 
 def test_the_vs_ansible_benchmark_runs_our_side_without_installing_ansible(tmp_path: Path) -> None:
@@ -196,6 +199,15 @@ def test_the_as_run_benchmark_drives_playbook_up_with_the_cli_and_writes_its_res
     assert all(f["floor"] > 0 for f in result["figures"].values())
     assert result["floors"]["events_per_step"] >= 3    # scheduled, started, succeeded per step
     assert result["sse_messages"] > 0                  # the dashboard's client saw the runs
+
+
+def test_the_guardian_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:
+    out, result = run_benchmark("guardian", "--processes", "5", "--rounds", "2", target=tmp_path / "guardian.json")
+    assert "ratios: the guardian costs" in out
+    assert result["benchmark"] == "guardian" and (result["processes"], result["rounds"]) == (5, 2)
+    assert result["per_process_ms"].keys() == {"guarded", "unguarded", "floor"}
+    assert all(len(values) == 2 for values in result["samples_ms"].values())
+    assert result["ratios"].keys() == {"guarded_vs_unguarded", "guarded_vs_floor"}
 
 
 def test_the_cluster_benchmark_runs_and_writes_its_result(tmp_path: Path) -> None:

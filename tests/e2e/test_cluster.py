@@ -21,6 +21,7 @@ from events import subjects
 from events.commands import StartRun
 from events.run import RunCompleted, StepStarted
 from services.embedded import EmbeddedCluster, free_port
+from services.leases import LEASE_STREAM
 from services.settings import Settings
 from tests.e2e.conftest import Processes, playbook_cli
 from tests.helpers import playbook_yaml, running_engine, until, wait_for_end
@@ -49,8 +50,8 @@ async def stream_leader(client: EngineClient) -> str:
 
 
 async def every_stream_replicated(client: EngineClient) -> None:
-    """The runs, the tokens and the refusals: losing a server must cost none of them."""
-    for stream in (subjects.RUNS_STREAM, subjects.IDENTITY_STREAM, subjects.ACCESS_STREAM):
+    """The runs, the tokens, the refusals and the leases: losing a server must cost none of them."""
+    for stream in (subjects.RUNS_STREAM, subjects.IDENTITY_STREAM, subjects.ACCESS_STREAM, LEASE_STREAM):
         assert (await client.nc.jetstream().stream_info(stream)).config.num_replicas == 3, stream
 
 

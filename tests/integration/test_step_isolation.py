@@ -43,8 +43,11 @@ async def test_a_step_sees_none_of_the_engines_environment(engine, monkeypatch) 
                                                           "TOKEN": "${secret:used}"})])
     seen = dict(line.split("=", 1) for line in outputs["stdout"].splitlines())
     own = {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "USER", "LOGNAME", "PWD", "SHLVL", "_", "OLDPWD"}
-    assert set(seen) - own == {"DECLARED", "REGION", "TOKEN"}
+    attempt = {"PLAYBOOK_RUN_ID", "PLAYBOOK_STEP_ID", "PLAYBOOK_ATTEMPT", "PLAYBOOK_IDEMPOTENCY_KEY",
+               "PLAYBOOK_STEP_OWNER"}
+    assert set(seen) - own - attempt == {"DECLARED", "REGION", "TOKEN"}
     assert (seen["DECLARED"], seen["REGION"], seen["TOKEN"]) == ("yes", "eu-west-1", "***")
+    assert seen["PLAYBOOK_IDEMPOTENCY_KEY"] == f"{seen['PLAYBOOK_RUN_ID']}/look/1" and seen["PLAYBOOK_ATTEMPT"] == "1"
     assert not set(seen) & (set(os.environ) - own)          # not one of the engine's variables
     assert OTHER not in outputs["stdout"] and "engine-only-credential" not in outputs["stdout"]
     assert seen["HOME"] != os.environ.get("HOME") and seen["HOME"].startswith("/")

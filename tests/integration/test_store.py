@@ -8,7 +8,8 @@ import pytest
 from events import subjects
 from events.commands import PauseRun
 from events.run import RunPaused, StepScheduled
-from services.errors import ConcurrencyConflict
+from services.errors import CommandRejected, ConcurrencyConflict
+from services.domain.run.commands import Advance, AnswerGate, BeginStep, FinishStep
 from services.domain.run.decider import decide
 from services.aggregates import run_repository
 from services.playbook_store import PlaybookStore
@@ -148,3 +149,30 @@ async def test_a_repository_keeps_at_most_its_capacity_and_no_lock_nobody_holds(
     assert sorted(len(events) for _, events in results) == [0, 1, 1, 1]   # r1 paused once, by one of the two
     assert len(runs._cache) <= 2 and not runs._locks
     assert (await runs.get("r1")).status == "paused"                    # an evicted run is loaded again
+
+
+async def test_a_replica_whose_cache_is_behind_accepts_the_approval_another_replica_made_possible(
+        store: EventStore) -> None:
+    opening = started("r1", [noop("build"), noop("deploy", approval_gate={"message": "ship?"})])
+    command_service, executor = run_repository(store), run_repository(store)
+    await command_service.create("r1", opening)
+    await command_service.change("r1", lambda run: decide(run, Advance(), at(1)))   # cached: build scheduled
+    # Another process runs `build`, which opens the gate; the command service hears nothing of it.
+    build = (await executor.get("r1")).steps["build"].attempt
+    begin = BeginStep(step_id="build", attempt=1, scheduled_seq=build.scheduled_seq, executor="ex1")
+    await executor.change("r1", lambda run: decide(run, begin, at(2)))
+    finish = FinishStep(step_id="build", attempt=1, outputs={}, duration_ms=1.0)
+    _, opened = await executor.change("r1", lambda run: decide(run, finish, at(3)))
+    assert "ApprovalRequested" in [type(e).__name__ for e in opened]
+
+    approve = AnswerGate(step_id="deploy", actor="bob", groups=(), approve=True)
+    _, events = await command_service.change("r1", lambda run: decide(run, approve, at(5)))
+    assert [type(e).__name__ for e in events][:2] == ["ApprovalGiven", "ApprovalGranted"]
+
+
+async def test_a_refusal_on_everything_the_store_holds_stands(store: EventStore) -> None:
+    await store.append("r1", [started("r1", [noop("build"), noop("deploy", approval_gate={"message": "ship?"})])],
+                       expected=0)
+    approve = AnswerGate(step_id="deploy", actor="bob", groups=(), approve=True)
+    with pytest.raises(CommandRejected, match="not waiting for approval"):
+        await run_repository(store).change("r1", lambda run: decide(run, approve, at(5)))

@@ -185,3 +185,25 @@ async def test_a_child_ignoring_sigterm_is_killed_after_the_grace(fifo):
 ])
 async def test_bad_values_are_configuration_failures_naming_the_arg(args, problem):
     assert await shell(**args) == ActionResult(ok=False, error=f"shell: {problem}", category="configuration")
+
+
+async def test_a_steps_background_processes_end_with_it():
+    # One keeps the step's output open, one let go of it: neither outlives the command, and the step
+    # ends when the command does, not when its background jobs would have (nor at its timeout).
+    result = await shell(command="sleep 300 & echo $!; nohup sleep 300 >/dev/null 2>&1 & echo $!", timeout=60)
+    assert result.ok, result
+    for pid in map(int, result.outputs["stdout"].split()):
+        assert await exited(pid)
+
+
+async def test_a_background_process_deaf_to_sigterm_is_killed_all_the_same():
+    result = await shell(command="(trap '' TERM; sleep 300) >/dev/null 2>&1 & echo $!", timeout=60)
+    assert result.ok
+    assert await exited(int(result.outputs["stdout"]))
+
+
+async def test_a_step_process_knows_its_engine_process_and_nothing_of_an_attempt_outside_one():
+    result = await shell(command="env")
+    seen = dict(line.split("=", 1) for line in result.outputs["stdout"].splitlines())
+    assert seen["PLAYBOOK_STEP_OWNER"].split("/")[2] == str(os.getpid())
+    assert "PLAYBOOK_IDEMPOTENCY_KEY" not in seen

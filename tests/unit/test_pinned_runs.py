@@ -6,7 +6,7 @@ import pytest
 
 from events.catalog import PlaybookPin
 from events.codec import decode_event, encode
-from events.run import RunStarted, StepSucceeded
+from events.run import RunStarted, StepScheduled, StepStarted, StepSucceeded
 from projections import run_list
 from projections.sentences import sentence
 from services.domain.run.state import fold
@@ -26,8 +26,11 @@ PIN = PlaybookPin(name="test", version="1", digest="sha256:" + "a" * 64, parsed=
 def test_a_run_recorded_with_its_playbook_embedded_still_folds_as_it_did() -> None:
     recorded = decode_event(RECORDED)
     assert isinstance(recorded, RunStarted) and recorded.pin is None and recorded.resolved
-    done = StepSucceeded(run_id="recorded-2026-03-01", at=at(1), step_id="dump", attempt=1)
-    run = fold("recorded-2026-03-01", [(1, recorded), (2, done)])
+    run_id = "recorded-2026-03-01"
+    ran = [StepScheduled(run_id=run_id, at=at(1), step_id="dump", attempt=1),
+           StepStarted(run_id=run_id, at=at(1), step_id="dump", attempt=1, executor="ex1"),
+           StepSucceeded(run_id=run_id, at=at(1), step_id="dump", attempt=1)]
+    run = fold(run_id, [(1, recorded), *enumerate(ran, start=2)])
     assert (run.playbook.name, list(run.steps), run.plan.needs["verify"]) == ("nightly-backup", ["dump", "verify"],
                                                                                 ["dump"])
     assert run.steps["dump"].status == "succeeded" and run.started.parameters == {"target": "db1"}

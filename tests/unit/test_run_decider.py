@@ -6,7 +6,7 @@ import pytest
 from events.commands import CancelRun, PauseRun, ResumeRun
 from events.run import RunCompleted, RunFailed, StepFailed, StepScheduled, StepStarted
 from services.errors import CommandRejected, UnknownRun
-from services.domain.run.commands import BeginStep, FinishStep
+from services.domain.run.commands import BeginStep, FinishStep, InterruptStep
 from services.domain.run.decider import decide
 from services.domain.run.state import Run
 from tests.helpers import R, Scenario, at, kinds, noop, started
@@ -114,20 +114,48 @@ def test_an_attempt_starts_once_and_a_second_begin_does_nothing() -> None:
 def test_a_stale_schedule_is_ignored() -> None:
     s = Scenario(started(R, [noop("a")]))
     s.start()
-    stale = BeginStep(step_id="a", attempt=1, scheduled_seq=s.run.steps["a"].attempt.scheduled_seq - 1, executor="ex",
-                      redelivered=False)
+    stale = BeginStep(step_id="a", attempt=1, scheduled_seq=s.run.steps["a"].attempt.scheduled_seq - 1, executor="ex")
     assert s.when(stale) == []
 
 
-def test_a_redelivered_running_attempt_was_interrupted_and_runs_again() -> None:
+def test_an_interrupted_attempt_runs_again_as_the_next_attempt() -> None:
     s = Scenario(started(R, [noop("a"), noop("b")]))
     s.start(), s.begin("a")
-    events = s.begin("a", redelivered=True, executor="ex2")
+    events = s.when(InterruptStep(step_id="a", attempt=1, reason="the lease of executor ex1 lapsed"))
     assert kinds(events) == ["StepFailed:a", "StepScheduled:a"]
-    assert events[0].category == "interrupted" and "ex1" in events[0].error
+    assert (events[0].category, events[0].error) == ("interrupted", "the lease of executor ex1 lapsed")
     assert (events[1].attempt, events[1].reason) == (2, "previous attempt interrupted")
+    assert s.when(InterruptStep(step_id="a", attempt=1, reason="again")) == []   # taken over once
     assert kinds(s.begin("a")) == ["StepStarted:a"]
     assert kinds(s.succeed("a")) == ["StepSucceeded:a", "StepScheduled:b"]
+
+
+def test_an_attempt_claimed_but_never_started_is_scheduled_again() -> None:
+    s = Scenario(started(R, [noop("a")]))
+    s.start()
+    first = s.run.steps["a"].attempt.scheduled_seq
+    [again] = s.when(InterruptStep(step_id="a", attempt=1, reason="its holder died before it started"))
+    assert kinds([again]) == ["StepScheduled:a"] and again.attempt == 1
+    assert again.reason == "its executor stopped before starting it"
+    assert s.run.steps["a"].attempt.scheduled_seq > first
+    assert kinds(s.begin("a")) == ["StepStarted:a"]
+
+
+def test_only_the_current_attempt_of_a_known_step_can_be_interrupted() -> None:
+    s = Scenario(started(R, [noop("a")]))
+    s.start(), s.begin("a")
+    assert s.when(InterruptStep(step_id="a", attempt=2, reason="another attempt")) == []
+    assert s.when(InterruptStep(step_id="ghost", attempt=1, reason="no such step")) == []
+
+
+def test_a_start_records_where_the_attempt_runs_and_its_lease() -> None:
+    s = Scenario(started(R, [noop("a")]))
+    s.start()
+    step = s.run.steps["a"]
+    [begun] = s.when(BeginStep(step_id="a", attempt=1, scheduled_seq=step.attempt.scheduled_seq, executor="ex1",
+                               lease=42, host="node-1", boot_id="b00t", pid=4242, pid_started=777))
+    assert (begun.lease, begun.host, begun.boot_id, begun.pid, begun.pid_started) == (42, "node-1", "b00t", 4242, 777)
+    assert s.run.steps["a"].attempt.lease == 42
 
 
 def test_a_finish_recorded_twice_is_recorded_once() -> None:
@@ -273,7 +301,6 @@ def test_an_executor_deciding_again_after_its_own_start_does_not_call_it_interru
     s = Scenario(started(R, [noop("a"), noop("b")]))
     s.start()
     step = s.run.steps["a"]
-    begin = BeginStep(step_id="a", attempt=1, scheduled_seq=step.attempt.scheduled_seq, executor="ex1",
-                      redelivered=True)
+    begin = BeginStep(step_id="a", attempt=1, scheduled_seq=step.attempt.scheduled_seq, executor="ex1")
     assert kinds(s.when(begin)) == ["StepStarted:a"]
     assert s.when(begin) == []    # the same executor, after a conflict part-way through its decision

@@ -123,7 +123,7 @@ def status_table(run: Run, full_output: bool = False) -> str:
     if run.failure:
         lines.append(f"failure: {run.failure}")
     for s in run.steps.values():
-        extra = s.attempt.error or s.reason
+        extra = "; ".join(x for x in (s.attempt.error or s.reason, s.attempt.note) if x)
         if s.gate.status:
             who = ", ".join(g.actor for g in s.gate.approvals) or "nobody yet"
             extra = f"gate {s.gate.status} (approved by {who}) {extra}".rstrip()
@@ -132,6 +132,8 @@ def status_table(run: Run, full_output: bool = False) -> str:
         took = _ms(s.attempt.duration_ms)
         lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt.number:<2} {took:>9}  {extra}".rstrip())
         lines += output_lines(s.attempt.outputs, full_output, indent=" " * 4)
+    for q in run.quarantined:
+        lines.append(f"quarantined event {q.seq} ({q.event}), not applied: {q.reason}")
     return "\n".join(lines)
 
 

@@ -180,7 +180,7 @@ async def start_run(request: web.Request) -> web.Response:
 async def get_run(request: web.Request) -> web.Response:
     envelopes = await _events(request)
     run = fold(request.match_info["run_id"], await backend(request).client.playbooks.resolved(envelopes))
-    return web.json_response({**run_view(run), "timeline": timeline(envelopes)}, dumps=_dumps)
+    return web.json_response({**run_view(run), "timeline": timeline(envelopes, run.quarantined)}, dumps=_dumps)
 
 
 async def run_events(request: web.Request) -> web.Response:

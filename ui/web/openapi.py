@@ -98,6 +98,11 @@ HAND_WRITTEN: dict[str, Any] = {
         "properties": {
             "run_id": {"type": "string"}, "status": {"type": "string"}, "playbook": {"type": ["string", "null"]},
             "steps": {"type": "array", "items": {"type": "object"}},
+            "quarantined": {"type": "array", "description": "events that do not fit the run's state: not applied",
+                            "items": {"type": "object", "required": ["seq", "event", "reason"],
+                                      "properties": {"seq": {"type": "integer"}, "event": {"type": "string"},
+                                                     "step_id": {"type": ["string", "null"]},
+                                                     "reason": {"type": "string"}}}},
             "timeline": {"type": "array", "items": {
                 "type": "object", "required": ["seq", "at", "kind"],
                 "properties": {"seq": {"type": "integer"}, "at": {"type": "string"}, "kind": {"type": "string"},

@@ -126,7 +126,7 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
             async for seq, event, pending in _follow(request, run_id):
                 evolve(run, await playbooks.resolve(event), seq)    # the event goes out as stored: with its pin
                 if seq > last:
-                    await sse.send(_dumps(_event_message(seq, event)), id=str(seq), event="event")
+                    await sse.send(_dumps(_event_message(seq, event, run)), id=str(seq), event="event")
                 if not pending:
                     await sse.send(_dumps(run_view(run)), event="view")
             return sse
@@ -136,7 +136,7 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
             async for seq, event, pending in events:
                 evolve(run, await playbooks.resolve(event), seq)    # the event goes out as stored: with its pin
                 if seq > last:
-                    await sse.send(_dumps(_event_message(seq, event)), id=_id(position), event="event")
+                    await sse.send(_dumps(_event_message(seq, event, run)), id=_id(position), event="event")
                     if entries := log_entries(seq, event):
                         await sse.send(_dumps(entries), event="log")
                 if not pending:
@@ -144,9 +144,10 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
     return sse
 
 
-def _event_message(seq: int, event: RunEvent) -> dict[str, Any]:
+def _event_message(seq: int, event: RunEvent, run: Run) -> dict[str, Any]:
+    """The event as stored with its timeline line (marked if the run's fold just quarantined it)."""
     return {"seq": seq, "type": type(event).__name__, "event": msgspec.to_builtins(event),
-            "timeline": timeline([(seq, event)])}
+            "timeline": timeline([(seq, event)], run.quarantined[-1:])}
 
 
 async def logs_stream(request: web.Request) -> web.StreamResponse:

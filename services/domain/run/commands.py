@@ -23,17 +23,33 @@ class Advance:
 @dataclass(frozen=True, slots=True)
 class BeginStep:
     """An executor received `StepScheduled` (or `StepRollbackScheduled` when `rollback`),
-    stored at stream sequence `scheduled_seq`, and wants to run it.
+    stored at stream sequence `scheduled_seq`, holds its lease, and wants to run it.
 
-    `redelivered`: the message reached this executor although another may have started
-    the attempt; as executors ack only when a step ends, that one has died.
+    The rest says where it runs, for StepStarted: its lease's sequence, host, boot, pid and
+    the pid's start time.
     """
 
     step_id: str
     attempt: int
     scheduled_seq: int
     executor: str
-    redelivered: bool
+    rollback: bool = False
+    lease: int = 0
+    host: str = ""
+    boot_id: str = ""
+    pid: int = 0
+    pid_started: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptStep:
+    """The attempt's executor is gone or gave it up: its lease lapsed and was taken over, or it stopped.
+    A running attempt is recorded interrupted (`reason` says how) and the step runs again; one its
+    executor claimed but had not started is scheduled again."""
+
+    step_id: str
+    attempt: int
+    reason: str
     rollback: bool = False
 
 
@@ -48,6 +64,7 @@ class FinishStep:
     error: str = ""
     category: ErrorCategory = "unknown"
     rollback: bool = False
+    note: str = ""              # what was cut from the outcome to fit the event store
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,5 +121,5 @@ class Retry:
     replacement: LoadedPlaybook | None = None
 
 
-RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | FinishStep
+RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | InterruptStep | FinishStep
               | AnswerGate | ExpireGate | RecordRetryVerdict | Retry)

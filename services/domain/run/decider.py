@@ -20,7 +20,7 @@ from events.run import (
 )
 from services.domain.run import gates, retry_run, rollback
 from services.domain.run.commands import (
-    Advance, AnswerGate, BeginStep, ExpireGate, FinishStep, RecordRetryVerdict, Retry, RunCommand,
+    Advance, AnswerGate, BeginStep, ExpireGate, FinishStep, InterruptStep, RecordRetryVerdict, Retry, RunCommand,
 )
 from services.domain.run.dry_run import dry_run_events
 from services.domain.run.readiness import tolerated, tolerated_or_continue
@@ -90,6 +90,8 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
             return []
         case BeginStep():
             return _begin(run, cmd, at)
+        case InterruptStep():
+            return _interrupt(run, cmd, at)
         case FinishStep():
             return _finish(run, cmd, at)
     raise TypeError(f"not a run command: {cmd!r}")
@@ -114,20 +116,35 @@ def _begin(run: Run, cmd: BeginStep, at: datetime) -> list[RunEvent]:
     step = run.steps.get(cmd.step_id)
     if step is None:
         return []
-    attempt, seq, state, holder = (
-        (step.rollback.attempt, step.rollback.scheduled_seq, step.rollback.status, step.rollback.executor)
-        if cmd.rollback else (step.attempt.number, step.attempt.scheduled_seq, step.status, step.attempt.executor))
+    attempt, seq, state = ((step.rollback.attempt, step.rollback.scheduled_seq, step.rollback.status)
+                           if cmd.rollback else (step.attempt.number, step.attempt.scheduled_seq, step.status))
     if attempt != cmd.attempt or seq != cmd.scheduled_seq:
         return []  # a stale schedule: a newer one exists, or the step moved on
-    common: dict[str, Any] = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt)
+    if state != "scheduled" or run.status != ("rolling_back" if cmd.rollback else "running"):
+        return []  # started already (by this executor or another), or the run is paused or cancelling
+    started = StepRollbackStarted if cmd.rollback else StepStarted
+    return [started(run_id=run.id, at=at, step_id=step.id, attempt=attempt, executor=cmd.executor, lease=cmd.lease,
+                    host=cmd.host, boot_id=cmd.boot_id, pid=cmd.pid, pid_started=cmd.pid_started)]
+
+
+def _interrupt(run: Run, cmd: InterruptStep, at: datetime) -> list[RunEvent]:
+    step = run.steps.get(cmd.step_id)
+    if step is None:
+        return []
+    attempt, state = ((step.rollback.attempt, step.rollback.status) if cmd.rollback
+                      else (step.attempt.number, step.status))
+    if attempt != cmd.attempt:
+        return []  # the step moved on
     if state == "scheduled" and run.status == ("rolling_back" if cmd.rollback else "running"):
-        started = StepRollbackStarted if cmd.rollback else StepStarted
-        return [started(**common, executor=cmd.executor)]
-    if state == "running" and cmd.redelivered and holder != cmd.executor:  # not our own start, decided again
-        failed = StepRollbackFailed if cmd.rollback else StepFailed
-        return [failed(**common, error=f"executor {holder} stopped while running the step",
-                       category="interrupted")]
-    return []
+        # Its holder went between claiming it and starting it: schedule it again, for whoever is there.
+        if cmd.rollback:
+            return [StepRollbackScheduled(run_id=run.id, at=at, step_id=step.id, attempt=attempt)]
+        return [StepScheduled(run_id=run.id, at=at, step_id=step.id, attempt=attempt,
+                              reason="its executor stopped before starting it")]
+    if state != "running":
+        return []  # it ended (or was interrupted) already
+    failed = StepRollbackFailed if cmd.rollback else StepFailed
+    return [failed(run_id=run.id, at=at, step_id=step.id, attempt=attempt, error=cmd.reason, category="interrupted")]
 
 
 def _finish(run: Run, cmd: FinishStep, at: datetime) -> list[RunEvent]:
@@ -137,7 +154,7 @@ def _finish(run: Run, cmd: FinishStep, at: datetime) -> list[RunEvent]:
     if step is None or attempt != cmd.attempt or state != "running":
         return []  # already recorded (a retried append) or superseded
     common: dict[str, Any] = dict(run_id=run.id, at=at, step_id=step.id, attempt=attempt, outputs=cmd.outputs,
-                                  duration_ms=cmd.duration_ms)
+                                  duration_ms=cmd.duration_ms, note=cmd.note)
     succeeded, failed = (StepRolledBack, StepRollbackFailed) if cmd.rollback else (StepSucceeded, StepFailed)
     if not cmd.error:
         return [succeeded(**common)]

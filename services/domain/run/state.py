@@ -17,6 +17,7 @@ from events.run import (
     StepSkipped, StepStarted, StepSucceeded,
 )
 from services.domain.run import readiness
+from services.domain.run.fit import misfit
 from services.errors import UnknownPlaybook
 
 RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled",
@@ -40,14 +41,16 @@ class AttemptState:
     number: int = 0                # the latest attempt scheduled (1-based); 0: none yet
     scheduled_seq: int = 0         # stream sequence of its StepScheduled
     executor: str | None = None
+    lease: int = 0                 # its lease's sequence in PB_LEASES (0: started before leases)
     duration_ms: float = 0.0
     outputs: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     category: str = ""
+    note: str = ""                 # what was cut from its outcome to store it
 
     def copy(self) -> AttemptState:
-        return AttemptState(self.number, self.scheduled_seq, self.executor, self.duration_ms, self.outputs,
-                            self.error, self.category)
+        return AttemptState(self.number, self.scheduled_seq, self.executor, self.lease, self.duration_ms,
+                            self.outputs, self.error, self.category, self.note)
 
 
 @dataclass(slots=True)
@@ -86,11 +89,13 @@ class RollbackState:
     attempt: int = 0
     scheduled_seq: int = 0
     executor: str | None = None
+    lease: int = 0
     error: str = ""
     outputs: list[dict[str, Any]] = field(default_factory=list)
 
     def copy(self) -> RollbackState:
-        return RollbackState(self.status, self.attempt, self.scheduled_seq, self.executor, self.error, self.outputs)
+        return RollbackState(self.status, self.attempt, self.scheduled_seq, self.executor, self.lease, self.error,
+                             self.outputs)
 
 
 @dataclass(slots=True)
@@ -112,6 +117,16 @@ class StepState:
         return StepState(self.id, self.status, self.reason, self.ran, self.started_at, self.finished_at,
                          self.finished_order, self.attempt.copy(), self.retry.copy(), self.gate.copy(),
                          self.rollback.copy())
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """An event that does not fit the run's state where it stands: kept aside, with why."""
+
+    seq: int
+    event: str                     # its type
+    reason: str
+    step_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +169,7 @@ class Run:
     running: int = 0
     retrying: int = 0
     dependents: dict[str, list[str]] = field(default_factory=dict)
+    quarantined: list[Quarantined] = field(default_factory=list)   # replaced whole on change
     # In a clone, the steps it has copied; the rest are shared with the original and
     # copied on first write. None: this run owns all its steps.
     owned: set[str] | None = None
@@ -233,6 +249,10 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
     if seq:
         run.version = seq
     run.event_count += 1
+    if (reason := misfit(run, event)) is not None:
+        run.quarantined = [*run.quarantined, Quarantined(seq, type(event).__name__, reason,
+                                                         getattr(event, "step_id", None))]
+        return run
     match event:
         case StepScheduled(step_id=step_id, attempt=attempt, reason=reason):
             step = run.step(step_id)
@@ -249,12 +269,14 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             step = run.step(step_id)
             was = readiness.mark(run, step)
             step.status, step.attempt.executor, step.started_at, step.ran = "running", executor, at, True
+            step.attempt.lease = event.lease
             readiness.changed(run, step, was)
-        case StepSucceeded(step_id=step_id, outputs=outputs, duration_ms=duration, at=at):
+        case StepSucceeded(step_id=step_id, outputs=outputs, duration_ms=duration, at=at, note=note):
             step = _finish(run, step_id, at)
             was = readiness.mark(run, step)
             step.status, step.attempt.outputs, step.attempt.duration_ms = "succeeded", outputs, duration
             step.attempt.error = step.attempt.category = ""
+            step.attempt.note = note
             readiness.changed(run, step, was)
         case StepFailed(step_id=step_id, error=error, category=category, outputs=outputs,
                         duration_ms=duration, at=at):
@@ -270,7 +292,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
                 run.failures += 1
             attempt_state = step.attempt
             attempt_state.error, attempt_state.category = error, category
-            attempt_state.outputs, attempt_state.duration_ms = outputs, duration
+            attempt_state.outputs, attempt_state.duration_ms, attempt_state.note = outputs, duration, event.note
             step.retry.status = "deciding" if step.status == "failed" and _may_retry(run, step) else ""
             step.retry.remediation = ""
             readiness.changed(run, step, was)
@@ -350,7 +372,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             rollback.status, rollback.attempt, rollback.scheduled_seq = "scheduled", attempt, seq
         case StepRollbackStarted(step_id=step_id, executor=executor):
             rollback = run.step(step_id).rollback
-            rollback.status, rollback.executor = "running", executor
+            rollback.status, rollback.executor, rollback.lease = "running", executor, event.lease
         case StepRolledBack(step_id=step_id, outputs=outputs):
             rollback = run.step(step_id).rollback
             rollback.status, rollback.outputs = "rolled_back", outputs

@@ -1,4 +1,8 @@
-"""shell: run a command in its own process group, keep the head of its output, kill the group on stop.
+"""shell: run a command in its own process group, keep the head of its output; the group ends with the command.
+
+When the command exits, whatever it left running in its group (`sleep 100 &`, a daemon that
+kept the group) is stopped too: a step's processes do not outlive the step. On a timeout or a
+cancel the whole group is stopped. SIGTERM first, SIGKILL after GRACE_SECONDS.
 
 The process starts under the engine's rules for step processes (`processes`): a clean
 environment, no new privileges, a private directory, an unprivileged user when the engine
@@ -14,7 +18,7 @@ from typing import Any
 
 from events.run import ErrorCategory
 from services.executor.processes import step_process
-from services.executor.scope import current_processes, current_scope
+from services.executor.scope import current_attempt, current_processes, current_scope
 from services.secrets import Redactor
 
 from .base import (Action, ActionArgsError, ActionResult, arg, at_least_zero, cut_before_secret, live_output,
@@ -28,9 +32,9 @@ _ERROR_LINE_CHARS = 200
 class _Capture(asyncio.SubprocessProtocol):
     """Keeps at most `limit` bytes of stdout and stderr as they arrive, so big output never piles up."""
 
-    def __init__(self, limit: int, finished: asyncio.Future[None]) -> None:
+    def __init__(self, limit: int, finished: asyncio.Future[None], exited: asyncio.Future[None]) -> None:
         self.limit = limit
-        self.finished = finished
+        self.finished, self.exited = finished, exited
         self.kept = {1: bytearray(), 2: bytearray()}
         self.dropped = {1: 0, 2: 0}
         self.live = live_output.get()
@@ -47,6 +51,10 @@ class _Capture(asyncio.SubprocessProtocol):
         else:
             kept += data[:room]
             self.dropped[fd] += len(data) - room
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         # Called once the process has exited and every pipe is closed.
@@ -70,11 +78,14 @@ async def run_shell(args: dict[str, Any]) -> ActionResult:
     limit = at_least_zero(args, "max_output_bytes", MAX_OUTPUT_BYTES)
     ok_returncodes = _ok_returncodes(args)
     cwd = arg(args, "cwd", (str,), "a string")
-    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    with step_process(current_processes(), program, env, cwd) as launch:
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+    exited: asyncio.Future[None] = loop.create_future()
+    with step_process(current_processes(), program, env, cwd, current_attempt()) as launch:
         if problem := _missing_program(program[0], launch.env["PATH"], cwd):
             return ActionResult(ok=False, error=f"could not start command: {problem}", category="configuration")
-        starting = asyncio.ensure_future(launch.start(lambda: _Capture(limit, finished), stdin=stdin is not None))
+        starting = asyncio.ensure_future(launch.start(lambda: _Capture(limit, finished, exited),
+                                                      stdin=stdin is not None))
         try:
             transport, capture = await asyncio.shield(starting)
         except (OSError, ValueError) as err:  # not executable, no such cwd, a NUL in an arg
@@ -83,17 +94,19 @@ async def run_shell(args: dict[str, Any]) -> ActionResult:
         except asyncio.CancelledError:
             await _stop_starting(starting, finished)
             raise
-        try:
-            if stdin is not None:
-                pipe = transport.get_pipe_transport(0)
-                pipe.write(stdin.encode())
-                pipe.write_eof()
-            await asyncio.shield(finished)
-        except BaseException:
-            await _stop(transport, finished)
-            raise
-        finally:
-            transport.close()
+        with launch.held(transport.get_pid()):
+            try:
+                if stdin is not None:
+                    pipe = transport.get_pipe_transport(0)
+                    pipe.write(stdin.encode())
+                    pipe.write_eof()
+                await asyncio.shield(exited)
+                await asyncio.shield(_end_group(transport, finished))
+            except BaseException:
+                await _stop(transport, finished)
+                raise
+            finally:
+                transport.close()
     return _result(transport.get_returncode(), capture, ok_returncodes)
 
 
@@ -103,6 +116,31 @@ def _missing_program(program: str, path: str, cwd: str | None) -> str | None:
         found = os.path.join(cwd, program) if cwd and not os.path.isabs(program) else program
         return None if os.path.exists(found) else f"No such file or directory: {program!r}"
     return None if shutil.which(program, path=path) else f"No such file or directory: {program!r} (PATH={path})"
+
+
+async def _end_group(transport: asyncio.SubprocessTransport, finished: asyncio.Future[None]) -> None:
+    """The command exited: what it left running in its group goes too, and we stop reading once the pipes
+    close (or a grace after, should a process that left the group still hold them)."""
+    group = transport.get_pid()   # start_new_session: the group id is the leader's pid
+    if _group_alive(group):
+        _signal_group(group, signal.SIGTERM)
+        deadline = asyncio.get_running_loop().time() + GRACE_SECONDS
+        while _group_alive(group) and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - no
+            await asyncio.sleep(0.01)                                                # event says a group emptied
+        _signal_group(group, signal.SIGKILL)
+    await asyncio.wait((finished,), timeout=GRACE_SECONDS)
+    transport.close()
+    await finished
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def _stop(transport: asyncio.SubprocessTransport, finished: asyncio.Future[None]) -> None:

@@ -1,0 +1,61 @@
+"""Which events fit a run's state: those the decider could have written there. The others are quarantined.
+
+A stream can hold what no decision of ours would write (a hand-made publish, a bug of
+another version, a corrupted copy): a `StepStarted` naming a step the playbook does not
+have, a step succeeding that never started. The fold records such an event with its
+reason and changes nothing else, so every view and service goes on with the run.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from events.run import (
+    RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCompleted, RunEvent, RunFailed, RunStarted,
+    StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepStarted, StepSucceeded,
+)
+
+if TYPE_CHECKING:
+    from services.domain.run.state import Run, StepState
+
+
+def misfit(run: Run, event: RunEvent) -> str | None:
+    """Why `event` cannot follow the run's state; None when it fits."""
+    if isinstance(event, RunStarted):
+        return "the run had started already" if run.exists else None
+    if not run.exists:
+        return "no RunStarted before it"
+    step_id = getattr(event, "step_id", None)
+    if step_id is not None and step_id not in run.steps:
+        return f"the playbook has no step {step_id!r}"
+    if isinstance(event, RollbackStarted):
+        unknown = sorted({s for wave in event.waves for s in wave} - run.steps.keys())
+        return f"the playbook has no step {', '.join(map(repr, unknown))}" if unknown else None
+    if step_id is not None:
+        return _misfit_step(run.steps[step_id], event)
+    if isinstance(event, (RunCompleted, RunFailed, RunCancelled, RollbackCompleted, RollbackFailed)) and run.finished:
+        return f"the run is {run.status} already"
+    if isinstance(event, (RollbackCompleted, RollbackFailed)) and run.phase != "rollback":
+        return "no rollback was started"
+    return None
+
+
+def _misfit_step(step: StepState, event: RunEvent) -> str | None:
+    attempt = getattr(event, "attempt", 0)
+    match event:
+        case StepStarted() if step.status != "scheduled" or attempt != step.attempt.number:
+            return _not(step, "scheduled", attempt)
+        case StepSucceeded() if step.status != "running" or attempt != step.attempt.number:
+            return _not(step, "running", attempt)
+        case StepFailed() if not (step.status == "running" and attempt == step.attempt.number
+                                  or step.status == "pending" and attempt == step.attempt.number + 1):
+            return _not(step, "running", attempt)
+        case StepRollbackStarted() if step.rollback.status != "scheduled" or attempt != step.rollback.attempt:
+            return f"step {step.id}'s rollback is not scheduled as attempt {attempt}"
+        case (StepRolledBack() | StepRollbackFailed()) if (step.rollback.status != "running"
+                                                           or attempt != step.rollback.attempt):
+            return f"step {step.id}'s rollback is not running as attempt {attempt}"
+    return None
+
+
+def _not(step: StepState, expected: str, attempt: int) -> str:
+    return f"step {step.id} is {step.status} (attempt {step.attempt.number}), not {expected} as attempt {attempt}"

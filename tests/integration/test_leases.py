@@ -1,0 +1,77 @@
+"""Leases on attempts against a real nats-server: of two writers on one lease exactly one wins, every time."""
+from __future__ import annotations
+
+import pytest
+
+from services.leases import AttemptId, LeaseRecord, LeaseStore
+from tests.helpers import until
+
+pytestmark = pytest.mark.integration
+
+ATTEMPT = AttemptId("run1", "deploy", 1)
+
+
+def record(holder: str, purpose: str = "run") -> LeaseRecord:
+    return LeaseRecord(state="held", holder=holder, purpose=purpose, run_id="run1", step_id="deploy", attempt=1,
+                       seconds=5.0)
+
+
+@pytest.fixture
+async def leases(nc) -> LeaseStore:
+    store = LeaseStore(nc)
+    await store.ensure_stream()
+    await store.ensure_stream()   # idempotent
+    return store
+
+
+async def test_an_attempt_is_claimed_once_and_its_holder_renews_it(leases: LeaseStore) -> None:
+    mine = await leases.claim(ATTEMPT, record("ex1"))
+    assert mine is not None and mine.subject == "pb.lease.run1.deploy.s1"
+    assert await leases.claim(ATTEMPT, record("ex2")) is None
+    renewed = await leases.renew(mine)
+    assert renewed is not None and renewed.seq > mine.seq
+    assert (await leases.read(mine.subject)).record.holder == "ex1"
+
+
+async def test_a_taker_wins_only_on_the_record_it_saw_and_the_holder_then_knows_it_lost(leases: LeaseStore) -> None:
+    held = await leases.claim(ATTEMPT, record("ex1"))
+    seen = await leases.read(held.subject)
+    renewed = await leases.renew(held)                    # the holder renewed after the taker looked
+    assert await leases.take(seen, record("ex2", "takeover")) is None
+    seen = await leases.read(held.subject)
+    taken = await leases.take(seen, record("ex2", "takeover"))
+    assert taken is not None and taken.record.purpose == "takeover"
+    assert await leases.renew(renewed) is None            # fenced: ex1 may not renew any more
+
+
+async def test_a_renewal_whose_answer_was_lost_is_recognised_as_its_own(leases: LeaseStore) -> None:
+    held = await leases.claim(ATTEMPT, record("ex1"))
+    await leases.renew(held)                              # landed; pretend its answer never came back
+    again = await leases.renew(held)
+    assert again is not None and again.record.holder == "ex1"
+
+
+async def test_a_released_attempt_can_be_claimed_again_and_watchers_see_every_change(leases: LeaseStore) -> None:
+    seen: list[tuple[str, str, str]] = []
+
+    async def watcher(subject: str, seq: int, state: str, holder: str) -> None:
+        seen.append((subject, state, holder))
+
+    held = await leases.claim(ATTEMPT, record("ex1"))
+    sub = await leases.watch(watcher, heartbeat=1.0)
+    try:
+        await until(lambda: seen, what="the lease there was when watching began")
+        assert seen == [("pb.lease.run1.deploy.s1", "held", "ex1")]
+        await leases.release(held)
+        again = await leases.claim(ATTEMPT, record("ex2"))
+        assert again is not None and (await leases.read(held.subject)).record.holder == "ex2"
+        await until(lambda: len(seen) == 3, what="the release and the new claim")
+        assert seen[1:] == [("pb.lease.run1.deploy.s1", "released", "ex1"), ("pb.lease.run1.deploy.s1", "held", "ex2")]
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_a_rollback_attempt_has_a_lease_and_a_key_of_its_own() -> None:
+    undo = AttemptId("run1", "deploy", 1, rollback=True)
+    assert (undo.subject, undo.key) == ("pb.lease.run1.deploy.r1", "run1/deploy/rollback/1")
+    assert ATTEMPT.key == "run1/deploy/1"

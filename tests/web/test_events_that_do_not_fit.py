@@ -1,0 +1,44 @@
+"""A forged or stray event in a run's stream is quarantined: the run finishes, the API and the CLI's view answer."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import aiohttp
+import pytest
+
+from events import subjects
+from events.codec import encode
+from events.commands import ApproveStep, StartRun
+from events.identity import caller_headers
+from events.run import ApprovalRequested, RunCompleted, StepStarted
+from tests.helpers import noop, person, playbook_yaml, wait_for_end
+from ui.cli.render import status_table
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_start_of_an_unknown_step_is_quarantined_and_the_run_still_finishes(engine, web_server) -> None:
+    text = playbook_yaml([noop("prepare"), noop("deploy", approval_gate={"required_approvers": ["bob"]})])
+    run_id = (await engine.send(StartRun(playbook=text))).run_id
+    async for _, event in engine.follow(run_id):
+        if isinstance(event, ApprovalRequested):
+            break
+    stray = StepStarted(run_id=run_id, at=datetime.now(timezone.utc), step_id="ghost", attempt=1, executor="nobody")
+    ack = await engine.nc.jetstream().publish(subjects.run_event(run_id, "StepStarted"), encode(stray))
+
+    bob = await person(engine, "bob")
+    reply = await bob.send(ApproveStep(run_id=run_id, step_id="deploy"))
+    assert reply.accepted, reply.error
+    events = await wait_for_end(engine, run_id)
+    assert isinstance(events[-1], RunCompleted)
+
+    url, headers = f"{web_server.url}/api/runs/{run_id}", caller_headers(engine.caller.credential)
+    async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as response:
+        assert response.status == 200
+        view = await response.json()
+    assert view["status"] == "completed"
+    assert view["quarantined"] == [{"seq": ack.seq, "event": "StepStarted", "step_id": "ghost",
+                                    "reason": "the playbook has no step 'ghost'"}]
+    [line] = [e for e in view["timeline"] if e["seq"] == ack.seq]
+    assert line["detail"] == "quarantined, not applied: the playbook has no step 'ghost'"
+    assert "not applied: the playbook has no step 'ghost'" in status_table(await engine.run(run_id))
