@@ -11,6 +11,7 @@ from projections.audit import audit_entry
 from services.aggregates import run_repository
 from services.runtime import run_consumer
 from services.settings import Settings
+from services.playbook_store import PlaybookStore
 from services.store import EventStore
 from tests.helpers import noop, started, until
 
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.integration
 async def test_a_message_that_always_fails_is_tried_max_deliver_times_then_abandoned_on_the_record(nc) -> None:
     store = EventStore(nc)
     await store.ensure_stream()
-    runs = run_repository(store)
+    runs = run_repository(store, PlaybookStore(store.nc))
     await runs.create("r1", started("r1", [noop("a")]))
     deliveries: list[int] = []
 
@@ -50,7 +51,7 @@ async def test_a_message_that_always_fails_is_tried_max_deliver_times_then_aband
 async def test_an_unreadable_message_is_abandoned_at_once_and_recorded(nc) -> None:
     store = EventStore(nc)
     await store.ensure_stream()
-    runs = run_repository(store)
+    runs = run_repository(store, PlaybookStore(store.nc))
     await runs.create("r1", started("r1", [noop("a")]))
     seen: list[int] = []
 

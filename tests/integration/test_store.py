@@ -154,7 +154,7 @@ async def test_a_repository_keeps_at_most_its_capacity_and_no_lock_nobody_holds(
 async def test_a_replica_whose_cache_is_behind_accepts_the_approval_another_replica_made_possible(
         store: EventStore) -> None:
     opening = started("r1", [noop("build"), noop("deploy", approval_gate={"message": "ship?"})])
-    command_service, executor = run_repository(store), run_repository(store)
+    command_service, executor = run_repository(store, PlaybookStore(store.nc)), run_repository(store, PlaybookStore(store.nc))
     await command_service.create("r1", opening)
     await command_service.change("r1", lambda run: decide(run, Advance(), at(1)))   # cached: build scheduled
     # Another process runs `build`, which opens the gate; the command service hears nothing of it.
@@ -175,4 +175,4 @@ async def test_a_refusal_on_everything_the_store_holds_stands(store: EventStore)
                        expected=0)
     approve = AnswerGate(step_id="deploy", actor="bob", groups=(), approve=True)
     with pytest.raises(CommandRejected, match="not waiting for approval"):
-        await run_repository(store).change("r1", lambda run: decide(run, approve, at(5)))
+        await run_repository(store, PlaybookStore(store.nc)).change("r1", lambda run: decide(run, approve, at(5)))
