@@ -22,13 +22,15 @@ from events.commands import CancelRun, StartRun
 from events.identity import caller_headers
 from events.run import RunCancelled, RunCompleted, StepStarted, StepSucceeded
 from services.identity.store import REFUSALS_MAX_BYTES
+from services.playbook_store import UPLOADS_MAX_BYTES
 from tests.conftest import NatsServer
 from tests.helpers import playbook_yaml, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
 RUNS = 24
-STORE_BYTES = REFUSALS_MAX_BYTES + 6 * 2**20    # the refusal record's reservation, and a few MB for the runs
+# The reservations (refusal records, staged uploads) and a few MB for the runs.
+STORE_BYTES = REFUSALS_MAX_BYTES + UPLOADS_MAX_BYTES + 6 * 2**20
 FILLER = "FILLER"
 
 
