@@ -135,7 +135,7 @@ async def test_a_step_that_prints_nothing_still_ends_and_an_unknown_run_is_refus
     unknown = playbook_cli("logs", "nope", env=engine_env)
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "no run with id 'nope'")
     bad = playbook_cli("logs", "quiet", "a.b", env=engine_env)
-    assert bad.returncode == 2 and "not a step id" in bad.stderr
+    assert bad.returncode == 2 and "step id 'a.b' must start with a letter" in bad.stderr
 
 
 async def test_a_viewer_of_the_playbook_reads_its_runs_logs_and_a_viewer_of_another_is_refused(
