@@ -394,7 +394,7 @@ async def test_readers_read_output_lines_from_the_first_and_only_the_engine_writ
                                    "timeout_seconds": 5}], name="printing")
         reply = await EngineClient(client.nc, admin).send(StartRun(playbook=printing))
         for reader in (client, agent):
-            lines = [item async for _, item in EngineClient(reader.nc).logs(reply.run_id, "say", follow=True)]
+            lines = [item async for _, item in EngineClient(reader.nc).logs(reply.run_id, "say", 1, follow=True)]
             assert [getattr(line, "text", type(line).__name__) for line in lines] == ["one", "two", "OutputEnded"]
         forged = subjects.live_output(reply.run_id, "say", 1)
         for reader in (client, agent):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 from collections.abc import AsyncIterator
 
@@ -15,7 +14,6 @@ from events.commands import ResetCircuit
 from events.output import OutputLine
 from events.run import RunEvent
 from events.schema import json_schema
-from events.subjects import RUN_ID_PATTERN, STEP_ID_PATTERN
 from projections.run_list import as_dict
 from projections.run_view import run_view
 from projections.sentences import circuit_sentence
@@ -138,10 +136,7 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _logs_problem(args: argparse.Namespace) -> str:
-    if not re.fullmatch(RUN_ID_PATTERN, args.run_id):
-        return f"{args.run_id!r} is not a run id"
-    if args.step_id is not None and not re.fullmatch(STEP_ID_PATTERN, args.step_id):
-        return f"{args.step_id!r} is not a step id"
+    """What the arguments cannot say alone (run and step ids are checked as they are parsed)."""
     if args.attempt is not None and (args.step_id is None or args.attempt < 1):
         return "--attempt N needs a STEP, and N is 1 or more"
     return ""
