@@ -35,6 +35,7 @@ from projections import run_list
 from projections.audit import AuditEntry, AuditTrail, select
 from projections.metrics import Metrics
 from projections.refusals import Refusals
+from services.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -137,9 +138,7 @@ class Projector:
 
     async def _halt(self) -> None:
         if self._task is not None:
-            while not self._task.done():      # cancel again if a wait inside swallowed it
-                self._task.cancel()
-                await asyncio.wait({self._task}, timeout=1)
+            await stop(self._task)
             self._task = None
         await self._save()
 

@@ -25,6 +25,7 @@ from events import subjects
 from events.output import OutputEnded, OutputLine, decode_output
 from events.run import TERMINAL_EVENTS, RunEvent, StepFailed, StepSucceeded
 from services.ordered import in_order, run_events
+from services.tasks import stop
 from services.store import EventStore, ensure_stream
 
 MAX_AGE_SECONDS = 7 * 24 * 3600
@@ -121,10 +122,7 @@ async def run_with_output(nc: NATS, run_id: str, step_id: str | None = None, att
                             yield Watched(last_line, line, after)
                 yield Watched(seq, event, stored_after)
     finally:
-        tasks = (*pumps, next_event, next_line)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop(*pumps, next_event, next_line)
 
 
 async def _pump(source: AsyncGenerator[tuple[int, Any, int]], into: asyncio.Queue[tuple[int, Any, int]]) -> None:

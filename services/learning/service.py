@@ -43,6 +43,7 @@ from services.learning.report import insights_of
 from services.learning.stores import Stores
 from services.playbook_store import PlaybookStore
 from services.store import EventStore
+from services.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,7 @@ class LearningService:
         if self._task is not None:
             done, _ = await asyncio.wait({self._task}, timeout=grace)
             if not done:
-                self._task.cancel()
-                await asyncio.wait({self._task})
+                await stop(self._task)
         for task in list(self._requests):
             task.cancel()
         await self._call(self._stores.close)

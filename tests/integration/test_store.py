@@ -154,7 +154,8 @@ async def test_a_repository_keeps_at_most_its_capacity_and_no_lock_nobody_holds(
 async def test_a_replica_whose_cache_is_behind_accepts_the_approval_another_replica_made_possible(
         store: EventStore) -> None:
     opening = started("r1", [noop("build"), noop("deploy", approval_gate={"message": "ship?"})])
-    command_service, executor = run_repository(store, PlaybookStore(store.nc)), run_repository(store, PlaybookStore(store.nc))
+    playbooks = PlaybookStore(store.nc)
+    command_service, executor = run_repository(store, playbooks), run_repository(store, playbooks)
     await command_service.create("r1", opening)
     await command_service.change("r1", lambda run: decide(run, Advance(), at(1)))   # cached: build scheduled
     # Another process runs `build`, which opens the gate; the command service hears nothing of it.

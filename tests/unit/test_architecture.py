@@ -36,9 +36,9 @@ SERVICE_PACKAGES = ("services.run", "services.executor", "services.approval", "s
                     "services.identity", "services.learning")
 # Views and doors know the engine only through these (and what an identity client needs: grant syntax,
 # sealed replies, the local credential files; what a door that checks callers is handed: the identity, its
-# guard, sessions and sign-in codes; the learning service's refusal).
+# guard, sessions and sign-in codes; the learning service's refusal; stopping tasks for good).
 PUBLIC = ("services.read", "services.playbook", "services.errors", "services.log_text", "services.settings",
-          "services.identity.authority", "services.identity.sealing", "services.identity.credentials",
+          "services.tasks", "services.identity.authority", "services.identity.sealing", "services.identity.credentials",
           "services.identity.setup", "services.identity.guard", "services.identity.principal",
           "services.identity.names", "services.identity.sessions", "services.identity.signin",
           "services.learning.errors")
