@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_PENDING = 5000           # messages read and not yet written; beyond, reading waits
+# At most one write this often: a write is a transaction (a commit, a fsync), and busy engines would pay
+# one per event. What is learned lags by this much at most; `wait_for` callers see it.
+WRITE_EVERY = 0.25
 RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 MAX_WAIT_SECONDS = 30.0      # the longest an insights request may wait for the position it asks for
 TIMERS = f"{subjects.PREFIX}.timer."
@@ -74,9 +77,16 @@ class LearningService:
         self._room = asyncio.Event()
         self._advanced = asyncio.Event()
         self._stopping = False
+        self._written_at = 0.0       # monotonic time of the last write
+        self.writes = 0              # transactions, for the record (one per batch)
         self._task: asyncio.Task[None] | None = None
         self._subs: list[Any] = []
         self._requests: set[asyncio.Task[None]] = set()
+
+    @property
+    def read(self) -> int:
+        """The last stream sequence read (written, or waiting in the next batch)."""
+        return self._read
 
     # -- running ---------------------------------------------------------------------------
 
@@ -179,6 +189,7 @@ class LearningService:
                 if self._failure is not None:
                     raise self._failure
                 if self._pending.messages:
+                    await self._gather_more()
                     await self._write(learning, stream)
                 if self._stopping or self._rebuild_asked:
                     return
@@ -228,7 +239,17 @@ class LearningService:
             log.exception("learning: cannot learn from message %d on %s; skipped", seq, subject)
             return []
 
+    async def _gather_more(self) -> None:
+        """Until WRITE_EVERY after the last write, so that a busy stream is written in batches; not when
+        stopping or rebuilding (catching up is written as fast as it is read). A stop or a full batch waits
+        that long at most."""
+        due = self._written_at + WRITE_EVERY - time.monotonic()
+        if due > 0 and not (self._stopping or self._rebuild_asked or self._stores.building):
+            await asyncio.sleep(due)
+
     async def _write(self, learning: Knowledge, stream: str) -> None:
+        self._written_at = time.monotonic()
+        self.writes += 1
         batch = self._pending
         self._pending = Batch(after=batch.last, last=batch.last, stream=stream)
         self._room.set()

@@ -221,3 +221,24 @@ async def _errored(client: LearningClient) -> LearningStatus | None:
 async def _learned_again(client: LearningClient) -> bool:
     status = await client.status()
     return status.generation == "g2" and not status.lag
+
+
+async def test_events_at_a_runs_pace_are_written_in_batches_not_one_transaction_each(
+        nc, learning_config: LearningConfig, identity, admin_headers) -> None:
+    store = EventStore(nc)
+    await store.ensure_stream()
+    service = LearningService(nc, store, learning_config, PlaybookStore(nc), identity.guard)
+    await service.start()
+    try:
+        runs = [deploy(i) for i in range(6)]
+        for run in runs:                          # one event at a time, each once the service has read the last
+            last = 0
+            for event in run.events:
+                last = (await store.append(run.run_id, [event], last))[-1]
+                await until(lambda seq=last: service.read >= seq, every=0.001, what="the event read")
+        await LearningClient(nc, admin_headers).insights(after=last, wait=30)
+        assert service.position == last
+        events = sum(len(run.events) for run in runs)
+        assert service.writes * 5 <= events, (service.writes, events)   # a commit per event costs the engine dear
+    finally:
+        await service.stop()

@@ -8,6 +8,7 @@ command that already took effect returns []; one that contradicts the state rais
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -272,8 +273,29 @@ def context_of(run: Run) -> Context:
     """What `${...}` can see in this run: parameters, variables, outputs of finished steps."""
     started = run.started
     assert started is not None
-    outputs = {s.id: s.attempt.outputs for s in run.steps.values() if s.status == "succeeded"}
-    return Context(parameters=started.parameters, variables=variables_of(started), steps=outputs)
+    return Context(parameters=started.parameters, variables=variables_of(started), steps=SucceededOutputs(run.steps))
+
+
+class SucceededOutputs(Mapping[str, Mapping[str, Any]]):
+    """The outputs of the run's succeeded steps, looked up when a reference asks: a step of a run of 10,000
+    steps does not copy the other 9,999 to resolve its arguments."""
+
+    __slots__ = ("_steps",)
+
+    def __init__(self, steps: Mapping[str, StepState]) -> None:
+        self._steps = steps
+
+    def __getitem__(self, step_id: str) -> Mapping[str, Any]:
+        step = self._steps[step_id]
+        if step.status != "succeeded":
+            raise KeyError(step_id)
+        return step.attempt.outputs
+
+    def __iter__(self) -> Iterator[str]:
+        return (step_id for step_id, step in self._steps.items() if step.status == "succeeded")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _stopped_by_failure(run: Run) -> bool:
