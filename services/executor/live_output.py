@@ -7,8 +7,9 @@ forms. A secret cut by a chunk boundary or folded over lines is caught whole: li
 with the first HELD_AT or more characters of one are held back until what follows shows whether
 it is one (or the output ends), and each send is redacted with the end of what was sent before as
 context, so the rest of a secret whose first one or two characters went out is masked. Capped per
-attempt. The attempt's OutputEnded is published last and acknowledged by the stream, so every
-line is stored before the event that finishes the attempt is written.
+attempt. The attempt's OutputEnded is published last and, when the attempt printed anything,
+acknowledged by the stream, so every line is stored before the event that finishes the attempt
+is written (a silent attempt's end is sent without waiting: there is nothing to keep in order).
 """
 from __future__ import annotations
 
@@ -73,6 +74,9 @@ class LiveOutput:
         end = OutputEnded(run_id=self.run_id, step_id=self.step_id, attempt=self.attempt, lines=self.lines,
                           truncated=self.truncated, at=datetime.now(timezone.utc))
         try:
+            if not self.lines:       # nothing to store before the step's end: not worth a round trip on every step
+                await self.nc.publish(self.subject, encode(end))
+                return
             await self.nc.jetstream().publish(self.subject, encode(end), timeout=END_TIMEOUT)
         except Exception as err:  # noqa: BLE001 - the step's outcome never depends on its live view
             log.warning("the end of %s's live output (attempt %d) was not stored: %s", self.step_id, self.attempt, err)
