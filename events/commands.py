@@ -128,3 +128,4 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     run_id: str | None = None
     events: list[dict[str, Any]] = []
     error: Rejection | None = None
+    warnings: list[dict[str, Any]] = []     # what the playbook's checks warn of, for a run started all the same

@@ -38,7 +38,7 @@ from events.run import RunEvent, RunStarted
 from services.catalog import Catalog
 from services.domain.catalog import is_digest
 from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, UnknownRun
-from services.playbook import LoadedPlaybook, PlaybookInvalid, load_playbook
+from services.playbook import Diagnostic, LoadedPlaybook, PlaybookInvalid, load_playbook
 from services.playbook_store import digest_of
 from services.domain import breaker as breaker_rules
 from services.domain.run.gates import Refused
@@ -116,7 +116,8 @@ class RunService:
                                                    target=_target(command), on_behalf_of=caller.on_behalf_of)
             await self._refuse_forgery(command, acting, caller)
             command = msgspec.structs.replace(command, actor=acting.actor, on_behalf_of=acting.on_behalf_of)
-            run_id, events = await self._dispatch(command, acting, caller)
+            warnings: list[Diagnostic] = []
+            run_id, events = await self._dispatch(command, acting, caller, warnings)
         except Refused as err:
             await self._record_refusal(err)
             return _rejected(err.code, str(err))
@@ -131,7 +132,8 @@ class RunService:
             return _rejected("internal_error", f"the engine could not carry out the command: {err}")
         log.info("%s by %s on run %s: %s", name, acting.actor, run_id,
                  ", ".join(type(e).__name__ for e in events) or "nothing to do")
-        return Reply(accepted=True, run_id=run_id, events=[to_builtins(e) for e in events])
+        return Reply(accepted=True, run_id=run_id, events=[to_builtins(e) for e in events],
+                     warnings=[to_builtins(w) for w in warnings])
 
     async def _refuse_forgery(self, command: Command, acting: Acting, caller: Caller) -> None:
         """A command that names someone other than its caller is refused and recorded: the name is never used."""
@@ -151,14 +153,15 @@ class RunService:
     async def _permit(self, acting: Acting, command: Command, resource: Resource, caller: Caller) -> None:
         await self.guard.permit(acting, COMMAND_ACTIONS[type(command).__name__], resource, door=caller.door)
 
-    async def _dispatch(self, command: Command, acting: Acting,
-                        caller: Caller) -> tuple[str | None, Sequence[msgspec.Struct]]:
+    async def _dispatch(self, command: Command, acting: Acting, caller: Caller,
+                        warnings: list[Diagnostic]) -> tuple[str | None, Sequence[msgspec.Struct]]:
+        """Carry the command out; `warnings` gets what a started playbook's checks warn of."""
         named = getattr(command, "run_id", None)
         if named is not None and not subjects.valid_run_id(named):   # decoded commands are checked already
             raise CommandRejected(f"run id {named!r} may hold only letters, digits, '-' and '_'", "bad_request")
         match command:
             case StartRun():
-                return await self._start(command, acting, caller)
+                return await self._start(command, acting, caller, warnings)
             case (PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id)
                   | RollbackRun(run_id=run_id)):
                 await self._permit(acting, command, _of_run(await self._existing(run_id)), caller)
@@ -220,12 +223,14 @@ class RunService:
         except Exception:  # the refusal stands even if its record could not be written
             log.exception("could not record %s", record)
 
-    async def _start(self, cmd: StartRun, acting: Acting, caller: Caller) -> tuple[str, list[RunEvent]]:
+    async def _start(self, cmd: StartRun, acting: Acting, caller: Caller,
+                     warnings: list[Diagnostic]) -> tuple[str, list[RunEvent]]:
         run_id = cmd.run_id or new_run_id()
         text, source, version = await self._text_of(cmd)
         loaded: LoadedPlaybook = await asyncio.to_thread(
             load_playbook, text, source, parameters=cmd.parameters, environment=cmd.environment,
             allow_unsafe_shell=cmd.allow_unsafe_shell)
+        warnings.extend(w for w in loaded.warnings if w.severity in ("warning", "error"))
         await self._permit(acting, cmd, Resource(playbook=loaded.playbook.name, environment=loaded.environment,
                                                  unsafe_shell=cmd.allow_unsafe_shell), caller)
         pin = await self._pin(text, loaded, version)

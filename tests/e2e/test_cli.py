@@ -27,18 +27,28 @@ BROKEN = {
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_bad_input_is_refused_with_file_line_and_step_and_nothing_starts(name: str, tmp_path: Path,
-                                                                        engine_env: dict[str, str]) -> None:
+                                                                        engine_process: dict[str, str]) -> None:
     text, location, detail = BROKEN[name]
     path = tmp_path / name
     path.write_text(text)
-    result = playbook_cli("run", str(path), env=engine_env)
+    result = playbook_cli("run", str(path), env=engine_process)    # the engine checks it, and says where
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert f"{path}{location}" in result.stderr
     if detail:
         assert detail in result.stderr
-    listing = playbook_cli("list", "--json", env=engine_env)
+    listing = playbook_cli("list", "--json", env=engine_process)
     assert (listing.returncode, json.loads(listing.stdout)) == (0, [])
+
+
+def test_the_engines_warnings_are_printed_at_their_lines_and_the_run_goes_on(tmp_path: Path,
+                                                                             engine_process: dict[str, str]) -> None:
+    path = tmp_path / "untimed.yaml"
+    path.write_text("name: untimed\nsteps:\n  - id: say\n    action: shell\n    args: {command: 'true'}\n")
+    result = playbook_cli("run", str(path), env=engine_process)
+    assert result.returncode == 0, result.stderr
+    assert f"{path}:3:" in result.stderr and "warning PB502 [step say]" in result.stderr
+    assert "run completed" in result.stdout
 
 
 def test_a_missing_file_is_exit_code_2(tmp_path: Path, engine_env: dict[str, str]) -> None:

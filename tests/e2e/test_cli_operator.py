@@ -26,15 +26,16 @@ def test_without_an_engine_the_cli_exits_4_and_says_so_in_json_too(tmp_path: Pat
     assert json.loads(unreachable.stdout)["error"]["code"] == "engine_unavailable"
 
 
-def test_invalid_input_is_2_before_anything_is_sent(tmp_path: Path) -> None:
+def test_invalid_input_is_2_and_nothing_starts(tmp_path: Path, engine_process: dict[str, str]) -> None:
     env = {**os.environ, "NATS_URL": "nats://127.0.0.1:1"}      # no engine needed to refuse these
     assert playbook_cli("run", "examples/hello.yaml", "-p", "oops", env=env).returncode == 2
     assert playbook_cli("status", env=env).returncode == 2     # a usage error
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nsteps:\n  - id: a\n    action: shel\n")
-    refused = playbook_cli("run", str(bad), "--json", env=env)
+    refused = playbook_cli("run", str(bad), "--json", env=engine_process)     # the engine's checks, once
     assert refused.returncode == 2
     assert "PB206" in [d["code"] for d in json.loads(refused.stdout)["error"]["details"]]
+    assert json.loads(playbook_cli("list", "--json", env=engine_process).stdout) == []
 
 
 def test_a_closed_pipe_ends_the_cli_quietly_with_141() -> None:

@@ -67,9 +67,10 @@ def failed(args: argparse.Namespace, code: str, message: str, exit_code: int = E
 
 
 def reply_document(reply: Reply) -> dict[str, Any]:
-    return {"accepted": reply.accepted, "run_id": reply.run_id, "events": reply.events,
-            "error": reply.error and {"code": reply.error.code, "message": reply.error.message,
-                                      "details": reply.error.details}}
+    document = {"accepted": reply.accepted, "run_id": reply.run_id, "events": reply.events,
+                "error": reply.error and {"code": reply.error.code, "message": reply.error.message,
+                                          "details": reply.error.details}}
+    return {**document, "warnings": reply.warnings} if reply.warnings else document
 
 
 def reply_exit_code(reply: Reply) -> int:

@@ -11,7 +11,7 @@ import msgspec
 
 from events.commands import Reply, RetryRun, StartRun
 from events.run import RunRetried
-from services.playbook import PlaybookInvalid, load_playbook, validate_playbook
+from services.playbook.diagnostics import Diagnostic
 from services.read import dry_run_plan
 from services.settings import Settings
 from ui.cli.common import parse_params, print_json, print_reply, read_playbook, reply_document
@@ -23,41 +23,44 @@ from ui.client import EngineClient
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """The engine checks the playbook (once, where it counts) and answers with what is wrong or worth a warning."""
     params = parse_params(args.param)
     if not Path(args.file).exists() and os.sep not in args.file and not args.file.endswith((".yaml", ".yml")):
         return _start(args, settings, StartRun(playbook_id=args.file, parameters=params, environment=args.env,
                                                run_id=args.run_id, dry_run=args.dry_run,
                                                allow_unsafe_shell=args.allow_unsafe_shell))
     path, text = read_playbook(args.file)
-    try:
-        loaded = load_playbook(text, str(path), parameters=params, environment=args.env,
-                               allow_unsafe_shell=args.allow_unsafe_shell)
-    except PlaybookInvalid as err:
-        if args.json:
-            print_json({"accepted": False, "run_id": None, "events": [], "error": {
-                "code": "invalid_playbook", "message": str(err),
-                "details": msgspec.to_builtins(err.diagnostics)}})
-            return EXIT_INVALID
-        for diagnostic in err.diagnostics:
-            print(diagnostic.format(), file=sys.stderr)
-        print(f"{path}: not started: {len(err.diagnostics)} problem(s)", file=sys.stderr)
-        return EXIT_INVALID
-    for warning in loaded.warnings:
-        if warning.severity in ("warning", "error"):
-            print(warning.format(), file=sys.stderr)
-
     return _start(args, settings, StartRun(playbook=text, source=str(path), parameters=params, environment=args.env,
                                            run_id=args.run_id, dry_run=args.dry_run,
                                            allow_unsafe_shell=args.allow_unsafe_shell))
+
+
+def _not_started(reply: Reply, args: argparse.Namespace) -> int:
+    """A playbook the engine found invalid: its problems at their lines, as `playbook validate` prints them."""
+    assert reply.error is not None
+    if args.json:
+        print_json({"accepted": False, "run_id": None, "events": [], "error": {
+            "code": reply.error.code, "message": reply.error.message, "details": reply.error.details}})
+        return EXIT_INVALID
+    diagnostics = [msgspec.convert(d, Diagnostic) for d in reply.error.details]
+    for diagnostic in diagnostics:
+        print(diagnostic.format(), file=sys.stderr)
+    print(f"{args.file}: not started: {len(diagnostics)} problem(s)", file=sys.stderr)
+    return EXIT_INVALID
 
 
 def _start(args: argparse.Namespace, settings: Settings, start: StartRun) -> int:
     """Start the run (a playbook larger than a NATS message goes by upload) and follow it, as `playbook run` asks."""
     async def work(client: EngineClient) -> int:
         reply = await client.send(start, timeout=120.0)
+        if reply.error is not None and reply.error.code == "invalid_playbook":
+            return _not_started(reply, args)
         if not reply.accepted or reply.run_id is None:
             code = print_reply(reply, args.json)
             return code if code in (EXIT_DENIED, EXIT_UNAVAILABLE) else EXIT_INVALID    # nothing was started
+        if not args.json:       # JSON readers find them in the reply's document
+            for warning in reply.warnings:
+                print(msgspec.convert(warning, Diagnostic).format(), file=sys.stderr)
         if args.dry_run:
             run = await client.run(reply.run_id)
             if args.json:
@@ -119,6 +122,7 @@ async def follow(client: EngineClient, run_id: str, args: argparse.Namespace, re
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from services.playbook import validate_playbook   # the language's checks: only this command runs them here
     path, text = read_playbook(args.file)
     params = parse_params(args.param) if args.param else None
     diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
