@@ -54,3 +54,14 @@ def test_reading_a_run_loads_nats_but_not_aiohttp_nor_the_playbook_language(tmp_
     assert code == 4        # the engine is unreachable: it did try to connect
     assert "nats" in loaded
     assert not {"aiohttp", "mcp", "yaml", "services.playbook.validate"} & loaded
+
+
+def test_starting_a_run_from_a_file_leaves_the_checks_to_the_engine(tmp_path: Path) -> None:
+    book = tmp_path / "one.yaml"
+    book.write_text("name: one\nsteps:\n  - id: a\n    action: noop\n")
+    unreachable = {"NATS_URL": f"nats://127.0.0.1:{a_closed_port()}", "PLAYBOOK_HOME": str(tmp_path),
+                   "PLAYBOOK_TOKEN": "pbt_unchecked"}
+    code, loaded = cli_imports("run", str(book), env=unreachable)
+    assert code == 4
+    assert "nats" in loaded
+    assert not {"aiohttp", "yaml", "services.playbook.validate"} & loaded
