@@ -15,10 +15,11 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from nats.aio.client import Client as NATS
 
@@ -171,4 +172,28 @@ def main(services: Iterable[str] = ALL_SERVICES, doors: Iterable[str] = ()) -> N
     """A process edge: the settings from this process's environment, then serve."""
     settings = Settings.from_environ(os.environ)
     configure_logging(settings)
-    asyncio.run(serve(settings, services, doors))
+    run_engine(serve(settings, services, doors))
+
+
+T = TypeVar("T")
+
+
+def run_engine(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` for an engine process. Python 3.11 waits for each step process on a thread of its own;
+    here, as 3.12 does by default, on a pidfd in the event loop (about 1 ms less per shell step)."""
+    if sys.version_info >= (3, 12) or not _pidfd_works():
+        return asyncio.run(main)
+    with asyncio.Runner() as runner:
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(runner.get_loop())
+        asyncio.set_child_watcher(watcher)
+        return runner.run(main)
+
+
+def _pidfd_works() -> bool:
+    """Linux 5.3 and later (as 3.12 checks before it uses one)."""
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    return True

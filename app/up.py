@@ -15,7 +15,7 @@ import logging
 from dataclasses import replace
 
 from app.cluster import local_cluster
-from app.root import ALL_SERVICES, DOORS, Running, configure_logging, serve
+from app.root import ALL_SERVICES, DOORS, Running, configure_logging, run_engine, serve
 from events.commands import StartRun
 from services.embedded import EmbeddedCluster, EmbeddedNats
 from services.errors import PlaybookError
@@ -35,7 +35,7 @@ def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False,
     configure_logging(settings, as_json)
     if cluster and settings.nats_url:
         raise PlaybookError("--cluster starts its own NATS servers: unset NATS_URL, or drop --cluster to use that one")
-    return asyncio.run(_up(settings, demo=demo, http_port=http_port, as_json=as_json, cluster=cluster))
+    return run_engine(_up(settings, demo=demo, http_port=http_port, as_json=as_json, cluster=cluster))
 
 
 async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, cluster: int) -> int:
