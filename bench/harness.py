@@ -215,14 +215,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICES_SCRIPT = """\
 import asyncio, logging, os, sys
 from pathlib import Path
-from app.root import serve
+from app.root import run_engine, serve
 from bench.harness import ensure_admin
 from services.settings import Settings
 logging.basicConfig(level=os.environ.get("PLAYBOOK_LOG", "WARNING"), stream=sys.stderr)
 async def ready(running):
     await ensure_admin(running, Path(os.environ["PLAYBOOK_HOME"]))
     print("ready", flush=True)
-asyncio.run(serve(Settings.from_environ(os.environ), os.environ["PB_BENCH_SERVICES"].split(","), ready=ready))
+run_engine(serve(Settings.from_environ(os.environ), os.environ["PB_BENCH_SERVICES"].split(","), ready=ready))
 """
 
 

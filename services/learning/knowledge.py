@@ -173,6 +173,7 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
     def __init__(self, name: str, env: dict[str, str]) -> None:
         super().__init__(name, env)
         self._batch: dict[uuid.UUID, tuple[Aggregate, int]] = {}   # touched in this batch -> version before
+        self._fresh: set[tuple[str, str]] = set()                   # (listing, name) first listed in this batch
         self._dropped = 0
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
@@ -193,7 +194,7 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
 
     def learn(self, batch: Batch) -> None:
         """Record what a batch taught and its position, atomically; then snapshot what is due."""
-        self._batch = {}
+        self._batch, self._fresh = {}, set()
         try:
             self.process_event(batch, Tracking(application_name=RUNS_STREAM, notification_id=batch.last))
             due = [aggregate for aggregate, before in self._batch.values()
@@ -201,7 +202,7 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
             if due and self.snapshots is not None:
                 self.snapshots.put([type(aggregate).Snapshot.take(aggregate) for aggregate in due])
         finally:
-            self._batch = {}
+            self._batch, self._fresh = {}, set()
 
     def policy(self, batch: Batch, processing_event: Any) -> None:   # type: ignore[override]
         cursor = self._get(Cursor)
@@ -224,7 +225,9 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
         listing = LISTED_IN.get(kind)
         if listing is not None and not self._listed(listing, key[0]):
             return None
-        return self._get(kind, *key)
+        # A playbook (or target) first listed in this batch has no profiles stored yet: none to look up (a new
+        # playbook of 10,000 steps would otherwise cost 10,000 lookups that find nothing).
+        return self._get(kind, *key, new=listing is not None and (listing, key[0]) in self._fresh)
 
     def _listed(self, kind: str, name: str) -> bool:
         catalog = self._get(Catalog)
@@ -237,19 +240,27 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
                 log.warning("learning: %d %s known already; not learning about %r", MAX_PROFILES, kind, name)
             return False
         catalog.add(playbooks=[name] if kind == "playbooks" else [], targets=[name] if kind == "targets" else [])
+        self._fresh.add((kind, name))
         return True
 
-    def _get(self, kind: type, *key: str) -> Any:
-        """The aggregate from this batch, the cache or the store, or a new one."""
+    def _get(self, kind: type, *key: str, new: bool = False) -> Any:
+        """The aggregate from this batch, the cache or the store, or a new one (at once if it is known to be `new`)."""
         aggregate_id = _id(kind, key)
         if aggregate_id in self._batch:
             return self._batch[aggregate_id][0]
-        try:
-            aggregate, before = self.repository.get(aggregate_id), None
-        except AggregateNotFoundError:
-            aggregate, before = kind(*key), 0
-        self._batch[aggregate_id] = (aggregate, aggregate.version if before is None else before)
+        aggregate = None if new else self._stored(aggregate_id)
+        if aggregate is None:
+            aggregate = kind(*key)
+            self._batch[aggregate_id] = (aggregate, 0)
+        else:
+            self._batch[aggregate_id] = (aggregate, aggregate.version)
         return aggregate
+
+    def _stored(self, aggregate_id: uuid.UUID) -> Any:
+        try:
+            return self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
 
     # -- reading -------------------------------------------------------------------------
 
