@@ -8,9 +8,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 
-SHELLS = ("bash", "zsh")
-
-
 @dataclass
 class Option:
     flags: list[str]

@@ -13,7 +13,6 @@ from ui.cli import insights as insights_command
 from ui.cli import mcp as mcp_command
 from ui.cli import tokens as token_commands
 from ui.cli.common import failed, run_id, step_id
-from ui.cli.completion import SHELLS, script
 from ui.cli.exits import (
     DENIED_CODES, EXIT_BROKEN_PIPE, EXIT_DENIED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE,
 )
@@ -39,6 +38,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
+    from ui.cli.completion import script   # the completion scripts' text: loaded for this command only
     print(script(parser(settings), args.shell), end="")
     return 0
 
@@ -190,7 +190,7 @@ def parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     playbooks.add_argument("words", nargs="*", metavar="NAME", help="NAME | show NAME[@VERSION] | diff NAME V1 V2")
     completion = add("completion", cmd_completion, "print a shell completion script: "
                      "source <(playbook completion bash)", None)
-    completion.add_argument("shell", choices=SHELLS, help="the shell")
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell")
     return p
 
 
