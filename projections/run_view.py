@@ -8,7 +8,7 @@ from typing import Any
 from events.playbook import Step
 from events.run import ApprovalTimedOut, RunEvent
 from projections.sentences import sentence
-from services.read import Quarantined, Run, StepState, approvals_needed, plan_waves
+from services.fold import Quarantined, Run, StepState, approvals_needed, plan_waves
 
 
 def run_view(run: Run) -> dict[str, Any]:

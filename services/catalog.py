@@ -23,7 +23,8 @@ from services.aggregates import CatalogRepository, catalog_repository
 from services.domain.catalog import check_name, parse_reference, publish, validation_of, version_to_publish
 from services.errors import PlaybookError, TooLarge, UnknownPlaybook
 from services.playbook import MAX_BYTES, PlaybookInvalid, too_large
-from services.playbook_store import PlaybookStore, digest_of, encode_parsed
+from services.playbook_pins import digest_of, encode_parsed
+from services.playbook_store import PlaybookStore
 from services.store import EventStore
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,6 @@ Objects are written once under a new name and never replaced.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 from datetime import datetime, timezone
@@ -21,7 +19,8 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError, BadRequestError
 
 from events import subjects
-from services.errors import EngineUnavailable, TooLarge, UnknownPlaybook
+from services.errors import EngineUnavailable, TooLarge
+from services.object_layout import chunk_subject, meta_subject, object_digest, whole
 from services.store import EventStore
 
 CHUNK_TIMEOUT = 5.0     # seconds for one chunk's publish or read
@@ -53,14 +52,14 @@ class ObjectBucket:
     async def put(self, name: str, data: bytes) -> None:
         """Store `data` under a name not used before; EngineUnavailable when the bucket cannot take it."""
         nuid = os.urandom(12).hex()
-        chunks = f"$O.{self.bucket}.C.{nuid}"
+        chunks = chunk_subject(self.bucket, nuid)
         try:
             for offset in range(0, len(data), CHUNK_BYTES):
                 await self.js.publish(chunks, data[offset:offset + CHUNK_BYTES])
             description = {
                 "name": name, "bucket": self.bucket, "nuid": nuid, "size": len(data),
                 "chunks": -(-len(data) // CHUNK_BYTES), "mtime": datetime.now(timezone.utc).isoformat(),
-                "digest": "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode(),
+                "digest": object_digest(data),
                 "options": {"max_chunk_size": CHUNK_BYTES},
             }
             await self.js.publish(self._meta(name), json.dumps(description).encode(), headers={"Nats-Rollup": "sub"})
@@ -78,14 +77,9 @@ class ObjectBucket:
         description = await self._description(name)
         if description is None:
             return None
-        envelopes, _ = await self._chunks.load_aggregate(f"$O.{self.bucket}.C.{description['nuid']}", bytes,
+        envelopes, _ = await self._chunks.load_aggregate(chunk_subject(self.bucket, description['nuid']), bytes,
                                                          batch=CHUNKS_PER_READ)
-        data = b"".join(chunk for _, chunk in envelopes)
-        digest = "SHA-256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode()
-        if len(data) != description.get("size") or digest != description.get("digest"):
-            raise UnknownPlaybook(f"{name} in the object store {self.bucket} is incomplete or damaged "
-                                  f"({len(data)} of {description.get('size')} bytes read)")
-        return data
+        return whole(self.bucket, name, description, b"".join(chunk for _, chunk in envelopes))
 
     async def has(self, name: str) -> bool:
         return await self._description(name) is not None
@@ -94,11 +88,11 @@ class ObjectBucket:
         """Remove the object's chunks and description (the engine's cleanup of uploads it has read)."""
         description = await self._description(name)
         if description is not None:
-            await self.js.purge_stream(self.stream, subject=f"$O.{self.bucket}.C.{description['nuid']}")
+            await self.js.purge_stream(self.stream, subject=chunk_subject(self.bucket, description['nuid']))
         await self.js.purge_stream(self.stream, subject=self._meta(name))
 
     def _meta(self, name: str) -> str:
-        return f"$O.{self.bucket}.M.{base64.urlsafe_b64encode(name.encode()).decode()}"
+        return meta_subject(self.bucket, name)
 
     async def _description(self, name: str) -> dict[str, Any] | None:
         request = json.dumps({"last_by_subj": self._meta(name)}).encode()

@@ -9,13 +9,11 @@ in PB_UPLOADS and name the upload in their command.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TypeVar
 
-import msgspec
 from nats.aio.client import Client as NATS
 
 from events import subjects
@@ -24,35 +22,14 @@ from events.run import RunEvent, RunStarted
 from services.errors import TooLarge, UnknownPlaybook
 from services.objects import ObjectBucket
 from services.playbook import MAX_BYTES, too_large
+from services.playbook_pins import ParsedPlaybook, decode_parsed, digest_of, encode_parsed, with_playbook
+from services.playbook_pins import object_name as _object
 
 UPLOAD_MAX_AGE = 3600.0                  # an upload is read within seconds; the rest expire after an hour
 UPLOADS_MAX_BYTES = 8 * MAX_BYTES        # a few playbooks at the largest size in flight at once
 PARSED_KEPT = 64                         # parsed playbooks a process keeps (runs hold theirs anyway)
 TEXTS_KEPT = 8
 V = TypeVar("V")
-
-
-class ParsedPlaybook(msgspec.Struct, frozen=True, kw_only=True):
-    """What a run follows, as stored: the playbook and its plan, exactly as validation produced them."""
-
-    playbook: Playbook
-    plan: Plan
-
-
-_parsed_decoder = msgspec.json.Decoder(ParsedPlaybook)
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def encode_parsed(playbook: Playbook, plan: Plan) -> bytes:
-    return msgspec.json.encode(ParsedPlaybook(playbook=playbook, plan=plan))
-
-
-def _object(digest: str, kind: str) -> str:
-    """`sha256:<hex>` -> `sha256-<hex>.<kind>`: object names are readable and need no escaping."""
-    return digest.replace(":", "-") + "." + kind
 
 
 class PlaybookStore:
@@ -150,12 +127,7 @@ class PlaybookStore:
         return await asyncio.shield(loading)
 
     async def _fetch_parsed(self, digest: str) -> ParsedPlaybook:
-        data = await self.bucket.get(_object(digest, "json"))
-        if data is None:
-            raise UnknownPlaybook(f"no parsed playbook {digest} in {subjects.PLAYBOOKS_BUCKET}")
-        if digest_of(data) != digest:
-            raise UnknownPlaybook(f"the parsed playbook stored as {digest} does not match its digest")
-        return _parsed_decoder.decode(data)
+        return decode_parsed(digest, await self.bucket.get(_object(digest, "json")), subjects.PLAYBOOKS_BUCKET)
 
     async def resolve(self, event: RunEvent) -> RunEvent:
         """The event ready to fold: a pinned RunStarted gets its playbook and plan; anything else is as it is."""
@@ -165,7 +137,7 @@ class PlaybookStore:
             parsed = await self.parsed(event.pin.parsed)
         except UnknownPlaybook as err:
             raise UnknownPlaybook(f"run {event.run_id} cannot be read: {err}") from None
-        return msgspec.structs.replace(event, playbook=parsed.playbook, plan=parsed.plan)
+        return with_playbook(event, parsed)
 
     async def resolved(self, envelopes: Sequence[tuple[int, RunEvent]]) -> list[tuple[int, RunEvent]]:
         """Envelopes ready to fold: each pinned RunStarted resolved, the rest untouched."""

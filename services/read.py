@@ -2,9 +2,10 @@
 
 The CLI, the web server and the projections depend on this module (and on the
 language, `services.playbook`, to check playbooks), never on the services' insides:
-the run fold and its states, breakers, a dry run's plan, the playbook catalog and the
-playbooks runs pin (read, resolved, uploaded), reading runs and breakers from the stream (asked
-again through elections), and whether the store takes writes.
+the run fold and its states (from `services.fold`, which needs no NATS client), breakers,
+a dry run's plan, the playbook catalog and the playbooks runs pin (read, resolved, uploaded),
+reading runs and breakers from the stream (asked again through elections), and whether the
+store takes writes.
 """
 from __future__ import annotations
 
@@ -18,18 +19,15 @@ from events.run import RunStarted
 from services.catalog import Catalog
 from services.domain.breaker import Breaker, token
 from services.domain.breaker import evolve as evolve_breaker
-from services.domain.run.dry_run import PlannedStep
-from services.domain.run.dry_run import plan as dry_run_plan
-from services.domain.run.gates import approvals_needed
 from services.domain.catalog import is_digest, parse_reference
-from services.domain.run.state import (
-    ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Quarantined, Run, StepState, evolve, fold,
+from services.fold import (
+    ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, ParsedPlaybook, PlannedStep, Quarantined, Run, StepState,
+    approvals_needed, digest_of, dry_run_plan, evolve, fold, plan_waves,
 )
 from services.jetstream import persist
 from services.logs import Watched, run_with_output, stored_output
 from services.ordered import run_events
-from services.playbook.plan import plan_waves
-from services.playbook_store import ParsedPlaybook, PlaybookStore, digest_of
+from services.playbook_store import PlaybookStore
 from services.readiness import StoreReadiness
 from services.store import EventStore
 

@@ -39,7 +39,7 @@ from services.catalog import Catalog
 from services.domain.catalog import is_digest
 from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, UnknownRun
 from services.playbook import Diagnostic, LoadedPlaybook, PlaybookInvalid, load_playbook
-from services.playbook_store import digest_of
+from services.playbook_pins import digest_of
 from services.domain import breaker as breaker_rules
 from services.domain.run.gates import Refused
 from services.domain.run.commands import Advance, AnswerGate, Retry, RunCommand

@@ -34,14 +34,15 @@ SHARED = ("services.executor.actions", "services.identity.authority", "services.
           "services.identity.names", "services.identity.guard")
 SERVICE_PACKAGES = ("services.run", "services.executor", "services.approval", "services.resilience",
                     "services.identity", "services.learning")
-# Views and doors know the engine only through these (and what an identity client needs: grant syntax,
+# Views and doors know the engine only through these (`services.fold`: the part of `services.read` a
+# reader without nats-py needs; and what an identity client needs: grant syntax,
 # sealed replies, the local credential files; what a door that checks callers is handed: the identity, its
 # guard, sessions and sign-in codes; the learning service's refusal; stopping tasks for good).
-PUBLIC = ("services.read", "services.playbook", "services.errors", "services.log_text", "services.settings",
-          "services.tasks", "services.identity.authority", "services.identity.sealing", "services.identity.credentials",
-          "services.identity.setup", "services.identity.guard", "services.identity.principal",
-          "services.identity.names", "services.identity.sessions", "services.identity.signin",
-          "services.learning.errors")
+PUBLIC = ("services.read", "services.fold", "services.playbook", "services.errors", "services.log_text",
+          "services.settings", "services.tasks", "services.identity.authority", "services.identity.sealing",
+          "services.identity.credentials", "services.identity.setup", "services.identity.guard",
+          "services.identity.principal", "services.identity.names", "services.identity.sessions",
+          "services.identity.signin", "services.learning.errors")
 PURE_LAYERS = 2                                         # contract, language and rules do no I/O
 IO_MODULES = ("nats", "aiohttp", "aiohttp_sse", "prometheus_client", "asyncio", "subprocess", "socket", "os",
               "random", "time", "pathlib", "services.store")

@@ -1,0 +1,51 @@
+"""What a run pins: its parsed playbook (the playbook and its plan), stored by digest.
+
+Apart from the store's client (`services.playbook_store`): the CLI resolves a pinned run
+over its plain connection with the same names and checks.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import msgspec
+
+from events.playbook import Plan, Playbook
+from events.run import RunStarted
+from services.errors import UnknownPlaybook
+
+
+class ParsedPlaybook(msgspec.Struct, frozen=True, kw_only=True):
+    """What a run follows, as stored: the playbook and its plan, exactly as validation produced them."""
+
+    playbook: Playbook
+    plan: Plan
+
+
+_parsed_decoder = msgspec.json.Decoder(ParsedPlaybook)
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def encode_parsed(playbook: Playbook, plan: Plan) -> bytes:
+    return msgspec.json.encode(ParsedPlaybook(playbook=playbook, plan=plan))
+
+
+def object_name(digest: str, kind: str) -> str:
+    """`sha256:<hex>` -> `sha256-<hex>.<kind>`: object names are readable and need no escaping."""
+    return digest.replace(":", "-") + "." + kind
+
+
+def decode_parsed(digest: str, data: bytes | None, bucket: str) -> ParsedPlaybook:
+    """The parsed playbook stored as `digest` (None: nothing was); UnknownPlaybook if absent or not what it says."""
+    if data is None:
+        raise UnknownPlaybook(f"no parsed playbook {digest} in {bucket}")
+    if digest_of(data) != digest:
+        raise UnknownPlaybook(f"the parsed playbook stored as {digest} does not match its digest")
+    return _parsed_decoder.decode(data)
+
+
+def with_playbook(event: RunStarted, parsed: ParsedPlaybook) -> RunStarted:
+    """A pinned RunStarted ready to fold."""
+    return msgspec.structs.replace(event, playbook=parsed.playbook, plan=parsed.plan)
