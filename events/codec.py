@@ -21,6 +21,13 @@ def encode(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
 
 
+def command_body(command: msgspec.Struct) -> bytes:
+    """A command as a request body: the subject names its type, so the body carries none."""
+    body = msgspec.json.decode(encode(command))
+    body.pop("type", None)
+    return msgspec.json.encode(body)
+
+
 def decode_command(name: str, data: bytes, kinds: Any = AnyCommand) -> Any:
     """Decode a command body into one of `kinds`; the subject names the type, so the body needs no tag."""
     body = decode_json(data) if data else {}

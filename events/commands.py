@@ -121,6 +121,9 @@ class Rejection(msgspec.Struct, frozen=True, kw_only=True):
     details: list[dict[str, Any]] = []
 
 
+HEADROOM = 4096     # bytes of a command's NATS message left for headers (the caller's credential, say)
+
+
 class Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """The answer to every command: accepted with the events it produced, or rejected."""
 

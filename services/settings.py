@@ -12,7 +12,6 @@ start, naming the file and what is wrong.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ DEFAULT_NATS_PORT = 4222
 LEASE_SECONDS, CLUSTER_LEASE_SECONDS = 5.0, 20.0   # a cluster's lease outlasts a leader's election (5 to 7 s)
 T = TypeVar("T")
 
-log = logging.getLogger("playbook")
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +230,9 @@ class Settings:
     async def connect(self, name: str, role: NatsRole = "engine") -> NATS:
         """A connection to the engine's NATS, as `role`, that reconnects for as long as the process lives."""
         async def on_error(err: Exception) -> None:
-            log.warning("NATS: %s", err)
+            logging.getLogger("playbook").warning("NATS: %s", err)
+
+        import logging
 
         import nats
         return await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=-1,

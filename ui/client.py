@@ -21,9 +21,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from events import subjects
-from events.codec import decode_event, encode
+from events.codec import command_body, decode_event
 from events.circuit import CircuitEvent
-from events.commands import Command, PublishPlaybook, Reply, StartRun
+from events.commands import HEADROOM, Command, PublishPlaybook, Reply, StartRun
 from events.identity import Caller, caller_headers
 from events.json_limits import stored_decoder
 from events.output import OutputEnded, OutputLine
@@ -36,7 +36,6 @@ from services.read import (
 )
 
 _reply_decoder: Callable[[bytes], Reply] = stored_decoder(Reply)   # an answer of the engine
-HEADROOM = 4096               # bytes of a message left for headers (a credential, say)
 READ_BATCH = 256              # stored messages fetched at once while there is a backlog
 IDLE_WAIT = 5.0               # how long one fetch waits for a live message
 INACTIVE_SECONDS = 60.0       # the server removes a reader's consumer this long after its last fetch
@@ -63,9 +62,9 @@ class EngineClient:
         A playbook too large for one NATS message is uploaded first and the command names the upload;
         TooLarge past the limits, EngineUnavailable without an engine.
         """
-        data = _body(command)
+        data = command_body(command)
         if len(data) > self.nc.max_payload - HEADROOM and isinstance(command, (StartRun, PublishPlaybook)):
-            data = _body(await self._by_upload(command))
+            data = command_body(await self._by_upload(command))
         if len(data) > self.nc.max_payload - HEADROOM:
             raise TooLarge(f"the {type(command).__name__} command is {len(data)} bytes, more than one NATS message "
                            f"takes ({self.nc.max_payload} bytes with {HEADROOM} for headers)")
@@ -222,13 +221,6 @@ class EngineClient:
                     await sub.unsubscribe()
                     if name:
                         await js.delete_consumer(self.store.stream, name)
-def _body(command: Command) -> bytes:
-    """The command as a request body: the subject names its type."""
-    body = msgspec.json.decode(encode(command))
-    body.pop("type", None)
-    return json.dumps(body).encode()
-
-
 def _output_over(run: Run, step_id: str | None, attempt: int | None) -> bool:
     """Whether the step (or its attempt) will print no more: it settled, or the attempt is over."""
     if step_id is None:

@@ -26,7 +26,6 @@ routes to every server of the cluster.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,9 +203,10 @@ def _placeholders() -> dict[NatsRole, str]:
 
 def ensure_logins(home: Path) -> dict[NatsRole, NatsLogin]:
     """Each role's login, made once, then kept in `credentials/nats-<role>.json`."""
+    from secrets import token_urlsafe   # the engine's start only: a CLI reading its login needs no randomness
     logins = {}
     for role in ROLES:
-        logins[role] = nats_login(role, home) or NatsLogin(user_name(role), secrets.token_urlsafe(32))
+        logins[role] = nats_login(role, home) or NatsLogin(user_name(role), token_urlsafe(32))
         write_secret(home, f"nats-{role}.json", json.dumps({"user": logins[role].user,
                                                             "password": logins[role].password}))
     return logins

@@ -48,11 +48,18 @@ def test_a_command_help_loads_nothing_heavy_either() -> None:
     assert loaded == set()
 
 
-def test_reading_a_run_loads_nats_but_not_aiohttp_nor_the_playbook_language(tmp_path: Path) -> None:
+def test_reading_a_run_speaks_plain_nats_itself_without_nats_py_asyncio_or_the_language(tmp_path: Path) -> None:
     code, loaded = cli_imports("status", "some-run", env={"NATS_URL": f"nats://127.0.0.1:{a_closed_port()}",
                                                           "PLAYBOOK_HOME": str(tmp_path)})
     assert code == 4        # the engine is unreachable: it did try to connect
-    assert "nats" in loaded
+    assert loaded == {"msgspec"}
+
+
+def test_a_tls_url_is_for_nats_py(tmp_path: Path) -> None:
+    code, loaded = cli_imports("status", "some-run", env={"NATS_URL": f"tls://127.0.0.1:{a_closed_port()}",
+                                                          "PLAYBOOK_HOME": str(tmp_path)})
+    assert code == 4
+    assert {"nats", "asyncio"} <= loaded
     assert not {"aiohttp", "mcp", "yaml", "services.playbook.validate"} & loaded
 
 
@@ -63,5 +70,4 @@ def test_starting_a_run_from_a_file_leaves_the_checks_to_the_engine(tmp_path: Pa
                    "PLAYBOOK_TOKEN": "pbt_unchecked"}
     code, loaded = cli_imports("run", str(book), env=unreachable)
     assert code == 4
-    assert "nats" in loaded
-    assert not {"aiohttp", "yaml", "services.playbook.validate"} & loaded
+    assert loaded == {"msgspec"}        # the CLI's own NATS connection: no nats-py, no asyncio

@@ -57,6 +57,10 @@ def print_json(document: Any) -> None:
     print(json.dumps(document, default=str), flush=True)
 
 
+def no_run(args: argparse.Namespace) -> int:
+    return failed(args, "unknown_run", f"no run with id {args.run_id!r}")
+
+
 def failed(args: argparse.Namespace, code: str, message: str, exit_code: int = EXIT_FAILED, prefix: str = "") -> int:
     """Say what failed, as `{"error": {"code", "message"}}` with --json, else on stderr; the exit code."""
     if getattr(args, "json", False):

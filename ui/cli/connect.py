@@ -16,6 +16,7 @@ from services.identity.credentials import TOKEN_FILE, read_secret
 
 if TYPE_CHECKING:   # NATS and the client load only when a command talks to the engine
     from services.settings import Settings
+    from ui.cli.wire import Connection
     from ui.client import EngineClient
 
 
@@ -28,10 +29,12 @@ async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitab
                       on_behalf_of: str | None = None) -> int:
     """`work` with a client of the engine: NATS as the client login, commands with the caller's token."""
     url = settings.engine_url()
-    import nats
+    from ui.cli.lazy import without_aiohttp
+    with without_aiohttp(settings):
+        import nats
 
-    from services.settings import connect_options
-    from ui.client import EngineClient
+        from services.settings import connect_options
+        from ui.client import EngineClient
 
     async def quiet(_err: Exception) -> None:
         pass
@@ -48,11 +51,31 @@ async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitab
         await nc.close()
 
 
-def steer(args: argparse.Namespace, settings: Settings, work: Callable[[EngineClient], Awaitable[int]]) -> int:
-    """`work` that sends commands: it needs a token; `--as` acts on someone's behalf (admins only)."""
-    if caller_credential(settings) is None:
+def plain_connection(settings: Settings) -> Connection | None:
+    """The CLI's own connection (`ui.cli.wire`: no nats-py to import), as the client login; None where only
+    nats-py connects (tls://, ws://)."""
+    from ui.cli.wire import connect
+    login = settings.nats_login("client")
+    return connect(settings.engine_url(), login.get("user"), login.get("password"))
+
+
+def caller_headers_of(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
+    """Who a command of the CLI comes from, as request headers; AccessDenied without a token."""
+    from events.identity import caller_headers
+    return caller_headers(_credential_to_steer(settings), getattr(args, "as_user", None), "cli")
+
+
+def _credential_to_steer(settings: Settings) -> str:
+    credential = caller_credential(settings)
+    if credential is None:
         raise AccessDenied(f"no API token: set PLAYBOOK_TOKEN, or start the engine here with `playbook up` "
                            f"(it writes {settings.home / 'credentials' / TOKEN_FILE})", "unauthenticated")
+    return credential
+
+
+def steer(args: argparse.Namespace, settings: Settings, work: Callable[[EngineClient], Awaitable[int]]) -> int:
+    """`work` that sends commands: it needs a token; `--as` acts on someone's behalf (admins only)."""
+    _credential_to_steer(settings)
     return run(with_client(settings, work, getattr(args, "as_user", None)))
 
 

@@ -1,4 +1,4 @@
-"""`status`, `list`, `events`, `logs`, `replay`, `circuits`: what the engine holds, read and shown."""
+"""`list`, `events`, `logs`, `replay`, `circuits`: what the engine holds, read and shown."""
 from __future__ import annotations
 
 import argparse
@@ -19,29 +19,11 @@ from projections.run_view import run_view
 from projections.sentences import circuit_sentence
 from services.read import fold
 from services.settings import Settings
-from ui.cli.common import failed, print_json, print_reply
+from ui.cli.common import failed, no_run, print_json, print_reply
 from ui.cli.connect import steer, with_client
 from ui.cli.exits import EXIT_INVALID
 from ui.cli.render import Follower, event_json, status_table, terminal_line
 from ui.client import EngineClient
-
-
-def no_run(args: argparse.Namespace) -> int:
-    return failed(args, "unknown_run", f"no run with id {args.run_id!r}")
-
-
-def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    async def work(client: EngineClient) -> int:
-        run = await client.run(args.run_id)
-        if not run.exists:
-            return no_run(args)
-        if args.json:
-            print_json(run_view(run))
-        else:
-            print(status_table(run, full_output=args.output))
-        return 0
-
-    return asyncio.run(with_client(settings, work))
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,7 +14,7 @@ from events.run import (
     StepSucceeded,
 )
 from projections.sentences import sentence
-from services.read import Run, dry_run_plan, evolve
+from services.fold import Run, dry_run_plan, evolve
 
 from ui.cli.exits import (  # the exit codes are read from here too (kept in exits.py: the CLI starts without this)
     DENIED_CODES as DENIED_CODES,

@@ -2,24 +2,36 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from events.commands import Reply, RetryRun, StartRun
+from events import subjects
+from events.codec import command_body
+from events.commands import HEADROOM, Reply, RetryRun, StartRun
+from events.json_limits import stored_decoder
 from events.run import RunRetried
+from services.fold import dry_run_plan
 from services.playbook.diagnostics import Diagnostic
-from services.read import dry_run_plan
 from services.settings import Settings
-from ui.cli.common import parse_params, print_json, print_reply, read_playbook, reply_document
 from ui.cli import insights as insights_command
-from ui.cli.connect import steer
+from ui.cli.common import parse_params, print_json, print_reply, read_playbook, reply_document
+from ui.cli.connect import caller_headers_of, plain_connection, steer
 from ui.cli.exits import EXIT_DENIED, EXIT_INVALID, EXIT_UNAVAILABLE
+from ui.cli.live_run import LiveRun
 from ui.cli.render import Follower, plan_table
-from ui.client import EngineClient
+
+if TYPE_CHECKING:   # nats-py loads only where the CLI's own connection cannot serve
+    from ui.client import EngineClient
+
+START_TIMEOUT = 120.0      # a big playbook's checks take their time
+_reply_decoder: Callable[[bytes], Reply] = stored_decoder(Reply)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -50,17 +62,27 @@ def _not_started(reply: Reply, args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace, settings: Settings, start: StartRun) -> int:
-    """Start the run (a playbook larger than a NATS message goes by upload) and follow it, as `playbook run` asks."""
+    """Start the run and follow it, as `playbook run` asks: over the CLI's own connection where it can, else
+    (TLS or websockets, a playbook larger than a NATS message to upload, a dry run's plan) through nats-py."""
+    headers, body = caller_headers_of(args, settings), command_body(start)
+    if not args.dry_run and (connection := plain_connection(settings)) is not None:
+        with contextlib.closing(connection):
+            if len(body) <= connection.max_payload - HEADROOM:
+                answer = connection.request(subjects.command("StartRun"), body, START_TIMEOUT, headers)
+                reply = _reply_decoder(answer.data)
+                if (code := _answered(reply, args)) is not None:
+                    return code
+                assert reply.run_id is not None
+                follower = Follower(reply.run_id, as_json=args.json, full_output=args.output)
+                for seq, event in LiveRun(connection, reply.run_id).follow():
+                    follower.show(seq, event)
+                return follower.exit_code()
+
     async def work(client: EngineClient) -> int:
-        reply = await client.send(start, timeout=120.0)
-        if reply.error is not None and reply.error.code == "invalid_playbook":
-            return _not_started(reply, args)
-        if not reply.accepted or reply.run_id is None:
-            code = print_reply(reply, args.json)
-            return code if code in (EXIT_DENIED, EXIT_UNAVAILABLE) else EXIT_INVALID    # nothing was started
-        if not args.json:       # JSON readers find them in the reply's document
-            for warning in reply.warnings:
-                print(msgspec.convert(warning, Diagnostic).format(), file=sys.stderr)
+        reply = await client.send(start, timeout=START_TIMEOUT)
+        if (code := _answered(reply, args)) is not None:
+            return code
+        assert reply.run_id is not None
         if args.dry_run:
             run = await client.run(reply.run_id)
             if args.json:
@@ -68,17 +90,32 @@ def _start(args: argparse.Namespace, settings: Settings, start: StartRun) -> int
             else:
                 print(plan_table(run))
             return 0
-        if args.detach:
-            if args.json:
-                print_json(reply_document(reply))
-            else:
-                print(reply.run_id)
-            return 0
-        if not args.json:
-            print(f"run {reply.run_id}  (playbook events {reply.run_id} --follow, playbook cancel {reply.run_id})")
         return await follow(client, reply.run_id, args)
 
     return steer(args, settings, work)
+
+
+def _answered(reply: Reply, args: argparse.Namespace) -> int | None:
+    """What `playbook run` shows of the engine's answer: the exit code, or None for a run to follow (or plan)."""
+    if reply.error is not None and reply.error.code == "invalid_playbook":
+        return _not_started(reply, args)
+    if not reply.accepted or reply.run_id is None:
+        code = print_reply(reply, args.json)
+        return code if code in (EXIT_DENIED, EXIT_UNAVAILABLE) else EXIT_INVALID    # nothing was started
+    if not args.json:       # JSON readers find them in the reply's document
+        for warning in reply.warnings:
+            print(msgspec.convert(warning, Diagnostic).format(), file=sys.stderr)
+    if args.dry_run:
+        return None
+    if args.detach:
+        if args.json:
+            print_json(reply_document(reply))
+        else:
+            print(reply.run_id)
+        return 0
+    if not args.json:
+        print(f"run {reply.run_id}  (playbook events {reply.run_id} --follow, playbook cancel {reply.run_id})")
+    return None
 
 
 def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
@@ -92,13 +129,13 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         reply = await client.send(command)
         if not reply.accepted or args.detach:
-            return _answered(reply, args)
+            return _retried(reply, args)
         return await follow(client, args.run_id, args, retried=True)
 
     return steer(args, settings, work)
 
 
-def _answered(reply: Reply, args: argparse.Namespace) -> int:
+def _retried(reply: Reply, args: argparse.Namespace) -> int:
     if reply.accepted and not args.json:
         print(f"run {reply.run_id} retried: " + ", ".join(e["type"] for e in reply.events))
         return 0

@@ -1,0 +1,151 @@
+"""The CLI's own NATS connection (`ui.cli.wire`) against a real nats-server: the login, requests, refusals,
+stored messages in batches, and one run followed from its stored events into the live feed to its end."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import StreamConfig
+
+from events import subjects
+from events.commands import ApproveStep, StartRun
+from events.run import ApprovalRequested, RunCompleted, RunEvent
+from services.embedded import EmbeddedNats, free_port
+from services.errors import EngineUnavailable
+from services.identity.nats_users import ensure_nats_users, nats_login
+from tests.helpers import playbook_yaml
+from ui.cli.live_run import LiveRun, stored_events
+from ui.cli.wire import Connection, Refused, connect
+from ui.client import EngineClient
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def secured(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """The embedded nats-server with the engine's generated users, as `playbook up` starts it."""
+    home = tmp_path / "home"
+    server = EmbeddedNats(home, port=free_port(), config=ensure_nats_users(home))
+    url = await server.start()
+    try:
+        yield url, home
+    finally:
+        server.stop()
+
+
+def open_plain(url: str, user: str | None = None, password: str | None = None) -> Connection:
+    connection = connect(url, user, password)
+    assert connection is not None
+    return connection
+
+
+async def test_the_client_login_connects_and_a_wrong_password_is_refused(secured: tuple[str, Path]) -> None:
+    url, home = secured
+    login = nats_login("client", home)
+    assert login is not None
+    connection = await asyncio.to_thread(open_plain, url, login.user, login.password)
+    connection.close()
+    with pytest.raises(Refused, match="Authorization Violation"):
+        await asyncio.to_thread(connect, url, login.user, "not-the-password")
+
+
+async def test_a_publish_the_login_may_not_make_is_refused_not_lost(secured: tuple[str, Path]) -> None:
+    url, home = secured
+    login = nats_login("client", home)
+    assert login is not None
+
+    def forge() -> None:
+        connection = open_plain(url, login.user, login.password)
+        try:
+            connection.request(subjects.run_event("forged", "RunStarted"), b"{}", timeout=5)
+        finally:
+            connection.close()
+
+    with pytest.raises(Refused, match="Permissions Violation"):
+        await asyncio.to_thread(forge)
+
+
+async def test_a_request_nobody_answers_is_unavailable_at_once(nats_server) -> None:
+    connection = await asyncio.to_thread(open_plain, nats_server.url)
+    try:
+        with pytest.raises(EngineUnavailable, match="nobody answers"):
+            await asyncio.to_thread(connection.request, "pb.cmd.StartRun", b"{}", 30.0)
+    finally:
+        connection.close()
+
+
+def test_urls_only_nats_py_speaks_are_left_to_it() -> None:
+    assert connect("tls://127.0.0.1:4222", None, None) is None
+    assert connect("ws://127.0.0.1:8080", None, None) is None
+
+
+async def test_the_first_server_that_answers_of_a_list_serves(nats_server) -> None:
+    closed = f"nats://127.0.0.1:{free_port()}"
+    connection = await asyncio.to_thread(open_plain, f"{closed},{nats_server.url}")
+    connection.close()
+    with pytest.raises(EngineUnavailable, match="cannot reach NATS"):
+        await asyncio.to_thread(connect, closed, None, None)
+
+
+async def test_stored_messages_come_in_order_across_batches_and_whole_when_large(nats_server, nc: nats.NATS) -> None:
+    js = nc.jetstream()
+    await js.add_stream(StreamConfig(name="T", subjects=["t.>"], allow_direct=True))
+    big = bytes(range(256)) * 2400          # 600 KiB: more than one read from the socket
+    for i in range(600):
+        await js.publish(f"t.mine.{i % 3}", str(i).encode())
+        await js.publish("t.other", b"not mine")
+    await js.publish("t.mine.big", big)
+
+    def read() -> tuple[list[int], list[bytes], bytes | None]:
+        connection = open_plain(nats_server.url)
+        try:
+            stored = connection.stored("T", "t.mine.>", batch=256)
+            last = connection.last("T", "t.other")
+            return [int(m.headers["Nats-Sequence"]) for m in stored], [m.data for m in stored], last and last.data
+        finally:
+            connection.close()
+
+    sequences, bodies, last_other = await asyncio.to_thread(read)
+    assert bodies == [str(i).encode() for i in range(600)] + [big]
+    assert sequences == sorted(sequences) and len(set(sequences)) == 601
+    assert last_other == b"not mine"
+
+
+GATED = playbook_yaml([{"id": "build", "action": "noop"},
+                       {"id": "deploy", "action": "noop", "depends_on": ["build"],
+                        "approval_gate": {"required_approvers": ["admin"], "allow_self_approval": True}},
+                       {"id": "verify", "action": "noop", "depends_on": ["deploy"]}], name="gated")
+
+
+async def test_a_run_is_followed_from_what_is_stored_into_the_live_feed_to_its_end(engine: EngineClient,
+                                                                                  settings) -> None:
+    reply = await engine.send(StartRun(playbook=GATED))
+    assert reply.accepted and reply.run_id
+    run_id = reply.run_id
+    connection = await asyncio.to_thread(open_plain, settings.nats_url)
+    followed: list[tuple[int, RunEvent]] = []
+    gate_asked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def follow() -> None:
+        for seq, event in LiveRun(connection, run_id).follow():
+            followed.append((seq, event))
+            if isinstance(event, ApprovalRequested):
+                loop.call_soon_threadsafe(gate_asked.set)
+
+    try:
+        following = asyncio.create_task(asyncio.to_thread(follow))
+        await asyncio.wait_for(gate_asked.wait(), 15)      # stored events read; the rest will come live
+        approved = await engine.send(ApproveStep(run_id=run_id, step_id="deploy"))
+        assert approved.accepted, approved.error
+        await asyncio.wait_for(following, 15)
+        stored = await asyncio.to_thread(stored_events, connection, run_id)
+    finally:
+        connection.close()
+    assert isinstance(followed[-1][1], RunCompleted)
+    assert [seq for seq, _ in followed] == [seq for seq, _ in await engine.events(run_id)]
+    assert [seq for seq, _ in stored] == [seq for seq, _ in followed]
+    assert followed[0][1].plan is not None                 # the pinned playbook was resolved, ready to fold

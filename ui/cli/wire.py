@@ -1,0 +1,273 @@
+"""NATS for one CLI command: plain TCP, blocking, the standard library only.
+
+nats-py (with asyncio and ssl) costs a CLI process more to import than `playbook status`
+may take in all. A command that sends a request, reads a run's stored events and takes the
+live ones from the feed needs a few lines of the NATS client protocol, spoken here. URLs
+other than nats:// (tls://, ws://) and servers that ask for TLS go through nats-py instead
+(`ui.client.EngineClient`): `connect` answers None for them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections import deque
+from urllib.parse import unquote, urlsplit
+
+from services.errors import EngineUnavailable
+
+LINE_MAX = 64 * 1024     # a protocol line (INFO, MSG ...) longer than this is not a NATS server speaking
+CHUNK = 256 * 1024
+
+
+class Message:
+    __slots__ = ("subject", "sid", "reply", "headers", "data")
+
+    def __init__(self, subject: str, sid: int, reply: str, headers: dict[str, str], data: bytes) -> None:
+        self.subject, self.sid, self.reply, self.headers, self.data = subject, sid, reply, headers, data
+
+    @property
+    def status(self) -> str:
+        """A status message's code (404, 204, 503 ...), else ''."""
+        return self.headers.get("Status", "")
+
+
+class Refused(EngineUnavailable):
+    """The server said -ERR: the login is wrong, or a subject is not permitted to this login."""
+
+
+class Connection:
+    """One connection, used by one thread: publish, subscribe, and read what arrives until a deadline."""
+
+    def __init__(self, sock: socket.socket, info: dict[str, object]) -> None:
+        self.sock, self.info = sock, info
+        self.max_payload = int(info.get("max_payload", 1024 * 1024))  # type: ignore[call-overload]
+        self._buffer = bytearray()
+        self._queued: dict[int, deque[Message]] = {}
+        self._sids = 0
+        self._inbox = "_INBOX." + os.urandom(11).hex()
+        self._replies = 0
+        self._reply_sid = 0
+
+    # -- the protocol ------------------------------------------------------------------------
+
+    def publish(self, subject: str, data: bytes = b"", reply: str = "", headers: dict[str, str] | None = None) -> None:
+        if headers:
+            head = ("NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+            line = f"HPUB {subject} {reply} {len(head)} {len(head) + len(data)}\r\n".encode()
+            self.sock.sendall(line + head + data + b"\r\n")
+        else:
+            self.sock.sendall(f"PUB {subject} {reply} {len(data)}\r\n".encode() + data + b"\r\n")
+
+    def subscribe(self, subject: str) -> int:
+        self._sids += 1
+        self._queued[self._sids] = deque()
+        self.sock.sendall(f"SUB {subject} {self._sids}\r\n".encode())
+        return self._sids
+
+    def next_message(self, sid: int, timeout: float) -> Message | None:
+        """The next message on subscription `sid`, or None once `timeout` seconds pass without one."""
+        deadline = time.monotonic() + timeout
+        queued = self._queued[sid]
+        while not queued:
+            message = self._read(deadline)
+            if message is None:
+                return None
+            self._queued.get(message.sid, deque()).append(message)
+        return queued.popleft()
+
+    def request(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None = None) -> Message:
+        """The first answer to `data` on `subject`; EngineUnavailable when nobody answers in time."""
+        for answer in self.answers(subject, data, timeout, headers):
+            return answer
+        raise EngineUnavailable(f"no answer on {subject} in {timeout:g} s")
+
+    def answers(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None = None,
+                *, until_status: bool = False) -> list[Message]:
+        """The answer to one request (`until_status`: every answer until one with a status, a batch's end);
+        a 503 (no one subscribed) is EngineUnavailable."""
+        if not self._reply_sid:
+            self._reply_sid = self.subscribe(f"{self._inbox}.*")
+        self._replies += 1
+        reply = f"{self._inbox}.{self._replies}"
+        self.publish(subject, data, reply, headers)
+        deadline, answers = time.monotonic() + timeout, []
+        while True:
+            message = self.next_message(self._reply_sid, max(0.0, deadline - time.monotonic()))
+            if message is None:
+                raise EngineUnavailable(f"no answer on {subject} in {timeout:g} s")
+            if message.subject != reply:
+                continue            # a late answer to an earlier request
+            if message.status == "503":
+                raise EngineUnavailable(f"nobody answers on {subject}")
+            answers.append(message)
+            if not until_status or message.status:
+                return answers
+
+    def stored(self, stream: str, subject: str, after: int = 0, *, batch: int = 256,
+               timeout: float = 5.0) -> list[Message]:
+        """Every message on `subject` in `stream` after sequence `after`, by batched direct gets (no consumer)."""
+        found: list[Message] = []
+        while True:
+            request = json.dumps({"seq": after + 1, "next_by_subj": subject, "batch": batch}).encode()
+            *messages, end = self.answers(f"$JS.API.DIRECT.GET.{stream}", request, timeout, until_status=True)
+            found += messages
+            after = int(messages[-1].headers["Nats-Sequence"]) if messages else after
+            if end.status == "404" or (end.status == "204" and (not messages or
+                                                                 end.headers.get("Nats-Num-Pending", "0") == "0")):
+                return found
+            if end.status != "204":
+                raise EngineUnavailable(f"{stream} cannot be read: {end.status} {end.headers.get('Description', '')}")
+
+    def last(self, stream: str, subject: str, timeout: float = 5.0) -> Message | None:
+        """The last message on `subject` in `stream`; None if there is none."""
+        answer = self.request(f"$JS.API.DIRECT.GET.{stream}", json.dumps({"last_by_subj": subject}).encode(), timeout)
+        if answer.status == "404":
+            return None
+        if answer.status:
+            raise EngineUnavailable(f"{stream} cannot be read: {answer.status} {answer.headers.get('Description', '')}")
+        return answer
+
+    def close(self) -> None:
+        self.sock.close()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _read(self, deadline: float) -> Message | None:
+        """The next message for any subscription (answering the server's pings meanwhile), or None at the deadline."""
+        while True:
+            line = self._line(deadline)
+            if line is None:
+                return None
+            if line.startswith(b"MSG ") or line.startswith(b"HMSG "):
+                return self._message(line, deadline)
+            if line == b"PING":
+                self.sock.sendall(b"PONG\r\n")
+            elif line.startswith(b"-ERR"):
+                raise _refusal(line)
+            # PONG, +OK, INFO (a cluster's news): nothing to do
+
+    def _message(self, line: bytes, deadline: float) -> Message:
+        parts = line.decode().split(" ")
+        with_headers = parts[0] == "HMSG"
+        sizes = [int(p) for p in parts[-2:]] if with_headers else [0, int(parts[-1])]
+        reply = parts[3] if len(parts) == (6 if with_headers else 5) else ""
+        body = self._exact(sizes[-1] + 2, deadline)
+        if body is None:
+            raise EngineUnavailable("NATS stopped in the middle of a message")
+        headers = _headers(body[:sizes[0]]) if with_headers else {}
+        return Message(parts[1], int(parts[2]), reply, headers, bytes(body[sizes[0]:sizes[-1]]))
+
+    def _line(self, deadline: float) -> bytes | None:
+        while (end := self._buffer.find(b"\r\n")) < 0:
+            if len(self._buffer) > LINE_MAX or not self._fill(deadline):
+                return None if len(self._buffer) <= LINE_MAX else _garbled()
+        line = bytes(self._buffer[:end])
+        del self._buffer[:end + 2]
+        return line
+
+    def _exact(self, size: int, deadline: float) -> bytearray | None:
+        while len(self._buffer) < size:
+            if not self._fill(max(deadline, time.monotonic() + 5.0)):   # a message begun is read to its end
+                return None
+        data = self._buffer[:size]
+        del self._buffer[:size]
+        return data
+
+    def _fill(self, deadline: float) -> bool:
+        """More bytes from the server; False at the deadline. A closed connection is EngineUnavailable."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(CHUNK)
+        except TimeoutError:
+            return False
+        except OSError as err:
+            raise EngineUnavailable(f"the connection to NATS broke: {err}") from None
+        if not data:
+            raise EngineUnavailable("NATS closed the connection")
+        self._buffer += data
+        return True
+
+
+def connect(url: str, user: str | None, password: str | None, timeout: float = 3.0) -> Connection | None:
+    """A connection to the first of the URL's servers that answers; None when nats-py must do it (TLS, websockets).
+
+    A login in the URL wins over `user` and `password`, as with nats-py.
+    """
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if any("://" in s and not s.startswith("nats://") for s in servers):
+        return None
+    failure: Exception | None = None
+    for server in servers:
+        where = urlsplit(server if "://" in server else f"nats://{server}")
+        if where.username:
+            user, password = unquote(where.username), unquote(where.password or "")
+        try:
+            return _handshake(where.hostname or "localhost", where.port or 4222, user, password, timeout)
+        except _NeedsTls:
+            return None
+        except Refused:
+            raise           # the login is wrong: every server of a cluster says the same
+        except (OSError, EngineUnavailable) as err:
+            failure = err
+    raise EngineUnavailable(f"cannot reach NATS at {url} ({failure}): is `playbook up` running?")
+
+
+class _NeedsTls(Exception):
+    pass
+
+
+def _handshake(host: str, port: int, user: str | None, password: str | None, timeout: float) -> Connection:
+    deadline = time.monotonic() + timeout
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        connection = Connection(sock, {})
+        line = connection._line(deadline)
+        if line is None or not line.startswith(b"INFO "):
+            raise EngineUnavailable(f"{host}:{port} is not a NATS server")
+        info = json.loads(line[5:])
+        if info.get("tls_required"):
+            raise _NeedsTls()
+        connection.info, connection.max_payload = info, int(info.get("max_payload", connection.max_payload))
+        options = {"verbose": False, "pedantic": False, "tls_required": False, "name": "playbook-cli",
+                   "lang": "python", "version": "wire", "protocol": 1, "headers": True, "no_responders": True}
+        if user is not None:
+            options.update(user=user, **{"pass": password or ""})
+        sock.sendall(b"CONNECT " + json.dumps(options).encode() + b"\r\nPING\r\n")
+        while (line := connection._line(deadline)) != b"PONG":
+            if line is None:
+                raise EngineUnavailable(f"{host}:{port} did not finish the handshake")
+            if line.startswith(b"-ERR"):
+                raise _refusal(line)
+        return connection
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _headers(block: bytearray) -> dict[str, str]:
+    """`NATS/1.0 404 No Messages\\r\\nKey: value\\r\\n...`: the keys, with the status as `Status`."""
+    lines = bytes(block).decode(errors="replace").split("\r\n")
+    headers: dict[str, str] = {}
+    status = lines[0][len("NATS/1.0"):].strip()
+    if status:
+        code, _, description = status.partition(" ")
+        headers.update(Status=code, Description=description)
+    for line in lines[1:]:
+        key, sep, value = line.partition(":")
+        if sep:
+            headers[key.strip()] = value.strip()
+    return headers
+
+
+def _refusal(line: bytes) -> Refused:
+    return Refused("NATS refused: " + line[5:].decode(errors="replace").strip().strip("'"))
+
+
+def _garbled() -> bytes:
+    raise EngineUnavailable("NATS sent a line too long to be the protocol's")
