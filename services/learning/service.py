@@ -234,6 +234,8 @@ class LearningService:
             log.warning("learning: skipping message %d on %s: %s", seq, subject, err)
             return []
         try:
+            if isinstance(event, RunStarted):   # a step shape each: 10,000 steps take ~0.1 s, off the event loop
+                return await asyncio.to_thread(interpreter.facts, event)
             return interpreter.facts(event)
         except Exception:  # one nonsensical event must not stop the learning
             log.exception("learning: cannot learn from message %d on %s; skipped", seq, subject)

@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
 
 import pytest
 
 from events import subjects
 from events.commands import PauseRun
-from events.run import RunPaused, StepScheduled
+from events.run import RunEvent, RunPaused, StepScheduled
 from services.errors import CommandRejected, ConcurrencyConflict
 from services.domain.run.commands import Advance, AnswerGate, BeginStep, FinishStep
 from services.domain.run.decider import decide
-from services.aggregates import run_repository
+from services.aggregates import RUNS, run_repository
+from services.domain.run import state
+from services.domain.run.state import Run
+from services.repository import Repository
 from services.playbook_store import PlaybookStore
 from services.store import EventStore
 from tests.helpers import at, noop, started
@@ -177,3 +182,20 @@ async def test_a_refusal_on_everything_the_store_holds_stands(store: EventStore)
     approve = AnswerGate(step_id="deploy", actor="bob", groups=(), approve=True)
     with pytest.raises(CommandRejected, match="not waiting for approval"):
         await run_repository(store, PlaybookStore(store.nc)).change("r1", lambda run: decide(run, approve, at(5)))
+
+
+async def test_a_new_aggregate_folds_its_first_event_off_the_event_loop_and_later_ones_on_it(
+        store: EventStore) -> None:
+    """A run's first event carries its playbook (10,000 steps take ~75 ms to fold): the loop answers meanwhile."""
+    folded_on: list[tuple[str, bool]] = []
+
+    def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
+        folded_on.append((type(event).__name__, threading.get_ident() == loop_thread))
+        return state.evolve(run, event, seq)
+
+    loop_thread = threading.get_ident()
+    runs = Repository(store, dataclasses.replace(RUNS, evolve=evolve), prepare=PlaybookStore(store.nc).resolved)
+    await runs.create("r1", started("r1", [noop("a")]))
+    await runs.change("r1", lambda run: decide(run, Advance(), at(1)))
+    assert folded_on == [("RunStarted", False), ("StepScheduled", True)]
+    assert (await runs.get("r1")).steps["a"].status == "scheduled"
