@@ -6,6 +6,7 @@ the command service records for the audit before answering no.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from events import subjects
 from events.playbook import ApprovalGate
@@ -13,11 +14,13 @@ from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested,
     ApprovalTimedOut, RunEvent, StepFailed,
 )
-from services.domain.run.commands import AnswerGate, ExpireGate
 from services.domain.run.quorum import eligible_entries, quorum
 from services.domain.run.state import Run, StepState
 from services.errors import CommandRejected, PlaybookError
 from services.playbook.interpolate import Context, resolve
+
+if TYPE_CHECKING:   # the commands' types only: reading a run's gates needs no command
+    from services.domain.run.commands import AnswerGate, ExpireGate
 
 
 class Refused(CommandRejected):
