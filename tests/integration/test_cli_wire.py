@@ -149,3 +149,34 @@ async def test_a_run_is_followed_from_what_is_stored_into_the_live_feed_to_its_e
     assert [seq for seq, _ in followed] == [seq for seq, _ in await engine.events(run_id)]
     assert [seq for seq, _ in stored] == [seq for seq, _ in followed]
     assert followed[0][1].plan is not None                 # the pinned playbook was resolved, ready to fold
+
+
+async def test_what_the_feed_never_brought_is_read_from_the_store_once_it_is_quiet(engine: EngineClient,
+                                                                                  settings) -> None:
+    """Core NATS could drop a feed message (a leader change): the follower reads the store when the feed is quiet."""
+    reply = await engine.send(StartRun(playbook=GATED))
+    assert reply.accepted and reply.run_id
+    run_id = reply.run_id
+    connection = await asyncio.to_thread(open_plain, settings.nats_url)
+    live = LiveRun(connection, run_id)
+    live.feed = connection.subscribe("pb.nothing.ever")      # a feed that brings nothing
+    followed: list[tuple[int, RunEvent]] = []
+    gate_asked = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def follow() -> None:
+        for seq, event in live.follow():
+            followed.append((seq, event))
+            if isinstance(event, ApprovalRequested):
+                loop.call_soon_threadsafe(gate_asked.set)
+
+    try:
+        following = asyncio.create_task(asyncio.to_thread(follow))
+        await asyncio.wait_for(gate_asked.wait(), 15)
+        approved = await engine.send(ApproveStep(run_id=run_id, step_id="deploy"))
+        assert approved.accepted, approved.error
+        await asyncio.wait_for(following, 15)
+    finally:
+        connection.close()
+    assert isinstance(followed[-1][1], RunCompleted)
+    assert [seq for seq, _ in followed] == [seq for seq, _ in await engine.events(run_id)]

@@ -20,7 +20,7 @@ from events.run import RunEvent, RunStarted, ended_after
 from services.fold import chunk_subject, decode_parsed, meta_subject, object_name, whole, with_playbook
 from ui.cli.wire import Connection
 
-QUIET = 1.0        # seconds without a live event after which what is stored is read again
+QUIET, QUIETEST = 1.0, 30.0   # seconds without a live event before what is stored is read again: 1, 2, 4 ... 30
 
 
 def stored_events(connection: Connection, run_id: str) -> list[tuple[int, RunEvent]]:
@@ -38,7 +38,7 @@ class LiveRun:
 
     def follow(self) -> Iterator[tuple[int, RunEvent]]:
         """Every event of the run, ready to fold (its pinned playbook resolved), until the run has ended."""
-        ended = False
+        ended, quiet = False, QUIET
         self._catch_up()
         while True:
             for seq, event in self._take():
@@ -46,10 +46,11 @@ class LiveRun:
                 ended = ended_after(ended, event)
             if ended and not self._catch_up():
                 return
-            message = self.connection.next_message(self.feed, QUIET)
-            if message is None:
-                self._catch_up()
+            message = self.connection.next_message(self.feed, quiet)
+            if message is None:             # a run waiting at a gate for hours is asked after less and less often
+                quiet = QUIET if self._catch_up() else min(quiet * 2, QUIETEST)
             else:
+                quiet = QUIET
                 self.ahead.append((int(message.headers.get("Nats-Sequence", "0")), message.data))
 
     def _take(self) -> Iterator[tuple[int, RunEvent]]:
