@@ -7,12 +7,13 @@ from typing import Any
 
 import msgspec
 
-from events.commands import AnyCommand
+from events.commands import AnyCommand, Reply
 from events.json_limits import decode_json, stored_decoder
 from events.run import AnyRunEvent, RunEvent
 
 _encoder = msgspec.json.Encoder()
 decode_event: Callable[[bytes], RunEvent] = stored_decoder(AnyRunEvent)
+decode_reply: Callable[[bytes], Reply] = stored_decoder(Reply)      # an answer of the engine
 
 DecodeError = msgspec.DecodeError
 

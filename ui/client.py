@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
@@ -21,11 +21,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from events import subjects
-from events.codec import command_body, decode_event
+from events.codec import command_body, decode_event, decode_reply
 from events.circuit import CircuitEvent
 from events.commands import HEADROOM, Command, PublishPlaybook, Reply, StartRun
 from events.identity import Caller, caller_headers
-from events.json_limits import stored_decoder
 from events.output import OutputEnded, OutputLine
 from events.run import RollbackStarted, RunEvent, RunRetried, RunStarted, ended_after
 from projections import run_list
@@ -35,7 +34,6 @@ from services.read import (
     run_with_output, stored_output,
 )
 
-_reply_decoder: Callable[[bytes], Reply] = stored_decoder(Reply)   # an answer of the engine
 READ_BATCH = 256              # stored messages fetched at once while there is a backlog
 IDLE_WAIT = 5.0               # how long one fetch waits for a live message
 INACTIVE_SECONDS = 60.0       # the server removes a reader's consumer this long after its last fetch
@@ -72,7 +70,7 @@ class EngineClient:
             msg = await self.request(subjects.command(type(command).__name__), data, timeout, caller=caller)
         except nats.errors.MaxPayloadError as err:
             raise TooLarge(f"the {type(command).__name__} command is larger than NATS takes: {err}") from None
-        return _reply_decoder(msg.data)
+        return decode_reply(msg.data)
 
     async def _by_upload(self, command: StartRun | PublishPlaybook) -> Command:
         if isinstance(command, StartRun):

@@ -5,7 +5,6 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,9 +12,8 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from events import subjects
-from events.codec import command_body
+from events.codec import command_body, decode_reply
 from events.commands import HEADROOM, Reply, RetryRun, StartRun
-from events.json_limits import stored_decoder
 from events.run import RunRetried
 from services.fold import dry_run_plan
 from services.playbook.diagnostics import Diagnostic
@@ -28,10 +26,10 @@ from ui.cli.live_run import LiveRun
 from ui.cli.render import Follower, plan_table
 
 if TYPE_CHECKING:   # nats-py loads only where the CLI's own connection cannot serve
+    from ui.cli.wire import Connection
     from ui.client import EngineClient
 
 START_TIMEOUT = 120.0      # a big playbook's checks take their time
-_reply_decoder: Callable[[bytes], Reply] = stored_decoder(Reply)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,15 +66,7 @@ def _start(args: argparse.Namespace, settings: Settings, start: StartRun) -> int
     if not args.dry_run and (connection := plain_connection(settings)) is not None:
         with contextlib.closing(connection):
             if len(body) <= connection.max_payload - HEADROOM:
-                answer = connection.request(subjects.command("StartRun"), body, START_TIMEOUT, headers)
-                reply = _reply_decoder(answer.data)
-                if (code := _answered(reply, args)) is not None:
-                    return code
-                assert reply.run_id is not None
-                follower = Follower(reply.run_id, as_json=args.json, full_output=args.output)
-                for seq, event in LiveRun(connection, reply.run_id).follow():
-                    follower.show(seq, event)
-                return follower.exit_code()
+                return _start_plain(connection, body, headers, args)
 
     async def work(client: EngineClient) -> int:
         reply = await client.send(start, timeout=START_TIMEOUT)
@@ -93,6 +83,17 @@ def _start(args: argparse.Namespace, settings: Settings, start: StartRun) -> int
         return await follow(client, reply.run_id, args)
 
     return steer(args, settings, work)
+
+
+def _start_plain(connection: Connection, body: bytes, headers: dict[str, str], args: argparse.Namespace) -> int:
+    reply = decode_reply(connection.request(subjects.command("StartRun"), body, START_TIMEOUT, headers).data)
+    if (code := _answered(reply, args)) is not None:
+        return code
+    assert reply.run_id is not None
+    follower = Follower(reply.run_id, as_json=args.json, full_output=args.output)
+    for seq, event in LiveRun(connection, reply.run_id).follow():
+        follower.show(seq, event)
+    return follower.exit_code()
 
 
 def _answered(reply: Reply, args: argparse.Namespace) -> int | None:
