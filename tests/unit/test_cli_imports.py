@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Runs the CLI in a fresh interpreter, then prints which of the heavy modules it had loaded.
@@ -48,9 +50,11 @@ def test_a_command_help_loads_nothing_heavy_either() -> None:
     assert loaded == set()
 
 
-def test_reading_a_run_speaks_plain_nats_itself_without_nats_py_asyncio_or_the_language(tmp_path: Path) -> None:
-    code, loaded = cli_imports("status", "some-run", env={"NATS_URL": f"nats://127.0.0.1:{a_closed_port()}",
-                                                          "PLAYBOOK_HOME": str(tmp_path)})
+@pytest.mark.parametrize("command", [("status", "some-run"), ("events", "some-run"), ("events", "some-run", "--follow")])
+def test_reading_a_run_speaks_plain_nats_itself_without_nats_py_asyncio_or_the_language(
+        tmp_path: Path, command: tuple[str, ...]) -> None:
+    code, loaded = cli_imports(*command, env={"NATS_URL": f"nats://127.0.0.1:{a_closed_port()}",
+                                              "PLAYBOOK_HOME": str(tmp_path)})
     assert code == 4        # the engine is unreachable: it did try to connect
     assert loaded == {"msgspec"}
 

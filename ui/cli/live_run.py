@@ -23,21 +23,23 @@ from ui.cli.wire import Connection
 QUIET, QUIETEST = 1.0, 30.0   # seconds without a live event before what is stored is read again: 1, 2, 4 ... 30
 
 
-def stored_events(connection: Connection, run_id: str) -> list[tuple[int, RunEvent]]:
-    """The run's events as stored now, ready to fold."""
+def stored_events(connection: Connection, run_id: str, *, resolved: bool = True) -> list[tuple[int, RunEvent]]:
+    """The run's events as stored now (`resolved`: ready to fold)."""
     stored = connection.stored(subjects.RUNS_STREAM, subjects.run_all(run_id))
-    return [(seq, resolve(connection, event)) for seq, event in _decoded(
+    return [(seq, resolve(connection, event) if resolved else event) for seq, event in _decoded(
         (int(m.headers["Nats-Sequence"]), m.data) for m in stored)]
 
 
 class LiveRun:
-    def __init__(self, connection: Connection, run_id: str) -> None:
-        self.connection, self.run_id, self.last = connection, run_id, 0
+    """`resolved`: events ready to fold (a pinned RunStarted with its playbook), else as stored."""
+
+    def __init__(self, connection: Connection, run_id: str, *, resolved: bool = True) -> None:
+        self.connection, self.run_id, self.last, self.resolved = connection, run_id, 0, resolved
         self.feed = connection.subscribe(f"{subjects.PREFIX}.feed.run.{run_id}.>")
         self.ahead: list[tuple[int, bytes]] = []
 
     def follow(self) -> Iterator[tuple[int, RunEvent]]:
-        """Every event of the run, ready to fold (its pinned playbook resolved), until the run has ended."""
+        """Every event of the run until the run has ended."""
         ended, quiet = False, QUIET
         self._catch_up()
         while True:
@@ -58,7 +60,7 @@ class LiveRun:
         for seq, event in _decoded(ahead):
             if seq > self.last:     # not read twice: from the store and then from the feed, or the other way round
                 self.last = seq
-                yield seq, resolve(self.connection, event)
+                yield seq, resolve(self.connection, event) if self.resolved else event
 
     def _catch_up(self) -> bool:
         """Read what is stored after the last event read; whether there was any."""

@@ -25,10 +25,9 @@ if TYPE_CHECKING:
 cmd_run, cmd_retry, cmd_validate = (Lazy("runs", name) for name in ("cmd_run", "cmd_retry", "cmd_validate"))
 cmd_control, cmd_gate, cmd_projections = (Lazy("steering", name) for name in ("cmd_control", "cmd_gate",
                                                                                "cmd_projections"))
-cmd_status = Lazy("status", "cmd_status")
-cmd_list, cmd_events, cmd_logs, cmd_replay, cmd_circuits, cmd_schema = (
-    Lazy("reading", name) for name in ("cmd_list", "cmd_events", "cmd_logs", "cmd_replay", "cmd_circuits",
-                                       "cmd_schema"))
+cmd_status, cmd_events = Lazy("status", "cmd_status"), Lazy("run_events", "cmd_events")
+cmd_list, cmd_logs, cmd_replay, cmd_circuits, cmd_schema = (
+    Lazy("reading", name) for name in ("cmd_list", "cmd_logs", "cmd_replay", "cmd_circuits", "cmd_schema"))
 cmd_publish, cmd_playbooks = (Lazy("catalog", name) for name in ("cmd_publish", "cmd_playbooks"))
 
 

@@ -1,18 +1,14 @@
-"""`list`, `events`, `logs`, `replay`, `circuits`: what the engine holds, read and shown."""
+"""`list`, `events --circuit`, `events`, `logs`, `replay`, `circuits`: what the engine holds, read and shown."""
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import sys
-from collections.abc import AsyncIterator
 
 import msgspec
 
-from events.circuit import CircuitEvent
 from events.commands import ResetCircuit
 from events.output import OutputLine
-from events.run import RunEvent
 from events.schema import json_schema
 from projections.run_list import as_dict
 from projections.run_view import run_view
@@ -22,7 +18,7 @@ from services.settings import Settings
 from ui.cli.common import failed, no_run, print_json, print_reply
 from ui.cli.connect import steer, with_client
 from ui.cli.exits import EXIT_INVALID
-from ui.cli.render import Follower, event_json, status_table, terminal_line
+from ui.cli.render import Follower, event_line, status_table
 from ui.client import EngineClient
 
 
@@ -42,43 +38,18 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(with_client(settings, work))
 
 
-def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
-    if args.circuit:
-        return _circuit_events(args, settings)
-    if not args.run_id:
-        print("playbook events: give a run id, or --circuit KEY", file=sys.stderr)
-        return EXIT_INVALID
-
-    async def work(client: EngineClient) -> int:
-        source = client.follow(args.run_id) if args.follow else _aiter(await client.events(args.run_id))
-        count = 0
-        async for seq, event in source:
-            count += 1
-            print(_event_line(seq, event, terminal_line(event), args.json), flush=True)
-        return 0 if count else no_run(args)
-
-    return asyncio.run(with_client(settings, work))
-
-
-def _circuit_events(args: argparse.Namespace, settings: Settings) -> int:
+def circuit_events(args: argparse.Namespace, settings: Settings) -> int:
     """A breaker's history: every counted call and every transition, with its reason."""
     async def work(client: EngineClient) -> int:
         envelopes = await client.circuit_events(args.circuit)
         for seq, event in envelopes:
-            print(_event_line(seq, event, circuit_sentence(event), args.json))
+            print(event_line(seq, event, circuit_sentence(event), args.json))
         if not envelopes:
             return failed(args, "unknown_circuit",
                           f"no circuit breaker {args.circuit!r}; `playbook circuits` lists them")
         return 0
 
     return asyncio.run(with_client(settings, work))
-
-
-def _event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json: bool) -> str:
-    """One stored event: as JSON, or its sequence, time and type, then the sentence that tells it."""
-    if as_json:
-        return event_json(seq, event)
-    return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {sentence}"
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
@@ -142,11 +113,6 @@ def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return steer(args, settings, work) if args.reset else asyncio.run(with_client(settings, work))
-
-
-async def _aiter(items: list[tuple[int, RunEvent]]) -> AsyncIterator[tuple[int, RunEvent]]:
-    for item in items:
-        yield item
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:

@@ -85,6 +85,13 @@ class Follower:
         return {"completed": EXIT_COMPLETED, "cancelled": EXIT_CANCELLED}.get(self.run.status, EXIT_FAILED)
 
 
+def event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json: bool) -> str:
+    """One stored event: as JSON, or its sequence, time and type, then the sentence that tells it."""
+    if as_json:
+        return event_json(seq, event)
+    return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {sentence}"
+
+
 def event_json(seq: int, event: RunEvent | CircuitEvent) -> str:
     body = msgspec.to_builtins(event)
     return msgspec.json.encode({"seq": seq, **body}).decode()
