@@ -47,14 +47,15 @@ _STORE = "move it to the engine's secret store and write ${secret:NAME} instead"
 # password in a URL (`@`); or a long run. Most values (names, commands, URLs) have none and are not searched.
 _MARKS = ("akia", "asia", "-----begin", "gh", "xox", "passw", "passphrase", "pwd", "token", "secret", "api", "access",
           "private", "credential", "-u", "authorization", "bearer", "@")
+_ANY_MARK = re.compile("|".join(map(re.escape, _MARKS)))  # on the lower-cased text: one scan for every mark
 _LONG_RUN = re.compile(r"[A-Za-z0-9+/_=-]{20}")
 
 
 def credential_issues(data: Any, path: Path = ()) -> Iterator[Issue]:
     """Hardcoded credentials in every text value of the playbook, at most one finding per value."""
-    for at, key, value in _values(data, path, None):
-        if not _suspect(value) and not (key and _secret_key(key)):
-            continue
+    found: list[tuple[Path, str | None, str]] = []
+    _suspects(data, path, None, found)
+    for at, key, value in found:
         text = _blank_references(value)
         finding = next(_findings(key, value, text), None)
         if finding:
@@ -74,17 +75,34 @@ def transport_issues(args: dict[Any, Any], at: Path) -> Iterator[Issue]:
                              "network path can read them; use https://", at + ("url",))
 
 
-def _values(data: Any, path: Path, key: str | None) -> Iterator[tuple[Path, str | None, str]]:
-    """Every scalar text with its path and the name it is assigned to (a mapping key, or a sibling `name`)."""
-    if isinstance(data, dict):
-        named = data.get("name") if isinstance(data.get("name"), str) else None
-        for k, item in data.items():
-            yield from _values(item, path + (k,), named if k in ("default", "value") and named else str(k))
-    elif isinstance(data, list):
-        for index, item in enumerate(data):
-            yield from _values(item, path + (index,), key)
-    elif isinstance(data, (str, int)) and not isinstance(data, bool):
-        yield path, key, str(data)
+def _suspects(data: Any, path: Path, key: str | None, found: list[tuple[Path, str | None, str]]) -> None:
+    """The scalar texts a finding may read, in the order written, with their paths and the names they are
+    assigned to (a mapping key, or a sibling `name`): the `_suspect` ones and those named like a credential."""
+    if not isinstance(data, (dict, list)):
+        if (value := _text(data)) is not None and (_suspect(value) or (key and _secret_key(key))):
+            found.append((path, key, value))
+        return
+    mapping = isinstance(data, dict)
+    named = data.get("name") if mapping and isinstance(data.get("name"), str) else None
+    # A collection's texts are screened at once (no mark and no run crosses a line break): most need no other look.
+    clean = not _suspect("\n".join([text for item in (data.values() if mapping else data)
+                                    if (text := item if type(item) is str else _text(item)) is not None]))
+    for k, item in data.items() if mapping else enumerate(data):
+        item_key = (named if named and k in ("default", "value") else str(k)) if mapping else key
+        kind = type(item)
+        if kind is dict or kind is list or isinstance(item, (dict, list)):
+            _suspects(item, path + (k,), item_key, found)
+            continue
+        named_secret = bool(item_key) and _secret_key(item_key)
+        if (named_secret or not clean) and (value := _text(item)) is not None and (named_secret or _suspect(value)):
+            found.append((path + (k,), item_key, value))
+
+
+def _text(value: Any) -> str | None:
+    """A scalar's text, if a finding reads it: strings and integers (not booleans)."""
+    if type(value) is str:
+        return value
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
 def _blank_references(text: str) -> str:
@@ -125,8 +143,7 @@ def _findings(key: str | None, value: str, text: str) -> Iterator[tuple[str, str
 
 
 def _suspect(value: str) -> bool:
-    low = value.lower()
-    return any(mark in low for mark in _MARKS) or _LONG_RUN.search(value) is not None
+    return _ANY_MARK.search(value.lower()) is not None or _LONG_RUN.search(value) is not None
 
 
 @functools.lru_cache(maxsize=1024)
