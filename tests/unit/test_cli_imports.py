@@ -65,3 +65,12 @@ def test_starting_a_run_from_a_file_leaves_the_checks_to_the_engine(tmp_path: Pa
     assert code == 4
     assert "nats" in loaded
     assert not {"aiohttp", "yaml", "services.playbook.validate"} & loaded
+
+
+def test_validating_a_file_loads_the_language_but_no_nats_nor_the_read_side(tmp_path: Path) -> None:
+    book = tmp_path / "one.yaml"
+    book.write_text("name: one\nsteps:\n  - id: a\n    name: a\n    action: noop\n")
+    code, loaded = cli_imports("validate", str(book), env={"PLAYBOOK_HOME": str(tmp_path)})
+    assert code == 0
+    assert "services.playbook.validate" in loaded
+    assert not {"nats", "aiohttp", "asyncio", "services.read"} & loaded
