@@ -23,6 +23,7 @@ NETWORK_TYPES = ("host", "url")
 _HOLE = "\0"                       # stands for a value in a URL's shape
 _AUTHORITY_END = re.compile(r"[/?#]")
 _MAX_DEPTH = 20                    # variables within variables; deeper is a cycle, reported elsewhere
+_Pieces = list[str | tuple[Reference, tuple[str, ...]]]
 
 
 def destination_issues(data: dict[Any, Any]) -> list[Issue]:
@@ -33,8 +34,9 @@ def destination_issues(data: dict[Any, Any]) -> list[Issue]:
         if isinstance(parameters, list) else {}
     variables = data.get("variables") if isinstance(data.get("variables"), dict) else {}
     issues = list(_declaration_issues(parameters if isinstance(parameters, list) else []))
+    inlined: dict[tuple[str, ...], _Pieces | None] = {}
     for at, url in _urls(data):
-        issues += _url_issues(url, at, declared, variables)
+        issues += _url_issues(url, at, declared, variables, inlined)
     return issues
 
 
@@ -113,8 +115,9 @@ def _urls(data: dict[Any, Any]) -> Iterator[tuple[Path, str]]:
             yield at + ("args", "url"), args["url"]
 
 
-def _url_issues(url: str, at: Path, declared: dict[str, Any], variables: dict[Any, Any]) -> list[Issue]:
-    pieces = _expanded(url, variables, (), 0)
+def _url_issues(url: str, at: Path, declared: dict[str, Any], variables: dict[Any, Any],
+                inlined: dict[tuple[str, ...], _Pieces | None]) -> list[Issue]:
+    pieces = _expanded(url, variables, (), inlined)
     if pieces is None:
         return []
     shape = "".join(_HOLE if isinstance(piece, tuple) else piece for piece in pieces)
@@ -146,19 +149,28 @@ def _url_issues(url: str, at: Path, declared: dict[str, Any], variables: dict[An
 
 
 def _expanded(text: str, variables: dict[Any, Any], through: tuple[str, ...],
-              depth: int) -> list[str | tuple[Reference, tuple[str, ...]]] | None:
-    """The text as literal pieces and (reference, variables it came through), text variables inlined."""
+              inlined: dict[tuple[str, ...], _Pieces | None]) -> _Pieces | None:
+    """The text as literal pieces and (reference, variables it came through), text variables inlined.
+
+    A variable reached through the same variables expands the same way: `inlined` keeps it, for the
+    next URL that uses it (thousands of steps' URLs start with one variable).
+    """
     try:
         refs = find_references(text)
     except ReferenceSyntaxError:
         return None                  # PB210 says so
-    pieces: list[str | tuple[Reference, tuple[str, ...]]] = []
+    pieces: _Pieces = []
     position = 0
     for ref in refs:
         pieces.append(text[position:ref.start].replace("$${", "${"))
         value = variables.get(ref.name) if ref.kind == "name" else None
-        if isinstance(value, str) and depth < _MAX_DEPTH and (inner := _expanded(
-                value, variables, (*through, ref.name), depth + 1)) is not None:
+        if isinstance(value, str) and len(through) < _MAX_DEPTH:
+            if (via := (*through, ref.name)) not in inlined:
+                inlined[via] = _expanded(value, variables, via, inlined)
+            inner = inlined[via]
+        else:
+            inner = None
+        if inner is not None:
             pieces += inner
         else:
             pieces.append((ref, through))
