@@ -68,6 +68,10 @@ def _plain(text: str, written: int, out: list[str], reach: list[Reach], quote: b
         reach.append(Reach(_length(out), written, False))
         out.append(shlex.quote(text.replace("$${", "${")))
         return
+    if "$${" not in text:
+        reach.append(Reach(_length(out), written, exact))
+        out.append(text)
+        return
     for k, piece in enumerate(text.split("$${")):
         reach.append(Reach(_length(out), written, exact))
         out.append(("${" if k else "") + piece)
