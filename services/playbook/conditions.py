@@ -60,9 +60,9 @@ def condition_text(condition: When | None, ctx: Context) -> str:
 def condition_issues(condition: When | None, path: Path, shown_from: int = 2) -> Iterator[Issue]:
     """What is wrong with a condition as written: each is one of type, all, any, not; types exist;
     text that compares (an Ansible habit) would only be tested for being empty."""
-    label = f"'{format_path(path[shown_from:])}'"
     if condition is None or isinstance(condition, bool):
         return
+    label = f"'{format_path(path[shown_from:])}'"
     if isinstance(condition, str):
         if _COMPARES.search(_REFERENCE.sub("x", condition)):
             yield Issue("PB106", f"{label} is text, which only says whether it is empty (or false, no, 0), so "

@@ -216,13 +216,14 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> Iterator[Issue
         yield Issue("PB202", f"step id '{step.id}' must start with a letter or '_' and hold only letters, digits, "
                              f"'_' and '-' (it is used in NATS subjects and ${{steps.<id>...}}); "
                              f"try '{suggestion}'", ("steps", i, "id"))
-    known = sorted(actions)
     for path, action in [(("steps", i, "action"), step.action)] + [
             (("steps", i, "rollback", k, "action"), undo.action) for k, undo in enumerate(step.rollback)]:
         if action not in actions:
+            known = sorted(actions)
             hint = did_you_mean(action, known) or f"; known actions: {', '.join(known)}"
             yield Issue("PB206", f"unknown action '{action}'{hint}", path)
-    yield from condition_issues(step.when, ("steps", i, "when"))
+    if step.when is not None:
+        yield from condition_issues(step.when, ("steps", i, "when"))
     for k, validation in enumerate(step.validations):
         yield from condition_issues(validation, ("steps", i, "validations", k))
     if not step.name:
@@ -293,8 +294,8 @@ def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, i
     issues: list[Issue | _Unsure] = []
     for ref in references:
         if ref.kind == "name":
-            used.add(ref.name.split(".")[0])
-        if ref.kind == "name" and scope == "before" and (root := ref.name.split(".")[0]) not in names.names:
+            used.add(root := ref.name.split(".")[0])
+        if ref.kind == "name" and scope == "before" and root not in names.names:
             hint = names.hint(root)
             if not hint and root.isupper():
                 hint = f"; for a shell variable write $${{{root}}}, for the engine's environment ${{env.{root}}}"
