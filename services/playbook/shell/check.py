@@ -23,20 +23,38 @@ from services.playbook.shell.permissions import PROGRAMS as PERMISSION_PROGRAMS,
 from services.playbook.shell.syntax import REF_CLOSE, REF_OPEN, parse
 from services.playbook.shell.wrappers import WRAPPER_NAMES
 
+
+
+def _words(words: Iterable[str], before: str) -> str:
+    """A regex for any of `words` where the character before is not in the class `before`.
+
+    Each alternative starts with a plain character (`s(?<!B s)udo` for `(?<!B)sudo`), so the regex engine
+    passes over every position no word starts at: the screen runs on every command.
+    """
+    rests: dict[str, list[str]] = {}
+    for word in sorted(words):
+        rests.setdefault(word[0], []).append(re.escape(word[1:]))
+    return "(?:" + "|".join(f"{re.escape(first)}(?<!{before}{re.escape(first)})(?:{'|'.join(ends)})"
+                            for first, ends in rests.items()) + ")"
+
+
 _NAMES = sorted(CODE_PROGRAMS | DELETE_PROGRAMS | DISK_PROGRAMS | PERMISSION_PROGRAMS | {"function", "while",
                                                                                         "until", "for"})
+_IN_WORD = r"[^ \t\n\r\f\v;&|()<>]"
+_PROGRAM = _words(_NAMES, r"[\w.+-]") + r"[\d.]*(?![\w+-])"
 # Run-time values, globs, substitutions, devices, braces, quotes inside a word, or a program a check looks at.
 _SCREEN = re.compile(r"[$`*?\[(\\" + REF_OPEN + r"]|/dev/|\{[^{}\s]*(?:,|\.\.)"
-                     r"|[^ \t\n\r\f\v;&|()<>]['\"]|['\"]{2}[^ \t\n]|'[^']*'[^ \t\n\r\f\v;&|()<>]"
-                     r"|\"[^\"]*\"[^ \t\n\r\f\v;&|()<>]"
-                     r"|(?<![\w.+-])(?:" + "|".join(map(re.escape, _NAMES)) + r")[\d.]*(?![\w+-])")
+                     rf"|['\"](?<={_IN_WORD}['\"])|['\"]{{2}}[^ \t\n]|'[^']*'{_IN_WORD}|\"[^\"]*\"{_IN_WORD}"
+                     rf"|{_PROGRAM}")
 
 _REF = re.compile(f'"?{REF_OPEN}\\d+{REF_CLOSE}"?')
 _NOT_WORD = r"\s;&|()<>"
-# A reference in a command's first word (after separators, keywords and assignments) or in a redirection's target.
-_REF_READ = re.compile(rf"(?:^|[;&|(){{}}\n!`<>]|\b(?:if|then|do|else|elif|time)\b)\s*"
-                       rf"(?:[A-Za-z_]\w*=[^{_NOT_WORD}]*\s+)*[^{_NOT_WORD}]*{REF_OPEN}")
-_WRAPPER = re.compile(r"(?<![\w.+-])(?:" + "|".join(map(re.escape, sorted(WRAPPER_NAMES))) + r")(?![\w+-])")
+# A reference in a command's first word (after separators, keywords and assignments) or in a redirection's target:
+# at the start of the command (`_FIRST_WORD_REF.match`), or after a separator or a keyword.
+_FIRST_WORD_REF = re.compile(rf"\s*(?:[A-Za-z_]\w*=[^{_NOT_WORD}]*\s+)*[^{_NOT_WORD}]*{REF_OPEN}")
+_KEYWORD = _words(("if", "then", "do", "else", "elif", "time"), r"\w") + r"\b"
+_REF_READ = re.compile(rf"(?:[;&|(){{}}\n!`<>]|{_KEYWORD}){_FIRST_WORD_REF.pattern}")
+_WRAPPER = re.compile(_words(WRAPPER_NAMES, r"[\w.+-]") + r"(?![\w+-])")
 
 
 class ShellFinding(NamedTuple):
@@ -64,7 +82,7 @@ def check_command(command: str, variables: Mapping[str, str], risks: Mapping[str
 def _needs_parsing(marked: str) -> bool:
     """False for a command no check could flag: the screen, with references where no check reads them as words."""
     if REF_OPEN in marked:
-        if _REF_READ.search(marked) or _WRAPPER.search(marked):
+        if _FIRST_WORD_REF.match(marked) or _REF_READ.search(marked) or _WRAPPER.search(marked):
             return True
         marked = _REF.sub(_as_word, marked)
     return _SCREEN.search(marked) is not None
