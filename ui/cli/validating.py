@@ -6,6 +6,7 @@ command's start).
 from __future__ import annotations
 
 import argparse
+import gc
 from typing import TYPE_CHECKING
 
 from ui.cli import insights as insights_command
@@ -22,7 +23,15 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     from services.playbook import validate_playbook
     path, text = read_playbook(args.file)
     params = parse_params(args.param) if args.param else None
-    diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
+    # No cyclic garbage collection while the file is checked: its data is millions of objects that only grow
+    # older, and each full collection walks them all (at 100,000 steps, 10 of them took 1.4 s of 12); checking
+    # leaves little cyclic garbage. Paused here, at the process edge: the pause is the whole process's, and the
+    # engine checks playbooks in threads.
+    gc.disable()
+    try:
+        diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
+    finally:
+        gc.enable()
     if args.insights:
         diagnostics += insights_command.validation_advice(text, str(path), settings)
     if args.json:
