@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from services.playbook.references import ReferenceSyntaxError, find_references
-from services.playbook.shell.analysis import argv_call, calls, mark_references, top_code, written_offset
+from services.playbook.shell.analysis import (argv_call, calls, mark_references, marked_text, top_code,
+                                              written_offset)
 from services.playbook.shell.code import PROGRAMS as CODE_PROGRAMS, code_checks
 from services.playbook.shell.deletes import PROGRAMS as DELETE_PROGRAMS, deletes
 from services.playbook.shell.disks import PROGRAMS as DISK_PROGRAMS, disks, redirects
@@ -48,6 +49,7 @@ _SCREEN = re.compile(r"[$`*?\[(\\" + REF_OPEN + r"]|/dev/|\{[^{}\s]*(?:,|\.\.)"
                      rf"|{_PROGRAM}")
 
 _REF = re.compile(f'"?{REF_OPEN}\\d+{REF_CLOSE}"?')
+_BARE_REF = re.compile(f"{REF_OPEN}\\d+{REF_CLOSE}")  # `_REF` where no quote can be next to a reference
 _NOT_WORD = r"\s;&|()<>"
 # A reference in a command's first word (after separators, keywords and assignments) or in a redirection's target:
 # at the start of the command (`_FIRST_WORD_REF.match`), or after a separator or a keyword.
@@ -68,9 +70,9 @@ def check_command(command: str, variables: Mapping[str, str], risks: Mapping[str
                   screen: bool = True) -> list[ShellFinding]:
     """Findings for a command run by `/bin/sh -c`, in the order they appear."""
     found = list(_raw_references(command))
-    marked, refs, reach = mark_references(command, variables)
-    if screen and not _needs_parsing(marked):
+    if screen and not _needs_parsing(marked_text(command, variables) or mark_references(command, variables)[0]):
         return found
+    marked, refs, reach = mark_references(command, variables)
     report = _report(risks)
     report.run_code(top_code(marked, refs))
     for (code, message), at in sorted(report.found.items(), key=lambda item: item[1]):
@@ -84,7 +86,7 @@ def _needs_parsing(marked: str) -> bool:
     if REF_OPEN in marked:
         if _FIRST_WORD_REF.match(marked) or _REF_READ.search(marked) or _WRAPPER.search(marked):
             return True
-        marked = _REF.sub(_as_word, marked)
+        marked = _REF.sub(_as_word, marked) if '"' in marked else _BARE_REF.sub("x", marked)
     return _SCREEN.search(marked) is not None
 
 
