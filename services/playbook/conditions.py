@@ -62,9 +62,9 @@ def condition_issues(condition: When | None, path: Path, shown_from: int = 2) ->
     text that compares (an Ansible habit) would only be tested for being empty."""
     if condition is None or isinstance(condition, bool):
         return
-    label = f"'{format_path(path[shown_from:])}'"
     if isinstance(condition, str):
         if _COMPARES.search(_REFERENCE.sub("x", condition)):
+            label = f"'{format_path(path[shown_from:])}'"
             yield Issue("PB106", f"{label} is text, which only says whether it is empty (or false, no, 0), so "
                                  f"{condition!r} always holds; write a condition instead{_suggestion(condition)}", path)
         return
@@ -72,6 +72,7 @@ def condition_issues(condition: When | None, path: Path, shown_from: int = 2) ->
         for i, item in enumerate(condition):
             yield from condition_issues(item, path + (i,), shown_from)
         return
+    label = f"'{format_path(path[shown_from:])}'"
     given = [word for word, value in (("type", condition.type), ("all", condition.all_), ("any", condition.any_),
                                       ("not", condition.not_)) if value is not None]
     if not given:
