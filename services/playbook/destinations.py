@@ -91,28 +91,36 @@ def _declaration_issues(parameters: list[Any]) -> Iterator[Issue]:
                     yield Issue("PB104", f"allowed_hosts: {problem}", ("parameters", i, "allowed_hosts", k))
 
 
-def _urls(data: dict[Any, Any]) -> Iterator[tuple[Path, str]]:
-    """Every URL a request of the playbook goes to: http_request steps, rollbacks, remediations, validators."""
+def _urls(data: dict[Any, Any]) -> list[tuple[Path, str]]:
+    """Every URL a request of the playbook goes to: validators', then http_request steps', their rollbacks' and
+    remediations'."""
     steps = data.get("steps")
-    actions: list[tuple[Path, Any]] = []
+    checked: list[tuple[Path, str]] = []
+    requested: list[tuple[Path, str]] = []
     for i, step in enumerate(steps if isinstance(steps, list) else []):
         if not isinstance(step, dict):
             continue
-        actions.append((("steps", i), step))
+        if (url := _requested(step)) is not None:
+            requested.append((("steps", i, "args", "url"), url))
         rollback = step.get("rollback")
-        actions += [(("steps", i, "rollback", k), undo) for k, undo in enumerate(rollback)] \
-            if isinstance(rollback, list) else []
+        for k, undo in enumerate(rollback if isinstance(rollback, list) else ()):
+            if (url := _requested(undo)) is not None:
+                requested.append((("steps", i, "rollback", k, "args", "url"), url))
         validators = step.get("validators")
-        for k, check in enumerate(validators if isinstance(validators, list) else []):
+        for k, check in enumerate(validators if isinstance(validators, list) else ()):
             if isinstance(check, dict) and check.get("type") == "http_status" and isinstance(check.get("url"), str):
-                yield ("steps", i, "validators", k, "url"), check["url"]
+                checked.append((("steps", i, "validators", k, "url"), check["url"]))
     handlers = data.get("error_handlers")
-    actions += [(("error_handlers", k, "run"), h.get("run")) for k, h in enumerate(handlers)
-                if isinstance(h, dict)] if isinstance(handlers, list) else []
-    for at, action in actions:
-        args = action.get("args") if isinstance(action, dict) and action.get("action") == "http_request" else None
-        if isinstance(args, dict) and isinstance(args.get("url"), str):
-            yield at + ("args", "url"), args["url"]
+    for k, handler in enumerate(handlers if isinstance(handlers, list) else ()):
+        if isinstance(handler, dict) and (url := _requested(handler.get("run"))) is not None:
+            requested.append((("error_handlers", k, "run", "args", "url"), url))
+    return checked + requested
+
+
+def _requested(action: Any) -> str | None:
+    """The URL of an http_request action."""
+    args = action.get("args") if isinstance(action, dict) and action.get("action") == "http_request" else None
+    return args["url"] if isinstance(args, dict) and isinstance(args.get("url"), str) else None
 
 
 def _url_issues(url: str, at: Path, declared: dict[str, Any], variables: dict[Any, Any],
