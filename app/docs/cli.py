@@ -19,8 +19,8 @@ def render() -> str:
         "holder of `$PLAYBOOK_TOKEN`, else of the local admin's token `playbook up` wrote to "
         "`$PLAYBOOK_HOME/credentials/token`. The actor recorded on every command is that token's owner; `--as "
         "PERSON` lets an admin act on someone's behalf, recorded as both (see [security.md](security.md)).", "",
-        "`run`, `status` and `events` speak plain NATS themselves (`ui/cli/wire.py`: a few protocol lines over one socket, "
-        "the run's stored events by direct gets, then its live ones from the feed), so they start without "
+        "`run`, `status` and `events` speak plain NATS themselves (`ui/cli/wire.py`: a few protocol lines over "
+        "one socket, the run's stored events by direct gets, then its live ones from the feed), so they start without "
         "loading a NATS client library; over `tls://` or `ws://` URLs, with a playbook larger than one NATS "
         "message (uploaded first) and for `run --dry-run` they use nats-py, as every other command does.", "",
         "Commands: " + ", ".join(f"[{name}](#playbook-{name})" for name in commands) + ".", "",

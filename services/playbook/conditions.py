@@ -60,11 +60,11 @@ def condition_text(condition: When | None, ctx: Context) -> str:
 def condition_issues(condition: When | None, path: Path, shown_from: int = 2) -> Iterator[Issue]:
     """What is wrong with a condition as written: each is one of type, all, any, not; types exist;
     text that compares (an Ansible habit) would only be tested for being empty."""
-    label = f"'{format_path(path[shown_from:])}'"
     if condition is None or isinstance(condition, bool):
         return
     if isinstance(condition, str):
         if _COMPARES.search(_REFERENCE.sub("x", condition)):
+            label = f"'{format_path(path[shown_from:])}'"
             yield Issue("PB106", f"{label} is text, which only says whether it is empty (or false, no, 0), so "
                                  f"{condition!r} always holds; write a condition instead{_suggestion(condition)}", path)
         return
@@ -72,6 +72,7 @@ def condition_issues(condition: When | None, path: Path, shown_from: int = 2) ->
         for i, item in enumerate(condition):
             yield from condition_issues(item, path + (i,), shown_from)
         return
+    label = f"'{format_path(path[shown_from:])}'"
     given = [word for word, value in (("type", condition.type), ("all", condition.all_), ("any", condition.any_),
                                       ("not", condition.not_)) if value is not None]
     if not given:

@@ -7,11 +7,15 @@ password too often. Messages show at most the first four characters of what they
 """
 from __future__ import annotations
 
+import bisect
 import functools
+import itertools
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import msgspec
 
 from services.playbook.diagnostics import Issue, Path
 from services.playbook.references import ReferenceSyntaxError, find_references
@@ -45,16 +49,18 @@ _DIGEST_LENGTHS = {32, 40, 56, 64, 96, 128}  # md5, sha1 (and git commits), sha2
 _STORE = "move it to the engine's secret store and write ${secret:NAME} instead"
 # What any finding below needs in the text, lower-cased: a known prefix, a credential's name, a scheme, a user's
 # password in a URL (`@`); or a long run. Most values (names, commands, URLs) have none and are not searched.
-_MARKS = ("akia", "asia", "-----begin", "gh", "xox", "passw", "passphrase", "pwd", "token", "secret", "api", "access",
-          "private", "credential", "-u", "authorization", "bearer", "@")
+# AWS and GitHub keys are long runs themselves: their prefixes are no marks (`gh` is in `right`, `length`).
+_MARKS = ("-----begin", "xox", "passw", "passphrase", "pwd", "token", "secret", "api", "access", "private",
+          "credential", "-u", "authorization", "bearer", "@")
+_ANY_MARK = re.compile("|".join(map(re.escape, _MARKS)))  # on the lower-cased text: one scan for every mark
 _LONG_RUN = re.compile(r"[A-Za-z0-9+/_=-]{20}")
 
 
 def credential_issues(data: Any, path: Path = ()) -> Iterator[Issue]:
     """Hardcoded credentials in every text value of the playbook, at most one finding per value."""
-    for at, key, value in _values(data, path, None):
-        if not _suspect(value) and not (key and _secret_key(key)):
-            continue
+    found: list[tuple[Path, str | None, str]] = []
+    _suspects(data, path, None, found, 0, _dirty_sections(data))
+    for at, key, value in found:
         text = _blank_references(value)
         finding = next(_findings(key, value, text), None)
         if finding:
@@ -74,17 +80,94 @@ def transport_issues(args: dict[Any, Any], at: Path) -> Iterator[Issue]:
                              "network path can read them; use https://", at + ("url",))
 
 
-def _values(data: Any, path: Path, key: str | None) -> Iterator[tuple[Path, str | None, str]]:
-    """Every scalar text with its path and the name it is assigned to (a mapping key, or a sibling `name`)."""
-    if isinstance(data, dict):
-        named = data.get("name") if isinstance(data.get("name"), str) else None
-        for k, item in data.items():
-            yield from _values(item, path + (k,), named if k in ("default", "value") and named else str(k))
-    elif isinstance(data, list):
-        for index, item in enumerate(data):
-            yield from _values(item, path + (index,), key)
-    elif isinstance(data, (str, int)) and not isinstance(data, bool):
-        yield path, key, str(data)
+def _suspects(data: Any, path: Path, key: str | None, found: list[tuple[Path, str | None, str]], depth: int,
+              dirty: set[int]) -> None:
+    """The scalar texts a finding may read, in the order written, with their paths and the names they are
+    assigned to (a mapping key, or a sibling `name`): the `_suspect` ones and those named like a credential.
+
+    A section (a step, a parameter: a collection `_SECTION_DEPTH` deep) with everything in it was screened
+    already (`_dirty_sections`); other collections are screened with their own texts and names at once.
+    """
+    if not isinstance(data, (dict, list)):
+        if (value := _text(data)) is not None and (_suspect(value) or (key and _secret_key(key))):
+            found.append((path, key, value))
+        return
+    if depth == _SECTION_DEPTH and id(data) not in dirty and not (key and _secret_key(key)):
+        return
+    mapping = isinstance(data, dict)
+    texts = [text for item in (data.values() if mapping else data)
+             if (text := item if type(item) is str else _text(item)) is not None]
+    names = "\n".join([k for k in data if type(k) is str] if mapping else [key or ""])  # other keys name nothing
+    clean = names.isascii() and not _suspect("\n".join(texts) + "\n" + names)
+    named = data.get("name") if mapping and isinstance(data.get("name"), str) else None
+    for k, item in data.items() if mapping else enumerate(data):
+        if not clean or isinstance(item, (dict, list)):
+            item_key = (named if named and k in ("default", "value") else str(k)) if mapping else key
+            if isinstance(item, (dict, list)):
+                _suspects(item, path + (k,), item_key, found, depth + 1, dirty)
+            elif (value := _text(item)) is not None and ((bool(item_key) and _secret_key(item_key)) or _suspect(value)):
+                found.append((path + (k,), item_key, value))
+
+
+# Texts and names are screened together: no mark and no run crosses a line break, and an ASCII name like a
+# credential's holds a mark. A section is screened as its JSON (made in C: its texts and names as written, between
+# quotes and punctuation, none of which is a mark or in a run; escapes only add to what is flagged), a thousand
+# sections at a time as one text: a few fast scans of it instead of a walk and slow scans of each section.
+_SECTION_DEPTH = 2
+_BATCH = 1024
+_MARK_BYTES = [mark.encode() for mark in _MARKS]
+_RUN_BYTES = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_=-", b"a" * 67)
+_LONG_RUN_BYTES = b"a" * 20  # of the run characters translated to `a` (no other byte is an `a`)
+_json = msgspec.json.Encoder().encode
+
+
+def _dirty_sections(data: Any) -> set[int]:
+    """The ids of the sections whose texts or names `_suspect` may flag (and of those not plain ASCII)."""
+    sections = [section for top in _collections(data) for section in _collections(top)]
+    dirty: set[int] = set()
+    for low in range(0, len(sections), _BATCH):
+        batch = sections[low:low + _BATCH]
+        screened: list[bytes] = []
+        for section in batch:
+            try:
+                screened.append(_json(section))
+            except (TypeError, ValueError, msgspec.EncodeError):  # a key or value JSON has no words for: look closer
+                screened.append(b"\x80")
+        dirty.update(id(batch[i]) for i in _flagged(screened))
+    return dirty
+
+
+def _collections(data: Any) -> list[Any]:
+    items = data.values() if isinstance(data, dict) else data if isinstance(data, list) else ()
+    return [item for item in items if isinstance(item, (dict, list))]
+
+
+def _flagged(texts: list[bytes]) -> set[int]:
+    """The indexes of the texts (JSON: no line break in them) that are not ASCII or hold a mark or a long run."""
+    flagged = {i for i, text in enumerate(texts) if not text.isascii()}
+    whole = b"\n".join(texts)
+    ends = list(itertools.accumulate(len(text) + 1 for text in texts))  # where each text's line break is
+    low = whole.lower()
+    for mark in _MARK_BYTES:
+        _flag(functools.partial(low.find, mark), ends, flagged)
+    _flag(functools.partial(whole.translate(_RUN_BYTES).find, _LONG_RUN_BYTES), ends, flagged)
+    return flagged
+
+
+def _flag(find: Callable[[int], int], ends: list[int], flagged: set[int]) -> None:
+    """Flag each text `find` finds something in, looking on from the next text."""
+    at = find(0)
+    while at != -1:
+        i = bisect.bisect_right(ends, at)
+        flagged.add(i)
+        at = find(ends[i])
+
+
+def _text(value: Any) -> str | None:
+    """A scalar's text, if a finding reads it: strings and integers (not booleans)."""
+    if type(value) is str:
+        return value
+    return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
 
 
 def _blank_references(text: str) -> str:
@@ -125,8 +208,7 @@ def _findings(key: str | None, value: str, text: str) -> Iterator[tuple[str, str
 
 
 def _suspect(value: str) -> bool:
-    low = value.lower()
-    return any(mark in low for mark in _MARKS) or _LONG_RUN.search(value) is not None
+    return _ANY_MARK.search(value.lower()) is not None or _LONG_RUN.search(value) is not None
 
 
 @functools.lru_cache(maxsize=1024)

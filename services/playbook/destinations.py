@@ -23,6 +23,7 @@ NETWORK_TYPES = ("host", "url")
 _HOLE = "\0"                       # stands for a value in a URL's shape
 _AUTHORITY_END = re.compile(r"[/?#]")
 _MAX_DEPTH = 20                    # variables within variables; deeper is a cycle, reported elsewhere
+_Pieces = list[str | tuple[Reference, tuple[str, ...]]]
 
 
 def destination_issues(data: dict[Any, Any]) -> list[Issue]:
@@ -33,8 +34,9 @@ def destination_issues(data: dict[Any, Any]) -> list[Issue]:
         if isinstance(parameters, list) else {}
     variables = data.get("variables") if isinstance(data.get("variables"), dict) else {}
     issues = list(_declaration_issues(parameters if isinstance(parameters, list) else []))
+    inlined: dict[tuple[str, ...], _Pieces | None] = {}
     for at, url in _urls(data):
-        issues += _url_issues(url, at, declared, variables)
+        issues += _url_issues(url, at, declared, variables, inlined)
     return issues
 
 
@@ -89,32 +91,41 @@ def _declaration_issues(parameters: list[Any]) -> Iterator[Issue]:
                     yield Issue("PB104", f"allowed_hosts: {problem}", ("parameters", i, "allowed_hosts", k))
 
 
-def _urls(data: dict[Any, Any]) -> Iterator[tuple[Path, str]]:
-    """Every URL a request of the playbook goes to: http_request steps, rollbacks, remediations, validators."""
+def _urls(data: dict[Any, Any]) -> list[tuple[Path, str]]:
+    """Every URL a request of the playbook goes to: validators', then http_request steps', their rollbacks' and
+    remediations'."""
     steps = data.get("steps")
-    actions: list[tuple[Path, Any]] = []
+    checked: list[tuple[Path, str]] = []
+    requested: list[tuple[Path, str]] = []
     for i, step in enumerate(steps if isinstance(steps, list) else []):
         if not isinstance(step, dict):
             continue
-        actions.append((("steps", i), step))
+        if (url := _requested(step)) is not None:
+            requested.append((("steps", i, "args", "url"), url))
         rollback = step.get("rollback")
-        actions += [(("steps", i, "rollback", k), undo) for k, undo in enumerate(rollback)] \
-            if isinstance(rollback, list) else []
+        for k, undo in enumerate(rollback if isinstance(rollback, list) else ()):
+            if (url := _requested(undo)) is not None:
+                requested.append((("steps", i, "rollback", k, "args", "url"), url))
         validators = step.get("validators")
-        for k, check in enumerate(validators if isinstance(validators, list) else []):
+        for k, check in enumerate(validators if isinstance(validators, list) else ()):
             if isinstance(check, dict) and check.get("type") == "http_status" and isinstance(check.get("url"), str):
-                yield ("steps", i, "validators", k, "url"), check["url"]
+                checked.append((("steps", i, "validators", k, "url"), check["url"]))
     handlers = data.get("error_handlers")
-    actions += [(("error_handlers", k, "run"), h.get("run")) for k, h in enumerate(handlers)
-                if isinstance(h, dict)] if isinstance(handlers, list) else []
-    for at, action in actions:
-        args = action.get("args") if isinstance(action, dict) and action.get("action") == "http_request" else None
-        if isinstance(args, dict) and isinstance(args.get("url"), str):
-            yield at + ("args", "url"), args["url"]
+    for k, handler in enumerate(handlers if isinstance(handlers, list) else ()):
+        if isinstance(handler, dict) and (url := _requested(handler.get("run"))) is not None:
+            requested.append((("error_handlers", k, "run", "args", "url"), url))
+    return checked + requested
 
 
-def _url_issues(url: str, at: Path, declared: dict[str, Any], variables: dict[Any, Any]) -> list[Issue]:
-    pieces = _expanded(url, variables, (), 0)
+def _requested(action: Any) -> str | None:
+    """The URL of an http_request action."""
+    args = action.get("args") if isinstance(action, dict) and action.get("action") == "http_request" else None
+    return args["url"] if isinstance(args, dict) and isinstance(args.get("url"), str) else None
+
+
+def _url_issues(url: str, at: Path, declared: dict[str, Any], variables: dict[Any, Any],
+                inlined: dict[tuple[str, ...], _Pieces | None]) -> list[Issue]:
+    pieces = _expanded(url, variables, (), inlined)
     if pieces is None:
         return []
     shape = "".join(_HOLE if isinstance(piece, tuple) else piece for piece in pieces)
@@ -146,19 +157,28 @@ def _url_issues(url: str, at: Path, declared: dict[str, Any], variables: dict[An
 
 
 def _expanded(text: str, variables: dict[Any, Any], through: tuple[str, ...],
-              depth: int) -> list[str | tuple[Reference, tuple[str, ...]]] | None:
-    """The text as literal pieces and (reference, variables it came through), text variables inlined."""
+              inlined: dict[tuple[str, ...], _Pieces | None]) -> _Pieces | None:
+    """The text as literal pieces and (reference, variables it came through), text variables inlined.
+
+    A variable reached through the same variables expands the same way: `inlined` keeps it, for the
+    next URL that uses it (thousands of steps' URLs start with one variable).
+    """
     try:
         refs = find_references(text)
     except ReferenceSyntaxError:
         return None                  # PB210 says so
-    pieces: list[str | tuple[Reference, tuple[str, ...]]] = []
+    pieces: _Pieces = []
     position = 0
     for ref in refs:
         pieces.append(text[position:ref.start].replace("$${", "${"))
         value = variables.get(ref.name) if ref.kind == "name" else None
-        if isinstance(value, str) and depth < _MAX_DEPTH and (inner := _expanded(
-                value, variables, (*through, ref.name), depth + 1)) is not None:
+        if isinstance(value, str) and len(through) < _MAX_DEPTH:
+            if (via := (*through, ref.name)) not in inlined:
+                inlined[via] = _expanded(value, variables, via, inlined)
+            inner = inlined[via]
+        else:
+            inner = None
+        if inner is not None:
             pieces += inner
         else:
             pieces.append((ref, through))

@@ -21,6 +21,18 @@ _FORMS: list[tuple[str, ReferenceKind, re.Pattern[str]]] = [  # (prefix, kind, w
     ("secret:", "secret", re.compile(r"secret:(?P<name>[A-Za-z0-9_./-]+)")),
     ("", "name", re.compile(rf"(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.{_KEY})*)")),
 ]
+# `$${`, or a reference split into the parts of its form (as `_FORMS`, first prefix winning), or any other
+# `${...}`: one scan of the text, with no second match per reference. Group names are the forms' kinds.
+_SCAN = re.compile(
+    r"\$\$\{"
+    r"|\$\{\s*(?:raw:\s*)?(?:"
+    rf"steps\.(?P<step>[A-Za-z_][A-Za-z0-9_-]*)\.(?P<output>{_KEY}(?:\.{_KEY})*)"
+    r"|env\.(?P<env>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|secret:(?P<secret>[A-Za-z0-9_./-]+)"
+    rf"|(?!steps\.|env\.|secret:)(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.{_KEY})*)"
+    r")\s*\}"
+    r"|\$\{[^}]*\}")
+_KINDS: dict[str, ReferenceKind] = {"env": "env", "secret": "secret", "name": "name"}
 FORMS_HELP = "${name}, ${steps.<id>.<output>}, ${env.NAME} or ${secret:NAME} (write $${ for a literal ${)"
 
 
@@ -42,24 +54,44 @@ class ReferenceSyntaxError(PlaybookError):
         self.position = position
 
 
+_new = tuple.__new__  # a Reference without the Python frame of its class's __new__: references are many
+
+
 def find_references(text: str) -> list[Reference]:
     """Every reference in `text`, in order; raises `ReferenceSyntaxError` at the first malformed one."""
     if "${" not in text:
         return []
     found: list[Reference] = []
-    position = 0
+    position = 0  # where the last reference ends
+    for match in _SCAN.finditer(text):
+        kind = match.lastgroup
+        if kind == "output":
+            output = match["output"]
+            found.append(_new(Reference, ("step", output, match["step"], output, match[0], match.start(), match.end())))
+        elif kind is not None:
+            found.append(_new(Reference, (_KINDS[kind], match[kind], None, None, match[0], match.start(),
+                                          match.end())))
+        elif match[0] == "$${":
+            continue
+        else:
+            found.append(_parse(match[0], match.start()))  # not one of the forms: says why
+        position = match.end()
+    if "${" in text[position:]:
+        _unclosed(text, position)
+    return found
+
+
+def _unclosed(text: str, position: int) -> None:
+    """Raise at the first `${` after `position` that no `}` closes (the scan above skips it), if any."""
     while opening := _OPEN.search(text, position):
         if opening.group() == "$${":
             position = opening.end()
             continue
-        close = text.find("}", opening.end())
-        if close == -1:
+        if text.find("}", opening.end()) == -1:
             raise ReferenceSyntaxError(
                 f"'${{' at offset {opening.start()} is never closed by '}}'; write $${{ for a literal ${{",
                 opening.start())
-        found.append(_parse(text[opening.start():close + 1], opening.start()))
-        position = close + 1
-    return found
+        position = opening.end()
 
 
 def _parse(raw: str, start: int) -> Reference:

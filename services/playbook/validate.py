@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, NamedTuple
 
 import msgspec
@@ -208,28 +208,37 @@ def _moved(issue: Issue, positions: dict[str, list[int]]) -> Issue:
     return issue
 
 
-def _step_issues(step: Step, i: int, actions: Collection[str]) -> Iterator[Issue]:
+def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
     """Checks of one step on its own: id form, known actions, advice."""
+    issues: list[Issue] = []
     if not _STEP_ID.fullmatch(step.id):
         suggestion = re.sub(r"[^A-Za-z0-9_-]", "_", step.id)
         suggestion = suggestion if _STEP_ID.fullmatch(suggestion) else f"_{suggestion}"
-        yield Issue("PB202", f"step id '{step.id}' must start with a letter or '_' and hold only letters, digits, "
-                             f"'_' and '-' (it is used in NATS subjects and ${{steps.<id>...}}); "
-                             f"try '{suggestion}'", ("steps", i, "id"))
-    known = sorted(actions)
-    for path, action in [(("steps", i, "action"), step.action)] + [
-            (("steps", i, "rollback", k, "action"), undo.action) for k, undo in enumerate(step.rollback)]:
-        if action not in actions:
-            hint = did_you_mean(action, known) or f"; known actions: {', '.join(known)}"
-            yield Issue("PB206", f"unknown action '{action}'{hint}", path)
-    yield from condition_issues(step.when, ("steps", i, "when"))
+        issues.append(Issue("PB202", f"step id '{step.id}' must start with a letter or '_' and hold only letters, "
+                                     f"digits, '_' and '-' (it is used in NATS subjects and ${{steps.<id>...}}); "
+                                     f"try '{suggestion}'", ("steps", i, "id")))
+    if step.action not in actions:
+        issues.append(_unknown_action(step.action, actions, ("steps", i, "action")))
+    for k, undo in enumerate(step.rollback):
+        if undo.action not in actions:
+            issues.append(_unknown_action(undo.action, actions, ("steps", i, "rollback", k, "action")))
+    if step.when is not None:
+        issues += condition_issues(step.when, ("steps", i, "when"))
     for k, validation in enumerate(step.validations):
-        yield from condition_issues(validation, ("steps", i, "validations", k))
+        issues += condition_issues(validation, ("steps", i, "validations", k))
     if not step.name:
-        yield Issue("PB501", "step has no name; add 'name:' so logs and the dashboard say what it does", ("steps", i))
+        issues.append(Issue("PB501", "step has no name; add 'name:' so logs and the dashboard say what it does",
+                            ("steps", i)))
     if step.action == "shell" and step.timeout_seconds is None:
-        yield Issue("PB502", "shell step has no timeout_seconds, so a hung command would hold the run forever",
-                    ("steps", i, "timeout_seconds"))
+        issues.append(Issue("PB502", "shell step has no timeout_seconds, so a hung command would hold the run forever",
+                            ("steps", i, "timeout_seconds")))
+    return issues
+
+
+def _unknown_action(action: str, actions: Collection[str], path: Path) -> Issue:
+    known = sorted(actions)
+    hint = did_you_mean(action, known) or f"; known actions: {', '.join(known)}"
+    return Issue("PB206", f"unknown action '{action}'{hint}", path)
 
 
 def _texts(raw: dict[str, Any], at: Path) -> list[tuple[Path, str, str]]:
@@ -293,8 +302,8 @@ def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, i
     issues: list[Issue | _Unsure] = []
     for ref in references:
         if ref.kind == "name":
-            used.add(ref.name.split(".")[0])
-        if ref.kind == "name" and scope == "before" and (root := ref.name.split(".")[0]) not in names.names:
+            used.add(root := ref.name.split(".")[0])
+        if ref.kind == "name" and scope == "before" and root not in names.names:
             hint = names.hint(root)
             if not hint and root.isupper():
                 hint = f"; for a shell variable write $${{{root}}}, for the engine's environment ${{env.{root}}}"

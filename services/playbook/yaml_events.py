@@ -103,26 +103,39 @@ _CONSTRUCTED = "constructed"  # a cached plain scalar that is already its value
 
 
 class _Frame:
-    """A collection being read: its value so far and what its next event means."""
+    """A collection being read: its value so far and what its next event means.
 
-    __slots__ = ("value", "is_map", "mark", "anchor", "start", "saved", "key", "key_node", "merging", "source",
-                 "keep", "plain", "written", "value_marks", "merges", "nodes")
+    What most collections never change is a class default, not set on each of the thousands a big playbook opens.
+    """
 
-    def __init__(self, is_map: bool, mark: Any, anchor: str | None = None, start: int = 0, *, keep: bool = False,
-                 source: bool = False) -> None:
+    anchor: str | None = None
+    start = 0  # values read before it opened
+    saved: int | None = None  # when its height is measured: the deepest level seen before it opened
+    key_node: Node | None = None
+    merging = False  # the value being read belongs to a merge key `<<`
+    source = False  # given to a merge key: its entries land in the mapping that merges it
+    keep = False  # a merge key may read it: its entries are kept as nodes
+    value_marks: dict[Any, Any] | None = None  # key -> mark of its value, only while locating
+    merges: list[tuple[Node, Node]] | None = None  # its `<<` entries, for flatten_mapping
+    nodes: list[Any] | None = None  # its entries or items as nodes, when kept
+
+    def __init__(self, is_map: bool, mark: Any) -> None:
         self.value: Any = {} if is_map else []
-        self.is_map, self.mark, self.anchor, self.start = is_map, mark, anchor, start
-        self.saved: int | None = None  # when its height is measured: the deepest level seen before it opened
+        self.is_map, self.mark = is_map, mark
         self.key: Any = _NO_KEY
-        self.key_node: Node | None = None
-        self.merging = False  # the value being read belongs to a merge key `<<`
-        self.source = source  # given to a merge key: its entries land in the mapping that merges it
-        self.keep = keep or source or anchor is not None  # a merge key may read it: its entries are kept as nodes
-        self.plain = not self.keep  # nothing merges it and it merges nothing now: scalars may go straight in
+        self.plain = True  # nothing merges it and it merges nothing now: scalars may go straight in
         self.written: dict[Any, Any] = {}  # key -> mark of its last explicit entry, for duplicates
-        self.value_marks: dict[Any, Any] | None = None  # key -> mark of its value, only while locating
-        self.merges: list[tuple[Node, Node]] | None = None  # its `<<` entries, for flatten_mapping
-        self.nodes: list[Any] | None = [] if self.keep else None  # its entries or items as nodes, when kept
+
+    @classmethod
+    def kept(cls, is_map: bool, mark: Any, anchor: str | None, start: int, *, keep: bool = False,
+             source: bool = False) -> _Frame:
+        """A collection an alias or a merge key may read: its height, size and nodes are kept."""
+        frame = cls(is_map, mark)
+        frame.anchor, frame.start, frame.source = anchor, start, source
+        frame.keep = keep or source or anchor is not None
+        frame.plain = not frame.keep
+        frame.nodes = [] if frame.keep else None
+        return frame
 
 
 class Builder:
@@ -311,7 +324,7 @@ class Builder:
         is_map = type(event) is MappingStartEvent
         parent = stack[-1] if stack else None
         if parent is not None and (parent.merging or parent.source and not parent.is_map):
-            self._push(stack, _Frame(is_map, event.start_mark, event.anchor, self._size(), source=True), True)
+            self._push(stack, _Frame.kept(is_map, event.start_mark, event.anchor, self._size(), source=True), True)
             return
         if self.recorder is not None:
             self.recorder.value(self._path(stack), event.start_mark)
@@ -324,7 +337,7 @@ class Builder:
             self._hold(ConstructorError(None, None, f"the tag {shown!r} is not allowed; write plain mappings and lists",
                                         event.start_mark))
         keep = parent is not None and parent.keep and not parent.is_map  # an item of a list a merge key may read
-        frame = _Frame(is_map, event.start_mark, event.anchor, self._size(), keep=keep)
+        frame = _Frame.kept(is_map, event.start_mark, event.anchor, self._size(), keep=keep)
         self._push(stack, frame, frame.keep or (parent is not None and parent.keep))
         self._count(1, aliased=False)
 
@@ -352,7 +365,7 @@ class Builder:
             key = anchor.value if isinstance(node, ScalarNode) and anchor is not _OPEN else []
         else:
             key, node = [], ScalarNode(_SEQ, "", event.start_mark, None)
-            stack.append(_Frame(False, event.start_mark, None, 0))  # only skipped: the error below is held
+            stack.append(_Frame(False, event.start_mark))  # only skipped: the error below is held
         if isinstance(key, (list, dict)) or not isinstance(key, Hashable):
             self._hold(ConstructorError(None, None, "a mapping key must be a plain value, not a list or mapping",
                                         node.start_mark))

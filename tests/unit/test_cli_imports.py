@@ -50,7 +50,8 @@ def test_a_command_help_loads_nothing_heavy_either() -> None:
     assert loaded == set()
 
 
-@pytest.mark.parametrize("command", [("status", "some-run"), ("events", "some-run"), ("events", "some-run", "--follow")])
+@pytest.mark.parametrize("command", [("status", "some-run"), ("events", "some-run"),
+                                     ("events", "some-run", "--follow")])
 def test_reading_a_run_speaks_plain_nats_itself_without_nats_py_asyncio_or_the_language(
         tmp_path: Path, command: tuple[str, ...]) -> None:
     code, loaded = cli_imports(*command, env={"NATS_URL": f"nats://127.0.0.1:{a_closed_port()}",
@@ -75,3 +76,12 @@ def test_starting_a_run_from_a_file_leaves_the_checks_to_the_engine(tmp_path: Pa
     code, loaded = cli_imports("run", str(book), env=unreachable)
     assert code == 4
     assert loaded == {"msgspec"}        # the CLI's own NATS connection: no nats-py, no asyncio
+
+
+def test_validating_a_file_loads_the_language_but_no_nats_nor_the_read_side(tmp_path: Path) -> None:
+    book = tmp_path / "one.yaml"
+    book.write_text("name: one\nsteps:\n  - id: a\n    name: a\n    action: noop\n")
+    code, loaded = cli_imports("validate", str(book), env={"PLAYBOOK_HOME": str(tmp_path)})
+    assert code == 0
+    assert "services.playbook.validate" in loaded
+    assert not {"nats", "aiohttp", "asyncio", "services.read"} & loaded

@@ -323,3 +323,16 @@ def test_the_quick_look_at_a_value_never_hides_a_credential_the_full_search_find
     full = next(_findings(key, text, _blank_references(text)), None)
     found = [(issue.code, issue.message) for issue in credential_issues({key: text})]
     assert found == ([full] if full else [])
+
+
+def test_credentials_in_a_few_steps_of_thousands_are_found_as_in_those_steps_alone():
+    clean = {"id": "a", "name": "right after the deploy", "action": "shell",
+             "args": {"command": "echo ${service} && sleep 1", "env": {"MODE": "fast"}}, "depends_on": ["b", "c"]}
+    steps = [dict(clean, id=f"s{i}") for i in range(2_500)]
+    steps[3] = dict(clean, args={"command": "curl -u admin:hunter2 http://h/"})
+    steps[1_500] = dict(clean, args={"env": {"TOKEN": "q8Zr7Wm2Kx9Lp4Tn6Vb3"}})
+    steps[2_400] = dict(clean, args={"pässword": "hunter2"}, depends_on=[{"api_key": "k3y-12345"}])
+    data = {"name": "big", "variables": {"db_password": "x9!s"}, "steps": steps}
+    alone = [issue for i in (3, 1_500, 2_400) for issue in credential_issues(steps[i], ("steps", i))]
+    assert len(alone) >= 3
+    assert list(credential_issues(data)) == list(credential_issues({"variables": data["variables"]})) + alone

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from services.settings import Settings
 
 # Each command's handler is imported when it runs, so `playbook --help` loads no NATS, YAML or rules.
-cmd_run, cmd_retry, cmd_validate = (Lazy("runs", name) for name in ("cmd_run", "cmd_retry", "cmd_validate"))
+cmd_run, cmd_retry = (Lazy("runs", name) for name in ("cmd_run", "cmd_retry"))
+cmd_validate = Lazy("validating", "cmd_validate")
 cmd_control, cmd_gate, cmd_projections = (Lazy("steering", name) for name in ("cmd_control", "cmd_gate",
                                                                                "cmd_projections"))
 cmd_status, cmd_events = Lazy("status", "cmd_status"), Lazy("run_events", "cmd_events")

@@ -18,7 +18,6 @@ from events.run import RunRetried
 from services.fold import dry_run_plan
 from services.playbook.diagnostics import Diagnostic
 from services.settings import Settings
-from ui.cli import insights as insights_command
 from ui.cli.common import parse_params, print_json, print_reply, read_playbook, reply_document
 from ui.cli.connect import caller_headers_of, plain_connection, steer
 from ui.cli.exits import EXIT_DENIED, EXIT_INVALID, EXIT_UNAVAILABLE
@@ -157,21 +156,3 @@ async def follow(client: EngineClient, run_id: str, args: argparse.Namespace, re
     async for seq, event in shown:
         follower.show(seq, event)
     return follower.exit_code()
-
-
-def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from services.playbook import validate_playbook   # the language's checks: only this command runs them here
-    path, text = read_playbook(args.file)
-    params = parse_params(args.param) if args.param else None
-    diagnostics = validate_playbook(text, str(path), parameters=params, environment=args.env)
-    if args.insights:
-        diagnostics += insights_command.validation_advice(text, str(path), settings)
-    if args.json:
-        print(msgspec.json.encode(diagnostics).decode())
-    else:
-        for diagnostic in diagnostics:
-            print(diagnostic.format())
-    errors = sum(1 for d in diagnostics if d.severity == "error")
-    if not args.json:
-        print(f"{path}: {errors} error(s), {len(diagnostics) - errors} other finding(s)")
-    return EXIT_INVALID if errors else 0

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from services.playbook.references import ReferenceSyntaxError, find_references
-from services.playbook.shell.analysis import argv_call, calls, mark_references, top_code, written_offset
+from services.playbook.shell.analysis import (argv_call, calls, mark_references, marked_text, top_code,
+                                              written_offset)
 from services.playbook.shell.code import PROGRAMS as CODE_PROGRAMS, code_checks
 from services.playbook.shell.deletes import PROGRAMS as DELETE_PROGRAMS, deletes
 from services.playbook.shell.disks import PROGRAMS as DISK_PROGRAMS, disks, redirects
@@ -23,20 +24,39 @@ from services.playbook.shell.permissions import PROGRAMS as PERMISSION_PROGRAMS,
 from services.playbook.shell.syntax import REF_CLOSE, REF_OPEN, parse
 from services.playbook.shell.wrappers import WRAPPER_NAMES
 
+
+
+def _words(words: Iterable[str], before: str) -> str:
+    """A regex for any of `words` where the character before is not in the class `before`.
+
+    Each alternative starts with a plain character (`s(?<!B s)udo` for `(?<!B)sudo`), so the regex engine
+    passes over every position no word starts at: the screen runs on every command.
+    """
+    rests: dict[str, list[str]] = {}
+    for word in sorted(words):
+        rests.setdefault(word[0], []).append(re.escape(word[1:]))
+    return "(?:" + "|".join(f"{re.escape(first)}(?<!{before}{re.escape(first)})(?:{'|'.join(ends)})"
+                            for first, ends in rests.items()) + ")"
+
+
 _NAMES = sorted(CODE_PROGRAMS | DELETE_PROGRAMS | DISK_PROGRAMS | PERMISSION_PROGRAMS | {"function", "while",
                                                                                         "until", "for"})
+_IN_WORD = r"[^ \t\n\r\f\v;&|()<>]"
+_PROGRAM = _words(_NAMES, r"[\w.+-]") + r"[\d.]*(?![\w+-])"
 # Run-time values, globs, substitutions, devices, braces, quotes inside a word, or a program a check looks at.
 _SCREEN = re.compile(r"[$`*?\[(\\" + REF_OPEN + r"]|/dev/|\{[^{}\s]*(?:,|\.\.)"
-                     r"|[^ \t\n\r\f\v;&|()<>]['\"]|['\"]{2}[^ \t\n]|'[^']*'[^ \t\n\r\f\v;&|()<>]"
-                     r"|\"[^\"]*\"[^ \t\n\r\f\v;&|()<>]"
-                     r"|(?<![\w.+-])(?:" + "|".join(map(re.escape, _NAMES)) + r")[\d.]*(?![\w+-])")
+                     rf"|['\"](?<={_IN_WORD}['\"])|['\"]{{2}}[^ \t\n]|'[^']*'{_IN_WORD}|\"[^\"]*\"{_IN_WORD}"
+                     rf"|{_PROGRAM}")
 
 _REF = re.compile(f'"?{REF_OPEN}\\d+{REF_CLOSE}"?')
+_BARE_REF = re.compile(f"{REF_OPEN}\\d+{REF_CLOSE}")  # `_REF` where no quote can be next to a reference
 _NOT_WORD = r"\s;&|()<>"
-# A reference in a command's first word (after separators, keywords and assignments) or in a redirection's target.
-_REF_READ = re.compile(rf"(?:^|[;&|(){{}}\n!`<>]|\b(?:if|then|do|else|elif|time)\b)\s*"
-                       rf"(?:[A-Za-z_]\w*=[^{_NOT_WORD}]*\s+)*[^{_NOT_WORD}]*{REF_OPEN}")
-_WRAPPER = re.compile(r"(?<![\w.+-])(?:" + "|".join(map(re.escape, sorted(WRAPPER_NAMES))) + r")(?![\w+-])")
+# A reference in a command's first word (after separators, keywords and assignments) or in a redirection's target:
+# at the start of the command (`_FIRST_WORD_REF.match`), or after a separator or a keyword.
+_FIRST_WORD_REF = re.compile(rf"\s*(?:[A-Za-z_]\w*=[^{_NOT_WORD}]*\s+)*[^{_NOT_WORD}]*{REF_OPEN}")
+_KEYWORD = _words(("if", "then", "do", "else", "elif", "time"), r"\w") + r"\b"
+_REF_READ = re.compile(rf"(?:[;&|(){{}}\n!`<>]|{_KEYWORD}){_FIRST_WORD_REF.pattern}")
+_WRAPPER = re.compile(_words(WRAPPER_NAMES, r"[\w.+-]") + r"(?![\w+-])")
 
 
 class ShellFinding(NamedTuple):
@@ -50,9 +70,9 @@ def check_command(command: str, variables: Mapping[str, str], risks: Mapping[str
                   screen: bool = True) -> list[ShellFinding]:
     """Findings for a command run by `/bin/sh -c`, in the order they appear."""
     found = list(_raw_references(command))
-    marked, refs, reach = mark_references(command, variables)
-    if screen and not _needs_parsing(marked):
+    if screen and not _needs_parsing(marked_text(command, variables) or mark_references(command, variables)[0]):
         return found
+    marked, refs, reach = mark_references(command, variables)
     report = _report(risks)
     report.run_code(top_code(marked, refs))
     for (code, message), at in sorted(report.found.items(), key=lambda item: item[1]):
@@ -64,9 +84,9 @@ def check_command(command: str, variables: Mapping[str, str], risks: Mapping[str
 def _needs_parsing(marked: str) -> bool:
     """False for a command no check could flag: the screen, with references where no check reads them as words."""
     if REF_OPEN in marked:
-        if _REF_READ.search(marked) or _WRAPPER.search(marked):
+        if _FIRST_WORD_REF.match(marked) or _REF_READ.search(marked) or _WRAPPER.search(marked):
             return True
-        marked = _REF.sub(_as_word, marked)
+        marked = _REF.sub(_as_word, marked) if '"' in marked else _BARE_REF.sub("x", marked)
     return _SCREEN.search(marked) is not None
 
 
@@ -107,6 +127,8 @@ def _call(call: Call, report: Report) -> None:
 
 
 def _raw_references(command: str) -> Iterable[ShellFinding]:
+    if "raw:" not in command:  # every `${raw:...}` holds it
+        return
     try:
         refs = find_references(command)
     except ReferenceSyntaxError:
