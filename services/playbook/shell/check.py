@@ -25,11 +25,10 @@ from services.playbook.shell.syntax import REF_CLOSE, REF_OPEN, parse
 from services.playbook.shell.wrappers import WRAPPER_NAMES
 
 
-
 def _words(words: Iterable[str], before: str) -> str:
     """A regex for any of `words` where the character before is not in the class `before`.
 
-    Each alternative starts with a plain character (`s(?<!B s)udo` for `(?<!B)sudo`), so the regex engine
+    Each alternative starts with a plain character (`s(?<!Bs)udo` for `(?<!B)sudo`), so the regex engine
     passes over every position no word starts at: the screen runs on every command.
     """
     rests: dict[str, list[str]] = {}
