@@ -68,7 +68,7 @@ class ShellFinding(NamedTuple):
 def check_command(command: str, variables: Mapping[str, str], risks: Mapping[str, Risk], *,
                   screen: bool = True) -> list[ShellFinding]:
     """Findings for a command run by `/bin/sh -c`, in the order they appear."""
-    found = list(_raw_references(command))
+    found = list(_raw_references(command)) if "raw:" in command else []  # every `${raw:...}` holds it
     if screen and not _needs_parsing(marked_text(command, variables) or mark_references(command, variables)[0]):
         return found
     marked, refs, reach = mark_references(command, variables)
@@ -126,8 +126,6 @@ def _call(call: Call, report: Report) -> None:
 
 
 def _raw_references(command: str) -> Iterable[ShellFinding]:
-    if "raw:" not in command:  # every `${raw:...}` holds it
-        return
     try:
         refs = find_references(command)
     except ReferenceSyntaxError:
