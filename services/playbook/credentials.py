@@ -95,12 +95,15 @@ def _suspects(data: Any, path: Path, key: str | None, found: list[tuple[Path, st
     if depth == _SECTION_DEPTH and id(data) not in dirty and not (key and _secret_key(key)):
         return
     mapping = isinstance(data, dict)
-    texts = [text for item in (data.values() if mapping else data)
-             if (text := item if type(item) is str else _text(item)) is not None]
+    texts = [item if type(item) is str else str(item) for item in (data.values() if mapping else data)
+             if type(item) is str or isinstance(item, (str, int)) and not isinstance(item, bool)]
     names = "\n".join([k for k in data if type(k) is str] if mapping else [key or ""])  # other keys name nothing
     clean = names.isascii() and not _suspect("\n".join(texts) + "\n" + names)
     named = data.get("name") if mapping and isinstance(data.get("name"), str) else None
+    screened = depth + 1 == _SECTION_DEPTH and not mapping and not (key and _secret_key(key))
     for k, item in data.items() if mapping else enumerate(data):
+        if screened and id(item) not in dirty and isinstance(item, (dict, list)):
+            continue  # a section screened clean, in a list whose name is no credential's: nothing to look at
         if not clean or isinstance(item, (dict, list)):
             item_key = (named if named and k in ("default", "value") else str(k)) if mapping else key
             if isinstance(item, (dict, list)):

@@ -76,7 +76,7 @@ def find_references(text: str) -> list[Reference]:
         else:
             found.append(_parse(match[0], match.start()))  # not one of the forms: says why
         position = match.end()
-    if "${" in text[position:]:
+    if text.find("${", position) != -1:
         _unclosed(text, position)
     return found
 

@@ -181,6 +181,7 @@ class Builder:
         stack: list[_Frame] = self.stack
         locating = self.recorder is not None
         plain: dict[str, tuple[str, Any]] = {}  # short plain scalars seen before: their tag and value
+        names: dict[str, str] = {}  # keys seen before: thousands of mappings share one string per key
         while True:
             event = get()
             kind = type(event)
@@ -204,7 +205,7 @@ class Builder:
                     if tag is _CONSTRUCTED:
                         self._key(frame, event, stack)
                     elif tag == _STR:
-                        frame.key = value
+                        frame.key = value = names.setdefault(value, value)
                         if value in frame.written:
                             self._duplicate(frame, event.start_mark, stack)
                         frame.written[value] = event.start_mark

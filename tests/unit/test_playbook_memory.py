@@ -12,7 +12,7 @@ import tracemalloc
 from bench.big import playbook_text
 from services.playbook import load_playbook, validate_playbook
 
-BYTES_PER_STEP = 4_000  # the whole validation, text excluded; measured ~1,900 (it was ~240,000 at 10,000 steps)
+BYTES_PER_STEP = 4_000  # the whole validation, text excluded; measured ~1,650 (it was ~240,000 at 10,000 steps)
 
 
 def peak_of_validating(steps: int) -> int:

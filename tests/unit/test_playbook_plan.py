@@ -125,3 +125,14 @@ def test_finished_before_agrees_with_upstream_on_random_plans_in_one_pass_or_man
         asked = [(rng.choice(ids), rng.choice(ids)) for _ in range(30)]
         truth = upstream(plan)
         assert finished_before(plan, asked) == {(a, b) for a, b in asked if b in truth[a]}
+
+
+def test_a_plan_written_in_order_answers_references_far_back_without_a_sweep(monkeypatch):
+    def no_sweep(*args: object) -> None:
+        raise AssertionError("swept")
+    monkeypatch.setattr(reachability, "_sweep", no_sweep)
+    steps = [step(f"s{i}", "g" if 10 <= i < 15 else None, depends_on=["s3", "s8"] if i == 9 else None)
+             for i in range(3_000)]
+    plan, _ = plan_issues(steps)
+    asked = [(f"s{i}", f"s{j}") for i in range(16, 3_000, 7) for j in (0, i // 2, i - 1)]
+    assert finished_before(plan, asked) == set(asked)

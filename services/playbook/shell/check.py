@@ -25,11 +25,10 @@ from services.playbook.shell.syntax import REF_CLOSE, REF_OPEN, parse
 from services.playbook.shell.wrappers import WRAPPER_NAMES
 
 
-
 def _words(words: Iterable[str], before: str) -> str:
     """A regex for any of `words` where the character before is not in the class `before`.
 
-    Each alternative starts with a plain character (`s(?<!B s)udo` for `(?<!B)sudo`), so the regex engine
+    Each alternative starts with a plain character (`s(?<!Bs)udo` for `(?<!B)sudo`), so the regex engine
     passes over every position no word starts at: the screen runs on every command.
     """
     rests: dict[str, list[str]] = {}
@@ -69,7 +68,7 @@ class ShellFinding(NamedTuple):
 def check_command(command: str, variables: Mapping[str, str], risks: Mapping[str, Risk], *,
                   screen: bool = True) -> list[ShellFinding]:
     """Findings for a command run by `/bin/sh -c`, in the order they appear."""
-    found = list(_raw_references(command))
+    found = list(_raw_references(command)) if "raw:" in command else []  # every `${raw:...}` holds it
     if screen and not _needs_parsing(marked_text(command, variables) or mark_references(command, variables)[0]):
         return found
     marked, refs, reach = mark_references(command, variables)
@@ -127,8 +126,6 @@ def _call(call: Call, report: Report) -> None:
 
 
 def _raw_references(command: str) -> Iterable[ShellFinding]:
-    if "raw:" not in command:  # every `${raw:...}` holds it
-        return
     try:
         refs = find_references(command)
     except ReferenceSyntaxError:
