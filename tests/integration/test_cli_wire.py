@@ -120,28 +120,39 @@ GATED = playbook_yaml([{"id": "build", "action": "noop"},
                        {"id": "verify", "action": "noop", "depends_on": ["deploy"]}], name="gated")
 
 
-async def test_a_run_is_followed_from_what_is_stored_into_the_live_feed_to_its_end(engine: EngineClient,
-                                                                                  settings) -> None:
-    reply = await engine.send(StartRun(playbook=GATED))
-    assert reply.accepted and reply.run_id
-    run_id = reply.run_id
-    connection = await asyncio.to_thread(open_plain, settings.nats_url)
+async def followed_through_its_gate(engine: EngineClient, live: LiveRun) -> list[tuple[int, RunEvent]]:
+    """Every event `live` yields, followed on a thread; the gate is approved once the follower has seen it asked
+    (what came before was stored, the rest comes live)."""
     followed: list[tuple[int, RunEvent]] = []
     gate_asked = asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def follow() -> None:
-        for seq, event in LiveRun(connection, run_id).follow():
+        for seq, event in live.follow():
             followed.append((seq, event))
             if isinstance(event, ApprovalRequested):
                 loop.call_soon_threadsafe(gate_asked.set)
 
+    following = asyncio.create_task(asyncio.to_thread(follow))
+    await asyncio.wait_for(gate_asked.wait(), 15)
+    approved = await engine.send(ApproveStep(run_id=live.run_id, step_id="deploy"))
+    assert approved.accepted, approved.error
+    await asyncio.wait_for(following, 15)
+    return followed
+
+
+async def started_gated(engine: EngineClient) -> str:
+    reply = await engine.send(StartRun(playbook=GATED))
+    assert reply.accepted and reply.run_id
+    return reply.run_id
+
+
+async def test_a_run_is_followed_from_what_is_stored_into_the_live_feed_to_its_end(engine: EngineClient,
+                                                                                  settings) -> None:
+    run_id = await started_gated(engine)
+    connection = await asyncio.to_thread(open_plain, settings.nats_url)
     try:
-        following = asyncio.create_task(asyncio.to_thread(follow))
-        await asyncio.wait_for(gate_asked.wait(), 15)      # stored events read; the rest will come live
-        approved = await engine.send(ApproveStep(run_id=run_id, step_id="deploy"))
-        assert approved.accepted, approved.error
-        await asyncio.wait_for(following, 15)
+        followed = await followed_through_its_gate(engine, LiveRun(connection, run_id))
         stored = await asyncio.to_thread(stored_events, connection, run_id)
     finally:
         connection.close()
@@ -154,28 +165,12 @@ async def test_a_run_is_followed_from_what_is_stored_into_the_live_feed_to_its_e
 async def test_what_the_feed_never_brought_is_read_from_the_store_once_it_is_quiet(engine: EngineClient,
                                                                                   settings) -> None:
     """Core NATS could drop a feed message (a leader change): the follower reads the store when the feed is quiet."""
-    reply = await engine.send(StartRun(playbook=GATED))
-    assert reply.accepted and reply.run_id
-    run_id = reply.run_id
+    run_id = await started_gated(engine)
     connection = await asyncio.to_thread(open_plain, settings.nats_url)
-    live = LiveRun(connection, run_id)
-    live.feed = connection.subscribe("pb.nothing.ever")      # a feed that brings nothing
-    followed: list[tuple[int, RunEvent]] = []
-    gate_asked = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def follow() -> None:
-        for seq, event in live.follow():
-            followed.append((seq, event))
-            if isinstance(event, ApprovalRequested):
-                loop.call_soon_threadsafe(gate_asked.set)
-
     try:
-        following = asyncio.create_task(asyncio.to_thread(follow))
-        await asyncio.wait_for(gate_asked.wait(), 15)
-        approved = await engine.send(ApproveStep(run_id=run_id, step_id="deploy"))
-        assert approved.accepted, approved.error
-        await asyncio.wait_for(following, 15)
+        live = LiveRun(connection, run_id)
+        live.feed = connection.subscribe("pb.nothing.ever")      # a feed that brings nothing
+        followed = await followed_through_its_gate(engine, live)
     finally:
         connection.close()
     assert isinstance(followed[-1][1], RunCompleted)
