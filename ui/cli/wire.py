@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections import deque
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from services.errors import EngineUnavailable
@@ -40,9 +41,9 @@ class Refused(EngineUnavailable):
 class Connection:
     """One connection, used by one thread: publish, subscribe, and read what arrives until a deadline."""
 
-    def __init__(self, sock: socket.socket, info: dict[str, object]) -> None:
+    def __init__(self, sock: socket.socket, info: dict[str, Any]) -> None:
         self.sock, self.info = sock, info
-        self.max_payload = int(info.get("max_payload", 1024 * 1024))  # type: ignore[call-overload]
+        self.max_payload = int(info.get("max_payload", 1024 * 1024))
         self._buffer = bytearray()
         self._queued: dict[int, deque[Message]] = {}
         self._sids = 0
@@ -79,9 +80,7 @@ class Connection:
 
     def request(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None = None) -> Message:
         """The first answer to `data` on `subject`; EngineUnavailable when nobody answers in time."""
-        for answer in self.answers(subject, data, timeout, headers):
-            return answer
-        raise EngineUnavailable(f"no answer on {subject} in {timeout:g} s")
+        return self.answers(subject, data, timeout, headers)[0]
 
     def answers(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None = None,
                 *, until_status: bool = False) -> list[Message]:
@@ -161,8 +160,10 @@ class Connection:
 
     def _line(self, deadline: float) -> bytes | None:
         while (end := self._buffer.find(b"\r\n")) < 0:
-            if len(self._buffer) > LINE_MAX or not self._fill(deadline):
-                return None if len(self._buffer) <= LINE_MAX else _garbled()
+            if len(self._buffer) > LINE_MAX:
+                raise EngineUnavailable("NATS sent a line too long to be the protocol's")
+            if not self._fill(deadline):
+                return None
         line = bytes(self._buffer[:end])
         del self._buffer[:end + 2]
         return line
@@ -267,7 +268,3 @@ def _headers(block: bytearray) -> dict[str, str]:
 
 def _refusal(line: bytes) -> Refused:
     return Refused("NATS refused: " + line[5:].decode(errors="replace").strip().strip("'"))
-
-
-def _garbled() -> bytes:
-    raise EngineUnavailable("NATS sent a line too long to be the protocol's")
