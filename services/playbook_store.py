@@ -22,8 +22,9 @@ from events.run import RunEvent, RunStarted
 from services.errors import TooLarge, UnknownPlaybook
 from services.objects import ObjectBucket
 from services.playbook import MAX_BYTES, too_large
-from services.playbook_pins import ParsedPlaybook, decode_parsed, digest_of, encode_parsed, with_playbook
-from services.playbook_pins import object_name as _object
+from services.playbook_pins import (
+    ParsedPlaybook, decode_parsed, digest_of, encode_parsed, object_name, with_playbook,
+)
 
 UPLOAD_MAX_AGE = 3600.0                  # an upload is read within seconds; the rest expire after an hour
 UPLOADS_MAX_BYTES = 8 * MAX_BYTES        # a few playbooks at the largest size in flight at once
@@ -52,7 +53,7 @@ class PlaybookStore:
         """Keep the text by its digest (once); returns the digest."""
         data = text.encode()
         digest = digest_of(data)
-        await self._store(_object(digest, "yaml"), data)
+        await self._store(object_name(digest, "yaml"), data)
         _remember(self._texts, digest, text, TEXTS_KEPT)
         return digest
 
@@ -60,7 +61,7 @@ class PlaybookStore:
         """Keep the parsed playbook by its digest (once), and in the cache; returns the digest."""
         data = encode_parsed(playbook, plan)
         digest = digest_of(data)
-        await self._store(_object(digest, "json"), data)
+        await self._store(object_name(digest, "json"), data)
         _remember(self._parsed, digest, ParsedPlaybook(playbook=playbook, plan=plan), PARSED_KEPT)
         return digest
 
@@ -97,7 +98,7 @@ class PlaybookStore:
         """The YAML text with this digest; UnknownPlaybook if it was never stored."""
         if (text := self._texts.get(digest)) is not None:
             return text
-        data = await self.bucket.get(_object(digest, "yaml"))
+        data = await self.bucket.get(object_name(digest, "yaml"))
         if data is None:
             raise UnknownPlaybook(f"no playbook text {digest} in {subjects.PLAYBOOKS_BUCKET}")
         if digest_of(data) != digest:
@@ -127,7 +128,7 @@ class PlaybookStore:
         return await asyncio.shield(loading)
 
     async def _fetch_parsed(self, digest: str) -> ParsedPlaybook:
-        return decode_parsed(digest, await self.bucket.get(_object(digest, "json")), subjects.PLAYBOOKS_BUCKET)
+        return decode_parsed(digest, await self.bucket.get(object_name(digest, "json")), subjects.PLAYBOOKS_BUCKET)
 
     async def resolve(self, event: RunEvent) -> RunEvent:
         """The event ready to fold: a pinned RunStarted gets its playbook and plan; anything else is as it is."""

@@ -35,7 +35,6 @@ LEASE_SECONDS, CLUSTER_LEASE_SECONDS = 5.0, 20.0   # a cluster's lease outlasts 
 T = TypeVar("T")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Variable:
     """One environment variable the engine reads: its default, what it sets, and who reads it."""
@@ -229,12 +228,13 @@ class Settings:
 
     async def connect(self, name: str, role: NatsRole = "engine") -> NATS:
         """A connection to the engine's NATS, as `role`, that reconnects for as long as the process lives."""
-        async def on_error(err: Exception) -> None:
-            logging.getLogger("playbook").warning("NATS: %s", err)
-
         import logging
 
         import nats
+
+        async def on_error(err: Exception) -> None:
+            logging.getLogger("playbook").warning("NATS: %s", err)
+
         return await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=-1,
                                   reconnect_time_wait=0.5, error_cb=on_error, **self.nats_login(role))
 
