@@ -22,7 +22,9 @@ def render() -> str:
         "`run`, `status` and `events` speak plain NATS themselves (`ui/cli/wire.py`: a few protocol lines over "
         "one socket, the run's stored events by direct gets, then its live ones from the feed), so they start without "
         "loading a NATS client library; over `tls://` or `ws://` URLs, with a playbook larger than one NATS "
-        "message (uploaded first) and for `run --dry-run` they use nats-py, as every other command does.", "",
+        "message (uploaded first) and for `run --dry-run` they use nats-py, as every other command does. A "
+        "follow whose NATS server goes away connects again for up to a minute and reads from the store what it "
+        "missed (see [operations.md](operations.md#when-a-server-dies)).", "",
         "Commands: " + ", ".join(f"[{name}](#playbook-{name})" for name in commands) + ".", "",
         "## Output", "",
         "Without `--json`, output is for people: `run`, `retry`, `replay` and `status` show under each step the "

@@ -3,7 +3,7 @@ stored messages in batches, and one run followed from its stored events into the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import nats
@@ -11,12 +11,13 @@ import pytest
 from nats.js.api import StreamConfig
 
 from events import subjects
-from events.commands import ApproveStep, StartRun
+from events.commands import ApproveStep, Reply, StartRun
 from events.run import ApprovalRequested, RunCompleted, RunEvent
 from services.embedded import EmbeddedNats, free_port
 from services.errors import EngineUnavailable
 from services.identity.nats_users import ensure_nats_users, nats_login
-from tests.helpers import playbook_yaml
+from tests.helpers import playbook_yaml, until
+from ui.cli import live_run
 from ui.cli.live_run import LiveRun, stored_events
 from ui.cli.wire import Connection, Refused, connect
 from ui.client import EngineClient
@@ -120,9 +121,10 @@ GATED = playbook_yaml([{"id": "build", "action": "noop"},
                        {"id": "verify", "action": "noop", "depends_on": ["deploy"]}], name="gated")
 
 
-async def followed_through_its_gate(engine: EngineClient, live: LiveRun) -> list[tuple[int, RunEvent]]:
+async def followed_through_its_gate(engine: EngineClient, live: LiveRun, meanwhile: Callable[[], Awaitable[None]]
+                                    | None = None) -> list[tuple[int, RunEvent]]:
     """Every event `live` yields, followed on a thread; the gate is approved once the follower has seen it asked
-    (what came before was stored, the rest comes live)."""
+    (what came before was stored, the rest comes live), after `meanwhile`."""
     followed: list[tuple[int, RunEvent]] = []
     gate_asked = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -135,10 +137,21 @@ async def followed_through_its_gate(engine: EngineClient, live: LiveRun) -> list
 
     following = asyncio.create_task(asyncio.to_thread(follow))
     await asyncio.wait_for(gate_asked.wait(), 15)
-    approved = await engine.send(ApproveStep(run_id=live.run_id, step_id="deploy"))
+    if meanwhile is not None:
+        await meanwhile()
+    approved = await until(lambda: answered(engine, ApproveStep(run_id=live.run_id, step_id="deploy")),
+                           what="the approval to be answered")
     assert approved.accepted, approved.error
     await asyncio.wait_for(following, 15)
     return followed
+
+
+async def answered(engine: EngineClient, command: ApproveStep) -> Reply | None:
+    """The engine's reply; None while it cannot answer (its services connecting again after NATS restarted)."""
+    try:
+        return await engine.send(command, timeout=2)
+    except (EngineUnavailable, nats.errors.Error):
+        return None
 
 
 async def started_gated(engine: EngineClient) -> str:
@@ -175,3 +188,36 @@ async def test_what_the_feed_never_brought_is_read_from_the_store_once_it_is_qui
         connection.close()
     assert isinstance(followed[-1][1], RunCompleted)
     assert [seq for seq, _ in followed] == [seq for seq, _ in await engine.events(run_id)]
+
+
+async def test_a_follow_connects_again_after_nats_restarts_and_misses_nothing(engine: EngineClient, settings,
+                                                                             nats_server) -> None:
+    """NATS restarts while the run waits at its gate: the follower connects again, reads from the store what the
+    feed sent while it was away, and follows the run to its end, every event once and in order."""
+    run_id = await started_gated(engine)
+    connection = await asyncio.to_thread(open_plain, settings.nats_url)
+
+    async def restart() -> None:
+        nats_server.stop()
+        await nats_server.start()
+
+    try:
+        followed = await followed_through_its_gate(engine, LiveRun(connection, run_id), meanwhile=restart)
+    finally:
+        connection.close()
+    assert isinstance(followed[-1][1], RunCompleted)
+    assert [seq for seq, _ in followed] == [seq for seq, _ in await engine.events(run_id)]
+
+
+async def test_a_follow_gives_up_with_a_clear_error_when_nats_stays_away(nats_server, monkeypatch) -> None:
+    monkeypatch.setattr(live_run, "AWAY_AT_MOST", 0.5)
+    js = (nc := await nats.connect(nats_server.url)).jetstream()
+    await js.add_stream(StreamConfig(name=subjects.RUNS_STREAM, subjects=["pb.run.>"]))
+    await nc.close()
+    connection = await asyncio.to_thread(open_plain, nats_server.url)
+    nats_server.stop()
+    try:
+        with pytest.raises(EngineUnavailable, match=r"gave up after 0.5 s.*playbook events never --follow"):
+            await asyncio.to_thread(lambda: list(LiveRun(connection, "never").follow()))
+    finally:
+        connection.close()

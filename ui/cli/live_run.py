@@ -6,10 +6,14 @@ once, in stream order. One connection loses no message while it lives (the serve
 disconnects a slow reader rather than skip one); still, whenever the feed is quiet for a
 while what is stored after the last event read is read again, and the run's end counts only
 once nothing is stored after it (the contract's `ended_after`, as `EngineClient.follow`).
+If NATS goes away (a restart, a cluster's server lost), the follow connects again and reads
+from the store what the feed sent meanwhile.
 """
 from __future__ import annotations
 
 import json
+import sys
+import time
 from collections.abc import Iterable, Iterator
 
 import msgspec
@@ -18,9 +22,11 @@ from events import subjects
 from events.codec import decode_event
 from events.run import RunEvent, RunStarted, ended_after
 from services.fold import chunk_subject, decode_parsed, meta_subject, object_name, whole, with_playbook
-from ui.cli.wire import Connection
+from services.errors import EngineUnavailable
+from ui.cli.wire import Connection, Refused
 
 QUIET, QUIETEST = 1.0, 30.0   # seconds without a live event before what is stored is read again: 1, 2, 4 ... 30
+AWAY_AT_MOST = 60.0           # seconds a follow keeps connecting again after NATS went away (a restart takes a few)
 
 
 def stored_events(connection: Connection, run_id: str, *, resolved: bool = True) -> list[tuple[int, RunEvent]]:
@@ -37,6 +43,7 @@ class LiveRun:
         self.connection, self.run_id, self.last, self.resolved = connection, run_id, 0, resolved
         self.feed = connection.subscribe(f"{subjects.PREFIX}.feed.run.{run_id}.>")
         self.ahead: list[tuple[int, bytes]] = []
+        self.away_since: float | None = None     # time.monotonic when NATS went away, until the store answers again
 
     def follow(self) -> Iterator[tuple[int, RunEvent]]:
         """Every event of the run until the run has ended."""
@@ -48,7 +55,13 @@ class LiveRun:
                 ended = ended_after(ended, event)
             if ended and not self._catch_up():
                 return
-            message = self.connection.next_message(self.feed, quiet)
+            try:
+                message = self.connection.next_message(self.feed, quiet)
+            except Refused:
+                raise
+            except EngineUnavailable as lost:
+                self._connect_again(lost)
+                message = None              # what the feed sent meanwhile is read from the store
             if message is None:             # a run waiting at a gate for hours is asked after less and less often
                 quiet = QUIET if self._catch_up() else min(quiet * 2, QUIETEST)
             else:
@@ -64,9 +77,37 @@ class LiveRun:
 
     def _catch_up(self) -> bool:
         """Read what is stored after the last event read; whether there was any."""
-        stored = self.connection.stored(subjects.RUNS_STREAM, subjects.run_all(self.run_id), self.last)
+        while True:
+            try:
+                stored = self.connection.stored(subjects.RUNS_STREAM, subjects.run_all(self.run_id), self.last)
+                break
+            except Refused:
+                raise
+            except EngineUnavailable as lost:
+                self._connect_again(lost)
+        self.away_since = None
         self.ahead += [(int(m.headers["Nats-Sequence"]), m.data) for m in stored]
         return bool(stored)
+
+    def _connect_again(self, lost: EngineUnavailable) -> None:
+        """After NATS went away (restarted, a cluster's server lost): connect again, trying for AWAY_AT_MOST seconds
+        since it went; the run goes on without us meanwhile, and what it did is read from the store."""
+        if self.away_since is None:
+            self.away_since = time.monotonic()
+            print(f"playbook: {lost}; connecting again (for up to {AWAY_AT_MOST:g} s)", file=sys.stderr, flush=True)
+        pause = 0.1
+        while True:
+            try:
+                self.connection.redial()
+                return
+            except Refused:
+                raise
+            except EngineUnavailable as err:
+                if time.monotonic() + pause - self.away_since > AWAY_AT_MOST:
+                    raise EngineUnavailable(f"{err}; gave up after {AWAY_AT_MOST:g} s. The run goes on without "
+                                            f"this follow: `playbook events {self.run_id} --follow`") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def _decoded(messages: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, RunEvent]]:

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -39,13 +40,18 @@ class Refused(EngineUnavailable):
 
 
 class Connection:
-    """One connection, used by one thread: publish, subscribe, and read what arrives until a deadline."""
+    """One connection, used by one thread: publish, subscribe, and read what arrives until a deadline.
 
-    def __init__(self, sock: socket.socket, info: dict[str, Any]) -> None:
-        self.sock, self.info = sock, info
+    `dial` makes it again (`redial`): the servers and login it was made with.
+    """
+
+    def __init__(self, sock: socket.socket, info: dict[str, Any],
+                 dial: Callable[[], Connection | None] | None = None) -> None:
+        self.sock, self.info, self._dial = sock, info, dial
         self.max_payload = int(info.get("max_payload", 1024 * 1024))
         self._buffer = bytearray()
         self._queued: dict[int, deque[Message]] = {}
+        self._subjects: dict[int, str] = {}      # by sid: made again on a new socket
         self._sids = 0
         self._inbox = "_INBOX." + os.urandom(11).hex()
         self._replies = 0
@@ -57,15 +63,27 @@ class Connection:
         if headers:
             head = ("NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
             line = f"HPUB {subject} {reply} {len(head)} {len(head) + len(data)}\r\n".encode()
-            self.sock.sendall(line + head + data + b"\r\n")
+            self._send(line + head + data + b"\r\n")
         else:
-            self.sock.sendall(f"PUB {subject} {reply} {len(data)}\r\n".encode() + data + b"\r\n")
+            self._send(f"PUB {subject} {reply} {len(data)}\r\n".encode() + data + b"\r\n")
 
     def subscribe(self, subject: str) -> int:
         self._sids += 1
         self._queued[self._sids] = deque()
-        self.sock.sendall(f"SUB {subject} {self._sids}\r\n".encode())
+        self._subjects[self._sids] = subject
+        self._send(f"SUB {subject} {self._sids}\r\n".encode())
         return self._sids
+
+    def redial(self) -> None:
+        """Connect again, to the first of the servers that answers, and subscribe again to every subject. What
+        was sent meanwhile is gone: a reader reads it from the store. EngineUnavailable if no server answers."""
+        fresh = self._dial() if self._dial is not None else None
+        if fresh is None:
+            raise EngineUnavailable("this connection to NATS cannot be made again")
+        self.sock.close()
+        self.sock, self.info, self.max_payload, self._buffer = fresh.sock, fresh.info, fresh.max_payload, fresh._buffer
+        for sid, subject in self._subjects.items():
+            self._send(f"SUB {subject} {sid}\r\n".encode())
 
     def next_message(self, sid: int, timeout: float) -> Message | None:
         """The next message on subscription `sid`, or None once `timeout` seconds pass without one."""
@@ -131,6 +149,12 @@ class Connection:
     def close(self) -> None:
         self.sock.close()
 
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as err:
+            raise EngineUnavailable(f"the connection to NATS broke: {err}") from None
+
     # -- reading ------------------------------------------------------------------------------
 
     def _read(self, deadline: float) -> Message | None:
@@ -142,7 +166,7 @@ class Connection:
             if line.startswith(b"MSG ") or line.startswith(b"HMSG "):
                 return self._message(line, deadline)
             if line == b"PING":
-                self.sock.sendall(b"PONG\r\n")
+                self._send(b"PONG\r\n")
             elif line.startswith(b"-ERR"):
                 raise _refusal(line)
             # PONG, +OK, INFO (a cluster's news): nothing to do
@@ -202,20 +226,28 @@ def connect(url: str, user: str | None, password: str | None, timeout: float = 3
     servers = [part.strip() for part in url.split(",") if part.strip()]
     if any("://" in s and not s.startswith("nats://") for s in servers):
         return None
-    failure: Exception | None = None
-    for server in servers:
-        where = urlsplit(server if "://" in server else f"nats://{server}")
-        if where.username:
-            user, password = unquote(where.username), unquote(where.password or "")
-        try:
-            return _handshake(where.hostname or "localhost", where.port or 4222, user, password, timeout)
-        except _NeedsTls:
-            return None
-        except Refused:
-            raise           # the login is wrong: every server of a cluster says the same
-        except (OSError, EngineUnavailable) as err:
-            failure = err
-    raise EngineUnavailable(f"cannot reach NATS at {url} ({failure}): is `playbook up` running?")
+
+    def dial() -> Connection | None:
+        failure: Exception | None = None
+        login = (user, password)
+        for server in servers:
+            where = urlsplit(server if "://" in server else f"nats://{server}")
+            if where.username:
+                login = (unquote(where.username), unquote(where.password or ""))
+            try:
+                connection = _handshake(where.hostname or "localhost", where.port or 4222, *login, timeout)
+            except _NeedsTls:
+                return None
+            except Refused:
+                raise           # the login is wrong: every server of a cluster says the same
+            except (OSError, EngineUnavailable) as err:
+                failure = err
+                continue
+            connection._dial = dial
+            return connection
+        raise EngineUnavailable(f"cannot reach NATS at {url} ({failure}): is `playbook up` running?")
+
+    return dial()
 
 
 class _NeedsTls(Exception):
