@@ -16,6 +16,7 @@ from events.run import ApprovalRequested, RunCompleted, RunEvent
 from services.embedded import EmbeddedNats, free_port
 from services.errors import EngineUnavailable
 from services.identity.nats_users import ensure_nats_users, nats_login
+from tests.e2e.conftest import playbook_cli
 from tests.helpers import playbook_yaml, until
 from ui.cli import live_run
 from ui.cli.live_run import LiveRun, stored_events
@@ -221,3 +222,9 @@ async def test_a_follow_gives_up_with_a_clear_error_when_nats_stays_away(nats_se
             await asyncio.to_thread(lambda: list(LiveRun(connection, "never").follow()))
     finally:
         connection.close()
+
+
+async def test_following_a_run_that_does_not_exist_says_so_instead_of_waiting(engine: EngineClient,
+                                                                              engine_env: dict[str, str]) -> None:
+    followed = await asyncio.to_thread(playbook_cli, "events", "nope", "--follow", env=engine_env, timeout=30)
+    assert (followed.returncode, followed.stderr.strip()) == (1, "no run with id 'nope'")

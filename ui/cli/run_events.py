@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from events import subjects
 from events.run import RunEvent
 from services.settings import Settings
 from ui.cli.common import no_run
@@ -32,12 +33,16 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_INVALID
     if (connection := plain_connection(settings)) is not None:
         with contextlib.closing(connection):
+            if args.follow and connection.last(subjects.RUNS_STREAM, subjects.run_all(args.run_id)) is None:
+                return no_run(args)     # rather than wait for ever for a run that does not exist
             return _shown(LiveRun(connection, args.run_id, resolved=False).follow() if args.follow
                           else stored_events(connection, args.run_id, resolved=False), args)
 
     async def work(client: EngineClient) -> int:
         if not args.follow:
             return _shown(await client.events(args.run_id), args)
+        if not await client.exists(args.run_id):
+            return no_run(args)
         count = 0
         async for seq, event in client.follow(args.run_id):
             count += 1
