@@ -9,7 +9,13 @@ measured in the same run against the same server:
   the run's events per step as raw publish-with-ack appends, plus one `true` process for shell.
 - 20 `playbook run` processes at once, 10 shell steps each: wall until all end; floor: 20 processes
   at once that each start an interpreter and run `true` 10 times.
-- `playbook validate` of 10,000 and 100,000 steps: `bench big`'s (a process loading the same YAML).
+- `playbook validate` of 10,000 and 100,000 steps, seconds and peak memory: `bench big`'s (a process loading
+  the same YAML).
+- a 10,000-step playbook (`bench huge`'s) started by `playbook run --detach` while a probe sends a refused
+  command every 20 ms: its steps/s (floor: a step's raw appends), the probe's p99 while it starts and while
+  it runs (floor: the probe's p99 against the idle engine, just before).
+For steps/s, more is better: its ratio is the floor's rate over the figure, so every ratio reads "times the
+floor's cost".
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from typing import Any
 import aiohttp
 import nats
 
-from bench import big
+from bench import big, huge
 from bench.harness import ROOT, finish, machine, median, print_machine, print_table, python_env
 from bench.steps import append_floor, playbook, subprocess_floor
 from services.embedded import free_port, stop_process
@@ -41,10 +47,13 @@ from ui.client import EngineClient
 from ui.sse_reader import sse_messages
 
 NAME = "as-run"
-HELP = "`playbook up` as a process driven by the CLI as processes: CLI start, per step, 20 callers, validate"
+HELP = ("`playbook up` as a process driven by the CLI as processes: CLI start, per step, 20 callers, validate, "
+        "a 10,000-step run")
 # What the issue asks of each figure, in its own unit (ms, or s for validate and the 20 callers).
 TARGETS = {"help_ms": 80.0, "status_ms": 150.0, "run_one_ms": 250.0, "noop_step_ms": 1.5, "shell_step_ms": 3.0,
-           "concurrent_s": 1.5, "validate_10000_s": 1.0, "validate_100000_s": 10.0}
+           "concurrent_s": 1.5, "validate_10000_s": 1.0, "validate_10000_mb": 150.0, "validate_100000_s": 10.0,
+           "huge_steps_per_s": 300.0, "huge_starting_p99_ms": 50.0, "huge_running_p99_ms": 50.0}
+MORE_IS_BETTER = {"huge_steps_per_s"}
 FLOOR_SPAWNS = "import subprocess, sys\nfor _ in range(int(sys.argv[1])): subprocess.run(['true'])"
 SIGN_IN = re.compile(r"sign in to the dashboard .*: (http://\S+)/#code=")
 
@@ -56,6 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--caller-steps", type=int, default=10, help="shell steps in each caller's run (default 10)")
     parser.add_argument("--validate-steps", default="10000,100000",
                         help="comma-separated playbook sizes to validate (default 10000,100000; empty for none)")
+    parser.add_argument("--huge-steps", type=int, default=10_000,
+                        help="steps of the big run started meanwhile (default 10,000; 0 for none)")
     parser.add_argument("--json", metavar="PATH", help=f"where to write the result (default bench/results/{NAME}.json)")
 
 
@@ -176,7 +187,12 @@ async def measure(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
         cli = Cli(up.env)
         async with sse_client(base, token) as sse:
             result = await measure_engine(args, cli, books, settings)
+            if args.huge_steps:
+                result["huge"] = await measure_huge(args, cli, settings, token, up.process.pid)
             result["sse_messages"] = sse[0]
+        if args.huge_steps:
+            add_huge_figures(result)
+        result["ratios"] = {name: f["ratio"] for name, f in result["figures"].items()}
     finally:
         up.stop()
     return result
@@ -224,17 +240,44 @@ async def measure_engine(args: argparse.Namespace, cli: Cli, books: Path, settin
     validated = [big.measure_size(size, max(1, reps // 2), books) for size in sizes]
     for v in validated:
         figures[f"validate_{v['steps']}_s"] = (v["validate_s"], v["floor_s"])
+        figures[f"validate_{v['steps']}_mb"] = (v["peak_rss_bytes"] / 2**20, v["floor_peak_rss_bytes"] / 2**20)
     return {
         "benchmark": NAME, "steps": n, "repetitions": reps, "callers": args.callers, "caller_steps": args.caller_steps,
         "machine": machine(),
         "floors": {"interpreter_ms": floor * 1000, "append_ms": appends * 1000, "subprocess_ms": spawns * 1000,
                    "events_per_step": events_per_step, "callers_s": callers_floor_s},
         "caller_failures": failures,
-        "figures": {name: {"value": value, "floor": low, "ratio": value / low if low > 0 else None,
-                           "target": TARGETS.get(name)} for name, (value, low) in figures.items()},
+        "figures": {name: figure(name, value, low) for name, (value, low) in figures.items()},
         "validate": validated,
-        "ratios": {name: value / low if low > 0 else None for name, (value, low) in figures.items()},
     }
+
+
+def figure(name: str, value: float, floor: float) -> dict[str, Any]:
+    """A figure with its floor, its ratio (times the floor's cost) and the issue's target."""
+    ratio = (floor / value if name in MORE_IS_BETTER else value / floor) if value > 0 and floor > 0 else None
+    return {"value": value, "floor": floor, "ratio": ratio, "target": TARGETS.get(name)}
+
+
+async def measure_huge(args: argparse.Namespace, cli: Cli, settings: Settings, token: str, up_pid: int
+                       ) -> dict[str, Any]:
+    nc = await nats.connect(settings.engine_url(), **settings.nats_login("engine"))   # it watches pb.run.> as is
+    try:
+        return await huge.measure_run(nc, token, [up_pid], args.huge_steps, 1800.0, cli.argv, cli.env)
+    finally:
+        await nc.close()
+
+
+def add_huge_figures(result: dict[str, Any]) -> None:
+    """The big run's figures beside the others: its rate against a step's raw appends, the probe's p99 while it
+    starts and runs against the idle engine's."""
+    run, floors = result["huge"], result["floors"]
+    idle_p99 = run["probe"]["idle"]["p99_ms"]
+    step_floor_s = floors["append_ms"] * floors["events_per_step"] / 1000
+    result["figures"].update({
+        "huge_steps_per_s": figure("huge_steps_per_s", run["steps_per_second"], 1 / step_floor_s),
+        **{f"huge_{phase}_p99_ms": figure(f"huge_{phase}_p99_ms", run["probe"][phase]["p99_ms"], idle_p99)
+           for phase in ("starting", "running") if phase in run["probe"]},
+    })
 
 
 async def step_floors(settings: Settings, steps: int) -> tuple[float, float]:
@@ -263,10 +306,18 @@ def report(result: dict[str, Any]) -> None:
     print()
     rows = []
     for name, f in result["figures"].items():
-        met = "" if f["target"] is None else ("met" if f["value"] <= f["target"] else "missed")
+        target = f["target"]
+        met = "" if target is None else (
+            "met" if (f["value"] >= target if name in MORE_IS_BETTER else f["value"] <= target) else "missed")
         rows.append((name, f"{f['value']:.3f}", f"{f['floor']:.3f}", f"{f['ratio']:.1f}x" if f["ratio"] else "-",
                      "-" if f["target"] is None else f"{f['target']:g}", met))
     print_table(["figure", "value", "floor", "ratio", "target", ""], rows)
+    if (run := result.get("huge")) is not None:
+        probes = ", ".join(f"{phase} {p['p50_ms']:.1f}/{p['p99_ms']:.1f}/{p['max_ms']:.1f}"
+                           for phase, p in run["probe"].items())
+        print(f"huge: {run['steps']} steps ({run['playbook_bytes'] / 2**20:.1f} MiB of YAML), `playbook run --detach` "
+              f"{run['cli_start_seconds']:.2f} s, run {run['run_seconds']:.1f} s; `up` peak RSS "
+              f"{run['engine_peak_rss_bytes'] / 2**20:.0f} MiB; probe p50/p99/max ms: {probes}")
     for failure in result["caller_failures"]:
         print(f"a caller failed: {failure}")
     print()
@@ -275,8 +326,9 @@ def report(result: dict[str, Any]) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    if args.steps < 2 or args.repetitions < 1 or args.callers < 1 or args.caller_steps < 1:
-        raise SystemExit("--steps must be at least 2; --repetitions, --callers and --caller-steps at least 1")
+    if args.steps < 2 or args.repetitions < 1 or args.callers < 1 or args.caller_steps < 1 or args.huge_steps < 0:
+        raise SystemExit("--steps must be at least 2; --repetitions, --callers and --caller-steps at least 1; "
+                         "--huge-steps 0 or more")
     with tempfile.TemporaryDirectory(prefix="pb-as-run-") as folder:
         result = await measure(args, Path(folder))
     return finish(NAME, result, args.json, report)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.aio.client import Client as NATS
 
 from bench.harness import (
     ROOT, RssSampler, RunEnds, ServicesProcess, admin_token, finish, machine, median, mib, nats_server, percentile,
@@ -88,56 +89,65 @@ def _figures(samples: list[float]) -> dict[str, float]:
 
 
 async def measure(url: str, steps: int, timeout: float) -> dict[str, Any]:
-    text = playbook_text(steps)
     with tempfile.TemporaryDirectory(prefix="pb-bench-huge-") as home:
-        book = Path(home) / "huge.yaml"
-        book.write_text(text)
         engine = ServicesProcess(url, sorted(ALL_SERVICES), home)
         nc = await nats.connect(url, name="bench-huge")
         try:
             await engine.ready(60)
-            client = EngineClient(nc, admin_token(home))
-            ends = await RunEnds(nc).start()
-            started_at: dict[str, float] = {}
-
-            async def on_started(msg: Any) -> None:
-                started_at.setdefault(msg.subject.split(".")[2], time.perf_counter())
-
-            started_sub = await nc.subscribe(subjects.events_of_type("RunStarted"), cb=on_started)
-            probe = Probe(client)
-            probe.start()
-            await asyncio.sleep(3.0)                          # the floor: the idle engine answering the probe
-            async with RssSampler([engine.pid]) as rss:
-                probe.phase = "starting"
-                began = time.perf_counter()
-                cli = await asyncio.to_thread(
-                    subprocess.run, [sys.executable, "-m", "ui.cli.main", "run", str(book), "--detach"], cwd=ROOT,
-                    env=python_env(NATS_URL=url, PLAYBOOK_HOME=home), capture_output=True, text=True, timeout=600)
-                cli_seconds = time.perf_counter() - began
-                if cli.returncode != 0:
-                    raise RuntimeError(f"playbook run failed ({cli.returncode}): {cli.stderr[-2000:]}")
-                run_id = cli.stdout.strip()
-                probe.phase = "running"
-                await ends.wait([run_id], timeout)
-            await probe.stop()
-            await started_sub.unsubscribe()
-            await ends.stop()
-            kind, ended = ends.ended[run_id]
-            if kind != "RunCompleted":
-                raise RuntimeError(f"run {run_id} ended with {kind}")
-            run_seconds = ended - started_at[run_id]
-            probed = {phase: _figures(samples) for phase, samples in probe.samples.items()}
-            return {
-                "benchmark": NAME, "machine": machine(), "steps": steps, "playbook_bytes": len(text.encode()),
-                "max_payload": nc.max_payload, "cli_start_seconds": cli_seconds, "run_seconds": run_seconds,
-                "steps_per_second": steps / run_seconds, "engine_peak_rss_bytes": rss.peak,
-                "probe": probed, "targets": TARGETS,
-                "ratios": {f"{phase}_p99_vs_idle": fig["p99_ms"] / probed["idle"]["p99_ms"]
-                           for phase, fig in probed.items() if phase != "idle"},
-            }
+            cli_env = python_env(NATS_URL=url, PLAYBOOK_HOME=home)
+            result = await measure_run(nc, admin_token(home), [engine.pid], steps, timeout,
+                                       [sys.executable, "-m", "ui.cli.main"], cli_env)
+            return {"benchmark": NAME, "machine": machine(), **result}
         finally:
             await nc.close()
             engine.stop()
+
+
+async def measure_run(nc: NATS, token: str | None, engine_pids: list[int], steps: int, timeout: float,
+                      cli: list[str], cli_env: dict[str, str]) -> dict[str, Any]:
+    """The huge playbook started by `cli run FILE --detach` against a running engine (its processes `engine_pids`),
+    probed idle for 3 s first, then while it starts and runs."""
+    text = playbook_text(steps)
+    with tempfile.TemporaryDirectory(prefix="pb-bench-huge-") as folder:
+        book = Path(folder) / "huge.yaml"
+        book.write_text(text)
+        client = EngineClient(nc, token)
+        ends = await RunEnds(nc).start()
+        started_at: dict[str, float] = {}
+
+        async def on_started(msg: Any) -> None:
+            started_at.setdefault(msg.subject.split(".")[2], time.perf_counter())
+
+        started_sub = await nc.subscribe(subjects.events_of_type("RunStarted"), cb=on_started)
+        probe = Probe(client)
+        probe.start()
+        await asyncio.sleep(3.0)                          # the floor: the idle engine answering the probe
+        async with RssSampler(engine_pids) as rss:
+            probe.phase = "starting"
+            began = time.perf_counter()
+            started = await asyncio.to_thread(subprocess.run, [*cli, "run", str(book), "--detach"], cwd=ROOT,
+                                              env=cli_env, capture_output=True, text=True, timeout=600)
+            cli_seconds = time.perf_counter() - began
+            if started.returncode != 0:
+                raise RuntimeError(f"playbook run failed ({started.returncode}): {started.stderr[-2000:]}")
+            run_id = started.stdout.strip()
+            probe.phase = "running"
+            await ends.wait([run_id], timeout)
+        await probe.stop()
+        await started_sub.unsubscribe()
+        await ends.stop()
+    kind, ended = ends.ended[run_id]
+    if kind != "RunCompleted":
+        raise RuntimeError(f"run {run_id} ended with {kind}")
+    run_seconds = ended - started_at[run_id]
+    probed = {phase: _figures(samples) for phase, samples in probe.samples.items()}
+    return {
+        "steps": steps, "playbook_bytes": len(text.encode()), "max_payload": nc.max_payload,
+        "cli_start_seconds": cli_seconds, "run_seconds": run_seconds, "steps_per_second": steps / run_seconds,
+        "engine_peak_rss_bytes": rss.peak, "probe": probed, "targets": TARGETS,
+        "ratios": {f"{phase}_p99_vs_idle": fig["p99_ms"] / probed["idle"]["p99_ms"]
+                   for phase, fig in probed.items() if phase != "idle"},
+    }
 
 
 def report(result: dict[str, Any]) -> None:

@@ -189,14 +189,17 @@ def test_the_big_playbook_benchmark_runs_and_writes_its_result(tmp_path: Path) -
 
 def test_the_as_run_benchmark_drives_playbook_up_with_the_cli_and_writes_its_result(tmp_path: Path) -> None:
     out, result = run_benchmark("as-run", "--steps", "2", "--repetitions", "1", "--callers", "2", "--caller-steps", "2",
-                                "--validate-steps", "20", target=tmp_path / "as-run.json", timeout=300)
-    assert "ratios: help_ms" in out
+                                "--validate-steps", "20", "--huge-steps", "40", target=tmp_path / "as-run.json",
+                                timeout=300)
+    assert "ratios: help_ms" in out and "huge: 40 steps" in out
     assert result["benchmark"] == "as-run" and (result["callers"], result["caller_steps"]) == (2, 2)
     assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
     assert {"interpreter_ms", "append_ms", "subprocess_ms", "events_per_step", "callers_s"} <= result["floors"].keys()
     assert result["figures"].keys() == {"help_ms", "status_ms", "run_one_ms", "noop_step_ms", "shell_step_ms",
-                                        "concurrent_s", "validate_20_s"}
+                                        "concurrent_s", "validate_20_s", "validate_20_mb", "huge_steps_per_s",
+                                        "huge_starting_p99_ms", "huge_running_p99_ms"}
     assert all(f["floor"] > 0 for f in result["figures"].values())
+    assert result["huge"]["steps"] == 40 and result["huge"]["probe"]["idle"]["n"] > 0
     assert result["floors"]["events_per_step"] >= 3    # scheduled, started, succeeded per step
     assert result["sse_messages"] > 0                  # the dashboard's client saw the runs
 
