@@ -73,6 +73,7 @@ def test_the_screen_never_skips_a_command_a_check_would_flag(command):
     "! ${who}", "echo a | ${who}", "time ${who}", "/usr/bin/${who} a", 'echo "a ${who}" b', "kubectl exec p -- ${who}",
     "watch ${who}", "env ${who}", "echo ${who} | sh", "echo a\n${who}", "echo a &${who}", "then ${who}",
     "echo ${who}>/dev/sda", "cp a ${who}", "echo ${raw:who}", "${who}=1 echo", "echo a=${dir} b", "busybox ${who}",
+    "> -rf ${who}", "2>>log ${who} x", "<in >out ${who}", "A=1 > f ${who}", "done ${who}", "echo; fi ${dir}",
 ])
 def test_a_reference_is_screened_as_a_word_only_where_no_check_reads_it(command):
     screened = check_command(command, VARIABLES, RISKS, screen=True)  # type: ignore[arg-type]

@@ -50,10 +50,13 @@ _SCREEN = re.compile(r"[$`*?\[(\\" + REF_OPEN + r"]|/dev/|\{[^{}\s]*(?:,|\.\.)"
 _REF = re.compile(f'"?{REF_OPEN}\\d+{REF_CLOSE}"?')
 _BARE_REF = re.compile(f"{REF_OPEN}\\d+{REF_CLOSE}")  # `_REF` where no quote can be next to a reference
 _NOT_WORD = r"\s;&|()<>"
-# A reference in a command's first word (after separators, keywords and assignments) or in a redirection's target:
-# at the start of the command (`_FIRST_WORD_REF.match`), or after a separator or a keyword.
-_FIRST_WORD_REF = re.compile(rf"\s*(?:[A-Za-z_]\w*=[^{_NOT_WORD}]*\s+)*[^{_NOT_WORD}]*{REF_OPEN}")
-_KEYWORD = _words(("if", "then", "do", "else", "elif", "time"), r"\w") + r"\b"
+# A reference in a command's first word (after separators, keywords, assignments and redirections: `> f ${x}` runs
+# ${x}) or in a redirection's target: at the start of the command (`_FIRST_WORD_REF.match`), or after a separator
+# or a keyword.
+_FIRST_WORD_REF = re.compile(rf"\s*(?:(?:[A-Za-z_]\w*=[^{_NOT_WORD}]*|\d*[<>]+[&|]?\s*[^{_NOT_WORD}]+)\s+)*"
+                             rf"[^{_NOT_WORD}]*{REF_OPEN}")
+# `done ${x}` is not valid shell, but the parser reads on past such a keyword, and the screen must flag what it flags
+_KEYWORD = _words(("if", "then", "do", "else", "elif", "time", "done", "fi", "esac"), r"\w") + r"\b"
 _REF_READ = re.compile(rf"(?:[;&|(){{}}\n!`<>]|{_KEYWORD}){_FIRST_WORD_REF.pattern}")
 _WRAPPER = re.compile(_words(WRAPPER_NAMES, r"[\w.+-]") + r"(?![\w+-])")
 
