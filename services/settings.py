@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from services.errors import EngineUnavailable, PlaybookError
-from services.identity.nats_users import NatsRole, nats_login
+from services.identity.credentials import NatsRole, nats_login
 from services.secrets.source import SecretSource
 
 if TYPE_CHECKING:   # the CLI reads its settings before it knows whether it needs NATS, YAML or the rules

@@ -15,7 +15,8 @@ from events.commands import ApproveStep, StartRun
 from events.run import ApprovalRequested, RunCompleted, RunEvent
 from services.embedded import EmbeddedNats, free_port
 from services.errors import EngineUnavailable
-from services.identity.nats_users import ensure_nats_users, nats_login
+from services.identity.credentials import nats_login
+from services.identity.nats_users import ensure_nats_users
 from tests.helpers import playbook_yaml
 from ui.cli.live_run import LiveRun, stored_events
 from ui.cli.wire import Connection, Refused, connect
