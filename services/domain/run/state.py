@@ -100,6 +100,8 @@ class RollbackState:
 
 @dataclass(slots=True)
 class StepState:
+    """One step of a run: where it stands, and its latest attempt, retry, gate and rollback."""
+
     id: str
     status: StepStatus = "pending"
     reason: str = ""               # why it was skipped, or rescheduled
@@ -142,6 +144,8 @@ class Steering:
 
 @dataclass(slots=True)
 class Run:
+    """A run as its events so far leave it (version: the last one applied)."""
+
     id: str
     version: int = 0               # stream sequence of the last event applied; 0 = no run
     status: RunStatus = "new"
