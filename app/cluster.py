@@ -11,7 +11,8 @@ from urllib.parse import quote
 
 from services.embedded import ClusterServer, EmbeddedCluster, free_port, port_free
 from services.errors import PlaybookError
-from services.identity.nats_users import ClusterNode, NatsLogin, cluster_configs, nats_login
+from services.identity.credentials import NatsLogin, nats_login
+from services.identity.nats_users import ClusterNode, cluster_configs
 
 MIN_SIZE = 3         # a replicated stream keeps a quorum through the loss of one server from three
 

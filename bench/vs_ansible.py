@@ -31,7 +31,7 @@ from bench.harness import (
 )
 from events.commands import StartRun
 from services.embedded import free_port
-from services.identity.nats_users import nats_login
+from services.identity.credentials import nats_login
 from ui.client import EngineClient
 
 NAME = "vs-ansible"

@@ -45,10 +45,17 @@ def decode_json(data: bytes, kind: Any = Any, limit: int = MAX_REQUEST_DEPTH) ->
 
 
 def stored_decoder(kind: Any) -> Callable[[bytes], Any]:
-    """A fast decoder for what the engine stored (not scanned: the store checked it when writing)."""
-    decoder = msgspec.json.Decoder(kind)
+    """A fast decoder for what the engine stored (not scanned: the store checked it when writing).
+
+    Built on first use: a module declares its decoders, and a process that imports it (the CLI) may never
+    decode what they read; building one for a union of events costs milliseconds.
+    """
+    decoder: msgspec.json.Decoder[Any] | None = None
 
     def decode(data: bytes) -> Any:
+        nonlocal decoder
+        if decoder is None:     # two threads may both build one: the same decoder either way
+            decoder = msgspec.json.Decoder(kind)
         try:
             return decoder.decode(data)
         except RecursionError:   # not written by this engine

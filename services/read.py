@@ -20,8 +20,9 @@ from services.catalog import Catalog
 from services.domain.breaker import Breaker, token
 from services.domain.breaker import evolve as evolve_breaker
 from services.domain.catalog import is_digest, parse_reference
+from services.domain.run.dry_run import PlannedStep
 from services.fold import (
-    ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, ParsedPlaybook, PlannedStep, Quarantined, Run, StepState,
+    ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, ParsedPlaybook, Quarantined, Run, StepState,
     approvals_needed, digest_of, dry_run_plan, evolve, fold, plan_waves,
 )
 from services.jetstream import persist

@@ -16,11 +16,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from services.errors import EngineUnavailable, PlaybookError
-from services.identity.nats_users import NatsRole, nats_login
+from services.identity.credentials import NatsRole, nats_login
 from services.secrets.source import SecretSource
 
 if TYPE_CHECKING:   # the CLI reads its settings before it knows whether it needs NATS, YAML or the rules
@@ -35,8 +35,7 @@ LEASE_SECONDS, CLUSTER_LEASE_SECONDS = 5.0, 20.0   # a cluster's lease outlasts 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Variable:
+class Variable(NamedTuple):     # a tuple, not a dataclass: every process builds the table at its start
     """One environment variable the engine reads: its default, what it sets, and who reads it."""
 
     name: str
@@ -117,6 +116,8 @@ ENVIRONMENT: tuple[Variable, ...] = (
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
+    """The engine's configuration, read once at a process edge (`from_environ`) and passed down."""
+
     home: Path = Path(".playbook")                 # $PLAYBOOK_HOME: the embedded server's data, snapshots
     nats_url: str | None = None                    # $NATS_URL; None: the URL file the embedded server leaves
     ack_wait: float = 30.0                         # $PLAYBOOK_ACK_WAIT: silence before work goes to another replica

@@ -5,18 +5,33 @@
       nats-server.conf        0600  the embedded server's users and permissions
       nats-<role>.json        0600  {"user", "password"} of one NATS user: engine, client, agent
 
+A NATS login is read here, apart from the users' permissions and the server's configuration
+(`services.identity.nats_users`, which writes them): every CLI command reads its login.
+
 Files are written whole (a temporary file, then a rename), never readable by others, and a
 file someone opened up to others is refused on reading, as ssh refuses a private key.
 """
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
+from typing import Literal, NamedTuple
 
 from services.errors import PlaybookError
 
 TOKEN_FILE = "token"
+NatsRole = Literal["engine", "client", "agent"]
+
+
+class NatsLogin(NamedTuple):     # not a dataclass: `playbook --help` reads this module, and loads no dataclasses
+    user: str
+    password: str
+
+    def connect_options(self) -> dict[str, str]:
+        """Keyword arguments for `nats.connect`."""
+        return {"user": self.user, "password": self.password}
 
 
 def credentials_dir(home: Path) -> Path:
@@ -58,3 +73,12 @@ def read_secret(home: Path, name: str) -> str | None:
         raise PlaybookError(f"{path} is open to other users (mode {stat.S_IMODE(mode):04o}); "
                             f"run `chmod 600 {path}` or delete it")
     return path.read_text().strip()
+
+
+def nats_login(role: NatsRole, home: Path) -> NatsLogin | None:
+    """The login a process of this role uses, from `credentials/nats-<role>.json`; None without one."""
+    text = read_secret(home, f"nats-{role}.json")
+    if text is None:
+        return None
+    data = json.loads(text)
+    return NatsLogin(str(data["user"]), str(data["password"]))

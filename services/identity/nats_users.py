@@ -29,27 +29,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from events import subjects
-from services.identity.credentials import credentials_dir, read_secret, write_secret
+from services.identity.credentials import NatsLogin, NatsRole, credentials_dir, nats_login, write_secret
 
-NatsRole = Literal["engine", "client", "agent"]
 ROLES: tuple[NatsRole, ...] = ("engine", "client", "agent")
 # The durable consumers the engine's services create on PB_RUNS; no reader may touch them.
 ENGINE_CONSUMERS = ("advancer", "executor", "approval", "resilience")
 SERVER_CONFIG = "nats-server.conf"
 API = "$JS.API"
-
-
-@dataclass(frozen=True, slots=True)
-class NatsLogin:
-    user: str
-    password: str
-
-    def connect_options(self) -> dict[str, str]:
-        """Keyword arguments for `nats.connect`."""
-        return {"user": self.user, "password": self.password}
 
 
 def user_name(role: NatsRole) -> str:
@@ -215,15 +203,6 @@ def ensure_logins(home: Path) -> dict[NatsRole, NatsLogin]:
 def ensure_nats_users(home: Path) -> Path:
     """Each role's login (made once, then kept) and the server configuration; returns the configuration's path."""
     return write_secret(home, SERVER_CONFIG, server_config(ensure_logins(home)))
-
-
-def nats_login(role: NatsRole, home: Path) -> NatsLogin | None:
-    """The login a process of this role uses, from `credentials/nats-<role>.json`; None without one."""
-    text = read_secret(home, f"nats-{role}.json")
-    if text is None:
-        return None
-    data = json.loads(text)
-    return NatsLogin(str(data["user"]), str(data["password"]))
 
 
 def server_config_path(home: Path) -> Path:

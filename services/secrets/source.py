@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from services.errors import PlaybookError
-from services.hosts import pattern_problem
 
 MIN_SECRET_LENGTH = 8
 HOSTS_SUFFIX = "_ALLOWED_HOSTS"
@@ -93,6 +92,7 @@ def _from_file(name: str, entry: Any) -> Secret:
 
 
 def _hosts(name: str, patterns: list[Any]) -> tuple[str, ...]:
+    from services.hosts import pattern_problem   # here: every process holds a source, few read hosts from it
     hosts = tuple(str(p).strip() for p in patterns if str(p).strip())
     for pattern in hosts:
         if problem := pattern_problem(pattern):

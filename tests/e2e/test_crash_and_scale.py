@@ -13,7 +13,7 @@ import pytest
 from events.commands import StartRun
 from events.run import RunCompleted, StepFailed, StepStarted
 from services.embedded import free_port, greets
-from services.identity.nats_users import nats_login
+from services.identity.credentials import nats_login
 from tests.e2e.conftest import Processes, the_local_admin
 from tests.helpers import playbook_yaml, until, wait_for_end
 from ui.client import EngineClient, EngineUnavailable

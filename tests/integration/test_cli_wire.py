@@ -15,7 +15,8 @@ from events.commands import ApproveStep, Reply, StartRun
 from events.run import ApprovalRequested, RunCompleted, RunEvent
 from services.embedded import EmbeddedNats, free_port
 from services.errors import EngineUnavailable
-from services.identity.nats_users import ensure_nats_users, nats_login
+from services.identity.credentials import nats_login
+from services.identity.nats_users import ensure_nats_users
 from tests.e2e.conftest import playbook_cli
 from tests.helpers import playbook_yaml, until
 from ui.cli import live_run

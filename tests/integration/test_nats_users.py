@@ -33,9 +33,9 @@ from services.identity.credentials import TOKEN_FILE, read_secret
 from services.runtime import Consumer
 from services.settings import Settings, connect_options
 from services.store import EventStore
+from services.identity.credentials import NatsLogin, NatsRole, nats_login
 from services.identity.nats_users import (
-    ENGINE_CONSUMERS, REFERENCE_CLUSTER, NatsLogin, NatsRole, ensure_nats_users, nats_login, reference_cluster_config,
-    reference_config,
+    ENGINE_CONSUMERS, REFERENCE_CLUSTER, ensure_nats_users, reference_cluster_config, reference_config,
 )
 from tests.helpers import person, playbook_yaml, refusals, started, until
 from ui.catalog_client import CatalogClient, Published

@@ -20,7 +20,11 @@ try:
     main(sys.argv[1:])
 except SystemExit as exit:
     code = exit.code
-heavy = ("nats", "aiohttp", "mcp", "yaml", "msgspec", "asyncio", "services.playbook.validate", "services.read")
+heavy = ("nats", "aiohttp", "mcp", "yaml", "msgspec", "asyncio", "services.playbook.validate", "services.read",
+         # what only some commands need: a dry run's plan (conditions, interpolation), the language's
+         # diagnostics, redacting secrets (the executor's), the NATS users' permissions (the engine's start)
+         "services.domain.run.dry_run", "services.playbook.diagnostics", "services.secrets.redaction",
+         "services.identity.nats_users")
 print(json.dumps({"code": code, "loaded": [name for name in heavy if name in sys.modules]}))
 """
 

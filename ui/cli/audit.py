@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from services.errors import PlaybookError
@@ -35,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def since(text: str | None) -> str | None:
     if not text:
         return None
+    from datetime import datetime, timedelta, timezone   # here: the CLI's parser reads this module, for every command
     amount, unit = text[:-1], text[-1:]
     if not amount.isdigit() or unit not in _UNITS:
         raise PlaybookError(f"--since {text!r}: write a duration like 30m, 12h or 7d")

@@ -16,7 +16,6 @@ from events.codec import command_body, decode_reply
 from events.commands import HEADROOM, Reply, RetryRun, StartRun
 from events.run import RunRetried
 from services.fold import dry_run_plan
-from services.playbook.diagnostics import Diagnostic
 from services.settings import Settings
 from ui.cli.common import parse_params, print_json, print_reply, read_playbook, reply_document
 from ui.cli.connect import caller_headers_of, plain_connection, steer
@@ -25,6 +24,7 @@ from ui.cli.live_run import LiveRun
 from ui.cli.render import Follower, plan_table
 
 if TYPE_CHECKING:   # nats-py loads only where the CLI's own connection cannot serve
+    from services.playbook.diagnostics import Diagnostic
     from ui.cli.wire import Connection
     from ui.client import EngineClient
 
@@ -51,11 +51,17 @@ def _not_started(reply: Reply, args: argparse.Namespace) -> int:
         print_json({"accepted": False, "run_id": None, "events": [], "error": {
             "code": reply.error.code, "message": reply.error.message, "details": reply.error.details}})
         return EXIT_INVALID
-    diagnostics = [msgspec.convert(d, Diagnostic) for d in reply.error.details]
+    diagnostics = [as_diagnostic(d) for d in reply.error.details]
     for diagnostic in diagnostics:
         print(diagnostic.format(), file=sys.stderr)
     print(f"{args.file}: not started: {len(diagnostics)} problem(s)", file=sys.stderr)
     return EXIT_INVALID
+
+
+def as_diagnostic(found: object) -> Diagnostic:
+    """A problem or warning the engine found, as `playbook validate` prints it (loaded when there is one)."""
+    from services.playbook.diagnostics import Diagnostic
+    return msgspec.convert(found, Diagnostic)
 
 
 def _start(args: argparse.Namespace, settings: Settings, start: StartRun) -> int:
@@ -104,7 +110,7 @@ def _answered(reply: Reply, args: argparse.Namespace) -> int | None:
         return code if code in (EXIT_DENIED, EXIT_UNAVAILABLE) else EXIT_INVALID    # nothing was started
     if not args.json:       # JSON readers find them in the reply's document
         for warning in reply.warnings:
-            print(msgspec.convert(warning, Diagnostic).format(), file=sys.stderr)
+            print(as_diagnostic(warning).format(), file=sys.stderr)
     if args.dry_run:
         return None
     if args.detach:

@@ -8,7 +8,6 @@ import argparse
 import contextlib
 from typing import TYPE_CHECKING
 
-from projections.run_view import run_view
 from services.fold import Run, fold
 from services.settings import Settings
 from ui.cli.common import no_run, print_json
@@ -35,6 +34,7 @@ def _status(state: Run, args: argparse.Namespace) -> int:
     if not state.exists:
         return no_run(args)
     if args.json:
+        from projections.run_view import run_view   # the dashboard's view of a run: for --json only
         print_json(run_view(state))
     else:
         print(status_table(state, full_output=args.output))

@@ -1,11 +1,12 @@
 """A run's state, folded from its events. The one fold every service and the CLI use."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from events.playbook import ErrorHandler, Plan, Playbook, Step
 from events.run import (
@@ -34,8 +35,7 @@ FINISHED_RUN: frozenset[str] = frozenset({"completed", "failed", "cancelled", "r
 ACTIVE_RUN: frozenset[str] = frozenset(RUN_STATUSES) - FINISHED_RUN
 
 
-@dataclass(slots=True)
-class AttemptState:
+class AttemptState(Struct):
     """The latest attempt of the step's own action."""
 
     number: int = 0                # the latest attempt scheduled (1-based); 0: none yet
@@ -53,8 +53,7 @@ class AttemptState:
                             self.outputs, self.error, self.category, self.note)
 
 
-@dataclass(slots=True)
-class RetryState:
+class RetryState(Struct):
     """Where a failed attempt stands with the resilience service (the step's `retry` policy applies)."""
 
     status: RetryStatus = ""
@@ -65,8 +64,7 @@ class RetryState:
         return RetryState(self.status, self.due, self.remediation)
 
 
-@dataclass(slots=True)
-class GateState:
+class GateState(Struct):
     """The step's approval gate (its `approval_gate`), once reached."""
 
     status: GateStatus = ""
@@ -81,8 +79,7 @@ class GateState:
                          self.decided_by)
 
 
-@dataclass(slots=True)
-class RollbackState:
+class RollbackState(Struct):
     """Undoing the step (its `rollback` actions), once a rollback includes it."""
 
     status: RollbackStatus = ""
@@ -98,8 +95,9 @@ class RollbackState:
                              self.outputs)
 
 
-@dataclass(slots=True)
-class StepState:
+class StepState(Struct):
+    """One step of a run: where it stands, and its latest attempt, retry, gate and rollback."""
+
     id: str
     status: StepStatus = "pending"
     reason: str = ""               # why it was skipped, or rescheduled
@@ -119,8 +117,7 @@ class StepState:
                          self.rollback.copy())
 
 
-@dataclass(frozen=True, slots=True)
-class Quarantined:
+class Quarantined(Struct, frozen=True):
     """An event that does not fit the run's state where it stands: kept aside, with why."""
 
     seq: int
@@ -129,8 +126,7 @@ class Quarantined:
     step_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Steering:
+class Steering(Struct, frozen=True):
     """Who paused, resumed or cancelled the run last, and why; replaced whole on change."""
 
     paused_by: str | None = None
@@ -140,8 +136,9 @@ class Steering:
     cancel_reason: str = ""
 
 
-@dataclass(slots=True)
-class Run:
+class Run(Struct):
+    """A run as its events so far leave it (version: the last one applied)."""
+
     id: str
     version: int = 0               # stream sequence of the last event applied; 0 = no run
     status: RunStatus = "new"
