@@ -10,6 +10,7 @@ last message it yielded.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from events import subjects
 from events.codec import decode_event
 from events.run import RunEvent
+from services.jetstream import persist
 
 HEARTBEAT = 5.0               # seconds; three missed in a row and the reader starts again
 FORGOTTEN_AFTER = 60.0        # the server drops a consumer its reader left this long ago
@@ -47,11 +49,13 @@ async def in_order(nc: NATS, stream: str, filters: Sequence[str], after: int = 0
         name = f"{prefix}-{os.urandom(8).hex()}"
         sub = await nc.subscribe(nc.new_inbox(), pending_msgs_limit=-1, pending_bytes_limit=-1)
         try:
-            await nc.jetstream().add_consumer(stream, ConsumerConfig(
+            config = ConsumerConfig(
                 name=name, deliver_subject=sub.subject, ack_policy=AckPolicy.NONE,
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=last + 1,
                 filter_subjects=list(filters), flow_control=True, idle_heartbeat=heartbeat,
-                mem_storage=True, num_replicas=1, inactive_threshold=FORGOTTEN_AFTER))
+                mem_storage=True, num_replicas=1, inactive_threshold=FORGOTTEN_AFTER)
+            # Asked again through an election (the same name and configuration: a create that landed is no harm).
+            await persist(functools.partial(nc.jetstream().add_consumer, stream, config), f"reading {stream}")
             async for stored in _deliveries(nc, sub, heartbeat):
                 last = stored.seq
                 yield stored
