@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from nats.aio.client import Client as NATS
 
+from events.json_limits import build_decoders
 from services.aggregates import BreakerRepository, RunRepository, breaker_repository, run_repository
 from services.approval.service import ApprovalService
 from services.catalog import Catalog
@@ -107,6 +108,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     which = sorted(services)
+    build_decoders()     # now, not on the loop when the first run's events come
     directory = Directory(settings.directory_path)
     directory.check()
     nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")

@@ -48,16 +48,30 @@ def stored_decoder(kind: Any) -> Callable[[bytes], Any]:
     """A fast decoder for what the engine stored (not scanned: the store checked it when writing).
 
     Built on first use: a module declares its decoders, and a process that imports it (the CLI) may never
-    decode what they read; building one for a union of events costs milliseconds.
+    decode what they read; building one for a union of events costs milliseconds. An engine process builds
+    them all as it starts (`build_decoders`), not on its loop when the first run comes.
     """
     decoder: msgspec.json.Decoder[Any] | None = None
 
-    def decode(data: bytes) -> Any:
+    def build() -> msgspec.json.Decoder[Any]:
         nonlocal decoder
         if decoder is None:     # two threads may both build one: the same decoder either way
             decoder = msgspec.json.Decoder(kind)
+        return decoder
+
+    def decode(data: bytes) -> Any:
         try:
-            return decoder.decode(data)
+            return (decoder or build()).decode(data)
         except RecursionError:   # not written by this engine
             raise msgspec.DecodeError(f"stored JSON nested deeper than {MAX_EVENT_DEPTH} levels") from None
+    _UNBUILT.append(build)
     return decode
+
+
+_UNBUILT: list[Callable[[], object]] = []
+
+
+def build_decoders() -> None:
+    """Build every stored decoder the modules imported so far declared."""
+    while _UNBUILT:
+        _UNBUILT.pop()()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from events import subjects
+from events import json_limits, subjects
 from events.commands import CancelRun, PauseRun, ResumeRun, StartRun
 from events.run import RunCancelled, RunCompleted, StepStarted
 from tests.helpers import person, playbook_yaml, until, wait_for_end
@@ -32,6 +32,10 @@ async def test_a_playbook_runs_to_completion_with_outputs_flowing_between_steps(
     assert names(events)[-1] == "RunCompleted"
     run = await engine.run(run_id)
     assert run.steps["use"].attempt.outputs["stdout"] == "42"
+
+
+async def test_an_engine_builds_its_decoders_as_it_starts_not_when_the_first_run_comes(engine) -> None:
+    assert json_limits._UNBUILT == []
 
 
 async def test_a_hostile_parameter_reaches_the_command_as_one_literal_argument(engine) -> None:
