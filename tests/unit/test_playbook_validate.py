@@ -5,11 +5,15 @@ import re
 import textwrap
 from pathlib import Path
 
+import msgspec
 import pytest
 import yaml
 
+from bench.big import playbook_text
+from events.playbook import Playbook
 from services.playbook import CODES, Diagnostic, LoadedPlaybook, PlaybookInvalid, load_playbook, validate_playbook
 from services.playbook.diagnostics import severity_of
+from services.playbook.schema_check import STEPS_PER_CALL, check_schema
 
 
 def yaml_text(text: str) -> str:
@@ -612,3 +616,14 @@ def test_every_validator_type_loads_with_its_defaults():
     assert (file.kind, disk.path, disk.min_free_gb, memory.max_used_percent) == ("directory", "/", None, 95)
     assert (command.command, command.timeout_seconds, command.expected_returncode) == (None, 30, 0)
     assert command.message == "tmp must exist"
+
+
+def test_a_big_playbook_converts_a_slice_of_steps_at_a_time_to_what_one_call_gives() -> None:
+    """One msgspec call holds the GIL throughout: steps convert STEPS_PER_CALL at a time, the same playbook."""
+    data = yaml.safe_load(playbook_text(STEPS_PER_CALL * 2 + 7))
+    sliced = check_schema(data)
+    assert sliced.issues == [] and sliced.playbook == msgspec.convert(data, Playbook)
+    data["steps"][-1]["timeout_seconds"] = "soon"                   # a bad step in the last slice
+    broken = check_schema(data)
+    assert [issue.path for issue in broken.issues] == [("steps", STEPS_PER_CALL * 2 + 6, "timeout_seconds")]
+    assert broken.playbook is not None and len(broken.playbook.steps) == STEPS_PER_CALL * 2 + 7   # its key dropped
