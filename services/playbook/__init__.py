@@ -5,8 +5,9 @@ for the YAML reader and the shell analysis that checking a playbook needs.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from services.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from services.playbook.diagnostics import CODES, Diagnostic, PlaybookInvalid
@@ -30,9 +31,4 @@ __all__ = ["CODES", "MAX_BYTES", "MAX_STEPS", "Diagnostic", "LoadedPlaybook", "P
            "topological_order", "validate_playbook"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"services.playbook.{_MODULES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _MODULES, globals())

@@ -5,8 +5,9 @@ reads its settings, need not load redaction and the attempt's secrets that only 
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from services.lazy_names import lazy_names
 
 if TYPE_CHECKING:
     from services.secrets.attempt import AttemptSecrets
@@ -25,9 +26,4 @@ __all__ = ["MASK", "MIN_SECRET_LENGTH", "AttemptSecrets", "Redactor", "Secret", 
            "allowed_environment", "redact", "redactor_for"]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _MODULES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"services.secrets.{_MODULES[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _MODULES, globals())

@@ -18,7 +18,7 @@ PACKAGES = ("events", "services", "projections", "ui", "app", "bench")
 LAYERS: dict[str, int] = {
     "events": 0,                                        # the contract
     "services.errors": 1, "services.hosts": 1,          # the language: errors, host patterns, log text,
-    "services.log_text": 1,
+    "services.log_text": 1, "services.lazy_names": 1,   # and packages whose names load when asked
     "services.playbook": 1,                             # the playbook language itself
     "services.domain": 2,                               # the rules: folds and decisions
     "services": 3,                                      # I/O: store, repository, consumers, services
