@@ -40,14 +40,11 @@ class Refused(EngineUnavailable):
 
 
 class Connection:
-    """One connection, used by one thread: publish, subscribe, and read what arrives until a deadline.
+    """One connection, used by one thread: publish, subscribe, and read what arrives until a deadline."""
 
-    `dial` makes it again (`redial`): the servers and login it was made with.
-    """
-
-    def __init__(self, sock: socket.socket, info: dict[str, Any],
-                 dial: Callable[[], Connection | None] | None = None) -> None:
-        self.sock, self.info, self._dial = sock, info, dial
+    def __init__(self, sock: socket.socket, info: dict[str, Any]) -> None:
+        self.sock, self.info = sock, info
+        self._dial: Callable[[], Connection | None] | None = None   # `connect`'s servers and login, for `redial`
         self.max_payload = int(info.get("max_payload", 1024 * 1024))
         self._buffer = bytearray()
         self._queued: dict[int, deque[Message]] = {}
