@@ -6,9 +6,12 @@ A version is immutable: `name@version` names one text forever. Runs pin the text
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
+
+from events.json_limits import stored_decoder
 
 # Catalog names are subject tokens; versions are free of '@' and '/', which separate them in references.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
@@ -63,4 +66,4 @@ class PlaybookPublished(CatalogEvent, frozen=True):
 
 AnyCatalogEvent = PlaybookPublished
 CATALOG_EVENT_TYPES: tuple[type[CatalogEvent], ...] = (PlaybookPublished,)
-decode_catalog_event = msgspec.json.Decoder(AnyCatalogEvent).decode
+decode_catalog_event: Callable[[bytes], PlaybookPublished] = stored_decoder(AnyCatalogEvent)

@@ -6,9 +6,11 @@ over its plain connection with the same names and checks.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import msgspec
 
+from events.json_limits import stored_decoder
 from events.playbook import Plan, Playbook
 from events.run import RunStarted
 from services.errors import UnknownPlaybook
@@ -21,7 +23,7 @@ class ParsedPlaybook(msgspec.Struct, frozen=True, kw_only=True):
     plan: Plan
 
 
-_parsed_decoder = msgspec.json.Decoder(ParsedPlaybook)
+_parsed_decoder: Callable[[bytes], ParsedPlaybook] = stored_decoder(ParsedPlaybook)
 
 
 def digest_of(data: bytes) -> str:
@@ -43,7 +45,7 @@ def decode_parsed(digest: str, data: bytes | None, bucket: str) -> ParsedPlayboo
         raise UnknownPlaybook(f"no parsed playbook {digest} in {bucket}")
     if digest_of(data) != digest:
         raise UnknownPlaybook(f"the parsed playbook stored as {digest} does not match its digest")
-    return _parsed_decoder.decode(data)
+    return _parsed_decoder(data)
 
 
 def with_playbook(event: RunStarted, parsed: ParsedPlaybook) -> RunStarted:
