@@ -137,8 +137,10 @@ class Scenario:
         return self
 
     def when(self, command: Any, t: float = 10) -> list[RunEvent]:
+        before = msgspec.json.encode(self.run)
         with mock.patch.object(decider, "evolve", _checked_evolve):
             events = decide(self.run, command, at(t))
+        assert msgspec.json.encode(self.run) == before, "deciding changed the run it decided on"
         self.given(*events)
         return events
 

@@ -1,6 +1,9 @@
 """The run decider as scenarios: given these events, when this command, then these events."""
 from __future__ import annotations
 
+import tracemalloc
+from unittest import mock
+
 import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun
@@ -8,7 +11,7 @@ from events.run import RunCompleted, RunFailed, StepFailed, StepScheduled, StepS
 from services.errors import CommandRejected, UnknownRun
 from services.domain.run.commands import BeginStep, FinishStep, InterruptStep
 from services.domain.run.decider import decide
-from services.domain.run.state import Run
+from services.domain.run.state import Run, StepState
 from tests.helpers import R, Scenario, at, kinds, noop, started
 
 
@@ -255,6 +258,25 @@ def test_deciding_looks_ahead_on_a_copy_and_leaves_the_run_as_it_was() -> None:
                                                                         "StepScheduled"]
     assert (s.run.waiting, s.run.ready, s.run.unsettled, s.run.running, s.run.retrying) == before
     assert s.run.steps["a"].status == "running" and s.run.waiting["d"] == 2
+
+
+def test_deciding_on_a_big_run_copies_only_the_steps_the_decision_changes() -> None:
+    s = Scenario(started(R, [noop(f"s{i}") for i in range(10_000)]))
+    s.start()
+    s.begin("s0")
+    finish = FinishStep(step_id="s0", attempt=1, outputs={}, duration_ms=1.0)
+    with mock.patch.object(StepState, "copy", autospec=True, side_effect=StepState.copy) as copy:
+        tracemalloc.start()
+        try:
+            events = decide(s.run, finish, at(5))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert kinds(events) == ["StepSucceeded:s0", "StepScheduled:s1"]
+    assert sorted(call.args[0].id for call in copy.call_args_list) == ["s0", "s1"]
+    assert peak < 64 * 1024, f"deciding allocated {peak} bytes: it copied the run's tables"   # copying them: ~400 KB
+    assert s.run.steps["s0"].status == "running" and s.run.steps["s1"].status == "pending"
+    assert s.run.waiting["s1"] == 1 and s.run.ready == set()
 
 
 def test_a_tolerated_failure_scheduled_again_holds_its_dependents_back_again() -> None:

@@ -25,7 +25,7 @@ from services.domain.run.commands import (
 )
 from services.domain.run.dry_run import dry_run_events
 from services.domain.run.readiness import tolerated, tolerated_or_continue
-from services.domain.run.state import Run, StepState, evolve, variables_of
+from services.domain.run.state import Run, StepState, ahead, evolve, variables_of
 from services.errors import CommandRejected, PlaybookError, UnknownRun
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
@@ -35,10 +35,10 @@ def decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
     if not run.exists:
         raise UnknownRun(run.id)
     events = _events_for(run, cmd, at)
-    ahead = run.clone()
-    for event in events:
-        evolve(ahead, event)
-    return events + advance(ahead, at)
+    with ahead(run) as next_run:
+        for event in events:
+            evolve(next_run, event)
+        return events + advance(next_run, at)
 
 
 def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:

@@ -81,14 +81,18 @@ def changed(run: Run, step: StepState, was: Mark) -> None:
     if now == was[0]:
         return
     run.unsettled += -1 if now else 1
-    waiting, ready, steps = run.waiting, run.ready, run.steps
+    waiting, ready, steps, undo = run.waiting, run.ready, run.steps, run.undo
+    dependents = run.dependents.get(step.id, ())
+    if undo is not None and waiting is undo.waiting:   # folding ahead: keep the counts to put back
+        for dependent in dependents:
+            undo.old_waiting.setdefault(dependent, waiting[dependent])
     if now:                      # its dependents have one need fewer to wait for
-        for dependent in run.dependents.get(step.id, ()):
+        for dependent in dependents:
             count = waiting[dependent] = waiting[dependent] - 1
             if not count and steps[dependent].status == "pending":
                 ready.add(dependent)
     else:                        # settled no more (a retry): its dependents wait for it again
-        for dependent in run.dependents.get(step.id, ()):
+        for dependent in dependents:
             count = waiting[dependent] = waiting[dependent] + 1
             if count == 1:
                 ready.discard(dependent)
