@@ -134,7 +134,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
             await ready(running)
         await stop.wait()
     finally:
-        log.info("stopping")
+        log.info("stopping: %s", ", ".join([*which, *running.doors]))
         for door in reversed(running.doors.values()):
             await door.close()
         for service in reversed(started):

@@ -5,7 +5,8 @@ agent's; passwords in `$PLAYBOOK_HOME/credentials`), the identity service makes 
 local admin has a token there (the CLI's credential), and a one-time sign-in link opens
 the dashboard signed in. Nothing to configure: still two commands from a clone. With
 `--cluster 3`, three servers on this machine form one JetStream cluster with the same users,
-the streams at three replicas.
+the streams at three replicas. Every service runs in this process but the learning service,
+which runs in one of its own (app/service_process.py), started and stopped with `up`.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dataclasses import replace
 
 from app.cluster import local_cluster
 from app.root import ALL_SERVICES, DOORS, Running, configure_logging, run_engine, serve
+from app.service_process import ServiceProcess, child_environment
 from events.commands import StartRun
 from services.embedded import EmbeddedCluster, EmbeddedNats
 from services.errors import PlaybookError
@@ -29,6 +31,7 @@ from ui.web.app import WebServer
 log = logging.getLogger("playbook")
 
 DEMO_PLAYBOOK = "deploy-demo"     # examples/deploy-demo.yaml, in the catalog since the run service started
+LEARNING_READY_SECONDS = 60.0     # `up` is ready once the learning service (a process of its own) answers too
 
 
 def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False, cluster: int = 0) -> int:
@@ -53,8 +56,12 @@ async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, 
         settings = replace(settings, nats_url=await embedded.start())
         log.info("embedded nats-server on %s, data in %s", settings.nats_url, embedded.home / "jetstream")
     settings = replace(settings, web_host="127.0.0.1", web_port=_free_or_any(http_port))
+    learning = ServiceProcess("learning", child_environment(settings), as_json=as_json)
 
     async def ready(running: Running) -> None:
+        if not await learning.ready(LEARNING_READY_SECONDS):
+            log.warning("the learning service did not answer within %.0f s; going on without it meanwhile",
+                        LEARNING_READY_SECONDS)
         web = running.doors["web"]
         assert isinstance(web, WebServer)
         admin = read_secret(settings.home, TOKEN_FILE)
@@ -68,8 +75,11 @@ async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, 
             asyncio.create_task(_run_demo(EngineClient(running.nc, admin), web.url, as_json))
 
     try:
-        await serve(settings, ALL_SERVICES, [d for d in DOORS if d != "mcp" or settings.mcp_port], ready=ready)
+        learning.start()     # beside the engine's own start, on the other core
+        await serve(settings, ALL_SERVICES - {"learning"}, [d for d in DOORS if d != "mcp" or settings.mcp_port],
+                    ready=ready)
     finally:
+        await learning.stop()
         if embedded:
             embedded.stop()
     return 0

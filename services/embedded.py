@@ -77,8 +77,8 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         process.wait()
 
 
-def _die_with_parent() -> None:
-    """In the child: ask Linux to stop the server when the engine process dies."""
+def die_with_parent() -> None:
+    """In a child: ask Linux to stop it (SIGTERM) when the engine process that started it dies."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
@@ -103,7 +103,7 @@ class EmbeddedNats:
         self.process = subprocess.Popen(  # noqa: ASYNC220
             [server_binary(self.binary), *config, "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
              "-p", str(port), "-n", "playbook-embedded"],
-            stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+            stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         log_file.close()
         await self._wait_ready(timeout)
@@ -177,7 +177,7 @@ class EmbeddedCluster:
         server = self.servers[name]
         log_file = open(self.home / f"nats-{name}.log", "ab")
         server.process = subprocess.Popen([server_binary(self.binary), "-c", str(server.config)], stdout=log_file,
-                                          stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                                          stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         log_file.close()
 
     async def wait_healthy(self, name: str, timeout: float = 30.0) -> None:
