@@ -4,7 +4,10 @@ Each replica follows the stream with an ordered consumer, so a revocation reache
 milliseconds. Because a replica that silently fell behind would accept a revoked token,
 it also asks the stream for its last sequence every `check_interval` seconds; it is
 `current` only while a check sent at most `max_staleness` seconds ago found it caught up,
-on the same connection. A replica that is not current refuses every token (fail closed).
+on the same connection. A request met while it is not current (the event loop was busy, and
+the check's answer waited behind other work) asks for a check at once and waits for one sent
+after it came: that one covers every revocation stored before the request. Only if none
+confirms within `confirm_seconds` is the token refused (fail closed).
 """
 from __future__ import annotations
 
@@ -32,15 +35,17 @@ USE_RECORD_SECONDS = 60.0
 
 class TokenRegistry:
     def __init__(self, store: IdentityStore, *, check_interval: float = 0.25, max_staleness: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 confirm_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self.check_interval, self.max_staleness, self.clock = check_interval, max_staleness, clock
+        self.confirm_seconds = confirm_seconds
         self.applied = 0                     # stream sequence of the last message applied
         self._tokens: dict[str, TokenRecord] = {}
         self._sub = None
         self._checker: asyncio.Task[None] | None = None
         self._confirmed: tuple[float, int] | None = None   # (when the confirming check was sent, reconnects then)
-        self._changed = asyncio.Condition()
+        self._changed = asyncio.Event()   # set, and replaced, at every change (no lock a cancelled waiter could keep)
+        self._check_now = asyncio.Event()
         self._use_written: dict[str, float] = {}
         self._writes: set[asyncio.Task[None]] = set()
 
@@ -54,11 +59,15 @@ class TokenRegistry:
 
     @property
     def current(self) -> bool:
+        return self._confirmed_since(self.clock() - self.max_staleness)
+
+    def _confirmed_since(self, moment: float) -> bool:
+        """A check sent at `moment` or later found this replica caught up, on the connection it follows on now."""
         nc = self.store.nc
         if self._confirmed is None or not nc.is_connected:
             return False
         sent, reconnects = self._confirmed
-        return reconnects == nc.stats["reconnects"] and self.clock() - sent <= self.max_staleness
+        return reconnects == nc.stats["reconnects"] and sent >= moment
 
     def require_current(self) -> None:
         if not self.current:
@@ -66,19 +75,26 @@ class TokenRegistry:
                                     "identity stream behind); every token is refused until it is")
 
     async def confirm_current(self) -> None:
-        """At once while current; after a spell with no confirmation (the event loop was busy), the next check may
-        still confirm it: wait two check intervals for that, then refuse as `require_current` does."""
+        """At once while current. Else a check is asked for now, and one sent after this call began confirms it
+        however long its answer took (a busy loop): waits `confirm_seconds` for one, then refuses as
+        `require_current` does."""
         if self.current:
             return
+        nc = self.store.nc
+        if not nc.is_connected:
+            self.require_current()   # refused at once: no check can confirm it now
+        asked = self.clock()
+        self._check_now.set()
         with contextlib.suppress(TimeoutError):
-            await self.until(lambda: self.current, 2 * self.check_interval)
-        self.require_current()
+            await self.until(lambda: self._confirmed_since(asked) or not nc.is_connected, self.confirm_seconds)
+        if not self._confirmed_since(asked):
+            self.require_current()
 
     async def until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         """Until `predicate()` holds after some change (a token applied, or the registry confirmed current)."""
         async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(predicate)
+            while not predicate():
+                await self._changed.wait()
 
     async def caught_up(self, seq: int, timeout: float = 5.0) -> None:
         """Until this replica has applied stream sequence `seq` (read your own writes)."""
@@ -126,11 +142,11 @@ class TokenRegistry:
                 if record is not None:
                     self._tokens[record.id] = record
         self.applied = seq
-        await self._notify()
+        self._notify()
 
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def _keep_checking(self) -> None:
         behind_since: float | None = None
@@ -147,16 +163,19 @@ class TokenRegistry:
             except Exception as err:  # noqa: BLE001 - unreachable now: not current until a check succeeds
                 log.debug("identity stream check failed: %s", err)
                 last = None
+                self._notify()      # requests waiting for a check see how the connection stands
             if last is not None and self.applied >= last:
                 self._confirmed, behind_since = (sent, reconnects), None
-                await self._notify()
+                self._notify()
             elif last is not None:
                 behind_since = behind_since or sent
                 if self.clock() - behind_since > self.max_staleness:
                     log.warning("token registry stalled at %d of %d; following again", self.applied, last)
                     await self._resubscribe()
                     behind_since = None
-            await asyncio.sleep(self.check_interval)
+            with contextlib.suppress(TimeoutError):   # a request met unconfirmed asks for the next check now
+                await asyncio.wait_for(self._check_now.wait(), self.check_interval)
+            self._check_now.clear()
 
     async def _resubscribe(self) -> None:
         with contextlib.suppress(Exception):

@@ -21,6 +21,7 @@ from services.identity.registry import TokenRegistry
 from services.identity.store import IdentityStore
 from services.identity.tokens import create, credential, hash_secret, new_secret, new_token_id, revoke
 from services.identity.verifier import TokenVerifier, Verifiers
+from tests.helpers import until
 
 pytestmark = pytest.mark.integration
 
@@ -156,6 +157,34 @@ async def test_a_replica_whose_loop_was_busy_confirms_again_before_it_answers(na
         time.sleep(registry.max_staleness + 0.2)  # noqa: ASYNC251
         with pytest.raises(Unauthenticated, match="was revoked"):
             await verifier.verify(text)
+
+
+async def test_a_loop_too_busy_for_checks_to_count_still_admits_tokens_and_refuses_revoked_ones(
+        nats_server) -> None:
+    """Every turn of the loop takes half a second: a check's answer is read seconds after it was sent, too late
+    for the one-second rule, yet a check sent after a request came covers every revocation before it."""
+    async with replica(nats_server.url) as (store, registry, verifier):
+        token_id, text = await issue(store, registry, "alice")
+        revoked_id, revoked = await issue(store, registry, "bob")
+        await store.change(revoked_id, lambda r: revoke(r, RevokeToken(token_id=revoked_id), by=SYSTEM,
+                                                        at=datetime.now(timezone.utc)))
+        turn = registry.max_staleness / 2
+
+        async def hog() -> None:   # other work holding the loop, a long turn at a time
+            while True:
+                time.sleep(turn)  # noqa: ASYNC251 -- the loop blocked on purpose
+                await asyncio.sleep(0)
+
+        busy = asyncio.create_task(hog())
+        try:
+            await until(lambda: not registry.current, timeout=10, what="the registry unconfirmed")
+            assert (await verifier.verify(text)).name == "alice"
+            with pytest.raises(Unauthenticated, match="was revoked"):
+                await verifier.verify(revoked)
+        finally:
+            busy.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await busy
 
 
 async def outcome_within(seconds: float, verifier: TokenVerifier, text: str, error: type[Exception]) -> Exception:
