@@ -31,7 +31,7 @@ from ui.web.app import WebServer
 log = logging.getLogger("playbook")
 
 DEMO_PLAYBOOK = "deploy-demo"     # examples/deploy-demo.yaml, in the catalog since the run service started
-LEARNING_READY_SECONDS = 60.0     # `up` is ready once the learning service (a process of its own) answers too
+LEARNING_READY_SECONDS = 60.0     # `up` is ready once the learning service (a process of its own) serves too
 
 
 def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False, cluster: int = 0) -> int:
