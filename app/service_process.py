@@ -47,15 +47,21 @@ class ServiceProcess:
         self.process: asyncio.subprocess.Process | None = None
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
+        self._ended = asyncio.Event()     # a process ended without saying it serves (it failed to start)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._keep_running(), name=f"{self.name} process")
 
     async def ready(self, timeout: float) -> bool:
-        """Whether the service said it serves (on its stdout) within `timeout` seconds."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout)
+        """Whether the service said it serves (on its stdout) within `timeout` seconds; False as soon as one of its
+        processes ended without saying so (it could not start: it is started again, and `up` goes on)."""
+        waits = [asyncio.ensure_future(event.wait()) for event in (self._ready, self._ended)]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
         return self._ready.is_set()
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
@@ -92,6 +98,8 @@ class ServiceProcess:
             except OSError as err:
                 code = None
                 log.error("cannot start the %s service: %s", self.name, err)
+            if not self._ready.is_set():
+                self._ended.set()
             self._ready.clear()
             if self._stopping.is_set():
                 return

@@ -31,7 +31,7 @@ from ui.web.app import WebServer
 log = logging.getLogger("playbook")
 
 DEMO_PLAYBOOK = "deploy-demo"     # examples/deploy-demo.yaml, in the catalog since the run service started
-LEARNING_READY_SECONDS = 60.0     # `up` is ready once the learning service (a process of its own) serves too
+LEARNING_READY_SECONDS = 30.0     # `up` is ready once the learning service (a process of its own) serves too
 
 
 def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False, cluster: int = 0) -> int:
@@ -60,8 +60,7 @@ async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, 
 
     async def ready(running: Running) -> None:
         if not await learning.ready(LEARNING_READY_SECONDS):
-            log.warning("the learning service did not answer within %.0f s; going on without it meanwhile",
-                        LEARNING_READY_SECONDS)
+            log.warning("the learning service is not serving yet; the engine goes on, and it is started again")
         web = running.doors["web"]
         assert isinstance(web, WebServer)
         admin = read_secret(settings.home, TOKEN_FILE)

@@ -3,12 +3,14 @@ and goes when `up` goes, however `up` goes."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
 
 import pytest
 
+from app.service_process import ServiceProcess
 from tests.e2e.conftest import Processes, playbook_cli
 from tests.helpers import until
 
@@ -72,3 +74,19 @@ async def test_the_learning_service_dies_with_a_killed_up(engine_env: dict[str, 
     os.kill(up_pid, signal.SIGKILL)
     await until(lambda: gone(learning), timeout=30, what="the learning service gone with up")
 
+
+
+async def test_a_service_that_cannot_start_holds_up_nothing_and_is_tried_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="playbook")
+    service = ServiceProcess("no-such-service", {**os.environ, "PLAYBOOK_HOME": str(tmp_path)})
+    service.start()
+    try:
+        async with asyncio.timeout(60):   # the process ends at once: no waiting out the hour asked for
+            assert not await service.ready(3600)
+        await until(lambda: caplog.text.count("the no-such-service service exited (code 2)") >= 2, timeout=30,
+                    what="a second try")
+        assert "starting it again in 1 s" in caplog.text and "starting it again in 2 s" in caplog.text
+    finally:
+        await service.stop()
+    assert service.process is not None and service.process.returncode is not None
