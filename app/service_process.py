@@ -20,6 +20,7 @@ import time
 from collections.abc import Mapping
 
 from services.embedded import die_with_parent
+from services.executor.processes import protect_engine
 from services.settings import Settings
 
 log = logging.getLogger("playbook")
@@ -27,13 +28,17 @@ log = logging.getLogger("playbook")
 RESTART_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)   # pauses before starting a service that died, again and again
 STEADY_SECONDS = 60.0        # a process that lived this long died once: its next restart is quick again
 READY = b"ready\n"           # what the child says on its stdout once it serves
+NOT_HANDED_ON = "PLAYBOOK_SECRET"   # PLAYBOOK_SECRET_<NAME>, PLAYBOOK_SECRETS_FILE: the executor's alone
 STOP_GRACE = 10.0            # seconds a stopping service may take (the learning service writes what it read)
 
 
 def child_environment(settings: Settings) -> dict[str, str]:
-    """The edge's environment with what `up` decided itself: the NATS it started, the replicas and lease of
-    a cluster. A child with fewer replicas would bring the streams' configuration down to them."""
-    return {**settings.environ, "PLAYBOOK_HOME": str(settings.home), "NATS_URL": settings.engine_url(),
+    """The edge's environment with what `up` decided itself (the NATS it started, the replicas and lease of a
+    cluster: a child with fewer replicas would bring the streams' configuration down to them), without what
+    no service but the executor needs: the steps' secrets and the CLI's token."""
+    kept = {name: value for name, value in settings.environ.items()
+            if not name.startswith(NOT_HANDED_ON) and name != "PLAYBOOK_TOKEN"}
+    return {**kept, "PLAYBOOK_HOME": str(settings.home), "NATS_URL": settings.engine_url(),
             "PLAYBOOK_STREAM_REPLICAS": str(settings.stream_replicas),
             "PLAYBOOK_LEASE_SECONDS": str(settings.lease_seconds)}
 
@@ -129,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("service", choices=sorted(SERVICES))
     parser.add_argument("--json", action="store_true", help="log one JSON object a line, as `playbook up --json`")
     args = parser.parse_args(argv)
+    protect_engine()   # undumpable: a step running as `up`'s user cannot read this process's environment
     settings = Settings.from_environ(os.environ)
     configure_logging(settings, args.json)
     run_engine(serve(settings, [args.service], ready=_say_ready))

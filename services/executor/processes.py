@@ -155,7 +155,7 @@ class Launch:
 def step_process(rules: ProcessRules, program: list[str], env: Mapping[str, str] | None,
                  cwd: str | None, attempt: AttemptId | None = None) -> Iterator[Launch]:
     """A process to start under the rules, with a private directory that lasts until the block ends."""
-    _protect_engine()
+    protect_engine()
     owner = (rules.user.uid, rules.user.gid) if rules.user else None
     home = _DIRS.take(owner)
     try:
@@ -173,9 +173,10 @@ def _owner() -> str:
 
 
 @functools.cache
-def _protect_engine() -> None:
+def protect_engine() -> None:
     """no_new_privs for the engine and all it starts; undumpable, so a step running as the engine's own user
-    can neither read its environment (and the secrets in it) through /proc/<pid>/environ nor attach to it."""
+    can neither read its environment (and the secrets in it) through /proc/<pid>/environ nor attach to it.
+    Also for an engine process that runs no step (`up`'s learning process): steps of `up` run as its user."""
     if not hasattr(_LIBC, "prctl"):
         log.warning("steps run without no_new_privs: this system has no prctl (it is Linux-only)")
         return
