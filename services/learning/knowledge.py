@@ -70,6 +70,7 @@ class StepProfile(Profile):
     fold = staticmethod(fold_step)
 
     @staticmethod
+    @functools.lru_cache(maxsize=4 * MAX_PROFILES)   # asked again by the library for each new profile
     def create_id(playbook: str, step: str) -> uuid.UUID:
         return uuid.uuid5(NAMESPACE, f"step\x1f{playbook}\x1f{step}")
 
@@ -218,7 +219,11 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
             if profile is not None:
                 profile.observe(encode_facts(facts).decode())
         cursor.advance(batch.last, batch.messages, batch.stream)
-        processing_event.collect_events(*(aggregate for aggregate, _ in self._batch.values()))
+        # What `processing_event.collect_events(*aggregates)` does, without its two runtime-protocol
+        # `isinstance` checks per aggregate (on Python 3.11, a fifth of the time a batch of new profiles took).
+        for aggregate, _ in self._batch.values():
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
 
     def _profile(self, kind: type[Profile], key: tuple[str, ...]) -> Profile | None:
         """The profile, created (and listed) the first time; None when the catalog is full."""
