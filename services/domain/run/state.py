@@ -157,11 +157,11 @@ class Run(Struct):
     finished_steps: int = 0
     specs: dict[str, Step] = field(default_factory=dict)
     # Indexes the decider reads on every decision, so it does not scan every step.
-    order: dict[str, int] = field(default_factory=dict)  # playbook order, shared by clones
+    order: dict[str, int] = field(default_factory=dict)  # playbook order, shared with a run folded ahead
     failures: int = 0                                  # step failures ever (not interruptions)
     # What may start next and what is going on (readiness.py): each step's needs not settled yet,
     # the pending steps with none, counts of steps not settled, running, waiting on a retry;
-    # who needs each step (shared by clones).
+    # who needs each step (shared with a run folded ahead).
     waiting: dict[str, int] = field(default_factory=dict)
     ready: set[str] = field(default_factory=set)
     unsettled: int = 0
