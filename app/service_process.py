@@ -120,7 +120,14 @@ class ServiceProcess:
     async def _read_output(self, process: asyncio.subprocess.Process) -> None:
         """Until the child closes its stdout (it exits): READY there says it serves; anything else is passed on."""
         assert process.stdout is not None
-        async for line in process.stdout:
+        while True:
+            try:
+                line = await process.stdout.readline()
+            except ValueError:   # a line past the reader's limit (64 KiB), dropped: reading goes on
+                log.warning("the %s service wrote an over-long line on its stdout; dropped", self.name)
+                continue
+            if not line:
+                return
             if line == READY:
                 self._ready.set()
             else:

@@ -7,10 +7,11 @@ import logging
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from app.service_process import ServiceProcess
+from app.service_process import READY, ServiceProcess
 from tests.e2e.conftest import Processes, playbook_cli
 from tests.helpers import until
 
@@ -94,3 +95,12 @@ async def test_a_service_that_cannot_start_holds_up_nothing_and_is_tried_again(
     finally:
         await service.stop()
     assert service.process is not None and service.process.returncode is not None
+
+
+async def test_what_a_service_writes_on_its_stdout_never_stops_its_supervisor_reading() -> None:
+    service = ServiceProcess("learning", {})
+    output = asyncio.StreamReader()   # as a child's pipe delivers it: an over-long line, then the ready line
+    output.feed_data(b"x" * 100_000 + b"\n" + READY)
+    output.feed_eof()
+    await service._read_output(SimpleNamespace(stdout=output))   # type: ignore[arg-type]
+    assert await service.ready(0)
