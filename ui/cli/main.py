@@ -5,7 +5,7 @@ import argparse
 import functools
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.errors import CommandRejected, EngineUnavailable, PlaybookError, TooLarge
 from ui.cli import audit as audit_command
@@ -49,13 +49,29 @@ def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
 AS_HELP = "act on behalf of this person (admins only; both are recorded, and a gate counts the person)"
 
 
-def parser(settings: Settings | None = None) -> argparse.ArgumentParser:
-    """The CLI's arguments; without `settings` (the CLI itself, which reads them after), defaults come later."""
+class _Unbuilt(argparse.ArgumentParser):
+    """Stands in for a command the CLI is not running: its arguments are not built (argparse pays per argument)."""
+
+    def __init__(self) -> None:     # only add_argument is ever called on it
+        pass
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+
+def parser(settings: Settings | None = None, only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's arguments; without `settings` (the CLI itself, which reads them after), defaults come later.
+
+    `only`: the command about to run (`main`): the others' arguments are left out, most of the parser's
+    cost; a word that names no command gets every command, for the error that lists them.
+    """
     p = argparse.ArgumentParser(prog="playbook", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Handler, help: str, json_help: str | None = "print the answer as one JSON document"
             ) -> argparse.ArgumentParser:
+        if only is not None and name != only:
+            return _Unbuilt()
         cmd = sub.add_parser(name, help=help, description=help)
         cmd.set_defaults(handler=handler)
         if json_help:
@@ -178,7 +194,8 @@ def parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     insights_command.add_arguments(add("insights", insights_command.cmd_insights, insights_command.HELP, None))
     audit_command.add_arguments(add("audit", audit_command.cmd_audit, audit_command.HELP, None))
     mcp_command.add_arguments(add("mcp", mcp_command.cmd_mcp, mcp_command.HELP, None))
-    token_commands.register(sub)
+    if only in (None, "token"):
+        token_commands.register(sub)
     publish = add("publish", cmd_publish, "store a version of each playbook in the catalog (its `version:`, or "
                   "--version); the same text again is nothing new, other text under a published version is refused",
                   "one JSON object per published version")
@@ -192,6 +209,8 @@ def parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     completion = add("completion", cmd_completion, "print a shell completion script: "
                      "source <(playbook completion bash)", None)
     completion.add_argument("shell", choices=("bash", "zsh"), help="the shell")
+    if only is not None and only not in sub.choices:
+        return parser(settings)
     return p
 
 
@@ -203,7 +222,8 @@ def main(argv: list[str] | None = None) -> None:
         # argparse asks gettext for every heading of every command, and gettext looks for catalogues on disk each
         # time: most of building the parser. A translation cannot change within a process, so each is looked up once.
         argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser(only=argv[0] if argv and not argv[0].startswith("-") else None).parse_args(argv)
     from services.settings import Settings
     try:
         settings = Settings.from_environ(os.environ)
