@@ -115,11 +115,12 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
     store = EventStore(nc)
     await store.ensure_stream(settings.stream_replicas)
-    await ensure_logs_stream(nc, settings.stream_replicas)
+    await ensure_logs_stream(nc, settings.stream_replicas, settings.logs_max_bytes)
     playbooks = PlaybookStore(nc)
     catalog = Catalog(nc, playbooks)
-    await catalog.ensure(settings.stream_replicas)
-    identity = await Identity.start(nc, directory.groups_of, replicas=settings.stream_replicas)
+    await catalog.ensure(settings.stream_replicas, settings.uploads_max_bytes)
+    identity = await Identity.start(nc, directory.groups_of, replicas=settings.stream_replicas,
+                                    refusals_max_bytes=settings.access_max_bytes)
     parts = Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), catalog, settings, identity)
     started = [SERVICES[name](parts) for name in which]
     running = Running(nc, identity)

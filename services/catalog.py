@@ -14,8 +14,6 @@ from datetime import datetime
 from pathlib import Path
 
 from nats.aio.client import Client as NATS
-from nats.js.api import StorageType, StreamConfig
-from nats.js.errors import BadRequestError
 
 from events import subjects
 from events.catalog import PlaybookPublished, decode_catalog_event
@@ -25,11 +23,11 @@ from services.errors import PlaybookError, TooLarge, UnknownPlaybook
 from services.playbook import MAX_BYTES, PlaybookInvalid, too_large
 from services.playbook_pins import digest_of, encode_parsed
 from services.playbook_store import PlaybookStore
-from services.store import EventStore
+from services.settings import UPLOADS_MAX_BYTES
+from services.store import EventStore, ensure_stream
 
 log = logging.getLogger(__name__)
 
-STREAM_NAME_IN_USE = 10058
 LIBRARY_ACTOR = "system"        # the engine itself publishes the library folders at start
 DESCRIPTION_KEPT = 1000         # characters of a description the catalog event keeps
 
@@ -40,19 +38,14 @@ class Catalog:
         self.store = EventStore(nc, subjects.CATALOG_STREAM)
         self.entries: CatalogRepository = catalog_repository(self.store)
 
-    async def ensure(self, replicas: int = 1) -> None:
+    async def ensure(self, replicas: int = 1, uploads_max_bytes: int = UPLOADS_MAX_BYTES) -> None:
         """PB_CATALOG (no deletes, no purges) and the playbook buckets; the engine's processes call it at start."""
-        js = self.nc.jetstream()
-        config = StreamConfig(name=subjects.CATALOG_STREAM, subjects=[subjects.CATALOG_SUBJECTS],
-                              storage=StorageType.FILE, num_replicas=replicas, allow_direct=True,
-                              deny_delete=True, deny_purge=True, duplicate_window=120.0)
-        try:
-            await js.add_stream(config)
-        except BadRequestError as err:
-            if err.err_code != STREAM_NAME_IN_USE:
-                raise
-            await js.update_stream(config)
-        await self.playbooks.ensure(replicas)
+        await ensure_stream(self.nc, {
+            "name": subjects.CATALOG_STREAM, "subjects": [subjects.CATALOG_SUBJECTS], "storage": "file",
+            "num_replicas": replicas, "allow_direct": True, "deny_delete": True, "deny_purge": True,
+            "duplicate_window": 120 * 10**9,
+        })
+        await self.playbooks.ensure(replicas, uploads_max_bytes)
 
     # -- reading ---------------------------------------------------------------------------
 

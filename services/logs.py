@@ -26,10 +26,10 @@ from events.output import OutputEnded, OutputLine, decode_output
 from events.run import TERMINAL_EVENTS, RunEvent, StepFailed, StepSucceeded
 from services.ordered import in_order, run_events
 from services.tasks import stop
+from services.settings import LOGS_MAX_BYTES
 from services.store import EventStore, ensure_stream
 
 MAX_AGE_SECONDS = 7 * 24 * 3600
-MAX_BYTES = 1 << 30
 MAX_LINES_PER_ATTEMPT = 10_000
 MAX_LINE_BYTES = 64 << 10          # a line is sent in pieces of 4096 characters; JSON may escape each in 6 bytes
 BACKLOG = 1000                     # items read ahead of a slow reader, per stream
@@ -39,7 +39,7 @@ FINISHING: tuple[type[RunEvent], ...] = (StepSucceeded, StepFailed, *TERMINAL_EV
 Output = OutputLine | OutputEnded
 
 
-def stream_config(replicas: int = 1) -> dict[str, Any]:
+def stream_config(replicas: int = 1, max_bytes: int = LOGS_MAX_BYTES) -> dict[str, Any]:
     return {
         "name": subjects.LOGS_STREAM,
         "subjects": [subjects.OUTPUT_SUBJECTS],
@@ -49,16 +49,16 @@ def stream_config(replicas: int = 1) -> dict[str, Any]:
         "num_replicas": replicas,
         "allow_direct": True,
         "max_age": MAX_AGE_SECONDS * 1_000_000_000,
-        "max_bytes": MAX_BYTES,
+        "max_bytes": max_bytes,
         "max_msgs_per_subject": MAX_LINES_PER_ATTEMPT + 2,    # and the note that the attempt stops there, and its end
         "max_msg_size": MAX_LINE_BYTES,
         "duplicate_window": 60_000_000_000,
     }
 
 
-async def ensure_logs_stream(nc: NATS, replicas: int = 1) -> None:
+async def ensure_logs_stream(nc: NATS, replicas: int = 1, max_bytes: int = LOGS_MAX_BYTES) -> None:
     """Create PB_LOGS, or bring its limits up to date. Idempotent."""
-    await ensure_stream(nc, stream_config(replicas))
+    await ensure_stream(nc, stream_config(replicas, max_bytes), sized_by="PLAYBOOK_LOGS_MAX_BYTES")
 
 
 @dataclass(frozen=True, slots=True)

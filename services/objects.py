@@ -15,19 +15,17 @@ from typing import Any
 
 import nats.errors
 from nats.aio.client import Client as NATS
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, BadRequestError
+from nats.js.errors import APIError
 
 from events import subjects
 from services.errors import EngineUnavailable, TooLarge
 from services.object_layout import chunk_subject, meta_subject, object_digest, whole
-from services.store import EventStore
+from services.store import EventStore, ensure_stream
 
 CHUNK_TIMEOUT = 5.0     # seconds for one chunk's publish or read
 
 CHUNK_BYTES = 128 * 1024          # the object store's usual chunk: far below any NATS max payload
 CHUNKS_PER_READ = 64              # chunks per direct-get round trip: 8 MiB
-STREAM_NAME_IN_USE = 10058
 
 
 class ObjectBucket:
@@ -37,17 +35,13 @@ class ObjectBucket:
         self.js = nc.jetstream(timeout=CHUNK_TIMEOUT)
         self._chunks = EventStore(nc, self.stream)     # its batched direct gets read chunks too
 
-    async def ensure(self, *, max_age: float = 0, max_bytes: int = -1, replicas: int = 1) -> None:
+    async def ensure(self, *, max_age: float = 0, max_bytes: int = -1, replicas: int = 1, sized_by: str = "") -> None:
         """Create the bucket's stream, or bring its limits up to date (the engine does, at start)."""
-        config = StreamConfig(name=self.stream, subjects=[f"$O.{self.bucket}.C.>", f"$O.{self.bucket}.M.>"],
-                              storage=StorageType.FILE, num_replicas=replicas, max_age=max_age, max_bytes=max_bytes,
-                              discard=DiscardPolicy.NEW, allow_rollup_hdrs=True, allow_direct=True)
-        try:
-            await self.js.add_stream(config)
-        except BadRequestError as err:
-            if err.err_code != STREAM_NAME_IN_USE:
-                raise
-            await self.js.update_stream(config)
+        await ensure_stream(self.nc, {
+            "name": self.stream, "subjects": [f"$O.{self.bucket}.C.>", f"$O.{self.bucket}.M.>"], "storage": "file",
+            "num_replicas": replicas, "max_age": int(max_age * 1e9), "max_bytes": max_bytes, "discard": "new",
+            "allow_rollup_hdrs": True, "allow_direct": True,
+        }, sized_by=sized_by)
 
     async def put(self, name: str, data: bytes) -> None:
         """Store `data` under a name not used before; EngineUnavailable when the bucket cannot take it."""

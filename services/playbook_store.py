@@ -25,9 +25,9 @@ from services.playbook import MAX_BYTES, too_large
 from services.playbook_pins import (
     ParsedPlaybook, decode_parsed, digest_of, encode_parsed, object_name, with_playbook,
 )
+from services.settings import UPLOADS_MAX_BYTES
 
 UPLOAD_MAX_AGE = 3600.0                  # an upload is read within seconds; the rest expire after an hour
-UPLOADS_MAX_BYTES = 8 * MAX_BYTES        # a few playbooks at the largest size in flight at once
 PARSED_KEPT = 64                         # parsed playbooks a process keeps (runs hold theirs anyway)
 TEXTS_KEPT = 8
 V = TypeVar("V")
@@ -42,10 +42,11 @@ class PlaybookStore:
         self._loading: dict[str, asyncio.Future[ParsedPlaybook]] = {}
         self._stored: OrderedDict[str, None] = OrderedDict()     # names known to be in the bucket
 
-    async def ensure(self, replicas: int = 1) -> None:
+    async def ensure(self, replicas: int = 1, uploads_max_bytes: int = UPLOADS_MAX_BYTES) -> None:
         """The engine's buckets: playbooks kept for good, uploads for an hour."""
         await self.bucket.ensure(replicas=replicas)
-        await self.uploads.ensure(max_age=UPLOAD_MAX_AGE, max_bytes=UPLOADS_MAX_BYTES, replicas=replicas)
+        await self.uploads.ensure(max_age=UPLOAD_MAX_AGE, max_bytes=uploads_max_bytes, replicas=replicas,
+                                  sized_by="PLAYBOOK_UPLOADS_MAX_BYTES")
 
     # -- the engine's writes -------------------------------------------------------------------
 

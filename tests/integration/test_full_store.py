@@ -21,9 +21,7 @@ from nats.js.errors import APIError
 from events.commands import CancelRun, StartRun
 from events.identity import caller_headers
 from events.run import RunCancelled, RunCompleted, StepStarted, StepSucceeded
-from services.identity.store import REFUSALS_MAX_BYTES
-from services.logs import MAX_BYTES as LOGS_MAX_BYTES
-from services.playbook_store import UPLOADS_MAX_BYTES
+from services.settings import ACCESS_MAX_BYTES, LOGS_MAX_BYTES, UPLOADS_MAX_BYTES
 from tests.conftest import NatsServer
 from tests.helpers import playbook_yaml, until, wait_for_end
 
@@ -31,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 RUNS = 24
 # The reservations (refusal records, staged uploads, output lines) and a few MB for the runs.
-STORE_BYTES = REFUSALS_MAX_BYTES + UPLOADS_MAX_BYTES + LOGS_MAX_BYTES + 6 * 2**20
+STORE_BYTES = ACCESS_MAX_BYTES + UPLOADS_MAX_BYTES + LOGS_MAX_BYTES + 6 * 2**20
 FILLER = "FILLER"
 
 
