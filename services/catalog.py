@@ -20,11 +20,12 @@ from events.catalog import PlaybookPublished, decode_catalog_event
 from services.aggregates import CatalogRepository, catalog_repository
 from services.domain.catalog import check_name, parse_reference, publish, validation_of, version_to_publish
 from services.errors import PlaybookError, TooLarge, UnknownPlaybook
+from services.jetstream import ensure_stream
 from services.playbook import MAX_BYTES, PlaybookInvalid, too_large
 from services.playbook_pins import digest_of, encode_parsed
 from services.playbook_store import PlaybookStore
 from services.settings import UPLOADS_MAX_BYTES
-from services.store import EventStore, ensure_stream
+from services.store import EventStore
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.js.errors import APIError, NoStreamResponseError
 
-from services.errors import EngineUnavailable, TooLarge
+from services.errors import EngineUnavailable, PlaybookError, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ T = TypeVar("T")
 WRONG_LAST_SEQUENCE = 10071          # "wrong last sequence: N": someone appended since we read
 WRONG_LAST_SEQUENCE_CONSTANT = 10164  # the same, said by a clustered leader with proposals in flight
 LAST_SEQUENCE_NOT_READY = 10163      # a new leader cannot check the expected sequence yet: ask again
+STREAM_NAME_IN_USE = 10058           # the stream exists with another configuration
+NO_STORAGE_FOR_STREAM = 10047        # its max_bytes is more than the server's storage has left to reserve
+STREAM_NOT_FOUND = 10059
 STORE_FULL = {10023: "JetStream has no storage left (insufficient resources)",
               10027: "the account's JetStream storage limit is reached",
               10047: "JetStream has no storage left for the stream"}
@@ -121,3 +124,27 @@ def _tell(message: str) -> None:
 def _said(err: Exception) -> str:
     text = str(err) or getattr(err, "description", "") or ""
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+async def ensure_stream(nc: NATS, config: dict[str, Any], *, sized_by: str = "") -> None:
+    """Create a stream, or bring its configuration up to date; asked again through elections. Idempotent.
+
+    A server checks a create's storage reservation before its name: creating a stream that exists again
+    reserves its max_bytes twice, and is refused when the server has less than that left. So a refused create
+    is tried as an update; only if there is no such stream is the refusal the answer. `sized_by` names the
+    setting of its max_bytes, for that answer.
+    """
+    name, body = config["name"], json.dumps(config).encode()
+    reply = await api_request(nc, f"$JS.API.STREAM.CREATE.{name}", body)
+    error = reply.get("error") or {}
+    if error.get("err_code") in (STREAM_NAME_IN_USE, NO_STORAGE_FOR_STREAM):
+        updated = await api_request(nc, f"$JS.API.STREAM.UPDATE.{name}", body)
+        if (updated.get("error") or {}).get("err_code") != STREAM_NOT_FOUND:
+            error = updated.get("error") or {}
+    if not error:
+        return
+    why = f"cannot set up stream {name}: {error.get('description')}"
+    if error.get("err_code") == NO_STORAGE_FOR_STREAM and sized_by:
+        why += (f": it reserves {config.get('max_bytes', 0):,} bytes of the server's JetStream storage (its "
+                f"max_file_store); give the server more, or set ${sized_by} lower")
+    raise PlaybookError(why)

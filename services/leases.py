@@ -23,12 +23,10 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import APIError
 
 from events.subjects import PREFIX
-from services.errors import PlaybookError
-from services.jetstream import api_request, is_conflict
+from services.jetstream import ensure_stream, is_conflict
 
 LEASE_STREAM = "PB_LEASES"
 LEASE_SUBJECTS = f"{PREFIX}.lease.>"
-STREAM_NAME_IN_USE = 10058
 RELEASED_KEPT = "60s"          # a released record stays this long (watchers that missed it need none)
 STATE_HEADER, HOLDER_HEADER = "Pb-Lease", "Pb-Holder"
 TIMEOUT = 5.0
@@ -90,16 +88,11 @@ class LeaseStore:
 
     async def ensure_stream(self, replicas: int = 1) -> None:
         """Create PB_LEASES, or bring its configuration up to date. Idempotent."""
-        config = json.dumps({
+        await ensure_stream(self.nc, {
             "name": LEASE_STREAM, "subjects": [LEASE_SUBJECTS], "storage": "file", "retention": "limits",
             "max_msgs_per_subject": 1, "discard": "old", "num_replicas": replicas, "allow_direct": True,
             "allow_msg_ttl": True, "duplicate_window": 10_000_000_000,
-        }).encode()
-        reply = await api_request(self.nc, f"$JS.API.STREAM.CREATE.{LEASE_STREAM}", config)
-        if (reply.get("error") or {}).get("err_code") == STREAM_NAME_IN_USE:
-            reply = await api_request(self.nc, f"$JS.API.STREAM.UPDATE.{LEASE_STREAM}", config)
-        if reply.get("error"):
-            raise PlaybookError(f"cannot set up stream {LEASE_STREAM}: {reply['error'].get('description')}")
+        })
 
     async def claim(self, attempt: AttemptId, record: LeaseRecord) -> Lease | None:
         """The lease on a fresh attempt, or None if someone holds it."""

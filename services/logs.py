@@ -24,10 +24,11 @@ from nats.js.errors import NotFoundError
 from events import subjects
 from events.output import OutputEnded, OutputLine, decode_output
 from events.run import TERMINAL_EVENTS, RunEvent, StepFailed, StepSucceeded
+from services.jetstream import ensure_stream
 from services.ordered import in_order, run_events
-from services.tasks import stop
 from services.settings import LOGS_MAX_BYTES
-from services.store import EventStore, ensure_stream
+from services.store import EventStore
+from services.tasks import stop
 
 MAX_AGE_SECONDS = 7 * 24 * 3600
 MAX_LINES_PER_ATTEMPT = 10_000

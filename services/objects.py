@@ -19,8 +19,9 @@ from nats.js.errors import APIError
 
 from events import subjects
 from services.errors import EngineUnavailable, TooLarge
+from services.jetstream import ensure_stream
 from services.object_layout import chunk_subject, meta_subject, object_digest, whole
-from services.store import EventStore, ensure_stream
+from services.store import EventStore
 
 CHUNK_TIMEOUT = 5.0     # seconds for one chunk's publish or read
 

@@ -26,14 +26,13 @@ from events import subjects
 from events.codec import decode_event, encode, event_name
 from events.json_limits import MAX_EVENT_DEPTH, check_depth
 from events.run import RunEvent
-from services.errors import ConcurrencyConflict, EngineUnavailable, PlaybookError, TooLarge
-from services.jetstream import TRY_TIMEOUT, Unanswered, api_request, conflict_last, is_conflict, persist
+from services.errors import ConcurrencyConflict, EngineUnavailable, TooLarge
+from services.jetstream import (
+    TRY_TIMEOUT, Unanswered, conflict_last, ensure_stream, is_conflict, persist,
+)
 
 log = logging.getLogger(__name__)
 
-STREAM_NAME_IN_USE = 10058    # the stream exists with another configuration
-NO_STORAGE_FOR_STREAM = 10047   # its max_bytes is more than the server's storage has left to reserve
-STREAM_NOT_FOUND = 10059
 LOAD_BATCH = 1000             # events per direct-get request when loading a run
 HEADROOM = 1024               # bytes of a message's room that subject and headers may take
 
@@ -265,27 +264,3 @@ class EventStore:
         except msgspec.DecodeError as err:
             raise TooLarge(f"{what}: {err}") from None
         return payload
-
-
-async def ensure_stream(nc: NATS, config: dict[str, Any], *, sized_by: str = "") -> None:
-    """Create a stream, or bring its configuration up to date; asked again through elections. Idempotent.
-
-    A server checks a create's storage reservation before its name: creating a stream that exists again
-    reserves its max_bytes twice, and is refused when the server has less than that left. So a refused create
-    is tried as an update; only if there is no such stream is the refusal the answer. `sized_by` names the
-    setting of its max_bytes, for that answer.
-    """
-    name, body = config["name"], json.dumps(config).encode()
-    reply = await api_request(nc, f"$JS.API.STREAM.CREATE.{name}", body)
-    error = reply.get("error") or {}
-    if error.get("err_code") in (STREAM_NAME_IN_USE, NO_STORAGE_FOR_STREAM):
-        updated = await api_request(nc, f"$JS.API.STREAM.UPDATE.{name}", body)
-        if (updated.get("error") or {}).get("err_code") != STREAM_NOT_FOUND:
-            error = updated.get("error") or {}
-    if not error:
-        return
-    why = f"cannot set up stream {name}: {error.get('description')}"
-    if error.get("err_code") == NO_STORAGE_FOR_STREAM and sized_by:
-        why += (f": it reserves {config.get('max_bytes', 0):,} bytes of the server's JetStream storage (its "
-                f"max_file_store); give the server more, or set ${sized_by} lower")
-    raise PlaybookError(why)

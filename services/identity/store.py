@@ -20,8 +20,9 @@ from events.codec import encode
 from events.identity import AccessRefused, TokenEvent, TokenUsed, decode_token_event
 from services.errors import ConcurrencyConflict
 from services.identity.tokens import TokenRecord, evolve
+from services.jetstream import ensure_stream
 from services.settings import ACCESS_MAX_BYTES
-from services.store import EventStore, ensure_stream
+from services.store import EventStore
 
 log = logging.getLogger(__name__)
 
