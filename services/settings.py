@@ -201,9 +201,9 @@ class Settings:
             web_origins=_names(environ.get("PLAYBOOK_WEB_ORIGINS", "")),
             metrics_access=_choice(environ, "PLAYBOOK_METRICS", ("viewer", "open")),
             mcp_port=number("PLAYBOOK_MCP_PORT", 0, int) or None,
-            logs_max_bytes=size(environ, "PLAYBOOK_LOGS_MAX_BYTES", LOGS_MAX_BYTES),
-            access_max_bytes=size(environ, "PLAYBOOK_ACCESS_MAX_BYTES", ACCESS_MAX_BYTES),
-            uploads_max_bytes=size(environ, "PLAYBOOK_UPLOADS_MAX_BYTES", UPLOADS_MAX_BYTES, least=PLAYBOOK_MAX_BYTES),
+            logs_max_bytes=_size(environ, "PLAYBOOK_LOGS_MAX_BYTES", LOGS_MAX_BYTES),
+            access_max_bytes=_size(environ, "PLAYBOOK_ACCESS_MAX_BYTES", ACCESS_MAX_BYTES),
+            uploads_max_bytes=_size(environ, "PLAYBOOK_UPLOADS_MAX_BYTES", UPLOADS_MAX_BYTES, least=PLAYBOOK_MAX_BYTES),
         )
 
     @property
@@ -264,7 +264,7 @@ def lease_for(replicas: int) -> float:
     return LEASE_SECONDS if replicas <= 1 else CLUSTER_LEASE_SECONDS
 
 
-def size(environ: Mapping[str, str], name: str, default: int, least: int = 2**20) -> int:
+def _size(environ: Mapping[str, str], name: str, default: int, least: int = 2**20) -> int:
     """A size in bytes: `1073741824`, `512MiB` (powers of 1024), `500MB` (of 1000); at least `least`."""
     text = (environ.get(name) or "").strip()
     if not text:
