@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from events.playbook import FailurePolicy
 from events.subjects import RunId, StepId
 
 
@@ -39,6 +40,8 @@ class StartRun(Command, frozen=True):
     run_id: RunId | None = None
     dry_run: bool = False
     allow_unsafe_shell: bool = False
+    # What a failed step does to this run (stop, continue, rollback) instead of the playbook's `on_failure`.
+    on_failure: FailurePolicy | None = None
 
 
 class PauseRun(Command, frozen=True):

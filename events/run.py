@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from events.catalog import PlaybookPin
-from events.playbook import ErrorHandler, Plan, Playbook
+from events.playbook import ErrorHandler, FailurePolicy, Plan, Playbook
 
 # Why a step attempt failed, as the resilience service classifies it. `cancelled` and
 # `interrupted` are the engine's own: the run was cancelled, or the executor running the
@@ -52,6 +52,8 @@ class RunStarted(RunEvent, frozen=True):
     allow_unsafe_shell: bool = False
     # The engine configuration's error handlers when the run began, after the playbook's own.
     engine_error_handlers: list[ErrorHandler] = []
+    # Chosen by whoever started the run over the playbook's `on_failure`; None: the playbook's.
+    on_failure: FailurePolicy | None = None
 
     @property
     def playbook_name(self) -> str:

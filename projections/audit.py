@@ -106,6 +106,8 @@ def _start_detail(event: RunStarted) -> str:
         parts.append("dry run")
     if event.allow_unsafe_shell:
         parts.append("allow_unsafe_shell")
+    if event.on_failure:
+        parts.append(f"on failure: {event.on_failure}")
     return "; ".join(parts)
 
 

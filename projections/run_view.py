@@ -37,6 +37,7 @@ def run_view(run: Run) -> dict[str, Any]:
         "failure": run.failure or None,
         "version": run.version,
         "dry_run": started.dry_run if started else False,
+        "on_failure_chosen": started.on_failure if started else None,    # over the playbook's, at the start
         "phase": run.phase,
         "event_count": run.event_count,
         "gates_waiting": run.gates_waiting,

@@ -33,7 +33,8 @@ def sentence(event: RunEvent) -> str | None:
         case RunStarted():
             where = f" in {event.environment}" if event.environment else ""
             dry = " (dry run)" if event.dry_run else ""
-            return f"started playbook {event.playbook_name}{where}{dry}"
+            policy = f", on failure: {event.on_failure}" if event.on_failure else ""
+            return f"started playbook {event.playbook_name}{where}{dry}{policy}"
         case StepScheduled():
             why = f" ({event.reason})" if event.reason else ""
             return f"attempt {event.attempt} waiting for an executor{why}"

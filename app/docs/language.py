@@ -30,7 +30,9 @@ MEANINGS: dict[str, dict[str, str]] = {
                         "`production: {replicas: 3, tier: production}`",
         "variables": "named values `${name}` reads; a value may use other values",
         "on_failure": "what a failed step does to the run: `stop` it, `rollback` what ran, or `continue` and fail "
-                      "at the end",
+                      "at the end; whoever starts a run may choose otherwise for it (`playbook run --on-failure`, "
+                      "`on_failure` of StartRun and `POST /api/runs`, MCP's `continue_on_failure`), recorded on "
+                      "its RunStarted",
         "on_rollback_failure": "whether a failed rollback action stops the rollback or lets it go on",
         "error_handlers": "remediations run when a step fails in a way they match, before it is retried",
         "sandbox": "`bubblewrap` runs every process of this playbook's steps in a sandbox",

@@ -239,7 +239,7 @@ class RunService:
             plan=loaded.plan, pin=pin, parameters=loaded.parameters, environment=loaded.environment,
             variables=loaded.variables, source=source,
             dry_run=cmd.dry_run, allow_unsafe_shell=cmd.allow_unsafe_shell,
-            engine_error_handlers=self.engine_error_handlers,
+            engine_error_handlers=self.engine_error_handlers, on_failure=cmd.on_failure,
         )
         try:
             await self.runs.create(run_id, started)

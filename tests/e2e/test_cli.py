@@ -112,6 +112,19 @@ def test_a_failing_run_exits_1_and_a_cancelled_run_exits_3(engine_process: dict[
     assert playbook_cli("status", run_id, env=engine_process).stdout.startswith(f"run {run_id}: cancelled")
 
 
+def test_on_failure_chosen_at_the_start_runs_past_a_failed_step_and_status_says_so(
+        engine_process: dict[str, str], tmp_path: Path) -> None:
+    book = tmp_path / "patch.yaml"
+    book.write_text("name: patch\nsteps:\n  - id: first\n    action: shell\n    args: {command: 'exit 1'}\n"
+                    "  - id: second\n    action: noop\n")
+    result = playbook_cli("run", str(book), "--on-failure", "continue", "--run-id", "went-on", env=engine_process)
+    assert result.returncode == 1, result.stderr         # the run still failed
+    assert "second: succeeded" in result.stdout
+    status = playbook_cli("status", "went-on", env=engine_process).stdout
+    assert "on failure: continue (chosen at the start" in status
+    assert "second: succeeded" not in playbook_cli("run", str(book), env=engine_process).stdout   # the playbook's: stop
+
+
 def test_schema_lists_every_event_and_command() -> None:
     result = playbook_cli("schema", env={**os.environ})
     schema = json.loads(result.stdout)

@@ -143,6 +143,21 @@ async def test_an_operator_pauses_resumes_and_cancels_with_a_reason(engine, cast
                                                                action="rollback")
 
 
+async def test_continue_on_failure_lets_an_agents_run_go_past_a_failed_step_and_is_recorded(engine, cast) -> None:
+    patching = playbook_yaml([{"id": f"host{n}", "action": "shell", "args": {"command": f"exit {int(n == 1)}"},
+                               "timeout_seconds": 10} for n in range(1, 4)], name="patch")   # stops at a failure
+    async with agent(cast["alice"]) as alice:
+        went_on = await call(alice, "execute_playbook_advanced", playbook_yaml=patching, continue_on_failure=True,
+                             wait=True)
+        stopped = await call(alice, "execute_playbook_advanced", playbook_yaml=patching, wait=True)
+        status = await call(alice, "get_execution_status", run_id=went_on["run_id"])
+    assert went_on["status"] == "failed" and stopped["status"] == "failed"
+    assert [s["status"] for s in status["steps"]] == ["failed", "succeeded", "succeeded"]
+    assert [s.status for s in (await engine.run(stopped["run_id"])).steps.values()] == ["failed", "pending", "pending"]
+    first = (await engine.events(went_on["run_id"]))[0][1]
+    assert (first.on_failure, first.actor) == ("continue", "alice")
+
+
 async def test_logs_by_step_and_attempt_with_a_tail(engine, cast) -> None:
     async with agent(cast["alice"]) as alice:
         run_id = (await call(alice, "execute_playbook_advanced", playbook_yaml=GATED, wait=True))["run_id"]

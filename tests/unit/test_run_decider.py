@@ -4,10 +4,12 @@ from __future__ import annotations
 import tracemalloc
 from unittest import mock
 
+import msgspec
 import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun
-from events.run import RunCompleted, RunFailed, StepFailed, StepScheduled, StepStarted
+from events.playbook import FailurePolicy
+from events.run import RunCompleted, RunFailed, RunStarted, StepFailed, StepScheduled, StepStarted
 from services.errors import CommandRejected, UnknownRun
 from services.domain.run.commands import BeginStep, FinishStep, InterruptStep
 from services.domain.run.decider import decide
@@ -91,6 +93,32 @@ def test_continue_on_failure_lets_the_run_go_on_and_complete() -> None:
     s.start(), s.begin("a")
     assert kinds(s.fail("a")) == ["StepFailed:a", "StepScheduled:b"]
     assert kinds(s.run_step("b")) == ["StepSucceeded:b", "RunCompleted"]
+
+
+def chosen(event: RunStarted, on_failure: FailurePolicy) -> RunStarted:
+    """The same start, with a failure policy chosen by whoever started it (StartRun's `on_failure`)."""
+    return msgspec.structs.replace(event, on_failure=on_failure)
+
+
+def test_a_policy_chosen_at_the_start_wins_over_the_playbooks() -> None:
+    s = Scenario(chosen(started(R, [noop("a"), noop("b")], on_failure="stop"), "continue"))
+    assert s.run.on_failure == "continue"
+    s.start(), s.begin("a")
+    assert kinds(s.fail("a")) == ["StepFailed:a", "StepScheduled:b"]
+    assert kinds(s.run_step("b")) == ["StepSucceeded:b", "RunFailed"]
+
+
+def test_stop_chosen_at_the_start_stops_a_playbook_that_would_go_on() -> None:
+    s = Scenario(chosen(started(R, [noop("a"), noop("b")], on_failure="continue"), "stop"))
+    s.start(), s.begin("a")
+    assert kinds(s.fail("a")) == ["StepFailed:a", "RunFailed"]
+
+
+def test_rollback_chosen_at_the_start_undoes_what_succeeded() -> None:
+    undoable = noop("a", rollback=[{"action": "shell", "args": {"command": "undo a"}}])
+    s = Scenario(chosen(started(R, [undoable, noop("b")]), "rollback"))
+    s.start(), s.run_step("a"), s.begin("b")
+    assert kinds(s.fail("b")) == ["StepFailed:b", "RollbackStarted", "StepRollbackScheduled:a"]
 
 
 def test_on_failure_continue_runs_everything_then_fails_the_run() -> None:

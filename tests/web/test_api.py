@@ -268,6 +268,20 @@ async def test_start_by_yaml_and_by_stored_id(api: Api, engine, library) -> None
     assert dry["dry_run"] is True and dry["actor"] == "bob"
 
 
+async def test_a_start_may_choose_what_a_failed_step_does_and_the_view_and_audit_say_so(api: Api, engine) -> None:
+    failing = playbook_yaml([{"id": "first", "action": "shell", "args": {"command": "exit 1"}}, noop("second")],
+                            name="api-patch")
+    started = await api.post("/api/runs", {"playbook": failing, "on_failure": "continue"}, user="alice")
+    assert started.status == 201, started.body
+    await wait_for_end(engine, started.body["run_id"])
+    view = (await api.get(f"/api/runs/{started.body['run_id']}")).body
+    assert (view["status"], view["on_failure_chosen"]) == ("failed", "continue")
+    assert [s["status"] for s in view["steps"]] == ["failed", "succeeded"]
+    assert "on failure: continue" in view["timeline"][0]["detail"]
+    wrong = await api.post("/api/runs", {"playbook": failing, "on_failure": "ignore"})
+    assert (wrong.status, wrong.error["code"]) == (400, "bad_request")
+
+
 async def test_the_bundled_examples_start_by_id_and_their_logs_read_by_step(api: Api, engine) -> None:
     assert "hello" in {p["name"] for p in (await api.get("/api/playbooks")).body}
     run_id = (await api.post("/api/runs", {"playbook_id": "hello", "parameters": {"who": "api"}})).body["run_id"]

@@ -170,6 +170,22 @@ async def test_refusals_are_shown_with_the_reason(dashboard, engine):
     await expect(refused).to_contain_text(f"approve run {reply.run_id} of gated-deploy")
 
 
+async def test_a_run_started_to_go_on_past_failures_says_so_and_runs_every_step(dashboard, engine):
+    page = dashboard.page
+    await dashboard.open("#/start")
+    await dashboard.be("alice")
+    await page.get_by_label("Paste YAML").check()
+    await page.get_by_label("Playbook YAML").fill(playbook_yaml(
+        [{"id": "first", "action": "shell", "args": {"command": "exit 1"}}, noop("second")], name="patch"))
+    await page.get_by_label("When a step fails").select_option("continue")
+    await page.get_by_test_id("start").click()
+    await expect(page).to_have_url(re.compile(r"#/runs/[A-Za-z0-9_-]+$"))
+    await expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "failed")
+    await expect(dashboard.step("second")).to_have_attribute("data-status", "succeeded")
+    await expect(page.get_by_test_id("run-on-failure")).to_have_text("continue (chosen at the start)")
+    await dashboard.shot("1-went-on")
+
+
 async def test_metrics_draw_charts_from_the_runs_as_they_happen(dashboard, engine):
     page = dashboard.page
     await dashboard.open("#/runs")

@@ -107,6 +107,8 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
                      help="start even with security errors (PB4xx); recorded on the run")
     run.add_argument("--dry-run", action="store_true",
                      help="resolve and evaluate what can be, print the plan, run no action (recorded as a dry run)")
+    run.add_argument("--on-failure", choices=("stop", "continue", "rollback"),
+                     help="what a failed step does to this run, instead of the playbook's on_failure (recorded)")
 
     retry = add("retry", cmd_retry, "continue a failed or cancelled run in place: its failed step and everything "
                 "after it run again, finished steps keep their outputs; follow it live",

@@ -127,6 +127,8 @@ def status_table(run: Run, full_output: bool = False) -> str:
                      + (f", environment {started.environment}" if started.environment else ""))
         if started.pin is not None:
             lines.append(f"version {started.pin.version}, {started.pin.digest}")
+        if started.on_failure:
+            lines.append(f"on failure: {started.on_failure} (chosen at the start, over the playbook's)")
     if run.failure:
         lines.append(f"failure: {run.failure}")
     for s in run.steps.values():

@@ -37,11 +37,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if not Path(args.file).exists() and os.sep not in args.file and not args.file.endswith((".yaml", ".yml")):
         return _start(args, settings, StartRun(playbook_id=args.file, parameters=params, environment=args.env,
                                                run_id=args.run_id, dry_run=args.dry_run,
-                                               allow_unsafe_shell=args.allow_unsafe_shell))
+                                               allow_unsafe_shell=args.allow_unsafe_shell, on_failure=args.on_failure))
     path, text = read_playbook(args.file)
     return _start(args, settings, StartRun(playbook=text, source=str(path), parameters=params, environment=args.env,
                                            run_id=args.run_id, dry_run=args.dry_run,
-                                           allow_unsafe_shell=args.allow_unsafe_shell))
+                                           allow_unsafe_shell=args.allow_unsafe_shell, on_failure=args.on_failure))
 
 
 def _not_started(reply: Reply, args: argparse.Namespace) -> int:

@@ -33,6 +33,9 @@ export function startForm(root) {
   const environment = h("input", { id: "environment", "data-testid": "environment", placeholder: "e.g. staging", spellcheck: "false" });
   const dryRun = h("input", { type: "checkbox", id: "dry-run", "data-testid": "dry-run" });
   const unsafe = h("input", { type: "checkbox", id: "allow-unsafe", "data-testid": "allow-unsafe-shell" });
+  const onFailure = h("select", { id: "on-failure", "data-testid": "on-failure" },
+    h("option", { value: "" }, "as the playbook says"),
+    ["stop", "continue", "rollback"].map((policy) => h("option", { value: policy }, policy)));
   const startButton = h("button", { type: "submit", class: "button primary", "data-testid": "start" }, "Start run");
   const checkButton = h("button", { type: "button", class: "button", "data-testid": "validate" }, "Check only");
   const diagnostics = h("section", { class: "diagnostics", "data-testid": "diagnostics", "aria-label": "Playbook check", hidden: true });
@@ -41,6 +44,7 @@ export function startForm(root) {
     h("div", { class: "field" }, h("label", { for: "params" }, "Parameters"), params,
       h("p", { id: "params-hint", class: "hint" }, "One key=value a line, or a JSON object.")),
     h("div", { class: "field" }, h("label", { for: "environment" }, "Environment"), environment),
+    h("div", { class: "field" }, h("label", { for: "on-failure" }, "When a step fails"), onFailure),
     h("div", { class: "checks" },
       h("label", { for: "dry-run" }, dryRun, " Dry run (plan only, no action runs)"),
       h("label", { for: "allow-unsafe" }, unsafe, " Allow unsafe shell (recorded on the run)")),
@@ -62,6 +66,7 @@ export function startForm(root) {
     }
     const out = { parameters, dry_run: dryRun.checked, allow_unsafe_shell: unsafe.checked };
     if (environment.value.trim()) out.environment = environment.value.trim();
+    if (onFailure.value) out.on_failure = onFailure.value;
     return source.addTo(out);
   };
   const showDiagnostics = (list, heading) => {

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import msgspec
 
 from events import subjects
+from events.playbook import FailurePolicy
 
 RunId = Annotated[str, msgspec.Meta(pattern=f"^{subjects.RUN_ID_PATTERN}$")]
 
@@ -26,6 +27,8 @@ class StartBody(_Body):
     dry_run: bool = False
     allow_unsafe_shell: bool = False
     run_id: RunId | None = None
+    # What a failed step does to this run (stop, continue, rollback) instead of the playbook's `on_failure`.
+    on_failure: FailurePolicy | None = None
 
 
 class ValidateBody(_Body):

@@ -215,7 +215,7 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
                   and not tolerated(run, s.id)] if run.failures else []    # no step ever failed: nothing to scan
         if failed and (_stopped_by_failure(run) or _all_settled(run)):
             reason = _failure_reason(run, failed)
-            if run.playbook.on_failure == "rollback" and rollback.rollback_waves(run):
+            if run.on_failure == "rollback" and rollback.rollback_waves(run):
                 emit(_rollback_started(run, at, reason, "system"))
                 events += _advance_rollback(run, at)
             else:

@@ -27,7 +27,7 @@ def tolerated(run: Run, step_id: str) -> bool:
 
 
 def tolerated_or_continue(run: Run, step_id: str) -> bool:
-    return tolerated(run, step_id) or run.playbook.on_failure == "continue"
+    return tolerated(run, step_id) or run.on_failure == "continue"
 
 
 Mark = tuple[bool, bool, bool]     # settled, running, waiting on a retry

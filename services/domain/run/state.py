@@ -10,7 +10,7 @@ import msgspec
 from msgspec import Struct, field
 from msgspec.structs import replace
 
-from events.playbook import ErrorHandler, Plan, Playbook, Step
+from events.playbook import ErrorHandler, FailurePolicy, Plan, Playbook, Step
 from events.run import (
     ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut,
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
@@ -185,6 +185,12 @@ class Run(Struct):
     def plan(self) -> Plan:
         assert self.started is not None
         return playbook_of(self.started)[1]
+
+    @property
+    def on_failure(self) -> FailurePolicy:
+        """What a failed step does to the run: the policy chosen at its start, else the playbook's."""
+        assert self.started is not None
+        return self.started.on_failure or self.playbook.on_failure
 
     @property
     def error_handlers(self) -> list[ErrorHandler]:
