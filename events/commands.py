@@ -42,6 +42,8 @@ class StartRun(Command, frozen=True):
     allow_unsafe_shell: bool = False
     # What a failed step does to this run (stop, continue, rollback) instead of the playbook's `on_failure`.
     on_failure: FailurePolicy | None = None
+    # Every step waits for an approval before it runs: its own gate, else one any approver but the starter gives.
+    approval_required: bool = False
 
 
 class PauseRun(Command, frozen=True):

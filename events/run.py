@@ -54,6 +54,8 @@ class RunStarted(RunEvent, frozen=True):
     engine_error_handlers: list[ErrorHandler] = []
     # Chosen by whoever started the run over the playbook's `on_failure`; None: the playbook's.
     on_failure: FailurePolicy | None = None
+    # Asked by whoever started the run: every step waits for an approval (`Run.gate_of`).
+    approval_required: bool = False
 
     @property
     def playbook_name(self) -> str:

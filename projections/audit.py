@@ -108,6 +108,8 @@ def _start_detail(event: RunStarted) -> str:
         parts.append("allow_unsafe_shell")
     if event.on_failure:
         parts.append(f"on failure: {event.on_failure}")
+    if event.approval_required:
+        parts.append("approval required for every step")
     return "; ".join(parts)
 
 

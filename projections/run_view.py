@@ -5,7 +5,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from events.playbook import Step
+from events.playbook import ApprovalGate, Step
 from events.run import ApprovalTimedOut, RunEvent
 from projections.sentences import sentence
 from services.fold import Quarantined, Run, StepState, approvals_needed, plan_waves
@@ -38,6 +38,7 @@ def run_view(run: Run) -> dict[str, Any]:
         "version": run.version,
         "dry_run": started.dry_run if started else False,
         "on_failure_chosen": started.on_failure if started else None,    # over the playbook's, at the start
+        "approval_required": started.approval_required if started else False,   # every step waits for one
         "phase": run.phase,
         "event_count": run.event_count,
         "gates_waiting": run.gates_waiting,
@@ -70,7 +71,7 @@ def run_view(run: Run) -> dict[str, Any]:
                 "retry": s.retry.status or None,
                 "retry_due": _iso(s.retry.due) if s.retry.status == "waiting" else None,
                 "remediation": s.retry.remediation or None,
-                "approval_gate": _gate(run.specs.get(s.id), s),
+                "approval_gate": _gate(run.gate_of(s.id), s),
             }
             for s in run.steps.values()
         ],
@@ -86,9 +87,8 @@ def _plan_of(spec: Step | None, needs: list[str]) -> dict[str, Any]:
     }
 
 
-def _gate(spec: Step | None, s: StepState) -> dict[str, Any] | None:
+def _gate(gate: ApprovalGate | None, s: StepState) -> dict[str, Any] | None:
     """The gate as written (with the approvals it really needs) and where its decision stands."""
-    gate = spec.approval_gate if spec else None
     if gate is None:
         return None
     return {

@@ -34,7 +34,8 @@ def sentence(event: RunEvent) -> str | None:
             where = f" in {event.environment}" if event.environment else ""
             dry = " (dry run)" if event.dry_run else ""
             policy = f", on failure: {event.on_failure}" if event.on_failure else ""
-            return f"started playbook {event.playbook_name}{where}{dry}{policy}"
+            approvals = ", every step waits for an approval" if event.approval_required else ""
+            return f"started playbook {event.playbook_name}{where}{dry}{policy}{approvals}"
         case StepScheduled():
             why = f" ({event.reason})" if event.reason else ""
             return f"attempt {event.attempt} waiting for an executor{why}"

@@ -54,7 +54,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "retry": "how a failed attempt is tried again",
         "circuit": "the breaker the step calls through: `false` turns off an http_request's, `true` or settings "
                    "give any step one",
-        "approval_gate": "people who must approve before the step runs",
+        "approval_gate": "people who must approve before the step runs (a run started with `approval_required` "
+                         "gives every step without one a gate any approver but the starter may open)",
         "rollback": "actions that undo the step, with its outputs in reach (`${stdout}`)",
     },
     "Parameter": {

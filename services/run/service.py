@@ -240,6 +240,7 @@ class RunService:
             variables=loaded.variables, source=source,
             dry_run=cmd.dry_run, allow_unsafe_shell=cmd.allow_unsafe_shell,
             engine_error_handlers=self.engine_error_handlers, on_failure=cmd.on_failure,
+            approval_required=cmd.approval_required,
         )
         try:
             await self.runs.create(run_id, started)
@@ -276,8 +277,7 @@ class RunService:
 def _of_run(run: Run, step_id: str | None = None) -> Resource:
     """What a control or a gate decision acts on: the run's playbook and environment, and the gate's approvers."""
     assert run.started is not None
-    spec = run.specs.get(step_id) if step_id else None
-    gate = spec.approval_gate if spec is not None else None
+    gate = run.gate_of(step_id) if step_id and step_id in run.specs else None
     return Resource(playbook=run.started.playbook_name, environment=run.started.environment, run_id=run.id,
                     approvers=tuple(gate.required_approvers) if gate else ())
 

@@ -158,6 +158,25 @@ async def test_continue_on_failure_lets_an_agents_run_go_past_a_failed_step_and_
     assert (first.on_failure, first.actor) == ("continue", "alice")
 
 
+async def test_an_agent_may_start_a_run_that_waits_for_a_person_before_every_step(engine, cast) -> None:
+    two = playbook_yaml([{"id": "drain", "action": "noop"}, {"id": "patch", "action": "noop"}], name="ship-patch")
+    async with agent(cast["alice"]) as alice, agent(cast["bob"]) as bob:
+        started = await call(alice, "execute_playbook_advanced", playbook_yaml=two, approval_required=True, wait=True)
+        assert (started["status"], [g["step_id"] for g in started["waiting_gates"]]) == ("waiting_approval", ["drain"])
+        assert "alice may not approve run" in await refused(
+            alice, "approve_execution_step", run_id=started["run_id"], step_id="drain")
+        await call(bob, "approve_execution_step", run_id=started["run_id"], step_id="drain")
+
+        async def asking(step_id: str) -> bool:
+            run = await engine.run(started["run_id"])
+            return run.steps[step_id].gate.status == "requested"
+        await until(lambda: asking("patch"), what="the second step's gate")
+        await call(bob, "approve_execution_step", run_id=started["run_id"], step_id="patch")
+    events = await wait_for_end(engine, started["run_id"])
+    assert [type(e).__name__ for e in events].count("ApprovalGranted") == 2
+    assert type(events[-1]).__name__ == "RunCompleted" and events[0].approval_required
+
+
 async def test_logs_by_step_and_attempt_with_a_tail(engine, cast) -> None:
     async with agent(cast["alice"]) as alice:
         run_id = (await call(alice, "execute_playbook_advanced", playbook_yaml=GATED, wait=True))["run_id"]

@@ -1,6 +1,7 @@
 """Approval gates and rollback in the decider, as scenarios."""
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
@@ -235,3 +236,31 @@ def test_rollback_can_be_paused_resumed_and_cancelled() -> None:
     events = s.finish_rollback("b", error="killed", category="cancelled")
     assert kinds(events) == ["StepRollbackFailed:b", "RunCancelled"]
 
+
+
+def approving_each_step(steps: list[dict]) -> Scenario:
+    """A run whose starter asked that every step wait for an approval (StartRun's `approval_required`)."""
+    event = started(R, steps, actor="alice")
+    return Scenario(msgspec.structs.replace(event, approval_required=True))
+
+
+def test_a_run_started_with_approval_required_asks_before_every_step() -> None:
+    s = approving_each_step([noop("build"), noop("verify")])
+    (request,) = s.start()
+    assert (kinds([request]), request.message, request.required_approvers) == (
+        ["ApprovalRequested:build"], "Approve step build?", [])
+    assert s.run.display_status == "waiting_approval"
+    assert kinds(s.when(approve("bob", "build"))) == ["ApprovalGiven:build", "ApprovalGranted:build",
+                                                      "StepScheduled:build"]
+    assert kinds(s.run_step("build")) == ["StepSucceeded:build", "ApprovalRequested:verify"]
+
+
+def test_approval_required_cannot_be_given_by_the_starter_and_leaves_a_steps_own_gate_as_written() -> None:
+    s = approving_each_step([noop("build"), gated()])
+    s.start()
+    with pytest.raises(CommandRejected, match="alice started this run and cannot approve it"):
+        s.when(approve("alice", "build"))
+    s.when(approve("carol", "build"))
+    events = s.run_step("build")
+    assert kinds(events) == ["StepSucceeded:build", "ApprovalRequested:deploy"]
+    assert (events[-1].message, events[-1].required_approvers) == ("Deploy it?", ["ops-team", "tech-lead"])

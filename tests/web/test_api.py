@@ -19,7 +19,7 @@ from services.read import digest_of
 from events.circuit import CircuitCallFailed
 from services.aggregates import breaker_repository
 from services.store import EventStore
-from tests.helpers import noop, person, playbook_yaml, wait_for_end
+from tests.helpers import noop, person, playbook_yaml, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -280,6 +280,20 @@ async def test_a_start_may_choose_what_a_failed_step_does_and_the_view_and_audit
     assert "on failure: continue" in view["timeline"][0]["detail"]
     wrong = await api.post("/api/runs", {"playbook": failing, "on_failure": "ignore"})
     assert (wrong.status, wrong.error["code"]) == (400, "bad_request")
+
+
+async def test_a_start_may_ask_that_every_step_wait_for_an_approval(api: Api, engine, web_server) -> None:
+    started = await api.post("/api/runs", {"playbook": QUICK, "approval_required": True}, user="alice")
+    assert started.status == 201, started.body
+    run_id = started.body["run_id"]
+
+    async def gate_asked() -> dict | None:
+        view = (await api.get(f"/api/runs/{run_id}")).body
+        return view if view["steps"][0]["approval_gate"]["status"] == "requested" else None
+    view = await until(gate_asked, what="the first step's gate")
+    assert (view["status"], view["approval_required"]) == ("waiting_approval", True)
+    assert view["steps"][1]["approval_gate"]["status"] == "not_requested"     # asked when its turn comes
+    assert "every step waits for an approval" in view["timeline"][0]["detail"]
 
 
 async def test_the_bundled_examples_start_by_id_and_their_logs_read_by_step(api: Api, engine) -> None:

@@ -186,6 +186,21 @@ async def test_a_run_started_to_go_on_past_failures_says_so_and_runs_every_step(
     await dashboard.shot("1-went-on")
 
 
+async def test_a_run_started_to_approve_each_step_waits_at_its_first(dashboard, engine):
+    page = dashboard.page
+    await dashboard.open("#/start")
+    await dashboard.be("alice")
+    await page.get_by_label("Paste YAML").check()
+    await page.get_by_label("Playbook YAML").fill(playbook_yaml([noop("drain"), noop("patch")], name="patch"))
+    await page.get_by_label("Approve each step").check()
+    await page.get_by_test_id("start").click()
+    await expect(page).to_have_url(re.compile(r"#/runs/[A-Za-z0-9_-]+$"))
+    await expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "waiting_approval")
+    await expect(dashboard.step("drain")).to_have_attribute("data-gate", "requested")
+    await expect(page.get_by_test_id("run-approval-required")).to_contain_text("every step waits for one")
+    await dashboard.shot("1-waiting-at-the-first-step")
+
+
 async def test_metrics_draw_charts_from_the_runs_as_they_happen(dashboard, engine):
     page = dashboard.page
     await dashboard.open("#/runs")

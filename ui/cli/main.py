@@ -109,6 +109,9 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
                      help="resolve and evaluate what can be, print the plan, run no action (recorded as a dry run)")
     run.add_argument("--on-failure", choices=("stop", "continue", "rollback"),
                      help="what a failed step does to this run, instead of the playbook's on_failure (recorded)")
+    run.add_argument("--approval-required", action="store_true",
+                     help="every step waits for an approval before it runs: its own gate, else one any approver "
+                          "but you may give (recorded)")
 
     retry = add("retry", cmd_retry, "continue a failed or cancelled run in place: its failed step and everything "
                 "after it run again, finished steps keep their outputs; follow it live",

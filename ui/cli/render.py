@@ -129,6 +129,8 @@ def status_table(run: Run, full_output: bool = False) -> str:
             lines.append(f"version {started.pin.version}, {started.pin.digest}")
         if started.on_failure:
             lines.append(f"on failure: {started.on_failure} (chosen at the start, over the playbook's)")
+        if started.approval_required:
+            lines.append("every step waits for an approval (asked at the start)")
     if run.failure:
         lines.append(f"failure: {run.failure}")
     for s in run.steps.values():

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -33,15 +33,14 @@ START_TIMEOUT = 120.0      # a big playbook's checks take their time
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """The engine checks the playbook (once, where it counts) and answers with what is wrong or worth a warning."""
-    params = parse_params(args.param)
+    options: dict[str, Any] = dict(
+        parameters=parse_params(args.param), environment=args.env, run_id=args.run_id, dry_run=args.dry_run,
+        allow_unsafe_shell=args.allow_unsafe_shell, on_failure=args.on_failure,
+        approval_required=args.approval_required)
     if not Path(args.file).exists() and os.sep not in args.file and not args.file.endswith((".yaml", ".yml")):
-        return _start(args, settings, StartRun(playbook_id=args.file, parameters=params, environment=args.env,
-                                               run_id=args.run_id, dry_run=args.dry_run,
-                                               allow_unsafe_shell=args.allow_unsafe_shell, on_failure=args.on_failure))
+        return _start(args, settings, StartRun(playbook_id=args.file, **options))
     path, text = read_playbook(args.file)
-    return _start(args, settings, StartRun(playbook=text, source=str(path), parameters=params, environment=args.env,
-                                           run_id=args.run_id, dry_run=args.dry_run,
-                                           allow_unsafe_shell=args.allow_unsafe_shell, on_failure=args.on_failure))
+    return _start(args, settings, StartRun(playbook=text, source=str(path), **options))
 
 
 def _not_started(reply: Reply, args: argparse.Namespace) -> int:

@@ -34,17 +34,20 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
             ctx: Context, playbook_yaml: str | None = None, playbook_file: str | None = None,
             playbook: str | None = None, parameters: dict[str, Any] | None = None, environment: str | None = None,
             dry_run: bool = False, allow_unsafe_shell: bool = False, continue_on_failure: bool = False,
-            run_id: str | None = None, wait: bool = False, wait_seconds: float = 600.0) -> Execution:
+            approval_required: bool = False, run_id: str | None = None, wait: bool = False,
+            wait_seconds: float = 600.0) -> Execution:
         """Start a run of a playbook: YAML text, a file (stdio only) or a catalog `name@version` (`playbook`).
 
         `continue_on_failure`: a failed step does not stop this run (the playbook's `on_failure` otherwise);
-        the run still ends failed. With `wait`, progress notifications follow the run until it ends or reaches
-        an approval gate (at most `wait_seconds`); the result says where it stopped.
+        the run still ends failed. `approval_required`: every step waits for an approval before it runs (its
+        own gate, else one any approver but you may give). With `wait`, progress notifications follow the run
+        until it ends or reaches an approval gate (at most `wait_seconds`); the result says where it stopped.
         """
         command = start_command(playbook_yaml, playbook_file, playbook, files_allowed=files_allowed,
                                 parameters=parameters or {}, environment=environment, run_id=run_id, dry_run=dry_run,
                                 allow_unsafe_shell=allow_unsafe_shell,
-                                on_failure="continue" if continue_on_failure else None)
+                                on_failure="continue" if continue_on_failure else None,
+                                approval_required=approval_required)
         caller = access.caller(ctx.headers)
         reply = await access.send(caller, command)
         assert reply.run_id is not None

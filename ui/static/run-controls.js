@@ -88,6 +88,7 @@ function renderFacts(facts, v, said) {
     row("Duration", h("span", { "data-testid": "run-duration" }, formatDuration(elapsed(v.started_at, v.finished_at)))),
     v.dry_run ? row("Mode", "dry run: plan only") : null,
     v.on_failure_chosen ? row("On failure", `${v.on_failure_chosen} (chosen at the start)`, "run-on-failure") : null,
+    v.approval_required ? row("Approvals", "every step waits for one (asked at the start)", "run-approval-required") : null,
     params.length ? row("Parameters", h("span", { class: "mono" }, params.map(([k, val]) => `${k}=${shown(val)}`).join("  "))) : null,
     v.status === "paused" && said.paused ? row("Paused by", who(said.paused), "paused-by") : null,
     v.status === "paused" && !said.paused && v.paused_by ? row("Paused by", v.paused_by, "paused-by") : null,

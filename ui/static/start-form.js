@@ -33,6 +33,7 @@ export function startForm(root) {
   const environment = h("input", { id: "environment", "data-testid": "environment", placeholder: "e.g. staging", spellcheck: "false" });
   const dryRun = h("input", { type: "checkbox", id: "dry-run", "data-testid": "dry-run" });
   const unsafe = h("input", { type: "checkbox", id: "allow-unsafe", "data-testid": "allow-unsafe-shell" });
+  const eachStep = h("input", { type: "checkbox", id: "approval-required", "data-testid": "approval-required" });
   const onFailure = h("select", { id: "on-failure", "data-testid": "on-failure" },
     h("option", { value: "" }, "as the playbook says"),
     ["stop", "continue", "rollback"].map((policy) => h("option", { value: policy }, policy)));
@@ -47,7 +48,8 @@ export function startForm(root) {
     h("div", { class: "field" }, h("label", { for: "on-failure" }, "When a step fails"), onFailure),
     h("div", { class: "checks" },
       h("label", { for: "dry-run" }, dryRun, " Dry run (plan only, no action runs)"),
-      h("label", { for: "allow-unsafe" }, unsafe, " Allow unsafe shell (recorded on the run)")),
+      h("label", { for: "allow-unsafe" }, unsafe, " Allow unsafe shell (recorded on the run)"),
+      h("label", { for: "approval-required" }, eachStep, " Approve each step (someone else approves every step before it runs)")),
     h("div", { class: "actions" }, startButton, checkButton),
     diagnostics);
   root.append(h("h1", {}, "Start a run"), form);
@@ -64,7 +66,8 @@ export function startForm(root) {
       report("error", err.message);
       return null;
     }
-    const out = { parameters, dry_run: dryRun.checked, allow_unsafe_shell: unsafe.checked };
+    const out = { parameters, dry_run: dryRun.checked, allow_unsafe_shell: unsafe.checked,
+      approval_required: eachStep.checked };
     if (environment.value.trim()) out.environment = environment.value.trim();
     if (onFailure.value) out.on_failure = onFailure.value;
     return source.addTo(out);

@@ -174,7 +174,8 @@ async def start_run(request: web.Request) -> web.Response:
     return await send(request, StartRun(
         playbook=body.playbook or "", playbook_id=body.playbook_id or "", source="<api>", parameters=body.parameters,
         environment=body.environment, run_id=body.run_id, dry_run=body.dry_run,
-        allow_unsafe_shell=body.allow_unsafe_shell, on_failure=body.on_failure), created=True)
+        allow_unsafe_shell=body.allow_unsafe_shell, on_failure=body.on_failure,
+        approval_required=body.approval_required), created=True)
 
 
 async def get_run(request: web.Request) -> web.Response:

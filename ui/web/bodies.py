@@ -29,6 +29,8 @@ class StartBody(_Body):
     run_id: RunId | None = None
     # What a failed step does to this run (stop, continue, rollback) instead of the playbook's `on_failure`.
     on_failure: FailurePolicy | None = None
+    # Every step waits for an approval before it runs (its own gate, else one any approver but the starter gives).
+    approval_required: bool = False
 
 
 class ValidateBody(_Body):

@@ -263,7 +263,7 @@ def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
                               error=f"cannot evaluate `when`: {err}", category="configuration")
         if not go:
             return StepSkipped(run_id=run.id, at=at, step_id=step.id, reason="`when` condition is false")
-    if spec.approval_gate is not None and step.gate.status != "granted":
+    if run.gate_of(step.id) is not None and step.gate.status != "granted":
         return gates.request(run, step, context_of(run), at)
     reason = "previous attempt interrupted" if step.attempt.category == "interrupted" else ""
     return StepScheduled(run_id=run.id, at=at, step_id=step.id, attempt=attempt, reason=reason)

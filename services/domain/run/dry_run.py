@@ -52,8 +52,8 @@ def plan(run: Run) -> list[PlannedStep]:
         spec = run.specs[step_id]
         would, why = _would(spec.when, ctx)
         gate = ""
-        if spec.approval_gate is not None:
-            gate = "approval gate: " + (", ".join(spec.approval_gate.required_approvers) or "any approver")
+        if (approval := run.gate_of(step_id)) is not None:
+            gate = "approval gate: " + (", ".join(approval.required_approvers) or "any approver")
         planned.append(PlannedStep(step_id=step_id, action=spec.action, wave=wave_of[step_id],
                                    group=spec.parallel_group, needs=list(needs.get(step_id, ())), would=would, why=why,
                                    gate=gate))

@@ -39,7 +39,7 @@ def approvals_needed(gate: ApprovalGate) -> int:
 
 def request(run: Run, step: StepState, ctx: Context, at: datetime) -> RunEvent:
     """The event that opens the gate for people: the request, or a failure if it cannot be asked."""
-    gate = run.specs[step.id].approval_gate
+    gate = run.gate_of(step.id)
     assert gate is not None
     try:
         message = str(resolve(gate.message, ctx)) if gate.message else f"Approve step {step.id}?"
@@ -69,7 +69,7 @@ def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
         raise refuse(f"step {step.id} is not waiting for approval ({state})")
     if step.gate.deadline_passed:
         raise refuse(f"the approval window of step {step.id} closed at {step.gate.deadline:%Y-%m-%d %H:%M:%S}Z")
-    gate = run.specs[step.id].approval_gate
+    gate = run.gate_of(step.id)
     assert gate is not None
     entries, person = gate.required_approvers, cmd.person
     if entries and not eligible_entries(entries, person, cmd.groups):
@@ -106,7 +106,7 @@ def open_gates(run: Run, at: datetime) -> list[RunEvent]:
     for step in run.steps.values():
         if step.gate.status != "requested" or not step.gate.approvals:
             continue
-        gate = run.specs[step.id].approval_gate
+        gate = run.gate_of(step.id)
         assert gate is not None
         approvers = [(counted(given), given.groups) for given in step.gate.approvals]
         entries = gate.required_approvers
@@ -122,7 +122,7 @@ def expire(run: Run, cmd: ExpireGate, at: datetime) -> list[RunEvent]:
     step = run.steps.get(cmd.step_id)
     if step is None or step.gate.status != "requested" or run.finished:
         return []   # decided before the deadline: the timer came too late to matter
-    gate = run.specs[step.id].approval_gate
+    gate = run.gate_of(step.id)
     assert gate is not None
     if gate.auto_approve_after_timeout:
         return [ApprovalGranted(run_id=run.id, at=at, step_id=step.id, actor="system", by_timeout=True)]

@@ -10,7 +10,7 @@ import msgspec
 from msgspec import Struct, field
 from msgspec.structs import replace
 
-from events.playbook import ErrorHandler, FailurePolicy, Plan, Playbook, Step
+from events.playbook import ApprovalGate, ErrorHandler, FailurePolicy, Plan, Playbook, Step
 from events.run import (
     ApprovalDeadlinePassed, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut,
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested,
@@ -35,6 +35,8 @@ RUN_STATUSES: tuple[str, ...] = ("running", "waiting_approval", "paused", "cance
                                  "completed", "failed", "cancelled", "rolled_back", "rollback_failed")
 FINISHED_RUN: frozenset[str] = frozenset({"completed", "failed", "cancelled", "rolled_back", "rollback_failed"})
 ACTIVE_RUN: frozenset[str] = frozenset(RUN_STATUSES) - FINISHED_RUN
+# The gate of a step without one, in a run started with `approval_required`: any approver but the starter.
+APPROVAL_REQUIRED = ApprovalGate()
 
 
 class AttemptState(Struct):
@@ -185,6 +187,13 @@ class Run(Struct):
     def plan(self) -> Plan:
         assert self.started is not None
         return playbook_of(self.started)[1]
+
+    def gate_of(self, step_id: str) -> ApprovalGate | None:
+        """The step's approval gate: its own, else, in a run started with `approval_required`, the start's."""
+        gate = self.specs[step_id].approval_gate
+        if gate is None and self.started is not None and self.started.approval_required:
+            return APPROVAL_REQUIRED
+        return gate
 
     @property
     def on_failure(self) -> FailurePolicy:
