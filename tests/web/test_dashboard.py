@@ -3,9 +3,10 @@ refusals said plainly, and metrics drawn from the runs — all live, never reloa
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from events.commands import StartRun
 from events.run import ApprovalGiven, RunPaused, RunResumed, RunStarted
@@ -170,16 +171,23 @@ async def test_refusals_are_shown_with_the_reason(dashboard, engine):
     await expect(refused).to_contain_text(f"approve run {reply.run_id} of gated-deploy")
 
 
-async def test_a_run_started_to_go_on_past_failures_says_so_and_runs_every_step(dashboard, engine):
+async def start_pasted(dashboard, text: str, choose: Callable[[Page], Awaitable[None]]) -> Page:
+    """alice starts pasted YAML from the start form, with what `choose` set on it; the run's page is shown."""
     page = dashboard.page
     await dashboard.open("#/start")
     await dashboard.be("alice")
     await page.get_by_label("Paste YAML").check()
-    await page.get_by_label("Playbook YAML").fill(playbook_yaml(
-        [{"id": "first", "action": "shell", "args": {"command": "exit 1"}}, noop("second")], name="patch"))
-    await page.get_by_label("When a step fails").select_option("continue")
+    await page.get_by_label("Playbook YAML").fill(text)
+    await choose(page)
     await page.get_by_test_id("start").click()
     await expect(page).to_have_url(re.compile(r"#/runs/[A-Za-z0-9_-]+$"))
+    return page
+
+
+async def test_a_run_started_to_go_on_past_failures_says_so_and_runs_every_step(dashboard, engine):
+    page = await start_pasted(dashboard, playbook_yaml(
+        [{"id": "first", "action": "shell", "args": {"command": "exit 1"}}, noop("second")], name="patch"),
+        lambda page: page.get_by_label("When a step fails").select_option("continue"))
     await expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "failed")
     await expect(dashboard.step("second")).to_have_attribute("data-status", "succeeded")
     await expect(page.get_by_test_id("run-on-failure")).to_have_text("continue (chosen at the start)")
@@ -187,14 +195,8 @@ async def test_a_run_started_to_go_on_past_failures_says_so_and_runs_every_step(
 
 
 async def test_a_run_started_to_approve_each_step_waits_at_its_first(dashboard, engine):
-    page = dashboard.page
-    await dashboard.open("#/start")
-    await dashboard.be("alice")
-    await page.get_by_label("Paste YAML").check()
-    await page.get_by_label("Playbook YAML").fill(playbook_yaml([noop("drain"), noop("patch")], name="patch"))
-    await page.get_by_label("Approve each step").check()
-    await page.get_by_test_id("start").click()
-    await expect(page).to_have_url(re.compile(r"#/runs/[A-Za-z0-9_-]+$"))
+    page = await start_pasted(dashboard, playbook_yaml([noop("drain"), noop("patch")], name="patch"),
+                              lambda page: page.get_by_label("Approve each step").check())
     await expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "waiting_approval")
     await expect(dashboard.step("drain")).to_have_attribute("data-gate", "requested")
     await expect(page.get_by_test_id("run-approval-required")).to_contain_text("every step waits for one")
