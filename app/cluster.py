@@ -17,14 +17,15 @@ from services.identity.nats_users import ClusterNode, cluster_configs
 MIN_SIZE = 3         # a replicated stream keeps a quorum through the loss of one server from three
 
 
-def local_cluster(home: Path, size: int = 3, first_port: int | None = None, binary: str | None = None
-                  ) -> EmbeddedCluster:
+def local_cluster(home: Path, size: int = 3, first_port: int | None = None, binary: str | None = None,
+                  max_store: int | None = None) -> EmbeddedCluster:
     """`size` servers on loopback (clients on `first_port`, `first_port + 1`, ... when free), not yet started."""
     if size < MIN_SIZE:
         raise PlaybookError(f"a cluster needs at least {MIN_SIZE} servers to survive losing one, not {size}")
     home.mkdir(parents=True, exist_ok=True)
     nodes = [ClusterNode(f"n{number}", port=_port(first_port, number - 1), cluster_port=free_port(),
-                         monitor_port=free_port(), store_dir=str(home / "cluster" / f"n{number}"))
+                         monitor_port=free_port(), store_dir=str(home / "cluster" / f"n{number}"),
+                         max_store=max_store)
              for number in range(1, size + 1)]
     configs = cluster_configs(home, nodes)
     return EmbeddedCluster(home, [ClusterServer(node.name, config, node.port, node.monitor_port)

@@ -43,6 +43,7 @@ from services.resilience.service import ResilienceService
 from services.run.service import RunService
 from services.settings import Settings
 from services.store import EventStore
+from services.stream_sizes import decide_sizes
 
 log = logging.getLogger("playbook")
 
@@ -113,6 +114,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     directory = Directory(settings.directory_path)
     directory.check()
     nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
+    settings = await decide_sizes(nc, settings)
     store = EventStore(nc)
     await store.ensure_stream(settings.stream_replicas)
     await ensure_logs_stream(nc, settings.stream_replicas, settings.logs_max_bytes)

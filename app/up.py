@@ -19,11 +19,12 @@ from app.cluster import local_cluster
 from app.root import ALL_SERVICES, DOORS, Running, configure_logging, run_engine, serve
 from app.service_process import ServiceProcess, child_environment
 from events.commands import StartRun
-from services.embedded import EmbeddedCluster, EmbeddedNats
+from services.embedded import EmbeddedCluster, EmbeddedNats, jetstream_storage
 from services.errors import PlaybookError
 from services.identity.credentials import TOKEN_FILE, read_secret
 from services.identity.nats_users import ensure_nats_users
 from services.settings import CLUSTER_LEASE_SECONDS, Settings
+from services.stream_sizes import decide_sizes
 from ui.cli.render import Follower
 from ui.client import EngineClient
 from ui.web.app import WebServer
@@ -44,17 +45,20 @@ def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False,
 async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, cluster: int) -> int:
     embedded: EmbeddedNats | EmbeddedCluster | None = None
     if cluster:
-        embedded = local_cluster(settings.home, cluster, settings.nats_port, settings.nats_server_bin)
+        embedded = local_cluster(settings.home, cluster, settings.nats_port, settings.nats_server_bin,
+                                 settings.nats_max_store)
         # Plain URLs: each connection logs in as its role from `credentials/`, as on one server.
         settings = replace(settings, nats_url=await embedded.start(), stream_replicas=max(settings.stream_replicas, 3),
                            lease_seconds=max(settings.lease_seconds, CLUSTER_LEASE_SECONDS))
         log.info("embedded JetStream cluster of %d servers on %s, stores in %s; streams at %d replicas", cluster,
                  settings.nats_url, settings.home / "cluster", settings.stream_replicas)
+        settings = await _sized(settings, jetstream_storage(settings.home / "cluster", settings.nats_max_store))
     elif not settings.nats_url:
         embedded = EmbeddedNats(settings.home, settings.nats_port, settings.nats_server_bin,
-                                config=ensure_nats_users(settings.home))
+                                config=ensure_nats_users(settings.home, settings.nats_max_store))
         settings = replace(settings, nats_url=await embedded.start())
         log.info("embedded nats-server on %s, data in %s", settings.nats_url, embedded.home / "jetstream")
+        settings = await _sized(settings, jetstream_storage(embedded.home / "jetstream", settings.nats_max_store))
     settings = replace(settings, web_host="127.0.0.1", web_port=_free_or_any(http_port))
     learning = ServiceProcess("learning", child_environment(settings), as_json=as_json)
 
@@ -82,6 +86,16 @@ async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, 
         if embedded:
             embedded.stop()
     return 0
+
+
+async def _sized(settings: Settings, storage: int) -> Settings:
+    """The capped streams' sizes fitted to the server `up` started, decided before the learning process starts
+    with them (services/stream_sizes.py)."""
+    nc = await settings.connect("playbook-up")
+    try:
+        return await decide_sizes(nc, settings, storage)
+    finally:
+        await nc.close()
 
 
 async def _run_demo(client: EngineClient, web_url: str, as_json: bool) -> None:

