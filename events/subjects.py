@@ -9,8 +9,11 @@ import msgspec
 PREFIX = "pb"
 # A run id is a subject token and a URL path part: ASCII letters, digits, - and _ (the one spelling).
 RUN_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
-# A step id reaches subjects too (timers, output lines): a letter or _, then letters, digits, - and _.
-STEP_ID_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
+# A step id reaches subjects too (timers, output lines, leases): a letter or _, then letters, digits, - and _;
+# at most 128, so that a subject stays far inside the server's control line (4 KiB: past it, the server
+# closes the connection that sent it).
+STEP_ID_MAX = 128
+STEP_ID_PATTERN = rf"[A-Za-z_][A-Za-z0-9_-]{{0,{STEP_ID_MAX - 1}}}"
 # A token id is the id part of `pbt_<id>_<secret>`, and a subject token of PB_IDENTITY.
 TOKEN_ID_PATTERN = r"[0-9a-f]{16}"
 _RUN_ID, _STEP_ID = re.compile(RUN_ID_PATTERN), re.compile(STEP_ID_PATTERN)

@@ -38,7 +38,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "sandbox": "`bubblewrap` runs every process of this playbook's steps in a sandbox",
     },
     "Step": {
-        "id": "the step's name in `${steps.<id>...}`, depends_on, events and the CLI: letters, digits, `_`, `-`",
+        "id": "the step's name in `${steps.<id>...}`, depends_on, events and the CLI: letters, digits, `_`, `-`, "
+              "starting with a letter or `_`, at most 128",
         "action": "what the step does (see Actions)",
         "name": "what people read in logs and the dashboard",
         "args": "the action's arguments; `${...}` inside them is resolved when the step runs",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from events.playbook import Condition, When
 from services.errors import PlaybookError
-from services.playbook.diagnostics import Issue, Path, did_you_mean, format_path
+from services.playbook.diagnostics import Issue, Path, did_you_mean, format_path, short
 from services.playbook.interpolate import Context, resolve
 
 _FALSE_WORDS = {"", "false", "no", "off", "0", "none", "null"}
@@ -54,7 +54,7 @@ def condition_text(condition: When | None, ctx: Context) -> str:
     if condition.not_ is not None:
         return f"not({condition_text(condition.not_, ctx)})"
     left, right = resolve(condition.left, ctx), resolve(condition.right, ctx)
-    return f"{condition.type}({_short(left)}, {_short(right)})"
+    return f"{condition.type}({short(left)}, {short(right)})"
 
 
 def condition_issues(condition: When | None, path: Path, shown_from: int = 2) -> Iterator[Issue]:
@@ -148,7 +148,7 @@ def _order(left: Any, right: Any) -> tuple[Any, Any]:
         return a, b
     if isinstance(left, str) and isinstance(right, str):
         return left, right
-    raise BadCondition(f"cannot order {_short(left)} and {_short(right)}: compare numbers or strings")
+    raise BadCondition(f"cannot order {short(left)} and {short(right)}: compare numbers or strings")
 
 
 def _contains(left: Any, right: Any) -> bool:
@@ -173,12 +173,7 @@ def _in(left: Any, right: Any) -> bool:
         return any(_equal(left, item) for item in right)
     if isinstance(right, str):
         return str(left) in right
-    raise BadCondition(f"'in' needs a list or a string on the right, got {_short(right)}")
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    raise BadCondition(f"'in' needs a list or a string on the right, got {short(right)}")
 
 
 _TESTS = {

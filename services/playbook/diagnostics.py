@@ -152,6 +152,12 @@ def raise_if_errors(issues: Iterable[Issue], file: str = "<playbook>") -> None:
         raise PlaybookInvalid(diagnostics)
 
 
+def short(value: object) -> str:
+    """A value as a finding quotes it: its repr, cut to 60 characters (a finding is read, not scrolled)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """` — did you mean 'x'?` when a candidate is close, else nothing.
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from events.playbook import Parameter, Playbook
 from services.playbook.destinations import allowance_problem, typed_value
-from services.playbook.diagnostics import Issue, Path, did_you_mean, listing, raise_if_errors
+from services.playbook.diagnostics import Issue, Path, did_you_mean, listing, raise_if_errors, short
 from services.playbook.yaml_source import YamlSyntaxError, load_yaml
 
 _WRONG = object()  # what _coerce returns for a value that does not fit; None is a value
@@ -105,13 +105,13 @@ def _typed(parameter: Parameter, value: Any) -> tuple[Any, tuple[str, str] | Non
     """The value in the declared type, or the code and words of what is wrong with it."""
     typed = _coerce(parameter.type, value)
     if typed is _WRONG:
-        return None, ("PB302", f"must be {_WORDS[parameter.type or 'string']}, got {_short(value)}")
+        return None, ("PB302", f"must be {_WORDS[parameter.type or 'string']}, got {short(value)}")
     if parameter.choices is not None and typed not in parameter.choices:
         options = ", ".join(repr(choice) for choice in parameter.choices)
         hint = did_you_mean(typed, [str(c) for c in parameter.choices]) if isinstance(typed, str) else ""
-        return None, ("PB303", f"is {_short(typed)}, not one of its choices ({options}){hint}")
+        return None, ("PB303", f"is {short(typed)}, not one of its choices ({options}){hint}")
     if problem := allowance_problem(parameter.type, typed, parameter.pattern, parameter.allowed_hosts):
-        return None, ("PB307", f"is {_short(typed)}, which {problem}")
+        return None, ("PB307", f"is {short(typed)}, which {problem}")
     return typed, None
 
 
@@ -168,8 +168,3 @@ def _flow(text: str) -> Any:
         return load_yaml(text).data
     except YamlSyntaxError:
         return _WRONG
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

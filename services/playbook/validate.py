@@ -13,7 +13,7 @@ from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
 from services.playbook.environments import environment_variables, variable_issues
 from services.playbook.diagnostics import (Diagnostic, Issue, Names, Path, PlaybookInvalid, diagnostic,
-                                           did_you_mean)
+                                           did_you_mean, short)
 from services.playbook.parameters import check_parameters
 from services.playbook.plan import finished_before, plan_issues
 from services.playbook.references import ReferenceSyntaxError, find_references
@@ -213,10 +213,11 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
     issues: list[Issue] = []
     if not _STEP_ID.fullmatch(step.id):
         suggestion = re.sub(r"[^A-Za-z0-9_-]", "_", step.id)
-        suggestion = suggestion if _STEP_ID.fullmatch(suggestion) else f"_{suggestion}"
-        issues.append(Issue("PB202", f"step id '{step.id}' must start with a letter or '_' and hold only letters, "
-                                     f"digits, '_' and '-' (it is used in NATS subjects and ${{steps.<id>...}}); "
-                                     f"try '{suggestion}'", ("steps", i, "id")))
+        suggestion = (suggestion if re.match(r"[A-Za-z_]", suggestion) else f"_{suggestion}")[:subjects.STEP_ID_MAX]
+        issues.append(Issue("PB202", f"step id {short(step.id)} must start with a letter or '_' and hold only "
+                                     f"letters, digits, '_' and '-', at most {subjects.STEP_ID_MAX} (it is used in "
+                                     f"NATS subjects and ${{steps.<id>...}}); try {short(suggestion)}",
+                            ("steps", i, "id")))
     if step.action not in actions:
         issues.append(_unknown_action(step.action, actions, ("steps", i, "action")))
     for k, undo in enumerate(step.rollback):

@@ -627,3 +627,14 @@ def test_a_big_playbook_converts_a_slice_of_steps_at_a_time_to_what_one_call_giv
     broken = check_schema(data)
     assert [issue.path for issue in broken.issues] == [("steps", STEPS_PER_CALL * 2 + 6, "timeout_seconds")]
     assert broken.playbook is not None and len(broken.playbook.steps) == STEPS_PER_CALL * 2 + 7   # its key dropped
+
+
+def test_a_step_id_longer_than_a_subject_takes_is_refused_briefly():
+    """A step id goes into NATS subjects; one of thousands of characters made the server close the engine's
+    connection when the step was scheduled."""
+    longest, too_long = "s" + "x" * 127, "s" + "x" * 5000
+    assert not [d for d in validate_playbook(f"name: x\nsteps:\n  - {{id: {longest}, action: noop}}\n")
+                if d.severity == "error"]
+    (found,) = [d for d in validate_playbook(f"name: x\nsteps:\n  - {{id: {too_long}, action: noop}}\n")
+                if d.code == "PB202"]
+    assert "at most 128" in found.message and len(found.message) < 400

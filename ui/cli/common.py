@@ -29,8 +29,8 @@ def run_id(text: str) -> str:
 def step_id(text: str) -> str:
     from events import subjects
     if not subjects.valid_step_id(text):
-        raise argparse.ArgumentTypeError(f"step id {text!r} must start with a letter or '_' and hold only letters, "
-                                         "digits, '-' and '_'")
+        raise argparse.ArgumentTypeError(f"step id {text[:60]!r} must start with a letter or '_' and hold only "
+                                         f"letters, digits, '-' and '_', at most {subjects.STEP_ID_MAX}")
     return text
 
 
