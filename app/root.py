@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
 
+import nats.errors
 from nats.aio.client import Client as NATS
 
 from events.json_limits import build_decoders
@@ -29,6 +30,7 @@ from services.aggregates import BreakerRepository, RunRepository, breaker_reposi
 from services.approval.service import ApprovalService
 from services.catalog import Catalog
 from services.directory import Directory
+from services.errors import EngineUnavailable
 from services.executor.processes import ProcessRules
 from services.executor.remediation import Remediation
 from services.executor.service import Executor
@@ -104,8 +106,18 @@ class Running:
 
 async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, doors: Iterable[str] = (), *,
                 ready: Callable[[Running], Awaitable[None]] | None = None, stop: asyncio.Event | None = None) -> None:
-    """Run services and doors until SIGINT/SIGTERM (or `stop` is set), then close, drain and stop."""
+    """Run services and doors until SIGINT/SIGTERM (or `stop` is set), then close, drain and stop.
+
+    The services' connection closes for good only when the server refuses what it was sent (nats-py does not
+    reconnect after a protocol error). The process then stops with EngineUnavailable, not served by nothing
+    while it looks alive: whoever started it starts it again."""
     stop = stop or asyncio.Event()
+    closed = asyncio.Event()
+
+    async def on_closed() -> None:
+        if not stop.is_set():
+            closed.set()
+            stop.set()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -113,7 +125,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     build_decoders()     # now, not on the loop when the first run's events come
     directory = Directory(settings.directory_path)
     directory.check()
-    nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}")
+    nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}", on_closed=on_closed)
     settings = await decide_sizes(nc, settings)
     store = EventStore(nc)
     await store.ensure_stream(settings.stream_replicas)
@@ -141,9 +153,22 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
         for door in reversed(running.doors.values()):
             await door.close()
         for service in reversed(started):
-            await service.stop()
-        await identity.stop()
-        await nc.drain()
+            await _stopped(service.stop(), nc)
+        await _stopped(identity.stop(), nc)
+        if not nc.is_closed:
+            await nc.drain()
+    if closed.is_set():
+        raise EngineUnavailable(f"the connection to NATS was closed ({nc.last_error or 'by the server'}); "
+                                "the engine's services stopped: start them again")
+
+
+async def _stopped(stopping: Awaitable[None], nc: NATS) -> None:
+    """A stop that meets the connection closed has nothing left to say to the server."""
+    try:
+        await stopping
+    except nats.errors.ConnectionClosedError:
+        if not nc.is_closed:
+            raise
 
 
 def _opener(door: str) -> Callable[[Settings, Identity], Awaitable[Door]]:

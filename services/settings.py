@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -255,8 +255,11 @@ class Settings:
         login = nats_login(role, self.home)
         return login.connect_options() if login else {}
 
-    async def connect(self, name: str, role: NatsRole = "engine") -> NATS:
-        """A connection to the engine's NATS, as `role`, that reconnects for as long as the process lives."""
+    async def connect(self, name: str, role: NatsRole = "engine",
+                      on_closed: Callable[[], Awaitable[None]] | None = None) -> NATS:
+        """A connection to the engine's NATS, as `role`, that reconnects for as long as the process lives. It
+        closes only when asked, or when the server refuses what it was sent (nats-py closes on a protocol error):
+        `on_closed` is called either way."""
         import logging
 
         import nats
@@ -265,7 +268,8 @@ class Settings:
             logging.getLogger("playbook").warning("NATS: %s", err)
 
         return await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=-1,
-                                  reconnect_time_wait=0.5, error_cb=on_error, **self.nats_login(role))
+                                  reconnect_time_wait=0.5, error_cb=on_error, closed_cb=on_closed,
+                                  **self.nats_login(role))
 
 
 def lease_for(replicas: int) -> float:
