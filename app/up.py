@@ -11,9 +11,14 @@ which runs in one of its own (app/service_process.py), started and stopped with 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 from app.cluster import local_cluster
 from app.root import ALL_SERVICES, DOORS, Running, configure_logging, run_engine, serve
@@ -39,7 +44,27 @@ def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False,
     configure_logging(settings, as_json)
     if cluster and settings.nats_url:
         raise PlaybookError("--cluster starts its own NATS servers: unset NATS_URL, or drop --cluster to use that one")
-    return run_engine(_up(settings, demo=demo, http_port=http_port, as_json=as_json, cluster=cluster))
+    with _only_up_in(settings.home):
+        return run_engine(_up(settings, demo=demo, http_port=http_port, as_json=as_json, cluster=cluster))
+
+
+@contextlib.contextmanager
+def _only_up_in(home: Path) -> Iterator[None]:
+    """One `up` to a home: a second would start another nats-server on the same store, which damages it, and
+    when it stopped it would take away the first one's URL file. The lock goes with the process, however it ends."""
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / "up.pid", "a+") as held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.seek(0)
+            raise PlaybookError(f"an engine already runs from {home} (`playbook up`, process "
+                                f"{held.read().strip() or 'unknown'}): use it, stop it first, or give this one another "
+                                "PLAYBOOK_HOME") from None
+        held.truncate(0)
+        held.write(f"{os.getpid()}\n")
+        held.flush()
+        yield
 
 
 async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, cluster: int) -> int:

@@ -57,7 +57,8 @@ class Variable(NamedTuple):     # a tuple, not a dataclass: every process builds
 ENVIRONMENT: tuple[Variable, ...] = (
     Variable("PLAYBOOK_HOME", "./.playbook", "the engine's own files: the embedded NATS server's data and URL file, "
              "projection snapshots, the learning store, the local admin's credentials, stored playbooks and the "
-             "directory file (unless set apart below)", "every process"),
+             "directory file (unless set apart below); one `playbook up` to a home (it holds `up.pid` locked)",
+             "every process"),
     Variable("NATS_URL", "the URL file the embedded server left in $PLAYBOOK_HOME", "the engine's NATS server, or a "
              "cluster's servers separated by commas; with it set, `playbook up` starts no embedded server",
              "every process"),
