@@ -32,6 +32,7 @@ if TYPE_CHECKING:   # the CLI reads its settings before it knows whether it need
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"   # the bundled playbooks
 DEFAULT_NATS_PORT = 4222
+MAX_PORT = 65535
 LEASE_SECONDS, CLUSTER_LEASE_SECONDS = 5.0, 20.0   # a cluster's lease outlasts a leader's election (5 to 7 s)
 # The streams with a size limit, which JetStream reserves of the server's storage when it makes them.
 LOGS_MAX_BYTES = 2**30             # PB_LOGS: running steps' output lines
@@ -183,6 +184,12 @@ class Settings:
             except ValueError:
                 raise PlaybookError(f"${name} must be a number, got {text!r}") from None
 
+        def port(name: str, default: int) -> int:
+            value: int = number(name, default, int)
+            if not 0 <= value <= MAX_PORT:
+                raise PlaybookError(f"${name} must be a port, 0 to {MAX_PORT}, got {value}")
+            return value
+
         library = environ.get("PLAYBOOK_LIBRARY", "")
         replicas = number("PLAYBOOK_STREAM_REPLICAS", 1, int)
         return cls(
@@ -199,17 +206,17 @@ class Settings:
             error_handlers_file=path("PLAYBOOK_ERROR_HANDLERS"),
             secrets=SecretSource(environ),   # reads PLAYBOOK_SECRET_* when asked
             environ=environ,
-            nats_port=number("PLAYBOOK_NATS_PORT", DEFAULT_NATS_PORT, int),
+            nats_port=port("PLAYBOOK_NATS_PORT", DEFAULT_NATS_PORT),
             nats_server_bin=environ.get("NATS_SERVER_BIN") or None,
-            http_port=number("PLAYBOOK_HTTP_PORT", 8080, int),
+            http_port=port("PLAYBOOK_HTTP_PORT", 8080),
             web_host=environ.get("PLAYBOOK_WEB_HOST") or "127.0.0.1",
-            web_port=number("PLAYBOOK_WEB_PORT", 8080, int),
+            web_port=port("PLAYBOOK_WEB_PORT", 8080),
             user=environ.get("PLAYBOOK_USER") or None,
             token=(environ.get("PLAYBOOK_TOKEN") or "").strip() or None,
             web_hosts=_names(environ.get("PLAYBOOK_WEB_HOSTS", "")),
             web_origins=_names(environ.get("PLAYBOOK_WEB_ORIGINS", "")),
             metrics_access=_choice(environ, "PLAYBOOK_METRICS", ("viewer", "open")),
-            mcp_port=number("PLAYBOOK_MCP_PORT", 0, int) or None,
+            mcp_port=port("PLAYBOOK_MCP_PORT", 0) or None,
             nats_max_store=_size(environ, "PLAYBOOK_NATS_MAX_STORE", 0, least=NATS_MAX_STORE_LEAST) or None,
             logs_max_bytes=_size(environ, "PLAYBOOK_LOGS_MAX_BYTES", LOGS_MAX_BYTES),
             access_max_bytes=_size(environ, "PLAYBOOK_ACCESS_MAX_BYTES", ACCESS_MAX_BYTES),

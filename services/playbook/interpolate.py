@@ -116,7 +116,7 @@ def _walk(value: Any, path: str, expr: str) -> Any:
         elif isinstance(value, list) and key.isdecimal() and int(key) < len(value):
             value = value[int(key)]
         else:
-            raise UnresolvedReference(f"${{{expr}}}: no {key!r} in the value")
+            raise UnresolvedReference(f"{expr}: no {key!r} in the value")
     return value
 
 

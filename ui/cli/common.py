@@ -26,6 +26,14 @@ def run_id(text: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def port(text: str) -> int:
+    """A TCP port, 0 for any free one."""
+    from services.settings import MAX_PORT
+    if not text.isdecimal() or int(text) > MAX_PORT:
+        raise argparse.ArgumentTypeError(f"a port is a number from 0 to {MAX_PORT}, not {text[:20]!r}")
+    return int(text)
+
+
 def step_id(text: str) -> str:
     from events import subjects
     if not subjects.valid_step_id(text):
@@ -47,9 +55,12 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
 def read_playbook(name: str) -> tuple[Path, str]:
     path = Path(name)
     try:
-        return path, path.read_text()
+        return path, path.read_text(encoding="utf-8")
     except OSError as err:
         raise PlaybookError(f"{path}: cannot read: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise PlaybookError(f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}): "
+                            "a playbook is YAML in UTF-8") from None
 
 
 def print_json(document: Any) -> None:

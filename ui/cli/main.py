@@ -12,7 +12,7 @@ from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
 from ui.cli import mcp as mcp_command
 from ui.cli import tokens as token_commands
-from ui.cli.common import failed, run_id, step_id
+from ui.cli.common import failed, port, run_id, step_id
 from ui.cli.exits import (
     DENIED_CODES, EXIT_BROKEN_PIPE, EXIT_DENIED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE,
 )
@@ -87,7 +87,7 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
     up = add("up", cmd_up, "start the engine: embedded NATS (unless NATS_URL is set) and every service",
              "log as JSON lines")
     up.add_argument("--demo", action="store_true", help="run an example playbook once ready")
-    up.add_argument("--http-port", type=int, default=settings and settings.http_port, metavar="PORT",
+    up.add_argument("--http-port", type=port, default=settings and settings.http_port, metavar="PORT",
                     help="the dashboard's port (default: $PLAYBOOK_HTTP_PORT or 8080)")
     up.add_argument("--cluster", type=int, default=0, metavar="N",
                     help="a JetStream cluster of N servers (3 or more) on this machine instead of one, streams at 3 "

@@ -1,0 +1,36 @@
+"""What a user may mistype reaches the CLI's error path, never a traceback: a playbook file that is not UTF-8,
+a port out of range (an option or a variable)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from services.errors import PlaybookError
+from services.settings import Settings
+from ui.cli.main import main, parser, run_command
+
+
+def test_a_playbook_that_is_not_utf8_is_refused_as_invalid_input(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"name: caf\xe9\nsteps:\n  - {id: a, action: noop}\n")
+    args = parser().parse_args(["validate", str(latin), "--json"])
+    assert run_command(args, Settings()) == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error["code"] == "invalid_input" and "not UTF-8 text (byte 9 is 0xe9)" in error["message"]
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["up", "--http-port", port])
+    assert exited.value.code == 2 and "a port is a number from 0 to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("variable", ["PLAYBOOK_HTTP_PORT", "PLAYBOOK_NATS_PORT", "PLAYBOOK_WEB_PORT",
+                                      "PLAYBOOK_MCP_PORT"])
+def test_a_port_variable_out_of_range_is_refused_by_name(variable: str) -> None:
+    with pytest.raises(PlaybookError, match=f"{variable} must be a port, 0 to 65535, got 70000"):
+        Settings.from_environ({variable: "70000"})
