@@ -8,6 +8,7 @@ import pytest
 
 from events.commands import Reply, Rejection
 from services.errors import AccessDenied, CommandRejected, EngineUnavailable, PlaybookError
+from services.learning.errors import LearningRefused
 from services.settings import Settings
 from ui.cli.common import reply_exit_code
 from ui.cli.main import run_command
@@ -35,6 +36,8 @@ FAILURES = [
     (EngineUnavailable("no NATS server"), 4, "engine_unavailable"),
     (AccessDenied("no API token", "unauthenticated"), 5, "unauthenticated"),
     (CommandRejected("no such run", "unknown_run"), 1, "unknown_run"),
+    (LearningRefused("unauthenticated", "the token is not valid"), 5, "unauthenticated"),   # `playbook insights`
+    (LearningRefused("rebuilding", "the knowledge is being rebuilt"), 1, "rebuilding"),
     (PlaybookError("-p 'oops': write parameters as key=value"), 2, "invalid_input"),
     (KeyboardInterrupt(), 130, None),       # 141, a closed pipe, needs a real pipe: tests/e2e/test_cli_operator.py
 ]
