@@ -60,6 +60,7 @@ class Resource:
     playbook: str | None = None
     environment: str | None = None
     unsafe_shell: bool = False
+    text_sent: bool = False            # a start or retry runs the caller's own text, not a catalog version
     approvers: tuple[str, ...] = ()    # the gate's required approvers, for approve and reject
     owner: str | None = None           # a token's owner, for token actions
     run_id: str | None = None
@@ -127,6 +128,13 @@ def _granting(principal: Principal, action: str, resource: Resource) -> Grant | 
     return None
 
 
+def _on_every_playbook(principal: Principal, action: str, resource: Resource) -> bool:
+    """A grant scoped to playbooks by name means the catalog's playbooks of those names: whoever sends a text
+    chooses its name, so a text needs a grant on every playbook (its environments still apply)."""
+    return any(action in ROLE_ACTIONS[grant.role] and grant.playbooks == ("*",) and covers(grant, resource)
+               for grant in principal.grants)
+
+
 def _holdings(principal: Principal) -> str:
     if not principal.grants:
         return f"{principal.name} holds no grants"
@@ -148,6 +156,10 @@ def authorize(principal: Principal, action: Action, resource: Resource) -> Decis
         if shell is None:
             return Decision(False, f"{principal.name} may not {action} {resource.describe()} with allow_unsafe_shell: "
                                    f"that needs an unsafe_shell grant on it, and {_holdings(principal)}")
+    if action in ("start", "retry") and resource.text_sent and not _on_every_playbook(principal, action, resource):
+        return Decision(False, f"{principal.name} may not {action} {resource.describe()} from a text they sent: a text "
+                               f"names its own playbook, so only a grant on every playbook covers it, and "
+                               f"{_holdings(principal)}; start the catalog's version instead (an admin publishes it)")
     if action in ("approve", "reject") and resource.approvers:
         if not eligible_entries(resource.approvers, principal.name, principal.groups):
             return Decision(False, f"{principal.name} may not {action} this gate: it names "

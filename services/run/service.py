@@ -207,7 +207,8 @@ class RunService:
         run = await self._existing(cmd.run_id)
         started = run.started
         assert started is not None
-        await self._permit(acting, cmd, replace(_of_run(run), unsafe_shell=started.allow_unsafe_shell), caller)
+        await self._permit(acting, cmd, replace(_of_run(run), unsafe_shell=started.allow_unsafe_shell,
+                                                text_sent=cmd.playbook is not None), caller)
         replacement = None
         if cmd.playbook is not None:
             replacement = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source,
@@ -232,7 +233,8 @@ class RunService:
             allow_unsafe_shell=cmd.allow_unsafe_shell)
         warnings.extend(w for w in loaded.warnings if w.severity in ("warning", "error"))
         await self._permit(acting, cmd, Resource(playbook=loaded.playbook.name, environment=loaded.environment,
-                                                 unsafe_shell=cmd.allow_unsafe_shell), caller)
+                                                 unsafe_shell=cmd.allow_unsafe_shell, text_sent=version is None),
+                           caller)
         pin = await self._pin(text, loaded, version)
         started = RunStarted(
             run_id=run_id, at=now(), actor=acting.actor, on_behalf_of=acting.on_behalf_of, playbook=loaded.playbook,

@@ -27,6 +27,7 @@ from tests.helpers import person, playbook_yaml, refusals
 from ui.cli.main import parser
 from ui.cli.render import DENIED_CODES, EXIT_DENIED
 from ui.client import EngineClient
+from ui.catalog_client import CatalogClient, Published
 from ui.identity_client import IdentityClient
 
 pytestmark = pytest.mark.integration
@@ -48,11 +49,13 @@ ROLES = {
     "revoked operator": ("rex", ["operator"]),              # the token is revoked before anything is asked
 }
 ACTIONS = ("start deploy-web in staging", "start deploy-web in production", "start billing-report in staging",
+           "start the published deploy-web in staging",
            "start with allow_unsafe_shell", "approve the release gate", "pause the run", "retry the run",
            "reset a breaker")
 EVERYONE_WHO_OPERATES = {"operator", "admin", "operator with unsafe shell"}
 ALLOWED: dict[str, set[str]] = {
-    "start deploy-web in staging": EVERYONE_WHO_OPERATES | {"scoped operator"},
+    "start deploy-web in staging": EVERYONE_WHO_OPERATES,                     # sally: her text names itself
+    "start the published deploy-web in staging": EVERYONE_WHO_OPERATES | {"scoped operator"},
     "start deploy-web in production": EVERYONE_WHO_OPERATES,                  # sally: staging only
     "start billing-report in staging": EVERYONE_WHO_OPERATES,                 # sally: deploy-* only
     "start with allow_unsafe_shell": {"operator with unsafe shell"},          # no role implies it, admin neither
@@ -91,6 +94,8 @@ async def tokens(engine: EngineClient) -> dict[str, tuple[str, str]]:
 
 
 def start_command(action: str) -> StartRun:
+    if "published" in action:
+        return StartRun(playbook_id="deploy-web", environment="staging", dry_run=True)
     if action == "start billing-report in staging":
         return StartRun(playbook=BILLING, environment="staging", dry_run=True)
     return StartRun(playbook=DEPLOY_WEB, environment="production" if "production" in action else "staging",
@@ -99,6 +104,7 @@ def start_command(action: str) -> StartRun:
 
 async def run_the_table(engine: EngineClient, settings: Settings, door: str, send: Door) -> None:
     settings.directory_path.write_text("users:\n  abby: [release]\n")
+    assert isinstance(await CatalogClient(engine).publish(DEPLOY_WEB), Published)
     held = await tokens(engine)
     reply = await engine.send(StartRun(playbook=DEPLOY_WEB, environment="staging"))     # waits at its gate
     assert reply.accepted, reply.error
@@ -158,7 +164,8 @@ async def test_the_http_door(engine, settings, web_server) -> None:
             body: dict = {"key": "payments:443"} if verb == "reset" else {}
             if verb == "start":
                 command = start_command(case.action)
-                body = {"playbook": command.playbook, "environment": command.environment, "dry_run": True,
+                given = {"playbook_id": command.playbook_id} if command.playbook_id else {"playbook": command.playbook}
+                body = {**given, "environment": command.environment, "dry_run": True,
                         "allow_unsafe_shell": command.allow_unsafe_shell}
             async with http.post(web_server.url + paths[verb].format(run=run_id), json=body,
                                  headers=caller_headers(case.credential)) as response:
@@ -174,7 +181,8 @@ async def test_the_http_door(engine, settings, web_server) -> None:
 
 
 async def test_the_cli_door(engine, settings) -> None:
-    verbs = {"start": lambda case, run_id, book: ["run", str(book), "--env", start_command(case.action).environment,
+    verbs = {"start": lambda case, run_id, book: ["run", "deploy-web" if "published" in case.action else str(book),
+                                                   "--env", start_command(case.action).environment,
                                                    "--dry-run", *(["--allow-unsafe-shell"]
                                                                   if "unsafe" in case.action else [])],
              "approve": lambda case, run_id, book: ["approve", run_id, "ship"],

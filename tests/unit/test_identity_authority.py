@@ -55,6 +55,20 @@ TABLE = [
     (STAGING_DEPLOYER, "start", DEPLOY_NO_ENV,
      "sam may not start deploy-web (no environment): sam holds operator on deploy-* in staging"),
     (STAGING_DEPLOYER, "read", ENGINE, "sam may not read the engine: sam holds operator on deploy-* in staging"),
+    # a text names its own playbook: a grant scoped by name covers the catalog's versions, not what sam sends
+    (STAGING_DEPLOYER, "start", Resource(playbook="deploy-web", environment="staging", text_sent=True),
+     "sam may not start deploy-web in staging from a text they sent: a text names its own playbook, so only a grant "
+     "on every playbook covers it, and sam holds operator on deploy-* in staging; start the catalog's version "
+     "instead (an admin publishes it)"),
+    (STAGING_DEPLOYER, "retry", Resource(playbook="deploy-web", environment="staging", text_sent=True),
+     "sam may not retry deploy-web in staging from a text they sent: a text names its own playbook, so only a grant "
+     "on every playbook covers it, and sam holds operator on deploy-* in staging; start the catalog's version "
+     "instead (an admin publishes it)"),
+    (OPERATOR, "start", Resource(playbook="deploy-web", environment="production", text_sent=True),
+     "otto may start deploy-web in production as operator everywhere"),
+    (person("stan", "operator:*@staging"), "start", Resource(playbook="deploy-web", environment="staging",
+                                                             text_sent=True),
+     "stan may start deploy-web in staging as operator on * in staging"),
     # approver: decides where a gate names them or their group
     (APPROVER, "approve", Resource(playbook="deploy-web", environment="production", approvers=("ops-team",)),
      "alice may approve deploy-web in production as approver everywhere"),
