@@ -133,6 +133,7 @@ def status_table(run: Run, full_output: bool = False) -> str:
             lines.append("every step waits for an approval (asked at the start)")
     if run.failure:
         lines.append(f"failure: {run.failure}")
+    lines += rollback_lines(run)
     for s in run.steps.values():
         extra = "; ".join(x for x in (s.attempt.error or s.reason, s.attempt.note) if x)
         if s.gate.status:
@@ -146,6 +147,22 @@ def status_table(run: Run, full_output: bool = False) -> str:
     for q in run.quarantined:
         lines.append(f"quarantined event {q.seq} ({q.event}), not applied: {q.reason}")
     return "\n".join(lines)
+
+
+def rollback_lines(run: Run) -> list[str]:
+    """The rollback's own lines, apart from the run's failure: why and at whose request, and how it failed."""
+    asked = run.rollback
+    if asked is None:
+        return []
+    verb = {"rolling_back": "rolling back", "rolled_back": "rolled back"}.get(run.status, "rollback")
+    if asked.after_failure:       # its reason is the failure, said above
+        lines = [f"{verb} after the failure (on failure: rollback)"]
+    else:
+        who = asked.actor + (f" for {asked.on_behalf_of}" if asked.on_behalf_of else "")
+        lines = [f"{verb}: {asked.reason} (requested by {who})" if asked.reason else f"{verb} (requested by {who})"]
+    if asked.failure:
+        lines.append(f"rollback failed: {asked.failure}")
+    return lines
 
 
 def plan_table(run: Run) -> str:
