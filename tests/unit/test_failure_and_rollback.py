@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from events.commands import RollbackRun
 from projections.run_view import run_view
+from projections.sentences import sentence
 from services.domain.run.state import RollbackRequest, fold
 from tests.helpers import R, Scenario, noop, started
 from ui.cli.render import status_table
@@ -94,3 +95,12 @@ def test_rolling_back_again_after_a_failed_rollback_keeps_the_failure_and_takes_
     assert (run.status, run.failure) == ("rolling_back", STEP_B_FAILED)
     assert run.rollback == RollbackRequest(reason="try again", actor="lead", on_behalf_of="olga")
     assert "rolling back: try again (requested by lead for olga)" in status_table(run).splitlines()
+
+
+def test_a_rollback_asked_for_without_a_reason_records_none_and_says_who_asked() -> None:
+    s = Scenario(started(R, [undo("a"), noop("b")]))
+    s.start()
+    s.run_step("a"), s.run_step("b")
+    (asked, _) = s.when(RollbackRun(run_id=R, actor="root"))
+    assert asked.reason == "" and sentence(asked) == "rollback by root: a"
+    assert "rolling back (requested by root)" in status_table(refolded(s)).splitlines()
