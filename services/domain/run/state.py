@@ -377,10 +377,12 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             run.steering = replace(run.steering, cancel_requested_by=actor, cancel_reason=reason)
         case RunCancelled(at=at):
             run.status, run.finished_at = "cancelled", at
+            _forward_over(run)
         case RunCompleted(at=at):
             run.status, run.finished_at = "completed", at
         case RunFailed(reason=reason, at=at):
             run.status, run.finished_at, run.failure = "failed", at, reason
+            _forward_over(run)
         case RunRetried():
             _retried(run, event)
         case StepRetryScheduled(step_id=step_id, due=due):
@@ -426,6 +428,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             after_failure = not run.finished
             if after_failure:
                 run.failure = reason
+                _forward_over(run)
             run.rollback = RollbackRequest(reason, actor, event.on_behalf_of, after_failure)
             run.phase, run.rollback_waves, run.finished_at = "rollback", waves, None
             run.status = "rolling_back" if run.status not in ("paused", "cancelling") else run.status
@@ -490,6 +493,13 @@ def _retried(run: Run, event: RunRetried) -> None:
     run.rollback_waves = []
     readiness.recount(run, run.plan.needs)
     run.gates_waiting = sum(step.gate.status == "requested" for step in run.steps.values())
+
+
+def _forward_over(run: Run) -> None:
+    """The run goes no further forward: a step a retry left pending ("runs again") will not run after all."""
+    for step in run.steps.values():
+        if step.status == "pending" and step.reason:
+            run.step(step.id).reason = ""
 
 
 def _may_retry(run: Run, step: StepState) -> bool:
