@@ -108,6 +108,7 @@ def _gate(gate: ApprovalGate | None, s: StepState) -> dict[str, Any] | None:
         "deadline_passed": s.gate.deadline_passed,
         "approvals": _approvals(s),
         "decided_by": s.gate.decided_by,
+        "rejection_comment": s.gate.comment or None,
     }
 
 

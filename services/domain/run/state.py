@@ -77,10 +77,11 @@ class GateState(Struct):
     deadline_passed: bool = False
     approvals: list[ApprovalGiven] = field(default_factory=list)
     decided_by: list[str] = field(default_factory=list)
+    comment: str = ""              # why it was rejected, if it was
 
     def copy(self) -> GateState:
         return GateState(self.status, self.message, self.deadline, self.deadline_passed, self.approvals,
-                         self.decided_by)
+                         self.decided_by, self.comment)
 
 
 class RollbackState(Struct):
@@ -413,9 +414,10 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             gate = run.step(step_id).gate
             gate.status, gate.decided_by = "granted", approvers or [actor]
             run.gates_waiting -= 1
-        case ApprovalRejected(step_id=step_id, actor=actor):
+        case ApprovalRejected(step_id=step_id, actor=actor, comment=comment):
             gate = run.step(step_id).gate
-            gate.status, gate.decided_by = "rejected", [actor]
+            # The person it counts for, as a grant's approvers are (an admin may reject for someone).
+            gate.status, gate.decided_by, gate.comment = "rejected", [event.on_behalf_of or actor], comment
             run.gates_waiting -= 1
         case ApprovalDeadlinePassed(step_id=step_id):
             run.step(step_id).gate.deadline_passed = True
