@@ -298,7 +298,12 @@ class ApprovalAttemptRefused(RunEvent, frozen=True):
 # -- rollback ----------------------------------------------------------------------------------
 
 class RollbackStarted(RunEvent, frozen=True):
-    """Undo what the run did: `waves` of steps, each wave rolled back together, in order."""
+    """Undo what the run did: `waves` of steps, each wave rolled back together, in order.
+
+    Written before the run ended, it is `on_failure: rollback`'s (`actor` system) and `reason` is
+    the run's failure; after the end, someone asked for it, and `reason` is theirs: the run's
+    failure, if it had one, stays the one it ended with.
+    """
 
     waves: list[list[str]]
     reason: str

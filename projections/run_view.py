@@ -35,6 +35,11 @@ def run_view(run: Run) -> dict[str, Any]:
         "cancel_requested_by": run.steering.cancel_requested_by,
         "cancel_reason": run.steering.cancel_reason or None,
         "failure": run.failure or None,
+        # The rollback's, kept apart from the failure ("system": the engine's, under on_failure: rollback).
+        "rollback_requested_by": run.rollback.actor if run.rollback else None,
+        "rollback_on_behalf_of": run.rollback.on_behalf_of if run.rollback else None,
+        "rollback_reason": (run.rollback.reason or None) if run.rollback else None,
+        "rollback_failure": (run.rollback.failure or None) if run.rollback else None,
         "version": run.version,
         "dry_run": started.dry_run if started else False,
         "on_failure_chosen": started.on_failure if started else None,    # over the playbook's, at the start
@@ -103,6 +108,7 @@ def _gate(gate: ApprovalGate | None, s: StepState) -> dict[str, Any] | None:
         "deadline_passed": s.gate.deadline_passed,
         "approvals": _approvals(s),
         "decided_by": s.gate.decided_by,
+        "rejection_comment": s.gate.comment or None,
     }
 
 

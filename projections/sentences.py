@@ -94,7 +94,7 @@ def sentence(event: RunEvent) -> str | None:
             return f"retried by {by(event)}: {retry_detail(event)}"
         case RollbackStarted():
             order = " then ".join("+".join(wave) for wave in event.waves) or "nothing to undo"
-            return f"rollback by {by(event)}: {order} ({event.reason})"
+            return f"rollback by {by(event)}: {order}" + (f" ({event.reason})" if event.reason else "")
         case StepRollbackScheduled():
             return f"rollback attempt {event.attempt} waiting for an executor"
         case StepRollbackStarted():

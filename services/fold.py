@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from services.domain.run.state import (
-    ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, Quarantined, Run, StepState, evolve, fold,
+    ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, GateState, Quarantined, Run, StepState, evolve, fold,
 )
 from services.object_layout import chunk_subject, meta_subject, whole
 from services.playbook_pins import ParsedPlaybook, decode_parsed, digest_of, object_name, with_playbook
@@ -19,9 +19,9 @@ if TYPE_CHECKING:
     from events.playbook import ApprovalGate, Plan
     from services.domain.run.dry_run import PlannedStep
 
-__all__ = ["ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "ParsedPlaybook", "Quarantined", "Run", "StepState",
-           "approvals_needed", "chunk_subject", "decode_parsed", "digest_of", "dry_run_plan", "evolve", "fold",
-           "meta_subject", "object_name", "plan_waves", "whole", "with_playbook"]
+__all__ = ["ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "GateState", "ParsedPlaybook", "Quarantined", "Run",
+           "StepState", "approvals_needed", "chunk_subject", "decode_parsed", "digest_of", "dry_run_plan", "evolve",
+           "fold", "meta_subject", "object_name", "plan_waves", "whole", "with_playbook"]
 
 
 def dry_run_plan(run: Run) -> list[PlannedStep]:

@@ -1,9 +1,10 @@
-"""What the CLI shows of a run: the last lines each step printed, all of them with --output."""
+"""What the CLI shows of a run: the last lines each step printed, all of them with --output; where a gate stands."""
 from __future__ import annotations
 
 import io
 
-from events.run import StepFailed, StepSucceeded
+from events.run import ApprovalDeadlinePassed, StepFailed, StepSucceeded
+from services.domain.run.commands import AnswerGate, ExpireGate
 from services.domain.run.state import fold
 from tests.helpers import R, Scenario, at, noop, started
 from ui.cli.render import TAIL_LINES, Follower, output_lines, status_table
@@ -50,3 +51,40 @@ def test_status_shows_each_steps_last_lines_under_it() -> None:
     table = status_table(fold(R, list(enumerate(s.events, 1))))
     assert "    | line 12" in table and "line 7\n" not in table
     assert "    | line 1\n" in status_table(s.run, full_output=True)
+
+
+def gated_deploy(**gate) -> Scenario:
+    """build ran; deploy waits for bob's approval."""
+    s = Scenario(started(R, [noop("build"), noop("deploy", approval_gate={"required_approvers": ["bob"], **gate})]))
+    s.start()
+    s.run_step("build")
+    return s
+
+
+def deploy_line(s: Scenario) -> str:
+    """The deploy step's line in `status`, from the stored events."""
+    table = status_table(fold(R, list(enumerate(s.events, 1))))
+    return next(line.strip() for line in table.splitlines() if line.strip().startswith("deploy "))
+
+
+def test_a_rejected_gate_says_who_rejected_it_and_why() -> None:
+    s = gated_deploy()
+    s.when(AnswerGate(step_id="deploy", actor="bob", groups=(), approve=False, comment="not during the freeze"))
+    line = deploy_line(s)
+    assert line.endswith("gate rejected by bob: not during the freeze")
+    assert "nobody yet" not in line and line.count("rejected") == 1
+
+
+def test_a_gate_rejected_by_an_admin_for_someone_names_the_person_it_counts_for() -> None:
+    s = gated_deploy()
+    s.when(AnswerGate(step_id="deploy", actor="ada", groups=(), approve=False, on_behalf_of="bob"))
+    assert s.run.steps["deploy"].gate.decided_by == ["bob"]
+    assert deploy_line(s).endswith("gate rejected by bob")
+
+
+def test_a_waiting_gate_says_who_approved_it_so_far_and_a_granted_one_who_opened_it() -> None:
+    s = gated_deploy(timeout_seconds=5, auto_approve_after_timeout=True)
+    assert deploy_line(s).endswith("gate requested (approved by nobody yet)")
+    s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))
+    s.when(ExpireGate("deploy"))
+    assert "gate granted (approved by system)" in deploy_line(s)

@@ -88,7 +88,7 @@ def test_a_gated_step_shows_its_gate_deadline_and_approvals() -> None:
         "timeout_seconds": 60, "auto_approve_after_timeout": False, "allow_self_approval": False,
         "status": "requested", "deadline": at(70).isoformat(), "deadline_passed": False,
         "approvals": [{"actor": "bob", "groups": ["ops-team"], "comment": "looks fine", "at": at(20).isoformat()}],
-        "decided_by": []}
+        "decided_by": [], "rejection_comment": None}
     assert view["status"] == "waiting_approval" and view["gates_waiting"] == 1
     s.when(AnswerGate(step_id="deploy", actor="carol", groups=("tech-lead",), approve=True), t=30)
     gate = steps_by_id(run_view(s.run))["deploy"]["approval_gate"]

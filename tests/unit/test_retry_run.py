@@ -14,6 +14,7 @@ from services.domain.run.state import fold
 from services.errors import CommandRejected
 from services.playbook import PlaybookInvalid, load_playbook
 from tests.helpers import R, Scenario, kinds, noop, playbook_yaml, started
+from ui.cli.render import status_table
 
 FIVE = [noop(name, rollback=[{"action": "noop"}]) for name in ("a", "b", "c", "d", "e")]
 
@@ -58,6 +59,27 @@ def test_an_admins_retry_for_someone_names_both_in_the_event_the_timeline_the_au
     entry = audit_entry(9, retried)
     assert entry is not None and (entry.actor, entry.on_behalf_of, entry.action) == ("ada", "olga", "retry")
     assert s.run.steps["d"].reason == "runs again: retried by ada for olga"
+
+
+def ended_again(how: str) -> Scenario:
+    """Retried by root from c; c fails again, or the run is cancelled, before d and e ran."""
+    s = failed_at_c()
+    s.when(retry(actor="root"))
+    if how == "failed":
+        s.begin("c")
+        s.fail("c", "still missing")
+    else:
+        s.when(CancelRun(run_id=R, actor="root"))
+    return s
+
+
+@pytest.mark.parametrize("how", ["failed", "cancelled"])
+def test_a_step_the_retry_left_pending_says_nothing_of_running_again_once_the_run_ended(how: str) -> None:
+    s = ended_again(how)
+    for run in (s.run, fold(R, list(enumerate(s.events, 1)))):
+        assert run.status == how
+        assert [(run.steps[i].status, run.steps[i].reason) for i in "de"] == [("pending", "")] * 2
+        assert "runs again" not in status_table(run)
 
 
 def test_a_rollback_after_a_retried_run_undoes_every_step_once_in_reverse_order_of_completion() -> None:

@@ -14,7 +14,7 @@ from events.run import (
     StepSucceeded,
 )
 from projections.sentences import sentence
-from services.fold import Run, dry_run_plan, evolve
+from services.fold import GateState, Run, dry_run_plan, evolve
 
 from ui.cli.exits import (  # the exit codes are read from here too (kept in exits.py: the CLI starts without this)
     DENIED_CODES as DENIED_CODES,
@@ -133,11 +133,13 @@ def status_table(run: Run, full_output: bool = False) -> str:
             lines.append("every step waits for an approval (asked at the start)")
     if run.failure:
         lines.append(f"failure: {run.failure}")
+    lines += rollback_lines(run)
     for s in run.steps.values():
-        extra = "; ".join(x for x in (s.attempt.error or s.reason, s.attempt.note) if x)
+        # A rejected gate's step failed with the rejection as its error: the gate says it.
+        error = "" if s.gate.status == "rejected" else s.attempt.error
+        extra = "; ".join(x for x in (error or s.reason, s.attempt.note) if x)
         if s.gate.status:
-            who = ", ".join(g.actor for g in s.gate.approvals) or "nobody yet"
-            extra = f"gate {s.gate.status} (approved by {who}) {extra}".rstrip()
+            extra = f"{gate_text(s.gate)} {extra}".rstrip()
         if s.rollback.status:
             extra = f"{extra}; rollback {s.rollback.status} {s.rollback.error}".strip("; ").rstrip()
         took = _ms(s.attempt.duration_ms)
@@ -146,6 +148,35 @@ def status_table(run: Run, full_output: bool = False) -> str:
     for q in run.quarantined:
         lines.append(f"quarantined event {q.seq} ({q.event}), not applied: {q.reason}")
     return "\n".join(lines)
+
+
+def gate_text(gate: GateState) -> str:
+    """Where the step's gate stands: who approved it so far, or who decided it (and why, for a rejection)."""
+    approved = ", ".join(g.actor for g in gate.approvals)
+    match gate.status:
+        case "requested":
+            return f"gate requested (approved by {approved or 'nobody yet'})"
+        case "granted":   # by a quorum, or by the system when its deadline approves it
+            return f"gate granted (approved by {', '.join(gate.decided_by) or approved})"
+        case "rejected":
+            return f"gate rejected by {', '.join(gate.decided_by)}" + (f": {gate.comment}" if gate.comment else "")
+    return f"gate {gate.status}" + (f" (approved by {approved})" if approved else "")
+
+
+def rollback_lines(run: Run) -> list[str]:
+    """The rollback's own lines, apart from the run's failure: why and at whose request, and how it failed."""
+    asked = run.rollback
+    if asked is None:
+        return []
+    verb = {"rolling_back": "rolling back", "rolled_back": "rolled back"}.get(run.status, "rollback")
+    if asked.after_failure:       # its reason is the failure, said above
+        lines = [f"{verb} after the failure (on failure: rollback)"]
+    else:
+        who = asked.actor + (f" for {asked.on_behalf_of}" if asked.on_behalf_of else "")
+        lines = [f"{verb}: {asked.reason} (requested by {who})" if asked.reason else f"{verb} (requested by {who})"]
+    if asked.failure:
+        lines.append(f"rollback failed: {asked.failure}")
+    return lines
 
 
 def plan_table(run: Run) -> str:

@@ -21,6 +21,7 @@ class Execution(BaseModel):
     finished: bool = False
     waiting_gates: list[Gate] = []
     failure: str | None = None
+    rollback_failure: str | None = None
     events: list[str] = []
 
 
@@ -52,6 +53,9 @@ class ExecutionStatus(BaseModel):
     started_at: str | None
     finished_at: str | None
     failure: str | None
+    rollback_requested_by: str | None = None   # "system": under on_failure: rollback
+    rollback_reason: str | None = None
+    rollback_failure: str | None = None
     phase: str
     dry_run: bool
     gates_waiting: int

@@ -107,4 +107,5 @@ def _where(run: Run) -> dict[str, Any]:
                   deadline=s.gate.deadline.isoformat() if s.gate.deadline else None)
              for s in run.steps.values() if s.gate.status == "requested"]
     return {"status": run.display_status, "finished": run.finished_at is not None, "waiting_gates": gates,
-            "failure": run.failure or None}
+            "failure": run.failure or None,
+            "rollback_failure": (run.rollback.failure or None) if run.rollback else None}

@@ -96,5 +96,6 @@ function renderFacts(facts, v, said) {
     v.cancel_requested_by ? row("Cancelled by", said.cancel ? who(said.cancel) : v.cancel_requested_by, "cancelled-by") : null,
     said.retry ? row("Retried", who(said.retry), "retried-by") : null,
     said.rollback ? row("Rollback", who(said.rollback), "rollback-by") : null,
-    v.failure ? row("Failure", h("span", { class: "error-text" }, v.failure), "failure") : null);
+    v.failure ? row("Failure", h("span", { class: "error-text" }, v.failure), "failure") : null,
+    v.rollback_failure ? row("Rollback failure", h("span", { class: "error-text" }, v.rollback_failure), "rollback-failure") : null);
 }

@@ -76,8 +76,7 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
             raise CommandRejected(f"run {run.id} is {run.status}; cancel it or let it finish before rolling back",
                                   "illegal_transition")
         case RollbackRun(reason=reason):
-            actor = _actor(cmd)
-            return [_rollback_started(run, at, reason or f"rollback requested by {actor}", actor, cmd.on_behalf_of)]
+            return [_rollback_started(run, at, reason, _actor(cmd), cmd.on_behalf_of)]
 
         case Retry():
             return retry_run.retry(run, cmd, at)

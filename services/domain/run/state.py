@@ -77,10 +77,11 @@ class GateState(Struct):
     deadline_passed: bool = False
     approvals: list[ApprovalGiven] = field(default_factory=list)
     decided_by: list[str] = field(default_factory=list)
+    comment: str = ""              # why it was rejected, if it was
 
     def copy(self) -> GateState:
         return GateState(self.status, self.message, self.deadline, self.deadline_passed, self.approvals,
-                         self.decided_by)
+                         self.decided_by, self.comment)
 
 
 class RollbackState(Struct):
@@ -140,6 +141,16 @@ class Steering(Struct, frozen=True):
     cancel_reason: str = ""
 
 
+class RollbackRequest(Struct, frozen=True):
+    """Why the run is being undone and who asked, kept apart from the run's own failure; replaced whole on change."""
+
+    reason: str
+    actor: str
+    on_behalf_of: str | None = None
+    after_failure: bool = False    # the engine's, under `on_failure: rollback`: `reason` is the run's failure
+    failure: str = ""              # why the rollback itself failed
+
+
 class Run(Struct):
     """A run as its events so far leave it (version: the last one applied)."""
 
@@ -151,7 +162,8 @@ class Run(Struct):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     steering: Steering = Steering()
-    failure: str = ""
+    failure: str = ""              # what failed in the run and why; a rollback keeps it
+    rollback: RollbackRequest | None = None
     event_count: int = 0
     phase: Literal["forward", "rollback"] = "forward"
     gates_waiting: int = 0          # gates asked and not yet decided
@@ -366,10 +378,12 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             run.steering = replace(run.steering, cancel_requested_by=actor, cancel_reason=reason)
         case RunCancelled(at=at):
             run.status, run.finished_at = "cancelled", at
+            _forward_over(run)
         case RunCompleted(at=at):
             run.status, run.finished_at = "completed", at
         case RunFailed(reason=reason, at=at):
             run.status, run.finished_at, run.failure = "failed", at, reason
+            _forward_over(run)
         case RunRetried():
             _retried(run, event)
         case StepRetryScheduled(step_id=step_id, due=due):
@@ -400,17 +414,25 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             gate = run.step(step_id).gate
             gate.status, gate.decided_by = "granted", approvers or [actor]
             run.gates_waiting -= 1
-        case ApprovalRejected(step_id=step_id, actor=actor):
+        case ApprovalRejected(step_id=step_id, actor=actor, comment=comment):
             gate = run.step(step_id).gate
-            gate.status, gate.decided_by = "rejected", [actor]
+            # The person it counts for, as a grant's approvers are (an admin may reject for someone).
+            gate.status, gate.decided_by, gate.comment = "rejected", [event.on_behalf_of or actor], comment
             run.gates_waiting -= 1
         case ApprovalDeadlinePassed(step_id=step_id):
             run.step(step_id).gate.deadline_passed = True
         case ApprovalTimedOut(step_id=step_id):
             run.step(step_id).gate.status = "timed_out"
             run.gates_waiting -= 1
-        case RollbackStarted(waves=waves, reason=reason, at=at):
-            run.phase, run.rollback_waves, run.failure, run.finished_at = "rollback", waves, reason, None
+        case RollbackStarted(waves=waves, reason=reason, actor=actor, at=at):
+            # Started before the run ended, it is `on_failure: rollback`'s, and its reason the run's failure;
+            # after the end, someone asked for it: the failure, if any, stays as the run recorded it.
+            after_failure = not run.finished
+            if after_failure:
+                run.failure = reason
+                _forward_over(run)
+            run.rollback = RollbackRequest(reason, actor, event.on_behalf_of, after_failure)
+            run.phase, run.rollback_waves, run.finished_at = "rollback", waves, None
             run.status = "rolling_back" if run.status not in ("paused", "cancelling") else run.status
             for step_id in (s for wave in waves for s in wave):
                 run.step(step_id).rollback.status = "pending"
@@ -431,7 +453,9 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case RollbackCompleted(at=at):
             run.status, run.finished_at = "rolled_back", at
         case RollbackFailed(reason=reason, at=at):
-            run.status, run.finished_at, run.failure = "rollback_failed", at, reason
+            run.status, run.finished_at = "rollback_failed", at
+            if run.rollback is not None:    # fit.py: only after a RollbackStarted
+                run.rollback = replace(run.rollback, failure=reason)
     return run
 
 
@@ -467,9 +491,17 @@ def _retried(run: Run, event: RunRetried) -> None:
         step.gate, step.rollback = GateState(), RollbackState()
         step.started_at = step.finished_at = None   # finished_order stays: an attempt that ran is undone in its place
     run.status, run.phase, run.finished_at, run.failure, run.steering = "running", "forward", None, "", Steering()
+    run.rollback = None
     run.rollback_waves = []
     readiness.recount(run, run.plan.needs)
     run.gates_waiting = sum(step.gate.status == "requested" for step in run.steps.values())
+
+
+def _forward_over(run: Run) -> None:
+    """The run goes no further forward: a step a retry left pending ("runs again") will not run after all."""
+    for step in run.steps.values():
+        if step.status == "pending" and step.reason:
+            run.step(step.id).reason = ""
 
 
 def _may_retry(run: Run, step: StepState) -> bool:
