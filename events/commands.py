@@ -7,12 +7,15 @@ in the body: every event records the verified principal.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from events.playbook import FailurePolicy
 from events.subjects import RunId, StepId
+
+# A person's words on a command (why, a gate's comment): a few sentences, recorded in the run's events.
+Remark = Annotated[str, msgspec.Meta(max_length=2000)]
 
 
 class Command(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
@@ -48,7 +51,7 @@ class StartRun(Command, frozen=True):
 
 class PauseRun(Command, frozen=True):
     run_id: RunId
-    reason: str = ""
+    reason: Remark = ""
 
 
 class ResumeRun(Command, frozen=True):
@@ -57,14 +60,14 @@ class ResumeRun(Command, frozen=True):
 
 class CancelRun(Command, frozen=True):
     run_id: RunId
-    reason: str = ""
+    reason: Remark = ""
 
 
 class RollbackRun(Command, frozen=True):
     """Undo a failed, cancelled or completed run by hand."""
 
     run_id: RunId
-    reason: str = ""
+    reason: Remark = ""
 
 
 class RetryRun(Command, frozen=True):
@@ -76,10 +79,10 @@ class RetryRun(Command, frozen=True):
     pinned playbook: it is validated like a start and must agree with the steps that ran.
     """
 
-    run_id: str
-    from_step: str | None = None
+    run_id: RunId
+    from_step: StepId | None = None
     parameters: dict[str, Any] = {}
-    reason: str = ""
+    reason: Remark = ""
     playbook: str | None = None
     source: str = "<playbook>"
 
@@ -87,13 +90,13 @@ class RetryRun(Command, frozen=True):
 class ApproveStep(Command, frozen=True):
     run_id: RunId
     step_id: StepId
-    comment: str = ""
+    comment: Remark = ""
 
 
 class RejectStep(Command, frozen=True):
     run_id: RunId
     step_id: StepId
-    comment: str = ""
+    comment: Remark = ""
 
 
 class PublishPlaybook(Command, frozen=True):

@@ -73,6 +73,8 @@ def _bounds(t: Any) -> str:
              if getattr(t, attr, None) is not None]
     if getattr(t, "pattern", None):
         parts.append(f"matching `{t.pattern}`")
+    elif isinstance(t, mi.StrType) and t.max_length is not None:
+        parts.append(f"of at most {t.max_length:,} characters")
     return " " + ", ".join(parts) if parts else ""
 
 

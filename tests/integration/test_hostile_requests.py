@@ -44,6 +44,19 @@ async def test_a_run_id_that_is_no_subject_token_is_refused_by_the_run_service(e
     assert reply.error.code == "bad_request" and "$.step_id" in reply.error.message
 
 
+async def test_words_on_a_command_are_a_few_sentences_not_a_megabyte(engine) -> None:
+    """A reason or a comment is recorded in the run's events: 2,000 characters at most, at every door."""
+    for command, body in (("PauseRun", {"run_id": "r1", "reason": "x" * 2001}),
+                          ("CancelRun", {"run_id": "r1", "reason": "x" * 900_000}),
+                          ("RollbackRun", {"run_id": "r1", "reason": "x" * 2001}),
+                          ("RetryRun", {"run_id": "r1", "reason": "x" * 2001}),
+                          ("RejectStep", {"run_id": "r1", "step_id": "a", "comment": "x" * 2001})):
+        reply = await ask(engine, subjects.command(command), json.dumps(body).encode())
+        assert reply.error.code == "bad_request" and "length <= 2000" in reply.error.message, (command, reply)
+    reply = await ask(engine, subjects.command("RetryRun"), json.dumps({"run_id": "*"}).encode())
+    assert reply.error.code == "bad_request" and "$.run_id" in reply.error.message
+
+
 async def test_an_in_process_caller_cannot_slip_a_wildcard_past_the_run_service(engine, settings) -> None:
     """Decoded commands are checked by their type; one built in code is checked again where it is carried out."""
     store, identity = EventStore(engine.nc), await Identity.start(engine.nc, lambda _name: [])
