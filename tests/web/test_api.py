@@ -156,6 +156,8 @@ REFUSALS = [
     ("reset without key", "POST", "/api/circuits/reset", {}, None, None, 400, "bad_request", "key"),
     ("unknown field in a control body", "POST", "/api/runs/r1/pause", {"why": "x"}, None, None, 400, "bad_request",
      "why"),
+    ("unknown status", "GET", "/api/runs?status=running,bogus", None, None, None, 400, "bad_request",
+     "no run status bogus; a run is running, waiting_approval"),
     ("limit 0", "GET", "/api/runs?limit=0", None, None, None, 400, "bad_request", "'limit' must be between 1 and 1000"),
     ("limit 1001", "GET", "/api/runs?limit=1001", None, None, None, 400, "bad_request", "'limit'"),
     ("limit not a number", "GET", "/api/audit?limit=many", None, None, None, 400, "bad_request", "'limit'"),
@@ -587,3 +589,15 @@ async def test_the_library_is_published_at_start_and_odd_files_do_not_break_it(o
             assert [p["id"] for p in await response.json()] == ["deploy@1"]
         async with http.post(f"{web_server.url}/api/runs", json={"playbook_id": "latin1"}) as response:
             assert response.status == 404 and (await response.json())["error"]["code"] == "unknown_playbook"
+
+
+async def test_signing_out_needs_no_body(api: Api) -> None:
+    """`curl -X DELETE` with the session's cookie: there is nothing to send, so nothing to type."""
+    async with api.http.post(api.base + "/api/session", json={"token": await api.token("sam")}) as signed_in:
+        assert signed_in.status == 201
+        cookie = {"pb_session": signed_in.cookies["pb_session"].value}
+    async with aiohttp.ClientSession(cookies=cookie) as browser:
+        async with browser.delete(api.base + "/api/session", headers={"Origin": api.base}) as answer:
+            assert (answer.status, await answer.json()) == (200, {"signed_out": True})
+        async with browser.get(api.base + "/api/session") as answer:
+            assert answer.status == 401

@@ -103,7 +103,8 @@ def check_same_origin(request: web.Request, access: Access, *, with_cookie: bool
     elif origin.lower() not in (f"{request.scheme}://{request.host}".lower(), *access.settings.web_origins):
         raise RequestRefused(f"a page of {origin[:100]} may not change anything here (add it to "
                              "PLAYBOOK_WEB_ORIGINS if it is yours)", "cross_origin", 403)
-    if request.content_type != "application/json" and request.method != "OPTIONS":
+    bodiless_delete = request.method == "DELETE" and not request.body_exists   # `curl -X DELETE`: nothing to read
+    if request.content_type != "application/json" and request.method != "OPTIONS" and not bodiless_delete:
         raise RequestRefused(f"{request.method} {request.path} takes a JSON body (Content-Type: application/json), "
                              f"not {request.content_type}", "unsupported_media_type", 415)
 

@@ -30,7 +30,7 @@ from projections.step_logs import logs_of
 from services.errors import AccessDenied, CommandRejected, EngineUnavailable, TooLarge, TooManyFailures
 from services.identity.authority import Action, Resource
 from services.playbook import MAX_BYTES, validate_playbook
-from services.read import fold, run_started
+from services.read import RUN_STATUSES, fold, run_started
 from ui.catalog_client import Published, version_json
 from ui.web.access import CALLER, may, may_read, permit
 from ui.web.bodies import ControlBody, DecisionBody, PublishBody, ResetCircuitBody, RetryBody, StartBody, ValidateBody
@@ -143,6 +143,9 @@ async def send(request: web.Request, command: Command, created: bool = False) ->
 async def list_runs(request: web.Request) -> web.Response:
     q = request.query
     statuses = set(filter(None, q.get("status", "").split(",")))
+    if unknown := statuses - set(RUN_STATUSES):
+        raise ApiError(400, "bad_request", f"no run status {', '.join(sorted(unknown))[:200]}; a run is "
+                                           f"{', '.join(RUN_STATUSES)}")
     since, until = _time(q, "since"), _time(q, "until")
     active = _flag(q, "active")
     limit = _int(q, "limit", 200, 1, MAX_LIMIT)
