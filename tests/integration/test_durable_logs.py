@@ -137,6 +137,10 @@ async def test_a_step_that_prints_nothing_still_ends_and_an_unknown_run_is_refus
     assert (unknown.returncode, unknown.stderr.strip()) == (1, "no run with id 'nope'")
     bad = playbook_cli("logs", "quiet", "a.b", env=engine_env)
     assert bad.returncode == 2 and "step id 'a.b' must start with a letter" in bad.stderr
+    no_step = playbook_cli("logs", "quiet", "loud", env=engine_env)           # said, not an empty answer
+    assert no_step.returncode == 2 and "run quiet has no step 'loud'; its steps: silent" in no_step.stderr
+    no_attempt = playbook_cli("logs", "quiet", "silent", "--attempt", "9", env=engine_env)
+    assert no_attempt.returncode == 2 and "step silent of run quiet has had 1 attempt(s), not 9" in no_attempt.stderr
 
 
 async def test_a_viewer_of_the_playbook_reads_its_runs_logs_and_a_viewer_of_another_is_refused(

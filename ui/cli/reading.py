@@ -13,7 +13,8 @@ from events.schema import json_schema
 from projections.run_list import as_dict
 from projections.run_view import run_view
 from projections.sentences import circuit_sentence
-from services.read import fold
+from services.playbook.diagnostics import listing
+from services.read import Run, fold
 from services.settings import Settings
 from ui.cli.common import failed, no_run, print_json, print_reply
 from ui.cli.connect import steer, with_client
@@ -76,8 +77,15 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
         return failed(args, "bad_request", f"playbook logs: {problem}", EXIT_INVALID)
 
     async def work(client: EngineClient) -> int:
-        if not await client.exists(args.run_id):
-            return no_run(args)
+        if args.step_id is None:
+            if not await client.exists(args.run_id):
+                return no_run(args)
+        else:
+            run = await client.run(args.run_id)
+            if not run.exists:
+                return no_run(args)
+            if problem := _no_such_attempt(run, args.step_id, args.attempt, args.follow):
+                return failed(args, "unknown_step", f"playbook logs: {problem}", EXIT_INVALID)
         async for seq, item in client.logs(args.run_id, args.step_id, args.attempt, follow=args.follow):
             if args.json:
                 print(json.dumps({"seq": seq, **msgspec.to_builtins(item)}), flush=True)
@@ -86,6 +94,17 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     return asyncio.run(with_client(settings, work))
+
+
+def _no_such_attempt(run: Run, step_id: str, attempt: int | None, follow: bool) -> str:
+    """Why the run cannot have lines of this step (or attempt): said, rather than printing nothing. Following, an
+    attempt still to come is waited for."""
+    if step_id not in run.specs:
+        return f"run {run.id} has no step {step_id!r}; its steps: {listing(run.specs)}"
+    made = run.steps[step_id].attempt.number
+    if attempt is not None and attempt > made and not follow:
+        return f"step {step_id} of run {run.id} has had {made} attempt(s), not {attempt}"
+    return ""
 
 
 def _logs_problem(args: argparse.Namespace) -> str:
