@@ -1,5 +1,5 @@
 """What a user may mistype reaches the CLI's error path, never a traceback: a playbook file that is not UTF-8,
-a port out of range (an option or a variable)."""
+a port out of range (an option or a variable), a parameter given twice, `--as` nobody."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import pytest
 
 from services.errors import PlaybookError
 from services.settings import Settings
+from ui.cli.common import parse_params
 from ui.cli.main import main, parser, run_command
 
 
@@ -34,3 +35,24 @@ def test_a_port_out_of_range_is_a_usage_error(port: str, capsys: pytest.CaptureF
 def test_a_port_variable_out_of_range_is_refused_by_name(variable: str) -> None:
     with pytest.raises(PlaybookError, match=f"{variable} must be a port, 0 to 65535, got 70000"):
         Settings.from_environ({variable: "70000"})
+
+
+def test_a_parameter_given_twice_is_refused_not_overwritten() -> None:
+    assert parse_params(["who=a", "when = now"]) == {"who": "a", "when": " now"}
+    with pytest.raises(PlaybookError, match=r"-p who is given twice \('a', then 'b'\): give it once"):
+        parse_params(["who=a", "who=b"])
+
+
+@pytest.mark.parametrize("argv", [["pause", "r1", "--as", ""], ["token", "list", "--as", " "]])
+def test_acting_for_nobody_is_a_usage_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and "--as needs a person's name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("limit", ["0", "-1", "1001"])
+def test_an_audit_limit_outside_what_the_view_gives_is_a_usage_error(limit: str,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["audit", "--limit", limit])
+    assert exited.value.code == 2 and "--limit: a number from 1 to 1000" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", dest="run_id", help="only this run")
     parser.add_argument("--action", help="start, pause, approve, refused, ... (the dashboard's list)")
     parser.add_argument("--since", help="how far back: 30m, 12h, 7d")
-    parser.add_argument("--limit", type=int, default=200, help="at most this many entries (default 200)")
+    parser.add_argument("--limit", type=_limit, default=200, help="at most this many entries, 1 to 1000 (default 200)")
     parser.add_argument("--json", action="store_true", help="one JSON object per entry")
 
 
@@ -64,3 +64,9 @@ def line(entry: dict[str, str]) -> str:
     where = entry.get("run_id") or entry.get("circuit") or ""
     step = f"/{entry['step_id']}" if entry.get("step_id") else ""
     return f"{entry['at'][:19].replace('T', ' ')}  {who:<24} {entry['action']:<16} {where}{step}  {entry['detail']}"
+
+
+def _limit(text: str) -> int:
+    if not text.isdecimal() or not 1 <= int(text) <= 1000:      # the audit view's most (ui/web/api.py MAX_LIMIT)
+        raise argparse.ArgumentTypeError(f"a number from 1 to 1000, not {text[:20]!r}")
+    return int(text)

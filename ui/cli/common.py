@@ -43,13 +43,22 @@ def step_id(text: str) -> str:
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
-    params = {}
+    params: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise PlaybookError(f"-p {pair!r}: write parameters as key=value")
-        params[key.strip()] = value
+        if (key := key.strip()) in params:
+            raise PlaybookError(f"-p {key} is given twice ({params[key]!r}, then {value!r}): give it once")
+        params[key] = value
     return params
+
+
+def person(text: str) -> str:
+    """Whom `--as` names: not nobody (an empty name acted for no one, silently)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("--as needs a person's name")
+    return text.strip()
 
 
 def read_playbook(name: str) -> tuple[Path, str]:

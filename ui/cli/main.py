@@ -12,7 +12,7 @@ from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
 from ui.cli import mcp as mcp_command
 from ui.cli import tokens as token_commands
-from ui.cli.common import failed, port, run_id, step_id
+from ui.cli.common import failed, person, port, run_id, step_id
 from ui.cli.exits import (
     DENIED_CODES, EXIT_BROKEN_PIPE, EXIT_DENIED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE,
 )
@@ -79,7 +79,7 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
         return cmd
 
     def acting(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("--as", dest="as_user", metavar="PERSON", help=AS_HELP)
+        cmd.add_argument("--as", dest="as_user", metavar="PERSON", type=person, help=AS_HELP)
 
     def showing_output(cmd: argparse.ArgumentParser) -> None:
         cmd.add_argument("--output", action="store_true", help="every line steps printed, not only the last ones")

@@ -10,6 +10,7 @@ import argparse
 import re
 
 from services.errors import PlaybookError
+from ui.cli.common import person
 from ui.cli.lazy import Lazy
 
 _DURATION = re.compile(r"(\d+)([smhd])")
@@ -46,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     revoke.set_defaults(handler=Lazy("token_actions", "cmd_token_revoke"))
 
     for action in (create, listing, revoke):
-        action.add_argument("--as", dest="on_behalf_of", metavar="PERSON",
+        action.add_argument("--as", dest="on_behalf_of", metavar="PERSON", type=person,
                             help="act on behalf of this person (admin; both recorded)")
         action.add_argument("--json", action="store_true", help="the answer as one JSON document")
 

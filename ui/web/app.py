@@ -199,5 +199,5 @@ def audit_for(projector: Projector, guard: Guard, acting: Acting, query: dict[st
     since = query.get("since")
     return projector.audit_entries(
         api.readable_audit(projector, lambda action, resource: authorize(principal, action, resource).allowed),
-        limit=min(int(query.get("limit") or 200), api.MAX_LIMIT), actor=query.get("actor"),
+        limit=max(1, min(int(query.get("limit", 200)), api.MAX_LIMIT)), actor=query.get("actor"),
         run_id=query.get("run_id"), action=query.get("action"), since=datetime.fromisoformat(since) if since else None)
