@@ -204,7 +204,8 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
     publish = add("publish", cmd_publish, "store a version of each playbook in the catalog (its `version:`, or "
                   "--version); the same text again is nothing new, other text under a published version is refused",
                   "one JSON object per published version")
-    publish.add_argument("files", nargs="+", metavar="FILE")
+    publish.add_argument("files", nargs="+", metavar="FILE",
+                         help="playbook files; each is published under its own `name:`")
     publish.add_argument("--version", default="", help="the version to publish as (one file only); "
                                                        "default: the playbook's `version:`, else 1")
     acting(publish)
