@@ -7,7 +7,7 @@ import json
 import pytest
 
 from events.commands import Reply, Rejection
-from services.errors import AccessDenied, CommandRejected, EngineUnavailable, PlaybookError
+from services.errors import AccessDenied, CommandRejected, EngineUnavailable, PlaybookError, UnknownPlaybook
 from services.learning.errors import LearningRefused
 from services.settings import Settings
 from ui.cli.common import reply_exit_code
@@ -16,7 +16,7 @@ from ui.cli.render import EXIT_CODES
 
 ANSWERS = [
     ("illegal_transition", 1), ("unknown_run", 1), ("approval_refused", 1), ("internal_error", 1),
-    ("invalid_playbook", 2), ("bad_request", 2), ("unknown_step", 2), ("too_large", 2),
+    ("invalid_playbook", 2), ("bad_request", 2), ("unknown_step", 2), ("unknown_playbook", 2), ("too_large", 2),
     ("unavailable", 4),
     ("unauthenticated", 5), ("forbidden", 5), ("forged_actor", 5), ("too_many_failures", 5),
 ]
@@ -38,6 +38,7 @@ FAILURES = [
     (CommandRejected("no such run", "unknown_run"), 1, "unknown_run"),
     (LearningRefused("unauthenticated", "the token is not valid"), 5, "unauthenticated"),   # `playbook insights`
     (LearningRefused("rebuilding", "the knowledge is being rebuilt"), 1, "rebuilding"),
+    (UnknownPlaybook("no playbook nosuch in the catalog"), 2, "unknown_playbook"),    # `playbooks show nosuch`
     (PlaybookError("-p 'oops': write parameters as key=value"), 2, "invalid_input"),
     (KeyboardInterrupt(), 130, None),       # 141, a closed pipe, needs a real pipe: tests/e2e/test_cli_operator.py
 ]

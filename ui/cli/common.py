@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from events.commands import Reply
 
 # Rejections that mean the input was wrong and nothing was done: exit code 2, not 1.
-INVALID_INPUT = frozenset({"invalid_playbook", "bad_request", "unknown_step", "too_large"})
+INVALID_INPUT = frozenset({"invalid_playbook", "bad_request", "unknown_step", "unknown_playbook", "too_large"})
 
 
 def run_id(text: str) -> str:
@@ -98,9 +98,11 @@ def reply_document(reply: Reply) -> dict[str, Any]:
 
 
 def reply_exit_code(reply: Reply) -> int:
-    code = reply.error.code if reply.error is not None else None
-    if reply.accepted:
-        return 0
+    return 0 if reply.accepted else refusal_exit_code(reply.error.code if reply.error is not None else None)
+
+
+def refusal_exit_code(code: str | None) -> int:
+    """The exit code of a refusal, by its code (the README's table), whether it came back in a reply or was raised."""
     if code in DENIED_CODES:
         return EXIT_DENIED
     return EXIT_INVALID if code in INVALID_INPUT else EXIT_UNAVAILABLE if code == "unavailable" else EXIT_FAILED

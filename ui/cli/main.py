@@ -7,14 +7,14 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from services.errors import CommandRejected, EngineUnavailable, PlaybookError, TooLarge
+from services.errors import CommandRejected, EngineUnavailable, PlaybookError
 from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
 from ui.cli import mcp as mcp_command
 from ui.cli import tokens as token_commands
-from ui.cli.common import failed, person, port, run_id, step_id
+from ui.cli.common import failed, person, port, refusal_exit_code, run_id, step_id
 from ui.cli.exits import (
-    DENIED_CODES, EXIT_BROKEN_PIPE, EXIT_DENIED, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE,
+    EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE,
 )
 from ui.cli.lazy import Handler, Lazy
 
@@ -255,8 +255,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     except EngineUnavailable as err:
         return failed(args, "engine_unavailable", str(err), EXIT_UNAVAILABLE, prefix="playbook: ")
     except CommandRejected as err:
-        code = EXIT_DENIED if err.code in DENIED_CODES else EXIT_INVALID if isinstance(err, TooLarge) else EXIT_FAILED
-        return failed(args, err.code, str(err), code,
+        return failed(args, err.code, str(err), refusal_exit_code(err.code),
                       prefix=f"playbook: rejected ({err.code}): ")
     except PlaybookError as err:
         return failed(args, "invalid_input", str(err), EXIT_INVALID, prefix="playbook: ")
