@@ -56,3 +56,12 @@ def test_an_audit_limit_outside_what_the_view_gives_is_a_usage_error(limit: str,
     with pytest.raises(SystemExit) as exited:
         main(["audit", "--limit", limit])
     assert exited.value.code == 2 and "--limit: a number from 1 to 1000" in capsys.readouterr().err
+
+
+def test_a_usage_error_asked_for_json_is_json(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["status", "bad id", "--json"])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and err == ""
+    assert json.loads(out) == {"error": {"code": "invalid_input", "message": "argument RUN: run id 'bad id' may hold "
+                                         "only letters, digits, '-' and '_' (at most 64)"}}

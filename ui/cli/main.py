@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import io
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -12,7 +14,7 @@ from ui.cli import audit as audit_command
 from ui.cli import insights as insights_command
 from ui.cli import mcp as mcp_command
 from ui.cli import tokens as token_commands
-from ui.cli.common import failed, person, port, refusal_exit_code, run_id, step_id
+from ui.cli.common import failed, person, port, print_json, refusal_exit_code, run_id, step_id
 from ui.cli.exits import (
     EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_UNAVAILABLE,
 )
@@ -229,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
         # time: most of building the parser. A translation cannot change within a process, so each is looked up once.
         argparse._ = functools.cache(argparse._)  # type: ignore[attr-defined]
     argv = sys.argv[1:] if argv is None else argv
-    args = parser(only=argv[0] if argv and not argv[0].startswith("-") else None).parse_args(argv)
+    args = _parsed(parser(only=argv[0] if argv and not argv[0].startswith("-") else None), argv)
     from services.settings import Settings
     try:
         settings = Settings.from_environ(os.environ)
@@ -237,6 +239,24 @@ def main(argv: list[str] | None = None) -> None:
         print(f"playbook: {err}", file=sys.stderr)
         sys.exit(EXIT_INVALID)
     sys.exit(run_command(args, settings))
+
+
+def _parsed(cli: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """The arguments. Asked for --json, a usage error is said as the command's other failures are: one JSON
+    document on stdout (exit 2), not argparse's text."""
+    if "--json" not in argv:
+        return cli.parse_args(argv)
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            return cli.parse_args(argv)
+    except SystemExit as exited:
+        if exited.code != EXIT_INVALID:
+            sys.stderr.write(said.getvalue())
+            raise
+        message = said.getvalue().strip().splitlines()[-1].partition(": error: ")[2]
+        print_json({"error": {"code": "invalid_input", "message": message}})
+        raise
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
