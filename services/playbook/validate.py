@@ -9,6 +9,7 @@ import msgspec
 
 from events import subjects
 from events.playbook import Plan, Playbook, Step
+from services.playbook.actions import ACTION_SPECS
 from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
 from services.playbook.environments import environment_variables, variable_issues
@@ -23,7 +24,7 @@ from services.playbook.spellings import read_as_ours
 from services.playbook.limits import MAX_BYTES, MAX_STEPS, too_large
 from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
-DEFAULT_ACTIONS = frozenset({"noop", "wait", "shell", "http_request"})
+DEFAULT_ACTIONS = frozenset(ACTION_SPECS)
 _STEP_ID = re.compile(subjects.STEP_ID_PATTERN)
 
 
