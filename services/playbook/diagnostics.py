@@ -25,6 +25,8 @@ CODES: dict[str, str] = {
     "PB104": "value not allowed",
     "PB105": "no steps",
     "PB106": "`when` text that compares (==, and, not ...): text is only tested for being empty",
+    "PB107": "action argument unknown, missing, of the wrong type or not allowed (a `${...}` value is checked "
+             "when the step runs)",
     "PB201": "duplicate step id",
     "PB202": "invalid step id",
     "PB203": "unknown step in depends_on",

@@ -9,7 +9,7 @@ import msgspec
 
 from events import subjects
 from events.playbook import Plan, Playbook, Step
-from services.playbook.actions import ACTION_SPECS
+from services.playbook.actions import ACTION_SPECS, arg_issues
 from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
 from services.playbook.environments import environment_variables, variable_issues
@@ -210,7 +210,7 @@ def _moved(issue: Issue, positions: dict[str, list[int]]) -> Issue:
 
 
 def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
-    """Checks of one step on its own: id form, known actions, advice."""
+    """Checks of one step on its own: id form, known actions and their args, advice."""
     issues: list[Issue] = []
     if not _STEP_ID.fullmatch(step.id):
         suggestion = re.sub(r"[^A-Za-z0-9_-]", "_", step.id)
@@ -220,9 +220,13 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
                                      f"try '{suggestion}'", ("steps", i, "id")))
     if step.action not in actions:
         issues.append(_unknown_action(step.action, actions, ("steps", i, "action")))
+    else:
+        issues += arg_issues(step.action, step.args, ("steps", i, "args"))
     for k, undo in enumerate(step.rollback):
         if undo.action not in actions:
             issues.append(_unknown_action(undo.action, actions, ("steps", i, "rollback", k, "action")))
+        else:
+            issues += arg_issues(undo.action, undo.args, ("steps", i, "rollback", k, "args"))
     if step.when is not None:
         issues += condition_issues(step.when, ("steps", i, "when"))
     for k, validation in enumerate(step.validations):

@@ -1,9 +1,11 @@
 """noop, wait, and what run_action promises for every action: arg problems and timeouts."""
 import asyncio
+import json
 
 import pytest
 
 from services.executor.actions import ACTIONS, ActionResult, run_action, validate_args
+from services.playbook import validate_playbook
 from services.playbook.actions import ACTION_SPECS
 
 
@@ -81,3 +83,16 @@ def test_every_action_describes_its_args():
         assert action.spec is ACTION_SPECS[name]
         assert action.spec.args, name
         assert all(arg.meaning for arg in action.spec.args.values()), name
+
+
+@pytest.mark.parametrize(("action", "args"), [
+    ("wait", {"seconds": -5}), ("wait", {}), ("http_request", {}), ("shell", {}),
+    ("shell", {"command": "true", "bogus": 1}), ("noop", {"zzz": 1}),
+])
+async def test_the_run_refuses_an_arg_in_the_words_validation_said_before(action, args):
+    """One definition of the args: what validation reports (PB107) is what the step would fail on."""
+    step = {"id": "a", "name": "A", "action": action, "args": args, "timeout_seconds": 5}
+    said = {d.message for d in validate_playbook(json.dumps({"name": "x", "steps": [step]})) if d.code == "PB107"}
+    result = await run_action(action, args)
+    assert (result.ok, result.category) == (False, "configuration")
+    assert set(result.error.split("; ")) == said != set()

@@ -87,7 +87,7 @@ steps:
   - id: scale
     name: Scale
     action: noop
-    args: {replicas: "${replicas}"}
+    args: {outputs: {replicas: "${replicas}"}}
   - id: page_oncall
     name: Page on-call
     action: noop
