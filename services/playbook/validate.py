@@ -161,6 +161,8 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
               if not isinstance(item, _Unsure) or (item.step_id, item.other) not in sure]
     later += security_issues(data)
     later += destination_issues(data)
+    if given is None and environment is not None:
+        given = {}   # a run in that environment is asked about, as `run --env` starts it: no values from a caller
     values, found = check_parameters(playbook, environment=environment, given=given)
     later += [_moved(issue, positions) for issue in found]
     declared = {parameter.name for parameter in playbook.parameters}

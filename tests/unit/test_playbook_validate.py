@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -513,9 +514,59 @@ def test_known_actions_can_be_given():
 
 
 def test_required_parameters_are_only_checked_when_values_are_given():
-    text = "name: x\nparameters: [{name: v, required: true}]\nsteps: [{id: a, name: A, action: noop}]\n"
-    assert validate_playbook(text) == []
+    text = "name: x\nparameters: [{name: v, required: true}]\nenvironments: {prod: {}}\n" \
+           "steps: [{id: a, name: A, action: noop}]\n"
+    assert [(d.code, d.severity) for d in validate_playbook(text)] == [("PB505", "info")]   # the file is fine
     assert [d.code for d in validate_playbook(text, parameters={})] == ["PB301"]
+    assert [d.code for d in validate_playbook(text, environment="prod")] == ["PB301"]   # as `run --env prod` says
+
+
+# -- validate says what run would: the same file, --env and -p ----------------------------------
+
+REGIONAL = yaml_text("""
+    name: regional
+    parameters: [{name: version, required: true}]
+    environments:
+      prod: {region: eu, version: "2"}
+      dev: {}
+    steps:
+      - {id: a, name: A, action: noop, args: {message: "${region} ${version}"}}
+    """)
+
+
+def refusal(**run: Any) -> list[str]:
+    """The error codes `run` refuses with (`playbook run` passes its -p values, none being {})."""
+    try:
+        load_playbook(REGIONAL, **run)
+    except PlaybookInvalid as refused:
+        return sorted(d.code for d in refused.diagnostics if d.severity == "error")
+    return []
+
+
+@pytest.mark.parametrize(("environment", "parameters"), [
+    ("dev", None), ("dev", {"version": "1"}), ("prod", None), (None, {"version": "1"}), ("moon", None),
+])
+def test_validate_with_env_or_values_reports_what_run_would_refuse(environment, parameters):
+    said = sorted(d.code for d in validate_playbook(REGIONAL, environment=environment, parameters=parameters)
+                  if d.severity == "error")
+    assert said == refusal(environment=environment, parameters=parameters or {})
+
+
+def test_an_environment_that_lacks_a_variable_is_an_error_without_any_value_given():
+    [error] = [d for d in validate_playbook(REGIONAL, environment="dev", parameters={"version": "1"})]
+    assert (error.code, error.line) == ("PB308", 5)
+    assert error.message.startswith("environment 'dev' does not set 'region', which only environment prod sets")
+    assert [d.code for d in validate_playbook(REGIONAL, environment="dev")] == ["PB301", "PB308"]
+
+
+def test_validate_alone_says_what_a_run_must_be_given_without_calling_the_file_broken():
+    found = [(d.code, d.severity, d.message) for d in validate_playbook(REGIONAL)]
+    assert found == [
+        ("PB505", "info", "parameter 'version' is required and has no default; a run must give it with "
+                          "-p version=<value>, or choose an environment that sets it (prod) with --env"),
+        ("PB505", "info", "'region' is a variable only environment prod sets; a run must choose one with --env"),
+    ]
+    assert refusal(parameters={}) == ["PB301", "PB308"]      # what `run` with no --env and no -p would say
 
 
 # -- action arguments: what the step would fail on, said before the run -------------------------
