@@ -13,8 +13,8 @@ import msgspec.inspect as mi
 from app.docs.markdown import GENERATED, default_text, doc, fields_of, table, type_text
 from events.playbook import Playbook
 from events.run import ErrorCategory
-from services.executor.actions import ACTIONS
 from services.playbook import CODES
+from services.playbook.actions import ACTION_SPECS
 from services.playbook.conditions import CONDITION_TYPES
 from services.playbook.diagnostics import severity_of
 from services.playbook.spellings import ANSWERS, READ_AS
@@ -243,11 +243,12 @@ def _conditions() -> list[str]:
 
 def _actions() -> list[str]:
     lines = ["## Actions", "", "What a step (or a rollback action, or an error handler) does, and its `args`:", ""]
-    for name, action in ACTIONS.items():
+    for name, action in ACTION_SPECS.items():
         timeout = f" (default timeout {action.default_timeout:g} s)" if action.default_timeout else ""
         lines += [f"### {name}{timeout}", ""] + table(
             ("arg", "required", "what it is"),
-            [(f"`{arg}`", "yes" if required else "no", meaning) for arg, (required, meaning) in action.args.items()])
+            [(f"`{arg_name}`", "yes" if arg.required else "no", arg.meaning)
+             for arg_name, arg in action.args.items()])
         lines.append("")
     return lines
 

@@ -21,11 +21,11 @@ from events.run import (
     RunStarted, StepFailed, StepNotRetried, StepRemediated, StepRemediationFailed, StepRetryScheduled, StepSucceeded,
 )
 from services.errors import PlaybookError
-from services.executor.actions import ACTIONS
 from services.learning.facts import (
     ApprovalDecided, AttemptFailed, AttemptPassed, BreakerOpened, Check, Fact, RemediationEnded, RetryShape, RunBegan,
     RunEnded, StepConfigured, StepShape,
 )
+from services.playbook.actions import ACTION_SPECS
 from services.playbook.interpolate import Context, resolve
 from services.domain.breaker import circuit_key
 from services.domain.run.state import playbook_of, variables_of
@@ -208,7 +208,7 @@ def _shapes(event: RunStarted) -> dict[str, StepShape]:
 def _shape(playbook: str, step: Step, context: Context, handled: list[str], outputs_read: bool) -> StepShape:
     spec = circuit_of(step)
     retry = step.retry
-    action = ACTIONS.get(step.action)
+    action = ACTION_SPECS.get(step.action)
     return StepShape(
         action=step.action, timeout_seconds=step.timeout_seconds,
         default_timeout=action.default_timeout if action else None,

@@ -25,6 +25,8 @@ CODES: dict[str, str] = {
     "PB104": "value not allowed",
     "PB105": "no steps",
     "PB106": "`when` text that compares (==, and, not ...): text is only tested for being empty",
+    "PB107": "action argument unknown, missing, of the wrong type or not allowed (a `${...}` value is checked "
+             "when the step runs)",
     "PB201": "duplicate step id",
     "PB202": "invalid step id",
     "PB203": "unknown step in depends_on",
@@ -68,9 +70,11 @@ CODES: dict[str, str] = {
     "PB502": "shell step without timeout_seconds",
     "PB503": "environment sets a name nothing uses",
     "PB504": "another tool's spelling of a key, read as this language's",
+    "PB505": "what a run must be given, when validating without --env and -p: a required parameter without a "
+             "default, or --env for a variable only environments set",
     "PB601": "what past runs recommend (`validate --insights`)",
 }
-_INFOS = {"PB501", "PB504", "PB601"}
+_INFOS = {"PB501", "PB504", "PB505", "PB601"}
 _RISKY = {"PB403", "PB407", "PB411", "PB412", "PB415", "PB421", "PB423"}  # security findings that warn, not stop
 
 

@@ -25,7 +25,8 @@ def variable_issues(playbook: Playbook, parameters: Collection[str], used: Colle
     """Kinds that disagree between environments, names nothing uses, names the run's environment lacks.
 
     `running`: values are being resolved for a run (not only the file checked), so the chosen
-    environment (or its absence) must give every variable the steps use.
+    environment (or its absence) must give every variable the steps use; not running, a variable
+    only environments set is what a run must choose an environment for (PB505, an info).
     """
     kinds: dict[str, tuple[str, str]] = {name: (_kind(value), "variables") for name, value in
                                          playbook.variables.items() if value is not None}
@@ -45,12 +46,14 @@ def variable_issues(playbook: Playbook, parameters: Collection[str], used: Colle
             if value is not None and first[0] != kind:
                 yield Issue("PB302", f"variable '{name}' is {_WORDS[kind]} in environment '{env_name}', but "
                                      f"{_WORDS[first[0]]} in {first[1]}; give it values of one kind", where)
-    if not running:
-        return
     for name, envs in setters.items():
         if name in playbook.variables or name not in used or environment in envs:
             continue
         where_set = f"only environment{'s' if len(envs) > 1 else ''} {listing(envs)} set{'' if len(envs) > 1 else 's'}"
+        if not running:
+            yield Issue("PB505", f"'{name}' is a variable {where_set}; a run must choose one with --env",
+                        ("environments",), on_key=True)
+            continue
         if environment is None:
             problem = f"'{name}' is a variable {where_set}; choose one with --env, or give it a value under variables"
         else:

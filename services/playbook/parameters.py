@@ -30,7 +30,8 @@ def resolve_parameters(playbook: Playbook, *, environment: str | None = None,
 
 def check_parameters(playbook: Playbook, *, environment: str | None = None,
                      given: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], list[Issue]]:
-    """Resolved values and the problems found; `given=None` means no caller yet, so nothing required is missing."""
+    """Resolved values and the problems found; `given=None` means no caller yet, so what is required but has no
+    value is what a run must give (PB505, an info), not missing (PB301)."""
     declared, issues = _declared(playbook)
     issues += _environment_issues(playbook, declared, skip=environment)
     values: dict[str, Any] = {}
@@ -68,12 +69,22 @@ def check_parameters(playbook: Playbook, *, environment: str | None = None,
                                          f"{did_you_mean(name, declared)} (declared: {known})", in_file=False))
         elif value is not None:
             put(name, value, ("parameters", declared[name][0]), "the caller")
+    missing = [(name, i) for name, (i, parameter) in declared.items()
+               if parameter.required and name not in values and name not in rejected]
     if given is not None:
         issues += [Issue("PB301", f"parameter '{name}' is required and has no value; pass it with -p {name}=<value>",
-                         ("parameters", i))
-                   for name, (i, parameter) in declared.items()
-                   if parameter.required and name not in values and name not in rejected]
+                         ("parameters", i)) for name, i in missing]
+    else:
+        issues += [_to_give(playbook, name, i) for name, i in missing]
     return values, issues
+
+
+def _to_give(playbook: Playbook, name: str, i: int) -> Issue:
+    """No caller yet: not an error, but the file alone does not run (PB505, an info)."""
+    setters = [env_name for env_name, env_values in playbook.environments.items() if name in env_values]
+    also = f", or choose an environment that sets it ({listing(setters)}) with --env" if setters else ""
+    return Issue("PB505", f"parameter '{name}' is required and has no default; a run must give it with "
+                          f"-p {name}=<value>{also}", ("parameters", i))
 
 
 def _declared(playbook: Playbook) -> tuple[dict[str, tuple[int, Parameter]], list[Issue]]:

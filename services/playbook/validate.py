@@ -9,6 +9,7 @@ import msgspec
 
 from events import subjects
 from events.playbook import Plan, Playbook, Step
+from services.playbook.actions import ACTION_SPECS, arg_issues
 from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
 from services.playbook.environments import environment_variables, variable_issues
@@ -23,7 +24,7 @@ from services.playbook.spellings import read_as_ours
 from services.playbook.limits import MAX_BYTES, MAX_STEPS, too_large
 from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
-DEFAULT_ACTIONS = frozenset({"noop", "wait", "shell", "http_request"})
+DEFAULT_ACTIONS = frozenset(ACTION_SPECS)
 _STEP_ID = re.compile(subjects.STEP_ID_PATTERN)
 
 
@@ -160,6 +161,8 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
               if not isinstance(item, _Unsure) or (item.step_id, item.other) not in sure]
     later += security_issues(data)
     later += destination_issues(data)
+    if given is None and environment is not None:
+        given = {}   # a run in that environment is asked about, as `run --env` starts it: no values from a caller
     values, found = check_parameters(playbook, environment=environment, given=given)
     later += [_moved(issue, positions) for issue in found]
     declared = {parameter.name for parameter in playbook.parameters}
@@ -209,7 +212,7 @@ def _moved(issue: Issue, positions: dict[str, list[int]]) -> Issue:
 
 
 def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
-    """Checks of one step on its own: id form, known actions, advice."""
+    """Checks of one step on its own: id form, known actions and their args, advice."""
     issues: list[Issue] = []
     if not _STEP_ID.fullmatch(step.id):
         suggestion = re.sub(r"[^A-Za-z0-9_-]", "_", step.id)
@@ -220,9 +223,13 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
                             ("steps", i, "id")))
     if step.action not in actions:
         issues.append(_unknown_action(step.action, actions, ("steps", i, "action")))
+    else:
+        issues += arg_issues(step.action, step.args, ("steps", i, "args"))
     for k, undo in enumerate(step.rollback):
         if undo.action not in actions:
             issues.append(_unknown_action(undo.action, actions, ("steps", i, "rollback", k, "action")))
+        else:
+            issues += arg_issues(undo.action, undo.args, ("steps", i, "rollback", k, "args"))
     if step.when is not None:
         issues += condition_issues(step.when, ("steps", i, "when"))
     for k, validation in enumerate(step.validations):

@@ -1,9 +1,12 @@
 """noop, wait, and what run_action promises for every action: arg problems and timeouts."""
 import asyncio
+import json
 
 import pytest
 
 from services.executor.actions import ACTIONS, ActionResult, run_action, validate_args
+from services.playbook import validate_playbook
+from services.playbook.actions import ACTION_SPECS
 
 
 async def test_noop_returns_the_given_outputs():
@@ -49,7 +52,7 @@ async def test_an_unknown_action_fails_as_configuration():
 
 def test_validate_args_names_unknown_args_with_a_suggestion():
     assert validate_args("shell", {"comand": "ls"}) == [
-        "shell: unknown arg 'comand' (did you mean 'command'?)",
+        "shell: unknown arg 'comand' — did you mean 'command'?",
         "shell: 'command' or 'argv' is required",
     ]
 
@@ -66,8 +69,9 @@ def test_validate_args_refuses_exclusive_args_together():
         "http_request: 'json' and 'data' exclude each other; give one"]
 
 
-def test_validate_args_accepts_references_that_interpolation_will_fill():
-    assert validate_args("wait", {"seconds": "${params.delay}"}) == []
+def test_validate_args_checks_the_resolved_values_even_those_that_look_like_references():
+    """Args arrive resolved: a `${...}` left in them is text (validation let it pass, unknown until now)."""
+    assert validate_args("wait", {"seconds": "${delay}"}) == ["wait: 'seconds' must be a number of seconds, got str"]
 
 
 def test_validate_args_refuses_args_that_are_not_a_mapping():
@@ -76,5 +80,19 @@ def test_validate_args_refuses_args_that_are_not_a_mapping():
 
 def test_every_action_describes_its_args():
     for name, action in ACTIONS.items():
-        assert action.args, name
-        assert all(description for _, description in action.args.values()), name
+        assert action.spec is ACTION_SPECS[name]
+        assert action.spec.args, name
+        assert all(arg.meaning for arg in action.spec.args.values()), name
+
+
+@pytest.mark.parametrize(("action", "args"), [
+    ("wait", {"seconds": -5}), ("wait", {}), ("http_request", {}), ("shell", {}),
+    ("shell", {"command": "true", "bogus": 1}), ("noop", {"zzz": 1}),
+])
+async def test_the_run_refuses_an_arg_in_the_words_validation_said_before(action, args):
+    """One definition of the args: what validation reports (PB107) is what the step would fail on."""
+    step = {"id": "a", "name": "A", "action": action, "args": args, "timeout_seconds": 5}
+    said = {d.message for d in validate_playbook(json.dumps({"name": "x", "steps": [step]})) if d.code == "PB107"}
+    result = await run_action(action, args)
+    assert (result.ok, result.category) == (False, "configuration")
+    assert set(result.error.split("; ")) == said != set()

@@ -27,10 +27,9 @@ LAYERS: dict[str, int] = {
     "app": 6, "bench": 6,                               # the composition root, and tools on top
 }
 NAMES = ["contract", "language", "rules", "services", "views", "doors", "root"]
-# Read by other services too: the action catalogue (names, arguments, default timeouts), until it
-# leaves the executor's package; and identity's vocabulary and guard, which every service that answers
+# Read by other services too: identity's vocabulary and guard, which every service that answers
 # callers names (the guard itself is handed in by the root).
-SHARED = ("services.executor.actions", "services.identity.authority", "services.identity.principal",
+SHARED = ("services.identity.authority", "services.identity.principal",
           "services.identity.names", "services.identity.guard")
 SERVICE_PACKAGES = ("services.run", "services.executor", "services.approval", "services.resilience",
                     "services.identity", "services.learning")
@@ -177,7 +176,7 @@ def test_the_check_sees_an_upward_import_and_a_relative_one(tmp_path: Path) -> N
 
 
 def test_the_language_knows_exactly_the_actions_the_executor_runs() -> None:
-    """The language cannot import the executor, so it names the actions itself: the two lists agree."""
+    """The language defines the actions (`services/playbook/actions.py`); the executor runs each of them."""
     from services.executor.actions import ACTIONS
     from services.playbook.validate import DEFAULT_ACTIONS
     assert set(DEFAULT_ACTIONS) == set(ACTIONS)

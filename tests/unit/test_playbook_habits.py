@@ -87,7 +87,7 @@ steps:
   - id: scale
     name: Scale
     action: noop
-    args: {replicas: "${replicas}"}
+    args: {outputs: {replicas: "${replicas}"}}
   - id: page_oncall
     name: Page on-call
     action: noop
@@ -96,7 +96,9 @@ steps:
 
 
 def test_an_environment_defines_a_variable_without_declaring_it_anywhere_else() -> None:
-    assert findings(TIERED) == []
+    assert findings(TIERED) == [("PB505", "environments", "'tier' is a variable only environments staging, production "
+                                                          "set; a run must choose one with --env")]
+    assert findings(TIERED, environment="staging") == []
     loaded = load_playbook(TIERED, environment="production", parameters={})
     assert loaded.variables == {"tier": "production", "replicas": 3}     # over the playbook's replicas: 1
     assert loaded.parameters == {}
@@ -121,12 +123,13 @@ def test_a_variable_only_environments_set_needs_an_environment_that_sets_it() ->
                                               "production sets"):
         load_playbook(partial, environment="staging", parameters={})
     assert not [f for f in findings(partial) if f[0] == "PB308"]      # the file alone is fine: it depends on the run
+    assert [f[0] for f in findings(partial, environment="staging")] == ["PB308"]   # and validate --env says so
 
 
 def test_an_environment_variable_has_one_kind_of_value_and_a_typo_is_caught() -> None:
     mixed = TIERED.replace("production: {tier: production, replicas: 3}", "production: {tier: production, "
                                                                           "replicas: three, teir: x}")
-    assert findings(mixed) == [
+    assert findings(mixed, environment="production") == [
         ("PB302", "environments.production.replicas",
          "variable 'replicas' is a string in environment 'production', but a number in variables; give it values "
          "of one kind"),

@@ -70,7 +70,9 @@ def test_a_value_outside_the_choices_is_an_error_with_a_suggestion():
 
 def test_a_required_parameter_without_value_is_missing_only_when_values_are_given():
     required = playbook(Parameter(name="version", required=True))
-    assert check_parameters(required)[1] == []
+    [to_give] = check_parameters(required)[1]        # no caller yet: what a run must give, an info
+    assert (to_give.code, to_give.path) == ("PB505", ("parameters", 0))
+    assert "a run must give it with -p version=<value>" in to_give.message
     _, issues = check_parameters(required, given={})
     assert [(i.code, i.path) for i in issues] == [("PB301", ("parameters", 0))]
     assert "-p version=<value>" in issues[0].message

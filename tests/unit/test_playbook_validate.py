@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -44,17 +45,19 @@ GOOD = yaml_text("""
       - id: push
         name: Push
         action: http_request
-        args: {url: "https://registry/${steps.build.digest}", token: "${secret:REGISTRY}", home: "${env.HOME}"}
+        args:
+          url: "https://registry/${steps.build.digest}"
+          headers: {Authorization: "${secret:REGISTRY}", X-Home: "${env.HOME}"}
         validations:
           - {type: equals, left: "${status_code}", right: 201}
       - id: deploy
         name: Deploy
         action: noop
         depends_on: [push]
-        args: {count: "${replicas}", digest: "${steps.build.digest}"}
+        args: {outputs: {count: "${replicas}", digest: "${steps.build.digest}"}}
         rollback:
           - action: noop
-            args: {undo: "${steps.deploy.release}"}
+            args: {message: "${steps.deploy.release}"}
 """)
 
 
@@ -225,24 +228,24 @@ BROKEN = [
         steps:
           - id: a
             action: noop
-            args: {where: "${regon}"}
-        """, {}, "PB207", 6, 19, "a"),
+            args: {message: "${regon}"}
+        """, {}, "PB207", 6, 21, "a"),
     ("unknown step in reference", """
         name: x
         steps:
           - id: a
             action: noop
-            args: {v: "${steps.nope.out}"}
-        """, {}, "PB208", 5, 15, "a"),
+            args: {message: "${steps.nope.out}"}
+        """, {}, "PB208", 5, 21, "a"),
     ("output of a later step", """
         name: x
         steps:
           - id: a
             action: noop
-            args: {v: "${steps.b.out}"}
+            args: {message: "${steps.b.out}"}
           - id: b
             action: noop
-        """, {}, "PB209", 5, 15, "a"),
+        """, {}, "PB209", 5, 21, "a"),
     ("output of a parallel sibling", """
         name: x
         steps:
@@ -254,8 +257,8 @@ BROKEN = [
         steps:
           - id: a
             action: noop
-            args: {v: "${steps.a.out}"}
-        """, {}, "PB209", 5, 15, "a"),
+            args: {message: "${steps.a.out}"}
+        """, {}, "PB209", 5, 21, "a"),
     ("unclosed reference", """
         name: x
         steps:
@@ -376,6 +379,20 @@ BROKEN = [
             validators:
               - {type: file_exists, path: /srv, kind: folder}
         """, {}, "PB104", 6, 47, "a"),
+    ("action argument out of range", """
+        name: x
+        steps:
+          - id: a
+            action: wait
+            args: {seconds: -5}
+        """, {}, "PB107", 5, 21, "a"),
+    ("unknown action argument", """
+        name: x
+        steps:
+          - id: a
+            action: noop
+            args: {zzz: 1}
+        """, {}, "PB107", 5, 12, "a"),
 ]
 
 
@@ -399,7 +416,7 @@ def test_the_table_covers_enough_distinct_codes():
     ("name: x\nsteps:\n  - {id: a, action: shel}\n", "did you mean 'shell'?"),
     ("name: x\nsteps:\n  - {id: a, action: noop, depends_on: [a]}\n", "dependency cycle: a -> a"),
     ("name: x\non_failure: rolback\nsteps:\n  - {id: a, action: noop}\n", "did you mean 'rollback'?"),
-    ("name: x\nsteps:\n  - {id: a, action: noop, args: {c: '${HOME}'}}\n", "$${HOME}"),
+    ("name: x\nsteps:\n  - {id: a, action: noop, args: {message: '${HOME}'}}\n", "$${HOME}"),
 ])
 def test_messages_say_how_to_fix_it(text, expected):
     messages = [d.message for d in validate_playbook(text)]
@@ -431,7 +448,8 @@ def test_every_bad_step_is_reported_in_one_pass():
 
 
 def test_a_key_that_failed_the_schema_raises_no_second_complaint():
-    text = "name: x\nsteps:\n  - {id: 'bad id', action: shell, timeout_seconds: [1]}\n  - {action: noop}\n"
+    text = ("name: x\nsteps:\n  - {id: 'bad id', action: shell, args: {argv: [ls]}, timeout_seconds: [1]}\n"
+            "  - {action: noop}\n")
     codes = sorted(d.code for d in validate_playbook(text))
     assert codes == ["PB102", "PB103", "PB202", "PB501", "PB501"]
 
@@ -475,16 +493,16 @@ def test_references_that_are_fine():
           - id: a
             name: A
             action: noop
-            args: {path: "${base}/x", literal: "$${not_a_ref}", env: "${env.USER}", key: "${secret:API_KEY}"}
+            args: {outputs: {path: "${base}/x", literal: "$${not_a_ref}", env: "${env.USER}", key: "${secret:API_KEY}"}}
             validations:
               - {type: equals, left: "${status_code}", right: 200, message: "${steps.a.body}"}
             rollback:
-              - {action: noop, args: {undo: "${steps.a.id}"}}
+              - {action: noop, args: {message: "${steps.a.id}"}}
           - id: b
             name: B
             action: noop
             when: "${steps.a.ok}"
-            args: {cmd: "${raw:base}"}
+            args: {message: "${raw:base}"}
         """)
     assert validate_playbook(text) == []
 
@@ -496,9 +514,119 @@ def test_known_actions_can_be_given():
 
 
 def test_required_parameters_are_only_checked_when_values_are_given():
-    text = "name: x\nparameters: [{name: v, required: true}]\nsteps: [{id: a, name: A, action: noop}]\n"
-    assert validate_playbook(text) == []
+    text = "name: x\nparameters: [{name: v, required: true}]\nenvironments: {prod: {}}\n" \
+           "steps: [{id: a, name: A, action: noop}]\n"
+    assert [(d.code, d.severity) for d in validate_playbook(text)] == [("PB505", "info")]   # the file is fine
     assert [d.code for d in validate_playbook(text, parameters={})] == ["PB301"]
+    assert [d.code for d in validate_playbook(text, environment="prod")] == ["PB301"]   # as `run --env prod` says
+
+
+# -- validate says what run would: the same file, --env and -p ----------------------------------
+
+REGIONAL = yaml_text("""
+    name: regional
+    parameters: [{name: version, required: true}]
+    environments:
+      prod: {region: eu, version: "2"}
+      dev: {}
+    steps:
+      - {id: a, name: A, action: noop, args: {message: "${region} ${version}"}}
+    """)
+
+
+def refusal(**run: Any) -> list[str]:
+    """The error codes `run` refuses with (`playbook run` passes its -p values, none being {})."""
+    try:
+        load_playbook(REGIONAL, **run)
+    except PlaybookInvalid as refused:
+        return sorted(d.code for d in refused.diagnostics if d.severity == "error")
+    return []
+
+
+@pytest.mark.parametrize(("environment", "parameters"), [
+    ("dev", None), ("dev", {"version": "1"}), ("prod", None), (None, {"version": "1"}), ("moon", None),
+])
+def test_validate_with_env_or_values_reports_what_run_would_refuse(environment, parameters):
+    said = sorted(d.code for d in validate_playbook(REGIONAL, environment=environment, parameters=parameters)
+                  if d.severity == "error")
+    assert said == refusal(environment=environment, parameters=parameters or {})
+
+
+def test_an_environment_that_lacks_a_variable_is_an_error_without_any_value_given():
+    [error] = [d for d in validate_playbook(REGIONAL, environment="dev", parameters={"version": "1"})]
+    assert (error.code, error.line) == ("PB308", 5)
+    assert error.message.startswith("environment 'dev' does not set 'region', which only environment prod sets")
+    assert [d.code for d in validate_playbook(REGIONAL, environment="dev")] == ["PB301", "PB308"]
+
+
+def test_validate_alone_says_what_a_run_must_be_given_without_calling_the_file_broken():
+    found = [(d.code, d.severity, d.message) for d in validate_playbook(REGIONAL)]
+    assert found == [
+        ("PB505", "info", "parameter 'version' is required and has no default; a run must give it with "
+                          "-p version=<value>, or choose an environment that sets it (prod) with --env"),
+        ("PB505", "info", "'region' is a variable only environment prod sets; a run must choose one with --env"),
+    ]
+    assert refusal(parameters={}) == ["PB301", "PB308"]      # what `run` with no --env and no -p would say
+
+
+# -- action arguments: what the step would fail on, said before the run -------------------------
+
+@pytest.mark.parametrize(("step", "field", "message"), [
+    ("action: wait, args: {seconds: -5}", "steps[0].args.seconds", "wait: 'seconds' must be a number >= 0, got -5"),
+    ("action: wait", "steps[0].args.seconds", "wait: 'seconds' is required"),
+    ("action: http_request, args: {}", "steps[0].args.url", "http_request: 'url' is required"),
+    ("action: http_request, args: {url: 'ftp://x/y'}", "steps[0].args.url",
+     "http_request: 'url' must be an absolute http:// or https:// URL"),
+    ("action: http_request, args: {url: 'https://x', json: {}, data: x}", "steps[0].args",
+     "http_request: 'json' and 'data' exclude each other; give one"),
+    ("action: shell, timeout_seconds: 5, args: {}", "steps[0].args", "shell: 'command' or 'argv' is required"),
+    ("action: shell, timeout_seconds: 5, args: {command: 'true', bogus: 1}", "steps[0].args.bogus",
+     "shell: unknown arg 'bogus'"),
+    ("action: shell, timeout_seconds: 5, args: {argv: [ls], max_output_bytes: lots}", "steps[0].args.max_output_bytes",
+     "shell: 'max_output_bytes' must be an integer >= 0, got str"),
+    ("action: noop, args: {zzz: 1}", "steps[0].args.zzz", "noop: unknown arg 'zzz'"),
+    ("action: noop, args: {mesage: hi}", "steps[0].args.mesage",
+     "noop: unknown arg 'mesage' — did you mean 'message'?"),
+])
+def test_an_argument_the_step_would_fail_on_is_an_error_naming_the_step_and_the_argument(step, field, message):
+    text = f"name: x\nsteps:\n  - {{id: a, name: A, {step}}}\n"
+    found = [(d.code, d.severity, d.step_id, d.field, d.message) for d in validate_playbook(text)]
+    assert found == [("PB107", "error", "a", field, message)]
+
+
+def test_an_argument_known_only_when_the_step_runs_is_checked_then():
+    text = yaml_text("""
+        name: x
+        parameters: [{name: delay, default: "5"}, {name: base, type: url, default: "https://example.com"}]
+        steps:
+          - {id: a, name: A, action: wait, args: {seconds: "${delay}"}}
+          - {id: b, name: B, action: http_request, args: {url: "${base}/health", expect_status: ["${steps.a.code}"]}}
+          - {id: c, name: C, action: noop, args: {outputs: "${steps.b.json}"}}
+        """)
+    assert validate_playbook(text) == []
+    misspelt = text.replace("{seconds: ", "{secs: ")
+    assert [(d.code, d.field) for d in validate_playbook(misspelt)] == [("PB107", "steps[0].args.seconds"),
+                                                                         ("PB107", "steps[0].args.secs")]
+
+
+def test_a_rollback_actions_arguments_are_checked_too():
+    text = yaml_text("""
+        name: x
+        steps:
+          - id: a
+            name: A
+            action: noop
+            rollback:
+              - {action: wait, args: {seconds: -1}}
+              - {action: noop, args: {message: "${stdout}"}}
+        """)
+    assert [(d.code, d.field, d.message) for d in validate_playbook(text)] == [
+        ("PB107", "steps[0].rollback[0].args.seconds", "wait: 'seconds' must be a number >= 0, got -1")]
+
+
+def test_arguments_of_actions_the_language_does_not_define_are_not_checked():
+    text = "name: x\nsteps:\n  - {id: a, name: A, action: kubectl_apply, args: {manifest: x.yaml}}\n"
+    assert validate_playbook(text, known_actions={"kubectl_apply"}) == []
 
 
 def test_load_raises_with_every_diagnostic():
@@ -509,7 +637,7 @@ def test_load_raises_with_every_diagnostic():
 
 
 def test_warnings_travel_with_the_loaded_playbook():
-    loaded = load_playbook("name: x\nsteps:\n  - {id: a, action: shell}\n")
+    loaded = load_playbook("name: x\nsteps:\n  - {id: a, action: shell, args: {argv: [ls]}}\n")
     assert [d.code for d in loaded.warnings] == ["PB501", "PB502"]
 
 

@@ -207,18 +207,18 @@ def test_a_gate_asks_again_when_its_step_runs_again() -> None:
 
 def test_a_replacement_playbook_may_change_what_runs_again_and_add_steps() -> None:
     s = failed_at_c()
-    fixed = FIVE[:2] + [noop("c", args={"fixed": True}, rollback=[{"action": "noop"}]), noop("c2")] + FIVE[3:]
+    fixed = FIVE[:2] + [noop("c", args={"message": "fixed"}, rollback=[{"action": "noop"}]), noop("c2")] + FIVE[3:]
     events = s.when(replacement(fixed))
     assert events[0].source == "fixed.yaml" and events[0].steps == ["c", "d", "e"]
-    assert s.run.specs["c"].args == {"fixed": True} and list(s.run.steps) == ["a", "b", "c", "c2", "d", "e"]
+    assert s.run.specs["c"].args == {"message": "fixed"} and list(s.run.steps) == ["a", "b", "c", "c2", "d", "e"]
     s.run_step("c")
     assert kinds(s.run_step("c2")) == ["StepSucceeded:c2", "StepScheduled:d"]
 
 
 @pytest.mark.parametrize("steps, refusal", [
     ([FIVE[0], *FIVE[2:]], "step b ran in run run1; the replacement playbook must keep it"),
-    ([noop("a", args={"x": 1}), *FIVE[1:]], "step a succeeded as pinned, and the replacement playbook changes it; "
-                                             "retry from a to run it as changed"),
+    ([noop("a", args={"message": "changed"}), *FIVE[1:]],
+     "step a succeeded as pinned, and the replacement playbook changes it; retry from a to run it as changed"),
     ([noop("first"), *FIVE], "step a already succeeded, but in the replacement playbook it waits for first"),
     ({"name": "other"}, "run run1 runs playbook 'test'; the replacement is 'other': give a version of the same"),
 ])

@@ -178,12 +178,15 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
     replay.add_argument("run_id", type=run_id, metavar="RUN", help="the run's id")
     showing_output(replay)
 
-    validate = add("validate", cmd_validate, "check a playbook without running it",
+    validate = add("validate", cmd_validate, "check a playbook without running it; with --env or -p, it also "
+                   "refuses what `playbook run` would refuse with them",
                    "the findings as one JSON document (a list)")
     validate.add_argument("file", help="the playbook's YAML file")
-    validate.add_argument("--env", metavar="NAME", help="check with this environment's values")
+    validate.add_argument("--env", metavar="NAME", help="check a run in this environment, with -p's values if any")
     validate.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE",
-                          help="check with this parameter value")
+                          help="check a run with this parameter value; without --env and -p, what a run must be "
+                               "given (a required parameter, --env for a variable only environments set) is an "
+                               "info (PB505)")
     validate.add_argument("--insights", action="store_true",
                           help="also show what past runs of this playbook recommend (asks the running engine)")
 

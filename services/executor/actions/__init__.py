@@ -15,6 +15,7 @@ from typing import Any
 
 from services.errors import PlaybookError
 from services.executor.scope import current_scope, redacted
+from services.playbook.actions import arg_problems
 
 from .base import Action, ActionArgsError, ActionResult
 from .basic import NOOP, WAIT
@@ -35,17 +36,13 @@ ACTIONS: dict[str, Action] = {
 
 
 def validate_args(action: str, args: dict[str, Any]) -> list[str]:
-    """Problems with the args' names and combinations, each naming the arg; values may still be `${...}`."""
-    spec = ACTIONS.get(action)
-    if spec is None:
+    """Problems with the resolved args, by the language's rules (validation ran them on what it could see)."""
+    entry = ACTIONS.get(action)
+    if entry is None:
         return [f"unknown action {action!r}{_did_you_mean(action, ACTIONS)}"]
     if not isinstance(args, dict):
         return [f"{action}: args must be a mapping, got {type(args).__name__}"]
-    problems = [f"unknown arg {name!r}{_did_you_mean(name, spec.args)}" for name in args if name not in spec.args]
-    problems += [f"{name!r} is required" for name, (required, _) in spec.args.items()
-                 if required and args.get(name) is None]
-    problems += spec.rules(args)
-    return [f"{action}: {problem}" for problem in problems]
+    return [f"{action}: {problem}" for _, problem in arg_problems(entry.spec, args, resolved=True)]
 
 
 async def run_action(action: str, args: dict[str, Any], *, timeout: float | None = None) -> ActionResult:
@@ -61,12 +58,12 @@ async def run_action(action: str, args: dict[str, Any], *, timeout: float | None
 async def _run(action: str, args: dict[str, Any], timeout: float | None) -> ActionResult:
     if problems := validate_args(action, args):
         return ActionResult(ok=False, error="; ".join(problems), category="configuration")
-    spec = ACTIONS[action]
-    seconds = timeout if timeout is not None else spec.default_timeout
+    entry = ACTIONS[action]
+    seconds = timeout if timeout is not None else entry.spec.default_timeout
     deadline = asyncio.timeout(seconds)
     try:
         async with deadline:
-            return await spec.run(args)
+            return await entry.run(args)
     except (ActionArgsError, PlaybookError) as err:
         return ActionResult(ok=False, error=f"{action}: {err}", category="configuration")
     except TimeoutError as err:

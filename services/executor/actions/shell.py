@@ -19,12 +19,11 @@ from typing import Any
 from events.run import ErrorCategory
 from services.executor.processes import step_process
 from services.executor.scope import current_attempt, current_processes, current_scope
+from services.playbook.actions import ACTION_SPECS, MAX_OUTPUT_BYTES
 from services.secrets import Redactor
 
-from .base import (Action, ActionArgsError, ActionResult, arg, at_least_zero, cut_before_secret, live_output,
-                   text_list, text_map)
+from .base import Action, ActionResult, arg, cut_before_secret, live_output, text_list, text_map
 
-MAX_OUTPUT_BYTES = 65536
 GRACE_SECONDS = 0.5  # between SIGTERM and SIGKILL when stopping a command
 _ERROR_LINE_CHARS = 200
 
@@ -73,11 +72,11 @@ class _Capture(asyncio.SubprocessProtocol):
 async def run_shell(args: dict[str, Any]) -> ActionResult:
     """Run the command to its end; if we are cancelled, stop its whole process group first."""
     program = _program(args)
-    stdin = arg(args, "stdin", (str,), "a string")
+    stdin = arg(args, "stdin")
     env = text_map(args, "env")
-    limit = at_least_zero(args, "max_output_bytes", MAX_OUTPUT_BYTES)
+    limit = arg(args, "max_output_bytes", MAX_OUTPUT_BYTES)
     ok_returncodes = _ok_returncodes(args)
-    cwd = arg(args, "cwd", (str,), "a string")
+    cwd = arg(args, "cwd")
     loop = asyncio.get_running_loop()
     finished: asyncio.Future[None] = loop.create_future()
     exited: asyncio.Future[None] = loop.create_future()
@@ -175,23 +174,13 @@ def _signal_group(group: int, signum: signal.Signals) -> None:
 
 
 def _program(args: dict[str, Any]) -> list[str]:
-    command = arg(args, "command", (str,), "a string")
-    if command is not None:
-        if not command.strip():
-            raise ActionArgsError("'command' must not be empty")
-        return ["/bin/sh", "-c", command]
-    argv = text_list(args, "argv")
-    if not argv:
-        raise ActionArgsError("'argv' must not be empty")
-    return argv
+    command = arg(args, "command")
+    return ["/bin/sh", "-c", command] if command is not None else text_list(args, "argv") or []
 
 
 def _ok_returncodes(args: dict[str, Any]) -> frozenset[int]:
-    codes = arg(args, "ok_returncodes", (int, list), "an integer or a list of integers", [0])
-    codes = [codes] if isinstance(codes, int) else codes
-    if not all(isinstance(code, int) and not isinstance(code, bool) for code in codes):
-        raise ActionArgsError("'ok_returncodes' must be a list of integers")
-    return frozenset(codes)
+    codes = arg(args, "ok_returncodes", [0])
+    return frozenset([codes] if isinstance(codes, int) else codes)
 
 
 def _result(returncode: int, capture: _Capture, ok_returncodes: frozenset[int]) -> ActionResult:
@@ -231,20 +220,4 @@ def _last_line(stderr: bytes, redactor: Redactor | None) -> str:
     return line if len(line) <= _ERROR_LINE_CHARS else cut_before_secret(line, redactor, _ERROR_LINE_CHARS) + "…"
 
 
-def _exactly_one_program(args: dict[str, Any]) -> list[str]:
-    if args.get("command") is None and args.get("argv") is None:
-        return ["'command' or 'argv' is required"]
-    if args.get("command") is not None and args.get("argv") is not None:
-        return ["'command' and 'argv' exclude each other; give one"]
-    return []
-
-
-SHELL = Action(run=run_shell, rules=_exactly_one_program, args={
-    "command": (False, "command line run by /bin/sh -c"),
-    "argv": (False, "program and its arguments, run without a shell"),
-    "cwd": (False, "working directory"),
-    "env": (False, "the command's environment, beyond PATH, HOME, TMPDIR, LANG, USER (never the engine's)"),
-    "stdin": (False, "text written to the command's standard input"),
-    "max_output_bytes": (False, f"bytes kept of stdout and of stderr (head; default {MAX_OUTPUT_BYTES})"),
-    "ok_returncodes": (False, "return codes that count as success (default [0])"),
-})
+SHELL = Action(run=run_shell, spec=ACTION_SPECS["shell"])
