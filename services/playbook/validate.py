@@ -156,6 +156,8 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
         found_in_texts += _step_issues(step, i, actions)
         found_in_texts += [issue for path, text, scope in _texts(data["steps"][i], ("steps", i))
                            for issue in _check_text(text, path, scope, step.id, names, ids, used)]
+    for k, handler in enumerate(playbook.error_handlers):
+        later += _action_issues(handler.run.action, handler.run.args, ("error_handlers", k, "run"), actions)
     sure = finished_before(plan, [(item.step_id, item.other) for item in found_in_texts if isinstance(item, _Unsure)])
     later += [item.issue() if isinstance(item, _Unsure) else item for item in found_in_texts
               if not isinstance(item, _Unsure) or (item.step_id, item.other) not in sure]
@@ -221,15 +223,9 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
                                      f"letters, digits, '_' and '-', at most {subjects.STEP_ID_MAX} (it is used in "
                                      f"NATS subjects and ${{steps.<id>...}}); try {short(suggestion)}",
                             ("steps", i, "id")))
-    if step.action not in actions:
-        issues.append(_unknown_action(step.action, actions, ("steps", i, "action")))
-    else:
-        issues += arg_issues(step.action, step.args, ("steps", i, "args"))
+    issues += _action_issues(step.action, step.args, ("steps", i), actions)
     for k, undo in enumerate(step.rollback):
-        if undo.action not in actions:
-            issues.append(_unknown_action(undo.action, actions, ("steps", i, "rollback", k, "action")))
-        else:
-            issues += arg_issues(undo.action, undo.args, ("steps", i, "rollback", k, "args"))
+        issues += _action_issues(undo.action, undo.args, ("steps", i, "rollback", k), actions)
     if step.when is not None:
         issues += condition_issues(step.when, ("steps", i, "when"))
     for k, validation in enumerate(step.validations):
@@ -241,6 +237,14 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
         issues.append(Issue("PB502", "shell step has no timeout_seconds, so a hung command would hold the run forever",
                             ("steps", i, "timeout_seconds")))
     return issues
+
+
+def _action_issues(action: str, args: Mapping[str, Any], at: Path, actions: Collection[str]) -> list[Issue]:
+    """An action a step, a rollback or an error handler runs: one the engine has (PB206), with args it takes
+    (PB107)."""
+    if action not in actions:
+        return [_unknown_action(action, actions, at + ("action",))]
+    return arg_issues(action, args, at + ("args",))
 
 
 def _unknown_action(action: str, actions: Collection[str], path: Path) -> Issue:

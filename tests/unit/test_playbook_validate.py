@@ -766,3 +766,17 @@ def test_a_step_id_longer_than_a_subject_takes_is_refused_briefly():
     (found,) = [d for d in validate_playbook(f"name: x\nsteps:\n  - {{id: {too_long}, action: noop}}\n")
                 if d.code == "PB202"]
     assert "at most 128" in found.message and len(found.message) < 400
+
+
+def test_an_error_handlers_action_is_checked_as_a_steps():
+    text = yaml_text("""
+        name: x
+        error_handlers:
+          - {category: network, run: {action: shel, args: {command: "true"}}}
+          - {category: timeout, run: {action: wait, args: {seconds: -1}}}
+        steps:
+          - {id: a, name: a, action: noop}
+        """)
+    found = [(d.code, d.line, d.message) for d in validate_playbook(text) if d.severity == "error"]
+    assert [(code, line) for code, line, _ in found] == [("PB206", 3), ("PB107", 4)]
+    assert "did you mean 'shell'" in found[0][2] and "'seconds' must be a number >= 0, got -1" in found[1][2]
