@@ -14,6 +14,8 @@ import msgspec
 from events.playbook import FailurePolicy
 from events.subjects import RunId, StepId
 
+# The name of a text staged in PB_UPLOADS, as the engine's upload gives it (services/playbook_store.py); "": none.
+UploadName = Annotated[str, msgspec.Meta(pattern="^([0-9a-f]{32})?$")]
 # A person's words on a command (why, a gate's comment): a few sentences, recorded in the run's events.
 Remark = Annotated[str, msgspec.Meta(max_length=2000)]
 
@@ -35,7 +37,7 @@ class StartRun(Command, frozen=True):
     version), `name@version`, or the `sha256:<hex>` digest of a text already stored. The service validates it."""
 
     playbook: str = ""
-    upload: str = ""
+    upload: UploadName = ""
     playbook_id: str = ""
     source: str = "<playbook>"
     parameters: dict[str, Any] = {}
@@ -107,7 +109,7 @@ class PublishPlaybook(Command, frozen=True):
     """
 
     text: str = ""
-    upload: str = ""
+    upload: UploadName = ""
     version: str = ""
     source: str = ""
 

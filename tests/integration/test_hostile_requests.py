@@ -29,8 +29,9 @@ pytestmark = pytest.mark.integration
 DEEP = b'{"run_id": "r1", "reason": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 
 
-async def ask(engine, subject: str, body: bytes) -> Reply:
-    msg = await engine.nc.request(subject, body, timeout=5)
+async def ask(engine, subject: str, body: bytes, *, signed: bool = False) -> Reply:
+    """The engine's answer to a raw request; `signed`: as the local admin."""
+    msg = await engine.nc.request(subject, body, timeout=5, headers=engine.headers() if signed else None)
     return msgspec.json.decode(msg.data, type=Reply)
 
 
@@ -55,6 +56,18 @@ async def test_words_on_a_command_are_a_few_sentences_not_a_megabyte(engine) -> 
         assert reply.error.code == "bad_request" and "length <= 2000" in reply.error.message, (command, reply)
     reply = await ask(engine, subjects.command("RetryRun"), json.dumps({"run_id": "*"}).encode())
     assert reply.error.code == "bad_request" and "$.run_id" in reply.error.message
+
+
+@pytest.mark.parametrize("command", ["StartRun", "PublishPlaybook"])
+async def test_an_upload_name_is_one_the_engine_could_have_given(engine, command: str) -> None:
+    """An upload is named by the engine (32 hex digits, unguessable): any other name is refused before the store is
+    asked."""
+    for name in ("x" * 5000, "../../etc", "PB_UPLOADS.>"):
+        reply = await ask(engine, subjects.command(command), json.dumps({"upload": name}).encode(), signed=True)
+        assert reply.error.code == "bad_request" and "$.upload" in reply.error.message, reply
+    answered = await ask(engine, subjects.command("PauseRun"), json.dumps({"run_id": "nosuch"}).encode(),
+                         signed=True)
+    assert answered.error.code == "unknown_run"                      # the engine is still there
 
 
 async def test_an_in_process_caller_cannot_slip_a_wildcard_past_the_run_service(engine, settings) -> None:
