@@ -27,6 +27,7 @@ from events.identity import decode_token_event
 from services.errors import EngineUnavailable
 from services.identity.store import IdentityStore
 from services.identity.tokens import TokenRecord, evolve
+from services.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,7 @@ class TokenRegistry:
 
     async def stop(self) -> None:
         if self._checker:
-            self._checker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checker
+            await stop(self._checker)    # cancelled until done: one cancel can be lost on 3.11 (services/tasks.py)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -174,7 +173,8 @@ class TokenRegistry:
                     await self._resubscribe()
                     behind_since = None
             with contextlib.suppress(TimeoutError):   # a request met unconfirmed asks for the next check now
-                await asyncio.wait_for(self._check_now.wait(), self.check_interval)
+                async with asyncio.timeout(self.check_interval):   # not wait_for, which can lose a cancel
+                    await self._check_now.wait()
             self._check_now.clear()
 
     async def _resubscribe(self) -> None:
