@@ -1,12 +1,15 @@
 """A run's failure and its rollback, told apart: in the fold, the status the CLI prints and the run's view."""
 from __future__ import annotations
 
+import io
+
 from events.commands import RollbackRun
 from projections.run_view import run_view
 from projections.sentences import sentence
+from services.domain.run.commands import FinishStep
 from services.domain.run.state import RollbackRequest, fold
 from tests.helpers import R, Scenario, noop, started
-from ui.cli.render import status_table
+from ui.cli.render import Follower, status_table
 
 STEP_B_FAILED = "step b failed: command exited with code 1"
 
@@ -104,3 +107,20 @@ def test_a_rollback_asked_for_without_a_reason_records_none_and_says_who_asked()
     (asked, _) = s.when(RollbackRun(run_id=R, actor="root"))
     assert asked.reason == "" and sentence(asked) == "rollback by root: a"
     assert "rolling back (requested by root)" in status_table(refolded(s)).splitlines()
+
+
+def test_what_a_rollback_action_printed_is_shown_under_its_step_and_as_it_happens() -> None:
+    s = failed_at_b()
+    s.when(RollbackRun(run_id=R, actor="root"))
+    s.begin_rollback("a")
+    s.when(FinishStep(step_id="a", attempt=s.run.steps["a"].rollback.attempt, outputs=[{"stdout": "undid a\n"}],
+                      duration_ms=1.0, rollback=True))
+    shown = status_table(refolded(s)).splitlines()
+    at = shown.index("    rollback action 1:")
+    assert shown[at - 1].split()[:2] == ["a", "succeeded"] and shown[at - 1].endswith("rollback rolled_back")
+    assert shown[at + 1] == "      | undid a"
+    followed = io.StringIO()
+    follower = Follower(R, out=followed)
+    for seq, event in enumerate(s.events, 1):
+        follower.show(seq, event)
+    assert "rollback action 1:\n" in followed.getvalue() and "| undid a\n" in followed.getvalue()

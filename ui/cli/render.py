@@ -10,8 +10,8 @@ import msgspec
 
 from events.circuit import CircuitEvent
 from events.run import (
-    ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepFailed, StepRollbackScheduled, StepScheduled,
-    StepSucceeded,
+    ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepFailed, StepRollbackFailed, StepRollbackScheduled,
+    StepRolledBack, StepScheduled, StepSucceeded,
 )
 from projections.sentences import sentence
 from services.fold import GateState, Run, dry_run_plan, evolve
@@ -71,6 +71,8 @@ class Follower:
             self.out.write(f"{offset:8.3f}s {self.progress()} {terminal_line(event)}\n")
             if isinstance(event, (StepSucceeded, StepFailed)):
                 self.out.writelines(line + "\n" for line in output_lines(event.outputs, self.full_output))
+            elif isinstance(event, (StepRolledBack, StepRollbackFailed)):
+                self.out.writelines(line + "\n" for line in undo_lines(event.outputs, self.full_output))
         self.out.flush()
 
     def progress(self) -> str:
@@ -119,6 +121,16 @@ def output_lines(outputs: Any, full: bool = False, indent: str = INDENT) -> list
     return lines
 
 
+def undo_lines(outputs: list[dict[str, Any]], full: bool = False, indent: str = INDENT) -> list[str]:
+    """What a step's rollback actions printed, each action's under its own mark."""
+    lines: list[str] = []
+    for number, output in enumerate(outputs, 1):
+        printed = output_lines(output, full, indent + "  ")
+        if printed:
+            lines += [f"{indent}rollback action {number}:", *printed]
+    return lines
+
+
 def status_table(run: Run, full_output: bool = False) -> str:
     started = run.started
     lines = [f"run {run.id}: {run.display_status}"]
@@ -145,6 +157,7 @@ def status_table(run: Run, full_output: bool = False) -> str:
         took = _ms(s.attempt.duration_ms)
         lines.append(f"  {s.id:<24} {s.status:<10} attempt {s.attempt.number:<2} {took:>9}  {extra}".rstrip())
         lines += output_lines(s.attempt.outputs, full_output, indent=" " * 4)
+        lines += undo_lines(s.rollback.outputs, full_output, indent=" " * 4)
     for q in run.quarantined:
         lines.append(f"quarantined event {q.seq} ({q.event}), not applied: {q.reason}")
     return "\n".join(lines)
