@@ -51,12 +51,13 @@ RUN_FEED_SUBJECTS = f"{PREFIX}.feed.run.>"
 
 
 def run_event(run_id: str, event_type: str) -> str:
-    return f"{PREFIX}.run.{run_id}.{event_type}"
+    return f"{run(run_id)}.{event_type}"
 
 
 def run(run_id: str) -> str:
-    """One run's aggregate prefix."""
-    return f"{PREFIX}.run.{run_id}"
+    """One run's aggregate prefix. A run id that is no subject token is refused here too, whatever door it came by:
+    `*` would read, and load, every run."""
+    return f"{PREFIX}.run.{check_run_id(run_id)}"
 
 
 def run_all(run_id: str) -> str:
@@ -66,7 +67,7 @@ def run_all(run_id: str) -> str:
 
 def run_feed(run_id: str) -> str:
     """One run's events on the feed (plain NATS, at most once)."""
-    return f"{PREFIX}.feed.run.{run_id}.>"
+    return f"{PREFIX}.feed.run.{check_run_id(run_id)}.>"
 
 
 def events_of_type(event_type: str) -> str:

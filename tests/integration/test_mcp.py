@@ -277,6 +277,20 @@ async def test_a_runs_events_and_view_are_resources_for_who_may_read_them(engine
             await otto.read_resource(f"playbook://runs/{run_id}/view")
 
 
+async def test_a_run_id_that_is_a_wildcard_reads_nothing(engine, cast) -> None:
+    """`*` as a run id matched every run's subjects: a reader of one playbook's oldest run read every run."""
+    async with agent(cast["alice"]) as alice:
+        await call(alice, "execute_playbook_advanced", playbook_yaml=GATED, wait=True)
+    async with agent(cast["vera"]) as vera:
+        for run_id in ("*", ">", "a.b"):
+            for tool in ("get_execution_status", "get_execution_logs"):
+                assert "(bad_request): run id" in await refused(vera, tool, run_id=run_id), (tool, run_id)
+            with pytest.raises(Exception, match="bad_request"):
+                await vera.read_resource(f"playbook://runs/{run_id}/events")
+        run_id = (await call(vera, "list_active_executions"))["runs"][0]["run_id"]
+        assert "(bad_request): step id" in await refused(vera, "get_execution_logs", run_id=run_id, step_id="*")
+
+
 async def test_over_http_each_request_acts_as_its_own_bearer_token(engine, cast, settings) -> None:
     """The door `playbook up` opens with PLAYBOOK_MCP_PORT (the `mcp` line of DOORS), as `playbook mcp --http`."""
     stop, opened = asyncio.Event(), asyncio.Future[str]()

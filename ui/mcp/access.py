@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from events import subjects
 from events.commands import Command, Reply
 from events.identity import AUTHORIZATION, Caller, bearer
 from services.errors import CommandRejected, PlaybookError
@@ -68,7 +69,12 @@ class Access:
         return authorize(principal, "read", Resource(playbook=playbook, environment=environment)).allowed
 
     async def readable_run(self, caller: Caller, run_id: str) -> Run:
-        """The run, if it exists and the caller may read it (as the web: unknown, or refused with the reason)."""
+        """The run, if it exists and the caller may read it (as the web: unknown, or refused with the reason).
+        A run id that is no subject token (`*` would match every run) is a bad request, before anything is read."""
+        if not subjects.valid_run_id(run_id):
+            await self.principal(caller)
+            raise Refused(f"run id {run_id[:80]!r} may hold only letters, digits, '-' and '_' (at most 64)",
+                          "bad_request")
         run = await self.client.run(run_id)
         if not run.exists or run.started is None:
             await self.principal(caller)

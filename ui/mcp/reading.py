@@ -10,6 +10,7 @@ from mcp_types import ToolAnnotations
 
 from projections.run_list import as_dict
 from projections.run_view import run_view
+from events import subjects
 from events.output import OutputLine
 from projections.step_logs import logs_of
 from ui.mcp.access import Access, Refused, answered, playbook_of
@@ -60,6 +61,8 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         of one step and attempt if given; the last `tail` lines. Attempts still running come last (phase
         `running`, their sequence in the logs stream) with every line printed so far."""
         await access.readable_run(access.caller(ctx.headers), run_id)
+        if step_id is not None and not subjects.valid_step_id(step_id):
+            raise Refused(f"step id {step_id[:80]!r} may hold only letters, digits, '-' and '_'", "bad_request")
         entries = logs_of(await access.client.events(run_id), step_id, attempt)
         lines = [LogLine(seq=e.seq, at=e.at.isoformat(), step_id=e.step_id, attempt=e.attempt, phase=e.phase,
                          stream=e.stream, line=line) for e in entries for line in e.text.splitlines()]
