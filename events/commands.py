@@ -77,8 +77,9 @@ class RetryRun(Command, frozen=True):
 
     Steps that succeeded keep their outputs; the failed step and everything downstream of it
     (of `from_step`, when given) run again as new attempts. `parameters` correct the run's
-    values (recorded on `RunRetried`). `playbook` (YAML text, from `source`) replaces the
-    pinned playbook: it is validated like a start and must agree with the steps that ran.
+    values (recorded on `RunRetried`). `playbook` (YAML text, from `source`) or `playbook_id` (a
+    catalog version or a stored text's digest, as StartRun's) replaces the pinned playbook: it is
+    validated like a start and must agree with the steps that ran.
     """
 
     run_id: RunId
@@ -86,6 +87,7 @@ class RetryRun(Command, frozen=True):
     parameters: dict[str, Any] = {}
     reason: Remark = ""
     playbook: str | None = None
+    playbook_id: str = ""
     source: str = "<playbook>"
 
 

@@ -207,12 +207,16 @@ class RunService:
         run = await self._existing(cmd.run_id)
         started = run.started
         assert started is not None
+        if cmd.playbook is not None and cmd.playbook_id:
+            raise CommandRejected("give at most one of playbook (YAML text) and playbook_id", "bad_request")
+        text, source, version = cmd.playbook, cmd.source, None
+        if cmd.playbook_id:
+            text, source, version = await self._text_by_id(cmd.playbook_id)
         await self._permit(acting, cmd, replace(_of_run(run), unsafe_shell=started.allow_unsafe_shell,
-                                                text_sent=cmd.playbook is not None), caller)
+                                                text_sent=text is not None and version is None), caller)
         replacement = None
-        if cmd.playbook is not None:
-            replacement = await asyncio.to_thread(load_playbook, cmd.playbook, cmd.source,
-                                                  environment=started.environment,
+        if text is not None:
+            replacement = await asyncio.to_thread(load_playbook, text, source, environment=started.environment,
                                                   allow_unsafe_shell=started.allow_unsafe_shell)
         return await self._decide(cmd.run_id, Retry(cmd, replacement))
 
@@ -259,9 +263,13 @@ class RunService:
             return cmd.playbook, cmd.source, None
         if cmd.upload:
             return await self.playbooks.take_upload(cmd.upload), cmd.source, None
-        if is_digest(cmd.playbook_id):
-            return await self.playbooks.text(cmd.playbook_id), cmd.playbook_id, None
-        found = await self.catalog.find(cmd.playbook_id)
+        return await self._text_by_id(cmd.playbook_id)
+
+    async def _text_by_id(self, playbook_id: str) -> tuple[str, str, str | None]:
+        """A catalog `name[@version]`'s text, or a stored text's by its digest (no version: not the catalog's)."""
+        if is_digest(playbook_id):
+            return await self.playbooks.text(playbook_id), playbook_id, None
+        found = await self.catalog.find(playbook_id)
         return await self.playbooks.text(found.digest), f"{found.name}@{found.version}", found.version
 
     async def _pin(self, text: str, loaded: LoadedPlaybook, version: str | None) -> PlaybookPin:

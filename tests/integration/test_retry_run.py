@@ -8,6 +8,7 @@ import pytest
 from events.commands import CancelRun, RetryRun, RollbackRun, StartRun
 from events.run import TERMINAL_EVENTS, RunRetried, StepStarted
 from tests.helpers import person, refusals, wait_for_end
+from ui.catalog_client import CatalogClient, Published
 
 pytestmark = pytest.mark.integration
 
@@ -159,3 +160,26 @@ async def test_a_retry_the_run_cannot_take_is_refused_with_a_reason(engine, tmp_
         answer = await olga.send(command)
         assert (answer.accepted, answer.error.code) == (False, code), command
     assert (await olga.run(reply.run_id)).status == "failed"
+
+
+async def test_an_operator_scoped_to_a_playbook_retries_with_its_catalogs_next_version_not_with_a_text(
+        engine, tmp_path) -> None:
+    """The catalog's version is the admin's; a text names itself, so only a grant on every playbook covers it."""
+    first = five_steps(tmp_path)
+    fixed = first.replace(f"cp {tmp_path}/${{release}}", f"echo restored > {tmp_path}/${{release}}; cp "
+                                                          f"{tmp_path}/${{release}}")
+    catalog = CatalogClient(engine)
+    assert isinstance(await catalog.publish(first, version="1"), Published)
+    assert isinstance(await catalog.publish(fixed, version="2"), Published)
+    sally = await person(engine, "sally", "operator:five")
+    reply = await sally.send(StartRun(playbook_id="five@1"))
+    assert reply.accepted, reply.error
+    await wait_for_end(sally, reply.run_id)
+
+    by_text = await sally.send(RetryRun(run_id=reply.run_id, playbook=fixed))
+    assert (by_text.accepted, by_text.error.code) == (False, "forbidden")
+    assert "from a text they sent" in by_text.error.message
+    by_version = await sally.send(RetryRun(run_id=reply.run_id, playbook_id="five@2", reason="fixed in 2"))
+    assert by_version.accepted, by_version.error
+    events = await wait_for_end(sally, reply.run_id, after_retry=True)
+    assert terminal(events[[type(e) for e in events].index(RunRetried):]) == ["RunCompleted"]

@@ -161,15 +161,6 @@ async def list_runs(request: web.Request) -> web.Response:
                               "runs": [run_list.as_dict(r) for r in runs[:limit]]})
 
 
-async def playbook_text(request: web.Request, text: str | None, playbook_id: str | None) -> tuple[str | None, str]:
-    """The playbook a body gives as YAML text or as a catalog `name[@version]` (not both), and where it came from."""
-    if text is not None and playbook_id is not None:
-        raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id', not both")
-    if playbook_id is None:
-        return text, "<api>"
-    return await backend(request).catalog.text(playbook_id), playbook_id
-
-
 async def start_run(request: web.Request) -> web.Response:
     body = await read_body(request, StartBody)
     if (body.playbook is None) == (body.playbook_id is None):
@@ -214,10 +205,11 @@ def control(kind: type[PauseRun | ResumeRun | CancelRun | RollbackRun]) -> Calla
 
 async def retry_run(request: web.Request) -> web.Response:
     body = await read_body(request, RetryBody)
-    text, source = await playbook_text(request, body.playbook, body.playbook_id)
+    if body.playbook is not None and body.playbook_id is not None:
+        raise ApiError(400, "bad_request", "give exactly one of 'playbook' (YAML text) and 'playbook_id', not both")
     return await send(request, RetryRun(run_id=request.match_info["run_id"],
                                         from_step=body.from_step, parameters=body.parameters, reason=body.reason,
-                                        playbook=text, source=source))
+                                        playbook=body.playbook, playbook_id=body.playbook_id or "", source="<api>"))
 
 
 def decision(kind: type[ApproveStep | RejectStep]) -> Callable[[web.Request], Awaitable[web.Response]]:
