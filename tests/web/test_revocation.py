@@ -7,6 +7,7 @@ the other replica knows it, and it ends with its parent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 import pytest
@@ -61,3 +62,20 @@ async def test_a_revoked_token_and_its_sessions_are_refused_by_two_replicas_and_
         async with http.get(f"{two.url}/api/session", cookies={"pb_session": session}) as answer:
             error = (await answer.json())["error"]
         assert error["code"] == "unauthenticated" and "its token" in error["message"] and "revoked" in error["message"]
+
+
+async def test_an_open_stream_ends_when_its_token_is_revoked(engine, settings) -> None:
+    """A stream outlives the request that opened it: it is ended, not left delivering to a revoked token."""
+    ron = await person(engine, "ron", "viewer")
+    credential = ron.caller.credential
+    async with web_replica(settings) as web, aiohttp.ClientSession() as http:
+        async with http.get(f"{web.url}/api/runs/stream", headers=caller_headers(credential)) as stream:
+            assert stream.status == 200
+            await stream.content.readline()                        # the stream is open and has spoken
+            assert engine.caller.credential is not None
+            await IdentityClient(engine.nc, engine.caller.credential).revoke(credential.split("_")[1], "left")
+            # Cut as at the server's shutdown (the client's EventSource reconnects, and is refused).
+            with contextlib.suppress(aiohttp.ClientPayloadError):
+                async with asyncio.timeout(WITHIN + 4):             # a second to see it, and the stream's next check
+                    while await stream.content.readline():
+                        pass                                        # the end of the stream, not a deadline, ends this

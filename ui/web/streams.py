@@ -26,12 +26,14 @@ from projections.run_view import run_view, timeline
 from projections.step_logs import log_entries
 from services.identity.authority import Resource
 from services.read import Run, Watched, evolve, run_events, run_with_output
-from ui.web.access import may_read, permit
+from services.errors import AccessDenied, EngineUnavailable
+from ui.web.access import ACCESS, CALLER, may_read, permit
 from ui.web.api import RUN_PATH, ApiError, backend, permit_run_read
 
 SNAPSHOT_RUNS = 500          # newest runs in a list snapshot (active ones always)
 MAX_BACKLOG = 10_000         # changes queued for a slow client before it is cut off to reconnect
 METRICS_EVERY_SECONDS = 1.0
+REVERIFY_SECONDS = 1.0       # how soon an open stream ends after its token is revoked
 
 
 # Open streams, so that shutting the server down ends them instead of waiting for them.
@@ -41,15 +43,35 @@ STREAMS = web.AppKey("streams", set[asyncio.Task[Any]])
 @contextlib.asynccontextmanager
 async def open_stream(request: web.Request) -> AsyncIterator[EventSourceResponse]:
     """An SSE response for this handler; the server ends it at shutdown (and, with
-    handler cancellation on, when the client goes away)."""
+    handler cancellation on, when the client goes away), and so does revoking its token."""
     task = asyncio.current_task()
     assert task is not None
     request.app[STREAMS].add(task)
+    watcher = asyncio.create_task(_end_when_refused(request, task))
     try:
         async with sse_response(request) as sse:
             yield sse
     finally:
+        watcher.cancel()
         request.app[STREAMS].discard(task)
+
+
+async def _end_when_refused(request: web.Request, stream: asyncio.Task[Any]) -> None:
+    """A stream outlives the request that opened it: its credential is checked again every REVERIFY_SECONDS, and
+    the stream ends once it is revoked or expired, as every request of it would then be refused."""
+    caller = request.get(CALLER)
+    if caller is None or caller.credential is None:
+        return      # an open /metrics stream: nobody to refuse
+    verifier = request.app[ACCESS].guard.verifier
+    while True:
+        await asyncio.sleep(REVERIFY_SECONDS)
+        try:
+            await verifier.verify(caller.credential)
+        except AccessDenied:
+            stream.cancel()
+            return
+        except EngineUnavailable:
+            continue      # the tokens cannot be checked just now: the stream goes on until they can be
 
 
 async def end_streams(app: web.Application) -> None:
