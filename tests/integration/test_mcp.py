@@ -291,6 +291,20 @@ async def test_a_run_id_that_is_a_wildcard_reads_nothing(engine, cast) -> None:
         assert "(bad_request): step id" in await refused(vera, "get_execution_logs", run_id=run_id, step_id="*")
 
 
+async def test_numbers_out_of_range_are_refused_and_the_ranges_are_in_the_schema(engine, cast) -> None:
+    async with agent(cast["alice"]) as alice:
+        tools = {t.name: t.input_schema["properties"] for t in (await alice.list_tools()).tools}
+        assert (tools["list_active_executions"]["limit"]["minimum"], tools["list_active_executions"]["limit"]["maximum"]
+                ) == (1, 1000)
+        assert tools["execute_playbook_advanced"]["wait_seconds"]["maximum"] == 3600
+        for tool, arguments in (("list_active_executions", {"limit": 0}), ("list_active_executions", {"limit": -5}),
+                                ("get_execution_logs", {"run_id": "r1", "tail": -1}),
+                                ("get_execution_metrics", {"playbook": "ship", "last_runs": -1}),
+                                ("execute_playbook_advanced", {"playbook_yaml": GATED, "wait_seconds": 99999})):
+            said = await refused(alice, tool, **arguments)
+            assert "greater than or equal" in said or "less than or equal" in said, (tool, said)
+
+
 async def test_over_http_each_request_acts_as_its_own_bearer_token(engine, cast, settings) -> None:
     """The door `playbook up` opens with PLAYBOOK_MCP_PORT (the `mcp` line of DOORS), as `playbook mcp --http`."""
     stop, opened = asyncio.Event(), asyncio.Future[str]()

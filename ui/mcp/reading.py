@@ -1,10 +1,11 @@
 """The tools that only read: a run's state, the active runs, a run's logs and figures, a playbook's findings."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from mcp.server.mcpserver import Context, MCPServer
+from pydantic import Field
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 
@@ -25,6 +26,8 @@ from ui.mcp.playbooks import playbook_text, validation
 READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 MAX_LOG_CHARS = 256 * 1024      # what one answer carries at most; older lines are left out first
 DEFAULT_TAIL = 200
+# The most a call may ask for: said in each tool's input schema, and refused beyond (as the HTTP API's limits).
+MAX_RUNS, MAX_TAIL, MAX_METRIC_RUNS = 1000, 10_000, 500
 
 
 def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
@@ -43,7 +46,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
     @server.tool(annotations=READS)
     @answered(ToolError)
     async def list_active_executions(ctx: Context, include_finished: bool = False,
-                                     limit: int = 100) -> Executions:
+                                     limit: Annotated[int, Field(ge=1, le=MAX_RUNS)] = 100) -> Executions:
         """Runs that are running, paused or cancelling (with `include_finished`, every run), newest first."""
         caller = access.caller(ctx.headers)
         principal = await access.principal(caller)
@@ -51,12 +54,12 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         readable = [r for r in runs if access.may_read(principal, r.playbook, r.environment)]
         readable.sort(key=lambda r: r.started_at, reverse=True)
         return Executions(runs=[ExecutionSummary(**fields(as_dict(r), ExecutionSummary))
-                                for r in readable[:max(limit, 0)]])
+                                for r in readable[:limit]])
 
     @server.tool(annotations=READS)
     @answered(ToolError)
     async def get_execution_logs(ctx: Context, run_id: str, step_id: str | None = None, attempt: int | None = None,
-                                 tail: int = DEFAULT_TAIL) -> ExecutionLogs:
+                                 tail: Annotated[int, Field(ge=1, le=MAX_TAIL)] = DEFAULT_TAIL) -> ExecutionLogs:
         """What the run's steps printed (stdout, stderr, errors; rollbacks and remediations too), line by line,
         of one step and attempt if given; the last `tail` lines. Attempts still running come last (phase
         `running`, their sequence in the logs stream) with every line printed so far."""
@@ -71,7 +74,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
             if isinstance(item, OutputLine) and (item.step_id, item.attempt) not in recorded:
                 lines.append(LogLine(seq=seq, at=item.at.isoformat(), step_id=item.step_id, attempt=item.attempt,
                                      phase="running", stream=item.stream, line=item.text))
-        kept = lines[-tail:] if tail > 0 else []
+        kept = lines[-tail:]
         while kept and sum(len(x.line) for x in kept) > MAX_LOG_CHARS:
             kept = kept[len(kept) // 8 + 1:]
         return ExecutionLogs(run_id=run_id, lines=kept, truncated=len(kept) < len(lines))
@@ -88,7 +91,8 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
     @server.tool(annotations=READS)
     @answered(ToolError)
     async def get_execution_metrics(ctx: Context, run_id: str | None = None, playbook: str | None = None,
-                                    last_runs: int = 50) -> ExecutionMetrics:
+                                    last_runs: Annotated[int, Field(ge=1, le=MAX_METRIC_RUNS)] = 50
+                                    ) -> ExecutionMetrics:
         """Figures of one run (`run_id`), or of a playbook over its latest `last_runs` runs you may read:
         outcomes, success rate, mean duration, retries by category, and per step counts and times."""
         caller = access.caller(ctx.headers)
@@ -101,7 +105,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         principal = await access.principal(caller)
         runs = [r for r in await access.client.list_runs()
                 if r.playbook == playbook and access.may_read(principal, r.playbook, r.environment)]
-        recent = sorted(runs, key=lambda r: r.started_at)[-max(min(last_runs, 500), 1):]
+        recent = sorted(runs, key=lambda r: r.started_at)[-last_runs:]
         return playbook_metrics(playbook, [await access.client.events(r.run_id) for r in recent])
 
     @server.tool(annotations=READS)

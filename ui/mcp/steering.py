@@ -4,11 +4,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
+from pydantic import Field
 
 from events.commands import ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResumeRun, RollbackRun
 from events.identity import Caller
@@ -35,7 +36,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
             playbook: str | None = None, parameters: dict[str, Any] | None = None, environment: str | None = None,
             dry_run: bool = False, allow_unsafe_shell: bool = False, continue_on_failure: bool = False,
             approval_required: bool = False, run_id: str | None = None, wait: bool = False,
-            wait_seconds: float = 600.0) -> Execution:
+            wait_seconds: Annotated[float, Field(ge=0, le=WAIT_LIMIT)] = 600.0) -> Execution:
         """Start a run of a playbook: YAML text, a file (stdio only) or a catalog `name@version` (`playbook`).
 
         `continue_on_failure`: a failed step does not stop this run (the playbook's `on_failure` otherwise);
@@ -55,7 +56,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         if not wait or dry_run:
             run = await access.client.run(reply.run_id)
             return started.model_copy(update=_where(run))
-        return await _watch(access.client, ctx, reply.run_id, min(max(wait_seconds, 0.0), WAIT_LIMIT))
+        return await _watch(access.client, ctx, reply.run_id, wait_seconds)
 
     @server.tool(annotations=CHANGES)
     @answered(ToolError)
