@@ -22,6 +22,7 @@ from events.codec import decode_command, encode
 from events.commands import Rejection
 from events.identity import (
     ON_BEHALF_OF, AnyIdentityCommand, CreateToken, Door, IdentityCommand, IdentityReply, ListTokens, RevokeToken,
+    TokenInfo,
     bearer,
 )
 from services.answering import Answering
@@ -34,7 +35,7 @@ from services.identity.principal import Acting
 from services.identity.registry import TokenRegistry
 from services.identity.sealing import seal
 from services.identity.store import IdentityStore
-from services.identity.tokens import create, credential, hash_secret, new_secret, new_token_id, revoke
+from services.identity.tokens import TokenRecord, create, credential, hash_secret, new_secret, new_token_id, revoke
 from services.identity.verifier import utcnow
 
 log = logging.getLogger(__name__)
@@ -140,11 +141,19 @@ class IdentityService:
         owner = None if cmd.everyone else _name(cmd.owner) if cmd.owner else acting.effective
         await self.guard.permit(acting, "list_tokens", Resource(owner=owner), door=door, source=source)
         now = self.clock()
-        tokens = [r.info(now) for r in self.registry.tokens() if owner is None or r.owner == owner]
+        tokens = [self._info(r, now) for r in self.registry.tokens() if owner is None or r.owner == owner]
         if not cmd.include_inactive:
             tokens = [t for t in tokens if t.status == "active"]
         return IdentityReply(accepted=True, tokens=tokens)
 
+
+    def _info(self, record: TokenRecord, now: datetime) -> TokenInfo:
+        """What a listing shows of a token; a session ends with the token it was opened with, so it shows that."""
+        info = record.info(now)
+        parent = self.registry.get(record.created.parent) if record.created.parent else None
+        if info.status == "active" and parent is not None and parent.status(now) != "active":
+            return msgspec.structs.replace(info, status=parent.status(now))
+        return info
 
 def _name(raw: str) -> str:
     try:

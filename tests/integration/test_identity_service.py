@@ -18,11 +18,14 @@ from events.identity import Grant, TokenCreated, caller_headers, decode_token_ev
 from services.errors import CommandRejected
 from services.identity.bootstrap import ensure_local_admin
 from services.identity.credentials import credentials_dir
+from services.identity.principal import Acting
 from services.identity.registry import TokenRegistry
 from services.identity.service import IdentityService
+from services.identity.sessions import Sessions
 from services.identity.setup import Identity
 from services.identity.store import IdentityStore
 from services.identity.tokens import hash_secret, parse_credential
+from services.identity.verifier import TokenVerifier
 from ui.identity_client import IdentityClient
 
 pytestmark = pytest.mark.integration
@@ -185,3 +188,19 @@ async def test_the_local_admin_token_is_kept_owner_only_reused_while_valid_and_r
     assert (folder / "token").read_text().strip() == renewed.credential
     assert [t.grants for t in await engine.client(renewed.credential).list()] == [
         (Grant(role="admin"), Grant(role="unsafe_shell"))]
+
+
+async def test_a_session_is_listed_as_ended_with_the_token_it_was_opened_with(engine: Engine) -> None:
+    """A dashboard session is refused once its token is revoked; the listing said it was still active."""
+    alice_info, alice = await engine.client(engine.admin).create("alice", "alice", [Grant(role="viewer")])
+    principal = await TokenVerifier(engine.registry, lambda name: []).verify(alice)
+    await Sessions(engine.store, engine.registry).open(Acting(principal))
+
+    def listed(tokens: list) -> list[tuple[str, str]]:
+        return [(t.name, t.status) for t in tokens if t.owner == "alice"]
+    shown = await engine.client(engine.admin).list(everyone=True, include_inactive=True)
+    assert listed(shown) == [("alice", "active"), ("dashboard session", "active")]
+    await engine.client(engine.admin).revoke(alice_info.id, reason="left")
+    shown = await engine.client(engine.admin).list(everyone=True, include_inactive=True)
+    assert listed(shown) == [("alice", "revoked"), ("dashboard session", "revoked")]
+    assert listed(await engine.client(engine.admin).list(everyone=True)) == []
