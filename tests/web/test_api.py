@@ -156,6 +156,8 @@ REFUSALS = [
     ("reset without key", "POST", "/api/circuits/reset", {}, None, None, 400, "bad_request", "key"),
     ("unknown field in a control body", "POST", "/api/runs/r1/pause", {"why": "x"}, None, None, 400, "bad_request",
      "why"),
+    ("a query parameter twice", "GET", "/api/runs?status=running&status=completed", None, None, None, 400,
+     "bad_request", "give status once in the query; several values are written comma-separated"),
     ("unknown status", "GET", "/api/runs?status=running,bogus", None, None, None, 400, "bad_request",
      "no run status bogus; a run is running, waiting_approval"),
     ("limit 0", "GET", "/api/runs?limit=0", None, None, None, 400, "bad_request", "'limit' must be between 1 and 1000"),

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import msgspec
 import nats.errors
 from aiohttp import web
+from multidict import MultiMapping
 
 from events import subjects
 from events.json_limits import decode_json
@@ -140,8 +141,18 @@ async def send(request: web.Request, command: Command, created: bool = False) ->
 
 # -- runs ------------------------------------------------------------------------------
 
-async def list_runs(request: web.Request) -> web.Response:
+def _filters(request: web.Request) -> MultiMapping[str]:
+    """A list's query: a filter given twice is refused, not read once with the rest dropped (several values of
+    one go comma-separated, as status=a,b)."""
     q = request.query
+    if repeated := sorted({key for key in q if len(q.getall(key)) > 1}):
+        raise ApiError(400, "bad_request", f"give {', '.join(repeated)[:200]} once in the query; several values "
+                                           "are written comma-separated, as status=a,b")
+    return q
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    q = _filters(request)
     statuses = set(filter(None, q.get("status", "").split(",")))
     if unknown := statuses - set(RUN_STATUSES):
         raise ApiError(400, "bad_request", f"no run status {', '.join(sorted(unknown))[:200]}; a run is "
@@ -279,7 +290,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def audit(request: web.Request) -> web.Response:
-    q = request.query
+    q = _filters(request)
     entries = audit_entries(request, actor=q.get("actor") or None, run_id=q.get("run_id") or None,
                             action=q.get("action") or None, since=_time(q, "since"), until=_time(q, "until"),
                             limit=_int(q, "limit", 500, 1, MAX_LIMIT))
