@@ -119,7 +119,7 @@ async def measure(url: str, runs: int) -> dict[str, Any]:
                 async def on_request(msg) -> None:
                     requested.add(msg.subject.split(".")[2])
 
-                await nc.subscribe(subjects.run_event("*", "ApprovalRequested"), cb=on_request)
+                await nc.subscribe(subjects.events_of_type("ApprovalRequested"), cb=on_request)
                 tag = uuid.uuid4().hex[:8]
 
                 warm = f"warm{tag}"
