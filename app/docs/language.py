@@ -64,8 +64,9 @@ MEANINGS: dict[str, dict[str, str]] = {
         "required": "a run must give a value (or an environment or default must)",
         "default": "the value when none is given",
         "description": "what the value is for, shown where it is asked",
-        "type": "the value's type; text from `-p` is converted to it. Only `host` and `url` may set a URL's "
-                "scheme or host",
+        "type": "the value's type; text from `-p` is converted to it. Without one, any value is taken as it "
+                "comes (a list reaches a shell command as one quoted JSON word). Only `host` and `url` may set a "
+                "URL's scheme or host",
         "choices": "the values allowed",
         "pattern": "a regular expression the whole value must match (text, host and url)",
         "allowed_hosts": "hosts (`*.corp` patterns) a host or url value may name",
