@@ -137,8 +137,12 @@ async def _run_demo(client: EngineClient, web_url: str, as_json: bool) -> None:
 
 
 def _free_or_any(port: int) -> int:
+    """`port` if the web server can listen there, else 0 (any free one)."""
     import socket
     with socket.socket() as sock:
+        # As asyncio's server binds: a restart is not pushed off its port by the last run's closed connections
+        # (TIME_WAIT), which would leave open dashboards and bookmarks on a port nobody answers.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
