@@ -9,6 +9,7 @@ function build(el, attrs, children) {
     if (value == null || value === false) continue;
     if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else if (key === "value" || key === "checked" || key === "selected") el[key] = value;
+    else if (key === "style") el.style.cssText = value;      // not an attribute: the page's CSP refuses inline ones
     else el.setAttribute(key, value === true ? "" : String(value));
   }
   append(el, children);

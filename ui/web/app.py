@@ -37,7 +37,7 @@ from services.read import EventStore, StoreReadiness
 from services.settings import Settings
 from ui.catalog_client import CatalogClient
 from ui.client import EngineClient
-from ui.web import api, insights, openapi, prometheus, session, streams
+from ui.web import api, headers, insights, openapi, prometheus, session, streams
 from ui.web.access import ACCESS, Access, guard_requests
 from ui.web.backend import BACKEND, Backend
 
@@ -93,6 +93,7 @@ def make_app(backend: Backend, identity: Identity, codes: SignInCodes) -> web.Ap
     app = web.Application(middlewares=[api.json_errors, guard_requests], client_max_size=api.MAX_BODY_BYTES)
     app[BACKEND] = backend
     app[ACCESS] = Access(identity.guard, backend.settings)
+    headers.add_to(app)
     session.add_routes(app, identity.sessions, codes)
     streams.add_routes(app)      # first: /api/runs/stream must win over /api/runs/{run_id}
     api.add_routes(app)
