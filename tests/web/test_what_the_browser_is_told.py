@@ -13,6 +13,7 @@ from playwright.async_api import expect
 
 from events.commands import StartRun
 from tests.helpers import local_http, noop, playbook_yaml, wait_for_end
+from ui.identity_client import IdentityClient
 
 GATED = playbook_yaml([noop("prepare"), noop("deploy", approval_gate={"required_approvers": ["admin"]})],
                       name="gated-deploy")
@@ -82,3 +83,17 @@ async def test_what_a_signed_in_person_reads_is_never_kept_by_a_cache(web_server
         async with http.get(web_server.url + "/api/runs/stream", headers=bearer) as stream:
             assert stream.headers["Cache-Control"] == "no-cache"          # aiohttp-sse's own, for proxies that buffer
             assert stream.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.integration
+@pytest.mark.browser
+async def test_a_page_whose_session_is_revoked_asks_to_sign_in_again(dashboard, engine) -> None:
+    reply = await engine.send(StartRun(playbook=GATED))
+    await dashboard.open(f"#/runs/{reply.run_id}")
+    page = dashboard.page
+    await expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
+    session = next(c["value"] for c in await page.context.cookies() if c["name"] == "pb_session")
+    assert engine.caller.credential is not None
+    await IdentityClient(engine.nc, engine.caller.credential).revoke(session.split("_")[1], "signed out elsewhere")
+    await expect(page.get_by_test_id("sign-in-note")).to_have_text("Your session ended; sign in again.")
+    await expect(page.get_by_test_id("who")).to_be_empty()        # not a stale page still saying who is signed in

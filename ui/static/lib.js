@@ -105,15 +105,51 @@ export async function command(label, path, body = {}) {
 /**
  * An EventSource with JSON handlers per event name; `onState` hears "live", "reconnecting"
  * or "closed". Returns a function that closes it.
+ *
+ * A browser gives up on a stream the server refuses (a 401 once the session is revoked or
+ * expired, a 503 while the engine is away): then the session is asked about, and the page
+ * signs out if it ended, else the stream is opened again, a little later each time, from
+ * where it stopped (`last_event_id`, as the browser's own reconnection sends it).
  */
 export function live(url, handlers, onState = () => {}) {
-  const source = new EventSource(url);
-  for (const [name, handle] of Object.entries(handlers)) {
-    source.addEventListener(name, (message) => handle(JSON.parse(message.data), message));
-  }
-  source.onopen = () => onState("live");
-  source.onerror = () => onState(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
-  return () => source.close();
+  let source = null;
+  let stopped = false;
+  let again = null;
+  let tries = 0;
+  let lastId = "";
+  const open = () => {
+    source = new EventSource(lastId ? `${url}${url.includes("?") ? "&" : "?"}last_event_id=${encodeURIComponent(lastId)}` : url);
+    for (const [name, handle] of Object.entries(handlers)) {
+      source.addEventListener(name, (message) => {
+        if (message.lastEventId) lastId = message.lastEventId;
+        handle(JSON.parse(message.data), message);
+      });
+    }
+    source.onopen = () => { tries = 0; onState("live"); };
+    source.onerror = () => {
+      if (source.readyState !== EventSource.CLOSED) {
+        onState("reconnecting");
+        return;
+      }
+      onState("closed");
+      api("/api/session").then((session) => {
+        if (stopped) return;
+        if (session.status === 401) {
+          onSignedOut();
+          return;
+        }
+        tries += 1;
+        onState("reconnecting");
+        again = setTimeout(open, Math.min(30_000, 1000 * 2 ** Math.min(tries, 5)));
+      });
+    };
+  };
+  open();
+  return () => {
+    stopped = true;
+    clearTimeout(again);
+    source.close();
+  };
 }
 
 /** A small "live / reconnecting" indicator for a stream. */
