@@ -98,3 +98,16 @@ async def test_stream_errors_are_json(web_server, engine) -> None:
             assert response.status == 404 and (await response.json())["error"]["code"] == "unknown_run"
         async with http.get(f"{web_server.url}/api/runs/stream", headers={"Last-Event-ID": "x1"}) as response:
             assert response.status == 400 and "Last-Event-ID" in (await response.json())["error"]["message"]
+
+
+async def test_a_run_of_many_steps_followed_live_gets_its_view_paced_and_the_last_one_shows_the_end(
+        engine, web_server) -> None:
+    wide = playbook_yaml([noop(f"check-{i}", parallel_group="checks") for i in range(60)], name="wide")
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
+        reply = await engine.send(StartRun(playbook=wide))
+        async with http.get(f"{web_server.url}/api/runs/{reply.run_id}/stream") as response:
+            seen = await read_until(response, lambda m, _: m.event == "view" and m.data["status"] == "completed")
+    events, views = ids(seen), [m for m in seen if m.event == "view"]
+    assert len(events) == len(await engine.events(reply.run_id))       # every event, each as it was stored
+    assert len(views) < len(events) / 4            # the whole run, not rebuilt and sent again after every event
+    assert {step["status"] for step in views[-1].data["steps"]} == {"succeeded"}

@@ -33,6 +33,7 @@ from ui.web.api import RUN_PATH, ApiError, backend, permit_run_read
 SNAPSHOT_RUNS = 500          # newest runs in a list snapshot (active ones always)
 MAX_BACKLOG = 10_000         # changes queued for a slow client before it is cut off to reconnect
 METRICS_EVERY_SECONDS = 1.0
+VIEW_EVERY_SECONDS = 0.5     # a run's whole view, at most this often while its events stream in
 REVERIFY_SECONDS = 1.0       # how soon an open stream ends after its token is revoked
 
 
@@ -143,14 +144,14 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
     last, last_line = positions(request) if with_logs else (last_event_id(request) or 0, 0)
     run, playbooks = Run(id=run_id), backend(request).client.playbooks
     nc = backend(request).nc
-    async with open_stream(request) as sse:
+    async with open_stream(request) as sse, _PacedViews(sse, run) as views:
         if not with_logs:
             async for seq, event, pending in _follow(request, run_id):
                 evolve(run, await playbooks.resolve(event), seq)    # the event goes out as stored: with its pin
                 if seq > last:
                     await sse.send(_dumps(_event_message(seq, event, run)), id=str(seq), event="event")
                 if not pending:
-                    await sse.send(_dumps(run_view(run)), event="view")
+                    await views.changed()
             return sse
         position = [0, last_line]
         events = _sending_output(sse, run_with_output(nc, run_id, after_line=last_line), position)
@@ -162,8 +163,46 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
                     if entries := log_entries(seq, event):
                         await sse.send(_dumps(entries), event="log")
                 if not pending:
-                    await sse.send(_dumps(run_view(run)), event="view")
+                    await views.changed()
     return sse
+
+
+class _PacedViews:
+    """The run's view, sent once the stream has caught up and then at most every VIEW_EVERY_SECONDS.
+
+    A view is the whole run, built and encoded anew: one per event cost a run of 500 steps 36 ms an event, in the
+    event loop `playbook up` shares with the engine, which a watched run then slowed a hundredfold. A change held
+    back goes out when the pace allows, whether or not another event comes.
+    """
+
+    def __init__(self, sse: EventSourceResponse, run: Run) -> None:
+        self.sse, self.run = sse, run
+        self.next_at = 0.0
+        self.later: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> _PacedViews:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.later is not None:
+            self.later.cancel()
+
+    async def changed(self) -> None:
+        wait = self.next_at - asyncio.get_running_loop().time()
+        if wait <= 0:
+            await self._send()
+        elif self.later is None:
+            self.later = asyncio.create_task(self._send_after(wait))
+
+    async def _send_after(self, wait: float) -> None:
+        await asyncio.sleep(wait)       # a pace limit, not a wait for an outcome
+        self.later = None
+        with contextlib.suppress(ConnectionError):      # the browser went away: its handler ends the stream
+            await self._send()
+
+    async def _send(self) -> None:
+        self.next_at = asyncio.get_running_loop().time() + VIEW_EVERY_SECONDS
+        await self.sse.send(_dumps(run_view(self.run)), event="view")
 
 
 def _event_message(seq: int, event: RunEvent, run: Run) -> dict[str, Any]:
