@@ -144,7 +144,9 @@ export function gantt(lines, { order = [], until } = {}) {
   const last = Date.parse(lines[lines.length - 1].at);
   const t1 = Math.max(last, until ? Date.parse(until) : last, t0 + 1);
   const { segments: segs, paused } = segments(lines, t1);
-  const steps = [...order, ...new Set(segs.map((x) => x.step))].filter((v, i, all) => v && all.indexOf(v) === i);
+  const steps = [...new Set([...order, ...segs.map((x) => x.step)])].filter(Boolean);
+  const segsOf = new Map(steps.map((step) => [step, []]));     // by step once: a lookup per lane was steps × segments
+  for (const seg of segs) segsOf.get(seg.step)?.push(seg);
   const laneH = 20, left = 130, top = 20, right = 12;
   const height = top + steps.length * laneH + 4;
   const x = (t) => left + ((t - t0) / (t1 - t0)) * (W - left - right);
@@ -161,7 +163,7 @@ export function gantt(lines, { order = [], until } = {}) {
   steps.forEach((step, i) => {
     const y = top + i * laneH;
     svg.append(s("text", { x: left - 6, y: y + 13, "text-anchor": "end", class: "label" }, clip(step, 18), s("title", {}, step)));
-    for (const seg of segs.filter((g) => g.step === step)) {
+    for (const seg of segsOf.get(step)) {
       const width = Math.max(2, x(seg.end) - x(seg.start));
       const what = `${step}${seg.attempt ? ` attempt ${seg.attempt}` : ""}: ${LANE_KINDS[seg.kind]} ${formatDuration(seg.end - seg.start)}${seg.open ? " so far" : ""}`;
       svg.append(s("rect", { x: x(seg.start), y: y + 3, width, height: laneH - 6, rx: 2, class: `lane lane-${seg.kind}`,

@@ -13,9 +13,14 @@ export function runLogs() {
   const recorded = [];            // every log entry so far, in order
   const running = new Map();      // "step/attempt/stream" -> {line, text} of attempts still running
   const shown = (stepId) => !select.value || stepId === select.value;
+  const blockOf = new WeakMap();  // each recorded entry's block, made once
+  let queued = false;
   const render = () => {
     const stick = atBottom(box);
-    const blocks = recorded.filter((entry) => shown(entry.step_id)).map(logEntry);
+    const blocks = recorded.filter((entry) => shown(entry.step_id)).map((entry) => {
+      if (!blockOf.has(entry)) blockOf.set(entry, logEntry(entry));
+      return blockOf.get(entry);
+    });
     for (const { line, text } of running.values()) {
       if (!shown(line.step_id)) continue;
       const block = logEntry({ ...line, phase: "step", text });
@@ -25,6 +30,15 @@ export function runLogs() {
     }
     fill(box, ...(blocks.length ? blocks : [h("p", { class: "muted" }, "No output yet.")]));
     if (stick) box.scrollTop = box.scrollHeight;
+  };
+  // What streams in is drawn once a frame: a run of thousands of steps sends thousands of entries at once.
+  const renderSoon = () => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => {
+      queued = false;
+      render();
+    });
   };
   const show = (stepId, reveal) => {
     select.value = stepId;
@@ -45,7 +59,7 @@ export function runLogs() {
         }
         recorded.push(entry);
       }
-      render();
+      renderSoon();
     },
     /** One line of an attempt still running (the `live` event). */
     live(line) {
@@ -53,7 +67,7 @@ export function runLogs() {
       const block = running.get(key) || { line, text: "" };
       block.text += `${line.text}\n`;
       running.set(key, block);
-      render();
+      renderSoon();
     },
     /** Offer every step of the run in the step filter. */
     steps(view) {
