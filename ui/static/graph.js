@@ -2,10 +2,15 @@
 
 import { badge, elapsed, fill, formatDuration, h, s, timeEl } from "./lib.js";
 
+// Beyond this many, arrows tell nothing (two parallel groups of 100, one after the other, are 10,000 of them) and
+// drawing them froze the page; the waves still show the order.
+const MAX_ARROWS = 1500;
+
 export function stepGraph({ onSelect }) {
   const canvas = h("div", { class: "graph-canvas" });
   const arrows = s("svg", { class: "arrows", "aria-hidden": "true" });
   const el = h("div", { class: "graph", "data-testid": "step-graph" }, h("p", { class: "muted" }, "Waiting for the run…"));
+  const omitted = h("p", { class: "muted small", "data-testid": "arrows-omitted", hidden: true });
   const nodes = new Map();
   let shape = "";
   let steps = new Map();
@@ -19,7 +24,7 @@ export function stepGraph({ onSelect }) {
     const stray = view.steps.filter((step) => !placed.has(step.id));
     if (stray.length) waves.push(stray);
     canvas.replaceChildren(arrows, ...waves.map((wave, i) => column(wave, i, stray.length && i === waves.length - 1)));
-    fill(el, canvas);
+    fill(el, canvas, omitted);
     resize.disconnect();
     resize.observe(canvas);
   };
@@ -51,7 +56,11 @@ export function stepGraph({ onSelect }) {
     drawQueued = true;
     requestAnimationFrame(() => {
       drawQueued = false;
-      drawArrows(canvas, arrows, nodes);
+      const needs = [...nodes.values()].reduce((n, node) => n + node.step.depends_on.length, 0);
+      omitted.hidden = needs <= MAX_ARROWS;
+      omitted.textContent = `${needs} dependencies between steps: too many to draw; each wave runs after the one before.`;
+      if (needs <= MAX_ARROWS) drawArrows(canvas, arrows, nodes);
+      else arrows.replaceChildren();
     });
   };
 
@@ -122,10 +131,11 @@ function drawArrows(canvas, arrows, nodes) {
   arrows.setAttribute("height", canvas.scrollHeight);
   const paths = [s("defs", {}, s("marker", { id: "arrowhead", viewBox: "0 0 8 8", refX: "7", refY: "4", markerWidth: "7", markerHeight: "7", orient: "auto" },
     s("path", { d: "M0,0 L8,4 L0,8 z", class: "arrowhead" })))];
+  const rects = new Map([...nodes].map(([id, node]) => [id, node.el.getBoundingClientRect()]));  // once per step
   for (const [id, node] of nodes) {
-    const to = node.el.getBoundingClientRect();
+    const to = rects.get(id);
     for (const need of node.step.depends_on) {
-      const from = nodes.get(need)?.el.getBoundingClientRect();
+      const from = rects.get(need);
       if (!from) continue;
       const x1 = from.right - box.left, y1 = from.top + from.height / 2 - box.top;
       const x2 = to.left - box.left - 2, y2 = to.top + to.height / 2 - box.top;
