@@ -20,7 +20,8 @@ TWO_GROUPS = playbook_yaml([noop(f"check-{i}", parallel_group="checks") for i in
 # Counts what forces the page's layout (reading an element's scrollHeight) and the animation frames' callbacks.
 COUNT_LAYOUTS = """window.layouts = 0; window.frames = 0;
 const height = Object.getOwnPropertyDescriptor(Element.prototype, "scrollHeight");
-Object.defineProperty(Element.prototype, "scrollHeight", { get() { window.layouts += 1; return height.get.call(this); } });
+Object.defineProperty(Element.prototype, "scrollHeight",
+  { get() { window.layouts += 1; return height.get.call(this); } });
 const frame = window.requestAnimationFrame.bind(window);
 window.requestAnimationFrame = (callback) => frame((t) => { window.frames += 1; callback(t); });"""
 

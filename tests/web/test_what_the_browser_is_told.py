@@ -79,7 +79,7 @@ async def test_what_a_signed_in_person_reads_is_never_kept_by_a_cache(web_server
                 assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"], path
                 assert answer.headers["X-Content-Type-Options"] == "nosniff", path
         async with http.get(web_server.url + "/static/app.js") as script:
-            assert script.headers["Cache-Control"] == "no-cache"         # kept, but checked against the server each time
+            assert script.headers["Cache-Control"] == "no-cache"         # kept, but checked with the server each time
         async with http.get(web_server.url + "/api/runs/stream", headers=bearer) as stream:
             assert stream.headers["Cache-Control"] == "no-cache"          # aiohttp-sse's own, for proxies that buffer
             assert stream.headers["X-Frame-Options"] == "DENY"
