@@ -183,6 +183,8 @@ REFUSALS = [
     ("a host this server does not answer to", "GET", "/api/runs", None, None, {"Host": "rebound.example"}, 421,
      "unknown_host", "PLAYBOOK_WEB_HOSTS"),
     ("no credential", "GET", "/api/runs", None, None, {"Authorization": ""}, 401, "unauthenticated", "sign in first"),
+    ("a sign-in larger than any token, from anyone", "POST", "/api/session", {"token": "x" * 1_000_000}, None,
+     {"Authorization": ""}, 413, "request_entity_too_large", "Maximum request body size 4096 exceeded"),
     ("a token that is no token", "GET", "/api/audit", None, None, {"Authorization": "Bearer pbt_nope"}, 401,
      "unauthenticated", "not a Playbook token"),
     ("unknown run", "GET", "/api/runs/nosuchrun", None, None, None, 404, "unknown_run", "nosuchrun"),

@@ -114,10 +114,11 @@ def backend(request: web.Request) -> Backend:
     return request.app[BACKEND]
 
 
-async def read_body(request: web.Request, kind: type[B]) -> B:
-    """The body as `kind`; an empty body means every default (if `kind` has them)."""
+async def read_body(request: web.Request, kind: type[B], max_bytes: int | None = None) -> B:
+    """The body as `kind`; an empty body means every default (if `kind` has them). `max_bytes` holds a body below
+    what the server takes of anyone (a caller not yet known)."""
     try:
-        raw = await request.read()
+        raw = await (request.read() if max_bytes is None else _read_at_most(request, max_bytes))
     except web.HTTPRequestEntityTooLarge as err:
         raise ApiError(413, "request_entity_too_large", f"{request.method} {request.path}: the body is larger than "
                                                         f"this server takes ({err.text})") from None
@@ -126,6 +127,18 @@ async def read_body(request: web.Request, kind: type[B]) -> B:
         return body
     except msgspec.DecodeError as err:   # ValidationError, and JSON nested too deep, included
         raise ApiError(400, "bad_request", f"{request.method} {request.path}: bad JSON body: {err}") from None
+
+
+async def _read_at_most(request: web.Request, max_bytes: int) -> bytes:
+    raw = bytearray()
+    if (request.content_length or 0) <= max_bytes:
+        async for chunk in request.content.iter_any():
+            raw += chunk
+            if len(raw) > max_bytes:
+                break
+    if (request.content_length or 0) > max_bytes or len(raw) > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=request.content_length or len(raw))
+    return bytes(raw)
 
 
 async def send(request: web.Request, command: Command, created: bool = False) -> web.Response:

@@ -21,6 +21,8 @@ from ui.web.access import ACCESS, SESSION_COOKIE, acting, source
 from ui.web.api import read_body
 from ui.web.bodies import SignInBody, SignOutBody
 
+# A token or a code is under a hundred characters: a caller not yet known gets no more than this read and decoded.
+SIGN_IN_MAX_BYTES = 4096
 SESSIONS = web.AppKey("sessions", Sessions)
 CODES = web.AppKey("sign_in_codes", SignInCodes)
 
@@ -32,7 +34,7 @@ def who(signed_in: Acting) -> dict[str, object]:
 
 
 async def sign_in(request: web.Request) -> web.Response:
-    body = await read_body(request, SignInBody)
+    body = await read_body(request, SignInBody, max_bytes=SIGN_IN_MAX_BYTES)
     if (body.token is None) == (body.code is None):
         raise Unauthenticated("send exactly one of 'token' (an API token) and 'code' (from a sign-in link)")
     credential = body.token
