@@ -15,6 +15,7 @@ from services.playbook.destinations import destination_issues
 from services.playbook.environments import environment_variables, variable_issues
 from services.playbook.diagnostics import (Diagnostic, Issue, Names, Path, PlaybookInvalid, diagnostic,
                                            did_you_mean, short)
+from services.playbook.numbers import number_issues
 from services.playbook.parameters import check_parameters
 from services.playbook.plan import finished_before, plan_issues
 from services.playbook.references import ReferenceSyntaxError, find_references
@@ -148,7 +149,7 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
     if isinstance(data.get("steps"), list) and not data["steps"]:
         later.append(Issue("PB105", "the playbook has no steps; add at least one under 'steps'", ("steps",)))
     plan, found = plan_issues(playbook.steps)
-    later += [_moved(issue, positions) for issue in found]
+    later += [_moved(issue, positions) for issue in found + number_issues(playbook)]
     names, ids = Names(_names(data)), Names(plan.needs)
     used: set[str] = _used_by_variables(playbook)
     found_in_texts: list[Issue | _Unsure] = []
