@@ -46,7 +46,7 @@ MEANINGS: dict[str, dict[str, str]] = {
         "depends_on": "steps that must be finished first (a DAG instead of the written order)",
         "parallel_group": "steps sharing a group run together; the step after the group waits for all of them",
         "when": "run the step only if this holds, else skip it (skipped is never failed); a list must all hold",
-        "timeout_seconds": "the attempt is killed after this long and fails as `timeout`",
+        "timeout_seconds": "the attempt is killed after this long and fails as `timeout` (above 0, at most 366 days)",
         "continue_on_failure": "a failure of this step lets the run go on",
         "outputs": "fields of the step's outputs exported as `${steps.<id>.<name>}`",
         "validators": "checks before the action runs; one that fails fails the step as `validation` without "
@@ -86,8 +86,8 @@ MEANINGS: dict[str, dict[str, str]] = {
     },
     "RetryPolicy": {
         "max_attempts": "attempts in all, the first included",
-        "base_delay": "seconds before the second attempt",
-        "max_delay": "the longest wait between attempts, in seconds",
+        "base_delay": "seconds before the second attempt (0 to 366 days)",
+        "max_delay": "the longest wait between attempts, in seconds (0 to 366 days)",
         "exponential_backoff": "double the wait after each attempt",
         "jitter": "how much of the wait is random: `full`, `equal` (half) or `none`",
         "retry_on_errors": "the failure categories retried (default: network, timeout, temporary, dependency)",
@@ -108,7 +108,7 @@ MEANINGS: dict[str, dict[str, str]] = {
         "message": "the question approvers see; `${...}` is resolved when asked",
         "required_approvers": "users or directory groups, each entry satisfied by a distinct person",
         "min_approvals": "how many entries must be satisfied (default: all)",
-        "timeout_seconds": "how long the gate waits",
+        "timeout_seconds": "how long the gate waits (above 0, at most 366 days)",
         "auto_approve_after_timeout": "approve when the time is up, instead of failing the step",
         "allow_self_approval": "let the person who started the run approve it",
     },
