@@ -10,6 +10,7 @@ import msgspec
 from events import subjects
 from events.playbook import Plan, Playbook, Step
 from services.playbook.actions import ACTION_SPECS, arg_issues
+from services.playbook.bounds import handler_bound_issues, step_bound_issues
 from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
 from services.playbook.environments import environment_variables, variable_issues
@@ -158,6 +159,7 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
                            for issue in _check_text(text, path, scope, step.id, names, ids, used)]
     for k, handler in enumerate(playbook.error_handlers):
         later += _action_issues(handler.run.action, handler.run.args, ("error_handlers", k, "run"), actions)
+        later += handler_bound_issues(handler, ("error_handlers", k))
     sure = finished_before(plan, [(item.step_id, item.other) for item in found_in_texts if isinstance(item, _Unsure)])
     later += [item.issue() if isinstance(item, _Unsure) else item for item in found_in_texts
               if not isinstance(item, _Unsure) or (item.step_id, item.other) not in sure]
@@ -226,6 +228,7 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
     issues += _action_issues(step.action, step.args, ("steps", i), actions)
     for k, undo in enumerate(step.rollback):
         issues += _action_issues(undo.action, undo.args, ("steps", i, "rollback", k), actions)
+    issues += step_bound_issues(step, ("steps", i))
     if step.when is not None:
         issues += condition_issues(step.when, ("steps", i, "when"))
     for k, validation in enumerate(step.validations):
