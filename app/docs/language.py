@@ -107,7 +107,8 @@ MEANINGS: dict[str, dict[str, str]] = {
     "ApprovalGate": {
         "message": "the question approvers see; `${...}` is resolved when asked",
         "required_approvers": "users or directory groups, each entry satisfied by a distinct person",
-        "min_approvals": "how many entries must be satisfied (default: all)",
+        "min_approvals": "how many entries must be satisfied, at most as many as there are (default: all); "
+                         "without required_approvers, how many distinct people must approve (default: 1)",
         "timeout_seconds": "how long the gate waits",
         "auto_approve_after_timeout": "approve when the time is up, instead of failing the step",
         "allow_self_approval": "let the person who started the run approve it",
