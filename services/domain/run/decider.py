@@ -272,12 +272,13 @@ def context_of(run: Run) -> Context:
     """What `${...}` can see in this run: parameters, variables, outputs of finished steps."""
     started = run.started
     assert started is not None
-    return Context(parameters=started.parameters, variables=variables_of(started), steps=SucceededOutputs(run.steps))
+    return Context(parameters=started.parameters, variables=variables_of(started), steps=FinishedOutputs(run.steps))
 
 
-class SucceededOutputs(Mapping[str, Mapping[str, Any]]):
-    """The outputs of the run's succeeded steps, looked up when a reference asks: a step of a run of 10,000
-    steps does not copy the other 9,999 to resolve its arguments."""
+class FinishedOutputs(Mapping[str, Mapping[str, Any]]):
+    """The outputs of the run's finished steps, a failed one's too (a step after it may run when the failure
+    is tolerated, and read its exit code), looked up when a reference asks: a step of a run of 10,000 steps
+    does not copy the other 9,999 to resolve its arguments."""
 
     __slots__ = ("_steps",)
 
@@ -286,15 +287,18 @@ class SucceededOutputs(Mapping[str, Mapping[str, Any]]):
 
     def __getitem__(self, step_id: str) -> Mapping[str, Any]:
         step = self._steps[step_id]
-        if step.status != "succeeded":
+        if step.status not in _FINISHED:
             raise KeyError(step_id)
         return step.attempt.outputs
 
     def __iter__(self) -> Iterator[str]:
-        return (step_id for step_id, step in self._steps.items() if step.status == "succeeded")
+        return (step_id for step_id, step in self._steps.items() if step.status in _FINISHED)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+_FINISHED = frozenset({"succeeded", "failed"})
 
 
 def _stopped_by_failure(run: Run) -> bool:
