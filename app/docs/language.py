@@ -222,8 +222,11 @@ def _values() -> list[str]:
             "Text anywhere in `args`, `when`, validators, validations, approval messages and rollback args may hold "
             "`${...}`, resolved when the step runs (a whole-value reference keeps its type):", ""] + table(
         ("written", "is"), [
-            ("`${name}`, `${name.field}`", "a parameter, else a variable (the environment's over the playbook's)"),
-            ("`${steps.<id>.<output>}`", "an output of a step that finished before (`stdout`, `json.items[0]`, ...)"),
+            ("`${name}`, `${name.field}`, `${name[0]}`", "a parameter, else a variable (the environment's over the "
+             "playbook's); a list's item as `[0]` or `.0`"),
+            ("`${steps.<id>.<output>}`", "an output of a step that finished before, a failed one's too (a shell "
+             "step's `stdout`, `stderr`, `returncode`; an http_request's `status_code`, `headers`, `body`, "
+             "`json.items[0].id`; a noop's keys of `outputs` and `message`)"),
             ("`${stdout}`, `${status_code}`", "in validations and rollback: this step's own outputs"),
             ("`${secret:NAME}`", "a secret, redacted as `***` everywhere it would show (see security.md)"),
             ("`${env.NAME}`", "an engine environment variable listed in `PLAYBOOK_ENV_ALLOW`"),

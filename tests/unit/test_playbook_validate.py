@@ -780,3 +780,19 @@ def test_an_error_handlers_action_is_checked_as_a_steps():
     found = [(d.code, d.line, d.message) for d in validate_playbook(text) if d.severity == "error"]
     assert [(code, line) for code, line, _ in found] == [("PB206", 3), ("PB107", 4)]
     assert "did you mean 'shell'" in found[0][2] and "'seconds' must be a number >= 0, got -1" in found[1][2]
+
+
+def test_a_reference_may_index_a_list_as_outputs_from_does() -> None:
+    text = yaml_text("""
+        name: x
+        parameters: [{name: hosts, type: list, default: [web1]}]
+        steps:
+          - {id: probe, name: Probe, action: noop, args: {outputs: {json: {items: [{id: 3}]}}}}
+          - id: report
+            name: Report
+            action: noop
+            when: {type: equals, left: "${steps.probe.json.items[0].id}", right: 3}
+            args: {message: "first host ${hosts[0]}"}
+          - {id: bad, name: Bad, action: noop, args: {message: "${hosts[first]}"}}
+        """)
+    assert [(d.code, d.line) for d in validate_playbook(text, "x.yaml") if d.severity == "error"] == [("PB210", 10)]
