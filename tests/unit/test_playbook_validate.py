@@ -836,3 +836,13 @@ def playbook_text_of(variables: dict[str, Any], environments: dict[str, Any], **
     step = {"id": "a", "name": "A", "action": "noop", "args": {"message": " ".join(f"${{{v}}}" for v in variables)}}
     return yaml.safe_dump({"name": "x", **top, "variables": variables, "environments": environments,
                            "steps": [step]}, sort_keys=False, default_flow_style=False)
+
+
+def test_a_yes_read_as_true_where_text_belongs_says_to_quote_it() -> None:
+    text = yaml_text("""
+        name: x
+        steps:
+          - {id: on, name: Patch, action: noop}
+        """)
+    (found,) = [d for d in validate_playbook(text, "x.yaml") if d.severity == "error"]
+    assert (found.code, found.line) == ("PB103", 3) and found.message.endswith("as true or false: quote it")
