@@ -30,9 +30,10 @@ MEANINGS: dict[str, dict[str, str]] = {
                         "`production: {replicas: 3, tier: production}`",
         "variables": "named values `${name}` reads; a value may use other values",
         "on_failure": "what a failed step does to the run: `stop` it, `rollback` what ran, or `continue` and fail "
-                      "at the end; whoever starts a run may choose otherwise for it (`playbook run --on-failure`, "
-                      "`on_failure` of StartRun and `POST /api/runs`, MCP's `continue_on_failure`), recorded on "
-                      "its RunStarted",
+                      "at the end (every other step still runs, those that depend on the failed one too: guard "
+                      "them with a `when` on its outputs); whoever starts a run may choose otherwise for it "
+                      "(`playbook run --on-failure`, `on_failure` of StartRun and `POST /api/runs`, MCP's "
+                      "`continue_on_failure`), recorded on its RunStarted",
         "on_rollback_failure": "whether a failed rollback action stops the rollback or lets it go on",
         "error_handlers": "remediations run when a step fails in a way they match, before it is retried",
         "sandbox": "`bubblewrap` runs every process of this playbook's steps in a sandbox",
@@ -47,7 +48,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "parallel_group": "steps sharing a group run together; the step after the group waits for all of them",
         "when": "run the step only if this holds, else skip it (skipped is never failed); a list must all hold",
         "timeout_seconds": "the attempt is killed after this long and fails as `timeout`",
-        "continue_on_failure": "a failure of this step lets the run go on",
+        "continue_on_failure": "a failure of this step lets the run go on, and the steps after it run (its "
+                               "outputs, `${steps.<id>.returncode}`, are in reach of their `when`)",
         "outputs": "fields of the step's outputs exported as `${steps.<id>.<name>}`",
         "validators": "checks before the action runs; one that fails fails the step as `validation` without "
                       "running it",
