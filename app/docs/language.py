@@ -46,7 +46,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "args": "the action's arguments; `${...}` inside them is resolved when the step runs",
         "depends_on": "steps that must be finished first (a DAG instead of the written order)",
         "parallel_group": "steps sharing a group run together; the step after the group waits for all of them",
-        "when": "run the step only if this holds, else skip it (skipped is never failed); a list must all hold",
+        "when": "run the step only if this holds, else skip it (skipped is never failed); a list must all hold; "
+                "one that reads the outputs of a step that was skipped skips too",
         "timeout_seconds": "the attempt is killed after this long and fails as `timeout`",
         "continue_on_failure": "a failure of this step lets the run go on, and the steps after it run (its "
                                "outputs, `${steps.<id>.returncode}`, are in reach of their `when`)",

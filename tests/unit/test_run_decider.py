@@ -107,6 +107,20 @@ def test_a_step_after_a_tolerated_failure_reads_the_failed_steps_outputs() -> No
     assert context_of(s.run).steps["probe"] == {"returncode": 3, "stdout": "disk full"}
 
 
+def test_a_step_whose_when_reads_a_skipped_steps_outputs_is_skipped_too() -> None:
+    healthy = {"type": "truthy", "left": "${steps.canary.healthy}"}
+    typo = {"type": "truthy", "left": "${steps.build.healthyy}"}
+    s = Scenario(started(R, [noop("canary", when=False), noop("promote", depends_on=["canary"], when=healthy),
+                             noop("build"), noop("announce", when=typo)]))
+    events = s.start()
+    assert kinds(events) == ["StepSkipped:canary", "StepSkipped:promote", "StepScheduled:build"]
+    assert events[1].reason == "`when` reads the outputs of step canary, which was skipped"
+    s.begin("build")
+    failed = s.succeed("build", healthy=True)   # an output missing from a step that ran is still a mistake
+    assert kinds(failed) == ["StepSucceeded:build", "StepFailed:announce", "RunFailed"]
+    assert "cannot evaluate `when`" in failed[1].error
+
+
 def chosen(event: RunStarted, on_failure: FailurePolicy) -> RunStarted:
     """The same start, with a failure policy chosen by whoever started it (StartRun's `on_failure`)."""
     return msgspec.structs.replace(event, on_failure=on_failure)

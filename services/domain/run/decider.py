@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import (
     RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed,
@@ -29,6 +31,7 @@ from services.domain.run.state import Run, StepState, ahead, evolve, variables_o
 from services.errors import CommandRejected, PlaybookError, UnknownRun
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
+from services.playbook.references import find_references
 
 
 def decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
@@ -258,6 +261,9 @@ def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
         try:
             go = evaluate(spec.when, context_of(run))
         except PlaybookError as err:
+            if skipped := _skipped_step_read(run, spec.when):
+                return StepSkipped(run_id=run.id, at=at, step_id=step.id,
+                                   reason=f"`when` reads the outputs of step {skipped}, which was skipped")
             return StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=attempt,
                               error=f"cannot evaluate `when`: {err}", category="configuration")
         if not go:
@@ -266,6 +272,20 @@ def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
         return gates.request(run, step, context_of(run), at)
     reason = "previous attempt interrupted" if step.attempt.category == "interrupted" else ""
     return StepScheduled(run_id=run.id, at=at, step_id=step.id, attempt=attempt, reason=reason)
+
+
+def _skipped_step_read(run: Run, when: Any) -> str | None:
+    """A skipped step whose outputs the `when` reads: a step that needs what it would have made is skipped too."""
+    todo = [msgspec.to_builtins(when)]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, str) and "${" in value:
+            for ref in find_references(value):
+                if ref.step_id is not None and (other := run.steps.get(ref.step_id)) and other.status == "skipped":
+                    return ref.step_id
+        elif isinstance(value, (list, dict)):
+            todo += value.values() if isinstance(value, dict) else value
+    return None
 
 
 def context_of(run: Run) -> Context:
