@@ -88,3 +88,24 @@ def test_a_waiting_gate_says_who_approved_it_so_far_and_a_granted_one_who_opened
     s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))
     s.when(ExpireGate("deploy"))
     assert "gate granted (approved by system)" in deploy_line(s)
+
+
+FORGING = ("\x1b[31mdegraded\x1b[0m\n\x1b]0;pwned\x07\x1b[2J\x07\x1b[32mok\x1b[0m\n"
+           "deploy: failed\r\x1b[1A\x1b[2Kdeploy: succeeded\n")
+
+
+def test_what_a_step_printed_cannot_move_the_cursor_retitle_or_clear_the_terminal_but_keeps_its_colours() -> None:
+    out = io.StringIO()
+    follower = Follower(R, out=out, full_output=True)
+    follower.show(1, started(R, [noop("deploy")]))
+    follower.show(2, StepFailed(run_id=R, at=at(1), step_id="deploy", attempt=1, category="unknown",
+                                error="command exited with code 1: boom\r\x1b[1A\x1b[2Krun completed",
+                                outputs={"stdout": FORGING}))
+    shown = out.getvalue()
+    table = status_table(follower.run, full_output=True)
+    for text in (shown, table + "\n"):
+        assert "\x1b[31mdegraded\x1b[0m" in text                        # colours pass
+        assert "| \\x1b]0;pwned\\x07\\x1b[2J\\x07\x1b[32mok\x1b[0m\n" in text
+        assert "| \\x1b[1A\\x1b[2Kdeploy: succeeded\n" in text
+        assert "code 1: boom\\r\\x1b[1A\\x1b[2Krun completed" in text
+        assert not set(text) & {"\r", "\x07"} and text.count("\x1b") == 4

@@ -20,6 +20,7 @@ from ui.cli.common import failed, no_run, print_json, print_reply
 from ui.cli.connect import steer, with_client
 from ui.cli.exits import EXIT_INVALID
 from ui.cli.render import Follower, event_line, status_table, undo_lines
+from ui.cli.terminal import shown
 from ui.client import EngineClient
 
 
@@ -90,7 +91,8 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
             if args.json:
                 print(json.dumps({"seq": seq, **msgspec.to_builtins(item)}), flush=True)
             elif isinstance(item, OutputLine):
-                print(item.text if args.step_id else f"{item.step_id}#{item.attempt} {item.text}", flush=True)
+                print(shown(item.text) if args.step_id else f"{item.step_id}#{item.attempt} {shown(item.text)}",
+                      flush=True)
         if args.attempt is None:
             _print_undone(await client.run(args.run_id), args.step_id, args.json)
         return 0
