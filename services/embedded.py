@@ -8,6 +8,7 @@ each from its own configuration file (services/identity/nats_users.py writes the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -124,18 +125,20 @@ class EmbeddedNats:
         )
         log_file.close()
 
-    async def keep_serving(self, timeout: float = 15.0) -> None:
-        """Until cancelled, start the server again, on the same port and store, whenever it dies: the engine's
-        connections come back to it, instead of asking a server that is gone forever."""
+    async def keep_serving(self, stopping: asyncio.Event, timeout: float = 15.0) -> None:
+        """Start the server again, on its port and store, whenever it dies before `stopping`: the engine's
+        connections come back, instead of asking a server that is gone forever."""
         failures = 0
-        while True:
+        while not stopping.is_set():
             began = time.monotonic()
             code = await asyncio.to_thread(self.process.wait) if self.process is not None else None
             failures = 1 if time.monotonic() - began > STEADY_SECONDS else failures + 1
-            pause = RESTART_SECONDS[min(failures, len(RESTART_SECONDS)) - 1]
-            log.warning("the embedded nats-server exited (code %s); starting it again in %g s (see %s)", code, pause,
+            with contextlib.suppress(TimeoutError):   # Ctrl-C stops the server too: `stopping` comes meanwhile
+                await asyncio.wait_for(stopping.wait(), RESTART_SECONDS[min(failures, len(RESTART_SECONDS)) - 1])
+            if stopping.is_set():
+                return
+            log.warning("the embedded nats-server exited (code %s); starting it again (see %s)", code,
                         self.home / "nats-server.log")
-            await asyncio.sleep(pause)
             self._spawn()
             try:
                 await self._wait_ready(timeout)
