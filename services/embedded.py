@@ -27,7 +27,7 @@ from pathlib import Path
 from services.errors import PlaybookError
 
 DEFAULT_PORT = 4222
-RESTART_SECONDS = (0.2, 1.0, 2.0, 5.0, 10.0, 30.0)   # pauses before starting a server that died, again and again
+RESTART_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)   # pauses before starting a server that died, again and again
 STEADY_SECONDS = 60.0     # a server that served this long died once: its next start is quick again
 
 log = logging.getLogger(__name__)
