@@ -7,7 +7,8 @@ from events.run import ApprovalDeadlinePassed, StepFailed, StepSucceeded
 from services.domain.run.commands import AnswerGate, ExpireGate
 from services.domain.run.state import fold
 from tests.helpers import R, Scenario, at, noop, started
-from ui.cli.render import TAIL_LINES, Follower, output_lines, status_table
+from projections.run_list import RunSummary
+from ui.cli.render import TAIL_LINES, Follower, list_line, output_lines, status_table
 
 LONG = "\n".join(f"line {n}" for n in range(1, 13)) + "\n"
 
@@ -109,3 +110,9 @@ def test_what_a_step_printed_cannot_move_the_cursor_retitle_or_clear_the_termina
         assert "| \\x1b[1A\\x1b[2Kdeploy: succeeded\n" in text
         assert "code 1: boom\\r\\x1b[1A\\x1b[2Krun completed" in text
         assert not set(text) & {"\r", "\x07"} and text.count("\x1b") == 4
+
+
+def test_a_playbook_named_with_escape_sequences_is_listed_escaped() -> None:
+    run = RunSummary(run_id="r1", playbook="deploy\x1b[2J\x1b]0;pwned\x07", status="running", actor="sam",
+                     started_at=at(0))
+    assert list_line(run).split()[-3:] == ["deploy\\x1b[2J\\x1b]0;pwned\\x07", "by", "sam"]

@@ -19,7 +19,7 @@ from services.settings import Settings
 from ui.cli.common import failed, no_run, print_json, print_reply
 from ui.cli.connect import steer, with_client
 from ui.cli.exits import EXIT_INVALID
-from ui.cli.render import Follower, event_line, status_table, undo_lines
+from ui.cli.render import Follower, event_line, list_line, status_table, undo_lines
 from ui.cli.terminal import shown
 from ui.client import EngineClient
 
@@ -31,8 +31,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             print_json([as_dict(r) for r in runs])
             return 0
         for r in runs:
-            dry = " (dry run)" if r.dry_run else ""
-            print(f"{r.run_id:<18} {r.status:<11} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.playbook}{dry}  by {r.actor}")
+            print(list_line(r))
         if not runs:
             print("no active runs" if args.active else "no runs yet")
         return 0

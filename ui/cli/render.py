@@ -13,6 +13,7 @@ from events.run import (
     ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepFailed, StepRollbackFailed, StepRollbackScheduled,
     StepRolledBack, StepScheduled, StepSucceeded,
 )
+from projections.run_list import RunSummary
 from projections.sentences import sentence
 from services.fold import GateState, Run, dry_run_plan, evolve
 from ui.cli.terminal import shown
@@ -93,6 +94,12 @@ def event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json:
     if as_json:
         return event_json(seq, event)
     return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {shown(sentence)}"
+
+
+def list_line(r: RunSummary) -> str:
+    """One run of `playbook list`; its playbook's name is whatever a text said, so it is shown escaped."""
+    dry = " (dry run)" if r.dry_run else ""
+    return shown(f"{r.run_id:<18} {r.status:<11} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.playbook}{dry}  by {r.actor}")
 
 
 def event_json(seq: int, event: RunEvent | CircuitEvent) -> str:
