@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
@@ -13,7 +13,6 @@ from events.run import (
     ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepFailed, StepRollbackFailed, StepRollbackScheduled,
     StepRolledBack, StepScheduled, StepSucceeded,
 )
-from projections.run_list import RunSummary
 from projections.sentences import sentence
 from services.fold import GateState, Run, dry_run_plan, evolve
 from ui.cli.terminal import shown
@@ -30,6 +29,9 @@ from ui.cli.exits import (  # the exit codes are read from here too (kept in exi
     EXIT_INVALID as EXIT_INVALID,
     EXIT_UNAVAILABLE as EXIT_UNAVAILABLE,
 )
+
+if TYPE_CHECKING:
+    from projections.run_list import RunSummary   # the list's rows: `status` must not load the projections
 
 TAIL_LINES = 5          # lines of a step's output shown under it unless --output asks for all
 INDENT = " " * 10
