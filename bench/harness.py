@@ -203,6 +203,8 @@ def run_async(main: Awaitable[int]) -> int:
     import logging
     logging.basicConfig(level=os.environ.get("PLAYBOOK_LOG", "WARNING"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The floors' raw appends are no events: the learning service, which reads every run, would warn of each.
+    logging.getLogger("services.learning.service").setLevel(logging.ERROR)
     return asyncio.run(main)  # type: ignore[arg-type]
 
 

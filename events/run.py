@@ -244,7 +244,7 @@ class ApprovalRequested(RunEvent, frozen=True):
     step_id: str
     message: str
     required_approvers: list[str]
-    min_approvals: int            # how many entries must be satisfied, each by a distinct person
+    min_approvals: int            # how many entries must be satisfied, each by a distinct person (no entries: people)
     deadline: datetime | None = None
     auto_approve_after_timeout: bool = False
 

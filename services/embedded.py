@@ -8,7 +8,9 @@ each from its own configuration file (services/identity/nats_users.py writes the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
+import logging
 import os
 import shutil
 import signal
@@ -25,6 +27,10 @@ from pathlib import Path
 from services.errors import PlaybookError
 
 DEFAULT_PORT = 4222
+RESTART_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)   # pauses before starting a server that died, again and again
+STEADY_SECONDS = 60.0     # a server that served this long died once: its next start is quick again
+
+log = logging.getLogger(__name__)
 
 
 def server_binary(configured: str | None = None) -> str:
@@ -103,18 +109,42 @@ class EmbeddedNats:
         self.home.mkdir(parents=True, exist_ok=True)
         port = self.port if port_free(self.port) else free_port()
         self.url = f"nats://127.0.0.1:{port}"
-        # Opening the log and starting the process return at once; the server is awaited below.
-        log_file = open(self.home / "nats-server.log", "ab")  # noqa: ASYNC230
-        config = ["-c", str(self.config)] if self.config else []
-        self.process = subprocess.Popen(  # noqa: ASYNC220
-            [server_binary(self.binary), *config, "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
-             "-p", str(port), "-n", "playbook-embedded"],
-            stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-        )
-        log_file.close()
+        self._spawn()
         await self._wait_ready(timeout)
         (self.home / "nats.url").write_text(self.url + "\n")
         return self.url
+
+    def _spawn(self) -> None:
+        """Start the server on the URL's port; opening the log and starting the process return at once."""
+        log_file = open(self.home / "nats-server.log", "ab")
+        config = ["-c", str(self.config)] if self.config else []
+        self.process = subprocess.Popen(
+            [server_binary(self.binary), *config, "-js", "-sd", str(self.home / "jetstream"), "-a", "127.0.0.1",
+             "-p", self.url.rsplit(":", 1)[1], "-n", "playbook-embedded"],
+            stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        )
+        log_file.close()
+
+    async def keep_serving(self, stopping: asyncio.Event, timeout: float = 15.0) -> None:
+        """Start the server again, on its port and store, whenever it dies before `stopping`: the engine's
+        connections come back, instead of asking a server that is gone forever."""
+        failures = 0
+        while not stopping.is_set():
+            began = time.monotonic()
+            code = await asyncio.to_thread(self.process.wait) if self.process is not None else None
+            failures = 1 if time.monotonic() - began > STEADY_SECONDS else failures + 1
+            with contextlib.suppress(TimeoutError):   # Ctrl-C stops the server too: `stopping` comes meanwhile
+                await asyncio.wait_for(stopping.wait(), RESTART_SECONDS[min(failures, len(RESTART_SECONDS)) - 1])
+            if stopping.is_set():
+                return
+            log.warning("the embedded nats-server exited (code %s); starting it again (see %s)", code,
+                        self.home / "nats-server.log")
+            self._spawn()
+            try:
+                await self._wait_ready(timeout)
+                log.warning("the embedded nats-server serves again on %s", self.url)
+            except PlaybookError as err:
+                log.error("%s", err)
 
     async def _wait_ready(self, timeout: float) -> None:
         port = int(self.url.rsplit(":", 1)[1])

@@ -40,12 +40,16 @@ def object_name(digest: str, kind: str) -> str:
 
 
 def decode_parsed(digest: str, data: bytes | None, bucket: str) -> ParsedPlaybook:
-    """The parsed playbook stored as `digest` (None: nothing was); UnknownPlaybook if absent or not what it says."""
+    """The parsed playbook stored as `digest` (None: nothing was); UnknownPlaybook if absent, not what it says, or
+    not readable as a playbook any more."""
     if data is None:
         raise UnknownPlaybook(f"no parsed playbook {digest} in {bucket}")
     if digest_of(data) != digest:
         raise UnknownPlaybook(f"the parsed playbook stored as {digest} does not match its digest")
-    return _parsed_decoder(data)
+    try:
+        return _parsed_decoder(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as err:   # e.g. an infinity JSON kept as null
+        raise UnknownPlaybook(f"the parsed playbook stored as {digest} cannot be read: {err}") from err
 
 
 def with_playbook(event: RunStarted, parsed: ParsedPlaybook) -> RunStarted:

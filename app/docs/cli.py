@@ -33,8 +33,8 @@ def render() -> str:
         "With `--json`, every command prints JSON on stdout: one JSON document for a command that answers once "
         "(`status`, `list`, `circuits`, `validate`, `insights`, `token`, a command's reply, `run --detach`, "
         "`run --dry-run`, `replay`: the rebuilt state, as `status`), or JSON lines: one event per line for what "
-        "follows a run (`run`, `retry`, `events`, `rollback --follow`), one output line (or an attempt's end) per "
-        "line for `logs`, one entry per line for `audit`; `up` logs as JSON lines on stderr and "
+        "follows a run (`run`, `retry`, `events`, `rollback --follow`), one output line (an attempt's end, a step's "
+        "rollback output) per line for `logs`, one entry per line for `audit`; `up` logs as JSON lines on stderr and "
         "prints its sign-in link as `{\"sign_in\": URL}` on stdout. `schema` is always JSON. A refusal is the "
         "reply document `{\"accepted\": false, \"error\": {\"code\", \"message\", \"details\"}}`; a failure of "
         "the CLI itself (no engine, bad input) is `{\"error\": {\"code\", \"message\"}}`.", "",

@@ -30,9 +30,10 @@ MEANINGS: dict[str, dict[str, str]] = {
                         "`production: {replicas: 3, tier: production}`",
         "variables": "named values `${name}` reads; a value may use other values",
         "on_failure": "what a failed step does to the run: `stop` it, `rollback` what ran, or `continue` and fail "
-                      "at the end; whoever starts a run may choose otherwise for it (`playbook run --on-failure`, "
-                      "`on_failure` of StartRun and `POST /api/runs`, MCP's `continue_on_failure`), recorded on "
-                      "its RunStarted",
+                      "at the end (every other step still runs, those that depend on the failed one too: guard "
+                      "them with a `when` on its outputs); whoever starts a run may choose otherwise for it "
+                      "(`playbook run --on-failure`, `on_failure` of StartRun and `POST /api/runs`, MCP's "
+                      "`continue_on_failure`), recorded on its RunStarted",
         "on_rollback_failure": "whether a failed rollback action stops the rollback or lets it go on",
         "error_handlers": "remediations run when a step fails in a way they match, before it is retried",
         "sandbox": "`bubblewrap` runs every process of this playbook's steps in a sandbox",
@@ -45,9 +46,11 @@ MEANINGS: dict[str, dict[str, str]] = {
         "args": "the action's arguments; `${...}` inside them is resolved when the step runs",
         "depends_on": "steps that must be finished first (a DAG instead of the written order)",
         "parallel_group": "steps sharing a group run together; the step after the group waits for all of them",
-        "when": "run the step only if this holds, else skip it (skipped is never failed); a list must all hold",
-        "timeout_seconds": "the attempt is killed after this long and fails as `timeout`",
-        "continue_on_failure": "a failure of this step lets the run go on",
+        "when": "run the step only if this holds, else skip it (skipped is never failed); a list must all hold; "
+                "one that reads the outputs of a step that was skipped skips too",
+        "timeout_seconds": "the attempt is killed after this long and fails as `timeout` (above 0, at most 366 days)",
+        "continue_on_failure": "a failure of this step lets the run go on, and the steps after it run (its "
+                               "outputs, `${steps.<id>.returncode}`, are in reach of their `when`)",
         "outputs": "fields of the step's outputs exported as `${steps.<id>.<name>}`",
         "validators": "checks before the action runs; one that fails fails the step as `validation` without "
                       "running it",
@@ -85,9 +88,9 @@ MEANINGS: dict[str, dict[str, str]] = {
         "from": "where in the outputs: `stdout`, `json.items[0].id`, ...",
     },
     "RetryPolicy": {
-        "max_attempts": "attempts in all, the first included",
-        "base_delay": "seconds before the second attempt",
-        "max_delay": "the longest wait between attempts, in seconds",
+        "max_attempts": "attempts in all, the first included (1 or more)",
+        "base_delay": "seconds before the second attempt (0 to 366 days)",
+        "max_delay": "the longest wait between attempts, in seconds (0 to 366 days)",
         "exponential_backoff": "double the wait after each attempt",
         "jitter": "how much of the wait is random: `full`, `equal` (half) or `none`",
         "retry_on_errors": "the failure categories retried (default: network, timeout, temporary, dependency)",
@@ -107,8 +110,9 @@ MEANINGS: dict[str, dict[str, str]] = {
     "ApprovalGate": {
         "message": "the question approvers see; `${...}` is resolved when asked",
         "required_approvers": "users or directory groups, each entry satisfied by a distinct person",
-        "min_approvals": "how many entries must be satisfied (default: all)",
-        "timeout_seconds": "how long the gate waits",
+        "min_approvals": "how many entries must be satisfied, at most as many as there are (default: all); "
+                         "without required_approvers, how many distinct people must approve (default: 1)",
+        "timeout_seconds": "how long the gate waits (above 0, at most 366 days)",
         "auto_approve_after_timeout": "approve when the time is up, instead of failing the step",
         "allow_self_approval": "let the person who started the run approve it",
     },
@@ -185,7 +189,9 @@ def render() -> str:
         "# The playbook language", "", GENERATED, "",
         "A playbook is a YAML file: a mapping with a `name` and a list of `steps`. Every key is listed here, with "
         "its type, its default and what it does; unknown keys are errors (PB101), other tools' spellings are "
-        "read or answered (see [Other tools' spellings](#other-tools-spellings)). `playbook validate FILE` "
+        "read or answered (see [Other tools' spellings](#other-tools-spellings)). Every `timeout_seconds` is more "
+        "than 0, a delay 0 or more, a port 1 to 65535, an HTTP status 100 to 599, a percent 0 to 100, and a "
+        "failure category one of [those listed](#failure-categories) (PB104). `playbook validate FILE` "
         "checks a playbook without running it. How a run uses a playbook: [design.md](design.md).", "",
         "Contents: " + ", ".join(f"[{kind.__name__}](#{kind.__name__.lower()})" for kind in structs())
         + ", [Values](#values), [Conditions](#conditions), [Actions](#actions), "
@@ -219,8 +225,11 @@ def _values() -> list[str]:
             "Text anywhere in `args`, `when`, validators, validations, approval messages and rollback args may hold "
             "`${...}`, resolved when the step runs (a whole-value reference keeps its type):", ""] + table(
         ("written", "is"), [
-            ("`${name}`, `${name.field}`", "a parameter, else a variable (the environment's over the playbook's)"),
-            ("`${steps.<id>.<output>}`", "an output of a step that finished before (`stdout`, `json.items[0]`, ...)"),
+            ("`${name}`, `${name.field}`, `${name[0]}`", "a parameter, else a variable (the environment's over the "
+             "playbook's); a list's item as `[0]` or `.0`"),
+            ("`${steps.<id>.<output>}`", "an output of a step that finished before, a failed one's too (a shell "
+             "step's `stdout`, `stderr`, `returncode`; an http_request's `status_code`, `headers`, `body`, "
+             "`json.items[0].id`; a noop's keys of `outputs` and `message`)"),
             ("`${stdout}`, `${status_code}`", "in validations and rollback: this step's own outputs"),
             ("`${secret:NAME}`", "a secret, redacted as `***` everywhere it would show (see security.md)"),
             ("`${env.NAME}`", "an engine environment variable listed in `PLAYBOOK_ENV_ALLOW`"),

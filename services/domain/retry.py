@@ -20,7 +20,8 @@ DEFAULT_RETRY_ON = ("network", "timeout", "temporary", "dependency")
 
 
 def backoff(policy: RetryPolicy, attempt: int, draw: float, retry_after: float | None = None) -> float:
-    delay = policy.base_delay * (2 ** (attempt - 1) if policy.exponential_backoff else 1)
+    # 2 ** 1024 no longer converts to a float; a capped float power (times the base, perhaps inf) min() caps below.
+    delay = policy.base_delay * (2.0 ** min(attempt - 1, 1023) if policy.exponential_backoff else 1)
     delay = min(delay, policy.max_delay)
     if policy.jitter == "full":
         delay *= draw

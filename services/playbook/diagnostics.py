@@ -38,6 +38,7 @@ CODES: dict[str, str] = {
     "PB209": "step output used before that step is sure to have run",
     "PB210": "malformed ${...} reference",
     "PB211": "parameter in a URL's scheme or authority (not typed host or url)",
+    "PB212": "variables that refer to each other in a circle",
     "PB301": "missing required parameter",
     "PB302": "parameter value has the wrong type",
     "PB303": "parameter value not among its choices",

@@ -59,7 +59,8 @@ def value_of(ref: Reference, ctx: Context) -> Any:
             return ctx.env[ref.name]
         case "step":
             if ref.step_id not in ctx.steps:
-                raise UnresolvedReference(f"{ref.raw}: step {ref.step_id!r} has no outputs (it has not succeeded)")
+                raise UnresolvedReference(
+                    f"{ref.raw}: step {ref.step_id!r} has no outputs (it was skipped or has not run)")
             return _walk(ctx.steps[ref.step_id], ref.name, ref.raw)
     head, _, rest = ref.name.partition(".")
     for scope in (ctx.local, ctx.parameters):

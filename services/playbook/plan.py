@@ -32,6 +32,10 @@ def plan_issues(steps: Sequence[Step]) -> tuple[Plan, list[Issue]]:
         else:
             position[step.id] = i
     known = Names(position)
+    groups: dict[str, list[str]] = {}
+    for step in steps:
+        if step.parallel_group is not None:
+            groups.setdefault(step.parallel_group, []).append(step.id)
     needs: dict[str, list[str]] = {}
     before: list[str] = []  # the unit the current unit follows
     unit: list[str] = []  # the current unit: one step, or the members of one parallel group
@@ -50,7 +54,7 @@ def plan_issues(steps: Sequence[Step]) -> tuple[Plan, list[Issue]]:
                     ("steps", i, "parallel_group"), step_id=step.id))
             before, unit, group = unit or before, [], step.parallel_group
         unit.append(step.id)
-        needs[step.id] = list(before) if step.depends_on is None else _explicit(step, i, known, issues)
+        needs[step.id] = list(before) if step.depends_on is None else _explicit(step, i, known, groups, issues)
     if any(position[need] >= position[step] for step, wanted in needs.items() if steps[position[step]].depends_on
            for need in wanted):  # only a depends_on that points forward can close a cycle
         for cycle in _cycles(needs):
@@ -123,13 +127,14 @@ def _kahn(plan: Plan) -> list[str]:
     return result
 
 
-def _explicit(step: Step, i: int, known: Names, issues: list[Issue]) -> list[str]:
+def _explicit(step: Step, i: int, known: Names, groups: Mapping[str, list[str]], issues: list[Issue]) -> list[str]:
     needs: dict[str, None] = {}  # in the order written, each once
     for j, need in enumerate(step.depends_on or []):
         if need not in known:
-            issues.append(Issue("PB203", f"depends_on names '{need}', which is not a step in this playbook"
-                                         f"{known.hint(need)}", ("steps", i, "depends_on", j),
-                                step_id=step.id))
+            hint = (f"; it is a parallel_group: name its steps ({', '.join(groups[need])})" if need in groups
+                    else known.hint(need))
+            issues.append(Issue("PB203", f"depends_on names '{need}', which is not a step in this playbook{hint}",
+                                ("steps", i, "depends_on", j), step_id=step.id))
         else:
             needs[need] = None
     return list(needs)

@@ -188,7 +188,9 @@ def _schema_issue(failure: _Failure, prefix: Path, data: Any) -> Issue:
                                   f"{format_path(path)} is {describe_value(_value_at(data, path))}", path)
         wanted = [_TYPE_WORDS.get(part, part) for part in failure.expected.split(" | ") if part != "null"]
         expected = ", ".join(wanted[:-1]) + " or " + wanted[-1] if len(wanted) > 1 else "".join(wanted)
-        return Issue("PB103", f"{place} must be {expected}, got {describe_value(_value_at(data, path))}", path)
+        got = _value_at(data, path)
+        hint = "; YAML reads yes, no, on and off as true or false: quote it" if isinstance(got, bool) else ""
+        return Issue("PB103", f"{place} must be {expected}, got {describe_value(got)}{hint}", path)
     if failure.kind == "range":
         return Issue("PB104", f"{place} must be {failure.name}, got {describe_value(_value_at(data, path))}", path)
     if failure.kind == "enum":

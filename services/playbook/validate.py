@@ -10,17 +10,20 @@ import msgspec
 from events import subjects
 from events.playbook import Plan, Playbook, Step
 from services.playbook.actions import ACTION_SPECS, arg_issues
+from services.playbook.bounds import handler_bound_issues, step_bound_issues
 from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
 from services.playbook.environments import environment_variables, variable_issues
 from services.playbook.diagnostics import (Diagnostic, Issue, Names, Path, PlaybookInvalid, diagnostic,
                                            did_you_mean, short)
+from services.playbook.numbers import number_issues
 from services.playbook.parameters import check_parameters
 from services.playbook.plan import finished_before, plan_issues
 from services.playbook.references import ReferenceSyntaxError, find_references
 from services.playbook.schema_check import check_schema, describe_value, step_id_at
 from services.playbook.security import security_errors, security_issues
 from services.playbook.spellings import read_as_ours
+from services.playbook.variable_cycles import variable_cycle_issues
 from services.playbook.limits import MAX_BYTES, MAX_STEPS, too_large
 from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
@@ -158,6 +161,10 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
                            for issue in _check_text(text, path, scope, step.id, names, ids, used)]
     for k, handler in enumerate(playbook.error_handlers):
         later += _action_issues(handler.run.action, handler.run.args, ("error_handlers", k, "run"), actions)
+        later += handler_bound_issues(handler, ("error_handlers", k))
+    declared = {parameter.name for parameter in playbook.parameters}
+    for path, text, _ in _playbook_texts(data, declared):
+        later += [item for item in _check_text(text, path, "before", "", names, ids, used) if isinstance(item, Issue)]
     sure = finished_before(plan, [(item.step_id, item.other) for item in found_in_texts if isinstance(item, _Unsure)])
     later += [item.issue() if isinstance(item, _Unsure) else item for item in found_in_texts
               if not isinstance(item, _Unsure) or (item.step_id, item.other) not in sure]
@@ -167,7 +174,9 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
         given = {}   # a run in that environment is asked about, as `run --env` starts it: no values from a caller
     values, found = check_parameters(playbook, environment=environment, given=given)
     later += [_moved(issue, positions) for issue in found]
-    declared = {parameter.name for parameter in playbook.parameters}
+    told = {issue.path for issue in later}     # a typed parameter's infinite default is its type's error
+    later += [moved for issue in number_issues(playbook) if (moved := _moved(issue, positions)).path not in told]
+    later += variable_cycle_issues(playbook, declared)
     later += variable_issues(playbook, declared, used, environment=environment, running=given is not None)
     return _Checked(issues + [issue for issue in later
                               if not any(issue.path[:end] in broken for end in range(len(issue.path) + 1))],
@@ -226,6 +235,7 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
     issues += _action_issues(step.action, step.args, ("steps", i), actions)
     for k, undo in enumerate(step.rollback):
         issues += _action_issues(undo.action, undo.args, ("steps", i, "rollback", k), actions)
+    issues += step_bound_issues(step, ("steps", i))
     if step.when is not None:
         issues += condition_issues(step.when, ("steps", i, "when"))
     for k, validation in enumerate(step.validations):
@@ -266,6 +276,23 @@ def _texts(raw: dict[str, Any], at: Path) -> list[tuple[Path, str, str]]:
     for k, undo in enumerate(rollback if isinstance(rollback, list) else []):
         if isinstance(undo, dict) and (args := undo.get("args")) is not None:
             _strings(args, at + ("rollback", k, "args"), "rollback", found)
+    return found
+
+
+def _playbook_texts(data: dict[Any, Any], parameters: Collection[str]) -> list[tuple[Path, str, str]]:
+    """Strings outside the steps that hold references: variables, environments' own variables, error handlers'
+    args (a remediation sees what a step sees)."""
+    found: list[tuple[Path, str, str]] = []
+    if isinstance(variables := data.get("variables"), dict):
+        _strings(variables, ("variables",), "before", found)
+    for name, values in data.get("environments", {}).items() if isinstance(data.get("environments"), dict) else ():
+        for key, value in values.items() if isinstance(values, dict) else ():
+            if key not in parameters and isinstance(value, (str, list, dict)):
+                _strings({key: value}, ("environments", name), "before", found)
+    for k, handler in enumerate(data.get("error_handlers") or ()):
+        run = handler.get("run") if isinstance(handler, dict) else None
+        if isinstance(run, dict) and (args := run.get("args")) is not None:
+            _strings(args, ("error_handlers", k, "run", "args"), "before", found)
     return found
 
 

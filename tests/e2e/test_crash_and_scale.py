@@ -75,6 +75,50 @@ async def test_sigkill_of_the_whole_engine_mid_run_then_restart_finishes_the_run
     assert [(e.step_id, e.category) for e in interrupted] == [("second", "interrupted")]
 
 
+def children_named(pid: int, name: str) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in children if Path(f"/proc/{child}/comm").read_text().strip() == name]
+
+
+async def test_the_embedded_nats_server_killed_mid_step_is_started_again_and_the_run_finishes(
+        tmp_path: Path, processes: Processes) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    env.update(PLAYBOOK_HOME=str(tmp_path / "home"), PLAYBOOK_NATS_PORT=str(port), PYTHONUNBUFFERED="1")
+    marker, gate = tmp_path / "marker", tmp_path / "gate"
+    text = playbook_yaml([
+        {"id": "waits", "action": "shell", "timeout_seconds": 60,
+         "args": {"command": f"echo waits >> {marker}; while [ ! -e {gate} ]; do sleep 0.05; done"}},
+        {"id": "after", "action": "shell", "args": {"command": f"echo after >> {marker}"}, "timeout_seconds": 10},
+    ])
+    up = processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], env)
+    log = next(processes.logs.glob("up-*.log"))
+    await until(lambda: "engine ready" in log.read_text(), timeout=30, what="engine ready")
+    login = nats_login("client", tmp_path / "home")
+    assert login is not None
+    nc = await nats.connect(f"nats://127.0.0.1:{port}", max_reconnect_attempts=-1, reconnect_time_wait=0.2,
+                            **login.connect_options())
+    client = EngineClient(nc, await the_local_admin(env))
+    try:
+        run_id = (await send_when_ready(client, StartRun(playbook=text))).run_id
+        await until(lambda: marker.exists() and "waits" in marker.read_text(), timeout=20, what="a step running")
+        server, = children_named(up.pid, "nats-server")
+        os.kill(server, signal.SIGKILL)   # the server alone dies; `up` and its step go on
+
+        await until(lambda: [pid for pid in children_named(up.pid, "nats-server") if pid != server],
+                    timeout=20, what="a new nats-server started by `up`")
+        await until(lambda: asyncio.to_thread(greets, port), timeout=20, what="the same port answering again")
+        gate.touch()
+        events = await wait_for_end(client, run_id, timeout=60)
+    finally:
+        await nc.close()
+    assert isinstance(events[-1], RunCompleted)
+    starts = collections.Counter((e.step_id, e.attempt) for e in events if isinstance(e, StepStarted))
+    assert set(starts.values()) == {1} and marker.read_text().split()[-1] == "after"
+    assert "the embedded nats-server exited (code -9); starting it again" in log.read_text()
+    assert up.poll() is None
+
+
 async def test_two_executor_processes_finish_fifty_concurrent_runs_each_attempt_started_once(
         nats_server, engine_env: dict[str, str], processes: Processes) -> None:
     logs = processes.logs
@@ -122,8 +166,8 @@ async def test_ctrl_c_stops_playbook_up_cleanly_with_its_nats_server(tmp_path: P
     up = processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], env)
     log = next(processes.logs.glob("up-*.log"))
     await until(lambda: "engine ready" in log.read_text(), timeout=20, what="engine ready")
-    up.send_signal(signal.SIGINT)
+    os.killpg(up.pid, signal.SIGINT)     # as a terminal's Ctrl-C: to `up` and its nats-server alike
     assert await asyncio.to_thread(up.wait, 15) == 0
     assert not greets(port), "the embedded nats-server outlived `playbook up`"
-    assert "stopping" in log.read_text()
+    assert "stopping" in log.read_text() and "starting it again" not in log.read_text()
     assert not (tmp_path / "home" / "nats.url").exists()

@@ -143,6 +143,29 @@ async def test_a_step_that_prints_nothing_still_ends_and_an_unknown_run_is_refus
     assert no_attempt.returncode == 2 and "step silent of run quiet has had 1 attempt(s), not 9" in no_attempt.stderr
 
 
+async def test_logs_end_with_what_the_rollback_actions_printed(engine, engine_env) -> None:
+    """A rollback's output is in its StepRolledBack event, not streamed: `logs` prints it after the steps' lines."""
+    reply = await engine.send(StartRun(run_id="undone", playbook=playbook_yaml([
+        {"id": "migrate", "action": "shell", "args": {"command": "echo migrated"}, "timeout_seconds": 5,
+         "rollback": [{"action": "shell", "args": {"command": "echo restored; echo from backup >&2"},
+                       "timeout_seconds": 5}]},
+        {"id": "verify", "action": "shell", "args": {"command": "exit 3"}, "timeout_seconds": 5,
+         "depends_on": ["migrate"]}], on_failure="rollback")))
+    assert type((await wait_for_end(engine, reply.run_id))[-1]).__name__ == "RollbackCompleted"
+
+    step = playbook_cli("logs", "undone", "migrate", env=engine_env)
+    assert step.stdout.splitlines() == ["migrated", "rollback action 1:", "  | restored", "  ! from backup"]
+    run = playbook_cli("logs", "undone", env=engine_env)
+    assert run.stdout.splitlines() == ["migrate#1 migrated", "migrate#rollback action 1:",
+                                       "migrate#rollback   | restored", "migrate#rollback   ! from backup"]
+    as_json = [json.loads(line) for line in
+               playbook_cli("logs", "undone", "--json", env=engine_env).stdout.splitlines()]
+    assert as_json[-1] == {"type": "RollbackOutput", "run_id": "undone", "step_id": "migrate", "attempt": 1,
+                           "actions": [{"returncode": 0, "stdout": "restored", "stderr": "from backup"}]}
+    one_attempt = playbook_cli("logs", "undone", "migrate", "--attempt", "1", env=engine_env)
+    assert one_attempt.stdout.splitlines() == ["migrated"]          # an attempt asked for: that attempt's lines
+
+
 async def test_a_viewer_of_the_playbook_reads_its_runs_logs_and_a_viewer_of_another_is_refused(
         engine, web_server) -> None:
     reply = await engine.send(StartRun(playbook=playbook_yaml(

@@ -55,3 +55,31 @@ async def test_a_when_list_and_an_environments_own_values_decide_what_runs(engin
     assert said[("production", "scale")] == "production x3" and said[("staging", "scale")] == "staging x1"
     assert said[("production", "page_oncall")] == "paging for production"
     assert skipped == {"production": [], "staging": ["page_oncall"], "production-quiet": ["page_oncall"]}
+
+
+PROBE_THEN_REPAIR = """\
+name: probe-then-repair
+parameters:
+  - {name: hosts, type: list, default: [db1, db2]}
+steps:
+  - id: probe
+    action: shell
+    args: {command: "echo checked ${hosts[0]}; exit 3"}
+    timeout_seconds: 10
+    ignore_errors: true
+  - id: repair
+    action: shell
+    args: {command: "echo repairing ${hosts[0]} after: ${steps.probe.stdout}"}
+    timeout_seconds: 10
+    depends_on: [probe]
+    when: {type: equals, left: "${steps.probe.returncode}", right: 3}
+"""
+
+
+async def test_a_step_after_a_tolerated_failure_acts_on_what_the_failed_step_said(engine) -> None:
+    reply = await engine.send(StartRun(playbook=PROBE_THEN_REPAIR, source="repair.yaml"))
+    assert reply.accepted, reply.error
+    events = await wait_for_end(engine, reply.run_id)
+    assert type(events[-1]).__name__ == "RunCompleted"
+    (repaired,) = [e for e in events if isinstance(e, StepSucceeded)]
+    assert repaired.outputs["stdout"] == "repairing db1 after: checked db1"

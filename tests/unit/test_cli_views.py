@@ -7,7 +7,8 @@ from events.run import ApprovalDeadlinePassed, StepFailed, StepSucceeded
 from services.domain.run.commands import AnswerGate, ExpireGate
 from services.domain.run.state import fold
 from tests.helpers import R, Scenario, at, noop, started
-from ui.cli.render import TAIL_LINES, Follower, output_lines, status_table
+from projections.run_list import RunSummary
+from ui.cli.render import TAIL_LINES, Follower, list_line, output_lines, status_table
 
 LONG = "\n".join(f"line {n}" for n in range(1, 13)) + "\n"
 
@@ -88,3 +89,30 @@ def test_a_waiting_gate_says_who_approved_it_so_far_and_a_granted_one_who_opened
     s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))
     s.when(ExpireGate("deploy"))
     assert "gate granted (approved by system)" in deploy_line(s)
+
+
+FORGING = ("\x1b[31mdegraded\x1b[0m\n\x1b]0;pwned\x07\x1b[2J\x07\x1b[32mok\x1b[0m\n"
+           "deploy: failed\r\x1b[1A\x1b[2Kdeploy: succeeded\n")
+
+
+def test_what_a_step_printed_cannot_move_the_cursor_retitle_or_clear_the_terminal_but_keeps_its_colours() -> None:
+    out = io.StringIO()
+    follower = Follower(R, out=out, full_output=True)
+    follower.show(1, started(R, [noop("deploy")]))
+    follower.show(2, StepFailed(run_id=R, at=at(1), step_id="deploy", attempt=1, category="unknown",
+                                error="command exited with code 1: boom\r\x1b[1A\x1b[2Krun completed",
+                                outputs={"stdout": FORGING}))
+    shown = out.getvalue()
+    table = status_table(follower.run, full_output=True)
+    for text in (shown, table + "\n"):
+        assert "\x1b[31mdegraded\x1b[0m" in text                        # colours pass
+        assert "| \\x1b]0;pwned\\x07\\x1b[2J\\x07\x1b[32mok\x1b[0m\n" in text
+        assert "| \\x1b[1A\\x1b[2Kdeploy: succeeded\n" in text
+        assert "code 1: boom\\r\\x1b[1A\\x1b[2Krun completed" in text
+        assert not set(text) & {"\r", "\x07"} and text.count("\x1b") == 4
+
+
+def test_a_playbook_named_with_escape_sequences_is_listed_escaped() -> None:
+    run = RunSummary(run_id="r1", playbook="deploy\x1b[2J\x1b]0;pwned\x07", status="running", actor="sam",
+                     started_at=at(0))
+    assert list_line(run).split()[-3:] == ["deploy\\x1b[2J\\x1b]0;pwned\\x07", "by", "sam"]

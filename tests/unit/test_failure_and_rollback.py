@@ -124,3 +124,19 @@ def test_what_a_rollback_action_printed_is_shown_under_its_step_and_as_it_happen
     for seq, event in enumerate(s.events, 1):
         follower.show(seq, event)
     assert "rollback action 1:\n" in followed.getvalue() and "| undid a\n" in followed.getvalue()
+
+
+def test_a_step_rolled_back_on_its_second_try_no_longer_shows_why_the_first_stopped() -> None:
+    s = failed_at_b()
+    s.when(RollbackRun(run_id=R, actor="root"))
+    s.begin_rollback("a")
+    s.finish_rollback("a", error="executor ex1 stopped renewing its lease", category="interrupted")
+    assert (s.run.steps["a"].rollback.attempt, s.run.steps["a"].rollback.error) == (
+        2, "executor ex1 stopped renewing its lease")        # tried again, saying why meanwhile
+    s.begin_rollback("a")
+    s.finish_rollback("a")
+    run = refolded(s)
+    assert (run.status, run.steps["a"].rollback.status, run.steps["a"].rollback.error) == ("rolled_back",
+                                                                                           "rolled_back", "")
+    line, = (line for line in status_table(run).splitlines() if line.startswith("  a "))
+    assert line.endswith("rollback rolled_back") and run_view(run)["steps"][0]["rollback_error"] is None

@@ -95,6 +95,23 @@ def test_min_approvals_means_any_n_of_the_entries() -> None:
     assert kinds(s.when(approve("dave"))) == ["ApprovalGiven:deploy", "ApprovalGranted:deploy", "StepScheduled:deploy"]
 
 
+def test_min_approvals_without_named_approvers_needs_that_many_distinct_people() -> None:
+    s = gate_scenario(required_approvers=[], min_approvals=2)
+    assert s.run.steps["deploy"].gate.status == "requested"
+    assert kinds(s.when(approve("alice"))) == ["ApprovalGiven:deploy"]
+    with pytest.raises(Refused, match="already approved"):
+        s.when(approve("alice"))
+    events = s.when(approve("dave"))
+    assert kinds(events) == ["ApprovalGiven:deploy", "ApprovalGranted:deploy", "StepScheduled:deploy"]
+    assert events[1].approvers == ["alice", "dave"]
+
+
+def test_a_gate_without_named_approvers_asks_for_the_count_it_needs() -> None:
+    s = Scenario(started(R, [gated(required_approvers=[], min_approvals=3)], actor="starter"))
+    (request,) = s.start()
+    assert (request.required_approvers, request.min_approvals) == ([], 3)
+
+
 def test_a_reject_by_a_required_approver_fails_the_step_and_the_run() -> None:
     s = gate_scenario()
     events = s.when(reject("carol"))

@@ -26,6 +26,8 @@ def ctx(**kwargs) -> Context:
     ("${url}/health", "https://checkout.internal/health"),  # variables resolve their own references
     ("${steps.backup.stdout}", "/var/backups/x.tar"),
     ("${steps.backup.json.items.0.id}", 7),
+    ("${steps.backup.json.items[0].id}", 7),              # a list indexed as outputs' `from:` writes it
+    ("first ${tags[0]}, then ${tags.1}", "first a, then b"),
     ("cost $${HOME}", "cost ${HOME}"),                    # $${ is a literal ${
     ("${tags} and ${flag}", '["a","b"] and true'),
     ({"a": ["${service}", 1]}, {"a": ["checkout", 1]}),

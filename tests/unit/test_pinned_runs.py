@@ -11,6 +11,7 @@ from projections import run_list
 from projections.sentences import sentence
 from services.domain.run.state import fold
 from services.errors import UnknownPlaybook
+from services.fold import decode_parsed, digest_of
 from tests.helpers import at, noop, started
 
 # A RunStarted exactly as the engine wrote it before playbooks were stored by reference.
@@ -59,3 +60,12 @@ def test_lists_and_sentences_read_a_pinned_run_without_resolving_it() -> None:
     run_list.apply(runs, stored)
     assert (runs["run1"].playbook, runs["run1"].steps) == ("test", 2)
     assert sentence(stored) == "started playbook test"
+
+
+def test_a_pinned_playbook_that_no_longer_decodes_is_an_unknown_playbook_not_a_crash() -> None:
+    # What a retry delay of .inf was stored as before validation refused it: JSON keeps infinity as null.
+    stored = (b'{"playbook":{"name":"p","steps":[{"id":"a","action":"noop","retry":{"base_delay":null}}]},'
+              b'"plan":{"needs":{"a":[]}}}')
+    digest = digest_of(stored)
+    with pytest.raises(UnknownPlaybook, match=f"the parsed playbook stored as {digest} cannot be read: .*base_delay"):
+        decode_parsed(digest, stored, "PB_PLAYBOOKS")

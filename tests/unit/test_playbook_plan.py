@@ -136,3 +136,9 @@ def test_a_plan_written_in_order_answers_references_far_back_without_a_sweep(mon
     plan, _ = plan_issues(steps)
     asked = [(f"s{i}", f"s{j}") for i in range(16, 3_000, 7) for j in (0, i // 2, i - 1)]
     assert finished_before(plan, asked) == set(asked)
+
+
+def test_depends_on_a_parallel_group_by_its_name_says_which_steps_to_name():
+    _, issues = plan_issues([step("web1", "web"), step("web2", "web"), step("report", depends_on=["web"])])
+    (found,) = issues
+    assert found.code == "PB203" and "it is a parallel_group: name its steps (web1, web2)" in found.message

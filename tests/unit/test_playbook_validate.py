@@ -780,3 +780,69 @@ def test_an_error_handlers_action_is_checked_as_a_steps():
     found = [(d.code, d.line, d.message) for d in validate_playbook(text) if d.severity == "error"]
     assert [(code, line) for code, line, _ in found] == [("PB206", 3), ("PB107", 4)]
     assert "did you mean 'shell'" in found[0][2] and "'seconds' must be a number >= 0, got -1" in found[1][2]
+
+
+def test_a_reference_may_index_a_list_as_outputs_from_does() -> None:
+    text = yaml_text("""
+        name: x
+        parameters: [{name: hosts, type: list, default: [web1]}]
+        steps:
+          - {id: probe, name: Probe, action: noop, args: {outputs: {json: {items: [{id: 3}]}}}}
+          - id: report
+            name: Report
+            action: noop
+            when: {type: equals, left: "${steps.probe.json.items[0].id}", right: 3}
+            args: {message: "first host ${hosts[0]}"}
+          - {id: bad, name: Bad, action: noop, args: {message: "${hosts[first]}"}}
+        """)
+    assert [(d.code, d.line) for d in validate_playbook(text, "x.yaml") if d.severity == "error"] == [("PB210", 10)]
+
+
+def test_variables_and_error_handlers_name_only_what_exists() -> None:
+    text = yaml_text("""
+        name: x
+        variables:
+          url: "https://${hostt}/health"
+        environments:
+          prod: {banner: "${tierr}"}
+        error_handlers:
+          - {category: timeout, run: {action: noop, args: {message: "clearing ${lockk}"}}}
+        steps:
+          - {id: a, name: A, action: noop, args: {message: "${url} ${banner}"}}
+        """)
+    found = [(d.code, d.line, d.message.split(" names ")[0])
+             for d in validate_playbook(text, "x.yaml", environment="prod") if d.severity == "error"]
+    assert found == [("PB207", 3, "${hostt}"), ("PB207", 5, "${tierr}"), ("PB207", 7, "${lockk}")]
+
+
+@pytest.mark.parametrize("variables, environments, line, circle", [
+    ({"a": "${b}", "b": "${a}-x"}, {}, 3, "a -> b -> a"),
+    ({"a": "${a}"}, {}, 3, "a -> a"),
+    ({"a": {"deep": ["${b}"]}, "b": "${c.x}", "c": "${a}"}, {}, 3, "a -> b -> c -> a"),
+    ({"a": "${b}", "b": "fine"}, {"prod": {"b": "${a}"}}, 7, "b -> a -> b"),   # only in production
+])
+def test_variables_in_a_circle_are_found_before_a_run(variables, environments, line, circle) -> None:
+    text = playbook_text_of(variables, environments)
+    (found,) = [d for d in validate_playbook(text, "x.yaml") if d.severity == "error"]
+    assert (found.code, found.line) == ("PB212", line) and f"in a circle: {circle}" in found.message
+
+
+def test_a_variable_may_use_a_parameter_of_its_own_name() -> None:
+    text = playbook_text_of({"region": "${region}-1"}, {}, parameters=[{"name": "region", "default": "eu"}])
+    assert [d for d in validate_playbook(text, "x.yaml") if d.severity == "error"] == []
+
+
+def playbook_text_of(variables: dict[str, Any], environments: dict[str, Any], **top: Any) -> str:
+    step = {"id": "a", "name": "A", "action": "noop", "args": {"message": " ".join(f"${{{v}}}" for v in variables)}}
+    return yaml.safe_dump({"name": "x", **top, "variables": variables, "environments": environments,
+                           "steps": [step]}, sort_keys=False, default_flow_style=False)
+
+
+def test_a_yes_read_as_true_where_text_belongs_says_to_quote_it() -> None:
+    text = yaml_text("""
+        name: x
+        steps:
+          - {id: on, name: Patch, action: noop}
+        """)
+    (found,) = [d for d in validate_playbook(text, "x.yaml") if d.severity == "error"]
+    assert (found.code, found.line) == ("PB103", 3) and found.message.endswith("as true or false: quote it")

@@ -78,6 +78,14 @@ def test_backoff_is_capped_and_retry_after_is_respected_within_the_cap() -> None
     assert backoff(policy, 1, 0.0, retry_after=300) == 5
 
 
+def test_a_step_retried_for_days_keeps_waiting_its_longest_delay_past_the_thousandth_attempt() -> None:
+    # every minute for a week: 2 ** 1024 no longer fits a float, and the verdict used to fail there, forever
+    week = RetryPolicy(max_attempts=10_080, base_delay=1.0, max_delay=60.0, jitter="none")
+    assert [backoff(week, attempt, 0.5) for attempt in (7, 1025, 10_079)] == [60.0, 60.0, 60.0]
+    found = Classification(category="network", signal="connection refused")
+    assert retry_verdict("call", 5_000, week, found, {}, 0.5).delay_seconds == 60.0
+
+
 def test_the_policy_explains_itself() -> None:
     policy = RetryPolicy(max_attempts=3, retry_on_errors=["network"])
     found = Classification(category="temporary", signal="http status 503")

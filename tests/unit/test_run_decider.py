@@ -12,7 +12,7 @@ from events.playbook import FailurePolicy
 from events.run import RunCompleted, RunFailed, RunStarted, StepFailed, StepScheduled, StepStarted
 from services.errors import CommandRejected, UnknownRun
 from services.domain.run.commands import BeginStep, FinishStep, InterruptStep
-from services.domain.run.decider import decide
+from services.domain.run.decider import context_of, decide
 from services.domain.run.state import Run, StepState
 from tests.helpers import R, Scenario, at, kinds, noop, started
 
@@ -93,6 +93,32 @@ def test_continue_on_failure_lets_the_run_go_on_and_complete() -> None:
     s.start(), s.begin("a")
     assert kinds(s.fail("a")) == ["StepFailed:a", "StepScheduled:b"]
     assert kinds(s.run_step("b")) == ["StepSucceeded:b", "RunCompleted"]
+
+
+def test_a_step_after_a_tolerated_failure_reads_the_failed_steps_outputs() -> None:
+    check = {"type": "equals", "left": "${steps.probe.returncode}", "right": 3}
+    s = Scenario(started(R, [noop("probe", continue_on_failure=True), noop("repair", depends_on=["probe"], when=check),
+                             noop("report", args={"message": "probe said ${steps.probe.stdout}"})]))
+    s.start(), s.begin("probe")
+    failed = s.when(FinishStep(step_id="probe", attempt=1, outputs={"returncode": 3, "stdout": "disk full"},
+                               duration_ms=1.0, error="command exited with code 3"))
+    assert kinds(failed) == ["StepFailed:probe", "StepScheduled:repair"]
+    s.run_step("repair")
+    assert context_of(s.run).steps["probe"] == {"returncode": 3, "stdout": "disk full"}
+
+
+def test_a_step_whose_when_reads_a_skipped_steps_outputs_is_skipped_too() -> None:
+    healthy = {"type": "truthy", "left": "${steps.canary.healthy}"}
+    typo = {"type": "truthy", "left": "${steps.build.healthyy}"}
+    s = Scenario(started(R, [noop("canary", when=False), noop("promote", depends_on=["canary"], when=healthy),
+                             noop("build"), noop("announce", when=typo)]))
+    events = s.start()
+    assert kinds(events) == ["StepSkipped:canary", "StepSkipped:promote", "StepScheduled:build"]
+    assert events[1].reason == "`when` reads the outputs of step canary, which was skipped"
+    s.begin("build")
+    failed = s.succeed("build", healthy=True)   # an output missing from a step that ran is still a mistake
+    assert kinds(failed) == ["StepSucceeded:build", "StepFailed:announce", "RunFailed"]
+    assert "cannot evaluate `when`" in failed[1].error
 
 
 def chosen(event: RunStarted, on_failure: FailurePolicy) -> RunStarted:

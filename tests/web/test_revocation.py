@@ -17,6 +17,7 @@ from events.identity import caller_headers
 from tests.helpers import person, playbook_yaml, until, web_replica
 from ui.client import EngineClient
 from ui.identity_client import IdentityClient
+from ui.web.access import ACCESS
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +80,20 @@ async def test_an_open_stream_ends_when_its_token_is_revoked(engine, settings) -
                 async with asyncio.timeout(WITHIN + 4):             # a second to see it, and the stream's next check
                     while await stream.content.readline():
                         pass                                        # the end of the stream, not a deadline, ends this
+
+
+async def test_an_open_stream_ends_when_its_token_cannot_be_checked_again(engine, settings, monkeypatch) -> None:
+    """Failing closed: a check that breaks ends the stream; the reconnecting browser is checked afresh."""
+    vera = await person(engine, "vera", "viewer")
+    async with web_replica(settings) as web, aiohttp.ClientSession() as http:
+        async with http.get(f"{web.url}/api/runs/stream", headers=caller_headers(vera.caller.credential)) as stream:
+            assert stream.status == 200
+            await stream.content.readline()
+
+            async def broken(credential: str) -> None:
+                raise RuntimeError("the registry is in a state nobody foresaw")
+            monkeypatch.setattr(web.runner.app[ACCESS].guard.verifier, "verify", broken)
+            with contextlib.suppress(aiohttp.ClientPayloadError):
+                async with asyncio.timeout(WITHIN + 4):
+                    while await stream.content.readline():
+                        pass

@@ -165,8 +165,10 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
                         help="a circuit breaker's history instead (keys: playbook circuits)")
     events.add_argument("--follow", action="store_true", help="keep printing until the run ends")
 
-    logs = add("logs", cmd_logs, "print the output lines of a run's steps from the first; --follow: then live ones",
-               "JSON lines: each line and each attempt's end, with its sequence in PB_LOGS")
+    logs = add("logs", cmd_logs, "print the output lines of a run's steps from the first; --follow: then live ones; "
+               "then what their rollback actions printed",
+               "JSON lines: each line and each attempt's end, with its sequence in PB_LOGS; a step's rollback "
+               "output as one RollbackOutput line")
     logs.add_argument("run_id", type=run_id, metavar="RUN", help="the run's id")
     logs.add_argument("step_id", nargs="?", type=step_id, metavar="STEP", help="only this step's output")
     logs.add_argument("--attempt", type=int, metavar="N", help="only this attempt of the step (1 is the first)")

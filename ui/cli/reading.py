@@ -19,7 +19,8 @@ from services.settings import Settings
 from ui.cli.common import failed, no_run, print_json, print_reply
 from ui.cli.connect import steer, with_client
 from ui.cli.exits import EXIT_INVALID
-from ui.cli.render import Follower, event_line, status_table
+from ui.cli.render import Follower, event_line, list_line, status_table, undo_lines
+from ui.cli.terminal import shown
 from ui.client import EngineClient
 
 
@@ -30,8 +31,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             print_json([as_dict(r) for r in runs])
             return 0
         for r in runs:
-            dry = " (dry run)" if r.dry_run else ""
-            print(f"{r.run_id:<18} {r.status:<11} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.playbook}{dry}  by {r.actor}")
+            print(list_line(r))
         if not runs:
             print("no active runs" if args.active else "no runs yet")
         return 0
@@ -90,10 +90,27 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
             if args.json:
                 print(json.dumps({"seq": seq, **msgspec.to_builtins(item)}), flush=True)
             elif isinstance(item, OutputLine):
-                print(item.text if args.step_id else f"{item.step_id}#{item.attempt} {item.text}", flush=True)
+                print(shown(item.text) if args.step_id else f"{item.step_id}#{item.attempt} {shown(item.text)}",
+                      flush=True)
+        if args.attempt is None:
+            _print_undone(await client.run(args.run_id), args.step_id, args.json)
         return 0
 
     return asyncio.run(with_client(settings, work))
+
+
+def _print_undone(run: Run, step_id: str | None, as_json: bool) -> None:
+    """What the steps' rollback actions printed: kept in the run's events, not streamed as the steps' own lines."""
+    for step in [step_id] if step_id else list(run.specs):
+        undone = run.steps[step].rollback
+        if not undone.outputs:
+            continue
+        if as_json:
+            print(json.dumps({"type": "RollbackOutput", "run_id": run.id, "step_id": step, "attempt": undone.attempt,
+                              "actions": undone.outputs}), flush=True)
+            continue
+        for line in undo_lines(undone.outputs, full=True, indent=""):
+            print(line if step_id else f"{step}#rollback {line.removeprefix('rollback ')}", flush=True)
 
 
 def _no_such_attempt(run: Run, step_id: str, attempt: int | None, follow: bool) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
@@ -15,6 +15,7 @@ from events.run import (
 )
 from projections.sentences import sentence
 from services.fold import GateState, Run, dry_run_plan, evolve
+from ui.cli.terminal import shown
 
 from ui.cli.exits import (  # the exit codes are read from here too (kept in exits.py: the CLI starts without this)
     DENIED_CODES as DENIED_CODES,
@@ -29,6 +30,9 @@ from ui.cli.exits import (  # the exit codes are read from here too (kept in exi
     EXIT_UNAVAILABLE as EXIT_UNAVAILABLE,
 )
 
+if TYPE_CHECKING:
+    from projections.run_list import RunSummary   # the list's rows: `status` must not load the projections
+
 TAIL_LINES = 5          # lines of a step's output shown under it unless --output asks for all
 INDENT = " " * 10
 
@@ -39,7 +43,7 @@ def terminal_line(event: RunEvent) -> str:
     if isinstance(event, ApprovalRequested):
         text += f": {event.message} — playbook approve {event.run_id} {event.step_id}"
     step_id = getattr(event, "step_id", None)
-    return f"{step_id}: {text}" if step_id else text
+    return shown(f"{step_id}: {text}" if step_id else text)
 
 
 def _ms(ms: float) -> str:
@@ -91,7 +95,13 @@ def event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json:
     """One stored event: as JSON, or its sequence, time and type, then the sentence that tells it."""
     if as_json:
         return event_json(seq, event)
-    return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {sentence}"
+    return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {shown(sentence)}"
+
+
+def list_line(r: RunSummary) -> str:
+    """One run of `playbook list`; its playbook's name is whatever a text said, so it is shown escaped."""
+    dry = " (dry run)" if r.dry_run else ""
+    return shown(f"{r.run_id:<18} {r.status:<11} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.playbook}{dry}  by {r.actor}")
 
 
 def event_json(seq: int, event: RunEvent | CircuitEvent) -> str:
@@ -117,7 +127,7 @@ def output_lines(outputs: Any, full: bool = False, indent: str = INDENT) -> list
         hidden = 0 if full else max(0, len(written) - TAIL_LINES)
         if hidden:
             lines.append(f"{indent}{mark}... {hidden} earlier line(s); --output shows all")
-        lines += [f"{indent}{mark}{line}" for line in written[hidden:]]
+        lines += [f"{indent}{mark}{shown(line)}" for line in written[hidden:]]
     return lines
 
 
@@ -160,7 +170,7 @@ def status_table(run: Run, full_output: bool = False) -> str:
         lines += undo_lines(s.rollback.outputs, full_output, indent=" " * 4)
     for q in run.quarantined:
         lines.append(f"quarantined event {q.seq} ({q.event}), not applied: {q.reason}")
-    return "\n".join(lines)
+    return "\n".join(shown(line) for line in lines)
 
 
 def gate_text(gate: GateState) -> str:

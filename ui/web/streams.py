@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
@@ -29,6 +30,8 @@ from services.read import Run, Watched, evolve, run_events, run_with_output
 from services.errors import AccessDenied, EngineUnavailable
 from ui.web.access import ACCESS, CALLER, may_read, permit
 from ui.web.api import RUN_PATH, ApiError, backend, permit_run_read
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_RUNS = 500          # newest runs in a list snapshot (active ones always)
 MAX_BACKLOG = 10_000         # changes queued for a slow client before it is cut off to reconnect
@@ -59,7 +62,8 @@ async def open_stream(request: web.Request) -> AsyncIterator[EventSourceResponse
 
 async def _end_when_refused(request: web.Request, stream: asyncio.Task[Any]) -> None:
     """A stream outlives the request that opened it: its credential is checked again every REVERIFY_SECONDS, and
-    the stream ends once it is revoked or expired, as every request of it would then be refused."""
+    the stream ends once it is revoked or expired, as every request of it would then be refused. A check that
+    fails for any other reason ends it too: the browser reconnects, and is let in only if its token still is."""
     caller = request.get(CALLER)
     if caller is None or caller.credential is None:
         return      # an open /metrics stream: nobody to refuse
@@ -73,6 +77,10 @@ async def _end_when_refused(request: web.Request, stream: asyncio.Task[Any]) -> 
             return
         except EngineUnavailable:
             continue      # the tokens cannot be checked just now: the stream goes on until they can be
+        except Exception:     # a check that broke must not leave the stream open, unchecked
+            log.exception("ending a stream: its token could not be checked again")
+            stream.cancel()
+            return
 
 
 async def end_streams(app: web.Application) -> None:

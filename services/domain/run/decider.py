@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import (
     RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed,
@@ -29,6 +31,7 @@ from services.domain.run.state import Run, StepState, ahead, evolve, variables_o
 from services.errors import CommandRejected, PlaybookError, UnknownRun
 from services.playbook.conditions import evaluate
 from services.playbook.interpolate import Context
+from services.playbook.references import find_references
 
 
 def decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
@@ -258,6 +261,9 @@ def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
         try:
             go = evaluate(spec.when, context_of(run))
         except PlaybookError as err:
+            if skipped := _skipped_step_read(run, spec.when):
+                return StepSkipped(run_id=run.id, at=at, step_id=step.id,
+                                   reason=f"`when` reads the outputs of step {skipped}, which was skipped")
             return StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=attempt,
                               error=f"cannot evaluate `when`: {err}", category="configuration")
         if not go:
@@ -268,16 +274,31 @@ def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
     return StepScheduled(run_id=run.id, at=at, step_id=step.id, attempt=attempt, reason=reason)
 
 
+def _skipped_step_read(run: Run, when: Any) -> str | None:
+    """A skipped step whose outputs the `when` reads: a step that needs what it would have made is skipped too."""
+    todo = [msgspec.to_builtins(when)]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, str) and "${" in value:
+            for ref in find_references(value):
+                if ref.step_id is not None and (other := run.steps.get(ref.step_id)) and other.status == "skipped":
+                    return ref.step_id
+        elif isinstance(value, (list, dict)):
+            todo += value.values() if isinstance(value, dict) else value
+    return None
+
+
 def context_of(run: Run) -> Context:
     """What `${...}` can see in this run: parameters, variables, outputs of finished steps."""
     started = run.started
     assert started is not None
-    return Context(parameters=started.parameters, variables=variables_of(started), steps=SucceededOutputs(run.steps))
+    return Context(parameters=started.parameters, variables=variables_of(started), steps=FinishedOutputs(run.steps))
 
 
-class SucceededOutputs(Mapping[str, Mapping[str, Any]]):
-    """The outputs of the run's succeeded steps, looked up when a reference asks: a step of a run of 10,000
-    steps does not copy the other 9,999 to resolve its arguments."""
+class FinishedOutputs(Mapping[str, Mapping[str, Any]]):
+    """The outputs of the run's finished steps, a failed one's too (a step after it may run when the failure
+    is tolerated, and read its exit code), looked up when a reference asks: a step of a run of 10,000 steps
+    does not copy the other 9,999 to resolve its arguments."""
 
     __slots__ = ("_steps",)
 
@@ -286,15 +307,18 @@ class SucceededOutputs(Mapping[str, Mapping[str, Any]]):
 
     def __getitem__(self, step_id: str) -> Mapping[str, Any]:
         step = self._steps[step_id]
-        if step.status != "succeeded":
+        if step.status not in _FINISHED:
             raise KeyError(step_id)
         return step.attempt.outputs
 
     def __iter__(self) -> Iterator[str]:
-        return (step_id for step_id, step in self._steps.items() if step.status == "succeeded")
+        return (step_id for step_id, step in self._steps.items() if step.status in _FINISHED)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+_FINISHED = frozenset({"succeeded", "failed"})
 
 
 def _stopped_by_failure(run: Run) -> bool:

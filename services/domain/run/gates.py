@@ -32,9 +32,11 @@ class Refused(CommandRejected):
 
 
 def approvals_needed(gate: ApprovalGate) -> int:
-    """How many entries must each be satisfied by a distinct person."""
+    """How many entries must each be satisfied by a distinct person; without entries, how many people."""
     entries = len(gate.required_approvers)
-    return min(gate.min_approvals, entries) if gate.min_approvals else max(entries, 1)
+    if not entries:
+        return max(gate.min_approvals or 1, 1)
+    return min(gate.min_approvals, entries) if gate.min_approvals else entries
 
 
 def request(run: Run, step: StepState, ctx: Context, at: datetime) -> RunEvent:
@@ -110,7 +112,11 @@ def open_gates(run: Run, at: datetime) -> list[RunEvent]:
         assert gate is not None
         approvers = [(counted(given), given.groups) for given in step.gate.approvals]
         entries = gate.required_approvers
-        opened_by = quorum(entries, approvers, approvals_needed(gate)) if entries else [approvers[0][0]]
+        needed = approvals_needed(gate)
+        if entries:
+            opened_by = quorum(entries, approvers, needed)
+        else:   # anyone may approve; each person counts once (a second approval by one is refused)
+            opened_by = [person for person, _ in approvers] if len(approvers) >= needed else None
         if opened_by is not None:
             granted.append(ApprovalGranted(run_id=run.id, at=at, step_id=step.id, approvers=opened_by,
                                            actor=step.gate.approvals[-1].actor))

@@ -444,7 +444,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             rollback.status, rollback.executor, rollback.lease = "running", executor, event.lease
         case StepRolledBack(step_id=step_id, outputs=outputs):
             rollback = run.step(step_id).rollback
-            rollback.status, rollback.outputs = "rolled_back", outputs
+            rollback.status, rollback.outputs, rollback.error = "rolled_back", outputs, ""
         case StepRollbackFailed(step_id=step_id, error=error, category=category, outputs=outputs):
             rollback = run.step(step_id).rollback
             # As with steps, an interrupted rollback attempt is tried again.
