@@ -19,7 +19,7 @@ from services.read import digest_of
 from events.circuit import CircuitCallFailed
 from services.aggregates import breaker_repository
 from services.store import EventStore
-from tests.helpers import noop, person, playbook_yaml, until, wait_for_end
+from tests.helpers import noop, person, playbook_yaml, refusals, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -605,3 +605,22 @@ async def test_signing_out_needs_no_body(api: Api) -> None:
             assert (answer.status, await answer.json()) == (200, {"signed_out": True})
         async with browser.get(api.base + "/api/session") as answer:
             assert answer.status == 401
+
+
+async def test_a_sign_in_link_works_once_and_a_spent_or_made_up_one_is_recorded_as_refused(api: Api, web_server,
+                                                                                          engine) -> None:
+    code = web_server.sign_in_link(await api.token("sam")).rpartition("#code=")[2]
+    before = len(await refusals(engine.nc))
+    answers = []
+    for tried in (code, code, "made-up"):
+        async with api.http.post(api.base + "/api/session", json={"code": tried}) as answer:
+            answers.append((answer.status, (await answer.json()).get("name")))
+    assert answers == [(201, "sam"), (401, None), (401, None)]
+
+    async def both_recorded() -> bool:
+        return len(await refusals(engine.nc)) - before >= 2
+    await until(both_recorded, what="the two refused sign-ins, recorded")
+    recorded = (await refusals(engine.nc))[before:]
+    assert [(r.action, r.door, r.principal, r.code) for r in recorded] == [("sign_in", "dashboard", "anonymous",
+                                                                            "unauthenticated")] * 2
+    assert "unknown or was already used" in recorded[0].reason

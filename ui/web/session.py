@@ -38,9 +38,13 @@ async def sign_in(request: web.Request) -> web.Response:
     if (body.token is None) == (body.code is None):
         raise Unauthenticated("send exactly one of 'token' (an API token) and 'code' (from a sign-in link)")
     credential = body.token
-    if body.code is not None:
-        credential = request.app[CODES].redeem(body.code, time.monotonic())
     guard = request.app[ACCESS].guard
+    if body.code is not None:
+        try:
+            credential = request.app[CODES].redeem(body.code, time.monotonic())
+        except Unauthenticated as refused:        # a link spent, expired or made up: recorded like a bad token
+            await guard.refuse_request(refused, door="dashboard", action="sign_in", source=source(request))
+            raise
     signed_in = await guard.authenticate(credential, door="dashboard", action="sign_in", source=source(request))
     session = await request.app[SESSIONS].open(signed_in)
     response = web.json_response(who(signed_in), status=201)
