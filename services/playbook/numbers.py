@@ -6,7 +6,11 @@ constraints) are left to those, so one mistake is told once.
 """
 from __future__ import annotations
 
+import functools
 import math
+import types
+import typing
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -26,19 +30,49 @@ def number_issues(playbook: Playbook) -> list[Issue]:
 
 
 def _walk(value: Any, path: Path, issues: list[Issue]) -> None:
+    items: Iterable[tuple[str | int, Any]]
     if isinstance(value, msgspec.Struct):
-        for field in msgspec.structs.fields(value):
-            if field.encode_name not in BOUNDED:
-                _walk(getattr(value, field.name), (*path, field.encode_name), issues)
+        items = ((encoded, getattr(value, name)) for name, encoded in _fields(type(value)))
     elif isinstance(value, dict):
-        for key, item in value.items():
-            _walk(item, (*path, str(key)), issues)
+        items = ((str(key), item) for key, item in value.items())
     elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _walk(item, (*path, i), issues)
-    elif isinstance(value, float) and not math.isfinite(value):
-        issues.append(Issue("PB104", f"'{_place(path)}' is {value:g}; it must be a finite number (JSON, where runs "
-                                     "are kept, has no infinity or NaN)", path))
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        kind = type(item)
+        if kind is float:
+            if not math.isfinite(item):
+                at = (*path, key)
+                issues.append(Issue("PB104", f"'{_place(at)}' is {item:g}; it must be a finite number (JSON, where "
+                                             "runs are kept, has no infinity or NaN)", at))
+        elif kind not in _LEAVES:      # most of a playbook is text: nothing below it to walk
+            _walk(item, (*path, key), issues)
+
+
+_LEAVES = frozenset({str, int, bool, type(None)})
+
+
+@functools.cache
+def _fields(kind: type[msgspec.Struct]) -> tuple[tuple[str, str], ...]:
+    """A Struct's (attribute, key) pairs that may hold a float, once per class: a playbook of 10,000 steps has
+    hundreds of thousands of fields, nearly all of them text, flags or names."""
+    hints = typing.get_type_hints(kind)
+    return tuple((name, encoded) for name, encoded in zip(kind.__struct_fields__, kind.__struct_encode_fields__)
+                 if encoded not in BOUNDED and _may_hold_float(hints[name]))
+
+
+def _may_hold_float(hint: Any) -> bool:
+    if hint in _LEAVES:
+        return False
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return False
+    if origin in (list, tuple, set, frozenset, typing.Union, types.UnionType):
+        return any(_may_hold_float(arg) for arg in typing.get_args(hint) if arg is not Ellipsis)
+    if origin is dict:
+        return _may_hold_float(typing.get_args(hint)[1])
+    return True     # a float, a Struct, Any: walked
 
 
 def _place(path: Path) -> str:
