@@ -7,8 +7,11 @@ call site has to remember; `escaped` is the one spelling of the rule.
 """
 from __future__ import annotations
 
-import logging
 import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import logging      # not loaded: the CLI escapes what it prints with this module, and logs nothing
 
 # C0 and C1 controls, DEL, line and paragraph separators, and the bidirectional overrides
 # and isolates that can make a line read differently from what it holds.
@@ -26,8 +29,9 @@ def _escape_one(match: re.Match[str]) -> str:
     return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
-class EscapedLines(logging.Filter):
-    """A handler filter: each record's message, arguments filled in, is escaped (its traceback is not)."""
+class EscapedLines:
+    """A handler filter (logging takes any object with a `filter` method): each record's message, arguments
+    filled in, is escaped (its traceback is not)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -24,7 +24,7 @@ heavy = ("nats", "aiohttp", "mcp", "yaml", "msgspec", "asyncio", "services.playb
          # what only some commands need: a dry run's plan (conditions, interpolation), the language's
          # diagnostics, redacting secrets (the executor's), the NATS users' permissions (the engine's start)
          "services.domain.run.dry_run", "services.playbook.diagnostics", "services.secrets.redaction",
-         "services.identity.nats_users")
+         "services.identity.nats_users", "logging")   # logging: the engine's processes log; the CLI prints
 print(json.dumps({"code": code, "loaded": [name for name in heavy if name in sys.modules]}))
 """
 
