@@ -120,6 +120,11 @@ class EngineClient:
         last, _ = await self.store.last_message_id(subjects.run(run_id))
         return last > 0
 
+    async def rolled_back_any(self, run_id: str) -> bool:
+        """Whether some step of the run was rolled back: one lookup, where the run's state is a fold."""
+        last, _ = await self.store.last_position(subjects.run_event(run_id, "StepRolledBack"))
+        return last > 0
+
     async def logs(self, run_id: str, step_id: str | None = None, attempt: int | None = None, *,
                    follow: bool = False) -> AsyncIterator[tuple[int, OutputLine | OutputEnded]]:
         """The output lines of the run's attempts (of one step, of one attempt), from the first, each with its

@@ -92,7 +92,7 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
             elif isinstance(item, OutputLine):
                 print(shown(item.text) if args.step_id else f"{item.step_id}#{item.attempt} {shown(item.text)}",
                       flush=True)
-        if args.attempt is None:
+        if args.attempt is None and await client.rolled_back_any(args.run_id):   # folded only then
             _print_undone(await client.run(args.run_id), args.step_id, args.json)
         return 0
 
