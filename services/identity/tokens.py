@@ -110,7 +110,11 @@ def create(existing: TokenRecord | None, cmd: CreateToken, *, token_id: str, sec
         owner = normalise_name(cmd.owner)
     except InvalidName as err:
         raise CommandRejected(str(err), "bad_request") from None
-    expires_at = at + timedelta(seconds=cmd.expires_in_seconds) if cmd.expires_in_seconds else None
+    try:
+        expires_at = at + timedelta(seconds=cmd.expires_in_seconds) if cmd.expires_in_seconds else None
+    except OverflowError:   # past the year 9999
+        raise CommandRejected(f"an expiry {cmd.expires_in_seconds:g} seconds from now is beyond the calendar; give "
+                              "a shorter one, or never", "bad_request") from None
     grants = tuple(dict.fromkeys(cmd.grants))
     return [TokenCreated(at=at, token_id=token_id, name=cmd.name, owner=owner, kind=cmd.kind, grants=grants,
                          secret_hash=secret_hash, expires_at=expires_at, actor=by.actor,

@@ -81,3 +81,10 @@ async def test_without_a_token_or_with_a_bad_grant_or_expiry_the_cli_says_what_t
 
 def test_expiry_durations() -> None:
     assert [parse_expiry(t) for t in ("600s", "45m", "12h", "30d", "never")] == [600, 2700, 43200, 2592000, None]
+
+
+async def test_an_expiry_beyond_the_calendar_is_refused_saying_so(engine: Engine, capsys) -> None:
+    """`--expires 99999999d` was an internal error ("date value out of range")."""
+    assert await playbook_token("create", "x", "--owner", "bob", "--expires", "99999999d") == 1
+    err = capsys.readouterr().err
+    assert "rejected (bad_request):" in err and "never" in err and "internal" not in err

@@ -64,6 +64,12 @@ def test_a_look_alike_owner_or_an_unprintable_name_is_rejected() -> None:
                by=ROOT, at=at(0))
 
 
+def test_an_expiry_past_the_calendar_is_rejected_with_a_sentence() -> None:
+    with pytest.raises(CommandRejected, match="beyond the calendar; give a shorter one, or never"):
+        create(None, CreateToken(name="t", owner="bob", expires_in_seconds=99999999 * 86400.0),
+               token_id="0123456789abcdef", secret_hash="h", by=ROOT, at=at(0))
+
+
 def test_a_token_lives_active_then_expired_or_revoked_and_remembers_its_last_use() -> None:
     created = TokenCreated(at=at(0), token_id="t1", name="n", owner="alice", secret_hash="h", actor="root",
                            expires_at=at(100))
