@@ -11,6 +11,7 @@ import pytest
 
 from services.errors import PlaybookError
 from services.settings import Settings
+from tests.helpers import refusals
 from tests.integration.test_identity_service import Engine, identity_engine
 from ui.cli.tokens import parse_expiry, register
 
@@ -81,6 +82,16 @@ async def test_without_a_token_or_with_a_bad_grant_or_expiry_the_cli_says_what_t
 
 def test_expiry_durations() -> None:
     assert [parse_expiry(t) for t in ("600s", "45m", "12h", "30d", "never")] == [600, 2700, 43200, 2592000, None]
+
+
+async def test_a_token_command_refused_at_the_cli_is_recorded_at_the_cli_door(engine: Engine, capsys,
+                                                                              monkeypatch) -> None:
+    """The audit says which door a refusal came by: the CLI's token commands were recorded as plain NATS."""
+    await playbook_token("create", "laptop", "--owner", "victor", "--grant", "viewer", "--json")
+    monkeypatch.setenv("PLAYBOOK_TOKEN", json.loads(capsys.readouterr().out)["credential"])
+    assert await playbook_token("list", "--all") == 5
+    refused = (await refusals(engine.nc))[-1]
+    assert (refused.principal, refused.action, refused.door) == ("victor", "list_tokens", "cli")
 
 
 async def test_an_expiry_beyond_the_calendar_is_refused_saying_so(engine: Engine, capsys) -> None:

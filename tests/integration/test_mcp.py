@@ -19,7 +19,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from app.root import Running, serve
 from events.commands import StartRun
 from events.run import ApprovalRequested, StepStarted
-from tests.helpers import person, playbook_yaml, until, wait_for_end
+from tests.helpers import person, playbook_yaml, refusals, until, wait_for_end
 from ui.client import EngineClient
 from ui.identity_client import IdentityClient
 from ui.insights import LearningClient
@@ -254,6 +254,7 @@ async def test_validation_finds_what_the_cli_finds_with_lines_and_columns(engine
     await IdentityClient(engine.nc, engine.caller.credential).revoke(token_id, "left the team")
     async with agent(vera) as revoked:
         assert "(unauthenticated)" in await refused(revoked, "validate_playbook_advanced", playbook_yaml=GATED)
+    assert (await refusals(engine.nc))[-1].door == "mcp"      # the audit says which door it was turned away at
 
 
 async def test_a_playbook_the_catalog_does_not_hold_is_a_clear_error(engine, cast) -> None:

@@ -23,7 +23,8 @@ def _run(args: argparse.Namespace, settings: Settings, work: Callable[[IdentityC
     async def with_identity(engine: EngineClient) -> int:
         assert engine.caller.credential is not None
         try:
-            return await work(IdentityClient(engine.nc, engine.caller.credential, on_behalf_of=args.on_behalf_of))
+            return await work(IdentityClient(engine.nc, engine.caller.credential, on_behalf_of=args.on_behalf_of,
+                                             door=engine.caller.door))
         except CommandRejected as err:
             print(f"rejected ({err.code}): {err}", file=sys.stderr)
             return EXIT_DENIED if err.code in DENIED_CODES else EXIT_FAILED
