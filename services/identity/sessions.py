@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from events.identity import CreateToken, RevokeToken
-from services.errors import Unauthenticated
+from services.errors import Forbidden, Unauthenticated
 from services.identity.principal import Acting
 from services.identity.registry import TokenRegistry
 from services.identity.store import IdentityStore
@@ -27,12 +27,15 @@ class Sessions:
         self.store, self.registry, self.seconds, self.clock = store, registry, seconds, clock
 
     async def open(self, acting: Acting) -> str:
-        """A session credential for this verified principal, opened with its token (or that token's parent)."""
+        """A session credential for this verified principal, opened with its token. Not with a session: the new
+        one would end with the token, not with the session, so signing out would leave it signed in."""
         principal = acting.principal
         used = self.registry.get(principal.credential_id or "")
         if used is None:
             raise Unauthenticated("only a Playbook token can open a dashboard session")
-        parent = used.created.parent or used.id
+        if used.created.parent is not None:
+            raise Forbidden("a dashboard session cannot open another session; sign in with your API token")
+        parent = used.id
         token_id, secret, now = new_token_id(), new_secret(), self.clock()
         request = CreateToken(name=SESSION_NAME, owner=principal.name, kind=principal.kind, grants=principal.grants,
                               expires_in_seconds=self.seconds)

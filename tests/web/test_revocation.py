@@ -14,7 +14,7 @@ import pytest
 
 from events.commands import StartRun
 from events.identity import caller_headers
-from tests.helpers import person, playbook_yaml, until, web_replica
+from tests.helpers import person, playbook_yaml, refusals, until, web_replica
 from ui.client import EngineClient
 from ui.identity_client import IdentityClient
 from ui.web.access import ACCESS
@@ -97,3 +97,21 @@ async def test_an_open_stream_ends_when_its_token_cannot_be_checked_again(engine
                 async with asyncio.timeout(WITHIN + 4):
                     while await stream.content.readline():
                         pass
+
+
+async def test_a_session_opens_no_other_session_that_would_outlive_its_sign_out(engine, settings) -> None:
+    """A session opened with a session took the person's token as its parent: signing out of the first left the
+    second signed in, for twelve hours more. Only a person's token (or up's link) opens a session."""
+    sam = await person(engine, "sam", "viewer")
+    async with web_replica(settings) as web, aiohttp.ClientSession() as http:
+        async with http.post(f"{web.url}/api/session", json={"token": sam.caller.credential}) as signed_in:
+            assert signed_in.status == 201
+            session = signed_in.cookies["pb_session"].value
+        async with http.post(f"{web.url}/api/session", json={"token": session}) as again:
+            assert again.status == 403
+            assert "a dashboard session cannot open another" in (await again.json())["error"]["message"]
+    refused = (await refusals(engine.nc))[-1]
+    assert (refused.principal, refused.door, refused.action) == ("sam", "dashboard", "sign_in")
+    assert engine.caller.credential is not None
+    tokens = await IdentityClient(engine.nc, engine.caller.credential).list(owner="sam")
+    assert sorted(t.name for t in tokens) == ["dashboard session", "sam's token"]

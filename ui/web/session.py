@@ -12,7 +12,7 @@ import time
 
 from aiohttp import web
 
-from services.errors import Unauthenticated
+from services.errors import Forbidden, Unauthenticated
 from services.identity.authority import format_grant
 from services.identity.principal import Acting
 from services.identity.sessions import Sessions
@@ -46,7 +46,11 @@ async def sign_in(request: web.Request) -> web.Response:
             await guard.refuse_request(refused, door="dashboard", action="sign_in", source=source(request))
             raise
     signed_in = await guard.authenticate(credential, door="dashboard", action="sign_in", source=source(request))
-    session = await request.app[SESSIONS].open(signed_in)
+    try:
+        session = await request.app[SESSIONS].open(signed_in)
+    except Forbidden as refused:
+        raise await guard.forbid(signed_in, str(refused), door="dashboard", action="sign_in", target="",
+                                 source=source(request)) from None
     response = web.json_response(who(signed_in), status=201)
     response.set_cookie(SESSION_COOKIE, session, max_age=int(request.app[SESSIONS].seconds), path="/",
                         httponly=True, samesite="Strict", secure=request.secure)
