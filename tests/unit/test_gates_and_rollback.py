@@ -90,6 +90,14 @@ def test_approving_a_gate_that_is_not_waiting_is_refused() -> None:
         s.when(approve("bob", step="nope"))
 
 
+def test_approving_the_gate_of_a_cancelled_run_is_refused_saying_the_run_is_cancelled() -> None:
+    """It said "step deploy is not waiting for approval (its gate is requested)": both halves at once."""
+    s = gate_scenario()
+    s.when(CancelRun(run_id=R, actor="ops"))
+    with pytest.raises(Refused, match=f"run {R} is cancelled; its gates take no more answers"):
+        s.when(approve("alice"))
+
+
 def test_min_approvals_means_any_n_of_the_entries() -> None:
     s = gate_scenario(required_approvers=["ops-team", "tech-lead", "dave"], min_approvals=1)
     assert kinds(s.when(approve("dave"))) == ["ApprovalGiven:deploy", "ApprovalGranted:deploy", "StepScheduled:deploy"]

@@ -66,9 +66,11 @@ def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
     step = run.steps.get(cmd.step_id)
     if step is None:
         raise refuse(f"run {run.id} has no step {cmd.step_id!r}")
-    if step.gate.status != "requested" or run.finished or run.status == "cancelling":
+    if step.gate.status != "requested":
         state = f"its gate is {step.gate.status}" if step.gate.status else "it has no open approval gate"
         raise refuse(f"step {step.id} is not waiting for approval ({state})")
+    if run.finished or run.status == "cancelling":     # its gate still open, the run over or ending
+        raise refuse(f"run {run.id} is {run.display_status}; its gates take no more answers")
     if step.gate.deadline_passed:
         raise refuse(f"the approval window of step {step.id} closed at {step.gate.deadline:%Y-%m-%d %H:%M:%S}Z")
     gate = run.gate_of(step.id)
