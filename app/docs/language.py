@@ -114,7 +114,7 @@ MEANINGS: dict[str, dict[str, str]] = {
                          "without required_approvers, how many distinct people must approve (default: 1)",
         "timeout_seconds": "how long the gate waits (above 0, at most 366 days)",
         "auto_approve_after_timeout": "approve when the time is up, instead of failing the step",
-        "allow_self_approval": "let the person who started the run approve it",
+        "allow_self_approval": "let the person who started or retried the run approve it",
     },
     "RollbackAction": {
         "action": "what undoes (see Actions)",

@@ -4,9 +4,9 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
+from events.commands import CancelRun, PauseRun, ResumeRun, RetryRun, RollbackRun
 from events.run import ApprovalDeadlinePassed
-from services.domain.run.commands import ExpireGate, AnswerGate
+from services.domain.run.commands import AnswerGate, ExpireGate, Retry
 from services.domain.run.gates import Refused
 from services.errors import CommandRejected
 from tests.helpers import R, Scenario, at, kinds, noop, started
@@ -289,3 +289,30 @@ def test_approval_required_cannot_be_given_by_the_starter_and_leaves_a_steps_own
     events = s.run_step("build")
     assert kinds(events) == ["StepSucceeded:build", "ApprovalRequested:deploy"]
     assert (events[-1].message, events[-1].required_approvers) == ("Deploy it?", ["ops-team", "tech-lead"])
+
+
+def test_who_retried_the_run_cannot_approve_what_the_retry_reran_as_the_starter_cannot() -> None:
+    """Four eyes: a retry sets the gated step going again, so its author is refused like the starter, and an
+    admin who retried for someone is refused for anyone; someone else still approves."""
+    s = gate_scenario()
+    s.when(reject("bob"))
+    assert s.run.status == "failed"
+    s.when(Retry(RetryRun(run_id=R, actor="alice", reason="the window is open now")))
+    assert s.run.steps["deploy"].gate.status == "requested"
+    with pytest.raises(Refused, match="alice retried this run and cannot approve it") as refused:
+        s.when(approve("alice"))
+    assert refused.value.record.reason.startswith("alice retried this run")
+    s.when(approve("bob"))
+    s.when(reject("carol"))
+    s.when(Retry(RetryRun(run_id=R, actor="ada", on_behalf_of="dave")))
+    with pytest.raises(Refused, match="ada retried this run and cannot approve it, for anyone"):
+        s.when(AnswerGate(step_id="deploy", actor="ada", on_behalf_of="carol", groups=GROUPS["carol"], approve=True))
+    assert kinds(s.when(approve("carol"))) == ["ApprovalGiven:deploy"]
+    assert kinds(s.when(approve("bob"))) == ["ApprovalGiven:deploy", "ApprovalGranted:deploy", "StepScheduled:deploy"]
+
+
+def test_a_gate_that_allows_self_approval_lets_who_retried_approve_too() -> None:
+    s = gate_scenario(allow_self_approval=True)
+    s.when(reject("bob"))
+    s.when(Retry(RetryRun(run_id=R, actor="alice")))
+    assert kinds(s.when(approve("alice"))) == ["ApprovalGiven:deploy"]

@@ -84,17 +84,29 @@ def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
                 StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1,
                            category="authorization",
                            error=f"approval rejected by {person}" + (f": {cmd.comment}" if cmd.comment else ""))]
-    assert run.started is not None
-    starters = {run.started.actor, run.started.on_behalf_of}
-    if starters & {cmd.actor, person} and not gate.allow_self_approval:
-        raise refuse(f"{person} started this run and cannot approve it (the gate does not allow self-approval)"
-                     if person in starters else
-                     f"{cmd.actor} started this run and cannot approve it, for anyone (the gate does not allow "
+    if not gate.allow_self_approval and (starter := _started_by(run, {cmd.actor, person})):
+        did = "started" if starter in _starters(run) else "retried"
+        raise refuse(f"{person} {did} this run and cannot approve it (the gate does not allow self-approval)"
+                     if starter == person else
+                     f"{cmd.actor} {did} this run and cannot approve it, for anyone (the gate does not allow "
                      "self-approval)")
     if any(counted(given) == person for given in step.gate.approvals):
         raise refuse(f"{person} has already approved step {step.id}")
     return [ApprovalGiven(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor, on_behalf_of=cmd.on_behalf_of,
                           groups=list(cmd.groups), comment=cmd.comment)]
+
+
+def _starters(run: Run) -> set[str | None]:
+    assert run.started is not None
+    return {run.started.actor, run.started.on_behalf_of}
+
+
+def _started_by(run: Run, people: set[str]) -> str | None:
+    """Which of these people set this run going: started it, or retried it (which reran what the gate guards)."""
+    for who in sorted(people):
+        if who in _starters(run) or who in run.retried_by:
+            return who
+    return None
 
 
 def counted(given: ApprovalGiven) -> str:

@@ -183,6 +183,7 @@ class Run(Struct):
     retrying: int = 0
     dependents: dict[str, list[str]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)   # replaced whole on change
+    retried_by: frozenset[str] = frozenset()   # who retried it, and for whom: like its starter, no approver of it
     # Folding ahead (`ahead`): what to put back in the original's dicts. None: a run of its own.
     undo: Undo | None = None
 
@@ -481,6 +482,7 @@ def _retried(run: Run, event: RunRetried) -> None:
         run.order = {step_id: i for i, step_id in enumerate(run.steps)}
     if changes:
         run.started = msgspec.structs.replace(started, **changes)
+    run.retried_by = run.retried_by | {who for who in (event.actor, event.on_behalf_of) if who}   # replaced whole
     for step_id in event.steps:
         step = run.step(step_id)
         # A retry timer still armed would start the next attempt: that number is spent, the next is the run's.
