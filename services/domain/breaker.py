@@ -106,6 +106,14 @@ def before_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str,
     return [], f"circuit {key} is half-open and its {spec.half_open_trials} trial call(s) are under way; not calling"
 
 
+def trial_abandoned(breaker: Breaker, at: datetime) -> list[CircuitEvent]:
+    """A trial call that ended without an outcome (its step was cancelled) tested nothing: the breaker
+    half-opens afresh so that the next call tests the target, or it would refuse every call for ever."""
+    if breaker.state != "half_open" or not breaker.trials:
+        return []
+    return [CircuitHalfOpened(key=breaker.key, at=at)]
+
+
 def after_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str, at: datetime,
                category: str | None, error: str = "") -> list[CircuitEvent]:
     """What the call's outcome does to the breaker; `category` None means it succeeded."""

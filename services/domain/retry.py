@@ -33,13 +33,16 @@ def backoff(policy: RetryPolicy, attempt: int, draw: float, retry_after: float |
 
 
 def retry_verdict(step_id: str, attempt: int, policy: RetryPolicy, found: Classification,
-                  outputs: Mapping[str, Any], draw: float) -> RecordRetryVerdict:
+                  outputs: Mapping[str, Any], draw: float, first: int = 1) -> RecordRetryVerdict:
+    """`first` is the attempt the policy counts from (a retried run's next attempt): attempts go on, tries restart."""
     status = outputs.get("status_code") if isinstance(outputs, Mapping) else None
     why = f"{found.category} error ({found.signal})"
     common: dict[str, Any] = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
-    if attempt >= policy.max_attempts:
+    tries = attempt - first + 1
+    since = "" if first == 1 else " since the run was retried"
+    if tries >= policy.max_attempts:
         return RecordRetryVerdict(**common, retry=False, exhausted=True,
-                                  reason=f"{why}; all {policy.max_attempts} attempts used")
+                                  reason=f"{why}; all {policy.max_attempts} attempts{since} used")
     if policy.retry_on_status is not None and isinstance(status, int):
         retryable = status in policy.retry_on_status
         rule = f"status {status} {'is' if retryable else 'is not'} in retry_on_status"
@@ -50,9 +53,11 @@ def retry_verdict(step_id: str, attempt: int, policy: RetryPolicy, found: Classi
     if not retryable:
         return RecordRetryVerdict(**common, retry=False, reason=f"{why}; not retried: {rule}")
     retry_after = outputs.get("retry_after") if isinstance(outputs, Mapping) else None
-    delay = backoff(policy, attempt, draw, retry_after if isinstance(retry_after, (int, float)) else None)
+    delay = backoff(policy, tries, draw, retry_after if isinstance(retry_after, (int, float)) else None)
+    count = (f"{attempt + 1} of {policy.max_attempts}" if first == 1 else
+             f"{attempt + 1} (try {tries + 1} of {policy.max_attempts}{since})")
     return RecordRetryVerdict(**common, retry=True, delay_seconds=delay,
-                              reason=f"{why}; attempt {attempt + 1} of {policy.max_attempts} in {delay:g}s ({rule})")
+                              reason=f"{why}; attempt {count} in {delay:g}s ({rule})")
 
 
 def matching_handler(handlers: list[ErrorHandler], found: Classification, failed: StepFailed) -> int | None:
@@ -80,7 +85,7 @@ def without_policy(step_id: str, attempt: int, found: Classification) -> RecordR
 
 
 def after_remediation(step_id: str, attempt: int, policy: RetryPolicy | None, handler: ErrorHandler,
-                      found: Classification, why: str, remediated: bool) -> RecordRetryVerdict:
+                      found: Classification, why: str, remediated: bool, first: int = 1) -> RecordRetryVerdict:
     """Retry at once after a successful remediation, unless the handler or the attempts say no."""
     limit = policy.max_attempts if policy else 2
     common: dict[str, Any] = dict(step_id=step_id, attempt=attempt, category=found.category, pattern=found.pattern)
@@ -89,7 +94,7 @@ def after_remediation(step_id: str, attempt: int, policy: RetryPolicy | None, ha
     if handler.then == "fail":
         return RecordRetryVerdict(**common, retry=False,
                                   reason=f"{why}: remediated; the handler lets the failure stand")
-    if attempt >= limit:
+    if attempt - first + 1 >= limit:   # tries since `first`, as retry_verdict counts them
         return RecordRetryVerdict(**common, retry=False, exhausted=True,
                                   reason=f"{why}: remediated, but all {limit} attempts used")
     return RecordRetryVerdict(**common, retry=True, delay_seconds=0.0, reason=f"{why}: remediated; retrying at once")

@@ -3,16 +3,18 @@ validations; or, for a rollback attempt, the step's rollback actions in order. I
 every secret the attempt held."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from events.circuit import CircuitEvent, CircuitTrialStarted
 from events.playbook import circuit_of
 from events.run import ErrorCategory
 from services.aggregates import BreakerRepository
-from services.domain.breaker import after_call, before_call, circuit_key
+from services.domain.breaker import Breaker, after_call, before_call, circuit_key, trial_abandoned
 from services.domain.classify import classify
 from services.domain.run.decider import context_of
 from services.domain.run.state import Run
@@ -101,13 +103,23 @@ class Work:
         if circuit is None:
             return await run_action(spec.action, args, timeout=spec.timeout_seconds)
         key = circuit_key(run.playbook.name, spec, args)
-        denial = await self.breakers.change_answering(key, lambda b: before_call(b, circuit, run.id, step_id, now()))
+
+        def ask(breaker: Breaker) -> tuple[list[CircuitEvent], tuple[str | None, bool]]:
+            events, denial = before_call(breaker, circuit, run.id, step_id, now())
+            return events, (denial, any(isinstance(e, CircuitTrialStarted) for e in events))
+
+        denial, trial = await self.breakers.change_answering(key, ask)
         if denial:
             outputs: dict[str, Any] = {"circuit_open": key}   # the breaker that refused the call: a dependency failure
             if circuit.on_open == "wait" and (breaker := await self.breakers.get(key)).until is not None:
                 outputs["retry_after"] = max(0.0, (breaker.until - now()).total_seconds())
             return ActionResult(ok=False, error=denial, category="dependency", outputs=outputs)
-        result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
+        try:
+            result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
+        except asyncio.CancelledError:
+            if trial:   # shielded: the cancel that ends the call must not also keep the trial's place taken
+                await asyncio.shield(self.breakers.change(key, lambda b: trial_abandoned(b, now())))
+            raise
         failure = None if result.ok else classify(result.error, result.outputs, result.category, self.patterns).category
         await self.breakers.change(
             key, lambda b: after_call(b, circuit, run.id, step_id, now(), failure, result.error))

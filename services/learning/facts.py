@@ -98,12 +98,20 @@ class RunEnded(_Fact):
     duration_ms: float
 
 
+class RunReopened(_Fact):
+    """A retry reopened an ended run: its ending no longer stands, nor did the steps that run again give up."""
+
+    playbook: str
+    outcome: str                            # the ending undone
+    steps: list[str] = []                   # steps that had given up in it and run again
+
+
 class BreakerOpened(_Fact):
     target: str
 
 
 Fact = (StepConfigured | RunBegan | AttemptPassed | AttemptFailed | RemediationEnded | ApprovalDecided | RunEnded
-        | BreakerOpened)
+        | RunReopened | BreakerOpened)
 
 encode_facts = msgspec.json.Encoder().encode
 decode_facts = msgspec.json.Decoder(list[Fact]).decode

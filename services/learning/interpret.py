@@ -3,7 +3,8 @@ as events arrive, turns one event into what it teaches.
 
 A pure fold of the run's own events: after a restart, a run met mid-way is brought up to
 date from its earlier events in the stream (`replay`), and teaches the same as it would
-have without the restart. Contexts are kept for the runs still going, a bounded number.
+have without the restart. Contexts are kept for the runs still going, and for ended ones a retry may
+reopen, a bounded number of each.
 """
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ from events.circuit import CircuitCallFailed, CircuitCallSucceeded, CircuitEvent
 from events.playbook import ErrorHandler, Step, circuit_of
 from events.run import (
     ENDINGS, TERMINAL_EVENTS, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut, RunEvent,
-    RunStarted, StepFailed, StepNotRetried, StepRemediated, StepRemediationFailed, StepRetryScheduled, StepSucceeded,
+    RunRetried, RunStarted, StepFailed, StepNotRetried, StepRemediated, StepRemediationFailed, StepRetryScheduled,
+    StepSucceeded,
 )
 from services.errors import PlaybookError
 from services.learning.facts import (
     ApprovalDecided, AttemptFailed, AttemptPassed, BreakerOpened, Check, Fact, RemediationEnded, RetryShape, RunBegan,
-    RunEnded, StepConfigured, StepShape,
+    RunEnded, RunReopened, StepConfigured, StepShape,
 )
 from services.playbook.actions import ACTION_SPECS
 from services.playbook.interpolate import Context, resolve
@@ -35,7 +37,7 @@ SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook
 PLAYBOOKS_KEPT = 100         # playbooks (with their parameters) whose step shapes are at hand
 # Events whose meaning depends on the run's earlier events.
 CONTEXTUAL = (StepSucceeded, StepFailed, StepRetryScheduled, StepNotRetried, StepRemediated, StepRemediationFailed,
-              ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, *TERMINAL_EVENTS)
+              ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, RunRetried, *TERMINAL_EVENTS)
 ENGINE_STOPS = frozenset({"cancelled", "interrupted"})   # the engine stopped the attempt; the step did not fail
 
 
@@ -48,6 +50,7 @@ class StepContext:
     waited_ms: float = 0.0
     failed: StepFailed | None = None     # the failure whose classification is still to come
     approval_at: datetime | None = None
+    first: int = 1                       # the attempt its tries count from; 0: the next one (after a run retry)
 
 
 @dataclass(slots=True)
@@ -56,12 +59,15 @@ class RunContext:
     started: datetime
     steps: dict[str, StepContext]
     handlers: list[str] = field(default_factory=list)
+    gave_up: set[str] = field(default_factory=set)   # steps that failed for good, until a retry runs them again
+    outcome: str = ""                                # how it ended, until a retry reopens it
 
 
 class Interpreter:
     def __init__(self) -> None:
         self.runs: OrderedDict[str, RunContext] = OrderedDict()
-        self.finished: OrderedDict[str, None] = OrderedDict()   # ended or dry runs: nothing more to learn
+        # Ended runs (a retry may reopen them) and dry runs (None): nothing more to learn until then.
+        self.finished: OrderedDict[str, RunContext | None] = OrderedDict()
         self.shapes: OrderedDict[tuple[str, str], StepShape] = OrderedDict()
         self.playbooks: OrderedDict[bytes, dict[str, StepShape]] = OrderedDict()
 
@@ -75,7 +81,7 @@ class Interpreter:
         self.finished.pop(run_id, None)
         for event in earlier:
             self.facts(event, learn=False)
-        if run_id not in self.runs:
+        if run_id not in self.runs and run_id not in self.finished:
             _remember(self.finished, run_id, None)
 
     def facts(self, event: RunEvent | CircuitEvent, learn: bool = True) -> list[Fact]:
@@ -83,6 +89,8 @@ class Interpreter:
             return self._circuit(event)
         if isinstance(event, RunStarted):
             return self._started(event, learn)
+        if isinstance(event, RunRetried):
+            return self._reopened(event)
         run = self.runs.get(event.run_id)
         if run is None:
             return []
@@ -126,11 +134,27 @@ class Interpreter:
         # A failure never classified (no retry policy, no handler) stood until the run ended.
         facts: list[Fact] = [_failure(run, step, step.failed.category, gave_up=step.failed.category not in ENGINE_STOPS)
                              for step in run.steps.values() if step.failed]
-        facts.append(RunEnded(at=event.at, playbook=run.playbook, outcome=ENDINGS[type(event)],
+        run.outcome = ENDINGS[type(event)]
+        facts.append(RunEnded(at=event.at, playbook=run.playbook, outcome=run.outcome,
                               duration_ms=_ms(event.at, run.started)))
         del self.runs[event.run_id]
-        _remember(self.finished, event.run_id, None)
+        _remember(self.finished, event.run_id, run)
         return facts
+
+    def _reopened(self, event: RunRetried) -> list[Fact]:
+        """The run goes on: its ending is undone, and the steps that run again start their tries afresh."""
+        run = self.finished.get(event.run_id)
+        if run is None or not run.outcome:
+            return []
+        del self.finished[event.run_id]
+        _remember(self.runs, event.run_id, run, RUNS_KEPT)
+        for step_id in event.steps:
+            if (step := run.steps.get(step_id)) is not None:
+                step.after, step.delay_ms, step.waited_ms, step.failed, step.first = "", 0.0, 0.0, None, 0
+        mended = sorted(run.gave_up.intersection(event.steps))
+        run.gave_up.difference_update(mended)
+        outcome, run.outcome = run.outcome, ""
+        return [RunReopened(at=event.at, playbook=run.playbook, outcome=outcome, steps=mended)]
 
     def _circuit(self, event: CircuitEvent) -> list[Fact]:
         if isinstance(event, CircuitOpened):
@@ -147,9 +171,12 @@ def _step_facts(run: RunContext, step: StepContext, event: RunEvent) -> list[Fac
     facts: list[Fact] = []
     if isinstance(event, (StepSucceeded, StepFailed)) and step.failed is not None:
         facts.append(_failure(run, step, step.failed.category))   # never classified (the executor died, say)
+    if isinstance(event, (StepSucceeded, StepFailed)) and not step.first:
+        step.first = event.attempt
     match event:
         case StepSucceeded():
-            facts.append(AttemptPassed(at=event.at, playbook=run.playbook, step=event.step_id, attempt=event.attempt,
+            facts.append(AttemptPassed(at=event.at, playbook=run.playbook, step=event.step_id,
+                                       attempt=event.attempt - step.first + 1,
                                        duration_ms=event.duration_ms, target=step.shape.target or step.target,
                                        after=step.after, delay_ms=step.delay_ms, waited_ms=step.waited_ms))
             step.after, step.delay_ms = "", 0.0
@@ -180,7 +207,10 @@ def _failure(run: RunContext, step: StepContext, category: str, *, retried: bool
     assert failed is not None
     step.failed = None
     status = failed.outputs.get("status_code")
-    fact = AttemptFailed(at=failed.at, playbook=run.playbook, step=failed.step_id, attempt=failed.attempt,
+    if gave_up:
+        run.gave_up.add(failed.step_id)
+    fact = AttemptFailed(at=failed.at, playbook=run.playbook, step=failed.step_id,
+                         attempt=failed.attempt - step.first + 1,
                          category=category, duration_ms=failed.duration_ms, target=step.shape.target or step.target,
                          status=status if isinstance(status, int) and not isinstance(status, bool) else None,
                          after=step.after, delay_ms=step.delay_ms, retried=retried, gave_up=gave_up,

@@ -26,7 +26,7 @@ from events.subjects import RUNS_STREAM
 from services.errors import PlaybookError
 from services.learning.facts import (
     ApprovalDecided, AttemptFailed, AttemptPassed, BreakerOpened, Fact, RemediationEnded, RunBegan, RunEnded,
-    StepConfigured, decode_facts, encode_facts,
+    RunReopened, StepConfigured, decode_facts, encode_facts,
 )
 from services.learning.stats import (
     CorrelationStats, PlaybookStats, StepStats, TargetStats, fold_correlations, fold_playbook, fold_step, fold_target,
@@ -288,6 +288,8 @@ def _profiles_of(fact: Fact) -> list[tuple[type[Profile], tuple[str, ...]]]:
     match fact:
         case RunBegan() | RunEnded():
             return [(PlaybookProfile, (fact.playbook,))]
+        case RunReopened():
+            return [(PlaybookProfile, (fact.playbook,)), *((StepProfile, (fact.playbook, step)) for step in fact.steps)]
         case StepConfigured() | AttemptPassed() | AttemptFailed():
             target = fact.shape.target if isinstance(fact, StepConfigured) else fact.target
             found: list[tuple[type[Profile], tuple[str, ...]]] = [(StepProfile, (fact.playbook, fact.step))]

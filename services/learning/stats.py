@@ -13,7 +13,7 @@ import msgspec
 
 from services.learning.facts import (
     ApprovalDecided, AttemptFailed, AttemptPassed, BreakerOpened, Fact, RemediationEnded, RunBegan, RunEnded,
-    StepConfigured, StepShape,
+    RunReopened, StepConfigured, StepShape,
 )
 from services.learning.histogram import Histogram, bucket
 from services.domain.breaker import TARGET_FAILURES
@@ -139,6 +139,8 @@ def fold_step(stats: StepStats, fact: Fact) -> None:
         case ApprovalDecided():
             stats.approval_waits.add(fact.waited_ms)
             _count(stats.approvals, fact.outcome)
+        case RunReopened():
+            stats.gave_up = max(0, stats.gave_up - 1)
 
 
 def fold_playbook(stats: PlaybookStats, fact: Fact) -> None:
@@ -151,6 +153,11 @@ def fold_playbook(stats: PlaybookStats, fact: Fact) -> None:
             _count(stats.outcomes, fact.outcome)
             if fact.outcome == "completed":
                 stats.durations.add(fact.duration_ms)
+        case RunReopened():   # only a failed or cancelled run is retried: no completed duration to take back
+            if stats.outcomes.get(fact.outcome, 0) > 1:
+                stats.outcomes[fact.outcome] -= 1
+            else:
+                stats.outcomes.pop(fact.outcome, None)
 
 
 def fold_target(stats: TargetStats, fact: Fact) -> None:

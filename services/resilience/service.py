@@ -64,7 +64,8 @@ class ResilienceService(OneConsumer):
             elif policy is None:
                 verdict = without_policy(step.id, step.attempt.number, found)
             else:
-                verdict = retry_verdict(step.id, step.attempt.number, policy, found, event.outputs, random.random())
+                verdict = retry_verdict(step.id, step.attempt.number, policy, found, event.outputs, random.random(),
+                                        step.retry.first)
             at = datetime.now(timezone.utc)
             run, _ = await self.runs.change(run.id, lambda r: decide(r, verdict, at))
             step = run.steps[event.step_id]
@@ -97,7 +98,8 @@ class ResilienceService(OneConsumer):
             run, _ = await self.runs.change(
                 run.id, lambda r: [outcome] if r.steps[step_id].retry.remediation == "running" else [])
         remediated = run.steps[step_id].retry.remediation == "done"
-        return after_remediation(step_id, attempt, run.specs[step_id].retry, handler, found, why, remediated)
+        return after_remediation(step_id, attempt, run.specs[step_id].retry, handler, found, why, remediated,
+                                 run.steps[step_id].retry.first)
 
     async def _arm(self, run: Run, step_id: str) -> None:
         step = run.steps[step_id]

@@ -6,12 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from events.commands import ResetCircuit, StartRun
+from events.commands import CancelRun, ResetCircuit, StartRun
 from events.playbook import CircuitSpec
 from services.aggregates import BreakerRepository, breaker_repository
 from services.domain.breaker import after_call
 from services.store import EventStore
-from tests.helpers import playbook_yaml, wait_for_end
+from tests.helpers import playbook_yaml, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -147,3 +147,29 @@ async def test_replicas_with_cached_breakers_see_each_others_changes_and_never_l
     assert [(await r.get("db")).state for r in replicas] == ["open", "open"]
     fresh = await breaker_repository(store).get("db")                     # the cache agrees with a full read
     assert (fresh.failures, fresh.version) == (40, (await replicas[1].get("db")).version)
+
+
+async def test_a_trial_call_cancelled_mid_way_frees_its_place_and_the_next_call_tests_the_target(engine,
+                                                                                                 tmp_path) -> None:
+    """A half-open breaker whose only trial was cancelled would otherwise refuse every call for ever,
+    each as 'trial call(s) are under way'."""
+    def guarded(command: str) -> str:
+        return playbook_yaml([{"id": "call", "action": "shell", "args": {"command": command}, "timeout_seconds": 60,
+                               "circuit": {"key": "db", "failure_threshold": 1, "open_seconds": 0.2}}])
+    (failed,) = await run_all(engine, guarded("echo 'service unavailable' >&2; exit 1"), 1)
+    assert type(failed[-1]).__name__ == "RunFailed"
+    (breaker,) = await engine.circuits()
+    await until(lambda: now() > breaker.until, what="the open time passed")
+
+    trial = await engine.send(StartRun(playbook=guarded(f"touch {tmp_path}/calling; sleep 60")))
+    async for _, event in engine.follow(trial.run_id):
+        if type(event).__name__ == "StepStarted":
+            break
+    await until(lambda: (tmp_path / "calling").exists(), what="the trial call under way")
+    assert (await engine.send(CancelRun(run_id=trial.run_id, reason="hung"))).accepted
+    assert type((await wait_for_end(engine, trial.run_id))[-1]).__name__ == "RunCancelled"
+
+    (passed,) = await run_all(engine, guarded("echo ok"), 1)
+    assert type(passed[-1]).__name__ == "RunCompleted", passed[-1]
+    (breaker,) = await engine.circuits()
+    assert breaker.state == "closed"

@@ -6,7 +6,7 @@ import pytest
 from aiohttp import web
 
 from events import subjects
-from events.commands import StartRun
+from events.commands import RetryRun, StartRun
 from tests.helpers import local_http, playbook_yaml, wait_for_end
 from ui.insights import LearningClient
 
@@ -72,3 +72,34 @@ async def test_runs_against_flaky_endpoints_teach_retry_settings_a_validator_and
     target, = insights.targets
     assert target.calls == RUNS * 4 + GONE_RUNS * 3 and target.steps == ["cleanup/remove", "deploy/fetch",
                                                                          "deploy/health"]
+
+
+async def test_a_run_retried_to_completion_is_learned_as_completed_with_what_ran_after_the_retry(
+        engine, tmp_path) -> None:
+    """A failed run retried in place goes on: its new ending replaces the old one, and the attempts after the
+    retry are learned too (the step that gave up at first did not give up in the end)."""
+    tries = f"echo x >> {tmp_path}/tries; [ $(wc -l < {tmp_path}/tries) -ge ${{fail_until}} ]"
+    text = f"""name: mended
+parameters:
+  - {{name: fail_until, type: integer, default: 9}}
+steps:
+  - id: call
+    action: shell
+    args: {{command: "{tries} || {{ echo 'connection refused' >&2; exit 1; }}"}}
+    timeout_seconds: 10
+    retry: {{max_attempts: 2, base_delay: 0, jitter: none}}
+  - {{id: after, action: noop}}
+"""
+    reply = await engine.send(StartRun(playbook=text))
+    assert type((await wait_for_end(engine, reply.run_id))[-1]).__name__ == "RunFailed"
+    assert (await engine.send(RetryRun(run_id=reply.run_id, parameters={"fail_until": "3"}))).accepted
+    assert type((await wait_for_end(engine, reply.run_id, after_retry=True))[-1]).__name__ == "RunCompleted"
+    last = (await engine.nc.jetstream().stream_info(subjects.RUNS_STREAM)).state.last_seq
+
+    insights = await LearningClient(engine.nc, engine.headers()).insights("mended", after=last, wait=30)
+    mended, = insights.playbooks
+    assert (mended.runs, mended.outcomes, mended.success_rate) == (1, {"completed": 1}, 1.0)
+    steps = {s.step: s for s in mended.steps}
+    assert (steps["call"].attempts, steps["call"].passed, steps["call"].gave_up) == (3, 1, 0)
+    assert steps["call"].recovered_at_attempt == {}     # a person mended it: no retry setting would have
+    assert (steps["after"].attempts, steps["after"].passed) == (1, 1)

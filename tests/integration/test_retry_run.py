@@ -183,3 +183,29 @@ async def test_an_operator_scoped_to_a_playbook_retries_with_its_catalogs_next_v
     assert by_version.accepted, by_version.error
     events = await wait_for_end(sally, reply.run_id, after_retry=True)
     assert terminal(events[[type(e) for e in events].index(RunRetried):]) == ["RunCompleted"]
+
+
+async def test_a_retried_run_gives_the_failed_step_its_retry_policy_afresh(engine, tmp_path) -> None:
+    """Retrying a run is a new start for its failed step: its `retry` attempts and backoff count again,
+    not from the attempts the first series already spent."""
+    olga = await person(engine, "olga", "operator")
+    tries = f"echo x >> {tmp_path}/tries; [ $(wc -l < {tmp_path}/tries) -ge ${{fail_until}} ]"
+    text = f"""name: flaky-retried
+parameters:
+  - {{name: fail_until, type: integer, default: 9}}
+steps:
+  - id: call
+    action: shell
+    args: {{command: "{tries} || {{ echo 'connection refused' >&2; exit 1; }}"}}
+    timeout_seconds: 10
+    retry: {{max_attempts: 2, base_delay: 0, jitter: none}}
+"""
+    reply = await olga.send(StartRun(playbook=text))
+    first = await wait_for_end(olga, reply.run_id)
+    assert terminal(first) == ["RunFailed"] and ran(tmp_path, "tries") == ["x", "x"]
+
+    retried = await olga.send(RetryRun(run_id=reply.run_id, parameters={"fail_until": "4"}))
+    assert retried.accepted, retried.error
+    again = await wait_for_end(olga, reply.run_id, after_retry=True)
+    assert terminal(again) == ["RunCompleted"], [type(e).__name__ for e in again]
+    assert [e.attempt for e in again if isinstance(e, StepStarted)] == [3, 4]   # two tries of the policy's two

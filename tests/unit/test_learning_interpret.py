@@ -6,11 +6,11 @@ from datetime import timedelta
 from events.circuit import CircuitCallFailed
 from events.run import (
     ApprovalGranted, ApprovalRequested, RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled,
-    RunCompleted, RunFailed, StepFailed, StepNotRetried,
+    RunCompleted, RunFailed, RunRetried, StepFailed, StepNotRetried,
     StepRemediated, StepRemediationStarted, StepRetryScheduled, StepSucceeded,
 )
 from services.learning.facts import (
-    ApprovalDecided, AttemptFailed, AttemptPassed, RemediationEnded, RunBegan, RunEnded, StepConfigured,
+    ApprovalDecided, AttemptFailed, AttemptPassed, RemediationEnded, RunBegan, RunEnded, RunReopened, StepConfigured,
 )
 from services.learning.interpret import Interpreter
 from tests.helpers import at, started
@@ -123,3 +123,38 @@ def test_a_target_only_run_time_knows_comes_from_the_breaker_and_dry_runs_teach_
     assert shapes["call"].target is None and shapes["find"].check is None
     assert [f.target for f in facts if isinstance(f, AttemptFailed)] == [key]
     assert learn([started("r2", steps, dry_run=True), RunCompleted(run_id="r2", at=at(1) + timedelta(seconds=1))]) == []
+
+
+def failed_then_retried_to_completion(run_id: str = "r1") -> list:
+    steps = [{"id": "a", "action": "shell", "args": {"command": "make"}, "retry": {"max_attempts": 2}}]
+    return [
+        started(run_id, steps),
+        StepFailed(run_id=run_id, at=at(1), step_id="a", attempt=1, error="exit 1", duration_ms=5),
+        StepNotRetried(run_id=run_id, at=at(1), step_id="a", attempt=1, category="configuration", reason="no"),
+        RunFailed(run_id=run_id, at=at(2), reason="a failed"),
+        RunRetried(run_id=run_id, at=at(60), actor="olga", steps=["a"]),
+        StepSucceeded(run_id=run_id, at=at(61), step_id="a", attempt=2, duration_ms=7),
+        RunCompleted(run_id=run_id, at=at(62)),
+    ]
+
+
+def test_a_retry_reopens_the_ended_run_and_its_attempts_count_their_tries_afresh() -> None:
+    facts = learn(failed_then_retried_to_completion())[2:]
+    gave_up, failed_ending, reopened, passed, completed = facts
+    assert isinstance(gave_up, AttemptFailed) and gave_up.gave_up
+    assert isinstance(failed_ending, RunEnded) and failed_ending.outcome == "failed"
+    assert reopened == RunReopened(at=at(60), playbook="test", outcome="failed", steps=["a"])
+    assert isinstance(passed, AttemptPassed) and passed.attempt == 1 and passed.after == ""
+    assert isinstance(completed, RunEnded) and completed.outcome == "completed" and completed.duration_ms == 62_000
+
+
+def test_a_retry_met_after_a_restart_reopens_the_run_as_it_would_have() -> None:
+    events = failed_then_retried_to_completion()
+    retry = next(i for i, e in enumerate(events) if isinstance(e, RunRetried))
+    for cut in range(retry, len(events)):
+        followed = Interpreter()
+        learn(events[:cut], followed)
+        restarted = Interpreter()
+        assert restarted.needs_history(events[cut])
+        restarted.replay("r1", events[:cut])
+        assert learn(events[cut:], restarted) == learn(events[cut:], followed)

@@ -63,9 +63,10 @@ class RetryState(Struct):
     status: RetryStatus = ""
     due: datetime | None = None    # when the next attempt is scheduled, while `waiting`
     remediation: RemediationStatus = ""   # an error handler's, for the latest failed attempt
+    first: int = 1                 # the attempt the policy counts from: a retried run starts it afresh
 
     def copy(self) -> RetryState:
-        return RetryState(self.status, self.due, self.remediation)
+        return RetryState(self.status, self.due, self.remediation, self.first)
 
 
 class GateState(Struct):
@@ -489,7 +490,7 @@ def _retried(run: Run, event: RunRetried) -> None:
         number = step.attempt.number + (1 if step.retry.status == "waiting" else 0)
         behalf = f" for {event.on_behalf_of}" if event.on_behalf_of else ""
         step.status, step.reason = "pending", f"runs again: retried by {event.actor}{behalf}"
-        step.attempt, step.retry = AttemptState(number=number), RetryState()
+        step.attempt, step.retry = AttemptState(number=number), RetryState(first=number + 1)
         step.gate, step.rollback = GateState(), RollbackState()
         step.started_at = step.finished_at = None   # finished_order stays: an attempt that ran is undone in its place
     run.status, run.phase, run.finished_at, run.failure, run.steering = "running", "forward", None, "", Steering()
