@@ -33,6 +33,7 @@ from services.domain.breaker import circuit_key
 from services.domain.run.state import playbook_of, variables_of
 
 RUNS_KEPT = 10_000           # contexts of runs still going; an evicted one is replayed from the stream if needed
+ENDED_KEPT = 1_000           # contexts of ended runs a retry may reopen (older ones are replayed if one is)
 SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook teaches its shape once
 PLAYBOOKS_KEPT = 100         # playbooks (with their parameters) whose step shapes are at hand
 # Events whose meaning depends on the run's earlier events.
@@ -66,22 +67,25 @@ class RunContext:
 class Interpreter:
     def __init__(self) -> None:
         self.runs: OrderedDict[str, RunContext] = OrderedDict()
-        # Ended runs (a retry may reopen them) and dry runs (None): nothing more to learn until then.
-        self.finished: OrderedDict[str, RunContext | None] = OrderedDict()
+        self.finished: OrderedDict[str, None] = OrderedDict()   # ended or dry runs: nothing more to learn
+        self.ended: OrderedDict[str, RunContext] = OrderedDict()  # the newest ended ones, for a retry to reopen
         self.shapes: OrderedDict[tuple[str, str], StepShape] = OrderedDict()
         self.playbooks: OrderedDict[bytes, dict[str, StepShape]] = OrderedDict()
 
     def needs_history(self, event: RunEvent | CircuitEvent) -> bool:
         """True when the event's meaning depends on earlier events of a run not in memory."""
-        return (isinstance(event, CONTEXTUAL) and event.run_id not in self.runs
-                and event.run_id not in self.finished)
+        if not isinstance(event, CONTEXTUAL) or event.run_id in self.runs:
+            return False
+        reopens = isinstance(event, RunRetried) and event.run_id not in self.ended
+        return reopens or event.run_id not in self.finished
 
     def replay(self, run_id: str, earlier: list[RunEvent]) -> None:
         """Bring a run met mid-way up to date from its earlier events, learning nothing from them."""
         self.finished.pop(run_id, None)
+        self.ended.pop(run_id, None)
         for event in earlier:
             self.facts(event, learn=False)
-        if run_id not in self.runs and run_id not in self.finished:
+        if run_id not in self.runs:
             _remember(self.finished, run_id, None)
 
     def facts(self, event: RunEvent | CircuitEvent, learn: bool = True) -> list[Fact]:
@@ -138,15 +142,16 @@ class Interpreter:
         facts.append(RunEnded(at=event.at, playbook=run.playbook, outcome=run.outcome,
                               duration_ms=_ms(event.at, run.started)))
         del self.runs[event.run_id]
-        _remember(self.finished, event.run_id, run)
+        _remember(self.finished, event.run_id, None)
+        _remember(self.ended, event.run_id, run, ENDED_KEPT)
         return facts
 
     def _reopened(self, event: RunRetried) -> list[Fact]:
         """The run goes on: its ending is undone, and the steps that run again start their tries afresh."""
-        run = self.finished.get(event.run_id)
+        run = self.ended.pop(event.run_id, None)
         if run is None or not run.outcome:
             return []
-        del self.finished[event.run_id]
+        self.finished.pop(event.run_id, None)
         _remember(self.runs, event.run_id, run, RUNS_KEPT)
         for step_id in event.steps:
             if (step := run.steps.get(step_id)) is not None:

@@ -12,6 +12,7 @@ from events.run import (
 from services.learning.facts import (
     ApprovalDecided, AttemptFailed, AttemptPassed, RemediationEnded, RunBegan, RunEnded, RunReopened, StepConfigured,
 )
+from services.learning import interpret
 from services.learning.interpret import Interpreter
 from tests.helpers import at, started
 
@@ -158,3 +159,22 @@ def test_a_retry_met_after_a_restart_reopens_the_run_as_it_would_have() -> None:
         assert restarted.needs_history(events[cut])
         restarted.replay("r1", events[:cut])
         assert learn(events[cut:], restarted) == learn(events[cut:], followed)
+
+
+def test_ended_runs_kept_to_reopen_are_bounded_and_one_retried_after_its_context_went_is_replayed(monkeypatch) -> None:
+    """Each ended run's context is kept for a retry; 10,000 of them held every step of each. Beyond the newest
+    ENDED_KEPT, a retry is met like one after a restart: the run is replayed from the stream first."""
+    monkeypatch.setattr(interpret, "ENDED_KEPT", 2)
+    events = failed_then_retried_to_completion()
+    retry = next(i for i, e in enumerate(events) if isinstance(e, RunRetried))
+    followed = Interpreter()
+    learn(events[:retry], followed)
+    for other in ("r2", "r3"):
+        learn(retried_then_passed(other), followed)
+    assert list(followed.ended) == ["r2", "r3"] and "r1" in followed.finished
+    assert followed.needs_history(events[retry])
+    followed.replay("r1", events[:retry])
+    reopened, _, completed = learn(events[retry:], followed)
+    assert reopened == RunReopened(at=at(60), playbook="test", outcome="failed", steps=["a"])
+    assert isinstance(completed, RunEnded) and completed.outcome == "completed"
+    assert len(followed.ended) == 2
