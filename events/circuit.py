@@ -33,7 +33,8 @@ class CircuitOpened(CircuitEvent, frozen=True):
 
 
 class CircuitHalfOpened(CircuitEvent, frozen=True):
-    """The open time passed: a limited number of trial calls may go through."""
+    """The open time passed, or a trial call ended with no outcome (its step was cancelled, or its
+    executor died and the step calls again): a limited number of trial calls may go through."""
 
 
 class CircuitTrialStarted(CircuitEvent, frozen=True):

@@ -50,6 +50,7 @@ class Breaker:
     failures: int = 0                 # target failures in a row
     until: datetime | None = None
     trials: int = 0
+    trial_steps: list[tuple[str, str]] = field(default_factory=list)   # (run, step) of each trial under way
     last_change: datetime | None = None
     reason: str = ""                  # why it last opened
     # Outcomes of the latest calls since the last change of state, True = failed.
@@ -70,14 +71,17 @@ def evolve(breaker: Breaker, event: CircuitEvent, seq: int = 0) -> Breaker:
             breaker.recent.append(False)
         case CircuitOpened(until=until, at=at, reason=reason):
             breaker.state, breaker.until, breaker.trials, breaker.last_change = "open", until, 0, at
+            breaker.trial_steps = []
             breaker.reason = reason
             breaker.recent.clear()
         case CircuitHalfOpened(at=at):
-            breaker.state, breaker.trials, breaker.last_change = "half_open", 0, at
-        case CircuitTrialStarted():
+            breaker.state, breaker.trials, breaker.last_change, breaker.trial_steps = "half_open", 0, at, []
+        case CircuitTrialStarted(run_id=run_id, step_id=step_id):
             breaker.trials += 1
+            breaker.trial_steps.append((run_id, step_id))
         case CircuitClosed(at=at) | CircuitReset(at=at):
             breaker.state, breaker.failures, breaker.until, breaker.last_change = "closed", 0, None, at
+            breaker.trial_steps = []
             breaker.recent.clear()
     return breaker
 
@@ -103,6 +107,10 @@ def before_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str,
         return [CircuitHalfOpened(key=key, at=at), trial], None
     if breaker.trials < spec.half_open_trials:
         return [trial], None
+    if (run_id, step_id) in breaker.trial_steps:
+        # Its own trial ended with no outcome: its executor died mid-call, and the step runs again. Without a fresh
+        # start the trial's place stayed taken, and every call was refused until someone reset the breaker.
+        return [CircuitHalfOpened(key=key, at=at), trial], None
     return [], f"circuit {key} is half-open and its {spec.half_open_trials} trial call(s) are under way; not calling"
 
 

@@ -99,3 +99,17 @@ def test_http_steps_have_a_breaker_by_default_and_may_turn_it_off() -> None:
     assert circuit_of(Step(id="a", action="shell")) is None
     assert circuit_of(Step(id="a", action="shell", circuit=True)) == CircuitSpec()
     assert circuit_of(Step(id="a", action="shell", circuit=SPEC)) is SPEC
+
+
+def test_a_step_whose_trial_was_lost_with_its_executor_tries_again_and_others_still_wait() -> None:
+    """A trial whose executor was killed mid-call records no outcome; the attempt is taken over and the step
+    runs again. Its new call starts a fresh trial: else the breaker stayed half-open, refusing all, for ever."""
+    b = Breaker(key="k", state="open", until=at(10))
+    apply(b, before_call(b, SPEC, "r", "s", at(11))[0])
+    assert before_call(b, SPEC, "r2", "s", at(12))[1] is not None       # another step still waits for the trial
+    events, denial = before_call(b, SPEC, "r", "s", at(40))              # the same step, its next attempt
+    assert (names(events), denial) == (["CircuitHalfOpened", "CircuitTrialStarted"], None)
+    apply(b, events)
+    assert (b.trials, b.trial_steps) == (1, [("r", "s")])
+    apply(b, after_call(b, SPEC, "r", "s", at(41), None))
+    assert b.state == "closed" and b.trial_steps == []
