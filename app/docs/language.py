@@ -48,7 +48,8 @@ MEANINGS: dict[str, dict[str, str]] = {
         "parallel_group": "steps sharing a group run together; the step after the group waits for all of them",
         "when": "run the step only if this holds, else skip it (skipped is never failed); a list must all hold; "
                 "one that reads the outputs of a step that was skipped skips too",
-        "timeout_seconds": "the attempt is killed after this long and fails as `timeout` (above 0, at most 366 days)",
+        "timeout_seconds": "the attempt is killed after this long and fails as `timeout`, keeping what a shell "
+                           "command printed until then (above 0, at most 366 days)",
         "continue_on_failure": "a failure of this step lets the run go on, and the steps after it run (its "
                                "outputs, `${steps.<id>.returncode}`, are in reach of their `when`)",
         "outputs": "fields of the step's outputs exported as `${steps.<id>.<name>}`",

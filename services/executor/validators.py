@@ -134,7 +134,7 @@ async def _command_succeeds(check: CommandSucceeds) -> str | None:
                               timeout=check.timeout_seconds)
     if result.ok:
         return None
-    if "returncode" in result.outputs:
+    if result.category != "timeout" and "returncode" in result.outputs:   # it exited, with another code
         return f"{result.error} (expected exit code {check.expected_returncode})"
     return result.error
 

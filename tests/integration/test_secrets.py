@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 import logging
 
+import msgspec
 import pytest
 from aiohttp import web
 
 from events import subjects
 from events.commands import StartRun
+from events.run import StepFailed
 from projections.run_view import run_view
 from tests.helpers import local_http, playbook_yaml, wait_for_end
 
@@ -85,6 +87,20 @@ async def test_a_secret_too_short_to_redact_fails_the_step_as_configuration(engi
                            "args": {"command": "echo ${secret:pin}"}}])
     reply = await engine.send(StartRun(playbook=text))
     events = await wait_for_end(engine, reply.run_id)
-    [failed] = [e for e in events if type(e).__name__ == "StepFailed"]
+    [failed] = [e for e in events if isinstance(e, StepFailed)]
     assert failed.category == "configuration"
     assert "secret 'pin' is shorter than 8 characters" in failed.error and "4711" not in repr(events)
+
+
+async def test_a_step_cut_off_by_its_timeout_keeps_what_it_printed_redacted(engine, monkeypatch) -> None:
+    """A hung step's failure now keeps the head of its output, as every other failure does: redacted like it."""
+    monkeypatch.setenv("PLAYBOOK_SECRET_API_TOKEN", SECRET)
+    text = playbook_yaml([{"id": "hangs", "action": "shell", "timeout_seconds": 1,
+                           "args": {"command": "echo logging in as ${secret:api_token}; echo 'waiting for lock' >&2; "
+                                               "exec sleep 60"}}])
+    reply = await engine.send(StartRun(playbook=text))
+    events = await wait_for_end(engine, reply.run_id)
+    [failed] = [e for e in events if isinstance(e, StepFailed)]
+    assert (failed.category, failed.error) == ("timeout", "timed out after 1s")
+    assert (failed.outputs["stdout"], failed.outputs["stderr"]) == ("logging in as ***", "waiting for lock")
+    assert SECRET.encode() not in msgspec.json.encode(events)

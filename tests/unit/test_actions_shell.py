@@ -151,8 +151,21 @@ async def test_a_timeout_kills_the_process_group_including_grandchildren(fifo):
         "shell", {"command": f"sh -c 'sleep 60 & echo $$ $! > {fifo}; wait'; sleep 60"}, timeout=1))
     pids = await read_pids(fifo)
     result = await asyncio.wait_for(task, 10)
-    assert result == ActionResult(ok=False, error="timed out after 1s", category="timeout")
+    assert (result.ok, result.error, result.category) == (False, "timed out after 1s", "timeout")
     assert [await exited(pid) for pid in pids] == [True, True]
+
+
+async def test_a_timed_out_command_keeps_what_it_printed_until_then(fifo):
+    """The failure is where an operator looks for why: it kept nothing, so what a hung command said was only in
+    the live logs (a week), not in its event (for good)."""
+    task = asyncio.create_task(run_action(
+        "shell", {"command": f"echo connecting to db; echo 'waiting for lock' >&2; echo $$ > {fifo}; sleep 60"},
+        timeout=1))
+    await read_pids(fifo)
+    result = await asyncio.wait_for(task, 10)
+    assert (result.ok, result.error, result.category) == (False, "timed out after 1s", "timeout")
+    assert (result.outputs["stdout"], result.outputs["stderr"]) == ("connecting to db", "waiting for lock")
+    assert result.outputs["returncode"] == -signal.SIGTERM
 
 
 async def test_cancelling_stops_the_command_and_its_children_quickly(fifo):

@@ -17,7 +17,7 @@ from services.errors import PlaybookError
 from services.executor.scope import current_scope, redacted
 from services.playbook.actions import arg_problems
 
-from .base import Action, ActionArgsError, ActionResult
+from .base import Action, ActionArgsError, ActionResult, cut_off_outputs
 from .basic import NOOP, WAIT
 from .http import HTTP_REQUEST, close_http_session
 from .shell import SHELL
@@ -61,6 +61,8 @@ async def _run(action: str, args: dict[str, Any], timeout: float | None) -> Acti
     entry = ACTIONS[action]
     seconds = timeout if timeout is not None else entry.spec.default_timeout
     deadline = asyncio.timeout(seconds)
+    cut_off: dict[str, Any] = {}
+    leaving = cut_off_outputs.set(cut_off)
     try:
         async with deadline:
             return await entry.run(args)
@@ -68,11 +70,13 @@ async def _run(action: str, args: dict[str, Any], timeout: float | None) -> Acti
         return ActionResult(ok=False, error=f"{action}: {err}", category="configuration")
     except TimeoutError as err:
         error = f"timed out after {seconds:g}s" if deadline.expired() else f"{action} timed out: {err}"
-        return ActionResult(ok=False, error=error, category="timeout")
+        return ActionResult(ok=False, outputs=cut_off, error=error, category="timeout")
     except Exception as err:  # noqa: BLE001 - logged, redacted, and the step fails
         log.error("action %s failed unexpectedly\n%s", action, redacted(traceback.format_exc()))
         return ActionResult(ok=False, error=f"{action} failed unexpectedly: {type(err).__name__}: {err}",
                             category="unknown")
+    finally:
+        cut_off_outputs.reset(leaving)
 
 
 def _did_you_mean(name: str, known: Iterable[str]) -> str:

@@ -24,6 +24,8 @@ class ActionResult(msgspec.Struct, frozen=True, kw_only=True):
 
 # Where an action sends its output while it runs (fd 1 or 2, raw bytes), if anyone listens.
 live_output: ContextVar[Callable[[int, bytes], None] | None] = ContextVar("live_output", default=None)
+# Where an action cut off by its timeout leaves what it had produced, so that the failure keeps it.
+cut_off_outputs: ContextVar[dict[str, Any] | None] = ContextVar("cut_off_outputs", default=None)
 
 
 class ActionArgsError(ValueError):

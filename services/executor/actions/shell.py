@@ -22,7 +22,9 @@ from services.executor.scope import current_attempt, current_processes, current_
 from services.playbook.actions import ACTION_SPECS, MAX_OUTPUT_BYTES
 from services.secrets import Redactor
 
-from .base import Action, ActionResult, arg, cut_before_secret, live_output, text_list, text_map
+from .base import (
+    Action, ActionResult, arg, cut_before_secret, cut_off_outputs, live_output, text_list, text_map,
+)
 
 GRACE_SECONDS = 0.5  # between SIGTERM and SIGKILL when stopping a command
 _ERROR_LINE_CHARS = 200
@@ -103,6 +105,8 @@ async def run_shell(args: dict[str, Any]) -> ActionResult:
                 await asyncio.shield(_end_group(transport, finished))
             except BaseException:
                 await _stop(transport, finished)
+                if (cut_off := cut_off_outputs.get()) is not None:   # a timeout: its failure keeps what was printed
+                    cut_off.update(_outputs(transport.get_returncode(), capture))
                 raise
             finally:
                 transport.close()
@@ -183,8 +187,12 @@ def _ok_returncodes(args: dict[str, Any]) -> frozenset[int]:
     return frozenset([codes] if isinstance(codes, int) else codes)
 
 
+def _outputs(returncode: int | None, capture: _Capture) -> dict[str, Any]:
+    return {"returncode": returncode, "stdout": capture.text(1), "stderr": capture.text(2)}
+
+
 def _result(returncode: int, capture: _Capture, ok_returncodes: frozenset[int]) -> ActionResult:
-    outputs = {"returncode": returncode, "stdout": capture.text(1), "stderr": capture.text(2)}
+    outputs = _outputs(returncode, capture)
     if returncode in ok_returncodes:
         return ActionResult(ok=True, outputs=outputs)
     error, category = _failure(returncode)
