@@ -55,9 +55,9 @@ class ResilienceService(OneConsumer):
         step = run.steps.get(event.step_id)
         if step is None or step.attempt.number != event.attempt or not step.retry.status:
             return
+        found = classify(event.error, event.outputs, event.category, self.patterns)
         if step.retry.status == "deciding":
             policy = run.specs[step.id].retry
-            found = classify(event.error, event.outputs, event.category, self.patterns)
             handler = matching_handler(run.error_handlers, found, event)
             if handler is not None:
                 verdict = await self._remediate(run, event, handler, found)
@@ -70,7 +70,7 @@ class ResilienceService(OneConsumer):
             run, _ = await self.runs.change(run.id, lambda r: decide(r, verdict, at))
             step = run.steps[event.step_id]
         if step.retry.status == "waiting":
-            await self._arm(run, step.id)
+            await self._arm(run, step.id, found.category)
 
     async def _remediate(self, run: Run, failed: StepFailed, index: int, found: Classification) -> RecordRetryVerdict:
         """Run the error handler's action (recorded before and after), then retry at once or not."""
@@ -101,11 +101,13 @@ class ResilienceService(OneConsumer):
         return after_remediation(step_id, attempt, run.specs[step_id].retry, handler, found, why, remediated,
                                  run.steps[step_id].retry.first)
 
-    async def _arm(self, run: Run, step_id: str) -> None:
+    async def _arm(self, run: Run, step_id: str, category: str) -> None:
+        """The timer that schedules the next attempt; its reason names the failure as classified (the executor's
+        own category is often `unknown`)."""
         step = run.steps[step_id]
         assert step.retry.due is not None
         attempt = step.attempt.number + 1
         due = StepScheduled(run_id=run.id, at=step.retry.due, step_id=step_id, attempt=attempt,
-                            reason=f"retry after {step.attempt.category}")
+                            reason=f"retry after a {category} error")
         await self.runs.store.schedule(subjects.retry_timer(run.id, step_id), due, step.retry.due,
                                        msg_id=f"retry-timer.{run.id}.{step_id}.{attempt}")

@@ -43,6 +43,8 @@ async def test_a_flaky_call_is_retried_with_the_configured_backoff(engine, flaky
     retries = [e for e in events if type(e).__name__ == "StepRetryScheduled"]
     assert [(r.attempt, r.delay_seconds, r.category) for r in retries] == [(2, 0.2, "temporary"), (3, 0.4, "temporary")]
     assert "http status 503" in retries[0].reason
+    timers = [e for e in events if type(e).__name__ == "StepScheduled" and e.attempt > 1]
+    assert [t.reason for t in timers] == ["retry after a temporary error"] * 2   # classified, not the executor's hint
     starts = [e.at for e in events if type(e).__name__ == "StepStarted"]
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:])]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4          # the timers held the retries back
