@@ -2,7 +2,8 @@
 
 People's actions, plus what the system did in their place when a gate's time ran out.
 Refused approval attempts are here too, and access refused at any door (PB_ACCESS):
-auditors ask about those as well, and so do they about a message the engine gave up on.
+auditors ask about those as well, and so do they about a message the engine gave up on,
+and about who was given a token, whose was revoked, who signed in (PB_IDENTITY).
 An admin's act for someone names both.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 import msgspec
 
 from events.circuit import CircuitEvent, CircuitReset
-from events.identity import AccessRefused
+from events.identity import AccessRefused, Grant, TokenCreated, TokenRevoked
 from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, MessageAbandoned,
     RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunRetried, RunStarted,
@@ -23,11 +24,14 @@ from projections.sentences import abandoned_sentence, retry_detail
 SYSTEM = "system"
 # Every action an audit entry can name, in the order the dashboard offers them as a filter.
 AUDIT_ACTIONS = ("start", "pause", "resume", "cancel", "retry", "approve", "reject", "approval_refused",
-                 "auto_approve", "timeout", "rollback", "circuit_reset", "refused", "abandoned")
+                 "auto_approve", "timeout", "rollback", "circuit_reset", "refused", "abandoned",
+                 "token_create", "token_revoke", "sign_in", "sign_out")
+IDENTITY_ACTIONS = frozenset({"refused", "token_create", "token_revoke", "sign_in", "sign_out"})   # admins' to read
+SIGNED_OUT = "signed out"     # the reason a session's own sign-out gives
 
 
 class AuditEntry(msgspec.Struct, kw_only=True):
-    seq: int                            # the event's sequence in its stream (PB_RUNS; PB_ACCESS for refusals)
+    seq: int                            # the event's sequence in its stream (PB_RUNS, PB_ACCESS or PB_IDENTITY)
     at: datetime
     actor: str
     action: str
@@ -62,6 +66,37 @@ def refusal_entry(seq: int, refused: AccessRefused) -> AuditEntry:
     return AuditEntry(seq=seq, at=refused.at, actor=refused.principal, action="refused", door=refused.door,
                       on_behalf_of=refused.on_behalf_of,
                       detail=f"{refused.action}{target} at {refused.door}{source} ({refused.code}): {refused.reason}")
+
+
+def token_entry(seq: int, event: TokenCreated | TokenRevoked, created: TokenCreated | None) -> AuditEntry:
+    """A token issued or revoked (`created`: its issue, if known): a dashboard session's are sign-ins and -outs.
+    Never its secret: the record holds only a hash, and the entry not even that."""
+    behalf = event.on_behalf_of
+    if isinstance(event, TokenCreated):
+        if event.parent is not None:
+            return AuditEntry(seq=seq, at=event.at, actor=event.actor, action="sign_in", on_behalf_of=behalf,
+                              detail=f"opened dashboard session {event.token_id} with token {event.parent}")
+        expiry = f"until {event.expires_at:%Y-%m-%d %H:%M}Z" if event.expires_at else "never expires"
+        grants = ", ".join(_grant(g) for g in event.grants) or "no grants"
+        kind = "agent " if event.kind == "agent" else ""
+        return AuditEntry(seq=seq, at=event.at, actor=event.actor, action="token_create", on_behalf_of=behalf,
+                          detail=f"issued {kind}token {event.token_id} {event.name!r} to {event.owner}: {grants}; "
+                                 f"{expiry}")
+    whose = f" {created.name!r} of {created.owner}" if created is not None else ""
+    reason = f": {event.reason}" if event.reason else ""
+    if created is not None and created.parent is not None:
+        action = "sign_out" if event.reason == SIGNED_OUT else "token_revoke"
+        return AuditEntry(seq=seq, at=event.at, actor=event.actor, action=action, on_behalf_of=behalf,
+                          detail=f"ended dashboard session {event.token_id} of {created.owner}{reason}")
+    return AuditEntry(seq=seq, at=event.at, actor=event.actor, action="token_revoke", on_behalf_of=behalf,
+                      detail=f"revoked token {event.token_id}{whose}{reason}")
+
+
+def _grant(grant: Grant) -> str:
+    """As `--grant` takes it: role[:playbooks][@environments]."""
+    playbooks = "" if grant.playbooks == ("*",) else ":" + ",".join(grant.playbooks)
+    environments = "" if grant.environments == ("*",) else "@" + ",".join(grant.environments)
+    return f"{grant.role}{playbooks}{environments}"
 
 
 def _run_action(event: RunEvent) -> tuple[str, str, str] | None:

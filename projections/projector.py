@@ -34,7 +34,7 @@ from events.run import RunEvent
 from projections import run_list
 from projections.audit import AuditEntry, AuditTrail, select
 from projections.metrics import Metrics
-from projections.refusals import Refusals
+from projections.identity_records import refusals, token_acts
 from services.tasks import stop
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Projector:
         self.pending = 0                  # events stored but not yet applied, as last reported
         self.recent: deque[tuple[int, dict[str, Any]]] = deque(maxlen=RECENT_CHANGES)
         self._listeners: set[Listener] = set()
-        self.refusals = Refusals(nc)
+        self.refusals, self.token_acts = refusals(nc), token_acts(nc)
         self._task: asyncio.Task[None] | None = None
         self._rebuilding: asyncio.Task[dict[str, Any]] | None = None
         self.rebuilds = 0                 # rebuilds done since this process started: joined askers share one
@@ -110,7 +110,8 @@ class Projector:
         """Audit entries `keep` accepts, newest first: people's acts on runs and breakers, and refused access."""
         acts = self.views.audit.select(limit=limit, keep=keep, **where)
         refused = select(reversed(self.refusals.entries), limit=limit, keep=keep, **where)
-        return heapq.nlargest(limit, [*acts, *refused], key=lambda e: e.at)
+        tokens = select(reversed(self.token_acts.entries), limit=limit, keep=keep, **where)
+        return heapq.nlargest(limit, [*acts, *refused, *tokens], key=lambda e: e.at)
 
     def run_changes_after(self, seq: int) -> list[tuple[int, dict[str, Any]]] | None:
         """Run-list changes after position `seq`, or None if they are not all kept any more
@@ -128,12 +129,14 @@ class Projector:
 
     async def start(self) -> None:
         await self.refusals.start()
+        await self.token_acts.start()
         self.views = await self._restore()
         self._complete_after = self.views.position
         self._task = asyncio.create_task(self._keep_following(), name="projector")
 
     async def stop(self) -> None:
         await self.refusals.stop()
+        await self.token_acts.stop()
         await self._halt()
 
     async def _halt(self) -> None:

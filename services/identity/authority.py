@@ -78,7 +78,8 @@ ENGINE_ACTION_WORDS = {
     "create_token": "create tokens", "list_tokens": "list tokens", "revoke_token": "revoke tokens",
     "manage_directory": "change the directory", "reset_circuit": "reset circuit breakers",
     "rebuild_projections": "rebuild projections", "publish_playbook": "publish playbooks",
-    "act_on_behalf": "act on behalf of others", "read_refusals": "read who was refused access",
+    "act_on_behalf": "act on behalf of others",
+    "read_refusals": "read who was refused access, and who was issued or lost a token",
 }
 
 

@@ -9,7 +9,8 @@ from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut,
     RollbackStarted, RunCancelRequested, RunCompleted, RunPaused, RunResumed, StepFailed, StepStarted,
 )
-from projections.audit import AuditEntry, AuditTrail, audit_entry
+from events.identity import Grant, TokenCreated, TokenRevoked
+from projections.audit import AuditEntry, AuditTrail, audit_entry, token_entry
 from tests.helpers import at, noop, started
 
 R = "run1"
@@ -133,3 +134,19 @@ def test_entries_encode_as_json_for_the_api() -> None:
         "seq": 9, "at": "2026-01-01T12:00:01Z", "actor": "dave", "action": "circuit_reset", "run_id": None,
         "step_id": None, "circuit": "db", "detail": "reset breaker db by hand", "door": None,
         "on_behalf_of": None}
+
+
+def test_token_records_read_as_who_issued_what_to_whom_and_sessions_as_sign_ins_never_with_a_hash() -> None:
+    agent = TokenCreated(at=at(1), token_id="a1", name="deploy bot", owner="bot", secret_hash="f00d" * 16,
+                         actor="ada", kind="agent", grants=(Grant(role="operator", playbooks=("deploy-*",)),))
+    session = TokenCreated(at=at(2), token_id="s1", name="dashboard session", owner="sam", secret_hash="beef" * 16,
+                           actor="sam", parent="p1", expires_at=at(3600))
+    entries = [token_entry(1, agent, None), token_entry(2, session, None),
+               token_entry(3, TokenRevoked(at=at(3), token_id="s1", actor="ada", reason="lost laptop"), session),
+               token_entry(4, TokenRevoked(at=at(4), token_id="zz", actor="ada"), None)]
+    assert [(e.action, e.actor, e.detail) for e in entries] == [
+        ("token_create", "ada", "issued agent token a1 'deploy bot' to bot: operator:deploy-*; never expires"),
+        ("sign_in", "sam", "opened dashboard session s1 with token p1"),
+        ("token_revoke", "ada", "ended dashboard session s1 of sam: lost laptop"),     # not sam's own sign-out
+        ("token_revoke", "ada", "revoked token zz")]
+    assert "f00d" not in repr(entries) and "beef" not in repr(entries)

@@ -1,7 +1,7 @@
 """`playbook audit`: who did what to which run or breaker, and who was refused at which door.
 
 A web server answers from its audit view, showing the caller what their token may read:
-their runs' acts, and refused access to admins.
+their runs' acts, and to admins refused access and the tokens issued and revoked.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from services.settings import Settings
     from ui.client import EngineClient
 
-HELP = "who did what, newest first, and who was refused access (admins); a web server answers"
+HELP = ("who did what, newest first, and who was refused access, given or stripped of a token, signed in (admins); "
+        "a web server answers")
 _UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 

@@ -24,7 +24,7 @@ from events.commands import (
     ApproveStep, CancelRun, Command, PauseRun, RejectStep, ResetCircuit, ResumeRun, RetryRun, RollbackRun, StartRun,
 )
 from projections import run_list
-from projections.audit import AuditEntry
+from projections.audit import IDENTITY_ACTIONS, AuditEntry
 from projections.projector import Projector
 from projections.run_view import run_view, timeline
 from projections.step_logs import logs_of
@@ -318,11 +318,11 @@ def audit_entries(request: web.Request, *, limit: int, **where: Any) -> list[Aud
 
 def readable_audit(projector: Projector, may_do: Callable[[Action, Resource], bool]) -> Callable[[AuditEntry], bool]:
     """Which audit entries a caller may see: acts on runs they may read, breaker resets if they may read
-    everything, refused access if they may read refusals (admins)."""
+    everything, refused access and tokens issued and revoked if they may read refusals (admins)."""
     everything, refusals = may_do("read", Resource()), may_do("read_refusals", Resource())
 
     def readable(entry: AuditEntry) -> bool:
-        if entry.action == "refused":
+        if entry.action in IDENTITY_ACTIONS:
             return refusals
         summary = projector.views.runs.get(entry.run_id) if entry.run_id else None
         if summary is None:
