@@ -64,12 +64,14 @@ class AccessDenied(CommandRejected):
 
 
 class Unauthenticated(AccessDenied):
-    """No credential, or one that is malformed, unknown, wrong, expired or revoked."""
+    """No credential, or one that is malformed, unknown, wrong, expired or revoked. `owner`: whose it was, when its
+    secret matched a token that is no longer valid (the refusal is then recorded under that name)."""
 
     http_status = 401
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, owner: str | None = None) -> None:
         super().__init__(message, "unauthenticated")
+        self.owner = owner
 
 
 class Forbidden(AccessDenied):

@@ -58,8 +58,8 @@ class Guard:
         except Unauthenticated as err:
             if source and self.limiter.failed(source, self.monotonic()):
                 wait = self.limiter.wait(source, self.monotonic())
-                err = Unauthenticated(f"{err}; further tries from {source} must wait {wait:.0f} s")
-            raise await refuse(err) from None
+                err = Unauthenticated(f"{err}; further tries from {source} must wait {wait:.0f} s", err.owner)
+            raise await refuse(err, err.owner or ANONYMOUS) from None
         if not on_behalf_of:
             return Acting(principal)
         try:

@@ -44,12 +44,12 @@ class TokenVerifier:
         record = self.registry.get(token_id)
         if record is None or not secret_matches(secret, record.secret_hash):
             raise Unauthenticated("the token is not valid")
-        now = self.clock()
+        now, owner = self.clock(), record.owner    # its secret matched: a refusal from here on is recorded as theirs
         _still_valid(record, now)
         if record.created.parent is not None:
             parent = self.registry.get(record.created.parent)
             if parent is None:
-                raise Unauthenticated(f"session {token_id} was opened with a token this engine does not know")
+                raise Unauthenticated(f"session {token_id} was opened with a token this engine does not know", owner)
             _still_valid(parent, now, f"session {token_id} ended: its ")
         self.registry.note_use(token_id, now)
         owner = record.owner
@@ -60,9 +60,10 @@ class TokenVerifier:
 def _still_valid(record: TokenRecord, now: datetime, prefix: str = "") -> None:
     if (revoked := record.revoked) is not None:
         raise Unauthenticated(f"{prefix}token {record.id} was revoked by {revoked.actor} at "
-                              f"{revoked.at:%Y-%m-%d %H:%M}Z")
+                              f"{revoked.at:%Y-%m-%d %H:%M}Z", record.owner)
     if (expires := record.expires_at) is not None and now >= expires:
-        raise Unauthenticated(f"{prefix}token {record.id} expired at {expires:%Y-%m-%d %H:%M}Z; ask for a new one")
+        raise Unauthenticated(f"{prefix}token {record.id} expired at {expires:%Y-%m-%d %H:%M}Z; ask for a new one",
+                              record.owner)
 
 
 class Verifiers:

@@ -115,16 +115,18 @@ async def test_a_replica_starting_later_learns_every_token_from_the_stream(nats_
 async def test_wrong_secrets_unknown_ids_and_expired_tokens_are_refused(nats_server) -> None:
     async with replica(nats_server.url) as (store, registry, verifier):
         token_id, text = await issue(store, registry, "alice")
-        with pytest.raises(Unauthenticated, match="not valid"):
+        with pytest.raises(Unauthenticated, match="not valid") as guessed:
             await verifier.verify(text[:-4] + "AAAA")
+        assert guessed.value.owner is None        # a wrong secret is nobody's: its refusal is recorded anonymous
         with pytest.raises(Unauthenticated, match="not valid"):
             await verifier.verify(credential(new_token_id(), new_secret()))
         _, daily = await issue(store, registry, "bob", expires_in_seconds=24 * 3600)
         await verifier.verify(daily)
         two_days_later = TokenVerifier(registry, groups_of,
                                        clock=lambda: datetime.now(timezone.utc) + timedelta(days=2))
-        with pytest.raises(Unauthenticated, match="expired at .*; ask for a new one"):
+        with pytest.raises(Unauthenticated, match="expired at .*; ask for a new one") as expired:
             await two_days_later.verify(daily)
+        assert expired.value.owner == "bob"       # the right secret of an ended token: recorded as bob's
         with pytest.raises(Unauthenticated, match="no kind this engine accepts"):
             await Verifiers(verifier).verify("eyJhbGciOi.eyJzdWIi.c2ln")
 
