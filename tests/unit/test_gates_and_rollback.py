@@ -138,6 +138,17 @@ def test_the_deadline_times_the_gate_out_and_a_late_approval_is_refused() -> Non
     assert s.when(ExpireGate("deploy")) == []
 
 
+def test_an_approval_past_the_deadline_is_refused_even_while_its_timer_is_late() -> None:
+    """The timer records the deadline's passing; while it is held up (its service down, say), the window still
+    closes on time for whoever answers."""
+    s = gate_scenario(timeout_seconds=5)
+    assert s.run.steps["deploy"].gate.deadline == at(15)
+    assert kinds(s.when(approve("bob"), t=14.9)) == ["ApprovalGiven:deploy"]
+    with pytest.raises(Refused, match="approval window of step deploy closed at"):
+        s.when(approve("alice"), t=15)
+    assert s.run.steps["deploy"].gate.status == "requested"       # the timer, when it comes, times it out
+
+
 def test_auto_approve_after_timeout_opens_the_gate_as_the_system() -> None:
     s = gate_scenario(timeout_seconds=5, auto_approve_after_timeout=True)
     s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))

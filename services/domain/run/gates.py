@@ -71,7 +71,8 @@ def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
         raise refuse(f"step {step.id} is not waiting for approval ({state})")
     if run.finished or run.status == "cancelling":     # its gate still open, the run over or ending
         raise refuse(f"run {run.id} is {run.display_status}; its gates take no more answers")
-    if step.gate.deadline_passed:
+    # The deadline's timer records its passing; a timer held up (its service down) must not keep the window open.
+    if step.gate.deadline_passed or (step.gate.deadline is not None and at >= step.gate.deadline):
         raise refuse(f"the approval window of step {step.id} closed at {step.gate.deadline:%Y-%m-%d %H:%M:%S}Z")
     gate = run.gate_of(step.id)
     assert gate is not None
