@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -63,6 +64,17 @@ def started(run_id: str, steps: list[dict[str, Any]], *, values: dict | None = N
     return RunStarted(run_id=run_id, at=T0, actor=actor, playbook=loaded.playbook, plan=loaded.plan,
                       parameters=loaded.parameters, environment=loaded.environment, variables=loaded.variables,
                       dry_run=dry_run)
+
+
+def failing_until(name: str, tries: Path, *after: dict[str, Any]) -> str:
+    """A playbook whose shell step `call` fails ("connection refused") until it has been tried `fail_until` times
+    (a parameter, 9 by default), counting its tries in the file `tries`; two attempts a run; then `after`."""
+    check = f"echo x >> {tries}; [ $(wc -l < {tries}) -ge ${{fail_until}} ]"
+    call = {"id": "call", "action": "shell", "timeout_seconds": 10,
+            "args": {"command": f"{check} || {{ echo 'connection refused' >&2; exit 1; }}"},
+            "retry": {"max_attempts": 2, "base_delay": 0, "jitter": "none"}}
+    return playbook_yaml([call, *after], name=name,
+                         parameters=[{"name": "fail_until", "type": "integer", "default": 9}])
 
 
 def noop(step_id: str, **extra: Any) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from events import subjects
 from events.commands import RetryRun, StartRun
-from tests.helpers import local_http, playbook_yaml, wait_for_end
+from tests.helpers import failing_until, local_http, playbook_yaml, wait_for_end
 from ui.insights import LearningClient
 
 pytestmark = pytest.mark.integration
@@ -78,18 +78,7 @@ async def test_a_run_retried_to_completion_is_learned_as_completed_with_what_ran
         engine, tmp_path) -> None:
     """A failed run retried in place goes on: its new ending replaces the old one, and the attempts after the
     retry are learned too (the step that gave up at first did not give up in the end)."""
-    tries = f"echo x >> {tmp_path}/tries; [ $(wc -l < {tmp_path}/tries) -ge ${{fail_until}} ]"
-    text = f"""name: mended
-parameters:
-  - {{name: fail_until, type: integer, default: 9}}
-steps:
-  - id: call
-    action: shell
-    args: {{command: "{tries} || {{ echo 'connection refused' >&2; exit 1; }}"}}
-    timeout_seconds: 10
-    retry: {{max_attempts: 2, base_delay: 0, jitter: none}}
-  - {{id: after, action: noop}}
-"""
+    text = failing_until("mended", tmp_path / "tries", {"id": "after", "action": "noop"})
     reply = await engine.send(StartRun(playbook=text))
     assert type((await wait_for_end(engine, reply.run_id))[-1]).__name__ == "RunFailed"
     assert (await engine.send(RetryRun(run_id=reply.run_id, parameters={"fail_until": "3"}))).accepted

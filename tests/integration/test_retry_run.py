@@ -7,7 +7,7 @@ import pytest
 
 from events.commands import CancelRun, RetryRun, RollbackRun, StartRun
 from events.run import TERMINAL_EVENTS, RunRetried, StepStarted
-from tests.helpers import person, refusals, wait_for_end
+from tests.helpers import failing_until, person, refusals, wait_for_end
 from ui.catalog_client import CatalogClient, Published
 
 pytestmark = pytest.mark.integration
@@ -189,17 +189,7 @@ async def test_a_retried_run_gives_the_failed_step_its_retry_policy_afresh(engin
     """Retrying a run is a new start for its failed step: its `retry` attempts and backoff count again,
     not from the attempts the first series already spent."""
     olga = await person(engine, "olga", "operator")
-    tries = f"echo x >> {tmp_path}/tries; [ $(wc -l < {tmp_path}/tries) -ge ${{fail_until}} ]"
-    text = f"""name: flaky-retried
-parameters:
-  - {{name: fail_until, type: integer, default: 9}}
-steps:
-  - id: call
-    action: shell
-    args: {{command: "{tries} || {{ echo 'connection refused' >&2; exit 1; }}"}}
-    timeout_seconds: 10
-    retry: {{max_attempts: 2, base_delay: 0, jitter: none}}
-"""
+    text = failing_until("flaky-retried", tmp_path / "tries")
     reply = await olga.send(StartRun(playbook=text))
     first = await wait_for_end(olga, reply.run_id)
     assert terminal(first) == ["RunFailed"] and ran(tmp_path, "tries") == ["x", "x"]

@@ -50,15 +50,19 @@ def test_a_retried_failure_teaches_its_category_and_what_the_retry_after_its_bac
     assert ended == RunEnded(at=at(3), playbook="test", outcome="completed", duration_ms=3000)
 
 
-def test_a_run_met_mid_way_teaches_what_it_would_have_taught_from_the_start() -> None:
-    events = retried_then_passed()
-    for cut in range(1, len(events)):
+def assert_a_restart_at_any_cut_teaches_the_same(events: list, first_cut: int) -> None:
+    """Met after a restart at each cut from `first_cut` on, the run teaches what it would have taught."""
+    for cut in range(first_cut, len(events)):
         followed = Interpreter()
         learn(events[:cut], followed)
         restarted = Interpreter()
         assert restarted.needs_history(events[cut])
         restarted.replay("r1", events[:cut])
         assert learn(events[cut:], restarted) == learn(events[cut:], followed)
+
+
+def test_a_run_met_mid_way_teaches_what_it_would_have_taught_from_the_start() -> None:
+    assert_a_restart_at_any_cut_teaches_the_same(retried_then_passed(), 1)
 
 
 def test_an_unchanged_playbook_teaches_its_shape_once() -> None:
@@ -152,13 +156,7 @@ def test_a_retry_reopens_the_ended_run_and_its_attempts_count_their_tries_afresh
 def test_a_retry_met_after_a_restart_reopens_the_run_as_it_would_have() -> None:
     events = failed_then_retried_to_completion()
     retry = next(i for i, e in enumerate(events) if isinstance(e, RunRetried))
-    for cut in range(retry, len(events)):
-        followed = Interpreter()
-        learn(events[:cut], followed)
-        restarted = Interpreter()
-        assert restarted.needs_history(events[cut])
-        restarted.replay("r1", events[:cut])
-        assert learn(events[cut:], restarted) == learn(events[cut:], followed)
+    assert_a_restart_at_any_cut_teaches_the_same(events, retry)
 
 
 def test_ended_runs_kept_to_reopen_are_bounded_and_one_retried_after_its_context_went_is_replayed(monkeypatch) -> None:
