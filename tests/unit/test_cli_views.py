@@ -8,7 +8,8 @@ from services.domain.run.commands import AnswerGate, ExpireGate
 from services.domain.run.state import fold
 from tests.helpers import R, Scenario, at, noop, started
 from projections.run_list import RunSummary
-from ui.cli.render import TAIL_LINES, Follower, list_line, output_lines, status_table
+from services.domain.breaker import Breaker
+from ui.cli.render import TAIL_LINES, Follower, breaker_line, list_line, output_lines, status_table
 
 LONG = "\n".join(f"line {n}" for n in range(1, 13)) + "\n"
 
@@ -116,3 +117,10 @@ def test_a_playbook_named_with_escape_sequences_is_listed_escaped() -> None:
     run = RunSummary(run_id="r1", playbook="deploy\x1b[2J\x1b]0;pwned\x07", status="running", actor="sam",
                      started_at=at(0))
     assert list_line(run).split()[-3:] == ["deploy\\x1b[2J\\x1b]0;pwned\\x07", "by", "sam"]
+
+
+def test_an_open_breaker_past_its_open_time_says_the_next_call_tests_the_target() -> None:
+    b = Breaker(key="http://db:80", state="open", failures=3, until=at(30), reason="refused")
+    assert breaker_line(b, at(10)) == "open         3 failures in a row  http://db:80 until 12:00:30Z  (refused)"
+    assert breaker_line(b, at(31)).endswith(" until 12:00:30Z, over: the next call tests the target  (refused)")
+    assert breaker_line(Breaker(key="k\x1b[2J"), at(0)) == "closed       0 failures in a row  k\\x1b[2J"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+from datetime import datetime, timezone
 
 import msgspec
 
@@ -19,7 +20,7 @@ from services.settings import Settings
 from ui.cli.common import failed, no_run, print_json, print_reply
 from ui.cli.connect import steer, with_client
 from ui.cli.exits import EXIT_INVALID
-from ui.cli.render import Follower, event_line, list_line, status_table, undo_lines
+from ui.cli.render import Follower, breaker_line, event_line, list_line, status_table, undo_lines
 from ui.cli.terminal import shown
 from ui.client import EngineClient
 
@@ -140,10 +141,9 @@ def cmd_circuits(args: argparse.Namespace, settings: Settings) -> int:
             print_json([{"key": b.key, "state": b.state, "failures_in_a_row": b.failures,
                          "open_until": b.until and b.until.isoformat()} for b in breakers])
             return 0
+        now = datetime.now(timezone.utc)
         for b in breakers:
-            until = f" until {b.until:%H:%M:%S}Z" if b.state == "open" and b.until else ""
-            why = f"  ({b.reason})" if b.state != "closed" and b.reason else ""
-            print(f"{b.state:<10} {b.failures:>3} failures in a row  {b.key}{until}{why}")
+            print(breaker_line(b, now))
         if not breakers:
             print("no circuit breakers yet")
         return 0

@@ -32,6 +32,7 @@ from ui.cli.exits import (  # the exit codes are read from here too (kept in exi
 
 if TYPE_CHECKING:
     from projections.run_list import RunSummary   # the list's rows: `status` must not load the projections
+    from services.read import Breaker
 
 TAIL_LINES = 5          # lines of a step's output shown under it unless --output asks for all
 INDENT = " " * 10
@@ -102,6 +103,17 @@ def list_line(r: RunSummary) -> str:
     """One run of `playbook list`; its playbook's name is whatever a text said, so it is shown escaped."""
     dry = " (dry run)" if r.dry_run else ""
     return shown(f"{r.run_id:<18} {r.status:<11} {r.started_at:%Y-%m-%d %H:%M:%S}  {r.playbook}{dry}  by {r.actor}")
+
+
+def breaker_line(b: Breaker, now: datetime) -> str:
+    """One breaker of `playbook circuits`. An open one past its open time is half-opened by the next call: it
+    says so, rather than an "until" already gone."""
+    until = ""
+    if b.state == "open" and b.until:
+        until = (f" until {b.until:%H:%M:%S}Z" if b.until > now else
+                 f" until {b.until:%H:%M:%S}Z, over: the next call tests the target")
+    why = f"  ({b.reason})" if b.state != "closed" and b.reason else ""
+    return shown(f"{b.state:<10} {b.failures:>3} failures in a row  {b.key}{until}{why}")
 
 
 def event_json(seq: int, event: RunEvent | CircuitEvent) -> str:
