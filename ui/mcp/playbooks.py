@@ -44,7 +44,10 @@ def start_command(yaml: str | None, file: str | None, reference: str | None, *, 
     if "playbook_id" not in StartRun.__struct_fields__:
         raise Refused(f"cannot start {reference!r}: this engine has no playbook catalog yet; give the YAML as "
                       "playbook_yaml (or playbook_file over stdio)", "unknown_playbook")
-    return msgspec.convert({"playbook_id": reference, "source": reference, **options}, StartRun)
+    try:
+        return msgspec.convert({"playbook_id": reference, "source": reference, **options}, StartRun)
+    except msgspec.ValidationError as err:      # a run id or option the contract refuses, as the engine would say
+        raise Refused(f"cannot read StartRun command: {err}", "bad_request") from None
 
 
 def validation(text: str, source: str, parameters: dict[str, Any] | None, environment: str | None) -> Validation:

@@ -1,0 +1,46 @@
+"""The agents' door under arguments and callers it should refuse: each answer a sentence, nothing read or held
+that the caller's token does not allow, and nothing that stalls the engine beside it.
+
+Same shape as test_mcp.py: the server in this process over a real engine, the SDK's client talking to it.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from tests.helpers import person, playbook_yaml
+from ui.catalog_client import CatalogClient
+from ui.client import EngineClient
+from ui.mcp.server import build_server
+
+pytestmark = pytest.mark.integration
+
+QUICK = playbook_yaml([{"id": "a", "action": "noop"}], name="quick")
+ENDLESS = playbook_yaml([{"id": "wait", "action": "shell", "args": {"command": "sleep 300"},
+                          "timeout_seconds": 600}], name="endless")
+
+
+@contextlib.asynccontextmanager
+async def agent(client: EngineClient) -> AsyncIterator[Client]:
+    async with Client(build_server(EngineClient(client.nc, client.caller.credential, door="mcp"))) as session:
+        yield session
+
+
+async def refused(session: Client, tool: str, **arguments: Any) -> str:
+    result = await session.call_tool(tool, arguments)
+    assert result.is_error, result.structured_content
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+async def test_a_catalog_start_with_a_run_id_that_is_no_subject_token_is_a_bad_request(engine) -> None:
+    """It crashed in the tool (a ValidationError the SDK reports with no text): the agent read no sentence."""
+    await CatalogClient(engine).publish(QUICK, version="1")
+    alice = await person(engine, "alice", "operator")
+    async with agent(alice) as session:
+        for run_id in ("a.b", "*", "x" * 65):
+            said = await refused(session, "execute_playbook_advanced", playbook="quick@1", run_id=run_id)
+            assert "(bad_request)" in said and "run_id" in said, said
