@@ -5,6 +5,7 @@ Same shape as test_mcp.py: the server in this process over a real engine, the SD
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,9 +13,11 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from events.run import StepStarted
 from tests.helpers import person, playbook_yaml
 from ui.catalog_client import CatalogClient
 from ui.client import EngineClient
+from ui.identity_client import IdentityClient
 from ui.mcp.server import build_server
 
 pytestmark = pytest.mark.integration
@@ -44,3 +47,18 @@ async def test_a_catalog_start_with_a_run_id_that_is_no_subject_token_is_a_bad_r
         for run_id in ("a.b", "*", "x" * 65):
             said = await refused(session, "execute_playbook_advanced", playbook="quick@1", run_id=run_id)
             assert "(bad_request)" in said and "run_id" in said, said
+
+
+async def test_a_watched_start_ends_once_its_token_is_revoked(engine) -> None:
+    """A watch outlives the call's first check, as an SSE stream does: revoked, it stops telling the run."""
+    alice = await person(engine, "alice", "operator")
+    assert alice.caller.credential is not None
+    async with agent(alice) as session:
+        watching = asyncio.create_task(session.call_tool("execute_playbook_advanced", {
+            "playbook_yaml": ENDLESS, "run_id": "watched", "wait": True, "wait_seconds": 600}))
+        async for _, event in engine.follow("watched"):
+            if isinstance(event, StepStarted):
+                break
+        await IdentityClient(engine.nc, engine.caller.credential).revoke(alice.caller.credential.split("_")[1])
+        result = await asyncio.wait_for(watching, 15)
+    assert result.is_error and "(unauthenticated)" in " ".join(getattr(c, "text", "") for c in result.content)

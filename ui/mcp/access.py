@@ -8,15 +8,17 @@ the web uses, on the grants the identity service reports for that very token.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from events import subjects
 from events.commands import Command, Reply
 from events.identity import AUTHORIZATION, Caller, bearer
-from services.errors import CommandRejected, PlaybookError
+from services.errors import CommandRejected, EngineUnavailable, PlaybookError
 from services.identity.authority import Resource, authorize
 from services.identity.principal import Principal
 from services.read import Run
@@ -24,6 +26,8 @@ from ui.client import EngineClient
 from ui.identity_client import IdentityClient
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
+Result = TypeVar("Result")
+REVERIFY_SECONDS = 1.0      # how soon a call that goes on (a watched start) ends after its token is revoked
 
 
 class Refused(CommandRejected):
@@ -81,6 +85,21 @@ class Access:
             raise Refused(f"no run with id {run_id!r}", "unknown_run")
         await self.permit_read(caller, playbook_of(run), run.started.environment, run_id)
         return run
+
+    async def while_permitted(self, caller: Caller, work: Coroutine[Any, Any, Result]) -> Result:
+        """A call that goes on after its first check (a watched start) is checked again every second, as the web's
+        streams are: once its token is revoked or expired, the work stops and the call is that refusal."""
+        task = asyncio.ensure_future(work)
+        try:
+            while not (await asyncio.wait({task}, timeout=REVERIFY_SECONDS))[0]:
+                with contextlib.suppress(EngineUnavailable):    # tokens cannot be checked just now: it goes on
+                    await self.principal(caller)
+            return task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def send(self, caller: Caller, command: Command) -> Reply:
         """Send a command as the caller; a refusal becomes `Refused` with the engine's sentence."""

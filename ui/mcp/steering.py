@@ -56,7 +56,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         if not wait or dry_run:
             run = await access.client.run(reply.run_id)
             return started.model_copy(update=_where(run))
-        return await _watch(access.client, ctx, reply.run_id, wait_seconds)
+        return await access.while_permitted(caller, _watch(access.client, ctx, reply.run_id, wait_seconds))
 
     @server.tool(annotations=CHANGES)
     @answered(ToolError)
