@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,10 +15,11 @@ import pytest
 from mcp import Client
 
 from events.run import StepStarted
-from tests.helpers import person, playbook_yaml
+from tests.helpers import person, playbook_yaml, until
 from ui.catalog_client import CatalogClient
 from ui.client import EngineClient
 from ui.identity_client import IdentityClient
+from ui.mcp import playbooks
 from ui.mcp.server import build_server
 
 pytestmark = pytest.mark.integration
@@ -62,3 +64,25 @@ async def test_a_watched_start_ends_once_its_token_is_revoked(engine) -> None:
         await IdentityClient(engine.nc, engine.caller.credential).revoke(alice.caller.credential.split("_")[1])
         result = await asyncio.wait_for(watching, 15)
     assert result.is_error and "(unauthenticated)" in " ".join(getattr(c, "text", "") for c in result.content)
+
+
+async def test_validation_runs_beside_the_event_loop_not_on_it(engine, monkeypatch) -> None:
+    """Under `playbook up` the door shares its loop with every service: a large playbook's validation held them all
+    (seconds of no answer from anything). The check below returns only once the loop has run meanwhile."""
+    loop_ran, checked, waited = threading.Event(), threading.Event(), list[bool]()
+    validate = playbooks.validate_playbook
+
+    def slow_validation(*args: Any, **kwargs: Any) -> Any:
+        checked.set()
+        waited.append(loop_ran.wait(10))          # the loop sets it, if it is free to
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(playbooks, "validate_playbook", slow_validation)
+    vera = await person(engine, "vera", "viewer")
+    async with agent(vera) as session:
+        validating = asyncio.create_task(session.call_tool("validate_playbook_advanced", {"playbook_yaml": QUICK}))
+        await until(checked.is_set, what="the check begun")
+        loop_ran.set()
+        result = await asyncio.wait_for(validating, 15)
+    assert waited == [True], "the loop stood still while the playbook was checked"
+    assert not result.is_error and result.structured_content is not None and result.structured_content["valid"]

@@ -1,6 +1,7 @@
 """The tools that only read: a run's state, the active runs, a run's logs and figures, a playbook's findings."""
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import msgspec
@@ -117,5 +118,6 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         columns (PB1xx shape, PB2xx references, PB3xx parameters, PB4xx security)."""
         await access.principal(access.caller(ctx.headers))
         text, source = playbook_text(playbook_yaml, playbook_file, files_allowed=files_allowed)
-        return validation(text, source, parameters, environment)
+        # Off the loop: under `playbook up` every service shares it, and a large playbook takes seconds to check.
+        return await asyncio.to_thread(validation, text, source, parameters, environment)
 
