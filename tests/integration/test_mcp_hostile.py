@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -86,3 +87,20 @@ async def test_validation_runs_beside_the_event_loop_not_on_it(engine, monkeypat
         result = await asyncio.wait_for(validating, 15)
     assert waited == [True], "the loop stood still while the playbook was checked"
     assert not result.is_error and result.structured_content is not None and result.structured_content["valid"]
+
+
+async def test_a_playbook_file_that_is_no_regular_file_is_refused_without_reading_it(engine, tmp_path) -> None:
+    """/dev/zero was read until memory ran out, a FIFO waited forever for a writer (with the loop), /dev/stdin
+    would eat the stdio transport's own input: only a regular file is a playbook."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    unblock = threading.Timer(10, lambda: fifo.write_text("name: x\nsteps: [{id: a, action: noop}]\n"))
+    unblock.start()           # so that the unfixed door, blocked on opening it, comes back and fails the test
+    vera = await person(engine, "vera", "viewer")
+    try:
+        async with agent(vera) as session:
+            for path in (str(fifo), "/dev/null"):
+                said = await refused(session, "validate_playbook_advanced", playbook_file=path)
+                assert "(bad_request)" in said and "not a regular file" in said, said
+    finally:
+        unblock.cancel()
