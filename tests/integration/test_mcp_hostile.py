@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from events.commands import StartRun
 from events.run import StepStarted
 from tests.helpers import person, playbook_yaml, until
 from ui.catalog_client import CatalogClient
@@ -104,3 +105,18 @@ async def test_a_playbook_file_that_is_no_regular_file_is_refused_without_readin
                 assert "(bad_request)" in said and "not a regular file" in said, said
     finally:
         unblock.cancel()
+
+
+async def test_an_attempt_without_its_step_is_refused_not_shown_as_running_lines(engine) -> None:
+    """Lines of attempt 1 came back labelled `running` when attempt 2 was asked for with no step; the CLI refuses
+    an attempt without a step, and so does the tool."""
+    alice = await person(engine, "alice", "operator")
+    run_id = (await alice.send(StartRun(playbook=playbook_yaml(
+        [{"id": "say", "action": "shell", "args": {"command": "echo hi"}, "timeout_seconds": 10}], name="say")))).run_id
+    assert run_id is not None
+    async for _, _event in engine.follow(run_id):
+        pass
+    async with agent(alice) as session:
+        assert "(bad_request)" in await refused(session, "get_execution_logs", run_id=run_id, attempt=2)
+        assert "greater than or equal" in await refused(session, "get_execution_logs", run_id=run_id,
+                                                        step_id="say", attempt=0)

@@ -59,7 +59,8 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
 
     @server.tool(annotations=READS)
     @answered(ToolError)
-    async def get_execution_logs(ctx: Context, run_id: str, step_id: str | None = None, attempt: int | None = None,
+    async def get_execution_logs(ctx: Context, run_id: str, step_id: str | None = None,
+                                 attempt: Annotated[int | None, Field(ge=1)] = None,
                                  tail: Annotated[int, Field(ge=1, le=MAX_TAIL)] = DEFAULT_TAIL) -> ExecutionLogs:
         """What the run's steps printed (stdout, stderr, errors; rollbacks and remediations too), line by line,
         of one step and attempt if given; the last `tail` lines. Attempts still running come last (phase
@@ -67,6 +68,8 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         await access.readable_run(access.caller(ctx.headers), run_id)
         if step_id is not None and not subjects.valid_step_id(step_id):
             raise Refused(f"step id {step_id[:80]!r} may hold only letters, digits, '-' and '_'", "bad_request")
+        if attempt is not None and step_id is None:       # as `playbook logs --attempt`: an attempt is a step's
+            raise Refused("an attempt needs its step_id", "bad_request")
         entries = logs_of(await access.client.events(run_id), step_id, attempt)
         lines = [LogLine(seq=e.seq, at=e.at.isoformat(), step_id=e.step_id, attempt=e.attempt, phase=e.phase,
                          stream=e.stream, line=line) for e in entries for line in e.text.splitlines()]
