@@ -15,8 +15,8 @@ from events.json_limits import stored_decoder
 from events import subjects
 from events.codec import encode
 from events.identity import (
-    CreateToken, DEFAULT_TOKEN_SECONDS, Grant, IdentityCommand, IdentityReply, ListTokens, PrincipalKind, RevokeToken,
-    TokenInfo, caller_headers,
+    CreateToken, DEFAULT_TOKEN_SECONDS, Door, Grant, IdentityCommand, IdentityReply, ListTokens, PrincipalKind,
+    RevokeToken, TokenInfo, caller_headers,
 )
 from services.errors import CommandRejected, EngineUnavailable
 from services.identity.sealing import new_seal, unseal
@@ -25,15 +25,16 @@ _reply: Callable[[bytes], IdentityReply] = stored_decoder(IdentityReply)   # an 
 
 
 class IdentityClient:
-    def __init__(self, nc: NATS, credential: str, *, on_behalf_of: str | None = None) -> None:
-        self.nc, self.credential, self.on_behalf_of = nc, credential, on_behalf_of
+    def __init__(self, nc: NATS, credential: str, *, on_behalf_of: str | None = None, door: Door | None = None) -> None:
+        self.nc, self.credential, self.on_behalf_of, self.door = nc, credential, on_behalf_of, door
 
     async def send(self, command: IdentityCommand, timeout: float = 10.0) -> IdentityReply:
         body = msgspec.json.decode(encode(command))
         body.pop("type", None)
+        headers = caller_headers(self.credential, self.on_behalf_of, self.door)
         try:
             msg = await self.nc.request(subjects.identity_command(type(command).__name__), msgspec.json.encode(body),
-                                        timeout=timeout, headers=caller_headers(self.credential, self.on_behalf_of))
+                                        timeout=timeout, headers=headers)
         except Exception as err:
             if "no responders" in str(err).lower() or isinstance(err, (TimeoutError, asyncio.TimeoutError)):
                 raise EngineUnavailable("the identity service did not answer: is `playbook up` running?") from err

@@ -21,9 +21,7 @@ from events import subjects
 from events.codec import decode_command, encode
 from events.commands import Rejection
 from events.identity import (
-    ON_BEHALF_OF, AnyIdentityCommand, CreateToken, Door, IdentityCommand, IdentityReply, ListTokens, RevokeToken,
-    TokenInfo,
-    bearer,
+    AnyIdentityCommand, Caller, CreateToken, Door, IdentityCommand, IdentityReply, ListTokens, RevokeToken, TokenInfo,
 )
 from services.answering import Answering
 from services.errors import AccessDenied, CommandRejected, EngineUnavailable
@@ -76,8 +74,8 @@ class IdentityService:
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
             reply = rejected("bad_request", f"cannot read {name} command: {err}")
         else:
-            headers = msg.headers or {}
-            reply = await self.handle(command, bearer(headers), on_behalf_of=headers.get(ON_BEHALF_OF))
+            caller = Caller.of(msg.headers)      # the door a forwarding client names, for the refusal's record
+            reply = await self.handle(command, caller.credential, on_behalf_of=caller.on_behalf_of, door=caller.door)
         if msg.reply:
             await self.nc.publish(msg.reply, encode(reply))
 

@@ -17,7 +17,7 @@ from mcp import Client
 
 from events.commands import StartRun
 from events.run import StepStarted
-from tests.helpers import person, playbook_yaml, until
+from tests.helpers import person, playbook_yaml, refusals, until
 from ui.catalog_client import CatalogClient
 from ui.client import EngineClient
 from ui.identity_client import IdentityClient
@@ -120,3 +120,14 @@ async def test_an_attempt_without_its_step_is_refused_not_shown_as_running_lines
         assert "(bad_request)" in await refused(session, "get_execution_logs", run_id=run_id, attempt=2)
         assert "greater than or equal" in await refused(session, "get_execution_logs", run_id=run_id,
                                                         step_id="say", attempt=0)
+
+
+async def test_a_revoked_agents_tries_are_recorded_at_the_mcp_door(engine) -> None:
+    """The read check asks the identity service, which recorded the refusal as `list_tokens at nats`: an audit of
+    the agents' door found nothing of it."""
+    vera = await person(engine, "vera", "viewer", agent=True)
+    assert vera.caller.credential is not None
+    await IdentityClient(engine.nc, engine.caller.credential).revoke(vera.caller.credential.split("_")[1])
+    async with agent(vera) as session:
+        assert "(unauthenticated)" in await refused(session, "list_active_executions")
+    assert [r.door for r in await refusals(engine.nc)] == ["mcp"]

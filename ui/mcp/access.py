@@ -51,7 +51,7 @@ class Access:
             raise Refused("no API token: the MCP server needs one (PLAYBOOK_TOKEN for stdio, an "
                           "`Authorization: Bearer pbt_...` header over HTTP)", "unauthenticated")
         try:
-            tokens = await IdentityClient(self.client.nc, caller.credential).list()
+            tokens = await IdentityClient(self.client.nc, caller.credential, door=caller.door).list()
         except CommandRejected as err:
             raise Refused(str(err), err.code) from None
         token_id = caller.credential.split("_")[1] if caller.credential.count("_") >= 2 else ""
