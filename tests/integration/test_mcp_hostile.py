@@ -12,9 +12,11 @@ import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from mcp import Client
 
+from app.root import Running, serve
 from events.commands import StartRun
 from events.run import StepStarted
 from tests.helpers import person, playbook_yaml, refusals, until
@@ -131,3 +133,31 @@ async def test_a_revoked_agents_tries_are_recorded_at_the_mcp_door(engine) -> No
     async with agent(vera) as session:
         assert "(unauthenticated)" in await refused(session, "list_active_executions")
     assert [r.door for r in await refusals(engine.nc)] == ["mcp"]
+
+
+async def test_over_http_a_handshake_holds_nothing_and_a_call_needs_only_its_token(engine, settings) -> None:
+    """Every handshake opened a session the server kept for 30 minutes, without a token: 10,000 of them (a minute
+    of anonymous requests, 400 MB) and every agent on the 2025 protocol was answered 503 for half an hour.
+    A request's token is all a call needs, so the door keeps no sessions."""
+    stop, opened = asyncio.Event(), asyncio.Future[str]()
+
+    async def ready(running: Running) -> None:
+        opened.set_result(running.doors["mcp"].url)
+
+    vera = await person(engine, "vera", "viewer", agent=True)
+    serving = asyncio.create_task(serve(settings, (), ["mcp"], ready=ready, stop=stop))
+    legacy = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
+    try:
+        url = await asyncio.wait_for(opened, 15)
+        async with aiohttp.ClientSession(headers=legacy) as http:
+            async with http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "a", "version": "1"}}
+                    }) as answer:
+                assert answer.status == 200 and "mcp-session-id" not in answer.headers
+            async with http.post(url, headers={"Authorization": f"Bearer {vera.caller.credential}"}, json={
+                    "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                    "params": {"name": "list_active_executions", "arguments": {}}}) as answer:
+                assert answer.status == 200 and '"runs":[]' in (await answer.text()).replace(" ", "")
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 15)
