@@ -116,3 +116,13 @@ def test_a_playbook_named_with_escape_sequences_is_listed_escaped() -> None:
     run = RunSummary(run_id="r1", playbook="deploy\x1b[2J\x1b]0;pwned\x07", status="running", actor="sam",
                      started_at=at(0))
     assert list_line(run).split()[-3:] == ["deploy\\x1b[2J\\x1b]0;pwned\\x07", "by", "sam"]
+
+
+def test_a_catalogued_playbooks_description_is_listed_escaped(capsys) -> None:
+    """Its text is the publisher's: `ESC]0;` retitled the window of whoever ran `playbook playbooks`."""
+    from events.catalog import PlaybookPublished
+    from ui.cli.catalog import _show_catalog
+    version = PlaybookPublished(name="esc", at=at(0), version="1", digest="sha256:0", parsed="sha256:1", actor="root",
+                                bytes=1, steps=1, description="evil \x1b]0;pwned\x07 \x1b[31mred\x1b[0m")
+    _show_catalog([(version, ["1"])], as_json=False)
+    assert capsys.readouterr().out.splitlines()[1].endswith("evil \\x1b]0;pwned\\x07 \x1b[31mred\x1b[0m")
