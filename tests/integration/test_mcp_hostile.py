@@ -161,3 +161,31 @@ async def test_over_http_a_handshake_holds_nothing_and_a_call_needs_only_its_tok
     finally:
         stop.set()
         await asyncio.wait_for(serving, 15)
+
+
+async def test_over_http_failed_tokens_are_limited_per_address_as_at_the_web(engine, settings) -> None:
+    """Each bad token an anonymous caller sent was checked and recorded, without end: PB_ACCESS is bounded, so a
+    flood pushed the refusals worth reading out of it. Past ten, an address waits, and nothing more is recorded."""
+    stop, opened = asyncio.Event(), asyncio.Future[str]()
+
+    async def ready(running: Running) -> None:
+        opened.set_result(running.doors["mcp"].url)
+
+    serving = asyncio.create_task(serve(settings, (), ["mcp"], ready=ready, stop=stop))
+    guessed = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18",
+               "Authorization": "Bearer pbt_0123456789abcdef_" + "A" * 43}
+    said = []
+    try:
+        url = await asyncio.wait_for(opened, 15)
+        async with aiohttp.ClientSession(headers=guessed) as http:
+            for n, tool in enumerate(["list_active_executions", "control_execution"] * 8):
+                arguments = {"run_id": "r1", "action": "pause"} if tool == "control_execution" else {}
+                async with http.post(url, json={"jsonrpc": "2.0", "id": n, "method": "tools/call",
+                                                "params": {"name": tool, "arguments": arguments}}) as answer:
+                    said.append(await answer.text())
+    finally:
+        stop.set()
+        await asyncio.wait_for(serving, 15)
+    assert all("(unauthenticated)" in text for text in said[:10]), said[:10]
+    assert all("(too_many_failures)" in text for text in said[10:]), said[10:]
+    assert len(await refusals(engine.nc)) == 10
