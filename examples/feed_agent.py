@@ -27,7 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 # The event contract (README, "How a run ends").
 TERMINAL = {"RunCompleted", "RunFailed", "RunCancelled", "RollbackCompleted", "RollbackFailed"}
-REOPENING = {"RollbackStarted"}
+REOPENING = {"RollbackStarted", "RunRetried"}      # written after an ending, they open the run again
 
 
 async def watch(nc: nats.NATS, run: str = "*") -> AsyncIterator[tuple[int, dict]]:

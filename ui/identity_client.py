@@ -32,8 +32,8 @@ class IdentityClient:
     async def send(self, command: IdentityCommand, timeout: float = 10.0) -> IdentityReply:
         body = msgspec.json.decode(encode(command))
         body.pop("type", None)
+        headers = caller_headers(self.credential, self.on_behalf_of, self.door)
         try:
-            headers = caller_headers(self.credential, self.on_behalf_of, self.door)
             msg = await self.nc.request(subjects.identity_command(type(command).__name__), msgspec.json.encode(body),
                                         timeout=timeout, headers=headers)
         except Exception as err:

@@ -74,7 +74,7 @@ class IdentityService:
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
             reply = rejected("bad_request", f"cannot read {name} command: {err}")
         else:
-            caller = Caller.of(msg.headers)
+            caller = Caller.of(msg.headers)      # the door a forwarding client names, for the refusal's record
             reply = await self.handle(command, caller.credential, on_behalf_of=caller.on_behalf_of, door=caller.door)
         if msg.reply:
             await self.nc.publish(msg.reply, encode(reply))

@@ -18,6 +18,7 @@ from aiohttp import web
 from events import subjects
 from events.codec import encode
 from events.commands import RollbackRun, StartRun
+from events.run import REOPENING_EVENTS, TERMINAL_EVENTS
 from services.store import EventStore
 from tests.e2e.conftest import ROOT, playbook_cli
 from tests.helpers import local_http, playbook_yaml, wait_for_end
@@ -118,6 +119,13 @@ async def test_the_example_agent_watches_a_run_live_and_processes_it_afterwards(
         type(e).__name__ for _, e in stored]
     consumer = await engine.nc.jetstream().consumer_info(subjects.RUNS_STREAM, "auditor")
     assert consumer.num_ack_pending == 0 and consumer.num_pending == 0          # each event acknowledged, once
+
+
+def test_the_example_agent_knows_the_contracts_endings_and_what_reopens_a_run() -> None:
+    """It knew only RollbackStarted: `process NAME RUN` that read a RunRetried with nothing stored after it yet
+    took the run as still ended, and stopped before the retry ran."""
+    assert feed_agent.TERMINAL == {e.__name__ for e in TERMINAL_EVENTS}
+    assert feed_agent.REOPENING == {e.__name__ for e in REOPENING_EVENTS}
 
 
 async def test_a_stream_made_before_the_feed_gets_it_when_the_engine_starts(nc) -> None:

@@ -41,7 +41,7 @@ PUBLIC = ("services.read", "services.fold", "services.playbook", "services.error
           "services.settings", "services.tasks", "services.identity.authority", "services.identity.sealing",
           "services.identity.credentials", "services.identity.setup", "services.identity.guard",
           "services.identity.principal", "services.identity.names", "services.identity.sessions",
-          "services.identity.signin", "services.learning.errors")
+          "services.identity.signin", "services.identity.limiter", "services.learning.errors")
 PURE_LAYERS = 2                                         # contract, language and rules do no I/O
 IO_MODULES = ("nats", "aiohttp", "aiohttp_sse", "prometheus_client", "asyncio", "subprocess", "socket", "os",
               "random", "time", "pathlib", "services.store")

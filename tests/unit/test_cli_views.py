@@ -124,3 +124,13 @@ def test_an_open_breaker_past_its_open_time_says_the_next_call_tests_the_target(
     assert breaker_line(b, at(10)) == "open         3 failures in a row  http://db:80 until 12:00:30Z  (refused)"
     assert breaker_line(b, at(31)).endswith(" until 12:00:30Z, over: the next call tests the target  (refused)")
     assert breaker_line(Breaker(key="k\x1b[2J"), at(0)) == "closed       0 failures in a row  k\\x1b[2J"
+
+
+def test_a_catalogued_playbooks_description_is_listed_escaped(capsys) -> None:
+    """Its text is the publisher's: `ESC]0;` retitled the window of whoever ran `playbook playbooks`."""
+    from events.catalog import PlaybookPublished
+    from ui.cli.catalog import _show_catalog
+    version = PlaybookPublished(name="esc", at=at(0), version="1", digest="sha256:0", parsed="sha256:1", actor="root",
+                                bytes=1, steps=1, description="evil \x1b]0;pwned\x07 \x1b[31mred\x1b[0m")
+    _show_catalog([(version, ["1"])], as_json=False)
+    assert capsys.readouterr().out.splitlines()[1].endswith("evil \\x1b]0;pwned\\x07 \x1b[31mred\x1b[0m")

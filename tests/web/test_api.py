@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from datetime import datetime, timezone
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -363,6 +364,26 @@ async def test_validate_answers_valid_or_every_problem_with_line_and_column(api:
     assert (problem["line"], problem["column"], problem["step_id"], problem["code"]) == (5, 13, "a", "PB206")
     unknown_env = (await api.post("/api/validate", {"playbook": WITH_ENVIRONMENTS, "environment": "moon"})).body
     assert unknown_env["valid"] is False and "moon" in unknown_env["diagnostics"][0]["message"]
+
+
+async def test_validate_checks_beside_the_event_loop_not_on_it(api: Api, monkeypatch) -> None:
+    """Every request and stream of the replica (and under `playbook up`, every service) waited while a large
+    playbook was checked. The check below returns only once the loop has run meanwhile."""
+    from ui.web import api as web_api
+    loop_ran, checked, waited = threading.Event(), threading.Event(), list[bool]()
+    validate = web_api.validate_playbook
+
+    def slow_validation(*args: Any, **kwargs: Any) -> Any:
+        checked.set()
+        waited.append(loop_ran.wait(10))          # the loop sets it, if it is free to
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(web_api, "validate_playbook", slow_validation)
+    validating = asyncio.create_task(api.post("/api/validate", {"playbook": BROKEN}))
+    await until(checked.is_set, what="the check begun")
+    loop_ran.set()
+    assert (await asyncio.wait_for(validating, 15)).body["errors"] == 1
+    assert waited == [True], "the loop stood still while the playbook was checked"
 
 
 # -- changing runs -------------------------------------------------------------------------

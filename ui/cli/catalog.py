@@ -17,6 +17,7 @@ from ui.cli.common import read_playbook
 from ui.cli.connect import steer, with_client
 from ui.cli.exits import DENIED_CODES, EXIT_DENIED, EXIT_INVALID
 from ui.cli.render import table
+from ui.cli.terminal import shown
 from ui.client import EngineClient
 
 EXIT_OF_CODE = {"version_exists": 1, "unavailable": 4, **dict.fromkeys(DENIED_CODES, EXIT_DENIED)}  # else invalid, 2
@@ -92,7 +93,7 @@ def _show_catalog(latest: list[tuple[PlaybookPublished, list[str]]], as_json: bo
         return 0
     rows = [("NAME", "LATEST", "VERSIONS", "STEPS", "PUBLISHED", "BY", "DESCRIPTION")]
     rows += [(v.name, v.version, str(len(versions)), str(v.steps), f"{v.at:%Y-%m-%d %H:%M}", v.author,
-              v.description.splitlines()[0][:60] if v.description else "") for v, versions in latest]
+              shown(v.description.splitlines()[0][:60]) if v.description else "") for v, versions in latest]
     print("\n".join(table(rows)))
     return 0
 

@@ -27,7 +27,7 @@ class HttpDoor:
 
     def __init__(self, nc: NATS, host: str, port: int) -> None:
         app = build_server(EngineClient(nc, door="mcp"), per_request=True).streamable_http_app(
-            streamable_http_path=MCP_PATH, host=host)
+            streamable_http_path=MCP_PATH, host=host, stateless_http=True)
         self.nc = nc
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
         self.task: asyncio.Task[None] | None = None

@@ -1,6 +1,8 @@
 """Which playbook a call means: YAML text, a file (stdio only), or a catalog `name@version`; and checking one."""
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +28,15 @@ def playbook_text(yaml: str | None, file: str | None, *, files_allowed: bool) ->
         raise Refused("playbook_file is read only over stdio; over HTTP send the YAML as playbook_yaml", "bad_request")
     path = Path(file).expanduser()
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        # Not blocking: a FIFO would wait for a writer. Only a regular file: /dev/zero never ends, /dev/stdin is
+        # the stdio transport's own input.
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as opened:
+            if not stat.S_ISREG(os.fstat(opened.fileno()).st_mode):
+                raise Refused(f"{path}: not a regular file", "bad_request")
+            data = opened.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
             raise Refused(f"{path}: larger than {MAX_FILE_BYTES} bytes", "bad_request")
-        return path.read_text(), str(path)
+        return data.decode(), str(path)
     except (OSError, UnicodeDecodeError) as err:
         raise Refused(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}", "bad_request") from None
 
@@ -44,7 +52,10 @@ def start_command(yaml: str | None, file: str | None, reference: str | None, *, 
     if "playbook_id" not in StartRun.__struct_fields__:
         raise Refused(f"cannot start {reference!r}: this engine has no playbook catalog yet; give the YAML as "
                       "playbook_yaml (or playbook_file over stdio)", "unknown_playbook")
-    return msgspec.convert({"playbook_id": reference, "source": reference, **options}, StartRun)
+    try:
+        return msgspec.convert({"playbook_id": reference, "source": reference, **options}, StartRun)
+    except msgspec.ValidationError as err:      # a run id or option the contract refuses, as the engine would say
+        raise Refused(f"cannot read StartRun command: {err}", "bad_request") from None
 
 
 def validation(text: str, source: str, parameters: dict[str, Any] | None, environment: str | None) -> Validation:

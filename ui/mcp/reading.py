@@ -1,6 +1,7 @@
 """The tools that only read: a run's state, the active runs, a run's logs and figures, a playbook's findings."""
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import msgspec
@@ -35,7 +36,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
     @answered(ToolError)
     async def get_execution_status(ctx: Context, run_id: str) -> ExecutionStatus:
         """A run's status, its steps (attempt, duration, error, gate, rollback, retry) and the gates waiting."""
-        run = await access.readable_run(access.caller(ctx.headers), run_id)
+        run = await access.readable_run(access.caller(ctx), run_id)
         view = run_view(run)
         gates = [Gate(step_id=s["id"], message=(s["approval_gate"] or {}).get("message", ""),
                       approvals=[a["actor"] for a in s["approvals"]])
@@ -48,7 +49,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
     async def list_active_executions(ctx: Context, include_finished: bool = False,
                                      limit: Annotated[int, Field(ge=1, le=MAX_RUNS)] = 100) -> Executions:
         """Runs that are running, paused or cancelling (with `include_finished`, every run), newest first."""
-        caller = access.caller(ctx.headers)
+        caller = access.caller(ctx)
         principal = await access.principal(caller)
         runs = [r for r in await access.client.list_runs() if include_finished or r.active]
         readable = [r for r in runs if access.may_read(principal, r.playbook, r.environment)]
@@ -58,14 +59,17 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
 
     @server.tool(annotations=READS)
     @answered(ToolError)
-    async def get_execution_logs(ctx: Context, run_id: str, step_id: str | None = None, attempt: int | None = None,
+    async def get_execution_logs(ctx: Context, run_id: str, step_id: str | None = None,
+                                 attempt: Annotated[int | None, Field(ge=1)] = None,
                                  tail: Annotated[int, Field(ge=1, le=MAX_TAIL)] = DEFAULT_TAIL) -> ExecutionLogs:
         """What the run's steps printed (stdout, stderr, errors; rollbacks and remediations too), line by line,
         of one step and attempt if given; the last `tail` lines. Attempts still running come last (phase
         `running`, their sequence in the logs stream) with every line printed so far."""
-        await access.readable_run(access.caller(ctx.headers), run_id)
+        await access.readable_run(access.caller(ctx), run_id)
         if step_id is not None and not subjects.valid_step_id(step_id):
             raise Refused(f"step id {step_id[:80]!r} may hold only letters, digits, '-' and '_'", "bad_request")
+        if attempt is not None and step_id is None:       # as `playbook logs --attempt`: an attempt is a step's
+            raise Refused("an attempt needs its step_id", "bad_request")
         entries = logs_of(await access.client.events(run_id), step_id, attempt)
         lines = [LogLine(seq=e.seq, at=e.at.isoformat(), step_id=e.step_id, attempt=e.attempt, phase=e.phase,
                          stream=e.stream, line=line) for e in entries for line in e.text.splitlines()]
@@ -84,7 +88,9 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
     async def get_playbook_insights(ctx: Context, playbook: str | None = None) -> PlaybookInsights:
         """What past runs taught (durations, success, failures by category, retries that worked, targets failing
         in bursts or together) and what to change, each recommendation with its evidence; one playbook's if named."""
-        headers = access.client.headers(access.caller(ctx.headers))
+        caller = access.caller(ctx)
+        await access.principal(caller)        # a bad token is counted against its address here, as at every tool
+        headers = access.client.headers(caller)
         insights = await LearningClient(access.client.nc, headers).insights(playbook, wait=0)
         return PlaybookInsights(**msgspec.to_builtins(insights))
 
@@ -95,7 +101,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
                                     ) -> ExecutionMetrics:
         """Figures of one run (`run_id`), or of a playbook over its latest `last_runs` runs you may read:
         outcomes, success rate, mean duration, retries by category, and per step counts and times."""
-        caller = access.caller(ctx.headers)
+        caller = access.caller(ctx)
         if (run_id is None) == (playbook is None):
             raise Refused("give exactly one of run_id and playbook", "bad_request")
         if run_id is not None:
@@ -115,7 +121,8 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
                                          environment: str | None = None) -> Validation:
         """Check a playbook without running it: the findings `playbook validate` prints, with codes, lines and
         columns (PB1xx shape, PB2xx references, PB3xx parameters, PB4xx security)."""
-        await access.principal(access.caller(ctx.headers))
+        await access.principal(access.caller(ctx))
         text, source = playbook_text(playbook_yaml, playbook_file, files_allowed=files_allowed)
-        return validation(text, source, parameters, environment)
+        # Off the loop: under `playbook up` every service shares it, and a large playbook takes seconds to check.
+        return await asyncio.to_thread(validation, text, source, parameters, environment)
 

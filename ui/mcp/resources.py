@@ -19,21 +19,21 @@ def register(server: MCPServer, access: Access) -> None:
     @answered(ResourceError)
     async def run_events(run_id: str, ctx: Context) -> str:
         """Every stored event of the run, one JSON object per line, with its stream sequence."""
-        await access.readable_run(access.caller(ctx.headers), run_id)
+        await access.readable_run(access.caller(ctx), run_id)
         return "".join(event_json(seq, event) + "\n" for seq, event in await access.client.events(run_id))
 
     @server.resource("playbook://runs/{run_id}/view", mime_type="application/json")
     @answered(ResourceError)
     async def run_view_resource(run_id: str, ctx: Context) -> str:
         """The run as the dashboard shows it: status, plan waves, every step with its gate, retry and rollback."""
-        run = await access.readable_run(access.caller(ctx.headers), run_id)
+        run = await access.readable_run(access.caller(ctx), run_id)
         return json.dumps(run_view(run), default=str)
 
     @server.resource("playbook://catalog/{name}", mime_type="application/json")
     @answered(ResourceError)
     async def catalog(name: str, ctx: Context) -> str:
         """A catalogued playbook's versions, oldest first (any verified caller may list them)."""
-        await access.principal(access.caller(ctx.headers))
+        await access.principal(access.caller(ctx))
         try:
             module = importlib.import_module(CATALOG_CLIENT)
         except ModuleNotFoundError:

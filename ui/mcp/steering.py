@@ -49,14 +49,14 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
                                 allow_unsafe_shell=allow_unsafe_shell,
                                 on_failure="continue" if continue_on_failure else None,
                                 approval_required=approval_required)
-        caller = access.caller(ctx.headers)
+        caller = access.caller(ctx)
         reply = await access.send(caller, command)
         assert reply.run_id is not None
         started = Execution(run_id=reply.run_id, status="running", events=[e["type"] for e in reply.events])
         if not wait or dry_run:
             run = await access.client.run(reply.run_id)
             return started.model_copy(update=_where(run))
-        return await _watch(access.client, ctx, reply.run_id, wait_seconds)
+        return await access.while_permitted(caller, _watch(access.client, ctx, reply.run_id, wait_seconds))
 
     @server.tool(annotations=CHANGES)
     @answered(ToolError)
@@ -64,7 +64,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
                                 reason: str = "") -> CommandResult:
         """Pause, resume, cancel or roll back a run, with a reason that is recorded."""
         extra = {"reason": reason} if action != "resume" and reason else {}
-        return await _command(access, access.caller(ctx.headers), CONTROLS[action](run_id=run_id, **extra), run_id)
+        return await _command(access, access.caller(ctx), CONTROLS[action](run_id=run_id, **extra), run_id)
 
     @server.tool(annotations=CHANGES)
     @answered(ToolError)
@@ -73,7 +73,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
                                      comment: str = "") -> CommandResult:
         """Approve or reject a step waiting at its approval gate (a rejected step fails)."""
         kind = ApproveStep if decision == "approve" else RejectStep
-        return await _command(access, access.caller(ctx.headers), kind(run_id=run_id, step_id=step_id,
+        return await _command(access, access.caller(ctx), kind(run_id=run_id, step_id=step_id,
                                                                       comment=comment), run_id)
 
 

@@ -7,6 +7,7 @@ sends it (so the web cannot act as anyone else); its reply becomes the response.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -248,7 +249,9 @@ def decision(kind: type[ApproveStep | RejectStep]) -> Callable[[web.Request], Aw
 
 async def validate(request: web.Request) -> web.Response:
     body = await read_body(request, ValidateBody)
-    diagnostics = validate_playbook(body.playbook, "<api>", parameters=body.parameters, environment=body.environment)
+    # Beside the loop: a playbook may be 32 MiB, seconds of checking that would hold every request and stream.
+    diagnostics = await asyncio.to_thread(validate_playbook, body.playbook, "<api>", parameters=body.parameters,
+                                          environment=body.environment)
     errors = sum(1 for d in diagnostics if d.severity == "error")
     return web.json_response({"valid": not errors, "errors": errors, "diagnostics": msgspec.to_builtins(diagnostics)})
 
