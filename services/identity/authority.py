@@ -161,6 +161,9 @@ def authorize(principal: Principal, action: Action, resource: Resource) -> Decis
         return Decision(False, f"{principal.name} may not {action} {resource.describe()} from a text they sent: a text "
                                f"names its own playbook, so only a grant on every playbook covers it, and "
                                f"{_holdings(principal)}; start the catalog's version instead (an admin publishes it)")
+    if action == "approve" and principal.kind == "agent":
+        return Decision(False, f"{principal.name} may not approve: it is an agent, and a gate waits for a person "
+                               "(an agent may reject, which lets nothing through)")
     if action in ("approve", "reject") and resource.approvers:
         if not eligible_entries(resource.approvers, principal.name, principal.groups):
             return Decision(False, f"{principal.name} may not {action} this gate: it names "

@@ -112,6 +112,10 @@ async def test_who_may_not_gets_the_engines_sentence(engine, cast) -> None:
     async with agent(cast["alice"]) as alice:    # an operator, not an approver
         assert "alice may not approve" in await refused(alice, "approve_execution_step", run_id=run_id,
                                                          step_id="deploy")
+    async with agent(await person(engine, "bob", "approver", agent=True)) as bobs_bot:   # bob's, but an agent's
+        assert "bob may not approve: it is an agent" in await refused(bobs_bot, "approve_execution_step",
+                                                                      run_id=run_id, step_id="deploy")
+    assert (await engine.run(run_id)).steps["deploy"].gate.status == "requested"
     async with agent(cast["otto"]) as otto:      # may read billing-* only
         for tool, args in (("get_execution_status", {}), ("get_execution_logs", {}),
                            ("get_execution_metrics", {})):

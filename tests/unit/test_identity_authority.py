@@ -22,6 +22,8 @@ APPROVER = person("alice", "approver", groups=("ops-team",))
 ADMIN = person("root", "admin")
 SHELL_OPERATOR = person("shelly", "operator", "unsafe_shell:maintenance-*")
 NOBODY = person("newbie")
+AGENT_APPROVER = Principal(name="bot", kind="agent", grants=(parse_grant("approver"),))
+AGENT_ADMIN = Principal(name="root-bot", kind="agent", grants=(parse_grant("admin"),))
 
 DEPLOY_STAGING = Resource(playbook="deploy-web", environment="staging")
 DEPLOY_PRODUCTION = Resource(playbook="deploy-web", environment="production")
@@ -77,6 +79,14 @@ TABLE = [
     (APPROVER, "approve", Resource(playbook="deploy-web", environment="production", approvers=("tech-lead",)),
      "alice may not approve this gate: it names tech-lead, and alice is none of them nor in their groups"),
     (APPROVER, "start", DEPLOY_STAGING, "alice may not start deploy-web in staging: alice holds approver everywhere"),
+    # an agent holding approver, even admin, never lets a gate through: a gate waits for a person; it may stop one
+    (AGENT_APPROVER, "approve", DEPLOY_STAGING,
+     "bot may not approve: it is an agent, and a gate waits for a person (an agent may reject, which lets nothing "
+     "through)"),
+    (AGENT_ADMIN, "approve", DEPLOY_STAGING,
+     "root-bot may not approve: it is an agent, and a gate waits for a person (an agent may reject, which lets "
+     "nothing through)"),
+    (AGENT_APPROVER, "reject", DEPLOY_STAGING, "bot may reject deploy-web in staging as approver everywhere"),
     # admin: the engine itself, and everything an operator or approver does
     (ADMIN, "reset_circuit", ENGINE, "root may reset circuit breakers as admin everywhere"),
     (ADMIN, "rebuild_projections", ENGINE, "root may rebuild projections as admin everywhere"),
