@@ -71,7 +71,8 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
     async def approve_execution_step(ctx: Context, run_id: str, step_id: str,
                                      decision: Literal["approve", "reject"] = "approve",
                                      comment: str = "") -> CommandResult:
-        """Approve or reject a step waiting at its approval gate (a rejected step fails)."""
+        """Approve or reject a step waiting at its approval gate (a rejected step fails). Only a person's token
+        approves: with an agent's, ask a person (the gate's approvers) and watch for ApprovalGranted."""
         kind = ApproveStep if decision == "approve" else RejectStep
         return await _command(access, access.caller(ctx), kind(run_id=run_id, step_id=step_id,
                                                                       comment=comment), run_id)
