@@ -20,7 +20,7 @@ from services.playbook.numbers import number_issues
 from services.playbook.parameters import check_parameters
 from services.playbook.plan import finished_before, plan_issues
 from services.playbook.references import ReferenceSyntaxError, find_references
-from services.playbook.schema_check import check_schema, describe_value, step_id_at
+from services.playbook.schema_check import check_schema, step_id_at
 from services.playbook.security import security_errors, security_issues
 from services.playbook.spellings import read_as_ours
 from services.playbook.variable_cycles import variable_cycle_issues
@@ -99,7 +99,8 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
                                  DEFAULT_ACTIONS if known_actions is None else known_actions)
         issues += checked.issues
     else:
-        got = "the file is empty" if doc.data is None else f"the file holds {describe_value(doc.data)}"
+        # Not quoted: a file that is one scalar is no playbook, and may be a credential someone pointed at.
+        got = "the file is empty" if doc.data is None else f"the file holds {_kind_of(doc.data)}"
         issues.append(Issue("PB002", f"a playbook must be a mapping with 'name' and 'steps'; {got}"))
     placed = _place(issues, doc, source, checked.written if checked else {})
     diagnostics = sorted(placed, key=lambda d: (d.line is None, d.line or 0, d.column or 0))
@@ -357,3 +358,12 @@ def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, i
         elif ref.kind == "step" and ref.step_id != step_id:
             issues.append(_Unsure(step_id, ref.step_id or "", ref.raw, path))
     return issues
+
+
+def _kind_of(value: object) -> str:
+    """What a document is, without its text: `a string of 63 characters`, `a list of 2 items`."""
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    return f"a {type(value).__name__} value"

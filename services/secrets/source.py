@@ -58,11 +58,16 @@ class SecretSource:
         found = self.secret(name)
         return None if found is None else found.value
 
-    def _file(self) -> dict[str, Any]:
+    @property
+    def file(self) -> Path | None:
+        """The secrets file ($PLAYBOOK_SECRETS_FILE), if there is one."""
         path_text = self.environ.get("PLAYBOOK_SECRETS_FILE")
-        if not path_text:
+        return Path(path_text) if path_text else None
+
+    def _file(self) -> dict[str, Any]:
+        path = self.file
+        if path is None:
             return {}
-        path = Path(path_text)
         try:
             mtime = path.stat().st_mtime
         except OSError:

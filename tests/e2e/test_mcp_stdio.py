@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
 
+from services.identity.credentials import TOKEN_FILE
 from tests.e2e.conftest import ROOT
 from tests.helpers import person, playbook_yaml, wait_for_end
 from ui.client import EngineClient
@@ -58,3 +60,30 @@ async def test_an_agent_host_runs_a_gated_playbook_through_playbook_mcp(engine, 
             ("build", "built"), ("deploy", "deployed")]
         status = await session.call_tool("get_execution_status", {"run_id": run["run_id"]})
         assert status.structured_content is not None and status.structured_content["status"] == "completed"
+
+
+async def test_playbook_file_reads_none_of_the_engines_own_files(engine, engine_env, tmp_path) -> None:
+    """The stdio server reads files as its user: an agent with a narrow token named the local admin's token file,
+    and the diagnostic quoted its first 40 characters (the id and half the secret). The engine's home and the
+    secrets file are off limits, through a link too; any other file of the user is read as before."""
+    home = Path(engine_env["PLAYBOOK_HOME"])
+    admin_token = home / "credentials" / TOKEN_FILE
+    admin_token.parent.mkdir(parents=True, exist_ok=True)
+    admin_token.write_text("pbt_0123456789abcdef_" + "s" * 43)
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text("name: hunter2-secret-value\n")
+    (tmp_path / "link.yaml").symlink_to(admin_token)
+    (tmp_path / "mine.yaml").write_text(playbook_yaml([{"id": "a", "action": "noop"}]))
+    vera = await person(engine, "vera", "viewer", agent=True)
+    assert vera.caller.credential is not None
+    host = StdioServerParameters(command=sys.executable, args=["-m", "ui.cli.main", "mcp"], cwd=ROOT,
+                                 env={**engine_env, "PLAYBOOK_TOKEN": vera.caller.credential,
+                                      "PLAYBOOK_SECRETS_FILE": str(secrets)})
+    async with Client(host, read_timeout_seconds=60) as session:
+        for path in (admin_token, tmp_path / "link.yaml", secrets, home):
+            refused = await session.call_tool("validate_playbook_advanced", {"playbook_file": str(path)})
+            text = refused.content[0].text
+            assert refused.is_error and "does not read the engine's own files" in text, text
+            assert "sssss" not in text and "hunter2" not in text
+        mine = await session.call_tool("validate_playbook_advanced", {"playbook_file": str(tmp_path / "mine.yaml")})
+        assert not mine.is_error and mine.structured_content is not None and mine.structured_content["valid"]

@@ -846,3 +846,10 @@ def test_a_yes_read_as_true_where_text_belongs_says_to_quote_it() -> None:
         """)
     (found,) = [d for d in validate_playbook(text, "x.yaml") if d.severity == "error"]
     assert (found.code, found.line) == ("PB103", 3) and found.message.endswith("as true or false: quote it")
+
+
+def test_a_file_that_is_one_scalar_is_described_not_quoted() -> None:
+    """Whatever was pointed at (a token file, say) is not a playbook, and its text is not repeated back."""
+    [found] = [d for d in validate_playbook("pbt_0123456789abcdef_" + "s" * 43, "token") if d.code == "PB002"]
+    assert found.message.endswith("the file holds a string of 64 characters")
+    assert "pbt_" not in found.message

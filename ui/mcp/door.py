@@ -17,6 +17,7 @@ from services.errors import EngineUnavailable
 from services.identity.setup import Identity
 from services.settings import Settings
 from ui.client import EngineClient
+from ui.mcp.playbooks import LocalFiles
 from ui.mcp.server import build_server
 
 MCP_PATH = "/mcp"
@@ -86,6 +87,7 @@ async def serve_http(settings: Settings, host: str, port: int) -> None:
 async def serve_stdio(settings: Settings, credential: str) -> None:
     nc = await client_connection(settings)
     try:
-        await build_server(EngineClient(nc, credential, door="mcp")).run_stdio_async()
+        files = LocalFiles(hidden=tuple(p.resolve() for p in (settings.home, settings.secrets.file) if p))
+        await build_server(EngineClient(nc, credential, door="mcp"), files=files).run_stdio_async()
     finally:
         await nc.close()

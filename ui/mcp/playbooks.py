@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +17,33 @@ from ui.mcp.models import Finding, Validation
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
 
-def playbook_text(yaml: str | None, file: str | None, *, files_allowed: bool) -> tuple[str, str]:
-    """The YAML and where it came from, given exactly one of text and file."""
+@dataclass(frozen=True, slots=True)
+class LocalFiles:
+    """What `playbook_file` may read over stdio: a file of the server's user, but none of the engine's own (its
+    home, with the local admin's credentials, and the secrets file). An agent holding a narrow token acts through
+    this process as the user; what a diagnostic quotes of a file must not hand it the admin's token."""
+
+    hidden: tuple[Path, ...] = ()
+
+    def check(self, path: Path) -> None:
+        resolved = path.resolve()
+        if any(resolved == hidden or hidden in resolved.parents for hidden in self.hidden):
+            raise Refused(f"{path}: playbook_file does not read the engine's own files ($PLAYBOOK_HOME, the "
+                          "secrets file)", "bad_request")
+
+
+def playbook_text(yaml: str | None, file: str | None, *, files: LocalFiles | None) -> tuple[str, str]:
+    """The YAML and where it came from, given exactly one of text and file (`files`: None over HTTP)."""
     if (yaml is None) == (file is None):
         raise Refused("give exactly one of playbook_yaml (the YAML text) and playbook_file", "bad_request")
     if yaml is not None:
         return yaml, "<mcp>"
     assert file is not None
-    if not files_allowed:
+    if files is None:
         # Over HTTP the reader would be this server's user, not the caller: a path could name its credentials.
         raise Refused("playbook_file is read only over stdio; over HTTP send the YAML as playbook_yaml", "bad_request")
     path = Path(file).expanduser()
+    files.check(path)
     try:
         # Not blocking: a FIFO would wait for a writer. Only a regular file: /dev/zero never ends, /dev/stdin is
         # the stdio transport's own input.
@@ -41,11 +58,11 @@ def playbook_text(yaml: str | None, file: str | None, *, files_allowed: bool) ->
         raise Refused(f"{path}: cannot read: {getattr(err, 'strerror', None) or err}", "bad_request") from None
 
 
-def start_command(yaml: str | None, file: str | None, reference: str | None, *, files_allowed: bool,
+def start_command(yaml: str | None, file: str | None, reference: str | None, *, files: LocalFiles | None,
                   **options: Any) -> StartRun:
     """A StartRun of the text or file, or of a catalog reference when this engine's StartRun knows `playbook_id`."""
     if reference is None:
-        text, source = playbook_text(yaml, file, files_allowed=files_allowed)
+        text, source = playbook_text(yaml, file, files=files)
         return StartRun(playbook=text, source=source, **options)
     if yaml is not None or file is not None:
         raise Refused("give one of playbook (a catalog name@version), playbook_yaml and playbook_file", "bad_request")

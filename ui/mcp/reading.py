@@ -22,7 +22,7 @@ from ui.mcp.models import (
     StepStatus, Validation, fields,
 )
 from ui.insights import LearningClient
-from ui.mcp.playbooks import playbook_text, validation
+from ui.mcp.playbooks import LocalFiles, playbook_text, validation
 
 READS = ToolAnnotations(read_only_hint=True, destructive_hint=False, open_world_hint=False)
 MAX_LOG_CHARS = 256 * 1024      # what one answer carries at most; older lines are left out first
@@ -31,7 +31,7 @@ DEFAULT_TAIL = 200
 MAX_RUNS, MAX_TAIL, MAX_METRIC_RUNS = 1000, 10_000, 500
 
 
-def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
+def register(server: MCPServer, access: Access, *, files: LocalFiles | None) -> None:
     @server.tool(annotations=READS)
     @answered(ToolError)
     async def get_execution_status(ctx: Context, run_id: str) -> ExecutionStatus:
@@ -122,7 +122,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         """Check a playbook without running it: the findings `playbook validate` prints, with codes, lines and
         columns (PB1xx shape, PB2xx references, PB3xx parameters, PB4xx security)."""
         await access.principal(access.caller(ctx))
-        text, source = playbook_text(playbook_yaml, playbook_file, files_allowed=files_allowed)
+        text, source = playbook_text(playbook_yaml, playbook_file, files=files)
         # Off the loop: under `playbook up` every service shares it, and a large playbook takes seconds to check.
         return await asyncio.to_thread(validation, text, source, parameters, environment)
 

@@ -6,6 +6,7 @@ from mcp.server.mcpserver import MCPServer
 from ui.client import EngineClient
 from ui.mcp import reading, resources, steering
 from ui.mcp.access import Access
+from ui.mcp.playbooks import LocalFiles
 
 INSTRUCTIONS = """Playbook Engine: start, watch, steer and approve runs of infrastructure playbooks.
 Validate a playbook first (validate_playbook_advanced); start it with execute_playbook_advanced (wait=true
@@ -15,13 +16,14 @@ principal of a token: over stdio the one the server was given, over HTTP the req
 refusal says which grant is missing."""
 
 
-def build_server(client: EngineClient, *, per_request: bool = False) -> MCPServer:
-    """Over stdio (`per_request` False) every call acts as the client's token and may name local files;
+def build_server(client: EngineClient, *, per_request: bool = False, files: LocalFiles | None = None) -> MCPServer:
+    """Over stdio (`per_request` False) every call acts as the client's token and may name local `files`;
     over HTTP each request's bearer token acts, and files are not read."""
     server = MCPServer("playbook", instructions=INSTRUCTIONS, version=_version())
     access = Access(client, per_request=per_request)
-    steering.register(server, access, files_allowed=not per_request)
-    reading.register(server, access, files_allowed=not per_request)
+    readable = None if per_request else files or LocalFiles()
+    steering.register(server, access, files=readable)
+    reading.register(server, access, files=readable)
     resources.register(server, access)
     return server
 

@@ -19,7 +19,7 @@ from ui.cli.render import terminal_line
 from ui.client import EngineClient
 from ui.mcp.access import Access, answered
 from ui.mcp.models import CommandResult, Execution, Gate
-from ui.mcp.playbooks import start_command
+from ui.mcp.playbooks import LocalFiles, start_command
 
 CHANGES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=True)
 CONTROLS: dict[str, type[PauseRun | ResumeRun | CancelRun | RollbackRun]] = {
@@ -28,7 +28,7 @@ WAIT_LIMIT = 3600.0
 MAX_EVENTS_TOLD = 200        # event names a watched start answers with, the latest
 
 
-def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
+def register(server: MCPServer, access: Access, *, files: LocalFiles | None) -> None:
     @server.tool(annotations=CHANGES)
     @answered(ToolError)
     async def execute_playbook_advanced(
@@ -44,7 +44,7 @@ def register(server: MCPServer, access: Access, *, files_allowed: bool) -> None:
         own gate, else one any approver but you may give). With `wait`, progress notifications follow the run
         until it ends or reaches an approval gate (at most `wait_seconds`); the result says where it stopped.
         """
-        command = start_command(playbook_yaml, playbook_file, playbook, files_allowed=files_allowed,
+        command = start_command(playbook_yaml, playbook_file, playbook, files=files,
                                 parameters=parameters or {}, environment=environment, run_id=run_id, dry_run=dry_run,
                                 allow_unsafe_shell=allow_unsafe_shell,
                                 on_failure="continue" if continue_on_failure else None,
