@@ -23,6 +23,7 @@ from tests.helpers import person, playbook_yaml, refusals, until, wait_for_end
 from ui.client import EngineClient
 from ui.identity_client import IdentityClient
 from ui.insights import LearningClient
+from ui.mcp.playbooks import MAX_FINDINGS
 from ui.mcp.server import build_server
 
 pytestmark = pytest.mark.integration
@@ -259,6 +260,15 @@ async def test_validation_finds_what_the_cli_finds_with_lines_and_columns(engine
     async with agent(vera) as revoked:
         assert "(unauthenticated)" in await refused(revoked, "validate_playbook_advanced", playbook_yaml=GATED)
     assert (await refusals(engine.nc))[-1].door == "mcp"      # the audit says which door it was turned away at
+
+
+async def test_a_validation_of_thousands_of_findings_answers_the_most_severe_and_says_how_many_more(cast) -> None:
+    """An agent reads every finding into its context: 20,000 unnamed steps were a 5 MB answer of infos."""
+    steps = [{"id": f"s{i}", "action": "noop"} for i in range(400)] + [{"id": "bad", "action": "nope"}]
+    async with agent(cast["vera"]) as vera:
+        found = await call(vera, "validate_playbook_advanced", playbook_yaml=playbook_yaml(steps))
+    assert (found["valid"], found["errors"], len(found["diagnostics"])) == (False, 1, MAX_FINDINGS)
+    assert found["diagnostics"][0]["step_id"] == "bad" and found["left_out"] >= 401 - MAX_FINDINGS
 
 
 async def test_a_playbook_the_catalog_does_not_hold_is_a_clear_error(engine, cast) -> None:

@@ -136,6 +136,7 @@ class Validation(BaseModel):
     valid: bool
     errors: int
     diagnostics: list[Finding]
+    left_out: int = 0          # findings beyond MAX_FINDINGS, the least severe first (`playbook validate` has all)
 
 
 def fields(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:

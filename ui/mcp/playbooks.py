@@ -15,6 +15,9 @@ from ui.mcp.access import Refused
 from ui.mcp.models import Finding, Validation
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
+# An agent reads every finding into its context: 20,000 steps without a name were a 5 MB answer of infos.
+MAX_FINDINGS = 200
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,8 @@ def start_command(yaml: str | None, file: str | None, reference: str | None, *, 
 def validation(text: str, source: str, parameters: dict[str, Any] | None, environment: str | None) -> Validation:
     """The diagnostics `playbook validate` prints, as data."""
     found = validate_playbook(text, source, parameters=parameters, environment=environment)
-    findings = [Finding(**msgspec.to_builtins(d)) for d in found]
+    # Past the cap, the most severe first (a stable sort: each severity in file order).
+    shown = found if len(found) <= MAX_FINDINGS else sorted(found, key=lambda d: _SEVERITY_ORDER[d.severity])
+    findings = [Finding(**msgspec.to_builtins(d)) for d in shown[:MAX_FINDINGS]]
     errors = sum(1 for d in found if d.severity == "error")
-    return Validation(valid=not errors, errors=errors, diagnostics=findings)
+    return Validation(valid=not errors, errors=errors, diagnostics=findings, left_out=len(found) - len(findings))
