@@ -32,6 +32,9 @@ from services.playbook.interpolate import Context, resolve
 from services.domain.breaker import circuit_key
 from services.domain.run.state import playbook_of, variables_of
 
+# What events teach, as this module reads them: raised whenever that changes, so that knowledge an earlier
+# version learned (a retried run counted as failed, say) is learned again from the first event.
+INTERPRETATION = 2
 RUNS_KEPT = 10_000           # contexts of runs still going; an evicted one is replayed from the stream if needed
 ENDED_KEPT = 1_000           # contexts of ended runs a retry may reopen (older ones are replayed if one is)
 SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook teaches its shape once

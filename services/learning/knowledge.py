@@ -50,7 +50,7 @@ class Batch:
 
     after: int
     last: int
-    stream: str                              # the stream's identity (its creation time)
+    stream: str                              # the stream's identity (its creation time) and the interpretation
     messages: int = 0
     facts: list[Fact] = field(default_factory=list)
 

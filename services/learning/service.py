@@ -37,7 +37,7 @@ from services.identity.guard import Guard
 from services.learning.config import LearningConfig
 from services.learning.errors import LearningRefused
 from services.learning.facts import Fact
-from services.learning.interpret import Interpreter
+from services.learning.interpret import INTERPRETATION, Interpreter
 from services.learning.knowledge import Batch, Knowledge, PositionConflict
 from services.learning.report import insights_of
 from services.learning.stores import Stores
@@ -162,7 +162,7 @@ class LearningService:
         cursor = await self._call(learning.cursor)
         if self._rebuild_asked or (cursor.stream and cursor.stream != stream):
             if not self._rebuild_asked:
-                log.warning("learning: the stream was recreated since the knowledge was written; learning it again")
+                log.warning("learning: %s; learning it again from the first event", _why_again(cursor.stream, stream))
                 self._rebuild_began = time.perf_counter()
             self._rebuild_asked = False
             self._rebuild_until = await self._stream_last_seq()
@@ -354,10 +354,21 @@ class LearningService:
     # -- the stream ------------------------------------------------------------------------
 
     async def _stream_identity(self) -> str:
-        """When the stream was created: knowledge of a stream since recreated is learned again."""
+        """When the stream was created, and how it is read: knowledge of a stream since recreated, or learned by
+        an earlier interpretation, is learned again."""
         info = await self.nc.jetstream().stream_info(self.store.stream)
-        return str(info.created or "")
+        return f"{info.created or ''} {_INTERPRETED}"
 
     async def _stream_last_seq(self) -> int:
         info = await self.nc.jetstream().stream_info(self.store.stream)
         return info.state.last_seq
+
+
+_INTERPRETED = f"interpretation {INTERPRETATION}"
+
+
+def _why_again(known: str, now: str) -> str:
+    """Why knowledge of stream identity `known` is not that of `now` (the first version's had no interpretation)."""
+    if known.split(" interpretation ")[0] == now.split(" interpretation ")[0]:
+        return "an earlier version of the engine learned this knowledge, and reads some events differently now"
+    return "the stream was recreated since the knowledge was written"

@@ -10,6 +10,7 @@ from events import subjects
 from events.insights import Insights, LearningStatus, Recommendation
 from services.learning.config import LearningConfig
 from services.learning.errors import LearningRefused
+from services.learning import service as learning_service
 from services.learning.service import LearningService
 from services.playbook_store import PlaybookStore
 from services.store import EventStore
@@ -211,6 +212,33 @@ async def test_knowledge_of_a_stream_since_recreated_is_learned_again(nc, tmp_pa
     finally:
         await again.stop()
     assert [(p.playbook, p.runs) for p in insights.playbooks] == [("deploy", 1)]
+
+
+async def test_knowledge_an_earlier_interpretation_learned_is_learned_again(nc, tmp_path, identity, admin_headers,
+                                                                             monkeypatch, caplog) -> None:
+    """After an upgrade that reads events differently (a retried run is no longer counted failed), the knowledge the
+    earlier version wrote is learned again from the first event, not continued where it stopped."""
+    config = LearningConfig(directory=tmp_path / "learning")
+    store = EventStore(nc)
+    await store.ensure_stream()
+    first = await record(store, [deploy(i) for i in range(3)])
+    monkeypatch.setattr(learning_service, "_INTERPRETED", "interpretation 1")
+    earlier = LearningService(nc, store, config, PlaybookStore(nc), identity.guard)
+    await earlier.start()
+    await LearningClient(nc, admin_headers).insights(after=first, wait=30)
+    await earlier.stop()
+    monkeypatch.undo()
+    last = await record(store, [deploy(7)])
+    upgraded = LearningService(nc, store, config, PlaybookStore(nc), identity.guard)
+    await upgraded.start()
+    try:
+        await until(lambda: _learned_again(LearningClient(nc, admin_headers)), timeout=30,
+                    what="the knowledge learned again")
+        insights = await LearningClient(nc, admin_headers).insights(after=last)
+    finally:
+        await upgraded.stop()
+    assert [(p.playbook, p.runs) for p in insights.playbooks] == [("deploy", 4)]
+    assert "an earlier version of the engine learned this knowledge" in caplog.text
 
 
 async def _errored(client: LearningClient) -> LearningStatus | None:
