@@ -36,6 +36,8 @@ class CircuitHalfOpened(CircuitEvent, frozen=True):
     """The open time passed, or a trial call ended with no outcome (its step was cancelled, or its
     executor died and the step calls again): a limited number of trial calls may go through."""
 
+    trial_lost: str = ""       # the run/step whose trial ended with no outcome; empty: the open time passed
+
 
 class CircuitTrialStarted(CircuitEvent, frozen=True):
     run_id: str

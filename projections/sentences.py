@@ -142,6 +142,8 @@ def circuit_sentence(event: CircuitEvent) -> str:
             return f"call by {event.run_id}/{event.step_id} succeeded"
         case CircuitOpened():
             return f"OPENED until {event.until:%H:%M:%S}Z: {event.reason}"
+        case CircuitHalfOpened(trial_lost=lost) if lost:
+            return f"HALF-OPEN again: the trial call by {lost} ended with no outcome; trial calls may test the target"
         case CircuitHalfOpened():
             return "HALF-OPEN: the open time passed; trial calls may test the target"
         case CircuitTrialStarted():

@@ -110,16 +110,16 @@ def before_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str,
     if (run_id, step_id) in breaker.trial_steps:
         # Its own trial ended with no outcome: its executor died mid-call, and the step runs again. Without a fresh
         # start the trial's place stayed taken, and every call was refused until someone reset the breaker.
-        return [CircuitHalfOpened(key=key, at=at), trial], None
+        return [CircuitHalfOpened(key=key, at=at, trial_lost=f"{run_id}/{step_id}"), trial], None
     return [], f"circuit {key} is half-open and its {spec.half_open_trials} trial call(s) are under way; not calling"
 
 
-def trial_abandoned(breaker: Breaker, at: datetime) -> list[CircuitEvent]:
+def trial_abandoned(breaker: Breaker, run_id: str, step_id: str, at: datetime) -> list[CircuitEvent]:
     """A trial call that ended without an outcome (its step was cancelled) tested nothing: the breaker
     half-opens afresh so that the next call tests the target, or it would refuse every call for ever."""
     if breaker.state != "half_open" or not breaker.trials:
         return []
-    return [CircuitHalfOpened(key=breaker.key, at=at)]
+    return [CircuitHalfOpened(key=breaker.key, at=at, trial_lost=f"{run_id}/{step_id}")]
 
 
 def after_call(breaker: Breaker, spec: CircuitSpec, run_id: str, step_id: str, at: datetime,

@@ -118,7 +118,7 @@ class Work:
             result = await run_action(spec.action, args, timeout=spec.timeout_seconds)
         except asyncio.CancelledError:
             if trial:   # shielded: the cancel that ends the call must not also keep the trial's place taken
-                await asyncio.shield(self.breakers.change(key, lambda b: trial_abandoned(b, now())))
+                await asyncio.shield(self.breakers.change(key, lambda b: trial_abandoned(b, run.id, step_id, now())))
             raise
         failure = None if result.ok else classify(result.error, result.outputs, result.category, self.patterns).category
         await self.breakers.change(

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from events.circuit import CircuitHalfOpened
 from events.commands import CancelRun, ResetCircuit, StartRun
 from events.playbook import CircuitSpec
 from services.aggregates import BreakerRepository, breaker_repository
@@ -173,3 +174,5 @@ async def test_a_trial_call_cancelled_mid_way_frees_its_place_and_the_next_call_
     assert type(passed[-1]).__name__ == "RunCompleted", passed[-1]
     (breaker,) = await engine.circuits()
     assert breaker.state == "closed"
+    history = [event for _, event in await engine.circuit_events(breaker.key)]
+    assert [e.trial_lost for e in history if isinstance(e, CircuitHalfOpened)] == ["", f"{trial.run_id}/call"]

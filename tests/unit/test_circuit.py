@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from events.playbook import CircuitSpec, Step, circuit_of
 from services.domain.breaker import Breaker, after_call, before_call, evolve
+from projections.sentences import circuit_sentence
 from tests.helpers import at
 
 SPEC = CircuitSpec(failure_threshold=2, open_seconds=10, half_open_trials=1)
@@ -109,6 +110,8 @@ def test_a_step_whose_trial_was_lost_with_its_executor_tries_again_and_others_st
     assert before_call(b, SPEC, "r2", "s", at(12))[1] is not None       # another step still waits for the trial
     events, denial = before_call(b, SPEC, "r", "s", at(40))              # the same step, its next attempt
     assert (names(events), denial) == (["CircuitHalfOpened", "CircuitTrialStarted"], None)
+    assert events[0].trial_lost == "r/s"
+    assert circuit_sentence(events[0]).startswith("HALF-OPEN again: the trial call by r/s ended with no outcome")
     apply(b, events)
     assert (b.trials, b.trial_steps) == (1, [("r", "s")])
     apply(b, after_call(b, SPEC, "r", "s", at(41), None))
