@@ -191,8 +191,9 @@ def render() -> str:
         "A playbook is a YAML file: a mapping with a `name` and a list of `steps`. Every key is listed here, with "
         "its type, its default and what it does; unknown keys are errors (PB101), other tools' spellings are "
         "read or answered (see [Other tools' spellings](#other-tools-spellings)). Every `timeout_seconds` is more "
-        "than 0, a delay 0 or more, a port 1 to 65535, an HTTP status 100 to 599, a percent 0 to 100, and a "
-        "failure category one of [those listed](#failure-categories) (PB104). `playbook validate FILE` "
+        "than 0, a delay 0 or more, a port 1 to 65535, an HTTP status 100 to 599, a percent 0 to 100, a "
+        "failure category one of [those listed](#failure-categories), and a name (the playbook's, a step's) one "
+        "line of at most 200 characters with no control characters (PB104). `playbook validate FILE` "
         "checks a playbook without running it. How a run uses a playbook: [design.md](design.md).", "",
         "Contents: " + ", ".join(f"[{kind.__name__}](#{kind.__name__.lower()})" for kind in structs())
         + ", [Values](#values), [Conditions](#conditions), [Actions](#actions), "

@@ -1,5 +1,5 @@
 """Values of the right type that no run can honour: a timeout of no time (or of centuries), no attempt, a gate
-asking more people than it names, a failure category that does not exist.
+asking more people than it names, a failure category that does not exist; a name no view can show.
 
 Checked here, not as constraints of the Structs: a playbook a run already pinned is decoded with those
 Structs, and a bound added later must not make its history unreadable.
@@ -10,8 +10,8 @@ import math
 import re
 from typing import get_args
 
-from events.playbook import (ApprovalGate, CircuitSpec, DiskSpace, ErrorHandler, HttpStatus, MemoryUsage, PortOpen,
-                             RetryPolicy, Step)
+from events.playbook import (ApprovalGate, CircuitSpec, DiskSpace, ErrorHandler, HttpStatus, MemoryUsage, Playbook,
+                             PortOpen, RetryPolicy, Step)
 from events.run import ErrorCategory
 from services.playbook.diagnostics import Issue, Path, did_you_mean
 
@@ -19,6 +19,22 @@ CATEGORIES: tuple[str, ...] = get_args(ErrorCategory)
 # A year and a day: the longest timeout, delay or open breaker. Far longer overflows the clock, and a NATS timer
 # due past Go's ~292-year duration fires at once (a retry "in 3,171 years" ran again at once).
 MAX_WAIT_SECONDS = 366 * 24 * 3600
+# A name is on every line of the run list, the audit and the insights, and in refusals: a sentence, not a book.
+MAX_NAME_CHARS = 200
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def name_bound_issues(playbook: Playbook) -> list[Issue]:
+    """The playbook's and its steps' names: at most MAX_NAME_CHARS, on one line, no control characters."""
+    named = [(playbook.name, ("name",))] + [(step.name, ("steps", i, "name")) for i, step in enumerate(playbook.steps)]
+    issues = []
+    for name, at in named:
+        if len(name) > MAX_NAME_CHARS:
+            issues.append(Issue("PB104", f"a name may be {MAX_NAME_CHARS} characters at most; this one has {len(name)}",
+                                at))
+        elif _CONTROL.search(name):
+            issues.append(Issue("PB104", "a name may hold no control characters (line breaks, escapes, tabs)", at))
+    return issues
 
 
 def step_bound_issues(step: Step, at: Path) -> list[Issue]:

@@ -10,7 +10,7 @@ import msgspec
 from events import subjects
 from events.playbook import Plan, Playbook, Step
 from services.playbook.actions import ACTION_SPECS, arg_issues
-from services.playbook.bounds import handler_bound_issues, step_bound_issues
+from services.playbook.bounds import handler_bound_issues, name_bound_issues, step_bound_issues
 from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
 from services.playbook.environments import environment_variables, variable_issues
@@ -148,7 +148,7 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
     issues = spelled + issues
     if playbook is None:
         return _Checked(issues, Plan(needs={}), {}, {}, None, written)
-    later: list[Issue] = []
+    later: list[Issue] = name_bound_issues(playbook)
     if isinstance(data.get("steps"), list) and not data["steps"]:
         later.append(Issue("PB105", "the playbook has no steps; add at least one under 'steps'", ("steps",)))
     plan, found = plan_issues(playbook.steps)

@@ -853,3 +853,16 @@ def test_a_file_that_is_one_scalar_is_described_not_quoted() -> None:
     [found] = [d for d in validate_playbook("pbt_0123456789abcdef_" + "s" * 43, "token") if d.code == "PB002"]
     assert found.message.endswith("the file holds a string of 64 characters")
     assert "pbt_" not in found.message
+
+
+def test_a_name_is_a_line_of_at_most_200_characters() -> None:
+    """Names go on every line of the run list, the audit, the insights and refusals: a 100,000-character name was
+    accepted and echoed back in full; a line break or an escape in one breaks every line it is on."""
+    long_name = f"name: {'a' * 201}\nsteps:\n  - {{id: a, action: noop, name: ok}}\n"
+    [found] = [d for d in validate_playbook(long_name, "long.yaml") if d.code == "PB104"]
+    assert (found.line, found.message) == (1, "a name may be 200 characters at most; this one has 201")
+    escaped = 'name: "deploy\\x1b[2J"\nsteps:\n  - {id: a, action: noop, name: "two\\nlines"}\n'
+    assert [(d.line, d.step_id) for d in validate_playbook(escaped, "e.yaml") if d.code == "PB104"] == [
+        (1, None), (3, "a")]
+    assert not [d for d in validate_playbook(f"name: {'a' * 200}\nsteps: [{{id: a, action: noop, name: ok}}]\n",
+                                             "fine.yaml") if d.severity == "error"]
