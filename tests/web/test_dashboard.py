@@ -166,9 +166,10 @@ async def test_refusals_are_shown_with_the_reason(dashboard, engine):
 
     await dashboard.be_the_admin()                                    # recorded, not just answered: admins see it
     await page.get_by_test_id("nav-audit").click()
-    refused = page.get_by_test_id("audit-row").filter(has_text="mallory")
-    await expect(refused).to_have_attribute("data-action", "refused")
+    refused = page.locator('[data-testid="audit-row"][data-action="refused"]').filter(has_text="mallory")
     await expect(refused).to_contain_text(f"approve run {reply.run_id} of gated-deploy")
+    signed_in = page.locator('[data-testid="audit-row"][data-action="sign_in"]').filter(has_text="mallory")
+    await expect(signed_in).to_contain_text("opened dashboard session")     # tokens' records are an admin's too
 
 
 async def start_pasted(dashboard, text: str, choose: Callable[[Page], Awaitable[None]]) -> Page:
