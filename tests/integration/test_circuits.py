@@ -150,6 +150,22 @@ async def test_replicas_with_cached_breakers_see_each_others_changes_and_never_l
     assert (fresh.failures, fresh.version) == (40, (await replicas[1].get("db")).version)
 
 
+async def test_a_burst_of_changes_to_one_breaker_from_two_replicas_all_land(nc) -> None:
+    """A replica's decision lost to the other's appends twenty times in a row was given up (ConcurrencyConflict,
+    the call's outcome lost) while the other still had a queue of changes to that key: now it keeps deciding again
+    until that queue is drained."""
+    store = EventStore(nc)
+    await store.ensure_stream()
+    spec = CircuitSpec(failure_threshold=1000, open_seconds=60)
+    replicas = [breaker_repository(store), breaker_repository(EventStore(nc))]
+
+    async def fail(breakers: BreakerRepository, n: int) -> None:
+        await breakers.change("db", lambda b: after_call(b, spec, f"r{n}", "s", now(), "network", "refused"))
+
+    await asyncio.gather(*(fail(replicas[n % 2], n) for n in range(300)))
+    assert (await breaker_repository(store).get("db")).failures == 300
+
+
 async def test_a_trial_call_cancelled_mid_way_frees_its_place_and_the_next_call_tests_the_target(engine,
                                                                                                  tmp_path) -> None:
     """A half-open breaker whose only trial was cancelled would otherwise refuse every call for ever,
