@@ -41,6 +41,7 @@ class Keeper:
     def __init__(self, leases: LeaseStore, seconds: float, guardian: Guardian) -> None:
         self.leases, self.seconds, self.guardian = leases, seconds, guardian
         self.held: dict[str, Holding] = {}        # by lease subject
+        self.finishing: set[str] = set()          # lease subjects of ended attempts whose outcome is being recorded
         self._ticker: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -51,7 +52,8 @@ class Keeper:
             self._ticker.cancel()
 
     def holds(self, subject: str) -> bool:
-        return subject in self.held
+        """Held, or its attempt ended here and its outcome waits to be recorded: not ours to take over."""
+        return subject in self.held or subject in self.finishing
 
     def hold(self, attempt: AttemptId, lease: Lease, sent: float,
              on_lost: Callable[[Holding, str], None] = lambda holding, why: None) -> Holding:

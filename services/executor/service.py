@@ -203,10 +203,21 @@ class Executor:
 
     async def _recorded(self, running: Running, command: RunCommand) -> None:
         """Record, trying again while the lease is ours; then let the lease go. An outcome that cannot be stored
-        is recorded as a `resource` failure; one never recorded leaves the lease to lapse and be taken over."""
+        is recorded as a `resource` failure. An attempt that ended is recorded even after its lease lapsed (NATS
+        lost its quorum for longer than a lease): the decider refuses it if a taker recorded it interrupted first,
+        and dropping it would run a step that finished again; an interrupt is not, leaving the lease to a taker."""
+        ended = isinstance(command, FinishStep)
+        if ended:
+            self.keeper.finishing.add(running.holding.lease.subject)
+        try:
+            await self._record(running, command, ended)
+        finally:
+            self.keeper.finishing.discard(running.holding.lease.subject)
+
+    async def _record(self, running: Running, command: RunCommand, ended: bool) -> None:
         attempt = running.attempt
         unavailable = False
-        while not running.holding.lost:
+        while ended or not running.holding.lost:
             try:
                 try:
                     await self._decide(attempt.run_id, command)
