@@ -57,11 +57,15 @@ class Running:
     holding: Holding
     task: asyncio.Task[None] | None = None
     stopped: str = ""       # "cancelled" (its run), "lost" (its lease), "stopping" (this executor)
+    ended: bool = False     # its work is over, its outcome being recorded
 
     def stop(self, why: str) -> None:
-        if not self.stopped and self.task is not None:
-            self.stopped = why
-            self.task.cancel()
+        """Stop its work. Once that is over, only this executor's own stop cuts the recording of its outcome
+        short: a lapsed lease or a cancel would drop what finished, and the step would run again."""
+        if self.stopped or self.task is None or (self.ended and why != "stopping"):
+            return
+        self.stopped = why
+        self.task.cancel()
 
 
 class Executor:
@@ -181,6 +185,7 @@ class Executor:
                 if not running.stopped:
                     raise
                 outcome = None
+            running.ended = True
             duration = (time.perf_counter() - began) * 1000
             if running.stopped == "lost":
                 return   # not ours to record any more: whoever takes the lease over records it interrupted

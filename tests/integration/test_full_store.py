@@ -12,6 +12,7 @@ import collections
 import os
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -23,7 +24,7 @@ from events.identity import caller_headers
 from events.run import RunCancelled, RunCompleted, StepStarted, StepSucceeded
 from services.settings import ACCESS_MAX_BYTES, LOGS_MAX_BYTES, UPLOADS_MAX_BYTES
 from tests.conftest import NatsServer
-from tests.helpers import playbook_yaml, until, wait_for_end
+from tests.helpers import playbook_yaml, running_engine, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +136,26 @@ async def test_a_full_store_answers_unavailable_and_once_space_returns_every_run
         assert len(succeeded) == 1 or isinstance(history[-1], RunCancelled)
     lines = effects.read_text().splitlines()
     assert len(lines) == len(set(lines)) == RUNS, lines          # each run's work done once
+
+
+async def test_a_step_that_finished_while_its_lease_lapsed_in_a_full_store_is_recorded_not_run_again(
+        settings, nats_server, tmp_path: Path, caplog) -> None:
+    """Its outcome waited for space longer than its lease: it was dropped when the lease lapsed, the takeover
+    recorded the attempt interrupted, and the step that had finished ran again. It is kept and recorded now."""
+    gate, effects = tmp_path / "gate", tmp_path / "effects"
+    text = playbook_yaml([{"id": "work", "action": "shell", "timeout_seconds": 120, "args": {"command": (
+        f"while [ ! -e {gate} ]; do sleep 0.05; done; echo work >> {effects}")}}], name="lapsed")
+    async with running_engine(replace(settings, lease_seconds=3.0)) as engine:
+        run_id = (await engine.send(StartRun(playbook=text))).run_id
+        async for _, event in engine.follow(run_id):
+            if isinstance(event, StepStarted):
+                break
+        await fill_the_store(engine)
+        gate.touch()                                     # it finishes while nothing can be recorded
+        await until(lambda: "lost the lease" in caplog.text, timeout=30, what="the lease lapsed meanwhile")
+        await engine.nc.jetstream().delete_stream(FILLER)
+        history = await wait_for_end(engine, run_id, timeout=60)
+    assert isinstance(history[-1], RunCompleted), history[-1]
+    assert [(type(e).__name__, e.attempt) for e in history if isinstance(e, (StepStarted, StepSucceeded))] == [
+        ("StepStarted", 1), ("StepSucceeded", 1)]
+    assert effects.read_text().splitlines() == ["work"]          # done once
