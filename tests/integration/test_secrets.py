@@ -104,3 +104,25 @@ async def test_a_step_cut_off_by_its_timeout_keeps_what_it_printed_redacted(engi
     assert (failed.category, failed.error) == ("timeout", "timed out after 1s")
     assert (failed.outputs["stdout"], failed.outputs["stderr"]) == ("logging in as ***", "waiting for lock")
     assert SECRET.encode() not in msgspec.json.encode(events)
+
+
+async def test_a_url_whose_port_is_not_a_number_fails_its_step_and_keeps_the_secret(engine, monkeypatch,
+                                                                                       caplog) -> None:
+    """A `/` in a password ends the authority early: what follows the user's `:` reads as a port. The
+    circuit breaker's key was made from that URL before the request was checked, and its ValueError
+    (naming the would-be port: the secret) escaped the attempt, which then stayed running forever."""
+    monkeypatch.setenv("PLAYBOOK_SECRET_DB_PASSWORD", "s3cr3t-half/other-half")
+    caplog.set_level(logging.DEBUG)
+    text = playbook_yaml([
+        {"id": "userinfo", "action": "http_request", "timeout_seconds": 5, "continue_on_failure": True,
+         "args": {"url": "https://user:${secret:db_password}@127.0.0.1:1/"}},
+        {"id": "out_of_range", "action": "http_request", "timeout_seconds": 5,
+         "args": {"url": "http://127.0.0.1:99999/"}},
+    ])
+    reply = await engine.send(StartRun(playbook=text))
+    events = await wait_for_end(engine, reply.run_id, timeout=20)
+    failed = {e.step_id: e for e in events if isinstance(e, StepFailed)}
+    assert {step: f.category for step, f in failed.items()} == {"userinfo": "configuration",
+                                                                 "out_of_range": "configuration"}
+    assert "cannot be read as a URL" in failed["out_of_range"].error
+    assert b"s3cr3t-half" not in msgspec.json.encode(events) and "s3cr3t-half" not in caplog.text
