@@ -32,8 +32,11 @@ def circuit_key(playbook: str, step: Step, args: dict[str, Any]) -> str:
     if spec is not None and spec.key:
         return spec.key
     if step.action == "http_request" and isinstance(args.get("url"), str):
-        url = urlsplit(args["url"])
-        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            url = urlsplit(args["url"])
+            port = url.port or (443 if url.scheme == "https" else 80)
+        except ValueError:   # no port to read (a `/` in a password ends the authority early): the request
+            return f"{playbook}:{step.id}"   # itself is refused as configuration; its text may hold a secret
         return f"{url.scheme}://{url.hostname}:{port}"
     return f"{playbook}:{step.id}"
 

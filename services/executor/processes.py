@@ -229,13 +229,13 @@ def _sandbox_options(home: str, cwd: str, hidden: tuple[str, ...]) -> list[str]:
     The network is shared: steps deploy things."""
     options = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    for path in hidden:
+    for writable in dict.fromkeys((home, cwd)):
+        options += ["--bind", writable, writable]
+    for path in hidden:   # after the binds, which mount in order: a `cwd:` holding a hidden path must not show it
         if os.path.isdir(path):
             options += ["--tmpfs", path]
         elif os.path.exists(path):
             options += ["--ro-bind", "/dev/null", path]
-    for writable in dict.fromkeys((home, cwd)):
-        options += ["--bind", writable, writable]
     return [*options, "--chdir", cwd]
 
 

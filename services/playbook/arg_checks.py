@@ -70,7 +70,7 @@ ARGV = both(TEXT_LIST, _not_blank)
 def _http_url(name: str, value: str) -> str | None:
     try:
         parts = urlsplit(value)
-        fine = parts.scheme in ("http", "https") and bool(parts.hostname)
+        fine = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
     except ValueError:
         fine = False
     return None if fine else f"{name!r} must be an absolute http:// or https:// URL"

@@ -1,7 +1,8 @@
 """Redaction: every secret, in the forms it is commonly printed in, becomes `***`, and no cut ends inside one.
 
 Forms of each secret: as is, also with its special characters percent-encoded (`+` for a
-space), JSON- or backslash-escaped or shell-quoted; reversed; hex in any case; base64 and
+space), JSON- or backslash-escaped or shell-quoted; every character percent-encoded or `\\u`-escaped;
+reversed; hex in any case; base64 and
 base64url at each of the three offsets it can take inside a longer stream (the characters
 that depend on the secret alone). Line breaks are ignored while matching, so folded output
 and wrapped base64 or hex are caught too. What this cannot see is listed in docs/security.md.
@@ -147,10 +148,19 @@ def _forms(secret: str) -> list[_Form]:
     raw = secret.encode()
     forms = [_form([_char_forms(c) for c in secret.strip("\r\n")]), _form([(c,) for c in reversed(flat)]),
              _form([(d, d.upper()) if d.isalpha() else (d,) for d in raw.hex()], folded=True)]
+    # Encoders that escape every character, not only those that need it: %73%33..., \u0073\u0033...
+    every = ["".join(f"%{b:02x}" for b in raw), "".join(f"\\u{unit:04x}" for unit in _utf16(flat))]
+    forms += [_form([(d, d.upper()) if d in "abcdef" else (d,) for d in text], folded=True) for text in every]
     for offset in range(3):
         stable = _stable_base64(raw, offset)
         forms.append(_form([{"+": ("+", "-"), "/": ("/", "_")}.get(c, (c,)) for c in stable]))
     return forms
+
+
+def _utf16(text: str) -> list[int]:
+    """The UTF-16 code units of the text, as JSON's `\\u` escapes write them (a surrogate pair beyond U+FFFF)."""
+    data = text.encode("utf-16-be", "surrogatepass")
+    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
 
 
 def _char_forms(c: str) -> Unit:

@@ -104,3 +104,37 @@ async def test_a_step_cut_off_by_its_timeout_keeps_what_it_printed_redacted(engi
     assert (failed.category, failed.error) == ("timeout", "timed out after 1s")
     assert (failed.outputs["stdout"], failed.outputs["stderr"]) == ("logging in as ***", "waiting for lock")
     assert SECRET.encode() not in msgspec.json.encode(events)
+
+
+async def test_a_url_whose_port_is_not_a_number_fails_its_step_and_keeps_the_secret(engine, monkeypatch,
+                                                                                       caplog) -> None:
+    """A `/` in a password ends the authority early: what follows the user's `:` reads as a port. The
+    circuit breaker's key was made from that URL before the request was checked, and its ValueError
+    (naming the would-be port: the secret) escaped the attempt, which then stayed running forever."""
+    monkeypatch.setenv("PLAYBOOK_SECRET_DB_PASSWORD", "s3cr3t-half/other-half")
+    caplog.set_level(logging.DEBUG)
+    text = playbook_yaml([{"id": "userinfo", "action": "http_request", "timeout_seconds": 5,
+                           "args": {"url": "https://user:${secret:db_password}@127.0.0.1:1/"}}])
+    reply = await engine.send(StartRun(playbook=text))
+    events = await wait_for_end(engine, reply.run_id, timeout=20)
+    [failed] = [e for e in events if isinstance(e, StepFailed)]
+    assert (failed.category, failed.error) == (
+        "configuration", "http_request: 'url' must be an absolute http:// or https:// URL")
+    assert b"s3cr3t-half" not in msgspec.json.encode(events) and "s3cr3t-half" not in caplog.text
+
+
+async def test_a_secret_percent_encoded_or_unicode_escaped_character_by_character_is_redacted(engine,
+                                                                                               monkeypatch) -> None:
+    """Encoders that escape every character, not only the special ones (`xxd -p | sed 's/../%&/g'`, a JSON
+    writer escaping all it writes), printed forms the docs promise to catch; only partly-escaped ones were."""
+    monkeypatch.setenv("PLAYBOOK_SECRET_API_TOKEN", SECRET)
+    escapes = [f"%{b:02X}" for b in SECRET.encode()], [f"%{b:02x}" for b in SECRET.encode()], \
+        [f"\\u{ord(c):04x}" for c in SECRET], [f"\\u{ord(c):04X}" for c in SECRET]
+    printed = ["".join(escaped) for escaped in escapes]
+    text = playbook_yaml([{"id": "print", "action": "shell", "timeout_seconds": 5,
+                           "args": {"command": "printf '%s\\n' " + " ".join(f"'{p}'" for p in printed),
+                                    "env": {"TOKEN": "${secret:api_token}"}}}])
+    reply = await engine.send(StartRun(playbook=text))
+    events = await wait_for_end(engine, reply.run_id)
+    [done] = [e for e in events if type(e).__name__ == "StepSucceeded"]
+    assert done.outputs["stdout"] == "***"   # four masked lines next to each other: one mask (breaks are ignored)

@@ -113,3 +113,19 @@ async def test_a_sandboxed_step_may_write_in_the_directory_it_names(engine, tmp_
     workdir.mkdir()
     outputs = await outputs_of(engine, [shell("pwd; echo built > artefact", cwd=str(workdir))], sandbox="bubblewrap")
     assert outputs["stdout"] == str(workdir) and (workdir / "artefact").read_text() == "built\n"
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed here; "
+                                                           "Debian: apt-get install bubblewrap")
+async def test_a_directory_a_sandboxed_step_names_does_not_show_what_the_sandbox_hides(settings, tmp_path,
+                                                                                       monkeypatch) -> None:
+    """`cwd:` is bound writable into the sandbox; naming the folder that holds the secrets file (or
+    $PLAYBOOK_HOME) bound it over the hiding, and the step read the file and could rewrite it."""
+    hidden = tmp_path / "secrets.yaml"
+    hidden.write_text("db: not-for-steps-0003\n")
+    monkeypatch.setenv("PLAYBOOK_SECRETS_FILE", str(hidden))
+    async with running_engine(settings) as engine:
+        outputs = await outputs_of(engine, [shell(
+            "cat secrets.yaml 2>/dev/null; echo planted > secrets.yaml 2>/dev/null; echo looked",
+            cwd=str(tmp_path))], sandbox="bubblewrap")
+    assert outputs["stdout"] == "looked" and hidden.read_text() == "db: not-for-steps-0003\n"

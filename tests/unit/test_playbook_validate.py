@@ -577,6 +577,8 @@ def test_validate_alone_says_what_a_run_must_be_given_without_calling_the_file_b
     ("action: http_request, args: {}", "steps[0].args.url", "http_request: 'url' is required"),
     ("action: http_request, args: {url: 'ftp://x/y'}", "steps[0].args.url",
      "http_request: 'url' must be an absolute http:// or https:// URL"),
+    ("action: http_request, args: {url: 'http://127.0.0.1:99999/'}", "steps[0].args.url",
+     "http_request: 'url' must be an absolute http:// or https:// URL"),   # a port no request can use
     ("action: http_request, args: {url: 'https://x', json: {}, data: x}", "steps[0].args",
      "http_request: 'json' and 'data' exclude each other; give one"),
     ("action: shell, timeout_seconds: 5, args: {}", "steps[0].args", "shell: 'command' or 'argv' is required"),
