@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,7 @@ from services.executor.actions import close_http_session
 from services.executor.holding import Holding, Keeper
 from services.executor.leftovers import sweep, this_process
 from services.executor.processes import GUARDIAN
+from services.executor.scope import redacted
 from services.executor.takeover import Takeover
 from services.executor.work import Outcome, Work, now
 from services.leases import AttemptId, LeaseRecord, LeaseStore, Purpose
@@ -185,6 +187,10 @@ class Executor:
                 if not running.stopped:
                     raise
                 outcome = None
+            except Exception as err:  # noqa: BLE001 - an engine fault: the step fails (steerable), not stuck running
+                log.error("%s failed unexpectedly\n%s", attempt.key, redacted(traceback.format_exc()))
+                outcome = Outcome([] if attempt.rollback else {}, f"the engine failed while running this step "
+                                  f"({type(err).__name__}); the executor's log has the details", "unknown")
             running.ended = True
             duration = (time.perf_counter() - began) * 1000
             if running.stopped == "lost":

@@ -7,7 +7,8 @@ import pytest
 
 from events import json_limits, subjects
 from events.commands import CancelRun, PauseRun, ResumeRun, StartRun
-from events.run import RunCancelled, RunCompleted, StepStarted
+from events.run import RunCancelled, RunCompleted, RunFailed, StepFailed, StepStarted
+from services.executor.work import Work
 from tests.helpers import person, playbook_yaml, until, wait_for_end
 
 pytestmark = pytest.mark.integration
@@ -184,3 +185,19 @@ async def test_a_playbook_with_security_errors_starts_only_with_allow_unsafe_she
     events = await wait_for_end(engine, allowed.run_id)
     assert events[0].allow_unsafe_shell is True
     assert type(events[-1]).__name__ == "RunCompleted"
+
+
+async def test_a_fault_of_the_engine_while_running_a_step_fails_the_step_instead_of_leaving_it_running(
+        engine, monkeypatch, caplog) -> None:
+    """An exception the attempt's code did not expect (an engine bug) escaped the executor: the step stayed
+    `running` with its lease renewed for ever, and its run could be neither finished nor cancelled."""
+    async def broken(self, run, attempt):
+        raise RuntimeError("a bug in the engine")
+    monkeypatch.setattr(Work, "_do", broken)
+    reply = await engine.send(StartRun(playbook=playbook_yaml([{"id": "a", "action": "noop"}])))
+    history = await wait_for_end(engine, reply.run_id)
+    failed = next(e for e in history if isinstance(e, StepFailed))
+    assert (failed.category, failed.error) == ("unknown", "the engine failed while running this step (RuntimeError); "
+                                                          "the executor's log has the details")
+    assert isinstance(history[-1], RunFailed)
+    assert f"{reply.run_id}/a/1 failed unexpectedly" in caplog.text and "RuntimeError" in caplog.text
