@@ -52,7 +52,7 @@ def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False,
 def _only_up_in(home: Path) -> Iterator[None]:
     """One `up` to a home: a second would start another nats-server on the same store, which damages it, and
     when it stopped it would take away the first one's URL file. The lock goes with the process, however it ends."""
-    home.mkdir(parents=True, exist_ok=True)
+    _private(home)
     with open(home / "up.pid", "a+") as held:
         try:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -156,3 +156,14 @@ def _free_or_any(port: int) -> int:
             log.warning("port %d is taken; the web server takes a free one", port)
             return 0
     return port
+
+
+def _private(home: Path) -> None:
+    """The home only its owner may enter: it holds every run's views, what was learned, the store and the
+    credentials, and a step runs as another user (a root engine's steps as nobody) precisely so it cannot read
+    them. Made so, or made so again if its owner is this process and others could enter it."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = home.stat()
+    if mode.st_uid == os.geteuid() and mode.st_mode & 0o077:
+        home.chmod(0o700)
+        log.warning("made %s private (0700): it holds the engine's records and credentials", home)

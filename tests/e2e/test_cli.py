@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import ROOT, playbook_cli
+from tests.helpers import until
 
 pytestmark = pytest.mark.e2e
 
@@ -207,3 +208,17 @@ def test_a_token_without_the_grant_is_refused_with_exit_5_and_the_admin_reads_wh
     seen = [(e["actor"], e["door"], e["detail"].split(" ", 1)[0]) for e in map(json.loads, audit.stdout.splitlines())]
     assert seen == [("anonymous", "cli", "pause"), ("vera", "cli", "cancel"), ("vera", "cli", "start")]
     assert playbook_cli("audit", "--action", "refused", env=vera).stdout.strip() == "no entries match"
+
+
+async def test_up_keeps_its_home_private_so_a_step_running_as_nobody_reads_none_of_it(
+        engine_env: dict[str, str], processes, tmp_path: Path) -> None:
+    """Steps of a root engine run as nobody so they cannot read the engine's records; a home of 0755 (made by
+    hand, or by a release before this) let them read every run's views and what was learned."""
+    home = Path(engine_env["PLAYBOOK_HOME"])
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    processes.start("up", ["-m", "ui.cli.main", "up", "--http-port", "0"], engine_env)
+    log = next(processes.logs.glob("up-*.log"))
+    await until(lambda: "engine ready" in log.read_text(), timeout=20, what="playbook up ready")
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert "made" in log.read_text() and "private (0700)" in log.read_text()
