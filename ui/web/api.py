@@ -100,8 +100,11 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
     except web.HTTPException as err:
         if not request.path.startswith("/api/") or err.status < 400:
             raise
-        return error_response(err.status, err.reason.lower().replace(" ", "_"),
-                              f"{request.method} {request.path}: {err.reason}")
+        response = error_response(err.status, err.reason.lower().replace(" ", "_"),
+                                  f"{request.method} {request.path}: {err.reason}")
+        if "Allow" in err.headers:       # a 405 names the methods the path takes (RFC 9110)
+            response.headers["Allow"] = err.headers["Allow"]
+        return response
     except Exception:
         # A stream that has started can only end; anything else still answers in JSON.
         if not request.path.startswith("/api/") or request.path.endswith("/stream"):
