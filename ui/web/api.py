@@ -35,7 +35,9 @@ from services.playbook import MAX_BYTES, validate_playbook
 from services.read import RUN_STATUSES, fold, run_started
 from ui.catalog_client import Published, version_json
 from ui.web.access import CALLER, may, may_read, permit
-from ui.web.bodies import ControlBody, DecisionBody, PublishBody, ResetCircuitBody, RetryBody, StartBody, ValidateBody
+from ui.web.bodies import (
+    ControlBody, DecisionBody, PublishBody, RebuildBody, ResetCircuitBody, RetryBody, StartBody, ValidateBody,
+)
 from ui.web.backend import BACKEND, Backend
 
 log = logging.getLogger(__name__)
@@ -351,6 +353,7 @@ async def reset_circuit(request: web.Request) -> web.Response:
 
 
 async def rebuild_projections(request: web.Request) -> web.Response:
+    await read_body(request, RebuildBody)
     await permit(request, "rebuild_projections", Resource())
     return web.json_response(await backend(request).projector.rebuild())
 

@@ -76,6 +76,10 @@ class ResetCircuitBody(_Body):
     key: str
 
 
+class RebuildBody(_Body):
+    """A rebuild takes nothing; the body is JSON like every change's."""
+
+
 class SignInBody(_Body):
     """Sign in to the dashboard with an API token, or the code of a one-time sign-in link."""
 
@@ -88,5 +92,4 @@ class SignOutBody(_Body):
 
 
 BODIES: tuple[type[_Body], ...] = (StartBody, ValidateBody, PublishBody, ControlBody, RetryBody, DecisionBody,
-                                   ResetCircuitBody,
-                                   SignInBody, SignOutBody)
+                                   ResetCircuitBody, RebuildBody, SignInBody, SignOutBody)

@@ -199,12 +199,12 @@ def path_param(name: str, description: str, pattern: str | None = None) -> dict[
     return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
 
 
-def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+def query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
 RUN_ID = path_param("run_id", "a run id outside the pattern matches no route: 404 not_found", subjects.RUN_ID_PATTERN)
-STEP_ID = path_param("step_id", "the gated step")
+STEP_ID = path_param("step_id", "the gated step", subjects.STEP_ID_PATTERN)
 TIME = {"type": "string", "format": "date-time"}
 
 
@@ -269,6 +269,7 @@ def errors(*codes: str) -> dict[str, Any]:
 
 
 def body(name: str, required: bool = True) -> dict[str, Any]:
+    """A JSON body; every change needs one (`{}` takes every default): without it a POST is a 415."""
     return {"required": required, "content": {JSON: {"schema": ref(name)}}}
 
 
@@ -300,13 +301,13 @@ UNKNOWN_RUN = ("unknown_run", "not_found")
 def control(summary: str) -> dict[str, Any]:
     return {"post": operation(summary, {"200": answer(ref("Accepted")),
                                         **errors(*COMMAND, *UNKNOWN_RUN, "illegal_transition")},
-                              params=[RUN_ID], request=body("ControlBody", required=False))}
+                              params=[RUN_ID], request=body("ControlBody"))}
 
 
 def decision(summary: str) -> dict[str, Any]:
     return {"post": operation(summary, {"200": answer(ref("Accepted")),
                                         **errors(*COMMAND, *UNKNOWN_RUN, "approval_refused")},
-                              params=[RUN_ID, STEP_ID], request=body("DecisionBody", required=False))}
+                              params=[RUN_ID, STEP_ID], request=body("DecisionBody"))}
 
 
 def array(item: dict[str, Any]) -> dict[str, Any]:
@@ -345,7 +346,7 @@ def document() -> dict[str, Any]:
                 "200": answer(ref("Accepted")),
                 **errors(*COMMAND, *UNKNOWN_RUN, "illegal_transition", "unknown_step", "unknown_playbook",
                          "invalid_playbook", "incompatible_playbook")},
-            params=[RUN_ID], request=body("RetryBody", required=False))},
+            params=[RUN_ID], request=body("RetryBody"))},
         RUN + "/steps/{step_id}/approve": decision("Approve a step's gate"),
         RUN + "/steps/{step_id}/reject": decision("Reject a step's gate (the step fails)"),
         "/api/validate": {"post": operation("Validate playbook text; every problem with line and column", {
@@ -368,8 +369,9 @@ def document() -> dict[str, Any]:
         "/api/playbooks/{name}/diff": {"get": operation("What changed between two versions", {
             "200": answer(ref("PlaybookDiff")), **errors("bad_request", "unknown_playbook", "engine_unavailable")},
             params=[path_param("name", "the playbook's name"),
-                    query("from", {"type": "string"}, "the older version"),
-                    query("to", {"type": "string"}, "the newer version")], tag="playbooks")},
+                    query("from", {"type": "string", "minLength": 1}, "the older version", required=True),
+                    query("to", {"type": "string", "minLength": 1}, "the newer version", required=True)],
+            tag="playbooks")},
         "/api/metrics": {"get": operation("Engine metrics (the dashboard's)", {"200": answer(ref("Metrics"))},
                                           tag="views")},
         "/api/audit": {"get": operation("Who did what, newest first", {
@@ -384,7 +386,7 @@ def document() -> dict[str, Any]:
             params=[query("playbook", {"type": "string"}, "one playbook and the targets its steps call")],
             tag="views")},
         "/api/projections/rebuild": {"post": operation("Fold the views again from the first event", {
-            "200": answer(ref("Rebuilt"))}, tag="views")},
+            "200": answer(ref("Rebuilt")), **errors("bad_request")}, request=body("RebuildBody"), tag="views")},
         "/api/runs/stream": sse("The run list, live", "`snapshot` {position, total, runs}, then `run` (a RunSummary) "
                                 "per change", RESUME_FROM, "bad_request"),
         RUN + "/stream": sse("One run, live", "`event` {seq, type, event, timeline} per event, `view` when caught up; "
