@@ -231,16 +231,17 @@ AUDIT_QUERY = [
     limit(500),
 ]
 RESUME_FROM = [
-    query("last_event_id", {"type": "string", "pattern": "^[0-9]+$"},
+    query("last_event_id", {"type": "string", "pattern": "^[0-9]{1,20}$"},
           "resume after this stream sequence (as the Last-Event-ID header a browser sends on reconnect)"),
-    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    {"name": "Last-Event-ID", "in": "header", "required": False,
+     "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"}},
 ]
 # Streams that carry output lines too resume both positions: `<event sequence>.<line sequence in PB_LOGS>`.
 RESUME_BOTH = [
-    query("last_event_id", {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+    query("last_event_id", {"type": "string", "pattern": r"^[0-9]{1,20}(\.[0-9]{1,20})?$"},
           "resume after these positions, `<event sequence>.<line sequence>` (as the Last-Event-ID header)"),
     {"name": "Last-Event-ID", "in": "header", "required": False,
-     "schema": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}},
+     "schema": {"type": "string", "pattern": r"^[0-9]{1,20}(\.[0-9]{1,20})?$"}},
 ]
 
 
