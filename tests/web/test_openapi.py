@@ -86,6 +86,8 @@ async def test_the_document_asks_for_what_the_server_needs(web_server, engine) -
     assert {p["name"] for p in diff if p["in"] == "query" and p["required"]} == {"from", "to"}
     approve = document["paths"]["/api/runs/{run_id}/steps/{step_id}/approve"]["post"]["parameters"]
     assert next(p for p in approve if p["name"] == "step_id")["schema"]["pattern"] == f"^{subjects.STEP_ID_PATTERN}$"
+    from_step = document["components"]["schemas"]["RetryBody"]["properties"]["from_step"]["anyOf"]
+    assert {"type": "string", "pattern": f"^{subjects.STEP_ID_PATTERN}$"} in from_step
 
 
 async def test_nothing_a_client_sends_makes_the_server_fail(web_server, engine) -> None:

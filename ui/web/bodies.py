@@ -10,6 +10,7 @@ from events import subjects
 from events.playbook import FailurePolicy
 
 RunId = Annotated[str, msgspec.Meta(pattern=f"^{subjects.RUN_ID_PATTERN}$")]
+StepId = Annotated[str, msgspec.Meta(pattern=f"^{subjects.STEP_ID_PATTERN}$")]
 
 
 class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -59,7 +60,7 @@ class RetryBody(_Body):
     playbook) replaces the pinned playbook, checked against the steps that ran.
     """
 
-    from_step: str | None = None
+    from_step: StepId | None = None
     parameters: dict[str, Any] = {}
     reason: str = ""
     playbook: str | None = None
