@@ -86,6 +86,9 @@ async def test_the_document_asks_for_what_the_server_needs(web_server, engine) -
     assert {p["name"] for p in diff if p["in"] == "query" and p["required"]} == {"from", "to"}
     approve = document["paths"]["/api/runs/{run_id}/steps/{step_id}/approve"]["post"]["parameters"]
     assert next(p for p in approve if p["name"] == "step_id")["schema"]["pattern"] == f"^{subjects.STEP_ID_PATTERN}$"
+    with_body = {(method, path): op["responses"] for path, ops in document["paths"].items()
+                 for method, op in ops.items() if "requestBody" in op}
+    assert {key for key, responses in with_body.items() if not {"400", "413"} <= set(responses)} == set()
     from_step = document["components"]["schemas"]["RetryBody"]["properties"]["from_step"]["anyOf"]
     assert {"type": "string", "pattern": f"^{subjects.STEP_ID_PATTERN}$"} in from_step
 

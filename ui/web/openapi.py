@@ -295,7 +295,8 @@ def sse(summary: str, events: str, params: Sequence[dict[str, Any]], *error_code
     return {"get": operation(summary, {"200": stream, **errors(*error_codes)}, params=params, tag="streams")}
 
 
-COMMAND = ("bad_request", "request_entity_too_large", "internal_error", "engine_unavailable", "unavailable")
+BODY = ("bad_request", "request_entity_too_large")
+COMMAND = (*BODY, "internal_error", "engine_unavailable", "unavailable")
 UNKNOWN_RUN = ("unknown_run", "not_found")
 
 
@@ -429,6 +430,8 @@ def document() -> dict[str, Any]:
         for method, op in operations.items():
             if method != "get" and op.get("security") != []:    # a change: JSON, from this origin
                 op["responses"] = {**op["responses"], **errors(*CHANGE, *_codes(op["responses"]))}
+            if "requestBody" in op:     # read_body: a body that is not the Struct, or past the server's size
+                op["responses"] = {**op["responses"], **errors(*_codes(op["responses"]), *BODY)}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Playbook Engine API", "version": "1",
