@@ -645,3 +645,18 @@ async def test_a_sign_in_link_works_once_and_a_spent_or_made_up_one_is_recorded_
     assert [(r.action, r.door, r.principal, r.code) for r in recorded] == [("sign_in", "dashboard", "anonymous",
                                                                             "unauthenticated")] * 2
     assert "unknown or was already used" in recorded[0].reason
+
+
+async def test_a_method_a_path_does_not_take_is_405_naming_those_it_does(api: Api) -> None:
+    """RFC 9110: a 405 says which methods the path takes (`Allow`), and it is a 405 however the request is shaped,
+    not a 415 for a body that no handler would read."""
+    token = {"Authorization": f"Bearer {await api.token('admin')}"}
+    asked = [("TRACE", "/api/runs/r1", "GET,HEAD"), ("OPTIONS", "/api/runs", "GET,HEAD,POST"),
+             ("GET", "/api/validate", "POST"), ("PUT", "/api/runs/r1/pause", "POST"),
+             ("HEAD", "/api/runs/stream", "GET")]
+    for method, path, allowed in asked:
+        async with api.http.request(method, api.base + path, headers=token) as response:
+            assert response.status == 405, (method, path, response.status, await response.text())
+            assert sorted(response.headers.get("Allow", "").split(",")) == allowed.split(","), (method, path)
+            if method != "HEAD":
+                assert (await response.json())["error"]["code"] == "method_not_allowed"

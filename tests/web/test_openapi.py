@@ -14,6 +14,7 @@ from schemathesis.checks import (
 )
 from schemathesis.generation import GenerationMode
 
+from events import subjects
 from events.commands import StartRun
 from tests.helpers import noop, playbook_yaml, wait_for_end
 from ui.web.bodies import BODIES
@@ -65,6 +66,31 @@ async def test_the_document_is_valid_openapi_whose_bodies_are_the_structs(web_se
     assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 1000)
     not_found = document["paths"]["/api/runs/{run_id}/pause"]["post"]["responses"]["404"]
     assert "unknown_run" in not_found["description"]
+
+
+async def test_the_document_asks_for_what_the_server_needs(web_server, engine) -> None:
+    """A client that sends only what the document asks for is not refused for leaving something out: every change
+    is JSON (a POST without a body is a 415), a diff needs both versions, a step id is a subject token."""
+    document = await fetch_document(web_server.url)
+    posts = {path: ops["post"] for path, ops in document["paths"].items() if "post" in ops}
+    assert posts and {path for path, op in posts.items() if not op.get("requestBody", {}).get("required")} == set()
+    headers = engine.headers()
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(f"{web_server.url}/api/projections/rebuild") as bare:
+            assert bare.status == 415
+        async with http.post(f"{web_server.url}/api/projections/rebuild", json={}) as with_json:
+            assert with_json.status == 200
+        async with http.get(f"{web_server.url}/api/playbooks/hello/diff?to=1") as half:
+            assert half.status == 400
+    diff = document["paths"]["/api/playbooks/{name}/diff"]["get"]["parameters"]
+    assert {p["name"] for p in diff if p["in"] == "query" and p["required"]} == {"from", "to"}
+    approve = document["paths"]["/api/runs/{run_id}/steps/{step_id}/approve"]["post"]["parameters"]
+    assert next(p for p in approve if p["name"] == "step_id")["schema"]["pattern"] == f"^{subjects.STEP_ID_PATTERN}$"
+    with_body = {(method, path): op["responses"] for path, ops in document["paths"].items()
+                 for method, op in ops.items() if "requestBody" in op}
+    assert {key for key, responses in with_body.items() if not {"400", "413"} <= set(responses)} == set()
+    from_step = document["components"]["schemas"]["RetryBody"]["properties"]["from_step"]["anyOf"]
+    assert {"type": "string", "pattern": f"^{subjects.STEP_ID_PATTERN}$"} in from_step
 
 
 async def test_nothing_a_client_sends_makes_the_server_fail(web_server, engine) -> None:

@@ -100,6 +100,24 @@ async def test_stream_errors_are_json(web_server, engine) -> None:
             assert response.status == 400 and "Last-Event-ID" in (await response.json())["error"]["message"]
 
 
+async def test_a_resume_point_that_is_no_stream_sequence_is_a_400_not_a_500(web_server, engine) -> None:
+    """`str.isdigit` takes "²" and "١", which `int` refuses, and `int` refuses more than 4300 digits: each was a
+    bare 500 (text, and a traceback in the log) on every stream."""
+    run = await engine.send(StartRun(playbook=playbook_yaml([noop("only")])))
+    await wait_for_end(engine, run.run_id)
+    streams = ["/api/runs/stream", f"/api/runs/{run.run_id}/stream", f"/api/runs/{run.run_id}/stream?logs=1",
+               f"/api/runs/{run.run_id}/logs/stream"]
+    async with aiohttp.ClientSession(headers=engine.headers()) as http:
+        for path in streams:
+            for resume in ("\u00b2", "1.\u0661", "9" * 5000):
+                if "." in resume and "logs" not in path:
+                    continue
+                separator = "&" if "?" in path else "?"
+                async with http.get(f"{web_server.url}{path}{separator}last_event_id={resume}") as response:
+                    assert (response.status, response.content_type) == (400, "application/json"), (path, resume[:8])
+                    assert (await response.json())["error"]["code"] == "bad_request"
+
+
 async def test_a_run_of_many_steps_followed_live_gets_its_view_paced_and_the_last_one_shows_the_end(
         engine, web_server) -> None:
     wide = playbook_yaml([noop(f"check-{i}", parallel_group="checks") for i in range(60)], name="wide")

@@ -104,7 +104,9 @@ def check_same_origin(request: web.Request, access: Access, *, with_cookie: bool
         raise RequestRefused(f"a page of {origin[:100]} may not change anything here (add it to "
                              "PLAYBOOK_WEB_ORIGINS if it is yours)", "cross_origin", 403)
     bodiless_delete = request.method == "DELETE" and not request.body_exists   # `curl -X DELETE`: nothing to read
-    if request.content_type != "application/json" and request.method != "OPTIONS" and not bodiless_delete:
+    unrouted = request.match_info.http_exception is not None    # no handler reads it: a 404 or 405 says so
+    if (request.content_type != "application/json" and request.method != "OPTIONS" and not bodiless_delete
+            and not unrouted):
         raise RequestRefused(f"{request.method} {request.path} takes a JSON body (Content-Type: application/json), "
                              f"not {request.content_type}", "unsupported_media_type", 415)
 

@@ -35,7 +35,9 @@ from services.playbook import MAX_BYTES, validate_playbook
 from services.read import RUN_STATUSES, fold, run_started
 from ui.catalog_client import Published, version_json
 from ui.web.access import CALLER, may, may_read, permit
-from ui.web.bodies import ControlBody, DecisionBody, PublishBody, ResetCircuitBody, RetryBody, StartBody, ValidateBody
+from ui.web.bodies import (
+    ControlBody, DecisionBody, PublishBody, RebuildBody, ResetCircuitBody, RetryBody, StartBody, ValidateBody,
+)
 from ui.web.backend import BACKEND, Backend
 
 log = logging.getLogger(__name__)
@@ -100,8 +102,11 @@ async def json_errors(request: web.Request, handler: Callable[[web.Request], Awa
     except web.HTTPException as err:
         if not request.path.startswith("/api/") or err.status < 400:
             raise
-        return error_response(err.status, err.reason.lower().replace(" ", "_"),
-                              f"{request.method} {request.path}: {err.reason}")
+        response = error_response(err.status, err.reason.lower().replace(" ", "_"),
+                                  f"{request.method} {request.path}: {err.reason}")
+        if "Allow" in err.headers:       # a 405 names the methods the path takes (RFC 9110)
+            response.headers["Allow"] = err.headers["Allow"]
+        return response
     except Exception:
         # A stream that has started can only end; anything else still answers in JSON.
         if not request.path.startswith("/api/") or request.path.endswith("/stream"):
@@ -348,6 +353,7 @@ async def reset_circuit(request: web.Request) -> web.Response:
 
 
 async def rebuild_projections(request: web.Request) -> web.Response:
+    await read_body(request, RebuildBody)
     await permit(request, "rebuild_projections", Resource())
     return web.json_response(await backend(request).projector.rebuild())
 

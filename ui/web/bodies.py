@@ -10,6 +10,7 @@ from events import subjects
 from events.playbook import FailurePolicy
 
 RunId = Annotated[str, msgspec.Meta(pattern=f"^{subjects.RUN_ID_PATTERN}$")]
+StepId = Annotated[str, msgspec.Meta(pattern=f"^{subjects.STEP_ID_PATTERN}$")]
 
 
 class _Body(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -59,7 +60,7 @@ class RetryBody(_Body):
     playbook) replaces the pinned playbook, checked against the steps that ran.
     """
 
-    from_step: str | None = None
+    from_step: StepId | None = None
     parameters: dict[str, Any] = {}
     reason: str = ""
     playbook: str | None = None
@@ -76,6 +77,10 @@ class ResetCircuitBody(_Body):
     key: str
 
 
+class RebuildBody(_Body):
+    """A rebuild takes nothing; the body is JSON like every change's."""
+
+
 class SignInBody(_Body):
     """Sign in to the dashboard with an API token, or the code of a one-time sign-in link."""
 
@@ -88,5 +93,4 @@ class SignOutBody(_Body):
 
 
 BODIES: tuple[type[_Body], ...] = (StartBody, ValidateBody, PublishBody, ControlBody, RetryBody, DecisionBody,
-                                   ResetCircuitBody,
-                                   SignInBody, SignOutBody)
+                                   ResetCircuitBody, RebuildBody, SignInBody, SignOutBody)

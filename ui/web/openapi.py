@@ -199,12 +199,12 @@ def path_param(name: str, description: str, pattern: str | None = None) -> dict[
     return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
 
 
-def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+def query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema, "description": description}
 
 
 RUN_ID = path_param("run_id", "a run id outside the pattern matches no route: 404 not_found", subjects.RUN_ID_PATTERN)
-STEP_ID = path_param("step_id", "the gated step")
+STEP_ID = path_param("step_id", "the gated step", subjects.STEP_ID_PATTERN)
 TIME = {"type": "string", "format": "date-time"}
 
 
@@ -231,16 +231,17 @@ AUDIT_QUERY = [
     limit(500),
 ]
 RESUME_FROM = [
-    query("last_event_id", {"type": "string", "pattern": "^[0-9]+$"},
+    query("last_event_id", {"type": "string", "pattern": "^[0-9]{1,20}$"},
           "resume after this stream sequence (as the Last-Event-ID header a browser sends on reconnect)"),
-    {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    {"name": "Last-Event-ID", "in": "header", "required": False,
+     "schema": {"type": "string", "pattern": "^[0-9]{1,20}$"}},
 ]
 # Streams that carry output lines too resume both positions: `<event sequence>.<line sequence in PB_LOGS>`.
 RESUME_BOTH = [
-    query("last_event_id", {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+    query("last_event_id", {"type": "string", "pattern": r"^[0-9]{1,20}(\.[0-9]{1,20})?$"},
           "resume after these positions, `<event sequence>.<line sequence>` (as the Last-Event-ID header)"),
     {"name": "Last-Event-ID", "in": "header", "required": False,
-     "schema": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}},
+     "schema": {"type": "string", "pattern": r"^[0-9]{1,20}(\.[0-9]{1,20})?$"}},
 ]
 
 
@@ -269,6 +270,7 @@ def errors(*codes: str) -> dict[str, Any]:
 
 
 def body(name: str, required: bool = True) -> dict[str, Any]:
+    """A JSON body; every change needs one (`{}` takes every default): without it a POST is a 415."""
     return {"required": required, "content": {JSON: {"schema": ref(name)}}}
 
 
@@ -293,20 +295,21 @@ def sse(summary: str, events: str, params: Sequence[dict[str, Any]], *error_code
     return {"get": operation(summary, {"200": stream, **errors(*error_codes)}, params=params, tag="streams")}
 
 
-COMMAND = ("bad_request", "request_entity_too_large", "internal_error", "engine_unavailable", "unavailable")
+BODY = ("bad_request", "request_entity_too_large")
+COMMAND = (*BODY, "internal_error", "engine_unavailable", "unavailable")
 UNKNOWN_RUN = ("unknown_run", "not_found")
 
 
 def control(summary: str) -> dict[str, Any]:
     return {"post": operation(summary, {"200": answer(ref("Accepted")),
                                         **errors(*COMMAND, *UNKNOWN_RUN, "illegal_transition")},
-                              params=[RUN_ID], request=body("ControlBody", required=False))}
+                              params=[RUN_ID], request=body("ControlBody"))}
 
 
 def decision(summary: str) -> dict[str, Any]:
     return {"post": operation(summary, {"200": answer(ref("Accepted")),
                                         **errors(*COMMAND, *UNKNOWN_RUN, "approval_refused")},
-                              params=[RUN_ID, STEP_ID], request=body("DecisionBody", required=False))}
+                              params=[RUN_ID, STEP_ID], request=body("DecisionBody"))}
 
 
 def array(item: dict[str, Any]) -> dict[str, Any]:
@@ -345,7 +348,7 @@ def document() -> dict[str, Any]:
                 "200": answer(ref("Accepted")),
                 **errors(*COMMAND, *UNKNOWN_RUN, "illegal_transition", "unknown_step", "unknown_playbook",
                          "invalid_playbook", "incompatible_playbook")},
-            params=[RUN_ID], request=body("RetryBody", required=False))},
+            params=[RUN_ID], request=body("RetryBody"))},
         RUN + "/steps/{step_id}/approve": decision("Approve a step's gate"),
         RUN + "/steps/{step_id}/reject": decision("Reject a step's gate (the step fails)"),
         "/api/validate": {"post": operation("Validate playbook text; every problem with line and column", {
@@ -368,8 +371,9 @@ def document() -> dict[str, Any]:
         "/api/playbooks/{name}/diff": {"get": operation("What changed between two versions", {
             "200": answer(ref("PlaybookDiff")), **errors("bad_request", "unknown_playbook", "engine_unavailable")},
             params=[path_param("name", "the playbook's name"),
-                    query("from", {"type": "string"}, "the older version"),
-                    query("to", {"type": "string"}, "the newer version")], tag="playbooks")},
+                    query("from", {"type": "string", "minLength": 1}, "the older version", required=True),
+                    query("to", {"type": "string", "minLength": 1}, "the newer version", required=True)],
+            tag="playbooks")},
         "/api/metrics": {"get": operation("Engine metrics (the dashboard's)", {"200": answer(ref("Metrics"))},
                                           tag="views")},
         "/api/audit": {"get": operation("Who did what, newest first", {
@@ -384,7 +388,7 @@ def document() -> dict[str, Any]:
             params=[query("playbook", {"type": "string"}, "one playbook and the targets its steps call")],
             tag="views")},
         "/api/projections/rebuild": {"post": operation("Fold the views again from the first event", {
-            "200": answer(ref("Rebuilt"))}, tag="views")},
+            "200": answer(ref("Rebuilt")), **errors("bad_request")}, request=body("RebuildBody"), tag="views")},
         "/api/runs/stream": sse("The run list, live", "`snapshot` {position, total, runs}, then `run` (a RunSummary) "
                                 "per change", RESUME_FROM, "bad_request"),
         RUN + "/stream": sse("One run, live", "`event` {seq, type, event, timeline} per event, `view` when caught up; "
@@ -426,6 +430,8 @@ def document() -> dict[str, Any]:
         for method, op in operations.items():
             if method != "get" and op.get("security") != []:    # a change: JSON, from this origin
                 op["responses"] = {**op["responses"], **errors(*CHANGE, *_codes(op["responses"]))}
+            if "requestBody" in op:     # read_body: a body that is not the Struct, or past the server's size
+                op["responses"] = {**op["responses"], **errors(*_codes(op["responses"]), *BODY)}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Playbook Engine API", "version": "1",

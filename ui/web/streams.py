@@ -38,6 +38,8 @@ MAX_BACKLOG = 10_000         # changes queued for a slow client before it is cut
 METRICS_EVERY_SECONDS = 1.0
 VIEW_EVERY_SECONDS = 0.5     # a run's whole view, at most this often while its events stream in
 REVERIFY_SECONDS = 1.0       # how soon an open stream ends after its token is revoked
+# A stream sequence: a 64-bit count in ASCII digits (`str.isdigit` takes "²", which `int` refuses).
+SEQUENCE = re.compile(r"[0-9]{1,20}")
 
 
 # Open streams, so that shutting the server down ends them instead of waiting for them.
@@ -99,7 +101,7 @@ def last_event_id(request: web.Request) -> int | None:
     text = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     if not text:
         return None
-    if not text.isdigit():
+    if not SEQUENCE.fullmatch(text):
         raise ApiError(400, "bad_request", f"Last-Event-ID must be a stream sequence number, got {text[:40]!r}")
     return int(text)
 
@@ -257,7 +259,7 @@ def positions(request: web.Request) -> tuple[int, int]:
     """Where a client of a stream with logs stopped: `<event sequence>.<line sequence>` (or an event sequence)."""
     text = request.headers.get("Last-Event-ID") or request.query.get("last_event_id") or "0.0"
     event, _, line = text.partition(".")
-    if not event.isdigit() or not (line or "0").isdigit():
+    if not SEQUENCE.fullmatch(event) or not SEQUENCE.fullmatch(line or "0"):
         raise ApiError(400, "bad_request", f"Last-Event-ID must be <event sequence>.<line sequence>, got {text[:40]!r}")
     return int(event), int(line or 0)
 
