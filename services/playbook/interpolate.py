@@ -114,7 +114,7 @@ def _walk(value: Any, path: str, expr: str) -> Any:
     for key in path.split(".") if path else ():
         if isinstance(value, Mapping) and key in value:
             value = value[key]
-        elif isinstance(value, list) and key.isdecimal() and int(key) < len(value):
+        elif isinstance(value, list) and key.isdecimal() and len(key) <= 18 and int(key) < len(value):
             value = value[int(key)]
         else:
             raise UnresolvedReference(f"{expr}: no {key!r} in the value")

@@ -65,3 +65,11 @@ def test_a_usage_error_asked_for_json_is_json(capsys: pytest.CaptureFixture[str]
     assert exited.value.code == 2 and err == ""
     assert json.loads(out) == {"error": {"code": "invalid_input", "message": "argument RUN: run id 'bad id' may hold "
                                          "only letters, digits, '-' and '_' (at most 64)"}}
+
+
+@pytest.mark.parametrize("text", ["²d", "9999999999d", "١٢h", "12", "h"])
+def test_an_audit_since_that_is_no_duration_is_refused_with_the_way_to_write_one(text: str) -> None:
+    """"²" is a digit to str.isdigit, not to int(); ten digits of days overflow the clock: both crashed it."""
+    from ui.cli.audit import since
+    with pytest.raises(PlaybookError, match="write a duration like 30m, 12h or 7d"):
+        since(text)

@@ -44,6 +44,7 @@ def test_references_resolve(value, expected) -> None:
     ("${loop}", "refers to itself"),
     ("${env.HOME}", "not available"),
     ("${secret:db}", "no secret named 'db'"),
+    ("${tags.%s}" % ("9" * 5000), "no '9999"),        # an index int() refuses (past 4,300 digits): not a ValueError
 ])
 def test_an_unresolvable_reference_is_an_error_never_literal_text(value, problem) -> None:
     with pytest.raises(UnresolvedReference, match=problem):

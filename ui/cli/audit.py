@@ -37,7 +37,7 @@ def since(text: str | None) -> str | None:
         return None
     from datetime import datetime, timedelta, timezone   # here: the CLI's parser reads this module, for every command
     amount, unit = text[:-1], text[-1:]
-    if not amount.isdigit() or unit not in _UNITS:
+    if not (amount.isascii() and amount.isdigit() and len(amount) <= 6) or unit not in _UNITS:   # "²" is a digit
         raise PlaybookError(f"--since {text!r}: write a duration like 30m, 12h or 7d")
     return (datetime.now(timezone.utc) - timedelta(seconds=int(amount) * _UNITS[unit])).isoformat()
 
