@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -314,6 +315,25 @@ async def until(condition: Callable[[], Any | Awaitable[Any]], *, timeout: float
             return value
         assert time.monotonic() < deadline, f"{what}: not within {timeout:g}s"
         await asyncio.sleep(every)
+
+
+class BesideTheLoop:
+    """Stands in for a blocking check (`module.name`): once begun, it waits on its worker thread until the event
+    loop has run meanwhile, which it can only if the check was not run on the loop."""
+
+    def __init__(self, monkeypatch: Any, module: Any, name: str) -> None:
+        self.loop_ran, self.checked, self.waited = threading.Event(), threading.Event(), list[bool]()
+        real = getattr(module, name)
+
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            self.checked.set()
+            self.waited.append(self.loop_ran.wait(10))          # the loop sets it, if it is free to
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, name, slow)
+
+    async def let_the_loop_run(self) -> None:
+        await until(self.checked.is_set, what="the check begun")
+        self.loop_ran.set()
 
 
 @dataclass(frozen=True)

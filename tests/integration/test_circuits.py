@@ -9,7 +9,7 @@ import pytest
 from events.circuit import CircuitHalfOpened
 from events.commands import CancelRun, ResetCircuit, StartRun
 from events.playbook import CircuitSpec
-from services.aggregates import BreakerRepository, breaker_repository
+from services.aggregates import breaker_repository
 from services.domain.breaker import after_call
 from services.store import EventStore
 from tests.helpers import playbook_yaml, until, wait_for_end
@@ -132,19 +132,27 @@ async def test_on_open_wait_retries_when_the_breaker_half_opens(engine, target) 
     assert target.connections == seen + 1
 
 
+class TwoReplicas:
+    """Two replicas' breaker repositories on one stream, each with its own cache, failing calls to "db"."""
+
+    def __init__(self, nc, failure_threshold: int) -> None:
+        self.store = EventStore(nc)
+        self.spec = CircuitSpec(failure_threshold=failure_threshold, open_seconds=60)
+        self.replicas = [breaker_repository(self.store), breaker_repository(EventStore(nc))]
+
+    async def fail(self, n: int, replica: int | None = None) -> None:
+        breakers = self.replicas[n % 2 if replica is None else replica]
+        await breakers.change("db", lambda b: after_call(b, self.spec, f"r{n}", "s", now(), "network", "refused"))
+
+
 async def test_replicas_with_cached_breakers_see_each_others_changes_and_never_lose_one(nc) -> None:
     """Two replicas' breakers on one key: each reads only what is new, OCC keeps every event."""
-    store = EventStore(nc)
-    await store.ensure_stream()
-    spec = CircuitSpec(failure_threshold=40, open_seconds=60)
-    replicas = [breaker_repository(store), breaker_repository(EventStore(nc))]
-
-    async def fail(breakers: BreakerRepository, n: int) -> None:
-        await breakers.change("db", lambda b: after_call(b, spec, f"r{n}", "s", now(), "network", "refused"))
-
-    await asyncio.gather(*(fail(replicas[n % 2], n) for n in range(39)))
+    two = TwoReplicas(nc, failure_threshold=40)
+    await two.store.ensure_stream()
+    store, replicas, fail = two.store, two.replicas, two.fail
+    await asyncio.gather(*(fail(n) for n in range(39)))
     assert [(await r.get("db")).failures for r in replicas] == [39, 39]
-    await fail(replicas[0], 39)                                  # the 40th, on either replica, opens it
+    await fail(39, replica=0)                                    # the 40th, on either replica, opens it
     assert [(await r.get("db")).state for r in replicas] == ["open", "open"]
     fresh = await breaker_repository(store).get("db")                     # the cache agrees with a full read
     assert (fresh.failures, fresh.version) == (40, (await replicas[1].get("db")).version)
@@ -154,16 +162,10 @@ async def test_a_burst_of_changes_to_one_breaker_from_two_replicas_all_land(nc) 
     """A replica's decision lost to the other's appends twenty times in a row was given up (ConcurrencyConflict,
     the call's outcome lost) while the other still had a queue of changes to that key: now it keeps deciding again
     until that queue is drained."""
-    store = EventStore(nc)
-    await store.ensure_stream()
-    spec = CircuitSpec(failure_threshold=1000, open_seconds=60)
-    replicas = [breaker_repository(store), breaker_repository(EventStore(nc))]
-
-    async def fail(breakers: BreakerRepository, n: int) -> None:
-        await breakers.change("db", lambda b: after_call(b, spec, f"r{n}", "s", now(), "network", "refused"))
-
-    await asyncio.gather(*(fail(replicas[n % 2], n) for n in range(300)))
-    assert (await breaker_repository(store).get("db")).failures == 300
+    two = TwoReplicas(nc, failure_threshold=1000)
+    await two.store.ensure_stream()
+    await asyncio.gather(*(two.fail(n) for n in range(300)))
+    assert (await breaker_repository(two.store).get("db")).failures == 300
 
 
 async def test_a_trial_call_cancelled_mid_way_frees_its_place_and_the_next_call_tests_the_target(engine,

@@ -203,14 +203,7 @@ async def test_knowledge_of_a_stream_since_recreated_is_learned_again(nc, tmp_pa
     await nc.jetstream().delete_stream(subjects.RUNS_STREAM)      # the NATS data was wiped
     await store.ensure_stream()
     last = await record(store, [deploy(7)])
-    again = LearningService(nc, store, config, PlaybookStore(nc), identity.guard)
-    await again.start()
-    try:
-        await until(lambda: _learned_again(LearningClient(nc, admin_headers)), timeout=30,
-                    what="the second generation caught up")
-        insights = await LearningClient(nc, admin_headers).insights(after=last)
-    finally:
-        await again.stop()
+    insights = await _learned_again_from_the_first_event(nc, store, config, identity, admin_headers, last)
     assert [(p.playbook, p.runs) for p in insights.playbooks] == [("deploy", 1)]
 
 
@@ -229,16 +222,22 @@ async def test_knowledge_an_earlier_interpretation_learned_is_learned_again(nc, 
     await earlier.stop()
     monkeypatch.undo()
     last = await record(store, [deploy(7)])
-    upgraded = LearningService(nc, store, config, PlaybookStore(nc), identity.guard)
-    await upgraded.start()
-    try:
-        await until(lambda: _learned_again(LearningClient(nc, admin_headers)), timeout=30,
-                    what="the knowledge learned again")
-        insights = await LearningClient(nc, admin_headers).insights(after=last)
-    finally:
-        await upgraded.stop()
+    insights = await _learned_again_from_the_first_event(nc, store, config, identity, admin_headers, last)
     assert [(p.playbook, p.runs) for p in insights.playbooks] == [("deploy", 4)]
     assert "an earlier version of the engine learned this knowledge" in caplog.text
+
+
+async def _learned_again_from_the_first_event(nc, store, config, identity, admin_headers, last: int) -> Insights:
+    """A learning service started on knowledge it must learn again: its insights once the new generation
+    caught up, up to stream position `last`."""
+    service = LearningService(nc, store, config, PlaybookStore(nc), identity.guard)
+    await service.start()
+    try:
+        await until(lambda: _learned_again(LearningClient(nc, admin_headers)), timeout=30,
+                    what="the second generation caught up")
+        return await LearningClient(nc, admin_headers).insights(after=last)
+    finally:
+        await service.stop()
 
 
 async def _errored(client: LearningClient) -> LearningStatus | None:

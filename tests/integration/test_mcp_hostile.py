@@ -19,7 +19,7 @@ from mcp import Client
 from app.root import Running, serve
 from events.commands import StartRun
 from events.run import StepStarted
-from tests.helpers import person, playbook_yaml, refusals, until
+from tests.helpers import BesideTheLoop, person, playbook_yaml, refusals
 from ui.catalog_client import CatalogClient
 from ui.client import EngineClient
 from ui.identity_client import IdentityClient
@@ -73,22 +73,13 @@ async def test_a_watched_start_ends_once_its_token_is_revoked(engine) -> None:
 async def test_validation_runs_beside_the_event_loop_not_on_it(engine, monkeypatch) -> None:
     """Under `playbook up` the door shares its loop with every service: a large playbook's validation held them all
     (seconds of no answer from anything). The check below returns only once the loop has run meanwhile."""
-    loop_ran, checked, waited = threading.Event(), threading.Event(), list[bool]()
-    validate = playbooks.validate_playbook
-
-    def slow_validation(*args: Any, **kwargs: Any) -> Any:
-        checked.set()
-        waited.append(loop_ran.wait(10))          # the loop sets it, if it is free to
-        return validate(*args, **kwargs)
-
-    monkeypatch.setattr(playbooks, "validate_playbook", slow_validation)
+    beside = BesideTheLoop(monkeypatch, playbooks, "validate_playbook")
     vera = await person(engine, "vera", "viewer")
     async with agent(vera) as session:
         validating = asyncio.create_task(session.call_tool("validate_playbook_advanced", {"playbook_yaml": QUICK}))
-        await until(checked.is_set, what="the check begun")
-        loop_ran.set()
+        await beside.let_the_loop_run()
         result = await asyncio.wait_for(validating, 15)
-    assert waited == [True], "the loop stood still while the playbook was checked"
+    assert beside.waited == [True], "the loop stood still while the playbook was checked"
     assert not result.is_error and result.structured_content is not None and result.structured_content["valid"]
 
 

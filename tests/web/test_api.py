@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from datetime import datetime, timezone
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from services.read import digest_of
 from events.circuit import CircuitCallFailed
 from services.aggregates import breaker_repository
 from services.store import EventStore
-from tests.helpers import noop, person, playbook_yaml, refusals, until, wait_for_end
+from tests.helpers import BesideTheLoop, noop, person, playbook_yaml, refusals, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -370,20 +369,11 @@ async def test_validate_checks_beside_the_event_loop_not_on_it(api: Api, monkeyp
     """Every request and stream of the replica (and under `playbook up`, every service) waited while a large
     playbook was checked. The check below returns only once the loop has run meanwhile."""
     from ui.web import api as web_api
-    loop_ran, checked, waited = threading.Event(), threading.Event(), list[bool]()
-    validate = web_api.validate_playbook
-
-    def slow_validation(*args: Any, **kwargs: Any) -> Any:
-        checked.set()
-        waited.append(loop_ran.wait(10))          # the loop sets it, if it is free to
-        return validate(*args, **kwargs)
-
-    monkeypatch.setattr(web_api, "validate_playbook", slow_validation)
+    beside = BesideTheLoop(monkeypatch, web_api, "validate_playbook")
     validating = asyncio.create_task(api.post("/api/validate", {"playbook": BROKEN}))
-    await until(checked.is_set, what="the check begun")
-    loop_ran.set()
+    await beside.let_the_loop_run()
     assert (await asyncio.wait_for(validating, 15)).body["errors"] == 1
-    assert waited == [True], "the loop stood still while the playbook was checked"
+    assert beside.waited == [True], "the loop stood still while the playbook was checked"
 
 
 # -- changing runs -------------------------------------------------------------------------
