@@ -189,7 +189,7 @@ class Executor:
                 outcome = None
             except Exception as err:  # noqa: BLE001 - an engine fault: the step fails (steerable), not stuck running
                 log.error("%s failed unexpectedly\n%s", attempt.key, redacted(traceback.format_exc()))
-                outcome = Outcome([] if attempt.rollback else {}, f"the engine failed while running this step "
+                outcome = Outcome(_no_outputs(attempt), f"the engine failed while running this step "
                                   f"({type(err).__name__}); the executor's log has the details", "unknown")
             running.ended = True
             duration = (time.perf_counter() - began) * 1000
@@ -200,7 +200,7 @@ class Executor:
                     step_id=attempt.step_id, attempt=attempt.number, rollback=attempt.rollback,
                     reason=f"executor {self.name} stopped while running it"))
                 return
-            outcome = outcome or Outcome([] if attempt.rollback else {}, "cancelled while running", "cancelled")
+            outcome = outcome or Outcome(_no_outputs(attempt), "cancelled while running", "cancelled")
             await self._recorded(running, self._fitted(FinishStep(
                 step_id=attempt.step_id, attempt=attempt.number, outputs=outcome.outputs, duration_ms=duration,
                 error=outcome.error, category=outcome.category, rollback=attempt.rollback)))
@@ -227,7 +227,7 @@ class Executor:
 
     async def _record(self, running: Running, command: RunCommand, ended: bool) -> None:
         attempt = running.attempt
-        unavailable = False
+        unavailable, until = False, "" if ended else " while its lease holds"
         while ended or not running.holding.lost:
             try:
                 try:
@@ -236,18 +236,18 @@ class Executor:
                     if not isinstance(command, FinishStep):
                         raise
                     log.error("%s: its outcome cannot be recorded: %s", attempt.key, err)
-                    command = dataclasses.replace(command, outputs=[] if attempt.rollback else {}, note="",
+                    command = dataclasses.replace(command, outputs=_no_outputs(attempt), note="",
                                                   category="resource",
                                                   error=f"the step's outcome could not be recorded: {err}")
                     continue
             except EngineUnavailable as err:   # a full store, a lost leader: the outcome is kept here meanwhile
                 log.log(logging.DEBUG if unavailable else logging.WARNING,
-                        "%s: could not record its outcome: %s; trying again while its lease holds", attempt.key, err)
+                        "%s: could not record its outcome: %s; trying again%s", attempt.key, err, until)
                 unavailable = True
                 await asyncio.sleep(RECORD_RETRY)
                 continue
             except Exception:
-                log.exception("%s: could not record its outcome; trying again while its lease holds", attempt.key)
+                log.exception("%s: could not record its outcome; trying again%s", attempt.key, until)
                 await asyncio.sleep(RECORD_RETRY)
                 continue
             await self.keeper.release(running.holding)
@@ -289,3 +289,7 @@ class Executor:
             if running.attempt.run_id == run_id:
                 running.stop("cancelled")
 
+
+def _no_outputs(attempt: AttemptId) -> list[Any] | dict[str, Any]:
+    """An attempt's outputs when it produced none: a rollback's are a list (one per action), a step's a mapping."""
+    return [] if attempt.rollback else {}
