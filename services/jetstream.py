@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import nats.errors
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js.errors import APIError, NoStreamResponseError
 
 from services.errors import EngineUnavailable, PlaybookError, TooLarge
@@ -36,6 +37,9 @@ STORE_FULL = {10023: "JetStream has no storage left (insufficient resources)",
               10047: "JetStream has no storage left for the stream"}
 RETRY_WITHIN = 20.0                  # seconds: a killed leader is replaced in about 5 to 7
 TRY_TIMEOUT = 2.0                    # one try; a slow answer is asked again, harmlessly
+# One message by direct get: any replica answers, in milliseconds, but a frozen one never does (until its
+# routes time out): a read that hears nothing this long asks again, and another replica may answer.
+DIRECT_TRY = 0.5
 FIRST_PAUSE, LONGEST_PAUSE = 0.05, 1.0
 WARN_EVERY = 1.0                     # seconds: an election makes every writer wait; one line tells it
 _last_warning = 0.0
@@ -108,6 +112,14 @@ async def api_request(nc: NATS, subject: str, body: bytes) -> dict[str, Any]:
             raise Unanswered(reply["error"].get("description", ""))
         return reply
     return await persist(ask, subject)
+
+
+async def last_message(nc: NATS, stream: str, subject: str, what: str, *, within: float = RETRY_WITHIN) -> Msg:
+    """The direct get of the last message on `subject` in `stream` (a 404 status when there is none), asked
+    again while replicas stay silent."""
+    request = json.dumps({"last_by_subj": subject}).encode()
+    return await persist(lambda: nc.request(f"$JS.API.DIRECT.GET.{stream}", request, timeout=DIRECT_TRY), what,
+                         within=within)
 
 
 def _tell(message: str) -> None:

@@ -10,7 +10,6 @@ says what this guarantees.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -23,7 +22,7 @@ from nats.js.api import DeliverPolicy
 from nats.js.errors import APIError
 
 from events.subjects import PREFIX
-from services.jetstream import ensure_stream, is_conflict
+from services.jetstream import ensure_stream, is_conflict, last_message
 
 LEASE_STREAM = "PB_LEASES"
 LEASE_SUBJECTS = f"{PREFIX}.lease.>"
@@ -128,8 +127,7 @@ class LeaseStore:
         await self.nc.publish(lease.subject, msgspec.json.encode(record), headers=headers)
 
     async def read(self, subject: str) -> Lease | None:
-        request = json.dumps({"last_by_subj": subject}).encode()
-        msg = await self.nc.request(f"$JS.API.DIRECT.GET.{LEASE_STREAM}", request, timeout=TIMEOUT)
+        msg = await last_message(self.nc, LEASE_STREAM, subject, f"reading the lease {subject}", within=TIMEOUT)
         headers = msg.headers or {}
         if headers.get("Status"):
             return None

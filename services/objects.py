@@ -19,7 +19,7 @@ from nats.js.errors import APIError
 
 from events import subjects
 from services.errors import EngineUnavailable, TooLarge
-from services.jetstream import ensure_stream
+from services.jetstream import ensure_stream, last_message
 from services.object_layout import chunk_subject, meta_subject, object_digest, whole
 from services.store import EventStore
 
@@ -90,12 +90,7 @@ class ObjectBucket:
         return meta_subject(self.bucket, name)
 
     async def _description(self, name: str) -> dict[str, Any] | None:
-        request = json.dumps({"last_by_subj": self._meta(name)}).encode()
-        try:
-            msg = await self.nc.request(f"$JS.API.DIRECT.GET.{self.stream}", request, timeout=CHUNK_TIMEOUT)
-        except (TimeoutError, nats.errors.NoRespondersError) as err:
-            raise EngineUnavailable(f"the object store {self.bucket} did not answer ({type(err).__name__}): "
-                                    "is the engine up?") from None
+        msg = await last_message(self.nc, self.stream, self._meta(name), f"reading {name} in {self.bucket}")
         status = (msg.headers or {}).get("Status")
         if status == "404":
             return None

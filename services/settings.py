@@ -34,6 +34,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"   # the bundled play
 DEFAULT_NATS_PORT = 4222
 MAX_PORT = 65535
 LEASE_SECONDS, CLUSTER_LEASE_SECONDS = 5.0, 20.0   # a cluster's lease outlasts a leader's election (5 to 7 s)
+# A server that stops answering (frozen, its disk hung) is left for another of the cluster after about 20 s,
+# not nats-py's 4 to 6 minutes; a process's loop is never busy that long.
+PING_SECONDS, PINGS_UNANSWERED = 5, 3
 # The streams with a size limit, which JetStream reserves of the server's storage when it makes them.
 LOGS_MAX_BYTES = 2**30             # PB_LOGS: running steps' output lines
 ACCESS_MAX_BYTES = 256 * 2**20     # PB_ACCESS: refusal records
@@ -277,6 +280,7 @@ class Settings:
 
         return await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=-1,
                                   reconnect_time_wait=0.5, error_cb=on_error, closed_cb=on_closed,
+                                  ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_UNANSWERED,
                                   **self.nats_login(role))
 
 

@@ -28,7 +28,7 @@ from events.json_limits import MAX_EVENT_DEPTH, check_depth
 from events.run import RunEvent
 from services.errors import ConcurrencyConflict, EngineUnavailable, TooLarge
 from services.jetstream import (
-    TRY_TIMEOUT, Unanswered, conflict_last, ensure_stream, is_conflict, persist,
+    DIRECT_TRY, TRY_TIMEOUT, Unanswered, conflict_last, ensure_stream, is_conflict, last_message, persist,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,12 @@ class _Batch:
     def __init__(self, cursor: _Cursor[Any]) -> None:
         self.cursor = cursor
         self.done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.heard = False
+
+    def unheard(self) -> None:
+        """No replica began to answer in DIRECT_TRY: ask again (a frozen replica never answers)."""
+        if not self.heard and not self.done.done():
+            self.done.set_exception(Unanswered("no replica answered a direct get"))
 
 
 class EventStore:
@@ -131,7 +137,11 @@ class EventStore:
                 self._replies = await self.nc.subscribe(f"{self._reply_prefix}.*", cb=self._on_reply)
             request = json.dumps({"seq": cursor.last + 1, "next_by_subj": subject, "batch": size}).encode()
             await self.nc.publish(self._direct_get, request, reply=f"{self._reply_prefix}.{token}")
-            return await asyncio.wait_for(batch.done, TRY_TIMEOUT)
+            silence = asyncio.get_running_loop().call_later(DIRECT_TRY, batch.unheard)
+            try:
+                return await asyncio.wait_for(batch.done, TRY_TIMEOUT)
+            finally:
+                silence.cancel()
         finally:
             del self._batches[token]
 
@@ -139,6 +149,7 @@ class EventStore:
         batch = self._batches.get(msg.subject.rsplit(".", 1)[1])
         if batch is None or batch.done.done():
             return   # a late reply to a load that gave up
+        batch.heard = True
         headers = msg.headers or {}
         status = headers.get("Status")
         cursor = batch.cursor
@@ -165,9 +176,7 @@ class EventStore:
 
     async def last_on(self, subject: str) -> bytes | None:
         """The data of the last message on one subject, None when there is none."""
-        request = json.dumps({"last_by_subj": subject}).encode()
-        msg = await persist(lambda: self.nc.request(self._direct_get, request, timeout=TRY_TIMEOUT),
-                            f"reading the last event on {subject}")
+        msg = await last_message(self.nc, self.stream, subject, f"reading the last event on {subject}")
         return None if (msg.headers or {}).get("Status") else msg.data
 
     async def last_message_id(self, aggregate: str) -> tuple[int, str | None]:
@@ -176,9 +185,7 @@ class EventStore:
 
     async def last_position(self, subject: str) -> tuple[int, str | None]:
         """Sequence and Nats-Msg-Id of the last message on `subject` (wildcards allowed); (0, None) for none."""
-        request = json.dumps({"last_by_subj": subject}).encode()
-        msg = await persist(lambda: self.nc.request(self._direct_get, request, timeout=TRY_TIMEOUT),
-                            f"reading the last message on {subject}")
+        msg = await last_message(self.nc, self.stream, subject, f"reading the last message on {subject}")
         headers = msg.headers or {}
         if headers.get("Status"):
             return 0, None

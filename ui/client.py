@@ -193,8 +193,10 @@ class EngineClient:
         the last message read."""
         js, last = self.nc.jetstream(), after
         while True:
+            # One replica, in memory: a reader's consumer needs no quorum (a frozen server does not hold it up).
             config = ConsumerConfig(ack_policy=AckPolicy.NONE, filter_subjects=filters, mem_storage=True,
-                                    inactive_threshold=INACTIVE_SECONDS, deliver_policy=DeliverPolicy.ALL)
+                                    num_replicas=1, inactive_threshold=INACTIVE_SECONDS,
+                                    deliver_policy=DeliverPolicy.ALL)
             if last:
                 config.deliver_policy, config.opt_start_seq = DeliverPolicy.BY_START_SEQUENCE, last + 1
             try:

@@ -12,6 +12,7 @@ import collections
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 import nats
@@ -20,11 +21,16 @@ import pytest
 from events import subjects
 from events.commands import StartRun
 from events.run import RunCompleted, StepStarted
+from app.cluster import login_url
 from services.embedded import EmbeddedCluster, free_port
-from services.leases import LEASE_STREAM
+from services.errors import EngineUnavailable
+from services.identity.credentials import nats_login
+from services.leases import LEASE_STREAM, LEASE_SUBJECTS, LeaseStore
+from services.playbook_store import PlaybookStore
 from services.settings import Settings
 from tests.e2e.conftest import Processes, playbook_cli
-from tests.helpers import playbook_yaml, running_engine, until, wait_for_end
+from tests.helpers import noop, playbook_yaml, running_engine, until, wait_for_end
+from ui.cli import wire as cli_wire
 from ui.client import EngineClient
 
 pytestmark = pytest.mark.e2e
@@ -142,3 +148,61 @@ async def test_playbook_up_cluster_3_runs_the_engine_on_three_servers_and_the_cl
     for server in url.split(","):                            # every server takes only the engine's users
         with pytest.raises(Exception, match="(?i)authorization"):
             await nats.connect(server, allow_reconnect=False, max_reconnect_attempts=0)
+
+
+async def start_as_an_operator_would(client: EngineClient, command: StartRun) -> str:
+    """Send the start again while nothing answers: a command sent to a service whose connection is on the frozen
+    server is lost until the service leaves it. The run's own id makes asking twice safe: `run_exists` says the
+    first one was taken."""
+    async def started() -> str | None:
+        try:
+            reply = await client.send(command, timeout=5)
+        except EngineUnavailable:
+            return None
+        assert reply.accepted or (reply.error is not None and reply.error.code == "run_exists"), reply
+        return command.run_id
+    run_id: str = await until(started, timeout=60, what="the start taken", every=0.1)
+    return run_id
+
+
+async def test_a_frozen_server_costs_readers_and_runs_a_retry_not_an_error(
+        nats_cluster: EmbeddedCluster, cluster_settings: Settings, tmp_path: Path) -> None:
+    """A server that stops answering (SIGSTOP: a VM paused, a disk hung) keeps its routes for minutes, and
+    any replica may be asked a direct get: every reader asks again and another replica answers, the engine's
+    connections leave it, and runs go on."""
+    client_login = nats_login("client", nats_cluster.home)
+    assert client_login is not None
+    env = {**os.environ, "PLAYBOOK_HOME": str(cluster_settings.home), "NATS_URL": login_url(nats_cluster, client_login)}
+    async with running_engine(cluster_settings) as client:
+        text = playbook_yaml([noop("first"), noop("second", depends_on=["first"])], name="frozen")
+        before = (await client.send(StartRun(playbook=text))).run_id
+        assert before is not None and isinstance((await wait_for_end(client, before, timeout=60))[-1], RunCompleted)
+
+        frozen = next(s for s in nats_cluster.servers.values() if s.port != client.nc.connected_url.port)
+        assert frozen.process is not None
+        frozen.process.send_signal(signal.SIGSTOP)
+        try:
+            during = await start_as_an_operator_would(client, StartRun(playbook=text, run_id="during-the-freeze"))
+            assert isinstance((await wait_for_end(client, during, timeout=90))[-1], RunCompleted)
+
+            def read_plainly() -> None:       # the CLI's own client, many direct gets
+                connection = cli_wire.connect(env["NATS_URL"], None, None)
+                assert connection is not None
+                try:
+                    for _ in range(20):
+                        assert connection.last(subjects.RUNS_STREAM, subjects.run_all(before)) is not None
+                        assert len(connection.stored(subjects.RUNS_STREAM, subjects.run_all(before))) >= 5
+                finally:
+                    connection.close()
+            await asyncio.to_thread(read_plainly)
+
+            for _ in range(12):               # the engine's reads, a fresh reader each time (no cache)
+                envelopes, _ = await client.store.load(before)
+                assert await PlaybookStore(client.nc).resolved(envelopes)
+                assert (await client.store.last_position(subjects.run_all(before)))[0] > 0
+                assert await LeaseStore(client.nc).read(f"{LEASE_SUBJECTS[:-1]}none") is None
+
+            status = await asyncio.to_thread(playbook_cli, "status", before, env=env)
+            assert status.returncode == 0 and "completed" in status.stdout, status.stdout + status.stderr
+        finally:
+            frozen.process.send_signal(signal.SIGCONT)

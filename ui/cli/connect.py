@@ -40,8 +40,9 @@ async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitab
         pass
 
     try:
-        nc = await nats.connect(**connect_options(url), connect_timeout=3, max_reconnect_attempts=2, error_cb=quiet,
-                                **settings.nats_login("client"))
+        # A cluster's server that takes the connection but says nothing (frozen) is passed over sooner.
+        nc = await nats.connect(**connect_options(url), connect_timeout=1 if "," in url else 3,
+                                max_reconnect_attempts=2, error_cb=quiet, **settings.nats_login("client"))
     except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
         raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
                                 "is `playbook up` running?") from None

@@ -21,6 +21,11 @@ from services.errors import EngineUnavailable
 
 LINE_MAX = 64 * 1024     # a protocol line (INFO, MSG ...) longer than this is not a NATS server speaking
 CHUNK = 256 * 1024
+# Any replica answers a direct get, and a frozen one never does (until its routes time out, minutes later):
+# a read that hears nothing this long asks again, and another replica may answer.
+READ_TRY = 0.5
+# A cluster's server that takes the connection but says nothing (frozen) is passed over after this, at first.
+HANDSHAKE_TRY = 1.0
 
 
 class Message:
@@ -33,6 +38,10 @@ class Message:
     def status(self) -> str:
         """A status message's code (404, 204, 503 ...), else ''."""
         return self.headers.get("Status", "")
+
+
+class Silent(EngineUnavailable):
+    """Nothing answered a request in time."""
 
 
 class Refused(EngineUnavailable):
@@ -98,19 +107,22 @@ class Connection:
         return self.answers(subject, data, timeout, headers)[0]
 
     def answers(self, subject: str, data: bytes, timeout: float, headers: dict[str, str] | None = None,
-                *, until_status: bool = False) -> list[Message]:
+                *, until_status: bool = False, first_within: float | None = None) -> list[Message]:
         """The answer to one request (`until_status`: every answer until one with a status, a batch's end);
-        a 503 (no one subscribed) is EngineUnavailable."""
+        Silent when none comes in `timeout` (or none begins in `first_within`); a 503 (no one subscribed)
+        is EngineUnavailable."""
         if not self._reply_sid:
             self._reply_sid = self.subscribe(f"{self._inbox}.*")
         self._replies += 1
         reply = f"{self._inbox}.{self._replies}"
         self.publish(subject, data, reply, headers)
-        deadline, answers = time.monotonic() + timeout, []
+        started = time.monotonic()
+        deadline, answers = started + timeout, list[Message]()
         while True:
-            message = self.next_message(self._reply_sid, max(0.0, deadline - time.monotonic()))
+            wait_until = deadline if answers or first_within is None else min(deadline, started + first_within)
+            message = self.next_message(self._reply_sid, max(0.0, wait_until - time.monotonic()))
             if message is None:
-                raise EngineUnavailable(f"no answer on {subject} in {timeout:g} s")
+                raise Silent(f"no answer on {subject} in {wait_until - started:g} s")
             if message.subject != reply:
                 continue            # a late answer to an earlier request
             if message.status == "503":
@@ -125,7 +137,7 @@ class Connection:
         found: list[Message] = []
         while True:
             request = json.dumps({"seq": after + 1, "next_by_subj": subject, "batch": batch}).encode()
-            *messages, end = self.answers(f"$JS.API.DIRECT.GET.{stream}", request, timeout, until_status=True)
+            *messages, end = self._direct_get(stream, request, timeout, until_status=True)
             found += messages
             after = int(messages[-1].headers["Nats-Sequence"]) if messages else after
             if end.status == "404" or (end.status == "204" and (not messages or
@@ -136,7 +148,7 @@ class Connection:
 
     def last(self, stream: str, subject: str, timeout: float = 5.0) -> Message | None:
         """The last message on `subject` in `stream`; None if there is none."""
-        answer = self.request(f"$JS.API.DIRECT.GET.{stream}", json.dumps({"last_by_subj": subject}).encode(), timeout)
+        answer = self._direct_get(stream, json.dumps({"last_by_subj": subject}).encode(), timeout)[0]
         if answer.status == "404":
             return None
         if answer.status:
@@ -145,6 +157,17 @@ class Connection:
 
     def close(self) -> None:
         self.sock.close()
+
+    def _direct_get(self, stream: str, request: bytes, timeout: float, *, until_status: bool = False) -> list[Message]:
+        """A direct get's answers, asked again (it only reads) while replicas stay silent, for `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.answers(f"$JS.API.DIRECT.GET.{stream}", request, max(0.0, deadline - time.monotonic()),
+                                    until_status=until_status, first_within=READ_TRY)
+            except Silent:
+                if time.monotonic() + READ_TRY > deadline:
+                    raise Silent(f"no answer from {stream} in {timeout:g} s") from None
 
     def _send(self, data: bytes) -> None:
         try:
@@ -224,15 +247,19 @@ def connect(url: str, user: str | None, password: str | None, timeout: float = 3
     if any("://" in s and not s.startswith("nats://") for s in servers):
         return None
 
+    # Each server of a cluster briefly first, then each again with all the patience there is.
+    patience = [(server, min(timeout, HANDSHAKE_TRY)) for server in servers] if len(servers) > 1 else []
+    patience += [(server, timeout) for server in servers]
+
     def dial() -> Connection | None:
         failure: Exception | None = None
         login = (user, password)
-        for server in servers:
+        for server, wait in patience:
             where = urlsplit(server if "://" in server else f"nats://{server}")
             if where.username:
                 login = (unquote(where.username), unquote(where.password or ""))
             try:
-                connection = _handshake(where.hostname or "localhost", where.port or 4222, *login, timeout)
+                connection = _handshake(where.hostname or "localhost", where.port or 4222, *login, wait)
             except _NeedsTls:
                 return None
             except Refused:
