@@ -103,7 +103,7 @@ async def _up(settings: Settings, *, demo: bool, http_port: int, as_json: bool, 
             asyncio.create_task(_run_demo(EngineClient(running.nc, admin), web.url, as_json))
 
     stopping = asyncio.Event()
-    serving = asyncio.create_task(embedded.keep_serving(stopping)) if isinstance(embedded, EmbeddedNats) else None
+    serving = asyncio.create_task(embedded.keep_serving(stopping)) if embedded else None
     try:
         learning.start()     # beside the engine's own start, on the other core
         await serve(settings, ALL_SERVICES - {"learning"}, [d for d in DOORS if d != "mcp" or settings.mcp_port],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import shutil
@@ -20,7 +21,7 @@ import sys
 import sysconfig
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,23 +129,8 @@ class EmbeddedNats:
     async def keep_serving(self, stopping: asyncio.Event, timeout: float = 15.0) -> None:
         """Start the server again, on its port and store, whenever it dies before `stopping`: the engine's
         connections come back, instead of asking a server that is gone forever."""
-        failures = 0
-        while not stopping.is_set():
-            began = time.monotonic()
-            code = await asyncio.to_thread(self.process.wait) if self.process is not None else None
-            failures = 1 if time.monotonic() - began > STEADY_SECONDS else failures + 1
-            with contextlib.suppress(TimeoutError):   # Ctrl-C stops the server too: `stopping` comes meanwhile
-                await asyncio.wait_for(stopping.wait(), RESTART_SECONDS[min(failures, len(RESTART_SECONDS)) - 1])
-            if stopping.is_set():
-                return
-            log.warning("the embedded nats-server exited (code %s); starting it again (see %s)", code,
-                        self.home / "nats-server.log")
-            self._spawn()
-            try:
-                await self._wait_ready(timeout)
-                log.warning("the embedded nats-server serves again on %s", self.url)
-            except PlaybookError as err:
-                log.error("%s", err)
+        await _keep_serving("the embedded nats-server", lambda: self.process, self._spawn,
+                            lambda: self._wait_ready(timeout), self.home / "nats-server.log", self.url, stopping)
 
     async def _wait_ready(self, timeout: float) -> None:
         port = int(self.url.rsplit(":", 1)[1])
@@ -163,6 +149,29 @@ class EmbeddedNats:
         url_file = self.home / "nats.url"
         if url_file.exists() and url_file.read_text().strip() == self.url:
             url_file.unlink()
+
+
+async def _keep_serving(what: str, process: Callable[[], subprocess.Popen[bytes] | None],
+                        spawn: Callable[[], None], ready: Callable[[], Awaitable[None]], log_file: Path, url: str,
+                        stopping: asyncio.Event) -> None:
+    """Start a server again whenever it dies before `stopping`, after a pause that grows while it keeps dying."""
+    failures = 0
+    while not stopping.is_set():
+        began = time.monotonic()
+        running = process()
+        code = await asyncio.to_thread(running.wait) if running is not None else None
+        failures = 1 if time.monotonic() - began > STEADY_SECONDS else failures + 1
+        with contextlib.suppress(TimeoutError):   # Ctrl-C stops the server too: `stopping` comes meanwhile
+            await asyncio.wait_for(stopping.wait(), RESTART_SECONDS[min(failures, len(RESTART_SECONDS)) - 1])
+        if stopping.is_set():
+            return
+        log.warning("%s exited (code %s); starting it again (see %s)", what, code, log_file)
+        spawn()
+        try:
+            await ready()
+            log.warning("%s serves again on %s", what, url)
+        except PlaybookError as err:
+            log.error("%s", err)
 
 
 def js_healthy(monitor_port: int) -> bool:
@@ -227,6 +236,14 @@ class EmbeddedCluster:
                 raise PlaybookError(f"nats-server {name} not healthy within {timeout}s; "
                                     f"see {self.home / f'nats-{name}.log'}")
             await asyncio.sleep(0.1)
+
+    async def keep_serving(self, stopping: asyncio.Event, timeout: float = 30.0) -> None:
+        """Start each server again, on its ports and store, whenever it dies before `stopping`: it catches up
+        with the others and the cluster is back to the replicas it was made with."""
+        await asyncio.gather(*(_keep_serving(
+            f"nats-server {name}", functools.partial(getattr, server, "process"),
+            functools.partial(self.start_server, name), functools.partial(self.wait_healthy, name, timeout),
+            self.home / f"nats-{name}.log", server.url, stopping) for name, server in self.servers.items()))
 
     def kill(self, name: str) -> None:
         """SIGKILL one server: a crash, not a shutdown."""

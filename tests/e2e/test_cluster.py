@@ -129,7 +129,7 @@ async def test_a_leader_stepping_down_while_outcomes_are_recorded_loses_nothing_
         assert await stream_leader(client) != leader
 
 
-async def test_playbook_up_cluster_3_runs_the_engine_on_three_servers_and_the_cli_uses_it(
+async def test_playbook_up_cluster_3_runs_the_engine_on_three_servers_the_cli_uses_it_and_a_dead_one_comes_back(
         tmp_path: Path, processes: Processes) -> None:
     env = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
     env.update(PLAYBOOK_HOME=str(tmp_path / "home"), PLAYBOOK_NATS_PORT=str(free_port()), PYTHONUNBUFFERED="1")
@@ -148,6 +148,38 @@ async def test_playbook_up_cluster_3_runs_the_engine_on_three_servers_and_the_cl
     for server in url.split(","):                            # every server takes only the engine's users
         with pytest.raises(Exception, match="(?i)authorization"):
             await nats.connect(server, allow_reconnect=False, max_reconnect_attempts=0)
+
+    n2 = next(p for p in children_of(processes.started[0].pid) if "nats-n2.conf" in p[1])
+    os.kill(n2[0], signal.SIGKILL)                           # `up` starts it again, on its ports and store
+    await until(lambda: "nats-server n2 serves again" in log.read_text(), timeout=60, what="n2 started again")
+    engine = nats_login("engine", tmp_path / "home")
+    assert engine is not None
+    nc = await nats.connect(url.split(","), **engine.connect_options())
+    try:
+        async def every_replica_current() -> bool:
+            try:
+                info = await nc.jetstream().stream_info(subjects.RUNS_STREAM)
+            except Exception:  # noqa: BLE001 - no leader to answer while n2 rejoins
+                return False
+            return info.cluster is not None and len(info.cluster.replicas or []) == 2 and all(
+                replica.current for replica in info.cluster.replicas or [])
+        await until(every_replica_current, timeout=60, what="n2 a current replica again", every=0.2)
+    finally:
+        await nc.close()
+    again = await asyncio.to_thread(playbook_cli, "run", "examples/hello.yaml", "-p", "who=again", env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def children_of(parent: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is `parent`, read from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found.append((int(entry.name), (entry / "cmdline").read_text().replace("\0", " ")))
+        except (OSError, IndexError, ValueError):
+            continue                                         # it ended meanwhile
+    return found
 
 
 async def start_as_an_operator_would(client: EngineClient, command: StartRun) -> str:
