@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timezone
+from datetime import timedelta, timezone
 
 import pytest
 
-from events.commands import PauseRun, StartRun
-from events.run import ApprovalRequested, RunEvent, RunPaused, StepRetryScheduled
-from tests.helpers import playbook_yaml
+from events.commands import CancelRun, PauseRun, StartRun
+from events.run import ApprovalRequested, RunEvent, RunPaused, StepRetryScheduled, StepStarted
+from tests.helpers import playbook_yaml, wait_for_end
 from ui.cli.render import status_table
 from ui.client import EngineClient
 
@@ -16,6 +16,7 @@ pytestmark = pytest.mark.integration
 
 FAILING = {"id": "flaky", "action": "shell", "args": {"command": "exit 1"}, "timeout_seconds": 5,
            "retry": {"max_attempts": 3, "base_delay": 600, "jitter": "none", "retry_on_errors": ["unknown"]}}
+SLOW = {"id": "nap", "action": "shell", "args": {"command": "sleep 60"}, "timeout_seconds": 90}
 GATED = {"id": "deploy", "action": "shell", "args": {"command": "true"}, "timeout_seconds": 5,
          "approval_gate": {"timeout_seconds": 900}}
 
@@ -46,3 +47,13 @@ async def test_a_gate_says_until_when_it_waits_and_a_paused_run_who_paused_it(en
     table = status_table(await engine.run(reply.run_id))
     assert f"waits until {asked.deadline:%Y-%m-%d %H:%M:%S}Z" in table, table
     assert "paused by " in table and ": change freeze" in table, table
+
+
+async def test_a_running_step_says_since_when_and_when_its_timeout_stops_it(engine) -> None:
+    reply = await engine.send(StartRun(playbook=playbook_yaml([SLOW])))
+    begun = await until_event(engine, reply.run_id, StepStarted)
+    table = status_table(await engine.run(reply.run_id))
+    since = begun.at.astimezone(timezone.utc)
+    assert f"since {since:%Y-%m-%d %H:%M:%S}Z, times out at {since + timedelta(seconds=90):%Y-%m-%d %H:%M:%S}Z" in table
+    await engine.send(CancelRun(run_id=reply.run_id))
+    await wait_for_end(engine, reply.run_id)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
@@ -177,6 +177,9 @@ def status_table(run: Run, full_output: bool = False) -> str:
         extra = "; ".join(x for x in (error or s.reason, s.attempt.note) if x)
         if s.gate.status:
             extra = f"{gate_text(s.gate)} {extra}".rstrip()
+        if s.status == "running" and s.started_at:       # its duration is 0 until it ends: say since when
+            extra = f"{extra}; {_running(s.started_at, run.specs[s.id].timeout_seconds if s.id in run.specs else None)}"
+            extra = extra.lstrip("; ")
         if s.retry.status == "waiting" and s.retry.due:   # else a long backoff reads as a failed step, run stuck
             extra = f"{extra}; attempt {s.attempt.number + 1} at {_when(s.retry.due)}".lstrip("; ")
         if s.rollback.status:
@@ -206,6 +209,10 @@ def gate_text(gate: GateState) -> str:
 
 def _when(at: datetime) -> str:
     return f"{at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}Z"
+
+
+def _running(since: datetime, timeout: float | None) -> str:
+    return f"since {_when(since)}" + (f", times out at {_when(since + timedelta(seconds=timeout))}" if timeout else "")
 
 
 def rollback_lines(run: Run) -> list[str]:
