@@ -8,6 +8,8 @@ call site has to remember; `escaped` is the one spelling of the rule.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -39,3 +41,10 @@ class EscapedLines:
         if safe != message:
             record.msg, record.args = safe, None
         return True
+
+
+def kinds_said(kinds: Iterable[str]) -> str:
+    """Event kinds in the order they first came, each once with how many (`StepScheduled x1000`): a command that
+    schedules a wide wave is one short line, in a log or on a terminal, not one word per event."""
+    counts = Counter(kinds)
+    return ", ".join(kind if n == 1 else f"{kind} x{n}" for kind, n in counts.items())
