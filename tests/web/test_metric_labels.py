@@ -14,7 +14,8 @@ pytestmark = pytest.mark.integration
 
 async def test_names_past_the_bound_are_counted_under_other(api: Api, engine, web_server, monkeypatch) -> None:
     monkeypatch.setattr(bounded_labels, "MAX_PLAYBOOKS", 2)
-    monkeypatch.setattr(bounded_labels, "MAX_STEPS", 3)
+    monkeypatch.setattr(bounded_labels, "MAX_STEPS", 4)
+    monkeypatch.setattr(bounded_labels, "MAX_STEPS_PER_PLAYBOOK", 3)
     playbooks = [playbook_yaml([noop(f"s{n}") for n in range(1, 6)], name="pb-a"),
                  playbook_yaml([noop("only")], name="(other)"),       # a name that is the bound's own
                  playbook_yaml([noop("only")], name="pb-b"),
@@ -30,7 +31,7 @@ async def test_names_past_the_bound_are_counted_under_other(api: Api, engine, we
     attempts = [s for s in families["playbook_step_attempts"].samples if s.labels["outcome"] == "succeeded"]
     assert {(s.labels["playbook"], s.labels["step"]): s.value for s in attempts} == {
         ("pb-a", "s1"): 1, ("pb-a", "s2"): 1, ("pb-a", "s3"): 1, ("pb-a", "(other)"): 2,
-        ("pb-b", "(other)"): 1, ("(other)", "(other)"): 2}
+        ("pb-b", "only"): 1, ("(other)", "(other)"): 2}
     started = {s.labels["playbook"]: s.value for s in families["playbook_runs_started"].samples
                if s.name == "playbook_runs_started_total" and s.labels["dry_run"] == "false"}
     assert started == {"pb-a": 1, "pb-b": 1, "(other)": 2}

@@ -16,7 +16,8 @@ from projections.metrics import KEY_SEP, Metrics, PlaybookStats, StepStats
 
 OTHER = "(other)"           # a playbook really named so is counted under it too: no label pair twice
 MAX_PLAYBOOKS = 200         # about 16 series each
-MAX_STEPS = 500             # about 18 series each (a duration histogram)
+MAX_STEPS = 1000            # about 18 series each (a duration histogram)
+MAX_STEPS_PER_PLAYBOOK = 50  # so that one wide playbook seen first leaves room for the others' steps
 MAX_CIRCUITS = 200          # 4 series each
 
 
@@ -36,8 +37,15 @@ def playbooks(metrics: Metrics) -> dict[str, PlaybookStats]:
 def steps(metrics: Metrics) -> dict[tuple[str, str], StepStats]:
     """(playbook, step) -> stats; a step of a playbook counted under `(other)` is `(other)` too."""
     named_playbooks = first_seen(metrics.playbooks, MAX_PLAYBOOKS)
-    of_named = (key for key in metrics.steps if key.partition(KEY_SEP)[0] in named_playbooks)
-    named = set(islice(of_named, MAX_STEPS))
+    named: set[str] = set()
+    per_playbook: dict[str, int] = {}
+    for key in metrics.steps:
+        playbook = key.partition(KEY_SEP)[0]
+        if len(named) == MAX_STEPS:
+            break
+        if playbook in named_playbooks and per_playbook.get(playbook, 0) < MAX_STEPS_PER_PLAYBOOK:
+            named.add(key)
+            per_playbook[playbook] = per_playbook.get(playbook, 0) + 1
     bounded: dict[tuple[str, str], StepStats] = {}
     for key, stats in metrics.steps.items():
         playbook, _, step = key.partition(KEY_SEP)
