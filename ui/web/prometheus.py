@@ -47,7 +47,7 @@ class ViewsCollector:
         self.learning: LearningStatus | None = None
 
     def collect(self) -> Iterator[Metric]:
-        metrics = self.projector.views.metrics
+        metrics = self.projector.settled_metrics
         yield from runs(metrics)
         yield from steps(metrics)
         yield from gates_and_circuits(metrics)
