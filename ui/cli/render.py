@@ -208,7 +208,8 @@ def gate_text(gate: GateState) -> str:
 
 
 def _when(at: datetime) -> str:
-    return f"{at.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}Z"
+    """A time as the run's start is shown: UTC, to the second (a stored time without a zone is UTC already)."""
+    return f"{at.astimezone(timezone.utc) if at.tzinfo else at:%Y-%m-%d %H:%M:%S}Z"
 
 
 def _running(since: datetime, timeout: float | None) -> str:
