@@ -1,30 +1,19 @@
 """The run service's line per command stays short: a resume that schedules a wide wave says how many, not each."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 
 from events.commands import PauseRun, ResumeRun, StartRun
-from events.run import RunEvent, RunPaused, StepStarted, StepSucceeded
-from tests.helpers import noop, playbook_yaml, wait_for_end
+from events.run import RunPaused, StepStarted, StepSucceeded
+from tests.helpers import noop, playbook_yaml, until_event, wait_for_end
 from ui.cli.common import print_reply
-from ui.client import EngineClient
 
 pytestmark = pytest.mark.integration
 
 WIDE = 300
-
-
-async def until_event(engine: EngineClient, run_id: str, kind: type[RunEvent], timeout: float = 15.0) -> None:
-    async def seen() -> None:
-        async for _, event in engine.follow(run_id):
-            if isinstance(event, kind):
-                return
-        raise AssertionError(f"run {run_id} ended without {kind.__name__}")
-    await asyncio.wait_for(seen(), timeout)
 
 
 async def test_a_resume_that_schedules_a_wide_wave_is_one_short_line(engine, tmp_path: Path, caplog,

@@ -1,16 +1,14 @@
 """What `playbook status` says of a run that waits: for its next attempt, for a gate, paused; and until when."""
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta, timezone
 
 import pytest
 
 from events.commands import CancelRun, PauseRun, StartRun
-from events.run import ApprovalRequested, RunEvent, RunPaused, StepRetryScheduled, StepStarted
-from tests.helpers import playbook_yaml, wait_for_end
+from events.run import ApprovalRequested, RunPaused, StepRetryScheduled, StepStarted
+from tests.helpers import playbook_yaml, until_event, wait_for_end
 from ui.cli.render import status_table
-from ui.client import EngineClient
 
 pytestmark = pytest.mark.integration
 
@@ -21,27 +19,17 @@ GATED = {"id": "deploy", "action": "shell", "args": {"command": "true"}, "timeou
          "approval_gate": {"timeout_seconds": 900}}
 
 
-async def until_event(engine: EngineClient, run_id: str, kind: type[RunEvent], timeout: float = 15.0) -> RunEvent:
-    async def first() -> RunEvent:
-        async for _, event in engine.follow(run_id):
-            if isinstance(event, kind):
-                return event
-        raise AssertionError(f"run {run_id} ended without {kind.__name__}")
-    return await asyncio.wait_for(first(), timeout)
-
-
 async def test_a_step_waiting_for_its_retry_says_which_attempt_comes_and_when(engine) -> None:
     reply = await engine.send(StartRun(playbook=playbook_yaml([FAILING])))
     retry = await until_event(engine, reply.run_id, StepRetryScheduled)
     table = status_table(await engine.run(reply.run_id))
-    assert isinstance(retry, StepRetryScheduled)
     assert f"attempt 2 at {retry.due.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S}Z" in table, table
 
 
 async def test_a_gate_says_until_when_it_waits_and_a_paused_run_who_paused_it(engine) -> None:
     reply = await engine.send(StartRun(playbook=playbook_yaml([GATED])))
     asked = await until_event(engine, reply.run_id, ApprovalRequested)
-    assert isinstance(asked, ApprovalRequested) and asked.deadline is not None
+    assert asked.deadline is not None
     await engine.send(PauseRun(run_id=reply.run_id, reason="change freeze"))
     await until_event(engine, reply.run_id, RunPaused)
     table = status_table(await engine.run(reply.run_id))
