@@ -83,12 +83,20 @@ class Projector:
         self._caught_up = asyncio.Event()
         self._saved_position = 0
         self._complete_after = 0          # every run-list change after this position is in `recent`
+        self._settled: Metrics | None = None   # the metrics before a rebuild, reported until it has caught up
 
     # -- reading -------------------------------------------------------------------
 
     @property
     def position(self) -> int:
         return self.views.position
+
+    @property
+    def settled_metrics(self) -> Metrics:
+        """What a scrape reports: during a rebuild, the figures from before it. A counter that fell back to what a
+        half-done fold has counted, then rose again, is a reset to Prometheus: every run ever counted would show
+        as started (or failed) within one scrape interval."""
+        return self._settled if self._settled is not None else self.views.metrics
 
     @property
     def caught_up(self) -> bool:
@@ -158,6 +166,8 @@ class Projector:
     async def _rebuild(self) -> dict[str, Any]:
         began = time.perf_counter()
         await self._halt()
+        if self._settled is None:       # a rebuild after one that never caught up keeps the first one's figures
+            self._settled = self.views.metrics
         self.views, self.applied, self._caught_up = Views(), 0, asyncio.Event()
         self.recent.clear()
         self._complete_after = 0
@@ -165,6 +175,7 @@ class Projector:
             self.snapshot.unlink(missing_ok=True)
         self._task = asyncio.create_task(self._keep_following(), name="projector")
         await self._caught_up.wait()
+        self._settled = None
         await self._save()
         self.rebuilds += 1
         return {"rebuild": self.rebuilds, "events": self.applied, "position": self.position,

@@ -271,15 +271,14 @@ class Settings:
         """A connection to the engine's NATS, as `role`, that reconnects for as long as the process lives. It
         closes only when asked, or when the server refuses what it was sent (nats-py closes on a protocol error):
         `on_closed` is called either way."""
-        import logging
-
         import nats
 
-        async def on_error(err: Exception) -> None:
-            logging.getLogger("playbook").warning("NATS: %s", err)
+        from services.connection_log import ConnectionTrouble
 
+        trouble = ConnectionTrouble(name)
         return await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=-1,
-                                  reconnect_time_wait=0.5, error_cb=on_error, closed_cb=on_closed,
+                                  reconnect_time_wait=0.5, error_cb=trouble.on_error,
+                                  reconnected_cb=trouble.on_reconnected, closed_cb=on_closed,
                                   ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_UNANSWERED,
                                   **self.nats_login(role))
 

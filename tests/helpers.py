@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
 
 import aiohttp
@@ -271,6 +271,19 @@ async def wait_for_end(client: EngineClient, run_id: str, timeout: float = 30.0,
     async def collect() -> list[RunEvent]:
         return [event async for _, event in client.follow(run_id, **since)]
     return await asyncio.wait_for(collect(), timeout)
+
+
+E = TypeVar("E", bound=RunEvent)
+
+
+async def until_event(client: EngineClient, run_id: str, kind: type[E], timeout: float = 15.0) -> E:
+    """The run's first event of this kind, stored already or still to come."""
+    async def first() -> E:
+        async for _, event in client.follow(run_id):
+            if isinstance(event, kind):
+                return event
+        raise AssertionError(f"run {run_id} ended without {kind.__name__}")
+    return await asyncio.wait_for(first(), timeout)
 
 
 async def until_timer_armed(engine: EngineClient, timeout: float = 10.0) -> None:

@@ -48,6 +48,7 @@ from services.domain.run.state import Run
 from services.aggregates import BreakerRepository, RunRepository
 from services.answering import Answering
 from services.identity.authority import COMMAND_ACTIONS, Resource
+from services.log_text import kinds_said
 from services.identity.guard import Guard
 from services.identity.names import InvalidName, normalise_name
 from services.identity.principal import Acting
@@ -131,7 +132,7 @@ class RunService:
             log.exception("command %s failed", name)
             return _rejected("internal_error", f"the engine could not carry out the command: {err}")
         log.info("%s by %s on run %s: %s", name, acting.actor, run_id,
-                 ", ".join(type(e).__name__ for e in events) or "nothing to do")
+                 kinds_said(type(e).__name__ for e in events) or "nothing to do")
         return Reply(accepted=True, run_id=run_id, events=[to_builtins(e) for e in events],
                      warnings=[to_builtins(w) for w in warnings])
 

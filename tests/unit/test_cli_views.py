@@ -86,7 +86,7 @@ def test_a_gate_rejected_by_an_admin_for_someone_names_the_person_it_counts_for(
 
 def test_a_waiting_gate_says_who_approved_it_so_far_and_a_granted_one_who_opened_it() -> None:
     s = gated_deploy(timeout_seconds=5, auto_approve_after_timeout=True)
-    assert deploy_line(s).endswith("gate requested (approved by nobody yet)")
+    assert deploy_line(s).endswith("gate requested (approved by nobody yet, waits until 2026-01-01 12:00:15Z)")
     s.given(ApprovalDeadlinePassed(run_id=R, at=at(15), step_id="deploy"))
     s.when(ExpireGate("deploy"))
     assert "gate granted (approved by system)" in deploy_line(s)

@@ -4,13 +4,15 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from dataclasses import replace
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from events.commands import StartRun
 from events.identity import caller_headers
-from tests.helpers import noop, person, playbook_yaml, wait_for_end
+from tests.helpers import noop, person, playbook_yaml, until, wait_for_end, web_replica
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +82,36 @@ async def test_a_rebuild_is_an_admins(engine, web_server, nats_server) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = await asyncio.wait_for(cli.communicate(), 30)
     assert cli.returncode == 5 and "vera may not rebuild projections" in err.decode()
+
+
+async def test_a_scrape_during_a_rebuild_reports_the_figures_from_before_it(engine, settings, nats_server) -> None:
+    """Not the half-folded views' counts: a counter that falls, then rises again, is a reset to Prometheus.
+    /metrics open to anyone (PLAYBOOK_METRICS=open): no token to check while NATS is away."""
+    async with web_replica(replace(settings, metrics_access="open")) as web_server:
+        for _ in range(2):
+            reply = await engine.send(StartRun(playbook=playbook_yaml([noop("a")], name="counted")))
+            await wait_for_end(engine, reply.run_id)
+        projector = web_server.backend.projector
+        await until(lambda: "counted" in projector.views.metrics.playbooks
+                    and projector.views.metrics.playbooks["counted"].runs == 2, what="both runs in the views")
+
+        async def started_total(http: aiohttp.ClientSession) -> float | None:
+            async with http.get(f"{web_server.url}/metrics") as response:
+                text = await response.text()
+                assert response.status == 200, text
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == "playbook_runs_started_total" and sample.labels == {
+                            "playbook": "counted", "dry_run": "false"}:
+                        return sample.value
+            return None
+
+        async with aiohttp.ClientSession() as http:
+            assert await started_total(http) == 2
+            nats_server.stop()                                   # the rebuild's fold cannot read the stream meanwhile
+            rebuilding = asyncio.create_task(projector.rebuild())
+            await until(lambda: projector.views.position == 0 and not projector.caught_up, what="views forgotten")
+            assert await started_total(http) == 2
+            await nats_server.start()
+            await asyncio.wait_for(rebuilding, 30)
+            assert await started_total(http) == 2

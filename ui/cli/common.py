@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services.errors import PlaybookError
+from services.log_text import kinds_said
 from ui.cli.exits import DENIED_CODES, EXIT_DENIED, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE
 
 if TYPE_CHECKING:
@@ -112,9 +113,9 @@ def print_reply(reply: Reply, as_json: bool) -> int:
     if as_json:
         print_json(reply_document(reply))
     elif reply.accepted and reply.run_id is None:
-        print(", ".join(e["type"] for e in reply.events) or "nothing to do")
+        print(kinds_said(e["type"] for e in reply.events) or "nothing to do")
     elif reply.accepted:
-        print(f"run {reply.run_id}: " + (", ".join(e["type"] for e in reply.events) or "nothing to do (already so)"))
+        print(f"run {reply.run_id}: " + (kinds_said(e["type"] for e in reply.events) or "nothing to do (already so)"))
     elif reply.error is not None:
         print(f"rejected ({reply.error.code}): {reply.error.message}", file=sys.stderr)
         for detail in reply.error.details:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
@@ -165,6 +165,9 @@ def status_table(run: Run, full_output: bool = False) -> str:
             lines.append(f"on failure: {started.on_failure} (chosen at the start, over the playbook's)")
         if started.approval_required:
             lines.append("every step waits for an approval (asked at the start)")
+    if run.status == "paused" and run.steering.paused_by:
+        reason = run.steering.pause_reason
+        lines.append(f"paused by {run.steering.paused_by}" + (f": {reason}" if reason else ""))
     if run.failure:
         lines.append(f"failure: {run.failure}")
     lines += rollback_lines(run)
@@ -174,6 +177,11 @@ def status_table(run: Run, full_output: bool = False) -> str:
         extra = "; ".join(x for x in (error or s.reason, s.attempt.note) if x)
         if s.gate.status:
             extra = f"{gate_text(s.gate)} {extra}".rstrip()
+        if s.status == "running" and s.started_at:       # its duration is 0 until it ends: say since when
+            extra = f"{extra}; {_running(s.started_at, run.specs[s.id].timeout_seconds if s.id in run.specs else None)}"
+            extra = extra.lstrip("; ")
+        if s.retry.status == "waiting" and s.retry.due:   # else a long backoff reads as a failed step, run stuck
+            extra = f"{extra}; attempt {s.attempt.number + 1} at {_when(s.retry.due)}".lstrip("; ")
         if s.rollback.status:
             extra = f"{extra}; rollback {s.rollback.status} {s.rollback.error}".strip("; ").rstrip()
         took = _ms(s.attempt.duration_ms)
@@ -190,12 +198,22 @@ def gate_text(gate: GateState) -> str:
     approved = ", ".join(g.actor for g in gate.approvals)
     match gate.status:
         case "requested":
-            return f"gate requested (approved by {approved or 'nobody yet'})"
+            until = f", waits until {_when(gate.deadline)}" if gate.deadline and not gate.deadline_passed else ""
+            return f"gate requested (approved by {approved or 'nobody yet'}{until})"
         case "granted":   # by a quorum, or by the system when its deadline approves it
             return f"gate granted (approved by {', '.join(gate.decided_by) or approved})"
         case "rejected":
             return f"gate rejected by {', '.join(gate.decided_by)}" + (f": {gate.comment}" if gate.comment else "")
     return f"gate {gate.status}" + (f" (approved by {approved})" if approved else "")
+
+
+def _when(at: datetime) -> str:
+    """A time as the run's start is shown: UTC, to the second (a stored time without a zone is UTC already)."""
+    return f"{at.astimezone(timezone.utc) if at.tzinfo else at:%Y-%m-%d %H:%M:%S}Z"
+
+
+def _running(since: datetime, timeout: float | None) -> str:
+    return f"since {_when(since)}" + (f", times out at {_when(since + timedelta(seconds=timeout))}" if timeout else "")
 
 
 def rollback_lines(run: Run) -> list[str]:

@@ -16,6 +16,7 @@ from events.codec import command_body, decode_reply
 from events.commands import HEADROOM, Reply, RetryRun, StartRun
 from events.run import RunRetried
 from services.fold import dry_run_plan
+from services.log_text import kinds_said
 from services.settings import Settings
 from ui.cli.common import parse_params, print_json, print_reply, read_playbook, reply_document
 from ui.cli.connect import caller_headers_of, plain_connection, steer
@@ -142,7 +143,7 @@ def cmd_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 def _retried(reply: Reply, args: argparse.Namespace) -> int:
     if reply.accepted and not args.json:
-        print(f"run {reply.run_id} retried: " + ", ".join(e["type"] for e in reply.events))
+        print(f"run {reply.run_id} retried: " + kinds_said(e["type"] for e in reply.events))
         return 0
     return print_reply(reply, args.json)
 

@@ -21,12 +21,13 @@ from prometheus_client.utils import floatToGoString
 from events import subjects
 from events.identity import Caller
 from events.insights import LearningStatus
-from projections.metrics import DURATION_BUCKETS_MS, KEY_SEP, Metrics
+from projections.metrics import DURATION_BUCKETS_MS, Metrics
 from projections.projector import Projector
 from services.read import RUN_STATUSES
 from services.errors import PlaybookError
 from services.identity.authority import Resource
 from ui.insights import LearningClient
+from ui.web import bounded_labels
 from ui.web.access import CALLER, permit
 from ui.web.backend import BACKEND, Backend
 
@@ -46,7 +47,7 @@ class ViewsCollector:
         self.learning: LearningStatus | None = None
 
     def collect(self) -> Iterator[Metric]:
-        metrics = self.projector.views.metrics
+        metrics = self.projector.settled_metrics
         yield from runs(metrics)
         yield from steps(metrics)
         yield from gates_and_circuits(metrics)
@@ -90,14 +91,14 @@ def runs(metrics: Metrics) -> Iterator[Metric]:
     duration = SummaryMetricFamily("playbook_completed_run_duration_seconds", "Duration of completed real runs",
                                    labels=["playbook"])
     rates = {item["playbook"]: item["success_rate"] for item in metrics.as_json()["playbooks"]}
-    for name, stats in sorted(metrics.playbooks.items()):
+    for name, stats in sorted(bounded_labels.playbooks(metrics).items()):
         for status in sorted(set(RUN_STATUSES) | set(stats.by_status)):   # 0, not a vanished series, when none are
             now.add_metric([name, status], stats.by_status.get(status, 0))
         started.add_metric([name, "false"], stats.runs - stats.dry_runs)
         started.add_metric([name, "true"], stats.dry_runs)
         for outcome, n in sorted(stats.outcomes.items()):
             outcomes.add_metric([name, outcome], n)
-        if rates[name] is not None:
+        if rates.get(name) is not None and name != bounded_labels.OTHER:
             success.add_metric([name], rates[name])
         duration.add_metric([name], stats.completed_count, stats.completed_sum_ms / 1000)
     yield from (now, started, outcomes, success, duration)
@@ -110,8 +111,8 @@ def steps(metrics: Metrics) -> Iterator[Metric]:
                                    "caused, by cancelling or losing an executor, left out)",
                                    labels=["playbook", "step", "outcome"])
     retries = CounterMetricFamily("playbook_step_retries", "Retries scheduled", labels=["playbook", "step"])
-    for key, stats in sorted(metrics.steps.items()):
-        labels = list(key.split(KEY_SEP, 1))
+    for (playbook, step), stats in sorted(bounded_labels.steps(metrics).items()):
+        labels = [playbook, step]
         cumulative, buckets = 0, []
         for bound, n in zip(BUCKET_BOUNDS, stats.buckets):
             cumulative += n
@@ -130,13 +131,15 @@ def steps(metrics: Metrics) -> Iterator[Metric]:
 def gates_and_circuits(metrics: Metrics) -> Iterator[Metric]:
     yield GaugeMetricFamily("playbook_approvals_waiting", "Gates asked and not yet decided, in active runs",
                             value=metrics.approvals_waiting)
-    states = GaugeMetricFamily("playbook_circuit_state", "1 for the state each breaker is in, 0 for the others",
+    states = GaugeMetricFamily("playbook_circuit_state", "1 for the state each breaker is in, 0 for the "
+                               "others; key (other): how many of the breakers past the first 200 are in each",
                                labels=["key", "state"])
     openings = CounterMetricFamily("playbook_circuit_openings", "Times each breaker opened", labels=["key"])
-    for key, state in sorted(metrics.circuits.items()):
+    in_states, opened = bounded_labels.circuits(metrics)
+    for key, counts in sorted(in_states.items()):
         for candidate in CIRCUIT_STATES:
-            states.add_metric([key, candidate], int(candidate == state))
-        openings.add_metric([key], metrics.circuit_openings.get(key, 0))
+            states.add_metric([key, candidate], counts.get(candidate, 0))
+        openings.add_metric([key], opened[key])
     yield from (states, openings)
 
 
