@@ -108,6 +108,6 @@ class ResilienceService(OneConsumer):
         assert step.retry.due is not None
         attempt = step.attempt.number + 1
         due = StepScheduled(run_id=run.id, at=step.retry.due, step_id=step_id, attempt=attempt,
-                            reason=f"retry after a {category} error")
+                            reason=f"retry after {'an' if category[:1] in 'aeiou' else 'a'} {category} error")
         await self.runs.store.schedule(subjects.retry_timer(run.id, step_id), due, step.retry.due,
                                        msg_id=f"retry-timer.{run.id}.{step_id}.{attempt}")
