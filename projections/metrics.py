@@ -7,6 +7,7 @@ rollback started later is still counted under it). Everything here round-trips t
 """
 from __future__ import annotations
 
+import heapq
 import math
 from datetime import datetime, timezone
 from typing import Any
@@ -25,6 +26,8 @@ DURATION_BUCKETS_MS = (10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60
 ERROR_HOURS_KEPT = 7 * 24
 RECENT_RUNS = 100          # finished runs per playbook the success rate looks at
 ENDED_RUNS_KEPT = 1000     # finished runs remembered so a later rollback counts under its playbook
+# Steps the dashboard's JSON names (it draws the 15 slowest): one 10,000-step playbook made every push of it 2 MB.
+MOST_STEPS = 200
 KEY_SEP = "\x1f"           # between playbook and step in a step key: neither name can hold it
 ENGINE_CATEGORIES = frozenset({"cancelled", "interrupted"})   # the engine stopped the attempt, not the step failing
 UNSUCCESSFUL = frozenset({"failed", "rolled_back", "rollback_failed"})
@@ -215,8 +218,9 @@ class Metrics(msgspec.Struct, kw_only=True):
 
     # -- the dashboard's view -------------------------------------------------------------
 
-    def as_json(self) -> dict[str, Any]:
-        """A JSON-able summary for the dashboard and the API.
+    def as_json(self, most_steps: int | None = MOST_STEPS) -> dict[str, Any]:
+        """A JSON-able summary for the dashboard and the API: of the steps, the `most_steps` slowest on average
+        (None: every one), and of the retried steps, the `most_steps` retried most.
 
         {
           "runs": {playbook: {status: n}},     runs now in each status (finished runs stay in their final one)
@@ -230,6 +234,7 @@ class Metrics(msgspec.Struct, kw_only=True):
                      "retries",                retries scheduled
                      "buckets": [{"le_ms", "count"}]}],   cumulative, Prometheus style; the last
                                                has "le_ms": null (+Inf) and equals count
+          "steps_left_out": n,                 steps not in "steps" (past `most_steps`)
           "retries": {"total": n, "by_category": {category: n},
                       "by_step": [{"playbook", "step", "retries"}]},
           "errors_over_time": [{"hour": "2026-11-26T06:00Z", "categories": {category: n}}],
@@ -252,16 +257,22 @@ class Metrics(msgspec.Struct, kw_only=True):
         for stats in self.playbooks.values():
             for status, n in stats.by_status.items():
                 _add(runs_by_status, status, n)
-        steps = [_step_json(key, stats) for key, stats in sorted(self.steps.items())]
+        chosen = self.steps.items() if most_steps is None or len(self.steps) <= most_steps else heapq.nlargest(
+            most_steps, self.steps.items(), key=lambda item: item[1].sum_ms / item[1].count if item[1].count else -1)
+        steps = [_step_json(key, stats) for key, stats in sorted(chosen)]
+        retried = [(key, stats.retries) for key, stats in self.steps.items() if stats.retries]
+        if most_steps is not None and len(retried) > most_steps:
+            retried = heapq.nlargest(most_steps, retried, key=lambda item: item[1])
         return {
             "runs": {name: dict(stats.by_status) for name, stats in sorted(self.playbooks.items())},
             "runs_by_status": runs_by_status,
             "steps": steps,
+            "steps_left_out": len(self.steps) - len(steps),
             "retries": {
                 "total": sum(self.retries_by_category.values()),
                 "by_category": dict(self.retries_by_category),
-                "by_step": [{"playbook": s["playbook"], "step": s["step"], "retries": s["retries"]}
-                            for s in steps if s["retries"]],
+                "by_step": [{"playbook": key.partition(KEY_SEP)[0], "step": key.partition(KEY_SEP)[2], "retries": n}
+                            for key, n in sorted(retried)],
             },
             "errors_over_time": [{"hour": hour, "categories": dict(self.errors_by_hour[hour])}
                                  for hour in sorted(self.errors_by_hour)],

@@ -271,3 +271,17 @@ def test_metrics_round_trip_through_msgpack_mid_run_and_go_on_the_same() -> None
     assert resumed.metrics == whole.metrics
     assert resumed.json == whole.json
     assert msgspec.json.decode(msgspec.json.encode(whole.json)) == whole.json   # JSON-able as it is
+
+
+def test_the_json_names_the_slowest_steps_and_the_most_retried_up_to_a_bound_and_counts_the_rest() -> None:
+    feed = Feed()
+    feed(begin("r1", playbook="wide"))
+    for n in range(300):
+        feed(*ran("r1", f"s{n:03}", ms=float(n)))
+    feed(StepRetryScheduled(run_id="r1", at=at(2), step_id="s000", attempt=2, delay_seconds=1, due=at(3),
+                            category="temporary", reason="retry after a temporary error"))
+    figures = feed.metrics.as_json(most_steps=100)
+    assert [s["step"] for s in figures["steps"]] == [f"s{n:03}" for n in range(200, 300)]   # the slowest, in order
+    assert figures["steps_left_out"] == 200
+    assert figures["retries"]["by_step"] == [{"playbook": "wide", "step": "s000", "retries": 1}]   # fast, yet named
+    assert len(feed.metrics.as_json(most_steps=None)["steps"]) == 300

@@ -22,7 +22,7 @@ def _figures(playbook: str, runs: Iterable[Sequence[tuple[int, RunEvent]]]) -> E
     # In stream order across runs: the fold ignores an event older than the last it applied.
     for seq, event in sorted((e for envelopes in runs for e in envelopes), key=lambda e: e[0]):
         metrics.apply(seq, event)
-    figures = metrics.as_json()
+    figures = metrics.as_json(most_steps=None)     # one playbook's: every step of it
     totals: dict[str, Any] = next((p for p in figures["playbooks"] if p["playbook"] == playbook), {})
     steps = [StepMetrics(**{k: s[k] for k in StepMetrics.model_fields})
              for s in figures["steps"] if s["playbook"] == playbook]

@@ -5,7 +5,7 @@ Playbook names, step ids and breaker keys are whoever writes a playbook's to cho
 a playbook with 10,000 steps would otherwise add 180,000 series to every scrape, for good. The
 first ones seen (the folds' dicts keep that order, through snapshots and rebuilds) stay named, so
 a series never moves between a name and `(other)` and every counter only grows. The dashboard's
-JSON (/api/metrics) still has every one.
+JSON (/api/metrics) names the slowest steps instead (projections/metrics.py, MOST_STEPS).
 """
 from __future__ import annotations
 
