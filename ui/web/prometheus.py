@@ -24,7 +24,7 @@ from events.insights import LearningStatus
 from projections.metrics import DURATION_BUCKETS_MS, Metrics
 from projections.projector import Projector
 from services.read import RUN_STATUSES
-from services.errors import PlaybookError
+from services.errors import EngineUnavailable, PlaybookError
 from services.identity.authority import Resource
 from ui.insights import LearningClient
 from ui.web import bounded_labels
@@ -45,6 +45,7 @@ class ViewsCollector:
         # before it collects.
         self.stream_last_seq: int | None = None
         self.learning: LearningStatus | None = None
+        self.learning_down = False      # asked, and no learning service answered
 
     def collect(self) -> Iterator[Metric]:
         metrics = self.projector.settled_metrics
@@ -70,6 +71,9 @@ class ViewsCollector:
 
 
     def _learning(self) -> Iterator[Metric]:
+        if self.learning is not None or self.learning_down:
+            yield GaugeMetricFamily("playbook_learning_up", "1 when the learning service answered this scrape, 0 "
+                                    "when it did not", value=int(self.learning is not None))
         if (status := self.learning) is None:     # not running, or this scraper may not ask it: left out
             return
         yield GaugeMetricFamily("playbook_learning_position", "Stream sequence the learning service has learned up "
@@ -154,7 +158,7 @@ async def metrics_text(request: web.Request) -> web.Response:
     registry, collector = request.app[SCRAPE]
     backend = request.app[BACKEND]
     collector.stream_last_seq = await _stream_last_seq(backend.nc)
-    collector.learning = await _learning_status(backend, request.get(CALLER))
+    collector.learning, collector.learning_down = await _learning_status(backend, request.get(CALLER))
     # No await from here on: this scrape's sequence is the one collected.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return web.Response(body=encode(registry), headers={"Content-Type": content_type})
@@ -171,14 +175,18 @@ async def _stream_last_seq(nc: NATS) -> int | None:
     return info.state.last_seq
 
 
-async def _learning_status(backend: Backend, caller: Caller | None) -> LearningStatus | None:
-    """Asked as the scraper (a viewer may read it); None when the service is down or refuses."""
+async def _learning_status(backend: Backend, caller: Caller | None) -> tuple[LearningStatus | None, bool]:
+    """Asked as the scraper (a viewer may read it): its status, and whether it is down (asked, no answer). Not
+    asked without a caller (metrics open to anyone) or a connection; a refusal says nothing of it either."""
     if caller is None or not backend.nc.is_connected:
-        return None
+        return None, False
     try:
-        return await LearningClient(backend.nc, backend.client.headers(caller)).status(timeout=STREAM_INFO_TIMEOUT)
+        return await LearningClient(backend.nc, backend.client.headers(caller)).status(
+            timeout=STREAM_INFO_TIMEOUT), False
+    except EngineUnavailable:
+        return None, True
     except PlaybookError:
-        return None
+        return None, False
 
 
 def add_routes(app: web.Application) -> None:
