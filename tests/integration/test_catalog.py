@@ -3,6 +3,10 @@ pinning the exact text, readers resolving pins, and runs recorded before pins st
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import threading
+import time
 from datetime import datetime, timezone
 
 import msgspec
@@ -184,3 +188,39 @@ async def test_publishing_needs_admin_on_everything_and_a_refusal_is_recorded_wi
     assert (await started(otto, playbook_id="release")).pin.version == "1.0"               # and operators run it
     recorded = [(r.principal, r.action) for r in await refusals(engine.nc)]
     assert ("otto", "publish_playbook") in recorded and ("sam", "publish_playbook") in recorded
+
+
+async def test_the_library_reads_regular_files_only_and_says_which_error_stopped_a_file(nc, tmp_path, caplog):
+    """A FIFO (or a link to /dev/zero) named *.yaml would block the run service's start, or read for ever: only
+    regular files are read, no further than a playbook may be. An invalid file's log names its error, not the first
+    info found before it."""
+    folder = tmp_path / "library"
+    folder.mkdir()
+    (folder / "release.yaml").write_text(V1)
+    (folder / "broken.yaml").write_text(playbook_yaml([{"id": "x", "action": "nosuch"}], name="broken"))
+    fifo = folder / "pipe.yaml"
+    os.mkfifo(fifo)
+    late = playbook_yaml([noop("late")], name="late")
+
+    def writer() -> None:      # unblocks a reader stuck on the FIFO, long after the library should be done
+        try:
+            end = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:        # no reader: none was stuck
+            return
+        with os.fdopen(end, "w") as text:
+            text.write(late)
+    watchdog = threading.Timer(5.0, writer)
+    watchdog.start()
+    catalog = Catalog(nc, PlaybookStore(nc))
+    await catalog.ensure()
+    try:
+        started_at = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="services.catalog"):
+            published = await catalog.publish_library([folder], datetime.now(timezone.utc))
+        elapsed = time.monotonic() - started_at
+    finally:
+        watchdog.cancel()
+        watchdog.join()
+    assert [p.name for p in published] == ["release"] and elapsed < 5.0
+    assert "pipe.yaml" in caplog.text and "not a regular file" in caplog.text
+    assert "broken.yaml not published" in caplog.text and "error PB" in caplog.text
