@@ -224,3 +224,14 @@ async def test_the_library_reads_regular_files_only_and_says_which_error_stopped
     assert [p.name for p in published] == ["release"] and elapsed < 5.0
     assert "pipe.yaml" in caplog.text and "not a regular file" in caplog.text
     assert "broken.yaml not published" in caplog.text and "error PB" in caplog.text
+
+
+async def test_a_version_taken_is_credited_to_its_author_and_names_the_admin_who_published_it(engine, library):
+    """`version_exists` says whose version holds the name: the person an admin published for, as the catalog
+    credits it, and the admin."""
+    ada = await person(engine, "ada", "admin")
+    await published(CatalogClient(EngineClient(ada.nc, ada.caller.credential, on_behalf_of="zed")), V1)
+    refused = await CatalogClient(engine).publish(V1_CHANGED)
+    assert not isinstance(refused, Published) and refused.error is not None
+    assert refused.error.code == "version_exists"
+    assert "by zed (published by ada) at " in refused.error.message
