@@ -130,10 +130,11 @@ def _library_text(path: Path) -> str:
     """A library file's text. Opened without blocking and read only if it is a regular file, no further than a
     playbook may be: a FIFO would hold the run service's start, a link to /dev/zero would read for ever."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
     with os.fdopen(fd, "rb") as file:
-        status = os.fstat(fd)
-        if not stat.S_ISREG(status.st_mode):
-            raise OSError(f"{path} is not a regular file")
         if status.st_size > MAX_BYTES:
             raise TooLarge(too_large(status.st_size))
         data = file.read(MAX_BYTES + 1)

@@ -200,6 +200,7 @@ async def test_the_library_reads_regular_files_only_and_says_which_error_stopped
     (folder / "broken.yaml").write_text(playbook_yaml([{"id": "x", "action": "nosuch"}], name="broken"))
     fifo = folder / "pipe.yaml"
     os.mkfifo(fifo)
+    (folder / "folder.yaml").mkdir()
     late = playbook_yaml([noop("late")], name="late")
 
     def writer() -> None:      # unblocks a reader stuck on the FIFO, long after the library should be done
@@ -222,7 +223,7 @@ async def test_the_library_reads_regular_files_only_and_says_which_error_stopped
         watchdog.cancel()
         watchdog.join()
     assert [p.name for p in published] == ["release"] and elapsed < 5.0
-    assert "pipe.yaml" in caplog.text and "not a regular file" in caplog.text
+    assert "pipe.yaml is not a regular file" in caplog.text and "folder.yaml is not a regular file" in caplog.text
     assert "broken.yaml not published" in caplog.text and "error PB" in caplog.text
 
 
