@@ -170,8 +170,8 @@ class RunRetried(RunEvent, frozen=True):
 
     `parameters` are the run's values from now on when they changed (`corrected` names the
     ones the caller gave); `playbook`, `plan` and the environment's `variables` replace the
-    pinned ones when a replacement was given (`source` says where it came from), checked
-    against the steps that ran.
+    pinned ones when a replacement was given (`source` says where it came from, `pin` which
+    text it is), checked against the steps that ran.
     """
 
     actor: str
@@ -185,6 +185,7 @@ class RunRetried(RunEvent, frozen=True):
     plan: Plan | None = None
     variables: dict[str, Any] | None = None
     source: str = ""
+    pin: PlaybookPin | None = None    # the replacement's: its catalog version and digest, or its text's digest
 
 
 # -- retries (decided by the resilience service) -------------------------------------------

@@ -214,11 +214,12 @@ class RunService:
             text, source, version = await self._text_by_id(cmd.playbook_id)
         await self._permit(acting, cmd, replace(_of_run(run), unsafe_shell=started.allow_unsafe_shell,
                                                 text_sent=text is not None and version is None), caller)
-        replacement = None
+        replacement, pin = None, None
         if text is not None:
             replacement = await asyncio.to_thread(load_playbook, text, source, environment=started.environment,
                                                   allow_unsafe_shell=started.allow_unsafe_shell)
-        return await self._decide(cmd.run_id, Retry(cmd, replacement))
+            pin = await self._pin(text, replacement, version)
+        return await self._decide(cmd.run_id, Retry(cmd, replacement, pin))
 
     async def _record_refusal(self, refused: Refused) -> None:
         """Auditors ask about refused approvals too: the attempt goes into the run's stream."""

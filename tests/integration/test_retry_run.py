@@ -8,6 +8,7 @@ import pytest
 from events.commands import CancelRun, RetryRun, RollbackRun, StartRun
 from events.run import TERMINAL_EVENTS, RunRetried, StepStarted
 from tests.helpers import failing_until, person, refusals, wait_for_end
+from services.read import digest_of
 from ui.catalog_client import CatalogClient, Published
 
 pytestmark = pytest.mark.integration
@@ -183,6 +184,34 @@ async def test_an_operator_scoped_to_a_playbook_retries_with_its_catalogs_next_v
     assert by_version.accepted, by_version.error
     events = await wait_for_end(sally, reply.run_id, after_retry=True)
     assert terminal(events[[type(e) for e in events].index(RunRetried):]) == ["RunCompleted"]
+
+
+async def test_a_run_retried_with_another_playbook_points_at_the_text_it_runs_now(engine, tmp_path) -> None:
+    """A replacement is pinned as a start pins: by the catalog's version and digest, or by the digest of the text
+    sent; the run no longer says it follows the text it started with."""
+    first = five_steps(tmp_path)
+    fixed = first.replace(f"cp {tmp_path}/${{release}}", f"echo restored > {tmp_path}/${{release}}; cp "
+                                                          f"{tmp_path}/${{release}}")
+    catalog = CatalogClient(engine)
+    assert isinstance(await catalog.publish(first, version="1"), Published)
+    two = await catalog.publish(fixed, version="2")
+    assert isinstance(two, Published)
+    reply = await engine.send(StartRun(playbook_id="five@1"))
+    await wait_for_end(engine, reply.run_id)
+    assert (await engine.send(RetryRun(run_id=reply.run_id, playbook_id="five@2"))).accepted
+    await wait_for_end(engine, reply.run_id, after_retry=True)
+    pin = (await engine.run(reply.run_id)).started.pin
+    assert (pin.version, pin.digest, pin.published) == ("2", two.version.digest, True)
+
+    again = fixed.replace("echo restored", "echo restored again")
+    (tmp_path / "release.tar").unlink()     # restored by the first retry: five@1 fails again without it
+    other = await engine.send(StartRun(playbook_id="five@1"))
+    await wait_for_end(engine, other.run_id)
+    assert (await engine.send(RetryRun(run_id=other.run_id, playbook=again))).accepted
+    await wait_for_end(engine, other.run_id, after_retry=True)
+    pin = (await engine.run(other.run_id)).started.pin
+    assert (pin.digest, pin.published) == (digest_of(again.encode()), False)
+    assert await engine.playbooks.text(pin.digest) == again
 
 
 async def test_a_retried_run_gives_the_failed_step_its_retry_policy_afresh(engine, tmp_path) -> None:
