@@ -34,7 +34,7 @@ from events.commands import (
     RollbackRun, StartRun,
 )
 from events.identity import Caller
-from events.run import RunEvent, RunStarted
+from events.run import RunEvent, RunRetried, RunStarted
 from services.catalog import Catalog
 from services.domain.catalog import is_digest
 from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, UnknownRun
@@ -219,7 +219,8 @@ class RunService:
             replacement = await asyncio.to_thread(load_playbook, text, source, environment=started.environment,
                                                   allow_unsafe_shell=started.allow_unsafe_shell)
             pin = await self._pin(text, replacement, version)
-        return await self._decide(cmd.run_id, Retry(cmd, replacement, pin))
+        events = await self._decide(cmd.run_id, Retry(cmd, replacement, pin))
+        return [e.as_stored() if isinstance(e, RunRetried) else e for e in events]     # as a start's: no playbook
 
     async def _record_refusal(self, refused: Refused) -> None:
         """Auditors ask about refused approvals too: the attempt goes into the run's stream."""
