@@ -219,7 +219,9 @@ class RunService:
             replacement = await asyncio.to_thread(load_playbook, text, source, environment=started.environment,
                                                   allow_unsafe_shell=started.allow_unsafe_shell)
             pin = await self._pin(text, replacement, version)
-        events = await self._decide(cmd.run_id, Retry(cmd, replacement, pin))
+        # A catalog version is recorded by name@version, as a start by name is.
+        asked = msgspec.structs.replace(cmd, source=source) if version is not None else cmd
+        events = await self._decide(cmd.run_id, Retry(asked, replacement, pin))
         return [e.as_stored() if isinstance(e, RunRetried) else e for e in events]     # as a start's: no playbook
 
     async def _record_refusal(self, refused: Refused) -> None:

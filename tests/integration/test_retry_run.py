@@ -204,6 +204,8 @@ async def test_a_run_retried_with_another_playbook_points_at_the_text_it_runs_no
     await wait_for_end(engine, reply.run_id, after_retry=True)
     pin = (await engine.run(reply.run_id)).started.pin
     assert (pin.version, pin.digest, pin.published) == ("2", two.version.digest, True)
+    retried = [e for _, e in await engine.events(reply.run_id) if isinstance(e, RunRetried)]
+    assert [e.source for e in retried] == ["five@2"]          # where it came from, as a start by name says
 
     again = fixed.replace("echo restored", "echo restored again")
     (tmp_path / "release.tar").unlink()     # restored by the first retry: five@1 fails again without it
