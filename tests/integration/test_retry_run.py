@@ -9,6 +9,8 @@ from events.commands import CancelRun, RetryRun, RollbackRun, StartRun
 from events.run import TERMINAL_EVENTS, RunRetried, StepStarted
 from tests.helpers import failing_until, person, playbook_yaml, refusals, wait_for_end
 from events import subjects
+from events.codec import decode_event
+from projections.sentences import sentence
 from services.read import digest_of
 from ui.catalog_client import CatalogClient, Published
 from ui.client import EngineClient
@@ -234,6 +236,7 @@ async def test_a_run_of_a_big_playbook_is_retried_with_its_next_version_and_the_
     assert terminal(await wait_for_end(engine, reply.run_id, after_retry=True))[-1] == "RunCompleted"
     stored = await engine.store.last_on(subjects.run_event(reply.run_id, "RunRetried"))
     assert stored is not None and len(stored) < 4096
+    assert "playbook replaced (big-retried@2, version 2)" in str(sentence(decode_event(stored)))   # as stored
     run = await EngineClient(engine.nc).run(reply.run_id)                # a reader of its own resolves the pin
     assert run.specs["a"].args == {"command": "echo fixed"} and run.started.pin.version == "2"
 
