@@ -236,3 +236,15 @@ async def test_a_version_taken_is_credited_to_its_author_and_names_the_admin_who
     assert not isinstance(refused, Published) and refused.error is not None
     assert refused.error.code == "version_exists"
     assert "by zed (published by ada) at " in refused.error.message
+
+
+async def test_the_same_text_again_names_the_version_it_is_among_several_holding_that_text(engine, library):
+    """One text may be published as several versions (--version); publishing it again without one is its own
+    `version:`, and the answer names that version, not the latest holding the text."""
+    text = playbook_yaml([noop("build")], name="same-text")
+    catalog = CatalogClient(engine)
+    for version in ("", "5", "6"):
+        assert (await published(catalog, text, version=version)).new
+    again = await published(catalog, text)
+    assert (again.new, again.version.version) == (False, "1")
+    assert (await published(catalog, text, version="5")).version.version == "5"
