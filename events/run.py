@@ -170,8 +170,9 @@ class RunRetried(RunEvent, frozen=True):
 
     `parameters` are the run's values from now on when they changed (`corrected` names the
     ones the caller gave); `playbook`, `plan` and the environment's `variables` replace the
-    pinned ones when a replacement was given (`source` says where it came from), checked
-    against the steps that ran.
+    pinned ones when a replacement was given (`source` says where it came from, `pin` which
+    text it is), checked against the steps that ran. Stored, a pinned replacement carries its
+    `pin` and no `playbook` or `plan`: readers resolve them as a start's.
     """
 
     actor: str
@@ -185,6 +186,18 @@ class RunRetried(RunEvent, frozen=True):
     plan: Plan | None = None
     variables: dict[str, Any] | None = None
     source: str = ""
+    pin: PlaybookPin | None = None    # the replacement's: its catalog version and digest, or its text's digest
+
+    @property
+    def resolved(self) -> bool:
+        """Whether a pinned replacement is here to fold (stored embedded, or resolved by a reader)."""
+        return self.pin is None or (self.playbook is not None and self.plan is not None)
+
+    def as_stored(self) -> RunRetried:
+        """What goes into the stream: a pinned replacement without its (resolved) playbook and plan, as a start."""
+        if self.pin is None or self.playbook is None:
+            return self
+        return msgspec.structs.replace(self, playbook=None, plan=None)
 
 
 # -- retries (decided by the resilience service) -------------------------------------------

@@ -126,8 +126,9 @@ def retry_detail(event: RunRetried) -> str:
         values = event.parameters or {}
         parts.append("corrected " + ", ".join(f"{name}={values.get(name)!r}" if name in values else name
                                               for name in event.corrected))
-    if event.playbook is not None:
-        parts.append(f"playbook replaced ({event.source or 'given'}, version {event.playbook.version})")
+    version = event.pin.version if event.pin is not None else event.playbook.version if event.playbook else None
+    if version is not None:      # stored, a pinned replacement carries its pin alone
+        parts.append(f"playbook replaced ({event.source or 'given'}, version {version})")
     if event.reason:
         parts.append(event.reason)
     return "; ".join(parts)

@@ -5,7 +5,7 @@ from events import subjects
 from events.catalog import PlaybookPublished, decode_catalog_event
 from events.circuit import CircuitEvent, decode_circuit_event
 from events.codec import decode_event
-from events.run import RunEvent, RunStarted
+from events.run import RunEvent, RunRetried, RunStarted
 from services.domain import breaker, catalog
 from services.domain.breaker import Breaker, token
 from services.domain.catalog import PlaybookVersions
@@ -29,7 +29,7 @@ def _worth_keeping(run: Run) -> bool:
 RUNS: Aggregate[Run, RunEvent] = Aggregate(
     prefix=subjects.run, decode=decode_event, new=lambda run_id: Run(id=run_id), evolve=state.evolve,
     keep=_worth_keeping, obsoleted_timer=obsoleted_timer,
-    stored=lambda event: event.as_stored() if isinstance(event, RunStarted) else event)
+    stored=lambda event: event.as_stored() if isinstance(event, RunStarted | RunRetried) else event)
 
 # Breakers are shared by every replica: each decision first reads what others appended
 # since (only that: the cached breaker is brought up to date, not reloaded).

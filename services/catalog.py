@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ from services.aggregates import CatalogRepository, catalog_repository
 from services.domain.catalog import check_name, parse_reference, publish, validation_of, version_to_publish
 from services.errors import PlaybookError, TooLarge, UnknownPlaybook
 from services.jetstream import ensure_stream
-from services.playbook import MAX_BYTES, PlaybookInvalid, too_large
+from services.playbook import MAX_BYTES, too_large
 from services.playbook_pins import digest_of, encode_parsed
 from services.playbook_store import PlaybookStore
 from services.settings import UPLOADS_MAX_BYTES
@@ -113,16 +115,30 @@ class Catalog:
                 continue
             seen.add(path.name)
             try:
-                text = path.read_text()
+                text = await asyncio.to_thread(_library_text, path)
                 if digest_of(text.encode()) in known:
                     continue
                 published += await self.publish(text, actor=LIBRARY_ACTOR, at=at, source=str(path))
             except (OSError, UnicodeDecodeError) as err:
                 log.warning("library: cannot read %s: %s", path, err)
-            except PlaybookInvalid as err:
-                log.warning("library: %s not published: %d problem(s), first: %s", path, len(err.diagnostics),
-                            err.diagnostics[0].format() if err.diagnostics else "")
-            except PlaybookError as err:
+            except PlaybookError as err:     # an invalid playbook says its first error, and how many more
                 log.warning("library: %s not published: %s", path, err)
         return published
+
+
+def _library_text(path: Path) -> str:
+    """A library file's text. Opened without blocking and read only if it is a regular file, no further than a
+    playbook may be: a FIFO would hold the run service's start, a link to /dev/zero would read for ever."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    with os.fdopen(fd, "rb") as file:
+        if status.st_size > MAX_BYTES:
+            raise TooLarge(too_large(status.st_size))
+        data = file.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:       # it grew while read
+        raise TooLarge(too_large(len(data)))
+    return data.decode()
 

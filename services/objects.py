@@ -4,7 +4,8 @@ The layout is the object store's own (chunks on `$O.<bucket>.C.<nuid>`, the desc
 `$O.<bucket>.M.<base64 name>`), so `nats object` tools read what the engine writes. Reading
 goes through direct gets instead of nats-py's ordered consumer: a reader then needs no
 consumer of its own (docs/security.md), and a 2 MB playbook arrives in one round trip.
-Objects are written once under a new name and never replaced.
+Objects are written once under a new name and never replaced, so no bucket takes rollup headers: a
+client may write to PB_UPLOADS, and one `Nats-Rollup: all` there would purge everyone's uploads.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class ObjectBucket:
         await ensure_stream(self.nc, {
             "name": self.stream, "subjects": [f"$O.{self.bucket}.C.>", f"$O.{self.bucket}.M.>"], "storage": "file",
             "num_replicas": replicas, "max_age": int(max_age * 1e9), "max_bytes": max_bytes, "discard": "new",
-            "allow_rollup_hdrs": True, "allow_direct": True,
+            "allow_rollup_hdrs": False, "allow_direct": True,
         }, sized_by=sized_by)
 
     async def put(self, name: str, data: bytes) -> None:
@@ -57,7 +58,7 @@ class ObjectBucket:
                 "digest": object_digest(data),
                 "options": {"max_chunk_size": CHUNK_BYTES},
             }
-            await self.js.publish(self._meta(name), json.dumps(description).encode(), headers={"Nats-Rollup": "sub"})
+            await self.js.publish(self._meta(name), json.dumps(description).encode())
         except APIError as err:
             raise EngineUnavailable(f"the object store {self.bucket} did not take {name} ({len(data)} bytes): "
                                     f"{err.description or err}") from None

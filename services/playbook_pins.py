@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 
 from events.json_limits import stored_decoder
 from events.playbook import Plan, Playbook
-from events.run import RunStarted
+from events.run import RunRetried, RunStarted
 from services.errors import UnknownPlaybook
 
 
@@ -23,6 +24,7 @@ class ParsedPlaybook(msgspec.Struct, frozen=True, kw_only=True):
     plan: Plan
 
 
+Pinned = TypeVar("Pinned", bound=RunStarted | RunRetried)     # the events that pin a playbook by digest
 _parsed_decoder: Callable[[bytes], ParsedPlaybook] = stored_decoder(ParsedPlaybook)
 
 
@@ -52,6 +54,6 @@ def decode_parsed(digest: str, data: bytes | None, bucket: str) -> ParsedPlayboo
         raise UnknownPlaybook(f"the parsed playbook stored as {digest} cannot be read: {err}") from err
 
 
-def with_playbook(event: RunStarted, parsed: ParsedPlaybook) -> RunStarted:
-    """A pinned RunStarted ready to fold."""
+def with_playbook(event: Pinned, parsed: ParsedPlaybook) -> Pinned:
+    """A pinned RunStarted (or a retry's pinned replacement) ready to fold."""
     return msgspec.structs.replace(event, playbook=parsed.playbook, plan=parsed.plan)

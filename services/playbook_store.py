@@ -18,7 +18,7 @@ from nats.aio.client import Client as NATS
 
 from events import subjects
 from events.playbook import Plan, Playbook
-from events.run import RunEvent, RunStarted
+from events.run import RunEvent, RunRetried, RunStarted
 from services.errors import TooLarge, UnknownPlaybook
 from services.objects import ObjectBucket
 from services.playbook import MAX_BYTES, too_large
@@ -132,8 +132,9 @@ class PlaybookStore:
         return decode_parsed(digest, await self.bucket.get(object_name(digest, "json")), subjects.PLAYBOOKS_BUCKET)
 
     async def resolve(self, event: RunEvent) -> RunEvent:
-        """The event ready to fold: a pinned RunStarted gets its playbook and plan; anything else is as it is."""
-        if not isinstance(event, RunStarted) or event.resolved or event.pin is None:
+        """The event ready to fold: a pinned RunStarted (or retry) gets its playbook and plan; anything else is as
+        it is."""
+        if not isinstance(event, RunStarted | RunRetried) or event.resolved or event.pin is None:
             return event
         try:
             parsed = await self.parsed(event.pin.parsed)
@@ -143,7 +144,7 @@ class PlaybookStore:
 
     async def resolved(self, envelopes: Sequence[tuple[int, RunEvent]]) -> list[tuple[int, RunEvent]]:
         """Envelopes ready to fold: each pinned RunStarted resolved, the rest untouched."""
-        return [(seq, await self.resolve(event)) if isinstance(event, RunStarted) else (seq, event)
+        return [(seq, await self.resolve(event)) if isinstance(event, RunStarted | RunRetried) else (seq, event)
                 for seq, event in envelopes]
 
 

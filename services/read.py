@@ -19,7 +19,7 @@ from events.run import RunStarted
 from services.catalog import Catalog
 from services.domain.breaker import Breaker, token
 from services.domain.breaker import evolve as evolve_breaker
-from services.domain.catalog import is_digest, parse_reference
+from services.domain.catalog import DEFAULT_VERSION, is_digest, parse_reference
 from services.domain.run.dry_run import PlannedStep
 from services.fold import (
     ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, ParsedPlaybook, Quarantined, Run, StepState,
@@ -33,9 +33,9 @@ from services.readiness import StoreReadiness
 from services.store import EventStore
 
 __all__ = [
-    "ACTIVE_RUN", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "Catalog", "EventStore", "ParsedPlaybook",
-    "PlannedStep", "PlaybookStore", "Quarantined", "Run", "StepState", "StoreReadiness", "Watched", "all_breakers",
-    "approvals_needed", "breaker_history", "digest_of", "dry_run_plan", "evolve", "fold", "is_digest",
+    "ACTIVE_RUN", "DEFAULT_VERSION", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "Catalog", "EventStore",
+    "ParsedPlaybook", "PlannedStep", "PlaybookStore", "Quarantined", "Run", "StepState", "StoreReadiness", "Watched",
+    "all_breakers", "approvals_needed", "breaker_history", "digest_of", "dry_run_plan", "evolve", "fold", "is_digest",
     "parse_reference", "persist", "plan_waves", "run_events", "run_started", "run_with_output", "stored_output",
 ]
 

@@ -26,7 +26,7 @@ from events.circuit import CircuitEvent
 from events.commands import HEADROOM, Command, PublishPlaybook, Reply, StartRun
 from events.identity import Caller, caller_headers
 from events.output import OutputEnded, OutputLine
-from events.run import RollbackStarted, RunEvent, RunRetried, RunStarted, ended_after
+from events.run import RollbackStarted, RunEvent, RunRetried, ended_after
 from projections import run_list
 from services.errors import EngineUnavailable, TooLarge
 from services.read import (
@@ -141,8 +141,7 @@ class EngineClient:
         async with contextlib.aclosing(watched):
             async for seen in watched:
                 if isinstance(seen.item, RunEvent):
-                    evolve(run, await self.playbooks.resolve(seen.item) if isinstance(seen.item, RunStarted)
-                           else seen.item, seen.seq)
+                    evolve(run, await self.playbooks.resolve(seen.item), seen.seq)
                     ended = ended_after(ended, seen.item)
                     if (ended and not seen.stored_after) or _output_over(run, step_id, attempt):
                         return

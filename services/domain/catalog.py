@@ -41,9 +41,10 @@ def publish(versions: PlaybookVersions, published: PlaybookPublished) -> list[Pl
         return [published]
     if existing.digest == published.digest:
         return []
+    by = existing.author + (f" (published by {existing.actor})" if existing.on_behalf_of else "")
     raise CommandRejected(
         f"{published.name}@{published.version} is already published with other content ({existing.digest}, by "
-        f"{existing.actor} at {existing.at:%Y-%m-%d %H:%M:%S}Z); a version never changes: publish the change "
+        f"{by} at {existing.at:%Y-%m-%d %H:%M:%S}Z); a version never changes: publish the change "
         "as a new version (--version, or the playbook's `version:`)", "version_exists")
 
 

@@ -34,7 +34,7 @@ from events.commands import (
     RollbackRun, StartRun,
 )
 from events.identity import Caller
-from events.run import RunEvent, RunStarted
+from events.run import RunEvent, RunRetried, RunStarted
 from services.catalog import Catalog
 from services.domain.catalog import is_digest
 from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, UnknownRun
@@ -215,11 +215,15 @@ class RunService:
             text, source, version = await self._text_by_id(cmd.playbook_id)
         await self._permit(acting, cmd, replace(_of_run(run), unsafe_shell=started.allow_unsafe_shell,
                                                 text_sent=text is not None and version is None), caller)
-        replacement = None
+        replacement, pin = None, None
         if text is not None:
             replacement = await asyncio.to_thread(load_playbook, text, source, environment=started.environment,
                                                   allow_unsafe_shell=started.allow_unsafe_shell)
-        return await self._decide(cmd.run_id, Retry(cmd, replacement))
+            pin = await self._pin(text, replacement, version)
+        # A catalog version is recorded by name@version, as a start by name is.
+        asked = msgspec.structs.replace(cmd, source=source) if version is not None else cmd
+        events = await self._decide(cmd.run_id, Retry(asked, replacement, pin))
+        return [e.as_stored() if isinstance(e, RunRetried) else e for e in events]     # as a start's: no playbook
 
     async def _record_refusal(self, refused: Refused) -> None:
         """Auditors ask about refused approvals too: the attempt goes into the run's stream."""

@@ -110,3 +110,16 @@ def test_a_playbook_past_the_size_limit_is_refused_plainly_and_nothing_starts(en
         assert "Traceback" not in result.stderr and "MaxPayload" not in result.stderr
         assert "32.0 MiB one playbook may be" in result.stderr
     assert json.loads(playbook_cli("list", "--json", env=engine_process).stdout) == []
+
+
+def test_a_file_past_the_size_limit_is_refused_by_name_and_the_other_files_are_published(engine_process,
+                                                                                          tmp_path: Path) -> None:
+    """Each file of a publish is answered on its own: one too large stops neither the files after it nor the
+    sentence that names it."""
+    big, after = tmp_path / "too-big.yaml", tmp_path / "after.yaml"
+    big.write_text("name: too-big\nsteps:\n  - {id: a, action: noop}\n# " + "x" * MAX_BYTES + "\n")
+    after.write_text(DEPLOY)
+    result = playbook_cli("publish", str(big), str(after), env=engine_process, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert f"{big}: not published (too_large): " in result.stderr
+    assert "published deploy-web@1.0" in result.stdout

@@ -3,6 +3,10 @@ pinning the exact text, readers resolving pins, and runs recorded before pins st
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import threading
+import time
 from datetime import datetime, timezone
 
 import msgspec
@@ -184,3 +188,63 @@ async def test_publishing_needs_admin_on_everything_and_a_refusal_is_recorded_wi
     assert (await started(otto, playbook_id="release")).pin.version == "1.0"               # and operators run it
     recorded = [(r.principal, r.action) for r in await refusals(engine.nc)]
     assert ("otto", "publish_playbook") in recorded and ("sam", "publish_playbook") in recorded
+
+
+async def test_the_library_reads_regular_files_only_and_says_which_error_stopped_a_file(nc, tmp_path, caplog):
+    """A FIFO (or a link to /dev/zero) named *.yaml would block the run service's start, or read for ever: only
+    regular files are read, no further than a playbook may be. An invalid file's log names its error, not the first
+    info found before it."""
+    folder = tmp_path / "library"
+    folder.mkdir()
+    (folder / "release.yaml").write_text(V1)
+    (folder / "broken.yaml").write_text(playbook_yaml([{"id": "x", "action": "nosuch"}], name="broken"))
+    fifo = folder / "pipe.yaml"
+    os.mkfifo(fifo)
+    (folder / "folder.yaml").mkdir()
+    late = playbook_yaml([noop("late")], name="late")
+
+    def writer() -> None:      # unblocks a reader stuck on the FIFO, long after the library should be done
+        try:
+            end = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:        # no reader: none was stuck
+            return
+        with os.fdopen(end, "w") as text:
+            text.write(late)
+    watchdog = threading.Timer(5.0, writer)
+    watchdog.start()
+    catalog = Catalog(nc, PlaybookStore(nc))
+    await catalog.ensure()
+    try:
+        started_at = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="services.catalog"):
+            published = await catalog.publish_library([folder], datetime.now(timezone.utc))
+        elapsed = time.monotonic() - started_at
+    finally:
+        watchdog.cancel()
+        watchdog.join()
+    assert [p.name for p in published] == ["release"] and elapsed < 5.0
+    assert "pipe.yaml is not a regular file" in caplog.text and "folder.yaml is not a regular file" in caplog.text
+    assert "broken.yaml not published" in caplog.text and "error PB" in caplog.text
+
+
+async def test_a_version_taken_is_credited_to_its_author_and_names_the_admin_who_published_it(engine, library):
+    """`version_exists` says whose version holds the name: the person an admin published for, as the catalog
+    credits it, and the admin."""
+    ada = await person(engine, "ada", "admin")
+    await published(CatalogClient(EngineClient(ada.nc, ada.caller.credential, on_behalf_of="zed")), V1)
+    refused = await CatalogClient(engine).publish(V1_CHANGED)
+    assert not isinstance(refused, Published) and refused.error is not None
+    assert refused.error.code == "version_exists"
+    assert "by zed (published by ada) at " in refused.error.message
+
+
+async def test_the_same_text_again_names_the_version_it_is_among_several_holding_that_text(engine, library):
+    """One text may be published as several versions (--version); publishing it again without one is its own
+    `version:`, and the answer names that version, not the latest holding the text."""
+    text = playbook_yaml([noop("build")], name="same-text")
+    catalog = CatalogClient(engine)
+    for version in ("", "5", "6"):
+        assert (await published(catalog, text, version=version)).new
+    again = await published(catalog, text)
+    assert (again.new, again.version.version) == (False, "1")
+    assert (await published(catalog, text, version="5")).version.version == "5"

@@ -20,6 +20,7 @@ import nats
 import pytest
 import yaml
 from nats.js.api import AckPolicy, ConsumerConfig
+from nats.js.errors import APIError
 
 from events import subjects
 from events.codec import decode_event
@@ -329,6 +330,20 @@ async def test_a_client_publishes_and_starts_a_playbook_too_large_for_a_message_
             await client.nc.publish(subject, json.dumps(forged).encode())
             assert "permissions violation" in (await client.violation(subject)).lower()
         assert [v.actor for v in await catalog.versions("big")] == ["admin"]
+
+
+async def test_a_client_cannot_roll_up_the_uploads_of_others(secured: Secured) -> None:
+    """A client may write to PB_UPLOADS, but a `Nats-Rollup: all` there would purge every upload in flight:
+    objects are written once under a new name, so no bucket takes rollups, and a staged upload survives it."""
+    async with (engine_as_its_user(secured) as admin, secured.connect("client") as victim,
+                secured.connect("client") as mallory):
+        staged = await EngineClient(victim.nc, admin).playbooks.upload(
+            playbook_yaml([{"id": "build", "action": "noop"}], name="staged"))
+        with pytest.raises(APIError):
+            await mallory.nc.jetstream().publish(f"$O.{subjects.UPLOADS_BUCKET}.M.cm9sbA", b"{}",
+                                                 headers={"Nats-Rollup": "all"})
+        reply = await EngineClient(victim.nc, admin).send(StartRun(upload=staged))
+        assert reply.accepted, reply.error
 
 
 async def test_readers_watch_the_feed_and_follow_by_named_consumers_and_only_the_server_publishes_there(

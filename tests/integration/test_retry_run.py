@@ -7,8 +7,13 @@ import pytest
 
 from events.commands import CancelRun, RetryRun, RollbackRun, StartRun
 from events.run import TERMINAL_EVENTS, RunRetried, StepStarted
-from tests.helpers import failing_until, person, refusals, wait_for_end
+from tests.helpers import failing_until, person, playbook_yaml, refusals, wait_for_end
+from events import subjects
+from events.codec import decode_event
+from projections.sentences import sentence
+from services.read import digest_of
 from ui.catalog_client import CatalogClient, Published
+from ui.client import EngineClient
 
 pytestmark = pytest.mark.integration
 
@@ -183,6 +188,57 @@ async def test_an_operator_scoped_to_a_playbook_retries_with_its_catalogs_next_v
     assert by_version.accepted, by_version.error
     events = await wait_for_end(sally, reply.run_id, after_retry=True)
     assert terminal(events[[type(e) for e in events].index(RunRetried):]) == ["RunCompleted"]
+
+
+async def test_a_run_retried_with_another_playbook_points_at_the_text_it_runs_now(engine, tmp_path) -> None:
+    """A replacement is pinned as a start pins: by the catalog's version and digest, or by the digest of the text
+    sent; the run no longer says it follows the text it started with."""
+    first = five_steps(tmp_path)
+    fixed = first.replace(f"cp {tmp_path}/${{release}}", f"echo restored > {tmp_path}/${{release}}; cp "
+                                                          f"{tmp_path}/${{release}}")
+    catalog = CatalogClient(engine)
+    assert isinstance(await catalog.publish(first, version="1"), Published)
+    two = await catalog.publish(fixed, version="2")
+    assert isinstance(two, Published)
+    reply = await engine.send(StartRun(playbook_id="five@1"))
+    await wait_for_end(engine, reply.run_id)
+    assert (await engine.send(RetryRun(run_id=reply.run_id, playbook_id="five@2"))).accepted
+    await wait_for_end(engine, reply.run_id, after_retry=True)
+    pin = (await engine.run(reply.run_id)).started.pin
+    assert (pin.version, pin.digest, pin.published) == ("2", two.version.digest, True)
+    retried = [e for _, e in await engine.events(reply.run_id) if isinstance(e, RunRetried)]
+    assert [e.source for e in retried] == ["five@2"]          # where it came from, as a start by name says
+
+    again = fixed.replace("echo restored", "echo restored again")
+    (tmp_path / "release.tar").unlink()     # restored by the first retry: five@1 fails again without it
+    other = await engine.send(StartRun(playbook_id="five@1"))
+    await wait_for_end(engine, other.run_id)
+    assert (await engine.send(RetryRun(run_id=other.run_id, playbook=again))).accepted
+    await wait_for_end(engine, other.run_id, after_retry=True)
+    pin = (await engine.run(other.run_id)).started.pin
+    assert (pin.digest, pin.published) == (digest_of(again.encode()), False)
+    assert await engine.playbooks.text(pin.digest) == again
+
+
+async def test_a_run_of_a_big_playbook_is_retried_with_its_next_version_and_the_retry_stays_small(engine) -> None:
+    """A replacement is stored by its pin as a start is: RunRetried does not carry a 2 MiB playbook (more than one
+    NATS message), and every reader folds the replacement all the same."""
+    def big(version: str, command: str) -> str:
+        return playbook_yaml([{"id": "a", "action": "shell", "timeout_seconds": 10, "args": {"command": command}}],
+                             name="big-retried", version=version, description="x" * 2 * 2**20)
+    catalog = CatalogClient(engine)
+    for text in (big("1", "exit 3"), big("2", "echo fixed")):
+        assert isinstance(await catalog.publish(text), Published)
+    reply = await engine.send(StartRun(playbook_id="big-retried@1"))
+    await wait_for_end(engine, reply.run_id)
+    retried = await engine.send(RetryRun(run_id=reply.run_id, playbook_id="big-retried@2"))
+    assert retried.accepted, retried.error
+    assert terminal(await wait_for_end(engine, reply.run_id, after_retry=True))[-1] == "RunCompleted"
+    stored = await engine.store.last_on(subjects.run_event(reply.run_id, "RunRetried"))
+    assert stored is not None and len(stored) < 4096
+    assert "playbook replaced (big-retried@2, version 2)" in str(sentence(decode_event(stored)))   # as stored
+    run = await EngineClient(engine.nc).run(reply.run_id)                # a reader of its own resolves the pin
+    assert run.specs["a"].args == {"command": "echo fixed"} and run.started.pin.version == "2"
 
 
 async def test_a_retried_run_gives_the_failed_step_its_retry_policy_afresh(engine, tmp_path) -> None:

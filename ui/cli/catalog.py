@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from events.catalog import PlaybookPublished
-from events.commands import Reply
+from events.commands import Rejection, Reply
+from services.errors import TooLarge
 from services.settings import Settings
 from ui.catalog_client import CatalogClient, Published, version_json
 from ui.cli.common import read_playbook
@@ -32,7 +33,10 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         catalog, worst = CatalogClient(client), 0
         for path, text in texts:
-            answer = await catalog.publish(text, version=args.version, source=str(path))
+            try:
+                answer = await catalog.publish(text, version=args.version, source=str(path))
+            except TooLarge as err:     # found before sending: a refusal of this file, as the engine's are
+                answer = Reply(accepted=False, error=Rejection(code="too_large", message=str(err)))
             if isinstance(answer, Published):
                 _show_published(answer, args.json)
             else:

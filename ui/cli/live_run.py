@@ -20,7 +20,7 @@ import msgspec
 
 from events import subjects
 from events.codec import decode_event
-from events.run import RunEvent, RunStarted, ended_after
+from events.run import RunEvent, RunRetried, RunStarted, ended_after
 from services.fold import chunk_subject, decode_parsed, meta_subject, object_name, whole, with_playbook
 from services.errors import EngineUnavailable
 from ui.cli.wire import Connection, Refused
@@ -119,8 +119,8 @@ def _decoded(messages: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, RunEv
 
 
 def resolve(connection: Connection, event: RunEvent) -> RunEvent:
-    """A pinned RunStarted with its playbook and plan, read from PB_PLAYBOOKS; any other event as it is."""
-    if not isinstance(event, RunStarted) or event.resolved or event.pin is None:
+    """A pinned RunStarted (or retry) with its playbook and plan, read from PB_PLAYBOOKS; any other event as it is."""
+    if not isinstance(event, RunStarted | RunRetried) or event.resolved or event.pin is None:
         return event
     bucket = subjects.PLAYBOOKS_BUCKET
     stream, name = subjects.object_stream(bucket), object_name(event.pin.parsed, "json")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from events.catalog import PlaybookPin
 from events.commands import CancelRun, PauseRun, ResumeRun, RetryRun, RollbackRun
 from events.run import ErrorCategory
 
@@ -115,10 +116,12 @@ class ExpireGate:
 @dataclass(frozen=True, slots=True)
 class Retry:
     """`RetryRun` as the decider takes it: its replacement playbook, if it gave one, already
-    validated like a start (by the service, in a worker thread; `source` says where it came from)."""
+    validated like a start (by the service, in a worker thread; `source` says where it came from), and where
+    the service stored it (its pin: the catalog's version and digest, or the digest of the text sent)."""
 
     asked: RetryRun
     replacement: LoadedPlaybook | None = None
+    pin: PlaybookPin | None = None
 
 
 RunCommand = (PauseRun | ResumeRun | CancelRun | RollbackRun | Advance | BeginStep | InterruptStep | FinishStep

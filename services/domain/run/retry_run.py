@@ -51,7 +51,7 @@ def retry(run: Run, cmd: Retry, at: datetime) -> list[RunEvent]:
                        parameters=parameters,
                        playbook=playbook if cmd.replacement else None, plan=plan if cmd.replacement else None,
                        variables=cmd.replacement.variables if cmd.replacement else None,
-                       source=asked.source if cmd.replacement else "")]
+                       source=asked.source if cmd.replacement else "", pin=cmd.pin if cmd.replacement else None)]
 
 
 def downstream(plan: Plan, roots: Iterable[str]) -> set[str]:

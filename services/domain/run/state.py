@@ -477,6 +477,8 @@ def _retried(run: Run, event: RunRetried) -> None:
     if event.playbook is not None and event.plan is not None:
         changes["playbook"], changes["plan"] = event.playbook, event.plan
         changes["variables"] = event.variables or {}
+        if event.pin is not None:     # the run points at the text it follows now
+            changes["pin"] = event.pin
         steps = run.steps
         run.steps = {step.id: steps.get(step.id) or StepState(id=step.id) for step in event.playbook.steps}
         run.specs = {step.id: step for step in event.playbook.steps}
