@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -184,3 +185,17 @@ async def permit(request: web.Request, action: Action, resource: Resource) -> No
 
 def may_read(request: web.Request, playbook: str | None, environment: str | None) -> bool:
     return may(request, "read", Resource(playbook=playbook, environment=environment))
+
+
+STEERING: tuple[Action, ...] = ("pause", "resume", "cancel", "rollback", "retry")
+
+
+def may_on_run(request: web.Request, view: dict[str, Any]) -> dict[str, Any]:
+    """What the caller may do to the run this view shows, so a page enables only those controls (the run service
+    still decides each command: four eyes, the run's state)."""
+    where = {"playbook": view["playbook"], "environment": view["environment"], "run_id": view["run_id"]}
+    gates = {step["id"]: tuple(step["approval_gate"]["required_approvers"])
+             for step in view["steps"] if step.get("approval_gate")}
+    return {**{action: may(request, action, Resource(**where)) for action in STEERING},
+            "gates": {step_id: {verdict: may(request, verdict, Resource(**where, approvers=approvers))
+                                for verdict in ("approve", "reject")} for step_id, approvers in gates.items()}}

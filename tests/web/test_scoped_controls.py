@@ -1,0 +1,52 @@
+"""The run page as people with scoped grants see it: a control is enabled only for whom the engine would let act.
+
+A viewer who clicks Pause is refused by the run service either way; a button that may never work for them
+says "you may" when they may not. The page asks the engine what the signed-in person may do to the run it shows.
+"""
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from events.commands import StartRun
+from tests.helpers import noop, person, playbook_yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+AT_THE_GATE = playbook_yaml([noop("prepare"), noop("deploy", approval_gate={"required_approvers": ["bob"]})],
+                            name="gated-deploy", environments={"staging": {}, "production": {}})
+CONTROLS = ("pause", "cancel")
+DECISIONS = ("approve-deploy", "reject-deploy")
+
+
+async def _at_the_gate(engine) -> str:
+    reply = await engine.send(StartRun(playbook=AT_THE_GATE, environment="staging"))
+    assert reply.accepted, reply.error
+    async for _, event in engine.follow(reply.run_id):
+        if type(event).__name__ == "ApprovalRequested":
+            return reply.run_id
+    raise AssertionError("the run never reached its gate")
+
+
+@pytest.mark.parametrize(("who", "grant", "may_steer", "may_decide"), [
+    ("vic", "viewer:gated-deploy@staging", False, False),
+    ("oscar", "operator:gated-deploy@staging", True, False),
+    ("bob", "approver:gated-deploy@staging", False, True),
+    ("olga", "operator:gated-deploy@production", False, False),
+])
+async def test_a_run_page_enables_only_what_the_signed_in_person_may_do(dashboard, engine, who, grant, may_steer,
+                                                                         may_decide) -> None:
+    run_id = await _at_the_gate(engine)
+    page = dashboard.page
+    await page.goto(dashboard.server.url)
+    await dashboard.sign_in((await person(engine, who, grant, "viewer:gated-deploy@staging")).caller.credential, who)
+    await page.evaluate(f"location.hash = '#/runs/{run_id}'")
+    await expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "waiting_approval")
+    await expect(page.get_by_test_id("gate-deploy")).to_have_attribute("data-gate-status", "requested")
+    for control in CONTROLS:
+        button = page.get_by_test_id(control)
+        await (expect(button).to_be_enabled() if may_steer else expect(button).to_be_disabled())
+    for decision in DECISIONS:
+        button = page.get_by_test_id(decision)
+        await (expect(button).to_be_enabled() if may_decide else expect(button).to_be_disabled())
+    await dashboard.shot(f"{who}-at-the-gate")
