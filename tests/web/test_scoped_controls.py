@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import expect
 
 from events.commands import StartRun
-from tests.helpers import noop, person, playbook_yaml
+from tests.helpers import noop, person, playbook_yaml, refusals
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -50,3 +50,16 @@ async def test_a_run_page_enables_only_what_the_signed_in_person_may_do(dashboar
         button = page.get_by_test_id(decision)
         await (expect(button).to_be_enabled() if may_decide else expect(button).to_be_disabled())
     await dashboard.shot(f"{who}-at-the-gate")
+
+
+async def test_a_run_page_asks_no_insights_its_reader_may_not_have(dashboard, engine) -> None:
+    """Insights fold a playbook's runs in every environment: a reader of its staging runs is not shown them, and
+    the page does not ask (each view of a run page would otherwise leave a refusal in the access records)."""
+    run_id = await _at_the_gate(engine)
+    page = dashboard.page
+    await page.goto(dashboard.server.url)
+    await dashboard.sign_in((await person(engine, "eve", "operator:*@staging")).caller.credential, "eve")
+    await page.evaluate(f"location.hash = '#/runs/{run_id}'")
+    await expect(page.get_by_test_id("insights")).to_contain_text("learned from its runs in every environment")
+    await expect(page.get_by_test_id("pause")).to_be_enabled()
+    assert [r for r in await refusals(engine.nc) if r.principal == "eve"] == []

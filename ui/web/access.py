@@ -197,5 +197,7 @@ def may_on_run(request: web.Request, view: dict[str, Any]) -> dict[str, Any]:
     gates = {step["id"]: tuple(step["approval_gate"]["required_approvers"])
              for step in view["steps"] if step.get("approval_gate")}
     return {**{action: may(request, action, Resource(**where)) for action in STEERING},
+            # What the learning service folds from the playbook's runs in every environment (GET /api/insights).
+            "insights": may(request, "read", Resource(playbook=view["playbook"])),
             "gates": {step_id: {verdict: may(request, verdict, Resource(**where, approvers=approvers))
                                 for verdict in ("approve", "reject")} for step_id, approvers in gates.items()}}

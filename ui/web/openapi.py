@@ -103,9 +103,11 @@ HAND_WRITTEN: dict[str, Any] = {
                                       "properties": {"seq": {"type": "integer"}, "event": {"type": "string"},
                                                      "step_id": {"type": ["string", "null"]},
                                                      "reason": {"type": "string"}}}},
-            "may": {"type": "object", "required": ["pause", "resume", "cancel", "rollback", "retry", "gates"],
-                    "description": "what the caller's grants allow on this run (each gate: approve, reject); the "
-                                   "run's state and four eyes are still the run service's to decide",
+            "may": {"type": "object", "required": ["pause", "resume", "cancel", "rollback", "retry", "insights",
+                                                       "gates"],
+                    "description": "what the caller's grants allow on this run (each gate: approve, reject; "
+                                   "`insights`: reading its playbook's, GET /api/insights); the run's state and "
+                                   "four eyes are still the run service's to decide",
                     "properties": {"gates": {"type": "object", "additionalProperties": {"type": "object"}}},
                     "additionalProperties": {"type": "boolean"}},
             "timeline": {"type": "array", "items": {
