@@ -63,3 +63,19 @@ async def test_a_run_page_asks_no_insights_its_reader_may_not_have(dashboard, en
     await expect(page.get_by_test_id("insights")).to_contain_text("learned from its runs in every environment")
     await expect(page.get_by_test_id("pause")).to_be_enabled()
     assert [r for r in await refusals(engine.nc) if r.principal == "eve"] == []
+
+
+async def test_the_metrics_page_of_someone_who_may_not_read_them_says_so_once(dashboard, engine) -> None:
+    """Metrics count every playbook's runs: a scoped viewer is refused them. The page says why and stops there;
+    it does not open their stream, which would be refused too and asked again every half minute while the tab
+    stays open, each time a refusal in the access records."""
+    page = dashboard.page
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    await page.goto(dashboard.server.url)
+    await dashboard.sign_in((await person(engine, "vic", "viewer:gated-deploy@staging")).caller.credential, "vic")
+    await page.evaluate("location.hash = '#/metrics'")
+    await expect(page.get_by_text("Cannot load metrics: vic may not read the engine")).to_be_visible()
+    await expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "closed")
+    assert not [url for url in asked if "/api/metrics/stream" in url]
+    assert [r.action for r in await refusals(engine.nc) if r.principal == "vic"] == ["read"]
