@@ -9,7 +9,7 @@ import pytest
 from playwright.async_api import expect
 
 from events.commands import StartRun
-from tests.helpers import noop, person, playbook_yaml, refusals
+from tests.helpers import noop, person, playbook_yaml, refusals, wait_for_end
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -79,3 +79,22 @@ async def test_the_metrics_page_of_someone_who_may_not_read_them_says_so_once(da
     await expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "closed")
     assert not [url for url in asked if "/api/metrics/stream" in url]
     assert [r.action for r in await refusals(engine.nc) if r.principal == "vic"] == ["read"]
+
+
+async def test_retrying_a_run_started_with_unsafe_shell_is_offered_only_with_that_grant(dashboard, engine) -> None:
+    failing = playbook_yaml([{"id": "fix", "action": "shell", "args": {"command": "exit 3"}, "timeout_seconds": 5}],
+                            name="hotfix", environments={"staging": {}})
+    reply = await engine.send(StartRun(playbook=failing, environment="staging", allow_unsafe_shell=True))
+    assert reply.accepted, reply.error
+    await wait_for_end(engine, reply.run_id)
+    page = dashboard.page
+    await page.goto(dashboard.server.url)
+    for who, grants, may_retry in (("oscar", ("operator:hotfix@staging",), False),
+                                   ("uma", ("operator:hotfix@staging", "unsafe_shell"), True)):
+        await dashboard.sign_in((await person(engine, who, *grants)).caller.credential, who)
+        await page.evaluate(f"location.hash = '#/runs/{reply.run_id}'")
+        await expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "failed")
+        await expect(page.get_by_test_id("rollback")).to_be_enabled()
+        retry = page.get_by_test_id("retry")
+        await (expect(retry).to_be_enabled() if may_retry else expect(retry).to_be_disabled())
+        await page.evaluate("location.hash = '#/runs'")

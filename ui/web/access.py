@@ -17,7 +17,7 @@ by the run service, to which the web forwards the caller's own credential.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +28,7 @@ from services.identity.authority import Action, Resource, authorize
 from services.identity.guard import Guard
 from services.identity.names import InvalidName, normalise_name
 from services.identity.principal import Acting
+from services.read import Run
 from services.settings import Settings
 
 SESSION_COOKIE = "pb_session"
@@ -190,14 +191,18 @@ def may_read(request: web.Request, playbook: str | None, environment: str | None
 STEERING: tuple[Action, ...] = ("pause", "resume", "cancel", "rollback", "retry")
 
 
-def may_on_run(request: web.Request, view: dict[str, Any]) -> dict[str, Any]:
-    """What the caller may do to the run this view shows, so a page enables only those controls (the run service
-    still decides each command: four eyes, the run's state)."""
-    where = {"playbook": view["playbook"], "environment": view["environment"], "run_id": view["run_id"]}
-    gates = {step["id"]: tuple(step["approval_gate"]["required_approvers"])
-             for step in view["steps"] if step.get("approval_gate")}
-    return {**{action: may(request, action, Resource(**where)) for action in STEERING},
+def may_on_run(request: web.Request, run: Run) -> dict[str, Any]:
+    """What the caller may do to this run, so a page enables only those controls: asked as the run service asks
+    (a retry of a run started with allow_unsafe_shell needs that grant too; a gate names its approvers). The run
+    service still decides each command: four eyes, the run's state."""
+    started = run.started
+    where = Resource(playbook=started.playbook_name if started else None,
+                     environment=started.environment if started else None, run_id=run.id)
+    unsafe = replace(where, unsafe_shell=started is not None and started.allow_unsafe_shell)
+    gates = {step_id: tuple(gate.required_approvers) for step_id in run.specs
+             if (gate := run.gate_of(step_id)) is not None}
+    return {**{action: may(request, action, unsafe if action == "retry" else where) for action in STEERING},
             # What the learning service folds from the playbook's runs in every environment (GET /api/insights).
-            "insights": may(request, "read", Resource(playbook=view["playbook"])),
-            "gates": {step_id: {verdict: may(request, verdict, Resource(**where, approvers=approvers))
+            "insights": may(request, "read", Resource(playbook=where.playbook)),
+            "gates": {step_id: {verdict: may(request, verdict, replace(where, approvers=approvers))
                                 for verdict in ("approve", "reject")} for step_id, approvers in gates.items()}}

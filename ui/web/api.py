@@ -206,7 +206,7 @@ async def get_run(request: web.Request) -> web.Response:
     envelopes = await _events(request)
     run = fold(request.match_info["run_id"], await backend(request).client.playbooks.resolved(envelopes))
     view = run_view(run)
-    return web.json_response({**view, "may": may_on_run(request, view),
+    return web.json_response({**view, "may": may_on_run(request, run),
                               "timeline": timeline(envelopes, run.quarantined)}, dumps=_dumps)
 
 

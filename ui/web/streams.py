@@ -213,7 +213,7 @@ class _PacedViews:
     async def _send(self) -> None:
         self.next_at = asyncio.get_running_loop().time() + VIEW_EVERY_SECONDS
         view = run_view(self.run)
-        await self.sse.send(_dumps({**view, "may": may_on_run(self.request, view)}), event="view")
+        await self.sse.send(_dumps({**view, "may": may_on_run(self.request, self.run)}), event="view")
 
 
 def _event_message(seq: int, event: RunEvent, run: Run) -> dict[str, Any]:
