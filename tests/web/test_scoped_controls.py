@@ -98,3 +98,21 @@ async def test_retrying_a_run_started_with_unsafe_shell_is_offered_only_with_tha
         retry = page.get_by_test_id("retry")
         await (expect(retry).to_be_enabled() if may_retry else expect(retry).to_be_disabled())
         await page.evaluate("location.hash = '#/runs'")
+
+
+async def test_whoever_started_a_run_is_not_offered_its_gate_to_approve(dashboard, engine) -> None:
+    """Four eyes: the starter may reject at the run's gate, never approve it (unless the gate allows it)."""
+    anyone = playbook_yaml([noop("prepare"), noop("deploy", approval_gate={})], name="gated-deploy",
+                           environments={"staging": {}})
+    alice = await person(engine, "alice")
+    reply = await alice.send(StartRun(playbook=anyone, environment="staging"))
+    assert reply.accepted, reply.error
+    page = dashboard.page
+    await page.goto(dashboard.server.url)
+    await dashboard.sign_in(alice.caller.credential, "alice")
+    await page.evaluate(f"location.hash = '#/runs/{reply.run_id}'")
+    await expect(page.get_by_test_id("gate-deploy")).to_have_attribute("data-gate-status", "requested")
+    await expect(page.get_by_test_id("reject-deploy")).to_be_enabled()
+    await expect(page.get_by_test_id("approve-deploy")).to_be_disabled()
+    await dashboard.be("bob")                                    # anyone else with approver may
+    await expect(page.get_by_test_id("approve-deploy")).to_be_enabled()
