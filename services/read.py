@@ -21,6 +21,7 @@ from services.domain.breaker import Breaker, token
 from services.domain.breaker import evolve as evolve_breaker
 from services.domain.catalog import DEFAULT_VERSION, is_digest, parse_reference
 from services.domain.run.dry_run import PlannedStep
+from services.domain.run.gates import started_by
 from services.fold import (
     ACTIVE_RUN, FINISHED_RUN, RUN_STATUSES, ParsedPlaybook, Quarantined, Run, StepState,
     approvals_needed, digest_of, dry_run_plan, evolve, fold, plan_waves,
@@ -36,7 +37,8 @@ __all__ = [
     "ACTIVE_RUN", "DEFAULT_VERSION", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "Catalog", "EventStore",
     "ParsedPlaybook", "PlannedStep", "PlaybookStore", "Quarantined", "Run", "StepState", "StoreReadiness", "Watched",
     "all_breakers", "approvals_needed", "breaker_history", "digest_of", "dry_run_plan", "evolve", "fold", "is_digest",
-    "parse_reference", "persist", "plan_waves", "run_events", "run_started", "run_with_output", "stored_output",
+    "parse_reference", "persist", "plan_waves", "run_events", "run_started", "run_with_output", "started_by",
+    "stored_output",
 ]
 
 

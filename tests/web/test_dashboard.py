@@ -158,7 +158,10 @@ async def test_refusals_are_shown_with_the_reason(dashboard, engine):
     await page.get_by_test_id("nav-runs").click()
     await page.locator(f'[data-testid="run-row"][data-run-id="{reply.run_id}"]').get_by_role("link").click()
     await expect(dashboard.step("deploy")).to_have_attribute("data-gate", "requested")
-    await page.get_by_test_id("approve-deploy").click()
+    await expect(page.get_by_test_id("approve-deploy")).to_be_disabled()     # the gate names bob
+    # The button bypassed: the page's own command helper, as a forged click would send it.
+    await page.evaluate(f"""import("/static/lib.js").then(({{ command }}) =>
+        command("Approve", "/api/runs/{reply.run_id}/steps/deploy/approve", {{}}))""")
     await expect(dashboard.outcome).to_have_attribute("data-kind", "error")
     await expect(dashboard.outcome).to_contain_text("mallory may not approve this gate: it names bob")
     await expect(page.get_by_test_id("run-status")).to_have_attribute("data-status", "waiting_approval")
@@ -285,7 +288,9 @@ async def test_a_failed_run_is_retried_from_the_page_and_its_finished_steps_keep
     await expect(dashboard.step("install")).to_have_attribute("data-status", "failed")
 
     needed.write_text("the release")
-    await page.get_by_test_id("retry").click()                     # a viewer may look, not retry
+    await expect(page.get_by_test_id("retry")).to_be_disabled()      # a viewer may look, not retry
+    await page.evaluate(f"""import("/static/lib.js").then(({{ command }}) =>
+        command("Retry", "/api/runs/{reply.run_id}/retry", {{}}))""")   # nor by going round the button
     await expect(dashboard.outcome).to_have_attribute("data-kind", "error")
     await expect(dashboard.outcome).to_contain_text("vic may not retry")
     await expect(status).to_have_attribute("data-status", "failed")

@@ -30,7 +30,7 @@ document.addEventListener("securitypolicyviolation", (e) => window.refused.push(
 async def test_a_page_of_another_origin_cannot_frame_the_signed_in_dashboard(dashboard, engine) -> None:
     reply = await engine.send(StartRun(playbook=GATED))
     await dashboard.open(f"#/runs/{reply.run_id}")
-    await expect(dashboard.page.get_by_test_id("approve-deploy")).to_be_enabled()     # signed in, the gate open
+    await expect(dashboard.page.get_by_test_id("reject-deploy")).to_be_enabled()      # signed in, the gate open
 
     async def evil(_request: web.Request) -> web.Response:
         return web.Response(content_type="text/html", text=f"""<!doctype html><html><body><h1>Win a prize</h1>

@@ -33,11 +33,18 @@ export function metricsView(root) {
     }
   };
 
+  let close = () => {};
+  let gone = false;
   api("/api/metrics").then((result) => {
     if (result.ok) render(result.data);
     else fill(charts, h("p", { class: "error-text" }, `Cannot load metrics: ${result.error.message}`));
+    if (gone) return;
+    // Refused (403: the grants cover only some playbooks): the stream would be refused as well, asked again
+    // and again while the tab is open, each time a refusal on record. The engine away: the stream waits for it.
+    if (result.status === 403) state.set("closed");
+    else close = live("/api/metrics/stream", { metrics: render }, state.set);
   });
-  return live("/api/metrics/stream", { metrics: render }, state.set);
+  return () => { gone = true; close(); };
 }
 
 function renderTiles(tiles, m) {

@@ -2,6 +2,8 @@
 
 import { command, elapsed, fill, FINISHED, formatDuration, h, report, timeEl } from "./lib.js";
 
+const STEERING = ["pause", "resume", "cancel", "retry", "rollback"];
+
 export function runHead(runId, base) {
   const title = h("h1", { "data-testid": "run-title" }, "Run ", h("span", { class: "mono" }, runId));
   const status = h("span", { class: "badge s-new big", "data-testid": "run-status", "data-status": "new" }, "loading");
@@ -12,7 +14,7 @@ export function runHead(runId, base) {
     resume: h("button", { type: "button", class: "button", "data-testid": "resume", disabled: true }, "Resume"),
     cancel: h("button", { type: "button", class: "button danger", "data-testid": "cancel", disabled: true }, "Cancel run"),
     retry: h("button", { type: "button", class: "button", "data-testid": "retry", disabled: true,
-                         title: "run the failed step and everything after it again; finished steps keep their outputs" },
+                         "data-hint": "run the failed step and everything after it again; finished steps keep their outputs" },
              "Retry from failed step"),
     rollback: h("button", { type: "button", class: "button danger", "data-testid": "rollback", disabled: true }, "Roll back"),
   };
@@ -60,12 +62,18 @@ export function runHead(runId, base) {
     status.textContent = view.status.replaceAll("_", " ");
     renderFacts(facts, view, said);
     const finished = FINISHED.has(view.status);
-    buttons.pause.disabled = !["running", "waiting_approval", "rolling_back"].includes(view.status);
-    buttons.resume.disabled = view.status !== "paused";
-    buttons.cancel.disabled = finished || view.status === "cancelling";
+    const may = view.may || {};           // what the engine would let the signed-in person do to this run
+    buttons.pause.disabled = !may.pause || !["running", "waiting_approval", "rolling_back"].includes(view.status);
+    buttons.resume.disabled = !may.resume || view.status !== "paused";
+    buttons.cancel.disabled = !may.cancel || finished || view.status === "cancelling";
     if (buttons.cancel.disabled) disarm();
-    buttons.retry.disabled = !["failed", "cancelled"].includes(view.status) || view.dry_run || view.phase === "rollback";
-    buttons.rollback.disabled = !finished || view.status === "rolled_back";
+    buttons.retry.disabled = !may.retry || !["failed", "cancelled"].includes(view.status) || view.dry_run
+      || view.phase === "rollback";
+    buttons.rollback.disabled = !may.rollback || !finished || view.status === "rolled_back";
+    reason.disabled = !STEERING.some((action) => may[action]);
+    for (const [name, button] of Object.entries(buttons)) {
+      button.title = may[name] ? (button.dataset.hint || "") : "your grants do not allow this on this run";
+    }
   };
 
   const tick = (view) => {

@@ -19,7 +19,7 @@ export function gatePanel(runId, base) {
         cards.set(step.id, card);
         gates.append(card.el);
       }
-      card.update(step, asked[step.id], runFinished);
+      card.update(step, asked[step.id], runFinished, (view.may && view.may.gates && view.may.gates[step.id]) || {});
     }
   };
   return { el, update };
@@ -43,7 +43,7 @@ function gateCard(stepId, base, runId) {
   approve.addEventListener("click", () => answer("approve", "Approve"));
   reject.addEventListener("click", () => answer("reject", "Reject"));
 
-  const update = (step, asked, runFinished) => {
+  const update = (step, asked, runFinished, may) => {
     const gate = step.approval_gate;
     el.dataset.gateStatus = gate.status;
     fill(heading, step.name || step.id, " ",
@@ -59,7 +59,12 @@ function gateCard(stepId, base, runId) {
     fill(given, gate.approvals.map((a) => h("li", {}, "✓ ", h("strong", {}, a.actor),
       a.groups.length ? ` (as ${a.groups.join(", ")})` : "", a.comment ? ` — “${a.comment}”` : "", " · ", timeEl(a.at))));
     const open = gate.status === "requested" && !runFinished;
-    approve.disabled = reject.disabled = comment.disabled = !open;
+    approve.disabled = !open || !may.approve;     // `may`: what the engine would let the signed-in person decide
+    reject.disabled = !open || !may.reject;
+    comment.disabled = approve.disabled && reject.disabled;
+    const notYours = "your grants do not allow this on this gate";
+    approve.title = may.approve ? "" : notYours;
+    reject.title = may.reject ? "" : notYours;
   };
   return { el, update };
 }

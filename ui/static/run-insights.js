@@ -30,6 +30,11 @@ export function insightsPanel() {
     update(view) {                       // asked once per page: the knowledge changes slowly
       if (!view.playbook || asked === view.playbook) return;
       asked = view.playbook;
+      if (view.may && !view.may.insights) {    // not asked: the refusal would be recorded at every visit
+        fill(content, h("p", { class: "muted" }, "Insights about this playbook are learned from its runs in every "
+          + "environment; your grants let you read only some of them."));
+        return;
+      }
       load(view.playbook);
     },
   };

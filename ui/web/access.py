@@ -17,7 +17,8 @@ by the run service, to which the web forwards the caller's own credential.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from aiohttp import web
 
@@ -27,6 +28,7 @@ from services.identity.authority import Action, Resource, authorize
 from services.identity.guard import Guard
 from services.identity.names import InvalidName, normalise_name
 from services.identity.principal import Acting
+from services.read import Run, started_by
 from services.settings import Settings
 
 SESSION_COOKIE = "pb_session"
@@ -184,3 +186,28 @@ async def permit(request: web.Request, action: Action, resource: Resource) -> No
 
 def may_read(request: web.Request, playbook: str | None, environment: str | None) -> bool:
     return may(request, "read", Resource(playbook=playbook, environment=environment))
+
+
+STEERING: tuple[Action, ...] = ("pause", "resume", "cancel", "rollback", "retry")
+
+
+def may_on_run(request: web.Request, run: Run) -> dict[str, Any]:
+    """What the caller may do to this run, so a page enables only those controls: asked as the run service asks
+    (a retry of a run started with allow_unsafe_shell needs that grant too; a gate names its approvers, and whoever
+    set the run going may not approve it). The run service still decides each command, on the run's state."""
+    started = run.started
+    where = Resource(playbook=started.playbook_name if started else None,
+                     environment=started.environment if started else None, run_id=run.id)
+    unsafe = replace(where, unsafe_shell=started is not None and started.allow_unsafe_shell)
+    who = acting(request)
+    set_going = started is not None and started_by(run, {who.actor, who.effective}) is not None
+    gates = {step_id: gate for step_id in run.specs if (gate := run.gate_of(step_id)) is not None}
+    return {**{action: may(request, action, unsafe if action == "retry" else where) for action in STEERING},
+            # What the learning service folds from the playbook's runs in every environment (GET /api/insights).
+            "insights": may(request, "read", Resource(playbook=where.playbook)),
+            "gates": {step_id: {
+                # Four eyes: whoever started or retried the run may reject at its gates, not approve them.
+                "approve": may(request, "approve", replace(where, approvers=tuple(gate.required_approvers)))
+                and (gate.allow_self_approval or not set_going),
+                "reject": may(request, "reject", replace(where, approvers=tuple(gate.required_approvers)))}
+                for step_id, gate in gates.items()}}

@@ -34,7 +34,7 @@ from services.identity.authority import Action, Resource
 from services.playbook import MAX_BYTES, validate_playbook
 from services.read import RUN_STATUSES, fold, run_started
 from ui.catalog_client import Published, version_json
-from ui.web.access import CALLER, may, may_read, permit
+from ui.web.access import CALLER, may, may_on_run, may_read, permit
 from ui.web.bodies import (
     ControlBody, DecisionBody, PublishBody, RebuildBody, ResetCircuitBody, RetryBody, StartBody, ValidateBody,
 )
@@ -205,7 +205,9 @@ async def start_run(request: web.Request) -> web.Response:
 async def get_run(request: web.Request) -> web.Response:
     envelopes = await _events(request)
     run = fold(request.match_info["run_id"], await backend(request).client.playbooks.resolved(envelopes))
-    return web.json_response({**run_view(run), "timeline": timeline(envelopes, run.quarantined)}, dumps=_dumps)
+    view = run_view(run)
+    return web.json_response({**view, "may": may_on_run(request, run),
+                              "timeline": timeline(envelopes, run.quarantined)}, dumps=_dumps)
 
 
 async def run_events(request: web.Request) -> web.Response:

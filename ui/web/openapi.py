@@ -93,7 +93,7 @@ HAND_WRITTEN: dict[str, Any] = {
                                   "description": "the events the command recorded; [] if it had taken effect already"}},
     },
     "RunView": {
-        "type": "object", "required": ["run_id", "status", "steps", "timeline"],
+        "type": "object", "required": ["run_id", "status", "steps", "may", "timeline"],
         "description": "projections/run_view.py run_view(), plus the timeline of its events",
         "properties": {
             "run_id": {"type": "string"}, "status": {"type": "string"}, "playbook": {"type": ["string", "null"]},
@@ -103,6 +103,13 @@ HAND_WRITTEN: dict[str, Any] = {
                                       "properties": {"seq": {"type": "integer"}, "event": {"type": "string"},
                                                      "step_id": {"type": ["string", "null"]},
                                                      "reason": {"type": "string"}}}},
+            "may": {"type": "object", "required": ["pause", "resume", "cancel", "rollback", "retry", "insights",
+                                                       "gates"],
+                    "description": "what the caller's grants allow on this run (each gate: approve, reject; "
+                                   "`insights`: reading its playbook's, GET /api/insights); the run's state and "
+                                   "four eyes are still the run service's to decide",
+                    "properties": {"gates": {"type": "object", "additionalProperties": {"type": "object"}}},
+                    "additionalProperties": {"type": "boolean"}},
             "timeline": {"type": "array", "items": {
                 "type": "object", "required": ["seq", "at", "kind"],
                 "properties": {"seq": {"type": "integer"}, "at": {"type": "string"}, "kind": {"type": "string"},
@@ -391,7 +398,8 @@ def document() -> dict[str, Any]:
             "200": answer(ref("Rebuilt")), **errors("bad_request")}, request=body("RebuildBody"), tag="views")},
         "/api/runs/stream": sse("The run list, live", "`snapshot` {position, total, runs}, then `run` (a RunSummary) "
                                 "per change", RESUME_FROM, "bad_request"),
-        RUN + "/stream": sse("One run, live", "`event` {seq, type, event, timeline} per event, `view` when caught up; "
+        RUN + "/stream": sse("One run, live", "`event` {seq, type, event, timeline} per event, `view` (a RunView, "
+                             "with `may`, without its timeline) when caught up; "
                              "with logs=1 also `log` [LogEntry...], `live` output lines (OutputLine) of running "
                              "steps from their first line and `end` (OutputEnded) per attempt; ids then "
                              "`<event sequence>.<line sequence>`",

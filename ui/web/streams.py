@@ -28,7 +28,7 @@ from projections.step_logs import log_entries
 from services.identity.authority import Resource
 from services.read import Run, Watched, evolve, run_events, run_with_output
 from services.errors import AccessDenied, EngineUnavailable
-from ui.web.access import ACCESS, CALLER, may_read, permit
+from ui.web.access import ACCESS, CALLER, may_on_run, may_read, permit
 from ui.web.api import RUN_PATH, ApiError, backend, permit_run_read
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
     last, last_line = positions(request) if with_logs else (last_event_id(request) or 0, 0)
     run, playbooks = Run(id=run_id), backend(request).client.playbooks
     nc = backend(request).nc
-    async with open_stream(request) as sse, _PacedViews(sse, run) as views:
+    async with open_stream(request) as sse, _PacedViews(request, sse, run) as views:
         if not with_logs:
             async for seq, event, pending in _follow(request, run_id):
                 evolve(run, await playbooks.resolve(event), seq)    # the event goes out as stored: with its pin
@@ -180,13 +180,13 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
 class _PacedViews:
     """The run's view, sent once the stream has caught up and then at most every VIEW_EVERY_SECONDS.
 
-    A view is the whole run, built and encoded anew: one per event cost a run of 500 steps 36 ms an event, in the
-    event loop `playbook up` shares with the engine, which a watched run then slowed a hundredfold. A change held
-    back goes out when the pace allows, whether or not another event comes.
+    A view is the whole run with what the caller may do to it (`may`), built and encoded anew: one per event cost a
+    run of 500 steps 36 ms an event, in the event loop `playbook up` shares with the engine, which a watched run then
+    slowed a hundredfold. A change held back goes out when the pace allows, whether or not another event comes.
     """
 
-    def __init__(self, sse: EventSourceResponse, run: Run) -> None:
-        self.sse, self.run = sse, run
+    def __init__(self, request: web.Request, sse: EventSourceResponse, run: Run) -> None:
+        self.request, self.sse, self.run = request, sse, run
         self.next_at = 0.0
         self.later: asyncio.Task[None] | None = None
 
@@ -212,7 +212,8 @@ class _PacedViews:
 
     async def _send(self) -> None:
         self.next_at = asyncio.get_running_loop().time() + VIEW_EVERY_SECONDS
-        await self.sse.send(_dumps(run_view(self.run)), event="view")
+        view = run_view(self.run)
+        await self.sse.send(_dumps({**view, "may": may_on_run(self.request, self.run)}), event="view")
 
 
 def _event_message(seq: int, event: RunEvent, run: Run) -> dict[str, Any]:

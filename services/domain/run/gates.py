@@ -85,7 +85,7 @@ def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
                 StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1,
                            category="authorization",
                            error=f"approval rejected by {person}" + (f": {cmd.comment}" if cmd.comment else ""))]
-    if not gate.allow_self_approval and (starter := _started_by(run, {cmd.actor, person})):
+    if not gate.allow_self_approval and (starter := started_by(run, {cmd.actor, person})):
         did = "started" if starter in _starters(run) else "retried"
         raise refuse(f"{person} {did} this run and cannot approve it (the gate does not allow self-approval)"
                      if starter == person else
@@ -102,7 +102,7 @@ def _starters(run: Run) -> set[str | None]:
     return {run.started.actor, run.started.on_behalf_of}
 
 
-def _started_by(run: Run, people: set[str]) -> str | None:
+def started_by(run: Run, people: set[str]) -> str | None:
     """Which of these people set this run going: started it, or retried it (which reran what the gate guards)."""
     for who in sorted(people):
         if who in _starters(run) or who in run.retried_by:
