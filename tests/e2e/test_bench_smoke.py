@@ -195,9 +195,11 @@ def test_the_as_run_benchmark_drives_playbook_up_with_the_cli_and_writes_its_res
     assert result["benchmark"] == "as-run" and (result["callers"], result["caller_steps"]) == (2, 2)
     assert {"cpu_count", "python", "nats_server"} <= result["machine"].keys()
     assert {"interpreter_ms", "append_ms", "subprocess_ms", "events_per_step", "callers_s"} <= result["floors"].keys()
-    assert result["figures"].keys() == {"help_ms", "status_ms", "run_one_ms", "noop_step_ms", "shell_step_ms",
-                                        "concurrent_s", "validate_20_s", "validate_20_mb", "huge_steps_per_s",
-                                        "huge_starting_p99_ms", "huge_running_p99_ms"}
+    # A phase of the 40-step run no probe fell in (on a busy machine, its start can be quicker than one) has no p99.
+    probed = {f"huge_{phase}_p99_ms" for phase in result["huge"]["probe"] if phase != "idle"}
+    assert probed and result["figures"].keys() == {
+        "help_ms", "status_ms", "run_one_ms", "noop_step_ms", "shell_step_ms", "concurrent_s", "validate_20_s",
+        "validate_20_mb", "huge_steps_per_s", *probed}
     assert all(f["floor"] > 0 for f in result["figures"].values())
     assert result["huge"]["steps"] == 40 and result["huge"]["probe"]["idle"]["n"] > 0
     assert result["floors"]["events_per_step"] >= 3    # scheduled, started, succeeded per step
