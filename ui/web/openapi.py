@@ -396,7 +396,8 @@ def document() -> dict[str, Any]:
             tag="views")},
         "/api/projections/rebuild": {"post": operation("Fold the views again from the first event", {
             "200": answer(ref("Rebuilt")), **errors("bad_request")}, request=body("RebuildBody"), tag="views")},
-        "/api/runs/stream": sse("The run list, live", "`snapshot` {position, total, runs}, then `run` (a RunSummary) "
+        "/api/runs/stream": sse("The run list, live", "`snapshot` {position, total, runs, left_out_from: the latest "
+                                "start time a run left out of it may have, or null}, then `run` (a RunSummary) "
                                 "per change", RESUME_FROM, "bad_request"),
         RUN + "/stream": sse("One run, live", "`event` {seq, type, event, timeline} per event, `view` (a RunView, "
                              "with `may`, without its timeline) when caught up; "

@@ -143,7 +143,10 @@ async def runs_stream(request: web.Request) -> web.StreamResponse:
 def _snapshot(runs: dict[str, run_list.RunSummary], position: int) -> dict[str, Any]:
     newest = sorted(runs.values(), key=lambda r: r.started_at, reverse=True)
     shown = [r for i, r in enumerate(newest) if i < SNAPSHOT_RUNS or r.active]
-    return {"position": position, "total": len(runs), "runs": [run_list.as_dict(r) for r in shown]}
+    # Every run left out started no later than this: a change to one of them is not a new run to count.
+    left_out_from = newest[SNAPSHOT_RUNS - 1].started_at if len(shown) < len(newest) else None
+    return {"position": position, "total": len(runs), "runs": [run_list.as_dict(r) for r in shown],
+            "left_out_from": left_out_from}
 
 
 async def run_stream(request: web.Request) -> web.StreamResponse:
