@@ -267,20 +267,23 @@ class Settings:
         return login.connect_options() if login else {}
 
     async def connect(self, name: str, role: NatsRole = "engine",
-                      on_closed: Callable[[], Awaitable[None]] | None = None) -> NATS:
+                      on_closed: Callable[[], Awaitable[None]] | None = None, *, first_tries: int = -1) -> NATS:
         """A connection to the engine's NATS, as `role`, that reconnects for as long as the process lives. It
         closes only when asked, or when the server refuses what it was sent (nats-py closes on a protocol error):
-        `on_closed` is called either way."""
+        `on_closed` is called either way. `first_tries`: rounds of the servers before the first connection gives
+        up (a door a person or agent waits on says so), else it waits for NATS as a service does."""
         import nats
 
         from services.connection_log import ConnectionTrouble
 
         trouble = ConnectionTrouble(name)
-        return await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=-1,
-                                  reconnect_time_wait=0.5, error_cb=trouble.on_error,
-                                  reconnected_cb=trouble.on_reconnected, closed_cb=on_closed,
-                                  ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_UNANSWERED,
-                                  **self.nats_login(role))
+        nc = await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=first_tries,
+                                reconnect_time_wait=0.5, error_cb=trouble.on_error,
+                                reconnected_cb=trouble.on_reconnected, closed_cb=on_closed,
+                                ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_UNANSWERED,
+                                **self.nats_login(role))
+        nc.options["max_reconnect_attempts"] = -1    # once connected, nats-py reads it afresh at each reconnection
+        return nc
 
 
 def lease_for(replicas: int) -> float:

@@ -1,17 +1,23 @@
 """An agent host spawns `playbook mcp` over stdio: a gated run, its progress, another principal's approval, its logs."""
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client, StdioServerParameters
 
+from services.embedded import free_port
 from services.identity.credentials import TOKEN_FILE
 from tests.e2e.conftest import ROOT
 from tests.helpers import person, playbook_yaml, wait_for_end
 from ui.client import EngineClient
+from ui.mcp.door import client_connection
 from ui.mcp.server import build_server
 
 pytestmark = pytest.mark.e2e
@@ -87,3 +93,22 @@ async def test_playbook_file_reads_none_of_the_engines_own_files(engine, engine_
             assert "sssss" not in text and "hunter2" not in text
         mine = await session.call_tool("validate_playbook_advanced", {"playbook_file": str(tmp_path / "mine.yaml")})
         assert not mine.is_error and mine.structured_content is not None and mine.structured_content["valid"]
+
+
+def test_playbook_mcp_without_an_engine_says_so_instead_of_waiting_for_ever(tmp_path: Path) -> None:
+    """An agent host that spawns the door before `playbook up` is told, not left with a server that never answers."""
+    env = {"PATH": os.environ["PATH"], "PLAYBOOK_HOME": str(tmp_path / "home"), "PLAYBOOK_TOKEN": "pbt_x.y",
+           "NATS_URL": f"nats://127.0.0.1:{free_port()}"}
+    door = subprocess.run([sys.executable, "-m", "ui.cli.main", "mcp"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert door.returncode == 4 and "is `playbook up` running?" in door.stderr, door.stderr
+
+
+async def test_the_door_connects_to_any_server_a_cluster_url_names(settings) -> None:
+    """NATS_URL may name several servers (a cluster's), the first of which is down."""
+    cluster_url = f"nats://127.0.0.1:{free_port()},{settings.nats_url}"
+    nc = await asyncio.wait_for(client_connection(replace(settings, nats_url=cluster_url)), 30)
+    try:
+        assert nc.is_connected
+    finally:
+        await nc.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import nats
 import uvicorn
 from nats.aio.client import Client as NATS
 
@@ -62,9 +61,8 @@ class HttpDoor:
 async def client_connection(settings: Settings) -> NATS:
     """NATS as the client login (the CLI's): commands and reads, never the engine's events."""
     url = settings.engine_url()
-    try:
-        return await nats.connect(url, name="playbook-mcp", connect_timeout=3, max_reconnect_attempts=-1,
-                                  **settings.nats_login("client"))
+    try:     # as the engine's own connections: any server of a cluster's URL, left when it stops answering
+        return await settings.connect("playbook-mcp", role="client", first_tries=2)
     except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
         raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
                                 "is `playbook up` running?") from None
