@@ -253,8 +253,13 @@ class Settings:
         if self.nats_url:
             return self.nats_url
         url_file = self.home / "nats.url"
-        if url_file.exists():
+        try:
             return url_file.read_text().strip()
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            from services.identity.credentials import not_yours
+            raise not_yours(url_file) from None
         raise EngineUnavailable(f"no NATS server: set NATS_URL, or start the engine with `playbook up` "
                                 f"(looked for {url_file})")
 
