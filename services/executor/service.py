@@ -102,7 +102,9 @@ class Executor:
         )
         await self.takeover.start()
         await self.consumer.start()
+        level, isolation = self.work.processes.isolation()
         log.info("executor %s ready (lease %g s)", self.name, self.seconds)
+        log.log(level, "executor %s: %s", self.name, isolation)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Claim nothing more; let attempts finish for `grace` seconds, then stop them, recorded interrupted."""
