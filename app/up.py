@@ -26,8 +26,9 @@ from app.service_process import ServiceProcess, child_environment
 from events.commands import StartRun
 from services.embedded import EmbeddedCluster, EmbeddedNats, jetstream_storage
 from services.errors import PlaybookError
-from services.identity.credentials import TOKEN_FILE, owner_of, read_secret, user_name
+from services.identity.credentials import TOKEN_FILE, read_secret
 from services.identity.nats_users import ensure_nats_users
+from services.owners import owner_of, user_name
 from services.settings import CLUSTER_LEASE_SECONDS, Settings
 from services.stream_sizes import decide_sizes
 from ui.cli.render import Follower

@@ -37,6 +37,7 @@ from services.executor.guardian import ATTEMPT_VARIABLE, OWNER_VARIABLE, Guardia
 from services.executor.leftovers import this_process
 from services.executor.private_dirs import PrivateDirs
 from services.leases import AttemptId
+from services.owners import user_name
 
 SANDBOXES: tuple[str, ...] = get_args(Sandbox)
 DEFAULT_STEP_USER = "nobody"
@@ -89,7 +90,7 @@ class ProcessRules:
                + ("" if self.bwrap else ", which is not installed") + ")")
         if self.user:
             return logging.INFO, f"steps run as {self.user.name} (uid {self.user.uid}), {how}"
-        own = _name_of(self.engine_uid)
+        own = user_name(self.engine_uid)
         if self.engine_uid == 0:
             return logging.INFO, f"steps run as root (PLAYBOOK_STEP_USER), {how}"
         if sandboxed:
@@ -233,7 +234,7 @@ def _step_user(name: str | None, euid: int) -> StepUser | None:
         raise StepProcessError(f"PLAYBOOK_STEP_USER is {wanted!r}, and there is no such user on this machine; "
                                "create it or name an unprivileged user that exists") from None
     if euid != 0 and entry.pw_uid != euid:     # asked for another user than its own: not silently ignored
-        raise StepProcessError(f"PLAYBOOK_STEP_USER is {wanted!r}, but the engine runs as {_name_of(euid)}, not root, "
+        raise StepProcessError(f"PLAYBOOK_STEP_USER is {wanted!r}, but the engine runs as {user_name(euid)}, not root, "
                                "and cannot switch users: its steps would run as itself; unset PLAYBOOK_STEP_USER, "
                                "or start the engine as root")
     return None if entry.pw_uid in (0, euid) else StepUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
@@ -244,13 +245,6 @@ def _own_name() -> str:
         return pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
         return ""
-
-
-def _name_of(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
 
 
 def _sandbox_options(home: str, cwd: str, hidden: tuple[str, ...]) -> list[str]:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import stat
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 from services.errors import AccessDenied, PlaybookError
+from services.owners import owner_of, user_name
 
 TOKEN_FILE = "token"
 NatsRole = Literal["engine", "client", "agent"]
@@ -84,24 +84,6 @@ def not_yours(path: Path) -> AccessDenied:
     return AccessDenied(f"{path} cannot be read as {user_name(os.geteuid())}: {owner_of(path)}; run this as "
                         "that user, or give yourself a client login and a token of your own (NATS_URL with its "
                         "user and password, PLAYBOOK_TOKEN)", "unauthenticated")
-
-
-def owner_of(path: Path) -> str:
-    """Whose `path` is, said from the nearest directory around it this user may look at."""
-    for around in (path, *path.parents):
-        try:
-            found = around.stat()
-        except OSError:
-            continue
-        return f"{around} belongs to {user_name(found.st_uid)} (mode {stat.S_IMODE(found.st_mode):04o})"
-    return "no directory around it can be looked at"
-
-
-def user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
 
 
 def nats_login(role: NatsRole, home: Path) -> NatsLogin | None:

@@ -75,7 +75,13 @@ class SecretSource:
         if self._file_cache and self._file_cache[0] == path and self._file_cache[1] == mtime:
             return self._file_cache[2]
         import yaml   # only when a secrets file is asked: the CLI builds a SecretSource on every start
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except PermissionError:   # made for root (as docs/security.md advises) while the engine runs as a user
+            from services.owners import owner_of, user_name
+            raise SecretRefused(f"the secrets file {path} cannot be read by the engine, which runs as "
+                                f"{user_name(os.geteuid())}: {owner_of(path)}; give that user alone the right "
+                                "to read it (chown, chmod 600)") from None
         secrets = data if isinstance(data, dict) else {}
         self._file_cache = (path, mtime, secrets)
         return secrets
