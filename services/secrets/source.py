@@ -9,6 +9,7 @@ refused: redaction could not tell it from ordinary text.
 from __future__ import annotations
 
 import os
+import stat
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,6 +64,19 @@ class SecretSource:
         """The secrets file ($PLAYBOOK_SECRETS_FILE), if there is one."""
         path_text = self.environ.get("PLAYBOOK_SECRETS_FILE")
         return Path(path_text) if path_text else None
+
+    def open_to_others(self) -> str | None:
+        """What to say when the secrets file may be read by other users of the machine; None when it may not."""
+        if (path := self.file) is None:
+            return None
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            return None
+        if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return None
+        return (f"the secrets file {path} may be read by other users (mode {stat.S_IMODE(mode):04o}): "
+                f"run `chmod 600 {path}`")
 
     def _file(self) -> dict[str, Any]:
         path = self.file

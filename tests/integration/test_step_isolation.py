@@ -139,3 +139,18 @@ async def test_the_executor_says_at_start_whom_its_steps_run_as_and_whether_sand
     level, expected = ProcessRules.from_environ().isolation()
     said = [r for r in caplog.records if r.name == "services.executor.service" and "steps run as" in r.getMessage()]
     assert [(r.levelno, r.getMessage().partition(": ")[2]) for r in said] == [(level, expected)]
+
+
+async def test_the_executor_warns_at_start_of_a_secrets_file_other_users_may_read(settings, caplog, tmp_path,
+                                                                                  monkeypatch) -> None:
+    """Credentials files open to others are refused; the secrets file, as sensitive, was read without a word
+    (a user's `printf ... > secrets.yaml` is 0644, in a home Debian makes 0755)."""
+    secrets_file = tmp_path / "secrets.yaml"
+    secrets_file.write_text("db: for-the-engine-0004\n")
+    secrets_file.chmod(0o644)
+    monkeypatch.setenv("PLAYBOOK_SECRETS_FILE", str(secrets_file))
+    caplog.set_level(logging.INFO, logger="services.executor.service")
+    async with running_engine(settings):
+        pass
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "secrets file" in r.getMessage()]
+    assert len(said) == 1 and f"{secrets_file} may be read by other users (mode 0644)" in said[0]
