@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,6 +318,18 @@ def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> 
     if value not in choices:
         raise PlaybookError(f"${name} must be one of {', '.join(choices)}, got {value[:40]!r}")
     return value
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@,\s]*):[^@/,\s]*@")
+
+
+def url_to_show(url: str) -> str:
+    """The URL (or URLs) as said to people: a password in it written `***`, never in a terminal or a log."""
+    return _PASSWORD_IN_URL.sub(r"\1:***@", url)
+
+
+LOGIN_REFUSED_HINT = ("use the client login of the engine's home ($PLAYBOOK_HOME/credentials/nats-client.json), "
+                      "or give it in NATS_URL (nats://pb-client:PASSWORD@host:port)")
 
 
 def connect_options(url: str) -> dict[str, Any]:
