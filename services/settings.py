@@ -321,11 +321,13 @@ def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> 
 
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@,\s]*):[^@/,\s]*@")
+_TOKEN_IN_URL = re.compile(r"://[^:/@,\s*]+@")     # a user alone is NATS's token login
 
 
 def url_to_show(url: str) -> str:
-    """The URL (or URLs) as said to people: a password in it written `***`, never in a terminal or a log."""
-    return _PASSWORD_IN_URL.sub(r"\1:***@", url)
+    """The URL (or URLs) as said to people: a password or token in it written `***`, never in a terminal or a
+    log."""
+    return _TOKEN_IN_URL.sub("://***@", _PASSWORD_IN_URL.sub(r"\1:***@", url))
 
 
 LOGIN_REFUSED_HINT = ("use the client login of the engine's home ($PLAYBOOK_HOME/credentials/nats-client.json), "
