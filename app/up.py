@@ -28,6 +28,7 @@ from services.embedded import EmbeddedCluster, EmbeddedNats, jetstream_storage
 from services.errors import PlaybookError
 from services.identity.credentials import TOKEN_FILE, read_secret
 from services.identity.nats_users import ensure_nats_users
+from services.owners import owner_of, user_name
 from services.settings import CLUSTER_LEASE_SECONDS, Settings
 from services.stream_sizes import decide_sizes
 from ui.cli.render import Follower
@@ -52,7 +53,14 @@ def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False,
 def _only_up_in(home: Path) -> Iterator[None]:
     """One `up` to a home: a second would start another nats-server on the same store, which damages it, and
     when it stopped it would take away the first one's URL file. The lock goes with the process, however it ends."""
-    _private(home)
+    try:
+        _private(home)
+        with_access = os.access(home, os.R_OK | os.W_OK | os.X_OK)
+    except PermissionError:
+        with_access = False
+    if not with_access:    # another user's (`sudo playbook up` in this checkout), private to them
+        raise PlaybookError(f"{home} cannot be used as {user_name(os.geteuid())}: {owner_of(home)}; run `playbook "
+                            "up` as that user, or give this one a PLAYBOOK_HOME of your own")
     with open(home / "up.pid", "a+") as held:
         try:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,8 +254,13 @@ class Settings:
         if self.nats_url:
             return self.nats_url
         url_file = self.home / "nats.url"
-        if url_file.exists():
+        try:
             return url_file.read_text().strip()
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            from services.identity.credentials import not_yours
+            raise not_yours(url_file) from None
         raise EngineUnavailable(f"no NATS server: set NATS_URL, or start the engine with `playbook up` "
                                 f"(looked for {url_file})")
 
@@ -315,6 +321,20 @@ def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> 
     if value not in choices:
         raise PlaybookError(f"${name} must be one of {', '.join(choices)}, got {value[:40]!r}")
     return value
+
+
+_PASSWORD_IN_URL = re.compile(r"(://[^:/@,\s]*):[^@/,\s]*@")
+_TOKEN_IN_URL = re.compile(r"://[^:/@,\s*]+@")     # a user alone is NATS's token login
+
+
+def url_to_show(url: str) -> str:
+    """The URL (or URLs) as said to people: a password or token in it written `***`, never in a terminal or a
+    log."""
+    return _TOKEN_IN_URL.sub("://***@", _PASSWORD_IN_URL.sub(r"\1:***@", url))
+
+
+LOGIN_REFUSED_HINT = ("use the client login of the engine's home ($PLAYBOOK_HOME/credentials/nats-client.json), "
+                      "or give it in NATS_URL (nats://pb-client:PASSWORD@host:port)")
 
 
 def connect_options(url: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from services.executor.guardian import ATTEMPT_VARIABLE, OWNER_VARIABLE, Guardia
 from services.executor.leftovers import this_process
 from services.executor.private_dirs import PrivateDirs
 from services.leases import AttemptId
+from services.owners import user_name
 
 SANDBOXES: tuple[str, ...] = get_args(Sandbox)
 DEFAULT_STEP_USER = "nobody"
@@ -71,14 +72,33 @@ class ProcessRules:
     hidden: tuple[str, ...] = ()                 # paths a sandboxed step must not see
     setpriv: str | None = None
     bwrap: str | None = None
+    engine_uid: int = dataclasses.field(default_factory=os.geteuid)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> ProcessRules:
+    def from_environ(cls, environ: Mapping[str, str] | None = None, euid: int | None = None) -> ProcessRules:
         """PLAYBOOK_STEP_USER (when root; default nobody), PLAYBOOK_STEP_SANDBOX, PLAYBOOK_STEP_PATH."""
         environ = os.environ if environ is None else environ
         keys = ("PLAYBOOK_STEP_USER", "PLAYBOOK_STEP_SANDBOX", "PLAYBOOK_STEP_PATH", "PATH", "LANG", "LC_ALL", "TZ",
                 "PLAYBOOK_SECRETS_FILE", "PLAYBOOK_HOME")
-        return _rules(tuple((key, environ.get(key)) for key in keys), os.geteuid())
+        return _rules(tuple((key, environ.get(key)) for key in keys), os.geteuid() if euid is None else euid)
+
+    def isolation(self) -> tuple[int, str]:
+        """What the engine's steps get, said at start (a log level and a sentence): whose they run as, and
+        whether sandboxed. Steps sharing an ordinary engine's user unsandboxed can read its home: a warning."""
+        sandboxed = self.sandbox == "bubblewrap"
+        how = ("in a bubblewrap sandbox" if sandboxed else "unsandboxed (a playbook may ask for bubblewrap"
+               + ("" if self.bwrap else ", which is not installed") + ")")
+        if self.user:
+            return logging.INFO, f"steps run as {self.user.name} (uid {self.user.uid}), {how}"
+        own = user_name(self.engine_uid)
+        if self.engine_uid == 0:
+            return logging.INFO, f"steps run as root (PLAYBOOK_STEP_USER), {how}"
+        if sandboxed:
+            return logging.INFO, f"steps run as {own}, the engine's own user (not root: it cannot switch), {how}"
+        return logging.WARNING, (f"steps run as {own}, the engine's own user (not root: it cannot switch), {how}: "
+                                 "they may read and change this user's files, $PLAYBOOK_HOME and its credentials "
+                                 "(the local admin's token) included; set PLAYBOOK_STEP_SANDBOX=bubblewrap to hide "
+                                 "them, or run the engine as root (steps then run as PLAYBOOK_STEP_USER, nobody)")
 
     def for_playbook(self, sandbox: str | None) -> ProcessRules:
         """A playbook may ask for a sandbox the engine does not impose; it cannot turn off the engine's."""
@@ -200,12 +220,12 @@ def _rules(settings: tuple[tuple[str, str | None], ...], euid: int) -> ProcessRu
     return ProcessRules(user=_step_user(config["PLAYBOOK_STEP_USER"], euid), sandbox=sandbox,  # type: ignore[arg-type]
                         path=config["PLAYBOOK_STEP_PATH"] or config["PATH"] or DEFAULT_PATH,
                         locale=locale or (("LANG", "C.UTF-8"),), hidden=hidden,
-                        setpriv=shutil.which("setpriv"), bwrap=bwrap)
+                        setpriv=shutil.which("setpriv"), bwrap=bwrap, engine_uid=euid)
 
 
 def _step_user(name: str | None, euid: int) -> StepUser | None:
     """The user steps run as: only a root engine can switch, and root itself (or uid 0) means do not."""
-    if euid != 0:
+    if euid != 0 and not name:
         return None
     wanted = name or DEFAULT_STEP_USER
     try:
@@ -213,7 +233,11 @@ def _step_user(name: str | None, euid: int) -> StepUser | None:
     except (KeyError, ValueError):
         raise StepProcessError(f"PLAYBOOK_STEP_USER is {wanted!r}, and there is no such user on this machine; "
                                "create it or name an unprivileged user that exists") from None
-    return None if entry.pw_uid == 0 else StepUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
+    if euid != 0 and entry.pw_uid != euid:     # asked for another user than its own: not silently ignored
+        raise StepProcessError(f"PLAYBOOK_STEP_USER is {wanted!r}, but the engine runs as {user_name(euid)}, not root, "
+                               "and cannot switch users: its steps would run as itself; unset PLAYBOOK_STEP_USER, "
+                               "or start the engine as root")
+    return None if entry.pw_uid in (0, euid) else StepUser(entry.pw_name, entry.pw_uid, entry.pw_gid)
 
 
 def _own_name() -> str:

@@ -102,7 +102,11 @@ class Executor:
         )
         await self.takeover.start()
         await self.consumer.start()
+        level, isolation = self.work.processes.isolation()
         log.info("executor %s ready (lease %g s)", self.name, self.seconds)
+        log.log(level, "executor %s: %s", self.name, isolation)
+        if exposed := self.work.secrets.open_to_others():
+            log.warning("executor %s: %s", self.name, exposed)
 
     async def stop(self, grace: float = 10.0) -> None:
         """Claim nothing more; let attempts finish for `grace` seconds, then stop them, recorded interrupted."""

@@ -19,7 +19,8 @@ import stat
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from services.errors import PlaybookError
+from services.errors import AccessDenied, PlaybookError
+from services.owners import owner_of, user_name
 
 TOKEN_FILE = "token"
 NatsRole = Literal["engine", "client", "agent"]
@@ -67,12 +68,22 @@ def read_secret(home: Path, name: str) -> str | None:
     path = credentials_dir(home) / name
     try:
         mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise PlaybookError(f"{path} is open to other users (mode {stat.S_IMODE(mode):04o}); "
+                                f"run `chmod 600 {path}` or delete it")
+        return path.read_text().strip()
     except FileNotFoundError:
         return None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise PlaybookError(f"{path} is open to other users (mode {stat.S_IMODE(mode):04o}); "
-                            f"run `chmod 600 {path}` or delete it")
-    return path.read_text().strip()
+    except PermissionError:
+        raise not_yours(path) from None
+
+
+def not_yours(path: Path) -> AccessDenied:
+    """A file of a PLAYBOOK_HOME this user may not read: most often the engine was started by another user
+    (`sudo playbook up`), whose home only they may enter. Said with whose it is and what to do (exit 5)."""
+    return AccessDenied(f"{path} cannot be read as {user_name(os.geteuid())}: {owner_of(path)}; run this as "
+                        "that user, or give yourself a client login and a token of your own (NATS_URL with its "
+                        "user and password, PLAYBOOK_TOKEN)", "unauthenticated")
 
 
 def nats_login(role: NatsRole, home: Path) -> NatsLogin | None:

@@ -9,6 +9,7 @@ refused: redaction could not tell it from ordinary text.
 from __future__ import annotations
 
 import os
+import stat
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,6 +65,19 @@ class SecretSource:
         path_text = self.environ.get("PLAYBOOK_SECRETS_FILE")
         return Path(path_text) if path_text else None
 
+    def open_to_others(self) -> str | None:
+        """What to say when the secrets file may be read by other users of the machine; None when it may not."""
+        if (path := self.file) is None:
+            return None
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            return None
+        if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return None
+        return (f"the secrets file {path} may be read by other users (mode {stat.S_IMODE(mode):04o}): "
+                f"run `chmod 600 {path}`")
+
     def _file(self) -> dict[str, Any]:
         path = self.file
         if path is None:
@@ -75,7 +89,13 @@ class SecretSource:
         if self._file_cache and self._file_cache[0] == path and self._file_cache[1] == mtime:
             return self._file_cache[2]
         import yaml   # only when a secrets file is asked: the CLI builds a SecretSource on every start
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except PermissionError:   # made for root (as docs/security.md advises) while the engine runs as a user
+            from services.owners import owner_of, user_name
+            raise SecretRefused(f"the secrets file {path} cannot be read by the engine, which runs as "
+                                f"{user_name(os.geteuid())}: {owner_of(path)}; give that user alone the right "
+                                "to read it (chown, chmod 600)") from None
         secrets = data if isinstance(data, dict) else {}
         self._file_cache = (path, mtime, secrets)
         return secrets

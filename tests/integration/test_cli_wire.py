@@ -229,3 +229,19 @@ async def test_following_a_run_that_does_not_exist_says_so_instead_of_waiting(en
                                                                               engine_env: dict[str, str]) -> None:
     followed = await asyncio.to_thread(playbook_cli, "events", "nope", "--follow", env=engine_env, timeout=30)
     assert (followed.returncode, followed.stderr.strip()) == (1, "no run with id 'nope'")
+
+
+async def test_the_cli_given_a_wrong_login_in_nats_url_says_so_and_never_prints_the_password(
+        secured: tuple[str, Path], tmp_path: Path) -> None:
+    """Another user of the machine, given the server's address but not its login: `playbook list` said "cannot
+    reach NATS at nats://pb-client:<the password, in clear>@...: is `playbook up` running?" while it was."""
+    url, _home = secured
+    wrong = url.replace("nats://", "nats://pb-client:not-the-Password-77@")
+    env = {"PATH": "/usr/bin:/bin", "NATS_URL": wrong, "PLAYBOOK_HOME": str(tmp_path / "mine"),
+           "PLAYBOOK_TOKEN": "pbt_0000000000000000_x"}
+    for command in (["list"], ["status", "0123456789abcdef"], ["run", "--detach", "examples/hello.yaml"]):
+        said = await asyncio.to_thread(playbook_cli, *command, env=env)
+        assert said.returncode == 4, said.stderr
+        assert "refused the login" in said.stderr and "Authorization Violation" in said.stderr, said.stderr
+        assert "not-the-Password-77" not in said.stderr + said.stdout and "pb-client:***@" in said.stderr
+        assert "is `playbook up` running" not in said.stderr

@@ -2,6 +2,7 @@
 unprivileged user when the engine is root, and a bubblewrap sandbox when the playbook asks for one."""
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import shutil
@@ -9,7 +10,7 @@ import shutil
 import pytest
 
 from events.commands import StartRun
-from services.executor.processes import DEFAULT_STEP_USER
+from services.executor.processes import DEFAULT_STEP_USER, ProcessRules
 from tests.helpers import playbook_yaml, running_engine, wait_for_end
 
 pytestmark = pytest.mark.integration
@@ -129,3 +130,27 @@ async def test_a_directory_a_sandboxed_step_names_does_not_show_what_the_sandbox
             "cat secrets.yaml 2>/dev/null; echo planted > secrets.yaml 2>/dev/null; echo looked",
             cwd=str(tmp_path))], sandbox="bubblewrap")
     assert outputs["stdout"] == "looked" and hidden.read_text() == "db: not-for-steps-0003\n"
+
+
+async def test_the_executor_says_at_start_whom_its_steps_run_as_and_whether_sandboxed(settings, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="services.executor.service")
+    async with running_engine(settings):
+        pass
+    level, expected = ProcessRules.from_environ().isolation()
+    said = [r for r in caplog.records if r.name == "services.executor.service" and "steps run as" in r.getMessage()]
+    assert [(r.levelno, r.getMessage().partition(": ")[2]) for r in said] == [(level, expected)]
+
+
+async def test_the_executor_warns_at_start_of_a_secrets_file_other_users_may_read(settings, caplog, tmp_path,
+                                                                                  monkeypatch) -> None:
+    """Credentials files open to others are refused; the secrets file, as sensitive, was read without a word
+    (a user's `printf ... > secrets.yaml` is 0644, in a home Debian makes 0755)."""
+    secrets_file = tmp_path / "secrets.yaml"
+    secrets_file.write_text("db: for-the-engine-0004\n")
+    secrets_file.chmod(0o644)
+    monkeypatch.setenv("PLAYBOOK_SECRETS_FILE", str(secrets_file))
+    caplog.set_level(logging.INFO, logger="services.executor.service")
+    async with running_engine(settings):
+        pass
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "secrets file" in r.getMessage()]
+    assert len(said) == 1 and f"{secrets_file} may be read by other users (mode 0644)" in said[0]

@@ -36,20 +36,34 @@ async def with_client(settings: Settings, work: Callable[[EngineClient], Awaitab
         from services.settings import connect_options
         from ui.client import EngineClient
 
-    async def quiet(_err: Exception) -> None:
-        pass
+    heard: list[Exception] = []
+
+    async def quiet(err: Exception) -> None:
+        heard.append(err)
 
     try:
         # A cluster's server that takes the connection but says nothing (frozen) is passed over sooner.
         nc = await nats.connect(**connect_options(url), connect_timeout=1 if "," in url else 3,
                                 max_reconnect_attempts=2, error_cb=quiet, **settings.nats_login("client"))
     except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
-        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
-                                "is `playbook up` running?") from None
+        raise _not_connected(url, [*heard, err]) from None
     try:
         return await work(EngineClient(nc, caller_credential(settings), on_behalf_of=on_behalf_of, door="cli"))
     finally:
         await nc.close()
+
+
+def _not_connected(url: str, errors: list[Exception]) -> EngineUnavailable:
+    """Why nats-py did not connect: a login the server refused (it then says only "no servers available"), or
+    no server there. Never with the URL's password."""
+    from services.settings import LOGIN_REFUSED_HINT, url_to_show
+    refusal = next((str(e).removeprefix("nats: ").strip("'") for e in errors
+                    if "authorization violation" in str(e).lower()), None)
+    if refusal:
+        return EngineUnavailable(f"NATS at {url_to_show(url)} refused the login ({refusal}): {LOGIN_REFUSED_HINT}")
+    last = errors[-1]
+    return EngineUnavailable(f"cannot reach NATS at {url_to_show(url)} ({last or type(last).__name__}): "
+                             "is `playbook up` running?")
 
 
 def plain_connection(settings: Settings) -> Connection | None:

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from services.errors import EngineUnavailable
+from services.settings import LOGIN_REFUSED_HINT, url_to_show
 
 LINE_MAX = 64 * 1024     # a protocol line (INFO, MSG ...) longer than this is not a NATS server speaking
 CHUNK = 256 * 1024
@@ -262,14 +263,16 @@ def connect(url: str, user: str | None, password: str | None, timeout: float = 3
                 connection = _handshake(where.hostname or "localhost", where.port or 4222, *login, wait)
             except _NeedsTls:
                 return None
-            except Refused:
-                raise           # the login is wrong: every server of a cluster says the same
+            except Refused as refused:   # the login is wrong: every server of a cluster says the same
+                reason = str(refused).removeprefix("NATS refused: ")
+                raise Refused(f"NATS at {url_to_show(url)} refused the login ({reason}): {LOGIN_REFUSED_HINT}") \
+                    from None
             except (OSError, EngineUnavailable) as err:
                 failure = err
                 continue
             connection._dial = dial
             return connection
-        raise EngineUnavailable(f"cannot reach NATS at {url} ({failure}): is `playbook up` running?")
+        raise EngineUnavailable(f"cannot reach NATS at {url_to_show(url)} ({failure}): is `playbook up` running?")
 
     return dial()
 

@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 
 from services.errors import EngineUnavailable
 from services.identity.setup import Identity
-from services.settings import Settings
+from services.settings import Settings, url_to_show
 from ui.client import EngineClient
 from ui.mcp.playbooks import LocalFiles
 from ui.mcp.server import build_server
@@ -64,7 +64,7 @@ async def client_connection(settings: Settings) -> NATS:
     try:     # as the engine's own connections: any server of a cluster's URL, left when it stops answering
         return await settings.connect("playbook-mcp", role="client", first_tries=2)
     except Exception as err:  # noqa: BLE001 - any failure to connect means the same to a user
-        raise EngineUnavailable(f"cannot reach NATS at {url} ({err or type(err).__name__}): "
+        raise EngineUnavailable(f"cannot reach NATS at {url_to_show(url)} ({err or type(err).__name__}): "
                                 "is `playbook up` running?") from None
 
 
