@@ -40,6 +40,42 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     return up(settings, demo=args.demo, http_port=port, as_json=args.json, cluster=args.cluster)
 
 
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from app.backup import backup
+    done = asyncio.run(backup(settings, Path(args.directory)))
+    if args.json:
+        print_json(done)
+    else:
+        kept = ", ".join(f"{name} {count}" for name, count in done["streams"].items())
+        print(f"backed up to {done['backup']} (private: it holds credentials and secrets)\n"
+              f"  taken at {done['taken_at']}\n  streams (messages): {kept}\n  files: {', '.join(done['files'])}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from app.backup import restore
+    done = asyncio.run(restore(settings, Path(args.directory), force=args.force))
+    if args.json:
+        print_json(done)
+    else:
+        kept = ", ".join(f"{name} {count}" for name, count in done["streams"].items())
+        print(f"restored {done['restored']} (taken at {done['taken_at']}) into {done['home']}\n"
+              f"  streams (messages): {kept}")
+        for kept_as, where in done["files"].items():
+            print(f"  {kept_as}: {where}")
+        for run in done["paused"]:
+            print(f"  run {run} was running at the backup: paused; `playbook resume {run}` once the old engine "
+                  "is stopped")
+        print("start the engine with `playbook up`")
+    return 0
+
+
 def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
     from ui.cli.completion import script   # the completion scripts' text: loaded for this command only
     print(script(parser(settings), args.shell), end="")
@@ -94,6 +130,15 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
     up.add_argument("--cluster", type=int, default=0, metavar="N",
                     help="a JetStream cluster of N servers (3 or more) on this machine instead of one, streams at 3 "
                          "replicas; the servers' data in $PLAYBOOK_HOME/cluster")
+
+    backup = add("backup", cmd_backup, "copy the running engine's streams and its home's files into a new "
+                 "directory (needs the engine's NATS login in $PLAYBOOK_HOME; the copy holds credentials: 0700)")
+    backup.add_argument("directory", metavar="DIR", help="a directory that does not exist yet, or is empty")
+    restore = add("restore", cmd_restore, "put a backup into $PLAYBOOK_HOME where no engine runs; runs that were "
+                  "running at the backup are paused, their running steps recorded interrupted")
+    restore.add_argument("directory", metavar="DIR", help="a directory `playbook backup` made")
+    restore.add_argument("--force", action="store_true",
+                         help="replace the streams and files already there (they are lost)")
 
     run = add("run", cmd_run, "start a run of a playbook (a file, or from the catalog) and follow it live",
               "events as JSON lines (with --detach or --dry-run: one JSON document)")
