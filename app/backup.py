@@ -45,18 +45,20 @@ async def restore(settings: Settings, source: Path, *, force: bool = False) -> d
 async def backup(settings: Settings, target: Path) -> dict[str, Any]:
     """Copy the running engine's streams and files into `target`, a new or empty directory; what was kept."""
     from app import snapshots
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise PlaybookError(f"{target} exists and is not empty: give a new directory for the backup")
+    _refuse_used(target)
     partial = target.with_name(target.name + ".partial")
+    nc = await _connect(settings, "playbook-backup")   # the engine's own login: only who reads the home has it
     shutil.rmtree(partial, ignore_errors=True)
     _private_dir(partial / "streams")
-    nc = await settings.connect("playbook-backup")   # the engine's own login: only who reads the home has it
     try:
         taken_at = datetime.now(timezone.utc).isoformat()
         names = await snapshots.streams(nc)
         streams: dict[str, Any] = {}
         for name in _ordered(n for n in names if n not in SKIPPED):
             streams[name] = await snapshots.snapshot(nc, name, partial / "streams" / f"{name}.snap")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     finally:
         await nc.close()
     files = _copy_files(settings, partial)
@@ -64,12 +66,40 @@ async def backup(settings: Settings, target: Path) -> dict[str, Any]:
                 "files": files}
     _write_private(partial / "manifest.json", json.dumps(manifest, indent=1))
     _make_private(partial)
-    if target.exists():
-        target.rmdir()
-    partial.rename(target)
+    _put_in_place(partial, target)
     return {"backup": str(target), "taken_at": taken_at, "streams": {n: s["state"]["messages"]
                                                                       for n, s in streams.items()},
             "files": sorted(files)}
+
+
+async def _connect(settings: Settings, name: str) -> Any:
+    """The engine's own NATS login, once: a server that does not answer is said at once (a stale nats.url)."""
+    import nats
+
+    from services.errors import EngineUnavailable
+    from services.settings import connect_options
+    url = settings.engine_url()
+
+    async def quiet(_err: Exception) -> None:   # said once below, not as nats-py's traceback per try
+        pass
+
+    try:
+        return await nats.connect(**connect_options(url), name=name, allow_reconnect=False, connect_timeout=5,
+                                  max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=quiet,
+                                  **settings.nats_login("engine"))
+    except (OSError, nats.errors.Error) as err:
+        raise EngineUnavailable(f"cannot reach the engine's NATS at {url}: {err or type(err).__name__}") from None
+
+
+def _refuse_used(target: Path) -> None:
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise PlaybookError(f"{target} exists and is not empty: give a new directory for the backup")
+
+
+def _put_in_place(partial: Path, target: Path) -> None:
+    if target.exists():
+        target.rmdir()
+    partial.rename(target)
 
 
 def _ordered(names: Any) -> list[str]:
@@ -108,7 +138,7 @@ async def _restore(settings: Settings, source: Path, manifest: dict[str, Any], *
         embedded = EmbeddedNats(home, _free_port(), settings.nats_server_bin, config=ensure_nats_users(home))
         settings = _with_url(settings, await embedded.start())
     try:
-        nc = await settings.connect("playbook-restore")
+        nc = await _connect(settings, "playbook-restore")
         try:
             present = set(await snapshots.streams(nc)) & set(manifest["streams"])
             if present and not force:
@@ -149,18 +179,23 @@ async def _settle_runs_in_flight(nc: Any, taken_at: str) -> list[str]:
         run = await runs.get(run_id)
         if run.status not in ("running", "cancelling", "rolling_back"):
             continue
-        now = datetime.now(timezone.utc)
-        if run.status == "running":
-            await runs.change(run_id, lambda r: decide(r, PauseRun(run_id=run_id, reason=reason, actor="system"), now))
-            paused.append(run_id)
+        pause = PauseRun(run_id=run_id, reason=reason, actor="system")
+        commands: list[Any] = [pause] if run.status == "running" else []
         for step in run.steps.values():
             for rollback, state, attempt in ((False, step.status, step.attempt.number),
                                              (True, step.rollback.status, step.rollback.attempt)):
                 if state == "running":
-                    interrupt = InterruptStep(step_id=step.id, attempt=attempt, rollback=rollback,
-                                              reason=f"running when the backup was taken ({taken_at})")
-                    await runs.change(run_id, lambda r, cmd=interrupt: decide(r, cmd, now))  # type: ignore[misc]
+                    commands.append(InterruptStep(step_id=step.id, attempt=attempt, rollback=rollback,
+                                                  reason=f"running when the backup was taken ({taken_at})"))
+        if commands and commands[0] is pause:
+            paused.append(run_id)
+        for command in commands:     # the pause first: the interrupted step then waits for a resume
+            await runs.change(run_id, _deciding(decide, command, datetime.now(timezone.utc)))
     return paused
+
+
+def _deciding(decide: Any, command: Any, at: datetime) -> Any:
+    return lambda run: decide(run, command, at)
 
 
 def _place_files(settings: Settings, source: Path, manifest: dict[str, Any], *, force: bool) -> dict[str, str]:

@@ -59,11 +59,14 @@ async def restore(nc: NATS, stream: str, source: Path, meta: dict[str, Any]) -> 
     answer = await _api(nc, f"$JS.API.STREAM.RESTORE.{stream}", {"config": meta["config"], "state": meta["state"]},
                         f"restore of {stream}")
     deliver = answer["deliver_subject"]
-    with open(source, "rb") as file:
-        while chunk := file.read(CHUNK):
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        while chunk := os.read(fd, CHUNK):
             reply = await nc.request(deliver, chunk, timeout=QUIET_SECONDS)
             if reply.data:
                 _raise_on_error(json.loads(reply.data), f"restore of {stream}")
+    finally:
+        os.close(fd)
     done = await nc.request(deliver, b"", timeout=300)
     return _raise_on_error(json.loads(done.data), f"restore of {stream}")
 

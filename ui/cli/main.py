@@ -131,15 +131,6 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
                     help="a JetStream cluster of N servers (3 or more) on this machine instead of one, streams at 3 "
                          "replicas; the servers' data in $PLAYBOOK_HOME/cluster")
 
-    backup = add("backup", cmd_backup, "copy the running engine's streams and its home's files into a new "
-                 "directory (needs the engine's NATS login in $PLAYBOOK_HOME; the copy holds credentials: 0700)")
-    backup.add_argument("directory", metavar="DIR", help="a directory that does not exist yet, or is empty")
-    restore = add("restore", cmd_restore, "put a backup into $PLAYBOOK_HOME where no engine runs; runs that were "
-                  "running at the backup are paused, their running steps recorded interrupted")
-    restore.add_argument("directory", metavar="DIR", help="a directory `playbook backup` made")
-    restore.add_argument("--force", action="store_true",
-                         help="replace the streams and files already there (they are lost)")
-
     run = add("run", cmd_run, "start a run of a playbook (a file, or from the catalog) and follow it live",
               "events as JSON lines (with --detach or --dry-run: one JSON document)")
     run.add_argument("file", metavar="FILE|NAME[@VERSION]",
@@ -264,6 +255,14 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
     playbooks = add("playbooks", cmd_playbooks, "the catalog: every playbook's latest version; NAME: its versions; "
                     "`show NAME[@VERSION]`: its YAML; `diff NAME V1 V2`: what changed")
     playbooks.add_argument("words", nargs="*", metavar="NAME", help="NAME | show NAME[@VERSION] | diff NAME V1 V2")
+    backup = add("backup", cmd_backup, "copy the running engine's streams and its home's files into a new "
+                 "directory (needs the engine's NATS login in $PLAYBOOK_HOME; the copy holds credentials: 0700)")
+    backup.add_argument("directory", metavar="DIR", help="a directory that does not exist yet, or is empty")
+    restore = add("restore", cmd_restore, "put a backup into $PLAYBOOK_HOME where no engine runs; runs that were "
+                  "running at the backup are paused, their running steps recorded interrupted")
+    restore.add_argument("directory", metavar="DIR", help="a directory `playbook backup` made")
+    restore.add_argument("--force", action="store_true",
+                         help="replace the streams and files already there (they are lost)")
     completion = add("completion", cmd_completion, "print a shell completion script: "
                      "source <(playbook completion bash)", None)
     completion.add_argument("shell", choices=("bash", "zsh"), help="the shell")
