@@ -148,6 +148,8 @@ async def _restore(settings: Settings, source: Path, manifest: dict[str, Any], *
             for name, meta in manifest["streams"].items():
                 if name in present:
                     await snapshots.delete(nc, name)
+                # As many copies as this engine makes: a cluster's backup restores onto one server, and back.
+                meta = {**meta, "config": {**meta["config"], "num_replicas": settings.stream_replicas}}
                 info = await snapshots.restore(nc, name, source / "streams" / f"{name}.snap", meta)
                 restored[name] = info["state"]["messages"]
             settled = await _settle_runs_in_flight(nc, manifest["taken_at"])
