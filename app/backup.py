@@ -118,7 +118,7 @@ def _copy_files(settings: Settings, partial: Path) -> dict[str, str]:
             kept[f"home/{relative}"] = str(origin)
     for variable, name in NAMED_FILES.items():
         value = settings.environ.get(variable)
-        if value and Path(value).is_file():
+        if value and Path(value).is_file() and not Path(value).resolve().is_relative_to(settings.home.resolve()):
             _copy(Path(value), partial / "files" / name)
             kept[f"files/{name}"] = variable
     return kept

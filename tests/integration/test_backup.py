@@ -34,6 +34,9 @@ def private(top: Path) -> list[str]:
 async def test_a_backup_taken_mid_run_restores_runs_tokens_and_catalog_and_pauses_what_was_running(
         settings: Settings, tmp_path: Path) -> None:
     saved = tmp_path / "backup"
+    secrets = tmp_path / "secrets.yaml"
+    secrets.write_text("DEPLOY_KEY: s3cr3t-value\n")
+    settings = replace(settings, environ={**settings.environ, "PLAYBOOK_SECRETS_FILE": str(secrets)})
     async with running_engine(settings) as engine:
         await start(engine, "done", "echo finished")
         await wait_for_end(engine, "done")
@@ -45,9 +48,11 @@ async def test_a_backup_taken_mid_run_restores_runs_tokens_and_catalog_and_pause
     assert private(saved) == []     # it holds the local admin's token and the NATS logins
 
     # Into a fresh home with its own embedded server, as `playbook restore` on a new machine does.
-    fresh = replace(settings, nats_url=None, home=tmp_path / "elsewhere")
+    fresh = replace(settings, nats_url=None, home=tmp_path / "elsewhere",
+                    environ={**settings.environ, "PLAYBOOK_SECRETS_FILE": str(tmp_path / "there" / "secrets.yaml")})
     restored = await restore(fresh, saved)
     assert restored["paused"] == ["midway"]
+    assert (tmp_path / "there" / "secrets.yaml").read_text() == secrets.read_text()
     assert (fresh.home / "credentials" / "token").read_text() == (settings.home / "credentials" / "token").read_text()
     with pytest.raises(PlaybookError, match="already holds an engine's data"):
         await restore(fresh, saved)
@@ -56,7 +61,7 @@ async def test_a_backup_taken_mid_run_restores_runs_tokens_and_catalog_and_pause
     other = NatsServer(tmp_path / "other-jetstream")
     await other.start()
     try:
-        moved = replace(settings, nats_url=other.url, home=tmp_path / "moved")
+        moved = replace(settings, nats_url=other.url, home=tmp_path / "moved", environ={})
         await restore(moved, saved)
         async with running_engine(moved) as there:
             assert {r.run_id for r in await there.list_runs()} == {"done", "midway"}
@@ -68,6 +73,10 @@ async def test_a_backup_taken_mid_run_restores_runs_tokens_and_catalog_and_pause
             # The token issued before the backup works on the restored engine.
             as_ci = EngineClient(there.nc, ci.caller.credential)
             assert {r.run_id for r in await as_ci.list_runs()} == {"done", "midway"}
+        with pytest.raises(PlaybookError, match="--force"):
+            await restore(moved, saved)
+        again = await restore(moved, saved, force=True)       # what was there is replaced, not added to
+        assert again["streams"]["PB_RUNS"] == taken["streams"]["PB_RUNS"]
     finally:
         other.stop()
 
