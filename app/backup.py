@@ -84,9 +84,13 @@ async def _connect(settings: Settings, name: str) -> Any:
         pass
 
     try:
+        login = settings.nats_login("engine")
+    except PermissionError as err:
+        raise PlaybookError(f"cannot read the engine's NATS login ({err.filename}): a backup or restore is made as "
+                            "the engine's own user, who alone may read $PLAYBOOK_HOME/credentials") from None
+    try:
         return await nats.connect(**connect_options(url), name=name, allow_reconnect=False, connect_timeout=5,
-                                  max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=quiet,
-                                  **settings.nats_login("engine"))
+                                  max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=quiet, **login)
     except (OSError, nats.errors.Error) as err:
         raise EngineUnavailable(f"cannot reach the engine's NATS at {url}: {err or type(err).__name__}") from None
 

@@ -20,6 +20,7 @@ from services.errors import PlaybookError
 
 CHUNK = 128 * 1024          # the server's default chunk; below NATS's 1 MiB message limit
 QUIET_SECONDS = 30.0        # a snapshot that sends nothing for this long has stopped
+API_SECONDS = 10.0          # the JetStream API answers at once; a request it drops is never answered
 
 
 async def snapshot(nc: NATS, stream: str, target: Path) -> dict[str, Any]:
@@ -82,7 +83,14 @@ async def delete(nc: NATS, stream: str) -> None:
 
 
 async def _api(nc: NATS, subject: str, body: dict[str, Any] | None, what: str) -> dict[str, Any]:
-    reply = await nc.request(subject, b"" if body is None else json.dumps(body).encode(), timeout=30)
+    import nats.errors
+    try:
+        reply = await nc.request(subject, b"" if body is None else json.dumps(body).encode(), timeout=API_SECONDS)
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        # A login without the JetStream API (the CLI's, an agent's) is not answered at all: NATS drops the request.
+        raise PlaybookError(f"NATS did not answer the {what} ({subject}): it needs the engine's own login, "
+                            "$PLAYBOOK_HOME/credentials/nats-engine.json (or one in NATS_URL with the JetStream API)"
+                            ) from None
     return _raise_on_error(json.loads(reply.data), what)
 
 
