@@ -45,12 +45,12 @@ def up(settings: Settings, *, demo: bool, http_port: int, as_json: bool = False,
     configure_logging(settings, as_json)
     if cluster and settings.nats_url:
         raise PlaybookError("--cluster starts its own NATS servers: unset NATS_URL, or drop --cluster to use that one")
-    with _only_up_in(settings.home):
+    with only_up_in(settings.home):
         return run_engine(_up(settings, demo=demo, http_port=http_port, as_json=as_json, cluster=cluster))
 
 
 @contextlib.contextmanager
-def _only_up_in(home: Path) -> Iterator[None]:
+def only_up_in(home: Path) -> Iterator[None]:
     """One `up` to a home: a second would start another nats-server on the same store, which damages it, and
     when it stopped it would take away the first one's URL file. The lock goes with the process, however it ends."""
     try:

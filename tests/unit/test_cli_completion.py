@@ -25,7 +25,7 @@ def bash_completes(words: list[str], cwd: Path | None = None) -> list[str]:
 
 
 def test_bash_completes_commands_options_choices_and_playbook_files(tmp_path: Path) -> None:
-    assert bash_completes(["playbook", "re"]) == ["retry", "resume", "reject", "replay"]
+    assert bash_completes(["playbook", "re"]) == ["retry", "resume", "reject", "replay", "restore"]
     assert bash_completes(["playbook", "retry", "run1", "--f"]) == ["--from"]
     assert "--output" in bash_completes(["playbook", "status", "run1", "--"])
     assert bash_completes(["playbook", "completion", ""]) == ["bash", "zsh"]

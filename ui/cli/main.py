@@ -40,6 +40,42 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     return up(settings, demo=args.demo, http_port=port, as_json=args.json, cluster=args.cluster)
 
 
+def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from app.backup import backup
+    done = asyncio.run(backup(settings, Path(args.directory)))
+    if args.json:
+        print_json(done)
+    else:
+        kept = ", ".join(f"{name} {count}" for name, count in done["streams"].items())
+        print(f"backed up to {done['backup']} (private: it holds credentials and secrets)\n"
+              f"  taken at {done['taken_at']}\n  streams (messages): {kept}\n  files: {', '.join(done['files'])}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from app.backup import restore
+    done = asyncio.run(restore(settings, Path(args.directory), force=args.force))
+    if args.json:
+        print_json(done)
+    else:
+        kept = ", ".join(f"{name} {count}" for name, count in done["streams"].items())
+        print(f"restored {done['restored']} (taken at {done['taken_at']}) into {done['home']}\n"
+              f"  streams (messages): {kept}")
+        for kept_as, where in done["files"].items():
+            print(f"  {kept_as}: {where}")
+        for run in done["paused"]:
+            print(f"  run {run} was running at the backup: paused; `playbook resume {run}` once the old engine "
+                  "is stopped")
+        print("start the engine with `playbook up`")
+    return 0
+
+
 def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
     from ui.cli.completion import script   # the completion scripts' text: loaded for this command only
     print(script(parser(settings), args.shell), end="")
@@ -219,6 +255,14 @@ def parser(settings: Settings | None = None, only: str | None = None) -> argpars
     playbooks = add("playbooks", cmd_playbooks, "the catalog: every playbook's latest version; NAME: its versions; "
                     "`show NAME[@VERSION]`: its YAML; `diff NAME V1 V2`: what changed")
     playbooks.add_argument("words", nargs="*", metavar="NAME", help="NAME | show NAME[@VERSION] | diff NAME V1 V2")
+    backup = add("backup", cmd_backup, "copy the running engine's streams and its home's files into a new "
+                 "directory (needs the engine's NATS login in $PLAYBOOK_HOME; the copy holds credentials: 0700)")
+    backup.add_argument("directory", metavar="DIR", help="a directory that does not exist yet, or is empty")
+    restore = add("restore", cmd_restore, "put a backup into $PLAYBOOK_HOME where no engine runs; runs that were "
+                  "running at the backup are paused, their running steps recorded interrupted")
+    restore.add_argument("directory", metavar="DIR", help="a directory `playbook backup` made")
+    restore.add_argument("--force", action="store_true",
+                         help="replace the streams and files already there (they are lost)")
     completion = add("completion", cmd_completion, "print a shell completion script: "
                      "source <(playbook completion bash)", None)
     completion.add_argument("shell", choices=("bash", "zsh"), help="the shell")
