@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.backup import backup, restore
+from app.backup import backup
+from app.restore import restore
 from events.commands import StartRun
 from events.run import StepStarted
 from services.errors import PlaybookError

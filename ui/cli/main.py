@@ -59,7 +59,7 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     from pathlib import Path
 
-    from app.backup import restore
+    from app.restore import restore
     done = asyncio.run(restore(settings, Path(args.directory), force=args.force))
     if args.json:
         print_json(done)
