@@ -45,21 +45,15 @@ async def test_metrics_show_how_far_behind_the_learning_is(web_server, engine) -
     assert figures["playbook_learning_up"] == "1.0"
 
 
-async def test_without_a_learning_service_the_answer_says_so(settings, nats_server) -> None:
+async def test_without_a_learning_service_the_answer_says_so_and_metrics_say_it_is_down(settings, nats_server) -> None:
     admin = await local_admin(settings)
     async with web_replica(settings) as server:
         async with aiohttp.ClientSession(headers=caller_headers(admin)) as http:
             async with http.get(f"{server.url}/api/insights") as response:
                 body = await response.json()
+            async with http.get(f"{server.url}/metrics") as scraped:
+                text = await scraped.text()
     assert response.status == 503 and body["error"]["code"] == "engine_unavailable"
     assert "learning service did not answer" in body["error"]["message"]
-
-
-async def test_without_a_learning_service_metrics_say_it_is_down(settings, nats_server) -> None:
-    admin = await local_admin(settings)
-    async with web_replica(settings) as server:
-        async with aiohttp.ClientSession(headers=caller_headers(admin)) as http:
-            async with http.get(f"{server.url}/metrics") as response:
-                text = await response.text()
-    assert response.status == 200
+    assert scraped.status == 200
     assert "playbook_learning_up 0.0" in text.splitlines() and "playbook_learning_lag_events" not in text

@@ -48,10 +48,9 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     done = asyncio.run(backup(settings, Path(args.directory)))
     if args.json:
         print_json(done)
-    else:
-        kept = ", ".join(f"{name} {count}" for name, count in done["streams"].items())
-        print(f"backed up to {done['backup']} (private: it holds credentials and secrets)\n"
-              f"  taken at {done['taken_at']}\n  streams (messages): {kept}\n  files: {', '.join(done['files'])}")
+        return 0
+    print(f"backed up to {done['backup']} (private: it holds credentials and secrets)\n"
+          f"  taken at {done['taken_at']}\n  streams (messages): {_streams(done)}\n  files: {', '.join(done['files'])}")
     return 0
 
 
@@ -63,17 +62,20 @@ def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     done = asyncio.run(restore(settings, Path(args.directory), force=args.force))
     if args.json:
         print_json(done)
-    else:
-        kept = ", ".join(f"{name} {count}" for name, count in done["streams"].items())
-        print(f"restored {done['restored']} (taken at {done['taken_at']}) into {done['home']}\n"
-              f"  streams (messages): {kept}")
-        for kept_as, where in done["files"].items():
-            print(f"  {kept_as}: {where}")
-        for run in done["paused"]:
-            print(f"  run {run} was running at the backup: paused; `playbook resume {run}` once the old engine "
-                  "is stopped")
-        print("start the engine with `playbook up`")
+        return 0
+    print(f"restored {done['restored']} (taken at {done['taken_at']}) into {done['home']}\n"
+          f"  streams (messages): {_streams(done)}")
+    for kept_as, where in done["files"].items():
+        print(f"  {kept_as}: {where}")
+    for run in done["paused"]:
+        print(f"  run {run} was running at the backup: paused; `playbook resume {run}` once the old engine is stopped")
+    print("start the engine with `playbook up`")
     return 0
+
+
+def _streams(done: dict[str, Any]) -> str:
+    """A backup's or a restore's streams, each with how many messages it kept."""
+    return ", ".join(f"{name} {count}" for name, count in done["streams"].items())
 
 
 def cmd_completion(args: argparse.Namespace, settings: Settings) -> int:
