@@ -37,7 +37,7 @@ NAMED_FILES = {"PLAYBOOK_SECRETS_FILE": "secrets.yaml", "PLAYBOOK_DIRECTORY": "d
 async def backup(settings: Settings, target: Path) -> dict[str, Any]:
     """Copy the running engine's streams and files into `target`, a new or empty directory; what was kept."""
     from app import snapshots
-    _refuse_used(target)
+    where = _unused(target)
     partial = target.with_name(target.name + ".partial")
     nc = await connect(settings, "playbook-backup")   # the engine's own login: only who reads the home has it
     shutil.rmtree(partial, ignore_errors=True)
@@ -48,20 +48,33 @@ async def backup(settings: Settings, target: Path) -> dict[str, Any]:
         streams: dict[str, Any] = {}
         for name in _ordered(n for n in names if n not in SKIPPED):
             streams[name] = await snapshots.snapshot(nc, name, partial / "streams" / f"{name}.snap")
+        files = _copy_files(settings, partial)
+        manifest = {"format": FORMAT, "taken_at": taken_at, "home": str(settings.home), "streams": streams,
+                    "files": files}
+        write_private(partial / "manifest.json", json.dumps(manifest, indent=1))
+        make_private(partial)
+        counts = {name: stream["state"]["messages"] for name, stream in streams.items()}
+        # Recorded before it is in place: no copy goes unrecorded.
+        await _record(nc, where, counts, sorted(files))
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     finally:
         await nc.close()
-    files = _copy_files(settings, partial)
-    manifest = {"format": FORMAT, "taken_at": taken_at, "home": str(settings.home), "streams": streams,
-                "files": files}
-    write_private(partial / "manifest.json", json.dumps(manifest, indent=1))
-    make_private(partial)
     _put_in_place(partial, target)
-    return {"backup": str(target), "taken_at": taken_at, "streams": {n: s["state"]["messages"]
-                                                                      for n, s in streams.items()},
-            "files": sorted(files)}
+    return {"backup": str(target), "taken_at": taken_at, "streams": counts, "files": sorted(files)}
+
+
+async def _record(nc: Any, target: str, streams: dict[str, int], files: list[str]) -> None:
+    """The audit's record of the copy (PB_ACCESS), for admins: it holds every credential and secret."""
+    import msgspec
+
+    from events import subjects
+    from events.identity import BackupTaken
+    from services.owners import user_name
+    taken = BackupTaken(at=datetime.now(timezone.utc), actor=f"local:{user_name(os.geteuid())}",
+                        target=target, streams=streams, files=tuple(files))
+    await nc.jetstream().publish(subjects.backup_taken(), msgspec.json.encode(taken))
 
 
 async def connect(settings: Settings, name: str) -> Any:
@@ -87,9 +100,11 @@ async def connect(settings: Settings, name: str) -> Any:
         raise EngineUnavailable(f"cannot reach the engine's NATS at {url}: {err or type(err).__name__}") from None
 
 
-def _refuse_used(target: Path) -> None:
+def _unused(target: Path) -> str:
+    """The target's absolute path; refused if it holds anything already."""
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise PlaybookError(f"{target} exists and is not empty: give a new directory for the backup")
+    return str(target.resolve())
 
 
 def _put_in_place(partial: Path, target: Path) -> None:

@@ -90,8 +90,19 @@ class AccessRefused(IdentityEvent, frozen=True):
     on_behalf_of: str | None = None
 
 
+class BackupTaken(IdentityEvent, frozen=True):
+    """Every record of the engine was copied (`playbook backup`), with its credentials and secrets: by whom (the
+    local user holding the engine's NATS login), into which directory, and how many messages of each stream."""
+
+    actor: str                    # `local:<user>`: only the engine's own user may read the login it takes
+    target: str
+    streams: dict[str, int] = {}
+    files: tuple[str, ...] = ()
+
+
 decode_access_refused: Callable[[bytes], AccessRefused] = stored_decoder(AccessRefused)
-IDENTITY_EVENT_TYPES: tuple[type[IdentityEvent], ...] = (*TOKEN_EVENT_TYPES, AccessRefused)
+decode_access_record: Callable[[bytes], AccessRefused | BackupTaken] = stored_decoder(AccessRefused | BackupTaken)
+IDENTITY_EVENT_TYPES: tuple[type[IdentityEvent], ...] = (*TOKEN_EVENT_TYPES, AccessRefused, BackupTaken)
 
 
 # -- commands, on pb.cmd.identity.<Command>; the caller is the token in the Authorization header --

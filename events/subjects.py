@@ -156,6 +156,7 @@ ACCESS_STREAM = "PB_ACCESS"
 IDENTITY_SUBJECTS = f"{PREFIX}.identity.>"
 TOKEN_SUBJECTS = f"{PREFIX}.identity.token.>"
 REFUSAL_SUBJECTS = f"{PREFIX}.identity.refused.>"
+BACKUP_SUBJECTS = f"{PREFIX}.identity.backup.>"      # in PB_ACCESS: who copied every record, and where to
 IDENTITY_COMMAND_SUBJECTS = f"{PREFIX}.cmd.identity.*"
 
 
@@ -167,6 +168,10 @@ def token(token_id: str) -> str:
 def token_id_of(subject: str) -> str:
     """`pb.identity.token.<id>.<Type>` -> `<id>`."""
     return subject.split(".", 4)[3]
+
+
+def backup_taken() -> str:
+    return f"{PREFIX}.identity.backup.BackupTaken"
 
 
 def access_refused(door: str) -> str:

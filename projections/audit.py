@@ -14,7 +14,7 @@ from datetime import datetime
 import msgspec
 
 from events.circuit import CircuitEvent, CircuitReset
-from events.identity import AccessRefused, Grant, TokenCreated, TokenRevoked
+from events.identity import AccessRefused, BackupTaken, Grant, TokenCreated, TokenRevoked
 from events.run import (
     ApprovalAttemptRefused, ApprovalGiven, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, MessageAbandoned,
     RollbackStarted, RunCancelRequested, RunEvent, RunPaused, RunResumed, RunRetried, RunStarted,
@@ -25,8 +25,9 @@ SYSTEM = "system"
 # Every action an audit entry can name, in the order the dashboard offers them as a filter.
 AUDIT_ACTIONS = ("start", "pause", "resume", "cancel", "retry", "approve", "reject", "approval_refused",
                  "auto_approve", "timeout", "rollback", "circuit_reset", "refused", "abandoned",
-                 "token_create", "token_revoke", "sign_in", "sign_out")
-IDENTITY_ACTIONS = frozenset({"refused", "token_create", "token_revoke", "sign_in", "sign_out"})   # admins' to read
+                 "token_create", "token_revoke", "sign_in", "sign_out", "backup")
+# Admins' to read.
+IDENTITY_ACTIONS = frozenset({"refused", "token_create", "token_revoke", "sign_in", "sign_out", "backup"})
 SIGNED_OUT = "signed out"     # the reason a session's own sign-out gives
 
 
@@ -66,6 +67,14 @@ def refusal_entry(seq: int, refused: AccessRefused) -> AuditEntry:
     return AuditEntry(seq=seq, at=refused.at, actor=refused.principal, action="refused", door=refused.door,
                       on_behalf_of=refused.on_behalf_of,
                       detail=f"{refused.action}{target} at {refused.door}{source} ({refused.code}): {refused.reason}")
+
+
+def backup_entry(seq: int, taken: BackupTaken) -> AuditEntry:
+    """A copy of every record, credentials and secrets included: who made it, and where."""
+    messages = sum(taken.streams.values())
+    return AuditEntry(seq=seq, at=taken.at, actor=taken.actor, action="backup",
+                      detail=f"backed up the engine to {taken.target}: {len(taken.streams)} streams, {messages:,} "
+                             f"messages; files: {', '.join(taken.files) or 'none'}")
 
 
 def token_entry(seq: int, event: TokenCreated | TokenRevoked, created: TokenCreated | None) -> AuditEntry:

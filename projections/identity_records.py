@@ -21,8 +21,8 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from events import subjects
-from events.identity import TokenCreated, TokenRevoked, decode_access_refused, decode_token_event
-from projections.audit import AuditEntry, refusal_entry, token_entry
+from events.identity import BackupTaken, TokenCreated, TokenRevoked, decode_access_record, decode_token_event
+from projections.audit import AuditEntry, backup_entry, refusal_entry, token_entry
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,13 @@ class Records:
 
 
 def refusals(nc: NATS, keep: int = KEEP) -> Records:
-    return Records(nc, subjects.ACCESS_STREAM, subjects.REFUSAL_SUBJECTS,
-                   lambda seq, data: refusal_entry(seq, decode_access_refused(data)), keep)
+    """PB_ACCESS: access refused at the doors, and backups taken."""
+    return Records(nc, subjects.ACCESS_STREAM, subjects.IDENTITY_SUBJECTS, _access_entry, keep)
+
+
+def _access_entry(seq: int, data: bytes) -> AuditEntry:
+    record = decode_access_record(data)
+    return backup_entry(seq, record) if isinstance(record, BackupTaken) else refusal_entry(seq, record)
 
 
 def token_acts(nc: NATS, keep: int = KEEP) -> Records:

@@ -37,7 +37,7 @@ def stream_configs(replicas: int = 1, refusals_max_bytes: int = ACCESS_MAX_BYTES
     return [
         {**common, "name": subjects.IDENTITY_STREAM, "subjects": [subjects.TOKEN_SUBJECTS], "max_msgs_per_subject": 1,
          "allow_direct": True, "duplicate_window": 120 * 10**9},
-        {**common, "name": subjects.ACCESS_STREAM, "subjects": [subjects.REFUSAL_SUBJECTS],
+        {**common, "name": subjects.ACCESS_STREAM, "subjects": [subjects.REFUSAL_SUBJECTS, subjects.BACKUP_SUBJECTS],
          "max_age": REFUSALS_MAX_AGE_NS, "max_bytes": refusals_max_bytes},
     ]
 

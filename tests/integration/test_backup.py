@@ -2,20 +2,24 @@
 at the backup waits for a person instead of running a second time on its own."""
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from app.backup import backup
 from app.restore import restore
 from events.commands import StartRun
+from events.identity import caller_headers
 from events.run import StepStarted
 from services.errors import PlaybookError
+from services.owners import user_name
 from services.settings import Settings
 from tests.conftest import NatsServer
-from tests.helpers import person, playbook_yaml, running_engine, until_event, wait_for_end
+from tests.helpers import person, playbook_yaml, running_engine, until, until_event, wait_for_end, web_replica
 from ui.client import EngineClient
 
 pytestmark = pytest.mark.integration
@@ -32,6 +36,21 @@ def private(top: Path) -> list[str]:
     return [str(p) for p in [top, *top.rglob("*")] if p.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)]
 
 
+async def the_backup_is_in_the_audit_for_admins_only(settings: Settings, admin: EngineClient, other: EngineClient,
+                                                     saved: Path) -> None:
+    async with web_replica(settings) as web, aiohttp.ClientSession() as http:
+        async def backups(client: EngineClient) -> list[dict]:
+            assert client.caller.credential is not None
+            async with http.get(f"{web.url}/api/audit?action=backup",
+                                headers=caller_headers(client.caller.credential)) as answer:
+                assert answer.status == 200
+                return list(await answer.json())
+        entry, = await until(lambda: backups(admin), what="the backup in the audit")
+        assert entry["actor"] == f"local:{user_name(os.geteuid())}"
+        assert f"backed up the engine to {saved.resolve()}: " in entry["detail"] and "PB_RUNS" not in entry["detail"]
+        assert await backups(other) == []            # an operator reads no identity records
+
+
 async def test_a_backup_taken_mid_run_restores_runs_tokens_and_catalog_and_pauses_what_was_running(
         settings: Settings, tmp_path: Path) -> None:
     saved = tmp_path / "backup"
@@ -45,6 +64,7 @@ async def test_a_backup_taken_mid_run_restores_runs_tokens_and_catalog_and_pause
         await until_event(engine, "midway", StepStarted)
         ci = await person(engine, "ci", "operator")
         taken = await backup(settings, saved)
+        await the_backup_is_in_the_audit_for_admins_only(settings, engine, ci, saved)
     assert taken["streams"]["PB_RUNS"] > 0 and "home/credentials/token" in taken["files"]
     assert private(saved) == []     # it holds the local admin's token and the NATS logins
 
