@@ -76,6 +76,9 @@ def test_publish_list_diff_and_run_by_name_each_run_pinning_its_version(engine_p
     assert pins["deploy-web@1.0"][1] in first.stdout and pins["deploy-web"][1] in second.stdout
     unknown = playbook_cli("run", "deploy-web@9", env=env)
     assert unknown.returncode == 2 and "deploy-web has versions 1.0, 1.1" in unknown.stderr
+    for words in (["nosuch"], ["show", "nosuch"]):            # an unknown name is invalid input, whatever asks
+        nosuch = playbook_cli("playbooks", *words, env=env)
+        assert nosuch.returncode == 2 and "no playbook 'nosuch'" in nosuch.stderr, (words, nosuch.stderr)
 
 
 def test_a_playbook_larger_than_a_message_starts_from_the_cli_by_reference_and_runs_to_completion(

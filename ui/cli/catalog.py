@@ -105,10 +105,10 @@ def _show_catalog(latest: list[tuple[PlaybookPublished, list[str]]], as_json: bo
 def _show_versions(name: str, versions: list[PlaybookPublished], as_json: bool) -> int:
     if as_json:
         print(json.dumps([version_json(v) for v in reversed(versions)]))
-        return 0 if versions else 1
+        return 0 if versions else EXIT_INVALID       # as `show`, `diff` and `run` of an unknown name
     if not versions:
         print(f"no playbook {name!r} in the catalog; `playbook playbooks` lists them", file=sys.stderr)
-        return 1
+        return EXIT_INVALID
     rows = [("VERSION", "DIGEST", "STEPS", "PUBLISHED", "BY", "VALIDATION")]
     rows += [(v.version, v.digest[:19], str(v.steps), f"{v.at:%Y-%m-%d %H:%M:%S}", v.author, _validation(v))
              for v in reversed(versions)]
