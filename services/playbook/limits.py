@@ -9,9 +9,12 @@ MAX_STEPS = 100_000  # steps in one playbook
 
 
 def too_large(size: int) -> str:
-    """What to tell someone whose playbook text is `size` bytes, more than MAX_BYTES."""
-    return (f"the playbook is {_mib(size)}, more than the {_mib(MAX_BYTES)} one playbook may be; "
-            "split it into smaller playbooks")
+    """What to tell someone whose playbook text is `size` bytes, more than MAX_BYTES: in bytes when MiB to one
+    decimal would read as the limit itself."""
+    said, limit = _mib(size), _mib(MAX_BYTES)
+    if said == limit:
+        said, limit = f"{size:,} bytes", f"{MAX_BYTES:,} bytes"
+    return f"the playbook is {said}, more than the {limit} one playbook may be; split it into smaller playbooks"
 
 
 def _mib(size: int) -> str:

@@ -111,7 +111,7 @@ def test_a_playbook_past_the_size_limit_is_refused_plainly_and_nothing_starts(en
         result = playbook_cli(*command, env=engine_process, timeout=120)
         assert result.returncode == 2, (command, result.stderr)
         assert "Traceback" not in result.stderr and "MaxPayload" not in result.stderr
-        assert "32.0 MiB one playbook may be" in result.stderr
+        assert f"{MAX_BYTES:,} bytes one playbook may be" in result.stderr     # just over: said in bytes
     assert json.loads(playbook_cli("list", "--json", env=engine_process).stdout) == []
 
 

@@ -20,6 +20,13 @@ def test_a_text_larger_than_the_limit_is_refused_before_it_is_parsed():
     found = only(validate_playbook(text, "big.yaml"))
     assert (found.code, found.severity, found.line) == ("PB004", "error", None)
     assert "32.0 MiB one playbook may be" in found.message and "split it" in found.message
+
+
+def test_a_text_one_byte_over_the_limit_is_told_in_bytes_not_as_the_limit_itself():
+    text = "name: big\n#" + "x" * (MAX_BYTES - 11) + "\n"
+    assert len(text.encode()) == MAX_BYTES + 1
+    found = only(validate_playbook(text, "big.yaml"))
+    assert f"the playbook is {MAX_BYTES + 1:,} bytes, more than the {MAX_BYTES:,} bytes" in found.message
     with pytest.raises(PlaybookInvalid):
         load_playbook(text, "big.yaml")
 
