@@ -82,7 +82,7 @@ async def connect(settings: Settings, name: str) -> Any:
     import nats
 
     from services.errors import EngineUnavailable
-    from services.settings import connect_options
+    from services.settings import connect_options, url_to_show
     url = settings.engine_url()
 
     async def quiet(_err: Exception) -> None:   # said once below, not as nats-py's traceback per try
@@ -97,7 +97,8 @@ async def connect(settings: Settings, name: str) -> Any:
         return await nats.connect(**connect_options(url), name=name, allow_reconnect=False, connect_timeout=5,
                                   max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=quiet, **login)
     except (OSError, nats.errors.Error) as err:
-        raise EngineUnavailable(f"cannot reach the engine's NATS at {url}: {err or type(err).__name__}") from None
+        raise EngineUnavailable(f"cannot reach the engine's NATS at {url_to_show(url)}: "
+                                f"{err or type(err).__name__}") from None
 
 
 def _unused(target: Path) -> str:

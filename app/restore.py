@@ -64,6 +64,7 @@ async def _restore(settings: Settings, source: Path, manifest: dict[str, Any], *
 async def _settle_runs_in_flight(nc: Any, taken_at: str) -> list[str]:
     """Runs that were running at the backup are paused, their running attempts recorded interrupted: the old
     engine may have finished them (or still runs them), so nothing runs again until someone resumes the run."""
+    from events import subjects
     from events.commands import PauseRun
     from services.aggregates import run_repository
     from services.domain.run.commands import InterruptStep
@@ -72,7 +73,8 @@ async def _settle_runs_in_flight(nc: Any, taken_at: str) -> list[str]:
     from services.store import EventStore
     store = EventStore(nc)
     runs = run_repository(store, PlaybookStore(nc))
-    info = await nc.jetstream().stream_info(store.stream, subjects_filter="pb.run.>")
+    # One subject a run (its start), not every event type of every run: a long history is a long answer.
+    info = await nc.jetstream().stream_info(store.stream, subjects_filter=subjects.events_of_type("RunStarted"))
     run_ids = sorted({subject.split(".")[2] for subject in (info.state.subjects or {})})
     reason = f"restored from a backup taken at {taken_at}; the old engine may have run it: resume when it is stopped"
     paused = []
