@@ -144,3 +144,4 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     events: list[dict[str, Any]] = []
     error: Rejection | None = None
     warnings: list[dict[str, Any]] = []     # what the playbook's checks warn of, for a run started all the same
+    found: list[dict[str, Any]] = []        # what a command with nothing to do found done (a publish: that version)

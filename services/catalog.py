@@ -20,7 +20,8 @@ from nats.aio.client import Client as NATS
 from events import subjects
 from events.catalog import PlaybookPublished, decode_catalog_event
 from services.aggregates import CatalogRepository, catalog_repository
-from services.domain.catalog import check_name, parse_reference, publish, validation_of, version_to_publish
+from services.domain.catalog import (
+    PlaybookVersions, check_name, parse_reference, publish, validation_of, version_to_publish)
 from services.errors import PlaybookError, TooLarge, UnknownPlaybook
 from services.jetstream import ensure_stream
 from services.playbook import MAX_BYTES, too_large
@@ -81,10 +82,11 @@ class Catalog:
     # -- publishing ------------------------------------------------------------------------
 
     async def publish(self, text: str, *, actor: str, at: datetime, version: str = "", source: str = "",
-                      on_behalf_of: str | None = None) -> list[PlaybookPublished]:
-        """Validate and record a version; [] if this text is that version already. Raises what a user can act on:
-        PlaybookInvalid (errors other than security ones), TooLarge, CommandRejected (bad name or version, a
-        version already published with other text)."""
+                      on_behalf_of: str | None = None) -> tuple[PlaybookPublished, bool]:
+        """Validate and record a version: the version as the catalog holds it, and whether this publish recorded it
+        (False: this text is that version already). Raises what a user can act on: PlaybookInvalid (errors other
+        than security ones), TooLarge, CommandRejected (bad name or version, a version already published with
+        other text)."""
         data = text.encode()
         if len(data) > MAX_BYTES:
             raise TooLarge(too_large(len(data)))
@@ -97,12 +99,13 @@ class Catalog:
             bytes=len(data), steps=len(loaded.playbook.steps),
             description=loaded.playbook.description[:DESCRIPTION_KEPT], source=source,
             validation=validation_of(loaded.warnings))
-        if not publish(await self.entries.get(name), event):
-            return []     # checked before storing anything: republishing costs no write
+        versions = await self.entries.get(name)
+        if not publish(versions, event):      # checked before storing anything: republishing costs no write
+            return _holding(versions, event), False
         await self.playbooks.store_text(text)
         await self.playbooks.store_parsed(loaded.playbook, loaded.plan)
-        _, appended = await self.entries.change(name, lambda versions: publish(versions, event))
-        return appended
+        versions, appended = await self.entries.change(name, lambda versions: publish(versions, event))
+        return (appended[0], True) if appended else (_holding(versions, event), False)   # a race's loser: no news
 
     async def publish_library(self, folders: Sequence[Path], at: datetime) -> list[PlaybookPublished]:
         """Publish every `*.yaml` of the library folders not in the catalog yet (the first folder holding a file
@@ -118,12 +121,21 @@ class Catalog:
                 text = await asyncio.to_thread(_library_text, path)
                 if digest_of(text.encode()) in known:
                     continue
-                published += await self.publish(text, actor=LIBRARY_ACTOR, at=at, source=str(path))
+                version, new = await self.publish(text, actor=LIBRARY_ACTOR, at=at, source=str(path))
+                if new:
+                    published.append(version)
             except (OSError, UnicodeDecodeError) as err:
                 log.warning("library: cannot read %s: %s", path, err)
             except PlaybookError as err:     # an invalid playbook says its first error, and how many more
                 log.warning("library: %s not published: %s", path, err)
         return published
+
+
+def _holding(versions: PlaybookVersions, event: PlaybookPublished) -> PlaybookPublished:
+    """The published version `event` found already there, with the same text."""
+    found = versions.find(event.version)
+    assert found is not None
+    return found
 
 
 def _library_text(path: Path) -> str:

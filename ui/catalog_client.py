@@ -10,13 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-import yaml
 
 from events.catalog import PlaybookPublished
 from events.commands import PublishPlaybook, Reply
 from events.identity import Caller
 from services.errors import UnknownPlaybook
-from services.read import DEFAULT_VERSION, Catalog, ParsedPlaybook, digest_of, is_digest
+from services.read import Catalog, ParsedPlaybook, is_digest
 from ui.client import EngineClient
 
 
@@ -43,17 +42,9 @@ class CatalogClient:
             return reply
         if reply.events:
             return Published(_published(reply.events[0]), new=True)
-        digest = digest_of(text.encode())      # nothing new: the version that holds this text
-        holding = [found for versions in (await self.catalog.everything()).values() for found in versions
-                   if found.digest == digest]
-        # Several versions may hold one text (--version): the one meant is given, else the text's own `version:`.
-        meant = version or (_declared_version(text) if len(holding) > 1 else "")
-        for found in reversed(holding):
-            if not meant or found.version == meant:
-                return Published(found, new=False)
-        if holding:
-            return Published(holding[-1], new=False)
-        raise UnknownPlaybook("the engine accepted the publish but the catalog does not show it yet; list it again")
+        if reply.found:      # this text is that version already
+            return Published(_published(reply.found[0]), new=False)
+        raise UnknownPlaybook("the engine accepted the publish but named no version: is it older than this client?")
 
     async def versions(self, name: str | None = None) -> list[PlaybookPublished]:
         """Every version (of one name, or of every name by name), oldest first within a name."""
@@ -90,15 +81,6 @@ class CatalogClient:
             (await self.engine.playbooks.text(after.digest)).splitlines(keepends=True),
             fromfile=f"{name}@{old}", tofile=f"{name}@{new}")
         return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
-
-
-def _declared_version(text: str) -> str:
-    """The playbook's own `version:` as the engine reads it (default 1); "" if the text says none readably."""
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError:
-        return ""
-    return str(data.get("version", DEFAULT_VERSION)) if isinstance(data, dict) else ""
 
 
 def _published(event: dict[str, Any]) -> PlaybookPublished:

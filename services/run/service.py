@@ -17,7 +17,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -73,6 +73,15 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+@dataclass(slots=True)
+class Besides:
+    """What an answer says beside the events recorded: a started playbook's warnings, and what a command that
+    had nothing to do found there already (a publish of a published text: that version)."""
+
+    warnings: list[Diagnostic] = field(default_factory=list)
+    found: list[msgspec.Struct] = field(default_factory=list)
+
+
 class RunService:
     def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, catalog: Catalog,
                  settings: Settings, guard: Guard) -> None:
@@ -117,8 +126,8 @@ class RunService:
                                                    target=_target(command), on_behalf_of=caller.on_behalf_of)
             await self._refuse_forgery(command, acting, caller)
             command = msgspec.structs.replace(command, actor=acting.actor, on_behalf_of=acting.on_behalf_of)
-            warnings: list[Diagnostic] = []
-            run_id, events = await self._dispatch(command, acting, caller, warnings)
+            besides = Besides()
+            run_id, events = await self._dispatch(command, acting, caller, besides)
         except Refused as err:
             await self._record_refusal(err)
             return _rejected(err.code, str(err))
@@ -134,19 +143,19 @@ class RunService:
         log.info("%s by %s on run %s: %s", name, acting.actor, run_id,
                  kinds_said(type(e).__name__ for e in events) or "nothing to do")
         return Reply(accepted=True, run_id=run_id, events=[to_builtins(e) for e in events],
-                     warnings=[to_builtins(w) for w in warnings])
+                     warnings=[to_builtins(w) for w in besides.warnings], found=[to_builtins(f) for f in besides.found])
 
     async def _refuse_forgery(self, command: Command, acting: Acting, caller: Caller) -> None:
         """A command that names someone other than its caller is refused and recorded: the name is never used."""
         claims: dict[str, tuple[str | None, set[str | None]]] = {
             "actor": (command.actor, {acting.actor, acting.effective}),
             "on_behalf_of": (command.on_behalf_of, {acting.on_behalf_of})}
-        for field, (claimed, allowed) in claims.items():
+        for named, (claimed, allowed) in claims.items():
             canonical = _canonical(claimed) if claimed is not None else None
             if claimed is not None and (canonical is None or canonical not in allowed):
                 verified = acting.actor + (f" on behalf of {acting.on_behalf_of}" if acting.on_behalf_of else "")
                 raise await self.guard.forbid(
-                    acting, f"the command names {field} {claimed[:80]!r}, but its credential is {verified}'s: "
+                    acting, f"the command names {named} {claimed[:80]!r}, but its credential is {verified}'s: "
                             "who acts is always the caller (an admin acts for someone with Playbook-On-Behalf-Of)",
                     door=caller.door, action=COMMAND_ACTIONS[type(command).__name__], target=_target(command),
                     code="forged_actor")
@@ -155,14 +164,15 @@ class RunService:
         await self.guard.permit(acting, COMMAND_ACTIONS[type(command).__name__], resource, door=caller.door)
 
     async def _dispatch(self, command: Command, acting: Acting, caller: Caller,
-                        warnings: list[Diagnostic]) -> tuple[str | None, Sequence[msgspec.Struct]]:
-        """Carry the command out; `warnings` gets what a started playbook's checks warn of."""
+                        besides: Besides) -> tuple[str | None, Sequence[msgspec.Struct]]:
+        """Carry the command out: the run it concerns and the events it recorded, with `besides` what else the
+        answer says."""
         named = getattr(command, "run_id", None)
         if named is not None and not subjects.valid_run_id(named):   # decoded commands are checked already
             raise CommandRejected(f"run id {named!r} may hold only letters, digits, '-' and '_'", "bad_request")
         match command:
             case StartRun():
-                return await self._start(command, acting, caller, warnings)
+                return await self._start(command, acting, caller, besides.warnings)
             case (PauseRun(run_id=run_id) | ResumeRun(run_id=run_id) | CancelRun(run_id=run_id)
                   | RollbackRun(run_id=run_id)):
                 await self._permit(acting, command, _of_run(await self._existing(run_id)), caller)
@@ -172,8 +182,12 @@ class RunService:
                 text = command.text or (await self.playbooks.take_upload(command.upload) if command.upload else "")
                 if not text:
                     raise CommandRejected("give the playbook's YAML as text, or an upload", "bad_request")
-                return None, await self.catalog.publish(text, actor=acting.actor, on_behalf_of=acting.on_behalf_of,
-                                                        at=now(), version=command.version, source=command.source)
+                version, new = await self.catalog.publish(text, actor=acting.actor, on_behalf_of=acting.on_behalf_of,
+                                                          at=now(), version=command.version, source=command.source)
+                if new:
+                    return None, [version]
+                besides.found.append(version)
+                return None, []
             case RetryRun(run_id=run_id):
                 return run_id, await self._retry(command, acting, caller)
             case ResetCircuit(key=key):

@@ -114,7 +114,8 @@ async def test_two_replicas_publishing_one_version_at_once_record_it_once(engine
         first, second = (Catalog(nc, PlaybookStore(nc)) for nc in others)
         now = datetime.now(timezone.utc)
         results = await asyncio.gather(first.publish(V1, actor="a", at=now), second.publish(V1, actor="b", at=now))
-        assert sorted(len(r) for r in results) == [0, 1]
+        assert sorted(new for _, new in results) == [False, True]
+        assert results[0][0] == results[1][0]      # the loser is answered with the winner's version
         assert [v.version for v in await CatalogClient(engine).versions("release")] == ["1.0"]
     finally:
         for nc in others:
@@ -248,3 +249,5 @@ async def test_the_same_text_again_names_the_version_it_is_among_several_holding
     again = await published(catalog, text)
     assert (again.new, again.version.version) == (False, "1")
     assert (await published(catalog, text, version="5")).version.version == "5"
+    reply = await engine.send(PublishPlaybook(text=text, version="6"))     # the engine's own answer names it
+    assert (reply.events, reply.found[0]["version"]) == ([], "6")
