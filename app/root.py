@@ -48,6 +48,7 @@ from services.store import EventStore
 from services.stream_sizes import decide_sizes
 
 log = logging.getLogger("playbook")
+T = TypeVar("T")
 
 
 class Service(Protocol):
@@ -125,7 +126,10 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     build_decoders()     # now, not on the loop when the first run's events come
     directory = Directory(settings.directory_path)
     directory.check()
-    nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}", on_closed=on_closed)
+    nc = await _unless_stopped(settings.connect(f"playbook-{'+'.join(which) or 'doors'}", on_closed=on_closed), stop)
+    if nc is None:
+        log.info("stopped before NATS answered")
+        return
     settings = await decide_sizes(nc, settings)
     store = EventStore(nc)
     await store.ensure_stream(settings.stream_replicas)
@@ -160,6 +164,21 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     if closed.is_set():
         raise EngineUnavailable(f"the connection to NATS was closed ({nc.last_error or 'by the server'}); "
                                 "the engine's services stopped: start them again")
+
+
+async def _unless_stopped(connecting: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """What `connecting` gives, or None once `stop` is set first: a service waiting for a NATS that is not there
+    yet still stops when told (`docker stop`), instead of waiting to be killed."""
+    task = asyncio.ensure_future(connecting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))
+    return None if task.cancelled() else task.result()
 
 
 async def _stopped(stopping: Awaitable[None], nc: NATS) -> None:
@@ -203,10 +222,12 @@ def main(services: Iterable[str] = ALL_SERVICES, doors: Iterable[str] = ()) -> N
     """A process edge: the settings from this process's environment, then serve."""
     settings = Settings.from_environ(os.environ)
     configure_logging(settings)
-    run_engine(serve(settings, services, doors))
+    try:
+        run_engine(serve(settings, services, doors))
+    except EngineUnavailable as err:    # NATS refused the login or closed the connection: say why, exit 4
+        log.error("%s", err)
+        raise SystemExit(4) from None
 
-
-T = TypeVar("T")
 
 
 SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL while another waits for it (Python's default: 0.005)
