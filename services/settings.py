@@ -273,12 +273,14 @@ class Settings:
         return login.connect_options() if login else {}
 
     async def connect(self, name: str, role: NatsRole = "engine",
-                      on_closed: Callable[[], Awaitable[None]] | None = None, *, first_tries: int = -1) -> NATS:
+                      on_closed: Callable[[], Awaitable[None]] | None = None, *, first_tries: int = -1,
+                      on_forbidden: Callable[[str], None] | None = None) -> NATS:
         """A connection to the engine's NATS, as `role`, that reconnects for as long as the process lives. It
         closes only when asked, or when the server refuses what it was sent (nats-py closes on a protocol error):
         `on_closed` is called either way. `first_tries`: rounds of the servers before the first connection gives
         up (a door a person or agent waits on says so), else it waits for NATS as a service does. A login the
-        server refuses is EngineUnavailable at once, whatever `first_tries` says."""
+        server refuses is EngineUnavailable at once, whatever `first_tries` says. `on_forbidden` hears each
+        permissions violation the server reports (a subject this login may not use)."""
         import asyncio
 
         import nats
@@ -291,6 +293,8 @@ class Settings:
         async def on_error(err: Exception) -> None:
             if _login_refusal(err) and not refused.done():
                 refused.set_result(_login_refusal(err))
+            if on_forbidden is not None and "permissions violation" in str(err).lower():
+                on_forbidden(str(err).removeprefix("nats: "))
             await trouble.on_error(err)
         url = self.engine_url()
         connecting = asyncio.ensure_future(nats.connect(

@@ -1,7 +1,7 @@
 """A service process started as compose starts one (`python -m services.<name>`, `restart: unless-stopped`) but
 wrongly: a login NATS refuses stops it at once with the reason and exit 4, so the container shows as restarting
 (not up and serving nothing); a NATS not there yet is waited for, and a stop meanwhile (`docker stop`'s SIGTERM)
-ends the wait at once."""
+ends the wait at once. A login that may not make the streams (a client's) says so at once, exit 4."""
 from __future__ import annotations
 
 import os
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from services.embedded import EmbeddedNats, free_port
+from services.identity.credentials import nats_login
 from services.identity.nats_users import ensure_nats_users
 from tests.e2e.conftest import Processes
 from tests.e2e.test_split_deployment import _inherited
@@ -63,3 +64,16 @@ async def test_a_service_waiting_for_nats_stops_when_told(processes: Processes, 
     os.killpg(process.pid, signal.SIGTERM)
     code = await exited(process, timeout=5)
     assert code == 0, log.read_text()
+
+
+async def test_a_service_given_a_login_that_may_not_make_the_streams_stops_at_once_saying_so(
+        secured_url: str, processes: Processes, tmp_path: Path) -> None:
+    client = nats_login("client", tmp_path / "server")
+    assert client is not None
+    url = secured_url.replace("nats://", f"nats://{client.user}:{client.password}@")
+    process = processes.start("service", ["-m", "services.executor"], service_env(tmp_path, url))
+    code = await exited(process, timeout=10)
+    said = next(processes.logs.glob("service-*.log")).read_text()
+    assert code == 4, said
+    assert "does not let this login do what the engine needs" in said and "permissions violation" in said, said
+    assert "pb-engine" in said and "did not answer" not in said and "Traceback" not in said, said
