@@ -48,6 +48,7 @@ from services.store import EventStore
 from services.stream_sizes import decide_sizes
 
 log = logging.getLogger("playbook")
+T = TypeVar("T")
 
 
 class Service(Protocol):
@@ -125,17 +126,14 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     build_decoders()     # now, not on the loop when the first run's events come
     directory = Directory(settings.directory_path)
     directory.check()
-    nc = await settings.connect(f"playbook-{'+'.join(which) or 'doors'}", on_closed=on_closed)
-    settings = await decide_sizes(nc, settings)
-    store = EventStore(nc)
-    await store.ensure_stream(settings.stream_replicas)
-    await ensure_logs_stream(nc, settings.stream_replicas, settings.logs_max_bytes)
-    playbooks = PlaybookStore(nc)
-    catalog = Catalog(nc, playbooks)
-    await catalog.ensure(settings.stream_replicas, settings.uploads_max_bytes)
-    identity = await Identity.start(nc, directory.groups_of, replicas=settings.stream_replicas,
-                                    refusals_max_bytes=settings.access_max_bytes)
-    parts = Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), catalog, settings, identity)
+    forbidden: asyncio.Future[str] = loop.create_future()
+    nc = await _unless_stopped(settings.connect(f"playbook-{'+'.join(which) or 'doors'}", on_closed=on_closed,
+                                                on_forbidden=lambda said: _first(forbidden, said)), stop)
+    if nc is None:
+        log.info("stopped before NATS answered")
+        return
+    parts = await _set_up(nc, settings, directory, forbidden)
+    settings, identity = parts.settings, parts.identity
     started = [SERVICES[name](parts) for name in which]
     running = Running(nc, identity)
     try:
@@ -160,6 +158,51 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     if closed.is_set():
         raise EngineUnavailable(f"the connection to NATS was closed ({nc.last_error or 'by the server'}); "
                                 "the engine's services stopped: start them again")
+
+
+async def _set_up(nc: NATS, settings: Settings, directory: Directory, forbidden: asyncio.Future[str]) -> Parts:
+    """The streams, the catalog and the identity, made or found. A login NATS does not let make or read them (a
+    client's, say) stops the process at once with the server's words, not after 20 s of "did not answer"."""
+    async def parts() -> Parts:
+        sized = await decide_sizes(nc, settings)
+        store = EventStore(nc)
+        await store.ensure_stream(sized.stream_replicas)
+        await ensure_logs_stream(nc, sized.stream_replicas, sized.logs_max_bytes)
+        playbooks = PlaybookStore(nc)
+        catalog = Catalog(nc, playbooks)
+        await catalog.ensure(sized.stream_replicas, sized.uploads_max_bytes)
+        identity = await Identity.start(nc, directory.groups_of, replicas=sized.stream_replicas,
+                                        refusals_max_bytes=sized.access_max_bytes)
+        return Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), catalog, sized, identity)
+    making = asyncio.ensure_future(parts())
+    await asyncio.wait((making, forbidden), return_when=asyncio.FIRST_COMPLETED)
+    if making.done():
+        return making.result()
+    making.cancel()
+    await asyncio.wait((making,))
+    await nc.close()
+    raise EngineUnavailable(f"NATS does not let this login do what the engine needs ({forbidden.result()}): the "
+                            "engine's services log in as pb-engine (NATS_URL)")
+
+
+def _first(future: asyncio.Future[str], value: str) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+async def _unless_stopped(connecting: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
+    """What `connecting` gives, or None once `stop` is set first: a service waiting for a NATS that is not there
+    yet still stops when told (`docker stop`), instead of waiting to be killed."""
+    task = asyncio.ensure_future(connecting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))
+    return None if task.cancelled() else task.result()
 
 
 async def _stopped(stopping: Awaitable[None], nc: NATS) -> None:
@@ -203,10 +246,12 @@ def main(services: Iterable[str] = ALL_SERVICES, doors: Iterable[str] = ()) -> N
     """A process edge: the settings from this process's environment, then serve."""
     settings = Settings.from_environ(os.environ)
     configure_logging(settings)
-    run_engine(serve(settings, services, doors))
+    try:
+        run_engine(serve(settings, services, doors))
+    except EngineUnavailable as err:    # NATS refused the login or closed the connection: say why, exit 4
+        log.error("%s", err)
+        raise SystemExit(4) from None
 
-
-T = TypeVar("T")
 
 
 SWITCH_INTERVAL = 0.0005  # seconds a thread holds the GIL while another waits for it (Python's default: 0.005)

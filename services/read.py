@@ -10,8 +10,11 @@ store takes writes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import msgspec
+from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
 
 from events import subjects
 from events.circuit import CircuitEvent, decode_circuit_event
@@ -38,8 +41,33 @@ __all__ = [
     "ParsedPlaybook", "PlannedStep", "PlaybookStore", "Quarantined", "Run", "StepState", "StoreReadiness", "Watched",
     "all_breakers", "approvals_needed", "breaker_history", "digest_of", "dry_run_plan", "evolve", "fold", "is_digest",
     "parse_reference", "persist", "plan_waves", "run_events", "run_started", "run_with_output", "started_by",
-    "stored_output",
+    "stored_output", "WORKERS", "Worker", "workers",
 ]
+
+# The services that take their work from PB_RUNS, each through its durable consumer (a delivery goes to one replica).
+WORKERS = {"run": "advancer", "executor": "executor", "approval": "approval", "resilience": "resilience"}
+
+
+@dataclass(frozen=True, slots=True)
+class Worker:
+    """Whether any replica of a service takes its work now, and the events waiting for it (stored and not yet
+    delivered, or delivered and not yet done); None when the service has never started."""
+
+    up: bool
+    backlog: int | None
+
+
+async def workers(nc: NATS) -> dict[str, Worker]:
+    """Each worker service as JetStream sees its consumer: bound while a replica listens for its deliveries."""
+    js, found = nc.jetstream(), {}
+    for service, consumer in WORKERS.items():
+        try:
+            info = await js.consumer_info(subjects.RUNS_STREAM, consumer)
+        except NotFoundError:
+            found[service] = Worker(up=False, backlog=None)
+            continue
+        found[service] = Worker(up=bool(info.push_bound), backlog=(info.num_pending or 0) + (info.num_ack_pending or 0))
+    return found
 
 
 async def run_started(store: EventStore, run_id: str) -> RunStarted | None:

@@ -75,8 +75,9 @@ class Repository(Generic[S, E]):
 
         A conflict part-way through a decision keeps what was already appended (it is in
         the stream) and decides again on the caught-up state for the rest; every event
-        this call appended is returned. `latest`: catch up before deciding (for a decision
-        whose "nothing to do" must not come from a stale state).
+        this call appended is returned. If that decision refuses, the call stands on what it
+        appended (a command refused by its own events is not refused). `latest`: catch up
+        before deciding (for a decision whose "nothing to do" must not come from a stale state).
         """
         state, appended, _ = await self._change(key, lambda s: (decision(s), None), min_version, latest)
         return state, appended
@@ -103,14 +104,21 @@ class Repository(Generic[S, E]):
         async with self._locked(key):
             state = await self._current(key, min_version, latest)
             appended: list[E] = []
+            decided: tuple[list[E], A] | None = None
             give_up_at, lost = time.monotonic() + CONFLICT_SECONDS, 0
             while True:
                 try:
-                    events, answer = decision(state)
+                    decided = decision(state)
                 except CommandRejected:
+                    if appended and decided is not None:
+                        # Its first events are stored: the command took effect, and decided again on a state
+                        # that holds them it would refuse itself. What followed them was appended by whoever
+                        # conflicted (the advancer, reacting to them), or will be.
+                        return state, appended, decided[1]
                     if not await self._catch_up(key, state):
                         raise   # refused on everything the store holds: the refusal stands
                     continue
+                events, answer = decided
                 try:
                     await self._append(key, state, events, appended)
                     return state, appended, answer

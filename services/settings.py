@@ -273,21 +273,45 @@ class Settings:
         return login.connect_options() if login else {}
 
     async def connect(self, name: str, role: NatsRole = "engine",
-                      on_closed: Callable[[], Awaitable[None]] | None = None, *, first_tries: int = -1) -> NATS:
+                      on_closed: Callable[[], Awaitable[None]] | None = None, *, first_tries: int = -1,
+                      on_forbidden: Callable[[str], None] | None = None) -> NATS:
         """A connection to the engine's NATS, as `role`, that reconnects for as long as the process lives. It
         closes only when asked, or when the server refuses what it was sent (nats-py closes on a protocol error):
         `on_closed` is called either way. `first_tries`: rounds of the servers before the first connection gives
-        up (a door a person or agent waits on says so), else it waits for NATS as a service does."""
+        up (a door a person or agent waits on says so), else it waits for NATS as a service does. A login the
+        server refuses is EngineUnavailable at once, whatever `first_tries` says. `on_forbidden` hears each
+        permissions violation the server reports (a subject this login may not use)."""
+        import asyncio
+
         import nats
 
         from services.connection_log import ConnectionTrouble
 
         trouble = ConnectionTrouble(name)
-        nc = await nats.connect(**connect_options(self.engine_url()), name=name, max_reconnect_attempts=first_tries,
-                                reconnect_time_wait=0.5, error_cb=trouble.on_error,
-                                reconnected_cb=trouble.on_reconnected, closed_cb=on_closed,
-                                ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_UNANSWERED,
-                                **self.nats_login(role))
+        refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def on_error(err: Exception) -> None:
+            if _login_refusal(err) and not refused.done():
+                refused.set_result(_login_refusal(err))
+            if on_forbidden is not None and "permissions violation" in str(err).lower():
+                on_forbidden(str(err).removeprefix("nats: "))
+            await trouble.on_error(err)
+        url = self.engine_url()
+        connecting = asyncio.ensure_future(nats.connect(
+            **connect_options(url), name=name, max_reconnect_attempts=first_tries, reconnect_time_wait=0.5,
+            error_cb=on_error, reconnected_cb=trouble.on_reconnected, closed_cb=on_closed,
+            ping_interval=PING_SECONDS, max_outstanding_pings=PINGS_UNANSWERED, **self.nats_login(role)))
+        try:
+            await asyncio.wait((connecting, refused), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            connecting.cancel()
+            raise
+        if not connecting.done():
+            # A wrong login is not a server on its way: asking again for ever would look alive and serve nothing.
+            connecting.cancel()
+            raise EngineUnavailable(f"NATS at {url_to_show(url)} refused the login ({refused.result()}): "
+                                    f"{LOGIN_HINTS[role]}")
+        nc = connecting.result()
         nc.options["max_reconnect_attempts"] = -1    # once connected, nats-py reads it afresh at each reconnection
         return nc
 
@@ -335,6 +359,20 @@ def url_to_show(url: str) -> str:
 
 LOGIN_REFUSED_HINT = ("use the client login of the engine's home ($PLAYBOOK_HOME/credentials/nats-client.json), "
                       "or give it in NATS_URL (nats://pb-client:PASSWORD@host:port)")
+
+
+LOGIN_HINTS: dict[NatsRole, str] = {
+    "engine": "give the engine's login in NATS_URL (nats://pb-engine:PASSWORD@host:port, the password the server "
+              "has as PB_ENGINE_PASSWORD), or leave the login out to use $PLAYBOOK_HOME/credentials/nats-engine.json",
+    "client": LOGIN_REFUSED_HINT,
+    "agent": "give the agent login in NATS_URL (nats://pb-agent:PASSWORD@host:port)",
+}
+
+
+def _login_refusal(err: Exception) -> str:
+    """The server's reason when it refused the login ("Authorization Violation"), else ""."""
+    text = str(err).removeprefix("nats: ").strip("'")
+    return text if "authorization violation" in text.lower() else ""
 
 
 def connect_options(url: str) -> dict[str, Any]:

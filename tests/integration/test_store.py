@@ -199,3 +199,38 @@ async def test_a_new_aggregate_folds_its_first_event_off_the_event_loop_and_late
     await runs.change("r1", lambda run: decide(run, Advance(), at(1)))
     assert folded_on == [("RunStarted", False), ("StepScheduled", True)]
     assert (await runs.get("r1")).steps["a"].status == "scheduled"
+
+
+class AnotherWriterAfter(EventStore):
+    """The store as one writer sees it, with another writer appending right after this one's `after`th append
+    (an advancer that reacts to what was just stored, in between two events of one decision)."""
+
+    def __init__(self, store: EventStore, after: int, meanwhile) -> None:
+        super().__init__(store.nc)
+        self.after, self.meanwhile, self.appends = after, meanwhile, 0
+
+    async def append_aggregate(self, *args, **kwargs):
+        sequences = await super().append_aggregate(*args, **kwargs)
+        self.appends += 1
+        if self.appends == self.after:
+            await self.meanwhile()
+        return sequences
+
+
+async def test_a_command_whose_first_events_are_stored_is_accepted_when_another_writer_appends_the_rest(
+        store: EventStore) -> None:
+    """Seen with the run service's replicas on a cluster: an approval recorded and granted, then answered as
+    refused ("its gate is granted", and an ApprovalAttemptRefused in the run) because the advancer scheduled the
+    step first and the approval was decided again on a state holding its own events."""
+    playbooks = PlaybookStore(store.nc)
+    advancer = run_repository(store, playbooks)
+    await advancer.create("r1", started("r1", [noop("deploy", approval_gate={"message": "ship?"})]))
+    await advancer.change("r1", lambda run: decide(run, Advance(), at(1)))          # the gate asks
+    racing = AnotherWriterAfter(store, after=2, meanwhile=lambda: advancer.change(
+        "r1", lambda run: decide(run, Advance(), at(6))))
+    command_service = run_repository(racing, playbooks)
+    approve = AnswerGate(step_id="deploy", actor="bob", groups=(), approve=True)
+    _, events = await command_service.change("r1", lambda run: decide(run, approve, at(5)))
+    assert [type(e).__name__ for e in events][:2] == ["ApprovalGiven", "ApprovalGranted"]
+    stored = [type(e).__name__ for _, e in (await store.load("r1"))[0]]
+    assert "ApprovalAttemptRefused" not in stored and stored.count("StepScheduled") == 1, stored

@@ -1,6 +1,7 @@
 """compose.yaml runs the engine secured: NATS with its users and nothing else published, each service with its login."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -31,3 +32,20 @@ def test_every_engine_service_connects_to_every_server_with_the_engine_login_and
         assert service["environment"]["PLAYBOOK_STREAM_REPLICAS"] == "3", name
     assert "PLAYBOOK_WEB_HOSTS" in services["web"]["environment"]
     assert services["identity"]["command"] == ["python", "-m", "services.identity"]
+
+
+def test_every_home_in_a_volume_is_a_directory_the_image_gives_the_user_it_runs_as() -> None:
+    """A named volume mounted where the image has no directory is made root's: a service running as `nobody`
+    could not write its home there (the first admin's token, the learning store, the web's snapshots)."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    user = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")][-1]
+    before_user = dockerfile.split(f"USER {user}")[0]
+    services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
+    homes = {name: service["environment"]["PLAYBOOK_HOME"] for name, service in services.items()
+             if "PLAYBOOK_HOME" in (service.get("environment") or {})}
+    assert set(homes) == {"identity", "learning", "web"}
+    for name, home in homes.items():
+        assert any(volume.endswith(f":{home}") and not volume.startswith(".") for volume in services[name]["volumes"])
+        assert re.search(rf"mkdir[^\n]*\s{re.escape(home)}\b", before_user), f"{name}: the image makes no {home}"
+        assert re.search(rf"chown[^\n]*\s{user}\S*\s[^\n]*{re.escape(home)}\b", before_user), \
+            f"{name}: {home} is not {user}'s"

@@ -23,7 +23,7 @@ from events.identity import Caller
 from events.insights import LearningStatus
 from projections.metrics import DURATION_BUCKETS_MS, Metrics
 from projections.projector import Projector
-from services.read import RUN_STATUSES
+from services.read import RUN_STATUSES, Worker, workers
 from services.errors import EngineUnavailable, PlaybookError
 from services.identity.authority import Resource
 from ui.insights import LearningClient
@@ -46,6 +46,7 @@ class ViewsCollector:
         self.stream_last_seq: int | None = None
         self.learning: LearningStatus | None = None
         self.learning_down = False      # asked, and no learning service answered
+        self.workers: dict[str, Worker] = {}
 
     def collect(self) -> Iterator[Metric]:
         metrics = self.projector.settled_metrics
@@ -54,6 +55,7 @@ class ViewsCollector:
         yield from gates_and_circuits(metrics)
         yield from self._projector()
         yield from self._learning()
+        yield from self._workers()
 
     def _projector(self) -> Iterator[Metric]:
         projector = self.projector
@@ -69,6 +71,20 @@ class ViewsCollector:
             yield GaugeMetricFamily("playbook_projector_lag_events", "Events stored but not yet in the views",
                                     value=max(0, self.stream_last_seq - projector.position))
 
+
+    def _workers(self) -> Iterator[Metric]:
+        if not self.workers:      # the stream could not be asked: left out, not guessed
+            return
+        up = GaugeMetricFamily("playbook_service_up", "1 while some replica of the service takes its work, 0 while "
+                               "none does (its work waits)", labels=["service"])
+        backlog = GaugeMetricFamily("playbook_service_backlog_events", "Events waiting for the service: not yet "
+                                    "delivered, or delivered and not yet done", labels=["service"])
+        for service, worker in sorted(self.workers.items()):
+            up.add_metric([service], int(worker.up))
+            if worker.backlog is not None:
+                backlog.add_metric([service], worker.backlog)
+        yield up
+        yield backlog
 
     def _learning(self) -> Iterator[Metric]:
         if self.learning is not None or self.learning_down:
@@ -159,6 +175,7 @@ async def metrics_text(request: web.Request) -> web.Response:
     backend = request.app[BACKEND]
     collector.stream_last_seq = await _stream_last_seq(backend.nc)
     collector.learning, collector.learning_down = await _learning_status(backend, request.get(CALLER))
+    collector.workers = await _workers(backend.nc)
     # No await from here on: this scrape's sequence is the one collected.
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return web.Response(body=encode(registry), headers={"Content-Type": content_type})
@@ -173,6 +190,15 @@ async def _stream_last_seq(nc: NATS) -> int | None:
     except Exception:  # noqa: BLE001 - a scrape reports what it can; /readyz says why the stream is not there
         return None
     return info.state.last_seq
+
+
+async def _workers(nc: NATS) -> dict[str, Worker]:
+    if not nc.is_connected:
+        return {}
+    try:
+        return await asyncio.wait_for(workers(nc), STREAM_INFO_TIMEOUT)
+    except Exception:  # noqa: BLE001 - as the stream's last sequence: reported when it can be asked
+        return {}
 
 
 async def _learning_status(backend: Backend, caller: Caller | None) -> tuple[LearningStatus | None, bool]:
