@@ -57,10 +57,10 @@ def circuit_events(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         envelopes = await client.events(args.run_id, resolved=True)
-        if not envelopes:
-            return no_run(args)
+        if not envelopes or not (folded := fold(args.run_id, envelopes)).exists:
+            return no_run(args, folded if envelopes else None)
         if args.json:                      # the rebuilt state, shaped as `status --json`
-            print_json(run_view(fold(args.run_id, envelopes)))
+            print_json(run_view(folded))
             return 0
         follower = Follower(args.run_id, full_output=args.output)
         for seq, event in envelopes:
