@@ -70,3 +70,18 @@ async def test_an_event_this_version_cannot_read_is_shown_quarantined_and_the_ru
     assert line["detail"] == f"quarantined, not applied: {reason}"
     assert f"quarantined event {ack.seq} (StepFrobnicated), not applied: {reason}" in status_table(
         await engine.run(run_id))
+
+
+async def test_a_run_whose_start_this_version_cannot_read_is_said_so_not_a_server_error(engine, web_server) -> None:
+    """A newer engine's RunStarted (a playbook key this version does not know): GET /api/runs/{id} answered 500."""
+    newer = (b'{"type": "RunStarted", "run_id": "newer", "at": "2026-12-01T23:30:00Z", "actor": "root", '
+             b'"playbook": {"name": "nk", "priority": 5, "steps": [{"id": "s", "action": "noop"}]}, '
+             b'"plan": {"needs": {"s": []}}}')
+    await engine.nc.jetstream().publish(subjects.run_event("newer", "RunStarted"), newer)
+    headers = caller_headers(engine.caller.credential)
+    async with aiohttp.ClientSession() as http, http.get(f"{web_server.url}/api/runs/newer", headers=headers) as answer:
+        assert answer.status == 409
+        error = (await answer.json())["error"]
+    assert error["code"] == "unreadable_run"
+    assert error["message"].startswith("run 'newer' is stored, but this version of the engine cannot read its start: "
+                                       "Object contains unknown field `priority`")
