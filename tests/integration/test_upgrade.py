@@ -22,6 +22,7 @@ from events.run import RollbackCompleted, RunCancelled, RunCompleted
 from services.identity.store import IdentityStore
 from services.playbook_store import PlaybookStore
 from services.store import EventStore
+from tests.e2e.conftest import playbook_cli
 from tests.helpers import person, running_engine, wait_for_end
 from ui.client import EngineClient
 
@@ -45,7 +46,7 @@ async def stored_as_the_old_engine_left_it(nc, name: str) -> None:
         await js.publish(row["subject"], row["data"].encode(), stream=row["stream"])
 
 
-async def test_runs_in_flight_under_round_ones_engine_finish_under_this_one(nc, settings) -> None:
+async def test_runs_in_flight_under_round_ones_engine_finish_under_this_one(nc, settings, engine_env) -> None:
     await stored_as_the_old_engine_left_it(nc, "round_one_0da00fa.jsonl")
     async with running_engine(settings) as engine:
         assert {r.run_id: r.status for r in await engine.list_runs()} == {
@@ -57,6 +58,12 @@ async def test_runs_in_flight_under_round_ones_engine_finish_under_this_one(nc, 
 
         assert (await engine.send(RetryRun(run_id="r1-fail", parameters={"code": "0"}))).accepted
         assert isinstance((await wait_for_end(engine, "r1-fail", after_retry=True))[-1], RunCompleted)
+
+        # Round one streamed output lines on core NATS, kept none: what they printed is on their events.
+        logs = playbook_cli("logs", "r1-ok", env=engine_env)
+        assert (logs.returncode, logs.stdout) == (0, "")
+        assert "no output lines kept of run r1-ok" in logs.stderr and "`playbook status r1-ok --output`" in logs.stderr
+        assert "| a" in playbook_cli("status", "r1-ok", "--output", env=engine_env).stdout
 
         assert (await engine.send(RollbackRun(run_id="r1-ok"))).accepted
         assert isinstance((await wait_for_end(engine, "r1-ok", after_rollback_start=True))[-1], RollbackCompleted)
