@@ -31,7 +31,10 @@ def render() -> str:
         "Everything the engine records is an event, and everything it is asked to do is a command. Both are "
         "JSON, tagged with their class name in `type`; the class name is also the last token of the subject and "
         "the name every interface shows. Events are past tense and never change meaning once published; fields "
-        "are only added, with defaults. `playbook schema` prints the same contract as JSON Schema.",
+        "are only added, with defaults. `playbook schema` prints the same contract as JSON Schema. An event a "
+        "reader cannot decode (a newer engine's type, after a downgrade) is never skipped unseen: every view of "
+        "the run shows it as `Unreadable` (its stored type and why), quarantined, and the run goes on without it; "
+        "a token with such a record is refused. Upgrading and downgrading: [operations.md](operations.md).",
         "",
         "Run events live on JetStream stream `PB_RUNS`, one stream per run on `pb.run.<run_id>.<Type>`. Each "
         "carries `run_id` and `at` (when it happened, RFC 3339); the tables below leave those two out. A run "
