@@ -56,7 +56,9 @@ def render() -> str:
                       IDENTITY_EVENT_TYPES)
     lines += _section("Commands", "NATS requests on `pb.cmd.<Command>` with the command's JSON as the body (the "
                       "`type` may be left out: the subject says it). Each names its `actor`. The answer is a "
-                      "[Reply](#reply).", COMMAND_TYPES)
+                      "[Reply](#reply). A field the engine does not know is refused (`bad_request`, naming it), "
+                      "never ignored: an option of a newer client is not dropped by an older engine in silence.",
+                      COMMAND_TYPES)
     lines += _section("Identity commands", "Requests to the identity service, answered with an "
                       "[IdentityReply](#identityreply).", IDENTITY_COMMAND_TYPES)
     lines += _section("Replies", "What a command is answered with.", (Reply, Rejection, IdentityReply, TokenInfo,
