@@ -2,20 +2,44 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
 
 from events.commands import AnyCommand, Reply
 from events.json_limits import decode_json, stored_decoder
-from events.run import AnyRunEvent, RunEvent
+from events.run import AnyRunEvent, RunEvent, Unreadable
 
 _encoder = msgspec.json.Encoder()
 decode_event: Callable[[bytes], RunEvent] = stored_decoder(AnyRunEvent)
 decode_reply: Callable[[bytes], Reply] = stored_decoder(Reply)      # an answer of the engine
 
 DecodeError = msgspec.DecodeError
+NEVER = datetime.min.replace(tzinfo=timezone.utc)    # when an unreadable event does not say when it happened
+
+
+class _When(msgspec.Struct):
+    at: datetime | None = None
+
+
+def decode_stored(data: bytes, run_id: str, stored_type: str) -> RunEvent:
+    """A run's stored event, or `Unreadable` saying why this version cannot read it: a reader that
+    folds or shows a run never skips one unseen (an event of a newer engine, a field of another shape)."""
+    try:
+        return decode_event(data)
+    except msgspec.DecodeError as err:
+        try:
+            at = msgspec.json.decode(data, type=_When).at or NEVER
+        except (msgspec.DecodeError, RecursionError):
+            at = NEVER
+        return Unreadable(run_id=run_id, at=at, stored_type=stored_type, error=str(err))
+
+
+def stored_event(subject: str, data: bytes) -> RunEvent:
+    """`decode_stored` of a message on `pb.run.<id>.<Type>` (or its feed's subject)."""
+    parts = subject.split(".")
+    return decode_stored(data, parts[-2] if len(parts) >= 4 else "", parts[-1])
 
 
 def encode(message: msgspec.Struct) -> bytes:

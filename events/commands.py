@@ -20,7 +20,7 @@ UploadName = Annotated[str, msgspec.Meta(pattern="^([0-9a-f]{32})?$")]
 Remark = Annotated[str, msgspec.Meta(max_length=2000)]
 
 
-class Command(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True, forbid_unknown_fields=True):
     """`actor` and `on_behalf_of` are set by the engine from the verified credential before it decides.
 
     A sender may leave them out (the CLI and the web do). One that fills them in must name

@@ -381,6 +381,16 @@ class MessageAbandoned(RunEvent, frozen=True):
     error: str
 
 
+
+class Unreadable(RunEvent, frozen=True):
+    """Never stored: what a reader folds in place of a stored event this version cannot decode (an
+    unknown type, a field of the wrong shape), so the run shows it, quarantined, instead of hiding it.
+    `stored_type` is the last token of its subject."""
+
+    stored_type: str
+    error: str
+
+
 AnyRunEvent = (
     RunStarted | StepScheduled | StepStarted | StepSucceeded | StepFailed | StepSkipped
     | RunPaused | RunResumed | RunCancelRequested | RunCancelled | RunCompleted | RunFailed | RunRetried

@@ -13,7 +13,7 @@ from events.run import (
     RunStarted, StepFailed,
     StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped,
-    StepStarted, StepSucceeded,
+    StepStarted, StepSucceeded, Unreadable,
 )
 
 
@@ -109,6 +109,8 @@ def sentence(event: RunEvent) -> str | None:
             return f"rollback failed: {event.reason}"
         case MessageAbandoned():
             return abandoned_sentence(event)
+        case Unreadable():
+            return f"this version of the engine cannot read it, not applied: {event.error}"
     return type(event).__name__
 
 

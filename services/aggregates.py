@@ -4,7 +4,7 @@ from __future__ import annotations
 from events import subjects
 from events.catalog import PlaybookPublished, decode_catalog_event
 from events.circuit import CircuitEvent, decode_circuit_event
-from events.codec import decode_event
+from events.codec import decode_event, stored_event
 from events.run import RunEvent, RunRetried, RunStarted
 from services.domain import breaker, catalog
 from services.domain.breaker import Breaker, token
@@ -28,7 +28,7 @@ def _worth_keeping(run: Run) -> bool:
 
 RUNS: Aggregate[Run, RunEvent] = Aggregate(
     prefix=subjects.run, decode=decode_event, new=lambda run_id: Run(id=run_id), evolve=state.evolve,
-    keep=_worth_keeping, obsoleted_timer=obsoleted_timer,
+    keep=_worth_keeping, obsoleted_timer=obsoleted_timer, unreadable=stored_event,
     stored=lambda event: event.as_stored() if isinstance(event, RunStarted | RunRetried) else event)
 
 # Breakers are shared by every replica: each decision first reads what others appended

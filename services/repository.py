@@ -52,6 +52,7 @@ class Aggregate(Generic[S, E]):
     always_catch_up: bool = False               # read what others appended before every decision
     obsoleted_timer: Callable[[E], str | None] = lambda event: None   # the timer an event cancels
     stored: Callable[[E], E] = lambda event: event   # what goes into the stream of an event folded as it is
+    unreadable: Callable[[str, bytes], E] | None = None   # (subject, data) -> what to fold of an undecodable one
 
 
 class Repository(Generic[S, E]):
@@ -146,7 +147,8 @@ class Repository(Generic[S, E]):
         """Apply what was appended since the state's version, `at_least` that far; whether there was anything."""
         before = state.version
         envelopes, last = await self.store.load_aggregate(f"{self.kind.prefix(key)}.>", self.kind.decode,
-                                                          after=before, at_least=at_least)
+                                                          after=before, at_least=at_least,
+                                                          unreadable=self.kind.unreadable)
         if self.prepare is not None:
             envelopes = await self.prepare(envelopes)
         for seq, event in envelopes:

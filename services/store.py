@@ -23,7 +23,7 @@ from nats.aio.subscription import Subscription
 from nats.js.errors import APIError
 
 from events import subjects
-from events.codec import decode_event, encode, event_name
+from events.codec import decode_event, encode, event_name, stored_event
 from events.json_limits import MAX_EVENT_DEPTH, check_depth
 from events.run import RunEvent
 from services.errors import ConcurrencyConflict, EngineUnavailable, TooLarge
@@ -43,8 +43,9 @@ E = TypeVar("E")
 class _Cursor(Generic[E]):
     """How far a load has read: what it collected, and the last sequence seen (tries resume after it)."""
 
-    def __init__(self, into: list[tuple[int, E]], last: int, decode: Callable[[bytes], E]) -> None:
-        self.into, self.last, self.decode = into, last, decode
+    def __init__(self, into: list[tuple[int, E]], last: int, decode: Callable[[bytes], E],
+                 unreadable: Callable[[str, bytes], E] | None) -> None:
+        self.into, self.last, self.decode, self.unreadable = into, last, decode, unreadable
 
 
 class _Batch:
@@ -103,20 +104,24 @@ class EventStore:
         """Every event of the run after stream sequence `after`, and the last sequence seen.
 
         Batched direct gets: one request returns up to LOAD_BATCH events, so a run of
-        thousands of events loads in a few round trips. An undecodable message is
-        logged and skipped, but its sequence still counts (appends must expect it).
+        thousands of events loads in a few round trips. An event this version cannot decode
+        is logged and loaded as `Unreadable` (the fold quarantines it, every view shows it).
         """
-        return await self.load_aggregate(subjects.run_all(run_id), decode_event, after)
+        return await self.load_aggregate(subjects.run_all(run_id), decode_event, after, unreadable=stored_event)
 
     async def load_aggregate(self, subject: str, decode: Callable[[bytes], E], after: int = 0,
-                             at_least: int = 0, batch: int = LOAD_BATCH) -> tuple[list[tuple[int, E]], int]:
+                             at_least: int = 0, batch: int = LOAD_BATCH,
+                             unreadable: Callable[[str, bytes], E] | None = None) -> tuple[list[tuple[int, E]], int]:
         """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded, `batch`
         messages per round trip.
+
+        An undecodable message is logged, and loaded as `unreadable(subject, data)` says, or skipped
+        without it; its sequence counts either way (appends must expect it).
 
         `at_least`: a sequence of this aggregate the caller knows is stored; a replica that
         has not applied it yet is asked again (through `persist`) until one has.
         """
-        cursor = _Cursor([], after, decode)
+        cursor = _Cursor([], after, decode, unreadable)
 
         async def read() -> None:
             while await self._load_batch(subject, cursor, batch):
@@ -169,10 +174,15 @@ class EventStore:
             if seq <= cursor.last:
                 return   # a late reply of an earlier try, already read
             cursor.last = seq
+            subject = headers.get("Nats-Subject", "")
             try:
                 cursor.into.append((seq, cursor.decode(msg.data)))
             except (msgspec.DecodeError, RecursionError) as err:
-                log.warning("skipping undecodable event %s seq %d: %s", headers.get("Nats-Subject"), seq, err)
+                if cursor.unreadable is None:
+                    log.warning("skipping undecodable event %s seq %d: %s", subject, seq, err)
+                    return
+                log.warning("event %s seq %d is unreadable here, shown quarantined: %s", subject, seq, err)
+                cursor.into.append((seq, cursor.unreadable(subject, msg.data)))
 
     async def last_on(self, subject: str) -> bytes | None:
         """The data of the last message on one subject, None when there is none."""

@@ -31,7 +31,10 @@ def render() -> str:
         "Everything the engine records is an event, and everything it is asked to do is a command. Both are "
         "JSON, tagged with their class name in `type`; the class name is also the last token of the subject and "
         "the name every interface shows. Events are past tense and never change meaning once published; fields "
-        "are only added, with defaults. `playbook schema` prints the same contract as JSON Schema.",
+        "are only added, with defaults. `playbook schema` prints the same contract as JSON Schema. An event a "
+        "reader cannot decode (a newer engine's type, after a downgrade) is never skipped unseen: every view of "
+        "the run shows it as `Unreadable` (its stored type and why), quarantined, and the run goes on without it; "
+        "a token with such a record is refused. Upgrading and downgrading: [operations.md](operations.md).",
         "",
         "Run events live on JetStream stream `PB_RUNS`, one stream per run on `pb.run.<run_id>.<Type>`. Each "
         "carries `run_id` and `at` (when it happened, RFC 3339); the tables below leave those two out. A run "
@@ -53,7 +56,9 @@ def render() -> str:
                       IDENTITY_EVENT_TYPES)
     lines += _section("Commands", "NATS requests on `pb.cmd.<Command>` with the command's JSON as the body (the "
                       "`type` may be left out: the subject says it). Each names its `actor`. The answer is a "
-                      "[Reply](#reply).", COMMAND_TYPES)
+                      "[Reply](#reply). A field the engine does not know is refused (`bad_request`, naming it), "
+                      "never ignored: an option of a newer client is not dropped by an older engine in silence.",
+                      COMMAND_TYPES)
     lines += _section("Identity commands", "Requests to the identity service, answered with an "
                       "[IdentityReply](#identityreply).", IDENTITY_COMMAND_TYPES)
     lines += _section("Replies", "What a command is answered with.", (Reply, Rejection, IdentityReply, TokenInfo,

@@ -132,7 +132,11 @@ class TokenRegistry:
         try:
             event = decode_token_event(msg.data)
         except msgspec.DecodeError as err:
-            log.error("skipping undecodable identity event %s seq %d: %s", msg.subject, seq, err)
+            record = self._tokens.get(subjects.token_id_of(msg.subject))
+            log.error("undecodable identity event %s seq %d: %s%s", msg.subject, seq, err,
+                      "; its token is refused from now on" if record is not None else "")
+            if record is not None:
+                record.unreadable = f"event {seq} ({msg.subject.rsplit('.', 1)[-1]}): {err}"
         else:
             if subjects.token_id_of(msg.subject) != event.token_id:
                 log.error("skipping %s seq %d: its token id is not its subject's", msg.subject, seq)

@@ -61,6 +61,9 @@ class TokenRecord:
     revoked: TokenRevoked | None = None
     last_used_at: datetime | None = None
     version: int = 0
+    # An event of this token that this version cannot read (a newer engine's, say a suspension): the token is
+    # refused rather than trusted on the events it can read.
+    unreadable: str | None = None
 
     id = property(lambda self: self.created.token_id)
     owner = property(lambda self: self.created.owner)

@@ -58,6 +58,9 @@ class TokenVerifier:
 
 
 def _still_valid(record: TokenRecord, now: datetime, prefix: str = "") -> None:
+    if record.unreadable is not None:
+        raise Unauthenticated(f"{prefix}token {record.id} cannot be vouched for: this version of the engine cannot "
+                              f"read one of its records, {record.unreadable}", record.owner)
     if (revoked := record.revoked) is not None:
         raise Unauthenticated(f"{prefix}token {record.id} was revoked by {revoked.actor} at "
                               f"{revoked.at:%Y-%m-%d %H:%M}Z", record.owner)

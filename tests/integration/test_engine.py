@@ -1,11 +1,13 @@
 """The services together against a real nats-server: runs, control, bad messages."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from events import json_limits, subjects
+from events.codec import decode_reply
 from events.commands import CancelRun, PauseRun, ResumeRun, StartRun
 from events.run import RunCancelled, RunCompleted, RunFailed, StepFailed, StepStarted
 from services.executor.work import Work
@@ -159,6 +161,20 @@ async def test_undecodable_messages_are_dropped_and_the_services_keep_running(en
     events = await wait_for_end(engine, run_id)
     assert isinstance(events[-1], RunCompleted)
 
+
+
+async def test_a_command_with_a_field_this_version_does_not_know_is_refused_not_carried_out_without_it(
+        engine) -> None:
+    """A newer CLI's option reaching an older engine (a downgrade, or versions mixed in a rolling restart) was
+    dropped in silence: a start asking `on_failure: rollback` of an engine that did not know it ran without
+    rollback. This engine is that older one for the next version: it says which field it does not know."""
+    text = playbook_yaml([{"id": "a", "action": "noop"}])
+    newer = json.dumps({"playbook": text, "run_id": "newer-option", "priority": "high"}).encode()
+    reply = decode_reply((await engine.nc.request(subjects.command("StartRun"), newer, timeout=5,
+                                                  headers=engine.headers())).data)
+    assert (reply.accepted, reply.error.code) == (False, "bad_request")
+    assert "unknown field `priority`" in reply.error.message
+    assert not await engine.exists("newer-option")
 
 async def test_a_run_id_may_be_chosen_and_only_used_once(engine) -> None:
     first = await engine.send(StartRun(playbook=playbook_yaml([{"id": "a", "action": "noop"}]),

@@ -101,6 +101,25 @@ async def test_a_token_revoked_on_one_replica_is_refused_by_both_within_a_second
                 await verifier.verify(text)
 
 
+
+async def test_a_token_with_a_record_this_version_cannot_read_is_refused_not_trusted(nats_server) -> None:
+    """A newer engine's event (a suspension, say, after a downgrade or beside a newer process) was skipped with a
+    log line, and the token it meant to stop went on working everywhere."""
+    async with replica(nats_server.url) as (store, registry, verifier):
+        token_id, text = await issue(store, registry, "alice", Grant(role="operator"))
+        _, other = await issue(store, registry, "bob")
+        suspended = (b'{"type": "TokenSuspended", "token_id": "%s", "actor": "root", "at": "2026-12-01T23:45:00Z"}'
+                     % token_id.encode())
+        ack = await store.js.publish(f"{subjects.token(token_id)}.TokenSuspended", suspended)
+        await registry.caught_up(ack.seq)
+        with pytest.raises(Unauthenticated, match=f"token {token_id} cannot be vouched for: this version of the "
+                           f"engine cannot read one of its records, event {ack.seq} \\(TokenSuspended\\)"):
+            await verifier.verify(text)
+        assert (await verifier.verify(other)).name == "bob"     # only that token: every other one still works
+    async with replica(nats_server.url) as (_, late, late_verifier):   # a replica that starts later, too
+        with pytest.raises(Unauthenticated, match="cannot be vouched for"):
+            await late_verifier.verify(text)
+
 async def test_a_replica_starting_later_learns_every_token_from_the_stream(nats_server) -> None:
     async with replica(nats_server.url) as (store, registry, _):
         kept, _ = await issue(store, registry, "alice")

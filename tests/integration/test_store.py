@@ -136,11 +136,12 @@ async def test_a_run_of_a_thousand_events_loads_whole_and_in_order(store: EventS
     assert seqs == sorted(seqs)
 
 
-async def test_an_undecodable_message_is_skipped_but_counted(store: EventStore) -> None:
+async def test_an_undecodable_message_is_loaded_as_unreadable_and_counted(store: EventStore) -> None:
     (seq,) = await store.append("r1", [started("r1", [noop("a")])], expected=0)
     ack = await store.js.publish(subjects.run_event("r1", "Garbage"), b"not json")
     envelopes, last = await store.load("r1")
-    assert len(envelopes) == 1
+    assert [(s, type(e).__name__, getattr(e, "stored_type", None)) for s, e in envelopes] == [
+        (seq, "RunStarted", None), (ack.seq, "Unreadable", "Garbage")]   # shown by every reader, not skipped unseen
     assert last == ack.seq   # appends must expect the garbage's sequence, or they would always conflict
     await store.append("r1", [RunPaused(run_id="r1", at=at(1), actor="bob")], expected=last)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from events.run import (
     RollbackCompleted, RunCompleted, RunPaused, StepFailed, StepRolledBack, StepStarted, StepSucceeded,
 )
+from events.codec import decode_stored
 from projections.run_view import run_view, timeline
 from ui.cli.render import status_table
 from tests.helpers import R, Scenario, at, kinds, noop, started
@@ -74,3 +75,25 @@ def test_the_views_show_what_was_quarantined_and_why() -> None:
     [entry] = timeline([(3, ghost)], s.run.quarantined)
     assert entry["detail"] == "quarantined, not applied: the playbook has no step 'ghost'"
     assert "quarantined event 3 (StepStarted), not applied: the playbook has no step 'ghost'" in status_table(s.run)
+
+
+def test_an_event_this_version_cannot_read_is_quarantined_with_why_never_skipped_unseen() -> None:
+    """A newer engine's event type, a field of another shape, or no JSON at all: read as `Unreadable`
+    (which the stream never holds), the fold sets it aside with the decoder's reason and the run goes on."""
+    newer = decode_stored(b'{"type": "StepFrobnicated", "run_id": "r", "at": "2026-12-01T23:30:00Z"}', R,
+                          "StepFrobnicated")
+    reshaped = decode_stored(b'{"type": "StepSucceeded", "run_id": "r", "at": "2026-12-01T23:30:00Z", '
+                             b'"step_id": "a", "attempt": "one"}', R, "StepSucceeded")
+    garbage = decode_stored(b"\xff not json", R, "StepScheduled")
+    assert [(e.stored_type, e.at.year) for e in (newer, reshaped, garbage)] == [
+        ("StepFrobnicated", 2026), ("StepSucceeded", 2026), ("StepScheduled", 1)]
+    s = Scenario(started(R, [noop("a")]))
+    s.start()
+    for event in (newer, reshaped, garbage):
+        s.given(event)
+    assert [(q.event, q.reason) for q in s.run.quarantined] == [
+        ("StepFrobnicated", "this version of the engine cannot read it: Invalid value 'StepFrobnicated' - at `$.type`"),
+        ("StepSucceeded", "this version of the engine cannot read it: Expected `int`, got `str` - at `$.attempt`"),
+        ("StepScheduled", "this version of the engine cannot read it: JSON is malformed: invalid character (byte 0)"),
+    ]
+    assert kinds(s.run_step("a")) == ["StepSucceeded:a", "RunCompleted"]

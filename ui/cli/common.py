@@ -13,6 +13,7 @@ from ui.cli.exits import DENIED_CODES, EXIT_DENIED, EXIT_FAILED, EXIT_INVALID, E
 
 if TYPE_CHECKING:
     from events.commands import Reply
+    from services.fold import Run
 
 # Rejections that mean the input was wrong and nothing was done: exit code 2, not 1.
 INVALID_INPUT = frozenset({"invalid_playbook", "bad_request", "unknown_step", "unknown_playbook", "too_large"})
@@ -78,7 +79,12 @@ def print_json(document: Any) -> None:
     print(json.dumps(document, default=str), flush=True)
 
 
-def no_run(args: argparse.Namespace) -> int:
+def no_run(args: argparse.Namespace, run: Run | None = None) -> int:
+    """No such run; or (`run` folded) events are stored but its start is one this version cannot read."""
+    if run is not None and run.quarantined:
+        first = run.quarantined[0]
+        return failed(args, "unreadable_run", f"run {args.run_id!r} has stored events, but not one this version "
+                      f"can start it from: event {first.seq} ({first.event}): {first.reason}")
     return failed(args, "unknown_run", f"no run with id {args.run_id!r}")
 
 

@@ -16,10 +16,9 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 
-import msgspec
 
 from events import subjects
-from events.codec import decode_event
+from events.codec import decode_stored
 from events.run import RunEvent, RunRetried, RunStarted, ended_after
 from services.fold import chunk_subject, decode_parsed, meta_subject, object_name, whole, with_playbook
 from services.errors import EngineUnavailable
@@ -33,7 +32,7 @@ def stored_events(connection: Connection, run_id: str, *, resolved: bool = True)
     """The run's events as stored now (`resolved`: ready to fold)."""
     stored = connection.stored(subjects.RUNS_STREAM, subjects.run_all(run_id))
     return [(seq, resolve(connection, event) if resolved else event) for seq, event in _decoded(
-        (int(m.headers["Nats-Sequence"]), m.data) for m in stored)]
+        run_id, ((int(m.headers["Nats-Sequence"]), m.headers.get("Nats-Subject", ""), m.data) for m in stored))]
 
 
 class LiveRun:
@@ -42,7 +41,7 @@ class LiveRun:
     def __init__(self, connection: Connection, run_id: str, *, resolved: bool = True) -> None:
         self.connection, self.run_id, self.last, self.resolved = connection, run_id, 0, resolved
         self.feed = connection.subscribe(f"{subjects.PREFIX}.feed.run.{run_id}.>")
-        self.ahead: list[tuple[int, bytes]] = []
+        self.ahead: list[tuple[int, str, bytes]] = []
         self.away_since: float | None = None     # time.monotonic when NATS went away, until the store answers again
 
     def follow(self) -> Iterator[tuple[int, RunEvent]]:
@@ -66,11 +65,11 @@ class LiveRun:
                 quiet = QUIET if self._catch_up() else min(quiet * 2, QUIETEST)
             else:
                 quiet = QUIET
-                self.ahead.append((int(message.headers.get("Nats-Sequence", "0")), message.data))
+                self.ahead.append((int(message.headers.get("Nats-Sequence", "0")), message.subject, message.data))
 
     def _take(self) -> Iterator[tuple[int, RunEvent]]:
         ahead, self.ahead = sorted(self.ahead), []
-        for seq, event in _decoded(ahead):
+        for seq, event in _decoded(self.run_id, ahead):
             if seq > self.last:     # not read twice: from the store and then from the feed, or the other way round
                 self.last = seq
                 yield seq, resolve(self.connection, event) if self.resolved else event
@@ -86,7 +85,7 @@ class LiveRun:
             except EngineUnavailable as lost:
                 self._connect_again(lost)
         self.away_since = None
-        self.ahead += [(int(m.headers["Nats-Sequence"]), m.data) for m in stored]
+        self.ahead += [(int(m.headers["Nats-Sequence"]), m.headers.get("Nats-Subject", ""), m.data) for m in stored]
         return bool(stored)
 
     def _connect_again(self, lost: EngineUnavailable) -> None:
@@ -110,12 +109,10 @@ class LiveRun:
             pause = min(pause * 2, 2.0)
 
 
-def _decoded(messages: Iterable[tuple[int, bytes]]) -> Iterator[tuple[int, RunEvent]]:
-    for seq, data in messages:
-        try:
-            yield seq, decode_event(data)
-        except msgspec.DecodeError:
-            continue            # as the services do: skipped (its sequence still counts)
+def _decoded(run_id: str, messages: Iterable[tuple[int, str, bytes]]) -> Iterator[tuple[int, RunEvent]]:
+    """As the services read them: an event this version cannot decode is `Unreadable`, shown, not skipped."""
+    for seq, subject, data in messages:
+        yield seq, decode_stored(data, run_id, subject.rsplit(".", 1)[-1])
 
 
 def resolve(connection: Connection, event: RunEvent) -> RunEvent:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from datetime import datetime, timezone
 
 import msgspec
@@ -57,10 +58,10 @@ def circuit_events(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     async def work(client: EngineClient) -> int:
         envelopes = await client.events(args.run_id, resolved=True)
-        if not envelopes:
-            return no_run(args)
+        if not envelopes or not (folded := fold(args.run_id, envelopes)).exists:
+            return no_run(args, folded if envelopes else None)
         if args.json:                      # the rebuilt state, shaped as `status --json`
-            print_json(run_view(fold(args.run_id, envelopes)))
+            print_json(run_view(folded))
             return 0
         follower = Follower(args.run_id, full_output=args.output)
         for seq, event in envelopes:
@@ -87,17 +88,29 @@ def cmd_logs(args: argparse.Namespace, settings: Settings) -> int:
                 return no_run(args)
             if problem := _no_such_attempt(run, args.step_id, args.attempt, args.follow):
                 return failed(args, "unknown_step", f"playbook logs: {problem}", EXIT_INVALID)
+        lines = 0
         async for seq, item in client.logs(args.run_id, args.step_id, args.attempt, follow=args.follow):
+            lines += isinstance(item, OutputLine)
             if args.json:
                 print(json.dumps({"seq": seq, **msgspec.to_builtins(item)}), flush=True)
             elif isinstance(item, OutputLine):
                 print(shown(item.text) if args.step_id else f"{item.step_id}#{item.attempt} {shown(item.text)}",
                       flush=True)
+        if not lines and not args.follow and _printed(await client.run(args.run_id), args.step_id):
+            print(f"no output lines kept of run {args.run_id} (they are kept a week, and engines before PB_LOGS kept "
+                  f"none): the head of what each attempt printed is on its event, `playbook status {args.run_id} "
+                  "--output`", file=sys.stderr)
         if args.attempt is None and await client.rolled_back_any(args.run_id):   # folded only then
             _print_undone(await client.run(args.run_id), args.step_id, args.json)
         return 0
 
     return asyncio.run(with_client(settings, work))
+
+
+def _printed(run: Run, step_id: str | None) -> bool:
+    """Whether a step's event holds what its last attempt printed (lines of which `logs` found none)."""
+    return any(run.steps[step].attempt.outputs.get(stream) for step in ([step_id] if step_id else run.specs)
+               for stream in ("stdout", "stderr"))
 
 
 def _print_undone(run: Run, step_id: str | None, as_json: bool) -> None:

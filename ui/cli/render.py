@@ -11,7 +11,7 @@ import msgspec
 from events.circuit import CircuitEvent
 from events.run import (
     ApprovalDeadlinePassed, ApprovalRequested, RunEvent, StepFailed, StepRollbackFailed, StepRollbackScheduled,
-    StepRolledBack, StepScheduled, StepSucceeded,
+    StepRolledBack, StepScheduled, StepSucceeded, Unreadable,
 )
 from projections.sentences import sentence
 from services.fold import GateState, Run, dry_run_plan, evolve
@@ -96,7 +96,8 @@ def event_line(seq: int, event: RunEvent | CircuitEvent, sentence: str, as_json:
     """One stored event: as JSON, or its sequence, time and type, then the sentence that tells it."""
     if as_json:
         return event_json(seq, event)
-    return f"{seq:>8} {event.at:%H:%M:%S.%f} {type(event).__name__:<20} {shown(sentence)}"
+    name = event.stored_type if isinstance(event, Unreadable) else type(event).__name__
+    return f"{seq:>8} {event.at:%H:%M:%S.%f} {shown(name):<20} {shown(sentence)}"
 
 
 def list_line(r: RunSummary) -> str:

@@ -32,7 +32,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _status(state: Run, args: argparse.Namespace) -> int:
     if not state.exists:
-        return no_run(args)
+        return no_run(args, state)
     if args.json:
         from projections.run_view import run_view   # the dashboard's view of a run: for --json only
         print_json(run_view(state))

@@ -51,7 +51,7 @@ STATUS_OF_CODE = {
     "unknown_step": 404, "incompatible_playbook": 409, "unknown_circuit": 404,
     "unauthenticated": 401, "forbidden": 403, "forged_actor": 403, "too_many_failures": 429, "unavailable": 503,
     "engine_unavailable": 503, "request_entity_too_large": 413,
-    "version_exists": 409, "too_large": 413,
+    "version_exists": 409, "too_large": 413, "unreadable_run": 409,
 }
 # The engine's codes for the two things HTTP has its own words for.
 HTTP_CODE = {EngineUnavailable.code: "engine_unavailable", "too_large": "request_entity_too_large"}
@@ -374,7 +374,12 @@ async def permit_run_read(request: web.Request, run_id: str) -> None:
     if summary is not None:
         playbook, environment = summary.playbook, summary.environment
     else:                       # started since the views last moved: its first event says
-        started = await run_started(backend(request).client.store, run_id)
+        try:
+            started = await run_started(backend(request).client.store, run_id)
+        except msgspec.DecodeError as err:   # written by a newer engine, say: who may read it cannot be told
+            await permit(request, "read", Resource(run_id=run_id))   # as for every playbook: a viewer of all
+            raise ApiError(409, "unreadable_run", f"run {run_id!r} is stored, but this version of the engine "
+                           f"cannot read its start: {err}") from None
         if started is None:
             raise ApiError(404, "unknown_run", f"no run with id {run_id!r}")
         playbook, environment = started.playbook_name, started.environment

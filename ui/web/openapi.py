@@ -304,7 +304,7 @@ def sse(summary: str, events: str, params: Sequence[dict[str, Any]], *error_code
 
 BODY = ("bad_request", "request_entity_too_large")
 COMMAND = (*BODY, "internal_error", "engine_unavailable", "unavailable")
-UNKNOWN_RUN = ("unknown_run", "not_found")
+UNKNOWN_RUN = ("unknown_run", "not_found", "unreadable_run")
 
 
 def control(summary: str) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 A stream can hold what no decision of ours would write (a hand-made publish, a bug of
 another version, a corrupted copy): a `StepStarted` naming a step the playbook does not
-have, a step succeeding that never started. The fold records such an event with its
-reason and changes nothing else, so every view and service goes on with the run.
+have, a step succeeding that never started, an event this version cannot decode (`Unreadable`).
+The fold records such an event with its reason and changes nothing else, so every view and
+service goes on with the run.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from events.run import (
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCompleted, RunEvent, RunFailed, RunStarted,
-    StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepStarted, StepSucceeded,
+    StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepStarted, StepSucceeded, Unreadable,
 )
 
 if TYPE_CHECKING:
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 def misfit(run: Run, event: RunEvent) -> str | None:
     """Why `event` cannot follow the run's state; None when it fits."""
+    if isinstance(event, Unreadable):
+        return f"this version of the engine cannot read it: {event.error}"
     if isinstance(event, RunStarted):
         return "the run had started already" if run.exists else None
     if not run.exists:

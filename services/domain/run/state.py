@@ -17,7 +17,7 @@ from events.run import (
     RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunRetried, RunStarted, StepFailed,
     StepRollbackFailed, StepRollbackScheduled, StepRollbackStarted, StepRolledBack,
     StepNotRetried, StepRemediated, StepRemediationFailed, StepRemediationStarted, StepRetryScheduled, StepScheduled,
-    StepSkipped, StepStarted, StepSucceeded,
+    StepSkipped, StepStarted, StepSucceeded, Unreadable,
 )
 from services.domain.run import readiness
 from services.domain.run.fit import misfit
@@ -311,8 +311,8 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         run.version = seq
     run.event_count += 1
     if (reason := misfit(run, event)) is not None:
-        run.quarantined = [*run.quarantined, Quarantined(seq, type(event).__name__, reason,
-                                                         getattr(event, "step_id", None))]
+        name = event.stored_type if isinstance(event, Unreadable) else type(event).__name__
+        run.quarantined = [*run.quarantined, Quarantined(seq, name, reason, getattr(event, "step_id", None))]
         return run
     match event:
         case StepScheduled(step_id=step_id, attempt=attempt, reason=reason):
