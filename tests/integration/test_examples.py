@@ -1,9 +1,11 @@
 """The example playbooks a new user runs first: valid, and they run against local endpoints."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from events.commands import StartRun
 from services.playbook import validate_playbook
@@ -11,11 +13,23 @@ from tests.helpers import wait_for_end
 
 pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# Each example as the catalog holds it: its version, and the start of its text's sha256. Every engine
+# publishes the examples at start; a text changed under a published version is refused there (a version
+# never changes), so an upgraded engine would keep the old text and log the refusal at each start.
+PUBLISHED = {"deploy-demo.yaml": ("1.1", "1f2a06766c4ea00c"), "hello.yaml": ("1", "698e30372df91042")}
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_validates_without_findings(path: Path) -> None:
     assert [d.format() for d in validate_playbook(path.read_text(), str(path))] == []
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+def test_an_example_changes_only_with_a_new_version(path: Path) -> None:
+    text = path.read_bytes()
+    now = (str(yaml.safe_load(text).get("version", "1")), hashlib.sha256(text).hexdigest()[:16])
+    assert now == PUBLISHED.get(path.name), (
+        f"{path.name} is now {now}: give a changed example a new `version:`, then record both in PUBLISHED")
 
 
 async def test_the_deploy_demo_in_staging_skips_production_steps_and_completes(engine, web_server) -> None:
