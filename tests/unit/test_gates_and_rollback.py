@@ -273,6 +273,19 @@ def test_rollback_can_be_paused_resumed_and_cancelled() -> None:
     assert kinds(events) == ["StepRollbackFailed:b", "RunCancelled"]
 
 
+def test_a_rollback_cancelled_half_way_is_finished_by_hand_without_undoing_a_step_twice() -> None:
+    s = Scenario(started(R, [undo("a"), undo("b"), noop("c")], on_failure="rollback"))
+    s.start()
+    s.run_step("a"), s.run_step("b"), s.begin("c")
+    s.fail("c")
+    s.begin_rollback("b"), s.finish_rollback("b")
+    s.begin_rollback("a")
+    s.when(CancelRun(run_id=R, actor="ops"))
+    assert kinds(s.finish_rollback("a", error="killed", category="cancelled"))[-1] == "RunCancelled"
+    events = s.when(RollbackRun(run_id=R, actor="ops"))
+    assert kinds(events) == ["RollbackStarted", "StepRollbackScheduled:a"] and events[0].waves == [["a"]]
+
+
 
 def approving_each_step(steps: list[dict]) -> Scenario:
     """A run whose starter asked that every step wait for an approval (StartRun's `approval_required`)."""

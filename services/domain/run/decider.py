@@ -241,10 +241,11 @@ def _advance_rollback(run: Run, at: datetime) -> list[RunEvent]:
 
 def _rollback_started(run: Run, at: datetime, reason: str, actor: str,
                       on_behalf_of: str | None = None) -> RollbackStarted:
-    waves = rollback.rollback_waves(run)
-    if run.status == "rollback_failed":   # roll back again what is not rolled back yet
-        waves = [[s for s in wave if run.steps[s].rollback.status != "rolled_back"] for wave in waves]
-        waves = [wave for wave in waves if wave]
+    # Roll back again only what is not rolled back yet: a rollback that failed, or was cancelled half-way,
+    # leaves steps undone already, whose actions must not run twice.
+    waves = [[s for s in wave if run.steps[s].rollback.status != "rolled_back"]
+             for wave in rollback.rollback_waves(run)]
+    waves = [wave for wave in waves if wave]
     return RollbackStarted(run_id=run.id, at=at, waves=waves, reason=reason, actor=actor, on_behalf_of=on_behalf_of)
 
 
