@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from events.commands import ApproveStep, CancelRun, RollbackRun, StartRun
+from events.commands import ApproveStep, CancelRun, RetryRun, RollbackRun, StartRun
 from events.run import ApprovalRequested, RollbackStarted, StepRollbackStarted, StepRolledBack
 from tests.helpers import local_http, person, wait_for_end
 
@@ -136,9 +136,16 @@ steps:
             seen.add(type(event).__name__)
         if len(seen) == 2:
             break
+    # Asked again while it rolls back: already so, nothing new; a retry is refused, saying what is going on.
+    twice = await engine.send(RollbackRun(run_id=reply.run_id))
+    assert (twice.accepted, twice.events) == (True, [])
+    retry = await engine.send(RetryRun(run_id=reply.run_id))
+    assert not retry.accepted and "is rolling back: what it did is being undone" in retry.error.message
     cancel = await engine.send(CancelRun(run_id=reply.run_id, reason="b's rollback hangs"))
     assert cancel.accepted, cancel.error
     assert type((await wait_for_end(engine, reply.run_id))[-1]).__name__ == "RunCancelled"
+    retry = await engine.send(RetryRun(run_id=reply.run_id))
+    assert not retry.accepted and "was rolled back in part (cancelled); roll it back again" in retry.error.message
 
     cancelled_at = max(seq for seq, _ in await engine.events(reply.run_id))
     again = await engine.send(RollbackRun(run_id=reply.run_id, reason="finish undoing it"))

@@ -266,6 +266,8 @@ def test_rollback_can_be_paused_resumed_and_cancelled() -> None:
     s.fail("c")
     assert kinds(s.when(PauseRun(run_id=R, actor="ops"))) == ["RunPaused"]
     assert kinds(s.begin_rollback("b")) == []                 # paused: not started
+    with pytest.raises(CommandRejected, match="paused in its rollback; resume it to go on rolling back"):
+        s.when(RollbackRun(run_id=R, actor="ops"))
     assert kinds(s.when(ResumeRun(run_id=R, actor="ops"))) == ["RunResumed", "StepRollbackScheduled:b"]
     s.begin_rollback("b")
     assert kinds(s.when(CancelRun(run_id=R, actor="ops"))) == ["RunCancelRequested"]

@@ -75,6 +75,14 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
 
         case RollbackRun() if run.status == "rolled_back":
             raise CommandRejected(f"run {run.id} is already rolled back", "illegal_transition")
+        case RollbackRun() if run.status == "rolling_back":
+            return []   # rolling back already
+        case RollbackRun() if run.phase == "rollback" and run.status == "paused":
+            raise CommandRejected(f"run {run.id} is paused in its rollback; resume it to go on rolling back",
+                                  "illegal_transition")
+        case RollbackRun() if run.phase == "rollback" and run.status == "cancelling":
+            raise CommandRejected(f"run {run.id} is cancelling its rollback; roll it back again once it is cancelled",
+                                  "illegal_transition")
         case RollbackRun() if not run.finished:
             raise CommandRejected(f"run {run.id} is {run.status}; cancel it or let it finish before rolling back",
                                   "illegal_transition")
