@@ -8,8 +8,12 @@ from datetime import datetime, timezone
 import pytest
 from aiohttp import web
 
-from events.commands import StartRun
-from tests.helpers import local_http, playbook_yaml, running_engine, until_timer_armed, wait_for_end
+from events.commands import CancelRun, StartRun
+from events.run import StepRetryScheduled, StepScheduled
+from tests.helpers import (
+    local_http, playbook_yaml, running_engine, until, until_event, until_timer_armed, wait_for_end,
+)
+from ui.cli.render import status_table
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +159,21 @@ async def test_an_engine_error_handler_applies_to_every_playbook_and_is_pinned_o
     i = names.index("StepRemediationStarted")
     assert names[i - 1:i + 3] == ["StepFailed", "StepRemediationStarted", "StepRemediated", "StepRetryScheduled"]
     assert "engine error handler 1" in events[i + 2].reason
+
+
+async def test_a_retry_timer_that_fires_after_a_cancel_changes_nothing_in_the_cancelled_run(engine) -> None:
+    step = {"id": "a", "action": "shell", "args": {"command": "exit 75"}, "timeout_seconds": 5,
+            "retry": {"max_attempts": 3, "base_delay": 0.5, "jitter": "none", "retry_on_errors": ["unknown"]}}
+    reply = await engine.send(StartRun(playbook=playbook_yaml([step, {"id": "b", "action": "noop"}])))
+    await until_event(engine, reply.run_id, StepRetryScheduled)
+    cancel = await engine.send(CancelRun(run_id=reply.run_id))
+    assert [e["type"] for e in cancel.events] == ["RunCancelRequested", "RunCancelled"]
+
+    async def fired() -> list[StepScheduled]:     # after the end: no follow waits for it, the stream holds it
+        return [e for _, e in await engine.events(reply.run_id) if isinstance(e, StepScheduled) and e.attempt == 2]
+    (late,) = await until(fired, what="the backoff's timer firing after the cancel")
+    assert late.reason.startswith("retry after")
+    run = await engine.run(reply.run_id)
+    assert (run.status, run.steps["a"].status, run.steps["a"].attempt.number) == ("cancelled", "failed", 1)
+    shown = status_table(run)
+    assert "scheduled" not in shown and "attempt 2 at" not in shown    # no attempt 2 is coming

@@ -180,8 +180,8 @@ def status_table(run: Run, full_output: bool = False) -> str:
         if s.status == "running" and s.started_at:       # its duration is 0 until it ends: say since when
             extra = f"{extra}; {_running(s.started_at, run.specs[s.id].timeout_seconds if s.id in run.specs else None)}"
             extra = extra.lstrip("; ")
-        if s.retry.status == "waiting" and s.retry.due:   # else a long backoff reads as a failed step, run stuck
-            extra = f"{extra}; attempt {s.attempt.number + 1} at {_when(s.retry.due)}".lstrip("; ")
+        if due := run.retry_due(s):   # else a long backoff reads as a failed step, run stuck
+            extra = f"{extra}; attempt {s.attempt.number + 1} at {_when(due)}".lstrip("; ")
         if s.rollback.status:
             extra = f"{extra}; rollback {s.rollback.status} {s.rollback.error}".strip("; ").rstrip()
         took = _ms(s.attempt.duration_ms)

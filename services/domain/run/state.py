@@ -243,6 +243,12 @@ class Run(Struct):
         return self.status == "paused" and not any(
             s.status == "running" or s.rollback.status == "running" for s in self.steps.values())
 
+    def retry_due(self, step: StepState) -> datetime | None:
+        """When the step's next attempt comes, if it waits on a retry the run will still make (a cancelled or
+        rolled back run makes none: its timer may fire, and changes nothing)."""
+        going_on = self.status in ("running", "paused") and self.phase == "forward"
+        return step.retry.due if step.retry.status == "waiting" and going_on else None
+
     def step(self, step_id: str) -> StepState:
         """The step's state, for changing it."""
         steps, undo = self.steps, self.undo
@@ -316,6 +322,8 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         return run
     match event:
         case StepScheduled(step_id=step_id, attempt=attempt, reason=reason):
+            if run.status == "cancelling" or run.finished or run.phase == "rollback":
+                return run   # a retry's timer that fired as the run ended, or after: no attempt comes of it
             step = run.step(step_id)
             if step.status in ("running", "succeeded", "skipped") or attempt < step.attempt.number or (
                     attempt == step.attempt.number and step.status != "scheduled"):
