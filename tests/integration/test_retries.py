@@ -9,7 +9,8 @@ import pytest
 from aiohttp import web
 
 from events.commands import CancelRun, StartRun
-from events.run import StepRetryScheduled, StepScheduled
+from events import subjects
+from events.run import RunCancelled, StepRemediationStarted, StepRetryScheduled, StepScheduled
 from tests.helpers import (
     local_http, playbook_yaml, running_engine, until, until_event, until_timer_armed, wait_for_end,
 )
@@ -177,3 +178,30 @@ async def test_a_retry_timer_that_fires_after_a_cancel_changes_nothing_in_the_ca
     assert (run.status, run.steps["a"].status, run.steps["a"].attempt.number) == ("cancelled", "failed", 1)
     shown = status_table(run)
     assert "scheduled" not in shown and "attempt 2 at" not in shown    # no attempt 2 is coming
+
+
+async def test_a_cancel_during_a_remediation_ends_the_run_and_no_retry_follows(engine, tmp_path) -> None:
+    release = tmp_path / "release"
+    text = playbook_yaml(
+        [{"id": "a", "action": "shell", "args": {"command": "exit 3"}, "timeout_seconds": 5,
+          "retry": {"max_attempts": 3, "base_delay": 0.1, "jitter": "none"}}, {"id": "b", "action": "noop"}],
+        error_handlers=[{"category": "unknown", "then": "retry", "run": {
+            "action": "shell", "args": {"command": f"while [ ! -e {release} ]; do sleep 0.05; done"},
+            "timeout_seconds": 10}}])
+    reply = await engine.send(StartRun(playbook=text))
+    await until_event(engine, reply.run_id, StepRemediationStarted)
+    cancel = await engine.send(CancelRun(run_id=reply.run_id))
+    assert [e["type"] for e in cancel.events] == ["RunCancelRequested", "RunCancelled"]
+    release.touch()
+
+    js = engine.nc.jetstream()
+
+    async def decided() -> bool:     # the resilience service is done with the failure
+        info = await js.consumer_info(subjects.RUNS_STREAM, "resilience")
+        return info.num_ack_pending == 0 and info.num_pending == 0
+    await until(decided, what="the resilience service done with the failure")
+    events = [e for _, e in await engine.events(reply.run_id)]
+    end = next(i for i, e in enumerate(events) if isinstance(e, RunCancelled))
+    assert [type(e).__name__ for e in events[end + 1:]] in ([], ["StepRemediated"])   # what ran is recorded
+    run = await engine.run(reply.run_id)
+    assert (run.status, run.steps["a"].status, run.steps["a"].retry.status) == ("cancelled", "failed", "")

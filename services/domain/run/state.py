@@ -511,10 +511,16 @@ def _retried(run: Run, event: RunRetried) -> None:
 
 
 def _forward_over(run: Run) -> None:
-    """The run goes no further forward: a step a retry left pending ("runs again") will not run after all."""
+    """The run goes no further forward: a step a retry left pending ("runs again") will not run after all, and a
+    failure still waiting for its retry decision (a cancel came first) is not retried: it stands."""
     for step in run.steps.values():
         if step.status == "pending" and step.reason:
             run.step(step.id).reason = ""
+        elif step.retry.status == "deciding":
+            changing = run.step(step.id)
+            was = readiness.mark(run, changing)
+            changing.retry.status = ""
+            readiness.changed(run, changing, was)
 
 
 def _may_retry(run: Run, step: StepState) -> bool:
