@@ -229,7 +229,18 @@ def rollback_lines(run: Run) -> list[str]:
         lines = [f"{verb}: {asked.reason} (requested by {who})" if asked.reason else f"{verb} (requested by {who})"]
     if asked.failure:
         lines.append(f"rollback failed: {asked.failure}")
-    return lines
+    return lines + _not_undone(run)
+
+
+def _not_undone(run: Run) -> list[str]:
+    """What a rollback that ended (failed, or cancelled half-way) left undone, and how to go on."""
+    undone = [s for wave in run.rollback_waves for s in wave if run.steps[s].rollback.status != "rolled_back"]
+    if not run.finished or not undone:
+        return []
+    said = {"pending": "not tried", "scheduled": "not started"}
+    shown = [f"{s} ({said.get(run.steps[s].rollback.status, run.steps[s].rollback.status)})" for s in undone[:10]]
+    more = f" and {len(undone) - 10} more" if len(undone) > 10 else ""
+    return [f"not undone: {', '.join(shown)}{more}; `playbook rollback {run.id}` tries them again"]
 
 
 def plan_table(run: Run) -> str:
