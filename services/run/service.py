@@ -62,7 +62,7 @@ COMMANDS_AT_ONCE = 64
 # Events written by commands and followed by more in the same decision: if the process
 # died in between, the advancer finishes the decision.
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
-                 "RollbackStarted", "RunRetried")
+                 "ApprovalRejected", "ApprovalTimedOut", "RollbackStarted", "RunRetried")
 
 
 def now() -> datetime:

@@ -264,6 +264,8 @@ def _ready(run: Run) -> list[StepState]:
 
 
 def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
+    if step.gate.status in ("rejected", "timed_out"):   # decided against: its StepFailed was not stored
+        return gates.failure_of(run, step, at)
     spec = run.specs[step.id]
     attempt = step.attempt.number + 1
     if spec.when is not None:
