@@ -8,9 +8,14 @@ from datetime import datetime, timezone
 import pytest
 from aiohttp import web
 
-from events.commands import CancelRun, StartRun
+from app.root import ALL_SERVICES
 from events import subjects
-from events.run import RunCancelled, StepRemediationStarted, StepRetryScheduled, StepScheduled
+from events.commands import CancelRun, StartRun
+from events.run import (
+    ApprovalRequested, RunCancelled, StepFailed, StepNotRetried, StepRemediationStarted, StepRetryScheduled,
+    StepScheduled,
+)
+from services.store import EventStore
 from tests.helpers import (
     local_http, playbook_yaml, running_engine, until, until_event, until_timer_armed, wait_for_end,
 )
@@ -205,3 +210,23 @@ async def test_a_cancel_during_a_remediation_ends_the_run_and_no_retry_follows(e
     assert [type(e).__name__ for e in events[end + 1:]] in ([], ["StepRemediated"])   # what ran is recorded
     run = await engine.run(reply.run_id)
     assert (run.status, run.steps["a"].status, run.steps["a"].retry.status) == ("cancelled", "failed", "")
+
+
+async def test_a_verdict_not_to_retry_stored_just_before_a_crash_still_ends_the_run(settings) -> None:
+    """The resilience service stored StepNotRetried and went before the run's end: the run does not hang."""
+    async with running_engine(settings, ALL_SERVICES - {"resilience"}) as engine:
+        step = {"id": "a", "action": "noop", "approval_gate": {}, "retry": {"max_attempts": 2}}
+        reply = await engine.send(StartRun(playbook=playbook_yaml([step, {"id": "b", "action": "noop"}])))
+        await until_event(engine, reply.run_id, ApprovalRequested)
+        last = max(seq for seq, _ in await engine.events(reply.run_id))
+        at = datetime.now(timezone.utc)
+        nc = await settings.connect("test-crash-after-a-verdict")
+        try:
+            await EventStore(nc).append(reply.run_id, [
+                StepFailed(run_id=reply.run_id, at=at, step_id="a", attempt=1, category="permanent", error="no"),
+                StepNotRetried(run_id=reply.run_id, at=at, step_id="a", attempt=1, category="permanent",
+                               reason="permanent is not in retry_on_errors")], expected=last)
+        finally:
+            await nc.close()
+        events = await wait_for_end(engine, reply.run_id, timeout=15)
+    assert type(events[-1]).__name__ == "RunFailed"
