@@ -75,7 +75,8 @@ class Repository(Generic[S, E]):
 
         A conflict part-way through a decision keeps what was already appended (it is in
         the stream) and decides again on the caught-up state for the rest; every event
-        this call appended is returned. `latest`: catch up before deciding (for a decision
+        this call appended is returned, even when the rest is refused there (another
+        writer did it: the command still took effect). `latest`: catch up before deciding (for a decision
         whose "nothing to do" must not come from a stale state).
         """
         state, appended, _ = await self._change(key, lambda s: (decision(s), None), min_version, latest)
@@ -108,9 +109,11 @@ class Repository(Generic[S, E]):
                 try:
                     events, answer = decision(state)
                 except CommandRejected:
-                    if not await self._catch_up(key, state):
-                        raise   # refused on everything the store holds: the refusal stands
-                    continue
+                    if await self._catch_up(key, state):
+                        continue
+                    if appended:    # what it stored stands; another writer did the rest, or made it moot
+                        return state, appended, answer
+                    raise   # refused on everything the store holds: the refusal stands
                 try:
                     await self._append(key, state, events, appended)
                     return state, appended, answer
