@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from events.commands import StartRun
+from events.run import StepFailed, StepSucceeded
+from services.executor import work as work_module
 from services.executor.holding import Keeper
 from services.leases import AttemptId, Lease, LeaseRecord, LeaseStore
-from tests.helpers import until
+from tests.helpers import playbook_yaml, running_engine, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -118,3 +123,27 @@ async def test_a_renewal_confirmed_after_the_deadline_loses_the_lease_the_guardi
 
     assert guardian.sent[0][1] == first_deadline and time.monotonic() > first_deadline
     assert holding.lost and lost == [holding.lost]
+
+
+async def test_an_attempt_whose_end_the_executor_learns_after_its_deadline_is_run_again(settings, monkeypatch) -> None:
+    """The step ended, but the executor's loop got to it only after the lease's deadline, when the guardian may have
+    killed it: what it saw is not the step's own outcome. It records nothing; the attempt is taken over as
+    interrupted and run again."""
+    settings = replace(settings, lease_seconds=1.0)
+    real, busy = work_module.run_action, [True]
+
+    async def then_busy(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        if busy.pop() if busy else False:      # the first attempt only
+            time.sleep(settings.lease_seconds)  # noqa: ASYNC251 -- a busy loop, on purpose
+        return result
+    monkeypatch.setattr(work_module, "run_action", then_busy)
+
+    async with running_engine(settings) as engine:
+        reply = await engine.send(StartRun(playbook=playbook_yaml([{"id": "a", "action": "noop"}])))
+        events = await wait_for_end(engine, reply.run_id)
+
+    assert type(events[-1]).__name__ == "RunCompleted"
+    ends = [(e.attempt, type(e).__name__, getattr(e, "category", "")) for e in events
+            if isinstance(e, (StepFailed, StepSucceeded))]
+    assert ends == [(1, "StepFailed", "interrupted"), (2, "StepSucceeded", "")]
