@@ -315,7 +315,8 @@ class RollbackStarted(RunEvent, frozen=True):
 
     Written before the run ended, it is `on_failure: rollback`'s (`actor` system) and `reason` is
     the run's failure; after the end, someone asked for it, and `reason` is theirs: the run's
-    failure, if it had one, stays the one it ended with.
+    failure, if it had one, stays the one it ended with. A step an earlier rollback of the run
+    undid (one that failed, or was cancelled half-way) is not in `waves`: it is not undone twice.
     """
 
     waves: list[list[str]]

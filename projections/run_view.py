@@ -73,8 +73,8 @@ def run_view(run: Run) -> dict[str, Any]:
                 "rollback_wave": rollback_wave_of.get(s.id),
                 "started_at": _iso(s.started_at),
                 "finished_at": _iso(s.finished_at),
-                "retry": s.retry.status or None,
-                "retry_due": _iso(s.retry.due) if s.retry.status == "waiting" else None,
+                "retry": (s.retry.status if s.retry.status != "waiting" or run.retry_due(s) else "") or None,
+                "retry_due": _iso(run.retry_due(s)),
                 "remediation": s.retry.remediation or None,
                 "approval_gate": _gate(run.gate_of(s.id), s),
             }

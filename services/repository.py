@@ -111,14 +111,14 @@ class Repository(Generic[S, E]):
                 try:
                     decided = decision(state)
                 except CommandRejected:
+                    if await self._catch_up(key, state):
+                        continue
                     if appended and decided is not None:
                         # Its first events are stored: the command took effect, and decided again on a state
-                        # that holds them it would refuse itself. What followed them was appended by whoever
-                        # conflicted (the advancer, reacting to them), or will be.
+                        # that holds them it would refuse itself. Another writer did the rest (the advancer,
+                        # reacting to them), or made it moot.
                         return state, appended, decided[1]
-                    if not await self._catch_up(key, state):
-                        raise   # refused on everything the store holds: the refusal stands
-                    continue
+                    raise   # refused on everything the store holds: the refusal stands
                 events, answer = decided
                 try:
                     await self._append(key, state, events, appended)

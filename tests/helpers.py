@@ -190,15 +190,15 @@ class Scenario:
 # -- the engine, in this process ---------------------------------------------------------------
 
 @contextlib.asynccontextmanager
-async def running_engine(settings: Settings) -> AsyncIterator[EngineClient]:
-    """Every service running in this process until the block ends, and a client to drive them as the local admin
-    (the token the identity service wrote to the home, as `playbook up` does)."""
+async def running_engine(settings: Settings, services: frozenset[str] = ALL_SERVICES) -> AsyncIterator[EngineClient]:
+    """Every service (or those named) running in this process until the block ends, and a client to drive them as
+    the local admin (the token the identity service wrote to the home, as `playbook up` does)."""
     stop, ready = asyncio.Event(), asyncio.Event()
 
     async def on_ready(_running: Any) -> None:
         ready.set()
 
-    task = asyncio.create_task(serve(settings, ALL_SERVICES, ready=on_ready, stop=stop))
+    task = asyncio.create_task(serve(settings, services, ready=on_ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 10)
     client_nc = await nats.connect(**connect_options(settings.engine_url()), max_reconnect_attempts=-1,
                                    reconnect_time_wait=0.2)

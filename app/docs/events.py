@@ -87,7 +87,8 @@ def _endings() -> list[str]:
             "A run rolled back by `on_failure: rollback` ends with `RollbackCompleted` or `RollbackFailed` alone "
             f"(no `RunFailed` before it). Written after an ending, {reopening} reopen the run (a rollback asked for "
             "by hand, a retry), which then ends again with one new terminal event; anything else stored after an "
-            "ending (a gate's deadline firing late, a refused approval) is a record and does not reopen it. A "
+            "ending (a gate's deadline firing late, a refused approval, the end of an error handler's remediation that "
+            "was running when the run was cancelled) is a record and does not reopen it. A "
             "follower has seen the end when it has read a terminal event with no reopening event after it and "
             "nothing more of the run is stored (`ended_after`).", ""]
 

@@ -114,5 +114,10 @@ class Keeper:
         if renewed is None:
             self._lose(holding, "another executor took it over")
             return
+        was = holding.deadline
         holding.lease = renewed
         self._extend(holding, sent)
+        # Learnt too late (a busy loop): the guardian may have killed the attempt at the old deadline, before it
+        # read the new one. Its end would look like the step's own failure; as lost, it is run again.
+        if time.monotonic() >= was:
+            self._lose(holding, f"renewed, but the renewal was learnt after the deadline of {self.seconds * KEPT:g} s")

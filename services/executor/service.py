@@ -196,6 +196,10 @@ class Executor:
                 outcome = Outcome(_no_outputs(attempt), f"the engine failed while running this step "
                                   f"({type(err).__name__}); the executor's log has the details", "unknown")
             running.ended = True
+            if not running.stopped and time.monotonic() >= running.holding.deadline:
+                # Learnt only after the lease's deadline (a busy loop), when the guardian may have killed the
+                # attempt: what was seen is not the step's own outcome. Recorded by whoever takes the lease over.
+                running.stopped = "lost"
             duration = (time.perf_counter() - began) * 1000
             if running.stopped == "lost":
                 return   # not ours to record any more: whoever takes the lease over records it interrupted

@@ -87,7 +87,9 @@ class ResilienceService(OneConsumer):
             return [started] if fresh else []
 
         run, _ = await self.runs.change(run.id, begin)
-        if run.steps[step_id].retry.remediation in ("", "running"):   # ours to run (again, after a crash)
+        step = run.steps[step_id]
+        # Ours to run (again, after a crash), unless the run was cancelled: a cancel never retries.
+        if step.retry.status == "deciding" and step.retry.remediation == "running":
             ok, outputs, error = await self.perform(run, handler.run)
             outputs, error, note = capped(outputs, error, self.runs.store.max_event_bytes)
             end = datetime.now(timezone.utc)

@@ -59,10 +59,10 @@ log = logging.getLogger(__name__)
 
 COMMAND_QUEUE = "run-commands"
 COMMANDS_AT_ONCE = 64
-# Events written by commands and followed by more in the same decision: if the process
-# died in between, the advancer finishes the decision.
+# Events written by commands (and the resilience service's verdict not to retry) and followed by more in the
+# same decision: if the process died in between, the advancer finishes the decision.
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
-                 "RollbackStarted", "RunRetried")
+                 "ApprovalRejected", "ApprovalTimedOut", "StepNotRetried", "RollbackStarted", "RunRetried")
 
 
 def now() -> datetime:

@@ -12,8 +12,13 @@ from pathlib import Path
 import pytest
 
 from events.commands import ApproveStep, RejectStep, StartRun
-from events.run import ApprovalAttemptRefused, ApprovalRequested
-from tests.helpers import person, playbook_yaml, refusals, running_engine, until_timer_armed, wait_for_end
+from events.run import (
+    ApprovalAttemptRefused, ApprovalRejected, ApprovalRequested, ApprovalTimedOut, RunEvent, StepFailed,
+)
+from services.store import EventStore
+from tests.helpers import (
+    person, playbook_yaml, refusals, running_engine, until_event, until_timer_armed, wait_for_end,
+)
 from ui.client import EngineClient
 
 pytestmark = pytest.mark.integration
@@ -184,3 +189,30 @@ async def test_a_deadline_that_falls_while_everything_is_down_takes_effect_on_re
     timed_out = next(e for e in events if type(e).__name__ == "ApprovalTimedOut")
     assert (timed_out.at - restarted).total_seconds() < 2.0   # at once, not after another wait
 
+
+
+@pytest.mark.parametrize("decision", ["rejected", "timed out", "rejected, its step failed"])
+async def test_a_gate_decided_against_just_before_a_crash_still_fails_its_step(engine, settings, decision) -> None:
+    """The decision's first events stored, and the process gone before the rest: the gate is not asked again,
+    and the run ends."""
+    reply = await engine.send(StartRun(playbook=gated_playbook(required_approvers=[], timeout_seconds=600)))
+    request = await until_event(engine, reply.run_id, ApprovalRequested)
+    last = max(seq for seq, _ in await engine.events(reply.run_id))
+    at = datetime.now(timezone.utc)
+    decided: list[RunEvent] = [
+        ApprovalRejected(run_id=reply.run_id, at=at, step_id="deploy", actor="carol", comment="not now")
+        if decision.startswith("rejected") else ApprovalTimedOut(run_id=reply.run_id, at=at, step_id="deploy")]
+    if decision.endswith("failed"):
+        decided.append(StepFailed(run_id=reply.run_id, at=at, step_id="deploy", attempt=1, category="authorization",
+                                  error="approval rejected by carol: not now"))
+    nc = await settings.connect("test-crash-between-appends")
+    try:
+        await EventStore(nc).append(reply.run_id, decided, expected=last)
+    finally:
+        await nc.close()
+    events = await wait_for_end(engine, reply.run_id)
+
+    assert [type(e).__name__ for e in events[-2:]] == ["StepFailed", "RunFailed"]
+    assert sum(isinstance(e, ApprovalRequested) for e in events) == 1 and request.step_id == "deploy"
+    assert events[-2].error == ("approval rejected by carol: not now" if decision.startswith("rejected")
+                                else "approval timed out after 600s")

@@ -1,10 +1,18 @@
 """Leases on attempts against a real nats-server: of two writers on one lease exactly one wins, every time."""
 from __future__ import annotations
 
+import time
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
-from services.leases import AttemptId, LeaseRecord, LeaseStore
-from tests.helpers import until
+from events.commands import StartRun
+from events.run import StepFailed, StepSucceeded
+from services.executor import work as work_module
+from services.executor.holding import Keeper
+from services.leases import AttemptId, Lease, LeaseRecord, LeaseStore
+from tests.helpers import playbook_yaml, running_engine, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +83,67 @@ async def test_a_rollback_attempt_has_a_lease_and_a_key_of_its_own() -> None:
     undo = AttemptId("run1", "deploy", 1, rollback=True)
     assert (undo.subject, undo.key) == ("pb.lease.run1.deploy.r1", "run1/deploy/rollback/1")
     assert ATTEMPT.key == "run1/deploy/1"
+
+
+class DeadlinesOnly:
+    """The guardian's deadlines as the holder sends them (the kills are the guardian's own test's)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, float, float]] = []     # (attempt, deadline, when sent)
+
+    def deadline(self, attempt: str, at: float) -> None:
+        self.sent.append((attempt, at, time.monotonic()))
+
+    def over(self, attempt: str) -> None:
+        pass
+
+
+async def test_a_renewal_confirmed_after_the_deadline_loses_the_lease_the_guardian_already_killed_for(nc) -> None:
+    """The loop was too busy: the store confirmed a renewal, but the holder learnt it only after the deadline, when
+    the guardian had killed the attempt's processes. The holder must not carry on as if it held the lease: the
+    step's end (killed) would be recorded as its own failure instead of an interruption."""
+
+    class ConfirmedLate(LeaseStore):
+        async def renew(self, lease: Lease) -> Lease | None:
+            renewed = await super().renew(lease)
+            time.sleep(max(0.0, holding.deadline - time.monotonic()) + 0.05)  # noqa: ASYNC251 -- a busy loop, on purpose
+            return renewed
+
+    leases = ConfirmedLate(nc)
+    await leases.ensure_stream()
+    guardian, lost = DeadlinesOnly(), list[str]()
+    keeper = Keeper(leases, 1.0, guardian)      # type: ignore[arg-type]
+    sent = time.monotonic()
+    lease = await leases.claim(ATTEMPT, record("ex1"))
+    assert lease is not None
+    holding = keeper.hold(ATTEMPT, lease, sent, lambda held, why: lost.append(why))
+    first_deadline = holding.deadline
+
+    await keeper._renew(holding)
+
+    assert guardian.sent[0][1] == first_deadline and time.monotonic() > first_deadline
+    assert holding.lost and lost == [holding.lost]
+
+
+async def test_an_attempt_whose_end_the_executor_learns_after_its_deadline_is_run_again(settings, monkeypatch) -> None:
+    """The step ended, but the executor's loop got to it only after the lease's deadline, when the guardian may have
+    killed it: what it saw is not the step's own outcome. It records nothing; the attempt is taken over as
+    interrupted and run again."""
+    settings = replace(settings, lease_seconds=1.0)
+    real, busy = work_module.run_action, [True]
+
+    async def then_busy(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        if busy.pop() if busy else False:      # the first attempt only
+            time.sleep(settings.lease_seconds)  # noqa: ASYNC251 -- a busy loop, on purpose
+        return result
+    monkeypatch.setattr(work_module, "run_action", then_busy)
+
+    async with running_engine(settings) as engine:
+        reply = await engine.send(StartRun(playbook=playbook_yaml([{"id": "a", "action": "noop"}])))
+        events = await wait_for_end(engine, reply.run_id)
+
+    assert type(events[-1]).__name__ == "RunCompleted"
+    ends = [(e.attempt, type(e).__name__, getattr(e, "category", "")) for e in events
+            if isinstance(e, (StepFailed, StepSucceeded))]
+    assert ends == [(1, "StepFailed", "interrupted"), (2, "StepSucceeded", "")]

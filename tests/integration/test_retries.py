@@ -8,8 +8,18 @@ from datetime import datetime, timezone
 import pytest
 from aiohttp import web
 
-from events.commands import StartRun
-from tests.helpers import local_http, playbook_yaml, running_engine, until_timer_armed, wait_for_end
+from app.root import ALL_SERVICES
+from events import subjects
+from events.commands import CancelRun, StartRun
+from events.run import (
+    ApprovalRequested, RunCancelled, StepFailed, StepNotRetried, StepRemediationStarted, StepRetryScheduled,
+    StepScheduled,
+)
+from services.store import EventStore
+from tests.helpers import (
+    local_http, playbook_yaml, running_engine, until, until_event, until_timer_armed, wait_for_end,
+)
+from ui.cli.render import status_table
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +165,68 @@ async def test_an_engine_error_handler_applies_to_every_playbook_and_is_pinned_o
     i = names.index("StepRemediationStarted")
     assert names[i - 1:i + 3] == ["StepFailed", "StepRemediationStarted", "StepRemediated", "StepRetryScheduled"]
     assert "engine error handler 1" in events[i + 2].reason
+
+
+async def test_a_retry_timer_that_fires_after_a_cancel_changes_nothing_in_the_cancelled_run(engine) -> None:
+    step = {"id": "a", "action": "shell", "args": {"command": "exit 75"}, "timeout_seconds": 5,
+            "retry": {"max_attempts": 3, "base_delay": 0.5, "jitter": "none", "retry_on_errors": ["unknown"]}}
+    reply = await engine.send(StartRun(playbook=playbook_yaml([step, {"id": "b", "action": "noop"}])))
+    await until_event(engine, reply.run_id, StepRetryScheduled)
+    cancel = await engine.send(CancelRun(run_id=reply.run_id))
+    assert [e["type"] for e in cancel.events] == ["RunCancelRequested", "RunCancelled"]
+
+    async def fired() -> list[StepScheduled]:     # after the end: no follow waits for it, the stream holds it
+        return [e for _, e in await engine.events(reply.run_id) if isinstance(e, StepScheduled) and e.attempt == 2]
+    (late,) = await until(fired, what="the backoff's timer firing after the cancel")
+    assert late.reason.startswith("retry after")
+    run = await engine.run(reply.run_id)
+    assert (run.status, run.steps["a"].status, run.steps["a"].attempt.number) == ("cancelled", "failed", 1)
+    shown = status_table(run)
+    assert "scheduled" not in shown and "attempt 2 at" not in shown    # no attempt 2 is coming
+
+
+async def test_a_cancel_during_a_remediation_ends_the_run_and_no_retry_follows(engine, tmp_path) -> None:
+    release = tmp_path / "release"
+    text = playbook_yaml(
+        [{"id": "a", "action": "shell", "args": {"command": "exit 3"}, "timeout_seconds": 5,
+          "retry": {"max_attempts": 3, "base_delay": 0.1, "jitter": "none"}}, {"id": "b", "action": "noop"}],
+        error_handlers=[{"category": "unknown", "then": "retry", "run": {
+            "action": "shell", "args": {"command": f"while [ ! -e {release} ]; do sleep 0.05; done"},
+            "timeout_seconds": 10}}])
+    reply = await engine.send(StartRun(playbook=text))
+    await until_event(engine, reply.run_id, StepRemediationStarted)
+    cancel = await engine.send(CancelRun(run_id=reply.run_id))
+    assert [e["type"] for e in cancel.events] == ["RunCancelRequested", "RunCancelled"]
+    release.touch()
+
+    js = engine.nc.jetstream()
+
+    async def decided() -> bool:     # the resilience service is done with the failure
+        info = await js.consumer_info(subjects.RUNS_STREAM, "resilience")
+        return info.num_ack_pending == 0 and info.num_pending == 0
+    await until(decided, what="the resilience service done with the failure")
+    events = [e for _, e in await engine.events(reply.run_id)]
+    end = next(i for i, e in enumerate(events) if isinstance(e, RunCancelled))
+    assert [type(e).__name__ for e in events[end + 1:]] in ([], ["StepRemediated"])   # what ran is recorded
+    run = await engine.run(reply.run_id)
+    assert (run.status, run.steps["a"].status, run.steps["a"].retry.status) == ("cancelled", "failed", "")
+
+
+async def test_a_verdict_not_to_retry_stored_just_before_a_crash_still_ends_the_run(settings) -> None:
+    """The resilience service stored StepNotRetried and went before the run's end: the run does not hang."""
+    async with running_engine(settings, ALL_SERVICES - {"resilience"}) as engine:
+        step = {"id": "a", "action": "noop", "approval_gate": {}, "retry": {"max_attempts": 2}}
+        reply = await engine.send(StartRun(playbook=playbook_yaml([step, {"id": "b", "action": "noop"}])))
+        await until_event(engine, reply.run_id, ApprovalRequested)
+        last = max(seq for seq, _ in await engine.events(reply.run_id))
+        at = datetime.now(timezone.utc)
+        nc = await settings.connect("test-crash-after-a-verdict")
+        try:
+            await EventStore(nc).append(reply.run_id, [
+                StepFailed(run_id=reply.run_id, at=at, step_id="a", attempt=1, category="permanent", error="no"),
+                StepNotRetried(run_id=reply.run_id, at=at, step_id="a", attempt=1, category="permanent",
+                               reason="permanent is not in retry_on_errors")], expected=last)
+        finally:
+            await nc.close()
+        events = await wait_for_end(engine, reply.run_id, timeout=15)
+    assert type(events[-1]).__name__ == "RunFailed"

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from events.commands import ApproveStep, RollbackRun, StartRun
-from events.run import ApprovalRequested
+from events.commands import ApproveStep, CancelRun, RetryRun, RollbackRun, StartRun
+from events.run import ApprovalRequested, RollbackStarted, StepRollbackStarted, StepRolledBack
 from tests.helpers import local_http, person, wait_for_end
 
 pytestmark = pytest.mark.integration
@@ -113,3 +113,45 @@ steps:
     assert journal.read_text().strip() == "undo changed"
     started = next(e for e in events if type(e).__name__ == "RollbackStarted")
     assert (started.actor, started.reason) == ("admin", "bad change")
+
+
+async def test_a_rollback_cancelled_half_way_and_asked_again_undoes_only_what_is_left(engine, tmp_path) -> None:
+    journal, hung = tmp_path / "journal", tmp_path / "hung-once"
+    hangs_once = f"if [ -e {hung} ]; then echo undo b >> {journal}; else touch {hung}; sleep 60; fi"
+    text = f"""
+name: half-undone
+on_failure: rollback
+steps:
+  - {{id: a, action: shell, parallel_group: g, args: {{command: "true"}}, timeout_seconds: 5,
+     rollback: [{{action: shell, args: {{command: "echo undo a >> {journal}"}}}}]}}
+  - {{id: b, action: shell, parallel_group: g, args: {{command: "true"}}, timeout_seconds: 5,
+     rollback: [{{action: shell, args: {{command: "{hangs_once}"}}}}]}}
+  - {{id: broken, action: shell, args: {{command: "exit 3"}}, timeout_seconds: 5}}
+"""
+    reply = await engine.send(StartRun(playbook=text))
+    seen: set[str] = set()
+    async for _, event in engine.follow(reply.run_id):
+        if isinstance(event, StepRolledBack) and event.step_id == "a" or (
+                isinstance(event, StepRollbackStarted) and event.step_id == "b"):
+            seen.add(type(event).__name__)
+        if len(seen) == 2:
+            break
+    # Asked again while it rolls back: already so, nothing new; a retry is refused, saying what is going on.
+    twice = await engine.send(RollbackRun(run_id=reply.run_id))
+    assert (twice.accepted, twice.events) == (True, [])
+    retry = await engine.send(RetryRun(run_id=reply.run_id))
+    assert not retry.accepted and "is rolling back: what it did is being undone" in retry.error.message
+    cancel = await engine.send(CancelRun(run_id=reply.run_id, reason="b's rollback hangs"))
+    assert cancel.accepted, cancel.error
+    assert type((await wait_for_end(engine, reply.run_id))[-1]).__name__ == "RunCancelled"
+    retry = await engine.send(RetryRun(run_id=reply.run_id))
+    assert not retry.accepted and "was rolled back in part (cancelled); roll it back again" in retry.error.message
+
+    cancelled_at = max(seq for seq, _ in await engine.events(reply.run_id))
+    again = await engine.send(RollbackRun(run_id=reply.run_id, reason="finish undoing it"))
+    assert again.accepted, again.error
+    events = await wait_for_end(engine, reply.run_id, after=cancelled_at)
+
+    assert type(events[-1]).__name__ == "RollbackCompleted"
+    assert isinstance(events[0], RollbackStarted) and events[0].waves == [["b"]]   # a is undone already
+    assert journal.read_text().splitlines() == ["undo a", "undo b"]

@@ -9,7 +9,7 @@ import pytest
 
 from events import subjects
 from events.commands import PauseRun
-from events.run import RunEvent, RunPaused, StepScheduled
+from events.run import ApprovalRejected, RunEvent, RunPaused, StepScheduled
 from services.errors import CommandRejected, ConcurrencyConflict
 from services.domain.run.commands import Advance, AnswerGate, BeginStep, FinishStep
 from services.domain.run.decider import decide
@@ -235,3 +235,27 @@ async def test_a_command_whose_first_events_are_stored_is_accepted_when_another_
     assert [type(e).__name__ for e in events][:2] == ["ApprovalGiven", "ApprovalGranted"]
     stored = [type(e).__name__ for _, e in (await store.load("r1"))[0]]
     assert "ApprovalAttemptRefused" not in stored and stored.count("StepScheduled") == 1, stored
+
+
+async def test_a_decision_another_replica_finished_half_way_is_answered_with_what_it_stored(store, nc) -> None:
+    """Replica A rejects a gate; between its ApprovalRejected and its StepFailed, replica B's advancer fails the
+    step. A's rejection is stored and counts: A answers with it, not with a refusal of the gate it decided."""
+    await store.append("r9", [started("r9", [noop("deploy", approval_gate={})])], expected=0)
+    replica_b = run_repository(store, PlaybookStore(nc))
+    await replica_b.change("r9", lambda run: decide(run, Advance(), at(1)))
+
+    class BetweenTheAppends(EventStore):
+        async def append_aggregate(self, aggregate, events, expected, cancel_timer=None):   # type: ignore[override]
+            sequences = await super().append_aggregate(aggregate, events, expected, cancel_timer)
+            if isinstance(events[0], ApprovalRejected):
+                await replica_b.change("r9", lambda run: decide(run, Advance(), at(3)), min_version=sequences[-1])
+            return sequences
+
+    replica_a = run_repository(BetweenTheAppends(nc), PlaybookStore(nc))
+    reject = AnswerGate(step_id="deploy", actor="carol", groups=(), approve=False, comment="not now")
+    _, appended = await replica_a.change("r9", lambda run: decide(run, reject, at(2)))
+
+    assert [type(e).__name__ for e in appended] == ["ApprovalRejected"]
+    envelopes, _ = await store.load("r9")
+    stored = [type(e).__name__ for _, e in envelopes]
+    assert stored == ["RunStarted", "ApprovalRequested", "ApprovalRejected", "StepFailed", "RunFailed"]

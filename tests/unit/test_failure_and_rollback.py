@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from events.commands import RollbackRun
+from events.commands import CancelRun, RollbackRun
 from projections.run_view import run_view
 from projections.sentences import sentence
 from services.domain.run.commands import FinishStep
@@ -84,9 +84,10 @@ def test_a_failed_rollback_says_why_apart_from_the_failure_it_undid() -> None:
     assert (run.status, run.failure) == ("rollback_failed", STEP_B_FAILED)
     assert run.rollback is not None and run.rollback.failure == "rollback of a failed: undo a: exit 1"
     table = status_table(run).splitlines()
-    assert [line for line in table if not line.startswith(" ")][-3:] == [
+    assert [line for line in table if not line.startswith(" ")][-4:] == [
         f"failure: {STEP_B_FAILED}", "rollback: bad deploy (requested by root)",
-        "rollback failed: rollback of a failed: undo a: exit 1"]
+        "rollback failed: rollback of a failed: undo a: exit 1",
+        f"not undone: a (failed); `playbook rollback {R}` tries them again"]
     view = run_view(run)
     assert (view["failure"], view["rollback_failure"]) == (STEP_B_FAILED, "rollback of a failed: undo a: exit 1")
 
@@ -140,3 +141,16 @@ def test_a_step_rolled_back_on_its_second_try_no_longer_shows_why_the_first_stop
                                                                                            "rolled_back", "")
     line, = (line for line in status_table(run).splitlines() if line.startswith("  a "))
     assert line.endswith("rollback rolled_back") and run_view(run)["steps"][0]["rollback_error"] is None
+
+
+def test_a_rollback_cancelled_half_way_says_what_it_left_undone() -> None:
+    s = Scenario(started(R, [undo("a"), undo("b"), undo("c"), noop("d")], on_failure="rollback"))
+    s.start()
+    s.run_step("a"), s.run_step("b"), s.run_step("c"), s.begin("d")
+    s.fail("d")
+    s.begin_rollback("c"), s.finish_rollback("c")
+    s.begin_rollback("b")
+    s.when(CancelRun(run_id=R, actor="ops"))
+    s.finish_rollback("b", error="cancelled while running", category="cancelled")
+    table = status_table(refolded(s)).splitlines()
+    assert f"not undone: b (failed), a (not tried); `playbook rollback {R}` tries them again" in table

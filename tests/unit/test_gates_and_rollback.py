@@ -5,8 +5,8 @@ import msgspec
 import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RetryRun, RollbackRun
-from events.run import ApprovalDeadlinePassed
-from services.domain.run.commands import AnswerGate, ExpireGate, Retry
+from events.run import ApprovalDeadlinePassed, ApprovalRejected
+from services.domain.run.commands import Advance, AnswerGate, ExpireGate, Retry
 from services.domain.run.gates import Refused
 from services.errors import CommandRejected
 from tests.helpers import R, Scenario, at, kinds, noop, started
@@ -54,6 +54,14 @@ def test_two_groups_need_two_distinct_people_then_the_step_is_scheduled() -> Non
     events = s.when(approve("alice"))
     assert kinds(events) == ["ApprovalGiven:deploy", "ApprovalGranted:deploy", "StepScheduled:deploy"]
     assert events[1].approvers == ["alice", "bob"]
+
+
+def test_a_rejection_stored_without_its_step_failure_fails_the_step_when_the_run_advances() -> None:
+    s = gate_scenario()
+    s.given(ApprovalRejected(run_id=R, at=at(11), step_id="deploy", actor="carol", comment="not now"))
+    events = s.when(Advance())        # the process that rejected went before it stored the StepFailed
+    assert kinds(events) == ["StepFailed:deploy", "RunFailed"]
+    assert (events[0].category, events[0].error) == ("authorization", "approval rejected by carol: not now")
 
 
 def test_the_starter_cannot_approve_their_own_run_and_the_refusal_is_recorded() -> None:
@@ -266,11 +274,26 @@ def test_rollback_can_be_paused_resumed_and_cancelled() -> None:
     s.fail("c")
     assert kinds(s.when(PauseRun(run_id=R, actor="ops"))) == ["RunPaused"]
     assert kinds(s.begin_rollback("b")) == []                 # paused: not started
+    with pytest.raises(CommandRejected, match="paused in its rollback; resume it to go on rolling back"):
+        s.when(RollbackRun(run_id=R, actor="ops"))
     assert kinds(s.when(ResumeRun(run_id=R, actor="ops"))) == ["RunResumed", "StepRollbackScheduled:b"]
     s.begin_rollback("b")
     assert kinds(s.when(CancelRun(run_id=R, actor="ops"))) == ["RunCancelRequested"]
     events = s.finish_rollback("b", error="killed", category="cancelled")
     assert kinds(events) == ["StepRollbackFailed:b", "RunCancelled"]
+
+
+def test_a_rollback_cancelled_half_way_is_finished_by_hand_without_undoing_a_step_twice() -> None:
+    s = Scenario(started(R, [undo("a"), undo("b"), noop("c")], on_failure="rollback"))
+    s.start()
+    s.run_step("a"), s.run_step("b"), s.begin("c")
+    s.fail("c")
+    s.begin_rollback("b"), s.finish_rollback("b")
+    s.begin_rollback("a")
+    s.when(CancelRun(run_id=R, actor="ops"))
+    assert kinds(s.finish_rollback("a", error="killed", category="cancelled"))[-1] == "RunCancelled"
+    events = s.when(RollbackRun(run_id=R, actor="ops"))
+    assert kinds(events) == ["RollbackStarted", "StepRollbackScheduled:a"] and events[0].waves == [["a"]]
 
 
 

@@ -138,7 +138,7 @@ def test_only_a_failed_or_cancelled_run_can_be_retried(how: str, status: str) ->
 def test_a_rolled_back_run_is_not_retried() -> None:
     s = failed_at_c()
     s.when(RollbackRun(run_id=R, actor="olga"))
-    with pytest.raises(CommandRejected, match="rolled back"):
+    with pytest.raises(CommandRejected, match="is rolling back: what it did is being undone"):
         s.when(retry())
 
 

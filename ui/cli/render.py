@@ -181,8 +181,8 @@ def status_table(run: Run, full_output: bool = False) -> str:
         if s.status == "running" and s.started_at:       # its duration is 0 until it ends: say since when
             extra = f"{extra}; {_running(s.started_at, run.specs[s.id].timeout_seconds if s.id in run.specs else None)}"
             extra = extra.lstrip("; ")
-        if s.retry.status == "waiting" and s.retry.due:   # else a long backoff reads as a failed step, run stuck
-            extra = f"{extra}; attempt {s.attempt.number + 1} at {_when(s.retry.due)}".lstrip("; ")
+        if due := run.retry_due(s):   # else a long backoff reads as a failed step, run stuck
+            extra = f"{extra}; attempt {s.attempt.number + 1} at {_when(due)}".lstrip("; ")
         if s.rollback.status:
             extra = f"{extra}; rollback {s.rollback.status} {s.rollback.error}".strip("; ").rstrip()
         took = _ms(s.attempt.duration_ms)
@@ -230,7 +230,18 @@ def rollback_lines(run: Run) -> list[str]:
         lines = [f"{verb}: {asked.reason} (requested by {who})" if asked.reason else f"{verb} (requested by {who})"]
     if asked.failure:
         lines.append(f"rollback failed: {asked.failure}")
-    return lines
+    return lines + _not_undone(run)
+
+
+def _not_undone(run: Run) -> list[str]:
+    """What a rollback that ended (failed, or cancelled half-way) left undone, and how to go on."""
+    undone = [s for wave in run.rollback_waves for s in wave if run.steps[s].rollback.status != "rolled_back"]
+    if not run.finished or not undone:
+        return []
+    said = {"pending": "not tried", "scheduled": "not started"}
+    shown = [f"{s} ({said.get(run.steps[s].rollback.status, run.steps[s].rollback.status)})" for s in undone[:10]]
+    more = f" and {len(undone) - 10} more" if len(undone) > 10 else ""
+    return [f"not undone: {', '.join(shown)}{more}; `playbook rollback {run.id}` tries them again"]
 
 
 def plan_table(run: Run) -> str:

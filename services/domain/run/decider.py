@@ -75,6 +75,14 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
 
         case RollbackRun() if run.status == "rolled_back":
             raise CommandRejected(f"run {run.id} is already rolled back", "illegal_transition")
+        case RollbackRun() if run.status == "rolling_back":
+            return []   # rolling back already
+        case RollbackRun() if run.phase == "rollback" and run.status == "paused":
+            raise CommandRejected(f"run {run.id} is paused in its rollback; resume it to go on rolling back",
+                                  "illegal_transition")
+        case RollbackRun() if run.phase == "rollback" and run.status == "cancelling":
+            raise CommandRejected(f"run {run.id} is cancelling its rollback; roll it back again once it is cancelled",
+                                  "illegal_transition")
         case RollbackRun() if not run.finished:
             raise CommandRejected(f"run {run.id} is {run.status}; cancel it or let it finish before rolling back",
                                   "illegal_transition")
@@ -241,10 +249,11 @@ def _advance_rollback(run: Run, at: datetime) -> list[RunEvent]:
 
 def _rollback_started(run: Run, at: datetime, reason: str, actor: str,
                       on_behalf_of: str | None = None) -> RollbackStarted:
-    waves = rollback.rollback_waves(run)
-    if run.status == "rollback_failed":   # roll back again what is not rolled back yet
-        waves = [[s for s in wave if run.steps[s].rollback.status != "rolled_back"] for wave in waves]
-        waves = [wave for wave in waves if wave]
+    # Roll back again only what is not rolled back yet: a rollback that failed, or was cancelled half-way,
+    # leaves steps undone already, whose actions must not run twice.
+    waves = [[s for s in wave if run.steps[s].rollback.status != "rolled_back"]
+             for wave in rollback.rollback_waves(run)]
+    waves = [wave for wave in waves if wave]
     return RollbackStarted(run_id=run.id, at=at, waves=waves, reason=reason, actor=actor, on_behalf_of=on_behalf_of)
 
 
@@ -255,6 +264,8 @@ def _ready(run: Run) -> list[StepState]:
 
 
 def _schedule_or_skip(run: Run, step: StepState, at: datetime) -> RunEvent:
+    if step.gate.status in ("rejected", "timed_out"):   # decided against: its StepFailed was not stored
+        return gates.failure_of(run, step, at)
     spec = run.specs[step.id]
     attempt = step.attempt.number + 1
     if spec.when is not None:

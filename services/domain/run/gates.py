@@ -82,9 +82,7 @@ def answer(run: Run, cmd: AnswerGate, at: datetime) -> list[RunEvent]:
     if not cmd.approve:
         return [ApprovalRejected(run_id=run.id, at=at, step_id=step.id, actor=cmd.actor,
                                  on_behalf_of=cmd.on_behalf_of, comment=cmd.comment),
-                StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1,
-                           category="authorization",
-                           error=f"approval rejected by {person}" + (f": {cmd.comment}" if cmd.comment else ""))]
+                _rejected(run, step, person, cmd.comment, at)]
     if not gate.allow_self_approval and (starter := started_by(run, {cmd.actor, person})):
         did = "started" if starter in _starters(run) else "retried"
         raise refuse(f"{person} {did} this run and cannot approve it (the gate does not allow self-approval)"
@@ -147,9 +145,27 @@ def expire(run: Run, cmd: ExpireGate, at: datetime) -> list[RunEvent]:
     assert gate is not None
     if gate.auto_approve_after_timeout:
         return [ApprovalGranted(run_id=run.id, at=at, step_id=step.id, actor="system", by_timeout=True)]
-    return [ApprovalTimedOut(run_id=run.id, at=at, step_id=step.id),
-            StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1, category="timeout",
-                       error=f"approval timed out after {gate.timeout_seconds:g}s")]
+    return [ApprovalTimedOut(run_id=run.id, at=at, step_id=step.id), _timed_out(run, step, gate, at)]
+
+
+def failure_of(run: Run, step: StepState, at: datetime) -> StepFailed:
+    """The step's failure, for a gate decided against it whose StepFailed was not stored (the process that
+    decided went between the two appends): the same failure the decision would have written."""
+    gate = run.gate_of(step.id)
+    assert gate is not None and step.gate.status in ("rejected", "timed_out")
+    if step.gate.status == "rejected":
+        return _rejected(run, step, step.gate.decided_by[0], step.gate.comment, at)
+    return _timed_out(run, step, gate, at)
+
+
+def _rejected(run: Run, step: StepState, person: str, comment: str, at: datetime) -> StepFailed:
+    return StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1, category="authorization",
+                      error=f"approval rejected by {person}" + (f": {comment}" if comment else ""))
+
+
+def _timed_out(run: Run, step: StepState, gate: ApprovalGate, at: datetime) -> StepFailed:
+    return StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number + 1, category="timeout",
+                      error=f"approval timed out after {gate.timeout_seconds:g}s")
 
 
 def obsoleted_timer(event: RunEvent) -> str | None:

@@ -76,9 +76,16 @@ def _check_retryable(run: Run) -> None:
     if started.dry_run:
         raise CommandRejected(f"run {run.id} is a dry run; start the playbook for real instead",
                               "illegal_transition")
-    if run.phase == "rollback" or run.status in ("rolled_back", "rollback_failed"):
-        raise CommandRejected(f"run {run.id} was rolled back ({run.status}); what it did is undone, so start a new run",
+    if run.phase == "rollback" and not run.finished:
+        doing = "rolling back" if run.status == "rolling_back" else f"{run.status} in its rollback"
+        raise CommandRejected(f"run {run.id} is {doing}: what it did is being undone, so let the rollback end, then "
+                              "start a new run", "illegal_transition")
+    if run.status == "rolled_back":
+        raise CommandRejected(f"run {run.id} was rolled back: what it did is undone, so start a new run",
                               "illegal_transition")
+    if run.phase == "rollback":     # its rollback failed, or was cancelled: some of what it did is not undone
+        raise CommandRejected(f"run {run.id} was rolled back in part ({run.status}); roll it back again to undo the "
+                              "rest, or start a new run", "illegal_transition")
     if run.status == "completed":
         raise CommandRejected(f"run {run.id} completed; there is nothing to retry", "illegal_transition")
     if run.status not in ("failed", "cancelled"):

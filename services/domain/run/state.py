@@ -243,6 +243,12 @@ class Run(Struct):
         return self.status == "paused" and not any(
             s.status == "running" or s.rollback.status == "running" for s in self.steps.values())
 
+    def retry_due(self, step: StepState) -> datetime | None:
+        """When the step's next attempt comes, if it waits on a retry the run will still make (a cancelled or
+        rolled back run makes none: its timer may fire, and changes nothing)."""
+        going_on = self.status in ("running", "paused") and self.phase == "forward"
+        return step.retry.due if step.retry.status == "waiting" and going_on else None
+
     def step(self, step_id: str) -> StepState:
         """The step's state, for changing it."""
         steps, undo = self.steps, self.undo
@@ -316,6 +322,8 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         return run
     match event:
         case StepScheduled(step_id=step_id, attempt=attempt, reason=reason):
+            if run.status == "cancelling" or run.finished or run.phase == "rollback":
+                return run   # a retry's timer that fired as the run ended, or after: no attempt comes of it
             step = run.step(step_id)
             if step.status in ("running", "succeeded", "skipped") or attempt < step.attempt.number or (
                     attempt == step.attempt.number and step.status != "scheduled"):
@@ -503,10 +511,16 @@ def _retried(run: Run, event: RunRetried) -> None:
 
 
 def _forward_over(run: Run) -> None:
-    """The run goes no further forward: a step a retry left pending ("runs again") will not run after all."""
+    """The run goes no further forward: a step a retry left pending ("runs again") will not run after all, and a
+    failure still waiting for its retry decision (a cancel came first) is not retried: it stands."""
     for step in run.steps.values():
         if step.status == "pending" and step.reason:
             run.step(step.id).reason = ""
+        elif step.retry.status == "deciding":
+            changing = run.step(step.id)
+            was = readiness.mark(run, changing)
+            changing.retry.status = ""
+            readiness.changed(run, changing, was)
 
 
 def _may_retry(run: Run, step: StepState) -> bool:
