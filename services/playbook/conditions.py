@@ -1,6 +1,7 @@
 """`when` and `validations`: typed comparisons over resolved values, combined with all, any and not."""
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -121,8 +122,10 @@ def truthy(value: Any) -> bool:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):   # a step's JSON output may hold any integer; beyond a float's range it is infinite
+        return float(value) if abs(value) < 2**1023 else math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         try:
             return float(value.strip())

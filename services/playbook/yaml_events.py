@@ -18,7 +18,7 @@ from yaml.events import (AliasEvent, MappingEndEvent, MappingStartEvent, ScalarE
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from services.errors import PlaybookError
-from services.playbook.diagnostics import Path, format_path
+from services.playbook.diagnostics import Path, format_path, short
 from services.playbook.limits import MAX_STEPS
 
 _MAP = "tag:yaml.org,2002:map"
@@ -32,6 +32,7 @@ MAX_DEPTH = 100  # keeps every later recursive walk far from Python's recursion 
 MAX_VALUES = 4_000_000  # values in one document, aliases expanded; far beyond the largest playbook the engine takes
 ALIASED_VALUES = 100_000  # values aliases may repeat beyond as many as the text writes; more is a YAML bomb
 MAX_ITEMS = MAX_STEPS  # items in one list: no list of a playbook may be longer than its steps
+LOWEST_INTEGER, HIGHEST_INTEGER = -2**63, 2**64 - 1  # 64 bits: beyond, `float()` of it raises and nothing counts so far
 
 
 class Location(NamedTuple):
@@ -398,7 +399,11 @@ class Builder:
     def _construct(self, event: Any, tag: str) -> Any:
         node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
+            if type(value) is int and not LOWEST_INTEGER <= value <= HIGHEST_INTEGER:
+                self._hold(ConstructorError(None, None, f"{short(event.value)} is an integer beyond 64 bits, more than "
+                                            "any playbook value holds; quote it if it is text", event.start_mark))
+            return value
         except yaml.YAMLError as err:
             self._hold(err)
         except Exception:  # noqa: BLE001 - PyYAML's constructors fail raw when an explicit tag does not fit (`!!int x`)

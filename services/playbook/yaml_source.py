@@ -16,11 +16,12 @@ import yaml
 from yaml.reader import ReaderError
 
 from services.playbook.diagnostics import Path
-from services.playbook.yaml_events import (ALIASED_VALUES, MAX_DEPTH, MAX_ITEMS, MAX_VALUES, Builder, DuplicateKey,
-                                           Loader, Location, Recorder, YamlSyntaxError, YamlTooLarge, location_of)
+from services.playbook.yaml_events import (ALIASED_VALUES, HIGHEST_INTEGER, LOWEST_INTEGER, MAX_DEPTH, MAX_ITEMS,
+                                           MAX_VALUES, Builder, DuplicateKey, Loader, Location, Recorder,
+                                           YamlSyntaxError, YamlTooLarge, location_of)
 
-__all__ = ["ALIASED_VALUES", "MAX_DEPTH", "MAX_ITEMS", "MAX_VALUES", "DuplicateKey", "Location", "YamlDocument",
-           "YamlSyntaxError", "YamlTooLarge", "load_yaml"]
+__all__ = ["ALIASED_VALUES", "HIGHEST_INTEGER", "LOWEST_INTEGER", "MAX_DEPTH", "MAX_ITEMS", "MAX_VALUES",
+           "DuplicateKey", "Location", "YamlDocument", "YamlSyntaxError", "YamlTooLarge", "load_yaml"]
 
 
 @dataclass(frozen=True)

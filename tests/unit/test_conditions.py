@@ -44,3 +44,11 @@ def test_plain_values_and_strings() -> None:
 def test_conditions_that_cannot_be_evaluated_say_why(condition, problem) -> None:
     with pytest.raises(BadCondition, match=problem):
         evaluate(condition, CTX)
+
+
+def test_an_integer_too_large_for_a_float_still_compares() -> None:
+    """A step's JSON output may hold any integer: comparing it raised OverflowError inside the engine."""
+    huge = 10 ** 400
+    assert evaluate(Condition(type="greater_than", left=huge, right=1), Context())
+    assert not evaluate(Condition(type="less_than", left=huge, right="1"), Context())
+    assert evaluate(Condition(type="less_than", left=-huge, right=1), Context())
