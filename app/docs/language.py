@@ -229,10 +229,13 @@ def _values() -> list[str]:
         ("written", "is"), [
             ("`${name}`, `${name.field}`, `${name[0]}`", "a parameter, else a variable (the environment's over the "
              "playbook's); a list's item as `[0]` or `.0`"),
-            ("`${steps.<id>.<output>}`", "an output of a step that finished before, a failed one's too (a shell "
-             "step's `stdout`, `stderr`, `returncode`; an http_request's `status_code`, `headers`, `body`, "
-             "`json.items[0].id`; a noop's keys of `outputs` and `message`)"),
-            ("`${stdout}`, `${status_code}`", "in validations and rollback: this step's own outputs"),
+            ("`${steps.<id>.<output>}`", "an output of a step that finished before, a failed one's too: what its "
+             "action returns (" + "; ".join(f"{name}: " + ", ".join(f"`{key}`" for key in spec.outputs)
+                                             for name, spec in ACTION_SPECS.items() if spec.outputs)
+             + "; noop: the keys of its `outputs` and `message`; `json.items[0].id` reads into one) and what it "
+             "exports (`outputs: [{name, from}]`); an output the step never has is refused before the run (PB213)"),
+            ("`${stdout}`, `${status_code}`", "in validations and rollback: this step's own outputs (checked as "
+             "above)"),
             ("`${secret:NAME}`", "a secret, redacted as `***` everywhere it would show (see security.md)"),
             ("`${env.NAME}`", "an engine environment variable listed in `PLAYBOOK_ENV_ALLOW`"),
             ("`${raw:...}`", "in a shell command: inserted as written, not as one quoted word"),

@@ -23,6 +23,7 @@ from services.playbook.references import ReferenceSyntaxError, find_references
 from services.playbook.schema_check import check_schema, step_id_at
 from services.playbook.security import security_errors, security_issues
 from services.playbook.spellings import read_as_ours
+from services.playbook.step_outputs import missing, returned, root, step_outputs
 from services.playbook.variable_cycles import variable_cycle_issues
 from services.playbook.limits import MAX_BYTES, MAX_STEPS, too_large
 from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
@@ -155,17 +156,20 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
     later += [_moved(issue, positions) for issue in found]
     names, ids = Names(_names(data)), Names(plan.needs)
     used: set[str] = _used_by_variables(playbook)
+    outputs = {step.id: step_outputs(step) for step in playbook.steps if step.action in actions}
     found_in_texts: list[Issue | _Unsure] = []
     for step, i in zip(playbook.steps, positions["steps"]):
         found_in_texts += _step_issues(step, i, actions)
+        found_in_texts += _export_issues(step, i) if step.action in actions else []
         found_in_texts += [issue for path, text, scope in _texts(data["steps"][i], ("steps", i))
-                           for issue in _check_text(text, path, scope, step.id, names, ids, used)]
+                           for issue in _check_text(text, path, scope, step.id, names, ids, used, outputs)]
     for k, handler in enumerate(playbook.error_handlers):
         later += _action_issues(handler.run.action, handler.run.args, ("error_handlers", k, "run"), actions)
         later += handler_bound_issues(handler, ("error_handlers", k))
     declared = {parameter.name for parameter in playbook.parameters}
     for path, text, _ in _playbook_texts(data, declared):
-        later += [item for item in _check_text(text, path, "before", "", names, ids, used) if isinstance(item, Issue)]
+        later += [item for item in _check_text(text, path, "before", "", names, ids, used, outputs)
+                  if isinstance(item, Issue)]
     sure = finished_before(plan, [(item.step_id, item.other) for item in found_in_texts if isinstance(item, _Unsure)])
     later += [item.issue() if isinstance(item, _Unsure) else item for item in found_in_texts
               if not isinstance(item, _Unsure) or (item.step_id, item.other) not in sure]
@@ -328,10 +332,22 @@ class _Unsure(NamedTuple):
                               f"before this step starts; add '{self.other}' to depends_on", self.path)
 
 
+def _export_issues(step: Step, i: int) -> list[Issue]:
+    """PB213 for an export (`outputs: [{name, from}]`) reading what the action never returns: it failed the step
+    after its action had run."""
+    names = returned(step.action, step.args)
+    issues = []
+    for k, spec in enumerate(step.outputs if names is not None else ()):
+        if (found := root(spec.from_)) and (instead := missing(found, names)):  # type: ignore[arg-type]
+            issues.append(Issue("PB213", f"'from: {spec.from_}' reads '{found}', which a {step.action} step's "
+                                         f"outputs never hold {instead}", ("steps", i, "outputs", k, "from")))
+    return issues
+
+
 def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, ids: Names,
-                used: set[str]) -> list[Issue | _Unsure]:
-    """References in one string: names must exist, step outputs must come from steps sure to have run.
-    The names it uses go into `used`.
+                used: set[str], outputs: dict[str, frozenset[str] | None]) -> list[Issue | _Unsure]:
+    """References in one string: names must exist, step outputs must come from steps sure to have run and be
+    outputs those steps have. The names it uses go into `used`.
 
     Whether a step is sure to have run is asked of the whole plan at once, later (`_Unsure`).
     """
@@ -349,9 +365,17 @@ def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, i
                 hint = f"; for a shell variable write $${{{root}}}, for the engine's environment ${{env.{root}}}"
             issues.append(Issue("PB207", f"{ref.raw} names '{root}', which is neither a parameter nor a variable"
                                          f"{hint} (known: {names.listing() or 'none'})", path))
+        elif ref.kind == "name" and scope != "before" and (own := outputs.get(step_id)) is not None \
+                and root not in names.names and (instead := missing(root, own)):
+            issues.append(Issue("PB213", f"{ref.raw} names '{root}', which is neither a parameter, a variable nor "
+                                         f"an output of this step {instead}", path))
         elif ref.kind == "step" and ref.step_id not in ids.names:
             issues.append(Issue("PB208", f"{ref.raw} refers to step '{ref.step_id}', which does not exist"
                                          f"{ids.hint(ref.step_id or '')}", path))
+        elif ref.kind == "step" and (theirs := outputs.get(ref.step_id or "")) is not None \
+                and (instead := missing(name := ref.name.split(".")[0], theirs)):
+            issues.append(Issue("PB213", f"{ref.raw} reads output '{name}', which step '{ref.step_id}' never has "
+                                         f"{instead}", path))
         elif ref.kind == "step" and ref.step_id == step_id and scope == "before":
             issues.append(Issue("PB209", f"{ref.raw} uses this step's own output before it exists; "
                                          "use it in validations or rollback instead", path))
