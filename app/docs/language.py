@@ -193,7 +193,10 @@ def render() -> str:
         "read or answered (see [Other tools' spellings](#other-tools-spellings)). Every `timeout_seconds` is more "
         "than 0, a delay 0 or more, a port 1 to 65535, an HTTP status 100 to 599, a percent 0 to 100, a "
         "failure category one of [those listed](#failure-categories), and a name (the playbook's, a step's) one "
-        "line of at most 200 characters with no control characters (PB104). `playbook validate FILE` "
+        "line of at most 200 characters with no control characters (PB104). Values are what JSON holds, as a "
+        "run keeps them: every key is text (`'200': ok`, PB103), an integer fits in 64 bits, a number is finite, "
+        "a date is the text written (`2024-01-01`), and tags other than plain ones (`!!binary`, `!!timestamp`, "
+        "`!!python/...`, `!custom`) are refused (PB001). `playbook validate FILE` "
         "checks a playbook without running it. How a run uses a playbook: [design.md](design.md).", "",
         "Contents: " + ", ".join(f"[{kind.__name__}](#{kind.__name__.lower()})" for kind in structs())
         + ", [Values](#values), [Conditions](#conditions), [Actions](#actions), "

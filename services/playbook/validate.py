@@ -15,7 +15,7 @@ from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
 from services.playbook.environments import environment_variables, variable_issues
 from services.playbook.diagnostics import (Diagnostic, Issue, Names, Path, PlaybookInvalid, diagnostic,
-                                           did_you_mean, short)
+                                           did_you_mean, format_path, short)
 from services.playbook.numbers import number_issues
 from services.playbook.parameters import check_parameters
 from services.playbook.plan import finished_before, plan_issues
@@ -99,6 +99,8 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
         checked = _check_mapping(doc.data, given, environment,
                                  DEFAULT_ACTIONS if known_actions is None else known_actions)
         issues += checked.issues
+        told = {issue.path for issue in checked.issues if issue.code == "PB103"}
+        issues += [_odd_key(path, doc.data) for path in doc.odd_keys if path not in told]
     else:
         # Not quoted: a file that is one scalar is no playbook, and may be a credential someone pointed at.
         got = "the file is empty" if doc.data is None else f"the file holds {_kind_of(doc.data)}"
@@ -112,6 +114,14 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
     loaded = LoadedPlaybook(playbook=checked.playbook, plan=checked.plan, parameters=checked.values,
                             variables=checked.variables, environment=environment, warnings=diagnostics)
     return diagnostics, loaded
+
+
+def _odd_key(path: Path, data: dict[Any, Any]) -> Issue:
+    """A key that is no text: events are JSON, where a null or boolean key stopped the run's start and a number
+    key came back as text no `${...}` finds."""
+    within = path[2:-1] if len(path) > 2 and path[0] == "steps" and step_id_at(data, path) else path[:-1]
+    return Issue("PB103", f"key {path[-1]!r} in '{format_path(within)}' must be a string (quote it)", path,
+                 on_key=True)
 
 
 def _utf8_size(text: str) -> int:

@@ -930,3 +930,42 @@ def test_outputs_only_the_run_knows_are_not_guessed_at():
             action: noop
             args: {message: "${steps.a.anything} ${steps.b.json.x[0]} ${steps.b.circuit_open} ${steps.c.whatever}"}
         """), "o.yaml", known_actions={"noop", "http_request", "custom"}) if d.severity == "error"] == []
+
+
+@pytest.mark.parametrize(("written", "key"), [("~", None), ("true", True), ("1.5", 1.5), ("200", 200)])
+def test_a_key_that_is_not_text_is_refused_wherever_it_is_written(written, key):
+    """A null or boolean key anywhere in args validated, then the start was an internal error (events are JSON:
+    'Only dicts with str-like or number-like keys are supported'); a number key was unreachable by ${...}."""
+    found = [(d.code, d.line, d.step_id, d.message) for d in validate_playbook(yaml_text(f"""
+        name: keys
+        variables: {{codes: {{{written}: ok}}}}
+        steps:
+          - id: a
+            name: A
+            action: noop
+            args: {{outputs: {{{written}: x}}}}
+        """), "k.yaml") if d.severity == "error"]
+    assert found == [
+        ("PB103", 2, None, f"key {key!r} in 'variables.codes' must be a string (quote it)"),
+        ("PB103", 7, "a", f"key {key!r} in 'args.outputs' must be a string (quote it)")]
+
+
+def test_a_key_the_schema_already_refuses_is_told_once():
+    assert [d.message for d in validate_playbook("name: k\n1: x\nsteps: [{id: a, name: A, action: noop}]\n")
+            if d.severity == "error"] == ["key 1 in the playbook must be a string (quote it)"]
+
+
+def test_a_date_is_the_text_written_and_binary_is_refused():
+    """YAML 1.1 made `2024-01-01` a date: a whole-value ${...} of it failed the step ('must be a string, got
+    date'), and its type changed once the run's events (JSON) carried it. !!binary made bytes the same way."""
+    loaded = load_playbook(yaml_text("""
+        name: dates
+        version: 2024-01-01
+        variables: {released: 2024-01-01, at: 2001-12-14t21:59:43.10-05:00}
+        steps: [{id: a, name: A, action: noop, args: {message: "${released}"}}]
+        """))
+    assert loaded.playbook.version == "2024-01-01"
+    assert loaded.playbook.variables == {"released": "2024-01-01", "at": "2001-12-14t21:59:43.10-05:00"}
+    for tag in ("!!binary aGVsbG8=", "!!timestamp 2024-01-01"):
+        [found] = validate_playbook(f"name: t\nsteps: [{{id: a, name: A, action: noop, args: {{message: {tag}}}}}]\n")
+        assert (found.code, found.line) == ("PB001", 2) and "is not allowed" in found.message, found
