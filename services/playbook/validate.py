@@ -26,7 +26,7 @@ from services.playbook.spellings import read_as_ours
 from services.playbook.step_outputs import missing, returned, root, step_outputs
 from services.playbook.variable_cycles import variable_cycle_issues
 from services.playbook.limits import MAX_BYTES, MAX_STEPS, too_large
-from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
+from services.playbook.yaml_source import Location, YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
 DEFAULT_ACTIONS = frozenset(ACTION_SPECS)
 _STEP_ID = re.compile(subjects.STEP_ID_PATTERN)
@@ -79,6 +79,7 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
         return [Diagnostic(code="PB004", severity="error", file=source,
                            message=too_large(size))], None
     try:
+        _no_surrogates(text)
         doc = load_yaml(text)
     except YamlTooLarge as err:
         line, column = err.location or (None, None)
@@ -122,6 +123,19 @@ def _odd_key(path: Path, data: dict[Any, Any]) -> Issue:
     within = path[2:-1] if len(path) > 2 and path[0] == "steps" and step_id_at(data, path) else path[:-1]
     return Issue("PB103", f"key {path[-1]!r} in '{format_path(within)}' must be a string (quote it)", path,
                  on_key=True)
+
+
+def _no_surrogates(text: str) -> None:
+    """A lone surrogate (`\ud800` from a JSON door) is no character: libyaml's reader failed on it raw."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        line = text.count("\n", 0, err.start)
+        column = err.start - (text.rfind("\n", 0, err.start) + 1)
+        raise YamlSyntaxError(f"the character {text[err.start]!r} is not allowed in YAML",
+                              Location(line + 1, column + 1)) from err
 
 
 def _utf8_size(text: str) -> int:
