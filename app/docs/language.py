@@ -253,7 +253,10 @@ def _conditions() -> list[str]:
             "...); or `true`/`false`. A `when` list must all hold, as in Ansible. Text that compares "
             "(`env == prod`) is refused (PB106): as text it would always be true.", "",
             "Comparison types: " + ", ".join(f"`{t}`" for t in sorted(CONDITION_TYPES)) + ". Numbers compare as "
-            "numbers, whether written as text or not.", "",
+            "numbers, whether written as text or not. A regular expression (of `matches`, a parameter's `pattern`, an "
+            "error handler's `pattern`) may not repeat a part that itself repeats or has alternatives (`(a+)+`, "
+            "`(a|b)*`; write `a+`, `[ab]*`): on some texts Python's matcher would take hours, holding the engine's "
+            "process (PB104, or the step fails as `configuration` when it comes from `${...}`).", "",
             "```yaml", "when:", "  - {type: equals, left: \"${environment}\", right: production}",
             "  - any:", "      - {type: greater_than, left: \"${replicas}\", right: 2}",
             "      - not: {type: equals, left: \"${region}\", right: eu}", "```", ""]

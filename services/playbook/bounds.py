@@ -14,6 +14,7 @@ from events.playbook import (ApprovalGate, CircuitSpec, DiskSpace, ErrorHandler,
                              PortOpen, RetryPolicy, Step)
 from events.run import ErrorCategory
 from services.playbook.diagnostics import Issue, Path, did_you_mean
+from services.playbook.regexes import regex_problem
 
 CATEGORIES: tuple[str, ...] = get_args(ErrorCategory)
 # A year and a day: the longest timeout, delay or open breaker. Far longer overflows the clock, and a NATS timer
@@ -56,12 +57,8 @@ def step_bound_issues(step: Step, at: Path) -> list[Issue]:
 def handler_bound_issues(handler: ErrorHandler, at: Path) -> list[Issue]:
     """An error handler that could never match: an unknown category, a pattern that is no regular expression."""
     issues = _category(handler.category, at + ("category",)) if handler.category is not None else []
-    if handler.pattern is not None:
-        try:
-            re.compile(handler.pattern)
-        except re.error as err:
-            issues.append(Issue("PB104", f"pattern {handler.pattern!r} is not a regular expression: {err}",
-                                at + ("pattern",)))
+    if handler.pattern is not None and (problem := regex_problem(handler.pattern)):
+        issues.append(Issue("PB104", f"pattern {problem}", at + ("pattern",)))
     issues += _seconds(handler.run.timeout_seconds, at + ("run", "timeout_seconds"))
     return issues
 

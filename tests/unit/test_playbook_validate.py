@@ -969,3 +969,17 @@ def test_a_date_is_the_text_written_and_binary_is_refused():
     for tag in ("!!binary aGVsbG8=", "!!timestamp 2024-01-01"):
         [found] = validate_playbook(f"name: t\nsteps: [{{id: a, name: A, action: noop, args: {{message: {tag}}}}}]\n")
         assert (found.code, found.line) == ("PB001", 2) and "is not allowed" in found.message, found
+
+
+def test_a_regular_expression_that_could_take_hours_is_refused_where_it_is_written():
+    """A `matches`, a parameter's pattern and an error handler's pattern run in the engine's processes: each
+    passed validation, and `(a+)+$` froze the whole process once matched."""
+    found = [(d.code, d.line, d.message.split(":")[0]) for d in validate_playbook(yaml_text("""
+        name: regexes
+        parameters: [{name: tag, pattern: "(a+)+$", default: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!}]
+        error_handlers: [{pattern: "(x|xx)*y", run: {action: noop}}]
+        steps:
+          - {id: a, name: A, action: noop, when: {type: matches, left: "${tag}", right: "(\\\\w+\\\\s?)+$"}}
+          - {id: b, name: B, action: noop, validations: [{type: matches, left: x, right: "a{99999999999}"}]}
+        """), "r.yaml") if d.severity == "error"]
+    assert [(code, line) for code, line, _ in found] == [("PB104", 2), ("PB104", 3), ("PB104", 5), ("PB104", 6)], found
