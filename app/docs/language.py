@@ -228,7 +228,11 @@ def _struct(kind: type) -> list[str]:
 def _values() -> list[str]:
     return ["## Values", "",
             "Text anywhere in `args`, `when`, validators, validations, approval messages and rollback args may hold "
-            "`${...}`, resolved when the step runs (a whole-value reference keeps its type):", ""] + table(
+            "`${...}`, resolved when the step runs (a whole-value reference keeps its type). In a shell `command` "
+            "(and a `command_succeeds` validator) a value is never shell syntax: it becomes exactly its text, one "
+            "quoted word where a word may start, and inside the playbook's own quotes (`'${p}'`, `\"${p} more\"`), "
+            "backquotes, comments and here-documents too (a value holding the line that ends its here-document "
+            "fails the step):", ""] + table(
         ("written", "is"), [
             ("`${name}`, `${name.field}`, `${name[0]}`", "a parameter, else a variable (the environment's over the "
              "playbook's); a list's item as `[0]` or `.0`"),
