@@ -70,28 +70,40 @@ def playbook_text(steps: int, seed: int = 0, *, shell: bool = True) -> str:
                   f"{'http_request' if kind == 'http' else kind}"]
         earlier = _earlier(rng, ids, start)
         if kind == "shell":
-            use = f" --from ${{steps.{earlier}.stdout}}" if earlier and rng.random() < 0.4 else ""
+            use = f" --from ${{steps.{earlier}.{_output(earlier, 'stdout')}}}" if earlier and rng.random() < 0.4 else ""
             lines += ["    args:", f"      command: echo deploy ${{service}} part {i}{use} && sleep 0",
                       "    timeout_seconds: 30"]
         elif kind == "http":
             lines += ["    args:", f"      url: ${{service_url}}/items/{i}", "      method: GET",
                       "    timeout_seconds: 10"]
+        else:
+            lines.append("    args: {message: ok}")
         if in_group:
             lines.append(f"    parallel_group: wave_{i // GROUP_EVERY}")
         elif unit and i % 8 == 3:
             extra = [ids[rng.randrange(start)]] if start else []
             lines.append(f"    depends_on: [{', '.join(dict.fromkeys(unit + extra))}]")
         if earlier and i % 7 == 2:
-            lines.append(f"    when: ${{steps.{earlier}.ok}}")
+            lines.append(f"    when: ${{steps.{earlier}.{_output(earlier, 'ok')}}}")
         elif earlier and i % 7 == 5:
-            lines += ["    when:", "      type: equals", f"      left: ${{steps.{earlier}.status_code}}",
-                      "      right: 200"]
+            left = f"${{steps.{earlier}.{_output(earlier, 'status_code')}}}"
+            lines += ["    when:", "      type: equals", f"      left: {left}", "      right: 200"]
         if i % 9 == 4:
             lines += ["    validators:", "      - {type: port_open, port: 8080}",
                       "      - {type: http_status, url: '${service_url}/health'}"]
         if i % 11 == 6:
             lines += ["    retry: {max_attempts: 3, base_delay: 0.5}"]
     return "\n".join(lines) + "\n"
+
+
+_OUTPUTS = {"shell": {"stdout": "stdout", "ok": "returncode", "status_code": "returncode"},
+            "http": {"stdout": "body", "ok": "status_code", "status_code": "status_code"},
+            "noop": {"stdout": "message", "ok": "message", "status_code": "message"}}
+
+
+def _output(step_id: str, wanted: str) -> str:
+    """An output of that kind of step playing the part of `wanted` (validation refuses one it never has)."""
+    return _OUTPUTS[step_id.split("_")[0]][wanted]
 
 
 def _earlier(rng: random.Random, ids: list[str], start: int) -> str | None:

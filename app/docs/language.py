@@ -193,7 +193,10 @@ def render() -> str:
         "read or answered (see [Other tools' spellings](#other-tools-spellings)). Every `timeout_seconds` is more "
         "than 0, a delay 0 or more, a port 1 to 65535, an HTTP status 100 to 599, a percent 0 to 100, a "
         "failure category one of [those listed](#failure-categories), and a name (the playbook's, a step's) one "
-        "line of at most 200 characters with no control characters (PB104). `playbook validate FILE` "
+        "line of at most 200 characters with no control characters (PB104). Values are what JSON holds, as a "
+        "run keeps them: every key is text (`'200': ok`, PB103), an integer fits in 64 bits, a number is finite, "
+        "a date is the text written (`2024-01-01`), and tags other than plain ones (`!!binary`, `!!timestamp`, "
+        "`!!python/...`, `!custom`) are refused (PB001). `playbook validate FILE` "
         "checks a playbook without running it. How a run uses a playbook: [design.md](design.md).", "",
         "Contents: " + ", ".join(f"[{kind.__name__}](#{kind.__name__.lower()})" for kind in structs())
         + ", [Values](#values), [Conditions](#conditions), [Actions](#actions), "
@@ -225,14 +228,21 @@ def _struct(kind: type) -> list[str]:
 def _values() -> list[str]:
     return ["## Values", "",
             "Text anywhere in `args`, `when`, validators, validations, approval messages and rollback args may hold "
-            "`${...}`, resolved when the step runs (a whole-value reference keeps its type):", ""] + table(
+            "`${...}`, resolved when the step runs (a whole-value reference keeps its type). In a shell `command` "
+            "(and a `command_succeeds` validator) a value is never shell syntax: it becomes exactly its text, one "
+            "quoted word where a word may start, and inside the playbook's own quotes (`'${p}'`, `\"${p} more\"`), "
+            "backquotes, comments and here-documents too (a value holding the line that ends its here-document "
+            "fails the step):", ""] + table(
         ("written", "is"), [
             ("`${name}`, `${name.field}`, `${name[0]}`", "a parameter, else a variable (the environment's over the "
              "playbook's); a list's item as `[0]` or `.0`"),
-            ("`${steps.<id>.<output>}`", "an output of a step that finished before, a failed one's too (a shell "
-             "step's `stdout`, `stderr`, `returncode`; an http_request's `status_code`, `headers`, `body`, "
-             "`json.items[0].id`; a noop's keys of `outputs` and `message`)"),
-            ("`${stdout}`, `${status_code}`", "in validations and rollback: this step's own outputs"),
+            ("`${steps.<id>.<output>}`", "an output of a step that finished before, a failed one's too: what its "
+             "action returns (" + "; ".join(f"{name}: " + ", ".join(f"`{key}`" for key in spec.outputs)
+                                             for name, spec in ACTION_SPECS.items() if spec.outputs)
+             + "; noop: the keys of its `outputs` and `message`; `json.items[0].id` reads into one) and what it "
+             "exports (`outputs: [{name, from}]`); an output the step never has is refused before the run (PB213)"),
+            ("`${stdout}`, `${status_code}`", "in validations and rollback: this step's own outputs (checked as "
+             "above)"),
             ("`${secret:NAME}`", "a secret, redacted as `***` everywhere it would show (see security.md)"),
             ("`${env.NAME}`", "an engine environment variable listed in `PLAYBOOK_ENV_ALLOW`"),
             ("`${raw:...}`", "in a shell command: inserted as written, not as one quoted word"),
@@ -247,7 +257,10 @@ def _conditions() -> list[str]:
             "...); or `true`/`false`. A `when` list must all hold, as in Ansible. Text that compares "
             "(`env == prod`) is refused (PB106): as text it would always be true.", "",
             "Comparison types: " + ", ".join(f"`{t}`" for t in sorted(CONDITION_TYPES)) + ". Numbers compare as "
-            "numbers, whether written as text or not.", "",
+            "numbers, whether written as text or not. A regular expression (of `matches`, a parameter's `pattern`, an "
+            "error handler's `pattern`) may not repeat a part that itself repeats or has alternatives (`(a+)+`, "
+            "`(a|b)*`; write `a+`, `[ab]*`): on some texts Python's matcher would take hours, holding the engine's "
+            "process (PB104, or the step fails as `configuration` when it comes from `${...}`).", "",
             "```yaml", "when:", "  - {type: equals, left: \"${environment}\", right: production}",
             "  - any:", "      - {type: greater_than, left: \"${replicas}\", right: 2}",
             "      - not: {type: equals, left: \"${region}\", right: eu}", "```", ""]

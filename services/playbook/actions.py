@@ -34,6 +34,7 @@ class ActionSpec(NamedTuple):
     args: dict[str, Arg]
     rules: Callable[[Mapping[str, Any]], list[str]] = _no_rules
     default_timeout: float | None = None
+    outputs: tuple[str, ...] = ()  # the keys its outputs may hold (a noop's also those of its `outputs` arg)
 
 
 def _exactly_one_program(args: Mapping[str, Any]) -> list[str]:
@@ -55,10 +56,10 @@ ACTION_SPECS: dict[str, ActionSpec] = {
         "outputs": Arg(False, "mapping returned as the step's outputs", check.A_MAPPING),
         "message": Arg(False, "text returned as the `message` output", check.A_STRING),
     }),
-    "wait": ActionSpec(args={
+    "wait": ActionSpec(outputs=("waited_seconds",), args={
         "seconds": Arg(True, "how long to wait, >= 0", check.SECONDS),
     }),
-    "shell": ActionSpec(rules=_exactly_one_program, args={
+    "shell": ActionSpec(rules=_exactly_one_program, outputs=("returncode", "stdout", "stderr"), args={
         "command": Arg(False, "command line run by /bin/sh -c", check.COMMAND),
         "argv": Arg(False, "program and its arguments, run without a shell", check.ARGV),
         "cwd": Arg(False, "working directory", check.A_STRING),
@@ -82,7 +83,7 @@ ACTION_SPECS: dict[str, ActionSpec] = {
                               check.COUNT),
         "verify_tls": Arg(False, "verify the server's certificate (default true)", check.TRUE_OR_FALSE),
         "follow_redirects": Arg(False, "follow redirects (default true)", check.TRUE_OR_FALSE),
-    }),
+    }, outputs=("status_code", "headers", "body", "json", "retry_after", "elapsed_ms")),
 }
 
 

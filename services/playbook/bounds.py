@@ -10,10 +10,11 @@ import math
 import re
 from typing import get_args
 
-from events.playbook import (ApprovalGate, CircuitSpec, DiskSpace, ErrorHandler, HttpStatus, MemoryUsage, Playbook,
-                             PortOpen, RetryPolicy, Step)
+from events.playbook import (ApprovalGate, CircuitSpec, CommandSucceeds, DiskSpace, ErrorHandler, HttpStatus,
+                             MemoryUsage, Playbook, PortOpen, RetryPolicy, Step)
 from events.run import ErrorCategory
 from services.playbook.diagnostics import Issue, Path, did_you_mean
+from services.playbook.regexes import regex_problem
 
 CATEGORIES: tuple[str, ...] = get_args(ErrorCategory)
 # A year and a day: the longest timeout, delay or open breaker. Far longer overflows the clock, and a NATS timer
@@ -56,12 +57,8 @@ def step_bound_issues(step: Step, at: Path) -> list[Issue]:
 def handler_bound_issues(handler: ErrorHandler, at: Path) -> list[Issue]:
     """An error handler that could never match: an unknown category, a pattern that is no regular expression."""
     issues = _category(handler.category, at + ("category",)) if handler.category is not None else []
-    if handler.pattern is not None:
-        try:
-            re.compile(handler.pattern)
-        except re.error as err:
-            issues.append(Issue("PB104", f"pattern {handler.pattern!r} is not a regular expression: {err}",
-                                at + ("pattern",)))
+    if handler.pattern is not None and (problem := regex_problem(handler.pattern)):
+        issues.append(Issue("PB104", f"pattern {problem}", at + ("pattern",)))
     issues += _seconds(handler.run.timeout_seconds, at + ("run", "timeout_seconds"))
     return issues
 
@@ -136,9 +133,15 @@ def _validator(check: object, at: Path) -> list[Issue]:
         case HttpStatus(expected_status=list(statuses)):
             for k, status in enumerate(statuses):
                 issues += _between(status, 100, 599, at + ("expected_status", k))
+        case DiskSpace(min_free_gb=None, min_free_percent=None):
+            issues.append(Issue("PB102", "a disk_space check needs a threshold: give 'min_free_gb' or "
+                                         "'min_free_percent' (or both)", at))
         case DiskSpace(min_free_gb=gb, min_free_percent=percent):
             issues += _at_least(gb, 0, at + ("min_free_gb",), " GB") if gb is not None else []
             issues += _between(percent, 0, 100, at + ("min_free_percent",)) if percent is not None else []
+        case CommandSucceeds(command=command, argv=argv) if (command is None) == (argv is None):
+            issues.append(Issue("PB102", "a command_succeeds check runs one program: give exactly one of 'command' "
+                                         "and 'argv'", at))
         case MemoryUsage(max_used_percent=percent):
             issues += _between(percent, 0, 100, at + ("max_used_percent",))
     return issues

@@ -1,15 +1,17 @@
 """`when` and `validations`: typed comparisons over resolved values, combined with all, any and not."""
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 
 from events.playbook import Condition, When
 from services.errors import PlaybookError
 from services.playbook.diagnostics import Issue, Path, did_you_mean, format_path, short
 from services.playbook.interpolate import Context, resolve
+from services.playbook.regexes import regex_problem
 
 _FALSE_WORDS = {"", "false", "no", "off", "0", "none", "null"}
 
@@ -86,6 +88,9 @@ def condition_issues(condition: When | None, path: Path, shown_from: int = 2) ->
             known = sorted(_TESTS)
             hint = did_you_mean(condition.type, known) or f"; use one of: {', '.join(known)}"
             yield Issue("PB104", f"unknown condition type '{condition.type}'{hint}", path + ("type",))
+        elif condition.type == "matches" and isinstance(condition.right, str) and "${" not in condition.right \
+                and (problem := regex_problem(condition.right)):
+            yield Issue("PB104", f"{label}: {problem}", path + ("right",))
     elif condition.not_ is not None:
         yield from condition_issues(condition.not_, path + ("not",), shown_from)
     else:
@@ -121,8 +126,10 @@ def truthy(value: Any) -> bool:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):   # a step's JSON output may hold any integer; beyond a float's range it is infinite
+        return float(value) if abs(value) < 2**1023 else math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         try:
             return float(value.strip())
@@ -156,16 +163,15 @@ def _contains(left: Any, right: Any) -> bool:
         return str(right) in left
     if isinstance(left, (list, tuple)):
         return any(_equal(item, right) for item in left)
-    if isinstance(left, dict):
-        return right in left
+    if isinstance(left, dict):   # its keys: a list or a mapping is none of them (and no key of a dict)
+        return isinstance(right, Hashable) and right in left
     return False
 
 
 def _matches(left: Any, right: Any) -> bool:
-    try:
-        return re.search(str(right), str(left)) is not None
-    except re.error as err:
-        raise BadCondition(f"bad regular expression {right!r}: {err}") from err
+    if problem := regex_problem(str(right)):
+        raise BadCondition(problem)
+    return re.search(str(right), str(left)) is not None
 
 
 def _in(left: Any, right: Any) -> bool:

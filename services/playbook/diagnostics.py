@@ -39,6 +39,8 @@ CODES: dict[str, str] = {
     "PB210": "malformed ${...} reference",
     "PB211": "parameter in a URL's scheme or authority (not typed host or url)",
     "PB212": "variables that refer to each other in a circle",
+    "PB213": "an output the step never has: in ${steps.<id>.<output>}, a validation's or rollback's ${...}, an "
+             "export's from",
     "PB301": "missing required parameter",
     "PB302": "parameter value has the wrong type",
     "PB303": "parameter value not among its choices",

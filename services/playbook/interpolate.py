@@ -2,8 +2,8 @@
 
 A value that is exactly one reference keeps its type (`${replicas}` stays an int);
 references inside longer text are rendered as text. In shell commands every inserted
-value is shell-quoted, so a parameter can never become shell syntax; `${raw:name}` is
-the visible opt-out. `$${` is a literal `${`.
+value is written as exactly its text for the place it lands (shell_words.py), so a parameter
+can never become shell syntax; `${raw:name}` is the visible opt-out. `$${` is a literal `${`.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from services.errors import UnresolvedReference
 from services.playbook.references import Reference, find_references
+from services.playbook.shell_words import ShellPlaces
 
 
 
@@ -78,11 +79,18 @@ def _resolve_text(text: str, ctx: Context, quote: Callable[[str], str] | None) -
     if quote is None and len(refs) == 1 and refs[0].start == 0 and refs[0].end == len(text):
         return value_of(refs[0], ctx)   # a whole-value reference keeps its type
     pieces, position = [], 0
+    places = ShellPlaces() if quote is not None else None
     for ref in refs:
         pieces.append(_literal(text[position:ref.start]))
         value = _as_text(value_of(ref, ctx))
         raw = ref.raw[2:].lstrip().startswith("raw:")
-        pieces.append(value if quote is None or raw else quote(value))
+        if places is not None:
+            places.read(pieces[-1])
+            if raw:
+                places.read(value)
+            else:
+                value = places.insert(value, ref.raw)
+        pieces.append(value)
         position = ref.end
     pieces.append(_literal(text[position:]))
     return "".join(pieces)

@@ -9,7 +9,7 @@ from typing import Any
 from events.playbook import Parameter, Playbook
 from services.playbook.destinations import allowance_problem, typed_value
 from services.playbook.diagnostics import Issue, Path, did_you_mean, listing, raise_if_errors, short
-from services.playbook.yaml_source import YamlSyntaxError, load_yaml
+from services.playbook.yaml_source import HIGHEST_INTEGER, LOWEST_INTEGER, YamlSyntaxError, load_yaml
 
 _WRONG = object()  # what _coerce returns for a value that does not fit; None is a value
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
@@ -137,12 +137,14 @@ def _coerce(kind: str | None, value: Any) -> Any:
         case "integer", bool():
             return _WRONG
         case "integer", int():
-            return value
+            return value if LOWEST_INTEGER <= value <= HIGHEST_INTEGER else _WRONG
         case "integer", str() if _INTEGER.fullmatch(value):
-            return int(value)
+            return _integer(value)
         case "number", bool():
             return _WRONG
-        case "number", int() | float():
+        case "number", int():
+            return value if LOWEST_INTEGER <= value <= HIGHEST_INTEGER else _WRONG
+        case "number", float():
             return value if math.isfinite(value) else _WRONG
         case "number", str():
             return _number(value)
@@ -170,7 +172,15 @@ def _number(text: str) -> Any:
         return _WRONG
     if not math.isfinite(number):
         return _WRONG
-    return int(text) if _INTEGER.fullmatch(text) else number
+    return _integer(text) if _INTEGER.fullmatch(text) else number
+
+
+def _integer(text: str) -> Any:
+    """Digits as an integer a run can keep (64 bits); Python itself refuses to read more than 4,300 of them."""
+    if len(text.strip().lstrip("+-").lstrip("0")) > 20:
+        return _WRONG
+    number = int(text)
+    return number if LOWEST_INTEGER <= number <= HIGHEST_INTEGER else _WRONG
 
 
 def _flow(text: str) -> Any:

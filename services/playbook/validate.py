@@ -15,7 +15,7 @@ from services.playbook.conditions import condition_issues
 from services.playbook.destinations import destination_issues
 from services.playbook.environments import environment_variables, variable_issues
 from services.playbook.diagnostics import (Diagnostic, Issue, Names, Path, PlaybookInvalid, diagnostic,
-                                           did_you_mean, short)
+                                           did_you_mean, format_path, short)
 from services.playbook.numbers import number_issues
 from services.playbook.parameters import check_parameters
 from services.playbook.plan import finished_before, plan_issues
@@ -23,9 +23,10 @@ from services.playbook.references import ReferenceSyntaxError, find_references
 from services.playbook.schema_check import check_schema, step_id_at
 from services.playbook.security import security_errors, security_issues
 from services.playbook.spellings import read_as_ours
+from services.playbook.step_outputs import missing, returned, root, step_outputs
 from services.playbook.variable_cycles import variable_cycle_issues
 from services.playbook.limits import MAX_BYTES, MAX_STEPS, too_large
-from services.playbook.yaml_source import YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
+from services.playbook.yaml_source import Location, YamlDocument, YamlSyntaxError, YamlTooLarge, load_yaml
 
 DEFAULT_ACTIONS = frozenset(ACTION_SPECS)
 _STEP_ID = re.compile(subjects.STEP_ID_PATTERN)
@@ -78,6 +79,7 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
         return [Diagnostic(code="PB004", severity="error", file=source,
                            message=too_large(size))], None
     try:
+        _no_surrogates(text)
         doc = load_yaml(text)
     except YamlTooLarge as err:
         line, column = err.location or (None, None)
@@ -98,6 +100,8 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
         checked = _check_mapping(doc.data, given, environment,
                                  DEFAULT_ACTIONS if known_actions is None else known_actions)
         issues += checked.issues
+        told = {issue.path for issue in checked.issues if issue.code == "PB103"}
+        issues += [_odd_key(path, doc.data) for path in doc.odd_keys if path not in told]
     else:
         # Not quoted: a file that is one scalar is no playbook, and may be a credential someone pointed at.
         got = "the file is empty" if doc.data is None else f"the file holds {_kind_of(doc.data)}"
@@ -111,6 +115,27 @@ def _check(text: str, source: str, given: Mapping[str, Any] | None, environment:
     loaded = LoadedPlaybook(playbook=checked.playbook, plan=checked.plan, parameters=checked.values,
                             variables=checked.variables, environment=environment, warnings=diagnostics)
     return diagnostics, loaded
+
+
+def _odd_key(path: Path, data: dict[Any, Any]) -> Issue:
+    """A key that is no text: events are JSON, where a null or boolean key stopped the run's start and a number
+    key came back as text no `${...}` finds."""
+    within = path[2:-1] if len(path) > 2 and path[0] == "steps" and step_id_at(data, path) else path[:-1]
+    return Issue("PB103", f"key {path[-1]!r} in '{format_path(within)}' must be a string (quote it)", path,
+                 on_key=True)
+
+
+def _no_surrogates(text: str) -> None:
+    """A lone surrogate (`\ud800` from a JSON door) is no character: libyaml's reader failed on it raw."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        line = text.count("\n", 0, err.start)
+        column = err.start - (text.rfind("\n", 0, err.start) + 1)
+        raise YamlSyntaxError(f"the character {text[err.start]!r} is not allowed in YAML",
+                              Location(line + 1, column + 1)) from err
 
 
 def _utf8_size(text: str) -> int:
@@ -155,17 +180,20 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
     later += [_moved(issue, positions) for issue in found]
     names, ids = Names(_names(data)), Names(plan.needs)
     used: set[str] = _used_by_variables(playbook)
+    outputs = {step.id: step_outputs(step) for step in playbook.steps if step.action in actions}
     found_in_texts: list[Issue | _Unsure] = []
     for step, i in zip(playbook.steps, positions["steps"]):
         found_in_texts += _step_issues(step, i, actions)
+        found_in_texts += _export_issues(step, i) if step.action in actions else []
         found_in_texts += [issue for path, text, scope in _texts(data["steps"][i], ("steps", i))
-                           for issue in _check_text(text, path, scope, step.id, names, ids, used)]
+                           for issue in _check_text(text, path, scope, step.id, names, ids, used, outputs)]
     for k, handler in enumerate(playbook.error_handlers):
         later += _action_issues(handler.run.action, handler.run.args, ("error_handlers", k, "run"), actions)
         later += handler_bound_issues(handler, ("error_handlers", k))
     declared = {parameter.name for parameter in playbook.parameters}
     for path, text, _ in _playbook_texts(data, declared):
-        later += [item for item in _check_text(text, path, "before", "", names, ids, used) if isinstance(item, Issue)]
+        later += [item for item in _check_text(text, path, "before", "", names, ids, used, outputs)
+                  if isinstance(item, Issue)]
     sure = finished_before(plan, [(item.step_id, item.other) for item in found_in_texts if isinstance(item, _Unsure)])
     later += [item.issue() if isinstance(item, _Unsure) else item for item in found_in_texts
               if not isinstance(item, _Unsure) or (item.step_id, item.other) not in sure]
@@ -328,10 +356,22 @@ class _Unsure(NamedTuple):
                               f"before this step starts; add '{self.other}' to depends_on", self.path)
 
 
+def _export_issues(step: Step, i: int) -> list[Issue]:
+    """PB213 for an export (`outputs: [{name, from}]`) reading what the action never returns: it failed the step
+    after its action had run."""
+    names = returned(step.action, step.args)
+    issues = []
+    for k, spec in enumerate(step.outputs if names is not None else ()):
+        if (found := root(spec.from_)) and (instead := missing(found, names)):  # type: ignore[arg-type]
+            issues.append(Issue("PB213", f"'from: {spec.from_}' reads '{found}', which a {step.action} step's "
+                                         f"outputs never hold {instead}", ("steps", i, "outputs", k, "from")))
+    return issues
+
+
 def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, ids: Names,
-                used: set[str]) -> list[Issue | _Unsure]:
-    """References in one string: names must exist, step outputs must come from steps sure to have run.
-    The names it uses go into `used`.
+                used: set[str], outputs: dict[str, frozenset[str] | None]) -> list[Issue | _Unsure]:
+    """References in one string: names must exist, step outputs must come from steps sure to have run and be
+    outputs those steps have. The names it uses go into `used`.
 
     Whether a step is sure to have run is asked of the whole plan at once, later (`_Unsure`).
     """
@@ -349,9 +389,17 @@ def _check_text(text: str, path: Path, scope: str, step_id: str, names: Names, i
                 hint = f"; for a shell variable write $${{{root}}}, for the engine's environment ${{env.{root}}}"
             issues.append(Issue("PB207", f"{ref.raw} names '{root}', which is neither a parameter nor a variable"
                                          f"{hint} (known: {names.listing() or 'none'})", path))
+        elif ref.kind == "name" and scope != "before" and (own := outputs.get(step_id)) is not None \
+                and root not in names.names and (instead := missing(root, own)):
+            issues.append(Issue("PB213", f"{ref.raw} names '{root}', which is neither a parameter, a variable nor "
+                                         f"an output of this step {instead}", path))
         elif ref.kind == "step" and ref.step_id not in ids.names:
             issues.append(Issue("PB208", f"{ref.raw} refers to step '{ref.step_id}', which does not exist"
                                          f"{ids.hint(ref.step_id or '')}", path))
+        elif ref.kind == "step" and (theirs := outputs.get(ref.step_id or "")) is not None \
+                and (instead := missing(name := ref.name.split(".")[0], theirs)):
+            issues.append(Issue("PB213", f"{ref.raw} reads output '{name}', which step '{ref.step_id}' never has "
+                                         f"{instead}", path))
         elif ref.kind == "step" and ref.step_id == step_id and scope == "before":
             issues.append(Issue("PB209", f"{ref.raw} uses this step's own output before it exists; "
                                          "use it in validations or rollback instead", path))

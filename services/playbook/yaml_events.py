@@ -18,7 +18,7 @@ from yaml.events import (AliasEvent, MappingEndEvent, MappingStartEvent, ScalarE
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from services.errors import PlaybookError
-from services.playbook.diagnostics import Path, format_path
+from services.playbook.diagnostics import Path, format_path, short
 from services.playbook.limits import MAX_STEPS
 
 _MAP = "tag:yaml.org,2002:map"
@@ -26,12 +26,25 @@ _SEQ = "tag:yaml.org,2002:seq"
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
 _VALUE = "tag:yaml.org,2002:value"
-Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when built in: same marks, ~10x faster
-_RESOLVED = frozenset(Loader.yaml_implicit_resolvers)  # first characters that may make a plain scalar not a string
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_NOT_JSON = frozenset({_TIMESTAMP, "tag:yaml.org,2002:binary"})  # values a run's events (JSON) cannot keep as they are
+
+
+class Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # libyaml's parser when built in
+    """The safe loader's rules, but a date is the text written (as in YAML 1.2): JSON, where a run keeps its values,
+    has no dates, and `${released}` gave a step a date where it wanted text."""
+
+
+Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _TIMESTAMP]
+    for first, resolvers in Loader.yaml_implicit_resolvers.items()}
+_RESOLVED = frozenset(first for first, resolvers in Loader.yaml_implicit_resolvers.items()
+                      if resolvers)  # first characters that may make a plain scalar not a string
 MAX_DEPTH = 100  # keeps every later recursive walk far from Python's recursion limit, whoever the caller is
 MAX_VALUES = 4_000_000  # values in one document, aliases expanded; far beyond the largest playbook the engine takes
 ALIASED_VALUES = 100_000  # values aliases may repeat beyond as many as the text writes; more is a YAML bomb
 MAX_ITEMS = MAX_STEPS  # items in one list: no list of a playbook may be longer than its steps
+LOWEST_INTEGER, HIGHEST_INTEGER = -2**63, 2**64 - 1  # 64 bits: beyond, `float()` of it raises and nothing counts so far
 
 
 class Location(NamedTuple):
@@ -151,6 +164,7 @@ class Builder:
         self.recorder = recorder
         self.data: Any = None
         self.duplicates: list[DuplicateKey] = []
+        self.odd_keys: list[Path] = []  # keys that are no text (numbers, true, null): a run's JSON has none
         self.anchors: dict[str, _Built] = {}
         self.anchor_marks: dict[str, Any] = {}
         self.written = 0  # values the text writes
@@ -374,7 +388,9 @@ class Builder:
         frame.key, frame.key_node, frame.merging = key, node, node.tag == _MERGE
         if frame.merging:
             frame.plain = False
-        elif not frame.source:
+        elif not isinstance(key, str):
+            self.odd_keys.append(self._path(stack))
+        if not frame.merging and not frame.source:
             if key in frame.written:
                 self._duplicate(frame, node.start_mark, stack)
             frame.written[key] = node.start_mark
@@ -396,9 +412,18 @@ class Builder:
         return tag
 
     def _construct(self, event: Any, tag: str) -> Any:
+        if tag in _NOT_JSON:
+            shown = tag.replace("tag:yaml.org,2002:", "!!")
+            self._hold(ConstructorError(None, None, f"the tag {shown!r} is not allowed; write the value as text",
+                                        event.start_mark))
+            return None
         node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
+            if type(value) is int and not LOWEST_INTEGER <= value <= HIGHEST_INTEGER:
+                self._hold(ConstructorError(None, None, f"{short(event.value)} is an integer beyond 64 bits, more than "
+                                            "any playbook value holds; quote it if it is text", event.start_mark))
+            return value
         except yaml.YAMLError as err:
             self._hold(err)
         except Exception:  # noqa: BLE001 - PyYAML's constructors fail raw when an explicit tag does not fit (`!!int x`)

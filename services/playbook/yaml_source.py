@@ -16,11 +16,12 @@ import yaml
 from yaml.reader import ReaderError
 
 from services.playbook.diagnostics import Path
-from services.playbook.yaml_events import (ALIASED_VALUES, MAX_DEPTH, MAX_ITEMS, MAX_VALUES, Builder, DuplicateKey,
-                                           Loader, Location, Recorder, YamlSyntaxError, YamlTooLarge, location_of)
+from services.playbook.yaml_events import (ALIASED_VALUES, HIGHEST_INTEGER, LOWEST_INTEGER, MAX_DEPTH, MAX_ITEMS,
+                                           MAX_VALUES, Builder, DuplicateKey, Loader, Location, Recorder,
+                                           YamlSyntaxError, YamlTooLarge, location_of)
 
-__all__ = ["ALIASED_VALUES", "MAX_DEPTH", "MAX_ITEMS", "MAX_VALUES", "DuplicateKey", "Location", "YamlDocument",
-           "YamlSyntaxError", "YamlTooLarge", "load_yaml"]
+__all__ = ["ALIASED_VALUES", "HIGHEST_INTEGER", "LOWEST_INTEGER", "MAX_DEPTH", "MAX_ITEMS", "MAX_VALUES",
+           "DuplicateKey", "Location", "YamlDocument", "YamlSyntaxError", "YamlTooLarge", "load_yaml"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class YamlDocument:
     data: Any
     duplicates: list[DuplicateKey] = field(default_factory=list)
     text: str = field(default="", repr=False)
+    odd_keys: list[Path] = field(default_factory=list)  # where a key is no text (a number, true, null)
 
     def locate(self, path: Path, *, key: bool = False) -> Location:
         """Where `path` is written; for a path not in the file (a default), its nearest written parent."""
@@ -54,7 +56,7 @@ class YamlDocument:
 def load_yaml(text: str) -> YamlDocument:
     """Parse one YAML document with the safe loader's rules, noting duplicate keys; pure and thread-safe."""
     builder = _parse(text, None)
-    return YamlDocument(builder.data, builder.duplicates, text)
+    return YamlDocument(builder.data, builder.duplicates, text, builder.odd_keys)
 
 
 def _parse(text: str, recorder: Recorder | None) -> Builder:

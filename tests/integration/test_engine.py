@@ -50,6 +50,17 @@ async def test_a_hostile_parameter_reaches_the_command_as_one_literal_argument(e
     assert run.steps["echo"].attempt.outputs["stdout"] == "'; rm -rf / #|"
 
 
+async def test_a_hostile_parameter_inside_the_authors_quotes_is_still_one_literal_argument(engine) -> None:
+    """`'${target}'` with target = `$(echo pwned)` ran the substitution: the engine's quotes closed the author's."""
+    yaml_text = playbook_yaml([{"id": "echo", "action": "shell", "timeout_seconds": 5,
+                                "args": {"command": "printf '%s|' '${target}' \"at ${target}\""}}],
+                              parameters=[{"name": "target"}])
+    reply = await engine.send(StartRun(playbook=yaml_text, parameters={"target": "$(echo pwned)"}))
+    await wait_for_end(engine, reply.run_id)
+    run = await engine.run(reply.run_id)
+    assert run.steps["echo"].attempt.outputs["stdout"] == "$(echo pwned)|at $(echo pwned)|"
+
+
 async def test_pause_holds_the_next_step_until_resume(engine, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     run_id = await start(engine, [

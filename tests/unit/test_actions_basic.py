@@ -96,3 +96,14 @@ async def test_the_run_refuses_an_arg_in_the_words_validation_said_before(action
     result = await run_action(action, args)
     assert (result.ok, result.category) == (False, "configuration")
     assert set(result.error.split("; ")) == said != set()
+
+
+@pytest.mark.parametrize(("action", "args"), [
+    ("noop", {"outputs": {"x": 1}, "message": "hi"}), ("wait", {"seconds": 0}), ("shell", {"command": "echo hi"}),
+    ("shell", {"command": "exit 3"}),
+])
+async def test_what_an_action_returns_is_what_validation_lets_a_playbook_read(action, args):
+    """`${steps.<id>.<output>}` of another name is refused before the run (PB213): the two must agree."""
+    from services.playbook.step_outputs import returned
+    result = await asyncio.wait_for(run_action(action, args, timeout=10), 30)
+    assert set(result.outputs) <= returned(action, args) != set()

@@ -38,9 +38,43 @@ def test_plain_values_and_strings() -> None:
 
 @pytest.mark.parametrize("condition, problem", [
     (Condition(type="equalz", left=1, right=1), "unknown condition type 'equalz'"),
-    (Condition(type="matches", left="x", right="("), "bad regular expression"),
+    (Condition(type="matches", left="x", right="("), "is not a regular expression"),
     (Condition(type="greater_than", left="abc", right=3), "cannot order"),
 ])
 def test_conditions_that_cannot_be_evaluated_say_why(condition, problem) -> None:
     with pytest.raises(BadCondition, match=problem):
         evaluate(condition, CTX)
+
+
+def test_an_integer_too_large_for_a_float_still_compares() -> None:
+    """A step's JSON output may hold any integer: comparing it raised OverflowError inside the engine."""
+    huge = 10 ** 400
+    assert evaluate(Condition(type="greater_than", left=huge, right=1), Context())
+    assert not evaluate(Condition(type="less_than", left=huge, right="1"), Context())
+    assert evaluate(Condition(type="less_than", left=-huge, right=1), Context())
+
+
+@pytest.mark.parametrize("pattern", ["(a+)+$", "(a|aa)*$", r"(\w+\s?)+$", "(a?)+b"])
+def test_a_regular_expression_that_could_take_hours_is_refused_not_run(pattern) -> None:
+    """Matched in the run service, `(a+)+$` on 24 characters froze every service of the process (its web
+    server too) for seconds; on 40, for hours."""
+    with pytest.raises(BadCondition, match="on some texts it would take hours"):
+        evaluate(Condition(type="matches", left="a" * 40 + "!", right=pattern), Context())
+
+
+@pytest.mark.parametrize(("left", "right"), [("x", "a{99999999999}"), ({"a": 1}, None)])
+def test_a_condition_the_engine_cannot_evaluate_says_so_instead_of_raising_raw(left, right) -> None:
+    """An OverflowError or TypeError out of `when` failed the decision ten times, then left the run running
+    for ever (MessageAbandoned)."""
+    if right is None:
+        assert not evaluate(Condition(type="contains", left=left, right=[1]), Context())
+        assert not evaluate(Condition(type="contains", left=left, right={"a": 1}), Context())
+    else:
+        with pytest.raises(BadCondition, match="not a regular expression"):
+            evaluate(Condition(type="matches", left=left, right=right), Context())
+
+
+def test_ordinary_regular_expressions_still_match() -> None:
+    for pattern in (r"^v\d+\.\d+$", "ok|healthy", "(ab)+", "(?:a{2})*$", "[a-z][a-z0-9-]*"):
+        assert evaluate(Condition(type="matches", left="v1.2" if "v" in pattern else "abab", right=pattern),
+                        Context()) or pattern in ("ok|healthy",), pattern

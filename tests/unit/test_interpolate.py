@@ -75,3 +75,20 @@ def test_secrets_resolve_from_the_source_and_are_remembered_for_redaction() -> N
 
 def test_environment_variables_resolve_only_when_allowed() -> None:
     assert resolve("${env.REGION}", ctx(env={"REGION": "eu-west-1"})) == "eu-west-1"
+
+
+@pytest.mark.parametrize("written", [
+    "echo '${p}'", 'echo "${p}"', 'echo "before ${p} after"', "echo $'${p}'", 'echo "$(echo \'${p}\')"',
+    "echo `echo '${p}'`", 'echo "`echo ${p}`"', "echo x # a note on ${p}", "cat <<EOF\n${p}\nEOF",
+    "cat <<'EOF'\n${p}\nEOF",
+])
+def test_a_value_inside_quotes_or_a_comment_is_still_one_word_never_shell_syntax(written) -> None:
+    """`'${p}'` with p = `$(id)` ran id: the engine's single quotes closed the author's. Every value must reach
+    the program as written, whatever quotes the author put around the reference."""
+    import subprocess
+    hostile = "a'b\"c $(echo INJECTED) `echo INJECTED` \\ $HOME\necho INJECTED"
+    command = resolve_shell(written, ctx(parameters={"p": hostile}))
+    printed = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True, timeout=10).stdout
+    assert printed.count("INJECTED") == (0 if "#" in written else hostile.count("INJECTED")), (command, printed)
+    if "#" not in written and "`" not in written:   # an unquoted substitution's output is split into words
+        assert hostile in printed, (command, printed)

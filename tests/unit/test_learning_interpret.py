@@ -117,7 +117,8 @@ def test_an_exhausted_retry_an_approval_wait_and_a_remediation() -> None:
 
 
 def test_a_target_only_run_time_knows_comes_from_the_breaker_and_dry_runs_teach_nothing() -> None:
-    steps = [{"id": "find", "action": "noop", "outputs": [{"name": "url", "from": "message"}]},
+    steps = [{"id": "find", "action": "noop", "args": {"message": "http://found.internal"},
+              "outputs": [{"name": "url", "from": "message"}]},
              {"id": "call", "action": "http_request", "args": {"url": "${steps.find.url}"}}]
     key = "http://found.internal:80"
     facts = learn([started("r1", steps),

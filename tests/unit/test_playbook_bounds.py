@@ -68,3 +68,14 @@ def test_bounds_a_run_can_honour_pass() -> None:
                 validators=[{"type": "port_open", "port": 5432}, {"type": "disk_space", "min_free_percent": 10}])
     handlers = [{"category": "timeout", "pattern": "lock (held|taken)", "run": {"action": "noop"}}]
     assert errors(playbook_yaml([step], error_handlers=handlers)) == []
+
+
+@pytest.mark.parametrize(("check", "words"), [
+    ({"type": "disk_space", "path": "/"}, "give 'min_free_gb' or 'min_free_percent' (or both)"),
+    ({"type": "command_succeeds"}, "give exactly one of 'command' and 'argv'"),
+    ({"type": "command_succeeds", "command": "true", "argv": ["true"]}, "give exactly one of 'command' and 'argv'"),
+])
+def test_a_validator_missing_what_it_checks_is_refused_before_the_run(check: dict[str, Any], words: str) -> None:
+    """The language says so; validation let it through and the step failed when it ran, in these words."""
+    (found,) = errors(playbook_yaml([noop("migrate", name="Migrate", validators=[check])]))
+    assert found[:2] == ("PB102", "steps[0].validators[0]") and words in found[3], found

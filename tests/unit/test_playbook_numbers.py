@@ -64,3 +64,26 @@ def test_a_typed_parameters_infinite_default_is_told_once_by_its_type():
         steps:
           - {id: deploy, name: Deploy, action: noop}
         """)] == ["parameter 'ratio' must be a number, got inf (from its default)"]
+
+
+@pytest.mark.parametrize("written", ["0x" + "f" * 5000, "9" * 400, "-" + "9" * 30])
+@pytest.mark.parametrize("key", ["retry: {max_attempts: N}", "args: {outputs: {n: N}}", "timeout_seconds: N"])
+def test_an_integer_beyond_64_bits_is_refused_where_it_is_written(written, key):
+    """Such an integer passed YAML, then `float()` of it raised inside validation (PB000, 'please report it')."""
+    [(code, line, message)] = errors(f"""
+        name: numbers
+        steps:
+          - {{id: deploy, name: Deploy, action: noop, {key.replace("N", written)}}}
+        """)
+    assert (code, line) == ("PB001", 3) and "integer" in message and "64 bits" in message, message
+
+
+def test_a_typed_parameters_integer_beyond_64_bits_is_refused_before_a_run():
+    """Given with -p, it validated, then comparing it in a `when` made the start an internal error."""
+    found = [(d.code, d.message) for d in validate_playbook(textwrap.dedent("""
+        name: numbers
+        parameters: [{name: n, type: integer}, {name: x, type: number}, {name: m, type: integer}]
+        steps:
+          - {id: deploy, name: Deploy, action: noop, when: {type: greater_than, left: "${n}", right: 1}}
+        """), "n.yaml", parameters={"n": "9" * 400, "x": 10 ** 400, "m": "9" * 5000}) if d.severity == "error"]
+    assert [code for code, _ in found] == ["PB302", "PB302", "PB302"], found

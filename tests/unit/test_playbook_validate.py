@@ -42,6 +42,7 @@ GOOD = yaml_text("""
         action: shell
         timeout_seconds: 60
         args: {command: "make IMAGE=${image} REGION=$${REGION}"}
+        outputs: [{name: digest, from: stdout}]
       - id: push
         name: Push
         action: http_request
@@ -54,7 +55,7 @@ GOOD = yaml_text("""
         name: Deploy
         action: noop
         depends_on: [push]
-        args: {outputs: {count: "${replicas}", digest: "${steps.build.digest}"}}
+        args: {outputs: {count: "${replicas}", digest: "${steps.build.digest}", release: "r-${replicas}"}}
         rollback:
           - action: noop
             args: {message: "${steps.deploy.release}"}
@@ -245,11 +246,12 @@ BROKEN = [
             args: {message: "${steps.b.out}"}
           - id: b
             action: noop
+            args: {outputs: {out: 1}}
         """, {}, "PB209", 5, 21, "a"),
     ("output of a parallel sibling", """
         name: x
         steps:
-          - {id: a, action: noop, parallel_group: g}
+          - {id: a, action: noop, parallel_group: g, args: {outputs: {ok: 1}}}
           - {id: b, action: noop, parallel_group: g, when: "${steps.a.ok}"}
         """, {}, "PB209", 4, 52, "b"),
     ("own output in args", """
@@ -257,7 +259,7 @@ BROKEN = [
         steps:
           - id: a
             action: noop
-            args: {message: "${steps.a.out}"}
+            args: {message: "${steps.a.message}"}
         """, {}, "PB209", 5, 21, "a"),
     ("unclosed reference", """
         name: x
@@ -493,7 +495,8 @@ def test_references_that_are_fine():
           - id: a
             name: A
             action: noop
-            args: {outputs: {path: "${base}/x", literal: "$${not_a_ref}", env: "${env.USER}", key: "${secret:API_KEY}"}}
+            args: {outputs: {path: "${base}/x", literal: "$${not_a_ref}", env: "${env.USER}", key: "${secret:API_KEY}",
+                             status_code: 200, body: "", id: 1, ok: true}}
             validations:
               - {type: equals, left: "${status_code}", right: 200, message: "${steps.a.body}"}
             rollback:
@@ -602,7 +605,8 @@ def test_an_argument_known_only_when_the_step_runs_is_checked_then():
         parameters: [{name: delay, default: "5"}, {name: base, type: url, default: "https://example.com"}]
         steps:
           - {id: a, name: A, action: wait, args: {seconds: "${delay}"}}
-          - {id: b, name: B, action: http_request, args: {url: "${base}/health", expect_status: ["${steps.a.code}"]}}
+          - {id: b, name: B, action: http_request,
+             args: {url: "${base}/health", expect_status: ["${steps.a.waited_seconds}"]}}
           - {id: c, name: C, action: noop, args: {outputs: "${steps.b.json}"}}
         """)
     assert validate_playbook(text) == []
@@ -618,9 +622,10 @@ def test_a_rollback_actions_arguments_are_checked_too():
           - id: a
             name: A
             action: noop
+            args: {message: built}
             rollback:
               - {action: wait, args: {seconds: -1}}
-              - {action: noop, args: {message: "${stdout}"}}
+              - {action: noop, args: {message: "${message}"}}
         """)
     assert [(d.code, d.field, d.message) for d in validate_playbook(text)] == [
         ("PB107", "steps[0].rollback[0].args.seconds", "wait: 'seconds' must be a number >= 0, got -1")]
@@ -868,3 +873,113 @@ def test_a_name_is_a_line_of_at_most_200_characters() -> None:
         (1, None), (3, "a")]
     assert not [d for d in validate_playbook(f"name: {'a' * 200}\nsteps: [{{id: a, action: noop, name: ok}}]\n",
                                              "fine.yaml") if d.severity == "error"]
+
+
+def test_an_output_the_step_never_has_is_refused_before_the_run_at_every_place_it_is_read():
+    """Each passed validation, then failed the step as `configuration` when it ran: `from: stdot` after its
+    command had done its work."""
+    found = [(d.code, d.line, d.step_id, d.message) for d in validate_playbook(yaml_text("""
+        name: outputs
+        steps:
+          - id: build
+            name: Build
+            action: shell
+            args: {command: make}
+            timeout_seconds: 60
+            outputs: [{name: image, from: stdot}]
+            validations: [{type: contains, left: "${stdot}", right: ok}]
+            rollback: [{action: shell, args: {command: "undo ${imag}"}, timeout_seconds: 5}]
+          - id: check
+            name: Check
+            action: noop
+            args: {outputs: {healthy: true}}
+          - id: ship
+            name: Ship
+            action: noop
+            args: {message: "${steps.build.imag} ${steps.check.healty} ${steps.build.stdout}"}
+        """), "o.yaml") if d.code == "PB213"]
+    assert found == [
+        ("PB213", 8, "build", "'from: stdot' reads 'stdot', which a shell step's outputs never hold (returncode, "
+                              "stderr, stdout) — did you mean 'stdout'?"),
+        ("PB213", 9, "build", "${stdot} names 'stdot', which is neither a parameter, a variable nor an output of "
+                              "this step (image, returncode, stderr, stdout) — did you mean 'stdout'?"),
+        ("PB213", 10, "build", "${imag} names 'imag', which is neither a parameter, a variable nor an output of "
+                               "this step (image, returncode, stderr, stdout) — did you mean 'image'?"),
+        ("PB213", 18, "ship", "${steps.build.imag} reads output 'imag', which step 'build' never has (image, "
+                              "returncode, stderr, stdout) — did you mean 'image'?"),
+        ("PB213", 18, "ship", "${steps.check.healty} reads output 'healty', which step 'check' never has (healthy) "
+                              "— did you mean 'healthy'?"),
+    ]
+
+
+def test_outputs_only_the_run_knows_are_not_guessed_at():
+    """A noop whose outputs are a reference, an action the engine is given besides its own, JSON read deeper,
+    a breaker's refusal, a parameter read in a validation: nothing to refuse."""
+    assert [d for d in validate_playbook(yaml_text("""
+        name: outputs
+        parameters: [{name: want, default: ok}]
+        variables: {given: {a: 1}}
+        steps:
+          - {id: a, name: A, action: noop, args: {outputs: "${given}"}}
+          - {id: b, name: B, action: http_request, args: {url: "https://example.com"},
+             outputs: [{name: first, from: "$.items[0]"}, {name: id, from: json.id}],
+             validations: [{type: equals, left: "${status_code}", right: 200}, {type: truthy, left: "${want}"}]}
+          - {id: c, name: C, action: custom, args: {}}
+          - id: d
+            name: D
+            action: noop
+            args: {message: "${steps.a.anything} ${steps.b.json.x[0]} ${steps.b.circuit_open} ${steps.c.whatever}"}
+        """), "o.yaml", known_actions={"noop", "http_request", "custom"}) if d.severity == "error"] == []
+
+
+@pytest.mark.parametrize(("written", "key"), [("~", None), ("true", True), ("1.5", 1.5), ("200", 200)])
+def test_a_key_that_is_not_text_is_refused_wherever_it_is_written(written, key):
+    """A null or boolean key anywhere in args validated, then the start was an internal error (events are JSON:
+    'Only dicts with str-like or number-like keys are supported'); a number key was unreachable by ${...}."""
+    found = [(d.code, d.line, d.step_id, d.message) for d in validate_playbook(yaml_text(f"""
+        name: keys
+        variables: {{codes: {{{written}: ok}}}}
+        steps:
+          - id: a
+            name: A
+            action: noop
+            args: {{outputs: {{{written}: x}}}}
+        """), "k.yaml") if d.severity == "error"]
+    assert found == [
+        ("PB103", 2, None, f"key {key!r} in 'variables.codes' must be a string (quote it)"),
+        ("PB103", 7, "a", f"key {key!r} in 'args.outputs' must be a string (quote it)")]
+
+
+def test_a_key_the_schema_already_refuses_is_told_once():
+    assert [d.message for d in validate_playbook("name: k\n1: x\nsteps: [{id: a, name: A, action: noop}]\n")
+            if d.severity == "error"] == ["key 1 in the playbook must be a string (quote it)"]
+
+
+def test_a_date_is_the_text_written_and_binary_is_refused():
+    """YAML 1.1 made `2024-01-01` a date: a whole-value ${...} of it failed the step ('must be a string, got
+    date'), and its type changed once the run's events (JSON) carried it. !!binary made bytes the same way."""
+    loaded = load_playbook(yaml_text("""
+        name: dates
+        version: 2024-01-01
+        variables: {released: 2024-01-01, at: 2001-12-14t21:59:43.10-05:00}
+        steps: [{id: a, name: A, action: noop, args: {message: "${released}"}}]
+        """))
+    assert loaded.playbook.version == "2024-01-01"
+    assert loaded.playbook.variables == {"released": "2024-01-01", "at": "2001-12-14t21:59:43.10-05:00"}
+    for tag in ("!!binary aGVsbG8=", "!!timestamp 2024-01-01"):
+        [found] = validate_playbook(f"name: t\nsteps: [{{id: a, name: A, action: noop, args: {{message: {tag}}}}}]\n")
+        assert (found.code, found.line) == ("PB001", 2) and "is not allowed" in found.message, found
+
+
+def test_a_regular_expression_that_could_take_hours_is_refused_where_it_is_written():
+    """A `matches`, a parameter's pattern and an error handler's pattern run in the engine's processes: each
+    passed validation, and `(a+)+$` froze the whole process once matched."""
+    found = [(d.code, d.line, d.message.split(":")[0]) for d in validate_playbook(yaml_text("""
+        name: regexes
+        parameters: [{name: tag, pattern: "(a+)+$", default: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!}]
+        error_handlers: [{pattern: "(x|xx)*y", run: {action: noop}}]
+        steps:
+          - {id: a, name: A, action: noop, when: {type: matches, left: "${tag}", right: "(\\\\w+\\\\s?)+$"}}
+          - {id: b, name: B, action: noop, validations: [{type: matches, left: x, right: "a{99999999999}"}]}
+        """), "r.yaml") if d.severity == "error"]
+    assert [(code, line) for code, line, _ in found] == [("PB104", 2), ("PB104", 3), ("PB104", 5), ("PB104", 6)], found

@@ -58,14 +58,16 @@ def test_a_false_when_skips_the_step_and_never_fails_it() -> None:
 
 
 def test_when_can_read_outputs_of_earlier_steps() -> None:
-    s = Scenario(started(R, [noop("probe"), noop("fix", when={"type": "equals", "left": "${steps.probe.healthy}",
-                                                              "right": False})]))
+    s = Scenario(started(R, [noop("probe", args={"outputs": {"healthy": False}}),
+                             noop("fix", when={"type": "equals", "left": "${steps.probe.healthy}", "right": False})]))
     s.start()
     assert kinds(s.run_step("probe", healthy=True)) == ["StepSucceeded:probe", "StepSkipped:fix", "RunCompleted"]
 
 
 def test_a_when_that_cannot_be_evaluated_fails_the_step_as_configuration() -> None:
-    s = Scenario(started(R, [noop("probe"), noop("fix", when="${steps.probe.missing}")]))
+    # outputs only the run knows (a value, not a mapping written out), so validation lets the name through
+    s = Scenario(started(R, [noop("probe", args={"outputs": "${probed}"}), noop("fix", when="${steps.probe.missing}")],
+                         variables={"probed": {}}))
     s.start()
     events = s.run_step("probe")
     assert kinds(events) == ["StepSucceeded:probe", "StepFailed:fix", "RunFailed"]
@@ -97,7 +99,8 @@ def test_continue_on_failure_lets_the_run_go_on_and_complete() -> None:
 
 def test_a_step_after_a_tolerated_failure_reads_the_failed_steps_outputs() -> None:
     check = {"type": "equals", "left": "${steps.probe.returncode}", "right": 3}
-    s = Scenario(started(R, [noop("probe", continue_on_failure=True), noop("repair", depends_on=["probe"], when=check),
+    probe = noop("probe", continue_on_failure=True, args={"outputs": {"returncode": 0, "stdout": ""}})
+    s = Scenario(started(R, [probe, noop("repair", depends_on=["probe"], when=check),
                              noop("report", args={"message": "probe said ${steps.probe.stdout}"})]))
     s.start(), s.begin("probe")
     failed = s.when(FinishStep(step_id="probe", attempt=1, outputs={"returncode": 3, "stdout": "disk full"},
@@ -110,8 +113,10 @@ def test_a_step_after_a_tolerated_failure_reads_the_failed_steps_outputs() -> No
 def test_a_step_whose_when_reads_a_skipped_steps_outputs_is_skipped_too() -> None:
     healthy = {"type": "truthy", "left": "${steps.canary.healthy}"}
     typo = {"type": "truthy", "left": "${steps.build.healthyy}"}
-    s = Scenario(started(R, [noop("canary", when=False), noop("promote", depends_on=["canary"], when=healthy),
-                             noop("build"), noop("announce", when=typo)]))
+    s = Scenario(started(R, [noop("canary", when=False, args={"outputs": {"healthy": True}}),
+                             noop("promote", depends_on=["canary"], when=healthy),
+                             noop("build", args={"outputs": "${built}"}), noop("announce", when=typo)],
+                         variables={"built": {}}))
     events = s.start()
     assert kinds(events) == ["StepSkipped:canary", "StepSkipped:promote", "StepScheduled:build"]
     assert events[1].reason == "`when` reads the outputs of step canary, which was skipped"
@@ -360,7 +365,8 @@ def test_every_event_names_the_run_and_who_caused_it() -> None:
 
 def test_a_dry_run_executes_nothing_and_records_the_plan() -> None:
     production_only = {"type": "equals", "left": "${target}", "right": "production"}
-    s = Scenario(started(R, [noop("check_a", parallel_group="g"), noop("check_b", parallel_group="g"),
+    s = Scenario(started(R, [noop("check_a", parallel_group="g", args={"outputs": {"broken": False}}),
+                             noop("check_b", parallel_group="g"),
                              noop("prod", when=production_only), noop("fix", when="${steps.check_a.broken}")],
                          parameters=[{"name": "target"}], values={"target": "staging"}, dry_run=True))
     events = s.start()

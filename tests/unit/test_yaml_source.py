@@ -81,3 +81,11 @@ def test_shared_aliases_stay_cheap_and_point_at_their_anchor():
 def test_an_empty_text_is_no_data():
     assert load_yaml("").data is None
     assert load_yaml("# only a comment\n").data is None
+
+
+def test_a_lone_surrogate_is_a_character_yaml_does_not_allow_not_an_internal_error():
+    """Text from a JSON door may hold `\\ud800`: validation answered PB000 ('please report it')."""
+    from services.playbook import validate_playbook
+    [found] = validate_playbook("name: t\nsteps:\n  - {id: a, name: \"x\ud800\", action: noop}\n", "s.yaml")
+    assert (found.code, found.line, found.column) == ("PB001", 3, 21), found
+    assert "'\\ud800' is not allowed" in found.message
