@@ -37,6 +37,7 @@ class Recommendation(_Answer, frozen=True):
     message: str                         # a sentence a user can act on
     evidence: Evidence
     playbook: str | None = None
+    environment: str | None = None       # the runs it rests on ran there (None: runs without an environment)
     step: str | None = None
     target: str | None = None
     suggestion: dict[str, Any] = {}      # what to write in the playbook, as YAML keys of the step
@@ -80,7 +81,10 @@ class StepInsights(_Answer, frozen=True):
 
 
 class PlaybookInsights(_Answer, frozen=True):
+    """One playbook as its runs in one environment taught it: environments are learned apart."""
+
     playbook: str
+    environment: str | None = None       # None: its runs without an environment
     runs: int = 0
     outcomes: dict[str, int] = {}        # completed, failed, cancelled
     success_rate: float | None = None
@@ -118,6 +122,9 @@ class Correlation(_Answer, frozen=True):
 
 
 class Insights(_Answer, frozen=True):
+    """What the asker may read: playbooks in the environments their grants cover; targets and correlations
+    (across every playbook and environment) only with read on everything."""
+
     position: int                        # the last stream sequence learned
     playbooks: list[PlaybookInsights] = []
     targets: list[TargetInsights] = []
@@ -143,6 +150,7 @@ class Rebuilt(_Answer, frozen=True):
 
 class InsightsRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     playbook: str | None = None          # one playbook, or all
+    environment: str | None = None       # one environment's runs ("": those without one), or every one readable
     after: int = 0                       # answer once the service has learned up to this stream sequence
     wait: float = 10.0                   # ... waiting at most this many seconds (at most 30) for it
 

@@ -33,6 +33,7 @@ from services.store import EventStore
 from tests.helpers import T0, started
 
 DEPLOY_RUNS = 300
+ENVIRONMENTS = ("staging", "production")
 OUTAGES = 4
 RUNS_PER_OUTAGE = 4
 
@@ -53,9 +54,11 @@ NIGHTLY = [{"id": "backup", "action": "http_request", "timeout_seconds": 10,
 class Run:
     """One run's events, as the engine records them, on a clock of its own."""
 
-    def __init__(self, run_id: str, steps: list[dict[str, Any]], name: str, at: datetime) -> None:
+    def __init__(self, run_id: str, steps: list[dict[str, Any]], name: str, at: datetime,
+                 environment: str | None = None) -> None:
         self.run_id, self.clock = run_id, at
-        first = started(run_id, steps, name=name)
+        first = started(run_id, steps, name=name, environment=environment,
+                        **({"environments": dict.fromkeys(ENVIRONMENTS, {})} if environment else {}))
         self.events: list[RunEvent] = [RunStarted(**{**_fields(first), "at": at})]
 
     def tick(self, seconds: float = 0.01) -> datetime:

@@ -12,6 +12,7 @@ import msgspec
 
 class _Fact(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     at: datetime
+    environment: str = ""                   # the run's ("": none); what one environment teaches stays with it
 
 
 class RetryShape(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

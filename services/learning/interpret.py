@@ -34,7 +34,7 @@ from services.domain.run.state import playbook_of, variables_of
 
 # What events teach, as this module reads them: raised whenever that changes, so that knowledge an earlier
 # version learned (a retried run counted as failed, say) is learned again from the first event.
-INTERPRETATION = 2
+INTERPRETATION = 3
 RUNS_KEPT = 10_000           # contexts of runs still going; an evicted one is replayed from the stream if needed
 ENDED_KEPT = 1_000           # contexts of ended runs a retry may reopen (older ones are replayed if one is)
 SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook teaches its shape once
@@ -60,6 +60,7 @@ class StepContext:
 @dataclass(slots=True)
 class RunContext:
     playbook: str
+    environment: str                                 # "": none
     started: datetime
     steps: dict[str, StepContext]
     handlers: list[str] = field(default_factory=list)
@@ -72,7 +73,7 @@ class Interpreter:
         self.runs: OrderedDict[str, RunContext] = OrderedDict()
         self.finished: OrderedDict[str, None] = OrderedDict()   # ended or dry runs: nothing more to learn
         self.ended: OrderedDict[str, RunContext] = OrderedDict()  # the newest ended ones, for a retry to reopen
-        self.shapes: OrderedDict[tuple[str, str], StepShape] = OrderedDict()
+        self.shapes: OrderedDict[tuple[str, str, str], StepShape] = OrderedDict()
         self.playbooks: OrderedDict[bytes, dict[str, StepShape]] = OrderedDict()
 
     def needs_history(self, event: RunEvent | CircuitEvent) -> bool:
@@ -116,15 +117,17 @@ class Interpreter:
         playbook, _ = playbook_of(event)
         handlers = [*playbook.error_handlers, *event.engine_error_handlers]
         steps = {step_id: StepContext(shape=shape, target=None) for step_id, shape in self._shapes_of(event).items()}
-        run = RunContext(playbook.name, event.at, steps, [_label(h) for h in handlers])
+        where = event.environment or ""
+        run = RunContext(playbook.name, where, event.at, steps, [_label(h) for h in handlers])
         _remember(self.runs, event.run_id, run, RUNS_KEPT)
         if not learn:
             return []
-        facts: list[Fact] = [RunBegan(at=event.at, playbook=playbook.name, steps=list(steps))]
+        facts: list[Fact] = [RunBegan(at=event.at, environment=where, playbook=playbook.name, steps=list(steps))]
         for step_id, step in steps.items():
-            if self.shapes.get((playbook.name, step_id)) != step.shape:
-                _remember(self.shapes, (playbook.name, step_id), step.shape, SHAPES_KEPT)
-                facts.append(StepConfigured(at=event.at, playbook=playbook.name, step=step_id, shape=step.shape))
+            if self.shapes.get((playbook.name, where, step_id)) != step.shape:
+                _remember(self.shapes, (playbook.name, where, step_id), step.shape, SHAPES_KEPT)
+                facts.append(StepConfigured(at=event.at, environment=where, playbook=playbook.name, step=step_id,
+                                            shape=step.shape))
         return facts
 
     def _shapes_of(self, event: RunStarted) -> dict[str, StepShape]:
@@ -142,7 +145,7 @@ class Interpreter:
         facts: list[Fact] = [_failure(run, step, step.failed.category, gave_up=step.failed.category not in ENGINE_STOPS)
                              for step in run.steps.values() if step.failed]
         run.outcome = ENDINGS[type(event)]
-        facts.append(RunEnded(at=event.at, playbook=run.playbook, outcome=run.outcome,
+        facts.append(RunEnded(at=event.at, environment=run.environment, playbook=run.playbook, outcome=run.outcome,
                               duration_ms=_ms(event.at, run.started)))
         del self.runs[event.run_id]
         _remember(self.finished, event.run_id, None)
@@ -162,7 +165,8 @@ class Interpreter:
         mended = sorted(run.gave_up.intersection(event.steps))
         run.gave_up.difference_update(mended)
         outcome, run.outcome = run.outcome, ""
-        return [RunReopened(at=event.at, playbook=run.playbook, outcome=outcome, steps=mended)]
+        return [RunReopened(at=event.at, environment=run.environment, playbook=run.playbook, outcome=outcome,
+                            steps=mended)]
 
     def _circuit(self, event: CircuitEvent) -> list[Fact]:
         if isinstance(event, CircuitOpened):
@@ -183,7 +187,8 @@ def _step_facts(run: RunContext, step: StepContext, event: RunEvent) -> list[Fac
         step.first = event.attempt
     match event:
         case StepSucceeded():
-            facts.append(AttemptPassed(at=event.at, playbook=run.playbook, step=event.step_id,
+            facts.append(AttemptPassed(at=event.at, environment=run.environment, playbook=run.playbook,
+                                       step=event.step_id,
                                        attempt=event.attempt - step.first + 1,
                                        duration_ms=event.duration_ms, target=step.shape.target or step.target,
                                        after=step.after, delay_ms=step.delay_ms, waited_ms=step.waited_ms))
@@ -197,13 +202,15 @@ def _step_facts(run: RunContext, step: StepContext, event: RunEvent) -> list[Fac
         case StepNotRetried() if step.failed is not None:
             facts.append(_failure(run, step, event.category, gave_up=True, exhausted=event.exhausted))
         case StepRemediated() | StepRemediationFailed() if 0 <= event.handler < len(run.handlers):
-            facts.append(RemediationEnded(at=event.at, playbook=run.playbook, step=event.step_id,
+            facts.append(RemediationEnded(at=event.at, environment=run.environment, playbook=run.playbook,
+                                          step=event.step_id,
                                           handler=run.handlers[event.handler],
                                           succeeded=isinstance(event, StepRemediated)))
         case ApprovalRequested():
             step.approval_at = event.at
         case ApprovalGranted() | ApprovalRejected() | ApprovalTimedOut() if step.approval_at is not None:
-            facts.append(ApprovalDecided(at=event.at, playbook=run.playbook, step=event.step_id,
+            facts.append(ApprovalDecided(at=event.at, environment=run.environment, playbook=run.playbook,
+                                         step=event.step_id,
                                          waited_ms=_ms(event.at, step.approval_at), outcome=_approval(event)))
             step.approval_at = None
     return facts
@@ -217,7 +224,7 @@ def _failure(run: RunContext, step: StepContext, category: str, *, retried: bool
     status = failed.outputs.get("status_code")
     if gave_up:
         run.gave_up.add(failed.step_id)
-    fact = AttemptFailed(at=failed.at, playbook=run.playbook, step=failed.step_id,
+    fact = AttemptFailed(at=failed.at, environment=run.environment, playbook=run.playbook, step=failed.step_id,
                          attempt=failed.attempt - step.first + 1,
                          category=category, duration_ms=failed.duration_ms, target=step.shape.target or step.target,
                          status=status if isinstance(status, int) and not isinstance(status, bool) else None,

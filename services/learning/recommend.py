@@ -6,6 +6,7 @@ and gives the playbook keys to write. Confidence grows with the count: n / (n + 
 from __future__ import annotations
 
 import math
+from typing import Any
 from datetime import datetime
 
 from events.insights import Evidence, Recommendation
@@ -45,7 +46,7 @@ def timeout(stats: StepStats) -> Recommendation | None:
     suggested = max(1, math.ceil(p99_ms * HEADROOM / 1000))
     configured = shape.timeout_seconds
     timeouts = stats.failures.get("timeout", 0)
-    name = f"step `{stats.step}`"
+    name = _step(stats)
     seen = f"its passing attempts take up to {p99_ms / 1000:g} s (p99 of {durations.count})"
     if configured is None:
         default = ("no limit at all" if shape.default_timeout is None
@@ -58,7 +59,7 @@ def timeout(stats: StepStats) -> Recommendation | None:
         message = f"{name} waits up to {configured:g} s; {seen}: a hung attempt would fail sooner at {suggested}"
     else:
         return None
-    return Recommendation(kind="timeout", message=message, playbook=stats.playbook, step=stats.step,
+    return Recommendation(kind="timeout", message=message, **_about(stats),
                           suggestion={"timeout_seconds": suggested},
                           evidence=evidence(durations.count, stats.since, stats.until, p50_ms=durations.percentile(0.5),
                                             p95_ms=durations.percentile(0.95), p99_ms=p99_ms, timeouts=timeouts,
@@ -76,8 +77,8 @@ def do_not_retry(stats: StepStats) -> list[Recommendation]:
         statuses = sorted(seen, key=lambda status: (-seen[status], status))
         what = f"{category} (HTTP {', '.join(map(str, statuses[:3]))})" if statuses else category
         found.append(Recommendation(
-            kind="do_not_retry", playbook=stats.playbook, step=stats.step,
-            message=f"step `{stats.step}`: {what} never recovered in {tally.tries} tries: do not retry `{category}`",
+            kind="do_not_retry", **_about(stats),
+            message=f"{_step(stats)}: {what} never recovered in {tally.tries} tries: do not retry `{category}`",
             suggestion={"retry": {"retry_on_errors": [c for c in allowed if c != category]}},
             evidence=evidence(tally.tries, stats.since, stats.until, tries=tally.tries, recovered=0,
                               statuses=statuses[:3] or None)))
@@ -105,9 +106,9 @@ def retry(stats: StepStats) -> Recommendation | None:
             return None
         after = f"; retries after {delay:g} s or more passed" if delay is not None else ""
         ran = f" and ran out of attempts {ran_out} times" if ran_out else ""
-        message = (f"step `{stats.step}` recovered {recovered} times, at attempt {needed} at the latest{ran}{after}: "
+        message = (f"{_step(stats)} recovered {recovered} times, at attempt {needed} at the latest{ran}{after}: "
                    f"retry {', '.join(recovering)} with max_attempts {attempts}")
-        return Recommendation(kind="retry", message=message, playbook=stats.playbook, step=stats.step,
+        return Recommendation(kind="retry", message=message, **_about(stats),
                               suggestion={"retry": suggestion},
                               evidence=evidence(recovered, stats.since, stats.until, recovered_at=stats.recovered_at,
                                                 exhausted=ran_out or None, base_delay=delay))
@@ -116,8 +117,8 @@ def retry(stats: StepStats) -> Recommendation | None:
         count = sum(transient.values())
         kinds = sorted(transient)
         return Recommendation(
-            kind="retry", playbook=stats.playbook, step=stats.step,
-            message=f"step `{stats.step}` failed {count} times with {', '.join(kinds)} errors and no retry policy: "
+            kind="retry", **_about(stats),
+            message=f"{_step(stats)} failed {count} times with {', '.join(kinds)} errors and no retry policy: "
                     "try again before failing the run",
             suggestion={"retry": {"max_attempts": 3, "base_delay": 1.0, "retry_on_errors": kinds}},
             evidence=evidence(count, stats.since, stats.until, not_retried=transient))
@@ -132,8 +133,8 @@ def error_handlers(stats: StepStats) -> list[Recommendation]:
         count = stats.not_retried.get(category, 0) + stats.exhausted.get(category, 0)
         if count >= MIN_FAILURES and category not in handled:
             found.append(Recommendation(
-                kind="error_handler", playbook=stats.playbook, step=stats.step,
-                message=f"step `{stats.step}` failed for good {count} times with `{category}`; no error handler "
+                kind="error_handler", **_about(stats),
+                message=f"{_step(stats)} failed for good {count} times with `{category}`; no error handler "
                         f"covers it: add one that {remedy}, then retries",
                 suggestion={"error_handlers": [{"category": category, "then": "retry",
                                                 "run": {"action": "shell", "args": {"command": "..."}}}]},
@@ -141,8 +142,8 @@ def error_handlers(stats: StepStats) -> list[Recommendation]:
     for handler, tally in sorted(stats.remediations.items()):
         if tally.tries >= MIN_FAILURES and tally.worked * 2 < tally.tries:
             found.append(Recommendation(
-                kind="fix_error_handler", playbook=stats.playbook, step=stats.step,
-                message=f"step `{stats.step}`: the error handler for {handler} remediated only {tally.worked} "
+                kind="fix_error_handler", **_about(stats),
+                message=f"{_step(stats)}: the error handler for {handler} remediated only {tally.worked} "
                         f"of {tally.tries} times: fix its action",
                 evidence=evidence(tally.tries, stats.since, stats.until, tries=tally.tries, worked=tally.worked)))
     return found
@@ -156,8 +157,8 @@ def validator(stats: StepStats) -> Recommendation | None:
     if stats.failed_attempts or stats.first_try != stats.passed:
         return None
     return Recommendation(
-        kind="validator", playbook=stats.playbook, step=stats.step,
-        message=f"step `{stats.step}` passed all {stats.passed} runs at the first attempt and only checks: "
+        kind="validator", **_about(stats),
+        message=f"{_step(stats)} passed all {stats.passed} runs at the first attempt and only checks: "
                 "it could be a validator of the step that needs it",
         suggestion={"validators": [shape.check.validator]},
         evidence=evidence(stats.passed, stats.since, stats.until, passed=stats.passed))
@@ -186,6 +187,15 @@ def circuit_breaker(stats: TargetStats) -> Recommendation | None:
                                             bursts=stats.bursts, largest_burst=stats.largest_burst,
                                             mean_burst=round(mean, 1), openings=stats.openings,
                                             steps=unguarded or None))
+
+
+def _about(stats: StepStats) -> dict[str, Any]:
+    return {"playbook": stats.playbook, "environment": stats.environment or None, "step": stats.step}
+
+
+def _step(stats: StepStats) -> str:
+    """The step, and where its runs ran: what one environment teaches is said of it alone."""
+    return f"step `{stats.step}`" + (f" in {stats.environment}" if stats.environment else "")
 
 
 def _retried_categories(stats: StepStats) -> list[str]:

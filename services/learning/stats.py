@@ -37,6 +37,7 @@ class Tally(msgspec.Struct, array_like=True):
 class StepStats(msgspec.Struct, kw_only=True):
     playbook: str
     step: str
+    environment: str = ""            # "": runs without one
     shape: StepShape | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -60,6 +61,7 @@ class StepStats(msgspec.Struct, kw_only=True):
 
 class PlaybookStats(msgspec.Struct, kw_only=True):
     playbook: str
+    environment: str = ""
     since: datetime | None = None
     until: datetime | None = None
     runs: int = 0
