@@ -65,6 +65,9 @@ class LearningService:
         self.nc, self.store, self.config, self.playbooks, self.guard = nc, store, config, playbooks, guard
         self.position = 0            # the last stream sequence recorded in the knowledge being written
         self.error = ""              # why the service is not learning, while it retries
+        # The store is open: answers wait for the store thread. Not after it failed and while it is opened again,
+        # which can take a connect timeout per try (PostgreSQL down): refused at once, not left to the asker's timeout.
+        self._open = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learning")
         self._stores = Stores(config)   # touched on the worker thread only
         self._rebuild: asyncio.Future[Rebuilt] | None = None
@@ -144,7 +147,7 @@ class LearningService:
                 raise
             except Exception as err:  # every failure is retried from the tracked position
                 pause = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                self.error = f"{type(err).__name__}: {err}"
+                self.error, self._open = f"{type(err).__name__}: {err}", False
                 if isinstance(err, (IntegrityError, PositionConflict)):
                     log.warning("learning: another writer recorded these events first (%s); "
                                 "again from the tracked position in %.0f s", err, pause)
@@ -161,6 +164,7 @@ class LearningService:
         learning = self._stores.learning
         assert learning is not None
         cursor = await self._call(learning.cursor)
+        self.error, self._open = "", True
         if self._rebuild_asked or (cursor.stream and cursor.stream != stream):
             if not self._rebuild_asked:
                 log.warning("learning: %s; learning it again from the first event", _why_again(cursor.stream, stream))
@@ -345,6 +349,8 @@ class LearningService:
 
     async def _insights_request(self, data: bytes, readable: Readable | None) -> LearningReply:
         request = decode_json(data or b"{}", InsightsRequest)
+        if self.error and not self._open:
+            raise LearningRefused("not_ready", f"the knowledge store is not open ({self.error}); ask again")
         if request.after > self.position:
             if self._stores.building:
                 raise LearningRefused("rebuilding", "the knowledge is being rebuilt; ask again when it is done")
