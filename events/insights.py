@@ -14,6 +14,7 @@ from events.commands import Rejection
 
 RecommendationKind = Literal[
     "timeout", "retry", "do_not_retry", "error_handler", "fix_error_handler", "validator", "circuit_breaker",
+    "slower",
 ]
 
 
@@ -69,7 +70,11 @@ class StepInsights(_Answer, frozen=True):
     gave_up: int = 0                     # runs in which it failed for good
     success_rate: float | None = None    # passed / (passed + gave_up)
     first_attempt_rate: float | None = None
-    durations: Distribution | None = None
+    durations: Distribution | None = None     # passing attempts of the step as it is written now
+    version: str | None = None                # the playbook version it is written so since (None: a text, or unknown)
+    changed: datetime | None = None           # when it was last written differently
+    durations_before: Distribution | None = None   # ... and its passing attempts as it was before
+    version_before: str | None = None
     failures_by_category: dict[str, int] = {}
     recovered_at_attempt: dict[int, int] = {}
     retries_after: dict[str, Outcome] = {}    # category of the failure -> retries, and those that then passed
@@ -88,7 +93,7 @@ class PlaybookInsights(_Answer, frozen=True):
     runs: int = 0
     outcomes: dict[str, int] = {}        # completed, failed, cancelled
     success_rate: float | None = None
-    durations: Distribution | None = None
+    durations: Distribution | None = None     # completed runs, without the time they were paused or lay ended
     steps: list[StepInsights] = []
     recommendations: list[Recommendation] = []
     since: datetime | None = None

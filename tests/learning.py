@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from events.run import (
-    RunCompleted, RunEvent, RunFailed, RunStarted, StepFailed, StepNotRetried, StepRetryScheduled, StepScheduled,
-    StepStarted, StepSucceeded,
+    RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed, StepNotRetried,
+    StepRetryScheduled, StepScheduled, StepStarted, StepSucceeded,
 )
 from events.identity import caller_headers
 from services.identity.bootstrap import ensure_local_admin
@@ -88,6 +88,11 @@ class Run:
         self.events.append(StepNotRetried(run_id=self.run_id, at=self.tick(), step_id=step, attempt=attempt,
                                           category=category, reason="not retried", exhausted=exhausted))
         self.events.append(RunFailed(run_id=self.run_id, at=self.tick(), reason=f"{step} failed", failed_steps=[step]))
+
+    def pause(self, seconds: float) -> None:
+        """Paused by someone for this long, then resumed."""
+        self.events.append(RunPaused(run_id=self.run_id, at=self.tick(), actor="alice"))
+        self.events.append(RunResumed(run_id=self.run_id, at=self.tick(seconds), actor="alice"))
 
     def complete(self) -> None:
         self.events.append(RunCompleted(run_id=self.run_id, at=self.tick()))

@@ -21,13 +21,15 @@ MIN_FAILURES = 5         # failures of one kind before a retry or an error handl
 MIN_BURSTS = 2
 HEADROOM = 2.0           # a timeout leaves this much room above the p99
 TIGHT = 1.5              # a timeout below p99 x TIGHT cuts off runs that would pass
+SLOWER = 1.5            # a median this many times the one before the step changed is worth saying
 LOOSE = 10.0             # a timeout above the suggestion x LOOSE lets a hung attempt wait too long
 REMEDIES = {"authentication": "refreshes the credential", "authorization": "obtains the access",
             "resource": "frees the resource (disk, memory)"}
 
 
 def for_step(stats: StepStats) -> list[Recommendation]:
-    found = [timeout(stats), *do_not_retry(stats), retry(stats), *error_handlers(stats), validator(stats)]
+    found = [slower(stats), timeout(stats), *do_not_retry(stats), retry(stats), *error_handlers(stats),
+             validator(stats)]
     return [r for r in found if r is not None]
 
 
@@ -35,6 +37,26 @@ def evidence(count: int, since: datetime | None, until: datetime | None, window:
              **figures: object) -> Evidence:
     return Evidence(count=count, confidence=round(count / (count + 10), 2), since=since, until=until,
                     window_seconds=window, figures={k: v for k, v in figures.items() if v is not None})
+
+
+def slower(stats: StepStats) -> Recommendation | None:
+    """A step whose passing attempts got markedly slower when it was last written differently: say when, and by how
+    much, from enough attempts on both sides (nothing to write: a person looks at what changed)."""
+    before, now = stats.before, stats.durations
+    if before is None or before.count < MIN_RUNS or now.count < MIN_RUNS or stats.changed is None:
+        return None
+    was, is_ = before.percentile(0.5) or 0.0, now.percentile(0.5) or 0.0
+    if is_ < was * SLOWER:
+        return None
+    version = f" in version {stats.version}" if stats.version else ""
+    earlier = f" (version {stats.before_version})" if stats.before_version else ""
+    message = (f"{_step(stats)} got slower when it changed{version} on {stats.changed:%Y-%m-%d %H:%M} UTC: its "
+               f"passing attempts take {is_ / 1000:g} s at the median ({now.count} of them), against "
+               f"{was / 1000:g} s ({before.count}) before{earlier}")
+    return Recommendation(kind="slower", message=message, **_about(stats),
+                          evidence=evidence(now.count, stats.changed, stats.until, p50_ms=is_, p50_before_ms=was,
+                                            count_before=before.count, version=stats.version or None,
+                                            version_before=stats.before_version or None))
 
 
 def timeout(stats: StepStats) -> Recommendation | None:

@@ -45,7 +45,13 @@ class StepStats(msgspec.Struct, kw_only=True):
     first_try: int = 0               # ... at its first attempt
     failed_attempts: int = 0
     gave_up: int = 0                 # runs in which it failed for good
-    durations: Histogram = msgspec.field(default_factory=Histogram)     # attempts that passed
+    durations: Histogram = msgspec.field(default_factory=Histogram)     # attempts that passed, as the step is now
+    version: str = ""                            # the playbook version the step is as of ("": a text, or unknown)
+    changed: datetime | None = None              # when the step last changed (as written): everything above and
+                                                 # below is of its runs since, but the approvals
+    before: Histogram | None = None              # passing attempts as the step was before that change
+    before_definition: str = ""
+    before_version: str = ""
     failures: dict[str, int] = {}                # by category
     statuses: dict[str, dict[int, int]] = {}     # category -> HTTP statuses of failed attempts
     after: dict[str, Tally] = {}                 # retries after a failure of this category, and those that passed
@@ -117,7 +123,10 @@ def fold_step(stats: StepStats, fact: Fact) -> None:
     _seen(stats, fact.at)
     match fact:
         case StepConfigured(shape=shape):
-            stats.shape = shape
+            _configured(stats, shape, fact.version, fact.at)
+        case AttemptPassed() | AttemptFailed() if _earlier(stats, fact.definition):   # a run begun before it changed
+            if isinstance(fact, AttemptPassed) and stats.before is not None:
+                stats.before.add(fact.duration_ms)
         case AttemptPassed():
             stats.passed += 1
             stats.durations.add(fact.duration_ms)
@@ -143,6 +152,34 @@ def fold_step(stats: StepStats, fact: Fact) -> None:
             _count(stats.approvals, fact.outcome)
         case RunReopened():
             stats.gave_up = max(0, stats.gave_up - 1)
+
+
+def _configured(stats: StepStats, shape: StepShape, version: str, at: datetime) -> None:
+    """The step as its latest run has it. Written differently, it is learned afresh (what the old one did is no
+    evidence about the new one: its retries, failures, durations), keeping the old one's durations beside, so that
+    a step that got slower when the playbook changed shows it."""
+    now = stats.shape.definition if stats.shape is not None else ""
+    if stats.shape is None or not now or shape.definition == now:
+        stats.version = stats.version or version
+    else:
+        durations = stats.durations
+        fresh = StepStats(playbook=stats.playbook, step=stats.step, environment=stats.environment)
+        for name in stats.__struct_fields__:
+            if name not in KEPT_ACROSS_CHANGES:
+                setattr(stats, name, getattr(fresh, name))
+        stats.before, stats.before_definition, stats.before_version = durations, now, stats.version
+        stats.version, stats.changed, stats.since, stats.until = version, at, at, at
+    stats.shape = shape
+
+
+# What a step's new way of being written does not start afresh: who it is, and how long people took at its gate.
+KEPT_ACROSS_CHANGES = frozenset({"playbook", "step", "environment", "approval_waits", "approvals"})
+
+
+def _earlier(stats: StepStats, definition: str) -> bool:
+    """Is this attempt of the step as it was written before its last change?"""
+    current = stats.shape.definition if stats.shape is not None else ""
+    return bool(definition) and definition != current and definition == stats.before_definition
 
 
 def fold_playbook(stats: PlaybookStats, fact: Fact) -> None:
