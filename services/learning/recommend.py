@@ -10,7 +10,7 @@ from typing import Any
 from datetime import datetime
 
 from events.insights import Evidence, Recommendation
-from services.learning.histogram import upper_edge
+from services.learning.histogram import bucket, upper_edge
 from services.learning.stats import MIN_BURST, BURST_GAP_SECONDS, StepStats, TargetStats
 from services.domain.retry import DEFAULT_RETRY_ON
 
@@ -118,13 +118,16 @@ def retry(stats: StepStats) -> Recommendation | None:
         ran_out = sum(stats.exhausted.get(c, 0) for c in recovering)
         needed = max(stats.recovered_at)
         attempts = needed + 1 if ran_out else needed
-        delay = _delay_that_works(stats)
+        works = _delay_that_works(stats)
+        delay = works[0] if works is not None else None
         suggestion = {"max_attempts": attempts, "retry_on_errors": recovering}
         if delay is not None:
             suggestion["base_delay"] = delay
         current = shape.retry
+        # The backoff that worked is known to its bucket: a base_delay in that bucket is that backoff already.
         if current is not None and current.max_attempts == attempts and (
-                delay is None or current.base_delay == delay) and set(recovering) <= set(_retried_categories(stats)):
+                works is None or bucket(current.base_delay * 1000) == works[1]) and set(recovering) <= set(
+                _retried_categories(stats)):
             return None
         after = f"; retries after {delay:g} s or more passed" if delay is not None else ""
         ran = f" and ran out of attempts {ran_out} times" if ran_out else ""
@@ -227,10 +230,11 @@ def _retried_categories(stats: StepStats) -> list[str]:
     return list(DEFAULT_RETRY_ON)
 
 
-def _delay_that_works(stats: StepStats) -> float | None:
-    """The shortest backoff after which at least half the retries passed (seconds, 2 significant digits)."""
+def _delay_that_works(stats: StepStats) -> tuple[float, int] | None:
+    """The shortest backoff after which at least half the retries passed (seconds, 2 significant digits), and its
+    histogram bucket."""
     for index in sorted(stats.delays):
         tally = stats.delays[index]
         if tally.tries >= MIN_FAILURES and tally.worked * 2 >= tally.tries:
-            return float(f"{upper_edge(index) / 1000:.2g}")
+            return float(f"{upper_edge(index) / 1000:.2g}"), index
     return None

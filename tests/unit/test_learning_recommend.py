@@ -108,3 +108,14 @@ def test_a_target_failing_in_bursts_deserves_a_breaker_or_a_lower_threshold() ->
                            largest_burst=5, openings=2)
     assert recommend.circuit_breaker(tripping) is None
     assert recommend.circuit_breaker(TargetStats(target="db", callers={"a/b": 0}, bursts=1, burst_failures=3)) is None
+
+
+def test_retry_settings_the_step_has_already_are_not_advised_for_a_bucket_edge() -> None:
+    """Backoffs are counted in log buckets: a base_delay of 0.1 s that works is reported back as the bucket's upper
+    edge, 0.11 s. That is the setting the step has, not a change to make."""
+    shape = StepShape(action="shell", retry=RetryShape(max_attempts=3, base_delay=0.1))
+    stats = step(shape, recovered_at={3: 9}, after={"network": Tally(30, 9)}, delays={bucket(100): Tally(12, 9)})
+    assert recommend.retry(stats) is None
+    slower = step(shape, recovered_at={3: 9}, after={"network": Tally(30, 9)},
+                  delays={bucket(100): Tally(12, 1), bucket(1000): Tally(12, 9)})
+    assert recommend.retry(slower).suggestion["retry"]["base_delay"] == 1.0
