@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 from typing import Any
+
+import msgspec
 from datetime import datetime
 
 from events.insights import Evidence, Recommendation
@@ -19,6 +21,7 @@ MIN_TRIES = 10           # retries after one category before "never recovers" is
 MIN_RECOVERED = 5        # recoveries before retry settings are suggested
 MIN_FAILURES = 5         # failures of one kind before a retry or an error handler is suggested
 MIN_BURSTS = 2
+EARLY = 10               # observations below which a recommendation says it is an early sign
 HEADROOM = 2.0           # a timeout leaves this much room above the p99
 TIGHT = 1.5              # a timeout below p99 x TIGHT cuts off runs that would pass
 SLOWER = 1.5            # a median this many times the one before the step changed is worth saying
@@ -30,7 +33,17 @@ REMEDIES = {"authentication": "refreshes the credential", "authorization": "obta
 def for_step(stats: StepStats) -> list[Recommendation]:
     found = [slower(stats), timeout(stats), *do_not_retry(stats), retry(stats), *error_handlers(stats),
              validator(stats)]
-    return [r for r in found if r is not None]
+    return [told(r) for r in found if r is not None]
+
+
+def told(recommendation: Recommendation) -> Recommendation:
+    """The sentence as sure as its evidence: below EARLY observations (confidence under one half) it says it is an
+    early sign, so that advice from a handful of runs does not read as a finding."""
+    count = recommendation.evidence.count
+    if count >= EARLY:
+        return recommendation
+    return msgspec.structs.replace(recommendation, message=f"{recommendation.message} (an early sign: {count} "
+                                                           f"observation{'s' if count != 1 else ''} so far)")
 
 
 def evidence(count: int, since: datetime | None, until: datetime | None, window: float | None = None,
@@ -206,12 +219,12 @@ def circuit_breaker(stats: TargetStats) -> Recommendation | None:
             return None
         threshold = max(2, math.floor(mean))
         message = f"{seen}, never reaching its breaker's failure_threshold of {lowest}: lower it to {threshold}"
-    return Recommendation(kind="circuit_breaker", message=message, target=stats.target,
+    return told(Recommendation(kind="circuit_breaker", message=message, target=stats.target,
                           suggestion={"circuit": {"key": stats.target, "failure_threshold": threshold}},
                           evidence=evidence(stats.bursts, stats.since, stats.until, BURST_GAP_SECONDS,
                                             bursts=stats.bursts, largest_burst=stats.largest_burst,
                                             mean_burst=round(mean, 1), openings=stats.openings,
-                                            steps=unguarded or None))
+                                            steps=unguarded or None)))
 
 
 def _about(stats: StepStats) -> dict[str, Any]:
