@@ -55,21 +55,22 @@ def evidence(count: int, since: datetime | None, until: datetime | None, window:
 def slower(stats: StepStats) -> Recommendation | None:
     """A step whose passing attempts got markedly slower when it was last written differently: say when, and by how
     much, from enough attempts on both sides (nothing to write: a person looks at what changed)."""
-    before, now = stats.before, stats.durations
+    before, now = stats.before.durations if stats.before is not None else None, stats.durations
+    version_before = stats.before.version if stats.before is not None else ""
     if before is None or before.count < MIN_RUNS or now.count < MIN_RUNS or stats.changed is None:
         return None
     was, is_ = before.percentile(0.5) or 0.0, now.percentile(0.5) or 0.0
     if is_ < was * SLOWER:
         return None
     version = f" in version {stats.version}" if stats.version else ""
-    earlier = f" (version {stats.before_version})" if stats.before_version else ""
+    earlier = f" (version {version_before})" if version_before else ""
     message = (f"{_step(stats)} got slower when it changed{version} on {stats.changed:%Y-%m-%d %H:%M} UTC: its "
                f"passing attempts take {is_ / 1000:g} s at the median ({now.count} of them), against "
                f"{was / 1000:g} s ({before.count}) before{earlier}")
     return Recommendation(kind="slower", message=message, **_about(stats),
                           evidence=evidence(now.count, stats.changed, stats.until, p50_ms=is_, p50_before_ms=was,
                                             count_before=before.count, version=stats.version or None,
-                                            version_before=stats.before_version or None))
+                                            version_before=version_before or None))
 
 
 def timeout(stats: StepStats) -> Recommendation | None:

@@ -49,9 +49,8 @@ class StepStats(msgspec.Struct, kw_only=True):
     version: str = ""                            # the playbook version the step is as of ("": a text, or unknown)
     changed: datetime | None = None              # when the step last changed (as written): everything above and
                                                  # below is of its runs since, but the approvals
-    before: Histogram | None = None              # passing attempts as the step was before that change
-    before_definition: str = ""
-    before_version: str = ""
+    before: StepStats | None = None              # the step as it was written before that change (its own
+                                                 # `before` empty): a run of that way again makes it current again
     failures: dict[str, int] = {}                # by category
     statuses: dict[str, dict[int, int]] = {}     # category -> HTTP statuses of failed attempts
     after: dict[str, Tally] = {}                 # retries after a failure of this category, and those that passed
@@ -124,9 +123,8 @@ def fold_step(stats: StepStats, fact: Fact) -> None:
     match fact:
         case StepConfigured(shape=shape):
             _configured(stats, shape, fact.version, fact.at)
-        case AttemptPassed() | AttemptFailed() if _earlier(stats, fact.definition):   # a run begun before it changed
-            if isinstance(fact, AttemptPassed) and stats.before is not None:
-                stats.before.add(fact.duration_ms)
+        case AttemptPassed() | AttemptFailed() if stats.before is not None and _earlier(stats, fact.definition):
+            fold_step(stats.before, fact)        # a run begun before the step changed: of the way it was
         case AttemptPassed():
             stats.passed += 1
             stats.durations.add(fact.duration_ms)
@@ -155,19 +153,24 @@ def fold_step(stats: StepStats, fact: Fact) -> None:
 
 
 def _configured(stats: StepStats, shape: StepShape, version: str, at: datetime) -> None:
-    """The step as its latest run has it. Written differently, it is learned afresh (what the old one did is no
-    evidence about the new one: its retries, failures, durations), keeping the old one's durations beside, so that
-    a step that got slower when the playbook changed shows it."""
+    """The step as its latest run has it. Written differently, it is learned afresh (what the old way did is no
+    evidence about the new one: its retries, failures, durations); the old way is kept beside, to compare (a step
+    that got slower when the playbook changed shows it), and comes back whole if runs of it come back (two versions
+    in use at once, a canary)."""
     now = stats.shape.definition if stats.shape is not None else ""
     if stats.shape is None or not now or shape.definition == now:
         stats.version = stats.version or version
-    else:
-        durations = stats.durations
-        fresh = StepStats(playbook=stats.playbook, step=stats.step, environment=stats.environment)
-        for name in stats.__struct_fields__:
-            if name not in KEPT_ACROSS_CHANGES:
-                setattr(stats, name, getattr(fresh, name))
-        stats.before, stats.before_definition, stats.before_version = durations, now, stats.version
+        stats.shape = shape
+        return
+    earlier = stats.before
+    kept = {name: getattr(stats, name) for name in KEPT_ACROSS_CHANGES}
+    previous = msgspec.structs.replace(stats, before=None)
+    back = earlier is not None and earlier.shape is not None and earlier.shape.definition == shape.definition
+    source = earlier if back and earlier is not None else StepStats(playbook=stats.playbook, step=stats.step)
+    for name in stats.__struct_fields__:
+        setattr(stats, name, kept[name] if name in KEPT_ACROSS_CHANGES else getattr(source, name))
+    stats.before = previous
+    if not back:
         stats.version, stats.changed, stats.since, stats.until = version, at, at, at
     stats.shape = shape
 
@@ -178,8 +181,9 @@ KEPT_ACROSS_CHANGES = frozenset({"playbook", "step", "environment", "approval_wa
 
 def _earlier(stats: StepStats, definition: str) -> bool:
     """Is this attempt of the step as it was written before its last change?"""
+    before = stats.before.shape.definition if stats.before is not None and stats.before.shape is not None else ""
     current = stats.shape.definition if stats.shape is not None else ""
-    return bool(definition) and definition != current and definition == stats.before_definition
+    return bool(definition) and definition != current and definition == before
 
 
 def fold_playbook(stats: PlaybookStats, fact: Fact) -> None:

@@ -46,6 +46,16 @@ def build(i: int) -> Run:
     return run
 
 
+def canary(i: int) -> Run:
+    """Two ways of `ship` in use at once: every other run the canary's, slower."""
+    command = "ship --canary" if i % 2 else "ship"
+    run = Run(f"canary-{i:03d}", [{"id": "ship", "action": "shell", "args": {"command": command}}], "canary",
+              T0 + timedelta(hours=i))
+    run.attempt("ship", 1, 3000 if i % 2 else 1000)
+    run.complete()
+    return run
+
+
 def paused(i: int) -> Run:
     """Every other run is paused an hour between its two steps of 100 ms."""
     run = Run(f"paused-{i:03d}", PAUSED, "paused", T0 + timedelta(hours=i))
@@ -61,7 +71,8 @@ def paused(i: int) -> Run:
 async def learned(nc, learning_config: LearningConfig, identity, admin_headers) -> AsyncIterator[Insights]:
     store = EventStore(nc)
     await store.ensure_stream()
-    last = await record(store, [*(build(i) for i in range(2 * RUNS)), *(paused(i) for i in range(RUNS))])
+    last = await record(store, [*(build(i) for i in range(2 * RUNS)), *(paused(i) for i in range(RUNS)),
+                                *(canary(i) for i in range(2 * RUNS))])
     service = LearningService(nc, store, learning_config, PlaybookStore(nc), identity.guard)
     await service.start()
     try:
@@ -102,3 +113,12 @@ async def test_what_a_step_did_before_it_changed_is_no_evidence_about_it_now(lea
     retry, = (r for r in build.recommendations if r.kind == "retry")
     assert retry.suggestion == {"retry": {"max_attempts": 2, "retry_on_errors": ["network"], "base_delay": 1.0}}
     assert "ran out" not in retry.message
+
+
+async def test_two_ways_of_a_step_in_use_at_once_are_each_learned_whole(learned) -> None:
+    """Each switch between them keeps both: the current one's counts and the other's, nothing lost or mixed."""
+    canary, = (p for p in learned.playbooks if p.playbook == "canary")
+    ship, = canary.steps
+    assert ship.durations is not None and ship.durations_before is not None
+    assert (ship.passed, ship.durations.count, ship.durations_before.count) == (RUNS, RUNS, RUNS)
+    assert ship.durations.max_ms == 3000 and ship.durations_before.max_ms == 1000   # the canary's ran last
