@@ -342,7 +342,8 @@ class LearningService:
         reader = self.guard.as_effective(acting)
         if authorize(reader, action, Resource()).allowed:
             return None
-        if asked.environment is not None or not reads_somewhere(reader, asked.playbook):
+        one = asked.playbook is not None and asked.environment is not None
+        if one or not reads_somewhere(reader, asked.playbook):
             await self.guard.permit(acting, action, resource, door=caller.door)   # refused, and recorded
         return lambda playbook, environment: authorize(
             reader, action, Resource(playbook=playbook, environment=environment)).allowed

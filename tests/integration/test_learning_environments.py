@@ -92,6 +92,8 @@ async def test_a_reader_scoped_to_an_environment_reads_what_was_learned_there_on
     assert [(p.playbook, p.environment, p.runs) for p in insights.playbooks] == [("deploy", "production", RUNS)]
     assert insights.targets == [] and insights.correlations == []     # they span every environment
     assert [p.environment for p in (await production.insights()).playbooks] == ["production"]
+    assert [p.environment for p in (await production.insights(environment="production")).playbooks] == ["production"]
+    assert (await production.insights(environment="staging")).playbooks == []
     with pytest.raises(LearningRefused, match="pat may not read deploy in staging") as refused:
         await production.insights("deploy", environment="staging")
     assert refused.value.code == "forbidden"
