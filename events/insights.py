@@ -14,6 +14,7 @@ from events.commands import Rejection
 
 RecommendationKind = Literal[
     "timeout", "retry", "do_not_retry", "error_handler", "fix_error_handler", "validator", "circuit_breaker",
+    "slower",
 ]
 
 
@@ -37,6 +38,7 @@ class Recommendation(_Answer, frozen=True):
     message: str                         # a sentence a user can act on
     evidence: Evidence
     playbook: str | None = None
+    environment: str | None = None       # the runs it rests on ran there (None: runs without an environment)
     step: str | None = None
     target: str | None = None
     suggestion: dict[str, Any] = {}      # what to write in the playbook, as YAML keys of the step
@@ -68,7 +70,11 @@ class StepInsights(_Answer, frozen=True):
     gave_up: int = 0                     # runs in which it failed for good
     success_rate: float | None = None    # passed / (passed + gave_up)
     first_attempt_rate: float | None = None
-    durations: Distribution | None = None
+    durations: Distribution | None = None     # passing attempts of the step as it is written now
+    version: str | None = None                # the playbook version it is written so since (None: a text, or unknown)
+    changed: datetime | None = None           # when it was last written differently
+    durations_before: Distribution | None = None   # ... and its passing attempts as it was before
+    version_before: str | None = None
     failures_by_category: dict[str, int] = {}
     recovered_at_attempt: dict[int, int] = {}
     retries_after: dict[str, Outcome] = {}    # category of the failure -> retries, and those that then passed
@@ -80,11 +86,14 @@ class StepInsights(_Answer, frozen=True):
 
 
 class PlaybookInsights(_Answer, frozen=True):
+    """One playbook as its runs in one environment taught it: environments are learned apart."""
+
     playbook: str
+    environment: str | None = None       # None: its runs without an environment
     runs: int = 0
     outcomes: dict[str, int] = {}        # completed, failed, cancelled
     success_rate: float | None = None
-    durations: Distribution | None = None
+    durations: Distribution | None = None     # completed runs, without the time they were paused or lay ended
     steps: list[StepInsights] = []
     recommendations: list[Recommendation] = []
     since: datetime | None = None
@@ -118,6 +127,9 @@ class Correlation(_Answer, frozen=True):
 
 
 class Insights(_Answer, frozen=True):
+    """What the asker may read: playbooks in the environments their grants cover; targets and correlations
+    (across every playbook and environment) only with read on everything."""
+
     position: int                        # the last stream sequence learned
     playbooks: list[PlaybookInsights] = []
     targets: list[TargetInsights] = []
@@ -143,6 +155,7 @@ class Rebuilt(_Answer, frozen=True):
 
 class InsightsRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     playbook: str | None = None          # one playbook, or all
+    environment: str | None = None       # one environment's runs ("": those without one), or every one readable
     after: int = 0                       # answer once the service has learned up to this stream sequence
     wait: float = 10.0                   # ... waiting at most this many seconds (at most 30) for it
 

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from events.run import (
-    RunCompleted, RunEvent, RunFailed, RunStarted, StepFailed, StepNotRetried, StepRetryScheduled, StepScheduled,
-    StepStarted, StepSucceeded,
+    RunCompleted, RunEvent, RunFailed, RunPaused, RunResumed, RunStarted, StepFailed, StepNotRetried,
+    StepRetryScheduled, StepScheduled, StepStarted, StepSucceeded,
 )
 from events.identity import caller_headers
 from services.identity.bootstrap import ensure_local_admin
@@ -33,6 +33,7 @@ from services.store import EventStore
 from tests.helpers import T0, started
 
 DEPLOY_RUNS = 300
+ENVIRONMENTS = ("staging", "production")
 OUTAGES = 4
 RUNS_PER_OUTAGE = 4
 
@@ -53,9 +54,11 @@ NIGHTLY = [{"id": "backup", "action": "http_request", "timeout_seconds": 10,
 class Run:
     """One run's events, as the engine records them, on a clock of its own."""
 
-    def __init__(self, run_id: str, steps: list[dict[str, Any]], name: str, at: datetime) -> None:
+    def __init__(self, run_id: str, steps: list[dict[str, Any]], name: str, at: datetime,
+                 environment: str | None = None) -> None:
         self.run_id, self.clock = run_id, at
-        first = started(run_id, steps, name=name)
+        first = started(run_id, steps, name=name, environment=environment,
+                        **({"environments": dict.fromkeys(ENVIRONMENTS, {})} if environment else {}))
         self.events: list[RunEvent] = [RunStarted(**{**_fields(first), "at": at})]
 
     def tick(self, seconds: float = 0.01) -> datetime:
@@ -85,6 +88,11 @@ class Run:
         self.events.append(StepNotRetried(run_id=self.run_id, at=self.tick(), step_id=step, attempt=attempt,
                                           category=category, reason="not retried", exhausted=exhausted))
         self.events.append(RunFailed(run_id=self.run_id, at=self.tick(), reason=f"{step} failed", failed_steps=[step]))
+
+    def pause(self, seconds: float) -> None:
+        """Paused by someone for this long, then resumed."""
+        self.events.append(RunPaused(run_id=self.run_id, at=self.tick(), actor="alice"))
+        self.events.append(RunResumed(run_id=self.run_id, at=self.tick(seconds), actor="alice"))
 
     def complete(self) -> None:
         self.events.append(RunCompleted(run_id=self.run_id, at=self.tick()))

@@ -25,10 +25,11 @@ class LearningClient:
     def __init__(self, nc: NATS, headers: dict[str, str] | None = None) -> None:
         self.nc, self.headers = nc, headers or None     # who asks: the caller's `Authorization` header
 
-    async def insights(self, playbook: str | None = None, *, after: int = 0, wait: float = 10.0) -> Insights:
-        """Everything learned, or one playbook's; with `after`, once learned up to that stream sequence
-        (waiting up to `wait` seconds for it)."""
-        request = InsightsRequest(playbook=playbook, after=after, wait=wait)
+    async def insights(self, playbook: str | None = None, *, environment: str | None = None, after: int = 0,
+                       wait: float = 10.0) -> Insights:
+        """Everything learned that the caller may read, or one playbook's (in one environment: "" for its runs
+        without one); with `after`, once learned up to that stream sequence (waiting up to `wait` seconds)."""
+        request = InsightsRequest(playbook=playbook, environment=environment, after=after, wait=wait)
         reply = await self._ask(subjects.LEARNING_INSIGHTS, request, wait + 15.0)
         assert reply.insights is not None
         return reply.insights

@@ -172,6 +172,12 @@ def authorize(principal: Principal, action: Action, resource: Resource) -> Decis
     return Decision(True, f"{principal.name} may {doing} as {describe_grant(grant)}", grant)
 
 
+def reads_somewhere(principal: Principal, playbook: str | None) -> bool:
+    """Does a grant let the principal read this playbook (None: some playbook) in at least one environment?"""
+    return any("read" in ROLE_ACTIONS[g.role] and (playbook is None or _matches(playbook, g.playbooks))
+               for g in principal.grants)
+
+
 def may_grant(principal: Principal, grant: Grant) -> Decision:
     """May this principal put `grant` on a new token? Admins may grant any role but unsafe_shell, which
     only a holder of an unscoped unsafe_shell grant may pass on."""

@@ -12,6 +12,7 @@ import msgspec
 
 class _Fact(msgspec.Struct, frozen=True, kw_only=True, tag=True, omit_defaults=True):
     at: datetime
+    environment: str = ""                   # the run's ("": none); what one environment teaches stays with it
 
 
 class RetryShape(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -37,12 +38,14 @@ class StepShape(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     target: str | None = None
     check: Check | None = None
     handled: list[str] = []                 # categories the run's error handlers cover
+    definition: str = ""                    # a digest of the step as written: it changed when this did
 
 
 class StepConfigured(_Fact):
     playbook: str
     step: str
     shape: StepShape
+    version: str = ""                       # the playbook's published version that ran it so ("": a text sent)
 
 
 class RunBegan(_Fact):
@@ -59,6 +62,7 @@ class AttemptPassed(_Fact):
     after: str = ""                         # category of the failure this attempt retried
     delay_ms: float = 0.0                   # the backoff just before it
     waited_ms: float = 0.0                  # every backoff of the step in this run
+    definition: str = ""                    # the step as its run had it (StepShape.definition)
 
 
 class AttemptFailed(_Fact):
@@ -73,6 +77,7 @@ class AttemptFailed(_Fact):
     status: int | None = None               # the HTTP status, when there was one
     after: str = ""
     delay_ms: float = 0.0
+    definition: str = ""                    # the step as its run had it (StepShape.definition)
     retried: bool = False                   # another attempt was scheduled
     gave_up: bool = False                   # the step failed for good in this run
     exhausted: bool = False                 # ... because every attempt was used

@@ -8,6 +8,7 @@ reopen, a bounded number of each.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ from events.circuit import CircuitCallFailed, CircuitCallSucceeded, CircuitEvent
 from events.playbook import ErrorHandler, Step, circuit_of
 from events.run import (
     ENDINGS, TERMINAL_EVENTS, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalTimedOut, RunEvent,
-    RunRetried, RunStarted, StepFailed, StepNotRetried, StepRemediated, StepRemediationFailed, StepRetryScheduled,
-    StepSucceeded,
+    RunPaused, RunResumed, RunRetried, RunStarted, StepFailed, StepNotRetried, StepRemediated, StepRemediationFailed,
+    StepRetryScheduled, StepSucceeded,
 )
 from services.errors import PlaybookError
 from services.learning.facts import (
@@ -34,7 +35,7 @@ from services.domain.run.state import playbook_of, variables_of
 
 # What events teach, as this module reads them: raised whenever that changes, so that knowledge an earlier
 # version learned (a retried run counted as failed, say) is learned again from the first event.
-INTERPRETATION = 2
+INTERPRETATION = 3
 RUNS_KEPT = 10_000           # contexts of runs still going; an evicted one is replayed from the stream if needed
 ENDED_KEPT = 1_000           # contexts of ended runs a retry may reopen (older ones are replayed if one is)
 SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook teaches its shape once
@@ -60,11 +61,15 @@ class StepContext:
 @dataclass(slots=True)
 class RunContext:
     playbook: str
+    environment: str                                 # "": none
     started: datetime
     steps: dict[str, StepContext]
     handlers: list[str] = field(default_factory=list)
     gave_up: set[str] = field(default_factory=set)   # steps that failed for good, until a retry runs them again
     outcome: str = ""                                # how it ended, until a retry reopens it
+    ended: datetime | None = None
+    idle_ms: float = 0.0                             # paused, or ended until a retry: not part of its duration
+    paused: datetime | None = None
 
 
 class Interpreter:
@@ -72,7 +77,7 @@ class Interpreter:
         self.runs: OrderedDict[str, RunContext] = OrderedDict()
         self.finished: OrderedDict[str, None] = OrderedDict()   # ended or dry runs: nothing more to learn
         self.ended: OrderedDict[str, RunContext] = OrderedDict()  # the newest ended ones, for a retry to reopen
-        self.shapes: OrderedDict[tuple[str, str], StepShape] = OrderedDict()
+        self.shapes: OrderedDict[tuple[str, str, str], StepShape] = OrderedDict()
         self.playbooks: OrderedDict[bytes, dict[str, StepShape]] = OrderedDict()
 
     def needs_history(self, event: RunEvent | CircuitEvent) -> bool:
@@ -104,6 +109,13 @@ class Interpreter:
         self.runs.move_to_end(event.run_id)
         if type(event) in ENDINGS:
             return self._ended(run, event)
+        if isinstance(event, RunPaused):
+            run.paused = run.paused or event.at
+            return []
+        if isinstance(event, RunResumed) and run.paused is not None:
+            run.idle_ms += _ms(event.at, run.paused)
+            run.paused = None
+            return []
         step = run.steps.get(getattr(event, "step_id", ""))
         if step is None:
             return []
@@ -116,15 +128,17 @@ class Interpreter:
         playbook, _ = playbook_of(event)
         handlers = [*playbook.error_handlers, *event.engine_error_handlers]
         steps = {step_id: StepContext(shape=shape, target=None) for step_id, shape in self._shapes_of(event).items()}
-        run = RunContext(playbook.name, event.at, steps, [_label(h) for h in handlers])
+        where = event.environment or ""
+        run = RunContext(playbook.name, where, event.at, steps, [_label(h) for h in handlers])
         _remember(self.runs, event.run_id, run, RUNS_KEPT)
         if not learn:
             return []
-        facts: list[Fact] = [RunBegan(at=event.at, playbook=playbook.name, steps=list(steps))]
+        facts: list[Fact] = [RunBegan(at=event.at, environment=where, playbook=playbook.name, steps=list(steps))]
         for step_id, step in steps.items():
-            if self.shapes.get((playbook.name, step_id)) != step.shape:
-                _remember(self.shapes, (playbook.name, step_id), step.shape, SHAPES_KEPT)
-                facts.append(StepConfigured(at=event.at, playbook=playbook.name, step=step_id, shape=step.shape))
+            if self.shapes.get((playbook.name, where, step_id)) != step.shape:
+                _remember(self.shapes, (playbook.name, where, step_id), step.shape, SHAPES_KEPT)
+                facts.append(StepConfigured(at=event.at, environment=where, playbook=playbook.name, step=step_id,
+                                            shape=step.shape, version=_version(event)))
         return facts
 
     def _shapes_of(self, event: RunStarted) -> dict[str, StepShape]:
@@ -141,9 +155,12 @@ class Interpreter:
         # A failure never classified (no retry policy, no handler) stood until the run ended.
         facts: list[Fact] = [_failure(run, step, step.failed.category, gave_up=step.failed.category not in ENGINE_STOPS)
                              for step in run.steps.values() if step.failed]
-        run.outcome = ENDINGS[type(event)]
-        facts.append(RunEnded(at=event.at, playbook=run.playbook, outcome=run.outcome,
-                              duration_ms=_ms(event.at, run.started)))
+        run.outcome, run.ended = ENDINGS[type(event)], event.at
+        if run.paused is not None:            # cancelled while paused
+            run.idle_ms += _ms(event.at, run.paused)
+            run.paused = None
+        facts.append(RunEnded(at=event.at, environment=run.environment, playbook=run.playbook, outcome=run.outcome,
+                              duration_ms=max(0.0, _ms(event.at, run.started) - run.idle_ms)))
         del self.runs[event.run_id]
         _remember(self.finished, event.run_id, None)
         _remember(self.ended, event.run_id, run, ENDED_KEPT)
@@ -162,7 +179,10 @@ class Interpreter:
         mended = sorted(run.gave_up.intersection(event.steps))
         run.gave_up.difference_update(mended)
         outcome, run.outcome = run.outcome, ""
-        return [RunReopened(at=event.at, playbook=run.playbook, outcome=outcome, steps=mended)]
+        if run.ended is not None:             # the time it lay ended until someone retried it
+            run.idle_ms += _ms(event.at, run.ended)
+        return [RunReopened(at=event.at, environment=run.environment, playbook=run.playbook, outcome=outcome,
+                            steps=mended)]
 
     def _circuit(self, event: CircuitEvent) -> list[Fact]:
         if isinstance(event, CircuitOpened):
@@ -183,10 +203,12 @@ def _step_facts(run: RunContext, step: StepContext, event: RunEvent) -> list[Fac
         step.first = event.attempt
     match event:
         case StepSucceeded():
-            facts.append(AttemptPassed(at=event.at, playbook=run.playbook, step=event.step_id,
+            facts.append(AttemptPassed(at=event.at, environment=run.environment, playbook=run.playbook,
+                                       step=event.step_id,
                                        attempt=event.attempt - step.first + 1,
                                        duration_ms=event.duration_ms, target=step.shape.target or step.target,
-                                       after=step.after, delay_ms=step.delay_ms, waited_ms=step.waited_ms))
+                                       after=step.after, delay_ms=step.delay_ms, waited_ms=step.waited_ms,
+                                       definition=step.shape.definition))
             step.after, step.delay_ms = "", 0.0
         case StepFailed():
             step.failed = event
@@ -197,13 +219,15 @@ def _step_facts(run: RunContext, step: StepContext, event: RunEvent) -> list[Fac
         case StepNotRetried() if step.failed is not None:
             facts.append(_failure(run, step, event.category, gave_up=True, exhausted=event.exhausted))
         case StepRemediated() | StepRemediationFailed() if 0 <= event.handler < len(run.handlers):
-            facts.append(RemediationEnded(at=event.at, playbook=run.playbook, step=event.step_id,
+            facts.append(RemediationEnded(at=event.at, environment=run.environment, playbook=run.playbook,
+                                          step=event.step_id,
                                           handler=run.handlers[event.handler],
                                           succeeded=isinstance(event, StepRemediated)))
         case ApprovalRequested():
             step.approval_at = event.at
         case ApprovalGranted() | ApprovalRejected() | ApprovalTimedOut() if step.approval_at is not None:
-            facts.append(ApprovalDecided(at=event.at, playbook=run.playbook, step=event.step_id,
+            facts.append(ApprovalDecided(at=event.at, environment=run.environment, playbook=run.playbook,
+                                         step=event.step_id,
                                          waited_ms=_ms(event.at, step.approval_at), outcome=_approval(event)))
             step.approval_at = None
     return facts
@@ -217,12 +241,12 @@ def _failure(run: RunContext, step: StepContext, category: str, *, retried: bool
     status = failed.outputs.get("status_code")
     if gave_up:
         run.gave_up.add(failed.step_id)
-    fact = AttemptFailed(at=failed.at, playbook=run.playbook, step=failed.step_id,
+    fact = AttemptFailed(at=failed.at, environment=run.environment, playbook=run.playbook, step=failed.step_id,
                          attempt=failed.attempt - step.first + 1,
                          category=category, duration_ms=failed.duration_ms, target=step.shape.target or step.target,
                          status=status if isinstance(status, int) and not isinstance(status, bool) else None,
                          after=step.after, delay_ms=step.delay_ms, retried=retried, gave_up=gave_up,
-                         exhausted=exhausted)
+                         exhausted=exhausted, definition=step.shape.definition)
     step.after, step.delay_ms = "", 0.0
     return fact
 
@@ -253,7 +277,8 @@ def _shape(playbook: str, step: Step, context: Context, handled: list[str], outp
         retry=RetryShape(max_attempts=retry.max_attempts, base_delay=retry.base_delay,
                          retry_on_errors=retry.retry_on_errors) if retry else None,
         breaker_threshold=spec.failure_threshold if spec else None,
-        target=_target(playbook, step, context), check=None if outputs_read else _check(step), handled=handled)
+        target=_target(playbook, step, context), check=None if outputs_read else _check(step), handled=handled,
+        definition=hashlib.sha256(msgspec.json.encode(step)).hexdigest()[:16])
 
 
 def _target(playbook: str, step: Step, context: Context) -> str | None:
@@ -295,3 +320,8 @@ def _remember(kept: OrderedDict, key, value, limit: int = RUNS_KEPT) -> None:  #
     kept.move_to_end(key)
     while len(kept) > limit:
         kept.popitem(last=False)
+
+
+def _version(event: RunStarted) -> str:
+    """The catalog version the run follows; "" for a text sent (its pin numbers texts, not published versions)."""
+    return event.pin.version if event.pin is not None and event.pin.published else ""

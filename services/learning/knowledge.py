@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY = 50          # profile versions between snapshots: loading replays at most this many events
 MAX_PROFILES = 10_000        # playbooks, and targets, the knowledge keeps; more are not learned (and logged)
+MAX_ENVIRONMENTS = 100       # environments of one playbook the knowledge keeps apart; more are not learned
 
 
 class PositionConflict(PlaybookError):
@@ -71,22 +72,22 @@ class StepProfile(Profile):
 
     @staticmethod
     @functools.lru_cache(maxsize=4 * MAX_PROFILES)   # asked again by the library for each new profile
-    def create_id(playbook: str, step: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"step\x1f{playbook}\x1f{step}")
+    def create_id(playbook: str, environment: str, step: str) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"step\x1f{playbook}\x1f{step}{_in(environment)}")
 
-    def __init__(self, playbook: str, step: str) -> None:
-        self.stats = StepStats(playbook=playbook, step=step)
+    def __init__(self, playbook: str, environment: str, step: str) -> None:
+        self.stats = StepStats(playbook=playbook, environment=environment, step=step)
 
 
 class PlaybookProfile(Profile):
     fold = staticmethod(fold_playbook)
 
     @staticmethod
-    def create_id(playbook: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"playbook\x1f{playbook}")
+    def create_id(playbook: str, environment: str) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"playbook\x1f{playbook}{_in(environment)}")
 
-    def __init__(self, playbook: str) -> None:
-        self.stats = PlaybookStats(playbook=playbook)
+    def __init__(self, playbook: str, environment: str) -> None:
+        self.stats = PlaybookStats(playbook=playbook, environment=environment)
 
 
 class TargetProfile(Profile):
@@ -123,11 +124,20 @@ class Catalog(Aggregate):
     def __init__(self) -> None:
         self.playbooks: dict[str, int] = {}
         self.targets: dict[str, int] = {}
+        self.environments: dict[str, list[str]] = {}     # playbook -> the environments it ran in ("": none)
 
     @event("Listed")
     def add(self, playbooks: list[str], targets: list[str]) -> None:
         self.playbooks.update(dict.fromkeys(playbooks, 1))
         self.targets.update(dict.fromkeys(targets, 1))
+
+    @event("Placed")
+    def place(self, playbook: str, environment: str) -> None:
+        self.places(playbook).append(environment)
+
+    def places(self, playbook: str) -> list[str]:
+        """The environments a playbook ran in (a catalog from before environments were learned has none)."""
+        return self.__dict__.setdefault("environments", {}).setdefault(playbook, [])
 
 
 class Cursor(Aggregate):
@@ -174,7 +184,7 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
     def __init__(self, name: str, env: dict[str, str]) -> None:
         super().__init__(name, env)
         self._batch: dict[uuid.UUID, tuple[Aggregate, int]] = {}   # touched in this batch -> version before
-        self._fresh: set[tuple[str, str]] = set()                   # (listing, name) first listed in this batch
+        self._fresh: set[tuple[str, str]] = set()   # (listing, name) first listed, or placed, in this batch
         self._dropped = 0
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
@@ -230,9 +240,14 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
         listing = LISTED_IN.get(kind)
         if listing is not None and not self._listed(listing, key[0]):
             return None
+        if listing == "playbooks" and not self._placed(key[0], key[1]):
+            return None
         # A playbook (or target) first listed in this batch has no profiles stored yet: none to look up (a new
         # playbook of 10,000 steps would otherwise cost 10,000 lookups that find nothing).
-        return self._get(kind, *key, new=listing is not None and (listing, key[0]) in self._fresh)
+        if listing is None:
+            return self._get(kind, *key)
+        fresh = ("places", f"{key[0]}\x1f{key[1]}") if listing == "playbooks" else (listing, key[0])
+        return self._get(kind, *key, new=fresh in self._fresh)
 
     def _listed(self, kind: str, name: str) -> bool:
         catalog = self._get(Catalog)
@@ -246,6 +261,21 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
             return False
         catalog.add(playbooks=[name] if kind == "playbooks" else [], targets=[name] if kind == "targets" else [])
         self._fresh.add((kind, name))
+        return True
+
+    def _placed(self, playbook: str, environment: str) -> bool:
+        catalog = self._get(Catalog)
+        places = catalog.places(playbook)
+        if environment in places:
+            return True
+        if len(places) >= MAX_ENVIRONMENTS:
+            self._dropped += 1
+            if self._dropped in (1, 1000):
+                log.warning("learning: %s ran in %d environments already; not learning about %r",
+                            playbook, MAX_ENVIRONMENTS, environment)
+            return False
+        catalog.place(playbook=playbook, environment=environment)
+        self._fresh.add(("places", f"{playbook}\x1f{environment}"))
         return True
 
     def _get(self, kind: type, *key: str, new: bool = False) -> Any:
@@ -287,22 +317,29 @@ def _profiles_of(fact: Fact) -> list[tuple[type[Profile], tuple[str, ...]]]:
     """The profiles a fact teaches, by kind and key."""
     match fact:
         case RunBegan() | RunEnded():
-            return [(PlaybookProfile, (fact.playbook,))]
+            return [(PlaybookProfile, (fact.playbook, fact.environment))]
         case RunReopened():
-            return [(PlaybookProfile, (fact.playbook,)), *((StepProfile, (fact.playbook, step)) for step in fact.steps)]
+            return [(PlaybookProfile, (fact.playbook, fact.environment)),
+                    *((StepProfile, (fact.playbook, fact.environment, step)) for step in fact.steps)]
         case StepConfigured() | AttemptPassed() | AttemptFailed():
             target = fact.shape.target if isinstance(fact, StepConfigured) else fact.target
-            found: list[tuple[type[Profile], tuple[str, ...]]] = [(StepProfile, (fact.playbook, fact.step))]
+            found: list[tuple[type[Profile], tuple[str, ...]]] = [
+                (StepProfile, (fact.playbook, fact.environment, fact.step))]
             if target:
                 found.append((TargetProfile, (target,)))
             if isinstance(fact, AttemptFailed) and fact.category in TARGET_FAILURES:
                 found.append((Correlations, ()))
             return found
         case RemediationEnded() | ApprovalDecided():
-            return [(StepProfile, (fact.playbook, fact.step))]
+            return [(StepProfile, (fact.playbook, fact.environment, fact.step))]
         case BreakerOpened():
             return [(TargetProfile, (fact.target,))]
     return []
+
+
+def _in(environment: str) -> str:
+    """The part of a profile's key naming its environment: none for runs without one."""
+    return f"\x1f@{environment}" if environment else ""
 
 
 @functools.lru_cache(maxsize=4 * MAX_PROFILES)

@@ -6,10 +6,13 @@ and gives the playbook keys to write. Confidence grows with the count: n / (n + 
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import msgspec
 from datetime import datetime
 
 from events.insights import Evidence, Recommendation
-from services.learning.histogram import upper_edge
+from services.learning.histogram import bucket, upper_edge
 from services.learning.stats import MIN_BURST, BURST_GAP_SECONDS, StepStats, TargetStats
 from services.domain.retry import DEFAULT_RETRY_ON
 
@@ -18,22 +21,56 @@ MIN_TRIES = 10           # retries after one category before "never recovers" is
 MIN_RECOVERED = 5        # recoveries before retry settings are suggested
 MIN_FAILURES = 5         # failures of one kind before a retry or an error handler is suggested
 MIN_BURSTS = 2
+EARLY = 10               # observations below which a recommendation says it is an early sign
 HEADROOM = 2.0           # a timeout leaves this much room above the p99
 TIGHT = 1.5              # a timeout below p99 x TIGHT cuts off runs that would pass
+SLOWER = 1.5            # a median this many times the one before the step changed is worth saying
 LOOSE = 10.0             # a timeout above the suggestion x LOOSE lets a hung attempt wait too long
 REMEDIES = {"authentication": "refreshes the credential", "authorization": "obtains the access",
             "resource": "frees the resource (disk, memory)"}
 
 
 def for_step(stats: StepStats) -> list[Recommendation]:
-    found = [timeout(stats), *do_not_retry(stats), retry(stats), *error_handlers(stats), validator(stats)]
-    return [r for r in found if r is not None]
+    found = [slower(stats), timeout(stats), *do_not_retry(stats), retry(stats), *error_handlers(stats),
+             validator(stats)]
+    return [told(r) for r in found if r is not None]
+
+
+def told(recommendation: Recommendation) -> Recommendation:
+    """The sentence as sure as its evidence: below EARLY observations (confidence under one half) it says it is an
+    early sign, so that advice from a handful of runs does not read as a finding."""
+    count = recommendation.evidence.count
+    if count >= EARLY:
+        return recommendation
+    return msgspec.structs.replace(recommendation, message=f"{recommendation.message} (an early sign: {count} "
+                                                           f"observation{'s' if count != 1 else ''} so far)")
 
 
 def evidence(count: int, since: datetime | None, until: datetime | None, window: float | None = None,
              **figures: object) -> Evidence:
     return Evidence(count=count, confidence=round(count / (count + 10), 2), since=since, until=until,
                     window_seconds=window, figures={k: v for k, v in figures.items() if v is not None})
+
+
+def slower(stats: StepStats) -> Recommendation | None:
+    """A step whose passing attempts got markedly slower when it was last written differently: say when, and by how
+    much, from enough attempts on both sides (nothing to write: a person looks at what changed)."""
+    before, now = stats.before.durations if stats.before is not None else None, stats.durations
+    version_before = stats.before.version if stats.before is not None else ""
+    if before is None or before.count < MIN_RUNS or now.count < MIN_RUNS or stats.changed is None:
+        return None
+    was, is_ = before.percentile(0.5) or 0.0, now.percentile(0.5) or 0.0
+    if is_ < was * SLOWER:
+        return None
+    version = f" in version {stats.version}" if stats.version else ""
+    earlier = f" (version {version_before})" if version_before else ""
+    message = (f"{_step(stats)} got slower when it changed{version} on {stats.changed:%Y-%m-%d %H:%M} UTC: its "
+               f"passing attempts take {is_ / 1000:g} s at the median ({now.count} of them), against "
+               f"{was / 1000:g} s ({before.count}) before{earlier}")
+    return Recommendation(kind="slower", message=message, **_about(stats),
+                          evidence=evidence(now.count, stats.changed, stats.until, p50_ms=is_, p50_before_ms=was,
+                                            count_before=before.count, version=stats.version or None,
+                                            version_before=version_before or None))
 
 
 def timeout(stats: StepStats) -> Recommendation | None:
@@ -45,7 +82,7 @@ def timeout(stats: StepStats) -> Recommendation | None:
     suggested = max(1, math.ceil(p99_ms * HEADROOM / 1000))
     configured = shape.timeout_seconds
     timeouts = stats.failures.get("timeout", 0)
-    name = f"step `{stats.step}`"
+    name = _step(stats)
     seen = f"its passing attempts take up to {p99_ms / 1000:g} s (p99 of {durations.count})"
     if configured is None:
         default = ("no limit at all" if shape.default_timeout is None
@@ -58,7 +95,7 @@ def timeout(stats: StepStats) -> Recommendation | None:
         message = f"{name} waits up to {configured:g} s; {seen}: a hung attempt would fail sooner at {suggested}"
     else:
         return None
-    return Recommendation(kind="timeout", message=message, playbook=stats.playbook, step=stats.step,
+    return Recommendation(kind="timeout", message=message, **_about(stats),
                           suggestion={"timeout_seconds": suggested},
                           evidence=evidence(durations.count, stats.since, stats.until, p50_ms=durations.percentile(0.5),
                                             p95_ms=durations.percentile(0.95), p99_ms=p99_ms, timeouts=timeouts,
@@ -76,8 +113,8 @@ def do_not_retry(stats: StepStats) -> list[Recommendation]:
         statuses = sorted(seen, key=lambda status: (-seen[status], status))
         what = f"{category} (HTTP {', '.join(map(str, statuses[:3]))})" if statuses else category
         found.append(Recommendation(
-            kind="do_not_retry", playbook=stats.playbook, step=stats.step,
-            message=f"step `{stats.step}`: {what} never recovered in {tally.tries} tries: do not retry `{category}`",
+            kind="do_not_retry", **_about(stats),
+            message=f"{_step(stats)}: {what} never recovered in {tally.tries} tries: do not retry `{category}`",
             suggestion={"retry": {"retry_on_errors": [c for c in allowed if c != category]}},
             evidence=evidence(tally.tries, stats.since, stats.until, tries=tally.tries, recovered=0,
                               statuses=statuses[:3] or None)))
@@ -95,19 +132,22 @@ def retry(stats: StepStats) -> Recommendation | None:
         ran_out = sum(stats.exhausted.get(c, 0) for c in recovering)
         needed = max(stats.recovered_at)
         attempts = needed + 1 if ran_out else needed
-        delay = _delay_that_works(stats)
+        works = _delay_that_works(stats)
+        delay = works[0] if works is not None else None
         suggestion = {"max_attempts": attempts, "retry_on_errors": recovering}
         if delay is not None:
             suggestion["base_delay"] = delay
         current = shape.retry
+        # The backoff that worked is known to its bucket: a base_delay in that bucket is that backoff already.
         if current is not None and current.max_attempts == attempts and (
-                delay is None or current.base_delay == delay) and set(recovering) <= set(_retried_categories(stats)):
+                works is None or bucket(current.base_delay * 1000) == works[1]) and set(recovering) <= set(
+                _retried_categories(stats)):
             return None
         after = f"; retries after {delay:g} s or more passed" if delay is not None else ""
         ran = f" and ran out of attempts {ran_out} times" if ran_out else ""
-        message = (f"step `{stats.step}` recovered {recovered} times, at attempt {needed} at the latest{ran}{after}: "
+        message = (f"{_step(stats)} recovered {recovered} times, at attempt {needed} at the latest{ran}{after}: "
                    f"retry {', '.join(recovering)} with max_attempts {attempts}")
-        return Recommendation(kind="retry", message=message, playbook=stats.playbook, step=stats.step,
+        return Recommendation(kind="retry", message=message, **_about(stats),
                               suggestion={"retry": suggestion},
                               evidence=evidence(recovered, stats.since, stats.until, recovered_at=stats.recovered_at,
                                                 exhausted=ran_out or None, base_delay=delay))
@@ -116,8 +156,8 @@ def retry(stats: StepStats) -> Recommendation | None:
         count = sum(transient.values())
         kinds = sorted(transient)
         return Recommendation(
-            kind="retry", playbook=stats.playbook, step=stats.step,
-            message=f"step `{stats.step}` failed {count} times with {', '.join(kinds)} errors and no retry policy: "
+            kind="retry", **_about(stats),
+            message=f"{_step(stats)} failed {count} times with {', '.join(kinds)} errors and no retry policy: "
                     "try again before failing the run",
             suggestion={"retry": {"max_attempts": 3, "base_delay": 1.0, "retry_on_errors": kinds}},
             evidence=evidence(count, stats.since, stats.until, not_retried=transient))
@@ -132,8 +172,8 @@ def error_handlers(stats: StepStats) -> list[Recommendation]:
         count = stats.not_retried.get(category, 0) + stats.exhausted.get(category, 0)
         if count >= MIN_FAILURES and category not in handled:
             found.append(Recommendation(
-                kind="error_handler", playbook=stats.playbook, step=stats.step,
-                message=f"step `{stats.step}` failed for good {count} times with `{category}`; no error handler "
+                kind="error_handler", **_about(stats),
+                message=f"{_step(stats)} failed for good {count} times with `{category}`; no error handler "
                         f"covers it: add one that {remedy}, then retries",
                 suggestion={"error_handlers": [{"category": category, "then": "retry",
                                                 "run": {"action": "shell", "args": {"command": "..."}}}]},
@@ -141,8 +181,8 @@ def error_handlers(stats: StepStats) -> list[Recommendation]:
     for handler, tally in sorted(stats.remediations.items()):
         if tally.tries >= MIN_FAILURES and tally.worked * 2 < tally.tries:
             found.append(Recommendation(
-                kind="fix_error_handler", playbook=stats.playbook, step=stats.step,
-                message=f"step `{stats.step}`: the error handler for {handler} remediated only {tally.worked} "
+                kind="fix_error_handler", **_about(stats),
+                message=f"{_step(stats)}: the error handler for {handler} remediated only {tally.worked} "
                         f"of {tally.tries} times: fix its action",
                 evidence=evidence(tally.tries, stats.since, stats.until, tries=tally.tries, worked=tally.worked)))
     return found
@@ -156,8 +196,8 @@ def validator(stats: StepStats) -> Recommendation | None:
     if stats.failed_attempts or stats.first_try != stats.passed:
         return None
     return Recommendation(
-        kind="validator", playbook=stats.playbook, step=stats.step,
-        message=f"step `{stats.step}` passed all {stats.passed} runs at the first attempt and only checks: "
+        kind="validator", **_about(stats),
+        message=f"{_step(stats)} passed all {stats.passed} runs at the first attempt and only checks: "
                 "it could be a validator of the step that needs it",
         suggestion={"validators": [shape.check.validator]},
         evidence=evidence(stats.passed, stats.since, stats.until, passed=stats.passed))
@@ -180,12 +220,21 @@ def circuit_breaker(stats: TargetStats) -> Recommendation | None:
             return None
         threshold = max(2, math.floor(mean))
         message = f"{seen}, never reaching its breaker's failure_threshold of {lowest}: lower it to {threshold}"
-    return Recommendation(kind="circuit_breaker", message=message, target=stats.target,
+    return told(Recommendation(kind="circuit_breaker", message=message, target=stats.target,
                           suggestion={"circuit": {"key": stats.target, "failure_threshold": threshold}},
                           evidence=evidence(stats.bursts, stats.since, stats.until, BURST_GAP_SECONDS,
                                             bursts=stats.bursts, largest_burst=stats.largest_burst,
                                             mean_burst=round(mean, 1), openings=stats.openings,
-                                            steps=unguarded or None))
+                                            steps=unguarded or None)))
+
+
+def _about(stats: StepStats) -> dict[str, Any]:
+    return {"playbook": stats.playbook, "environment": stats.environment or None, "step": stats.step}
+
+
+def _step(stats: StepStats) -> str:
+    """The step, and where its runs ran: what one environment teaches is said of it alone."""
+    return f"step `{stats.step}`" + (f" in {stats.environment}" if stats.environment else "")
 
 
 def _retried_categories(stats: StepStats) -> list[str]:
@@ -195,10 +244,11 @@ def _retried_categories(stats: StepStats) -> list[str]:
     return list(DEFAULT_RETRY_ON)
 
 
-def _delay_that_works(stats: StepStats) -> float | None:
-    """The shortest backoff after which at least half the retries passed (seconds, 2 significant digits)."""
+def _delay_that_works(stats: StepStats) -> tuple[float, int] | None:
+    """The shortest backoff after which at least half the retries passed (seconds, 2 significant digits), and its
+    histogram bucket."""
     for index in sorted(stats.delays):
         tally = stats.delays[index]
         if tally.tries >= MIN_FAILURES and tally.worked * 2 >= tally.tries:
-            return float(f"{upper_edge(index) / 1000:.2g}")
+            return float(f"{upper_edge(index) / 1000:.2g}"), index
     return None

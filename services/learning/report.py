@@ -1,6 +1,8 @@
 """The knowledge as users read it: insights per playbook, step and target, with their recommendations."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from events.insights import (
     Correlation, Distribution, Insights, Outcome, PlaybookInsights, StepInsights, TargetInsights,
 )
@@ -14,16 +16,31 @@ from services.learning.stats import (
 MIN_TOGETHER = 2             # windows two steps failed together in before it is worth saying
 
 
-def insights_of(knowledge: Knowledge, playbook: str | None = None) -> Insights:
-    """Everything learned (or one playbook's part of it); call between batches, on the knowledge's thread."""
+# May the asker read this playbook's runs in this environment (None: without one)? None: the everything-reader.
+Readable = Callable[[str, str | None], bool]
+
+
+def insights_of(knowledge: Knowledge, playbook: str | None = None, environment: str | None = None,
+                readable: Readable | None = None) -> Insights:
+    """What was learned (of one playbook, in one environment, or all), as far as `readable` lets the asker see:
+    targets and correlations span every playbook and environment, so only an everything-reader (`readable` None)
+    reads them. Call between batches, on the knowledge's thread."""
     catalog = knowledge.catalog()
     names = [playbook] if playbook is not None else sorted(catalog.playbooks)
     playbooks = []
     for name in names:
-        stats = knowledge.read(PlaybookProfile, name) if name in catalog.playbooks else None
-        if stats is not None:
-            steps = [s for s in (knowledge.read(StepProfile, name, step) for step in stats.steps) if s is not None]
-            playbooks.append(playbook_insights(stats, steps))
+        for where in sorted(catalog.places(name) or [""]) if name in catalog.playbooks else []:
+            if environment is not None and where != environment:
+                continue
+            if readable is not None and not readable(name, where or None):
+                continue
+            stats = knowledge.read(PlaybookProfile, name, where)
+            if stats is not None:
+                steps = [s for s in (knowledge.read(StepProfile, name, where, step) for step in stats.steps)
+                         if s is not None]
+                playbooks.append(playbook_insights(stats, steps))
+    if readable is not None:
+        return Insights(position=knowledge.position(), playbooks=playbooks)
     called = None if playbook is None else {s.target for p in playbooks for s in p.steps if s.target}
     targets = [target_insights(t) for t in (knowledge.read(TargetProfile, key) for key in sorted(catalog.targets)
                                             if called is None or key in called) if t is not None]
@@ -35,7 +52,8 @@ def insights_of(knowledge: Knowledge, playbook: str | None = None) -> Insights:
 def playbook_insights(stats: PlaybookStats, steps: list[StepStats]) -> PlaybookInsights:
     ended = sum(stats.outcomes.values())
     return PlaybookInsights(
-        playbook=stats.playbook, runs=stats.runs, outcomes=dict(stats.outcomes),
+        playbook=stats.playbook, environment=stats.environment or None, runs=stats.runs,
+        outcomes=dict(stats.outcomes),
         success_rate=_rate(stats.outcomes.get("completed", 0), ended), durations=distribution(stats.durations),
         steps=[step_insights(s) for s in steps],
         recommendations=[r for s in steps for r in recommend.for_step(s)], since=stats.since, until=stats.until)
@@ -48,7 +66,10 @@ def step_insights(stats: StepStats) -> StepInsights:
         attempts=stats.passed + stats.failed_attempts, passed=stats.passed, gave_up=stats.gave_up,
         success_rate=_rate(stats.passed, stats.passed + stats.gave_up),
         first_attempt_rate=_rate(stats.first_try, stats.passed + stats.gave_up),
-        durations=distribution(stats.durations), failures_by_category=dict(stats.failures),
+        durations=distribution(stats.durations), version=stats.version or None, changed=stats.changed,
+        durations_before=distribution(stats.before.durations) if stats.before is not None else None,
+        version_before=(stats.before.version or None) if stats.before is not None else None,
+        failures_by_category=dict(stats.failures),
         recovered_at_attempt=dict(stats.recovered_at),
         retries_after={c: Outcome(tries=t.tries, worked=t.worked) for c, t in stats.after.items()},
         remediations={h: Outcome(tries=t.tries, worked=t.worked) for h, t in stats.remediations.items()},

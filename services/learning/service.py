@@ -32,14 +32,14 @@ from events.insights import Insights, InsightsRequest, LearningReply, LearningSt
 from events.json_limits import decode_json
 from events.run import RunStarted
 from services.errors import AccessDenied, EngineUnavailable, UnknownPlaybook
-from services.identity.authority import COMMAND_ACTIONS, Resource
+from services.identity.authority import COMMAND_ACTIONS, Resource, authorize, reads_somewhere
 from services.identity.guard import Guard
 from services.learning.config import LearningConfig
 from services.learning.errors import LearningRefused
 from services.learning.facts import Fact
 from services.learning.interpret import INTERPRETATION, Interpreter
 from services.learning.knowledge import Batch, Knowledge, PositionConflict
-from services.learning.report import insights_of
+from services.learning.report import Readable, insights_of
 from services.learning.stores import Stores
 from services.playbook_store import PlaybookStore
 from services.store import EventStore
@@ -48,6 +48,7 @@ from services.tasks import stop
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Answering = Callable[[bytes, "Readable | None"], Awaitable[LearningReply]]
 MAX_PENDING = 5000           # messages read and not yet written; beyond, reading waits
 # At most one write this often: a write is a transaction (a commit, a fsync), and busy engines would pay
 # one per event. What is learned lags by this much at most; `wait_for` callers see it.
@@ -64,6 +65,9 @@ class LearningService:
         self.nc, self.store, self.config, self.playbooks, self.guard = nc, store, config, playbooks, guard
         self.position = 0            # the last stream sequence recorded in the knowledge being written
         self.error = ""              # why the service is not learning, while it retries
+        # The store is open: answers wait for the store thread. Not after it failed and while it is opened again,
+        # which can take a connect timeout per try (PostgreSQL down): refused at once, not left to the asker's timeout.
+        self._open = False
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="learning")
         self._stores = Stores(config)   # touched on the worker thread only
         self._rebuild: asyncio.Future[Rebuilt] | None = None
@@ -143,7 +147,7 @@ class LearningService:
                 raise
             except Exception as err:  # every failure is retried from the tracked position
                 pause = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                self.error = f"{type(err).__name__}: {err}"
+                self.error, self._open = f"{type(err).__name__}: {err}", False
                 if isinstance(err, (IntegrityError, PositionConflict)):
                     log.warning("learning: another writer recorded these events first (%s); "
                                 "again from the tracked position in %.0f s", err, pause)
@@ -160,6 +164,7 @@ class LearningService:
         learning = self._stores.learning
         assert learning is not None
         cursor = await self._call(learning.cursor)
+        self.error, self._open = "", True
         if self._rebuild_asked or (cursor.stream and cursor.stream != stream):
             if not self._rebuild_asked:
                 log.warning("learning: %s; learning it again from the first event", _why_again(cursor.stream, stream))
@@ -280,27 +285,27 @@ class LearningService:
         return Rebuilt(events=cursor.messages, position=cursor.position, generation=self._stores.generation,
                        seconds=round(time.perf_counter() - self._rebuild_began, 3))
 
-    def _insights(self, playbook: str | None) -> Insights:
+    def _insights(self, playbook: str | None, environment: str | None, readable: Readable | None) -> Insights:
         if self._stores.serving is None:
             raise LearningRefused("not_ready", f"the knowledge store is not open ({self.error or 'starting'})")
-        return insights_of(self._stores.serving, playbook)
+        return insights_of(self._stores.serving, playbook, environment, readable)
 
     async def _call(self, work: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, work, *args)
 
     # -- answering -------------------------------------------------------------------------
 
-    def _answering(self, work: Callable[[bytes], Awaitable[LearningReply]]) -> Callable[[Msg], Awaitable[None]]:
+    def _answering(self, work: Answering) -> Callable[[Msg], Awaitable[None]]:
         async def on_request(msg: Msg) -> None:
             task = asyncio.create_task(self._answer(msg, work))   # a slow answer holds up no other request
             self._requests.add(task)
             task.add_done_callback(self._requests.discard)
         return on_request
 
-    async def _answer(self, msg: Msg, work: Callable[[bytes], Awaitable[LearningReply]]) -> None:
+    async def _answer(self, msg: Msg, work: Answering) -> None:
         try:
-            await self._admit(msg)
-            reply = await work(msg.data)
+            readable = await self._admit(msg)
+            reply = await work(msg.data, readable)
         except AccessDenied as err:
             reply = LearningReply(error=Rejection(code=err.code, message=str(err)))
         except EngineUnavailable as err:
@@ -320,17 +325,33 @@ class LearningService:
         if msg.reply:
             await msg.respond(data)
 
-    async def _admit(self, msg: Msg) -> None:
-        """Insights and status are read by viewers; a rebuild, like a projection rebuild, is an admin's."""
+    async def _admit(self, msg: Msg) -> Readable | None:
+        """Insights and status are read by viewers; a rebuild, like a projection rebuild, is an admin's. Insights
+        are what runs taught, so a reader reads those of the playbooks and environments they may read runs of:
+        returns which, or None for a reader of everything."""
         caller, request = Caller.of(msg.headers), msg.subject.removeprefix(f"{subjects.PREFIX}.")
-        playbook = None
-        if msg.subject == subjects.LEARNING_INSIGHTS:
-            playbook = decode_json(msg.data or b"{}", InsightsRequest).playbook
-        await self.guard.admit(caller.credential, door=caller.door, action=COMMAND_ACTIONS[request],
-                               resource=Resource(playbook=playbook), on_behalf_of=caller.on_behalf_of)
+        action = COMMAND_ACTIONS[request]
+        if msg.subject != subjects.LEARNING_INSIGHTS:
+            await self.guard.admit(caller.credential, door=caller.door, action=action, resource=Resource(),
+                                   on_behalf_of=caller.on_behalf_of)
+            return None
+        asked = decode_json(msg.data or b"{}", InsightsRequest)
+        resource = Resource(playbook=asked.playbook, environment=asked.environment or None)
+        acting = await self.guard.authenticate(caller.credential, door=caller.door, action=action,
+                                               target=resource.describe(), on_behalf_of=caller.on_behalf_of)
+        reader = self.guard.as_effective(acting)
+        if authorize(reader, action, Resource()).allowed:
+            return None
+        one = asked.playbook is not None and asked.environment is not None
+        if one or not reads_somewhere(reader, asked.playbook):
+            await self.guard.permit(acting, action, resource, door=caller.door)   # refused, and recorded
+        return lambda playbook, environment: authorize(
+            reader, action, Resource(playbook=playbook, environment=environment)).allowed
 
-    async def _insights_request(self, data: bytes) -> LearningReply:
+    async def _insights_request(self, data: bytes, readable: Readable | None) -> LearningReply:
         request = decode_json(data or b"{}", InsightsRequest)
+        if self.error and not self._open:
+            raise LearningRefused("not_ready", f"the knowledge store is not open ({self.error}); ask again")
         if request.after > self.position:
             if self._stores.building:
                 raise LearningRefused("rebuilding", "the knowledge is being rebuilt; ask again when it is done")
@@ -339,12 +360,13 @@ class LearningService:
             except TimeoutError:
                 raise LearningRefused("behind", f"learned up to {self.position}, not yet {request.after}; "
                                                 "ask again") from None
-        return LearningReply(insights=await self._call(self._insights, request.playbook))
+        return LearningReply(insights=await self._call(self._insights, request.playbook, request.environment,
+                                                       readable))
 
-    async def _rebuild_request(self, _data: bytes) -> LearningReply:
+    async def _rebuild_request(self, _data: bytes, _readable: Readable | None) -> LearningReply:
         return LearningReply(rebuilt=await self.rebuild())
 
-    async def _status_request(self, _data: bytes) -> LearningReply:
+    async def _status_request(self, _data: bytes, _readable: Readable | None) -> LearningReply:
         last = await self._stream_last_seq()
         return LearningReply(status=LearningStatus(
             position=self.position, stream_last_seq=last, lag=max(0, last - self.position),

@@ -37,6 +37,7 @@ class Tally(msgspec.Struct, array_like=True):
 class StepStats(msgspec.Struct, kw_only=True):
     playbook: str
     step: str
+    environment: str = ""            # "": runs without one
     shape: StepShape | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -44,7 +45,12 @@ class StepStats(msgspec.Struct, kw_only=True):
     first_try: int = 0               # ... at its first attempt
     failed_attempts: int = 0
     gave_up: int = 0                 # runs in which it failed for good
-    durations: Histogram = msgspec.field(default_factory=Histogram)     # attempts that passed
+    durations: Histogram = msgspec.field(default_factory=Histogram)     # attempts that passed, as the step is now
+    version: str = ""                            # the playbook version the step is as of ("": a text, or unknown)
+    changed: datetime | None = None              # when the step last changed (as written): everything above and
+                                                 # below is of its runs since, but the approvals
+    before: StepStats | None = None              # the step as it was written before that change (its own
+                                                 # `before` empty): a run of that way again makes it current again
     failures: dict[str, int] = {}                # by category
     statuses: dict[str, dict[int, int]] = {}     # category -> HTTP statuses of failed attempts
     after: dict[str, Tally] = {}                 # retries after a failure of this category, and those that passed
@@ -60,6 +66,7 @@ class StepStats(msgspec.Struct, kw_only=True):
 
 class PlaybookStats(msgspec.Struct, kw_only=True):
     playbook: str
+    environment: str = ""
     since: datetime | None = None
     until: datetime | None = None
     runs: int = 0
@@ -115,7 +122,9 @@ def fold_step(stats: StepStats, fact: Fact) -> None:
     _seen(stats, fact.at)
     match fact:
         case StepConfigured(shape=shape):
-            stats.shape = shape
+            _configured(stats, shape, fact.version, fact.at)
+        case AttemptPassed() | AttemptFailed() if stats.before is not None and _earlier(stats, fact.definition):
+            fold_step(stats.before, fact)        # a run begun before the step changed: of the way it was
         case AttemptPassed():
             stats.passed += 1
             stats.durations.add(fact.duration_ms)
@@ -141,6 +150,40 @@ def fold_step(stats: StepStats, fact: Fact) -> None:
             _count(stats.approvals, fact.outcome)
         case RunReopened():
             stats.gave_up = max(0, stats.gave_up - 1)
+
+
+def _configured(stats: StepStats, shape: StepShape, version: str, at: datetime) -> None:
+    """The step as its latest run has it. Written differently, it is learned afresh (what the old way did is no
+    evidence about the new one: its retries, failures, durations); the old way is kept beside, to compare (a step
+    that got slower when the playbook changed shows it), and comes back whole if runs of it come back (two versions
+    in use at once, a canary)."""
+    now = stats.shape.definition if stats.shape is not None else ""
+    if stats.shape is None or not now or shape.definition == now:
+        stats.version = stats.version or version
+        stats.shape = shape
+        return
+    earlier = stats.before
+    kept = {name: getattr(stats, name) for name in KEPT_ACROSS_CHANGES}
+    previous = msgspec.structs.replace(stats, before=None)
+    back = earlier is not None and earlier.shape is not None and earlier.shape.definition == shape.definition
+    source = earlier if back and earlier is not None else StepStats(playbook=stats.playbook, step=stats.step)
+    for name in stats.__struct_fields__:
+        setattr(stats, name, kept[name] if name in KEPT_ACROSS_CHANGES else getattr(source, name))
+    stats.before = previous
+    if not back:
+        stats.version, stats.changed, stats.since, stats.until = version, at, at, at
+    stats.shape = shape
+
+
+# What a step's new way of being written does not start afresh: who it is, and how long people took at its gate.
+KEPT_ACROSS_CHANGES = frozenset({"playbook", "step", "environment", "approval_waits", "approvals"})
+
+
+def _earlier(stats: StepStats, definition: str) -> bool:
+    """Is this attempt of the step as it was written before its last change?"""
+    before = stats.before.shape.definition if stats.before is not None and stats.before.shape is not None else ""
+    current = stats.shape.definition if stats.shape is not None else ""
+    return bool(definition) and definition != current and definition == before
 
 
 def fold_playbook(stats: PlaybookStats, fact: Fact) -> None:

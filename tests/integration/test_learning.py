@@ -2,13 +2,15 @@
 what it recommends (by value), and that a rebuild, a restart or a second writer change no count."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from events import subjects
 from events.insights import Insights, LearningStatus, Recommendation
-from services.learning.config import LearningConfig
+from services.embedded import free_port
+from services.learning.config import LearningConfig, postgres_settings
 from services.learning.errors import LearningRefused
 from services.learning import service as learning_service
 from services.learning.service import LearningService
@@ -269,3 +271,31 @@ async def test_events_at_a_runs_pace_are_written_in_batches_not_one_transaction_
         assert service.writes * 5 <= events, (service.writes, events)   # a commit per event costs the engine dear
     finally:
         await service.stop()
+
+
+async def test_an_unreachable_store_is_said_at_once_not_after_the_asker_gives_up(
+        nc, identity, admin_headers, tmp_path) -> None:
+    """PostgreSQL down: each try to open the store waits out its connect timeout on the service's one store
+    thread. An insights request queued behind it went unanswered until the asker gave up ('is `playbook up`
+    running?'); it is told at once why there is no answer, and the status says it too."""
+    store = EventStore(nc)
+    await store.ensure_stream()
+    down = f"postgresql://playbook@127.0.0.1:{free_port()}/playbook"
+    config = LearningConfig(directory=tmp_path / "learning", postgres=postgres_settings(down))
+    service = LearningService(nc, store, config, PlaybookStore(nc), identity.guard)
+    await service.start()
+    client = LearningClient(nc, admin_headers)
+    try:
+        await until(lambda: bool(service.error), timeout=60, what="the store failing to open")
+        assert "connection" in (await client.status()).error
+        # Asked over the next try to open it (a 1 s pause, then 10 s of connect timeout): answered at once each time.
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + 12
+        while loop.time() < ends:
+            async with asyncio.timeout(2):
+                with pytest.raises(LearningRefused, match="the knowledge store is not open .*connection") as refused:
+                    await client.insights(wait=0)
+            assert refused.value.code == "not_ready"
+            await asyncio.sleep(0.5)                    # pacing the asks, not waiting for an outcome
+    finally:
+        await service.stop(grace=1)

@@ -44,9 +44,12 @@ def test_a_retried_failure_teaches_its_category_and_what_the_retry_after_its_bac
     assert isinstance(configured, StepConfigured) and configured.shape.target == "http://api.internal:80"
     assert configured.shape.retry.max_attempts == 3 and configured.shape.check is not None
     assert failed == AttemptFailed(at=at(1), playbook="test", step="call", attempt=1, category="temporary",
-                                   duration_ms=12, target="http://api.internal:80", status=503, retried=True)
+                                   duration_ms=12, target="http://api.internal:80", status=503, retried=True,
+                                   definition=configured.shape.definition)
     assert passed == AttemptPassed(at=at(2), playbook="test", step="call", attempt=2, duration_ms=30,
-                                   target="http://api.internal:80", after="temporary", delay_ms=500, waited_ms=500)
+                                   target="http://api.internal:80", after="temporary", delay_ms=500, waited_ms=500,
+                                   definition=configured.shape.definition)
+    assert len(configured.shape.definition) == 16
     assert ended == RunEnded(at=at(3), playbook="test", outcome="completed", duration_ms=3000)
 
 
@@ -151,7 +154,8 @@ def test_a_retry_reopens_the_ended_run_and_its_attempts_count_their_tries_afresh
     assert isinstance(failed_ending, RunEnded) and failed_ending.outcome == "failed"
     assert reopened == RunReopened(at=at(60), playbook="test", outcome="failed", steps=["a"])
     assert isinstance(passed, AttemptPassed) and passed.attempt == 1 and passed.after == ""
-    assert isinstance(completed, RunEnded) and completed.outcome == "completed" and completed.duration_ms == 62_000
+    # 62 s from its start, less the 58 s it lay failed until olga retried it
+    assert isinstance(completed, RunEnded) and completed.outcome == "completed" and completed.duration_ms == 4_000
 
 
 def test_a_retry_met_after_a_restart_reopens_the_run_as_it_would_have() -> None:

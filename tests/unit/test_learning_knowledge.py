@@ -27,7 +27,7 @@ def batch(after: int, last: int) -> Batch:
 
 
 def passes(knowledge: Knowledge) -> int:
-    return knowledge.read(StepProfile, "deploy", "s").passed
+    return knowledge.read(StepProfile, "deploy", "", "s").passed
 
 
 def test_a_position_recorded_already_is_refused_and_counts_nothing(tmp_path: Path) -> None:
@@ -50,11 +50,11 @@ def test_profiles_are_snapshotted_and_load_from_the_snapshot_as_they_were(tmp_pa
     knowledge = open_knowledge(tmp_path)
     for n in range(SNAPSHOT_EVERY * 2 + 3):
         knowledge.learn(batch(n * 10, n * 10 + 10))
-    learned = msgspec.json.encode(knowledge.read(StepProfile, "deploy", "s"))
-    profile_id = StepProfile.create_id("deploy", "s")
+    learned = msgspec.json.encode(knowledge.read(StepProfile, "deploy", "", "s"))
+    profile_id = StepProfile.create_id("deploy", "", "s")
     snapshots = list(knowledge.snapshots.get(profile_id, desc=True, limit=1))
     knowledge.close()
     assert snapshots and snapshots[0].originator_version >= SNAPSHOT_EVERY * 2
     again = open_knowledge(tmp_path)
-    assert msgspec.json.encode(again.read(StepProfile, "deploy", "s")) == learned
+    assert msgspec.json.encode(again.read(StepProfile, "deploy", "", "s")) == learned
     again.close()

@@ -108,3 +108,26 @@ def test_a_target_failing_in_bursts_deserves_a_breaker_or_a_lower_threshold() ->
                            largest_burst=5, openings=2)
     assert recommend.circuit_breaker(tripping) is None
     assert recommend.circuit_breaker(TargetStats(target="db", callers={"a/b": 0}, bursts=1, burst_failures=3)) is None
+
+
+def test_retry_settings_the_step_has_already_are_not_advised_for_a_bucket_edge() -> None:
+    """Backoffs are counted in log buckets: a base_delay of 0.1 s that works is reported back as the bucket's upper
+    edge, 0.11 s. That is the setting the step has, not a change to make."""
+    shape = StepShape(action="shell", retry=RetryShape(max_attempts=3, base_delay=0.1))
+    stats = step(shape, recovered_at={3: 9}, after={"network": Tally(30, 9)}, delays={bucket(100): Tally(12, 9)})
+    assert recommend.retry(stats) is None
+    slower = step(shape, recovered_at={3: 9}, after={"network": Tally(30, 9)},
+                  delays={bucket(100): Tally(12, 1), bucket(1000): Tally(12, 9)})
+    assert recommend.retry(slower).suggestion["retry"]["base_delay"] == 1.0
+
+
+def test_advice_from_a_handful_of_observations_says_it_is_an_early_sign() -> None:
+    """Two bursts, five recoveries: enough to speak, not enough to state it as a finding."""
+    shape = StepShape(action="shell", retry=RetryShape(max_attempts=5, base_delay=1))
+    early, = recommend.for_step(step(shape, recovered_at={2: 5}, after={"network": Tally(5, 5)}))
+    assert early.message.endswith("retry network with max_attempts 2 (an early sign: 5 observations so far)")
+    settled, = recommend.for_step(step(shape, recovered_at={2: 12}, after={"network": Tally(12, 12)}))
+    assert settled.message.endswith("retry network with max_attempts 2")
+    bursts = recommend.circuit_breaker(TargetStats(target="db", callers={"a/b": 0}, bursts=2, burst_failures=6,
+                                                   largest_burst=3))
+    assert bursts.message.endswith("add one so calls fail fast (an early sign: 2 observations so far)")

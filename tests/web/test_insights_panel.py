@@ -24,7 +24,8 @@ async def test_a_run_page_shows_what_the_playbooks_past_runs_taught(dashboard, e
 
     await dashboard.open(f"#/runs/{run_ids[-1]}")
     page = dashboard.page
-    await expect(page.get_by_test_id("insights-summary")).to_contain_text("3 runs, 100% completed")
+    summary = page.get_by_test_id("insights-summary")
+    await expect(summary).to_contain_text("3 runs without an environment, 100% completed")
     steps = page.get_by_test_id("insights-steps")
     await expect(steps.locator("tbody tr")).to_have_count(2)
     await expect(steps.locator('tr[data-step="prepare"]')).to_contain_text("100%")

@@ -19,6 +19,7 @@ HELP = "what the engine learned from past runs and what it recommends; `insights
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("playbook", nargs="?", help="one playbook's insights (default: all), or `rebuild`")
+    parser.add_argument("--env", metavar="NAME", help="only its runs in this environment (each is learned apart)")
     parser.add_argument("--json", action="store_true", help="the insights as JSON (events/insights.py)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a rebuild")
 
@@ -36,7 +37,7 @@ def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
                   f"learned again from the first event: {rebuilt.events} events up to position {rebuilt.position}, "
                   f"in {rebuilt.seconds} s (store {rebuilt.generation})")
             return 0
-        insights = await learning.insights(args.playbook)
+        insights = await learning.insights(args.playbook, environment=args.env)
         if args.json:
             print(msgspec.json.encode(insights).decode())
         elif args.playbook and not insights.playbooks:
@@ -50,7 +51,7 @@ def cmd_insights(args: argparse.Namespace, settings: Settings) -> int:
     return steer(args, settings, work) if args.playbook == "rebuild" else read(settings, work)
 
 
-def validation_advice(text: str, source: str, settings: Settings) -> list[Diagnostic]:
+def validation_advice(text: str, source: str, settings: Settings, environment: str | None = None) -> list[Diagnostic]:
     """`validate --insights`: what the playbook's past runs recommend, as infos at its steps' lines.
 
     Advice is optional: when the engine cannot be asked, validation goes on with a note on stderr."""
@@ -61,8 +62,8 @@ def validation_advice(text: str, source: str, settings: Settings) -> list[Diagno
         return []
 
     async def work(client) -> int:  # type: ignore[no-untyped-def]
-        found.extend(recommendations_for(await LearningClient(client.nc, client.headers()).insights(name, wait=0),
-                                         name))
+        learning = LearningClient(client.nc, client.headers())
+        found.extend(recommendations_for(await learning.insights(name, environment=environment, wait=0), name))
         return 0
 
     found: list[Recommendation] = []
@@ -81,7 +82,8 @@ def render(insights: Insights) -> str:
     lines: list[str] = []
     for playbook in insights.playbooks:
         outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(playbook.outcomes.items()))
-        lines.append(f"{playbook.playbook}: {playbook.runs} runs ({outcomes or 'none ended yet'})"
+        where = f" in {playbook.environment}" if playbook.environment else ""
+        lines.append(f"{playbook.playbook}{where}: {playbook.runs} runs ({outcomes or 'none ended yet'})"
                      f"{_rate(playbook.success_rate)}{_durations(playbook.durations, ' runs take')}")
         rows = [("step", "attempts", "passed", "success", "p50", "p99", "failures")]
         rows += [(s.step, str(s.attempts), str(s.passed), _percent(s.success_rate), *_p50_p99(s.durations),

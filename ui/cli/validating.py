@@ -33,7 +33,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         gc.enable()
     if args.insights:
-        diagnostics += insights_command.validation_advice(text, str(path), settings)
+        diagnostics += insights_command.validation_advice(text, str(path), settings, args.env)
     if args.json:
         print(msgspec.json.encode(diagnostics).decode())
     else:

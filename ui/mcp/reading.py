@@ -85,13 +85,15 @@ def register(server: MCPServer, access: Access, *, files: LocalFiles | None) -> 
 
     @server.tool(annotations=READS)
     @answered(ToolError)
-    async def get_playbook_insights(ctx: Context, playbook: str | None = None) -> PlaybookInsights:
+    async def get_playbook_insights(ctx: Context, playbook: str | None = None,
+                                    environment: str | None = None) -> PlaybookInsights:
         """What past runs taught (durations, success, failures by category, retries that worked, targets failing
-        in bursts or together) and what to change, each recommendation with its evidence; one playbook's if named."""
+        in bursts or together) and what to change, each recommendation with its evidence; one playbook's if named,
+        in one environment if named (each environment is learned apart)."""
         caller = access.caller(ctx)
         await access.principal(caller)        # a bad token is counted against its address here, as at every tool
         headers = access.client.headers(caller)
-        insights = await LearningClient(access.client.nc, headers).insights(playbook, wait=0)
+        insights = await LearningClient(access.client.nc, headers).insights(playbook, environment=environment, wait=0)
         return PlaybookInsights(**msgspec.to_builtins(insights))
 
     @server.tool(annotations=READS)

@@ -1,4 +1,5 @@
-// What past runs of this run's playbook taught: per step durations and success, and what to change.
+// What past runs of this run's playbook in its environment taught: per step durations and success, and what to
+// change. Each environment is learned apart: a step that fails in staging is no advice for production.
 
 import { api, fill, formatDuration, h } from "./lib.js";
 
@@ -11,18 +12,20 @@ export function insightsPanel() {
     h("h2", { id: "insights-h" }, "What past runs taught"), content);
   let asked = null;
 
-  async function load(playbook) {
-    const result = await api(`/api/insights?playbook=${encodeURIComponent(playbook)}`);
+  async function load(playbook, environment) {
+    const query = `playbook=${encodeURIComponent(playbook)}&environment=${encodeURIComponent(environment)}`;
+    const result = await api(`/api/insights?${query}`);
     if (!result.ok) {
       fill(content, h("p", { class: "muted" }, `No insights: ${result.error.message}`));
       return;
     }
     const known = result.data.playbooks.find((p) => p.playbook === playbook);
     if (!known) {
-      fill(content, h("p", { class: "muted" }, "Nothing learned about this playbook yet: its runs teach the engine as they end."));
+      fill(content, h("p", { class: "muted" }, `Nothing learned about this playbook ${where(environment)} yet: its runs `
+        + "teach the engine as they end."));
       return;
     }
-    fill(content, summary(known), stepTable(known.steps), advice(known.recommendations || []));
+    fill(content, summary(known, environment), stepTable(known.steps), advice(known.recommendations || []));
   }
 
   return {
@@ -31,19 +34,21 @@ export function insightsPanel() {
       if (!view.playbook || asked === view.playbook) return;
       asked = view.playbook;
       if (view.may && !view.may.insights) {    // not asked: the refusal would be recorded at every visit
-        fill(content, h("p", { class: "muted" }, "Insights about this playbook are learned from its runs in every "
-          + "environment; your grants let you read only some of them."));
+        fill(content, h("p", { class: "muted" }, `Insights about this playbook ${where(view.environment || "")} are `
+          + "learned from its runs there; your grants do not let you read them."));
         return;
       }
-      load(view.playbook);
+      load(view.playbook, view.environment || "");
     },
   };
 }
 
-function summary(known) {
+const where = (environment) => (environment ? `in ${environment}` : "without an environment");
+
+function summary(known, environment) {
   const d = known.durations || {};
   return h("p", { "data-testid": "insights-summary" },
-    `${known.runs} runs, ${percent(known.success_rate)} completed; duration p50 ${ms(d.p50_ms)}, p95 ${ms(d.p95_ms)}`);
+    `${known.runs} runs ${where(environment)}, ${percent(known.success_rate)} completed; duration p50 ${ms(d.p50_ms)}, p95 ${ms(d.p95_ms)}`);
 }
 
 function stepTable(steps) {

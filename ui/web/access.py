@@ -203,8 +203,8 @@ def may_on_run(request: web.Request, run: Run) -> dict[str, Any]:
     set_going = started is not None and started_by(run, {who.actor, who.effective}) is not None
     gates = {step_id: gate for step_id in run.specs if (gate := run.gate_of(step_id)) is not None}
     return {**{action: may(request, action, unsafe if action == "retry" else where) for action in STEERING},
-            # What the learning service folds from the playbook's runs in every environment (GET /api/insights).
-            "insights": may(request, "read", Resource(playbook=where.playbook)),
+            # What the learning service folded from the playbook's runs in the run's environment (GET /api/insights).
+            "insights": may(request, "read", Resource(playbook=where.playbook, environment=where.environment)),
             "gates": {step_id: {
                 # Four eyes: whoever started or retried the run may reject at its gates, not approve them.
                 "approve": may(request, "approve", replace(where, approvers=tuple(gate.required_approvers)))

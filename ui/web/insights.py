@@ -1,4 +1,5 @@
-"""`GET /api/insights` (`?playbook=`): what the learning service learned from past runs, and what it recommends."""
+"""`GET /api/insights` (`?playbook=`, `&environment=`): what the learning service learned from past runs, and what
+it recommends, as far as the caller may read runs."""
 from __future__ import annotations
 
 import msgspec
@@ -12,9 +13,11 @@ from ui.web.api import STATUS_OF_CODE, ApiError, backend
 
 async def get_insights(request: web.Request) -> web.Response:
     playbook = request.query.get("playbook") or None
+    environment = request.query.get("environment")     # "" asks for the runs without an environment
     try:
         client = backend(request).client
-        insights = await LearningClient(client.nc, client.headers(request[CALLER])).insights(playbook, wait=0)
+        insights = await LearningClient(client.nc, client.headers(request[CALLER])).insights(
+            playbook, environment=environment, wait=0)
     except LearningRefused as err:
         if err.code in STATUS_OF_CODE:       # refused access: 401, 403
             raise ApiError(STATUS_OF_CODE[err.code], err.code, str(err)) from None

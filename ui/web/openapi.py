@@ -392,7 +392,9 @@ def document() -> dict[str, Any]:
             tag="circuits")},
         "/api/insights": {"get": operation("What past runs taught, and what to change: per playbook, step and target", {
             "200": answer(ref("Insights")), **errors("engine_unavailable")},
-            params=[query("playbook", {"type": "string"}, "one playbook and the targets its steps call")],
+            params=[query("playbook", {"type": "string"}, "one playbook and the targets its steps call"),
+                    query("environment", {"type": "string"}, "its runs in one environment (empty: those without "
+                          "one); by default every environment the caller may read")],
             tag="views")},
         "/api/projections/rebuild": {"post": operation("Fold the views again from the first event", {
             "200": answer(ref("Rebuilt")), **errors("bad_request")}, request=body("RebuildBody"), tag="views")},
