@@ -9,7 +9,7 @@ import pytest
 
 from events.commands import CancelRun, PauseRun, ResumeRun
 from events.playbook import FailurePolicy
-from events.run import RunCompleted, RunFailed, RunStarted, StepFailed, StepScheduled, StepStarted
+from events.run import RunCancelled, RunCompleted, RunFailed, RunStarted, StepFailed, StepScheduled, StepStarted
 from services.errors import CommandRejected, UnknownRun
 from services.domain.run.commands import BeginStep, FinishStep, InterruptStep
 from services.domain.run.decider import context_of, decide
@@ -253,7 +253,8 @@ def test_a_step_scheduled_before_the_pause_does_not_start_and_is_scheduled_again
 @pytest.mark.parametrize("status_events, command, message", [
     ([RunCompleted(run_id=R, at=at(5))], PauseRun(run_id=R, actor="bob"),
      "is completed; only a running run can be paused"),
-    ([], ResumeRun(run_id=R, actor="bob"), "is running, not paused"),
+    ([RunCancelled(run_id=R, at=at(5))], ResumeRun(run_id=R, actor="bob"),
+     "is cancelled; only a paused run can be resumed"),
     ([RunFailed(run_id=R, at=at(5), reason="x")], CancelRun(run_id=R, actor="bob"), "already failed"),
 ])
 def test_illegal_transitions_are_rejected_with_a_reason(status_events, command, message) -> None:
@@ -267,7 +268,8 @@ def test_commands_that_already_took_effect_produce_nothing() -> None:
     s.start(), s.begin("a")
     assert kinds(s.when(PauseRun(run_id=R, actor="bob"))) == ["RunPaused"]
     assert s.when(PauseRun(run_id=R, actor="bob")) == []
-    s.when(ResumeRun(run_id=R, actor="bob"))
+    assert kinds(s.when(ResumeRun(run_id=R, actor="bob"))) == ["RunResumed"]
+    assert s.when(ResumeRun(run_id=R, actor="carol")) == []        # a second resume: running already
     assert kinds(s.when(CancelRun(run_id=R, actor="bob"))) == ["RunCancelRequested"]
     assert s.when(CancelRun(run_id=R, actor="carol")) == []
 

@@ -55,8 +55,7 @@ def _events_for(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
             return [RunPaused(run_id=run.id, at=at, actor=_actor(cmd), on_behalf_of=cmd.on_behalf_of, reason=reason)]
 
         case ResumeRun() if run.status in ("running", "rolling_back"):
-            raise CommandRejected(f"run {run.id} is {run.status}, not paused; there is nothing to resume",
-                                  "illegal_transition")
+            return []   # going already: of two people resuming at once, the second is told so, not refused
         case ResumeRun() if run.status != "paused":
             raise CommandRejected(f"run {run.id} is {run.status}; only a paused run can be resumed",
                                   "illegal_transition")
