@@ -62,7 +62,7 @@ def _regex(pattern: str, ignore_case: bool) -> Any:
     return compiled
 
 
-@lru_cache(maxsize=256)   # a compiled pattern is small, but RE2 may give each up to 8 MiB while it matches
+@lru_cache(maxsize=128)   # a compiled pattern is small, but RE2 may give each up to 8 MiB while it matches
 def _compiled(pattern: str, ignore_case: bool) -> Any:
     """The compiled pattern, or why it is not one (kept too: a condition is evaluated again and again)."""
     options = re2.Options()
@@ -77,5 +77,5 @@ def _compiled(pattern: str, ignore_case: bool) -> Any:
 
 
 def _utf8(text: str) -> bytes:
-    """RE2 reads UTF-8; a lone surrogate (from JSON's `\\ud800`) is kept as bytes no character matches."""
+    """RE2 reads UTF-8; a lone surrogate (JSON's `\\ud800`) is kept as its bytes, not a UnicodeEncodeError."""
     return text.encode("utf-8", "surrogatepass")
