@@ -247,7 +247,12 @@ class Settings:
     def error_handlers(self) -> list[ErrorHandler]:
         """Engine error handlers, written as in a playbook and tried after the playbook's own."""
         from events.playbook import ErrorHandler
-        return _read_list(self.error_handlers_file, "PLAYBOOK_ERROR_HANDLERS", "error handlers", list[ErrorHandler])
+        from services.playbook.regexes import regex_problem
+        handlers = _read_list(self.error_handlers_file, "PLAYBOOK_ERROR_HANDLERS", "error handlers", list[ErrorHandler])
+        for handler in handlers:   # as validation refuses it in a playbook: it would never match
+            if handler.pattern is not None and (problem := regex_problem(handler.pattern)):
+                raise PlaybookError(f"{self.error_handlers_file} ($PLAYBOOK_ERROR_HANDLERS): pattern {problem}")
+        return handlers
 
     def engine_url(self) -> str:
         """Where the engine's NATS is: `$NATS_URL`, else the embedded server's URL file."""

@@ -72,7 +72,7 @@ MEANINGS: dict[str, dict[str, str]] = {
                 "comes (a list reaches a shell command as one quoted JSON word). Only `host` and `url` may set a "
                 "URL's scheme or host",
         "choices": "the values allowed",
-        "pattern": "a regular expression the whole value must match (text, host and url)",
+        "pattern": "a regular expression (RE2) the whole value must match (text, host and url)",
         "allowed_hosts": "hosts (`*.corp` patterns) a host or url value may name",
     },
     "Condition": {
@@ -126,7 +126,7 @@ MEANINGS: dict[str, dict[str, str]] = {
     "ErrorHandler": {
         "run": "the remediation: an action and its args",
         "category": "the failure category it handles",
-        "pattern": "a regular expression the failure's text matches",
+        "pattern": "a regular expression (RE2) the failure's text matches, case ignored",
         "then": "`retry` at once after the remediation, or `fail`: let the failure stand",
     },
     "HttpStatus": {
@@ -257,10 +257,17 @@ def _conditions() -> list[str]:
             "...); or `true`/`false`. A `when` list must all hold, as in Ansible. Text that compares "
             "(`env == prod`) is refused (PB106): as text it would always be true.", "",
             "Comparison types: " + ", ".join(f"`{t}`" for t in sorted(CONDITION_TYPES)) + ". Numbers compare as "
-            "numbers, whether written as text or not. A regular expression (of `matches`, a parameter's `pattern`, an "
-            "error handler's `pattern`) may not repeat a part that itself repeats or has alternatives (`(a+)+`, "
-            "`(a|b)*`; write `a+`, `[ab]*`): on some texts Python's matcher would take hours, holding the engine's "
-            "process (PB104, or the step fails as `configuration` when it comes from `${...}`).", "",
+            "numbers, whether written as text or not.", "",
+            "A regular expression (of `matches`, a parameter's `pattern`, an error handler's `pattern`) is RE2's "
+            "syntax (github.com/google/re2/wiki/Syntax), matched in time linear in the text: no pattern holds the "
+            "engine's processes, however long the output. `matches` finds it anywhere in the text, a parameter's "
+            "`pattern` must match the whole value, an error handler's ignores case (`(?i)` does elsewhere). RE2 has "
+            "no backreferences (`\\1`), lookahead or lookbehind (`(?=`, `(?<!`), atomic groups, possessive repeats "
+            "or verbose mode; it writes the end of the text `\\z`, a character by its code `\\x{e9}`, repeats at most "
+            "1000 times, and `{,3}` is text (write `{0,3}`). Unlike Python's `re`: `\\d`, `\\w`, `\\s` and `\\b` "
+            "are ASCII (`\\pL`, `\\p{Greek}` are Unicode classes), and `$` is the very end of the text, not also "
+            "before a final newline (`(?m)$` is any line's end). A pattern RE2 cannot run is PB104 naming what to "
+            "write instead, or the step fails as `configuration` when it comes from `${...}`.", "",
             "```yaml", "when:", "  - {type: equals, left: \"${environment}\", right: production}",
             "  - any:", "      - {type: greater_than, left: \"${replicas}\", right: 2}",
             "      - not: {type: equals, left: \"${region}\", right: eu}", "```", ""]

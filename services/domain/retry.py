@@ -7,7 +7,6 @@ from a 429/503 is respected within `max_delay`. The random draw arrives as `draw
 """
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +14,7 @@ from events.playbook import ErrorHandler, RetryPolicy
 from events.run import StepFailed
 from services.domain.classify import Classification
 from services.domain.run.commands import RecordRetryVerdict
+from services.playbook.regexes import BadRegex, searches
 
 DEFAULT_RETRY_ON = ("network", "timeout", "temporary", "dependency")
 
@@ -67,9 +67,18 @@ def matching_handler(handlers: list[ErrorHandler], found: Classification, failed
     for index, handler in enumerate(handlers):
         if handler.category and handler.category == found.category:
             return index
-        if handler.pattern and re.search(handler.pattern, text, re.IGNORECASE):
+        if handler.pattern and _searches(handler.pattern, text):
             return index
     return None
+
+
+def _searches(pattern: str, text: str) -> bool:
+    """A pattern RE2 cannot run (refused by validation since; an engine handler's stops its service) matches
+    nothing, rather than failing the resilience service's decision."""
+    try:
+        return searches(pattern, text, ignore_case=True)
+    except BadRegex:
+        return False
 
 
 def handler_name(index: int, own: int) -> str:

@@ -11,7 +11,7 @@ from events.playbook import Condition, When
 from services.errors import PlaybookError
 from services.playbook.diagnostics import Issue, Path, did_you_mean, format_path, short
 from services.playbook.interpolate import Context, resolve
-from services.playbook.regexes import regex_problem
+from services.playbook.regexes import BadRegex, regex_problem, searches
 
 _FALSE_WORDS = {"", "false", "no", "off", "0", "none", "null"}
 
@@ -169,9 +169,10 @@ def _contains(left: Any, right: Any) -> bool:
 
 
 def _matches(left: Any, right: Any) -> bool:
-    if problem := regex_problem(str(right)):
-        raise BadCondition(problem)
-    return re.search(str(right), str(left)) is not None
+    try:
+        return searches(str(right), str(left))
+    except BadRegex as err:   # from `${...}`: validation could not see it
+        raise BadCondition(str(err)) from None
 
 
 def _in(left: Any, right: Any) -> bool:

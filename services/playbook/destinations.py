@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from services.hosts import host_allowed, is_host, pattern_problem
 from services.playbook.diagnostics import Issue, Path
-from services.playbook.regexes import regex_problem
+from services.playbook.regexes import BadRegex, matches_whole, regex_problem
 from services.playbook.references import Reference, ReferenceSyntaxError, find_references
 
 NETWORK_TYPES = ("host", "url")
@@ -61,10 +61,11 @@ def typed_value(kind: str, value: Any) -> str | None:
 def allowance_problem(kind: str | None, value: Any, pattern: str | None, allowed_hosts: list[str] | None) -> str | None:
     """Why a typed value is not allowed by its parameter's `pattern` or `allowed_hosts`, or None."""
     if pattern is not None and isinstance(value, str):
-        if regex_problem(pattern):
-            return None              # the declaration's own PB104 says why; matching it could take hours
-        if not re.fullmatch(pattern, value):
-            return f"does not match its pattern {pattern!r}"
+        try:
+            if not matches_whole(pattern, value):
+                return f"does not match its pattern {pattern!r}"
+        except BadRegex:
+            return None              # the declaration's own PB104 says why
     if allowed_hosts is not None and kind in NETWORK_TYPES:
         host = value if kind == "host" else urlsplit(value).hostname or ""
         if not host_allowed(host, allowed_hosts):

@@ -971,15 +971,19 @@ def test_a_date_is_the_text_written_and_binary_is_refused():
         assert (found.code, found.line) == ("PB001", 2) and "is not allowed" in found.message, found
 
 
-def test_a_regular_expression_that_could_take_hours_is_refused_where_it_is_written():
-    """A `matches`, a parameter's pattern and an error handler's pattern run in the engine's processes: each
-    passed validation, and `(a+)+$` froze the whole process once matched."""
-    found = [(d.code, d.line, d.message.split(":")[0]) for d in validate_playbook(yaml_text("""
+def test_a_regular_expression_re2_cannot_run_is_refused_where_it_is_written_and_one_that_backtracks_is_not():
+    """A `matches`, a parameter's pattern and an error handler's pattern run on RE2, in time linear in the text:
+    `(a+)+$`, which froze the whole process under Python's `re`, is fine; a backreference or lookaround RE2 has no
+    syntax for is PB104 at its own line, naming it."""
+    found = [(d.code, d.line, d.message) for d in validate_playbook(yaml_text("""
         name: regexes
         parameters: [{name: tag, pattern: "(a+)+$", default: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!}]
-        error_handlers: [{pattern: "(x|xx)*y", run: {action: noop}}]
+        error_handlers: [{pattern: "(x|xx)*y", run: {action: noop}}, {pattern: "(?<!no )lock", run: {action: noop}}]
         steps:
-          - {id: a, name: A, action: noop, when: {type: matches, left: "${tag}", right: "(\\\\w+\\\\s?)+$"}}
-          - {id: b, name: B, action: noop, validations: [{type: matches, left: x, right: "a{99999999999}"}]}
+          - {id: a, name: A, action: noop, when: {type: matches, left: "${tag}", right: "(\\\\w+)-\\\\1"}}
+          - {id: b, name: B, action: noop, validations: [{type: matches, left: x, right: "a{1001}"}]}
+          - {id: c, name: C, action: noop, when: {type: matches, left: "${tag}", right: "(.*)*x"}}
         """), "r.yaml") if d.severity == "error"]
-    assert [(code, line) for code, line, _ in found] == [("PB104", 2), ("PB104", 3), ("PB104", 5), ("PB104", 6)], found
+    assert [(code, line) for code, line, _ in found] == [("PB307", 2), ("PB104", 3), ("PB104", 5), ("PB104", 6)], found
+    assert "lookahead or lookbehind" in found[1][2] and "backreferences" in found[2][2], found
+    assert "at most 1000 times" in found[3][2], found

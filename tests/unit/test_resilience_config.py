@@ -36,3 +36,11 @@ def test_a_handler_with_an_unknown_key_stops_the_service_naming_file_and_key(tmp
     path.write_text("- category: authentication\n  rnu: {action: noop}\n")
     with pytest.raises(PlaybookError, match=r"handlers.yaml \(\$PLAYBOOK_ERROR_HANDLERS\).*rnu"):
         Settings.from_environ({"PLAYBOOK_ERROR_HANDLERS": str(path)}).error_handlers  # noqa: B018 - reading it reads the file
+
+
+def test_a_handler_whose_pattern_re2_cannot_run_stops_the_service_naming_file_and_why(tmp_path) -> None:
+    """Engine handlers are matched by RE2, as a playbook's are: a lookahead would never match, silently."""
+    path = tmp_path / "handlers.yaml"
+    path.write_text("- pattern: 'lock(?! released)'\n  run: {action: noop}\n")
+    with pytest.raises(PlaybookError, match=r"handlers.yaml \(\$PLAYBOOK_ERROR_HANDLERS\): pattern .*lookahead"):
+        Settings.from_environ({"PLAYBOOK_ERROR_HANDLERS": str(path)}).error_handlers  # noqa: B018 - reading it reads the file
