@@ -8,7 +8,7 @@ from aiohttp import web
 
 from events.commands import ApproveStep, CancelRun, RetryRun, RollbackRun, StartRun
 from events.run import ApprovalRequested, RollbackStarted, StepRollbackStarted, StepRolledBack
-from tests.helpers import local_http, person, wait_for_end
+from tests.helpers import local_http, person, until, wait_for_end
 
 pytestmark = pytest.mark.integration
 
@@ -141,6 +141,8 @@ steps:
     assert (twice.accepted, twice.events) == (True, [])
     retry = await engine.send(RetryRun(run_id=reply.run_id))
     assert not retry.accepted and "is rolling back: what it did is being undone" in retry.error.message
+    # Its StepRollbackStarted is stored before its shell runs: cancelled sooner, it would hang the second time.
+    await until(hung.exists, what="b's first rollback marking that it hangs")
     cancel = await engine.send(CancelRun(run_id=reply.run_id, reason="b's rollback hangs"))
     assert cancel.accepted, cancel.error
     assert type((await wait_for_end(engine, reply.run_id))[-1]).__name__ == "RunCancelled"

@@ -13,6 +13,8 @@ message of those runs read back out of the stopped engine's streams (subject and
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -35,15 +37,28 @@ CAROL = "pbt_4b974bedd1473619_iCGd8Tb8yoqsHUSNIiHxDX4Lik5mTyc5xCtiOj5Vi70"
 FRANK = "pbt_4abc3eea072a7916_JNVFACW_bgkmV3fwP7jMxRt4yCakahStKio5FfMZ0CE"
 
 
+# The times in a stored event: the fixture's are moved so its last event is now, as if the upgrade followed the
+# stop at once; as written, a gate's hour-long window would have closed an hour after the fixture was made.
+_TIME = re.compile(r'"(at|deadline|due|expires_at)":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[^"]+)"')
+
+
 async def stored_as_the_old_engine_left_it(nc, name: str) -> None:
     """The engine's streams made as this version makes them, then the old messages put back in order."""
     await EventStore(nc).ensure_stream()
     await PlaybookStore(nc).ensure()
     await IdentityStore(nc).ensure_streams()
     js = nc.jetstream()
-    for line in (FIXTURES / name).read_text().splitlines():
-        row = json.loads(line)
-        await js.publish(row["subject"], row["data"].encode(), stream=row["stream"])
+    rows = [json.loads(line) for line in (FIXTURES / name).read_text().splitlines()]
+    last = max(datetime.fromisoformat(when) for row in rows for key, when in _TIME.findall(row["data"]) if key == "at")
+    moved = datetime.now(timezone.utc) - last
+
+    def now_as_then(found: re.Match[str]) -> str:
+        when = (datetime.fromisoformat(found[2]) + moved).isoformat().replace("+00:00", "Z")
+        return f'"{found[1]}":"{when}"'
+
+    for row in rows:
+        data = row["data"] if row["stream"].startswith("OBJ_") else _TIME.sub(now_as_then, row["data"])
+        await js.publish(row["subject"], data.encode(), stream=row["stream"])
 
 
 async def test_runs_in_flight_under_round_ones_engine_finish_under_this_one(nc, settings, engine_env) -> None:
