@@ -153,7 +153,7 @@ class LearningStatus(_Answer, frozen=True):
     playbooks: int = 0                   # playbooks listed (insights show these), and targets
     targets: int = 0
     evicted: dict[str, int] = {}         # listed once, then made room for: texts, environments, targets
-    left_out: dict[str, int] = {}        # could not be listed since the service started (playbooks: no room)
+    left_out: dict[str, int] = {}        # since the service started: runs whose playbook found no room to be listed
 
 
 class Rebuilt(_Answer, frozen=True):

@@ -120,7 +120,7 @@ class Correlations(Profile):
 
 
 class Catalog(Aggregate):
-    """Every playbook and target profiled, so the knowledge can be listed."""
+    """The playbooks and targets listed (insights show these), bounded: past a bound the oldest make room."""
 
     @staticmethod
     def create_id() -> uuid.UUID:
@@ -346,7 +346,7 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
         key = f"{what} {kind}"
         told = self.told[key] = self.told.get(key, 0) + 1
         if told % 1000 == 1:
-            log.warning("learning: %s (%d %s %s since the service started)", sentence, told, kind, what)
+            log.warning("learning: %s (%s %s since the service started: %d)", sentence, what, kind, told)
 
     def _get(self, kind: type, *key: str, new: bool = False) -> Any:
         """The aggregate from this batch, the cache or the store, or a new one (at once if it is known to be `new`)."""

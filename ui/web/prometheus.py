@@ -108,8 +108,9 @@ class ViewsCollector:
         for kind in ("texts", "environments", "targets"):
             evicted.add_metric([kind], status.evicted.get(kind, 0))
         yield evicted
-        left_out = CounterMetricFamily("playbook_learning_left_out", "Playbooks not listed for want of room, since "
-                                       "the learning service started", labels=["kind"])
+        left_out = CounterMetricFamily("playbook_learning_left_out", "Runs whose playbook could not be listed for "
+                                       "want of room (every listed one a catalog playbook), since the learning "
+                                       "service started", labels=["kind"])
         left_out.add_metric(["playbooks"], status.left_out.get("playbooks", 0))
         yield left_out
 
