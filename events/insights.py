@@ -90,7 +90,7 @@ class PlaybookInsights(_Answer, frozen=True):
 
     playbook: str
     environment: str | None = None       # None: its runs without an environment
-    runs: int = 0
+    runs: int = 0                        # runs of the playbook as it is written now (since `changed`, if it did)
     outcomes: dict[str, int] = {}        # completed, failed, cancelled
     success_rate: float | None = None
     durations: Distribution | None = None     # completed runs, without the time they were paused or lay ended
@@ -98,6 +98,12 @@ class PlaybookInsights(_Answer, frozen=True):
     recommendations: list[Recommendation] = []
     since: datetime | None = None
     until: datetime | None = None
+    version: str | None = None           # the catalog version the figures above are of (None: a text, or unknown)
+    changed: datetime | None = None      # when runs of it written differently began: the figures count runs since
+    version_before: str | None = None    # ... and the way it was written before, with its figures
+    runs_before: int = 0
+    outcomes_before: dict[str, int] = {}
+    success_rate_before: float | None = None
 
 
 class TargetInsights(_Answer, frozen=True):
@@ -144,6 +150,10 @@ class LearningStatus(_Answer, frozen=True):
     backend: str = ""
     rebuilding: bool = False
     error: str = ""                      # why the service is not learning, while it retries
+    playbooks: int = 0                   # playbooks listed (insights show these), and targets
+    targets: int = 0
+    evicted: dict[str, int] = {}         # listed once, then made room for: texts, environments, targets
+    left_out: dict[str, int] = {}        # since the service started: runs whose playbook found no room to be listed
 
 
 class Rebuilt(_Answer, frozen=True):

@@ -8,8 +8,8 @@ exact:
   timeout, 1.0-3.0 s), `fetch` (every third run: 503 twice, then passes after a 1 s
   backoff; every third run: 404 four times, out of attempts), `notify` (401 in 20 runs,
   no retry, no error handler).
-- `report` / `query` (no breaker) and `nightly` / `backup` both call db.internal; it is
-  down in four outages, where both fail with `network` within seconds, never retried.
+- `report` / `query` (no breaker, alice's) and `nightly` / `backup` (the scheduler's) both call
+  db.internal; it is down in four outages, where both fail with `network` within seconds, never retried.
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ DEPLOY = [
 ]
 REPORT = [{"id": "query", "action": "http_request", "args": {"url": "http://db.internal/q"}, "timeout_seconds": 10,
            "circuit": False}]
+STARTERS = {"report": "alice", "nightly": "scheduler"}
 NIGHTLY = [{"id": "backup", "action": "http_request", "timeout_seconds": 10,
             "args": {"url": "http://db.internal/backup", "method": "POST", "data": "now"}}]
 
@@ -55,9 +56,9 @@ class Run:
     """One run's events, as the engine records them, on a clock of its own."""
 
     def __init__(self, run_id: str, steps: list[dict[str, Any]], name: str, at: datetime,
-                 environment: str | None = None) -> None:
+                 environment: str | None = None, actor: str = "alice") -> None:
         self.run_id, self.clock = run_id, at
-        first = started(run_id, steps, name=name, environment=environment,
+        first = started(run_id, steps, name=name, environment=environment, actor=actor,
                         **({"environments": dict.fromkeys(ENVIRONMENTS, {})} if environment else {}))
         self.events: list[RunEvent] = [RunStarted(**{**_fields(first), "at": at})]
 
@@ -131,14 +132,14 @@ def db_runs(outage: int) -> list[Run]:
     begin = T0 + timedelta(days=30, hours=6 * outage)
     runs = []
     for kind, steps, step in (("report", REPORT, "query"), ("nightly", NIGHTLY, "backup")):
-        healthy = Run(f"{kind}-{outage}-ok", steps, kind, begin - timedelta(hours=1))
+        healthy = Run(f"{kind}-{outage}-ok", steps, kind, begin - timedelta(hours=1), actor=STARTERS[kind])
         healthy.attempt(step, 1, 80)
         healthy.complete()
         runs.append(healthy)
     failing = [("report", REPORT, "query", 5 * n) for n in range(RUNS_PER_OUTAGE)]
     failing += [("nightly", NIGHTLY, "backup", 5 * n + 2) for n in range(2)]
     for n, (kind, steps, step, seconds) in enumerate(sorted(failing, key=lambda f: f[3])):
-        run = Run(f"{kind}-{outage}-{n}", steps, kind, begin + timedelta(seconds=seconds))
+        run = Run(f"{kind}-{outage}-{n}", steps, kind, begin + timedelta(seconds=seconds), actor=STARTERS[kind])
         run.attempt(step, 1, 3, "connection refused", "network")
         run.give_up(step, 1, "network")
         runs.append(run)

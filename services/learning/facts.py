@@ -51,6 +51,10 @@ class StepConfigured(_Fact):
 class RunBegan(_Fact):
     playbook: str
     steps: list[str]
+    starter: str = ""                       # who started it (the person an admin acted for, else the actor)
+    text: bool = False                      # a text sent, not a catalog version: its name is the starter's to choose
+    version: str = ""                       # the catalog version it follows ("": a text)
+    definition: str = ""                    # a digest of the playbook as the run follows it ("": unknown)
 
 
 class AttemptPassed(_Fact):
@@ -79,6 +83,8 @@ class AttemptFailed(_Fact):
     delay_ms: float = 0.0
     definition: str = ""                    # the step as its run had it (StepShape.definition)
     retried: bool = False                   # another attempt was scheduled
+    starter: str = ""                       # who started the run (RunBegan.starter)
+    text: bool = False                      # ... from a text of their own, not a catalog version
     gave_up: bool = False                   # the step failed for good in this run
     exhausted: bool = False                 # ... because every attempt was used
 
@@ -101,6 +107,7 @@ class RunEnded(_Fact):
     playbook: str
     outcome: str                            # how the run ended: a status of ENDINGS (events/run.py)
     duration_ms: float
+    definition: str = ""                    # the playbook as its run had it (RunBegan.definition)
 
 
 class RunReopened(_Fact):
@@ -109,6 +116,7 @@ class RunReopened(_Fact):
     playbook: str
     outcome: str                            # the ending undone
     steps: list[str] = []                   # steps that had given up in it and run again
+    definition: str = ""                    # the playbook as its run had it (RunBegan.definition)
 
 
 class BreakerOpened(_Fact):

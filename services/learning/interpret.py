@@ -35,7 +35,7 @@ from services.domain.run.state import playbook_of, variables_of
 
 # What events teach, as this module reads them: raised whenever that changes, so that knowledge an earlier
 # version learned (a retried run counted as failed, say) is learned again from the first event.
-INTERPRETATION = 3
+INTERPRETATION = 4
 RUNS_KEPT = 10_000           # contexts of runs still going; an evicted one is replayed from the stream if needed
 ENDED_KEPT = 1_000           # contexts of ended runs a retry may reopen (older ones are replayed if one is)
 SHAPES_KEPT = 10_000         # step shapes last taught, so an unchanged playbook teaches its shape once
@@ -70,6 +70,9 @@ class RunContext:
     ended: datetime | None = None
     idle_ms: float = 0.0                             # paused, or ended until a retry: not part of its duration
     paused: datetime | None = None
+    starter: str = ""                                # who started it
+    text: bool = False                               # from a text of their own, not a catalog version
+    definition: str = ""                             # the playbook as it follows it (its pin's parsed digest)
 
 
 class Interpreter:
@@ -129,11 +132,15 @@ class Interpreter:
         handlers = [*playbook.error_handlers, *event.engine_error_handlers]
         steps = {step_id: StepContext(shape=shape, target=None) for step_id, shape in self._shapes_of(event).items()}
         where = event.environment or ""
-        run = RunContext(playbook.name, where, event.at, steps, [_label(h) for h in handlers])
+        run = RunContext(playbook.name, where, event.at, steps, [_label(h) for h in handlers],
+                         starter=event.on_behalf_of or event.actor, text=not _version(event),
+                         definition=event.pin.parsed if event.pin is not None else "")
         _remember(self.runs, event.run_id, run, RUNS_KEPT)
         if not learn:
             return []
-        facts: list[Fact] = [RunBegan(at=event.at, environment=where, playbook=playbook.name, steps=list(steps))]
+        facts: list[Fact] = [RunBegan(at=event.at, environment=where, playbook=playbook.name, steps=list(steps),
+                                      starter=run.starter, text=run.text, version=_version(event),
+                                      definition=run.definition)]
         for step_id, step in steps.items():
             if self.shapes.get((playbook.name, where, step_id)) != step.shape:
                 _remember(self.shapes, (playbook.name, where, step_id), step.shape, SHAPES_KEPT)
@@ -160,7 +167,8 @@ class Interpreter:
             run.idle_ms += _ms(event.at, run.paused)
             run.paused = None
         facts.append(RunEnded(at=event.at, environment=run.environment, playbook=run.playbook, outcome=run.outcome,
-                              duration_ms=max(0.0, _ms(event.at, run.started) - run.idle_ms)))
+                              duration_ms=max(0.0, _ms(event.at, run.started) - run.idle_ms),
+                              definition=run.definition))
         del self.runs[event.run_id]
         _remember(self.finished, event.run_id, None)
         _remember(self.ended, event.run_id, run, ENDED_KEPT)
@@ -182,7 +190,7 @@ class Interpreter:
         if run.ended is not None:             # the time it lay ended until someone retried it
             run.idle_ms += _ms(event.at, run.ended)
         return [RunReopened(at=event.at, environment=run.environment, playbook=run.playbook, outcome=outcome,
-                            steps=mended)]
+                            steps=mended, definition=run.definition)]
 
     def _circuit(self, event: CircuitEvent) -> list[Fact]:
         if isinstance(event, CircuitOpened):
@@ -246,7 +254,8 @@ def _failure(run: RunContext, step: StepContext, category: str, *, retried: bool
                          category=category, duration_ms=failed.duration_ms, target=step.shape.target or step.target,
                          status=status if isinstance(status, int) and not isinstance(status, bool) else None,
                          after=step.after, delay_ms=step.delay_ms, retried=retried, gave_up=gave_up,
-                         exhausted=exhausted, definition=step.shape.definition)
+                         exhausted=exhausted, definition=step.shape.definition, starter=run.starter,
+                         text=run.text)
     step.after, step.delay_ms = "", 0.0
     return fact
 

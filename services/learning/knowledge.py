@@ -37,8 +37,13 @@ from services.domain.breaker import TARGET_FAILURES
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY = 50          # profile versions between snapshots: loading replays at most this many events
-MAX_PROFILES = 10_000        # playbooks, and targets, the knowledge keeps; more are not learned (and logged)
-MAX_ENVIRONMENTS = 100       # environments of one playbook the knowledge keeps apart; more are not learned
+# What the catalog lists (and insights show). Past a bound the oldest listed makes room (evicted: its knowledge
+# stays stored and is listed again, whole, when it runs again); a text someone sent makes room among texts only,
+# first among their own: one person's flood of names pushes out their own, never a catalog playbook or others'.
+MAX_PROFILES = 10_000        # playbooks, and targets
+MAX_TEXTS = 5_000            # playbooks listed from texts sent, not catalog versions
+MAX_TEXTS_PER_STARTER = 100  # ... started by one person
+MAX_ENVIRONMENTS = 100       # environments of one playbook the knowledge keeps apart
 
 
 class PositionConflict(PlaybookError):
@@ -115,16 +120,18 @@ class Correlations(Profile):
 
 
 class Catalog(Aggregate):
-    """Every playbook and target profiled, so the knowledge can be listed."""
+    """The playbooks and targets listed (insights show these), bounded: past a bound the oldest make room."""
 
     @staticmethod
     def create_id() -> uuid.UUID:
         return uuid.uuid5(NAMESPACE, "catalog")
 
     def __init__(self) -> None:
-        self.playbooks: dict[str, int] = {}
+        self.playbooks: dict[str, int] = {}                 # in the order they were listed
         self.targets: dict[str, int] = {}
         self.environments: dict[str, list[str]] = {}     # playbook -> the environments it ran in ("": none)
+        self.texts: dict[str, str] = {}                  # playbook listed from a text -> who sent it
+        self.evicted: dict[str, int] = {}                # how many made room, by kind (texts, environments, targets)
 
     @event("Listed")
     def add(self, playbooks: list[str], targets: list[str]) -> None:
@@ -135,9 +142,37 @@ class Catalog(Aggregate):
     def place(self, playbook: str, environment: str) -> None:
         self.places(playbook).append(environment)
 
+    @event("Owned")
+    def own(self, playbook: str, starter: str) -> None:
+        """A text of `starter`'s; or, with no starter, a catalog playbook (no one's to make room among)."""
+        texts = self.sent()
+        texts.pop(playbook, None)
+        if starter:
+            texts[playbook] = starter
+
+    @event("Evicted")
+    def evict(self, kind: str, name: str, environment: str = "") -> None:
+        if kind == "environments":
+            self.places(name).remove(environment)
+        elif kind == "targets":
+            del self.targets[name]
+        else:
+            del self.playbooks[name]
+            self.sent().pop(name, None)
+            self.__dict__.setdefault("environments", {}).pop(name, None)
+        evicted = self.__dict__.setdefault("evicted", {})
+        evicted[kind] = evicted.get(kind, 0) + 1
+
     def places(self, playbook: str) -> list[str]:
         """The environments a playbook ran in (a catalog from before environments were learned has none)."""
         return self.__dict__.setdefault("environments", {}).setdefault(playbook, [])
+
+    def sent(self) -> dict[str, str]:
+        """Playbooks listed from texts, by who sent them (a catalog from before they were told apart has none)."""
+        return self.__dict__.setdefault("texts", {})
+
+    def evictions(self) -> dict[str, int]:
+        return dict(self.__dict__.get("evicted", {}))
 
 
 class Cursor(Aggregate):
@@ -157,9 +192,6 @@ class Cursor(Aggregate):
         self.position, self.stream = to, stream
         self.messages += messages
 
-
-# The catalog list that must name a profile's first key before it is created.
-LISTED_IN: dict[type[Profile], str] = {StepProfile: "playbooks", PlaybookProfile: "playbooks", TargetProfile: "targets"}
 
 
 class StructAsJSON(Transcoding):
@@ -184,8 +216,8 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
     def __init__(self, name: str, env: dict[str, str]) -> None:
         super().__init__(name, env)
         self._batch: dict[uuid.UUID, tuple[Aggregate, int]] = {}   # touched in this batch -> version before
-        self._fresh: set[tuple[str, str]] = set()   # (listing, name) first listed, or placed, in this batch
-        self._dropped = 0
+        self._fresh: set[tuple[str, str]] = set()   # ("places", playbook\x1fenvironment) with no profile stored yet
+        self.told: dict[str, int] = {}              # "evicted texts", "left out playbooks"... since the start
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -221,13 +253,15 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
             raise PositionConflict(f"the knowledge is at stream position {cursor.position}, "
                                    f"this batch continues from {batch.after}")
         observed: dict[tuple[type[Profile], tuple[str, ...]], list[Fact]] = {}
-        for fact in batch.facts:
+        for fact in batch.facts:        # listed in the order facts happened, whatever the batches: a rebuild agrees
+            if isinstance(fact, RunBegan):
+                self._list(fact)
             for key in _profiles_of(fact):
+                if key[0] is TargetProfile:
+                    self._list_target(key[1][0])
                 observed.setdefault(key, []).append(fact)
         for (kind, key), facts in observed.items():
-            profile = self._profile(kind, key)
-            if profile is not None:
-                profile.observe(encode_facts(facts).decode())
+            self._profile(kind, key).observe(encode_facts(facts).decode())
         cursor.advance(batch.last, batch.messages, batch.stream)
         # What `processing_event.collect_events(*aggregates)` does, without its two runtime-protocol
         # `isinstance` checks per aggregate (on Python 3.11, a fifth of the time a batch of new profiles took).
@@ -235,48 +269,84 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
             processing_event.events.extend(aggregate.collect_events())
             processing_event.aggregates[aggregate.id] = aggregate
 
-    def _profile(self, kind: type[Profile], key: tuple[str, ...]) -> Profile | None:
-        """The profile, created (and listed) the first time; None when the catalog is full."""
-        listing = LISTED_IN.get(kind)
-        if listing is not None and not self._listed(listing, key[0]):
-            return None
-        if listing == "playbooks" and not self._placed(key[0], key[1]):
-            return None
-        # A playbook (or target) first listed in this batch has no profiles stored yet: none to look up (a new
-        # playbook of 10,000 steps would otherwise cost 10,000 lookups that find nothing).
-        if listing is None:
-            return self._get(kind, *key)
-        fresh = ("places", f"{key[0]}\x1f{key[1]}") if listing == "playbooks" else (listing, key[0])
-        return self._get(kind, *key, new=fresh in self._fresh)
+    def _profile(self, kind: type[Profile], key: tuple[str, ...]) -> Profile:
+        """The profile, stored or new. Every fact is learned, listed or not: a playbook evicted from the catalog
+        comes back whole when it runs again."""
+        if kind is StepProfile:     # a playbook new to an environment in this batch has no step profiles stored
+            return self._get(kind, *key, new=("places", f"{key[0]}\x1f{key[1]}") in self._fresh)
+        return self._get(kind, *key)
 
-    def _listed(self, kind: str, name: str) -> bool:
-        catalog = self._get(Catalog)
-        listed = getattr(catalog, kind)
-        if name in listed:
-            return True
-        if len(listed) >= MAX_PROFILES:
-            self._dropped += 1
-            if self._dropped in (1, 1000):
-                log.warning("learning: %d %s known already; not learning about %r", MAX_PROFILES, kind, name)
-            return False
-        catalog.add(playbooks=[name] if kind == "playbooks" else [], targets=[name] if kind == "targets" else [])
-        self._fresh.add((kind, name))
-        return True
-
-    def _placed(self, playbook: str, environment: str) -> bool:
-        catalog = self._get(Catalog)
-        places = catalog.places(playbook)
-        if environment in places:
-            return True
+    def _list(self, began: RunBegan) -> None:
+        """List the playbook and its environment, making room if the catalog is full."""
+        catalog, name, where = self._get(Catalog), began.playbook, began.environment
+        texts = catalog.sent()
+        if name in catalog.playbooks:
+            if not began.text and name in texts:
+                catalog.own(playbook=name, starter="")          # a catalog version of it ran: no one's text now
+        elif self._room_for(catalog, began):
+            catalog.add(playbooks=[name], targets=[])
+            if began.text:
+                catalog.own(playbook=name, starter=began.starter)
+        else:
+            self._tell("left out", "playbooks", f"{MAX_PROFILES} catalog playbooks are known already; "
+                                                f"not listing {name!r}")
+            return
+        places = catalog.places(name)
+        if where in places:
+            return
         if len(places) >= MAX_ENVIRONMENTS:
-            self._dropped += 1
-            if self._dropped in (1, 1000):
-                log.warning("learning: %s ran in %d environments already; not learning about %r",
-                            playbook, MAX_ENVIRONMENTS, environment)
+            oldest = places[0]
+            catalog.evict(kind="environments", name=name, environment=oldest)
+            self._tell("evicted", "environments", f"{name} ran in {MAX_ENVIRONMENTS} environments; "
+                                                  f"{oldest!r}, the first listed, makes room for {where!r}")
+        catalog.place(playbook=name, environment=where)
+        if self._new(PlaybookProfile, name, where):
+            self._fresh.add(("places", f"{name}\x1f{where}"))
+
+    def _room_for(self, catalog: Catalog, began: RunBegan) -> bool:
+        """Room for one more playbook: a text makes it among texts (its sender's own first, else the oldest of
+        whoever sent most), a catalog version among texts too; never among catalog playbooks."""
+        texts = catalog.sent()
+        mine = [name for name, starter in texts.items() if starter == began.starter] if began.text else []
+        if len(mine) >= MAX_TEXTS_PER_STARTER:
+            evicted, why = mine[0], f"{began.starter} sent {MAX_TEXTS_PER_STARTER} playbook texts already"
+        elif texts and ((began.text and len(texts) >= MAX_TEXTS) or len(catalog.playbooks) >= MAX_PROFILES):
+            counts: dict[str, int] = {}
+            for starter in texts.values():
+                counts[starter] = counts.get(starter, 0) + 1
+            most = max(counts.values())
+            evicted = next(name for name, starter in texts.items() if counts[starter] == most)
+            why = f"{len(texts)} playbook texts are known already, {most} of them {texts[evicted]}'s"
+        elif began.text and len(texts) >= MAX_TEXTS or len(catalog.playbooks) >= MAX_PROFILES:
             return False
-        catalog.place(playbook=playbook, environment=environment)
-        self._fresh.add(("places", f"{playbook}\x1f{environment}"))
+        else:
+            return True
+        catalog.evict(kind="texts", name=evicted)
+        self._tell("evicted", "texts", f"{why}; {evicted!r}, the first listed, makes room for {began.playbook!r}")
         return True
+
+    def _list_target(self, target: str) -> None:
+        catalog = self._get(Catalog)
+        if target in catalog.targets:
+            return
+        if len(catalog.targets) >= MAX_PROFILES:
+            oldest = next(iter(catalog.targets))
+            catalog.evict(kind="targets", name=oldest)
+            self._tell("evicted", "targets", f"{MAX_PROFILES} targets are known already; {oldest!r}, the first "
+                                             f"listed, makes room for {target!r}")
+        catalog.add(playbooks=[], targets=[target])
+
+    def _new(self, kind: type[Profile], *key: str) -> bool:
+        """Is this profile new in this batch (nothing stored: a playbook's step profiles none either)?"""
+        self._get(kind, *key)
+        return self._batch[_id(kind, key)][1] == 0
+
+    def _tell(self, what: str, kind: str, sentence: str) -> None:
+        """Log the first of each kind, then one in a thousand: a flood of names must not flood the log too."""
+        key = f"{what} {kind}"
+        told = self.told[key] = self.told.get(key, 0) + 1
+        if told % 1000 == 1:
+            log.warning("learning: %s (%s %s since the service started: %d)", sentence, what, kind, told)
 
     def _get(self, kind: type, *key: str, new: bool = False) -> Any:
         """The aggregate from this batch, the cache or the store, or a new one (at once if it is known to be `new`)."""

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from events.insights import Evidence, Recommendation
 from services.learning.histogram import bucket, upper_edge
-from services.learning.stats import MIN_BURST, BURST_GAP_SECONDS, StepStats, TargetStats
+from services.learning.stats import MAX_KEYS, MIN_BURST, BURST_GAP_SECONDS, StepStats, TargetStats
 from services.domain.retry import DEFAULT_RETRY_ON
 
 MIN_RUNS = 20            # runs before a timeout or a validator is suggested
@@ -204,13 +204,14 @@ def validator(stats: StepStats) -> Recommendation | None:
 
 
 def circuit_breaker(stats: TargetStats) -> Recommendation | None:
-    """A target whose failures come in bursts deserves a breaker, or a breaker that trips within a burst."""
-    if stats.bursts < MIN_BURSTS or not stats.callers:
+    """A target whose failures come in bursts deserves a breaker, or a breaker that trips within a burst. A target
+    is shared: bursts that all come from one person's own texts (failing on purpose, perhaps) advise no one."""
+    if stats.bursts < MIN_BURSTS or not stats.callers or _one_persons_texts(stats):
         return None
     unguarded = sorted(ref for ref, threshold in stats.callers.items() if not threshold)
     mean = stats.burst_failures / stats.bursts
     seen = (f"{stats.target} failed in {stats.bursts} bursts (up to {stats.largest_burst} failures in a row, "
-            f"each within {BURST_GAP_SECONDS:g} s)")
+            f"each within {BURST_GAP_SECONDS:g} s{_whose(stats)})")
     if unguarded:
         message = f"{seen}; {', '.join(unguarded)} call it without a circuit breaker: add one so calls fail fast"
         threshold = MIN_BURST
@@ -225,7 +226,27 @@ def circuit_breaker(stats: TargetStats) -> Recommendation | None:
                           evidence=evidence(stats.bursts, stats.since, stats.until, BURST_GAP_SECONDS,
                                             bursts=stats.bursts, largest_burst=stats.largest_burst,
                                             mean_burst=round(mean, 1), openings=stats.openings,
-                                            steps=unguarded or None)))
+                                            steps=unguarded or None,
+                                            playbooks=len(stats.burst_playbooks) or None,
+                                            starters=len(_starters(stats)) or None)))
+
+
+def _starters(stats: TargetStats) -> set[str]:
+    return {whose.split(":", 1)[1] for whose in stats.burst_sources}
+
+
+def _one_persons_texts(stats: TargetStats) -> bool:
+    return len(stats.burst_sources) == 1 and next(iter(stats.burst_sources)).startswith("text:")
+
+
+def _whose(stats: TargetStats) -> str:
+    """How many playbooks and people the bursts came from (known for bursts learned since they were counted)."""
+    if not stats.burst_sources:
+        return ""
+    playbooks, starters = len(stats.burst_playbooks), len(_starters(stats))
+    more = [" or more" if count >= MAX_KEYS else "" for count in (playbooks, len(stats.burst_sources))]
+    return (f", in runs of {playbooks}{more[0]} playbook{'s' if playbooks != 1 else ''} started by "
+            f"{starters}{more[1]} {'people' if starters != 1 else 'person'}")
 
 
 def _about(stats: StepStats) -> dict[str, Any]:

@@ -50,13 +50,15 @@ def insights_of(knowledge: Knowledge, playbook: str | None = None, environment: 
 
 
 def playbook_insights(stats: PlaybookStats, steps: list[StepStats]) -> PlaybookInsights:
-    ended = sum(stats.outcomes.values())
+    before = stats.before or PlaybookStats(playbook=stats.playbook)
     return PlaybookInsights(
         playbook=stats.playbook, environment=stats.environment or None, runs=stats.runs,
         outcomes=dict(stats.outcomes),
-        success_rate=_rate(stats.outcomes.get("completed", 0), ended), durations=distribution(stats.durations),
+        success_rate=_success(stats.outcomes), durations=distribution(stats.durations),
         steps=[step_insights(s) for s in steps],
-        recommendations=[r for s in steps for r in recommend.for_step(s)], since=stats.since, until=stats.until)
+        recommendations=[r for s in steps for r in recommend.for_step(s)], since=stats.since, until=stats.until,
+        version=stats.version or None, changed=stats.changed, version_before=before.version or None,
+        runs_before=before.runs, outcomes_before=dict(before.outcomes), success_rate_before=_success(before.outcomes))
 
 
 def step_insights(stats: StepStats) -> StepInsights:
@@ -98,6 +100,10 @@ def distribution(histogram: Histogram) -> Distribution | None:
         return None
     return Distribution(count=histogram.count, p50_ms=histogram.percentile(0.5), p95_ms=histogram.percentile(0.95),
                         p99_ms=histogram.percentile(0.99), max_ms=round(histogram.max_ms, 3))
+
+
+def _success(outcomes: dict[str, int]) -> float | None:
+    return _rate(outcomes.get("completed", 0), sum(outcomes.values()))
 
 
 def _rate(part: int, whole: int) -> float | None:

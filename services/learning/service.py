@@ -368,10 +368,21 @@ class LearningService:
 
     async def _status_request(self, _data: bytes, _readable: Readable | None) -> LearningReply:
         last = await self._stream_last_seq()
+        listed = await self._call(self._listed) if self._open else {}
         return LearningReply(status=LearningStatus(
             position=self.position, stream_last_seq=last, lag=max(0, last - self.position),
             generation=self._stores.generation, backend=self.config.backend,
-            rebuilding=bool(self._stores.building or self._rebuild_asked), error=self.error))
+            rebuilding=bool(self._stores.building or self._rebuild_asked), error=self.error, **listed))
+
+    def _listed(self) -> dict[str, Any]:
+        """What the serving knowledge lists, what made room, and what found none (for the status and /metrics)."""
+        if self._stores.serving is None:
+            return {}
+        catalog = self._stores.serving.catalog()
+        left_out = {what.removeprefix("left out "): n for what, n in self._stores.told.items()
+                    if what.startswith("left out ")}
+        return {"playbooks": len(catalog.playbooks), "targets": len(catalog.targets),
+                "evicted": catalog.evictions(), "left_out": left_out}
 
     # -- the stream ------------------------------------------------------------------------
 

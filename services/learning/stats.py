@@ -73,12 +73,22 @@ class PlaybookStats(msgspec.Struct, kw_only=True):
     outcomes: dict[str, int] = {}
     durations: Histogram = msgspec.field(default_factory=Histogram)     # completed runs
     steps: list[str] = []            # as the latest run's playbook has them
+    definition: str = ""             # the playbook as its latest run had it (a digest; "": unknown)
+    version: str = ""                # ... and its catalog version ("": a text)
+    changed: datetime | None = None  # when it was last run written differently: the figures above are of runs since
+    before: PlaybookStats | None = None   # its runs as it was written before that change (its own `before` empty)
 
 
 class Burst(msgspec.Struct, kw_only=True):
     size: int = 0
     start: datetime | None = None
     last: datetime | None = None
+    pending: list[list[str]] = []    # [playbook, source] of its failures, until it is a burst
+
+
+def source(starter: str, text: bool) -> str:
+    """Whose runs a failure came from: a starter's own texts are theirs alone; catalog runs are the team's."""
+    return f"text:{starter}" if text else f"catalog:{starter}"
 
 
 class TargetStats(msgspec.Struct, kw_only=True):
@@ -94,6 +104,8 @@ class TargetStats(msgspec.Struct, kw_only=True):
     burst_failures: int = 0          # failures inside bursts, for their mean size
     largest_burst: int = 0
     openings: int = 0                # times its breaker opened
+    burst_playbooks: dict[str, int] = {}    # failures inside bursts, by the playbook they came from
+    burst_sources: dict[str, int] = {}      # ... and by whose runs (`source`)
 
 
 class Recent(msgspec.Struct, array_like=True):
@@ -190,8 +202,12 @@ def fold_playbook(stats: PlaybookStats, fact: Fact) -> None:
     _seen(stats, fact.at)
     match fact:
         case RunBegan():
+            _written(stats, fact)
             stats.runs += 1
             stats.steps = fact.steps[:MAX_STEPS]
+        case RunEnded() | RunReopened() if _ran_before(stats, fact.definition):
+            assert stats.before is not None
+            fold_playbook(stats.before, fact)      # a run begun before the playbook changed: of the way it was
         case RunEnded():
             _count(stats.outcomes, fact.outcome)
             if fact.outcome == "completed":
@@ -201,6 +217,32 @@ def fold_playbook(stats: PlaybookStats, fact: Fact) -> None:
                 stats.outcomes[fact.outcome] -= 1
             else:
                 stats.outcomes.pop(fact.outcome, None)
+
+
+def _written(stats: PlaybookStats, began: RunBegan) -> None:
+    """A run of the playbook written differently (another version, an edited text) starts its figures afresh: a
+    success rate across a broken and a fixed version describes neither. The way before is kept beside, and comes
+    back whole when its runs do (two versions in use at once), as a step's does."""
+    if not began.definition or not stats.definition or began.definition == stats.definition:
+        stats.definition = stats.definition or began.definition
+        stats.version = stats.version or began.version
+        return
+    earlier = stats.before
+    back = earlier is not None and earlier.definition == began.definition
+    now = msgspec.structs.replace(stats, before=None)
+    source = earlier if back and earlier is not None else PlaybookStats(playbook=stats.playbook)
+    for name in ("runs", "outcomes", "durations", "since", "until", "changed", "definition", "version"):
+        setattr(stats, name, getattr(source, name))
+    stats.before = now
+    if not back:
+        stats.changed = stats.since = stats.until = began.at
+        stats.definition, stats.version = began.definition, began.version
+
+
+def _ran_before(stats: PlaybookStats, definition: str) -> bool:
+    """Did this run follow the playbook as it was written before its last change?"""
+    return (bool(definition) and stats.before is not None and definition != stats.definition
+            and definition == stats.before.definition)
 
 
 def fold_target(stats: TargetStats, fact: Fact) -> None:
@@ -218,7 +260,7 @@ def fold_target(stats: TargetStats, fact: Fact) -> None:
             stats.failed += 1
             _count(stats.failures, fact.category)
             if fact.category in TARGET_FAILURES:
-                _burst(stats, fact.at)
+                _burst(stats, fact.at, [fact.playbook, source(fact.starter, fact.text)])
         case BreakerOpened():
             stats.openings += 1
 
@@ -246,18 +288,24 @@ def fold_correlations(stats: CorrelationStats, fact: Fact) -> None:
     stats.recent = [*stats.recent, Recent(me, fact.target or "", at)][-MAX_RECENT:]
 
 
-def _burst(stats: TargetStats, at: datetime) -> None:
+def _burst(stats: TargetStats, at: datetime, whence: list[str]) -> None:
     burst = stats.burst
     if burst.size and burst.last is not None and _apart(at, burst.last) <= BURST_GAP_SECONDS:
         burst.size += 1
         burst.last = max(burst.last, at)
+        burst.pending.append(whence)
     else:
-        stats.burst = burst = Burst(size=1, start=at, last=at)
+        stats.burst = burst = Burst(size=1, start=at, last=at, pending=[whence])
     if burst.size == MIN_BURST:
         stats.bursts += 1
         stats.burst_failures += MIN_BURST
     elif burst.size > MIN_BURST:
         stats.burst_failures += 1
+    if burst.size >= MIN_BURST:            # whose failures the bursts are: the advice says, and weighs it
+        for playbook, whose in burst.pending:
+            _count(stats.burst_playbooks, playbook)
+            _count(stats.burst_sources, whose)
+        burst.pending = []
     stats.largest_burst = max(stats.largest_burst, burst.size)
 
 

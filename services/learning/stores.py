@@ -17,6 +17,7 @@ class Stores:
         self.learning: Knowledge | None = None     # the serving one, or a rebuild's
         self.generation = ""                       # the serving one's
         self.building = ""                         # a rebuild's, until it is switched to
+        self.told: dict[str, int] = {}             # what the knowledge left out or evicted, since the start
 
     def open(self) -> None:
         """Open the index and the knowledge (making the first generation); drop what a crash left behind."""
@@ -66,4 +67,6 @@ class Stores:
     def _knowledge(self, generation: str) -> Knowledge:
         assert self.storage is not None
         name = self.storage.generation_name(generation)
-        return Knowledge(name, self.storage.settings(name))
+        knowledge = Knowledge(name, self.storage.settings(name))
+        knowledge.told = self.told
+        return knowledge

@@ -96,6 +96,8 @@ async def test_targets_that_fail_in_bursts_get_a_breaker_and_steps_that_fail_tog
     assert breaker.kind == "circuit_breaker" and breaker.evidence.window_seconds == 60
     assert breaker.suggestion == {"circuit": {"key": "http://db.internal:80", "failure_threshold": 3}}
     assert "report/query call it without a circuit breaker" in breaker.message
+    assert "in runs of 2 playbooks started by 2 people" in breaker.message
+    assert (breaker.evidence.figures["playbooks"], breaker.evidence.figures["starters"]) == (2, 2)
     correlation, = insights.correlations
     assert (correlation.steps, correlation.together, correlation.targets) == (
         ["nightly/backup", "report/query"], 4, ["http://db.internal:80"])

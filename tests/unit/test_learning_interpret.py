@@ -45,7 +45,7 @@ def test_a_retried_failure_teaches_its_category_and_what_the_retry_after_its_bac
     assert configured.shape.retry.max_attempts == 3 and configured.shape.check is not None
     assert failed == AttemptFailed(at=at(1), playbook="test", step="call", attempt=1, category="temporary",
                                    duration_ms=12, target="http://api.internal:80", status=503, retried=True,
-                                   definition=configured.shape.definition)
+                                   definition=configured.shape.definition, starter="alice", text=True)
     assert passed == AttemptPassed(at=at(2), playbook="test", step="call", attempt=2, duration_ms=30,
                                    target="http://api.internal:80", after="temporary", delay_ms=500, waited_ms=500,
                                    definition=configured.shape.definition)

@@ -9,6 +9,7 @@ from eventsourcing.persistence import IntegrityError
 
 from services.learning.config import LearningConfig
 from services.learning.facts import AttemptPassed, RunBegan
+from services.learning import knowledge as knowledge_module
 from services.learning.knowledge import SNAPSHOT_EVERY, Batch, Knowledge, PositionConflict, StepProfile
 from services.learning.storage import Storage
 from tests.helpers import at
@@ -58,3 +59,20 @@ def test_profiles_are_snapshotted_and_load_from_the_snapshot_as_they_were(tmp_pa
     again = open_knowledge(tmp_path)
     assert msgspec.json.encode(again.read(StepProfile, "deploy", "", "s")) == learned
     again.close()
+
+
+def test_the_room_made_depends_on_the_facts_not_on_how_they_were_batched(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(knowledge_module, "MAX_TEXTS_PER_STARTER", 2)
+    names = ["a", "b", "c", "a", "d", "b", "e", "a"]          # "a" is evicted, listed again, evicted...
+    facts = [RunBegan(at=at(n), playbook=name, steps=["s"], starter="mallory", text=True)
+             for n, name in enumerate(names)]
+    listed = []
+    for split in (len(facts), 1, 3):
+        knowledge = open_knowledge(tmp_path / f"split-{split}")
+        for first in range(0, len(facts), split):
+            part = facts[first:first + split]
+            knowledge.learn(Batch(after=first, last=first + len(part), stream="s", messages=len(part), facts=part))
+        catalog = knowledge.catalog()
+        listed.append((list(catalog.playbooks), catalog.sent(), catalog.evictions()))
+        knowledge.close()
+    assert listed[0] == listed[1] == listed[2] == (["e", "a"], {"e": "mallory", "a": "mallory"}, {"texts": 6})

@@ -6,11 +6,11 @@ from datetime import timedelta
 import msgspec
 from hypothesis import given, strategies as st
 
-from services.learning.facts import AttemptFailed, AttemptPassed, StepConfigured, StepShape
+from services.learning.facts import AttemptFailed, AttemptPassed, RunBegan, RunEnded, StepConfigured, StepShape
 from services.learning.histogram import MAX_BUCKET, Histogram
 from services.learning.stats import (
-    MAX_KEYS, MAX_PAIRS, MAX_RECENT, CorrelationStats, StepStats, TargetStats, fold_correlations, fold_step,
-    fold_target,
+    MAX_KEYS, MAX_PAIRS, MAX_RECENT, CorrelationStats, PlaybookStats, StepStats, TargetStats, fold_correlations,
+    fold_playbook, fold_step, fold_target,
 )
 from tests.helpers import at
 
@@ -93,3 +93,20 @@ def test_correlations_stay_bounded_when_every_step_fails_with_every_other() -> N
     assert len(stats.pairs) <= MAX_PAIRS and len(stats.recent) <= MAX_RECENT
     assert all(_apart <= timedelta(seconds=120) for _apart in
                (stats.recent[-1].at - r.at for r in stats.recent))
+
+
+def test_a_playbooks_figures_are_of_its_version_and_a_run_of_the_one_before_counts_there() -> None:
+    stats = PlaybookStats(playbook="p")
+    for fact in (RunBegan(at=at(0), playbook="p", steps=["s"], version="1", definition="one"),
+                 RunEnded(at=at(1), playbook="p", outcome="failed", duration_ms=1, definition="one"),
+                 RunBegan(at=at(2), playbook="p", steps=["s"], version="1", definition="one"),
+                 RunBegan(at=at(3), playbook="p", steps=["s"], version="2", definition="two"),
+                 RunEnded(at=at(4), playbook="p", outcome="failed", duration_ms=1, definition="one"),  # begun before
+                 RunEnded(at=at(5), playbook="p", outcome="completed", duration_ms=1, definition="two")):
+        fold_playbook(stats, fact)
+    assert (stats.version, stats.changed, stats.runs, stats.outcomes) == ("2", at(3), 1, {"completed": 1})
+    assert stats.before is not None
+    assert (stats.before.version, stats.before.runs, stats.before.outcomes) == ("1", 2, {"failed": 2})
+    fold_playbook(stats, RunBegan(at=at(6), playbook="p", steps=["s"], version="1", definition="one"))
+    assert (stats.version, stats.runs, stats.outcomes) == ("1", 3, {"failed": 2})      # a canary: back whole
+    assert stats.before is not None and (stats.before.version, stats.before.runs) == ("2", 1)

@@ -43,6 +43,8 @@ async def test_metrics_show_how_far_behind_the_learning_is(web_server, engine) -
     assert float(figures["playbook_learning_position"]) >= last
     assert float(figures["playbook_learning_lag_events"]) >= 0 and figures["playbook_learning_rebuilding"] == "0.0"
     assert figures["playbook_learning_up"] == "1.0"
+    assert figures['playbook_learning_listed{kind="playbooks"}'] == "1.0"
+    assert figures['playbook_learning_evicted_total{kind="texts"}'] == "0.0"
 
 
 async def test_without_a_learning_service_the_answer_says_so_and_metrics_say_it_is_down(settings, nats_server) -> None:

@@ -9,7 +9,7 @@ from services.errors import PlaybookError
 from ui.cli.connect import read, run, steer, with_client
 
 if TYPE_CHECKING:   # loaded when the command runs, not when the CLI's arguments are read
-    from events.insights import Distribution, Insights, Recommendation
+    from events.insights import Distribution, Insights, PlaybookInsights, Recommendation
     from services.playbook.diagnostics import Diagnostic
     from services.settings import Settings
     from ui.client import EngineClient
@@ -84,7 +84,8 @@ def render(insights: Insights) -> str:
         outcomes = ", ".join(f"{n} {outcome}" for outcome, n in sorted(playbook.outcomes.items()))
         where = f" in {playbook.environment}" if playbook.environment else ""
         lines.append(f"{playbook.playbook}{where}: {playbook.runs} runs ({outcomes or 'none ended yet'})"
-                     f"{_rate(playbook.success_rate)}{_durations(playbook.durations, ' runs take')}")
+                     f"{_rate(playbook.success_rate)}{_durations(playbook.durations, ' runs take')}"
+                     f"{_written(playbook)}")
         rows = [("step", "attempts", "passed", "success", "p50", "p99", "failures")]
         rows += [(s.step, str(s.attempts), str(s.passed), _percent(s.success_rate), *_p50_p99(s.durations),
                   ", ".join(f"{c} {n}" for c, n in sorted(s.failures_by_category.items())) or "-")
@@ -137,6 +138,16 @@ def _ms(ms: float | None) -> str:
 
 def _percent(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.0%}"
+
+
+def _written(playbook: PlaybookInsights) -> str:
+    """Which way of writing the playbook the figures are of, when it changed; and how the way before did."""
+    if playbook.changed is None:
+        return ""
+    version = f" version {playbook.version}" if playbook.version else ""
+    before = f" version {playbook.version_before}" if playbook.version_before else ""
+    return (f"; as written since {playbook.changed:%Y-%m-%d %H:%M} UTC{version} (before{before}: "
+            f"{playbook.runs_before} runs{_rate(playbook.success_rate_before)})")
 
 
 def _rate(rate: float | None) -> str:

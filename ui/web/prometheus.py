@@ -98,6 +98,21 @@ class ViewsCollector:
                                 value=status.lag)
         yield GaugeMetricFamily("playbook_learning_rebuilding", "1 while the learning service learns again from "
                                 "the first event", value=int(status.rebuilding))
+        listed = GaugeMetricFamily("playbook_learning_listed", "Playbooks and targets the learning service lists "
+                                   "(its insights show)", labels=["kind"])
+        listed.add_metric(["playbooks"], status.playbooks)
+        listed.add_metric(["targets"], status.targets)
+        yield listed
+        evicted = CounterMetricFamily("playbook_learning_evicted", "Listed once, then made room for: the oldest "
+                                      "texts (of whoever sent most), environments, targets", labels=["kind"])
+        for kind in ("texts", "environments", "targets"):
+            evicted.add_metric([kind], status.evicted.get(kind, 0))
+        yield evicted
+        left_out = CounterMetricFamily("playbook_learning_left_out", "Runs whose playbook could not be listed for "
+                                       "want of room (every listed one a catalog playbook), since the learning "
+                                       "service started", labels=["kind"])
+        left_out.add_metric(["playbooks"], status.left_out.get("playbooks", 0))
+        yield left_out
 
 
 def runs(metrics: Metrics) -> Iterator[Metric]:
