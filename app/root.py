@@ -86,7 +86,8 @@ SERVICES: dict[str, Callable[[Parts], Service]] = {
     "learning": lambda p: LearningService(p.nc, p.store, LearningConfig.from_env(p.settings.environ, p.settings.home),
                                           p.catalog.playbooks, p.identity.guard),
     "identity": lambda p: IdentityService(p.nc, p.identity.store, p.identity.registry, p.identity.guard,
-                                          home=p.settings.home, admin_name=p.settings.user),
+                                          sessions=p.identity.sessions, home=p.settings.home,
+                                          admin_name=p.settings.user),
 }
 # Where each door's opener lives, loaded only by the processes that open it.
 DOORS: dict[str, str] = {

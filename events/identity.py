@@ -137,7 +137,23 @@ class ListTokens(IdentityCommand, frozen=True):
     include_inactive: bool = False
 
 
-AnyIdentityCommand = CreateToken | RevokeToken | ListTokens
+class OpenSession(IdentityCommand, frozen=True):
+    """Open a dashboard session with the caller's token (a web server asks, for the person signing in): a
+    short-lived token of the same person and grants, its secret sealed with `seal` in the reply."""
+
+    seal: Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
+
+
+class CloseSession(IdentityCommand, frozen=True):
+    """Sign out: the session the caller's credential is, revoked (a token that is no session: nothing)."""
+
+
+class RecordUse(IdentityCommand, frozen=True):
+    """The caller's token was just used at a web server, which writes no token record: verifying it here records
+    the use (at most once a minute per token), as any identity request does."""
+
+
+AnyIdentityCommand = CreateToken | RevokeToken | ListTokens | OpenSession | CloseSession | RecordUse
 IDENTITY_COMMAND_TYPES: tuple[type[IdentityCommand], ...] = AnyIdentityCommand.__args__
 
 

@@ -48,6 +48,9 @@ COMMAND_ACTIONS: dict[str, Action] = {
     "learning.insights": "read", "learning.status": "read", "learning.rebuild": "rebuild_projections",
     "projections.rebuild": "rebuild_projections", "audit": "read",
 }
+# Identity requests that need a verified token and no grant: a person's own dashboard session, opened and closed
+# with their token, and the record of its use (services/identity/service.py).
+SIGNED_IN_ONLY = frozenset({"OpenSession", "CloseSession", "RecordUse"})
 # The engine as a whole, not one playbook's runs: only a grant on every playbook and environment covers them.
 GLOBAL_ACTIONS = ADMINISTER
 OWN_TOKEN_ACTIONS = frozenset({"list_tokens", "revoke_token"})   # anyone may see and revoke their own

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import msgspec
@@ -27,17 +27,23 @@ from events.identity import decode_token_event
 from services.errors import EngineUnavailable
 from services.identity.store import IdentityStore
 from services.identity.tokens import TokenRecord, evolve
+from services.named_consumers import named_jetstream
 from services.tasks import stop
 
 log = logging.getLogger(__name__)
 
 USE_RECORD_SECONDS = 60.0
+# Writes that a token was used: its id, when, and the credential (the proof, for a writer that asks the identity
+# service to write it).
+UseWriter = Callable[[str, datetime, str], Awaitable[None]]
 
 
 class TokenRegistry:
     def __init__(self, store: IdentityStore, *, check_interval: float = 0.25, max_staleness: float = 1.0,
-                 confirm_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 confirm_seconds: float = 5.0, clock: Callable[[], float] = time.monotonic,
+                 write_use: UseWriter | None = None) -> None:
         self.store = store
+        self.write_use = write_use or (lambda token_id, at, _credential: store.record_use(token_id, at))
         self.check_interval, self.max_staleness, self.clock = check_interval, max_staleness, clock
         self.confirm_seconds = confirm_seconds
         self.applied = 0                     # stream sequence of the last message applied
@@ -119,7 +125,7 @@ class TokenRegistry:
             await asyncio.wait(self._writes, timeout=2)
 
     async def _subscribe(self) -> None:
-        js = self.store.nc.jetstream()
+        js = named_jetstream(self.store.nc)
         config = ConsumerConfig(opt_start_seq=self.applied + 1) if self.applied else None
         policy = DeliverPolicy.BY_START_SEQUENCE if self.applied else DeliverPolicy.ALL
         self._sub = await js.subscribe(subjects.TOKEN_SUBJECTS, stream=subjects.IDENTITY_STREAM, cb=self._on_message,
@@ -191,18 +197,18 @@ class TokenRegistry:
 
     # -- last used ------------------------------------------------------------------------------------
 
-    def note_use(self, token_id: str, at: datetime) -> None:
+    def note_use(self, token_id: str, at: datetime, credential: str) -> None:
         """Record a use at most once a minute per token from here (the store dedupes across replicas)."""
         now = self.clock()
         if now - self._use_written.get(token_id, -USE_RECORD_SECONDS) < USE_RECORD_SECONDS:
             return
         self._use_written[token_id] = now
-        task = asyncio.create_task(self._write_use(token_id, at))
+        task = asyncio.create_task(self._write_use(token_id, at, credential))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _write_use(self, token_id: str, at: datetime) -> None:
+    async def _write_use(self, token_id: str, at: datetime, credential: str) -> None:
         try:
-            await self.store.record_use(token_id, at)
+            await self.write_use(token_id, at, credential)
         except Exception as err:  # noqa: BLE001 - last-used is informational; verification already succeeded
             log.warning("could not record the use of token %s: %s", token_id, err)

@@ -1,4 +1,5 @@
-"""The identity service: answers `pb.cmd.identity.<Command>` to create, list and revoke tokens.
+"""The identity service: answers `pb.cmd.identity.<Command>` to create, list and revoke tokens, and to open and
+close dashboard sessions (a web server asks, with the token of the person signing in: it writes no token itself).
 
 The caller is the token in the request's `Authorization` header, never a name in the body;
 an admin may add `Playbook-On-Behalf-Of`. A new token's secret leaves the engine once,
@@ -21,10 +22,11 @@ from events import subjects
 from events.codec import decode_command, encode
 from events.commands import Rejection
 from events.identity import (
-    AnyIdentityCommand, Caller, CreateToken, Door, IdentityCommand, IdentityReply, ListTokens, RevokeToken, TokenInfo,
+    AnyIdentityCommand, Caller, CloseSession, CreateToken, Door, IdentityCommand, IdentityReply, ListTokens,
+    OpenSession, RecordUse, RevokeToken, TokenInfo,
 )
 from services.answering import Answering
-from services.errors import AccessDenied, CommandRejected, EngineUnavailable
+from services.errors import AccessDenied, CommandRejected, EngineUnavailable, Forbidden
 from services.identity.authority import Resource, may_grant
 from services.identity.bootstrap import LocalAdmin, ensure_local_admin, local_admin_name
 from services.identity.guard import Guard
@@ -32,8 +34,11 @@ from services.identity.names import InvalidName, normalise_name
 from services.identity.principal import Acting
 from services.identity.registry import TokenRegistry
 from services.identity.sealing import seal
+from services.identity.sessions import Sessions
 from services.identity.store import IdentityStore
-from services.identity.tokens import TokenRecord, create, credential, hash_secret, new_secret, new_token_id, revoke
+from services.identity.tokens import (
+    TokenRecord, create, credential, hash_secret, new_secret, new_token_id, parse_credential, revoke,
+)
 from services.identity.verifier import utcnow
 
 log = logging.getLogger(__name__)
@@ -48,9 +53,10 @@ def rejected(code: str, message: str) -> IdentityReply:
 
 class IdentityService:
     def __init__(self, nc: NATS, store: IdentityStore, registry: TokenRegistry, guard: Guard, *,
-                 home: Path | None = None, admin_name: str | None = None,
+                 sessions: Sessions | None = None, home: Path | None = None, admin_name: str | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.nc, self.store, self.registry, self.guard, self.clock = nc, store, registry, guard, clock
+        self.sessions = sessions or Sessions(store, registry, clock=clock)
         self.home, self.admin_name = home, admin_name
         self.local_admin: LocalAdmin | None = None
         self.requests = Answering(nc, subjects.IDENTITY_COMMAND_SUBJECTS, QUEUE, self._answer, at_once=AT_ONCE)
@@ -92,6 +98,13 @@ class IdentityService:
                     return await self._revoke(acting, command, door, source)
                 case ListTokens():
                     return await self._list(acting, command, door, source)
+                case OpenSession():
+                    return await self._open_session(acting, command, door, source)
+                case RecordUse():
+                    return IdentityReply(accepted=True)     # verifying the credential recorded its use
+                case CloseSession():
+                    record = await self.sessions.close(acting)
+                    return IdentityReply(accepted=True, token=record.info(self.clock()) if record else None)
         except EngineUnavailable as err:
             return rejected("unavailable", str(err))
         except AccessDenied as err:
@@ -145,6 +158,17 @@ class IdentityService:
         return IdentityReply(accepted=True, tokens=tokens)
 
 
+    async def _open_session(self, acting: Acting, cmd: OpenSession, door: Door, source: str) -> IdentityReply:
+        try:
+            session = await self.sessions.open(acting)
+        except Forbidden as refused:
+            raise await self.guard.forbid(acting, str(refused), door=door, action="sign_in", target="",
+                                          source=source) from None
+        record = self.registry.get(parse_credential(session)[0])
+        assert record is not None      # open waits until the registry holds it
+        log.info("dashboard session %s opened for %s", record.id, acting.actor)
+        return IdentityReply(accepted=True, token=record.info(self.clock()), sealed_secret=seal(cmd.seal, session))
+
     def _info(self, record: TokenRecord, now: datetime) -> TokenInfo:
         """What a listing shows of a token; a session ends with the token it was opened with, so it shows that."""
         info = record.info(now)
@@ -161,4 +185,5 @@ def _name(raw: str) -> str:
 
 
 def _action(command: IdentityCommand) -> str:
-    return {CreateToken: "create_token", RevokeToken: "revoke_token", ListTokens: "list_tokens"}[type(command)]
+    return {CreateToken: "create_token", RevokeToken: "revoke_token", ListTokens: "list_tokens",
+            OpenSession: "sign_in", CloseSession: "sign_out", RecordUse: "record_use"}[type(command)]

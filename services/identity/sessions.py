@@ -1,5 +1,8 @@
 """Dashboard sessions: a short-lived token opened with a person's token, kept in the registry like any other.
 
+Opened and closed by the identity service alone, at a web server's request (`OpenSession`, `CloseSession`):
+the web server, which faces HTTP, writes no token.
+
 So every web replica knows every session (they all follow PB_IDENTITY), signing out is a
 revocation, and a session ends at once when the token it was opened with is revoked or
 expires (the verifier checks its `parent`). It carries the same grants, never more.
@@ -14,7 +17,9 @@ from services.errors import Forbidden, Unauthenticated
 from services.identity.principal import Acting
 from services.identity.registry import TokenRegistry
 from services.identity.store import IdentityStore
-from services.identity.tokens import create, credential, hash_secret, new_secret, new_token_id, revoke
+from services.identity.tokens import (
+    TokenRecord, create, credential, hash_secret, new_secret, new_token_id, revoke,
+)
 from services.identity.verifier import utcnow
 
 SESSION_SECONDS = 12 * 3600.0
@@ -44,13 +49,14 @@ class Sessions:
         await self.registry.caught_up(last)
         return credential(token_id, secret)
 
-    async def close(self, acting: Acting) -> None:
-        """Sign out: the session's token is revoked, on every replica within a second."""
+    async def close(self, acting: Acting) -> TokenRecord | None:
+        """Sign out: the session's token is revoked, on every replica within a second; the session, if it was one."""
         token_id = acting.principal.credential_id
         record = self.registry.get(token_id or "")
         if record is None or record.created.parent is None:
-            return     # signed in with a bearer token, not a session: nothing to end here
+            return None     # signed in with a bearer token, not a session: nothing to end here
         now = self.clock()
         _, last = await self.store.change(record.id, lambda current: revoke(
             current, RevokeToken(token_id=record.id, reason="signed out"), by=acting, at=now))
         await self.registry.caught_up(last)
+        return self.registry.get(record.id)

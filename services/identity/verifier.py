@@ -51,7 +51,7 @@ class TokenVerifier:
             if parent is None:
                 raise Unauthenticated(f"session {token_id} was opened with a token this engine does not know", owner)
             _still_valid(parent, now, f"session {token_id} ended: its ")
-        self.registry.note_use(token_id, now)
+        self.registry.note_use(token_id, now, credential)
         owner = record.owner
         return Principal(name=owner, kind=record.created.kind, groups=tuple(self.groups_of(owner)),
                          grants=record.grants, credential_id=token_id)

@@ -94,7 +94,7 @@ def make_app(backend: Backend, identity: Identity, codes: SignInCodes) -> web.Ap
     app[BACKEND] = backend
     app[ACCESS] = Access(identity.guard, backend.settings)
     headers.add_to(app)
-    session.add_routes(app, identity.sessions, codes)
+    session.add_routes(app, codes)
     streams.add_routes(app)      # first: /api/runs/stream must win over /api/runs/{run_id}
     api.add_routes(app)
     insights.add_routes(app)
