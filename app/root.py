@@ -34,6 +34,7 @@ from services.errors import EngineUnavailable
 from services.executor.processes import ProcessRules
 from services.executor.remediation import Remediation
 from services.executor.service import Executor
+from services.identity.credentials import NatsRole
 from services.identity.service import IdentityService
 from services.identity.setup import Identity
 from services.learning.config import LearningConfig
@@ -41,6 +42,7 @@ from services.learning.service import LearningService
 from services.log_text import EscapedLines
 from services.logs import ensure_logs_stream
 from services.playbook_store import PlaybookStore
+from services.readiness import wait_for_streams
 from services.resilience.service import ResilienceService
 from services.run.service import RunService
 from services.settings import Settings
@@ -128,20 +130,30 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     directory = Directory(settings.directory_path)
     directory.check()
     forbidden: asyncio.Future[str] = loop.create_future()
-    nc = await _unless_stopped(settings.connect(f"playbook-{'+'.join(which) or 'doors'}", on_closed=on_closed,
+    # Doors alone (`python -m ui.web`, which faces HTTP) log in as the web server: no event, no token, no stream.
+    login: NatsRole = "engine" if which else "web"
+    nc = await _unless_stopped(settings.connect(f"playbook-{'+'.join(which) or 'doors'}", login, on_closed=on_closed,
                                                 on_forbidden=lambda said: _first(forbidden, said)), stop)
     if nc is None:
         log.info("stopped before NATS answered")
         return
-    parts = await _set_up(nc, settings, directory, forbidden)
-    settings, identity = parts.settings, parts.identity
-    started = [SERVICES[name](parts) for name in which]
+    if which:
+        parts = await _unless_forbidden(_set_up(nc, settings, directory), forbidden, nc, ENGINE_LOGIN)
+        settings, identity = parts.settings, parts.identity
+        started = [SERVICES[name](parts) for name in which]
+    else:
+        found = await _unless_stopped(_unless_forbidden(_found(nc, directory), forbidden, nc, WEB_LOGIN), stop)
+        if found is None:
+            await nc.close()
+            log.info("stopped before the engine's streams were there")
+            return
+        identity, started = found, []
     running = Running(nc, identity)
     try:
         for service in started:
             await service.start()
         for name in doors:
-            running.doors[name] = door = await _opener(name)(settings, identity)
+            running.doors[name] = door = await _opener(name)(settings, identity, login)
             log.info("%s on %s", name, door.url)
         log.info("ready: %s", ", ".join([*which, *running.doors]))
         if ready is not None:
@@ -161,29 +173,50 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
                                 "the engine's services stopped: start them again")
 
 
-async def _set_up(nc: NATS, settings: Settings, directory: Directory, forbidden: asyncio.Future[str]) -> Parts:
-    """The streams, the catalog and the identity, made or found. A login NATS does not let make or read them (a
-    client's, say) stops the process at once with the server's words, not after 20 s of "did not answer"."""
-    async def parts() -> Parts:
-        sized = await decide_sizes(nc, settings)
-        store = EventStore(nc)
-        await store.ensure_stream(sized.stream_replicas)
-        await ensure_logs_stream(nc, sized.stream_replicas, sized.logs_max_bytes)
-        playbooks = PlaybookStore(nc)
-        catalog = Catalog(nc, playbooks)
-        await catalog.ensure(sized.stream_replicas, sized.uploads_max_bytes)
-        identity = await Identity.start(nc, directory.groups_of, replicas=sized.stream_replicas,
-                                        refusals_max_bytes=sized.access_max_bytes)
-        return Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), catalog, sized, identity)
-    making = asyncio.ensure_future(parts())
-    await asyncio.wait((making, forbidden), return_when=asyncio.FIRST_COMPLETED)
+# Who needs the login's rights, and which login that is.
+ENGINE_LOGIN = ("the engine", "the engine's services log in as pb-engine (NATS_URL)")
+WEB_LOGIN = ("the web server", "a web server alone (`python -m ui.web`) logs in as pb-web (NATS_URL, or "
+             "$PLAYBOOK_HOME/credentials/nats-web.json)")
+
+
+async def _set_up(nc: NATS, settings: Settings, directory: Directory) -> Parts:
+    """The streams, the catalog and the identity, made or found."""
+    sized = await decide_sizes(nc, settings)
+    store = EventStore(nc)
+    await store.ensure_stream(sized.stream_replicas)
+    await ensure_logs_stream(nc, sized.stream_replicas, sized.logs_max_bytes)
+    playbooks = PlaybookStore(nc)
+    catalog = Catalog(nc, playbooks)
+    await catalog.ensure(sized.stream_replicas, sized.uploads_max_bytes)
+    identity = await Identity.start(nc, directory.groups_of, replicas=sized.stream_replicas,
+                                    refusals_max_bytes=sized.access_max_bytes)
+    return Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), catalog, sized, identity)
+
+
+async def _found(nc: NATS, directory: Directory) -> Identity:
+    """For doors alone: the engine's streams, waited for (said while missing), and the identity, which writes no
+    token (the identity service records uses and opens sessions at its request)."""
+    await wait_for_streams(nc)
+    return await Identity.start(nc, directory.groups_of, writes_tokens=False)
+
+
+async def _unless_forbidden(setting_up: Coroutine[Any, Any, T], forbidden: asyncio.Future[str], nc: NATS,
+                            login: tuple[str, str]) -> T:
+    """What `setting_up` gives. A login NATS does not let make or read what it needs (a client's, say) stops the
+    process at once with the server's words, not after 20 s of "did not answer"."""
+    making = asyncio.ensure_future(setting_up)
+    try:
+        await asyncio.wait((making, forbidden), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        making.cancel()
+        raise
     if making.done():
         return making.result()
     making.cancel()
     await asyncio.wait((making,))
     await nc.close()
-    raise EngineUnavailable(f"NATS does not let this login do what the engine needs ({forbidden.result()}): the "
-                            "engine's services log in as pb-engine (NATS_URL)")
+    raise EngineUnavailable(f"NATS does not let this login do what {login[0]} needs ({forbidden.result()}): "
+                            f"{login[1]}")
 
 
 def _first(future: asyncio.Future[str], value: str) -> None:
@@ -215,9 +248,10 @@ async def _stopped(stopping: Awaitable[None], nc: NATS) -> None:
             raise
 
 
-def _opener(door: str) -> Callable[[Settings, Identity], Awaitable[Door]]:
+def _opener(door: str) -> Callable[[Settings, Identity, NatsRole], Awaitable[Door]]:
     module, _, function = DOORS[door].partition(":")
-    opener: Callable[[Settings, Identity], Awaitable[Door]] = getattr(importlib.import_module(module), function)
+    opener: Callable[[Settings, Identity, NatsRole], Awaitable[Door]] = getattr(importlib.import_module(module),
+                                                                                function)
     return opener
 
 

@@ -23,6 +23,7 @@ from nats.js.errors import NotFoundError
 from events import subjects
 from events.identity import BackupTaken, TokenCreated, TokenRevoked, decode_access_record, decode_token_event
 from projections.audit import AuditEntry, backup_entry, refusal_entry, token_entry
+from services.read import named_jetstream
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class Records:
         self._sub: Any = None
 
     async def start(self) -> None:
-        js = self.nc.jetstream()
+        js = named_jetstream(self.nc)
         try:
             last = (await js.stream_info(self.stream)).state.last_seq
         except NotFoundError:

@@ -35,6 +35,7 @@ from projections import run_list
 from projections.audit import AuditEntry, AuditTrail, select
 from projections.metrics import Metrics
 from projections.identity_records import refusals, token_acts
+from services.read import named_jetstream
 from services.tasks import stop
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ class Projector:
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _follow(self) -> None:
-        js = self.nc.jetstream()
+        js = named_jetstream(self.nc)
         created = await self._stream_created()
         if self.views.stream_created != created:
             if self.views.position:

@@ -31,17 +31,18 @@ from services.fold import (
 )
 from services.jetstream import persist
 from services.logs import Watched, run_with_output, stored_output
+from services.named_consumers import named_jetstream
 from services.ordered import run_events
 from services.playbook_store import PlaybookStore
-from services.readiness import StoreReadiness
+from services.readiness import StoreReadiness, wait_for_streams
 from services.store import EventStore
 
 __all__ = [
     "ACTIVE_RUN", "DEFAULT_VERSION", "FINISHED_RUN", "RUN_STATUSES", "Breaker", "Catalog", "EventStore",
     "ParsedPlaybook", "PlannedStep", "PlaybookStore", "Quarantined", "Run", "StepState", "StoreReadiness", "Watched",
     "all_breakers", "approvals_needed", "breaker_history", "digest_of", "dry_run_plan", "evolve", "fold", "is_digest",
-    "parse_reference", "persist", "plan_waves", "run_events", "run_started", "run_with_output", "started_by",
-    "stored_output", "WORKERS", "Worker", "workers",
+    "named_jetstream", "parse_reference", "persist", "plan_waves", "run_events", "run_started", "run_with_output",
+    "started_by", "stored_output", "WORKERS", "Worker", "wait_for_streams", "workers",
 ]
 
 # The services that take their work from PB_RUNS, each through its durable consumer (a delivery goes to one replica).

@@ -8,15 +8,20 @@ full, or with no leader to take it.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
+import nats.errors
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from events import subjects
 from services.errors import EngineUnavailable
 from services.jetstream import TRY_TIMEOUT, persist
+
+log = logging.getLogger(__name__)
 
 FRESH_FOR = 1.0      # seconds an answer is reused: readiness probes do not each write
 
@@ -58,3 +63,36 @@ class StoreReadiness:
         except NotFoundError:
             return f"the stream {subjects.PROBE_STREAM} is missing: start the engine (`playbook up`) to create it"
         return None
+
+
+# The streams a door that makes none (the web server under its own login) needs before it serves: the engine's
+# services make them all at their start.
+DOOR_STREAMS = (subjects.RUNS_STREAM, subjects.LOGS_STREAM, subjects.CATALOG_STREAM, subjects.IDENTITY_STREAM,
+                subjects.ACCESS_STREAM)
+SAY_AGAIN_EVERY = 30.0      # seconds between the lines that say what a door still waits for
+
+
+async def wait_for_streams(nc: NATS, names: tuple[str, ...] = DOOR_STREAMS, *, pause: float = 0.5) -> None:
+    """Until every stream named is there, saying which are not (at once, then every SAY_AGAIN_EVERY s): a web
+    server started before the engine waits for it, as a client would, rather than make streams its login may not."""
+    said_at = None
+    js = nc.jetstream(timeout=TRY_TIMEOUT)
+    while True:
+        missing = []
+        for name in names:
+            try:
+                await js.stream_info(name)
+            except NotFoundError:
+                missing.append(name)
+            except nats.errors.TimeoutError:
+                missing.append(f"{name} (no answer)")
+        if not missing:
+            if said_at is not None:
+                log.info("the engine's streams are there now: %s", ", ".join(names))
+            return
+        if said_at is None or time.monotonic() - said_at >= SAY_AGAIN_EVERY:
+            said_at = time.monotonic()
+            log.warning("waiting for the engine to create its streams (%s missing): start the engine's services "
+                        "(`playbook up`, or compose's identity and run services); this process makes none",
+                        ", ".join(missing))
+        await asyncio.sleep(pause)

@@ -369,6 +369,8 @@ LOGIN_REFUSED_HINT = ("use the client login of the engine's home ($PLAYBOOK_HOME
 LOGIN_HINTS: dict[NatsRole, str] = {
     "engine": "give the engine's login in NATS_URL (nats://pb-engine:PASSWORD@host:port, the password the server "
               "has as PB_ENGINE_PASSWORD), or leave the login out to use $PLAYBOOK_HOME/credentials/nats-engine.json",
+    "web": "give the web server's login in NATS_URL (nats://pb-web:PASSWORD@host:port, the password the server has "
+           "as PB_WEB_PASSWORD), or leave the login out to use $PLAYBOOK_HOME/credentials/nats-web.json",
     "client": LOGIN_REFUSED_HINT,
     "agent": "give the agent login in NATS_URL (nats://pb-agent:PASSWORD@host:port)",
 }

@@ -253,10 +253,11 @@ async def refusals(nc: nats.NATS) -> list[AccessRefused]:
 
 @contextlib.asynccontextmanager
 async def web_replica(settings: Settings) -> AsyncIterator[WebServer]:
-    """A web server as `python -m ui.web` runs one: its own connections, its own token registry."""
-    nc = await settings.connect("test-web-identity")
-    identity = await Identity.start(nc, Directory(settings.directory_path).groups_of)
-    server = await start_web(settings, identity)
+    """A web server as `python -m ui.web` runs one: its own connections, its own token registry, which writes no
+    token (the identity service records uses and opens sessions at its request), as the web's login, pb-web."""
+    nc = await settings.connect("test-web-identity", "web")
+    identity = await Identity.start(nc, Directory(settings.directory_path).groups_of, writes_tokens=False)
+    server = await start_web(settings, identity, "web")
     try:
         yield server
     finally:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from app.docs.markdown import GENERATED, table
+from services.identity.nats_users import ROLE_HOLDERS, ROLES, password_variable, user_name
 from services.settings import ENVIRONMENT
 
 
@@ -14,6 +15,16 @@ def render() -> str:
     ]
     lines += table(("variable", "default", "what it sets", "read by"),
                    [(f"`{v.name}`", v.default, v.meaning, v.read_by) for v in ENVIRONMENT])
+    lines += [
+        "", "## NATS logins", "",
+        "Each process logs in to NATS as its role: with the user and password in `NATS_URL` "
+        "(`nats://pb-web:PASSWORD@host:4222`), else with `$PLAYBOOK_HOME/credentials/nats-<role>.json`, which "
+        "`playbook up` writes. A server that is not `playbook up`'s takes each password from its own environment "
+        "(`config/nats-server.conf`, `compose.yaml`: put them in `.env`). What each may: "
+        "[security.md](security.md#nats-users-and-permissions).", "",
+    ]
+    lines += table(("user", "password, in the server's environment", "who logs in with it"),
+                   [(f"`{user_name(role)}`", f"`{password_variable(role)}`", ROLE_HOLDERS[role]) for role in ROLES])
     lines += [
         "", "## Files", "",
         "- `$PLAYBOOK_ERROR_PATTERNS`: a YAML list of `{regex, category}`; a failure whose text matches is put in "

@@ -12,6 +12,11 @@ grants). These users keep the event streams writable by the engine alone:
   learn again; asks a web server for the audit.
 - agent: reads PB_RUNS and PB_LOGS through consumers it names, the feed and live output, the
   catalog and the pinned playbooks, and asks what was learned; nothing else.
+- web: the web server of a split deployment (`python -m ui.web`), which faces HTTP: what a client may, and
+  reads PB_IDENTITY and PB_ACCESS (its token registry, the audit) and the engine's consumers' state (/metrics);
+  records the refusals it decides (`pb.identity.refused.<door>.AccessRefused`: the door a label, never a
+  proof); answers `pb.projections.rebuild` and `pb.audit` (on the asker's inbox alone). It writes no event and
+  no token: dashboard sessions are opened and closed by the identity service, at the web's request.
 
 Readers create consumers only in the named form (`CONSUMER.CREATE.PB_RUNS.<name>`): the
 unnamed form takes the name from the request body, and with it anyone could rewrite an
@@ -33,7 +38,15 @@ from pathlib import Path
 from events import subjects
 from services.identity.credentials import NatsLogin, NatsRole, credentials_dir, nats_login, write_secret
 
-ROLES: tuple[NatsRole, ...] = ("engine", "client", "agent")
+ROLES: tuple[NatsRole, ...] = ("engine", "web", "client", "agent")
+# Who logs in as each role (docs/configuration.md is written from this).
+ROLE_HOLDERS: dict[NatsRole, str] = {
+    "engine": "every engine service (`python -m services.<name>`), and `playbook up` with the dashboard it serves",
+    "web": "the web server alone (`python -m ui.web`, compose's `web`): commands and reads, no event, no token, "
+           "no stream",
+    "client": "the CLI and `playbook mcp`: commands and reads",
+    "agent": "a read-only agent: reads",
+}
 # The durable consumers the engine's services create on PB_RUNS; no reader may touch them.
 ENGINE_CONSUMERS = ("advancer", "executor", "approval", "resilience")
 SERVER_CONFIG = "nats-server.conf"
@@ -49,17 +62,26 @@ def _direct_reads(*streams: str) -> list[str]:
     return [subject for stream in streams for subject in (f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>")]
 
 
-def _reader_publish() -> tuple[list[str], list[str]]:
-    """What reading PB_RUNS and PB_LOGS through one's own consumers needs, and the engine's consumers denied."""
+def _consumers_of_own(*streams: str, delete: bool = True) -> list[str]:
+    """Making, reading and (with `delete`) removing consumers one names on these streams (ordered ones too), and
+    their info. Without `delete`, ordered consumers only: they go by themselves once no one listens."""
+    return [subject for stream in streams for subject in (
+        f"{API}.STREAM.INFO.{stream}", f"{API}.CONSUMER.CREATE.{stream}.*", f"{API}.CONSUMER.CREATE.{stream}.*.>",
+        f"{API}.CONSUMER.INFO.{stream}.*", *([f"{API}.CONSUMER.DELETE.{stream}.*"] if delete else []),
+        f"$JS.FC.{stream}.>")]
+
+
+def _reader_publish(*, engine_consumer_info: bool = False) -> tuple[list[str], list[str]]:
+    """What reading PB_RUNS and PB_LOGS through one's own consumers needs, and the engine's consumers denied (but
+    their info, with `engine_consumer_info`: the web's /metrics tells whether each service takes its work)."""
     allow = [f"{API}.INFO", f"{API}.STREAM.NAMES"]
     for stream in (subjects.RUNS_STREAM, subjects.LOGS_STREAM):
-        allow += [f"{API}.STREAM.INFO.{stream}", f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>",
-                  f"{API}.CONSUMER.CREATE.{stream}.*", f"{API}.CONSUMER.CREATE.{stream}.*.>",
-                  f"{API}.CONSUMER.INFO.{stream}.*", f"{API}.CONSUMER.MSG.NEXT.{stream}.*",
-                  f"{API}.CONSUMER.DELETE.{stream}.*", f"$JS.ACK.{stream}.>", f"$JS.FC.{stream}.>"]
+        allow += [*_consumers_of_own(stream), f"{API}.DIRECT.GET.{stream}", f"{API}.DIRECT.GET.{stream}.>",
+                  f"{API}.CONSUMER.MSG.NEXT.{stream}.*", f"$JS.ACK.{stream}.>"]
     stream = subjects.RUNS_STREAM
+    verbs = ("CREATE", "DELETE", "PAUSE", "UNPIN") if engine_consumer_info else ("*",)
     deny = [subject for name in ENGINE_CONSUMERS for subject in (
-        f"{API}.CONSUMER.*.{stream}.{name}", f"{API}.CONSUMER.CREATE.{stream}.{name}.>",
+        *(f"{API}.CONSUMER.{verb}.{stream}.{name}" for verb in verbs), f"{API}.CONSUMER.CREATE.{stream}.{name}.>",
         f"{API}.CONSUMER.MSG.NEXT.{stream}.{name}", f"$JS.ACK.{stream}.{name}.>")]
     # Spelled out although never allowed: events, timers, identity and output lines are the engine's alone,
     # and no one else may answer on an inbox (a forged reply).
@@ -68,6 +90,27 @@ def _reader_publish() -> tuple[list[str], list[str]]:
              subjects.FEED_SUBJECTS, subjects.OUTPUT_SUBJECTS, "_INBOX.>"]
     allow += _direct_reads(subjects.CATALOG_STREAM, subjects.object_stream(subjects.PLAYBOOKS_BUCKET))
     return allow, deny
+
+
+def _web_permissions() -> dict:
+    """The web server's: a client's commands and reads, its token registry and audit (PB_IDENTITY and PB_ACCESS
+    read), refusals at its own doors, answers to what it serves; no event, no token, no stream."""
+    allow, deny = _reader_publish(engine_consumer_info=True)
+    # Refusal records only: the rest of pb.identity (tokens, backups) stays denied.
+    deny = [subject for subject in deny if subject != subjects.IDENTITY_SUBJECTS]
+    deny += [subjects.TOKEN_SUBJECTS, subjects.BACKUP_SUBJECTS]
+    allow += [subjects.COMMAND_SUBJECTS, subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS, subjects.PROBE_SUBJECT,
+              # Every door's refusals: it answers NATS requests too (audit, rebuild), under the door the asker names.
+              subjects.object_subjects(subjects.UPLOADS_BUCKET), subjects.access_refused("*"),
+              # Ordered consumers only: deleting none, it stops no other process's token registry.
+              *_consumers_of_own(subjects.IDENTITY_STREAM, subjects.ACCESS_STREAM, delete=False),
+              f"{API}.STREAM.INFO.{subjects.CATALOG_STREAM}"]    # there before it serves (services/readiness.py)
+    return {"publish": {"allow": allow, "deny": deny},
+            "subscribe": {"allow": ["_INBOX.>", subjects.FEED_SUBJECTS, subjects.OUTPUT_SUBJECTS,
+                                    subjects.PROJECTIONS_REBUILD, subjects.AUDIT]},
+            # Replies to the requests it received (a rebuild, an audit), on their inboxes only: `_INBOX.>` stays
+            # denied, so it forges no other answer.
+            "allow_responses": True}
 
 
 def permissions(role: NatsRole) -> dict:
@@ -79,6 +122,8 @@ def permissions(role: NatsRole) -> dict:
                                       subjects.object_subjects(subjects.UPLOADS_BUCKET)],
                             "deny": [subjects.FEED_SUBJECTS]},
                 "subscribe": {"allow": [f"{subjects.PREFIX}.>", "_pb.>", "_INBOX.>"]}}
+    if role == "web":
+        return _web_permissions()
     allow, deny = _reader_publish()
     learned = [subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS]   # what past runs taught: read-only answers
     watching = ["_INBOX.>", subjects.FEED_SUBJECTS, subjects.OUTPUT_SUBJECTS]   # the feed and live output lines
@@ -97,6 +142,8 @@ def _render(value: object, indent: str) -> str:
         return "{\n" + "".join(f"{inner}{key}: {_render(item, inner)}\n" for key, item in value.items()) + indent + "}"
     if isinstance(value, list):
         return "[\n" + "".join(f"{inner}{_render(item, inner)}\n" for item in value) + indent + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     text = str(value)
     return text if text.startswith("$PB_") else json.dumps(text)   # an environment placeholder stays bare
 
@@ -120,7 +167,8 @@ def reference_config() -> str:
     return (
         "# Playbook Engine: reference nats-server configuration for an external NATS (docs/security.md).\n"
         "# Generated from services/identity/nats_users.py (tests keep it equal): change that, not this.\n"
-        "# Passwords come from the environment: PB_ENGINE_PASSWORD, PB_CLIENT_PASSWORD, PB_AGENT_PASSWORD\n"
+        "# Passwords come from the environment: PB_ENGINE_PASSWORD, PB_WEB_PASSWORD, PB_CLIENT_PASSWORD,\n"
+        "# PB_AGENT_PASSWORD\n"
         "# (for the server, bcrypt hashes from `nats server passwd` are better; the engine needs the clear text).\n"
         "listen: 0.0.0.0:4222\n"
         "jetstream { store_dir: /data }\n"
@@ -194,13 +242,19 @@ def reference_cluster_config(node: ClusterNode) -> str:
     """compose.yaml's cluster: three servers, the same users, passwords from the environment."""
     header = ("# Playbook Engine: one server of compose.yaml's 3-node JetStream cluster (docs/security.md).\n"
               "# Generated from services/identity/nats_users.py (tests keep it equal): change that, not this.\n"
-              "# Passwords come from the environment: PB_ENGINE_PASSWORD, PB_CLIENT_PASSWORD, PB_AGENT_PASSWORD.\n"
+              "# Passwords come from the environment: PB_ENGINE_PASSWORD, PB_WEB_PASSWORD, PB_CLIENT_PASSWORD,\n"
+              "# PB_AGENT_PASSWORD.\n"
               "# Beyond one host, add TLS to the client and cluster blocks.\n")
     return cluster_node_config(node, REFERENCE_CLUSTER, _placeholders(), header)
 
 
+def password_variable(role: NatsRole) -> str:
+    """Where a reference configuration (compose's, an external server's) takes the role's password from."""
+    return f"PB_{role.upper()}_PASSWORD"
+
+
 def _placeholders() -> dict[NatsRole, str]:
-    return {role: f"$PB_{role.upper()}_PASSWORD" for role in ROLES}
+    return {role: f"${password_variable(role)}" for role in ROLES}
 
 
 def ensure_logins(home: Path) -> dict[NatsRole, NatsLogin]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import datetime, timezone
 import os
 import subprocess
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
+import nats.aio.msg
 import pytest
 import yaml
 from nats.js.api import AckPolicy, ConsumerConfig
@@ -25,7 +27,8 @@ from nats.js.errors import APIError
 from events import subjects
 from events.codec import decode_event
 from events.commands import ApproveStep, StartRun
-from events.identity import caller_headers
+from events.codec import encode
+from events.identity import AccessRefused, caller_headers
 from events.run import ApprovalRequested, RunCompleted
 from app.root import ALL_SERVICES, serve
 from services.embedded import EmbeddedNats, free_port, server_binary
@@ -33,6 +36,7 @@ from services.errors import EngineUnavailable
 from services.identity.credentials import TOKEN_FILE, read_secret
 from services.runtime import Consumer
 from services.settings import Settings, connect_options
+from services.named_consumers import named_jetstream
 from services.store import EventStore
 from services.identity.credentials import NatsLogin, NatsRole, nats_login
 from services.identity.nats_users import (
@@ -100,7 +104,7 @@ async def secured(tmp_path: Path) -> AsyncIterator[Secured]:
     server = EmbeddedNats(home, port=free_port(), config=config)
     url = await server.start()
     try:
-        yield Secured(url, home, {role: nats_login(role, home) for role in ("engine", "client", "agent")})
+        yield Secured(url, home, {role: nats_login(role, home) for role in ("engine", "web", "client", "agent")})
     finally:
         server.stop()
 
@@ -154,7 +158,8 @@ async def test_the_generated_and_the_reference_configurations_are_valid_and_the_
     checked = subprocess.run([server_binary(), "-t", "-c", str(config)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr
     assert (ROOT / "config" / "nats-server.conf").read_text() == reference_config()
-    env = {**os.environ, "PB_ENGINE_PASSWORD": "e", "PB_CLIENT_PASSWORD": "c", "PB_AGENT_PASSWORD": "a"}
+    env = {**os.environ, "PB_ENGINE_PASSWORD": "e", "PB_WEB_PASSWORD": "w", "PB_CLIENT_PASSWORD": "c",
+           "PB_AGENT_PASSWORD": "a"}
     checked = subprocess.run([server_binary(), "-t", "-c", str(ROOT / "config" / "nats-server.conf")], env=env,
                              capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr
@@ -165,7 +170,8 @@ async def test_compose_runs_a_three_server_cluster_from_the_generated_configurat
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     servers = {name: service for name, service in compose["services"].items() if name.startswith("nats-")}
     assert sorted(servers) == [node.name for node in REFERENCE_CLUSTER]
-    env = {**os.environ, "PB_ENGINE_PASSWORD": "e", "PB_CLIENT_PASSWORD": "c", "PB_AGENT_PASSWORD": "a"}
+    env = {**os.environ, "PB_ENGINE_PASSWORD": "e", "PB_WEB_PASSWORD": "w", "PB_CLIENT_PASSWORD": "c",
+           "PB_AGENT_PASSWORD": "a"}
     for node in REFERENCE_CLUSTER:
         config = ROOT / "config" / "nats-cluster" / f"{node.name}.conf"
         assert config.read_text() == reference_cluster_config(node)
@@ -178,15 +184,18 @@ async def test_compose_runs_a_three_server_cluster_from_the_generated_configurat
     assert [url.rsplit("@", 1)[1] for url in connect_options(engine["NATS_URL"])["servers"]] == [
         f"{node.name}:4222" for node in REFERENCE_CLUSTER]
     assert all(compose["services"][name]["environment"]["NATS_URL"] == engine["NATS_URL"]
-               for name in ("identity", "run", "executor", "approval", "resilience", "web"))
+               for name in ("identity", "run", "executor", "approval", "resilience"))
+    web = compose["x-web-login"]["NATS_URL"]
+    assert compose["services"]["web"]["environment"]["NATS_URL"] == web == engine["NATS_URL"].replace(
+        "ENGINE", "WEB").replace("pb-engine", "pb-web")
 
 
 async def test_logins_are_made_once_and_kept_across_restarts(tmp_path: Path) -> None:
     ensure_nats_users(tmp_path)
-    first = {role: nats_login(role, tmp_path) for role in ("engine", "client", "agent")}
+    first = {role: nats_login(role, tmp_path) for role in ("engine", "web", "client", "agent")}
     ensure_nats_users(tmp_path)
     assert {role: nats_login(role, tmp_path) for role in first} == first
-    assert len({login.password for login in first.values()}) == 3
+    assert len({login.password for login in first.values()}) == len(first)
 
 
 async def test_no_one_connects_without_a_login(secured: Secured) -> None:
@@ -417,3 +426,71 @@ async def test_readers_read_output_lines_from_the_first_and_only_the_engine_writ
             assert "permissions violation" in (await reader.violation(forged)).lower()
         stored = [item async for _, item in EngineClient(agent.nc).logs(reply.run_id)]
         assert [getattr(line, "text", None) for line in stored] == ["one", "two", None]
+
+
+async def test_the_web_login_forges_no_event_writes_no_token_and_touches_no_stream(secured: Secured) -> None:
+    """pb-web, the login of the web server that faces HTTP: whoever takes it may send commands (which count only
+    with a token) and read, and record a refusal; never approve a gate by an event, mint a token or drop a stream."""
+    async with engine_as_its_user(secured) as admin, secured.connect("web") as web:
+        reply = await EngineClient(web.nc, admin).send(StartRun(playbook=GATED))
+        assert reply.accepted, reply.error
+        await follow_with_named_consumer(web.nc, reply.run_id, ApprovalRequested)   # the run rests at its gate
+        before = await stream_messages(secured)
+        async with secured.connect("engine") as engine:
+            tokens_before = (await engine.nc.jetstream().stream_info(subjects.IDENTITY_STREAM)).state.last_seq
+        forged = {"run_id": reply.run_id, "at": "2026-01-01T00:00:00Z", "step_id": "deploy", "actor": "carol"}
+        minted = {"type": "TokenCreated", "at": "2026-01-01T00:00:00Z", "token_id": "0123456789abcdef",
+                  "name": "mine", "owner": "mallory", "secret_hash": "0" * 64, "actor": "admin",
+                  "grants": [{"role": "admin"}, {"role": "unsafe_shell"}]}
+        for subject, body in ((subjects.run_event(reply.run_id, "ApprovalGiven"), forged),
+                              (f"{subjects.token('0123456789abcdef')}.TokenCreated", minted),
+                              (f"{subjects.token('0123456789abcdef')}.TokenUsed", minted),
+                              (subjects.backup_taken(), forged)):
+            await web.nc.publish(subject, json.dumps(body).encode())
+            assert "permissions violation" in (await web.violation(subject)).lower()
+        for subject in (*(f"$JS.API.STREAM.{verb}.{stream}" for verb in ("DELETE", "PURGE", "UPDATE", "CREATE")
+                          for stream in (subjects.RUNS_STREAM, subjects.IDENTITY_STREAM)),
+                        f"$JS.API.CONSUMER.DELETE.{subjects.RUNS_STREAM}.executor",
+                        f"$JS.API.CONSUMER.DELETE.{subjects.IDENTITY_STREAM}.pbr_theirs",   # a registry's
+                        f"$JS.API.CONSUMER.CREATE.{subjects.RUNS_STREAM}",       # the unnamed form: a name in the body
+                        f"$JS.API.CONSUMER.CREATE.{subjects.IDENTITY_STREAM}"):
+            with pytest.raises(nats.errors.TimeoutError):
+                await web.nc.request(subject, json.dumps({"name": "executor"}).encode(), timeout=0.5)
+            assert "permissions violation" in (await web.violation(subject)).lower()
+        await web.nc.subscribe(subjects.COMMAND_SUBJECTS)     # others' commands, with their bearer tokens
+        assert "permissions violation" in (await web.violation(subjects.COMMAND_SUBJECTS)).lower()
+
+        async with secured.connect("engine") as engine:
+            js = engine.nc.jetstream()
+            assert (await js.stream_info(subjects.IDENTITY_STREAM)).state.last_seq == tokens_before
+            assert (await js.consumer_info(subjects.RUNS_STREAM, "executor")).config.durable_name == "executor"
+        assert await stream_messages(secured) == before
+        run = await EngineClient(web.nc, admin).run(reply.run_id)
+        assert run.steps["deploy"].gate.status == "requested" and not run.steps["deploy"].gate.approvals
+        # What it may: see whether each service takes its work (/metrics), and record a refusal at its door.
+        assert (await web.nc.jetstream().consumer_info(subjects.RUNS_STREAM, "executor")).name == "executor"
+        refused = AccessRefused(at=datetime.now(timezone.utc), principal="anonymous", door="http", action="GET /",
+                                code="unauthenticated", reason="a test")
+        await web.nc.jetstream().publish(subjects.access_refused("http"), encode(refused), timeout=5)
+
+
+async def test_the_web_login_follows_identity_and_runs_through_consumers_it_names(secured: Secured) -> None:
+    """The web server's token registry and views read with ordered consumers, which nats-py makes unnamed: under
+    pb-web each gets a name of its own, and a reset (a new consumer) another."""
+    async with engine_as_its_user(secured) as admin, secured.connect("web") as web:
+        seen: list[str] = []
+
+        async def on_message(msg: nats.aio.msg.Msg) -> None:
+            seen.append(msg.subject)
+
+        js = named_jetstream(web.nc)
+        sub = await js.subscribe(subjects.TOKEN_SUBJECTS, stream=subjects.IDENTITY_STREAM, cb=on_message,
+                                 ordered_consumer=True)
+        first = sub._consumer
+        await until(lambda: any(s.endswith("TokenCreated") for s in seen), what="the admin's token")
+        await sub._sub._jsi.reset_ordered_consumer(1)    # nats-py's own step after a gap or a missed heartbeat
+        await until(lambda: sub._consumer != first, what="a new consumer")
+        assert first.startswith("pbr_") and sub._consumer.startswith("pbr_")
+        await person(EngineClient(web.nc, admin), "carol")
+        await until(lambda: len({s for s in seen if s.endswith("TokenCreated")}) == 2, what="carol's, after the reset")
+        assert not [e for e in web.errors if "permissions violation" in e.lower()], web.errors

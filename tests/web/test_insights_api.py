@@ -7,7 +7,8 @@ import pytest
 from events import subjects
 from events.commands import StartRun
 from events.identity import caller_headers
-from tests.helpers import local_admin, noop, playbook_yaml, wait_for_end, web_replica
+from app.root import ALL_SERVICES
+from tests.helpers import noop, playbook_yaml, running_engine, wait_for_end, web_replica
 from ui.insights import LearningClient
 
 pytestmark = pytest.mark.integration
@@ -48,8 +49,10 @@ async def test_metrics_show_how_far_behind_the_learning_is(web_server, engine) -
 
 
 async def test_without_a_learning_service_the_answer_says_so_and_metrics_say_it_is_down(settings, nats_server) -> None:
-    admin = await local_admin(settings)
-    async with web_replica(settings) as server:
+    # The engine's other services made the streams a web server waits for (it makes none).
+    async with running_engine(settings, ALL_SERVICES - {"learning"}) as engine, web_replica(settings) as server:
+        assert engine.caller.credential is not None
+        admin = engine.caller.credential
         async with aiohttp.ClientSession(headers=caller_headers(admin)) as http:
             async with http.get(f"{server.url}/api/insights") as response:
                 body = await response.json()

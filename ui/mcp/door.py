@@ -13,6 +13,7 @@ import uvicorn
 from nats.aio.client import Client as NATS
 
 from services.errors import EngineUnavailable
+from services.identity.credentials import NatsRole
 from services.identity.setup import Identity
 from services.settings import Settings, url_to_show
 from ui.client import EngineClient
@@ -68,8 +69,9 @@ async def client_connection(settings: Settings) -> NATS:
                                 "is `playbook up` running?") from None
 
 
-async def start_mcp(settings: Settings, identity: Identity) -> HttpDoor:
-    """The door `playbook up` opens on PLAYBOOK_MCP_PORT (loopback): HTTP, every request with its own token."""
+async def start_mcp(settings: Settings, identity: Identity, login: NatsRole = "client") -> HttpDoor:
+    """The door `playbook up` opens on PLAYBOOK_MCP_PORT (loopback): HTTP, every request with its own token. It
+    connects as a client whatever the process's `login`: its callers' tokens decide what it may do."""
     return await HttpDoor(await client_connection(settings), "127.0.0.1", settings.mcp_port or 0).open()
 
 

@@ -33,7 +33,8 @@ from services.identity.guard import Guard
 from services.identity.principal import Acting
 from services.identity.setup import Identity
 from services.identity.signin import SignInCodes, sign_in_link
-from services.read import EventStore, StoreReadiness
+from services.identity.credentials import NatsRole
+from services.read import StoreReadiness, wait_for_streams
 from services.settings import Settings
 from ui.catalog_client import CatalogClient
 from ui.client import EngineClient
@@ -131,10 +132,12 @@ class WebServer:
         await self.backend.nc.drain()
 
 
-async def start_web(settings: Settings, identity: Identity) -> WebServer:
-    """Connect, start the projector, serve on the settings' web host and port (0 picks a free one)."""
-    nc = await settings.connect("playbook-web")
-    await EventStore(nc).ensure_stream(settings.stream_replicas)
+async def start_web(settings: Settings, identity: Identity, login: NatsRole = "engine") -> WebServer:
+    """Connect as `login` (`python -m ui.web`: the web's own, pb-web; `playbook up`: the engine's), start the
+    projector, serve on the settings' web host and port (0 picks a free one). It makes no stream: it waits for
+    the engine's, saying so."""
+    nc = await settings.connect("playbook-web", login)
+    await wait_for_streams(nc)
     projector = Projector(nc, settings.home / "projections" / "views.msgpack")
     await projector.start()
     await _answer_requests(nc, projector, identity.guard)
