@@ -13,7 +13,8 @@ import nats
 import pytest
 
 from app.cluster import engine_url, local_cluster
-from services.embedded import EmbeddedCluster, free_port, greets, server_binary, stop_process
+from services.embedded import EmbeddedCluster, EmbeddedNats, free_port, greets, server_binary, stop_process
+from services.identity.nats_users import ensure_nats_users
 from services.settings import CLUSTER_LEASE_SECONDS, Settings
 from tests.helpers import running_engine, until, web_replica
 from ui.client import EngineClient
@@ -58,6 +59,19 @@ class NatsServer:
     def stop(self) -> None:
         if self.process:
             stop_process(self.process)
+
+
+@pytest.fixture
+async def secured_nats(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
+    """A nats-server taking only the engine's generated users, as `playbook up` starts it: its URL, and the home
+    whose credentials/ holds their logins."""
+    home = tmp_path / "home"
+    server = EmbeddedNats(home, port=free_port(), config=ensure_nats_users(home))
+    url = await server.start()
+    try:
+        yield url, home
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)

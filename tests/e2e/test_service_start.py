@@ -7,31 +7,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from services.embedded import EmbeddedNats, free_port
+from services.embedded import free_port
 from services.identity.credentials import nats_login
-from services.identity.nats_users import ensure_nats_users
 from tests.e2e.conftest import Processes
 from tests.e2e.test_split_deployment import _inherited
 from tests.helpers import until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def secured_url(tmp_path: Path) -> AsyncIterator[str]:
-    """A nats-server that takes only the engine's users (passwords in `tmp_path/server/credentials`)."""
-    home = tmp_path / "server"
-    server = EmbeddedNats(home, port=free_port(), config=ensure_nats_users(home))
-    url = await server.start()
-    try:
-        yield url
-    finally:
-        server.stop()
 
 
 def service_env(tmp_path: Path, nats_url: str) -> dict[str, str]:
@@ -46,8 +32,8 @@ async def exited(process: subprocess.Popen[bytes], timeout: float) -> int:
 
 @pytest.mark.parametrize("service", ["services.executor", "ui.web"])
 async def test_a_login_nats_refuses_stops_the_service_with_the_reason(
-        service: str, secured_url: str, processes: Processes, tmp_path: Path) -> None:
-    url = secured_url.replace("nats://", "nats://pb-engine:not-the-password@")
+        service: str, secured_nats: tuple[str, Path], processes: Processes, tmp_path: Path) -> None:
+    url = secured_nats[0].replace("nats://", "nats://pb-engine:not-the-password@")
     process = processes.start("service", ["-m", service], service_env(tmp_path, url))
     code = await exited(process, timeout=30)
     said = next(processes.logs.glob("service-*.log")).read_text()
@@ -67,8 +53,9 @@ async def test_a_service_waiting_for_nats_stops_when_told(processes: Processes, 
 
 
 async def test_a_service_given_a_login_that_may_not_make_the_streams_stops_at_once_saying_so(
-        secured_url: str, processes: Processes, tmp_path: Path) -> None:
-    client = nats_login("client", tmp_path / "server")
+        secured_nats: tuple[str, Path], processes: Processes, tmp_path: Path) -> None:
+    secured_url, home = secured_nats
+    client = nats_login("client", home)
     assert client is not None
     url = secured_url.replace("nats://", f"nats://{client.user}:{client.password}@")
     process = processes.start("service", ["-m", "services.executor"], service_env(tmp_path, url))

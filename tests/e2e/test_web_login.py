@@ -23,9 +23,8 @@ from yarl import URL
 
 from app.root import ALL_SERVICES, serve
 from events.identity import caller_headers
-from services.embedded import EmbeddedNats, free_port
+from services.embedded import free_port
 from services.identity.credentials import TOKEN_FILE, nats_login, read_secret
-from services.identity.nats_users import ensure_nats_users
 from services.settings import Settings
 from tests.e2e.conftest import Processes
 from tests.e2e.test_split_deployment import _inherited
@@ -34,18 +33,6 @@ from ui.client import EngineClient
 from ui.identity_client import IdentityClient
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def secured(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    """A nats-server with the generated users; the engine's home holds their logins."""
-    home = tmp_path / "engine"
-    server = EmbeddedNats(home, port=free_port(), config=ensure_nats_users(home))
-    url = await server.start()
-    try:
-        yield url, home
-    finally:
-        server.stop()
 
 
 @contextlib.asynccontextmanager
@@ -80,8 +67,8 @@ def web_process(processes: Processes, url: str, home: Path, tmp_path: Path, port
 
 
 async def test_the_web_alone_under_pb_web_waits_for_the_engine_then_signs_in_shows_runs_live_and_signs_out(
-        secured: tuple[str, Path], processes: Processes, tmp_path: Path) -> None:
-    url, home = secured
+        secured_nats: tuple[str, Path], processes: Processes, tmp_path: Path) -> None:
+    url, home = secured_nats
     port = free_port()
     web = web_process(processes, url, home, tmp_path, port)
     log = next(processes.logs.glob("web-*.log"))

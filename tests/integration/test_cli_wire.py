@@ -3,7 +3,7 @@ stored messages in batches, and one run followed from its stored events into the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import nats
@@ -13,10 +13,9 @@ from nats.js.api import StreamConfig
 from events import subjects
 from events.commands import ApproveStep, Reply, StartRun
 from events.run import ApprovalRequested, RunCompleted, RunEvent
-from services.embedded import EmbeddedNats, free_port
+from services.embedded import free_port
 from services.errors import EngineUnavailable
 from services.identity.credentials import nats_login
-from services.identity.nats_users import ensure_nats_users
 from tests.e2e.conftest import playbook_cli
 from tests.helpers import playbook_yaml, until
 from ui.cli import live_run
@@ -27,26 +26,14 @@ from ui.client import EngineClient
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def secured(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
-    """The embedded nats-server with the engine's generated users, as `playbook up` starts it."""
-    home = tmp_path / "home"
-    server = EmbeddedNats(home, port=free_port(), config=ensure_nats_users(home))
-    url = await server.start()
-    try:
-        yield url, home
-    finally:
-        server.stop()
-
-
 def open_plain(url: str, user: str | None = None, password: str | None = None) -> Connection:
     connection = connect(url, user, password)
     assert connection is not None
     return connection
 
 
-async def test_the_client_login_connects_and_a_wrong_password_is_refused(secured: tuple[str, Path]) -> None:
-    url, home = secured
+async def test_the_client_login_connects_and_a_wrong_password_is_refused(secured_nats: tuple[str, Path]) -> None:
+    url, home = secured_nats
     login = nats_login("client", home)
     assert login is not None
     connection = await asyncio.to_thread(open_plain, url, login.user, login.password)
@@ -55,8 +42,8 @@ async def test_the_client_login_connects_and_a_wrong_password_is_refused(secured
         await asyncio.to_thread(connect, url, login.user, "not-the-password")
 
 
-async def test_a_publish_the_login_may_not_make_is_refused_not_lost(secured: tuple[str, Path]) -> None:
-    url, home = secured
+async def test_a_publish_the_login_may_not_make_is_refused_not_lost(secured_nats: tuple[str, Path]) -> None:
+    url, home = secured_nats
     login = nats_login("client", home)
     assert login is not None
 
@@ -232,10 +219,10 @@ async def test_following_a_run_that_does_not_exist_says_so_instead_of_waiting(en
 
 
 async def test_the_cli_given_a_wrong_login_in_nats_url_says_so_and_never_prints_the_password(
-        secured: tuple[str, Path], tmp_path: Path) -> None:
+        secured_nats: tuple[str, Path], tmp_path: Path) -> None:
     """Another user of the machine, given the server's address but not its login: `playbook list` said "cannot
     reach NATS at nats://pb-client:<the password, in clear>@...: is `playbook up` running?" while it was."""
-    url, _home = secured
+    url, _home = secured_nats
     wrong = url.replace("nats://", "nats://pb-client:not-the-Password-77@")
     env = {"PATH": "/usr/bin:/bin", "NATS_URL": wrong, "PLAYBOOK_HOME": str(tmp_path / "mine"),
            "PLAYBOOK_TOKEN": "pbt_0000000000000000_x"}

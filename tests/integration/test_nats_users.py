@@ -31,7 +31,7 @@ from events.codec import encode
 from events.identity import AccessRefused, caller_headers
 from events.run import ApprovalRequested, RunCompleted
 from app.root import ALL_SERVICES, serve
-from services.embedded import EmbeddedNats, free_port, server_binary
+from services.embedded import server_binary
 from services.errors import EngineUnavailable
 from services.identity.credentials import TOKEN_FILE, read_secret
 from services.runtime import Consumer
@@ -97,16 +97,10 @@ class Secured:
 
 
 @pytest.fixture
-async def secured(tmp_path: Path) -> AsyncIterator[Secured]:
-    """The embedded nats-server with the generated users, as `playbook up` will start it."""
-    home = tmp_path / "home"
-    config = ensure_nats_users(home)
-    server = EmbeddedNats(home, port=free_port(), config=config)
-    url = await server.start()
-    try:
-        yield Secured(url, home, {role: nats_login(role, home) for role in ("engine", "web", "client", "agent")})
-    finally:
-        server.stop()
+def secured(secured_nats: tuple[str, Path]) -> Secured:
+    """The embedded nats-server with the generated users, as `playbook up` starts it, and each role's login."""
+    url, home = secured_nats
+    return Secured(url, home, {role: nats_login(role, home) for role in ("engine", "web", "client", "agent")})
 
 
 @contextlib.asynccontextmanager
