@@ -358,11 +358,13 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
               "probe_rate": args.probe_rate}
     with tempfile.TemporaryDirectory(prefix="pb-bench-sse-") as home:
         client_nc = await nats.connect(url, name="bench-sse-starter")
-        # The web server outlives the engine: it closes once no more events arrive (see close_web).
         identity = await Identity.start(client_nc, lambda _name: [])
-        web = await start_web(Settings(nats_url=url, home=Path(home), web_port=0), identity)
+        web = None
         try:
             async with services(url, args.engine_apart, home) as engine_pid:
+                # It makes no stream: started once the engine has made them. It outlives the engine: it closes
+                # once no more events arrive (see close_web).
+                web = await start_web(Settings(nats_url=url, home=Path(home), web_port=0), identity)
                 config["web_url"] = web.url
                 config["token"] = admin_token(home)
                 projector = web.backend.projector
@@ -377,7 +379,7 @@ async def measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 start_s = time.perf_counter() - began
                 outcome = await _with_clients(config, args.clients_in_process, client_nc, projector, engine_pid)
         finally:
-            repeats = await close_web(web)
+            repeats = await close_web(web) if web is not None else 0
             await identity.stop()
             await client_nc.close()
     outcome["projector_cancel_repeats"] = repeats
