@@ -70,7 +70,7 @@ CODES: dict[str, str] = {
     "PB422": "credentials in a plain http URL",
     "PB423": "credentials sent over plain http",
     "PB501": "step has no name",
-    "PB502": "shell step without timeout_seconds",
+    "PB502": "shell step, rollback action or remediation without timeout_seconds",
     "PB503": "environment sets a name nothing uses",
     "PB504": "another tool's spelling of a key, read as this language's",
     "PB505": "what a run must be given, when validating without --env and -p: a required parameter without a "

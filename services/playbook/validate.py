@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from events import subjects
-from events.playbook import Plan, Playbook, Step
+from events.playbook import Plan, Playbook, RollbackAction, Step
 from services.playbook.actions import ACTION_SPECS, arg_issues
 from services.playbook.bounds import handler_bound_issues, name_bound_issues, step_bound_issues
 from services.playbook.conditions import condition_issues
@@ -189,6 +189,7 @@ def _check_mapping(data: dict[Any, Any], given: Mapping[str, Any] | None, enviro
                            for issue in _check_text(text, path, scope, step.id, names, ids, used, outputs)]
     for k, handler in enumerate(playbook.error_handlers):
         later += _action_issues(handler.run.action, handler.run.args, ("error_handlers", k, "run"), actions)
+        later += _no_timeout(handler.run, ("error_handlers", k, "run"), "remediation", "the failed step")
         later += handler_bound_issues(handler, ("error_handlers", k))
     declared = {parameter.name for parameter in playbook.parameters}
     for path, text, _ in _playbook_texts(data, declared):
@@ -264,6 +265,7 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
     issues += _action_issues(step.action, step.args, ("steps", i), actions)
     for k, undo in enumerate(step.rollback):
         issues += _action_issues(undo.action, undo.args, ("steps", i, "rollback", k), actions)
+        issues += _no_timeout(undo, ("steps", i, "rollback", k), "rollback action", "the rollback")
     issues += step_bound_issues(step, ("steps", i))
     if step.when is not None:
         issues += condition_issues(step.when, ("steps", i, "when"))
@@ -272,10 +274,16 @@ def _step_issues(step: Step, i: int, actions: Collection[str]) -> list[Issue]:
     if not step.name:
         issues.append(Issue("PB501", "step has no name; add 'name:' so logs and the dashboard say what it does",
                             ("steps", i)))
-    if step.action == "shell" and step.timeout_seconds is None:
-        issues.append(Issue("PB502", "shell step has no timeout_seconds, so a hung command would hold the run forever",
-                            ("steps", i, "timeout_seconds")))
+    issues += _no_timeout(step, ("steps", i), "step", "the run")
     return issues
+
+
+def _no_timeout(action: Step | RollbackAction, at: Path, what: str, held: str) -> list[Issue]:
+    """PB502: a shell command without `timeout_seconds` (no one can skip it: a hang holds `held` until a cancel)."""
+    if action.action != "shell" or action.timeout_seconds is not None:
+        return []
+    return [Issue("PB502", f"shell {what} has no timeout_seconds, so a hung command would hold {held} forever",
+                  at + ("timeout_seconds",))]
 
 
 def _action_issues(action: str, args: Mapping[str, Any], at: Path, actions: Collection[str]) -> list[Issue]:

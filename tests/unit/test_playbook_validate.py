@@ -987,3 +987,20 @@ def test_a_regular_expression_re2_cannot_run_is_refused_where_it_is_written_and_
     assert [(code, line) for code, line, _ in found] == [("PB307", 2), ("PB104", 3), ("PB104", 5), ("PB104", 6)], found
     assert "lookahead or lookbehind" in found[1][2] and "backreferences" in found[2][2], found
     assert "at most 1000 times" in found[3][2], found
+
+
+def test_a_shell_rollback_action_or_remediation_without_a_timeout_is_warned_of():
+    """A hung undo holds the rollback (no skipping one action), a hung remediation the step: PB502 at each."""
+    text = ("name: x\n"
+            "steps:\n"
+            "  - id: a\n"
+            "    name: A\n"
+            "    action: noop\n"
+            "    rollback:\n"
+            "      - {action: shell, args: {argv: [undo]}}\n"
+            "      - {action: shell, args: {argv: [undo]}, timeout_seconds: 30}\n"
+            "error_handlers:\n"
+            "  - run: {action: shell, args: {argv: [fix]}}\n")
+    assert [(d.code, d.field, d.line) for d in validate_playbook(text) if d.code == "PB502"] == [
+        ("PB502", "steps[0].rollback[0].timeout_seconds", 7),
+        ("PB502", "error_handlers[0].run.timeout_seconds", 10)]
