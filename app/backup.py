@@ -27,7 +27,8 @@ SKIPPED = frozenset({"PB_LEASES", "PB_PROBE", "OBJ_PB_UPLOADS"})
 FIRST = ("PB_RUNS", "PB_CATALOG", "PB_IDENTITY", "PB_ACCESS", "PB_LOGS")
 LAST = ("OBJ_PB_PLAYBOOKS",)
 # The home's own files (the projections' snapshots and the learning store are rebuilt from the streams).
-HOME_FILES = ("credentials/token", "credentials/nats-engine.json", "credentials/nats-web.json",
+HOME_FILES = ("credentials/token", "credentials/nats-engine.json", "credentials/nats-executor.json",
+              "credentials/nats-web.json",
               "credentials/nats-client.json", "credentials/nats-agent.json", "directory.yaml", "playbooks")
 # Files other variables name: kept under files/, put back where the restoring environment's variable says.
 NAMED_FILES = {"PLAYBOOK_SECRETS_FILE": "secrets.yaml", "PLAYBOOK_DIRECTORY": "directory.yaml",

@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar
@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from events import subjects
 from events.json_limits import build_decoders
 from services.aggregates import BreakerRepository, RunRepository, breaker_repository, run_repository
 from services.approval.service import ApprovalService
@@ -38,6 +39,7 @@ from services.identity.credentials import NatsRole
 from services.identity.service import IdentityService
 from services.identity.setup import Identity
 from services.learning.config import LearningConfig
+from services.leases import LEASE_STREAM, LeaseStore
 from services.learning.service import LearningService
 from services.log_text import EscapedLines
 from services.logs import ensure_logs_stream
@@ -76,20 +78,37 @@ class Parts:
     breakers: BreakerRepository
     catalog: Catalog
     settings: Settings
-    identity: Identity
+    identity: Identity | None       # None for a service under a login of its own, which answers no caller
+    here: frozenset[str] = frozenset()   # the services of this process
+
+    @property
+    def guarded(self) -> Identity:
+        assert self.identity is not None, "a service that answers callers runs under the engine's login"
+        return self.identity
 
 
 SERVICES: dict[str, Callable[[Parts], Service]] = {
-    "run": lambda p: RunService(p.nc, p.runs, p.breakers, p.catalog, p.settings, p.identity.guard),
-    "executor": lambda p: Executor(p.nc, p.runs, p.breakers, p.settings),
+    # Executors elsewhere (under pb-executor) record their steps' outcomes only: the advancer follows them there.
+    "run": lambda p: RunService(p.nc, p.runs, p.breakers, p.catalog, p.settings, p.guarded.guard,
+                                advances_steps="executor" not in p.here),
+    "executor": lambda p: Executor(p.nc, p.runs, p.breakers, p.settings, own_login=p.identity is None),
     "approval": lambda p: ApprovalService(p.nc, p.runs, p.settings),
     "resilience": lambda p: ResilienceService(p.nc, p.runs, p.settings, Remediation(
         p.settings.secrets, ProcessRules.from_environ(p.settings.environ))),
     "learning": lambda p: LearningService(p.nc, p.store, LearningConfig.from_env(p.settings.environ, p.settings.home),
-                                          p.catalog.playbooks, p.identity.guard),
-    "identity": lambda p: IdentityService(p.nc, p.identity.store, p.identity.registry, p.identity.guard,
-                                          sessions=p.identity.sessions, home=p.settings.home,
+                                          p.catalog.playbooks, p.guarded.guard),
+    "identity": lambda p: IdentityService(p.nc, p.guarded.store, p.guarded.registry, p.guarded.guard,
+                                          sessions=p.guarded.sessions, home=p.settings.home,
                                           admin_name=p.settings.user),
+}
+# Services that, alone in a process (`python -m services.<name>`), log in as their own NATS user: what it may
+# write is what the service writes, and it makes no stream (it waits for those it uses). Together with others
+# (`playbook up`), a service uses the engine's login.
+OWN_LOGINS: dict[str, NatsRole] = {"executor": "executor"}
+# The streams each of those uses: made by the engine's services (`python -m services.run`, say), waited for.
+OWN_STREAMS: dict[str, tuple[str, ...]] = {
+    "executor": (subjects.RUNS_STREAM, subjects.LOGS_STREAM, LEASE_STREAM,
+                 subjects.object_stream(subjects.PLAYBOOKS_BUCKET)),
 }
 # Where each door's opener lives, loaded only by the processes that open it.
 DOORS: dict[str, str] = {
@@ -104,7 +123,7 @@ class Running:
     """What is up once `serve` is ready: the services' connection, its identity and the open doors."""
 
     nc: NATS
-    identity: Identity
+    identity: Identity | None       # None in a process of one service under its own login
     doors: dict[str, Door] = field(default_factory=dict)
 
 
@@ -130,15 +149,24 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     directory = Directory(settings.directory_path)
     directory.check()
     forbidden: asyncio.Future[str] = loop.create_future()
-    # Doors alone (`python -m ui.web`, which faces HTTP) log in as the web server: no event, no token, no stream.
-    login: NatsRole = "engine" if which else "web"
+    login = login_of(which)
     nc = await _unless_stopped(settings.connect(f"playbook-{'+'.join(which) or 'doors'}", login, on_closed=on_closed,
                                                 on_forbidden=lambda said: _first(forbidden, said)), stop)
     if nc is None:
         log.info("stopped before NATS answered")
         return
-    if which:
-        parts = await _unless_forbidden(_set_up(nc, settings, directory), forbidden, nc, ENGINE_LOGIN)
+    identity: Identity | None
+    if login not in ("engine", "web"):
+        own = await _unless_stopped(_unless_forbidden(_found_for(nc, settings, which), forbidden, nc,
+                                                      _own_login(login)), stop)
+        if own is None:
+            await nc.close()
+            log.info("stopped before the engine's streams were there")
+            return
+        identity, started = None, [SERVICES[name](own) for name in which]
+    elif which:
+        parts = await _unless_forbidden(_set_up(nc, settings, directory, frozenset(which)), forbidden, nc,
+                                        ENGINE_LOGIN)
         settings, identity = parts.settings, parts.identity
         started = [SERVICES[name](parts) for name in which]
     else:
@@ -153,6 +181,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
         for service in started:
             await service.start()
         for name in doors:
+            assert identity is not None, "doors open beside the engine's services or alone"
             running.doors[name] = door = await _opener(name)(settings, identity, login)
             log.info("%s on %s", name, door.url)
         log.info("ready: %s", ", ".join([*which, *running.doors]))
@@ -165,7 +194,8 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
             await door.close()
         for service in reversed(started):
             await _stopped(service.stop(), nc)
-        await _stopped(identity.stop(), nc)
+        if identity is not None:
+            await _stopped(identity.stop(), nc)
         if not nc.is_closed:
             await nc.drain()
     if closed.is_set():
@@ -179,18 +209,46 @@ WEB_LOGIN = ("the web server", "a web server alone (`python -m ui.web`) logs in 
              "$PLAYBOOK_HOME/credentials/nats-web.json)")
 
 
-async def _set_up(nc: NATS, settings: Settings, directory: Directory) -> Parts:
+def login_of(services: Sequence[str]) -> NatsRole:
+    """Doors alone (`python -m ui.web`, which faces HTTP) log in as the web server; a service with a login of its
+    own, alone in its process, as itself; anything else as the engine."""
+    if not services:
+        return "web"
+    if len(services) == 1 and services[0] in OWN_LOGINS:
+        return OWN_LOGINS[services[0]]
+    return "engine"
+
+
+def _own_login(role: NatsRole) -> tuple[str, str]:
+    return (f"the {role} service", f"`python -m services.{role}` logs in as pb-{role} (NATS_URL, or "
+            f"$PLAYBOOK_HOME/credentials/nats-{role}.json)")
+
+
+async def _set_up(nc: NATS, settings: Settings, directory: Directory, here: frozenset[str] = frozenset()) -> Parts:
     """The streams, the catalog and the identity, made or found."""
     sized = await decide_sizes(nc, settings)
     store = EventStore(nc)
     await store.ensure_stream(sized.stream_replicas)
     await ensure_logs_stream(nc, sized.stream_replicas, sized.logs_max_bytes)
+    await LeaseStore(nc).ensure_stream(sized.stream_replicas)    # the executors', which under pb-executor make none
     playbooks = PlaybookStore(nc)
     catalog = Catalog(nc, playbooks)
     await catalog.ensure(sized.stream_replicas, sized.uploads_max_bytes)
     identity = await Identity.start(nc, directory.groups_of, replicas=sized.stream_replicas,
                                     refusals_max_bytes=sized.access_max_bytes)
-    return Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), catalog, sized, identity)
+    return Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), catalog, sized, identity,
+                 here)
+
+
+async def _found_for(nc: NATS, settings: Settings, services: Sequence[str]) -> Parts:
+    """For a service under its own login: the streams it uses, waited for (said while missing), made by none of
+    it; no identity (it answers no caller)."""
+    await wait_for_streams(nc, tuple(dict.fromkeys(s for name in services for s in OWN_STREAMS[name])),
+                           maker="the engine's services (`python -m services.run`, compose's run service)")
+    store = EventStore(nc)
+    playbooks = PlaybookStore(nc)
+    return Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), Catalog(nc, playbooks),
+                 settings, None, frozenset(services))
 
 
 async def _found(nc: NATS, directory: Directory) -> Identity:

@@ -23,6 +23,7 @@ from nats.js.errors import APIError
 
 from events.subjects import PREFIX
 from services.jetstream import ensure_stream, is_conflict, last_message
+from services.named_consumers import named_jetstream
 
 LEASE_STREAM = "PB_LEASES"
 LEASE_SUBJECTS = f"{PREFIX}.lease.>"
@@ -83,7 +84,7 @@ class Lease:
 class LeaseStore:
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
-        self.js = nc.jetstream(timeout=TIMEOUT)
+        self.js = named_jetstream(nc, timeout=TIMEOUT)     # its watcher's ordered consumers are named: pb-executor
 
     async def ensure_stream(self, replicas: int = 1) -> None:
         """Create PB_LEASES, or bring its configuration up to date. Idempotent."""

@@ -72,9 +72,12 @@ DOOR_STREAMS = (subjects.RUNS_STREAM, subjects.LOGS_STREAM, subjects.CATALOG_STR
 SAY_AGAIN_EVERY = 30.0      # seconds between the lines that say what a door still waits for
 
 
-async def wait_for_streams(nc: NATS, names: tuple[str, ...] = DOOR_STREAMS, *, pause: float = 0.5) -> None:
+async def wait_for_streams(nc: NATS, names: tuple[str, ...] = DOOR_STREAMS, *, pause: float = 0.5,
+                           maker: str = "the engine's services (`playbook up`, or compose's identity and run "
+                                        "services)") -> None:
     """Until every stream named is there, saying which are not (at once, then every SAY_AGAIN_EVERY s): a web
-    server started before the engine waits for it, as a client would, rather than make streams its login may not."""
+    server (or an executor under its own login) started before the engine waits for it, as a client would, rather
+    than make streams its login may not. `maker`: whom to start for them."""
     said_at = None
     js = nc.jetstream(timeout=TRY_TIMEOUT)
     while True:
@@ -92,7 +95,6 @@ async def wait_for_streams(nc: NATS, names: tuple[str, ...] = DOOR_STREAMS, *, p
             return
         if said_at is None or time.monotonic() - said_at >= SAY_AGAIN_EVERY:
             said_at = time.monotonic()
-            log.warning("waiting for the engine to create its streams (%s missing): start the engine's services "
-                        "(`playbook up`, or compose's identity and run services); this process makes none",
-                        ", ".join(missing))
+            log.warning("waiting for the engine to create its streams (%s missing): start %s; this process makes "
+                        "none", ", ".join(missing), maker)
         await asyncio.sleep(pause)

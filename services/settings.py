@@ -369,6 +369,9 @@ LOGIN_REFUSED_HINT = ("use the client login of the engine's home ($PLAYBOOK_HOME
 LOGIN_HINTS: dict[NatsRole, str] = {
     "engine": "give the engine's login in NATS_URL (nats://pb-engine:PASSWORD@host:port, the password the server "
               "has as PB_ENGINE_PASSWORD), or leave the login out to use $PLAYBOOK_HOME/credentials/nats-engine.json",
+    "executor": "give the executor's login in NATS_URL (nats://pb-executor:PASSWORD@host:port, the password the "
+                "server has as PB_EXECUTOR_PASSWORD), or leave the login out to use "
+                "$PLAYBOOK_HOME/credentials/nats-executor.json",
     "web": "give the web server's login in NATS_URL (nats://pb-web:PASSWORD@host:port, the password the server has "
            "as PB_WEB_PASSWORD), or leave the login out to use $PLAYBOOK_HOME/credentials/nats-web.json",
     "client": LOGIN_REFUSED_HINT,

@@ -43,6 +43,7 @@ from services.executor.scope import redacted
 from services.executor.takeover import Takeover
 from services.executor.work import Outcome, Work, now
 from services.leases import AttemptId, LeaseRecord, LeaseStore, Purpose
+from services.named_consumers import named_jetstream
 from services.runtime import run_consumer
 from services.settings import Settings
 
@@ -71,9 +72,13 @@ class Running:
 
 
 class Executor:
+    """`own_login`: it runs as `python -m services.executor` under pb-executor, which may write only its steps' events
+    (the run service advances the run after them) and make no stream (the engine's services make PB_LEASES)."""
+
     def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, settings: Settings, *,
-                 name: str | None = None, concurrency: int = 1000) -> None:
+                 name: str | None = None, concurrency: int = 1000, own_login: bool = False) -> None:
         self.nc, self.runs = nc, runs
+        self.advancing = not own_login
         self.me = this_process()
         self.name = name or f"{self.me.host}-{self.me.pid}"
         self.seconds, self.replicas = settings.lease_seconds, settings.stream_replicas
@@ -84,7 +89,8 @@ class Executor:
         self.work = Work(nc, breakers, settings)
         self.leases = LeaseStore(nc)
         self.keeper = Keeper(self.leases, self.seconds, GUARDIAN)
-        self.takeover = Takeover(self.leases, runs, self.keeper, self.me, self.name, self.seconds, self._lease_record)
+        self.takeover = Takeover(self.leases, runs, self.keeper, self.me, self.name, self.seconds, self._lease_record,
+                                 advancing=self.advancing)
         self._room = asyncio.Semaphore(concurrency)
         self._running: dict[str, Running] = {}            # by lease subject
         # Runs cancelled lately, with the stream sequence of the request, for late starters: a request
@@ -93,10 +99,11 @@ class Executor:
         self._cancel_sub: Any = None
 
     async def start(self) -> None:
-        await self.leases.ensure_stream(self.replicas)
+        if self.advancing:      # the engine's login: it may make the stream (the engine's set-up made it already)
+            await self.leases.ensure_stream(self.replicas)
         await asyncio.to_thread(sweep, self.me)
         self.keeper.start()
-        self._cancel_sub = await self.nc.jetstream().subscribe(
+        self._cancel_sub = await named_jetstream(self.nc).subscribe(
             subjects.events_of_type("RunCancelRequested"), ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW, cb=self._on_cancel_requested,
         )
@@ -132,7 +139,7 @@ class Executor:
         if attempt.subject in self._running:
             return   # ours already: the delivery came again before our acknowledgement landed
         run = await self.runs.get(event.run_id, min_version=seq)
-        if not decide(run, self._begin(attempt, seq), now()):
+        if not decide(run, self._begin(attempt, seq), now(), advancing=self.advancing):
             await self._interrupt_unleased(run, attempt)
             return
         await self._room.acquire()
@@ -159,7 +166,8 @@ class Executor:
         running = Running(attempt, self.keeper.hold(attempt, lease, sent, self._on_lost))
         try:
             begin = self._begin(attempt, seq, lease.seq)
-            run, events = await self.runs.change(attempt.run_id, lambda r: decide(r, begin, now()), min_version=seq)
+            run, events = await self.runs.change(
+                attempt.run_id, lambda r: decide(r, begin, now(), advancing=self.advancing), min_version=seq)
         except BaseException:
             await self.keeper.release(running.holding)
             raise
@@ -262,7 +270,7 @@ class Executor:
             return
 
     async def _decide(self, run_id: str, command: RunCommand) -> list[RunEvent]:
-        _, events = await self.runs.change(run_id, lambda run: decide(run, command, now()))
+        _, events = await self.runs.change(run_id, lambda run: decide(run, command, now(), advancing=self.advancing))
         return events
 
     async def _interrupt_unleased(self, run: Run, attempt: AttemptId) -> None:

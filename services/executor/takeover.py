@@ -36,9 +36,10 @@ SWEPT_KEPT = 64            # dead holders remembered as swept
 
 class Takeover:
     def __init__(self, leases: LeaseStore, runs: RunRepository, keeper: Keeper, me: Instance, name: str,
-                 seconds: float, record: Callable[[AttemptId, Purpose], LeaseRecord]) -> None:
+                 seconds: float, record: Callable[[AttemptId, Purpose], LeaseRecord], *,
+                 advancing: bool = True) -> None:
         self.leases, self.runs, self.keeper, self.me, self.name = leases, runs, keeper, me, name
-        self.seconds, self.record = seconds, record
+        self.seconds, self.record, self.advancing = seconds, record, advancing
         self._seen: OrderedDict[str, tuple[int, float]] = OrderedDict()   # subject -> (seq, when seen), oldest first
         self._sub: Subscription | None = None
         self._checker: asyncio.Task[None] | None = None
@@ -128,8 +129,8 @@ class Takeover:
             interrupt = InterruptStep(step_id=attempt.step_id, attempt=attempt.number, reason=reason,
                                       rollback=attempt.rollback)
             try:
-                _, events = await self.runs.change(
-                    attempt.run_id, lambda run: decide(run, interrupt, datetime.now(timezone.utc)), latest=True)
+                _, events = await self.runs.change(attempt.run_id, lambda run: decide(
+                    run, interrupt, datetime.now(timezone.utc), advancing=self.advancing), latest=True)
             except PlaybookError as err:   # no such run (a stray lease): nothing to take over
                 log.warning("lease %s names no run that can be taken over: %s", lapsed.subject, err)
                 events = []

@@ -3,7 +3,7 @@
     credentials/              0700
       token                   0600  the local admin's API token (pbt_...): the CLI's default credential
       nats-server.conf        0600  the embedded server's users and permissions
-      nats-<role>.json        0600  {"user", "password"} of one NATS user: engine, web, client, agent
+      nats-<role>.json        0600  {"user", "password"} of one NATS user: engine, executor, web, client, agent
 
 A NATS login is read here, apart from the users' permissions and the server's configuration
 (`services.identity.nats_users`, which writes them): every CLI command reads its login.
@@ -23,7 +23,7 @@ from services.errors import AccessDenied, PlaybookError
 from services.owners import owner_of, user_name
 
 TOKEN_FILE = "token"
-NatsRole = Literal["engine", "web", "client", "agent"]
+NatsRole = Literal["engine", "executor", "web", "client", "agent"]
 
 
 class NatsLogin(NamedTuple):     # not a dataclass: `playbook --help` reads this module, and loads no dataclasses

@@ -12,6 +12,10 @@ grants). These users keep the event streams writable by the engine alone:
   learn again; asks a web server for the audit.
 - agent: reads PB_RUNS and PB_LOGS through consumers it names, the feed and live output, the
   catalog and the pinned playbooks, and asks what was learned; nothing else.
+- executor: an executor in a process of its own (`python -m services.executor`), which runs operators' shell
+  commands: the run events it writes (its steps' starts and outcomes, on `pb.run.*.<Type>`), circuits, leases,
+  output lines, its own consumer; no other event (no gate approved, no run started or steered), no token, no
+  stream made or changed, no one's commands. The run service advances the run after its steps' outcomes.
 - web: the web server of a split deployment (`python -m ui.web`), which faces HTTP: what a client may, and
   reads PB_IDENTITY and PB_ACCESS (its token registry, the audit) and the engine's consumers' state (/metrics);
   records the refusals it decides (`pb.identity.refused.<door>.AccessRefused`: the door a label, never a
@@ -37,11 +41,15 @@ from pathlib import Path
 
 from events import subjects
 from services.identity.credentials import NatsLogin, NatsRole, credentials_dir, nats_login, write_secret
+from services.leases import LEASE_STREAM, LEASE_SUBJECTS
 
-ROLES: tuple[NatsRole, ...] = ("engine", "web", "client", "agent")
+ROLES: tuple[NatsRole, ...] = ("engine", "executor", "web", "client", "agent")
 # Who logs in as each role (docs/configuration.md is written from this).
 ROLE_HOLDERS: dict[NatsRole, str] = {
-    "engine": "every engine service (`python -m services.<name>`), and `playbook up` with the dashboard it serves",
+    "engine": "every engine service but the executor (`python -m services.<name>`), and `playbook up` (all of them "
+              "in one process, with the dashboard it serves)",
+    "executor": "an executor alone (`python -m services.executor`, compose's `executor`): its steps' events, "
+                "leases, output; no other event, no token, no stream",
     "web": "the web server alone (`python -m ui.web`, compose's `web`): commands and reads, no event, no token, "
            "no stream",
     "client": "the CLI and `playbook mcp`: commands and reads",
@@ -113,6 +121,32 @@ def _web_permissions() -> dict:
             "allow_responses": True}
 
 
+# The run events an executor writes (services/executor: its steps' starts and outcomes, a step scheduled again when
+# its holder went before starting it, a delivery it gave up on), and nothing else: pb-executor may publish these.
+EXECUTOR_EVENTS = ("StepStarted", "StepSucceeded", "StepFailed", "StepScheduled", "StepRollbackStarted",
+                   "StepRolledBack", "StepRollbackFailed", "StepRollbackScheduled", "MessageAbandoned")
+EXECUTOR_STREAMS = (subjects.RUNS_STREAM, LEASE_STREAM)    # where it makes consumers (its own, and ordered ones)
+
+
+def _executor_permissions() -> dict:
+    """An executor alone: its events, circuits, leases and output lines; reading runs, leases and the playbooks the
+    runs pin; its own durable consumer. No other event, no token, no stream's change, no command, no answer."""
+    runs = subjects.RUNS_STREAM
+    allow = [*(subjects.events_of_type(name) for name in EXECUTOR_EVENTS), subjects.CIRCUIT_SUBJECTS,
+             LEASE_SUBJECTS, subjects.OUTPUT_SUBJECTS,
+             f"{API}.INFO", f"{API}.STREAM.NAMES", f"{API}.STREAM.INFO.{subjects.LOGS_STREAM}",
+             f"{API}.STREAM.INFO.{subjects.object_stream(subjects.PLAYBOOKS_BUCKET)}",
+             *_consumers_of_own(*EXECUTOR_STREAMS, delete=False),
+             *_direct_reads(runs, LEASE_STREAM, subjects.object_stream(subjects.PLAYBOOKS_BUCKET)),
+             f"{API}.CONSUMER.DURABLE.CREATE.{runs}.executor", f"$JS.ACK.{runs}.executor.>"]
+    others = [name for name in ENGINE_CONSUMERS if name != "executor"]
+    deny = [subject for name in others for subject in (
+        f"{API}.CONSUMER.CREATE.{runs}.{name}", f"{API}.CONSUMER.CREATE.{runs}.{name}.>")]
+    deny += ["_INBOX.>"]     # it answers no request: no reply of its is anyone's answer
+    return {"publish": {"allow": allow, "deny": deny},
+            "subscribe": {"allow": ["_INBOX.>", f"_pb.deliver.{runs}.executor"]}}
+
+
 def permissions(role: NatsRole) -> dict:
     """The role's publish and subscribe permissions, as nats-server reads them."""
     if role == "engine":
@@ -124,6 +158,8 @@ def permissions(role: NatsRole) -> dict:
                 "subscribe": {"allow": [f"{subjects.PREFIX}.>", "_pb.>", "_INBOX.>"]}}
     if role == "web":
         return _web_permissions()
+    if role == "executor":
+        return _executor_permissions()
     allow, deny = _reader_publish()
     learned = [subjects.LEARNING_INSIGHTS, subjects.LEARNING_STATUS]   # what past runs taught: read-only answers
     watching = ["_INBOX.>", subjects.FEED_SUBJECTS, subjects.OUTPUT_SUBJECTS]   # the feed and live output lines
@@ -167,8 +203,8 @@ def reference_config() -> str:
     return (
         "# Playbook Engine: reference nats-server configuration for an external NATS (docs/security.md).\n"
         "# Generated from services/identity/nats_users.py (tests keep it equal): change that, not this.\n"
-        "# Passwords come from the environment: PB_ENGINE_PASSWORD, PB_WEB_PASSWORD, PB_CLIENT_PASSWORD,\n"
-        "# PB_AGENT_PASSWORD\n"
+        "# Passwords come from the environment: PB_ENGINE_PASSWORD, PB_EXECUTOR_PASSWORD, PB_WEB_PASSWORD,\n"
+        "# PB_CLIENT_PASSWORD, PB_AGENT_PASSWORD\n"
         "# (for the server, bcrypt hashes from `nats server passwd` are better; the engine needs the clear text).\n"
         "listen: 0.0.0.0:4222\n"
         "jetstream { store_dir: /data }\n"
@@ -242,8 +278,8 @@ def reference_cluster_config(node: ClusterNode) -> str:
     """compose.yaml's cluster: three servers, the same users, passwords from the environment."""
     header = ("# Playbook Engine: one server of compose.yaml's 3-node JetStream cluster (docs/security.md).\n"
               "# Generated from services/identity/nats_users.py (tests keep it equal): change that, not this.\n"
-              "# Passwords come from the environment: PB_ENGINE_PASSWORD, PB_WEB_PASSWORD, PB_CLIENT_PASSWORD,\n"
-              "# PB_AGENT_PASSWORD.\n"
+              "# Passwords come from the environment: PB_ENGINE_PASSWORD, PB_EXECUTOR_PASSWORD, PB_WEB_PASSWORD,\n"
+              "# PB_CLIENT_PASSWORD, PB_AGENT_PASSWORD.\n"
               "# Beyond one host, add TLS to the client and cluster blocks.\n")
     return cluster_node_config(node, REFERENCE_CLUSTER, _placeholders(), header)
 

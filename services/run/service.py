@@ -63,6 +63,10 @@ COMMANDS_AT_ONCE = 64
 # same decision: if the process died in between, the advancer finishes the decision.
 ADVANCE_AFTER = ("RunStarted", "RunResumed", "RunCancelRequested", "ApprovalGiven", "ApprovalGranted",
                  "ApprovalRejected", "ApprovalTimedOut", "StepNotRetried", "RollbackStarted", "RunRetried")
+# What executors under their own login (pb-executor) record without advancing: their login may write nothing else,
+# so the advancer schedules what they make ready and ends the run. An executor in the run service's process
+# advances in its own decision, and the advancer need not follow these.
+STEP_OUTCOMES = ("StepSucceeded", "StepFailed", "StepRolledBack", "StepRollbackFailed")
 
 
 def now() -> datetime:
@@ -84,13 +88,14 @@ class Besides:
 
 class RunService:
     def __init__(self, nc: NATS, runs: RunRepository, breakers: BreakerRepository, catalog: Catalog,
-                 settings: Settings, guard: Guard) -> None:
+                 settings: Settings, guard: Guard, *, advances_steps: bool = False) -> None:
         self.nc, self.runs, self.breakers, self.catalog, self.guard = nc, runs, breakers, catalog, guard
         self.playbooks = catalog.playbooks
         self.library = settings.library_folders
         self.engine_error_handlers = settings.error_handlers
-        self.advancer = run_consumer(runs, settings, "advancer",
-                                     [subjects.events_of_type(name) for name in ADVANCE_AFTER], self._advance)
+        after = ADVANCE_AFTER + (STEP_OUTCOMES if advances_steps else ())
+        self.advancer = run_consumer(runs, settings, "advancer", [subjects.events_of_type(name) for name in after],
+                                     self._advance)
         # One slow StartRun must not queue every other caller: commands are answered in tasks.
         self.requests = Answering(nc, subjects.command("*"), COMMAND_QUEUE, self._answer, at_once=COMMANDS_AT_ONCE)
 

@@ -100,19 +100,39 @@ class Secured:
 def secured(secured_nats: tuple[str, Path]) -> Secured:
     """The embedded nats-server with the generated users, as `playbook up` starts it, and each role's login."""
     url, home = secured_nats
-    return Secured(url, home, {role: nats_login(role, home) for role in ("engine", "web", "client", "agent")})
+    return Secured(url, home, {role: nats_login(role, home)
+                               for role in ("engine", "executor", "web", "client", "agent")})
 
 
 @contextlib.asynccontextmanager
-async def engine_as_its_user(secured: Secured) -> AsyncIterator[str]:
-    """Every service under the engine's user; yields the local admin's token the identity service wrote."""
+async def serving(secured: Secured, services: frozenset[str]) -> AsyncIterator[None]:
+    """These services in one `serve`, as `python -m ...` runs them, logging in from the home's credentials."""
     stop, ready = asyncio.Event(), asyncio.Event()
 
     async def on_ready(_running: object) -> None:
         ready.set()
 
     settings = Settings(nats_url=secured.url, home=secured.home, user="admin")   # the login from credentials/
-    task = asyncio.create_task(serve(settings, ALL_SERVICES, ready=on_ready, stop=stop))
+    task = asyncio.create_task(serve(settings, services, ready=on_ready, stop=stop))
+    try:
+        await asyncio.wait_for(asyncio.shield(ready.wait()), 15)
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+@contextlib.asynccontextmanager
+async def engine_as_its_user(secured: Secured, services: frozenset[str] = ALL_SERVICES) -> AsyncIterator[str]:
+    """Every service (or those named) under the engine's user; yields the local admin's token the identity service
+    wrote."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+
+    async def on_ready(_running: object) -> None:
+        ready.set()
+
+    settings = Settings(nats_url=secured.url, home=secured.home, user="admin")   # the login from credentials/
+    task = asyncio.create_task(serve(settings, services, ready=on_ready, stop=stop))
     await asyncio.wait_for(ready.wait(), 15)
     try:
         admin = read_secret(secured.home, TOKEN_FILE)
@@ -152,8 +172,8 @@ async def test_the_generated_and_the_reference_configurations_are_valid_and_the_
     checked = subprocess.run([server_binary(), "-t", "-c", str(config)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr
     assert (ROOT / "config" / "nats-server.conf").read_text() == reference_config()
-    env = {**os.environ, "PB_ENGINE_PASSWORD": "e", "PB_WEB_PASSWORD": "w", "PB_CLIENT_PASSWORD": "c",
-           "PB_AGENT_PASSWORD": "a"}
+    env = {**os.environ, "PB_ENGINE_PASSWORD": "e", "PB_EXECUTOR_PASSWORD": "x", "PB_WEB_PASSWORD": "w",
+           "PB_CLIENT_PASSWORD": "c", "PB_AGENT_PASSWORD": "a"}
     checked = subprocess.run([server_binary(), "-t", "-c", str(ROOT / "config" / "nats-server.conf")], env=env,
                              capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stderr
@@ -164,8 +184,8 @@ async def test_compose_runs_a_three_server_cluster_from_the_generated_configurat
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     servers = {name: service for name, service in compose["services"].items() if name.startswith("nats-")}
     assert sorted(servers) == [node.name for node in REFERENCE_CLUSTER]
-    env = {**os.environ, "PB_ENGINE_PASSWORD": "e", "PB_WEB_PASSWORD": "w", "PB_CLIENT_PASSWORD": "c",
-           "PB_AGENT_PASSWORD": "a"}
+    env = {**os.environ, "PB_ENGINE_PASSWORD": "e", "PB_EXECUTOR_PASSWORD": "x", "PB_WEB_PASSWORD": "w",
+           "PB_CLIENT_PASSWORD": "c", "PB_AGENT_PASSWORD": "a"}
     for node in REFERENCE_CLUSTER:
         config = ROOT / "config" / "nats-cluster" / f"{node.name}.conf"
         assert config.read_text() == reference_cluster_config(node)
@@ -178,7 +198,10 @@ async def test_compose_runs_a_three_server_cluster_from_the_generated_configurat
     assert [url.rsplit("@", 1)[1] for url in connect_options(engine["NATS_URL"])["servers"]] == [
         f"{node.name}:4222" for node in REFERENCE_CLUSTER]
     assert all(compose["services"][name]["environment"]["NATS_URL"] == engine["NATS_URL"]
-               for name in ("identity", "run", "executor", "approval", "resilience"))
+               for name in ("identity", "run", "approval", "resilience"))
+    executor = compose["x-executor-login"]["NATS_URL"]
+    assert compose["services"]["executor"]["environment"]["NATS_URL"] == executor == engine["NATS_URL"].replace(
+        "ENGINE", "EXECUTOR").replace("pb-engine", "pb-executor")
     web = compose["x-web-login"]["NATS_URL"]
     assert compose["services"]["web"]["environment"]["NATS_URL"] == web == engine["NATS_URL"].replace(
         "ENGINE", "WEB").replace("pb-engine", "pb-web")
@@ -488,3 +511,68 @@ async def test_the_web_login_follows_identity_and_runs_through_consumers_it_name
         await person(EngineClient(web.nc, admin), "carol")
         await until(lambda: len({s for s in seen if s.endswith("TokenCreated")}) == 2, what="carol's, after the reset")
         assert not [e for e in web.errors if "permissions violation" in e.lower()], web.errors
+
+
+BUILT_THEN_GATED = playbook_yaml([
+    {"id": "build", "action": "shell", "timeout_seconds": 10, "args": {"command": "echo built"}},
+    {"id": "deploy", "action": "noop", "depends_on": ["build"], "approval_gate": {"required_approvers": ["carol"]}}],
+    name="built-then-gated")
+
+
+async def test_the_executor_login_runs_steps_but_forges_no_gate_run_or_token_and_touches_no_stream(
+        secured: Secured, caplog: pytest.LogCaptureFixture) -> None:
+    """pb-executor, the login of an executor alone (`python -m services.executor`), which runs operators' shell
+    commands: it records its steps and the run service advances the run; whoever takes it may not approve a gate,
+    start, steer or end a run, mint a token, read others' commands, take another service's work or change a
+    stream."""
+    async with engine_as_its_user(secured, ALL_SERVICES - {"executor"}) as admin, \
+            serving(secured, frozenset({"executor"})), secured.connect("executor") as executor, \
+            secured.connect("client") as client:
+        reply = await EngineClient(client.nc, admin).send(StartRun(playbook=BUILT_THEN_GATED))
+        assert reply.accepted, reply.error
+        await follow_with_named_consumer(client.nc, reply.run_id, ApprovalRequested)   # its shell step ran
+        before = await stream_messages(secured)
+        forged = {"run_id": reply.run_id, "at": "2026-01-01T00:00:00Z", "step_id": "deploy", "actor": "carol"}
+        for subject in (*(subjects.run_event(reply.run_id, kind) for kind in (
+                            "ApprovalGiven", "ApprovalGranted", "RunCancelRequested", "RunCompleted", "RunPaused",
+                            "RollbackStarted", "StepRetryScheduled")),
+                        subjects.run_event("r2", "RunStarted"), f"{subjects.token('0123456789abcdef')}.TokenCreated",
+                        subjects.approval_timer(reply.run_id, "deploy"), subjects.access_refused("http"),
+                        f"$JS.ACK.{subjects.RUNS_STREAM}.advancer.1.1.1.1.1.1", "_INBOX.someone.else"):
+            await executor.nc.publish(subject, json.dumps(forged).encode())
+            assert "permissions violation" in (await executor.violation(subject)).lower()
+        hijack = {"stream_name": subjects.RUNS_STREAM,
+                  "config": {"name": "advancer", "deliver_subject": "_INBOX.mine", "ack_policy": "explicit"}}
+        for subject in (*(f"$JS.API.STREAM.{verb}.{stream}" for verb in ("DELETE", "PURGE", "UPDATE", "CREATE")
+                          for stream in (subjects.RUNS_STREAM, subjects.IDENTITY_STREAM, "PB_LEASES")),
+                        f"$JS.API.CONSUMER.CREATE.{subjects.RUNS_STREAM}",           # the unnamed form
+                        f"$JS.API.CONSUMER.CREATE.{subjects.RUNS_STREAM}.advancer",
+                        f"$JS.API.CONSUMER.DELETE.{subjects.RUNS_STREAM}.advancer",
+                        f"$JS.API.CONSUMER.DELETE.{subjects.RUNS_STREAM}.executor",
+                        f"$JS.API.DIRECT.GET.{subjects.IDENTITY_STREAM}"):
+            await executor.nc.publish(subject, json.dumps(hijack).encode(), reply=executor.nc.new_inbox())
+            assert "permissions violation" in (await executor.violation(subject)).lower()
+        for subject in (subjects.COMMAND_SUBJECTS, f"_pb.deliver.{subjects.RUNS_STREAM}.advancer"):
+            await executor.nc.subscribe(subject)    # others' commands with their tokens; another service's work
+            assert "permissions violation" in (await executor.violation(subject)).lower()
+
+        assert await stream_messages(secured) == before
+        async with secured.connect("engine") as engine:
+            js = engine.nc.jetstream()
+            assert {info.name for info in await js.consumers_info(subjects.RUNS_STREAM)} >= set(ENGINE_CONSUMERS)
+            assert (await js.consumer_info(subjects.RUNS_STREAM, "advancer")).config.deliver_subject == \
+                f"_pb.deliver.{subjects.RUNS_STREAM}.advancer"
+            for stream in (subjects.IDENTITY_STREAM, "PB_LEASES"):
+                assert (await js.stream_info(stream)).config.subjects
+        run = await EngineClient(client.nc, admin).run(reply.run_id)
+        assert run.steps["deploy"].gate.status == "requested" and not run.steps["deploy"].gate.approvals
+        assert run.steps["build"].status == "succeeded" and run.steps["build"].attempt.executor
+        carol = await person(EngineClient(client.nc, admin), "carol", "approver")
+        approved = await carol.send(ApproveStep(run_id=reply.run_id, step_id="deploy"))
+        assert approved.accepted, approved.error
+        events = await follow_with_named_consumer(client.nc, reply.run_id, RunCompleted)
+        assert [type(e).__name__ for e in events if getattr(e, "step_id", "") == "deploy"][-2:] == [
+            "StepStarted", "StepSucceeded"]
+    # The executor's own connection was refused nothing: it asks only what its login may.
+    said = [r.getMessage() for r in caplog.records if "permissions violation" in r.getMessage().lower()]
+    assert not said, said

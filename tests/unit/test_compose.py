@@ -17,12 +17,13 @@ def test_each_nats_server_runs_with_the_reference_users_and_publishes_only_its_a
         assert nats["command"] == ["-c", f"/config/{name}.conf"]
         assert "./config/nats-cluster:/config:ro" in nats["volumes"]
         assert nats["ports"] == [f"{4222 + number}:4222"]     # no monitoring port: it has no authentication
-        assert set(nats["environment"]) == {"PB_ENGINE_PASSWORD", "PB_WEB_PASSWORD", "PB_CLIENT_PASSWORD",
-                                            "PB_AGENT_PASSWORD"}
+        assert set(nats["environment"]) == {"PB_ENGINE_PASSWORD", "PB_EXECUTOR_PASSWORD", "PB_WEB_PASSWORD",
+                                            "PB_CLIENT_PASSWORD", "PB_AGENT_PASSWORD"}
         assert all(value.startswith("${") and ":?" in value for value in nats["environment"].values())  # must be set
 
 
-def test_every_engine_service_connects_to_every_server_with_the_engine_login_and_the_web_with_its_own() -> None:
+def test_every_engine_service_connects_to_every_server_with_the_engine_login_the_web_and_executor_with_theirs(
+        ) -> None:
     services = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]
     for name, service in services.items():
         if name in SERVERS:
@@ -31,6 +32,10 @@ def test_every_engine_service_connects_to_every_server_with_the_engine_login_and
         assert [url.rsplit("@", 1)[1] for url in urls] == [f"{server}:4222" for server in SERVERS], name
         if name == "web":       # it faces HTTP: a login that writes no event, no token, no stream
             assert all(url.strip().startswith("nats://pb-web:${PB_WEB_PASSWORD") for url in urls)
+            continue
+        if name == "executor":  # it runs operators' shell commands: its steps' events, no gate, token or stream
+            assert all(url.strip().startswith("nats://pb-executor:${PB_EXECUTOR_PASSWORD") for url in urls)
+            assert service["environment"]["PLAYBOOK_LEASE_SECONDS"] == "20"
             continue
         assert all(url.strip().startswith("nats://pb-engine:${PB_ENGINE_PASSWORD") for url in urls), name
         assert service["environment"]["PLAYBOOK_STREAM_REPLICAS"] == "3", name

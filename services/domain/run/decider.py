@@ -34,10 +34,14 @@ from services.playbook.interpolate import Context
 from services.playbook.references import find_references
 
 
-def decide(run: Run, cmd: RunCommand, at: datetime) -> list[RunEvent]:
+def decide(run: Run, cmd: RunCommand, at: datetime, *, advancing: bool = True) -> list[RunEvent]:
+    """The command's events, then (unless not `advancing`) what they make ready or end. An executor under its own
+    NATS login records only its step's events, which are all it may write: the run service advances after them."""
     if not run.exists:
         raise UnknownRun(run.id)
     events = _events_for(run, cmd, at)
+    if not advancing:
+        return events
     with ahead(run) as next_run:
         for event in events:
             evolve(next_run, event)
