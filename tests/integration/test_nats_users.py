@@ -29,7 +29,7 @@ from events.codec import decode_event
 from events.commands import ApproveStep, StartRun
 from events.codec import encode
 from events.identity import AccessRefused, caller_headers
-from events.run import ApprovalRequested, RunCompleted
+from events.run import ApprovalRequested, RunCompleted, StepScheduled
 from app.root import ALL_SERVICES, serve
 from services.embedded import server_binary
 from services.errors import EngineUnavailable
@@ -567,6 +567,12 @@ async def test_the_executor_login_runs_steps_but_forges_no_gate_run_or_token_and
         run = await EngineClient(client.nc, admin).run(reply.run_id)
         assert run.steps["deploy"].gate.status == "requested" and not run.steps["deploy"].gate.approvals
         assert run.steps["build"].status == "succeeded" and run.steps["build"].attempt.executor
+        # What it may write, it may not write past a gate: a step scheduled behind a gate no one granted is set aside.
+        scheduled = StepScheduled(run_id=reply.run_id, at=datetime.now(timezone.utc), step_id="deploy", attempt=1)
+        await EventStore(executor.nc).append(reply.run_id, [scheduled], run.version)
+        run = await EngineClient(client.nc, admin).run(reply.run_id)
+        assert run.steps["deploy"].status == "pending" and run.steps["deploy"].gate.status == "requested"
+        assert [(q.event, q.step_id) for q in run.quarantined] == [("StepScheduled", "deploy")]
         carol = await person(EngineClient(client.nc, admin), "carol", "approver")
         approved = await carol.send(ApproveStep(run_id=reply.run_id, step_id="deploy"))
         assert approved.accepted, approved.error

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from events.run import (
-    RollbackCompleted, RunCompleted, RunPaused, StepFailed, StepRolledBack, StepStarted, StepSucceeded,
+    RollbackCompleted, RunCompleted, RunPaused, StepFailed, StepRolledBack, StepScheduled, StepStarted, StepSucceeded,
 )
 from events.codec import decode_stored
 from projections.run_view import run_view, timeline
@@ -33,6 +33,22 @@ def test_a_step_cannot_succeed_before_it_started_nor_start_twice() -> None:
         "step a is scheduled (attempt 1), not running as attempt 1",
         "step a is running (attempt 1), not scheduled as attempt 1",
     ]
+
+
+def test_a_step_waiting_at_its_gate_is_not_scheduled_by_an_event_before_the_gate_is_granted() -> None:
+    """An executor's login may write StepScheduled (it schedules again what its holder never started): one for a
+    step whose gate no one granted would run that step without its approval, and is set aside."""
+    s = Scenario(started(R, [noop("a"), noop("gated", depends_on=["a"], approval_gate={"required_approvers": ["bob"]}),
+                             noop("later", depends_on=["gated"], approval_gate={"required_approvers": ["bob"]})]))
+    s.start()
+    s.run_step("a")
+    assert s.run.steps["gated"].gate.status == "requested"
+    s.given(StepScheduled(run_id=R, at=at(5), step_id="gated", attempt=1),
+            StepScheduled(run_id=R, at=at(6), step_id="later", attempt=1))     # its gate not even requested yet
+    assert [s.run.steps[step].status for step in ("gated", "later")] == ["pending", "pending"]
+    assert [q.reason for q in s.run.quarantined] == [
+        "step gated waits at its approval gate (requested): it is scheduled only once the gate is granted",
+        "step later waits at its approval gate (not requested yet): it is scheduled only once the gate is granted"]
 
 
 def test_a_failure_of_an_attempt_that_is_not_the_current_one_is_quarantined() -> None:

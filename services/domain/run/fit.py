@@ -2,7 +2,8 @@
 
 A stream can hold what no decision of ours would write (a hand-made publish, a bug of
 another version, a corrupted copy): a `StepStarted` naming a step the playbook does not
-have, a step succeeding that never started, an event this version cannot decode (`Unreadable`).
+have, a step succeeding that never started, a step scheduled past an approval gate no one granted, an event this
+version cannot decode (`Unreadable`).
 The fold records such an event with its reason and changes nothing else, so every view and
 service goes on with the run.
 """
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from events.run import (
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCompleted, RunEvent, RunFailed, RunStarted,
-    StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepStarted, StepSucceeded, Unreadable,
+    StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepScheduled, StepStarted, StepSucceeded,
+    Unreadable,
 )
 
 if TYPE_CHECKING:
@@ -33,6 +35,9 @@ def misfit(run: Run, event: RunEvent) -> str | None:
     if isinstance(event, RollbackStarted):
         unknown = sorted({s for wave in event.waves for s in wave} - run.steps.keys())
         return f"the playbook has no step {', '.join(map(repr, unknown))}" if unknown else None
+    if isinstance(event, StepScheduled) and (gated := _ungranted(run, event.step_id)):
+        return (f"step {event.step_id} waits at its approval gate ({gated}): it is scheduled only once the gate is "
+                "granted")
     if step_id is not None:
         return _misfit_step(run.steps[step_id], event)
     if isinstance(event, (RunCompleted, RunFailed, RunCancelled, RollbackCompleted, RollbackFailed)) and run.finished:
@@ -40,6 +45,16 @@ def misfit(run: Run, event: RunEvent) -> str | None:
     if isinstance(event, (RollbackCompleted, RollbackFailed)) and run.phase != "rollback":
         return "no rollback was started"
     return None
+
+
+def _ungranted(run: Run, step_id: str) -> str:
+    """How the step's gate stands when it has one no one granted ("" when it has none, or it was granted): the
+    decider schedules a gated step only once granted, and an executor's login, which may schedule a step again,
+    must not open a gate by scheduling the step behind it."""
+    if run.gate_of(step_id) is None:
+        return ""
+    status = run.steps[step_id].gate.status
+    return "" if status == "granted" else status or "not requested yet"
 
 
 def _misfit_step(step: StepState, event: RunEvent) -> str | None:
