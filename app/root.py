@@ -36,6 +36,7 @@ from services.executor.processes import ProcessRules
 from services.executor.remediation import Remediation
 from services.executor.service import Executor
 from services.identity.credentials import NatsRole
+from services.identity.nats_users import user_name
 from services.identity.service import IdentityService
 from services.identity.setup import Identity
 from services.learning.config import LearningConfig
@@ -44,10 +45,10 @@ from services.learning.service import LearningService
 from services.log_text import EscapedLines
 from services.logs import ensure_logs_stream
 from services.playbook_store import PlaybookStore
-from services.readiness import wait_for_streams
+from services.readiness import wait_for_advancer, wait_for_streams
 from services.resilience.service import ResilienceService
-from services.run.service import RunService
-from services.settings import Settings
+from services.run.service import STEP_OUTCOMES, RunService
+from services.settings import Settings, connect_options
 from services.store import EventStore
 from services.stream_sizes import decide_sizes
 
@@ -149,7 +150,7 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     directory = Directory(settings.directory_path)
     directory.check()
     forbidden: asyncio.Future[str] = loop.create_future()
-    login = login_of(which)
+    login = login_of(which, settings.nats_url)
     nc = await _unless_stopped(settings.connect(f"playbook-{'+'.join(which) or 'doors'}", login, on_closed=on_closed,
                                                 on_forbidden=lambda said: _first(forbidden, said)), stop)
     if nc is None:
@@ -209,13 +210,16 @@ WEB_LOGIN = ("the web server", "a web server alone (`python -m ui.web`) logs in 
              "$PLAYBOOK_HOME/credentials/nats-web.json)")
 
 
-def login_of(services: Sequence[str]) -> NatsRole:
+def login_of(services: Sequence[str], url: str | None = None) -> NatsRole:
     """Doors alone (`python -m ui.web`, which faces HTTP) log in as the web server; a service with a login of its
-    own, alone in its process, as itself; anything else as the engine."""
+    own, alone in its process, as itself, unless `url` (NATS_URL) names the engine's (it then does what it does in
+    the engine: an executor beside `playbook up`, whose run service advances only after its own executor);
+    anything else as the engine."""
     if not services:
         return "web"
     if len(services) == 1 and services[0] in OWN_LOGINS:
-        return OWN_LOGINS[services[0]]
+        named = connect_options(url).get("user") if url else None
+        return "engine" if named == user_name("engine") else OWN_LOGINS[services[0]]
     return "engine"
 
 
@@ -245,6 +249,8 @@ async def _found_for(nc: NATS, settings: Settings, services: Sequence[str]) -> P
     it; no identity (it answers no caller)."""
     await wait_for_streams(nc, tuple(dict.fromkeys(s for name in services for s in OWN_STREAMS[name])),
                            maker="the engine's services (`python -m services.run`, compose's run service)")
+    if "executor" in services:      # it advances no run: one that nothing advances after would stop at every step
+        await wait_for_advancer(nc, tuple(subjects.events_of_type(name) for name in STEP_OUTCOMES))
     store = EventStore(nc)
     playbooks = PlaybookStore(nc)
     return Parts(nc, store, run_repository(store, playbooks), breaker_repository(store), Catalog(nc, playbooks),

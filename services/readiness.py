@@ -98,3 +98,30 @@ async def wait_for_streams(nc: NATS, names: tuple[str, ...] = DOOR_STREAMS, *, p
             log.warning("waiting for the engine to create its streams (%s missing): start %s; this process makes "
                         "none", ", ".join(missing), maker)
         await asyncio.sleep(pause)
+
+
+async def wait_for_advancer(nc: NATS, outcomes: tuple[str, ...], *, pause: float = 0.5) -> None:
+    """Until the run service's advancer follows these step outcomes, saying so meanwhile: an executor under its own
+    login records its steps and advances no run, so it takes no work while no run service would advance after it
+    (a `playbook up` advances in its own executor's decisions, and its advancer follows none)."""
+    said_at = None
+    js = nc.jetstream(timeout=TRY_TIMEOUT)
+    while True:
+        try:
+            config = (await js.consumer_info(subjects.RUNS_STREAM, "advancer")).config
+            missing = sorted(set(outcomes) - set(config.filter_subjects or [config.filter_subject or ""]))
+        except NotFoundError:
+            missing = ["the advancer consumer"]
+        except nats.errors.TimeoutError:
+            missing = ["an answer about the advancer consumer"]
+        if not missing:
+            if said_at is not None:
+                log.info("a run service advances runs after executors elsewhere now")
+            return
+        if said_at is None or time.monotonic() - said_at >= SAY_AGAIN_EVERY:
+            said_at = time.monotonic()
+            log.warning("waiting for a run service that advances runs after executors elsewhere (`python -m "
+                        "services.run`, compose's run service; it does not follow %s): this executor, under its own "
+                        "login, records its steps and advances none, and `playbook up` advances only after its own "
+                        "executor (give this one the engine's login beside `playbook up`)", ", ".join(missing))
+        await asyncio.sleep(pause)

@@ -582,3 +582,29 @@ async def test_the_executor_login_runs_steps_but_forges_no_gate_run_or_token_and
     # The executor's own connection was refused nothing: it asks only what its login may.
     said = [r.getMessage() for r in caplog.records if "permissions violation" in r.getMessage().lower()]
     assert not said, said
+
+
+async def test_an_executor_under_its_login_beside_playbook_up_waits_for_a_run_service_that_advances_after_it(
+        secured: Secured, caplog: pytest.LogCaptureFixture) -> None:
+    """`playbook up` (every service in one process) advances a run in its own executor's decisions, and its advancer
+    follows no step outcome: an executor alone under pb-executor, which advances nothing, would leave every run it
+    touched stopped after that step. It says so and takes no work; given the engine's login, it works as the engine's
+    executor does."""
+    async with engine_as_its_user(secured):
+        stop, ready = asyncio.Event(), asyncio.Event()
+
+        async def on_ready(_running: object) -> None:
+            ready.set()
+        alone = asyncio.create_task(serve(Settings(nats_url=secured.url, home=secured.home), {"executor"},
+                                          ready=on_ready, stop=stop))
+        await until(lambda: any("waiting for a run service that advances runs after executors elsewhere"
+                                in r.getMessage() for r in caplog.records), what="the executor saying it waits")
+        assert not ready.is_set()
+        stop.set()
+        await asyncio.wait_for(alone, 15)
+        as_engine = Settings(nats_url=secured.url_as("engine"), home=secured.home)
+        stop, ready = asyncio.Event(), asyncio.Event()
+        alone = asyncio.create_task(serve(as_engine, {"executor"}, ready=on_ready, stop=stop))
+        await asyncio.wait_for(ready.wait(), 15)
+        stop.set()
+        await asyncio.wait_for(alone, 15)
