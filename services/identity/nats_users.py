@@ -13,7 +13,8 @@ grants). These users keep the event streams writable by the engine alone:
 - agent: reads PB_RUNS and PB_LOGS through consumers it names, the feed and live output, the
   catalog and the pinned playbooks, and asks what was learned; nothing else.
 - executor: an executor in a process of its own (`python -m services.executor`), which runs operators' shell
-  commands: the run events it writes (its steps' starts and outcomes, on `pb.run.*.<Type>`), circuits, leases,
+  commands: the run events it writes (its steps' starts and outcomes, on `pb.run.*.<Type>`), the circuit events
+  of its calls (no reset), leases,
   output lines, its own consumer; no other event (no gate approved, no run started or steered), no token, no
   stream made or changed, no one's commands. The run service advances the run after its steps' outcomes.
 - web: the web server of a split deployment (`python -m ui.web`), which faces HTTP: what a client may, and
@@ -125,6 +126,9 @@ def _web_permissions() -> dict:
 # its holder went before starting it, a delivery it gave up on), and nothing else: pb-executor may publish these.
 EXECUTOR_EVENTS = ("StepStarted", "StepSucceeded", "StepFailed", "StepScheduled", "StepRollbackStarted",
                    "StepRolledBack", "StepRollbackFailed", "StepRollbackScheduled", "MessageAbandoned")
+# And the circuit events it writes around the calls it makes (a reset is an admin's command, the run service's).
+EXECUTOR_CIRCUIT_EVENTS = ("CircuitCallFailed", "CircuitCallSucceeded", "CircuitOpened", "CircuitHalfOpened",
+                           "CircuitTrialStarted", "CircuitClosed")
 EXECUTOR_STREAMS = (subjects.RUNS_STREAM, LEASE_STREAM)    # where it makes consumers (its own, and ordered ones)
 
 
@@ -132,7 +136,8 @@ def _executor_permissions() -> dict:
     """An executor alone: its events, circuits, leases and output lines; reading runs, leases and the playbooks the
     runs pin; its own durable consumer. No other event, no token, no stream's change, no command, no answer."""
     runs = subjects.RUNS_STREAM
-    allow = [*(subjects.events_of_type(name) for name in EXECUTOR_EVENTS), subjects.CIRCUIT_SUBJECTS,
+    allow = [*(subjects.events_of_type(name) for name in EXECUTOR_EVENTS),
+             *(f"{subjects.PREFIX}.circuit.*.{name}" for name in EXECUTOR_CIRCUIT_EVENTS),
              LEASE_SUBJECTS, subjects.OUTPUT_SUBJECTS,
              f"{API}.INFO", f"{API}.STREAM.NAMES", f"{API}.STREAM.INFO.{subjects.LOGS_STREAM}",
              f"{API}.STREAM.INFO.{subjects.object_stream(subjects.PLAYBOOKS_BUCKET)}",

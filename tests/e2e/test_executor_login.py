@@ -58,7 +58,8 @@ async def test_an_executor_under_pb_executor_waits_for_the_engine_then_runs_a_sh
     try:
         client = EngineClient(nc, admin)
         reply = await send_when_ready(client, StartRun(playbook=playbook_yaml([
-            {"id": "build", "action": "shell", "timeout_seconds": 10, "args": {"command": "echo built"}},
+            {"id": "build", "action": "shell", "timeout_seconds": 10, "args": {"command": "echo built"},
+             "circuit": {"failure_rate": 0.5}},     # a breaker that counts successes: the executor records them
             {"id": "deploy", "action": "shell", "timeout_seconds": 10, "args": {"command": "echo deployed"},
              "depends_on": ["build"], "approval_gate": {"required_approvers": ["ops-team"]}}])), timeout=60)
         assert reply.accepted, reply.error

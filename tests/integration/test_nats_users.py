@@ -514,7 +514,8 @@ async def test_the_web_login_follows_identity_and_runs_through_consumers_it_name
 
 
 BUILT_THEN_GATED = playbook_yaml([
-    {"id": "build", "action": "shell", "timeout_seconds": 10, "args": {"command": "echo built"}},
+    {"id": "build", "action": "shell", "timeout_seconds": 10, "args": {"command": "echo built"},
+     "circuit": {"failure_rate": 0.5}},     # a breaker that counts successes: the executor records them
     {"id": "deploy", "action": "noop", "depends_on": ["build"], "approval_gate": {"required_approvers": ["carol"]}}],
     name="built-then-gated")
 
@@ -537,6 +538,7 @@ async def test_the_executor_login_runs_steps_but_forges_no_gate_run_or_token_and
                             "ApprovalGiven", "ApprovalGranted", "RunCancelRequested", "RunCompleted", "RunPaused",
                             "RollbackStarted", "StepRetryScheduled")),
                         subjects.run_event("r2", "RunStarted"), f"{subjects.token('0123456789abcdef')}.TokenCreated",
+                        f"{subjects.circuit('x')}.CircuitReset",     # an admin's: the executor's are calls, trials
                         subjects.approval_timer(reply.run_id, "deploy"), subjects.access_refused("http"),
                         f"$JS.ACK.{subjects.RUNS_STREAM}.advancer.1.1.1.1.1.1", "_INBOX.someone.else"):
             await executor.nc.publish(subject, json.dumps(forged).encode())
