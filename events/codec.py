@@ -3,19 +3,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from events.commands import AnyCommand, Reply
 from events.json_limits import decode_json, stored_decoder
 from events.run import AnyRunEvent, RunEvent, Unreadable
+from events.subjects import PREFIX
 
 _encoder = msgspec.json.Encoder()
 decode_event: Callable[[bytes], RunEvent] = stored_decoder(AnyRunEvent)
 decode_reply: Callable[[bytes], Reply] = stored_decoder(Reply)      # an answer of the engine
 
 DecodeError = msgspec.DecodeError
+S = TypeVar("S", bound=msgspec.Struct)
 NEVER = datetime.min.replace(tzinfo=timezone.utc)    # when an unreadable event does not say when it happened
 
 
@@ -25,15 +27,52 @@ class _When(msgspec.Struct):
 
 def decode_stored(data: bytes, run_id: str, stored_type: str) -> RunEvent:
     """A run's stored event, or `Unreadable` saying why this version cannot read it: a reader that
-    folds or shows a run never skips one unseen (an event of a newer engine, a field of another shape)."""
+    folds or shows a run never skips one unseen (an event of a newer engine, a field of another shape, a body
+    that is not what its subject says)."""
     try:
-        return decode_event(data)
+        event = decode_event(data)
+        if (wrong := not_as_stored(event, stored_type, run_id)) is None:
+            return event
+        error = wrong
     except msgspec.DecodeError as err:
-        try:
-            at = msgspec.json.decode(data, type=_When).at or NEVER
-        except (msgspec.DecodeError, RecursionError):
-            at = NEVER
-        return Unreadable(run_id=run_id, at=at, stored_type=stored_type, error=str(err))
+        error = str(err)
+    try:
+        at = msgspec.json.decode(data, type=_When).at or NEVER
+    except (msgspec.DecodeError, RecursionError):
+        at = NEVER
+    return Unreadable(run_id=run_id, at=at, stored_type=stored_type, error=error)
+
+
+def not_as_stored(event: msgspec.Struct, stored_type: str, run_id: str | None = None) -> str | None:
+    """Why a stored body is not the event its subject names (`pb.run.<id>.<Type>`), else None. NATS permits a
+    publish by subject alone (an executor's login may write `StepSucceeded`, never `ApprovalGranted`): a body that
+    says it is another kind, or of another run, is none of that login's events, and no reader takes it for one."""
+    name = type(event).__name__
+    if name != stored_type:
+        return f"it is stored as a {stored_type} but says it is {_a(name)}"
+    said = getattr(event, "run_id", None)
+    if run_id and said is not None and said != run_id:
+        return f"it is stored on run {run_id} but says it is of run {said}"
+    return None
+
+
+def held_to(subject: str, event: S) -> S:
+    """The event decoded from a message on `subject` (`<aggregate>.<Type>`: a run's, a circuit's, a token's), if
+    its body is what the subject names; else a DecodeError saying why, as for a body no one can read."""
+    parts = subject.split(".")
+    of_run = subject.startswith((f"{PREFIX}.run.", f"{PREFIX}.feed.run."))
+    if (wrong := not_as_stored(event, parts[-1], parts[-2] if of_run else None)) is not None:
+        raise msgspec.DecodeError(wrong)
+    return event
+
+
+def checked_event(subject: str, data: bytes) -> RunEvent:
+    """`decode_event` of a message on `pb.run.<id>.<Type>`, held to its subject (`held_to`)."""
+    return held_to(subject, decode_event(data))
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[:1] in 'AEIOU' else 'a'} {name}"
 
 
 def stored_event(subject: str, data: bytes) -> RunEvent:

@@ -29,7 +29,7 @@ from nats.js.errors import NotFoundError
 
 from events import subjects
 from events.circuit import CircuitEvent, decode_circuit_event
-from events.codec import decode_event
+from events.codec import decode_event, held_to
 from events.run import RunEvent
 from projections import run_list
 from projections.audit import AuditEntry, AuditTrail, select
@@ -237,7 +237,7 @@ class Projector:
         if subject.startswith(f"{subjects.PREFIX}.timer."):
             return      # a timer holds an event that is stored on its run when it fires
         try:
-            event: RunEvent | CircuitEvent = (decode_circuit_event(data) if subject.startswith(
+            event: RunEvent | CircuitEvent = held_to(subject, decode_circuit_event(data) if subject.startswith(
                 f"{subjects.PREFIX}.circuit.") else decode_event(data))
         except (msgspec.DecodeError, msgspec.ValidationError):
             log.warning("projector: skipping undecodable message %d on %s", seq, subject)

@@ -30,7 +30,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events import subjects
-from events.codec import decode_event
+from events.codec import checked_event
 from events.run import MessageAbandoned, RunEvent
 from services.aggregates import RunRepository
 from services.errors import CommandRejected, EngineUnavailable
@@ -116,7 +116,7 @@ class Consumer:
     async def _process(self, msg: Msg) -> None:
         meta = msg.metadata
         try:
-            event = decode_event(msg.data)
+            event = checked_event(msg.subject, msg.data)     # a body of another kind than its subject: none
         except msgspec.DecodeError as err:
             log.error("%s: dropping undecodable message on %s: %s", self.name, msg.subject, err)
             await self._give_up(msg, f"cannot read it: {err}")

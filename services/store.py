@@ -23,7 +23,7 @@ from nats.aio.subscription import Subscription
 from nats.js.errors import APIError
 
 from events import subjects
-from events.codec import decode_event, encode, event_name, stored_event
+from events.codec import decode_event, encode, event_name, held_to, stored_event
 from events.json_limits import MAX_EVENT_DEPTH, check_depth
 from events.run import RunEvent
 from services.errors import ConcurrencyConflict, EngineUnavailable, TooLarge
@@ -176,7 +176,11 @@ class EventStore:
             cursor.last = seq
             subject = headers.get("Nats-Subject", "")
             try:
-                cursor.into.append((seq, cursor.decode(msg.data)))
+                decoded = cursor.decode(msg.data)
+                if subject and isinstance(decoded, msgspec.Struct):
+                    # An event held to its subject: a login may publish some of an aggregate's subjects only.
+                    held_to(subject, decoded)
+                cursor.into.append((seq, decoded))
             except (msgspec.DecodeError, RecursionError) as err:
                 if cursor.unreadable is None:
                     log.warning("skipping undecodable event %s seq %d: %s", subject, seq, err)

@@ -21,7 +21,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from events import subjects
-from events.codec import command_body, decode_event, decode_reply
+from events.codec import checked_event, command_body, decode_reply
 from events.circuit import CircuitEvent
 from events.commands import HEADROOM, Command, PublishPlaybook, Reply, StartRun
 from events.identity import Caller, caller_headers
@@ -182,7 +182,7 @@ class EngineClient:
         """Every stored event on these subjects, once."""
         async for msg in self._reading(filters, follow=False):
             try:
-                yield decode_event(msg.data)
+                yield checked_event(msg.subject, msg.data)
             except msgspec.DecodeError:
                 continue
 

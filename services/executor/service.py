@@ -27,7 +27,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from events import subjects
-from events.codec import decode_event
+from events.codec import checked_event
 from events.run import RunEvent, StepRollbackScheduled, StepScheduled
 from services.aggregates import BreakerRepository, RunRepository
 from services.domain.capping import capped
@@ -293,7 +293,7 @@ class Executor:
 
     async def _on_cancel_requested(self, msg: Msg) -> None:
         try:
-            run_id = decode_event(msg.data).run_id
+            run_id = checked_event(msg.subject, msg.data).run_id
         except Exception:  # noqa: BLE001 - a bad message must not stop the watcher
             log.error("dropping undecodable message on %s", msg.subject)
             return

@@ -25,7 +25,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from events import subjects
 from events.circuit import decode_circuit_event
-from events.codec import decode_event
+from events.codec import decode_event, held_to
 from events.commands import Rejection
 from events.identity import Caller
 from events.insights import Insights, InsightsRequest, LearningReply, LearningStatus, Rebuilt
@@ -224,7 +224,7 @@ class LearningService:
         if subject.startswith(TIMERS):
             return []
         try:
-            event = decode_circuit_event(data) if subject.startswith(CIRCUITS) else decode_event(data)
+            event = held_to(subject, decode_circuit_event(data) if subject.startswith(CIRCUITS) else decode_event(data))
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
             log.warning("learning: skipping undecodable message %d on %s: %s", seq, subject, err)
             return []

@@ -29,7 +29,7 @@ from events.codec import decode_event
 from events.commands import ApproveStep, StartRun
 from events.codec import encode
 from events.identity import AccessRefused, caller_headers
-from events.run import ApprovalRequested, RunCompleted, StepScheduled
+from events.run import ApprovalGranted, ApprovalRequested, RunCompleted, StepScheduled
 from app.root import ALL_SERVICES, serve
 from services.embedded import server_binary
 from services.errors import EngineUnavailable
@@ -575,6 +575,15 @@ async def test_the_executor_login_runs_steps_but_forges_no_gate_run_or_token_and
         run = await EngineClient(client.nc, admin).run(reply.run_id)
         assert run.steps["deploy"].status == "pending" and run.steps["deploy"].gate.status == "requested"
         assert [(q.event, q.step_id) for q in run.quarantined] == [("StepScheduled", "deploy")]
+        # Nor past its subject: NATS lets it publish on pb.run.*.StepSucceeded, and a body there that says it is an
+        # approval is no approval, but a message of no known kind, set aside.
+        granted = ApprovalGranted(run_id=reply.run_id, at=datetime.now(timezone.utc), step_id="deploy",
+                                  approvers=["carol"], actor="carol")
+        await executor.nc.jetstream().publish(subjects.run_event(reply.run_id, "StepSucceeded"), encode(granted))
+        run = await EngineClient(client.nc, admin).run(reply.run_id)
+        assert run.steps["deploy"].status == "pending" and run.steps["deploy"].gate.status == "requested"
+        assert [q.event for q in run.quarantined] == ["StepScheduled", "StepSucceeded"]
+        assert "says it is an ApprovalGranted" in run.quarantined[-1].reason
         carol = await person(EngineClient(client.nc, admin), "carol", "approver")
         approved = await carol.send(ApproveStep(run_id=reply.run_id, step_id="deploy"))
         assert approved.accepted, approved.error

@@ -1,10 +1,14 @@
 """Events that do not fit a run's state are set aside with a reason; the run, its views and its services go on."""
 from __future__ import annotations
 
+import msgspec
+import pytest
+
 from events.run import (
-    RollbackCompleted, RunCompleted, RunPaused, StepFailed, StepRolledBack, StepScheduled, StepStarted, StepSucceeded,
+    ApprovalGranted, RollbackCompleted, RunCompleted, RunPaused, StepFailed, StepRolledBack, StepScheduled, StepStarted,
+    StepSucceeded, Unreadable,
 )
-from events.codec import decode_stored
+from events.codec import checked_event, decode_stored, encode
 from projections.run_view import run_view, timeline
 from ui.cli.render import status_table
 from tests.helpers import R, Scenario, at, kinds, noop, started
@@ -113,3 +117,19 @@ def test_an_event_this_version_cannot_read_is_quarantined_with_why_never_skipped
         ("StepScheduled", "this version of the engine cannot read it: JSON is malformed: invalid character (byte 0)"),
     ]
     assert kinds(s.run_step("a")) == ["StepSucceeded:a", "RunCompleted"]
+
+
+def test_a_body_that_is_not_what_its_subject_names_is_unreadable_not_that_event() -> None:
+    """NATS permits a publish by subject alone (pb-executor may write StepSucceeded, not ApprovalGranted): a body
+    that says it is another kind, or of another run, is set aside, never folded as what it says."""
+    granted = encode(ApprovalGranted(run_id=R, at=at(3), step_id="a", approvers=["bob"], actor="bob"))
+    aside = decode_stored(granted, R, "StepSucceeded")
+    assert isinstance(aside, Unreadable) and aside.stored_type == "StepSucceeded" and aside.at == at(3)
+    assert aside.error == "it is stored as a StepSucceeded but says it is an ApprovalGranted"
+    elsewhere = decode_stored(granted, "other-run", "ApprovalGranted")
+    assert isinstance(elsewhere, Unreadable)
+    assert elsewhere.error == f"it is stored on run other-run but says it is of run {R}"
+    assert isinstance(decode_stored(granted, R, "ApprovalGranted"), ApprovalGranted)
+    with pytest.raises(msgspec.DecodeError, match="says it is an ApprovalGranted"):
+        checked_event(f"pb.run.{R}.StepSucceeded", granted)
+    assert isinstance(checked_event(f"pb.feed.run.{R}.ApprovalGranted", granted), ApprovalGranted)
