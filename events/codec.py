@@ -1,7 +1,7 @@
 """The one codec: msgspec JSON for events and commands, nesting bounded (events/json_limits.py)."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -25,17 +25,17 @@ class _When(msgspec.Struct):
     at: datetime | None = None
 
 
-def decode_stored(data: bytes, run_id: str, stored_type: str) -> RunEvent:
+def decode_stored(data: bytes, run_id: str, stored_type: str, why: str = "") -> RunEvent:
     """A run's stored event, or `Unreadable` saying why this version cannot read it: a reader that
     folds or shows a run never skips one unseen (an event of a newer engine, a field of another shape, a body
-    that is not what its subject says)."""
+    that is not what its subject says, `why` the reader found already)."""
+    error = why
     try:
         event = decode_event(data)
-        if (wrong := not_as_stored(event, stored_type, run_id)) is None:
+        if not why and (error := not_as_stored(event, stored_type, run_id) or "") == "":
             return event
-        error = wrong
     except msgspec.DecodeError as err:
-        error = str(err)
+        error = why or str(err)
     try:
         at = msgspec.json.decode(data, type=_When).at or NEVER
     except (msgspec.DecodeError, RecursionError):
@@ -56,29 +56,42 @@ def not_as_stored(event: msgspec.Struct, stored_type: str, run_id: str | None = 
     return None
 
 
-def held_to(subject: str, event: S) -> S:
+def not_scheduled_by_engine(headers: Mapping[str, str] | None) -> str:
+    """Why a message was stored by a schedule no one but the engine arms, else "". NATS takes a message schedule
+    on any subject its publisher may use and, when due, stores the body on the subject the schedule names, which
+    it does not hold to the publisher's permissions: only the engine's timers (`pb.timer.>`, which no other login
+    may publish) store events so. (An append that ends a timer names that timer the same way.)"""
+    scheduler = (headers or {}).get("Nats-Scheduler", "")
+    if scheduler and not scheduler.startswith(f"{PREFIX}.timer."):
+        return f"a message schedule on {scheduler} stored it: only the engine's timers (pb.timer.>) store events"
+    return ""
+
+
+def held_to(subject: str, event: S, headers: Mapping[str, str] | None = None) -> S:
     """The event decoded from a message on `subject` (`<aggregate>.<Type>`: a run's, a circuit's, a token's), if
-    its body is what the subject names; else a DecodeError saying why, as for a body no one can read."""
+    its body is what the subject names and no one else's schedule stored it there (`headers`); else a DecodeError
+    saying why, as for a body no one can read."""
     parts = subject.split(".")
     of_run = subject.startswith((f"{PREFIX}.run.", f"{PREFIX}.feed.run."))
-    if (wrong := not_as_stored(event, parts[-1], parts[-2] if of_run else None)) is not None:
+    wrong = not_scheduled_by_engine(headers) or not_as_stored(event, parts[-1], parts[-2] if of_run else None)
+    if wrong:
         raise msgspec.DecodeError(wrong)
     return event
 
 
-def checked_event(subject: str, data: bytes) -> RunEvent:
-    """`decode_event` of a message on `pb.run.<id>.<Type>`, held to its subject (`held_to`)."""
-    return held_to(subject, decode_event(data))
+def checked_event(subject: str, data: bytes, headers: Mapping[str, str] | None = None) -> RunEvent:
+    """`decode_event` of a message on `pb.run.<id>.<Type>`, held to its subject and headers (`held_to`)."""
+    return held_to(subject, decode_event(data), headers)
 
 
 def _a(name: str) -> str:
     return f"{'an' if name[:1] in 'AEIOU' else 'a'} {name}"
 
 
-def stored_event(subject: str, data: bytes) -> RunEvent:
+def stored_event(subject: str, data: bytes, why: str = "") -> RunEvent:
     """`decode_stored` of a message on `pb.run.<id>.<Type>` (or its feed's subject)."""
     parts = subject.split(".")
-    return decode_stored(data, parts[-2] if len(parts) >= 4 else "", parts[-1])
+    return decode_stored(data, parts[-2] if len(parts) >= 4 else "", parts[-1], why)
 
 
 def encode(message: msgspec.Struct) -> bytes:

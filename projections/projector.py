@@ -208,7 +208,7 @@ class Projector:
         # message, which made a replay and the live views lag under load (bench/replay, sse).
         async def on_message(msg: Msg) -> None:
             meta = msg.metadata
-            self._apply(meta.sequence.stream, msg.subject, msg.data)
+            self._apply(meta.sequence.stream, msg.subject, msg.data, msg.headers)
             self.pending = meta.num_pending
             if not self.pending:
                 self._caught_up.set()
@@ -231,14 +231,14 @@ class Projector:
         if info.state.last_seq <= self.views.position:
             self._caught_up.set()
 
-    def _apply(self, seq: int, subject: str, data: bytes) -> None:
+    def _apply(self, seq: int, subject: str, data: bytes, headers: dict[str, str] | None = None) -> None:
         views = self.views
         views.position = seq
         if subject.startswith(f"{subjects.PREFIX}.timer."):
             return      # a timer holds an event that is stored on its run when it fires
         try:
             event: RunEvent | CircuitEvent = held_to(subject, decode_circuit_event(data) if subject.startswith(
-                f"{subjects.PREFIX}.circuit.") else decode_event(data))
+                f"{subjects.PREFIX}.circuit.") else decode_event(data), headers)
         except (msgspec.DecodeError, msgspec.ValidationError):
             log.warning("projector: skipping undecodable message %d on %s", seq, subject)
             return

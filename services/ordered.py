@@ -20,7 +20,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events import subjects
-from events.codec import stored_event
+from events.codec import not_scheduled_by_engine, stored_event
 from events.run import RunEvent
 from services.jetstream import persist
 
@@ -36,6 +36,7 @@ class Stored:
     pending: int              # messages on the reader's subjects stored after it, when it was delivered
     subject: str
     data: bytes
+    headers: dict[str, str] | None = None
 
 
 async def in_order(nc: NATS, stream: str, filters: Sequence[str], after: int = 0, *,
@@ -86,7 +87,7 @@ async def _deliveries(nc: NATS, sub: Subscription, heartbeat: float) -> AsyncGen
         if meta.sequence.consumer != delivered + 1:
             return
         delivered += 1
-        yield Stored(meta.sequence.stream, meta.num_pending, msg.subject, msg.data)
+        yield Stored(meta.sequence.stream, meta.num_pending, msg.subject, msg.data, msg.headers)
 
 
 async def run_events(nc: NATS, run_id: str, after: int = 0) -> AsyncGenerator[tuple[int, RunEvent, int]]:
@@ -96,4 +97,5 @@ async def run_events(nc: NATS, run_id: str, after: int = 0) -> AsyncGenerator[tu
     async with contextlib.aclosing(reader):
         async for stored in reader:
             # An event this version cannot decode comes as `Unreadable`: shown, quarantined by the fold.
-            yield stored.seq, stored_event(stored.subject, stored.data), stored.pending
+            yield stored.seq, stored_event(stored.subject, stored.data, not_scheduled_by_engine(stored.headers)), \
+                stored.pending

@@ -52,7 +52,8 @@ class Aggregate(Generic[S, E]):
     always_catch_up: bool = False               # read what others appended before every decision
     obsoleted_timer: Callable[[E], str | None] = lambda event: None   # the timer an event cancels
     stored: Callable[[E], E] = lambda event: event   # what goes into the stream of an event folded as it is
-    unreadable: Callable[[str, bytes], E] | None = None   # (subject, data) -> what to fold of an undecodable one
+    # (subject, data, why) -> what an undecodable one folds as
+    unreadable: Callable[[str, bytes, str], E] | None = None
 
 
 class Repository(Generic[S, E]):

@@ -116,7 +116,7 @@ class Consumer:
     async def _process(self, msg: Msg) -> None:
         meta = msg.metadata
         try:
-            event = checked_event(msg.subject, msg.data)     # a body of another kind than its subject: none
+            event = checked_event(msg.subject, msg.data, msg.headers)   # held to its subject: codec.held_to
         except msgspec.DecodeError as err:
             log.error("%s: dropping undecodable message on %s: %s", self.name, msg.subject, err)
             await self._give_up(msg, f"cannot read it: {err}")

@@ -44,7 +44,7 @@ class _Cursor(Generic[E]):
     """How far a load has read: what it collected, and the last sequence seen (tries resume after it)."""
 
     def __init__(self, into: list[tuple[int, E]], last: int, decode: Callable[[bytes], E],
-                 unreadable: Callable[[str, bytes], E] | None) -> None:
+                 unreadable: Callable[[str, bytes, str], E] | None) -> None:
         self.into, self.last, self.decode, self.unreadable = into, last, decode, unreadable
 
 
@@ -111,11 +111,12 @@ class EventStore:
 
     async def load_aggregate(self, subject: str, decode: Callable[[bytes], E], after: int = 0,
                              at_least: int = 0, batch: int = LOAD_BATCH,
-                             unreadable: Callable[[str, bytes], E] | None = None) -> tuple[list[tuple[int, E]], int]:
+                             unreadable: Callable[[str, bytes, str], E] | None = None,
+                             ) -> tuple[list[tuple[int, E]], int]:
         """Every message on `subject` (an aggregate's wildcard) after sequence `after`, decoded, `batch`
         messages per round trip.
 
-        An undecodable message is logged, and loaded as `unreadable(subject, data)` says, or skipped
+        An undecodable message is logged, and loaded as `unreadable(subject, data, why)` says, or skipped
         without it; its sequence counts either way (appends must expect it).
 
         `at_least`: a sequence of this aggregate the caller knows is stored; a replica that
@@ -179,14 +180,14 @@ class EventStore:
                 decoded = cursor.decode(msg.data)
                 if subject and isinstance(decoded, msgspec.Struct):
                     # An event held to its subject: a login may publish some of an aggregate's subjects only.
-                    held_to(subject, decoded)
+                    held_to(subject, decoded, headers)
                 cursor.into.append((seq, decoded))
             except (msgspec.DecodeError, RecursionError) as err:
                 if cursor.unreadable is None:
                     log.warning("skipping undecodable event %s seq %d: %s", subject, seq, err)
                     return
                 log.warning("event %s seq %d is unreadable here, shown quarantined: %s", subject, seq, err)
-                cursor.into.append((seq, cursor.unreadable(subject, msg.data)))
+                cursor.into.append((seq, cursor.unreadable(subject, msg.data, str(err))))
 
     async def last_on(self, subject: str) -> bytes | None:
         """The data of the last message on one subject, None when there is none."""

@@ -182,7 +182,7 @@ class EngineClient:
         """Every stored event on these subjects, once."""
         async for msg in self._reading(filters, follow=False):
             try:
-                yield checked_event(msg.subject, msg.data)
+                yield checked_event(msg.subject, msg.data, msg.headers)
             except msgspec.DecodeError:
                 continue
 

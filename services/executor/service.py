@@ -293,7 +293,7 @@ class Executor:
 
     async def _on_cancel_requested(self, msg: Msg) -> None:
         try:
-            run_id = checked_event(msg.subject, msg.data).run_id
+            run_id = checked_event(msg.subject, msg.data, msg.headers).run_id
         except Exception:  # noqa: BLE001 - a bad message must not stop the watcher
             log.error("dropping undecodable message on %s", msg.subject)
             return

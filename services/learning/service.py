@@ -210,7 +210,7 @@ class LearningService:
             if self._pending.messages >= MAX_PENDING:
                 self._room.clear()
                 await self._room.wait()
-            facts = await self._facts(interpreter, seq, msg.subject, msg.data)
+            facts = await self._facts(interpreter, seq, msg.subject, msg.data, msg.headers)
             self._read = seq
             pending = self._pending
             pending.last, pending.messages = seq, pending.messages + 1
@@ -220,11 +220,13 @@ class LearningService:
             self._failure = err
             self._wake.set()
 
-    async def _facts(self, interpreter: Interpreter, seq: int, subject: str, data: bytes) -> list[Fact]:
+    async def _facts(self, interpreter: Interpreter, seq: int, subject: str, data: bytes,
+                     headers: dict[str, str] | None = None) -> list[Fact]:
         if subject.startswith(TIMERS):
             return []
         try:
-            event = held_to(subject, decode_circuit_event(data) if subject.startswith(CIRCUITS) else decode_event(data))
+            event = held_to(subject, decode_circuit_event(data) if subject.startswith(CIRCUITS) else decode_event(data),
+                            headers)
         except (msgspec.DecodeError, msgspec.ValidationError) as err:
             log.warning("learning: skipping undecodable message %d on %s: %s", seq, subject, err)
             return []

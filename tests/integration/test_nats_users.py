@@ -584,6 +584,22 @@ async def test_the_executor_login_runs_steps_but_forges_no_gate_run_or_token_and
         assert run.steps["deploy"].status == "pending" and run.steps["deploy"].gate.status == "requested"
         assert [q.event for q in run.quarantined] == ["StepScheduled", "StepSucceeded"]
         assert "says it is an ApprovalGranted" in run.quarantined[-1].reason
+        # Nor through a message schedule: NATS takes one on a subject it may publish, and stores its body, when
+        # due, on the subject it names (an approval's); only the engine's timers (pb.timer.>) store events so, and
+        # what another schedule stored is set aside.
+        timed = {"Nats-Schedule": "@at 2026-01-01T00:00:00.000000Z",
+                 "Nats-Schedule-Target": subjects.run_event(reply.run_id, "ApprovalGranted")}
+        # (When it fires, the server purges the subject the schedule was on: on another run's, no history is lost.)
+        await executor.nc.jetstream().publish(subjects.run_event("elsewhere", "StepSucceeded"), encode(granted),
+                                              headers=timed, timeout=5)
+
+        async def set_aside() -> bool:
+            seen = await EngineClient(client.nc, admin).run(reply.run_id)
+            return bool(seen.quarantined) and seen.quarantined[-1].event == "ApprovalGranted"
+        await until(set_aside, what="the scheduled approval stored, and set aside")
+        run = await EngineClient(client.nc, admin).run(reply.run_id)
+        assert run.steps["deploy"].gate.status == "requested"
+        assert "a message schedule on" in run.quarantined[-1].reason
         carol = await person(EngineClient(client.nc, admin), "carol", "approver")
         approved = await carol.send(ApproveStep(run_id=reply.run_id, step_id="deploy"))
         assert approved.accepted, approved.error

@@ -133,3 +133,14 @@ def test_a_body_that_is_not_what_its_subject_names_is_unreadable_not_that_event(
     with pytest.raises(msgspec.DecodeError, match="says it is an ApprovalGranted"):
         checked_event(f"pb.run.{R}.StepSucceeded", granted)
     assert isinstance(checked_event(f"pb.feed.run.{R}.ApprovalGranted", granted), ApprovalGranted)
+
+
+def test_an_event_a_message_schedule_stored_is_one_only_when_the_schedule_was_an_engine_timer() -> None:
+    """NATS stores a schedule's body, when due, on the subject the schedule names, whoever armed it: a login that
+    may publish on any subject of the stream could so store any event. Only the engine's timers (pb.timer.>) may."""
+    granted = encode(ApprovalGranted(run_id=R, at=at(3), step_id="a", approvers=["bob"], actor="bob"))
+    subject = f"pb.run.{R}.ApprovalGranted"
+    timer = {"Nats-Scheduler": f"pb.timer.{R}.approval.a", "Nats-Schedule-Next": "purge"}
+    assert isinstance(checked_event(subject, granted, timer), ApprovalGranted)
+    with pytest.raises(msgspec.DecodeError, match=f"a message schedule on pb.run.{R}.StepSucceeded stored it"):
+        checked_event(subject, granted, {"Nats-Scheduler": f"pb.run.{R}.StepSucceeded"})
