@@ -13,6 +13,7 @@ import json
 from datetime import datetime, timezone
 import os
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -600,6 +601,13 @@ async def test_the_executor_login_runs_steps_but_forges_no_gate_run_or_token_and
         run = await EngineClient(client.nc, admin).run(reply.run_id)
         assert run.steps["deploy"].gate.status == "requested"
         assert "a message schedule on" in run.quarantined[-1].reason
+        shown = subprocess.run([sys.executable, "-m", "ui.cli.main", "events", reply.run_id, "--json"], cwd=ROOT,
+                               env={**os.environ, "PLAYBOOK_HOME": str(secured.home), "NATS_URL": secured.url,
+                                    "PLAYBOOK_TOKEN": admin}, capture_output=True, text=True, timeout=60)
+        lines = [json.loads(line) for line in shown.stdout.splitlines()]    # `playbook events` shows it as it is
+        assert [line["stored_type"] for line in lines if line["type"] == "Unreadable"
+                and "a message schedule on" in line["error"]] == ["ApprovalGranted"], shown.stdout
+        assert not [line for line in lines if line["type"] == "ApprovalGranted"], shown.stdout
         carol = await person(EngineClient(client.nc, admin), "carol", "approver")
         approved = await carol.send(ApproveStep(run_id=reply.run_id, step_id="deploy"))
         assert approved.accepted, approved.error

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 
 
 from events import subjects
-from events.codec import decode_stored
+from events.codec import decode_stored, not_scheduled_by_engine
 from events.run import RunEvent, RunRetried, RunStarted, ended_after
 from services.fold import chunk_subject, decode_parsed, meta_subject, object_name, whole, with_playbook
 from services.errors import EngineUnavailable
@@ -32,7 +32,8 @@ def stored_events(connection: Connection, run_id: str, *, resolved: bool = True)
     """The run's events as stored now (`resolved`: ready to fold)."""
     stored = connection.stored(subjects.RUNS_STREAM, subjects.run_all(run_id))
     return [(seq, resolve(connection, event) if resolved else event) for seq, event in _decoded(
-        run_id, ((int(m.headers["Nats-Sequence"]), m.headers.get("Nats-Subject", ""), m.data) for m in stored))]
+        run_id, ((int(m.headers["Nats-Sequence"]), m.headers.get("Nats-Subject", ""), m.data, m.headers)
+                 for m in stored))]
 
 
 class LiveRun:
@@ -41,7 +42,7 @@ class LiveRun:
     def __init__(self, connection: Connection, run_id: str, *, resolved: bool = True) -> None:
         self.connection, self.run_id, self.last, self.resolved = connection, run_id, 0, resolved
         self.feed = connection.subscribe(f"{subjects.PREFIX}.feed.run.{run_id}.>")
-        self.ahead: list[tuple[int, str, bytes]] = []
+        self.ahead: list[tuple[int, str, bytes, dict[str, str] | None]] = []
         self.away_since: float | None = None     # time.monotonic when NATS went away, until the store answers again
 
     def follow(self) -> Iterator[tuple[int, RunEvent]]:
@@ -65,10 +66,11 @@ class LiveRun:
                 quiet = QUIET if self._catch_up() else min(quiet * 2, QUIETEST)
             else:
                 quiet = QUIET
-                self.ahead.append((int(message.headers.get("Nats-Sequence", "0")), message.subject, message.data))
+                self.ahead.append((int(message.headers.get("Nats-Sequence", "0")), message.subject, message.data,
+                                   message.headers))
 
     def _take(self) -> Iterator[tuple[int, RunEvent]]:
-        ahead, self.ahead = sorted(self.ahead), []
+        ahead, self.ahead = sorted(self.ahead, key=lambda message: message[0]), []
         for seq, event in _decoded(self.run_id, ahead):
             if seq > self.last:     # not read twice: from the store and then from the feed, or the other way round
                 self.last = seq
@@ -85,7 +87,8 @@ class LiveRun:
             except EngineUnavailable as lost:
                 self._connect_again(lost)
         self.away_since = None
-        self.ahead += [(int(m.headers["Nats-Sequence"]), m.headers.get("Nats-Subject", ""), m.data) for m in stored]
+        self.ahead += [(int(m.headers["Nats-Sequence"]), m.headers.get("Nats-Subject", ""), m.data, m.headers)
+                       for m in stored]
         return bool(stored)
 
     def _connect_again(self, lost: EngineUnavailable) -> None:
@@ -109,10 +112,12 @@ class LiveRun:
             pause = min(pause * 2, 2.0)
 
 
-def _decoded(run_id: str, messages: Iterable[tuple[int, str, bytes]]) -> Iterator[tuple[int, RunEvent]]:
-    """As the services read them: an event this version cannot decode is `Unreadable`, shown, not skipped."""
-    for seq, subject, data in messages:
-        yield seq, decode_stored(data, run_id, subject.rsplit(".", 1)[-1])
+def _decoded(run_id: str, messages: Iterable[tuple[int, str, bytes, dict[str, str] | None]],
+             ) -> Iterator[tuple[int, RunEvent]]:
+    """As the services read them: an event this version cannot decode (or one a schedule not the engine's stored)
+    is `Unreadable`, shown, not skipped."""
+    for seq, subject, data, headers in messages:
+        yield seq, decode_stored(data, run_id, subject.rsplit(".", 1)[-1], not_scheduled_by_engine(headers))
 
 
 def resolve(connection: Connection, event: RunEvent) -> RunEvent:
