@@ -21,6 +21,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from events import subjects
+from events.codec import held_to
 from events.identity import BackupTaken, TokenCreated, TokenRevoked, decode_access_record, decode_token_event
 from projections.audit import AuditEntry, backup_entry, refusal_entry, token_entry
 from services.read import named_jetstream
@@ -34,7 +35,7 @@ class Records:
     """The newest `keep` audit entries that `entry` makes of a stream's messages on `filter_subject`."""
 
     def __init__(self, nc: NATS, stream: str, filter_subject: str,
-                 entry: Callable[[int, bytes], AuditEntry | None], keep: int = KEEP) -> None:
+                 entry: Callable[[int, str, bytes], AuditEntry | None], keep: int = KEEP) -> None:
         self.nc, self.stream, self.filter_subject, self.entry = nc, stream, filter_subject, entry
         self.entries: deque[AuditEntry] = deque(maxlen=keep)
         self._sub: Any = None
@@ -59,7 +60,7 @@ class Records:
 
     async def _on_message(self, msg: Msg) -> None:
         try:
-            entry = self.entry(msg.metadata.sequence.stream, msg.data)
+            entry = self.entry(msg.metadata.sequence.stream, msg.subject, msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             log.warning("skipping an undecodable record on %s", msg.subject)
             return
@@ -72,8 +73,9 @@ def refusals(nc: NATS, keep: int = KEEP) -> Records:
     return Records(nc, subjects.ACCESS_STREAM, subjects.IDENTITY_SUBJECTS, _access_entry, keep)
 
 
-def _access_entry(seq: int, data: bytes) -> AuditEntry:
-    record = decode_access_record(data)
+def _access_entry(seq: int, subject: str, data: bytes) -> AuditEntry:
+    # Held to its subject: pb-web may write refusals, and a backup's body on a refusal's subject is no backup.
+    record = held_to(subject, decode_access_record(data))
     return backup_entry(seq, record) if isinstance(record, BackupTaken) else refusal_entry(seq, record)
 
 
@@ -88,8 +90,8 @@ class _TokenActs:
         self.keep = keep
         self.created: OrderedDict[str, TokenCreated] = OrderedDict()
 
-    def __call__(self, seq: int, data: bytes) -> AuditEntry | None:
-        event = decode_token_event(data)
+    def __call__(self, seq: int, subject: str, data: bytes) -> AuditEntry | None:
+        event = held_to(subject, decode_token_event(data))
         if isinstance(event, TokenCreated):
             self.created[event.token_id] = event
             if len(self.created) > self.keep:

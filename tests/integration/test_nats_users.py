@@ -29,9 +29,10 @@ from events import subjects
 from events.codec import decode_event
 from events.commands import ApproveStep, StartRun
 from events.codec import encode
-from events.identity import AccessRefused, caller_headers
+from events.identity import AccessRefused, BackupTaken, caller_headers
 from events.run import ApprovalGranted, ApprovalRequested, RunCompleted, StepScheduled
 from app.root import ALL_SERVICES, serve
+from projections.identity_records import refusals as refusal_records
 from services.embedded import server_binary
 from services.errors import EngineUnavailable
 from services.identity.credentials import TOKEN_FILE, read_secret
@@ -489,7 +490,16 @@ async def test_the_web_login_forges_no_event_writes_no_token_and_touches_no_stre
         assert (await web.nc.jetstream().consumer_info(subjects.RUNS_STREAM, "executor")).name == "executor"
         refused = AccessRefused(at=datetime.now(timezone.utc), principal="anonymous", door="http", action="GET /",
                                 code="unauthenticated", reason="a test")
+        # A refusal's subject with a backup record's body: no backup, in the audit, that no one took.
+        taken = BackupTaken(at=datetime.now(timezone.utc), actor="local:mallory", target="/tmp/mine")
+        await web.nc.jetstream().publish(subjects.access_refused("http"), encode(taken), timeout=5)
         await web.nc.jetstream().publish(subjects.access_refused("http"), encode(refused), timeout=5)
+        audit = refusal_records(web.nc)
+        await audit.start()
+        try:
+            await until(lambda: [e.action for e in audit.entries] == ["refused"], what="the refusal in the audit")
+        finally:
+            await audit.stop()
 
 
 async def test_the_web_login_follows_identity_and_runs_through_consumers_it_names(secured: Secured) -> None:
