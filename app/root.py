@@ -40,8 +40,8 @@ from services.identity.nats_users import user_name
 from services.identity.service import IdentityService
 from services.identity.setup import Identity
 from services.learning.config import LearningConfig
-from services.leases import LEASE_STREAM, LeaseStore
 from services.learning.service import LearningService
+from services.leases import LEASE_STREAM, LeaseStore
 from services.log_text import EscapedLines
 from services.logs import ensure_logs_stream
 from services.playbook_store import PlaybookStore
