@@ -48,7 +48,7 @@ ROLE_HOLDERS: dict[NatsRole, str] = {
     "agent": "a read-only agent: reads",
 }
 # The durable consumers the engine's services create on PB_RUNS; no reader may touch them.
-ENGINE_CONSUMERS = ("advancer", "executor", "approval", "resilience")
+ENGINE_CONSUMERS = ("advancer", "executor", "approval", "resilience", "abandoned")
 SERVER_CONFIG = "nats-server.conf"
 API = "$JS.API"
 

@@ -50,14 +50,21 @@ def _misfit_step(step: StepState, event: RunEvent) -> str | None:
         case StepSucceeded() if step.status != "running" or attempt != step.attempt.number:
             return _not(step, "running", attempt)
         case StepFailed() if not (step.status == "running" and attempt == step.attempt.number
-                                  or step.status == "pending" and attempt == step.attempt.number + 1):
+                                  or step.status == "pending" and attempt == step.attempt.number + 1
+                                  or _never_started(step.status, attempt == step.attempt.number, event)):
             return _not(step, "running", attempt)
         case StepRollbackStarted() if step.rollback.status != "scheduled" or attempt != step.rollback.attempt:
             return f"step {step.id}'s rollback is not scheduled as attempt {attempt}"
-        case (StepRolledBack() | StepRollbackFailed()) if (step.rollback.status != "running"
-                                                           or attempt != step.rollback.attempt):
+        case (StepRolledBack() | StepRollbackFailed()) if not (
+                step.rollback.status == "running" and attempt == step.rollback.attempt
+                or _never_started(step.rollback.status, attempt == step.rollback.attempt, event)):
             return f"step {step.id}'s rollback is not running as attempt {attempt}"
     return None
+
+
+def _never_started(status: str, this_attempt: bool, event: RunEvent) -> bool:
+    """An attempt the executor gave up starting fails as an engine error (`abandoned.py`) while scheduled."""
+    return status == "scheduled" and this_attempt and getattr(event, "category", "") == "engine"
 
 
 def _not(step: StepState, expected: str, attempt: int) -> str:
