@@ -54,6 +54,7 @@ from services.log_text import kinds_said
 from services.identity.guard import Guard
 from services.identity.names import InvalidName, normalise_name
 from services.identity.principal import Acting
+from services.run.unacknowledged import Unacknowledged
 from services.runtime import run_consumer
 from services.settings import Settings
 
@@ -96,6 +97,7 @@ class RunService:
                                      [subjects.events_of_type(name) for name in ADVANCE_AFTER], self._advance)
         self.net = run_consumer(runs, settings, SAFETY_NET, [subjects.events_of_type("MessageAbandoned")],
                                 self._react)
+        self.unacknowledged = Unacknowledged(nc, runs)     # what the server gave up on: recorded for the net
         # One slow StartRun must not queue every other caller: commands are answered in tasks.
         self.requests = Answering(nc, subjects.command("*"), COMMAND_QUEUE, self._answer, at_once=COMMANDS_AT_ONCE)
 
@@ -107,11 +109,13 @@ class RunService:
         await self.requests.start()
         await self.advancer.start()
         await self.net.start()
+        await self.unacknowledged.start()
 
     async def stop(self, grace: float = 10.0) -> None:
         await self.requests.stop(grace)
         await self.advancer.stop(grace)
         await self.net.stop(grace)
+        await self.unacknowledged.stop()
 
     async def _answer(self, msg: Msg) -> None:
         name = msg.subject.rsplit(".", 1)[-1]

@@ -168,3 +168,26 @@ async def test_a_record_of_a_run_that_ended_changes_nothing(settings) -> None:
         seq = await forge(engine.nc, abandoned_at(RUN, "advancer", "RunStarted", first[0]))
         await net_done_with(engine, seq)
         assert [s for s, _ in await engine.events(RUN)] == [*first, seq]
+
+
+async def test_a_start_no_executor_ever_acknowledged_is_given_up_by_the_server_and_the_step_fails_as_engine(
+        settings) -> None:
+    """An executor that dies with the message each time (here: one that never answers) makes the server stop
+    delivering it after max_deliver, with an advisory only; the run service records it, and the net reacts."""
+    from nats.js.api import AckPolicy, ConsumerConfig
+    nc = await settings.connect("test-dying-executor")
+    try:
+        async with running_engine(settings, frozenset({"identity", "run"})) as engine:
+            await nc.jetstream().add_consumer(subjects.RUNS_STREAM, ConsumerConfig(
+                durable_name="executor", deliver_subject="_pb.test.dying", ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=0.3, max_deliver=2, filter_subject=subjects.events_of_type("StepScheduled")))
+            await nc.subscribe("_pb.test.dying")        # takes each delivery, and never answers
+            assert (await engine.send(StartRun(run_id=RUN, playbook=playbook_yaml([shell("a", "true")])))).accepted
+            events = await wait_for_end(engine, RUN, timeout=15)
+            record = next(e for e in events if isinstance(e, MessageAbandoned))
+            assert (record.consumer, record.step_id, record.attempt, record.deliveries) == ("executor", "a", 1, 2)
+            assert record.error.startswith("never acknowledged")
+            failed = next(e for e in events if isinstance(e, StepFailed))
+            assert failed.category == "engine" and isinstance(events[-1], RunFailed)
+    finally:
+        await nc.close()
