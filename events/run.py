@@ -384,7 +384,7 @@ class MessageAbandoned(RunEvent, frozen=True):
     deliveries: int
     error: str
     step_id: str | None = None     # the step and attempt the message was about, if any
-    attempt: int = 0
+    attempt: int | None = None
 
 
 

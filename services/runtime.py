@@ -152,12 +152,12 @@ class Consumer:
         run service's safety net reacts to the record: services/domain/run/abandoned.py)."""
         meta = msg.metadata
         if self.abandon is not None:
-            step_id, attempt = getattr(event, "step_id", None), getattr(event, "attempt", 0)
+            step_id, attempt = getattr(event, "step_id", None), getattr(event, "attempt", None)
             record = MessageAbandoned(run_id=subjects.run_id_of(msg.subject), at=datetime.now(timezone.utc),
                                       consumer=self.name, seq=meta.sequence.stream, subject=msg.subject,
                                       deliveries=meta.num_delivered, error=error[:ERROR_CHARS],
                                       step_id=step_id if isinstance(step_id, str) else None,
-                                      attempt=attempt if isinstance(attempt, int) else 0)
+                                      attempt=attempt if isinstance(attempt, int) else None)
             abandon = self.abandon
             try:
                 await until_recorded(lambda: abandon(record), f"{self.name}: abandoning {msg.subject}",

@@ -63,14 +63,15 @@ class Unacknowledged:
         assert stored.subject is not None
         try:
             event = decode_event(stored.data or b"")
-            step_id, attempt = getattr(event, "step_id", None), getattr(event, "attempt", 0)
+            step_id, attempt = getattr(event, "step_id", None), getattr(event, "attempt", None)
         except Exception:  # noqa: BLE001 - an unreadable one is recorded all the same
-            step_id, attempt = None, 0
+            step_id, attempt = None, None
         record = MessageAbandoned(
             run_id=subjects.run_id_of(stored.subject), at=datetime.now(timezone.utc), consumer=consumer, seq=seq,
             subject=stored.subject, deliveries=deliveries,
             error="never acknowledged (its handler's process stopped or hung each time)",
-            step_id=step_id if isinstance(step_id, str) else None, attempt=attempt if isinstance(attempt, int) else 0)
+            step_id=step_id if isinstance(step_id, str) else None,
+            attempt=attempt if isinstance(attempt, int) else None)
         log.error("%s: message %d (%s) was never acknowledged; giving it up", consumer, seq, stored.subject)
         await until_recorded(lambda: self.runs.change(record.run_id, lambda run: [record] if run.exists else []),
                              f"recording that {consumer} never acknowledged message {seq}")

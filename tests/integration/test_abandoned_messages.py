@@ -126,6 +126,8 @@ async def test_a_run_level_decision_given_up_stops_what_runs_as_a_cancel_and_end
         assert killed.category == "cancelled"
         ended = events[-1]
         assert isinstance(ended, RunFailed) and ended.reason == stop.reason
+        view = run_view(await engine.run(RUN))
+        assert view["stopped_by_engine"] and view["failure"] == stop.reason
 
         bug.on = False
         go.touch()

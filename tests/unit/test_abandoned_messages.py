@@ -17,7 +17,7 @@ UNDO = {"rollback": [{"action": "noop"}]}
 
 
 def given_up(s: Scenario, consumer: str, kind: str, seq: int, step_id: str | None = None,
-             attempt: int = 0) -> MessageAbandoned:
+             attempt: int | None = None) -> MessageAbandoned:
     return MessageAbandoned(run_id=R, at=at(5), consumer=consumer, seq=seq, subject=f"pb.run.{R}.{kind}",
                             deliveries=10, error="KeyError: 'x'", step_id=step_id, attempt=attempt)
 
