@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from events.run import (
-    RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCompleted, RunEvent, RunFailed, RunStarted,
-    StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepStarted, StepSucceeded, Unreadable,
+    RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCompleted, RunEvent, RunFailed, RunRetried,
+    RunStarted, StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepStarted, StepSucceeded,
+    Unreadable,
 )
 
 if TYPE_CHECKING:
@@ -32,6 +33,11 @@ def misfit(run: Run, event: RunEvent) -> str | None:
         return f"the playbook has no step {step_id!r}"
     if isinstance(event, RollbackStarted):
         unknown = sorted({s for wave in event.waves for s in wave} - run.steps.keys())
+        return f"the playbook has no step {', '.join(map(repr, unknown))}" if unknown else None
+    if isinstance(event, RunRetried) and (event.playbook is not None or event.pin is None):
+        # A replacement's steps, or the run's: one it has not would break the fold for every reader.
+        known = {step.id for step in event.playbook.steps} if event.playbook is not None else run.steps.keys()
+        unknown = sorted(set(event.steps) - known)
         return f"the playbook has no step {', '.join(map(repr, unknown))}" if unknown else None
     if step_id is not None:
         return _misfit_step(run.steps[step_id], event)
