@@ -313,7 +313,6 @@ class RunService:
         at = now()
         await self.runs.change(event.run_id, lambda run: decide(run, Advance(), at), min_version=seq)
 
-
     async def _react(self, msg: Msg, event: RunEvent, seq: int) -> None:
         if isinstance(event, MessageAbandoned):
             at = now()
