@@ -109,6 +109,31 @@ async def test_a_step_whose_start_the_executor_gave_up_on_fails_as_engine_not_re
         assert kinds_of(again)[-1] == "RunCompleted"
 
 
+async def test_an_outcome_the_executor_cannot_record_is_given_up_and_the_step_fails_as_engine(
+        settings, monkeypatch) -> None:
+    from services.domain.run.commands import FinishStep
+    bug = {"on": True}
+    decide = Executor._decide
+
+    async def broken(self, run_id: str, command) -> list[RunEvent]:
+        if bug["on"] and run_id == RUN and isinstance(command, FinishStep):
+            raise KeyError("simulated bug")
+        return await decide(self, run_id, command)
+    monkeypatch.setattr(Executor, "_decide", broken)
+    async with running_engine(replace(settings, max_deliver=2)) as engine:
+        assert (await engine.send(StartRun(run_id=RUN, playbook=playbook_yaml([shell("a", "true")])))).accepted
+        events = await wait_for_end(engine, RUN, timeout=15)
+        assert kinds_of(events)[-4:] == ["StepStarted", "MessageAbandoned", "StepFailed", "RunFailed"]
+        record, failed = events[-3], events[-2]
+        assert isinstance(record, MessageAbandoned) and record.subject.endswith(".StepStarted")
+        assert "its outcome (succeeded) could not be recorded: KeyError" in record.error
+        assert isinstance(failed, StepFailed) and failed.category == "engine"
+
+        bug["on"] = False
+        assert (await engine.send(RetryRun(run_id=RUN))).accepted
+        assert kinds_of(await wait_for_end(engine, RUN, after_retry=True))[-1] == "RunCompleted"
+
+
 async def test_a_run_level_decision_given_up_stops_what_runs_as_a_cancel_and_ends_the_run_failed(
         settings, monkeypatch, tmp_path: Path) -> None:
     bug = Bug(monkeypatch, RunService, "_advance", "RunResumed")

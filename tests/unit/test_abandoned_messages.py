@@ -145,7 +145,8 @@ def test_when_the_decider_fails_for_the_run_too_the_net_still_ends_it() -> None:
     def broken(run: object, at: object) -> list[RunEvent]:
         raise KeyError("x")
     with mock.patch.object(abandoned, "advance", broken):
-        assert kinds(net(s, record)) == ["RunCancelRequested", "RunFailed"]
+        assert kinds(net(s, record)) == ["StepFailed:a", "RunCancelRequested", "RunFailed"]
+    assert s.run.steps["a"].attempt.category == "engine" and s.run.failure.startswith("the engine gave up")
 
 
 def test_a_record_of_a_message_from_before_a_retry_changes_nothing() -> None:
@@ -158,3 +159,14 @@ def test_a_record_of_a_message_from_before_a_retry_changes_nothing() -> None:
     s.when(Retry(RetryRun(run_id=R, actor="olga")))
     assert s.run.status == "running"
     assert net(s, given_up(s, "approval", "ApprovalRequested", gate_seq, "a")) == []
+
+
+def test_an_outcome_the_executor_could_not_record_fails_the_running_step_as_engine_once() -> None:
+    s = Scenario(started(R, [noop("a"), noop("b")]))
+    s.start(), s.begin("a")
+    record = given_up(s, "executor", "StepStarted", s.seq, "a", 1)
+    assert kinds(net(s, record)) == ["StepFailed:a", "RunFailed"]
+    assert net(s, record) == []
+    s = Scenario(started(R, [noop("a"), noop("b")]))
+    s.start(), s.run_step("a")
+    assert net(s, given_up(s, "executor", "StepStarted", 3, "a", 1)) == []      # it was recorded after all

@@ -6,6 +6,8 @@ alone, not the code that failed:
 - the executor gave up on a `StepScheduled` (the attempt never started): the step fails as an
   `engine` error, and the run's failure policy applies (decided by `advance`, as after any failure);
 - the executor gave up on a `StepRollbackScheduled`: that rollback action fails as `engine`;
+- the executor gave up recording how a started attempt ended (its record names the `StepStarted`, or
+  `StepRollbackStarted`): the step (or rollback action) fails as `engine` the same way;
 - the resilience service gave up on a `StepFailed` (its retry never decided, or never armed): the
   failure stands (`StepNotRetried`), and the failure policy applies;
 - anything else of those services (the advancer's decision after a start, a resume, an answer;
@@ -47,7 +49,10 @@ def react(run: Run, abandoned: MessageAbandoned, at: datetime) -> list[RunEvent]
                 evolve(next_run, event)
             return failed + advance(next_run, at)
     except Exception:  # noqa: BLE001 - the decider is broken for this run too: end it without it
-        return _end(run, abandoned, at)
+        with ahead(run) as next_run:
+            for event in failed:
+                evolve(next_run, event)
+            return failed + _end(next_run, abandoned, at)
 
 
 def reason_of(abandoned: MessageAbandoned) -> str:
@@ -74,6 +79,24 @@ def _rollback_start_failed(run: Run, abandoned: MessageAbandoned, at: datetime) 
                                category="engine", error=reason_of(abandoned))]
 
 
+def _outcome_lost(run: Run, abandoned: MessageAbandoned, at: datetime) -> list[RunEvent]:
+    """The attempt ran, and its executor could not record how it ended (it gave that up, and the lease): whatever
+    it did, the step fails as `engine` (a retry runs it again)."""
+    step = run.steps.get(abandoned.step_id or "")
+    if step is None or step.status != "running" or step.attempt.number != abandoned.attempt:
+        return []
+    return [StepFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.attempt.number, category="engine",
+                       error=reason_of(abandoned))]
+
+
+def _rollback_outcome_lost(run: Run, abandoned: MessageAbandoned, at: datetime) -> list[RunEvent]:
+    step = run.steps.get(abandoned.step_id or "")
+    if step is None or step.rollback.status != "running" or step.rollback.attempt != abandoned.attempt:
+        return []
+    return [StepRollbackFailed(run_id=run.id, at=at, step_id=step.id, attempt=step.rollback.attempt,
+                               category="engine", error=reason_of(abandoned))]
+
+
 def _verdict_failed(run: Run, abandoned: MessageAbandoned, at: datetime) -> list[RunEvent]:
     step = run.steps.get(abandoned.step_id or "")
     if step is None or step.status != "failed" or step.attempt.number != abandoned.attempt or not step.retry.status:
@@ -85,6 +108,8 @@ def _verdict_failed(run: Run, abandoned: MessageAbandoned, at: datetime) -> list
 _STEP_REACTIONS = {
     ("executor", "StepScheduled"): _start_failed,
     ("executor", "StepRollbackScheduled"): _rollback_start_failed,
+    ("executor", "StepStarted"): _outcome_lost,         # recorded by the executor itself (services/executor)
+    ("executor", "StepRollbackStarted"): _rollback_outcome_lost,
     ("resilience", "StepFailed"): _verdict_failed,
 }
 
@@ -94,16 +119,14 @@ def _end(run: Run, abandoned: MessageAbandoned, at: datetime) -> list[RunEvent]:
     ends as it was asked, once nothing runs: the decision after it may be what was given up on."""
     if run.status == "cancelling":
         return [] if _busy(run) else [_ending(run, at)]   # else the attempts being killed end it
-    cancel = RunCancelRequested(run_id=run.id, at=at, actor=SYSTEM, reason=reason_of(abandoned), fails=True)
-    if _busy(run):
-        return [cancel]
-    with ahead(run) as next_run:
-        evolve(next_run, cancel)
-        return [cancel, _ending(next_run, at)]
+    reason = reason_of(abandoned)
+    cancel = RunCancelRequested(run_id=run.id, at=at, actor=SYSTEM, reason=reason, fails=True)
+    return [cancel] if _busy(run) else [cancel, given_up(run, at, reason)]
 
 
 def _ending(run: Run, at: datetime) -> RunEvent:
-    return given_up(run, at) if run.steering.cancel_fails else RunCancelled(run_id=run.id, at=at)
+    return given_up(run, at, run.steering.cancel_reason) if run.steering.cancel_fails else RunCancelled(
+        run_id=run.id, at=at)
 
 
 def _busy(run: Run) -> bool:
