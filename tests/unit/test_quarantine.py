@@ -97,3 +97,13 @@ def test_an_event_this_version_cannot_read_is_quarantined_with_why_never_skipped
         ("StepScheduled", "this version of the engine cannot read it: JSON is malformed: invalid character (byte 0)"),
     ]
     assert kinds(s.run_step("a")) == ["StepSucceeded:a", "RunCompleted"]
+
+
+def test_a_retry_naming_a_step_the_playbook_does_not_have_is_quarantined_not_a_fold_failing_for_all() -> None:
+    from events.run import RunFailed, RunRetried
+    s = Scenario(started(R, [noop("a")]))
+    s.start()
+    s.given(RunFailed(run_id=R, at=at(1), reason="step a failed"))
+    s.given(RunRetried(run_id=R, at=at(2), actor="olga", steps=["a", "ghost"]))     # it raised KeyError: 'ghost'
+    assert [q.reason for q in s.run.quarantined] == ["the playbook has no step 'ghost'"]
+    assert s.run.status == "failed"
