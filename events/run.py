@@ -21,7 +21,7 @@ from events.playbook import ErrorHandler, FailurePolicy, Plan, Playbook
 ErrorCategory = Literal[
     "network", "timeout", "authentication", "authorization", "validation", "resource",
     "dependency", "configuration", "temporary", "permanent", "unknown",
-    "cancelled", "interrupted",
+    "cancelled", "interrupted", "engine",
 ]
 
 
@@ -143,11 +143,14 @@ class RunResumed(RunEvent, frozen=True):
 
 
 class RunCancelRequested(RunEvent, frozen=True):
-    """Cancel was asked for; executors kill the run's in-flight work on seeing it."""
+    """Cancel was asked for; executors kill the run's in-flight work on seeing it. `fails`: the engine asked it,
+    having given up on one of the run's messages (`MessageAbandoned`): the run then ends failed (its rollback
+    failed, in a rollback), with `reason`, not cancelled."""
 
     actor: str
     on_behalf_of: str | None = None
     reason: str = ""
+    fails: bool = False
 
 
 class RunCancelled(RunEvent, frozen=True):
@@ -380,6 +383,8 @@ class MessageAbandoned(RunEvent, frozen=True):
     subject: str
     deliveries: int
     error: str
+    step_id: str | None = None     # the step and attempt the message was about, if any
+    attempt: int | None = None
 
 
 

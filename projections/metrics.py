@@ -16,8 +16,8 @@ import msgspec
 
 from events.circuit import CircuitClosed, CircuitEvent, CircuitHalfOpened, CircuitOpened, CircuitReset
 from events.run import (
-    REOPENING_EVENTS, TERMINAL_EVENTS, RunEvent, RunStarted, StepFailed, StepRetryScheduled, StepStarted,
-    StepSucceeded,
+    REOPENING_EVENTS, TERMINAL_EVENTS, MessageAbandoned, RunEvent, RunStarted, StepFailed, StepRetryScheduled,
+    StepStarted, StepSucceeded,
 )
 from projections import run_list
 from projections.run_list import RunSummary
@@ -29,7 +29,8 @@ ENDED_RUNS_KEPT = 1000     # finished runs remembered so a later rollback counts
 # Steps the dashboard's JSON names (it draws the 15 slowest): one 10,000-step playbook made every push of it 2 MB.
 MOST_STEPS = 200
 KEY_SEP = "\x1f"           # between playbook and step in a step key: neither name can hold it
-ENGINE_CATEGORIES = frozenset({"cancelled", "interrupted"})   # the engine stopped the attempt, not the step failing
+# The engine stopped the attempt (or could not run it), not the step failing.
+ENGINE_CATEGORIES = frozenset({"cancelled", "interrupted", "engine"})
 UNSUCCESSFUL = frozenset({"failed", "rolled_back", "rollback_failed"})
 
 
@@ -66,6 +67,7 @@ class Metrics(msgspec.Struct, kw_only=True):
     errors_by_hour: dict[str, dict[str, int]] = {}     # "2026-11-26T06:00Z" -> category -> failures
     circuits: dict[str, str] = {}                      # key -> closed | open | half_open
     circuit_openings: dict[str, int] = {}
+    abandoned: dict[str, int] = {}                     # consumer -> messages it gave up on (MessageAbandoned)
     active: dict[str, TrackedRun] = {}
     ended: dict[str, TrackedRun] = {}                  # oldest first, at most ENDED_RUNS_KEPT
 
@@ -84,6 +86,9 @@ class Metrics(msgspec.Struct, kw_only=True):
         if not isinstance(event, RunEvent):
             return False
         changed = False
+        if isinstance(event, MessageAbandoned):
+            _add(self.abandoned, event.consumer, 1)
+            changed = True
         if isinstance(event, StepFailed):
             changed = self._error(event)
         if isinstance(event, RunStarted):
@@ -243,6 +248,7 @@ class Metrics(msgspec.Struct, kw_only=True):
           "approvals_waiting": n,
           "circuits": {key: "closed" | "open" | "half_open"},
           "circuit_openings": {key: n},
+          "abandoned_messages": {consumer: n}, messages each service gave up on (MessageAbandoned), all time
           "playbooks": [{"playbook",
                          "runs", "dry_runs",   started, all time
                          "completed", "failed", "cancelled",   how real runs first ended, all time;
@@ -279,6 +285,7 @@ class Metrics(msgspec.Struct, kw_only=True):
             "approvals_waiting": self.approvals_waiting,
             "circuits": dict(self.circuits),
             "circuit_openings": dict(self.circuit_openings),
+            "abandoned_messages": dict(self.abandoned),
             "playbooks": [_playbook_json(name, stats) for name, stats in sorted(self.playbooks.items())],
         }
 

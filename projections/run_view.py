@@ -34,6 +34,7 @@ def run_view(run: Run) -> dict[str, Any]:
         "resumed_by": run.steering.resumed_by,
         "cancel_requested_by": run.steering.cancel_requested_by,
         "cancel_reason": run.steering.cancel_reason or None,
+        "stopped_by_engine": run.steering.cancel_fails,   # the engine gave up on a message: it ends failed
         "failure": run.failure or None,
         # The rollback's, kept apart from the failure ("system": the engine's, under on_failure: rollback).
         "rollback_requested_by": run.rollback.actor if run.rollback else None,

@@ -45,6 +45,8 @@ def sentence(event: RunEvent) -> str | None:
             return f"succeeded in {_duration(event.duration_ms)}" + _noted(event.note)
         case StepFailed(category="interrupted"):
             return f"interrupted: {event.error}; it runs again"
+        case StepFailed(category="engine"):
+            return f"failed (engine, not retried): {event.error}"
         case StepFailed():
             return f"failed ({event.category}) after {_duration(event.duration_ms)}: {event.error}" + _noted(event.note)
         case StepSkipped():
@@ -82,6 +84,8 @@ def sentence(event: RunEvent) -> str | None:
             return f"paused by {by(event)}" + (f": {event.reason}" if event.reason else "")
         case RunResumed():
             return f"resumed by {by(event)}"
+        case RunCancelRequested(fails=True):
+            return f"stopped by the engine, to end failed: {event.reason}"
         case RunCancelRequested():
             return f"cancel requested by {by(event)}" + (f": {event.reason}" if event.reason else "")
         case RunCancelled():

@@ -46,7 +46,8 @@ __all__ = [
 ]
 
 # The services that take their work from PB_RUNS, each through its durable consumer (a delivery goes to one replica).
-WORKERS = {"run": "advancer", "executor": "executor", "approval": "approval", "resilience": "resilience"}
+WORKERS = {"run": "advancer", "executor": "executor", "approval": "approval", "resilience": "resilience",
+           "safety-net": "abandoned"}    # the run service's reaction to what any service gave up on
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,7 @@ class Consumer:
             if meta.num_delivered >= self.max_deliver:
                 log.exception("%s: handling %s failed on delivery %d of %d; giving up",
                               self.name, msg.subject, meta.num_delivered, self.max_deliver)
-                await self._give_up(msg, f"{type(err).__name__}: {err}")
+                await self._give_up(msg, f"{type(err).__name__}: {err}", event)
                 return
             delay = min(self.retry_delay * 2.0 ** (meta.num_delivered - 1), MAX_RETRY_DELAY)
             log.exception("%s: handling %s failed (delivery %d of %d); retrying in %.1fs",
@@ -147,13 +147,17 @@ class Consumer:
             return
         await _quietly(msg.ack())
 
-    async def _give_up(self, msg: Msg, error: str) -> None:
-        """Stop its redelivery, and record what was abandoned where an operator looks: the run's stream."""
+    async def _give_up(self, msg: Msg, error: str, event: RunEvent | None = None) -> None:
+        """Stop its redelivery, and record what was abandoned where an operator looks: the run's stream (the
+        run service's safety net reacts to the record: services/domain/run/abandoned.py)."""
         meta = msg.metadata
         if self.abandon is not None:
+            step_id, attempt = getattr(event, "step_id", None), getattr(event, "attempt", None)
             record = MessageAbandoned(run_id=subjects.run_id_of(msg.subject), at=datetime.now(timezone.utc),
                                       consumer=self.name, seq=meta.sequence.stream, subject=msg.subject,
-                                      deliveries=meta.num_delivered, error=error[:ERROR_CHARS])
+                                      deliveries=meta.num_delivered, error=error[:ERROR_CHARS],
+                                      step_id=step_id if isinstance(step_id, str) else None,
+                                      attempt=attempt if isinstance(attempt, int) else None)
             abandon = self.abandon
             try:
                 await until_recorded(lambda: abandon(record), f"{self.name}: abandoning {msg.subject}",

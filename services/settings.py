@@ -87,8 +87,9 @@ ENVIRONMENT: tuple[Variable, ...] = (
              "every process"),
     Variable("PLAYBOOK_ACK_WAIT", "30", "seconds of silence before a service's work (a step, a retry decision) "
              "goes to another replica", "every service"),
-    Variable("PLAYBOOK_MAX_DELIVER", "10", "deliveries of a message before a service gives up on it and records "
-             "`MessageAbandoned` in its run", "every service"),
+    Variable("PLAYBOOK_MAX_DELIVER", "10", "deliveries of a message (and tries to record an attempt's end) before "
+             "a service gives up on it and records `MessageAbandoned` in its run: the step then fails as `engine`, "
+             "or the run ends failed (docs/execution.md)", "every service"),
     Variable("PLAYBOOK_LEASE_SECONDS", "5; 20 with more than one stream replica", "an executor's silence on a "
              "running attempt before another takes it over and records it interrupted (renewed every quarter; "
              "docs/execution.md); on a cluster, longer than a stream leader's election", "the executor"),

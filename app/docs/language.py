@@ -289,7 +289,8 @@ def _categories() -> list[str]:
     return ["## Failure categories", "",
             "A failed attempt is classified (HTTP status, exit code, then error-text patterns) into one of: "
             + ", ".join(f"`{c}`" for c in get_args(ErrorCategory)) + ". `retry_on_errors`, error handlers and "
-            "circuit breakers act on these; `cancelled` and `interrupted` are the engine's own.", ""]
+            "circuit breakers act on these; `cancelled`, `interrupted` and `engine` (a service gave up on the step: "
+            "docs/execution.md) are the engine's own.", ""]
 
 
 def _spellings() -> list[str]:

@@ -89,6 +89,11 @@ class Keeper:
         log.warning("lost the lease on %s (%s): stopping it", holding.attempt.key, why)
         holding.on_lost(holding, why)
 
+    def let_lapse(self, holding: Holding) -> None:
+        """Stop renewing it, and keep it: a taker takes it over once it lapsed (what was to be recorded under it
+        could not be)."""
+        self._forget(holding)
+
     def _forget(self, holding: Holding) -> None:
         if self.held.get(holding.lease.subject) is holding:
             del self.held[holding.lease.subject]

@@ -28,7 +28,7 @@ from nats.js.api import DeliverPolicy
 
 from events import subjects
 from events.codec import checked_event
-from events.run import RunEvent, StepRollbackScheduled, StepScheduled
+from events.run import MessageAbandoned, RunEvent, StepRollbackScheduled, StepScheduled
 from services.aggregates import BreakerRepository, RunRepository
 from services.domain.capping import capped
 from services.domain.run.commands import BeginStep, FinishStep, InterruptStep, RunCommand
@@ -44,7 +44,7 @@ from services.executor.takeover import Takeover
 from services.executor.work import Outcome, Work, now
 from services.leases import AttemptId, LeaseRecord, LeaseStore, Purpose
 from services.named_consumers import named_jetstream
-from services.runtime import run_consumer
+from services.runtime import ERROR_CHARS, MAX_RETRY_DELAY, run_consumer, until_recorded
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class Running:
     task: asyncio.Task[None] | None = None
     stopped: str = ""       # "cancelled" (its run), "lost" (its lease), "stopping" (this executor)
     ended: bool = False     # its work is over, its outcome being recorded
+    started_seq: int = 0    # its StepStarted's stream sequence
 
     def stop(self, why: str) -> None:
         """Stop its work. Once that is over, only this executor's own stop cuts the recording of its outcome
@@ -82,6 +83,7 @@ class Executor:
         self.me = this_process()
         self.name = name or f"{self.me.host}-{self.me.pid}"
         self.seconds, self.replicas = settings.lease_seconds, settings.stream_replicas
+        self.max_tries = settings.max_deliver      # to record an outcome, as a message is tried
         work = [subjects.events_of_type("StepScheduled"), subjects.events_of_type("StepRollbackScheduled")]
         # A delivery is ours until we have claimed and started it, which takes moments: a lease at most.
         self.consumer = run_consumer(runs, settings, "executor", work, self._on_scheduled,
@@ -174,6 +176,7 @@ class Executor:
         if not events:
             await self.keeper.release(running.holding)
             return None
+        running.started_seq = run.version
         return run, running
 
     def _begin(self, attempt: AttemptId, seq: int, lease: int = 0) -> BeginStep:
@@ -244,6 +247,7 @@ class Executor:
     async def _record(self, running: Running, command: RunCommand, ended: bool) -> None:
         attempt = running.attempt
         unavailable, until = False, "" if ended else " while its lease holds"
+        failures = 0
         while ended or not running.holding.lost:
             try:
                 try:
@@ -262,12 +266,39 @@ class Executor:
                 unavailable = True
                 await asyncio.sleep(RECORD_RETRY)
                 continue
-            except Exception:
+            except Exception as err:
+                failures += 1
+                if ended and failures >= self.max_tries:
+                    log.exception("%s: could not record its outcome %d times; giving it up", attempt.key, failures)
+                    if await self._give_up(running, command, failures, err):
+                        return
                 log.exception("%s: could not record its outcome; trying again%s", attempt.key, until)
-                await asyncio.sleep(RECORD_RETRY)
+                await asyncio.sleep(min(RECORD_RETRY * 2 ** (failures - 1), MAX_RETRY_DELAY))
                 continue
             await self.keeper.release(running.holding)
             return
+
+    async def _give_up(self, running: Running, command: RunCommand, tries: int, err: Exception) -> bool:
+        """An outcome the engine fails to record every time (a bug) is given up on the record, like a message
+        (services/domain/run/abandoned.py then fails the step as `engine`), and its lease let go. False when
+        even that record cannot be written: the lease is kept, and recording goes on being tried."""
+        attempt = running.attempt
+        said = ("failed: " + command.error[:200] if command.error else "succeeded") \
+            if isinstance(command, FinishStep) else "unknown"
+        started = "StepRollbackStarted" if attempt.rollback else "StepStarted"
+        record = MessageAbandoned(
+            run_id=attempt.run_id, at=now(), consumer=self.consumer.name, seq=running.started_seq,
+            subject=subjects.run_event(attempt.run_id, started), deliveries=tries, step_id=attempt.step_id,
+            attempt=attempt.number,
+            error=f"its outcome ({said}) could not be recorded: {type(err).__name__}: {err}"[:ERROR_CHARS])
+        try:
+            await until_recorded(lambda: self.runs.change(attempt.run_id, lambda run: [record] if run.exists else []),
+                                 f"{attempt.key}: giving up its outcome")
+        except Exception:
+            log.exception("%s: could not record that its outcome was given up", attempt.key)
+            return False
+        await self.keeper.release(running.holding)
+        return True
 
     async def _decide(self, run_id: str, command: RunCommand) -> list[RunEvent]:
         _, events = await self.runs.change(run_id, lambda run: decide(run, command, now(), advancing=self.advancing))

@@ -22,7 +22,7 @@ from nats.aio.subscription import Subscription
 from services.aggregates import RunRepository
 from services.domain.run.commands import InterruptStep
 from services.domain.run.decider import decide
-from services.errors import PlaybookError
+from services.errors import EngineUnavailable, PlaybookError
 from services.executor.holding import Keeper
 from services.executor.leftovers import Instance, alive, sweep
 from services.leases import AttemptId, Lease, LeaseRecord, LeaseStore, Purpose
@@ -119,6 +119,7 @@ class Takeover:
         record = lapsed.record
         attempt = record.attempt_id
         holding = self.keeper.hold(attempt, taken, sent)
+        recorded = False
         try:
             if self.me.same_machine(record.boot_id, record.pidns):
                 await self._sweep(record)
@@ -131,10 +132,16 @@ class Takeover:
             try:
                 _, events = await self.runs.change(attempt.run_id, lambda run: decide(
                     run, interrupt, datetime.now(timezone.utc), advancing=self.advancing), latest=True)
+            except EngineUnavailable:
+                raise
             except PlaybookError as err:   # no such run (a stray lease): nothing to take over
                 log.warning("lease %s names no run that can be taken over: %s", lapsed.subject, err)
                 events = []
+            recorded = True
             if events:
                 log.warning("took over %s from executor %s: recorded it interrupted", attempt.key, record.holder)
         finally:
-            await self.keeper.release(holding)
+            if recorded:
+                await self.keeper.release(holding)
+            else:   # not recorded (the store did not answer): the lease lapses, and is taken over again
+                self.keeper.let_lapse(holding)

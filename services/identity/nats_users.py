@@ -57,7 +57,7 @@ ROLE_HOLDERS: dict[NatsRole, str] = {
     "agent": "a read-only agent: reads",
 }
 # The durable consumers the engine's services create on PB_RUNS; no reader may touch them.
-ENGINE_CONSUMERS = ("advancer", "executor", "approval", "resilience")
+ENGINE_CONSUMERS = ("advancer", "executor", "approval", "resilience", "abandoned")
 SERVER_CONFIG = "nats-server.conf"
 API = "$JS.API"
 
@@ -160,7 +160,9 @@ def permissions(role: NatsRole) -> dict:
                                       subjects.object_subjects(subjects.PLAYBOOKS_BUCKET),
                                       subjects.object_subjects(subjects.UPLOADS_BUCKET)],
                             "deny": [subjects.FEED_SUBJECTS]},
-                "subscribe": {"allow": [f"{subjects.PREFIX}.>", "_pb.>", "_INBOX.>"]}}
+                # Messages the server gave up delivering to a service: the run service records them (MessageAbandoned).
+                "subscribe": {"allow": [f"{subjects.PREFIX}.>", "_pb.>", "_INBOX.>",
+                                        f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{subjects.RUNS_STREAM}.*"]}}
     if role == "web":
         return _web_permissions()
     if role == "executor":

@@ -43,7 +43,8 @@ PLAYBOOKS_KEPT = 100         # playbooks (with their parameters) whose step shap
 # Events whose meaning depends on the run's earlier events.
 CONTEXTUAL = (StepSucceeded, StepFailed, StepRetryScheduled, StepNotRetried, StepRemediated, StepRemediationFailed,
               ApprovalRequested, ApprovalGranted, ApprovalRejected, ApprovalTimedOut, RunRetried, *TERMINAL_EVENTS)
-ENGINE_STOPS = frozenset({"cancelled", "interrupted"})   # the engine stopped the attempt; the step did not fail
+# The engine stopped the attempt (or could not run it: `engine`); the step did not fail.
+ENGINE_STOPS = frozenset({"cancelled", "interrupted", "engine"})
 
 
 @dataclass(slots=True)

@@ -8,7 +8,8 @@ acts on, the gate an approval answers), and the guard decides; a refusal is answ
 and recorded. The actor on every event is the verified principal. The advancer consumes
 the events that commands open their decisions with, as a safety net: if a process died
 between appending one and what follows it (the first steps, the gate's grant), the run
-still goes on.
+still goes on. The safety net (`abandoned`) consumes what any service gave up on (`MessageAbandoned`) and
+makes sure the run does not wait for it for ever (services/domain/run/abandoned.py).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from events.commands import (
     RollbackRun, StartRun,
 )
 from events.identity import Caller
-from events.run import RunEvent, RunRetried, RunStarted
+from events.run import MessageAbandoned, RunEvent, RunRetried, RunStarted
 from services.catalog import Catalog
 from services.domain.catalog import is_digest
 from services.errors import CommandRejected, ConcurrencyConflict, EngineUnavailable, UnknownRun
@@ -42,6 +43,7 @@ from services.playbook import Diagnostic, LoadedPlaybook, PlaybookInvalid, load_
 from services.playbook_pins import digest_of
 from services.domain import breaker as breaker_rules
 from services.domain.run.gates import Refused
+from services.domain.run.abandoned import react, reason_of
 from services.domain.run.commands import Advance, AnswerGate, Retry, RunCommand
 from services.domain.run.decider import decide
 from services.domain.run.state import Run
@@ -52,12 +54,14 @@ from services.log_text import kinds_said
 from services.identity.guard import Guard
 from services.identity.names import InvalidName, normalise_name
 from services.identity.principal import Acting
+from services.run.unacknowledged import Unacknowledged
 from services.runtime import run_consumer
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
 
 COMMAND_QUEUE = "run-commands"
+SAFETY_NET = "abandoned"      # the consumer of what services gave up on
 COMMANDS_AT_ONCE = 64
 # Events written by commands (and the resilience service's verdict not to retry) and followed by more in the
 # same decision: if the process died in between, the advancer finishes the decision.
@@ -96,6 +100,9 @@ class RunService:
         after = ADVANCE_AFTER + (STEP_OUTCOMES if advances_steps else ())
         self.advancer = run_consumer(runs, settings, "advancer", [subjects.events_of_type(name) for name in after],
                                      self._advance)
+        self.net = run_consumer(runs, settings, SAFETY_NET, [subjects.events_of_type("MessageAbandoned")],
+                                self._react)
+        self.unacknowledged = Unacknowledged(nc, runs)     # what the server gave up on: recorded for the net
         # One slow StartRun must not queue every other caller: commands are answered in tasks.
         self.requests = Answering(nc, subjects.command("*"), COMMAND_QUEUE, self._answer, at_once=COMMANDS_AT_ONCE)
 
@@ -106,10 +113,14 @@ class RunService:
             log.info("library: published %s@%s (%s)", published.name, published.version, published.source)
         await self.requests.start()
         await self.advancer.start()
+        await self.net.start()
+        await self.unacknowledged.start()
 
     async def stop(self, grace: float = 10.0) -> None:
         await self.requests.stop(grace)
         await self.advancer.stop(grace)
+        await self.net.stop(grace)
+        await self.unacknowledged.stop()
 
     async def _answer(self, msg: Msg) -> None:
         name = msg.subject.rsplit(".", 1)[-1]
@@ -306,6 +317,14 @@ class RunService:
     async def _advance(self, msg: Msg, event: RunEvent, seq: int) -> None:
         at = now()
         await self.runs.change(event.run_id, lambda run: decide(run, Advance(), at), min_version=seq)
+
+    async def _react(self, msg: Msg, event: RunEvent, seq: int) -> None:
+        if isinstance(event, MessageAbandoned):
+            at = now()
+            _, events = await self.runs.change(event.run_id, lambda run: react(run, event, at), min_version=seq)
+            if events:
+                log.warning("run %s: %s; %s", event.run_id, reason_of(event),
+                            kinds_said(type(e).__name__ for e in events))
 
 
 def _of_run(run: Run, step_id: str | None = None) -> Resource:

@@ -147,3 +147,36 @@ async def test_an_attempt_whose_end_the_executor_learns_after_its_deadline_is_ru
     ends = [(e.attempt, type(e).__name__, getattr(e, "category", "")) for e in events
             if isinstance(e, (StepFailed, StepSucceeded))]
     assert ends == [(1, "StepFailed", "interrupted"), (2, "StepSucceeded", "")]
+
+
+async def test_a_takeover_that_cannot_record_the_interruption_lets_the_lease_lapse_and_is_done_again(
+        settings, monkeypatch) -> None:
+    """The store did not answer as the taker recorded the attempt interrupted: it used to release the lease it
+    had taken, so no one took it over again and the step stayed running for ever. The lease now lapses, and the
+    next takeover records it."""
+    from services.errors import EngineUnavailable
+    from services.executor import takeover as takeover_module
+    settings = replace(settings, lease_seconds=1.0)
+    real, busy = work_module.run_action, [True]
+
+    async def then_busy(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        if busy.pop() if busy else False:      # the first attempt only: its holder loses the lease
+            time.sleep(settings.lease_seconds)  # noqa: ASYNC251 -- a busy loop, on purpose
+        return result
+    monkeypatch.setattr(work_module, "run_action", then_busy)
+    decide, outage = takeover_module.decide, [True]
+
+    def unavailable_once(*args: Any, **kwargs: Any) -> Any:
+        if outage.pop() if outage else False:
+            raise EngineUnavailable("the store is full (simulated)")
+        return decide(*args, **kwargs)
+    monkeypatch.setattr(takeover_module, "decide", unavailable_once)
+
+    async with running_engine(settings) as engine:
+        reply = await engine.send(StartRun(playbook=playbook_yaml([{"id": "a", "action": "noop"}])))
+        events = await wait_for_end(engine, reply.run_id, timeout=20)
+    assert not outage, "the takeover met the outage"
+    ends = [(e.attempt, type(e).__name__, getattr(e, "category", "")) for e in events
+            if isinstance(e, (StepFailed, StepSucceeded))]
+    assert ends == [(1, "StepFailed", "interrupted"), (2, "StepSucceeded", "")]

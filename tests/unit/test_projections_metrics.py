@@ -285,3 +285,28 @@ def test_the_json_names_the_slowest_steps_and_the_most_retried_up_to_a_bound_and
     assert figures["steps_left_out"] == 200
     assert figures["retries"]["by_step"] == [{"playbook": "wide", "step": "s000", "retries": 1}]   # fast, yet named
     assert len(feed.metrics.as_json(most_steps=None)["steps"]) == 300
+
+
+def test_messages_a_service_gave_up_on_are_counted_by_consumer_kept_in_a_snapshot_and_exported() -> None:
+    from events.run import MessageAbandoned
+    from prometheus_client import CollectorRegistry, generate_latest
+    from ui.web.prometheus import gates_and_circuits
+
+    def gave_up(consumer: str) -> MessageAbandoned:
+        return MessageAbandoned(run_id="r1", at=at(2), consumer=consumer, seq=2, subject="pb.run.r1.StepScheduled",
+                                deliveries=10, error="KeyError: 'x'", step_id="build", attempt=1)
+    feed = Feed()
+    feed(begin("r1"), StepScheduled(run_id="r1", at=at(1), step_id="build", attempt=1))
+    assert feed(gave_up("executor"), gave_up("executor"), gave_up("advancer")) == [True] * 3
+    feed(StepFailed(run_id="r1", at=at(3), step_id="build", attempt=1, error="the engine gave up", category="engine"))
+    assert feed.json["abandoned_messages"] == {"executor": 2, "advancer": 1}
+    metrics = msgspec.msgpack.decode(msgspec.msgpack.encode(feed.metrics), type=Metrics)   # a snapshot keeps them
+    assert metrics.abandoned == {"executor": 2, "advancer": 1}
+
+    class Families:
+        def collect(self):
+            return gates_and_circuits(metrics)
+    registry = CollectorRegistry()
+    registry.register(Families())
+    text = generate_latest(registry).decode()
+    assert 'playbook_messages_abandoned_total{consumer="executor"} 2.0' in text

@@ -197,7 +197,8 @@ def test_the_view_says_who_paused_resumed_and_cancelled_and_why() -> None:
     assert (view["paused_by"], view["pause_reason"], view["resumed_by"]) == (None, None, "lead")
     s.when(CancelRun(run_id=R, actor="lead", reason="wrong build"))
     view = run_view(s.run)
-    assert (view["cancel_requested_by"], view["cancel_reason"]) == ("lead", "wrong build")
+    assert (view["cancel_requested_by"], view["cancel_reason"], view["stopped_by_engine"]) == (
+        "lead", "wrong build", False)
 
 
 def test_a_requested_gate_shows_its_message_as_asked() -> None:

@@ -144,3 +144,13 @@ def test_an_event_a_message_schedule_stored_is_one_only_when_the_schedule_was_an
     assert isinstance(checked_event(subject, granted, timer), ApprovalGranted)
     with pytest.raises(msgspec.DecodeError, match=f"a message schedule on pb.run.{R}.StepSucceeded stored it"):
         checked_event(subject, granted, {"Nats-Scheduler": f"pb.run.{R}.StepSucceeded"})
+
+
+def test_a_retry_naming_a_step_the_playbook_does_not_have_is_quarantined_not_a_fold_failing_for_all() -> None:
+    from events.run import RunFailed, RunRetried
+    s = Scenario(started(R, [noop("a")]))
+    s.start()
+    s.given(RunFailed(run_id=R, at=at(1), reason="step a failed"))
+    s.given(RunRetried(run_id=R, at=at(2), actor="olga", steps=["a", "ghost"]))     # it raised KeyError: 'ghost'
+    assert [q.reason for q in s.run.quarantined] == ["the playbook has no step 'ghost'"]
+    assert s.run.status == "failed"

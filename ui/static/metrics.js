@@ -49,13 +49,16 @@ export function metricsView(root) {
 
 function renderTiles(tiles, m) {
   const total = Object.values(m.runs_by_status).reduce((a, b) => a + b, 0);
+  const givenUp = Object.values(m.abandoned_messages || {}).reduce((a, b) => a + b, 0);
   const tile = (label, value, testid, cls = "") => h("div", { class: `tile ${cls}`, "data-testid": testid },
     h("div", { class: "tile-value" }, String(value)), h("div", { class: "tile-label" }, label));
   fill(tiles,
     tile("runs", total, "tile-runs"),
     Object.entries(m.runs_by_status).sort().map(([status, n]) => tile(status.replaceAll("_", " "), n, `tile-${status}`, `s-${status}`)),
     tile("approvals waiting", m.approvals_waiting, "tile-approvals", m.approvals_waiting ? "s-waiting_approval" : ""),
-    tile("retries", m.retries.total, "tile-retries"));
+    tile("retries", m.retries.total, "tile-retries"),
+    // A service gave up on a run's message (docs/execution.md): shown only once it happened.
+    givenUp ? tile("messages given up", givenUp, "tile-abandoned", "s-failed") : []);
 }
 
 function stepItems(steps) {

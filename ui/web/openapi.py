@@ -161,7 +161,7 @@ HAND_WRITTEN: dict[str, Any] = {
     "Metrics": {
         "type": "object", "description": "projections/metrics.py Metrics.as_json()",
         "required": ["runs", "runs_by_status", "steps", "retries", "errors_over_time", "approvals_waiting",
-                     "circuits", "circuit_openings", "playbooks"],
+                     "circuits", "circuit_openings", "abandoned_messages", "playbooks"],
         "properties": {
             "runs": {"type": "object", "additionalProperties": {"type": "object"}},
             "runs_by_status": {"type": "object", "additionalProperties": {"type": "integer"}},
@@ -171,6 +171,8 @@ HAND_WRITTEN: dict[str, Any] = {
             "approvals_waiting": {"type": "integer"},
             "circuits": {"type": "object", "additionalProperties": {"enum": ["closed", "open", "half_open"]}},
             "circuit_openings": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "abandoned_messages": {"type": "object", "additionalProperties": {"type": "integer"},
+                                   "description": "messages each service (consumer) gave up on, all time"},
             "playbooks": {"type": "array", "items": {"type": "object"}},
         },
     },

@@ -176,6 +176,12 @@ def gates_and_circuits(metrics: Metrics) -> Iterator[Metric]:
             states.add_metric([key, candidate], counts.get(candidate, 0))
         openings.add_metric([key], opened[key])
     yield from (states, openings)
+    abandoned = CounterMetricFamily("playbook_messages_abandoned", "Run messages a service gave up on after every "
+                                    "delivery (MessageAbandoned; its run is failed or stopped by the safety net)",
+                                    labels=["consumer"])
+    for consumer, n in sorted(metrics.abandoned.items()):   # only the engine writes these: a few consumer names
+        abandoned.add_metric([consumer], n)
+    yield abandoned
 
 
 # -- serving ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import msgspec
 
 from events.commands import CancelRun, PauseRun, ResumeRun, RollbackRun
 from events.run import (
-    RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed,
+    RollbackFailed, RollbackStarted, RunCancelled, RunCancelRequested, RunCompleted, RunEvent, RunFailed,
     RunPaused, RunResumed, StepFailed, StepRollbackFailed, StepRollbackScheduled,
     StepNotRetried, StepRetryScheduled, StepRollbackStarted, StepRolledBack, StepScheduled, StepSkipped,
     StepStarted, StepSucceeded,
@@ -221,7 +221,8 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
     if run.status == "running" and run.retrying:
         return events   # a failure still waits for its retry decision or its retry
     if run.status == "cancelling":
-        emit(RunCancelled(run_id=run.id, at=at))
+        emit(given_up(run, at, run.steering.cancel_reason) if run.steering.cancel_fails
+             else RunCancelled(run_id=run.id, at=at))
     elif run.status == "running":
         duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
         failed = [s.id for s in run.steps.values() if s.status == "failed" and not s.retry.status
@@ -238,12 +239,25 @@ def advance(run: Run, at: datetime) -> list[RunEvent]:
     return events
 
 
+def given_up(run: Run, at: datetime, reason: str) -> RunFailed | RollbackFailed:
+    """How a run the engine gave up on ends once nothing of it runs (`RunCancelRequested.fails`): failed, with
+    why, or its rollback failed."""
+    if run.phase == "rollback":
+        return RollbackFailed(run_id=run.id, at=at, reason=reason,
+                              failed_steps=[s.id for s in run.steps.values() if s.rollback.status == "failed"])
+    duration = (at - run.started_at).total_seconds() * 1000 if run.started_at else 0.0
+    return RunFailed(run_id=run.id, at=at, reason=reason, duration_ms=duration,
+                     failed_steps=[s.id for s in run.steps.values() if s.status == "failed"])
+
+
 def _advance_rollback(run: Run, at: datetime) -> list[RunEvent]:
     if run.finished or run.status == "paused":
         return []
     if run.status == "cancelling":
         busy = any(s.rollback.status == "running" for s in run.steps.values())
-        return [] if busy else [RunCancelled(run_id=run.id, at=at)]
+        ending = (given_up(run, at, run.steering.cancel_reason) if run.steering.cancel_fails
+                  else RunCancelled(run_id=run.id, at=at))
+        return [] if busy else [ending]
     events = rollback.next_rollback_events(run, at)
     for event in events:
         evolve(run, event)

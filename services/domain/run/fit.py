@@ -12,8 +12,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from events.run import (
-    RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCompleted, RunEvent, RunFailed, RunStarted,
-    StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepScheduled, StepStarted, StepSucceeded,
+    RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCompleted, RunEvent, RunFailed, RunRetried,
+    RunStarted, StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepScheduled, StepStarted,
+    StepSucceeded,
     Unreadable,
 )
 
@@ -34,6 +35,11 @@ def misfit(run: Run, event: RunEvent) -> str | None:
         return f"the playbook has no step {step_id!r}"
     if isinstance(event, RollbackStarted):
         unknown = sorted({s for wave in event.waves for s in wave} - run.steps.keys())
+        return f"the playbook has no step {', '.join(map(repr, unknown))}" if unknown else None
+    if isinstance(event, RunRetried) and (event.playbook is not None or event.pin is None):
+        # A replacement's steps, or the run's: one it has not would break the fold for every reader.
+        known = {step.id for step in event.playbook.steps} if event.playbook is not None else run.steps.keys()
+        unknown = sorted(set(event.steps) - known)
         return f"the playbook has no step {', '.join(map(repr, unknown))}" if unknown else None
     if isinstance(event, StepScheduled) and (gated := _ungranted(run, event.step_id)):
         return (f"step {event.step_id} waits at its approval gate ({gated}): it is scheduled only once the gate is "
@@ -65,14 +71,21 @@ def _misfit_step(step: StepState, event: RunEvent) -> str | None:
         case StepSucceeded() if step.status != "running" or attempt != step.attempt.number:
             return _not(step, "running", attempt)
         case StepFailed() if not (step.status == "running" and attempt == step.attempt.number
-                                  or step.status == "pending" and attempt == step.attempt.number + 1):
+                                  or step.status == "pending" and attempt == step.attempt.number + 1
+                                  or _never_started(step.status, attempt == step.attempt.number, event)):
             return _not(step, "running", attempt)
         case StepRollbackStarted() if step.rollback.status != "scheduled" or attempt != step.rollback.attempt:
             return f"step {step.id}'s rollback is not scheduled as attempt {attempt}"
-        case (StepRolledBack() | StepRollbackFailed()) if (step.rollback.status != "running"
-                                                           or attempt != step.rollback.attempt):
+        case (StepRolledBack() | StepRollbackFailed()) if not (
+                step.rollback.status == "running" and attempt == step.rollback.attempt
+                or _never_started(step.rollback.status, attempt == step.rollback.attempt, event)):
             return f"step {step.id}'s rollback is not running as attempt {attempt}"
     return None
+
+
+def _never_started(status: str, this_attempt: bool, event: RunEvent) -> bool:
+    """An attempt the executor gave up starting fails as an engine error (`abandoned.py`) while scheduled."""
+    return status == "scheduled" and this_attempt and getattr(event, "category", "") == "engine"
 
 
 def _not(step: StepState, expected: str, attempt: int) -> str:

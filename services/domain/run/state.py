@@ -140,6 +140,7 @@ class Steering(Struct, frozen=True):
     resumed_by: str | None = None
     cancel_requested_by: str | None = None
     cancel_reason: str = ""
+    cancel_fails: bool = False     # the engine's give-up (RunCancelRequested.fails): the run ends failed
 
 
 class RollbackRequest(Struct, frozen=True):
@@ -185,6 +186,7 @@ class Run(Struct):
     dependents: dict[str, list[str]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)   # replaced whole on change
     retried_by: frozenset[str] = frozenset()   # who retried it, and for whom: like its starter, no approver of it
+    reopened: int = 0              # stream sequence of its last reopening (a retry, a rollback asked after its end)
     # Folding ahead (`ahead`): what to put back in the original's dicts. None: a run of its own.
     undo: Undo | None = None
 
@@ -383,9 +385,9 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
         case RunResumed(actor=actor):
             run.status = "rolling_back" if run.phase == "rollback" else "running"
             run.steering = replace(run.steering, paused_by=None, pause_reason="", resumed_by=actor)
-        case RunCancelRequested(actor=actor, reason=reason):
+        case RunCancelRequested(actor=actor, reason=reason, fails=fails):
             run.status = "cancelling"
-            run.steering = replace(run.steering, cancel_requested_by=actor, cancel_reason=reason)
+            run.steering = replace(run.steering, cancel_requested_by=actor, cancel_reason=reason, cancel_fails=fails)
         case RunCancelled(at=at):
             run.status, run.finished_at = "cancelled", at
             _forward_over(run)
@@ -396,6 +398,7 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             _forward_over(run)
         case RunRetried():
             _retried(run, event)
+            run.reopened = seq or run.version
         case StepRetryScheduled(step_id=step_id, due=due):
             step = run.step(step_id)
             was = readiness.mark(run, step)
@@ -441,6 +444,8 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             if after_failure:
                 run.failure = reason
                 _forward_over(run)
+            else:
+                run.reopened = seq or run.version
             run.rollback = RollbackRequest(reason, actor, event.on_behalf_of, after_failure)
             run.phase, run.rollback_waves, run.finished_at = "rollback", waves, None
             run.status = "rolling_back" if run.status not in ("paused", "cancelling") else run.status
@@ -524,10 +529,12 @@ def _forward_over(run: Run) -> None:
 
 
 def _may_retry(run: Run, step: StepState) -> bool:
-    """Whether the resilience service gets to decide on this failure (cancel never retries)."""
+    """Whether the resilience service gets to decide on this failure (cancel never retries, nor does the engine's
+    own failure: it failed every delivery already, and would again until the engine is fixed)."""
     policy = run.specs[step.id].retry
     return ((policy is not None or bool(run.error_handlers))
-            and step.attempt.category not in ("cancelled", "interrupted") and run.status in ("running", "paused"))
+            and step.attempt.category not in ("cancelled", "interrupted", "engine")
+            and run.status in ("running", "paused"))
 
 
 def _finish(run: Run, step_id: str, at: datetime) -> StepState:
