@@ -56,6 +56,11 @@ def not_as_stored(event: msgspec.Struct, stored_type: str, run_id: str | None = 
     return None
 
 
+class NotAsStored(msgspec.DecodeError):
+    """A stored body that is not the event its subject names, or that no engine timer stored (`held_to`): no one's
+    work, and nothing waits for it (the fold sets it aside)."""
+
+
 def not_scheduled_by_engine(headers: Mapping[str, str] | None) -> str:
     """Why a message was stored by a schedule no one but the engine arms, else "". NATS takes a message schedule
     on any subject its publisher may use and, when due, stores the body on the subject the schedule names, which
@@ -75,7 +80,7 @@ def held_to(subject: str, event: S, headers: Mapping[str, str] | None = None) ->
     of_run = subject.startswith((f"{PREFIX}.run.", f"{PREFIX}.feed.run."))
     wrong = not_scheduled_by_engine(headers) or not_as_stored(event, parts[-1], parts[-2] if of_run else None)
     if wrong:
-        raise msgspec.DecodeError(wrong)
+        raise NotAsStored(wrong)
     return event
 
 

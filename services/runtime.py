@@ -30,7 +30,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from events import subjects
-from events.codec import checked_event
+from events.codec import NotAsStored, checked_event
 from events.run import MessageAbandoned, RunEvent
 from services.aggregates import RunRepository
 from services.errors import CommandRejected, EngineUnavailable
@@ -117,6 +117,12 @@ class Consumer:
         meta = msg.metadata
         try:
             event = checked_event(msg.subject, msg.data, msg.headers)   # held to its subject: codec.held_to
+        except NotAsStored as err:
+            # Not an event (a login of a few subjects published it): the fold sets it aside and no run waits for
+            # it, so it is given up without a record, which would have the safety net end the run for its forger.
+            log.warning("%s: dropping a message on %s that is no event: %s", self.name, msg.subject, err)
+            await _quietly(msg.term())
+            return
         except msgspec.DecodeError as err:
             log.error("%s: dropping undecodable message on %s: %s", self.name, msg.subject, err)
             await self._give_up(msg, f"cannot read it: {err}")

@@ -611,6 +611,7 @@ async def test_the_executor_login_runs_steps_but_forges_no_gate_run_or_token_and
         run = await EngineClient(client.nc, admin).run(reply.run_id)
         assert run.steps["deploy"].gate.status == "requested"
         assert "a message schedule on" in run.quarantined[-1].reason
+        assert run.status == "running"      # what was set aside is no one's work: no give-up record ends the run
         shown = subprocess.run([sys.executable, "-m", "ui.cli.main", "events", reply.run_id, "--json"], cwd=ROOT,
                                env={**os.environ, "PLAYBOOK_HOME": str(secured.home), "NATS_URL": secured.url,
                                     "PLAYBOOK_TOKEN": admin}, capture_output=True, text=True, timeout=60)
