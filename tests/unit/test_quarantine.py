@@ -154,3 +154,16 @@ def test_a_retry_naming_a_step_the_playbook_does_not_have_is_quarantined_not_a_f
     s.given(RunRetried(run_id=R, at=at(2), actor="olga", steps=["a", "ghost"]))     # it raised KeyError: 'ghost'
     assert [q.reason for q in s.run.quarantined] == ["the playbook has no step 'ghost'"]
     assert s.run.status == "failed"
+
+
+def test_a_step_is_not_scheduled_by_an_event_before_its_needs_settle() -> None:
+    """pb-executor may write StepScheduled: one for a step whose needs have not settled would run it out of order,
+    and is set aside."""
+    s = Scenario(started(R, [noop("a"), noop("b", depends_on=["a"]), noop("c", depends_on=[])]))
+    s.start()
+    s.given(StepScheduled(run_id=R, at=at(1), step_id="b", attempt=1))
+    assert s.run.steps["b"].status == "pending"
+    assert [q.reason for q in s.run.quarantined] == [
+        "step b needs steps that have not settled: it is scheduled only once they have"]
+    s.run_step("a")
+    assert s.run.steps["b"].status == "scheduled"       # once a succeeded, the decider schedules it

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 from events.run import (
     RollbackCompleted, RollbackFailed, RollbackStarted, RunCancelled, RunCompleted, RunEvent, RunFailed, RunRetried,
-    RunStarted, StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepScheduled, StepStarted,
-    StepSucceeded,
+    RunStarted, StepFailed, StepRollbackFailed, StepRollbackStarted, StepRolledBack, StepStarted, StepSucceeded,
     Unreadable,
 )
 
@@ -41,15 +40,26 @@ def misfit(run: Run, event: RunEvent) -> str | None:
         known = {step.id for step in event.playbook.steps} if event.playbook is not None else run.steps.keys()
         unknown = sorted(set(event.steps) - known)
         return f"the playbook has no step {', '.join(map(repr, unknown))}" if unknown else None
-    if isinstance(event, StepScheduled) and (gated := _ungranted(run, event.step_id)):
-        return (f"step {event.step_id} waits at its approval gate ({gated}): it is scheduled only once the gate is "
-                "granted")
     if step_id is not None:
         return _misfit_step(run.steps[step_id], event)
     if isinstance(event, (RunCompleted, RunFailed, RunCancelled, RollbackCompleted, RollbackFailed)) and run.finished:
         return f"the run is {run.status} already"
     if isinstance(event, (RollbackCompleted, RollbackFailed)) and run.phase != "rollback":
         return "no rollback was started"
+    return None
+
+
+def unschedulable(run: Run, step: StepState) -> str | None:
+    """Why a `StepScheduled` the fold would apply to `step` is none the engine writes, else None: the decider
+    schedules a step only once its needs settled and its gate (if any) was granted; an executor's login, which may
+    schedule a step again (its holder gone before starting it), must not run a step early or past its gate by
+    scheduling it. (A late timer the fold ignores is not asked.)"""
+    if step.status == "scheduled":
+        return None     # scheduled again: a resume, or its holder gone before it started
+    if gated := _ungranted(run, step.id):
+        return f"step {step.id} waits at its approval gate ({gated}): it is scheduled only once the gate is granted"
+    if run.waiting.get(step.id):
+        return f"step {step.id} needs steps that have not settled: it is scheduled only once they have"
     return None
 
 

@@ -20,7 +20,7 @@ from events.run import (
     StepSkipped, StepStarted, StepSucceeded, Unreadable,
 )
 from services.domain.run import readiness
-from services.domain.run.fit import misfit
+from services.domain.run.fit import misfit, unschedulable
 from services.errors import UnknownPlaybook
 
 RunStatus = Literal["new", "running", "paused", "cancelling", "completed", "failed", "cancelled",
@@ -313,15 +313,20 @@ def fold(run_id: str, events: list[tuple[int, RunEvent]]) -> Run:
     return run
 
 
+def _set_aside(run: Run, event: RunEvent, seq: int, reason: str) -> Run:
+    """Quarantine an event that does not fit (services/domain/run/fit.py): kept with why, nothing else changes."""
+    name = event.stored_type if isinstance(event, Unreadable) else type(event).__name__
+    run.quarantined = [*run.quarantined, Quarantined(seq, name, reason, getattr(event, "step_id", None))]
+    return run
+
+
 def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
     """Apply one event in place (the fold is hot: no copies here)."""
     if seq:
         run.version = seq
     run.event_count += 1
     if (reason := misfit(run, event)) is not None:
-        name = event.stored_type if isinstance(event, Unreadable) else type(event).__name__
-        run.quarantined = [*run.quarantined, Quarantined(seq, name, reason, getattr(event, "step_id", None))]
-        return run
+        return _set_aside(run, event, seq, reason)
     match event:
         case StepScheduled(step_id=step_id, attempt=attempt, reason=reason):
             if run.status == "cancelling" or run.finished or run.phase == "rollback":
@@ -330,6 +335,8 @@ def evolve(run: Run, event: RunEvent, seq: int = 0) -> Run:
             if step.status in ("running", "succeeded", "skipped") or attempt < step.attempt.number or (
                     attempt == step.attempt.number and step.status != "scheduled"):
                 return run   # a late timer for an attempt that has moved on (only a resume schedules one again)
+            if (why := unschedulable(run, step)) is not None:
+                return _set_aside(run, event, seq, why)
             was = readiness.mark(run, step)
             step.status, step.reason = "scheduled", reason
             step.attempt.number, step.attempt.scheduled_seq = attempt, seq
