@@ -58,7 +58,7 @@ async def test_a_service_given_a_login_that_may_not_make_the_streams_stops_at_on
     client = nats_login("client", home)
     assert client is not None
     url = secured_url.replace("nats://", f"nats://{client.user}:{client.password}@")
-    process = processes.start("service", ["-m", "services.executor"], service_env(tmp_path, url))
+    process = processes.start("service", ["-m", "services.run"], service_env(tmp_path, url))
     code = await exited(process, timeout=10)
     said = next(processes.logs.glob("service-*.log")).read_text()
     assert code == 4, said
