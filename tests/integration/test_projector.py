@@ -10,7 +10,7 @@ import pytest
 from events import subjects
 from events.codec import encode
 from events.run import RunCompleted, StepScheduled, StepStarted, StepSucceeded
-from projections.projector import Projector
+from projections.projector import SNAPSHOT_EVERY_SECONDS, Projector
 from services.store import EventStore
 from tests.helpers import T0, noop, started
 
@@ -96,3 +96,28 @@ async def test_an_undecodable_message_is_skipped_not_fatal(nc, tmp_path) -> None
     await projector.wait_caught_up(10)
     assert set(projector.views.runs) == {"r0"} and projector.position == 12
     await projector.stop()
+
+
+async def test_a_large_view_is_snapshotted_at_a_pace_its_size_sets(nc, tmp_path) -> None:
+    """Views hold every run kept, so after a week of runs they are hundreds of MB: rewritten whole every 5 s,
+    that was most of a terabyte of disk writes a day, and an event-loop stall (the executor's lease renewals
+    share it) at each one. Snapshots are paced by their size: the bytes written per hour stay bounded."""
+    await EventStore(nc).ensure_stream()
+    snapshot = tmp_path / "views.msgpack"
+    await record_runs(nc, 0, 300)
+    rate = 8 * 1024                                  # bytes a second, on average, small to keep the test small
+    projector = Projector(nc, snapshot, snapshot_rate=rate)
+    await projector.start()
+    await projector.wait_caught_up(30)
+    await projector.stop()                           # a stop saves, whatever the pace
+    size = snapshot.stat().st_size
+    assert size > SNAPSHOT_EVERY_SECONDS * rate      # big enough for the pace to matter
+
+    written, ticks = 0, 120                          # ten minutes of ticks, the views changing before each
+    for tick in range(1, ticks + 1):
+        projector.views.position += 1
+        before = snapshot.stat().st_mtime_ns
+        await projector.save_if_due(now=tick * SNAPSHOT_EVERY_SECONDS)
+        if snapshot.stat().st_mtime_ns != before:
+            written += snapshot.stat().st_size
+    assert 0 < written <= ticks * SNAPSHOT_EVERY_SECONDS * rate + size   # was ticks * size: every tick
