@@ -41,6 +41,11 @@ from services.tasks import stop
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY_SECONDS = 5.0
+# Bytes of snapshot written a second, on average: the views hold every run kept, so a week of runs makes them
+# hundreds of MB, and rewriting that every 5 s was most of a terabyte of disk writes a day and a stall of the
+# event loop (shared with the services under `playbook up`) each time. A large view is saved less often; a
+# restart then reads a little more of the stream.
+SNAPSHOT_BYTES_PER_SECOND = 256 * 1024
 RETRY_SECONDS = 1.0
 RECENT_CHANGES = 10_000       # run-list changes kept for SSE clients that reconnect
 
@@ -70,8 +75,9 @@ Listener = Callable[[Change], None]
 
 
 class Projector:
-    def __init__(self, nc: NATS, snapshot: Path | None = None, stream: str = subjects.RUNS_STREAM) -> None:
-        self.nc, self.stream, self.snapshot = nc, stream, snapshot
+    def __init__(self, nc: NATS, snapshot: Path | None = None, stream: str = subjects.RUNS_STREAM,
+                 snapshot_rate: float = SNAPSHOT_BYTES_PER_SECOND) -> None:
+        self.nc, self.stream, self.snapshot, self.snapshot_rate = nc, stream, snapshot, snapshot_rate
         self.views = Views()
         self.applied = 0                  # events applied since this process started (or rebuilt)
         self.pending = 0                  # events stored but not yet applied, as last reported
@@ -83,6 +89,8 @@ class Projector:
         self.rebuilds = 0                 # rebuilds done since this process started: joined askers share one
         self._caught_up = asyncio.Event()
         self._saved_position = 0
+        self._saved_at: float | None = None    # monotonic time of the last snapshot, and its size
+        self._saved_size = 0
         self._complete_after = 0          # every run-list change after this position is in `recent`
         self._settled: Metrics | None = None   # the metrics before a rebuild, reported until it has caught up
 
@@ -219,8 +227,8 @@ class Projector:
         try:
             await self._mark_caught_up_if_idle()
             while True:
-                await asyncio.sleep(SNAPSHOT_EVERY_SECONDS)    # the pace of snapshots
-                await self._save()
+                await asyncio.sleep(SNAPSHOT_EVERY_SECONDS)
+                await self.save_if_due(time.monotonic())
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -272,19 +280,27 @@ class Projector:
         if self.snapshot is None or not self.snapshot.exists():
             return Views()
         try:
-            views = msgspec.msgpack.decode(await asyncio.to_thread(self.snapshot.read_bytes), type=Views)
+            data = await asyncio.to_thread(self.snapshot.read_bytes)
+            views = msgspec.msgpack.decode(data, type=Views)
         except (OSError, msgspec.DecodeError, msgspec.ValidationError) as err:
             log.warning("projector: snapshot %s unreadable (%s); rebuilding from the first event", self.snapshot, err)
             return Views()
-        self._saved_position = views.position
+        self._saved_position, self._saved_size = views.position, len(data)
         log.info("projector: resuming from position %d (%d runs)", views.position, len(views.runs))
         return views
+
+    async def save_if_due(self, now: float) -> None:
+        """Save unless the last snapshot is too recent for its size (`now`: monotonic seconds)."""
+        pause = max(SNAPSHOT_EVERY_SECONDS, self._saved_size / self.snapshot_rate)
+        if self._saved_at is None or now - self._saved_at >= pause:
+            await self._save()
+            self._saved_at = now
 
     async def _save(self) -> None:
         if self.snapshot is None or self.views.position == self._saved_position:
             return
         data = msgspec.msgpack.encode(self.views)
-        self._saved_position = self.views.position
+        self._saved_position, self._saved_size = self.views.position, len(data)
         await asyncio.to_thread(_write_atomically, self.snapshot, data)
 
 

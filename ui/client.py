@@ -7,10 +7,12 @@ login may create.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
+import heapq
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import msgspec
@@ -172,11 +174,28 @@ class EngineClient:
         return result
 
     async def list_runs(self) -> list[run_list.RunSummary]:
+        """Every run's summary, as stored when asked. Each kind of event is read by a consumer of its own, and
+        the kinds merged in stream order: JetStream serves one consumer of several wildcard filters at a pace that
+        falls as the stream holds more subjects (in a soak, 2,000 runs took 80 s to list this way; 2 s by kind)."""
+        end, _ = await self.store.last_position(f"{subjects.PREFIX}.run.>")   # each kind read up to the same event
+        kinds = await asyncio.gather(*(self._stored([subjects.events_of_type(t.__name__)], end)
+                                       for t in run_list.LIST_EVENTS))
         runs: dict[str, run_list.RunSummary] = {}
-        filters = [subjects.events_of_type(t.__name__) for t in run_list.LIST_EVENTS]
-        async for event in self._read_all(filters):
+        for _, event in heapq.merge(*kinds, key=lambda stored: stored[0]):
             run_list.apply(runs, event)
         return sorted(runs.values(), key=lambda r: r.started_at)
+
+    async def _stored(self, filters: list[str], end: int) -> list[tuple[int, RunEvent]]:
+        """Every event on these subjects stored up to sequence `end`, with its sequence, in order."""
+        found = []
+        async with contextlib.aclosing(self._reading(filters, follow=False)) as reading:
+            async for msg in reading:
+                seq = msg.metadata.sequence.stream
+                if seq > end:
+                    break
+                with contextlib.suppress(msgspec.DecodeError):
+                    found.append((seq, decode_event(msg.data)))
+        return found
 
     async def _read_all(self, filters: list[str]) -> AsyncIterator[RunEvent]:
         """Every stored event on these subjects, once."""
@@ -186,7 +205,7 @@ class EngineClient:
             except msgspec.DecodeError:
                 continue
 
-    async def _reading(self, filters: list[str], *, follow: bool, after: int = 0) -> AsyncIterator[Msg]:
+    async def _reading(self, filters: list[str], *, follow: bool, after: int = 0) -> AsyncGenerator[Msg]:
         """Stored messages on these subjects from the first (after stream sequence `after`), then (`follow`) live
         ones, through a pull consumer this client names. If the server loses it (a restart), it is made again after
         the last message read."""

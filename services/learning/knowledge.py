@@ -31,7 +31,7 @@ from services.learning.facts import (
 from services.learning.stats import (
     CorrelationStats, PlaybookStats, StepStats, TargetStats, fold_correlations, fold_playbook, fold_step, fold_target,
 )
-from services.learning.storage import NAMESPACE, ExplicitEnv
+from services.learning.storage import NAMESPACE, ExplicitEnv, forget
 from services.domain.breaker import TARGET_FAILURES
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,11 @@ class Knowledge(ExplicitEnv, EventSourcedProjection):
             due = [aggregate for aggregate, before in self._batch.values()
                    if aggregate.version // SNAPSHOT_EVERY > before // SNAPSHOT_EVERY]
             if due and self.snapshots is not None:
-                self.snapshots.put([type(aggregate).Snapshot.take(aggregate) for aggregate in due])
+                taken = [type(aggregate).Snapshot.take(aggregate) for aggregate in due]
+                self.snapshots.put(taken)
+                upto = [(snapshot.originator_id, snapshot.originator_version) for snapshot in taken]
+                forget(self.recorder, upto, including=True)              # loading starts from the snapshot
+                forget(self.snapshots.recorder, upto, including=False)   # and only the latest is read
         finally:
             self._batch, self._fresh = {}, set()
 

@@ -9,6 +9,7 @@ its name. Settings come from the config object only, never from the process envi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,23 @@ from services.learning.config import LearningConfig
 
 NAMESPACE = uuid.UUID("6f1c2a4e-3b9d-4f57-9a0e-52c1d3b7e8a1")
 INDEX = "pb_learning"
+
+
+def forget(recorder: Any, upto: Sequence[tuple[uuid.UUID, int]], *, including: bool) -> None:
+    """Delete each aggregate's records up to a version (that version too when `including`) from a recorder's
+    table. What a snapshot holds need not stay beside it: the store is then the size of what is known, not of
+    every batch ever learned (eventsourcing has no delete of its own, so it is said here per backend)."""
+    datastore, table, below = recorder.datastore, recorder.events_table_name, "<=" if including else "<"
+    if type(datastore).__module__ == "eventsourcing.sqlite":
+        with datastore.transaction(commit=True) as cursor:
+            cursor.executemany(f"DELETE FROM {table} WHERE originator_id = ? AND originator_version {below} ?",
+                               [(originator.hex, version) for originator, version in upto])
+        return
+    from psycopg.sql import SQL, Identifier
+    statement = SQL("DELETE FROM {}.{} WHERE originator_id = %s AND originator_version " + below + " %s").format(
+        Identifier(datastore.schema), Identifier(table))
+    with datastore.transaction(commit=True) as cursor:
+        cursor.executemany(statement, list(upto))
 
 
 class LearningStoreError(PlaybookError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -320,8 +321,10 @@ async def test_numbers_out_of_range_are_refused_and_the_ranges_are_in_the_schema
             assert "greater than or equal" in said or "less than or equal" in said, (tool, said)
 
 
-async def test_over_http_each_request_acts_as_its_own_bearer_token(engine, cast, settings) -> None:
-    """The door `playbook up` opens with PLAYBOOK_MCP_PORT (the `mcp` line of DOORS), as `playbook mcp --http`."""
+async def test_over_http_each_request_acts_as_its_own_bearer_token(engine, cast, settings, caplog) -> None:
+    """The door `playbook up` opens with PLAYBOOK_MCP_PORT (the `mcp` line of DOORS), as `playbook mcp --http`.
+    It logs no line per request: an agent polling every few seconds wrote tens of thousands a day into `up`'s log."""
+    caplog.set_level(logging.INFO)
     stop, opened = asyncio.Event(), asyncio.Future[str]()
 
     async def ready(running: Running) -> None:
@@ -340,6 +343,8 @@ async def test_over_http_each_request_acts_as_its_own_bearer_token(engine, cast,
             assert (await call(vera, "list_active_executions"))["runs"] == []
             assert "vera may not start" in await refused(vera, "execute_playbook_advanced", playbook_yaml=GATED)
             assert "only over stdio" in await refused(vera, "validate_playbook_advanced", playbook_file="/etc/passwd")
+        chatter = [r.getMessage() for r in caplog.records if r.name.startswith("mcp.") and r.levelno < logging.WARNING]
+        assert chatter == []
     finally:
         stop.set()
         await asyncio.wait_for(serving, 15)

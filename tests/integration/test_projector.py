@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import timedelta
 
 import msgspec
@@ -9,10 +10,12 @@ import pytest
 
 from events import subjects
 from events.codec import encode
-from events.run import RunCompleted, StepScheduled, StepStarted, StepSucceeded
-from projections.projector import Projector
+from events.run import RunCompleted, RunPaused, StepScheduled, StepStarted, StepSucceeded
+from projections.projector import SNAPSHOT_EVERY_SECONDS, Projector
+from projections.run_list import as_dict
 from services.store import EventStore
 from tests.helpers import T0, noop, started
+from ui.client import EngineClient
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +99,61 @@ async def test_an_undecodable_message_is_skipped_not_fatal(nc, tmp_path) -> None
     await projector.wait_caught_up(10)
     assert set(projector.views.runs) == {"r0"} and projector.position == 12
     await projector.stop()
+
+
+async def test_a_large_view_is_snapshotted_at_a_pace_its_size_sets(nc, tmp_path) -> None:
+    """Views hold every run kept, so after a week of runs they are hundreds of MB: rewritten whole every 5 s,
+    that was most of a terabyte of disk writes a day, and an event-loop stall (the executor's lease renewals
+    share it) at each one. Snapshots are paced by their size: the bytes written per hour stay bounded."""
+    await EventStore(nc).ensure_stream()
+    snapshot = tmp_path / "views.msgpack"
+    await record_runs(nc, 0, 300)
+    rate = 8 * 1024                                  # bytes a second, on average, small to keep the test small
+    projector = Projector(nc, snapshot, snapshot_rate=rate)
+    await projector.start()
+    await projector.wait_caught_up(30)
+    await projector.stop()                           # a stop saves, whatever the pace
+    size = snapshot.stat().st_size
+    assert size > SNAPSHOT_EVERY_SECONDS * rate      # big enough for the pace to matter
+
+    written, ticks = 0, 120                          # ten minutes of ticks, the views changing before each
+    for tick in range(1, ticks + 1):
+        projector.views.position += 1
+        before = snapshot.stat().st_mtime_ns
+        await projector.save_if_due(now=tick * SNAPSHOT_EVERY_SECONDS)
+        if snapshot.stat().st_mtime_ns != before:
+            written += snapshot.stat().st_size
+    assert 0 < written <= ticks * SNAPSHOT_EVERY_SECONDS * rate + size   # was ticks * size: every tick
+
+
+async def test_a_clients_run_list_agrees_with_the_projector_at_the_pace_of_a_one_filter_read(nc) -> None:
+    """`playbook list` (and MCP's list of runs) read the list's events through one consumer of 15 filters, which
+    JetStream serves at a pace that falls as the stream holds more subjects: in a soak, 2,000 runs took 80 s to
+    list, against 2 s for the same events read by one filter per kind. The list is the projector's, as fast."""
+    await EventStore(nc).ensure_stream()
+    js, playbook = nc.jetstream(), [noop("a"), noop("b"), noop("c")]
+    for first in range(0, 1250, 250):               # 1,250 runs of 3 steps: their events between those listed
+        events = [e for n in range(first, first + 250) for e in (
+            started(f"r{n}", playbook),
+            *(e for step in "abc" for e in (
+                StepScheduled(run_id=f"r{n}", at=T0, step_id=step, attempt=1),
+                StepStarted(run_id=f"r{n}", at=T0, step_id=step, attempt=1, executor="x"),
+                StepSucceeded(run_id=f"r{n}", at=T0, step_id=step, attempt=1, duration_ms=1.0))),
+            RunCompleted(run_id=f"r{n}", at=T0))]
+        await asyncio.gather(*(js.publish(subjects.run_event(e.run_id, type(e).__name__), encode(e)) for e in events))
+    paused = [RunPaused(run_id=f"r{n}", at=T0, actor="ops") for n in range(0, 1250, 3)]   # order across kinds
+    await asyncio.gather(*(js.publish(subjects.run_event(e.run_id, "RunPaused"), encode(e)) for e in paused))
+    projector = Projector(nc)
+    await projector.start()
+    await projector.wait_caught_up(30)
+    client = EngineClient(nc)
+
+    began = time.perf_counter()
+    listed = await client.list_runs()
+    took = time.perf_counter() - began
+    assert {r.run_id: as_dict(r) for r in listed} == {k: as_dict(r) for k, r in projector.views.runs.items()}
+    began = time.perf_counter()
+    assert len([e async for e in client._read_all([subjects.events_of_type("RunStarted")])]) == 1250
+    one_kind = time.perf_counter() - began               # about half of what the list reads, by one filter
+    await projector.stop()
+    assert took < 5 * one_kind + 1.0, (took, one_kind)    # was 24 times it here (2,000 runs: 26 times, 16 s)

@@ -10,9 +10,11 @@ from eventsourcing.persistence import IntegrityError
 from services.learning.config import LearningConfig
 from services.learning.facts import AttemptPassed, RunBegan
 from services.learning import knowledge as knowledge_module
-from services.learning.knowledge import SNAPSHOT_EVERY, Batch, Knowledge, PositionConflict, StepProfile
+from services.learning.knowledge import SNAPSHOT_EVERY, Batch, Cursor, Knowledge, PositionConflict, StepProfile
 from services.learning.storage import Storage
 from tests.helpers import at
+from tests.learning import learning_config  # noqa: F401 - fixture
+from tests.postgres import postgres_cluster, postgres_url  # noqa: F401 - fixtures
 
 
 def open_knowledge(directory: Path) -> Knowledge:
@@ -76,3 +78,27 @@ def test_the_room_made_depends_on_the_facts_not_on_how_they_were_batched(tmp_pat
         listed.append((list(catalog.playbooks), catalog.sent(), catalog.evictions()))
         knowledge.close()
     assert listed[0] == listed[1] == listed[2] == (["e", "a"], {"e": "mallory", "a": "mallory"}, {"texts": 6})
+
+
+
+def test_what_a_snapshot_holds_is_not_kept_besides_so_the_store_does_not_grow_with_every_batch(
+        learning_config: LearningConfig) -> None:
+    """A week of runs is a million batches: their events stayed in the store for good beside the snapshots that
+    hold them, so it grew with every run learned (1.7 KB a run) though it knows a bounded number of profiles."""
+    storage = Storage(learning_config)
+    name = storage.generation_name("g1")
+    knowledge = Knowledge(name, storage.settings(name))
+    for n in range(SNAPSHOT_EVERY * 6):
+        knowledge.learn(batch(n * 10, n * 10 + 10))
+    learned = msgspec.json.encode(knowledge.read(StepProfile, "deploy", "", "s"))
+    for aggregate in (Cursor.create_id(), StepProfile.create_id("deploy", "", "s")):     # 300 versions each
+        assert len(knowledge.recorder.select_events(aggregate)) <= SNAPSHOT_EVERY      # were all 300
+        assert len(knowledge.snapshots.recorder.select_events(aggregate)) == 1         # the latest: were 6
+    knowledge.close()
+    again = Knowledge(name, storage.settings(name))
+    assert msgspec.json.encode(again.read(StepProfile, "deploy", "", "s")) == learned
+    assert (again.position(), passes(again)) == (SNAPSHOT_EVERY * 60, SNAPSHOT_EVERY * 6)
+    again.learn(batch(SNAPSHOT_EVERY * 60, SNAPSHOT_EVERY * 60 + 10))   # and it learns on from there
+    assert passes(again) == SNAPSHOT_EVERY * 6 + 1
+    again.close()
+    storage.close()

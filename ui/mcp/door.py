@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import uvicorn
 from nats.aio.client import Client as NATS
@@ -27,6 +28,10 @@ class HttpDoor:
     """The MCP server on streamable HTTP, each request acting as its own bearer token."""
 
     def __init__(self, nc: NATS, host: str, port: int) -> None:
+        # The SDK logs at INFO once per request ("Terminating session: None", a refused tool call): an agent
+        # polling every few seconds wrote tens of thousands of lines a day into `up`'s log. Refusals are
+        # recorded in the audit already; its warnings and errors still show.
+        logging.getLogger("mcp").setLevel(logging.WARNING)
         app = build_server(EngineClient(nc, door="mcp"), per_request=True).streamable_http_app(
             streamable_http_path=MCP_PATH, host=host, stateless_http=True)
         self.nc = nc
