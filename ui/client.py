@@ -194,16 +194,8 @@ class EngineClient:
                 if seq > end:
                     break
                 with contextlib.suppress(msgspec.DecodeError):
-                    found.append((seq, decode_event(msg.data)))
+                    found.append((seq, checked_event(msg.subject, msg.data, msg.headers)))
         return found
-
-    async def _read_all(self, filters: list[str]) -> AsyncIterator[RunEvent]:
-        """Every stored event on these subjects, once."""
-        async for msg in self._reading(filters, follow=False):
-            try:
-                yield checked_event(msg.subject, msg.data, msg.headers)
-            except msgspec.DecodeError:
-                continue
 
     async def _reading(self, filters: list[str], *, follow: bool, after: int = 0) -> AsyncGenerator[Msg]:
         """Stored messages on these subjects from the first (after stream sequence `after`), then (`follow`) live

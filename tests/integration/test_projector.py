@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 
 import msgspec
@@ -126,34 +125,26 @@ async def test_a_large_view_is_snapshotted_at_a_pace_its_size_sets(nc, tmp_path)
     assert 0 < written <= ticks * SNAPSHOT_EVERY_SECONDS * rate + size   # was ticks * size: every tick
 
 
-async def test_a_clients_run_list_agrees_with_the_projector_at_the_pace_of_a_one_filter_read(nc) -> None:
-    """`playbook list` (and MCP's list of runs) read the list's events through one consumer of 15 filters, which
-    JetStream serves at a pace that falls as the stream holds more subjects: in a soak, 2,000 runs took 80 s to
-    list, against 2 s for the same events read by one filter per kind. The list is the projector's, as fast."""
+async def test_a_clients_run_list_read_kind_by_kind_agrees_with_the_projector(nc) -> None:
+    """`playbook list` (and MCP's list of runs) reads each kind of the list's events by a consumer of its own
+    (one consumer of 15 filters was served ever slower as the stream held more subjects: 80 s for 2,000 runs),
+    merged in stream order: the list is the projector's, kinds that interleave included."""
     await EventStore(nc).ensure_stream()
     js, playbook = nc.jetstream(), [noop("a"), noop("b"), noop("c")]
-    for first in range(0, 1250, 250):               # 1,250 runs of 3 steps: their events between those listed
-        events = [e for n in range(first, first + 250) for e in (
-            started(f"r{n}", playbook),
-            *(e for step in "abc" for e in (
-                StepScheduled(run_id=f"r{n}", at=T0, step_id=step, attempt=1),
-                StepStarted(run_id=f"r{n}", at=T0, step_id=step, attempt=1, executor="x"),
-                StepSucceeded(run_id=f"r{n}", at=T0, step_id=step, attempt=1, duration_ms=1.0))),
-            RunCompleted(run_id=f"r{n}", at=T0))]
-        await asyncio.gather(*(js.publish(subjects.run_event(e.run_id, type(e).__name__), encode(e)) for e in events))
-    paused = [RunPaused(run_id=f"r{n}", at=T0, actor="ops") for n in range(0, 1250, 3)]   # order across kinds
-    await asyncio.gather(*(js.publish(subjects.run_event(e.run_id, "RunPaused"), encode(e)) for e in paused))
+    events = [e for n in range(200) for e in (
+        started(f"r{n}", playbook),
+        *(e for step in "abc" for e in (
+            StepScheduled(run_id=f"r{n}", at=T0, step_id=step, attempt=1),
+            StepStarted(run_id=f"r{n}", at=T0, step_id=step, attempt=1, executor="x"),
+            StepSucceeded(run_id=f"r{n}", at=T0, step_id=step, attempt=1, duration_ms=1.0))),
+        *([RunPaused(run_id=f"r{n}", at=T0, actor="ops")] if n % 3 == 0 else []),
+        RunCompleted(run_id=f"r{n}", at=T0))]
+    for event in events:            # one by one: the stream's order is the list's
+        await js.publish(subjects.run_event(event.run_id, type(event).__name__), encode(event))
     projector = Projector(nc)
     await projector.start()
     await projector.wait_caught_up(30)
-    client = EngineClient(nc)
-
-    began = time.perf_counter()
-    listed = await client.list_runs()
-    took = time.perf_counter() - began
-    assert {r.run_id: as_dict(r) for r in listed} == {k: as_dict(r) for k, r in projector.views.runs.items()}
-    began = time.perf_counter()
-    assert len([e async for e in client._read_all([subjects.events_of_type("RunStarted")])]) == 1250
-    one_kind = time.perf_counter() - began               # about half of what the list reads, by one filter
+    listed = await EngineClient(nc).list_runs()
     await projector.stop()
-    assert took < 5 * one_kind + 1.0, (took, one_kind)    # was 24 times it here (2,000 runs: 26 times, 16 s)
+    assert len(listed) == 200
+    assert {r.run_id: as_dict(r) for r in listed} == {k: as_dict(r) for k, r in projector.views.runs.items()}
