@@ -32,6 +32,7 @@ from services.approval.service import ApprovalService
 from services.catalog import Catalog
 from services.directory import Directory
 from services.errors import EngineUnavailable
+from services.executor.leftovers import sweep, this_process
 from services.executor.processes import ProcessRules
 from services.executor.remediation import Remediation
 from services.executor.service import Executor
@@ -149,6 +150,8 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     build_decoders()     # now, not on the loop when the first run's events come
     directory = Directory(settings.directory_path)
     directory.check()
+    if "executor" in which:     # what a dead engine left on this machine is killed now, not once NATS and streams are
+        await asyncio.to_thread(sweep, this_process())      # there (an executor alone waits for both)
     forbidden: asyncio.Future[str] = loop.create_future()
     login = login_of(which, settings.nats_url)
     nc = await _unless_stopped(settings.connect(f"playbook-{'+'.join(which) or 'doors'}", login, on_closed=on_closed,
