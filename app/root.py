@@ -150,8 +150,8 @@ async def serve(settings: Settings, services: Iterable[str] = ALL_SERVICES, door
     build_decoders()     # now, not on the loop when the first run's events come
     directory = Directory(settings.directory_path)
     directory.check()
-    if "executor" in which:     # what a dead engine left on this machine is killed now, not once NATS and streams are
-        await asyncio.to_thread(sweep, this_process())      # there (an executor alone waits for both)
+    if "executor" in which:     # what a dead engine left on this machine is killed now, once, not after the waits
+        await asyncio.to_thread(sweep, this_process())      # for NATS and streams (an executor alone waits for both)
     forbidden: asyncio.Future[str] = loop.create_future()
     login = login_of(which, settings.nats_url)
     nc = await _unless_stopped(settings.connect(f"playbook-{'+'.join(which) or 'doors'}", login, on_closed=on_closed,

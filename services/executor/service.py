@@ -7,9 +7,9 @@ while the attempt runs and stops the attempt if it cannot (`holding`); any execu
 sees a lease lapse takes it over and records the attempt interrupted, so the step runs
 again (`takeover`). The outcome, and whatever it makes ready next, is appended in one
 decision, capped to fit the store. Every process a step starts dies with this process
-(`guardian`), and a starting executor kills what dead ones left on this machine
-(`leftovers`). Cancel requests reach in-flight attempts through a live subscription.
-docs/execution.md states the guarantee.
+(`guardian`), and a process starting an executor kills what dead ones left on this machine
+(`leftovers`, from `app.root.serve`, before it waits for NATS). Cancel requests reach in-flight
+attempts through a live subscription. docs/execution.md states the guarantee.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from services.domain.run.state import Run
 from services.errors import EngineUnavailable, TooLarge
 from services.executor.actions import close_http_session
 from services.executor.holding import Holding, Keeper
-from services.executor.leftovers import sweep, this_process
+from services.executor.leftovers import this_process
 from services.executor.processes import GUARDIAN
 from services.executor.scope import redacted
 from services.executor.takeover import Takeover
@@ -103,7 +103,6 @@ class Executor:
     async def start(self) -> None:
         if self.advancing:      # the engine's login: it may make the stream (the engine's set-up made it already)
             await self.leases.ensure_stream(self.replicas)
-        await asyncio.to_thread(sweep, self.me)
         self.keeper.start()
         self._cancel_sub = await named_jetstream(self.nc).subscribe(
             subjects.events_of_type("RunCancelRequested"), ordered_consumer=True,
