@@ -101,7 +101,7 @@ async def test_an_agent_starts_a_gated_run_hears_its_progress_and_the_approver_l
     assert status["status"] == "completed" and [s["status"] for s in status["steps"]] == ["succeeded"] * 2
 
 
-async def test_who_may_not_gets_the_engines_sentence(engine, cast) -> None:
+async def test_who_may_not_gets_the_engines_sentence(engine, cast, caplog) -> None:
     run_id = (await cast["alice"].send(StartRun(playbook=GATED))).run_id
     async for _, event in engine.follow(run_id):
         if isinstance(event, ApprovalRequested):
@@ -124,6 +124,9 @@ async def test_who_may_not_gets_the_engines_sentence(engine, cast) -> None:
             assert "otto may not read run" in await refused(otto, tool, run_id=run_id, **args)
         assert "otto may not read" in await refused(otto, "get_execution_status", run_id=run_id)
         assert (await call(otto, "list_active_executions"))["runs"] == []
+    # A refused read is recorded nowhere else (PB_ACCESS is the engine's and a web server's): the log says it.
+    logged = [r.getMessage() for r in caplog.records if r.name == "ui.mcp.access" and r.levelno == logging.WARNING]
+    assert any(f"otto refused a read of {run_id}" in line for line in logged), logged
 
 
 async def test_an_operator_pauses_resumes_and_cancels_with_a_reason(engine, cast) -> None:

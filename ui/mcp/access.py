@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from services.identity.principal import Principal
 from services.read import Run
 from ui.client import EngineClient
 from ui.identity_client import IdentityClient
+
+log = logging.getLogger(__name__)
 
 Handler = TypeVar("Handler", bound=Callable[..., Awaitable[Any]])
 Result = TypeVar("Result")
@@ -90,6 +93,9 @@ class Access:
         principal = await self.principal(caller)
         decision = authorize(principal, "read", Resource(playbook=playbook, environment=environment, run_id=run_id))
         if not decision.allowed:
+            # Not in PB_ACCESS (only the engine and a web server write there): the log is its record.
+            log.warning("mcp: %s refused a read of %s: %s", principal.name,
+                        run_id or f"{playbook or '*'} in {environment or '*'}", decision.reason)
             raise Refused(decision.reason, "forbidden")
         return principal
 

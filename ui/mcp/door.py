@@ -29,8 +29,8 @@ class HttpDoor:
 
     def __init__(self, nc: NATS, host: str, port: int) -> None:
         # The SDK logs at INFO once per request ("Terminating session: None", a refused tool call): an agent
-        # polling every few seconds wrote tens of thousands of lines a day into `up`'s log. Refusals are
-        # recorded in the audit already; its warnings and errors still show.
+        # polling every few seconds wrote tens of thousands of lines a day into `up`'s log. Its warnings and errors
+        # still show; a refused command is in the audit, a refused read logged by our access check.
         logging.getLogger("mcp").setLevel(logging.WARNING)
         app = build_server(EngineClient(nc, door="mcp"), per_request=True).streamable_http_app(
             streamable_http_path=MCP_PATH, host=host, stateless_http=True)
